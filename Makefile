@@ -1,0 +1,52 @@
+# hitless: every target installs what it needs on a fresh Debian 12 machine (as root),
+# and is quick when everything is already there.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DEB_PACKAGES := openvswitch-switch openvswitch-common iproute2 ethtool iputils-ping \
+                iperf3 procps
+STAMP_DEB  := $(VENV)/.deb-installed
+STAMP_VENV := $(VENV)/.venv-installed
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+setup: $(STAMP_DEB) $(STAMP_VENV)
+
+$(STAMP_DEB): Makefile
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: run as root to install$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP_VENV): pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check hitless tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy hitless
+
+unit: setup
+	$(VENV)/bin/pytest -q -m "not netns"
+
+test: setup lint typecheck
+	$(VENV)/bin/pytest -q
+
+demo: setup
+	$(VENV)/bin/hitless impact --demo
+
+bench: setup
+	$(PY) bench/datapath.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

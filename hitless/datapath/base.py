@@ -1,0 +1,148 @@
+"""The datapath interface every provider implements (dummy, netdev, later ebpf).
+
+A datapath forwards packets by megaflows (``Match`` + actions) without asking anyone.
+A packet that matches no flow becomes an ``Upcall`` queued for the daemon, which
+translates it, installs a megaflow with ``flow_put`` and sends the packet on with
+``execute``. Installed megaflows never overlap (translation guarantees it), so lookup
+order does not matter.
+
+Time: ``used`` timestamps are ``time.monotonic()`` seconds (CLOCK_MONOTONIC is shared
+by all processes on the machine, so they stay meaningful across a handoff). The dummy
+datapath takes a clock function so tests are deterministic.
+
+Handoff: ``export_handles`` returns everything a new process needs to adopt the
+datapath (a msgspec-serialisable state and a list of file descriptors to pass with
+SCM_RIGHTS); ``adopt`` is its inverse. Flows are adopted, never flushed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hitless.datapath.actions import Action
+from hitless.packet.flow import Match
+
+
+class DatapathError(Exception):
+    """A datapath operation failed for a reason the caller should report (e.g. the
+    device does not exist). The message is written for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upcall:
+    """A packet that missed the flow table (or hit an explicit userspace action)."""
+
+    in_port: int
+    packet: bytes
+    key: bytes
+    reason: str = "miss"  # "miss" | "action"
+    userdata: bytes = b""
+
+
+@dataclass(slots=True)
+class FlowStats:
+    packets: int = 0
+    bytes: int = 0
+    used: float = 0.0  # monotonic seconds of the last hit, 0 = never
+    tcp_flags: int = 0
+
+
+@dataclass(slots=True)
+class DpFlow:
+    match: Match
+    actions: tuple[Action, ...]
+    stats: FlowStats = field(default_factory=FlowStats)
+    created: float = 0.0
+
+
+@dataclass(slots=True)
+class PortStats:
+    rx_packets: int = 0
+    rx_bytes: int = 0
+    tx_packets: int = 0
+    tx_bytes: int = 0
+    rx_dropped: int = 0
+    tx_dropped: int = 0
+
+
+@dataclass(slots=True)
+class DpPort:
+    port_no: int
+    name: str
+    type: str = "system"  # "system" | "internal"
+    link_up: bool = True
+    mac: bytes = b"\0" * 6
+    stats: PortStats = field(default_factory=PortStats)
+
+
+class Datapath(ABC):
+    """One datapath instance per bridge."""
+
+    type: ClassVar[str]
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    # Ports -------------------------------------------------------------------
+    @abstractmethod
+    def port_add(self, name: str, port_no: int | None = None, type: str = "system") -> int:
+        """Attach a device; returns its port number. Raises DatapathError if the device
+        cannot be used (the message is suitable for Interface.error)."""
+
+    @abstractmethod
+    def port_del(self, port_no: int) -> None: ...
+
+    @abstractmethod
+    def ports(self) -> dict[int, DpPort]: ...
+
+    # Flows -------------------------------------------------------------------
+    @abstractmethod
+    def flow_put(self, match: Match, actions: tuple[Action, ...], reset_stats: bool = False) -> None:
+        """Install or modify (same match) a megaflow."""
+
+    @abstractmethod
+    def flow_del(self, match: Match) -> DpFlow | None:
+        """Remove a megaflow; returns it with its final stats (None if absent)."""
+
+    @abstractmethod
+    def flow_get(self, match: Match) -> DpFlow | None: ...
+
+    @abstractmethod
+    def flow_dump(self) -> Iterable[DpFlow]: ...
+
+    def flow_flush(self) -> None:
+        for f in list(self.flow_dump()):
+            self.flow_del(f.match)
+
+    # Packets -----------------------------------------------------------------
+    @abstractmethod
+    def execute(self, packet: bytes, in_port: int, actions: tuple[Action, ...]) -> None:
+        """Apply actions to a packet (as if it arrived on in_port)."""
+
+    @abstractmethod
+    def recv_upcalls(self, max_count: int = 64) -> list[Upcall]: ...
+
+    # Event loop integration ----------------------------------------------------
+    def run(self) -> None:
+        """Do the forwarding work available now (poll-loop providers)."""
+
+    def wait(self, poller: Any) -> None:
+        """Register with an ovs.poller.Poller what should wake the loop."""
+
+    def close(self) -> None:
+        """Release everything; does not touch devices it does not own."""
+
+    # Handoff -------------------------------------------------------------------
+    def export_handles(self) -> tuple[dict[str, Any], list[int]]:
+        """(state, fds) a new process needs to adopt this datapath unchanged."""
+        raise NotImplementedError(f"{self.type} datapath cannot be handed over")
+
+    @classmethod
+    def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> Datapath:
+        raise NotImplementedError(f"{cls.type} datapath cannot be adopted")
+
+
+Clock = Callable[[], float]

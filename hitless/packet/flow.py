@@ -1,0 +1,420 @@
+"""The canonical flow key: a fixed-layout byte string every layer shares.
+
+A flow key holds every header field the switch can match on, at fixed offsets, so that
+a megaflow is simply ``(key & mask)`` and a datapath lookup is one big-integer AND and a
+dict lookup per mask ("tuple space search"). Fields that do not apply to a packet are
+zero. Layout (offsets in bytes, all values big-endian, like the wire):
+
+==========  ======  ====  =====================================================
+field       offset  size  meaning
+==========  ======  ====  =====================================================
+in_port          0     4  datapath port number the packet arrived on
+eth_dst          4     6
+eth_src         10     6
+eth_type        16     2  the inner EtherType (after any 802.1Q tag)
+vlan_tci        18     2  0 = untagged; else VLAN_PRESENT | PCP<<13 | VID
+ipv4_src        20     4  also ARP sender protocol address
+ipv4_dst        24     4  also ARP target protocol address
+ipv6_src        28    16
+ipv6_dst        44    16
+ipv6_label      60     4  flow label (20 bits)
+ip_proto        64     1  also the ARP opcode (low byte), as Open vSwitch does
+ip_tos          65     1  DSCP and ECN
+ip_ttl          66     1  TTL / hop limit
+ip_frag         67     1  FRAG_ANY | FRAG_LATER
+tp_src          68     2  TCP/UDP/SCTP source port; ICMP type
+tp_dst          70     2  TCP/UDP/SCTP destination port; ICMP code
+tcp_flags       72     2
+arp_sha         74     6  also ND source link-layer address
+arp_tha         80     6  also ND target link-layer address
+nd_target       86    16
+==========  ======  ====  =====================================================
+
+The layout mirrors the packet where it can (eth_dst, eth_src, eth_type are in wire
+order) so the parser copies slices instead of decoding fields.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+FIELDS: dict[str, tuple[int, int]] = {
+    "in_port": (0, 4),
+    "eth_dst": (4, 6),
+    "eth_src": (10, 6),
+    "eth_type": (16, 2),
+    "vlan_tci": (18, 2),
+    "ipv4_src": (20, 4),
+    "ipv4_dst": (24, 4),
+    "ipv6_src": (28, 16),
+    "ipv6_dst": (44, 16),
+    "ipv6_label": (60, 4),
+    "ip_proto": (64, 1),
+    "ip_tos": (65, 1),
+    "ip_ttl": (66, 1),
+    "ip_frag": (67, 1),
+    "tp_src": (68, 2),
+    "tp_dst": (70, 2),
+    "tcp_flags": (72, 2),
+    "arp_sha": (74, 6),
+    "arp_tha": (80, 6),
+    "nd_target": (86, 16),
+}
+KEY_LEN = 102
+
+VLAN_PRESENT = 0x1000  # the CFI bit, reused as "a tag is present" (as Open vSwitch does)
+FRAG_ANY = 0x01
+FRAG_LATER = 0x02
+
+ETH_TYPE_IPV4 = 0x0800
+ETH_TYPE_ARP = 0x0806
+ETH_TYPE_VLAN = 0x8100
+ETH_TYPE_QINQ = 0x88A8
+ETH_TYPE_IPV6 = 0x86DD
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_SCTP = 132
+IPPROTO_ICMPV6 = 58
+
+_Z2 = bytes(2)
+_Z4 = bytes(4)
+_Z6 = bytes(6)
+_Z28 = bytes(28)
+_Z36 = bytes(36)
+_Z40 = bytes(40)
+_Z42 = bytes(42)
+_IPV6_EXT = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
+_PORT_PROTOS = frozenset((IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP))
+_PORT = struct.Struct("!I")
+
+
+def _port_bytes(in_port: int) -> bytes:
+    return _PORT.pack(in_port)
+
+
+def extract_key(packet: bytes, in_port: int) -> bytes:
+    """Parse a raw Ethernet frame into its canonical flow key (KEY_LEN bytes).
+
+    Never raises on malformed input: a truncated header leaves the fields it would
+    have filled at zero, as a datapath must forward whatever arrives.
+    """
+    n = len(packet)
+    port = _PORT.pack(in_port)
+    if n < 14:
+        return port + packet[:12].ljust(12, b"\0") + bytes(KEY_LEN - 16)
+    eth_type = packet[12] << 8 | packet[13]
+    if eth_type in (ETH_TYPE_VLAN, ETH_TYPE_QINQ):
+        if n < 18:
+            return port + packet[:12] + bytes(KEY_LEN - 16)
+        tci = ((packet[14] << 8 | packet[15]) | VLAN_PRESENT).to_bytes(2, "big")
+        eth = packet[:12] + packet[16:18]
+        eth_type = packet[16] << 8 | packet[17]
+        l3 = 18
+    else:
+        tci = _Z2
+        eth = packet[:14]
+        l3 = 14
+
+    if eth_type == ETH_TYPE_IPV4:
+        if n < l3 + 20:
+            return port + eth + tci + bytes(KEY_LEN - 20)
+        ihl = (packet[l3] & 0x0F) * 4
+        proto = packet[l3 + 9]
+        frag_field = packet[l3 + 6] << 8 | packet[l3 + 7]
+        frag = 0
+        if frag_field & 0x3FFF:
+            frag = FRAG_ANY | (FRAG_LATER if frag_field & 0x1FFF else 0)
+        l4 = l3 + ihl
+        tp = _Z4
+        flags = _Z2
+        if not frag & FRAG_LATER:
+            if proto in _PORT_PROTOS and n >= l4 + 4:
+                tp = packet[l4 : l4 + 4]
+                if proto == IPPROTO_TCP and n >= l4 + 14:
+                    flags = bytes((packet[l4 + 12] & 0x0F, packet[l4 + 13]))
+            elif proto == IPPROTO_ICMP and n >= l4 + 2:
+                tp = bytes((0, packet[l4], 0, packet[l4 + 1]))
+        return b"".join(
+            (
+                port,
+                eth,
+                tci,
+                packet[l3 + 12 : l3 + 20],
+                _Z36,
+                bytes((proto, packet[l3 + 1], packet[l3 + 8], frag)),
+                tp,
+                flags,
+                _Z28,
+            )
+        )
+
+    if eth_type == ETH_TYPE_ARP:
+        # Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4.
+        if n < l3 + 28 or packet[l3 : l3 + 6] != b"\x00\x01\x08\x00\x06\x04":
+            return port + eth + tci + bytes(KEY_LEN - 20)
+        op = packet[l3 + 7] if packet[l3 + 6] == 0 else 0
+        return b"".join(
+            (
+                port,
+                eth,
+                tci,
+                packet[l3 + 14 : l3 + 18],  # spa
+                packet[l3 + 24 : l3 + 28],  # tpa
+                _Z36,
+                bytes((op, 0, 0, 0)),
+                _Z6,
+                packet[l3 + 8 : l3 + 14],  # sha
+                packet[l3 + 18 : l3 + 24],  # tha
+                bytes(16),
+            )
+        )
+
+    if eth_type == ETH_TYPE_IPV6:
+        if n < l3 + 40:
+            return port + eth + tci + bytes(KEY_LEN - 20)
+        vtc = packet[l3] << 24 | packet[l3 + 1] << 16 | packet[l3 + 2] << 8 | packet[l3 + 3]
+        tos = (vtc >> 20) & 0xFF
+        label = (vtc & 0xFFFFF).to_bytes(4, "big")
+        nxt = packet[l3 + 6]
+        ttl = packet[l3 + 7]
+        off = l3 + 40
+        frag = 0
+        # Walk the extension headers we understand to find the upper layer.
+        for _ in range(8):
+            if nxt in _IPV6_EXT and n >= off + 8:
+                nxt, off = packet[off], off + (packet[off + 1] + 1) * 8
+            elif nxt == 44 and n >= off + 8:  # fragment header
+                fo = packet[off + 2] << 8 | packet[off + 3]
+                frag = FRAG_ANY | (FRAG_LATER if fo & 0xFFF8 else 0)
+                nxt, off = packet[off], off + 8
+            else:
+                break
+        tp = _Z4
+        flags = _Z2
+        sll = tll = _Z6
+        target = bytes(16)
+        if not frag & FRAG_LATER:
+            if nxt in _PORT_PROTOS and n >= off + 4:
+                tp = packet[off : off + 4]
+                if nxt == IPPROTO_TCP and n >= off + 14:
+                    flags = bytes((packet[off + 12] & 0x0F, packet[off + 13]))
+            elif nxt == IPPROTO_ICMPV6 and n >= off + 4:
+                icmp_type, icmp_code = packet[off], packet[off + 1]
+                tp = bytes((0, icmp_type, 0, icmp_code))
+                if icmp_type in (135, 136) and icmp_code == 0 and n >= off + 24:
+                    target = packet[off + 8 : off + 24]
+                    opt = off + 24
+                    while opt + 8 <= n:
+                        olen = packet[opt + 1] * 8
+                        if olen == 0:
+                            break
+                        if packet[opt] == 1 and olen == 8 and icmp_type == 135:
+                            sll = packet[opt + 2 : opt + 8]
+                        elif packet[opt] == 2 and olen == 8 and icmp_type == 136:
+                            tll = packet[opt + 2 : opt + 8]
+                        opt += olen
+        return b"".join(
+            (
+                port,
+                eth,
+                tci,
+                _Z4,
+                _Z4,
+                packet[l3 + 8 : l3 + 40],  # src, dst
+                label,
+                bytes((nxt, tos, ttl, frag)),
+                tp,
+                flags,
+                sll,
+                tll,
+                target,
+            )
+        )
+
+    return port + eth + tci + bytes(KEY_LEN - 20)
+
+
+# ---------------------------------------------------------------------------------
+# Building keys and masks, reading fields.
+
+
+def _encode(name: str, value: int | bytes | str) -> bytes:
+    off, size = FIELDS[name]
+    if isinstance(value, bytes):
+        if len(value) != size:
+            raise ValueError(f"{name} needs {size} bytes, got {len(value)}")
+        return value
+    if isinstance(value, str):
+        if size == 6:
+            return bytes(int(b, 16) for b in value.split(":"))
+        return ipaddress.ip_address(value).packed
+    return value.to_bytes(size, "big")
+
+
+def make_key(**fields: int | bytes | str) -> bytes:
+    """A key with the named fields set (MACs and IPs may be given as strings)."""
+    key = bytearray(KEY_LEN)
+    for name, value in fields.items():
+        off, size = FIELDS[name]
+        key[off : off + size] = _encode(name, value)
+    return bytes(key)
+
+
+def full_mask(*names: str) -> bytes:
+    """A mask that matches the named fields exactly."""
+    mask = bytearray(KEY_LEN)
+    for name in names:
+        off, size = FIELDS[name]
+        mask[off : off + size] = b"\xff" * size
+    return bytes(mask)
+
+
+def make_mask(**fields: int | bytes | str) -> bytes:
+    """A mask with per-field (possibly partial) masks, e.g. make_mask(vlan_tci=0x1fff)."""
+    return make_key(**fields)
+
+
+def field(key: bytes, name: str) -> int:
+    """Read a field of a key (or mask) as an integer."""
+    off, size = FIELDS[name]
+    return int.from_bytes(key[off : off + size], "big")
+
+
+def set_field(key: bytes, name: str, value: int | bytes | str) -> bytes:
+    off, size = FIELDS[name]
+    return key[:off] + _encode(name, value) + key[off + size :]
+
+
+def mask_or(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") | int.from_bytes(b, "big")).to_bytes(KEY_LEN, "big")
+
+
+def apply_mask(key: bytes, mask: bytes) -> bytes:
+    return (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(KEY_LEN, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A megaflow: the fields of ``key`` selected by ``mask`` (key is stored masked)."""
+
+    key: bytes
+    mask: bytes
+
+    @classmethod
+    def of(cls, key: bytes, mask: bytes) -> Match:
+        return cls(apply_mask(key, mask), mask)
+
+    def matches(self, key: bytes) -> bool:
+        return apply_mask(key, self.mask) == self.key
+
+    def __str__(self) -> str:
+        return format_match(self.key, self.mask)
+
+
+# ---------------------------------------------------------------------------------
+# Formatting, in the spirit of `ovs-appctl dpctl/dump-flows`.
+
+
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def _fmt(name: str, key: bytes, mask: bytes) -> str | None:
+    off, size = FIELDS[name]
+    m = mask[off : off + size]
+    if not any(m):
+        return None
+    v = key[off : off + size]
+    full = all(x == 0xFF for x in m)
+    if size == 6:
+        s = _mac(v)
+        return s if full else f"{s}/{_mac(m)}"
+    if name.startswith("ipv4"):
+        s = str(ipaddress.IPv4Address(v))
+        return s if full else f"{s}/{ipaddress.IPv4Address(m)}"
+    if name.startswith("ipv6") and size == 16 or name == "nd_target":
+        s = str(ipaddress.IPv6Address(v))
+        return s if full else f"{s}/{ipaddress.IPv6Address(m)}"
+    iv = int.from_bytes(v, "big")
+    im = int.from_bytes(m, "big")
+    if name in ("eth_type", "vlan_tci", "tcp_flags", "ip_frag"):
+        s = f"{iv:#0{size * 2 + 2}x}"
+        return s if full else f"{s}/{im:#0{size * 2 + 2}x}"
+    return str(iv) if full else f"{iv}/{im:#x}"
+
+
+def format_match(key: bytes, mask: bytes) -> str:
+    """Render a megaflow as 'in_port(1),eth(src=..,dst=..),eth_type(0x0800),...'."""
+    parts: list[str] = []
+
+    def group(title: str, names: list[tuple[str, str]]) -> None:
+        items = [(label, _fmt(n, key, mask)) for n, label in names]
+        shown = [f"{label}={v}" for label, v in items if v is not None]
+        if shown:
+            parts.append(f"{title}({','.join(shown)})")
+
+    p = _fmt("in_port", key, mask)
+    if p is not None:
+        parts.append(f"in_port({p})")
+    group("eth", [("eth_src", "src"), ("eth_dst", "dst")])
+    tci = _fmt("vlan_tci", key, mask)
+    if tci is not None:
+        t = field(key, "vlan_tci")
+        if field(mask, "vlan_tci") and not t & VLAN_PRESENT:
+            parts.append("vlan(none)")
+        else:
+            parts.append(f"vlan(vid={t & 0xFFF},pcp={t >> 13})" if t else f"vlan_tci({tci})")
+    et = _fmt("eth_type", key, mask)
+    if et is not None:
+        parts.append(f"eth_type({et})")
+    eth_type = field(key, "eth_type")
+    if eth_type == ETH_TYPE_ARP:
+        group(
+            "arp",
+            [
+                ("ipv4_src", "sip"),
+                ("ipv4_dst", "tip"),
+                ("ip_proto", "op"),
+                ("arp_sha", "sha"),
+                ("arp_tha", "tha"),
+            ],
+        )
+    elif eth_type == ETH_TYPE_IPV6:
+        group(
+            "ipv6",
+            [
+                ("ipv6_src", "src"),
+                ("ipv6_dst", "dst"),
+                ("ipv6_label", "label"),
+                ("ip_proto", "proto"),
+                ("ip_tos", "tclass"),
+                ("ip_ttl", "hlimit"),
+                ("ip_frag", "frag"),
+            ],
+        )
+    else:
+        group(
+            "ipv4",
+            [
+                ("ipv4_src", "src"),
+                ("ipv4_dst", "dst"),
+                ("ip_proto", "proto"),
+                ("ip_tos", "tos"),
+                ("ip_ttl", "ttl"),
+                ("ip_frag", "frag"),
+            ],
+        )
+    proto = field(key, "ip_proto")
+    l4 = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_SCTP: "sctp"}.get(proto)
+    if eth_type in (ETH_TYPE_IPV4, ETH_TYPE_IPV6) and proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        group("icmp" if proto == IPPROTO_ICMP else "icmpv6",
+              [("tp_src", "type"), ("tp_dst", "code")])
+    else:
+        group(l4 or "l4", [("tp_src", "src"), ("tp_dst", "dst")])
+    group("tcp_flags", [("tcp_flags", "flags")])
+    if eth_type == ETH_TYPE_IPV6 and proto == IPPROTO_ICMPV6:
+        group("nd", [("nd_target", "target"), ("arp_sha", "sll"), ("arp_tha", "tll")])
+    return ",".join(parts) if parts else "<any>"
