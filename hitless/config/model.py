@@ -1,0 +1,79 @@
+"""The configuration model: immutable values computed from the whole OVSDB database.
+
+Configured state only. Learned state (MAC tables, datapath flows, connections) lives in
+the layers that learn it, never here. Equality of two models means "nothing to do".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OFPP_LOCAL = 0xFFFE  # the bridge's own internal port (OpenFlow 1.3, 7.2.1)
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceConfig:
+    name: str
+    type: str = "system"  # "system" | "internal" (OVSDB "" means system)
+    ofport_request: int | None = None
+    admin_state: str | None = None  # "up" | "down" | None (leave as is)
+    options: dict[str, str] = field(default_factory=dict)
+    mac: str | None = None  # Interface.mac (for internal interfaces)
+
+
+@dataclass(frozen=True, slots=True)
+class PortConfig:
+    name: str
+    interfaces: tuple[InterfaceConfig, ...]
+    tag: int | None = None  # access VLAN
+    trunks: frozenset[int] = frozenset()  # empty = all VLANs
+    vlan_mode: str | None = None  # access | trunk | native-tagged | native-untagged
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    target: str  # "tcp:IP:PORT", "ptcp:PORT[:IP]", "unix:PATH", "punix:PATH"
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    name: str
+    datapath_type: str = "netdev"  # "netdev" | "dummy" | "ebpf"; OVSDB "" means netdev here
+    fail_mode: str = "standalone"  # "standalone" | "secure"
+    other_config: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, PortConfig] = field(default_factory=dict)
+    protocols: tuple[str, ...] = ("OpenFlow13", "OpenFlow14")
+    controllers: tuple[ControllerConfig, ...] = ()
+
+    @property
+    def mac_aging_time(self) -> int:
+        """other_config:mac-aging-time in seconds (default 300, as Open vSwitch)."""
+        try:
+            return max(1, int(self.other_config.get("mac-aging-time", "300")))
+        except ValueError:
+            return 300
+
+    @property
+    def mac_table_size(self) -> int:
+        try:
+            return max(1, int(self.other_config.get("mac-table-size", "8192")))
+        except ValueError:
+            return 8192
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchConfig:
+    bridges: dict[str, BridgeConfig] = field(default_factory=dict)
+    next_cfg: int = 0
+    other_config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceStatus:
+    """What the switch writes back to an Interface row."""
+
+    ofport: int  # -1 when the interface could not be attached (as Open vSwitch)
+    error: str | None = None
+    link_state: str | None = None  # "up" | "down"
+    admin_state: str | None = None
+    mac_in_use: str | None = None
