@@ -22,6 +22,7 @@ from hitless.datapath.base import (
     PortStats,
     Upcall,
 )
+from hitless.datapath.registry import open_datapath, provider
 
 __all__ = [
     "Action",
@@ -38,4 +39,6 @@ __all__ = [
     "Upcall",
     "Userspace",
     "format_actions",
+    "open_datapath",
+    "provider",
 ]

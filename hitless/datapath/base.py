@@ -100,7 +100,9 @@ class Datapath(ABC):
 
     # Flows -------------------------------------------------------------------
     @abstractmethod
-    def flow_put(self, match: Match, actions: tuple[Action, ...], reset_stats: bool = False) -> None:
+    def flow_put(
+        self, match: Match, actions: tuple[Action, ...], reset_stats: bool = False
+    ) -> None:
         """Install or modify (same match) a megaflow."""
 
     @abstractmethod

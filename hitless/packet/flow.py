@@ -410,8 +410,9 @@ def format_match(key: bytes, mask: bytes) -> str:
     proto = field(key, "ip_proto")
     l4 = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_SCTP: "sctp"}.get(proto)
     if eth_type in (ETH_TYPE_IPV4, ETH_TYPE_IPV6) and proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
-        group("icmp" if proto == IPPROTO_ICMP else "icmpv6",
-              [("tp_src", "type"), ("tp_dst", "code")])
+        group(
+            "icmp" if proto == IPPROTO_ICMP else "icmpv6", [("tp_src", "type"), ("tp_dst", "code")]
+        )
     else:
         group(l4 or "l4", [("tp_src", "src"), ("tp_dst", "dst")])
     group("tcp_flags", [("tcp_flags", "flags")])

@@ -1,0 +1,154 @@
+"""The dummy datapath: in memory and deterministic, for tests of every layer above.
+
+Packets enter with ``receive(port_no, packet)``; what the datapath sends is appended to
+``sent[port_no]``. Ports need no device: any name can be attached, except names listed
+in ``missing_devices`` (to test error reporting).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from hitless.datapath.actions import Action
+from hitless.datapath.base import (
+    Clock,
+    Datapath,
+    DatapathError,
+    DpFlow,
+    DpPort,
+    FlowStats,
+    Upcall,
+)
+from hitless.datapath.execute import apply_actions
+from hitless.datapath.megaflow import MegaflowTable
+from hitless.packet.flow import Match, extract_key, field
+
+
+class DummyDatapath(Datapath):
+    type = "dummy"
+
+    def __init__(self, name: str, clock: Clock = time.monotonic) -> None:
+        super().__init__(name)
+        self.clock = clock
+        self._ports: dict[int, DpPort] = {}
+        self._flows = MegaflowTable()
+        self._upcalls: deque[Upcall] = deque()
+        self.sent: dict[int, list[bytes]] = {}
+        self.missing_devices: set[str] = set()
+        self.n_missed = 0
+        self.n_hit = 0
+
+    # Ports ---------------------------------------------------------------------
+    def port_add(self, name: str, port_no: int | None = None, type: str = "system") -> int:
+        if name in self.missing_devices:
+            raise DatapathError(f"could not open network device {name} (No such device)")
+        for p in self._ports.values():
+            if p.name == name:
+                raise DatapathError(
+                    f"{name} is already attached to {self.name} as port {p.port_no}"
+                )
+        if port_no is None:
+            port_no = 1
+            while port_no in self._ports:
+                port_no += 1
+        elif port_no in self._ports:
+            raise DatapathError(f"port number {port_no} is already in use on {self.name}")
+        mac = bytes((0x02, 0, 0, 0, port_no >> 8 & 0xFF, port_no & 0xFF))
+        self._ports[port_no] = DpPort(port_no, name, type, True, mac)
+        self.sent.setdefault(port_no, [])
+        return port_no
+
+    def port_del(self, port_no: int) -> None:
+        self._ports.pop(port_no, None)
+
+    def ports(self) -> dict[int, DpPort]:
+        return dict(self._ports)
+
+    def set_link(self, port_no: int, up: bool) -> None:
+        self._ports[port_no].link_up = up
+
+    # Flows ---------------------------------------------------------------------
+    def flow_put(
+        self, match: Match, actions: tuple[Action, ...], reset_stats: bool = False
+    ) -> None:
+        old = self._flows.get(match)
+        if old is not None:
+            old.actions = actions
+            if reset_stats:
+                old.stats = FlowStats()
+            return
+        self._flows.insert(DpFlow(match, actions, FlowStats(), self.clock()))
+
+    def flow_del(self, match: Match) -> DpFlow | None:
+        return self._flows.remove(match)
+
+    def flow_get(self, match: Match) -> DpFlow | None:
+        return self._flows.get(match)
+
+    def flow_dump(self) -> Iterable[DpFlow]:
+        return iter(self._flows)
+
+    # Packets -------------------------------------------------------------------
+    def receive(self, port_no: int, packet: bytes) -> None:
+        """A packet arrives on a port: forward it by the flow table or raise an upcall."""
+        port = self._ports.get(port_no)
+        if port is None:
+            return
+        port.stats.rx_packets += 1
+        port.stats.rx_bytes += len(packet)
+        key = extract_key(packet, port_no)
+        flow = self._flows.lookup(key)
+        if flow is None:
+            self.n_missed += 1
+            self._upcalls.append(Upcall(port_no, packet, key))
+            return
+        self.n_hit += 1
+        s = flow.stats
+        s.packets += 1
+        s.bytes += len(packet)
+        s.used = self.clock()
+        s.tcp_flags |= field(key, "tcp_flags")
+        self._apply(packet, port_no, key, flow.actions)
+
+    def _apply(self, packet: bytes, in_port: int, key: bytes, actions: tuple[Action, ...]) -> None:
+        outputs, userspace = apply_actions(packet, actions)
+        for port_no, data in outputs:
+            port = self._ports.get(port_no)
+            if port is None or not port.link_up:
+                continue
+            port.stats.tx_packets += 1
+            port.stats.tx_bytes += len(data)
+            self.sent[port_no].append(data)
+        for data, userdata in userspace:
+            self._upcalls.append(Upcall(in_port, data, key, "action", userdata))
+
+    def execute(self, packet: bytes, in_port: int, actions: tuple[Action, ...]) -> None:
+        self._apply(packet, in_port, extract_key(packet, in_port), actions)
+
+    def recv_upcalls(self, max_count: int = 64) -> list[Upcall]:
+        out: list[Upcall] = []
+        while self._upcalls and len(out) < max_count:
+            out.append(self._upcalls.popleft())
+        return out
+
+    def pop_sent(self) -> dict[int, list[bytes]]:
+        """Everything sent since the last call, by port (ports with nothing omitted)."""
+        out = {p: v for p, v in self.sent.items() if v}
+        self.sent = {p: [] for p in self.sent}
+        return out
+
+    # Handoff -------------------------------------------------------------------
+    def export_handles(self) -> tuple[dict[str, Any], list[int]]:
+        return {
+            "ports": [[p.port_no, p.name, p.type] for p in self._ports.values()],
+        }, []
+
+    @classmethod
+    def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> DummyDatapath:
+        dp = cls(name)
+        for port_no, pname, ptype in state["ports"]:
+            dp.port_add(pname, port_no, ptype)
+        return dp
