@@ -1,0 +1,111 @@
+"""State snapshots: round trips, and clear errors on truncated, foreign, corrupted and
+too-new input."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hitless.handoff import snapshot as snap
+from hitless.handoff.snapshot import (
+    BridgeV1,
+    DatapathV1,
+    Envelope,
+    FlowV1,
+    MacEntryV1,
+    PortV1,
+    SnapshotError,
+    StateV1,
+)
+
+
+def sample_state() -> StateV1:
+    return StateV1(
+        [
+            BridgeV1(
+                "br0",
+                DatapathV1(
+                    "dummy",
+                    {"ports": [[1, "p1", "system"]]},
+                    [FlowV1(b"\x01" * 102, b"\xff" * 102, [["output", 2]], 5, 500, 0.25, 2)],
+                ),
+                [PortV1("p1", 1), PortV1("br0", 65534, "internal")],
+                {"gone": 7},
+                [MacEntryV1(0, bytes.fromhex("020000000001"), 1, 12.5)],
+            )
+        ]
+    )
+
+
+def test_round_trip_keeps_everything() -> None:
+    s = sample_state()
+    env, back = snap.decode(snap.encode(s, software="0.1.0", taken=5.0))
+    assert back == s
+    assert env.version == snap.CURRENT_VERSION and env.software == "0.1.0"
+    assert snap.state_digest(back) == snap.state_digest(s)
+    assert snap.summary(back) == {"bridges": 1, "ports": 2, "mac_entries": 1, "datapath_flows": 1}
+
+
+def test_digest_ignores_counters_and_ages_but_not_forwarding_state() -> None:
+    s = sample_state()
+    br = s.bridges[0]
+    aged = msgspec.structs.replace(
+        br, mac_entries=[msgspec.structs.replace(br.mac_entries[0], age=99.0)]
+    )
+    assert snap.state_digest(StateV1([aged])) == snap.state_digest(s)
+    moved = msgspec.structs.replace(
+        br, mac_entries=[msgspec.structs.replace(br.mac_entries[0], port=2)]
+    )
+    assert snap.state_digest(StateV1([moved])) != snap.state_digest(s)
+
+
+@pytest.mark.parametrize("cut", [1, 10, 50, -1])
+def test_truncated_snapshot_is_reported_as_truncated(cut: int) -> None:
+    data = snap.encode(sample_state(), software="0.1.0", taken=0.0)
+    with pytest.raises(SnapshotError, match="truncated|not a hitless"):
+        snap.decode(data[:cut])
+
+
+def test_foreign_input_is_not_a_snapshot() -> None:
+    for data in (b"{}", b"\x00\x01\x02", msgspec.msgpack.encode({"magic": "x"})):
+        with pytest.raises(SnapshotError, match="not a hitless|truncated"):
+            snap.decode(data)
+    foreign = msgspec.msgpack.encode(Envelope("other-tool", 1, "1", 0.0, "", b""))
+    with pytest.raises(SnapshotError, match="magic"):
+        snap.decode(foreign)
+
+
+def test_corrupted_payload_fails_the_checksum() -> None:
+    data = bytearray(snap.encode(sample_state(), software="0.1.0", taken=0.0))
+    i = data.find(b"br0")
+    data[i] = ord("X")
+    with pytest.raises(SnapshotError, match="checksum"):
+        snap.decode(bytes(data))
+
+
+def test_newer_version_names_the_versions_and_what_to_do() -> None:
+    payload = b"\x80"
+    env = Envelope(snap.MAGIC, 99, "9.9.9", 0.0, snap.payload_checksum(payload), payload)
+    with pytest.raises(SnapshotError, match="version 99.*reads versions up to"):
+        snap.decode(msgspec.msgpack.encode(env))
+
+
+def test_payload_of_the_wrong_shape_is_invalid_not_a_crash() -> None:
+    payload = msgspec.msgpack.encode({"bridges": "nope"})
+    env = Envelope(snap.MAGIC, 1, "0", 0.0, snap.payload_checksum(payload), payload)
+    with pytest.raises(SnapshotError, match="invalid"):
+        snap.decode(msgspec.msgpack.encode(env))
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_snapshot_error_only(data: bytes) -> None:
+    try:
+        snap.decode(data)
+    except SnapshotError:
+        pass
+
+
+def test_readable_versions_lists_current_first() -> None:
+    assert snap.readable_versions()[0] == snap.CURRENT_VERSION
