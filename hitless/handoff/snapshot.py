@@ -57,8 +57,9 @@ class FlowV1(msgspec.Struct, frozen=True, array_like=True):
 
 class DatapathV1(msgspec.Struct, frozen=True):
     type: str
-    handles: dict[str, Any]  # provider-specific; file descriptors by index into the fd list
+    handles: dict[str, Any]  # provider-specific (ring positions, port numbers, ...)
     flows: list[FlowV1] = []
+    fd_slots: list[int] = []  # this datapath's descriptors: indices into the handoff's fd list
 
 
 class BridgeV1(msgspec.Struct, frozen=True):

@@ -1,0 +1,106 @@
+"""Sockets for the handoff: a unix stream listener in the rundir that only root or the
+daemon's own user may use (SO_PEERCRED), and sends/receives that carry file
+descriptors with SCM_RIGHTS. Blocking calls take a deadline (monotonic seconds)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import struct
+import time
+
+MAX_FDS_PER_RECV = 250  # the kernel's SCM_MAX_FD is 253
+RECV_SIZE = 1 << 20
+
+
+class HandoffTransportError(Exception):
+    """The handoff socket failed (peer refused, timed out, or vanished)."""
+
+
+def listen(path: str) -> socket.socket:
+    """Listen on ``path`` (replacing a stale socket file), mode 0600."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o600)
+    sock.listen(4)
+    sock.setblocking(False)
+    return sock
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process on the other end."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", creds)
+    return pid, uid, gid
+
+
+def accept_checked(listener: socket.socket) -> tuple[socket.socket, int] | None:
+    """Accept one connection if its peer is root or our own user; returns (sock, pid).
+    A refused peer is closed and None returned (the caller logs it)."""
+    try:
+        sock, _ = listener.accept()
+    except BlockingIOError:
+        return None
+    pid, uid, _ = peer_credentials(sock)
+    if uid not in (0, os.geteuid()):
+        sock.close()
+        raise HandoffTransportError(f"refused handoff connection from pid {pid} uid {uid}")
+    sock.setblocking(True)
+    return sock, pid
+
+
+def connect(path: str, timeout: float) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise HandoffTransportError(
+            f"cannot reach the running switch's handoff socket {path}: {e.strerror or e}"
+        ) from None
+    pid, uid, _ = peer_credentials(sock)
+    if uid not in (0, os.geteuid()):
+        sock.close()
+        raise HandoffTransportError(f"handoff socket {path} belongs to uid {uid}, refusing")
+    sock.settimeout(None)
+    return sock
+
+
+def send(sock: socket.socket, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
+    """Send all of ``data``; descriptors ride with the first bytes."""
+    if not data:
+        return
+    view = memoryview(data)
+    if fds:
+        fds = list(fds)
+        first = True
+        while fds or first:
+            batch, fds = fds[:MAX_FDS_PER_RECV], fds[MAX_FDS_PER_RECV:]
+            n = socket.send_fds(sock, [view[:1]], batch)
+            view = view[n:]
+            first = False
+            if not view and fds:
+                raise HandoffTransportError("more descriptors than bytes to carry them")
+    if view:
+        sock.sendall(view)
+
+
+def recv(sock: socket.socket, deadline: float | None) -> tuple[bytes, list[int]]:
+    """Receive what is available (b"" = peer closed), waiting at most until deadline."""
+    if deadline is not None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("handoff deadline passed")
+        r, _, _ = select.select([sock], [], [], remaining)
+        if not r:
+            raise TimeoutError("handoff deadline passed")
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(sock, RECV_SIZE, MAX_FDS_PER_RECV)
+    except ConnectionResetError:
+        return b"", []
+    return data, list(fds)
