@@ -56,6 +56,7 @@ class Hello(msgspec.Struct, tag="hello", frozen=True):
     software: str
     versions: list[int]  # state versions the new side reads and writes
     pid: int
+    lease: float = 0.0  # freeze lease the operator asked for (0 = the old side's default)
 
 
 class Welcome(msgspec.Struct, tag="welcome", frozen=True):
