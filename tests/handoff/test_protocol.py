@@ -45,7 +45,9 @@ def deliver(data: bytes, to: HandoffConnection, fds: tuple[int, ...] = (), chunk
 
 
 def run_to_ack(old: HandoffConnection, new: HandoffConnection, chunk: int = 0) -> Frozen:
-    assert deliver(new.send(Hello("0.2", [2, 1], 100)), old, chunk=chunk) == [Hello("0.2", [2, 1], 100)]
+    assert deliver(new.send(Hello("0.2", [2, 1], 100)), old, chunk=chunk) == [
+        Hello("0.2", [2, 1], 100)
+    ]
     deliver(old.send(Welcome("0.1", 1, 99, 2.0)), new, chunk=chunk)
     (pc,) = deliver(old.send(PreCopy(b"state-1")), new, chunk=chunk)
     assert pc == PreCopy(b"state-1")

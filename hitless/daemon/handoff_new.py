@@ -1,0 +1,253 @@
+"""The new side of a handoff: a freshly started daemon takes the switch over.
+
+``take_over`` runs before the new daemon serves anything: it connects to the running
+daemon's handoff socket, negotiates the state version, imports the pre-copy, makes its
+own OVSDB connection fully synced (make-before-break), says Ready, receives the final
+snapshot and the datapath descriptors, restores and verifies them, acknowledges, and
+after Commit takes over (``Importer.commit``) and says Owned.
+
+If anything fails before Commit, the new process aborts and exits; the old one thaws
+and keeps serving. If the old process disappears after our Ack, we own the switch:
+nobody else can.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hitless import __version__
+from hitless.daemon import faults
+from hitless.handoff import snapshot, transport
+from hitless.handoff.protocol import (
+    Abort,
+    Ack,
+    Commit,
+    ConnectionClosed,
+    Frozen,
+    HandoffConnection,
+    HandoffProtocolError,
+    Hello,
+    Owned,
+    PreCopy,
+    Ready,
+    Role,
+    State,
+    Welcome,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TakeoverError(Exception):
+    """The takeover failed; the old process keeps (or resumes) serving."""
+
+
+class Importer(Protocol):
+    def prepare(self, state: snapshot.StateV1) -> None:
+        """Pre-copy arrived (the old process still serves): validate and warm up."""
+
+    def sync_config(self, deadline: float) -> None:
+        """Block until our own OVSDB connection holds the whole database."""
+
+    def restore(self, state: snapshot.StateV1, fds: list[int]) -> snapshot.StateV1:
+        """Adopt descriptors and rebuild from the final state; return the state as
+        re-exported from what was rebuilt (for the digest)."""
+
+    def commit(self) -> None:
+        """We own the switch: take the control socket, pidfile, and start serving."""
+
+    def discard(self) -> None:
+        """Rollback: drop whatever restore built, without touching shared resources."""
+
+
+@dataclass(slots=True)
+class TakeoverResult:
+    ok: bool
+    reason: str = ""
+    old_pid: int = 0
+    old_software: str = ""
+    state_version: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "reason": self.reason,
+            "old_pid": self.old_pid,
+            "old_software": self.old_software,
+            "state_version": self.state_version,
+            "counts": self.counts,
+            "phases_ms": {k: round(v * 1000, 3) for k, v in self.phases.items()},
+        }
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child would look alive; the old daemon is never our child.
+    return True
+
+
+class _Session:
+    def __init__(self, sock: socket.socket, clock: Callable[[], float]) -> None:
+        self.sock = sock
+        self.clock = clock
+        self.proto = HandoffConnection(Role.NEW)
+
+    def send(self, msg: Any) -> None:
+        try:
+            transport.send(self.sock, self.proto.send(msg))
+        except OSError as e:
+            # The old side may have aborted (its Abort is waiting in our buffer).
+            reason = self._pending_abort()
+            if reason:
+                raise TakeoverError(f"the running switch aborted the handoff: {reason}") from None
+            raise TakeoverError(f"the running switch went away ({e.strerror or e})") from None
+
+    def _pending_abort(self) -> str | None:
+        try:
+            while True:
+                data, fds = transport.recv(self.sock, self.clock() + 0.2)
+                for fd in fds:
+                    os.close(fd)
+                self.proto.receive_data(data)
+                if not data:
+                    break
+        except (TimeoutError, OSError, HandoffProtocolError):
+            pass
+        while (ev := self.proto.next_event()) is not None:
+            if isinstance(ev, Abort):
+                return ev.reason
+        return self.proto.abort_reason
+
+    def abort(self, reason: str) -> None:
+        try:
+            transport.send(self.sock, self.proto.abort(reason))
+        except OSError:
+            pass
+
+    def expect(self, kind: type, deadline: float, what: str) -> Any:
+        """Wait for one message of ``kind``; ConnectionClosed is returned as is."""
+        while True:
+            ev = self.proto.next_event()
+            if ev is None:
+                try:
+                    data, fds = transport.recv(self.sock, deadline)
+                except TimeoutError:
+                    raise TakeoverError(f"timed out waiting for {what}") from None
+                self.proto.receive_data(data, fds)
+                continue
+            if isinstance(ev, (kind, ConnectionClosed)):
+                return ev
+            if isinstance(ev, Abort):
+                raise TakeoverError(f"the running switch aborted the handoff: {ev.reason}")
+            raise TakeoverError(f"unexpected {type(ev).__name__} while waiting for {what}")
+
+
+def take_over(
+    path: Path,
+    importer: Importer,
+    *,
+    lease: float = 0.0,
+    timeout: float = 30.0,
+    versions: list[int] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> TakeoverResult:
+    """Run the whole new side. Never raises for handoff failures: returns ok=False."""
+    res = TakeoverResult(ok=False)
+    t0 = clock()
+    ours = versions if versions is not None else snapshot.readable_versions()
+    try:
+        sock = transport.connect(str(path), timeout)
+    except transport.HandoffTransportError as e:
+        res.reason = str(e)
+        return res
+    s = _Session(sock, clock)
+    restored = False
+    try:
+        faults.maybe_crash("connected")
+        s.send(Hello(__version__, ours, os.getpid(), lease))
+        w = s.expect(Welcome, t0 + timeout, "the running switch's welcome")
+        if isinstance(w, ConnectionClosed):
+            raise TakeoverError("the running switch closed the handoff connection")
+        res.old_pid, res.old_software, res.state_version = w.pid, w.software, w.version
+        if w.version not in ours:
+            raise TakeoverError(
+                f"the running switch chose state version {w.version}, not in {ours}"
+            )
+        pc = s.expect(PreCopy, t0 + timeout, "the pre-copy")
+        if isinstance(pc, ConnectionClosed):
+            raise TakeoverError("the running switch closed the connection during pre-copy")
+        t_pc = clock()
+        _, pre_state = snapshot.decode(pc.snapshot)
+        importer.prepare(pre_state)
+        faults.maybe_crash("precopy")
+        importer.sync_config(t0 + timeout)
+        res.phases["start"] = t_pc - t0
+        res.phases["precopy"] = clock() - t_pc
+
+        t_ready = clock()
+        s.send(Ready())
+        faults.maybe_crash("ready")
+        fr = s.expect(Frozen, t_ready + w.lease + 1.0, "the frozen state")
+        if isinstance(fr, ConnectionClosed):
+            raise TakeoverError("the running switch closed the connection before freezing")
+        t_frozen = clock()
+        try:
+            _, final = snapshot.decode(fr.snapshot)
+        except snapshot.SnapshotError:
+            for fd in fr.fds:
+                os.close(fd)
+            raise
+        restored = True
+        rebuilt = importer.restore(final, fr.fds)
+        digest = snapshot.state_digest(rebuilt)
+        res.counts = snapshot.summary(rebuilt)
+        res.phases["restore"] = clock() - t_frozen
+        if digest != snapshot.state_digest(final):
+            raise TakeoverError(
+                f"restored state differs from the snapshot ({res.counts} vs "
+                f"{snapshot.summary(final)})"
+            )
+        faults.maybe_crash("restored")
+        faults.maybe_stall("restored")
+        t_verify = clock()
+        s.send(Ack(digest, res.counts))
+        faults.maybe_crash("acked")
+        c = s.expect(Commit, t_ready + w.lease + 1.0, "the commit")
+        if isinstance(c, ConnectionClosed):
+            if _pid_alive(res.old_pid):
+                raise TakeoverError("the running switch closed the connection without committing")
+            log.warning("old process %d died after our Ack; taking over", res.old_pid)
+        res.phases["verify"] = clock() - t_verify
+        faults.maybe_crash("committed")
+        importer.commit()
+        try:
+            if s.proto.state is State.COMMITTED:
+                s.send(Owned())
+        except OSError:
+            pass  # the old process is gone already: fine, we own everything
+        res.phases["freeze"] = clock() - t_ready
+        res.phases["total"] = clock() - t0
+        res.ok = True
+        return res
+    except (TakeoverError, snapshot.SnapshotError, HandoffProtocolError, OSError) as e:
+        res.reason = str(e)
+        s.abort(res.reason)
+        if restored:
+            importer.discard()
+        return res
+    finally:
+        sock.close()

@@ -1,0 +1,325 @@
+"""The old side of a handoff, inside the running daemon.
+
+``HandoffServer`` listens on ``DIR/hitless-vswitchd.handoff`` and answers one new
+process at a time. Until the new process says Ready, the switch keeps serving (the
+socket is just one more fd in the poll loop). Then it freezes: the loop stops at a
+message boundary, the final snapshot and the datapath descriptors go out, and this
+module waits, under the lease, for Ack and then Owned. Owned means the new process
+serves: ``run`` returns ``HANDED_OVER`` and the daemon exits without touching anything
+shared. Anything else (a bad digest, Abort, the peer gone, the lease expired) rolls
+back: the daemon carries on as if nothing happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hitless import __version__
+from hitless.daemon import faults
+from hitless.handoff import snapshot, transport
+from hitless.handoff.protocol import (
+    Abort,
+    Ack,
+    ConnectionClosed,
+    HandoffConnection,
+    HandoffProtocolError,
+    Hello,
+    LeaseExpired,
+    Owned,
+    PreCopy,
+    Ready,
+    Role,
+    Welcome,
+    negotiate,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = 2.0
+PRECOPY_TIMEOUT = 60.0  # the new side must say Ready within this after Welcome
+
+# exporter(now) -> (state, fds): the switch's learned state and the live descriptors
+# the new process needs (still owned by this process: the caller never closes them).
+Exporter = Callable[[float], tuple[snapshot.StateV1, list[int]]]
+
+SERVING = "serving"
+HANDED_OVER = "handed-over"
+
+
+def handoff_path(rundir: Path) -> Path:
+    return rundir / "hitless-vswitchd.handoff"
+
+
+@dataclass(slots=True)
+class HandoffRecord:
+    """What ``upgrade/status`` shows about the current or last handoff."""
+
+    peer_pid: int = 0
+    peer_software: str = ""
+    version: int = 0
+    state: str = "idle"
+    result: str = ""
+    reason: str = ""
+    started: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "peer_pid": self.peer_pid,
+            "peer_software": self.peer_software,
+            "state_version": self.version,
+            "state": self.state,
+            "result": self.result,
+            "reason": self.reason,
+            "phases_ms": {k: round(v * 1000, 3) for k, v in self.phases.items()},
+        }
+
+
+class HandoffServer:
+    def __init__(
+        self,
+        path: Path,
+        exporter: Exporter,
+        *,
+        lease: float = DEFAULT_LEASE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self.exporter = exporter
+        self.default_lease = lease
+        self.clock = clock
+        self.listener: socket.socket | None = transport.listen(str(path))
+        self.conn: socket.socket | None = None
+        self.proto: HandoffConnection | None = None
+        self.current: HandoffRecord | None = None
+        self.last: HandoffRecord | None = None
+        self._precopy_deadline = 0.0
+        self._lease = lease
+
+    # -- poll loop ------------------------------------------------------------------
+    def wait(self, poller: Any) -> None:
+        import ovs.poller
+
+        if self.listener is not None:
+            poller.fd_wait(self.listener.fileno(), ovs.poller.POLLIN)
+        if self.conn is not None:
+            poller.fd_wait(self.conn.fileno(), ovs.poller.POLLIN)
+            poller.timer_wait(max(0, int((self._precopy_deadline - self.clock()) * 1000) + 1))
+
+    def run(self) -> str:
+        self._accept()
+        if self.conn is None or self.proto is None:
+            return SERVING
+        if self.clock() > self._precopy_deadline:
+            self._finish("rolled-back", "the new process did not get ready in time")
+            return SERVING
+        try:
+            data, fds = transport.recv(self.conn, deadline=None) if self._readable() else (None, [])
+            if data is None:
+                return SERVING
+            for fd in fds:  # the new side never sends descriptors
+                os.close(fd)
+            proto = self.proto
+            proto.receive_data(data)
+            while self.proto is proto and (ev := proto.next_event()) is not None:
+                if isinstance(ev, Hello):
+                    self._on_hello(ev)
+                elif isinstance(ev, Ready):
+                    return self._freeze_and_hand_over()
+                elif isinstance(ev, Abort):
+                    self._finish("rolled-back", f"the new process aborted: {ev.reason}")
+                elif isinstance(ev, ConnectionClosed):
+                    self._finish("rolled-back", "the new process went away before freezing")
+        except HandoffProtocolError as e:
+            self._fail(f"protocol error from the new process: {e}")
+        except OSError as e:
+            self._fail(f"handoff socket error: {e}")
+        return SERVING
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+
+    def release_listener(self) -> None:
+        """After a successful handoff: close without unlinking (the new process owns
+        the path now)."""
+        self.close()
+
+    # -- phases ---------------------------------------------------------------------
+    def _readable(self) -> bool:
+        import select
+
+        assert self.conn is not None
+        r, _, _ = select.select([self.conn], [], [], 0)
+        return bool(r)
+
+    def _accept(self) -> None:
+        if self.listener is None:
+            return
+        try:
+            got = transport.accept_checked(self.listener)
+        except transport.HandoffTransportError as e:
+            log.warning("%s", e)
+            return
+        if got is None:
+            return
+        sock, pid = got
+        if self.conn is not None:
+            log.warning("refusing a second handoff from pid %d while one is in progress", pid)
+            sock.close()
+            return
+        self.conn = sock
+        self.proto = HandoffConnection(Role.OLD)
+        self.current = HandoffRecord(peer_pid=pid, state="hello", started=self.clock())
+        self._precopy_deadline = self.clock() + PRECOPY_TIMEOUT
+        log.info("handoff: new process pid %d connected", pid)
+
+    def _send(self, data: bytes, fds: list[int] | None = None) -> None:
+        assert self.conn is not None
+        transport.send(self.conn, data, fds or ())
+
+    def _on_hello(self, hello: Hello) -> None:
+        assert self.proto is not None and self.current is not None
+        rec = self.current
+        rec.peer_software = hello.software
+        ours = snapshot.readable_versions()
+        version = negotiate(ours, hello.versions)
+        if version is None:
+            reason = (
+                f"no common state version: this switch ({__version__}) reads {ours}, "
+                f"the new one ({hello.software}) reads {hello.versions}"
+            )
+            self._send(self.proto.abort(reason))
+            self._finish("refused", reason)
+            return
+        rec.version = version
+        self._lease = hello.lease if hello.lease > 0 else self.default_lease
+        self._send(self.proto.send(Welcome(__version__, version, os.getpid(), self._lease)))
+        t = self.clock()
+        state, _live_fds = self.exporter(t)  # pre-copy carries no descriptors
+        data = snapshot.encode(state, software=__version__, taken=t, version=version)
+        self._send(self.proto.send(PreCopy(data)))
+        rec.phases["precopy_send"] = self.clock() - t
+        rec.state = "pre-copy"
+        log.info(
+            "handoff: pid %d (%s) negotiated state version %d; pre-copy sent (%s)",
+            rec.peer_pid,
+            hello.software,
+            version,
+            snapshot.summary(state),
+        )
+
+    def _freeze_and_hand_over(self) -> str:
+        assert self.proto is not None and self.conn is not None and self.current is not None
+        rec = self.current
+        t_freeze = self.clock()
+        rec.state = "frozen"
+        try:
+            state, fds = self.exporter(t_freeze)
+            digest = snapshot.state_digest(state)
+            data = snapshot.encode(state, software=__version__, taken=t_freeze, version=rec.version)
+            if faults.hit("truncate-snapshot"):
+                data = data[: len(data) // 2]
+            elif faults.hit("foreign-snapshot"):
+                data = b"\x93\x01\x02\x03 not a snapshot"
+            self._send(self.proto.freeze(data, len(fds), t_freeze, self._lease), fds)
+            rec.phases["freeze_send"] = self.clock() - t_freeze
+            deadline = self.proto.get_timer()
+            assert deadline is not None
+            ack = self._wait_for(Ack, deadline)
+            if ack is None:
+                return SERVING
+            assert isinstance(ack, Ack)
+            faults.maybe_crash("old-after-ack")
+            if ack.digest != digest:
+                reason = (
+                    f"the new process restored a different state (digest {ack.digest[:12]} "
+                    f"!= {digest[:12]}; counts {ack.counts} vs {snapshot.summary(state)})"
+                )
+                self._send(self.proto.abort(reason))
+                self._finish("rolled-back", reason)
+                return SERVING
+            rec.phases["restore_verify"] = self.clock() - t_freeze
+            from hitless.handoff.protocol import Commit
+
+            self._send(self.proto.send(Commit()))
+            owned = self._wait_for(Owned, deadline)
+            if owned is None:
+                return SERVING
+            rec.phases["freeze"] = self.clock() - t_freeze
+            self._finish("handed-over", "")
+            return HANDED_OVER
+        except HandoffProtocolError as e:
+            self._fail(f"protocol error from the new process: {e}")
+        except OSError as e:
+            self._fail(f"handoff socket error during the freeze: {e}")
+        return SERVING
+
+    def _wait_for(self, kind: type, deadline: float) -> object | None:
+        """Block (frozen) until a message of ``kind`` arrives; None after a rollback."""
+        assert self.proto is not None and self.conn is not None
+        while True:
+            try:
+                data, fds = transport.recv(self.conn, deadline)
+            except TimeoutError:
+                self._send(self.proto.handle_timer(deadline))
+                while (ev := self.proto.next_event()) is not None:
+                    if isinstance(ev, LeaseExpired):
+                        break
+                self._finish("rolled-back", f"freeze lease of {self._lease:g}s expired")
+                return None
+            for fd in fds:
+                os.close(fd)
+            self.proto.receive_data(data)
+            while (ev := self.proto.next_event()) is not None:
+                if isinstance(ev, kind):
+                    return ev
+                if isinstance(ev, Abort):
+                    self._finish("rolled-back", f"the new process aborted: {ev.reason}")
+                    return None
+                if isinstance(ev, ConnectionClosed):
+                    self._finish("rolled-back", "the new process died during the freeze")
+                    return None
+
+    def _fail(self, reason: str) -> None:
+        if self.proto is not None and self.conn is not None:
+            try:
+                self._send(self.proto.abort(reason))
+            except OSError:
+                pass
+        self._finish("rolled-back", reason)
+
+    def _finish(self, result: str, reason: str) -> None:
+        rec = self.current
+        if rec is not None:
+            rec.result = result
+            rec.reason = reason
+            rec.state = "done" if result == "handed-over" else "idle"
+            self.last = rec
+        self.current = None
+        if result != "handed-over":
+            if reason:
+                log.warning("handoff %s: %s; this process keeps serving", result, reason)
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+            self.proto = None
+        else:
+            log.info("handoff: the new process owns the switch; exiting")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "current": self.current.to_json() if self.current else None,
+            "last": self.last.to_json() if self.last else None,
+        }

@@ -1,0 +1,184 @@
+"""Both handoff drivers over a real unix socket in one test process: descriptors really
+travel with SCM_RIGHTS, the lease really expires, and a failed takeover leaves the old
+side serving."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hitless.daemon import handoff_new, handoff_old
+from hitless.handoff import snapshot
+from hitless.handoff.snapshot import BridgeV1, DatapathV1, MacEntryV1, PortV1, StateV1
+
+
+def make_state(n_macs: int) -> StateV1:
+    return StateV1(
+        [
+            BridgeV1(
+                "br0",
+                DatapathV1("dummy", {}, [], [0]),
+                [PortV1("p1", 1)],
+                {},
+                [MacEntryV1(0, i.to_bytes(6, "big"), 1, 0.0) for i in range(n_macs)],
+            )
+        ]
+    )
+
+
+class OldSide:
+    """A HandoffServer in a thread, exporting a fixed state and one pipe descriptor."""
+
+    def __init__(self, path: Path, lease: float = 2.0) -> None:
+        self.r, self.w = os.pipe()
+        self.exports = 0
+        self.server = handoff_old.HandoffServer(path, self.export, lease=lease)
+        self.result = handoff_old.SERVING
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def export(self, now: float) -> tuple[StateV1, list[int]]:
+        self.exports += 1
+        return make_state(3), [self.r]
+
+    def loop(self) -> None:
+        while not self.stop.is_set() and self.result == handoff_old.SERVING:
+            self.result = self.server.run()
+            time.sleep(0.002)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.server.close()
+        os.close(self.r)
+        os.close(self.w)
+
+
+class Importer:
+    def __init__(self, tamper: bool = False, fail_restore: bool = False) -> None:
+        self.tamper = tamper
+        self.fail_restore = fail_restore
+        self.fds: list[int] = []
+        self.committed = self.discarded = False
+        self.prepared: StateV1 | None = None
+
+    def prepare(self, state: StateV1) -> None:
+        self.prepared = state
+
+    def sync_config(self, deadline: float) -> None:
+        pass
+
+    def restore(self, state: StateV1, fds: list[int]) -> StateV1:
+        self.fds = fds
+        if self.fail_restore:
+            raise OSError("cannot adopt")
+        return make_state(2) if self.tamper else state
+
+    def commit(self) -> None:
+        self.committed = True
+
+    def discard(self) -> None:
+        self.discarded = True
+        for fd in self.fds:
+            os.close(fd)
+
+
+@pytest.fixture
+def sock_path(tmp_path: Path) -> Path:
+    return handoff_old.handoff_path(tmp_path)
+
+
+def test_successful_handoff_passes_a_working_descriptor(sock_path: Path) -> None:
+    old = OldSide(sock_path)
+    try:
+        imp = Importer()
+        res = handoff_new.take_over(sock_path, imp, timeout=5)
+        assert res.ok, res.reason
+        assert imp.committed and imp.prepared == make_state(3)
+        assert res.counts["mac_entries"] == 3
+        assert {"start", "precopy", "restore", "verify", "freeze", "total"} <= set(res.phases)
+        # The received descriptor is the same pipe: bytes written by the old side's
+        # write end come out of it.
+        (fd,) = imp.fds
+        os.write(old.w, b"hello")
+        assert os.read(fd, 5) == b"hello"
+        os.close(fd)
+        old.thread.join(5)
+        assert old.result == handoff_old.HANDED_OVER
+        assert old.server.last is not None and old.server.last.result == "handed-over"
+    finally:
+        old.close()
+
+
+def test_digest_mismatch_rolls_back(sock_path: Path) -> None:
+    old = OldSide(sock_path)
+    try:
+        imp = Importer(tamper=True)
+        res = handoff_new.take_over(sock_path, imp, timeout=5)
+        assert not res.ok and "differs" in res.reason
+        assert imp.discarded and not imp.committed
+        time.sleep(0.1)
+        assert old.result == handoff_old.SERVING
+        assert old.server.last is not None and old.server.last.result == "rolled-back"
+    finally:
+        old.close()
+
+
+def test_failed_restore_rolls_back_and_old_serves_the_next_handoff(sock_path: Path) -> None:
+    old = OldSide(sock_path)
+    try:
+        res = handoff_new.take_over(sock_path, Importer(fail_restore=True), timeout=5)
+        assert not res.ok and "cannot adopt" in res.reason
+        # The old side is back to serving and takes a second, good handoff.
+        imp = Importer()
+        res = handoff_new.take_over(sock_path, imp, timeout=5)
+        assert res.ok, res.reason
+        os.close(imp.fds[0])
+    finally:
+        old.close()
+
+
+def test_no_common_version_is_refused_with_both_lists(sock_path: Path) -> None:
+    old = OldSide(sock_path)
+    try:
+        res = handoff_new.take_over(sock_path, Importer(), timeout=5, versions=[99])
+        assert not res.ok
+        assert "no common state version" in res.reason and "[99]" in res.reason
+        assert old.exports == 0  # nothing was even exported
+    finally:
+        old.close()
+
+
+def test_lease_expires_when_the_new_side_stalls(sock_path: Path, monkeypatch) -> None:
+    old = OldSide(sock_path, lease=0.3)
+    try:
+
+        class Stalling(Importer):
+            def restore(self, state: StateV1, fds: list[int]) -> StateV1:
+                self.fds = fds
+                time.sleep(0.6)  # longer than the lease
+                return state
+
+        imp = Stalling()
+        res = handoff_new.take_over(sock_path, imp, timeout=5)
+        assert not res.ok
+        assert "lease" in res.reason or "aborted" in res.reason
+        assert old.server.last is not None and "lease" in old.server.last.reason
+        assert old.result == handoff_old.SERVING
+    finally:
+        old.close()
+
+
+def test_unreachable_socket_is_a_clear_error(tmp_path: Path) -> None:
+    res = handoff_new.take_over(tmp_path / "nothing.handoff", Importer(), timeout=1)
+    assert not res.ok and "cannot reach" in res.reason
+
+
+def test_snapshot_round_trip_used_by_drivers_is_current_version() -> None:
+    data = snapshot.encode(make_state(1), software="t", taken=0.0)
+    assert snapshot.read_envelope(data).version == snapshot.CURRENT_VERSION
