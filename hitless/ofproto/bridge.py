@@ -1,6 +1,6 @@
 """One bridge: owns its datapath's ports, the MAC table and the megaflows it installs.
 
-INTERFACE CONTRACT (used by the daemon; implementation in progress):
+INTERFACE CONTRACT (used by the daemon):
 
     Bridge(name: str, datapath: Datapath)
     reconfigure(cfg: BridgeConfig, now: float) -> dict[str, InterfaceStatus]
@@ -15,4 +15,369 @@ INTERFACE CONTRACT (used by the daemon; implementation in progress):
     fdb_flush() -> int         # entries removed; revalidates
     dump_flows() -> str        # "ovs-appctl dpctl/dump-flows" text
     close() -> None
+
+Also, for the handoff: ``export_state()`` -> JSON-able dict (learned MAC entries with
+their ages, ofport assignments including remembered ones), ``import_state(data, now)``
+and ``state_hash()``.
+
+Ports: datapath port number == OpenFlow port number (see ``ports``). A datapath that
+already holds a configured interface (adopted after a handoff or a restart) keeps it
+with its number; datapath ports no configuration asks for are detached. A failed attach
+is reported in the interface's status and retried at the next ``reconfigure``.
+
+Pure decision logic: takes ``now``, never touches the clock, sockets or asyncio.
 """
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, InterfaceStatus
+from hitless.datapath.actions import format_actions
+from hitless.datapath.base import Datapath, DatapathError, Upcall
+from hitless.ofproto.mac_learning import MacTable, format_mac
+from hitless.ofproto.ports import OfportAllocator
+from hitless.ofproto.revalidator import Revalidator, UKey
+from hitless.ofproto.xlate import PortView, SwitchState, VlanConfig, Xlate, xlate_normal
+from hitless.packet.flow import Match, format_match
+
+__all__ = ["STATE_VERSION", "Bridge"]
+
+STATE_VERSION = 1
+DEFAULT_MAX_IDLE_MS = 10_000
+MIN_MAX_IDLE_MS = 500
+SWEEP_INTERVAL = 1.0  # seconds between datapath flow sweeps (at most)
+UPCALL_BATCH = 64
+MAX_UPCALLS_PER_RUN = 4096  # then yield to the loop; next_wakeup() says "now"
+
+
+@dataclass(slots=True)
+class _Iface:
+    """A configured interface attached to the datapath."""
+
+    name: str
+    ofport: int
+    type: str
+    view: PortView
+
+
+class Bridge:
+    def __init__(self, name: str, datapath: Datapath) -> None:
+        self.name = name
+        self.datapath = datapath
+        self.mac = MacTable()
+        self.state = SwitchState(self.mac)
+        self.revalidator = Revalidator(datapath, self._xlate, self.mac)
+        self.ofports = OfportAllocator()
+        self.cfg: BridgeConfig | None = None
+        self.max_idle = DEFAULT_MAX_IDLE_MS / 1000
+        self._ifaces: dict[str, _Iface] = {}
+        self._errors: dict[str, str] = {}
+        self._link: dict[int, bool] = {}
+        self._now = 0.0
+        self._next_sweep = 0.0  # the first run() sweeps: adopts flows already installed
+        self._more_upcalls = False
+        self._check_mac_ports = False
+        self.n_upcalls = 0
+
+    def _xlate(self, key: bytes) -> Xlate:
+        return xlate_normal(self.state, key)
+
+    # Configuration ----------------------------------------------------------------
+    def reconfigure(self, cfg: BridgeConfig, now: float) -> dict[str, InterfaceStatus]:
+        self._now = now
+        old_cfg = self.cfg
+        self.cfg = cfg
+        self.mac.set_limits(cfg.mac_aging_time, cfg.mac_table_size)
+        self.max_idle = _max_idle_ms(cfg.other_config) / 1000
+        forward_bpdu = cfg.other_config.get("forward-bpdu", "false") == "true"
+        full = forward_bpdu != self.state.forward_bpdu
+        self.state.forward_bpdu = forward_bpdu
+
+        desired: dict[str, tuple[InterfaceConfig, VlanConfig]] = {}
+        for pc in cfg.ports.values():
+            vlan = VlanConfig.resolve(pc.vlan_mode, pc.tag, pc.trunks)
+            for ic in pc.interfaces:
+                desired[ic.name] = (ic, vlan)
+
+        changes: list[tuple[int, PortView | None, PortView | None]] = []
+        dp = self.datapath
+
+        # 1. Detach what is gone, changed type, or can now have the number it asks for.
+        for name, it in list(self._ifaces.items()):
+            want = desired.get(name)
+            if want is not None:
+                ic = want[0]
+                req = ic.ofport_request
+                moved = (
+                    req is not None
+                    and req != it.ofport
+                    and it.ofport != OFPP_LOCAL
+                    and req not in self.ofports.in_use
+                )
+                if ic.type == it.type and not moved:
+                    continue
+            self._detach(it)
+            changes.append((it.ofport, it.view, None))
+
+        # 2. Adopt datapath ports that are already there; detach ones nobody wants.
+        dp_ports = dp.ports()
+        for port_no, dpp in sorted(dp_ports.items()):
+            if dpp.name in self._ifaces:
+                continue
+            want = desired.get(dpp.name)
+            if want is None or want[0].type != dpp.type or port_no in self.ofports.in_use:
+                dp.port_del(port_no)
+                self.mac.flush(port=port_no)
+                changes.append((port_no, None, None))
+                continue
+            self.ofports.take(dpp.name, port_no)
+            self._link[port_no] = dpp.link_up
+            view = self._view(want[0], want[1], port_no)
+            self._ifaces[dpp.name] = _Iface(dpp.name, port_no, dpp.type, view)
+            changes.append((port_no, None, view))
+
+        # 3. Attach new interfaces; update the settings of existing ones.
+        self._errors = {}
+        for name, (ic, vlan) in desired.items():
+            cur = self._ifaces.get(name)
+            if cur is not None:
+                view = self._view(ic, vlan, cur.ofport)
+                if view != cur.view:
+                    changes.append((cur.ofport, cur.view, view))
+                    cur.view = view
+                continue
+            local = name == self.name and ic.type == "internal"
+            try:
+                want_no = self.ofports.choose(name, ic.ofport_request, local)
+                port_no = dp.port_add(name, want_no, ic.type)
+            except (DatapathError, ValueError) as e:
+                self._errors[name] = str(e)
+                continue
+            self.ofports.take(name, port_no)
+            self._link[port_no] = self._dp_link(port_no)
+            view = self._view(ic, vlan, port_no)
+            self._ifaces[name] = _Iface(name, port_no, ic.type, view)
+            changes.append((port_no, None, view))
+
+        if changes or full:
+            self._publish_ports()
+        if self._check_mac_ports:
+            self._check_mac_ports = False
+            self._flush_unattached_macs()
+        if full or (old_cfg is not None and old_cfg.name != cfg.name):
+            self.revalidator.revalidate(self.revalidator.all())
+        else:
+            self._revalidate_ports(changes)
+        self._revalidate_macs()
+        return self.status()
+
+    def _view(self, ic: InterfaceConfig, vlan: VlanConfig, port_no: int) -> PortView:
+        admin_up = ic.admin_state != "down"
+        link_up = self._link.get(port_no, True)
+        return PortView(port_no, ic.name, vlan, admin_up, admin_up and link_up)
+
+    def _dp_link(self, port_no: int) -> bool:
+        p = self.datapath.ports().get(port_no)
+        return True if p is None else p.link_up
+
+    def _detach(self, it: _Iface) -> None:
+        self.datapath.port_del(it.ofport)
+        self.ofports.release(it.ofport)
+        self._link.pop(it.ofport, None)
+        del self._ifaces[it.name]
+        self.mac.flush(port=it.ofport)
+
+    def _publish_ports(self) -> None:
+        self.state.set_ports({it.ofport: it.view for it in self._ifaces.values()})
+
+    def _flush_unattached_macs(self) -> None:
+        attached = {it.ofport for it in self._ifaces.values()}
+        for _, _, port, _ in self.mac.entries():
+            if port not in attached:
+                self.mac.flush(port=port)
+                attached.add(port)  # flushed once is enough
+
+    def _revalidate_ports(
+        self, changes: list[tuple[int, PortView | None, PortView | None]]
+    ) -> None:
+        if not changes:
+            return
+        affected: set[UKey] = set()
+        vlans: set[int] | None = set()
+        for port_no, old, new in changes:
+            affected |= self.revalidator.for_port(port_no)
+            for v in (old, new):
+                if v is None or vlans is None:
+                    continue
+                carried = v.vlan.carried()
+                if carried is None:
+                    vlans = None
+                else:
+                    vlans |= carried
+        affected |= self.revalidator.for_flood(vlans)
+        self.revalidator.revalidate(affected)
+
+    def _revalidate_macs(self) -> None:
+        dirty = self.mac.take_dirty()
+        if dirty:
+            self.revalidator.revalidate(self.revalidator.for_macs(dirty))
+
+    def status(self) -> dict[str, InterfaceStatus]:
+        """Status of every interface of the current configuration."""
+        out: dict[str, InterfaceStatus] = {}
+        if self.cfg is None:
+            return out
+        dp_ports = self.datapath.ports()
+        for pc in self.cfg.ports.values():
+            for ic in pc.interfaces:
+                it = self._ifaces.get(ic.name)
+                if it is None:
+                    err = self._errors.get(ic.name, "not attached")
+                    out[ic.name] = InterfaceStatus(ofport=-1, error=err)
+                    continue
+                dpp = dp_ports.get(it.ofport)
+                link = dpp is not None and dpp.link_up
+                out[ic.name] = InterfaceStatus(
+                    ofport=it.ofport,
+                    link_state="up" if link else "down",
+                    admin_state="up" if it.view.can_input else "down",
+                    mac_in_use=format_mac(dpp.mac) if dpp is not None else None,
+                )
+        return out
+
+    def ofport_of(self, iface: str) -> int | None:
+        it = self._ifaces.get(iface)
+        return None if it is None else it.ofport
+
+    # Main loop ----------------------------------------------------------------------
+    def run(self, now: float) -> None:
+        self._now = now
+        self._poll_links()
+        self._more_upcalls = False
+        handled = 0
+        recv = self.datapath.recv_upcalls
+        while True:
+            ups = recv(UPCALL_BATCH)
+            if not ups:
+                break
+            for up in ups:
+                self._handle_upcall(up, now)
+            handled += len(ups)
+            if handled >= MAX_UPCALLS_PER_RUN:
+                self._more_upcalls = True
+                break
+        self.n_upcalls += handled
+        if now >= self._next_sweep:
+            self.revalidator.sweep(now, self.max_idle)
+            self._next_sweep = now + min(SWEEP_INTERVAL, self.max_idle / 2)
+        self.mac.expire(now)
+        self._revalidate_macs()
+
+    def _handle_upcall(self, up: Upcall, now: float) -> None:
+        if up.reason != "miss":
+            return  # no OpenFlow yet: nothing installs userspace actions
+        x = xlate_normal(self.state, up.key)
+        if x.learn is not None:
+            vlan, src, port = x.learn
+            self.mac.learn(vlan, src, port, now)
+        self.revalidator.install(Match.of(up.key, x.mask), x, now)
+        if x.actions:
+            self.datapath.execute(up.packet, up.in_port, x.actions)
+
+    def _poll_links(self) -> None:
+        changes: list[tuple[int, PortView | None, PortView | None]] = []
+        dp_ports = self.datapath.ports()
+        for it in self._ifaces.values():
+            dpp = dp_ports.get(it.ofport)
+            up = dpp is not None and dpp.link_up
+            if self._link.get(it.ofport) == up:
+                continue
+            self._link[it.ofport] = up
+            old = it.view
+            it.view = PortView(old.ofport, old.name, old.vlan, old.can_input, old.can_input and up)
+            changes.append((it.ofport, old, it.view))
+        if changes:
+            self._publish_ports()
+            self._revalidate_ports(changes)
+
+    def next_wakeup(self, now: float) -> float | None:
+        if self._more_upcalls or self.mac.dirty:
+            return now
+        t = self.mac.next_expiry()
+        if len(self.revalidator) or self._next_sweep == 0.0:
+            t = self._next_sweep if t is None else min(t, self._next_sweep)
+        return t
+
+    # Management ---------------------------------------------------------------------
+    def fdb_show(self) -> str:
+        return self.mac.show(self._now)
+
+    def fdb_flush(self, port: int | None = None, vlan: int | None = None) -> int:
+        n = self.mac.flush(port, vlan)
+        self._revalidate_macs()
+        return n
+
+    def dump_flows(self, now: float | None = None) -> str:
+        t = self._now if now is None else now
+        lines = []
+        for f in self.datapath.flow_dump():
+            s = f.stats
+            used = "never" if not s.used else f"{max(0.0, t - s.used):.3f}s"
+            lines.append(
+                f"{format_match(f.match.key, f.match.mask)}, packets:{s.packets}, "
+                f"bytes:{s.bytes}, used:{used}, actions:{format_actions(f.actions)}"
+            )
+        lines.sort()
+        return "".join(line + "\n" for line in lines)
+
+    def close(self) -> None:
+        """Forget the bridge's state. Leaves the datapath (ports and flows) alone: the
+        daemon owns it and decides whether to close it or hand it over."""
+        self.revalidator.forget_all()
+        self._ifaces.clear()
+
+    # Handoff ------------------------------------------------------------------------
+    def export_state(self) -> dict[str, Any]:
+        """The learned state, JSON-able: MAC entries with ages, ofport assignments."""
+        return {
+            "version": STATE_VERSION,
+            "mac": self.mac.export(self._now),
+            "ofports": {it.name: it.ofport for it in sorted(self._ifaces.values(), key=_by_name)},
+            "remembered": self.ofports.export(),
+        }
+
+    def import_state(self, data: dict[str, Any], now: float) -> None:
+        version = data.get("version")
+        if version != STATE_VERSION:
+            raise ValueError(
+                f"bridge {self.name}: state version {version!r} is not {STATE_VERSION}"
+            )
+        self._now = now
+        remembered = dict(data.get("remembered", {}))
+        remembered.update(data.get("ofports", {}))
+        self.ofports.import_(remembered)
+        self.mac.import_(data.get("mac", []), now)
+        self._check_mac_ports = True
+        self._revalidate_macs()
+
+    def state_hash(self) -> str:
+        """A digest of the learned state (ages rounded to whole seconds)."""
+        st = self.export_state()
+        st["mac"] = [[v, m, p, int(a)] for v, m, p, a in st["mac"]]
+        blob = json.dumps(st, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _by_name(it: _Iface) -> str:
+    return it.name
+
+
+def _max_idle_ms(other_config: dict[str, str]) -> int:
+    try:
+        return max(MIN_MAX_IDLE_MS, int(other_config.get("max-idle", DEFAULT_MAX_IDLE_MS)))
+    except ValueError:
+        return DEFAULT_MAX_IDLE_MS

@@ -1,0 +1,192 @@
+"""The MAC learning table: (VLAN, MAC) -> port, with aging, a size limit and moves.
+
+Pure: every operation takes ``now`` (monotonic seconds) from the caller.
+
+Scale: entries live in one insertion-ordered dict kept in last-seen order (a refresh
+moves the entry to the end), so learn, lookup, refresh and eviction are O(1) and aging
+pops expired entries from the front without looking at the rest. Refreshes from
+datapath flow statistics may carry a timestamp slightly older than the newest entry;
+such an entry still goes to the end, so the order is approximate by at most one
+revalidation interval: an entry may age out that much late, never early.
+
+Every change that can alter a forwarding decision (an entry added, moved or removed)
+is recorded in ``dirty`` so the revalidator can re-translate exactly the flows that
+depend on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hitless.config.model import OFPP_LOCAL
+
+__all__ = ["MacEntry", "MacTable", "format_mac", "parse_mac"]
+
+MacKey = tuple[int, bytes]  # (vlan, mac)
+
+
+def format_mac(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
+
+
+def parse_mac(text: str) -> bytes:
+    parts = text.split(":")
+    if len(parts) != 6:
+        raise ValueError(f"not a MAC address: {text!r}")
+    return bytes(int(p, 16) for p in parts)
+
+
+class MacEntry:
+    __slots__ = ("port", "last_seen")
+
+    def __init__(self, port: int, last_seen: float) -> None:
+        self.port = port
+        self.last_seen = last_seen
+
+
+class MacTable:
+    """Learned (vlan, mac) -> port entries."""
+
+    def __init__(self, aging_time: float = 300.0, max_entries: int = 8192) -> None:
+        self.aging_time = float(aging_time)
+        self.max_entries = max_entries
+        self._entries: dict[MacKey, MacEntry] = {}
+        self.dirty: set[MacKey] = set()
+        self.n_learned = 0
+        self.n_moves = 0
+        self.n_expired = 0
+        self.n_evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: MacKey) -> bool:
+        return key in self._entries
+
+    # Queries -------------------------------------------------------------------
+    def lookup(self, vlan: int, mac: bytes) -> int | None:
+        e = self._entries.get((vlan, mac))
+        return None if e is None else e.port
+
+    def get(self, vlan: int, mac: bytes) -> MacEntry | None:
+        return self._entries.get((vlan, mac))
+
+    def entries(self) -> list[tuple[int, bytes, int, float]]:
+        """(vlan, mac, port, last_seen), roughly oldest first."""
+        return [(v, m, e.port, e.last_seen) for (v, m), e in self._entries.items()]
+
+    def next_expiry(self) -> float | None:
+        for e in self._entries.values():
+            return e.last_seen + self.aging_time
+        return None
+
+    # Changes -------------------------------------------------------------------
+    def learn(self, vlan: int, mac: bytes, port: int, now: float) -> bool:
+        """Record that ``mac`` was seen on ``port`` in ``vlan`` at ``now``. Returns True
+        when a forwarding decision may change (a new entry or a move)."""
+        key = (vlan, mac)
+        entries = self._entries
+        e = entries.get(key)
+        if e is not None:
+            if e.port == port:
+                if now > e.last_seen:
+                    e.last_seen = now
+                    del entries[key]
+                    entries[key] = e
+                return False
+            if now < e.last_seen:
+                return False  # stale news (an old flow's stats): the newer sighting wins
+            e.port = port
+            e.last_seen = now
+            del entries[key]
+            entries[key] = e
+            self.n_moves += 1
+            self.dirty.add(key)
+            return True
+        if len(entries) >= self.max_entries:
+            self._evict(len(entries) - self.max_entries + 1)
+        entries[key] = MacEntry(port, now)
+        self.n_learned += 1
+        self.dirty.add(key)
+        return True
+
+    def _evict(self, count: int) -> None:
+        entries = self._entries
+        for _ in range(count):
+            key = next(iter(entries))
+            del entries[key]
+            self.dirty.add(key)
+            self.n_evicted += 1
+
+    def expire(self, now: float) -> int:
+        """Remove entries not seen for aging_time; returns how many."""
+        entries = self._entries
+        limit = now - self.aging_time
+        n = 0
+        while entries:
+            key = next(iter(entries))
+            if entries[key].last_seen > limit:
+                break
+            del entries[key]
+            self.dirty.add(key)
+            n += 1
+        self.n_expired += n
+        return n
+
+    def set_limits(self, aging_time: float, max_entries: int) -> None:
+        self.aging_time = float(aging_time)
+        self.max_entries = max_entries
+        if len(self._entries) > max_entries:
+            self._evict(len(self._entries) - max_entries)
+
+    def flush(self, port: int | None = None, vlan: int | None = None) -> int:
+        """Remove all entries, or those on ``port`` and/or in ``vlan``; returns how many."""
+        if port is None and vlan is None:
+            n = len(self._entries)
+            self.dirty.update(self._entries)
+            self._entries.clear()
+            return n
+        doomed = [
+            k
+            for k, e in self._entries.items()
+            if (port is None or e.port == port) and (vlan is None or k[0] == vlan)
+        ]
+        for k in doomed:
+            del self._entries[k]
+        self.dirty.update(doomed)
+        return len(doomed)
+
+    def take_dirty(self) -> set[MacKey]:
+        d = self.dirty
+        self.dirty = set()
+        return d
+
+    # Presentation and handoff ----------------------------------------------------
+    def show(self, now: float) -> str:
+        """The text of ``ovs-appctl fdb/show``."""
+        lines = [" port  VLAN  MAC                Age"]
+        for (vlan, mac), e in self._entries.items():
+            name = "LOCAL" if e.port == OFPP_LOCAL else str(e.port)
+            age = max(0, int(now - e.last_seen))
+            lines.append(f"{name:>5}  {vlan:4d}  {format_mac(mac)}  {age:3d}")
+        return "\n".join(lines) + "\n"
+
+    def export(self, now: float) -> list[list[Any]]:
+        """[[vlan, "mac", port, age_seconds], ...] oldest first (JSON-able)."""
+        return [
+            [vlan, format_mac(mac), e.port, max(0.0, now - e.last_seen)]
+            for (vlan, mac), e in self._entries.items()
+        ]
+
+    def import_(self, rows: list[list[Any]], now: float) -> None:
+        """Replace the table with exported rows; ages are kept relative to ``now``."""
+        decoded = []
+        for row in rows:
+            vlan, mac, port, age = row
+            decoded.append((now - float(age), int(vlan), parse_mac(mac), int(port)))
+        decoded.sort(key=lambda r: r[0])
+        self.dirty.update(self._entries)
+        self._entries.clear()
+        for last_seen, vlan, mac, port in decoded[-self.max_entries :]:
+            self._entries[(vlan, mac)] = MacEntry(port, last_seen)
+            self.dirty.add((vlan, mac))

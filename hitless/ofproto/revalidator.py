@@ -1,0 +1,249 @@
+"""The revalidator: keeps every installed megaflow true to the current switch state.
+
+Each flow the bridge installs has a ``UKey`` recording what its translation read: the
+input port, the output ports, the MAC entry looked up for the destination, the VLAN
+whose flood set it used, and the source it learned. Indexes on those let a change touch
+only the flows that depend on it: a MAC move re-translates the flows towards that MAC,
+a port change the flows in, out of or flooding onto that port. Re-translation modifies
+a flow in place (same match, stats kept) when only its actions changed and deletes it
+when its mask changed (the next packet makes a new one). The datapath is never flushed.
+
+The periodic sweep (``sweep``) walks the datapath's flows once: it deletes flows idle
+longer than max-idle, refreshes the MAC entries of sources whose flows were hit since
+the last sweep (hosts that only use the fast path must not age out), and adopts flows
+it did not install (after a handoff or a restart) by re-translating their masked keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from hitless.datapath.actions import Action
+from hitless.datapath.base import Datapath
+from hitless.ofproto.mac_learning import MacTable
+from hitless.ofproto.xlate import Xlate
+from hitless.packet.flow import Match
+
+__all__ = ["Revalidator", "UKey"]
+
+MacKey = tuple[int, bytes]
+
+
+class UKey:
+    """What the bridge knows about one installed megaflow."""
+
+    __slots__ = (
+        "match",
+        "actions",
+        "in_port",
+        "out_ports",
+        "dst",
+        "flood_vlan",
+        "learn",
+        "created",
+        "last_used",
+    )
+
+    def __init__(self, match: Match, x: Xlate, created: float) -> None:
+        self.match = match
+        self.actions: tuple[Action, ...] = x.actions
+        self.in_port = int.from_bytes(match.key[0:4], "big")
+        self.out_ports = x.out_ports
+        self.dst = x.dst
+        self.flood_vlan = x.flood_vlan
+        self.learn = x.learn
+        self.created = created
+        self.last_used = 0.0
+
+
+class Revalidator:
+    def __init__(self, datapath: Datapath, xlate: Callable[[bytes], Xlate], mac: MacTable) -> None:
+        self.dp = datapath
+        self.xlate = xlate
+        self.mac = mac
+        self.ukeys: dict[Match, UKey] = {}
+        self._by_port: dict[int, set[UKey]] = {}
+        self._by_dst: dict[MacKey, set[UKey]] = {}
+        self._by_flood: dict[int, set[UKey]] = {}
+        self.n_modified = 0
+        self.n_deleted = 0
+        self.n_idle_deleted = 0
+        self.n_adopted = 0
+
+    def __len__(self) -> int:
+        return len(self.ukeys)
+
+    # Index maintenance ------------------------------------------------------------
+    def _index(self, uk: UKey) -> None:
+        by_port = self._by_port
+        s = by_port.get(uk.in_port)
+        if s is None:
+            s = by_port[uk.in_port] = set()
+        s.add(uk)
+        for p in uk.out_ports:
+            s = by_port.get(p)
+            if s is None:
+                s = by_port[p] = set()
+            s.add(uk)
+        if uk.dst is not None:
+            s = self._by_dst.get(uk.dst)
+            if s is None:
+                s = self._by_dst[uk.dst] = set()
+            s.add(uk)
+        if uk.flood_vlan is not None:
+            s = self._by_flood.get(uk.flood_vlan)
+            if s is None:
+                s = self._by_flood[uk.flood_vlan] = set()
+            s.add(uk)
+
+    def _unindex(self, uk: UKey) -> None:
+        for p in (uk.in_port, *uk.out_ports):
+            _discard(self._by_port, p, uk)
+        if uk.dst is not None:
+            _discard(self._by_dst, uk.dst, uk)
+        if uk.flood_vlan is not None:
+            _discard(self._by_flood, uk.flood_vlan, uk)
+
+    # Installing -------------------------------------------------------------------
+    def install(self, match: Match, x: Xlate, now: float) -> None:
+        """Install (or update) the flow for a fresh translation."""
+        uk = self.ukeys.get(match)
+        if uk is not None:
+            if uk.actions == x.actions and uk.dst == x.dst and uk.out_ports == x.out_ports:
+                return
+            self._unindex(uk)
+            if uk.actions != x.actions:
+                self.dp.flow_put(match, x.actions)
+            self._update(uk, x)
+            self._index(uk)
+            return
+        self.dp.flow_put(match, x.actions)
+        uk = UKey(match, x, now)
+        self.ukeys[match] = uk
+        self._index(uk)
+
+    @staticmethod
+    def _update(uk: UKey, x: Xlate) -> None:
+        uk.actions = x.actions
+        uk.out_ports = x.out_ports
+        uk.dst = x.dst
+        uk.flood_vlan = x.flood_vlan
+        uk.learn = x.learn
+
+    def _forget(self, uk: UKey) -> None:
+        self._unindex(uk)
+        del self.ukeys[uk.match]
+
+    # Finding affected flows ---------------------------------------------------------
+    def for_macs(self, keys: Iterable[MacKey]) -> set[UKey]:
+        out: set[UKey] = set()
+        by_dst = self._by_dst
+        for k in keys:
+            s = by_dst.get(k)
+            if s:
+                out |= s
+        return out
+
+    def for_port(self, port: int) -> set[UKey]:
+        return set(self._by_port.get(port, ()))
+
+    def for_flood(self, vlans: Iterable[int] | None) -> set[UKey]:
+        """Flooding flows in ``vlans`` (None = every VLAN)."""
+        out: set[UKey] = set()
+        if vlans is None:
+            for s in self._by_flood.values():
+                out |= s
+            return out
+        for v in vlans:
+            fs = self._by_flood.get(v)
+            if fs:
+                out |= fs
+        return out
+
+    def all(self) -> set[UKey]:
+        return set(self.ukeys.values())
+
+    # Revalidation -------------------------------------------------------------------
+    def revalidate(self, ukeys: Iterable[UKey]) -> tuple[int, int]:
+        """Re-translate these flows; modify those whose actions changed and delete those
+        whose mask changed. Returns (modified, deleted)."""
+        modified = deleted = 0
+        for uk in ukeys:
+            if self.ukeys.get(uk.match) is not uk:
+                continue  # already gone
+            x = self.xlate(uk.match.key)
+            if x.mask != uk.match.mask:
+                self._forget(uk)
+                self.dp.flow_del(uk.match)
+                deleted += 1
+                continue
+            if x.actions != uk.actions:
+                self.dp.flow_put(uk.match, x.actions)
+                modified += 1
+            if (
+                x.actions != uk.actions
+                or x.dst != uk.dst
+                or x.out_ports != uk.out_ports
+                or x.flood_vlan != uk.flood_vlan
+            ):
+                self._unindex(uk)
+                self._update(uk, x)
+                self._index(uk)
+            else:
+                uk.learn = x.learn
+        self.n_modified += modified
+        self.n_deleted += deleted
+        return modified, deleted
+
+    def sweep(self, now: float, max_idle: float) -> None:
+        """One pass over the datapath's flows: expire idle ones, refresh learning from
+        the flows that were hit, adopt unknown ones, forget vanished ones."""
+        seen: set[Match] = set()
+        mac = self.mac
+        aging = mac.aging_time
+        for f in list(self.dp.flow_dump()):
+            m = f.match
+            uk = self.ukeys.get(m)
+            if uk is None:
+                x = self.xlate(m.key)
+                if x.mask != m.mask:
+                    self.dp.flow_del(m)
+                    self.n_deleted += 1
+                    continue
+                if x.actions != f.actions:
+                    self.dp.flow_put(m, x.actions)
+                uk = UKey(m, x, f.created or now)
+                self.ukeys[m] = uk
+                self._index(uk)
+                self.n_adopted += 1
+            used = f.stats.used
+            last = used if used else uk.created
+            if now - last > max_idle:
+                self._forget(uk)
+                self.dp.flow_del(m)
+                self.n_idle_deleted += 1
+                continue
+            seen.add(m)
+            if used > uk.last_used:
+                uk.last_used = used
+                if uk.learn is not None and now - used < aging:
+                    vlan, src, port = uk.learn
+                    mac.learn(vlan, src, port, used)
+        if len(seen) != len(self.ukeys):
+            for m, uk in list(self.ukeys.items()):
+                if m not in seen:
+                    self._forget(uk)
+
+    def forget_all(self) -> None:
+        self.ukeys.clear()
+        self._by_port.clear()
+        self._by_dst.clear()
+        self._by_flood.clear()
+
+
+def _discard(index: dict[int, set[UKey]] | dict[MacKey, set[UKey]], k: object, uk: UKey) -> None:
+    s = index.get(k)  # type: ignore[call-overload]
+    if s is not None:
+        s.discard(uk)
+        if not s:
+            del index[k]  # type: ignore[arg-type]

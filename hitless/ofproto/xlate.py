@@ -1,0 +1,218 @@
+"""NORMAL translation: a flow key and the switch state -> datapath actions, the megaflow
+mask they are valid for, and the side effects to apply (MAC learning).
+
+``xlate_normal`` is a pure function of (``SwitchState``, key): it changes nothing, so the
+revalidator re-runs it on installed flows, and the OpenFlow pipeline will call it for
+the NORMAL action. The caller applies ``Xlate.learn``.
+
+VLAN semantics follow the Port table of ovs-vswitchd.conf.db(5): every packet is in a
+VLAN (untagged = VLAN 0 on a trunk, the ``tag`` on access and native ports); access
+ports drop frames tagged with a nonzero VID; trunk ports drop VLANs they do not trunk
+(an empty ``trunks`` means all); native-tagged/native-untagged ports put untagged frames
+in the native VLAN and always trunk it; on egress a frame is untagged on access ports,
+in VLAN 0, and in the native VLAN of a native-untagged port, tagged everywhere else.
+Priority tags (VID 0) are never emitted.
+
+Megaflow masks: NORMAL reads in_port, eth_src (learning), eth_dst and the VID and
+presence bits of vlan_tci, never PCP or anything above L2, so one megaflow covers every
+L3/L4 flow between two learned hosts. Drops decided by the input port alone match only
+in_port (plus vlan_tci when the VLAN decided it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hitless.datapath.actions import Action, Output, PopVlan, PushVlan, SetField
+from hitless.ofproto.mac_learning import MacTable
+from hitless.packet.flow import VLAN_PRESENT, full_mask, make_mask, mask_or
+
+__all__ = [
+    "MASK_IN_PORT",
+    "MASK_NORMAL",
+    "MASK_VLAN",
+    "PortView",
+    "SwitchState",
+    "VlanConfig",
+    "Xlate",
+    "xlate_normal",
+]
+
+MASK_IN_PORT = full_mask("in_port")
+MASK_VLAN = mask_or(MASK_IN_PORT, make_mask(vlan_tci=0x1FFF))
+MASK_NORMAL = mask_or(MASK_VLAN, full_mask("eth_src", "eth_dst"))
+
+_VID_MASK = b"\x0f\xff"
+VLAN_MODES = ("access", "trunk", "native-tagged", "native-untagged")
+
+
+@dataclass(frozen=True, slots=True)
+class VlanConfig:
+    """A port's VLAN settings, resolved (vlan_mode defaulted as the schema says)."""
+
+    mode: str = "trunk"  # access | trunk | native-tagged | native-untagged
+    tag: int = 0  # access VLAN, or native VLAN
+    trunks: frozenset[int] = frozenset()  # empty = all
+
+    @classmethod
+    def resolve(cls, vlan_mode: str | None, tag: int | None, trunks: frozenset[int]) -> VlanConfig:
+        mode = vlan_mode or ("access" if tag is not None else "trunk")
+        if mode not in VLAN_MODES:
+            # dot1q-tunnel is not supported: treat like access (its single service VLAN).
+            mode = "access"
+        return cls(mode, tag or 0, frozenset() if mode == "access" else trunks)
+
+    def trunks_vlan(self, vlan: int) -> bool:
+        return not self.trunks or vlan in self.trunks
+
+    @property
+    def carries_all(self) -> bool:
+        return self.mode != "access" and not self.trunks
+
+    def carried(self) -> frozenset[int] | None:
+        """The VLANs this port carries (None = all)."""
+        if self.mode == "access":
+            return frozenset((self.tag,))
+        if not self.trunks:
+            return None
+        if self.mode == "trunk":
+            return self.trunks
+        return self.trunks | {self.tag}
+
+    def ingress_vlan(self, tci: int) -> int | None:
+        """The VLAN of a frame arriving with this vlan_tci, or None to drop it."""
+        vid = tci & 0xFFF if tci & VLAN_PRESENT else 0
+        mode = self.mode
+        if mode == "access":
+            return self.tag if vid == 0 else None
+        if mode == "trunk":
+            return vid if self.trunks_vlan(vid) else None
+        if vid == 0:
+            return self.tag
+        return vid if vid == self.tag or self.trunks_vlan(vid) else None
+
+    def egress_vid(self, vlan: int) -> int | None:
+        """How a frame in ``vlan`` leaves this port: None = not carried, 0 = untagged,
+        else tagged with that VID."""
+        mode = self.mode
+        if mode == "access":
+            return 0 if vlan == self.tag else None
+        if mode == "trunk":
+            return vlan if self.trunks_vlan(vlan) else None
+        if vlan == self.tag:
+            return 0 if mode == "native-untagged" else vlan
+        return vlan if self.trunks_vlan(vlan) else None
+
+
+@dataclass(frozen=True, slots=True)
+class PortView:
+    """What translation needs to know about one switch port."""
+
+    ofport: int
+    name: str
+    vlan: VlanConfig
+    can_input: bool = True  # attached and administratively up
+    can_output: bool = True  # administratively up and link up
+
+
+class SwitchState:
+    """The state NORMAL translation reads: ports, the MAC table, and options."""
+
+    def __init__(self, mac: MacTable) -> None:
+        self.mac = mac
+        self.ports: dict[int, PortView] = {}
+        self.forward_bpdu = False
+        self._flood: dict[int, tuple[tuple[int, int], ...]] = {}
+
+    def set_ports(self, ports: dict[int, PortView]) -> None:
+        self.ports = ports
+        self._flood = {}
+
+    def flood_set(self, vlan: int) -> tuple[tuple[int, int], ...]:
+        """(port, egress vid) of every port that can output a frame in ``vlan``."""
+        f = self._flood.get(vlan)
+        if f is None:
+            out = []
+            for no in sorted(self.ports):
+                p = self.ports[no]
+                if p.can_output:
+                    vid = p.vlan.egress_vid(vlan)
+                    if vid is not None:
+                        out.append((no, vid))
+            f = self._flood[vlan] = tuple(out)
+        return f
+
+
+@dataclass(frozen=True, slots=True)
+class Xlate:
+    """The result of translating one flow key."""
+
+    actions: tuple[Action, ...]
+    mask: bytes
+    reason: str  # "forward" | "flood" | "drop: <why>"
+    learn: tuple[int, bytes, int] | None = None  # (vlan, mac, port) to learn
+    dst: tuple[int, bytes] | None = None  # MAC entry the decision read
+    flood_vlan: int | None = None  # VLAN whose flood set the decision read
+    out_ports: tuple[int, ...] = ()
+
+
+def _is_reserved(dst: bytes) -> bool:
+    """01:80:c2:00:00:00-0f: link-local control protocols (STP, LACP, LLDP...)."""
+    return dst[:5] == b"\x01\x80\xc2\x00\x00" and dst[5] < 0x10
+
+
+def _build_actions(tci: int, vlan: int, outputs: list[tuple[int, int]]) -> tuple[Action, ...]:
+    """Output actions for each (port, egress vid), with the fewest tag changes."""
+    untagged = [p for p, vid in outputs if vid == 0]
+    tagged = [p for p, vid in outputs if vid != 0]
+    acts: list[Action] = []
+    if tci & VLAN_PRESENT:
+        if tagged:
+            if tci & 0xFFF != vlan:  # a priority tag (VID 0) on a port with a VLAN
+                acts.append(SetField("vlan_tci", vlan.to_bytes(2, "big"), _VID_MASK))
+            acts.extend(Output(p) for p in tagged)
+        if untagged:
+            acts.append(PopVlan())
+            acts.extend(Output(p) for p in untagged)
+    else:
+        acts.extend(Output(p) for p in untagged)
+        if tagged:
+            acts.append(PushVlan(vlan))
+            acts.extend(Output(p) for p in tagged)
+    return tuple(acts)
+
+
+def xlate_normal(state: SwitchState, key: bytes) -> Xlate:
+    """Translate a flow key through NORMAL switching. Pure: learning is returned in
+    ``Xlate.learn`` for the caller to apply."""
+    in_port = int.from_bytes(key[0:4], "big")
+    port = state.ports.get(in_port)
+    if port is None or not port.can_input:
+        return Xlate((), MASK_IN_PORT, "drop: input port is not usable")
+    tci = key[18] << 8 | key[19]
+    vlan = port.vlan.ingress_vlan(tci)
+    if vlan is None:
+        return Xlate((), MASK_VLAN, "drop: VLAN not allowed on input port")
+    dst = key[4:10]
+    if _is_reserved(dst) and not state.forward_bpdu:
+        return Xlate((), MASK_NORMAL, "drop: reserved multicast")
+    src = key[10:16]
+    learn = None if src[0] & 1 else (vlan, src, in_port)
+    if not dst[0] & 1:
+        out = state.mac.lookup(vlan, dst)
+        if out is not None:
+            dep = (vlan, dst)
+            if out == in_port:
+                return Xlate((), MASK_NORMAL, "drop: destination is on the input port", learn, dep)
+            op = state.ports.get(out)
+            vid = None if op is None or not op.can_output else op.vlan.egress_vid(vlan)
+            if vid is None:
+                return Xlate((), MASK_NORMAL, "drop: output port is not usable", learn, dep)
+            acts = _build_actions(tci, vlan, [(out, vid)])
+            return Xlate(acts, MASK_NORMAL, "forward", learn, dep, None, (out,))
+        dep_dst: tuple[int, bytes] | None = (vlan, dst)
+    else:
+        dep_dst = None
+    outputs = [pv for pv in state.flood_set(vlan) if pv[0] != in_port]
+    acts = _build_actions(tci, vlan, outputs)
+    return Xlate(acts, MASK_NORMAL, "flood", learn, dep_dst, vlan, tuple(p for p, _ in outputs))
