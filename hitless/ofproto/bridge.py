@@ -147,6 +147,8 @@ class Bridge:
             if cur is not None:
                 view = self._view(ic, vlan, cur.ofport)
                 if view != cur.view:
+                    if view.vlan != cur.view.vlan:
+                        self.mac.flush(port=cur.ofport)  # learned in VLANs it may not carry
                     changes.append((cur.ofport, cur.view, view))
                     cur.view = view
                 continue

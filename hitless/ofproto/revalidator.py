@@ -6,7 +6,7 @@ whose flood set it used, and the source it learned. Indexes on those let a chang
 only the flows that depend on it: a MAC move re-translates the flows towards that MAC,
 a port change the flows in, out of or flooding onto that port. Re-translation modifies
 a flow in place (same match, stats kept) when only its actions changed and deletes it
-when its mask changed (the next packet makes a new one). The datapath is never flushed.
+when its mask or its learning side effect changed (the next packet makes a new one). The datapath is never flushed.
 
 The periodic sweep (``sweep``) walks the datapath's flows once: it deletes flows idle
 longer than max-idle, refreshes the MAC entries of sources whose flows were hit since
@@ -172,7 +172,9 @@ class Revalidator:
             if self.ukeys.get(uk.match) is not uk:
                 continue  # already gone
             x = self.xlate(uk.match.key)
-            if x.mask != uk.match.mask:
+            if x.mask != uk.match.mask or x.learn != uk.learn:
+                # A new mask needs a new flow; a new learning side effect (the input
+                # port's VLAN changed) needs the next packet as an upcall to learn.
                 self._forget(uk)
                 self.dp.flow_del(uk.match)
                 deleted += 1
@@ -189,8 +191,6 @@ class Revalidator:
                 self._unindex(uk)
                 self._update(uk, x)
                 self._index(uk)
-            else:
-                uk.learn = x.learn
         self.n_modified += modified
         self.n_deleted += deleted
         return modified, deleted
