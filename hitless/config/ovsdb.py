@@ -1,0 +1,253 @@
+"""The OVSDB adapter: reads the whole Open_vSwitch database into a ``SwitchConfig`` and
+writes interface status and ``cur_cfg`` back, through the ``ovs`` library's IDL.
+
+Two halves:
+
+* ``config_from_rows`` is pure: it turns IDL rows (anything with the column attributes,
+  so tests can pass plain objects) into an immutable ``SwitchConfig`` plus the
+  interfaces that were rejected and why. It is level-triggered: it always reads
+  everything, never individual row events.
+* ``schema_helper`` and ``write_status`` talk to the IDL.
+
+Database conventions of this switch (they differ from Open vSwitch where noted):
+
+* ``Bridge.datapath_type`` "" means ``netdev`` (the userspace datapath; Open vSwitch
+  would mean its kernel datapath, which this switch does not have).
+* ``Interface.type`` "" means ``system`` (an existing network device); ``internal``
+  is the bridge's own port. Other types are rejected with an ``Interface.error``.
+* ``Interface.admin_state`` is a status column, as in Open vSwitch: the switch writes
+  it, it never reads it as configuration (``ovs-ofctl mod-port`` changes it).
+
+Must not import ofproto, datapath, daemon or handoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hitless.config.model import (
+    BridgeConfig,
+    ControllerConfig,
+    InterfaceConfig,
+    InterfaceStatus,
+    PortConfig,
+    SwitchConfig,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+DEFAULT_DATAPATH_TYPE = "netdev"
+SUPPORTED_INTERFACE_TYPES = ("system", "internal")
+DEFAULT_PROTOCOLS = ("OpenFlow13", "OpenFlow14")
+
+# The columns this switch reads (and, for Interface, writes back).
+COLUMNS: dict[str, list[str]] = {
+    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg", "other_config"],
+    "Bridge": [
+        "name",
+        "ports",
+        "datapath_type",
+        "fail_mode",
+        "other_config",
+        "protocols",
+        "controller",
+    ],
+    "Port": ["name", "interfaces", "tag", "trunks", "vlan_mode"],
+    "Interface": [
+        "name",
+        "type",
+        "ofport_request",
+        "options",
+        "mac",
+        # written back by the switch:
+        "ofport",
+        "error",
+        "link_state",
+        "admin_state",
+        "mac_in_use",
+    ],
+    "Controller": ["target"],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRead:
+    """The result of reading the database."""
+
+    config: SwitchConfig
+    rejected: dict[str, str] = field(default_factory=dict)  # interface -> error
+    warnings: tuple[str, ...] = ()
+
+
+def _opt(value: Any) -> Any:
+    """An optional OVSDB column (the IDL gives a list of 0 or 1 element) as value|None."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
+
+
+def _protocol_key(name: str) -> tuple[int, str]:
+    digits = "".join(c for c in name if c.isdigit())
+    return (int(digits) if digits else 0, name)
+
+
+def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
+    """Compute the whole switch configuration from the Open_vSwitch row (None when the
+    database has no such row yet, in which case there is nothing to apply)."""
+    if ovs_row is None:
+        return None
+    bridges: dict[str, BridgeConfig] = {}
+    rejected: dict[str, str] = {}
+    warnings: list[str] = []
+    owner: dict[str, str] = {}  # interface name -> bridge that has it
+    for br in sorted(ovs_row.bridges, key=lambda r: r.name):
+        if br.name in bridges:
+            warnings.append(f"bridge {br.name} is listed twice; ignoring the second")
+            continue
+        ports: dict[str, PortConfig] = {}
+        for port in sorted(br.ports, key=lambda r: r.name):
+            ifaces: list[InterfaceConfig] = []
+            for iface in sorted(port.interfaces, key=lambda r: r.name):
+                if iface.name in owner:
+                    rejected[iface.name] = (
+                        f"interface {iface.name} is already part of bridge {owner[iface.name]}"
+                    )
+                    continue
+                itype = iface.type or "system"
+                if itype not in SUPPORTED_INTERFACE_TYPES:
+                    rejected[iface.name] = (
+                        f"unsupported interface type {itype!r} "
+                        f"(this switch supports: {', '.join(SUPPORTED_INTERFACE_TYPES)})"
+                    )
+                    continue
+                owner[iface.name] = br.name
+                ofport_request = _opt(iface.ofport_request)
+                ifaces.append(
+                    InterfaceConfig(
+                        name=iface.name,
+                        type=itype,
+                        ofport_request=ofport_request,
+                        options=dict(iface.options),
+                        mac=_opt(iface.mac),
+                    )
+                )
+            if not ifaces:
+                if not port.interfaces:
+                    warnings.append(f"port {port.name} on bridge {br.name} has no interfaces")
+                continue
+            ports[port.name] = PortConfig(
+                name=port.name,
+                interfaces=tuple(ifaces),
+                tag=_opt(port.tag),
+                trunks=frozenset(port.trunks),
+                vlan_mode=_opt(port.vlan_mode),
+            )
+        protocols = tuple(sorted(br.protocols, key=_protocol_key)) or DEFAULT_PROTOCOLS
+        bridges[br.name] = BridgeConfig(
+            name=br.name,
+            datapath_type=br.datapath_type or DEFAULT_DATAPATH_TYPE,
+            fail_mode=_opt(br.fail_mode) or "standalone",
+            other_config=dict(br.other_config),
+            ports=ports,
+            protocols=protocols,
+            controllers=tuple(
+                ControllerConfig(c.target) for c in sorted(br.controller, key=lambda r: r.target)
+            ),
+        )
+    return ConfigRead(
+        config=SwitchConfig(
+            bridges=bridges,
+            next_cfg=ovs_row.next_cfg,
+            other_config=dict(ovs_row.other_config),
+        ),
+        rejected=rejected,
+        warnings=tuple(warnings),
+    )
+
+
+# The IDL side ------------------------------------------------------------------------
+
+
+def schema_helper(schema_path: str = DEFAULT_SCHEMA) -> Any:
+    """An ``ovs.db.idl.SchemaHelper`` registering only the columns this switch uses."""
+    import ovs.db.idl
+
+    helper = ovs.db.idl.SchemaHelper(location=schema_path)
+    for table, columns in COLUMNS.items():
+        helper.register_columns(table, columns)
+    return helper
+
+
+def open_vswitch_row(idl: Any) -> Any | None:
+    rows = list(idl.tables["Open_vSwitch"].rows.values())
+    return rows[0] if rows else None
+
+
+def read_config(idl: Any) -> ConfigRead | None:
+    return config_from_rows(open_vswitch_row(idl))
+
+
+def interface_rows(idl: Any) -> dict[str, Any]:
+    return {row.name: row for row in idl.tables["Interface"].rows.values()}
+
+
+OFPP_MAX = 0xFF00  # highest OpenFlow port number a physical/logical port may have
+
+
+def ofport_hints(idl: Any) -> dict[str, int]:
+    """The OpenFlow port numbers the database says interfaces had (Interface.ofport), so a
+    restarted switch can give them the same numbers again (as Open vSwitch does)."""
+    out: dict[str, int] = {}
+    for name, row in interface_rows(idl).items():
+        ofport = _opt(row.ofport)
+        if isinstance(ofport, int) and 0 < ofport < OFPP_MAX:
+            out[name] = ofport
+    return out
+
+
+def _set_opt(row: Any, column: str, value: Any) -> None:
+    new = [] if value is None else [value]
+    if list(getattr(row, column)) != new:
+        setattr(row, column, new)
+
+
+def write_status(
+    idl: Any,
+    statuses: Mapping[str, InterfaceStatus],
+    cur_cfg: int | None = None,
+    comment: str = "hitless-vswitchd: status",
+) -> Any | None:
+    """Stage one transaction writing ``statuses`` to the Interface rows (by name) and,
+    if given, Open_vSwitch.cur_cfg; commit it and return it (None when nothing
+    changed). The caller keeps calling ``commit()`` on an INCOMPLETE transaction."""
+    import ovs.db.idl
+
+    rows = interface_rows(idl)
+    txn = ovs.db.idl.Transaction(idl)
+    txn.add_comment(comment)
+    for name, st in statuses.items():
+        row = rows.get(name)
+        if row is None:  # removed from the database meanwhile
+            continue
+        _set_opt(row, "ofport", st.ofport)
+        _set_opt(row, "error", st.error)
+        _set_opt(row, "link_state", st.link_state)
+        _set_opt(row, "admin_state", st.admin_state)
+        _set_opt(row, "mac_in_use", st.mac_in_use)
+    if cur_cfg is not None:
+        ovs_row = open_vswitch_row(idl)
+        if ovs_row is not None and ovs_row.cur_cfg != cur_cfg:
+            ovs_row.cur_cfg = cur_cfg
+    status = txn.commit()
+    if status == ovs.db.idl.Transaction.UNCHANGED:
+        return None
+    return txn
+
+
+def failed_statuses(names: Iterable[str], error: str) -> dict[str, InterfaceStatus]:
+    """The status of interfaces that could not be attached at all."""
+    return {n: InterfaceStatus(ofport=-1, error=error) for n in names}

@@ -1,0 +1,7 @@
+"""``python -m hitless.daemon`` runs hitless-vswitchd."""
+
+import sys
+
+from hitless.daemon.main import main
+
+sys.exit(main())

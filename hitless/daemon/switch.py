@@ -1,0 +1,476 @@
+"""The running switch: one object that holds all of the daemon's state (bridges and their
+datapaths, the IDL, the unixctl server, counters), so that a handoff can export it
+and a new process can take it over.
+
+Each loop iteration does the datapath work first (so control-plane work never starves
+forwarding for long), then the control plane: the IDL, reconciliation when the database
+changed, status write-back, management commands.
+
+Reconciliation is level-triggered: whenever the IDL's ``change_seqno`` moves, the whole
+``SwitchConfig`` is recomputed and diffed against the running bridges (``plan``).
+A bridge whose configuration changed is reconfigured in place ("warm"); creating,
+destroying or changing the datapath type of a bridge is "cold". Both are logged and
+counted.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from hitless.config.model import BridgeConfig, InterfaceStatus, SwitchConfig
+from hitless.config.ovsdb import (
+    DEFAULT_SCHEMA,
+    ConfigRead,
+    failed_statuses,
+    ofport_hints,
+    read_config,
+    schema_helper,
+    write_status,
+)
+from hitless.daemon import unixctl
+from hitless.daemon.rundir import RunDir
+from hitless.daemon.unixctl import CommandError
+from hitless.datapath import Datapath, DatapathError, open_datapath
+
+log = logging.getLogger(__name__)
+
+STATUS_REFRESH_INTERVAL = 5.0  # seconds between link_state refreshes
+IDLE_TIMER_MS = 1000  # the loop always has a timer (ovs.poller can block otherwise)
+
+
+class BridgeLike(Protocol):
+    """What the daemon needs from ``hitless.ofproto.bridge.Bridge``."""
+
+    def reconfigure(self, cfg: BridgeConfig, now: float) -> dict[str, InterfaceStatus]: ...
+    def run(self, now: float) -> None: ...
+    def next_wakeup(self, now: float) -> float | None: ...
+    def fdb_show(self) -> str: ...
+    def fdb_flush(self) -> int: ...
+    def dump_flows(self) -> str: ...
+    def close(self) -> None: ...
+
+
+BridgeFactory = Callable[[str, Datapath], BridgeLike]
+DatapathOpener = Callable[[str, str], Datapath]
+
+
+def default_bridge_factory(name: str, datapath: Datapath) -> BridgeLike:
+    from hitless.ofproto.bridge import Bridge  # type: ignore[attr-defined]
+
+    return Bridge(name, datapath)  # type: ignore[no-any-return]
+
+
+# Pure planning -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to do to go from the running bridges to a new configuration."""
+
+    create: tuple[str, ...] = ()  # cold: new bridges
+    destroy: tuple[str, ...] = ()  # cold: removed bridges
+    recreate: tuple[str, ...] = ()  # cold: datapath type changed
+    reconfigure: tuple[str, ...] = ()  # warm: same datapath, other settings changed
+
+    @property
+    def empty(self) -> bool:
+        return not (self.create or self.destroy or self.recreate or self.reconfigure)
+
+
+def plan(running: Mapping[str, BridgeConfig], new: SwitchConfig) -> Plan:
+    """Diff the running bridges' configurations against the desired configuration."""
+    create, recreate, reconfigure = [], [], []
+    for name, cfg in sorted(new.bridges.items()):
+        old = running.get(name)
+        if old is None:
+            create.append(name)
+        elif old.datapath_type != cfg.datapath_type:
+            recreate.append(name)
+        elif old != cfg:
+            reconfigure.append(name)
+    destroy = sorted(set(running) - set(new.bridges))
+    return Plan(tuple(create), tuple(destroy), tuple(recreate), tuple(reconfigure))
+
+
+def with_ofport_hints(cfg: BridgeConfig, hints: Mapping[str, int]) -> BridgeConfig:
+    """``cfg`` with interfaces that request no OpenFlow port number asking for the one
+    they had before (``hints``), unless another interface of the bridge claims it."""
+    claimed = {
+        i.ofport_request
+        for p in cfg.ports.values()
+        for i in p.interfaces
+        if i.ofport_request is not None
+    }
+    ports = {}
+    for pname, port in cfg.ports.items():
+        ifaces = []
+        for iface in port.interfaces:
+            hint = hints.get(iface.name)
+            if iface.ofport_request is None and hint is not None and hint not in claimed:
+                claimed.add(hint)
+                iface = replace(iface, ofport_request=hint)
+            ifaces.append(iface)
+        ports[pname] = replace(port, interfaces=tuple(ifaces))
+    return replace(cfg, ports=ports)
+
+
+def bridge_interfaces(cfg: BridgeConfig) -> list[str]:
+    return [i.name for p in cfg.ports.values() for i in p.interfaces]
+
+
+# The running switch -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RunningBridge:
+    cfg: BridgeConfig
+    bridge: BridgeLike
+    datapath: Datapath
+    statuses: dict[str, InterfaceStatus] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class FailedBridge:
+    """A configured bridge that could not be created (e.g. unknown datapath type)."""
+
+    cfg: BridgeConfig
+    error: str
+
+
+@dataclass(slots=True)
+class Counters:
+    warm: int = 0
+    cold: int = 0
+    reconciliations: int = 0
+    txn_failures: int = 0
+
+
+class Switch:
+    def __init__(
+        self,
+        rundir: RunDir,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        bridge_factory: BridgeFactory = default_bridge_factory,
+        datapath_opener: DatapathOpener = open_datapath,
+        clock: Callable[[], float] = time.monotonic,
+        status_interval: float = STATUS_REFRESH_INTERVAL,
+    ) -> None:
+        import ovs.db.idl
+
+        self.rundir = rundir
+        self.bridge_factory = bridge_factory
+        self.datapath_opener = datapath_opener
+        self.clock = clock
+        self.status_interval = status_interval
+        self.bridges: dict[str, RunningBridge] = {}
+        self.failed: dict[str, FailedBridge] = {}
+        self.config: SwitchConfig | None = None
+        self.rejected: dict[str, str] = {}
+        self.counters = Counters()
+        self.exiting = False
+        self.idl = ovs.db.idl.Idl(rundir.db_remote, schema_helper(schema))
+        self.unixctl_server: Any = None
+        self._seqno = -1
+        self._warnings: tuple[str, ...] = ()
+        self._txns: list[Any] = []
+        self._next_refresh = 0.0
+        self._status_dirty = False
+        self._wake_r = -1
+        self._wake_w = -1
+
+    # Lifecycle ----------------------------------------------------------------------
+    def start_unixctl(self) -> None:
+        import ovs.fatal_signal
+        import ovs.unixctl.server
+
+        unixctl.install(self)
+        error, server = ovs.unixctl.server.UnixctlServer.create(str(self.rundir.ctl))
+        if error:
+            raise OSError(error, f"could not listen on {self.rundir.ctl}: {os.strerror(error)}")
+        # We decide when the socket file goes away (a successor may own it by then).
+        ovs.fatal_signal.remove_file_to_unlink(str(self.rundir.ctl))
+        self.unixctl_server = server
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT ask the loop to exit cleanly; a pipe wakes the poller."""
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            self.exiting = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def close(self) -> None:
+        for name in list(self.bridges):
+            self._destroy(name, "switch is shutting down")
+        if self.unixctl_server is not None:
+            self.unixctl_server.close()
+            self.unixctl_server = None
+            try:
+                os.unlink(self.rundir.ctl)
+            except OSError:
+                pass
+        self.idl.close()
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    # The loop -----------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        import ovs.poller
+
+        while not self.exiting:
+            self.run()
+            if self.exiting:
+                break
+            poller = ovs.poller.Poller()
+            self.wait(poller)
+            poller.block()
+
+    def run(self) -> None:
+        """One iteration: forwarding first, then the control plane."""
+        now = self.clock()
+        for rb in list(self.bridges.values()):
+            rb.datapath.run()
+            rb.bridge.run(now)
+        self._drain_wakeup()
+
+        self.idl.run()
+        self._progress_txns()
+        if self.idl.change_seqno != self._seqno:
+            self._seqno = self.idl.change_seqno
+            self.reconcile(self.clock())
+        elif self._status_dirty or self.clock() >= self._next_refresh:
+            self.refresh_status(self.clock())
+
+        if self.unixctl_server is not None:
+            self.unixctl_server.run()
+
+    def wait(self, poller: Any) -> None:
+        now = self.clock()
+        timeout = self._next_refresh - now
+        for rb in self.bridges.values():
+            rb.datapath.wait(poller)
+            wake = rb.bridge.next_wakeup(now)
+            if wake is not None:
+                timeout = min(timeout, wake - now)
+        poller.timer_wait(max(0, min(int(timeout * 1000) + 1, IDLE_TIMER_MS)))
+        self.idl.wait(poller)
+        for txn in self._txns:
+            txn.wait(poller)
+        if self.unixctl_server is not None:
+            self.unixctl_server.wait(poller)
+        if self._wake_r >= 0:
+            poller.fd_wait(self._wake_r, select.POLLIN)
+        if self.exiting:
+            poller.immediate_wake()
+
+    def _drain_wakeup(self) -> None:
+        if self._wake_r < 0:
+            return
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except OSError as e:
+            if e.errno != errno.EAGAIN:
+                raise
+
+    # Reconciliation ----------------------------------------------------------------
+    def force_reconcile(self) -> None:
+        """Reconcile and rewrite all status at the next ``run()`` even if the database did
+        not change (e.g. after bridges were adopted from another process)."""
+        self._seqno = -1
+        self._status_dirty = True
+
+    def reconcile(self, now: float) -> None:
+        read = read_config(self.idl)
+        if read is None:
+            # No Open_vSwitch row (not connected yet, or an empty database): keep
+            # whatever runs; an empty database must not tear the switch down.
+            return
+        self._apply(read, now)
+
+    def _apply(self, read: ConfigRead, now: float) -> None:
+        new = read.config
+        if read.warnings != self._warnings:
+            for w in read.warnings:
+                log.warning("configuration: %s", w)
+            self._warnings = read.warnings
+        for iface, err in read.rejected.items():
+            if self.rejected.get(iface) != err:
+                log.warning("interface %s: %s", iface, err)
+        self.rejected = dict(read.rejected)
+
+        running = {n: rb.cfg for n, rb in self.bridges.items()}
+        p = plan(running, new)
+        if p.empty and self.config == new and not self._status_dirty:
+            return
+        self.counters.reconciliations += 1
+        for name in p.destroy:
+            self._destroy(name, "removed from the database")
+            self._count("cold", name, "destroyed")
+        for name in p.recreate:
+            old = self.bridges[name].cfg.datapath_type
+            self._destroy(name, f"datapath type changes from {old}")
+            if self._create(new.bridges[name], now):
+                self._count(
+                    "cold",
+                    name,
+                    f"recreated: datapath type {old} -> {new.bridges[name].datapath_type}",
+                )
+        for name in p.create:
+            fb = self.failed.get(name)
+            if fb is not None and fb.cfg == new.bridges[name]:
+                continue  # failed before with this very configuration; no retry loop
+            if self._create(new.bridges[name], now):
+                self._count(
+                    "cold", name, f"created with datapath type {new.bridges[name].datapath_type}"
+                )
+        for name in p.reconfigure:
+            rb = self.bridges[name]
+            rb.cfg = new.bridges[name]
+            try:
+                rb.statuses = rb.bridge.reconfigure(rb.cfg, now)
+            except Exception as e:  # our bug; keep the other bridges working
+                log.exception("bridge %s: reconfiguration failed; closing it", name)
+                self._destroy(name, "reconfiguration failed")
+                self.failed[name] = FailedBridge(
+                    rb.cfg, f"bridge {name}: internal error: {type(e).__name__}: {e}"
+                )
+                continue
+            self._count("warm", name, "reconfigured in place")
+        for name in set(self.failed) - set(new.bridges):
+            del self.failed[name]
+        self.config = new
+        self._write_status(cur_cfg=new.next_cfg)
+        self._next_refresh = now + self.status_interval
+
+    def _count(self, kind: str, bridge: str, what: str) -> None:
+        if kind == "warm":
+            self.counters.warm += 1
+        else:
+            self.counters.cold += 1
+        log.info(
+            "bridge %s: %s (%s; %d warm, %d cold so far)",
+            bridge,
+            what,
+            kind,
+            self.counters.warm,
+            self.counters.cold,
+        )
+
+    def _create(self, cfg: BridgeConfig, now: float) -> bool:
+        self.failed.pop(cfg.name, None)
+        try:
+            dp = self.datapath_opener(cfg.datapath_type, cfg.name)
+        except DatapathError as e:
+            msg = f"bridge {cfg.name}: {e}"
+            log.error("%s; its interfaces stay detached", msg)
+            self.failed[cfg.name] = FailedBridge(cfg, msg)
+            return False
+        except Exception as e:  # our bug (e.g. a provider that fails to import)
+            log.exception("bridge %s: could not open its %s datapath", cfg.name, cfg.datapath_type)
+            self.failed[cfg.name] = FailedBridge(
+                cfg, f"bridge {cfg.name}: internal error: {type(e).__name__}: {e}"
+            )
+            return False
+        try:
+            bridge = self.bridge_factory(cfg.name, dp)
+            # A new bridge (or a restarted daemon) gives interfaces their old numbers.
+            statuses = bridge.reconfigure(with_ofport_hints(cfg, ofport_hints(self.idl)), now)
+        except Exception as e:  # our bug; keep the other bridges working
+            log.exception("bridge %s: could not be created", cfg.name)
+            dp.close()
+            self.failed[cfg.name] = FailedBridge(
+                cfg, f"bridge {cfg.name}: internal error: {type(e).__name__}: {e}"
+            )
+            return False
+        self.bridges[cfg.name] = RunningBridge(cfg, bridge, dp, statuses)
+        return True
+
+    def _destroy(self, name: str, why: str) -> None:
+        rb = self.bridges.pop(name, None)
+        if rb is None:
+            return
+        log.info("bridge %s: closing (%s)", name, why)
+        try:
+            rb.bridge.close()
+        finally:
+            rb.datapath.close()
+
+    # Status write-back ----------------------------------------------------------------
+    def statuses(self) -> dict[str, InterfaceStatus]:
+        """Status of every interface in the configuration (what the database should say)."""
+        out: dict[str, InterfaceStatus] = {}
+        for fb in self.failed.values():
+            out.update(failed_statuses(bridge_interfaces(fb.cfg), fb.error))
+        for rb in self.bridges.values():
+            out.update(rb.statuses)
+        for iface, err in self.rejected.items():
+            out[iface] = InterfaceStatus(ofport=-1, error=err)
+        return out
+
+    def refresh_status(self, now: float) -> None:
+        """Re-read link state etc. from the bridges (an unchanged configuration is a
+        no-op for them) and write what changed."""
+        for rb in self.bridges.values():
+            rb.statuses = rb.bridge.reconfigure(rb.cfg, now)
+        self._write_status(cur_cfg=self.config.next_cfg if self.config else None)
+        self._next_refresh = now + self.status_interval
+
+    def _write_status(self, cur_cfg: int | None) -> None:
+        self._status_dirty = False
+        if read_config(self.idl) is None:
+            return
+        txn = write_status(self.idl, self.statuses(), cur_cfg)
+        if txn is not None:
+            self._txns.append(txn)
+            self._progress_txns()
+
+    def _progress_txns(self) -> None:
+        import ovs.db.idl
+
+        T = ovs.db.idl.Transaction
+        still: list[Any] = []
+        for txn in self._txns:
+            status = txn.commit()
+            if status == T.INCOMPLETE:
+                still.append(txn)
+            elif status in (T.SUCCESS, T.UNCHANGED):
+                continue
+            else:
+                self.counters.txn_failures += 1
+                log.warning(
+                    "status write-back failed (%s%s); will retry",
+                    status,
+                    f": {txn.get_error()}" if status == T.ERROR else "",
+                )
+                self._status_dirty = True
+        self._txns = still
+
+    # Helpers for commands -------------------------------------------------------------
+    def bridge(self, name: str) -> BridgeLike:
+        """The running bridge called ``name`` (``TYPE@NAME`` is accepted too)."""
+        _, _, bare = name.rpartition("@")
+        rb = self.bridges.get(bare)
+        if rb is not None:
+            return rb.bridge
+        if bare in self.failed:
+            raise CommandError(f"bridge {bare} is not running: {self.failed[bare].error}")
+        known = ", ".join(sorted(self.bridges)) or "none"
+        raise CommandError(f"no such bridge: {bare} (bridges: {known})")
+
+    def bridge_names(self) -> Iterable[str]:
+        return sorted(self.bridges)

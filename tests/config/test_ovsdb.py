@@ -1,0 +1,171 @@
+"""The pure half of the OVSDB adapter: rows (as the IDL presents them) to SwitchConfig,
+and the daemon's pure planning on top of it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace as Row
+
+from hitless.config.model import BridgeConfig, InterfaceConfig, PortConfig, SwitchConfig
+from hitless.config.ovsdb import COLUMNS, config_from_rows, schema_helper
+from hitless.daemon.switch import plan, with_ofport_hints
+
+
+def iface(name: str, type: str = "", ofport_request: list[int] | None = None, **kw: object) -> Row:
+    return Row(
+        name=name,
+        type=type,
+        ofport_request=ofport_request or [],
+        admin_state=[],
+        options=kw.get("options", {}),
+        mac=kw.get("mac", []),
+        ofport=[],
+        error=[],
+    )
+
+
+def port(
+    name: str,
+    *ifaces: Row,
+    tag: list[int] | None = None,
+    trunks: list[int] | None = None,
+    vlan_mode: list[str] | None = None,
+) -> Row:
+    return Row(
+        name=name,
+        interfaces=list(ifaces),
+        tag=tag or [],
+        trunks=trunks or [],
+        vlan_mode=vlan_mode or [],
+    )
+
+
+def bridge(name: str, *ports: Row, datapath_type: str = "", **kw: object) -> Row:
+    return Row(
+        name=name,
+        ports=list(ports),
+        datapath_type=datapath_type,
+        fail_mode=kw.get("fail_mode", []),
+        other_config=kw.get("other_config", {}),
+        protocols=kw.get("protocols", []),
+        controller=kw.get("controller", []),
+    )
+
+
+def ovs(*bridges: Row, next_cfg: int = 3) -> Row:
+    return Row(bridges=list(bridges), next_cfg=next_cfg, cur_cfg=0, other_config={})
+
+
+def test_no_open_vswitch_row_means_nothing_to_apply() -> None:
+    assert config_from_rows(None) is None
+
+
+def test_defaults_and_conversions() -> None:
+    read = config_from_rows(
+        ovs(
+            bridge(
+                "br0",
+                port("br0", iface("br0", "internal")),
+                port("p1", iface("p1", ofport_request=[5], options={"k": "v"}), tag=[10]),
+                port("t1", iface("t1"), trunks=[30, 20], vlan_mode=["trunk"]),
+                protocols=["OpenFlow15", "OpenFlow13"],
+                fail_mode=["secure"],
+                controller=[Row(target="tcp:127.0.0.1:6653")],
+                other_config={"mac-aging-time": "60"},
+            ),
+            next_cfg=7,
+        )
+    )
+    assert read is not None and read.rejected == {} and read.warnings == ()
+    cfg = read.config
+    assert cfg.next_cfg == 7
+    br = cfg.bridges["br0"]
+    assert br.datapath_type == "netdev"  # "" means netdev for this switch
+    assert br.fail_mode == "secure" and br.mac_aging_time == 60
+    assert br.protocols == ("OpenFlow13", "OpenFlow15")
+    assert [c.target for c in br.controllers] == ["tcp:127.0.0.1:6653"]
+    assert br.ports["br0"].interfaces == (InterfaceConfig("br0", "internal"),)
+    assert br.ports["p1"] == PortConfig(
+        "p1", (InterfaceConfig("p1", "system", 5, None, {"k": "v"}),), tag=10
+    )
+    assert br.ports["t1"].trunks == frozenset({20, 30}) and br.ports["t1"].vlan_mode == "trunk"
+    assert br.ports["t1"].tag is None
+
+
+def test_protocols_default_and_dummy_type() -> None:
+    read = config_from_rows(ovs(bridge("b", datapath_type="dummy")))
+    assert read is not None
+    assert read.config.bridges["b"].protocols == ("OpenFlow13", "OpenFlow14")
+    assert read.config.bridges["b"].datapath_type == "dummy"
+
+
+def test_bad_interfaces_are_rejected_with_a_reason() -> None:
+    read = config_from_rows(
+        ovs(
+            bridge("a", port("x", iface("x")), port("v", iface("v", "vxlan"))),
+            bridge("b", port("x2", iface("x")), port("empty")),
+        )
+    )
+    assert read is not None
+    assert read.rejected == {
+        "v": "unsupported interface type 'vxlan' (this switch supports: system, internal)",
+        "x": "interface x is already part of bridge a",
+    }
+    assert set(read.config.bridges["a"].ports) == {"x"}
+    assert read.config.bridges["b"].ports == {}
+    assert read.warnings == ("port empty on bridge b has no interfaces",)
+
+
+def test_reading_is_deterministic_whatever_the_row_order() -> None:
+    a = config_from_rows(
+        ovs(bridge("b", port("p2", iface("p2")), port("p1", iface("p1"))), bridge("a"))
+    )
+    b = config_from_rows(
+        ovs(bridge("a"), bridge("b", port("p1", iface("p1")), port("p2", iface("p2"))))
+    )
+    assert a == b
+
+
+def test_schema_helper_registers_existing_columns_only() -> None:
+    schema = schema_helper().get_idl_schema()
+    for table, columns in COLUMNS.items():
+        assert set(schema.tables[table].columns) == set(columns)
+
+
+def _bridge(name: str, dp: str = "dummy", **ports: int | None) -> BridgeConfig:
+    return BridgeConfig(
+        name,
+        dp,
+        ports={
+            p: PortConfig(p, (InterfaceConfig(p, ofport_request=req),)) for p, req in ports.items()
+        },
+    )
+
+
+def test_plan_warm_and_cold() -> None:
+    running = {
+        "keep": _bridge("keep"),
+        "tune": _bridge("tune"),
+        "gone": _bridge("gone"),
+        "retype": _bridge("retype"),
+    }
+    new = SwitchConfig(
+        bridges={
+            "keep": _bridge("keep"),
+            "tune": _bridge("tune", p1=None),
+            "retype": _bridge("retype", "netdev"),
+            "fresh": _bridge("fresh"),
+        }
+    )
+    p = plan(running, new)
+    assert p.create == ("fresh",)
+    assert p.destroy == ("gone",)
+    assert p.recreate == ("retype",)
+    assert p.reconfigure == ("tune",)
+    assert plan(new.bridges, new).empty
+
+
+def test_ofport_hints_never_steal_a_requested_number() -> None:
+    cfg = _bridge("b", a=None, b=3, c=None, d=None)
+    hinted = with_ofport_hints(cfg, {"a": 3, "c": 4, "d": 4, "b": 9})
+    got = {p: pc.interfaces[0].ofport_request for p, pc in hinted.ports.items()}
+    assert got == {"a": None, "b": 3, "c": 4, "d": None}

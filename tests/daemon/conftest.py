@@ -1,0 +1,101 @@
+"""Fixtures for daemon tests: a private switch (ovsdb-server + hitless-vswitchd) in a
+unique run directory, always stopped by PID and removed in teardown."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hitless.daemon.rundir import RunDir, daemon_pid, db_pid, read_pid, wait_exit
+
+BIN = Path(sys.executable).parent
+TIMEOUT = "--timeout=20"
+
+
+def run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout}{r.stderr}")
+    return r
+
+
+@dataclass
+class Sw:
+    """One switch instance under test and stock clients pointed at it."""
+
+    rundir: RunDir
+
+    def hitless(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run([str(BIN / "hitless"), *args, "--rundir", str(self.rundir.path)], check)
+
+    def start(self, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.hitless("start", check=check)
+
+    def vsctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(["ovs-vsctl", f"--db={self.rundir.db_remote}", TIMEOUT, *args], check)
+
+    def appctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(["ovs-appctl", "-t", str(self.rundir.ctl), TIMEOUT, *args], check)
+
+    def get(self, table: str, record: str, column: str) -> str:
+        return self.vsctl("get", table, record, column).stdout.strip()
+
+    def ofport(self, iface: str) -> int:
+        return int(self.get("Interface", iface, "ofport"))
+
+    @property
+    def daemon_pid(self) -> int | None:
+        return daemon_pid(self.rundir)
+
+    @property
+    def db_pid(self) -> int | None:
+        return db_pid(self.rundir)
+
+    def log(self) -> str:
+        return self.rundir.log.read_text(errors="replace")
+
+
+def _kill(pid: int | None) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not wait_exit(pid, 10):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        wait_exit(pid, 10)
+
+
+@pytest.fixture
+def sw() -> Iterator[Sw]:
+    """A not-yet-started switch in a fresh short run directory (unix socket paths are
+    limited to 107 bytes)."""
+    path = tempfile.mkdtemp(prefix="hl-", dir="/tmp")
+    s = Sw(RunDir.at(path))
+    try:
+        yield s
+    finally:
+        # Only the processes this run directory's pidfiles name, and only if they are
+        # ours (daemon_pid/db_pid check the command line).
+        _kill(s.daemon_pid)
+        _kill(s.db_pid)
+        for f in (s.rundir.pidfile, s.rundir.db_pidfile):
+            pid = read_pid(f)
+            assert pid is None or wait_exit(pid, 0.1), f"process {pid} survived teardown"
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def started(sw: Sw) -> Sw:
+    sw.start()
+    return sw
