@@ -181,6 +181,7 @@ class Switch:
         self.unixctl_server: Any = None
         self._seqno = -1
         self._warnings: tuple[str, ...] = ()
+        self._iface_errors: dict[str, str] = {}
         self._txns: list[Any] = []
         self._next_refresh = 0.0
         self._status_dirty = False
@@ -308,9 +309,6 @@ class Switch:
             for w in read.warnings:
                 log.warning("configuration: %s", w)
             self._warnings = read.warnings
-        for iface, err in read.rejected.items():
-            if self.rejected.get(iface) != err:
-                log.warning("interface %s: %s", iface, err)
         self.rejected = dict(read.rejected)
 
         running = {n: rb.cfg for n, rb in self.bridges.items()}
@@ -430,11 +428,24 @@ class Switch:
         self._write_status(cur_cfg=self.config.next_cfg if self.config else None)
         self._next_refresh = now + self.status_interval
 
+    def _log_errors(self, statuses: Mapping[str, InterfaceStatus]) -> None:
+        """One log line when an interface's error appears, changes or clears."""
+        errors = {n: st.error for n, st in statuses.items() if st.error}
+        for name, err in sorted(errors.items()):
+            if self._iface_errors.get(name) != err:
+                log.warning("interface %s: %s", name, err)
+        for name in sorted(set(self._iface_errors) - set(errors)):
+            if name in statuses:
+                log.info("interface %s: error cleared (ofport %d)", name, statuses[name].ofport)
+        self._iface_errors = errors
+
     def _write_status(self, cur_cfg: int | None) -> None:
         self._status_dirty = False
         if read_config(self.idl) is None:
             return
-        txn = write_status(self.idl, self.statuses(), cur_cfg)
+        statuses = self.statuses()
+        self._log_errors(statuses)
+        txn = write_status(self.idl, statuses, cur_cfg)
         if txn is not None:
             self._txns.append(txn)
             self._progress_txns()
