@@ -2,4 +2,24 @@
 (MAC learning, VLANs, flooding), translation of packets into megaflows, and the
 revalidator that keeps installed megaflows true. Pure decision logic: takes ``now`` as
 an argument, never imports socket, asyncio or time; talks to the world only through the
-``Datapath`` interface. Must not import config.ovsdb, daemon or handoff."""
+``Datapath`` interface. Must not import config.ovsdb, daemon or handoff.
+
+Modules: ``bridge`` (the Bridge the daemon drives), ``ports`` (ofport numbers),
+``mac_learning`` (the MAC table), ``xlate`` (NORMAL translation, reusable by the
+OpenFlow pipeline), ``revalidator`` (installed-flow records, indexes and sweeps).
+"""
+
+from hitless.ofproto.bridge import STATE_VERSION, Bridge
+from hitless.ofproto.mac_learning import MacTable
+from hitless.ofproto.xlate import PortView, SwitchState, VlanConfig, Xlate, xlate_normal
+
+__all__ = [
+    "STATE_VERSION",
+    "Bridge",
+    "MacTable",
+    "PortView",
+    "SwitchState",
+    "VlanConfig",
+    "Xlate",
+    "xlate_normal",
+]

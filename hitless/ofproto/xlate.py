@@ -123,10 +123,36 @@ class SwitchState:
         self.ports: dict[int, PortView] = {}
         self.forward_bpdu = False
         self._flood: dict[int, tuple[tuple[int, int], ...]] = {}
+        # (vlan_tci & 0x1fff, vlan, output port or -1 - in_port for a flood) ->
+        # (actions, output ports): translation of a new flow is mostly a dict hit.
+        self._actions: dict[tuple[int, int, int], tuple[tuple[Action, ...], tuple[int, ...]]] = {}
 
     def set_ports(self, ports: dict[int, PortView]) -> None:
         self.ports = ports
         self._flood = {}
+        self._actions = {}
+
+    def unicast_actions(self, tci: int, vlan: int, port: int, vid: int) -> tuple[Action, ...]:
+        k = (tci & 0x1FFF, vlan, port)
+        hit = self._actions.get(k)
+        if hit is None:
+            if len(self._actions) >= 65536:
+                self._actions.clear()
+            hit = self._actions[k] = (_build_actions(tci, vlan, [(port, vid)]), (port,))
+        return hit[0]
+
+    def flood_actions(
+        self, tci: int, vlan: int, in_port: int
+    ) -> tuple[tuple[Action, ...], tuple[int, ...]]:
+        k = (tci & 0x1FFF, vlan, -1 - in_port)
+        hit = self._actions.get(k)
+        if hit is None:
+            outputs = [pv for pv in self.flood_set(vlan) if pv[0] != in_port]
+            hit = (_build_actions(tci, vlan, outputs), tuple(p for p, _ in outputs))
+            if len(self._actions) >= 65536:
+                self._actions.clear()
+            self._actions[k] = hit
+        return hit
 
     def flood_set(self, vlan: int) -> tuple[tuple[int, int], ...]:
         """(port, egress vid) of every port that can output a frame in ``vlan``."""
@@ -208,11 +234,10 @@ def xlate_normal(state: SwitchState, key: bytes) -> Xlate:
             vid = None if op is None or not op.can_output else op.vlan.egress_vid(vlan)
             if vid is None:
                 return Xlate((), MASK_NORMAL, "drop: output port is not usable", learn, dep)
-            acts = _build_actions(tci, vlan, [(out, vid)])
+            acts = state.unicast_actions(tci, vlan, out, vid)
             return Xlate(acts, MASK_NORMAL, "forward", learn, dep, None, (out,))
         dep_dst: tuple[int, bytes] | None = (vlan, dst)
     else:
         dep_dst = None
-    outputs = [pv for pv in state.flood_set(vlan) if pv[0] != in_port]
-    acts = _build_actions(tci, vlan, outputs)
-    return Xlate(acts, MASK_NORMAL, "flood", learn, dep_dst, vlan, tuple(p for p, _ in outputs))
+    acts, outs = state.flood_actions(tci, vlan, in_port)
+    return Xlate(acts, MASK_NORMAL, "flood", learn, dep_dst, vlan, outs)
