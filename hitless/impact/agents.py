@@ -1,0 +1,575 @@
+"""Traffic agents: small bounded programs that run inside a host's namespace.
+
+Run as ``ip netns exec NS python -m hitless.impact.agents <agent> [options]``. Every
+agent stops by itself (``--end``, an absolute ``time.monotonic()`` value, or
+``--start`` + ``--duration``), keeps its observations in memory while it runs and
+writes them at the end as JSON lines to ``--out`` (``-`` for stdout). Agents that
+others connect to (receivers, servers, echo) bind first and then print ``ready`` on
+stderr, so a runner can start the senders only when every listener is in place.
+
+CLOCK_MONOTONIC is one clock for every namespace of the machine, so a send time
+written by one agent and a receive time taken by another are directly comparable.
+
+Agents (see ``--help`` of each):
+
+  udp-send / udp-recv      sequenced datagrams at a fixed rate (also broadcast)
+  tcp-stream-client/-server one long-lived TCP connection, a timestamped message
+                            every interval, echoed back
+  tcp-connect / tcp-accept  new TCP connections at a fixed rate
+  udp-echo / neigh-probe    flush the neighbour entry of the peer, then time a UDP
+                            round trip through the switch (ARP or ND + echo)
+
+Only the standard library, and few imports: an agent's start-up time is part of the
+measurement set-up. Must not import anything else from hitless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+from typing import IO, Any
+
+__all__ = ["HEADER", "MAGIC", "main"]
+
+MAGIC = 0x484C494D  # "HLIM"
+# magic, run id, stream id, sequence number, send time (monotonic seconds)
+HEADER = struct.Struct("!IIIQd")
+TCP_MSG = struct.Struct("!Qd")  # sequence number, send time
+
+Record = dict[str, Any]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def _sleep_until(t: float) -> None:
+    while True:
+        d = t - time.monotonic()
+        if d <= 0:
+            return
+        time.sleep(min(d, 0.05))
+
+
+def _family(addr: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def _sockaddr(addr: str, port: int, dev: str | None = None) -> tuple[Any, ...]:
+    if ":" in addr:
+        scope = socket.if_nametoindex(dev) if dev and addr.lower().startswith("fe80") else 0
+        return (addr, port, 0, scope)
+    return (addr, port)
+
+
+def _ready() -> None:
+    sys.stderr.write("ready\n")
+    sys.stderr.flush()
+
+
+def _write(records: list[Record], out: str) -> None:
+    fh: IO[str]
+    fh = sys.stdout if out == "-" else open(out, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        for rec in records:
+            fh.write(json.dumps(rec, separators=(",", ":")))
+            fh.write("\n")
+    finally:
+        if fh is not sys.stdout:
+            fh.close()
+        else:
+            fh.flush()
+
+
+def _errkind(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, OSError):
+        return {
+            errno.ECONNREFUSED: "refused",
+            errno.ECONNRESET: "reset",
+            errno.EPIPE: "reset",
+            errno.ETIMEDOUT: "timeout",
+            errno.EHOSTUNREACH: "unreachable",
+            errno.ENETUNREACH: "unreachable",
+        }.get(exc.errno or 0, errno.errorcode.get(exc.errno or 0, "error").lower())
+    return type(exc).__name__
+
+
+def _end_of(args: argparse.Namespace) -> float:
+    if args.end is not None:
+        return float(args.end)
+    return float(args.start) + float(args.duration)
+
+
+# ---------------------------------------------------------------- UDP stream
+
+
+def udp_send(args: argparse.Namespace) -> list[Record]:
+    """Datagrams paced against the monotonic clock: packet n leaves at t0 + n/rate,
+    however long the previous one took, so the rate holds on average."""
+    fam = _family(args.dst)
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    if args.broadcast:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    if args.dev:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, args.dev.encode())
+    dst = _sockaddr(args.dst, args.port, args.dev)
+    pad = b"\0" * max(0, args.size - HEADER.size)
+    interval = 1.0 / args.rate
+    _sleep_until(args.start)
+    t0 = max(args.start, _now())
+    end = t0 + args.duration
+    recs: list[Record] = [{"ev": "start", "t": t0, "rate": args.rate, "stream": args.stream}]
+    seq = 0
+    while True:
+        due = t0 + seq * interval
+        if due >= end:
+            break
+        d = due - _now()
+        if d > 0:
+            time.sleep(d)
+        t = _now()
+        try:
+            s.sendto(HEADER.pack(MAGIC, args.run, args.stream, seq, t) + pad, dst)
+            recs.append({"ev": "tx", "seq": seq, "t": t})
+        except OSError as exc:
+            recs.append({"ev": "tx", "seq": seq, "t": t, "err": _errkind(exc)})
+        seq += 1
+    recs.append({"ev": "end", "t": _now(), "count": seq})
+    s.close()
+    return recs
+
+
+def udp_recv(args: argparse.Namespace) -> list[Record]:
+    """Record every datagram of this run: stream, sequence number, send and receive
+    time. Binds to the wildcard address when --bind is empty (needed for broadcast)."""
+    fam = _family(args.bind) if args.bind else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind((args.bind, args.port))
+    _ready()
+    end = _end_of(args)
+    recs: list[Record] = []
+    buf = bytearray(2048)
+    while True:
+        left = end - _now()
+        if left <= 0:
+            break
+        s.settimeout(min(left, 0.2))
+        try:
+            n = s.recv_into(buf)
+        except TimeoutError:
+            continue
+        t = _now()
+        if n < HEADER.size:
+            continue
+        magic, run, stream, seq, ts = HEADER.unpack_from(buf)
+        if magic != MAGIC or run != args.run:
+            continue
+        recs.append({"ev": "rx", "stream": stream, "seq": seq, "ts": ts, "t": t})
+    s.close()
+    return recs
+
+
+# ---------------------------------------------------------------- long-lived TCP
+
+
+def tcp_stream_server(args: argparse.Namespace) -> list[Record]:
+    """Accept one connection, record each message's arrival and echo it back."""
+    ls = socket.socket(_family(args.bind), socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((args.bind, args.port))
+    ls.listen(4)
+    _ready()
+    end = _end_of(args)
+    recs: list[Record] = []
+    ls.settimeout(max(0.01, end - _now()))
+    try:
+        conn, _ = ls.accept()
+    except TimeoutError:
+        recs.append({"ev": "error", "t": _now(), "kind": "no-connection"})
+        return recs
+    finally:
+        ls.close()
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    recs.append({"ev": "accepted", "t": _now()})
+    pending = b""
+    while True:
+        left = end - _now()
+        if left <= 0:
+            recs.append({"ev": "end", "t": _now(), "state": "open"})
+            break
+        conn.settimeout(min(left, 0.2))
+        try:
+            data = conn.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError as exc:
+            recs.append({"ev": "error", "t": _now(), "kind": _errkind(exc)})
+            break
+        t = _now()
+        if not data:
+            recs.append({"ev": "end", "t": t, "state": "closed-by-peer"})
+            break
+        pending += data
+        k = len(pending) // TCP_MSG.size * TCP_MSG.size
+        for off in range(0, k, TCP_MSG.size):
+            seq, ts = TCP_MSG.unpack_from(pending, off)
+            recs.append({"ev": "rx", "seq": seq, "ts": ts, "t": t})
+        try:
+            conn.sendall(pending[:k])
+        except OSError as exc:
+            recs.append({"ev": "error", "t": _now(), "kind": _errkind(exc)})
+            break
+        pending = pending[k:]
+    conn.close()
+    return recs
+
+
+def tcp_stream_client(args: argparse.Namespace) -> list[Record]:
+    """One connection; a message every --interval seconds (on the monotonic schedule);
+    echoes read as they come. Records sends, echoes, and how the connection ended."""
+    recs: list[Record] = []
+    s = socket.socket(_family(args.dst), socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(args.connect_timeout)
+    _sleep_until(args.start)
+    t = _now()
+    try:
+        s.connect(_sockaddr(args.dst, args.port))
+    except OSError as exc:
+        recs.append({"ev": "error", "t": _now(), "kind": _errkind(exc), "phase": "connect"})
+        s.close()
+        return recs
+    recs.append({"ev": "connected", "t": _now(), "t0": t})
+    s.setblocking(False)
+    t0 = _now()
+    end = t0 + args.duration
+    seq = 0
+    pending = b""
+    outbuf = b""
+    state = "open"
+    last_echo = -1
+
+    def on_error(exc: OSError) -> None:
+        nonlocal state
+        state = _errkind(exc)
+        recs.append({"ev": "error", "t": _now(), "kind": state})
+
+    while state == "open":
+        now = _now()
+        due = t0 + seq * args.interval
+        if due < end and now >= due:
+            outbuf += TCP_MSG.pack(seq, now)
+            recs.append({"ev": "tx", "seq": seq, "t": now})
+            seq += 1
+        if outbuf:
+            try:
+                sent = s.send(outbuf)
+                outbuf = outbuf[sent:]
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                on_error(exc)
+                break
+        # after the last send, wait up to --linger for the last echo
+        if due >= end and not outbuf and last_echo >= seq - 1:
+            break
+        if due >= end and now > end + args.linger:
+            recs.append({"ev": "error", "t": now, "kind": "stalled-at-end"})
+            state = "stalled"
+            break
+        wait = max(0.0, min(due - now, 0.05)) if due < end else 0.05
+        r, _, _ = select.select([s], [s] if outbuf else [], [], wait)
+        if r:
+            try:
+                data = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                on_error(exc)
+                break
+            tr = _now()
+            if not data:
+                state = "closed"
+                recs.append({"ev": "error", "t": tr, "kind": "closed"})
+                break
+            pending += data
+            k = len(pending) // TCP_MSG.size * TCP_MSG.size
+            for off in range(0, k, TCP_MSG.size):
+                eseq, ts = TCP_MSG.unpack_from(pending, off)
+                recs.append({"ev": "echo", "seq": eseq, "ts": ts, "t": tr})
+                last_echo = eseq
+            pending = pending[k:]
+    recs.append({"ev": "end", "t": _now(), "state": state, "count": seq})
+    s.close()
+    return recs
+
+
+# ---------------------------------------------------------------- new TCP connections
+
+
+def tcp_accept(args: argparse.Namespace) -> list[Record]:
+    """Accept connections and close them at once; counts what it accepted."""
+    ls = socket.socket(_family(args.bind), socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((args.bind, args.port))
+    ls.listen(1024)
+    _ready()
+    end = _end_of(args)
+    n = 0
+    while True:
+        left = end - _now()
+        if left <= 0:
+            break
+        ls.settimeout(min(left, 0.2))
+        try:
+            conn, _ = ls.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            continue
+        n += 1
+        conn.close()
+    ls.close()
+    return [{"ev": "end", "t": _now(), "accepted": n}]
+
+
+def tcp_connect(args: argparse.Namespace) -> list[Record]:
+    """Start a non-blocking connect every --interval seconds; each attempt ends ok,
+    refused, reset, unreachable or timeout (after --timeout seconds)."""
+    fam = _family(args.dst)
+    dst = _sockaddr(args.dst, args.port)
+    recs: list[Record] = []
+    inflight: dict[int, tuple[socket.socket, int, float]] = {}
+    poller = select.poll()
+    _sleep_until(args.start)
+    t0 = _now()
+    end = t0 + args.duration
+    n = 0
+
+    def finish(fd: int, result: str) -> None:
+        sock, i, ts = inflight.pop(fd)
+        poller.unregister(fd)
+        recs.append({"ev": "conn", "i": i, "t0": ts, "t": _now(), "result": result})
+        sock.close()
+
+    while True:
+        now = _now()
+        due = t0 + n * args.interval
+        if due < end and now >= due:
+            sock = socket.socket(fam, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            ts = _now()
+            err = sock.connect_ex(dst)
+            if err in (0, errno.EINPROGRESS):
+                inflight[sock.fileno()] = (sock, n, ts)
+                poller.register(sock.fileno(), select.POLLOUT)
+                if err == 0:
+                    finish(sock.fileno(), "ok")
+            else:
+                kind = _errkind(OSError(err, os.strerror(err)))
+                recs.append({"ev": "conn", "i": n, "t0": ts, "t": _now(), "result": kind})
+                sock.close()
+            n += 1
+            continue
+        for fd, (_sock, _i, ts) in list(inflight.items()):
+            if now - ts > args.timeout:
+                finish(fd, "timeout")
+        if due >= end and not inflight:
+            break
+        wait = max(0.0, min(due - now, 0.05)) if due < end else 0.05
+        for fd, _ev in poller.poll(wait * 1000):
+            if fd not in inflight:
+                continue
+            err = inflight[fd][0].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err == 0:
+                finish(fd, "ok")
+            else:
+                finish(fd, _errkind(OSError(err, os.strerror(err))))
+    recs.append({"ev": "end", "t": _now(), "count": n})
+    return recs
+
+
+# ---------------------------------------------------------------- neighbour resolution
+
+
+def udp_echo(args: argparse.Namespace) -> list[Record]:
+    """Send every datagram back to where it came from."""
+    s = socket.socket(_family(args.bind) if args.bind else socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((args.bind, args.port))
+    _ready()
+    end = _end_of(args)
+    n = 0
+    while True:
+        left = end - _now()
+        if left <= 0:
+            break
+        s.settimeout(min(left, 0.2))
+        try:
+            data, peer = s.recvfrom(2048)
+        except TimeoutError:
+            continue
+        try:
+            s.sendto(data, peer)
+        except OSError:
+            continue
+        n += 1
+    s.close()
+    return [{"ev": "end", "t": _now(), "echoed": n}]
+
+
+def neigh_probe(args: argparse.Namespace) -> list[Record]:
+    """Every --interval: flush the neighbour entry for --dst (ARP for IPv4, ND for IPv6),
+    check it is gone, send one datagram to the peer's udp-echo and time the reply. The
+    datagram waits in the kernel until resolution through the switch completes, so the
+    round trip includes the ARP/ND exchange."""
+    fam = _family(args.dst)
+    ipcmd = ["ip", "-6"] if fam == socket.AF_INET6 else ["ip", "-4"]
+    dst = _sockaddr(args.dst, args.port, args.dev)
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    recs: list[Record] = []
+    _sleep_until(args.start)
+    t0 = _now()
+    end = t0 + args.duration
+    n = 0
+    while True:
+        due = t0 + n * args.interval
+        if due >= end:
+            break
+        _sleep_until(due)
+        flush = [*ipcmd, "neigh", "flush", "to", args.dst]
+        if args.dev:
+            flush += ["dev", args.dev]
+        res = subprocess.run(flush, capture_output=True, text=True)
+        rec: Record = {"ev": "probe", "i": n, "family": 6 if fam == socket.AF_INET6 else 4}
+        if res.returncode != 0:
+            rec.update(t0=_now(), t=None, result="flush-failed", detail=res.stderr.strip())
+            recs.append(rec)
+            n += 1
+            continue
+        ts = _now()
+        rec["t0"] = ts
+        payload = HEADER.pack(MAGIC, args.run, 0, n, ts)
+        try:
+            s.sendto(payload, dst)
+        except OSError as exc:
+            rec.update(t=None, result=_errkind(exc))
+            recs.append(rec)
+            n += 1
+            continue
+        result, tr = "timeout", None
+        deadline = ts + args.timeout
+        while True:
+            left = deadline - _now()
+            if left <= 0:
+                break
+            s.settimeout(left)
+            try:
+                data = s.recv(2048)
+            except TimeoutError:
+                break
+            except OSError as exc:
+                result = _errkind(exc)
+                break
+            if len(data) >= HEADER.size:
+                magic, run, _stream, seq, _ts = HEADER.unpack_from(data)
+                if magic == MAGIC and run == args.run and seq == n:
+                    result, tr = "ok", _now()
+                    break
+        rec.update(t=tr, result=result)
+        recs.append(rec)
+        n += 1
+    recs.append({"ev": "end", "t": _now(), "count": n})
+    s.close()
+    return recs
+
+
+# ---------------------------------------------------------------- command line
+
+AGENTS = {
+    "udp-send": udp_send,
+    "udp-recv": udp_recv,
+    "tcp-stream-server": tcp_stream_server,
+    "tcp-stream-client": tcp_stream_client,
+    "tcp-accept": tcp_accept,
+    "tcp-connect": tcp_connect,
+    "udp-echo": udp_echo,
+    "neigh-probe": neigh_probe,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hitless.impact.agents", description=__doc__)
+    sub = p.add_subparsers(dest="agent", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--out", default="-", help="JSON lines file ('-': stdout)")
+        sp.add_argument("--run", type=int, default=0, help="run id carried in packets")
+        sp.add_argument("--start", type=float, default=None, help="monotonic start time")
+        sp.add_argument("--duration", type=float, default=5.0, help="seconds")
+
+    def listener(sp: argparse.ArgumentParser) -> None:
+        common(sp)
+        sp.add_argument("--bind", default="", help="local address ('' = any)")
+        sp.add_argument("--port", type=int, required=True)
+        sp.add_argument("--end", type=float, default=None, help="monotonic stop time")
+
+    def sender(sp: argparse.ArgumentParser) -> None:
+        common(sp)
+        sp.add_argument("--dst", required=True)
+        sp.add_argument("--port", type=int, required=True)
+
+    sp = sub.add_parser("udp-send", help="sequenced datagrams at a fixed rate")
+    sender(sp)
+    sp.add_argument("--rate", type=float, default=1000.0, help="packets per second")
+    sp.add_argument("--stream", type=int, default=1)
+    sp.add_argument("--size", type=int, default=64, help="UDP payload bytes")
+    sp.add_argument("--broadcast", action="store_true")
+    sp.add_argument("--dev", default=None, help="bind to this device")
+    listener(sub.add_parser("udp-recv", help="record sequenced datagrams"))
+    listener(sub.add_parser("tcp-stream-server", help="echo one long-lived connection"))
+    sp = sub.add_parser("tcp-stream-client", help="timestamped messages on one connection")
+    sender(sp)
+    sp.add_argument("--interval", type=float, default=0.01)
+    sp.add_argument("--connect-timeout", type=float, default=3.0)
+    sp.add_argument("--linger", type=float, default=3.0, help="wait for the last echo")
+    listener(sub.add_parser("tcp-accept", help="accept and close connections"))
+    sp = sub.add_parser("tcp-connect", help="new connections at a fixed rate")
+    sender(sp)
+    sp.add_argument("--interval", type=float, default=0.02)
+    sp.add_argument("--timeout", type=float, default=3.0)
+    listener(sub.add_parser("udp-echo", help="echo datagrams"))
+    sp = sub.add_parser("neigh-probe", help="flush the neighbour entry, time resolution")
+    sender(sp)
+    sp.add_argument("--interval", type=float, default=0.25)
+    sp.add_argument("--timeout", type=float, default=2.0)
+    sp.add_argument("--dev", default=None, help="device of the neighbour entry")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.start is None:
+        args.start = _now()
+    recs = AGENTS[args.agent](args)
+    _write(recs, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,572 @@
+"""Pure analysis of the traffic agents' records: what an operation did to each class.
+
+Input: the JSON-line records the agents wrote (``hitless.impact.agents``, already
+parsed into dicts) and the operation's ``Window`` (absolute ``time.monotonic()``
+seconds). Output: one ``ClassStats`` per traffic class, every time in it relative to
+the operation's start. No I/O and no clock here: the same records always give the
+same numbers, so everything is unit-tested on synthetic records.
+
+Definitions shared by all classes:
+
+* a unit (datagram, message, connection attempt, probe) is *disrupted* when it was
+  lost or failed, or arrived / completed more than ``late_after`` seconds late;
+* each unit owns the time slot from its own send time to the next unit's send time;
+  ``disrupted`` is the total length of the slots of disrupted units (for a 1,000
+  packets/s stream that lost 300 packets in a row: 0.3 s), and ``disruptions`` lists
+  those slots merged into intervals;
+* ``longest_gap`` is the longest time the receiving side saw nothing arrive, counted
+  from the first send to the last send (or the last arrival, if later).
+
+Must not import anything outside the standard library and this package.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ClassStats",
+    "ImpactResult",
+    "Phase",
+    "Window",
+    "broadcast",
+    "merge_intervals",
+    "neighbour",
+    "tcp_connect",
+    "tcp_stream",
+    "udp_stream",
+]
+
+Record = Mapping[str, Any]
+Interval = tuple[float, float]
+
+# Kinds of traffic class, in the order reports list them.
+KINDS = ("udp", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """A named part of the operation, absolute monotonic seconds (or relative ones
+    inside an ``ImpactResult``)."""
+
+    name: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """When the operation ran (absolute monotonic seconds), with optional phases."""
+
+    start: float
+    end: float
+    phases: tuple[Phase, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"operation window ends ({self.end}) before it starts ({self.start})")
+
+
+@dataclass(frozen=True, slots=True)
+class ClassStats:
+    """What one traffic class saw. Times are seconds relative to the operation start.
+
+    Field meaning per ``kind``:
+
+    ============  =============  ==================  ============================
+    kind          sent           received            lost
+    ============  =============  ==================  ============================
+    udp           datagrams      unique datagrams    datagrams never received
+    broadcast     datagrams x    unique datagrams,   sum over receivers
+                  receivers      all receivers
+    tcp-stream    messages       messages echoed     messages never echoed
+    tcp-connect   attempts       connected           failed attempts
+    arp / nd      probes         answered            failed probes
+    ============  =============  ==================  ============================
+
+    ``worst_latency`` / ``median_latency``: connect time (tcp-connect), flush to reply
+    (arp / nd), one-way delay (udp, broadcast), send to echo (tcp-stream).
+    ``outcome`` is set for tcp-stream only: ``survived``, or how the connection ended
+    (``reset``, ``closed``, ``timeout``, ``stalled``, ``not-connected``...).
+    ``failures`` counts failed units by reason. ``lost_outside`` counts disrupted
+    units sent more than the analysis margin away from the operation window (noise
+    not caused by the operation). ``arrivals`` (arrival or success times) and
+    ``failed_at`` (send times of failed units) feed the timeline plot.
+    """
+
+    name: str
+    kind: str
+    sent: int
+    received: int
+    lost: int
+    duplicates: int = 0
+    reordered: int = 0
+    late: int = 0
+    longest_gap: float = 0.0
+    disrupted: float = 0.0
+    worst_latency: float | None = None
+    median_latency: float | None = None
+    outcome: str | None = None
+    failures: Mapping[str, int] = field(default_factory=dict)
+    lost_outside: int = 0
+    disruptions: tuple[Interval, ...] = ()
+    arrivals: tuple[float, ...] = ()
+    failed_at: tuple[float, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        """No unit lost, late, duplicated or reordered and the connection (if any) survived."""
+        return (
+            self.lost == 0
+            and self.late == 0
+            and self.duplicates == 0
+            and self.reordered == 0
+            and self.outcome in (None, "survived")
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers without the per-unit series (for tables, JSON and docs)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "sent": self.sent,
+            "received": self.received,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "reordered": self.reordered,
+            "late": self.late,
+            "longest_gap": self.longest_gap,
+            "disrupted": self.disrupted,
+            "worst_latency": self.worst_latency,
+            "median_latency": self.median_latency,
+            "outcome": self.outcome,
+            "failures": dict(self.failures),
+            "lost_outside": self.lost_outside,
+            "disruptions": [list(iv) for iv in self.disruptions],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactResult:
+    """One operation measured: its window (relative to its own start, so
+    ``window.start == 0``) and the statistics of every traffic class."""
+
+    operation: str
+    window: Window
+    classes: tuple[ClassStats, ...]
+    duration: float  # seconds of traffic
+    traffic_start: float  # relative to the operation start (negative: before it)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        return all(c.clean for c in self.classes)
+
+    def by_name(self, name: str) -> ClassStats:
+        for c in self.classes:
+            if c.name == name:
+                return c
+        raise KeyError(f"no traffic class {name!r} in this result")
+
+    def to_json(self, series: bool = False) -> dict[str, Any]:
+        """A JSON-able dict; with ``series`` also the arrival / failure times that the
+        timeline plot needs (``from_json`` reads both forms)."""
+        classes = []
+        for c in self.classes:
+            d = c.summary()
+            if series:
+                d["arrivals"] = list(c.arrivals)
+                d["failed_at"] = list(c.failed_at)
+            classes.append(d)
+        return {
+            "operation": self.operation,
+            "window": {
+                "start": self.window.start,
+                "end": self.window.end,
+                "phases": [
+                    {"name": p.name, "start": p.start, "end": p.end} for p in self.window.phases
+                ],
+            },
+            "duration": self.duration,
+            "traffic_start": self.traffic_start,
+            "settings": dict(self.settings),
+            "notes": list(self.notes),
+            "clean": self.clean,
+            "classes": classes,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ImpactResult:
+        w = d["window"]
+        window = Window(
+            float(w["start"]),
+            float(w["end"]),
+            tuple(Phase(p["name"], float(p["start"]), float(p["end"])) for p in w["phases"]),
+        )
+        classes = []
+        for c in d["classes"]:
+            classes.append(
+                ClassStats(
+                    name=c["name"],
+                    kind=c["kind"],
+                    sent=int(c["sent"]),
+                    received=int(c["received"]),
+                    lost=int(c["lost"]),
+                    duplicates=int(c.get("duplicates", 0)),
+                    reordered=int(c.get("reordered", 0)),
+                    late=int(c.get("late", 0)),
+                    longest_gap=float(c.get("longest_gap", 0.0)),
+                    disrupted=float(c.get("disrupted", 0.0)),
+                    worst_latency=c.get("worst_latency"),
+                    median_latency=c.get("median_latency"),
+                    outcome=c.get("outcome"),
+                    failures=dict(c.get("failures", {})),
+                    lost_outside=int(c.get("lost_outside", 0)),
+                    disruptions=tuple((float(a), float(b)) for a, b in c.get("disruptions", [])),
+                    arrivals=tuple(float(x) for x in c.get("arrivals", [])),
+                    failed_at=tuple(float(x) for x in c.get("failed_at", [])),
+                )
+            )
+        return cls(
+            operation=d["operation"],
+            window=window,
+            classes=tuple(classes),
+            duration=float(d["duration"]),
+            traffic_start=float(d["traffic_start"]),
+            settings=dict(d.get("settings", {})),
+            notes=tuple(d.get("notes", ())),
+        )
+
+
+def relative(window: Window) -> Window:
+    """The window with every time relative to its start."""
+    t0 = window.start
+    return Window(
+        0.0,
+        window.end - t0,
+        tuple(Phase(p.name, p.start - t0, p.end - t0) for p in window.phases),
+    )
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def merge_intervals(intervals: Iterable[Interval], slack: float = 1e-9) -> tuple[Interval, ...]:
+    """Sorted union of intervals; ones that touch (within ``slack``) are joined."""
+    out: list[list[float]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1] + slack:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return tuple((a, b) for a, b in out)
+
+
+def _slots(times: Sequence[float]) -> list[float]:
+    """Slot length of each unit (sorted by send time): the time to the next unit's
+    send, the last one getting the median slot (0 when there is only one unit)."""
+    n = len(times)
+    if n == 0:
+        return []
+    diffs = [times[i + 1] - times[i] for i in range(n - 1)]
+    last = statistics.median(diffs) if diffs else 0.0
+    return [*diffs, last]
+
+
+def _longest_gap(first_send: float, last_send: float, arrivals: Sequence[float]) -> float:
+    points = sorted(arrivals)
+    points = [first_send, *points] if not points or first_send < points[0] else points
+    if last_send > points[-1]:
+        points.append(last_send)
+    return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
+
+
+def _outside(t: float, window: Window, margin: float) -> bool:
+    return t < window.start - margin or t > window.end + margin
+
+
+def _latency(values: Sequence[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return max(values), statistics.median(values)
+
+
+def _disruption(
+    units: Sequence[tuple[float, bool]], window: Window, margin: float
+) -> tuple[float, tuple[Interval, ...], int]:
+    """units: (send time, disrupted?) sorted by send time. Returns total disrupted
+    time, merged intervals relative to the window start, disrupted units outside."""
+    times = [t for t, _ in units]
+    slots = _slots(times)
+    t0 = window.start
+    bad = [(t - t0, t - t0 + s) for (t, d), s in zip(units, slots, strict=True) if d]
+    merged = merge_intervals(bad)
+    outside = sum(1 for t, d in units if d and _outside(t, window, margin))
+    return sum(b - a for a, b in merged), merged, outside
+
+
+# ---------------------------------------------------------------- classes
+
+
+def udp_stream(
+    name: str,
+    tx: Sequence[Record],
+    rx: Sequence[Record],
+    window: Window,
+    *,
+    stream: int | None = None,
+    late_after: float = 0.05,
+    margin: float = 0.5,
+    kind: str = "udp",
+) -> ClassStats:
+    """A sequenced datagram stream from ``udp-send`` (tx) and ``udp-recv`` (rx) records.
+    ``stream`` selects one stream id among the receiver's records."""
+    sent = {int(r["seq"]): float(r["t"]) for r in tx if r.get("ev") == "tx"}
+    send_errors = Counter(str(r["err"]) for r in tx if r.get("ev") == "tx" and "err" in r)
+    arrivals = sorted(
+        (r for r in rx if r.get("ev") == "rx" and (stream is None or int(r["stream"]) == stream)),
+        key=lambda r: float(r["t"]),
+    )
+    first: dict[int, float] = {}  # seq -> one-way delay of its first copy
+    duplicates = reordered = 0
+    highest = -1
+    for r in arrivals:
+        seq = int(r["seq"])
+        if seq in first:
+            duplicates += 1
+            continue
+        first[seq] = float(r["t"]) - float(r["ts"])
+        if seq < highest:
+            reordered += 1
+        highest = max(highest, seq)
+    order = sorted(sent, key=lambda s: sent[s])
+    delays = [first[s] for s in order if s in first]
+    lost = sum(1 for s in order if s not in first)
+    late = sum(1 for s in order if s in first and first[s] > late_after)
+    units = [(sent[s], s not in first or first[s] > late_after) for s in order]
+    disrupted, intervals, outside = _disruption(units, window, margin)
+    t0 = window.start
+    gap = (
+        _longest_gap(sent[order[0]], sent[order[-1]], [float(r["t"]) for r in arrivals])
+        if order
+        else 0.0
+    )
+    worst, median = _latency(delays)
+    failures: dict[str, int] = {}
+    if lost:
+        failures["lost"] = lost - sum(send_errors.values())
+        failures.update(send_errors)
+        failures = {k: v for k, v in failures.items() if v}
+    return ClassStats(
+        name=name,
+        kind=kind,
+        sent=len(sent),
+        received=sum(1 for s in first if s in sent),
+        lost=lost,
+        duplicates=duplicates,
+        reordered=reordered,
+        late=late,
+        longest_gap=gap,
+        disrupted=disrupted,
+        worst_latency=worst,
+        median_latency=median,
+        failures=failures,
+        lost_outside=outside,
+        disruptions=intervals,
+        arrivals=tuple(float(r["t"]) - t0 for r in arrivals),
+        failed_at=tuple(sent[s] - t0 for s in order if s not in first),
+    )
+
+
+def broadcast(
+    name: str,
+    tx: Sequence[Record],
+    rx_by_receiver: Mapping[str, Sequence[Record]],
+    window: Window,
+    *,
+    late_after: float = 0.05,
+    margin: float = 0.5,
+) -> ClassStats:
+    """One broadcast sender, several receivers: each receiver is a stream of its own;
+    counts add up, gaps and latencies take the worst, disruptions are the union."""
+    per = [
+        udp_stream(f"{name} {rcv}", tx, rx, window, late_after=late_after, margin=margin)
+        for rcv, rx in sorted(rx_by_receiver.items())
+    ]
+    if not per:
+        return ClassStats(name=name, kind="broadcast", sent=0, received=0, lost=0)
+    failures: Counter[str] = Counter()
+    for p in per:
+        failures.update(p.failures)
+    merged = merge_intervals(iv for p in per for iv in p.disruptions)
+    worst = [p.worst_latency for p in per if p.worst_latency is not None]
+    medians = [p.median_latency for p in per if p.median_latency is not None]
+    return ClassStats(
+        name=name,
+        kind="broadcast",
+        sent=sum(p.sent for p in per),
+        received=sum(p.received for p in per),
+        lost=sum(p.lost for p in per),
+        duplicates=sum(p.duplicates for p in per),
+        reordered=sum(p.reordered for p in per),
+        late=sum(p.late for p in per),
+        longest_gap=max(p.longest_gap for p in per),
+        disrupted=sum(b - a for a, b in merged),
+        worst_latency=max(worst) if worst else None,
+        median_latency=statistics.median(medians) if medians else None,
+        failures=dict(failures),
+        lost_outside=sum(p.lost_outside for p in per),
+        disruptions=merged,
+        arrivals=tuple(sorted(t for p in per for t in p.arrivals)),
+        failed_at=tuple(sorted(t for p in per for t in p.failed_at)),
+    )
+
+
+def tcp_stream(
+    name: str,
+    client: Sequence[Record],
+    server: Sequence[Record],
+    window: Window,
+    *,
+    stall_after: float = 0.05,
+    margin: float = 0.5,
+) -> ClassStats:
+    """The long-lived connection from ``tcp-stream-client`` and ``-server`` records.
+
+    ``longest_gap`` is the longest stall: the longest time without progress in
+    either direction (between arrivals at the server, and between echoes at the
+    client). Messages echoed later than ``stall_after`` after being sent are late;
+    ``disruptions`` are the periods of late or never echoed messages."""
+    t0 = window.start
+    tx = {int(r["seq"]): float(r["t"]) for r in client if r.get("ev") == "tx"}
+    echo: dict[int, float] = {}
+    echo_times: list[float] = []
+    for r in client:
+        if r.get("ev") == "echo":
+            echo.setdefault(int(r["seq"]), float(r["t"]))
+            echo_times.append(float(r["t"]))
+    server_times = [float(r["t"]) for r in server if r.get("ev") == "rx"]
+    errors = [r for r in client if r.get("ev") == "error"] + [
+        r for r in server if r.get("ev") == "error"
+    ]
+    connected = any(r.get("ev") == "connected" for r in client)
+    if not connected:
+        outcome = "not-connected"
+    elif errors:
+        outcome = str(min(errors, key=lambda r: float(r["t"]))["kind"])
+    else:
+        outcome = "survived"
+    order = sorted(tx, key=lambda s: tx[s])
+    rtts = [echo[s] - tx[s] for s in order if s in echo]
+    units = [(tx[s], s not in echo or echo[s] - tx[s] > stall_after) for s in order]
+    disrupted, intervals, outside = _disruption(units, window, margin)
+    gap = 0.0
+    if order:
+        first, last = tx[order[0]], tx[order[-1]]
+        gap = max(_longest_gap(first, last, echo_times), _longest_gap(first, last, server_times))
+    worst, median = _latency(rtts)
+    lost = sum(1 for s in order if s not in echo)
+    failures = {outcome: 1} if outcome != "survived" else {}
+    if lost:
+        failures["unechoed"] = lost
+    return ClassStats(
+        name=name,
+        kind="tcp-stream",
+        sent=len(tx),
+        received=sum(1 for s in echo if s in tx),
+        lost=lost,
+        late=sum(1 for s in order if s in echo and echo[s] - tx[s] > stall_after),
+        longest_gap=gap,
+        disrupted=disrupted,
+        worst_latency=worst,
+        median_latency=median,
+        outcome=outcome,
+        failures=failures,
+        lost_outside=outside,
+        disruptions=intervals,
+        arrivals=tuple(t - t0 for t in sorted(server_times)),
+        failed_at=tuple(
+            [tx[s] - t0 for s in order if s not in echo] + [float(r["t"]) - t0 for r in errors]
+        ),
+    )
+
+
+def _attempts(
+    name: str,
+    kind: str,
+    records: Sequence[Record],
+    ev: str,
+    window: Window,
+    late_after: float,
+    margin: float,
+) -> ClassStats:
+    t0 = window.start
+    att = sorted((r for r in records if r.get("ev") == ev), key=lambda r: float(r["t0"]))
+    ok = [r for r in att if r["result"] == "ok" and r.get("t") is not None]
+    lat = [float(r["t"]) - float(r["t0"]) for r in ok]
+    failures = Counter(str(r["result"]) for r in att if r["result"] != "ok")
+    units = [
+        (
+            float(r["t0"]),
+            r["result"] != "ok"
+            or r.get("t") is None
+            or float(r["t"]) - float(r["t0"]) > late_after,
+        )
+        for r in att
+    ]
+    disrupted, intervals, outside = _disruption(units, window, margin)
+    worst, median = _latency(lat)
+    gap = 0.0
+    if att:
+        gap = _longest_gap(float(att[0]["t0"]), float(att[-1]["t0"]), [float(r["t"]) for r in ok])
+    return ClassStats(
+        name=name,
+        kind=kind,
+        sent=len(att),
+        received=len(ok),
+        lost=len(att) - len(ok),
+        late=sum(1 for x in lat if x > late_after),
+        longest_gap=gap,
+        disrupted=disrupted,
+        worst_latency=worst,
+        median_latency=median,
+        failures=dict(failures),
+        lost_outside=outside,
+        disruptions=intervals,
+        arrivals=tuple(sorted(float(r["t"]) - t0 for r in ok)),
+        failed_at=tuple(float(r["t0"]) - t0 for r in att if r["result"] != "ok"),
+    )
+
+
+def tcp_connect(
+    name: str,
+    records: Sequence[Record],
+    window: Window,
+    *,
+    late_after: float = 0.05,
+    margin: float = 0.5,
+) -> ClassStats:
+    """New connections from ``tcp-connect`` records: a connection that took longer
+    than ``late_after`` to establish is late (it needed a SYN retransmission, or it
+    waited for the switch), one that did not establish has failed."""
+    return _attempts(name, "tcp-connect", records, "conn", window, late_after, margin)
+
+
+def neighbour(
+    name: str,
+    records: Sequence[Record],
+    window: Window,
+    *,
+    late_after: float = 0.05,
+    margin: float = 0.5,
+) -> ClassStats:
+    """Neighbour resolution probes from ``neigh-probe`` records (ARP for family 4,
+    ND for family 6): flush, then one datagram's round trip through the switch."""
+    fams = {int(r.get("family", 4)) for r in records if r.get("ev") == "probe"}
+    kind = "nd" if fams == {6} else "arp"
+    return _attempts(name, kind, records, "probe", window, late_after, margin)
