@@ -26,14 +26,17 @@ MacKey = tuple[int, bytes]  # (vlan, mac)
 
 
 def format_mac(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
+    return mac.hex(":")
 
 
 def parse_mac(text: str) -> bytes:
-    parts = text.split(":")
-    if len(parts) != 6:
+    try:
+        mac = bytes.fromhex(text.replace(":", ""))
+    except ValueError:
+        mac = b""
+    if len(mac) != 6 or len(text) != 17:
         raise ValueError(f"not a MAC address: {text!r}")
-    return bytes(int(p, 16) for p in parts)
+    return mac
 
 
 class MacEntry:
@@ -166,27 +169,29 @@ class MacTable:
         """The text of ``ovs-appctl fdb/show``."""
         lines = [" port  VLAN  MAC                Age"]
         for (vlan, mac), e in self._entries.items():
-            name = "LOCAL" if e.port == OFPP_LOCAL else str(e.port)
+            name = "LOCAL" if e.port == OFPP_LOCAL else e.port
             age = max(0, int(now - e.last_seen))
-            lines.append(f"{name:>5}  {vlan:4d}  {format_mac(mac)}  {age:3d}")
+            lines.append(f"{name:>5}  {vlan:4d}  {mac.hex(':')}  {age:3d}")
         return "\n".join(lines) + "\n"
 
     def export(self, now: float) -> list[list[Any]]:
         """[[vlan, "mac", port, age_seconds], ...] oldest first (JSON-able)."""
         return [
-            [vlan, format_mac(mac), e.port, max(0.0, now - e.last_seen)]
+            [vlan, mac.hex(":"), e.port, max(0.0, now - e.last_seen)]
             for (vlan, mac), e in self._entries.items()
         ]
 
     def import_(self, rows: list[list[Any]], now: float) -> None:
         """Replace the table with exported rows; ages are kept relative to ``now``."""
-        decoded = []
-        for row in rows:
-            vlan, mac, port, age = row
-            decoded.append((now - float(age), int(vlan), parse_mac(mac), int(port)))
-        decoded.sort(key=lambda r: r[0])
+        decoded = [
+            (now - float(age), int(vlan), parse_mac(mac), int(port))
+            for vlan, mac, port, age in rows
+        ]
+        decoded.sort(key=_first)
         self.dirty.update(self._entries)
-        self._entries.clear()
-        for last_seen, vlan, mac, port in decoded[-self.max_entries :]:
-            self._entries[(vlan, mac)] = MacEntry(port, last_seen)
-            self.dirty.add((vlan, mac))
+        self._entries = {(v, m): MacEntry(p, t) for t, v, m, p in decoded[-self.max_entries :]}
+        self.dirty.update(self._entries)
+
+
+def _first(row: tuple[float, int, bytes, int]) -> float:
+    return row[0]
