@@ -50,6 +50,7 @@ STATE_VERSION = 1
 DEFAULT_MAX_IDLE_MS = 10_000
 MIN_MAX_IDLE_MS = 500
 SWEEP_INTERVAL = 1.0  # seconds between datapath flow sweeps (at most)
+SWEEP_SLICE = 5000  # flows per run(): a long sweep continues in the next run
 UPCALL_BATCH = 64
 MAX_UPCALLS_PER_RUN = 4096  # then yield to the loop; next_wakeup() says "now"
 
@@ -273,8 +274,10 @@ class Bridge:
                 self._more_upcalls = True
                 break
         self.n_upcalls += handled
-        if now >= self._next_sweep:
-            self.revalidator.sweep(now, self.max_idle)
+        rv = self.revalidator
+        if not rv.sweeping and now >= self._next_sweep:
+            rv.start_sweep(now)
+        if rv.sweeping and rv.continue_sweep(now, self.max_idle, SWEEP_SLICE):
             self._next_sweep = now + min(SWEEP_INTERVAL, self.max_idle / 2)
         self.mac.expire(now)
         self._revalidate_macs()
@@ -307,7 +310,7 @@ class Bridge:
             self._revalidate_ports(changes)
 
     def next_wakeup(self, now: float) -> float | None:
-        if self._more_upcalls or self.mac.dirty:
+        if self._more_upcalls or self.mac.dirty or self.revalidator.sweeping:
             return now
         t = self.mac.next_expiry()
         if len(self.revalidator) or self._next_sweep == 0.0:

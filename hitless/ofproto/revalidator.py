@@ -5,13 +5,16 @@ input port, the output ports, the MAC entry looked up for the destination, the V
 whose flood set it used, and the source it learned. Indexes on those let a change touch
 only the flows that depend on it: a MAC move re-translates the flows towards that MAC,
 a port change the flows in, out of or flooding onto that port. Re-translation modifies
-a flow in place (same match, stats kept) when only its actions changed and deletes it
-when its mask or its learning side effect changed (the next packet makes a new one). The datapath is never flushed.
+a flow in place (same match, stats kept) when only its actions changed, and deletes it
+when its mask or its learning side effect changed (the next packet makes a new one).
+The datapath is never flushed.
 
-The periodic sweep (``sweep``) walks the datapath's flows once: it deletes flows idle
-longer than max-idle, refreshes the MAC entries of sources whose flows were hit since
-the last sweep (hosts that only use the fast path must not age out), and adopts flows
-it did not install (after a handoff or a restart) by re-translating their masked keys.
+The periodic sweep walks the datapath's flows in slices (``start_sweep``, then
+``continue_sweep`` once per loop iteration, so 100k flows never stall the loop): it
+deletes flows idle longer than max-idle, refreshes the MAC entries of sources whose
+flows were hit since the last sweep (hosts that only use the fast path must not age
+out), and adopts flows it did not install (after a handoff or a restart) by
+re-translating their masked keys.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from hitless.datapath.actions import Action
-from hitless.datapath.base import Datapath
+from hitless.datapath.base import Datapath, DpFlow
 from hitless.ofproto.mac_learning import MacTable
 from hitless.ofproto.xlate import Xlate
 from hitless.packet.flow import Match
@@ -42,6 +45,7 @@ class UKey:
         "learn",
         "created",
         "last_used",
+        "gen",
     )
 
     def __init__(self, match: Match, x: Xlate, created: float) -> None:
@@ -54,6 +58,7 @@ class UKey:
         self.learn = x.learn
         self.created = created
         self.last_used = 0.0
+        self.gen = 0  # the sweep that last saw it in the datapath
 
 
 class Revalidator:
@@ -69,6 +74,11 @@ class Revalidator:
         self.n_deleted = 0
         self.n_idle_deleted = 0
         self.n_adopted = 0
+        self._gen = 0
+        self._n_current = 0  # flows of generation _gen (seen by or installed during it)
+        self._pending: list[DpFlow] | None = None
+        self._pos = 0
+        self._sweep_started = 0.0
 
     def __len__(self) -> int:
         return len(self.ukeys)
@@ -121,6 +131,7 @@ class Revalidator:
         uk = UKey(match, x, now)
         self.ukeys[match] = uk
         self._index(uk)
+        self._mark(uk)
 
     @staticmethod
     def _update(uk: UKey, x: Xlate) -> None:
@@ -133,6 +144,8 @@ class Revalidator:
     def _forget(self, uk: UKey) -> None:
         self._unindex(uk)
         del self.ukeys[uk.match]
+        if uk.gen == self._gen:
+            self._n_current -= 1
 
     # Finding affected flows ---------------------------------------------------------
     def for_macs(self, keys: Iterable[MacKey]) -> set[UKey]:
@@ -196,15 +209,47 @@ class Revalidator:
         return modified, deleted
 
     def sweep(self, now: float, max_idle: float) -> None:
-        """One pass over the datapath's flows: expire idle ones, refresh learning from
-        the flows that were hit, adopt unknown ones, forget vanished ones."""
-        seen: set[Match] = set()
+        """A whole sweep at once (tests, management commands)."""
+        self.start_sweep(now)
+        while not self.continue_sweep(now, max_idle, 1 << 30):
+            pass
+
+    @property
+    def sweeping(self) -> bool:
+        return self._pending is not None
+
+    def start_sweep(self, now: float) -> None:
+        """Snapshot the datapath's flows; ``continue_sweep`` then walks them in slices
+        so a sweep of 100k flows never stalls the loop."""
+        self._gen += 1
+        self._n_current = 0
+        self._pending = list(self.dp.flow_dump())
+        self._pos = 0
+        self._sweep_started = now
+
+    def _mark(self, uk: UKey) -> None:
+        if uk.gen != self._gen:
+            uk.gen = self._gen
+            self._n_current += 1
+
+    def continue_sweep(self, now: float, max_idle: float, budget: int) -> bool:
+        """Process up to ``budget`` flows of the current sweep: expire idle ones,
+        refresh learning from the flows that were hit, adopt unknown ones. Returns True
+        when the sweep is complete (then forgets flows that vanished from the datapath)."""
+        pending = self._pending
+        if pending is None:
+            return True
         mac = self.mac
         aging = mac.aging_time
-        for f in list(self.dp.flow_dump()):
+        started = self._sweep_started
+        end = min(len(pending), self._pos + budget)
+        for i in range(self._pos, end):
+            f = pending[i]
             m = f.match
             uk = self.ukeys.get(m)
             if uk is None:
+                if self.dp.flow_get(m) is None:
+                    continue  # deleted since the snapshot
                 x = self.xlate(m.key)
                 if x.mask != m.mask:
                     self.dp.flow_del(m)
@@ -216,6 +261,8 @@ class Revalidator:
                 self.ukeys[m] = uk
                 self._index(uk)
                 self.n_adopted += 1
+            elif uk.created > started:
+                continue  # re-installed since the snapshot: these stats are not its own
             used = f.stats.used
             last = used if used else uk.created
             if now - last > max_idle:
@@ -223,18 +270,24 @@ class Revalidator:
                 self.dp.flow_del(m)
                 self.n_idle_deleted += 1
                 continue
-            seen.add(m)
+            self._mark(uk)
             if used > uk.last_used:
                 uk.last_used = used
                 if uk.learn is not None and now - used < aging:
                     vlan, src, port = uk.learn
                     mac.learn(vlan, src, port, used)
-        if len(seen) != len(self.ukeys):
-            for m, uk in list(self.ukeys.items()):
-                if m not in seen:
+        self._pos = end
+        if end < len(pending):
+            return False
+        self._pending = None
+        if self._n_current != len(self.ukeys):
+            for uk in list(self.ukeys.values()):
+                if uk.gen != self._gen:
                     self._forget(uk)
+        return True
 
     def forget_all(self) -> None:
+        self._pending = None
         self.ukeys.clear()
         self._by_port.clear()
         self._by_dst.clear()

@@ -165,3 +165,24 @@ def test_adopted_flows_are_revalidated_not_flushed() -> None:
     assert set(after) == set(before)
     for m, f in after.items():
         assert f.actions == before[m][0]
+
+
+def test_sweep_in_slices_keeps_flows_installed_meanwhile(monkeypatch) -> None:  # noqa: ANN001
+    import hitless.ofproto.bridge as bridge_mod
+
+    monkeypatch.setattr(bridge_mod, "SWEEP_SLICE", 2)
+    r = Rig({"p1": P(), "p2": P(), "p3": P()}, **{"max-idle": "4000"})
+    for i in range(1, 7):
+        r.send("p1", frame(BCAST, mac(i)))
+    r.advance(1.0)  # starts a sweep: 6 flows, 2 per run
+    assert r.bridge.revalidator.sweeping
+    assert r.bridge.next_wakeup(r.clock.t) == r.clock.t
+    r.send("p2", frame(mac(1), mac(20)))  # installed while the sweep is under way
+    while r.bridge.revalidator.sweeping:
+        r.run()
+    assert len(r.bridge.revalidator) == len(r.flows()) == 7
+    for _ in range(10):
+        r.dp.receive(r.no("p2"), frame(mac(1), mac(20)))  # keep that one busy
+        r.advance(0.5)
+    # everything else went idle and was deleted; the busy flow stayed
+    assert len(r.flows()) == 1 and len(r.bridge.revalidator) == 1
