@@ -219,3 +219,23 @@ def test_same_mac_in_two_vlans_is_two_entries() -> None:
     assert list(out) == ["a10"] and vid_of(out["a10"][0]) is None
     out = r.send("t", frame(mac(1), mac(9), vid=20))
     assert list(out) == ["c20"]
+
+
+def test_native_port_with_trunks_always_carries_its_native_vlan() -> None:
+    r = Rig(
+        {
+            "nu": P(tag=10, trunks=frozenset({30}), vlan_mode="native-untagged"),
+            "t": P(),
+            "a30": P(tag=30),
+            "a40": P(tag=40),
+        }
+    )
+    out = r.send("t", frame(BCAST, mac(1), vid=10))  # native VLAN, not in trunks
+    assert sorted(out) == ["nu"] and vid_of(out["nu"][0]) is None
+    out = r.send("t", frame(BCAST, mac(2), vid=30))
+    assert sorted(out) == ["a30", "nu"] and vid_of(out["nu"][0]) == 30
+    out = r.send("t", frame(BCAST, mac(3), vid=40))
+    assert sorted(out) == ["a40"]  # nu does not trunk 40
+    assert r.send("nu", frame(BCAST, mac(4), vid=40)) == {}  # dropped on ingress
+    out = r.send("nu", frame(BCAST, mac(5)))  # untagged: native VLAN 10
+    assert sorted(out) == ["t"] and vid_of(out["t"][0]) == 10
