@@ -30,6 +30,7 @@ import errno
 import json
 import os
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -45,6 +46,13 @@ HEADER = struct.Struct("!IIIQd")
 TCP_MSG = struct.Struct("!Qd")  # sequence number, send time
 
 Record = dict[str, Any]
+
+_stop = False  # set by SIGTERM: listeners finish early and still write their records
+
+
+def _on_term(_signum: int, _frame: object) -> None:
+    global _stop
+    _stop = True
 
 
 # ---------------------------------------------------------------- helpers
@@ -74,6 +82,7 @@ def _sockaddr(addr: str, port: int, dev: str | None = None) -> tuple[Any, ...]:
 
 
 def _ready() -> None:
+    signal.signal(signal.SIGTERM, _on_term)
     sys.stderr.write("ready\n")
     sys.stderr.flush()
 
@@ -166,7 +175,7 @@ def udp_recv(args: argparse.Namespace) -> list[Record]:
     buf = bytearray(2048)
     while True:
         left = end - _now()
-        if left <= 0:
+        if left <= 0 or _stop:
             break
         s.settimeout(min(left, 0.2))
         try:
@@ -196,20 +205,23 @@ def tcp_stream_server(args: argparse.Namespace) -> list[Record]:
     _ready()
     end = _end_of(args)
     recs: list[Record] = []
-    ls.settimeout(max(0.01, end - _now()))
-    try:
-        conn, _ = ls.accept()
-    except TimeoutError:
+    conn: socket.socket | None = None
+    while conn is None and not _stop and _now() < end:
+        ls.settimeout(max(0.001, min(end - _now(), 0.2)))
+        try:
+            conn, _ = ls.accept()
+        except TimeoutError:
+            continue
+    ls.close()
+    if conn is None:
         recs.append({"ev": "error", "t": _now(), "kind": "no-connection"})
         return recs
-    finally:
-        ls.close()
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     recs.append({"ev": "accepted", "t": _now()})
     pending = b""
     while True:
         left = end - _now()
-        if left <= 0:
+        if left <= 0 or _stop:
             recs.append({"ev": "end", "t": _now(), "state": "open"})
             break
         conn.settimeout(min(left, 0.2))
@@ -333,7 +345,7 @@ def tcp_accept(args: argparse.Namespace) -> list[Record]:
     n = 0
     while True:
         left = end - _now()
-        if left <= 0:
+        if left <= 0 or _stop:
             break
         ls.settimeout(min(left, 0.2))
         try:
@@ -417,7 +429,7 @@ def udp_echo(args: argparse.Namespace) -> list[Record]:
     n = 0
     while True:
         left = end - _now()
-        if left <= 0:
+        if left <= 0 or _stop:
             break
         s.settimeout(min(left, 0.2))
         try:

@@ -92,9 +92,9 @@ class ClassStats:
     (arp / nd), one-way delay (udp, broadcast), send to echo (tcp-stream).
     ``outcome`` is set for tcp-stream only: ``survived``, or how the connection ended
     (``reset``, ``closed``, ``timeout``, ``stalled``, ``not-connected``...).
-    ``failures`` counts failed units by reason. ``lost_outside`` counts disrupted
-    units sent more than the analysis margin away from the operation window (noise
-    not caused by the operation). ``arrivals`` (arrival or success times) and
+    ``failures`` counts failed units by reason. ``before_op`` counts disrupted units
+    sent more than the analysis margin before the operation began: noise the
+    operation cannot have caused (after it, recovery may legitimately take a while). ``arrivals`` (arrival or success times) and
     ``failed_at`` (send times of failed units) feed the timeline plot.
     """
 
@@ -112,7 +112,7 @@ class ClassStats:
     median_latency: float | None = None
     outcome: str | None = None
     failures: Mapping[str, int] = field(default_factory=dict)
-    lost_outside: int = 0
+    before_op: int = 0
     disruptions: tuple[Interval, ...] = ()
     arrivals: tuple[float, ...] = ()
     failed_at: tuple[float, ...] = ()
@@ -145,7 +145,7 @@ class ClassStats:
             "median_latency": self.median_latency,
             "outcome": self.outcome,
             "failures": dict(self.failures),
-            "lost_outside": self.lost_outside,
+            "before_op": self.before_op,
             "disruptions": [list(iv) for iv in self.disruptions],
         }
 
@@ -226,7 +226,7 @@ class ImpactResult:
                     median_latency=c.get("median_latency"),
                     outcome=c.get("outcome"),
                     failures=dict(c.get("failures", {})),
-                    lost_outside=int(c.get("lost_outside", 0)),
+                    before_op=int(c.get("before_op", 0)),
                     disruptions=tuple((float(a), float(b)) for a, b in c.get("disruptions", [])),
                     arrivals=tuple(float(x) for x in c.get("arrivals", [])),
                     failed_at=tuple(float(x) for x in c.get("failed_at", [])),
@@ -286,8 +286,8 @@ def _longest_gap(first_send: float, last_send: float, arrivals: Sequence[float])
     return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
 
 
-def _outside(t: float, window: Window, margin: float) -> bool:
-    return t < window.start - margin or t > window.end + margin
+def _before(t: float, window: Window, margin: float) -> bool:
+    return t < window.start - margin
 
 
 def _latency(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -300,14 +300,15 @@ def _disruption(
     units: Sequence[tuple[float, bool]], window: Window, margin: float
 ) -> tuple[float, tuple[Interval, ...], int]:
     """units: (send time, disrupted?) sorted by send time. Returns total disrupted
-    time, merged intervals relative to the window start, disrupted units outside."""
+    time, merged intervals relative to the window start, and how many disrupted
+    units were sent before the operation (by more than ``margin``)."""
     times = [t for t, _ in units]
     slots = _slots(times)
     t0 = window.start
     bad = [(t - t0, t - t0 + s) for (t, d), s in zip(units, slots, strict=True) if d]
     merged = merge_intervals(bad)
-    outside = sum(1 for t, d in units if d and _outside(t, window, margin))
-    return sum(b - a for a, b in merged), merged, outside
+    before = sum(1 for t, d in units if d and _before(t, window, margin))
+    return sum(b - a for a, b in merged), merged, before
 
 
 # ---------------------------------------------------------------- classes
@@ -349,7 +350,7 @@ def udp_stream(
     lost = sum(1 for s in order if s not in first)
     late = sum(1 for s in order if s in first and first[s] > late_after)
     units = [(sent[s], s not in first or first[s] > late_after) for s in order]
-    disrupted, intervals, outside = _disruption(units, window, margin)
+    disrupted, intervals, before = _disruption(units, window, margin)
     t0 = window.start
     gap = (
         _longest_gap(sent[order[0]], sent[order[-1]], [float(r["t"]) for r in arrivals])
@@ -376,7 +377,7 @@ def udp_stream(
         worst_latency=worst,
         median_latency=median,
         failures=failures,
-        lost_outside=outside,
+        before_op=before,
         disruptions=intervals,
         arrivals=tuple(float(r["t"]) - t0 for r in arrivals),
         failed_at=tuple(sent[s] - t0 for s in order if s not in first),
@@ -420,7 +421,7 @@ def broadcast(
         worst_latency=max(worst) if worst else None,
         median_latency=statistics.median(medians) if medians else None,
         failures=dict(failures),
-        lost_outside=sum(p.lost_outside for p in per),
+        before_op=sum(p.before_op for p in per),
         disruptions=merged,
         arrivals=tuple(sorted(t for p in per for t in p.arrivals)),
         failed_at=tuple(sorted(t for p in per for t in p.failed_at)),
@@ -464,7 +465,7 @@ def tcp_stream(
     order = sorted(tx, key=lambda s: tx[s])
     rtts = [echo[s] - tx[s] for s in order if s in echo]
     units = [(tx[s], s not in echo or echo[s] - tx[s] > stall_after) for s in order]
-    disrupted, intervals, outside = _disruption(units, window, margin)
+    disrupted, intervals, before = _disruption(units, window, margin)
     gap = 0.0
     if order:
         first, last = tx[order[0]], tx[order[-1]]
@@ -487,7 +488,7 @@ def tcp_stream(
         median_latency=median,
         outcome=outcome,
         failures=failures,
-        lost_outside=outside,
+        before_op=before,
         disruptions=intervals,
         arrivals=tuple(t - t0 for t in sorted(server_times)),
         failed_at=tuple(
@@ -519,7 +520,7 @@ def _attempts(
         )
         for r in att
     ]
-    disrupted, intervals, outside = _disruption(units, window, margin)
+    disrupted, intervals, before = _disruption(units, window, margin)
     worst, median = _latency(lat)
     gap = 0.0
     if att:
@@ -536,7 +537,7 @@ def _attempts(
         worst_latency=worst,
         median_latency=median,
         failures=dict(failures),
-        lost_outside=outside,
+        before_op=before,
         disruptions=intervals,
         arrivals=tuple(sorted(float(r["t"]) - t0 for r in ok)),
         failed_at=tuple(float(r["t0"]) - t0 for r in att if r["result"] != "ok"),

@@ -1,0 +1,405 @@
+"""Run the traffic agents across host namespaces around an operation, then analyse.
+
+The one entry point is ``measure``::
+
+    from hitless.impact.run import measure, Rates
+    result = measure(hosts, operation, name="hitless upgrade", duration=10, at=3)
+
+``hosts`` are any objects with ``.ns`` (namespace name) and ``.ip`` (IPv4 address,
+with or without prefix length), optionally ``.dev`` (the interface carrying it,
+default ``eth0``) and ``.ip6`` (an IPv6 address for the ND probe; without it the
+probe uses the peer's link-local address, and is skipped if IPv6 is off). The first
+two hosts carry the point-to-point classes (UDP both ways, long-lived TCP, new
+connections, ARP/ND from the first to the second); broadcasts go from the first
+host to every other.
+
+``operation`` is called once, ``at`` seconds after traffic starts, in the calling
+thread. It may return the phases it went through (``Phase`` objects, absolute
+``time.monotonic()`` seconds) for the report to shade; otherwise the whole call is
+one phase. If it raises, the agents are stopped and the exception propagates.
+
+Every process started here is started in its own session and, whatever happens,
+killed by its process group id before ``measure`` returns; the records live in a
+temporary directory removed afterwards (unless ``keep_dir`` is given).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import hitless
+from hitless.impact import analysis as an
+from hitless.impact.analysis import ClassStats, ImpactResult, Phase, Window
+
+__all__ = ["ALL_CLASSES", "ImpactError", "Operation", "Rates", "measure"]
+
+ALL_CLASSES = ("udp", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
+
+Operation = Callable[[], Iterable[Phase] | None]
+Progress = Callable[[str, float], None]
+
+
+class HostLike(Protocol):
+    ns: str
+    ip: str
+
+
+class ImpactError(RuntimeError):
+    """The measurement itself failed (an agent did not start or crashed): a problem
+    of the harness or the environment, not a result about the switch."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Traffic rates and the thresholds the analysis applies."""
+
+    udp_pps: float = 1000.0  # each direction
+    udp_size: int = 64  # UDP payload bytes
+    tcp_interval: float = 0.01  # long-lived connection: one message every ...
+    connect_interval: float = 0.02  # a new connection every ...
+    connect_timeout: float = 3.0
+    probe_interval: float = 0.25  # ARP and ND: flush + resolve every ...
+    probe_timeout: float = 2.0
+    broadcast_pps: float = 50.0
+    late_after: float = 0.05  # a unit this late counts as disrupted
+
+
+@dataclass
+class _Agent:
+    label: str
+    host: str
+    ns: str
+    args: list[str]
+    listener: bool
+    out: Path
+    err: Path
+    proc: subprocess.Popen[bytes] | None = None
+    rc: int | None = None
+
+
+@dataclass
+class _Plan:
+    agents: list[_Agent] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _addr(ip: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    return ipaddress.ip_interface(ip)
+
+
+def _link_local(ns: str, dev: str) -> str | None:
+    res = subprocess.run(
+        ["ip", "netns", "exec", ns, "ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "link"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    for word in res.stdout.split():
+        if word.lower().startswith("fe80:"):
+            return word.split("/")[0]
+    return None
+
+
+def _plan(
+    hosts: Sequence[HostLike], classes: Collection[str], rates: Rates, tmp: Path, run: int
+) -> _Plan:
+    unknown = set(classes) - set(ALL_CLASSES)
+    if unknown:
+        raise ValueError(f"unknown traffic classes {sorted(unknown)}; known: {ALL_CLASSES}")
+    if len(hosts) < 2:
+        raise ValueError(f"measure needs at least two hosts, got {len(hosts)}")
+    a, b = hosts[0], hosts[1]
+    aip, bip = _addr(a.ip), _addr(b.ip)
+    adev = getattr(a, "dev", "eth0")
+    port = 20000 + secrets.randbelow(4000) * 10  # unique per run: ports P .. P+9
+    plan = _Plan()
+
+    def add(label: str, host: HostLike, listener: bool, *args: object) -> None:
+        plan.agents.append(
+            _Agent(
+                label,
+                getattr(host, "name", host.ns),
+                host.ns,
+                [str(x) for x in args] + ["--run", str(run)],
+                listener,
+                tmp / f"{label}.jsonl",
+                tmp / f"{label}.err",
+            )
+        )
+
+    if "udp" in classes:
+        add("udp-ab-rx", b, True, "udp-recv", "--bind", bip.ip, "--port", port)
+        add("udp-ba-rx", a, True, "udp-recv", "--bind", aip.ip, "--port", port + 1)
+        for label, src, dst, p, stream in (
+            ("udp-ab-tx", a, bip, port, 1),
+            ("udp-ba-tx", b, aip, port + 1, 2),
+        ):
+            add(label, src, False, "udp-send", "--dst", dst.ip, "--port", p,
+                "--rate", rates.udp_pps, "--size", rates.udp_size, "--stream", stream)  # fmt: skip
+    if "tcp-stream" in classes:
+        add("tcp-stream-srv", b, True, "tcp-stream-server", "--bind", bip.ip, "--port", port + 2)
+        add("tcp-stream-cli", a, False, "tcp-stream-client", "--dst", bip.ip,
+            "--port", port + 2, "--interval", rates.tcp_interval)  # fmt: skip
+    if "tcp-connect" in classes:
+        add("tcp-accept", b, True, "tcp-accept", "--bind", bip.ip, "--port", port + 3)
+        add("tcp-connect", a, False, "tcp-connect", "--dst", bip.ip, "--port", port + 3,
+            "--interval", rates.connect_interval, "--timeout", rates.connect_timeout)  # fmt: skip
+    if "arp" in classes:
+        add("arp-echo", b, True, "udp-echo", "--bind", bip.ip, "--port", port + 4)
+        add("arp-probe", a, False, "neigh-probe", "--dst", bip.ip, "--port", port + 4,
+            "--dev", adev, "--interval", rates.probe_interval,
+            "--timeout", rates.probe_timeout)  # fmt: skip
+    if "nd" in classes:
+        b6 = getattr(b, "ip6", None)
+        dst6 = str(_addr(b6).ip) if b6 else _link_local(b.ns, getattr(b, "dev", "eth0"))
+        if dst6 is None:
+            plan.notes.append("nd: skipped, the second host has no IPv6 address")
+        else:
+            add("nd-echo", b, True, "udp-echo", "--bind", "::", "--port", port + 5)
+            add("nd-probe", a, False, "neigh-probe", "--dst", dst6, "--port", port + 5,
+                "--dev", adev, "--interval", rates.probe_interval,
+                "--timeout", rates.probe_timeout)  # fmt: skip
+    if "broadcast" in classes:
+        bcast = (
+            str(aip.network.broadcast_address)
+            if aip.version == 4 and aip.network.prefixlen < 31
+            else "255.255.255.255"
+        )
+        for i, h in enumerate(hosts[1:]):
+            add(f"bcast-rx-{i}", h, True, "udp-recv", "--bind", "", "--port", port + 6)
+        add("bcast-tx", a, False, "udp-send", "--dst", bcast, "--port", port + 6, "--broadcast",
+            "--dev", adev, "--rate", rates.broadcast_pps, "--stream", 3)  # fmt: skip
+    return plan
+
+
+def _spawn(agent: _Agent, extra: list[str]) -> None:
+    env = dict(os.environ)
+    root = str(Path(hitless.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = ["ip", "netns", "exec", agent.ns, sys.executable, "-m", "hitless.impact.agents"]
+    cmd += [*agent.args, *extra, "--out", str(agent.out)]
+    with open(agent.err, "wb") as err:
+        agent.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            env=env, start_new_session=True,
+        )  # fmt: skip
+
+
+def _failure(agent: _Agent, what: str) -> ImpactError:
+    try:
+        tail = agent.err.read_text(errors="replace").strip()[-2000:]
+    except OSError:
+        tail = ""
+    return ImpactError(
+        f"traffic agent {agent.label} in namespace {agent.ns} {what}"
+        + (f":\n{tail}" if tail else "")
+    )
+
+
+def _wait_ready(agents: list[_Agent], deadline: float) -> None:
+    waiting = list(agents)
+    while waiting:
+        for ag in list(waiting):
+            assert ag.proc is not None
+            if ag.proc.poll() is not None:
+                raise _failure(ag, f"exited ({ag.proc.returncode}) before it was ready")
+            with contextlib.suppress(OSError):
+                if b"ready" in ag.err.read_bytes():
+                    waiting.remove(ag)
+        if waiting and time.monotonic() > deadline:
+            raise _failure(waiting[0], "did not get ready in time")
+        if waiting:
+            time.sleep(0.02)
+
+
+def _wait_exit(agents: list[_Agent], deadline: float, tick: Callable[[], None]) -> None:
+    for ag in agents:
+        assert ag.proc is not None
+        while ag.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise _failure(ag, "did not finish in time")
+            tick()
+            time.sleep(0.05)
+        ag.rc = ag.proc.returncode
+        if ag.rc != 0:
+            raise _failure(ag, f"failed with exit code {ag.rc}")
+
+
+def _kill(agents: list[_Agent]) -> None:
+    for ag in agents:
+        if ag.proc is None:
+            continue
+        if ag.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(ag.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            ag.proc.wait(timeout=5)
+
+
+def _records(agent: _Agent) -> list[dict[str, Any]]:
+    try:
+        text = agent.out.read_text()
+    except FileNotFoundError:
+        raise _failure(agent, "wrote no records") from None
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def analyse(
+    recs: dict[str, list[dict[str, Any]]],
+    window: Window,
+    hosts: Sequence[str],
+    late_after: float,
+) -> tuple[ClassStats, ...]:
+    """Per-class statistics from the records of each agent label (see ``_plan``)."""
+    a, b = hosts[0], hosts[1]
+    out: list[ClassStats] = []
+    if "udp-ab-tx" in recs:
+        for label, src, dst in (("ab", a, b), ("ba", b, a)):
+            out.append(
+                an.udp_stream(
+                    f"udp {src}→{dst}",
+                    recs[f"udp-{label}-tx"],
+                    recs[f"udp-{label}-rx"],
+                    window,
+                    late_after=late_after,
+                )  # fmt: skip
+            )
+    if "tcp-stream-cli" in recs:
+        out.append(
+            an.tcp_stream(
+                f"tcp stream {a}→{b}",
+                recs["tcp-stream-cli"],
+                recs["tcp-stream-srv"],
+                window,
+                stall_after=late_after,
+            )  # fmt: skip
+        )
+    if "tcp-connect" in recs:
+        out.append(
+            an.tcp_connect(f"new tcp {a}→{b}", recs["tcp-connect"], window, late_after=late_after)
+        )
+    if "arp-probe" in recs:
+        out.append(an.neighbour(f"arp {a}→{b}", recs["arp-probe"], window, late_after=late_after))
+    if "nd-probe" in recs:
+        out.append(an.neighbour(f"nd {a}→{b}", recs["nd-probe"], window, late_after=late_after))
+    if "bcast-tx" in recs:
+        rx = {
+            hosts[int(label.rsplit("-", 1)[1]) + 1]: recs[label]
+            for label in recs
+            if label.startswith("bcast-rx-")
+        }
+        out.append(an.broadcast(f"broadcast {a}→all", recs["bcast-tx"], rx, window,
+                                late_after=late_after))  # fmt: skip
+    return tuple(out)
+
+
+def measure(
+    hosts: Sequence[HostLike],
+    operation: Operation,
+    *,
+    name: str = "operation",
+    duration: float = 10.0,
+    at: float | None = None,
+    rates: Rates | None = None,
+    classes: Collection[str] = ALL_CLASSES,
+    drain: float = 1.0,
+    progress: Progress | None = None,
+    keep_dir: str | os.PathLike[str] | None = None,
+) -> ImpactResult:
+    """Send every traffic class between ``hosts`` for ``duration`` seconds, call
+    ``operation()`` ``at`` seconds in (default: a third of the way), and analyse.
+
+    ``drain`` is how long receivers keep listening after the senders finish (for
+    packets still queued). ``progress(message, fraction)`` is called as the run goes.
+    ``keep_dir``: copy the agents' raw records there (for debugging)."""
+    rates = rates or Rates()
+    at = duration / 3 if at is None else at
+    if not 0 <= at <= duration:
+        raise ValueError(f"operation time at={at} is outside the traffic (0..{duration} s)")
+    report = progress or (lambda _msg, _frac: None)
+    run = secrets.randbits(31)
+    host_names = [str(getattr(h, "name", h.ns)) for h in hosts]
+    tmp = Path(tempfile.mkdtemp(prefix="hitless-impact-"))
+    plan = _Plan()
+    linger = max(rates.connect_timeout, rates.probe_timeout, 3.0)
+    try:
+        plan = _plan(hosts, classes, rates, tmp, run)
+        listeners = [ag for ag in plan.agents if ag.listener]
+        senders = [ag for ag in plan.agents if not ag.listener]
+        report("starting traffic agents", 0.0)
+        safety_end = time.monotonic() + 30 + duration + linger + drain
+        for ag in listeners:
+            _spawn(ag, ["--end", f"{safety_end:.6f}"])
+        _wait_ready(listeners, time.monotonic() + 20)
+        start = time.monotonic() + 0.5  # time for the senders' interpreters to start
+        for ag in senders:
+            _spawn(ag, ["--start", f"{start:.6f}", "--duration", str(duration)])
+        op_at = start + at
+        total = duration + linger
+
+        def tick() -> None:
+            now = time.monotonic()
+            frac = min(1.0, max(0.0, (now - start) / total))
+            if now < start:
+                report("waiting for traffic to start", frac)
+            elif now < op_at:
+                report(f"traffic running, {name} in {op_at - now:.1f} s", frac)
+            elif now < start + duration:
+                report("traffic running", frac)
+            else:
+                report("waiting for the last replies", frac)
+
+        while time.monotonic() < op_at:
+            for ag in senders:
+                assert ag.proc is not None
+                if ag.proc.poll() not in (None, 0):
+                    raise _failure(ag, f"failed with exit code {ag.proc.returncode}")
+            tick()
+            time.sleep(min(0.05, max(0.0, op_at - time.monotonic())))
+        report(f"{name} running", at / total)
+        t_op = time.monotonic()
+        phases = operation()
+        t_end = time.monotonic()
+        report(f"{name} done in {t_end - t_op:.3f} s", (t_end - start) / total)
+        phase_list = tuple(phases) if phases is not None else ()
+        if not phase_list:
+            phase_list = (Phase(name, t_op, t_end),)
+        window = Window(t_op, max(t_end, *(p.end for p in phase_list)), phase_list)
+        _wait_exit(senders, start + duration + linger + 30, tick)
+        time.sleep(drain)
+        for ag in listeners:
+            assert ag.proc is not None
+            if ag.proc.poll() is None:
+                ag.proc.send_signal(signal.SIGTERM)
+        _wait_exit(listeners, time.monotonic() + 10, tick)
+        report("analysing", 1.0)
+        recs = {ag.label: _records(ag) for ag in plan.agents}
+        if keep_dir is not None:
+            shutil.copytree(tmp, keep_dir, dirs_exist_ok=True)
+    finally:
+        _kill(plan.agents)
+        shutil.rmtree(tmp, ignore_errors=True)
+    stats = analyse(recs, window, host_names, rates.late_after)
+    return ImpactResult(
+        operation=name,
+        window=an.relative(window),
+        classes=stats,
+        duration=duration,
+        traffic_start=start - t_op,
+        settings={"rates": asdict(rates), "at": at, "hosts": host_names, "run": run},
+        notes=tuple(plan.notes),
+    )

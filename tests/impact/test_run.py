@@ -1,0 +1,113 @@
+"""The impact runner end to end: real agents in namespaces across a Linux bridge."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from hitless.impact.analysis import Phase
+from hitless.impact.run import ImpactError, Rates, measure
+from tests.impact.bridge import BridgeTopology
+
+pytestmark = pytest.mark.netns
+
+OUTAGE = 0.3  # seconds the bridge port stays down
+
+
+def processes_in(ns: str) -> list[str]:
+    res = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+    return res.stdout.split()
+
+
+@pytest.fixture
+def topo() -> Iterator[BridgeTopology]:
+    with BridgeTopology(3) as t:
+        yield t
+        # measure() must leave nothing running in the hosts' namespaces
+        left = {h.ns: processes_in(h.ns) for h in t.hosts}
+        assert not any(left.values()), f"processes left behind: {left}"
+
+
+def test_no_op_loses_nothing(topo: BridgeTopology) -> None:
+    res = measure(topo.hosts, lambda: None, name="no-op", duration=3.0, at=1.0)
+    assert [c.name for c in res.classes] == [
+        "udp a→b",
+        "udp b→a",
+        "tcp stream a→b",
+        "new tcp a→b",
+        "arp a→b",
+        "nd a→b",
+        "broadcast a→all",
+    ]
+    for c in res.classes:
+        assert c.sent > 0, c.name
+        assert c.received == c.sent and c.lost == 0 and c.failures == {}, c.summary()
+    assert res.by_name("tcp stream a→b").outcome == "survived"
+    assert res.window.start == 0.0 and res.traffic_start < 0
+    assert res.window.phases[0].name == "no-op"
+
+
+def test_port_down_is_seen_as_loss(topo: BridgeTopology) -> None:
+    a = topo.hosts[0]
+
+    def port_down() -> list[Phase]:
+        t0 = time.monotonic()
+        topo.in_bridge("ip", "link", "set", a.port, "down")
+        t1 = time.monotonic()
+        time.sleep(OUTAGE)
+        t2 = time.monotonic()
+        topo.in_bridge("ip", "link", "set", a.port, "up")
+        return [Phase("port down", t0, t1), Phase("outage", t1, t2),
+                Phase("port up", t2, time.monotonic())]  # fmt: skip
+
+    res = measure(topo.hosts, port_down, name="port down", duration=4.0, at=1.5)
+    assert [p.name for p in res.window.phases] == ["port down", "outage", "port up"]
+    for name in ("udp a→b", "udp b→a", "broadcast a→all"):
+        st = res.by_name(name)
+        assert st.lost > 0 and st.disrupted > 0, st.summary()
+        # nothing can cross a port that is down: the gap is at least the outage ...
+        assert st.longest_gap >= OUTAGE * 0.9, st.summary()
+        # ... and no loss comes before the operation started
+        assert st.before_op == 0, st.summary()
+        assert min(a for a, _ in st.disruptions) > -0.05, st.summary()
+    tcp = res.by_name("tcp stream a→b")
+    assert tcp.longest_gap >= OUTAGE * 0.9, tcp.summary()
+    assert tcp.late > 0, tcp.summary()
+
+
+def test_agent_failure_is_reported_and_nothing_is_left_behind(topo: BridgeTopology) -> None:
+    class Ghost:  # a host whose namespace does not exist: its agents cannot start
+        ns = f"hlimp-ghost-{topo.suffix}"
+        ip = "10.77.0.9/24"
+
+    with pytest.raises(ImpactError, match="ghost"):
+        measure([topo.hosts[0], Ghost()], lambda: None, duration=1.0, classes=["udp"])
+
+
+def test_operation_failure_propagates(topo: BridgeTopology) -> None:
+    def broken() -> None:
+        raise RuntimeError("upgrade failed")
+
+    with pytest.raises(RuntimeError, match="upgrade failed"):
+        measure(topo.hosts, broken, duration=2.0, at=0.5)
+
+
+def test_rates_and_classes_are_configurable(topo: BridgeTopology) -> None:
+    rates = Rates(udp_pps=200.0, connect_interval=0.1)
+    res = measure(topo.hosts[:2], lambda: None, duration=2.0, at=0.5, rates=rates,
+                  classes=["udp", "tcp-connect"])  # fmt: skip
+    assert [c.kind for c in res.classes] == ["udp", "udp", "tcp-connect"]
+    assert res.by_name("udp a→b").sent == 400 and res.by_name("udp a→b").lost == 0
+    assert res.by_name("new tcp a→b").sent == 20
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown traffic classes"):
+        measure([], lambda: None, classes=["smoke"])
+    with pytest.raises(ValueError, match="at least two hosts"):
+        measure([], lambda: None)
+    with pytest.raises(ValueError, match="outside the traffic"):
+        measure([], lambda: None, duration=1.0, at=2.0)
