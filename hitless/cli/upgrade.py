@@ -162,6 +162,11 @@ def handover(
             f"{_log_tail(rundir.log)}",
         }
     report["new_pid"] = proc.pid
+    if report.get("connected_at"):
+        # From spawning the new process to its first handoff message: process start-up.
+        report.setdefault("phases_ms", {})["start"] = round(
+            (float(report["connected_at"]) - t0) * 1000 + report["phases_ms"].get("start", 0), 3
+        )
     if not report.get("ok"):
         try:
             proc.wait(timeout=10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 POINTS = {
     # new side
@@ -21,6 +22,7 @@ POINTS = {
     "crash:acked": "new process dies after its Ack, before Commit arrives",
     "crash:committed": "new process dies after Commit, before saying Owned",
     "stall:restored": "new process hangs after restoring (the lease must expire)",
+    "delay:restored": "new process sleeps 1 s after restoring (within a longer lease)",
     # old side
     "crash:old-after-ack": "old process dies right after receiving the Ack",
     "truncate-snapshot": "old process sends a truncated final snapshot",
@@ -47,3 +49,5 @@ def maybe_crash(phase: str) -> None:
 def maybe_stall(phase: str) -> None:
     if hit(f"stall:{phase}"):
         signal.pause()
+    if hit(f"delay:{phase}"):
+        time.sleep(1.0)

@@ -71,6 +71,7 @@ class Importer(Protocol):
 class TakeoverResult:
     ok: bool
     reason: str = ""
+    connected_at: float = 0.0  # CLOCK_MONOTONIC when we reached the old process
     old_pid: int = 0
     old_software: str = ""
     state_version: int = 0
@@ -86,18 +87,15 @@ class TakeoverResult:
             "state_version": self.state_version,
             "counts": self.counts,
             "phases_ms": {k: round(v * 1000, 3) for k, v in self.phases.items()},
+            "connected_at": self.connected_at,
         }
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child would look alive; the old daemon is never our child.
-    return True
+def _old_process_gone(pid: int, wait: float = 1.0) -> bool:
+    """True if ``pid`` has exited (or is a zombie nobody reaped) within ``wait`` s."""
+    from hitless.daemon.rundir import wait_exit
+
+    return wait_exit(pid, wait)
 
 
 class _Session:
@@ -174,6 +172,7 @@ def take_over(
     except transport.HandoffTransportError as e:
         res.reason = str(e)
         return res
+    res.connected_at = clock()
     s = _Session(sock, clock)
     restored = False
     try:
@@ -195,7 +194,7 @@ def take_over(
         importer.prepare(pre_state)
         faults.maybe_crash("precopy")
         importer.sync_config(t0 + timeout)
-        res.phases["start"] = t_pc - t0
+        res.phases["start"] = t_pc - res.connected_at
         res.phases["precopy"] = clock() - t_pc
 
         t_ready = clock()
@@ -228,7 +227,7 @@ def take_over(
         faults.maybe_crash("acked")
         c = s.expect(Commit, t_ready + w.lease + 1.0, "the commit")
         if isinstance(c, ConnectionClosed):
-            if _pid_alive(res.old_pid):
+            if not _old_process_gone(res.old_pid):
                 raise TakeoverError("the running switch closed the connection without committing")
             log.warning("old process %d died after our Ack; taking over", res.old_pid)
         res.phases["verify"] = clock() - t_verify

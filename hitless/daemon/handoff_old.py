@@ -45,9 +45,10 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE = 2.0
 PRECOPY_TIMEOUT = 60.0  # the new side must say Ready within this after Welcome
 
-# exporter(now) -> (state, fds): the switch's learned state and the live descriptors
-# the new process needs (still owned by this process: the caller never closes them).
-Exporter = Callable[[float], tuple[snapshot.StateV1, list[int]]]
+# exporter(now, final) -> (state, fds): the switch's learned state; with final (the
+# freeze) also the live descriptors the new process needs (still owned by this process:
+# the caller never closes them).
+Exporter = Callable[[float, bool], tuple[snapshot.StateV1, list[int]]]
 
 SERVING = "serving"
 HANDED_OVER = "handed-over"
@@ -90,9 +91,12 @@ class HandoffServer:
         *,
         lease: float = DEFAULT_LEASE,
         clock: Callable[[], float] = time.monotonic,
+        on_rollback: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
         self.exporter = exporter
+        self.on_rollback = on_rollback
+        self._frozen = False
         self.default_lease = lease
         self.clock = clock
         self.listener: socket.socket | None = transport.listen(str(path))
@@ -207,7 +211,7 @@ class HandoffServer:
         self._lease = hello.lease if hello.lease > 0 else self.default_lease
         self._send(self.proto.send(Welcome(__version__, version, os.getpid(), self._lease)))
         t = self.clock()
-        state, _live_fds = self.exporter(t)  # pre-copy carries no descriptors
+        state, _ = self.exporter(t, False)  # pre-copy carries no descriptors
         data = snapshot.encode(state, software=__version__, taken=t, version=version)
         self._send(self.proto.send(PreCopy(data)))
         rec.phases["precopy_send"] = self.clock() - t
@@ -226,7 +230,8 @@ class HandoffServer:
         t_freeze = self.clock()
         rec.state = "frozen"
         try:
-            state, fds = self.exporter(t_freeze)
+            self._frozen = True
+            state, fds = self.exporter(t_freeze, True)
             digest = snapshot.state_digest(state)
             data = snapshot.encode(state, software=__version__, taken=t_freeze, version=rec.version)
             if faults.hit("truncate-snapshot"):
@@ -308,6 +313,9 @@ class HandoffServer:
             rec.state = "done" if result == "handed-over" else "idle"
             self.last = rec
         self.current = None
+        if self._frozen and result != "handed-over" and self.on_rollback is not None:
+            self.on_rollback()
+        self._frozen = False
         if result != "handed-over":
             if reason:
                 log.warning("handoff %s: %s; this process keeps serving", result, reason)

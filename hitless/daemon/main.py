@@ -12,11 +12,13 @@ and exits 1.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 import warnings
 
+import hitless
 from hitless.config.ovsdb import DEFAULT_SCHEMA
 from hitless.daemon.rundir import (
     DAEMON_NAME,
@@ -46,6 +48,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper
     )
+    ap.add_argument(
+        "--takeover",
+        action="store_true",
+        help="take the switch over from the hitless-vswitchd running in the rundir "
+        "(what 'hitless upgrade' starts)",
+    )
+    ap.add_argument(
+        "--report-fd",
+        type=int,
+        metavar="FD",
+        help="with --takeover: write the handoff result as one JSON line to this fd",
+    )
+    ap.add_argument(
+        "--lease",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="freeze lease: with --takeover the one to ask for; otherwise the default "
+        "this process grants to a successor (default 2)",
+    )
     return ap.parse_args(argv)
 
 
@@ -63,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{DAEMON_NAME}: run directory {rundir.path} does not exist", file=sys.stderr)
         return 1
     setup_logging(rundir.log, args.log_level)
+    if args.takeover:
+        return takeover_main(rundir, args)
     other = daemon_pid(rundir)
     if other is not None and other != os.getpid():
         log.error("another %s (pid %d) already runs in %s", DAEMON_NAME, other, rundir.path)
@@ -84,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         switch = Switch(rundir, schema=args.schema)
         switch.install_signal_handlers()
         switch.start_unixctl()
+        switch.start_handoff_listener(args.lease)
         switch.serve_forever()
+        if switch.handed_over:
+            log.info("%s handed over to a new process; exiting", DAEMON_NAME)
+            return 0
         log.info(
             "%s exiting (%d warm and %d cold reconfigurations)",
             DAEMON_NAME,
@@ -104,6 +132,86 @@ def main(argv: list[str] | None = None) -> int:
             except Exception:
                 log.exception("error while closing the switch")
         remove_pidfile_if_mine(rundir.pidfile)
+        logging.shutdown()
+
+
+def _report(fd: int | None, doc: dict[str, object]) -> None:
+    if fd is None:
+        return
+    try:
+        os.write(fd, (json.dumps(doc) + "\n").encode())
+        os.close(fd)
+    except OSError:
+        pass  # whoever started us is gone; the log has it all
+
+
+def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
+    """Take over from the running daemon (``hitless upgrade``), then serve."""
+    from hitless.daemon.handoff_new import take_over
+    from hitless.daemon.handoff_old import handoff_path
+    from hitless.daemon.switch import Switch
+    from hitless.daemon.takeover import SwitchImporter
+
+    log.info(
+        "%s %s starting to take over in %s (pid %d)",
+        DAEMON_NAME,
+        hitless.__version__,
+        rundir.path,
+        os.getpid(),
+    )
+    switch = None
+    owned = False
+    try:
+        switch = Switch(rundir, schema=args.schema)
+
+        def on_commit() -> None:
+            assert switch is not None
+            switch.start_unixctl()
+            write_pidfile(rundir.pidfile)
+            switch.start_handoff_listener(args.lease)
+
+        importer = SwitchImporter(switch, on_commit=on_commit)
+        versions = os.environ.get("HITLESS_STATE_VERSIONS")  # tests: pretend another build
+        result = take_over(
+            handoff_path(rundir.path),
+            importer,
+            lease=args.lease,
+            versions=[int(v) for v in versions.split(",")] if versions else None,
+        )
+        doc = result.to_json()
+        if not result.ok:
+            log.error("takeover failed: %s; the running switch keeps serving", result.reason)
+            _report(args.report_fd, doc)
+            return 1
+        owned = True
+        switch.takeover_report = doc
+        log.info(
+            "took over from pid %d (%s): %s; phases %s",
+            result.old_pid,
+            result.old_software,
+            result.counts,
+            doc["phases_ms"],
+        )
+        _report(args.report_fd, doc)
+        switch.install_signal_handlers()
+        switch.serve_forever()
+        if switch.handed_over:
+            log.info("%s handed over to a new process; exiting", DAEMON_NAME)
+        return 0
+    except BaseException as e:
+        if isinstance(e, SystemExit) and not e.code:
+            return 0
+        log.critical("%s crashed: %s: %s", DAEMON_NAME, type(e).__name__, e, exc_info=True)
+        _report(args.report_fd, {"ok": False, "reason": f"{type(e).__name__}: {e}"})
+        return 1
+    finally:
+        if switch is not None:
+            try:
+                switch.close()
+            except Exception:
+                log.exception("error while closing the switch")
+        if owned:
+            remove_pidfile_if_mine(rundir.pidfile)
         logging.shutdown()
 
 

@@ -15,6 +15,7 @@ counted.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -36,6 +37,7 @@ from hitless.config.ovsdb import (
     write_status,
 )
 from hitless.daemon import unixctl
+from hitless.daemon.handoff_old import DEFAULT_LEASE, HANDED_OVER, HandoffServer, handoff_path
 from hitless.daemon.rundir import RunDir
 from hitless.daemon.unixctl import CommandError
 from hitless.datapath import Datapath, DatapathError, open_datapath
@@ -179,6 +181,9 @@ class Switch:
         self.exiting = False
         self.idl = ovs.db.idl.Idl(rundir.db_remote, schema_helper(schema))
         self.unixctl_server: Any = None
+        self.handoff: HandoffServer | None = None
+        self.handed_over = False  # a new process owns everything: exit without touching it
+        self.takeover_report: dict[str, Any] | None = None  # how this process took over
         self._seqno = -1
         self._warnings: tuple[str, ...] = ()
         self._iface_errors: dict[str, str] = {}
@@ -194,12 +199,28 @@ class Switch:
         import ovs.unixctl.server
 
         unixctl.install(self)
-        error, server = ovs.unixctl.server.UnixctlServer.create(str(self.rundir.ctl))
+        # Bind under a temporary name and rename over the real one: a predecessor's
+        # socket (after a handoff) is replaced without a moment where the path is gone.
+        tmp = f"{self.rundir.ctl}.{os.getpid()}.tmp"
+        error, server = ovs.unixctl.server.UnixctlServer.create(tmp)
         if error:
             raise OSError(error, f"could not listen on {self.rundir.ctl}: {os.strerror(error)}")
         # We decide when the socket file goes away (a successor may own it by then).
-        ovs.fatal_signal.remove_file_to_unlink(str(self.rundir.ctl))
+        ovs.fatal_signal.remove_file_to_unlink(tmp)
+        os.rename(tmp, self.rundir.ctl)
         self.unixctl_server = server
+
+    def start_handoff_listener(self, lease: float = DEFAULT_LEASE) -> None:
+        """Accept handoffs to a new process on DIR/hitless-vswitchd.handoff."""
+        from hitless.daemon.takeover import export_switch, thaw_switch
+
+        self.handoff = HandoffServer(
+            handoff_path(self.rundir.path),
+            lambda now, final: export_switch(self, now, final=final),
+            lease=lease,
+            clock=self.clock,
+            on_rollback=lambda: thaw_switch(self),
+        )
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT ask the loop to exit cleanly; a pipe wakes the poller."""
@@ -213,6 +234,15 @@ class Switch:
         signal.signal(signal.SIGINT, on_signal)
 
     def close(self) -> None:
+        if self.handed_over:
+            # Everything (datapath sockets, control socket path, pidfile) belongs to
+            # the new process now: leave it all alone.
+            return
+        if self.handoff is not None:
+            self.handoff.close()
+            self.handoff = None
+            with contextlib.suppress(OSError):
+                os.unlink(handoff_path(self.rundir.path))
         for name in list(self.bridges):
             self._destroy(name, "switch is shutting down")
         if self.unixctl_server is not None:
@@ -258,6 +288,9 @@ class Switch:
 
         if self.unixctl_server is not None:
             self.unixctl_server.run()
+        if self.handoff is not None and self.handoff.run() == HANDED_OVER:
+            self.handed_over = True
+            self.exiting = True
 
     def wait(self, poller: Any) -> None:
         now = self.clock()
@@ -273,6 +306,8 @@ class Switch:
             txn.wait(poller)
         if self.unixctl_server is not None:
             self.unixctl_server.wait(poller)
+        if self.handoff is not None:
+            self.handoff.wait(poller)
         if self._wake_r >= 0:
             poller.fd_wait(self._wake_r, select.POLLIN)
         if self.exiting:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Modules whose @command functions the daemon serves (imported on start).
-COMMAND_MODULES = ["hitless.daemon.commands"]
+COMMAND_MODULES = ["hitless.daemon.commands", "hitless.daemon.handoff_commands"]
 
 
 class CommandError(Exception):

@@ -142,6 +142,9 @@ class Datapath(ABC):
         """(state, fds) a new process needs to adopt this datapath unchanged."""
         raise NotImplementedError(f"{self.type} datapath cannot be handed over")
 
+    def thaw(self) -> None:
+        """Undo ``export_handles`` after a handoff rolled back: serve on as before."""
+
     @classmethod
     def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> Datapath:
         raise NotImplementedError(f"{cls.type} datapath cannot be adopted")

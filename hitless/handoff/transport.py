@@ -20,13 +20,17 @@ class HandoffTransportError(Exception):
 
 
 def listen(path: str) -> socket.socket:
-    """Listen on ``path`` (replacing a stale socket file), mode 0600."""
+    """Listen on ``path``, mode 0600. The socket is bound under a temporary name and
+    renamed over ``path``, so the path never disappears while a predecessor's socket
+    is replaced."""
+    tmp = f"{path}.{os.getpid()}.tmp"
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(tmp)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(path)
-    os.chmod(path, 0o600)
+    sock.bind(tmp)
+    os.chmod(tmp, 0o600)
     sock.listen(4)
+    os.rename(tmp, path)
     sock.setblocking(False)
     return sock
 

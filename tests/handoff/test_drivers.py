@@ -36,15 +36,21 @@ class OldSide:
     def __init__(self, path: Path, lease: float = 2.0) -> None:
         self.r, self.w = os.pipe()
         self.exports = 0
-        self.server = handoff_old.HandoffServer(path, self.export, lease=lease)
+        self.thawed = 0
+        self.server = handoff_old.HandoffServer(
+            path, self.export, lease=lease, on_rollback=self.thaw
+        )
         self.result = handoff_old.SERVING
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
-    def export(self, now: float) -> tuple[StateV1, list[int]]:
+    def export(self, now: float, final: bool) -> tuple[StateV1, list[int]]:
         self.exports += 1
-        return make_state(3), [self.r]
+        return make_state(3), [self.r] if final else []
+
+    def thaw(self) -> None:
+        self.thawed += 1
 
     def loop(self) -> None:
         while not self.stop.is_set() and self.result == handoff_old.SERVING:
@@ -125,6 +131,7 @@ def test_digest_mismatch_rolls_back(sock_path: Path) -> None:
         time.sleep(0.1)
         assert old.result == handoff_old.SERVING
         assert old.server.last is not None and old.server.last.result == "rolled-back"
+        assert old.thawed == 1
     finally:
         old.close()
 

@@ -1,0 +1,219 @@
+"""hitless upgrade / downgrade between real daemon processes (dummy datapath: no root
+interfaces needed; the netdev handoff with traffic is in tests/handoff/).
+
+Every fault case checks the product's claim: afterwards exactly one process owns the
+switch, and it is the one the outcome says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hitless.daemon.rundir import read_pid, wait_exit
+from tests.daemon.conftest import Sw, run
+
+BIN = Path(sys.executable).parent
+
+
+def dummy_bridge(sw: Sw, *ports: str) -> None:
+    args = ["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=dummy"]
+    for p in ports:
+        args += ["--", "add-port", "br0", p]
+    sw.vsctl(*args)
+
+
+def upgrade(
+    sw: Sw, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    cmd = [str(BIN / "hitless"), "upgrade", "--rundir", str(sw.rundir.path), "--json", *extra]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
+
+
+def owner_is(sw: Sw, pid: int) -> None:
+    """Exactly one daemon: ``pid`` is alive, named by the pidfile, and answers."""
+    assert read_pid(sw.rundir.pidfile) == pid
+    assert sw.daemon_pid == pid
+    assert "hitless" in sw.appctl("version").stdout
+    others = [
+        p
+        for p in os.listdir("/proc")
+        if p.isdigit()
+        and int(p) != pid
+        and str(sw.rundir.path) in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+        and b"vswitchd" in Path(f"/proc/{p}/cmdline").read_bytes()
+        and not wait_exit(int(p), 0)
+    ]
+    assert others == [], f"other daemons still run in the rundir: {others}"
+
+
+def test_upgrade_hands_everything_to_a_new_process(started: Sw) -> None:
+    sw = started
+    dummy_bridge(sw, "p1", "p2")
+    before = {i: sw.ofport(i) for i in ("p1", "p2", "br0")}
+    state_before = json.loads(sw.appctl("state/dump").stdout)
+    old = sw.daemon_pid
+    r = upgrade(sw)
+    assert r.returncode == 0, r.stderr + r.stdout
+    report = json.loads(r.stdout)
+    assert report["ok"] and report["old_pid"] == old and report["new_pid"] != old
+    assert report["counts"]["ports"] == 3
+    for phase in ("start", "precopy", "restore", "verify", "freeze", "old_exit"):
+        assert phase in report["phases_ms"], phase
+    owner_is(sw, report["new_pid"])
+    assert {i: sw.ofport(i) for i in before} == before
+    state_after = json.loads(sw.appctl("state/dump").stdout)
+    assert state_after["digest"] == state_before["digest"]
+    status = json.loads(sw.appctl("upgrade/status").stdout)
+    assert status["taken_over"]["old_pid"] == old
+    # The new process is a full switch: it reconfigures, and hands over again.
+    sw.vsctl("add-port", "br0", "p3")
+    assert sw.ofport("p3") == 3
+    r = upgrade(sw)
+    assert r.returncode == 0, r.stderr
+    owner_is(sw, json.loads(r.stdout)["new_pid"])
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "crash:connected",
+        "crash:precopy",
+        "crash:ready",
+        "crash:restored",
+        "crash:acked",
+        "crash:committed",
+        "stall:restored",
+    ],
+)
+def test_new_process_failing_at_any_phase_leaves_the_old_one_serving(
+    started: Sw, fault: str
+) -> None:
+    sw = started
+    dummy_bridge(sw, "p1", "p2")
+    old = sw.daemon_pid
+    assert old is not None
+    digest = json.loads(sw.appctl("state/dump").stdout)["digest"]
+    r = upgrade(sw, "--lease", "0.5", env={"HITLESS_FAULT": fault})
+    assert r.returncode == 1, r.stdout
+    report = json.loads(r.stdout)
+    assert not report["ok"] and report["reason"]
+    owner_is(sw, old)
+    assert json.loads(sw.appctl("state/dump").stdout)["digest"] == digest
+    # The old process still works: it reconfigures and accepts the next, good handoff.
+    sw.vsctl("add-port", "br0", "p3")
+    assert sw.ofport("p3") == 3
+    r = upgrade(sw)
+    assert r.returncode == 0, r.stdout + r.stderr
+    owner_is(sw, json.loads(r.stdout)["new_pid"])
+
+
+def test_old_process_killed_right_after_the_ack_leaves_the_new_one_owning(sw: Sw) -> None:
+    env = {**os.environ, "HITLESS_FAULT": "crash:old-after-ack"}
+    r = subprocess.run(
+        [str(BIN / "hitless"), "start", "--rundir", str(sw.rundir.path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    dummy_bridge(sw, "p1")
+    old = sw.daemon_pid
+    r = upgrade(sw)
+    assert r.returncode == 0, r.stdout + r.stderr
+    new = json.loads(r.stdout)["new_pid"]
+    assert new != old and wait_exit(old, 5)  # type: ignore[arg-type]
+    owner_is(sw, new)
+    assert sw.ofport("p1") == 1
+
+
+@pytest.mark.parametrize("fault", ["truncate-snapshot", "foreign-snapshot"])
+def test_bad_snapshot_from_the_old_side_is_refused_and_rolled_back(sw: Sw, fault: str) -> None:
+    env = {**os.environ, "HITLESS_FAULT": fault}
+    r = subprocess.run(
+        [str(BIN / "hitless"), "start", "--rundir", str(sw.rundir.path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    dummy_bridge(sw, "p1")
+    old = sw.daemon_pid
+    r = upgrade(sw)
+    assert r.returncode == 1
+    reason = json.loads(r.stdout)["reason"]
+    assert "truncated" in reason or "not a hitless state snapshot" in reason
+    owner_is(sw, old)  # type: ignore[arg-type]
+
+
+def test_new_build_that_only_reads_a_newer_state_version_is_refused(started: Sw) -> None:
+    sw = started
+    dummy_bridge(sw, "p1")
+    old = sw.daemon_pid
+    r = upgrade(sw, env={"HITLESS_STATE_VERSIONS": "99"})
+    assert r.returncode == 1
+    assert "no common state version" in json.loads(r.stdout)["reason"]
+    owner_is(sw, old)  # type: ignore[arg-type]
+
+
+def test_ovsdb_change_during_the_handoff_is_applied_exactly_once(started: Sw) -> None:
+    sw = started
+    dummy_bridge(sw, "p1")
+    result: dict[str, subprocess.CompletedProcess[str]] = {}
+    t = threading.Thread(
+        target=lambda: result.setdefault(
+            "r", upgrade(sw, "--lease", "5", env={"HITLESS_FAULT": "delay:restored"})
+        )
+    )
+    t.start()
+    # Wait until the old side is frozen (the new one sleeps 1 s after restoring).
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        st = json.loads(sw.appctl("upgrade/status", check=False).stdout or "{}")
+        if (st.get("current") or {}).get("state") == "pre-copy":
+            break
+        time.sleep(0.01)
+    sw.vsctl("--no-wait", "add-port", "br0", "p2")
+    t.join(60)
+    r = result["r"]
+    assert r.returncode == 0, r.stdout + r.stderr
+    owner_is(sw, json.loads(r.stdout)["new_pid"])
+    sw.vsctl("set", "Open_vSwitch", ".", "other_config:probe=1")  # waits for cur_cfg
+    assert sw.ofport("p2") == 2
+    dump = json.loads(sw.appctl("state/dump").stdout)
+    names = [p["name"] for p in dump["state"]["bridges"][0]["ports"]]
+    assert sorted(names) == ["br0", "p1", "p2"]
+
+
+def test_upgrade_without_a_running_switch_says_how_to_start_one(sw: Sw) -> None:
+    os.makedirs(sw.rundir.path, exist_ok=True)
+    r = upgrade(sw)
+    assert r.returncode == 1 and "hitless start" in json.loads(r.stdout)["reason"]
+
+
+def test_downgrade_requires_a_target_and_checks_it(started: Sw) -> None:
+    sw = started
+    r = run([str(BIN / "hitless"), "downgrade", "--rundir", str(sw.rundir.path)], check=False)
+    assert r.returncode == 2 and "--to" in r.stderr
+    r = run(
+        [
+            str(BIN / "hitless"),
+            "downgrade",
+            "--rundir",
+            str(sw.rundir.path),
+            "--to",
+            "/nonexistent/hitless-vswitchd",
+        ],
+        check=False,
+    )
+    assert r.returncode == 2 and "no such file" in r.stderr
