@@ -273,9 +273,16 @@ class Switch:
     def run(self) -> None:
         """One iteration: forwarding first, then the control plane."""
         now = self.clock()
+        waiting = self.flow_restore_wait
         for rb in list(self.bridges.values()):
             rb.datapath.run()
-            rb.bridge.run(now)
+            if waiting:
+                # As Open vSwitch's flow-restore-wait: no packets from the datapath are
+                # handled (misses are dropped) and nothing expires until it clears.
+                while rb.datapath.recv_upcalls(256):
+                    pass
+            else:
+                rb.bridge.run(now)
         self._drain_wakeup()
 
         self.idl.run()
@@ -386,7 +393,16 @@ class Switch:
             self._count("warm", name, "reconfigured in place")
         for name in set(self.failed) - set(new.bridges):
             del self.failed[name]
+        was_waiting = self.flow_restore_wait
         self.config = new
+        if was_waiting and not self.flow_restore_wait:
+            # What ovs-ctl's restart ends with: the restored flows take over and the
+            # datapath is flushed (the baseline hitless avoids; see docs/upgrading.md).
+            for name, rb in self.bridges.items():
+                n = sum(1 for _ in rb.datapath.flow_dump())
+                rb.datapath.flow_flush()
+                log.info("bridge %s: flow-restore-wait cleared; flushed %d datapath flows",
+                         name, n)
         self._write_status(cur_cfg=new.next_cfg)
         self._next_refresh = now + self.status_interval
 
@@ -505,6 +521,13 @@ class Switch:
                 )
                 self._status_dirty = True
         self._txns = still
+
+    @property
+    def flow_restore_wait(self) -> bool:
+        """Open_vSwitch other_config:flow-restore-wait, as Open vSwitch interprets it."""
+        return self.config is not None and (
+            self.config.other_config.get("flow-restore-wait", "false") == "true"
+        )
 
     # Helpers for commands -------------------------------------------------------------
     def bridge(self, name: str) -> BridgeLike:

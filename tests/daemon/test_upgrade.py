@@ -217,3 +217,20 @@ def test_downgrade_requires_a_target_and_checks_it(started: Sw) -> None:
         check=False,
     )
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+@pytest.mark.parametrize("mode", ["cold", "flow-restore"])
+def test_restart_baselines_replace_the_process_and_keep_the_configuration(started: Sw, mode: str) -> None:
+    sw = started
+    dummy_bridge(sw, "p1", "p2")
+    old = sw.daemon_pid
+    r = sw.hitless("restart", "--mode", mode, "--json")
+    phases = json.loads(r.stdout)["phases_ms"]
+    assert {"stop", "start", "total"} <= set(phases)
+    new = sw.daemon_pid
+    assert new is not None and new != old
+    owner_is(sw, new)
+    assert (sw.ofport("p1"), sw.ofport("p2")) == (1, 2)
+    assert "flow-restore-wait" not in sw.get("Open_vSwitch", ".", "other_config")
+    if mode == "flow-restore":
+        assert "flow-restore-wait cleared" in sw.log()
