@@ -58,3 +58,57 @@ Action = Output | PushVlan | PopVlan | SetField | Userspace
 
 def format_actions(actions: tuple[Action, ...]) -> str:
     return ",".join(str(a) for a in actions) if actions else "drop"
+
+
+# ---------------------------------------------------------------------------------
+# A JSON-able form, for state snapshots (handoff). Each action is a short list whose
+# first element names it: ["output", 2], ["push_vlan", tci, tpid], ["pop_vlan"],
+# ["set_field", field, value_hex, mask_hex_or_None], ["userspace", userdata_hex].
+
+
+def actions_to_json(actions: tuple[Action, ...]) -> list[list[object]]:
+    out: list[list[object]] = []
+    for a in actions:
+        if isinstance(a, Output):
+            out.append(["output", a.port])
+        elif isinstance(a, PushVlan):
+            out.append(["push_vlan", a.tci, a.tpid])
+        elif isinstance(a, PopVlan):
+            out.append(["pop_vlan"])
+        elif isinstance(a, SetField):
+            out.append(["set_field", a.field, a.value.hex(), a.mask.hex() if a.mask else None])
+        elif isinstance(a, Userspace):
+            out.append(["userspace", a.userdata.hex()])
+        else:  # pragma: no cover - Action is a closed union
+            raise TypeError(f"cannot serialise action {a!r}")
+    return out
+
+
+def actions_from_json(data: list[list[object]]) -> tuple[Action, ...]:
+    """Inverse of actions_to_json; raises ValueError naming the bad element."""
+    out: list[Action] = []
+    for item in data:
+        try:
+            name, *args = item
+            if name == "output":
+                out.append(Output(int(args[0])))  # type: ignore[call-overload]
+            elif name == "push_vlan":
+                out.append(PushVlan(int(args[0]), int(args[1])))  # type: ignore[call-overload]
+            elif name == "pop_vlan":
+                out.append(PopVlan())
+            elif name == "set_field":
+                mask = args[2]
+                out.append(
+                    SetField(
+                        str(args[0]),
+                        bytes.fromhex(str(args[1])),
+                        bytes.fromhex(str(mask)) if mask is not None else None,
+                    )
+                )
+            elif name == "userspace":
+                out.append(Userspace(bytes.fromhex(str(args[0]))))
+            else:
+                raise ValueError(f"unknown action {name!r}")
+        except (ValueError, TypeError, IndexError) as e:
+            raise ValueError(f"bad serialised action {item!r}: {e}") from None
+    return tuple(out)

@@ -1,0 +1,203 @@
+"""Linux plumbing for the netdev datapath: AF_PACKET sockets with a PACKET_MMAP
+(TPACKET_V2) receive ring, TAP devices, and interface ioctls.
+
+Only what ``netdev.py`` needs, with the kernel ABI constants in one place. Nothing here
+knows about flows. Everything is stdlib (socket, mmap, fcntl, struct).
+
+Ring layout (TPACKET_V2): ``frame_nr`` frames of ``frame_size`` bytes, laid out in
+``block_nr`` blocks of ``block_size`` bytes. Frame ``i`` starts at ``i * frame_size``
+with a 32-byte ``tpacket2_hdr`` whose ``tp_status`` word says who owns it: 0 (kernel)
+or TP_STATUS_USER. Userspace reads frames in order and hands each back by writing 0.
+The ring belongs to the socket, not to the mapping, so a process that receives the
+socket's fd (SCM_RIGHTS) can mmap the same ring and carry on from the next index.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import socket
+import struct
+from dataclasses import dataclass
+
+# <linux/if_packet.h>
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_VERSION = 10
+PACKET_QDISC_BYPASS = 20
+PACKET_IGNORE_OUTGOING = 23
+TPACKET_V2 = 1
+TP_STATUS_USER = 0x1
+TP_STATUS_LOSING = 0x4
+TP_STATUS_VLAN_VALID = 0x10
+TP_STATUS_VLAN_TPID_VALID = 0x40
+ETH_P_ALL = 0x0003
+
+# struct tpacket2_hdr: status, len, snaplen, mac, net, sec, nsec, vlan_tci, vlan_tpid
+TPACKET2_HDR = struct.Struct("<IIIHHIIHH4x")
+
+# <linux/sockios.h>, <linux/if_tun.h>, <linux/if.h>
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCGIFMTU = 0x8921
+SIOCGIFHWADDR = 0x8927
+SIOCSIFTXQLEN = 0x8943
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+
+PAGE = mmap.PAGESIZE
+BLOCK_SIZE = 1 << 20  # 1 MiB blocks: few high-order allocations, little waste
+
+
+@dataclass(frozen=True, slots=True)
+class RingGeometry:
+    """The ``tpacket_req`` a ring was created with (needed to map it again)."""
+
+    block_size: int
+    block_nr: int
+    frame_size: int
+    frame_nr: int
+
+    @property
+    def size(self) -> int:
+        return self.block_size * self.block_nr
+
+    @classmethod
+    def for_port(cls, mtu: int, min_frames: int) -> RingGeometry:
+        """Frames big enough for an MTU-sized frame plus headers (power of two), and
+        at least ``min_frames`` of them, in whole 1 MiB blocks."""
+        frame_size = 2048
+        while frame_size < mtu + 18 + 96:  # Ethernet + tpacket2_hdr + sockaddr_ll
+            frame_size *= 2
+        block_size = max(BLOCK_SIZE, frame_size)
+        per_block = block_size // frame_size
+        block_nr = -(-min_frames // per_block)
+        return cls(block_size, block_nr, frame_size, per_block * block_nr)
+
+    def to_json(self) -> list[int]:
+        return [self.block_size, self.block_nr, self.frame_size, self.frame_nr]
+
+    @classmethod
+    def from_json(cls, data: list[int]) -> RingGeometry:
+        return cls(*(int(x) for x in data))
+
+
+def no_such_device(name: str, err: int = errno.ENODEV) -> str:
+    return f"could not open network device {name} ({os.strerror(err)})"
+
+
+def _ifreq(name: str, payload: bytes = b"") -> bytes:
+    return struct.pack("16s", name.encode()) + payload.ljust(24, b"\0")
+
+
+def _ctl() -> socket.socket:
+    return socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+
+
+def if_flags(name: str) -> int:
+    """The interface's IFF_* flags; raises OSError if it does not exist."""
+    with _ctl() as s:
+        res = fcntl.ioctl(s, SIOCGIFFLAGS, _ifreq(name))
+    return int(struct.unpack_from("H", res, 16)[0])
+
+
+def if_set_up(name: str) -> None:
+    with _ctl() as s:
+        flags = struct.unpack_from("H", fcntl.ioctl(s, SIOCGIFFLAGS, _ifreq(name)), 16)[0]
+        fcntl.ioctl(s, SIOCSIFFLAGS, _ifreq(name, struct.pack("H", flags | IFF_UP)))
+
+
+def if_mtu(name: str) -> int:
+    with _ctl() as s:
+        res = fcntl.ioctl(s, SIOCGIFMTU, _ifreq(name))
+    return int(struct.unpack_from("i", res, 16)[0])
+
+
+def if_mac(name: str) -> bytes:
+    with _ctl() as s:
+        res = fcntl.ioctl(s, SIOCGIFHWADDR, _ifreq(name))
+    return bytes(res[18:24])  # sockaddr: family (2 bytes) then the address
+
+
+def if_set_txqlen(name: str, qlen: int) -> None:
+    with _ctl() as s:
+        fcntl.ioctl(s, SIOCSIFTXQLEN, _ifreq(name, struct.pack("i", qlen)))
+
+
+def link_up(name: str) -> bool:
+    """Administratively up and with carrier (operstate up); False if it vanished."""
+    try:
+        flags = if_flags(name)
+    except OSError:
+        return False
+    return flags & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING
+
+
+def open_ring_socket(name: str, geometry: RingGeometry) -> tuple[socket.socket, int]:
+    """An AF_PACKET socket bound to ``name`` with a TPACKET_V2 rx ring; it ignores
+    what it (or the host) sends on the device, and puts the device in promiscuous
+    mode for as long as the socket lives. Returns (socket, ifindex)."""
+    ifindex = socket.if_nametoindex(name)  # OSError(ENODEV) if missing
+    # Protocol 0: receive nothing until bound, so no frame bypasses the ring.
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
+        sock.setsockopt(
+            SOL_PACKET,
+            PACKET_RX_RING,
+            struct.pack(
+                "IIII",
+                geometry.block_size,
+                geometry.block_nr,
+                geometry.frame_size,
+                geometry.frame_nr,
+            ),
+        )
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        sock.setsockopt(
+            SOL_PACKET,
+            PACKET_ADD_MEMBERSHIP,
+            struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""),
+        )
+        sock.bind((name, ETH_P_ALL))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock, ifindex
+
+
+def map_ring(fd: int, geometry: RingGeometry) -> mmap.mmap:
+    """Map a socket's rx ring (the same ring again, if another process mapped it)."""
+    return mmap.mmap(fd, geometry.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+
+
+def packet_statistics(sock: socket.socket) -> tuple[int, int]:
+    """(packets, drops) counted by the kernel since the last call (reading resets)."""
+    packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    return packets, drops
+
+
+def open_tap(name: str, txqlen: int) -> int:
+    """Create (or attach to) TAP device ``name`` without packet info, bring it up, and
+    return its non-blocking fd. The device is not persistent: it disappears when the
+    last fd referring to it is closed (so a handed-over fd keeps it alive)."""
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI))
+        if_set_txqlen(name, txqlen)
+        if_set_up(name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -1,0 +1,662 @@
+"""The netdev datapath: a userspace datapath over AF_PACKET sockets.
+
+Each attached port is either
+
+* ``system``: an existing device, read through an AF_PACKET socket with a PACKET_MMAP
+  (TPACKET_V2) receive ring and written with ``send`` on the same socket (qdisc
+  bypassed). The socket ignores outgoing frames (PACKET_IGNORE_OUTGOING), so the
+  datapath never sees what it sent, and keeps the device promiscuous while it lives.
+* ``internal``: a TAP device created with the port's name (the bridge's local port);
+  frames are read from and written to the tap fd.
+
+Fast path (``run``): for each port, read the frames the kernel has filled, re-insert
+the 802.1Q tag the kernel moved into ``tp_vlan_tci``, extract the flow key, look it up
+in the megaflow table (exact-match cache first), count, and apply the flow's
+precompiled plan. A plan for "output to these ports" is a tuple of port numbers; any
+other action list goes through the generic interpreter. A miss queues an ``Upcall``.
+
+Sizing: a port's rx ring holds ``RING_FRAMES`` (24,576) frames of 2 KiB (48 MiB for a
+1500-byte MTU), so a process that stops reading for 2 s while 10,000 packets/s arrive
+on the port loses nothing (20,000 frames wait in the ring; 2.4 s of headroom). TAP
+devices get a transmit queue of the same length. Bigger MTUs get bigger frames.
+
+Handoff: ``export_handles`` (between two ``run`` calls) returns the socket and tap fds
+plus a JSON-able state: per port its number, name, type, ring geometry and the index
+of the next frame to read; every flow with its actions and stats; the upcalls not yet
+collected. Ownership of the kernel objects passes with the fds: the exporter sends
+them (SCM_RIGHTS gives the receiver its own references) and may then ``close()``,
+which only closes its own copies. A socket's ring lives as long as any fd refers to
+it, and a TAP device created here is not persistent, so it too lives exactly as long
+as an fd does. ``adopt`` maps the same rings again and continues at the exported
+indices: frames that arrived meanwhile wait in the ring, none is read twice.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import select
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from hitless.datapath import afpacket
+from hitless.datapath.actions import (
+    Action,
+    Output,
+    actions_from_json,
+    actions_to_json,
+)
+from hitless.datapath.base import (
+    Datapath,
+    DatapathError,
+    DpFlow,
+    DpPort,
+    FlowStats,
+    PortStats,
+    Upcall,
+)
+from hitless.datapath.execute import apply_actions
+from hitless.datapath.megaflow import MegaflowTable
+from hitless.packet.flow import Match, extract_key
+
+STATE_VERSION = 1
+RING_FRAMES = 24576
+BUDGET = 512  # frames per port per run()
+MAX_UPCALLS = 16384  # queued misses beyond this are dropped (and counted)
+
+_HDR = afpacket.TPACKET2_HDR
+_USER = afpacket.TP_STATUS_USER
+_VLAN_VALID = afpacket.TP_STATUS_VLAN_VALID
+_TPID_VALID = afpacket.TP_STATUS_VLAN_TPID_VALID
+_ZERO4 = bytes(4)
+
+
+class _Flow(DpFlow):
+    """A DpFlow with its precompiled plan: a tuple of output ports when the actions are
+    only outputs, else None (use the generic interpreter)."""
+
+    __slots__ = ("plan",)
+
+    plan: tuple[int, ...] | None
+
+
+def _compile(actions: tuple[Action, ...]) -> tuple[int, ...] | None:
+    if all(type(a) is Output for a in actions):
+        return tuple(a.port for a in actions)  # type: ignore[union-attr]
+    return None
+
+
+def _make_flow(
+    match: Match, actions: tuple[Action, ...], stats: FlowStats, created: float
+) -> _Flow:
+    f = _Flow(match, actions, stats, created)
+    f.plan = _compile(actions)
+    return f
+
+
+class _Port:
+    """Everything the datapath holds for one attached device."""
+
+    __slots__ = ("dp", "sock", "fd", "ring", "geometry", "head", "ifindex", "drops_seen")
+
+    def __init__(
+        self,
+        dp: DpPort,
+        fd: int,
+        sock: socket.socket | None = None,
+        ring: mmap.mmap | None = None,
+        geometry: afpacket.RingGeometry | None = None,
+        head: int = 0,
+        ifindex: int = 0,
+    ) -> None:
+        self.dp = dp
+        self.fd = fd
+        self.sock = sock
+        self.ring = ring
+        self.geometry = geometry
+        self.head = head
+        self.ifindex = ifindex
+        self.drops_seen = 0
+
+    def sender(self) -> Callable[[bytes], object]:
+        if self.sock is not None:
+            return self.sock.send
+        fd = self.fd
+        return lambda data: os.write(fd, data)
+
+    def release(self, close_fds: bool) -> None:
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+        if self.sock is not None:
+            if close_fds:
+                self.sock.close()
+            else:
+                self.sock.detach()
+            self.sock = None
+        elif close_fds and self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+
+
+class NetdevDatapath(Datapath):
+    type = "netdev"
+
+    def __init__(
+        self, name: str, ring_frames: int = RING_FRAMES, max_upcalls: int = MAX_UPCALLS
+    ) -> None:
+        super().__init__(name)
+        self.ring_frames = ring_frames
+        self.max_upcalls = max_upcalls
+        self._ports: dict[int, _Port] = {}
+        self._send: dict[int, Callable[[bytes], object]] = {}
+        self._flows = MegaflowTable()
+        self._upcalls: deque[Upcall] = deque()
+        self._more = False  # a port had more frames than the budget in the last run()
+        self._frozen = False
+        self.n_hit = 0
+        self.n_missed = 0
+        self.n_lost = 0  # misses dropped because the upcall queue was full
+
+    # Ports ---------------------------------------------------------------------
+    def port_add(self, name: str, port_no: int | None = None, type: str = "system") -> int:
+        for p in self._ports.values():
+            if p.dp.name == name:
+                raise DatapathError(
+                    f"{name} is already attached to {self.name} as port {p.dp.port_no}"
+                )
+        if port_no is None:
+            port_no = 1
+            while port_no in self._ports:
+                port_no += 1
+        elif port_no in self._ports:
+            raise DatapathError(f"port number {port_no} is already in use on {self.name}")
+        if len(name.encode()) > 15 or not name:
+            raise DatapathError(f"could not open network device {name!r} (invalid name)")
+        if type == "system":
+            port = self._open_system(name, port_no)
+        elif type == "internal":
+            port = self._open_internal(name, port_no)
+        else:
+            raise DatapathError(
+                f"port type {type!r} of {name} is not supported by the netdev datapath "
+                "(supported: system, internal)"
+            )
+        self._ports[port_no] = port
+        self._send[port_no] = port.sender()
+        return port_no
+
+    def _open_system(self, name: str, port_no: int) -> _Port:
+        try:
+            mtu = afpacket.if_mtu(name)
+            geometry = afpacket.RingGeometry.for_port(mtu, self.ring_frames)
+            sock, ifindex = afpacket.open_ring_socket(name, geometry)
+        except OSError as e:
+            raise DatapathError(afpacket.no_such_device(name, e.errno or errno.ENODEV)) from None
+        try:
+            ring = afpacket.map_ring(sock.fileno(), geometry)
+            mac = afpacket.if_mac(name)
+        except OSError as e:
+            sock.close()
+            raise DatapathError(
+                f"could not set up the receive ring of {name} ({os.strerror(e.errno or 0)})"
+            ) from None
+        dp = DpPort(port_no, name, "system", afpacket.link_up(name), mac)
+        return _Port(dp, sock.fileno(), sock, ring, geometry, 0, ifindex)
+
+    def _open_internal(self, name: str, port_no: int) -> _Port:
+        try:
+            fd = afpacket.open_tap(name, self.ring_frames)
+            mac = afpacket.if_mac(name)
+        except OSError as e:
+            raise DatapathError(
+                f"could not create internal device {name} ({os.strerror(e.errno or 0)})"
+            ) from None
+        dp = DpPort(port_no, name, "internal", afpacket.link_up(name), mac)
+        return _Port(dp, fd, ifindex=socket.if_nametoindex(name))
+
+    def port_del(self, port_no: int) -> None:
+        port = self._ports.pop(port_no, None)
+        self._send.pop(port_no, None)
+        if port is not None:
+            port.release(close_fds=True)
+
+    def ports(self) -> dict[int, DpPort]:
+        for p in self._ports.values():
+            p.dp.link_up = afpacket.link_up(p.dp.name)
+            if p.sock is not None:
+                try:
+                    _, drops = afpacket.packet_statistics(p.sock)
+                except OSError:
+                    drops = 0
+                p.dp.stats.rx_dropped += drops
+        return {n: p.dp for n, p in self._ports.items()}
+
+    # Flows ---------------------------------------------------------------------
+    def flow_put(
+        self, match: Match, actions: tuple[Action, ...], reset_stats: bool = False
+    ) -> None:
+        old = self._flows.get(match)
+        if isinstance(old, _Flow):
+            old.actions = actions
+            old.plan = _compile(actions)
+            if reset_stats:
+                old.stats = FlowStats()
+            return
+        self._flows.insert(_make_flow(match, actions, FlowStats(), time.monotonic()))
+
+    def flow_del(self, match: Match) -> DpFlow | None:
+        return self._flows.remove(match)
+
+    def flow_get(self, match: Match) -> DpFlow | None:
+        return self._flows.get(match)
+
+    def flow_dump(self) -> Iterable[DpFlow]:
+        return iter(self._flows)
+
+    # Packets -------------------------------------------------------------------
+    def execute(self, packet: bytes, in_port: int, actions: tuple[Action, ...]) -> None:
+        self._apply(packet, in_port, None, actions)
+
+    def _apply(
+        self, packet: bytes, in_port: int, key: bytes | None, actions: tuple[Action, ...]
+    ) -> None:
+        outputs, userspace = apply_actions(packet, actions)
+        for port_no, data in outputs:
+            self._output(port_no, data)
+        for data, userdata in userspace:
+            k = key if key is not None else extract_key(data, in_port)
+            self._queue(Upcall(in_port, data, k, "action", userdata))
+
+    def _output(self, port_no: int, data: bytes) -> None:
+        port = self._ports.get(port_no)
+        if port is None:
+            return
+        st = port.dp.stats
+        try:
+            self._send[port_no](data)
+        except OSError:
+            st.tx_dropped += 1
+            return
+        st.tx_packets += 1
+        st.tx_bytes += len(data)
+
+    def _queue(self, upcall: Upcall) -> None:
+        if len(self._upcalls) >= self.max_upcalls:
+            self.n_lost += 1
+            port = self._ports.get(upcall.in_port)
+            if port is not None:
+                port.dp.stats.rx_dropped += 1
+            return
+        self._upcalls.append(upcall)
+
+    def recv_upcalls(self, max_count: int = 64) -> list[Upcall]:
+        q = self._upcalls
+        n = min(max_count, len(q))
+        return [q.popleft() for _ in range(n)]
+
+    # Event loop ------------------------------------------------------------------
+    def run(self) -> None:
+        """Forward what is waiting now: at most BUDGET frames per port."""
+        if self._frozen:
+            return
+        now = time.monotonic()
+        more = False
+        for port in list(self._ports.values()):
+            if port.ring is not None:
+                n = self._run_ring(port, now)
+            else:
+                n = self._run_tap(port, now)
+            if n >= BUDGET:
+                more = True
+        self._more = more
+
+    def _forward(self, port_no: int, pkt: bytes, now: float) -> None:
+        """The per-packet fast path, shared by rings and taps (inlined in _run_ring)."""
+        key = extract_key(pkt, port_no)
+        flow = self._flows.lookup(key)
+        if flow is None:
+            self.n_missed += 1
+            self._queue(Upcall(port_no, pkt, key))
+            return
+        self.n_hit += 1
+        st = flow.stats
+        st.packets += 1
+        st.bytes += len(pkt)
+        st.used = now
+        st.tcp_flags |= key[72] << 8 | key[73]
+        plan = flow.plan  # type: ignore[attr-defined]
+        if plan is None:
+            self._apply(pkt, port_no, key, flow.actions)
+        else:
+            for o in plan:
+                self._output(o, pkt)
+
+    def _run_tap(self, port: _Port, now: float) -> int:
+        n = 0
+        nbytes = 0
+        fd = port.fd
+        port_no = port.dp.port_no
+        while n < BUDGET:
+            try:
+                pkt = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                port.dp.stats.rx_dropped += 1
+                break
+            n += 1
+            nbytes += len(pkt)
+            self._forward(port_no, pkt, now)
+        port.dp.stats.rx_packets += n
+        port.dp.stats.rx_bytes += nbytes
+        return n
+
+    def _run_ring(self, port: _Port, now: float) -> int:
+        ring = port.ring
+        geometry = port.geometry
+        assert ring is not None and geometry is not None
+        fs = geometry.frame_size
+        nr = geometry.frame_nr
+        i = port.head
+        port_no = port.dp.port_no
+        lookup = self._flows.lookup
+        send = self._send
+        unpack = _HDR.unpack_from
+        n = nbytes = hits = 0
+        tx: dict[int, int] = {}
+        txb: dict[int, int] = {}
+        try:
+            while n < BUDGET:
+                off = i * fs
+                if not ring[off] & _USER:
+                    break
+                status, _len, snaplen, mac, _net, _sec, _nsec, tci, tpid = unpack(ring, off)
+                pkt = ring[off + mac : off + mac + snaplen]
+                ring[off : off + 4] = _ZERO4  # hand the frame back to the kernel
+                i += 1
+                if i == nr:
+                    i = 0
+                n += 1
+                size = len(pkt)
+                nbytes += size
+                if status & _VLAN_VALID:
+                    if not status & _TPID_VALID:
+                        tpid = 0x8100
+                    pkt = (
+                        pkt[:12] + bytes((tpid >> 8, tpid & 0xFF, tci >> 8, tci & 0xFF)) + pkt[12:]
+                    )
+                    size += 4
+                key = extract_key(pkt, port_no)
+                flow = lookup(key)
+                if flow is None:
+                    self.n_missed += 1
+                    self._queue(Upcall(port_no, pkt, key))
+                    continue
+                hits += 1
+                st = flow.stats
+                st.packets += 1
+                st.bytes += size
+                st.used = now
+                if key[73] or key[72]:
+                    st.tcp_flags |= key[72] << 8 | key[73]
+                plan = flow.plan  # type: ignore[attr-defined]
+                if plan is None:
+                    self._apply(pkt, port_no, key, flow.actions)
+                    continue
+                for o in plan:
+                    try:
+                        send[o](pkt)
+                    except (OSError, KeyError):
+                        p = self._ports.get(o)
+                        if p is not None:
+                            p.dp.stats.tx_dropped += 1
+                        continue
+                    tx[o] = tx.get(o, 0) + 1
+                    txb[o] = txb.get(o, 0) + size
+        finally:
+            port.head = i
+            port.dp.stats.rx_packets += n
+            port.dp.stats.rx_bytes += nbytes
+            self.n_hit += hits
+            for o, c in tx.items():
+                p = self._ports.get(o)
+                if p is not None:
+                    p.dp.stats.tx_packets += c
+                    p.dp.stats.tx_bytes += txb[o]
+        return n
+
+    def wait(self, poller: Any) -> None:
+        if self._more or self._upcalls:
+            poller.immediate_wake()
+        for port in self._ports.values():
+            poller.fd_wait(port.fd, select.POLLIN)
+
+    def fds(self) -> list[int]:
+        """The fds to poll for input (for loops that do not use ovs.poller)."""
+        return [p.fd for p in self._ports.values()]
+
+    # Lifetime / handoff ----------------------------------------------------------
+    def close(self) -> None:
+        """Close this process's sockets and tap fds. TAP devices created here vanish
+        with their last fd; devices handed to another process stay with it."""
+        for port in self._ports.values():
+            port.release(close_fds=True)
+        self._ports.clear()
+        self._send.clear()
+
+    def detach(self) -> None:
+        """Drop every Python object but leave the fds open (ownership passed to whoever
+        holds the exported fds, e.g. ``adopt`` in the same process)."""
+        for port in self._ports.values():
+            port.release(close_fds=False)
+        self._ports.clear()
+        self._send.clear()
+
+    def export_handles(self) -> tuple[dict[str, Any], list[int]]:
+        """Freeze the datapath (``run`` does nothing afterwards) and describe it.
+
+        Call it between two ``run`` calls. The returned fds are still owned by this
+        object; pass them on, then ``close()`` (after SCM_RIGHTS) or ``detach()``
+        (same process)."""
+        self._frozen = True
+        fds: list[int] = []
+        ports = []
+        for port in self._ports.values():
+            d = port.dp
+            entry: dict[str, Any] = {
+                "port_no": d.port_no,
+                "name": d.name,
+                "type": d.type,
+                "mac": d.mac.hex(),
+                "ifindex": port.ifindex,
+                "fd": len(fds),
+                "stats": [
+                    d.stats.rx_packets,
+                    d.stats.rx_bytes,
+                    d.stats.tx_packets,
+                    d.stats.tx_bytes,
+                    d.stats.rx_dropped,
+                    d.stats.tx_dropped,
+                ],
+            }
+            if port.geometry is not None:
+                entry["ring"] = port.geometry.to_json()
+                entry["head"] = port.head
+            fds.append(port.fd)
+            ports.append(entry)
+        flows = [
+            {
+                "key": f.match.key.hex(),
+                "mask": f.match.mask.hex(),
+                "actions": actions_to_json(f.actions),
+                "stats": [f.stats.packets, f.stats.bytes, f.stats.used, f.stats.tcp_flags],
+                "created": f.created,
+            }
+            for f in self._flows
+        ]
+        upcalls = [[u.in_port, u.packet.hex(), u.reason, u.userdata.hex()] for u in self._upcalls]
+        state = {
+            "version": STATE_VERSION,
+            "type": self.type,
+            "ring_frames": self.ring_frames,
+            "max_upcalls": self.max_upcalls,
+            "ports": ports,
+            "flows": flows,
+            "upcalls": upcalls,
+            "counters": [self.n_hit, self.n_missed, self.n_lost],
+        }
+        return state, fds
+
+    @classmethod
+    def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> NetdevDatapath:
+        """Rebuild a datapath from ``export_handles`` output; takes ownership of fds."""
+        if state.get("version") != STATE_VERSION:
+            raise DatapathError(
+                f"cannot adopt netdev datapath state version {state.get('version')!r} "
+                f"(this version understands {STATE_VERSION})"
+            )
+        dp = cls(name, int(state["ring_frames"]), int(state["max_upcalls"]))
+        try:
+            for e in state["ports"]:
+                fd = fds[e["fd"]]
+                stats = PortStats(*(int(x) for x in e["stats"]))
+                d = DpPort(
+                    int(e["port_no"]),
+                    e["name"],
+                    e["type"],
+                    afpacket.link_up(e["name"]),
+                    bytes.fromhex(e["mac"]),
+                    stats,
+                )
+                if "ring" in e:
+                    geometry = afpacket.RingGeometry.from_json(e["ring"])
+                    sock = socket.socket(fileno=fd)
+                    sock.setblocking(False)
+                    ring = afpacket.map_ring(fd, geometry)
+                    port = _Port(d, fd, sock, ring, geometry, int(e["head"]), int(e["ifindex"]))
+                else:
+                    os.set_blocking(fd, False)
+                    port = _Port(d, fd, ifindex=int(e["ifindex"]))
+                dp._ports[d.port_no] = port
+                dp._send[d.port_no] = port.sender()
+        except (OSError, KeyError, IndexError, ValueError) as e:
+            dp.detach()
+            raise DatapathError(f"cannot adopt netdev datapath {name}: {e}") from None
+        for f in state["flows"]:
+            packets, nbytes, used, flags = f["stats"]
+            dp._flows.insert(
+                _make_flow(
+                    Match(bytes.fromhex(f["key"]), bytes.fromhex(f["mask"])),
+                    actions_from_json(f["actions"]),
+                    FlowStats(int(packets), int(nbytes), float(used), int(flags)),
+                    float(f["created"]),
+                )
+            )
+        for in_port, packet, reason, userdata in state["upcalls"]:
+            pkt = bytes.fromhex(packet)
+            dp._upcalls.append(
+                Upcall(
+                    int(in_port),
+                    pkt,
+                    extract_key(pkt, int(in_port)),
+                    reason,
+                    bytes.fromhex(userdata),
+                )
+            )
+        dp.n_hit, dp.n_missed, dp.n_lost = (int(x) for x in state["counters"])
+        return dp
+
+
+# ---------------------------------------------------------------------------------
+# Running a datapath on its own (tests, benchmarks): poll, run, hand upcalls over.
+
+UpcallHandler = Callable[[Datapath, list[Upcall]], None]
+
+
+class _Poller:
+    """The subset of ``ovs.poller.Poller`` that ``Datapath.wait`` uses, over
+    select.poll (importing ovs.poller pulls in eventlet, which breaks thread joins
+    when first imported from a non-main thread)."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._fds: list[int] = []
+        self.timeout = -1
+
+    def fd_wait(self, fd: int, events: int) -> None:
+        self._poll.register(fd, events)
+        self._fds.append(fd)
+
+    def immediate_wake(self) -> None:
+        self.timeout = 0
+
+    def timer_wait(self, msec: int) -> None:
+        if self.timeout < 0 or msec < self.timeout:
+            self.timeout = max(0, msec)
+
+    def block(self) -> None:
+        try:
+            self._poll.poll(self.timeout)
+        except InterruptedError:
+            pass
+        for fd in self._fds:
+            self._poll.unregister(fd)
+        self._fds.clear()
+        self.timeout = -1
+
+
+def serve(
+    dp: Datapath,
+    should_stop: Callable[[], bool],
+    handler: UpcallHandler | None = None,
+    poll_ms: int = 50,
+) -> None:
+    """Loop until ``should_stop()``: forward, give upcalls to ``handler`` (which may
+    call flow_put/execute on ``dp``; it runs in this loop, so no locking is needed),
+    then sleep in poll until a port has input (at most ``poll_ms``)."""
+    poller = _Poller()
+    while not should_stop():
+        dp.run()
+        ups = dp.recv_upcalls(1024)
+        if ups and handler is not None:
+            handler(dp, ups)
+        dp.wait(poller)
+        poller.timer_wait(poll_ms)
+        poller.block()
+
+
+class ServeThread(threading.Thread):
+    """``serve`` in a background thread: ``with ServeThread(dp, handler): ...``.
+    Only the thread touches ``dp`` while it runs; stop it before using ``dp``."""
+
+    def __init__(self, dp: Datapath, handler: UpcallHandler | None = None) -> None:
+        super().__init__(name=f"serve-{dp.name}", daemon=True)
+        self.dp = dp
+        self.handler = handler
+        self._stop_event = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            serve(self.dp, self._stop_event.is_set, self.handler)
+        except BaseException as e:  # reported by stop()
+            self.error = e
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+        if self.error is not None:
+            raise RuntimeError(f"datapath loop of {self.dp.name} failed") from self.error
+
+    def __enter__(self) -> ServeThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,215 @@
+"""The netdev datapath on real veth pairs between namespace hosts (no daemon)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from hitless.datapath.actions import Output, PopVlan, PushVlan
+from hitless.datapath.base import DatapathError, Upcall
+from hitless.datapath.netdev import NetdevDatapath, ServeThread
+from hitless.packet.flow import (
+    ETH_TYPE_ARP,
+    VLAN_PRESENT,
+    Match,
+    field,
+    full_mask,
+    make_key,
+)
+from tests.netns import Host, Topology, UdpSink, udp_send, unique_suffix
+
+pytestmark = pytest.mark.netns
+
+
+def port_flow(dp: NetdevDatapath, in_port: int, *actions: object) -> Match:
+    m = Match.of(make_key(in_port=in_port), full_mask("in_port"))
+    dp.flow_put(m, tuple(actions))  # type: ignore[arg-type]
+    return m
+
+
+def cross_connect(dp: NetdevDatapath, a: int, b: int) -> None:
+    port_flow(dp, a, Output(b))
+    port_flow(dp, b, Output(a))
+
+
+@pytest.fixture
+def two_hosts(topology: Topology) -> tuple[Host, Host]:
+    return topology.add_host("a", "10.77.0.1/24"), topology.add_host("b", "10.77.0.2/24")
+
+
+@pytest.fixture
+def dp() -> NetdevDatapath:
+    d = NetdevDatapath(f"br{unique_suffix()}", ring_frames=4096)
+    yield d  # type: ignore[misc]
+    d.close()
+
+
+def test_ping_and_tcp_through_installed_flows(two_hosts: tuple[Host, Host], dp) -> None:
+    a, b = two_hosts
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    cross_connect(dp, pa, pb)
+    with ServeThread(dp):
+        assert a.ping(b.addr, count=3)
+        b.popen(["iperf3", "-s", "-1", "-B", b.addr])
+        time.sleep(0.3)
+        res = a.run(["iperf3", "-c", b.addr, "-n", "20M", "-J"], check=False, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+    received = json.loads(res.stdout)["end"]["sum_received"]["bytes"]
+    assert received > 10_000_000
+    for _ in range(3):  # drain what is still in the rings
+        dp.run()
+    ports = dp.ports()
+    # Every frame a host put on its wire was read, and every frame forwarded arrived.
+    assert ports[pa].stats.rx_packets == a.counter("tx_packets")
+    assert ports[pb].stats.tx_packets == b.counter("rx_packets")
+    assert ports[pb].stats.tx_packets == ports[pa].stats.rx_packets
+    assert ports[pa].stats.rx_dropped == ports[pb].stats.tx_dropped == 0
+    assert ports[pa].mac != bytes(6) and ports[pa].link_up
+    flows = {f.match: f for f in dp.flow_dump()}
+    sent = flows[Match.of(make_key(in_port=pa), full_mask("in_port"))].stats
+    assert sent.packets == ports[pa].stats.rx_packets
+    assert sent.tcp_flags & 0x02  # SYN seen
+
+
+def test_misses_become_upcalls_then_flows_forward(two_hosts: tuple[Host, Host], dp) -> None:
+    a, b = two_hosts
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    seen: list[Upcall] = []
+
+    def learn(d, upcalls: list[Upcall]) -> None:
+        for u in upcalls:
+            seen.append(u)
+            out = pb if u.in_port == pa else pa
+            m = Match.of(u.key, full_mask("in_port", "eth_src", "eth_dst"))
+            d.flow_put(m, (Output(out),))
+            d.execute(u.packet, u.in_port, (Output(out),))
+
+    with ServeThread(dp, learn):
+        assert a.ping(b.addr, count=3)
+    first = seen[0]
+    assert first.in_port == pa and first.reason == "miss"
+    assert field(first.key, "eth_type") == ETH_TYPE_ARP
+    assert first.packet[6:12] == a.mac_bytes
+    # Once flows exist, later packets of the same conversation do not miss.
+    assert len(seen) <= 4
+    assert dp.n_hit > 0
+
+
+def test_missing_device_gives_clear_error(dp) -> None:
+    name = f"nodev{unique_suffix()}"
+    with pytest.raises(
+        DatapathError, match=rf"could not open network device {name} \(No such device\)"
+    ):
+        dp.port_add(name)
+    assert dp.ports() == {}
+
+
+def test_vlan_tags_survive_the_socket(topology: Topology, dp) -> None:
+    a = topology.add_host("a", "10.78.0.1/24", vlan=10)
+    b = topology.add_host("b", "10.78.0.2/24", vlan=10)
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    # First a miss, to look at the key: the kernel moved the tag into metadata and
+    # the datapath must have put it back.
+    assert not a.ping(b.addr, count=1, timeout=0.5)
+    dp.run()
+    ups = dp.recv_upcalls()
+    assert ups, "the ARP request should have become an upcall"
+    assert field(ups[0].key, "vlan_tci") == VLAN_PRESENT | 10
+    assert ups[0].packet[12:16] == bytes.fromhex("8100000a")
+    cross_connect(dp, pa, pb)
+    with ServeThread(dp):
+        assert a.ping(b.addr, count=3)
+
+
+def test_push_and_pop_vlan_between_access_and_trunk(topology: Topology, dp) -> None:
+    a = topology.add_host("a", "10.79.0.1/24")  # access port, untagged
+    b = topology.add_host("b", "10.79.0.2/24", vlan=20)  # trunk, tagged 20
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    port_flow(dp, pa, PushVlan(20), Output(pb))
+    port_flow(dp, pb, PopVlan(), Output(pa))
+    with ServeThread(dp):
+        assert a.ping(b.addr, count=3)
+
+
+def test_internal_port_is_a_tap_device(topology: Topology, dp) -> None:
+    a = topology.add_host("a", "10.80.0.1/24")
+    pa = dp.port_add(a.switch_port)
+    tap = topology.name("hltap")
+    pt = dp.port_add(tap, type="internal")
+    assert os.path.exists(f"/sys/class/net/{tap}")
+    info = dp.ports()[pt]
+    assert info.type == "internal" and info.link_up and info.mac != bytes(6)
+    # Sniff what the switch writes into the tap (what the host stack receives).
+    sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    sniff.bind((tap, 0))
+    sniff.settimeout(5)
+    port_flow(dp, pa, Output(pt))
+    try:
+        with ServeThread(dp):
+            a.ping("10.80.0.9", count=1, timeout=0.5)  # an ARP broadcast
+            frame = sniff.recv(2048)
+            while frame[6:12] != a.mac_bytes:
+                frame = sniff.recv(2048)
+        # What the host stack sends on the tap comes back to the switch as input.
+        frame = b"\xff" * 6 + info.mac + b"\x88\xb5" + b"hitless-internal".ljust(46, b"\0")
+        sniff.send(frame)
+        deadline = time.monotonic() + 5
+        got: list[Upcall] = []
+        while not got and time.monotonic() < deadline:
+            dp.run()
+            got = [u for u in dp.recv_upcalls() if u.packet == frame]
+            time.sleep(0.01)
+        assert got and got[0].in_port == pt
+    finally:
+        sniff.close()
+    dp.port_del(pt)
+    assert not os.path.exists(f"/sys/class/net/{tap}")
+
+
+def test_handoff_in_one_process_forwards_every_frame_once(two_hosts: tuple[Host, Host]) -> None:
+    """Frames queue in the rx ring while nobody reads; the old datapath forwards some,
+    exports, and lets go of its Python objects; the adopter forwards the rest."""
+    a, b = two_hosts
+    a.set_neigh(b.addr, b.mac)
+    b.set_neigh(a.addr, a.mac)
+    old = NetdevDatapath(f"br{unique_suffix()}", ring_frames=8192)
+    pa, pb = old.port_add(a.switch_port), old.port_add(b.switch_port)
+    cross_connect(old, pa, pb)
+    new: NetdevDatapath | None = None
+    try:
+        sink = UdpSink(b, 5555, idle=3.0)
+        count = 3000
+        udp_send(a, b.addr, 5555, count)  # nobody reads: everything waits in the ring
+        old.run()  # forwards one budget's worth
+        forwarded_by_old = old.ports()[pb].stats.tx_packets
+        assert 0 < forwarded_by_old < count
+        # A miss queued but not collected must survive the handoff too.
+        probe = b"\x02" * 6 + a.mac_bytes + b"\x88\xb5" + bytes(46)
+        old._queue(Upcall(pa, probe, make_key(in_port=pa)))
+
+        state, fds = old.export_handles()
+        passed = [os.dup(fd) for fd in fds]  # what SCM_RIGHTS would hand the receiver
+        old.close()  # closes only the old process's references
+        new = NetdevDatapath.adopt(old.name, state, passed)
+        assert [u.packet for u in new.recv_upcalls()] == [probe]
+        with ServeThread(new):
+            seqs = sink.seqs()
+        assert sorted(seqs) == list(range(count)), (
+            f"lost {count - len(set(seqs))}, duplicated {len(seqs) - len(set(seqs))}"
+        )
+        ports = new.ports()
+        assert ports[pb].stats.tx_packets == count
+        assert ports[pa].stats.rx_dropped == 0
+        flow = new.flow_get(Match.of(make_key(in_port=pa), full_mask("in_port")))
+        assert flow is not None and flow.stats.packets == count
+        # The adopted datapath keeps forwarding both ways.
+        with ServeThread(new):
+            assert a.ping(b.addr, count=2)
+    finally:
+        old.close()
+        if new is not None:
+            new.close()
