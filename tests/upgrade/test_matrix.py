@@ -1,0 +1,53 @@
+"""The upgrade matrix: from every previous build in previous_versions.txt to this
+working tree, and back down, each step a real handoff between two different builds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.conftest import Sw, run, sw  # noqa: F401  (fixture)
+from tests.upgrade.builds import Build, build, previous_versions
+
+NEW_VSWITCHD = Path(sys.executable).parent / "hitless-vswitchd"
+
+
+@pytest.fixture(scope="module", params=previous_versions())
+def old_build(request: pytest.FixtureRequest) -> Build:
+    return build(request.param)
+
+
+def handover(sw: Sw, cli: Path, direction: str, to: Path) -> dict:
+    r = run([str(cli), direction, "--rundir", str(sw.rundir.path), "--to", str(to), "--json"],
+            check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout)
+
+
+def test_upgrade_from_previous_build_and_downgrade_back(sw: Sw, old_build: Build) -> None:
+    r = subprocess.run([str(old_build.hitless), "start", "--rundir", str(sw.rundir.path)],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    assert r.returncode == 0, r.stderr
+    old_pid = sw.daemon_pid
+    assert old_pid is not None
+    assert str(old_build.venv) in Path(f"/proc/{old_pid}/cmdline").read_text()
+    sw.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=dummy",
+             "--", "add-port", "br0", "p1", "--", "add-port", "br0", "p2")
+    digest = json.loads(sw.appctl("state/dump").stdout)["digest"]
+
+    up = handover(sw, old_build.hitless, "upgrade", NEW_VSWITCHD)
+    new_pid = sw.daemon_pid
+    assert new_pid == up["new_pid"] != old_pid
+    assert str(NEW_VSWITCHD) in Path(f"/proc/{new_pid}/cmdline").read_text()
+    assert json.loads(sw.appctl("state/dump").stdout)["digest"] == digest
+
+    down = handover(sw, NEW_VSWITCHD.parent / "hitless", "downgrade", old_build.vswitchd)
+    back_pid = sw.daemon_pid
+    assert back_pid == down["new_pid"] != new_pid
+    assert str(old_build.venv) in Path(f"/proc/{back_pid}/cmdline").read_text()
+    assert json.loads(sw.appctl("state/dump").stdout)["digest"] == digest
+    assert (sw.ofport("p1"), sw.ofport("p2")) == (1, 2)
