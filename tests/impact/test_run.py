@@ -38,8 +38,8 @@ def test_no_op_loses_nothing(topo: BridgeTopology) -> None:
         "udp b→a",
         "tcp stream a→b",
         "new tcp a→b",
-        "arp a→b",
-        "nd a→b",
+        "arp c→b",
+        "nd c→b",
         "broadcast a→all",
     ]
     for c in res.classes:
