@@ -6,6 +6,32 @@ them around an operation (``run``) and the report forms (``report``: table, JSON
 timeline plot, docs markdown). Must not import the switch layers (datapath, ofproto,
 daemon, handoff): the operation under test comes in as a callback.
 
-Nothing is imported here, so ``python -m hitless.impact.agents`` starts fast; use
-``from hitless.impact.run import measure`` and ``from hitless.impact import report``.
+The public names below are loaded on first use, so that
+``python -m hitless.impact.agents`` (which imports this package) starts fast::
+
+    from hitless.impact import measure, Rates, Phase, report
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["ALL_CLASSES", "ImpactError", "ImpactResult", "Phase", "Rates", "measure", "report"]
+
+_WHERE = {
+    "ALL_CLASSES": "run",
+    "ImpactError": "run",
+    "Rates": "run",
+    "measure": "run",
+    "ImpactResult": "analysis",
+    "Phase": "analysis",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "report":
+        return importlib.import_module("hitless.impact.report")
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"hitless.impact.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'hitless.impact' has no attribute {name!r}")

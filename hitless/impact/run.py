@@ -102,17 +102,23 @@ def _addr(ip: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
     return ipaddress.ip_interface(ip)
 
 
-def _link_local(ns: str, dev: str) -> str | None:
-    res = subprocess.run(
-        ["ip", "netns", "exec", ns, "ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "link"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    for word in res.stdout.split():
-        if word.lower().startswith("fe80:"):
-            return word.split("/")[0]
-    return None
+def _link_local(ns: str, dev: str, wait: float = 5.0) -> str | None:
+    """The IPv6 link-local address of ``dev`` in ``ns``, once duplicate address
+    detection is over (a tentative address answers nothing); None if IPv6 is off."""
+    deadline = time.monotonic() + wait
+    while True:
+        res = subprocess.run(
+            ["ip", "netns", "exec", ns, "ip", "-6", "-o", "addr", "show", "dev", dev,
+             "scope", "link"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )  # fmt: skip
+        words = res.stdout.split()
+        addr = next((w.split("/")[0] for w in words if w.lower().startswith("fe80:")), None)
+        if addr is None or "tentative" not in words or time.monotonic() > deadline:
+            return addr
+        time.sleep(0.1)
 
 
 def _plan(

@@ -111,3 +111,14 @@ def test_bad_arguments() -> None:
         measure([], lambda: None)
     with pytest.raises(ValueError, match="outside the traffic"):
         measure([], lambda: None, duration=1.0, at=2.0)
+
+
+def test_nd_uses_the_link_local_address_without_ip6(topo: BridgeTopology) -> None:
+    class Plain:  # what tests/netns.py hosts look like: no .ip6
+        def __init__(self, name: str, ns: str, ip: str) -> None:
+            self.name, self.ns, self.ip = name, ns, ip
+
+    hosts = [Plain(h.name, h.ns, h.ip) for h in topo.hosts]
+    res = measure(hosts, lambda: None, duration=1.5, at=0.5, classes=["nd"])
+    nd = res.by_name("nd c→b")
+    assert nd.sent > 0 and nd.lost == 0, nd.summary()
