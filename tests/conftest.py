@@ -24,3 +24,7 @@ def topology() -> Iterator[Topology]:
     """Hosts in namespaces, torn down after the test whatever happens (see tests/netns.py)."""
     with Topology() as topo:
         yield topo
+
+
+# The private-switch fixtures (``sw``, ``started``) for every test directory.
+from tests.switch import started, sw  # noqa: E402,F401

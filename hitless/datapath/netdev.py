@@ -513,6 +513,10 @@ class NetdevDatapath(Datapath):
         }
         return state, fds
 
+    def thaw(self) -> None:
+        """The handoff rolled back: forward again from where the rings stand."""
+        self._frozen = False
+
     @classmethod
     def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> NetdevDatapath:
         """Rebuild a datapath from ``export_handles`` output; takes ownership of fds."""

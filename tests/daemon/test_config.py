@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.daemon.conftest import Sw
+from tests.switch import Sw
 
 
 def add_dummy_bridge(sw: Sw, name: str) -> None:

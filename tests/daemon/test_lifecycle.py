@@ -8,7 +8,7 @@ import os
 import signal
 
 from hitless.daemon.rundir import process_alive, wait_exit
-from tests.daemon.conftest import BIN, Sw, run
+from tests.switch import BIN, Sw, run
 
 
 def test_start_status_stop(sw: Sw) -> None:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.daemon.conftest import BIN, Sw
 from tests.netns import Topology, unique_suffix
+from tests.switch import BIN, Sw
 
 pytestmark = pytest.mark.netns
 

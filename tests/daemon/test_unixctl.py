@@ -6,7 +6,7 @@ import pytest
 
 from hitless.daemon import unixctl
 from hitless.daemon.rundir import ControlError, control_call
-from tests.daemon.conftest import Sw
+from tests.switch import Sw
 
 
 def test_version_help_and_errors(started: Sw) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from hitless.daemon.rundir import read_pid, wait_exit
-from tests.daemon.conftest import Sw, run
+from tests.switch import Sw, run
 
 BIN = Path(sys.executable).parent
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import Sw, run, sw  # noqa: F401  (fixture)
+from tests.switch import Sw, run
 from tests.upgrade.builds import Build, build, previous_versions
 
 NEW_VSWITCHD = Path(sys.executable).parent / "hitless-vswitchd"

@@ -1,5 +1,6 @@
-"""Fixtures for daemon tests: a private switch (ovsdb-server + hitless-vswitchd) in a
-unique run directory, always stopped by PID and removed in teardown."""
+"""A private switch under test (ovsdb-server + hitless-vswitchd) in a unique run
+directory, always stopped by PID and removed in teardown. The fixtures ``sw`` and
+``started`` are exposed to every test directory by tests/conftest.py."""
 
 from __future__ import annotations
 
