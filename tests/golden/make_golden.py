@@ -1,0 +1,99 @@
+"""Write the golden snapshot of the current state format version (run once, when a
+version is released; never regenerate an existing file):
+
+    .venv/bin/python tests/golden/make_golden.py
+
+The state is what a small netdev bridge really holds after two hosts talked: ports,
+MAC entries, NORMAL megaflows with counters, netdev ring positions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hitless.datapath.actions import Output, actions_to_json
+from hitless.handoff import snapshot
+from hitless.handoff.snapshot import BridgeV1, DatapathV1, FlowV1, MacEntryV1, PortV1, StateV1
+from hitless.packet.flow import Match, full_mask, make_key
+
+HERE = Path(__file__).parent
+
+
+def golden_state() -> StateV1:
+    mask = full_mask("in_port", "eth_src", "eth_dst", "vlan_tci")
+    a, b = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
+    flows = []
+    for in_port, src, dst, out in ((1, a, b, 2), (2, b, a, 1)):
+        m = Match.of(make_key(in_port=in_port, eth_src=src, eth_dst=dst), mask)
+        flows.append(FlowV1(m.key, m.mask, actions_to_json((Output(out),)), 1200, 98400, 0.02, 0))
+    bcast = Match.of(make_key(in_port=1, eth_src=a, eth_dst="ff:ff:ff:ff:ff:ff"), mask)
+    flows.append(
+        FlowV1(bcast.key, bcast.mask, actions_to_json((Output(2), Output(65534))), 3, 126, 4.5, 0)
+    )
+    handles = {
+        "version": 1,
+        "type": "netdev",
+        "ring_frames": 4096,
+        "max_upcalls": 4096,
+        "ports": [
+            {
+                "port_no": 1,
+                "name": "veth-a",
+                "type": "system",
+                "mac": "0200000000a1",
+                "ifindex": 7,
+                "fd": 0,
+                "stats": [1203, 98526, 1200, 98400, 0, 0],
+                "ring": [1 << 22, 4, 2048, 8192],
+                "head": 1203,
+            },
+            {
+                "port_no": 2,
+                "name": "veth-b",
+                "type": "system",
+                "mac": "0200000000b1",
+                "ifindex": 9,
+                "fd": 1,
+                "stats": [1200, 98400, 1203, 98526, 0, 0],
+                "ring": [1 << 22, 4, 2048, 8192],
+                "head": 1200,
+            },
+        ],
+        "flows": [],
+        "upcalls": [],
+        "counters": [2403, 4, 0],
+    }
+    return StateV1(
+        [
+            BridgeV1(
+                "br0",
+                DatapathV1("netdev", handles, flows, [0, 1]),
+                [PortV1("veth-a", 1), PortV1("veth-b", 2), PortV1("br0", 65534, "internal")],
+                {"veth-old": 3},
+                [
+                    MacEntryV1(0, bytes.fromhex(a.replace(":", "")), 1, 0.02),
+                    MacEntryV1(0, bytes.fromhex(b.replace(":", "")), 2, 0.03),
+                ],
+            )
+        ]
+    )
+
+
+def main() -> None:
+    v = snapshot.CURRENT_VERSION
+    path = HERE / f"state-v{v}.snap"
+    if path.exists():
+        raise SystemExit(f"{path} exists: golden files are never regenerated")
+    state = golden_state()
+    path.write_bytes(snapshot.encode(state, software="golden", taken=0.0))
+    (HERE / f"state-v{v}.json").write_text(
+        json.dumps(
+            {"summary": snapshot.summary(state), "digest": snapshot.state_digest(state)}, indent=2
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
