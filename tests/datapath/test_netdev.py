@@ -213,3 +213,18 @@ def test_handoff_in_one_process_forwards_every_frame_once(two_hosts: tuple[Host,
         old.close()
         if new is not None:
             new.close()
+
+
+def test_deleted_flows_stop_matching_at_once(two_hosts: tuple[Host, Host], dp) -> None:
+    a, b = two_hosts
+    a.set_neigh(b.addr, b.mac)
+    b.set_neigh(a.addr, a.mac)
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    cross_connect(dp, pa, pb)
+    with ServeThread(dp):
+        assert a.ping(b.addr, count=2)  # the echo request's headers are cached now
+    dp.flow_del(Match.of(make_key(in_port=pa), full_mask("in_port")))
+    assert not a.ping(b.addr, count=1, timeout=0.5)
+    dp.run()
+    [up] = dp.recv_upcalls()
+    assert up.in_port == pa and field(up.key, "ip_proto") == 1 and field(up.key, "tp_src") == 8
