@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import secrets
 import shlex
@@ -281,8 +282,6 @@ class UdpSink:
 
     def seqs(self, timeout: float = 60) -> list[int]:
         """Wait for the sink to go idle and return the sequence numbers received."""
-        import json
-
         out, err = self.proc.communicate(timeout=timeout)
         if self.proc.returncode != 0:
             raise RuntimeError(f"UDP sink failed: {err.strip()}")
