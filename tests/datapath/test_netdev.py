@@ -178,6 +178,8 @@ def test_handoff_in_one_process_forwards_every_frame_once(two_hosts: tuple[Host,
     b.set_neigh(a.addr, a.mac)
     old = NetdevDatapath(f"br{unique_suffix()}", ring_frames=8192)
     pa, pb = old.port_add(a.switch_port), old.port_add(b.switch_port)
+    tap = f"hlt{unique_suffix()}"
+    pt = old.port_add(tap, type="internal")
     cross_connect(old, pa, pb)
     new: NetdevDatapath | None = None
     try:
@@ -194,8 +196,14 @@ def test_handoff_in_one_process_forwards_every_frame_once(two_hosts: tuple[Host,
         state, fds = old.export_handles()
         passed = [os.dup(fd) for fd in fds]  # what SCM_RIGHTS would hand the receiver
         old.close()  # closes only the old process's references
+        assert os.path.exists(f"/sys/class/net/{tap}"), "the passed fd keeps the TAP alive"
         new = NetdevDatapath.adopt(old.name, state, passed)
-        assert [u.packet for u in new.recv_upcalls()] == [probe]
+        assert {n: (p.name, p.type) for n, p in new.ports().items()} == {
+            pa: (a.switch_port, "system"),
+            pb: (b.switch_port, "system"),
+            pt: (tap, "internal"),
+        }
+        assert [u.packet for u in new.recv_upcalls(1000) if u.in_port == pa] == [probe]
         with ServeThread(new):
             seqs = sink.seqs()
         assert sorted(seqs) == list(range(count)), (
@@ -213,6 +221,27 @@ def test_handoff_in_one_process_forwards_every_frame_once(two_hosts: tuple[Host,
         old.close()
         if new is not None:
             new.close()
+    assert not os.path.exists(f"/sys/class/net/{tap}"), "the TAP goes with its last fd"
+
+
+def test_two_second_stall_at_10k_pps_loses_nothing(two_hosts: tuple[Host, Host]) -> None:
+    """Default ring size: 20,000 frames arrive over ~2 s while nobody reads."""
+    a, b = two_hosts
+    a.set_neigh(b.addr, b.mac)
+    b.set_neigh(a.addr, a.mac)
+    d = NetdevDatapath(f"br{unique_suffix()}")
+    try:
+        pa, pb = d.port_add(a.switch_port), d.port_add(b.switch_port)
+        cross_connect(d, pa, pb)
+        sink = UdpSink(b, 5556, idle=3.0)
+        count = 20_000
+        udp_send(a, b.addr, 5556, count, batch=50, pause=0.005)  # about 10k/s
+        with ServeThread(d):
+            seqs = sink.seqs()
+        assert d.ports()[pa].stats.rx_dropped == 0
+        assert sorted(seqs) == list(range(count))
+    finally:
+        d.close()
 
 
 def test_deleted_flows_stop_matching_at_once(two_hosts: tuple[Host, Host], dp) -> None:
