@@ -1,0 +1,34 @@
+"""OpenFlow 1.3/1.4, sans-IO: the wire codec and the connection state machine.
+
+Owns: wire constants (``constants``), messages as immutable values with
+``encode(version)`` / ``decode(data)`` (``messages``, ``multipart``), match fields
+(``match``), actions and instructions (``actions``), errors that say who is at fault
+(``errors``), and the per-connection protocol state: framing, HELLO negotiation, echo,
+keepalive timers, xids, exportable session state (``connection``).
+
+Must not import: sockets, asyncio, time, or any other hitless layer (datapath, ofproto,
+daemon, config, handoff). The pipeline decides what messages mean; the daemon does I/O.
+"""
+
+from hitless.openflow import constants
+from hitless.openflow.actions import *  # noqa: F403
+from hitless.openflow.actions import __all__ as _actions_all
+from hitless.openflow.errors import LocalProtocolError, OpenFlowError, RemoteProtocolError
+from hitless.openflow.match import Match, Oxm, field
+from hitless.openflow.messages import *  # noqa: F403
+from hitless.openflow.messages import __all__ as _messages_all
+from hitless.openflow.multipart import *  # noqa: F403
+from hitless.openflow.multipart import __all__ as _multipart_all
+
+__all__ = [
+    "LocalProtocolError",
+    "Match",
+    "OpenFlowError",
+    "Oxm",
+    "RemoteProtocolError",
+    "constants",
+    "field",
+    *_actions_all,
+    *_messages_all,
+    *_multipart_all,
+]

@@ -1,0 +1,1187 @@
+"""OpenFlow messages as small immutable values, and the message codec.
+
+Every message is a frozen dataclass with ``encode(version) -> bytes``; ``decode(data)``
+turns one complete message back into its value. Values do not carry the protocol version:
+the same ``FlowMod`` encodes for OpenFlow 1.3 or 1.4 (fields 1.3 cannot carry, such as
+``importance``, must then be zero). Where 1.4 changed a structure (ports, port stats,
+port-mod, table-mod, async config, flow importance) both layouts are read and written.
+Bundles, native in 1.4, travel in 1.3 as the ONF extension ``ovs-ofctl --bundle`` uses.
+
+Multipart (statistics) messages are in ``multipart``; they register themselves here.
+Decoding problems raise ``RemoteProtocolError`` already attached to the offending
+message (xid and first bytes), ready for ``error.reply(version)``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import ClassVar, Self
+
+from hitless.openflow._wire import Reader, fixed_str, pad8, parse_str
+from hitless.openflow.actions import (
+    Action,
+    Instruction,
+    encode_actions,
+    encode_instructions,
+    parse_actions,
+    parse_instructions,
+)
+from hitless.openflow.constants import (
+    MAX_PORT_NAME_LEN,
+    NO_BUFFER,
+    OFP13_VERSION,
+    OFP14_VERSION,
+    ONF_ET_BUNDLE_ADD_MESSAGE,
+    ONF_ET_BUNDLE_CONTROL,
+    ONF_EXPERIMENTER_ID,
+    SUPPORTED_VERSIONS,
+    AsyncConfigProp,
+    BadRequestCode,
+    BundleFailedCode,
+    ErrorType,
+    FlowModCommand,
+    HelloElemType,
+    MeterBandType,
+    MeterModFailedCode,
+    MsgType,
+    Port,
+    PortDescPropType,
+    PortModPropType,
+    Table,
+)
+from hitless.openflow.constants import Group as GroupNo
+from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
+from hitless.openflow.match import Match
+
+HEADER = struct.Struct("!BBHI")  # §7.1 ofp_header
+MAX_LENGTH = 0xFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    version: int
+    type: int
+    length: int
+    xid: int
+
+
+def decode_header(data: bytes) -> Header:
+    """The 8-byte header at the start of ``data`` (which must hold at least 8 bytes)."""
+    return Header(*HEADER.unpack_from(data))
+
+
+def _bad_request(message: str, code: BadRequestCode) -> RemoteProtocolError:
+    return RemoteProtocolError(message, ErrorType.BAD_REQUEST, code)
+
+
+def _check_version(version: int) -> None:
+    if version not in SUPPORTED_VERSIONS:
+        raise LocalProtocolError(f"cannot encode OpenFlow version {version:#x}")
+
+
+# -- Base ------------------------------------------------------------------------------
+
+_MESSAGES: dict[int, type[Message]] = {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """Base of every message: ``xid`` and the class's ``type``."""
+
+    type: ClassVar[MsgType]
+    min_version: ClassVar[int] = OFP13_VERSION
+    xid: int = 0
+
+    def encode(self, version: int = OFP13_VERSION) -> bytes:
+        _check_version(version)
+        if version < self.min_version and self._wire_type(version) == self.type:
+            raise LocalProtocolError(f"{type(self).__name__} needs version {self.min_version:#x}")
+        body = self._body(version)
+        length = HEADER.size + len(body)
+        if length > MAX_LENGTH:
+            raise LocalProtocolError(f"{type(self).__name__} of {length} bytes exceeds 65535")
+        if not 0 <= self.xid <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"xid {self.xid} out of range")
+        return HEADER.pack(version, self._wire_type(version), length, self.xid) + body
+
+    def _wire_type(self, version: int) -> int:
+        return self.type
+
+    def _body(self, version: int) -> bytes:
+        return b""
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        r.expect_end(cls.__name__)
+        return cls(xid=xid)
+
+
+def register(cls: type[Message]) -> type[Message]:
+    _MESSAGES[cls.type] = cls
+    return cls
+
+
+def decode(data: bytes) -> Message:
+    """One complete message (``data`` is exactly one message, header included)."""
+    if len(data) < HEADER.size:
+        raise _bad_request(
+            f"message of {len(data)} bytes is shorter than a header", BadRequestCode.BAD_LEN
+        )
+    hdr = decode_header(data)
+    try:
+        if hdr.length != len(data):
+            raise _bad_request(
+                f"header says {hdr.length} bytes, message has {len(data)}", BadRequestCode.BAD_LEN
+            )
+        if hdr.version not in SUPPORTED_VERSIONS and hdr.type != MsgType.HELLO:
+            raise _bad_request(f"unsupported version {hdr.version:#x}", BadRequestCode.BAD_VERSION)
+        cls = _MESSAGES.get(hdr.type)
+        if cls is None or hdr.version < cls.min_version and hdr.type != MsgType.EXPERIMENTER:
+            raise _bad_request(f"unknown message type {hdr.type}", BadRequestCode.BAD_TYPE)
+        return cls._parse(Reader(data, HEADER.size), hdr.version, hdr.xid)
+    except RemoteProtocolError as e:
+        raise e.with_request(data, hdr.xid) from None
+
+
+# -- Symmetric messages (§7.5) ---------------------------------------------------------
+
+_ELEM = struct.Struct("!HH")
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello(Message):
+    """OFPT_HELLO (§7.5.1). ``versions`` is the version bitmap (empty: no element)."""
+
+    type: ClassVar[MsgType] = MsgType.HELLO
+    versions: frozenset[int] = frozenset()
+
+    def _body(self, version: int) -> bytes:
+        if not self.versions:
+            return b""
+        top = max(self.versions)
+        if min(self.versions) < 0 or top > 0xFFFF:
+            raise LocalProtocolError(f"bad version bitmap {sorted(self.versions)}")
+        words = [0] * (top // 32 + 1)
+        for v in self.versions:
+            words[v // 32] |= 1 << (v % 32)
+        length = 4 + 4 * len(words)
+        return (
+            _ELEM.pack(HelloElemType.VERSIONBITMAP, length)
+            + struct.pack(f"!{len(words)}I", *words)
+            + b"\0" * pad8(length)
+        )
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        versions: set[int] = set()
+        # §7.5.1: elements the switch does not understand are ignored.
+        while r.remaining() >= 4:
+            etype, length = r.unpack(_ELEM, "hello element")
+            if length < 4:
+                raise r.fail(f"hello element length {length} < 4")
+            body = r.sub(length - 4, "hello element")
+            r.take(min(pad8(length), r.remaining()), "hello element padding")
+            if etype == HelloElemType.VERSIONBITMAP:
+                i = 0
+                while body.remaining() >= 4:
+                    (word,) = body.unpack(struct.Struct("!I"))
+                    versions.update(i * 32 + b for b in range(32) if word >> b & 1)
+                    i += 1
+        return cls(xid=xid, versions=frozenset(versions))
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorMsg(Message):
+    """OFPT_ERROR (§7.4.4). For type OFPET_EXPERIMENTER ``code`` is the exp_code."""
+
+    type: ClassVar[MsgType] = MsgType.ERROR
+    err_type: int
+    code: int
+    data: bytes = b""
+    experimenter: int | None = None
+
+    def _body(self, version: int) -> bytes:
+        if (self.err_type == ErrorType.EXPERIMENTER) != (self.experimenter is not None):
+            raise LocalProtocolError("experimenter id is given iff the type is OFPET_EXPERIMENTER")
+        if self.experimenter is not None:
+            return struct.pack("!HHI", self.err_type, self.code, self.experimenter) + self.data
+        return struct.pack("!HH", self.err_type, self.code) + self.data
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        etype, code = r.unpack(struct.Struct("!HH"), "error")
+        experimenter = None
+        if etype == ErrorType.EXPERIMENTER:
+            (experimenter,) = r.unpack(struct.Struct("!I"), "experimenter error")
+        return cls(xid=xid, err_type=etype, code=code, data=r.rest(), experimenter=experimenter)
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EchoRequest(Message):
+    """OFPT_ECHO_REQUEST (§7.5.2)."""
+
+    type: ClassVar[MsgType] = MsgType.ECHO_REQUEST
+    data: bytes = b""
+
+    def _body(self, version: int) -> bytes:
+        return self.data
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        return cls(xid=xid, data=r.rest())
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EchoReply(Message):
+    """OFPT_ECHO_REPLY (§7.5.3): carries the request's xid and data back."""
+
+    type: ClassVar[MsgType] = MsgType.ECHO_REPLY
+    data: bytes = b""
+
+    def _body(self, version: int) -> bytes:
+        return self.data
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        return cls(xid=xid, data=r.rest())
+
+
+_EXP = struct.Struct("!II")
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Experimenter(Message):
+    """OFPT_EXPERIMENTER (§7.5.4). A switch answers unknown ones with OFPBRC_BAD_EXPERIMENTER."""
+
+    type: ClassVar[MsgType] = MsgType.EXPERIMENTER
+    experimenter: int
+    exp_type: int
+    data: bytes = b""
+
+    def _body(self, version: int) -> bytes:
+        return _EXP.pack(self.experimenter, self.exp_type) + self.data
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        experimenter, exp_type = r.unpack(_EXP, "experimenter header")
+        if version == OFP13_VERSION and experimenter == ONF_EXPERIMENTER_ID:
+            if exp_type == ONF_ET_BUNDLE_CONTROL:
+                return BundleControl._parse_body(r, version, xid)  # type: ignore[return-value]
+            if exp_type == ONF_ET_BUNDLE_ADD_MESSAGE:
+                return BundleAddMessage._parse_body(r, version, xid)  # type: ignore[return-value]
+        return cls(xid=xid, experimenter=experimenter, exp_type=exp_type, data=r.rest())
+
+    def unsupported(self) -> RemoteProtocolError:
+        """The error a switch that knows no experimenter extension answers with (§7.4.4)."""
+        return RemoteProtocolError(
+            f"unsupported experimenter {self.experimenter:#x}",
+            ErrorType.BAD_REQUEST,
+            BadRequestCode.BAD_EXPERIMENTER,
+            xid=self.xid,
+        )
+
+
+# -- Handshake and configuration (§7.3.1, §7.3.2) ----------------------------------------
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeaturesRequest(Message):
+    type: ClassVar[MsgType] = MsgType.FEATURES_REQUEST
+
+
+_FEATURES = struct.Struct("!QIBB2xII")
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeaturesReply(Message):
+    """OFPT_FEATURES_REPLY (§7.3.1)."""
+
+    type: ClassVar[MsgType] = MsgType.FEATURES_REPLY
+    datapath_id: int
+    n_buffers: int = 0
+    n_tables: int = 254
+    auxiliary_id: int = 0
+    capabilities: int = 0
+    reserved: int = 0
+
+    def _body(self, version: int) -> bytes:
+        return _FEATURES.pack(
+            self.datapath_id,
+            self.n_buffers,
+            self.n_tables,
+            self.auxiliary_id,
+            self.capabilities,
+            self.reserved,
+        )
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        dpid, nb, nt, aux, caps, res = r.unpack(_FEATURES, "features reply")
+        r.expect_end("features reply")
+        return cls(
+            xid=xid,
+            datapath_id=dpid,
+            n_buffers=nb,
+            n_tables=nt,
+            auxiliary_id=aux,
+            capabilities=caps,
+            reserved=res,
+        )
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetConfigRequest(Message):
+    type: ClassVar[MsgType] = MsgType.GET_CONFIG_REQUEST
+
+
+_CONFIG = struct.Struct("!HH")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _SwitchConfig(Message):
+    flags: int = 0
+    miss_send_len: int = 128
+
+    def _body(self, version: int) -> bytes:
+        return _CONFIG.pack(self.flags, self.miss_send_len)
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        flags, miss = r.unpack(_CONFIG, "switch config")
+        r.expect_end("switch config")
+        return cls(xid=xid, flags=flags, miss_send_len=miss)
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetConfigReply(_SwitchConfig):
+    """OFPT_GET_CONFIG_REPLY (§7.3.2)."""
+
+    type: ClassVar[MsgType] = MsgType.GET_CONFIG_REPLY
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetConfig(_SwitchConfig):
+    """OFPT_SET_CONFIG (§7.3.2)."""
+
+    type: ClassVar[MsgType] = MsgType.SET_CONFIG
+
+
+# -- Ports (§7.2.1; 1.4.1 §7.2.1 with properties) --------------------------------------
+
+_PORT13 = struct.Struct("!I4x6s2x16sIIIIIIII")
+_PORT14 = struct.Struct("!IH2x6s2x16sII")
+_PORT14_ETH = struct.Struct("!HH4xIIIIII")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortDesc:
+    """``ofp_port`` (§7.2.1): a port's description, in PORT_STATUS and PORT_DESC replies."""
+
+    port_no: int
+    hw_addr: bytes = b"\0" * 6
+    name: str = ""
+    config: int = 0
+    state: int = 0
+    curr: int = 0
+    advertised: int = 0
+    supported: int = 0
+    peer: int = 0
+    curr_speed: int = 0
+    max_speed: int = 0
+
+    def encode(self, version: int) -> bytes:
+        name = fixed_str(self.name, MAX_PORT_NAME_LEN, "port name")
+        if len(self.hw_addr) != 6:
+            raise LocalProtocolError("hw_addr must be 6 bytes")
+        if version == OFP13_VERSION:
+            return _PORT13.pack(
+                self.port_no, self.hw_addr, name, self.config, self.state, self.curr,
+                self.advertised, self.supported, self.peer, self.curr_speed, self.max_speed,
+            )  # fmt: skip
+        eth = _PORT14_ETH.pack(
+            PortDescPropType.ETHERNET, _PORT14_ETH.size, self.curr, self.advertised,
+            self.supported, self.peer, self.curr_speed, self.max_speed,
+        )  # fmt: skip
+        length = _PORT14.size + len(eth)
+        return _PORT14.pack(self.port_no, length, self.hw_addr, name, self.config, self.state) + eth
+
+    @classmethod
+    def parse(cls, r: Reader, version: int) -> PortDesc:
+        if version == OFP13_VERSION:
+            (no, hw, name, config, state, curr, adv, sup, peer, cs, ms) = r.unpack(_PORT13, "port")
+            return cls(
+                port_no=no, hw_addr=hw, name=parse_str(name), config=config, state=state,
+                curr=curr, advertised=adv, supported=sup, peer=peer, curr_speed=cs, max_speed=ms,
+            )  # fmt: skip
+        head = r.peek(struct.Struct("!IH"))
+        if head is None or head[1] < _PORT14.size:
+            raise r.fail("truncated port description")
+        body = r.sub(head[1], "port description")
+        no, _, hw, name, config, state = body.unpack(_PORT14)
+        values = dict(curr=0, advertised=0, supported=0, peer=0, curr_speed=0, max_speed=0)
+        for ptype, prop in _properties(body):
+            if ptype == PortDescPropType.ETHERNET:
+                c, a, s, p, cs, ms = prop.unpack(struct.Struct("!4xIIIIII"), "ethernet property")
+                values = dict(
+                    curr=c, advertised=a, supported=s, peer=p, curr_speed=cs, max_speed=ms
+                )
+        return cls(
+            port_no=no, hw_addr=hw, name=parse_str(name), config=config, state=state, **values
+        )
+
+
+def _properties(r: Reader) -> list[tuple[int, Reader]]:
+    """1.4 TLV properties (type, length incl. header, padded to 8) filling ``r``."""
+    out = []
+    while r.remaining():
+        ptype, length = r.unpack(_ELEM, "property header")
+        if length < 4:
+            raise RemoteProtocolError(f"property length {length} < 4", ErrorType.BAD_PROPERTY, 1)
+        body = r.sub(length - 4, "property", (ErrorType.BAD_PROPERTY, 1))
+        r.take(min(pad8(length), r.remaining()), "property padding")
+        out.append((ptype, body))
+    return out
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortStatus(Message):
+    """OFPT_PORT_STATUS (§7.4.3)."""
+
+    type: ClassVar[MsgType] = MsgType.PORT_STATUS
+    reason: int
+    desc: PortDesc
+
+    def _body(self, version: int) -> bytes:
+        return struct.pack("!B7x", self.reason) + self.desc.encode(version)
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        (reason,) = r.unpack(struct.Struct("!B7x"), "port status")
+        desc = PortDesc.parse(r, version)
+        r.expect_end("port status")
+        return cls(xid=xid, reason=reason, desc=desc)
+
+
+_PORT_MOD13 = struct.Struct("!I4x6s2xIII4x")
+_PORT_MOD14 = struct.Struct("!I4x6s2xII")
+_PORT_MOD14_ETH = struct.Struct("!HHI")
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortMod(Message):
+    """OFPT_PORT_MOD (§7.3.4.4; 1.4.1 moves ``advertise`` into an ethernet property)."""
+
+    type: ClassVar[MsgType] = MsgType.PORT_MOD
+    port_no: int
+    hw_addr: bytes = b"\0" * 6
+    config: int = 0
+    mask: int = 0
+    advertise: int = 0
+
+    def _body(self, version: int) -> bytes:
+        if version == OFP13_VERSION:
+            return _PORT_MOD13.pack(
+                self.port_no, self.hw_addr, self.config, self.mask, self.advertise
+            )
+        return _PORT_MOD14.pack(
+            self.port_no, self.hw_addr, self.config, self.mask
+        ) + _PORT_MOD14_ETH.pack(PortModPropType.ETHERNET, 8, self.advertise)
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        if version == OFP13_VERSION:
+            no, hw, config, mask, adv = r.unpack(_PORT_MOD13, "port mod")
+        else:
+            no, hw, config, mask = r.unpack(_PORT_MOD14, "port mod")
+            adv = 0
+            for ptype, prop in _properties(r):
+                if ptype == PortModPropType.ETHERNET:
+                    (adv,) = prop.unpack(struct.Struct("!I"), "ethernet property")
+        r.expect_end("port mod")
+        return cls(xid=xid, port_no=no, hw_addr=hw, config=config, mask=mask, advertise=adv)
+
+
+# -- Packets (§7.4.1, §7.4.2, §7.3.7) --------------------------------------------------
+
+_PACKET_IN = struct.Struct("!IHBBQ")
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PacketIn(Message):
+    """OFPT_PACKET_IN (§7.4.1): the match carries in_port and pipeline fields."""
+
+    type: ClassVar[MsgType] = MsgType.PACKET_IN
+    buffer_id: int = NO_BUFFER
+    total_len: int = 0
+    reason: int = 0
+    table_id: int = 0
+    cookie: int = 0
+    match: Match = Match()
+    data: bytes = b""
+
+    def _body(self, version: int) -> bytes:
+        return (
+            _PACKET_IN.pack(self.buffer_id, self.total_len, self.reason, self.table_id, self.cookie)
+            + self.match.encode()
+            + b"\0\0"
+            + self.data
+        )
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        buffer_id, total_len, reason, table_id, cookie = r.unpack(_PACKET_IN, "packet-in")
+        match = Match.parse(r)
+        r.take(2, "packet-in padding")
+        return cls(
+            xid=xid, buffer_id=buffer_id, total_len=total_len, reason=reason,
+            table_id=table_id, cookie=cookie, match=match, data=r.rest(),
+        )  # fmt: skip
+
+
+_FLOW_REMOVED = struct.Struct("!QHBBIIHHQQ")
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlowRemoved(Message):
+    """OFPT_FLOW_REMOVED (§7.4.2)."""
+
+    type: ClassVar[MsgType] = MsgType.FLOW_REMOVED
+    cookie: int = 0
+    priority: int = 0
+    reason: int = 0
+    table_id: int = 0
+    duration_sec: int = 0
+    duration_nsec: int = 0
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    packet_count: int = 0
+    byte_count: int = 0
+    match: Match = Match()
+
+    def _body(self, version: int) -> bytes:
+        return (
+            _FLOW_REMOVED.pack(
+                self.cookie,
+                self.priority,
+                self.reason,
+                self.table_id,
+                self.duration_sec,
+                self.duration_nsec,
+                self.idle_timeout,
+                self.hard_timeout,
+                self.packet_count,
+                self.byte_count,
+            )  # fmt: skip
+            + self.match.encode()
+        )
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        c, p, reason, t, ds, dn, it, ht, pc, bc = r.unpack(_FLOW_REMOVED, "flow removed")
+        match = Match.parse(r)
+        r.expect_end("flow removed")
+        return cls(
+            xid=xid, cookie=c, priority=p, reason=reason, table_id=t, duration_sec=ds,
+            duration_nsec=dn, idle_timeout=it, hard_timeout=ht, packet_count=pc,
+            byte_count=bc, match=match,
+        )  # fmt: skip
+
+
+_PACKET_OUT = struct.Struct("!IIH6x")
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PacketOut(Message):
+    """OFPT_PACKET_OUT (§7.3.7)."""
+
+    type: ClassVar[MsgType] = MsgType.PACKET_OUT
+    buffer_id: int = NO_BUFFER
+    in_port: int = Port.CONTROLLER
+    actions: tuple[Action, ...] = ()
+    data: bytes = b""
+
+    def _body(self, version: int) -> bytes:
+        actions = encode_actions(self.actions)
+        return _PACKET_OUT.pack(self.buffer_id, self.in_port, len(actions)) + actions + self.data
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        buffer_id, in_port, actions_len = r.unpack(_PACKET_OUT, "packet-out")
+        actions = parse_actions(r.sub(actions_len, "packet-out actions"))
+        return cls(xid=xid, buffer_id=buffer_id, in_port=in_port, actions=actions, data=r.rest())
+
+
+# -- Flow, group, table, meter modifications (§7.3.3, §7.3.4) ----------------------------
+
+_FLOW_MOD = struct.Struct("!QQBBHHHIIIHH")
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FlowMod(Message):
+    """OFPT_FLOW_MOD (§7.3.4.2). ``importance`` is 1.4 only (a pad field in 1.3)."""
+
+    type: ClassVar[MsgType] = MsgType.FLOW_MOD
+    cookie: int = 0
+    cookie_mask: int = 0
+    table_id: int = 0
+    command: int = FlowModCommand.ADD
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    priority: int = 0x8000
+    buffer_id: int = NO_BUFFER
+    out_port: int = Port.ANY
+    out_group: int = GroupNo.ANY
+    flags: int = 0
+    importance: int = 0
+    match: Match = Match()
+    instructions: tuple[Instruction, ...] = ()
+
+    def _body(self, version: int) -> bytes:
+        if version == OFP13_VERSION and self.importance:
+            raise LocalProtocolError("flow importance needs OpenFlow 1.4")
+        return (
+            _FLOW_MOD.pack(
+                self.cookie,
+                self.cookie_mask,
+                self.table_id,
+                self.command,
+                self.idle_timeout,
+                self.hard_timeout,
+                self.priority,
+                self.buffer_id,
+                self.out_port,
+                self.out_group,
+                self.flags,
+                self.importance,
+            )  # fmt: skip
+            + self.match.encode()
+            + encode_instructions(self.instructions)
+        )
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        (c, cm, t, cmd, it, ht, p, b, op, og, flags, imp) = r.unpack(_FLOW_MOD, "flow mod")
+        match = Match.parse(r)
+        instructions = parse_instructions(r)
+        return cls(
+            xid=xid, cookie=c, cookie_mask=cm, table_id=t, command=cmd, idle_timeout=it,
+            hard_timeout=ht, priority=p, buffer_id=b, out_port=op, out_group=og, flags=flags,
+            importance=imp if version >= OFP14_VERSION else 0, match=match,
+            instructions=instructions,
+        )  # fmt: skip
+
+
+_BUCKET = struct.Struct("!HHII4x")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bucket:
+    """``ofp_bucket`` (§7.3.4.3)."""
+
+    weight: int = 0
+    watch_port: int = Port.ANY
+    watch_group: int = GroupNo.ANY
+    actions: tuple[Action, ...] = ()
+
+    def encode(self) -> bytes:
+        actions = encode_actions(self.actions)
+        return (
+            _BUCKET.pack(
+                _BUCKET.size + len(actions), self.weight, self.watch_port, self.watch_group
+            )
+            + actions
+        )
+
+    @classmethod
+    def parse(cls, r: Reader) -> Bucket:
+        head = r.peek(struct.Struct("!H"))
+        if head is None or head[0] < _BUCKET.size:
+            raise RemoteProtocolError(
+                "bad bucket length",
+                ErrorType.GROUP_MOD_FAILED,
+                12,  # OFPGMFC_BAD_BUCKET
+            )
+        body = r.sub(head[0], "bucket")
+        _, weight, watch_port, watch_group = body.unpack(_BUCKET)
+        return cls(
+            weight=weight, watch_port=watch_port, watch_group=watch_group,
+            actions=parse_actions(body),
+        )  # fmt: skip
+
+
+def parse_buckets(r: Reader) -> tuple[Bucket, ...]:
+    out = []
+    while r.remaining():
+        out.append(Bucket.parse(r))
+    return tuple(out)
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupMod(Message):
+    """OFPT_GROUP_MOD (§7.3.4.3)."""
+
+    type: ClassVar[MsgType] = MsgType.GROUP_MOD
+    command: int
+    group_type: int = 0
+    group_id: int
+    buckets: tuple[Bucket, ...] = ()
+
+    def _body(self, version: int) -> bytes:
+        return struct.pack("!HBxI", self.command, self.group_type, self.group_id) + b"".join(
+            b.encode() for b in self.buckets
+        )
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        command, gtype, gid = r.unpack(struct.Struct("!HBxI"), "group mod")
+        return cls(
+            xid=xid, command=command, group_type=gtype, group_id=gid, buckets=parse_buckets(r)
+        )
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableMod(Message):
+    """OFPT_TABLE_MOD (§7.3.3). ``properties`` (raw, 1.4 only) holds eviction/vacancy."""
+
+    type: ClassVar[MsgType] = MsgType.TABLE_MOD
+    table_id: int = Table.ALL
+    config: int = 0
+    properties: bytes = b""
+
+    def _body(self, version: int) -> bytes:
+        if version == OFP13_VERSION and self.properties:
+            raise LocalProtocolError("table-mod properties need OpenFlow 1.4")
+        return struct.pack("!B3xI", self.table_id, self.config) + self.properties
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        table_id, config = r.unpack(struct.Struct("!B3xI"), "table mod")
+        props = r.rest() if version >= OFP14_VERSION else b""
+        r.expect_end("table mod")
+        return cls(xid=xid, table_id=table_id, config=config, properties=props)
+
+
+_BAND = struct.Struct("!HHII")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeterBand:
+    """``ofp_meter_band_*`` (§7.3.4.5): drop, DSCP remark or experimenter."""
+
+    type: int = MeterBandType.DROP
+    rate: int = 0
+    burst_size: int = 0
+    prec_level: int = 0  # DSCP_REMARK only
+    experimenter: int = 0  # EXPERIMENTER only
+    data: bytes = b""  # EXPERIMENTER only: bytes after the experimenter id
+
+    def encode(self) -> bytes:
+        if self.type == MeterBandType.DROP:
+            tail = b"\0" * 4
+        elif self.type == MeterBandType.DSCP_REMARK:
+            tail = struct.pack("!B3x", self.prec_level)
+        else:
+            tail = struct.pack("!I", self.experimenter) + self.data
+        if len(tail) % 8 != 4:
+            raise LocalProtocolError("meter band length must be a multiple of 8")
+        return _BAND.pack(self.type, _BAND.size + len(tail), self.rate, self.burst_size) + tail
+
+    @classmethod
+    def parse(cls, r: Reader) -> MeterBand:
+        bad_band = (ErrorType.METER_MOD_FAILED, MeterModFailedCode.BAD_BAND)
+        head = r.peek(struct.Struct("!HH"))
+        if head is None or head[1] < 16 or head[1] % 8:
+            raise r.fail("bad meter band length", bad_band)
+        body = r.sub(head[1], "meter band", bad_band)
+        btype, length, rate, burst = body.unpack(_BAND)
+        if btype == MeterBandType.DROP and length == 16:
+            return cls(type=btype, rate=rate, burst_size=burst)
+        if btype == MeterBandType.DSCP_REMARK and length == 16:
+            (prec,) = body.unpack(struct.Struct("!B3x"))
+            return cls(type=btype, rate=rate, burst_size=burst, prec_level=prec)
+        if btype == MeterBandType.EXPERIMENTER:
+            (exp,) = body.unpack(struct.Struct("!I"))
+            return cls(type=btype, rate=rate, burst_size=burst, experimenter=exp, data=body.rest())
+        raise r.fail(f"bad meter band type {btype} or length {length}", bad_band)
+
+
+def parse_bands(r: Reader) -> tuple[MeterBand, ...]:
+    out = []
+    while r.remaining():
+        out.append(MeterBand.parse(r))
+    return tuple(out)
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeterMod(Message):
+    """OFPT_METER_MOD (§7.3.4.5)."""
+
+    type: ClassVar[MsgType] = MsgType.METER_MOD
+    command: int
+    flags: int = 0
+    meter_id: int
+    bands: tuple[MeterBand, ...] = ()
+
+    def _body(self, version: int) -> bytes:
+        return struct.pack("!HHI", self.command, self.flags, self.meter_id) + b"".join(
+            b.encode() for b in self.bands
+        )
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        command, flags, meter_id = r.unpack(struct.Struct("!HHI"), "meter mod")
+        return cls(xid=xid, command=command, flags=flags, meter_id=meter_id, bands=parse_bands(r))
+
+
+# -- Barrier, queues, roles, async config (§7.3.6, §7.3.8-10) ---------------------------
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BarrierRequest(Message):
+    type: ClassVar[MsgType] = MsgType.BARRIER_REQUEST
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BarrierReply(Message):
+    type: ClassVar[MsgType] = MsgType.BARRIER_REPLY
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueGetConfigRequest(Message):
+    """OFPT_QUEUE_GET_CONFIG_REQUEST (§7.3.6)."""
+
+    type: ClassVar[MsgType] = MsgType.QUEUE_GET_CONFIG_REQUEST
+    port: int = Port.ANY
+
+    def _body(self, version: int) -> bytes:
+        return struct.pack("!I4x", self.port)
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        (port,) = r.unpack(struct.Struct("!I4x"), "queue get config")
+        r.expect_end("queue get config")
+        return cls(xid=xid, port=port)
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueGetConfigReply(Message):
+    """OFPT_QUEUE_GET_CONFIG_REPLY (§7.3.6); ``queues`` is the raw ofp_packet_queue list."""
+
+    type: ClassVar[MsgType] = MsgType.QUEUE_GET_CONFIG_REPLY
+    port: int = Port.ANY
+    queues: bytes = b""
+
+    def _body(self, version: int) -> bytes:
+        return struct.pack("!I4x", self.port) + self.queues
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        (port,) = r.unpack(struct.Struct("!I4x"), "queue get config reply")
+        return cls(xid=xid, port=port, queues=r.rest())
+
+
+_ROLE = struct.Struct("!I4xQ")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Role(Message):
+    role: int
+    generation_id: int = 0
+
+    def _body(self, version: int) -> bytes:
+        return _ROLE.pack(self.role, self.generation_id)
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        role, gen = r.unpack(_ROLE, "role")
+        r.expect_end("role")
+        return cls(xid=xid, role=role, generation_id=gen)
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoleRequest(_Role):
+    """OFPT_ROLE_REQUEST (§7.3.9)."""
+
+    type: ClassVar[MsgType] = MsgType.ROLE_REQUEST
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoleReply(_Role):
+    """OFPT_ROLE_REPLY (§7.3.9)."""
+
+    type: ClassVar[MsgType] = MsgType.ROLE_REPLY
+
+
+_ASYNC13 = (
+    AsyncConfigProp.PACKET_IN_MASTER,
+    AsyncConfigProp.PACKET_IN_SLAVE,
+    AsyncConfigProp.PORT_STATUS_MASTER,
+    AsyncConfigProp.PORT_STATUS_SLAVE,
+    AsyncConfigProp.FLOW_REMOVED_MASTER,
+    AsyncConfigProp.FLOW_REMOVED_SLAVE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncConfig:
+    """Which asynchronous messages a connection wants (§7.3.10): ``(property, mask)`` pairs
+    keyed by ``AsyncConfigProp``, sorted. 1.3 always carries the first six; a 1.4
+    SET_ASYNC may carry any subset (the rest is left unchanged)."""
+
+    masks: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def of(cls, masks: dict[int, int]) -> AsyncConfig:
+        return cls(tuple(sorted((int(k), v) for k, v in masks.items())))
+
+    def get(self, prop: int, default: int = 0) -> int:
+        for k, v in self.masks:
+            if k == prop:
+                return v
+        return default
+
+    def updated(self, other: AsyncConfig) -> AsyncConfig:
+        """This configuration with ``other``'s masks laid over it."""
+        merged = dict(self.masks)
+        merged.update(other.masks)
+        return AsyncConfig.of(merged)
+
+    def encode(self, version: int) -> bytes:
+        if version == OFP13_VERSION:
+            have = dict(self.masks)
+            missing = [p.name for p in _ASYNC13 if p not in have]
+            if missing or len(have) != 6:
+                raise LocalProtocolError(f"1.3 async config needs exactly the six masks {missing}")
+            return struct.pack("!6I", *(have[p] for p in _ASYNC13))
+        return b"".join(struct.pack("!HHI", k, 8, v) for k, v in self.masks)
+
+    @classmethod
+    def parse(cls, r: Reader, version: int) -> AsyncConfig:
+        if version == OFP13_VERSION:
+            values = r.unpack(struct.Struct("!6I"), "async config")
+            r.expect_end("async config")
+            return cls.of(dict(zip(_ASYNC13, values, strict=True)))
+        masks = {}
+        for ptype, prop in _properties(r):
+            if ptype in masks:
+                raise RemoteProtocolError(
+                    f"duplicate async property {ptype}", ErrorType.BAD_PROPERTY, 4
+                )
+            if ptype >= AsyncConfigProp.EXPERIMENTER_SLAVE:
+                raise RemoteProtocolError(
+                    "experimenter async property", ErrorType.BAD_PROPERTY, 5
+                )  # OFPBPC_BAD_EXPERIMENTER
+            (masks[ptype],) = prop.unpack(struct.Struct("!I"), "async property")
+            prop.expect_end("async property")
+        return cls.of(masks)
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetAsyncRequest(Message):
+    type: ClassVar[MsgType] = MsgType.GET_ASYNC_REQUEST
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Async(Message):
+    config: AsyncConfig = AsyncConfig()
+
+    def _body(self, version: int) -> bytes:
+        return self.config.encode(version)
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        return cls(xid=xid, config=AsyncConfig.parse(r, version))
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GetAsyncReply(_Async):
+    """OFPT_GET_ASYNC_REPLY (§7.3.10)."""
+
+    type: ClassVar[MsgType] = MsgType.GET_ASYNC_REPLY
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetAsync(_Async):
+    """OFPT_SET_ASYNC (§7.3.10)."""
+
+    type: ClassVar[MsgType] = MsgType.SET_ASYNC
+
+
+# -- Bundles (1.4.1 §7.3.9; the ONF EXT-230 experimenter form in 1.3) --------------------
+
+_BUNDLE_CTRL = struct.Struct("!IHH")
+_BUNDLE_ADD = struct.Struct("!I2xH")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Bundle(Message):
+    onf_type: ClassVar[int]
+
+    def _wire_type(self, version: int) -> int:
+        return MsgType.EXPERIMENTER if version == OFP13_VERSION else self.type
+
+    def _body(self, version: int) -> bytes:
+        body = self._bundle_body(version)
+        if version == OFP13_VERSION:
+            return _EXP.pack(ONF_EXPERIMENTER_ID, self.onf_type) + body
+        return body
+
+    def _bundle_body(self, version: int) -> bytes:
+        raise NotImplementedError
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        return cls._parse_body(r, version, xid)
+
+    @classmethod
+    def _parse_body(cls, r: Reader, version: int, xid: int) -> Self:
+        raise NotImplementedError
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BundleControl(_Bundle):
+    """OFPT_BUNDLE_CONTROL: open, close, commit or discard bundle ``bundle_id``."""
+
+    type: ClassVar[MsgType] = MsgType.BUNDLE_CONTROL
+    min_version: ClassVar[int] = OFP14_VERSION
+    onf_type: ClassVar[int] = ONF_ET_BUNDLE_CONTROL
+    bundle_id: int
+    ctrl_type: int
+    flags: int = 0
+    properties: bytes = b""
+
+    def _bundle_body(self, version: int) -> bytes:
+        return _BUNDLE_CTRL.pack(self.bundle_id, self.ctrl_type, self.flags) + self.properties
+
+    @classmethod
+    def _parse_body(cls, r: Reader, version: int, xid: int) -> Self:
+        bid, ctype, flags = r.unpack(_BUNDLE_CTRL, "bundle control")
+        return cls(xid=xid, bundle_id=bid, ctrl_type=ctype, flags=flags, properties=r.rest())
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BundleAddMessage(_Bundle):
+    """OFPT_BUNDLE_ADD_MESSAGE: ``message`` joins bundle ``bundle_id`` (same xid, §7.3.9.6)."""
+
+    type: ClassVar[MsgType] = MsgType.BUNDLE_ADD_MESSAGE
+    min_version: ClassVar[int] = OFP14_VERSION
+    onf_type: ClassVar[int] = ONF_ET_BUNDLE_ADD_MESSAGE
+    bundle_id: int
+    flags: int = 0
+    message: Message = field(default_factory=lambda: BarrierRequest())
+    properties: bytes = b""
+
+    def _bundle_body(self, version: int) -> bytes:
+        inner = self.message.encode(version)
+        out = _BUNDLE_ADD.pack(self.bundle_id, self.flags) + inner
+        if self.properties:
+            out += b"\0" * pad8(len(inner)) + self.properties
+        return out
+
+    @classmethod
+    def _parse_body(cls, r: Reader, version: int, xid: int) -> Self:
+        bid, flags = r.unpack(_BUNDLE_ADD, "bundle add")
+        head = r.peek(HEADER)
+        if head is None or head[2] < HEADER.size or head[2] > r.remaining():
+            raise RemoteProtocolError(
+                "bad bundled message length", ErrorType.BUNDLE_FAILED, BundleFailedCode.MSG_BAD_LEN
+            )
+        inner_data = r.take(head[2])
+        if head[0] != version:
+            raise _bad_request("bundled message has another version", BadRequestCode.BAD_VERSION)
+        if head[3] != xid:
+            raise RemoteProtocolError(
+                "bundled message xid differs", ErrorType.BUNDLE_FAILED, BundleFailedCode.MSG_BAD_XID
+            )
+        if head[1] in (MsgType.HELLO, MsgType.BUNDLE_CONTROL, MsgType.BUNDLE_ADD_MESSAGE) or (
+            head[1] == MsgType.EXPERIMENTER and version == OFP13_VERSION
+        ):
+            raise RemoteProtocolError(
+                f"message type {head[1]} cannot be bundled",
+                ErrorType.BUNDLE_FAILED,
+                BundleFailedCode.MSG_UNSUP,
+            )
+        try:
+            inner = decode(inner_data)
+        except RemoteProtocolError as e:
+            raise RemoteProtocolError(e.message, e.type, e.code) from None
+        props = b""
+        if r.remaining():
+            r.take(min(pad8(head[2]), r.remaining()), "bundled message padding")
+            props = r.rest()
+        return cls(xid=xid, bundle_id=bid, flags=flags, message=inner, properties=props)
+
+
+__all__ = [
+    "HEADER",
+    "AsyncConfig",
+    "BarrierReply",
+    "BarrierRequest",
+    "Bucket",
+    "BundleAddMessage",
+    "BundleControl",
+    "EchoReply",
+    "EchoRequest",
+    "ErrorMsg",
+    "Experimenter",
+    "FeaturesReply",
+    "FeaturesRequest",
+    "FlowMod",
+    "FlowRemoved",
+    "GetAsyncReply",
+    "GetAsyncRequest",
+    "GetConfigReply",
+    "GetConfigRequest",
+    "GroupMod",
+    "Header",
+    "Hello",
+    "Message",
+    "MeterBand",
+    "MeterMod",
+    "PacketIn",
+    "PacketOut",
+    "PortDesc",
+    "PortMod",
+    "PortStatus",
+    "QueueGetConfigReply",
+    "QueueGetConfigRequest",
+    "RoleReply",
+    "RoleRequest",
+    "SetAsync",
+    "SetConfig",
+    "TableMod",
+    "decode",
+    "decode_header",
+    "register",
+]
