@@ -73,6 +73,11 @@ MAX_UPCALLS = 16384  # queued misses beyond this are dropped (and counted)
 _HDR = struct.Struct("<I4xIH")  # the tpacket2_hdr fields we need: status, snaplen, mac
 _VLAN = struct.Struct("<HH")  # tp_vlan_tci, tp_vlan_tpid at offset 24
 CACHE_SIZE = 65536
+# The bytes extract_key reads from an untagged IPv4 frame with a 20-byte header:
+# Ethernet + version/IHL + TOS, frag field + TTL + proto, addresses + L4 ports; and TCP
+# flags for TCP. Total length, IP id and checksum are skipped (they vary per packet).
+_HK_IP = struct.Struct("16s4x4s2x12s").unpack_from
+_HK_TCP = struct.Struct("16s4x4s2x12s8x2s").unpack_from
 _USER = afpacket.TP_STATUS_USER
 _VLAN_VALID = afpacket.TP_STATUS_VLAN_VALID
 _TPID_VALID = afpacket.TP_STATUS_VLAN_TPID_VALID
@@ -126,7 +131,7 @@ class _Port:
         self.ifindex = ifindex
         # Header cache: the bytes extract_key reads from an untagged IPv4 frame with a
         # 20-byte header -> its megaflow (see _run_ring). Cleared when flows change.
-        self.cache: dict[bytes, DpFlow] = {}
+        self.cache: dict[tuple[bytes, ...], DpFlow] = {}
 
     def sender(self) -> Callable[[bytes], object]:
         if self.sock is not None:
@@ -410,9 +415,7 @@ class NetdevDatapath(Datapath):
                 # bytes (addresses, ports, tos, ttl, frag, proto; TCP flags for TCP),
                 # so they index a per-port cache and extract_key runs once per flow.
                 if size >= 48 and pkt[12] == 8 and pkt[13] == 0 and pkt[14] == 0x45:
-                    hk = pkt[:16] + pkt[20:24] + pkt[26:38]
-                    if pkt[23] == 6:
-                        hk += pkt[46:48]
+                    hk = _HK_TCP(pkt) if pkt[23] == 6 else _HK_IP(pkt)
                     flow = cache.get(hk)
                     if flow is None:
                         key = extract_key(pkt, port_no)
