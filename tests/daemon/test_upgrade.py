@@ -43,16 +43,23 @@ def owner_is(sw: Sw, pid: int) -> None:
     assert read_pid(sw.rundir.pidfile) == pid
     assert sw.daemon_pid == pid
     assert "hitless" in sw.appctl("version").stdout
-    others = [
-        p
-        for p in os.listdir("/proc")
-        if p.isdigit()
-        and int(p) != pid
-        and str(sw.rundir.path) in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
-        and b"vswitchd" in Path(f"/proc/{p}/cmdline").read_bytes()
-        and not wait_exit(int(p), 0)
-    ]
+    others = [p for p in daemons_in(sw) if p != pid]
     assert others == [], f"other daemons still run in the rundir: {others}"
+
+
+def daemons_in(sw: Sw) -> list[int]:
+    """PIDs of live hitless-vswitchd processes whose command line names the rundir."""
+    out = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # exited while we looked
+        if str(sw.rundir.path) in cmd and "vswitchd" in cmd and not wait_exit(int(p), 0):
+            out.append(int(p))
+    return out
 
 
 def test_upgrade_hands_everything_to_a_new_process(started: Sw) -> None:
