@@ -189,7 +189,9 @@ class MacTable:
         ]
         decoded.sort(key=_first)
         self.dirty.update(self._entries)
-        self._entries = {(v, m): MacEntry(p, t) for t, v, m, p in decoded[-self.max_entries :]}
+        # Keep every entry: the table being imported was within its writer's limit, and
+        # this table's own limit is the configuration's to apply (set_limits evicts).
+        self._entries = {(v, m): MacEntry(p, t) for t, v, m, p in decoded}
         self.dirty.update(self._entries)
 
 
