@@ -12,8 +12,15 @@ Each attached port is either
 Fast path (``run``): for each port, read the frames the kernel has filled, re-insert
 the 802.1Q tag the kernel moved into ``tp_vlan_tci``, extract the flow key, look it up
 in the megaflow table (exact-match cache first), count, and apply the flow's
-precompiled plan. A plan for "output to these ports" is a tuple of port numbers; any
+precompiled plan. For untagged IPv4 frames with a 20-byte header a per-port header
+cache comes first: the key depends only on fixed byte ranges of such a frame, so those
+bytes (one struct unpack) index the flow directly and ``extract_key`` runs once per
+flow, not per packet; the cache is cleared whenever a flow is added or removed. A plan for "output to these ports" is a tuple of port numbers; any
 other action list goes through the generic interpreter. A miss queues an ``Upcall``.
+
+Transmit is one ``send`` per packet with the qdisc bypassed. A PACKET_TX_RING with
+one kick per batch was measured on veth at the same ~2.4 us per 60-byte frame (the
+cost is the kernel's forwarding work, which a ring does not batch), so it is not used.
 
 Sizing: a port's rx ring holds ``RING_FRAMES`` (24,576) frames of 2 KiB (48 MiB for a
 1500-byte MTU), so a process that stops reading for 2 s while 10,000 packets/s arrive
@@ -255,6 +262,7 @@ class NetdevDatapath(Datapath):
         if isinstance(old, _Flow):
             old.actions = actions
             old.plan = _compile(actions)
+            self._flows.touch(match)
             if reset_stats:
                 old.stats = FlowStats()
             return
@@ -556,15 +564,16 @@ class NetdevDatapath(Datapath):
         """The handoff rolled back: forward again from where the rings stand."""
         self._frozen = False
 
-    @classmethod
-    def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> NetdevDatapath:
-        """Rebuild a datapath from ``export_handles`` output; takes ownership of fds."""
+    def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
+        """Attach the exported ports (their sockets, rings and positions) to this
+        instance, which keeps its flow table; takes ownership of fds."""
         if state.get("version") != STATE_VERSION:
             raise DatapathError(
                 f"cannot adopt netdev datapath state version {state.get('version')!r} "
                 f"(this version understands {STATE_VERSION})"
             )
-        dp = cls(name, int(state["ring_frames"]), int(state["max_upcalls"]))
+        self.ring_frames = int(state["ring_frames"])
+        self.max_upcalls = int(state["max_upcalls"])
         try:
             for e in state["ports"]:
                 fd = fds[e["fd"]]
@@ -586,11 +595,31 @@ class NetdevDatapath(Datapath):
                 else:
                     os.set_blocking(fd, False)
                     port = _Port(d, fd, ifindex=int(e["ifindex"]))
-                dp._ports[d.port_no] = port
-                dp._send[d.port_no] = port.sender()
+                self._ports[d.port_no] = port
+                self._send[d.port_no] = port.sender()
         except (OSError, KeyError, IndexError, ValueError) as e:
-            dp.detach()
-            raise DatapathError(f"cannot adopt netdev datapath {name}: {e}") from None
+            self.detach()
+            raise DatapathError(f"cannot adopt netdev datapath {self.name}: {e}") from None
+        self._invalidate()
+
+    def track_changes(self) -> None:
+        self._flows.changed = set()
+
+    def take_changes(self) -> set[Match]:
+        out = self._flows.changed or set()
+        self._flows.changed = None
+        return out
+
+    @classmethod
+    def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> NetdevDatapath:
+        """Rebuild a datapath from ``export_handles`` output; takes ownership of fds."""
+        if state.get("version") != STATE_VERSION:
+            raise DatapathError(
+                f"cannot adopt netdev datapath state version {state.get('version')!r} "
+                f"(this version understands {STATE_VERSION})"
+            )
+        dp = cls(name, int(state["ring_frames"]), int(state["max_upcalls"]))
+        dp.adopt_ports(state, fds)
         for f in state["flows"]:
             packets, nbytes, used, flags = f["stats"]
             dp._flows.insert(
