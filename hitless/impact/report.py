@@ -204,7 +204,7 @@ def plot_timeline(results: Results, path: str | Path, title: str | None = None) 
     _legend(fig)
     if title:
         fig.suptitle(title, fontsize=13, fontweight="bold")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout(rect=(0, 0.03, 1, 0.985 if title else 1))
     out = Path(path)
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -337,13 +337,16 @@ def blips_markdown(
     results: Results,
     explanations: Mapping[str, str] | None = None,
     preamble: str | None = None,
+    operation_notes: Mapping[str, str] | None = None,
 ) -> str:
     """The markdown of docs/blips.md: per operation a table of its traffic classes,
     then one line per remaining disruption with its explanation.
 
     ``explanations`` keys are ``"<operation>/<class name>"`` or, for every class of
     a kind, ``"<operation>/<kind>"``; a disruption with no explanation gets a
-    visible *unexplained* marker, so a regenerated page shows what needs a reason."""
+    visible *unexplained* marker, so a regenerated page shows what needs a reason.
+    ``operation_notes`` (by operation) is printed under a disrupted operation's table:
+    why it disrupts at all, said once rather than per class."""
     explanations = explanations or {}
     out = ["# Blips: what each way of restarting the switch does to traffic", ""]
     out.append(
@@ -385,6 +388,10 @@ def blips_markdown(
         if not blips:
             out.append("No disruption in any traffic class.")
         else:
+            cause = (operation_notes or {}).get(res.operation)
+            if cause:
+                out.append(f"Why: {cause}")
+                out.append("")
             out.append("Remaining disruptions:")
             out.append("")
             for c in blips:

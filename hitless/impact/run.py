@@ -54,8 +54,10 @@ Progress = Callable[[str, float], None]
 
 
 class HostLike(Protocol):
-    ns: str
-    ip: str
+    @property
+    def ns(self) -> str: ...
+    @property
+    def ip(self) -> str: ...
 
 
 class ImpactError(RuntimeError):

@@ -1,0 +1,424 @@
+"""hitless impact: measure what upgrading or restarting a switch does to live traffic.
+Needs root (it builds network namespaces).
+
+For each operation it builds a fresh topology (hosts in network namespaces, one
+veth each to the switch, the switch in a namespace of its own), starts a fresh switch
+with one netdev bridge in standalone mode (NORMAL: MAC learning), checks the hosts
+reach each other, optionally fills the MAC table, starts the traffic classes, performs
+the operation AT seconds in, and analyses what every class saw. Everything it creates
+carries a random suffix and is removed afterwards, also on Ctrl-C.
+
+Operations (--ops), on hitless:
+  upgrade       hitless upgrade: hand the switch to a new process of this build
+  downgrade     hitless downgrade --to an older build (see --downgrade-to)
+  cold          hitless restart --mode cold: stop, start, relearn
+  flow-restore  hitless restart --mode flow-restore: the ovs-ctl sequence
+  kill9         kill -9 the daemon, then hitless start (adopts what it can)
+and on Open vSwitch (Debian's ovs-vswitchd, datapath_type=netdev, private run dir):
+  cold          plain restart: stop ovs-vswitchd by PID, start it again
+  flow-restore  ovs-ctl style: save the OpenFlow rules, flow-restore-wait=true,
+                restart, add the rules back, clear flow-restore-wait
+  kill9         kill -9 ovs-vswitchd, start it again
+(upgrade/downgrade do not exist on Open vSwitch: for it, an upgrade IS a restart.)
+
+Traffic classes (--classes), between host a and host b unless said otherwise:
+  udp           sequenced UDP both ways: lost, longest gap, disrupted time, reordering
+  tcp-stream    one long-lived TCP connection: survived or reset, longest stall
+  tcp-connect   new TCP connections at a fixed rate: failed, worst connect latency
+  arp           host c flushes its ARP entry for b and resolves it again, repeatedly
+  nd            the same for IPv6 neighbour discovery
+  broadcast     UDP broadcasts from a to every other host
+Traffic through OpenFlow rules is not measured: this switch has no OpenFlow yet.
+
+Outputs: the table on the terminal; --json (for scripts; it also carries the series
+the plot needs, so --from-json can redraw), --plot (a timeline PNG, phases shaded),
+--blips (the markdown of docs/blips.md, with an explanation per remaining disruption).
+--from-json FILE re-renders a saved run without measuring again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+DEMO = {
+    "switch": "both",
+    "ops": "upgrade,downgrade,cold,flow-restore,kill9",
+    "hosts": 3,
+    "duration": 4.0,
+    "at": 1.5,
+    "macs": 1000,
+    "json": "out/impact.json",
+    "plot": "out/impact.png",
+}
+DEFAULTS = {
+    "switch": "hitless",
+    "ops": "upgrade,cold",
+    "hosts": 3,
+    "duration": 8.0,
+    "at": None,
+    "macs": 0,
+}
+
+
+def _positive_int(s: str) -> int:
+    v = int(s)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{s}: must be 0 or more")
+    return v
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "impact",
+        help="measure what upgrades and restarts of a switch do to live traffic",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g = p.add_argument_group("what to measure")
+    g.add_argument(
+        "--switch",
+        choices=["hitless", "ovs", "both"],
+        help="which switch: this one, Open vSwitch (netdev datapath), or both side by side "
+        f"(default {DEFAULTS['switch']})",
+    )
+    g.add_argument(
+        "--ops",
+        metavar="LIST",
+        help="comma-separated operations, run in this order, each on a fresh switch and "
+        "topology: upgrade, downgrade, cold, flow-restore, kill9, or all "
+        f"(default {DEFAULTS['ops']}; ones a switch does not have are skipped)",
+    )
+    g.add_argument(
+        "--classes",
+        metavar="LIST",
+        help="comma-separated traffic classes: udp, tcp-stream, tcp-connect, arp, nd, "
+        "broadcast (default: all)",
+    )
+    g.add_argument(
+        "--downgrade-to",
+        metavar="REV|PATH",
+        help="what 'downgrade' hands over to: a git revision of this repository (exported "
+        "into its own venv) or a hitless-vswitchd executable; default: the newest release "
+        "in tests/upgrade/previous_versions.txt, or, outside the repository, a second "
+        "install of this build (the output says which)",
+    )
+    g = p.add_argument_group("topology and traffic")
+    g.add_argument(
+        "--hosts",
+        type=int,
+        metavar="N",
+        help="hosts on the bridge, 2..26; with 3 or more the ARP/ND probes run from a "
+        f"third host and broadcasts reach every host (default {DEFAULTS['hosts']})",
+    )
+    g.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help=f"seconds of traffic per operation (default {DEFAULTS['duration']:g})",
+    )
+    g.add_argument(
+        "--at",
+        type=float,
+        metavar="S",
+        help="seconds into the traffic when the operation starts (default: a third in)",
+    )
+    g.add_argument(
+        "--udp-pps",
+        type=float,
+        default=1000.0,
+        metavar="N",
+        help="UDP datagrams per second in each direction (default 1000)",
+    )
+    g.add_argument(
+        "--connect-interval",
+        type=float,
+        default=0.02,
+        metavar="S",
+        help="seconds between new TCP connections (default 0.02: 50 per second)",
+    )
+    g = p.add_argument_group("scale: state loaded into the switch before the operation")
+    g.add_argument(
+        "--macs",
+        type=_positive_int,
+        metavar="N",
+        help="learn N extra MAC addresses first: host a sends one frame from each of N "
+        "source MACs to host b; the count is checked with ovs-appctl fdb/show before "
+        "and after the operation (default 0; --demo: 1000)",
+    )
+    g.add_argument(
+        "--rules",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="OpenFlow rules to install first: not supported until this switch has "
+        "OpenFlow; anything but 0 is an error",
+    )
+    g = p.add_argument_group("output")
+    g.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    g.add_argument("--plot", metavar="FILE", help="write the timeline plot (PNG)")
+    g.add_argument("--blips", metavar="FILE", help="write the blips page (markdown)")
+    g.add_argument(
+        "--from-json",
+        metavar="FILE",
+        help="do not measure: read results written by --json and render them "
+        "(table, --plot, --blips)",
+    )
+    g.add_argument(
+        "--demo",
+        action="store_true",
+        help="the short comparison make demo runs (< 2 minutes): hitless upgrade, "
+        "downgrade, cold and flow-restore restarts and kill -9, then Open vSwitch's plain "
+        f"restart, ovs-ctl restart and kill -9; {DEMO['duration']:g} s of traffic each, "
+        f"{DEMO['macs']} MACs loaded; writes {DEMO['json']} and {DEMO['plot']} unless "
+        "given other files (other options given override these)",
+    )
+    p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------ planning
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    switch: str
+    op: str
+    name: str
+
+
+def plan(switches: str, ops: Sequence[str]) -> list[Step]:
+    """Operations in the order given, hitless first, then Open vSwitch."""
+    from hitless.impact.switches import HITLESS_OPS, OVS_OPS, label
+
+    known = {*HITLESS_OPS, *OVS_OPS}
+    bad = [o for o in ops if o not in known]
+    if bad:
+        raise ValueError(f"unknown operations {bad}; known: {', '.join(HITLESS_OPS)}")
+    steps = []
+    for sw, have in (("hitless", HITLESS_OPS), ("ovs", OVS_OPS)):
+        if switches in (sw, "both"):
+            steps += [Step(sw, o, label(sw, o)) for o in ops if o in have]
+    return steps
+
+
+def _resolve(args: argparse.Namespace) -> None:
+    """Fill unset options from --demo or the defaults."""
+    base = DEMO if args.demo else {}
+    for key, default in {**DEFAULTS, "json": None, "plot": None}.items():
+        if getattr(args, key) is None:
+            setattr(args, key, base.get(key, default))
+
+
+# ------------------------------------------------------------------ running
+
+
+def _downgrade_target(spec: str | None, console: Console) -> tuple[Path, str]:
+    from hitless.impact import builds
+
+    if spec and Path(spec).exists():
+        return Path(spec).resolve(), f"downgraded to the executable {spec}"
+    if spec:
+        b = builds.build(spec)
+    else:
+        b, note = builds.previous_build()
+        if note:
+            return b.vswitchd, note
+    console.print(f"downgrade: to build {b.describe}")
+    return b.vswitchd, f"downgraded to build {b.commit[:7]}"
+
+
+def measure_step(
+    step: Step,
+    args: argparse.Namespace,
+    classes: Sequence[str],
+    downgrade_to: Path | None,
+    progress: Callable[[str, float], None],
+    say: Callable[[str], None],
+) -> Any:
+    """One operation on a fresh topology and switch; the ImpactResult."""
+    from hitless.impact import macload
+    from hitless.impact.run import Rates, measure
+    from hitless.impact.switches import HitlessSwitch, OvsSwitch, SwitchError
+    from hitless.impact.topology import Topology
+
+    rates = Rates(udp_pps=args.udp_pps, connect_interval=args.connect_interval)
+    notes: list[str] = []
+    with Topology(args.hosts) as topo:
+        sw: HitlessSwitch | OvsSwitch
+        if step.switch == "hitless":
+            sw = HitlessSwitch(topo.switch_ns, downgrade_to=downgrade_to)
+        else:
+            sw = OvsSwitch(topo.switch_ns)
+        try:
+            progress(f"{step.name}: starting the switch", 0.0)
+            sw.start()
+            sw.add_bridge(topo.ports, mac_table_size=max(8192, args.macs + 1024))
+            if not topo.wait_connected():
+                raise SwitchError(f"the hosts do not reach each other through {step.switch}")
+            if args.macs:
+                a, b = topo.hosts[0], topo.hosts[1]
+                progress(f"{step.name}: loading {args.macs} MAC addresses", 0.0)
+                have = macload.load(
+                    a.ns, a.dev, b.mac, args.macs, lambda: sw.appctl("fdb/show", "br0")
+                )
+                notes.append(
+                    f"MAC table before: {have} of {args.macs} loaded MACs (fdb/show), "
+                    f"{sw.fdb_macs()} entries in all"
+                )
+                if have < args.macs:
+                    say(f"[yellow]{step.name}: the switch holds only {have} of {args.macs} MACs")
+            res = measure(
+                topo.hosts,
+                sw.operation(step.op),
+                name=step.name,
+                duration=args.duration,
+                at=args.at,
+                rates=rates,
+                classes=classes,
+                progress=progress,
+            )
+            if args.macs:
+                after = macload.count_loaded(sw.appctl("fdb/show", "br0"))
+                notes.append(f"MAC table after the operation: {after} of the loaded MACs")
+        finally:
+            sw.close()
+    settings = {
+        **res.settings,
+        "switch": step.switch,
+        "op": step.op,
+        "macs": args.macs,
+        "argv": args.argv,
+    }
+    return dataclasses.replace(res, settings=settings, notes=res.notes + tuple(notes))
+
+
+def _argv() -> str:
+    words = ["hitless", *sys.argv[1:]] if sys.argv and "impact" in sys.argv else ["hitless"]
+    return " ".join(words)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hitless.impact import report
+    from hitless.impact.run import ALL_CLASSES
+    from hitless.impact.switches import HITLESS_OPS
+    from hitless.impact.topology import install_signal_cleanup
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 140))  # logs: do not wrap every cell
+    _resolve(args)
+    args.argv = _argv()
+    if args.rules:
+        console.print(
+            "[red]hitless impact: --rules: this switch has no OpenFlow yet, so there are no "
+            "rules to load; only --rules 0 works until OpenFlow lands"
+        )
+        return 2
+    if args.from_json:
+        results = report.from_json(json.loads(Path(args.from_json).read_text()))
+        return _render(results, args, console)
+    classes = tuple(args.classes.split(",")) if args.classes else ALL_CLASSES
+    unknown = set(classes) - set(ALL_CLASSES)
+    ops = list(HITLESS_OPS) if args.ops == "all" else args.ops.split(",")
+    try:
+        if unknown:
+            raise ValueError(f"unknown classes {sorted(unknown)}; known: {', '.join(ALL_CLASSES)}")
+        if not 2 <= args.hosts <= 26:
+            raise ValueError(f"--hosts {args.hosts}: between 2 and 26")
+        steps = plan(args.switch, ops)
+        if not steps:
+            raise ValueError(f"none of the operations {ops} exists on {args.switch}")
+    except ValueError as e:
+        console.print(f"[red]hitless impact: {e}")
+        return 2
+    install_signal_cleanup()
+    downgrade_to, downgrade_note = None, None
+    if any(s.op == "downgrade" for s in steps):
+        try:
+            downgrade_to, downgrade_note = _downgrade_target(args.downgrade_to, console)
+        except Exception as e:
+            console.print(f"[red]hitless impact: no build to downgrade to: {e}")
+            return 1
+    t0 = time.monotonic()
+    results, failed = [], []
+    for i, step in enumerate(steps):
+        console.print(f"[bold][{i + 1}/{len(steps)}] {step.name}")
+        try:
+            with report.rich_progress(console) as progress:
+                res = measure_step(step, args, classes, downgrade_to, progress, console.print)
+        except KeyboardInterrupt:
+            console.print("[red]interrupted; everything this run created has been removed")
+            return 130
+        except Exception as e:  # one failed operation must not hide the others
+            console.print(f"[red]{step.name} failed: {e}")
+            failed.append(step.name)
+            continue
+        if step.op == "downgrade" and downgrade_note:
+            res = dataclasses.replace(res, notes=(*res.notes, downgrade_note))
+        results.append(res)
+        lost = sum(c.lost for c in res.classes)
+        console.print(
+            f"    {'[green]no disruption' if res.clean else f'[red]{lost} lost or failed'}"
+            f"[/] (operation took {res.window.end * 1000:.0f} ms)"
+        )
+    console.print(f"measured {len(results)} operation(s) in {time.monotonic() - t0:.0f} s")
+    if args.json and results:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report.to_json(results, series=True), indent=1) + "\n")
+    rc = _render(results, args, console) if results else 1
+    return 1 if failed else rc
+
+
+def _preamble(results: Sequence[Any], argv: str) -> str:
+    first = results[0].settings
+    rates = first.get("rates", {})
+    return (
+        f"Generated by `{argv}` from a real run; do not edit by hand, regenerate it "
+        "(`--from-json FILE --blips docs/blips.md` re-renders a saved run). Each "
+        f"operation ran on a fresh switch and topology: {len(first.get('hosts', []))} hosts "
+        "in network namespaces on one netdev bridge in standalone mode (NORMAL), "
+        f"UDP at {rates.get('udp_pps', 0):g} datagrams/s each way, a long-lived TCP "
+        f"connection, a new TCP connection every {rates.get('connect_interval', 0) * 1000:g} "
+        f"ms, an ARP and an ND resolution every {rates.get('probe_interval', 0) * 1000:g} ms, "
+        f"broadcasts at {rates.get('broadcast_pps', 0):g}/s, "
+        f"{first.get('macs', 0)} extra MAC addresses learned before the operation. "
+        "*Disrupted* is the total time during which traffic that should have arrived did "
+        f"not (lost, or more than {rates.get('late_after', 0) * 1000:g} ms late). Traffic "
+        "through OpenFlow rules is not measured yet: this switch has no OpenFlow."
+    )
+
+
+def _render(results: Sequence[Any], args: argparse.Namespace, console: Console) -> int:
+    from hitless.impact import report
+    from hitless.impact.explain import EXPLANATIONS, OPERATION_NOTES
+
+    report.print_table(results, console)
+    if args.json and not args.from_json:
+        console.print(f"JSON:     {args.json}")
+    if args.plot:
+        path = Path(args.plot)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        report.plot_timeline(results, path, title="hitless impact: traffic across each operation")
+        console.print(f"plot:     {path.resolve()}")
+    if args.blips:
+        path = Path(args.blips)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        argv = results[0].settings.get("argv") or "hitless impact"
+        text = report.blips_markdown(
+            results,
+            EXPLANATIONS,
+            preamble=_preamble(results, argv),
+            operation_notes=OPERATION_NOTES,
+        )
+        path.write_text(text.rstrip("\n") + "\n")
+        console.print(f"blips:    {path}")
+    return 0

@@ -1,0 +1,93 @@
+"""Why each remaining disruption happens, and what would remove it: the text
+``docs/blips.md`` shows next to every measured blip.
+
+``OPERATION_NOTES``: per operation, why the switch stops forwarding and what would
+remove that. ``EXPLANATIONS``: keys ``"<operation>/<traffic class kind>"`` (or ``"<operation>/<class name>"`` for
+a single class), with the operation names of ``hitless.impact.switches.label``. The
+page is generated from a run's JSON with these, so this module is its single source.
+Nothing is written for ``hitless upgrade`` and ``hitless downgrade``: they are meant
+to lose nothing, and a blip measured there shows up on the page as *unexplained*,
+which is what it is (a bug, or noise on the machine, to be looked into).
+"""
+
+from __future__ import annotations
+
+__all__ = ["EXPLANATIONS", "OPERATION_NOTES"]
+
+# What the traffic classes do when the switch forwards nothing for a while: the
+# transport's own recovery, the same whichever switch caused the outage.
+_TRANSPORT = {
+    "udp": "UDP has no retransmission: every datagram sent while nobody forwards is gone.",
+    "broadcast": "broadcasts sent while nobody forwards are gone, for every receiver.",
+    "tcp-stream": "the connection survives because TCP retransmits what was dropped; the "
+    "stall is the outage rounded up to the next retransmission timeout (at least 200 ms "
+    "on Linux), so it outlasts the outage itself.",
+    "tcp-connect": "connections attempted during the outage do not fail, but their SYN "
+    "(or SYN-ACK) is dropped and only retransmitted after the initial 1 s timeout, so "
+    "they connect about a second late.",
+    "arp": "a resolution whose request or reply is dropped is retried only after the "
+    "kernel's 1 s retransmit timer (retrans_time_ms), so it completes a second late; "
+    "with a resolution every 250 ms at most one or two of them fall in the outage.",
+    "nd": "the same as ARP: the neighbour solicitation is retried after 1 s (retrans_time_ms).",
+}
+
+# Why the switch forwards nothing for a while, per operation, and what removes it.
+_CAUSE = {
+    "hitless restart --mode cold": (
+        "The netdev datapath lives inside hitless-vswitchd. From SIGTERM until the new "
+        "process has started Python, read the database and reopened its AF_PACKET "
+        "sockets, no process reads the ports and the kernel drops what arrives on them; "
+        "the new process also starts with an empty MAC table and floods until it has "
+        "relearned. Most of the outage is the new process starting (about half a "
+        "second of interpreter and import time on this machine). Removed by `hitless "
+        "upgrade`, which hands the open sockets and the learned state to a process that "
+        "started beforehand; a datapath that forwards without the daemon (ebpf, next) "
+        "would also shrink it to the time misses wait."
+    ),
+    "hitless restart --mode flow-restore": (
+        "The ovs-ctl sequence on a datapath that lives in the daemon: flow-restore-wait "
+        "was made to keep a kernel datapath's flows forwarding while the daemon "
+        "restarts, but the netdev datapath and its flows die with the process, so there "
+        "is nothing to keep and the outage is the same as a cold restart (this build has "
+        "no OpenFlow rules to restore, so the restore step is short). Removed by `hitless "
+        "upgrade`."
+    ),
+    "hitless kill -9 + start": (
+        "A killed process hands nothing over: its AF_PACKET sockets close with it, so "
+        "traffic stops until `hitless start` has started a new daemon, which adopts "
+        "what the datapath still holds (for netdev: nothing, it lived in the process) "
+        "and relearns the MAC table. Unavoidable for a crash with this datapath; a "
+        "datapath that lives in the kernel (ebpf, next) keeps forwarding known flows "
+        "while no daemon runs, leaving only misses to wait for the new one."
+    ),
+    "OVS restart": (
+        "Open vSwitch's userspace (netdev) datapath lives inside ovs-vswitchd: between "
+        "stopping it and the new process reopening the ports (mostly its start-up), "
+        "nothing forwards and the MAC table starts empty. No Open vSwitch setting "
+        "avoids it for this datapath; handing the open ports and state to the new "
+        "process, as `hitless upgrade` does, removes it."
+    ),
+    "OVS ovs-ctl restart (flow-restore-wait)": (
+        "ovs-ctl saves the OpenFlow rules, sets flow-restore-wait, restarts and re-adds "
+        "the rules. With the kernel datapath the flag keeps existing flows forwarding; "
+        "with the netdev datapath the flows die with the process, so the flag saves "
+        "nothing and the save and restore steps only lengthen the outage of a plain "
+        "restart (more so with many rules). Removed only by not stopping the process "
+        "that owns the ports, as `hitless upgrade` does."
+    ),
+    "OVS kill -9 + start": (
+        "As the plain restart, without even the orderly shutdown: the datapath dies with "
+        "ovs-vswitchd and nothing forwards until the new one has opened the ports. "
+        "Unavoidable for a crash of a userspace datapath."
+    ),
+}
+
+OPERATION_NOTES = dict(_CAUSE)
+
+# Per operation and class: how the outage shows in that class (the cause is said once
+# per operation, above its table, from OPERATION_NOTES).
+EXPLANATIONS: dict[str, str] = {
+    f"{op}/{kind}": effect[0].upper() + effect[1:]
+    for op in _CAUSE
+    for kind, effect in _TRANSPORT.items()
+}

@@ -1,0 +1,434 @@
+"""The switches ``hitless impact`` measures, and the operations it performs on them.
+
+Two switches, each private to a temporary run directory and driven only through
+command-line tools, the way an operator would:
+
+* ``HitlessSwitch``: ``hitless start/stop/upgrade/downgrade/restart``; a netdev bridge
+  configured with stock ``ovs-vsctl``.
+* ``OvsSwitch``: Debian's Open vSwitch, its own ``ovsdb-server`` and ``ovs-vswitchd``
+  started with explicit sockets, pidfiles and logs in the run directory (and
+  ``OVS_RUNDIR``/``OVS_DBDIR``/``OVS_LOGDIR``/``OVS_SYSCONFDIR`` pointed there), so
+  it never touches the system's Open vSwitch. ``datapath_type=netdev`` (there is no
+  kernel module here), bridge in standalone mode (NORMAL).
+
+An operation (``Switch.operation(name)``) returns a callable for
+``hitless.impact.run.measure`` that performs it and returns its phases. Processes
+are stopped by the PIDs their pidfiles name, never by name.
+
+Must not import the switch layers: the switch is driven from outside, like a user would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hitless.impact.analysis import Phase
+
+__all__ = [
+    "HITLESS_OPS",
+    "OVS_OPS",
+    "HitlessSwitch",
+    "OvsSwitch",
+    "SwitchError",
+    "label",
+]
+
+BRIDGE = "br0"
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+TIMEOUT = 60.0
+
+# Operation keys (what --ops takes) per switch, in the order they run.
+HITLESS_OPS = ("upgrade", "downgrade", "cold", "flow-restore", "kill9")
+OVS_OPS = ("cold", "flow-restore", "kill9")
+
+_LABELS = {
+    ("hitless", "upgrade"): "hitless upgrade",
+    ("hitless", "downgrade"): "hitless downgrade",
+    ("hitless", "cold"): "hitless restart --mode cold",
+    ("hitless", "flow-restore"): "hitless restart --mode flow-restore",
+    ("hitless", "kill9"): "hitless kill -9 + start",
+    ("ovs", "cold"): "OVS restart",
+    ("ovs", "flow-restore"): "OVS ovs-ctl restart (flow-restore-wait)",
+    ("ovs", "kill9"): "OVS kill -9 + start",
+}
+
+
+def label(switch: str, op: str) -> str:
+    """The operation's name in tables, plots and docs (also the explanations' key)."""
+    return _LABELS[(switch, op)]
+
+
+class SwitchError(RuntimeError):
+    """A switch could not be started, configured or operated; the message says which
+    command failed and where its log is."""
+
+
+Operation = Callable[[], list[Phase]]
+
+
+def _run(cmd: Sequence[str], what: str, env: dict[str, str] | None = None) -> str:
+    try:
+        r = subprocess.run(
+            list(cmd),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            env=env,
+            cwd="/",
+        )
+    except FileNotFoundError:
+        raise SwitchError(f"{what}: {cmd[0]} is not installed") from None
+    if r.returncode != 0:
+        raise SwitchError(f"{what} failed ({' '.join(cmd)}):\n{(r.stderr or r.stdout).strip()}")
+    return r.stdout
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        pid = int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if _gone(pid) else pid
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie waiting for its parent (daemons are
+    reparented to init, which may reap them late)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _gone(pid):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def _stop_pid(pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    if not _wait_gone(pid, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, timeout)
+
+
+def _mktemp(prefix: str) -> Path:
+    # unix socket paths are limited to 107 bytes: keep the run directory short
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+class _Base:
+    kind = ""
+    rundir: Path
+    netns: str | None = None
+
+    def _in_ns(self, cmd: list[str]) -> list[str]:
+        """Processes that open interfaces run in the switch's namespace."""
+        return ["ip", "netns", "exec", self.netns, *cmd] if self.netns else cmd
+
+    def vsctl(self, *args: str) -> str:
+        return _run(
+            ["ovs-vsctl", f"--db=unix:{self.rundir / 'db.sock'}", "--timeout=30", *args],
+            f"ovs-vsctl {' '.join(args[:3])}",
+        ).strip()
+
+    def appctl(self, *args: str) -> str:
+        raise NotImplementedError
+
+    def add_bridge(self, ports: Sequence[str], mac_table_size: int = 8192) -> None:
+        """A netdev bridge in standalone mode with ``ports``."""
+        cmd = [
+            "add-br",
+            BRIDGE,
+            "--",
+            "set",
+            "bridge",
+            BRIDGE,
+            "datapath_type=netdev",
+            f"other_config:mac-table-size={mac_table_size}",
+        ]
+        for p in ports:
+            cmd += ["--", "add-port", BRIDGE, p]
+        self.vsctl(*cmd)
+
+    def fdb_macs(self) -> int:
+        """How many MAC entries ``ovs-appctl fdb/show`` lists for the bridge."""
+        lines = self.appctl("fdb/show", BRIDGE).splitlines()
+        return max(0, len(lines) - 1)
+
+
+# ------------------------------------------------------------------ hitless
+
+
+class HitlessSwitch(_Base):
+    """ovsdb-server + hitless-vswitchd in a fresh run directory."""
+
+    kind = "hitless"
+
+    def __init__(self, netns: str | None = None, downgrade_to: Path | None = None) -> None:
+        self.netns = netns
+        self.rundir = _mktemp("hli-sw-")
+        self.bin = Path(sys.executable).parent
+        self.downgrade_to = downgrade_to  # the older hitless-vswitchd for "downgrade"
+
+    def hitless(self, *args: str) -> str:
+        exe = self.bin / "hitless"
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "hitless.cli"]
+        return _run(self._in_ns([*cmd, *args, "--rundir", str(self.rundir)]), f"hitless {args[0]}")
+
+    def appctl(self, *args: str) -> str:
+        ctl = self.rundir / "hitless-vswitchd.ctl"
+        return _run(["ovs-appctl", "-t", str(ctl), "--timeout=30", *args], f"ovs-appctl {args[0]}")
+
+    def start(self) -> None:
+        self.hitless("start")
+
+    def daemon_pid(self) -> int | None:
+        return _read_pid(self.rundir / "hitless-vswitchd.pid")
+
+    def close(self) -> None:
+        """Stop both processes (by pidfile) and remove the run directory."""
+        _stop_pid(self.daemon_pid())
+        _stop_pid(_read_pid(self.rundir / "ovsdb-server.pid"))
+        shutil.rmtree(self.rundir, ignore_errors=True)
+
+    def log(self) -> Path:
+        return self.rundir / "hitless-vswitchd.log"
+
+    def operation(self, op: str) -> Operation:
+        if op == "upgrade":
+            return lambda: self._handoff(["upgrade"], "upgrade")
+        if op == "downgrade":
+            if self.downgrade_to is None:
+                raise SwitchError("downgrade needs an older hitless-vswitchd (downgrade_to)")
+            return lambda: self._handoff(["downgrade", "--to", str(self.downgrade_to)], "downgrade")
+        if op in ("cold", "flow-restore"):
+            return lambda: self._restart(op)
+        if op == "kill9":
+            return self._kill9
+        raise SwitchError(f"hitless has no operation {op!r}; known: {', '.join(HITLESS_OPS)}")
+
+    def _handoff(self, args: list[str], what: str) -> list[Phase]:
+        t0 = time.monotonic()
+        exe = self.bin / "hitless"
+        r = subprocess.run(
+            self._in_ns([str(exe), *args, "--rundir", str(self.rundir), "--json"]),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            cwd="/",
+        )
+        t1 = time.monotonic()
+        try:
+            report = json.loads(r.stdout)
+        except ValueError:
+            raise SwitchError(f"hitless {what} printed no report:\n{r.stderr.strip()}") from None
+        if r.returncode != 0 or not report.get("ok"):
+            raise SwitchError(f"hitless {what} failed: {report.get('reason')}")
+        return _handoff_phases(report.get("phases_ms", {}), t0, t1)
+
+    def _restart(self, mode: str) -> list[Phase]:
+        t0 = time.monotonic()
+        out = self.hitless("restart", "--mode", mode, "--json")
+        t1 = time.monotonic()
+        phases = json.loads(out).get("phases_ms", {})
+        return _sequential(phases, ("stop", "start", "restore"), t0, t1)
+
+    def _kill9(self) -> list[Phase]:
+        t0 = time.monotonic()
+        pid = self.daemon_pid()
+        if pid is None:
+            raise SwitchError(f"no hitless-vswitchd runs in {self.rundir}")
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, 10.0)
+        t1 = time.monotonic()
+        self.hitless("start")
+        t2 = time.monotonic()
+        return [Phase("kill -9", t0, t1), Phase("start (adopt)", t1, t2)]
+
+
+def _sequential(
+    phases_ms: dict[str, float], order: Sequence[str], t0: float, t1: float
+) -> list[Phase]:
+    """Phases reported as durations, laid end to end from t0 (the rest up to t1 is
+    the command's own start-up and exit)."""
+    out, t = [], t0
+    for key in order:
+        if key in phases_ms:
+            d = float(phases_ms[key]) / 1000
+            out.append(Phase(key, t, t + d))
+            t += d
+    return out or [Phase("operation", t0, t1)]
+
+
+def _handoff_phases(p: dict[str, float], t0: float, t1: float) -> list[Phase]:
+    """The handoff's phases: the new process starts and pre-copies while the old one
+    serves, then the freeze window (restore + verify), then the old process exits.
+    The report gives durations; laid out backwards from the end of the command."""
+    ms = {k: float(v) / 1000 for k, v in p.items()}
+    tail = [("old process exit", ms.get("old_exit", 0.0))]
+    freeze = ms.get("freeze", ms.get("restore", 0.0) + ms.get("verify", 0.0))
+    end = t1
+    phases: list[Phase] = []
+    for name, d in tail:
+        phases.append(Phase(name, end - d, end))
+        end -= d
+    phases.append(Phase("freeze (restore, verify)", end - freeze, end))
+    end -= freeze
+    phases.append(Phase("new process start + pre-copy (old serving)", t0, max(t0, end)))
+    return sorted(phases, key=lambda ph: ph.start)
+
+
+# ------------------------------------------------------------------ Open vSwitch
+
+
+@dataclass(frozen=True)
+class _OvsPaths:
+    root: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        d = str(self.root)
+        return {
+            **os.environ,
+            "OVS_RUNDIR": d,
+            "OVS_DBDIR": d,
+            "OVS_LOGDIR": d,
+            "OVS_SYSCONFDIR": d,
+        }
+
+
+class OvsSwitch(_Base):
+    """Debian's ovsdb-server + ovs-vswitchd, private to a fresh run directory."""
+
+    kind = "ovs"
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self.rundir = _mktemp("hli-ovs-")
+        self.paths = _OvsPaths(self.rundir)
+        self.flows_saved = 0
+
+    def _p(self, name: str) -> Path:
+        return self.rundir / name
+
+    def appctl(self, *args: str) -> str:
+        return _run(
+            ["ovs-appctl", "-t", str(self._p("ovs-vswitchd.ctl")), "--timeout=30", *args],
+            f"ovs-appctl {args[0]}",
+            env=self.paths.env,
+        )
+
+    def ofctl(self, *args: str) -> str:
+        mgmt = f"unix:{self._p(BRIDGE + '.mgmt')}"
+        return _run(["ovs-ofctl", args[0], mgmt, *args[1:]], f"ovs-ofctl {args[0]}",
+                    env=self.paths.env)  # fmt: skip
+
+    def start(self) -> None:
+        env = self.paths.env
+        _run(["ovsdb-tool", "create", str(self._p("conf.db")), OVS_SCHEMA], "ovsdb-tool", env)
+        _run(
+            self._in_ns(["ovsdb-server", str(self._p("conf.db")),
+             f"--remote=punix:{self._p('db.sock')}",
+             f"--unixctl={self._p('ovsdb-server.ctl')}",
+             f"--pidfile={self._p('ovsdb-server.pid')}",
+             f"--log-file={self._p('ovsdb-server.log')}",
+             "--detach", "--no-chdir"]),
+            "starting ovsdb-server",
+            env,
+        )  # fmt: skip
+        self.vsctl("--no-wait", "init")
+        self._start_vswitchd()
+
+    def _start_vswitchd(self) -> None:
+        _run(
+            self._in_ns(["ovs-vswitchd", f"unix:{self._p('db.sock')}",
+             f"--unixctl={self._p('ovs-vswitchd.ctl')}",
+             f"--pidfile={self._p('ovs-vswitchd.pid')}",
+             f"--log-file={self._p('ovs-vswitchd.log')}",
+             "--disable-system", "--detach", "--no-chdir"]),
+            "starting ovs-vswitchd",
+            self.paths.env,
+        )  # fmt: skip
+
+    def _applied(self) -> None:
+        """Bump next_cfg and wait (ovs-vsctl without --no-wait) until ovs-vswitchd has
+        applied the database: its ports are open again."""
+        self.vsctl("set", "Open_vSwitch", ".", f"external_ids:hli-mark={time.monotonic_ns()}")
+
+    def daemon_pid(self) -> int | None:
+        return _read_pid(self._p("ovs-vswitchd.pid"))
+
+    def close(self) -> None:
+        _stop_pid(self.daemon_pid())
+        _stop_pid(_read_pid(self._p("ovsdb-server.pid")))
+        shutil.rmtree(self.rundir, ignore_errors=True)
+
+    def log(self) -> Path:
+        return self._p("ovs-vswitchd.log")
+
+    def operation(self, op: str) -> Operation:
+        if op == "cold":
+            return lambda: self._restart(signal.SIGTERM, restore=False)
+        if op == "kill9":
+            return lambda: self._restart(signal.SIGKILL, restore=False)
+        if op == "flow-restore":
+            return lambda: self._restart(signal.SIGTERM, restore=True)
+        raise SwitchError(f"Open vSwitch has no operation {op!r} here; known: {', '.join(OVS_OPS)}")
+
+    def _restart(self, sig: int, restore: bool) -> list[Phase]:
+        """Stop ovs-vswitchd by PID and start it again; with ``restore``, the sequence
+        ovs-ctl uses: save the OpenFlow rules, set flow-restore-wait, restart, add
+        the rules back, clear flow-restore-wait."""
+        phases: list[Phase] = []
+        t = time.monotonic()
+        saved = self.rundir / "flows.save"
+        if restore:
+            dump = self.ofctl("dump-flows", "--no-stats", "--no-names")
+            rules = [ln.strip() for ln in dump.splitlines() if ln.strip()]
+            saved.write_text("\n".join(rules) + "\n")
+            self.flows_saved = len(rules)
+            self.vsctl("--no-wait", "set", "Open_vSwitch", ".",
+                       "other_config:flow-restore-wait=true")  # fmt: skip
+            phases.append(Phase("save flows, set flow-restore-wait", t, time.monotonic()))
+            t = time.monotonic()
+        pid = self.daemon_pid()
+        if pid is None:
+            raise SwitchError(f"no ovs-vswitchd runs in {self.rundir}")
+        _stop_pid(pid, sig)
+        phases.append(Phase("stop" if sig == signal.SIGTERM else "kill -9", t, time.monotonic()))
+        t = time.monotonic()
+        if sig == signal.SIGKILL:
+            self._p("ovs-vswitchd.pid").unlink(missing_ok=True)
+        self._start_vswitchd()
+        if not restore:
+            self._applied()
+        phases.append(Phase("start", t, time.monotonic()))
+        if restore:
+            t = time.monotonic()
+            self.ofctl("add-flows", str(saved))
+            self.vsctl("--no-wait", "remove", "Open_vSwitch", ".", "other_config",
+                       "flow-restore-wait")  # fmt: skip
+            self._applied()
+            phases.append(Phase("restore flows, clear flow-restore-wait", t, time.monotonic()))
+        return phases

@@ -1,0 +1,128 @@
+"""``hitless impact`` end to end: its help, a real upgrade run (JSON with no loss, a
+PNG, the MAC table carried over), Open vSwitch's plain restart losing traffic, and
+nothing left behind, also after Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hitless.cli import build_parser
+from hitless.impact.topology import leftovers
+
+HITLESS = [str(Path(sys.executable).parent / "hitless")]
+SHORT = ["--duration", "3", "--at", "1", "--hosts", "3"]
+
+
+def impact(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*HITLESS, "impact", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def impact_parser():  # type: ignore[no-untyped-def]
+    ap = build_parser()
+    sub = next(a for a in ap._actions if a.dest == "command")
+    return sub.choices["impact"]  # type: ignore[attr-defined]
+
+
+def test_help_explains_every_knob() -> None:
+    r = impact("--help")
+    assert r.returncode == 0, r.stderr
+    knobs = [a for a in impact_parser()._actions if a.option_strings and a.dest != "help"]
+    assert len(knobs) >= 16
+    for a in knobs:
+        assert a.help and len(a.help) > 20, f"{a.option_strings} has no real help"
+        assert a.option_strings[0] in r.stdout
+    for word in ("--switch", "--ops", "--hosts", "--duration", "--at", "--udp-pps",
+                 "--connect-interval", "--macs", "--rules", "--classes", "--json", "--plot",
+                 "--blips", "--demo", "upgrade", "downgrade", "cold", "flow-restore", "kill9",
+                 "OpenFlow"):  # fmt: skip
+        assert word in r.stdout, word
+
+
+def test_rules_are_refused_until_openflow_exists() -> None:
+    r = impact("--rules", "10")
+    assert r.returncode == 2
+    assert "OpenFlow" in r.stdout + r.stderr
+
+
+def test_unknown_operation_is_a_usage_error() -> None:
+    r = impact("--ops", "reboot")
+    assert r.returncode == 2 and "unknown operations" in r.stdout
+
+
+def _ours() -> set[str]:
+    """Namespaces and switch processes of impact runs (ours have /tmp/hli- run dirs)."""
+    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    procs = {ln.split()[0] for ln in ps.splitlines() if "/tmp/hli-" in ln}
+    return set(leftovers()) | {f"pid {p}" for p in procs}
+
+
+@pytest.fixture
+def nothing_left() -> Iterator[None]:
+    before = _ours()
+    yield
+    left = _ours() - before
+    assert not left, f"left behind: {left}"
+
+
+@pytest.mark.netns
+def test_upgrade_run_loses_nothing_and_writes_json_and_plot(
+    tmp_path: Path, nothing_left: None
+) -> None:
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    r = impact("--switch", "hitless", "--ops", "upgrade", *SHORT, "--macs", "300",
+               "--json", str(out), "--plot", str(png))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    (res,) = json.loads(out.read_text())["results"]
+    assert res["operation"] == "hitless upgrade"
+    kinds = {c["kind"] for c in res["classes"]}
+    assert kinds == {"udp", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast"}
+    for c in res["classes"]:
+        assert c["sent"] > 0, c
+        assert c["lost"] == 0, c
+    assert next(c for c in res["classes"] if c["kind"] == "tcp-stream")["outcome"] == "survived"
+    assert any("MAC table before: 300 of 300" in n for n in res["notes"]), res["notes"]
+    assert any("after the operation: 300 of the loaded" in n for n in res["notes"]), res["notes"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "hitless upgrade" in r.stdout
+
+
+@pytest.mark.netns
+def test_ovs_plain_restart_loses_traffic(tmp_path: Path, nothing_left: None) -> None:
+    out = tmp_path / "r.json"
+    r = impact("--switch", "ovs", "--ops", "cold", *SHORT, "--classes", "udp,tcp-stream",
+               "--macs", "200", "--json", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    (res,) = json.loads(out.read_text())["results"]
+    assert res["operation"] == "OVS restart"
+    udp = [c for c in res["classes"] if c["kind"] == "udp"]
+    assert len(udp) == 2 and all(c["lost"] > 0 for c in udp), udp
+    # the restarted ovs-vswitchd starts with an empty MAC table
+    assert any("after the operation: 0 of the loaded" in n for n in res["notes"]), res["notes"]
+
+
+@pytest.mark.netns
+def test_ctrl_c_removes_everything(nothing_left: None) -> None:
+    before = set(leftovers())
+    proc = subprocess.Popen(
+        [*HITLESS, "impact", "--switch", "hitless", "--ops", "cold", "--duration", "20"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not set(leftovers()) - before:  # the run's namespaces exist
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(3)  # the switch and the traffic agents are running
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
