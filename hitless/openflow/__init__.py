@@ -13,6 +13,8 @@ daemon, config, handoff). The pipeline decides what messages mean; the daemon do
 from hitless.openflow import constants
 from hitless.openflow.actions import *  # noqa: F403
 from hitless.openflow.actions import __all__ as _actions_all
+from hitless.openflow.connection import *  # noqa: F403
+from hitless.openflow.connection import __all__ as _connection_all
 from hitless.openflow.errors import LocalProtocolError, OpenFlowError, RemoteProtocolError
 from hitless.openflow.match import Match, Oxm, field
 from hitless.openflow.messages import *  # noqa: F403
@@ -29,6 +31,7 @@ __all__ = [
     "constants",
     "field",
     *_actions_all,
+    *_connection_all,
     *_messages_all,
     *_multipart_all,
 ]

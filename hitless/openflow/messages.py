@@ -137,7 +137,7 @@ def decode(data: bytes) -> Message:
         if hdr.version not in SUPPORTED_VERSIONS and hdr.type != MsgType.HELLO:
             raise _bad_request(f"unsupported version {hdr.version:#x}", BadRequestCode.BAD_VERSION)
         cls = _MESSAGES.get(hdr.type)
-        if cls is None or hdr.version < cls.min_version and hdr.type != MsgType.EXPERIMENTER:
+        if cls is None or (hdr.version < cls.min_version and hdr.type != MsgType.HELLO):
             raise _bad_request(f"unknown message type {hdr.type}", BadRequestCode.BAD_TYPE)
         return cls._parse(Reader(data, HEADER.size), hdr.version, hdr.xid)
     except RemoteProtocolError as e:
