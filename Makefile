@@ -9,7 +9,7 @@ DEB_PACKAGES := openvswitch-switch openvswitch-common iproute2 ethtool iputils-p
 STAMP_DEB  := $(VENV)/.deb-installed
 STAMP_VENV := $(VENV)/.venv-installed
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup demo blips test lint typecheck unit bench clean
 
 setup: $(STAMP_DEB) $(STAMP_VENV)
 
@@ -44,6 +44,10 @@ test: setup lint typecheck
 
 demo: setup
 	$(VENV)/bin/hitless impact --demo
+
+# docs/blips.md is generated from a real run of the demo, never edited by hand.
+blips: setup
+	$(VENV)/bin/hitless impact --demo --blips docs/blips.md
 
 bench: setup
 	$(PY) bench/datapath.py

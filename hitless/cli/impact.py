@@ -251,6 +251,7 @@ def measure_step(
 
     rates = Rates(udp_pps=args.udp_pps, connect_interval=args.connect_interval)
     notes: list[str] = []
+    have = 0
     with Topology(args.hosts) as topo:
         sw: HitlessSwitch | OvsSwitch
         if step.switch == "hitless":
@@ -269,10 +270,6 @@ def measure_step(
                 have = macload.load(
                     a.ns, a.dev, b.mac, args.macs, lambda: sw.appctl("fdb/show", "br0")
                 )
-                notes.append(
-                    f"MAC table before: {have} of {args.macs} loaded MACs (fdb/show), "
-                    f"{sw.fdb_macs()} entries in all"
-                )
                 if have < args.macs:
                     say(f"[yellow]{step.name}: the switch holds only {have} of {args.macs} MACs")
             res = measure(
@@ -287,7 +284,9 @@ def measure_step(
             )
             if args.macs:
                 after = macload.count_loaded(sw.appctl("fdb/show", "br0"))
-                notes.append(f"MAC table after the operation: {after} of the loaded MACs")
+                notes.append(
+                    f"MAC table (fdb/show): {have} of {args.macs} loaded MACs before, {after} after"
+                )
         finally:
             sw.close()
     settings = {

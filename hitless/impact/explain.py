@@ -2,12 +2,13 @@
 ``docs/blips.md`` shows next to every measured blip.
 
 ``OPERATION_NOTES``: per operation, why the switch stops forwarding and what would
-remove that. ``EXPLANATIONS``: keys ``"<operation>/<traffic class kind>"`` (or ``"<operation>/<class name>"`` for
-a single class), with the operation names of ``hitless.impact.switches.label``. The
+remove that. ``EXPLANATIONS``: keys ``"<operation>/<traffic class kind>"`` (or
+``"<operation>/<class name>"`` for a single class), with the operation names of
+``hitless.impact.switches.label``: how that class shows the disruption. The
 page is generated from a run's JSON with these, so this module is its single source.
-Nothing is written for ``hitless upgrade`` and ``hitless downgrade``: they are meant
-to lose nothing, and a blip measured there shows up on the page as *unexplained*,
-which is what it is (a bug, or noise on the machine, to be looked into).
+For ``hitless upgrade`` and ``hitless downgrade`` only lateness is explained (the
+freeze window): they are meant to lose nothing, so the text says that any loss there is
+a bug, not a property of the method.
 """
 
 from __future__ import annotations
@@ -82,12 +83,40 @@ _CAUSE = {
     ),
 }
 
-OPERATION_NOTES = dict(_CAUSE)
+_FREEZE = (
+    "Nothing is lost: during the freeze window (the new process restores the final "
+    "state and verifies it while the old one stops reading) no process reads the "
+    "ports, so packets wait in the AF_PACKET rings and socket buffers and are forwarded "
+    "late, by up to the length of the freeze. The freeze grows with the state carried "
+    "(measured here: about 25 ms with no extra MACs, 40 ms with 3,000 for this build). "
+    "Removed by a shorter freeze: carrying more of the state in the pre-copy, while the "
+    "old process still serves, and only the last changes while frozen. Any packet "
+    "actually lost in this operation is a bug."
+)
+_HANDOFF = {
+    "hitless upgrade": _FREEZE,
+    "hitless downgrade": _FREEZE
+    + " A downgrade hands over to an older build, whose import is slower (this tree "
+    "made MAC table import faster after the first release with the handoff): measured "
+    "here, about 130 ms of freeze with 3,000 MACs against 40 ms for the upgrade.",
+}
+_LATE = {
+    "udp": "datagrams that arrived during the freeze were queued, not dropped: late.",
+    "broadcast": "broadcasts that arrived during the freeze were queued, not dropped: late.",
+    "tcp-stream": "messages sent during the freeze were echoed late; no retransmission was needed.",
+    "tcp-connect": "connections attempted during the freeze completed late, by the freeze.",
+    "arp": "a resolution in flight during the freeze completed late; a flushed entry "
+    "being resolved makes the gap look longer than the freeze itself.",
+    "nd": "as ARP: a neighbour solicitation in flight during the freeze was answered late.",
+}
+
+OPERATION_NOTES = {**_HANDOFF, **_CAUSE}
 
 # Per operation and class: how the outage shows in that class (the cause is said once
 # per operation, above its table, from OPERATION_NOTES).
 EXPLANATIONS: dict[str, str] = {
     f"{op}/{kind}": effect[0].upper() + effect[1:]
-    for op in _CAUSE
-    for kind, effect in _TRANSPORT.items()
+    for table, ops in ((_TRANSPORT, _CAUSE), (_LATE, _HANDOFF))
+    for op in ops
+    for kind, effect in table.items()
 }

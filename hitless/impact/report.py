@@ -121,10 +121,15 @@ def table(results: Results, title: str = "Traffic impact") -> Table:
                 Text(_ms(c.disrupted) if c.disrupted else "0", style=style),
                 _ms(c.worst_latency),
                 Text(_outcome(c), style=style),
-                end_section=i == len(res.classes) - 1,
+                end_section=i == len(res.classes) - 1 and not res.notes,
             )
-        for note in res.notes:
-            t.add_row("", Text(note, style="dim"), *[""] * 6)
+        for j, note in enumerate(res.notes):
+            t.add_row(
+                "",
+                Text(note, style="dim"),
+                *[""] * 6,
+                end_section=j == len(res.notes) - 1,
+            )
     return t
 
 
