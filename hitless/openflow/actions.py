@@ -180,7 +180,7 @@ class ExperimenterAction(Action):
 
     type: ClassVar[ActionType] = ActionType.EXPERIMENTER
     experimenter: int
-    data: bytes = b"\0\0\0\0"
+    data: bytes = b""
 
     def _body(self) -> bytes:
         if (8 + len(self.data)) % 8:
@@ -344,7 +344,7 @@ class MeterInstruction(Instruction):
 class ExperimenterInstruction(Instruction):
     type: ClassVar[InstructionType] = InstructionType.EXPERIMENTER
     experimenter: int
-    data: bytes = b"\0\0\0\0"
+    data: bytes = b""
 
     def _body(self) -> bytes:
         if (8 + len(self.data)) % 8:
