@@ -36,7 +36,7 @@ from typing import Any
 from hitless.config.model import BridgeConfig, InterfaceConfig, PortConfig
 from hitless.daemon import handoff_new, handoff_old
 from hitless.daemon.switch import RunningBridge
-from hitless.daemon.takeover import SwitchImporter, export_switch
+from hitless.daemon.takeover import SwitchExporter, SwitchImporter
 from hitless.datapath.dummy import DummyDatapath
 from hitless.ofproto.bridge import Bridge
 
@@ -102,9 +102,7 @@ def one_handoff(n_macs: int) -> dict[str, float]:
     old = learned_switch(n_macs)
     tmp = Path(tempfile.mkdtemp(prefix="hl-bench-"))
     path = handoff_old.handoff_path(tmp)
-    server = handoff_old.HandoffServer(
-        path, lambda now, final: export_switch(old, now, final=final), lease=30.0
-    )
+    server = handoff_old.HandoffServer(path, SwitchExporter(old), lease=30.0)  # type: ignore[arg-type]
     result = {"v": handoff_old.SERVING}
 
     def serve() -> None:

@@ -26,6 +26,7 @@ from hitless import __version__
 from hitless.daemon import faults
 from hitless.handoff import snapshot, transport
 from hitless.handoff.protocol import (
+    FEATURES,
     Abort,
     Ack,
     Commit,
@@ -50,21 +51,26 @@ class TakeoverError(Exception):
 
 
 class Importer(Protocol):
-    def prepare(self, state: snapshot.StateV1) -> None:
-        """Pre-copy arrived (the old process still serves): validate and warm up."""
+    def prepare(self, state: snapshot.StateV1, delta: bool) -> None:
+        """Pre-copy arrived (the old process still serves): validate; with ``delta``,
+        build everything from it now."""
 
     def sync_config(self, deadline: float) -> None:
         """Block until our own OVSDB connection holds the whole database."""
 
-    def restore(self, state: snapshot.StateV1, fds: list[int]) -> snapshot.StateV1:
-        """Adopt descriptors and rebuild from the final state; return the state as
-        re-exported from what was rebuilt (for the digest)."""
+    def restore(self, state: snapshot.StateV1, fds: list[int]) -> tuple[str, dict[str, int]]:
+        """Full mode: adopt descriptors and rebuild from the final state; return the
+        digest (``snapshot.state_digest``) and counts of what was rebuilt."""
+
+    def restore_delta(self, delta: snapshot.DeltaV1, fds: list[int]) -> tuple[str, dict[str, int]]:
+        """Delta mode: adopt descriptors into what ``prepare`` built and apply the
+        changes; return the incremental digest and the counts of what now exists."""
 
     def commit(self) -> None:
         """We own the switch: take the control socket, pidfile, and start serving."""
 
     def discard(self) -> None:
-        """Rollback: drop whatever restore built, without touching shared resources."""
+        """Rollback: drop whatever was built, without touching shared resources."""
 
 
 @dataclass(slots=True)
@@ -177,7 +183,7 @@ def take_over(
     restored = False
     try:
         faults.maybe_crash("connected")
-        s.send(Hello(__version__, ours, os.getpid(), lease))
+        s.send(Hello(__version__, ours, os.getpid(), lease, list(FEATURES)))
         w = s.expect(Welcome, t0 + timeout, "the running switch's welcome")
         if isinstance(w, ConnectionClosed):
             raise TakeoverError("the running switch closed the handoff connection")
@@ -190,8 +196,10 @@ def take_over(
         if isinstance(pc, ConnectionClosed):
             raise TakeoverError("the running switch closed the connection during pre-copy")
         t_pc = clock()
+        delta = "delta" in w.features
         _, pre_state = snapshot.decode(pc.snapshot)
-        importer.prepare(pre_state)
+        restored = True  # prepare may build things discard must drop
+        importer.prepare(pre_state, delta)
         faults.maybe_crash("precopy")
         importer.sync_config(t0 + timeout)
         res.phases["start"] = t_pc - res.connected_at
@@ -205,21 +213,21 @@ def take_over(
             raise TakeoverError("the running switch closed the connection before freezing")
         t_frozen = clock()
         try:
-            _, final = snapshot.decode(fr.snapshot)
+            if fr.delta:
+                if not delta:
+                    raise TakeoverError("the running switch sent a delta nobody agreed on")
+                _, final_delta = snapshot.decode_delta(fr.snapshot)
+            else:
+                _, final = snapshot.decode(fr.snapshot)
         except snapshot.SnapshotError:
             for fd in fr.fds:
                 os.close(fd)
             raise
-        restored = True
-        rebuilt = importer.restore(final, fr.fds)
-        digest = snapshot.state_digest(rebuilt)
-        res.counts = snapshot.summary(rebuilt)
+        if fr.delta:
+            digest, res.counts = importer.restore_delta(final_delta, fr.fds)
+        else:
+            digest, res.counts = importer.restore(final, fr.fds)
         res.phases["restore"] = clock() - t_frozen
-        if digest != snapshot.state_digest(final):
-            raise TakeoverError(
-                f"restored state differs from the snapshot ({res.counts} vs "
-                f"{snapshot.summary(final)})"
-            )
         faults.maybe_crash("restored")
         faults.maybe_stall("restored")
         t_verify = clock()

@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hitless import __version__
 from hitless.daemon import faults
 from hitless.handoff import snapshot, transport
 from hitless.handoff.protocol import (
+    FEATURES,
     Abort,
     Ack,
     ConnectionClosed,
@@ -45,10 +46,22 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE = 2.0
 PRECOPY_TIMEOUT = 60.0  # the new side must say Ready within this after Welcome
 
-# exporter(now, final) -> (state, fds): the switch's learned state; with final (the
-# freeze) also the live descriptors the new process needs (still owned by this process:
-# the caller never closes them).
-Exporter = Callable[[float, bool], tuple[snapshot.StateV1, list[int]]]
+
+class Exporter(Protocol):
+    """The switch as the old side sees it (``hitless.daemon.takeover.SwitchExporter``)."""
+
+    def precopy(self, now: float, delta: bool) -> snapshot.StateV1:
+        """The whole learned state; with ``delta``, start tracking changes from now."""
+
+    def freeze(self, now: float, delta: bool) -> Any:
+        """The final state (a ``DeltaV1`` with ``delta``), the live descriptors the new
+        process needs (still owned by this process: never closed here), and the
+        digest and counts the new process must acknowledge: an object with ``state``,
+        ``fds``, ``digest``, ``counts``."""
+
+    def finish(self, rolled_back: bool) -> None:
+        """The handoff ended; ``rolled_back`` after a freeze: serve on as before."""
+
 
 SERVING = "serving"
 HANDED_OVER = "handed-over"
@@ -91,14 +104,13 @@ class HandoffServer:
         *,
         lease: float = DEFAULT_LEASE,
         clock: Callable[[], float] = time.monotonic,
-        on_rollback: Callable[[], None] | None = None,
     ) -> None:
         self.path = path
         self.exporter = exporter
-        self.on_rollback = on_rollback
         self._frozen = False
         self.default_lease = lease
         self.clock = clock
+        self._delta = False
         self.listener: socket.socket | None = transport.listen(str(path))
         self.conn: socket.socket | None = None
         self.proto: HandoffConnection | None = None
@@ -209,9 +221,13 @@ class HandoffServer:
             return
         rec.version = version
         self._lease = hello.lease if hello.lease > 0 else self.default_lease
-        self._send(self.proto.send(Welcome(__version__, version, os.getpid(), self._lease)))
+        features = [f for f in FEATURES if f in hello.features]
+        self._delta = "delta" in features
+        self._send(
+            self.proto.send(Welcome(__version__, version, os.getpid(), self._lease, features))
+        )
         t = self.clock()
-        state, _ = self.exporter(t, False)  # pre-copy carries no descriptors
+        state = self.exporter.precopy(t, self._delta)  # pre-copy carries no descriptors
         data = snapshot.encode(state, software=__version__, taken=t, version=version)
         self._send(self.proto.send(PreCopy(data)))
         rec.phases["precopy_send"] = self.clock() - t
@@ -231,14 +247,22 @@ class HandoffServer:
         rec.state = "frozen"
         try:
             self._frozen = True
-            state, fds = self.exporter(t_freeze, True)
-            digest = snapshot.state_digest(state)
-            data = snapshot.encode(state, software=__version__, taken=t_freeze, version=rec.version)
+            frozen = self.exporter.freeze(t_freeze, self._delta)
+            fds = frozen.fds
+            is_delta = isinstance(frozen.state, snapshot.DeltaV1)
+            if is_delta:
+                data = snapshot.encode_delta(
+                    frozen.state, software=__version__, taken=t_freeze, version=rec.version
+                )
+            else:
+                data = snapshot.encode(
+                    frozen.state, software=__version__, taken=t_freeze, version=rec.version
+                )
             if faults.hit("truncate-snapshot"):
                 data = data[: len(data) // 2]
             elif faults.hit("foreign-snapshot"):
                 data = b"\x93\x01\x02\x03 not a snapshot"
-            self._send(self.proto.freeze(data, len(fds), t_freeze, self._lease), fds)
+            self._send(self.proto.freeze(data, len(fds), t_freeze, self._lease, is_delta), fds)
             rec.phases["freeze_send"] = self.clock() - t_freeze
             deadline = self.proto.get_timer()
             assert deadline is not None
@@ -247,10 +271,10 @@ class HandoffServer:
                 return SERVING
             assert isinstance(ack, Ack)
             faults.maybe_crash("old-after-ack")
-            if ack.digest != digest:
+            if ack.digest != frozen.digest or ack.counts != frozen.counts:
                 reason = (
                     f"the new process restored a different state (digest {ack.digest[:12]} "
-                    f"!= {digest[:12]}; counts {ack.counts} vs {snapshot.summary(state)})"
+                    f"!= {frozen.digest[:12]}; counts {ack.counts} vs {frozen.counts})"
                 )
                 self._send(self.proto.abort(reason))
                 self._finish("rolled-back", reason)
@@ -269,6 +293,8 @@ class HandoffServer:
             self._fail(f"protocol error from the new process: {e}")
         except OSError as e:
             self._fail(f"handoff socket error during the freeze: {e}")
+        except snapshot.SnapshotError as e:
+            self._fail(f"cannot encode the final state: {e}")
         return SERVING
 
     def _wait_for(self, kind: type, deadline: float) -> object | None:
@@ -313,8 +339,8 @@ class HandoffServer:
             rec.state = "done" if result == "handed-over" else "idle"
             self.last = rec
         self.current = None
-        if self._frozen and result != "handed-over" and self.on_rollback is not None:
-            self.on_rollback()
+        if result != "handed-over":
+            self.exporter.finish(rolled_back=self._frozen)
         self._frozen = False
         if result != "handed-over":
             if reason:

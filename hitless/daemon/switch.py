@@ -212,14 +212,10 @@ class Switch:
 
     def start_handoff_listener(self, lease: float = DEFAULT_LEASE) -> None:
         """Accept handoffs to a new process on DIR/hitless-vswitchd.handoff."""
-        from hitless.daemon.takeover import export_switch, thaw_switch
+        from hitless.daemon.takeover import SwitchExporter
 
         self.handoff = HandoffServer(
-            handoff_path(self.rundir.path),
-            lambda now, final: export_switch(self, now, final=final),
-            lease=lease,
-            clock=self.clock,
-            on_rollback=lambda: thaw_switch(self),
+            handoff_path(self.rundir.path), SwitchExporter(self), lease=lease, clock=self.clock
         )
 
     def install_signal_handlers(self) -> None:
@@ -401,8 +397,7 @@ class Switch:
             for name, rb in self.bridges.items():
                 n = sum(1 for _ in rb.datapath.flow_dump())
                 rb.datapath.flow_flush()
-                log.info("bridge %s: flow-restore-wait cleared; flushed %d datapath flows",
-                         name, n)
+                log.info("bridge %s: flow-restore-wait cleared; flushed %d datapath flows", name, n)
         self._write_status(cur_cfg=new.next_cfg)
         self._next_refresh = now + self.status_interval
 

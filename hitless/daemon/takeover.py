@@ -1,11 +1,20 @@
 """The switch's side of the handoff: exporting a running ``Switch`` as a state snapshot
-plus descriptors, and rebuilding one from them in a new process (``SwitchImporter``).
+plus descriptors (``SwitchExporter``), and rebuilding one from them in a new process
+(``SwitchImporter``).
 
 What a snapshot holds per bridge: the datapath's ports (name, number, type), its
 megaflows with counters and ages, the provider's handles (AF_PACKET ring positions and
 such; the descriptors travel separately), the MAC table with entry ages, and the
 ofport numbers remembered for removed interfaces. Configuration is not carried: the new
 process reads it from its own, already synced, OVSDB connection.
+
+With the protocol feature "delta" the freeze is short whatever the size of the state:
+the new process builds every bridge, megaflow and MAC entry from the pre-copy while the
+old one still serves; the old one tracks what changes from then on (the datapath's
+changed matches, the MAC table's journal, flows whose counters moved) and the freeze
+carries only that, plus the descriptors. Both sides keep an order-independent digest
+(``snapshot.multiset_digest``) up to date with every item they add or remove, and the
+old side checks the new side's digest and counts before it lets go.
 """
 
 from __future__ import annotations
@@ -14,15 +23,19 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 from hitless.config.model import BridgeConfig
 from hitless.config.ovsdb import read_config
 from hitless.datapath import Datapath, FlowStats, provider
-from hitless.datapath.actions import actions_from_json, actions_to_json
+from hitless.datapath.actions import Action, actions_from_json, actions_to_json
+from hitless.handoff import snapshot
 from hitless.handoff.snapshot import (
+    BridgeDeltaV1,
     BridgeV1,
     DatapathV1,
+    DeltaV1,
     FlowV1,
     MacEntryV1,
     PortV1,
@@ -37,62 +50,96 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Few distinct action lists exist (NORMAL: one per output set), so their JSON forms are
+# cached both ways; a handoff of 50k flows then costs dict lookups, not conversions.
+_to_json: dict[tuple[Action, ...], list[Any]] = {}
+_from_json: dict[bytes, tuple[Action, ...]] = {}
 
-# -- export ---------------------------------------------------------------------------
+
+def _actions_json(actions: tuple[Action, ...]) -> list[Any]:
+    j = _to_json.get(actions)
+    if j is None:
+        if len(_to_json) > 4096:
+            _to_json.clear()
+        j = _to_json[actions] = actions_to_json(actions)
+    return j
 
 
-def _datapath_flows(dp: Datapath, now: float) -> list[FlowV1]:
-    out = []
-    for f in dp.flow_dump():
-        s = f.stats
-        out.append(
-            FlowV1(
-                f.match.key,
-                f.match.mask,
-                actions_to_json(f.actions),
-                s.packets,
-                s.bytes,
-                now - s.used if s.used else -1.0,
-                s.tcp_flags,
-            )
-        )
-    return out
+def _actions(j: list[Any]) -> tuple[Action, ...]:
+    import msgspec
+
+    k = msgspec.msgpack.encode(j)
+    a = _from_json.get(k)
+    if a is None:
+        if len(_from_json) > 4096:
+            _from_json.clear()
+        a = _from_json[k] = actions_from_json(j)
+    return a
+
+
+# -- export -----------------------------------------------------------------------
+
+
+def _flow_record(f: Any, now: float) -> FlowV1:
+    s = f.stats
+    return FlowV1(
+        f.match.key,
+        f.match.mask,
+        _actions_json(f.actions),
+        s.packets,
+        s.bytes,
+        now - s.used if s.used else -1.0,
+        s.tcp_flags,
+    )
+
+
+def _ports(dp: Datapath) -> list[PortV1]:
+    return [
+        PortV1(p.name, p.port_no, p.type)
+        for p in sorted(dp.ports().values(), key=lambda p: p.port_no)
+    ]
 
 
 def _bridge_state(
     name: str, bridge: Any, dp: Datapath, now: float, handles: dict[str, Any], slots: list[int]
 ) -> BridgeV1:
     learned = bridge.export_state()
-    ports = [
-        PortV1(p.name, p.port_no, p.type)
-        for p in sorted(dp.ports().values(), key=lambda p: p.port_no)
-    ]
     macs = [MacEntryV1(int(v), parse_mac(m), int(p), float(a)) for v, m, p, a in learned["mac"]]
+    flows = [_flow_record(f, now) for f in dp.flow_dump()]
     return BridgeV1(
         name,
-        DatapathV1(dp.type, handles, _datapath_flows(dp, now), slots),
-        ports,
+        DatapathV1(dp.type, handles, flows, slots),
+        _ports(dp),
         dict(learned.get("remembered", {})),
         macs,
     )
 
 
+def _final_handles(dp: Datapath, fds: list[int]) -> tuple[dict[str, Any], list[int]]:
+    handles, dp_fds = dp.export_handles()
+    handles = {k: v for k, v in handles.items() if k != "flows"}
+    handles["flows"] = []  # carried as typed FlowV1 records instead
+    slots = list(range(len(fds), len(fds) + len(dp_fds)))
+    fds.extend(dp_fds)
+    return handles, slots
+
+
 def export_switch(switch: Switch, now: float, *, final: bool) -> tuple[StateV1, list[int]]:
-    """The switch's learned state. With ``final`` (the freeze), also the datapaths'
-    handles and live descriptors (still owned by this process)."""
+    """The switch's whole learned state. With ``final`` (the freeze), also the
+    datapaths' handles and live descriptors (still owned by this process)."""
     bridges = []
     fds: list[int] = []
     for name, rb in sorted(switch.bridges.items()):
         handles: dict[str, Any] = {}
         slots: list[int] = []
         if final:
-            handles, dp_fds = rb.datapath.export_handles()
-            handles = {k: v for k, v in handles.items() if k != "flows"}
-            handles["flows"] = []  # carried as typed FlowV1 records instead
-            slots = list(range(len(fds), len(fds) + len(dp_fds)))
-            fds.extend(dp_fds)
+            handles, slots = _final_handles(rb.datapath, fds)
         bridges.append(_bridge_state(name, rb.bridge, rb.datapath, now, handles, slots))
     return StateV1(bridges), fds
+
+
+def _bridge(rb: Any) -> Bridge:
+    return cast(Bridge, rb.bridge)
 
 
 def thaw_switch(switch: Switch) -> None:
@@ -101,7 +148,151 @@ def thaw_switch(switch: Switch) -> None:
         rb.datapath.thaw()
 
 
-# -- import ---------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Baseline:
+    """What the pre-copy said, per bridge: enough to compute a delta and its digest."""
+
+    taken: float
+    digest: int
+    flows: dict[str, dict[tuple[bytes, bytes], list[Any]]] = field(default_factory=dict)
+    macs: dict[str, dict[tuple[int, bytes], int]] = field(default_factory=dict)
+    ports: dict[str, list[PortV1]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Frozen:
+    state: StateV1 | DeltaV1
+    fds: list[int]
+    digest: str
+    counts: dict[str, int]
+
+
+class SwitchExporter:
+    """The old side's view of the switch (``handoff_old.HandoffServer`` calls it)."""
+
+    def __init__(self, switch: Switch) -> None:
+        self.switch = switch
+        self.baseline: _Baseline | None = None
+
+    def precopy(self, now: float, delta: bool) -> StateV1:
+        state, _ = export_switch(self.switch, now, final=False)
+        self._stop_tracking()
+        if delta:
+            base = _Baseline(now, snapshot.multiset_digest(state))
+            for br in state.bridges:
+                base.flows[br.name] = {(f.key, f.mask): f.actions for f in br.datapath.flows}
+                base.macs[br.name] = {(m.vlan, m.mac): m.port for m in br.mac_entries}
+                base.ports[br.name] = br.ports
+            for rb in self.switch.bridges.values():
+                rb.datapath.track_changes()
+                _bridge(rb).mac.start_journal()
+            self.baseline = base
+        return state
+
+    def counts(self) -> dict[str, int]:
+        bridges = self.switch.bridges.values()
+        return {
+            "bridges": len(self.switch.bridges),
+            "ports": sum(len(rb.datapath.ports()) for rb in bridges),
+            "mac_entries": sum(len(_bridge(rb).mac) for rb in bridges),
+            "datapath_flows": sum(rb.datapath.flow_count() for rb in bridges),
+        }
+
+    def freeze(self, now: float, delta: bool) -> Frozen:
+        if not delta or self.baseline is None:
+            state, live_fds = export_switch(self.switch, now, final=True)
+            self._stop_tracking()
+            return Frozen(state, live_fds, snapshot.state_digest(state), snapshot.summary(state))
+        base = self.baseline
+        self.baseline = None
+        digest = base.digest
+        fds: list[int] = []
+        out = []
+        for name, rb in sorted(self.switch.bridges.items()):
+            dp, mac = rb.datapath, _bridge(rb).mac
+            changed_flows = dp.take_changes()
+            changed_macs = mac.take_journal()
+            handles, slots = _final_handles(dp, fds)
+            if name not in base.flows:  # created after the pre-copy: send it whole
+                whole = _bridge_state(name, rb.bridge, dp, now, handles, slots)
+                digest += snapshot.multiset_digest(StateV1([whole]))
+                out.append(BridgeDeltaV1(whole, new=True))
+                continue
+            bflows, bmacs = base.flows[name], base.macs[name]
+            flows: list[FlowV1] = []
+            removed_flows: list[tuple[bytes, bytes]] = []
+            for m in changed_flows:
+                k = (m.key, m.mask)
+                old = bflows.get(k)
+                if old is not None:
+                    digest -= snapshot.flow_item(name, m.key, m.mask, old)
+                f = dp.flow_get(m)
+                if f is None:
+                    removed_flows.append(k)
+                else:
+                    rec = _flow_record(f, now)
+                    flows.append(rec)
+                    digest += snapshot.flow_item(name, m.key, m.mask, rec.actions)
+            since = base.taken
+            for f in dp.flow_dump():  # counters that moved since the pre-copy
+                if f.stats.used >= since and f.match not in changed_flows:
+                    flows.append(_flow_record(f, now))
+            macs: list[MacEntryV1] = []
+            removed_macs: list[tuple[int, bytes]] = []
+            for key in changed_macs:
+                old_port = bmacs.get(key)
+                if old_port is not None:
+                    digest -= snapshot.mac_item(name, key[0], key[1], old_port)
+                row = mac.entry_row(key, now)
+                if row is None:
+                    if old_port is not None:
+                        removed_macs.append(key)
+                else:
+                    macs.append(MacEntryV1(key[0], key[1], int(row[2]), float(row[3])))
+                    digest += snapshot.mac_item(name, key[0], key[1], int(row[2]))
+            ports = _ports(dp)
+            for p in base.ports[name]:
+                digest -= snapshot.port_item(name, p.name, p.ofport, p.type)
+            for p in ports:
+                digest += snapshot.port_item(name, p.name, p.ofport, p.type)
+            learned_remembered = _bridge(rb).ofports.export()
+            out.append(
+                BridgeDeltaV1(
+                    BridgeV1(
+                        name,
+                        DatapathV1(dp.type, handles, flows, slots),
+                        ports,
+                        learned_remembered,
+                        macs,
+                    ),
+                    removed_flows,
+                    removed_macs,
+                )
+            )
+        for name in set(base.flows) - set(self.switch.bridges):  # destroyed meanwhile
+            for (fkey, fmask), actions in base.flows[name].items():
+                digest -= snapshot.flow_item(name, fkey, fmask, actions)
+            for (vlan, mac_addr), port in base.macs[name].items():
+                digest -= snapshot.mac_item(name, vlan, mac_addr, port)
+            for p in base.ports[name]:
+                digest -= snapshot.port_item(name, p.name, p.ofport, p.type)
+        return Frozen(DeltaV1(out), fds, snapshot.format_digest(digest), self.counts())
+
+    def _stop_tracking(self) -> None:
+        for rb in self.switch.bridges.values():
+            with contextlib.suppress(NotImplementedError):
+                rb.datapath.take_changes()
+            _bridge(rb).mac.take_journal()
+
+    def finish(self, rolled_back: bool) -> None:
+        """The handoff ended (any way): stop tracking; after a freeze, thaw."""
+        self.baseline = None
+        self._stop_tracking()
+        if rolled_back:
+            thaw_switch(self.switch)
+
+
+# -- import -----------------------------------------------------------------------
 
 
 class SwitchImporter:
@@ -111,10 +302,49 @@ class SwitchImporter:
         self.switch = switch
         self.on_commit = on_commit
         self.restored: dict[str, tuple[Bridge, Datapath]] = {}
+        self.digest = 0  # multiset digest of what the pre-copy built (delta mode)
+        self.flow_actions: dict[str, dict[tuple[bytes, bytes], list[Any]]] = {}
+        self.precopy_ports: dict[str, list[PortV1]] = {}
 
-    def prepare(self, state: StateV1) -> None:
+    def prepare(self, state: StateV1, delta: bool = False) -> None:
+        """With ``delta``, build every bridge now (no ports yet) while the old process
+        serves; otherwise only check that we can."""
         for br in state.bridges:
             provider(br.datapath.type)  # fails early on a datapath type we do not have
+        if not delta:
+            return
+        now = self.switch.clock()
+        for br in state.bridges:
+            dp = provider(br.datapath.type)(br.name)
+            self._build(br, dp, now)
+            self.precopy_ports[br.name] = br.ports
+        self.digest = snapshot.multiset_digest(state)
+
+    def _build(self, br: BridgeV1, dp: Datapath, now: float) -> None:
+        bridge = Bridge(br.name, dp)
+        self.restored[br.name] = (bridge, dp)
+        self._put_flows(br.name, dp, br.datapath.flows, now)
+        bridge.import_state(
+            {
+                "version": 1,
+                "mac": [[m.vlan, format_mac(m.mac), m.port, m.age] for m in br.mac_entries],
+                "ofports": {p.name: p.ofport for p in br.ports},
+                "remembered": dict(br.remembered_ofports),
+            },
+            now,
+        )
+
+    def _put_flows(self, name: str, dp: Datapath, flows: list[FlowV1], now: float) -> None:
+        known = self.flow_actions.setdefault(name, {})
+        for f in flows:
+            match = Match(f.key, f.mask)
+            if known.get((f.key, f.mask)) != f.actions:
+                dp.flow_put(match, _actions(f.actions))
+                known[(f.key, f.mask)] = f.actions
+            got = dp.flow_get(match)
+            if got is not None:
+                used = now - f.used_age if f.used_age >= 0 else 0.0
+                got.stats = FlowStats(f.packet_count, f.byte_count, used, f.tcp_flags)
 
     def sync_config(self, deadline: float) -> None:
         """Make-before-break: our own OVSDB connection, fully synced, before the freeze."""
@@ -132,39 +362,19 @@ class SwitchImporter:
             poller.timer_wait(100)
             poller.block()
 
-    def restore(self, state: StateV1, fds: list[int]) -> StateV1:
+    def restore(self, state: StateV1, fds: list[int]) -> tuple[str, dict[str, int]]:
+        """Full mode: adopt everything from the final state."""
         now = self.switch.clock()
         try:
             for br in state.bridges:
                 dp_fds = [fds[i] for i in br.datapath.fd_slots]
                 dp = provider(br.datapath.type).adopt(br.name, dict(br.datapath.handles), dp_fds)
-                self.restored[br.name] = (Bridge(br.name, dp), dp)
-                for f in br.datapath.flows:
-                    match = Match(f.key, f.mask)
-                    dp.flow_put(match, actions_from_json(f.actions))
-                    got = dp.flow_get(match)
-                    if got is not None:
-                        used = now - f.used_age if f.used_age >= 0 else 0.0
-                        got.stats = FlowStats(f.packet_count, f.byte_count, used, f.tcp_flags)
-                bridge = self.restored[br.name][0]
-                bridge.import_state(
-                    {
-                        "version": 1,
-                        "mac": [[m.vlan, format_mac(m.mac), m.port, m.age] for m in br.mac_entries],
-                        "ofports": {p.name: p.ofport for p in br.ports},
-                        "remembered": dict(br.remembered_ofports),
-                    },
-                    now,
-                )
+                self._build(br, dp, now)
         finally:
-            adopted = {
-                i for br in state.bridges if br.name in self.restored for i in br.datapath.fd_slots
-            }
-            for i, fd in enumerate(fds):
-                if i not in adopted:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
-        return StateV1(
+            self._close_unadopted(
+                fds, [br.datapath.fd_slots for br in state.bridges if br.name in self.restored]
+            )
+        rebuilt = StateV1(
             [
                 _bridge_state(
                     br.name,
@@ -177,6 +387,89 @@ class SwitchImporter:
                 for br in state.bridges
             ]
         )
+        return snapshot.state_digest(rebuilt), snapshot.summary(rebuilt)
+
+    def restore_delta(self, delta: DeltaV1, fds: list[int]) -> tuple[str, dict[str, int]]:
+        """Delta mode: adopt the ports into the bridges the pre-copy built and apply
+        what changed, keeping the digest up to date item by item."""
+        now = self.switch.clock()
+        digest = self.digest
+        adopted: list[list[int]] = []
+        try:
+            final_names = {d.changed.name for d in delta.bridges}
+            for name in set(self.restored) - final_names:  # destroyed meanwhile
+                bridge, dp = self.restored.pop(name)
+                for (key, mask), actions in self.flow_actions.pop(name, {}).items():
+                    digest -= snapshot.flow_item(name, key, mask, actions)
+                for v, m, p, _ in bridge.mac.export(now):
+                    digest -= snapshot.mac_item(name, int(v), parse_mac(m), int(p))
+                for port in self.precopy_ports.pop(name, []):
+                    digest -= snapshot.port_item(name, port.name, port.ofport, port.type)
+                bridge.close()
+                dp.close()
+            for d in delta.bridges:
+                br = d.changed
+                dp_fds = [fds[i] for i in br.datapath.fd_slots]
+                if d.new or br.name not in self.restored:
+                    dp = provider(br.datapath.type).adopt(
+                        br.name, dict(br.datapath.handles), dp_fds
+                    )
+                    adopted.append(br.datapath.fd_slots)
+                    self._build(br, dp, now)
+                    digest += snapshot.multiset_digest(StateV1([br]))
+                    continue
+                bridge, dp = self.restored[br.name]
+                dp.adopt_ports(dict(br.datapath.handles), dp_fds)
+                adopted.append(br.datapath.fd_slots)
+                known = self.flow_actions.setdefault(br.name, {})
+                for key, mask in d.removed_flows:
+                    old = known.pop((key, mask), None)
+                    if old is not None:
+                        digest -= snapshot.flow_item(br.name, key, mask, old)
+                    dp.flow_del(Match(key, mask))
+                for f in br.datapath.flows:
+                    old = known.get((f.key, f.mask))
+                    if old != f.actions:
+                        if old is not None:
+                            digest -= snapshot.flow_item(br.name, f.key, f.mask, old)
+                        digest += snapshot.flow_item(br.name, f.key, f.mask, f.actions)
+                self._put_flows(br.name, dp, br.datapath.flows, now)
+                for vlan, m in d.removed_macs:
+                    e = bridge.mac.get(vlan, m)
+                    if e is not None:
+                        digest -= snapshot.mac_item(br.name, vlan, m, e.port)
+                bridge.mac.forget(d.removed_macs)
+                for me in br.mac_entries:
+                    e = bridge.mac.get(me.vlan, me.mac)
+                    if e is not None:
+                        digest -= snapshot.mac_item(br.name, me.vlan, me.mac, e.port)
+                    digest += snapshot.mac_item(br.name, me.vlan, me.mac, me.port)
+                bridge.mac.apply_rows(
+                    [[m.vlan, format_mac(m.mac), m.port, m.age] for m in br.mac_entries], now
+                )
+                bridge.ofports.import_(dict(br.remembered_ofports))
+                # Ports: the pre-copy's ports were never attached here; the adopted ones are.
+                for p in self.precopy_ports.get(br.name, []):
+                    digest -= snapshot.port_item(br.name, p.name, p.ofport, p.type)
+                for p in _ports(dp):
+                    digest += snapshot.port_item(br.name, p.name, p.ofport, p.type)
+        finally:
+            self._close_unadopted(fds, adopted)
+        counts = {
+            "bridges": len(self.restored),
+            "ports": sum(len(dp.ports()) for _, dp in self.restored.values()),
+            "mac_entries": sum(len(b.mac) for b, _ in self.restored.values()),
+            "datapath_flows": sum(dp.flow_count() for _, dp in self.restored.values()),
+        }
+        return snapshot.format_digest(digest), counts
+
+    @staticmethod
+    def _close_unadopted(fds: list[int], adopted: list[list[int]]) -> None:
+        keep = {i for slots in adopted for i in slots}
+        for i, fd in enumerate(fds):
+            if i not in keep:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def commit(self) -> None:
         """We own everything now: wire the restored bridges into the switch and apply

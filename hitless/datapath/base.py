@@ -115,6 +115,9 @@ class Datapath(ABC):
     @abstractmethod
     def flow_dump(self) -> Iterable[DpFlow]: ...
 
+    def flow_count(self) -> int:
+        return sum(1 for _ in self.flow_dump())
+
     def flow_flush(self) -> None:
         for f in list(self.flow_dump()):
             self.flow_del(f.match)
@@ -141,6 +144,20 @@ class Datapath(ABC):
     def export_handles(self) -> tuple[dict[str, Any], list[int]]:
         """(state, fds) a new process needs to adopt this datapath unchanged."""
         raise NotImplementedError(f"{self.type} datapath cannot be handed over")
+
+    def track_changes(self) -> None:
+        """Start recording which flows are added, modified or removed (pre-copy)."""
+        raise NotImplementedError(f"{self.type} datapath cannot track changes")
+
+    def take_changes(self) -> set[Match]:
+        """The matches changed since ``track_changes``; stops tracking."""
+        raise NotImplementedError(f"{self.type} datapath cannot track changes")
+
+    def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
+        """Attach the ports of an ``export_handles`` state to this (port-less) instance:
+        a handoff builds the flow table during pre-copy, then adopts the ports at the
+        freeze. Takes ownership of fds."""
+        raise NotImplementedError(f"{self.type} datapath cannot adopt ports")
 
     def thaw(self) -> None:
         """Undo ``export_handles`` after a handoff rolled back: serve on as before."""

@@ -77,6 +77,7 @@ class DummyDatapath(Datapath):
         old = self._flows.get(match)
         if old is not None:
             old.actions = actions
+            self._flows.touch(match)
             if reset_stats:
                 old.stats = FlowStats()
             return
@@ -84,6 +85,9 @@ class DummyDatapath(Datapath):
 
     def flow_del(self, match: Match) -> DpFlow | None:
         return self._flows.remove(match)
+
+    def flow_count(self) -> int:
+        return len(self._flows)
 
     def flow_get(self, match: Match) -> DpFlow | None:
         return self._flows.get(match)
@@ -149,6 +153,17 @@ class DummyDatapath(Datapath):
     @classmethod
     def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> DummyDatapath:
         dp = cls(name)
-        for port_no, pname, ptype in state["ports"]:
-            dp.port_add(pname, port_no, ptype)
+        dp.adopt_ports(state, fds)
         return dp
+
+    def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
+        for port_no, pname, ptype in state["ports"]:
+            self.port_add(pname, port_no, ptype)
+
+    def track_changes(self) -> None:
+        self._flows.changed = set()
+
+    def take_changes(self) -> set[Match]:
+        out = self._flows.changed or set()
+        self._flows.changed = None
+        return out

@@ -17,9 +17,11 @@ EMC_SIZE = 65536
 
 
 class MegaflowTable:
-    __slots__ = ("_subtables", "_by_match", "_emc")
+    __slots__ = ("_subtables", "_by_match", "_emc", "changed")
 
     def __init__(self) -> None:
+        # While a handoff's pre-copy is out: every match inserted, modified or removed.
+        self.changed: set[Match] | None = None
         # mask as int -> (masked key as int -> flow)
         self._subtables: dict[int, dict[int, DpFlow]] = {}
         self._by_match: dict[Match, DpFlow] = {}
@@ -40,6 +42,8 @@ class MegaflowTable:
         if old is not None:
             self.remove(m)
         self._by_match[m] = flow
+        if self.changed is not None:
+            self.changed.add(m)
         mask = int.from_bytes(m.mask, "big")
         self._subtables.setdefault(mask, {})[int.from_bytes(m.key, "big")] = flow
         self._emc.clear()
@@ -48,6 +52,8 @@ class MegaflowTable:
         flow = self._by_match.pop(match, None)
         if flow is None:
             return None
+        if self.changed is not None:
+            self.changed.add(match)
         mask = int.from_bytes(match.mask, "big")
         sub = self._subtables.get(mask)
         if sub is not None:
@@ -56,6 +62,11 @@ class MegaflowTable:
                 del self._subtables[mask]
         self._emc.clear()
         return flow
+
+    def touch(self, match: Match) -> None:
+        """A flow's actions were modified in place."""
+        if self.changed is not None:
+            self.changed.add(match)
 
     def lookup(self, key: bytes) -> DpFlow | None:
         flow = self._emc.get(key)

@@ -279,6 +279,9 @@ class NetdevDatapath(Datapath):
         for port in self._ports.values():
             port.cache.clear()
 
+    def flow_count(self) -> int:
+        return len(self._flows)
+
     def flow_get(self, match: Match) -> DpFlow | None:
         return self._flows.get(match)
 

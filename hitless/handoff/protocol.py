@@ -57,6 +57,7 @@ class Hello(msgspec.Struct, tag="hello", frozen=True):
     versions: list[int]  # state versions the new side reads and writes
     pid: int
     lease: float = 0.0  # freeze lease the operator asked for (0 = the old side's default)
+    features: list[str] = []  # optional protocol features the new side speaks
 
 
 class Welcome(msgspec.Struct, tag="welcome", frozen=True):
@@ -64,6 +65,7 @@ class Welcome(msgspec.Struct, tag="welcome", frozen=True):
     version: int  # the state version both sides will use
     pid: int
     lease: float  # seconds the old side will stay frozen at most
+    features: list[str] = []  # the features both sides speak (a build without them sends none)
 
 
 class PreCopy(msgspec.Struct, tag="precopy", frozen=True):
@@ -78,6 +80,7 @@ class Frozen(msgspec.Struct, tag="frozen", frozen=True):
     snapshot: bytes  # the complete state at the freeze point
     fd_count: int
     fds: list[int] = []  # filled in on receipt with the descriptors that came along
+    delta: bool = False  # the snapshot holds only what changed since the pre-copy
 
 
 class Ack(msgspec.Struct, tag="ack", frozen=True):
@@ -244,7 +247,10 @@ class HandoffConnection:
                         f"Frozen declares {msg.fd_count} descriptors, {len(self._fds)} arrived"
                     )
                 msg = Frozen(
-                    msg.snapshot, msg.fd_count, [self._fds.popleft() for _ in range(msg.fd_count)]
+                    msg.snapshot,
+                    msg.fd_count,
+                    [self._fds.popleft() for _ in range(msg.fd_count)],
+                    msg.delta,
                 )
             self._step(msg, Role.OLD if self.role is Role.NEW else Role.NEW)
             self._events.append(msg)
@@ -259,11 +265,13 @@ class HandoffConnection:
         return out
 
     # -- the lease -----------------------------------------------------------------------
-    def freeze(self, snapshot: bytes, fd_count: int, now: float, lease: float) -> bytes:
+    def freeze(
+        self, snapshot: bytes, fd_count: int, now: float, lease: float, delta: bool = False
+    ) -> bytes:
         """Old side: enter the freeze (lease until now+lease) and send the final state."""
         if self.role is not Role.OLD:
             raise LocalProtocolError("only the old side freezes")
-        data = self.send(Frozen(snapshot, fd_count))
+        data = self.send(Frozen(snapshot, fd_count, [], delta))
         self.deadline = now + lease
         return data
 
@@ -277,6 +285,12 @@ class HandoffConnection:
         self.deadline = None
         self._events.append(LeaseExpired())
         return self.abort("freeze lease expired")
+
+
+# Protocol features: "delta" = the freeze carries only what changed since the pre-copy
+# (the new side built everything else while the old one served), verified by an
+# incremental order-independent digest (snapshot.multiset_digest).
+FEATURES = ["delta"]
 
 
 def negotiate(ours: list[int], theirs: list[int]) -> int | None:

@@ -75,6 +75,22 @@ class StateV1(msgspec.Struct, frozen=True):
     bridges: list[BridgeV1] = []
 
 
+class BridgeDeltaV1(msgspec.Struct, frozen=True):
+    """One bridge in a delta (protocol feature "delta"): ``changed`` holds the ports
+    (all of them: few), the datapath handles, and only the MAC entries and flows that
+    changed since the pre-copy (flows whose counters moved included); the ``removed_*``
+    lists say what went away. A bridge absent from the pre-copy comes whole."""
+
+    changed: BridgeV1
+    removed_flows: list[tuple[bytes, bytes]] = []  # (key, mask)
+    removed_macs: list[tuple[int, bytes]] = []  # (vlan, mac)
+    new: bool = False  # not in the pre-copy: ``changed`` is the whole bridge
+
+
+class DeltaV1(msgspec.Struct, frozen=True):
+    bridges: list[BridgeDeltaV1] = []
+
+
 class Envelope(msgspec.Struct, frozen=True):
     magic: str
     version: int
@@ -145,6 +161,31 @@ def encode(
     return msgspec.msgpack.encode(env)
 
 
+DELTA_TYPES: dict[int, type[msgspec.Struct]] = {1: DeltaV1}
+
+
+def encode_delta(delta: DeltaV1, *, software: str, taken: float, version: int) -> bytes:
+    """A delta is only ever exchanged between two live processes that negotiated
+    ``version``; it has no migrations (a version without a delta type sends full state)."""
+    if DELTA_TYPES.get(version) is not type(delta):
+        raise SnapshotError(f"no delta format for state version {version}")
+    payload = msgspec.msgpack.encode(delta)
+    return msgspec.msgpack.encode(
+        Envelope(MAGIC, version, software, taken, payload_checksum(payload), payload)
+    )
+
+
+def decode_delta(data: bytes) -> tuple[Envelope, DeltaV1]:
+    env = read_envelope(data)
+    kind = DELTA_TYPES.get(env.version)
+    if kind is None:
+        raise SnapshotError(f"no delta format for state version {env.version}")
+    try:
+        return env, msgspec.msgpack.decode(env.payload, type=kind)  # type: ignore[return-value]
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise SnapshotError(f"delta for state version {env.version} is invalid: {e}") from None
+
+
 def read_envelope(data: bytes) -> Envelope:
     if not data:
         raise SnapshotError("empty snapshot")
@@ -196,6 +237,47 @@ def state_digest(state: StateV1) -> str:
         for f in sorted(br.datapath.flows, key=lambda f: (f.mask, f.key)):
             h.update(b"f" + f.key + f.mask + msgspec.json.encode(f.actions))
     return h.hexdigest()
+
+
+# Order-independent digests, maintained incrementally across a pre-copy and its delta:
+# the sum (mod 2^128) of a hash per item. Ages and counters are not items.
+
+DIGEST_MOD = 1 << 128
+
+
+def _h(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=16).digest(), "big")
+
+
+def port_item(bridge: str, name: str, ofport: int, type_: str) -> int:
+    return _h(f"p\0{bridge}\0{name}\0{ofport}\0{type_}".encode())
+
+
+def mac_item(bridge: str, vlan: int, mac: bytes, port: int) -> int:
+    return _h(
+        b"m\0" + bridge.encode() + b"\0" + vlan.to_bytes(2, "big") + mac + port.to_bytes(4, "big")
+    )
+
+
+def flow_item(bridge: str, key: bytes, mask: bytes, actions: list[Any]) -> int:
+    return _h(b"f\0" + bridge.encode() + b"\0" + key + mask + msgspec.json.encode(actions))
+
+
+def multiset_digest(state: StateV1) -> int:
+    total = 0
+    for br in state.bridges:
+        n = br.name
+        for p in br.ports:
+            total += port_item(n, p.name, p.ofport, p.type)
+        for m in br.mac_entries:
+            total += mac_item(n, m.vlan, m.mac, m.port)
+        for f in br.datapath.flows:
+            total += flow_item(n, f.key, f.mask, f.actions)
+    return total % DIGEST_MOD
+
+
+def format_digest(value: int) -> str:
+    return f"{value % DIGEST_MOD:032x}"
 
 
 def summary(state: StateV1) -> dict[str, int]:

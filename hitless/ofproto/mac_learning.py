@@ -55,6 +55,8 @@ class MacTable:
         self.max_entries = max_entries
         self._entries: dict[MacKey, MacEntry] = {}
         self.dirty: set[MacKey] = set()
+        # While a handoff's pre-copy is out: every key whose entry changed since.
+        self.journal: set[MacKey] | None = None
         self.n_learned = 0
         self.n_moves = 0
         self.n_expired = 0
@@ -162,7 +164,42 @@ class MacTable:
     def take_dirty(self) -> set[MacKey]:
         d = self.dirty
         self.dirty = set()
+        if self.journal is not None:
+            self.journal |= d
         return d
+
+    def apply_rows(self, rows: list[list[Any]], now: float) -> None:
+        """Insert or replace entries from ``export`` rows (a handoff's delta)."""
+        entries = self._entries
+        for vlan, mac, port, age in rows:
+            key = (int(vlan), parse_mac(mac))
+            entries.pop(key, None)
+            entries[key] = MacEntry(int(port), now - float(age))
+            self.dirty.add(key)
+
+    def forget(self, keys: list[tuple[int, bytes]]) -> None:
+        """Remove entries (a handoff's delta); missing ones are ignored."""
+        for vlan, mac in keys:
+            key = (int(vlan), bytes(mac))
+            if self._entries.pop(key, None) is not None:
+                self.dirty.add(key)
+
+    def start_journal(self) -> None:
+        """Record from now on which entries change (learned, moved, removed)."""
+        self.journal = set()
+
+    def take_journal(self) -> set[MacKey]:
+        """The keys changed since ``start_journal`` (pending ones included); stops."""
+        out = (self.journal or set()) | self.dirty
+        self.journal = None
+        return out
+
+    def entry_row(self, key: MacKey, now: float) -> list[Any] | None:
+        """One entry in ``export`` form, or None if it is gone."""
+        e = self._entries.get(key)
+        if e is None:
+            return None
+        return [key[0], format_mac(key[1]), e.port, max(0.0, now - e.last_seen)]
 
     # Presentation and handoff ----------------------------------------------------
     def show(self, now: float) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hitless.daemon import handoff_new, handoff_old
+from hitless.daemon.takeover import Frozen
 from hitless.handoff import snapshot
 from hitless.handoff.snapshot import BridgeV1, DatapathV1, MacEntryV1, PortV1, StateV1
 
@@ -37,17 +38,25 @@ class OldSide:
         self.r, self.w = os.pipe()
         self.exports = 0
         self.thawed = 0
-        self.server = handoff_old.HandoffServer(
-            path, self.export, lease=lease, on_rollback=self.thaw
-        )
+        self.server = handoff_old.HandoffServer(path, self, lease=lease)
         self.result = handoff_old.SERVING
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
-    def export(self, now: float, final: bool) -> tuple[StateV1, list[int]]:
+    def precopy(self, now: float, delta: bool) -> StateV1:
         self.exports += 1
-        return make_state(3), [self.r] if final else []
+        return make_state(3)
+
+    def freeze(self, now: float, delta: bool) -> Frozen:
+        # This fake always sends full state (as a build without "delta" would).
+        self.exports += 1
+        state = make_state(3)
+        return Frozen(state, [self.r], snapshot.state_digest(state), snapshot.summary(state))
+
+    def finish(self, rolled_back: bool) -> None:
+        if rolled_back:
+            self.thaw()
 
     def thaw(self) -> None:
         self.thawed += 1
@@ -73,17 +82,21 @@ class Importer:
         self.committed = self.discarded = False
         self.prepared: StateV1 | None = None
 
-    def prepare(self, state: StateV1) -> None:
+    def prepare(self, state: StateV1, delta: bool) -> None:
         self.prepared = state
 
     def sync_config(self, deadline: float) -> None:
         pass
 
-    def restore(self, state: StateV1, fds: list[int]) -> StateV1:
+    def restore(self, state: StateV1, fds: list[int]) -> tuple[str, dict[str, int]]:
         self.fds = fds
         if self.fail_restore:
             raise OSError("cannot adopt")
-        return make_state(2) if self.tamper else state
+        rebuilt = make_state(2) if self.tamper else state
+        return snapshot.state_digest(rebuilt), snapshot.summary(rebuilt)
+
+    def restore_delta(self, delta: object, fds: list[int]) -> tuple[str, dict[str, int]]:
+        raise AssertionError("this fake never negotiates deltas")
 
     def commit(self) -> None:
         self.committed = True
@@ -126,7 +139,7 @@ def test_digest_mismatch_rolls_back(sock_path: Path) -> None:
     try:
         imp = Importer(tamper=True)
         res = handoff_new.take_over(sock_path, imp, timeout=5)
-        assert not res.ok and "differs" in res.reason
+        assert not res.ok and "different state" in res.reason
         assert imp.discarded and not imp.committed
         time.sleep(0.1)
         assert old.result == handoff_old.SERVING
@@ -166,10 +179,10 @@ def test_lease_expires_when_the_new_side_stalls(sock_path: Path, monkeypatch) ->
     try:
 
         class Stalling(Importer):
-            def restore(self, state: StateV1, fds: list[int]) -> StateV1:
+            def restore(self, state: StateV1, fds: list[int]) -> tuple[str, dict[str, int]]:
                 self.fds = fds
                 time.sleep(0.6)  # longer than the lease
-                return state
+                return snapshot.state_digest(state), snapshot.summary(state)
 
         imp = Stalling()
         res = handoff_new.take_over(sock_path, imp, timeout=5)

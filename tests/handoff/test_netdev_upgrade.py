@@ -30,23 +30,47 @@ CLASSES = ("udp", "tcp-stream", "tcp-connect")
 RATES = Rates(udp_pps=1000, tcp_interval=0.01, connect_interval=0.02)
 
 
-def netdev_switch(sw: Sw, topo: Topology, start_cmd: list[str] | None = None,
-                  env: dict[str, str] | None = None) -> tuple[Host, Host]:
+def netdev_switch(
+    sw: Sw, topo: Topology, start_cmd: list[str] | None = None, env: dict[str, str] | None = None
+) -> tuple[Host, Host]:
     a = topo.add_host("a", "10.0.0.1/24")
     b = topo.add_host("b", "10.0.0.2/24")
     cmd = start_cmd or [str(BIN / "hitless"), "start"]
-    r = subprocess.run([*cmd, "--rundir", str(sw.rundir.path)], capture_output=True, text=True,
-                       timeout=60, env={**os.environ, **(env or {})}, cwd="/")
+    r = subprocess.run(
+        [*cmd, "--rundir", str(sw.rundir.path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        cwd="/",
+    )
     assert r.returncode == 0, r.stderr
-    sw.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
-             "--", "add-port", "br0", a.switch_port, "--", "add-port", "br0", b.switch_port)
+    sw.vsctl(
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+        "--",
+        "add-port",
+        "br0",
+        a.switch_port,
+        "--",
+        "add-port",
+        "br0",
+        b.switch_port,
+    )
     assert a.ping(b.addr, count=2, interval=0.1)
     return a, b
 
 
 def fdb(sw: Sw) -> list[str]:
     """fdb/show without the ages (they keep running)."""
-    return sorted(line.rsplit(None, 1)[0] for line in sw.appctl("fdb/show", "br0").stdout.splitlines()[1:])
+    return sorted(
+        line.rsplit(None, 1)[0] for line in sw.appctl("fdb/show", "br0").stdout.splitlines()[1:]
+    )
 
 
 def flows(sw: Sw) -> dict[str, int]:
@@ -59,18 +83,25 @@ def flows(sw: Sw) -> dict[str, int]:
     return out
 
 
-def handoff_op(sw: Sw, *args: str, env: dict[str, str] | None = None,
-               results: list[dict] | None = None) -> object:
+def handoff_op(
+    sw: Sw, *args: str, env: dict[str, str] | None = None, results: list[dict] | None = None
+) -> object:
     def operation() -> list[Phase]:
         t0 = time.monotonic()
-        r = subprocess.run([str(BIN / "hitless"), *args, "--rundir", str(sw.rundir.path), "--json"],
-                           capture_output=True, text=True, timeout=120,
-                           env={**os.environ, **(env or {})}, cwd="/")
+        r = subprocess.run(
+            [str(BIN / "hitless"), *args, "--rundir", str(sw.rundir.path), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **(env or {})},
+            cwd="/",
+        )
         report = json.loads(r.stdout)
         report["returncode"] = r.returncode
         if results is not None:
             results.append(report)
         return [Phase(args[0], t0, time.monotonic())]
+
     return operation
 
 
@@ -92,8 +123,15 @@ def test_upgrade_with_traffic_loses_nothing_and_keeps_all_state(sw: Sw, topology
     fdb_before, flows_before = fdb(sw), flows(sw)
     old = sw.daemon_pid
     results: list[dict] = []
-    res = measure([a, b], handoff_op(sw, "upgrade", results=results), name="upgrade",
-                  duration=5, at=2, rates=RATES, classes=CLASSES)
+    res = measure(
+        [a, b],
+        handoff_op(sw, "upgrade", results=results),
+        name="upgrade",
+        duration=5,
+        at=2,
+        rates=RATES,
+        classes=CLASSES,
+    )
     (report,) = results
     assert report["ok"], report
     assert report["old_pid"] == old and sw.daemon_pid == report["new_pid"]
@@ -117,28 +155,43 @@ def test_upgrade_from_previous_build_and_downgrade_back_with_traffic(
     def up_and_down() -> list[Phase]:
         phases = handoff_op(sw, "upgrade", "--to", str(BIN / "hitless-vswitchd"), results=results)()
         time.sleep(1.0)
-        return phases + handoff_op(sw, "downgrade", "--to", str(old_build.vswitchd),
-                                   results=results)()
+        return (
+            phases + handoff_op(sw, "downgrade", "--to", str(old_build.vswitchd), results=results)()
+        )
 
-    res = measure([a, b], up_and_down, name="upgrade+downgrade", duration=6, at=1.5,
-                  rates=RATES, classes=CLASSES)
+    res = measure(
+        [a, b],
+        up_and_down,
+        name="upgrade+downgrade",
+        duration=6,
+        at=1.5,
+        rates=RATES,
+        classes=CLASSES,
+    )
     assert [r["ok"] for r in results] == [True, True], results
     assert_nothing_lost(res)
     assert str(old_build.venv) in Path(f"/proc/{sw.daemon_pid}/cmdline").read_text()
     assert fdb(sw) == fdb_before
 
 
-@pytest.mark.parametrize("fault", ["crash:ready", "crash:restored", "crash:acked",
-                                   "crash:committed", "stall:restored"])
+@pytest.mark.parametrize(
+    "fault", ["crash:ready", "crash:restored", "crash:acked", "crash:committed", "stall:restored"]
+)
 def test_failed_handoff_with_traffic_rolls_back_without_loss(
     sw: Sw, topology: Topology, fault: str
 ) -> None:
     a, b = netdev_switch(sw, topology)
     old = sw.daemon_pid
     results: list[dict] = []
-    res = measure([a, b], handoff_op(sw, "upgrade", "--lease", "0.5", env={"HITLESS_FAULT": fault},
-                                     results=results),
-                  name=fault, duration=4, at=1.5, rates=RATES, classes=CLASSES)
+    res = measure(
+        [a, b],
+        handoff_op(sw, "upgrade", "--lease", "0.5", env={"HITLESS_FAULT": fault}, results=results),
+        name=fault,
+        duration=4,
+        at=1.5,
+        rates=RATES,
+        classes=CLASSES,
+    )
     (report,) = results
     assert not report["ok"] and report["returncode"] == 1
     assert sw.daemon_pid == old
@@ -151,8 +204,15 @@ def test_old_process_killed_after_the_ack_with_traffic(sw: Sw, topology: Topolog
     a, b = netdev_switch(sw, topology, env={"HITLESS_FAULT": "crash:old-after-ack"})
     old = sw.daemon_pid
     results: list[dict] = []
-    res = measure([a, b], handoff_op(sw, "upgrade", results=results), name="old dies",
-                  duration=4, at=1.5, rates=RATES, classes=CLASSES)
+    res = measure(
+        [a, b],
+        handoff_op(sw, "upgrade", results=results),
+        name="old dies",
+        duration=4,
+        at=1.5,
+        rates=RATES,
+        classes=CLASSES,
+    )
     (report,) = results
     assert report["ok"], report
     assert sw.daemon_pid == report["new_pid"] != old
