@@ -125,9 +125,10 @@ def register(cls: type[Message]) -> type[Message]:
 def decode(data: bytes) -> Message:
     """One complete message (``data`` is exactly one message, header included)."""
     if len(data) < HEADER.size:
-        raise _bad_request(
+        error = _bad_request(
             f"message of {len(data)} bytes is shorter than a header", BadRequestCode.BAD_LEN
         )
+        raise error.with_request(data, 0)
     hdr = decode_header(data)
     try:
         if hdr.length != len(data):
