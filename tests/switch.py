@@ -89,11 +89,37 @@ def sw() -> Iterator[Sw]:
         # Only the processes this run directory's pidfiles name, and only if they are
         # ours (daemon_pid/db_pid check the command line).
         _kill(s.daemon_pid)
+        # A handoff that failed half-way may have left a second daemon the pidfile does
+        # not name: every process started for this test carries its unique run directory.
+        for pid in started_for(s.rundir.path):
+            if pid != s.db_pid:
+                _kill(pid)
         _kill(s.db_pid)
         for f in (s.rundir.pidfile, s.rundir.db_pidfile):
             pid = read_pid(f)
             assert pid is None or wait_exit(pid, 0.1), f"process {pid} survived teardown"
         shutil.rmtree(path, ignore_errors=True)
+
+
+def started_for(rundir: Path) -> list[int]:
+    """Live processes whose command line names ``rundir`` (unique per test)."""
+    out = []
+    marker = f"--rundir {rundir}"
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or int(p) == os.getpid():
+            continue
+        try:
+            cmd = (
+                Path(f"/proc/{p}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
+        except OSError:
+            continue
+        if marker in cmd and not wait_exit(int(p), 0):
+            out.append(int(p))
+    return out
 
 
 @pytest.fixture
