@@ -10,11 +10,21 @@ Figures, each the median of ``--runs`` runs of ``--seconds`` seconds:
   second. Generator: ``iperf3 -u -b 0 -l 18`` (one sender stream, as fast as it can);
   the figure is the datagrams the receiving iperf3 counted (sent - lost) / seconds.
 * tcp: ``iperf3`` TCP, one stream, receiver's bits/s.
+* burst: ``--flows`` (20,000) distinct new flows sent as fast as one host can (raw
+  64-byte frames, ``sendmmsg`` in batches of 64, from host a to host b's MAC and IP);
+  the figure is how many of them reach b's interface (its rx counter, once it has
+  stopped moving). Two kinds: ``l4`` (one source MAC, a distinct UDP source port per
+  frame: new 5-tuples, each a new entry for the switch's caches) and ``mac`` (a
+  distinct source MAC per frame: every frame misses the datapath, goes up to NORMAL,
+  is learned and gets its own megaflow). MAC tables are warm (a ping first).
 
-hitless: the ``NetdevDatapath`` driven in this process by ``serve()`` in a thread, with
-a trivial MAC-learning handler that installs (in_port, eth_dst) megaflows on a miss.
+hitless (default ``--switch daemon``): the product, ``hitless start --rundir DIR``
+(private ovsdb-server + hitless-vswitchd), one bridge with ``datapath_type=netdev``
+made with stock ``ovs-vsctl add-br/add-port``; NORMAL forwarding. ``--switch
+inprocess`` instead drives a bare ``NetdevDatapath`` in this process by ``serve()`` in
+a thread, with a trivial MAC-learning handler (the datapath alone, no daemon).
 OVS: a private ``ovsdb-server`` and ``ovs-vswitchd`` in a temporary rundir, one bridge
-with ``datapath_type=netdev`` and its default NORMAL flow. Both are killed by PID.
+with ``datapath_type=netdev`` and its default NORMAL flow. Both are stopped by PID.
 
 Prints each figure and the ratio hitless/OVS (the machine is shared and noisy: only
 ratios from the same invocation mean anything). Needs root.
@@ -35,6 +45,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -45,6 +56,7 @@ from hitless.packet.flow import Match, full_mask  # noqa: E402
 from tests.netns import Host, Topology, sh, unique_suffix  # noqa: E402
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+BIN = Path(sys.executable).parent
 
 
 class Learner:
@@ -80,7 +92,52 @@ def make_pair(topo: Topology, tag: str, net: int) -> Pair:
 
 
 @contextlib.contextmanager
-def hitless_switch(pair: Pair) -> Iterator[NetdevDatapath]:
+def hitless_daemon(pair: Pair) -> Iterator[str]:
+    """The real switch: ``hitless start``, a netdev bridge with both ports, NORMAL."""
+    rundir = tempfile.mkdtemp(prefix="hl-bench-hitless-")
+    db = f"unix:{rundir}/db.sock"
+    br = f"bh{unique_suffix()}"
+
+    def run(*args: str) -> str:
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {(r.stderr or r.stdout).strip()}")
+        return r.stdout
+
+    try:
+        run(str(BIN / "hitless"), "start", "--rundir", rundir)
+        run(
+            "ovs-vsctl", f"--db={db}", "--timeout=30", "add-br", br,
+            "--", "set", "bridge", br, "datapath_type=netdev",
+            "--", "add-port", br, pair.a.switch_port,
+            "--", "add-port", br, pair.b.switch_port,
+        )  # fmt: skip
+        for _ in range(100):
+            ofports = [
+                run("ovs-vsctl", f"--db={db}", "get", "Interface", p.switch_port, "ofport")
+                for p in (pair.a, pair.b)
+            ]
+            if all(o.strip() not in ("[]", "-1", "") for o in ofports):
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("hitless-vswitchd did not attach the benchmark's ports")
+        yield br
+    finally:
+        with contextlib.suppress(Exception):
+            subprocess.run(
+                [str(BIN / "hitless"), "stop", "--rundir", rundir],
+                capture_output=True,
+                timeout=60,
+            )
+        for name in ("hitless-vswitchd.pid", "ovsdb-server.pid"):  # if stop failed
+            with contextlib.suppress(OSError, ValueError), open(f"{rundir}/{name}") as f:
+                os.kill(int(f.read().strip()), signal.SIGKILL)
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def hitless_inprocess(pair: Pair) -> Iterator[NetdevDatapath]:
     dp = NetdevDatapath(f"hl{unique_suffix()}")
     dp.port_add(pair.a.switch_port)
     dp.port_add(pair.b.switch_port)
@@ -206,6 +263,77 @@ def measure_tcp(pair: Pair, seconds: float) -> float:
     return float(end["sum_received"]["bits_per_second"])  # type: ignore[index]
 
 
+# Runs inside host a's namespace: argv = dev, dst MAC, src IP, dst IP, count, kind, salt
+# (salt: a byte that makes each burst's flows new: the MACs' second byte, the UDP
+# destination port).
+# Builds every frame first, then sends them with sendmmsg (64 per call) as fast as the
+# kernel takes them; prints how many were sent and how long it took.
+_BURST = r"""
+import ctypes, ctypes.util, socket, struct, sys, time
+dev, dmac, sip, dip, count, kind, salt = sys.argv[1:8]
+count, salt = int(count), int(salt)
+dmac = bytes.fromhex(dmac.replace(":", ""))
+with open(f"/sys/class/net/{dev}/address") as f:
+    smac = bytes.fromhex(f.read().strip().replace(":", ""))
+sip, dip = socket.inet_aton(sip), socket.inet_aton(dip)
+frames = []
+for i in range(count):
+    src = smac if kind == "l4" else bytes((2, salt)) + i.to_bytes(4, "big")
+    sport = 1024 + i % 60000 if kind == "l4" else 7
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 46, i & 0xFFFF, 0, 64, 17, 0, sip, dip)
+    csum = sum(struct.unpack("!10H", ip))
+    csum = (csum & 0xFFFF) + (csum >> 16)
+    csum = ~((csum & 0xFFFF) + (csum >> 16)) & 0xFFFF
+    ip = ip[:10] + struct.pack("!H", csum) + ip[12:]
+    udp = struct.pack("!HHHH", sport, 1000 + salt, 26, 0) + bytes(18)
+    frames.append(dmac + src + b"\x08\x00" + ip + udp)
+libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+class Iov(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+class Msg(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint),
+                ("iov", ctypes.POINTER(Iov)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int), ("pad", ctypes.c_int), ("len", ctypes.c_uint)]
+assert ctypes.sizeof(Msg) == 64  # struct mmsghdr on x86-64 / arm64
+B = 64
+iovs = (Iov * count)(*[(f, len(f)) for f in frames])
+msgs = (Msg * count)()
+for i in range(count):
+    msgs[i].iov = ctypes.pointer(iovs[i])
+    msgs[i].iovlen = 1
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+s.setsockopt(263, 20, 1)  # PACKET_QDISC_BYPASS
+s.bind((dev, 0))
+base = ctypes.addressof(msgs)
+size = ctypes.sizeof(Msg)
+sent = 0
+t = time.perf_counter()
+while sent < count:
+    r = libc.sendmmsg(s.fileno(), ctypes.c_void_p(base + sent * size), min(B, count - sent), 0)
+    sent += r if r > 0 else 1  # a frame the kernel refused counts as sent (and lost)
+print(count, time.perf_counter() - t, flush=True)
+"""
+
+
+def measure_burst(pair: Pair, flows: int, kind: str, salt: int) -> tuple[int, float]:
+    """(frames of a ``flows``-frame burst that reached b, seconds the sender took)."""
+    before = pair.b.counter("rx_packets")
+    res = pair.a.run(
+        [sys.executable, "-c", _BURST, "eth0", pair.b.mac, pair.a.addr, pair.b.addr,
+         str(flows), kind, str(salt)],
+        timeout=120,
+    )  # fmt: skip
+    seconds = float(res.stdout.split()[1])
+    last, stable = -1, 0
+    while stable < 5:  # the count has not moved for 5 x 0.2 s
+        time.sleep(0.2)
+        now = pair.b.counter("rx_packets")
+        stable = stable + 1 if now == last else 0
+        last = now
+    return last - before, seconds
+
+
 def warm_up(pair: Pair) -> None:
     for _ in range(20):
         if pair.a.ping(pair.b.addr, count=1, timeout=1):
@@ -217,16 +345,31 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--flows", type=int, default=20000, help="frames (new flows) per burst")
+    ap.add_argument(
+        "--switch",
+        choices=("daemon", "inprocess"),
+        default="daemon",
+        help="hitless as the real daemon (default) or a bare datapath in this process",
+    )
+    ap.add_argument(
+        "--only",
+        choices=("pps", "tcp", "burst"),
+        action="append",
+        help="measure only these figures (repeatable; default: all)",
+    )
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/datapath.py needs root (network namespaces)")
     sh(["iperf3", "--version"])
 
+    only = set(args.only or ("pps", "tcp", "burst"))
+    metrics = ("pps", "app_pps", "tcp", "burst_l4", "burst_mac")
     results: dict[str, dict[str, list[float]]] = {
-        "hitless": {"pps": [], "app_pps": [], "tcp": []},
-        "ovs": {"pps": [], "app_pps": [], "tcp": []},
+        n: {m: [] for m in metrics} for n in ("hitless", "ovs")
     }
+    hitless_switch = hitless_daemon if args.switch == "daemon" else hitless_inprocess
     with Topology("hb") as topo:
         pairs = {"hitless": make_pair(topo, "h", 91), "ovs": make_pair(topo, "o", 92)}
         with hitless_switch(pairs["hitless"]), ovs_switch(pairs["ovs"]):
@@ -234,26 +377,50 @@ def main() -> None:
                 warm_up(pair)
             for run in range(args.runs):
                 for name, pair in pairs.items():
+                    if "pps" not in only:
+                        break
                     pps, app = measure_pps(pair, args.seconds)
                     results[name]["pps"].append(pps)
                     results[name]["app_pps"].append(app)
                     print(f"run {run + 1} {name:8} pps: {pps:,.0f} (app {app:,.0f})", flush=True)
                 for name, pair in pairs.items():
+                    if "tcp" not in only:
+                        break
                     tcp = measure_tcp(pair, args.seconds)
                     results[name]["tcp"].append(tcp)
                     print(f"run {run + 1} {name:8} tcp: {tcp / 1e9:.3f} Gbit/s", flush=True)
+                for kind in ("l4", "mac"):
+                    for name, pair in pairs.items():
+                        if "burst" not in only:
+                            break
+                        warm_up(pair)
+                        got, secs = measure_burst(pair, args.flows, kind, run)
+                        results[name][f"burst_{kind}"].append(got)
+                        print(
+                            f"run {run + 1} {name:8} burst {kind:3}: {got:,} of {args.flows:,}"
+                            f" arrived (sent in {secs * 1000:.0f} ms)",
+                            flush=True,
+                        )
 
-    med = {n: {m: statistics.median(v) for m, v in r.items()} for n, r in results.items()}
+    med = {n: {m: statistics.median(v) for m, v in r.items() if v} for n, r in results.items()}
     print()
-    print(f"{'':22}{'hitless':>16}{'ovs netdev':>16}{'ratio':>8}")
+    print(f"{'':26}{'hitless':>14}{'ovs netdev':>14}{'ratio':>8}")
     for metric, label, scale in (
         ("pps", "64-byte packets/s", 1.0),
         ("app_pps", "  (app pps)", 1.0),
         ("tcp", "TCP Gbit/s", 1e-9),
+        ("burst_l4", f"burst {args.flows} 5-tuples", 1.0),
+        ("burst_mac", f"burst {args.flows} src MACs", 1.0),
     ):
+        if metric not in med["hitless"]:
+            continue
         h, o = med["hitless"][metric], med["ovs"][metric]
-        print(f"{label:22}{h * scale:>16,.3f}{o * scale:>16,.3f}{h / o:>8.2f}")
-    print(f"(median of {args.runs} runs of {args.seconds:g} s each)")
+        ratio = f"{h / o:>8.2f}" if o else f"{'inf':>8}"
+        print(f"{label:26}{h * scale:>14,.3f}{o * scale:>14,.3f}{ratio}")
+    print(
+        f"(median of {args.runs} runs; pps and TCP runs of {args.seconds:g} s; "
+        f"hitless as {args.switch})"
+    )
     if args.json:
         print(json.dumps({"runs": results, "median": med}))
 
