@@ -55,6 +55,9 @@ class BenchSwitch:
     def force_reconcile(self) -> None:
         self.reconcile_forced = True
 
+    def listening_fds(self) -> dict[str, int]:
+        return {}
+
 
 class BenchImporter(SwitchImporter):
     def sync_config(self, deadline: float) -> None:  # no OVSDB in this benchmark

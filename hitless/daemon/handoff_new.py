@@ -66,6 +66,10 @@ class Importer(Protocol):
         """Delta mode: adopt descriptors into what ``prepare`` built and apply the
         changes; return the incremental digest and the counts of what now exists."""
 
+    def take_listeners(self, fds: dict[str, int]) -> None:
+        """The old process's listening sockets by name ("unixctl", "handoff"); the
+        importer owns them from now on (closes them in discard)."""
+
     def commit(self) -> None:
         """We own the switch: take the control socket, pidfile, and start serving."""
 
@@ -223,10 +227,13 @@ def take_over(
             for fd in fr.fds:
                 os.close(fd)
             raise
+        listen_idx = set(fr.listeners.values())
+        importer.take_listeners({name: fr.fds[i] for name, i in fr.listeners.items()})
+        dp_fds = [fd if i not in listen_idx else -1 for i, fd in enumerate(fr.fds)]
         if fr.delta:
-            digest, res.counts = importer.restore_delta(final_delta, fr.fds)
+            digest, res.counts = importer.restore_delta(final_delta, dp_fds)
         else:
-            digest, res.counts = importer.restore(final, fr.fds)
+            digest, res.counts = importer.restore(final, dp_fds)
         res.phases["restore"] = clock() - t_frozen
         faults.maybe_crash("restored")
         faults.maybe_stall("restored")

@@ -57,7 +57,8 @@ class Exporter(Protocol):
         """The final state (a ``DeltaV1`` with ``delta``), the live descriptors the new
         process needs (still owned by this process: never closed here), and the
         digest and counts the new process must acknowledge: an object with ``state``,
-        ``fds``, ``digest``, ``counts``."""
+        ``fds``, ``digest``, ``counts``, and ``listeners`` (name -> live listening fd
+        to hand over too, e.g. the control socket)."""
 
     def finish(self, rolled_back: bool) -> None:
         """The handoff ended; ``rolled_back`` after a freeze: serve on as before."""
@@ -104,6 +105,7 @@ class HandoffServer:
         *,
         lease: float = DEFAULT_LEASE,
         clock: Callable[[], float] = time.monotonic,
+        inherited_fd: int | None = None,
     ) -> None:
         self.path = path
         self.exporter = exporter
@@ -111,7 +113,13 @@ class HandoffServer:
         self.default_lease = lease
         self.clock = clock
         self._delta = False
-        self.listener: socket.socket | None = transport.listen(str(path))
+        self._listeners = False
+        self.listener: socket.socket | None
+        if inherited_fd is not None:  # the predecessor's socket, handed over
+            self.listener = socket.socket(fileno=inherited_fd)
+            self.listener.setblocking(False)
+        else:
+            self.listener = transport.listen(str(path))
         self.conn: socket.socket | None = None
         self.proto: HandoffConnection | None = None
         self.current: HandoffRecord | None = None
@@ -223,6 +231,7 @@ class HandoffServer:
         self._lease = hello.lease if hello.lease > 0 else self.default_lease
         features = [f for f in FEATURES if f in hello.features]
         self._delta = "delta" in features
+        self._listeners = "listeners" in features
         self._send(
             self.proto.send(Welcome(__version__, version, os.getpid(), self._lease, features))
         )
@@ -248,7 +257,15 @@ class HandoffServer:
         try:
             self._frozen = True
             frozen = self.exporter.freeze(t_freeze, self._delta)
-            fds = frozen.fds
+            fds = list(frozen.fds)
+            listeners: dict[str, int] = {}
+            if self._listeners:
+                for name, fd in frozen.listeners.items():
+                    listeners[name] = len(fds)
+                    fds.append(fd)
+                if self.listener is not None:
+                    listeners["handoff"] = len(fds)
+                    fds.append(self.listener.fileno())
             is_delta = isinstance(frozen.state, snapshot.DeltaV1)
             if is_delta:
                 data = snapshot.encode_delta(
@@ -262,7 +279,9 @@ class HandoffServer:
                 data = data[: len(data) // 2]
             elif faults.hit("foreign-snapshot"):
                 data = b"\x93\x01\x02\x03 not a snapshot"
-            self._send(self.proto.freeze(data, len(fds), t_freeze, self._lease, is_delta), fds)
+            self._send(
+                self.proto.freeze(data, len(fds), t_freeze, self._lease, is_delta, listeners), fds
+            )
             rec.phases["freeze_send"] = self.clock() - t_freeze
             deadline = self.proto.get_timer()
             assert deadline is not None

@@ -166,9 +166,12 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
 
         def on_commit() -> None:
             assert switch is not None
-            switch.start_unixctl()
+            inherited = importer.listeners
+            switch.start_unixctl(inherited.pop("unixctl", None))
             write_pidfile(rundir.pidfile)
-            switch.start_handoff_listener(args.lease)
+            switch.start_handoff_listener(args.lease, inherited.pop("handoff", None))
+            for fd in inherited.values():  # a listener this build does not know
+                os.close(fd)
 
         importer = SwitchImporter(switch, on_commit=on_commit)
         versions = os.environ.get("HITLESS_STATE_VERSIONS")  # tests: pretend another build

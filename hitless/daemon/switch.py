@@ -194,11 +194,23 @@ class Switch:
         self._wake_w = -1
 
     # Lifecycle ----------------------------------------------------------------------
-    def start_unixctl(self) -> None:
+    def start_unixctl(self, inherited_fd: int | None = None) -> None:
+        """Serve management commands on DIR/hitless-vswitchd.ctl. With ``inherited_fd``
+        (a handoff), keep serving the predecessor's listening socket itself: clients
+        that connected while it was frozen are answered by us."""
+        import socket
+
         import ovs.fatal_signal
+        import ovs.stream
         import ovs.unixctl.server
 
         unixctl.install(self)
+        if inherited_fd is not None:
+            sock = socket.socket(fileno=inherited_fd)
+            sock.setblocking(False)
+            listener = ovs.stream.PassiveStream(sock, f"punix:{self.rundir.ctl}", None)
+            self.unixctl_server = ovs.unixctl.server.UnixctlServer(listener)
+            return
         # Bind under a temporary name and rename over the real one: a predecessor's
         # socket (after a handoff) is replaced without a moment where the path is gone.
         tmp = f"{self.rundir.ctl}.{os.getpid()}.tmp"
@@ -210,12 +222,26 @@ class Switch:
         os.rename(tmp, self.rundir.ctl)
         self.unixctl_server = server
 
-    def start_handoff_listener(self, lease: float = DEFAULT_LEASE) -> None:
-        """Accept handoffs to a new process on DIR/hitless-vswitchd.handoff."""
+    def listening_fds(self) -> dict[str, int]:
+        """The listening sockets a successor takes over (live fds, still ours)."""
+        out = {}
+        if self.unixctl_server is not None:
+            out["unixctl"] = self.unixctl_server._listener.socket.fileno()
+        return out
+
+    def start_handoff_listener(
+        self, lease: float = DEFAULT_LEASE, inherited_fd: int | None = None
+    ) -> None:
+        """Accept handoffs to a new process on DIR/hitless-vswitchd.handoff (or on the
+        predecessor's listening socket, inherited by a handoff)."""
         from hitless.daemon.takeover import SwitchExporter
 
         self.handoff = HandoffServer(
-            handoff_path(self.rundir.path), SwitchExporter(self), lease=lease, clock=self.clock
+            handoff_path(self.rundir.path),
+            SwitchExporter(self),
+            lease=lease,
+            clock=self.clock,
+            inherited_fd=inherited_fd,
         )
 
     def install_signal_handlers(self) -> None:

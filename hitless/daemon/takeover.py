@@ -165,6 +165,7 @@ class Frozen:
     fds: list[int]
     digest: str
     counts: dict[str, int]
+    listeners: dict[str, int] = field(default_factory=dict)  # name -> live listening fd
 
 
 class SwitchExporter:
@@ -202,7 +203,13 @@ class SwitchExporter:
         if not delta or self.baseline is None:
             state, live_fds = export_switch(self.switch, now, final=True)
             self._stop_tracking()
-            return Frozen(state, live_fds, snapshot.state_digest(state), snapshot.summary(state))
+            return Frozen(
+                state,
+                live_fds,
+                snapshot.state_digest(state),
+                snapshot.summary(state),
+                self.switch.listening_fds(),
+            )
         base = self.baseline
         self.baseline = None
         digest = base.digest
@@ -276,7 +283,13 @@ class SwitchExporter:
                 digest -= snapshot.mac_item(name, vlan, mac_addr, port)
             for p in base.ports[name]:
                 digest -= snapshot.port_item(name, p.name, p.ofport, p.type)
-        return Frozen(DeltaV1(out), fds, snapshot.format_digest(digest), self.counts())
+        return Frozen(
+            DeltaV1(out),
+            fds,
+            snapshot.format_digest(digest),
+            self.counts(),
+            self.switch.listening_fds(),
+        )
 
     def _stop_tracking(self) -> None:
         for rb in self.switch.bridges.values():
@@ -305,6 +318,7 @@ class SwitchImporter:
         self.digest = 0  # multiset digest of what the pre-copy built (delta mode)
         self.flow_actions: dict[str, dict[tuple[bytes, bytes], list[Any]]] = {}
         self.precopy_ports: dict[str, list[PortV1]] = {}
+        self.listeners: dict[str, int] = {}  # handed-over listening fds, by name
 
     def prepare(self, state: StateV1, delta: bool = False) -> None:
         """With ``delta``, build every bridge now (no ports yet) while the old process
@@ -467,7 +481,7 @@ class SwitchImporter:
     def _close_unadopted(fds: list[int], adopted: list[list[int]]) -> None:
         keep = {i for slots in adopted for i in slots}
         for i, fd in enumerate(fds):
-            if i not in keep:
+            if i not in keep and fd >= 0:  # -1: a slot that is not the datapaths' to close
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
@@ -494,7 +508,15 @@ class SwitchImporter:
         if self.on_commit is not None:
             self.on_commit()
 
+    def take_listeners(self, fds: dict[str, int]) -> None:
+        """The old process's listening sockets (used at commit instead of new ones)."""
+        self.listeners = dict(fds)
+
     def discard(self) -> None:
+        for fd in self.listeners.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.listeners = {}
         for bridge, dp in self.restored.values():
             with contextlib.suppress(Exception):
                 bridge.close()

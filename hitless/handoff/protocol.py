@@ -81,6 +81,8 @@ class Frozen(msgspec.Struct, tag="frozen", frozen=True):
     fd_count: int
     fds: list[int] = []  # filled in on receipt with the descriptors that came along
     delta: bool = False  # the snapshot holds only what changed since the pre-copy
+    # feature "listeners": listening sockets among the descriptors, name -> index
+    listeners: dict[str, int] = {}
 
 
 class Ack(msgspec.Struct, tag="ack", frozen=True):
@@ -251,6 +253,7 @@ class HandoffConnection:
                     msg.fd_count,
                     [self._fds.popleft() for _ in range(msg.fd_count)],
                     msg.delta,
+                    msg.listeners,
                 )
             self._step(msg, Role.OLD if self.role is Role.NEW else Role.NEW)
             self._events.append(msg)
@@ -266,12 +269,18 @@ class HandoffConnection:
 
     # -- the lease -----------------------------------------------------------------------
     def freeze(
-        self, snapshot: bytes, fd_count: int, now: float, lease: float, delta: bool = False
+        self,
+        snapshot: bytes,
+        fd_count: int,
+        now: float,
+        lease: float,
+        delta: bool = False,
+        listeners: dict[str, int] | None = None,
     ) -> bytes:
         """Old side: enter the freeze (lease until now+lease) and send the final state."""
         if self.role is not Role.OLD:
             raise LocalProtocolError("only the old side freezes")
-        data = self.send(Frozen(snapshot, fd_count, [], delta))
+        data = self.send(Frozen(snapshot, fd_count, [], delta, listeners or {}))
         self.deadline = now + lease
         return data
 
@@ -290,7 +299,10 @@ class HandoffConnection:
 # Protocol features: "delta" = the freeze carries only what changed since the pre-copy
 # (the new side built everything else while the old one served), verified by an
 # incremental order-independent digest (snapshot.multiset_digest).
-FEATURES = ["delta"]
+# "listeners" = the listening sockets (the control socket, the handoff socket) travel
+# with the datapath's descriptors, so a client that connects during the freeze is
+# answered by the new process instead of being dropped with the old one.
+FEATURES = ["delta", "listeners"]
 
 
 def negotiate(ours: list[int], theirs: list[int]) -> int | None:

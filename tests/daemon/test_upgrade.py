@@ -227,7 +227,9 @@ def test_downgrade_requires_a_target_and_checks_it(started: Sw) -> None:
 
 
 @pytest.mark.parametrize("mode", ["cold", "flow-restore"])
-def test_restart_baselines_replace_the_process_and_keep_the_configuration(started: Sw, mode: str) -> None:
+def test_restart_baselines_replace_the_process_and_keep_the_configuration(
+    started: Sw, mode: str
+) -> None:
     sw = started
     dummy_bridge(sw, "p1", "p2")
     old = sw.daemon_pid
@@ -241,3 +243,36 @@ def test_restart_baselines_replace_the_process_and_keep_the_configuration(starte
     assert "flow-restore-wait" not in sw.get("Open_vSwitch", ".", "other_config")
     if mode == "flow-restore":
         assert "flow-restore-wait cleared" in sw.log()
+
+
+def test_management_commands_sent_during_the_freeze_are_answered_by_the_new_process(
+    started: Sw,
+) -> None:
+    """The control socket itself is handed over: a client that connects while the old
+    process is frozen waits in its backlog and gets its answer from the new one."""
+    sw = started
+    dummy_bridge(sw, "p1")
+    result: dict[str, subprocess.CompletedProcess[str]] = {}
+    t = threading.Thread(
+        target=lambda: result.setdefault(
+            "r", upgrade(sw, "--lease", "5", env={"HITLESS_FAULT": "delay:restored"})
+        )
+    )
+    t.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # until the old side is in pre-copy
+        st = json.loads(sw.appctl("upgrade/status", check=False).stdout or "{}")
+        if (st.get("current") or {}).get("state") == "pre-copy":
+            break
+        time.sleep(0.01)
+    time.sleep(0.3)  # now frozen: the new side sleeps 1 s after restoring
+    answers = [sw.appctl("upgrade/status", check=False) for _ in range(3)]
+    t.join(60)
+    r = result["r"]
+    assert r.returncode == 0, r.stdout + r.stderr
+    new = json.loads(r.stdout)["new_pid"]
+    owner_is(sw, new)
+    for a in answers:
+        assert a.returncode == 0, a.stderr
+    # At least the first one was queued during the freeze and answered after it.
+    assert json.loads(answers[0].stdout)["taken_over"] is not None

@@ -45,6 +45,9 @@ class FakeSwitch:
     def force_reconcile(self) -> None:
         pass
 
+    def listening_fds(self) -> dict[str, int]:
+        return {}
+
 
 def old_switch(clock: Clock) -> tuple[FakeSwitch, DummyDatapath, Bridge]:
     sw = FakeSwitch(clock)

@@ -89,7 +89,7 @@ class Importer:
         pass
 
     def restore(self, state: StateV1, fds: list[int]) -> tuple[str, dict[str, int]]:
-        self.fds = fds
+        self.fds = [fd for fd in fds if fd >= 0]  # -1: a listener's slot
         if self.fail_restore:
             raise OSError("cannot adopt")
         rebuilt = make_state(2) if self.tamper else state
@@ -98,12 +98,17 @@ class Importer:
     def restore_delta(self, delta: object, fds: list[int]) -> tuple[str, dict[str, int]]:
         raise AssertionError("this fake never negotiates deltas")
 
+    def take_listeners(self, fds: dict[str, int]) -> None:
+        self.listeners = fds
+
     def commit(self) -> None:
         self.committed = True
+        for fd in getattr(self, "listeners", {}).values():
+            os.close(fd)
 
     def discard(self) -> None:
         self.discarded = True
-        for fd in self.fds:
+        for fd in self.fds + list(getattr(self, "listeners", {}).values()):
             os.close(fd)
 
 
@@ -180,7 +185,7 @@ def test_lease_expires_when_the_new_side_stalls(sock_path: Path, monkeypatch) ->
 
         class Stalling(Importer):
             def restore(self, state: StateV1, fds: list[int]) -> tuple[str, dict[str, int]]:
-                self.fds = fds
+                self.fds = [fd for fd in fds if fd >= 0]  # -1: a listener's slot
                 time.sleep(0.6)  # longer than the lease
                 return snapshot.state_digest(state), snapshot.summary(state)
 
