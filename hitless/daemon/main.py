@@ -126,13 +126,20 @@ def main(argv: list[str] | None = None) -> int:
         log.critical("%s crashed: %s: %s", DAEMON_NAME, type(e).__name__, e, exc_info=True)
         return 1
     finally:
-        if switch is not None:
-            try:
-                switch.close()
-            except Exception:
-                log.exception("error while closing the switch")
+        _shutdown(switch, rundir, remove_pidfile=True)
+
+
+def _shutdown(switch: object | None, rundir: RunDir, *, remove_pidfile: bool) -> None:
+    """Close the switch (a no-op after a handoff: everything is the successor's),
+    drop our pidfile if it still names us, flush the log."""
+    if switch is not None:
+        try:
+            switch.close()  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("error while closing the switch")
+    if remove_pidfile:
         remove_pidfile_if_mine(rundir.pidfile)
-        logging.shutdown()
+    logging.shutdown()
 
 
 def _report(fd: int | None, doc: dict[str, object]) -> None:
@@ -208,14 +215,7 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
         _report(args.report_fd, {"ok": False, "reason": f"{type(e).__name__}: {e}"})
         return 1
     finally:
-        if switch is not None:
-            try:
-                switch.close()
-            except Exception:
-                log.exception("error while closing the switch")
-        if owned:
-            remove_pidfile_if_mine(rundir.pidfile)
-        logging.shutdown()
+        _shutdown(switch, rundir, remove_pidfile=owned)
 
 
 if __name__ == "__main__":

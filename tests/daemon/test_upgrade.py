@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,43 @@ def upgrade(
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
     )
+
+
+def start_with_env(sw: Sw, env: dict[str, str]) -> None:
+    """``hitless start`` with extra environment (fault points) for the daemon."""
+    r = subprocess.run(
+        [str(BIN / "hitless"), "start", "--rundir", str(sw.rundir.path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def slow_upgrade_in_background(sw: Sw) -> Callable[[], subprocess.CompletedProcess[str]]:
+    """Start an upgrade whose new process sleeps 1 s after restoring (the old one frozen
+    meanwhile, under a 5 s lease); return once the old side is in pre-copy. The returned
+    function waits for the upgrade and gives its result."""
+    result: dict[str, subprocess.CompletedProcess[str]] = {}
+    t = threading.Thread(
+        target=lambda: result.setdefault(
+            "r", upgrade(sw, "--lease", "5", env={"HITLESS_FAULT": "delay:restored"})
+        )
+    )
+    t.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        st = json.loads(sw.appctl("upgrade/status", check=False).stdout or "{}")
+        if (st.get("current") or {}).get("state") == "pre-copy":
+            break
+        time.sleep(0.01)
+
+    def finish() -> subprocess.CompletedProcess[str]:
+        t.join(60)
+        return result["r"]
+
+    return finish
 
 
 def owner_is(sw: Sw, pid: int) -> None:
@@ -125,14 +163,7 @@ def test_new_process_failing_at_any_phase_leaves_the_old_one_serving(
 
 def test_old_process_killed_right_after_the_ack_leaves_the_new_one_owning(sw: Sw) -> None:
     env = {**os.environ, "HITLESS_FAULT": "crash:old-after-ack"}
-    r = subprocess.run(
-        [str(BIN / "hitless"), "start", "--rundir", str(sw.rundir.path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
+    start_with_env(sw, env)
     dummy_bridge(sw, "p1")
     old = sw.daemon_pid
     r = upgrade(sw)
@@ -146,14 +177,7 @@ def test_old_process_killed_right_after_the_ack_leaves_the_new_one_owning(sw: Sw
 @pytest.mark.parametrize("fault", ["truncate-snapshot", "foreign-snapshot"])
 def test_bad_snapshot_from_the_old_side_is_refused_and_rolled_back(sw: Sw, fault: str) -> None:
     env = {**os.environ, "HITLESS_FAULT": fault}
-    r = subprocess.run(
-        [str(BIN / "hitless"), "start", "--rundir", str(sw.rundir.path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
+    start_with_env(sw, env)
     dummy_bridge(sw, "p1")
     old = sw.daemon_pid
     r = upgrade(sw)
@@ -176,23 +200,9 @@ def test_new_build_that_only_reads_a_newer_state_version_is_refused(started: Sw)
 def test_ovsdb_change_during_the_handoff_is_applied_exactly_once(started: Sw) -> None:
     sw = started
     dummy_bridge(sw, "p1")
-    result: dict[str, subprocess.CompletedProcess[str]] = {}
-    t = threading.Thread(
-        target=lambda: result.setdefault(
-            "r", upgrade(sw, "--lease", "5", env={"HITLESS_FAULT": "delay:restored"})
-        )
-    )
-    t.start()
-    # Wait until the old side is frozen (the new one sleeps 1 s after restoring).
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        st = json.loads(sw.appctl("upgrade/status", check=False).stdout or "{}")
-        if (st.get("current") or {}).get("state") == "pre-copy":
-            break
-        time.sleep(0.01)
+    finish = slow_upgrade_in_background(sw)
     sw.vsctl("--no-wait", "add-port", "br0", "p2")
-    t.join(60)
-    r = result["r"]
+    r = finish()
     assert r.returncode == 0, r.stdout + r.stderr
     owner_is(sw, json.loads(r.stdout)["new_pid"])
     sw.vsctl("set", "Open_vSwitch", ".", "other_config:probe=1")  # waits for cur_cfg
@@ -252,23 +262,10 @@ def test_management_commands_sent_during_the_freeze_are_answered_by_the_new_proc
     process is frozen waits in its backlog and gets its answer from the new one."""
     sw = started
     dummy_bridge(sw, "p1")
-    result: dict[str, subprocess.CompletedProcess[str]] = {}
-    t = threading.Thread(
-        target=lambda: result.setdefault(
-            "r", upgrade(sw, "--lease", "5", env={"HITLESS_FAULT": "delay:restored"})
-        )
-    )
-    t.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # until the old side is in pre-copy
-        st = json.loads(sw.appctl("upgrade/status", check=False).stdout or "{}")
-        if (st.get("current") or {}).get("state") == "pre-copy":
-            break
-        time.sleep(0.01)
+    finish = slow_upgrade_in_background(sw)
     time.sleep(0.3)  # now frozen: the new side sleeps 1 s after restoring
     answers = [sw.appctl("upgrade/status", check=False) for _ in range(3)]
-    t.join(60)
-    r = result["r"]
+    r = finish()
     assert r.returncode == 0, r.stdout + r.stderr
     new = json.loads(r.stdout)["new_pid"]
     owner_is(sw, new)
