@@ -47,6 +47,10 @@ DEFAULT_LEASE = 2.0
 PRECOPY_TIMEOUT = 60.0  # the new side must say Ready within this after Welcome
 
 
+class HandoffRefused(Exception):
+    """The switch holds state this build cannot hand over; the message says what."""
+
+
 class Exporter(Protocol):
     """The switch as the old side sees it (``hitless.daemon.takeover.SwitchExporter``)."""
 
@@ -236,7 +240,12 @@ class HandoffServer:
             self.proto.send(Welcome(__version__, version, os.getpid(), self._lease, features))
         )
         t = self.clock()
-        state = self.exporter.precopy(t, self._delta)  # pre-copy carries no descriptors
+        try:
+            state = self.exporter.precopy(t, self._delta)  # pre-copy carries no descriptors
+        except HandoffRefused as e:
+            self._send(self.proto.abort(str(e)))
+            self._finish("refused", str(e))
+            return
         data = snapshot.encode(state, software=__version__, taken=t, version=version)
         self._send(self.proto.send(PreCopy(data)))
         rec.phases["precopy_send"] = self.clock() - t
@@ -314,6 +323,8 @@ class HandoffServer:
             self._fail(f"handoff socket error during the freeze: {e}")
         except snapshot.SnapshotError as e:
             self._fail(f"cannot encode the final state: {e}")
+        except HandoffRefused as e:
+            self._fail(str(e))
         return SERVING
 
     def _wait_for(self, kind: type, deadline: float) -> object | None:

@@ -124,9 +124,29 @@ def _final_handles(dp: Datapath, fds: list[int]) -> tuple[dict[str, Any], list[i
     return handles, slots
 
 
+def refuse_uncarried_state(switch: Switch) -> None:
+    """Refuse a handoff that would lose state: state format 1 carries no OpenFlow rules,
+    groups or meters, so a bridge holding more than the default table (nothing, or
+    ``priority=0 actions=NORMAL``) cannot be handed over without dropping them."""
+    from hitless.daemon.handoff_old import HandoffRefused
+
+    for name, rb in sorted(switch.bridges.items()):
+        of = getattr(rb.bridge, "of", None)
+        if of is None:
+            continue
+        custom_rules = of.n_rules > 0 and getattr(rb.bridge, "_normal_rule", None) is None
+        if custom_rules or of.groups or of.meters:
+            raise HandoffRefused(
+                f"bridge {name} holds OpenFlow rules, groups or meters, which this build "
+                "cannot hand over yet (state format 1 has no place for them); nothing was "
+                "changed. Use 'hitless restart' (and re-add the rules), or remove them first"
+            )
+
+
 def export_switch(switch: Switch, now: float, *, final: bool) -> tuple[StateV1, list[int]]:
     """The switch's whole learned state. With ``final`` (the freeze), also the
     datapaths' handles and live descriptors (still owned by this process)."""
+    refuse_uncarried_state(switch)
     bridges = []
     fds: list[int] = []
     for name, rb in sorted(switch.bridges.items()):
@@ -200,6 +220,7 @@ class SwitchExporter:
         }
 
     def freeze(self, now: float, delta: bool) -> Frozen:
+        refuse_uncarried_state(self.switch)  # rules may have arrived after the pre-copy
         if not delta or self.baseline is None:
             state, live_fds = export_switch(self.switch, now, final=True)
             self._stop_tracking()
