@@ -109,3 +109,42 @@ def test_random_bytes_raise_snapshot_error_only(data: bytes) -> None:
 
 def test_readable_versions_lists_current_first() -> None:
     assert snap.readable_versions()[0] == snap.CURRENT_VERSION
+
+
+class StateV99(msgspec.Struct, frozen=True):
+    """A made-up next format: every bridge gains a field."""
+
+    bridges: list[dict] = []
+
+
+def test_migrations_chain_up_and_down_through_a_new_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the next format step must provide, exercised with a made-up version: a
+    build whose current version is N+1 reads and writes N through its migrations."""
+    cur = snap.CURRENT_VERSION
+    nxt = cur + 1
+
+    def up(obj: dict) -> dict:
+        return {"bridges": [dict(b, colour="blue") for b in obj["bridges"]]}
+
+    def down(obj: dict) -> dict:
+        if any(b.get("colour") not in (None, "blue") for b in obj["bridges"]):
+            raise SnapshotError("a non-blue bridge cannot be written as version 1")
+        return {"bridges": [{k: v for k, v in b.items() if k != "colour"} for b in obj["bridges"]]}
+
+    monkeypatch.setitem(snap.STATE_TYPES, nxt, StateV99)
+    monkeypatch.setitem(snap.MIGRATE_UP, cur, up)
+    monkeypatch.setitem(snap.MIGRATE_DOWN, nxt, down)
+    old_bytes = snap.encode(sample_state(), software="old", taken=0.0)
+    obj = snap.convert(msgspec.to_builtins(sample_state()), cur, nxt)
+    assert all(b["colour"] == "blue" for b in obj["bridges"])
+    back = snap.convert(obj, nxt, cur)
+    assert msgspec.convert(back, StateV1) == sample_state()
+    # The old format still decodes, untouched by the new version's existence.
+    assert snap.decode(old_bytes)[1] == sample_state()
+    red = {"bridges": [dict(b, colour="red") for b in obj["bridges"]]}
+    with pytest.raises(SnapshotError, match="non-blue"):
+        snap.convert(red, nxt, cur)
+    with pytest.raises(SnapshotError, match="no migration"):
+        snap.convert(obj, nxt + 1, cur)
