@@ -273,3 +273,62 @@ def test_management_commands_sent_during_the_freeze_are_answered_by_the_new_proc
         assert a.returncode == 0, a.stderr
     # At least the first one was queued during the freeze and answered after it.
     assert json.loads(answers[0].stdout)["taken_over"] is not None
+
+
+def test_upgrade_carries_every_bridge_and_keeps_failed_ones_failed(started: Sw) -> None:
+    sw = started
+    sw.vsctl(
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=dummy",
+        "--",
+        "add-port",
+        "br0",
+        "p1",
+        "--",
+        "add-port",
+        "br0",
+        "p2",
+    )
+    sw.vsctl(
+        "add-br",
+        "br1",
+        "--",
+        "set",
+        "bridge",
+        "br1",
+        "datapath_type=dummy",
+        "--",
+        "add-port",
+        "br1",
+        "q1",
+    )
+    sw.vsctl(
+        "add-br",
+        "brx",
+        "--",
+        "set",
+        "bridge",
+        "brx",
+        "datapath_type=warp",
+        "--",
+        "add-port",
+        "brx",
+        "x1",
+        check=False,
+    )
+    before = json.loads(sw.appctl("state/dump").stdout)
+    assert before["summary"]["bridges"] == 2
+    error = sw.get("Interface", "x1", "error")
+    assert "unknown datapath type" in error
+    r = upgrade(sw)
+    assert r.returncode == 0, r.stdout + r.stderr
+    owner_is(sw, json.loads(r.stdout)["new_pid"])
+    after = json.loads(sw.appctl("state/dump").stdout)
+    assert after["digest"] == before["digest"] and after["summary"] == before["summary"]
+    assert sw.get("Interface", "x1", "error") == error
+    assert (sw.ofport("p1"), sw.ofport("p2"), sw.ofport("q1")) == (1, 2, 1)
