@@ -34,11 +34,18 @@ def state_dump(req: Request) -> str:
     if req.args:
         data = snapshot.encode(state, software=hitless.__version__, taken=now)
         return base64.b64encode(data).decode() + "\n"
+    digests = {}
+    for v in snapshot.readable_versions():
+        try:
+            digests[str(v)] = snapshot.state_digest(snapshot.as_version(state, v))
+        except snapshot.SnapshotError:
+            pass  # this state cannot be written as version v (e.g. it has OpenFlow rules)
     doc = {
         "software": hitless.__version__,
         "state_version": snapshot.CURRENT_VERSION,
         "summary": snapshot.summary(state),
         "digest": snapshot.state_digest(state),
+        "digests": digests,  # the same state as each readable version would carry it
         "state": msgspec.to_builtins(state),
     }
     return json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"

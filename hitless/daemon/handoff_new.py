@@ -51,18 +51,21 @@ class TakeoverError(Exception):
 
 
 class Importer(Protocol):
-    def prepare(self, state: snapshot.StateV1, delta: bool) -> None:
+    def prepare(self, state: snapshot.State, delta: bool) -> None:
         """Pre-copy arrived (the old process still serves): validate; with ``delta``,
         build everything from it now."""
 
     def sync_config(self, deadline: float) -> None:
         """Block until our own OVSDB connection holds the whole database."""
 
-    def restore(self, state: snapshot.StateV1, fds: list[int]) -> tuple[str, dict[str, int]]:
+    def restore(
+        self, state: snapshot.State, fds: list[int], version: int
+    ) -> tuple[str, dict[str, int]]:
         """Full mode: adopt descriptors and rebuild from the final state; return the
-        digest (``snapshot.state_digest``) and counts of what was rebuilt."""
+        digest (``snapshot.state_digest``) and counts of what was rebuilt, as the state
+        ``version`` both sides use describes it."""
 
-    def restore_delta(self, delta: snapshot.DeltaV1, fds: list[int]) -> tuple[str, dict[str, int]]:
+    def restore_delta(self, delta: snapshot.Delta, fds: list[int]) -> tuple[str, dict[str, int]]:
         """Delta mode: adopt descriptors into what ``prepare`` built and apply the
         changes; return the incremental digest and the counts of what now exists."""
 
@@ -233,7 +236,7 @@ def take_over(
         if fr.delta:
             digest, res.counts = importer.restore_delta(final_delta, dp_fds)
         else:
-            digest, res.counts = importer.restore(final, dp_fds)
+            digest, res.counts = importer.restore(final, dp_fds, w.version)
         res.phases["restore"] = clock() - t_frozen
         faults.maybe_crash("restored")
         faults.maybe_stall("restored")

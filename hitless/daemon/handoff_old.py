@@ -54,11 +54,11 @@ class HandoffRefused(Exception):
 class Exporter(Protocol):
     """The switch as the old side sees it (``hitless.daemon.takeover.SwitchExporter``)."""
 
-    def precopy(self, now: float, delta: bool) -> snapshot.StateV1:
+    def precopy(self, now: float, delta: bool) -> snapshot.State:
         """The whole learned state; with ``delta``, start tracking changes from now."""
 
     def freeze(self, now: float, delta: bool) -> Any:
-        """The final state (a ``DeltaV1`` with ``delta``), the live descriptors the new
+        """The final state (a ``snapshot.Delta`` with ``delta``), the live descriptors the new
         process needs (still owned by this process: never closed here), and the
         digest and counts the new process must acknowledge: an object with ``state``,
         ``fds``, ``digest``, ``counts``, and ``listeners`` (name -> live listening fd
@@ -234,6 +234,8 @@ class HandoffServer:
         rec.version = version
         self._lease = hello.lease if hello.lease > 0 else self.default_lease
         features = [f for f in FEATURES if f in hello.features]
+        if version != snapshot.CURRENT_VERSION:  # deltas are only for the newest format
+            features = [f for f in features if f != "delta"]
         self._delta = "delta" in features
         self._listeners = "listeners" in features
         self._send(
@@ -242,11 +244,11 @@ class HandoffServer:
         t = self.clock()
         try:
             state = self.exporter.precopy(t, self._delta)  # pre-copy carries no descriptors
-        except HandoffRefused as e:
+            data = snapshot.encode(state, software=__version__, taken=t, version=version)
+        except (HandoffRefused, snapshot.SnapshotError) as e:
             self._send(self.proto.abort(str(e)))
             self._finish("refused", str(e))
             return
-        data = snapshot.encode(state, software=__version__, taken=t, version=version)
         self._send(self.proto.send(PreCopy(data)))
         rec.phases["precopy_send"] = self.clock() - t
         rec.state = "pre-copy"
@@ -275,7 +277,7 @@ class HandoffServer:
                 if self.listener is not None:
                     listeners["handoff"] = len(fds)
                     fds.append(self.listener.fileno())
-            is_delta = isinstance(frozen.state, snapshot.DeltaV1)
+            is_delta = isinstance(frozen.state, tuple(snapshot.DELTA_TYPES.values()))
             if is_delta:
                 data = snapshot.encode_delta(
                     frozen.state, software=__version__, taken=t_freeze, version=rec.version
@@ -284,6 +286,10 @@ class HandoffServer:
                 data = snapshot.encode(
                     frozen.state, software=__version__, taken=t_freeze, version=rec.version
                 )
+                # Verify what the new process can know: the state as this version has it.
+                as_sent = snapshot.as_version(frozen.state, rec.version)
+                frozen.digest = snapshot.state_digest(as_sent)
+                frozen.counts = snapshot.summary(as_sent)
             if faults.hit("truncate-snapshot"):
                 data = data[: len(data) // 2]
             elif faults.hit("foreign-snapshot"):
@@ -299,7 +305,10 @@ class HandoffServer:
                 return SERVING
             assert isinstance(ack, Ack)
             faults.maybe_crash("old-after-ack")
-            if ack.digest != frozen.digest or ack.counts != frozen.counts:
+            common = set(ack.counts) & set(frozen.counts)  # older builds count less
+            if ack.digest != frozen.digest or any(
+                ack.counts[k] != frozen.counts[k] for k in common
+            ):
                 reason = (
                     f"the new process restored a different state (digest {ack.digest[:12]} "
                     f"!= {frozen.digest[:12]}; counts {ack.counts} vs {frozen.counts})"

@@ -32,14 +32,18 @@ from hitless.datapath import Datapath, FlowStats, provider
 from hitless.datapath.actions import Action, actions_from_json, actions_to_json
 from hitless.handoff import snapshot
 from hitless.handoff.snapshot import (
-    BridgeDeltaV1,
-    BridgeV1,
+    BridgeDelta,
+    BridgeState,
     DatapathV1,
-    DeltaV1,
+    Delta,
     FlowV1,
     MacEntryV1,
+    OfGroupV2,
+    OfMeterV2,
+    OfRuleV2,
+    OpenFlowV2,
     PortV1,
-    StateV1,
+    State,
 )
 from hitless.ofproto.bridge import Bridge
 from hitless.ofproto.mac_learning import format_mac, parse_mac
@@ -100,18 +104,83 @@ def _ports(dp: Datapath) -> list[PortV1]:
     ]
 
 
+def _openflow_state(bridge: Any, now: float) -> OpenFlowV2 | None:
+    """The bridge's OpenFlow rules, groups and meters (None: a bridge without any)."""
+    export = getattr(bridge, "export_openflow", None)
+    if export is None:
+        return None
+    d = export(now)
+    return OpenFlowV2(
+        [
+            OfRuleV2(
+                int(r["table"]), int(r["priority"]), bytes.fromhex(r["match"]),
+                bytes.fromhex(r["instructions"]), int(r["cookie"]), int(r["idle_timeout"]),
+                int(r["hard_timeout"]), int(r["flags"]), int(r.get("importance", 0)),
+                float(r["age"]), float(r["idle"]), int(r["packets"]), int(r["bytes"]),
+            )
+            for r in d.get("rules", [])
+        ],
+        [
+            OfGroupV2(
+                int(g["group_id"]), int(g["type"]), bytes.fromhex(g["buckets"]),
+                float(g["age"]), int(g["packets"]), int(g["bytes"]),
+                [[int(p), int(b)] for p, b in g.get("bucket_stats", [])],
+            )
+            for g in d.get("groups", [])
+        ],
+        [
+            OfMeterV2(
+                int(m["meter_id"]), int(m["flags"]), bytes.fromhex(m["bands"]),
+                float(m["age"]), int(m["packets"]), int(m["bytes"]),
+                [[int(p), int(b)] for p, b in m.get("band_stats", [])],
+            )
+            for m in d.get("meters", [])
+        ],
+        [[int(x) for x in t] for t in d.get("tables", [])],
+    )  # fmt: skip
+
+
+def _import_openflow(bridge: Any, of: OpenFlowV2 | None, now: float) -> None:
+    """Give a new bridge the OpenFlow state (None: it keeps its default table)."""
+    if of is None:
+        return
+    rules = [
+        {"table": r.table, "priority": r.priority, "match": r.match.hex(),
+         "instructions": r.instructions.hex(), "cookie": r.cookie,
+         "idle_timeout": r.idle_timeout, "hard_timeout": r.hard_timeout, "flags": r.flags,
+         "importance": r.importance, "age": r.age, "idle": r.idle,
+         "packets": r.packet_count, "bytes": r.byte_count}
+        for r in of.rules
+    ]  # fmt: skip
+    groups = [
+        {"group_id": g.group_id, "type": g.type, "buckets": g.buckets.hex(), "age": g.age,
+         "packets": g.packet_count, "bytes": g.byte_count, "bucket_stats": g.bucket_stats}
+        for g in of.groups
+    ]  # fmt: skip
+    meters = [
+        {"meter_id": m.meter_id, "flags": m.flags, "bands": m.bands.hex(), "age": m.age,
+         "packets": m.packet_count, "bytes": m.byte_count, "band_stats": m.band_stats}
+        for m in of.meters
+    ]  # fmt: skip
+    data = {"version": 1, "rules": rules, "groups": groups, "meters": meters,
+            "tables": of.tables}  # fmt: skip
+    bridge.import_openflow(data, now)
+
+
 def _bridge_state(
     name: str, bridge: Any, dp: Datapath, now: float, handles: dict[str, Any], slots: list[int]
-) -> BridgeV1:
+) -> BridgeState:
     learned = bridge.export_state()
     macs = [MacEntryV1(int(v), parse_mac(m), int(p), float(a)) for v, m, p, a in learned["mac"]]
     flows = [_flow_record(f, now) for f in dp.flow_dump()]
-    return BridgeV1(
+    return BridgeState(
         name,
         DatapathV1(dp.type, handles, flows, slots),
         _ports(dp),
         dict(learned.get("remembered", {})),
         macs,
+        {},
+        _openflow_state(bridge, now),
     )
 
 
@@ -124,29 +193,9 @@ def _final_handles(dp: Datapath, fds: list[int]) -> tuple[dict[str, Any], list[i
     return handles, slots
 
 
-def refuse_uncarried_state(switch: Switch) -> None:
-    """Refuse a handoff that would lose state: state format 1 carries no OpenFlow rules,
-    groups or meters, so a bridge holding more than the default table (nothing, or
-    ``priority=0 actions=NORMAL``) cannot be handed over without dropping them."""
-    from hitless.daemon.handoff_old import HandoffRefused
-
-    for name, rb in sorted(switch.bridges.items()):
-        of = getattr(rb.bridge, "of", None)
-        if of is None:
-            continue
-        custom_rules = of.n_rules > 0 and getattr(rb.bridge, "_normal_rule", None) is None
-        if custom_rules or of.groups or of.meters:
-            raise HandoffRefused(
-                f"bridge {name} holds OpenFlow rules, groups or meters, which this build "
-                "cannot hand over yet (state format 1 has no place for them); nothing was "
-                "changed. Use 'hitless restart' (and re-add the rules), or remove them first"
-            )
-
-
-def export_switch(switch: Switch, now: float, *, final: bool) -> tuple[StateV1, list[int]]:
+def export_switch(switch: Switch, now: float, *, final: bool) -> tuple[State, list[int]]:
     """The switch's whole learned state. With ``final`` (the freeze), also the
     datapaths' handles and live descriptors (still owned by this process)."""
-    refuse_uncarried_state(switch)
     bridges = []
     fds: list[int] = []
     for name, rb in sorted(switch.bridges.items()):
@@ -155,7 +204,7 @@ def export_switch(switch: Switch, now: float, *, final: bool) -> tuple[StateV1, 
         if final:
             handles, slots = _final_handles(rb.datapath, fds)
         bridges.append(_bridge_state(name, rb.bridge, rb.datapath, now, handles, slots))
-    return StateV1(bridges), fds
+    return State(bridges), fds
 
 
 def _bridge(rb: Any) -> Bridge:
@@ -177,11 +226,12 @@ class _Baseline:
     flows: dict[str, dict[tuple[bytes, bytes], list[Any]]] = field(default_factory=dict)
     macs: dict[str, dict[tuple[int, bytes], int]] = field(default_factory=dict)
     ports: dict[str, list[PortV1]] = field(default_factory=dict)
+    openflow: dict[str, int] = field(default_factory=dict)  # digest items per bridge
 
 
 @dataclass(slots=True)
 class Frozen:
-    state: StateV1 | DeltaV1
+    state: State | Delta
     fds: list[int]
     digest: str
     counts: dict[str, int]
@@ -195,7 +245,7 @@ class SwitchExporter:
         self.switch = switch
         self.baseline: _Baseline | None = None
 
-    def precopy(self, now: float, delta: bool) -> StateV1:
+    def precopy(self, now: float, delta: bool) -> State:
         state, _ = export_switch(self.switch, now, final=False)
         self._stop_tracking()
         if delta:
@@ -204,6 +254,7 @@ class SwitchExporter:
                 base.flows[br.name] = {(f.key, f.mask): f.actions for f in br.datapath.flows}
                 base.macs[br.name] = {(m.vlan, m.mac): m.port for m in br.mac_entries}
                 base.ports[br.name] = br.ports
+                base.openflow[br.name] = snapshot.openflow_item_sum(br.name, br.openflow)
             for rb in self.switch.bridges.values():
                 rb.datapath.track_changes()
                 _bridge(rb).mac.start_journal()
@@ -220,7 +271,6 @@ class SwitchExporter:
         }
 
     def freeze(self, now: float, delta: bool) -> Frozen:
-        refuse_uncarried_state(self.switch)  # rules may have arrived after the pre-copy
         if not delta or self.baseline is None:
             state, live_fds = export_switch(self.switch, now, final=True)
             self._stop_tracking()
@@ -243,8 +293,8 @@ class SwitchExporter:
             handles, slots = _final_handles(dp, fds)
             if name not in base.flows:  # created after the pre-copy: send it whole
                 whole = _bridge_state(name, rb.bridge, dp, now, handles, slots)
-                digest += snapshot.multiset_digest(StateV1([whole]))
-                out.append(BridgeDeltaV1(whole, new=True))
+                digest += snapshot.multiset_digest(State([whole]))
+                out.append(BridgeDelta(whole, new=True))
                 continue
             bflows, bmacs = base.flows[name], base.macs[name]
             flows: list[FlowV1] = []
@@ -284,14 +334,19 @@ class SwitchExporter:
             for p in ports:
                 digest += snapshot.port_item(name, p.name, p.ofport, p.type)
             learned_remembered = _bridge(rb).ofports.export()
+            openflow = _openflow_state(rb.bridge, now)  # whole: rules are few so far
+            digest -= base.openflow[name]
+            digest += snapshot.openflow_item_sum(name, openflow)
             out.append(
-                BridgeDeltaV1(
-                    BridgeV1(
+                BridgeDelta(
+                    BridgeState(
                         name,
                         DatapathV1(dp.type, handles, flows, slots),
                         ports,
                         learned_remembered,
                         macs,
+                        {},
+                        openflow,
                     ),
                     removed_flows,
                     removed_macs,
@@ -304,8 +359,9 @@ class SwitchExporter:
                 digest -= snapshot.mac_item(name, vlan, mac_addr, port)
             for p in base.ports[name]:
                 digest -= snapshot.port_item(name, p.name, p.ofport, p.type)
+            digest -= base.openflow[name]
         return Frozen(
-            DeltaV1(out),
+            Delta(out),
             fds,
             snapshot.format_digest(digest),
             self.counts(),
@@ -339,9 +395,10 @@ class SwitchImporter:
         self.digest = 0  # multiset digest of what the pre-copy built (delta mode)
         self.flow_actions: dict[str, dict[tuple[bytes, bytes], list[Any]]] = {}
         self.precopy_ports: dict[str, list[PortV1]] = {}
+        self.precopy_openflow: dict[str, int] = {}  # digest items of the pre-copy's tables
         self.listeners: dict[str, int] = {}  # handed-over listening fds, by name
 
-    def prepare(self, state: StateV1, delta: bool = False) -> None:
+    def prepare(self, state: State, delta: bool = False) -> None:
         """With ``delta``, build every bridge now (no ports yet) while the old process
         serves; otherwise only check that we can."""
         for br in state.bridges:
@@ -353,9 +410,10 @@ class SwitchImporter:
             dp = provider(br.datapath.type)(br.name)
             self._build(br, dp, now)
             self.precopy_ports[br.name] = br.ports
+            self.precopy_openflow[br.name] = snapshot.openflow_item_sum(br.name, br.openflow)
         self.digest = snapshot.multiset_digest(state)
 
-    def _build(self, br: BridgeV1, dp: Datapath, now: float) -> None:
+    def _build(self, br: BridgeState, dp: Datapath, now: float) -> None:
         bridge = Bridge(br.name, dp)
         self.restored[br.name] = (bridge, dp)
         self._put_flows(br.name, dp, br.datapath.flows, now)
@@ -368,6 +426,7 @@ class SwitchImporter:
             },
             now,
         )
+        _import_openflow(bridge, br.openflow, now)
 
     def _put_flows(self, name: str, dp: Datapath, flows: list[FlowV1], now: float) -> None:
         known = self.flow_actions.setdefault(name, {})
@@ -397,8 +456,11 @@ class SwitchImporter:
             poller.timer_wait(100)
             poller.block()
 
-    def restore(self, state: StateV1, fds: list[int]) -> tuple[str, dict[str, int]]:
-        """Full mode: adopt everything from the final state."""
+    def restore(
+        self, state: State, fds: list[int], version: int = snapshot.CURRENT_VERSION
+    ) -> tuple[str, dict[str, int]]:
+        """Full mode: adopt everything from the final state. The digest and counts are
+        those of the state as ``version`` (the one both sides use) describes it."""
         now = self.switch.clock()
         try:
             for br in state.bridges:
@@ -409,7 +471,7 @@ class SwitchImporter:
             self._close_unadopted(
                 fds, [br.datapath.fd_slots for br in state.bridges if br.name in self.restored]
             )
-        rebuilt = StateV1(
+        rebuilt = State(
             [
                 _bridge_state(
                     br.name,
@@ -422,9 +484,10 @@ class SwitchImporter:
                 for br in state.bridges
             ]
         )
-        return snapshot.state_digest(rebuilt), snapshot.summary(rebuilt)
+        as_sent = snapshot.as_version(rebuilt, version)
+        return snapshot.state_digest(as_sent), snapshot.summary(as_sent)
 
-    def restore_delta(self, delta: DeltaV1, fds: list[int]) -> tuple[str, dict[str, int]]:
+    def restore_delta(self, delta: Delta, fds: list[int]) -> tuple[str, dict[str, int]]:
         """Delta mode: adopt the ports into the bridges the pre-copy built and apply
         what changed, keeping the digest up to date item by item."""
         now = self.switch.clock()
@@ -440,6 +503,7 @@ class SwitchImporter:
                     digest -= snapshot.mac_item(name, int(v), parse_mac(m), int(p))
                 for port in self.precopy_ports.pop(name, []):
                     digest -= snapshot.port_item(name, port.name, port.ofport, port.type)
+                digest -= self.precopy_openflow.pop(name, 0)
                 bridge.close()
                 dp.close()
             for d in delta.bridges:
@@ -451,7 +515,7 @@ class SwitchImporter:
                     )
                     adopted.append(br.datapath.fd_slots)
                     self._build(br, dp, now)
-                    digest += snapshot.multiset_digest(StateV1([br]))
+                    digest += snapshot.multiset_digest(State([br]))
                     continue
                 bridge, dp = self.restored[br.name]
                 dp.adopt_ports(dict(br.datapath.handles), dp_fds)
@@ -488,6 +552,10 @@ class SwitchImporter:
                     digest -= snapshot.port_item(br.name, p.name, p.ofport, p.type)
                 for p in _ports(dp):
                     digest += snapshot.port_item(br.name, p.name, p.ofport, p.type)
+                # OpenFlow: the freeze carries the whole state; replace the pre-copy's.
+                digest -= self.precopy_openflow.get(br.name, 0)
+                _import_openflow(bridge, br.openflow, now)
+                digest += snapshot.openflow_item_sum(br.name, br.openflow)
         finally:
             self._close_unadopted(fds, adopted)
         counts = {

@@ -91,6 +91,89 @@ class DeltaV1(msgspec.Struct, frozen=True):
     bridges: list[BridgeDeltaV1] = []
 
 
+# --------------------------------------------------------------------------------------
+# Format version 2: version 1 plus each bridge's OpenFlow state. Matches, instructions,
+# buckets and bands are kept in their OpenFlow 1.3 wire encoding: a standard, stable
+# form that does not depend on how a build represents them in memory.
+
+
+class OfRuleV2(msgspec.Struct, frozen=True, array_like=True):
+    table: int
+    priority: int
+    match: bytes  # ofp_match (OXM)
+    instructions: bytes  # ofp_instruction list
+    cookie: int
+    idle_timeout: int
+    hard_timeout: int
+    flags: int
+    importance: int
+    age: float  # seconds since the rule was added
+    idle: float  # seconds since it last matched
+    packet_count: int
+    byte_count: int
+
+
+class OfGroupV2(msgspec.Struct, frozen=True):
+    group_id: int
+    type: int
+    buckets: bytes  # ofp_bucket list
+    age: float
+    packet_count: int
+    byte_count: int
+    bucket_stats: list[list[int]] = []
+
+
+class OfMeterV2(msgspec.Struct, frozen=True):
+    meter_id: int
+    flags: int
+    bands: bytes  # ofp_meter_band list
+    age: float
+    packet_count: int
+    byte_count: int
+    band_stats: list[list[int]] = []
+
+
+class OpenFlowV2(msgspec.Struct, frozen=True):
+    rules: list[OfRuleV2] = []
+    groups: list[OfGroupV2] = []
+    meters: list[OfMeterV2] = []
+    tables: list[list[int]] = []  # [table_id, lookups, matched]
+
+
+class BridgeV2(msgspec.Struct, frozen=True):
+    name: str
+    datapath: DatapathV1
+    ports: list[PortV1] = []
+    remembered_ofports: dict[str, int] = {}
+    mac_entries: list[MacEntryV1] = []
+    extra: dict[str, Any] = {}
+    openflow: OpenFlowV2 | None = None  # None: the bridge's default table
+
+
+class StateV2(msgspec.Struct, frozen=True):
+    bridges: list[BridgeV2] = []
+
+
+class BridgeDeltaV2(msgspec.Struct, frozen=True):
+    """As ``BridgeDeltaV1``; ``changed.openflow`` is always the whole OpenFlow state."""
+
+    changed: BridgeV2
+    removed_flows: list[tuple[bytes, bytes]] = []
+    removed_macs: list[tuple[int, bytes]] = []
+    new: bool = False
+
+
+class DeltaV2(msgspec.Struct, frozen=True):
+    bridges: list[BridgeDeltaV2] = []
+
+
+# The current version's types, for code that should not name a version.
+State = StateV2
+BridgeState = BridgeV2
+Delta = DeltaV2
+BridgeDelta = BridgeDeltaV2
+
+
 class Envelope(msgspec.Struct, frozen=True):
     magic: str
     version: int
@@ -103,14 +186,61 @@ class Envelope(msgspec.Struct, frozen=True):
 # --------------------------------------------------------------------------------------
 # Version registry and migrations.
 
-STATE_TYPES: dict[int, type[msgspec.Struct]] = {1: StateV1}
-CURRENT_VERSION = 1
+STATE_TYPES: dict[int, type[msgspec.Struct]] = {1: StateV1, 2: StateV2}
+CURRENT_VERSION = 2
+
 
 # MIGRATE_UP[n] converts a decoded version-n builtin object to version n+1;
 # MIGRATE_DOWN[n] converts version n to version n-1. Builtin (dict/list) form, so a
 # migration never needs the struct classes of both versions at once.
-MIGRATE_UP: dict[int, Callable[[Any], Any]] = {}
-MIGRATE_DOWN: dict[int, Callable[[Any], Any]] = {}
+def _up_1(obj: Any) -> Any:
+    """1 -> 2: a version 1 bridge had no OpenFlow table of its own: the default."""
+    return {**obj, "bridges": [{**b, "openflow": None} for b in obj.get("bridges", [])]}
+
+
+def _default_openflow(of: Any) -> bool:
+    """True if an OpenFlow state (builtin form) is what a bridge starts with: no rules,
+    or just ``priority=0 actions=NORMAL`` in table 0; no groups, no meters."""
+    if of is None:
+        return True
+    if of.get("groups") or of.get("meters"):
+        return False
+    rules = of.get("rules") or []
+    if not rules:
+        return True
+    if len(rules) != 1:
+        return False
+    r = rules[0]
+    return bool(
+        r[0] == 0
+        and r[1] == 0
+        and bytes(r[2]) == _EMPTY_MATCH
+        and bytes(r[3]) == _NORMAL_INSTRUCTIONS
+    )
+
+
+_EMPTY_MATCH = bytes.fromhex("0001000400000000")
+_NORMAL_INSTRUCTIONS = bytes.fromhex("000400180000000000000010fffffffa0000000000000000")
+
+
+def _down_2(obj: Any) -> Any:
+    """2 -> 1: version 1 has no OpenFlow state; refuse rather than drop rules."""
+    out = []
+    for b in obj.get("bridges", []):
+        of = b.get("openflow")
+        if not _default_openflow(of):
+            n = len(of.get("rules") or []), len(of.get("groups") or []), len(of.get("meters") or [])
+            raise SnapshotError(
+                f"bridge {b.get('name')} holds OpenFlow state ({n[0]} rules, {n[1]} groups, "
+                f"{n[2]} meters) that state version 1 cannot carry: a build that only reads "
+                "version 1 has no OpenFlow. Remove the rules, or upgrade the other side"
+            )
+        out.append({k: v for k, v in b.items() if k != "openflow"})
+    return {**obj, "bridges": out}
+
+
+MIGRATE_UP: dict[int, Callable[[Any], Any]] = {1: _up_1}
+MIGRATE_DOWN: dict[int, Callable[[Any], Any]] = {2: _down_2}
 
 
 def readable_versions() -> list[int]:
@@ -154,17 +284,17 @@ def encode(
     else:
         if version not in STATE_TYPES:
             raise SnapshotError(f"this build cannot write state version {version}")
-        obj = convert(msgspec.to_builtins(state), CURRENT_VERSION, version)
+        obj = convert(msgspec.to_builtins(state, builtin_types=(bytes,)), CURRENT_VERSION, version)
         typed = msgspec.convert(obj, STATE_TYPES[version])
         payload = msgspec.msgpack.encode(typed)
     env = Envelope(MAGIC, version, software, taken, payload_checksum(payload), payload)
     return msgspec.msgpack.encode(env)
 
 
-DELTA_TYPES: dict[int, type[msgspec.Struct]] = {1: DeltaV1}
+DELTA_TYPES: dict[int, type[msgspec.Struct]] = {1: DeltaV1, 2: DeltaV2}
 
 
-def encode_delta(delta: DeltaV1, *, software: str, taken: float, version: int) -> bytes:
+def encode_delta(delta: msgspec.Struct, *, software: str, taken: float, version: int) -> bytes:
     """A delta is only ever exchanged between two live processes that negotiated
     ``version``; it has no migrations (a version without a delta type sends full state)."""
     if DELTA_TYPES.get(version) is not type(delta):
@@ -175,15 +305,24 @@ def encode_delta(delta: DeltaV1, *, software: str, taken: float, version: int) -
     )
 
 
-def decode_delta(data: bytes) -> tuple[Envelope, DeltaV1]:
+def decode_delta(data: bytes) -> tuple[Envelope, Delta]:
     env = read_envelope(data)
     kind = DELTA_TYPES.get(env.version)
     if kind is None:
         raise SnapshotError(f"no delta format for state version {env.version}")
     try:
-        return env, msgspec.msgpack.decode(env.payload, type=kind)  # type: ignore[return-value]
+        delta = msgspec.msgpack.decode(env.payload, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise SnapshotError(f"delta for state version {env.version} is invalid: {e}") from None
+    if env.version == CURRENT_VERSION:
+        return env, delta  # type: ignore[return-value]
+    # An older delta: migrate each bridge up as a one-bridge state.
+    obj = msgspec.to_builtins(delta, builtin_types=(bytes,))
+    for d in obj["bridges"]:
+        d["changed"] = convert({"bridges": [d["changed"]]}, env.version, CURRENT_VERSION)[
+            "bridges"
+        ][0]
+    return env, msgspec.convert(obj, Delta)
 
 
 def read_envelope(data: bytes) -> Envelope:
@@ -204,7 +343,15 @@ def read_envelope(data: bytes) -> Envelope:
     return env
 
 
-def decode(data: bytes) -> tuple[Envelope, StateV1]:
+def as_version(state: msgspec.Struct, version: int) -> msgspec.Struct:
+    """A current-version state as the typed state of ``version`` (migrated down)."""
+    if version == CURRENT_VERSION:
+        return state
+    obj = convert(msgspec.to_builtins(state, builtin_types=(bytes,)), CURRENT_VERSION, version)
+    return msgspec.convert(obj, STATE_TYPES[version])
+
+
+def decode(data: bytes) -> tuple[Envelope, State]:
     """Validate and decode a snapshot of any readable version into the current one."""
     env = read_envelope(data)
     if env.version not in STATE_TYPES:
@@ -220,13 +367,15 @@ def decode(data: bytes) -> tuple[Envelope, StateV1]:
         raise SnapshotError(f"snapshot version {env.version} payload is invalid: {e}") from None
     if env.version == CURRENT_VERSION:
         return env, typed  # type: ignore[return-value]
-    obj = convert(msgspec.to_builtins(typed), env.version, CURRENT_VERSION)
-    return env, msgspec.convert(obj, StateV1)
+    obj = convert(msgspec.to_builtins(typed, builtin_types=(bytes,)), env.version, CURRENT_VERSION)
+    return env, msgspec.convert(obj, State)
 
 
-def state_digest(state: StateV1) -> str:
+def state_digest(state: Any) -> str:
     """A digest of the essential learned state, independent of ages and counters that
-    move on their own: two processes holding the same state agree on it."""
+    move on their own: two processes holding the same state agree on it. Computed on a
+    state of the version both sides use (``as_version``): a version 1 state has no
+    OpenFlow part, and its digest is what version 1 builds compute."""
     h = hashlib.sha256()
     for br in sorted(state.bridges, key=lambda b: b.name):
         h.update(br.name.encode())
@@ -236,7 +385,27 @@ def state_digest(state: StateV1) -> str:
             h.update(f"m{m.vlan}:{m.mac.hex()}:{m.port}".encode())
         for f in sorted(br.datapath.flows, key=lambda f: (f.mask, f.key)):
             h.update(b"f" + f.key + f.mask + msgspec.json.encode(f.actions))
+        of = getattr(br, "openflow", None)
+        if of is not None:
+            for item in sorted(_openflow_items(of)):
+                h.update(item)
     return h.hexdigest()
+
+
+def _openflow_items(of: OpenFlowV2) -> list[bytes]:
+    """What identifies an OpenFlow state (counters, ages and lookups left out)."""
+    out = [
+        b"r"
+        + f"{r.table}:{r.priority}:{r.cookie}:{r.flags}:{r.importance}:"
+        f"{r.idle_timeout}:{r.hard_timeout}:".encode()
+        + r.match
+        + b":"
+        + r.instructions
+        for r in of.rules
+    ]
+    out += [b"g" + f"{g.group_id}:{g.type}:".encode() + g.buckets for g in of.groups]
+    out += [b"M" + f"{m.meter_id}:{m.flags}:".encode() + m.bands for m in of.meters]
+    return out
 
 
 # Order-independent digests, maintained incrementally across a pre-copy and its delta:
@@ -263,7 +432,14 @@ def flow_item(bridge: str, key: bytes, mask: bytes, actions: list[Any]) -> int:
     return _h(b"f\0" + bridge.encode() + b"\0" + key + mask + msgspec.json.encode(actions))
 
 
-def multiset_digest(state: StateV1) -> int:
+def openflow_item_sum(bridge: str, of: OpenFlowV2 | None) -> int:
+    if of is None:
+        return 0
+    prefix = b"o\0" + bridge.encode() + b"\0"
+    return sum(_h(prefix + item) for item in _openflow_items(of)) % DIGEST_MOD
+
+
+def multiset_digest(state: Any) -> int:
     total = 0
     for br in state.bridges:
         n = br.name
@@ -273,6 +449,7 @@ def multiset_digest(state: StateV1) -> int:
             total += mac_item(n, m.vlan, m.mac, m.port)
         for f in br.datapath.flows:
             total += flow_item(n, f.key, f.mask, f.actions)
+        total += openflow_item_sum(n, getattr(br, "openflow", None))
     return total % DIGEST_MOD
 
 
@@ -280,10 +457,14 @@ def format_digest(value: int) -> str:
     return f"{value % DIGEST_MOD:032x}"
 
 
-def summary(state: StateV1) -> dict[str, int]:
-    return {
+def summary(state: Any) -> dict[str, int]:
+    out = {
         "bridges": len(state.bridges),
         "ports": sum(len(b.ports) for b in state.bridges),
         "mac_entries": sum(len(b.mac_entries) for b in state.bridges),
         "datapath_flows": sum(len(b.datapath.flows) for b in state.bridges),
     }
+    ofs = [b.openflow for b in state.bridges if getattr(b, "openflow", None) is not None]
+    if ofs:
+        out["openflow_rules"] = sum(len(of.rules) for of in ofs)
+    return out

@@ -4,7 +4,9 @@ version is released; never regenerate an existing file):
     .venv/bin/python tests/golden/make_golden.py
 
 The state is what a small netdev bridge really holds after two hosts talked: ports,
-MAC entries, NORMAL megaflows with counters, netdev ring positions.
+MAC entries, NORMAL megaflows with counters, netdev ring positions; from version 2 on
+also its OpenFlow table (the default NORMAL rule, a drop rule with a cookie and an idle
+timeout, a rule sending to a select group through a meter), the group and the meter.
 """
 
 from __future__ import annotations
@@ -14,13 +16,29 @@ from pathlib import Path
 
 from hitless.datapath.actions import Output, actions_to_json
 from hitless.handoff import snapshot
-from hitless.handoff.snapshot import BridgeV1, DatapathV1, FlowV1, MacEntryV1, PortV1, StateV1
+from hitless.handoff.snapshot import (
+    BridgeState,
+    DatapathV1,
+    FlowV1,
+    MacEntryV1,
+    OfGroupV2,
+    OfMeterV2,
+    OfRuleV2,
+    OpenFlowV2,
+    PortV1,
+    State,
+)
+from hitless.openflow import ApplyActions, Bucket, MeterBand, encode_instructions
+from hitless.openflow import Match as OfMatch
+from hitless.openflow import Output as OfOutput
+from hitless.openflow import actions as ofa
+from hitless.openflow.constants import Port
 from hitless.packet.flow import Match, full_mask, make_key
 
 HERE = Path(__file__).parent
 
 
-def golden_state() -> StateV1:
+def golden_state() -> State:
     mask = full_mask("in_port", "eth_src", "eth_dst", "vlan_tci")
     a, b = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
     flows = []
@@ -64,9 +82,9 @@ def golden_state() -> StateV1:
         "upcalls": [],
         "counters": [2403, 4, 0],
     }
-    return StateV1(
+    return State(
         [
-            BridgeV1(
+            BridgeState(
                 "br0",
                 DatapathV1("netdev", handles, flows, [0, 1]),
                 [PortV1("veth-a", 1), PortV1("veth-b", 2), PortV1("br0", 65534, "internal")],
@@ -75,9 +93,32 @@ def golden_state() -> StateV1:
                     MacEntryV1(0, bytes.fromhex(a.replace(":", "")), 1, 0.02),
                     MacEntryV1(0, bytes.fromhex(b.replace(":", "")), 2, 0.03),
                 ],
+                {},
+                golden_openflow(),
             )
         ]
     )
+
+
+def golden_openflow() -> OpenFlowV2:
+    normal = encode_instructions((ApplyActions((OfOutput(Port.NORMAL),)),))
+    to_group = encode_instructions(
+        (ofa.MeterInstruction(meter_id=1), ApplyActions((ofa.GroupAction(group_id=7),)))
+    )
+    buckets = b"".join(Bucket(weight=1, actions=(OfOutput(p),)).encode() for p in (1, 2))
+    bands = MeterBand(rate=1000, burst_size=100).encode()
+    return OpenFlowV2(
+        [
+            OfRuleV2(0, 0, OfMatch().encode(), normal, 0, 0, 0, 0, 0, 60.0, 0.02, 2403, 196000),
+            OfRuleV2(0, 100, OfMatch.of(in_port=2, eth_type=0x0800).encode(), b"",
+                     0xC0FFEE, 30, 0, 1, 0, 12.0, 12.0, 0, 0),
+            OfRuleV2(0, 50, OfMatch.of(eth_type=0x0806).encode(), to_group,
+                     0, 0, 0, 0, 0, 5.0, 0.5, 7, 294),
+        ],
+        [OfGroupV2(7, 1, buckets, 5.0, 7, 294, [[4, 168], [3, 126]])],
+        [OfMeterV2(1, 1, bands, 5.0, 7, 294, [[0, 0]])],
+        [[0, 2410, 2410]],
+    )  # fmt: skip
 
 
 def main() -> None:

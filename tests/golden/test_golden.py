@@ -34,3 +34,27 @@ def test_golden_snapshot_writes_back_to_the_same_bytes_at_its_version(path: Path
     env, state = snapshot.decode(path.read_bytes())
     again = snapshot.encode(state, software=env.software, taken=env.taken, version=env.version)
     assert msgspec.msgpack.decode(again, type=snapshot.Envelope).payload == env.payload
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.name)
+def test_golden_openflow_parts_are_valid_openflow_wire_encodings(path: Path) -> None:
+    """Matches, instructions, buckets and bands are kept as OpenFlow 1.3 wire bytes:
+    every one in a golden file must parse with the codec, to the end."""
+    from hitless.openflow._wire import Reader
+    from hitless.openflow.actions import parse_instructions
+    from hitless.openflow.match import Match as OfMatch
+    from hitless.openflow.messages import parse_bands, parse_buckets
+
+    _, state = snapshot.decode(path.read_bytes())
+    for br in state.bridges:
+        if br.openflow is None:
+            continue
+        for r in br.openflow.rules:
+            m = Reader(r.match)
+            OfMatch.parse(m)
+            assert not m.remaining()
+            parse_instructions(Reader(r.instructions))
+        for g in br.openflow.groups:
+            assert parse_buckets(Reader(g.buckets))
+        for mt in br.openflow.meters:
+            assert parse_bands(Reader(mt.bands))

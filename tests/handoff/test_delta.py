@@ -68,7 +68,7 @@ def send(dp: DummyDatapath, bridge: Bridge, clock: Clock, port: int, src: int, d
     dp.pop_sent()
 
 
-def full(sw: Any, clock: Clock) -> snapshot.StateV1:
+def full(sw: Any, clock: Clock) -> snapshot.State:
     state, _ = export_switch(sw, clock(), final=False)
     return state
 
@@ -78,11 +78,13 @@ def handoff(sw: FakeSwitch, clock: Clock, between: Any) -> tuple[Any, SwitchImpo
     pre = ex.precopy(clock(), True)
     new = FakeSwitch(clock)
     imp = SwitchImporter(new)  # type: ignore[arg-type]
-    imp.prepare(msgspec.msgpack.decode(msgspec.msgpack.encode(pre), type=snapshot.StateV1), True)
+    imp.prepare(msgspec.msgpack.decode(msgspec.msgpack.encode(pre), type=snapshot.State), True)
     between()
     frozen = ex.freeze(clock(), True)
-    assert isinstance(frozen.state, snapshot.DeltaV1)
-    wire = snapshot.encode_delta(frozen.state, software="t", taken=clock(), version=1)
+    assert isinstance(frozen.state, snapshot.Delta)
+    wire = snapshot.encode_delta(
+        frozen.state, software="t", taken=clock(), version=snapshot.CURRENT_VERSION
+    )
     _, delta = snapshot.decode_delta(wire)
     digest, counts = imp.restore_delta(delta, [])
     assert digest == frozen.digest
@@ -90,7 +92,7 @@ def handoff(sw: FakeSwitch, clock: Clock, between: Any) -> tuple[Any, SwitchImpo
     return frozen, imp
 
 
-def rebuilt(imp: SwitchImporter, clock: Clock) -> snapshot.StateV1:
+def rebuilt(imp: SwitchImporter, clock: Clock) -> snapshot.State:
     sw = FakeSwitch(clock)
     for name, (bridge, dp) in imp.restored.items():
         sw.bridges[name] = RunningBridge(CFG, bridge, dp)
@@ -160,7 +162,7 @@ def test_a_tampered_delta_is_caught_by_the_digest() -> None:
     send(dp, bridge, clock, 2, 0x020000000009, B)
     frozen = ex.freeze(clock(), True)
     d = frozen.state.bridges[0]
-    lying = snapshot.DeltaV1(
+    lying = snapshot.Delta(
         [
             msgspec.structs.replace(
                 d,

@@ -14,13 +14,13 @@ import pytest
 from hitless.daemon import handoff_new, handoff_old
 from hitless.daemon.takeover import Frozen
 from hitless.handoff import snapshot
-from hitless.handoff.snapshot import BridgeV1, DatapathV1, MacEntryV1, PortV1, StateV1
+from hitless.handoff.snapshot import BridgeState, DatapathV1, MacEntryV1, PortV1, State
 
 
-def make_state(n_macs: int) -> StateV1:
-    return StateV1(
+def make_state(n_macs: int) -> State:
+    return State(
         [
-            BridgeV1(
+            BridgeState(
                 "br0",
                 DatapathV1("dummy", {}, [], [0]),
                 [PortV1("p1", 1)],
@@ -44,7 +44,7 @@ class OldSide:
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
-    def precopy(self, now: float, delta: bool) -> StateV1:
+    def precopy(self, now: float, delta: bool) -> State:
         self.exports += 1
         return make_state(3)
 
@@ -80,15 +80,15 @@ class Importer:
         self.fail_restore = fail_restore
         self.fds: list[int] = []
         self.committed = self.discarded = False
-        self.prepared: StateV1 | None = None
+        self.prepared: State | None = None
 
-    def prepare(self, state: StateV1, delta: bool) -> None:
+    def prepare(self, state: State, delta: bool) -> None:
         self.prepared = state
 
     def sync_config(self, deadline: float) -> None:
         pass
 
-    def restore(self, state: StateV1, fds: list[int]) -> tuple[str, dict[str, int]]:
+    def restore(self, state: State, fds: list[int], version: int) -> tuple[str, dict[str, int]]:
         self.fds = [fd for fd in fds if fd >= 0]  # -1: a listener's slot
         if self.fail_restore:
             raise OSError("cannot adopt")
@@ -184,7 +184,9 @@ def test_lease_expires_when_the_new_side_stalls(sock_path: Path, monkeypatch) ->
     try:
 
         class Stalling(Importer):
-            def restore(self, state: StateV1, fds: list[int]) -> tuple[str, dict[str, int]]:
+            def restore(
+                self, state: State, fds: list[int], version: int
+            ) -> tuple[str, dict[str, int]]:
                 self.fds = [fd for fd in fds if fd >= 0]  # -1: a listener's slot
                 time.sleep(0.6)  # longer than the lease
                 return snapshot.state_digest(state), snapshot.summary(state)

@@ -10,21 +10,26 @@ from hypothesis import strategies as st
 
 from hitless.handoff import snapshot as snap
 from hitless.handoff.snapshot import (
+    BridgeState,
     BridgeV1,
     DatapathV1,
     Envelope,
     FlowV1,
     MacEntryV1,
+    OfGroupV2,
+    OfRuleV2,
+    OpenFlowV2,
     PortV1,
     SnapshotError,
+    State,
     StateV1,
 )
 
 
-def sample_state() -> StateV1:
-    return StateV1(
+def sample_state() -> State:
+    return State(
         [
-            BridgeV1(
+            BridgeState(
                 "br0",
                 DatapathV1(
                     "dummy",
@@ -54,11 +59,11 @@ def test_digest_ignores_counters_and_ages_but_not_forwarding_state() -> None:
     aged = msgspec.structs.replace(
         br, mac_entries=[msgspec.structs.replace(br.mac_entries[0], age=99.0)]
     )
-    assert snap.state_digest(StateV1([aged])) == snap.state_digest(s)
+    assert snap.state_digest(State([aged])) == snap.state_digest(s)
     moved = msgspec.structs.replace(
         br, mac_entries=[msgspec.structs.replace(br.mac_entries[0], port=2)]
     )
-    assert snap.state_digest(StateV1([moved])) != snap.state_digest(s)
+    assert snap.state_digest(State([moved])) != snap.state_digest(s)
 
 
 @pytest.mark.parametrize("cut", [1, 10, 50, -1])
@@ -140,7 +145,7 @@ def test_migrations_chain_up_and_down_through_a_new_version(
     obj = snap.convert(msgspec.to_builtins(sample_state()), cur, nxt)
     assert all(b["colour"] == "blue" for b in obj["bridges"])
     back = snap.convert(obj, nxt, cur)
-    assert msgspec.convert(back, StateV1) == sample_state()
+    assert msgspec.convert(back, snap.STATE_TYPES[cur]) == sample_state()
     # The old format still decodes, untouched by the new version's existence.
     assert snap.decode(old_bytes)[1] == sample_state()
     red = {"bridges": [dict(b, colour="red") for b in obj["bridges"]]}
@@ -148,3 +153,66 @@ def test_migrations_chain_up_and_down_through_a_new_version(
         snap.convert(red, nxt, cur)
     with pytest.raises(SnapshotError, match="no migration"):
         snap.convert(obj, nxt + 1, cur)
+
+
+NORMAL_RULE = OfRuleV2(
+    0,
+    0,
+    bytes.fromhex("0001000400000000"),
+    bytes.fromhex("000400180000000000000010fffffffa0000000000000000"),
+    0,
+    0,
+    0,
+    0,
+    0,
+    10.0,
+    0.5,
+    42,
+    4200,
+)
+DROP_RULE = OfRuleV2(
+    0, 100, bytes.fromhex("0001000c800000040000000100000000"), b"", 7, 0, 0, 1, 0, 3.0, 3.0, 0, 0
+)
+
+
+def with_openflow(of: OpenFlowV2 | None) -> State:
+    s = sample_state()
+    return State([msgspec.structs.replace(s.bridges[0], openflow=of)])
+
+
+def test_a_version_1_snapshot_reads_as_the_default_openflow_table() -> None:
+    v1 = StateV1([BridgeV1("br0", DatapathV1("dummy", {}), [PortV1("p1", 1)])])
+    payload = msgspec.msgpack.encode(v1)  # as a version 1 build writes it
+    data = msgspec.msgpack.encode(
+        snap.Envelope(snap.MAGIC, 1, "old", 0.0, snap.payload_checksum(payload), payload)
+    )
+    _, state = snap.decode(data)
+    assert isinstance(state, State) and state.bridges[0].openflow is None
+    assert snap.state_digest(snap.as_version(state, 1)) == snap.state_digest(v1)
+
+
+def test_writing_version_1_keeps_a_default_table_and_refuses_real_rules() -> None:
+    for of in (None, OpenFlowV2(), OpenFlowV2([NORMAL_RULE])):
+        data = snap.encode(with_openflow(of), software="t", taken=0.0, version=1)
+        assert snap.read_envelope(data).version == 1
+        assert snap.decode(data)[1].bridges[0].openflow is None
+    for of in (
+        OpenFlowV2([NORMAL_RULE, DROP_RULE]),
+        OpenFlowV2([DROP_RULE]),
+        OpenFlowV2([NORMAL_RULE], groups=[OfGroupV2(1, 0, b"", 0.0, 0, 0)]),
+    ):
+        with pytest.raises(SnapshotError, match="OpenFlow state.*version 1"):
+            snap.encode(with_openflow(of), software="t", taken=0.0, version=1)
+
+
+def test_openflow_rules_are_in_the_digests_but_their_counters_are_not() -> None:
+    base = with_openflow(OpenFlowV2([NORMAL_RULE, DROP_RULE]))
+    counted = with_openflow(
+        OpenFlowV2([msgspec.structs.replace(NORMAL_RULE, packet_count=99, idle=0.0), DROP_RULE])
+    )
+    other = with_openflow(OpenFlowV2([NORMAL_RULE]))
+    for digest in (snap.state_digest, snap.multiset_digest):
+        assert digest(base) == digest(counted)
+        assert digest(base) != digest(other)
+    env, back = snap.decode(snap.encode(base, software="t", taken=0.0))
+    assert back == base and snap.summary(back)["openflow_rules"] == 2
