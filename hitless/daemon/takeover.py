@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -207,6 +207,12 @@ def export_switch(switch: Switch, now: float, *, final: bool) -> tuple[State, li
     return State(bridges), fds
 
 
+def _openflow_counts(bridges: Iterable[Any]) -> dict[str, int]:
+    """{"openflow_rules": N} over bridges with an OpenFlow table (as ``summary``)."""
+    tables = [of for of in (getattr(b, "of", None) for b in bridges) if of is not None]
+    return {"openflow_rules": sum(of.n_rules for of in tables)} if tables else {}
+
+
 def _bridge(rb: Any) -> Bridge:
     return cast(Bridge, rb.bridge)
 
@@ -268,7 +274,7 @@ class SwitchExporter:
             "ports": sum(len(rb.datapath.ports()) for rb in bridges),
             "mac_entries": sum(len(_bridge(rb).mac) for rb in bridges),
             "datapath_flows": sum(rb.datapath.flow_count() for rb in bridges),
-        }
+        } | _openflow_counts(rb.bridge for rb in bridges)
 
     def freeze(self, now: float, delta: bool) -> Frozen:
         if not delta or self.baseline is None:
@@ -563,7 +569,7 @@ class SwitchImporter:
             "ports": sum(len(dp.ports()) for _, dp in self.restored.values()),
             "mac_entries": sum(len(b.mac) for b, _ in self.restored.values()),
             "datapath_flows": sum(dp.flow_count() for _, dp in self.restored.values()),
-        }
+        } | _openflow_counts(b for b, _ in self.restored.values())
         return snapshot.format_digest(digest), counts
 
     @staticmethod
