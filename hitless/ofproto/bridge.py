@@ -25,6 +25,16 @@ already holds a configured interface (adopted after a handoff or a restart) keep
 with its number; datapath ports no configuration asks for are detached. A failed attach
 is reported in the interface's status and retried at the next ``reconfigure``.
 
+OpenFlow: every bridge runs the OpenFlow pipeline (``oftable``, ``ofxlate``). A bridge
+created in fail_mode standalone starts with ``priority=0 actions=NORMAL`` in table 0 (as
+Open vSwitch does), so a bridge nobody programs switches exactly as NORMAL alone; in
+fail_mode secure it starts empty (everything is dropped until rules arrive). ``flow_mod``,
+``group_mod``, ``meter_mod`` and ``packet_out`` take decoded messages; changes re-translate
+only the megaflows that read a changed table or group. Rule counters are credited from
+datapath flow statistics (``settle_counters`` before a statistics reply).
+``export_openflow(now)`` / ``import_openflow(data, now)`` carry the OpenFlow state (rules
+with counters and remaining timeouts, groups, meters) for a handoff.
+
 Pure decision logic: takes ``now``, never touches the clock, sockets or asyncio.
 """
 
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,10 +50,16 @@ from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, Inte
 from hitless.datapath.actions import format_actions
 from hitless.datapath.base import Datapath, DatapathError, Upcall
 from hitless.ofproto.mac_learning import MacTable, format_mac
+from hitless.ofproto.oftable import OfState, Removed, Rule
+from hitless.ofproto.ofxlate import TableHit, decode_userdata, xlate_openflow
 from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
 from hitless.ofproto.xlate import PortView, SwitchState, VlanConfig, Xlate, xlate_normal
-from hitless.packet.flow import Match, format_match
+from hitless.openflow import actions as ofa
+from hitless.openflow.constants import Port as OfPort
+from hitless.openflow.match import Match as OfMatch
+from hitless.openflow.messages import FlowMod, GroupMod, MeterMod, PacketOut
+from hitless.packet.flow import Match, extract_key, format_match
 
 __all__ = ["STATE_VERSION", "Bridge"]
 
@@ -53,6 +70,20 @@ SWEEP_INTERVAL = 1.0  # seconds between datapath flow sweeps (at most)
 SWEEP_SLICE = 5000  # flows per run(): a long sweep continues in the next run
 UPCALL_BATCH = 64
 MAX_UPCALLS_PER_RUN = 4096  # then yield to the loop; next_wakeup() says "now"
+MAX_PACKET_INS = 1024  # queued for controllers; older ones are dropped first
+NORMAL_INSTRUCTIONS = (ofa.ApplyActions((ofa.Output(OfPort.NORMAL),)),)
+
+
+@dataclass(frozen=True, slots=True)
+class PacketInEvent:
+    """A packet a CONTROLLER action sent up, for the OpenFlow connections."""
+
+    in_port: int
+    packet: bytes
+    reason: int
+    table_id: int
+    cookie: int
+    max_len: int
 
 
 @dataclass(slots=True)
@@ -83,15 +114,56 @@ class Bridge:
         self._more_upcalls = False
         self._check_mac_ports = False
         self.n_upcalls = 0
+        self.of = OfState()
+        self._of_started = False
+        self._normal_rule: Rule | None = None  # set while the only rule is the default
+        self._normal_credits: tuple[object, ...] = ()
+        self.packet_ins: deque[PacketInEvent] = deque(maxlen=MAX_PACKET_INS)
+        self.flow_removed: list[Removed] = []
+        self.n_packet_ins = 0
+        self._dirty_tables: set[int] = set()
+        self._dirty_groups: set[int] = set()
 
     def _xlate(self, key: bytes) -> Xlate:
-        return xlate_normal(self.state, key)
+        rule = self._normal_rule
+        if rule is not None:
+            # Fast path for the default pipeline: the same result as the general walk.
+            x = xlate_normal(self.state, key)
+            return Xlate(
+                x.actions,
+                x.mask,
+                x.reason,
+                x.learn,
+                x.dst,
+                x.flood_vlan,
+                x.out_ports,
+                self._normal_credits,
+                _DEPS_TABLE0,
+            )
+        return xlate_openflow(self.of, self.state, key)
+
+    def _check_default(self) -> None:
+        """Use the fast path when the pipeline is just ``priority=0 actions=NORMAL``."""
+        self._normal_rule = None
+        of = self.of
+        if of.n_rules != 1 or len(of.tables[0]) != 1:
+            return
+        rule = next(iter(of.tables[0]))
+        if rule.mask or rule.md_mask or rule.instructions != NORMAL_INSTRUCTIONS:
+            return
+        self._normal_rule = rule
+        self._normal_credits = (TableHit(of.tables[0], True), rule)
 
     # Configuration ----------------------------------------------------------------
     def reconfigure(self, cfg: BridgeConfig, now: float) -> dict[str, InterfaceStatus]:
         self._now = now
         old_cfg = self.cfg
         self.cfg = cfg
+        if not self._of_started:
+            self._of_started = True
+            if cfg.fail_mode != "secure":
+                self.of.add_rule(Rule(0, 0, OfMatch(), NORMAL_INSTRUCTIONS, created=now))
+            self._check_default()
         self.mac.set_limits(cfg.mac_aging_time, cfg.mac_table_size)
         self.max_idle = _max_idle_ms(cfg.other_config) / 1000
         forward_bpdu = cfg.other_config.get("forward-bpdu", "false") == "true"
@@ -222,6 +294,7 @@ class Bridge:
                 else:
                     vlans |= carried
         affected |= self.revalidator.for_flood(vlans)
+        affected |= self.revalidator.for_dep(_DEP_PORTS)
         self.revalidator.revalidate(affected)
 
     def _revalidate_macs(self) -> None:
@@ -274,6 +347,7 @@ class Bridge:
                 self._more_upcalls = True
                 break
         self.n_upcalls += handled
+        self.commit_openflow()
         rv = self.revalidator
         if not rv.sweeping and now >= self._next_sweep:
             rv.start_sweep(now)
@@ -281,15 +355,35 @@ class Bridge:
             self._next_sweep = now + min(SWEEP_INTERVAL, self.max_idle / 2)
         self.mac.expire(now)
         self._revalidate_macs()
+        self._expire_rules(now)
+
+    def _expire_rules(self, now: float) -> None:
+        due = self.of.next_expiry()
+        if due is None or now < due:
+            return
+        self.revalidator.settle_all()  # idle timeouts need the latest hits
+        changed, removed = self.of.expire(now)
+        self._of_changed(changed, set())
+        self.commit_openflow()
+        self.flow_removed += removed
 
     def _handle_upcall(self, up: Upcall, now: float) -> None:
         if up.reason != "miss":
-            return  # no OpenFlow yet: nothing installs userspace actions
-        x = xlate_normal(self.state, up.key)
+            info = decode_userdata(up.userdata) if up.reason == "action" else None
+            if info is not None:
+                reason, table_id, cookie, max_len = info
+                self.n_packet_ins += 1
+                self.packet_ins.append(
+                    PacketInEvent(up.in_port, up.packet, reason, table_id, cookie, max_len)
+                )
+            return
+        x = self._xlate(up.key)
         if x.learn is not None:
             vlan, src, port = x.learn
             self.mac.learn(vlan, src, port, now)
         self.revalidator.install(Match.of(up.key, x.mask), x, now)
+        for c in x.credits:
+            c.credit(1, len(up.packet), now)  # type: ignore[attr-defined]
         if x.actions:
             self.datapath.execute(up.packet, up.in_port, x.actions)
 
@@ -310,9 +404,18 @@ class Bridge:
             self._revalidate_ports(changes)
 
     def next_wakeup(self, now: float) -> float | None:
-        if self._more_upcalls or self.mac.dirty or self.revalidator.sweeping:
+        if (
+            self._more_upcalls
+            or self.mac.dirty
+            or self.revalidator.sweeping
+            or self._dirty_tables
+            or self._dirty_groups
+        ):
             return now
         t = self.mac.next_expiry()
+        e = self.of.next_expiry()
+        if e is not None:
+            t = e if t is None else min(t, e)
         if len(self.revalidator) or self._next_sweep == 0.0:
             t = self._next_sweep if t is None else min(t, self._next_sweep)
         return t
@@ -345,6 +448,102 @@ class Bridge:
         self.revalidator.forget_all()
         self._ifaces.clear()
 
+    # OpenFlow -----------------------------------------------------------------------
+    def _of_changed(self, tables: set[int], groups: set[int]) -> None:
+        """Note changed tables and groups; ``commit_openflow`` re-translates the
+        megaflows that read them (once for a whole batch of flow-mods)."""
+        self._dirty_tables |= tables
+        self._dirty_groups |= groups
+        self._check_default()
+
+    def commit_openflow(self) -> int:
+        """Re-translate the megaflows that read a changed table or group; returns how
+        many were examined. Runs in ``run()``; call it before a barrier reply."""
+        if not self._dirty_tables and not self._dirty_groups:
+            return 0
+        rv = self.revalidator
+        affected: set[UKey] = set()
+        for t in self._dirty_tables:
+            affected |= rv.for_dep(("t", t))
+        for g in self._dirty_groups:
+            affected |= rv.for_dep(("g", g))
+        self._dirty_tables = set()
+        self._dirty_groups = set()
+        if affected:
+            rv.revalidate(affected)
+        return len(affected)
+
+    def flow_mod(self, fm: FlowMod, now: float) -> None:
+        """Apply a flow-mod (raises RemoteProtocolError with the OFPT_ERROR to send)."""
+        self._now = now
+        changed, removed = self.of.flow_mod(fm, now)
+        self.flow_removed += removed
+        self._of_changed(changed, set())
+
+    def group_mod(self, gm: GroupMod, now: float) -> None:
+        self._now = now
+        changed, removed = self.of.group_mod(gm, now)
+        self.flow_removed += removed
+        self._of_changed(changed, set(self.of.groups) | {gm.group_id})
+
+    def meter_mod(self, mm: MeterMod, now: float) -> None:
+        self._now = now
+        changed, removed = self.of.meter_mod(mm, now)
+        self.flow_removed += removed
+        self._of_changed(changed, set())
+
+    def of_transaction(self) -> OfState:
+        """A snapshot to hand back to ``of_rollback`` if a bundle fails."""
+        return self.of.snapshot()
+
+    def of_rollback(self, snap: OfState) -> None:
+        self.of.restore(snap)
+        self._of_changed(set(range(len(self.of.tables))), set(self.of.groups))
+
+    def packet_out(self, po: PacketOut, now: float) -> None:
+        """Send a controller's packet through its actions (OFPP_TABLE: the pipeline)."""
+        self._now = now
+        in_port = po.in_port
+        if in_port == OfPort.LOCAL:
+            in_port = OFPP_LOCAL
+        key = extract_key(po.data, in_port)
+        x = xlate_openflow(self.of, self.state, key, actions=po.actions)
+        for c in x.credits:
+            c.credit(1, len(po.data), now)  # type: ignore[attr-defined]
+        if x.actions:
+            self.datapath.execute(po.data, in_port, x.actions)
+
+    def settle_counters(self) -> None:
+        """Bring OpenFlow counters up to date with the datapath's flow statistics."""
+        self.commit_openflow()
+        self.revalidator.settle_all()
+
+    def take_packet_ins(self) -> list[PacketInEvent]:
+        out = list(self.packet_ins)
+        self.packet_ins.clear()
+        return out
+
+    def take_flow_removed(self) -> list[Removed]:
+        out, self.flow_removed = self.flow_removed, []
+        return out
+
+    def port_views(self) -> dict[int, PortView]:
+        return dict(self.state.ports)
+
+    def export_openflow(self, now: float) -> dict[str, Any]:
+        """The OpenFlow state for a handoff (counters brought up to date first)."""
+        self.revalidator.settle_all()
+        return self.of.export_state(now)
+
+    def import_openflow(self, data: dict[str, Any], now: float) -> None:
+        """Replace the OpenFlow state with ``export_openflow``'s; re-translates flows."""
+        self._of_started = True
+        self.of.import_state(data, now)
+        self._check_default()
+        self._dirty_tables.clear()
+        self._dirty_groups.clear()
+        self.revalidator.revalidate(self.revalidator.all())
+
     # Handoff ------------------------------------------------------------------------
     def export_state(self) -> dict[str, Any]:
         """The learned state, JSON-able: MAC entries with ages, ofport assignments."""
@@ -375,6 +574,10 @@ class Bridge:
         st["mac"] = [[v, m, p, int(a)] for v, m, p, a in st["mac"]]
         blob = json.dumps(st, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
+
+
+_DEPS_TABLE0: frozenset[tuple[object, ...]] = frozenset({("t", 0)})
+_DEP_PORTS: tuple[object, ...] = ("ports",)
 
 
 def _by_name(it: _Iface) -> str:

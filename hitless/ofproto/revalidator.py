@@ -46,6 +46,10 @@ class UKey:
         "created",
         "last_used",
         "gen",
+        "credits",
+        "deps",
+        "seen_packets",
+        "seen_bytes",
     )
 
     def __init__(self, match: Match, x: Xlate, created: float) -> None:
@@ -59,6 +63,10 @@ class UKey:
         self.created = created
         self.last_used = 0.0
         self.gen = 0  # the sweep that last saw it in the datapath
+        self.credits = x.credits  # OpenFlow counters its packets go to
+        self.deps = x.deps  # OpenFlow tables/groups its translation read
+        self.seen_packets = 0  # datapath stats already credited
+        self.seen_bytes = 0
 
 
 class Revalidator:
@@ -70,6 +78,7 @@ class Revalidator:
         self._by_port: dict[int, set[UKey]] = {}
         self._by_dst: dict[MacKey, set[UKey]] = {}
         self._by_flood: dict[int, set[UKey]] = {}
+        self._by_dep: dict[tuple[object, ...], set[UKey]] = {}
         self.n_modified = 0
         self.n_deleted = 0
         self.n_idle_deleted = 0
@@ -105,6 +114,11 @@ class Revalidator:
             if s is None:
                 s = self._by_flood[uk.flood_vlan] = set()
             s.add(uk)
+        for d in uk.deps:
+            s = self._by_dep.get(d)
+            if s is None:
+                s = self._by_dep[d] = set()
+            s.add(uk)
 
     def _unindex(self, uk: UKey) -> None:
         for p in (uk.in_port, *uk.out_ports):
@@ -113,13 +127,23 @@ class Revalidator:
             _discard(self._by_dst, uk.dst, uk)
         if uk.flood_vlan is not None:
             _discard(self._by_flood, uk.flood_vlan, uk)
+        for d in uk.deps:
+            _discard(self._by_dep, d, uk)  # type: ignore[arg-type]
 
     # Installing -------------------------------------------------------------------
     def install(self, match: Match, x: Xlate, now: float) -> None:
         """Install (or update) the flow for a fresh translation."""
         uk = self.ukeys.get(match)
         if uk is not None:
-            if uk.actions == x.actions and uk.dst == x.dst and uk.out_ports == x.out_ports:
+            if uk.credits != x.credits:
+                self._settle(uk, self.dp.flow_get(match))
+            if (
+                uk.actions == x.actions
+                and uk.dst == x.dst
+                and uk.out_ports == x.out_ports
+                and uk.deps == x.deps
+            ):
+                uk.credits = x.credits
                 return
             self._unindex(uk)
             if uk.actions != x.actions:
@@ -140,6 +164,36 @@ class Revalidator:
         uk.dst = x.dst
         uk.flood_vlan = x.flood_vlan
         uk.learn = x.learn
+        uk.credits = x.credits
+        uk.deps = x.deps
+
+    # OpenFlow counters ----------------------------------------------------------------
+    @staticmethod
+    def _settle(uk: UKey, f: DpFlow | None) -> None:
+        """Credit the datapath packets of ``uk`` not yet credited to its counters."""
+        if f is None:
+            return
+        st = f.stats
+        dp_ = st.packets - uk.seen_packets
+        db = st.bytes - uk.seen_bytes
+        if dp_ < 0 or db < 0:  # an older snapshot of the stats than already credited
+            return
+        uk.seen_packets, uk.seen_bytes = st.packets, st.bytes
+        if dp_ > 0:
+            for c in uk.credits:
+                c.credit(dp_, db, st.used)  # type: ignore[attr-defined]
+
+    def settle_all(self) -> None:
+        """Credit every flow's new datapath packets to OpenFlow counters (before a
+        statistics reply, so counters match the traffic)."""
+        get = self.dp.flow_get
+        for uk in self.ukeys.values():
+            if uk.credits:
+                self._settle(uk, get(uk.match))
+
+    def for_dep(self, dep: tuple[object, ...]) -> set[UKey]:
+        """Flows whose OpenFlow translation read ``dep`` (("t", id), ("g", id), ("ports",))."""
+        return set(self._by_dep.get(dep, ()))
 
     def _forget(self, uk: UKey) -> None:
         self._unindex(uk)
@@ -189,9 +243,12 @@ class Revalidator:
                 # A new mask needs a new flow; a new learning side effect (the input
                 # port's VLAN changed) needs the next packet as an upcall to learn.
                 self._forget(uk)
-                self.dp.flow_del(uk.match)
+                self._settle(uk, self.dp.flow_del(uk.match))
                 deleted += 1
                 continue
+            if uk.credits and x.credits != uk.credits:
+                self._settle(uk, self.dp.flow_get(uk.match))
+            uk.credits = x.credits
             if x.actions != uk.actions:
                 self.dp.flow_put(uk.match, x.actions)
                 modified += 1
@@ -200,6 +257,7 @@ class Revalidator:
                 or x.dst != uk.dst
                 or x.out_ports != uk.out_ports
                 or x.flood_vlan != uk.flood_vlan
+                or x.deps != uk.deps
             ):
                 self._unindex(uk)
                 self._update(uk, x)
@@ -258,16 +316,21 @@ class Revalidator:
                 if x.actions != f.actions:
                     self.dp.flow_put(m, x.actions)
                 uk = UKey(m, x, f.created or now)
+                uk.seen_packets, uk.seen_bytes = f.stats.packets, f.stats.bytes
                 self.ukeys[m] = uk
                 self._index(uk)
                 self.n_adopted += 1
             elif uk.created > started:
                 continue  # re-installed since the snapshot: these stats are not its own
+            elif uk.credits:
+                self._settle(uk, f)
             used = f.stats.used
             last = used if used else uk.created
             if now - last > max_idle:
                 self._forget(uk)
-                self.dp.flow_del(m)
+                gone = self.dp.flow_del(m)
+                if uk.credits:
+                    self._settle(uk, gone)
                 self.n_idle_deleted += 1
                 continue
             self._mark(uk)
@@ -292,6 +355,7 @@ class Revalidator:
         self._by_port.clear()
         self._by_dst.clear()
         self._by_flood.clear()
+        self._by_dep.clear()
 
 
 def _discard(index: dict[int, set[UKey]] | dict[MacKey, set[UKey]], k: object, uk: UKey) -> None:

@@ -180,6 +180,10 @@ class Xlate:
     dst: tuple[int, bytes] | None = None  # MAC entry the decision read
     flood_vlan: int | None = None  # VLAN whose flood set the decision read
     out_ports: tuple[int, ...] = ()
+    # OpenFlow translation only (``ofxlate``): what each packet counts towards (objects
+    # with ``credit(packets, bytes, used)``) and what the translation read.
+    credits: tuple[object, ...] = ()
+    deps: frozenset[tuple[object, ...]] = frozenset()
 
 
 def _is_reserved(dst: bytes) -> bool:

@@ -1,0 +1,1039 @@
+"""OpenFlow 1.3/1.4 state as plain learned data: flow tables, groups, meters.
+
+``OfState`` holds up to 254 tables of ``Rule``s, the group table and the meter table,
+and applies flow-mod, group-mod and meter-mod messages with the specification's
+semantics (OpenFlow 1.3.5 §6.4, §7.3.4): ADD replaces an identical rule (same match and
+priority) and refuses an overlapping one when CHECK_OVERLAP is set; MODIFY and DELETE
+select rules whose match is at least as specific as the request's (non-strict) or
+identical with the same priority (strict), filtered by cookie/cookie_mask, and for
+DELETE by out_port/out_group. A malformed or impossible request raises
+``RemoteProtocolError`` carrying the OFPT_ERROR type and code; nothing changes then.
+
+Matches are compiled onto the canonical flow key (``hitless.packet.flow``): a rule is an
+integer ``key``/``mask`` pair over the key's bytes plus a 64-bit metadata value/mask, so
+a lookup is tuple space search: one dict probe per distinct mask ("subtable"), subtables
+visited in order of their highest priority, stopping once no unvisited subtable can beat
+the best rule found. ``Table.lookup`` reports the masks it examined: translation
+un-wildcards exactly those (``ofxlate``).
+
+Time comes in as ``now``; counters are credited by the caller (the revalidator, from
+datapath flow statistics). ``export_state()`` / ``import_state()`` carry rules with
+their counters and remaining timeouts, groups and meters across a handoff as JSON-able
+data. Pure: no sockets, no clock.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from hitless.config.model import OFPP_LOCAL
+from hitless.openflow._wire import Reader
+from hitless.openflow.actions import (
+    Action,
+    ApplyActions,
+    GotoTable,
+    GroupAction,
+    Instruction,
+    MeterInstruction,
+    Output,
+    SetField,
+    WriteActions,
+    WriteMetadata,
+    encode_instructions,
+    parse_instructions,
+)
+from hitless.openflow.constants import (
+    BadActionCode,
+    BadInstructionCode,
+    BadMatchCode,
+    ErrorType,
+    FlowModCommand,
+    FlowModFailedCode,
+    FlowModFlags,
+    FlowRemovedReason,
+    GroupModCommand,
+    GroupModFailedCode,
+    GroupType,
+    MeterFlags,
+    MeterModCommand,
+    MeterModFailedCode,
+    OxmClass,
+    OxmField,
+    Port,
+)
+from hitless.openflow.constants import Group as GroupNo
+from hitless.openflow.constants import Meter as MeterNo
+from hitless.openflow.errors import RemoteProtocolError
+from hitless.openflow.match import Match as OfMatch
+from hitless.openflow.match import Oxm
+from hitless.openflow.messages import Bucket, FlowMod, GroupMod, MeterBand, MeterMod
+from hitless.packet.flow import FIELDS, KEY_LEN
+
+__all__ = [
+    "N_TABLES",
+    "STATE_VERSION",
+    "Group",
+    "Meter",
+    "OfState",
+    "Removed",
+    "Rule",
+    "Table",
+    "compile_match",
+    "oxm_to_key",
+]
+
+N_TABLES = 254  # tables 0..253 (OFPTT_MAX = 0xfe)
+STATE_VERSION = 1
+ALL_ONES_64 = (1 << 64) - 1
+
+# -- Matches on the canonical flow key ---------------------------------------------------
+
+# OXM basic field -> (flow-key field, shift of the OXM value inside it, width in bits)
+_F = OxmField
+_OXM_KEY: dict[int, tuple[str, int, int]] = {
+    _F.IN_PORT: ("in_port", 0, 32),
+    _F.ETH_DST: ("eth_dst", 0, 48),
+    _F.ETH_SRC: ("eth_src", 0, 48),
+    _F.ETH_TYPE: ("eth_type", 0, 16),
+    _F.VLAN_VID: ("vlan_tci", 0, 13),  # OFPVID_PRESENT is the key's VLAN_PRESENT bit
+    _F.VLAN_PCP: ("vlan_tci", 13, 3),
+    _F.IP_DSCP: ("ip_tos", 2, 6),
+    _F.IP_ECN: ("ip_tos", 0, 2),
+    _F.IP_PROTO: ("ip_proto", 0, 8),
+    _F.IPV4_SRC: ("ipv4_src", 0, 32),
+    _F.IPV4_DST: ("ipv4_dst", 0, 32),
+    _F.TCP_SRC: ("tp_src", 0, 16),
+    _F.TCP_DST: ("tp_dst", 0, 16),
+    _F.UDP_SRC: ("tp_src", 0, 16),
+    _F.UDP_DST: ("tp_dst", 0, 16),
+    _F.SCTP_SRC: ("tp_src", 0, 16),
+    _F.SCTP_DST: ("tp_dst", 0, 16),
+    _F.ICMPV4_TYPE: ("tp_src", 0, 8),
+    _F.ICMPV4_CODE: ("tp_dst", 0, 8),
+    _F.ARP_OP: ("ip_proto", 0, 8),
+    _F.ARP_SPA: ("ipv4_src", 0, 32),
+    _F.ARP_TPA: ("ipv4_dst", 0, 32),
+    _F.ARP_SHA: ("arp_sha", 0, 48),
+    _F.ARP_THA: ("arp_tha", 0, 48),
+    _F.IPV6_SRC: ("ipv6_src", 0, 128),
+    _F.IPV6_DST: ("ipv6_dst", 0, 128),
+    _F.IPV6_FLABEL: ("ipv6_label", 0, 20),
+    _F.ICMPV6_TYPE: ("tp_src", 0, 8),
+    _F.ICMPV6_CODE: ("tp_dst", 0, 8),
+    _F.IPV6_ND_TARGET: ("nd_target", 0, 128),
+    _F.IPV6_ND_SLL: ("arp_sha", 0, 48),
+    _F.IPV6_ND_TLL: ("arp_tha", 0, 48),
+}
+
+# Prerequisites (§7.2.3.8): field -> list of alternatives, each a list of (field, value).
+_Prereq = list[list[tuple[int, int]]]
+_IP: _Prereq = [[(_F.ETH_TYPE, 0x0800)], [(_F.ETH_TYPE, 0x86DD)]]
+_V4: _Prereq = [[(_F.ETH_TYPE, 0x0800)]]
+_V6: _Prereq = [[(_F.ETH_TYPE, 0x86DD)]]
+_ARP: _Prereq = [[(_F.ETH_TYPE, 0x0806)]]
+_PREREQ: dict[int, list[list[tuple[int, int]]]] = {
+    _F.VLAN_PCP: [],  # checked specially: needs a VLAN_VID that is not OFPVID_NONE
+    _F.IP_DSCP: _IP,
+    _F.IP_ECN: _IP,
+    _F.IP_PROTO: _IP,
+    _F.IPV4_SRC: _V4,
+    _F.IPV4_DST: _V4,
+    _F.TCP_SRC: [[(_F.IP_PROTO, 6)]],
+    _F.TCP_DST: [[(_F.IP_PROTO, 6)]],
+    _F.UDP_SRC: [[(_F.IP_PROTO, 17)]],
+    _F.UDP_DST: [[(_F.IP_PROTO, 17)]],
+    _F.SCTP_SRC: [[(_F.IP_PROTO, 132)]],
+    _F.SCTP_DST: [[(_F.IP_PROTO, 132)]],
+    _F.ICMPV4_TYPE: [[(_F.IP_PROTO, 1)]],
+    _F.ICMPV4_CODE: [[(_F.IP_PROTO, 1)]],
+    _F.ARP_OP: _ARP,
+    _F.ARP_SPA: _ARP,
+    _F.ARP_TPA: _ARP,
+    _F.ARP_SHA: _ARP,
+    _F.ARP_THA: _ARP,
+    _F.IPV6_SRC: _V6,
+    _F.IPV6_DST: _V6,
+    _F.IPV6_FLABEL: _V6,
+    _F.ICMPV6_TYPE: [[(_F.IP_PROTO, 58)]],
+    _F.ICMPV6_CODE: [[(_F.IP_PROTO, 58)]],
+    _F.IPV6_ND_TARGET: [[(_F.ICMPV6_TYPE, 135)], [(_F.ICMPV6_TYPE, 136)]],
+    _F.IPV6_ND_SLL: [[(_F.ICMPV6_TYPE, 135)]],
+    _F.IPV6_ND_TLL: [[(_F.ICMPV6_TYPE, 136)]],
+}
+# Transport fields need the network layer too (their ip_proto needs eth_type).
+_L4 = {_F.TCP_SRC, _F.TCP_DST, _F.UDP_SRC, _F.UDP_DST, _F.SCTP_SRC, _F.SCTP_DST}
+
+
+def _bit_pos(name: str, shift: int) -> int:
+    """Left shift, within the whole key integer, of bit ``shift`` of field ``name``."""
+    off, size = FIELDS[name]
+    return (KEY_LEN - off - size) * 8 + shift
+
+
+def oxm_to_key(f: int, value: int, mask: int | None) -> tuple[int, int]:
+    """(value, mask) of one OXM basic field as integers over the whole flow key."""
+    name, shift, bits = _OXM_KEY[f]
+    full = (1 << bits) - 1
+    m = full if mask is None else mask & full
+    pos = _bit_pos(name, shift)
+    return (value & m) << pos, m << pos
+
+
+def _bad_match(msg: str, code: BadMatchCode) -> RemoteProtocolError:
+    return RemoteProtocolError(msg, ErrorType.BAD_MATCH, code)
+
+
+def compile_match(match: OfMatch) -> tuple[int, int, int, int]:
+    """An OpenFlow match as (key, mask, metadata, metadata_mask) over the flow key.
+    Raises RemoteProtocolError for fields we cannot match and missing prerequisites."""
+    key = mask = md = md_mask = 0
+    exact: dict[int, int] = {}
+    present: dict[int, Oxm] = {}
+    for oxm in match.fields:
+        if oxm.oxm_class != OxmClass.OPENFLOW_BASIC:
+            raise _bad_match(f"match field {oxm.name} is not supported", BadMatchCode.BAD_FIELD)
+        present[oxm.field] = oxm
+        if oxm.mask is None:
+            exact[oxm.field] = oxm.value
+        if oxm.field == _F.METADATA:
+            md_mask = ALL_ONES_64 if oxm.mask is None else oxm.mask
+            md = oxm.value & md_mask
+            continue
+        if oxm.field not in _OXM_KEY:
+            raise _bad_match(f"match field {oxm.name} is not supported", BadMatchCode.BAD_FIELD)
+        name, shift, bits = _OXM_KEY[oxm.field]
+        if oxm.value >> bits or (oxm.mask is not None and oxm.mask >> bits):
+            raise _bad_match(f"{oxm.name} value {oxm.value:#x} too wide", BadMatchCode.BAD_VALUE)
+        if oxm.mask is not None and oxm.value & ~oxm.mask:
+            raise _bad_match(
+                f"{oxm.name} value {oxm.value:#x} has bits outside its mask {oxm.mask:#x}",
+                BadMatchCode.BAD_WILDCARDS,
+            )
+        value = oxm.value
+        if oxm.field == _F.IN_PORT and value == Port.LOCAL:
+            value = OFPP_LOCAL  # the bridge's own port is number 0xfffe in the datapath
+        v, m = oxm_to_key(oxm.field, value, oxm.mask)
+        key |= v
+        mask |= m
+    for f in present:
+        if f == _F.VLAN_PCP:
+            vid = present.get(_F.VLAN_VID)
+            if vid is None or not (vid.value & 0x1000):
+                raise _bad_match("vlan_pcp needs a vlan_vid with a tag", BadMatchCode.BAD_PREREQ)
+            continue
+        alts = _PREREQ.get(f)
+        if not alts:
+            continue
+        if not any(all(exact.get(pf) == pv for pf, pv in alt) for alt in alts):
+            name = OxmField(f).name.lower()
+            raise _bad_match(f"{name} without its prerequisite", BadMatchCode.BAD_PREREQ)
+        if f in _L4 or f in (_F.ICMPV4_TYPE, _F.ICMPV4_CODE, _F.ICMPV6_TYPE, _F.ICMPV6_CODE):
+            want = (0x86DD,) if f in (_F.ICMPV6_TYPE, _F.ICMPV6_CODE) else (0x0800, 0x86DD)
+            if f in (_F.ICMPV4_TYPE, _F.ICMPV4_CODE):
+                want = (0x0800,)
+            if exact.get(_F.ETH_TYPE) not in want:
+                name = OxmField(f).name.lower()
+                raise _bad_match(f"{name} without its prerequisite", BadMatchCode.BAD_PREREQ)
+    return key, mask, md, md_mask
+
+
+# -- Rules, tables -------------------------------------------------------------------------
+
+
+class Rule:
+    """One flow entry: its match (as given and compiled), instructions and counters."""
+
+    __slots__ = (
+        "table_id",
+        "priority",
+        "match",
+        "key",
+        "mask",
+        "md",
+        "md_mask",
+        "cookie",
+        "idle_timeout",
+        "hard_timeout",
+        "flags",
+        "importance",
+        "instructions",
+        "created",
+        "last_used",
+        "packets",
+        "bytes",
+    )
+
+    def __init__(
+        self,
+        table_id: int,
+        priority: int,
+        match: OfMatch,
+        instructions: tuple[Instruction, ...],
+        *,
+        cookie: int = 0,
+        idle_timeout: int = 0,
+        hard_timeout: int = 0,
+        flags: int = 0,
+        importance: int = 0,
+        created: float = 0.0,
+    ) -> None:
+        self.table_id = table_id
+        self.priority = priority
+        self.match = match
+        self.key, self.mask, self.md, self.md_mask = compile_match(match)
+        self.cookie = cookie
+        self.idle_timeout = idle_timeout
+        self.hard_timeout = hard_timeout
+        self.flags = flags
+        self.importance = importance
+        self.instructions = instructions
+        self.created = created
+        self.last_used = created
+        self.packets = 0
+        self.bytes = 0
+
+    @property
+    def ident(self) -> tuple[int, int, int, int, int]:
+        """What makes two rules "the same" in one table: priority and exact match."""
+        return (self.priority, self.key, self.mask, self.md, self.md_mask)
+
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        self.packets += packets
+        self.bytes += nbytes
+        if packets and used > self.last_used:
+            self.last_used = used
+
+    def covered_by(self, key: int, mask: int, md: int, md_mask: int) -> bool:
+        """Whether this rule is at least as specific as the match (key, mask, md...)."""
+        return (
+            not mask & ~self.mask
+            and self.key & mask == key
+            and not md_mask & ~self.md_mask
+            and self.md & md_mask == md
+        )
+
+    def overlaps(self, other: Rule) -> bool:
+        m = self.mask & other.mask
+        mm = self.md_mask & other.md_mask
+        return not (self.key ^ other.key) & m and not (self.md ^ other.md) & mm
+
+    def actions(self) -> Iterator[Action]:
+        for inst in self.instructions:
+            if isinstance(inst, (ApplyActions, WriteActions)):
+                yield from inst.actions
+
+    def outputs_to(self, port: int) -> bool:
+        return any(isinstance(a, Output) and a.port == port for a in self.actions())
+
+    def uses_group(self, group_id: int) -> bool:
+        return any(isinstance(a, GroupAction) and a.group_id == group_id for a in self.actions())
+
+    def meter_id(self) -> int | None:
+        for inst in self.instructions:
+            if isinstance(inst, MeterInstruction):
+                return inst.meter_id
+        return None
+
+    def expiry(self) -> float | None:
+        """When this rule times out if it is not hit again (None = never)."""
+        t: float | None = None
+        if self.hard_timeout:
+            t = self.created + self.hard_timeout
+        if self.idle_timeout:
+            i = self.last_used + self.idle_timeout
+            t = i if t is None else min(t, i)
+        return t
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {
+            "table": self.table_id,
+            "priority": self.priority,
+            "match": self.match.encode().hex(),
+            "instructions": encode_instructions(self.instructions).hex(),
+            "cookie": self.cookie,
+            "idle_timeout": self.idle_timeout,
+            "hard_timeout": self.hard_timeout,
+            "flags": self.flags,
+            "importance": self.importance,
+            "age": now - self.created,
+            "idle": now - self.last_used,
+            "packets": self.packets,
+            "bytes": self.bytes,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], now: float) -> Rule:
+        match = OfMatch.parse(Reader(bytes.fromhex(d["match"])))
+        insts = parse_instructions(Reader(bytes.fromhex(d["instructions"])))
+        r = cls(
+            int(d["table"]),
+            int(d["priority"]),
+            match,
+            insts,
+            cookie=int(d["cookie"]),
+            idle_timeout=int(d["idle_timeout"]),
+            hard_timeout=int(d["hard_timeout"]),
+            flags=int(d["flags"]),
+            importance=int(d.get("importance", 0)),
+            created=now - float(d["age"]),
+        )
+        r.last_used = now - float(d["idle"])
+        r.packets = int(d["packets"])
+        r.bytes = int(d["bytes"])
+        return r
+
+
+class _Subtable:
+    __slots__ = ("mask", "md_mask", "rules", "max_priority")
+
+    def __init__(self, mask: int, md_mask: int) -> None:
+        self.mask = mask
+        self.md_mask = md_mask
+        self.rules: dict[tuple[int, int], list[Rule]] = {}  # (key, md) -> by priority desc
+        self.max_priority = -1
+
+
+class Table:
+    """One flow table: a tuple-space classifier of rules, plus lookup counters."""
+
+    def __init__(self, table_id: int) -> None:
+        self.table_id = table_id
+        self.rules: dict[tuple[int, int, int, int, int], Rule] = {}
+        self._subtables: dict[tuple[int, int], _Subtable] = {}
+        self._order: list[_Subtable] | None = []
+        self.lookups = 0  # packets looked up (credited from datapath stats)
+        self.matched = 0
+        self.version = 0  # bumped by every change (translation depends on it)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(self.rules.values())
+
+    def insert(self, rule: Rule) -> Rule | None:
+        """Add ``rule``; returns the rule it replaced (same priority and match)."""
+        old = self.rules.pop(rule.ident, None)
+        if old is not None:
+            self._unlink(old)
+        self.rules[rule.ident] = rule
+        st = self._subtables.get((rule.mask, rule.md_mask))
+        if st is None:
+            st = self._subtables[(rule.mask, rule.md_mask)] = _Subtable(rule.mask, rule.md_mask)
+            self._order = None
+        bucket = st.rules.setdefault((rule.key, rule.md), [])
+        bucket.append(rule)
+        bucket.sort(key=_by_priority_desc)
+        if rule.priority > st.max_priority:
+            st.max_priority = rule.priority
+            self._order = None
+        self.version += 1
+        return old
+
+    def remove(self, rule: Rule) -> None:
+        if self.rules.get(rule.ident) is rule:
+            del self.rules[rule.ident]
+            self._unlink(rule)
+            self.version += 1
+
+    def _unlink(self, rule: Rule) -> None:
+        st = self._subtables[(rule.mask, rule.md_mask)]
+        bucket = st.rules[(rule.key, rule.md)]
+        bucket.remove(rule)
+        if not bucket:
+            del st.rules[(rule.key, rule.md)]
+        if not st.rules:
+            del self._subtables[(rule.mask, rule.md_mask)]
+        else:
+            st.max_priority = max(b[0].priority for b in st.rules.values())
+        self._order = None
+
+    def replace_instructions(self, rule: Rule, instructions: tuple[Instruction, ...]) -> None:
+        rule.instructions = instructions
+        self.version += 1
+
+    def lookup(self, key: int, md: int) -> tuple[Rule | None, int, int]:
+        """(best rule or None, union of the key masks examined, of the metadata masks)."""
+        order = self._order
+        if order is None:
+            order = self._order = sorted(
+                self._subtables.values(), key=lambda s: s.max_priority, reverse=True
+            )
+        best: Rule | None = None
+        seen = seen_md = 0
+        for st in order:
+            if best is not None and st.max_priority <= best.priority:
+                break
+            seen |= st.mask
+            seen_md |= st.md_mask
+            bucket = st.rules.get((key & st.mask, md & st.md_mask))
+            if bucket is not None and (best is None or bucket[0].priority > best.priority):
+                best = bucket[0]
+        return best, seen, seen_md
+
+
+def _by_priority_desc(r: Rule) -> int:
+    return -r.priority
+
+
+# -- Groups and meters -----------------------------------------------------------------------
+
+
+class Group:
+    """A group entry with its counters (per group and per bucket)."""
+
+    __slots__ = ("group_id", "type", "buckets", "created", "packets", "bytes", "bucket_stats")
+
+    def __init__(
+        self, group_id: int, gtype: int, buckets: tuple[Bucket, ...], created: float
+    ) -> None:
+        self.group_id = group_id
+        self.type = gtype
+        self.buckets = buckets
+        self.created = created
+        self.packets = 0
+        self.bytes = 0
+        self.bucket_stats = [[0, 0] for _ in buckets]
+
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        self.packets += packets
+        self.bytes += nbytes
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {
+            "group_id": self.group_id,
+            "type": self.type,
+            "buckets": b"".join(b.encode() for b in self.buckets).hex(),
+            "age": now - self.created,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "bucket_stats": self.bucket_stats,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], now: float) -> Group:
+        from hitless.openflow.messages import parse_buckets
+
+        buckets = parse_buckets(Reader(bytes.fromhex(d["buckets"])))
+        g = cls(int(d["group_id"]), int(d["type"]), buckets, now - float(d["age"]))
+        g.packets, g.bytes = int(d["packets"]), int(d["bytes"])
+        g.bucket_stats = [[int(p), int(b)] for p, b in d["bucket_stats"]]
+        return g
+
+
+@dataclass
+class BucketCounter:
+    """Credits one bucket of a group (a translation that chose it)."""
+
+    group: Group
+    index: int
+
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        if self.index < len(self.group.bucket_stats):
+            s = self.group.bucket_stats[self.index]
+            s[0] += packets
+            s[1] += nbytes
+
+    def __hash__(self) -> int:
+        return hash((id(self.group), self.index))
+
+
+class Meter:
+    """A meter entry: its bands and counters. Bands are recorded and reported; they are
+    not enforced yet (the datapath has no meter action): see ``OfState`` docs."""
+
+    __slots__ = ("meter_id", "flags", "bands", "created", "packets", "bytes", "band_stats")
+
+    def __init__(
+        self, meter_id: int, flags: int, bands: tuple[MeterBand, ...], created: float
+    ) -> None:
+        self.meter_id = meter_id
+        self.flags = flags
+        self.bands = bands
+        self.created = created
+        self.packets = 0
+        self.bytes = 0
+        self.band_stats = [[0, 0] for _ in bands]
+
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        self.packets += packets
+        self.bytes += nbytes
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        return {
+            "meter_id": self.meter_id,
+            "flags": self.flags,
+            "bands": b"".join(b.encode() for b in self.bands).hex(),
+            "age": now - self.created,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "band_stats": self.band_stats,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], now: float) -> Meter:
+        from hitless.openflow.messages import parse_bands
+
+        bands = parse_bands(Reader(bytes.fromhex(d["bands"])))
+        m = cls(int(d["meter_id"]), int(d["flags"]), bands, now - float(d["age"]))
+        m.packets, m.bytes = int(d["packets"]), int(d["bytes"])
+        m.band_stats = [[int(p), int(b)] for p, b in d["band_stats"]]
+        return m
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """A rule that left its table, and why (FlowRemovedReason)."""
+
+    rule: Rule
+    reason: int
+
+
+# -- The whole OpenFlow state ----------------------------------------------------------------
+
+_FM_ERR = ErrorType.FLOW_MOD_FAILED
+# set_field targets translation can apply (hitless.packet.ops): OXM field numbers.
+SETTABLE = frozenset(
+    {
+        _F.ETH_DST,
+        _F.ETH_SRC,
+        _F.VLAN_VID,
+        _F.VLAN_PCP,
+        _F.IPV4_SRC,
+        _F.IPV4_DST,
+        _F.IP_DSCP,
+        _F.IP_ECN,
+        _F.TCP_SRC,
+        _F.TCP_DST,
+        _F.UDP_SRC,
+        _F.UDP_DST,
+    }
+)
+_RESERVED_OUT = {Port.IN_PORT, Port.NORMAL, Port.FLOOD, Port.ALL, Port.CONTROLLER, Port.LOCAL}
+
+
+class OfState:
+    """Flow tables, groups and meters of one bridge. Meters are kept, counted (packets
+    of rules that use them) and reported, but bands are not enforced yet."""
+
+    def __init__(self) -> None:
+        self.tables: list[Table] = [Table(i) for i in range(N_TABLES)]
+        self.groups: dict[int, Group] = {}
+        self.meters: dict[int, Meter] = {}
+        self.group_version = 0
+        self.n_rules = 0
+        self.timed: set[Rule] = set()  # rules with an idle or hard timeout
+
+    # -- queries --
+    def rules(self, table_id: int = 0xFF) -> Iterator[Rule]:
+        tables = self.tables if table_id == 0xFF else [self.tables[table_id]]
+        for t in tables:
+            yield from t
+
+    def select(
+        self,
+        table_id: int,
+        match: OfMatch,
+        *,
+        strict: bool = False,
+        priority: int = 0,
+        cookie: int = 0,
+        cookie_mask: int = 0,
+        out_port: int = Port.ANY,
+        out_group: int = GroupNo.ANY,
+    ) -> list[Rule]:
+        """The rules a flow-mod or a flow-stats request with these criteria selects."""
+        if table_id != 0xFF and table_id >= N_TABLES:
+            raise RemoteProtocolError(
+                f"table {table_id} does not exist", _FM_ERR, FlowModFailedCode.BAD_TABLE_ID
+            )
+        key, mask, md, md_mask = compile_match(match)
+        ident = (priority, key, mask, md, md_mask)
+        out: list[Rule] = []
+        tables = self.tables if table_id == 0xFF else [self.tables[table_id]]
+        for t in tables:
+            if strict:
+                r = t.rules.get(ident)
+                cands: Iterable[Rule] = () if r is None else (r,)
+            else:
+                cands = [r for r in t if r.covered_by(key, mask, md, md_mask)]
+            for r in cands:
+                if cookie_mask and (r.cookie ^ cookie) & cookie_mask:
+                    continue
+                if out_port != Port.ANY and not r.outputs_to(out_port):
+                    continue
+                if out_group != GroupNo.ANY and not r.uses_group(out_group):
+                    continue
+                out.append(r)
+        return out
+
+    def next_expiry(self) -> float | None:
+        t: float | None = None
+        for r in self.timed:
+            e = r.expiry()
+            if e is not None and (t is None or e < t):
+                t = e
+        return t
+
+    def _inserted(self, rule: Rule, old: Rule | None) -> None:
+        if old is None:
+            self.n_rules += 1
+        else:
+            self.timed.discard(old)
+        if rule.idle_timeout or rule.hard_timeout:
+            self.timed.add(rule)
+
+    # -- flow-mod --
+    def validate_instructions(self, table_id: int, insts: tuple[Instruction, ...]) -> None:
+        for inst in insts:
+            if isinstance(inst, GotoTable):
+                if inst.table_id <= table_id or inst.table_id >= N_TABLES:
+                    raise RemoteProtocolError(
+                        f"goto_table:{inst.table_id} from table {table_id}",
+                        ErrorType.BAD_INSTRUCTION,
+                        BadInstructionCode.BAD_TABLE_ID,
+                    )
+            elif isinstance(inst, MeterInstruction):
+                if inst.meter_id not in self.meters:
+                    raise RemoteProtocolError(
+                        f"meter {inst.meter_id} does not exist",
+                        ErrorType.METER_MOD_FAILED,
+                        MeterModFailedCode.UNKNOWN_METER,
+                    )
+            elif isinstance(inst, (ApplyActions, WriteActions)):
+                self.validate_actions(inst.actions)
+            elif not isinstance(inst, WriteMetadata) and type(inst).__name__ != "ClearActions":
+                raise RemoteProtocolError(
+                    f"instruction {type(inst).__name__} is not supported",
+                    ErrorType.BAD_INSTRUCTION,
+                    BadInstructionCode.UNSUP_INST,
+                )
+
+    def validate_actions(self, actions: Iterable[Action]) -> None:
+        from hitless.openflow.actions import DecNwTtl, PopVlan, PushVlan, SetNwTtl
+
+        for a in actions:
+            if isinstance(a, Output):
+                if a.port == 0 or (a.port > Port.MAX and a.port not in _RESERVED_OUT):
+                    raise RemoteProtocolError(
+                        f"output to port {a.port:#x}",
+                        ErrorType.BAD_ACTION,
+                        BadActionCode.BAD_OUT_PORT,
+                    )
+            elif isinstance(a, GroupAction):
+                if a.group_id not in self.groups:
+                    raise RemoteProtocolError(
+                        f"group {a.group_id} does not exist",
+                        ErrorType.BAD_ACTION,
+                        BadActionCode.BAD_OUT_GROUP,
+                    )
+            elif isinstance(a, SetField):
+                f = a.field
+                if f.oxm_class != OxmClass.OPENFLOW_BASIC or f.field not in SETTABLE:
+                    raise RemoteProtocolError(
+                        f"set_field of {f.name} is not supported",
+                        ErrorType.BAD_ACTION,
+                        BadActionCode.BAD_SET_TYPE,
+                    )
+            elif isinstance(a, PushVlan):
+                if a.ethertype not in (0x8100, 0x88A8):
+                    raise RemoteProtocolError(
+                        f"push_vlan ethertype {a.ethertype:#x}",
+                        ErrorType.BAD_ACTION,
+                        BadActionCode.BAD_ARGUMENT,
+                    )
+            elif not isinstance(a, (PopVlan, DecNwTtl, SetNwTtl)):
+                raise RemoteProtocolError(
+                    f"action {type(a).__name__} is not supported",
+                    ErrorType.BAD_ACTION,
+                    BadActionCode.BAD_TYPE,
+                )
+
+    def flow_mod(self, fm: FlowMod, now: float) -> tuple[set[int], list[Removed]]:
+        """Apply a flow-mod. Returns (tables changed, rules removed with SEND_FLOW_REM)."""
+        cmd = fm.command
+        if cmd == FlowModCommand.ADD:
+            return self._add(fm, now)
+        if cmd in (FlowModCommand.MODIFY, FlowModCommand.MODIFY_STRICT):
+            if fm.table_id >= N_TABLES:
+                raise RemoteProtocolError(
+                    f"modify in table {fm.table_id}", _FM_ERR, FlowModFailedCode.BAD_TABLE_ID
+                )
+            self.validate_instructions(fm.table_id, fm.instructions)
+            rules = self.select(
+                fm.table_id,
+                fm.match,
+                strict=cmd == FlowModCommand.MODIFY_STRICT,
+                priority=fm.priority,
+                cookie=fm.cookie,
+                cookie_mask=fm.cookie_mask,
+            )
+            for r in rules:
+                self.tables[r.table_id].replace_instructions(r, fm.instructions)
+                if fm.flags & FlowModFlags.RESET_COUNTS:
+                    r.packets = r.bytes = 0
+            return {r.table_id for r in rules}, []
+        if cmd in (FlowModCommand.DELETE, FlowModCommand.DELETE_STRICT):
+            rules = self.select(
+                fm.table_id,
+                fm.match,
+                strict=cmd == FlowModCommand.DELETE_STRICT,
+                priority=fm.priority,
+                cookie=fm.cookie,
+                cookie_mask=fm.cookie_mask,
+                out_port=fm.out_port,
+                out_group=fm.out_group,
+            )
+            return self._remove(rules, FlowRemovedReason.DELETE)
+        raise RemoteProtocolError(f"flow-mod command {cmd}", _FM_ERR, FlowModFailedCode.BAD_COMMAND)
+
+    def _add(self, fm: FlowMod, now: float) -> tuple[set[int], list[Removed]]:
+        if fm.table_id >= N_TABLES:
+            raise RemoteProtocolError(
+                f"add to table {fm.table_id}", _FM_ERR, FlowModFailedCode.BAD_TABLE_ID
+            )
+        self.validate_instructions(fm.table_id, fm.instructions)
+        rule = Rule(
+            fm.table_id,
+            fm.priority,
+            fm.match,
+            fm.instructions,
+            cookie=fm.cookie,
+            idle_timeout=fm.idle_timeout,
+            hard_timeout=fm.hard_timeout,
+            flags=fm.flags,
+            importance=fm.importance,
+            created=now,
+        )
+        table = self.tables[fm.table_id]
+        if fm.flags & FlowModFlags.CHECK_OVERLAP:
+            for r in table:
+                if r.priority == rule.priority and r.ident != rule.ident and r.overlaps(rule):
+                    raise RemoteProtocolError(
+                        "overlapping rule with the same priority",
+                        _FM_ERR,
+                        FlowModFailedCode.OVERLAP,
+                    )
+        old = table.insert(rule)
+        self._inserted(rule, old)
+        if old is not None and not fm.flags & FlowModFlags.RESET_COUNTS:
+            rule.packets, rule.bytes = old.packets, old.bytes
+        return {fm.table_id}, []
+
+    def _remove(self, rules: list[Rule], reason: int) -> tuple[set[int], list[Removed]]:
+        changed: set[int] = set()
+        removed: list[Removed] = []
+        for r in rules:
+            self.tables[r.table_id].remove(r)
+            self.n_rules -= 1
+            self.timed.discard(r)
+            changed.add(r.table_id)
+            if r.flags & FlowModFlags.SEND_FLOW_REM:
+                removed.append(Removed(r, reason))
+        return changed, removed
+
+    def add_rule(self, rule: Rule) -> None:
+        """Insert a prebuilt rule (defaults, import)."""
+        self._inserted(rule, self.tables[rule.table_id].insert(rule))
+
+    def expire(self, now: float) -> tuple[set[int], list[Removed]]:
+        """Remove rules whose idle or hard timeout passed."""
+        changed: set[int] = set()
+        removed: list[Removed] = []
+        for r in sorted(self.timed, key=_order_key):
+            reason = None
+            if r.hard_timeout and now >= r.created + r.hard_timeout:
+                reason = FlowRemovedReason.HARD_TIMEOUT
+            elif r.idle_timeout and now >= r.last_used + r.idle_timeout:
+                reason = FlowRemovedReason.IDLE_TIMEOUT
+            if reason is not None:
+                c, rem = self._remove([r], reason)
+                changed |= c
+                for x in rem:
+                    removed.append(x)
+        return changed, removed
+
+    # -- group-mod --
+    def group_mod(self, gm: GroupMod, now: float) -> tuple[set[int], list[Removed]]:
+        """Apply a group-mod. Returns (tables changed by removed rules, rules removed)."""
+        err = ErrorType.GROUP_MOD_FAILED
+        gid = gm.group_id
+        if gm.command == GroupModCommand.DELETE:
+            ids = list(self.groups) if gid == GroupNo.ALL else [gid]
+            changed: set[int] = set()
+            removed: list[Removed] = []
+            for g_id in ids:
+                if self.groups.pop(g_id, None) is None:
+                    continue
+                users = [r for r in self.rules() if r.uses_group(g_id)]
+                c, rem = self._remove(users, FlowRemovedReason.GROUP_DELETE)
+                changed |= c
+                removed += rem
+            self.group_version += 1
+            return changed, removed
+        if gid > GroupNo.MAX:
+            raise RemoteProtocolError(f"group id {gid:#x}", err, GroupModFailedCode.INVALID_GROUP)
+        if gm.group_type not in (GroupType.ALL, GroupType.SELECT, GroupType.INDIRECT, GroupType.FF):
+            raise RemoteProtocolError(
+                f"group type {gm.group_type}", err, GroupModFailedCode.BAD_TYPE
+            )
+        if gm.group_type == GroupType.INDIRECT and len(gm.buckets) != 1:
+            raise RemoteProtocolError(
+                "an indirect group has exactly one bucket", err, GroupModFailedCode.BAD_BUCKET
+            )
+        for b in gm.buckets:
+            for a in b.actions:
+                if isinstance(a, GroupAction) and (
+                    a.group_id == gid or a.group_id not in self.groups
+                ):
+                    raise RemoteProtocolError(
+                        f"bucket chains to group {a.group_id}",
+                        err,
+                        GroupModFailedCode.LOOP
+                        if a.group_id == gid
+                        else GroupModFailedCode.CHAINING_UNSUPPORTED,
+                    )
+            try:
+                self.validate_actions(b.actions)
+            except RemoteProtocolError as e:
+                raise RemoteProtocolError(e.message, err, GroupModFailedCode.BAD_BUCKET) from None
+        if gm.command == GroupModCommand.ADD:
+            if gid in self.groups:
+                raise RemoteProtocolError(
+                    f"group {gid} exists", err, GroupModFailedCode.GROUP_EXISTS
+                )
+            self.groups[gid] = Group(gid, gm.group_type, gm.buckets, now)
+        elif gm.command == GroupModCommand.MODIFY:
+            old = self.groups.get(gid)
+            if old is None:
+                raise RemoteProtocolError(
+                    f"group {gid} does not exist", err, GroupModFailedCode.UNKNOWN_GROUP
+                )
+            g = Group(gid, gm.group_type, gm.buckets, old.created)
+            g.packets, g.bytes = old.packets, old.bytes
+            self.groups[gid] = g
+        else:
+            raise RemoteProtocolError(
+                f"group-mod command {gm.command}", err, GroupModFailedCode.BAD_COMMAND
+            )
+        self.group_version += 1
+        return set(), []
+
+    # -- meter-mod --
+    def meter_mod(self, mm: MeterMod, now: float) -> tuple[set[int], list[Removed]]:
+        err = ErrorType.METER_MOD_FAILED
+        mid = mm.meter_id
+        if mm.command == MeterModCommand.DELETE:
+            ids = list(self.meters) if mid == MeterNo.ALL else [mid]
+            changed: set[int] = set()
+            removed: list[Removed] = []
+            for m_id in ids:
+                if self.meters.pop(m_id, None) is None:
+                    continue
+                users = [r for r in self.rules() if r.meter_id() == m_id]
+                c, rem = self._remove(users, FlowRemovedReason.METER_DELETE)
+                changed |= c
+                removed += rem
+            return changed, removed
+        if not 1 <= mid <= MeterNo.MAX:
+            raise RemoteProtocolError(f"meter id {mid:#x}", err, MeterModFailedCode.INVALID_METER)
+        if not mm.flags & (MeterFlags.KBPS | MeterFlags.PKTPS) or (
+            mm.flags & MeterFlags.KBPS and mm.flags & MeterFlags.PKTPS
+        ):
+            raise RemoteProtocolError(
+                f"meter flags {mm.flags:#x}: one of kbps, pktps", err, MeterModFailedCode.BAD_FLAGS
+            )
+        for b in mm.bands:
+            if b.rate == 0:
+                raise RemoteProtocolError("band rate 0", err, MeterModFailedCode.BAD_RATE)
+        if mm.command == MeterModCommand.ADD:
+            if mid in self.meters:
+                raise RemoteProtocolError(
+                    f"meter {mid} exists", err, MeterModFailedCode.METER_EXISTS
+                )
+            self.meters[mid] = Meter(mid, mm.flags, mm.bands, now)
+        elif mm.command == MeterModCommand.MODIFY:
+            old = self.meters.get(mid)
+            if old is None:
+                raise RemoteProtocolError(
+                    f"meter {mid} does not exist", err, MeterModFailedCode.UNKNOWN_METER
+                )
+            m = Meter(mid, mm.flags, mm.bands, old.created)
+            m.packets, m.bytes = old.packets, old.bytes
+            self.meters[mid] = m
+        else:
+            raise RemoteProtocolError(
+                f"meter-mod command {mm.command}", err, MeterModFailedCode.BAD_COMMAND
+            )
+        return set(), []
+
+    # -- transactions (bundles) --
+    def snapshot(self) -> OfState:
+        """A copy to roll back to (rules and groups copied, instructions shared)."""
+        s = OfState()
+        for t in self.tables:
+            for r in t:
+                s.add_rule(copy.copy(r))
+            s.tables[t.table_id].lookups = t.lookups
+            s.tables[t.table_id].matched = t.matched
+        s.groups = dict(self.groups)
+        s.meters = dict(self.meters)
+        s.group_version = self.group_version
+        return s
+
+    def restore(self, snap: OfState) -> None:
+        """Become ``snap`` (a rollback); every table counts as changed."""
+        versions = [t.version for t in self.tables]
+        self.tables = snap.tables
+        for t, v in zip(self.tables, versions, strict=True):
+            t.version = v + 1
+        self.groups = snap.groups
+        self.meters = snap.meters
+        self.n_rules = snap.n_rules
+        self.timed = snap.timed
+        self.group_version += 1
+
+    # -- handoff --
+    def export_state(self, now: float) -> dict[str, Any]:
+        """Rules (with counters, ages and idle times, so timeouts continue), groups and
+        meters, JSON-able."""
+        return {
+            "version": STATE_VERSION,
+            "rules": [r.to_json(now) for r in self.rules()],
+            "groups": [g.to_json(now) for g in sorted(self.groups.values(), key=_gid)],
+            "meters": [m.to_json(now) for m in sorted(self.meters.values(), key=_mid)],
+            "tables": [[t.table_id, t.lookups, t.matched] for t in self.tables if t.lookups],
+        }
+
+    def import_state(self, data: dict[str, Any], now: float) -> None:
+        """Replace everything with an ``export_state`` result."""
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"OpenFlow state version {data.get('version')!r} is not 1")
+        fresh = OfState()
+        for d in data.get("groups", []):
+            g = Group.from_json(d, now)
+            fresh.groups[g.group_id] = g
+        for d in data.get("meters", []):
+            m = Meter.from_json(d, now)
+            fresh.meters[m.meter_id] = m
+        for d in data.get("rules", []):
+            fresh.add_rule(Rule.from_json(d, now))
+        for tid, lookups, matched in data.get("tables", []):
+            fresh.tables[tid].lookups = int(lookups)
+            fresh.tables[tid].matched = int(matched)
+        self.restore(fresh)
+
+
+def _order_key(r: Rule) -> tuple[int, int]:
+    return (r.table_id, -r.priority)
+
+
+def _gid(g: Group) -> int:
+    return g.group_id
+
+
+def _mid(m: Meter) -> int:
+    return m.meter_id

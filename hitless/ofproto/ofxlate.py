@@ -1,0 +1,471 @@
+"""OpenFlow translation: a flow key walks the pipeline and becomes datapath actions plus
+the megaflow mask they are valid for.
+
+The walk follows OpenFlow 1.3.5 §5: start in table 0 with metadata 0 and an empty action
+set; in each table the best rule's instructions run in the specification's order (meter,
+apply-actions, clear-actions, write-actions, write-metadata, goto-table); a table miss
+drops the packet (a table-miss rule is an ordinary priority-0 rule); at the end the action
+set runs in its fixed order. Apply-actions take effect immediately, so later lookups see
+rewritten fields.
+
+Megaflow mask: in_port, plus every mask of every subtable any consulted table examined
+(``Table.lookup``), plus the fields an action read (dec_ttl reads the TTL, a select group
+hashes the addresses and ports, pop/push read the tag), plus NORMAL's own mask. Every
+packet inside the megaflow therefore takes the same path. Field rewrites that would leak
+into a later output (a group bucket, NORMAL's tag handling) are undone with explicit
+rewrites; trailing rewrites without an output after them are dropped.
+
+``Xlate.credits`` lists what each packet of the megaflow counts towards (rules, table
+lookups, groups and their buckets, meters); ``Xlate.deps`` what the translation read:
+("t", table_id), ("g", group_id), ("ports",) for flooding or liveness. Pure: reads
+``OfState`` and ``SwitchState`` and changes neither.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from hitless.config.model import OFPP_LOCAL
+from hitless.datapath import actions as dp
+from hitless.ofproto.oftable import BucketCounter, Group, OfState, Rule, Table
+from hitless.ofproto.xlate import SwitchState, Xlate, xlate_normal
+from hitless.openflow import actions as of
+from hitless.openflow.constants import (
+    ActionType,
+    GroupType,
+    OxmField,
+    PacketInReason,
+    Port,
+)
+from hitless.packet.flow import (
+    FIELDS,
+    KEY_LEN,
+    VLAN_PRESENT,
+    full_mask,
+)
+from hitless.packet.flow import (
+    field as key_field,
+)
+from hitless.packet.flow import (
+    set_field as key_set,
+)
+
+__all__ = ["PACKET_IN_USERDATA", "decode_userdata", "xlate_openflow"]
+
+PACKET_IN_USERDATA = struct.Struct("!BBQH")  # reason, table_id, cookie, max_len
+MAX_DEPTH = 32  # nested groups / resubmits before giving up
+
+
+def decode_userdata(data: bytes) -> tuple[int, int, int, int] | None:
+    """(reason, table_id, cookie, max_len) of a CONTROLLER action's userspace upcall."""
+    if len(data) != PACKET_IN_USERDATA.size:
+        return None
+    reason, table_id, cookie, max_len = PACKET_IN_USERDATA.unpack(data)
+    return reason, table_id, cookie, max_len
+
+
+def _imask(*names: str) -> int:
+    return int.from_bytes(full_mask(*names), "big")
+
+
+_IN_PORT = _imask("in_port")
+_TCI = _imask("vlan_tci")
+_TTL = _imask("eth_type", "ip_ttl")
+_ETH_TYPE = _imask("eth_type")
+_HASH_FIELDS = (
+    "eth_src",
+    "eth_dst",
+    "eth_type",
+    "vlan_tci",
+    "ipv4_src",
+    "ipv4_dst",
+    "ipv6_src",
+    "ipv6_dst",
+    "ip_proto",
+    "tp_src",
+    "tp_dst",
+)
+_HASH = _imask(*_HASH_FIELDS)
+
+# set_field OXM -> (flow-key field, value bits shift, mask within the key field or None)
+_SET: dict[int, tuple[str, int, int | None]] = {
+    OxmField.ETH_DST: ("eth_dst", 0, None),
+    OxmField.ETH_SRC: ("eth_src", 0, None),
+    OxmField.VLAN_VID: ("vlan_tci", 0, 0x0FFF),
+    OxmField.VLAN_PCP: ("vlan_tci", 13, 0xE000),
+    OxmField.IPV4_SRC: ("ipv4_src", 0, None),
+    OxmField.IPV4_DST: ("ipv4_dst", 0, None),
+    OxmField.IP_DSCP: ("ip_tos", 2, 0xFC),
+    OxmField.IP_ECN: ("ip_tos", 0, 0x03),
+    OxmField.TCP_SRC: ("tp_src", 0, None),
+    OxmField.TCP_DST: ("tp_dst", 0, None),
+    OxmField.UDP_SRC: ("tp_src", 0, None),
+    OxmField.UDP_DST: ("tp_dst", 0, None),
+}
+
+# Action set order (§5.10): one slot per action type (set_field: per field).
+_SET_ORDER = {
+    ActionType.POP_VLAN: 1,
+    ActionType.PUSH_VLAN: 4,
+    ActionType.DEC_NW_TTL: 6,
+    ActionType.SET_FIELD: 7,
+    ActionType.SET_NW_TTL: 7,
+    ActionType.GROUP: 9,
+    ActionType.OUTPUT: 10,
+}
+_INST_ORDER = {
+    of.MeterInstruction: 0,
+    of.ApplyActions: 1,
+    of.ClearActions: 2,
+    of.WriteActions: 3,
+    of.WriteMetadata: 4,
+    of.GotoTable: 5,
+}
+
+
+class TableHit:
+    """Credits a table's lookup/matched counters."""
+
+    __slots__ = ("table", "matched")
+
+    def __init__(self, table: Table, matched: bool) -> None:
+        self.table = table
+        self.matched = matched
+
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        self.table.lookups += packets
+        if self.matched:
+            self.table.matched += packets
+
+
+@dataclass
+class _Ctx:
+    of: OfState
+    sw: SwitchState
+    key: bytes  # the original key
+    cur: bytes  # the packet as rewritten so far
+    in_port: int
+    mask: int = _IN_PORT
+    acts: list[dp.Action] = field(default_factory=list)
+    credits: list[object] = field(default_factory=list)
+    deps: set[tuple[object, ...]] = field(default_factory=set)
+    learn: tuple[int, bytes, int] | None = None
+    dst: tuple[int, bytes] | None = None
+    flood_vlan: int | None = None
+    out_ports: list[int] = field(default_factory=list)
+    stopped: bool = False
+    depth: int = 0
+    table_id: int = 0
+    cookie: int = 0
+    miss_rule: bool = False  # the rule is a table-miss entry (priority 0, matches all)
+
+    # -- field rewrites --
+    def set_key(self, name: str, value: int) -> None:
+        self.cur = key_set(self.cur, name, value)
+
+    def restore(self, saved: bytes) -> None:
+        """Emit the rewrites that take the packet back to ``saved``."""
+        if saved == self.cur:
+            return
+        old_tci = key_field(saved, "vlan_tci")
+        new_tci = key_field(self.cur, "vlan_tci")
+        for name in ("eth_dst", "eth_src", "ipv4_src", "ipv4_dst", "ip_tos", "ip_ttl"):
+            off, size = FIELDS[name]
+            if saved[off : off + size] != self.cur[off : off + size]:
+                self.acts.append(dp.SetField(name, saved[off : off + size]))
+        for name in ("tp_src", "tp_dst"):
+            off, size = FIELDS[name]
+            if saved[off : off + size] != self.cur[off : off + size]:
+                self.acts.append(dp.SetField(name, saved[off : off + size]))
+        if old_tci != new_tci:
+            if not old_tci & VLAN_PRESENT:
+                self.acts.append(dp.PopVlan())
+            elif not new_tci & VLAN_PRESENT:
+                self.acts.append(dp.PushVlan(old_tci & ~VLAN_PRESENT & 0xFFFF))
+            else:
+                self.acts.append(dp.SetField("vlan_tci", (old_tci & 0xEFFF).to_bytes(2, "big")))
+        self.cur = saved
+
+
+def xlate_openflow(
+    of_state: OfState,
+    sw: SwitchState,
+    key: bytes,
+    actions: tuple[of.Action, ...] | None = None,
+) -> Xlate:
+    """Translate ``key`` through the pipeline (or, for a packet-out, through ``actions``)."""
+    in_port = int.from_bytes(key[0:4], "big")
+    ctx = _Ctx(of_state, sw, key, key, in_port)
+    if actions is None:
+        _pipeline(ctx, 0)
+    else:
+        _apply(ctx, actions)
+    acts = ctx.acts
+    # Rewrites after the last output change nothing anyone sees.
+    while acts and not isinstance(acts[-1], (dp.Output, dp.Userspace)):
+        acts.pop()
+    mask = ctx.mask.to_bytes(KEY_LEN, "big")
+    reason = "openflow" if acts else "drop: openflow"
+    return Xlate(
+        tuple(acts),
+        mask,
+        reason,
+        ctx.learn,
+        ctx.dst,
+        ctx.flood_vlan,
+        tuple(dict.fromkeys(ctx.out_ports)),
+        credits=tuple(ctx.credits),
+        deps=frozenset(ctx.deps),
+    )
+
+
+def _pipeline(ctx: _Ctx, table_id: int) -> None:
+    ctx.depth += 1
+    if ctx.depth > MAX_DEPTH:
+        ctx.stopped = True
+        return
+    md = 0
+    action_set: dict[tuple[int, int], of.Action] = {}
+    tables = ctx.of.tables
+    while True:
+        table = tables[table_id]
+        ctx.deps.add(("t", table_id))
+        rule, seen, _seen_md = table.lookup(int.from_bytes(ctx.cur, "big"), md)
+        ctx.mask |= seen
+        ctx.credits.append(TableHit(table, rule is not None))
+        if rule is None:
+            return  # table miss without a table-miss rule: drop (§5.4)
+        ctx.credits.append(rule)
+        ctx.table_id, ctx.cookie = table_id, rule.cookie
+        ctx.miss_rule = rule.priority == 0 and not rule.mask and not rule.md_mask
+        goto = None
+        for inst in sorted(rule.instructions, key=_inst_order):
+            if isinstance(inst, of.MeterInstruction):
+                m = ctx.of.meters.get(inst.meter_id)
+                if m is not None:
+                    ctx.credits.append(m)
+            elif isinstance(inst, of.ApplyActions):
+                _apply(ctx, inst.actions)
+                if ctx.stopped:
+                    return
+            elif isinstance(inst, of.ClearActions):
+                action_set.clear()
+            elif isinstance(inst, of.WriteActions):
+                for a in inst.actions:
+                    action_set[_set_slot(a)] = a
+            elif isinstance(inst, of.WriteMetadata):
+                md = (md & ~inst.mask) | (inst.metadata & inst.mask)
+            elif isinstance(inst, of.GotoTable):
+                goto = inst.table_id
+        if goto is None or goto <= table_id:
+            break
+        table_id = goto
+    if action_set:
+        ordered = sorted(action_set.items(), key=lambda kv: kv[0])
+        has_group = any(slot[0] == _SET_ORDER[ActionType.GROUP] for slot, _ in ordered)
+        _apply(
+            ctx,
+            tuple(
+                a
+                for slot, a in ordered
+                if not (has_group and slot[0] == _SET_ORDER[ActionType.OUTPUT])
+            ),
+        )
+
+
+def _inst_order(inst: of.Instruction) -> int:
+    return _INST_ORDER.get(type(inst), 9)
+
+
+def _set_slot(a: of.Action) -> tuple[int, int]:
+    order = _SET_ORDER.get(a.type, 8)
+    if isinstance(a, of.SetField):
+        return (order, a.field.field)
+    return (order, 0)
+
+
+def _apply(ctx: _Ctx, actions: Iterable[of.Action]) -> None:
+    for a in actions:
+        if ctx.stopped:
+            return
+        if isinstance(a, of.Output):
+            _output(ctx, a.port, a.max_len)
+        elif isinstance(a, of.GroupAction):
+            _group(ctx, a.group_id)
+        elif isinstance(a, of.SetField):
+            _set_field(ctx, a.field)
+        elif isinstance(a, of.PushVlan):
+            ctx.mask |= _TCI
+            tci = key_field(ctx.cur, "vlan_tci")
+            inner = tci & ~VLAN_PRESENT & 0xFFFF if tci & VLAN_PRESENT else 0
+            ctx.acts.append(dp.PushVlan(inner, a.ethertype))
+            ctx.set_key("vlan_tci", inner | VLAN_PRESENT)
+        elif isinstance(a, of.PopVlan):
+            ctx.mask |= _TCI
+            if key_field(ctx.cur, "vlan_tci") & VLAN_PRESENT:
+                ctx.acts.append(dp.PopVlan())
+                ctx.set_key("vlan_tci", 0)
+        elif isinstance(a, of.DecNwTtl):
+            ctx.mask |= _TTL
+            if key_field(ctx.cur, "eth_type") != 0x0800:
+                continue  # IPv6 hop limit rewriting is not supported by the datapath yet
+            ttl = key_field(ctx.cur, "ip_ttl")
+            if ttl <= 1:
+                ctx.stopped = True  # invalid TTL: the packet goes no further
+                return
+            ctx.acts.append(dp.SetField("ip_ttl", bytes((ttl - 1,))))
+            ctx.set_key("ip_ttl", ttl - 1)
+        elif isinstance(a, of.SetNwTtl):
+            ctx.mask |= _ETH_TYPE
+            if key_field(ctx.cur, "eth_type") == 0x0800:
+                ctx.acts.append(dp.SetField("ip_ttl", bytes((a.ttl,))))
+                ctx.set_key("ip_ttl", a.ttl)
+        # Anything else was refused when the rule was added.
+
+
+def _set_field(ctx: _Ctx, oxm: of.Oxm) -> None:
+    spec = _SET.get(oxm.field)
+    if spec is None:
+        return
+    name, shift, kmask = spec
+    size = FIELDS[name][1]
+    if name == "vlan_tci":
+        ctx.mask |= _TCI
+        tci = key_field(ctx.cur, "vlan_tci")
+        if not tci & VLAN_PRESENT:
+            return  # no tag to rewrite (a push_vlan comes first)
+        assert kmask is not None
+        value = (oxm.value << shift) & kmask
+        ctx.acts.append(dp.SetField(name, value.to_bytes(2, "big"), kmask.to_bytes(2, "big")))
+        ctx.set_key(name, (tci & ~kmask) | value)
+        return
+    if kmask is None:
+        ctx.acts.append(dp.SetField(name, oxm.value.to_bytes(size, "big")))
+        ctx.set_key(name, oxm.value)
+    else:
+        value = (oxm.value << shift) & kmask
+        ctx.acts.append(dp.SetField(name, value.to_bytes(size, "big"), kmask.to_bytes(size, "big")))
+        old = key_field(ctx.cur, name)
+        ctx.set_key(name, (old & ~kmask) | value)
+
+
+def _emit_output(ctx: _Ctx, port: int) -> None:
+    ctx.out_ports.append(port)
+    pv = ctx.sw.ports.get(port)
+    if pv is not None and pv.can_output:
+        ctx.acts.append(dp.Output(port))
+
+
+def _output(ctx: _Ctx, port: int, max_len: int) -> None:
+    in_port = ctx.in_port
+    if port == Port.IN_PORT:
+        _emit_output(ctx, in_port)
+    elif port == Port.NORMAL:
+        saved = ctx.cur
+        x = xlate_normal(ctx.sw, ctx.cur)
+        ctx.mask |= int.from_bytes(x.mask, "big")
+        ctx.acts.extend(x.actions)
+        ctx.cur = _after(ctx.cur, x.actions)
+        ctx.restore(saved)
+        if ctx.learn is None:
+            ctx.learn = x.learn
+        if ctx.dst is None:
+            ctx.dst = x.dst
+        if ctx.flood_vlan is None:
+            ctx.flood_vlan = x.flood_vlan
+        ctx.out_ports.extend(x.out_ports)
+    elif port in (Port.FLOOD, Port.ALL):
+        ctx.deps.add(("ports",))
+        for p in sorted(ctx.sw.ports):
+            if p != in_port:
+                _emit_output(ctx, p)
+    elif port == Port.CONTROLLER:
+        # §7.4.1: a table-miss entry's packet-ins say "no match".
+        reason = PacketInReason.NO_MATCH if ctx.miss_rule else PacketInReason.ACTION
+        data = PACKET_IN_USERDATA.pack(reason, ctx.table_id, ctx.cookie, max_len & 0xFFFF)
+        ctx.acts.append(dp.Userspace(data))
+    elif port == Port.LOCAL:
+        if in_port != OFPP_LOCAL:
+            _emit_output(ctx, OFPP_LOCAL)
+    elif port == Port.TABLE:
+        _pipeline(ctx, 0)
+    elif port <= Port.MAX and port != in_port:
+        _emit_output(ctx, port)
+
+
+def _after(key: bytes, actions: Iterable[dp.Action]) -> bytes:
+    """The key of the packet after datapath actions (VLAN changes and rewrites)."""
+    for a in actions:
+        if isinstance(a, dp.PushVlan):
+            key = key_set(key, "vlan_tci", (a.tci & 0xEFFF) | VLAN_PRESENT)
+        elif isinstance(a, dp.PopVlan):
+            key = key_set(key, "vlan_tci", 0)
+        elif isinstance(a, dp.SetField):
+            old = key_field(key, a.field)
+            new = int.from_bytes(a.value, "big")
+            if a.mask is not None:
+                m = int.from_bytes(a.mask, "big")
+                new = (old & ~m) | (new & m)
+            if a.field == "vlan_tci":
+                if not old & VLAN_PRESENT:
+                    continue
+                new |= VLAN_PRESENT
+            key = key_set(key, a.field, new)
+    return key
+
+
+def _live(ctx: _Ctx, port: int) -> bool:
+    if port == Port.ANY:
+        return True
+    ctx.deps.add(("ports",))
+    pv = ctx.sw.ports.get(port)
+    return pv is not None and pv.can_output
+
+
+def _group(ctx: _Ctx, gid: int) -> None:
+    g: Group | None = ctx.of.groups.get(gid)
+    ctx.deps.add(("g", gid))
+    if g is None:
+        return
+    ctx.depth += 1
+    if ctx.depth > MAX_DEPTH:
+        ctx.stopped = True
+        return
+    ctx.credits.append(g)
+    chosen: list[int] = []
+    if g.type == GroupType.ALL:
+        chosen = list(range(len(g.buckets)))
+    elif g.type == GroupType.INDIRECT:
+        chosen = [0] if g.buckets else []
+    elif g.type == GroupType.FF:
+        for i, b in enumerate(g.buckets):
+            if _live(ctx, b.watch_port):
+                chosen = [i]
+                break
+    elif g.type == GroupType.SELECT:
+        live = [(i, b.weight or 1) for i, b in enumerate(g.buckets) if _live(ctx, b.watch_port)]
+        if live:
+            ctx.mask |= _HASH
+            h = zlib.crc32(bytes(a & m for a, m in zip(ctx.cur, _HASH_BYTES, strict=True)))
+            pick = h % sum(w for _, w in live)
+            for i, w in live:
+                if pick < w:
+                    chosen = [i]
+                    break
+                pick -= w
+    for i in chosen:
+        ctx.credits.append(BucketCounter(g, i))
+        saved = ctx.cur
+        _apply(ctx, g.buckets[i].actions)
+        ctx.restore(saved)
+        ctx.stopped = False  # a bucket's dec_ttl failure ends only that copy
+
+
+_HASH_BYTES = _HASH.to_bytes(KEY_LEN, "big")
+
+
+def rules_of(x: Xlate) -> list[Rule]:
+    return [c for c in x.credits if isinstance(c, Rule)]

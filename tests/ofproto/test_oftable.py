@@ -1,0 +1,290 @@
+"""OpenFlow tables as pure data: classifier, flow-mod semantics, timeouts, groups,
+meters, export/import."""
+
+from __future__ import annotations
+
+import pytest
+
+from hitless.ofproto.oftable import OfState, compile_match
+from hitless.openflow import (
+    ApplyActions,
+    Bucket,
+    FlowMod,
+    GotoTable,
+    GroupAction,
+    GroupMod,
+    Match,
+    MeterBand,
+    MeterMod,
+    Output,
+    RemoteProtocolError,
+)
+from hitless.openflow.constants import (
+    BadActionCode,
+    BadInstructionCode,
+    BadMatchCode,
+    ErrorType,
+    FlowModCommand,
+    FlowModFailedCode,
+    FlowModFlags,
+    FlowRemovedReason,
+    GroupModCommand,
+    GroupModFailedCode,
+    GroupType,
+    MeterFlags,
+    MeterModCommand,
+)
+from hitless.packet.flow import make_key
+
+IP = 0x0800
+
+
+def out(port: int) -> tuple[ApplyActions, ...]:
+    return (ApplyActions((Output(port),)),)
+
+
+def add(of: OfState, now: float = 0.0, **kw: object) -> None:
+    kw.setdefault("command", FlowModCommand.ADD)
+    of.flow_mod(FlowMod(**kw), now)  # type: ignore[arg-type]
+
+
+def lookup(of: OfState, table: int = 0, **fields: int | str) -> tuple[int | None, int]:
+    key = int.from_bytes(make_key(**fields), "big")
+    rule, mask, _ = of.tables[table].lookup(key, 0)
+    return (None if rule is None else rule.priority), mask
+
+
+def test_highest_priority_match_wins_and_masks_examined_are_reported() -> None:
+    of = OfState()
+    add(of, priority=10, match=Match.of(eth_type=IP), instructions=out(1))
+    add(of, priority=20, match=Match.of(eth_type=IP, ipv4_dst=0x0A000001), instructions=out(2))
+    add(of, priority=5, match=Match(), instructions=out(3))
+    assert lookup(of, eth_type=IP, ipv4_dst="10.0.0.1")[0] == 20
+    assert lookup(of, eth_type=IP, ipv4_dst="10.0.0.2")[0] == 10
+    assert lookup(of, eth_type=0x0806)[0] == 5
+    # The priority-20 subtable (eth_type + ipv4_dst) was examined for any packet.
+    _, mask = lookup(of, eth_type=0x0806)
+    assert mask == compile_match(Match.of(eth_type=IP, ipv4_dst=0x0A000001))[1]
+
+
+def test_lookup_stops_at_subtables_that_cannot_win() -> None:
+    of = OfState()
+    add(of, priority=100, match=Match.of(in_port=1), instructions=out(2))
+    add(of, priority=1, match=Match.of(eth_type=IP, ipv4_dst=0x0A000001), instructions=out(3))
+    prio, mask = lookup(of, in_port=1, eth_type=IP, ipv4_dst="10.0.0.1")
+    assert prio == 100
+    assert mask == compile_match(Match.of(in_port=1))[1]  # ipv4_dst never looked at
+
+
+def test_arbitrary_masks() -> None:
+    of = OfState()
+    add(
+        of,
+        priority=10,
+        match=Match.of(eth_type=IP, ipv4_src=(0x0A000000, 0xFF000000)),
+        instructions=out(1),
+    )
+    assert lookup(of, eth_type=IP, ipv4_src="10.9.8.7")[0] == 10
+    assert lookup(of, eth_type=IP, ipv4_src="11.9.8.7")[0] is None
+
+
+def test_add_identical_replaces_and_keeps_counters_unless_reset() -> None:
+    of = OfState()
+    add(of, priority=10, match=Match.of(in_port=1), instructions=out(2))
+    (r,) = of.rules()
+    r.credit(5, 500, 1.0)
+    add(of, priority=10, match=Match.of(in_port=1), instructions=out(3))
+    (r2,) = of.rules()
+    assert r2.instructions == out(3) and r2.packets == 5
+    add(
+        of,
+        priority=10,
+        match=Match.of(in_port=1),
+        instructions=out(3),
+        flags=FlowModFlags.RESET_COUNTS,
+    )
+    assert next(of.rules()).packets == 0
+    assert of.n_rules == 1
+
+
+def test_check_overlap_refuses_same_priority_overlap_only() -> None:
+    of = OfState()
+    add(of, priority=10, match=Match.of(in_port=1), instructions=out(2))
+    with pytest.raises(RemoteProtocolError) as e:
+        add(
+            of,
+            priority=10,
+            match=Match.of(eth_type=IP),
+            instructions=out(3),
+            flags=FlowModFlags.CHECK_OVERLAP,
+        )
+    assert (e.value.type, e.value.code) == (ErrorType.FLOW_MOD_FAILED, FlowModFailedCode.OVERLAP)
+    add(  # different priority: fine; disjoint match: fine
+        of,
+        priority=11,
+        match=Match.of(eth_type=IP),
+        instructions=out(3),
+        flags=FlowModFlags.CHECK_OVERLAP,
+    )
+    add(
+        of,
+        priority=10,
+        match=Match.of(in_port=2),
+        instructions=out(3),
+        flags=FlowModFlags.CHECK_OVERLAP,
+    )
+    assert of.n_rules == 3
+
+
+def test_modify_and_delete_strict_and_not() -> None:
+    of = OfState()
+    add(of, priority=10, match=Match.of(eth_type=IP), instructions=out(1), cookie=0x1)
+    add(
+        of,
+        priority=20,
+        match=Match.of(eth_type=IP, ipv4_dst=0x0A000001),
+        instructions=out(1),
+        cookie=0x2,
+    )
+    add(of, priority=30, match=Match.of(in_port=5), instructions=out(1), cookie=0x2)
+    # non-strict modify of "ip" touches both ip rules, not in_port=5
+    of.flow_mod(
+        FlowMod(command=FlowModCommand.MODIFY, match=Match.of(eth_type=IP), instructions=out(9)),
+        1.0,
+    )
+    assert sorted((r.priority, r.instructions == out(9)) for r in of.rules()) == [
+        (10, True),
+        (20, True),
+        (30, False),
+    ]
+    # strict modify needs the same priority and match
+    of.flow_mod(
+        FlowMod(
+            command=FlowModCommand.MODIFY_STRICT,
+            priority=20,
+            match=Match.of(eth_type=IP),
+            instructions=out(7),
+        ),
+        1.0,
+    )
+    assert not any(r.instructions == out(7) for r in of.rules())
+    # cookie-filtered delete
+    of.flow_mod(FlowMod(command=FlowModCommand.DELETE, cookie=0x2, cookie_mask=0xFF), 1.0)
+    assert [r.priority for r in of.rules()] == [10]
+    # out_port filter
+    add(of, priority=40, match=Match.of(in_port=6), instructions=out(4))
+    of.flow_mod(FlowMod(command=FlowModCommand.DELETE, table_id=0xFF, out_port=4), 1.0)
+    assert [r.priority for r in of.rules()] == [10]
+    of.flow_mod(
+        FlowMod(command=FlowModCommand.DELETE_STRICT, priority=10, match=Match.of(eth_type=IP)),
+        1.0,
+    )
+    assert of.n_rules == 0
+
+
+def test_errors_say_what_is_wrong() -> None:
+    of = OfState()
+    cases = [
+        (
+            {"match": Match.of(ipv4_dst=1), "instructions": out(1)},
+            (ErrorType.BAD_MATCH, BadMatchCode.BAD_PREREQ),
+        ),
+        (
+            {"table_id": 3, "instructions": (GotoTable(2),)},
+            (ErrorType.BAD_INSTRUCTION, BadInstructionCode.BAD_TABLE_ID),
+        ),
+        (
+            {"instructions": (ApplyActions((GroupAction(7),)),)},
+            (ErrorType.BAD_ACTION, BadActionCode.BAD_OUT_GROUP),
+        ),
+        (
+            {"instructions": out(0)},
+            (ErrorType.BAD_ACTION, BadActionCode.BAD_OUT_PORT),
+        ),
+        (
+            {"table_id": 254, "instructions": out(1)},
+            (ErrorType.FLOW_MOD_FAILED, FlowModFailedCode.BAD_TABLE_ID),
+        ),
+    ]
+    for kw, want in cases:
+        with pytest.raises(RemoteProtocolError) as e:
+            add(of, **kw)
+        assert (e.value.type, e.value.code) == want, kw
+    assert of.n_rules == 0
+
+
+def test_idle_and_hard_timeouts_with_flow_removed() -> None:
+    of = OfState()
+    add(
+        of,
+        10.0,
+        priority=1,
+        match=Match.of(in_port=1),
+        instructions=out(2),
+        idle_timeout=5,
+        flags=FlowModFlags.SEND_FLOW_REM,
+    )
+    add(of, 10.0, priority=2, match=Match.of(in_port=2), instructions=out(1), hard_timeout=8)
+    assert of.next_expiry() == 15.0
+    r1 = next(r for r in of.rules() if r.priority == 1)
+    r1.credit(1, 60, 14.0)  # a hit keeps it alive
+    assert of.expire(16.0) == (set(), [])
+    changed, removed = of.expire(18.5)
+    assert changed == {0} and removed == []  # hard timeout, no SEND_FLOW_REM
+    changed, removed = of.expire(19.0)
+    assert [(x.rule.priority, x.reason) for x in removed] == [(1, FlowRemovedReason.IDLE_TIMEOUT)]
+    assert of.n_rules == 0 and of.next_expiry() is None
+
+
+def test_groups_and_meters_mods_and_errors() -> None:
+    of = OfState()
+    gm = GroupMod(
+        command=GroupModCommand.ADD,
+        group_type=GroupType.SELECT,
+        group_id=1,
+        buckets=(Bucket(weight=1, actions=(Output(1),)), Bucket(weight=1, actions=(Output(2),))),
+    )
+    of.group_mod(gm, 0.0)
+    with pytest.raises(RemoteProtocolError) as e:
+        of.group_mod(gm, 0.0)
+    assert e.value.code == GroupModFailedCode.GROUP_EXISTS
+    add(of, priority=1, instructions=(ApplyActions((GroupAction(1),)),))
+    # deleting the group deletes the rules that use it
+    changed, _ = of.group_mod(GroupMod(command=GroupModCommand.DELETE, group_id=1), 0.0)
+    assert changed == {0} and of.n_rules == 0
+    mm = MeterMod(
+        command=MeterModCommand.ADD,
+        flags=MeterFlags.KBPS,
+        meter_id=1,
+        bands=(MeterBand(rate=1000),),
+    )
+    of.meter_mod(mm, 0.0)
+    assert of.meters[1].bands[0].rate == 1000
+    with pytest.raises(RemoteProtocolError):
+        of.meter_mod(
+            MeterMod(command=MeterModCommand.MODIFY, flags=MeterFlags.KBPS, meter_id=2), 0.0
+        )
+
+
+def test_export_import_round_trip_keeps_counters_and_remaining_timeouts() -> None:
+    of = OfState()
+    add(of, 100.0, priority=3, match=Match.of(eth_type=IP), instructions=out(1), idle_timeout=30)
+    of.group_mod(
+        GroupMod(
+            command=GroupModCommand.ADD,
+            group_type=GroupType.ALL,
+            group_id=4,
+            buckets=(Bucket(actions=(Output(1),)),),
+        ),
+        100.0,
+    )
+    next(of.rules()).credit(7, 700, 110.0)
+    data = of.export_state(120.0)
+    other = OfState()
+    other.import_state(data, 5000.0)
+    (r,) = other.rules()
+    assert (r.packets, r.bytes, r.priority, r.match) == (7, 700, 3, Match.of(eth_type=IP))
+    assert r.expiry() == pytest.approx(5000.0 + 20.0)  # 10 s idle of 30 already spent
+    assert other.groups[4].buckets == (Bucket(actions=(Output(1),)),)
+    assert other.export_state(5000.0) == data | {"rules": other.export_state(5000.0)["rules"]}
+    assert other.export_state(5000.0)["rules"][0]["idle"] == pytest.approx(10.0)
