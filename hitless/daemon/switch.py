@@ -124,6 +124,18 @@ def with_ofport_hints(cfg: BridgeConfig, hints: Mapping[str, int]) -> BridgeConf
     return replace(cfg, ports=ports)
 
 
+def _datapath_id(rb: RunningBridge) -> int:
+    """other_config:datapath-id (16 hex digits), else the bridge port's MAC address."""
+    dpid = rb.cfg.other_config.get("datapath-id", "")
+    with contextlib.suppress(ValueError):
+        if len(dpid) == 16:
+            return int(dpid, 16)
+    for p in rb.datapath.ports().values():
+        if p.name == rb.cfg.name and any(p.mac):
+            return int.from_bytes(p.mac, "big")
+    return int.from_bytes(rb.cfg.name.encode()[:6].ljust(6, b"\0"), "big")
+
+
 def bridge_interfaces(cfg: BridgeConfig) -> list[str]:
     return [i.name for p in cfg.ports.values() for i in p.interfaces]
 
@@ -192,6 +204,7 @@ class Switch:
         self._status_dirty = False
         self._wake_r = -1
         self._wake_w = -1
+        self.ofmgrs: dict[str, Any] = {}  # bridge name -> OpenFlow management listener
 
     # Lifecycle ----------------------------------------------------------------------
     def start_unixctl(self, inherited_fd: int | None = None) -> None:
@@ -267,6 +280,9 @@ class Switch:
                 os.unlink(handoff_path(self.rundir.path))
         for name in list(self.bridges):
             self._destroy(name, "switch is shutting down")
+        for mgr in self.ofmgrs.values():
+            mgr.close()
+        self.ofmgrs.clear()
         if self.unixctl_server is not None:
             self.unixctl_server.close()
             self.unixctl_server = None
@@ -305,6 +321,7 @@ class Switch:
                     pass
             else:
                 rb.bridge.run(now)
+        self._run_openflow(now)
         self._drain_wakeup()
 
         self.idl.run()
@@ -335,12 +352,41 @@ class Switch:
             txn.wait(poller)
         if self.unixctl_server is not None:
             self.unixctl_server.wait(poller)
+        for mgr in self.ofmgrs.values():
+            t = mgr.wait(poller, now)
+            if t is not None:
+                poller.timer_wait(max(0, int((t - now) * 1000) + 1))
         if self.handoff is not None:
             self.handoff.wait(poller)
         if self._wake_r >= 0:
             poller.fd_wait(self._wake_r, select.POLLIN)
         if self.exiting:
             poller.immediate_wake()
+
+    def _run_openflow(self, now: float) -> None:
+        """Keep one management listener per running bridge, and serve them."""
+        from hitless.daemon.ofmgmt import OfManager, mgmt_path, versions_of
+        from hitless.ofproto.bridge import Bridge
+        from hitless.ofproto.ofhandler import OfHandler
+
+        for name in list(self.ofmgrs):
+            rb = self.bridges.get(name)
+            if rb is None or self.ofmgrs[name].handler.bridge is not rb.bridge:
+                self.ofmgrs.pop(name).close()
+        for name, rb in self.bridges.items():
+            if name in self.ofmgrs or not isinstance(rb.bridge, Bridge):
+                continue
+            try:
+                handler = OfHandler(rb.bridge, _datapath_id(rb))
+                self.ofmgrs[name] = OfManager(mgmt_path(str(self.rundir.path), name), handler, now)
+            except OSError as e:
+                log.error("bridge %s: no OpenFlow management socket: %s", name, e)
+                continue
+        for name, mgr in self.ofmgrs.items():
+            cfg = self.bridges[name].cfg
+            mgr.versions = versions_of(cfg.protocols)
+            mgr.set_controllers(tuple(c.target for c in cfg.controllers), now)
+            mgr.run(now)
 
     def _drain_wakeup(self) -> None:
         if self._wake_r < 0:

@@ -6,17 +6,25 @@ an argument, never imports socket, asyncio or time; talks to the world only thro
 
 Modules: ``bridge`` (the Bridge the daemon drives), ``ports`` (ofport numbers),
 ``mac_learning`` (the MAC table), ``xlate`` (NORMAL translation, reusable by the
-OpenFlow pipeline), ``revalidator`` (installed-flow records, indexes and sweeps).
+OpenFlow pipeline), ``revalidator`` (installed-flow records, indexes and sweeps),
+``oftable`` (OpenFlow tables, groups and meters as plain data with export/import),
+``ofxlate`` (the OpenFlow pipeline walk: key -> datapath actions + megaflow mask),
+``ofhandler`` (what OpenFlow requests mean to a bridge; sans-IO, the daemon does I/O).
 """
 
 from hitless.ofproto.bridge import STATE_VERSION, Bridge
 from hitless.ofproto.mac_learning import MacTable
+from hitless.ofproto.ofhandler import OfHandler, OfSession
+from hitless.ofproto.oftable import OfState
 from hitless.ofproto.xlate import PortView, SwitchState, VlanConfig, Xlate, xlate_normal
 
 __all__ = [
     "STATE_VERSION",
     "Bridge",
     "MacTable",
+    "OfHandler",
+    "OfSession",
+    "OfState",
     "PortView",
     "SwitchState",
     "VlanConfig",

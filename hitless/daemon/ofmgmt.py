@@ -1,0 +1,396 @@
+"""OpenFlow management sockets: ``DIR/<bridge>.mgmt`` for each running bridge, as
+Open vSwitch offers, so ``OVS_RUNDIR=DIR ovs-ofctl -O OpenFlow13 dump-flows br0`` works.
+
+The I/O shell around ``hitless.openflow.Connection`` (framing, negotiation, echo) and
+``hitless.ofproto.ofhandler.OfHandler`` (what messages mean): non-blocking sockets
+driven from the daemon's poll loop, a write buffer per client, every decoded request
+handed to the handler, every refusal answered with an OFPT_ERROR carrying the request's
+xid and first bytes. A malformed message costs only an error reply.
+
+Controllers from the bridge's Controller rows (``set_controllers``): ``tcp:IP[:PORT]``
+and ``unix:PATH`` are active connections, re-established with exponential backoff by the
+``ovs.reconnect`` state machine (pure: it takes the time and returns what to do);
+``ptcp:PORT[:IP]`` and ``punix:PATH`` listen. Controller sessions (unlike management
+ones) receive asynchronous messages (packet-ins, flow-removed) as their role and async
+configuration allow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from hitless.ofproto.ofhandler import BundleMessageFailed, OfHandler, OfSession
+from hitless.openflow import (
+    CLOSED,
+    NEED_DATA,
+    Connection,
+    ConnectionEvent,
+    Message,
+    ProtocolErrorEvent,
+    Timeout,
+)
+from hitless.openflow.errors import RemoteProtocolError
+
+log = logging.getLogger(__name__)
+
+MAX_WBUF = 64 << 20  # a client that stops reading this much is dropped
+
+
+def mgmt_path(rundir: str, bridge: str) -> str:
+    return os.path.join(rundir, f"{bridge}.mgmt")
+
+
+DEFAULT_TCP_PORT = 6653
+_PROTOCOLS = {"OpenFlow13": 4, "OpenFlow14": 5}
+
+
+def versions_of(protocols: tuple[str, ...]) -> tuple[int, ...]:
+    """OpenFlow wire versions for Bridge.protocols (those we speak; default 1.3+1.4)."""
+    v = tuple(sorted({_PROTOCOLS[p] for p in protocols if p in _PROTOCOLS}))
+    return v or (4, 5)
+
+
+@dataclass(eq=False)
+class _Client:
+    sock: socket.socket
+    conn: Connection
+    session: OfSession = field(default_factory=OfSession)
+    wbuf: bytearray = field(default_factory=bytearray)
+    closing: bool = False
+    connector: _Connector | None = None
+
+
+def parse_target(target: str) -> tuple[str, Any]:
+    """("tcp"|"unix"|"ptcp"|"punix", address) of a Controller target; ValueError if bad."""
+    kind, _, rest = target.partition(":")
+    if kind == "tcp":
+        host, _, port = rest.partition(":")
+        return kind, (host, int(port) if port else DEFAULT_TCP_PORT)
+    if kind == "ptcp":
+        port, _, host = rest.partition(":")
+        return kind, (host or "0.0.0.0", int(port) if port else DEFAULT_TCP_PORT)
+    if kind in ("unix", "punix") and rest:
+        return kind, rest
+    raise ValueError(f"unsupported controller target {target!r}")
+
+
+class _Connector:
+    """An active controller connection and its reconnect state machine."""
+
+    def __init__(self, target: str, kind: str, addr: Any, now: float) -> None:
+        import ovs.reconnect
+
+        self.target = target
+        self.kind = kind
+        self.addr = addr
+        self.rc = ovs.reconnect.Reconnect(_ms(now))
+        self.rc.set_name(target)
+        self.rc.set_quiet(True)
+        self.rc.set_probe_interval(0)  # the OpenFlow connection probes by itself
+        self.rc.set_backoff(1000, 8000)
+        self.rc.enable(_ms(now))
+        self.pending: socket.socket | None = None
+        self.client: _Client | None = None
+
+    def close(self) -> None:
+        if self.pending is not None:
+            self.pending.close()
+            self.pending = None
+
+
+class OfManager:
+    """The management listener of one bridge and its clients."""
+
+    def __init__(self, path: str, handler: OfHandler, now: float) -> None:
+        self.path = path
+        self.handler = handler
+        self.clients: list[_Client] = []
+        self.n_errors = 0
+        self._now = now
+        self.versions: tuple[int, ...] = (4, 5)  # from Bridge.protocols
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.bind(tmp)
+        sock.listen(16)
+        os.rename(tmp, path)  # replaces a predecessor's socket without a gap
+        self._ino = os.stat(path).st_ino
+        self.listener: socket.socket | None = sock
+        self.targets: tuple[str, ...] = ()
+        self.passive: dict[str, socket.socket] = {}  # ptcp/punix listeners by target
+        self.connectors: dict[str, _Connector] = {}
+
+    # -- controllers --
+    def set_controllers(self, targets: tuple[str, ...], now: float) -> None:
+        """Make the controller connections and listeners match ``targets``."""
+        if targets == self.targets:
+            return
+        self.targets = targets
+        want = set(targets)
+        for t in list(self.passive):
+            if t not in want:
+                self.passive.pop(t).close()
+        for t in list(self.connectors):
+            if t not in want:
+                cn = self.connectors.pop(t)
+                cn.close()
+                if cn.client is not None:
+                    cn.client.closing = True
+                    cn.client.connector = None
+        for t in targets:
+            if t in self.passive or t in self.connectors:
+                continue
+            try:
+                kind, addr = parse_target(t)
+                if kind in ("tcp", "unix"):
+                    self.connectors[t] = _Connector(t, kind, addr, now)
+                else:
+                    self.passive[t] = _listen(kind, addr)
+            except (ValueError, OSError) as e:
+                log.error("controller %s: %s", t, e)
+
+    def controller_status(self) -> dict[str, dict[str, Any]]:
+        """Per active target: is_connected, role and the reconnect state."""
+        out: dict[str, dict[str, Any]] = {}
+        for t, cn in self.connectors.items():
+            c = cn.client
+            role = {1: "other", 2: "master", 3: "slave"}.get(c.conn.role, "other") if c else None
+            out[t] = {
+                "is_connected": c is not None and c.conn.version is not None,
+                "role": role,
+                "state": cn.rc.get_stats(_ms(self._now)).state,
+            }
+        return out
+
+    def _run_connectors(self, now: float) -> None:
+        import ovs.reconnect
+
+        ms = _ms(now)
+        for cn in self.connectors.values():
+            if cn.pending is not None:
+                _, w, _ = select.select([], [cn.pending], [], 0)
+                if w:
+                    err = cn.pending.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    sock, cn.pending = cn.pending, None
+                    if err:
+                        sock.close()
+                        cn.rc.connect_failed(ms, err)
+                    else:
+                        cn.rc.connected(ms)
+                        c = _Client(
+                            sock,
+                            Connection(versions=self.versions, now=now),
+                            OfSession(service=False),
+                        )
+                        c.connector = cn
+                        c.wbuf += c.conn.start()
+                        cn.client = c
+                        self.clients.append(c)
+                        log.info("controller %s: connected", cn.target)
+            action = cn.rc.run(ms)
+            if action == ovs.reconnect.CONNECT:
+                family = socket.AF_INET if cn.kind == "tcp" else socket.AF_UNIX
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                err = sock.connect_ex(cn.addr)
+                if err in (0, errno.EINPROGRESS, errno.EAGAIN):
+                    cn.pending = sock
+                    cn.rc.connecting(ms)
+                else:
+                    sock.close()
+                    cn.rc.connect_failed(ms, err)
+            elif action == ovs.reconnect.DISCONNECT and cn.client is not None:
+                cn.client.closing = True
+
+    def close(self) -> None:
+        for c in self.clients:
+            with contextlib.suppress(OSError):
+                c.sock.close()
+        self.clients.clear()
+        for cn in self.connectors.values():
+            cn.close()
+        self.connectors.clear()
+        for ls in self.passive.values():
+            ls.close()
+        self.passive.clear()
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+            with contextlib.suppress(OSError):
+                # Only our own socket file: after a handoff the path is a successor's.
+                if os.stat(self.path).st_ino == self._ino:
+                    os.unlink(self.path)
+
+    # -- the loop --
+    def run(self, now: float) -> None:
+        self._now = now
+        self._run_connectors(now)
+        self._accept(now)
+        for c in list(self.clients):
+            self._read(c, now)
+            c.conn.handle_timer(now)
+            self._events(c, now)
+        self.handler.bridge.commit_openflow()  # one re-translation per batch of changes
+        self._async(now)
+        for c in list(self.clients):
+            self._flush(c)
+
+    def wait(self, poller: Any, now: float) -> float | None:
+        """Register fds; returns the earliest connection timer (absolute) or None."""
+        if self.listener is not None:
+            poller.fd_wait(self.listener.fileno(), select.POLLIN)
+        for ls in self.passive.values():
+            poller.fd_wait(ls.fileno(), select.POLLIN)
+        t: float | None = None
+        for cn in self.connectors.values():
+            if cn.pending is not None:
+                poller.fd_wait(cn.pending.fileno(), select.POLLOUT)
+            left = cn.rc.timeout(_ms(now))
+            if left is not None:
+                ct = now + left / 1000
+                t = ct if t is None else min(t, ct)
+        for c in self.clients:
+            poller.fd_wait(c.sock.fileno(), select.POLLIN | (select.POLLOUT if c.wbuf else 0))
+            ct = c.conn.get_timer()
+            if ct is not None and (t is None or ct < t):
+                t = ct
+        return t
+
+    def _accept(self, now: float) -> None:
+        listeners = [(ls, False) for ls in self.passive.values()]
+        if self.listener is not None:
+            listeners.append((self.listener, True))
+        for ls, service in listeners:
+            while True:
+                try:
+                    sock, _ = ls.accept()
+                except BlockingIOError:
+                    break
+                except OSError as e:
+                    log.warning("%s: accept failed: %s", self.path, e)
+                    break
+                sock.setblocking(False)
+                c = _Client(
+                    sock, Connection(versions=self.versions, now=now), OfSession(service=service)
+                )
+                c.wbuf += c.conn.start()
+                self.clients.append(c)
+
+    def _read(self, c: _Client, now: float) -> None:
+        while True:
+            try:
+                data = c.sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            c.conn.receive_data(data, now)
+            if not data:
+                return
+
+    def _events(self, c: _Client, now: float) -> None:
+        conn = c.conn
+        while True:
+            ev = conn.next_event()
+            if ev is NEED_DATA:
+                return
+            if ev is CLOSED:
+                c.closing = True
+                return
+            if isinstance(ev, ProtocolErrorEvent):
+                self.n_errors += 1
+                log.info("%s: peer sent a bad message: %s", self.path, ev.error.message)
+                c.wbuf += ev.data
+                if ev.fatal:
+                    c.closing = True
+                continue
+            if isinstance(ev, Timeout):
+                c.closing = True
+                return
+            if isinstance(ev, ConnectionEvent):
+                c.wbuf += ev.data
+                continue
+            assert isinstance(ev, Message)
+            self._dispatch(c, ev, now)
+
+    def _dispatch(self, c: _Client, msg: Message, now: float) -> None:
+        conn = c.conn
+        try:
+            replies = self.handler.handle(conn, c.session, msg, now, [o.conn for o in self.clients])
+        except BundleMessageFailed as e:
+            assert conn.version is not None
+            c.wbuf += e.inner.reply(conn.version)
+            c.wbuf += e.with_request(msg.encode(conn.version), msg.xid).reply(conn.version)
+            return
+        except RemoteProtocolError as e:
+            assert conn.version is not None
+            self.n_errors += 1
+            log.info("%s: refused %s: %s", self.path, type(msg).__name__, e.message)
+            c.wbuf += e.with_request(msg.encode(conn.version), msg.xid).reply(conn.version)
+            return
+        for r in replies:
+            c.wbuf += conn.send(r)
+
+    def _async(self, now: float) -> None:
+        pins, frs = self.handler.async_messages(now)
+        if not pins and not frs:
+            return
+        for c in self.clients:
+            if c.conn.version is None or c.closing:
+                continue
+            for m in (*pins, *frs):
+                if self.handler.wants(c.conn, c.session, m):
+                    c.wbuf += c.conn.send(m)
+
+    def _flush(self, c: _Client) -> None:
+        while c.wbuf:
+            try:
+                n = c.sock.send(c.wbuf)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno not in (errno.EPIPE, errno.ECONNRESET):
+                    log.info("%s: send failed: %s", self.path, e)
+                c.closing = True
+                c.wbuf.clear()
+                break
+            del c.wbuf[:n]
+        if len(c.wbuf) > MAX_WBUF:
+            log.warning("%s: client is not reading; dropping it", self.path)
+            c.closing = True
+        if c.closing and not c.wbuf:
+            with contextlib.suppress(OSError):
+                c.sock.close()
+            self.clients.remove(c)
+            cn = c.connector
+            if cn is not None and cn.client is c:
+                cn.client = None
+                cn.rc.disconnected(_ms(self._now), 0)
+                log.info("controller %s: disconnected", cn.target)
+
+
+def _ms(now: float) -> int:
+    return int(now * 1000)
+
+
+def _listen(kind: str, addr: Any) -> socket.socket:
+    if kind == "ptcp":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(addr)
+    sock.setblocking(False)
+    sock.bind(addr)
+    sock.listen(16)
+    return sock

@@ -1,0 +1,654 @@
+"""What OpenFlow messages mean to a bridge: one decoded request in, replies out.
+
+``OfHandler(bridge)`` serves every OpenFlow session of one bridge. ``handle(session,
+msg, now)`` applies the request to the bridge (flow-mod, group-mod, meter-mod, packet-out,
+port-mod, bundles) or answers it (features, config, statistics, descriptions, role,
+async config, barrier) and returns the replies to send on that session. A request the
+bridge refuses raises ``RemoteProtocolError`` (the OFPT_ERROR to answer with); the caller
+attaches the offending message's xid and bytes. ``async_messages(now)`` turns what the
+bridge queued (packet-ins, flow-removed) into messages for the sessions that want them.
+
+Sessions are ``hitless.openflow.Connection`` objects plus an ``OfSession`` for what the
+protocol layer does not track (open bundles, whether the peer asked for asynchronous
+messages). Pure: no sockets, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from hitless.openflow.connection import Connection
+from hitless.openflow.constants import (
+    OFP13_VERSION,
+    ActionType,
+    BadRequestCode,
+    BundleCtrlType,
+    BundleFailedCode,
+    Capabilities,
+    ControllerRole,
+    ErrorType,
+    FlowRemovedReason,
+    GroupCapabilities,
+    InstructionType,
+    MeterFlags,
+    MsgType,
+    MultipartFlags,
+    OxmField,
+    PortConfig,
+    PortModFailedCode,
+    PortState,
+    RoleRequestFailedCode,
+    TableFeaturePropType,
+)
+from hitless.openflow.constants import Port as OfPort
+from hitless.openflow.errors import RemoteProtocolError
+from hitless.openflow.match import Match as OfMatch
+from hitless.openflow.match import field as oxm_field
+from hitless.openflow.messages import (
+    BarrierReply,
+    BarrierRequest,
+    BundleAddMessage,
+    BundleControl,
+    Experimenter,
+    FeaturesReply,
+    FeaturesRequest,
+    FlowMod,
+    FlowRemoved,
+    GetAsyncReply,
+    GetAsyncRequest,
+    GetConfigReply,
+    GetConfigRequest,
+    GroupMod,
+    Message,
+    MeterMod,
+    PacketIn,
+    PacketOut,
+    PortDesc,
+    PortMod,
+    RoleReply,
+    RoleRequest,
+    SetAsync,
+    SetConfig,
+)
+from hitless.openflow.multipart import (
+    AggregateStatsReply,
+    AggregateStatsRequest,
+    DescReply,
+    DescRequest,
+    FlowStats,
+    FlowStatsReply,
+    FlowStatsRequest,
+    GroupDesc,
+    GroupDescReply,
+    GroupDescRequest,
+    GroupFeaturesReply,
+    GroupFeaturesRequest,
+    GroupStats,
+    GroupStatsReply,
+    GroupStatsRequest,
+    MeterConfig,
+    MeterConfigReply,
+    MeterConfigRequest,
+    MeterFeaturesReply,
+    MeterFeaturesRequest,
+    MeterStats,
+    MeterStatsReply,
+    MeterStatsRequest,
+    MultipartRequest,
+    PortDescReply,
+    PortDescRequest,
+    PortStats,
+    PortStatsReply,
+    PortStatsRequest,
+    TableFeatureProp,
+    TableFeatures,
+    TableFeaturesReply,
+    TableFeaturesRequest,
+    TableStats,
+    TableStatsReply,
+    TableStatsRequest,
+)
+
+if TYPE_CHECKING:
+    from hitless.ofproto.bridge import Bridge
+
+__all__ = ["BundleMessageFailed", "OfHandler", "OfSession"]
+
+T = TypeVar("T")
+
+OFPP_LOCAL_DP = 0xFFFE
+CHUNK = 40  # entries per multipart reply message (keeps each well under 64 kB)
+_SW_DESC = "hitless"
+
+
+@dataclass
+class OfSession:
+    """Per-session state the pipeline keeps: open bundles, async opt-in."""
+
+    service: bool = True  # a management connection: async messages only after SetAsync
+    bundles: dict[int, list[Message]] = field(default_factory=dict)
+    bundle_flags: dict[int, int] = field(default_factory=dict)
+
+
+def of_port(dp_port: int) -> int:
+    return OfPort.LOCAL if dp_port == OFPP_LOCAL_DP else dp_port
+
+
+def _chunks(items: Sequence[T], n: int = CHUNK) -> list[Sequence[T]]:
+    if not items:
+        return [items]
+    return [items[i : i + n] for i in range(0, len(items), n)]
+
+
+def _replies(cls: Any, xid: int, name: str, items: Sequence[Any], n: int = CHUNK) -> list[Message]:
+    """Multipart replies carrying ``items`` in ``name``, split with OFPMPF_REPLY_MORE."""
+    chunks = _chunks(items, n)
+    return [
+        cls(xid=xid, flags=_more(i, len(chunks)), **{name: tuple(c)}) for i, c in enumerate(chunks)
+    ]
+
+
+def _more(i: int, total: int) -> int:
+    return MultipartFlags.MORE if i < total - 1 else 0
+
+
+def _split_time(seconds: float) -> tuple[int, int]:
+    seconds = max(0.0, seconds)
+    sec = int(seconds)
+    return sec, int((seconds - sec) * 1e9)
+
+
+def _table_features() -> tuple[TableFeatures, ...]:
+    insts = tuple(int(i) for i in InstructionType if i != InstructionType.EXPERIMENTER)
+    acts = (
+        ActionType.OUTPUT,
+        ActionType.PUSH_VLAN,
+        ActionType.POP_VLAN,
+        ActionType.GROUP,
+        ActionType.SET_NW_TTL,
+        ActionType.DEC_NW_TTL,
+        ActionType.SET_FIELD,
+    )
+    from hitless.ofproto.oftable import _OXM_KEY, SETTABLE
+
+    match = tuple(
+        oxm_field(f.name.lower(), 0).header() for f in OxmField if f in _OXM_KEY or f == 2
+    )
+    sets = tuple(oxm_field(f.name.lower(), 0).header() for f in OxmField if f in SETTABLE)
+    out = []
+    from hitless.ofproto.oftable import N_TABLES
+
+    for t in range(N_TABLES):
+        props = (
+            TableFeatureProp(TableFeaturePropType.INSTRUCTIONS, insts),
+            TableFeatureProp(TableFeaturePropType.NEXT_TABLES, tuple(range(t + 1, N_TABLES))),
+            TableFeatureProp(TableFeaturePropType.WRITE_ACTIONS, tuple(int(a) for a in acts)),
+            TableFeatureProp(TableFeaturePropType.APPLY_ACTIONS, tuple(int(a) for a in acts)),
+            TableFeatureProp(TableFeaturePropType.MATCH, match),
+            TableFeatureProp(TableFeaturePropType.WILDCARDS, match),
+            TableFeatureProp(TableFeaturePropType.WRITE_SETFIELD, sets),
+            TableFeatureProp(TableFeaturePropType.APPLY_SETFIELD, sets),
+        )
+        out.append(
+            TableFeatures(
+                table_id=t,
+                name=f"table{t}",
+                metadata_match=2**64 - 1,
+                metadata_write=2**64 - 1,
+                max_entries=1_000_000,
+                properties=props,
+            )
+        )
+    return tuple(out)
+
+
+_TABLE_FEATURES: tuple[TableFeatures, ...] | None = None
+
+
+class OfHandler:
+    def __init__(self, bridge: Bridge, datapath_id: int = 0) -> None:
+        self.bridge = bridge
+        self.datapath_id = datapath_id
+        self.switch_flags = 0
+        self.miss_send_len = 128
+        self.port_config: dict[int, int] = {}  # PortMod config bits, by datapath port
+
+    # -- requests --
+    def handle(
+        self,
+        conn: Connection,
+        session: OfSession,
+        msg: Message,
+        now: float,
+        others: Iterable[Connection] = (),
+    ) -> list[Message]:
+        br = self.bridge
+        xid = msg.xid
+        if isinstance(msg, FlowMod):
+            br.flow_mod(msg, now)
+            return []
+        if isinstance(msg, GroupMod):
+            br.group_mod(msg, now)
+            return []
+        if isinstance(msg, MeterMod):
+            br.meter_mod(msg, now)
+            return []
+        if isinstance(msg, PacketOut):
+            if msg.buffer_id != 0xFFFFFFFF:
+                raise RemoteProtocolError(
+                    "no packets are buffered", ErrorType.BAD_REQUEST, BadRequestCode.BUFFER_UNKNOWN
+                )
+            br.of.validate_actions(msg.actions)
+            br.packet_out(msg, now)
+            return []
+        if isinstance(msg, PortMod):
+            return self._port_mod(msg)
+        if isinstance(msg, BarrierRequest):
+            br.commit_openflow()  # everything before the barrier is in the datapath
+            return [BarrierReply(xid=xid)]
+        if isinstance(msg, FeaturesRequest):
+            caps = (
+                Capabilities.FLOW_STATS
+                | Capabilities.TABLE_STATS
+                | Capabilities.PORT_STATS
+                | Capabilities.GROUP_STATS
+            )
+            return [
+                FeaturesReply(
+                    xid=xid, datapath_id=self.datapath_id, n_tables=254, capabilities=caps
+                )
+            ]
+        if isinstance(msg, GetConfigRequest):
+            return [
+                GetConfigReply(xid=xid, flags=self.switch_flags, miss_send_len=self.miss_send_len)
+            ]
+        if isinstance(msg, SetConfig):
+            self.switch_flags, self.miss_send_len = msg.flags, msg.miss_send_len
+            return []
+        if isinstance(msg, RoleRequest):
+            return [self._role(conn, msg, others)]
+        if isinstance(msg, GetAsyncRequest):
+            return [GetAsyncReply(xid=xid, config=conn.async_config)]
+        if isinstance(msg, SetAsync):
+            conn.async_config = msg.config
+            session.service = False
+            return []
+        if isinstance(msg, BundleControl):
+            return self._bundle_control(conn, session, msg, now, others)
+        if isinstance(msg, BundleAddMessage):
+            return self._bundle_add(session, msg)
+        if isinstance(msg, MultipartRequest):
+            return self._multipart(msg, now)
+        if isinstance(msg, Experimenter):
+            raise msg.unsupported()
+        raise RemoteProtocolError(
+            f"message type {int(msg.type)} is not supported here",
+            ErrorType.BAD_REQUEST,
+            BadRequestCode.BAD_TYPE,
+        )
+
+    def _port_mod(self, msg: PortMod) -> list[Message]:
+        port = OFPP_LOCAL_DP if msg.port_no == OfPort.LOCAL else msg.port_no
+        dpp = self.bridge.datapath.ports().get(port)
+        if dpp is None:
+            raise RemoteProtocolError(
+                f"no port {msg.port_no}", ErrorType.PORT_MOD_FAILED, PortModFailedCode.BAD_PORT
+            )
+        if msg.hw_addr != dpp.mac:
+            raise RemoteProtocolError(
+                "hw_addr does not match the port",
+                ErrorType.PORT_MOD_FAILED,
+                PortModFailedCode.BAD_HW_ADDR,
+            )
+        old = self.port_config.get(port, 0)
+        self.port_config[port] = (old & ~msg.mask) | (msg.config & msg.mask)
+        return []
+
+    def _role(self, conn: Connection, msg: RoleRequest, others: Iterable[Connection]) -> Message:
+        role = msg.role
+        if role not in (
+            ControllerRole.NOCHANGE,
+            ControllerRole.EQUAL,
+            ControllerRole.MASTER,
+            ControllerRole.SLAVE,
+        ):
+            raise RemoteProtocolError(
+                f"role {role}", ErrorType.ROLE_REQUEST_FAILED, RoleRequestFailedCode.BAD_ROLE
+            )
+        if role in (ControllerRole.MASTER, ControllerRole.SLAVE):
+            gen = conn.generation_id
+            if gen is not None and ((msg.generation_id - gen) & (2**64 - 1)) >= 2**63:
+                raise RemoteProtocolError(
+                    "stale generation id",
+                    ErrorType.ROLE_REQUEST_FAILED,
+                    RoleRequestFailedCode.STALE,
+                )
+            conn.generation_id = msg.generation_id
+        if role == ControllerRole.MASTER:
+            for other in others:
+                if other is not conn and other.role == ControllerRole.MASTER:
+                    other.role = ControllerRole.SLAVE
+        if role != ControllerRole.NOCHANGE:
+            conn.role = role
+        return RoleReply(xid=msg.xid, role=conn.role, generation_id=conn.generation_id or 0)
+
+    # -- bundles --
+    def _bundle_control(
+        self,
+        conn: Connection,
+        session: OfSession,
+        msg: BundleControl,
+        now: float,
+        others: Iterable[Connection],
+    ) -> list[Message]:
+        bid, ctrl = msg.bundle_id, msg.ctrl_type
+
+        def reply(t: int) -> list[Message]:
+            return [BundleControl(xid=msg.xid, bundle_id=bid, ctrl_type=t, flags=msg.flags)]
+
+        def fail(text: str, code: BundleFailedCode) -> RemoteProtocolError:
+            return RemoteProtocolError(text, ErrorType.BUNDLE_FAILED, code)
+
+        if ctrl == BundleCtrlType.OPEN_REQUEST:
+            if bid in session.bundles:
+                raise fail(f"bundle {bid} is already open", BundleFailedCode.BUNDLE_EXIST)
+            session.bundles[bid] = []
+            session.bundle_flags[bid] = msg.flags
+            return reply(BundleCtrlType.OPEN_REPLY)
+        if ctrl == BundleCtrlType.CLOSE_REQUEST:
+            if bid not in session.bundles:
+                raise fail(f"no bundle {bid}", BundleFailedCode.BAD_ID)
+            return reply(BundleCtrlType.CLOSE_REPLY)
+        if ctrl == BundleCtrlType.DISCARD_REQUEST:
+            if session.bundles.pop(bid, None) is None:
+                raise fail(f"no bundle {bid}", BundleFailedCode.BAD_ID)
+            session.bundle_flags.pop(bid, None)
+            return reply(BundleCtrlType.DISCARD_REPLY)
+        if ctrl == BundleCtrlType.COMMIT_REQUEST:
+            msgs = session.bundles.pop(bid, None)
+            session.bundle_flags.pop(bid, None)
+            if msgs is None:
+                raise fail(f"no bundle {bid}", BundleFailedCode.BAD_ID)
+            snap = self.bridge.of_transaction()
+            for m in msgs:
+                try:
+                    self.handle(conn, session, m, now, others)
+                except RemoteProtocolError as e:
+                    self.bridge.of_rollback(snap)
+                    raise BundleMessageFailed(e, m) from None
+            return reply(BundleCtrlType.COMMIT_REPLY)
+        raise fail(f"bundle control type {ctrl}", BundleFailedCode.BAD_TYPE)
+
+    def _bundle_add(self, session: OfSession, msg: BundleAddMessage) -> list[Message]:
+        inner = msg.message
+        if not isinstance(inner, (FlowMod, GroupMod, MeterMod, PortMod, PacketOut)):
+            raise RemoteProtocolError(
+                f"{type(inner).__name__} cannot be bundled",
+                ErrorType.BUNDLE_FAILED,
+                BundleFailedCode.MSG_UNSUP,
+            )
+        session.bundles.setdefault(msg.bundle_id, []).append(inner)
+        session.bundle_flags.setdefault(msg.bundle_id, msg.flags)
+        return []
+
+    # -- statistics --
+    def _multipart(self, msg: MultipartRequest, now: float) -> list[Message]:
+        br = self.bridge
+        of = br.of
+        xid = msg.xid
+        if isinstance(msg, DescRequest):
+            return [
+                DescReply(
+                    xid=xid,
+                    mfr_desc="hitless",
+                    hw_desc="hitless userspace switch",
+                    sw_desc=_SW_DESC,
+                    serial_num="None",
+                    dp_desc=br.name,
+                )
+            ]
+        if isinstance(msg, (FlowStatsRequest, AggregateStatsRequest)):
+            br.settle_counters()
+            rules = of.select(
+                msg.table_id,
+                msg.match,
+                cookie=msg.cookie,
+                cookie_mask=msg.cookie_mask,
+                out_port=msg.out_port,
+                out_group=msg.out_group,
+            )
+            if isinstance(msg, AggregateStatsRequest):
+                return [
+                    AggregateStatsReply(
+                        xid=xid,
+                        packet_count=sum(r.packets for r in rules),
+                        byte_count=sum(r.bytes for r in rules),
+                        flow_count=len(rules),
+                    )
+                ]
+            stats = []
+            for r in rules:
+                sec, nsec = _split_time(now - r.created)
+                stats.append(
+                    FlowStats(
+                        table_id=r.table_id,
+                        duration_sec=sec,
+                        duration_nsec=nsec,
+                        priority=r.priority,
+                        idle_timeout=r.idle_timeout,
+                        hard_timeout=r.hard_timeout,
+                        flags=r.flags,
+                        importance=r.importance,
+                        cookie=r.cookie,
+                        packet_count=r.packets,
+                        byte_count=r.bytes,
+                        match=r.match,
+                        instructions=r.instructions,
+                    )
+                )
+            return _replies(FlowStatsReply, xid, "stats", stats)
+        if isinstance(msg, TableStatsRequest):
+            br.settle_counters()
+            ts = [TableStats(t.table_id, len(t), t.lookups, t.matched) for t in of.tables]
+            return _replies(TableStatsReply, xid, "stats", ts, 254)
+        if isinstance(msg, TableFeaturesRequest):
+            global _TABLE_FEATURES
+            if msg.tables:
+                raise RemoteProtocolError(
+                    "table features cannot be changed",
+                    ErrorType.TABLE_FEATURES_FAILED,
+                    5,  # OFPTFFC_EPERM
+                )
+            if _TABLE_FEATURES is None:
+                _TABLE_FEATURES = _table_features()
+            return _replies(TableFeaturesReply, xid, "tables", _TABLE_FEATURES, 20)
+        if isinstance(msg, PortDescRequest):
+            ports = self.port_descs()
+            return _replies(PortDescReply, xid, "ports", ports, 100)
+        if isinstance(msg, PortStatsRequest):
+            pstats = []
+            want = msg.port_no
+            for no, p in sorted(br.datapath.ports().items()):
+                if want != OfPort.ANY and of_port(no) != want:
+                    continue
+                s = p.stats
+                pstats.append(
+                    PortStats(
+                        port_no=of_port(no),
+                        rx_packets=s.rx_packets,
+                        tx_packets=s.tx_packets,
+                        rx_bytes=s.rx_bytes,
+                        tx_bytes=s.tx_bytes,
+                        rx_dropped=s.rx_dropped,
+                        tx_dropped=s.tx_dropped,
+                    )
+                )
+            return _replies(PortStatsReply, xid, "stats", pstats, 100)
+        if isinstance(msg, GroupStatsRequest):
+            br.settle_counters()
+            gs = []
+            for g in sorted(of.groups.values(), key=lambda g: g.group_id):
+                if msg.group_id not in (0xFFFFFFFC, g.group_id):
+                    continue
+                sec, nsec = _split_time(now - g.created)
+                refs = sum(1 for r in of.rules() if r.uses_group(g.group_id))
+                gs.append(
+                    GroupStats(
+                        group_id=g.group_id,
+                        ref_count=refs,
+                        packet_count=g.packets,
+                        byte_count=g.bytes,
+                        duration_sec=sec,
+                        duration_nsec=nsec,
+                        bucket_stats=tuple((p, b) for p, b in g.bucket_stats),
+                    )
+                )
+            return _replies(GroupStatsReply, xid, "stats", gs)
+        if isinstance(msg, GroupDescRequest):
+            gd = [
+                GroupDesc(group_type=g.type, group_id=g.group_id, buckets=g.buckets)
+                for g in sorted(of.groups.values(), key=lambda g: g.group_id)
+            ]
+            return _replies(GroupDescReply, xid, "stats", gd)
+        if isinstance(msg, GroupFeaturesRequest):
+            return [
+                GroupFeaturesReply(
+                    xid=xid,
+                    types=0b1111,
+                    capabilities=GroupCapabilities.SELECT_WEIGHT
+                    | GroupCapabilities.SELECT_LIVENESS
+                    | GroupCapabilities.CHAINING,
+                    max_groups=(65536, 65536, 65536, 65536),
+                    actions=(1 << ActionType.OUTPUT | 1 << ActionType.GROUP,) * 4,
+                )
+            ]
+        if isinstance(msg, (MeterStatsRequest, MeterConfigRequest)):
+            br.settle_counters()
+            meters = [
+                m
+                for m in sorted(of.meters.values(), key=lambda m: m.meter_id)
+                if msg.meter_id in (0xFFFFFFFF, m.meter_id)
+            ]
+            if isinstance(msg, MeterConfigRequest):
+                mc = [
+                    MeterConfig(meter_id=m.meter_id, flags=m.flags, bands=m.bands) for m in meters
+                ]
+                return _replies(MeterConfigReply, xid, "entries", mc)
+            ms = []
+            for m in meters:
+                sec, nsec = _split_time(now - m.created)
+                users = sum(1 for r in of.rules() if r.meter_id() == m.meter_id)
+                ms.append(
+                    MeterStats(
+                        meter_id=m.meter_id,
+                        flow_count=users,
+                        packet_in_count=m.packets,
+                        byte_in_count=m.bytes,
+                        duration_sec=sec,
+                        duration_nsec=nsec,
+                        band_stats=tuple((p, b) for p, b in m.band_stats),
+                    )
+                )
+            return _replies(MeterStatsReply, xid, "stats", ms)
+        if isinstance(msg, MeterFeaturesRequest):
+            return [
+                MeterFeaturesReply(
+                    xid=xid,
+                    max_meter=65536,
+                    band_types=1 << 1,  # drop
+                    capabilities=MeterFlags.KBPS | MeterFlags.PKTPS | MeterFlags.STATS,
+                    max_bands=1,
+                    max_color=0,
+                )
+            ]
+        raise RemoteProtocolError(
+            f"multipart type {int(msg.mp_type)} is not supported",
+            ErrorType.BAD_REQUEST,
+            BadRequestCode.BAD_MULTIPART,
+        )
+
+    def port_descs(self) -> list[PortDesc]:
+        views = self.bridge.port_views()
+        out = []
+        for no, p in sorted(self.bridge.datapath.ports().items()):
+            cfg = self.port_config.get(no, 0)
+            view = views.get(no)
+            if view is not None and not view.can_input:
+                cfg |= PortConfig.PORT_DOWN
+            state = PortState.LIVE if p.link_up else PortState.LINK_DOWN
+            out.append(
+                PortDesc(
+                    port_no=of_port(no),
+                    hw_addr=p.mac,
+                    name=p.name[:15],
+                    config=cfg,
+                    state=state,
+                    curr_speed=10_000_000,
+                    max_speed=10_000_000,
+                )
+            )
+        return out
+
+    # -- asynchronous messages --
+    def async_messages(self, now: float) -> tuple[list[PacketIn], list[FlowRemoved]]:
+        """Packet-ins and flow-removed messages the bridge queued (xid 0)."""
+        br = self.bridge
+        pins = [
+            PacketIn(
+                reason=p.reason,
+                table_id=p.table_id,
+                cookie=p.cookie,
+                total_len=len(p.packet),
+                match=OfMatch((oxm_field("in_port", of_port(p.in_port)),)),
+                data=p.packet,
+            )
+            for p in br.take_packet_ins()
+        ]
+        frs = []
+        for rem in br.take_flow_removed():
+            r = rem.rule
+            sec, nsec = _split_time(now - r.created)
+            frs.append(
+                FlowRemoved(
+                    cookie=r.cookie,
+                    priority=r.priority,
+                    reason=rem.reason,
+                    table_id=r.table_id,
+                    duration_sec=sec,
+                    duration_nsec=nsec,
+                    idle_timeout=r.idle_timeout,
+                    hard_timeout=r.hard_timeout,
+                    packet_count=r.packets,
+                    byte_count=r.bytes,
+                    match=r.match,
+                )
+            )
+        return pins, frs
+
+    @staticmethod
+    def wants(conn: Connection, session: OfSession, msg: Message) -> bool:
+        """Whether ``conn`` should get the asynchronous ``msg``."""
+        if session.service:
+            return False
+        if isinstance(msg, PacketIn):
+            return conn.async_allows(MsgType.PACKET_IN, msg.reason)
+        if isinstance(msg, FlowRemoved):
+            reason = msg.reason if msg.reason <= FlowRemovedReason.GROUP_DELETE else 2
+            return conn.async_allows(MsgType.FLOW_REMOVED, reason)
+        return True
+
+
+class BundleMessageFailed(RemoteProtocolError):
+    """A message inside a committed bundle failed: the bundle was rolled back. Answer
+    with ``inner`` (for the bundled message's xid) and then this (for the commit)."""
+
+    def __init__(self, inner: RemoteProtocolError, msg: Message) -> None:
+        super().__init__(
+            f"bundled message failed: {inner.message}",
+            ErrorType.BUNDLE_FAILED,
+            BundleFailedCode.MSG_FAILED,
+        )
+        data = msg.encode(OFP13_VERSION) if msg.min_version <= OFP13_VERSION else b""
+        self.inner = inner.with_request(data, msg.xid)

@@ -1,0 +1,112 @@
+"""The OpenFlow request handler on the dummy datapath: bundles commit atomically or not
+at all, statistics follow the traffic, roles, errors carry the right codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from hitless.ofproto.ofhandler import BundleMessageFailed, OfHandler, OfSession
+from hitless.openflow import (
+    AggregateStatsReply,
+    AggregateStatsRequest,
+    ApplyActions,
+    BarrierReply,
+    BarrierRequest,
+    BundleAddMessage,
+    BundleControl,
+    Connection,
+    FlowMod,
+    FlowStatsReply,
+    FlowStatsRequest,
+    Match,
+    Output,
+    RemoteProtocolError,
+    RoleReply,
+    RoleRequest,
+    TableFeaturesReply,
+    TableFeaturesRequest,
+)
+from hitless.openflow.constants import (
+    BadActionCode,
+    BundleCtrlType,
+    ControllerRole,
+    FlowModCommand,
+    MultipartFlags,
+    RoleRequestFailedCode,
+)
+from tests.ofproto.helpers import P, Rig, frame, mac
+
+
+def setup() -> tuple[Rig, OfHandler, Connection, OfSession]:
+    r = Rig({"br0": P(type="internal"), "p1": P(), "p2": P()})
+    return r, OfHandler(r.bridge, 0x42), Connection(), OfSession()
+
+
+def rules(r: Rig) -> list[int]:
+    return sorted(x.priority for x in r.bridge.of.rules())
+
+
+def test_bundle_commits_all_or_nothing() -> None:
+    r, h, conn, sess = setup()
+    ctl = BundleControl(bundle_id=1, ctrl_type=BundleCtrlType.OPEN_REQUEST)
+    assert h.handle(conn, sess, ctl, 0.0)[0].ctrl_type == BundleCtrlType.OPEN_REPLY  # type: ignore[attr-defined]
+    good = FlowMod(xid=5, priority=7, instructions=(ApplyActions((Output(1),)),))
+    bad = FlowMod(xid=6, priority=8, instructions=(ApplyActions((Output(0),)),))
+    for m in (good, bad):
+        h.handle(conn, sess, BundleAddMessage(bundle_id=1, message=m), 0.0)
+    assert rules(r) == [0]  # nothing applied before the commit
+    commit = BundleControl(bundle_id=1, ctrl_type=BundleCtrlType.COMMIT_REQUEST)
+    with pytest.raises(BundleMessageFailed) as e:
+        h.handle(conn, sess, commit, 0.0)
+    assert e.value.inner.code == BadActionCode.BAD_OUT_PORT and e.value.inner.xid == 6
+    assert rules(r) == [0]  # rolled back: the good rule is gone too
+    # Forwarding still follows the restored pipeline (NORMAL).
+    assert sorted(r.send("p1", frame(mac(2), mac(1)))) == ["br0", "p2"]
+
+    h.handle(conn, sess, BundleAddMessage(bundle_id=2, message=good), 0.0)
+    h.handle(conn, sess, BundleControl(bundle_id=2, ctrl_type=BundleCtrlType.COMMIT_REQUEST), 0)
+    assert rules(r) == [0, 7]
+
+
+def test_flow_stats_follow_traffic_and_barrier_commits() -> None:
+    r, h, conn, sess = setup()
+    h.handle(
+        conn,
+        sess,
+        FlowMod(priority=9, match=Match.of(in_port=1), instructions=(ApplyActions((Output(2),)),)),
+        0.0,
+    )
+    assert isinstance(h.handle(conn, sess, BarrierRequest(xid=3), 0.0)[0], BarrierReply)
+    for _ in range(4):
+        r.send("p1", frame(mac(2), mac(1)))
+    (reply,) = h.handle(conn, sess, FlowStatsRequest(xid=9), 1.0)
+    assert isinstance(reply, FlowStatsReply)
+    by_prio = {s.priority: s.packet_count for s in reply.stats}
+    assert by_prio == {9: 4, 0: 0}
+    (agg,) = h.handle(conn, sess, AggregateStatsRequest(match=Match.of(in_port=1)), 1.0)
+    assert isinstance(agg, AggregateStatsReply)
+    assert (agg.flow_count, agg.packet_count) == (1, 4)
+    h.handle(conn, sess, FlowMod(command=FlowModCommand.DELETE, table_id=0xFF), 2.0)
+    assert rules(r) == []
+
+
+def test_table_features_are_split_into_multipart_parts() -> None:
+    _, h, conn, sess = setup()
+    replies = h.handle(conn, sess, TableFeaturesRequest(xid=4), 0.0)
+    assert all(isinstance(x, TableFeaturesReply) for x in replies)
+    assert sum(len(x.tables) for x in replies) == 254  # type: ignore[attr-defined]
+    assert [x.flags & MultipartFlags.MORE for x in replies][-1] == 0  # type: ignore[attr-defined]
+    assert all(x.flags & MultipartFlags.MORE for x in replies[:-1])  # type: ignore[attr-defined]
+    assert all(len(x.encode(4)) < 65536 for x in replies)
+
+
+def test_roles_master_demotes_other_master_and_stale_generation_refused() -> None:
+    _, h, c1, s1 = setup()
+    c2 = Connection()
+    (rep,) = h.handle(c1, s1, RoleRequest(role=ControllerRole.MASTER, generation_id=5), 0, [c1, c2])
+    assert isinstance(rep, RoleReply) and rep.role == ControllerRole.MASTER
+    h.handle(c2, OfSession(), RoleRequest(role=ControllerRole.MASTER, generation_id=6), 0, [c1, c2])
+    assert (c1.role, c2.role) == (ControllerRole.SLAVE, ControllerRole.MASTER)
+    with pytest.raises(RemoteProtocolError) as e:
+        h.handle(c2, OfSession(), RoleRequest(role=ControllerRole.MASTER, generation_id=2), 0)
+    assert e.value.code == RoleRequestFailedCode.STALE
