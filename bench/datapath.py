@@ -8,7 +8,11 @@ Figures, each the median of ``--runs`` runs of ``--seconds`` seconds:
 
 * pps: 64-byte frames (18-byte UDP payload, 60 bytes + FCS on the wire) forwarded per
   second. Generator: ``iperf3 -u -b 0 -l 18`` (one sender stream, as fast as it can);
-  the figure is the datagrams the receiving iperf3 counted (sent - lost) / seconds.
+  the figure is the frames the switch delivered to the receiver's interface (its rx
+  counter) per second; "app pps" is what the receiving iperf3 counted (sent - lost).
+  "switch CPU us/packet" is the switch process's CPU time (user + system, all
+  threads) over the run divided by the frames delivered: less noisy than the rates
+  on a shared machine, and it is what a faster datapath must lower.
 * tcp: ``iperf3`` TCP, one stream, receiver's bits/s.
 * burst: ``--flows`` (20,000) distinct new flows sent as fast as one host can (raw
   64-byte frames, ``sendmmsg`` in batches of 64, from host a to host b's MAC and IP);
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -92,7 +97,7 @@ def make_pair(topo: Topology, tag: str, net: int) -> Pair:
 
 
 @contextlib.contextmanager
-def hitless_daemon(pair: Pair) -> Iterator[str]:
+def hitless_daemon(pair: Pair, vswitchd: str | None = None) -> Iterator[int]:
     """The real switch: ``hitless start``, a netdev bridge with both ports, NORMAL."""
     rundir = tempfile.mkdtemp(prefix="hl-bench-hitless-")
     db = f"unix:{rundir}/db.sock"
@@ -105,7 +110,8 @@ def hitless_daemon(pair: Pair) -> Iterator[str]:
         return r.stdout
 
     try:
-        run(str(BIN / "hitless"), "start", "--rundir", rundir)
+        extra = ["--vswitchd", vswitchd] if vswitchd else []
+        run(str(BIN / "hitless"), "start", "--rundir", rundir, *extra)
         run(
             "ovs-vsctl", f"--db={db}", "--timeout=30", "add-br", br,
             "--", "set", "bridge", br, "datapath_type=netdev",
@@ -122,7 +128,8 @@ def hitless_daemon(pair: Pair) -> Iterator[str]:
             time.sleep(0.1)
         else:
             raise RuntimeError("hitless-vswitchd did not attach the benchmark's ports")
-        yield br
+        with open(f"{rundir}/hitless-vswitchd.pid") as f:
+            yield int(f.read().strip())
     finally:
         with contextlib.suppress(Exception):
             subprocess.run(
@@ -137,19 +144,19 @@ def hitless_daemon(pair: Pair) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def hitless_inprocess(pair: Pair) -> Iterator[NetdevDatapath]:
+def hitless_inprocess(pair: Pair) -> Iterator[int]:
     dp = NetdevDatapath(f"hl{unique_suffix()}")
     dp.port_add(pair.a.switch_port)
     dp.port_add(pair.b.switch_port)
     try:
         with ServeThread(dp, Learner()):
-            yield dp
+            yield os.getpid()
     finally:
         dp.close()
 
 
 @contextlib.contextmanager
-def ovs_switch(pair: Pair) -> Iterator[str]:
+def ovs_switch(pair: Pair) -> Iterator[int]:
     rundir = tempfile.mkdtemp(prefix="hl-bench-ovs-")
     env = dict(os.environ, OVS_RUNDIR=rundir, OVS_LOGDIR=rundir, OVS_DBDIR=rundir)
     db = f"unix:{rundir}/db.sock"
@@ -189,7 +196,8 @@ def ovs_switch(pair: Pair) -> Iterator[str]:
             "--", "add-port", br, pair.a.switch_port,
             "--", "add-port", br, pair.b.switch_port,
         )  # fmt: skip
-        yield br
+        with open(f"{rundir}/ovs-vswitchd.pid") as f:
+            yield int(f.read().strip())
     finally:
         with contextlib.suppress(Exception):
             subprocess.run(
@@ -248,14 +256,28 @@ def _iperf_once(pair: Pair, args: list[str], seconds: float) -> dict[str, object
     return data
 
 
-def measure_pps(pair: Pair, seconds: float) -> tuple[float, float]:
-    """(frames/s the switch delivered to b's interface, datagrams/s iperf3 received)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU time of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def measure_pps(pair: Pair, seconds: float, pid: int) -> tuple[float, float, float, float]:
+    """(frames/s the switch delivered to b's interface, datagrams/s iperf3 received,
+    microseconds of the switch process's CPU per delivered frame, the share of it spent
+    in the kernel)."""
     before = pair.b.counter("rx_packets")
+    user0, sys0 = cpu_seconds(pid)
     end = iperf(pair, ["-u", "-b", "0", "-l", "18"], seconds)["end"]
+    user1, sys1 = cpu_seconds(pid)
     delivered = pair.b.counter("rx_packets") - before
     s = end["sum"]  # type: ignore[index]
     duration = float(s["seconds"])
-    return delivered / duration, float(s["packets"] - s["lost_packets"]) / duration
+    app = float(s["packets"] - s["lost_packets"]) / duration
+    cpu = user1 - user0 + sys1 - sys0
+    return delivered / duration, app, cpu / max(delivered, 1) * 1e6, (sys1 - sys0) / max(cpu, 1e-9)
 
 
 def measure_tcp(pair: Pair, seconds: float) -> float:
@@ -353,6 +375,16 @@ def main() -> None:
         help="hitless as the real daemon (default) or a bare datapath in this process",
     )
     ap.add_argument(
+        "--vswitchd",
+        metavar="PATH",
+        help="hitless-vswitchd to run (e.g. a wrapper that profiles it)",
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="also run this hitless-vswitchd (e.g. an older build) as a third switch",
+    )
+    ap.add_argument(
         "--only",
         choices=("pps", "tcp", "burst"),
         action="append",
@@ -365,61 +397,84 @@ def main() -> None:
     sh(["iperf3", "--version"])
 
     only = set(args.only or ("pps", "tcp", "burst"))
-    metrics = ("pps", "app_pps", "tcp", "burst_l4", "burst_mac")
-    results: dict[str, dict[str, list[float]]] = {
-        n: {m: [] for m in metrics} for n in ("hitless", "ovs")
-    }
-    hitless_switch = hitless_daemon if args.switch == "daemon" else hitless_inprocess
-    with Topology("hb") as topo:
-        pairs = {"hitless": make_pair(topo, "h", 91), "ovs": make_pair(topo, "o", 92)}
-        with hitless_switch(pairs["hitless"]), ovs_switch(pairs["ovs"]):
-            for pair in pairs.values():
-                warm_up(pair)
-            for run in range(args.runs):
+    metrics = ("pps", "app_pps", "us_per_pkt", "tcp", "burst_l4", "burst_mac")
+    names = ["hitless", "ovs"] + (["baseline"] if args.baseline else [])
+    results: dict[str, dict[str, list[float]]] = {n: {m: [] for m in metrics} for n in names}
+    hitless_switch = (
+        functools.partial(hitless_daemon, vswitchd=args.vswitchd)
+        if args.switch == "daemon"
+        else hitless_inprocess
+    )
+    with Topology("hb") as topo, contextlib.ExitStack() as stack:
+        pairs = {n: make_pair(topo, n[0], 91 + i) for i, n in enumerate(names)}
+        pids = {
+            "hitless": stack.enter_context(hitless_switch(pairs["hitless"])),
+            "ovs": stack.enter_context(ovs_switch(pairs["ovs"])),
+        }
+        if args.baseline:
+            pids["baseline"] = stack.enter_context(
+                hitless_daemon(pairs["baseline"], vswitchd=args.baseline)
+            )
+        for pair in pairs.values():
+            warm_up(pair)
+        for run in range(args.runs):
+            for name, pair in pairs.items():
+                if "pps" not in only:
+                    break
+                pps, app, us, kernel = measure_pps(pair, args.seconds, pids[name])
+                results[name]["pps"].append(pps)
+                results[name]["app_pps"].append(app)
+                results[name]["us_per_pkt"].append(us)
+                print(
+                    f"run {run + 1} {name:8} pps: {pps:,.0f} (app {app:,.0f}; switch CPU"
+                    f" {us:.2f} us/packet, {kernel:.0%} in the kernel)",
+                    flush=True,
+                )
+            for name, pair in pairs.items():
+                if "tcp" not in only:
+                    break
+                tcp = measure_tcp(pair, args.seconds)
+                results[name]["tcp"].append(tcp)
+                print(f"run {run + 1} {name:8} tcp: {tcp / 1e9:.3f} Gbit/s", flush=True)
+            for kind in ("l4", "mac"):
                 for name, pair in pairs.items():
-                    if "pps" not in only:
+                    if "burst" not in only:
                         break
-                    pps, app = measure_pps(pair, args.seconds)
-                    results[name]["pps"].append(pps)
-                    results[name]["app_pps"].append(app)
-                    print(f"run {run + 1} {name:8} pps: {pps:,.0f} (app {app:,.0f})", flush=True)
-                for name, pair in pairs.items():
-                    if "tcp" not in only:
-                        break
-                    tcp = measure_tcp(pair, args.seconds)
-                    results[name]["tcp"].append(tcp)
-                    print(f"run {run + 1} {name:8} tcp: {tcp / 1e9:.3f} Gbit/s", flush=True)
-                for kind in ("l4", "mac"):
-                    for name, pair in pairs.items():
-                        if "burst" not in only:
-                            break
-                        warm_up(pair)
-                        got, secs = measure_burst(pair, args.flows, kind, run)
-                        results[name][f"burst_{kind}"].append(got)
-                        print(
-                            f"run {run + 1} {name:8} burst {kind:3}: {got:,} of {args.flows:,}"
-                            f" arrived (sent in {secs * 1000:.0f} ms)",
-                            flush=True,
-                        )
+                    warm_up(pair)
+                    got, secs = measure_burst(pair, args.flows, kind, run)
+                    results[name][f"burst_{kind}"].append(got)
+                    print(
+                        f"run {run + 1} {name:8} burst {kind:3}: {got:,} of {args.flows:,}"
+                        f" arrived (sent in {secs * 1000:.0f} ms)",
+                        flush=True,
+                    )
 
     med = {n: {m: statistics.median(v) for m, v in r.items() if v} for n, r in results.items()}
     print()
-    print(f"{'':26}{'hitless':>14}{'ovs netdev':>14}{'ratio':>8}")
+    head = f"{'':26}{'hitless':>14}{'ovs netdev':>14}{'ratio':>8}"
+    if args.baseline:
+        head += f"{'baseline':>14}{'ratio':>8}"
+    print(head)
     for metric, label, scale in (
         ("pps", "64-byte packets/s", 1.0),
         ("app_pps", "  (app pps)", 1.0),
+        ("us_per_pkt", "  switch CPU us/packet", 1.0),
         ("tcp", "TCP Gbit/s", 1e-9),
         ("burst_l4", f"burst {args.flows} 5-tuples", 1.0),
         ("burst_mac", f"burst {args.flows} src MACs", 1.0),
     ):
         if metric not in med["hitless"]:
             continue
-        h, o = med["hitless"][metric], med["ovs"][metric]
-        ratio = f"{h / o:>8.2f}" if o else f"{'inf':>8}"
-        print(f"{label:26}{h * scale:>14,.3f}{o * scale:>14,.3f}{ratio}")
+        h = med["hitless"][metric]
+        line = f"{label:26}{h * scale:>14,.3f}"
+        for other in names[1:]:
+            o = med[other][metric]
+            ratio = f"{h / o:>8.2f}" if o else f"{'inf':>8}"
+            line += f"{o * scale:>14,.3f}{ratio}"
+        print(line)
     print(
         f"(median of {args.runs} runs; pps and TCP runs of {args.seconds:g} s; "
-        f"hitless as {args.switch})"
+        f"hitless as {args.switch}; ratio = hitless / column to its left)"
     )
     if args.json:
         print(json.dumps({"runs": results, "median": med}))

@@ -14,6 +14,8 @@ socket's fd (SCM_RIGHTS) can mmap the same ring and carry on from the next index
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import fcntl
 import mmap
@@ -102,8 +104,16 @@ def _ctl() -> socket.socket:
     return socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
 
 
-def if_flags(name: str) -> int:
+def control_socket() -> socket.socket:
+    """A socket for interface ioctls, to pass to ``if_flags``/``link_up`` by callers
+    that ask often (creating one per call costs more than the ioctl)."""
+    return _ctl()
+
+
+def if_flags(name: str, ctl: socket.socket | None = None) -> int:
     """The interface's IFF_* flags; raises OSError if it does not exist."""
+    if ctl is not None:
+        return int(struct.unpack_from("H", fcntl.ioctl(ctl, SIOCGIFFLAGS, _ifreq(name)), 16)[0])
     with _ctl() as s:
         res = fcntl.ioctl(s, SIOCGIFFLAGS, _ifreq(name))
     return int(struct.unpack_from("H", res, 16)[0])
@@ -132,10 +142,10 @@ def if_set_txqlen(name: str, qlen: int) -> None:
         fcntl.ioctl(s, SIOCSIFTXQLEN, _ifreq(name, struct.pack("i", qlen)))
 
 
-def link_up(name: str) -> bool:
+def link_up(name: str, ctl: socket.socket | None = None) -> bool:
     """Administratively up and with carrier (operstate up); False if it vanished."""
     try:
-        flags = if_flags(name)
+        flags = if_flags(name, ctl)
     except OSError:
         return False
     return flags & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING
@@ -201,3 +211,69 @@ def open_tap(name: str, txqlen: int) -> int:
         os.close(fd)
         raise
     return fd
+
+
+# ---------------------------------------------------------------------------------
+# Batched transmit: sendmmsg(2) through libc, one system call for many frames.
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_sendmmsg = _libc.sendmmsg
+_sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+_sendmmsg.restype = ctypes.c_int
+_IOVEC = struct.Struct("@PN")  # struct iovec: base, len
+_MMSG = struct.Struct("@PI4xPNPNi4xI4x")  # struct mmsghdr: msghdr + msg_len
+MSG_DONTWAIT = socket.MSG_DONTWAIT
+
+
+def buffer_address(buf: mmap.mmap | bytearray) -> tuple[int, ctypes.c_char]:
+    """The address of a writable buffer's first byte, and the ctypes object that pins
+    it (the buffer cannot be closed or resized while that object lives)."""
+    anchor = ctypes.c_char.from_buffer(buf)
+    return ctypes.addressof(anchor), anchor
+
+
+class TxBatch:
+    """Frames queued for one AF_PACKET socket, sent with one ``sendmmsg`` per flush.
+
+    The batch holds addresses, not bytes: each queued frame is ``(address, length)`` of
+    memory the caller keeps unchanged until ``flush`` returns (a frame still in an rx
+    ring, or a copy in ``stage``'s buffer). ``n`` frames are queued; ``cap`` fit."""
+
+    __slots__ = ("sock", "fd", "cap", "n", "nbytes", "iov", "_msgs", "_msgs_addr", "_anchors")
+
+    def __init__(self, sock: socket.socket, cap: int) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.cap = cap
+        self.n = 0
+        self.nbytes = 0
+        self.iov = bytearray(_IOVEC.size * cap)
+        self._msgs = bytearray(_MMSG.size * cap)
+        iov_addr, iov_anchor = buffer_address(self.iov)
+        self._msgs_addr, msgs_anchor = buffer_address(self._msgs)
+        self._anchors = (iov_anchor, msgs_anchor)
+        for k in range(cap):  # each message: no address, one iovec of its own
+            _MMSG.pack_into(self._msgs, k * _MMSG.size, 0, 0, iov_addr + k * _IOVEC.size, 1,
+                            0, 0, 0, 0)  # fmt: skip
+
+    def flush(self) -> tuple[int, int, int]:
+        """Send what is queued; returns (frames sent, bytes sent, frames dropped).
+        A frame the kernel refuses (e.g. the device's queue is full) is dropped and
+        the rest are still sent."""
+        n, nbytes = self.n, self.nbytes
+        self.n = self.nbytes = 0
+        sent = dropped = 0
+        while sent + dropped < n:
+            done = sent + dropped
+            r = _sendmmsg(self.fd, self._msgs_addr + done * _MMSG.size, n - done, MSG_DONTWAIT)
+            if r > 0:
+                sent += r
+            else:  # the first remaining frame failed: drop it and go on
+                nbytes -= _IOVEC.unpack_from(self.iov, done * _IOVEC.size)[1]
+                dropped += 1
+        if dropped:
+            # sendmmsg parks the error of a partly sent batch on the socket, where
+            # poll() would report it (POLLERR) until read: read it.
+            with contextlib.suppress(OSError):
+                self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return sent, nbytes, dropped
