@@ -100,7 +100,6 @@ TX_BATCH = BUDGET  # frames per sendmmsg (each read frame is queued at most once
 LINK_REFRESH = 0.1
 MAX_UPCALLS = 16384  # queued misses beyond this are dropped (and counted)
 
-_HDR = struct.Struct("<I4xIH")  # the tpacket2_hdr fields we need: status, snaplen, mac
 _VLAN = struct.Struct("<HH")  # tp_vlan_tci, tp_vlan_tpid at offset 24
 CACHE_SIZE = 65536
 STAGE_SIZE = 1 << 20  # bytes for copies of frames queued for transmit during run()
@@ -108,13 +107,18 @@ STAGE_SIZE = 1 << 20  # bytes for copies of frames queued for transmit during ru
 # Ethernet addresses, EtherType + version/IHL + TOS (one word: 0x080045xx for these
 # frames), frag field, TTL, protocol, addresses + L4 ports; and TCP flags for TCP. Total
 # length, IP id and checksum are skipped (they vary per packet).
-_HK_IP = struct.Struct("!12sI4xHBB2x12s").unpack_from
-_HK_TCP = struct.Struct("!12sI4xHBB2x12s8xH").unpack_from
+#
+# One little-endian unpack reads a ring frame's tpacket2_hdr (status, snaplen, mac)
+# and those bytes, assuming the frame starts at MAC_OFF (where the kernel puts an
+# Ethernet frame in a TPACKET_V2 ring; checked per frame). Fields 3.. are the cache key
+# (field 4 is 0x450008 | tos << 24 for these frames, field 7 the IP protocol).
+MAC_OFF = 66
+_FRAME = struct.Struct("<I4xIH52x12sI4xHBB2x12s").unpack_from
+_FRAME_TCP = struct.Struct("<I4xIH52x12sI4xHBB2x12s8xH").unpack_from
+_ZEROS = memoryview(bytes(4 * 65536)).cast("I")  # status words to hand frames back
 _IOV = struct.Struct("@PN").pack_into  # struct iovec
-_USER = afpacket.TP_STATUS_USER
 _VLAN_VALID = afpacket.TP_STATUS_VLAN_VALID
 _TPID_VALID = afpacket.TP_STATUS_VLAN_TPID_VALID
-_ZERO4 = bytes(4)
 
 
 class _Flow(DpFlow):
@@ -145,7 +149,7 @@ class _Port:
 
     __slots__ = (
         "dp", "sock", "fd", "ring", "geometry", "head", "ifindex", "cache", "tx", "base",
-        "_anchor",
+        "words", "_anchor",
     )  # fmt: skip
 
     def __init__(
@@ -173,8 +177,11 @@ class _Port:
         # The ring's address: queued frames point into it (no copy) until flushed.
         self.base = 0
         self._anchor: object = None
+        # The ring as 32-bit words: frames are handed back with strided assignments.
+        self.words: memoryview | None = None
         if ring is not None:
             self.base, self._anchor = afpacket.buffer_address(ring)
+            self.words = memoryview(ring).cast("I")
 
     def sender(self) -> Callable[[bytes], object]:
         if self.sock is not None:
@@ -185,6 +192,9 @@ class _Port:
     def release(self, close_fds: bool) -> None:
         self.tx = None
         self._anchor = None  # unpins the ring
+        if self.words is not None:
+            self.words.release()
+            self.words = None
         if self.ring is not None:
             self.ring.close()
             self.ring = None
@@ -482,43 +492,46 @@ class NetdevDatapath(Datapath):
     def _run_ring(self, port: _Port, now: float) -> int:
         ring = port.ring
         geometry = port.geometry
-        assert ring is not None and geometry is not None
+        words = port.words
+        assert ring is not None and geometry is not None and words is not None
         fs = geometry.frame_size
         nr = geometry.frame_nr
         first = i = port.head
         port_no = port.dp.port_no
         lookup = self._flows.lookup
-        unpack = _HDR.unpack_from
-        hk_ip = _HK_IP
+        unpack = _FRAME
+        iov = _IOV
         txs = self._tx
-        base = port.base
+        base = port.base + MAC_OFF
         cache = port.cache
         budget = min(BUDGET, nr)  # frames stay ours until the end: never lap the ring
         n = nbytes = hits = 0
+        # Consecutive frames of one flow are counted together (committed on a change).
+        last: DpFlow | None = None
+        run_n = run_bytes = 0
         try:
             while n < budget:
                 off = i * fs
-                status, size, mac = unpack(ring, off)
-                if not status & _USER:
+                t = unpack(ring, off)
+                status = t[0]
+                if not status & 1:  # TP_STATUS_USER
                     break
                 i += 1
                 if i == nr:
                     i = 0
                 n += 1
+                size = t[1]
                 nbytes += size
-                p = off + mac
                 # Untagged IPv4 with a 20-byte header: the key depends only on these
                 # bytes (addresses, ports, tos, ttl, frag, proto; TCP flags for TCP),
                 # so they index a per-port cache and extract_key runs once per flow.
-                if status & _VLAN_VALID or size < 48:
-                    hk = None
-                else:
-                    hk = hk_ip(ring, p)
-                    if hk[1] >> 8 != 0x080045:
-                        hk = None
-                    elif hk[4] == 6:
-                        hk = _HK_TCP(ring, p)
-                if hk is None:
+                if (
+                    status & _VLAN_VALID
+                    or size < 48
+                    or t[2] != MAC_OFF
+                    or t[4] & 0xFFFFFF != 0x450008
+                ):
+                    p = off + t[2]
                     pkt = ring[p : p + size]
                     if status & _VLAN_VALID:  # put back the tag the kernel took off
                         tci, tpid = _VLAN.unpack_from(ring, off + 24)
@@ -527,8 +540,11 @@ class NetdevDatapath(Datapath):
                         pkt = pkt[:12] + struct.pack("!HH", tpid, tci) + pkt[12:]
                     self._forward(port_no, pkt, now)
                     continue
+                tcp = t[7] == 6
+                hk = _FRAME_TCP(ring, off)[3:] if tcp else t[3:]
                 flow = cache.get(hk)
                 if flow is None:
+                    p = off + MAC_OFF
                     pkt = ring[p : p + size]
                     key = extract_key(pkt, port_no)
                     flow = lookup(key)
@@ -539,40 +555,54 @@ class NetdevDatapath(Datapath):
                     if len(cache) >= CACHE_SIZE:
                         cache.clear()
                     cache[hk] = flow
-                st = flow.stats
-                if len(hk) == 7:
-                    st.tcp_flags |= hk[6] & 0x0FFF  # type: ignore[operator]
                 hits += 1
-                st.packets += 1
-                st.bytes += size
-                st.used = now
+                if flow is not last:
+                    if last is not None:
+                        st = last.stats
+                        st.packets += run_n
+                        st.bytes += run_bytes
+                        st.used = now
+                    last = flow
+                    run_n = run_bytes = 0
+                run_n += 1
+                run_bytes += size
+                if tcp:
+                    f = hk[-1]
+                    flow.stats.tcp_flags |= (f & 0x0F) << 8 | f >> 8  # type: ignore[operator]
                 plan = flow.plan  # type: ignore[attr-defined]
                 if plan is None:
+                    p = off + MAC_OFF
                     self._apply(ring[p : p + size], port_no, None, flow.actions)
                     continue
                 for o in plan:  # queue the frame where it lies in the ring
                     tb = txs.get(o)
                     if tb is None:  # a TAP device (or gone)
+                        p = off + MAC_OFF
                         self._output(o, ring[p : p + size])
                         continue
                     k = tb.n
                     if k == tb.cap:
                         self._flush_tx()
                         k = 0
-                    _IOV(tb.iov, k << 4, base + p, size)
+                    iov(tb.iov, k << 4, base + off, size)
                     tb.n = k + 1
                     tb.nbytes += size
         finally:
+            if last is not None:
+                st = last.stats
+                st.packets += run_n
+                st.bytes += run_bytes
+                st.used = now
             try:
                 self._flush_tx()
             finally:
-                # Only now hand the frames back to the kernel (queued frames point there).
-                j = first
-                for _ in range(n):
-                    ring[j * fs : j * fs + 4] = _ZERO4
-                    j += 1
-                    if j == nr:
-                        j = 0
+                # Only now hand the frames back to the kernel (queued frames point there):
+                # zero their status words, one strided assignment per contiguous run.
+                w = fs >> 2
+                k = min(n, nr - first)
+                words[first * w : (first + k) * w : w] = _ZEROS[:k]
+                if n > k:
+                    words[0 : (n - k) * w : w] = _ZEROS[: n - k]
                 port.head = i
                 port.dp.stats.rx_packets += n
                 port.dp.stats.rx_bytes += nbytes

@@ -100,16 +100,16 @@ class RingToSockets:
             self.socks += [tx, rx]
         self.tail = 0
 
-    def put(self, frame: bytes, vlan_tci: int | None = None) -> None:
+    def put(self, frame: bytes, vlan_tci: int | None = None, mac: int = MAC_OFF) -> None:
         off = self.tail * self.geometry.frame_size
         status = afpacket.TP_STATUS_USER
         if vlan_tci is not None:
             status |= afpacket.TP_STATUS_VLAN_VALID
         afpacket.TPACKET2_HDR.pack_into(
-            self.ring, off, status, len(frame), len(frame), MAC_OFF, MAC_OFF + 14, 0, 0,
+            self.ring, off, status, len(frame), len(frame), mac, mac + 14, 0, 0,
             vlan_tci or 0, 0,
         )  # fmt: skip
-        self.ring[off + MAC_OFF : off + MAC_OFF + len(frame)] = frame
+        self.ring[off + mac : off + mac + len(frame)] = frame
         self.tail = (self.tail + 1) % self.geometry.frame_nr
 
     def received(self, port_no: int) -> list[bytes]:
@@ -186,3 +186,19 @@ def test_execute_outside_run_sends_at_once(r2s: RingToSockets) -> None:
     r2s.dp.execute(frame, 1, (Output(3),))
     assert r2s.received(3) == [frame]
     assert r2s.dp.ports()[3].stats.tx_packets == 1
+
+
+def test_a_frame_elsewhere_in_its_ring_slot_is_read_where_the_kernel_put_it(
+    r2s: RingToSockets,
+) -> None:
+    r2s.dp.flow_put(Match.of(make_key(in_port=1), full_mask("in_port")), (Output(2),))
+    frames = [udp_frame(sport=i) for i in range(4)]
+    r2s.put(frames[0])
+    r2s.put(frames[1], mac=MAC_OFF + 30)  # not where the fast path looks first
+    r2s.put(frames[2])
+    r2s.put(frames[3], mac=MAC_OFF + 30)
+    r2s.dp.run()
+    assert r2s.received(2) == frames
+    flow = r2s.dp.flow_get(Match.of(make_key(in_port=1), full_mask("in_port")))
+    assert flow is not None and flow.stats.packets == 4
+    assert flow.stats.bytes == sum(map(len, frames))
