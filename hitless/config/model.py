@@ -69,6 +69,15 @@ class SwitchConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ControllerStatus:
+    """What the switch writes back to a Controller row."""
+
+    is_connected: bool
+    role: str | None = None  # "other" | "master" | "slave" while connected
+    state: str = ""  # the connection state machine's state (status:state)
+
+
+@dataclass(frozen=True, slots=True)
 class InterfaceStatus:
     """What the switch writes back to an Interface row."""
 

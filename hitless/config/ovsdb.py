@@ -31,6 +31,7 @@ from typing import Any
 from hitless.config.model import (
     BridgeConfig,
     ControllerConfig,
+    ControllerStatus,
     InterfaceConfig,
     InterfaceStatus,
     PortConfig,
@@ -70,7 +71,7 @@ COLUMNS: dict[str, list[str]] = {
         "admin_state",
         "mac_in_use",
     ],
-    "Controller": ["target"],
+    "Controller": ["target", "is_connected", "role", "status"],  # the last 3 written back
 }
 
 
@@ -220,6 +221,7 @@ def write_status(
     statuses: Mapping[str, InterfaceStatus],
     cur_cfg: int | None = None,
     comment: str = "hitless-vswitchd: status",
+    controllers: Mapping[str, ControllerStatus] | None = None,
 ) -> Any | None:
     """Stage one transaction writing ``statuses`` to the Interface rows (by name) and,
     if given, Open_vSwitch.cur_cfg; commit it and return it (None when nothing
@@ -238,6 +240,17 @@ def write_status(
         _set_opt(row, "link_state", st.link_state)
         _set_opt(row, "admin_state", st.admin_state)
         _set_opt(row, "mac_in_use", st.mac_in_use)
+    if controllers:
+        for row in idl.tables["Controller"].rows.values():
+            cs = controllers.get(row.target)
+            if cs is None:
+                continue
+            if row.is_connected != cs.is_connected:
+                row.is_connected = cs.is_connected
+            _set_opt(row, "role", cs.role)
+            status = {"state": cs.state} if cs.state else {}
+            if dict(row.status) != status:
+                row.status = status
     if cur_cfg is not None:
         ovs_row = open_vswitch_row(idl)
         if ovs_row is not None and ovs_row.cur_cfg != cur_cfg:

@@ -26,6 +26,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from hitless.config.model import ControllerStatus
 from hitless.ofproto.ofhandler import BundleMessageFailed, OfHandler, OfSession
 from hitless.openflow import (
     CLOSED,
@@ -48,6 +49,7 @@ def mgmt_path(rundir: str, bridge: str) -> str:
 
 
 DEFAULT_TCP_PORT = 6653
+_ROLES = {1: "other", 2: "master", 3: "slave"}
 _PROTOCOLS = {"OpenFlow13": 4, "OpenFlow14": 5}
 
 
@@ -158,17 +160,18 @@ class OfManager:
             except (ValueError, OSError) as e:
                 log.error("controller %s: %s", t, e)
 
-    def controller_status(self) -> dict[str, dict[str, Any]]:
-        """Per active target: is_connected, role and the reconnect state."""
-        out: dict[str, dict[str, Any]] = {}
+    def controller_status(self) -> dict[str, ControllerStatus]:
+        """Per controller target: connected or not, its role, the connection's state."""
+        out: dict[str, ControllerStatus] = {}
         for t, cn in self.connectors.items():
             c = cn.client
-            role = {1: "other", 2: "master", 3: "slave"}.get(c.conn.role, "other") if c else None
-            out[t] = {
-                "is_connected": c is not None and c.conn.version is not None,
-                "role": role,
-                "state": cn.rc.get_stats(_ms(self._now)).state,
-            }
+            up = c is not None and c.conn.version is not None
+            role = _ROLES.get(c.conn.role, "other") if c is not None and up else None
+            out[t] = ControllerStatus(up, role, cn.rc.get_stats(_ms(self._now)).state)
+        for t in self.passive:
+            conns = [c for c in self.clients if not c.session.service and c.connector is None]
+            up = any(c.conn.version is not None for c in conns)
+            out[t] = ControllerStatus(up, None, "LISTENING")
         return out
 
     def _run_connectors(self, now: float) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from hitless.config.model import BridgeConfig, InterfaceStatus, SwitchConfig
+from hitless.config.model import BridgeConfig, ControllerStatus, InterfaceStatus, SwitchConfig
 from hitless.config.ovsdb import (
     DEFAULT_SCHEMA,
     ConfigRead,
@@ -205,6 +205,7 @@ class Switch:
         self._wake_r = -1
         self._wake_w = -1
         self.ofmgrs: dict[str, Any] = {}  # bridge name -> OpenFlow management listener
+        self._controllers: dict[str, ControllerStatus] = {}  # as last written back
 
     # Lifecycle ----------------------------------------------------------------------
     def start_unixctl(self, inherited_fd: int | None = None) -> None:
@@ -387,6 +388,14 @@ class Switch:
             mgr.versions = versions_of(cfg.protocols)
             mgr.set_controllers(tuple(c.target for c in cfg.controllers), now)
             mgr.run(now)
+        if self.controller_status() != self._controllers:
+            self._status_dirty = True  # written back with the next status transaction
+
+    def controller_status(self) -> dict[str, ControllerStatus]:
+        out: dict[str, ControllerStatus] = {}
+        for mgr in self.ofmgrs.values():
+            out.update(mgr.controller_status())
+        return out
 
     def _drain_wakeup(self) -> None:
         if self._wake_r < 0:
@@ -563,7 +572,8 @@ class Switch:
             return
         statuses = self.statuses()
         self._log_errors(statuses)
-        txn = write_status(self.idl, statuses, cur_cfg)
+        self._controllers = self.controller_status()
+        txn = write_status(self.idl, statuses, cur_cfg, controllers=self._controllers)
         if txn is not None:
             self._txns.append(txn)
             self._progress_txns()

@@ -283,6 +283,20 @@ def test_active_controller_gets_packet_ins_and_passive_target_serves_ofctl(
             assert len(pins) == 3
             assert all(p.match.get("in_port").value == na for p in pins)  # type: ignore[union-attr]
             assert all(p.data[12:14] == b"\x08\x00" and p.data[23] == 1 for p in pins)
+            assert wait_controller(started, f"tcp:127.0.0.1:{port}", "true")
+        # The controller went away: the switch says so in the database.
+        assert wait_controller(started, f"tcp:127.0.0.1:{port}", "false")
+
+
+def wait_controller(sw: Sw, target: str, connected: str) -> bool:
+    """Wait until the Controller row of ``target`` has is_connected=``connected``."""
+    for _ in range(100):
+        out = sw.vsctl("--format=csv", "--columns=target,is_connected", "list", "Controller")
+        rows = [line.rsplit(",", 1) for line in out.stdout.splitlines()[1:]]
+        if any(target in t and c == connected for t, c in rows):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def ofctl_tcp(port: int) -> str:
