@@ -345,12 +345,13 @@ class OfManager:
 
     def _async(self, now: float) -> None:
         pins, frs = self.handler.async_messages(now)
-        if not pins and not frs:
+        pss = self.handler.port_status()
+        if not pins and not frs and not pss:
             return
         for c in self.clients:
             if c.conn.version is None or c.closing:
                 continue
-            for m in (*pins, *frs):
+            for m in (*pss, *pins, *frs):
                 if self.handler.wants(c.conn, c.session, m):
                     c.wbuf += c.conn.send(m)
 

@@ -38,6 +38,7 @@ from hitless.openflow.constants import (
     OxmField,
     PortConfig,
     PortModFailedCode,
+    PortReason,
     PortState,
     RoleRequestFailedCode,
     TableFeaturePropType,
@@ -67,6 +68,7 @@ from hitless.openflow.messages import (
     PacketOut,
     PortDesc,
     PortMod,
+    PortStatus,
     RoleReply,
     RoleRequest,
     SetAsync,
@@ -214,6 +216,7 @@ class OfHandler:
         self.switch_flags = 0
         self.miss_send_len = 128
         self.port_config: dict[int, int] = {}  # PortMod config bits, by datapath port
+        self._ports_seen: dict[int, PortDesc] | None = None
 
     # -- requests --
     def handle(
@@ -592,6 +595,25 @@ class OfHandler:
         return out
 
     # -- asynchronous messages --
+    def port_status(self) -> list[PortStatus]:
+        """PORT_STATUS messages for ports added, removed or changed since the last call
+        (nothing on the first call: a session learns the ports by asking)."""
+        now_ports = {d.port_no: d for d in self.port_descs()}
+        seen, self._ports_seen = self._ports_seen, now_ports
+        if seen is None or seen == now_ports:
+            return []
+        out = []
+        for no, d in now_ports.items():
+            old = seen.get(no)
+            if old is None:
+                out.append(PortStatus(reason=PortReason.ADD, desc=d))
+            elif old != d:
+                out.append(PortStatus(reason=PortReason.MODIFY, desc=d))
+        for no, d in seen.items():
+            if no not in now_ports:
+                out.append(PortStatus(reason=PortReason.DELETE, desc=d))
+        return out
+
     def async_messages(self, now: float) -> tuple[list[PacketIn], list[FlowRemoved]]:
         """Packet-ins and flow-removed messages the bridge queued (xid 0)."""
         br = self.bridge
@@ -634,6 +656,8 @@ class OfHandler:
             return False
         if isinstance(msg, PacketIn):
             return conn.async_allows(MsgType.PACKET_IN, msg.reason)
+        if isinstance(msg, PortStatus):
+            return conn.async_allows(MsgType.PORT_STATUS, msg.reason)
         if isinstance(msg, FlowRemoved):
             reason = msg.reason if msg.reason <= FlowRemovedReason.GROUP_DELETE else 2
             return conn.async_allows(MsgType.FLOW_REMOVED, reason)

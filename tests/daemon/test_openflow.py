@@ -232,6 +232,7 @@ def test_active_controller_gets_packet_ins_and_passive_target_serves_ofctl(
         Match,
         Output,
         PacketIn,
+        PortStatus,
     )
     from hitless.openflow.constants import Port
 
@@ -284,6 +285,13 @@ def test_active_controller_gets_packet_ins_and_passive_target_serves_ofctl(
             assert all(p.match.get("in_port").value == na for p in pins)  # type: ignore[union-attr]
             assert all(p.data[12:14] == b"\x08\x00" and p.data[23] == 1 for p in pins)
             assert wait_controller(started, f"tcp:127.0.0.1:{port}", "true")
+            # A port going down is announced to the controller (PORT_STATUS).
+            run(["ip", "link", "set", b.switch_port, "down"])
+            statuses: list[PortStatus] = []
+            deadline = time.monotonic() + 10
+            while not statuses and time.monotonic() < deadline:
+                statuses += [e for e in events() if isinstance(e, PortStatus)]
+            assert [(s.desc.name, s.desc.state & 1) for s in statuses] == [(b.switch_port, 1)]
         # The controller went away: the switch says so in the database.
         assert wait_controller(started, f"tcp:127.0.0.1:{port}", "false")
 

@@ -32,6 +32,8 @@ from hitless.openflow.constants import (
     ControllerRole,
     FlowModCommand,
     MultipartFlags,
+    PortReason,
+    PortState,
     RoleRequestFailedCode,
 )
 from tests.ofproto.helpers import P, Rig, frame, mac
@@ -110,3 +112,20 @@ def test_roles_master_demotes_other_master_and_stale_generation_refused() -> Non
     with pytest.raises(RemoteProtocolError) as e:
         h.handle(c2, OfSession(), RoleRequest(role=ControllerRole.MASTER, generation_id=2), 0)
     assert e.value.code == RoleRequestFailedCode.STALE
+
+
+def test_port_status_reports_link_changes_additions_and_removals() -> None:
+    r, h, _, _ = setup()
+    assert h.port_status() == []  # the first call only takes note of the ports
+    r.dp.set_link(r.no("p2"), False)
+    r.run()
+    (ps,) = h.port_status()
+    assert (ps.reason, ps.desc.name, ps.desc.state) == (
+        PortReason.MODIFY,
+        "p2",
+        PortState.LINK_DOWN,
+    )
+    assert h.port_status() == []  # reported once
+    r.reconfigure({"br0": P(type="internal"), "p1": P(), "p3": P()})
+    changes = sorted((m.reason, m.desc.name) for m in h.port_status())
+    assert changes == [(PortReason.ADD, "p3"), (PortReason.DELETE, "p2")]
