@@ -29,9 +29,13 @@ inprocess`` instead drives a bare ``NetdevDatapath`` in this process by ``serve(
 a thread, with a trivial MAC-learning handler (the datapath alone, no daemon).
 OVS: a private ``ovsdb-server`` and ``ovs-vswitchd`` in a temporary rundir, one bridge
 with ``datapath_type=netdev`` and its default NORMAL flow. Both are stopped by PID.
+``--baseline PATH`` adds a third switch: another hitless-vswitchd, e.g. an older build
+to measure a change against in the same invocation (a wrapper script that runs
+``PYTHONPATH=<git worktree of the old commit> python -P -m hitless.daemon "$@"``).
 
 Prints each figure and the ratio hitless/OVS (the machine is shared and noisy: only
-ratios from the same invocation mean anything). Needs root.
+ratios from the same invocation mean anything). A pps or TCP run whose iperf3 fails
+three times is reported and left out of the median. Needs root.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import argparse
 import contextlib
 import functools
 import json
+import math
 import os
 import shutil
 import signal
@@ -224,7 +229,7 @@ def iperf(pair: Pair, args: list[str], seconds: float) -> dict[str, object]:
         try:
             return _iperf_once(pair, args, seconds)
         except RuntimeError as e:
-            print(f"  (retrying: {e})", flush=True)
+            print(f"  ({pair.a.name} -> {pair.b.name}: {e}; retrying)", flush=True)
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
@@ -421,7 +426,11 @@ def main() -> None:
             for name, pair in pairs.items():
                 if "pps" not in only:
                     break
-                pps, app, us, kernel = measure_pps(pair, args.seconds, pids[name])
+                try:
+                    pps, app, us, kernel = measure_pps(pair, args.seconds, pids[name])
+                except RuntimeError as e:  # left out of the median, and said so
+                    print(f"run {run + 1} {name:8} pps: no result ({e})", flush=True)
+                    continue
                 results[name]["pps"].append(pps)
                 results[name]["app_pps"].append(app)
                 results[name]["us_per_pkt"].append(us)
@@ -433,7 +442,11 @@ def main() -> None:
             for name, pair in pairs.items():
                 if "tcp" not in only:
                     break
-                tcp = measure_tcp(pair, args.seconds)
+                try:
+                    tcp = measure_tcp(pair, args.seconds)
+                except RuntimeError as e:
+                    print(f"run {run + 1} {name:8} tcp: no result ({e})", flush=True)
+                    continue
                 results[name]["tcp"].append(tcp)
                 print(f"run {run + 1} {name:8} tcp: {tcp / 1e9:.3f} Gbit/s", flush=True)
             for kind in ("l4", "mac"):
@@ -463,12 +476,12 @@ def main() -> None:
         ("burst_l4", f"burst {args.flows} 5-tuples", 1.0),
         ("burst_mac", f"burst {args.flows} src MACs", 1.0),
     ):
-        if metric not in med["hitless"]:
+        if not any(metric in med[n] for n in names):
             continue
-        h = med["hitless"][metric]
+        h = med["hitless"].get(metric, math.nan)
         line = f"{label:26}{h * scale:>14,.3f}"
         for other in names[1:]:
-            o = med[other][metric]
+            o = med[other].get(metric, math.nan)
             ratio = f"{h / o:>8.2f}" if o else f"{'inf':>8}"
             line += f"{o * scale:>14,.3f}{ratio}"
         print(line)
