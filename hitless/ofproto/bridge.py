@@ -122,6 +122,7 @@ class Bridge:
         self.flow_removed: list[Removed] = []
         self.n_packet_ins = 0
         self._dirty_tables: set[int] = set()
+        self.of_port_config: dict[int, int] = {}  # OpenFlow port-mod config bits by port
         self._dirty_groups: set[int] = set()
 
     def _xlate(self, key: bytes) -> Xlate:
@@ -253,7 +254,36 @@ class Bridge:
     def _view(self, ic: InterfaceConfig, vlan: VlanConfig, port_no: int) -> PortView:
         admin_up = ic.admin_state != "down"
         link_up = self._link.get(port_no, True)
-        return PortView(port_no, ic.name, vlan, admin_up, admin_up and link_up)
+        return self._of_override(PortView(port_no, ic.name, vlan, admin_up, admin_up and link_up))
+
+    def _of_override(self, pv: PortView) -> PortView:
+        """Apply OpenFlow port-mod bits: PORT_DOWN, NO_RECV (no input), NO_FWD (no output)."""
+        cfg = self.of_port_config.get(pv.ofport, 0)
+        if not cfg:
+            return pv
+        can_in = pv.can_input and not cfg & (_OFPPC_PORT_DOWN | _OFPPC_NO_RECV)
+        can_out = pv.can_output and not cfg & (_OFPPC_PORT_DOWN | _OFPPC_NO_FWD)
+        return PortView(pv.ofport, pv.name, pv.vlan, can_in, can_out)
+
+    def port_mod(self, port_no: int, config: int, mask: int, now: float) -> None:
+        """An OpenFlow port-mod: set the ``mask`` bits of the port's config to
+        ``config``'s; forwarding follows at once (flows through the port revalidated)."""
+        old = self.of_port_config.get(port_no, 0)
+        new = (old & ~mask) | (config & mask)
+        if new:
+            self.of_port_config[port_no] = new
+        else:
+            self.of_port_config.pop(port_no, None)
+        if new != old and self.cfg is not None:
+            self.reconfigure(self.cfg, now)
+
+    def _admin_up(self, name: str) -> bool:
+        if self.cfg is not None:
+            for pc in self.cfg.ports.values():
+                for ic in pc.interfaces:
+                    if ic.name == name:
+                        return ic.admin_state != "down"
+        return True
 
     def _dp_link(self, port_no: int) -> bool:
         p = self.datapath.ports().get(port_no)
@@ -397,7 +427,10 @@ class Bridge:
                 continue
             self._link[it.ofport] = up
             old = it.view
-            it.view = PortView(old.ofport, old.name, old.vlan, old.can_input, old.can_input and up)
+            admin_up = self._admin_up(it.name)
+            it.view = self._of_override(
+                PortView(old.ofport, old.name, old.vlan, admin_up, admin_up and up)
+            )
             changes.append((it.ofport, old, it.view))
         if changes:
             self._publish_ports()
@@ -576,6 +609,9 @@ class Bridge:
         return hashlib.sha256(blob).hexdigest()
 
 
+_OFPPC_PORT_DOWN = 1 << 0
+_OFPPC_NO_RECV = 1 << 2
+_OFPPC_NO_FWD = 1 << 5
 _DEPS_TABLE0: frozenset[tuple[object, ...]] = frozenset({("t", 0)})
 _DEP_PORTS: tuple[object, ...] = ("ports",)
 

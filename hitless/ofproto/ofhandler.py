@@ -215,7 +215,7 @@ class OfHandler:
         self.datapath_id = datapath_id
         self.switch_flags = 0
         self.miss_send_len = 128
-        self.port_config: dict[int, int] = {}  # PortMod config bits, by datapath port
+        self._now = 0.0
         self._ports_seen: dict[int, PortDesc] | None = None
 
     # -- requests --
@@ -229,6 +229,7 @@ class OfHandler:
     ) -> list[Message]:
         br = self.bridge
         xid = msg.xid
+        self._now = now
         if isinstance(msg, FlowMod):
             br.flow_mod(msg, now)
             return []
@@ -305,8 +306,7 @@ class OfHandler:
                 ErrorType.PORT_MOD_FAILED,
                 PortModFailedCode.BAD_HW_ADDR,
             )
-        old = self.port_config.get(port, 0)
-        self.port_config[port] = (old & ~msg.mask) | (msg.config & msg.mask)
+        self.bridge.port_mod(port, msg.config, msg.mask, self._now)
         return []
 
     def _role(self, conn: Connection, msg: RoleRequest, others: Iterable[Connection]) -> Message:
@@ -576,7 +576,7 @@ class OfHandler:
         views = self.bridge.port_views()
         out = []
         for no, p in sorted(self.bridge.datapath.ports().items()):
-            cfg = self.port_config.get(no, 0)
+            cfg = self.bridge.of_port_config.get(no, 0)
             view = views.get(no)
             if view is not None and not view.can_input:
                 cfg |= PortConfig.PORT_DOWN

@@ -237,7 +237,9 @@ def xlate_normal(state: SwitchState, key: bytes) -> Xlate:
             op = state.ports.get(out)
             vid = None if op is None or not op.can_output else op.vlan.egress_vid(vlan)
             if vid is None:
-                return Xlate((), MASK_NORMAL, "drop: output port is not usable", learn, dep)
+                # Indexed by that port: when it comes back, this flow must forward again.
+                why = "drop: output port is not usable"
+                return Xlate((), MASK_NORMAL, why, learn, dep, None, (out,))
             acts = state.unicast_actions(tci, vlan, out, vid)
             return Xlate(acts, MASK_NORMAL, "forward", learn, dep, None, (out,))
         dep_dst: tuple[int, bytes] | None = (vlan, dst)

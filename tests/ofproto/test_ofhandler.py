@@ -20,6 +20,7 @@ from hitless.openflow import (
     FlowStatsRequest,
     Match,
     Output,
+    PortMod,
     RemoteProtocolError,
     RoleReply,
     RoleRequest,
@@ -129,3 +130,18 @@ def test_port_status_reports_link_changes_additions_and_removals() -> None:
     r.reconfigure({"br0": P(type="internal"), "p1": P(), "p3": P()})
     changes = sorted((m.reason, m.desc.name) for m in h.port_status())
     assert changes == [(PortReason.ADD, "p3"), (PortReason.DELETE, "p2")]
+
+
+def test_port_mod_no_fwd_and_port_down_change_forwarding() -> None:
+    r, h, conn, sess = setup()
+    p2 = r.no("p2")
+    hw = r.dp.ports()[p2].mac
+    assert sorted(r.send("p1", frame(mac(2), mac(1)))) == ["br0", "p2"]
+    h.handle(conn, sess, PortMod(port_no=p2, hw_addr=hw, config=1 << 5, mask=1 << 5), 1.0)
+    assert list(r.send("p1", frame(mac(2), mac(1)))) == ["br0"]  # NO_FWD: p2 gets nothing
+    (desc,) = [d for d in h.port_descs() if d.port_no == p2]
+    assert desc.config & (1 << 5)
+    h.handle(conn, sess, PortMod(port_no=p2, hw_addr=hw, config=0, mask=1 << 5), 2.0)
+    assert sorted(r.send("p1", frame(mac(2), mac(1)))) == ["br0", "p2"]
+    with pytest.raises(RemoteProtocolError):
+        h.handle(conn, sess, PortMod(port_no=p2, hw_addr=bytes(6), config=1, mask=1), 3.0)

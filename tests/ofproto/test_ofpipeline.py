@@ -241,3 +241,23 @@ def test_megaflow_mask_is_union_of_examined_subtables() -> None:
     for f in r.dp.flow_dump():
         m = int.from_bytes(f.match.mask, "big")
         assert m & want == want
+
+
+def test_flow_dropped_for_a_down_output_port_forwards_when_it_returns() -> None:
+    """Found by test_invariants: a drop decided by an unusable output port must be
+    indexed by that port, so the port coming back re-translates it."""
+    r = rig()
+    p1 = r.no("p1")
+    r.dp.set_link(p1, False)
+    r.run()
+    r.dp.receive(r.no("p2"), frame(mac(1), mac(1)))
+    r.dp.receive(p1, frame("ff:ff:ff:ff:ff:ff", mac(1)))  # mac(1) moves to p1 (down)
+    r.run()
+    r.dp.set_link(p1, True)
+    r.run()
+    r.out()  # what was flooded so far
+    assert list(r.send("p2", frame(mac(1), mac(3)))) == ["p1"]
+    m1 = bytes.fromhex("505400000001")
+    p2 = r.no("p2").to_bytes(4, "big")
+    flows = [f for f in r.dp.flow_dump() if f.match.key[:4] == p2 and f.match.key[4:10] == m1]
+    assert flows and all(f.actions == (DpOutput(p1),) for f in flows)
