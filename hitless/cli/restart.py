@@ -6,11 +6,12 @@
 ``cold`` is a plain restart: the datapath lives in the daemon, so everything it held
 (sockets, megaflows, the MAC table) is lost and relearned by flooding.
 
-``flow-restore`` follows ovs-ctl's restart: set ``other_config:flow-restore-wait``,
-stop, start (the new daemon attaches ports but handles no packet from the datapath
-while the flag is set: misses are dropped), re-add the saved OpenFlow rules (this build
-has no OpenFlow rules to save yet), clear the flag, at which point the datapath is
-flushed. Both exist to be measured by ``hitless impact``; use ``hitless upgrade`` to
+``flow-restore`` follows ovs-ctl's restart: save every bridge's OpenFlow rules
+(``ovs-ofctl dump-flows --no-stats``, as ovs-save does), set
+``other_config:flow-restore-wait``, stop, start (the new daemon attaches ports but
+handles no packet from the datapath while the flag is set: misses are dropped), re-add
+the saved rules (``ovs-ofctl add-flows``), clear the flag, at which point the datapath
+is flushed. Groups and meters are not saved (nor are they by ovs-save's flow part). Both exist to be measured by ``hitless impact``; use ``hitless upgrade`` to
 restart without losing anything.
 """
 
@@ -57,17 +58,35 @@ def _vsctl(rundir: RunDir, *args: str) -> str:
     return r.stdout.strip()
 
 
-def wait_applied(rundir: RunDir, timeout: float = 20.0) -> None:
-    """Until the daemon has applied the whole database (cur_cfg caught up with next_cfg)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        nxt = _vsctl(rundir, "get", "Open_vSwitch", ".", "next_cfg")
-        cur = _vsctl(rundir, "get", "Open_vSwitch", ".", "cur_cfg")
-        if nxt == cur:
-            return
-        if time.monotonic() > deadline:
-            raise ServiceError(f"{DAEMON_NAME} did not apply the configuration in {timeout:g} s")
-        time.sleep(0.01)
+def _ofctl(rundir: RunDir, bridge: str, *args: str) -> str:
+    r = subprocess.run(
+        ["ovs-ofctl", "-O", "OpenFlow13", args[0], f"unix:{rundir.path}/{bridge}.mgmt", *args[1:]],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if r.returncode != 0:
+        raise ServiceError(f"ovs-ofctl {args[0]} {bridge}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def save_flows(rundir: RunDir) -> dict[str, str]:
+    """What ovs-save does: every bridge's OpenFlow rules, as add-flows input."""
+    out = {}
+    for bridge in _vsctl(rundir, "list-br").split():
+        rules = _ofctl(rundir, bridge, "dump-flows", "--no-stats").splitlines()
+        out[bridge] = "\n".join(r.strip() for r in rules if r.strip() and "reply" not in r)
+    return out
+
+
+def restore_flows(rundir: RunDir, saved: dict[str, str]) -> None:
+    for bridge, rules in saved.items():
+        if not rules:
+            continue
+        path = rundir.path / f".{bridge}.saved-flows"
+        path.write_text(rules + "\n")
+        try:
+            _ofctl(rundir, bridge, "add-flows", str(path))
+        finally:
+            path.unlink(missing_ok=True)
 
 
 def restart(rundir: RunDir, mode: str) -> dict[str, float]:
@@ -81,25 +100,26 @@ def restart(rundir: RunDir, mode: str) -> dict[str, float]:
         _vsctl(
             rundir, "--no-wait", "set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true"
         )
+    saved = save_flows(rundir) if mode == "flow-restore" else {}
     t = time.monotonic()
     stop_pid(pid, DAEMON_NAME)
     phases["stop"] = time.monotonic() - t
     t = time.monotonic()
     spawn_daemon(rundir)
-    # Bump next_cfg so cur_cfg proves the new daemon applied the database.
+    # A change made *with* waiting: ovs-vsctl bumps next_cfg and returns only once the
+    # new daemon has applied the database (flow-restore-wait included). With --no-wait
+    # next_cfg would not move, and cur_cfg == next_cfg could still be the old daemon's.
     _vsctl(
         rundir,
-        "--no-wait",
         "set",
         "Open_vSwitch",
         ".",
-        "external_ids:hitless-restart=" + str(int(time.time() * 1000)),
+        f"external_ids:hitless-restart={int(time.time() * 1000)}",
     )
-    wait_applied(rundir)
     phases["start"] = time.monotonic() - t
     if mode == "flow-restore":
         t = time.monotonic()
-        # OpenFlow rules would be re-added here; then the flag clears and flushes.
+        restore_flows(rundir, saved)  # then the flag clears, and the datapath is flushed
         _vsctl(rundir, "remove", "Open_vSwitch", ".", "other_config", "flow-restore-wait")
         phases["restore"] = time.monotonic() - t
     phases["total"] = time.monotonic() - t0

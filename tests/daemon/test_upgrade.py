@@ -242,6 +242,8 @@ def test_restart_baselines_replace_the_process_and_keep_the_configuration(
 ) -> None:
     sw = started
     dummy_bridge(sw, "p1", "p2")
+    mgmt = f"unix:{sw.rundir.path}/br0.mgmt"
+    run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", mgmt, "priority=100,in_port=1,actions=drop"])
     old = sw.daemon_pid
     r = sw.hitless("restart", "--mode", mode, "--json")
     phases = json.loads(r.stdout)["phases_ms"]
@@ -251,8 +253,12 @@ def test_restart_baselines_replace_the_process_and_keep_the_configuration(
     owner_is(sw, new)
     assert (sw.ofport("p1"), sw.ofport("p2")) == (1, 2)
     assert "flow-restore-wait" not in sw.get("Open_vSwitch", ".", "other_config")
+    flows = run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", mgmt]).stdout
     if mode == "flow-restore":
         assert "flow-restore-wait cleared" in sw.log()
+        assert "priority=100,in_port=1 actions=drop" in flows  # saved and re-added
+    else:
+        assert "in_port=1" not in flows  # a cold restart forgets OpenFlow rules
 
 
 def test_management_commands_sent_during_the_freeze_are_answered_by_the_new_process(
