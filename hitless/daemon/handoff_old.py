@@ -28,6 +28,7 @@ from hitless.handoff.protocol import (
     FEATURES,
     Abort,
     Ack,
+    Commit,
     ConnectionClosed,
     HandoffConnection,
     HandoffProtocolError,
@@ -317,8 +318,6 @@ class HandoffServer:
                 self._finish("rolled-back", reason)
                 return SERVING
             rec.phases["restore_verify"] = self.clock() - t_freeze
-            from hitless.handoff.protocol import Commit
-
             self._send(self.proto.send(Commit()))
             owned = self._wait_for(Owned, deadline)
             if owned is None:

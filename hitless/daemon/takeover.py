@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+import msgspec
+
 from hitless.config.model import BridgeConfig
 from hitless.config.ovsdb import read_config
 from hitless.datapath import Datapath, FlowStats, provider
@@ -70,8 +72,6 @@ def _actions_json(actions: tuple[Action, ...]) -> list[Any]:
 
 
 def _actions(j: list[Any]) -> tuple[Action, ...]:
-    import msgspec
-
     k = msgspec.msgpack.encode(j)
     a = _from_json.get(k)
     if a is None:
