@@ -53,7 +53,19 @@ class Userspace:
         return f"userspace({self.userdata.hex()})" if self.userdata else "userspace"
 
 
-Action = Output | PushVlan | PopVlan | SetField | Userspace
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """Run the packet through datapath meter ``meter_id`` (see hitless.datapath.meters):
+    if a drop band applies, the packet goes no further (actions before this one have
+    already happened). A meter the datapath does not have lets the packet pass."""
+
+    meter_id: int
+
+    def __str__(self) -> str:
+        return f"meter({self.meter_id})"
+
+
+Action = Output | PushVlan | PopVlan | SetField | Userspace | Meter
 
 
 def format_actions(actions: tuple[Action, ...]) -> str:
@@ -63,7 +75,8 @@ def format_actions(actions: tuple[Action, ...]) -> str:
 # ---------------------------------------------------------------------------------
 # A JSON-able form, for state snapshots (handoff). Each action is a short list whose
 # first element names it: ["output", 2], ["push_vlan", tci, tpid], ["pop_vlan"],
-# ["set_field", field, value_hex, mask_hex_or_None], ["userspace", userdata_hex].
+# ["set_field", field, value_hex, mask_hex_or_None], ["userspace", userdata_hex],
+# ["meter", meter_id].
 
 
 def actions_to_json(actions: tuple[Action, ...]) -> list[list[object]]:
@@ -79,6 +92,8 @@ def actions_to_json(actions: tuple[Action, ...]) -> list[list[object]]:
             out.append(["set_field", a.field, a.value.hex(), a.mask.hex() if a.mask else None])
         elif isinstance(a, Userspace):
             out.append(["userspace", a.userdata.hex()])
+        elif isinstance(a, Meter):
+            out.append(["meter", a.meter_id])
         else:  # pragma: no cover - Action is a closed union
             raise TypeError(f"cannot serialise action {a!r}")
     return out
@@ -107,6 +122,8 @@ def actions_from_json(data: list[list[object]]) -> tuple[Action, ...]:
                 )
             elif name == "userspace":
                 out.append(Userspace(bytes.fromhex(str(args[0]))))
+            elif name == "meter":
+                out.append(Meter(int(args[0])))  # type: ignore[call-overload]
             else:
                 raise ValueError(f"unknown action {name!r}")
         except (ValueError, TypeError, IndexError) as e:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hitless.datapath.actions import Action
+from hitless.datapath.meters import DpMeter
 from hitless.packet.flow import Match
 
 
@@ -129,6 +130,23 @@ class Datapath(ABC):
 
     @abstractmethod
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]: ...
+
+    # Meters --------------------------------------------------------------------
+    # ``Meter`` actions refer to these by id. The bridge pushes every OpenFlow meter here
+    # (on meter-mod and after a handoff's import); a provider keeps the token buckets
+    # and per-band counters (semantics: hitless.datapath.meters).
+    @abstractmethod
+    def meter_set(self, meter_id: int, meter: DpMeter) -> None:
+        """Install or replace a meter: buckets start full, band counters at zero."""
+
+    @abstractmethod
+    def meter_del(self, meter_id: int) -> None:
+        """Remove a meter (absent: no-op); ``Meter`` actions naming it then pass."""
+
+    @abstractmethod
+    def meter_stats(self, meter_id: int) -> tuple[tuple[int, int], ...] | None:
+        """Per band (packets, bytes) the band applied to since ``meter_set`` (a drop
+        band: the packets it dropped); None if the meter is absent."""
 
     # Event loop integration ----------------------------------------------------
     def run(self) -> None:

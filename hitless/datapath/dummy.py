@@ -24,6 +24,7 @@ from hitless.datapath.base import (
 )
 from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable
+from hitless.datapath.meters import DpMeter, MeterTable
 from hitless.packet.flow import Match, extract_key, field
 
 
@@ -36,6 +37,7 @@ class DummyDatapath(Datapath):
         self._ports: dict[int, DpPort] = {}
         self._flows = MegaflowTable()
         self._upcalls: deque[Upcall] = deque()
+        self.meters = MeterTable()
         self.sent: dict[int, list[bytes]] = {}
         self.missing_devices: set[str] = set()
         self.n_missed = 0
@@ -95,6 +97,19 @@ class DummyDatapath(Datapath):
     def flow_dump(self) -> Iterable[DpFlow]:
         return iter(self._flows)
 
+    # Meters --------------------------------------------------------------------
+    def meter_set(self, meter_id: int, meter: DpMeter) -> None:
+        self.meters.set(meter_id, meter, self.clock())
+
+    def meter_del(self, meter_id: int) -> None:
+        self.meters.delete(meter_id)
+
+    def meter_stats(self, meter_id: int) -> tuple[tuple[int, int], ...] | None:
+        return self.meters.stats(meter_id)
+
+    def _meter(self, meter_id: int, nbytes: int) -> bool:
+        return self.meters.admit(meter_id, nbytes, self.clock())
+
     # Packets -------------------------------------------------------------------
     def receive(self, port_no: int, packet: bytes) -> None:
         """A packet arrives on a port: forward it by the flow table or raise an upcall."""
@@ -118,7 +133,7 @@ class DummyDatapath(Datapath):
         self._apply(packet, port_no, key, flow.actions)
 
     def _apply(self, packet: bytes, in_port: int, key: bytes, actions: tuple[Action, ...]) -> None:
-        outputs, userspace = apply_actions(packet, actions)
+        outputs, userspace = apply_actions(packet, actions, self._meter)
         for port_no, data in outputs:
             port = self._ports.get(port_no)
             if port is None or not port.link_up:

@@ -88,6 +88,7 @@ from hitless.datapath.base import (
 )
 from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable
+from hitless.datapath.meters import DpMeter, MeterTable
 from hitless.packet.flow import Match, extract_key
 
 STATE_VERSION = 1
@@ -228,6 +229,7 @@ class NetdevDatapath(Datapath):
         self._stage_addr, self._stage_anchor = afpacket.buffer_address(self._stage)
         self._stage_pos = 0
         self._flows = MegaflowTable()
+        self.meters = MeterTable()
         self._upcalls: deque[Upcall] = deque()
         self._more = False  # a port had more frames than the budget in the last run()
         self._frozen = False
@@ -360,6 +362,20 @@ class NetdevDatapath(Datapath):
     def flow_dump(self) -> Iterable[DpFlow]:
         return iter(self._flows)
 
+    # Meters --------------------------------------------------------------------
+    # Flows with a Meter action take the generic interpreter (their plan is None).
+    def meter_set(self, meter_id: int, meter: DpMeter) -> None:
+        self.meters.set(meter_id, meter, time.monotonic())
+
+    def meter_del(self, meter_id: int) -> None:
+        self.meters.delete(meter_id)
+
+    def meter_stats(self, meter_id: int) -> tuple[tuple[int, int], ...] | None:
+        return self.meters.stats(meter_id)
+
+    def _meter(self, meter_id: int, nbytes: int) -> bool:
+        return self.meters.admit(meter_id, nbytes, time.monotonic())
+
     # Packets -------------------------------------------------------------------
     def execute(self, packet: bytes, in_port: int, actions: tuple[Action, ...]) -> None:
         self._apply(packet, in_port, None, actions)
@@ -367,7 +383,7 @@ class NetdevDatapath(Datapath):
     def _apply(
         self, packet: bytes, in_port: int, key: bytes | None, actions: tuple[Action, ...]
     ) -> None:
-        outputs, userspace = apply_actions(packet, actions)
+        outputs, userspace = apply_actions(packet, actions, self._meter)
         for port_no, data in outputs:
             self._output(port_no, data)
         for data, userdata in userspace:

@@ -35,6 +35,13 @@ datapath flow statistics (``settle_counters`` before a statistics reply).
 ``export_openflow(now)`` / ``import_openflow(data, now)`` carry the OpenFlow state (rules
 with counters and remaining timeouts, groups, meters) for a handoff.
 
+Meters: translation emits a datapath ``Meter`` action where a rule's meter instruction
+is, and the datapath enforces the bands per packet. The bridge keeps the datapath's
+meters equal to the OpenFlow meter table (``_sync_meters``, level-triggered: after every
+meter-mod, bundle rollback and import, so a new process pushes the imported meters into
+the datapath it adopted) and folds the datapath's per-band counters into the OpenFlow
+meters' band statistics (``settle_counters``).
+
 Pure decision logic: takes ``now``, never touches the clock, sockets or asyncio.
 """
 
@@ -49,13 +56,15 @@ from typing import Any
 from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, InterfaceStatus
 from hitless.datapath.actions import format_actions
 from hitless.datapath.base import Datapath, DatapathError, Upcall
+from hitless.datapath.meters import DpMeter, DpMeterBand
 from hitless.ofproto.mac_learning import MacTable, format_mac
-from hitless.ofproto.oftable import OfState, Removed, Rule
+from hitless.ofproto.oftable import Meter, OfState, Removed, Rule
 from hitless.ofproto.ofxlate import TableHit, decode_userdata, xlate_openflow
 from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
 from hitless.ofproto.xlate import PortView, SwitchState, VlanConfig, Xlate, xlate_normal
 from hitless.openflow import actions as ofa
+from hitless.openflow.constants import MeterFlags
 from hitless.openflow.constants import Port as OfPort
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.messages import FlowMod, GroupMod, MeterMod, PacketOut
@@ -124,6 +133,10 @@ class Bridge:
         self._dirty_tables: set[int] = set()
         self.of_port_config: dict[int, int] = {}  # OpenFlow port-mod config bits by port
         self._dirty_groups: set[int] = set()
+        # The OpenFlow meters pushed into the datapath, and the datapath's per-band
+        # counters already folded into their band_stats.
+        self._dp_meters: dict[int, Meter] = {}
+        self._dp_meter_seen: dict[int, list[tuple[int, int]]] = {}
 
     def _xlate(self, key: bytes) -> Xlate:
         rule = self._normal_rule
@@ -521,17 +534,50 @@ class Bridge:
 
     def meter_mod(self, mm: MeterMod, now: float) -> None:
         self._now = now
+        self.settle_meters()  # a replaced meter's drops so far stay counted
         changed, removed = self.of.meter_mod(mm, now)
         self.flow_removed += removed
         self._of_changed(changed, set())
+        self._sync_meters()
+
+    def _sync_meters(self) -> None:
+        """Make the datapath's meters those of the OpenFlow meter table."""
+        dp = self.datapath
+        want = self.of.meters
+        for mid in [m for m in self._dp_meters if m not in want]:
+            dp.meter_del(mid)
+            del self._dp_meters[mid]
+            self._dp_meter_seen.pop(mid, None)
+        for mid, m in want.items():
+            if self._dp_meters.get(mid) is m:
+                continue
+            dp.meter_set(mid, _dp_meter(m))
+            self._dp_meters[mid] = m
+            self._dp_meter_seen[mid] = [(0, 0)] * len(m.bands)
+
+    def settle_meters(self) -> None:
+        """Add what the datapath's meter bands applied to since the last call to the
+        OpenFlow meters' band statistics (a drop band: packets dropped)."""
+        for mid, m in self._dp_meters.items():
+            cur = self.datapath.meter_stats(mid)
+            if cur is None:
+                continue
+            seen = self._dp_meter_seen[mid]
+            for i, ((p, b), (p0, b0)) in enumerate(zip(cur, seen, strict=False)):
+                if i < len(m.band_stats):
+                    m.band_stats[i][0] += p - p0
+                    m.band_stats[i][1] += b - b0
+            self._dp_meter_seen[mid] = list(cur)
 
     def of_transaction(self) -> OfState:
         """A snapshot to hand back to ``of_rollback`` if a bundle fails."""
         return self.of.snapshot()
 
     def of_rollback(self, snap: OfState) -> None:
+        self.settle_meters()
         self.of.restore(snap)
         self._of_changed(set(range(len(self.of.tables))), set(self.of.groups))
+        self._sync_meters()
 
     def packet_out(self, po: PacketOut, now: float) -> None:
         """Send a controller's packet through its actions (OFPP_TABLE: the pipeline)."""
@@ -550,6 +596,7 @@ class Bridge:
         """Bring OpenFlow counters up to date with the datapath's flow statistics."""
         self.commit_openflow()
         self.revalidator.settle_all()
+        self.settle_meters()
 
     def take_packet_ins(self) -> list[PacketInEvent]:
         out = list(self.packet_ins)
@@ -566,6 +613,7 @@ class Bridge:
     def export_openflow(self, now: float) -> dict[str, Any]:
         """The OpenFlow state for a handoff (counters brought up to date first)."""
         self.revalidator.settle_all()
+        self.settle_meters()
         return self.of.export_state(now)
 
     def import_openflow(self, data: dict[str, Any], now: float) -> None:
@@ -575,6 +623,7 @@ class Bridge:
         self._check_default()
         self._dirty_tables.clear()
         self._dirty_groups.clear()
+        self._sync_meters()  # before re-translation installs Meter actions
         self.revalidator.revalidate(self.revalidator.all())
 
     # Handoff ------------------------------------------------------------------------
@@ -614,6 +663,15 @@ _OFPPC_NO_RECV = 1 << 2
 _OFPPC_NO_FWD = 1 << 5
 _DEPS_TABLE0: frozenset[tuple[object, ...]] = frozenset({("t", 0)})
 _DEP_PORTS: tuple[object, ...] = ("ports",)
+
+
+def _dp_meter(m: Meter) -> DpMeter:
+    """An OpenFlow meter as the datapath enforces it (a band's burst size 0: the
+    datapath's default, one second's worth of its rate)."""
+    return DpMeter(
+        bool(m.flags & MeterFlags.KBPS),
+        tuple(DpMeterBand(b.rate, b.burst_size, b.type) for b in m.bands),
+    )
 
 
 def _by_name(it: _Iface) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from hitless.ofproto.oftable import MAX_METER_BANDS
 from hitless.openflow.connection import Connection
 from hitless.openflow.constants import (
     OFP13_VERSION,
@@ -562,7 +563,7 @@ class OfHandler:
                     max_meter=65536,
                     band_types=1 << 1,  # drop
                     capabilities=MeterFlags.KBPS | MeterFlags.PKTPS | MeterFlags.STATS,
-                    max_bands=1,
+                    max_bands=MAX_METER_BANDS,
                     max_color=0,
                 )
             ]

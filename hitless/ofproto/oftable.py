@@ -57,6 +57,7 @@ from hitless.openflow.constants import (
     GroupModCommand,
     GroupModFailedCode,
     GroupType,
+    MeterBandType,
     MeterFlags,
     MeterModCommand,
     MeterModFailedCode,
@@ -73,6 +74,7 @@ from hitless.openflow.messages import Bucket, FlowMod, GroupMod, MeterBand, Mete
 from hitless.packet.flow import FIELDS, KEY_LEN
 
 __all__ = [
+    "MAX_METER_BANDS",
     "N_TABLES",
     "STATE_VERSION",
     "Group",
@@ -86,6 +88,7 @@ __all__ = [
 ]
 
 N_TABLES = 254  # tables 0..253 (OFPTT_MAX = 0xfe)
+MAX_METER_BANDS = 8  # reported in meter features
 STATE_VERSION = 1
 ALL_ONES_64 = (1 << 64) - 1
 
@@ -542,8 +545,10 @@ class BucketCounter:
 
 
 class Meter:
-    """A meter entry: its bands and counters. Bands are recorded and reported; they are
-    not enforced yet (the datapath has no meter action): see ``OfState`` docs."""
+    """A meter entry: its bands and counters. The datapath enforces the bands (the
+    bridge pushes each meter there); ``packets``/``bytes`` are credited from megaflow
+    statistics, ``band_stats`` (per band: packets, bytes) from the datapath's meter
+    statistics (``Bridge.settle_counters``)."""
 
     __slots__ = ("meter_id", "flags", "bands", "created", "packets", "bytes", "band_stats")
 
@@ -616,8 +621,8 @@ _RESERVED_OUT = {Port.IN_PORT, Port.NORMAL, Port.FLOOD, Port.ALL, Port.CONTROLLE
 
 
 class OfState:
-    """Flow tables, groups and meters of one bridge. Meters are kept, counted (packets
-    of rules that use them) and reported, but bands are not enforced yet."""
+    """Flow tables, groups and meters of one bridge. Meters are plain data here (the
+    datapath enforces them: ``Bridge`` pushes them)."""
 
     def __init__(self) -> None:
         self.tables: list[Table] = [Table(i) for i in range(N_TABLES)]
@@ -946,7 +951,18 @@ class OfState:
             raise RemoteProtocolError(
                 f"meter flags {mm.flags:#x}: one of kbps, pktps", err, MeterModFailedCode.BAD_FLAGS
             )
+        if len(mm.bands) > MAX_METER_BANDS:
+            raise RemoteProtocolError(
+                f"{len(mm.bands)} meter bands (at most {MAX_METER_BANDS})",
+                err,
+                MeterModFailedCode.OUT_OF_BANDS,
+            )
         for b in mm.bands:
+            if b.type != MeterBandType.DROP:
+                # The datapath enforces drop bands only (as Open vSwitch's userspace one).
+                raise RemoteProtocolError(
+                    f"meter band type {b.type} (only drop)", err, MeterModFailedCode.BAD_BAND
+                )
             if b.rate == 0:
                 raise RemoteProtocolError("band rate 0", err, MeterModFailedCode.BAD_RATE)
         if mm.command == MeterModCommand.ADD:

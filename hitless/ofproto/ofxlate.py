@@ -246,7 +246,9 @@ def _pipeline(ctx: _Ctx, table_id: int) -> None:
             if isinstance(inst, of.MeterInstruction):
                 m = ctx.of.meters.get(inst.meter_id)
                 if m is not None:
+                    # The megaflow caches the path; the datapath meters each packet.
                     ctx.credits.append(m)
+                    ctx.acts.append(dp.Meter(inst.meter_id))
             elif isinstance(inst, of.ApplyActions):
                 _apply(ctx, inst.actions)
                 if ctx.stopped:
