@@ -4,9 +4,10 @@ Needs root (it builds network namespaces).
 For each operation it builds a fresh topology (hosts in network namespaces, one
 veth each to the switch, the switch in a namespace of its own), starts a fresh switch
 with one netdev bridge in standalone mode (NORMAL: MAC learning), checks the hosts
-reach each other, optionally fills the MAC table, starts the traffic classes, performs
-the operation AT seconds in, and analyses what every class saw. Everything it creates
-carries a random suffix and is removed afterwards, also on Ctrl-C.
+reach each other, optionally fills the MAC table and installs OpenFlow rules, starts
+the traffic classes, performs the operation AT seconds in, and analyses what every
+class saw. Everything it creates carries a random suffix and is removed afterwards,
+also on Ctrl-C.
 
 Operations (--ops), on hitless:
   upgrade       hitless upgrade: hand the switch to a new process of this build
@@ -23,15 +24,27 @@ and on Open vSwitch (Debian's ovs-vswitchd, datapath_type=netdev, private run di
 
 Traffic classes (--classes), between host a and host b unless said otherwise:
   udp           sequenced UDP both ways: lost, longest gap, disrupted time, reordering
+  openflow      the same UDP, but forwarded by explicit OpenFlow rules installed with
+                ovs-ofctl (in_port=A,udp,tp_dst=P actions=output:B and the reverse),
+                not by NORMAL; their packet counters are read just before and just
+                after the operation (a counter that goes down: the rule's statistics
+                were lost) and at the end against the datagrams delivered
   tcp-stream    one long-lived TCP connection: survived or reset, longest stall
   tcp-connect   new TCP connections at a fixed rate: failed, worst connect latency
   arp           host c flushes its ARP entry for b and resolves it again, repeatedly
   nd            the same for IPv6 neighbour discovery
   broadcast     UDP broadcasts from a to every other host
-Traffic through OpenFlow rules is not measured: this switch has no OpenFlow yet.
+
+OpenFlow rules (--rules N, and the openflow class's two rules) are installed with
+stock ovs-ofctl -O OpenFlow13 add-flows from a file on the bridge's management socket
+(RUNDIR/br0.mgmt) of either switch; the --rules ones sit above the table-miss rule and
+match UDP 5-tuples no host sends, so the traffic is switched as before. Their number is
+checked with ovs-ofctl dump-aggregate before and after the operation.
+One bridge only: this switch has no patch ports yet, so there is no second bridge.
 
 Outputs: the table on the terminal; --json (for scripts; it also carries the series
-the plot needs, so --from-json can redraw), --plot (a timeline PNG, phases shaded),
+the plot needs, so --from-json can redraw, and under settings.openflow the rule counts
+and the traffic rules' counter readings), --plot (a timeline PNG, phases shaded),
 --blips (the markdown of docs/blips.md, with an explanation per remaining disruption).
 --from-json FILE re-renders a saved run without measuring again.
 """
@@ -100,8 +113,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--classes",
         metavar="LIST",
-        help="comma-separated traffic classes: udp, tcp-stream, tcp-connect, arp, nd, "
-        "broadcast (default: all)",
+        help="comma-separated traffic classes: udp, openflow, tcp-stream, tcp-connect, arp, "
+        "nd, broadcast (default: all)",
     )
     g.add_argument(
         "--downgrade-to",
@@ -159,8 +172,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=0,
         metavar="N",
-        help="OpenFlow rules to install first: not supported until this switch has "
-        "OpenFlow; anything but 0 is an error",
+        help="install N extra OpenFlow rules first (ovs-ofctl add-flows from a file): "
+        "priority 10, above the table-miss NORMAL rule, each matching a distinct UDP "
+        "5-tuple from 198.18.0.0/15 that no host sends, so they are state to carry, not "
+        "hit; their count (with the openflow class's rules) is checked with ovs-ofctl "
+        "dump-aggregate before and after the operation (default 0)",
     )
     g = p.add_argument_group("output")
     g.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -245,19 +261,22 @@ def measure_step(
 ) -> Any:
     """One operation on a fresh topology and switch; the ImpactResult."""
     from hitless.impact import macload
-    from hitless.impact.run import Rates, measure
+    from hitless.impact.run import Rates, measure, pick_port
     from hitless.impact.switches import HitlessSwitch, OvsSwitch, SwitchError
     from hitless.impact.topology import Topology
 
     rates = Rates(udp_pps=args.udp_pps, connect_interval=args.connect_interval)
     notes: list[str] = []
+    extra: dict[str, Any] = {}
     have = 0
+    port = pick_port()
     with Topology(args.hosts) as topo:
         sw: HitlessSwitch | OvsSwitch
         if step.switch == "hitless":
             sw = HitlessSwitch(topo.switch_ns, downgrade_to=downgrade_to)
         else:
             sw = OvsSwitch(topo.switch_ns)
+        sw.rules_timeout = _rules_timeout(args.rules)
         try:
             progress(f"{step.name}: starting the switch", 0.0)
             sw.start()
@@ -272,21 +291,34 @@ def measure_step(
                 )
                 if have < args.macs:
                     say(f"[yellow]{step.name}: the switch holds only {have} of {args.macs} MACs")
+            of = _OpenFlowLoad(sw, topo.hosts, args.rules, "openflow" in classes, port)
+            if of.wanted:
+                progress(f"{step.name}: installing {of.total} OpenFlow rules", 0.0)
+                of.install()
+                if of.before < of.total:
+                    say(
+                        f"[yellow]{step.name}: the switch holds only {of.before} of {of.total} rules"
+                    )
             res = measure(
                 topo.hosts,
-                sw.operation(step.op),
+                of.wrap(sw.operation(step.op)),
                 name=step.name,
                 duration=args.duration,
                 at=args.at,
                 rates=rates,
                 classes=classes,
                 progress=progress,
+                port=port,
             )
             if args.macs:
                 after = macload.count_loaded(sw.appctl("fdb/show", "br0"))
                 notes.append(
                     f"MAC table (fdb/show): {have} of {args.macs} loaded MACs before, {after} after"
                 )
+            if of.wanted:
+                progress(f"{step.name}: reading the OpenFlow rules", 1.0)
+                notes += of.finish(res)
+                extra["openflow"] = of.summary()
         finally:
             sw.close()
     settings = {
@@ -294,9 +326,144 @@ def measure_step(
         "switch": step.switch,
         "op": step.op,
         "macs": args.macs,
+        "rules": args.rules,
+        **extra,
         "argv": args.argv,
     }
     return dataclasses.replace(res, settings=settings, notes=res.notes + tuple(notes))
+
+
+def _rules_timeout(n: int) -> float:
+    """Seconds allowed for a command that carries ``n`` OpenFlow rules (installing them,
+    a handoff, a save and restore): generous, so a slow machine is measured, not failed."""
+    return 60.0 + n / 500
+
+
+class _OpenFlowLoad:
+    """The OpenFlow rules of one measured operation: the ``--rules`` filler and the
+    openflow class's traffic rules; installs them, counts them around the operation and
+    reads the traffic rules' packet counters (see ``hitless.impact.rules``)."""
+
+    def __init__(
+        self, sw: Any, hosts: Sequence[Any], n_fill: int, traffic: bool, port: int
+    ) -> None:
+        from hitless.impact import rules
+        from hitless.impact.run import openflow_class_name, openflow_ports
+
+        self.sw = sw
+        self.n_fill = n_fill
+        self.traffic: tuple[rules.TrafficRule, ...] = ()
+        if traffic:
+            a, b = hosts[0], hosts[1]
+            self.traffic = rules.traffic_rules(
+                (openflow_class_name(a.name, b.name), openflow_class_name(b.name, a.name)),
+                (sw.ofport(a.port), sw.ofport(b.port)),
+                openflow_ports(port),
+            )
+        self.total = n_fill + len(self.traffic)
+        self.before = self.after = 0
+        self.samples: dict[str, list[int | None]] = {r.name: [] for r in self.traffic}
+        self.readings: list[rules.CounterReading] = []
+
+    @property
+    def wanted(self) -> bool:
+        return self.total > 0
+
+    def count(self) -> int:
+        from hitless.impact import rules
+
+        return rules.aggregate_count(self.sw.ofctl("dump-aggregate", rules.ours_match()))
+
+    def counters(self) -> dict[str, int | None]:
+        from hitless.impact import rules
+
+        if not self.traffic:
+            return {}
+        dump = self.sw.ofctl("dump-flows", "--no-names", rules.cookie_match(rules.COOKIE_TRAFFIC))
+        return rules.rule_counters(dump, self.traffic)
+
+    def install(self) -> None:
+        from hitless.impact import rules
+
+        path = self.sw.rundir / "impact-rules.flows"
+        with open(path, "w") as f:
+            for line in rules.filler_rules(self.n_fill):
+                f.write(line + "\n")
+            for r in self.traffic:
+                f.write(r.flow() + "\n")
+        self.sw.ofctl("add-flows", str(path), timeout=self.sw.rules_timeout)
+        self.before = self.count()
+
+    def wrap(self, op: Callable[[], Any]) -> Callable[[], Any]:
+        """The operation, with the traffic rules' counters read just before and just after."""
+        if not self.traffic:
+            return op
+
+        def with_counters() -> Any:
+            for name, n in self.counters().items():
+                self.samples[name].append(n)
+            phases = op()
+            for name, n in self._safe_counters().items():
+                self.samples[name].append(n)
+            return phases
+
+        return with_counters
+
+    def _safe_counters(self) -> dict[str, int | None]:
+        from hitless.impact.switches import SwitchError
+
+        try:
+            return self.counters()
+        except SwitchError:  # the switch does not answer: as good as no rule
+            return {r.name: None for r in self.traffic}
+
+    def finish(self, res: Any) -> list[str]:
+        """Count the rules again and settle the counters against what the openflow
+        class delivered; the notes for the result."""
+        from hitless.impact import rules
+
+        self.after = self.count()
+        notes = [
+            rules.rules_note(
+                self.total,
+                self.before,
+                self.after,
+                {"from --rules": self.n_fill, "for the openflow class": len(self.traffic)},
+            )
+        ]
+        if not self.traffic:
+            return notes
+        delivered = {r.name: res.by_name(r.name).received for r in self.traffic}
+        # statistics reach a rule from the datapath with some delay (Open vSwitch: its
+        # revalidators' interval): wait until they reach what arrived, or stop moving
+        end = self._safe_counters()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and any(
+            n is not None and n < delivered[k] for k, n in end.items()
+        ):
+            time.sleep(0.5)
+            again = self._safe_counters()
+            if again == end and time.monotonic() > deadline - 1.5:
+                break
+            end = again
+        for r in self.traffic:
+            before, after = (self.samples[r.name] + [None, None])[:2]
+            reading = rules.CounterReading(r.name, before, after, end[r.name], delivered[r.name])
+            self.readings.append(reading)
+            notes.append(reading.note())
+        return notes
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rules": {
+                "installed": self.total,
+                "from_rules": self.n_fill,
+                "traffic": len(self.traffic),
+                "before": self.before,
+                "after": self.after,
+            },
+            "counters": {r.name: r.summary() for r in self.readings},
+        }
 
 
 def _argv() -> str:
@@ -315,12 +482,6 @@ def run(args: argparse.Namespace) -> int:
         console = Console(width=max(console.width, 140))  # logs: do not wrap every cell
     _resolve(args)
     args.argv = _argv()
-    if args.rules:
-        console.print(
-            "[red]hitless impact: --rules: this switch has no OpenFlow yet, so there are no "
-            "rules to load; only --rules 0 works until OpenFlow lands"
-        )
-        return 2
     if args.from_json:
         results = report.from_json(json.loads(Path(args.from_json).read_text()))
         return _render(results, args, console)
@@ -380,19 +541,28 @@ def run(args: argparse.Namespace) -> int:
 def _preamble(results: Sequence[Any], argv: str) -> str:
     first = results[0].settings
     rates = first.get("rates", {})
+    kinds = {c.kind for r in results for c in r.classes}
+    openflow = (
+        ", the same UDP through explicit OpenFlow rules (in_port, udp, tp_dst → output) "
+        "instead of NORMAL"
+        if "openflow" in kinds
+        else ""
+    )
+    rules = int(first.get("rules", 0) or 0)
     return (
         f"Generated by `{argv}` from a real run; do not edit by hand, regenerate it "
         "(`--from-json FILE --blips docs/blips.md` re-renders a saved run). Each "
         f"operation ran on a fresh switch and topology: {len(first.get('hosts', []))} hosts "
         "in network namespaces on one netdev bridge in standalone mode (NORMAL), "
-        f"UDP at {rates.get('udp_pps', 0):g} datagrams/s each way, a long-lived TCP "
-        f"connection, a new TCP connection every {rates.get('connect_interval', 0) * 1000:g} "
-        f"ms, an ARP and an ND resolution every {rates.get('probe_interval', 0) * 1000:g} ms, "
+        f"UDP at {rates.get('udp_pps', 0):g} datagrams/s each way{openflow}, a long-lived "
+        "TCP connection, a new TCP connection every "
+        f"{rates.get('connect_interval', 0) * 1000:g} ms, an ARP and an ND resolution every "
+        f"{rates.get('probe_interval', 0) * 1000:g} ms, "
         f"broadcasts at {rates.get('broadcast_pps', 0):g}/s, "
-        f"{first.get('macs', 0)} extra MAC addresses learned before the operation. "
-        "*Disrupted* is the total time during which traffic that should have arrived did "
-        f"not (lost, or more than {rates.get('late_after', 0) * 1000:g} ms late). Traffic "
-        "through OpenFlow rules is not measured yet: this switch has no OpenFlow."
+        f"{first.get('macs', 0)} extra MAC addresses learned and {rules} extra OpenFlow "
+        "rules installed before the operation. *Disrupted* is the total time during which "
+        "traffic that should have arrived did not (lost, or more than "
+        f"{rates.get('late_after', 0) * 1000:g} ms late)."
     )
 
 

@@ -45,7 +45,7 @@ Record = Mapping[str, Any]
 Interval = tuple[float, float]
 
 # Kinds of traffic class, in the order reports list them.
-KINDS = ("udp", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
+KINDS = ("udp", "openflow", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,8 @@ class ClassStats:
     ============  =============  ==================  ============================
     kind          sent           received            lost
     ============  =============  ==================  ============================
-    udp           datagrams      unique datagrams    datagrams never received
+    udp,          datagrams      unique datagrams    datagrams never received
+    openflow
     broadcast     datagrams x    unique datagrams,   sum over receivers
                   receivers      all receivers
     tcp-stream    messages       messages echoed     messages never echoed
@@ -89,7 +90,7 @@ class ClassStats:
     ============  =============  ==================  ============================
 
     ``worst_latency`` / ``median_latency``: connect time (tcp-connect), flush to reply
-    (arp / nd), one-way delay (udp, broadcast), send to echo (tcp-stream).
+    (arp / nd), one-way delay (udp, openflow, broadcast), send to echo (tcp-stream).
     ``outcome`` is set for tcp-stream only: ``survived``, or how the connection ended
     (``reset``, ``closed``, ``timeout``, ``stalled``, ``not-connected``...).
     ``failures`` counts failed units by reason. ``before_op`` counts disrupted units

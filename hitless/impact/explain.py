@@ -19,6 +19,8 @@ __all__ = ["EXPLANATIONS", "OPERATION_NOTES"]
 # transport's own recovery, the same whichever switch caused the outage.
 _TRANSPORT = {
     "udp": "UDP has no retransmission: every datagram sent while nobody forwards is gone.",
+    "openflow": "the same UDP, forwarded by OpenFlow rules instead of NORMAL: every "
+    "datagram sent while nobody forwards is gone, rules or not.",
     "broadcast": "broadcasts sent while nobody forwards are gone, for every receiver.",
     "tcp-stream": "the connection survives because TCP retransmits what was dropped; the "
     "stall is the outage rounded up to the next retransmission timeout (at least 200 ms "
@@ -49,8 +51,8 @@ _CAUSE = {
         "The ovs-ctl sequence on a datapath that lives in the daemon: flow-restore-wait "
         "was made to keep a kernel datapath's flows forwarding while the daemon "
         "restarts, but the netdev datapath and its flows die with the process, so there "
-        "is nothing to keep and the outage is the same as a cold restart (this build has "
-        "no OpenFlow rules to restore, so the restore step is short). Removed by `hitless "
+        "is nothing to keep and the outage is a cold restart's plus the time to save and "
+        "re-add the OpenFlow rules, which grows with their number. Removed by `hitless "
         "upgrade`."
     ),
     "hitless kill -9 + start": (
@@ -102,6 +104,8 @@ _HANDOFF = {
 }
 _LATE = {
     "udp": "datagrams that arrived during the freeze were queued, not dropped: late.",
+    "openflow": "datagrams that arrived during the freeze were queued, not dropped, and "
+    "then forwarded by the same rules: late.",
     "broadcast": "broadcasts that arrived during the freeze were queued, not dropped: late.",
     "tcp-stream": "messages sent during the freeze were echoed late; no retransmission was needed.",
     "tcp-connect": "connections attempted during the freeze completed late, by the freeze.",
@@ -120,3 +124,22 @@ EXPLANATIONS: dict[str, str] = {
     for op in ops
     for kind, effect in table.items()
 }
+
+# OpenFlow rules live in the daemon's memory, and a plain restart or a crash does not
+# save them (neither does Open vSwitch's): the rest of the openflow class's traffic is
+# switched by the fresh bridge's table-miss NORMAL rule, with no rule counting it.
+_RULES_GONE = (
+    " The restarted switch starts without the OpenFlow rules (the rule count note shows "
+    "how many were kept): after the outage this traffic flows only because a fresh "
+    "bridge's table-miss rule is NORMAL, and the rules' counters are gone. A controller "
+    "would have to re-add them; `hitless upgrade` carries them with their counters."
+)
+_RULES_RESET = (
+    " The rules come back (re-added from the saved dump), but as new rules: their packet "
+    "counters start again from zero."
+)
+for _op in ("hitless restart --mode cold", "hitless kill -9 + start", "OVS restart",
+            "OVS kill -9 + start"):  # fmt: skip
+    EXPLANATIONS[f"{_op}/openflow"] += _RULES_GONE
+for _op in ("hitless restart --mode flow-restore", "OVS ovs-ctl restart (flow-restore-wait)"):
+    EXPLANATIONS[f"{_op}/openflow"] += _RULES_RESET

@@ -13,6 +13,11 @@ two hosts carry the point-to-point classes (UDP both ways, long-lived TCP, new
 connections, ARP/ND from the first to the second); broadcasts go from the first
 host to every other.
 
+The ``openflow`` class is the same sequenced UDP on UDP ports of its own
+(``openflow_ports(port)``, for the first→second and second→first streams): the caller
+installs the OpenFlow rules that carry it (``hitless.impact.rules``) before calling
+``measure`` with the same ``port``. Without such rules it is only more UDP.
+
 ``operation`` is called once, ``at`` seconds after traffic starts, in the calling
 thread. It may return the phases it went through (``Phase`` objects, absolute
 ``time.monotonic()`` seconds) for the report to shade; otherwise the whole call is
@@ -45,9 +50,18 @@ import hitless
 from hitless.impact import analysis as an
 from hitless.impact.analysis import ClassStats, ImpactResult, Phase, Window
 
-__all__ = ["ALL_CLASSES", "ImpactError", "Operation", "Rates", "measure"]
+__all__ = [
+    "ALL_CLASSES",
+    "ImpactError",
+    "Operation",
+    "Rates",
+    "measure",
+    "openflow_class_name",
+    "openflow_ports",
+    "pick_port",
+]
 
-ALL_CLASSES = ("udp", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
+ALL_CLASSES = ("udp", "openflow", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
 
 Operation = Callable[[], Iterable[Phase] | None]
 Progress = Callable[[str, float], None]
@@ -123,8 +137,24 @@ def _link_local(ns: str, dev: str, wait: float = 5.0) -> str | None:
         time.sleep(0.1)
 
 
+def pick_port() -> int:
+    """A random base UDP/TCP port for one run: it uses ports P .. P+9."""
+    return 20000 + secrets.randbelow(4000) * 10
+
+
+def openflow_ports(port: int) -> tuple[int, int]:
+    """The UDP destination ports of the openflow class (first→second, second→first)
+    for a run with base port ``port``."""
+    return port + 7, port + 8
+
+
 def _plan(
-    hosts: Sequence[HostLike], classes: Collection[str], rates: Rates, tmp: Path, run: int
+    hosts: Sequence[HostLike],
+    classes: Collection[str],
+    rates: Rates,
+    tmp: Path,
+    run: int,
+    port: int | None = None,
 ) -> _Plan:
     unknown = set(classes) - set(ALL_CLASSES)
     if unknown:
@@ -134,7 +164,7 @@ def _plan(
     a, b = hosts[0], hosts[1]
     aip, bip = _addr(a.ip), _addr(b.ip)
     adev = getattr(a, "dev", "eth0")
-    port = 20000 + secrets.randbelow(4000) * 10  # unique per run: ports P .. P+9
+    port = pick_port() if port is None else port  # unique per run: ports P .. P+9
     plan = _Plan()
 
     def add(label: str, host: HostLike, listener: bool, *args: object) -> None:
@@ -156,6 +186,16 @@ def _plan(
         for label, src, dst, p, stream in (
             ("udp-ab-tx", a, bip, port, 1),
             ("udp-ba-tx", b, aip, port + 1, 2),
+        ):
+            add(label, src, False, "udp-send", "--dst", dst.ip, "--port", p,
+                "--rate", rates.udp_pps, "--size", rates.udp_size, "--stream", stream)  # fmt: skip
+    if "openflow" in classes:
+        of_ab, of_ba = openflow_ports(port)
+        add("of-ab-rx", b, True, "udp-recv", "--bind", bip.ip, "--port", of_ab)
+        add("of-ba-rx", a, True, "udp-recv", "--bind", aip.ip, "--port", of_ba)
+        for label, src, dst, p, stream in (
+            ("of-ab-tx", a, bip, of_ab, 4),
+            ("of-ba-tx", b, aip, of_ba, 5),
         ):
             add(label, src, False, "udp-send", "--dst", dst.ip, "--port", p,
                 "--rate", rates.udp_pps, "--size", rates.udp_size, "--stream", stream)  # fmt: skip
@@ -278,6 +318,11 @@ def _records(agent: _Agent) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def openflow_class_name(src: str, dst: str) -> str:
+    """The name the openflow class's stream from host ``src`` to ``dst`` has in results."""
+    return f"openflow {src}→{dst}"
+
+
 def analyse(
     recs: dict[str, list[dict[str, Any]]],
     window: Window,
@@ -297,6 +342,18 @@ def analyse(
                     recs[f"udp-{label}-rx"],
                     window,
                     late_after=late_after,
+                )  # fmt: skip
+            )
+    if "of-ab-tx" in recs:
+        for label, src, dst in (("ab", a, b), ("ba", b, a)):
+            out.append(
+                an.udp_stream(
+                    openflow_class_name(src, dst),
+                    recs[f"of-{label}-tx"],
+                    recs[f"of-{label}-rx"],
+                    window,
+                    late_after=late_after,
+                    kind="openflow",
                 )  # fmt: skip
             )
     if "tcp-stream-cli" in recs:
@@ -344,13 +401,16 @@ def measure(
     drain: float = 1.0,
     progress: Progress | None = None,
     keep_dir: str | os.PathLike[str] | None = None,
+    port: int | None = None,
 ) -> ImpactResult:
     """Send every traffic class between ``hosts`` for ``duration`` seconds, call
     ``operation()`` ``at`` seconds in (default: a third of the way), and analyse.
 
     ``drain`` is how long receivers keep listening after the senders finish (for
     packets still queued). ``progress(message, fraction)`` is called as the run goes.
-    ``keep_dir``: copy the agents' raw records there (for debugging)."""
+    ``keep_dir``: copy the agents' raw records there (for debugging). ``port``: the
+    base port (see ``pick_port``; default: a random one), given when rules were
+    installed for the openflow class's ports (``openflow_ports(port)``)."""
     rates = rates or Rates()
     at = duration / 3 if at is None else at
     if not 0 <= at <= duration:
@@ -362,7 +422,7 @@ def measure(
     plan = _Plan()
     linger = max(rates.connect_timeout, rates.probe_timeout, 3.0)
     try:
-        plan = _plan(hosts, classes, rates, tmp, run)
+        plan = _plan(hosts, classes, rates, tmp, run, port)
         listeners = [ag for ag in plan.agents if ag.listener]
         senders = [ag for ag in plan.agents if not ag.listener]
         report("starting traffic agents", 0.0)

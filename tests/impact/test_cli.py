@@ -1,6 +1,7 @@
 """``hitless impact`` end to end: its help, a real upgrade run (JSON with no loss, a
-PNG, the MAC table carried over), Open vSwitch's plain restart losing traffic, and
-nothing left behind, also after Ctrl-C."""
+PNG, the MAC table carried over), an upgrade with OpenFlow rules (kept, their traffic
+not lost, their counters still counting), Open vSwitch's plain restart losing traffic
+and its rules, and nothing left behind, also after Ctrl-C."""
 
 from __future__ import annotations
 
@@ -44,14 +45,15 @@ def test_help_explains_every_knob() -> None:
     for word in ("--switch", "--ops", "--hosts", "--duration", "--at", "--udp-pps",
                  "--connect-interval", "--macs", "--rules", "--classes", "--json", "--plot",
                  "--blips", "--demo", "upgrade", "downgrade", "cold", "flow-restore", "kill9",
-                 "OpenFlow"):  # fmt: skip
+                 "OpenFlow", "openflow", "dump-aggregate", "patch ports"):  # fmt: skip
         assert word in r.stdout, word
 
 
-def test_rules_are_refused_until_openflow_exists() -> None:
-    r = impact("--rules", "10")
-    assert r.returncode == 2
-    assert "OpenFlow" in r.stdout + r.stderr
+def test_bad_rules_and_classes_are_usage_errors() -> None:
+    r = impact("--rules", "-1")
+    assert r.returncode == 2 and "must be 0 or more" in r.stderr
+    r = impact("--classes", "udp,openflw")
+    assert r.returncode == 2 and "unknown classes ['openflw']" in r.stdout
 
 
 def test_unknown_operation_is_a_usage_error() -> None:
@@ -85,7 +87,7 @@ def test_upgrade_run_loses_nothing_and_writes_json_and_plot(
     (res,) = json.loads(out.read_text())["results"]
     assert res["operation"] == "hitless upgrade"
     kinds = {c["kind"] for c in res["classes"]}
-    assert kinds == {"udp", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast"}
+    assert kinds == {"udp", "openflow", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast"}
     for c in res["classes"]:
         assert c["sent"] > 0, c
         assert c["lost"] == 0, c
@@ -96,17 +98,55 @@ def test_upgrade_run_loses_nothing_and_writes_json_and_plot(
 
 
 @pytest.mark.netns
+def test_upgrade_keeps_openflow_rules_their_traffic_and_counters(
+    tmp_path: Path, nothing_left: None
+) -> None:
+    out = tmp_path / "r.json"
+    r = impact("--switch", "hitless", "--ops", "upgrade", "--duration", "3", "--at", "1",
+               "--hosts", "2", "--classes", "udp,openflow", "--rules", "500",
+               "--json", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    (res,) = json.loads(out.read_text())["results"]
+    assert res["settings"]["rules"] == 500
+    of = [c for c in res["classes"] if c["kind"] == "openflow"]
+    assert [c["name"] for c in of] == ["openflow a→b", "openflow b→a"]
+    for c in of:
+        assert c["sent"] > 0 and c["received"] == c["sent"] and c["lost"] == 0, c
+    assert (
+        "OpenFlow rules (dump-aggregate): 502 of 502 installed before, 502 of 502 kept after "
+        "(500 from --rules, 2 for the openflow class)"
+    ) in res["notes"]
+    counters = res["settings"]["openflow"]["counters"]
+    assert set(counters) == {"openflow a→b", "openflow b→a"}
+    for name, c in counters.items():
+        # the rule carried the class before the operation (it matches nothing else) ...
+        assert c["before"] > 0, (name, c)
+        # ... and its counter went on from there: neither reset nor gone
+        assert not c["went_down"] and c["after"] >= c["before"], (name, c)
+        assert c["end"] >= c["after"], (name, c)
+        assert any(n.startswith(f"{name} rule counter") and "kept counting" in n
+                   for n in res["notes"]), res["notes"]  # fmt: skip
+
+
+@pytest.mark.netns
 def test_ovs_plain_restart_loses_traffic(tmp_path: Path, nothing_left: None) -> None:
     out = tmp_path / "r.json"
-    r = impact("--switch", "ovs", "--ops", "cold", *SHORT, "--classes", "udp,tcp-stream",
-               "--macs", "200", "--json", str(out))  # fmt: skip
+    r = impact("--switch", "ovs", "--ops", "cold", *SHORT, "--classes", "udp,openflow,tcp-stream",
+               "--macs", "200", "--rules", "100", "--json", str(out))  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     (res,) = json.loads(out.read_text())["results"]
     assert res["operation"] == "OVS restart"
     udp = [c for c in res["classes"] if c["kind"] == "udp"]
     assert len(udp) == 2 and all(c["lost"] > 0 for c in udp), udp
-    # the restarted ovs-vswitchd starts with an empty MAC table
+    # the restarted ovs-vswitchd starts with an empty MAC table and no OpenFlow rules
     assert "MAC table (fdb/show): 200 of 200 loaded MACs before, 0 after" in res["notes"]
+    assert (
+        "OpenFlow rules (dump-aggregate): 102 of 102 installed before, 0 of 102 kept after "
+        "(100 from --rules, 2 for the openflow class)"
+    ) in res["notes"]
+    counters = res["settings"]["openflow"]["counters"]
+    assert all(c["before"] > 0 and c["after"] is None and c["went_down"]
+               for c in counters.values()), counters  # fmt: skip
 
 
 @pytest.mark.netns

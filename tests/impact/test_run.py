@@ -36,6 +36,8 @@ def test_no_op_loses_nothing(topo: BridgeTopology) -> None:
     assert [c.name for c in res.classes] == [
         "udp a→b",
         "udp b→a",
+        "openflow a→b",  # without rules (a Linux bridge), just more UDP
+        "openflow b→a",
         "tcp stream a→b",
         "new tcp a→b",
         "arp c→b",
