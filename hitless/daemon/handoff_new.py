@@ -13,6 +13,7 @@ nobody else can.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -68,6 +69,11 @@ class Importer(Protocol):
     def restore_delta(self, delta: snapshot.Delta, fds: list[int]) -> tuple[str, dict[str, int]]:
         """Delta mode: adopt descriptors into what ``prepare`` built and apply the
         changes; return the incremental digest and the counts of what now exists."""
+
+    def take_sessions(self, records: list[dict[str, Any]], fds: list[int]) -> int:
+        """The OpenFlow sessions and listeners (feature "sessions"): records whose "fd"
+        fields index ``fds``; ours to close from now on (``discard``). Returns the number
+        of sessions; ValueError if unusable."""
 
     def take_listeners(self, fds: dict[str, int]) -> None:
         """The old process's listening sockets by name ("unixctl", "handoff"); the
@@ -230,13 +236,27 @@ def take_over(
             for fd in fr.fds:
                 os.close(fd)
             raise
-        listen_idx = set(fr.listeners.values())
+        listen_idx = set(fr.listeners.values()) | set(fr.session_fds)
         importer.take_listeners({name: fr.fds[i] for name, i in fr.listeners.items()})
+        n_sessions = None
+        if "sessions" in w.features:
+            try:
+                n_sessions = importer.take_sessions(
+                    fr.sessions, [fr.fds[i] for i in fr.session_fds]
+                )
+            except ValueError as e:
+                for i in range(len(fr.fds)):  # nothing is adopted yet: close them all
+                    if i not in listen_idx:
+                        with contextlib.suppress(OSError):
+                            os.close(fr.fds[i])
+                raise TakeoverError(f"cannot take over the OpenFlow sessions: {e}") from None
         dp_fds = [fd if i not in listen_idx else -1 for i, fd in enumerate(fr.fds)]
         if fr.delta:
             digest, res.counts = importer.restore_delta(final_delta, dp_fds)
         else:
             digest, res.counts = importer.restore(final, dp_fds, w.version)
+        if n_sessions is not None:
+            res.counts["openflow_sessions"] = n_sessions
         res.phases["restore"] = clock() - t_frozen
         faults.maybe_crash("restored")
         faults.maybe_stall("restored")

@@ -63,7 +63,9 @@ class Exporter(Protocol):
         process needs (still owned by this process: never closed here), and the
         digest and counts the new process must acknowledge: an object with ``state``,
         ``fds``, ``digest``, ``counts``, and ``listeners`` (name -> live listening fd
-        to hand over too, e.g. the control socket)."""
+        to hand over too, e.g. the control socket); optionally ``sessions`` (plain
+        records) and ``session_fds`` (the live descriptors their "fd" fields index),
+        sent when the new side speaks the "sessions" feature."""
 
     def finish(self, rolled_back: bool) -> None:
         """The handoff ended; ``rolled_back`` after a freeze: serve on as before."""
@@ -119,6 +121,7 @@ class HandoffServer:
         self.clock = clock
         self._delta = False
         self._listeners = False
+        self._sessions = False
         self.listener: socket.socket | None
         if inherited_fd is not None:  # the predecessor's socket, handed over
             self.listener = socket.socket(fileno=inherited_fd)
@@ -239,6 +242,7 @@ class HandoffServer:
             features = [f for f in features if f != "delta"]
         self._delta = "delta" in features
         self._listeners = "listeners" in features
+        self._sessions = "sessions" in features
         self._send(
             self.proto.send(Welcome(__version__, version, os.getpid(), self._lease, features))
         )
@@ -291,12 +295,30 @@ class HandoffServer:
                 as_sent = snapshot.as_version(frozen.state, rec.version)
                 frozen.digest = snapshot.state_digest(as_sent)
                 frozen.counts = snapshot.summary(as_sent)
+            sessions: list[dict[str, Any]] = []
+            session_fds: list[int] = []
+            if self._sessions:
+                sessions = list(getattr(frozen, "sessions", []))
+                for fd in getattr(frozen, "session_fds", []):
+                    session_fds.append(len(fds))
+                    fds.append(fd)
+                frozen.counts["openflow_sessions"] = sum(len(r["clients"]) for r in sessions)
             if faults.hit("truncate-snapshot"):
                 data = data[: len(data) // 2]
             elif faults.hit("foreign-snapshot"):
                 data = b"\x93\x01\x02\x03 not a snapshot"
             self._send(
-                self.proto.freeze(data, len(fds), t_freeze, self._lease, is_delta, listeners), fds
+                self.proto.freeze(
+                    data,
+                    len(fds),
+                    t_freeze,
+                    self._lease,
+                    is_delta,
+                    listeners,
+                    sessions,
+                    session_fds,
+                ),
+                fds,
             )
             rec.phases["freeze_send"] = self.clock() - t_freeze
             deadline = self.proto.get_timer()

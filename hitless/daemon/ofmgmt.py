@@ -35,13 +35,16 @@ from hitless.openflow import (
     ConnectionEvent,
     Message,
     ProtocolErrorEvent,
+    SessionState,
     Timeout,
 )
-from hitless.openflow.errors import RemoteProtocolError
+from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
+from hitless.openflow.messages import decode as decode_message
 
 log = logging.getLogger(__name__)
 
 MAX_WBUF = 64 << 20  # a client that stops reading this much is dropped
+PASSIVE_RETRY = 1.0  # seconds between attempts to open a ptcp/punix listener
 
 
 def mgmt_path(rundir: str, bridge: str) -> str:
@@ -67,6 +70,7 @@ class _Client:
     wbuf: bytearray = field(default_factory=bytearray)
     closing: bool = False
     connector: _Connector | None = None
+    origin: str | None = None  # the ptcp/punix target it came in on; None: management
 
 
 def parse_target(target: str) -> tuple[str, Any]:
@@ -110,26 +114,41 @@ class _Connector:
 class OfManager:
     """The management listener of one bridge and its clients."""
 
-    def __init__(self, path: str, handler: OfHandler, now: float) -> None:
+    def __init__(
+        self,
+        path: str,
+        handler: OfHandler,
+        now: float,
+        inherited: InheritedSessions | None = None,
+    ) -> None:
+        """Listen on ``path``; with ``inherited`` (a handoff), serve the predecessor's
+        listeners and sessions instead, continuing each where it stopped."""
         self.path = path
         self.handler = handler
         self.clients: list[_Client] = []
         self.n_errors = 0
         self._now = now
         self.versions: tuple[int, ...] = (4, 5)  # from Bridge.protocols
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        sock.bind(tmp)
-        sock.listen(16)
-        os.rename(tmp, path)  # replaces a predecessor's socket without a gap
-        self._ino = os.stat(path).st_ino
-        self.listener: socket.socket | None = sock
         self.targets: tuple[str, ...] = ()
         self.passive: dict[str, socket.socket] = {}  # ptcp/punix listeners by target
+        self._passive_retry: dict[str, float] = {}  # targets whose bind failed: retry at
+        self._passive_warned: set[str] = set()
         self.connectors: dict[str, _Connector] = {}
+        if inherited is not None and inherited.mgmt is not None:
+            sock = _adopt_socket(inherited.mgmt)
+        else:
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.bind(tmp)
+            sock.listen(16)
+            os.rename(tmp, path)  # replaces a predecessor's socket without a gap
+        self._ino = os.stat(path).st_ino
+        self.listener: socket.socket | None = sock
+        if inherited is not None:
+            self._inherit(inherited, now)
 
     # -- controllers --
     def set_controllers(self, targets: tuple[str, ...], now: float) -> None:
@@ -141,6 +160,9 @@ class OfManager:
         for t in list(self.passive):
             if t not in want:
                 self.passive.pop(t).close()
+        for t in list(self._passive_retry):
+            if t not in want:
+                del self._passive_retry[t]
         for t in list(self.connectors):
             if t not in want:
                 cn = self.connectors.pop(t)
@@ -149,16 +171,115 @@ class OfManager:
                     cn.client.closing = True
                     cn.client.connector = None
         for t in targets:
-            if t in self.passive or t in self.connectors:
+            if t in self.passive or t in self.connectors or t in self._passive_retry:
                 continue
             try:
                 kind, addr = parse_target(t)
                 if kind in ("tcp", "unix"):
                     self.connectors[t] = _Connector(t, kind, addr, now)
                 else:
-                    self.passive[t] = _listen(kind, addr)
-            except (ValueError, OSError) as e:
+                    self._passive_retry[t] = now
+            except ValueError as e:
                 log.error("controller %s: %s", t, e)
+        self._run_passive(now)
+
+    def _run_passive(self, now: float) -> None:
+        """Open the ptcp/punix listeners still missing. One that cannot bind (the port
+        is taken, e.g. by a predecessor that has not exited yet) is retried every
+        second instead of being given up."""
+        for t, at in list(self._passive_retry.items()):
+            if now < at:
+                continue
+            kind, addr = parse_target(t)
+            try:
+                self.passive[t] = _listen(kind, addr)
+            except OSError as e:
+                if t not in self._passive_warned:
+                    self._passive_warned.add(t)
+                    log.error("controller %s: cannot listen: %s (retrying)", t, e)
+                self._passive_retry[t] = now + PASSIVE_RETRY
+                continue
+            del self._passive_retry[t]
+            if t in self._passive_warned:
+                self._passive_warned.discard(t)
+                log.info("controller %s: listening now", t)
+
+    # -- handoff --
+    def export_sessions(self) -> tuple[dict[str, Any], list[int]]:
+        """This bridge's OpenFlow listeners and sessions for a successor: a plain record
+        whose "fd" fields index the returned descriptors (live, still ours: the
+        successor gets duplicates, and until it commits we may serve on with them).
+        Called between loop iterations, so every session is at a message boundary."""
+        fds: list[int] = []
+
+        def slot(sock: socket.socket) -> int:
+            fds.append(sock.fileno())
+            return len(fds) - 1
+
+        clients = []
+        for c in self.clients:
+            try:
+                state = c.conn.export_state()
+            except LocalProtocolError as e:  # events not yet taken: only on a closing one
+                log.info("%s: not handing over a session: %s", self.path, e)
+                continue
+            version = c.conn.version
+            bundles = (
+                [
+                    [bid, c.session.bundle_flags.get(bid, 0), [m.encode(version) for m in msgs]]
+                    for bid, msgs in c.session.bundles.items()
+                ]
+                if version is not None
+                else []
+            )
+            clients.append(
+                {
+                    "fd": slot(c.sock),
+                    "state": state.to_dict(),
+                    "wbuf": bytes(c.wbuf),
+                    "closing": c.closing,
+                    "service": c.session.service,
+                    "controller": c.connector.target if c.connector is not None else None,
+                    "origin": c.origin,
+                    "bundles": bundles,
+                }
+            )
+        record = {
+            "mgmt": slot(self.listener) if self.listener is not None else None,
+            "passive": {t: slot(ls) for t, ls in self.passive.items()},
+            "clients": clients,
+            "switch_flags": self.handler.switch_flags,
+            "miss_send_len": self.handler.miss_send_len,
+        }
+        return record, fds
+
+    def _inherit(self, inh: InheritedSessions, now: float) -> None:
+        self.handler.switch_flags = inh.switch_flags
+        self.handler.miss_send_len = inh.miss_send_len
+        for t, fd in inh.passive.items():
+            self.passive[t] = _adopt_socket(fd)
+        for ic in inh.clients:
+            c = _Client(
+                _adopt_socket(ic.fd),
+                ic.conn,
+                OfSession(
+                    service=ic.service,
+                    bundles={bid: msgs for bid, (_, msgs) in ic.bundles.items()},
+                    bundle_flags={bid: flags for bid, (flags, _) in ic.bundles.items()},
+                ),
+                bytearray(ic.wbuf),
+                ic.closing,
+                origin=ic.origin,
+            )
+            self.clients.append(c)
+            if ic.controller is not None and ic.controller not in self.connectors:
+                kind, addr = parse_target(ic.controller)
+                cn = _Connector(ic.controller, kind, addr, now)
+                cn.rc.connected(_ms(now))
+                cn.client = c
+                c.connector = cn
+                self.connectors[ic.controller] = cn
+        inh.taken = True
 
     def controller_status(self) -> dict[str, ControllerStatus]:
         """Per controller target: connected or not, its role, the connection's state."""
@@ -237,6 +358,8 @@ class OfManager:
     def run(self, now: float) -> None:
         self._now = now
         self._run_connectors(now)
+        if self._passive_retry:
+            self._run_passive(now)
         self._accept(now)
         for c in list(self.clients):
             self._read(c, now)
@@ -261,6 +384,8 @@ class OfManager:
             if left is not None:
                 ct = now + left / 1000
                 t = ct if t is None else min(t, ct)
+        for at in self._passive_retry.values():
+            t = at if t is None else min(t, at)
         for c in self.clients:
             poller.fd_wait(c.sock.fileno(), select.POLLIN | (select.POLLOUT if c.wbuf else 0))
             ct = c.conn.get_timer()
@@ -269,10 +394,12 @@ class OfManager:
         return t
 
     def _accept(self, now: float) -> None:
-        listeners = [(ls, False) for ls in self.passive.values()]
+        listeners: list[tuple[socket.socket, str | None]] = list(
+            (ls, t) for t, ls in self.passive.items()
+        )
         if self.listener is not None:
-            listeners.append((self.listener, True))
-        for ls, service in listeners:
+            listeners.append((self.listener, None))
+        for ls, origin in listeners:
             while True:
                 try:
                     sock, _ = ls.accept()
@@ -283,7 +410,10 @@ class OfManager:
                     break
                 sock.setblocking(False)
                 c = _Client(
-                    sock, Connection(versions=self.versions, now=now), OfSession(service=service)
+                    sock,
+                    Connection(versions=self.versions, now=now),
+                    OfSession(service=origin is None),
+                    origin=origin,
                 )
                 c.wbuf += c.conn.start()
                 self.clients.append(c)
@@ -380,6 +510,94 @@ class OfManager:
                 cn.client = None
                 cn.rc.disconnected(_ms(self._now), 0)
                 log.info("controller %s: disconnected", cn.target)
+
+
+@dataclass(eq=False)
+class InheritedClient:
+    fd: int
+    conn: Connection
+    wbuf: bytes
+    closing: bool
+    service: bool
+    controller: str | None
+    origin: str | None
+    bundles: dict[int, tuple[int, list[Message]]]
+
+
+@dataclass(eq=False)
+class InheritedSessions:
+    """One bridge's OpenFlow listeners and sessions from a predecessor, checked and
+    decoded (``parse_sessions``) but not yet served: the descriptors are ours to close
+    until an ``OfManager`` takes them."""
+
+    mgmt: int | None
+    passive: dict[str, int]
+    clients: list[InheritedClient]
+    switch_flags: int = 0
+    miss_send_len: int = 128
+    taken: bool = False
+
+    def fds(self) -> list[int]:
+        out = [] if self.mgmt is None else [self.mgmt]
+        return out + list(self.passive.values()) + [c.fd for c in self.clients]
+
+    def close(self) -> None:
+        """Give up the descriptors (a bridge that is gone, or a rolled-back handoff)."""
+        if self.taken:
+            return
+        self.taken = True
+        for fd in self.fds():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def parse_sessions(record: dict[str, Any], fds: list[int], now: float) -> InheritedSessions:
+    """Check and decode a bridge's record from ``OfManager.export_sessions`` whose "fd"
+    fields index ``fds``; ValueError (saying what) if anything in it is not usable."""
+
+    def fd(i: Any) -> int:
+        if not isinstance(i, int) or not 0 <= i < len(fds):
+            raise ValueError(f"session descriptor {i!r} of {len(fds)}")
+        return fds[i]
+
+    try:
+        mgmt = record.get("mgmt")
+        clients = []
+        for c in record.get("clients", []):
+            conn = Connection.from_state(SessionState.from_dict(c["state"]), now)
+            bundles: dict[int, tuple[int, list[Message]]] = {}
+            for bid, flags, msgs in c.get("bundles", []):
+                bundles[int(bid)] = (int(flags), [decode_message(bytes(m)) for m in msgs])
+            controller = c.get("controller")
+            if controller is not None:
+                parse_target(str(controller))
+            clients.append(
+                InheritedClient(
+                    fd(c["fd"]),
+                    conn,
+                    bytes(c.get("wbuf", b"")),
+                    bool(c.get("closing", False)),
+                    bool(c.get("service", True)),
+                    None if controller is None else str(controller),
+                    None if c.get("origin") is None else str(c["origin"]),
+                    bundles,
+                )
+            )
+        return InheritedSessions(
+            None if mgmt is None else fd(mgmt),
+            {str(t): fd(i) for t, i in dict(record.get("passive", {})).items()},
+            clients,
+            int(record.get("switch_flags", 0)),
+            int(record.get("miss_send_len", 128)),
+        )
+    except (KeyError, TypeError, AttributeError, LocalProtocolError, RemoteProtocolError) as e:
+        raise ValueError(f"malformed OpenFlow session record: {type(e).__name__}: {e}") from None
+
+
+def _adopt_socket(fd: int) -> socket.socket:
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    return sock
 
 
 def _ms(now: float) -> int:

@@ -136,6 +136,15 @@ def _datapath_id(rb: RunningBridge) -> int:
     return int.from_bytes(rb.cfg.name.encode()[:6].ljust(6, b"\0"), "big")
 
 
+def _shift_fds(rec: dict[str, Any], base: int) -> None:
+    """Renumber a session record's "fd" fields by ``base`` (records are concatenated)."""
+    if rec.get("mgmt") is not None:
+        rec["mgmt"] += base
+    rec["passive"] = {t: i + base for t, i in rec.get("passive", {}).items()}
+    for c in rec.get("clients", []):
+        c["fd"] += base
+
+
 def bridge_interfaces(cfg: BridgeConfig) -> list[str]:
     return [i.name for p in cfg.ports.values() for i in p.interfaces]
 
@@ -205,6 +214,9 @@ class Switch:
         self._wake_r = -1
         self._wake_w = -1
         self.ofmgrs: dict[str, Any] = {}  # bridge name -> OpenFlow management listener
+        # bridge name -> ofmgmt.InheritedSessions: a predecessor's OpenFlow sessions and
+        # listeners, served by the bridge's OfManager once it exists
+        self.inherited_openflow: dict[str, Any] = {}
         self._controllers: dict[str, ControllerStatus] = {}  # as last written back
 
     # Lifecycle ----------------------------------------------------------------------
@@ -242,6 +254,20 @@ class Switch:
         if self.unixctl_server is not None:
             out["unixctl"] = self.unixctl_server._listener.socket.fileno()
         return out
+
+    def export_openflow_sessions(self) -> tuple[list[dict[str, Any]], list[int]]:
+        """Every bridge's OpenFlow listeners and sessions for a successor; the "fd"
+        fields of the records index the returned (live, still ours) descriptors."""
+        records: list[dict[str, Any]] = []
+        fds: list[int] = []
+        for name, mgr in sorted(self.ofmgrs.items()):
+            rec, mine = mgr.export_sessions()
+            base = len(fds)
+            fds.extend(mine)
+            _shift_fds(rec, base)
+            rec["bridge"] = name
+            records.append(rec)
+        return records, fds
 
     def start_handoff_listener(
         self, lease: float = DEFAULT_LEASE, inherited_fd: int | None = None
@@ -284,6 +310,9 @@ class Switch:
         for mgr in self.ofmgrs.values():
             mgr.close()
         self.ofmgrs.clear()
+        for inh in self.inherited_openflow.values():
+            inh.close()
+        self.inherited_openflow.clear()
         if self.unixctl_server is not None:
             self.unixctl_server.close()
             self.unixctl_server = None
@@ -377,12 +406,20 @@ class Switch:
         for name, rb in self.bridges.items():
             if name in self.ofmgrs or not isinstance(rb.bridge, Bridge):
                 continue
+            inherited = self.inherited_openflow.pop(name, None)
             try:
                 handler = OfHandler(rb.bridge, _datapath_id(rb))
-                self.ofmgrs[name] = OfManager(mgmt_path(str(self.rundir.path), name), handler, now)
+                self.ofmgrs[name] = OfManager(
+                    mgmt_path(str(self.rundir.path), name), handler, now, inherited
+                )
             except OSError as e:
                 log.error("bridge %s: no OpenFlow management socket: %s", name, e)
                 continue
+            finally:
+                if inherited is not None:
+                    inherited.close()  # a no-op when the manager took them
+        for name in [n for n in self.inherited_openflow if n not in self.bridges]:
+            self.inherited_openflow.pop(name).close()  # the bridge is gone
         for name, mgr in self.ofmgrs.items():
             cfg = self.bridges[name].cfg
             mgr.versions = versions_of(cfg.protocols)

@@ -242,6 +242,10 @@ class Frozen:
     digest: str
     counts: dict[str, int]
     listeners: dict[str, int] = field(default_factory=dict)  # name -> live listening fd
+    # OpenFlow sessions and listeners (Switch.export_openflow_sessions): records whose
+    # "fd" fields index ``session_fds`` (live, still ours)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    session_fds: list[int] = field(default_factory=list)
 
 
 class SwitchExporter:
@@ -286,6 +290,7 @@ class SwitchExporter:
                 snapshot.state_digest(state),
                 snapshot.summary(state),
                 self.switch.listening_fds(),
+                *self.switch.export_openflow_sessions(),
             )
         base = self.baseline
         self.baseline = None
@@ -372,6 +377,7 @@ class SwitchExporter:
             snapshot.format_digest(digest),
             self.counts(),
             self.switch.listening_fds(),
+            *self.switch.export_openflow_sessions(),
         )
 
     def _stop_tracking(self) -> None:
@@ -403,6 +409,8 @@ class SwitchImporter:
         self.precopy_ports: dict[str, list[PortV1]] = {}
         self.precopy_openflow: dict[str, int] = {}  # digest items of the pre-copy's tables
         self.listeners: dict[str, int] = {}  # handed-over listening fds, by name
+        self.session_fds: list[int] = []  # OpenFlow session descriptors, ours until commit
+        self.sessions: dict[str, Any] = {}  # bridge -> ofmgmt.InheritedSessions
 
     def prepare(self, state: State, delta: bool = False) -> None:
         """With ``delta``, build every bridge now (no ports yet) while the old process
@@ -588,6 +596,13 @@ class SwitchImporter:
 
         sw = self.switch
         now = sw.clock()
+        used = {fd for inh in self.sessions.values() for fd in inh.fds()}
+        for fd in self.session_fds:
+            if fd not in used:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        sw.inherited_openflow.update(self.sessions)
+        self.sessions, self.session_fds = {}, []
         read = read_config(sw.idl)
         for name, (bridge, dp) in self.restored.items():
             cfg = read.config.bridges.get(name) if read is not None else None
@@ -607,11 +622,28 @@ class SwitchImporter:
         """The old process's listening sockets (used at commit instead of new ones)."""
         self.listeners = dict(fds)
 
+    def take_sessions(self, records: list[dict[str, Any]], fds: list[int]) -> int:
+        """The old process's OpenFlow sessions and listeners, served from commit on.
+        Returns how many sessions there are; ValueError if a record is unusable (the
+        handoff is aborted: the old process still serves them)."""
+        from hitless.daemon.ofmgmt import parse_sessions
+
+        self.session_fds = list(fds)
+        now = self.switch.clock()
+        sessions = {}
+        for rec in records:
+            name = rec.get("bridge")
+            if not isinstance(name, str) or name in sessions:
+                raise ValueError(f"OpenFlow session record for bridge {name!r}")
+            sessions[name] = parse_sessions(rec, self.session_fds, now)
+        self.sessions = sessions
+        return sum(len(s.clients) for s in sessions.values())
+
     def discard(self) -> None:
-        for fd in self.listeners.values():
+        for fd in [*self.listeners.values(), *self.session_fds]:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self.listeners = {}
+        self.listeners, self.session_fds, self.sessions = {}, [], {}
         for bridge, dp in self.restored.values():
             with contextlib.suppress(Exception):
                 bridge.close()

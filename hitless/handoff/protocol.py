@@ -33,6 +33,7 @@ import enum
 import struct
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
@@ -83,6 +84,11 @@ class Frozen(msgspec.Struct, tag="frozen", frozen=True):
     delta: bool = False  # the snapshot holds only what changed since the pre-copy
     # feature "listeners": listening sockets among the descriptors, name -> index
     listeners: dict[str, int] = {}
+    # feature "sessions": the OpenFlow sessions and their listening sockets, as
+    # ``takeover.export_sessions`` describes them; their "fd" fields are positions in
+    # ``session_fds``, which lists indexes into ``fds``
+    sessions: list[dict[str, Any]] = []
+    session_fds: list[int] = []
 
 
 class Ack(msgspec.Struct, tag="ack", frozen=True):
@@ -248,12 +254,21 @@ class HandoffConnection:
                     raise RemoteProtocolError(
                         f"Frozen declares {msg.fd_count} descriptors, {len(self._fds)} arrived"
                     )
+                bad = [
+                    i
+                    for i in (*msg.listeners.values(), *msg.session_fds)
+                    if not 0 <= i < msg.fd_count
+                ]
+                if bad:
+                    raise RemoteProtocolError(f"Frozen names descriptor {bad[0]} of {msg.fd_count}")
                 msg = Frozen(
                     msg.snapshot,
                     msg.fd_count,
                     [self._fds.popleft() for _ in range(msg.fd_count)],
                     msg.delta,
                     msg.listeners,
+                    msg.sessions,
+                    msg.session_fds,
                 )
             self._step(msg, Role.OLD if self.role is Role.NEW else Role.NEW)
             self._events.append(msg)
@@ -276,11 +291,17 @@ class HandoffConnection:
         lease: float,
         delta: bool = False,
         listeners: dict[str, int] | None = None,
+        sessions: list[dict[str, Any]] | None = None,
+        session_fds: list[int] | None = None,
     ) -> bytes:
         """Old side: enter the freeze (lease until now+lease) and send the final state."""
         if self.role is not Role.OLD:
             raise LocalProtocolError("only the old side freezes")
-        data = self.send(Frozen(snapshot, fd_count, [], delta, listeners or {}))
+        data = self.send(
+            Frozen(
+                snapshot, fd_count, [], delta, listeners or {}, sessions or [], session_fds or []
+            )
+        )
         self.deadline = now + lease
         return data
 
@@ -302,7 +323,10 @@ class HandoffConnection:
 # "listeners" = the listening sockets (the control socket, the handoff socket) travel
 # with the datapath's descriptors, so a client that connects during the freeze is
 # answered by the new process instead of being dropped with the old one.
-FEATURES = ["delta", "listeners"]
+# "sessions" = every OpenFlow connection (controllers and ovs-ofctl clients) travels
+# as its live socket plus session state, unparsed input and unsent output, and so do the
+# OpenFlow listening sockets: a controller never sees a disconnect.
+FEATURES = ["delta", "listeners", "sessions"]
 
 
 def negotiate(ours: list[int], theirs: list[int]) -> int | None:

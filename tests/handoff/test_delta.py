@@ -45,8 +45,13 @@ class FakeSwitch:
     def force_reconcile(self) -> None:
         pass
 
+        self.inherited_openflow: dict[str, object] = {}
+
     def listening_fds(self) -> dict[str, int]:
         return {}
+
+    def export_openflow_sessions(self) -> tuple[list[dict[str, object]], list[int]]:
+        return [], []
 
 
 def old_switch(clock: Clock) -> tuple[FakeSwitch, DummyDatapath, Bridge]:

@@ -101,6 +101,10 @@ class Importer:
     def take_listeners(self, fds: dict[str, int]) -> None:
         self.listeners = fds
 
+    def take_sessions(self, records: list[dict[str, object]], fds: list[int]) -> int:
+        assert not records and not fds  # the fake exporter has no OpenFlow sessions
+        return 0
+
     def commit(self) -> None:
         self.committed = True
         for fd in getattr(self, "listeners", {}).values():
