@@ -615,6 +615,21 @@ SETTABLE = frozenset(
         _F.TCP_DST,
         _F.UDP_SRC,
         _F.UDP_DST,
+        _F.ICMPV4_TYPE,
+        _F.ICMPV4_CODE,
+        _F.ARP_OP,
+        _F.ARP_SPA,
+        _F.ARP_TPA,
+        _F.ARP_SHA,
+        _F.ARP_THA,
+        _F.IPV6_SRC,
+        _F.IPV6_DST,
+        _F.IPV6_FLABEL,
+        _F.ICMPV6_TYPE,
+        _F.ICMPV6_CODE,
+        _F.IPV6_ND_TARGET,
+        _F.IPV6_ND_SLL,
+        _F.IPV6_ND_TLL,
     }
 )
 _RESERVED_OUT = {Port.IN_PORT, Port.NORMAL, Port.FLOOD, Port.ALL, Port.CONTROLLER, Port.LOCAL}

@@ -42,6 +42,7 @@ from hitless.openflow.constants import (
 )
 from hitless.packet.flow import (
     FIELDS,
+    FRAG_LATER,
     KEY_LEN,
     VLAN_PRESENT,
     full_mask,
@@ -75,6 +76,9 @@ _IN_PORT = _imask("in_port")
 _TCI = _imask("vlan_tci")
 _TTL = _imask("eth_type", "ip_ttl")
 _ETH_TYPE = _imask("eth_type")
+_PROTO = _imask("eth_type", "ip_proto")
+_ND = _imask("eth_type", "ip_proto", "tp_src", "tp_dst")
+_FRAG = _imask("ip_frag")
 _HASH_FIELDS = (
     "eth_src",
     "eth_dst",
@@ -90,7 +94,10 @@ _HASH_FIELDS = (
 )
 _HASH = _imask(*_HASH_FIELDS)
 
-# set_field OXM -> (flow-key field, value bits shift, mask within the key field or None)
+# set_field OXM -> (flow-key field, value bits shift, mask within the key field or None).
+# The key field means what hitless.packet.flow makes it mean for the packet: ipv4_src is
+# also the ARP sender address, tp_src also the ICMP type, ip_proto the ARP opcode, so a
+# rewrite happens only when the packet is of the OXM's kind (_SET_PREREQ).
 _SET: dict[int, tuple[str, int, int | None]] = {
     OxmField.ETH_DST: ("eth_dst", 0, None),
     OxmField.ETH_SRC: ("eth_src", 0, None),
@@ -104,7 +111,54 @@ _SET: dict[int, tuple[str, int, int | None]] = {
     OxmField.TCP_DST: ("tp_dst", 0, None),
     OxmField.UDP_SRC: ("tp_src", 0, None),
     OxmField.UDP_DST: ("tp_dst", 0, None),
+    OxmField.ICMPV4_TYPE: ("tp_src", 0, None),
+    OxmField.ICMPV4_CODE: ("tp_dst", 0, None),
+    OxmField.ARP_OP: ("ip_proto", 0, None),
+    OxmField.ARP_SPA: ("ipv4_src", 0, None),
+    OxmField.ARP_TPA: ("ipv4_dst", 0, None),
+    OxmField.ARP_SHA: ("arp_sha", 0, None),
+    OxmField.ARP_THA: ("arp_tha", 0, None),
+    OxmField.IPV6_SRC: ("ipv6_src", 0, None),
+    OxmField.IPV6_DST: ("ipv6_dst", 0, None),
+    OxmField.IPV6_FLABEL: ("ipv6_label", 0, None),
+    OxmField.ICMPV6_TYPE: ("tp_src", 0, None),
+    OxmField.ICMPV6_CODE: ("tp_dst", 0, None),
+    OxmField.IPV6_ND_TARGET: ("nd_target", 0, None),
+    OxmField.IPV6_ND_SLL: ("arp_sha", 0, None),
+    OxmField.IPV6_ND_TLL: ("arp_tha", 0, None),
 }
+_V4, _V6, _ARP = 0x0800, 0x86DD, 0x0806
+# OXM -> (EtherTypes, IP protocol or None, ICMPv6 types or None) the packet must have
+# for the rewrite to apply (OpenFlow 1.3.5 §7.2.3.8 prerequisites).
+_SET_PREREQ: dict[int, tuple[tuple[int, ...], int | None, tuple[int, ...] | None]] = {
+    OxmField.IPV4_SRC: ((_V4,), None, None),
+    OxmField.IPV4_DST: ((_V4,), None, None),
+    OxmField.IP_DSCP: ((_V4, _V6), None, None),
+    OxmField.IP_ECN: ((_V4, _V6), None, None),
+    OxmField.TCP_SRC: ((_V4, _V6), 6, None),
+    OxmField.TCP_DST: ((_V4, _V6), 6, None),
+    OxmField.UDP_SRC: ((_V4, _V6), 17, None),
+    OxmField.UDP_DST: ((_V4, _V6), 17, None),
+    OxmField.ICMPV4_TYPE: ((_V4,), 1, None),
+    OxmField.ICMPV4_CODE: ((_V4,), 1, None),
+    OxmField.ARP_OP: ((_ARP,), None, None),
+    OxmField.ARP_SPA: ((_ARP,), None, None),
+    OxmField.ARP_TPA: ((_ARP,), None, None),
+    OxmField.ARP_SHA: ((_ARP,), None, None),
+    OxmField.ARP_THA: ((_ARP,), None, None),
+    OxmField.IPV6_SRC: ((_V6,), None, None),
+    OxmField.IPV6_DST: ((_V6,), None, None),
+    OxmField.IPV6_FLABEL: ((_V6,), None, None),
+    OxmField.ICMPV6_TYPE: ((_V6,), 58, None),
+    OxmField.ICMPV6_CODE: ((_V6,), 58, None),
+    OxmField.IPV6_ND_TARGET: ((_V6,), 58, (135, 136)),
+    OxmField.IPV6_ND_SLL: ((_V6,), 58, (135,)),
+    OxmField.IPV6_ND_TLL: ((_V6,), 58, (136,)),
+}
+# Fields a translation may rewrite with SetField, restored after a group bucket or NORMAL.
+_RESTORABLE = tuple(
+    n for n in FIELDS if n not in ("in_port", "eth_type", "vlan_tci", "ip_frag", "tcp_flags")
+)
 
 # Action set order (§5.10): one slot per action type (set_field: per field).
 _SET_ORDER = {
@@ -172,11 +226,7 @@ class _Ctx:
             return
         old_tci = key_field(saved, "vlan_tci")
         new_tci = key_field(self.cur, "vlan_tci")
-        for name in ("eth_dst", "eth_src", "ipv4_src", "ipv4_dst", "ip_tos", "ip_ttl"):
-            off, size = FIELDS[name]
-            if saved[off : off + size] != self.cur[off : off + size]:
-                self.acts.append(dp.SetField(name, saved[off : off + size]))
-        for name in ("tp_src", "tp_dst"):
+        for name in _RESTORABLE:
             off, size = FIELDS[name]
             if saved[off : off + size] != self.cur[off : off + size]:
                 self.acts.append(dp.SetField(name, saved[off : off + size]))
@@ -312,8 +362,8 @@ def _apply(ctx: _Ctx, actions: Iterable[of.Action]) -> None:
                 ctx.set_key("vlan_tci", 0)
         elif isinstance(a, of.DecNwTtl):
             ctx.mask |= _TTL
-            if key_field(ctx.cur, "eth_type") != 0x0800:
-                continue  # IPv6 hop limit rewriting is not supported by the datapath yet
+            if key_field(ctx.cur, "eth_type") not in (_V4, _V6):
+                continue  # not IP: nothing to decrement
             ttl = key_field(ctx.cur, "ip_ttl")
             if ttl <= 1:
                 ctx.stopped = True  # invalid TTL: the packet goes no further
@@ -322,7 +372,7 @@ def _apply(ctx: _Ctx, actions: Iterable[of.Action]) -> None:
             ctx.set_key("ip_ttl", ttl - 1)
         elif isinstance(a, of.SetNwTtl):
             ctx.mask |= _ETH_TYPE
-            if key_field(ctx.cur, "eth_type") == 0x0800:
+            if key_field(ctx.cur, "eth_type") in (_V4, _V6):  # TTL or hop limit
                 ctx.acts.append(dp.SetField("ip_ttl", bytes((a.ttl,))))
                 ctx.set_key("ip_ttl", a.ttl)
         # Anything else was refused when the rule was added.
@@ -334,6 +384,9 @@ def _set_field(ctx: _Ctx, oxm: of.Oxm) -> None:
         return
     name, shift, kmask = spec
     size = FIELDS[name][1]
+    pre = _SET_PREREQ.get(oxm.field)
+    if pre is not None and not _applies(ctx, *pre):
+        return  # the packet has no such field
     if name == "vlan_tci":
         ctx.mask |= _TCI
         tci = key_field(ctx.cur, "vlan_tci")
@@ -345,13 +398,32 @@ def _set_field(ctx: _Ctx, oxm: of.Oxm) -> None:
         ctx.set_key(name, (tci & ~kmask) | value)
         return
     if kmask is None:
-        ctx.acts.append(dp.SetField(name, oxm.value.to_bytes(size, "big")))
-        ctx.set_key(name, oxm.value)
+        value = oxm.value & ((1 << size * 8) - 1)  # an ARP opcode keeps its low byte
+        ctx.acts.append(dp.SetField(name, value.to_bytes(size, "big")))
+        ctx.set_key(name, value)
     else:
         value = (oxm.value << shift) & kmask
         ctx.acts.append(dp.SetField(name, value.to_bytes(size, "big"), kmask.to_bytes(size, "big")))
         old = key_field(ctx.cur, name)
         ctx.set_key(name, (old & ~kmask) | value)
+
+
+def _applies(
+    ctx: _Ctx, eth_types: tuple[int, ...], proto: int | None, icmp: tuple[int, ...] | None
+) -> bool:
+    """Whether the packet (as rewritten so far) has the field; un-wildcards what it read."""
+    cur = ctx.cur
+    ctx.mask |= _ETH_TYPE if proto is None else _PROTO | _FRAG
+    if key_field(cur, "eth_type") not in eth_types:
+        return False
+    if proto is None:
+        return True
+    if key_field(cur, "ip_proto") != proto or key_field(cur, "ip_frag") & FRAG_LATER:
+        return False  # another protocol, or a later fragment (no L4 header)
+    if icmp is None:
+        return True
+    ctx.mask |= _ND
+    return key_field(cur, "tp_src") in icmp and key_field(cur, "tp_dst") == 0
 
 
 def _emit_output(ctx: _Ctx, port: int) -> None:

@@ -1,20 +1,52 @@
 """Packet rewriting used by datapaths to apply actions. Pure functions on bytes.
 
-``set_field`` rewrites Ethernet addresses, the VLAN TCI of a tagged frame, and (for
-IPv4) addresses, TOS, TTL and TCP/UDP ports, updating the IPv4 header checksum and the
-TCP/UDP checksum incrementally (RFC 1624) so the frame stays valid. A field that does
-not apply to the frame (e.g. tp_dst of an ARP packet) leaves it unchanged.
+``set_field(packet, name, value, mask)`` rewrites one flow-key field (``FIELDS`` name,
+value in the key's layout) so that ``extract_key`` of the result shows the new value.
+A key field means what ``extract_key`` makes it mean for the packet at hand:
+
+==========  ===============================================================
+field       rewritten in
+==========  ===============================================================
+eth_*       the Ethernet addresses
+vlan_tci    the outermost 802.1Q tag (an untagged frame is left alone)
+ipv4_*      IPv4 addresses; ARP sender/target protocol addresses
+ipv6_src,   IPv6 addresses
+ipv6_dst
+ipv6_label  the IPv6 flow label (20 bits)
+ip_tos      IPv4 TOS; IPv6 traffic class (DSCP and ECN)
+ip_ttl      IPv4 TTL; IPv6 hop limit
+ip_proto    the ARP opcode (only: the IP protocol is not rewritable)
+tp_src,     TCP/UDP ports (IPv4 and IPv6); ICMP/ICMPv6 type and code
+tp_dst
+arp_sha,    ARP sender/target hardware addresses; the source/target link-layer
+arp_tha     address option of an IPv6 neighbour solicitation/advertisement
+nd_target   the target address of an IPv6 neighbour solicitation/advertisement
+==========  ===============================================================
+
+Checksums stay valid: the IPv4 header checksum, the TCP/UDP checksum (which covers the
+IPv4/IPv6 addresses through the pseudo-header), the ICMP and ICMPv6 checksums (ICMPv6
+covers the pseudo-header too), all updated incrementally (RFC 1624). A UDP checksum of
+zero (none) is left zero. A field that does not apply to the frame (tp_dst of an ARP
+packet, a port of a later fragment, a truncated header) leaves the frame unchanged;
+``in_port``, ``eth_type``, ``ip_frag`` and ``tcp_flags`` are not rewritable (ValueError).
 """
 
 from __future__ import annotations
 
 from hitless.packet.flow import (
+    ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
+    ETH_TYPE_IPV6,
     ETH_TYPE_QINQ,
     ETH_TYPE_VLAN,
+    FIELDS,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
 )
+
+__all__ = ["SETTABLE", "is_tagged", "l3_offset", "pop_vlan", "push_vlan", "set_field"]
 
 
 def is_tagged(packet: bytes) -> bool:
@@ -34,13 +66,31 @@ def pop_vlan(packet: bytes) -> bytes:
     return packet[:12] + packet[16:]
 
 
+SETTABLE = frozenset(FIELDS) - {"in_port", "eth_type", "ip_frag", "tcp_flags"}
 _ETH_OFFSETS = {"eth_dst": 0, "eth_src": 6}
+_L4_CSUM = {IPPROTO_TCP: 16, IPPROTO_UDP: 6}
+_IPV6_EXT = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
+_ARP_HEAD = b"\x00\x01\x08\x00\x06\x04"  # Ethernet/IPv4 ARP
+
+# How a key field's bytes relate to the bytes in the packet (see _Loc).
+_DIRECT = 0  # the same bytes
+_LOW8 = 1  # key: 2 bytes, the packet's 1 byte in the low one (ICMP type, code)
+_ARP_OP = 2  # key: 1 byte; packet: the 2-byte opcode (high byte 0)
+_V6_TC = 3  # key: 1 byte; packet: the first 32-bit word of the IPv6 header, bits 20-27
+_V6_LABEL = 4  # key: 4 bytes, 20 used; packet: the first word, bits 0-19
 
 
 def set_field(packet: bytes, name: str, value: bytes, mask: bytes | None = None) -> bytes:
-    """Rewrite one flow-key field in the packet. Supports the Ethernet addresses and the
-    VLAN TCI of a tagged frame; other fields raise ValueError naming the field."""
+    """Rewrite one flow-key field in the packet (see the module docstring). ``value`` and
+    ``mask`` (None: the whole field) are in the key's layout and width."""
+    if name not in SETTABLE:
+        raise ValueError(f"set_field of {name!r} is not supported by this datapath")
+    size = FIELDS[name][1]
+    if len(value) != size or (mask is not None and len(mask) != size):
+        raise ValueError(f"{name} needs {size} bytes, got {len(value)}")
     if name in _ETH_OFFSETS:
+        if len(packet) < 14:
+            return packet
         off = _ETH_OFFSETS[name]
         old = packet[off : off + 6]
         if mask is not None:
@@ -55,21 +105,195 @@ def set_field(packet: bytes, name: str, value: bytes, mask: bytes | None = None)
             m = int.from_bytes(mask, "big") & 0xEFFF
             new = (old_tci & ~m) | (new & m)
         return packet[:14] + new.to_bytes(2, "big") + packet[16:]
-    if name in _IPV4_OFFSETS:
-        return _set_ipv4(packet, name, value, mask)
-    raise ValueError(f"set_field of {name!r} is not supported by this datapath yet")
+    loc = _locate(packet, name)
+    if loc is None:
+        return packet
+    start, width, kind, csums, l3 = loc
+    old_wire = packet[start : start + width]
+    old_key = _key_of(kind, old_wire)
+    new_key = int.from_bytes(value, "big")
+    if mask is not None:
+        m = int.from_bytes(mask, "big")
+        new_key = (old_key & ~m) | (new_key & m)
+    new_wire = _wire_of(kind, new_key, old_wire)
+    if new_wire == old_wire:
+        return packet
+    buf = bytearray(packet)
+    # Checksums sum 16-bit words; every checksummed header starts at an even offset from
+    # the L3 header, so adjust over the aligned words that hold the field.
+    a = l3 + ((start - l3) & ~1)
+    b = l3 + ((start - l3 + width + 1) & ~1)
+    before = bytes(buf[a:b])
+    buf[start : start + width] = new_wire
+    after = bytes(buf[a:b])
+    for co, udp in csums:
+        c = buf[co] << 8 | buf[co + 1]
+        if udp and c == 0:  # no UDP checksum
+            continue
+        c = _csum_adjust(c, before, after)
+        if udp and c == 0:
+            c = 0xFFFF
+        buf[co : co + 2] = c.to_bytes(2, "big")
+    return bytes(buf)
 
 
-# field -> (offset in the IPv4 header, size); tp_* are offsets in the TCP/UDP header.
-_IPV4_OFFSETS = {
-    "ipv4_src": (12, 4),
-    "ipv4_dst": (16, 4),
-    "ip_tos": (1, 1),
-    "ip_ttl": (8, 1),
-    "tp_src": (0, 2),
-    "tp_dst": (2, 2),
-}
-_L4_CSUM = {IPPROTO_TCP: 16, IPPROTO_UDP: 6}
+_Loc = tuple[int, int, int, list[tuple[int, bool]], int]
+"""(offset in the packet, width there, kind, checksums to fix as [(offset, is_udp)], l3)"""
+
+
+def _locate(packet: bytes, name: str) -> _Loc | None:
+    """Where field ``name`` lives in this packet, or None if it does not apply."""
+    n = len(packet)
+    eth_type, l3 = l3_offset(packet)
+    if eth_type == ETH_TYPE_IPV4:
+        if n < l3 + 20:
+            return None
+        hdr = [(l3 + 10, False)]
+        if name in ("ipv4_src", "ipv4_dst", "ip_tos", "ip_ttl"):
+            start, width = {"ipv4_src": (12, 4), "ipv4_dst": (16, 4), "ip_tos": (1, 1)}.get(
+                name, (8, 1)
+            )
+            csums = hdr
+            if width == 4:
+                csums = hdr + _l4_csums(packet, *_ipv4_l4(packet, l3), v6=False)
+            return l3 + start, width, _DIRECT, csums, l3
+        if name in ("tp_src", "tp_dst"):
+            return _ports(packet, name, *_ipv4_l4(packet, l3), l3, IPPROTO_ICMP)
+        return None
+    if eth_type == ETH_TYPE_IPV6:
+        if n < l3 + 40:
+            return None
+        if name in ("ipv6_src", "ipv6_dst"):
+            start = l3 + (8 if name == "ipv6_src" else 24)
+            return start, 16, _DIRECT, _l4_csums(packet, *_ipv6_l4(packet, l3), v6=True), l3
+        if name == "ip_ttl":
+            return l3 + 7, 1, _DIRECT, [], l3
+        if name == "ip_tos":
+            return l3, 4, _V6_TC, [], l3
+        if name == "ipv6_label":
+            return l3, 4, _V6_LABEL, [], l3
+        if name in ("tp_src", "tp_dst"):
+            return _ports(packet, name, *_ipv6_l4(packet, l3), l3, IPPROTO_ICMPV6)
+        if name in ("nd_target", "arp_sha", "arp_tha"):
+            return _nd(packet, name, *_ipv6_l4(packet, l3), l3)
+        return None
+    if eth_type == ETH_TYPE_ARP:
+        if n < l3 + 28 or packet[l3 : l3 + 6] != _ARP_HEAD:
+            return None
+        spec = {
+            "ipv4_src": (14, 4, _DIRECT),
+            "ipv4_dst": (24, 4, _DIRECT),
+            "arp_sha": (8, 6, _DIRECT),
+            "arp_tha": (18, 6, _DIRECT),
+            "ip_proto": (6, 2, _ARP_OP),
+        }.get(name)
+        if spec is None:
+            return None
+        return l3 + spec[0], spec[1], spec[2], [], l3
+    return None
+
+
+def _ipv4_l4(packet: bytes, l3: int) -> tuple[int, int, bool]:
+    """(protocol, offset of the L4 header, is a later fragment)."""
+    later = bool((packet[l3 + 6] << 8 | packet[l3 + 7]) & 0x1FFF)
+    return packet[l3 + 9], l3 + (packet[l3] & 0x0F) * 4, later
+
+
+def _ipv6_l4(packet: bytes, l3: int) -> tuple[int, int, bool]:
+    """(upper-layer protocol, its offset, is a later fragment): the extension headers
+    walked as ``extract_key`` walks them."""
+    n = len(packet)
+    nxt = packet[l3 + 6]
+    off = l3 + 40
+    later = False
+    for _ in range(8):
+        if nxt in _IPV6_EXT and n >= off + 8:
+            nxt, off = packet[off], off + (packet[off + 1] + 1) * 8
+        elif nxt == 44 and n >= off + 8:
+            later = bool((packet[off + 2] << 8 | packet[off + 3]) & 0xFFF8)
+            nxt, off = packet[off], off + 8
+        else:
+            break
+    return nxt, off, later
+
+
+def _l4_csums(packet: bytes, proto: int, l4: int, later: bool, v6: bool) -> list[tuple[int, bool]]:
+    """The L4 checksum covering the addresses (pseudo-header) of this packet, if any."""
+    if later:
+        return []
+    if proto in _L4_CSUM:
+        co = l4 + _L4_CSUM[proto]
+        return [(co, proto == IPPROTO_UDP)] if len(packet) >= co + 2 else []
+    if v6 and proto == IPPROTO_ICMPV6 and len(packet) >= l4 + 4:
+        return [(l4 + 2, False)]
+    return []
+
+
+def _ports(
+    packet: bytes, name: str, proto: int, l4: int, later: bool, l3: int, icmp: int
+) -> _Loc | None:
+    """TCP/UDP ports, or the type and code of the family's ICMP (``icmp``)."""
+    if later:
+        return None
+    src = name == "tp_src"
+    if proto in _L4_CSUM:
+        co = l4 + _L4_CSUM[proto]
+        if len(packet) < co + 2:
+            return None
+        return l4 + (0 if src else 2), 2, _DIRECT, [(co, proto == IPPROTO_UDP)], l3
+    if proto == icmp and len(packet) >= l4 + 4:
+        return l4 + (0 if src else 1), 1, _LOW8, [(l4 + 2, False)], l3
+    return None
+
+
+def _nd(packet: bytes, name: str, proto: int, l4: int, later: bool, l3: int) -> _Loc | None:
+    """Neighbour discovery fields, where ``extract_key`` finds them."""
+    n = len(packet)
+    if later or proto != IPPROTO_ICMPV6 or n < l4 + 24:
+        return None
+    icmp_type = packet[l4]
+    if icmp_type not in (135, 136) or packet[l4 + 1] != 0:
+        return None
+    csum = [(l4 + 2, False)]
+    if name == "nd_target":
+        return l4 + 8, 16, _DIRECT, csum, l3
+    want = (1, 135) if name == "arp_sha" else (2, 136)
+    if icmp_type != want[1]:
+        return None
+    opt = l4 + 24
+    found = None
+    while opt + 8 <= n:
+        olen = packet[opt + 1] * 8
+        if olen == 0:
+            break
+        if packet[opt] == want[0] and olen == 8:
+            found = opt + 2  # the last such option is the one the key shows
+        opt += olen
+    return None if found is None else (found, 6, _DIRECT, csum, l3)
+
+
+def _key_of(kind: int, wire: bytes) -> int:
+    w = int.from_bytes(wire, "big")
+    if kind == _ARP_OP:
+        return w if w <= 0xFF else 0
+    if kind == _V6_TC:
+        return (w >> 20) & 0xFF
+    if kind == _V6_LABEL:
+        return w & 0xFFFFF
+    return w  # _DIRECT, _LOW8 (the key's high byte is zero)
+
+
+def _wire_of(kind: int, key: int, old: bytes) -> bytes:
+    if kind == _LOW8:
+        return bytes((key & 0xFF,))
+    if kind == _ARP_OP:
+        return (key & 0xFF).to_bytes(2, "big")
+    w = int.from_bytes(old, "big")
+    if kind == _V6_TC:
+        return ((w & ~(0xFF << 20)) | (key & 0xFF) << 20).to_bytes(4, "big")
+    if kind == _V6_LABEL:
+        return ((w & ~0xFFFFF) | (key & 0xFFFFF)).to_bytes(4, "big")
+    return key.to_bytes(len(old), "big")
 
 
 def _fold(x: int) -> int:
@@ -94,49 +318,3 @@ def l3_offset(packet: bytes) -> tuple[int, int]:
         off += 4
         eth_type = packet[off] << 8 | packet[off + 1]
     return eth_type, off + 2
-
-
-def _set_ipv4(packet: bytes, name: str, value: bytes, mask: bytes | None) -> bytes:
-    eth_type, l3 = l3_offset(packet)
-    if eth_type != ETH_TYPE_IPV4 or len(packet) < l3 + 20:
-        return packet
-    ihl = (packet[l3] & 0x0F) * 4
-    proto = packet[l3 + 9]
-    l4 = l3 + ihl
-    off, size = _IPV4_OFFSETS[name]
-    if len(value) != size:
-        raise ValueError(f"{name} needs {size} bytes, got {len(value)}")
-    later_fragment = (packet[l3 + 6] << 8 | packet[l3 + 7]) & 0x1FFF
-    if name.startswith("tp_"):
-        if proto not in _L4_CSUM or later_fragment or len(packet) < l4 + 8:
-            return packet
-        start = l4 + off
-    else:
-        start = l3 + off
-    old = packet[start : start + size]
-    if mask is not None:
-        value = bytes((o & ~m) | (v & m) for o, v, m in zip(old, value, mask, strict=True))
-    if old == value:
-        return packet
-    buf = bytearray(packet)
-    # Checksums work on 16-bit words: adjust over the aligned words holding the field.
-    hdr = l4 if name.startswith("tp_") else l3
-    a = hdr + ((start - hdr) & ~1)
-    b = hdr + ((start - hdr + size + 1) & ~1)
-    before = bytes(buf[a:b])
-    buf[start : start + size] = value
-    after = bytes(buf[a:b])
-    if not name.startswith("tp_"):
-        c = buf[l3 + 10] << 8 | buf[l3 + 11]
-        buf[l3 + 10 : l3 + 12] = _csum_adjust(c, before, after).to_bytes(2, "big")
-    covers_l4 = name.startswith("tp_") or name in ("ipv4_src", "ipv4_dst")
-    if covers_l4 and proto in _L4_CSUM and not later_fragment:
-        co = l4 + _L4_CSUM[proto]
-        if len(buf) >= co + 2:
-            c = buf[co] << 8 | buf[co + 1]
-            if not (proto == IPPROTO_UDP and c == 0):  # UDP checksum 0: none
-                c = _csum_adjust(c, before, after)
-                if proto == IPPROTO_UDP and c == 0:
-                    c = 0xFFFF
-                buf[co : co + 2] = c.to_bytes(2, "big")
-    return bytes(buf)
