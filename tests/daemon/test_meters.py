@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.netns import Topology, UdpSink, udp_send
+from tests.netns import Host, Topology, UdpSink, udp_send
 from tests.switch import Sw, run
 
 pytestmark = pytest.mark.netns
@@ -75,3 +75,46 @@ def test_drop_meter_limits_real_traffic_and_counts_the_drops(
     assert dropped == SENT - received
     flows = ofctl(sw, br, "dump-flows")
     assert f"n_packets={SENT}" in flows, flows  # the rule counts what reached the meter
+
+
+def phase(sw: Sw, br: str, a: Host, b: Host) -> tuple[int, float]:
+    """Send SENT paced datagrams A -> B; (received, seconds until all were metered)."""
+    before = meter_stats(sw, br)[0]
+    sink = UdpSink(b, PORT, idle=2.0)
+    t0 = time.monotonic()
+    udp_send(a, b.addr, PORT, SENT, batch=30, pause=0.005)
+    deadline = time.monotonic() + 30
+    while meter_stats(sw, br)[0] < before + SENT and time.monotonic() < deadline:
+        time.sleep(0.05)
+    t1 = time.monotonic()
+    return len(set(sink.seqs())), t1 - t0
+
+
+def test_meter_is_enforced_and_keeps_counting_after_an_upgrade(
+    started: Sw, topology: Topology
+) -> None:
+    """The new process pushes the imported meters into the datapath it adopted: the
+    megaflows it adopted (with their Meter actions) and new ones are metered again."""
+    sw = started
+    a = topology.add_host("a", "10.84.0.1/24")
+    b = topology.add_host("b", "10.84.0.2/24")
+    a.set_neigh(b.addr, b.mac)
+    br = topology.name("br")
+    sw.vsctl(
+        "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev", "fail_mode=secure",
+        "--", "add-port", br, a.switch_port, "--", "add-port", br, b.switch_port,
+    )  # fmt: skip
+    pa, pb = sw.ofport(a.switch_port), sw.ofport(b.switch_port)
+    ofctl(sw, br, "add-meter", f"meter=1,pktps,band=type=drop,rate={RATE}")
+    ofctl(sw, br, "add-flow", f"priority=100,udp,in_port={pa},tp_dst={PORT},actions=meter:1,output:{pb}")  # fmt: skip
+    got1, _ = phase(sw, br, a, b)
+    assert got1 < SENT
+    pid = sw.daemon_pid
+    r = sw.hitless("upgrade", "--rundir", str(sw.rundir.path), check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sw.daemon_pid != pid
+    got2, took = phase(sw, br, a, b)
+    metered, dropped = meter_stats(sw, br)
+    assert metered == 2 * SENT
+    assert BURST <= got2 <= BURST + RATE * took + 1, (got2, took)
+    assert dropped == 2 * SENT - got1 - got2  # counted before and after, none lost
