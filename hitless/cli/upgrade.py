@@ -129,6 +129,7 @@ def handover(
     os.close(w)
     buf = b""
     deadline = t0 + timeout
+    next_check = t0 + 1.0
     try:
         while True:
             remaining = deadline - time.monotonic()
@@ -148,6 +149,15 @@ def handover(
                 buf += chunk
             elif proc.poll() is not None and not buf:
                 break
+            elif not buf and time.monotonic() >= next_check:
+                # A new process that hangs never reports; the running switch knows
+                # when it gave up on it (its lease expired): do not wait for our timeout.
+                next_check = time.monotonic() + 1.0
+                given_up = _old_side_gave_up(rundir, proc.pid)
+                if given_up is not None:
+                    proc.kill()
+                    proc.wait()
+                    return {"ok": False, "reason": f"the running switch {given_up}"}
     finally:
         os.close(r)
     report: dict[str, Any]
@@ -184,6 +194,25 @@ def handover(
         report["ok"] = False
         report["reason"] = f"the pidfile does not name the new process {proc.pid}"
     return report
+
+
+def _old_side_gave_up(rundir: RunDir, new_pid: int) -> str | None:
+    """What the running switch says ended its handoff with ``new_pid``, if it ended
+    without handing over (None: still in progress, or it cannot tell us now)."""
+    try:
+        out = subprocess.run(
+            ["ovs-appctl", "--timeout=1", "-t", str(rundir.ctl), "upgrade/status"],
+            capture_output=True,
+            text=True,
+            timeout=3,
+        )
+        last = json.loads(out.stdout).get("last") or {}
+    except (OSError, ValueError, subprocess.TimeoutExpired, AttributeError):
+        return None
+    if last.get("peer_pid") != new_pid or last.get("result") not in ("rolled-back", "refused"):
+        return None
+    verb = "rolled back" if last["result"] == "rolled-back" else "refused"
+    return f"{verb} the handoff: {last.get('reason') or 'no reason given'}"
 
 
 def print_report(report: dict[str, Any], direction: str) -> None:

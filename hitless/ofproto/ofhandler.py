@@ -53,6 +53,7 @@ from hitless.openflow.messages import (
     BarrierRequest,
     BundleAddMessage,
     BundleControl,
+    EchoReply,
     Experimenter,
     FeaturesReply,
     FeaturesRequest,
@@ -250,6 +251,8 @@ class OfHandler:
             return []
         if isinstance(msg, PortMod):
             return self._port_mod(msg)
+        if isinstance(msg, EchoReply):
+            return []  # the answer to our keepalive probe (the connection noted it)
         if isinstance(msg, BarrierRequest):
             br.commit_openflow()  # everything before the barrier is in the datapath
             return [BarrierReply(xid=xid)]

@@ -151,6 +151,8 @@ def test_new_process_failing_at_any_phase_leaves_the_old_one_serving(
     assert r.returncode == 1, r.stdout
     report = json.loads(r.stdout)
     assert not report["ok"] and report["reason"]
+    if fault.startswith("stall"):  # a hung new process: the CLI says why, without waiting
+        assert "rolled back the handoff: freeze lease of 0.5s expired" in report["reason"]
     owner_is(sw, old)
     assert json.loads(sw.appctl("state/dump").stdout)["digest"] == digest
     # The old process still works: it reconfigures and accepts the next, good handoff.

@@ -6,10 +6,13 @@ own sans-IO codec over a real TCP socket, so the test can see every byte and xid
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from hitless.openflow import (
     BarrierReply,
     BarrierRequest,
     Connection,
+    EchoAnswered,
     EchoReply,
     EchoRequest,
     ErrorMsg,
@@ -47,8 +51,51 @@ class Controller:
         self.sock = sock
         self.sock.settimeout(10)
         self.conn = Connection(versions=(4,), probe_interval=None)
+        self.pending: list[object] = []  # events the keepalive thread read
+        self.tail = b""  # the rest of a message sent only in part
         self.sock.sendall(self.conn.start())
         self.expect(Negotiated)
+
+    @contextlib.contextmanager
+    def answering_echoes(self) -> Iterator[None]:
+        """Answer the switch's keepalive probes while the test waits for something
+        else (a real controller answers them all the time)."""
+        stop = threading.Event()
+
+        def pump() -> None:
+            while not stop.is_set():
+                r, _, _ = select.select([self.sock], [], [], 0.05)
+                if not r:
+                    continue
+                data = self.sock.recv(65536)
+                if not data:
+                    return
+                self.conn.receive_data(data)
+                while (ev := self.conn.next_event()) is not NEED_DATA:
+                    if isinstance(ev, EchoAnswered):
+                        self.finish_partial()  # a reply must not land inside it
+                        self.sock.sendall(ev.data)
+                    else:
+                        self.pending.append(ev)
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            t.join(5)
+
+    def send_partial(self, msg: Message, n: int) -> None:
+        """Send the first ``n`` bytes of ``msg`` now, the rest with ``finish_partial``."""
+        data = self.conn.send(msg)
+        self.sock.sendall(data[:n])
+        self.tail = data[n:]
+
+    def finish_partial(self) -> None:
+        tail, self.tail = self.tail, b""
+        if tail:
+            self.sock.sendall(tail)
 
     def send(self, msg: Message) -> None:
         self.sock.sendall(self.conn.send(msg))
@@ -56,11 +103,14 @@ class Controller:
     def expect(self, kind: type) -> object:
         """The next event of ``kind`` (anything else in between fails the test)."""
         while True:
-            ev = self.conn.next_event()
+            ev = self.pending.pop(0) if self.pending else self.conn.next_event()
             if ev is NEED_DATA:
                 data = self.sock.recv(65536)
                 assert data, "the switch closed the controller connection"
                 self.conn.receive_data(data)
+                continue
+            if isinstance(ev, EchoAnswered):  # the switch's keepalive: answer it
+                self.sock.sendall(ev.data)
                 continue
             assert isinstance(ev, kind), f"expected {kind.__name__}, got {ev!r}"
             return ev
@@ -93,15 +143,18 @@ def _connected(sw: Sw, target: str) -> str:
     return out.stdout.strip()
 
 
-def _upgrade(sw: Sw) -> dict:
+def _upgrade(sw: Sw, fault: str = "") -> dict:
+    import os
+
     r = subprocess.run(
         [str(BIN / "hitless"), "upgrade", "--rundir", str(sw.rundir.path), "--json"],
         capture_output=True,
         text=True,
         timeout=120,
         cwd="/",
+        env={**os.environ, "HITLESS_FAULT": fault} if fault else None,
     )
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == (1 if fault else 0), r.stderr
     return json.loads(r.stdout)
 
 
@@ -132,18 +185,18 @@ def test_controller_sessions_and_listeners_survive_an_upgrade(
 
     # Half a message in flight: the old switch reads these bytes and cannot parse them
     # yet; the new one must finish parsing them when the rest arrives.
-    echo = c1.conn.send(EchoRequest(xid=104, data=b"across the handoff"))
-    c1.sock.sendall(echo[:11])
+    c1.send_partial(EchoRequest(xid=104, data=b"across the handoff"), 11)
     time.sleep(0.3)
     old_pid = sw.daemon_pid
     assert _connected(sw, active) == "true"
 
-    report = _upgrade(sw)
+    with c1.answering_echoes(), c2.answering_echoes():
+        report = _upgrade(sw)
 
     assert report["ok"], report
     assert sw.daemon_pid not in (None, old_pid)
     assert report["counts"]["openflow_sessions"] == 2, report["counts"]
-    c1.sock.sendall(echo[11:])
+    c1.finish_partial()
     got = c1.expect(EchoReply)
     assert isinstance(got, EchoReply) and got.xid == 104 and got.data == b"across the handoff"
     # Session state came along: the generation id (7) makes 6 stale...
@@ -165,6 +218,38 @@ def test_controller_sessions_and_listeners_survive_an_upgrade(
     assert out.returncode == 0
     for c in (c1, c2, c3):
         c.sock.close()
+
+
+@pytest.mark.parametrize("fault", ["crash:restored", "crash:acked", "stall:restored"])
+def test_a_failed_handoff_leaves_the_controller_session_with_the_old_process(
+    started: Sw, listener: socket.socket, fault: str
+) -> None:
+    """The new process held duplicates of the session sockets; when it dies or stalls
+    the old one serves on with the same connection, mid-message bytes included."""
+    sw = started
+    br = f"brf{int(time.time() * 1000) % 100000}"
+    active = f"tcp:127.0.0.1:{listener.getsockname()[1]}"
+    sw.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
+    sw.vsctl("set-controller", br, active)
+    sock, _ = listener.accept()
+    c = Controller(sock)
+    c.request(RoleRequest(xid=1, role=ControllerRole.MASTER, generation_id=3), RoleReply)
+    c.send_partial(EchoRequest(xid=2, data=b"across a rollback"), 9)
+    old_pid = sw.daemon_pid
+
+    with c.answering_echoes():
+        report = _upgrade(sw, fault)
+
+    assert not report["ok"]
+    assert sw.daemon_pid == old_pid
+    c.finish_partial()
+    got = c.expect(EchoReply)
+    assert isinstance(got, EchoReply) and got.xid == 2
+    c.send(RoleRequest(xid=3, role=ControllerRole.MASTER, generation_id=2))
+    err = c.expect(ErrorMsg)
+    assert isinstance(err, ErrorMsg) and err.code == RoleRequestFailedCode.STALE
+    assert _connected(sw, active) == "true"
+    c.sock.close()
 
 
 def test_a_session_record_the_new_process_cannot_use_is_refused() -> None:

@@ -15,6 +15,7 @@ from hitless.openflow import (
     BundleAddMessage,
     BundleControl,
     Connection,
+    EchoReply,
     FlowMod,
     FlowStatsReply,
     FlowStatsRequest,
@@ -113,6 +114,12 @@ def test_roles_master_demotes_other_master_and_stale_generation_refused() -> Non
     with pytest.raises(RemoteProtocolError) as e:
         h.handle(c2, OfSession(), RoleRequest(role=ControllerRole.MASTER, generation_id=2), 0)
     assert e.value.code == RoleRequestFailedCode.STALE
+
+
+def test_an_answer_to_our_keepalive_probe_is_not_an_error() -> None:
+    """The connection sends echo requests to a silent peer; the reply is no request."""
+    _, h, c, s = setup()
+    assert h.handle(c, s, EchoReply(xid=9, data=b"probe"), 0) == []
 
 
 def test_port_status_reports_link_changes_additions_and_removals() -> None:
