@@ -61,6 +61,9 @@ class BenchSwitch:
     def listening_fds(self) -> dict[str, int]:
         return {}
 
+    def export_openflow_sessions(self) -> tuple[list[dict[str, Any]], list[int]]:
+        return [], []  # no OpenFlow connections in this benchmark
+
 
 class BenchImporter(SwitchImporter):
     def sync_config(self, deadline: float) -> None:  # no OVSDB in this benchmark

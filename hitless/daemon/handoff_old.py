@@ -243,6 +243,9 @@ class HandoffServer:
         self._delta = "delta" in features
         self._listeners = "listeners" in features
         self._sessions = "sessions" in features
+        use_features = getattr(self.exporter, "use_features", None)
+        if use_features is not None:
+            use_features(features)
         self._send(
             self.proto.send(Welcome(__version__, version, os.getpid(), self._lease, features))
         )

@@ -42,13 +42,16 @@ from hitless.handoff.snapshot import (
     MacEntryV1,
     OfGroupV2,
     OfMeterV2,
+    OfRuleCountersV2,
     OfRuleV2,
+    OpenFlowDeltaV2,
     OpenFlowV2,
     PortV1,
     State,
 )
 from hitless.ofproto.bridge import Bridge
 from hitless.ofproto.mac_learning import format_mac, parse_mac
+from hitless.ofproto.oftable import Rule
 from hitless.packet.flow import Match
 
 if TYPE_CHECKING:
@@ -104,6 +107,51 @@ def _ports(dp: Datapath) -> list[PortV1]:
     ]
 
 
+def _rule_v2(r: dict[str, Any]) -> OfRuleV2:
+    return OfRuleV2(
+        int(r["table"]), int(r["priority"]), bytes.fromhex(r["match"]),
+        bytes.fromhex(r["instructions"]), int(r["cookie"]), int(r["idle_timeout"]),
+        int(r["hard_timeout"]), int(r["flags"]), int(r.get("importance", 0)),
+        float(r["age"]), float(r["idle"]), int(r["packets"]), int(r["bytes"]),
+    )  # fmt: skip
+
+
+def _group_v2(g: dict[str, Any]) -> OfGroupV2:
+    return OfGroupV2(
+        int(g["group_id"]), int(g["type"]), bytes.fromhex(g["buckets"]),
+        float(g["age"]), int(g["packets"]), int(g["bytes"]),
+        [[int(p), int(b)] for p, b in g.get("bucket_stats", [])],
+    )  # fmt: skip
+
+
+def _meter_v2(m: dict[str, Any]) -> OfMeterV2:
+    return OfMeterV2(
+        int(m["meter_id"]), int(m["flags"]), bytes.fromhex(m["bands"]),
+        float(m["age"]), int(m["packets"]), int(m["bytes"]),
+        [[int(p), int(b)] for p, b in m.get("band_stats", [])],
+    )  # fmt: skip
+
+
+def _rule_dict(r: OfRuleV2) -> dict[str, Any]:
+    return {"table": r.table, "priority": r.priority, "match": r.match.hex(),
+            "instructions": r.instructions.hex(), "cookie": r.cookie,
+            "idle_timeout": r.idle_timeout, "hard_timeout": r.hard_timeout, "flags": r.flags,
+            "importance": r.importance, "age": r.age, "idle": r.idle,
+            "packets": r.packet_count, "bytes": r.byte_count}  # fmt: skip
+
+
+def _group_dict(g: OfGroupV2) -> dict[str, Any]:
+    return {"group_id": g.group_id, "type": g.type, "buckets": g.buckets.hex(), "age": g.age,
+            "packets": g.packet_count, "bytes": g.byte_count,
+            "bucket_stats": g.bucket_stats}  # fmt: skip
+
+
+def _meter_dict(m: OfMeterV2) -> dict[str, Any]:
+    return {"meter_id": m.meter_id, "flags": m.flags, "bands": m.bands.hex(), "age": m.age,
+            "packets": m.packet_count, "bytes": m.byte_count,
+            "band_stats": m.band_stats}  # fmt: skip
+
+
 def _openflow_state(bridge: Any, now: float) -> OpenFlowV2 | None:
     """The bridge's OpenFlow rules, groups and meters (None: a bridge without any)."""
     export = getattr(bridge, "export_openflow", None)
@@ -111,60 +159,75 @@ def _openflow_state(bridge: Any, now: float) -> OpenFlowV2 | None:
         return None
     d = export(now)
     return OpenFlowV2(
-        [
-            OfRuleV2(
-                int(r["table"]), int(r["priority"]), bytes.fromhex(r["match"]),
-                bytes.fromhex(r["instructions"]), int(r["cookie"]), int(r["idle_timeout"]),
-                int(r["hard_timeout"]), int(r["flags"]), int(r.get("importance", 0)),
-                float(r["age"]), float(r["idle"]), int(r["packets"]), int(r["bytes"]),
-            )
-            for r in d.get("rules", [])
-        ],
-        [
-            OfGroupV2(
-                int(g["group_id"]), int(g["type"]), bytes.fromhex(g["buckets"]),
-                float(g["age"]), int(g["packets"]), int(g["bytes"]),
-                [[int(p), int(b)] for p, b in g.get("bucket_stats", [])],
-            )
-            for g in d.get("groups", [])
-        ],
-        [
-            OfMeterV2(
-                int(m["meter_id"]), int(m["flags"]), bytes.fromhex(m["bands"]),
-                float(m["age"]), int(m["packets"]), int(m["bytes"]),
-                [[int(p), int(b)] for p, b in m.get("band_stats", [])],
-            )
-            for m in d.get("meters", [])
-        ],
+        [_rule_v2(r) for r in d.get("rules", [])],
+        [_group_v2(g) for g in d.get("groups", [])],
+        [_meter_v2(m) for m in d.get("meters", [])],
         [[int(x) for x in t] for t in d.get("tables", [])],
-    )  # fmt: skip
+    )
 
 
 def _import_openflow(bridge: Any, of: OpenFlowV2 | None, now: float) -> None:
     """Give a new bridge the OpenFlow state (None: it keeps its default table)."""
     if of is None:
         return
-    rules = [
-        {"table": r.table, "priority": r.priority, "match": r.match.hex(),
-         "instructions": r.instructions.hex(), "cookie": r.cookie,
-         "idle_timeout": r.idle_timeout, "hard_timeout": r.hard_timeout, "flags": r.flags,
-         "importance": r.importance, "age": r.age, "idle": r.idle,
-         "packets": r.packet_count, "bytes": r.byte_count}
-        for r in of.rules
-    ]  # fmt: skip
-    groups = [
-        {"group_id": g.group_id, "type": g.type, "buckets": g.buckets.hex(), "age": g.age,
-         "packets": g.packet_count, "bytes": g.byte_count, "bucket_stats": g.bucket_stats}
-        for g in of.groups
-    ]  # fmt: skip
-    meters = [
-        {"meter_id": m.meter_id, "flags": m.flags, "bands": m.bands.hex(), "age": m.age,
-         "packets": m.packet_count, "bytes": m.byte_count, "band_stats": m.band_stats}
-        for m in of.meters
-    ]  # fmt: skip
-    data = {"version": 1, "rules": rules, "groups": groups, "meters": meters,
-            "tables": of.tables}  # fmt: skip
+    data = {
+        "version": 1,
+        "rules": [_rule_dict(r) for r in of.rules],
+        "groups": [_group_dict(g) for g in of.groups],
+        "meters": [_meter_dict(m) for m in of.meters],
+        "tables": of.tables,
+    }
     bridge.import_openflow(data, now)
+
+
+def _openflow_delta(
+    name: str, bridge: Bridge, base: _Baseline, moved: list[Any], now: float
+) -> tuple[OpenFlowDeltaV2 | None, int]:
+    """The bridge's OpenFlow changes since the pre-copy and what they do to the digest;
+    (None, 0) when only a whole copy will do (the tables were replaced wholesale)."""
+    bridge.revalidator.settle_flows(moved, now)  # counters up to the freeze
+    bridge.settle_meters()
+    journal, credited, overflow = bridge.take_openflow_journal()
+    if overflow:
+        return None, 0
+    recs, index, objs = base.of_rules[name], base.of_index[name], base.of_objs[name]
+    of = bridge.of
+    digest = 0
+    removed: list[int] = []
+    added: list[OfRuleV2] = []
+    for key in journal:
+        i = index.get(key)
+        if i is not None:
+            removed.append(i)
+            digest -= snapshot.rule_item(name, recs[i])
+        r = of.tables[key[0]].rules.get(key[1])
+        if r is not None:
+            rec = _rule_v2(r.to_json(now))
+            added.append(rec)
+            digest += snapshot.rule_item(name, rec)
+    counters = []
+    for obj in credited:
+        if type(obj) is not Rule:
+            continue  # table, group, bucket and meter counters travel whole
+        i = objs.get(obj)
+        if i is None or (obj.table_id, obj.ident) in journal:
+            continue
+        rule = obj
+        counters.append(OfRuleCountersV2(i, now - rule.last_used, rule.packets, rule.bytes))
+    groups = [_group_v2(g.to_json(now)) for g in sorted(of.groups.values(), key=_group_id)]
+    meters = [_meter_v2(m.to_json(now)) for m in sorted(of.meters.values(), key=_meter_id)]
+    digest -= base.of_group_meter[name]
+    digest += snapshot.group_meter_item_sum(name, groups, meters)
+    tables = [[t.table_id, t.lookups, t.matched] for t in of.tables if t.lookups]
+    return OpenFlowDeltaV2(sorted(removed), added, counters, groups, meters, tables), digest
+
+
+def _group_id(g: Any) -> int:
+    return int(g.group_id)
+
+
+def _meter_id(m: Any) -> int:
+    return int(m.meter_id)
 
 
 def _bridge_state(
@@ -233,6 +296,13 @@ class _Baseline:
     macs: dict[str, dict[tuple[int, bytes], int]] = field(default_factory=dict)
     ports: dict[str, list[PortV1]] = field(default_factory=dict)
     openflow: dict[str, int] = field(default_factory=dict)  # digest items per bridge
+    # With "openflow-delta": per bridge, the pre-copy's rule records, where each rule
+    # is in that list (by identity in its table, and by object), and the digest share
+    # of its groups and meters
+    of_rules: dict[str, list[OfRuleV2]] = field(default_factory=dict)
+    of_index: dict[str, dict[tuple[int, Any], int]] = field(default_factory=dict)
+    of_objs: dict[str, dict[Rule, int]] = field(default_factory=dict)
+    of_group_meter: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -254,6 +324,11 @@ class SwitchExporter:
     def __init__(self, switch: Switch) -> None:
         self.switch = switch
         self.baseline: _Baseline | None = None
+        self.openflow_delta = False  # the peer takes OpenFlow changes as a delta
+
+    def use_features(self, features: list[str]) -> None:
+        """The protocol features both sides speak (``HandoffServer`` tells us)."""
+        self.openflow_delta = "openflow-delta" in features
 
     def precopy(self, now: float, delta: bool) -> State:
         state, _ = export_switch(self.switch, now, final=False)
@@ -265,6 +340,20 @@ class SwitchExporter:
                 base.macs[br.name] = {(m.vlan, m.mac): m.port for m in br.mac_entries}
                 base.ports[br.name] = br.ports
                 base.openflow[br.name] = snapshot.openflow_item_sum(br.name, br.openflow)
+                rb = self.switch.bridges[br.name]
+                if self.openflow_delta and br.openflow is not None:
+                    # The export listed of.rules() in this order, in this same step.
+                    rules = list(_bridge(rb).of.rules())
+                    if len(rules) == len(br.openflow.rules):
+                        base.of_rules[br.name] = br.openflow.rules
+                        base.of_index[br.name] = {
+                            (r.table_id, r.ident): i for i, r in enumerate(rules)
+                        }
+                        base.of_objs[br.name] = {r: i for i, r in enumerate(rules)}
+                        base.of_group_meter[br.name] = snapshot.group_meter_item_sum(
+                            br.name, br.openflow.groups, br.openflow.meters
+                        )
+                        _bridge(rb).start_openflow_journal()
             for rb in self.switch.bridges.values():
                 rb.datapath.track_changes()
                 _bridge(rb).mac.start_journal()
@@ -299,6 +388,13 @@ class SwitchExporter:
         out = []
         for name, rb in sorted(self.switch.bridges.items()):
             dp, mac = rb.datapath, _bridge(rb).mac
+            since = base.taken
+            moved = [f for f in dp.flow_dump() if f.stats.used >= since]
+            of_delta: OpenFlowDeltaV2 | None = None
+            if name in base.of_index:  # before take_changes: adopting may change flows
+                of_delta, of_digest = _openflow_delta(name, _bridge(rb), base, moved, now)
+                if of_delta is not None:
+                    digest += of_digest
             changed_flows = dp.take_changes()
             changed_macs = mac.take_journal()
             handles, slots = _final_handles(dp, fds)
@@ -322,9 +418,8 @@ class SwitchExporter:
                     rec = _flow_record(f, now)
                     flows.append(rec)
                     digest += snapshot.flow_item(name, m.key, m.mask, rec.actions)
-            since = base.taken
-            for f in dp.flow_dump():  # counters that moved since the pre-copy
-                if f.stats.used >= since and f.match not in changed_flows:
+            for f in moved:  # counters that moved since the pre-copy
+                if f.match not in changed_flows:
                     flows.append(_flow_record(f, now))
             macs: list[MacEntryV1] = []
             removed_macs: list[tuple[int, bytes]] = []
@@ -345,9 +440,11 @@ class SwitchExporter:
             for p in ports:
                 digest += snapshot.port_item(name, p.name, p.ofport, p.type)
             learned_remembered = _bridge(rb).ofports.export()
-            openflow = _openflow_state(rb.bridge, now)  # whole: rules are few so far
-            digest -= base.openflow[name]
-            digest += snapshot.openflow_item_sum(name, openflow)
+            openflow = None
+            if of_delta is None:  # the whole OpenFlow state replaces the pre-copy's
+                openflow = _openflow_state(rb.bridge, now)
+                digest -= base.openflow[name]
+                digest += snapshot.openflow_item_sum(name, openflow)
             out.append(
                 BridgeDelta(
                     BridgeState(
@@ -361,6 +458,7 @@ class SwitchExporter:
                     ),
                     removed_flows,
                     removed_macs,
+                    openflow_delta=of_delta,
                 )
             )
         for name in set(base.flows) - set(self.switch.bridges):  # destroyed meanwhile
@@ -385,6 +483,9 @@ class SwitchExporter:
             with contextlib.suppress(NotImplementedError):
                 rb.datapath.take_changes()
             _bridge(rb).mac.take_journal()
+            take = getattr(rb.bridge, "take_openflow_journal", None)
+            if take is not None:
+                take()
 
     def finish(self, rolled_back: bool) -> None:
         """The handoff ended (any way): stop tracking; after a freeze, thaw."""
@@ -408,6 +509,9 @@ class SwitchImporter:
         self.flow_actions: dict[str, dict[tuple[bytes, bytes], list[Any]]] = {}
         self.precopy_ports: dict[str, list[PortV1]] = {}
         self.precopy_openflow: dict[str, int] = {}  # digest items of the pre-copy's tables
+        # the pre-copy's OpenFlow state and the rules built from it, in its order
+        self.precopy_of: dict[str, OpenFlowV2] = {}
+        self.precopy_rules: dict[str, list[Rule]] = {}
         self.listeners: dict[str, int] = {}  # handed-over listening fds, by name
         self.session_fds: list[int] = []  # OpenFlow session descriptors, ours until commit
         self.sessions: dict[str, Any] = {}  # bridge -> ofmgmt.InheritedSessions
@@ -425,12 +529,15 @@ class SwitchImporter:
             self._build(br, dp, now)
             self.precopy_ports[br.name] = br.ports
             self.precopy_openflow[br.name] = snapshot.openflow_item_sum(br.name, br.openflow)
+            if br.openflow is not None:
+                self.precopy_of[br.name] = br.openflow
+                self.precopy_rules[br.name] = list(self.restored[br.name][0].of.rules())
         self.digest = snapshot.multiset_digest(state)
 
     def _build(self, br: BridgeState, dp: Datapath, now: float) -> None:
         bridge = Bridge(br.name, dp)
         self.restored[br.name] = (bridge, dp)
-        self._put_flows(br.name, dp, br.datapath.flows, now)
+        self._put_flows(br.name, dp, br.datapath.flows, now, bridge.revalidator.baseline)
         bridge.import_state(
             {
                 "version": 1,
@@ -442,7 +549,17 @@ class SwitchImporter:
         )
         _import_openflow(bridge, br.openflow, now)
 
-    def _put_flows(self, name: str, dp: Datapath, flows: list[FlowV1], now: float) -> None:
+    def _put_flows(
+        self,
+        name: str,
+        dp: Datapath,
+        flows: list[FlowV1],
+        now: float,
+        credited: dict[Match, tuple[int, int]],
+    ) -> None:
+        """Install the flows with their counters; ``credited`` (the new bridge's
+        revalidator baseline) learns that the old process already counted those packets
+        in OpenFlow counters, so only packets from now on are credited again."""
         known = self.flow_actions.setdefault(name, {})
         for f in flows:
             match = Match(f.key, f.mask)
@@ -453,6 +570,7 @@ class SwitchImporter:
             if got is not None:
                 used = now - f.used_age if f.used_age >= 0 else 0.0
                 got.stats = FlowStats(f.packet_count, f.byte_count, used, f.tcp_flags)
+                credited[match] = (f.packet_count, f.byte_count)
 
     def sync_config(self, deadline: float) -> None:
         """Make-before-break: our own OVSDB connection, fully synced, before the freeze."""
@@ -540,13 +658,14 @@ class SwitchImporter:
                     if old is not None:
                         digest -= snapshot.flow_item(br.name, key, mask, old)
                     dp.flow_del(Match(key, mask))
+                    bridge.revalidator.baseline.pop(Match(key, mask), None)
                 for f in br.datapath.flows:
                     old = known.get((f.key, f.mask))
                     if old != f.actions:
                         if old is not None:
                             digest -= snapshot.flow_item(br.name, f.key, f.mask, old)
                         digest += snapshot.flow_item(br.name, f.key, f.mask, f.actions)
-                self._put_flows(br.name, dp, br.datapath.flows, now)
+                self._put_flows(br.name, dp, br.datapath.flows, now, bridge.revalidator.baseline)
                 for vlan, m in d.removed_macs:
                     e = bridge.mac.get(vlan, m)
                     if e is not None:
@@ -566,10 +685,12 @@ class SwitchImporter:
                     digest -= snapshot.port_item(br.name, p.name, p.ofport, p.type)
                 for p in _ports(dp):
                     digest += snapshot.port_item(br.name, p.name, p.ofport, p.type)
-                # OpenFlow: the freeze carries the whole state; replace the pre-copy's.
-                digest -= self.precopy_openflow.get(br.name, 0)
-                _import_openflow(bridge, br.openflow, now)
-                digest += snapshot.openflow_item_sum(br.name, br.openflow)
+                if d.openflow_delta is not None:
+                    digest += self._apply_openflow_delta(br.name, bridge, d.openflow_delta, now)
+                else:  # the whole OpenFlow state replaces the pre-copy's
+                    digest -= self.precopy_openflow.get(br.name, 0)
+                    _import_openflow(bridge, br.openflow, now)
+                    digest += snapshot.openflow_item_sum(br.name, br.openflow)
         finally:
             self._close_unadopted(fds, adopted)
         counts = {
@@ -579,6 +700,41 @@ class SwitchImporter:
             "datapath_flows": sum(dp.flow_count() for _, dp in self.restored.values()),
         } | _openflow_counts(b for b, _ in self.restored.values())
         return snapshot.format_digest(digest), counts
+
+    def _apply_openflow_delta(
+        self, name: str, bridge: Bridge, ofd: OpenFlowDeltaV2, now: float
+    ) -> int:
+        """Apply a bridge's OpenFlow changes since the pre-copy; returns the digest change."""
+        pre, rules = self.precopy_of.get(name), self.precopy_rules.get(name)
+        if pre is None or rules is None or len(rules) != len(pre.rules):
+            raise snapshot.SnapshotError(
+                f"bridge {name}: OpenFlow changes for tables the pre-copy did not carry"
+            )
+        n = len(rules)
+        bad = [i for i in (*ofd.removed, *(c.index for c in ofd.counters)) if not 0 <= i < n]
+        if bad:
+            raise snapshot.SnapshotError(
+                f"bridge {name}: OpenFlow delta names rule {bad[0]} of the pre-copy's {n}"
+            )
+        digest = 0
+        for i in ofd.removed:
+            digest -= snapshot.rule_item(name, pre.rules[i])
+        for r in ofd.added:
+            digest += snapshot.rule_item(name, r)
+        digest -= snapshot.group_meter_item_sum(name, pre.groups, pre.meters)
+        digest += snapshot.group_meter_item_sum(name, ofd.groups, ofd.meters)
+        bridge.apply_openflow_delta(
+            [rules[i] for i in ofd.removed],
+            [_rule_dict(r) for r in ofd.added],
+            [(rules[c.index], c.packet_count, c.byte_count, c.idle) for c in ofd.counters],
+            {
+                "groups": [_group_dict(g) for g in ofd.groups],
+                "meters": [_meter_dict(m) for m in ofd.meters],
+                "tables": ofd.tables,
+            },
+            now,
+        )
+        return digest
 
     @staticmethod
     def _close_unadopted(fds: list[int], adopted: list[list[int]]) -> None:

@@ -326,7 +326,10 @@ class HandoffConnection:
 # "sessions" = every OpenFlow connection (controllers and ovs-ofctl clients) travels
 # as its live socket plus session state, unparsed input and unsent output, and so do the
 # OpenFlow listening sockets: a controller never sees a disconnect.
-FEATURES = ["delta", "listeners", "sessions"]
+# "openflow-delta" = with "delta", the freeze carries only the OpenFlow rules changed
+# since the pre-copy (and counters that moved), not every rule: a freeze independent of
+# the size of the flow tables.
+FEATURES = ["delta", "listeners", "sessions", "openflow-delta"]
 
 
 def negotiate(ours: list[int], theirs: list[int]) -> int | None:

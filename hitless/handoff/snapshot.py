@@ -154,13 +154,36 @@ class StateV2(msgspec.Struct, frozen=True):
     bridges: list[BridgeV2] = []
 
 
+class OfRuleCountersV2(msgspec.Struct, frozen=True, array_like=True):
+    """New counters of a rule the pre-copy carried (by its place in that list)."""
+
+    index: int
+    idle: float
+    packet_count: int
+    byte_count: int
+
+
+class OpenFlowDeltaV2(msgspec.Struct, frozen=True):
+    """What changed in a bridge's OpenFlow state since the pre-copy (protocol feature
+    "openflow-delta"): rules by their index in the pre-copy's list."""
+
+    removed: list[int] = []  # pre-copy rules gone (or changed: then also in added)
+    added: list[OfRuleV2] = []  # rules new or changed since the pre-copy, whole
+    counters: list[OfRuleCountersV2] = []  # other pre-copy rules whose counters moved
+    groups: list[OfGroupV2] = []  # groups, meters and table counters: whole
+    meters: list[OfMeterV2] = []
+    tables: list[list[int]] = []
+
+
 class BridgeDeltaV2(msgspec.Struct, frozen=True):
-    """As ``BridgeDeltaV1``; ``changed.openflow`` is always the whole OpenFlow state."""
+    """As ``BridgeDeltaV1``; ``changed.openflow`` is the whole OpenFlow state, unless
+    ``openflow_delta`` (then None) carries only its changes since the pre-copy."""
 
     changed: BridgeV2
     removed_flows: list[tuple[bytes, bytes]] = []
     removed_macs: list[tuple[int, bytes]] = []
     new: bool = False
+    openflow_delta: OpenFlowDeltaV2 | None = None
 
 
 class DeltaV2(msgspec.Struct, frozen=True):
@@ -392,20 +415,26 @@ def state_digest(state: Any) -> str:
     return h.hexdigest()
 
 
-def _openflow_items(of: OpenFlowV2) -> list[bytes]:
-    """What identifies an OpenFlow state (counters, ages and lookups left out)."""
-    out = [
+def _rule_item(r: OfRuleV2) -> bytes:
+    return (
         b"r"
         + f"{r.table}:{r.priority}:{r.cookie}:{r.flags}:{r.importance}:"
         f"{r.idle_timeout}:{r.hard_timeout}:".encode()
         + r.match
         + b":"
         + r.instructions
-        for r in of.rules
-    ]
-    out += [b"g" + f"{g.group_id}:{g.type}:".encode() + g.buckets for g in of.groups]
-    out += [b"M" + f"{m.meter_id}:{m.flags}:".encode() + m.bands for m in of.meters]
+    )
+
+
+def _group_meter_items(groups: list[OfGroupV2], meters: list[OfMeterV2]) -> list[bytes]:
+    out = [b"g" + f"{g.group_id}:{g.type}:".encode() + g.buckets for g in groups]
+    out += [b"M" + f"{m.meter_id}:{m.flags}:".encode() + m.bands for m in meters]
     return out
+
+
+def _openflow_items(of: OpenFlowV2) -> list[bytes]:
+    """What identifies an OpenFlow state (counters, ages and lookups left out)."""
+    return [_rule_item(r) for r in of.rules] + _group_meter_items(of.groups, of.meters)
 
 
 # Order-independent digests, maintained incrementally across a pre-copy and its delta:
@@ -430,6 +459,17 @@ def mac_item(bridge: str, vlan: int, mac: bytes, port: int) -> int:
 
 def flow_item(bridge: str, key: bytes, mask: bytes, actions: list[Any]) -> int:
     return _h(b"f\0" + bridge.encode() + b"\0" + key + mask + msgspec.json.encode(actions))
+
+
+def rule_item(bridge: str, r: OfRuleV2) -> int:
+    """One rule's share of ``openflow_item_sum``."""
+    return _h(b"o\0" + bridge.encode() + b"\0" + _rule_item(r))
+
+
+def group_meter_item_sum(bridge: str, groups: list[OfGroupV2], meters: list[OfMeterV2]) -> int:
+    """The groups' and meters' share of ``openflow_item_sum``."""
+    prefix = b"o\0" + bridge.encode() + b"\0"
+    return sum(_h(prefix + item) for item in _group_meter_items(groups, meters)) % DIGEST_MOD
 
 
 def openflow_item_sum(bridge: str, of: OpenFlowV2 | None) -> int:

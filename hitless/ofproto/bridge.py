@@ -58,7 +58,7 @@ from hitless.datapath.actions import format_actions
 from hitless.datapath.base import Datapath, DatapathError, Upcall
 from hitless.datapath.meters import DpMeter, DpMeterBand
 from hitless.ofproto.mac_learning import MacTable, format_mac
-from hitless.ofproto.oftable import Meter, OfState, Removed, Rule
+from hitless.ofproto.oftable import Group, Meter, OfState, Removed, Rule
 from hitless.ofproto.ofxlate import TableHit, decode_userdata, xlate_openflow
 from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
@@ -427,6 +427,8 @@ class Bridge:
         self.revalidator.install(Match.of(up.key, x.mask), x, now)
         for c in x.credits:
             c.credit(1, len(up.packet), now)  # type: ignore[attr-defined]
+        if self.of.credited is not None:
+            self.of.credited.update(x.credits)
         if x.actions:
             self.datapath.execute(up.packet, up.in_port, x.actions)
 
@@ -589,6 +591,8 @@ class Bridge:
         x = xlate_openflow(self.of, self.state, key, actions=po.actions)
         for c in x.credits:
             c.credit(1, len(po.data), now)  # type: ignore[attr-defined]
+        if self.of.credited is not None:
+            self.of.credited.update(x.credits)
         if x.actions:
             self.datapath.execute(po.data, in_port, x.actions)
 
@@ -625,6 +629,49 @@ class Bridge:
         self._dirty_groups.clear()
         self._sync_meters()  # before re-translation installs Meter actions
         self.revalidator.revalidate(self.revalidator.all())
+
+    def start_openflow_journal(self) -> None:
+        """A handoff's pre-copy was taken: track rule changes and credited counters."""
+        self.of.start_journal()
+        self.revalidator.credited = self.of.credited
+
+    def take_openflow_journal(
+        self,
+    ) -> tuple[set[tuple[int, tuple[int, int, int, int, int]]], set[object], bool]:
+        """What ``OfState.take_journal`` says; tracking stops."""
+        self.revalidator.credited = None
+        return self.of.take_journal()
+
+    def apply_openflow_delta(
+        self,
+        removed: list[Rule],
+        added: list[dict[str, Any]],
+        counters: list[tuple[Rule, int, int, float]],
+        rest: dict[str, Any],
+        now: float,
+    ) -> None:
+        """A handoff's final OpenFlow changes on top of its pre-copy (imported with
+        ``import_openflow``): rules removed and added, counters of the others, and
+        ``rest`` (groups, meters, table counters as ``export_openflow`` has them)."""
+        of = self.of
+        of.remove_rules(removed)
+        for d in added:
+            of.add_rule(Rule.from_json(d, now))
+        for rule, packets, nbytes, idle in counters:
+            rule.packets, rule.bytes = packets, nbytes
+            rule.last_used = now - idle
+        of.groups = {g.group_id: g for g in (Group.from_json(d, now) for d in rest["groups"])}
+        of.meters = {m.meter_id: m for m in (Meter.from_json(d, now) for d in rest["meters"])}
+        of.group_version += 1
+        for t in of.tables:
+            t.lookups = t.matched = 0
+        for tid, lookups, matched in rest.get("tables", []):
+            of.tables[tid].lookups, of.tables[tid].matched = int(lookups), int(matched)
+        for t in of.tables:
+            t.version += 1
+        self._of_started = True
+        self._check_default()
+        self._sync_meters()
 
     # Handoff ------------------------------------------------------------------------
     def export_state(self) -> dict[str, Any]:

@@ -410,6 +410,9 @@ class Table:
         self.lookups = 0  # packets looked up (credited from datapath stats)
         self.matched = 0
         self.version = 0  # bumped by every change (translation depends on it)
+        # (table_id, ident) of every rule added, replaced, modified or removed while a
+        # handoff tracks changes (OfState.start_journal); None when not tracking
+        self.journal: set[tuple[int, tuple[int, int, int, int, int]]] | None = None
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -423,6 +426,8 @@ class Table:
         if old is not None:
             self._unlink(old)
         self.rules[rule.ident] = rule
+        if self.journal is not None:
+            self.journal.add((self.table_id, rule.ident))
         st = self._subtables.get((rule.mask, rule.md_mask))
         if st is None:
             st = self._subtables[(rule.mask, rule.md_mask)] = _Subtable(rule.mask, rule.md_mask)
@@ -441,6 +446,8 @@ class Table:
             del self.rules[rule.ident]
             self._unlink(rule)
             self.version += 1
+            if self.journal is not None:
+                self.journal.add((self.table_id, rule.ident))
 
     def _unlink(self, rule: Rule) -> None:
         st = self._subtables[(rule.mask, rule.md_mask)]
@@ -457,6 +464,8 @@ class Table:
     def replace_instructions(self, rule: Rule, instructions: tuple[Instruction, ...]) -> None:
         rule.instructions = instructions
         self.version += 1
+        if self.journal is not None:
+            self.journal.add((self.table_id, rule.ident))
 
     def lookup(self, key: int, md: int) -> tuple[Rule | None, int, int]:
         """(best rule or None, union of the key masks examined, of the metadata masks)."""
@@ -646,6 +655,12 @@ class OfState:
         self.group_version = 0
         self.n_rules = 0
         self.timed: set[Rule] = set()  # rules with an idle or hard timeout
+        # While a handoff tracks changes (start_journal): the rules changed, the objects
+        # credited with packets (rules, groups, meters...), and whether the tables were
+        # replaced wholesale (a bundle rollback, an import), which only a full copy carries.
+        self.journal: set[tuple[int, tuple[int, int, int, int, int]]] | None = None
+        self.credited: set[object] | None = None
+        self.journal_overflow = False
 
     # -- queries --
     def rules(self, table_id: int = 0xFF) -> Iterator[Rule]:
@@ -1021,6 +1036,9 @@ class OfState:
         self.tables = snap.tables
         for t, v in zip(self.tables, versions, strict=True):
             t.version = v + 1
+            t.journal = self.journal
+        if self.journal is not None:
+            self.journal_overflow = True
         self.groups = snap.groups
         self.meters = snap.meters
         self.n_rules = snap.n_rules
@@ -1028,6 +1046,30 @@ class OfState:
         self.group_version += 1
 
     # -- handoff --
+    def start_journal(self) -> None:
+        """Track what changes from now on (``take_journal``)."""
+        self.journal = set()
+        self.credited = set()
+        self.journal_overflow = False
+        for t in self.tables:
+            t.journal = self.journal
+
+    def take_journal(
+        self,
+    ) -> tuple[set[tuple[int, tuple[int, int, int, int, int]]], set[object], bool]:
+        """(rules changed, objects credited, whether only a full copy will do) since
+        ``start_journal``; tracking stops."""
+        out = (self.journal or set(), self.credited or set(), self.journal_overflow)
+        self.journal = self.credited = None
+        self.journal_overflow = False
+        for t in self.tables:
+            t.journal = None
+        return out
+
+    def remove_rules(self, rules: Iterable[Rule]) -> None:
+        """Take rules out without flow-removed messages (a handoff's delta)."""
+        self._remove(list(rules), FlowRemovedReason.DELETE)
+
     def export_state(self, now: float) -> dict[str, Any]:
         """Rules (with counters, ages and idle times, so timeouts continue), groups and
         meters, JSON-able."""

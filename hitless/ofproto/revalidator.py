@@ -88,6 +88,13 @@ class Revalidator:
         self._pending: list[DpFlow] | None = None
         self._pos = 0
         self._sweep_started = 0.0
+        # While a handoff tracks changes: every OpenFlow counter object credited
+        # (the same set as OfState.credited); None otherwise.
+        self.credited: set[object] | None = None
+        # Flows a handoff brought in, with the datapath stats that were already
+        # credited to OpenFlow counters by the process that counted them: adoption
+        # credits only what came after (packets forwarded since the freeze count too).
+        self.baseline: dict[Match, tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self.ukeys)
@@ -151,8 +158,11 @@ class Revalidator:
             self._update(uk, x)
             self._index(uk)
             return
+        existing = self.dp.flow_get(match) if self.baseline else None
         self.dp.flow_put(match, x.actions)
         uk = UKey(match, x, now)
+        if existing is not None:  # a handed-over flow: its older packets are counted
+            uk.seen_packets, uk.seen_bytes = self._baseline_of(existing)
         self.ukeys[match] = uk
         self._index(uk)
         self._mark(uk)
@@ -168,8 +178,7 @@ class Revalidator:
         uk.deps = x.deps
 
     # OpenFlow counters ----------------------------------------------------------------
-    @staticmethod
-    def _settle(uk: UKey, f: DpFlow | None) -> None:
+    def _settle(self, uk: UKey, f: DpFlow | None) -> None:
         """Credit the datapath packets of ``uk`` not yet credited to its counters."""
         if f is None:
             return
@@ -182,6 +191,46 @@ class Revalidator:
         if dp_ > 0:
             for c in uk.credits:
                 c.credit(dp_, db, st.used)  # type: ignore[attr-defined]
+            if self.credited is not None:
+                self.credited.update(uk.credits)
+
+    def settle_flows(self, flows: Iterable[DpFlow], now: float) -> None:
+        """Credit these flows' new packets (a handoff's freeze: the flows used since its
+        pre-copy), adopting any not adopted yet so their packets count too."""
+        for f in flows:
+            uk = self.ukeys.get(f.match)
+            if uk is None:
+                uk = self._adopt(f, now)
+            if uk is not None and uk.credits:
+                self._settle(uk, f)
+
+    def _baseline_of(self, f: DpFlow) -> tuple[int, int]:
+        """The stats of a handed-over flow already credited (its current stats when we
+        were not told, or were told more than it has: that is another flow's)."""
+        base = self.baseline.pop(f.match, None)
+        st = f.stats
+        if base is None or base[0] > st.packets or base[1] > st.bytes:
+            return st.packets, st.bytes
+        return base
+
+    def _adopt(self, f: DpFlow, now: float) -> UKey | None:
+        """Take over a datapath flow nobody installed here (a handoff brought it): keep
+        it if our translation has its mask (fixing its actions if they differ)."""
+        m = f.match
+        x = self.xlate(m.key)
+        if x.mask != m.mask:
+            self.dp.flow_del(m)
+            self.baseline.pop(m, None)
+            self.n_deleted += 1
+            return None
+        if x.actions != f.actions:
+            self.dp.flow_put(m, x.actions)
+        uk = UKey(m, x, f.created or now)
+        uk.seen_packets, uk.seen_bytes = self._baseline_of(f)
+        self.ukeys[m] = uk
+        self._index(uk)
+        self.n_adopted += 1
+        return uk
 
     def settle_all(self) -> None:
         """Credit every flow's new datapath packets to OpenFlow counters (before a
@@ -308,18 +357,11 @@ class Revalidator:
             if uk is None:
                 if self.dp.flow_get(m) is None:
                     continue  # deleted since the snapshot
-                x = self.xlate(m.key)
-                if x.mask != m.mask:
-                    self.dp.flow_del(m)
-                    self.n_deleted += 1
+                uk = self._adopt(f, now)
+                if uk is None:
                     continue
-                if x.actions != f.actions:
-                    self.dp.flow_put(m, x.actions)
-                uk = UKey(m, x, f.created or now)
-                uk.seen_packets, uk.seen_bytes = f.stats.packets, f.stats.bytes
-                self.ukeys[m] = uk
-                self._index(uk)
-                self.n_adopted += 1
+                if uk.credits:
+                    self._settle(uk, f)  # what it forwarded since the baseline
             elif uk.created > started:
                 continue  # re-installed since the snapshot: these stats are not its own
             elif uk.credits:
