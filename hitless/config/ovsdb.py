@@ -56,6 +56,7 @@ COLUMNS: dict[str, list[str]] = {
         "other_config",
         "protocols",
         "controller",
+        "datapath_id",
     ],
     "Port": ["name", "interfaces", "tag", "trunks", "vlan_mode"],
     "Interface": [
@@ -222,10 +223,13 @@ def write_status(
     cur_cfg: int | None = None,
     comment: str = "hitless-vswitchd: status",
     controllers: Mapping[str, ControllerStatus] | None = None,
+    datapath_ids: Mapping[str, int] | None = None,
 ) -> Any | None:
-    """Stage one transaction writing ``statuses`` to the Interface rows (by name) and,
-    if given, Open_vSwitch.cur_cfg; commit it and return it (None when nothing
-    changed). The caller keeps calling ``commit()`` on an INCOMPLETE transaction."""
+    """Stage one transaction writing ``statuses`` to the Interface rows (by name),
+    Controller connection state, each running bridge's OpenFlow datapath ID (16 hex
+    digits, as Open vSwitch writes it) and, if given, Open_vSwitch.cur_cfg; commit it
+    and return it (None when nothing changed). The caller keeps calling ``commit()`` on
+    an INCOMPLETE transaction."""
     import ovs.db.idl
 
     rows = interface_rows(idl)
@@ -251,6 +255,11 @@ def write_status(
             status = {"state": cs.state} if cs.state else {}
             if dict(row.status) != status:
                 row.status = status
+    if datapath_ids:
+        for row in idl.tables["Bridge"].rows.values():
+            dpid = datapath_ids.get(row.name)
+            if dpid is not None:
+                _set_opt(row, "datapath_id", f"{dpid:016x}")
     if cur_cfg is not None:
         ovs_row = open_vswitch_row(idl)
         if ovs_row is not None and ovs_row.cur_cfg != cur_cfg:

@@ -421,7 +421,11 @@ class Switch:
         for name in [n for n in self.inherited_openflow if n not in self.bridges]:
             self.inherited_openflow.pop(name).close()  # the bridge is gone
         for name, mgr in self.ofmgrs.items():
-            cfg = self.bridges[name].cfg
+            rb = self.bridges[name]
+            cfg = rb.cfg
+            if mgr.handler.datapath_id_cfg is not cfg:  # other_config:datapath-id, ports
+                mgr.handler.datapath_id = _datapath_id(rb)
+                mgr.handler.datapath_id_cfg = cfg
             mgr.versions = versions_of(cfg.protocols)
             mgr.set_controllers(tuple(c.target for c in cfg.controllers), now)
             mgr.run(now)
@@ -610,7 +614,13 @@ class Switch:
         statuses = self.statuses()
         self._log_errors(statuses)
         self._controllers = self.controller_status()
-        txn = write_status(self.idl, statuses, cur_cfg, controllers=self._controllers)
+        txn = write_status(
+            self.idl,
+            statuses,
+            cur_cfg,
+            controllers=self._controllers,
+            datapath_ids={name: _datapath_id(rb) for name, rb in self.bridges.items()},
+        )
         if txn is not None:
             self._txns.append(txn)
             self._progress_txns()

@@ -215,6 +215,7 @@ class OfHandler:
     def __init__(self, bridge: Bridge, datapath_id: int = 0) -> None:
         self.bridge = bridge
         self.datapath_id = datapath_id
+        self.datapath_id_cfg: object = None  # the configuration it was computed from
         self.switch_flags = 0
         self.miss_send_len = 128
         self._now = 0.0

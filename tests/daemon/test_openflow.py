@@ -316,3 +316,19 @@ def ofctl_tcp(port: int) -> str:
             return r.stdout
         time.sleep(0.1)
     raise AssertionError(f"ovs-ofctl could not reach ptcp:{port}: {r.stderr}")
+
+
+def test_datapath_id_is_written_back_as_ovs_does(started: Sw, topology: Topology) -> None:
+    """Bridge.datapath_id in the database is the DPID the switch reports in features."""
+    br = make_bridge(started, topology)
+    m = re.search(r"dpid:([0-9a-f]{16})", ofctl(started, br, "show"))
+    assert m is not None
+    deadline = time.monotonic() + 10
+    while started.get("Bridge", br, "datapath_id").strip('"') != m.group(1):
+        assert time.monotonic() < deadline, started.get("Bridge", br, "datapath_id")
+        time.sleep(0.05)
+    started.vsctl("set", "bridge", br, "other_config:datapath-id=00000000000000aa")
+    while started.get("Bridge", br, "datapath_id") != '"00000000000000aa"':
+        assert time.monotonic() < deadline, started.get("Bridge", br, "datapath_id")
+        time.sleep(0.05)
+    assert "dpid:00000000000000aa" in ofctl(started, br, "show")
