@@ -4,12 +4,22 @@ previous_versions.txt exported and installed into its own venv. The mechanism li
 
 from __future__ import annotations
 
+import ast
+import subprocess
 from pathlib import Path
 
 from hitless.impact import builds as _builds
 from hitless.impact.builds import CACHE, Build
 
-__all__ = ["CACHE", "REPO", "VERSIONS_FILE", "Build", "build", "previous_versions"]
+__all__ = [
+    "CACHE",
+    "REPO",
+    "VERSIONS_FILE",
+    "Build",
+    "build",
+    "handoff_features",
+    "previous_versions",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS_FILE = REPO / _builds.VERSIONS_FILE
@@ -22,3 +32,25 @@ def previous_versions() -> list[str]:
 def build(commit: str) -> Build:
     """Export ``commit`` and install it into its own venv (cached by full hash)."""
     return _builds.build(commit, REPO)
+
+
+def handoff_features(commit: str) -> list[str]:
+    """The handoff protocol features ``commit`` offers (its ``FEATURES`` in
+    hitless/handoff/protocol.py), read from its source without building it; [] for a
+    build from before features were negotiated."""
+    r = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{commit}:hitless/handoff/protocol.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for node in ast.parse(r.stdout).body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "FEATURES" for t in targets):
+            return [str(f) for f in ast.literal_eval(value)]
+    return []
