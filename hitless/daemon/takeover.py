@@ -3,10 +3,10 @@ plus descriptors (``SwitchExporter``), and rebuilding one from them in a new pro
 (``SwitchImporter``).
 
 What a snapshot holds per bridge: the datapath's ports (name, number, type), its
-megaflows with counters and ages, the provider's handles (AF_PACKET ring positions and
-such; the descriptors travel separately), the MAC table with entry ages, and the
-ofport numbers remembered for removed interfaces. Configuration is not carried: the new
-process reads it from its own, already synced, OVSDB connection.
+megaflows with counters and ages, the provider's handles (AF_PACKET ring positions, the
+meters' token buckets and such; the descriptors travel separately), the MAC table with
+entry ages, and the ofport numbers remembered for removed interfaces. Configuration is
+not carried: the new process reads it from its own, already synced, OVSDB connection.
 
 With the protocol feature "delta" the freeze is short whatever the size of the state:
 the new process builds every bridge, megaflow and MAC entry from the pre-copy while the
@@ -548,6 +548,8 @@ class SwitchImporter:
             now,
         )
         _import_openflow(bridge, br.openflow, now)
+        # The bridge has pushed its meters (full buckets): carry on the old ones' levels.
+        dp.meter_adopt(dict(br.datapath.handles))
 
     def _put_flows(
         self,
@@ -691,6 +693,7 @@ class SwitchImporter:
                     digest -= self.precopy_openflow.get(br.name, 0)
                     _import_openflow(bridge, br.openflow, now)
                     digest += snapshot.openflow_item_sum(br.name, br.openflow)
+                dp.meter_adopt(dict(br.datapath.handles))  # after the meters were pushed
         finally:
             self._close_unadopted(fds, adopted)
         counts = {

@@ -12,7 +12,10 @@ datapath takes a clock function so tests are deterministic.
 
 Handoff: ``export_handles`` returns everything a new process needs to adopt the
 datapath (a msgspec-serialisable state and a list of file descriptors to pass with
-SCM_RIGHTS); ``adopt`` is its inverse. Flows are adopted, never flushed.
+SCM_RIGHTS); ``adopt`` is its inverse. Flows are adopted, never flushed. The userspace
+providers' handles also carry their meters' token buckets (``"meters"``, see
+hitless.datapath.meters), which ``meter_adopt`` restores once the bridge has pushed the
+meters again, so that a handoff does not refill every bucket.
 """
 
 from __future__ import annotations
@@ -176,6 +179,13 @@ class Datapath(ABC):
         a handoff builds the flow table during pre-copy, then adopts the ports at the
         freeze. Takes ownership of fds."""
         raise NotImplementedError(f"{self.type} datapath cannot adopt ports")
+
+    def meter_adopt(self, state: dict[str, Any]) -> None:
+        """Carry on the meters' token buckets of an ``export_handles`` state (its
+        "meters"): call it after the bridge pushed its meters into this datapath
+        (``meter_set`` starts full buckets). Meters whose configuration differs, or
+        that this datapath does not have, keep what they have. A provider whose meters
+        outlive the process (in the kernel, with the flows) has nothing to carry."""
 
     def thaw(self) -> None:
         """Undo ``export_handles`` after a handoff rolled back: serve on as before."""

@@ -163,7 +163,14 @@ class DummyDatapath(Datapath):
     def export_handles(self) -> tuple[dict[str, Any], list[int]]:
         return {
             "ports": [[p.port_no, p.name, p.type] for p in self._ports.values()],
+            "meters": self.meters.export_levels(),
         }, []
+
+    def meter_adopt(self, state: dict[str, Any]) -> None:
+        try:
+            self.meters.adopt_levels(state.get("meters", []), self.clock())
+        except ValueError as e:
+            raise DatapathError(f"cannot adopt the meters of {self.name}: {e}") from None
 
     @classmethod
     def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> DummyDatapath:

@@ -15,13 +15,21 @@ A band without a burst size gets one second's worth of its rate, as Open vSwitch
 userspace datapath does.
 
 Pure: time comes in as ``now`` (monotonic seconds); the providers own the clock. Meter
-configurations are pushed by the bridge (``Datapath.meter_set``); token levels are not
-carried across a handoff (the new datapath starts with full buckets).
+configurations are pushed by the bridge (``Datapath.meter_set``).
+
+Handoff: ``export_levels`` describes every meter's buckets (its configuration, each
+band's token level and the CLOCK_MONOTONIC time of that level); a new process's table
+takes them with ``adopt_levels`` after the bridge has pushed the same meters, so the
+buckets carry on where they were (refilled for the time in between) instead of
+starting full: an upgrade lets no extra burst through. The bands' counters are not
+carried: the bridge folds them into the OpenFlow meters' band statistics, which the
+handoff carries, and starts counting the new datapath's from zero.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["BAND_DROP", "BAND_DSCP_REMARK", "DpMeter", "DpMeterBand", "MeterTable"]
 
@@ -45,9 +53,10 @@ class DpMeter:
 
 
 class _Meter:
-    __slots__ = ("kbps", "types", "rates", "caps", "tokens", "order", "last", "stats")
+    __slots__ = ("cfg", "kbps", "types", "rates", "caps", "tokens", "order", "last", "stats")
 
     def __init__(self, cfg: DpMeter, now: float) -> None:
+        self.cfg = cfg
         self.kbps = cfg.kbps
         unit = 1000 if cfg.kbps else 1  # tokens are bits or packets
         self.types = [b.type for b in cfg.bands]
@@ -93,6 +102,55 @@ class MeterTable:
         if m is None:
             return None
         return tuple((p, b) for p, b in m.stats)
+
+    def levels(self, meter_id: int, now: float) -> tuple[float, ...] | None:
+        """Each band's tokens at ``now`` (bits or packets); None if the meter is absent."""
+        m = self._meters.get(meter_id)
+        if m is None:
+            return None
+        dt = max(0.0, now - m.last)
+        return tuple(min(c, t + r * dt) for t, r, c in zip(m.tokens, m.rates, m.caps, strict=True))
+
+    # Handoff ---------------------------------------------------------------------
+    def export_levels(self) -> list[dict[str, Any]]:
+        """Every meter's buckets, JSON-able: its configuration (so that levels are only
+        ever given to the same meter), each band's tokens and when they were so."""
+        return [
+            {
+                "meter_id": mid,
+                "kbps": m.cfg.kbps,
+                "bands": [[b.rate, b.burst, b.type] for b in m.cfg.bands],
+                "tokens": list(m.tokens),
+                "last": m.last,
+            }
+            for mid, m in sorted(self._meters.items())
+        ]
+
+    def adopt_levels(self, records: list[dict[str, Any]], now: float) -> int:
+        """Give the meters of this table that ``export_levels`` (of another process)
+        describes with the same configuration those bucket levels; the band counters stay
+        as they are. A level is capped at its band's burst, and a time after ``now`` (a
+        different clock) counts as ``now``. Returns how many meters took their levels;
+        ValueError if a record is malformed."""
+        n = 0
+        for rec in records:
+            try:
+                mid = int(rec["meter_id"])
+                cfg = DpMeter(
+                    bool(rec["kbps"]),
+                    tuple(DpMeterBand(int(r), int(b), int(t)) for r, b, t in rec["bands"]),
+                )
+                tokens = [float(x) for x in rec["tokens"]]
+                last = float(rec["last"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(f"meter bucket record {rec!r}: {e}") from None
+            m = self._meters.get(mid)
+            if m is None or m.cfg != cfg or len(tokens) != len(m.tokens):
+                continue  # not (or no longer) the meter these levels belong to
+            m.tokens = [max(0.0, min(c, t)) for t, c in zip(tokens, m.caps, strict=True)]
+            m.last = min(last, now)
+            n += 1
+        return n
 
     def admit(self, meter_id: int, nbytes: int, now: float) -> bool:
         """Run one packet of ``nbytes`` through the meter: False if a drop band applies.

@@ -48,11 +48,12 @@ devices get a transmit queue of the same length. Bigger MTUs get bigger frames.
 Handoff: ``export_handles`` (between two ``run`` calls) returns the socket and tap fds
 plus a JSON-able state: per port its number, name, type, ring geometry and the index
 of the next frame to read; every flow with its actions and stats; the upcalls not yet
-collected. Ownership of the kernel objects passes with the fds: the exporter sends
-them (SCM_RIGHTS gives the receiver its own references) and may then ``close()``,
-which only closes its own copies. A socket's ring lives as long as any fd refers to
-it, and a TAP device created here is not persistent, so it too lives exactly as long
-as an fd does. ``adopt`` maps the same rings again and continues at the exported
+collected; the meters' token buckets (restored by ``meter_adopt`` once the bridge has
+pushed the meters again). Ownership of the kernel objects passes with the fds: the
+exporter sends them (SCM_RIGHTS gives the receiver its own references) and may then
+``close()``, which only closes its own copies. A socket's ring lives as long as any fd
+refers to it, and a TAP device created here is not persistent, so it too lives exactly
+as long as an fd does. ``adopt`` maps the same rings again and continues at the exported
 indices: frames that arrived meanwhile wait in the ring, none is read twice.
 """
 
@@ -713,8 +714,16 @@ class NetdevDatapath(Datapath):
             "flows": flows,
             "upcalls": upcalls,
             "counters": [self.n_hit, self.n_missed, self.n_lost],
+            "meters": self.meters.export_levels(),
         }
         return state, fds
+
+    def meter_adopt(self, state: dict[str, Any]) -> None:
+        """The exported meters' token buckets, for the meters the bridge pushed since."""
+        try:
+            self.meters.adopt_levels(state.get("meters", []), time.monotonic())
+        except ValueError as e:
+            raise DatapathError(f"cannot adopt the meters of {self.name}: {e}") from None
 
     def thaw(self) -> None:
         """The handoff rolled back: forward again from where the rings stand."""

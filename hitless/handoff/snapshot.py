@@ -190,10 +190,36 @@ class DeltaV2(msgspec.Struct, frozen=True):
     bridges: list[BridgeDeltaV2] = []
 
 
+# --------------------------------------------------------------------------------------
+# Format version 3: the structs of version 2; what is new is what two fields may hold.
+# - A megaflow's actions (``FlowV1.actions``) may hold the datapath meter action
+#   ``["meter", meter_id]``: the datapath enforces OpenFlow meters. A version 2 build
+#   cannot parse it.
+# - A datapath's handles may hold ``"meters"``: the userspace providers' token buckets
+#   (configuration, tokens per band, the CLOCK_MONOTONIC time of those levels; see
+#   hitless.datapath.meters). They are handles, not a typed part, because they are
+#   provider state that only means something to a live process on the same machine,
+#   like ring positions: a provider whose meters live in the kernel keeps them across a
+#   handoff and has nothing to carry. The band counters are not here: the bridge folds
+#   them into the OpenFlow meters' band statistics (``OfMeterV2.band_stats``).
+# Down to version 2, the meter actions and the buckets are dropped: a version 2 build
+# neither knows nor enforces datapath meters, and its revalidator re-translates every
+# megaflow it imports anyway. Up from version 2 there is nothing to add (the new
+# process's revalidator puts the meter actions in, and its buckets start full).
+
+
+class StateV3(msgspec.Struct, frozen=True):
+    bridges: list[BridgeV2] = []
+
+
+class DeltaV3(msgspec.Struct, frozen=True):
+    bridges: list[BridgeDeltaV2] = []
+
+
 # The current version's types, for code that should not name a version.
-State = StateV2
+State = StateV3
 BridgeState = BridgeV2
-Delta = DeltaV2
+Delta = DeltaV3
 BridgeDelta = BridgeDeltaV2
 
 
@@ -209,8 +235,8 @@ class Envelope(msgspec.Struct, frozen=True):
 # --------------------------------------------------------------------------------------
 # Version registry and migrations.
 
-STATE_TYPES: dict[int, type[msgspec.Struct]] = {1: StateV1, 2: StateV2}
-CURRENT_VERSION = 2
+STATE_TYPES: dict[int, type[msgspec.Struct]] = {1: StateV1, 2: StateV2, 3: StateV3}
+CURRENT_VERSION = 3
 
 
 # MIGRATE_UP[n] converts a decoded version-n builtin object to version n+1;
@@ -262,8 +288,31 @@ def _down_2(obj: Any) -> Any:
     return {**obj, "bridges": out}
 
 
-MIGRATE_UP: dict[int, Callable[[Any], Any]] = {1: _up_1}
-MIGRATE_DOWN: dict[int, Callable[[Any], Any]] = {2: _down_2}
+def _up_2(obj: Any) -> Any:
+    """2 -> 3: a version 2 state is a version 3 state without meter actions or buckets."""
+    return obj
+
+
+def _down_3(obj: Any) -> Any:
+    """3 -> 2: drop the datapath meter actions from the megaflows and the meters' token
+    buckets from the handles (see the version 3 section)."""
+    return {**obj, "bridges": [_bridge_down_3(b) for b in obj.get("bridges", [])]}
+
+
+def _bridge_down_3(b: Any) -> Any:
+    dp = b["datapath"]
+    handles = {k: v for k, v in (dp.get("handles") or {}).items() if k != "meters"}
+    flows = []
+    for f in dp.get("flows", []):
+        actions = f[2]  # FlowV1 is array-like: key, mask, actions, ...
+        if any(a and a[0] == "meter" for a in actions):
+            f = [*f[:2], [a for a in actions if not (a and a[0] == "meter")], *f[3:]]
+        flows.append(f)
+    return {**b, "datapath": {**dp, "handles": handles, "flows": flows}}
+
+
+MIGRATE_UP: dict[int, Callable[[Any], Any]] = {1: _up_1, 2: _up_2}
+MIGRATE_DOWN: dict[int, Callable[[Any], Any]] = {2: _down_2, 3: _down_3}
 
 
 def readable_versions() -> list[int]:
@@ -314,7 +363,7 @@ def encode(
     return msgspec.msgpack.encode(env)
 
 
-DELTA_TYPES: dict[int, type[msgspec.Struct]] = {1: DeltaV1, 2: DeltaV2}
+DELTA_TYPES: dict[int, type[msgspec.Struct]] = {1: DeltaV1, 2: DeltaV2, 3: DeltaV3}
 
 
 def encode_delta(delta: msgspec.Struct, *, software: str, taken: float, version: int) -> bytes:

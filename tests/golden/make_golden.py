@@ -6,7 +6,9 @@ version is released; never regenerate an existing file):
 The state is what a small netdev bridge really holds after two hosts talked: ports,
 MAC entries, NORMAL megaflows with counters, netdev ring positions; from version 2 on
 also its OpenFlow table (the default NORMAL rule, a drop rule with a cookie and an idle
-timeout, a rule sending to a select group through a meter), the group and the meter.
+timeout, a rule sending to a select group through a meter), the group and the meter;
+from version 3 on also the megaflow of an ARP broadcast through that meter (a datapath
+meter action) and the meter's token bucket in the netdev handles.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hitless.datapath.actions import Output, actions_to_json
+from hitless.datapath.actions import Meter, Output, actions_to_json
 from hitless.handoff import snapshot
 from hitless.handoff.snapshot import (
     BridgeState,
@@ -38,7 +40,9 @@ from hitless.packet.flow import Match, full_mask, make_key
 HERE = Path(__file__).parent
 
 
-def golden_state() -> State:
+def golden_state(version: int = snapshot.CURRENT_VERSION) -> State:
+    """The golden state as a build of format ``version`` held it (the parts of later
+    versions are left out: files of earlier versions were written without them)."""
     mask = full_mask("in_port", "eth_src", "eth_dst", "vlan_tci")
     a, b = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
     flows = []
@@ -82,6 +86,18 @@ def golden_state() -> State:
         "upcalls": [],
         "counters": [2403, 4, 0],
     }
+    if version >= 3:
+        arp = Match.of(
+            make_key(in_port=2, eth_src=b, eth_dst="ff:ff:ff:ff:ff:ff", eth_type=0x0806),
+            full_mask("in_port", "eth_src", "eth_dst", "vlan_tci", "eth_type"),
+        )
+        flows.append(
+            FlowV1(arp.key, arp.mask, actions_to_json((Meter(1), Output(1))), 7, 294, 0.5, 0)
+        )
+        handles["meters"] = [
+            {"meter_id": 1, "kbps": True, "bands": [[1000, 100, 1]], "tokens": [97648.0],
+             "last": 81234.5}
+        ]  # fmt: skip
     return State(
         [
             BridgeState(
@@ -126,14 +142,22 @@ def main() -> None:
     path = HERE / f"state-v{v}.snap"
     if path.exists():
         raise SystemExit(f"{path} exists: golden files are never regenerated")
-    state = golden_state()
+    state = golden_state(v)
     path.write_bytes(snapshot.encode(state, software="golden", taken=0.0))
-    (HERE / f"state-v{v}.json").write_text(
-        json.dumps(
-            {"summary": snapshot.summary(state), "digest": snapshot.state_digest(state)}, indent=2
-        )
-        + "\n"
-    )
+    doc: dict[str, object] = {
+        "summary": snapshot.summary(state),
+        "digest": snapshot.state_digest(state),
+    }
+    # From version 3 on: the digest of the state as each older version carries it (what
+    # a build of that version computes after a downgrade), where it can carry it.
+    older = {}
+    for old in range(v - 1, 0, -1):
+        try:
+            older[str(old)] = snapshot.state_digest(snapshot.as_version(state, old))
+        except snapshot.SnapshotError:
+            break
+    doc["digests"] = older
+    (HERE / f"state-v{v}.json").write_text(json.dumps(doc, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,67 @@
+"""Down to the released state format 2 build and back up while a metered megaflow is
+installed. That build knows OpenFlow meters but has no datapath meter action: it cannot
+parse ``["meter", id]``, so this build writes format 2 without it (and without the
+token buckets); the old build's revalidator re-translates the flows anyway. Back on this
+build, the revalidator puts the meter action back and the meter holds traffic again."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.test_meter_upgrade import BURST, PORT, RATE, SENT, metered_bridge, phase
+from tests.daemon.test_meters import meter_stats
+from tests.netns import Topology
+from tests.switch import Sw, run
+from tests.upgrade.builds import build
+
+pytestmark = pytest.mark.netns
+
+FORMAT_2_RELEASE = "c179151"  # state format 2, before datapath meters
+NEW_VSWITCHD = Path(sys.executable).parent / "hitless-vswitchd"
+
+
+def handover(sw: Sw, cli: Path, direction: str, to: Path) -> dict[str, object]:
+    r = run(
+        [str(cli), direction, "--rundir", str(sw.rundir.path), "--to", str(to), "--json"],
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc: dict[str, object] = json.loads(r.stdout)
+    return doc
+
+
+def test_downgrade_to_the_format_2_release_with_a_metered_megaflow_and_back(
+    started: Sw, topology: Topology
+) -> None:
+    sw = started
+    old = build(FORMAT_2_RELEASE)
+    br, a, b = metered_bridge(sw, topology, "87")
+    got1 = phase(sw, br, a, b)
+    assert got1 < SENT
+    assert "meter(1)" in sw.appctl("dpctl/dump-flows", br).stdout
+
+    down = handover(sw, Path(sys.executable).parent / "hitless", "downgrade", old.vswitchd)
+    assert str(old.venv) in Path(f"/proc/{down['new_pid']}/cmdline").read_text()
+    flows = sw.appctl("dpctl/dump-flows", br).stdout
+    # The megaflow was handed down (with its counters), without the meter action.
+    (udp,) = [line for line in flows.splitlines() if f"udp(dst={PORT})" in line]
+    assert "packets:0," not in udp and "meter" not in udp, flows
+
+    up = handover(sw, old.hitless, "upgrade", NEW_VSWITCHD)
+    assert str(NEW_VSWITCHD) in Path(f"/proc/{up['new_pid']}/cmdline").read_text()
+    deadline = time.monotonic() + 10
+    while "meter(1)" not in sw.appctl("dpctl/dump-flows", br).stdout:
+        assert time.monotonic() < deadline, sw.appctl("dpctl/dump-flows", br).stdout
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    got2 = phase(sw, br, a, b)
+    t1 = time.monotonic()
+    assert got2 <= BURST + RATE * (t1 - t0) + 1, (got2, t1 - t0)
+    metered, dropped = meter_stats(sw, br)
+    assert metered == 2 * SENT
+    assert dropped == 2 * SENT - got1 - got2
