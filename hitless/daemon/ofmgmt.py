@@ -239,6 +239,7 @@ class OfManager:
                     "wbuf": bytes(c.wbuf),
                     "closing": c.closing,
                     "service": c.session.service,
+                    "miss_send_len": c.session.miss_send_len,
                     "controller": c.connector.target if c.connector is not None else None,
                     "origin": c.origin,
                     "bundles": bundles,
@@ -264,6 +265,7 @@ class OfManager:
                 ic.conn,
                 OfSession(
                     service=ic.service,
+                    miss_send_len=ic.miss_send_len,
                     bundles={bid: msgs for bid, (_, msgs) in ic.bundles.items()},
                     bundle_flags={bid: flags for bid, (flags, _) in ic.bundles.items()},
                 ),
@@ -519,6 +521,7 @@ class InheritedClient:
     wbuf: bytes
     closing: bool
     service: bool
+    miss_send_len: int | None
     controller: str | None
     origin: str | None
     bundles: dict[int, tuple[int, list[Message]]]
@@ -578,6 +581,7 @@ def parse_sessions(record: dict[str, Any], fds: list[int], now: float) -> Inheri
                     bytes(c.get("wbuf", b"")),
                     bool(c.get("closing", False)),
                     bool(c.get("service", True)),
+                    _miss_send_len(c, record),
                     None if controller is None else str(controller),
                     None if c.get("origin") is None else str(c["origin"]),
                     bundles,
@@ -592,6 +596,17 @@ def parse_sessions(record: dict[str, Any], fds: list[int], now: float) -> Inheri
         )
     except (KeyError, TypeError, AttributeError, LocalProtocolError, RemoteProtocolError) as e:
         raise ValueError(f"malformed OpenFlow session record: {type(e).__name__}: {e}") from None
+
+
+def _miss_send_len(client: dict[str, Any], record: dict[str, Any]) -> int | None:
+    """A session's miss_send_len (builds before per-connection values kept one for the
+    bridge, which applied to its controller sessions)."""
+    if "miss_send_len" in client:
+        v = client["miss_send_len"]
+        return None if v is None else int(v)
+    if client.get("service", True) or "miss_send_len" not in record:
+        return None
+    return int(record["miss_send_len"])
 
 
 def _adopt_socket(fd: int) -> socket.socket:

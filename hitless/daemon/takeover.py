@@ -389,7 +389,7 @@ class SwitchExporter:
         for name, rb in sorted(self.switch.bridges.items()):
             dp, mac = rb.datapath, _bridge(rb).mac
             since = base.taken
-            moved = [f for f in dp.flow_dump() if f.stats.used >= since]
+            moved = dp.take_hits(since)
             of_delta: OpenFlowDeltaV2 | None = None
             if name in base.of_index:  # before take_changes: adopting may change flows
                 of_delta, of_digest = _openflow_delta(name, _bridge(rb), base, moved, now)
@@ -482,6 +482,7 @@ class SwitchExporter:
         for rb in self.switch.bridges.values():
             with contextlib.suppress(NotImplementedError):
                 rb.datapath.take_changes()
+            rb.datapath.take_hits(float("inf"))  # stops recording (finds nothing)
             _bridge(rb).mac.take_journal()
             take = getattr(rb.bridge, "take_openflow_journal", None)
             if take is not None:

@@ -174,6 +174,12 @@ class Datapath(ABC):
         """The matches changed since ``track_changes``; stops tracking."""
         raise NotImplementedError(f"{self.type} datapath cannot track changes")
 
+    def take_hits(self, since: float) -> list[DpFlow]:
+        """The flows whose counters moved since ``since`` (a handoff's freeze asks for
+        those since its pre-copy). A provider that records hits while tracking changes
+        answers from that record and stops recording; this default scans every flow."""
+        return [f for f in self.flow_dump() if f.stats.used >= since]
+
     def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
         """Attach the ports of an ``export_handles`` state to this (port-less) instance:
         a handoff builds the flow table during pre-copy, then adopts the ports at the

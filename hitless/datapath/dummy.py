@@ -23,7 +23,7 @@ from hitless.datapath.base import (
     Upcall,
 )
 from hitless.datapath.execute import apply_actions
-from hitless.datapath.megaflow import MegaflowTable
+from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import DpMeter, MeterTable
 from hitless.packet.flow import Match, extract_key, field
 
@@ -130,6 +130,8 @@ class DummyDatapath(Datapath):
         s.bytes += len(packet)
         s.used = self.clock()
         s.tcp_flags |= field(key, "tcp_flags")
+        if self._flows.hits is not None:
+            self._flows.hits.add(flow.match)
         self._apply(packet, port_no, key, flow.actions)
 
     def _apply(self, packet: bytes, in_port: int, key: bytes, actions: tuple[Action, ...]) -> None:
@@ -184,8 +186,13 @@ class DummyDatapath(Datapath):
 
     def track_changes(self) -> None:
         self._flows.changed = set()
+        self._flows.hits = set()
 
     def take_changes(self) -> set[Match]:
         out = self._flows.changed or set()
         self._flows.changed = None
         return out
+
+    def take_hits(self, since: float) -> list[DpFlow]:
+        got = recorded_hits(self._flows, since)
+        return got if got is not None else super().take_hits(since)

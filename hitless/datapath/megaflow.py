@@ -17,11 +17,13 @@ EMC_SIZE = 65536
 
 
 class MegaflowTable:
-    __slots__ = ("_subtables", "_by_match", "_emc", "changed")
+    __slots__ = ("_subtables", "_by_match", "_emc", "changed", "hits")
 
     def __init__(self) -> None:
-        # While a handoff's pre-copy is out: every match inserted, modified or removed.
+        # While a handoff's pre-copy is out: every match inserted, modified or removed,
+        # and (kept by the provider's forwarding loop) every match whose counters moved.
         self.changed: set[Match] | None = None
+        self.hits: set[Match] | None = None
         # mask as int -> (masked key as int -> flow)
         self._subtables: dict[int, dict[int, DpFlow]] = {}
         self._by_match: dict[Match, DpFlow] = {}
@@ -81,3 +83,18 @@ class MegaflowTable:
                 self._emc[key] = flow
                 return flow
         return None
+
+
+def recorded_hits(flows: MegaflowTable, since: float) -> list[DpFlow] | None:
+    """The flows hit since tracking started (and used at or after ``since``), from the
+    table's record; None when nothing was recorded (the caller scans instead)."""
+    hits = flows.hits
+    if hits is None:
+        return None
+    flows.hits = None
+    out = []
+    for m in hits:
+        f = flows.get(m)
+        if f is not None and f.stats.used >= since:
+            out.append(f)
+    return out

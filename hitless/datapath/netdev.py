@@ -88,7 +88,7 @@ from hitless.datapath.base import (
     Upcall,
 )
 from hitless.datapath.execute import apply_actions
-from hitless.datapath.megaflow import MegaflowTable
+from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import DpMeter, MeterTable
 from hitless.packet.flow import Match, extract_key
 
@@ -479,6 +479,8 @@ class NetdevDatapath(Datapath):
         st.bytes += len(pkt)
         st.used = now
         st.tcp_flags |= key[72] << 8 | key[73]
+        if self._flows.hits is not None:
+            self._flows.hits.add(flow.match)
         plan = flow.plan  # type: ignore[attr-defined]
         if plan is None:
             self._apply(pkt, port_no, key, flow.actions)
@@ -526,6 +528,7 @@ class NetdevDatapath(Datapath):
         # Consecutive frames of one flow are counted together (committed on a change).
         last: DpFlow | None = None
         run_n = run_bytes = 0
+        tracked = self._flows.hits  # a handoff's pre-copy is out: record the flows hit
         try:
             while n < budget:
                 off = i * fs
@@ -579,6 +582,8 @@ class NetdevDatapath(Datapath):
                         st.packets += run_n
                         st.bytes += run_bytes
                         st.used = now
+                        if tracked is not None:
+                            tracked.add(last.match)
                     last = flow
                     run_n = run_bytes = 0
                 run_n += 1
@@ -610,6 +615,8 @@ class NetdevDatapath(Datapath):
                 st.packets += run_n
                 st.bytes += run_bytes
                 st.used = now
+                if tracked is not None:
+                    tracked.add(last.match)
             try:
                 self._flush_tx()
             finally:
@@ -768,11 +775,16 @@ class NetdevDatapath(Datapath):
 
     def track_changes(self) -> None:
         self._flows.changed = set()
+        self._flows.hits = set()
 
     def take_changes(self) -> set[Match]:
         out = self._flows.changed or set()
         self._flows.changed = None
         return out
+
+    def take_hits(self, since: float) -> list[DpFlow]:
+        got = recorded_hits(self._flows, since)
+        return got if got is not None else super().take_hits(since)
 
     @classmethod
     def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> NetdevDatapath:

@@ -131,7 +131,10 @@ _SW_DESC = "hitless"
 class OfSession:
     """Per-session state the pipeline keeps: open bundles, async opt-in."""
 
-    service: bool = True  # a management connection: async messages only after SetAsync
+    # A management connection: asynchronous messages only once it asks for them (a
+    # SET_ASYNC, or a SET_CONFIG with a nonzero miss_send_len, as ovs-ofctl monitor does).
+    service: bool = True
+    miss_send_len: int | None = None  # SET_CONFIG's, per connection; None: the default
     bundles: dict[int, list[Message]] = field(default_factory=dict)
     bundle_flags: dict[int, int] = field(default_factory=dict)
 
@@ -270,11 +273,16 @@ class OfHandler:
                 )
             ]
         if isinstance(msg, GetConfigRequest):
-            return [
-                GetConfigReply(xid=xid, flags=self.switch_flags, miss_send_len=self.miss_send_len)
-            ]
+            msl = session.miss_send_len
+            if msl is None:
+                msl = 0 if session.service else self.miss_send_len
+            return [GetConfigReply(xid=xid, flags=self.switch_flags, miss_send_len=msl)]
         if isinstance(msg, SetConfig):
-            self.switch_flags, self.miss_send_len = msg.flags, msg.miss_send_len
+            # The fragment flags are the switch's; miss_send_len is the connection's.
+            self.switch_flags = msg.flags
+            session.miss_send_len = msg.miss_send_len
+            if msg.miss_send_len:
+                session.service = False
             return []
         if isinstance(msg, RoleRequest):
             return [self._role(conn, msg, others)]

@@ -4,9 +4,11 @@ rules (forward, drop, VLAN rewrite, select group); counters match the traffic.""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import struct
+import subprocess
 import sys
 import time
 
@@ -332,3 +334,33 @@ def test_datapath_id_is_written_back_as_ovs_does(started: Sw, topology: Topology
         assert time.monotonic() < deadline, started.get("Bridge", br, "datapath_id")
         time.sleep(0.05)
     assert "dpid:00000000000000aa" in ofctl(started, br, "show")
+
+
+def test_ovs_ofctl_monitor_receives_packet_ins(started: Sw, topology: Topology) -> None:
+    """A management connection asks for asynchronous messages the way ovs-ofctl monitor
+    does (SET_CONFIG with a nonzero miss_send_len, no SET_ASYNC) and gets them."""
+    br = make_bridge(started, topology)
+    target = f"unix:{started.rundir.path}/{br}.mgmt"
+    mon = subprocess.Popen(
+        ["ovs-ofctl", "-O", "OpenFlow13", "monitor", target, "65535"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OVS_RUNDIR": str(started.rundir.path)},  # its unixctl socket
+    )
+    try:
+        frame = "ffffffffffff020000007409" + "88b5" + "00" * 46
+        deadline = time.monotonic() + 10
+        seen = ""
+        while "OFPT_PACKET_IN" not in seen:
+            assert time.monotonic() < deadline, seen
+            # A packet-out whose action sends the frame to the controller: a packet-in.
+            ofctl(started, br, "packet-out", "CONTROLLER", "controller", frame)
+            time.sleep(0.3)
+            assert mon.stdout is not None
+            os.set_blocking(mon.stdout.fileno(), False)
+            seen += mon.stdout.read() or ""
+        assert "88b5" in seen.replace(" ", "") or "dl_type=0x88b5" in seen, seen
+    finally:
+        mon.kill()
+        mon.wait()

@@ -19,12 +19,16 @@ from hitless.openflow import (
     FlowMod,
     FlowStatsReply,
     FlowStatsRequest,
+    GetConfigReply,
+    GetConfigRequest,
     Match,
     Output,
+    PacketIn,
     PortMod,
     RemoteProtocolError,
     RoleReply,
     RoleRequest,
+    SetConfig,
     TableFeaturesReply,
     TableFeaturesRequest,
 )
@@ -114,6 +118,21 @@ def test_roles_master_demotes_other_master_and_stale_generation_refused() -> Non
     with pytest.raises(RemoteProtocolError) as e:
         h.handle(c2, OfSession(), RoleRequest(role=ControllerRole.MASTER, generation_id=2), 0)
     assert e.value.code == RoleRequestFailedCode.STALE
+
+
+def test_miss_send_len_is_per_connection_and_opts_a_management_session_in() -> None:
+    _, h, c, s = setup()
+    ctl = OfSession(service=False)
+    (cfg,) = h.handle(c, s, GetConfigRequest(), 0)
+    assert isinstance(cfg, GetConfigReply) and cfg.miss_send_len == 0  # management: none
+    (cfg,) = h.handle(c, ctl, GetConfigRequest(), 0)
+    assert isinstance(cfg, GetConfigReply) and cfg.miss_send_len == 128  # controller default
+    pin = PacketIn(reason=0, table_id=0, cookie=0, total_len=0, match=Match(), data=b"")
+    assert not h.wants(c, s, pin)
+    h.handle(c, s, SetConfig(miss_send_len=0xFFFF), 0)
+    assert h.wants(c, s, pin)  # as ovs-ofctl monitor asks for packet-ins
+    (cfg,) = h.handle(c, ctl, GetConfigRequest(), 0)
+    assert isinstance(cfg, GetConfigReply) and cfg.miss_send_len == 128  # not the monitor's
 
 
 def test_an_answer_to_our_keepalive_probe_is_not_an_error() -> None:
