@@ -14,11 +14,16 @@ OFPP_LOCAL = 0xFFFE  # the bridge's own internal port (OpenFlow 1.3, 7.2.1)
 @dataclass(frozen=True, slots=True)
 class InterfaceConfig:
     name: str
-    type: str = "system"  # "system" | "internal" (OVSDB "" means system)
+    type: str = "system"  # "system" | "internal" | "patch" (OVSDB "" means system)
     ofport_request: int | None = None
     admin_state: str | None = None  # "up" | "down" | None (leave as is)
-    options: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)  # patch: {"peer": NAME}
     mac: str | None = None  # Interface.mac (for internal interfaces)
+
+    @property
+    def peer(self) -> str | None:
+        """A patch interface's options:peer (None for other types)."""
+        return self.options.get("peer") if self.type == "patch" else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ Database conventions of this switch (they differ from Open vSwitch where noted):
 * ``Bridge.datapath_type`` "" means ``netdev`` (the userspace datapath; Open vSwitch
   would mean its kernel datapath, which this switch does not have).
 * ``Interface.type`` "" means ``system`` (an existing network device); ``internal``
-  is the bridge's own port. Other types are rejected with an ``Interface.error``.
+  is the bridge's own port; ``patch`` (with ``options:peer``) connects two bridges, as
+  in Open vSwitch. Other types are rejected with an ``Interface.error``.
 * ``Interface.admin_state`` is a status column, as in Open vSwitch: the switch writes
   it, it never reads it as configuration (``ovs-ofctl mod-port`` changes it).
 
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DEFAULT_DATAPATH_TYPE = "netdev"
-SUPPORTED_INTERFACE_TYPES = ("system", "internal")
+SUPPORTED_INTERFACE_TYPES = ("system", "internal", "patch")
 DEFAULT_PROTOCOLS = ("OpenFlow13", "OpenFlow14")
 
 # The columns this switch reads (and, for Interface, writes back).

@@ -26,7 +26,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from hitless.config.model import BridgeConfig, ControllerStatus, InterfaceStatus, SwitchConfig
+from hitless.config.model import (
+    BridgeConfig,
+    ControllerStatus,
+    InterfaceConfig,
+    InterfaceStatus,
+    SwitchConfig,
+)
 from hitless.config.ovsdb import (
     DEFAULT_SCHEMA,
     ConfigRead,
@@ -146,7 +152,11 @@ def _shift_fds(rec: dict[str, Any], base: int) -> None:
 
 
 def bridge_interfaces(cfg: BridgeConfig) -> list[str]:
-    return [i.name for p in cfg.ports.values() for i in p.interfaces]
+    return [i.name for i in _interfaces(cfg)]
+
+
+def _interfaces(cfg: BridgeConfig) -> list[InterfaceConfig]:
+    return [i for p in cfg.ports.values() for i in p.interfaces]
 
 
 # The running switch -------------------------------------------------------------------
@@ -511,6 +521,11 @@ class Switch:
             self._count("warm", name, "reconfigured in place")
         for name in set(self.failed) - set(new.bridges):
             del self.failed[name]
+        if any(i.type == "patch" for c in new.bridges.values() for i in _interfaces(c)):
+            # A patch port's status (link, error) depends on its peer on another bridge,
+            # which may have appeared or gone just now.
+            for rb in self.bridges.values():
+                rb.statuses = rb.bridge.reconfigure(rb.cfg, now)
         was_waiting = self.flow_restore_wait
         self.config = new
         if was_waiting and not self.flow_restore_wait:

@@ -15,19 +15,24 @@ datapath (a msgspec-serialisable state and a list of file descriptors to pass wi
 SCM_RIGHTS); ``adopt`` is its inverse. Flows are adopted, never flushed. The userspace
 providers' handles also carry their meters' token buckets (``"meters"``, see
 hitless.datapath.meters), which ``meter_adopt`` restores once the bridge has pushed the
-meters again, so that a handoff does not refill every bucket.
+meters again, so that a handoff does not refill every bucket. Patch ports
+(hitless.datapath.patch) have no descriptor: the state names their peers, and the
+adopting instance plugs them into its own process's patch panel.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hitless.datapath.actions import Action
 from hitless.datapath.meters import DpMeter
 from hitless.packet.flow import Match
+
+if TYPE_CHECKING:
+    from hitless.datapath.patch import PatchPanel
 
 
 class DatapathError(Exception):
@@ -76,10 +81,12 @@ class PortStats:
 class DpPort:
     port_no: int
     name: str
-    type: str = "system"  # "system" | "internal"
+    type: str = "system"  # "system" | "internal" | "patch"
     link_up: bool = True
     mac: bytes = b"\0" * 6
     stats: PortStats = field(default_factory=PortStats)
+    peer: str | None = None  # a patch port's peer interface
+    error: str | None = None  # why a patch port is down (no connected peer)
 
 
 class Datapath(ABC):
@@ -88,13 +95,26 @@ class Datapath(ABC):
     type: ClassVar[str]
 
     def __init__(self, name: str) -> None:
+        from hitless.datapath.patch import PANEL
+
         self.name = name
+        # Where this datapath's patch ports meet their peers (hitless.datapath.patch);
+        # replace it before adding patch ports to keep a test's bridges apart.
+        self.patch_panel: PatchPanel = PANEL
 
     # Ports -------------------------------------------------------------------
     @abstractmethod
-    def port_add(self, name: str, port_no: int | None = None, type: str = "system") -> int:
-        """Attach a device; returns its port number. Raises DatapathError if the device
-        cannot be used (the message is suitable for Interface.error)."""
+    def port_add(
+        self,
+        name: str,
+        port_no: int | None = None,
+        type: str = "system",
+        options: Mapping[str, str] | None = None,
+    ) -> int:
+        """Attach a device (type "system" or "internal") or a device-less patch port
+        (type "patch", ``options`` ``{"peer": NAME}``: see hitless.datapath.patch);
+        returns its port number. Raises DatapathError if the port cannot be used (the
+        message is suitable for Interface.error)."""
 
     @abstractmethod
     def port_del(self, port_no: int) -> None: ...

@@ -2,14 +2,15 @@
 
 Packets enter with ``receive(port_no, packet)``; what the datapath sends is appended to
 ``sent[port_no]``. Ports need no device: any name can be attached, except names listed
-in ``missing_devices`` (to test error reporting).
+in ``missing_devices`` (to test error reporting). Patch ports (hitless.datapath.patch)
+deliver to their peer's datapath instead of ``sent``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hitless.datapath.actions import Action
@@ -25,6 +26,7 @@ from hitless.datapath.base import (
 from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import DpMeter, MeterTable
+from hitless.datapath.patch import patch_peer
 from hitless.packet.flow import Match, extract_key, field
 
 
@@ -44,8 +46,15 @@ class DummyDatapath(Datapath):
         self.n_hit = 0
 
     # Ports ---------------------------------------------------------------------
-    def port_add(self, name: str, port_no: int | None = None, type: str = "system") -> int:
-        if name in self.missing_devices:
+    def port_add(
+        self,
+        name: str,
+        port_no: int | None = None,
+        type: str = "system",
+        options: Mapping[str, str] | None = None,
+    ) -> int:
+        peer = patch_peer(name, options) if type == "patch" else None
+        if name in self.missing_devices and peer is None:
             raise DatapathError(f"could not open network device {name} (No such device)")
         for p in self._ports.values():
             if p.name == name:
@@ -59,15 +68,28 @@ class DummyDatapath(Datapath):
         elif port_no in self._ports:
             raise DatapathError(f"port number {port_no} is already in use on {self.name}")
         mac = bytes((0x02, 0, 0, 0, port_no >> 8 & 0xFF, port_no & 0xFF))
-        self._ports[port_no] = DpPort(port_no, name, type, True, mac)
+        self._ports[port_no] = DpPort(port_no, name, type, True, mac, peer=peer)
         self.sent.setdefault(port_no, [])
+        if peer is not None:
+            self.patch_panel.plug(name, peer, self, port_no)
         return port_no
 
     def port_del(self, port_no: int) -> None:
-        self._ports.pop(port_no, None)
+        port = self._ports.pop(port_no, None)
+        if port is not None and port.peer is not None:
+            self.patch_panel.unplug(port.name, self)
 
     def ports(self) -> dict[int, DpPort]:
+        for p in self._ports.values():
+            if p.peer is not None:
+                p.error = self.patch_panel.error(p.name)
+                p.link_up = p.error is None
         return dict(self._ports)
+
+    def close(self) -> None:
+        for p in self._ports.values():
+            if p.peer is not None:
+                self.patch_panel.unplug(p.name, self)
 
     def set_link(self, port_no: int, up: bool) -> None:
         self._ports[port_no].link_up = up
@@ -138,13 +160,24 @@ class DummyDatapath(Datapath):
         outputs, userspace = apply_actions(packet, actions, self._meter)
         for port_no, data in outputs:
             port = self._ports.get(port_no)
-            if port is None or not port.link_up:
+            if port is None:
+                continue
+            if port.peer is not None:  # a patch port: its peer receives the frame
+                if not self.patch_panel.send(port.name, data):
+                    port.stats.tx_dropped += 1
+                    continue
+            elif not port.link_up:
                 continue
             port.stats.tx_packets += 1
             port.stats.tx_bytes += len(data)
-            self.sent[port_no].append(data)
+            if port.peer is None:
+                self.sent[port_no].append(data)
         for data, userdata in userspace:
             self._upcalls.append(Upcall(in_port, data, key, "action", userdata))
+
+    def patch_input(self, port_no: int, packet: bytes) -> None:
+        """A frame from the peer of patch port ``port_no``: received as on any port."""
+        self.receive(port_no, packet)
 
     def execute(self, packet: bytes, in_port: int, actions: tuple[Action, ...]) -> None:
         self._apply(packet, in_port, extract_key(packet, in_port), actions)
@@ -164,7 +197,10 @@ class DummyDatapath(Datapath):
     # Handoff -------------------------------------------------------------------
     def export_handles(self) -> tuple[dict[str, Any], list[int]]:
         return {
-            "ports": [[p.port_no, p.name, p.type] for p in self._ports.values()],
+            "ports": [
+                [p.port_no, p.name, p.type] + ([p.peer] if p.peer is not None else [])
+                for p in self._ports.values()
+            ],
             "meters": self.meters.export_levels(),
         }, []
 
@@ -181,8 +217,13 @@ class DummyDatapath(Datapath):
         return dp
 
     def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
-        for port_no, pname, ptype in state["ports"]:
-            self.port_add(pname, port_no, ptype)
+        for port_no, pname, ptype, *peer in state["ports"]:
+            self.port_add(pname, port_no, ptype, {"peer": peer[0]} if peer else None)
+
+    def thaw(self) -> None:
+        for p in self._ports.values():  # an adopter in this process may have taken them
+            if p.peer is not None:
+                self.patch_panel.plug(p.name, p.peer, self, p.port_no)
 
     def track_changes(self) -> None:
         self._flows.changed = set()

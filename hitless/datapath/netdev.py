@@ -8,6 +8,10 @@ Each attached port is either
   datapath never sees what it sent, and keeps the device promiscuous while it lives.
 * ``internal``: a TAP device created with the port's name (the bridge's local port);
   frames are read from and written to the tap fd.
+* ``patch``: no device; a frame output to it is received by its peer patch port,
+  usually on another datapath instance in this process, and goes through that
+  datapath (lookup, upcall on a miss): see hitless.datapath.patch. Its link is up
+  while the peer is connected.
 
 Fast path (``run``): for each port, read the frames the kernel has filled, re-insert
 the 802.1Q tag the kernel moved into ``tp_vlan_tci``, extract the flow key, look it up
@@ -47,7 +51,7 @@ devices get a transmit queue of the same length. Bigger MTUs get bigger frames.
 
 Handoff: ``export_handles`` (between two ``run`` calls) returns the socket and tap fds
 plus a JSON-able state: per port its number, name, type, ring geometry and the index
-of the next frame to read; every flow with its actions and stats; the upcalls not yet
+of the next frame to read (a patch port: its peer, and no fd); every flow with its actions and stats; the upcalls not yet
 collected; the meters' token buckets (restored by ``meter_adopt`` once the bridge has
 pushed the meters again). Ownership of the kernel objects passes with the fds: the
 exporter sends them (SCM_RIGHTS gives the receiver its own references) and may then
@@ -68,7 +72,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from hitless.datapath import afpacket
@@ -90,6 +94,7 @@ from hitless.datapath.base import (
 from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import DpMeter, MeterTable
+from hitless.datapath.patch import patch_peer
 from hitless.packet.flow import Match, extract_key
 
 STATE_VERSION = 1
@@ -130,6 +135,11 @@ class _Flow(DpFlow):
     __slots__ = ("plan",)
 
     plan: tuple[int, ...] | None
+
+
+def _patch_mac(port_no: int) -> bytes:
+    """A locally administered address for a device-less (patch) port."""
+    return bytes((0x02, 0, 0, 0, port_no >> 8 & 0xFF, port_no & 0xFF))
 
 
 def _compile(actions: tuple[Action, ...]) -> tuple[int, ...] | None:
@@ -241,7 +251,13 @@ class NetdevDatapath(Datapath):
         self.n_lost = 0  # misses dropped because the upcall queue was full
 
     # Ports ---------------------------------------------------------------------
-    def port_add(self, name: str, port_no: int | None = None, type: str = "system") -> int:
+    def port_add(
+        self,
+        name: str,
+        port_no: int | None = None,
+        type: str = "system",
+        options: Mapping[str, str] | None = None,
+    ) -> int:
         for p in self._ports.values():
             if p.dp.name == name:
                 raise DatapathError(
@@ -259,20 +275,41 @@ class NetdevDatapath(Datapath):
             port = self._open_system(name, port_no)
         elif type == "internal":
             port = self._open_internal(name, port_no)
+        elif type == "patch":
+            peer = patch_peer(name, options)
+            port = _Port(DpPort(port_no, name, "patch", False, _patch_mac(port_no), peer=peer), -1)
         else:
             raise DatapathError(
                 f"port type {type!r} of {name} is not supported by the netdev datapath "
-                "(supported: system, internal)"
+                "(supported: system, internal, patch)"
             )
         self._attach(port)
         return port_no
 
     def _attach(self, port: _Port) -> None:
-        n = port.dp.port_no
+        d = port.dp
+        n = d.port_no
         self._ports[n] = port
-        self._send[n] = port.sender()
+        if d.peer is not None:
+            self._send[n] = self._patch_sender(d.name)
+            self.patch_panel.plug(d.name, d.peer, self, n)
+        else:
+            self._send[n] = port.sender()
         if port.tx is not None:
             self._tx[n] = port.tx
+
+    def _patch_sender(self, name: str) -> Callable[[bytes], object]:
+        send = self.patch_panel.send
+
+        def sender(data: bytes) -> None:
+            if not send(name, data):
+                raise OSError(errno.ENOTCONN, "patch port without a connected peer")
+
+        return sender
+
+    def _unplug(self, port: _Port) -> None:
+        if port.dp.peer is not None:
+            self.patch_panel.unplug(port.dp.name, self)
 
     def _open_system(self, name: str, port_no: int) -> _Port:
         try:
@@ -308,6 +345,7 @@ class NetdevDatapath(Datapath):
         self._send.pop(port_no, None)
         self._tx.pop(port_no, None)
         if port is not None:
+            self._unplug(port)
             port.release(close_fds=True)
 
     def ports(self) -> dict[int, DpPort]:
@@ -315,12 +353,19 @@ class NetdevDatapath(Datapath):
         if now - self._links_at >= LINK_REFRESH:
             self._links_at = now
             self._refresh_ports()
+        for p in self._ports.values():
+            d = p.dp
+            if d.peer is not None:  # a patch port: up while its peer is connected
+                d.error = self.patch_panel.error(d.name)
+                d.link_up = d.error is None
         return {n: p.dp for n, p in self._ports.items()}
 
     def _refresh_ports(self) -> None:
         if self._ctl is None:
             self._ctl = afpacket.control_socket()
         for p in self._ports.values():
+            if p.dp.peer is not None:
+                continue
             p.dp.link_up = afpacket.link_up(p.dp.name, self._ctl)
             if p.sock is not None:
                 try:
@@ -456,6 +501,8 @@ class NetdevDatapath(Datapath):
             for port in list(self._ports.values()):
                 if port.ring is not None:
                     n = self._run_ring(port, now)
+                elif port.fd < 0:  # a patch port: its frames come from the peer
+                    continue
                 else:
                     n = self._run_tap(port, now)
                 if n >= BUDGET:
@@ -487,6 +534,15 @@ class NetdevDatapath(Datapath):
         else:
             for o in plan:
                 self._output(o, pkt)
+
+    def patch_input(self, port_no: int, packet: bytes) -> None:
+        """A frame from the peer of patch port ``port_no``: forwarded as if received."""
+        port = self._ports.get(port_no)
+        if port is None or self._frozen:
+            return
+        port.dp.stats.rx_packets += 1
+        port.dp.stats.rx_bytes += len(packet)
+        self._forward(port_no, packet, time.monotonic())
 
     def _run_tap(self, port: _Port, now: float) -> int:
         n = 0
@@ -637,17 +693,19 @@ class NetdevDatapath(Datapath):
         if self._more or self._upcalls:
             poller.immediate_wake()
         for port in self._ports.values():
-            poller.fd_wait(port.fd, select.POLLIN)
+            if port.fd >= 0:
+                poller.fd_wait(port.fd, select.POLLIN)
 
     def fds(self) -> list[int]:
         """The fds to poll for input (for loops that do not use ovs.poller)."""
-        return [p.fd for p in self._ports.values()]
+        return [p.fd for p in self._ports.values() if p.fd >= 0]
 
     # Lifetime / handoff ----------------------------------------------------------
     def close(self) -> None:
         """Close this process's sockets and tap fds. TAP devices created here vanish
         with their last fd; devices handed to another process stay with it."""
         for port in self._ports.values():
+            self._unplug(port)
             port.release(close_fds=True)
         self._ports.clear()
         self._send.clear()
@@ -658,6 +716,7 @@ class NetdevDatapath(Datapath):
         """Drop every Python object but leave the fds open (ownership passed to whoever
         holds the exported fds, e.g. ``adopt`` in the same process)."""
         for port in self._ports.values():
+            self._unplug(port)
             port.release(close_fds=False)
         self._ports.clear()
         self._send.clear()
@@ -686,7 +745,6 @@ class NetdevDatapath(Datapath):
                 "type": d.type,
                 "mac": d.mac.hex(),
                 "ifindex": port.ifindex,
-                "fd": len(fds),
                 "stats": [
                     d.stats.rx_packets,
                     d.stats.rx_bytes,
@@ -699,7 +757,13 @@ class NetdevDatapath(Datapath):
             if port.geometry is not None:
                 entry["ring"] = port.geometry.to_json()
                 entry["head"] = port.head
-            fds.append(port.fd)
+            if d.peer is not None:
+                # No descriptor: a build that knows no patch ports fails to adopt this
+                # entry (no "fd") and the handoff rolls back.
+                entry["peer"] = d.peer
+            else:
+                entry["fd"] = len(fds)
+                fds.append(port.fd)
             ports.append(entry)
         flows = [
             {
@@ -735,6 +799,10 @@ class NetdevDatapath(Datapath):
     def thaw(self) -> None:
         """The handoff rolled back: forward again from where the rings stand."""
         self._frozen = False
+        for port in self._ports.values():  # an adopter in this process may have taken them
+            d = port.dp
+            if d.peer is not None:
+                self.patch_panel.plug(d.name, d.peer, self, d.port_no)
 
     def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
         """Attach the exported ports (their sockets, rings and positions) to this
@@ -748,8 +816,21 @@ class NetdevDatapath(Datapath):
         self.max_upcalls = int(state["max_upcalls"])
         try:
             for e in state["ports"]:
-                fd = fds[e["fd"]]
                 stats = PortStats(*(int(x) for x in e["stats"]))
+                if e["type"] == "patch":
+                    peer = patch_peer(e["name"], {"peer": e["peer"]})
+                    d = DpPort(
+                        int(e["port_no"]),
+                        e["name"],
+                        "patch",
+                        False,
+                        bytes.fromhex(e["mac"]),
+                        stats,
+                        peer=peer,
+                    )
+                    self._attach(_Port(d, -1))
+                    continue
+                fd = fds[e["fd"]]
                 d = DpPort(
                     int(e["port_no"]),
                     e["name"],
@@ -768,7 +849,7 @@ class NetdevDatapath(Datapath):
                     os.set_blocking(fd, False)
                     port = _Port(d, fd, ifindex=int(e["ifindex"]))
                 self._attach(port)
-        except (OSError, KeyError, IndexError, ValueError) as e:
+        except (OSError, KeyError, IndexError, ValueError, DatapathError) as e:
             self.detach()
             raise DatapathError(f"cannot adopt netdev datapath {self.name}: {e}") from None
         self._invalidate()

@@ -23,7 +23,10 @@ and ``state_hash()``.
 Ports: datapath port number == OpenFlow port number (see ``ports``). A datapath that
 already holds a configured interface (adopted after a handoff or a restart) keeps it
 with its number; datapath ports no configuration asks for are detached. A failed attach
-is reported in the interface's status and retried at the next ``reconfigure``.
+is reported in the interface's status and retried at the next ``reconfigure``. A patch
+interface (``options:peer``, hitless.datapath.patch) is a datapath port without a device:
+it is re-attached when its peer option changes, and while its peer is not connected its
+link is down and its status carries the datapath's error.
 
 OpenFlow: every bridge runs the OpenFlow pipeline (``oftable``, ``ofxlate``). A bridge
 created in fail_mode standalone starts with ``priority=0 actions=NORMAL`` in table 0 (as
@@ -103,6 +106,7 @@ class _Iface:
     ofport: int
     type: str
     view: PortView
+    peer: str | None = None  # a patch port's options:peer
 
 
 class Bridge:
@@ -205,7 +209,7 @@ class Bridge:
                     and it.ofport != OFPP_LOCAL
                     and req not in self.ofports.in_use
                 )
-                if ic.type == it.type and not moved:
+                if ic.type == it.type and ic.peer == it.peer and not moved:
                     continue
             self._detach(it)
             changes.append((it.ofport, it.view, None))
@@ -216,7 +220,12 @@ class Bridge:
             if dpp.name in self._ifaces:
                 continue
             want = desired.get(dpp.name)
-            if want is None or want[0].type != dpp.type or port_no in self.ofports.in_use:
+            if (
+                want is None
+                or want[0].type != dpp.type
+                or want[0].peer != dpp.peer
+                or port_no in self.ofports.in_use
+            ):
                 dp.port_del(port_no)
                 self.mac.flush(port=port_no)
                 changes.append((port_no, None, None))
@@ -224,7 +233,7 @@ class Bridge:
             self.ofports.take(dpp.name, port_no)
             self._link[port_no] = dpp.link_up
             view = self._view(want[0], want[1], port_no)
-            self._ifaces[dpp.name] = _Iface(dpp.name, port_no, dpp.type, view)
+            self._ifaces[dpp.name] = _Iface(dpp.name, port_no, dpp.type, view, dpp.peer)
             changes.append((port_no, None, view))
 
         # 3. Attach new interfaces; update the settings of existing ones.
@@ -242,14 +251,17 @@ class Bridge:
             local = name == self.name and ic.type == "internal"
             try:
                 want_no = self.ofports.choose(name, ic.ofport_request, local)
-                port_no = dp.port_add(name, want_no, ic.type)
+                if ic.type == "patch":
+                    port_no = dp.port_add(name, want_no, ic.type, ic.options)
+                else:
+                    port_no = dp.port_add(name, want_no, ic.type)
             except (DatapathError, ValueError) as e:
                 self._errors[name] = str(e)
                 continue
             self.ofports.take(name, port_no)
             self._link[port_no] = self._dp_link(port_no)
             view = self._view(ic, vlan, port_no)
-            self._ifaces[name] = _Iface(name, port_no, ic.type, view)
+            self._ifaces[name] = _Iface(name, port_no, ic.type, view, ic.peer)
             changes.append((port_no, None, view))
 
         if changes or full:
@@ -362,6 +374,7 @@ class Bridge:
                 link = dpp is not None and dpp.link_up
                 out[ic.name] = InterfaceStatus(
                     ofport=it.ofport,
+                    error=dpp.error if dpp is not None else None,  # a patch port's peer
                     link_state="up" if link else "down",
                     admin_state="up" if it.view.can_input else "down",
                     mac_in_use=format_mac(dpp.mac) if dpp is not None else None,

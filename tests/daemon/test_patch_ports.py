@@ -1,0 +1,164 @@
+"""Patch ports through the real daemon: namespace hosts on two netdev bridges joined
+by a patch pair (configured with stock ovs-vsctl as for Open vSwitch); ping and UDP
+cross with NORMAL on both bridges and with OpenFlow rules that output to the patch
+port; a patch port without its peer reports an error and link down; and a hitless
+upgrade with traffic across the bridges loses nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from hitless.impact.run import measure
+from tests.daemon.test_openflow import ofctl, static_neighbours
+from tests.handoff.test_netdev_upgrade import CLASSES, RATES, assert_nothing_lost, handoff_op
+from tests.netns import Topology, UdpSink, udp_send
+from tests.switch import Sw
+
+pytestmark = pytest.mark.netns
+
+
+def wait_for(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Two:
+    """br0 with hosts a and b, br1 with host c, joined by patch ports p0 <-> p1."""
+
+    def __init__(self, sw: Sw, topo: Topology, net: str = "10.72.0") -> None:
+        self.sw = sw
+        self.a = topo.add_host("a", f"{net}.1/24")
+        self.b = topo.add_host("b", f"{net}.2/24")
+        self.c = topo.add_host("c", f"{net}.3/24")
+        self.br0, self.br1 = topo.name("pbra"), topo.name("pbrb")
+        self.p0, self.p1 = topo.name("pqa"), topo.name("pqb")
+        sw.vsctl(
+            "add-br", self.br0, "--", "set", "bridge", self.br0, "datapath_type=netdev",
+            "--", "add-port", self.br0, self.a.switch_port,
+            "--", "add-port", self.br0, self.b.switch_port,
+            "--", "add-br", self.br1, "--", "set", "bridge", self.br1, "datapath_type=netdev",
+            "--", "add-port", self.br1, self.c.switch_port,
+        )  # fmt: skip
+        self.patch()
+
+    def patch(self) -> None:
+        self.sw.vsctl(
+            "add-port", self.br0, self.p0,
+            "--", "set", "interface", self.p0, "type=patch", f"options:peer={self.p1}",
+            "--", "add-port", self.br1, self.p1,
+            "--", "set", "interface", self.p1, "type=patch", f"options:peer={self.p0}",
+        )  # fmt: skip
+        wait_for(lambda: self.link(self.p0) == "up" and self.link(self.p1) == "up", "patch up")
+
+    def link(self, iface: str) -> str:
+        return self.sw.get("Interface", iface, "link_state")
+
+
+def test_normal_switching_across_a_patch_pair(started: Sw, topology: Topology) -> None:
+    t = Two(started, topology)
+    for p in (t.p0, t.p1):
+        assert started.get("Interface", p, "type") == "patch"
+        assert started.get("Interface", p, "error") == "[]"
+        assert started.ofport(p) > 0
+    assert t.a.ping(t.c.addr, count=3, interval=0.1)
+    assert t.c.ping(t.b.addr, count=3, interval=0.1)
+    # MAC learning on both bridges: a and b behind the patch port of br1, c behind br0's
+    fdb0 = started.appctl("fdb/show", t.br0).stdout
+    fdb1 = started.appctl("fdb/show", t.br1).stdout
+    p0, p1 = started.ofport(t.p0), started.ofport(t.p1)
+    assert any(ln.split()[:1] == [str(p0)] and t.c.mac in ln for ln in fdb0.splitlines()), fdb0
+    assert any(ln.split()[:1] == [str(p1)] and t.a.mac in ln for ln in fdb1.splitlines()), fdb1
+    # UDP across, every datagram delivered
+    sink = UdpSink(t.c, 5501, idle=1.0)
+    udp_send(t.a, t.c.addr, 5501, count=200)
+    assert sorted(sink.seqs()) == list(range(200))
+    # The crossing frames hit megaflows on both datapaths (no upcall per packet)
+    flows1 = started.appctl("dpctl/dump-flows", t.br1).stdout
+    assert f"in_port({p1})" in flows1 or f"in_port={p1}" in flows1, flows1
+
+
+def test_openflow_output_to_the_patch_port(started: Sw, topology: Topology) -> None:
+    t = Two(started, topology, "10.73.0")
+    static_neighbours(t.a, t.b, t.c)
+    na, nc = started.ofport(t.a.switch_port), started.ofport(t.c.switch_port)
+    p0, p1 = started.ofport(t.p0), started.ofport(t.p1)
+    for br in (t.br0, t.br1):
+        ofctl(started, br, "del-flows")
+    assert not t.a.ping(t.c.addr, count=1, timeout=1)
+    ofctl(started, t.br0, "add-flow", f"in_port={na},actions=output:{p0}")
+    ofctl(started, t.br0, "add-flow", f"in_port={p0},actions=output:{na}")
+    ofctl(started, t.br1, "add-flow", f"in_port={p1},actions=output:{nc}")
+    ofctl(started, t.br1, "add-flow", f"in_port={nc},actions=output:{p1}")
+    assert t.a.ping(t.c.addr, count=5, interval=0.05)
+    sink = UdpSink(t.c, 5502, idle=1.0)
+    udp_send(t.a, t.c.addr, 5502, count=100)
+    assert sorted(sink.seqs()) == list(range(100))
+    # Every echo request and datagram went through both bridges' rules
+    out0 = ofctl(started, t.br0, "dump-flows")
+    out1 = ofctl(started, t.br1, "dump-flows")
+    for out, rule in ((out0, f"in_port={na}"), (out1, f"in_port={p1}")):
+        line = next(ln for ln in out.splitlines() if rule in ln)
+        n = int(line.split("n_packets=")[1].split(",")[0])
+        assert n >= 105, line
+
+
+def test_patch_port_without_peer_reports_error(started: Sw, topology: Topology) -> None:
+    a = topology.add_host("a", "10.74.0.1/24")
+    br = topology.name("pbrc")
+    p0, p1 = topology.name("pqc"), topology.name("pqd")
+    started.vsctl(
+        "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev",
+        "--", "add-port", br, a.switch_port,
+        "--", "add-port", br, p0, "--", "set", "interface", p0, "type=patch",
+        f"options:peer={p1}",
+        "--", "add-port", br, "pqbad", "--", "set", "interface", "pqbad", "type=patch",
+    )  # fmt: skip
+    wait_for(lambda: started.get("Interface", p0, "error") != "[]", "an error on p0")
+    assert started.get("Interface", p0, "error") == f'"{p0}: patch peer {p1} does not exist"'
+    assert started.get("Interface", p0, "link_state") == "down"
+    assert started.ofport(p0) > 0
+    wait_for(lambda: started.get("Interface", "pqbad", "error") != "[]", "an error on pqbad")
+    assert "requires valid 'peer' argument" in started.get("Interface", "pqbad", "error")
+    assert started.ofport("pqbad") == -1
+    # The peer appears on a second bridge: both up, errors cleared
+    br1 = topology.name("pbrd")
+    started.vsctl(
+        "add-br", br1, "--", "set", "bridge", br1, "datapath_type=netdev",
+        "--", "add-port", br1, p1, "--", "set", "interface", p1, "type=patch",
+        f"options:peer={p0}",
+    )  # fmt: skip
+    wait_for(lambda: started.get("Interface", p0, "link_state") == "up", "p0 up")
+    assert started.get("Interface", p0, "error") == "[]"
+    assert started.get("Interface", p1, "link_state") == "up"
+
+
+def test_upgrade_with_traffic_across_the_patch_pair_loses_nothing(
+    sw: Sw, topology: Topology
+) -> None:
+    sw.hitless("start")
+    t = Two(sw, topology, "10.75.0")
+    assert t.a.ping(t.c.addr, count=2, interval=0.1)
+    old = sw.daemon_pid
+    results: list[dict] = []
+    res = measure(
+        [t.a, t.c],
+        handoff_op(sw, "upgrade", results=results),
+        name="upgrade",
+        duration=5,
+        at=2,
+        rates=RATES,
+        classes=CLASSES,
+    )
+    (report,) = results
+    assert report["ok"], report
+    assert sw.daemon_pid == report["new_pid"] != old
+    assert_nothing_lost(res)
+    # The new process holds the pair: still connected, traffic still crosses
+    assert t.link(t.p0) == "up" and t.link(t.p1) == "up"
+    assert t.a.ping(t.c.addr, count=2, interval=0.1)
