@@ -3,8 +3,8 @@ Needs root (it builds network namespaces).
 
 For each operation it builds a fresh topology (hosts in network namespaces, one
 veth each to the switch, the switch in a namespace of its own), starts a fresh switch
-with one netdev bridge in standalone mode (NORMAL: MAC learning), checks the hosts
-reach each other, optionally fills the MAC table and installs OpenFlow rules, starts
+with one netdev bridge in standalone mode (NORMAL: MAC learning), or with --bridges 2
+a second one joined to it by patch ports, checks the hosts reach each other, optionally fills the MAC table and installs OpenFlow rules, starts
 the traffic classes, performs the operation AT seconds in, and analyses what every
 class saw. Everything it creates carries a random suffix and is removed afterwards,
 also on Ctrl-C.
@@ -34,13 +34,20 @@ Traffic classes (--classes), between host a and host b unless said otherwise:
   arp           host c flushes its ARP entry for b and resolves it again, repeatedly
   nd            the same for IPv6 neighbour discovery
   broadcast     UDP broadcasts from a to every other host
+  udp-cross     with --bridges 2 only (and then included by default): sequenced UDP
+                both ways between host a on br0 and the host on br1, so every
+                datagram crosses the patch ports between the bridges
 
 OpenFlow rules (--rules N, and the openflow class's two rules) are installed with
 stock ovs-ofctl -O OpenFlow13 add-flows from a file on the bridge's management socket
 (RUNDIR/br0.mgmt) of either switch; the --rules ones sit above the table-miss rule and
 match UDP 5-tuples no host sends, so the traffic is switched as before. Their number is
 checked with ovs-ofctl dump-aggregate before and after the operation.
-One bridge only: this switch has no patch ports yet, so there is no second bridge.
+Bridges (--bridges): 1 puts every host on br0. 2 adds br1 (netdev, standalone) with
+one more host (the letter after the last host of br0), joined to br0 by a pair of patch
+ports (ovs-vsctl add-port br0 patch-br1 -- set interface patch-br1 type=patch
+options:peer=patch-br0, and the reverse on br1): the same configuration for both
+switches, as Open vSwitch has patch ports with the netdev datapath too.
 
 Outputs: the table on the terminal; --json (for scripts; it also carries the series
 the plot needs, so --from-json can redraw, and under settings.openflow the rule counts
@@ -79,6 +86,7 @@ DEFAULTS = {
     "duration": 8.0,
     "at": None,
     "macs": 0,
+    "bridges": 1,
 }
 
 
@@ -114,7 +122,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--classes",
         metavar="LIST",
         help="comma-separated traffic classes: udp, openflow, tcp-stream, tcp-connect, arp, "
-        "nd, broadcast (default: all)",
+        "nd, broadcast, and with --bridges 2 udp-cross (default: all of them)",
     )
     g.add_argument(
         "--downgrade-to",
@@ -131,6 +139,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="hosts on the bridge, 2..26; with 3 or more the ARP/ND probes run from a "
         f"third host and broadcasts reach every host (default {DEFAULTS['hosts']})",
+    )
+    g.add_argument(
+        "--bridges",
+        type=int,
+        choices=[1, 2],
+        help="1: every host on one bridge; 2: a second bridge with one more host, joined "
+        "to the first by a pair of patch ports (type=patch, options:peer), which the "
+        f"udp-cross class crosses (default {DEFAULTS['bridges']})",
     )
     g.add_argument(
         "--duration",
@@ -270,7 +286,7 @@ def measure_step(
     extra: dict[str, Any] = {}
     have = 0
     port = pick_port()
-    with Topology(args.hosts) as topo:
+    with Topology(args.hosts, bridges=args.bridges) as topo:
         sw: HitlessSwitch | OvsSwitch
         if step.switch == "hitless":
             sw = HitlessSwitch(topo.switch_ns, downgrade_to=downgrade_to)
@@ -280,7 +296,9 @@ def measure_step(
         try:
             progress(f"{step.name}: starting the switch", 0.0)
             sw.start()
-            sw.add_bridge(topo.ports, mac_table_size=max(8192, args.macs + 1024))
+            sw.add_bridge(topo.ports_on(0), mac_table_size=max(8192, args.macs + 1024))
+            if args.bridges == 2:
+                sw.add_second_bridge(topo.ports_on(1))
             if not topo.wait_connected():
                 raise SwitchError(f"the hosts do not reach each other through {step.switch}")
             if args.macs:
@@ -327,6 +345,7 @@ def measure_step(
         "op": step.op,
         "macs": args.macs,
         "rules": args.rules,
+        "bridges": args.bridges,
         **extra,
         "argv": args.argv,
     }
@@ -473,7 +492,7 @@ def _argv() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from hitless.impact import report
-    from hitless.impact.run import ALL_CLASSES
+    from hitless.impact.run import ALL_CLASSES, CROSS_CLASSES, KNOWN_CLASSES
     from hitless.impact.switches import HITLESS_OPS
     from hitless.impact.topology import install_signal_cleanup
 
@@ -485,14 +504,20 @@ def run(args: argparse.Namespace) -> int:
     if args.from_json:
         results = report.from_json(json.loads(Path(args.from_json).read_text()))
         return _render(results, args, console)
-    classes = tuple(args.classes.split(",")) if args.classes else ALL_CLASSES
-    unknown = set(classes) - set(ALL_CLASSES)
+    default_classes = ALL_CLASSES + (CROSS_CLASSES if args.bridges == 2 else ())
+    classes = tuple(args.classes.split(",")) if args.classes else default_classes
+    unknown = set(classes) - set(KNOWN_CLASSES)
     ops = list(HITLESS_OPS) if args.ops == "all" else args.ops.split(",")
     try:
         if unknown:
-            raise ValueError(f"unknown classes {sorted(unknown)}; known: {', '.join(ALL_CLASSES)}")
-        if not 2 <= args.hosts <= 26:
-            raise ValueError(f"--hosts {args.hosts}: between 2 and 26")
+            raise ValueError(
+                f"unknown classes {sorted(unknown)}; known: {', '.join(KNOWN_CLASSES)}"
+            )
+        if args.bridges == 1 and set(classes) & set(CROSS_CLASSES):
+            raise ValueError("the udp-cross class needs --bridges 2")
+        top = 26 - (args.bridges - 1)
+        if not 2 <= args.hosts <= top:
+            raise ValueError(f"--hosts {args.hosts}: between 2 and {top}")
         steps = plan(args.switch, ops)
         if not steps:
             raise ValueError(f"none of the operations {ops} exists on {args.switch}")
@@ -549,12 +574,23 @@ def _preamble(results: Sequence[Any], argv: str) -> str:
         else ""
     )
     rules = int(first.get("rules", 0) or 0)
+    n_hosts = len(first.get("hosts", []))
+    if int(first.get("bridges", 1) or 1) == 2:
+        where = (
+            f"{n_hosts} hosts in network namespaces, {n_hosts - 1} on one netdev bridge and "
+            "1 on a second, joined by a pair of patch ports, both in standalone mode (NORMAL)"
+        )
+    else:
+        where = (
+            f"{n_hosts} hosts in network namespaces on one netdev bridge in standalone "
+            "mode (NORMAL)"
+        )
+    cross = ", the same UDP between bridges" if "udp-cross" in kinds else ""
     return (
         f"Generated by `{argv}` from a real run; do not edit by hand, regenerate it "
         "(`--from-json FILE --blips docs/blips.md` re-renders a saved run). Each "
-        f"operation ran on a fresh switch and topology: {len(first.get('hosts', []))} hosts "
-        "in network namespaces on one netdev bridge in standalone mode (NORMAL), "
-        f"UDP at {rates.get('udp_pps', 0):g} datagrams/s each way{openflow}, a long-lived "
+        f"operation ran on a fresh switch and topology: {where}, "
+        f"UDP at {rates.get('udp_pps', 0):g} datagrams/s each way{openflow}{cross}, a long-lived "
         "TCP connection, a new TCP connection every "
         f"{rates.get('connect_interval', 0) * 1000:g} ms, an ARP and an ND resolution every "
         f"{rates.get('probe_interval', 0) * 1000:g} ms, "

@@ -19,6 +19,8 @@ __all__ = ["EXPLANATIONS", "OPERATION_NOTES"]
 # transport's own recovery, the same whichever switch caused the outage.
 _TRANSPORT = {
     "udp": "UDP has no retransmission: every datagram sent while nobody forwards is gone.",
+    "udp-cross": "the same UDP across two bridges joined by patch ports: every datagram "
+    "sent while nobody forwards is gone.",
     "openflow": "the same UDP, forwarded by OpenFlow rules instead of NORMAL: every "
     "datagram sent while nobody forwards is gone, rules or not.",
     "broadcast": "broadcasts sent while nobody forwards are gone, for every receiver.",
@@ -104,6 +106,8 @@ _HANDOFF = {
 }
 _LATE = {
     "udp": "datagrams that arrived during the freeze were queued, not dropped: late.",
+    "udp-cross": "datagrams that arrived during the freeze were queued, not dropped, and "
+    "then crossed both bridges: late.",
     "openflow": "datagrams that arrived during the freeze were queued, not dropped, and "
     "then forwarded by the same rules: late.",
     "broadcast": "broadcasts that arrived during the freeze were queued, not dropped: late.",

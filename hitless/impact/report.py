@@ -58,6 +58,7 @@ def _ms(x: float | None) -> str:
 def _unit(kind: str) -> str:
     return {
         "udp": "datagrams",
+        "udp-cross": "datagrams",
         "openflow": "datagrams",
         "broadcast": "datagrams",
         "tcp-stream": "messages",

@@ -18,6 +18,11 @@ The ``openflow`` class is the same sequenced UDP on UDP ports of its own
 installs the OpenFlow rules that carry it (``hitless.impact.rules``) before calling
 ``measure`` with the same ``port``. Without such rules it is only more UDP.
 
+The ``udp-cross`` class (``CROSS_CLASSES``, not part of ``ALL_CLASSES``) is the same
+sequenced UDP both ways between the first host and the host on a second bridge (the
+host whose ``.bridge`` is 1; ``hitless.impact.topology`` with ``bridges=2``), so it
+crosses the patch ports that join the bridges.
+
 ``operation`` is called once, ``at`` seconds after traffic starts, in the calling
 thread. It may return the phases it went through (``Phase`` objects, absolute
 ``time.monotonic()`` seconds) for the report to shade; otherwise the whole call is
@@ -52,6 +57,8 @@ from hitless.impact.analysis import ClassStats, ImpactResult, Phase, Window
 
 __all__ = [
     "ALL_CLASSES",
+    "CROSS_CLASSES",
+    "KNOWN_CLASSES",
     "ImpactError",
     "Operation",
     "Rates",
@@ -62,6 +69,8 @@ __all__ = [
 ]
 
 ALL_CLASSES = ("udp", "openflow", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
+CROSS_CLASSES = ("udp-cross",)  # need a host on a second bridge
+KNOWN_CLASSES = ALL_CLASSES + CROSS_CLASSES
 
 Operation = Callable[[], Iterable[Phase] | None]
 Progress = Callable[[str, float], None]
@@ -156,9 +165,9 @@ def _plan(
     run: int,
     port: int | None = None,
 ) -> _Plan:
-    unknown = set(classes) - set(ALL_CLASSES)
+    unknown = set(classes) - set(KNOWN_CLASSES)
     if unknown:
-        raise ValueError(f"unknown traffic classes {sorted(unknown)}; known: {ALL_CLASSES}")
+        raise ValueError(f"unknown traffic classes {sorted(unknown)}; known: {KNOWN_CLASSES}")
     if len(hosts) < 2:
         raise ValueError(f"measure needs at least two hosts, got {len(hosts)}")
     a, b = hosts[0], hosts[1]
@@ -198,6 +207,20 @@ def _plan(
             ("of-ba-tx", b, aip, of_ba, 5),
         ):
             add(label, src, False, "udp-send", "--dst", dst.ip, "--port", p,
+                "--rate", rates.udp_pps, "--size", rates.udp_size, "--stream", stream)  # fmt: skip
+    if "udp-cross" in classes:
+        x = cross_host(hosts)
+        if x is None:
+            raise ValueError("the udp-cross class needs a host on a second bridge")
+        xip = _addr(x.ip)
+        # port + 9 on both receivers (different hosts): no other class uses it
+        add("xudp-ab-rx", x, True, "udp-recv", "--bind", xip.ip, "--port", port + 9)
+        add("xudp-ba-rx", a, True, "udp-recv", "--bind", aip.ip, "--port", port + 9)
+        for label, src, dst, stream in (
+            ("xudp-ab-tx", a, xip, 6),
+            ("xudp-ba-tx", x, aip, 7),
+        ):
+            add(label, src, False, "udp-send", "--dst", dst.ip, "--port", port + 9,
                 "--rate", rates.udp_pps, "--size", rates.udp_size, "--stream", stream)  # fmt: skip
     if "tcp-stream" in classes:
         add("tcp-stream-srv", b, True, "tcp-stream-server", "--bind", bip.ip, "--port", port + 2)
@@ -318,6 +341,11 @@ def _records(agent: _Agent) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def cross_host(hosts: Sequence[HostLike]) -> HostLike | None:
+    """The host on the second bridge (``.bridge == 1``), if any."""
+    return next((h for h in hosts if getattr(h, "bridge", 0) == 1), None)
+
+
 def openflow_class_name(src: str, dst: str) -> str:
     """The name the openflow class's stream from host ``src`` to ``dst`` has in results."""
     return f"openflow {src}→{dst}"
@@ -329,8 +357,10 @@ def analyse(
     hosts: Sequence[str],
     late_after: float,
     prober: str,
+    cross: str | None = None,
 ) -> tuple[ClassStats, ...]:
-    """Per-class statistics from the records of each agent label (see ``_plan``)."""
+    """Per-class statistics from the records of each agent label (see ``_plan``);
+    ``cross`` names the host on the second bridge (the udp-cross class)."""
     a, b = hosts[0], hosts[1]
     out: list[ClassStats] = []
     if "udp-ab-tx" in recs:
@@ -342,6 +372,18 @@ def analyse(
                     recs[f"udp-{label}-rx"],
                     window,
                     late_after=late_after,
+                )  # fmt: skip
+            )
+    if "xudp-ab-tx" in recs and cross is not None:
+        for label, src, dst in (("ab", a, cross), ("ba", cross, a)):
+            out.append(
+                an.udp_stream(
+                    f"udp {src}→{dst} (across bridges)",
+                    recs[f"xudp-{label}-tx"],
+                    recs[f"xudp-{label}-rx"],
+                    window,
+                    late_after=late_after,
+                    kind="udp-cross",
                 )  # fmt: skip
             )
     if "of-ab-tx" in recs:
@@ -478,7 +520,9 @@ def measure(
     finally:
         _kill(plan.agents)
         shutil.rmtree(tmp, ignore_errors=True)
-    stats = analyse(recs, window, host_names, rates.late_after, plan.prober)
+    x = cross_host(hosts) if "udp-cross" in classes else None
+    cross = None if x is None else str(getattr(x, "name", x.ns))
+    stats = analyse(recs, window, host_names, rates.late_after, plan.prober, cross)
     return ImpactResult(
         operation=name,
         window=an.relative(window),

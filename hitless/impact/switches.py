@@ -11,6 +11,10 @@ command-line tools, the way an operator would:
   it never touches the system's Open vSwitch. ``datapath_type=netdev`` (there is no
   kernel module here), bridge in standalone mode (NORMAL).
 
+Both take a second bridge the same way (``add_second_bridge``): ``br1``, netdev,
+standalone, joined to ``br0`` by a patch port pair (``Interface type=patch,
+options:peer``), configured with the same ``ovs-vsctl`` command for both switches.
+
 An operation (``Switch.operation(name)``) returns a callable for
 ``hitless.impact.run.measure`` that performs it and returns its phases. Processes
 are stopped by the PIDs their pidfiles name, never by name.
@@ -45,6 +49,9 @@ __all__ = [
 ]
 
 BRIDGE = "br0"
+BRIDGE2 = "br1"
+# The patch pair joining them: (on br0, on br1), each the other's options:peer.
+PATCH = ("patch-br1", "patch-br0")
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 TIMEOUT = 60.0
 
@@ -195,6 +202,21 @@ class _Base:
         ]
         for p in ports:
             cmd += ["--", "add-port", BRIDGE, p]
+        self.vsctl(*cmd)
+
+    def add_second_bridge(self, ports: Sequence[str]) -> None:
+        """A second netdev bridge (``BRIDGE2``, standalone) with ``ports``, joined to the
+        first by the patch pair ``PATCH``, as one ovs-vsctl transaction."""
+        p0, p1 = PATCH
+        cmd = ["add-br", BRIDGE2, "--", "set", "bridge", BRIDGE2, "datapath_type=netdev"]
+        for p in ports:
+            cmd += ["--", "add-port", BRIDGE2, p]
+        cmd += [
+            "--", "add-port", BRIDGE, p0,
+            "--", "set", "interface", p0, "type=patch", f"options:peer={p1}",
+            "--", "add-port", BRIDGE2, p1,
+            "--", "set", "interface", p1, "type=patch", f"options:peer={p0}",
+        ]  # fmt: skip
         self.vsctl(*cmd)
 
     def fdb_macs(self) -> int:

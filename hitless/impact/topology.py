@@ -8,6 +8,10 @@
             attach(h.port)               # the root-namespace veth end, for the switch
         measure(topo.hosts, ...)
 
+With ``bridges=2`` one more host (the next letter, ``.bridge == 1``) is meant for a
+second bridge that the switch joins to the first with a patch port pair
+(``ports_on(1)``); it is on the same subnet, so hosts reach it across the bridges.
+
 The switch runs in a namespace of its own, ``hli-sw-<suffix>`` (``switch_ns``): two
 userspace switches in one namespace would collide on the tap devices they create
 (Open vSwitch's ``ovs-netdev``, the bridges' internal ports). Each host is a namespace
@@ -72,6 +76,7 @@ class Host:
     port: str  # the veth end in the switch namespace, to attach to the switch
     mac: str
     dev: str = "eth0"
+    bridge: int = 0  # which bridge the switch attaches ``port`` to (0 first, 1 second)
 
     def run(self, *args: str, check: bool = True) -> str:
         """Run a command inside the host's namespace; its standard output."""
@@ -88,11 +93,17 @@ class Host:
 
 
 class Topology:
-    """``n_hosts`` hosts (2..26) on one subnet; a context manager that removes them."""
+    """``n_hosts`` hosts (2..26) on one subnet for the first bridge, and with
+    ``bridges=2`` one more for a second bridge; a context manager that removes them."""
 
-    def __init__(self, n_hosts: int = 3, net: int | None = None) -> None:
-        if not 2 <= n_hosts <= len(HOST_NAMES):
-            raise ValueError(f"a topology has 2 to {len(HOST_NAMES)} hosts, not {n_hosts}")
+    def __init__(self, n_hosts: int = 3, net: int | None = None, bridges: int = 1) -> None:
+        if bridges not in (1, 2):
+            raise ValueError(f"a topology has 1 or 2 bridges, not {bridges}")
+        if not 2 <= n_hosts <= len(HOST_NAMES) - (bridges - 1):
+            raise ValueError(
+                f"a topology with {bridges} bridge(s) has 2 to "
+                f"{len(HOST_NAMES) - (bridges - 1)} hosts on the first, not {n_hosts}"
+            )
         if os.geteuid() != 0:
             raise TopologyError("building network namespaces needs root")
         self.suffix = secrets.token_hex(3)
@@ -107,11 +118,13 @@ class Topology:
             self.in_switch_ns("ip", "link", "set", "lo", "up")
             for i in range(n_hosts):
                 self._add(i)
+            if bridges == 2:
+                self._add(n_hosts, bridge=1)
         except BaseException:
             self.close()
             raise
 
-    def _add(self, i: int) -> None:
+    def _add(self, i: int, bridge: int = 0) -> None:
         name = HOST_NAMES[i]
         ns = f"{NS_PREFIX}{name}-{self.suffix}"
         port = f"hi{name}{self.suffix}"
@@ -130,7 +143,7 @@ class Topology:
         _sh(*run, "ip", "-6", "addr", "add", ip6, "dev", "eth0", "nodad")
         _sh(*run, "ip", "link", "set", "eth0", "up")
         _sh(*run, "ethtool", "-K", "eth0", "tx", "off")
-        self.hosts.append(Host(name, ns, ip, ip6, port, mac))
+        self.hosts.append(Host(name, ns, ip, ip6, port, mac, bridge=bridge))
 
     def in_switch_ns(self, *args: str) -> str:
         return _sh("ip", "netns", "exec", self.switch_ns, *args)
@@ -138,6 +151,10 @@ class Topology:
     @property
     def ports(self) -> list[str]:
         return [h.port for h in self.hosts]
+
+    def ports_on(self, bridge: int) -> list[str]:
+        """The switch-side ports of the hosts meant for bridge ``bridge`` (0 or 1)."""
+        return [h.port for h in self.hosts if h.bridge == bridge]
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """Until the first host reaches every other one (the switch forwards)."""
