@@ -1,8 +1,9 @@
 """Patch ports through the real daemon: namespace hosts on two netdev bridges joined
 by a patch pair (configured with stock ovs-vsctl as for Open vSwitch); ping and UDP
 cross with NORMAL on both bridges and with OpenFlow rules that output to the patch
-port; a patch port without its peer reports an error and link down; and a hitless
-upgrade with traffic across the bridges loses nothing."""
+port; a patch port without its peer reports an error and link down; a hitless
+upgrade with traffic across the bridges loses nothing, and a downgrade to a build
+without patch ports rolls back, also without loss."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.daemon.test_openflow import ofctl, static_neighbours
 from tests.handoff.test_netdev_upgrade import CLASSES, RATES, assert_nothing_lost, handoff_op
 from tests.netns import Topology, UdpSink, udp_send
 from tests.switch import Sw
+from tests.upgrade.builds import build, previous_versions
 
 pytestmark = pytest.mark.netns
 
@@ -160,5 +162,35 @@ def test_upgrade_with_traffic_across_the_patch_pair_loses_nothing(
     assert sw.daemon_pid == report["new_pid"] != old
     assert_nothing_lost(res)
     # The new process holds the pair: still connected, traffic still crosses
+    assert t.link(t.p0) == "up" and t.link(t.p1) == "up"
+    assert t.a.ping(t.c.addr, count=2, interval=0.1)
+
+
+def test_downgrade_to_a_build_without_patch_ports_rolls_back_without_loss(
+    sw: Sw, topology: Topology
+) -> None:
+    """The newest previous release knows no patch ports: it cannot adopt the pair (no
+    descriptor to take), so the handoff rolls back and the running switch keeps
+    forwarding across the bridges."""
+    previous = previous_versions()[-1]
+    old_build = build(previous)
+    sw.hitless("start")
+    t = Two(sw, topology, "10.76.0")
+    old = sw.daemon_pid
+    results: list[dict] = []
+    res = measure(
+        [t.a, t.c],
+        handoff_op(sw, "downgrade", "--to", str(old_build.vswitchd), results=results),
+        name="downgrade",
+        duration=4,
+        at=1.5,
+        rates=RATES,
+        classes=CLASSES,
+    )
+    (report,) = results
+    assert not report["ok"] and report["returncode"] == 1, report
+    assert f"cannot adopt netdev datapath {t.br0}" in report["reason"], report
+    assert sw.daemon_pid == old
+    assert_nothing_lost(res)
     assert t.link(t.p0) == "up" and t.link(t.p1) == "up"
     assert t.a.ping(t.c.addr, count=2, interval=0.1)
