@@ -30,6 +30,7 @@ import msgspec
 
 from hitless.config.model import BridgeConfig
 from hitless.config.ovsdb import read_config
+from hitless.daemon.handoff_old import HandoffRefused
 from hitless.datapath import Datapath, FlowStats, provider
 from hitless.datapath.actions import Action, actions_from_json, actions_to_json
 from hitless.handoff import snapshot
@@ -325,12 +326,28 @@ class SwitchExporter:
         self.switch = switch
         self.baseline: _Baseline | None = None
         self.openflow_delta = False  # the peer takes OpenFlow changes as a delta
+        self.patch_ports = True  # the peer adopts patch ports (told otherwise at Hello)
 
     def use_features(self, features: list[str]) -> None:
         """The protocol features both sides speak (``HandoffServer`` tells us)."""
         self.openflow_delta = "openflow-delta" in features
+        self.patch_ports = "patch-ports" in features
+
+    def _check_peer_can_take(self) -> None:
+        """Refuse, before anything is frozen, state the new build cannot adopt."""
+        if self.patch_ports:
+            return
+        for name, rb in sorted(self.switch.bridges.items()):
+            patches = sorted(p.name for p in rb.datapath.ports().values() if p.type == "patch")
+            if patches:
+                raise HandoffRefused(
+                    f"bridge {name} has patch ports ({', '.join(patches)}) and the new build "
+                    "cannot take them over (it predates patch ports): remove them first "
+                    "(ovs-vsctl del-port), or hand over to a newer build"
+                )
 
     def precopy(self, now: float, delta: bool) -> State:
+        self._check_peer_can_take()
         state, _ = export_switch(self.switch, now, final=False)
         self._stop_tracking()
         if delta:

@@ -329,7 +329,9 @@ class HandoffConnection:
 # "openflow-delta" = with "delta", the freeze carries only the OpenFlow rules changed
 # since the pre-copy (and counters that moved), not every rule: a freeze independent of
 # the size of the flow tables.
-FEATURES = ["delta", "listeners", "sessions", "openflow-delta"]
+# "patch-ports" = the new side adopts patch ports (device-less ports joining bridges);
+# a switch with patch ports refuses a handoff to a build without them.
+FEATURES = ["delta", "listeners", "sessions", "openflow-delta", "patch-ports"]
 
 
 def negotiate(ours: list[int], theirs: list[int]) -> int | None:
