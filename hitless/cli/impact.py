@@ -329,7 +329,7 @@ def measure_step(
                 port=port,
             )
             if args.macs:
-                after = macload.count_loaded(sw.appctl("fdb/show", "br0"))
+                after = macload.count_loaded(sw.appctl("fdb/show", "br0"), args.macs)
                 notes.append(
                     f"MAC table (fdb/show): {have} of {args.macs} loaded MACs before, {after} after"
                 )

@@ -35,9 +35,22 @@ def mac(i: int) -> str:
     return PREFIX + ":".join(f"{x:02x}" for x in b)
 
 
-def count_loaded(fdb_show: str) -> int:
-    """Entries of ``fdb/show`` output whose MAC is one of ours."""
-    return sum(1 for line in fdb_show.splitlines() if PREFIX in line.lower())
+def count_loaded(fdb_show: str, count: int | None = None) -> int:
+    """How many distinct MACs of ours (``mac(i)``, i < ``count`` if given) ``fdb/show``
+    lists: the MAC column only, so a host MAC that merely contains the prefix, or one
+    of ours on two VLANs, is not counted twice."""
+    seen: set[int] = set()
+    for line in fdb_show.splitlines():
+        for tok in line.lower().split():
+            if len(tok) != 17 or not tok.startswith(PREFIX):
+                continue
+            try:
+                i = int(tok[len(PREFIX) :].replace(":", ""), 16)
+            except ValueError:
+                continue
+            if count is None or i < count:
+                seen.add(i)
+    return len(seen)
 
 
 def _send(dev: str, dst: str, start: int, count: int, rate: float) -> None:
@@ -91,7 +104,7 @@ def load(
         # the switch learns from its upcall queue: wait for the count to settle
         last, deadline = -1, time.monotonic() + 10 + count / 5000
         while time.monotonic() < deadline:
-            have = count_loaded(fdb_show())
+            have = count_loaded(fdb_show(), count)
             if have >= count or have == last:
                 break
             last = have

@@ -165,3 +165,20 @@ def test_every_class_of_every_disrupting_operation_is_explained() -> None:
     assert "without the OpenFlow rules" in EXPLANATIONS["hitless kill -9 + start/openflow"]
     assert "counters start again" in EXPLANATIONS["hitless restart --mode flow-restore/openflow"]
     assert "counters start again" not in EXPLANATIONS["hitless upgrade/openflow"]
+
+
+def test_loaded_macs_are_counted_from_the_mac_column_only() -> None:
+    from hitless.impact.macload import count_loaded, mac
+
+    show = "\n".join(
+        [
+            " port  VLAN  MAC                Age",
+            f"    1     0  {mac(0)}    3",
+            f"    1    10  {mac(0)}    3",  # the same MAC on another VLAN: once
+            f"    2     0  {mac(1)}    1",
+            f"    2     0  {mac(7)}    1",  # not among the first 2 loaded
+            "    3     0  aa:0e:00:00:00:01    0",  # a host MAC containing the prefix
+        ]
+    )
+    assert count_loaded(show, 2) == 2
+    assert count_loaded(show) == 3
