@@ -29,6 +29,17 @@ Traffic classes (--classes), between host a and host b unless said otherwise:
                 not by NORMAL; their packet counters are read just before and just
                 after the operation (a counter that goes down: the rule's statistics
                 were lost) and at the end against the datagrams delivered
+  controller    an OpenFlow controller session held across the operation: the
+                bridge gets a passive controller port (ovs-vsctl set-controller br0
+                ptcp:PORT:127.0.0.1, in the switch's namespace) and a controller
+                (hitless.openflow's sans-IO codec over a real socket) connects, says
+                HELLO, asks for the features, sends an echo request every 20 ms and
+                answers the switch's; it reconnects every 20 ms when the session ends.
+                Reports "connected throughout" or "N disconnects, reconnected after X
+                ms", the longest echo stall and the echo requests left unanswered.
+                Passive rather than an active tcp: target, because Open vSwitch
+                flushes a bridge's rules and its NORMAL rule when it gets an active
+                controller (hitless does not), which would change every other class
   tcp-stream    one long-lived TCP connection: survived or reset, longest stall
   tcp-connect   new TCP connections at a fixed rate: failed, worst connect latency
   arp           host c flushes its ARP entry for b and resolves it again, repeatedly
@@ -121,8 +132,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--classes",
         metavar="LIST",
-        help="comma-separated traffic classes: udp, openflow, tcp-stream, tcp-connect, arp, "
-        "nd, broadcast, and with --bridges 2 udp-cross (default: all of them)",
+        help="comma-separated traffic classes: udp, openflow, controller, tcp-stream, "
+        "tcp-connect, arp, nd, broadcast, and with --bridges 2 udp-cross (default: all of "
+        "them)",
     )
     g.add_argument(
         "--downgrade-to",
@@ -277,7 +289,7 @@ def measure_step(
 ) -> Any:
     """One operation on a fresh topology and switch; the ImpactResult."""
     from hitless.impact import macload
-    from hitless.impact.run import Rates, measure, pick_port
+    from hitless.impact.run import Rates, controller_port, measure, pick_port
     from hitless.impact.switches import HitlessSwitch, OvsSwitch, SwitchError
     from hitless.impact.topology import Topology
 
@@ -299,6 +311,10 @@ def measure_step(
             sw.add_bridge(topo.ports_on(0), mac_table_size=max(8192, args.macs + 1024))
             if args.bridges == 2:
                 sw.add_second_bridge(topo.ports_on(1))
+            if "controller" in classes:
+                # passive (service) controller: an active one would make Open vSwitch
+                # flush the bridge's rules and drop NORMAL (see hitless.impact.run)
+                sw.vsctl("set-controller", "br0", f"ptcp:{controller_port(port)}:127.0.0.1")
             if not topo.wait_connected():
                 raise SwitchError(f"the hosts do not reach each other through {step.switch}")
             if args.macs:
@@ -327,6 +343,7 @@ def measure_step(
                 classes=classes,
                 progress=progress,
                 port=port,
+                controller_ns=topo.switch_ns,
             )
             if args.macs:
                 after = macload.count_loaded(sw.appctl("fdb/show", "br0"), args.macs)
@@ -492,7 +509,7 @@ def _argv() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from hitless.impact import report
-    from hitless.impact.run import ALL_CLASSES, CROSS_CLASSES, KNOWN_CLASSES
+    from hitless.impact.run import ALL_CLASSES, CONTROLLER_CLASSES, CROSS_CLASSES, KNOWN_CLASSES
     from hitless.impact.switches import HITLESS_OPS
     from hitless.impact.topology import install_signal_cleanup
 
@@ -504,7 +521,9 @@ def run(args: argparse.Namespace) -> int:
     if args.from_json:
         results = report.from_json(json.loads(Path(args.from_json).read_text()))
         return _render(results, args, console)
-    default_classes = ALL_CLASSES + (CROSS_CLASSES if args.bridges == 2 else ())
+    default_classes = (
+        ALL_CLASSES + CONTROLLER_CLASSES + (CROSS_CLASSES if args.bridges == 2 else ())
+    )
     classes = tuple(args.classes.split(",")) if args.classes else default_classes
     unknown = set(classes) - set(KNOWN_CLASSES)
     ops = list(HITLESS_OPS) if args.ops == "all" else args.ops.split(",")
@@ -586,6 +605,11 @@ def _preamble(results: Sequence[Any], argv: str) -> str:
             "mode (NORMAL)"
         )
     cross = ", the same UDP between bridges" if "udp-cross" in kinds else ""
+    if "controller" in kinds:
+        cross += (
+            ", an OpenFlow controller session (to the bridge's passive controller port) "
+            f"with an echo request every {rates.get('echo_interval', 0.02) * 1000:g} ms"
+        )
     return (
         f"Generated by `{argv}` from a real run; do not edit by hand, regenerate it "
         "(`--from-json FILE --blips docs/blips.md` re-renders a saved run). Each "

@@ -34,6 +34,7 @@ __all__ = [
     "Phase",
     "Window",
     "broadcast",
+    "controller",
     "merge_intervals",
     "neighbour",
     "tcp_connect",
@@ -45,7 +46,7 @@ Record = Mapping[str, Any]
 Interval = tuple[float, float]
 
 # Kinds of traffic class, in the order reports list them.
-KINDS = ("udp", "openflow", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
+KINDS = ("udp", "openflow", "controller", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +88,14 @@ class ClassStats:
     tcp-stream    messages       messages echoed     messages never echoed
     tcp-connect   attempts       connected           failed attempts
     arp / nd      probes         answered            failed probes
+    controller    echo requests  echo replies        echo requests unanswered
     ============  =============  ==================  ============================
 
     ``worst_latency`` / ``median_latency``: connect time (tcp-connect), flush to reply
     (arp / nd), one-way delay (udp, openflow, broadcast), send to echo (tcp-stream).
-    ``outcome`` is set for tcp-stream only: ``survived``, or how the connection ended
-    (``reset``, ``closed``, ``timeout``, ``stalled``, ``not-connected``...).
+    ``outcome`` is set for tcp-stream and controller only: ``survived``, or how the
+    connection ended (``reset``, ``closed``, ``timeout``, ``stalled``,
+    ``not-connected``...; controller: ``N disconnects, reconnected after X ms``).
     ``failures`` counts failed units by reason. ``before_op`` counts disrupted units
     sent more than the analysis margin before the operation began: noise the
     operation cannot have caused (after it, recovery may legitimately take a while). ``arrivals`` (arrival or success times) and
@@ -572,3 +575,109 @@ def neighbour(
     fams = {int(r.get("family", 4)) for r in records if r.get("ev") == "probe"}
     kind = "nd" if fams == {6} else "arp"
     return _attempts(name, kind, records, "probe", window, late_after, margin)
+
+
+def _fmt_ms(x: float) -> str:
+    return f"{x * 1000:.0f} ms" if x >= 0.01 else f"{x * 1000:.1f} ms"
+
+
+def controller(
+    name: str,
+    records: Sequence[Record],
+    window: Window,
+    *,
+    late_after: float = 0.05,
+    margin: float = 0.5,
+    span: Interval | None = None,
+) -> ClassStats:
+    """An OpenFlow controller session from ``hitless.impact.controller`` records.
+
+    Units are the controller's echo requests: one without a reply (its session ended
+    first) is lost, one answered more than ``late_after`` after it was sent is late.
+    ``outcome`` is ``survived`` when the first session lasted to the end, else
+    ``N disconnect(s), reconnected after X ms`` (the longest time from a disconnect
+    to the next session's features reply) or ``..., not reconnected``. Only sessions
+    that got their features reply count as disconnected; ``failures`` counts their
+    disconnects by kind, plus connections accepted and closed before the features
+    reply (``closed before features``: the restarting switch accepted and dropped them). ``longest_gap`` is the longest time
+    without an echo reply, from the first echo request to the last; the disconnected
+    periods count as disrupted even though no echo request was sent in them.
+    ``span`` (absolute seconds): count only the echo requests sent in it (the other
+    classes' traffic; the session itself is held from before to after)."""
+    t0 = window.start
+    tx: dict[tuple[int, int], float] = {}
+    reply: dict[tuple[int, int], float] = {}
+    for r in records:
+        key = (int(r.get("conn", 0)), int(r.get("xid", 0)))
+        if r.get("ev") == "echo-tx":
+            if span is not None and not span[0] <= float(r["t"]) <= span[1]:
+                continue
+            tx[key] = float(r["t"])
+        elif r.get("ev") == "echo-rx":
+            reply.setdefault(key, float(r["t"]))
+    reply = {k: t for k, t in reply.items() if k in tx}
+    opened = {int(r.get("conn", 0)) for r in records if r.get("ev") == "features"}
+    ends = sorted(
+        (r for r in records if r.get("ev") == "disconnected"), key=lambda r: float(r["t"])
+    )
+    downs = [r for r in ends if int(r.get("conn", 0)) in opened]
+    stillborn = len(ends) - len(downs)  # accepted, then closed before the features reply
+    features = sorted(float(r["t"]) for r in records if r.get("ev") == "features")
+    outages: list[Interval] = []
+    back: list[float | None] = []
+    last_t = max((float(r["t"]) for r in records if "t" in r), default=t0)
+    for d in downs:
+        t = float(d["t"])
+        up = next((f for f in features if f > t), None)
+        back.append(None if up is None else up - t)
+        outages.append((t, last_t if up is None else up))
+    if not features:
+        outcome = "not-connected"
+    elif not downs:
+        outcome = "survived"
+    else:
+        n = len(downs)
+        what = f"{n} disconnect{'s' if n > 1 else ''}"
+        if back[-1] is None:
+            outcome = f"{what}, not reconnected"
+        else:
+            outcome = f"{what}, reconnected after {_fmt_ms(max(b for b in back if b is not None))}"
+    order = sorted(tx, key=lambda k: tx[k])
+    rtts = [reply[k] - tx[k] for k in order if k in reply]
+    units = [(tx[k], k not in reply or reply[k] - tx[k] > late_after) for k in order]
+    disrupted, intervals, before = _disruption(units, window, margin)
+    intervals = merge_intervals([*intervals, *((a - t0, b - t0) for a, b in outages)])
+    disrupted = sum(b - a for a, b in intervals)
+    before += sum(1 for d in downs if _before(float(d["t"]), window, margin))
+    gap = 0.0
+    if order:
+        gap = _longest_gap(tx[order[0]], tx[order[-1]], list(reply.values()))
+    worst, median = _latency(rtts)
+    lost = sum(1 for k in order if k not in reply)
+    failures: dict[str, int] = dict(Counter(str(d.get("kind", "closed")) for d in downs))
+    if lost:
+        failures["unanswered"] = lost
+    if stillborn:
+        failures["closed before features"] = stillborn
+    return ClassStats(
+        name=name,
+        kind="controller",
+        sent=len(tx),
+        received=sum(1 for k in reply if k in tx),
+        lost=lost,
+        late=sum(1 for x in rtts if x > late_after),
+        longest_gap=gap,
+        disrupted=disrupted,
+        worst_latency=worst,
+        median_latency=median,
+        outcome=outcome,
+        failures=failures,
+        before_op=before,
+        disruptions=intervals,
+        arrivals=tuple(sorted(t - t0 for t in reply.values())),
+        failed_at=tuple(
+            sorted(
+                [tx[k] - t0 for k in order if k not in reply] + [float(d["t"]) - t0 for d in downs]
+            )
+        ),
+    )

@@ -34,6 +34,14 @@ _TRANSPORT = {
     "kernel's 1 s retransmit timer (retrans_time_ms), so it completes a second late; "
     "with a resolution every 250 ms at most one or two of them fall in the outage.",
     "nd": "the same as ARP: the neighbour solicitation is retried after 1 s (retrans_time_ms).",
+    "controller": "the OpenFlow session is a TCP connection of the switch process: it dies "
+    "with the process (closed or reset), with the echo requests in flight unanswered, and "
+    "the controller only gets a session again once the new process listens on the "
+    "controller port and has read the bridge configuration. This controller retries "
+    "every 20 ms, so the reconnect time is the restart's; a switch-initiated (active "
+    "`tcp:`) connection would reconnect later still, after the switch's reconnect "
+    "backoff. Everything the session had set up (role, generation id, switch config, "
+    "rules) has to be set up again.",
 }
 
 # Why the switch forwards nothing for a while, per operation, and what removes it.
@@ -116,6 +124,10 @@ _LATE = {
     "arp": "a resolution in flight during the freeze completed late; a flushed entry "
     "being resolved makes the gap look longer than the freeze itself.",
     "nd": "as ARP: a neighbour solicitation in flight during the freeze was answered late.",
+    "controller": "the session is handed over: the new process takes the same TCP "
+    "connection with its session state and any bytes read but not yet parsed, so the "
+    "controller stays connected; echo requests sent during the freeze wait in the socket "
+    "and are answered late, by up to the freeze.",
 }
 
 OPERATION_NOTES = {**_HANDOFF, **_CAUSE}

@@ -65,21 +65,36 @@ def _unit(kind: str) -> str:
         "tcp-connect": "connections",
         "arp": "resolutions",
         "nd": "resolutions",
+        "controller": "echo requests",
     }.get(kind, "units")
 
 
 def _lost_label(kind: str) -> str:
-    return {"tcp-connect": "failed", "arp": "failed", "nd": "failed", "tcp-stream": "unechoed"}.get(
-        kind, "lost"
-    )
+    return {
+        "tcp-connect": "failed",
+        "arp": "failed",
+        "nd": "failed",
+        "tcp-stream": "unechoed",
+        "controller": "echoes unanswered",
+    }.get(kind, "lost")
+
+
+def _outcome_text(c: ClassStats) -> str | None:
+    """The outcome as a reader says it: a controller that survived stayed connected."""
+    if c.kind == "controller" and c.outcome == "survived":
+        return "connected throughout"
+    return c.outcome
 
 
 def _outcome(c: ClassStats) -> str:
     parts: list[str] = []
-    if c.outcome is not None:
-        parts.append(c.outcome)
+    outcome = _outcome_text(c)
+    if outcome is not None:
+        parts.append(outcome)
+    if c.kind == "controller" and c.sent:
+        parts.append(f"longest echo stall {_ms(c.longest_gap)}")
     for k, v in sorted(c.failures.items()):
-        if k != c.outcome:
+        if c.kind == "controller" or k != c.outcome:  # controller: disconnects by kind
             parts.append(f"{v} {k}")
     if c.duplicates:
         parts.append(f"{c.duplicates} dup")
@@ -325,13 +340,14 @@ def _rect(x: float, y: float, w: float, h: float, colour: str, **kw: Any) -> Any
 
 def _lane_summary(c: ClassStats) -> str:
     if c.clean:
-        return f"{c.sent} {_unit(c.kind)}, clean"
+        done = "connected throughout" if c.kind == "controller" else "clean"
+        return f"{c.sent} {_unit(c.kind)}, {done}"
     bits = []
     if c.lost:
         bits.append(f"{c.lost} {_lost_label(c.kind)}")
     if c.outcome not in (None, "survived"):
         bits.append(str(c.outcome))
-    bits.append(f"gap {_ms(c.longest_gap)}")
+    bits.append(f"{'echo stall' if c.kind == 'controller' else 'gap'} {_ms(c.longest_gap)}")
     if c.late and not c.lost:
         bits.append(f"{c.late} late")
     return ", ".join(bits)

@@ -18,6 +18,15 @@ The ``openflow`` class is the same sequenced UDP on UDP ports of its own
 installs the OpenFlow rules that carry it (``hitless.impact.rules``) before calling
 ``measure`` with the same ``port``. Without such rules it is only more UDP.
 
+The ``controller`` class (``CONTROLLER_CLASSES``, not part of ``ALL_CLASSES``) is an
+OpenFlow controller session held across the operation (``hitless.impact.controller``):
+the agent runs in the switch's namespace (``controller_ns``) and connects to the
+switch's passive controller port on 127.0.0.1 (``controller_port(port)``), which the
+caller sets with ``ovs-vsctl set-controller br0 ptcp:PORT:127.0.0.1`` before calling
+``measure``. A passive (service) controller, not an active ``tcp:`` one: Open vSwitch
+flushes a bridge's rules and drops its NORMAL rule when it gets an active controller,
+which would change every other class; a service controller changes nothing.
+
 The ``udp-cross`` class (``CROSS_CLASSES``, not part of ``ALL_CLASSES``) is the same
 sequenced UDP both ways between the first host and the host on a second bridge (the
 host whose ``.bridge`` is 1; ``hitless.impact.topology`` with ``bridges=2``), so it
@@ -57,11 +66,13 @@ from hitless.impact.analysis import ClassStats, ImpactResult, Phase, Window
 
 __all__ = [
     "ALL_CLASSES",
+    "CONTROLLER_CLASSES",
     "CROSS_CLASSES",
     "KNOWN_CLASSES",
     "ImpactError",
     "Operation",
     "Rates",
+    "controller_port",
     "measure",
     "openflow_class_name",
     "openflow_ports",
@@ -70,7 +81,8 @@ __all__ = [
 
 ALL_CLASSES = ("udp", "openflow", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
 CROSS_CLASSES = ("udp-cross",)  # need a host on a second bridge
-KNOWN_CLASSES = ALL_CLASSES + CROSS_CLASSES
+CONTROLLER_CLASSES = ("controller",)  # needs the switch's namespace and its ptcp port
+KNOWN_CLASSES = ALL_CLASSES + CONTROLLER_CLASSES + CROSS_CLASSES
 
 Operation = Callable[[], Iterable[Phase] | None]
 Progress = Callable[[str, float], None]
@@ -101,6 +113,7 @@ class Rates:
     probe_timeout: float = 2.0
     broadcast_pps: float = 50.0
     late_after: float = 0.05  # a unit this late counts as disrupted
+    echo_interval: float = 0.02  # controller class: an echo request every ...
 
 
 @dataclass
@@ -112,6 +125,7 @@ class _Agent:
     listener: bool
     out: Path
     err: Path
+    module: str = "hitless.impact.agents"
     proc: subprocess.Popen[bytes] | None = None
     rc: int | None = None
 
@@ -157,6 +171,12 @@ def openflow_ports(port: int) -> tuple[int, int]:
     return port + 7, port + 8
 
 
+def controller_port(port: int) -> int:
+    """The switch's passive controller port (``ptcp:P:127.0.0.1``, in the switch's
+    namespace: no host's port collides with it) for a run with base port ``port``."""
+    return port
+
+
 def _plan(
     hosts: Sequence[HostLike],
     classes: Collection[str],
@@ -164,6 +184,7 @@ def _plan(
     tmp: Path,
     run: int,
     port: int | None = None,
+    controller_ns: str | None = None,
 ) -> _Plan:
     unknown = set(classes) - set(KNOWN_CLASSES)
     if unknown:
@@ -222,6 +243,22 @@ def _plan(
         ):
             add(label, src, False, "udp-send", "--dst", dst.ip, "--port", port + 9,
                 "--rate", rates.udp_pps, "--size", rates.udp_size, "--stream", stream)  # fmt: skip
+    if "controller" in classes:
+        if controller_ns is None:
+            raise ValueError("the controller class needs the switch's namespace (controller_ns)")
+        plan.agents.append(
+            _Agent(
+                "of-controller",
+                "switch",
+                controller_ns,
+                ["--port", str(controller_port(port)), "--interval", str(rates.echo_interval),
+                 "--run", str(run)],
+                True,
+                tmp / "of-controller.jsonl",
+                tmp / "of-controller.err",
+                module="hitless.impact.controller",
+            )
+        )  # fmt: skip
     if "tcp-stream" in classes:
         add("tcp-stream-srv", b, True, "tcp-stream-server", "--bind", bip.ip, "--port", port + 2)
         add("tcp-stream-cli", a, False, "tcp-stream-client", "--dst", bip.ip,
@@ -273,7 +310,7 @@ def _spawn(agent: _Agent, extra: list[str]) -> None:
     env = dict(os.environ)
     root = str(Path(hitless.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = ["ip", "netns", "exec", agent.ns, sys.executable, "-m", "hitless.impact.agents"]
+    cmd = ["ip", "netns", "exec", agent.ns, sys.executable, "-m", agent.module]
     cmd += [*agent.args, *extra, "--out", str(agent.out)]
     with open(agent.err, "wb") as err:
         agent.proc = subprocess.Popen(
@@ -346,6 +383,9 @@ def cross_host(hosts: Sequence[HostLike]) -> HostLike | None:
     return next((h for h in hosts if getattr(h, "bridge", 0) == 1), None)
 
 
+CONTROLLER_CLASS_NAME = "controller session"
+
+
 def openflow_class_name(src: str, dst: str) -> str:
     """The name the openflow class's stream from host ``src`` to ``dst`` has in results."""
     return f"openflow {src}→{dst}"
@@ -358,9 +398,12 @@ def analyse(
     late_after: float,
     prober: str,
     cross: str | None = None,
+    traffic: tuple[float, float] | None = None,
 ) -> tuple[ClassStats, ...]:
     """Per-class statistics from the records of each agent label (see ``_plan``);
-    ``cross`` names the host on the second bridge (the udp-cross class)."""
+    ``cross`` names the host on the second bridge (the udp-cross class); ``traffic``
+    (absolute seconds) is when the senders ran: the controller class counts only the
+    echo requests sent then, though its session is held from before to after."""
     a, b = hosts[0], hosts[1]
     out: list[ClassStats] = []
     if "udp-ab-tx" in recs:
@@ -398,6 +441,16 @@ def analyse(
                     kind="openflow",
                 )  # fmt: skip
             )
+    if "of-controller" in recs:
+        out.append(
+            an.controller(
+                CONTROLLER_CLASS_NAME,
+                recs["of-controller"],
+                window,
+                late_after=late_after,
+                span=traffic,
+            )
+        )
     if "tcp-stream-cli" in recs:
         out.append(
             an.tcp_stream(
@@ -444,6 +497,7 @@ def measure(
     progress: Progress | None = None,
     keep_dir: str | os.PathLike[str] | None = None,
     port: int | None = None,
+    controller_ns: str | None = None,
 ) -> ImpactResult:
     """Send every traffic class between ``hosts`` for ``duration`` seconds, call
     ``operation()`` ``at`` seconds in (default: a third of the way), and analyse.
@@ -452,7 +506,9 @@ def measure(
     packets still queued). ``progress(message, fraction)`` is called as the run goes.
     ``keep_dir``: copy the agents' raw records there (for debugging). ``port``: the
     base port (see ``pick_port``; default: a random one), given when rules were
-    installed for the openflow class's ports (``openflow_ports(port)``)."""
+    installed for the openflow class's ports (``openflow_ports(port)``) or the
+    controller class's passive controller (``controller_port(port)``).
+    ``controller_ns``: the switch's namespace, where the controller class's agent runs."""
     rates = rates or Rates()
     at = duration / 3 if at is None else at
     if not 0 <= at <= duration:
@@ -464,7 +520,7 @@ def measure(
     plan = _Plan()
     linger = max(rates.connect_timeout, rates.probe_timeout, 3.0)
     try:
-        plan = _plan(hosts, classes, rates, tmp, run, port)
+        plan = _plan(hosts, classes, rates, tmp, run, port, controller_ns)
         listeners = [ag for ag in plan.agents if ag.listener]
         senders = [ag for ag in plan.agents if not ag.listener]
         report("starting traffic agents", 0.0)
@@ -522,7 +578,8 @@ def measure(
         shutil.rmtree(tmp, ignore_errors=True)
     x = cross_host(hosts) if "udp-cross" in classes else None
     cross = None if x is None else str(getattr(x, "name", x.ns))
-    stats = analyse(recs, window, host_names, rates.late_after, plan.prober, cross)
+    stats = analyse(recs, window, host_names, rates.late_after, plan.prober, cross,
+                    (start, start + duration))  # fmt: skip
     return ImpactResult(
         operation=name,
         window=an.relative(window),

@@ -262,3 +262,102 @@ def test_result_json_round_trip() -> None:
     assert short.by_name("a>b").lost == 300 and short.by_name("a>b").arrivals == ()
     assert res.window.phases[0].start == pytest.approx(0.05)
     assert not res.clean
+
+
+def session(
+    conn: int,
+    start: float,
+    end: float,
+    rtt: float = 0.001,
+    interval: float = 0.02,
+    stall: tuple[float, float] | None = None,
+    down: str | None = None,
+    unanswered: int = 0,
+) -> list[dict[str, Any]]:
+    """One controller session: connected and features at ``start``, an echo request
+    every ``interval`` until ``end``; ones sent inside ``stall`` are answered at its
+    end; the last ``unanswered`` are never answered; ``down``: how it ended at ``end``."""
+    recs: list[dict[str, Any]] = [
+        {"ev": "connected", "t": start - 0.002, "conn": conn, "retries": 0},
+        {"ev": "features", "t": start, "conn": conn},
+    ]
+    n = int(round((end - start) / interval))
+    for i in range(n):
+        t = start + i * interval
+        recs.append({"ev": "echo-tx", "xid": i + 2, "t": t, "conn": conn})
+        if i >= n - unanswered:
+            continue
+        back = stall[1] if stall and stall[0] <= t < stall[1] else t + rtt
+        recs.append({"ev": "echo-rx", "xid": i + 2, "t": back, "conn": conn})
+    if down:
+        recs.append({"ev": "disconnected", "t": end, "kind": down, "conn": conn})
+    return sorted(recs, key=lambda r: r["t"])
+
+
+def test_controller_connected_throughout() -> None:
+    st = an.controller("ctl", session(1, T0, T0 + 3.0), WIN)
+    assert st.kind == "controller" and st.outcome == "survived" and st.clean
+    assert (st.sent, st.received, st.lost, st.late) == (150, 150, 0, 0)
+    assert st.longest_gap == pytest.approx(0.02)
+    assert st.worst_latency == pytest.approx(0.001)
+    assert st.failures == {} and st.disruptions == ()
+
+
+def test_controller_echoes_wait_through_a_freeze_without_a_disconnect() -> None:
+    st = an.controller("ctl", session(1, T0, T0 + 3.0, stall=(101.05, 101.16)), WIN)
+    assert st.outcome == "survived" and st.lost == 0
+    assert st.late == 3  # sent at 101.06, 101.08, 101.10: answered more than 50 ms late
+    assert st.longest_gap == pytest.approx(0.119)  # from the reply at 101.041 to 101.16
+    assert st.worst_latency == pytest.approx(0.10)
+    assert st.disruptions == (pytest.approx((0.06, 0.12)),)
+    assert not st.clean
+
+
+def test_controller_restart_disconnects_and_reconnects() -> None:
+    recs = session(1, T0, 101.1, down="reset", unanswered=1)
+    recs += [{"ev": "connect-failed", "t": 101.101, "kind": "refused"}]
+    # the restarting switch accepts one connection and drops it before the features
+    recs += [
+        {"ev": "connected", "t": 101.3, "conn": 2, "retries": 9},
+        {"ev": "disconnected", "t": 101.31, "kind": "closed", "conn": 2},
+    ]
+    recs += session(3, 101.6, 103.0)
+    st = an.controller("ctl", recs, WIN)
+    assert st.outcome == "1 disconnect, reconnected after 500 ms" and not st.clean
+    assert st.failures == {"reset": 1, "unanswered": 1, "closed before features": 1}
+    assert st.lost == 1
+    assert st.disruptions[0][0] == pytest.approx(0.08)  # the unanswered echo's slot
+    assert st.disruptions[-1][1] == pytest.approx(0.6)  # until the new features reply
+    assert st.disrupted == pytest.approx(0.52)
+    assert st.longest_gap == pytest.approx(101.601 - 101.061)  # reply to reply
+    assert 0.1 in [pytest.approx(x) for x in st.failed_at]
+
+
+def test_controller_two_disconnects_report_the_longest_reconnect() -> None:
+    recs = session(1, T0, 101.0, down="closed")
+    recs += session(2, 101.2, 101.5, down="reset")
+    recs += session(3, 101.9, 103.0)
+    st = an.controller("ctl", recs, WIN)
+    assert st.outcome == "2 disconnects, reconnected after 400 ms"
+    assert st.failures == {"closed": 1, "reset": 1}
+
+
+def test_controller_not_reconnected_and_never_connected() -> None:
+    recs = session(1, T0, 101.1, down="closed") + [{"ev": "end", "t": 103.0, "sessions": 1}]
+    st = an.controller("ctl", recs, WIN)
+    assert st.outcome == "1 disconnect, not reconnected"
+    assert st.disruptions[-1][1] == pytest.approx(2.0)  # disconnected to the end
+    st = an.controller("ctl", [{"ev": "connect-failed", "t": T0, "kind": "refused"}], WIN)
+    assert st.outcome == "not-connected" and st.sent == 0 and not st.clean
+
+
+def test_controller_result_json_round_trip() -> None:
+    st = an.controller("ctl", session(1, T0, 101.1, down="reset") + session(2, 101.5, 103), WIN)
+    res = ImpactResult("restart", an.relative(WIN), (st,), duration=3.0, traffic_start=-1.0)
+    assert ImpactResult.from_json(res.to_json(series=True)) == res
+
+
+def test_controller_counts_only_echoes_inside_the_traffic_span() -> None:
+    st = an.controller("ctl", session(1, T0 - 1.0, T0 + 4.0), WIN, span=(T0, T0 + 3.0))
+    assert st.sent == 151 and st.received == 151  # 100.00 .. 103.00 inclusive
+    assert min(st.arrivals) >= T0 - WIN.start

@@ -45,7 +45,8 @@ def test_help_explains_every_knob() -> None:
     for word in ("--switch", "--ops", "--hosts", "--duration", "--at", "--udp-pps",
                  "--connect-interval", "--macs", "--rules", "--classes", "--json", "--plot",
                  "--blips", "--demo", "upgrade", "downgrade", "cold", "flow-restore", "kill9",
-                 "OpenFlow", "openflow", "dump-aggregate", "patch ports"):  # fmt: skip
+                 "OpenFlow", "openflow", "dump-aggregate", "patch ports", "controller",
+                 "set-controller"):  # fmt: skip
         assert word in r.stdout, word
 
 
@@ -87,7 +88,9 @@ def test_upgrade_run_loses_nothing_and_writes_json_and_plot(
     (res,) = json.loads(out.read_text())["results"]
     assert res["operation"] == "hitless upgrade"
     kinds = {c["kind"] for c in res["classes"]}
-    assert kinds == {"udp", "openflow", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast"}
+    assert kinds == {
+        "udp", "openflow", "controller", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast"
+    }  # fmt: skip
     for c in res["classes"]:
         assert c["sent"] > 0, c
         assert c["lost"] == 0, c
@@ -95,6 +98,25 @@ def test_upgrade_run_loses_nothing_and_writes_json_and_plot(
     assert "MAC table (fdb/show): 300 of 300 loaded MACs before, 300 after" in res["notes"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "hitless upgrade" in r.stdout
+
+
+@pytest.mark.netns
+def test_upgrade_keeps_the_controller_session(tmp_path: Path, nothing_left: None) -> None:
+    """The controller's OpenFlow session is handed to the new process: the same TCP
+    connection answers every echo request, before, during and after the upgrade."""
+    out = tmp_path / "r.json"
+    r = impact("--switch", "hitless", "--ops", "upgrade", "--duration", "3", "--at", "1",
+               "--hosts", "2", "--classes", "controller,udp", "--json", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    (res,) = json.loads(out.read_text())["results"]
+    (ctl,) = [c for c in res["classes"] if c["kind"] == "controller"]
+    assert ctl["outcome"] == "survived", ctl  # 0 disconnects
+    assert ctl["failures"] == {} and ctl["lost"] == 0, ctl
+    assert ctl["sent"] > 50 and ctl["received"] == ctl["sent"], ctl
+    # a service controller changes nothing for the traffic (NORMAL stays)
+    for c in res["classes"]:
+        assert c["sent"] > 0 and c["lost"] == 0, c
+    assert "connected throughout" in r.stdout
 
 
 @pytest.mark.netns

@@ -84,3 +84,32 @@ def test_blips_markdown() -> None:
     assert "- **udp a→b** (30 lost" in cold and "the datapath is gone" in cold
     assert "- **new tcp a→b** (1 failed" in cold and "*unexplained*" in cold
     assert "phases: freeze 20.0 ms, restore 100.0 ms" in cold
+
+
+def test_controller_class_says_whether_it_stayed_connected() -> None:
+    kept = ClassStats(
+        "controller session", "controller", sent=200, received=200, lost=0,
+        longest_gap=0.038, outcome="survived",
+    )  # fmt: skip
+    dropped = ClassStats(
+        "controller session", "controller", sent=150, received=149, lost=1,
+        longest_gap=0.62, disrupted=0.6, outcome="1 disconnect, reconnected after 590 ms",
+        failures={"reset": 1, "unanswered": 1}, disruptions=((0.1, 0.7),),
+    )  # fmt: skip
+    results = [
+        ImpactResult("hitless upgrade", Window(0.0, 0.1), (kept,), 3.0, -1.0),
+        ImpactResult("hitless restart --mode cold", Window(0.0, 0.8), (dropped,), 3.0, -1.0),
+    ]
+    console = Console(record=True, width=250)
+    report.print_table(results, console=console)
+    text = console.export_text()
+    assert "connected throughout, longest echo stall 38.0 ms" in text
+    assert "1 disconnect, reconnected after 590 ms, longest echo stall 620.0 ms, 1 reset" in text
+    md = report.blips_markdown(
+        results, {"hitless restart --mode cold/controller": "the session dies with the process"}
+    )
+    upgrade, cold = md.split("## hitless restart --mode cold")
+    assert "No disruption in any traffic class." in upgrade
+    assert "| controller session | 150 | 1 |" in cold
+    assert "(1 echoes unanswered, 1 disconnect, reconnected after 590 ms, echo stall" in cold
+    assert "the session dies with the process" in cold

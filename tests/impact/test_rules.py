@@ -14,7 +14,14 @@ import pytest
 from hitless.impact import rules
 from hitless.impact.analysis import KINDS
 from hitless.impact.explain import EXPLANATIONS, OPERATION_NOTES
-from hitless.impact.run import ALL_CLASSES, Rates, _plan, openflow_ports
+from hitless.impact.run import (
+    ALL_CLASSES,
+    CONTROLLER_CLASSES,
+    Rates,
+    _plan,
+    controller_port,
+    openflow_ports,
+)
 from hitless.impact.switches import HITLESS_OPS, OVS_OPS, label
 
 
@@ -153,7 +160,8 @@ def test_openflow_class_plan_uses_the_given_ports(tmp_path: Path) -> None:
 
 
 def test_every_class_of_every_disrupting_operation_is_explained() -> None:
-    assert "openflow" in ALL_CLASSES and set(ALL_CLASSES) == set(KINDS)
+    assert "openflow" in ALL_CLASSES
+    assert set(ALL_CLASSES) | set(CONTROLLER_CLASSES) == set(KINDS)
     for sw, ops in (("hitless", HITLESS_OPS), ("ovs", OVS_OPS)):
         for op in ops:
             name = label(sw, op)
@@ -182,3 +190,15 @@ def test_loaded_macs_are_counted_from_the_mac_column_only() -> None:
     )
     assert count_loaded(show, 2) == 2
     assert count_loaded(show) == 3
+
+
+def test_controller_class_runs_in_the_switch_namespace_on_its_ptcp_port(tmp_path: Path) -> None:
+    hosts = [H("a", "10.9.0.1/24"), H("b", "10.9.0.2/24")]
+    plan = _plan(hosts, ["controller"], Rates(), tmp_path, run=7, port=23450,
+                 controller_ns="hli-sw-test")  # fmt: skip
+    (ag,) = plan.agents
+    assert (ag.label, ag.ns, ag.module) == ("of-controller", "hli-sw-test",
+                                            "hitless.impact.controller")  # fmt: skip
+    assert ag.listener and ag.args[ag.args.index("--port") + 1] == str(controller_port(23450))
+    with pytest.raises(ValueError, match="switch's namespace"):
+        _plan(hosts, ["controller"], Rates(), tmp_path, run=7, port=23450)
