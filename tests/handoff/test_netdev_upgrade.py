@@ -73,6 +73,16 @@ def fdb(sw: Sw) -> list[str]:
     )
 
 
+def assert_fdb_kept(sw: Sw, before: list[str]) -> None:
+    """Every entry survived, on its port; the only new ones are the bridge's own
+    internal port (its kernel sends IPv6 router solicitations and MLD reports whenever
+    it likes, so the switch may learn its MAC during the test)."""
+    after = fdb(sw)
+    assert set(before) <= set(after), sorted(set(before) - set(after))
+    new = set(after) - set(before)
+    assert all(line.split()[0] == "LOCAL" for line in new), sorted(new)
+
+
 def flows(sw: Sw) -> dict[str, int]:
     """dpctl/dump-flows: match+actions -> packet count."""
     out = {}
@@ -136,7 +146,7 @@ def test_upgrade_with_traffic_loses_nothing_and_keeps_all_state(sw: Sw, topology
     assert report["ok"], report
     assert report["old_pid"] == old and sw.daemon_pid == report["new_pid"]
     assert_nothing_lost(res)
-    assert fdb(sw) == fdb_before
+    assert_fdb_kept(sw, fdb_before)
     flows_after = flows(sw)
     for flow, packets in flows_before.items():
         # Adopted, not flushed: every flow is still there and its counter kept counting.
@@ -171,7 +181,7 @@ def test_upgrade_from_previous_build_and_downgrade_back_with_traffic(
     assert [r["ok"] for r in results] == [True, True], results
     assert_nothing_lost(res)
     assert str(old_build.venv) in Path(f"/proc/{sw.daemon_pid}/cmdline").read_text()
-    assert fdb(sw) == fdb_before
+    assert_fdb_kept(sw, fdb_before)
 
 
 @pytest.mark.parametrize(
