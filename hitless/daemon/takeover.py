@@ -499,7 +499,6 @@ class SwitchExporter:
         for rb in self.switch.bridges.values():
             with contextlib.suppress(NotImplementedError):
                 rb.datapath.take_changes()
-            rb.datapath.take_hits(float("inf"))  # stops recording (finds nothing)
             _bridge(rb).mac.take_journal()
             take = getattr(rb.bridge, "take_openflow_journal", None)
             if take is not None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hitless.datapath.actions import Action
-from hitless.datapath.meters import DpMeter
+from hitless.datapath.meters import DpMeter, MeterTable
 from hitless.packet.flow import Match
 
 if TYPE_CHECKING:
@@ -191,7 +191,8 @@ class Datapath(ABC):
         raise NotImplementedError(f"{self.type} datapath cannot track changes")
 
     def take_changes(self) -> set[Match]:
-        """The matches changed since ``track_changes``; stops tracking."""
+        """The matches changed since ``track_changes``; stops tracking (hits too: call
+        ``take_hits`` first)."""
         raise NotImplementedError(f"{self.type} datapath cannot track changes")
 
     def take_hits(self, since: float) -> list[DpFlow]:
@@ -222,3 +223,36 @@ class Datapath(ABC):
 
 
 Clock = Callable[[], float]
+
+
+class InProcessMeters:
+    """The meters of a datapath that forwards in this process (dummy, netdev): token
+    buckets in a ``MeterTable``, timed by ``_meter_now``; the buckets travel in the
+    handles (``"meters"``) and ``meter_adopt`` restores them. Mix in before
+    ``Datapath``; set ``self.meters = MeterTable()`` in ``__init__``."""
+
+    meters: MeterTable
+    name: str
+
+    def _meter_now(self) -> float:
+        raise NotImplementedError
+
+    def meter_set(self, meter_id: int, meter: DpMeter) -> None:
+        self.meters.set(meter_id, meter, self._meter_now())
+
+    def meter_del(self, meter_id: int) -> None:
+        self.meters.delete(meter_id)
+
+    def meter_stats(self, meter_id: int) -> tuple[tuple[int, int], ...] | None:
+        return self.meters.stats(meter_id)
+
+    def _meter(self, meter_id: int, nbytes: int) -> bool:
+        """Whether the meter lets ``nbytes`` through now (counts a band's drop)."""
+        return self.meters.admit(meter_id, nbytes, self._meter_now())
+
+    def meter_adopt(self, state: dict[str, Any]) -> None:
+        """The exported meters' token buckets, for the meters the bridge pushed since."""
+        try:
+            self.meters.adopt_levels(state.get("meters", []), self._meter_now())
+        except ValueError as e:
+            raise DatapathError(f"cannot adopt the meters of {self.name}: {e}") from None

@@ -21,16 +21,17 @@ from hitless.datapath.base import (
     DpFlow,
     DpPort,
     FlowStats,
+    InProcessMeters,
     Upcall,
 )
 from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
-from hitless.datapath.meters import DpMeter, MeterTable
+from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
 from hitless.packet.flow import Match, extract_key, field
 
 
-class DummyDatapath(Datapath):
+class DummyDatapath(InProcessMeters, Datapath):
     type = "dummy"
 
     def __init__(self, name: str, clock: Clock = time.monotonic) -> None:
@@ -120,17 +121,8 @@ class DummyDatapath(Datapath):
         return iter(self._flows)
 
     # Meters --------------------------------------------------------------------
-    def meter_set(self, meter_id: int, meter: DpMeter) -> None:
-        self.meters.set(meter_id, meter, self.clock())
-
-    def meter_del(self, meter_id: int) -> None:
-        self.meters.delete(meter_id)
-
-    def meter_stats(self, meter_id: int) -> tuple[tuple[int, int], ...] | None:
-        return self.meters.stats(meter_id)
-
-    def _meter(self, meter_id: int, nbytes: int) -> bool:
-        return self.meters.admit(meter_id, nbytes, self.clock())
+    def _meter_now(self) -> float:
+        return self.clock()
 
     # Packets -------------------------------------------------------------------
     def receive(self, port_no: int, packet: bytes) -> None:
@@ -204,12 +196,6 @@ class DummyDatapath(Datapath):
             "meters": self.meters.export_levels(),
         }, []
 
-    def meter_adopt(self, state: dict[str, Any]) -> None:
-        try:
-            self.meters.adopt_levels(state.get("meters", []), self.clock())
-        except ValueError as e:
-            raise DatapathError(f"cannot adopt the meters of {self.name}: {e}") from None
-
     @classmethod
     def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> DummyDatapath:
         dp = cls(name)
@@ -231,7 +217,7 @@ class DummyDatapath(Datapath):
 
     def take_changes(self) -> set[Match]:
         out = self._flows.changed or set()
-        self._flows.changed = None
+        self._flows.changed = self._flows.hits = None  # take_hits first to have them
         return out
 
     def take_hits(self, since: float) -> list[DpFlow]:

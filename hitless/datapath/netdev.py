@@ -88,12 +88,13 @@ from hitless.datapath.base import (
     DpFlow,
     DpPort,
     FlowStats,
+    InProcessMeters,
     PortStats,
     Upcall,
 )
 from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
-from hitless.datapath.meters import DpMeter, MeterTable
+from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
 from hitless.packet.flow import Match, extract_key
 
@@ -221,7 +222,7 @@ class _Port:
         self.fd = -1
 
 
-class NetdevDatapath(Datapath):
+class NetdevDatapath(InProcessMeters, Datapath):
     type = "netdev"
 
     def __init__(
@@ -410,17 +411,8 @@ class NetdevDatapath(Datapath):
 
     # Meters --------------------------------------------------------------------
     # Flows with a Meter action take the generic interpreter (their plan is None).
-    def meter_set(self, meter_id: int, meter: DpMeter) -> None:
-        self.meters.set(meter_id, meter, time.monotonic())
-
-    def meter_del(self, meter_id: int) -> None:
-        self.meters.delete(meter_id)
-
-    def meter_stats(self, meter_id: int) -> tuple[tuple[int, int], ...] | None:
-        return self.meters.stats(meter_id)
-
-    def _meter(self, meter_id: int, nbytes: int) -> bool:
-        return self.meters.admit(meter_id, nbytes, time.monotonic())
+    def _meter_now(self) -> float:
+        return time.monotonic()
 
     # Packets -------------------------------------------------------------------
     def execute(self, packet: bytes, in_port: int, actions: tuple[Action, ...]) -> None:
@@ -789,13 +781,6 @@ class NetdevDatapath(Datapath):
         }
         return state, fds
 
-    def meter_adopt(self, state: dict[str, Any]) -> None:
-        """The exported meters' token buckets, for the meters the bridge pushed since."""
-        try:
-            self.meters.adopt_levels(state.get("meters", []), time.monotonic())
-        except ValueError as e:
-            raise DatapathError(f"cannot adopt the meters of {self.name}: {e}") from None
-
     def thaw(self) -> None:
         """The handoff rolled back: forward again from where the rings stand."""
         self._frozen = False
@@ -860,7 +845,7 @@ class NetdevDatapath(Datapath):
 
     def take_changes(self) -> set[Match]:
         out = self._flows.changed or set()
-        self._flows.changed = None
+        self._flows.changed = self._flows.hits = None  # take_hits first to have them
         return out
 
     def take_hits(self, since: float) -> list[DpFlow]:
