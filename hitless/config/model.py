@@ -33,6 +33,25 @@ class PortConfig:
     tag: int | None = None  # access VLAN
     trunks: frozenset[int] = frozenset()  # empty = all VLANs
     vlan_mode: str | None = None  # access | trunk | native-tagged | native-untagged
+    # A port with several interfaces is a bond (one logical port): see BondConfig.
+    bond: BondConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BondConfig:
+    """The bond settings of a Port with more than one interface (ovs-vswitchd.conf.db(5),
+    "Bonding Configuration"); defaults as Open vSwitch's."""
+
+    mode: str = "active-backup"  # active-backup | balance-slb | balance-tcp
+    lacp: str = "off"  # off | active | passive
+    updelay: int = 0  # ms a member's link must stay up before it is enabled
+    downdelay: int = 0  # ms a member's link must stay down before it is disabled
+    primary: str | None = None  # other_config:bond-primary (active-backup)
+    rebalance_interval: int = 10_000  # ms, other_config:bond-rebalance-interval (0: never)
+    lacp_time: str = "slow"  # other_config:lacp-time fast | slow
+    lacp_system_id: str | None = None  # other_config:lacp-system-id
+    lacp_system_priority: int = 65534  # other_config:lacp-system-priority
+    lacp_fallback_ab: bool = False  # other_config:lacp-fallback-ab
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hitless.config.model import (
+    BondConfig,
     BridgeConfig,
     ControllerConfig,
     ControllerStatus,
@@ -59,7 +60,18 @@ COLUMNS: dict[str, list[str]] = {
         "controller",
         "datapath_id",
     ],
-    "Port": ["name", "interfaces", "tag", "trunks", "vlan_mode"],
+    "Port": [
+        "name",
+        "interfaces",
+        "tag",
+        "trunks",
+        "vlan_mode",
+        "bond_mode",
+        "lacp",
+        "bond_updelay",
+        "bond_downdelay",
+        "other_config",
+    ],
     "Interface": [
         "name",
         "type",
@@ -142,12 +154,22 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                 if not port.interfaces:
                     warnings.append(f"port {port.name} on bridge {br.name} has no interfaces")
                 continue
+            bond = bond_config(port) if len(port.interfaces) > 1 else None
+            if bond is not None:
+                refusal = bond_refusal(port.name, bond)
+                if refusal is not None:
+                    # Never run the members as independent ports: with a host joined to
+                    # two of them, that is a forwarding loop.
+                    for ic in ifaces:
+                        rejected[ic.name] = refusal
+                    continue
             ports[port.name] = PortConfig(
                 name=port.name,
                 interfaces=tuple(ifaces),
                 tag=_opt(port.tag),
                 trunks=frozenset(port.trunks),
                 vlan_mode=_opt(port.vlan_mode),
+                bond=bond,
             )
         protocols = tuple(sorted(br.protocols, key=_protocol_key)) or DEFAULT_PROTOCOLS
         bridges[br.name] = BridgeConfig(
@@ -170,6 +192,49 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
         rejected=rejected,
         warnings=tuple(warnings),
     )
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def bond_config(port: Any) -> BondConfig:
+    """The bond settings of a Port row with several interfaces."""
+    oc = dict(port.other_config)
+    return BondConfig(
+        mode=_opt(port.bond_mode) or "active-backup",
+        lacp=_opt(port.lacp) or "off",
+        updelay=max(0, _int(port.bond_updelay, 0)),
+        downdelay=max(0, _int(port.bond_downdelay, 0)),
+        primary=oc.get("bond-primary") or None,
+        rebalance_interval=max(0, _int(oc.get("bond-rebalance-interval"), 10_000)),
+        lacp_time=oc.get("lacp-time", "slow"),
+        lacp_system_id=oc.get("lacp-system-id") or None,
+        lacp_system_priority=_int(oc.get("lacp-system-priority"), 65534),
+        lacp_fallback_ab=oc.get("lacp-fallback-ab", "false") == "true",
+    )
+
+
+SUPPORTED_BOND_MODES: tuple[str, ...] = ()
+SUPPORTED_LACP: tuple[str, ...] = ()
+
+
+def bond_refusal(port: str, bond: BondConfig) -> str | None:
+    """Why this switch cannot run the bond (the members' Interface.error), or None."""
+    if bond.mode not in SUPPORTED_BOND_MODES:
+        return (
+            f"port {port}: bond_mode {bond.mode} is not supported by this switch yet; "
+            "the bond's interfaces stay detached (never forwarding as separate ports)"
+        )
+    if bond.lacp != "off" and bond.lacp not in SUPPORTED_LACP:
+        return (
+            f"port {port}: lacp={bond.lacp} is not supported by this switch yet; "
+            "the bond's interfaces stay detached (never forwarding as separate ports)"
+        )
+    return None
 
 
 # The IDL side ------------------------------------------------------------------------

@@ -29,6 +29,9 @@ def port(
     tag: list[int] | None = None,
     trunks: list[int] | None = None,
     vlan_mode: list[str] | None = None,
+    bond_mode: list[str] | None = None,
+    lacp: list[str] | None = None,
+    other_config: dict[str, str] | None = None,
 ) -> Row:
     return Row(
         name=name,
@@ -36,6 +39,11 @@ def port(
         tag=tag or [],
         trunks=trunks or [],
         vlan_mode=vlan_mode or [],
+        bond_mode=bond_mode or [],
+        lacp=lacp or [],
+        bond_updelay=0,
+        bond_downdelay=0,
+        other_config=other_config or {},
     )
 
 
@@ -113,6 +121,37 @@ def test_bad_interfaces_are_rejected_with_a_reason() -> None:
     assert set(read.config.bridges["a"].ports) == {"x"}
     assert read.config.bridges["b"].ports == {}
     assert read.warnings == ("port empty on bridge b has no interfaces",)
+
+
+def test_a_bond_is_read_with_its_settings_and_refused_whole_until_supported() -> None:
+    from hitless.config import ovsdb
+    from hitless.config.model import BondConfig
+
+    rows = ovs(
+        bridge(
+            "br0",
+            port(
+                "bond0",
+                iface("p0"),
+                iface("p1"),
+                bond_mode=["balance-slb"],
+                lacp=["active"],
+                other_config={"bond-primary": "p1", "bond-rebalance-interval": "0"},
+            ),
+            port("solo", iface("s0"), bond_mode=["balance-slb"]),  # one interface: no bond
+        )
+    )
+    port_row = rows.bridges[0].ports[0]
+    assert ovsdb.bond_config(port_row) == BondConfig(
+        mode="balance-slb", lacp="active", primary="p1", rebalance_interval=0
+    )
+    read = config_from_rows(rows)
+    assert read is not None
+    # Refused as a whole: no member is attached on its own.
+    assert set(read.config.bridges["br0"].ports) == {"solo"}
+    assert read.config.bridges["br0"].ports["solo"].bond is None
+    assert set(read.rejected) == {"p0", "p1"}
+    assert "bond0" in read.rejected["p0"] and "not supported" in read.rejected["p0"]
 
 
 def test_reading_is_deterministic_whatever_the_row_order() -> None:
