@@ -1,0 +1,924 @@
+"""Connection tracking for the userspace datapaths: a pure connection table.
+
+No sockets and no clock: every call that needs the time takes ``now`` (monotonic
+seconds). The datapath's ``ct`` action (hitless.datapath.execute) calls
+``Conntrack.execute`` with the packet and the action's parameters and gets back the
+connection-tracking fields of the packet (``ct_state``, ``ct_zone``, ``ct_mark``,
+``ct_label``, the connection's original-direction tuple) and the packet, rewritten when
+NAT applies.
+
+Model (the kernel's nf_conntrack and Open vSwitch's userspace conntrack behave alike
+here; this is our own code):
+
+* A connection is keyed by zone and 5-tuple, once per direction: the original tuple
+  (the first packet's) and the reply tuple (what a reply looks like after NAT) both
+  find it. Only ``commit`` creates a connection; an uncommitted new packet is
+  ``+trk+new`` and leaves nothing behind.
+* ``ct_state`` bits as Open vSwitch defines them (``CS_*``). A packet of a known
+  connection is ``+est`` once the connection has seen a reply (before that, packets in
+  the original direction stay ``+new``, as the kernel says), ``+rpl`` in the reply
+  direction, ``+rel`` for an ICMP error about it, ``+inv`` when it cannot be tracked
+  (truncated header, bad TCP flags, outside the TCP window, a fragment).
+* TCP: each side keeps its own state (SYN_SENT, ESTABLISHED, CLOSING, FIN_WAIT_2,
+  TIME_WAIT...) and its window (highest sequence sent, highest sequence the peer
+  allows, largest window seen, window scale), and a segment must fall inside the
+  window the peer advertised and acknowledge only data that was sent (the four checks
+  of the kernel's ``tcp_in_window``, with the same slack). A SYN on a closed connection
+  starts a new one; a segment without SYN may pick up a connection mid-stream (so a
+  connection survives a tracker that lost its table), a SYN+ACK may not create one.
+* UDP and other protocols: FIRST until a reply, then BIDIR; ICMP echo/timestamp/info
+  requests and their replies pair up by identifier. Timeouts per state as Open
+  vSwitch's default policy (``DEFAULT_TIMEOUTS``).
+* NAT (``NatSpec``) is chosen at commit: an address from the range (spread by a hash
+  of the tuple) and, when the tuple would collide with another connection's reply
+  tuple, a free port from the range. Every later packet executed with ``nat`` is
+  rewritten: the original direction to the translated tuple, replies back to the
+  original one (``+snat``/``+dnat``). ICMP errors about a NATed connection get their
+  outer destination rewritten back.
+* Zones have connection limits (``set_limit``; zone ``None`` is the default for every
+  zone without its own): a commit beyond the limit does not create the connection.
+* ``ct_mark`` and ``ct_label`` are set with ``commit`` (masked writes).
+
+Handoff: ``export_records`` returns every live connection as a ``ConnRecord`` (plain
+ints and bytes) and ``import_records`` adopts them; ``track_changes`` /
+``take_changes`` name the connections created, changed or deleted meanwhile (the
+delta after a pre-copy), like the megaflow table's journal.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from hitless.packet import ops
+from hitless.packet.flow import (
+    ETH_TYPE_IPV4,
+    ETH_TYPE_IPV6,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+)
+
+__all__ = [
+    "CS_DNAT",
+    "CS_EST",
+    "CS_INV",
+    "CS_NEW",
+    "CS_REL",
+    "CS_RPL",
+    "CS_SNAT",
+    "CS_TRK",
+    "CT_STATE_BITS",
+    "DEFAULT_TIMEOUTS",
+    "Conn",
+    "ConnRecord",
+    "CtResult",
+    "CtTuple",
+    "Conntrack",
+    "NatSpec",
+    "format_ct_state",
+    "parse_tuple",
+]
+
+# ct_state bits (Open vSwitch's CS_* values, as NXM_NX_CT_STATE carries them).
+CS_NEW = 0x01
+CS_EST = 0x02
+CS_REL = 0x04
+CS_RPL = 0x08
+CS_INV = 0x10
+CS_TRK = 0x20
+CS_SNAT = 0x40
+CS_DNAT = 0x80
+CT_STATE_BITS: dict[str, int] = {
+    "new": CS_NEW,
+    "est": CS_EST,
+    "rel": CS_REL,
+    "rpl": CS_RPL,
+    "inv": CS_INV,
+    "trk": CS_TRK,
+    "snat": CS_SNAT,
+    "dnat": CS_DNAT,
+}
+
+
+def format_ct_state(state: int) -> str:
+    """'new|trk' style (the order Open vSwitch prints flags in)."""
+    names = [n for n, b in CT_STATE_BITS.items() if state & b]
+    return "|".join(names) if names else "0"
+
+
+# TCP per-side states: Open vSwitch's CT_DPIF_TCPS_* numbering (what dump-conntrack names).
+TCP_STATES = (
+    "CLOSED",
+    "LISTEN",
+    "SYN_SENT",
+    "SYN_RECV",
+    "ESTABLISHED",
+    "CLOSE_WAIT",
+    "FIN_WAIT_1",
+    "CLOSING",
+    "LAST_ACK",
+    "FIN_WAIT_2",
+    "TIME_WAIT",
+)
+TCPS_CLOSED, TCPS_SYN_SENT, TCPS_ESTABLISHED = 0, 2, 4
+TCPS_CLOSING, TCPS_FIN_WAIT_2, TCPS_TIME_WAIT = 7, 9, 10
+
+TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+# Seconds, per state (Open vSwitch's default timeout policy).
+DEFAULT_TIMEOUTS: dict[str, float] = {
+    "tcp_syn_sent": 30,
+    "tcp_syn_recv": 30,
+    "tcp_established": 86400,
+    "tcp_fin_wait": 900,
+    "tcp_time_wait": 30,
+    "tcp_close": 30,
+    "udp_first": 60,
+    "udp_single": 60,
+    "udp_multiple": 30,
+    "icmp_first": 60,
+    "icmp_reply": 30,
+}
+
+# ICMP request type -> reply type (and back): these pair up as one connection.
+_ICMP4_PAIRS = {8: 0, 13: 14, 15: 16, 17: 18}
+_ICMP6_PAIRS = {128: 129}
+_ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
+_ICMP6_ERRORS = frozenset((1, 2, 3, 4))
+_M32 = 0xFFFFFFFF
+_MAX_ACK_WINDOW = 66000  # the kernel's floor for how far back an ACK may lag
+
+
+def _invert_pairs(pairs: dict[int, int]) -> dict[int, int]:
+    out = dict(pairs)
+    out.update({v: k for k, v in pairs.items()})
+    return out
+
+
+_ICMP4_REV = _invert_pairs(_ICMP4_PAIRS)
+_ICMP6_REV = _invert_pairs(_ICMP6_PAIRS)
+
+
+@dataclass(frozen=True, slots=True)
+class CtTuple:
+    """One direction of a connection. ``src``/``dst`` are 4 (IPv4) or 16 (IPv6) bytes.
+    TCP/UDP: ``sport``/``dport`` are the ports. ICMP: ``sport`` is the identifier and
+    ``dport`` is ``type << 8 | code``."""
+
+    src: bytes
+    dst: bytes
+    proto: int
+    sport: int
+    dport: int
+
+    @property
+    def v6(self) -> bool:
+        return len(self.src) == 16
+
+    def reverse(self) -> CtTuple:
+        """The tuple a reply to this one carries."""
+        if self.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+            rev = _ICMP6_REV if self.proto == IPPROTO_ICMPV6 else _ICMP4_REV
+            t = rev.get(self.dport >> 8, self.dport >> 8)
+            return CtTuple(self.dst, self.src, self.proto, self.sport, t << 8 | (self.dport & 0xFF))
+        return CtTuple(self.dst, self.src, self.proto, self.dport, self.sport)
+
+    def describe(self) -> str:
+        """Open vSwitch's dump-conntrack form of a tuple (inside orig=(...))."""
+        ip = ipaddress.ip_address
+        s = f"src={ip(self.src)},dst={ip(self.dst)}"
+        if self.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+            return f"{s},id={self.sport},type={self.dport >> 8},code={self.dport & 0xFF}"
+        if self.proto in (IPPROTO_TCP, IPPROTO_UDP, 132):
+            return f"{s},sport={self.sport},dport={self.dport}"
+        return s
+
+
+@dataclass(frozen=True, slots=True)
+class NatSpec:
+    """nat(src=...) / nat(dst=...): translate to an address in [addr_min, addr_max]
+    and, if given, a port in [port_min, port_max]. ``kind`` None (a bare ``nat``) only
+    applies the translation a committed connection already has."""
+
+    kind: Literal["src", "dst"] | None = None
+    addr_min: bytes = b""
+    addr_max: bytes = b""
+    port_min: int = 0
+    port_max: int = 0
+    persistent: bool = False
+    random: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind is not None and not self.addr_min:
+            raise ValueError(f"nat({self.kind}) needs an address")
+        if self.addr_max and len(self.addr_max) != len(self.addr_min):
+            raise ValueError("nat address range mixes IPv4 and IPv6")
+        if self.addr_max and int.from_bytes(self.addr_max, "big") < int.from_bytes(
+            self.addr_min, "big"
+        ):
+            raise ValueError("nat address range is empty")
+        if self.port_max and self.port_max < self.port_min:
+            raise ValueError("nat port range is empty")
+
+
+@dataclass(slots=True)
+class _Peer:
+    """One side of a TCP connection, as the tracker sees it."""
+
+    state: int = TCPS_CLOSED
+    end: int = 0  # highest sequence number sent + length (mod 2**32)
+    maxend: int = 0  # highest sequence number the other side allows
+    maxwin: int = 0  # largest (scaled) window this side advertised, at least 1
+    wscale: int = 0  # window scale this side announced (14 max); -1: none
+    seen: bool = False  # sent anything yet
+
+
+@dataclass(slots=True)
+class Conn:
+    zone: int
+    orig: CtTuple
+    reply: CtTuple  # what the reply looks like (after NAT)
+    expiration: float
+    nat: int = 0  # CS_SNAT | CS_DNAT the connection applies
+    mark: int = 0
+    label: int = 0
+    seen_reply: bool = False
+    state: str = "first"  # UDP/ICMP/other: first | multiple | bidir
+    peers: tuple[_Peer, _Peer] | None = None  # TCP: (original side, reply side)
+    liberal: bool = False  # TCP picked up mid-stream: windows not checked
+
+    def tcp_state_text(self) -> str:
+        assert self.peers is not None
+        a, b = (TCP_STATES[p.state] for p in self.peers)
+        return f"state={a}" if a == b else f"state_orig={a},state_reply={b}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnRecord:
+    """A connection as plain values, for state snapshots (see ``export_records``).
+    ``tcp`` holds (state, end, maxend, maxwin, wscale, seen) per side; ``timeout`` the
+    seconds left before it expires."""
+
+    zone: int
+    orig: tuple[bytes, bytes, int, int, int]
+    reply: tuple[bytes, bytes, int, int, int]
+    timeout: float
+    nat: int
+    mark: int
+    label: int
+    seen_reply: bool
+    state: str
+    tcp: tuple[tuple[int, int, int, int, int, bool], ...] = ()
+    liberal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CtResult:
+    """What a ct action leaves on the packet."""
+
+    state: int
+    zone: int
+    mark: int = 0
+    label: int = 0
+    orig: CtTuple | None = None
+    packet: bytes = b""
+
+
+@dataclass(slots=True)
+class _Pkt:
+    """What the tracker reads from a packet."""
+
+    tuple: CtTuple
+    l3: int
+    l4: int
+    v6: bool
+    flags: int = 0
+    seq: int = 0
+    ack: int = 0
+    win: int = 0
+    datalen: int = 0
+    wscale: int = -1  # the SYN's window scale option, -1 if absent
+    inner: CtTuple | None = None  # ICMP error: the offending packet's tuple
+    invalid: bool = False
+
+
+_SEQ = struct.Struct("!IIBBH")
+
+
+def _before(a: int, b: int) -> bool:
+    """a < b in sequence space."""
+    return ((a - b) & 0xFFFFFFFF) >= 0x80000000
+
+
+def _after(a: int, b: int) -> bool:
+    return _before(b, a)
+
+
+def _tcp_wscale(packet: bytes, l4: int, hlen: int) -> int:
+    off, end = l4 + 20, min(l4 + hlen, len(packet))
+    while off < end:
+        kind = packet[off]
+        if kind == 0:
+            break
+        if kind == 1:
+            off += 1
+            continue
+        if off + 1 >= end or packet[off + 1] < 2:
+            break
+        if kind == 3 and packet[off + 1] == 3 and off + 2 < end:
+            return min(packet[off + 2], 14)
+        off += packet[off + 1]
+    return -1
+
+
+def _l4_tuple(
+    packet: bytes, src: bytes, dst: bytes, proto: int, l4: int, end: int, v6: bool
+) -> _Pkt | None:
+    """The tuple of an IP packet whose L4 header starts at l4 (None: not trackable)."""
+    if proto in (IPPROTO_TCP, IPPROTO_UDP, 132):
+        need = 20 if proto == IPPROTO_TCP else 8
+        if end < l4 + need:
+            return None
+        sport, dport = packet[l4] << 8 | packet[l4 + 1], packet[l4 + 2] << 8 | packet[l4 + 3]
+        return _Pkt(CtTuple(src, dst, proto, sport, dport), 0, l4, v6)
+    if proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        if end < l4 + 8:
+            return None
+        t, c = packet[l4], packet[l4 + 1]
+        ident = packet[l4 + 4] << 8 | packet[l4 + 5]
+        pairs = _ICMP6_REV if proto == IPPROTO_ICMPV6 else _ICMP4_REV
+        return _Pkt(CtTuple(src, dst, proto, ident if t in pairs else 0, t << 8 | c), 0, l4, v6)
+    return _Pkt(CtTuple(src, dst, proto, 0, 0), 0, l4, v6)
+
+
+def _ip_tuple(packet: bytes, l3: int, inner: bool = False) -> _Pkt | None:
+    """Parse an IPv4/IPv6 header at l3 (an ICMP error's inner header when ``inner``)."""
+    n = len(packet)
+    if n < l3 + 1:
+        return None
+    version = packet[l3] >> 4
+    if version == 4:
+        ihl = (packet[l3] & 0x0F) * 4
+        if ihl < 20 or n < l3 + ihl:
+            return None
+        frag = (packet[l3 + 6] << 8 | packet[l3 + 7]) & 0x3FFF
+        total = packet[l3 + 2] << 8 | packet[l3 + 3]
+        end = n if inner else min(n, l3 + total)
+        if not inner and (total < ihl or frag):
+            p = _l4_tuple(
+                packet, packet[l3 + 12 : l3 + 16], packet[l3 + 16 : l3 + 20], 0, 0, 0, False
+            )
+            assert p is not None
+            p.invalid = True
+            return p
+        p = _l4_tuple(
+            packet,
+            packet[l3 + 12 : l3 + 16],
+            packet[l3 + 16 : l3 + 20],
+            packet[l3 + 9],
+            l3 + ihl,
+            end,
+            False,
+        )
+    elif version == 6:
+        if n < l3 + 40:
+            return None
+        nxt, l4, later = ops._ipv6_l4(packet, l3)
+        end = n if inner else min(n, l3 + 40 + (packet[l3 + 4] << 8 | packet[l3 + 5]))
+        p = _l4_tuple(
+            packet, packet[l3 + 8 : l3 + 24], packet[l3 + 24 : l3 + 40], nxt, l4, end, True
+        )
+        if p is not None and later:
+            p.invalid = True
+    else:
+        return None
+    if p is not None:
+        p.l3 = l3
+    return p
+
+
+def parse_tuple(packet: bytes) -> _Pkt | None:
+    """The trackable view of an Ethernet frame (None: not IPv4/IPv6)."""
+    eth_type, l3 = ops.l3_offset(packet)
+    if eth_type not in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
+        return None
+    p = _ip_tuple(packet, l3)
+    if p is None:
+        return None
+    t = p.tuple
+    if p.invalid:
+        return p
+    if t.proto == IPPROTO_TCP:
+        l4 = p.l4
+        seq, ack, off, flags, win = _SEQ.unpack_from(packet, l4 + 4)
+        hlen = (off >> 4) * 4
+        if hlen < 20 or len(packet) < l4 + hlen:
+            p.invalid = True
+            return p
+        if p.v6:
+            end = l3 + 40 + (packet[l3 + 4] << 8 | packet[l3 + 5])
+        else:
+            end = l3 + (packet[l3 + 2] << 8 | packet[l3 + 3])
+        p.seq, p.ack, p.flags, p.win = seq, ack, flags | (off & 1) << 8, win
+        p.datalen = max(0, min(end, len(packet)) - l4 - hlen)
+        if flags & TH_SYN:
+            p.wscale = _tcp_wscale(packet, l4, hlen)
+    elif t.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+        errors = _ICMP6_ERRORS if t.proto == IPPROTO_ICMPV6 else _ICMP4_ERRORS
+        if t.dport >> 8 in errors:
+            inner = _ip_tuple(packet, p.l4 + 8, inner=True)
+            if inner is None or inner.invalid or inner.tuple.v6 != t.v6:
+                p.invalid = True
+            else:
+                p.inner = inner.tuple
+    return p
+
+
+def _tcp_invalid_flags(flags: int) -> bool:
+    f = flags & 0x3F
+    if f & TH_SYN and f & (TH_RST | TH_FIN):
+        return True
+    if f & TH_RST and f & TH_FIN:
+        return True
+    if not f & TH_ACK and f & ~TH_SYN & ~TH_RST & 0x3F:  # FIN/PSH/URG need ACK
+        return True
+    return f == 0
+
+
+class Conntrack:
+    """The connection table of one datapath (all zones)."""
+
+    def __init__(self, timeouts: dict[str, float] | None = None) -> None:
+        self.timeouts = dict(DEFAULT_TIMEOUTS)
+        if timeouts:
+            unknown = set(timeouts) - set(DEFAULT_TIMEOUTS)
+            if unknown:
+                raise ValueError(f"unknown conntrack timeout {sorted(unknown)[0]}")
+            self.timeouts.update(timeouts)
+        self._table: dict[tuple[int, CtTuple], Conn] = {}  # both directions
+        self._conns: dict[tuple[int, CtTuple], Conn] = {}  # by (zone, orig)
+        self._zone_count: dict[int, int] = {}
+        self.limits: dict[int | None, int] = {}  # zone -> limit (None: default; 0: none)
+        self.changed: set[tuple[int, CtTuple]] | None = None
+        self.n_created = 0
+        self.n_limited = 0
+        self.n_invalid = 0
+
+    # Table -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def __iter__(self) -> Iterator[Conn]:
+        return iter(list(self._conns.values()))
+
+    def zone_count(self, zone: int) -> int:
+        return self._zone_count.get(zone, 0)
+
+    def set_limit(self, zone: int | None, limit: int) -> None:
+        """Connections zone ``zone`` may hold (0: unlimited); zone None: the default."""
+        if limit < 0:
+            raise ValueError("a zone limit is a count of connections (0: unlimited)")
+        if not 0 <= (zone or 0) <= 0xFFFF:
+            raise ValueError(f"zone {zone} is not a 16-bit zone number")
+        self.limits[zone] = limit
+
+    def del_limit(self, zone: int) -> None:
+        self.limits.pop(zone, None)
+
+    def limit_of(self, zone: int) -> int:
+        return self.limits.get(zone, self.limits.get(None, 0))
+
+    def _touch(self, conn: Conn) -> None:
+        if self.changed is not None:
+            self.changed.add((conn.zone, conn.orig))
+
+    def _insert(self, conn: Conn) -> None:
+        self._table[(conn.zone, conn.orig)] = conn
+        self._table[(conn.zone, conn.reply)] = conn
+        self._conns[(conn.zone, conn.orig)] = conn
+        self._zone_count[conn.zone] = self._zone_count.get(conn.zone, 0) + 1
+        self._touch(conn)
+
+    def _remove(self, conn: Conn) -> None:
+        if self._conns.pop((conn.zone, conn.orig), None) is None:
+            return
+        self._table.pop((conn.zone, conn.orig), None)
+        self._table.pop((conn.zone, conn.reply), None)
+        left = self._zone_count.get(conn.zone, 1) - 1
+        if left:
+            self._zone_count[conn.zone] = left
+        else:
+            self._zone_count.pop(conn.zone, None)
+        self._touch(conn)
+
+    def lookup(self, zone: int, t: CtTuple, now: float) -> Conn | None:
+        conn = self._table.get((zone, t))
+        if conn is not None and conn.expiration <= now:
+            self._remove(conn)
+            return None
+        return conn
+
+    def expire(self, now: float) -> int:
+        """Remove connections whose timeout passed; returns how many."""
+        dead = [c for c in self._conns.values() if c.expiration <= now]
+        for c in dead:
+            self._remove(c)
+        return len(dead)
+
+    def flush(self, zone: int | None = None, orig: CtTuple | None = None) -> int:
+        """Remove every connection (of ``zone``; the one whose original tuple is
+        ``orig``); returns how many."""
+        dead = [
+            c
+            for c in self._conns.values()
+            if (zone is None or c.zone == zone) and (orig is None or c.orig == orig)
+        ]
+        for c in dead:
+            self._remove(c)
+        return len(dead)
+
+    # The ct action ---------------------------------------------------------------
+    def execute(
+        self,
+        packet: bytes,
+        now: float,
+        *,
+        zone: int = 0,
+        commit: bool = False,
+        force: bool = False,
+        nat: NatSpec | None = None,
+        mark: tuple[int, int] | None = None,
+        label: tuple[int, int] | None = None,
+    ) -> CtResult:
+        """Track one packet in ``zone``. ``commit`` creates (``force``: recreates, if the
+        packet is a reply) its connection and applies ``mark``/``label`` (value, mask);
+        ``nat`` rewrites the packet by the connection's translation (a ``kind`` also sets
+        the translation of a connection this call creates)."""
+        p = parse_tuple(packet)
+        if p is None:
+            return CtResult(CS_TRK | CS_INV, zone, packet=packet)
+        if p.invalid:
+            self.n_invalid += 1
+            return CtResult(CS_TRK | CS_INV, zone, packet=packet)
+        t = p.tuple
+        if p.inner is not None:
+            return self._related(packet, p, zone, nat, now)
+        conn = self.lookup(zone, t, now)
+        if conn is not None and force and commit and t == conn.reply:
+            self._remove(conn)
+            conn = None
+        state = 0
+        if conn is not None:
+            reply = t == conn.reply and t != conn.orig
+            verdict = self._update(conn, p, reply, now)
+            if verdict == "restart":
+                self._remove(conn)
+                conn = None
+            elif verdict == "invalid":
+                self.n_invalid += 1
+                return CtResult(CS_TRK | CS_INV, zone, conn.mark, conn.label, conn.orig, packet)
+            else:
+                if reply:
+                    state |= CS_RPL
+                    if not conn.seen_reply:
+                        conn.seen_reply = True
+                state |= CS_EST if conn.seen_reply else CS_NEW
+        if conn is None:
+            if t.proto == IPPROTO_TCP and not self._tcp_valid_new(p):
+                self.n_invalid += 1
+                return CtResult(CS_TRK | CS_INV, zone, packet=packet)
+            state = CS_NEW
+            if commit:
+                conn = self._create(p, zone, nat, now)
+            if conn is None:
+                return CtResult(CS_TRK | CS_NEW, zone, orig=t, packet=packet)
+        if commit:
+            changed = False
+            if mark is not None:
+                v = (conn.mark & ~mark[1]) | (mark[0] & mark[1])
+                changed |= v != conn.mark
+                conn.mark = v
+            if label is not None:
+                v = (conn.label & ~label[1]) | (label[0] & label[1])
+                changed |= v != conn.label
+                conn.label = v
+            if changed:
+                self._touch(conn)
+        if nat is not None and conn.nat:
+            packet = self._translate(packet, p, conn, state & CS_RPL != 0)
+            state |= conn.nat
+        return CtResult(state | CS_TRK, zone, conn.mark, conn.label, conn.orig, packet)
+
+    # Creation and NAT ----------------------------------------------------------------
+    @staticmethod
+    def _tcp_valid_new(p: _Pkt) -> bool:
+        f = p.flags
+        if _tcp_invalid_flags(f):
+            return False
+        # A connection starts with a SYN, or is picked up mid-stream; a SYN+ACK or a
+        # RST never creates one.
+        return not (f & TH_SYN and f & TH_ACK) and not f & TH_RST
+
+    def _create(self, p: _Pkt, zone: int, nat: NatSpec | None, now: float) -> Conn | None:
+        limit = self.limit_of(zone)
+        if limit and self._zone_count.get(zone, 0) >= limit:
+            self.n_limited += 1
+            return None
+        t = p.tuple
+        reply = t.reverse()
+        nat_bits = 0
+        if nat is not None and nat.kind is not None:
+            if len(nat.addr_min) != len(t.src):
+                return None  # an IPv4 range for an IPv6 packet: nothing to translate to
+            chosen = self._nat_reply(zone, t, nat)
+            if chosen is None:
+                return None  # the range is exhausted
+            reply = chosen
+            nat_bits = CS_SNAT if nat.kind == "src" else CS_DNAT
+        elif (zone, reply) in self._table:
+            return None  # our reply tuple is someone else's: cannot track both
+        conn = Conn(zone, t, reply, now, nat_bits)
+        if t.proto == IPPROTO_TCP:
+            conn.peers = (_Peer(), _Peer())
+            self._update_tcp(conn, p, False, now)
+        else:
+            icmp = t.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6)
+            conn.expiration = now + self.timeouts["icmp_first" if icmp else "udp_first"]
+        self._insert(conn)
+        self.n_created += 1
+        return conn
+
+    def _nat_reply(self, zone: int, t: CtTuple, nat: NatSpec) -> CtTuple | None:
+        """The reply tuple of a new connection translated by ``nat``: a free one."""
+        lo = int.from_bytes(nat.addr_min, "big")
+        hi = int.from_bytes(nat.addr_max, "big") if nat.addr_max else lo
+        size = len(t.src)
+        # The address: a hash of the tuple spreads connections over the range
+        # (persistent: of the addresses only, so a client keeps its address).
+        seed = t.src + t.dst if nat.persistent else t.src + t.dst + t.sport.to_bytes(2, "big")
+        start = zlib.crc32(seed) % (hi - lo + 1)
+        has_ports = t.proto in (IPPROTO_TCP, IPPROTO_UDP, 132)
+        orig_port = t.sport if nat.kind == "src" else t.dport
+        if has_ports and nat.port_min:
+            pmin, pmax = nat.port_min, nat.port_max or nat.port_min
+        elif has_ports and nat.kind == "src":
+            # No range given: keep the port if free, else any in its class (as OVS).
+            pmin, pmax = (1024, 65535) if orig_port >= 1024 else (1, 1023)
+        else:
+            pmin = pmax = orig_port
+        n_ports = pmax - pmin + 1
+        first_port = orig_port if pmin <= orig_port <= pmax else pmin
+        if nat.random:
+            first_port = pmin + zlib.crc32(t.src + t.dst + bytes(4)) % n_ports
+        for i in range(min(hi - lo + 1, 256)):
+            addr = (lo + (start + i) % (hi - lo + 1)).to_bytes(size, "big")
+            for j in range(min(n_ports, 65536)):
+                port = pmin + (first_port - pmin + j) % n_ports
+                if nat.kind == "src":
+                    r = CtTuple(t.dst, addr, t.proto, t.dport, port if has_ports else t.sport)
+                else:
+                    r = CtTuple(addr, t.src, t.proto, port if has_ports else t.dport, t.sport)
+                if t.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6):
+                    rv = t.reverse()
+                    r = replace(rv, dst=addr) if nat.kind == "src" else replace(rv, src=addr)
+                if (zone, r) not in self._table:
+                    return r
+                if not has_ports:
+                    break
+        return None
+
+    @staticmethod
+    def _translate(packet: bytes, p: _Pkt, conn: Conn, reply: bool) -> bytes:
+        """Rewrite the packet to the reverse of the other direction's tuple."""
+        want = conn.orig.reverse() if reply else conn.reply.reverse()
+        have = p.tuple
+        a_src, a_dst = ("ipv6_src", "ipv6_dst") if have.v6 else ("ipv4_src", "ipv4_dst")
+        if want.src != have.src:
+            packet = ops.set_field(packet, a_src, want.src)
+        if want.dst != have.dst:
+            packet = ops.set_field(packet, a_dst, want.dst)
+        if have.proto in (IPPROTO_TCP, IPPROTO_UDP, 132):
+            if want.sport != have.sport:
+                packet = ops.set_field(packet, "tp_src", want.sport.to_bytes(2, "big"))
+            if want.dport != have.dport:
+                packet = ops.set_field(packet, "tp_dst", want.dport.to_bytes(2, "big"))
+        return packet
+
+    def _related(
+        self, packet: bytes, p: _Pkt, zone: int, nat: NatSpec | None, now: float
+    ) -> CtResult:
+        """An ICMP error: +rel if the packet it quotes belongs to a connection (the quoted
+        packet went the other way, so its tuple is the reverse of ours)."""
+        assert p.inner is not None
+        quoted = p.inner
+        conn = self.lookup(zone, quoted, now)
+        if conn is None:
+            return CtResult(CS_TRK | CS_NEW, zone, orig=p.tuple, packet=packet)
+        # The quoted packet travelled in conn's direction d; this error goes the other.
+        reply = quoted == conn.orig
+        state = CS_TRK | CS_REL | (CS_RPL if reply else 0)
+        if nat is not None and conn.nat:
+            # Outer header: send the error where the original sender really is.
+            want = conn.orig.reverse() if reply else conn.reply.reverse()
+            field_ = "ipv6_dst" if p.v6 else "ipv4_dst"
+            if want.dst != p.tuple.dst:
+                packet = ops.set_field(packet, field_, want.dst)
+            state |= conn.nat
+        return CtResult(state, zone, conn.mark, conn.label, conn.orig, packet)
+
+    # Protocol state ------------------------------------------------------------------
+    def _update(self, conn: Conn, p: _Pkt, reply: bool, now: float) -> str:
+        """Advance the connection's state by a packet: 'ok', 'invalid' or 'restart'."""
+        if conn.peers is None:
+            return self._update_other(conn, reply, now)
+        return self._update_tcp(conn, p, reply, now)
+
+    def _update_other(self, conn: Conn, reply: bool, now: float) -> str:
+        icmp = conn.orig.proto in (IPPROTO_ICMP, IPPROTO_ICMPV6)
+        if reply:
+            conn.state = "bidir"
+        elif conn.state == "first":
+            conn.state = "multiple"
+        if icmp:
+            key = "icmp_reply" if conn.state == "bidir" else "icmp_first"
+        else:
+            key = {"first": "udp_first", "multiple": "udp_single", "bidir": "udp_multiple"}[
+                conn.state
+            ]
+        conn.expiration = now + self.timeouts[key]
+        return "ok"
+
+    def _update_tcp(self, conn: Conn, p: _Pkt, reply: bool, now: float) -> str:
+        assert conn.peers is not None
+        src, dst = (conn.peers[1], conn.peers[0]) if reply else conn.peers
+        f = p.flags
+        if _tcp_invalid_flags(f):
+            return "invalid"
+        if (
+            f & TH_SYN
+            and not f & TH_ACK
+            and src.state >= TCPS_FIN_WAIT_2
+            and dst.state >= TCPS_FIN_WAIT_2
+        ):
+            return "restart"  # the 4-tuple is being reused by a new connection
+        win = p.win
+        seq = p.seq
+        end = (seq + p.datalen + (1 if f & TH_SYN else 0) + (1 if f & TH_FIN else 0)) & _M32
+        ack = p.ack if f & TH_ACK else dst.end
+        if not src.seen:
+            # This side's first segment sets up its window from what it says.
+            src.seen = True
+            if f & TH_SYN:
+                src.wscale = p.wscale
+                if f & TH_ACK and (src.wscale < 0 or dst.wscale < 0):
+                    src.wscale = dst.wscale = -1  # scaling needs both SYNs to offer it
+                src.end = src.maxend = end
+                src.maxwin = max(win, 1)
+            else:
+                # Picked up mid-stream (or the peer's first word is not a SYN): the
+                # history is lost, so believe the segment and stop checking windows.
+                src.wscale = -1
+                src.end = end
+                src.maxwin = max(win, 1)
+                src.maxend = (end + src.maxwin) & _M32
+                if not dst.seen and f & TH_ACK:
+                    dst.end = dst.maxend = p.ack
+                conn.liberal = True
+                if src.state < TCPS_ESTABLISHED:
+                    src.state = TCPS_ESTABLISHED
+                if dst.state < TCPS_ESTABLISHED and f & TH_ACK:
+                    dst.state = TCPS_ESTABLISHED
+        elif not conn.liberal:
+            # The kernel's four checks: the segment fits the window the receiver
+            # advertised, and it acknowledges only what the receiver sent.
+            maxack = max(dst.maxwin, _MAX_ACK_WINDOW)
+            if (
+                _after(seq, src.maxend)
+                or _before(end, (src.end - dst.maxwin) & _M32)
+                or _after(ack, dst.end)
+                or _before(ack, (dst.end - maxack) & _M32)
+            ):
+                return "invalid"
+        scale = src.wscale if src.wscale >= 0 and dst.wscale >= 0 else 0
+        swin = win if f & TH_SYN else win << scale
+        if src.maxwin < swin:
+            src.maxwin = swin
+        if _after(end, src.end):
+            src.end = end
+        if f & TH_ACK:
+            m = (ack + max(swin, 1)) & _M32
+            if _after(m, dst.maxend):
+                dst.maxend = m
+        # Per-side states (Open vSwitch's CT_DPIF_TCPS_* progression).
+        if f & TH_SYN and src.state < TCPS_SYN_SENT:
+            src.state = TCPS_SYN_SENT
+        if f & TH_FIN and src.state < TCPS_CLOSING:
+            src.state = TCPS_CLOSING
+        if f & TH_ACK:
+            if dst.state == TCPS_SYN_SENT:
+                dst.state = TCPS_ESTABLISHED
+                if src.state == TCPS_SYN_SENT:
+                    src.state = TCPS_ESTABLISHED
+            elif dst.state == TCPS_CLOSING and not _before(p.ack, dst.end):
+                dst.state = TCPS_FIN_WAIT_2
+        if f & TH_RST:
+            src.state = dst.state = TCPS_TIME_WAIT
+        # The timeout follows the pair of states.
+        if src.state >= TCPS_FIN_WAIT_2 and dst.state >= TCPS_FIN_WAIT_2:
+            key = "tcp_close" if f & TH_RST else "tcp_time_wait"
+        elif src.state < TCPS_ESTABLISHED or dst.state < TCPS_ESTABLISHED:
+            key = "tcp_syn_sent" if dst.state == TCPS_CLOSED else "tcp_syn_recv"
+        elif src.state >= TCPS_CLOSING or dst.state >= TCPS_CLOSING:
+            key = "tcp_fin_wait"
+        else:
+            key = "tcp_established"
+        conn.expiration = now + self.timeouts[key]
+        return "ok"
+
+    # Handoff -------------------------------------------------------------------------
+    def track_changes(self) -> None:
+        """Start recording which connections are created, changed or removed."""
+        self.changed = set()
+
+    def take_changes(self) -> set[tuple[int, CtTuple]]:
+        """(zone, original tuple) of every connection touched since ``track_changes``
+        (look each up in ``get``: absent means removed); stops recording."""
+        out = self.changed or set()
+        self.changed = None
+        return out
+
+    def get(self, zone: int, orig: CtTuple) -> Conn | None:
+        return self._conns.get((zone, orig))
+
+    @staticmethod
+    def to_record(conn: Conn, now: float) -> ConnRecord:
+        o, r = conn.orig, conn.reply
+        return ConnRecord(
+            conn.zone,
+            (o.src, o.dst, o.proto, o.sport, o.dport),
+            (r.src, r.dst, r.proto, r.sport, r.dport),
+            max(0.0, conn.expiration - now),
+            conn.nat,
+            conn.mark,
+            conn.label,
+            conn.seen_reply,
+            conn.state,
+            tuple((p.state, p.end, p.maxend, p.maxwin, p.wscale, p.seen) for p in conn.peers)
+            if conn.peers is not None
+            else (),
+            conn.liberal,
+        )
+
+    def export_records(self, now: float) -> list[ConnRecord]:
+        return [self.to_record(c, now) for c in self._conns.values() if c.expiration > now]
+
+    def import_records(self, records: Iterable[ConnRecord], now: float) -> int:
+        """Adopt exported connections (replacing any with the same original tuple);
+        returns how many. Raises ValueError on a malformed record, adopting nothing."""
+        conns = []
+        for rec in records:
+            try:
+                o, r = CtTuple(*rec.orig), CtTuple(*rec.reply)
+                if (
+                    len(o.src) not in (4, 16)
+                    or len({len(o.src), len(o.dst), len(r.src), len(r.dst)}) != 1
+                ):
+                    raise ValueError("addresses must be 4 or 16 bytes, all alike")
+                peers = None
+                if rec.tcp:
+                    a, b = (_Peer(*x) for x in rec.tcp)
+                    peers = (a, b)
+                conns.append(
+                    Conn(
+                        rec.zone,
+                        o,
+                        r,
+                        now + rec.timeout,
+                        rec.nat,
+                        rec.mark,
+                        rec.label,
+                        rec.seen_reply,
+                        rec.state,
+                        peers,
+                        rec.liberal,
+                    )
+                )
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"bad connection record {rec!r}: {e}") from None
+        for c in conns:
+            old = self._conns.get((c.zone, c.orig))
+            if old is not None:
+                self._remove(old)
+            self._insert(c)
+        return len(conns)
+
+    def remove_record(self, zone: int, orig: CtTuple) -> None:
+        conn = self._conns.get((zone, orig))
+        if conn is not None:
+            self._remove(conn)

@@ -1,0 +1,350 @@
+"""The pure connection tracker: states, TCP windows, timeouts, related ICMP errors,
+NAT, zones and limits, mark/label, and the handoff records."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hitless.datapath.conntrack import (
+    CS_DNAT,
+    CS_EST,
+    CS_INV,
+    CS_NEW,
+    CS_REL,
+    CS_RPL,
+    CS_SNAT,
+    CS_TRK,
+    Conntrack,
+    CtTuple,
+    NatSpec,
+    parse_tuple,
+)
+from tests.packet.builders import _pseudo, checksum, checksums_ok, eth, ipv4
+
+A, B = "10.0.0.1", "10.0.0.2"
+MA, MB = "02:00:00:00:00:01", "02:00:00:00:00:02"
+SYN, ACK, FIN, RST, PSH = 0x02, 0x10, 0x01, 0x04, 0x08
+
+
+def tcp_frame(
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    flags: int,
+    seq: int = 0,
+    ack: int = 0,
+    win: int = 65535,
+    payload: bytes = b"",
+    wscale: int | None = None,
+) -> bytes:
+    opts = b"" if wscale is None else bytes((3, 3, wscale, 1))
+    off = (20 + len(opts)) // 4
+    seg = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, off << 4, flags, win, 0, 0)
+    seg += opts + payload
+    c = checksum(_pseudo(src, dst, 6, len(seg)) + seg)
+    seg = seg[:16] + struct.pack("!H", c) + seg[18:]
+    return eth(MB, MA, 0x0800, ipv4(src, dst, 6, seg))
+
+
+def udp_frame(src: str, dst: str, sport: int, dport: int, payload: bytes = b"x") -> bytes:
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    c = checksum(_pseudo(src, dst, 17, len(seg)) + seg) or 0xFFFF
+    seg = seg[:6] + struct.pack("!H", c) + seg[8:]
+    return eth(MB, MA, 0x0800, ipv4(src, dst, 17, seg))
+
+
+def icmp_frame(src: str, dst: str, typ: int, ident: int = 7, body: bytes = b"ping") -> bytes:
+    msg = struct.pack("!BBHHH", typ, 0, 0, ident, 1) + body
+    msg = msg[:2] + struct.pack("!H", checksum(msg)) + msg[4:]
+    return eth(MB, MA, 0x0800, ipv4(src, dst, 1, msg))
+
+
+def icmp_error(src: str, dst: str, quoted: bytes) -> bytes:
+    """Destination unreachable quoting the IP packet inside frame ``quoted``."""
+    msg = struct.pack("!BBHI", 3, 3, 0, 0) + quoted[14:42]
+    msg = msg[:2] + struct.pack("!H", checksum(msg)) + msg[4:]
+    return eth(MB, MA, 0x0800, ipv4(src, dst, 1, msg))
+
+
+def handshake(ct: Conntrack, now: float = 0.0, **kw: object) -> list[int]:
+    """A full TCP handshake A:1000 -> B:80 through ct; the three ct_states."""
+    out = []
+    out.append(ct.execute(tcp_frame(A, B, 1000, 80, SYN, seq=100), now, commit=True, **kw).state)  # type: ignore[arg-type]
+    out.append(ct.execute(tcp_frame(B, A, 80, 1000, SYN | ACK, seq=500, ack=101), now, **kw).state)  # type: ignore[arg-type]
+    out.append(ct.execute(tcp_frame(A, B, 1000, 80, ACK, seq=101, ack=501), now, **kw).state)  # type: ignore[arg-type]
+    return out
+
+
+def test_uncommitted_new_packet_leaves_nothing() -> None:
+    ct = Conntrack()
+    r = ct.execute(udp_frame(A, B, 5, 6), 0.0)
+    assert r.state == CS_TRK | CS_NEW
+    assert r.orig == CtTuple(
+        ipaddress.ip_address(A).packed, ipaddress.ip_address(B).packed, 17, 5, 6
+    )
+    assert len(ct) == 0
+    assert ct.execute(udp_frame(B, A, 6, 5), 0.0).state == CS_TRK | CS_NEW
+
+
+def test_tcp_handshake_states() -> None:
+    ct = Conntrack()
+    assert handshake(ct) == [CS_TRK | CS_NEW, CS_TRK | CS_EST | CS_RPL, CS_TRK | CS_EST]
+    (conn,) = list(ct)
+    assert conn.tcp_state_text() == "state=ESTABLISHED"
+    data = tcp_frame(A, B, 1000, 80, ACK | PSH, seq=101, ack=501, payload=b"hello")
+    assert ct.execute(data, 1.0).state == CS_TRK | CS_EST
+
+
+def test_tcp_outside_window_is_invalid() -> None:
+    ct = Conntrack()
+    handshake(ct)
+    # Far beyond what B allowed (ack 501 + window 65535).
+    far = tcp_frame(A, B, 1000, 80, ACK, seq=101 + 10_000_000, ack=501)
+    assert ct.execute(far, 1.0).state == CS_TRK | CS_INV
+    # Acknowledging data B never sent.
+    bad_ack = tcp_frame(A, B, 1000, 80, ACK, seq=101, ack=501 + 5000)
+    assert ct.execute(bad_ack, 1.0).state == CS_TRK | CS_INV
+    # The right segment still passes: invalid packets do not move the window.
+    assert ct.execute(tcp_frame(A, B, 1000, 80, ACK, seq=101, ack=501), 1.0).state & CS_EST
+
+
+def test_tcp_bad_flags_and_synack_do_not_create() -> None:
+    ct = Conntrack()
+    assert ct.execute(tcp_frame(A, B, 1, 2, SYN | FIN), 0.0, commit=True).state == CS_TRK | CS_INV
+    assert ct.execute(tcp_frame(A, B, 1, 2, SYN | ACK), 0.0, commit=True).state == CS_TRK | CS_INV
+    assert ct.execute(tcp_frame(A, B, 1, 2, RST), 0.0, commit=True).state == CS_TRK | CS_INV
+    assert len(ct) == 0
+
+
+def test_tcp_midstream_pickup_is_tracked() -> None:
+    ct = Conntrack()
+    r = ct.execute(tcp_frame(A, B, 1000, 80, ACK, seq=5000, ack=9000), 0.0, commit=True)
+    assert r.state == CS_TRK | CS_NEW
+    assert ct.execute(tcp_frame(B, A, 80, 1000, ACK, seq=9000, ack=5000), 0.0).state == (
+        CS_TRK | CS_EST | CS_RPL
+    )
+
+
+def test_tcp_close_and_reuse() -> None:
+    ct = Conntrack()
+    handshake(ct)
+    ct.execute(tcp_frame(A, B, 1000, 80, FIN | ACK, seq=101, ack=501), 1.0)
+    ct.execute(tcp_frame(B, A, 80, 1000, FIN | ACK, seq=501, ack=102), 1.0)
+    ct.execute(tcp_frame(A, B, 1000, 80, ACK, seq=102, ack=502), 1.0)
+    (conn,) = list(ct)
+    assert conn.tcp_state_text() == "state=FIN_WAIT_2"
+    assert conn.expiration == 1.0 + ct.timeouts["tcp_time_wait"]
+    # A new SYN on the same 4-tuple starts a new connection.
+    r = ct.execute(tcp_frame(A, B, 1000, 80, SYN, seq=7777), 2.0, commit=True)
+    assert r.state == CS_TRK | CS_NEW
+    (conn,) = list(ct)
+    assert conn.tcp_state_text() == "state_orig=SYN_SENT,state_reply=CLOSED"
+
+
+def test_udp_timeouts_and_expiry() -> None:
+    ct = Conntrack()
+    ct.execute(udp_frame(A, B, 5, 6), 0.0, commit=True)
+    assert ct.execute(udp_frame(A, B, 5, 6), 10.0).state == CS_TRK | CS_NEW
+    assert ct.execute(udp_frame(B, A, 6, 5), 20.0).state == CS_TRK | CS_EST | CS_RPL
+    (conn,) = list(ct)
+    assert conn.expiration == 20.0 + ct.timeouts["udp_multiple"]
+    assert ct.expire(20.0 + ct.timeouts["udp_multiple"] - 1) == 0
+    assert ct.execute(udp_frame(A, B, 5, 6), 20.0 + 31).state == CS_TRK | CS_NEW  # expired
+    assert len(ct) == 0
+
+
+def test_icmp_echo_pairs_and_related_error() -> None:
+    ct = Conntrack()
+    assert ct.execute(icmp_frame(A, B, 8), 0.0, commit=True).state == CS_TRK | CS_NEW
+    assert ct.execute(icmp_frame(B, A, 0), 0.0).state == CS_TRK | CS_EST | CS_RPL
+    # An ICMP error about a committed UDP flow is related to it; about another, not.
+    out = udp_frame(A, B, 5, 6)
+    ct.execute(out, 0.0, commit=True)
+    err = icmp_error("10.0.0.9", A, out)
+    assert ct.execute(err, 0.0).state == CS_TRK | CS_REL | CS_RPL
+    other = icmp_error("10.0.0.9", A, udp_frame(A, B, 5, 7))
+    assert ct.execute(other, 0.0).state == CS_TRK | CS_NEW
+
+
+def test_fragments_and_non_ip_are_invalid() -> None:
+    ct = Conntrack()
+    frame = udp_frame(A, B, 5, 6)
+    frag = frame[:20] + b"\x20\x00" + frame[22:]  # more-fragments
+    assert ct.execute(frag, 0.0, commit=True).state == CS_TRK | CS_INV
+    arp = eth(MB, MA, 0x0806, bytes(28))
+    assert ct.execute(arp, 0.0, commit=True).state == CS_TRK | CS_INV
+    assert len(ct) == 0
+
+
+def test_zones_are_separate_and_limited() -> None:
+    ct = Conntrack()
+    ct.execute(udp_frame(A, B, 5, 6), 0.0, zone=1, commit=True)
+    assert ct.execute(udp_frame(B, A, 6, 5), 0.0, zone=2).state == CS_TRK | CS_NEW
+    assert ct.execute(udp_frame(B, A, 6, 5), 0.0, zone=1).state & CS_EST
+    ct.set_limit(3, 2)
+    for port in range(10, 15):
+        ct.execute(udp_frame(A, B, port, 6), 0.0, zone=3, commit=True)
+    assert ct.zone_count(3) == 2 and ct.n_limited == 3
+    ct.set_limit(None, 1)  # the default applies to zones without their own
+    ct.execute(udp_frame(A, B, 99, 6), 0.0, zone=4, commit=True)
+    ct.execute(udp_frame(A, B, 98, 6), 0.0, zone=4, commit=True)
+    assert ct.zone_count(4) == 1
+    assert ct.flush(zone=3) == 2 and ct.zone_count(3) == 0
+    with pytest.raises(ValueError):
+        ct.set_limit(1, -1)
+
+
+def test_mark_and_label_need_commit_and_are_masked() -> None:
+    ct = Conntrack()
+    r = ct.execute(
+        udp_frame(A, B, 5, 6), 0.0, commit=True, mark=(0x12, 0xFF), label=(1 << 100, 1 << 100)
+    )
+    assert (r.mark, r.label) == (0x12, 1 << 100)
+    r = ct.execute(udp_frame(B, A, 6, 5), 0.0, mark=(0xFF, 0xFF))  # no commit: unchanged
+    assert r.mark == 0x12
+    r = ct.execute(udp_frame(B, A, 6, 5), 0.0, commit=True, mark=(0x300, 0xF00))
+    assert r.mark == 0x312 and r.label == 1 << 100
+
+
+def test_dnat_rewrites_both_ways() -> None:
+    ct = Conntrack()
+    vip, backend = "10.0.0.100", "10.0.0.2"
+    nat = NatSpec("dst", ipaddress.ip_address(backend).packed, port_min=8080)
+    r = ct.execute(udp_frame(A, vip, 5, 80), 0.0, commit=True, nat=nat)
+    assert r.state == CS_TRK | CS_NEW | CS_DNAT
+    p = parse_tuple(r.packet)
+    assert p is not None and p.tuple.dst == ipaddress.ip_address(backend).packed
+    assert p.tuple.dport == 8080 and checksums_ok(r.packet)
+    back = ct.execute(udp_frame(backend, A, 8080, 5), 0.0, nat=NatSpec())
+    assert back.state == CS_TRK | CS_EST | CS_RPL | CS_DNAT
+    q = parse_tuple(back.packet)
+    assert q is not None and q.tuple.src == ipaddress.ip_address(vip).packed and q.tuple.sport == 80
+    assert checksums_ok(back.packet)
+    # Without nat in the action the packet is tracked but not rewritten.
+    plain = ct.execute(udp_frame(backend, A, 8080, 5), 0.0)
+    assert plain.packet == udp_frame(backend, A, 8080, 5) and plain.state & CS_EST
+
+
+def test_snat_allocates_distinct_ports() -> None:
+    ct = Conntrack()
+    ext = ipaddress.ip_address("192.168.1.1").packed
+    nat = NatSpec("src", ext, port_min=2000, port_max=2001)
+    seen = set()
+    for src in ("10.0.0.1", "10.0.0.3"):
+        r = ct.execute(udp_frame(src, B, 5000, 53), 0.0, commit=True, nat=nat)
+        p = parse_tuple(r.packet)
+        assert p is not None and p.tuple.src == ext
+        seen.add(p.tuple.sport)
+    assert seen == {2000, 2001}
+    # The range is full: a third connection cannot be committed.
+    r = ct.execute(udp_frame("10.0.0.4", B, 5000, 53), 0.0, commit=True, nat=nat)
+    assert not r.state & CS_SNAT and len(ct) == 2
+
+
+def test_records_round_trip_and_changes() -> None:
+    ct = Conntrack()
+    handshake(ct, 0.0)
+    ct.execute(udp_frame(A, B, 5, 6), 0.0, commit=True, zone=9, mark=(3, 0xFF))
+    recs = ct.export_records(5.0)
+    other = Conntrack()
+    other.track_changes()
+    assert other.import_records(recs, 100.0) == 2
+    assert len(other.take_changes()) == 2
+    assert other.export_records(100.0) == recs  # timeouts carried as time left
+    # The adopted TCP connection keeps checking windows where it left off.
+    assert other.execute(tcp_frame(B, A, 80, 1000, ACK, seq=501, ack=101), 100.0).state == (
+        CS_TRK | CS_EST | CS_RPL
+    )
+    far = tcp_frame(A, B, 1000, 80, ACK, seq=10_000_000, ack=501)
+    assert other.execute(far, 100.0).state == CS_TRK | CS_INV
+    with pytest.raises(ValueError):
+        other.import_records(
+            [
+                recs[0].__class__(
+                    1, (b"1", b"2", 6, 1, 2), (b"", b"", 6, 2, 1), 1, 0, 0, 0, False, "first"
+                )
+            ],
+            0.0,
+        )
+
+
+# Properties ---------------------------------------------------------------------------
+
+addrs = st.integers(min_value=0x0A000001, max_value=0x0A0000FE).map(
+    lambda i: str(ipaddress.IPv4Address(i))
+)
+ports = st.integers(min_value=1, max_value=65535)
+
+
+@settings(max_examples=60, deadline=None)
+@given(addrs, addrs, ports, ports, st.integers(0, 0xFFFF), st.booleans())
+def test_reply_to_committed_is_established_reply(
+    a: str, b: str, sp: int, dp: int, zone: int, tcp: bool
+) -> None:
+    if (a, sp) == (b, dp):
+        return
+    ct = Conntrack()
+    if tcp:
+        ct.execute(tcp_frame(a, b, sp, dp, SYN, seq=1), 0.0, zone=zone, commit=True)
+        reply = tcp_frame(b, a, dp, sp, SYN | ACK, seq=9, ack=2)
+    else:
+        ct.execute(udp_frame(a, b, sp, dp), 0.0, zone=zone, commit=True)
+        reply = udp_frame(b, a, dp, sp)
+    r = ct.execute(reply, 1.0, zone=zone)
+    assert r.state == CS_TRK | CS_EST | CS_RPL
+    assert r.zone == zone
+
+
+@settings(max_examples=60, deadline=None)
+@given(addrs, addrs, ports, ports, addrs, st.integers(1, 65535), st.sampled_from(["src", "dst"]))
+def test_nat_round_trip_restores_the_original_tuple(
+    a: str, b: str, sp: int, dp: int, to: str, to_port: int, kind: str
+) -> None:
+    if a == b or (to == (a if kind == "src" else b)):
+        return
+    ct = Conntrack()
+    nat = NatSpec(kind, ipaddress.ip_address(to).packed, port_min=to_port)  # type: ignore[arg-type]
+    out = ct.execute(udp_frame(a, b, sp, dp), 0.0, commit=True, nat=nat)
+    o = parse_tuple(out.packet)
+    assert o is not None
+    # The far side answers the translated packet; the reply comes back untranslated.
+    t = o.tuple
+    reply = udp_frame(
+        str(ipaddress.ip_address(t.dst)), str(ipaddress.ip_address(t.src)), t.dport, t.sport
+    )
+    back = ct.execute(reply, 0.0, nat=NatSpec())
+    assert back.state & (CS_EST | CS_RPL) == CS_EST | CS_RPL
+    r = parse_tuple(back.packet)
+    assert r is not None
+    assert (r.tuple.src, r.tuple.dst, r.tuple.sport, r.tuple.dport) == (
+        ipaddress.ip_address(b).packed,
+        ipaddress.ip_address(a).packed,
+        dp,
+        sp,
+    )
+    assert checksums_ok(out.packet) and checksums_ok(back.packet)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3000), st.integers(0, 100)), max_size=30))
+def test_tcp_in_order_stream_stays_established(segs: list[tuple[bool, int, int]]) -> None:
+    """Any interleaving of in-order data both ways, each side acknowledging what it has
+    received, stays +est (and never +inv)."""
+    ct = Conntrack()
+    handshake(ct)
+    seq = {True: 101, False: 501}
+    for from_a, size, _ in segs:
+        peer_seq = seq[not from_a]
+        if from_a:
+            f = tcp_frame(A, B, 1000, 80, ACK, seq=seq[True], ack=peer_seq, payload=bytes(size))
+        else:
+            f = tcp_frame(B, A, 80, 1000, ACK, seq=seq[False], ack=peer_seq, payload=bytes(size))
+        r = ct.execute(f, 1.0)
+        assert r.state & CS_EST and not r.state & CS_INV
+        seq[from_a] += size
