@@ -4,7 +4,9 @@
 
 Runs in the foreground (``hitless start`` puts it in the background); writes its PID to
 DIR/hitless-vswitchd.pid, logs to DIR/hitless-vswitchd.log, serves management commands
-on DIR/hitless-vswitchd.ctl and reads its configuration from DIR/db.sock. SIGTERM,
+on DIR/hitless-vswitchd.ctl and reads its configuration from DIR/db.sock. It also keeps
+the names plain ``ovs-appctl`` looks for with ``OVS_RUNDIR=DIR`` (a locked
+DIR/ovs-vswitchd.pid and DIR/ovs-vswitchd.PID.ctl), rewritten by a successor. SIGTERM,
 SIGINT and ``ovs-appctl exit`` close the bridges and exit 0. A crash logs its traceback
 and exits 1.
 """
@@ -24,7 +26,9 @@ from hitless.daemon.rundir import (
     DAEMON_NAME,
     RunDir,
     daemon_pid,
+    publish_ovs_names,
     remove_pidfile_if_mine,
+    withdraw_ovs_names,
     write_pidfile,
 )
 
@@ -98,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     switch = None
     try:
         write_pidfile(rundir.pidfile)
+        publish_ovs_names(rundir)
         log.info(
             "%s starting (pid %d, rundir %s, database %s)",
             DAEMON_NAME,
@@ -139,6 +144,7 @@ def _shutdown(switch: object | None, rundir: RunDir, *, remove_pidfile: bool) ->
             log.exception("error while closing the switch")
     if remove_pidfile:
         remove_pidfile_if_mine(rundir.pidfile)
+        withdraw_ovs_names(rundir)
     logging.shutdown()
 
 
@@ -176,6 +182,7 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
             inherited = importer.listeners
             switch.start_unixctl(inherited.pop("unixctl", None))
             write_pidfile(rundir.pidfile)
+            publish_ovs_names(rundir)
             switch.start_handoff_listener(args.lease, inherited.pop("handoff", None))
             for fd in inherited.values():  # a listener this build does not know
                 os.close(fd)

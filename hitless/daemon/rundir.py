@@ -8,6 +8,7 @@ switches can run side by side (one per network namespace in the tests).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DAEMON_NAME = "hitless-vswitchd"
+OVS_DAEMON_NAME = "ovs-vswitchd"  # the names plain ovs-appctl looks for (OVS_RUNDIR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,16 @@ class RunDir:
     def log(self) -> Path:
         return self.path / f"{DAEMON_NAME}.log"
 
+    @property
+    def ovs_pidfile(self) -> Path:
+        """DIR/ovs-vswitchd.pid: what ``ovs-appctl`` (no -t, OVS_RUNDIR=DIR) reads."""
+        return self.path / f"{OVS_DAEMON_NAME}.pid"
+
+    def ovs_ctl(self, pid: int) -> Path:
+        """DIR/ovs-vswitchd.PID.ctl: where ``ovs-appctl`` then connects (a symlink to
+        DIR/hitless-vswitchd.ctl)."""
+        return self.path / f"{OVS_DAEMON_NAME}.{pid}.ctl"
+
 
 # Pidfiles and processes ----------------------------------------------------------------
 
@@ -81,11 +93,60 @@ def read_pid(pidfile: Path) -> int | None:
     return pid if pid > 0 else None
 
 
+# pidfile path -> the descriptor holding its fcntl lock for as long as this process runs.
+# ovs-appctl (lib/daemon-unix.c read_pidfile) trusts a pidfile only while the process
+# it names holds a write lock on it, as every Open vSwitch daemon does.
+_PIDFILE_LOCKS: dict[str, int] = {}
+
+
 def write_pidfile(pidfile: Path, pid: int | None = None) -> None:
-    """Atomically (write + rename) record ``pid`` (default: this process)."""
+    """Atomically (write + rename) record ``pid`` (default: this process, which then
+    also holds the file's fcntl lock until it exits, as Open vSwitch daemons do)."""
     tmp = pidfile.with_name(f".{pidfile.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{os.getpid() if pid is None else pid}\n")
-    os.replace(tmp, pidfile)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, f"{os.getpid() if pid is None else pid}\n".encode())
+        if pid is None:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(tmp, pidfile)
+    except BaseException:
+        os.close(fd)
+        raise
+    if pid is None:
+        old = _PIDFILE_LOCKS.pop(str(pidfile), None)
+        if old is not None:
+            os.close(old)
+        _PIDFILE_LOCKS[str(pidfile)] = fd
+    else:
+        os.close(fd)
+
+
+def publish_ovs_names(rundir: RunDir) -> None:
+    """Make plain ``ovs-appctl`` (``OVS_RUNDIR=DIR``, no -t) find this process as it
+    finds ovs-vswitchd: a locked DIR/ovs-vswitchd.pid naming us and DIR/ovs-vswitchd.
+    PID.ctl linking to our control socket. Links of earlier processes (a predecessor
+    after a handoff, a crashed daemon) are removed."""
+    pid = os.getpid()
+    write_pidfile(rundir.ovs_pidfile)
+    link = rundir.ovs_ctl(pid)
+    tmp = link.with_name(f".{link.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    tmp.symlink_to(rundir.ctl.name)
+    os.replace(tmp, link)
+    for other in rundir.path.glob(f"{OVS_DAEMON_NAME}.*.ctl"):
+        if other != link and other.is_symlink():
+            with contextlib.suppress(OSError):
+                other.unlink()
+
+
+def withdraw_ovs_names(rundir: RunDir) -> None:
+    """Undo ``publish_ovs_names`` for this process (leaving a successor's alone)."""
+    remove_pidfile_if_mine(rundir.ovs_pidfile)
+    link = rundir.ovs_ctl(os.getpid())
+    if link.is_symlink():
+        with contextlib.suppress(OSError):
+            link.unlink()
 
 
 def remove_pidfile_if_mine(pidfile: Path, pid: int | None = None) -> None:

@@ -211,7 +211,7 @@ class Switch:
         self.counters = Counters()
         self.exiting = False
         self.idl = ovs.db.idl.Idl(rundir.db_remote, schema_helper(schema))
-        self.unixctl_server: Any = None
+        self.unixctl_server: unixctl.Server | None = None
         self.handoff: HandoffServer | None = None
         self.handed_over = False  # a new process owns everything: exit without touching it
         self.takeover_report: dict[str, Any] | None = None  # how this process took over
@@ -234,35 +234,17 @@ class Switch:
         """Serve management commands on DIR/hitless-vswitchd.ctl. With ``inherited_fd``
         (a handoff), keep serving the predecessor's listening socket itself: clients
         that connected while it was frozen are answered by us."""
-        import socket
-
-        import ovs.fatal_signal
-        import ovs.stream
-        import ovs.unixctl.server
-
-        unixctl.install(self)
+        path = str(self.rundir.ctl)
         if inherited_fd is not None:
-            sock = socket.socket(fileno=inherited_fd)
-            sock.setblocking(False)
-            listener = ovs.stream.PassiveStream(sock, f"punix:{self.rundir.ctl}", None)
-            self.unixctl_server = ovs.unixctl.server.UnixctlServer(listener)
-            return
-        # Bind under a temporary name and rename over the real one: a predecessor's
-        # socket (after a handoff) is replaced without a moment where the path is gone.
-        tmp = f"{self.rundir.ctl}.{os.getpid()}.tmp"
-        error, server = ovs.unixctl.server.UnixctlServer.create(tmp)
-        if error:
-            raise OSError(error, f"could not listen on {self.rundir.ctl}: {os.strerror(error)}")
-        # We decide when the socket file goes away (a successor may own it by then).
-        ovs.fatal_signal.remove_file_to_unlink(tmp)
-        os.rename(tmp, self.rundir.ctl)
-        self.unixctl_server = server
+            self.unixctl_server = unixctl.Server.inherit(inherited_fd, path, self)
+        else:
+            self.unixctl_server = unixctl.Server.listen(path, self)
 
     def listening_fds(self) -> dict[str, int]:
         """The listening sockets a successor takes over (live fds, still ours)."""
         out = {}
         if self.unixctl_server is not None:
-            out["unixctl"] = self.unixctl_server._listener.socket.fileno()
+            out["unixctl"] = self.unixctl_server.fileno()
         return out
 
     def export_openflow_sessions(self) -> tuple[list[dict[str, Any]], list[int]]:

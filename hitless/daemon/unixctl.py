@@ -1,4 +1,5 @@
-"""Management commands served on DIR/hitless-vswitchd.ctl (``ovs-appctl -t ...``).
+"""Management commands served on DIR/hitless-vswitchd.ctl (``ovs-appctl -t ...``, or plain
+``ovs-appctl`` with ``OVS_RUNDIR=DIR``: see ``rundir.publish_ovs_names``).
 
 Adding a command is one decorated function in any module listed in ``COMMAND_MODULES``::
 
@@ -11,12 +12,21 @@ e.g. an unknown bridge) to reply with an error. A handler that cannot answer at 
 returns None and later calls ``req.reply(...)`` or ``req.error(...)`` itself. Anything
 else it raises is our bug: it is logged with its traceback and reported as an
 internal error, and the daemon carries on.
+
+The server is ours (``Server``), over the ``ovs`` library's JSON-RPC streams: the command
+table is this module's ``COMMANDS`` (not the library's process-global one), and replies
+follow ovs-vswitchd's conventions: every reply and error ends with a newline, an unknown
+command says to use ``list-commands``, ``help`` and ``list-commands`` list every command
+with its usage in the same layout.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,7 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Modules whose @command functions the daemon serves (imported on start).
-COMMAND_MODULES = ["hitless.daemon.commands", "hitless.daemon.handoff_commands"]
+COMMAND_MODULES = [
+    "hitless.daemon.commands",
+    "hitless.daemon.handoff_commands",
+]
 
 
 class CommandError(Exception):
@@ -38,7 +51,7 @@ class CommandError(Exception):
 class Request:
     switch: Switch
     args: list[str]
-    conn: Any  # ovs.unixctl.server.UnixctlConnection
+    conn: Any  # a Connection (or anything with reply/reply_error)
 
     def reply(self, text: str) -> None:
         self.conn.reply(text)
@@ -74,8 +87,50 @@ def command(
     return register
 
 
+def load_commands() -> dict[str, Command]:
+    """Import every module of ``COMMAND_MODULES`` (registering their commands)."""
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+    return COMMANDS
+
+
 def _line(text: str) -> str:
-    return text if text.endswith("\n") else text + "\n"
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+def command_list() -> str:
+    """What ``list-commands`` (and ``help``) print: ovs-vswitchd's layout."""
+    out = ["The available commands are:\n"]
+    for name in sorted(COMMANDS):
+        usage = COMMANDS[name].usage
+        out.append(f"  {name:<23} {usage}\n" if usage else f"  {name}\n")
+    return "".join(out)
+
+
+@command("list-commands")
+def list_commands(req: Request) -> str:
+    return command_list()
+
+
+@command("help")
+def help_(req: Request) -> str:
+    return command_list()
+
+
+def check_args(name: str, args: list[Any]) -> tuple[Command | None, str | None]:
+    """The command for a request, or the error ovs-vswitchd replies with."""
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        return None, (
+            f'"{name}" is not a valid command (use "list-commands" to see a list of valid commands)'
+        )
+    if len(args) < cmd.min_args:
+        return None, f'"{name}" command requires at least {cmd.min_args} arguments'
+    if len(args) > cmd.max_args:
+        return None, f'"{name}" command takes at most {cmd.max_args} arguments'
+    if not all(isinstance(a, str) for a in args):
+        return None, f'"{name}" command has non-string argument'
+    return cmd, None
 
 
 def _dispatch(conn: Any, args: list[str], aux: tuple[Switch, Command]) -> None:
@@ -94,15 +149,140 @@ def _dispatch(conn: Any, args: list[str], aux: tuple[Switch, Command]) -> None:
         conn.reply(text)
 
 
-def install(switch: Switch) -> None:
-    """Bind every registered command to ``switch`` in the ``ovs`` library's (global)
-    command table, replacing earlier bindings."""
-    import ovs.unixctl
+class Connection:
+    """One client (one ovs-appctl run): JSON-RPC requests in, one reply per request."""
 
-    for module in COMMAND_MODULES:
-        importlib.import_module(module)
-    for cmd in COMMANDS.values():
-        ovs.unixctl.commands.pop(cmd.name, None)
-        ovs.unixctl.command_register(
-            cmd.name, cmd.usage, cmd.min_args, cmd.max_args, _dispatch, (switch, cmd)
+    def __init__(self, rpc: Any, switch: Switch) -> None:
+        self._rpc = rpc
+        self._switch = switch
+        self._request_id: Any = None
+
+    def run(self) -> int:
+        import ovs.jsonrpc
+
+        self._rpc.run()
+        error: int = self._rpc.get_status()
+        if error or self._rpc.get_backlog():
+            return error
+        for _ in range(10):
+            if error or self._request_id is not None:
+                break
+            error, msg = self._rpc.recv()
+            if msg is not None:
+                if msg.type == ovs.jsonrpc.Message.T_REQUEST:
+                    self._process(msg)
+                else:
+                    log.warning("%s: unexpected %s message", self._rpc.name, msg.type)
+                    error = errno.EINVAL
+            if not error:
+                error = self._rpc.get_status()
+        return error
+
+    def _process(self, msg: Any) -> None:
+        self._request_id = msg.id
+        params = msg.params if isinstance(msg.params, list) else []
+        cmd, err = check_args(str(msg.method), params)
+        if cmd is None:
+            self.reply_error(err or "")
+            return
+        _dispatch(self, [str(p) for p in params], (self._switch, cmd))
+
+    def reply(self, text: str | None) -> None:
+        self._send(True, _line(text or ""))
+
+    def reply_error(self, text: str | None) -> None:
+        self._send(False, _line(text or ""))
+
+    def _send(self, ok: bool, body: str) -> None:
+        import ovs.jsonrpc
+
+        if self._request_id is None:
+            return  # the reply was already sent (a handler answered twice)
+        M = ovs.jsonrpc.Message
+        msg = (
+            M.create_reply(body, self._request_id) if ok else M.create_error(body, self._request_id)
         )
+        self._rpc.send(msg)
+        self._request_id = None
+
+    def wait(self, poller: Any) -> None:
+        self._rpc.wait(poller)
+        if not self._rpc.get_backlog():
+            self._rpc.recv_wait(poller)
+
+    def close(self) -> None:
+        self._rpc.close()
+
+
+class Server:
+    """Serves ``COMMANDS`` for one switch on a listening unix socket."""
+
+    def __init__(self, listener: Any, switch: Switch) -> None:
+        self._listener = listener  # ovs.stream.PassiveStream
+        self._switch = switch
+        self._conns: list[Connection] = []
+
+    @classmethod
+    def listen(cls, path: str, switch: Switch) -> Server:
+        """Listen on ``path``: bound under a temporary name and renamed over ``path``,
+        so a predecessor's socket (after a handoff) is replaced without a moment where
+        the path is gone."""
+        import ovs.stream
+
+        load_commands()
+        tmp = f"{path}.{os.getpid()}.tmp"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            sock.bind(tmp)
+            sock.listen(64)
+            sock.setblocking(False)
+            os.rename(tmp, path)
+        except OSError as e:
+            sock.close()
+            raise OSError(e.errno, f"could not listen on {path}: {e.strerror}") from None
+        return cls(ovs.stream.PassiveStream(sock, f"punix:{path}", None), switch)
+
+    @classmethod
+    def inherit(cls, fd: int, path: str, switch: Switch) -> Server:
+        """Serve a predecessor's listening socket (a handoff): clients that connected
+        while it was frozen are answered by us."""
+        import ovs.stream
+
+        load_commands()
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        return cls(ovs.stream.PassiveStream(sock, f"punix:{path}", None), switch)
+
+    def fileno(self) -> int:
+        """The listening socket (what a successor inherits)."""
+        return int(self._listener.socket.fileno())
+
+    def run(self) -> None:
+        import ovs.jsonrpc
+
+        for _ in range(10):
+            error, stream = self._listener.accept()
+            if error == errno.EAGAIN:
+                break
+            if error:
+                log.warning("unixctl: accept failed: %s", os.strerror(error))
+                break
+            self._conns.append(Connection(ovs.jsonrpc.Connection(stream), self._switch))
+        for conn in list(self._conns):
+            error = conn.run()
+            if error and error != errno.EAGAIN:
+                conn.close()
+                self._conns.remove(conn)
+
+    def wait(self, poller: Any) -> None:
+        self._listener.wait(poller)
+        for conn in self._conns:
+            conn.wait(poller)
+
+    def close(self) -> None:
+        for conn in self._conns:
+            conn.close()
+        self._conns = []
+        self._listener.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
 from hitless.daemon import unixctl
@@ -20,7 +23,12 @@ def test_version_help_and_errors(started: Sw) -> None:
     r = sw.appctl("fdb/show", check=False)
     assert r.returncode != 0 and "requires at least 1 arguments" in r.stderr
     r = sw.appctl("no/such-command", check=False)
-    assert r.returncode != 0 and "is not a valid command" in r.stderr
+    assert r.returncode != 0
+    # ovs-vswitchd's words, newline-terminated as every ovs-vswitchd reply is
+    assert r.stderr.startswith(
+        '"no/such-command" is not a valid command (use "list-commands" to see a list of '
+        "valid commands)\n"
+    )
     with pytest.raises(ControlError) as e:
         control_call(sw.rundir.ctl, "fdb/flush", ["nosuch"])
     assert e.value.remote and "no such bridge" in str(e.value)
@@ -70,3 +78,47 @@ def test_handler_errors_become_error_replies() -> None:
         (False, "bad argument\n"),
         (True, "ok"),
     ]
+
+
+def plain_appctl(sw: Sw, *args: str) -> subprocess.CompletedProcess[str]:
+    """``ovs-appctl`` without -t, as an Open vSwitch user runs it (OVS_RUNDIR=DIR)."""
+    env = {**os.environ, "OVS_RUNDIR": str(sw.rundir.path)}
+    return subprocess.run(
+        ["ovs-appctl", "--timeout=20", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_plain_ovs_appctl_finds_the_switch_and_lists_commands(started: Sw) -> None:
+    sw = started
+    sw.vsctl("add-br", "br0", "--", "set", "Bridge", "br0", "datapath_type=dummy")
+    r = plain_appctl(sw, "fdb/show", "br0")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(" port  VLAN  MAC")
+    listing = plain_appctl(sw, "list-commands").stdout
+    assert listing.startswith("The available commands are:\n")
+    lines = listing.splitlines()[1:]
+    names = [ln.split()[0] for ln in lines]
+    assert names == sorted(names) and set(names) == set(unixctl.load_commands())
+    assert "  fdb/show                BRIDGE" in lines
+    err = plain_appctl(sw, "fdb/show", "nosuch")
+    assert err.returncode == 2 and err.stderr.startswith("no such bridge: nosuch")
+    assert err.stderr.splitlines()[1] == "ovs-appctl: ovs-vswitchd: server returned an error"
+
+
+def test_plain_ovs_appctl_follows_the_switch_across_an_upgrade(started: Sw) -> None:
+    from tests.daemon.test_upgrade import upgrade
+
+    sw = started
+    old = sw.daemon_pid
+    assert old is not None
+    assert sw.rundir.ovs_ctl(old).is_symlink()
+    r = upgrade(sw)
+    assert r.returncode == 0, r.stderr
+    new = sw.daemon_pid
+    assert new is not None and new != old
+    assert sw.rundir.ovs_pidfile.read_text().strip() == str(new)
+    assert not sw.rundir.ovs_ctl(old).exists() and sw.rundir.ovs_ctl(new).is_symlink()
+    r = plain_appctl(sw, "version")
+    assert r.returncode == 0 and r.stdout.startswith("hitless-vswitchd (hitless)"), r.stderr
+    sw.hitless("stop")
+    assert not sw.rundir.ovs_pidfile.exists() and not sw.rundir.ovs_ctl(new).exists()
