@@ -218,7 +218,7 @@ def bond_config(port: Any) -> BondConfig:
     )
 
 
-SUPPORTED_BOND_MODES: tuple[str, ...] = ()
+SUPPORTED_BOND_MODES = ("active-backup", "balance-slb")  # as hitless.ofproto.bond
 SUPPORTED_LACP: tuple[str, ...] = ()
 
 

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 COMMAND_MODULES = [
     "hitless.daemon.commands",
     "hitless.daemon.handoff_commands",
+    "hitless.daemon.bond_commands",
 ]
 
 

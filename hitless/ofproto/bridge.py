@@ -60,6 +60,7 @@ from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, Inte
 from hitless.datapath.actions import format_actions
 from hitless.datapath.base import Datapath, DatapathError, Upcall
 from hitless.datapath.meters import DpMeter, DpMeterBand
+from hitless.ofproto.bond import Bond
 from hitless.ofproto.mac_learning import MacTable, format_mac
 from hitless.ofproto.oftable import Group, Meter, OfState, Removed, Rule
 from hitless.ofproto.ofxlate import TableHit, decode_userdata, xlate_openflow
@@ -141,6 +142,7 @@ class Bridge:
         # counters already folded into their band_stats.
         self._dp_meters: dict[int, Meter] = {}
         self._dp_meter_seen: dict[int, list[tuple[int, int]]] = {}
+        self.bonds: dict[str, Bond] = {}  # Port name -> bond (hitless.ofproto.bond)
 
     def _xlate(self, key: bytes) -> Xlate:
         rule = self._normal_rule
@@ -264,8 +266,11 @@ class Bridge:
             self._ifaces[name] = _Iface(name, port_no, ic.type, view, ic.peer)
             changes.append((port_no, None, view))
 
-        if changes or full:
+        bonds_changed = self._sync_bonds(cfg, now)
+        if changes or full or bonds_changed:
             self._publish_ports()
+        if bonds_changed:
+            self._revalidate_bonds([n for b in self.bonds.values() for n in b.members])
         if self._check_mac_ports:
             self._check_mac_ports = False
             self._flush_unattached_macs()
@@ -322,7 +327,75 @@ class Bridge:
         self.mac.flush(port=it.ofport)
 
     def _publish_ports(self) -> None:
-        self.state.set_ports({it.ofport: it.view for it in self._ifaces.values()})
+        self.state.set_ports(
+            {it.ofport: it.view for it in self._ifaces.values()},
+            {no: b for b in self.bonds.values() for no in b.members},
+        )
+
+    # Bonds --------------------------------------------------------------------------
+    def _sync_bonds(self, cfg: BridgeConfig, now: float) -> bool:
+        """Make ``self.bonds`` the configured bonds over their attached members; returns
+        whether any forwarding decision may have changed."""
+        want = {pc.name: pc for pc in cfg.ports.values() if pc.bond is not None}
+        changed = False
+        for name in [n for n in self.bonds if n not in want]:
+            gone = self.bonds.pop(name)
+            if gone.members:
+                self.mac.flush(port=gone.rep)
+            changed = True
+        dp_ports = self.datapath.ports() if want else {}
+        for name, pc in want.items():
+            assert pc.bond is not None
+            members = []
+            for ic in pc.interfaces:
+                it = self._ifaces.get(ic.name)
+                if it is not None:
+                    dpp = dp_ports.get(it.ofport)
+                    members.append((ic.name, it.ofport, dpp.mac if dpp else b"\0" * 6))
+            bond = self.bonds.get(name)
+            if bond is None:
+                bond = self.bonds[name] = Bond(name, pc.bond)
+                changed = True
+            old_rep = bond.rep if bond.members else None
+            if bond.configure(pc.bond, members):
+                changed = True
+            if old_rep is not None and bond.rep != old_rep:
+                self.mac.flush(port=old_rep)  # learned on the bond's old number
+            self._bond_carriers(bond)
+            if bond.run(now):
+                changed = True
+        return changed
+
+    def _bond_carriers(self, bond: Bond) -> None:
+        for no in bond.members:
+            it = self._ifaces.get(bond.members[no].name)
+            bond.set_carrier(no, it is not None and it.view.can_output)
+
+    def _run_bonds(self, now: float) -> None:
+        """Timers and link changes of every bond; re-translate what a change moved."""
+        moved: list[int] = []
+        for bond in self.bonds.values():
+            self._bond_carriers(bond)
+            if bond.run(now):
+                moved.extend(bond.members)
+        if moved:
+            self.state.bonds_changed()
+            self._revalidate_bonds(moved)
+
+    def _revalidate_bonds(self, members: list[int]) -> None:
+        rv = self.revalidator
+        affected: set[UKey] = set()
+        for no in members:
+            affected |= rv.for_port(no)
+        affected |= rv.for_flood(None)
+        affected |= rv.for_dep(_DEP_PORTS)
+        rv.revalidate(affected)
+
+    def bond_changed(self, now: float) -> None:
+        """A management command changed a bond (active member, enabled members)."""
+        self.state.bonds_changed()
+        self._revalidate_bonds([n for b in self.bonds.values() for n in b.members])
+        self._run_bonds(now)
 
     def _flush_unattached_macs(self) -> None:
         attached = {it.ofport for it in self._ifaces.values()}
@@ -389,6 +462,8 @@ class Bridge:
     def run(self, now: float) -> None:
         self._now = now
         self._poll_links()
+        if self.bonds:
+            self._run_bonds(now)
         self._more_upcalls = False
         handled = 0
         recv = self.datapath.recv_upcalls
@@ -474,6 +549,10 @@ class Bridge:
         ):
             return now
         t = self.mac.next_expiry()
+        for bond in self.bonds.values():
+            b = bond.next_wakeup(now)
+            if b is not None:
+                t = b if t is None else min(t, b)
         e = self.of.next_expiry()
         if e is not None:
             t = e if t is None else min(t, e)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hitless.datapath.actions import Action, Output, PopVlan, PushVlan, SetField
+from hitless.ofproto.bond import DROP, DROP_IF_MOVED, Bond
 from hitless.ofproto.mac_learning import MacTable
 from hitless.packet.flow import VLAN_PRESENT, full_mask, make_mask, mask_or
 
@@ -122,13 +123,25 @@ class SwitchState:
         self.mac = mac
         self.ports: dict[int, PortView] = {}
         self.forward_bpdu = False
+        # Bonds by member port number (a bond is one logical port: see ofproto.bond).
+        self.bonds: dict[int, Bond] = {}
+        self._bond_reps: dict[int, Bond] = {}
         self._flood: dict[int, tuple[tuple[int, int], ...]] = {}
         # (vlan_tci & 0x1fff, vlan, output port or -1 - in_port for a flood) ->
         # (actions, output ports): translation of a new flow is mostly a dict hit.
-        self._actions: dict[tuple[int, int, int], tuple[tuple[Action, ...], tuple[int, ...]]] = {}
+        self._actions: dict[tuple[int, ...], tuple[tuple[Action, ...], tuple[int, ...]]] = {}
 
-    def set_ports(self, ports: dict[int, PortView]) -> None:
+    def set_ports(self, ports: dict[int, PortView], bonds: dict[int, Bond] | None = None) -> None:
         self.ports = ports
+        if bonds is not None:
+            self.bonds = bonds
+            self._bond_reps = {b.rep: b for b in bonds.values()}
+        self._flood = {}
+        self._actions = {}
+
+    def bonds_changed(self) -> None:
+        """A bond's active member, enabled members or buckets changed."""
+        self._bond_reps = {b.rep: b for b in self.bonds.values()}
         self._flood = {}
         self._actions = {}
 
@@ -142,8 +155,10 @@ class SwitchState:
         return hit[0]
 
     def flood_actions(
-        self, tci: int, vlan: int, in_port: int
+        self, tci: int, vlan: int, in_port: int, src: bytes = b""
     ) -> tuple[tuple[Action, ...], tuple[int, ...]]:
+        if self.bonds:
+            return self._flood_bonds(tci, vlan, in_port, src)
         k = (tci & 0x1FFF, vlan, -1 - in_port)
         hit = self._actions.get(k)
         if hit is None:
@@ -154,13 +169,48 @@ class SwitchState:
             self._actions[k] = hit
         return hit
 
+    def _flood_bonds(
+        self, tci: int, vlan: int, in_port: int, src: bytes
+    ) -> tuple[tuple[Action, ...], tuple[int, ...]]:
+        """Flooding on a bridge with bonds: each bond once, by the member its decision
+        picks for this source (never back into the bond the frame came from)."""
+        in_bond = self.bonds.get(in_port)
+        skip = in_bond.rep if in_bond is not None else in_port
+        outputs = []
+        for p, vid in self.flood_set(vlan):
+            if p == skip:
+                continue
+            bond = self._bond_reps.get(p)
+            if bond is not None:
+                m = bond.choose_output(src, vlan)
+                if m is None:
+                    continue
+                p = m
+            outputs.append((p, vid))
+        k = (tci & 0x1FFF, vlan, -1 - in_port, *(p for p, _ in outputs))
+        hit = self._actions.get(k)
+        if hit is None:
+            hit = (_build_actions(tci, vlan, outputs), tuple(p for p, _ in outputs))
+            if len(self._actions) >= 65536:
+                self._actions.clear()
+            self._actions[k] = hit
+        return hit
+
     def flood_set(self, vlan: int) -> tuple[tuple[int, int], ...]:
-        """(port, egress vid) of every port that can output a frame in ``vlan``."""
+        """(port, egress vid) of every port that can output a frame in ``vlan``; a bond
+        appears once, as its representative port (whatever its members' links)."""
         f = self._flood.get(vlan)
         if f is None:
             out = []
             for no in sorted(self.ports):
                 p = self.ports[no]
+                bond = self.bonds.get(no)
+                if bond is not None:
+                    if no == bond.rep:
+                        vid = p.vlan.egress_vid(vlan)
+                        if vid is not None:
+                            out.append((no, vid))
+                    continue
                 if p.can_output:
                     vid = p.vlan.egress_vid(vlan)
                     if vid is not None:
@@ -227,13 +277,35 @@ def xlate_normal(state: SwitchState, key: bytes) -> Xlate:
     if _is_reserved(dst) and not state.forward_bpdu:
         return Xlate((), MASK_NORMAL, "drop: reserved multicast")
     src = key[10:16]
-    learn = None if src[0] & 1 else (vlan, src, in_port)
+    here = in_port  # where the source is learned: the bond as a whole for a member
+    bonds = state.bonds
+    if bonds:
+        in_bond = bonds.get(in_port)
+        if in_bond is not None:
+            here = in_bond.rep
+            verdict = in_bond.admissible(in_port, bool(dst[0] & 1))
+            if verdict == DROP:
+                return Xlate((), MASK_NORMAL, f"drop: not admitted by bond {in_bond.name}")
+            if verdict == DROP_IF_MOVED and not src[0] & 1:
+                at = state.mac.lookup(vlan, src)
+                if at is not None and at != here:
+                    why = f"drop: bond {in_bond.name}: source learned on another port"
+                    return Xlate((), MASK_NORMAL, why, None, (vlan, src))
+    learn = None if src[0] & 1 else (vlan, src, here)
     if not dst[0] & 1:
         out = state.mac.lookup(vlan, dst)
         if out is not None:
             dep = (vlan, dst)
-            if out == in_port:
+            if out == here:
                 return Xlate((), MASK_NORMAL, "drop: destination is on the input port", learn, dep)
+            out_bond = bonds.get(out) if bonds else None
+            if out_bond is not None:
+                member = out_bond.choose_output(src, vlan)
+                if member is None:
+                    why = f"drop: bond {out_bond.name} has no enabled member"
+                    outs = tuple(sorted(out_bond.members))
+                    return Xlate((), MASK_NORMAL, why, learn, dep, None, outs)
+                out = member
             op = state.ports.get(out)
             vid = None if op is None or not op.can_output else op.vlan.egress_vid(vlan)
             if vid is None:
@@ -245,5 +317,5 @@ def xlate_normal(state: SwitchState, key: bytes) -> Xlate:
         dep_dst: tuple[int, bytes] | None = (vlan, dst)
     else:
         dep_dst = None
-    acts, outs = state.flood_actions(tci, vlan, in_port)
+    acts, outs = state.flood_actions(tci, vlan, in_port, src)
     return Xlate(acts, MASK_NORMAL, "flood", learn, dep_dst, vlan, outs)

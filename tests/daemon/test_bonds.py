@@ -4,7 +4,14 @@ its members never forward as independent ports."""
 
 from __future__ import annotations
 
+import re
+import sys
+
+import pytest
+
 from tests.daemon.test_config import add_dummy_bridge
+from tests.daemon.test_netdev import wait_for
+from tests.netns import Host, Topology, UdpSink, sh
 from tests.switch import Sw
 
 
@@ -26,3 +33,112 @@ def test_unsupported_bond_is_refused_and_its_members_stay_detached(started: Sw) 
     sw.vsctl("add-port", "br0", "p0", "--", "add-port", "br0", "p1")
     assert sw.ofport("p0") > 0 and sw.ofport("p1") > 0
     assert sw.get("Interface", "p0", "error") == "[]"
+
+
+# Real hosts in namespaces -----------------------------------------------------------
+
+_BROADCAST = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+for i in range(int(sys.argv[2])):
+    s.sendto(i.to_bytes(8, "big"), (sys.argv[1], 9))
+"""
+
+
+def add_two_nic_host(topo: Topology, name: str, ip: str) -> tuple[Host, str, str]:
+    """A host with two NICs joined by a Linux bridge inside its namespace (the address
+    on the bridge): (host, switch-side end of eth0, switch-side end of eth1). Joined to
+    two independent switch ports, it closes a loop."""
+    h = topo.add_host(name, ip)
+    h.run(["ip", "addr", "flush", "dev", "eth0"])
+    second = topo.name(f"{name}2")
+    sh(["ip", "link", "add", second, "type", "veth", "peer", "name", "eth1", "netns", h.ns])
+    topo._links.append(second)
+    sh(["sysctl", "-q", "-w", f"net.ipv6.conf.{second}.disable_ipv6=1"])
+    sh(["ip", "link", "set", second, "up"])
+    h.run(["ip", "link", "add", "hbr", "type", "bridge"])
+    for dev in ("eth0", "eth1"):
+        h.run(["ethtool", "-K", dev, "tx", "off"])
+        h.run(["ip", "link", "set", dev, "master", "hbr"])
+        h.run(["ip", "link", "set", dev, "up"])
+    h.run(["ip", "link", "set", "hbr", "up"])
+    h.run(["ethtool", "-K", "hbr", "tx", "off"])
+    h.run(["ip", "addr", "add", ip, "dev", "hbr"])
+    h.dev = "hbr"
+    h.mac = h.run(["cat", "/sys/class/net/hbr/address"]).stdout.strip()
+    return h, h.switch_port, second
+
+
+def root_counter(dev: str, name: str) -> int:
+    with open(f"/sys/class/net/{dev}/statistics/{name}") as f:
+        return int(f.read())
+
+
+def active_member(sw: Sw, bond: str) -> str:
+    text = sw.appctl("bond/show", bond).stdout
+    m = re.search(r"^active member mac: \S+\((\S+)\)$", text, re.M)
+    assert m, text
+    return m.group(1)
+
+
+@pytest.mark.netns
+def test_active_backup_bond_to_a_two_nic_host_no_loop_and_failover(
+    started: Sw, topology: Topology
+) -> None:
+    sw = started
+    a = topology.add_host("a", "10.93.0.1/24")
+    c = topology.add_host("c", "10.93.0.3/24")
+    h, m0, m1 = add_two_nic_host(topology, "h", "10.93.0.2/24")
+    br = topology.name("hb")
+    sw.vsctl("add-br", br)
+    sw.vsctl("add-port", br, a.switch_port, "--", "add-port", br, c.switch_port)
+    sw.vsctl("add-bond", br, "bond0", m0, m1, "bond_mode=active-backup")
+    assert sw.ofport(m0) > 0 and sw.ofport(m1) > 0
+    assert sw.get("Interface", m0, "error") == "[]"
+    assert h.ping(a.addr, count=2) and h.ping(c.addr, count=2)
+
+    # No loop: 200 broadcasts from a reach c once each; the host's bridge sends every
+    # one back on the backup member, where the switch drops it.
+    active = active_member(sw, "bond0")
+    backup = m1 if active == m0 else m0
+    c0, back0 = c.counter("rx_packets"), root_counter(backup, "rx_packets")
+    a.run([sys.executable, "-c", _BROADCAST, "10.93.0.255", "200"])
+    assert wait_for(lambda: root_counter(backup, "rx_packets") - back0 >= 200)
+    got = c.counter("rx_packets") - c0
+    print(f"loop check: c received {got} frames for 200 broadcasts")
+    assert 200 <= got <= 230  # a few ARP/ND frames at most, never a storm
+
+    # Failover: UDP a -> h at about 1000 datagrams/s; the active member's link goes
+    # down after 1000 were sent.
+    count = 4000
+    port = 9400
+    a.set_neigh(h.addr, h.mac)
+    sink = UdpSink(h, port, idle=3.0)
+    sent0 = root_counter(a.switch_port, "rx_packets")
+    sender = a.popen([sys.executable, "-c", _SOURCE_SCRIPT, h.addr, str(port), str(count)])
+    assert wait_for(lambda: root_counter(a.switch_port, "rx_packets") - sent0 >= 1000)
+    sh(["ip", "link", "set", active, "down"])
+    assert sender.wait(timeout=60) == 0
+    seqs = set(sink.seqs())
+    lost = count - len(seqs)
+    print(f"failover: {lost} of {count} datagrams lost")
+    assert active_member(sw, "bond0") == backup
+    assert max(seqs) == count - 1 and all(i in seqs for i in range(count - 500, count))
+    assert lost < 1000  # detection is about 100 ms at 1000/s; a loop or a dead bond loses all
+    sh(["ip", "link", "set", active, "up"])
+    assert wait_for(lambda: "may_enable: true" in sw.appctl("bond/show", "bond0").stdout.split(
+        f"member {active}:")[1].split("\n\n")[0])
+
+
+_SOURCE_SCRIPT = r"""
+import socket, sys, time
+dst, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+t0 = time.monotonic()
+for i in range(count):
+    s.sendto(i.to_bytes(8, "big"), (dst, port))
+    delay = t0 + (i + 1) / 1000 - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+"""

@@ -1,0 +1,352 @@
+"""Bonds: a Port with several Interfaces is one logical port (ovs-vswitchd.conf.db(5),
+"Bonding Configuration").
+
+A ``Bond`` decides, for NORMAL switching, which member a frame leaves by and whether a
+frame received on a member is admitted; the bridge keeps every member a datapath port
+with its own OpenFlow port number (as Open vSwitch does), learns MAC addresses on the
+bond as a whole (on its representative port number, ``rep``: the lowest member's) and
+floods to the bond once.
+
+Modes:
+
+* ``active-backup``: one active member carries everything; frames received on the
+  others are dropped (a host joined to two members cannot make a loop). The active
+  member is ``other_config:bond-primary`` while it is enabled, else the current one
+  while it stays enabled, else the enabled member with the lowest port number.
+* ``balance-slb``: source MAC + VLAN hashed into 256 buckets, each bucket on an enabled
+  member (spread evenly across the enabled members; a disabled member's buckets move
+  to the others). Multicast and broadcast are received only on the active member, and
+  a frame whose source was learned on another port is dropped (our own flood coming
+  back over another member), as Open vSwitch does.
+
+A member is enabled when its link is up (and, with LACP, when LACP says it may carry
+traffic) and has stayed so for ``bond_updelay`` ms; disabled when down for
+``bond_downdelay`` ms; a new member starts as its link is. When no member is enabled, one waiting on its updelay is enabled
+at once (as Open vSwitch does).
+
+Pure: takes ``now`` (seconds), returns whether forwarding decisions changed; the bridge
+re-translates the megaflows through the bond's members when they do. Never touches the
+clock, sockets or the datapath.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hitless.config.model import BondConfig
+
+__all__ = ["ACCEPT", "BUCKETS", "DROP", "DROP_IF_MOVED", "SUPPORTED_MODES", "Bond"]
+
+log = logging.getLogger(__name__)
+
+BUCKETS = 256
+SUPPORTED_MODES = ("active-backup", "balance-slb")
+ACCEPT, DROP, DROP_IF_MOVED = "accept", "drop", "drop-if-moved"
+
+
+def bucket_of(src: bytes, vlan: int) -> int:
+    """The hash bucket of a source MAC and VLAN (stable across processes: a handoff
+    keeps every flow on its member)."""
+    return zlib.crc32(src + vlan.to_bytes(2, "big")) % BUCKETS
+
+
+@dataclass(slots=True)
+class Member:
+    name: str
+    ofport: int
+    mac: bytes = b"\0" * 6
+    carrier: bool = False  # link up (the datapath's view, admin state included)
+    may_enable: bool = True  # LACP lets it carry traffic (always without LACP)
+    enabled: bool = False
+    delay_expires: float | None = None  # a pending enable/disable (updelay/downdelay)
+    announced: bool | None = None  # the link state last logged
+
+
+class Bond:
+    def __init__(self, name: str, cfg: BondConfig) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.members: dict[int, Member] = {}  # ofport -> member
+        self.active: int | None = None
+        self.buckets: list[int | None] = [None] * BUCKETS
+        self._next_rebalance = 0.0
+
+    # Configuration -------------------------------------------------------------
+    @property
+    def rep(self) -> int:
+        """The port number MAC addresses learned on the bond point to."""
+        return min(self.members) if self.members else -1
+
+    def configure(self, cfg: BondConfig, members: Sequence[tuple[str, int, bytes]]) -> bool:
+        """New settings and the attached members (name, ofport, MAC). Returns whether
+        forwarding decisions may have changed."""
+        changed = cfg != self.cfg
+        self.cfg = cfg
+        want = {no: (name, mac) for name, no, mac in members}
+        for no in [n for n in self.members if n not in want]:
+            del self.members[no]
+            changed = True
+        for no, (name, mac) in want.items():
+            m = self.members.get(no)
+            if m is None or m.name != name:
+                self.members[no] = Member(name, no, mac)
+                changed = True
+            else:
+                m.mac = mac
+        if self.active not in self.members:
+            self.active = None
+        self.buckets = [b if b in self.members else None for b in self.buckets]
+        return changed
+
+    # Links and timers ------------------------------------------------------------
+    def set_carrier(self, ofport: int, up: bool) -> None:
+        m = self.members.get(ofport)
+        if m is not None:
+            m.carrier = up
+
+    def set_may_enable(self, ofport: int, may: bool) -> None:
+        m = self.members.get(ofport)
+        if m is not None:
+            m.may_enable = may
+
+    def run(self, now: float) -> bool:
+        """Apply link changes, delays and the choice of the active member. Returns
+        whether the active member, the enabled set or the buckets changed."""
+        before = self._decisions()
+        for m in sorted(self.members.values(), key=_by_name):
+            up = m.carrier and m.may_enable
+            if m.announced is None:
+                # A new member starts as its link is, without a delay (as Open vSwitch).
+                m.announced = up
+                self._enable(m, up)
+                continue
+            if m.announced != up:
+                m.announced = up
+                log.info("member %s: link state %s", m.name, "up" if up else "down")
+            if up == m.enabled:
+                if m.delay_expires is not None:
+                    m.delay_expires = None
+                    log.info("member %s: will not be %s", m.name, "disabled" if up else "enabled")
+            elif m.delay_expires is None:
+                delay = (self.cfg.updelay if up else self.cfg.downdelay) / 1000
+                m.delay_expires = now + delay
+                if delay:
+                    log.info(
+                        "member %s: will be %s if it stays %s for %d ms",
+                        m.name,
+                        "enabled" if up else "disabled",
+                        "up" if up else "down",
+                        delay * 1000,
+                    )
+            if m.delay_expires is not None and now >= m.delay_expires:
+                self._enable(m, up)
+        self._choose_active(now)
+        self._assign_buckets()
+        return self._decisions() != before
+
+    def _enable(self, m: Member, enable: bool) -> None:
+        m.delay_expires = None
+        if m.enabled != enable:
+            m.enabled = enable
+            log.info("member %s: %s", m.name, "enabled" if enable else "disabled")
+
+    def _decisions(self) -> tuple[object, ...]:
+        return (
+            self.active,
+            tuple(sorted(n for n, m in self.members.items() if m.enabled)),
+            tuple(self.buckets),
+        )
+
+    def _choose_active(self, now: float) -> None:
+        enabled = sorted(n for n, m in self.members.items() if m.enabled)
+        if not enabled:
+            # Nothing enabled: skip the updelay of the member soonest to come up.
+            waiting = [
+                m for m in self.members.values() if m.carrier and m.may_enable and not m.enabled
+            ]
+            if waiting:
+                m = min(waiting, key=lambda m: (m.delay_expires or now, m.ofport))
+                left = max(0.0, (m.delay_expires or now) - now)
+                log.info(
+                    "bond %s: active member is now %s, skipping remaining %d ms updelay "
+                    "(since no interface was enabled)",
+                    self.name,
+                    m.name,
+                    left * 1000,
+                )
+                self._enable(m, True)
+                enabled = [m.ofport]
+        best: int | None
+        primary = self._by_name(self.cfg.primary)
+        if primary is not None and primary.enabled:
+            best = primary.ofport
+        elif self.active in enabled:
+            best = self.active
+        else:
+            best = enabled[0] if enabled else None
+        if best != self.active:
+            if best is None:
+                log.info("bond %s: all members disabled", self.name)
+            else:
+                log.info("bond %s: active member is now %s", self.name, self.members[best].name)
+            self.active = best
+
+    def _assign_buckets(self) -> None:
+        enabled = sorted(n for n, m in self.members.items() if m.enabled)
+        if not enabled:
+            self.buckets = [None] * BUCKETS
+            return
+        if self.cfg.mode != "balance-slb":
+            return
+        for i, b in enumerate(self.buckets):
+            if b not in enabled:
+                self.buckets[i] = enabled[i % len(enabled)]
+
+    def next_wakeup(self, now: float) -> float | None:
+        times = [m.delay_expires for m in self.members.values() if m.delay_expires is not None]
+        return min(times) if times else None
+
+    # Forwarding decisions (read by NORMAL translation) ---------------------------------
+    def admissible(self, ofport: int, multicast_dst: bool) -> str:
+        """Whether a frame received on member ``ofport`` is admitted: ACCEPT, DROP, or
+        DROP_IF_MOVED (balance-slb: drop it if its source is learned elsewhere)."""
+        m = self.members.get(ofport)
+        if m is None or not m.enabled:
+            return DROP
+        if multicast_dst and ofport != self.active:
+            return DROP
+        if self.cfg.mode == "balance-slb":
+            return DROP_IF_MOVED
+        return ACCEPT if ofport == self.active else DROP
+
+    def choose_output(self, src: bytes, vlan: int) -> int | None:
+        """The member a frame from ``src`` in ``vlan`` leaves by (None: no member is
+        enabled)."""
+        if self.cfg.mode == "balance-slb":
+            return self.buckets[bucket_of(src, vlan)]
+        return self.active
+
+    # Management ------------------------------------------------------------------
+    def _by_name(self, name: str | None) -> Member | None:
+        if name is None:
+            return None
+        for m in self.members.values():
+            if m.name == name:
+                return m
+        return None
+
+    def member(self, name: str) -> Member | None:
+        return self._by_name(name)
+
+    def set_active(self, name: str) -> str:
+        """bond/set-active-member: raises ValueError with Open vSwitch's wording."""
+        m = self._by_name(name)
+        if m is None:
+            raise ValueError("no such member")
+        if not m.enabled:
+            raise ValueError("cannot make disabled member active")
+        if self.active != m.ofport:
+            self.active = m.ofport
+            log.info("bond %s: active member is now %s", self.name, m.name)
+            return f"done; {m.name} is now active\n"
+        return f"no change; {m.name} is already active\n"
+
+    def set_enabled(self, name: str, enable: bool) -> str:
+        """bond/enable-member, bond/disable-member (as in Open vSwitch, a link that is
+        up re-enables a disabled member after its updelay at the next run)."""
+        m = self._by_name(name)
+        if m is None:
+            raise ValueError("no such member")
+        self._enable(m, enable)
+        return "enabled\n" if enable else "disabled\n"
+
+    def show(self, now: float, lacp_status: str = "off") -> str:
+        """``ovs-appctl bond/show`` text, as Open vSwitch 3.1 prints it."""
+        cfg = self.cfg
+        out = [
+            f"---- {self.name} ----",
+            f"bond_mode: {cfg.mode}",
+            "bond may use recirculation: no, Recirc-ID : -1",
+            "bond-hash-basis: 0",
+            "lb_output action: disabled, bond-id: -1",
+        ]
+        if cfg.mode == "balance-slb":
+            out.append("all members active: false")
+        out += [f"updelay: {cfg.updelay} ms", f"downdelay: {cfg.downdelay} ms"]
+        if cfg.mode == "balance-slb" and cfg.rebalance_interval:
+            out.append(f"next rebalance: {cfg.rebalance_interval} ms")
+        out += [
+            f"lacp_status: {lacp_status}",
+            f"lacp_fallback_ab: {'true' if cfg.lacp_fallback_ab else 'false'}",
+            f"active-backup primary: {cfg.primary or '<none>'}",
+        ]
+        act = self.members.get(self.active) if self.active is not None else None
+        if act is None:
+            out.append("active member mac: 00:00:00:00:00:00(none)")
+        else:
+            out.append(f"active member mac: {_mac(act.mac)}({act.name})")
+        out.append("")
+        for m in sorted(self.members.values(), key=_by_name):
+            out.append(f"member {m.name}: {'enabled' if m.enabled else 'disabled'}")
+            if m.ofport == self.active:
+                out.append("  active member")
+            if m.delay_expires is not None:
+                kind = "downdelay" if m.enabled else "updelay"
+                out.append(f"  {kind} expires in {max(0, int((m.delay_expires - now) * 1000))} ms")
+            out.append(f"  may_enable: {'true' if m.carrier and m.may_enable else 'false'}")
+            if cfg.mode == "balance-slb":
+                n = sum(1 for b in self.buckets if b == m.ofport)
+                if n:
+                    out.append(f"  hash buckets: {n}")
+            out.append("")
+        return "\n".join(out) + "\n"
+
+    def active_mac(self) -> str | None:
+        """Port.bond_active_slave: the active member's MAC (None without one)."""
+        act = self.members.get(self.active) if self.active is not None else None
+        return None if act is None else _mac(act.mac)
+
+    # Handoff ---------------------------------------------------------------------
+    def export_state(self, now: float) -> dict[str, Any]:
+        """The learned state by member name: which are enabled, the active one, each
+        bucket's member, pending delays (remaining seconds)."""
+        names = {n: m.name for n, m in self.members.items()}
+        return {
+            "active": names.get(self.active) if self.active is not None else None,
+            "enabled": sorted(m.name for m in self.members.values() if m.enabled),
+            "buckets": [names.get(b) if b is not None else None for b in self.buckets],
+            "delays": {
+                m.name: m.delay_expires - now
+                for m in self.members.values()
+                if m.delay_expires is not None
+            },
+        }
+
+    def import_state(self, data: dict[str, Any], now: float) -> None:
+        by_name = {m.name: m for m in self.members.values()}
+        for name in data.get("enabled", []):
+            if name in by_name:
+                by_name[name].enabled = True
+                by_name[name].announced = True
+        act = by_name.get(data.get("active") or "")
+        self.active = act.ofport if act is not None else None
+        buckets = data.get("buckets", [])
+        if len(buckets) == BUCKETS:
+            self.buckets = [
+                by_name[b].ofport if b in by_name else None for b in buckets
+            ]
+        for name, left in data.get("delays", {}).items():
+            if name in by_name:
+                by_name[name].delay_expires = now + float(left)
+
+
+def _by_name(m: Member) -> str:
+    return m.name
+
+
+def _mac(mac: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in mac)
