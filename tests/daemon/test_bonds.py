@@ -35,6 +35,27 @@ def test_unsupported_bond_is_refused_and_its_members_stay_detached(started: Sw) 
     assert sw.get("Interface", "p0", "error") == "[]"
 
 
+def test_bond_commands_through_ovs_appctl(started: Sw) -> None:
+    sw = started
+    add_dummy_bridge(sw, "br0")
+    sw.vsctl("add-bond", "br0", "bond0", "p0", "p1", "bond_mode=active-backup")
+    assert sw.get("Interface", "p0", "error") == "[]" and sw.ofport("p0") > 0
+    text = sw.appctl("bond/show", "bond0").stdout
+    assert text.startswith("---- bond0 ----\nbond_mode: active-backup\n"), text
+    assert "member p0: enabled\n  active member\n" in text
+    assert sw.appctl("bond/list").stdout == "bond\ttype\trecircID\tmembers\nbond0\tactive-backup\t-1\tp0, p1\n"
+    assert sw.appctl("bond/set-active-member", "bond0", "p1").stdout == "done; p1 is now active\n"
+    assert "member p1: enabled\n  active member\n" in sw.appctl("bond/show").stdout
+    for args, err in (
+        (("bond/show", "nope"), "no such bond"),
+        (("bond/set-active-member", "bond0", "nope"), "no such member"),
+        (("bond/enable-member", "nope", "p0"), "no such bond"),
+    ):
+        r = sw.appctl(*args, check=False)
+        assert r.returncode != 0 and err in r.stderr, r
+    assert sw.appctl("bond/disable-member", "bond0", "p1").stdout == "disabled\n"
+
+
 # Real hosts in namespaces -----------------------------------------------------------
 
 _BROADCAST = r"""
