@@ -52,6 +52,10 @@ class BondConfig:
     lacp_system_id: str | None = None  # other_config:lacp-system-id
     lacp_system_priority: int = 65534  # other_config:lacp-system-priority
     lacp_fallback_ab: bool = False  # other_config:lacp-fallback-ab
+    # Port.bond_active_slave: the active member's MAC as last written back (by this or a
+    # previous process): a new bond starts with that member active, as Open vSwitch
+    # does after a restart. A status column, so it is not part of equality.
+    active_mac: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,7 @@ COLUMNS: dict[str, list[str]] = {
         "bond_updelay",
         "bond_downdelay",
         "other_config",
+        "bond_active_slave",  # written back by the switch (and read at bond creation)
     ],
     "Interface": [
         "name",
@@ -215,6 +216,7 @@ def bond_config(port: Any) -> BondConfig:
         lacp_system_id=oc.get("lacp-system-id") or None,
         lacp_system_priority=_int(oc.get("lacp-system-priority"), 65534),
         lacp_fallback_ab=oc.get("lacp-fallback-ab", "false") == "true",
+        active_mac=_opt(port.bond_active_slave),
     )
 
 
@@ -290,9 +292,10 @@ def write_status(
     comment: str = "hitless-vswitchd: status",
     controllers: Mapping[str, ControllerStatus] | None = None,
     datapath_ids: Mapping[str, int] | None = None,
+    bond_active: Mapping[str, str | None] | None = None,
 ) -> Any | None:
     """Stage one transaction writing ``statuses`` to the Interface rows (by name),
-    Controller connection state, each running bridge's OpenFlow datapath ID (16 hex
+    each bond's active member MAC (Port.bond_active_slave), Controller connection state, each running bridge's OpenFlow datapath ID (16 hex
     digits, as Open vSwitch writes it) and, if given, Open_vSwitch.cur_cfg; commit it
     and return it (None when nothing changed). The caller keeps calling ``commit()`` on
     an INCOMPLETE transaction."""
@@ -321,6 +324,10 @@ def write_status(
             status = {"state": cs.state} if cs.state else {}
             if dict(row.status) != status:
                 row.status = status
+    if bond_active:
+        for row in idl.tables["Port"].rows.values():
+            if row.name in bond_active:
+                _set_opt(row, "bond_active_slave", bond_active[row.name])
     if datapath_ids:
         for row in idl.tables["Bridge"].rows.values():
             dpid = datapath_ids.get(row.name)

@@ -61,6 +61,7 @@ class BridgeLike(Protocol):
     def run(self, now: float) -> None: ...
     def next_wakeup(self, now: float) -> float | None: ...
     def fdb_show(self) -> str: ...
+    def bond_status(self) -> dict[str, str | None]: ...
     def fdb_flush(self) -> int: ...
     def dump_flows(self) -> str: ...
     def close(self) -> None: ...
@@ -228,6 +229,7 @@ class Switch:
         # listeners, served by the bridge's OfManager once it exists
         self.inherited_openflow: dict[str, Any] = {}
         self._controllers: dict[str, ControllerStatus] = {}  # as last written back
+        self._bond_active: dict[str, str | None] = {}  # Port.bond_active_slave, as written
 
     # Lifecycle ----------------------------------------------------------------------
     def start_unixctl(self, inherited_fd: int | None = None) -> None:
@@ -343,6 +345,8 @@ class Switch:
                     pass
             else:
                 rb.bridge.run(now)
+        if self.bond_status() != self._bond_active:
+            self._status_dirty = True  # a bond failed over: write it back at once
         self._run_openflow(now)
         self._drain_wakeup()
 
@@ -423,6 +427,12 @@ class Switch:
             mgr.run(now)
         if self.controller_status() != self._controllers:
             self._status_dirty = True  # written back with the next status transaction
+
+    def bond_status(self) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for rb in self.bridges.values():
+            out.update(rb.bridge.bond_status())
+        return out
 
     def controller_status(self) -> dict[str, ControllerStatus]:
         out: dict[str, ControllerStatus] = {}
@@ -611,11 +621,13 @@ class Switch:
         statuses = self.statuses()
         self._log_errors(statuses)
         self._controllers = self.controller_status()
+        self._bond_active = self.bond_status()
         txn = write_status(
             self.idl,
             statuses,
             cur_cfg,
             controllers=self._controllers,
+            bond_active=self._bond_active,
             datapath_ids={name: _datapath_id(rb) for name, rb in self.bridges.items()},
         )
         if txn is not None:

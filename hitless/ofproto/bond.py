@@ -12,12 +12,19 @@ Modes:
 * ``active-backup``: one active member carries everything; frames received on the
   others are dropped (a host joined to two members cannot make a loop). The active
   member is ``other_config:bond-primary`` while it is enabled, else the current one
-  while it stays enabled, else the enabled member with the lowest port number.
+  while it stays enabled, else the enabled member with the lowest port number. A new bond (a restart, an upgrade) starts with the
+member whose MAC ``Port.bond_active_slave`` names, as Open vSwitch does.
 * ``balance-slb``: source MAC + VLAN hashed into 256 buckets, each bucket on an enabled
   member (spread evenly across the enabled members; a disabled member's buckets move
   to the others). Multicast and broadcast are received only on the active member, and
   a frame whose source was learned on another port is dropped (our own flood coming
   back over another member), as Open vSwitch does.
+
+When a bond's decisions change (failover, a new active member, buckets moved), the
+bridge sends a learning packet (``learning_packet``: a gratuitous RARP) out the bond for
+every MAC address learned on another port, from that address, so a host or switch on
+the other side relearns where those addresses are now (its own MAC table still points
+at the old member, where this switch drops what it sends).
 
 A member is enabled when its link is up (and, with LACP, when LACP says it may carry
 traffic) and has stayed so for ``bond_updelay`` ms; disabled when down for
@@ -186,6 +193,8 @@ class Bond:
             best = primary.ofport
         elif self.active in enabled:
             best = self.active
+        elif self.active is None and self._by_mac(self.cfg.active_mac) in enabled:
+            best = self._by_mac(self.cfg.active_mac)  # as written back before a restart
         else:
             best = enabled[0] if enabled else None
         if best != self.active:
@@ -237,6 +246,12 @@ class Bond:
         for m in self.members.values():
             if m.name == name:
                 return m
+        return None
+
+    def _by_mac(self, mac: str | None) -> int | None:
+        for no, m in self.members.items():
+            if mac is not None and _mac(m.mac) == mac.lower():
+                return no
         return None
 
     def member(self, name: str) -> Member | None:
@@ -342,6 +357,25 @@ class Bond:
         for name, left in data.get("delays", {}).items():
             if name in by_name:
                 by_name[name].delay_expires = now + float(left)
+
+
+RARP = 0x8035
+
+
+def learning_packet(mac: bytes, vid: int) -> bytes:
+    """A gratuitous RARP from ``mac`` (tagged with ``vid`` unless 0): sent out a bond
+    after its active member changed, so the switch or host on the other side learns that
+    ``mac`` is now reached through the new member (as Open vSwitch does)."""
+    tag = b"\x81\x00" + vid.to_bytes(2, "big") if vid else b""
+    arp = (
+        b"\x00\x01\x08\x00\x06\x04\x00\x03"  # Ethernet/IPv4, reverse request
+        + mac
+        + b"\0" * 4
+        + mac
+        + b"\0" * 4
+    )
+    frame = b"\xff" * 6 + mac + tag + RARP.to_bytes(2, "big") + arp
+    return frame.ljust(60, b"\0")
 
 
 def _by_name(m: Member) -> str:

@@ -57,10 +57,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, InterfaceStatus
-from hitless.datapath.actions import format_actions
+from hitless.datapath.actions import Output, format_actions
 from hitless.datapath.base import Datapath, DatapathError, Upcall
 from hitless.datapath.meters import DpMeter, DpMeterBand
-from hitless.ofproto.bond import Bond
+from hitless.ofproto.bond import Bond, learning_packet
 from hitless.ofproto.mac_learning import MacTable, format_mac
 from hitless.ofproto.oftable import Group, Meter, OfState, Removed, Rule
 from hitless.ofproto.ofxlate import TableHit, decode_userdata, xlate_openflow
@@ -374,13 +374,32 @@ class Bridge:
     def _run_bonds(self, now: float) -> None:
         """Timers and link changes of every bond; re-translate what a change moved."""
         moved: list[int] = []
+        changed: list[Bond] = []
         for bond in self.bonds.values():
             self._bond_carriers(bond)
             if bond.run(now):
                 moved.extend(bond.members)
+                changed.append(bond)
         if moved:
             self.state.bonds_changed()
             self._revalidate_bonds(moved)
+            for bond in changed:
+                self._send_learning_packets(bond)
+
+    def _send_learning_packets(self, bond: Bond) -> None:
+        """Tell the other side of ``bond`` which member now leads to each address
+        learned elsewhere (see hitless.ofproto.bond)."""
+        if bond.active is None:
+            return
+        for vlan, mac, port, _ in self.mac.entries():
+            if port == bond.rep:
+                continue
+            member = bond.choose_output(mac, vlan)
+            view = self.state.ports.get(member) if member is not None else None
+            vid = view.vlan.egress_vid(vlan) if view is not None else None
+            if member is None or vid is None:
+                continue
+            self.datapath.execute(learning_packet(mac, vid), OFPP_LOCAL, (Output(member),))
 
     def _revalidate_bonds(self, members: list[int]) -> None:
         rv = self.revalidator
@@ -391,10 +410,16 @@ class Bridge:
         affected |= rv.for_dep(_DEP_PORTS)
         rv.revalidate(affected)
 
+    def bond_status(self) -> dict[str, str | None]:
+        """Port.bond_active_slave of every bond: its active member's MAC."""
+        return {name: b.active_mac() for name, b in self.bonds.items()}
+
     def bond_changed(self, now: float) -> None:
         """A management command changed a bond (active member, enabled members)."""
         self.state.bonds_changed()
         self._revalidate_bonds([n for b in self.bonds.values() for n in b.members])
+        for bond in self.bonds.values():
+            self._send_learning_packets(bond)
         self._run_bonds(now)
 
     def _flush_unattached_macs(self) -> None:

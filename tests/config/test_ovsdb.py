@@ -44,6 +44,7 @@ def port(
         bond_updelay=0,
         bond_downdelay=0,
         other_config=other_config or {},
+        bond_active_slave=[],
     )
 
 

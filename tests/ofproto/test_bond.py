@@ -167,3 +167,29 @@ def test_removing_the_bond_flushes_what_was_learned_on_it() -> None:
     r.bridge.reconfigure(config("br0", r.ports), r.clock.t)
     assert mac(2) not in r.bridge.fdb_show()
     assert r.bridge.bonds == {}
+
+
+def test_failover_sends_learning_packets_for_addresses_learned_elsewhere() -> None:
+    r, _ = bonded()
+    r.send("a", frame(BCAST, mac(1)))
+    r.send("p0", frame(BCAST, mac(2)))  # behind the bond: no learning packet for it
+    r.out()
+    r.dp.set_link(r.no("p0"), False)
+    r.run()
+    out = r.out()
+    assert list(out) == ["p1"]
+    (pkt,) = out["p1"]
+    assert pkt[:6] == b"\xff" * 6 and pkt[6:12] == bytes.fromhex(mac(1).replace(":", ""))
+    assert pkt[12:14] == b"\x80\x35"  # RARP, as Open vSwitch sends
+
+
+def test_a_new_bond_starts_with_the_member_named_by_bond_active_slave() -> None:
+    r = Rig({"br0": P(type="internal"), "a": P()})
+    cfg = with_bond(config("br0", r.ports), BondConfig())
+    r.bridge.reconfigure(cfg, r.clock.t)
+    p1_mac = r.bridge.bonds["bond0"].members[r.no("p1")].mac
+    hinted = BondConfig(active_mac=":".join(f"{b:02x}" for b in p1_mac))
+    assert hinted == BondConfig()  # a status column: never a configuration change
+    fresh = Rig({"br0": P(type="internal"), "a": P()})
+    fresh.bridge.reconfigure(with_bond(config("br0", fresh.ports), hinted), fresh.clock.t)
+    assert fresh.bridge.bonds["bond0"].active == fresh.no("p1")
