@@ -6,12 +6,18 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEB_PACKAGES := openvswitch-switch openvswitch-common iproute2 ethtool iputils-ping \
                 iperf3 procps
+# The ebpf datapath: its BPF C program is compiled here at set-up (never committed).
+DEB_PACKAGES += clang llvm libbpf-dev bpftool
 STAMP_DEB  := $(VENV)/.deb-installed
 STAMP_VENV := $(VENV)/.venv-installed
 
-.PHONY: setup demo blips test lint typecheck unit bench clean
+.PHONY: setup demo blips test lint typecheck unit bench clean bpf
 
-setup: $(STAMP_DEB) $(STAMP_VENV)
+setup: $(STAMP_DEB) $(STAMP_VENV) bpf
+
+# Compiles the ebpf datapath's program into its cache (a no-op when it is there).
+bpf: $(STAMP_DEB) $(STAMP_VENV)
+	@$(PY) -m hitless.datapath.ebpf.build >/dev/null
 
 $(STAMP_DEB): Makefile
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -9,6 +9,7 @@ from hitless.datapath.base import Datapath, DatapathError
 PROVIDERS: dict[str, str] = {
     "dummy": "hitless.datapath.dummy:DummyDatapath",
     "netdev": "hitless.datapath.netdev:NetdevDatapath",
+    "ebpf": "hitless.datapath.ebpf.provider:EbpfDatapath",
 }
 
 

@@ -1,0 +1,215 @@
+"""The byte layouts shared with the BPF program (bpf/datapath.bpf.c), described once.
+
+Each record is a ``struct.Struct`` plus its field list; encode and decode both derive
+from it. ``tests/datapath/test_ebpf_layout.py`` checks the constants here against the C
+source, so the two sides cannot drift apart silently.
+
+Kernel flow key: the first ``KERNEL_KEY_LEN`` (102) bytes of the canonical flow key
+(hitless/packet/flow.py) followed by the mask slot (u16, little-endian): 104 bytes.
+Fields the program does not extract (anything beyond byte 102 of a longer key) make a
+flow kernel-ineligible (it runs in the daemon: ``slowpath_reason``).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from hitless.datapath.actions import (
+    Action,
+    Meter,
+    Output,
+    PopVlan,
+    PushVlan,
+    SetField,
+    Userspace,
+)
+from hitless.packet.flow import FIELDS, KEY_LEN, Match
+
+ABI = 1
+KERNEL_KEY_LEN = 102
+MAP_KEY_LEN = 104
+MAX_MASKS = 32
+MAX_ACTIONS = 16
+MAX_FLOWS = 65536
+UPCALL_DATA = 16384
+
+# Action types (enum in the C source).
+A_OUTPUT, A_PUSH_VLAN, A_POP_VLAN, A_SET_FIELD, A_USERSPACE, A_METER = range(1, 7)
+OUT_LAST = 1
+FLOW_SLOWPATH = 1
+R_MISS, R_ACTION, R_SLOWPATH = 0, 1, 2
+UP_TRUNCATED = 1
+
+FIELD_IDS = {name: i for i, name in enumerate(FIELDS)}
+FIELD_NAMES = {i: name for name, i in FIELD_IDS.items()}
+# Fields the program rewrites itself, and what the flow must match exactly for that:
+# (eth_types, ip_protos); None = anything.
+KERNEL_SET_FIELDS: dict[str, tuple[frozenset[int] | None, frozenset[int] | None]] = {
+    "eth_dst": (None, None),
+    "eth_src": (None, None),
+    "vlan_tci": (None, None),
+    "ipv4_src": (frozenset({0x0800}), None),
+    "ipv4_dst": (frozenset({0x0800}), None),
+    "ip_tos": (frozenset({0x0800}), None),
+    "ip_ttl": (frozenset({0x0800, 0x86DD}), None),
+    "tp_src": (frozenset({0x0800, 0x86DD}), frozenset({6, 17})),
+    "tp_dst": (frozenset({0x0800, 0x86DD}), frozenset({6, 17})),
+}
+
+# Global counters (enum in the C source), per CPU.
+COUNTERS = ("hit", "miss", "slowpath", "upcall_lost", "upcall_truncated", "no_port",
+            "action_error")  # fmt: skip
+
+# struct action { u8 type, field; u16 arg16; u32 arg32; u8 val[16], msk[16]; }
+ACTION = struct.Struct("<BBHI16s16s")
+# struct flow { u32 stats_idx; u16 n_actions, flags; u64 created_ns; action[16]; }
+FLOW_HEAD = struct.Struct("<IHHQ")
+FLOW_SIZE = FLOW_HEAD.size + MAX_ACTIONS * ACTION.size
+# struct fstats { u64 packets, bytes, used_ns, tcp_flags; } (per CPU)
+FSTATS = struct.Struct("<QQQQ")
+# struct port { u32 port_no, flags; }
+PORT = struct.Struct("<II")
+# struct info { u32 abi, bridge_hash; }
+INFO = struct.Struct("<II")
+# struct masks { u32 n; u32 active[32]; u32 pad; u64 w[32][13]; }
+MASKS_HEAD = struct.Struct(f"<I{MAX_MASKS}I4x")
+MASKS_SIZE = MASKS_HEAD.size + MAX_MASKS * MAP_KEY_LEN
+# struct upcall_hdr { u32 reason, in_port, len, orig_len, flags, userdata_len;
+#                     u8 key[104]; u8 userdata[16]; }
+UPCALL_HDR = struct.Struct(f"<6I{MAP_KEY_LEN}s16s")
+
+
+def map_key(key: bytes, slot: int) -> bytes:
+    return key[:KERNEL_KEY_LEN] + slot.to_bytes(2, "little")
+
+
+def widen(kernel_key: bytes) -> bytes:
+    """The canonical flow key of a kernel key (slot dropped, zero tail)."""
+    return kernel_key[:KERNEL_KEY_LEN].ljust(KEY_LEN, b"\0")
+
+
+def _exact(mask: bytes, name: str) -> bool:
+    off, size = FIELDS[name]
+    return mask[off : off + size] == b"\xff" * size
+
+
+def _value(key: bytes, name: str) -> int:
+    off, size = FIELDS[name]
+    return int.from_bytes(key[off : off + size], "big")
+
+
+def slowpath_reason(match: Match, actions: tuple[Action, ...]) -> str | None:
+    """Why this flow's actions must run in the daemon, or None if the kernel runs them."""
+    if any(match.mask[KERNEL_KEY_LEN:]):
+        return "matches fields beyond the kernel's flow key"
+    if len(actions) > MAX_ACTIONS:
+        return f"more than {MAX_ACTIONS} actions"
+    for a in actions:
+        if isinstance(a, Meter):
+            return "meter"
+        if isinstance(a, Userspace) and len(a.userdata) > 16:
+            return "userspace data longer than 16 bytes"
+        if isinstance(a, SetField):
+            need = KERNEL_SET_FIELDS.get(a.field)
+            if need is None:
+                return f"set_field({a.field})"
+            types, protos = need
+            if types is not None and not (
+                _exact(match.mask, "eth_type") and _value(match.key, "eth_type") in types
+            ):
+                return f"set_field({a.field}) on a flow not limited to {sorted(types)}"
+            if protos is not None and not (
+                _exact(match.mask, "ip_proto") and _value(match.key, "ip_proto") in protos
+            ):
+                return f"set_field({a.field}) on a flow not limited to TCP/UDP"
+    return None
+
+
+def encode_actions(
+    actions: tuple[Action, ...], ifindex_of: dict[int, int], slowpath: bool
+) -> tuple[bytes, int]:
+    """(the actions array, n_actions). Every action has an encoding (so a flow can be
+    decoded after a restart); the kernel runs them unless the flow is slow-path."""
+    out: list[bytes] = []
+    for i, a in enumerate(actions[:MAX_ACTIONS] if not slowpath else actions):
+        if len(out) == MAX_ACTIONS:
+            break
+        if isinstance(a, Output):
+            last = OUT_LAST if i == len(actions) - 1 else 0
+            out.append(
+                ACTION.pack(
+                    A_OUTPUT, 0, last, ifindex_of.get(a.port, 0), a.port.to_bytes(4, "big"), b""
+                )  # fmt: skip
+            )
+        elif isinstance(a, PushVlan):
+            out.append(ACTION.pack(A_PUSH_VLAN, 0, a.tpid, a.tci, b"", b""))
+        elif isinstance(a, PopVlan):
+            out.append(ACTION.pack(A_POP_VLAN, 0, 0, 0, b"", b""))
+        elif isinstance(a, SetField):
+            size = FIELDS[a.field][1]
+            mask = a.mask if a.mask is not None else b"\xff" * size
+            out.append(ACTION.pack(A_SET_FIELD, FIELD_IDS[a.field], size, 0, a.value, mask))
+        elif isinstance(a, Userspace):
+            out.append(ACTION.pack(A_USERSPACE, 0, len(a.userdata), 0, a.userdata[:16], b""))
+        elif isinstance(a, Meter):
+            out.append(ACTION.pack(A_METER, 0, 0, a.meter_id, b"", b""))
+    return b"".join(out), len(out)
+
+
+def decode_actions(data: bytes, n: int) -> tuple[Action, ...]:
+    out: list[Action] = []
+    for i in range(n):
+        typ, fid, a16, a32, val, msk = ACTION.unpack_from(data, i * ACTION.size)
+        if typ == A_OUTPUT:
+            out.append(Output(int.from_bytes(val[:4], "big")))
+        elif typ == A_PUSH_VLAN:
+            out.append(PushVlan(a32, a16))
+        elif typ == A_POP_VLAN:
+            out.append(PopVlan())
+        elif typ == A_SET_FIELD:
+            name = FIELD_NAMES[fid]
+            size = FIELDS[name][1]
+            m = msk[:size]
+            out.append(SetField(name, val[:size], None if m == b"\xff" * size else m))
+        elif typ == A_USERSPACE:
+            out.append(Userspace(val[:a16]))
+        elif typ == A_METER:
+            out.append(Meter(a32))
+        else:
+            raise ValueError(f"unknown kernel action type {typ}")
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelFlow:
+    """A flow map value, decoded."""
+
+    stats_idx: int
+    flags: int
+    created_ns: int
+    actions: tuple[Action, ...]
+
+
+def encode_flow(stats_idx: int, flags: int, created_ns: int, actions_blob: bytes, n: int) -> bytes:
+    return FLOW_HEAD.pack(stats_idx, n, flags, created_ns) + actions_blob.ljust(
+        FLOW_SIZE - FLOW_HEAD.size, b"\0"
+    )
+
+
+def decode_flow(value: bytes) -> KernelFlow:
+    idx, n, flags, created = FLOW_HEAD.unpack_from(value, 0)
+    return KernelFlow(idx, flags, created, decode_actions(value[FLOW_HEAD.size :], n))
+
+
+def sum_stats(value: bytes, ncpus: int) -> tuple[int, int, int, int]:
+    """(packets, bytes, used_ns, tcp_flags) over the per-CPU values."""
+    p = b = u = f = 0
+    for c in range(ncpus):
+        cp, cb, cu, cf = FSTATS.unpack_from(value, c * FSTATS.size)
+        p += cp
+        b += cb
+        if cu > u:
+            u = cu
+        f |= cf
+    return p, b, u, f

@@ -1,0 +1,681 @@
+"""The ebpf datapath provider (``Bridge.datapath_type=ebpf``).
+
+One BPF program and its maps per bridge (bpf/datapath.bpf.c), attached on clsact
+ingress of every port. The kernel forwards every packet that hits a megaflow; this
+process handles what the kernel hands it through the ring buffer ``hl_upcalls``:
+
+* a miss becomes an ``Upcall`` for the bridge, which installs a megaflow (one
+  ``bpf_map_update_elem``) and sends the packet on with ``execute``;
+* a packet of a flow the kernel cannot run (``layout.slowpath_reason``: meters, fields
+  the program does not rewrite, more than 16 actions, no free mask slot) is run here
+  with the generic interpreter and counted (``stats()["slowpath_executed"]``), and a
+  miss whose flow was installed meanwhile is run here too, without bothering the bridge;
+* a ``userspace`` action becomes an ``Upcall`` with reason "action".
+
+``execute`` sends through an AF_PACKET socket per port (a system port: the device
+itself, so the frame leaves towards its host; an internal port: the hidden veth peer,
+so the frame arrives at the bridge's own device).
+
+Ports: a ``system`` port is an existing device; an ``internal`` port is a veth pair,
+the port's name (the device the host uses) and a hidden peer ``hl<crc32 of the name>``
+that carries the program and is where the kernel sends the port's output. Both live
+in the kernel, so they survive the daemon.
+
+Survival and adoption: everything that forwards is a kernel object (programs, maps,
+tc filters, veths), so ``kill -9`` of the daemon stops nothing but the slow path, and
+misses wait in the ring (8 MiB; a full ring drops and counts ``upcall_lost``). A new
+instance for the same bridge finds the program through netlink (the tc filter of the
+internal port's hidden peer, else a scan of every device's ingress filter for a program
+whose ``hl_info`` names this bridge), the maps through the program's info (map ids),
+both of which work in any mount namespace (no bpffs needed), then rebuilds its view of
+ports (``hl_ports`` keeps their numbers and names) and flows (``hl_flows``: keys,
+actions, creation times; counters stay in ``hl_stats`` and keep counting). A handoff
+passes the same objects as file descriptors (``export_handles``).
+
+Counters per flow are per CPU (``hl_stats``, indexed by a slot this process
+allocates); ``used`` is ``bpf_ktime_get_ns`` (CLOCK_MONOTONIC, the clock of
+``time.monotonic``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import subprocess
+import time
+import zlib
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from hitless.datapath import afpacket
+from hitless.datapath.actions import Action, Output
+from hitless.datapath.base import (
+    Datapath,
+    DatapathError,
+    DpFlow,
+    DpPort,
+    FlowStats,
+    InProcessMeters,
+    Upcall,
+)
+from hitless.datapath.ebpf import layout as L
+from hitless.datapath.ebpf import libbpf
+from hitless.datapath.ebpf.build import object_path
+from hitless.datapath.ebpf.ringbuf import RingReader
+from hitless.datapath.execute import apply_actions
+from hitless.datapath.megaflow import MegaflowTable
+from hitless.datapath.meters import MeterTable
+from hitless.packet.flow import Match
+
+__all__ = ["EbpfDatapath"]
+
+PROG = "hitless_port_in"
+MAPS = ("hl_flows", "hl_masks", "hl_stats", "hl_ports", "hl_info", "hl_counters",
+        "hl_upcalls")  # fmt: skip
+PERCPU = {"hl_stats", "hl_counters"}
+PORT_INTERNAL = 1
+STATE_VERSION = 1
+BUDGET = 512  # ring records per run()
+MAX_QUEUED = 16384  # upcalls waiting for the bridge; beyond, records stay in the ring
+LINK_REFRESH = 0.1
+
+
+def hidden_peer(port_name: str) -> str:
+    """The kernel-side device of an internal port (<= 15 characters)."""
+    return f"hl{zlib.crc32(port_name.encode()):08x}"
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+def _ifindex(name: str) -> int:
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return 0
+
+
+class _Flow(DpFlow):
+    __slots__ = ("idx", "slot", "slow")
+
+    idx: int  # hl_stats index
+    slot: int | None  # mask slot; None: not in the kernel (no free slot, map full)
+    slow: str | None  # why the daemon runs its actions (None: the kernel does)
+
+
+class _Port:
+    __slots__ = ("dp", "ifindex", "dev", "sock")
+
+    def __init__(self, dp: DpPort, ifindex: int, dev: str) -> None:
+        self.dp = dp
+        self.ifindex = ifindex  # where the program is attached and output is sent
+        self.dev = dev  # that device's name (the hidden peer for an internal port)
+        self.sock: socket.socket | None = None
+
+    def send(self, data: bytes) -> bool:
+        if self.sock is None:
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            try:
+                s.bind((self.dev, 0))
+            except OSError:
+                s.close()
+                return False
+            self.sock = s
+        try:
+            self.sock.send(data)
+        except OSError:
+            self.dp.stats.tx_dropped += 1
+            return False
+        self.dp.stats.tx_packets += 1
+        self.dp.stats.tx_bytes += len(data)
+        return True
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class EbpfDatapath(InProcessMeters, Datapath):
+    type = "ebpf"
+
+    def __init__(self, name: str, fds: Mapping[str, int] | None = None) -> None:
+        super().__init__(name)
+        self.meters = MeterTable()
+        self.bridge_hash = zlib.crc32(name.encode())
+        self._ports: dict[int, _Port] = {}
+        self._table = MegaflowTable()
+        self._queue: deque[Upcall] = deque()
+        self._too_big: set[int] = set()  # id() of truncated upcall packets
+        self._exported = False
+        self._links_at = 0.0
+        self.n = {"slowpath_executed": 0, "upcalls": 0, "not_offloaded": 0,
+                  "upcall_too_big": 0, "adopted_flows": 0}  # fmt: skip
+        self.adopted = False
+        # Mask slots: mask (102 bytes) -> slot; per slot its flow count.
+        self._mask_slot: dict[bytes, int] = {}
+        self._slot_mask: list[bytes | None] = [None] * L.MAX_MASKS
+        self._slot_refs = [0] * L.MAX_MASKS
+        self._free_idx: list[int] = []
+        self._next_idx = 0
+        self._ncpus = libbpf.num_possible_cpus()
+        if fds is None:
+            fds = self._find() or self._load()
+        self._open(fds)
+
+    # Finding, loading, opening ------------------------------------------------------
+    def _find(self) -> dict[str, int] | None:
+        """The fds of this bridge's running instance, found through netlink."""
+        candidates: list[int] = []
+        seen: set[int] = set()
+        try:
+            names = [n for _, n in socket.if_nameindex()]
+        except OSError:
+            names = []
+        for dev in names:
+            ifindex = _ifindex(dev)
+            pid = libbpf.tc_query(ifindex) if ifindex else None
+            if pid is not None and pid not in seen:
+                seen.add(pid)
+                candidates.append(pid)
+        for pid in candidates:
+            fds = self._fds_of(pid)
+            if fds is not None:
+                return fds
+        return None
+
+    def _fds_of(self, prog_id: int) -> dict[str, int] | None:
+        try:
+            pfd = libbpf.prog_fd_by_id(prog_id)
+        except libbpf.BpfError:
+            return None
+        fds: dict[str, int] = {"prog": pfd}
+        try:
+            info = libbpf.prog_info(pfd)
+            if info["name"] != PROG:
+                return self._close_fds(fds)
+            for mid in info["map_ids"]:
+                fd = libbpf.map_fd_by_id(mid)
+                mname = libbpf.map_info(fd)["name"]
+                if mname in MAPS:
+                    fds[mname] = fd
+                else:
+                    os.close(fd)
+            if set(MAPS) - set(fds):
+                return self._close_fds(fds)
+            m = libbpf.Map(os.dup(fds["hl_info"]))
+            try:
+                raw = m.lookup(bytes(4))
+            finally:
+                m.close()
+            if raw is None:
+                return self._close_fds(fds)
+            abi, bh = L.INFO.unpack_from(raw)
+            if bh != self.bridge_hash:
+                return self._close_fds(fds)
+            if abi != L.ABI:
+                raise DatapathError(
+                    f"bridge {self.name}: its running BPF datapath has layout {abi}, this "
+                    f"build has {L.ABI}; stop the bridge's datapath to start this build"
+                )
+            return fds
+        except libbpf.BpfError:
+            return self._close_fds(fds)
+
+    @staticmethod
+    def _close_fds(fds: Mapping[str, int]) -> None:
+        for fd in fds.values():
+            os.close(fd)
+        return None
+
+    def _load(self) -> dict[str, int]:
+        try:
+            obj = libbpf.BpfObject(str(object_path()))
+        except libbpf.BpfError as e:
+            raise DatapathError(f"cannot load the ebpf datapath: {e}") from None
+        try:
+            fds = {"prog": obj.prog_fd(PROG)}
+            for m in MAPS:
+                fds[m] = obj.map_fd(m)
+        finally:
+            obj.close()
+        info = libbpf.Map(os.dup(fds["hl_info"]))
+        info.update(bytes(4), L.INFO.pack(L.ABI, self.bridge_hash))
+        info.close()
+        return fds
+
+    def _open(self, fds: Mapping[str, int]) -> None:
+        self._fds = dict(fds)
+        self.prog_fd = fds["prog"]
+        self.prog_id = libbpf.prog_info(self.prog_fd)["id"]
+        m = {n: libbpf.Map(os.dup(fds[n]), n in PERCPU) for n in MAPS}
+        self._flows, self._masks, self._stats = m["hl_flows"], m["hl_masks"], m["hl_stats"]
+        self._pmap, self._counters = m["hl_ports"], m["hl_counters"]
+        self._maps = m
+        self._ring = RingReader(fds["hl_upcalls"], m["hl_upcalls"].max_entries)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Read ports, masks and flows back from the kernel (an adopted instance)."""
+        for k in self._pmap.all_keys():
+            raw = self._pmap.lookup(k)
+            if raw is None:
+                continue
+            ifindex = int.from_bytes(k, "little")
+            port_no, flags = L.PORT.unpack_from(raw)
+            name = raw[8:24].split(b"\0", 1)[0].decode()
+            try:
+                dev = socket.if_indextoname(ifindex)
+            except OSError:
+                self._pmap.delete(k)  # the device is gone
+                continue
+            typ = "internal" if flags & PORT_INTERNAL else "system"
+            mac_dev = name if typ == "internal" else dev
+            try:
+                mac = afpacket.if_mac(mac_dev)
+            except OSError:
+                mac = bytes(6)
+            self._ports[port_no] = _Port(
+                DpPort(port_no, name, typ, afpacket.link_up(mac_dev), mac), ifindex, dev
+            )
+            self.adopted = True
+        raw = self._masks.lookup(bytes(4))
+        if raw is not None:
+            head = L.MASKS_HEAD.unpack_from(raw)
+            n, active = head[0], head[1:]
+            for slot in range(min(n, L.MAX_MASKS)):
+                if active[slot]:
+                    off = L.MASKS_HEAD.size + slot * L.MAP_KEY_LEN
+                    mask = raw[off : off + L.KERNEL_KEY_LEN]
+                    self._slot_mask[slot] = mask
+                    self._mask_slot[mask] = slot
+        used: set[int] = set()
+        for k in self._flows.all_keys():
+            raw = self._flows.lookup(k)
+            slot = int.from_bytes(k[L.KERNEL_KEY_LEN :], "little")
+            fmask = self._slot_mask[slot] if slot < L.MAX_MASKS else None
+            if raw is None or fmask is None:
+                self._flows.delete(k)
+                continue
+            try:
+                kf = L.decode_flow(raw)
+            except (ValueError, KeyError):
+                self._flows.delete(k)
+                continue
+            m = Match(L.widen(k), L.widen(fmask))
+            f = _Flow(m, kf.actions, FlowStats(), kf.created_ns / 1e9)
+            f.idx, f.slot = kf.stats_idx, slot
+            f.slow = L.slowpath_reason(m, kf.actions)
+            used.add(kf.stats_idx)
+            self._slot_refs[slot] += 1
+            self._table.insert(f)
+            self.n["adopted_flows"] += 1
+        if used:
+            self._next_idx = max(used) + 1
+            self._free_idx = sorted(set(range(self._next_idx)) - used, reverse=True)
+        for slot, smask in enumerate(self._slot_mask):
+            if smask is not None and not self._slot_refs[slot]:
+                self._slot_mask[slot] = None
+                del self._mask_slot[smask]
+        self._write_masks()
+
+    # Ports ---------------------------------------------------------------------------
+    def port_add(
+        self,
+        name: str,
+        port_no: int | None = None,
+        type: str = "system",
+        options: Mapping[str, str] | None = None,
+    ) -> int:
+        for p in self._ports.values():
+            if p.dp.name == name:
+                raise DatapathError(
+                    f"{name} is already attached to {self.name} as port {p.dp.port_no}"
+                )
+        if port_no is None:
+            port_no = 1
+            while port_no in self._ports:
+                port_no += 1
+        elif port_no in self._ports:
+            raise DatapathError(f"port number {port_no} is already in use on {self.name}")
+        if len(name.encode()) > 15 or not name:
+            raise DatapathError(f"could not open network device {name!r} (invalid name)")
+        if type == "system":
+            dev, mac_dev, flags = name, name, 0
+            ifindex = _ifindex(name)
+            if not ifindex:
+                raise DatapathError(afpacket.no_such_device(name))
+        elif type == "internal":
+            dev, mac_dev, flags = hidden_peer(name), name, PORT_INTERNAL
+            ifindex = self._internal_device(name, dev)
+        else:
+            raise DatapathError(
+                f"port type {type!r} of {name} is not supported by the ebpf datapath "
+                "(supported: system, internal)"
+            )
+        try:
+            afpacket.if_set_up(dev)
+            libbpf.tc_attach(ifindex, self.prog_fd)
+            self._pmap.update(
+                ifindex.to_bytes(4, "little"),
+                L.PORT.pack(port_no, flags) + name.encode().ljust(16, b"\0"),
+            )
+            mac = afpacket.if_mac(mac_dev)
+        except OSError as e:
+            libbpf.tc_detach(ifindex)
+            raise DatapathError(f"could not attach {name} to {self.name}: {e}") from None
+        typ = "internal" if flags else "system"
+        self._ports[port_no] = _Port(
+            DpPort(port_no, name, typ, afpacket.link_up(mac_dev), mac), ifindex, dev
+        )
+        self._reencode(port_no)
+        return port_no
+
+    def _internal_device(self, name: str, peer: str) -> int:
+        if not _ifindex(name):
+            r = _ip("link", "add", name, "type", "veth", "peer", "name", peer)
+            if r.returncode != 0:
+                raise DatapathError(f"could not create internal device {name} ({r.stderr.strip()})")
+            _ip("link", "set", name, "up")
+        ifindex = _ifindex(peer)
+        if not ifindex:
+            raise DatapathError(
+                f"a device named {name} exists and is not an internal port of this switch"
+            )
+        return ifindex
+
+    def port_del(self, port_no: int) -> None:
+        port = self._ports.pop(port_no, None)
+        if port is None:
+            return
+        port.close()
+        self._pmap.delete(port.ifindex.to_bytes(4, "little"))
+        libbpf.tc_detach(port.ifindex)
+        if port.dp.type == "internal":
+            _ip("link", "del", port.dp.name)
+        self._reencode(port_no)
+
+    def ports(self) -> dict[int, DpPort]:
+        now = time.monotonic()
+        if now - self._links_at >= LINK_REFRESH:
+            self._links_at = now
+            for p in self._ports.values():
+                p.dp.link_up = afpacket.link_up(p.dp.name if p.dp.type == "internal" else p.dev)
+        return {n: p.dp for n, p in self._ports.items()}
+
+    def _ifindexes(self) -> dict[int, int]:
+        return {n: p.ifindex for n, p in self._ports.items()}
+
+    def _reencode(self, port_no: int) -> None:
+        """Rewrite the flows that output to ``port_no`` (its device changed)."""
+        for f in self._table:
+            if any(isinstance(a, Output) and a.port == port_no for a in f.actions):
+                self._write_flow(f)  # type: ignore[arg-type]
+
+    # Masks and flows -----------------------------------------------------------------
+    def _write_masks(self) -> None:
+        active = [1 if m is not None else 0 for m in self._slot_mask]
+        n = max((i + 1 for i, a in enumerate(active) if a), default=0)
+        body = b"".join((m or b"").ljust(L.MAP_KEY_LEN, b"\0") for m in self._slot_mask)
+        self._masks.update(bytes(4), L.MASKS_HEAD.pack(n, *active) + body)
+
+    def _take_slot(self, mask: bytes) -> int | None:
+        km = mask[: L.KERNEL_KEY_LEN]
+        slot = self._mask_slot.get(km)
+        if slot is None:
+            try:
+                slot = self._slot_mask.index(None)
+            except ValueError:
+                return None
+            self._slot_mask[slot] = km
+            self._mask_slot[km] = slot
+            self._write_masks()
+        self._slot_refs[slot] += 1
+        return slot
+
+    def _drop_slot(self, slot: int) -> None:
+        self._slot_refs[slot] -= 1
+        if self._slot_refs[slot] <= 0:
+            self._slot_refs[slot] = 0
+            km = self._slot_mask[slot]
+            self._slot_mask[slot] = None
+            if km is not None:
+                self._mask_slot.pop(km, None)
+            self._write_masks()
+
+    def _alloc_idx(self) -> int:
+        if self._free_idx:
+            idx = self._free_idx.pop()
+        else:
+            idx = self._next_idx
+            self._next_idx += 1
+        self._stats.update(idx.to_bytes(4, "little"), bytes(self._stats.value_len))
+        return idx
+
+    def _write_flow(self, f: _Flow) -> None:
+        if f.slot is None:
+            return
+        blob, n = L.encode_actions(f.actions, self._ifindexes(), f.slow is not None)
+        value = L.encode_flow(
+            f.idx, L.FLOW_SLOWPATH if f.slow else 0, int(f.created * 1e9), blob, n
+        )
+        try:
+            self._flows.update(L.map_key(f.match.key, f.slot), value)
+        except libbpf.BpfError as e:
+            if e.errno not in (errno.E2BIG, errno.ENOMEM, errno.ENOSPC):
+                raise
+            self._drop_slot(f.slot)
+            f.slot = None
+            self.n["not_offloaded"] += 1
+
+    def flow_put(
+        self, match: Match, actions: tuple[Action, ...], reset_stats: bool = False
+    ) -> None:
+        old = self._table.get(match)
+        if isinstance(old, _Flow):
+            old.actions = actions
+            old.slow = L.slowpath_reason(match, actions)
+            self._table.touch(match)
+            if reset_stats:
+                old.stats = FlowStats()
+                self._stats.update(old.idx.to_bytes(4, "little"), bytes(self._stats.value_len))
+            self._write_flow(old)
+            return
+        f = _Flow(match, actions, FlowStats(), time.monotonic())
+        f.idx = self._alloc_idx()
+        f.slow = L.slowpath_reason(match, actions)
+        f.slot = self._take_slot(match.mask)
+        if f.slot is None:
+            self.n["not_offloaded"] += 1
+        self._table.insert(f)
+        self._write_flow(f)
+
+    def flow_del(self, match: Match) -> DpFlow | None:
+        f = self._table.remove(match)
+        if not isinstance(f, _Flow):
+            return None
+        if f.slot is not None:
+            self._flows.delete(L.map_key(match.key, f.slot))
+        self._refresh(f)
+        if f.slot is not None:
+            self._drop_slot(f.slot)
+        self._free_idx.append(f.idx)
+        return f
+
+    def _refresh(self, f: _Flow) -> None:
+        if f.slot is None:
+            return
+        raw = self._stats.lookup(f.idx.to_bytes(4, "little"))
+        if raw is None:
+            return
+        p, b, u, fl = L.sum_stats(raw, self._ncpus)
+        st = f.stats
+        st.packets, st.bytes, st.tcp_flags = p, b, fl
+        st.used = u / 1e9 if u else 0.0
+
+    def flow_count(self) -> int:
+        return len(self._table)
+
+    def flow_get(self, match: Match) -> DpFlow | None:
+        f = self._table.get(match)
+        if isinstance(f, _Flow):
+            self._refresh(f)
+        return f
+
+    def flow_dump(self) -> Iterable[DpFlow]:
+        for f in self._table:
+            self._refresh(f)  # type: ignore[arg-type]
+            yield f
+
+    # Packets ---------------------------------------------------------------------------
+    def _meter_now(self) -> float:
+        return time.monotonic()
+
+    def execute(
+        self,
+        packet: bytes,
+        in_port: int,
+        actions: tuple[Action, ...],
+        key: bytes | None = None,
+    ) -> None:
+        if id(packet) in self._too_big:
+            self.n["upcall_too_big"] += 1
+            return
+        self._apply(packet, in_port, key, actions)
+
+    def _apply(
+        self, packet: bytes, in_port: int, key: bytes | None, actions: tuple[Action, ...]
+    ) -> None:
+        outputs, userspace = apply_actions(packet, actions, self._meter)
+        for port_no, data in outputs:
+            port = self._ports.get(port_no)
+            if port is not None:
+                port.send(data)
+        for data, userdata in userspace:
+            from hitless.packet.flow import extract_key
+
+            k = key if key is not None else extract_key(data, in_port)
+            self._queue.append(Upcall(in_port, data, k, "action", userdata))
+
+    def run(self) -> None:
+        if len(self._queue) >= MAX_QUEUED:
+            return
+        self._too_big.clear()
+        recs = self._ring.read(BUDGET)
+        hdr = L.UPCALL_HDR
+        for rec in recs:
+            reason, in_port, n, _orig, flags, ulen, kkey, udata = hdr.unpack_from(rec)
+            pkt = rec[hdr.size : hdr.size + n]
+            key = L.widen(kkey)
+            if flags & L.UP_TRUNCATED:
+                self._too_big.add(id(pkt))
+            if reason == L.R_ACTION:
+                self._queue.append(Upcall(in_port, pkt, key, "action", udata[:ulen]))
+                continue
+            f = self._table.lookup(key)
+            if f is not None and not flags & L.UP_TRUNCATED:
+                if not isinstance(f, _Flow) or f.slot is None:
+                    st = f.stats
+                    st.packets += 1
+                    st.bytes += len(pkt)
+                    st.used = time.monotonic()
+                self.n["slowpath_executed"] += 1
+                self._apply(pkt, in_port, key, f.actions)
+                continue
+            self.n["upcalls"] += 1
+            self._queue.append(Upcall(in_port, pkt, key))
+
+    def recv_upcalls(self, max_count: int = 64) -> list[Upcall]:
+        if not self._queue:
+            self.run()
+        q = self._queue
+        return [q.popleft() for _ in range(min(max_count, len(q)))]
+
+    def wait(self, poller: Any) -> None:
+        import select
+
+        if self._queue:
+            poller.immediate_wake()
+            return
+        self._ring.commit()
+        if self._ring.backlog():
+            poller.immediate_wake()
+        else:
+            poller.fd_wait(self._ring.fd, select.POLLIN)
+
+    # Observability ----------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        """Kernel counters (summed over CPUs) and this process's slow-path counters."""
+        out: dict[str, int] = {}
+        for i, name in enumerate(L.COUNTERS):
+            raw = self._counters.lookup(i.to_bytes(4, "little"))
+            out[name] = 0
+            if raw is not None:
+                out[name] = sum(
+                    int.from_bytes(raw[c * 8 : c * 8 + 8], "little") for c in range(self._ncpus)
+                )
+        out.update(self.n)
+        out["masks"] = sum(1 for m in self._slot_mask if m is not None)
+        out["flows"] = len(self._table)
+        out["ring_backlog"] = self._ring.backlog()
+        return out
+
+    # Lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release this process's handles. Unless the datapath was handed over
+        (``export_handles``), detach it from its ports and remove its internal devices:
+        the bridge stops forwarding, as a stopped bridge must."""
+        if self._fds is None:
+            return
+        for p in self._ports.values():
+            p.close()
+            if not self._exported:
+                libbpf.tc_detach(p.ifindex)
+                if p.dp.type == "internal":
+                    _ip("link", "del", p.dp.name)
+        self._ring.close()
+        for m in self._maps.values():
+            m.close()
+        self._close_fds(self._fds)
+        self._fds = None  # type: ignore[assignment]
+
+    def export_handles(self) -> tuple[dict[str, Any], list[int]]:
+        """The program and maps as fds (the kernel state is the whole state: ports,
+        flows, counters and waiting misses are read back by ``adopt``)."""
+        self._ring.commit()
+        self._exported = True
+        names = ["prog", *MAPS]
+        state = {
+            "version": STATE_VERSION,
+            "kind": "ebpf",
+            "prog_id": self.prog_id,
+            "fds": names,
+            "meters": self.meters.export_levels(),
+        }
+        return state, [self._fds[n] for n in names]
+
+    def thaw(self) -> None:
+        self._exported = False
+
+    @classmethod
+    def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> EbpfDatapath:
+        names = state.get("fds", [])
+        if state.get("kind") != "ebpf" or len(names) != len(fds):
+            raise DatapathError(f"cannot adopt {name}: not an ebpf datapath state")
+        return cls(name, dict(zip(names, fds, strict=True)))
+
+    def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
+        """The ports are kernel objects already read back; nothing to take over."""
+        self._close_fds(dict(zip(state.get("fds", []), fds, strict=False)))
+
+    def track_changes(self) -> None:
+        self._table.changed = set()
+
+    def take_changes(self) -> set[Match]:
+        ch = self._table.changed or set()
+        self._table.changed = None
+        self._table.hits = None
+        return ch

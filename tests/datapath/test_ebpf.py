@@ -1,0 +1,267 @@
+"""The ebpf datapath on real veth pairs between namespace hosts (no daemon): the kernel
+forwards by the flows Python installs, misses come up through the ring buffer."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from hitless.datapath.actions import Meter, Output, PopVlan, PushVlan, SetField, Userspace
+from hitless.datapath.base import DatapathError, Upcall
+from hitless.datapath.ebpf.provider import EbpfDatapath, hidden_peer
+from hitless.datapath.netdev import ServeThread
+from hitless.packet.flow import (
+    ETH_TYPE_ARP,
+    VLAN_PRESENT,
+    Match,
+    extract_key,
+    field,
+    full_mask,
+    make_key,
+)
+from tests.netns import Host, Topology, sh, unique_suffix
+
+pytestmark = pytest.mark.netns
+
+
+def listening(host: Host, port: int, timeout: float = 10.0) -> None:
+    """Wait until a socket in the host's namespace is bound to ``port``."""
+    deadline = time.monotonic() + timeout
+    while f":{port} " not in host.run(["ss", "-Hlnut"]).stdout:
+        assert time.monotonic() < deadline, f"nothing listens on port {port} in {host.ns}"
+        time.sleep(0.05)
+
+
+def port_flow(dp: EbpfDatapath, in_port: int, *actions: object) -> Match:
+    m = Match.of(make_key(in_port=in_port), full_mask("in_port"))
+    dp.flow_put(m, tuple(actions))  # type: ignore[arg-type]
+    return m
+
+
+def cross_connect(dp: EbpfDatapath, a: int, b: int) -> None:
+    port_flow(dp, a, Output(b))
+    port_flow(dp, b, Output(a))
+
+
+@pytest.fixture
+def two_hosts(topology: Topology) -> tuple[Host, Host]:
+    return topology.add_host("a", "10.87.0.1/24"), topology.add_host("b", "10.87.0.2/24")
+
+
+@pytest.fixture
+def dp() -> EbpfDatapath:
+    d = EbpfDatapath(f"br{unique_suffix()}")
+    yield d  # type: ignore[misc]
+    d.close()
+
+
+def test_ping_and_tcp_forwarded_by_the_kernel(two_hosts: tuple[Host, Host], dp) -> None:
+    a, b = two_hosts
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    cross_connect(dp, pa, pb)
+    # No loop runs: whatever arrives is forwarded by the kernel alone.
+    assert a.ping(b.addr, count=3)
+    b.popen(["iperf3", "-s", "-1", "-B", b.addr])
+    listening(b, 5201)
+    res = a.run(["iperf3", "-c", b.addr, "-n", "50M", "-J"], check=False, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+    assert json.loads(res.stdout)["end"]["sum_received"]["bytes"] > 40_000_000
+    flows = {f.match: f for f in dp.flow_dump()}
+    sent = flows[Match.of(make_key(in_port=pa), full_mask("in_port"))].stats
+    assert sent.packets >= a.counter("tx_packets") - 5  # IPv6 noise before the flow
+    assert sent.tcp_flags & 0x02  # SYN seen
+    assert sent.used > time.monotonic() - 60
+    st = dp.stats()
+    assert st["hit"] >= sent.packets and st["upcalls"] == 0
+
+
+def test_misses_become_upcalls_with_the_python_key(two_hosts: tuple[Host, Host], dp) -> None:
+    a, b = two_hosts
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    seen: list[Upcall] = []
+
+    def learn(d, upcalls: list[Upcall]) -> None:
+        for u in upcalls:
+            seen.append(u)
+            out = pb if u.in_port == pa else pa
+            m = Match.of(u.key, full_mask("in_port", "eth_src", "eth_dst"))
+            d.flow_put(m, (Output(out),))
+            d.execute(u.packet, u.in_port, (Output(out),))
+
+    with ServeThread(dp, learn):
+        assert a.ping(b.addr, count=3)
+    first = seen[0]
+    assert first.in_port == pa and first.reason == "miss"
+    assert field(first.key, "eth_type") == ETH_TYPE_ARP
+    assert first.packet[6:12] == a.mac_bytes
+    for u in seen:  # the kernel's flow key is the Python one
+        assert u.key == extract_key(u.packet, u.in_port), u.packet.hex()
+    assert len(seen) <= 4
+
+
+def test_missing_device_gives_clear_error(dp) -> None:
+    name = f"nodev{unique_suffix()}"
+    with pytest.raises(
+        DatapathError, match=rf"could not open network device {name} \(No such device\)"
+    ):
+        dp.port_add(name)
+    assert dp.ports() == {}
+
+
+def test_vlan_tag_in_key_and_upcall(topology: Topology, dp) -> None:
+    a = topology.add_host("a", "10.88.0.1/24", vlan=10)
+    b = topology.add_host("b", "10.88.0.2/24", vlan=10)
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    assert not a.ping(b.addr, count=1, timeout=0.5)
+    dp.run()
+    ups = dp.recv_upcalls()
+    assert ups, "the ARP request should have become an upcall"
+    assert field(ups[0].key, "vlan_tci") == VLAN_PRESENT | 10
+    assert ups[0].packet[12:16] == bytes.fromhex("8100000a")
+    assert ups[0].key == extract_key(ups[0].packet, pa)
+    cross_connect(dp, pa, pb)
+    assert a.ping(b.addr, count=3)
+
+
+def test_push_and_pop_vlan_between_access_and_trunk(topology: Topology, dp) -> None:
+    a = topology.add_host("a", "10.89.0.1/24")
+    b = topology.add_host("b", "10.89.0.2/24", vlan=20)
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    port_flow(dp, pa, PushVlan(20), Output(pb))
+    port_flow(dp, pb, PopVlan(), Output(pa))
+    assert a.ping(b.addr, count=3)
+    assert dp.stats()["upcalls"] == 0
+
+
+def test_set_fields_rewrite_with_valid_checksums(topology: Topology, dp) -> None:
+    """a talks to a virtual address 10.90.0.99; the kernel rewrites it to b (and back)
+    with TTL decrement: ping and TCP only work if every checksum is right."""
+    a = topology.add_host("a", "10.90.0.1/24")
+    b = topology.add_host("b", "10.90.0.2/24")
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    vip = "10.90.0.99"
+    vmac = "02:00:00:00:00:99"
+    a.run(["ip", "neigh", "replace", vip, "lladdr", vmac, "dev", "eth0"])
+    b.run(["ip", "neigh", "replace", a.addr, "lladdr", a.mac, "dev", "eth0"])
+    ip = full_mask("in_port", "eth_type")
+    to_b = (
+        SetField("eth_dst", b.mac_bytes),
+        SetField("ipv4_dst", bytes(map(int, b.addr.split(".")))),
+        SetField("ip_tos", b"\x10"),
+        Output(pb),
+    )
+    to_a = (
+        SetField("eth_src", bytes.fromhex(vmac.replace(":", ""))),
+        SetField("ipv4_src", bytes(map(int, vip.split(".")))),
+        SetField("ip_ttl", b"\x20"),
+        Output(pa),
+    )
+    dp.flow_put(Match.of(make_key(in_port=pa, eth_type=0x0800), ip), to_b)
+    dp.flow_put(Match.of(make_key(in_port=pb, eth_type=0x0800), ip), to_a)
+    assert a.ping(vip, count=3)
+    b.popen(["iperf3", "-s", "-1", "-B", b.addr])
+    listening(b, 5201)
+    res = a.run(["iperf3", "-c", vip, "-n", "5M", "-J"], check=False, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr
+    # UDP port rewrite: a sends to port 7000, b's socket listens on 7001.
+    tcp_udp = full_mask("in_port", "eth_type", "ip_proto")
+    dp.flow_del(Match.of(make_key(in_port=pa, eth_type=0x0800), ip))  # megaflows never overlap
+    dp.flow_put(
+        Match.of(make_key(in_port=pa, eth_type=0x0800, ip_proto=17), tcp_udp),
+        (*to_b[:2], SetField("tp_dst", (7001).to_bytes(2, "big")), Output(pb)),
+    )
+    sink = b.popen(
+        [
+            "python3",
+            "-c",
+            (
+                "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+                f"s.bind(('{b.addr}',7001));s.settimeout(10);print(s.recv(100).decode())"
+            ),
+        ]
+    )
+    listening(b, 7001)
+    a.run(
+        [
+            "python3",
+            "-c",
+            (
+                "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+                f"[s.sendto(b'hello',('{vip}',7000)) for _ in range(3)]"
+            ),
+        ]
+    )
+    out, _ = sink.communicate(timeout=15)
+    assert out.strip() == "hello"
+    st = dp.stats()
+    assert st["slowpath_executed"] == 0 and st["action_error"] == 0
+
+
+def test_flows_the_kernel_cannot_run_go_to_the_daemon_visibly(
+    two_hosts: tuple[Host, Host], dp
+) -> None:
+    a, b = two_hosts
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    port_flow(dp, pa, Meter(7), Output(pb))  # a meter: not in the kernel
+    port_flow(dp, pb, SetField("arp_sha", a.mac_bytes, bytes(6)), Output(pa))  # no-op rewrite
+    with ServeThread(dp):
+        assert a.ping(b.addr, count=3)
+    st = dp.stats()
+    assert st["slowpath"] >= 6 and st["slowpath_executed"] == st["slowpath"]
+    f = dp.flow_get(Match.of(make_key(in_port=pa), full_mask("in_port")))
+    assert f is not None and f.stats.packets >= 3  # counted by the kernel all the same
+
+
+def test_userspace_action_is_an_upcall_with_userdata(two_hosts: tuple[Host, Host], dp) -> None:
+    a, b = two_hosts
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    port_flow(dp, pa, Output(pb), Userspace(b"\x01\x02cookie"))
+    port_flow(dp, pb, Output(pa))
+    assert a.ping(b.addr, count=2)
+    dp.run()
+    ups = dp.recv_upcalls(100)
+    assert ups and all(u.reason == "action" and u.userdata == b"\x01\x02cookie" for u in ups)
+    assert all(u.in_port == pa for u in ups)
+
+
+def test_internal_port_is_a_veth_with_a_hidden_peer(topology: Topology, dp) -> None:
+    a = topology.add_host("a", "10.91.0.1/24")
+    pa = dp.port_add(a.switch_port)
+    local = dp.port_add(dp.name, type="internal")
+    try:
+        sh(["ip", "addr", "add", "10.91.0.254/24", "dev", dp.name])
+        cross_connect(dp, pa, local)
+        assert a.ping("10.91.0.254", count=3)
+        assert dp.ports()[local].type == "internal"
+    finally:
+        dp.port_del(local)
+    assert sh(["ip", "link", "show", hidden_peer(dp.name)], check=False).returncode != 0
+
+
+def test_a_new_instance_adopts_ports_flows_and_counters(two_hosts: tuple[Host, Host]) -> None:
+    a, b = two_hosts
+    name = f"br{unique_suffix()}"
+    dp = EbpfDatapath(name)
+    try:
+        pa, pb = dp.port_add(a.switch_port, 5), dp.port_add(b.switch_port, 9)
+        cross_connect(dp, pa, pb)
+        assert a.ping(b.addr, count=2)
+        before = {f.match: (f.actions, f.stats.packets) for f in dp.flow_dump()}
+        # Forget this process's view without detaching (what kill -9 leaves behind).
+        dp._exported = True
+        dp.close()
+        assert a.ping(b.addr, count=2)  # forwarding went on with no process at all
+        dp = EbpfDatapath(name)
+        assert dp.adopted
+        assert {n: (p.name, p.type) for n, p in dp.ports().items()} == {
+            5: (a.switch_port, "system"),
+            9: (b.switch_port, "system"),
+        }
+        after = {f.match: (f.actions, f.stats.packets) for f in dp.flow_dump()}
+        assert set(after) == set(before)
+        for m, (acts, pkts) in after.items():
+            assert acts == before[m][0] and pkts >= before[m][1] + 2
+    finally:
+        dp.close()

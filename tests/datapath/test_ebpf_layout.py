@@ -1,0 +1,80 @@
+"""The layouts of hitless/datapath/ebpf/layout.py agree with the BPF C source: the
+constants by reading the source, the struct sizes by the compiled object's BTF."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from hitless.datapath.ebpf import layout as L
+from hitless.datapath.ebpf.build import SOURCE
+from hitless.packet.flow import FIELDS
+
+SRC = SOURCE.read_text()
+
+
+def define(name: str) -> int:
+    m = re.search(rf"#define {name}\s+\(?([0-9x]+)(?:\s*<<\s*(\d+))?", SRC)
+    assert m, name
+    v = int(m.group(1), 0)
+    return v << int(m.group(2)) if m.group(2) else v
+
+
+def enum_of(first: str) -> list[str]:
+    m = re.search(r"enum \{([^}]*\b" + first + r"\b[^}]*)\}", SRC)
+    assert m, first
+    return [x.split("=")[0].strip() for x in m.group(1).split(",") if x.strip()]
+
+
+def test_constants_match() -> None:
+    assert define("HL_ABI") == L.ABI
+    assert define("MAX_MASKS") == L.MAX_MASKS
+    assert define("MAX_ACTIONS") == L.MAX_ACTIONS
+    assert define("MAX_FLOWS") == L.MAX_FLOWS
+    assert define("UPCALL_DATA") == L.UPCALL_DATA
+    assert define("KEY_WORDS") * 8 == L.MAP_KEY_LEN
+    assert define("K_MASK_ID") == L.KERNEL_KEY_LEN
+    assert define("OUT_LAST") == L.OUT_LAST and define("FLOW_SLOWPATH") == L.FLOW_SLOWPATH
+
+
+def test_key_offsets_are_the_flow_key_layout() -> None:
+    for name, (off, _) in FIELDS.items():
+        k = "K_" + name.upper()
+        if f"#define {k} " in SRC:
+            assert define(k) == off, name
+
+
+def test_field_and_action_ids() -> None:
+    for m in re.finditer(r"F_([A-Z0-9_]+) = (\d+)", SRC):
+        assert L.FIELD_IDS[m.group(1).lower()] == int(m.group(2))
+    assert set(L.KERNEL_SET_FIELDS) == {
+        m.group(1).lower() for m in re.finditer(r"case F_([A-Z0-9_]+):", SRC)
+    }
+    acts = enum_of("A_OUTPUT")
+    assert acts == ["A_OUTPUT", "A_PUSH_VLAN", "A_POP_VLAN", "A_SET_FIELD", "A_USERSPACE",
+                    "A_METER"]  # fmt: skip
+    assert len(acts) == L.A_METER
+    counters = enum_of("C_HIT")
+    assert [c.removeprefix("C_").lower() for c in counters[:-1]] == list(L.COUNTERS)
+
+
+@pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool not installed")
+def test_struct_sizes_from_btf() -> None:
+    from hitless.datapath.ebpf.build import object_path
+
+    out = subprocess.run(
+        ["bpftool", "-j", "btf", "dump", "file", str(object_path())],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    sizes = {t["name"]: t["size"] for t in json.loads(out)["types"] if t.get("kind") == "STRUCT"}
+    assert sizes["action"] == L.ACTION.size
+    assert sizes["flow"] == L.FLOW_SIZE
+    assert sizes["fstats"] == L.FSTATS.size
+    assert sizes["port"] == L.PORT.size + 16
+    assert sizes["info"] == L.INFO.size
+    assert sizes["masks"] == L.MASKS_SIZE
+    assert sizes["upcall_hdr"] == L.UPCALL_HDR.size
