@@ -1,43 +1,78 @@
 """Other builds of hitless to upgrade from or downgrade to, each installed into its own
-virtual environment.
+self-contained virtual environment.
 
 ``build(commit)`` exports a commit of the repository this hitless runs from (``git
-archive``, no worktree left behind) and makes a venv whose ``hitless`` and
-``hitless-vswitchd`` run that source; the venv reuses this interpreter's third-party
-packages (a ``.pth`` file), so building one takes a second and needs no network.
-Builds are cached by full commit hash under ``$HITLESS_BUILD_CACHE`` (default
-``/tmp/hitless-builds``).
+archive``, no worktree left behind) and ``pip install``s it, with its own dependencies,
+into a venv of its own: nothing in that venv points into this checkout or any other, so
+deleting a checkout never breaks another one's builds. The dependencies are pinned to
+the versions this interpreter runs (``pip freeze`` as constraints), so a build needs no
+network when those wheels are at hand (~10 s on this machine).
+
+Builds are cached inside the checkout, in ``.cache/builds/`` (gitignored;
+``$HITLESS_BUILD_CACHE`` overrides it), one directory per
+``<commit>-py<major.minor>-<dependency hash>``, where the hash covers the commit's
+``pyproject.toml`` and the pinned dependency set. A build is:
+
+- made in a temporary directory next to the cache entry and renamed into place, under
+  an exclusive ``fcntl.flock`` on ``<entry>.lock``, so two processes building the same
+  commit wait for each other instead of deleting each other's work;
+- validated before every first use in a process: its own python must import
+  ``hitless.cli`` and ``hitless.daemon.main`` from inside the venv, and ``hitless
+  --help`` must exit 0; a broken entry (a half-deleted directory, a venv whose
+  interpreter went away) is moved aside and rebuilt.
 
 ``previous_build()`` is what ``hitless impact`` downgrades to: the newest commit
 listed in ``tests/upgrade/previous_versions.txt`` (the releases the upgrade matrix
 keeps compatible), when hitless runs from its git repository. Outside a repository
 (an installed copy) there is no older source to export, and ``same_build()`` gives a
-second venv running this very source instead, which the caller must say.
+second venv running this very installation instead (it shares this interpreter's
+packages by design: it is the same build), which the caller must say.
 
 Must not import the switch layers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import hitless
 
-__all__ = ["Build", "BuildError", "build", "previous_build", "previous_versions", "repo_root"]
+__all__ = [
+    "Build",
+    "BuildError",
+    "build",
+    "cache_dir",
+    "previous_build",
+    "previous_versions",
+    "repo_root",
+    "same_build",
+    "validate",
+]
 
 SOURCE = Path(hitless.__file__).resolve().parent.parent
 VERSIONS_FILE = Path("tests/upgrade/previous_versions.txt")
-CACHE = Path(os.environ.get("HITLESS_BUILD_CACHE", "/tmp/hitless-builds"))
+PY = f"py{sys.version_info.major}.{sys.version_info.minor}"
+SCRIPTS = (("hitless", "hitless.cli"), ("hitless-vswitchd", "hitless.daemon.main"))
+
+# Entries validated by this process (validation runs the build's python: ~0.5 s).
+_validated: set[Path] = set()
 
 
 class BuildError(RuntimeError):
-    """An older build could not be made (no git repository, unknown commit)."""
+    """An older build could not be made (no git repository, unknown commit, a failed
+    install) or does not work."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +80,10 @@ class Build:
     commit: str  # full hash, or "same" for a copy of the running source
     venv: Path
     describe: str = ""  # for people: "f1ef911 (Netdev datapath: ...)"
+
+    @property
+    def python(self) -> Path:
+        return self.venv / "bin" / "python"
 
     @property
     def vswitchd(self) -> Path:
@@ -60,6 +99,17 @@ def repo_root(path: Path = SOURCE) -> Path | None:
     if not (path / ".git").exists():
         return None
     return path
+
+
+def cache_dir(repo: Path | None = None) -> Path:
+    """Where builds are cached: ``$HITLESS_BUILD_CACHE``, else ``.cache/builds`` in the
+    checkout, else (an installed copy) the user's cache directory."""
+    if os.environ.get("HITLESS_BUILD_CACHE"):
+        return Path(os.environ["HITLESS_BUILD_CACHE"])
+    repo = repo or repo_root()
+    if repo is not None:
+        return repo / ".cache" / "builds"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hitless" / "builds"
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -82,18 +132,42 @@ def previous_versions(repo: Path | None = None) -> list[str]:
     return out
 
 
-def _make_venv(venv: Path, src: Path) -> None:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
-    site.mkdir(parents=True, exist_ok=True)
-    # Third-party packages from this venv; hitless from its own source tree.
-    (site / "_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    (site / "_0_hitless_old.pth").write_text(str(src) + "\n")
-    bindir = venv / "bin"
-    for script, module in (("hitless", "hitless.cli"), ("hitless-vswitchd", "hitless.daemon.main")):
-        path = bindir / script
+def pinned_dependencies() -> str:
+    """This interpreter's installed distributions as pip constraints (hitless itself
+    and editable installs left out), sorted: what a build's dependencies are pinned to."""
+    pins = set()
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if not name or name.lower() == "hitless":
+            continue
+        pins.add(f"{name}=={dist.version}")
+    return "".join(sorted(p + "\n" for p in pins))
+
+
+def _key(full: str, pyproject: str, pins: str) -> str:
+    h = hashlib.sha256(f"{pyproject}\0{pins}".encode()).hexdigest()[:12]
+    return f"{full}-{PY}-{h}"
+
+
+@contextlib.contextmanager
+def _locked(entry: Path) -> Iterator[None]:
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{entry}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _write_scripts(venv: Path, final: Path) -> None:
+    """Our own launchers, their interpreter named by the venv's final path (the venv is
+    built elsewhere and renamed into place)."""
+    for script, module in SCRIPTS:
+        path = venv / "bin" / script
+        path.unlink(missing_ok=True)
         path.write_text(
-            f"#!{bindir / 'python'}\n"
+            f"#!{final / 'bin' / 'python'}\n"
             "import sys, warnings\n"
             "warnings.filterwarnings('ignore', message=r'\\s*Eventlet is deprecated')\n"
             f"from {module} import main\n"
@@ -102,40 +176,129 @@ def _make_venv(venv: Path, src: Path) -> None:
         path.chmod(0o755)
 
 
+def validate(b: Build) -> None:
+    """Raise BuildError unless ``b`` works on its own: its python imports the CLI and
+    the daemon from inside its venv, and ``hitless --help`` exits 0."""
+    probe = (
+        "import hitless, hitless.cli, hitless.daemon.main, sys; "
+        "print(hitless.__file__)"
+    )
+    try:
+        r = subprocess.run([str(b.python), "-c", probe], capture_output=True, text=True,
+                           timeout=120, cwd="/")
+        if r.returncode != 0:
+            raise BuildError(f"build {b.venv} does not import: {r.stderr.strip()[-400:]}")
+        where = Path(r.stdout.strip().splitlines()[-1]).resolve()
+        if b.commit != "same" and b.venv.resolve() not in where.parents:
+            raise BuildError(f"build {b.venv} imports hitless from {where}, outside itself")
+        h = subprocess.run([str(b.hitless), "--help"], capture_output=True, text=True,
+                           timeout=120, cwd="/")
+        if h.returncode != 0:
+            raise BuildError(f"{b.hitless} --help exited {h.returncode}: {h.stderr[-400:]}")
+    except OSError as e:
+        raise BuildError(f"build {b.venv} cannot run: {e}") from e
+
+
+def _valid(b: Build) -> bool:
+    if b.venv in _validated:
+        return True
+    try:
+        validate(b)
+    except BuildError:
+        return False
+    _validated.add(b.venv)
+    return True
+
+
+def _install(venv: Path, src: Path, pins: str) -> None:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    cons = venv.parent / "constraints.txt"
+    cons.write_text(pins)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+         "-q", "--no-input", "--no-warn-script-location", "-c", str(cons), str(src)],
+        capture_output=True, text=True, timeout=900, cwd="/",
+    )
+    if r.returncode != 0:
+        raise BuildError(f"pip install of {src} failed:\n{r.stdout[-1500:]}{r.stderr[-1500:]}")
+
+
+def _replace(entry: Path, make: Callable[[Path], None]) -> None:
+    """Build into a temporary directory beside ``entry`` and rename it into place (the
+    caller holds the entry's lock); a broken entry is moved aside and removed."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name[:20]}-", dir=entry.parent))
+    tmp.chmod(0o755)
+    try:
+        make(tmp)
+        if entry.exists():
+            old = entry.with_name(f".{entry.name}.broken-{os.getpid()}")
+            os.rename(entry, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.rename(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build(commit: str, repo: Path | None = None) -> Build:
-    """Export ``commit`` and install it into its own venv (cached by full hash)."""
+    """Export ``commit`` and install it, with its own dependencies, into its own venv
+    (cached in the checkout, validated, rebuilt when broken)."""
     repo = repo or repo_root()
     if repo is None:
         raise BuildError(f"hitless runs from {SOURCE}, not a git repository: no commit to build")
     full = _git(repo, "rev-parse", "--verify", f"{commit}^{{commit}}")
     describe = _git(repo, "log", "-1", "--format=%h (%s)", full)
-    root = CACHE / full
-    venv = root / "venv"
-    done = root / ".built"
-    if done.exists():
-        return Build(full, venv, describe)
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    src = root / "src"
-    archive = subprocess.run(
-        ["git", "-C", str(repo), "archive", full], check=True, capture_output=True
-    ).stdout
-    src.mkdir()
-    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-    _make_venv(venv, src)
-    done.write_text(full + "\n")
-    return Build(full, venv, describe)
+    pins = pinned_dependencies()
+    entry = cache_dir(repo) / _key(full, _git(repo, "show", f"{full}:pyproject.toml"), pins)
+    b = Build(full, entry / "venv", describe)
+    if _valid(b):
+        return b
+    with _locked(entry):
+        if _valid(b):  # another process built it while we waited for the lock
+            return b
+
+        def make(tmp: Path) -> None:
+            src = tmp / "src"
+            src.mkdir()
+            archive = subprocess.run(["git", "-C", str(repo), "archive", full],
+                                     check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+            _install(tmp / "venv", src, pins)
+            _write_scripts(tmp / "venv", entry / "venv")
+            shutil.rmtree(src)
+            (tmp / "commit").write_text(f"{full}\n{describe}\n")
+
+        _replace(entry, make)
+        validate(b)
+        _validated.add(b.venv)
+    return b
 
 
 def same_build() -> Build:
-    """A second venv running this very source (no older build to be had)."""
-    root = CACHE / "same" / str(abs(hash(str(SOURCE))))
-    venv = root / "venv"
-    if not (venv / "bin" / "hitless-vswitchd").exists():
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        _make_venv(venv, SOURCE)
-    return Build("same", venv, f"a second install of this build ({hitless.__version__})")
+    """A second venv running this very installation (no older build to be had)."""
+    name = hashlib.sha256(f"{SOURCE}\0{hitless.__version__}".encode()).hexdigest()[:12]
+    entry = cache_dir() / f"same-{PY}-{name}"
+    b = Build("same", entry / "venv", f"a second install of this build ({hitless.__version__})")
+    if _valid(b):
+        return b
+    with _locked(entry):
+        if _valid(b):
+            return b
+
+        def make(tmp: Path) -> None:
+            venv = tmp / "venv"
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+            site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+            site.mkdir(parents=True, exist_ok=True)
+            # The same installation on purpose: its packages and its hitless.
+            (site / "_same_install.pth").write_text(
+                sysconfig.get_paths()["purelib"] + "\n" + str(SOURCE) + "\n"
+            )
+            _write_scripts(venv, entry / "venv")
+
+        _replace(entry, make)
+        validate(b)
+        _validated.add(b.venv)
+    return b
 
 
 def previous_build() -> tuple[Build, str | None]:

@@ -9,10 +9,9 @@ import subprocess
 from pathlib import Path
 
 from hitless.impact import builds as _builds
-from hitless.impact.builds import CACHE, Build
+from hitless.impact.builds import Build
 
 __all__ = [
-    "CACHE",
     "REPO",
     "VERSIONS_FILE",
     "Build",
@@ -30,7 +29,7 @@ def previous_versions() -> list[str]:
 
 
 def build(commit: str) -> Build:
-    """Export ``commit`` and install it into its own venv (cached by full hash)."""
+    """``commit`` installed into its own self-contained venv (cached in this checkout)."""
     return _builds.build(commit, REPO)
 
 
