@@ -313,3 +313,10 @@ def udp_send(
         ],
         timeout=120,
     )
+
+
+def unique_name(base: str) -> str:
+    """A name for a bridge, device or namespace that no other test (or helper running
+    tests on the same machine) uses: ``base`` cut to 9 characters plus a random
+    6-character suffix (15 characters at most, the Linux interface name limit)."""
+    return f"{base[:9]}{unique_suffix()}"

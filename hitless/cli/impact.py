@@ -305,6 +305,9 @@ def measure_step(
         else:
             sw = OvsSwitch(topo.switch_ns)
         sw.rules_timeout = _rules_timeout(args.rules)
+        # What this run created carries these names (tests check exactly these are gone).
+        say(f"run: suffix {topo.suffix}, rundir {sw.rundir}")
+        extra["names"] = {"suffix": topo.suffix, "rundir": str(sw.rundir)}
         try:
             progress(f"{step.name}: starting the switch", 0.0)
             sw.start()

@@ -33,6 +33,8 @@ RATES = Rates(udp_pps=1000, tcp_interval=0.01, connect_interval=0.02)
 def netdev_switch(
     sw: Sw, topo: Topology, start_cmd: list[str] | None = None, env: dict[str, str] | None = None
 ) -> tuple[Host, Host]:
+    """Hosts a and b on a netdev bridge named ``bridge_of(topo)`` (unique: a netdev
+    bridge is also a TAP device in the root namespace)."""
     a = topo.add_host("a", "10.0.0.1/24")
     b = topo.add_host("b", "10.0.0.2/24")
     cmd = start_cmd or [str(BIN / "hitless"), "start"]
@@ -45,48 +47,40 @@ def netdev_switch(
         cwd="/",
     )
     assert r.returncode == 0, r.stderr
+    br = bridge_of(topo)
     sw.vsctl(
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-        "--",
-        "add-port",
-        "br0",
-        a.switch_port,
-        "--",
-        "add-port",
-        "br0",
-        b.switch_port,
-    )
+        "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev",
+        "--", "add-port", br, a.switch_port, "--", "add-port", br, b.switch_port,
+    )  # fmt: skip
     assert a.ping(b.addr, count=2, interval=0.1)
     return a, b
 
 
-def fdb(sw: Sw) -> list[str]:
+def bridge_of(topo: Topology) -> str:
+    return topo.name("nbr")
+
+
+def fdb(sw: Sw, br: str) -> list[str]:
     """fdb/show without the ages (they keep running)."""
     return sorted(
-        line.rsplit(None, 1)[0] for line in sw.appctl("fdb/show", "br0").stdout.splitlines()[1:]
+        line.rsplit(None, 1)[0] for line in sw.appctl("fdb/show", br).stdout.splitlines()[1:]
     )
 
 
-def assert_fdb_kept(sw: Sw, before: list[str]) -> None:
+def assert_fdb_kept(sw: Sw, br: str, before: list[str]) -> None:
     """Every entry survived, on its port; the only new ones are the bridge's own
     internal port (its kernel sends IPv6 router solicitations and MLD reports whenever
     it likes, so the switch may learn its MAC during the test)."""
-    after = fdb(sw)
+    after = fdb(sw, br)
     assert set(before) <= set(after), sorted(set(before) - set(after))
     new = set(after) - set(before)
     assert all(line.split()[0] == "LOCAL" for line in new), sorted(new)
 
 
-def flows(sw: Sw) -> dict[str, int]:
+def flows(sw: Sw, br: str) -> dict[str, int]:
     """dpctl/dump-flows: match+actions -> packet count."""
     out = {}
-    for line in sw.appctl("dpctl/dump-flows", "br0").stdout.splitlines():
+    for line in sw.appctl("dpctl/dump-flows", br).stdout.splitlines():
         m = re.match(r"(.*), packets:(\d+), bytes:\d+, used:[^,]*, actions:(.*)", line)
         assert m, line
         out[f"{m.group(1)} -> {m.group(3)}"] = int(m.group(2))
@@ -130,7 +124,8 @@ def assert_nothing_lost(res: ImpactResult) -> None:
 
 def test_upgrade_with_traffic_loses_nothing_and_keeps_all_state(sw: Sw, topology: Topology) -> None:
     a, b = netdev_switch(sw, topology)
-    fdb_before, flows_before = fdb(sw), flows(sw)
+    br = bridge_of(topology)
+    fdb_before, flows_before = fdb(sw, br), flows(sw, br)
     old = sw.daemon_pid
     results: list[dict] = []
     res = measure(
@@ -146,8 +141,8 @@ def test_upgrade_with_traffic_loses_nothing_and_keeps_all_state(sw: Sw, topology
     assert report["ok"], report
     assert report["old_pid"] == old and sw.daemon_pid == report["new_pid"]
     assert_nothing_lost(res)
-    assert_fdb_kept(sw, fdb_before)
-    flows_after = flows(sw)
+    assert_fdb_kept(sw, br, fdb_before)
+    flows_after = flows(sw, br)
     for flow, packets in flows_before.items():
         # Adopted, not flushed: every flow is still there and its counter kept counting.
         assert flow in flows_after and flows_after[flow] >= packets, flow
@@ -159,7 +154,8 @@ def test_upgrade_from_previous_build_and_downgrade_back_with_traffic(
 ) -> None:
     old_build = build(previous)
     a, b = netdev_switch(sw, topology, start_cmd=[str(old_build.hitless), "start"])
-    fdb_before = fdb(sw)
+    br = bridge_of(topology)
+    fdb_before = fdb(sw, br)
     results: list[dict] = []
 
     def up_and_down() -> list[Phase]:
@@ -181,7 +177,7 @@ def test_upgrade_from_previous_build_and_downgrade_back_with_traffic(
     assert [r["ok"] for r in results] == [True, True], results
     assert_nothing_lost(res)
     assert str(old_build.venv) in Path(f"/proc/{sw.daemon_pid}/cmdline").read_text()
-    assert_fdb_kept(sw, fdb_before)
+    assert_fdb_kept(sw, br, fdb_before)
 
 
 @pytest.mark.parametrize(

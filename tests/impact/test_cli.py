@@ -6,10 +6,10 @@ and its rules, and nothing left behind, also after Ctrl-C."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pytest
 
 from hitless.cli import build_parser
 from hitless.impact.topology import leftovers
+from tests.wait import wait_for
 
 HITLESS = [str(Path(sys.executable).parent / "hitless")]
 SHORT = ["--duration", "3", "--at", "1", "--hosts", "3"]
@@ -62,27 +63,50 @@ def test_unknown_operation_is_a_usage_error() -> None:
     assert r.returncode == 2 and "unknown operations" in r.stdout
 
 
-def _ours() -> set[str]:
-    """Namespaces and switch processes of impact runs (ours have /tmp/hli- run dirs)."""
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    procs = {ln.split()[0] for ln in ps.splitlines() if "/tmp/hli-" in ln}
-    return set(leftovers()) | {f"pid {p}" for p in procs}
+NAMES = re.compile(r"run: suffix ([0-9a-f]+), rundir (/tmp/hli-[\w-]+)")
+
+
+class OwnRuns:
+    """The impact runs of one test, and what they created: each run prints its
+    topology's suffix and its switch's run directory (``run: suffix S, rundir D``).
+    Teardown checks that exactly these are gone, whatever else runs on the machine."""
+
+    def __init__(self) -> None:
+        self.outputs: list[str] = []
+
+    def impact(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        r = impact(*args, timeout=timeout)
+        self.outputs.append(r.stdout)
+        return r
+
+    def names(self) -> list[tuple[str, str]]:
+        return [m.groups() for out in self.outputs for m in NAMES.finditer(out)]
+
+    def left(self) -> list[str]:
+        left = []
+        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        for suffix, rundir in self.names():
+            left += leftovers(suffix)
+            left += [f"pid {ln.split()[0]}" for ln in ps.splitlines() if rundir in ln]
+            if Path(rundir).exists():
+                left.append(rundir)
+        return left
 
 
 @pytest.fixture
-def nothing_left() -> Iterator[None]:
-    before = _ours()
-    yield
-    left = _ours() - before
-    assert not left, f"left behind: {left}"
+def nothing_left() -> Iterator[OwnRuns]:
+    runs = OwnRuns()
+    yield runs
+    assert runs.names(), "the run printed no suffix/rundir: nothing could be checked"
+    assert not runs.left(), f"left behind: {runs.left()}"
 
 
 @pytest.mark.netns
 def test_upgrade_run_loses_nothing_and_writes_json_and_plot(
-    tmp_path: Path, nothing_left: None
+    tmp_path: Path, nothing_left: OwnRuns
 ) -> None:
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    r = impact("--switch", "hitless", "--ops", "upgrade", *SHORT, "--macs", "300",
+    r = nothing_left.impact("--switch", "hitless", "--ops", "upgrade", *SHORT, "--macs", "300",
                "--json", str(out), "--plot", str(png))  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     (res,) = json.loads(out.read_text())["results"]
@@ -101,11 +125,11 @@ def test_upgrade_run_loses_nothing_and_writes_json_and_plot(
 
 
 @pytest.mark.netns
-def test_upgrade_keeps_the_controller_session(tmp_path: Path, nothing_left: None) -> None:
+def test_upgrade_keeps_the_controller_session(tmp_path: Path, nothing_left: OwnRuns) -> None:
     """The controller's OpenFlow session is handed to the new process: the same TCP
     connection answers every echo request, before, during and after the upgrade."""
     out = tmp_path / "r.json"
-    r = impact("--switch", "hitless", "--ops", "upgrade", "--duration", "3", "--at", "1",
+    r = nothing_left.impact("--switch", "hitless", "--ops", "upgrade", "--duration", "3", "--at", "1",
                "--hosts", "2", "--classes", "controller,udp", "--json", str(out))  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     (res,) = json.loads(out.read_text())["results"]
@@ -121,10 +145,10 @@ def test_upgrade_keeps_the_controller_session(tmp_path: Path, nothing_left: None
 
 @pytest.mark.netns
 def test_upgrade_keeps_openflow_rules_their_traffic_and_counters(
-    tmp_path: Path, nothing_left: None
+    tmp_path: Path, nothing_left: OwnRuns
 ) -> None:
     out = tmp_path / "r.json"
-    r = impact("--switch", "hitless", "--ops", "upgrade", "--duration", "3", "--at", "1",
+    r = nothing_left.impact("--switch", "hitless", "--ops", "upgrade", "--duration", "3", "--at", "1",
                "--hosts", "2", "--classes", "udp,openflow", "--rules", "500",
                "--json", str(out))  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
@@ -151,9 +175,9 @@ def test_upgrade_keeps_openflow_rules_their_traffic_and_counters(
 
 
 @pytest.mark.netns
-def test_ovs_plain_restart_loses_traffic(tmp_path: Path, nothing_left: None) -> None:
+def test_ovs_plain_restart_loses_traffic(tmp_path: Path, nothing_left: OwnRuns) -> None:
     out = tmp_path / "r.json"
-    r = impact("--switch", "ovs", "--ops", "cold", *SHORT, "--classes", "udp,openflow,tcp-stream",
+    r = nothing_left.impact("--switch", "ovs", "--ops", "cold", *SHORT, "--classes", "udp,openflow,tcp-stream",
                "--macs", "200", "--rules", "100", "--json", str(out))  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     (res,) = json.loads(out.read_text())["results"]
@@ -172,18 +196,29 @@ def test_ovs_plain_restart_loses_traffic(tmp_path: Path, nothing_left: None) -> 
 
 
 @pytest.mark.netns
-def test_ctrl_c_removes_everything(nothing_left: None) -> None:
-    before = set(leftovers())
+def test_ctrl_c_removes_everything(nothing_left: OwnRuns) -> None:
     proc = subprocess.Popen(
         [*HITLESS, "impact", "--switch", "hitless", "--ops", "cold", "--duration", "20"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while not set(leftovers()) - before:  # the run's namespaces exist
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(3)  # the switch and the traffic agents are running
+    assert proc.stdout is not None
+    lines: list[str] = []
+
+    def named() -> re.Match[str] | None:
+        assert proc.stdout is not None and proc.poll() is None, "".join(lines)
+        lines.append(proc.stdout.readline())
+        return NAMES.search(lines[-1])
+
+    suffix, rundir = wait_for(named, "the run's names").groups()
+    ns = next(n for n in leftovers(suffix) if "-sw-" not in n)
+
+    def running() -> bool:
+        agents = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        return bool(agents.stdout.split()) and (Path(rundir) / "hitless-vswitchd.pid").exists()
+
+    wait_for(running, "the switch and the traffic agents to run")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
+    nothing_left.outputs.append("".join(lines) + out)
     assert proc.returncode == 130, out
     assert "interrupted" in out

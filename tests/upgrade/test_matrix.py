@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.netns import unique_name
 from tests.switch import Sw, run
 from tests.upgrade.builds import Build, build, previous_versions
 
@@ -42,8 +43,9 @@ def test_upgrade_from_previous_build_and_downgrade_back(sw: Sw, old_build: Build
     old_pid = sw.daemon_pid
     assert old_pid is not None
     assert str(old_build.venv) in Path(f"/proc/{old_pid}/cmdline").read_text()
-    sw.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=dummy",
-             "--", "add-port", "br0", "p1", "--", "add-port", "br0", "p2")
+    br = unique_name("mbr")
+    sw.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=dummy",
+             "--", "add-port", br, "p1", "--", "add-port", br, "p2")
     digest = digest_v1(sw)
 
     up = handover(sw, old_build.hitless, "upgrade", NEW_VSWITCHD)
