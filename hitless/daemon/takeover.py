@@ -53,7 +53,7 @@ from hitless.handoff.snapshot import (
 from hitless.ofproto.bridge import Bridge
 from hitless.ofproto.mac_learning import format_mac, parse_mac
 from hitless.ofproto.oftable import Rule
-from hitless.packet.flow import Match
+from hitless.packet.flow import Match, compact, widen
 
 if TYPE_CHECKING:
     from hitless.daemon.switch import Switch
@@ -90,9 +90,10 @@ def _actions(j: list[Any]) -> tuple[Action, ...]:
 
 def _flow_record(f: Any, now: float) -> FlowV1:
     s = f.stats
+    key, mask = compact(f.match.key, f.match.mask)  # 102 bytes unless it matches ct fields
     return FlowV1(
-        f.match.key,
-        f.match.mask,
+        key,
+        mask,
         _actions_json(f.actions),
         s.packets,
         s.bytes,
@@ -424,17 +425,17 @@ class SwitchExporter:
             flows: list[FlowV1] = []
             removed_flows: list[tuple[bytes, bytes]] = []
             for m in changed_flows:
-                k = (m.key, m.mask)
+                k = compact(m.key, m.mask)
                 old = bflows.get(k)
                 if old is not None:
-                    digest -= snapshot.flow_item(name, m.key, m.mask, old)
+                    digest -= snapshot.flow_item(name, *k, old)
                 f = dp.flow_get(m)
                 if f is None:
                     removed_flows.append(k)
                 else:
                     rec = _flow_record(f, now)
                     flows.append(rec)
-                    digest += snapshot.flow_item(name, m.key, m.mask, rec.actions)
+                    digest += snapshot.flow_item(name, *k, rec.actions)
             for f in moved:  # counters that moved since the pre-copy
                 if f.match not in changed_flows:
                     flows.append(_flow_record(f, now))
@@ -581,7 +582,7 @@ class SwitchImporter:
         in OpenFlow counters, so only packets from now on are credited again."""
         known = self.flow_actions.setdefault(name, {})
         for f in flows:
-            match = Match(f.key, f.mask)
+            match = Match(*widen(f.key, f.mask))
             if known.get((f.key, f.mask)) != f.actions:
                 dp.flow_put(match, _actions(f.actions))
                 known[(f.key, f.mask)] = f.actions
@@ -676,8 +677,8 @@ class SwitchImporter:
                     old = known.pop((key, mask), None)
                     if old is not None:
                         digest -= snapshot.flow_item(br.name, key, mask, old)
-                    dp.flow_del(Match(key, mask))
-                    bridge.revalidator.baseline.pop(Match(key, mask), None)
+                    dp.flow_del(Match(*widen(key, mask)))
+                    bridge.revalidator.baseline.pop(Match(*widen(key, mask)), None)
                 for f in br.datapath.flows:
                     old = known.get((f.key, f.mask))
                     if old != f.actions:

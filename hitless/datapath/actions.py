@@ -3,7 +3,11 @@ order to the packet; an empty tuple drops it."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from typing import Any
+
+from hitless.datapath.conntrack import NatSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +69,74 @@ class Meter:
         return f"meter({self.meter_id})"
 
 
-Action = Output | PushVlan | PopVlan | SetField | Userspace | Meter
+@dataclass(frozen=True, slots=True)
+class Ct:
+    """Send the packet through the datapath's connection tracker in ``zone`` (see
+    hitless.datapath.conntrack): the packet's ct_* key fields take the result. With
+    ``commit`` the connection is created and ``mark``/``label`` (value, mask) set;
+    ``nat`` rewrites the packet by the connection's translation."""
+
+    zone: int = 0
+    commit: bool = False
+    force: bool = False
+    nat: NatSpec | None = None
+    mark: tuple[int, int] | None = None
+    label: tuple[int, int] | None = None
+
+    def __str__(self) -> str:
+        parts = ["commit"] if self.commit and not self.force else []
+        if self.force:
+            parts.append("force_commit")
+        if self.zone:
+            parts.append(f"zone={self.zone}")
+        if self.mark is not None:
+            parts.append(f"mark={self.mark[0]:#x}/{self.mark[1]:#x}")
+        if self.label is not None:
+            parts.append(f"label={self.label[0]:#x}/{self.label[1]:#x}")
+        if self.nat is not None:
+            parts.append(format_nat(self.nat))
+        return f"ct({','.join(parts)})" if parts else "ct"
+
+
+def format_nat(nat: NatSpec) -> str:
+    """nat, nat(src=10.0.0.1-10.0.0.9:2000-2999,persistent) as Open vSwitch writes it."""
+    if nat.kind is None:
+        return "nat"
+    addr = str(ipaddress.ip_address(nat.addr_min))
+    if nat.addr_max and nat.addr_max != nat.addr_min:
+        addr += f"-{ipaddress.ip_address(nat.addr_max)}"
+    if len(nat.addr_min) == 16 and nat.port_min:
+        addr = f"[{addr}]"
+    if nat.port_min:
+        addr += f":{nat.port_min}"
+        if nat.port_max and nat.port_max != nat.port_min:
+            addr += f"-{nat.port_max}"
+    flags = "".join(
+        f",{n}" for n, on in (("persistent", nat.persistent), ("random", nat.random)) if on
+    )
+    return f"nat({nat.kind}={addr}{flags})"
+
+
+@dataclass(frozen=True, slots=True)
+class CtClear:
+    """Forget the packet's connection-tracking state (its ct_* key fields become 0)."""
+
+    def __str__(self) -> str:
+        return "ct_clear"
+
+
+@dataclass(frozen=True, slots=True)
+class Recirc:
+    """Look the packet up again with ``recirc_id`` set in its key (and the ct_* fields an
+    earlier ``Ct`` gave it); a miss becomes an upcall carrying that key. Ends the list."""
+
+    recirc_id: int
+
+    def __str__(self) -> str:
+        return f"recirc({self.recirc_id:#x})"
+
+
+Action = Output | PushVlan | PopVlan | SetField | Userspace | Meter | Ct | CtClear | Recirc
 
 
 def format_actions(actions: tuple[Action, ...]) -> str:
@@ -76,7 +147,9 @@ def format_actions(actions: tuple[Action, ...]) -> str:
 # A JSON-able form, for state snapshots (handoff). Each action is a short list whose
 # first element names it: ["output", 2], ["push_vlan", tci, tpid], ["pop_vlan"],
 # ["set_field", field, value_hex, mask_hex_or_None], ["userspace", userdata_hex],
-# ["meter", meter_id].
+# ["meter", meter_id], ["ct", zone, commit, force, nat, mark, label] (nat: None or
+# [kind, addr_min_hex, addr_max_hex, port_min, port_max, persistent, random]; mark and
+# label: None or [value, mask]), ["ct_clear"], ["recirc", id].
 
 
 def actions_to_json(actions: tuple[Action, ...]) -> list[list[object]]:
@@ -94,6 +167,36 @@ def actions_to_json(actions: tuple[Action, ...]) -> list[list[object]]:
             out.append(["userspace", a.userdata.hex()])
         elif isinstance(a, Meter):
             out.append(["meter", a.meter_id])
+        elif isinstance(a, Ct):
+            n = a.nat
+            nat = (
+                None
+                if n is None
+                else [
+                    n.kind,
+                    n.addr_min.hex(),
+                    n.addr_max.hex(),
+                    n.port_min,
+                    n.port_max,
+                    n.persistent,
+                    n.random,
+                ]
+            )
+            out.append(
+                [
+                    "ct",
+                    a.zone,
+                    a.commit,
+                    a.force,
+                    nat,
+                    list(a.mark) if a.mark else None,
+                    [str(a.label[0]), str(a.label[1])] if a.label else None,
+                ]
+            )
+        elif isinstance(a, CtClear):
+            out.append(["ct_clear"])
+        elif isinstance(a, Recirc):
+            out.append(["recirc", a.recirc_id])
         else:  # pragma: no cover - Action is a closed union
             raise TypeError(f"cannot serialise action {a!r}")
     return out
@@ -124,8 +227,33 @@ def actions_from_json(data: list[list[object]]) -> tuple[Action, ...]:
                 out.append(Userspace(bytes.fromhex(str(args[0]))))
             elif name == "meter":
                 out.append(Meter(int(args[0])))  # type: ignore[call-overload]
+            elif name == "ct":
+                out.append(_ct_from_json(args))
+            elif name == "ct_clear":
+                out.append(CtClear())
+            elif name == "recirc":
+                out.append(Recirc(int(args[0])))  # type: ignore[call-overload]
             else:
                 raise ValueError(f"unknown action {name!r}")
         except (ValueError, TypeError, IndexError) as e:
             raise ValueError(f"bad serialised action {item!r}: {e}") from None
     return tuple(out)
+
+
+def _ct_from_json(args: list[Any]) -> Ct:
+    zone, commit, force, nat, mark, label = args
+    spec = None
+    if nat is not None:
+        kind, lo, hi, pmin, pmax, persistent, random = nat
+        spec = NatSpec(
+            kind,
+            bytes.fromhex(lo),
+            bytes.fromhex(hi),
+            int(pmin),
+            int(pmax),
+            bool(persistent),
+            bool(random),
+        )
+    m = (int(mark[0]), int(mark[1])) if mark else None
+    lab = (int(label[0]), int(label[1])) if label else None
+    return Ct(int(zone), bool(commit), bool(force), spec, m, lab)

@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from hitless.datapath.actions import Action
+from hitless.datapath.actions import Action, Ct
+from hitless.datapath.conntrack import Conntrack, CtResult
 from hitless.datapath.meters import DpMeter, MeterTable
 from hitless.packet.flow import Match
 
@@ -101,6 +102,9 @@ class Datapath(ABC):
         # Where this datapath's patch ports meet their peers (hitless.datapath.patch);
         # replace it before adding patch ports to keep a test's bridges apart.
         self.patch_panel: PatchPanel = PANEL
+        # The connection table the ``Ct`` action uses (hitless.datapath.conntrack);
+        # dpctl/*conntrack* commands read and flush it, a handoff carries it.
+        self.conntrack = Conntrack()
 
     # Ports -------------------------------------------------------------------
     @abstractmethod
@@ -148,11 +152,28 @@ class Datapath(ABC):
 
     # Packets -----------------------------------------------------------------
     @abstractmethod
-    def execute(self, packet: bytes, in_port: int, actions: tuple[Action, ...]) -> None:
-        """Apply actions to a packet (as if it arrived on in_port)."""
+    def execute(
+        self, packet: bytes, in_port: int, actions: tuple[Action, ...], key: bytes | None = None
+    ) -> None:
+        """Apply actions to a packet (as if it arrived on in_port). ``key``: the packet's
+        key when it carries more than the packet's headers say (an upcall after a
+        recirculation: recirc_id and ct fields); None takes it from the packet."""
 
     @abstractmethod
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]: ...
+
+    def ct_execute(self, packet: bytes, action: Ct, now: float) -> CtResult:
+        """Run a packet through this datapath's connection tracker for a ``Ct`` action."""
+        return self.conntrack.execute(
+            packet,
+            now,
+            zone=action.zone,
+            commit=action.commit,
+            force=action.force,
+            nat=action.nat,
+            mark=action.mark,
+            label=action.label,
+        )
 
     # Meters --------------------------------------------------------------------
     # ``Meter`` actions refer to these by id. The bridge pushes every OpenFlow meter here

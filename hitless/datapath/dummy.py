@@ -24,7 +24,7 @@ from hitless.datapath.base import (
     InProcessMeters,
     Upcall,
 )
-from hitless.datapath.execute import apply_actions
+from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
@@ -138,18 +138,31 @@ class DummyDatapath(InProcessMeters, Datapath):
             self.n_missed += 1
             self._upcalls.append(Upcall(port_no, packet, key))
             return
+        self._hit(flow, key, len(packet))
+        self._apply(packet, port_no, key, flow.actions)
+
+    def _hit(self, flow: DpFlow, key: bytes, size: int) -> None:
         self.n_hit += 1
         s = flow.stats
         s.packets += 1
-        s.bytes += len(packet)
+        s.bytes += size
         s.used = self.clock()
         s.tcp_flags |= field(key, "tcp_flags")
         if self._flows.hits is not None:
             self._flows.hits.add(flow.match)
-        self._apply(packet, port_no, key, flow.actions)
 
-    def _apply(self, packet: bytes, in_port: int, key: bytes, actions: tuple[Action, ...]) -> None:
-        outputs, userspace = apply_actions(packet, actions, self._meter)
+    def _apply(
+        self, packet: bytes, in_port: int, key: bytes, actions: tuple[Action, ...], depth: int = 0
+    ) -> None:
+        recirc: list[tuple[bytes, bytes]] = []
+        outputs, userspace = apply_actions(
+            packet,
+            actions,
+            self._meter,
+            key=key,
+            ct=lambda p, a: self.ct_execute(p, a, self.clock()),
+            recirc=recirc,
+        )
         for port_no, data in outputs:
             port = self._ports.get(port_no)
             if port is None:
@@ -166,13 +179,25 @@ class DummyDatapath(InProcessMeters, Datapath):
                 self.sent[port_no].append(data)
         for data, userdata in userspace:
             self._upcalls.append(Upcall(in_port, data, key, "action", userdata))
+        for data, rkey in recirc:
+            if depth >= MAX_RECIRC_DEPTH:
+                continue  # a recirculation loop: the packet is dropped
+            flow = self._flows.lookup(rkey)
+            if flow is None:
+                self.n_missed += 1
+                self._upcalls.append(Upcall(in_port, data, rkey))
+                continue
+            self._hit(flow, rkey, len(data))
+            self._apply(data, in_port, rkey, flow.actions, depth + 1)
 
     def patch_input(self, port_no: int, packet: bytes) -> None:
         """A frame from the peer of patch port ``port_no``: received as on any port."""
         self.receive(port_no, packet)
 
-    def execute(self, packet: bytes, in_port: int, actions: tuple[Action, ...]) -> None:
-        self._apply(packet, in_port, extract_key(packet, in_port), actions)
+    def execute(
+        self, packet: bytes, in_port: int, actions: tuple[Action, ...], key: bytes | None = None
+    ) -> None:
+        self._apply(packet, in_port, key or extract_key(packet, in_port), actions)
 
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]:
         out: list[Upcall] = []

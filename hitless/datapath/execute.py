@@ -1,6 +1,12 @@
 """A generic action interpreter: applies an action list to one packet and returns what
 to send where. Providers use it on their slow path (execute, upcall replies); the
-netdev fast path compiles common action lists to something cheaper."""
+netdev fast path compiles common action lists to something cheaper.
+
+Connection tracking: a ``Ct`` action asks the provider's ``ct`` function (its
+``Conntrack`` with the provider's clock) and writes the result into the packet's key
+(``ct_key``); ``Recirc`` ends the list and hands the packet and its key (headers as the
+packet now is, ``recirc_id`` set, ct fields kept) back to the provider, which looks it
+up again (at most ``MAX_RECIRC_DEPTH`` times per packet) or makes an upcall of it."""
 
 from __future__ import annotations
 
@@ -8,25 +14,75 @@ from collections.abc import Callable
 
 from hitless.datapath.actions import (
     Action,
+    Ct,
+    CtClear,
     Meter,
     Output,
     PopVlan,
     PushVlan,
+    Recirc,
     SetField,
     Userspace,
 )
+from hitless.datapath.conntrack import CtResult
 from hitless.packet import ops
+from hitless.packet.flow import CT_OFF, KEY_LEN, extract_key
 
 MeterFn = Callable[[int, int], bool]
 """``meter(meter_id, nbytes)``: False if the meter drops the packet."""
+CtFn = Callable[[bytes, Ct], CtResult]
+"""``ct(packet, action)``: run the packet through the provider's connection tracker."""
+MAX_RECIRC_DEPTH = 6  # lookups after the first, per packet (Open vSwitch's limit too)
+_NO_CT = bytes(KEY_LEN - CT_OFF - 4)
+
+
+def ct_key(key: bytes, r: CtResult) -> bytes:
+    """``key`` with the ct_* fields of a ct action's result (recirc_id kept)."""
+    o = r.orig
+    if o is None:
+        tail = bytes((r.state, 0)) + r.zone.to_bytes(2, "big") + r.mark.to_bytes(4, "big")
+        tail += r.label.to_bytes(16, "big") + bytes(12)
+    else:
+        v4 = len(o.src) == 4
+        tail = b"".join(
+            (
+                bytes((r.state, o.proto)),
+                r.zone.to_bytes(2, "big"),
+                r.mark.to_bytes(4, "big"),
+                r.label.to_bytes(16, "big"),
+                o.src if v4 else bytes(4),
+                o.dst if v4 else bytes(4),
+                o.sport.to_bytes(2, "big"),
+                o.dport.to_bytes(2, "big"),
+            )
+        )
+    return key[: CT_OFF + 4] + tail
+
+
+def rekey(packet: bytes, key: bytes, recirc_id: int | None = None) -> bytes:
+    """The key of ``packet`` (rewritten since ``key`` was taken) with ``key``'s metadata:
+    its in_port, its ct fields and its recirc_id (or ``recirc_id``)."""
+    in_port = int.from_bytes(key[0:4], "big")
+    rid = key[CT_OFF : CT_OFF + 4] if recirc_id is None else recirc_id.to_bytes(4, "big")
+    return extract_key(packet, in_port)[:CT_OFF] + rid + key[CT_OFF + 4 :]
 
 
 def apply_actions(
-    packet: bytes, actions: tuple[Action, ...], meter: MeterFn | None = None
+    packet: bytes,
+    actions: tuple[Action, ...],
+    meter: MeterFn | None = None,
+    *,
+    key: bytes | None = None,
+    in_port: int = 0,
+    ct: CtFn | None = None,
+    recirc: list[tuple[bytes, bytes]] | None = None,
 ) -> tuple[list[tuple[int, bytes]], list[tuple[bytes, bytes]]]:
     """Returns (outputs, userspace) where outputs is [(port, packet)] in order and
     userspace is [(packet, userdata)] for each Userspace action reached. A ``Meter``
-    action asks ``meter`` (None: every meter passes); a drop ends the list there."""
+    action asks ``meter`` (None: every meter passes); a drop ends the list there.
+    ``key`` is the packet's key (taken from the packet and ``in_port`` if None and a
+    ct action needs it); ``ct`` runs ``Ct`` actions (None: they do nothing); a ``Recirc``
+    appends (packet, key) to ``recirc`` and ends the list."""
     out: list[tuple[int, bytes]] = []
     up: list[tuple[bytes, bytes]] = []
     for a in actions:
@@ -40,6 +96,25 @@ def apply_actions(
             packet = ops.set_field(packet, a.field, a.value, a.mask)
         elif isinstance(a, Userspace):
             up.append((packet, a.userdata))
-        elif isinstance(a, Meter) and meter is not None and not meter(a.meter_id, len(packet)):
+        elif isinstance(a, Meter):
+            if meter is not None and not meter(a.meter_id, len(packet)):
+                break
+        elif isinstance(a, Ct):
+            if ct is not None:
+                if key is None:
+                    key = extract_key(packet, in_port)
+                r = ct(packet, a)
+                if r.packet is not packet:  # NAT rewrote it
+                    packet = r.packet
+                    key = rekey(packet, key)
+                key = ct_key(key, r)
+        elif isinstance(a, CtClear):
+            if key is not None:
+                key = key[: CT_OFF + 4] + _NO_CT
+        elif isinstance(a, Recirc):
+            if recirc is not None:
+                recirc.append(
+                    (packet, rekey(packet, key or extract_key(packet, in_port), a.recirc_id))
+                )
             break
     return out, up

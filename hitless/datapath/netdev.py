@@ -92,7 +92,7 @@ from hitless.datapath.base import (
     PortStats,
     Upcall,
 )
-from hitless.datapath.execute import apply_actions
+from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
@@ -415,18 +415,52 @@ class NetdevDatapath(InProcessMeters, Datapath):
         return time.monotonic()
 
     # Packets -------------------------------------------------------------------
-    def execute(self, packet: bytes, in_port: int, actions: tuple[Action, ...]) -> None:
-        self._apply(packet, in_port, None, actions)
+    def execute(
+        self, packet: bytes, in_port: int, actions: tuple[Action, ...], key: bytes | None = None
+    ) -> None:
+        self._apply(packet, in_port, key, actions)
 
     def _apply(
-        self, packet: bytes, in_port: int, key: bytes | None, actions: tuple[Action, ...]
+        self,
+        packet: bytes,
+        in_port: int,
+        key: bytes | None,
+        actions: tuple[Action, ...],
+        depth: int = 0,
     ) -> None:
-        outputs, userspace = apply_actions(packet, actions, self._meter)
+        recirc: list[tuple[bytes, bytes]] = []
+        outputs, userspace = apply_actions(
+            packet,
+            actions,
+            self._meter,
+            key=key,
+            in_port=in_port,
+            ct=lambda p, a: self.ct_execute(p, a, time.monotonic()),
+            recirc=recirc,
+        )
         for port_no, data in outputs:
             self._output(port_no, data)
         for data, userdata in userspace:
             k = key if key is not None else extract_key(data, in_port)
             self._queue(Upcall(in_port, data, k, "action", userdata))
+        for data, rkey in recirc:
+            # Recirculation: established connections are handled here, no upcall.
+            if depth >= MAX_RECIRC_DEPTH:
+                continue
+            flow = self._flows.lookup(rkey)
+            if flow is None:
+                self.n_missed += 1
+                self._queue(Upcall(in_port, data, rkey))
+                continue
+            self.n_hit += 1
+            st = flow.stats
+            st.packets += 1
+            st.bytes += len(data)
+            st.used = time.monotonic()
+            st.tcp_flags |= rkey[72] << 8 | rkey[73]
+            if self._flows.hits is not None:
+                self._flows.hits.add(flow.match)
+            self._apply(data, in_port, rkey, flow.actions, depth + 1)
 
     def _output(self, port_no: int, data: bytes) -> None:
         port = self._ports.get(port_no)

@@ -543,7 +543,7 @@ class Bridge:
         if self.of.credited is not None:
             self.of.credited.update(x.credits)
         if x.actions:
-            self.datapath.execute(up.packet, up.in_port, x.actions)
+            self.datapath.execute(up.packet, up.in_port, x.actions, up.key)
 
     def _poll_links(self) -> None:
         changes: list[tuple[int, PortView | None, PortView | None]] = []

@@ -72,7 +72,7 @@ def _imask(*names: str) -> int:
     return int.from_bytes(full_mask(*names), "big")
 
 
-_IN_PORT = _imask("in_port")
+_IN_PORT = _imask("in_port", "recirc_id")
 _TCI = _imask("vlan_tci")
 _TTL = _imask("eth_type", "ip_ttl")
 _ETH_TYPE = _imask("eth_type")

@@ -39,7 +39,7 @@ __all__ = [
     "xlate_normal",
 ]
 
-MASK_IN_PORT = full_mask("in_port")
+MASK_IN_PORT = full_mask("in_port", "recirc_id")  # every megaflow matches recirc_id
 MASK_VLAN = mask_or(MASK_IN_PORT, make_mask(vlan_tci=0x1FFF))
 MASK_NORMAL = mask_or(MASK_VLAN, full_mask("eth_src", "eth_dst"))
 

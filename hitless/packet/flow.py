@@ -28,7 +28,22 @@ tcp_flags       72     2
 arp_sha         74     6  also ND source link-layer address
 arp_tha         80     6  also ND target link-layer address
 nd_target       86    16
+recirc_id      102     4  0 for a packet from a port; set by the ``recirc`` action
+ct_state       106     1  connection-tracking state bits (CS_* of datapath.conntrack)
+ct_nw_proto    107     1  the tracked connection's original tuple (next five too)
+ct_zone        108     2  zone of the last ``ct`` action
+ct_mark        110     4
+ct_label       114    16
+ct_nw_src      130     4
+ct_nw_dst      134     4
+ct_tp_src      138     2  (ICMP: the identifier)
+ct_tp_dst      140     2  (ICMP: type << 8 | code)
 ==========  ======  ====  =====================================================
+
+The fields from ``recirc_id`` on are metadata, not headers: ``extract_key`` leaves them
+zero and the datapath's ``ct`` and ``recirc`` actions fill them. ``CT_OFF`` is where
+they start: ``compact`` cuts a key and mask there when the mask ignores them (the
+102-byte form state snapshots have always carried) and ``widen`` pads a short key back.
 
 The layout mirrors the packet where it can (eth_dst, eth_src, eth_type are in wire
 order) so the parser copies slices instead of decoding fields.
@@ -61,8 +76,20 @@ FIELDS: dict[str, tuple[int, int]] = {
     "arp_sha": (74, 6),
     "arp_tha": (80, 6),
     "nd_target": (86, 16),
+    "recirc_id": (102, 4),
+    "ct_state": (106, 1),
+    "ct_nw_proto": (107, 1),
+    "ct_zone": (108, 2),
+    "ct_mark": (110, 4),
+    "ct_label": (114, 16),
+    "ct_nw_src": (130, 4),
+    "ct_nw_dst": (134, 4),
+    "ct_tp_src": (138, 2),
+    "ct_tp_dst": (140, 2),
 }
-KEY_LEN = 102
+CT_OFF = 102
+KEY_LEN = 142
+_ZCT = bytes(KEY_LEN - CT_OFF)
 
 VLAN_PRESENT = 0x1000  # the CFI bit, reused as "a tag is present" (as Open vSwitch does)
 FRAG_ANY = 0x01
@@ -148,6 +175,7 @@ def extract_key(packet: bytes, in_port: int) -> bytes:
                 tp,
                 flags,
                 _Z28,
+                _ZCT,
             )
         )
 
@@ -169,6 +197,7 @@ def extract_key(packet: bytes, in_port: int) -> bytes:
                 packet[l3 + 8 : l3 + 14],  # sha
                 packet[l3 + 18 : l3 + 24],  # tha
                 bytes(16),
+                _ZCT,
             )
         )
 
@@ -231,6 +260,7 @@ def extract_key(packet: bytes, in_port: int) -> bytes:
                 sll,
                 tll,
                 target,
+                _ZCT,
             )
         )
 
@@ -296,6 +326,31 @@ def apply_mask(key: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(key, "big") & int.from_bytes(mask, "big")).to_bytes(KEY_LEN, "big")
 
 
+def compact(key: bytes, mask: bytes) -> tuple[bytes, bytes]:
+    """The stored form of a megaflow: cut at CT_OFF when it matches recirc_id 0 and no
+    ct field (every flow outside a ct pipeline), the 102-byte form that snapshots
+    carried before those fields existed; other flows are kept whole."""
+    if len(mask) > CT_OFF and not any(mask[CT_OFF + 4 :]) and not any(key[CT_OFF:]):
+        return key[:CT_OFF], mask[:CT_OFF]
+    return key, mask
+
+
+_RECIRC0_MASK = b"\xff" * 4 + bytes(KEY_LEN - CT_OFF - 4)
+
+
+def widen(key: bytes, mask: bytes) -> tuple[bytes, bytes]:
+    """A stored megaflow at full KEY_LEN: a compact one matches recirc_id 0 (so a flow
+    from a build that had no recirculation never catches a recirculated packet).
+    ValueError if the lengths are neither form."""
+    if len(key) == len(mask) == KEY_LEN:
+        return key, mask
+    if len(key) == len(mask) == CT_OFF:
+        return key + _ZCT, mask + _RECIRC0_MASK
+    raise ValueError(
+        f"a flow key and mask are {CT_OFF} or {KEY_LEN} bytes, not {len(key)}/{len(mask)}"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A megaflow: the fields of ``key`` selected by ``mask`` (key is stored masked)."""
@@ -346,6 +401,18 @@ def _fmt(name: str, key: bytes, mask: bytes) -> str | None:
     return str(iv) if full else f"{iv}/{im:#x}"
 
 
+_CT_BITS = (
+    ("new", 0x01),
+    ("est", 0x02),
+    ("rel", 0x04),
+    ("rpl", 0x08),
+    ("inv", 0x10),
+    ("trk", 0x20),
+    ("snat", 0x40),
+    ("dnat", 0x80),
+)
+
+
 def format_match(key: bytes, mask: bytes) -> str:
     """Render a megaflow as 'in_port(1),eth(src=..,dst=..),eth_type(0x0800),...'."""
     parts: list[str] = []
@@ -356,6 +423,25 @@ def format_match(key: bytes, mask: bytes) -> str:
         if shown:
             parts.append(f"{title}({','.join(shown)})")
 
+    r = _fmt("recirc_id", key, mask)
+    if r is not None:
+        parts.append(
+            f"recirc_id({field(key, 'recirc_id'):#x})"
+            if field(key, "recirc_id")
+            else "recirc_id(0)"
+        )
+    cs = field(mask, "ct_state")
+    if cs:
+        v = field(key, "ct_state")
+        bits = [(n, b) for n, b in _CT_BITS if cs & b]
+        parts.append("ct_state(" + "".join(("+" if v & b else "-") + n for n, b in bits) + ")")
+    for name in ("ct_zone", "ct_mark", "ct_label"):
+        s = _fmt(name, key, mask)
+        if s is not None:
+            iv = field(key, name)
+            im = field(mask, name)
+            full = im == (1 << FIELDS[name][1] * 8) - 1
+            parts.append(f"{name}({iv:#x}{'' if full else f'/{im:#x}'})")
     p = _fmt("in_port", key, mask)
     if p is not None:
         parts.append(f"in_port({p})")

@@ -35,7 +35,7 @@ from hitless.openflow import Match as OfMatch
 from hitless.openflow import Output as OfOutput
 from hitless.openflow import actions as ofa
 from hitless.openflow.constants import Port
-from hitless.packet.flow import Match, full_mask, make_key
+from hitless.packet.flow import Match, compact, full_mask, make_key
 
 HERE = Path(__file__).parent
 
@@ -48,10 +48,19 @@ def golden_state(version: int = snapshot.CURRENT_VERSION) -> State:
     flows = []
     for in_port, src, dst, out in ((1, a, b, 2), (2, b, a, 1)):
         m = Match.of(make_key(in_port=in_port, eth_src=src, eth_dst=dst), mask)
-        flows.append(FlowV1(m.key, m.mask, actions_to_json((Output(out),)), 1200, 98400, 0.02, 0))
+        flows.append(
+            FlowV1(*compact(m.key, m.mask), actions_to_json((Output(out),)), 1200, 98400, 0.02, 0)
+        )
     bcast = Match.of(make_key(in_port=1, eth_src=a, eth_dst="ff:ff:ff:ff:ff:ff"), mask)
     flows.append(
-        FlowV1(bcast.key, bcast.mask, actions_to_json((Output(2), Output(65534))), 3, 126, 4.5, 0)
+        FlowV1(
+            *compact(bcast.key, bcast.mask),
+            actions_to_json((Output(2), Output(65534))),
+            3,
+            126,
+            4.5,
+            0,
+        )
     )
     handles = {
         "version": 1,
@@ -92,7 +101,9 @@ def golden_state(version: int = snapshot.CURRENT_VERSION) -> State:
             full_mask("in_port", "eth_src", "eth_dst", "vlan_tci", "eth_type"),
         )
         flows.append(
-            FlowV1(arp.key, arp.mask, actions_to_json((Meter(1), Output(1))), 7, 294, 0.5, 0)
+            FlowV1(
+                *compact(arp.key, arp.mask), actions_to_json((Meter(1), Output(1))), 7, 294, 0.5, 0
+            )
         )
         handles["meters"] = [
             {"meter_id": 1, "kbps": True, "bands": [[1000, 100, 1]], "tokens": [97648.0],

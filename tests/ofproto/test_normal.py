@@ -103,7 +103,7 @@ def test_dump_flows_format() -> None:
     r.run()
     lines = r.bridge.dump_flows().splitlines()
     want = (
-        f"in_port({r.no('p1')}),eth(src={mac(1)},dst={mac(2)}),vlan(none), "
+        f"recirc_id(0),in_port({r.no('p1')}),eth(src={mac(1)},dst={mac(2)}),vlan(none), "
         f"packets:1, bytes:60, used:0.500s, actions:{r.no('p2')}"
     )
     assert want in lines
