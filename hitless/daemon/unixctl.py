@@ -41,6 +41,7 @@ COMMAND_MODULES = [
     "hitless.daemon.commands",
     "hitless.daemon.handoff_commands",
     "hitless.daemon.bond_commands",
+    "hitless.daemon.ct_commands",
 ]
 
 

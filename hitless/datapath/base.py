@@ -22,6 +22,7 @@ adopting instance plugs them into its own process's patch panel.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -161,6 +162,10 @@ class Datapath(ABC):
 
     @abstractmethod
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]: ...
+
+    def ct_now(self) -> float:
+        """The clock this datapath's connection tracker runs on."""
+        return time.monotonic()
 
     def ct_execute(self, packet: bytes, action: Ct, now: float) -> CtResult:
         """Run a packet through this datapath's connection tracker for a ``Ct`` action."""

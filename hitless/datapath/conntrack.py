@@ -146,6 +146,23 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "icmp_reply": 30,
 }
 
+_PROTO_NAMES = {
+    IPPROTO_TCP: "tcp",
+    IPPROTO_UDP: "udp",
+    IPPROTO_ICMP: "icmp",
+    IPPROTO_ICMPV6: "icmp6",
+    132: "sctp",
+}
+
+_STAT_NAMES = {
+    IPPROTO_TCP: "TCP",
+    IPPROTO_UDP: "UDP",
+    132: "SCTP",
+    IPPROTO_ICMP: "ICMP",
+    IPPROTO_ICMPV6: "ICMP6",
+}
+STAT_ORDER = ("TCP", "UDP", "SCTP", "ICMP", "ICMP6", "OTHER")
+
 # ICMP request type -> reply type (and back): these pair up as one connection.
 _ICMP4_PAIRS = {8: 0, 13: 14, 15: 16, 17: 18}
 _ICMP6_PAIRS = {128: 129}
@@ -253,10 +270,37 @@ class Conn:
     peers: tuple[_Peer, _Peer] | None = None  # TCP: (original side, reply side)
     liberal: bool = False  # TCP picked up mid-stream: windows not checked
 
-    def tcp_state_text(self) -> str:
+    def tcp_state_text(self, verbose: bool = False) -> str:
+        """protoinfo as dump-conntrack prints it: the further of the two sides' states,
+        or (verbose) both, with the (always zero) flags."""
         assert self.peers is not None
-        a, b = (TCP_STATES[p.state] for p in self.peers)
-        return f"state={a}" if a == b else f"state_orig={a},state_reply={b}"
+        a, b = (p.state for p in self.peers)
+        if not verbose:
+            return f"state={TCP_STATES[max(a, b)]}"
+        return f"state_orig={TCP_STATES[a]},state_reply={TCP_STATES[b]},flags_orig=0,flags_reply=0"
+
+    def describe(self, now: float, verbose: bool = False, stats: bool = False) -> str:
+        """One line of ``ovs-appctl dpctl/dump-conntrack`` (``-m``: verbose, ``-s``:
+        stats), in Open vSwitch's field order."""
+        name = _PROTO_NAMES.get(self.orig.proto, str(self.orig.proto))
+        if self.orig.v6 and name in ("tcp", "udp", "icmp"):
+            name = {"tcp": "tcp6", "udp": "udp6", "icmp": "icmp6"}[name]
+        parts = [name, f"orig=({self.orig.describe()})", f"reply=({self.reply.describe()})"]
+        if verbose:
+            parts.append("id=0")
+        if self.zone:
+            parts.append(f"zone={self.zone}")
+        if verbose:
+            parts.append("status=0")
+        if stats:
+            parts.append(f"timeout={max(0, int(self.expiration - now))}")
+        if self.mark:
+            parts.append(f"mark={self.mark}")
+        if self.label:
+            parts.append(f"labels={self.label:#x}")
+        if self.peers is not None:
+            parts.append(f"protoinfo=({self.tcp_state_text(verbose)})")
+        return ",".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +510,7 @@ class Conntrack:
         self._zone_count: dict[int, int] = {}
         self.limits: dict[int | None, int] = {}  # zone -> limit (None: default; 0: none)
         self.changed: set[tuple[int, CtTuple]] | None = None
+        self._sweep: list[tuple[int, CtTuple]] | None = None
         self.n_created = 0
         self.n_limited = 0
         self.n_invalid = 0
@@ -523,6 +568,33 @@ class Conntrack:
             self._remove(conn)
             return None
         return conn
+
+    def stats(self, zone: int | None = None) -> dict[str, int]:
+        """Connections per protocol ("TCP", "UDP", "SCTP", "ICMP", "ICMP6", "OTHER") and
+        per TCP state ("tcp:ESTABLISHED"...), for ct-stats-show."""
+        out: dict[str, int] = {}
+        for c in self._conns.values():
+            if zone is not None and c.zone != zone:
+                continue
+            name = _STAT_NAMES.get(c.orig.proto, "OTHER")
+            out[name] = out.get(name, 0) + 1
+            if c.peers is not None:
+                st = "tcp:" + TCP_STATES[max(p.state for p in c.peers)]
+                out[st] = out.get(st, 0) + 1
+        return out
+
+    def sweep(self, now: float, budget: int = 256) -> int:
+        """Expire up to ``budget`` connections' worth of the table (a slice per call, so
+        a big table never stalls the forwarding loop); returns how many were removed."""
+        if self._sweep is None or not self._sweep:
+            self._sweep = list(self._conns)
+        removed = 0
+        for _ in range(min(budget, len(self._sweep))):
+            c = self._conns.get(self._sweep.pop())
+            if c is not None and c.expiration <= now:
+                self._remove(c)
+                removed += 1
+        return removed
 
     def expire(self, now: float) -> int:
         """Remove connections whose timeout passed; returns how many."""
@@ -823,8 +895,6 @@ class Conntrack:
         if f & TH_ACK:
             if dst.state == TCPS_SYN_SENT:
                 dst.state = TCPS_ESTABLISHED
-                if src.state == TCPS_SYN_SENT:
-                    src.state = TCPS_ESTABLISHED
             elif dst.state == TCPS_CLOSING and not _before(p.ack, dst.end):
                 dst.state = TCPS_FIN_WAIT_2
         if f & TH_RST:

@@ -522,6 +522,8 @@ class NetdevDatapath(InProcessMeters, Datapath):
             return
         now = time.monotonic()
         more = False
+        if len(self.conntrack):
+            self.conntrack.sweep(now)
         self._batching = True
         try:
             for port in list(self._ports.values()):

@@ -144,7 +144,9 @@ def test_tcp_close_and_reuse() -> None:
     r = ct.execute(tcp_frame(A, B, 1000, 80, SYN, seq=7777), 2.0, commit=True)
     assert r.state == CS_TRK | CS_NEW
     (conn,) = list(ct)
-    assert conn.tcp_state_text() == "state_orig=SYN_SENT,state_reply=CLOSED"
+    assert conn.tcp_state_text(verbose=True) == (
+        "state_orig=SYN_SENT,state_reply=CLOSED,flags_orig=0,flags_reply=0"
+    )
 
 
 def test_udp_timeouts_and_expiry() -> None:

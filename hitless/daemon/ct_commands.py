@@ -1,0 +1,237 @@
+"""Connection-tracking management commands (``ovs-appctl dpctl/...``), printed as
+Open vSwitch 3.1 prints them for its userspace datapath: dump-conntrack [-m] [-s]
+[DP] [zone=N], flush-conntrack [DP] [zone=N] [CT-TUPLE], ct-stats-show [-m] [DP]
+[zone=N], ct-set-limits [DP] [default=L] [zone=N,limit=L]..., ct-get-limits [DP]
+[zone=N[,N]...], ct-del-limits [DP] zone=N[,N]....
+
+Each bridge's datapath keeps its own connection table (hitless.datapath.conntrack);
+where Open vSwitch has one table per datapath type ("netdev@ovs-netdev") these
+commands act on every bridge's table, or on one bridge's when DP names it. Errors use
+Open vSwitch's wording."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from hitless.daemon.unixctl import CommandError, Request, command
+from hitless.datapath import Datapath
+from hitless.datapath.conntrack import STAT_ORDER, TCP_STATES, CtTuple
+
+_INVAL = "(Invalid argument)"
+
+
+def _datapaths(req: Request, name: str | None) -> list[Datapath]:
+    bridges = req.switch.bridges
+    if name is None:
+        return [bridges[n].datapath for n in sorted(bridges)]
+    kind, _, bare = name.rpartition("@")
+    if bare in bridges:
+        return [bridges[bare].datapath]
+    typed = [bridges[n].datapath for n in sorted(bridges) if bridges[n].datapath.type == kind]
+    if kind and typed:
+        return typed
+    raise CommandError(f"datapath not found {_INVAL}")
+
+
+def _split(req: Request, flags: str) -> tuple[set[str], str | None, list[str]]:
+    """(options given, the datapath name if any, key=value arguments)."""
+    opts: set[str] = set()
+    dp: str | None = None
+    kv: list[str] = []
+    for a in req.args:
+        if a.startswith("-"):
+            o = {"--more": "-m", "--statistics": "-s"}.get(a, a)
+            if o not in flags:
+                raise CommandError(f"unknown option {a} {_INVAL}")
+            opts.add(o)
+        elif "=" in a:
+            kv.append(a)
+        elif dp is None:
+            dp = a
+        else:
+            raise CommandError(f"too many arguments {_INVAL}")
+    return opts, dp, kv
+
+
+def _zone(text: str) -> int:
+    try:
+        z = int(text, 0)
+    except ValueError:
+        z = -1
+    if not 0 <= z <= 0xFFFF:
+        raise CommandError(f"failed to parse zone {_INVAL}")
+    return z
+
+
+def _zone_arg(kv: list[str]) -> int | None:
+    zone = None
+    for a in kv:
+        k, _, v = a.partition("=")
+        if k != "zone":
+            raise CommandError(f"invalid argument {a} {_INVAL}")
+        zone = _zone(v)
+    return zone
+
+
+def _lines(lines: Iterable[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+@command("dpctl/dump-conntrack", "[-m] [-s] [dp] [zone=N]", 0, 4)
+def dump_conntrack(req: Request) -> str:
+    opts, dp_name, kv = _split(req, "-m-s")
+    zone = _zone_arg(kv)
+    out = []
+    for dp in _datapaths(req, dp_name):
+        now = dp.ct_now()
+        for c in dp.conntrack:
+            if c.expiration <= now or (zone is not None and c.zone != zone):
+                continue
+            out.append(c.describe(now, verbose="-m" in opts, stats="-s" in opts))
+    return _lines(out)
+
+
+def _parse_tuple(text: str) -> CtTuple:
+    """ct_nw_src=..,ct_nw_dst=..,ct_nw_proto=..,ct_tp_src=..,ct_tp_dst=.. (ct_ipv6_src/
+    ct_ipv6_dst for IPv6; icmp_id/icmp_type/icmp_code for ICMP)."""
+    vals: dict[str, str] = {}
+    for item in text.split(","):
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise CommandError(f"field {k} missing value {_INVAL}")
+        vals[k.strip()] = v.strip()
+    try:
+        src = vals.pop("ct_nw_src", None) or vals.pop("ct_ipv6_src")
+        dst = vals.pop("ct_nw_dst", None) or vals.pop("ct_ipv6_dst")
+        proto = int(vals.pop("ct_nw_proto"), 0)
+        if proto in (1, 58):
+            sport = int(vals.pop("icmp_id", "0"), 0)
+            dport = int(vals.pop("icmp_type", "0"), 0) << 8 | int(vals.pop("icmp_code", "0"), 0)
+        else:
+            sport = int(vals.pop("ct_tp_src", "0"), 0)
+            dport = int(vals.pop("ct_tp_dst", "0"), 0)
+        t = CtTuple(
+            ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed, proto, sport, dport
+        )
+    except (KeyError, ValueError) as e:
+        raise CommandError(f"invalid conntrack tuple ({e}) {_INVAL}") from None
+    if vals:
+        raise CommandError(f"invalid conntrack tuple field {sorted(vals)[0]} {_INVAL}")
+    if len(t.src) != len(t.dst):
+        raise CommandError(f"invalid conntrack tuple (mixed address families) {_INVAL}")
+    return t
+
+
+@command("dpctl/flush-conntrack", "[dp] [zone=N] [ct-orig-tuple]", 0, 3)
+def flush_conntrack(req: Request) -> str:
+    dp_name: str | None = None
+    zone: int | None = None
+    tup: CtTuple | None = None
+    for a in req.args:
+        if a.startswith("zone="):
+            zone = _zone(a[5:])
+        elif a.startswith("ct_"):
+            tup = _parse_tuple(a)
+        elif dp_name is None:
+            dp_name = a
+        else:
+            raise CommandError(f"invalid argument {a} {_INVAL}")
+    dps = _datapaths(req, dp_name)
+    if tup is not None:  # a tuple without zone= names a connection of zone 0
+        n = sum(dp.conntrack.flush(zone=zone or 0, orig=tup) for dp in dps)
+    else:
+        n = sum(dp.conntrack.flush(zone=zone) for dp in dps)
+    if tup is not None and not n:
+        raise CommandError("failed to flush conntrack (No such file or directory)")
+    return ""
+
+
+@command("dpctl/ct-stats-show", "[dp] [zone=N] [verbose]", 0, 3)
+def ct_stats_show(req: Request) -> str:
+    opts, dp_name, kv = _split(req, "-m")
+    zone = _zone_arg(kv)
+    totals: dict[str, int] = {}
+    for dp in _datapaths(req, dp_name):
+        dp.conntrack.expire(dp.ct_now())
+        for k, v in dp.conntrack.stats(zone).items():
+            totals[k] = totals.get(k, 0) + v
+    total = sum(totals.get(p, 0) for p in STAT_ORDER)
+    out = ["Connections Stats:", f"    Total: {total}"]
+    for proto in STAT_ORDER:
+        if not totals.get(proto):
+            continue
+        out.append(f"  {proto}: {totals[proto]}")
+        if proto == "TCP" and "-m" in opts:
+            out.append("    Conn per TCP states:")
+            for st in TCP_STATES:
+                if totals.get(f"tcp:{st}"):
+                    out.append(f"\t  [{st}]={totals[f'tcp:{st}']}")
+    return _lines(out)
+
+
+def _limit_args(kv: list[str], need_limit: bool) -> list[tuple[int | None, int]]:
+    """[(zone or None for the default, limit)] from default=L and zone=N,limit=L."""
+    out: list[tuple[int | None, int]] = []
+    for a in kv:
+        fields = dict(part.partition("=")[::2] for part in a.split(","))
+        try:
+            if "default" in fields and len(fields) == 1:
+                out.append((None, int(fields["default"], 0)))
+            elif set(fields) == {"zone", "limit"}:
+                out.append((_zone(fields["zone"]), int(fields["limit"], 0)))
+            else:
+                raise ValueError
+        except (ValueError, CommandError):
+            raise CommandError(f"failed to parse zone limit {_INVAL}") from None
+        if out[-1][1] < 0 or out[-1][1] > 0xFFFFFFFF:
+            raise CommandError(f"failed to parse zone limit {_INVAL}")
+    if need_limit and not out:
+        raise CommandError(f"failed to parse zone limit {_INVAL}")
+    return out
+
+
+@command("dpctl/ct-set-limits", "[dp] [default=L] [zone=N,limit=L]...", 1, 64)
+def ct_set_limits(req: Request) -> str:
+    _, dp_name, kv = _split(req, "")
+    limits = _limit_args(kv, True)  # every argument valid before anything changes
+    for dp in _datapaths(req, dp_name):
+        for zone, limit in limits:
+            dp.conntrack.set_limit(zone, limit)
+    return ""
+
+
+def _zone_list(kv: list[str]) -> list[int]:
+    zones: list[int] = []
+    for a in kv:
+        k, _, v = a.partition("=")
+        if k != "zone":
+            raise CommandError(f"failed to parse zone limit {_INVAL}")
+        zones += [_zone(z) for z in v.split(",")]
+    return zones
+
+
+@command("dpctl/ct-get-limits", "[dp] [zone=N1[,N2]...]", 0, 2)
+def ct_get_limits(req: Request) -> str:
+    _, dp_name, kv = _split(req, "")
+    zones = _zone_list(kv)
+    dps = _datapaths(req, dp_name)
+    ct = dps[0].conntrack if dps else None
+    default = ct.limits.get(None, 0) if ct is not None else 0
+    out = [f"default limit={default}"]
+    if ct is not None:
+        listed = zones or sorted(z for z in ct.limits if z is not None)
+        for z in listed:
+            count = sum(dp.conntrack.zone_count(z) for dp in dps)
+            out.append(f"zone={z},limit={ct.limit_of(z)},count={count}")
+    return _lines(out)
+
+
+@command("dpctl/ct-del-limits", "[dp] zone=N1[,N2]...", 1, 2)
+def ct_del_limits(req: Request) -> str:
+    _, dp_name, kv = _split(req, "")
+    zones = _zone_list(kv)
+    for dp in _datapaths(req, dp_name):
+        for z in zones:
+            dp.conntrack.del_limit(z)
+    return ""
