@@ -14,10 +14,10 @@ OFPP_LOCAL = 0xFFFE  # the bridge's own internal port (OpenFlow 1.3, 7.2.1)
 @dataclass(frozen=True, slots=True)
 class InterfaceConfig:
     name: str
-    type: str = "system"  # "system" | "internal" | "patch" (OVSDB "" means system)
+    type: str = "system"  # "system" | "internal" | "patch" | "dummy" (OVSDB "" = system)
     ofport_request: int | None = None
     admin_state: str | None = None  # "up" | "down" | None (leave as is)
-    options: dict[str, str] = field(default_factory=dict)  # patch: {"peer": NAME}
+    options: dict[str, str] = field(default_factory=dict)  # patch: peer; dummy: tx_pcap
     mac: str | None = None  # Interface.mac (for internal interfaces)
 
     @property

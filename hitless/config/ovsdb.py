@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DEFAULT_DATAPATH_TYPE = "netdev"
-SUPPORTED_INTERFACE_TYPES = ("system", "internal", "patch")
+SUPPORTED_INTERFACE_TYPES = ("system", "internal", "patch", "dummy")
 DEFAULT_PROTOCOLS = ("OpenFlow13", "OpenFlow14")
 
 # The columns this switch reads (and, for Interface, writes back).

@@ -43,6 +43,7 @@ from hitless.config.ovsdb import (
     write_status,
 )
 from hitless.daemon import unixctl
+from hitless.daemon.clock import WarpClock
 from hitless.daemon.handoff_old import DEFAULT_LEASE, HANDED_OVER, HandoffServer, handoff_path
 from hitless.daemon.rundir import RunDir
 from hitless.daemon.unixctl import CommandError
@@ -203,7 +204,9 @@ class Switch:
         self.rundir = rundir
         self.bridge_factory = bridge_factory
         self.datapath_opener = datapath_opener
-        self.clock = clock
+        # Warpable (time/stop, time/warp): the bridges, datapaths and OpenFlow timers run
+        # on it; the handoff lease runs on the real clock (``clock.base``).
+        self.clock = WarpClock(clock)
         self.status_interval = status_interval
         self.bridges: dict[str, RunningBridge] = {}
         self.failed: dict[str, FailedBridge] = {}
@@ -274,7 +277,7 @@ class Switch:
             handoff_path(self.rundir.path),
             SwitchExporter(self),
             lease=lease,
-            clock=self.clock,
+            clock=self.clock.base,
             inherited_fd=inherited_fd,
         )
 
@@ -334,6 +337,7 @@ class Switch:
 
     def run(self) -> None:
         """One iteration: forwarding first, then the control plane."""
+        self.clock.step()  # a stepped time/warp advances one step per iteration
         now = self.clock()
         waiting = self.flow_restore_wait
         for rb in list(self.bridges.values()):
@@ -386,7 +390,7 @@ class Switch:
             self.handoff.wait(poller)
         if self._wake_r >= 0:
             poller.fd_wait(self._wake_r, select.POLLIN)
-        if self.exiting:
+        if self.exiting or self.clock.stepping:
             poller.immediate_wake()
 
     def _run_openflow(self, now: float) -> None:
@@ -548,6 +552,7 @@ class Switch:
         self.failed.pop(cfg.name, None)
         try:
             dp = self.datapath_opener(cfg.datapath_type, cfg.name)
+            dp.clock = self.clock
         except DatapathError as e:
             msg = f"bridge {cfg.name}: {e}"
             log.error("%s; its interfaces stay detached", msg)

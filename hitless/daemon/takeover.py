@@ -782,6 +782,7 @@ class SwitchImporter:
         self.sessions, self.session_fds = {}, []
         read = read_config(sw.idl)
         for name, (bridge, dp) in self.restored.items():
+            dp.clock = sw.clock  # the switch's warpable clock (hitless.daemon.clock)
             cfg = read.config.bridges.get(name) if read is not None else None
             if cfg is None:
                 # Removed during the handoff: the first reconciliation destroys it.

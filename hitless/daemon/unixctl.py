@@ -42,6 +42,7 @@ COMMAND_MODULES = [
     "hitless.daemon.handoff_commands",
     "hitless.daemon.bond_commands",
     "hitless.daemon.ct_commands",
+    "hitless.daemon.testhooks",
 ]
 
 

@@ -6,8 +6,9 @@ translates it, installs a megaflow with ``flow_put`` and sends the packet on wit
 ``execute``. Installed megaflows never overlap (translation guarantees it), so lookup
 order does not matter.
 
-Time: ``used`` timestamps are ``time.monotonic()`` seconds (CLOCK_MONOTONIC is shared
-by all processes on the machine, so they stay meaningful across a handoff). The dummy
+Time: ``used`` timestamps are ``clock()`` seconds, by default ``time.monotonic()``
+(CLOCK_MONOTONIC is shared by all processes on the machine, so they stay meaningful
+across a handoff); the daemon sets ``clock`` to its own (warpable) clock, and the dummy
 datapath takes a clock function so tests are deterministic.
 
 Handoff: ``export_handles`` returns everything a new process needs to adopt the
@@ -100,6 +101,9 @@ class Datapath(ABC):
         from hitless.datapath.patch import PANEL
 
         self.name = name
+        # What "now" is for ``used`` times and meters: CLOCK_MONOTONIC, or the daemon's
+        # (possibly warped, see hitless.daemon.clock) clock, which it sets here.
+        self.clock: Clock = time.monotonic
         # Where this datapath's patch ports meet their peers (hitless.datapath.patch);
         # replace it before adding patch ports to keep a test's bridges apart.
         self.patch_panel: PatchPanel = PANEL

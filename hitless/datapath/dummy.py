@@ -1,17 +1,21 @@
 """The dummy datapath: in memory and deterministic, for tests of every layer above.
 
-Packets enter with ``receive(port_no, packet)``; what the datapath sends is appended to
-``sent[port_no]``. Ports need no device: any name can be attached, except names listed
-in ``missing_devices`` (to test error reporting). Patch ports (hitless.datapath.patch)
-deliver to their peer's datapath instead of ``sent``.
+Packets enter with ``receive(port_no, packet)`` (the daemon's ``netdev-dummy/receive``);
+what the datapath sends is appended to ``sent[port_no]``. Ports need no device: any name
+can be attached, except names listed in ``missing_devices`` (to test error reporting).
+Patch ports (hitless.datapath.patch) deliver to their peer's datapath instead of
+``sent``. As Open vSwitch's dummy interfaces, a port added with options ``tx_pcap=FILE``
+writes every frame it sends to FILE and ``rxq_pcap=FILE`` every frame it receives
+(pcap format, appended after a handoff), so that tests outside the process can see them.
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 from hitless.datapath.actions import Action
 from hitless.datapath.base import (
@@ -45,6 +49,9 @@ class DummyDatapath(InProcessMeters, Datapath):
         self.missing_devices: set[str] = set()
         self.n_missed = 0
         self.n_hit = 0
+        # port_no -> {"tx"|"rx": path}; and the open files
+        self._pcap_paths: dict[int, dict[str, str]] = {}
+        self._pcap: dict[tuple[int, str], BinaryIO] = {}
 
     # Ports ---------------------------------------------------------------------
     def port_add(
@@ -71,11 +78,44 @@ class DummyDatapath(InProcessMeters, Datapath):
         mac = bytes((0x02, 0, 0, 0, port_no >> 8 & 0xFF, port_no & 0xFF))
         self._ports[port_no] = DpPort(port_no, name, type, True, mac, peer=peer)
         self.sent.setdefault(port_no, [])
+        paths = {
+            d: (options or {}).get(opt, "")
+            for d, opt in (("tx", "tx_pcap"), ("rx", "rxq_pcap"))
+            if (options or {}).get(opt)
+        }
+        if paths:
+            try:
+                self._open_pcaps(port_no, paths, append=False)
+            except DatapathError:
+                self._close_pcaps(port_no)
+                del self._ports[port_no], self.sent[port_no]
+                raise
         if peer is not None:
             self.patch_panel.plug(name, peer, self, port_no)
         return port_no
 
+    def _open_pcaps(self, port_no: int, paths: dict[str, str], append: bool) -> None:
+        for direction, path in paths.items():
+            try:
+                f = open_pcap(path, append)
+            except OSError as e:
+                raise DatapathError(f"could not open {path}: {e.strerror or e}") from None
+            self._pcap[(port_no, direction)] = f
+            self._pcap_paths.setdefault(port_no, {})[direction] = path
+
+    def _close_pcaps(self, port_no: int) -> None:
+        for direction in self._pcap_paths.pop(port_no, {}):
+            f = self._pcap.pop((port_no, direction), None)
+            if f is not None:
+                f.close()
+
+    def _record(self, port_no: int, direction: str, packet: bytes) -> None:
+        f = self._pcap.get((port_no, direction))
+        if f is not None:
+            write_pcap_record(f, packet, self.clock())
+
     def port_del(self, port_no: int) -> None:
+        self._close_pcaps(port_no)
         port = self._ports.pop(port_no, None)
         if port is not None and port.peer is not None:
             self.patch_panel.unplug(port.name, self)
@@ -88,6 +128,8 @@ class DummyDatapath(InProcessMeters, Datapath):
         return dict(self._ports)
 
     def close(self) -> None:
+        for port_no in list(self._pcap_paths):
+            self._close_pcaps(port_no)
         for p in self._ports.values():
             if p.peer is not None:
                 self.patch_panel.unplug(p.name, self)
@@ -135,6 +177,8 @@ class DummyDatapath(InProcessMeters, Datapath):
             return
         port.stats.rx_packets += 1
         port.stats.rx_bytes += len(packet)
+        if self._pcap:
+            self._record(port_no, "rx", packet)
         key = extract_key(packet, port_no)
         flow = self._flows.lookup(key)
         if flow is None:
@@ -180,6 +224,8 @@ class DummyDatapath(InProcessMeters, Datapath):
             port.stats.tx_bytes += len(data)
             if port.peer is None:
                 self.sent[port_no].append(data)
+                if self._pcap:
+                    self._record(port_no, "tx", data)
         for data, userdata in userspace:
             self._upcalls.append(Upcall(in_port, data, key, "action", userdata))
         for data, rkey in recirc:
@@ -222,6 +268,7 @@ class DummyDatapath(InProcessMeters, Datapath):
                 for p in self._ports.values()
             ],
             "meters": self.meters.export_levels(),
+            "pcap": {str(p): paths for p, paths in self._pcap_paths.items()},
         }, []
 
     @classmethod
@@ -233,6 +280,8 @@ class DummyDatapath(InProcessMeters, Datapath):
     def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
         for port_no, pname, ptype, *peer in state["ports"]:
             self.port_add(pname, port_no, ptype, {"peer": peer[0]} if peer else None)
+        for port_no, paths in state.get("pcap", {}).items():
+            self._open_pcaps(int(port_no), paths, append=True)
 
     def thaw(self) -> None:
         for p in self._ports.values():  # an adopter in this process may have taken them
@@ -251,3 +300,36 @@ class DummyDatapath(InProcessMeters, Datapath):
     def take_hits(self, since: float) -> list[DpFlow]:
         got = recorded_hits(self._flows, since)
         return got if got is not None else super().take_hits(since)
+
+
+# pcap files (what Open vSwitch's dummy interfaces write for tx_pcap / rxq_pcap) --------
+
+PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)  # Ethernet
+PCAP_RECORD = struct.Struct("<IIII")
+
+
+def open_pcap(path: str, append: bool) -> BinaryIO:
+    """A pcap file to write frames to (a new file gets the header)."""
+    f = open(path, "ab" if append else "wb", buffering=0)  # noqa: SIM115 (kept open)
+    if f.tell() == 0:
+        f.write(PCAP_HEADER)
+    return f
+
+
+def write_pcap_record(f: BinaryIO, packet: bytes, now: float) -> None:
+    sec = int(now)
+    f.write(PCAP_RECORD.pack(sec, int((now - sec) * 1e6), len(packet), len(packet)) + packet)
+
+
+def read_pcap(path: str) -> list[bytes]:
+    """Every frame of a pcap file (for tests and tools)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    out: list[bytes] = []
+    off = len(PCAP_HEADER)
+    while off + PCAP_RECORD.size <= len(data):
+        _, _, caplen, _ = PCAP_RECORD.unpack_from(data, off)
+        off += PCAP_RECORD.size
+        out.append(data[off : off + caplen])
+        off += caplen
+    return out

@@ -70,7 +70,6 @@ import select
 import socket
 import struct
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -350,7 +349,7 @@ class NetdevDatapath(InProcessMeters, Datapath):
             port.release(close_fds=True)
 
     def ports(self) -> dict[int, DpPort]:
-        now = time.monotonic()
+        now = self.clock()
         if now - self._links_at >= LINK_REFRESH:
             self._links_at = now
             self._refresh_ports()
@@ -387,7 +386,7 @@ class NetdevDatapath(InProcessMeters, Datapath):
             if reset_stats:
                 old.stats = FlowStats()
             return
-        self._flows.insert(_make_flow(match, actions, FlowStats(), time.monotonic()))
+        self._flows.insert(_make_flow(match, actions, FlowStats(), self.clock()))
         self._invalidate()
 
     def flow_del(self, match: Match) -> DpFlow | None:
@@ -412,7 +411,7 @@ class NetdevDatapath(InProcessMeters, Datapath):
     # Meters --------------------------------------------------------------------
     # Flows with a Meter action take the generic interpreter (their plan is None).
     def _meter_now(self) -> float:
-        return time.monotonic()
+        return self.clock()
 
     # Packets -------------------------------------------------------------------
     def execute(
@@ -435,7 +434,7 @@ class NetdevDatapath(InProcessMeters, Datapath):
             self._meter,
             key=key,
             in_port=in_port,
-            ct=lambda p, a: self.ct_execute(p, a, time.monotonic()),
+            ct=lambda p, a: self.ct_execute(p, a, self.clock()),
             recirc=recirc,
         )
         for port_no, data in outputs:
@@ -456,7 +455,7 @@ class NetdevDatapath(InProcessMeters, Datapath):
             st = flow.stats
             st.packets += 1
             st.bytes += len(data)
-            st.used = time.monotonic()
+            st.used = self.clock()
             st.tcp_flags |= rkey[72] << 8 | rkey[73]
             if self._flows.hits is not None:
                 self._flows.hits.add(flow.match)
@@ -520,7 +519,7 @@ class NetdevDatapath(InProcessMeters, Datapath):
         """Forward what is waiting now: at most BUDGET frames per port."""
         if self._frozen:
             return
-        now = time.monotonic()
+        now = self.clock()
         more = False
         if len(self.conntrack):
             self.conntrack.sweep(now)
@@ -570,7 +569,7 @@ class NetdevDatapath(InProcessMeters, Datapath):
             return
         port.dp.stats.rx_packets += 1
         port.dp.stats.rx_bytes += len(packet)
-        self._forward(port_no, packet, time.monotonic())
+        self._forward(port_no, packet, self.clock())
 
     def _run_tap(self, port: _Port, now: float) -> int:
         n = 0

@@ -253,7 +253,7 @@ class Bridge:
             local = name == self.name and ic.type == "internal"
             try:
                 want_no = self.ofports.choose(name, ic.ofport_request, local)
-                if ic.type == "patch":
+                if ic.type in ("patch", "dummy"):  # options: peer; tx_pcap, rxq_pcap
                     port_no = dp.port_add(name, want_no, ic.type, ic.options)
                 else:
                     port_no = dp.port_add(name, want_no, ic.type)

@@ -116,7 +116,7 @@ def test_bad_interfaces_are_rejected_with_a_reason() -> None:
     )
     assert read is not None
     assert read.rejected == {
-        "v": "unsupported interface type 'vxlan' (this switch supports: system, internal, patch)",
+        "v": "unsupported interface type 'vxlan' (this switch supports: system, internal, patch, dummy)",
         "x": "interface x is already part of bridge a",
     }
     assert set(read.config.bridges["a"].ports) == {"x"}

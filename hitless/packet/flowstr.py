@@ -1,0 +1,454 @@
+"""Flows written as ``ovs-ofctl`` writes them (``tcp,in_port=1,nw_dst=10.0.0.2,tcp_dst=80``):
+parsed into a packet, and flow keys formatted back in ``ovs-appctl ofproto/trace``'s
+"Flow:" layout.
+
+``parse_flow(text)`` returns a ``FlowSpec`` (the input port and the header fields);
+``build_packet(spec)`` makes the frame those headers describe, so that a traced or
+injected flow goes through ``extract_key`` like any received packet (one parser, no
+second notion of a flow). Fields not given are zero, as in Open vSwitch's exact flows
+(so an IP packet has TTL 0 unless ``nw_ttl`` says otherwise). As ``ovs-ofctl``, an L4
+field needs its protocol first (``udp,udp_dst=53``, not ``tp_dst=53`` alone).
+
+``format_flow(key)`` renders a flow key as ``ofproto/trace`` prints its "Flow:" and
+"Final flow:" lines. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+
+from hitless.packet.flow import (
+    ETH_TYPE_ARP,
+    ETH_TYPE_IPV4,
+    ETH_TYPE_IPV6,
+    ETH_TYPE_VLAN,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_SCTP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    VLAN_PRESENT,
+)
+from hitless.packet.flow import field as key_field
+
+__all__ = ["FlowSpec", "FlowSyntaxError", "build_packet", "format_flow", "parse_flow"]
+
+OFPP_LOCAL = 0xFFFFFFFE
+OFPP_ANY = 0xFFFFFFFF  # "no input port" (in_port=ANY in ofproto/trace)
+PORT_NAMES = {"LOCAL": OFPP_LOCAL, "ANY": OFPP_ANY, "NONE": OFPP_ANY}
+
+
+class FlowSyntaxError(ValueError):
+    """The flow text is not valid ovs-ofctl flow syntax (the message says why)."""
+
+
+# shorthand -> (eth_type, ip_proto or None)
+_SHORTHANDS: dict[str, tuple[int, int | None]] = {
+    "ip": (ETH_TYPE_IPV4, None),
+    "ipv4": (ETH_TYPE_IPV4, None),
+    "icmp": (ETH_TYPE_IPV4, IPPROTO_ICMP),
+    "tcp": (ETH_TYPE_IPV4, IPPROTO_TCP),
+    "udp": (ETH_TYPE_IPV4, IPPROTO_UDP),
+    "sctp": (ETH_TYPE_IPV4, IPPROTO_SCTP),
+    "ipv6": (ETH_TYPE_IPV6, None),
+    "icmp6": (ETH_TYPE_IPV6, IPPROTO_ICMPV6),
+    "tcp6": (ETH_TYPE_IPV6, IPPROTO_TCP),
+    "udp6": (ETH_TYPE_IPV6, IPPROTO_UDP),
+    "sctp6": (ETH_TYPE_IPV6, IPPROTO_SCTP),
+    "arp": (ETH_TYPE_ARP, None),
+}
+_TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns")
+
+# ovs-ofctl field name -> our name (one name per meaning)
+_ALIASES = {
+    "dl_src": "eth_src",
+    "dl_dst": "eth_dst",
+    "dl_type": "eth_type",
+    "dl_vlan": "vlan",
+    "dl_vlan_pcp": "vlan_pcp",
+    "nw_src": "ip_src",
+    "nw_dst": "ip_dst",
+    "ipv4_src": "ip_src",
+    "ipv4_dst": "ip_dst",
+    "nw_proto": "ip_proto",
+    "nw_ttl": "ip_ttl",
+    "nw_ecn": "ip_ecn",
+    "ip_dscp": "dscp",
+    "nw_tos": "tos",
+    "tcp_src": "tp_src@6",
+    "tcp_dst": "tp_dst@6",
+    "udp_src": "tp_src@17",
+    "udp_dst": "tp_dst@17",
+    "sctp_src": "tp_src@132",
+    "sctp_dst": "tp_dst@132",
+    "icmp_type": "tp_src@1",
+    "icmp_code": "tp_dst@1",
+    "icmpv4_type": "tp_src@1",
+    "icmpv4_code": "tp_dst@1",
+    "icmpv6_type": "tp_src@58",
+    "icmpv6_code": "tp_dst@58",
+    "arp_spa": "ip_src",
+    "arp_tpa": "ip_dst",
+    "arp_op": "ip_proto",
+}
+_KNOWN = {
+    "in_port",
+    "eth_src",
+    "eth_dst",
+    "eth_type",
+    "vlan",
+    "vlan_vid",
+    "vlan_pcp",
+    "vlan_tci",
+    "ip_src",
+    "ip_dst",
+    "ipv6_src",
+    "ipv6_dst",
+    "ipv6_label",
+    "ip_proto",
+    "ip_ttl",
+    "ip_ecn",
+    "dscp",
+    "tos",
+    "tcp_flags",
+    "arp_sha",
+    "arp_tha",
+    "nd_target",
+    "nd_sll",
+    "nd_tll",
+}
+
+
+@dataclass(slots=True)
+class FlowSpec:
+    """A parsed flow: the input port (None if not given) and header values."""
+
+    in_port: int | None = None
+    in_port_name: str | None = None  # in_port=NAME, for the caller to resolve
+    eth_src: bytes = bytes(6)
+    eth_dst: bytes = bytes(6)
+    eth_type: int = 0
+    tci: int = 0  # VLAN_PRESENT | pcp << 13 | vid, or 0 (untagged)
+    ip_src: bytes = b""
+    ip_dst: bytes = b""
+    ip_proto: int = 0
+    tos: int = 0
+    ttl: int = 0
+    label: int = 0
+    tp_src: int = 0
+    tp_dst: int = 0
+    tcp_flags: int = 0
+    arp_sha: bytes = bytes(6)
+    arp_tha: bytes = bytes(6)
+    nd_target: bytes = bytes(16)
+    given: set[str] = field(default_factory=set)
+
+
+def _int(name: str, text: str, bits: int) -> int:
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise FlowSyntaxError(f"{text}: invalid value for {name}") from None
+    if not 0 <= v < 1 << bits:
+        raise FlowSyntaxError(f"{text}: value too large for {bits}-bit field {name}")
+    return v
+
+
+def _mac(name: str, text: str) -> bytes:
+    parts = text.split(":")
+    try:
+        if len(parts) != 6:
+            raise ValueError
+        return bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raise FlowSyntaxError(f"{text}: invalid Ethernet address for {name}") from None
+
+
+def _ip(name: str, text: str, version: int) -> bytes:
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        addr = None
+    if addr is None or addr.version != version:
+        raise FlowSyntaxError(f"{text}: invalid IPv{version} address for {name}")
+    return addr.packed
+
+
+def _tcp_flags(text: str) -> int:
+    if text[:1] in "+-":
+        raise FlowSyntaxError(f"bad value for tcp_flags ({text}: wildcards not allowed here)")
+    try:
+        return _int("tcp_flags", text, 12)
+    except FlowSyntaxError:
+        pass
+    v = 0
+    for word in text.split("|"):
+        if word not in _TCP_FLAGS:
+            raise FlowSyntaxError(f"{text}: invalid value for tcp_flags")
+        v |= 1 << _TCP_FLAGS.index(word)
+    return v
+
+
+def parse_flow(text: str) -> FlowSpec:
+    """Parse ``text`` (ovs-ofctl flow syntax). Raises FlowSyntaxError."""
+    spec = FlowSpec()
+    proto_set = False
+    tokens = [t for t in text.replace(" ", ",").split(",") if t]
+    for tok in tokens:
+        name, eq, value = tok.partition("=")
+        name = name.strip()
+        if not eq:
+            if name in _SHORTHANDS:
+                spec.eth_type, proto = _SHORTHANDS[name]
+                if proto is not None:
+                    spec.ip_proto = proto
+                    proto_set = True
+                spec.given.add("eth_type")
+                continue
+            raise FlowSyntaxError(f"{text}: unknown field {name}")
+        name = _ALIASES.get(name, name)
+        need_proto: int | None = None
+        if "@" in name:
+            name, _, p = name.partition("@")
+            need_proto = int(p)
+        if name not in _KNOWN and name not in ("tp_src", "tp_dst"):
+            raise FlowSyntaxError(f"{text}: unknown field {name}")
+        if name in ("tp_src", "tp_dst"):
+            if need_proto is None or not proto_set or spec.ip_proto != need_proto:
+                raise FlowSyntaxError(f"{text}: prerequisites not met for setting {tok}")
+            setattr(spec, name, _int(name, value, 8 if need_proto in (1, 58) else 16))
+        elif name == "in_port":
+            if value.upper() in PORT_NAMES:
+                spec.in_port = PORT_NAMES[value.upper()]
+            elif value.isdigit() or value.startswith("0x"):
+                spec.in_port = _int(name, value, 32)
+            else:
+                spec.in_port_name = value
+        elif name in ("eth_src", "eth_dst", "arp_sha", "arp_tha"):
+            setattr(spec, name, _mac(name, value))
+        elif name in ("nd_sll", "nd_tll"):
+            setattr(spec, "arp_sha" if name == "nd_sll" else "arp_tha", _mac(name, value))
+        elif name == "eth_type":
+            spec.eth_type = _int(name, value, 16)
+        elif name == "vlan":
+            spec.tci = (spec.tci & 0xE000) | VLAN_PRESENT | _int(name, value, 12)
+        elif name == "vlan_vid":  # OpenFlow 1.3 style: 0x1000 | VID
+            vid = _int(name, value, 13)
+            spec.tci = (spec.tci & 0xE000) | vid if vid & VLAN_PRESENT else 0
+        elif name == "vlan_pcp":
+            spec.tci = (spec.tci & 0x1FFF) | VLAN_PRESENT | _int(name, value, 3) << 13
+        elif name == "vlan_tci":
+            spec.tci = _int(name, value, 16)
+        elif name in ("ip_src", "ip_dst"):
+            ver = 4
+            setattr(spec, name, _ip(name, value, ver))
+        elif name in ("ipv6_src", "ipv6_dst"):
+            setattr(spec, "ip_src" if name == "ipv6_src" else "ip_dst", _ip(name, value, 6))
+        elif name == "nd_target":
+            spec.nd_target = _ip(name, value, 6)
+        elif name == "ipv6_label":
+            spec.label = _int(name, value, 20)
+        elif name == "ip_proto":
+            spec.ip_proto = _int(name, value, 8)
+            proto_set = True
+        elif name == "ip_ttl":
+            spec.ttl = _int(name, value, 8)
+        elif name == "ip_ecn":
+            spec.tos = (spec.tos & 0xFC) | _int(name, value, 2)
+        elif name == "dscp":
+            spec.tos = (spec.tos & 0x03) | _int(name, value, 6) << 2
+        elif name == "tos":
+            spec.tos = (spec.tos & 0x03) | (_int(name, value, 8) & 0xFC)
+        elif name == "tcp_flags":
+            spec.tcp_flags = _tcp_flags(value)
+        spec.given.add(name)
+    return spec
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def _l4(spec: FlowSpec) -> bytes:
+    p = spec.ip_proto
+    if p == IPPROTO_TCP:
+        off_flags = (5 << 12) | spec.tcp_flags
+        return struct.pack("!HHIIHHHH", spec.tp_src, spec.tp_dst, 0, 0, off_flags, 0, 0, 0)
+    if p == IPPROTO_UDP:
+        return struct.pack("!HHHH", spec.tp_src, spec.tp_dst, 8, 0)
+    if p == IPPROTO_SCTP:
+        return struct.pack("!HHII", spec.tp_src, spec.tp_dst, 0, 0)
+    if p == IPPROTO_ICMP:
+        return struct.pack("!BBHI", spec.tp_src, spec.tp_dst, 0, 0)
+    if p == IPPROTO_ICMPV6 and spec.eth_type == ETH_TYPE_IPV6:
+        head = struct.pack("!BBHI", spec.tp_src, spec.tp_dst, 0, 0)
+        if spec.tp_src in (135, 136) and spec.tp_dst == 0:
+            body = spec.nd_target
+            if spec.tp_src == 135 and any(spec.arp_sha):
+                body += b"\x01\x01" + spec.arp_sha
+            if spec.tp_src == 136 and any(spec.arp_tha):
+                body += b"\x02\x01" + spec.arp_tha
+            return head + body
+        return head
+    return b""
+
+
+def build_packet(spec: FlowSpec) -> bytes:
+    """The Ethernet frame whose headers are ``spec``'s fields."""
+    eth = spec.eth_dst + spec.eth_src
+    if spec.tci & VLAN_PRESENT:
+        eth += struct.pack("!HH", ETH_TYPE_VLAN, spec.tci & ~VLAN_PRESENT & 0xFFFF)
+    eth += struct.pack("!H", spec.eth_type)
+    if spec.eth_type == ETH_TYPE_IPV4:
+        l4 = _l4(spec)
+        src = spec.ip_src or bytes(4)
+        dst = spec.ip_dst or bytes(4)
+        hdr = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            spec.tos,
+            20 + len(l4),
+            0,
+            0,
+            spec.ttl,
+            spec.ip_proto,
+            0,
+            src,
+            dst,
+        )
+        hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+        return eth + hdr + l4
+    if spec.eth_type == ETH_TYPE_IPV6:
+        l4 = _l4(spec)
+        first = (6 << 28) | (spec.tos << 20) | spec.label
+        src = spec.ip_src or bytes(16)
+        dst = spec.ip_dst or bytes(16)
+        hdr = struct.pack("!IHBB16s16s", first, len(l4), spec.ip_proto, spec.ttl, src, dst)
+        return eth + hdr + l4
+    if spec.eth_type == ETH_TYPE_ARP:
+        arp = struct.pack(
+            "!HHBBH6s4s6s4s",
+            1,
+            ETH_TYPE_IPV4,
+            6,
+            4,
+            spec.ip_proto,
+            spec.arp_sha,
+            spec.ip_src or bytes(4),
+            spec.arp_tha,
+            spec.ip_dst or bytes(4),
+        )
+        return eth + arp
+    return eth
+
+
+# Formatting ---------------------------------------------------------------------------
+
+
+def _m(key: bytes, name: str) -> str:
+    from hitless.packet.flow import FIELDS
+
+    off, size = FIELDS[name]
+    return ":".join(f"{b:02x}" for b in key[off : off + size])
+
+
+def _a(key: bytes, name: str) -> str:
+    from hitless.packet.flow import FIELDS
+
+    off, size = FIELDS[name]
+    return str(ipaddress.ip_address(key[off : off + size]))
+
+
+def format_port(port: int) -> str:
+    if port == OFPP_LOCAL:
+        return "LOCAL"
+    if port == OFPP_ANY:
+        return "ANY"
+    return str(port)
+
+
+def format_flow(key: bytes) -> str:
+    """A flow key as ``ofproto/trace`` prints it (its "Flow:" line)."""
+    et = key_field(key, "eth_type")
+    proto = key_field(key, "ip_proto")
+    parts: list[str] = []
+    short = None
+    if et == ETH_TYPE_IPV4:
+        short = {1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"}.get(proto, "ip")
+    elif et == ETH_TYPE_IPV6:
+        short = {58: "icmp6", 6: "tcp6", 17: "udp6", 132: "sctp6"}.get(proto, "ipv6")
+    elif et == ETH_TYPE_ARP:
+        short = "arp"
+    if short:
+        parts.append(short)
+    parts.append(f"in_port={format_port(key_field(key, 'in_port'))}")
+    tci = key_field(key, "vlan_tci")
+    if tci & VLAN_PRESENT:
+        parts += [f"dl_vlan={tci & 0xFFF}", f"dl_vlan_pcp={tci >> 13}", "vlan_tci1=0x0000"]
+    else:
+        parts.append("vlan_tci=0x0000")
+    parts += [f"dl_src={_m(key, 'eth_src')}", f"dl_dst={_m(key, 'eth_dst')}"]
+    tos = key_field(key, "ip_tos")
+    ipcommon = [
+        f"nw_tos={tos & 0xFC}",
+        f"nw_ecn={tos & 3}",
+        f"nw_ttl={key_field(key, 'ip_ttl')}",
+        f"nw_frag={_frag(key_field(key, 'ip_frag'))}",
+    ]
+    l4: list[str] = []
+    if short in ("tcp", "udp", "sctp", "tcp6", "udp6", "sctp6"):
+        l4 = [f"tp_src={key_field(key, 'tp_src')}", f"tp_dst={key_field(key, 'tp_dst')}"]
+        if proto == IPPROTO_TCP:
+            l4.append(f"tcp_flags={_flags(key_field(key, 'tcp_flags'))}")
+    elif short in ("icmp", "icmp6"):
+        l4 = [f"icmp_type={key_field(key, 'tp_src')}", f"icmp_code={key_field(key, 'tp_dst')}"]
+        if short == "icmp6" and key_field(key, "tp_src") in (135, 136):
+            l4 += [
+                f"nd_target={_a(key, 'nd_target')}",
+                f"nd_sll={_m(key, 'arp_sha')}",
+                f"nd_tll={_m(key, 'arp_tha')}",
+            ]
+    if et == ETH_TYPE_IPV4:
+        parts += [f"nw_src={_a(key, 'ipv4_src')}", f"nw_dst={_a(key, 'ipv4_dst')}"]
+        if short == "ip":
+            parts.append(f"nw_proto={proto}")
+        parts += ipcommon + l4
+    elif et == ETH_TYPE_IPV6:
+        parts += [
+            f"ipv6_src={_a(key, 'ipv6_src')}",
+            f"ipv6_dst={_a(key, 'ipv6_dst')}",
+            f"ipv6_label={key_field(key, 'ipv6_label'):#07x}",
+        ]
+        if short == "ipv6":
+            parts.append(f"nw_proto={proto}")
+        parts += ipcommon + l4
+    elif et == ETH_TYPE_ARP:
+        parts += [
+            f"arp_spa={_a(key, 'ipv4_src')}",
+            f"arp_tpa={_a(key, 'ipv4_dst')}",
+            f"arp_op={proto}",
+            f"arp_sha={_m(key, 'arp_sha')}",
+            f"arp_tha={_m(key, 'arp_tha')}",
+        ]
+    else:
+        parts.append(f"dl_type={et:#06x}")
+    return ",".join(parts)
+
+
+def _frag(v: int) -> str:
+    if not v & 1:
+        return "no"
+    return "later" if v & 2 else "first"
+
+
+def _flags(v: int) -> str:
+    if not v:
+        return "0"
+    return "|".join(n for i, n in enumerate(_TCP_FLAGS) if v & 1 << i)
