@@ -220,8 +220,8 @@ def bond_config(port: Any) -> BondConfig:
     )
 
 
-SUPPORTED_BOND_MODES = ("active-backup", "balance-slb")  # as hitless.ofproto.bond
-SUPPORTED_LACP: tuple[str, ...] = ()
+SUPPORTED_BOND_MODES = ("active-backup", "balance-slb", "balance-tcp")  # hitless.ofproto.bond
+SUPPORTED_LACP = ("active", "passive")
 
 
 def bond_refusal(port: str, bond: BondConfig) -> str | None:
@@ -234,6 +234,12 @@ def bond_refusal(port: str, bond: BondConfig) -> str | None:
     if bond.lacp != "off" and bond.lacp not in SUPPORTED_LACP:
         return (
             f"port {port}: lacp={bond.lacp} is not supported by this switch yet; "
+            "the bond's interfaces stay detached (never forwarding as separate ports)"
+        )
+    if bond.mode == "balance-tcp" and bond.lacp == "off":
+        # Open vSwitch would drop everything such a bond receives; say so instead.
+        return (
+            f"port {port}: bond_mode balance-tcp needs lacp=active or lacp=passive; "
             "the bond's interfaces stay detached (never forwarding as separate ports)"
         )
     return None

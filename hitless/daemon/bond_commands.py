@@ -1,12 +1,13 @@
 """Bond and LACP management commands (``ovs-appctl bond/...``), printed as Open vSwitch
 3.1 prints them: bond/list, bond/show, bond/set-active-member, bond/enable-member,
-bond/disable-member. Errors use Open vSwitch's wording ("no such bond", "no such
+bond/disable-member, lacp/show, lacp/show-stats. Errors use Open vSwitch's wording ("no such bond", "no such
 member", "cannot make disabled member active")."""
 
 from __future__ import annotations
 
 from hitless.daemon.unixctl import CommandError, Request, command
 from hitless.ofproto.bond import Bond
+from hitless.ofproto.lacp import Lacp
 
 
 def _bonds(req: Request) -> list[tuple[object, Bond]]:
@@ -69,3 +70,24 @@ def bond_enable(req: Request) -> str:
 @command("bond/disable-member", "port member", 2, 2)
 def bond_disable(req: Request) -> str:
     return _change(req, "disable")
+
+
+def _lacps(req: Request, name: str | None) -> list[Lacp]:
+    found = [b.lacp for _, b in _bonds(req) if b.lacp is not None]
+    if name is not None:
+        found = [lacp for lacp in found if lacp.name == name]
+        if not found:
+            raise CommandError("no such lacp object")
+    return found
+
+
+@command("lacp/show", "[port]", 0, 1)
+def lacp_show(req: Request) -> str:
+    return "".join(lacp.show() for lacp in _lacps(req, req.args[0] if req.args else None))
+
+
+@command("lacp/show-stats", "[port]", 0, 1)
+def lacp_show_stats(req: Request) -> str:
+    return "".join(
+        lacp.show_stats() for lacp in _lacps(req, req.args[0] if req.args else None)
+    )

@@ -45,13 +45,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from hitless.config.model import BondConfig
+from hitless.ofproto.lacp import Lacp
 
 __all__ = ["ACCEPT", "BUCKETS", "DROP", "DROP_IF_MOVED", "SUPPORTED_MODES", "Bond"]
 
 log = logging.getLogger(__name__)
 
 BUCKETS = 256
-SUPPORTED_MODES = ("active-backup", "balance-slb")
+SUPPORTED_MODES = ("active-backup", "balance-slb", "balance-tcp")
 ACCEPT, DROP, DROP_IF_MOVED = "accept", "drop", "drop-if-moved"
 
 
@@ -59,6 +60,12 @@ def bucket_of(src: bytes, vlan: int) -> int:
     """The hash bucket of a source MAC and VLAN (stable across processes: a handoff
     keeps every flow on its member)."""
     return zlib.crc32(src + vlan.to_bytes(2, "big")) % BUCKETS
+
+
+def l4_bucket_of(key: bytes) -> int:
+    """balance-tcp: the bucket of a flow key's L3/L4 fields (EtherType, IPv4/IPv6
+    addresses, protocol, ports; see hitless.packet.flow for the offsets)."""
+    return zlib.crc32(key[16:18] + key[20:60] + key[64:65] + key[68:72]) % BUCKETS
 
 
 @dataclass(slots=True)
@@ -80,7 +87,8 @@ class Bond:
         self.members: dict[int, Member] = {}  # ofport -> member
         self.active: int | None = None
         self.buckets: list[int | None] = [None] * BUCKETS
-        self._next_rebalance = 0.0
+        self.lacp: Lacp | None = None
+        self._pdus: list[tuple[int, bytes]] = []
 
     # Configuration -------------------------------------------------------------
     @property
@@ -88,22 +96,51 @@ class Bond:
         """The port number MAC addresses learned on the bond point to."""
         return min(self.members) if self.members else -1
 
-    def configure(self, cfg: BondConfig, members: Sequence[tuple[str, int, bytes]]) -> bool:
-        """New settings and the attached members (name, ofport, MAC). Returns whether
-        forwarding decisions may have changed."""
+    def configure(
+        self,
+        cfg: BondConfig,
+        members: Sequence[tuple[str, int, bytes]],
+        sys_id: bytes = b"\0" * 6,
+    ) -> bool:
+        """New settings and the attached members (name, ofport, MAC); ``sys_id`` is the
+        LACP system id unless ``other_config:lacp-system-id`` says otherwise (the
+        bridge's MAC). Returns whether forwarding decisions may have changed."""
         changed = cfg != self.cfg
         self.cfg = cfg
+        if cfg.lacp == "off":
+            if self.lacp is not None:
+                self.lacp = None
+                for m in self.members.values():
+                    m.may_enable = True
+                changed = True
+        else:
+            if self.lacp is None:
+                self.lacp = Lacp(self.name)
+                changed = True
+            if cfg.lacp_system_id:
+                try:
+                    sys_id = bytes.fromhex(cfg.lacp_system_id.replace(":", ""))[:6].ljust(6, b"\0")
+                except ValueError:
+                    log.warning("bond %s: bad lacp-system-id %r", self.name, cfg.lacp_system_id)
+            self.lacp.configure(
+                cfg.lacp == "active",
+                cfg.lacp_time == "fast",
+                sys_id,
+                cfg.lacp_system_priority,
+                members,
+                cfg.lacp_fallback_ab,
+            )
         want = {no: (name, mac) for name, no, mac in members}
         for no in [n for n in self.members if n not in want]:
             del self.members[no]
             changed = True
         for no, (name, mac) in want.items():
-            m = self.members.get(no)
-            if m is None or m.name != name:
+            cur = self.members.get(no)
+            if cur is None or cur.name != name:
                 self.members[no] = Member(name, no, mac)
                 changed = True
             else:
-                m.mac = mac
+                cur.mac = mac
         if self.active not in self.members:
             self.active = None
         self.buckets = [b if b in self.members else None for b in self.buckets]
@@ -120,10 +157,38 @@ class Bond:
         if m is not None:
             m.may_enable = may
 
+    def receive_lacp(self, ofport: int, frame: bytes, now: float) -> None:
+        """A slow-protocol frame received on a member (the next ``run`` acts on it)."""
+        if self.lacp is not None:
+            self.lacp.receive(ofport, frame, now)
+
+    def take_pdus(self) -> list[tuple[int, bytes]]:
+        """The LACP PDUs the last ``run`` wants sent, as (member ofport, frame)."""
+        out, self._pdus = self._pdus, []
+        return out
+
+    @property
+    def lacp_status(self) -> str:
+        """off | negotiated | configured (bond/show's lacp_status)."""
+        return "off" if self.lacp is None else self.lacp.status
+
+    @property
+    def hashes_l4(self) -> bool:
+        """Whether the output choice reads L3/L4 fields (balance-tcp, negotiated)."""
+        return self.cfg.mode == "balance-tcp" and self.lacp_status == "negotiated"
+
     def run(self, now: float) -> bool:
-        """Apply link changes, delays and the choice of the active member. Returns
-        whether the active member, the enabled set or the buckets changed."""
+        """Apply link changes, LACP, delays and the choice of the active member.
+        Returns whether the active member, the enabled set or the buckets changed."""
         before = self._decisions()
+        lacp = self.lacp
+        if lacp is not None:
+            for no, m in self.members.items():
+                lacp.set_carrier(no, m.carrier, now)
+            pdus, _ = lacp.run(now)
+            self._pdus.extend(pdus)
+            for no, m in self.members.items():
+                m.may_enable = lacp.may_enable(no)
         for m in sorted(self.members.values(), key=_by_name):
             up = m.carrier and m.may_enable
             if m.announced is None:
@@ -209,7 +274,7 @@ class Bond:
         if not enabled:
             self.buckets = [None] * BUCKETS
             return
-        if self.cfg.mode != "balance-slb":
+        if self.cfg.mode == "active-backup":
             return
         for i, b in enumerate(self.buckets):
             if b not in enabled:
@@ -217,6 +282,10 @@ class Bond:
 
     def next_wakeup(self, now: float) -> float | None:
         times = [m.delay_expires for m in self.members.values() if m.delay_expires is not None]
+        if self.lacp is not None:
+            t = self.lacp.next_wakeup(now)
+            if t is not None:
+                times.append(t)
         return min(times) if times else None
 
     # Forwarding decisions (read by NORMAL translation) ---------------------------------
@@ -226,17 +295,30 @@ class Bond:
         m = self.members.get(ofport)
         if m is None or not m.enabled:
             return DROP
+        status = self.lacp_status
+        if status == "negotiated":
+            # The partner knows the members are one bond: accept on any enabled one.
+            return ACCEPT
+        if status == "configured" and not self.cfg.lacp_fallback_ab:
+            return DROP
         if multicast_dst and ofport != self.active:
             return DROP
         if self.cfg.mode == "balance-slb":
             return DROP_IF_MOVED
         return ACCEPT if ofport == self.active else DROP
 
-    def choose_output(self, src: bytes, vlan: int) -> int | None:
-        """The member a frame from ``src`` in ``vlan`` leaves by (None: no member is
-        enabled)."""
-        if self.cfg.mode == "balance-slb":
+    def choose_output(self, src: bytes, vlan: int, key: bytes = b"") -> int | None:
+        """The member a frame from ``src`` in ``vlan`` (flow key ``key``) leaves by
+        (None: no member is enabled)."""
+        mode = self.cfg.mode
+        status = self.lacp_status
+        if status == "configured":
+            # LACP did not negotiate: nothing, or active-backup with lacp-fallback-ab.
+            return self.active if self.cfg.lacp_fallback_ab else None
+        if mode == "balance-slb":
             return self.buckets[bucket_of(src, vlan)]
+        if mode == "balance-tcp" and key:
+            return self.buckets[l4_bucket_of(key)]
         return self.active
 
     # Management ------------------------------------------------------------------
@@ -279,7 +361,7 @@ class Bond:
         self._enable(m, enable)
         return "enabled\n" if enable else "disabled\n"
 
-    def show(self, now: float, lacp_status: str = "off") -> str:
+    def show(self, now: float) -> str:
         """``ovs-appctl bond/show`` text, as Open vSwitch 3.1 prints it."""
         cfg = self.cfg
         out = [
@@ -292,10 +374,10 @@ class Bond:
         if cfg.mode == "balance-slb":
             out.append("all members active: false")
         out += [f"updelay: {cfg.updelay} ms", f"downdelay: {cfg.downdelay} ms"]
-        if cfg.mode == "balance-slb" and cfg.rebalance_interval:
+        if cfg.mode != "active-backup" and cfg.rebalance_interval:
             out.append(f"next rebalance: {cfg.rebalance_interval} ms")
         out += [
-            f"lacp_status: {lacp_status}",
+            f"lacp_status: {self.lacp_status}",
             f"lacp_fallback_ab: {'true' if cfg.lacp_fallback_ab else 'false'}",
             f"active-backup primary: {cfg.primary or '<none>'}",
         ]
@@ -313,7 +395,7 @@ class Bond:
                 kind = "downdelay" if m.enabled else "updelay"
                 out.append(f"  {kind} expires in {max(0, int((m.delay_expires - now) * 1000))} ms")
             out.append(f"  may_enable: {'true' if m.carrier and m.may_enable else 'false'}")
-            if cfg.mode == "balance-slb":
+            if cfg.mode != "active-backup":
                 n = sum(1 for b in self.buckets if b == m.ofport)
                 if n:
                     out.append(f"  hash buckets: {n}")

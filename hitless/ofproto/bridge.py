@@ -66,7 +66,15 @@ from hitless.ofproto.oftable import Group, Meter, OfState, Removed, Rule
 from hitless.ofproto.ofxlate import TableHit, decode_userdata, xlate_openflow
 from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
-from hitless.ofproto.xlate import PortView, SwitchState, VlanConfig, Xlate, xlate_normal
+from hitless.ofproto.xlate import (
+    LACP_USERDATA,
+    PortView,
+    SwitchState,
+    VlanConfig,
+    Xlate,
+    xlate_normal,
+    xlate_special,
+)
 from hitless.openflow import actions as ofa
 from hitless.openflow.constants import MeterFlags
 from hitless.openflow.constants import Port as OfPort
@@ -143,8 +151,13 @@ class Bridge:
         self._dp_meters: dict[int, Meter] = {}
         self._dp_meter_seen: dict[int, list[tuple[int, int]]] = {}
         self.bonds: dict[str, Bond] = {}  # Port name -> bond (hitless.ofproto.bond)
+        self._bonds_due = False  # an LACPDU arrived: run the bonds in this run()
 
     def _xlate(self, key: bytes) -> Xlate:
+        if self.state.bonds:
+            special = xlate_special(self.state, key)
+            if special is not None:
+                return special
         rule = self._normal_rule
         if rule is not None:
             # Fast path for the default pipeline: the same result as the general walk.
@@ -357,14 +370,21 @@ class Bridge:
                 bond = self.bonds[name] = Bond(name, pc.bond)
                 changed = True
             old_rep = bond.rep if bond.members else None
-            if bond.configure(pc.bond, members):
+            local = dp_ports.get(OFPP_LOCAL)
+            sys_id = local.mac if local is not None else b"\0" * 6
+            if bond.configure(pc.bond, members, sys_id):
                 changed = True
             if old_rep is not None and bond.rep != old_rep:
                 self.mac.flush(port=old_rep)  # learned on the bond's old number
             self._bond_carriers(bond)
             if bond.run(now):
                 changed = True
+            self._send_pdus(bond)
         return changed
+
+    def _send_pdus(self, bond: Bond) -> None:
+        for member, pdu in bond.take_pdus():
+            self.datapath.execute(pdu, OFPP_LOCAL, (Output(member),))
 
     def _bond_carriers(self, bond: Bond) -> None:
         for no in bond.members:
@@ -375,11 +395,13 @@ class Bridge:
         """Timers and link changes of every bond; re-translate what a change moved."""
         moved: list[int] = []
         changed: list[Bond] = []
+        self._bonds_due = False
         for bond in self.bonds.values():
             self._bond_carriers(bond)
             if bond.run(now):
                 moved.extend(bond.members)
                 changed.append(bond)
+            self._send_pdus(bond)
         if moved:
             self.state.bonds_changed()
             self._revalidate_bonds(moved)
@@ -503,6 +525,8 @@ class Bridge:
                 self._more_upcalls = True
                 break
         self.n_upcalls += handled
+        if self._bonds_due:
+            self._run_bonds(now)  # LACPDUs arrived: answer and act on them now
         self.commit_openflow()
         rv = self.revalidator
         if not rv.sweeping and now >= self._next_sweep:
@@ -524,6 +548,12 @@ class Bridge:
         self.flow_removed += removed
 
     def _handle_upcall(self, up: Upcall, now: float) -> None:
+        if up.reason == "action" and up.userdata == LACP_USERDATA:
+            bond = self.state.bonds.get(up.in_port)
+            if bond is not None:
+                bond.receive_lacp(up.in_port, up.packet, now)
+                self._bonds_due = True
+            return
         if up.reason != "miss":
             info = decode_userdata(up.userdata) if up.reason == "action" else None
             if info is not None:

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hitless.datapath.actions import Action, Output, PopVlan, PushVlan, SetField
+from hitless.datapath.actions import Action, Output, PopVlan, PushVlan, SetField, Userspace
 from hitless.ofproto.bond import DROP, DROP_IF_MOVED, Bond
+from hitless.ofproto.lacp import LACP_ETH_TYPE
 from hitless.ofproto.mac_learning import MacTable
 from hitless.packet.flow import VLAN_PRESENT, full_mask, make_mask, mask_or
 
 __all__ = [
+    "LACP_USERDATA",
     "MASK_IN_PORT",
     "MASK_NORMAL",
     "MASK_VLAN",
@@ -42,6 +44,15 @@ __all__ = [
 MASK_IN_PORT = full_mask("in_port", "recirc_id")  # every megaflow matches recirc_id
 MASK_VLAN = mask_or(MASK_IN_PORT, make_mask(vlan_tci=0x1FFF))
 MASK_NORMAL = mask_or(MASK_VLAN, full_mask("eth_src", "eth_dst"))
+# NORMAL through a balance-tcp bond also reads what its hash reads (bond.l4_bucket_of).
+MASK_NORMAL_L4 = mask_or(
+    MASK_NORMAL,
+    full_mask(
+        "eth_type", "ipv4_src", "ipv4_dst", "ipv6_src", "ipv6_dst", "ip_proto", "tp_src", "tp_dst"
+    ),
+)
+MASK_SLOW = mask_or(MASK_NORMAL, full_mask("eth_type"))
+LACP_USERDATA = b"lacp"  # the userspace action that brings LACPDUs to the bridge
 
 _VID_MASK = b"\x0f\xff"
 VLAN_MODES = ("access", "trunk", "native-tagged", "native-untagged")
@@ -155,10 +166,10 @@ class SwitchState:
         return hit[0]
 
     def flood_actions(
-        self, tci: int, vlan: int, in_port: int, src: bytes = b""
+        self, tci: int, vlan: int, in_port: int, src: bytes = b"", key: bytes = b""
     ) -> tuple[tuple[Action, ...], tuple[int, ...]]:
         if self.bonds:
-            return self._flood_bonds(tci, vlan, in_port, src)
+            return self._flood_bonds(tci, vlan, in_port, src, key)
         k = (tci & 0x1FFF, vlan, -1 - in_port)
         hit = self._actions.get(k)
         if hit is None:
@@ -169,8 +180,13 @@ class SwitchState:
             self._actions[k] = hit
         return hit
 
+    @property
+    def hashes_l4(self) -> bool:
+        """Whether some bond's output choice reads L3/L4 fields (balance-tcp)."""
+        return any(b.hashes_l4 for b in self._bond_reps.values())
+
     def _flood_bonds(
-        self, tci: int, vlan: int, in_port: int, src: bytes
+        self, tci: int, vlan: int, in_port: int, src: bytes, key: bytes
     ) -> tuple[tuple[Action, ...], tuple[int, ...]]:
         """Flooding on a bridge with bonds: each bond once, by the member its decision
         picks for this source (never back into the bond the frame came from)."""
@@ -182,7 +198,7 @@ class SwitchState:
                 continue
             bond = self._bond_reps.get(p)
             if bond is not None:
-                m = bond.choose_output(src, vlan)
+                m = bond.choose_output(src, vlan, key)
                 if m is None:
                     continue
                 p = m
@@ -262,6 +278,21 @@ def _build_actions(tci: int, vlan: int, outputs: list[tuple[int, int]]) -> tuple
     return tuple(acts)
 
 
+def xlate_special(state: SwitchState, key: bytes) -> Xlate | None:
+    """Slow protocols the switch itself speaks, before any pipeline (as Open vSwitch):
+    an LACPDU on a member of a bond running LACP goes to the bridge (a userspace
+    action, so every PDU arrives). None for everything else."""
+    if key[16:18] != _LACP_TYPE:
+        return None
+    bond = state.bonds.get(int.from_bytes(key[0:4], "big"))
+    if bond is None or bond.lacp is None:
+        return None
+    return Xlate((Userspace(LACP_USERDATA),), MASK_SLOW, f"slow protocol: LACP for bond {bond.name}")
+
+
+_LACP_TYPE = LACP_ETH_TYPE.to_bytes(2, "big")
+
+
 def xlate_normal(state: SwitchState, key: bytes) -> Xlate:
     """Translate a flow key through NORMAL switching. Pure: learning is returned in
     ``Xlate.learn`` for the caller to apply."""
@@ -298,24 +329,28 @@ def xlate_normal(state: SwitchState, key: bytes) -> Xlate:
             dep = (vlan, dst)
             if out == here:
                 return Xlate((), MASK_NORMAL, "drop: destination is on the input port", learn, dep)
+            mask = MASK_NORMAL
             out_bond = bonds.get(out) if bonds else None
             if out_bond is not None:
-                member = out_bond.choose_output(src, vlan)
+                if out_bond.hashes_l4:
+                    mask = MASK_NORMAL_L4
+                member = out_bond.choose_output(src, vlan, key)
                 if member is None:
                     why = f"drop: bond {out_bond.name} has no enabled member"
                     outs = tuple(sorted(out_bond.members))
-                    return Xlate((), MASK_NORMAL, why, learn, dep, None, outs)
+                    return Xlate((), mask, why, learn, dep, None, outs)
                 out = member
             op = state.ports.get(out)
             vid = None if op is None or not op.can_output else op.vlan.egress_vid(vlan)
             if vid is None:
                 # Indexed by that port: when it comes back, this flow must forward again.
                 why = "drop: output port is not usable"
-                return Xlate((), MASK_NORMAL, why, learn, dep, None, (out,))
+                return Xlate((), mask, why, learn, dep, None, (out,))
             acts = state.unicast_actions(tci, vlan, out, vid)
-            return Xlate(acts, MASK_NORMAL, "forward", learn, dep, None, (out,))
+            return Xlate(acts, mask, "forward", learn, dep, None, (out,))
         dep_dst: tuple[int, bytes] | None = (vlan, dst)
     else:
         dep_dst = None
-    acts, outs = state.flood_actions(tci, vlan, in_port, src)
-    return Xlate(acts, MASK_NORMAL, "flood", learn, dep_dst, vlan, outs)
+    acts, outs = state.flood_actions(tci, vlan, in_port, src, key)
+    mask = MASK_NORMAL_L4 if bonds and state.hashes_l4 else MASK_NORMAL
+    return Xlate(acts, mask, "flood", learn, dep_dst, vlan, outs)

@@ -124,7 +124,7 @@ def test_bad_interfaces_are_rejected_with_a_reason() -> None:
     assert read.warnings == ("port empty on bridge b has no interfaces",)
 
 
-def test_a_bond_is_read_with_its_settings_and_refused_whole_until_supported() -> None:
+def test_a_bond_is_read_with_its_settings_and_refused_whole_if_unsupported() -> None:
     from hitless.config import ovsdb
     from hitless.config.model import BondConfig
 
@@ -140,6 +140,7 @@ def test_a_bond_is_read_with_its_settings_and_refused_whole_until_supported() ->
                 other_config={"bond-primary": "p1", "bond-rebalance-interval": "0"},
             ),
             port("solo", iface("s0"), bond_mode=["balance-slb"]),  # one interface: no bond
+            port("tcp", iface("t0"), iface("t1"), bond_mode=["balance-tcp"]),  # needs LACP
         )
     )
     port_row = rows.bridges[0].ports[0]
@@ -148,11 +149,12 @@ def test_a_bond_is_read_with_its_settings_and_refused_whole_until_supported() ->
     )
     read = config_from_rows(rows)
     assert read is not None
+    ports = read.config.bridges["br0"].ports
+    assert set(ports) == {"bond0", "solo"}
+    assert ports["solo"].bond is None and ports["bond0"].bond is not None
     # Refused as a whole: no member is attached on its own.
-    assert set(read.config.bridges["br0"].ports) == {"solo"}
-    assert read.config.bridges["br0"].ports["solo"].bond is None
-    assert set(read.rejected) == {"p0", "p1"}
-    assert "bond0" in read.rejected["p0"] and "not supported" in read.rejected["p0"]
+    assert set(read.rejected) == {"t0", "t1"}
+    assert read.rejected["t0"].startswith("port tcp: bond_mode balance-tcp needs lacp=")
 
 
 def test_reading_is_deterministic_whatever_the_row_order() -> None:

@@ -20,7 +20,7 @@ def test_unsupported_bond_is_refused_and_its_members_stay_detached(started: Sw) 
     add_dummy_bridge(sw, "br0")
     r = sw.vsctl("add-bond", "br0", "bond0", "p0", "p1", "bond_mode=balance-tcp")
     # ovs-vsctl shows the error the switch wrote to Interface.error.
-    assert "bond_mode balance-tcp is not supported" in r.stderr
+    assert "bond_mode balance-tcp needs lacp=active or lacp=passive" in r.stderr
     for member in ("p0", "p1"):
         assert sw.ofport(member) == -1
         assert "port bond0" in sw.get("Interface", member, "error")
@@ -209,3 +209,78 @@ def test_upgrade_keeps_the_active_member_and_loses_nothing(
 def root_mac(dev: str) -> str:
     with open(f"/sys/class/net/{dev}/address") as f:
         return f.read().strip()
+
+
+@pytest.mark.netns
+def test_lacp_negotiates_with_open_vswitch_over_veth_pairs(started: Sw, topology: Topology) -> None:
+    """hitless (bond0 over x0, x1) and real Open vSwitch (netdev, in its own namespace,
+    bond over y0, y1) cabled x0-y0 and x1-y1, both lacp=active balance-tcp."""
+    from hitless.impact.switches import OvsSwitch
+
+    sw = started
+    a = topology.add_host("a", "10.95.0.1/24")
+    b = topology.add_host("b", "10.95.0.2/24")
+    ns = f"hl-ovs-{topology.suffix}"
+    sh(["ip", "netns", "add", ns])
+    topology._namespaces.append(ns)
+    xs, ys = [topology.name(f"x{i}") for i in range(2)], [f"y{i}" for i in range(2)]
+    for x, y in zip(xs, ys, strict=True):
+        sh(["ip", "link", "add", x, "type", "veth", "peer", "name", y, "netns", ns])
+        topology._links.append(x)
+        sh(["sysctl", "-q", "-w", f"net.ipv6.conf.{x}.disable_ipv6=1"])
+        sh(["ip", "link", "set", x, "up"])
+        sh(["ip", "-n", ns, "link", "set", y, "up"])
+    sh(["ip", "link", "set", b.switch_port, "netns", ns])
+    sh(["ip", "-n", ns, "link", "set", b.switch_port, "up"])
+    ovs = OvsSwitch(netns=ns)
+    try:
+        ovs.start()
+        ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
+                  "--", "add-port", "br0", b.switch_port)  # fmt: skip
+        ovs.vsctl("add-bond", "br0", "bond0", *ys, "lacp=active", "bond_mode=balance-tcp",
+                  "other_config:lacp-time=fast")  # fmt: skip
+        br = topology.name("hb")
+        sw.vsctl("add-br", br, "--", "add-port", br, a.switch_port)
+        sw.vsctl("add-bond", br, "bond0", *xs, "lacp=active", "bond_mode=balance-tcp",
+                 "other_config:lacp-time=fast")  # fmt: skip
+
+        def negotiated() -> bool:
+            ours = sw.appctl("lacp/show", "bond0").stdout
+            theirs = ovs.appctl("lacp/show", "bond0")
+            return (
+                "status: active negotiated" in ours
+                and ours.count("current attached") == 2
+                and ours.count("may_enable: true") == 2
+                and "status: active negotiated" in theirs
+                and theirs.count("current attached") == 2
+                and theirs.count("may_enable: true") == 2
+            )
+
+        assert wait_for(negotiated, 30), (
+            sw.appctl("lacp/show").stdout + "\n---- Open vSwitch ----\n" + ovs.appctl("lacp/show")
+        )
+        ours = sw.appctl("lacp/show", "bond0").stdout
+        theirs = ovs.appctl("lacp/show", "bond0")
+        print("hitless lacp/show:\n" + ours + "\nOpen vSwitch lacp/show:\n" + theirs)
+        # Each side sees the other as its partner, with the system id the other announces.
+        our_sys = re.search(r"^  sys_id: (\S+)$", ours, re.M)
+        their_sys = re.search(r"^  sys_id: (\S+)$", theirs, re.M)
+        assert our_sys and their_sys
+        assert f"partner sys_id: {their_sys.group(1)}" in ours
+        assert f"partner sys_id: {our_sys.group(1)}" in theirs
+        # Same layout line for line (values differ: ids, keys, port numbers).
+        def shape(text: str) -> list[str]:
+            return [ln.split(":")[0] for ln in text.splitlines()]
+
+        assert shape(ours) == shape(theirs)
+        assert wait_for(lambda: "lacp_status: negotiated" in sw.appctl("bond/show", "bond0").stdout)
+        assert "lacp_status: negotiated" in ovs.appctl("bond/show", "bond0")
+        assert a.ping(b.addr, count=3)
+        # One cable down: traffic keeps flowing over the other member.
+        sh(["ip", "link", "set", xs[0], "down"])
+        assert wait_for(
+            lambda: "may_enable: false" in sw.appctl("bond/show", "bond0").stdout
+        )
+        assert a.ping(b.addr, count=3)
+    finally:
+        ovs.close()
