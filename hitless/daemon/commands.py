@@ -1,4 +1,5 @@
-"""The basic management commands: version, exit, dpctl/dump-flows, fdb/show, fdb/flush."""
+"""The basic management commands: version, exit, fdb/show, fdb/flush (the datapath views
+are in dp_commands)."""
 
 from __future__ import annotations
 
@@ -20,26 +21,12 @@ def exit_(req: Request) -> str:
     return ""
 
 
-@command("dpctl/dump-flows", "[BRIDGE]", 0, 1)
-def dump_flows(req: Request) -> str:
-    if req.args:
-        return req.switch.bridge(req.args[0]).dump_flows()
-    names = list(req.switch.bridge_names())
-    if len(names) == 1:
-        return req.switch.bridge(names[0]).dump_flows()
-    out = []
-    for name in names:
-        text = req.switch.bridge(name).dump_flows()
-        out.append(f"{name}:\n{text}" + ("" if not text or text.endswith("\n") else "\n"))
-    return "".join(out)
-
-
-@command("fdb/show", "BRIDGE", 1, 1)
+@command("fdb/show", "bridge", 1, 1)
 def fdb_show(req: Request) -> str:
     return req.switch.bridge(req.args[0]).fdb_show()
 
 
-@command("fdb/flush", "[BRIDGE]", 0, 1)
+@command("fdb/flush", "[bridge]", 0, 1)
 def fdb_flush(req: Request) -> str:
     names = [req.args[0]] if req.args else list(req.switch.bridge_names())
     bridges = [req.switch.bridge(n) for n in names]  # all names valid before flushing any

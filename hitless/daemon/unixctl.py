@@ -43,6 +43,7 @@ COMMAND_MODULES = [
     "hitless.daemon.bond_commands",
     "hitless.daemon.ct_commands",
     "hitless.daemon.testhooks",
+    "hitless.daemon.dp_commands",
 ]
 
 

@@ -54,6 +54,16 @@ class Upcall:
     userdata: bytes = b""
 
 
+@dataclass(frozen=True, slots=True)
+class LookupStats:
+    """What ``dpctl/show`` prints as "lookups": packets that hit a flow, that missed
+    (upcalls), and misses lost (the upcall queue was full)."""
+
+    hit: int = 0
+    missed: int = 0
+    lost: int = 0
+
+
 @dataclass(slots=True)
 class FlowStats:
     packets: int = 0
@@ -163,6 +173,10 @@ class Datapath(ABC):
         """Apply actions to a packet (as if it arrived on in_port). ``key``: the packet's
         key when it carries more than the packet's headers say (an upcall after a
         recirculation: recirc_id and ct fields); None takes it from the packet."""
+
+    @abstractmethod
+    def lookup_stats(self) -> LookupStats:
+        """Hits, misses and lost misses since the datapath was created (or adopted)."""
 
     @abstractmethod
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]: ...

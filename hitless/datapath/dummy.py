@@ -26,6 +26,7 @@ from hitless.datapath.base import (
     DpPort,
     FlowStats,
     InProcessMeters,
+    LookupStats,
     Upcall,
 )
 from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
@@ -247,6 +248,9 @@ class DummyDatapath(InProcessMeters, Datapath):
         self, packet: bytes, in_port: int, actions: tuple[Action, ...], key: bytes | None = None
     ) -> None:
         self._apply(packet, in_port, key or extract_key(packet, in_port), actions)
+
+    def lookup_stats(self) -> LookupStats:
+        return LookupStats(self.n_hit, self.n_missed, 0)
 
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]:
         out: list[Upcall] = []

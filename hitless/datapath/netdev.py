@@ -88,6 +88,7 @@ from hitless.datapath.base import (
     DpPort,
     FlowStats,
     InProcessMeters,
+    LookupStats,
     PortStats,
     Upcall,
 )
@@ -508,6 +509,9 @@ class NetdevDatapath(InProcessMeters, Datapath):
                 port.dp.stats.rx_dropped += 1
             return
         self._upcalls.append(upcall)
+
+    def lookup_stats(self) -> LookupStats:
+        return LookupStats(self.n_hit, self.n_missed, self.n_lost)
 
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]:
         q = self._upcalls

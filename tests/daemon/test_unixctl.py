@@ -99,7 +99,7 @@ def test_plain_ovs_appctl_finds_the_switch_and_lists_commands(started: Sw) -> No
     lines = listing.splitlines()[1:]
     names = [ln.split()[0] for ln in lines]
     assert names == sorted(names) and set(names) == set(unixctl.load_commands())
-    assert "  fdb/show                BRIDGE" in lines
+    assert "  fdb/show                bridge" in lines
     err = plain_appctl(sw, "fdb/show", "nosuch")
     assert err.returncode == 2 and err.stderr.startswith("no such bridge: nosuch")
     assert err.stderr.splitlines()[1] == "ovs-appctl: ovs-vswitchd: server returned an error"

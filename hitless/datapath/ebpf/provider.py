@@ -58,6 +58,7 @@ from hitless.datapath.base import (
     DpPort,
     FlowStats,
     InProcessMeters,
+    LookupStats,
     Upcall,
 )
 from hitless.datapath.ebpf import layout as L
@@ -587,6 +588,10 @@ class EbpfDatapath(InProcessMeters, Datapath):
                 continue
             self.n["upcalls"] += 1
             self._queue.append(Upcall(in_port, pkt, key))
+
+    def lookup_stats(self) -> LookupStats:
+        s = self.stats()
+        return LookupStats(s["hit"], s["miss"], s["upcall_lost"])
 
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]:
         if not self._queue:

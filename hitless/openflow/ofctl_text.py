@@ -1,0 +1,345 @@
+"""OpenFlow matches, actions and instructions as ``ovs-ofctl`` writes them, for
+``ofproto/trace`` and ``bridge/dump-flows`` (``in_port=1,dl_vlan=10``,
+``push_vlan:0x8100,set_field:4106->vlan_vid,goto_table:1``).
+
+Names, value formats and field order follow Open vSwitch 3.1's output (checked in
+tests/openflow/test_ofctl_text.py against what it printed for the same rules): a
+protocol shorthand (``ip``, ``tcp``, ``arp``...) replaces dl_type/nw_proto, OpenFlow 1.3
+``vlan_vid`` is printed as ``dl_vlan``/``vlan_tci``, L4 ports as ``tp_src``/``tp_dst``.
+
+Actions and instructions are formatted by a table from value type to function
+(``ACTION_TEXT``); other layers register their own (Nicira actions) with
+``register_action``. An action nobody registered prints as its class name. Pure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+
+from hitless.openflow import actions as of
+from hitless.openflow.constants import OxmField, Port
+from hitless.openflow.match import Match, Oxm
+
+__all__ = [
+    "ACTION_TEXT",
+    "format_action",
+    "format_actions",
+    "format_instructions",
+    "format_match",
+    "format_port",
+    "register_action",
+]
+
+F = OxmField
+_SHORT4 = {1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"}
+_SHORT6 = {58: "icmp6", 6: "tcp6", 17: "udp6", 132: "sctp6"}
+_PORT_NAMES = {
+    Port.IN_PORT: "IN_PORT",
+    Port.TABLE: "TABLE",
+    Port.NORMAL: "NORMAL",
+    Port.FLOOD: "FLOOD",
+    Port.ALL: "ALL",
+    Port.CONTROLLER: "CONTROLLER",
+    Port.LOCAL: "LOCAL",
+    Port.ANY: "ANY",
+}
+
+
+def format_port(port: int) -> str:
+    name = _PORT_NAMES.get(port)  # type: ignore[call-overload]
+    return name if name is not None else str(port)
+
+
+def _mac(v: int) -> str:
+    return ":".join(f"{b:02x}" for b in v.to_bytes(6, "big"))
+
+
+def _ip4(v: int) -> str:
+    return str(ipaddress.IPv4Address(v))
+
+
+def _ip6(v: int) -> str:
+    return str(ipaddress.IPv6Address(v))
+
+
+def _prefix(fmt: Callable[[int], str], bits: int, v: int, m: int | None) -> str:
+    if m is None or m == (1 << bits) - 1:
+        return fmt(v)
+    inv = ~m & ((1 << bits) - 1)
+    if inv & (inv + 1) == 0:  # a CIDR mask
+        return f"{fmt(v)}/{bits - inv.bit_length()}"
+    return f"{fmt(v)}/{fmt(m)}"
+
+
+def _hexm(v: int, m: int | None) -> str:
+    return f"{v:#x}" if m is None else f"{v:#x}/{m:#x}"
+
+
+def _decm(v: int, m: int | None) -> str:
+    return str(v) if m is None else f"{v:#x}/{m:#x}"
+
+
+def _macm(v: int, m: int | None) -> str:
+    return _mac(v) if m is None else f"{_mac(v)}/{_mac(m)}"
+
+
+def format_match(match: Match) -> str:
+    """A match as ovs-ofctl prints it (without priority), "" when it matches all."""
+    got: dict[int, Oxm] = {
+        o.field: o for o in match.fields if o.oxm_class == 0x8000
+    }  # OFPXMC_OPENFLOW_BASIC
+    parts: list[str] = []
+
+    def val(f: int) -> int | None:
+        o = got.get(f)
+        return None if o is None else o.value
+
+    et = val(F.ETH_TYPE)
+    proto = val(F.IP_PROTO)
+    short = None
+    if et == 0x0800:
+        short = _SHORT4.get(proto, "ip") if proto is not None else "ip"
+    elif et == 0x86DD:
+        short = _SHORT6.get(proto, "ipv6") if proto is not None else "ipv6"
+    elif et == 0x0806:
+        short = "arp"
+    proto_in_short = short is not None and short not in ("ip", "ipv6", "arp")
+    if short:
+        parts.append(short)
+    if F.METADATA in got:
+        o = got[F.METADATA]
+        parts.append(f"metadata={_hexm(o.value, o.mask)}")
+    if F.IN_PORT in got:
+        parts.append(f"in_port={format_port(got[F.IN_PORT].value)}")
+    if F.VLAN_VID in got:
+        o = got[F.VLAN_VID]
+        if o.mask is None and o.value & 0x1000:
+            parts.append(f"dl_vlan={o.value & 0xFFF}")
+        elif o.mask is None and o.value == 0:
+            parts.append("vlan_tci=0x0000/0x1fff")
+        else:
+            m = 0x1FFF if o.mask is None else o.mask
+            parts.append(f"vlan_tci={o.value & 0x1FFF:#06x}/{m & 0x1FFF:#06x}")
+    if F.VLAN_PCP in got:
+        parts.append(f"dl_vlan_pcp={got[F.VLAN_PCP].value}")
+    for f, name in ((F.ETH_SRC, "dl_src"), (F.ETH_DST, "dl_dst")):
+        if f in got:
+            parts.append(f"{name}={_macm(got[f].value, got[f].mask)}")
+    if et is not None and short is None:
+        parts.append(f"dl_type={et:#06x}")
+    if et == 0x0806:
+        for f, name in ((F.ARP_SPA, "arp_spa"), (F.ARP_TPA, "arp_tpa")):
+            if f in got:
+                parts.append(f"{name}={_prefix(_ip4, 32, got[f].value, got[f].mask)}")
+        if F.ARP_OP in got:
+            parts.append(f"arp_op={got[F.ARP_OP].value}")
+        for f, name in ((F.ARP_SHA, "arp_sha"), (F.ARP_THA, "arp_tha")):
+            if f in got:
+                parts.append(f"{name}={_macm(got[f].value, got[f].mask)}")
+    for f, name, fmt, bits in (
+        (F.IPV4_SRC, "nw_src", _ip4, 32),
+        (F.IPV4_DST, "nw_dst", _ip4, 32),
+        (F.IPV6_SRC, "ipv6_src", _ip6, 128),
+        (F.IPV6_DST, "ipv6_dst", _ip6, 128),
+    ):
+        if f in got:
+            parts.append(f"{name}={_prefix(fmt, bits, got[f].value, got[f].mask)}")
+    if F.IPV6_FLABEL in got:
+        o = got[F.IPV6_FLABEL]
+        parts.append(f"ipv6_label={_hexm(o.value, o.mask)}")
+    if proto is not None and not proto_in_short and et != 0x0806:
+        parts.append(f"nw_proto={proto}")
+    if F.IP_DSCP in got:
+        parts.append(f"nw_tos={got[F.IP_DSCP].value << 2}")
+    if F.IP_ECN in got:
+        parts.append(f"nw_ecn={got[F.IP_ECN].value}")
+    for f, name in (
+        (F.TCP_SRC, "tp_src"),
+        (F.UDP_SRC, "tp_src"),
+        (F.SCTP_SRC, "tp_src"),
+        (F.TCP_DST, "tp_dst"),
+        (F.UDP_DST, "tp_dst"),
+        (F.SCTP_DST, "tp_dst"),
+        (F.ICMPV4_TYPE, "icmp_type"),
+        (F.ICMPV4_CODE, "icmp_code"),
+        (F.ICMPV6_TYPE, "icmp_type"),
+        (F.ICMPV6_CODE, "icmp_code"),
+    ):
+        if f in got:
+            parts.append(f"{name}={_decm(got[f].value, got[f].mask)}")
+    if F.IPV6_ND_TARGET in got:
+        parts.append(f"nd_target={_ip6(got[F.IPV6_ND_TARGET].value)}")
+    if F.IPV6_ND_SLL in got:
+        parts.append(f"nd_sll={_mac(got[F.IPV6_ND_SLL].value)}")
+    if F.IPV6_ND_TLL in got:
+        parts.append(f"nd_tll={_mac(got[F.IPV6_ND_TLL].value)}")
+    for o in match.fields:  # anything else, by its OXM name
+        if o.oxm_class != 0x8000 or o.field not in _FORMATTED:
+            parts.append(f"{o.name}={_hexm(o.value, o.mask)}")
+    return ",".join(parts)
+
+
+_FORMATTED = frozenset(
+    {
+        F.METADATA,
+        F.IN_PORT,
+        F.VLAN_VID,
+        F.VLAN_PCP,
+        F.ETH_SRC,
+        F.ETH_DST,
+        F.ETH_TYPE,
+        F.ARP_SPA,
+        F.ARP_TPA,
+        F.ARP_OP,
+        F.ARP_SHA,
+        F.ARP_THA,
+        F.IPV4_SRC,
+        F.IPV4_DST,
+        F.IPV6_SRC,
+        F.IPV6_DST,
+        F.IPV6_FLABEL,
+        F.IP_PROTO,
+        F.IP_DSCP,
+        F.IP_ECN,
+        F.TCP_SRC,
+        F.UDP_SRC,
+        F.SCTP_SRC,
+        F.TCP_DST,
+        F.UDP_DST,
+        F.SCTP_DST,
+        F.ICMPV4_TYPE,
+        F.ICMPV4_CODE,
+        F.ICMPV6_TYPE,
+        F.ICMPV6_CODE,
+        F.IPV6_ND_TARGET,
+        F.IPV6_ND_SLL,
+        F.IPV6_ND_TLL,
+    }
+)
+
+# set_field: OXM -> (ovs-ofctl name, value formatter)
+_SET_NAMES: dict[int, tuple[str, Callable[[int], str]]] = {
+    F.ETH_DST: ("eth_dst", _mac),
+    F.ETH_SRC: ("eth_src", _mac),
+    F.VLAN_VID: ("vlan_vid", str),
+    F.VLAN_PCP: ("vlan_pcp", str),
+    F.IP_DSCP: ("ip_dscp", str),
+    F.IP_ECN: ("ip_ecn", str),
+    F.IP_PROTO: ("ip_proto", str),
+    F.IPV4_SRC: ("ip_src", _ip4),
+    F.IPV4_DST: ("ip_dst", _ip4),
+    F.TCP_SRC: ("tcp_src", str),
+    F.TCP_DST: ("tcp_dst", str),
+    F.UDP_SRC: ("udp_src", str),
+    F.UDP_DST: ("udp_dst", str),
+    F.SCTP_SRC: ("sctp_src", str),
+    F.SCTP_DST: ("sctp_dst", str),
+    F.ICMPV4_TYPE: ("icmp_type", str),
+    F.ICMPV4_CODE: ("icmp_code", str),
+    F.ARP_OP: ("arp_op", str),
+    F.ARP_SPA: ("arp_spa", _ip4),
+    F.ARP_TPA: ("arp_tpa", _ip4),
+    F.ARP_SHA: ("arp_sha", _mac),
+    F.ARP_THA: ("arp_tha", _mac),
+    F.IPV6_SRC: ("ipv6_src", _ip6),
+    F.IPV6_DST: ("ipv6_dst", _ip6),
+    F.IPV6_FLABEL: ("ipv6_label", hex),
+    F.ICMPV6_TYPE: ("icmpv6_type", str),
+    F.ICMPV6_CODE: ("icmpv6_code", str),
+    F.IPV6_ND_TARGET: ("nd_target", _ip6),
+    F.IPV6_ND_SLL: ("nd_sll", _mac),
+    F.IPV6_ND_TLL: ("nd_tll", _mac),
+    F.METADATA: ("metadata", hex),
+    F.TUNNEL_ID: ("tun_id", hex),
+}
+
+
+def _set_field(a: of.SetField) -> str:
+    o = a.field
+    spec = _SET_NAMES.get(o.field) if o.oxm_class == 0x8000 else None
+    if spec is None:
+        return f"set_field:{o.value:#x}->{o.name}"
+    name, fmt = spec
+    return f"set_field:{fmt(o.value)}->{name}"
+
+
+def _output(a: of.Output) -> str:
+    if a.port == Port.CONTROLLER:
+        return f"CONTROLLER:{a.max_len}"
+    name = _PORT_NAMES.get(a.port)  # type: ignore[call-overload]
+    return name if name is not None else f"output:{a.port}"
+
+
+ACTION_TEXT: dict[type, Callable[[object], str]] = {}
+
+
+def register_action(cls: type, fmt: Callable[[object], str]) -> None:
+    """Format values of ``cls`` (an action or instruction type) with ``fmt``."""
+    ACTION_TEXT[cls] = fmt
+
+
+for _cls, _fmt in (
+    (of.Output, _output),
+    (of.SetField, _set_field),
+    (of.PushVlan, lambda a: f"push_vlan:{a.ethertype:#06x}"),
+    (of.PopVlan, lambda a: "pop_vlan"),
+    (of.PushMpls, lambda a: f"push_mpls:{a.ethertype:#06x}"),
+    (of.PopMpls, lambda a: f"pop_mpls:{a.ethertype:#06x}"),
+    (of.GroupAction, lambda a: f"group:{a.group_id}"),
+    (of.DecNwTtl, lambda a: "dec_ttl"),
+    (of.SetNwTtl, lambda a: f"mod_nw_ttl:{a.ttl}"),
+    (of.SetQueue, lambda a: f"set_queue:{a.queue_id}"),
+    (of.DecMplsTtl, lambda a: "dec_mpls_ttl"),
+    (of.SetMplsTtl, lambda a: f"set_mpls_ttl:{a.ttl}"),
+    (of.CopyTtlOut, lambda a: "copy_ttl_out"),
+    (of.CopyTtlIn, lambda a: "copy_ttl_in"),
+    (of.GotoTable, lambda i: f"goto_table:{i.table_id}"),
+    (of.MeterInstruction, lambda i: f"meter:{i.meter_id}"),
+    (of.ClearActions, lambda i: "clear_actions"),
+    (of.WriteMetadata, lambda i: _write_metadata(i)),
+    (of.WriteActions, lambda i: f"write_actions({format_actions(i.actions)})"),
+):
+    register_action(_cls, _fmt)  # type: ignore[arg-type]
+
+
+def _write_metadata(i: of.WriteMetadata) -> str:
+    if i.mask == 0xFFFFFFFFFFFFFFFF:
+        return f"write_metadata:{i.metadata:#x}"
+    return f"write_metadata:{i.metadata:#x}/{i.mask:#x}"
+
+
+def format_action(a: object) -> str:
+    fmt = ACTION_TEXT.get(type(a))
+    return fmt(a) if fmt is not None else type(a).__name__.lower()
+
+
+def format_actions(actions: Iterable[object]) -> str:
+    """Actions as ``actions=`` lists them; "drop" when there are none."""
+    text = ",".join(format_action(a) for a in actions)
+    return text or "drop"
+
+
+def format_instructions(instructions: Iterable[of.Instruction]) -> str:
+    """A rule's instructions in ovs-ofctl's flat form (apply-actions inline)."""
+    out: list[str] = []
+    for inst in sorted(instructions, key=_order):
+        if isinstance(inst, of.ApplyActions):
+            out.extend(format_action(a) for a in inst.actions)
+        else:
+            out.append(format_action(inst))
+    return ",".join(out) or "drop"
+
+
+_ORDER = {
+    of.MeterInstruction: 0,
+    of.ApplyActions: 1,
+    of.ClearActions: 2,
+    of.WriteActions: 3,
+    of.WriteMetadata: 4,
+    of.GotoTable: 5,
+}
+
+
+def _order(inst: of.Instruction) -> int:
+    return _ORDER.get(type(inst), 9)

@@ -1,0 +1,169 @@
+"""The same ovs-appctl commands against real Open vSwitch 3.1 (dummy datapath, its own
+run directory) and against hitless, after the same ovs-vsctl / ovs-ofctl set-up and the
+same injected packets; outputs compared after removing what must differ (documented in
+docs/appctl.md: datapath names, Open vSwitch's hidden table-254 rules, durations)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Callable
+
+import pytest
+
+from hitless.packet.flowstr import build_packet, parse_flow
+from tests.ovs_dummy import Ovs, ovs  # noqa: F401 (fixture)
+from tests.switch import Sw
+
+pytestmark = pytest.mark.usefixtures("ovs")
+
+VSCTL_SETUP = [
+    "add-br", "br0", "--", "set", "Bridge", "br0", "datapath_type=dummy",
+    "--", "add-port", "br0", "p1", "--", "set", "Interface", "p1", "type=dummy", "ofport_request=1",
+    "--", "add-port", "br0", "p2", "--", "set", "Interface", "p2", "type=dummy", "ofport_request=2",
+    "--", "add-port", "br0", "p3", "--", "set", "Interface", "p3", "type=dummy", "ofport_request=3",
+]  # fmt: skip
+GROUP = "group_id=1,type=all,bucket=actions=set_field:4196->vlan_vid,output:2"
+RULES = [
+    "table=0,priority=10,in_port=1,actions=push_vlan:0x8100,set_field:4106->vlan_vid,goto_table:1",
+    "table=0,priority=10,in_port=3,udp,actions=set_field:00:00:00:00:00:09->eth_dst,"
+    "set_field:10.0.0.9->ip_dst,dec_ttl,output:2",
+    "table=1,cookie=0x5,priority=20,dl_vlan=10,actions=group:1",
+    "table=2,priority=7,arp,actions=set_field:1->arp_op,set_field:00:00:00:00:00:01->arp_sha",
+    "table=2,priority=5,in_port=LOCAL,vlan_vid=0x1000/0x1000,dl_type=0x88cc,actions=drop",
+    "table=2,priority=3,arp,arp_spa=1.0.0.0/8,arp_op=1,dl_vlan=3,actions=clear_actions,"
+    "write_actions(output:3),write_metadata:0x5/0xff,goto_table:6",
+    "table=6,priority=8,udp6,ipv6_label=0x12345,actions=set_field:99->udp_src,"
+    "set_field:::3->ipv6_dst,output:1",
+]
+UDP = "udp,dl_src=00:00:00:00:00:01,dl_dst=00:00:00:00:00:02,nw_src=10.0.0.1,nw_dst=10.0.0.2,nw_ttl=64,udp_src=1,udp_dst=2"
+
+
+class Side:
+    """One switch as the tests drive it: vsctl, ofctl on br0, appctl (plain, OVS_RUNDIR)."""
+
+    def __init__(self, rundir: str, vsctl: Callable[..., object]) -> None:
+        self.rundir = rundir
+        self._vsctl = vsctl
+
+    def vsctl(self, *args: str) -> None:
+        self._vsctl(*args)
+
+    def ofctl(self, cmd: str, *args: str) -> str:
+        target = f"unix:{self.rundir}/br0.mgmt"
+        return run_ok(["ovs-ofctl", "-O", "OpenFlow13", cmd, target, *args], self.rundir)
+
+    def appctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run(["ovs-appctl", "--timeout=20", *args], self.rundir)
+
+
+def run(cmd: list[str], rundir: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OVS_RUNDIR": rundir}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+
+
+def run_ok(cmd: list[str], rundir: str) -> str:
+    r = run(cmd, rundir)
+    assert r.returncode == 0, f"{' '.join(cmd)}: {r.stderr}"
+    return r.stdout
+
+
+@pytest.fixture
+def both(started: Sw, ovs: Ovs) -> tuple[Side, Side]:  # noqa: F811
+    sides = (Side(str(ovs.rundir), ovs.vsctl), Side(str(started.rundir.path), started.vsctl))
+    for s in sides:
+        s.vsctl(*VSCTL_SETUP)
+        s.ofctl("add-group", GROUP)
+        for r in RULES:
+            s.ofctl("add-flow", r)
+        pkt = build_packet(parse_flow(UDP)).hex()
+        out = s.appctl("netdev-dummy/receive", "p1", pkt)
+        assert out.returncode == 0, out.stderr
+    return sides
+
+
+def test_errors_and_list_commands_as_ovs(both: tuple[Side, Side]) -> None:
+    o, h = both
+    for args in (["no/such"], ["fdb/show"], ["fdb/show", "a", "b"], ["time/warp"]):
+        ro, rh = o.appctl(*args), h.appctl(*args)
+        assert (rh.returncode, rh.stderr) == (ro.returncode, ro.stderr), args
+    ours = {ln.split()[0] for ln in h.appctl("list-commands").stdout.splitlines()[1:]}
+    theirs = {ln.split()[0] for ln in o.appctl("list-commands").stdout.splitlines()[1:]}
+    asked = {
+        "dpif/show", "dpif/dump-flows", "dpctl/show", "dpctl/dump-flows", "dpctl/del-flows",
+        "bridge/dump-flows", "fdb/show", "fdb/flush", "fdb/stats-show", "upcall/show",
+        "revalidator/purge", "memory/show", "netdev-dummy/receive", "time/stop",
+        "time/warp", "list-commands", "version", "exit",
+    }  # fmt: skip
+    assert asked <= theirs and asked <= ours, asked - ours
+    # Same usage text for the commands both have.
+    usage = {}
+    for side in (o, h):
+        for ln in side.appctl("list-commands").stdout.splitlines()[1:]:
+            name, _, use = ln.strip().partition(" ")
+            if name in asked:
+                usage.setdefault(name, []).append(use.strip())
+    differ = {n for n, u in usage.items() if len(set(u)) != 1}
+    # Options hitless does not take (docs/appctl.md, "Differences"): dpctl/del-flows FILE,
+    # dpctl/dump-flows filter=/type=/pmd=, netdev-dummy/receive --qid.
+    assert differ == {"dpctl/del-flows", "dpctl/dump-flows", "netdev-dummy/receive"}
+
+
+def _no_hidden(text: str) -> list[str]:
+    """bridge/dump-flows without OVS's hidden table-254 rules and with durations zeroed."""
+    return [
+        re.sub(r"duration=\d+s", "duration=Ns", ln)
+        for ln in text.splitlines()
+        if not ln.startswith("table_id=254,")
+    ]
+
+
+def test_bridge_dump_flows_and_fdb_stats_as_ovs(both: tuple[Side, Side]) -> None:
+    o, h = both
+    assert _no_hidden(h.appctl("bridge/dump-flows", "br0").stdout) == _no_hidden(
+        o.appctl("bridge/dump-flows", "br0").stdout
+    )
+    assert h.appctl("fdb/stats-show", "br0").stdout == o.appctl("fdb/stats-show", "br0").stdout
+    r = h.appctl("bridge/dump-flows", "nosuch")
+    assert r.returncode == 2 and "no such bridge" in r.stderr
+
+
+def _dp_names(text: str) -> str:
+    """Datapath names differ by design (one per bridge vs one per type); so does the
+    datapath port number of the bridge's own port (65534 vs 100), and OVS lists its
+    datapath's own port 0."""
+    text = text.replace("dummy@ovs-dummy", "dummy@DP").replace("dummy@br0", "dummy@DP")
+    text = re.sub(r"65534/\d+:", "65534/N:", text)
+    text = re.sub(r"port (100|65534): br0", "port N: br0", text)
+    lines = [ln for ln in text.splitlines() if "ovs-dummy" not in ln]
+    return "\n".join(lines)
+
+
+def test_dpif_and_dpctl_show_as_ovs(both: tuple[Side, Side]) -> None:
+    o, h = both
+    assert _dp_names(h.appctl("dpif/show").stdout) == _dp_names(o.appctl("dpif/show").stdout)
+    ho = _dp_names(h.appctl("dpctl/show").stdout).splitlines()
+    oo = _dp_names(o.appctl("dpctl/show").stdout).splitlines()
+    assert sorted(ho) == sorted(oo)  # port 100 vs 65534 sorts differently
+
+
+def test_dump_flows_counters_and_del_flows_as_ovs(both: tuple[Side, Side]) -> None:
+    o, h = both
+
+    def counters(side: Side) -> list[tuple[str, ...]]:
+        text = side.appctl("dpif/dump-flows", "br0").stdout
+        return re.findall(r"in_port\((\d+)\).*packets:(\d+), bytes:(\d+), used:(\w+)", text)
+
+    assert counters(h) == counters(o) == [("1", "0", "0", "never")]
+    for side in (o, h):
+        pkt = build_packet(parse_flow(UDP)).hex()
+        side.appctl("netdev-dummy/receive", "p1", pkt)
+    # OVS's revalidator publishes the stats of the hit asynchronously: wait for it.
+    from tests.wait import wait_for
+
+    wait_for(lambda: counters(o)[0][1] == "1", "OVS counted the hit")
+    assert [c[:3] for c in counters(h)] == [c[:3] for c in counters(o)] == [("1", "1", "42")]
+    for side in (o, h):
+        assert side.appctl("dpctl/del-flows").stdout == ""
+    assert counters(h) == counters(o) == []
