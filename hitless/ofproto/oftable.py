@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hitless.config.model import OFPP_LOCAL
+from hitless.ofproto.fields import LOCS, PREREQS
+from hitless.openflow import nx_actions as nx
 from hitless.openflow._wire import Reader
 from hitless.openflow.actions import (
     Action,
@@ -71,7 +73,8 @@ from hitless.openflow.errors import RemoteProtocolError
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.match import Oxm
 from hitless.openflow.messages import Bucket, FlowMod, GroupMod, MeterBand, MeterMod
-from hitless.packet.flow import FIELDS, KEY_LEN
+from hitless.openflow.nx_actions import NxAction
+from hitless.openflow.nxm import Subfield, spec_by_header, spec_of
 
 __all__ = [
     "MAX_METER_BANDS",
@@ -92,97 +95,28 @@ MAX_METER_BANDS = 8  # reported in meter features
 STATE_VERSION = 1
 ALL_ONES_64 = (1 << 64) - 1
 
-# -- Matches on the canonical flow key ---------------------------------------------------
+# -- Matches on the pipeline key (hitless.ofproto.fields) -----------------------------------
 
-# OXM basic field -> (flow-key field, shift of the OXM value inside it, width in bits)
 _F = OxmField
-_OXM_KEY: dict[int, tuple[str, int, int]] = {
-    _F.IN_PORT: ("in_port", 0, 32),
-    _F.ETH_DST: ("eth_dst", 0, 48),
-    _F.ETH_SRC: ("eth_src", 0, 48),
-    _F.ETH_TYPE: ("eth_type", 0, 16),
-    _F.VLAN_VID: ("vlan_tci", 0, 13),  # OFPVID_PRESENT is the key's VLAN_PRESENT bit
-    _F.VLAN_PCP: ("vlan_tci", 13, 3),
-    _F.IP_DSCP: ("ip_tos", 2, 6),
-    _F.IP_ECN: ("ip_tos", 0, 2),
-    _F.IP_PROTO: ("ip_proto", 0, 8),
-    _F.IPV4_SRC: ("ipv4_src", 0, 32),
-    _F.IPV4_DST: ("ipv4_dst", 0, 32),
-    _F.TCP_SRC: ("tp_src", 0, 16),
-    _F.TCP_DST: ("tp_dst", 0, 16),
-    _F.UDP_SRC: ("tp_src", 0, 16),
-    _F.UDP_DST: ("tp_dst", 0, 16),
-    _F.SCTP_SRC: ("tp_src", 0, 16),
-    _F.SCTP_DST: ("tp_dst", 0, 16),
-    _F.ICMPV4_TYPE: ("tp_src", 0, 8),
-    _F.ICMPV4_CODE: ("tp_dst", 0, 8),
-    _F.ARP_OP: ("ip_proto", 0, 8),
-    _F.ARP_SPA: ("ipv4_src", 0, 32),
-    _F.ARP_TPA: ("ipv4_dst", 0, 32),
-    _F.ARP_SHA: ("arp_sha", 0, 48),
-    _F.ARP_THA: ("arp_tha", 0, 48),
-    _F.IPV6_SRC: ("ipv6_src", 0, 128),
-    _F.IPV6_DST: ("ipv6_dst", 0, 128),
-    _F.IPV6_FLABEL: ("ipv6_label", 0, 20),
-    _F.ICMPV6_TYPE: ("tp_src", 0, 8),
-    _F.ICMPV6_CODE: ("tp_dst", 0, 8),
-    _F.IPV6_ND_TARGET: ("nd_target", 0, 128),
-    _F.IPV6_ND_SLL: ("arp_sha", 0, 48),
-    _F.IPV6_ND_TLL: ("arp_tha", 0, 48),
-}
-
-# Prerequisites (§7.2.3.8): field -> list of alternatives, each a list of (field, value).
-_Prereq = list[list[tuple[int, int]]]
-_IP: _Prereq = [[(_F.ETH_TYPE, 0x0800)], [(_F.ETH_TYPE, 0x86DD)]]
-_V4: _Prereq = [[(_F.ETH_TYPE, 0x0800)]]
-_V6: _Prereq = [[(_F.ETH_TYPE, 0x86DD)]]
-_ARP: _Prereq = [[(_F.ETH_TYPE, 0x0806)]]
-_PREREQ: dict[int, list[list[tuple[int, int]]]] = {
-    _F.VLAN_PCP: [],  # checked specially: needs a VLAN_VID that is not OFPVID_NONE
-    _F.IP_DSCP: _IP,
-    _F.IP_ECN: _IP,
-    _F.IP_PROTO: _IP,
-    _F.IPV4_SRC: _V4,
-    _F.IPV4_DST: _V4,
-    _F.TCP_SRC: [[(_F.IP_PROTO, 6)]],
-    _F.TCP_DST: [[(_F.IP_PROTO, 6)]],
-    _F.UDP_SRC: [[(_F.IP_PROTO, 17)]],
-    _F.UDP_DST: [[(_F.IP_PROTO, 17)]],
-    _F.SCTP_SRC: [[(_F.IP_PROTO, 132)]],
-    _F.SCTP_DST: [[(_F.IP_PROTO, 132)]],
-    _F.ICMPV4_TYPE: [[(_F.IP_PROTO, 1)]],
-    _F.ICMPV4_CODE: [[(_F.IP_PROTO, 1)]],
-    _F.ARP_OP: _ARP,
-    _F.ARP_SPA: _ARP,
-    _F.ARP_TPA: _ARP,
-    _F.ARP_SHA: _ARP,
-    _F.ARP_THA: _ARP,
-    _F.IPV6_SRC: _V6,
-    _F.IPV6_DST: _V6,
-    _F.IPV6_FLABEL: _V6,
-    _F.ICMPV6_TYPE: [[(_F.IP_PROTO, 58)]],
-    _F.ICMPV6_CODE: [[(_F.IP_PROTO, 58)]],
-    _F.IPV6_ND_TARGET: [[(_F.ICMPV6_TYPE, 135)], [(_F.ICMPV6_TYPE, 136)]],
-    _F.IPV6_ND_SLL: [[(_F.ICMPV6_TYPE, 135)]],
-    _F.IPV6_ND_TLL: [[(_F.ICMPV6_TYPE, 136)]],
-}
-# Transport fields need the network layer too (their ip_proto needs eth_type).
-_L4 = {_F.TCP_SRC, _F.TCP_DST, _F.UDP_SRC, _F.UDP_DST, _F.SCTP_SRC, _F.SCTP_DST}
 
 
-def _bit_pos(name: str, shift: int) -> int:
-    """Left shift, within the whole key integer, of bit ``shift`` of field ``name``."""
-    off, size = FIELDS[name]
-    return (KEY_LEN - off - size) * 8 + shift
+def _basic_loc(f: OxmField) -> bool:
+    spec = spec_by_header(OxmClass.OPENFLOW_BASIC, int(f), None)
+    return spec is not None and spec.name in LOCS
+
+
+# OXM basic fields a rule can match (table features advertise them)
+_OXM_KEY: frozenset[int] = frozenset(f for f in OxmField if _basic_loc(f))
 
 
 def oxm_to_key(f: int, value: int, mask: int | None) -> tuple[int, int]:
-    """(value, mask) of one OXM basic field as integers over the whole flow key."""
-    name, shift, bits = _OXM_KEY[f]
-    full = (1 << bits) - 1
-    m = full if mask is None else mask & full
-    pos = _bit_pos(name, shift)
-    return (value & m) << pos, m << pos
+    """(value, mask) of one OXM basic field as integers over the pipeline key."""
+    spec = spec_by_header(OxmClass.OPENFLOW_BASIC, int(f), None)
+    if spec is None or spec.name not in LOCS:
+        raise KeyError(f)
+    loc = LOCS[spec.name]
+    m = loc.ones if mask is None else mask & loc.ones
+    return (value & m) << loc.pos, m << loc.pos
 
 
 def _bad_match(msg: str, code: BadMatchCode) -> RemoteProtocolError:
@@ -190,25 +124,22 @@ def _bad_match(msg: str, code: BadMatchCode) -> RemoteProtocolError:
 
 
 def compile_match(match: OfMatch) -> tuple[int, int, int, int]:
-    """An OpenFlow match as (key, mask, metadata, metadata_mask) over the flow key.
+    """An OpenFlow match as (key, mask, 0, 0) over the pipeline key (metadata and the
+    registers included; the last two are kept for the rule identity's shape).
     Raises RemoteProtocolError for fields we cannot match and missing prerequisites."""
-    key = mask = md = md_mask = 0
-    exact: dict[int, int] = {}
-    present: dict[int, Oxm] = {}
+    key = mask = 0
+    exact: dict[str, int] = {}
+    present: dict[str, Oxm] = {}
     for oxm in match.fields:
-        if oxm.oxm_class != OxmClass.OPENFLOW_BASIC:
+        spec = spec_of(oxm)
+        loc = LOCS.get(spec.name) if spec is not None else None
+        if spec is None or loc is None:
             raise _bad_match(f"match field {oxm.name} is not supported", BadMatchCode.BAD_FIELD)
-        present[oxm.field] = oxm
+        name = spec.name
+        present[name] = oxm
         if oxm.mask is None:
-            exact[oxm.field] = oxm.value
-        if oxm.field == _F.METADATA:
-            md_mask = ALL_ONES_64 if oxm.mask is None else oxm.mask
-            md = oxm.value & md_mask
-            continue
-        if oxm.field not in _OXM_KEY:
-            raise _bad_match(f"match field {oxm.name} is not supported", BadMatchCode.BAD_FIELD)
-        name, shift, bits = _OXM_KEY[oxm.field]
-        if oxm.value >> bits or (oxm.mask is not None and oxm.mask >> bits):
+            exact[name] = oxm.value
+        if oxm.value >> loc.bits or (oxm.mask is not None and oxm.mask >> loc.bits):
             raise _bad_match(f"{oxm.name} value {oxm.value:#x} too wide", BadMatchCode.BAD_VALUE)
         if oxm.mask is not None and oxm.value & ~oxm.mask:
             raise _bad_match(
@@ -216,31 +147,21 @@ def compile_match(match: OfMatch) -> tuple[int, int, int, int]:
                 BadMatchCode.BAD_WILDCARDS,
             )
         value = oxm.value
-        if oxm.field == _F.IN_PORT and value == Port.LOCAL:
+        if name == "in_port_oxm" and value == Port.LOCAL:
             value = OFPP_LOCAL  # the bridge's own port is number 0xfffe in the datapath
-        v, m = oxm_to_key(oxm.field, value, oxm.mask)
-        key |= v
-        mask |= m
-    for f in present:
-        if f == _F.VLAN_PCP:
-            vid = present.get(_F.VLAN_VID)
+        m = loc.ones if oxm.mask is None else oxm.mask
+        key |= (value & m) << loc.pos
+        mask |= m << loc.pos
+    for name, oxm in present.items():
+        if name == "vlan_pcp":
+            vid = present.get("vlan_vid")
             if vid is None or not (vid.value & 0x1000):
                 raise _bad_match("vlan_pcp needs a vlan_vid with a tag", BadMatchCode.BAD_PREREQ)
             continue
-        alts = _PREREQ.get(f)
-        if not alts:
-            continue
-        if not any(all(exact.get(pf) == pv for pf, pv in alt) for alt in alts):
-            name = OxmField(f).name.lower()
-            raise _bad_match(f"{name} without its prerequisite", BadMatchCode.BAD_PREREQ)
-        if f in _L4 or f in (_F.ICMPV4_TYPE, _F.ICMPV4_CODE, _F.ICMPV6_TYPE, _F.ICMPV6_CODE):
-            want = (0x86DD,) if f in (_F.ICMPV6_TYPE, _F.ICMPV6_CODE) else (0x0800, 0x86DD)
-            if f in (_F.ICMPV4_TYPE, _F.ICMPV4_CODE):
-                want = (0x0800,)
-            if exact.get(_F.ETH_TYPE) not in want:
-                name = OxmField(f).name.lower()
-                raise _bad_match(f"{name} without its prerequisite", BadMatchCode.BAD_PREREQ)
-    return key, mask, md, md_mask
+        alts = PREREQS.get(name)
+        if alts and not any(all(exact.get(f) == v for f, v in alt) for alt in alts):
+            raise _bad_match(f"{oxm.name} without its prerequisite", BadMatchCode.BAD_PREREQ)
+    return key, mask, 0, 0
 
 
 # -- Rules, tables -------------------------------------------------------------------------
@@ -641,6 +562,30 @@ SETTABLE = frozenset(
         _F.IPV6_ND_TLL,
     }
 )
+# fields a set_field/load/move/pop may write (Open vSwitch's writable fields we carry)
+WRITABLE = frozenset(
+    {f"reg{i}" for i in range(16)}
+    | {f"xreg{i}" for i in range(8)}
+    | {f"xxreg{i}" for i in range(4)}
+    | {"metadata", "pkt_mark", "tun_id", "tun_src", "tun_dst", "tun_flags", "in_port"}
+    | {"in_port_oxm", "eth_src", "eth_dst", "vlan_vid", "vlan_pcp", "nw_tos", "ip_dscp"}
+    | {"nw_ecn", "nw_ttl", "ip_src", "ip_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst"}
+    | {"sctp_src", "sctp_dst", "icmp_type", "icmp_code", "arp_op", "arp_spa", "arp_tpa"}
+    | {"arp_sha", "arp_tha", "ipv6_src", "ipv6_dst", "ipv6_label", "icmpv6_type"}
+    | {"icmpv6_code", "nd_target", "nd_sll", "nd_tll"}
+)
+_NX_PLAIN = (
+    nx.Note,
+    nx.Exit,
+    nx.Conjunction,
+    nx.PopQueue,
+    nx.Controller,
+    nx.Controller2,
+    nx.NxDecTtl,
+    nx.DecTtlIds,
+    nx.WriteMetadataAction,
+    nx.SetTunnel,
+)
 _RESERVED_OUT = {Port.IN_PORT, Port.NORMAL, Port.FLOOD, Port.ALL, Port.CONTROLLER, Port.LOCAL}
 
 
@@ -748,7 +693,7 @@ class OfState:
                 )
 
     def validate_actions(self, actions: Iterable[Action]) -> None:
-        from hitless.openflow.actions import DecNwTtl, PopVlan, PushVlan, SetNwTtl
+        from hitless.openflow.actions import DecNwTtl, PopVlan, PushVlan, SetNwTtl, SetQueue
 
         for a in actions:
             if isinstance(a, Output):
@@ -767,7 +712,11 @@ class OfState:
                     )
             elif isinstance(a, SetField):
                 f = a.field
-                if f.oxm_class != OxmClass.OPENFLOW_BASIC or f.field not in SETTABLE:
+                basic = f.oxm_class == OxmClass.OPENFLOW_BASIC
+                if basic and f.field in SETTABLE:
+                    continue
+                spec = spec_of(f)
+                if spec is None or spec.name not in WRITABLE:
                     raise RemoteProtocolError(
                         f"set_field of {f.name} is not supported",
                         ErrorType.BAD_ACTION,
@@ -780,12 +729,58 @@ class OfState:
                         ErrorType.BAD_ACTION,
                         BadActionCode.BAD_ARGUMENT,
                     )
-            elif not isinstance(a, (PopVlan, DecNwTtl, SetNwTtl)):
+            elif isinstance(a, NxAction):
+                self._validate_nx(a)
+            elif not isinstance(a, (PopVlan, DecNwTtl, SetNwTtl, SetQueue)):
                 raise RemoteProtocolError(
                     f"action {type(a).__name__} is not supported",
                     ErrorType.BAD_ACTION,
                     BadActionCode.BAD_TYPE,
                 )
+
+    def _validate_nx(self, a: NxAction) -> None:
+        """Nicira actions: the ones translation implements, with fields it can read/write."""
+
+        def bad(msg: str, code: BadActionCode = BadActionCode.BAD_ARGUMENT) -> RemoteProtocolError:
+            return RemoteProtocolError(msg, ErrorType.BAD_ACTION, code)
+
+        def readable(sf: Subfield) -> None:
+            if sf.ref.name not in LOCS:
+                raise bad(f"{sf} cannot be read", BadActionCode.BAD_SET_ARGUMENT)
+
+        def writable(sf: Subfield) -> None:
+            if sf.ref.name not in WRITABLE:
+                raise bad(f"{sf} cannot be written", BadActionCode.BAD_SET_ARGUMENT)
+
+        if isinstance(a, nx.Resubmit):
+            if a.ct:
+                raise bad("resubmit(...,ct) needs connection tracking", BadActionCode.BAD_EXP_TYPE)
+            if a.table != 0xFF and a.table >= N_TABLES:
+                raise bad(f"resubmit to table {a.table}")
+        elif isinstance(a, nx.RegLoad):
+            writable(a.dst)
+        elif isinstance(a, nx.RegLoad2):
+            spec = spec_of(a.field)
+            if spec is None or spec.name not in WRITABLE:
+                raise bad(f"set_field of {a.field.name}", BadActionCode.BAD_SET_TYPE)
+        elif isinstance(a, nx.RegMove):
+            readable(a.src)
+            writable(a.dst)
+        elif isinstance(a, nx.OutputReg):
+            readable(a.src)
+        elif isinstance(a, nx.StackPop):
+            writable(a.field)
+        elif isinstance(a, nx.StackPush):
+            readable(a.field)
+        elif isinstance(a, nx.Clone):
+            self.validate_actions(a.actions)
+        elif isinstance(a, nx.Controller2):
+            if a.pause:
+                raise bad("controller(pause) is not supported yet", BadActionCode.BAD_EXP_TYPE)
+        elif not isinstance(a, _NX_PLAIN):
+            raise bad(
+                f"Nicira action {type(a).__name__} is not supported", BadActionCode.BAD_EXP_TYPE
+            )
 
     def flow_mod(self, fm: FlowMod, now: float) -> tuple[set[int], list[Removed]]:
         """Apply a flow-mod. Returns (tables changed, rules removed with SEND_FLOW_REM)."""

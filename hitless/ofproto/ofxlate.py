@@ -25,21 +25,27 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hitless.config.model import OFPP_LOCAL
 from hitless.datapath import actions as dp
+from hitless.ofproto.fields import DP_MASK, LOCS, PREREQS
 from hitless.ofproto.oftable import BucketCounter, Group, OfState, Rule, Table
 from hitless.ofproto.xlate import SwitchState, Xlate, xlate_normal
 from hitless.openflow import actions as of
+from hitless.openflow import nx_actions as nx
+from hitless.openflow.actions import Action as OfAction
 from hitless.openflow.constants import (
     ActionType,
     GroupType,
+    OxmClass,
     OxmField,
     PacketInReason,
     Port,
 )
+from hitless.openflow.nxm import spec_of
 from hitless.packet.flow import (
     FIELDS,
     FRAG_LATER,
@@ -57,7 +63,9 @@ from hitless.packet.flow import (
 __all__ = ["PACKET_IN_USERDATA", "decode_userdata", "xlate_openflow"]
 
 PACKET_IN_USERDATA = struct.Struct("!BBQH")  # reason, table_id, cookie, max_len
-MAX_DEPTH = 32  # nested groups / resubmits before giving up
+MAX_DEPTH = 64  # nested groups / backward resubmits before the packet is dropped (as OVS)
+MAX_RESUBMITS = MAX_DEPTH * MAX_DEPTH  # resubmits in one translation, likewise
+_METADATA = LOCS["metadata"]
 
 
 def decode_userdata(data: bytes) -> tuple[int, int, int, int] | None:
@@ -211,7 +219,14 @@ class _Ctx:
     flood_vlan: int | None = None
     out_ports: list[int] = field(default_factory=list)
     stopped: bool = False
+    exited: bool = False  # an ``exit`` action: nothing more runs but the action set
     depth: int = 0
+    resubmits: int = 0
+    error: str | None = None  # a translation error: the packet is dropped
+    # the pipeline-only region of the pipeline key (registers, metadata...; fields.LOCS)
+    meta: int = 0
+    action_set: dict[tuple[int, int], OfAction] = field(default_factory=dict)
+    stack: list[int] = field(default_factory=list)  # push/pop
     table_id: int = 0
     cookie: int = 0
     miss_rule: bool = False  # the rule is a table-miss entry (priority 0, matches all)
@@ -253,12 +268,17 @@ def xlate_openflow(
         _pipeline(ctx, 0)
     else:
         _apply(ctx, actions)
+    if ctx.action_set and ctx.error is None:
+        ctx.stopped = False
+        _run_action_set(ctx)
     acts = ctx.acts
+    if ctx.error is not None:
+        acts.clear()  # too deep, too many resubmits: Open vSwitch drops the packet
     # Rewrites after the last output change nothing anyone sees.
     while acts and not isinstance(acts[-1], (dp.Output, dp.Userspace)):
         acts.pop()
     mask = ctx.mask.to_bytes(KEY_LEN, "big")
-    reason = "openflow" if acts else "drop: openflow"
+    reason = "openflow" if acts else f"drop: openflow{': ' + ctx.error if ctx.error else ''}"
     return Xlate(
         tuple(acts),
         mask,
@@ -273,24 +293,21 @@ def xlate_openflow(
 
 
 def _pipeline(ctx: _Ctx, table_id: int) -> None:
-    ctx.depth += 1
-    if ctx.depth > MAX_DEPTH:
-        ctx.stopped = True
-        return
-    md = 0
-    action_set: dict[tuple[int, int], of.Action] = {}
+    """Look the packet up in ``table_id`` and run the rule's instructions, following
+    goto-table; write-actions go into the translation's action set (run at the end)."""
     tables = ctx.of.tables
     while True:
         table = tables[table_id]
         ctx.deps.add(("t", table_id))
-        rule, seen, _seen_md = table.lookup(int.from_bytes(ctx.cur, "big"), md)
-        ctx.mask |= seen
+        pk = int.from_bytes(ctx.cur, "big") | ctx.meta
+        rule, seen, _seen_md = table.lookup(pk, 0)
+        ctx.mask |= seen & DP_MASK  # registers and metadata never reach the datapath
         ctx.credits.append(TableHit(table, rule is not None))
         if rule is None:
             return  # table miss without a table-miss rule: drop (§5.4)
         ctx.credits.append(rule)
         ctx.table_id, ctx.cookie = table_id, rule.cookie
-        ctx.miss_rule = rule.priority == 0 and not rule.mask and not rule.md_mask
+        ctx.miss_rule = rule.priority == 0 and not rule.mask
         goto = None
         for inst in sorted(rule.instructions, key=_inst_order):
             if isinstance(inst, of.MeterInstruction):
@@ -304,28 +321,56 @@ def _pipeline(ctx: _Ctx, table_id: int) -> None:
                 if ctx.stopped:
                     return
             elif isinstance(inst, of.ClearActions):
-                action_set.clear()
+                ctx.action_set.clear()
             elif isinstance(inst, of.WriteActions):
                 for a in inst.actions:
-                    action_set[_set_slot(a)] = a
+                    ctx.action_set[_set_slot(a)] = a
             elif isinstance(inst, of.WriteMetadata):
-                md = (md & ~inst.mask) | (inst.metadata & inst.mask)
+                ctx.meta = _METADATA.put(ctx.meta, inst.metadata, inst.mask)
             elif isinstance(inst, of.GotoTable):
                 goto = inst.table_id
         if goto is None or goto <= table_id:
-            break
+            return
         table_id = goto
-    if action_set:
-        ordered = sorted(action_set.items(), key=lambda kv: kv[0])
-        has_group = any(slot[0] == _SET_ORDER[ActionType.GROUP] for slot, _ in ordered)
-        _apply(
-            ctx,
-            tuple(
-                a
-                for slot, a in ordered
-                if not (has_group and slot[0] == _SET_ORDER[ActionType.OUTPUT])
-            ),
-        )
+
+
+def _run_action_set(ctx: _Ctx) -> None:
+    ordered = sorted(ctx.action_set.items(), key=lambda kv: kv[0])
+    ctx.action_set = {}
+    has_group = any(slot[0] == _SET_ORDER[ActionType.GROUP] for slot, _ in ordered)
+    _apply(
+        ctx,
+        tuple(
+            a for slot, a in ordered if not (has_group and slot[0] == _SET_ORDER[ActionType.OUTPUT])
+        ),
+    )
+
+
+def _resubmit(ctx: _Ctx, a: nx.Resubmit) -> None:
+    """``resubmit(port,table)``: the rule ``table`` matches runs here, as if the packet
+    came in on ``port``; going back to an earlier (or the same) table nests deeper."""
+    table_id = ctx.table_id if a.table == 0xFF else a.table
+    if ctx.resubmits >= MAX_RESUBMITS:
+        ctx.error = f"over {MAX_RESUBMITS} resubmit actions"
+    deepens = table_id <= ctx.table_id
+    if deepens and ctx.depth + 1 >= MAX_DEPTH:
+        ctx.error = f"over max translation depth {MAX_DEPTH}"
+    if ctx.error is not None:
+        ctx.stopped = True
+        return
+    ctx.resubmits += 1
+    ctx.depth += deepens
+    old_port = ctx.in_port
+    old_table, old_cookie, old_miss = ctx.table_id, ctx.cookie, ctx.miss_rule
+    if a.in_port != _NX_IN_PORT:
+        _set_in_port(ctx, _port32(a.in_port))
+    _pipeline(ctx, table_id)
+    if a.in_port != _NX_IN_PORT:
+        _set_in_port(ctx, old_port)
+    ctx.table_id, ctx.cookie, ctx.miss_rule = old_table, old_cookie, old_miss
+    ctx.depth -= deepens
+    if ctx.error is None and not ctx.exited:
+        ctx.stopped = False  # a rule's dec_ttl failure ends only that rule's actions
 
 
 def _inst_order(inst: of.Instruction) -> int:
@@ -343,39 +388,225 @@ def _apply(ctx: _Ctx, actions: Iterable[of.Action]) -> None:
     for a in actions:
         if ctx.stopped:
             return
-        if isinstance(a, of.Output):
-            _output(ctx, a.port, a.max_len)
-        elif isinstance(a, of.GroupAction):
-            _group(ctx, a.group_id)
-        elif isinstance(a, of.SetField):
-            _set_field(ctx, a.field)
-        elif isinstance(a, of.PushVlan):
-            ctx.mask |= _TCI
-            tci = key_field(ctx.cur, "vlan_tci")
-            inner = tci & ~VLAN_PRESENT & 0xFFFF if tci & VLAN_PRESENT else 0
-            ctx.acts.append(dp.PushVlan(inner, a.ethertype))
-            ctx.set_key("vlan_tci", inner | VLAN_PRESENT)
-        elif isinstance(a, of.PopVlan):
-            ctx.mask |= _TCI
-            if key_field(ctx.cur, "vlan_tci") & VLAN_PRESENT:
-                ctx.acts.append(dp.PopVlan())
-                ctx.set_key("vlan_tci", 0)
-        elif isinstance(a, of.DecNwTtl):
-            ctx.mask |= _TTL
-            if key_field(ctx.cur, "eth_type") not in (_V4, _V6):
-                continue  # not IP: nothing to decrement
-            ttl = key_field(ctx.cur, "ip_ttl")
-            if ttl <= 1:
-                ctx.stopped = True  # invalid TTL: the packet goes no further
-                return
-            ctx.acts.append(dp.SetField("ip_ttl", bytes((ttl - 1,))))
-            ctx.set_key("ip_ttl", ttl - 1)
-        elif isinstance(a, of.SetNwTtl):
-            ctx.mask |= _ETH_TYPE
-            if key_field(ctx.cur, "eth_type") in (_V4, _V6):  # TTL or hop limit
-                ctx.acts.append(dp.SetField("ip_ttl", bytes((a.ttl,))))
-                ctx.set_key("ip_ttl", a.ttl)
+        fn = ACTION_XLATE.get(type(a))
+        if fn is not None:
+            fn(ctx, a)
         # Anything else was refused when the rule was added.
+
+
+def _x_output(ctx: _Ctx, a: of.Output) -> None:
+    _output(ctx, a.port, a.max_len)
+
+
+def _x_group(ctx: _Ctx, a: of.GroupAction) -> None:
+    _group(ctx, a.group_id)
+
+
+def _x_set_field(ctx: _Ctx, a: of.SetField) -> None:
+    oxm = a.field
+    if oxm.oxm_class == OxmClass.OPENFLOW_BASIC and oxm.field in _SET:
+        _set_field(ctx, oxm)
+        return
+    spec = spec_of(oxm)
+    if spec is not None:
+        write_field(ctx, spec.name, oxm.value, oxm.mask)
+
+
+def _x_push_vlan(ctx: _Ctx, a: of.PushVlan) -> None:
+    ctx.mask |= _TCI
+    tci = key_field(ctx.cur, "vlan_tci")
+    inner = tci & ~VLAN_PRESENT & 0xFFFF if tci & VLAN_PRESENT else 0
+    ctx.acts.append(dp.PushVlan(inner, a.ethertype))
+    ctx.set_key("vlan_tci", inner | VLAN_PRESENT)
+
+
+def _x_pop_vlan(ctx: _Ctx, a: of.PopVlan) -> None:
+    ctx.mask |= _TCI
+    if key_field(ctx.cur, "vlan_tci") & VLAN_PRESENT:
+        ctx.acts.append(dp.PopVlan())
+        ctx.set_key("vlan_tci", 0)
+
+
+def _x_dec_ttl(ctx: _Ctx, a: of.Action) -> None:
+    ctx.mask |= _TTL
+    if key_field(ctx.cur, "eth_type") not in (_V4, _V6):
+        return  # not IP: nothing to decrement
+    ttl = key_field(ctx.cur, "ip_ttl")
+    if ttl <= 1:
+        ctx.stopped = True  # invalid TTL: this rule's actions end here
+        return
+    ctx.acts.append(dp.SetField("ip_ttl", bytes((ttl - 1,))))
+    ctx.set_key("ip_ttl", ttl - 1)
+
+
+def _x_set_nw_ttl(ctx: _Ctx, a: of.SetNwTtl) -> None:
+    ctx.mask |= _ETH_TYPE
+    if key_field(ctx.cur, "eth_type") in (_V4, _V6):  # TTL or hop limit
+        ctx.acts.append(dp.SetField("ip_ttl", bytes((a.ttl,))))
+        ctx.set_key("ip_ttl", a.ttl)
+
+
+# -- Open vSwitch's fields and Nicira actions ------------------------------------------
+
+_NX_IN_PORT = 0xFFF8  # OFPP_IN_PORT in 16 bits: "the packet's own in_port"
+
+
+def _port32(port: int) -> int:
+    """A 16-bit OpenFlow 1.0 port number as OpenFlow 1.3's 32-bit one (0xff00.. reserved)."""
+    return port | 0xFFFF0000 if 0xFF00 <= port <= 0xFFFF else port
+
+
+def _set_in_port(ctx: _Ctx, port: int) -> None:
+    """The pipeline's in_port (never a datapath rewrite: the packet keeps its port)."""
+    if port == Port.LOCAL:
+        port = OFPP_LOCAL
+    ctx.in_port = port
+    ctx.set_key("in_port", port & 0xFFFFFFFF)
+
+
+def read_field(ctx: _Ctx, name: str, ofs: int = 0, nbits: int | None = None) -> int:
+    """Bits ``[ofs, ofs + nbits)`` of a field; reading a packet field un-wildcards them."""
+    loc = LOCS[name]
+    n = loc.bits - ofs if nbits is None else nbits
+    if loc.key_field is None:
+        value = loc.get(ctx.meta)
+    else:
+        ctx.mask |= ((1 << n) - 1) << (loc.pos + ofs)
+        value = loc.get(int.from_bytes(ctx.cur, "big"))
+    return (value >> ofs) & ((1 << n) - 1)
+
+
+def write_field(ctx: _Ctx, name: str, value: int, mask: int | None = None) -> None:
+    """Set (the ``mask`` bits of) a field: a register or metadata in the translation, a
+    packet field as a datapath rewrite (only if the packet has the field)."""
+    loc = LOCS[name]
+    if loc.key_field is None:
+        ctx.meta = loc.put(ctx.meta, value, mask)
+        return
+    if loc.key_field == "in_port":
+        m = loc.ones if mask is None else mask & loc.ones
+        port = (ctx.in_port & ~m) | (value & m)
+        _set_in_port(ctx, _port32(port & 0xFFFF) if loc.bits == 16 else port)
+        return
+    alts = PREREQS.get(name)
+    if alts:
+        pk = int.from_bytes(ctx.cur, "big")
+        ok = False
+        for alt in alts:
+            for f, _v in alt:
+                ctx.mask |= LOCS[f].mask
+            ok = ok or all(LOCS[f].get(pk) == v for f, v in alt)
+        if not ok:
+            return  # the packet has no such field
+    kf = loc.key_field
+    size = FIELDS[kf][1]
+    m = (loc.ones if mask is None else mask & loc.ones) << loc.shift
+    old = key_field(ctx.cur, kf)
+    new = (old & ~m) | ((value << loc.shift) & m)
+    if m == (1 << size * 8) - 1:
+        ctx.acts.append(dp.SetField(kf, new.to_bytes(size, "big")))
+    else:
+        ctx.acts.append(dp.SetField(kf, (new & m).to_bytes(size, "big"), m.to_bytes(size, "big")))
+    ctx.set_key(kf, new)
+
+
+def _x_reg_load(ctx: _Ctx, a: nx.RegLoad) -> None:
+    d = a.dst
+    write_field(ctx, d.ref.name, a.value << d.ofs, ((1 << d.nbits) - 1) << d.ofs)
+
+
+def _x_reg_load2(ctx: _Ctx, a: nx.RegLoad2) -> None:
+    _x_set_field(ctx, of.SetField(a.field))
+
+
+def _x_move(ctx: _Ctx, a: nx.RegMove) -> None:
+    v = read_field(ctx, a.src.ref.name, a.src.ofs, a.src.nbits)
+    d = a.dst
+    write_field(ctx, d.ref.name, v << d.ofs, ((1 << d.nbits) - 1) << d.ofs)
+
+
+def _x_output_reg(ctx: _Ctx, a: nx.OutputReg) -> None:
+    port = read_field(ctx, a.src.ref.name, a.src.ofs, a.src.nbits)
+    _output(ctx, _port32(port) if a.src.nbits <= 16 else port, a.max_len)
+
+
+def _x_resubmit(ctx: _Ctx, a: nx.Resubmit) -> None:
+    _resubmit(ctx, a)
+
+
+def _x_exit(ctx: _Ctx, a: nx.Exit) -> None:
+    ctx.exited = ctx.stopped = True
+
+
+def _x_nothing(ctx: _Ctx, a: of.Action) -> None:
+    """note, conjunction (when executed, as in a packet-out), pop_queue, set_queue."""
+
+
+def _x_push(ctx: _Ctx, a: nx.StackPush) -> None:
+    ctx.stack.append(read_field(ctx, a.field.ref.name, a.field.ofs, a.field.nbits))
+
+
+def _x_pop(ctx: _Ctx, a: nx.StackPop) -> None:
+    if not ctx.stack:
+        return  # stack underflow: Open vSwitch reports it and leaves the field alone
+    f = a.field
+    v = ctx.stack.pop() & ((1 << f.nbits) - 1)
+    write_field(ctx, f.ref.name, v << f.ofs, ((1 << f.nbits) - 1) << f.ofs)
+
+
+def _x_clone(ctx: _Ctx, a: nx.Clone) -> None:
+    """Run the actions on a copy: the packet, registers and stack come back unchanged."""
+    saved, meta, stack, in_port = ctx.cur, ctx.meta, list(ctx.stack), ctx.in_port
+    _apply(ctx, a.actions)
+    ctx.restore(saved)
+    ctx.meta, ctx.stack, ctx.in_port = meta, stack, in_port
+    if ctx.error is None:
+        ctx.stopped = ctx.exited = False
+
+
+def _x_controller(ctx: _Ctx, a: nx.Controller | nx.Controller2) -> None:
+    data = PACKET_IN_USERDATA.pack(a.reason, ctx.table_id, ctx.cookie, a.max_len & 0xFFFF)
+    ctx.acts.append(dp.Userspace(data))
+
+
+def _x_write_metadata(ctx: _Ctx, a: nx.WriteMetadataAction) -> None:
+    ctx.meta = _METADATA.put(ctx.meta, a.metadata, a.mask)
+
+
+def _x_set_tunnel(ctx: _Ctx, a: nx.SetTunnel) -> None:
+    write_field(ctx, "tun_id", a.tun_id)
+
+
+ACTION_XLATE: dict[type, Callable[[_Ctx, Any], None]] = {
+    of.Output: _x_output,
+    of.GroupAction: _x_group,
+    of.SetField: _x_set_field,
+    of.PushVlan: _x_push_vlan,
+    of.PopVlan: _x_pop_vlan,
+    of.DecNwTtl: _x_dec_ttl,
+    of.SetNwTtl: _x_set_nw_ttl,
+    of.SetQueue: _x_nothing,
+    nx.RegLoad: _x_reg_load,
+    nx.RegLoad2: _x_reg_load2,
+    nx.RegMove: _x_move,
+    nx.OutputReg: _x_output_reg,
+    nx.Resubmit: _x_resubmit,
+    nx.Exit: _x_exit,
+    nx.Note: _x_nothing,
+    nx.Conjunction: _x_nothing,
+    nx.PopQueue: _x_nothing,
+    nx.StackPush: _x_push,
+    nx.StackPop: _x_pop,
+    nx.Clone: _x_clone,
+    nx.Controller: _x_controller,
+    nx.Controller2: _x_controller,
+    nx.NxDecTtl: _x_dec_ttl,
+    nx.DecTtlIds: _x_dec_ttl,
+    nx.WriteMetadataAction: _x_write_metadata,
+    nx.SetTunnel: _x_set_tunnel,
+}
+"""How each action translates: ``fn(ctx, action)``. Another layer adds its own here (a
+new action's class -> its function); ``OfState.validate_actions`` must accept it too."""
 
 
 def _set_field(ctx: _Ctx, oxm: of.Oxm) -> None:
@@ -504,10 +735,11 @@ def _group(ctx: _Ctx, gid: int) -> None:
     ctx.deps.add(("g", gid))
     if g is None:
         return
-    ctx.depth += 1
-    if ctx.depth > MAX_DEPTH:
+    if ctx.depth + 1 >= MAX_DEPTH:
+        ctx.error = f"over max translation depth {MAX_DEPTH}"
         ctx.stopped = True
         return
+    ctx.depth += 1
     ctx.credits.append(g)
     chosen: list[int] = []
     if g.type == GroupType.ALL:
@@ -535,7 +767,10 @@ def _group(ctx: _Ctx, gid: int) -> None:
         saved = ctx.cur
         _apply(ctx, g.buckets[i].actions)
         ctx.restore(saved)
-        ctx.stopped = False  # a bucket's dec_ttl failure ends only that copy
+        # a bucket's dec_ttl failure or exit ends only that copy
+        ctx.stopped = ctx.error is not None
+        ctx.exited = False
+    ctx.depth -= 1
 
 
 _HASH_BYTES = _HASH.to_bytes(KEY_LEN, "big")

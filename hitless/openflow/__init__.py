@@ -2,7 +2,8 @@
 
 Owns: wire constants (``constants``), messages as immutable values with
 ``encode(version)`` / ``decode(data)`` (``messages``, ``multipart``), match fields
-(``match``), actions and instructions (``actions``), errors that say who is at fault
+(``match``; the field table, Open vSwitch's NXM fields included, in ``nxm``), actions and
+instructions (``actions``; Nicira's extension actions in ``nx_actions``), errors that say who is at fault
 (``errors``), and the per-connection protocol state: framing, HELLO negotiation, echo,
 keepalive timers, xids, exportable session state (``connection``).
 
@@ -10,7 +11,7 @@ Must not import: sockets, asyncio, time, or any other hitless layer (datapath, o
 daemon, config, handoff). The pipeline decides what messages mean; the daemon does I/O.
 """
 
-from hitless.openflow import constants
+from hitless.openflow import constants, nx_actions
 from hitless.openflow.actions import *  # noqa: F403
 from hitless.openflow.actions import __all__ as _actions_all
 from hitless.openflow.connection import *  # noqa: F403
@@ -29,6 +30,7 @@ __all__ = [
     "Oxm",
     "RemoteProtocolError",
     "constants",
+    "nx_actions",
     "field",
     *_actions_all,
     *_connection_all,

@@ -3,8 +3,10 @@
 Each value has ``encode() -> bytes`` (header, body and padding to 8 bytes);
 ``parse_actions`` / ``parse_instructions`` read a list back and raise
 ``RemoteProtocolError`` with OFPBAC_* / OFPBIC_* codes for what the peer got wrong.
-Experimenter actions and instructions (Nicira's, for instance) are kept opaque so the
-pipeline can refuse them with OFPBAC_BAD_EXPERIMENTER.
+Experimenter actions are parsed by the codec registered for their experimenter id in
+``EXPERIMENTER_ACTIONS`` (Nicira's: ``hitless.openflow.nx_actions``); others, and
+experimenter instructions, are kept opaque so the pipeline can refuse them with
+OFPBAC_BAD_EXPERIMENTER.
 """
 
 from __future__ import annotations
@@ -196,6 +198,10 @@ _ETHERTYPE: dict[int, type[PushVlan] | type[PushMpls] | type[PopMpls] | type[Pus
 }
 
 
+# experimenter id -> parser of the rest of the action (after the experimenter id)
+EXPERIMENTER_ACTIONS: dict[int, Callable[[Reader], Action]] = {}
+
+
 def _bad_action(msg: str, code: BadActionCode) -> RemoteProtocolError:
     return RemoteProtocolError(msg, ErrorType.BAD_ACTION, code)
 
@@ -252,6 +258,9 @@ def parse_action(r: Reader) -> Action:
         return _parse_set_field(body)
     if atype == ActionType.EXPERIMENTER:
         (experimenter,) = body.unpack(struct.Struct("!I"), "experimenter action")
+        parser = EXPERIMENTER_ACTIONS.get(experimenter)
+        if parser is not None:
+            return parser(body)
         return ExperimenterAction(experimenter, body.rest())
     raise _bad_action(f"unknown action type {atype}", BadActionCode.BAD_TYPE)
 
@@ -418,6 +427,7 @@ def encode_instructions(instructions: tuple[Instruction, ...] | list[Instruction
 
 
 __all__ = [
+    "EXPERIMENTER_ACTIONS",
     "Action",
     "ApplyActions",
     "ClearActions",

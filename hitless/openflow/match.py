@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from hitless.openflow._wire import Reader, pad8
 from hitless.openflow.constants import BadMatchCode, ErrorType, MatchType, OxmClass, OxmField
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
+from hitless.openflow.nxm import spec_by_header, spec_by_name
 
 # §7.2.3.7, table 12: value width in bytes of every basic field, and whether a mask is
 # allowed. (Open vSwitch also sends masks on some fields the table calls unmaskable, such
@@ -84,6 +85,9 @@ class Oxm:
     def name(self) -> str:
         if self.oxm_class == OxmClass.OPENFLOW_BASIC and self.field in _FIELD_VALUES:
             return OxmField(self.field).name.lower()
+        spec = spec_by_header(self.oxm_class, self.field, self.experimenter)
+        if spec is not None:
+            return spec.name
         return f"oxm_{self.oxm_class:#06x}_{self.field}"
 
     def value_width(self) -> int:
@@ -127,11 +131,19 @@ _FIELD_VALUES = frozenset(int(f) for f in FIELD_WIDTHS)
 
 
 def field(name: str, value: int, mask: int | None = None) -> Oxm:
-    """A basic field by its lower-case name: ``field("ipv4_dst", 0x0A000001, 0xFFFFFF00)``."""
-    try:
-        return Oxm(_BY_NAME[name], value, mask)
-    except KeyError:
-        raise LocalProtocolError(f"unknown OXM basic field {name!r}") from None
+    """A field by name: a basic one by its lower-case OXM name (``field("ipv4_dst",
+    0x0A000001, 0xFFFFFF00)``), else an Open vSwitch field by its name (``field("reg0", 5)``,
+    encoded with its preferred header, ``hitless.openflow.nxm``)."""
+    basic = _BY_NAME.get(name)
+    if basic is not None:
+        return Oxm(basic, value, mask)
+    spec = spec_by_name(name)
+    if spec is None:
+        raise LocalProtocolError(f"unknown OXM field {name!r}")
+    oxm_class, fld, exp = spec.headers[0]
+    if oxm_class == OxmClass.OPENFLOW_BASIC:
+        return Oxm(OxmField(fld), value, mask)
+    return Oxm(fld, value, mask, oxm_class, spec.nbytes, exp)
 
 
 def parse_oxm(r: Reader) -> Oxm:
@@ -170,6 +182,13 @@ def parse_oxm(r: Reader) -> Oxm:
     else:
         if width == 0:
             raise RemoteProtocolError("empty OXM field", ErrorType.BAD_MATCH, BadMatchCode.BAD_LEN)
+        spec = spec_by_header(oxm_class, fld, experimenter)
+        if spec is not None and spec.nbytes != width:
+            raise RemoteProtocolError(
+                f"{spec.name} has {width} bytes, expected {spec.nbytes}",
+                ErrorType.BAD_MATCH,
+                BadMatchCode.BAD_LEN,
+            )
         fld_value, width_field = fld, width
     value = int.from_bytes(payload[:width], "big")
     mask = int.from_bytes(payload[width:], "big") if hasmask else None

@@ -1,0 +1,193 @@
+"""Where each OpenFlow field lives: the pipeline key.
+
+Rules match, and translation reads and writes, one integer: the **pipeline key**. Its low
+``KEY_BITS`` bits are the datapath flow key (``hitless.packet.flow``, unchanged layout), so
+a packet field sits where the datapath key puts it. Above them lies a region the datapath
+never sees: the registers (``reg0``-``reg15``, with ``xreg``/``xxreg`` as wider views of
+the same bits, ``reg0`` the most significant as Open vSwitch orders them), ``metadata``,
+``pkt_mark``, ``conj_id``, the tunnel values and ``dp_hash``. Translation carries that
+region in its context; it starts at zero for every packet, so a megaflow mask never needs
+it: whatever a register holds was computed from packet fields that translation
+un-wildcarded when it read them.
+
+``LOCS[name]`` is a field's ``Loc`` (bit position and width in the pipeline key, and the
+datapath key field it belongs to, if any); ``PREREQS[name]`` the fields and values a match
+must pin for the field to mean something (OpenFlow 1.3.5 §7.2.3.8, Open vSwitch's
+``ovs-fields(7)``). ``register_meta`` gives a new pipeline-only field (connection tracking's,
+say) its bits. Pure data; imports only the packet layout and the wire field table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hitless.packet.flow import FIELDS, KEY_LEN
+
+__all__ = [
+    "DP_MASK",
+    "KEY_BITS",
+    "LOCS",
+    "PREREQS",
+    "Loc",
+    "register_meta",
+]
+
+KEY_BITS = KEY_LEN * 8
+DP_MASK = (1 << KEY_BITS) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Loc:
+    """A field's place in the pipeline key: ``bits`` bits whose lowest is bit ``pos``;
+    ``key_field``/``shift`` name the datapath key field (None: pipeline-only)."""
+
+    pos: int
+    bits: int
+    key_field: str | None = None
+    shift: int = 0
+
+    @property
+    def ones(self) -> int:
+        return (1 << self.bits) - 1
+
+    @property
+    def mask(self) -> int:
+        return self.ones << self.pos
+
+    def get(self, pk: int) -> int:
+        return (pk >> self.pos) & self.ones
+
+    def put(self, pk: int, value: int, mask: int | None = None) -> int:
+        m = self.ones if mask is None else mask & self.ones
+        return (pk & ~(m << self.pos)) | ((value & m) << self.pos)
+
+
+def _dp(name: str, shift: int = 0, bits: int | None = None) -> Loc:
+    off, size = FIELDS[name]
+    b = size * 8 if bits is None else bits
+    return Loc((KEY_LEN - off - size) * 8 + shift, b, name, shift)
+
+
+LOCS: dict[str, Loc] = {
+    "in_port": _dp("in_port", 0, 16),
+    "in_port_oxm": _dp("in_port"),
+    "eth_dst": _dp("eth_dst"),
+    "eth_src": _dp("eth_src"),
+    "eth_type": _dp("eth_type"),
+    "vlan_tci": _dp("vlan_tci"),
+    "vlan_vid": _dp("vlan_tci", 0, 13),  # OFPVID_PRESENT is the key's VLAN_PRESENT bit
+    "vlan_pcp": _dp("vlan_tci", 13, 3),
+    "nw_tos": _dp("ip_tos"),
+    "ip_dscp": _dp("ip_tos", 2, 6),
+    "nw_ecn": _dp("ip_tos", 0, 2),
+    "nw_ttl": _dp("ip_ttl"),
+    "nw_proto": _dp("ip_proto"),
+    "ip_src": _dp("ipv4_src"),
+    "ip_dst": _dp("ipv4_dst"),
+    "tcp_src": _dp("tp_src"),
+    "tcp_dst": _dp("tp_dst"),
+    "udp_src": _dp("tp_src"),
+    "udp_dst": _dp("tp_dst"),
+    "sctp_src": _dp("tp_src"),
+    "sctp_dst": _dp("tp_dst"),
+    "icmp_type": _dp("tp_src", 0, 8),
+    "icmp_code": _dp("tp_dst", 0, 8),
+    "arp_op": _dp("ip_proto"),  # the key keeps the opcode's low byte, as Open vSwitch
+    "arp_spa": _dp("ipv4_src"),
+    "arp_tpa": _dp("ipv4_dst"),
+    "arp_sha": _dp("arp_sha"),
+    "arp_tha": _dp("arp_tha"),
+    "ipv6_src": _dp("ipv6_src"),
+    "ipv6_dst": _dp("ipv6_dst"),
+    "ipv6_label": _dp("ipv6_label", 0, 20),
+    "icmpv6_type": _dp("tp_src", 0, 8),
+    "icmpv6_code": _dp("tp_dst", 0, 8),
+    "nd_target": _dp("nd_target"),
+    "nd_sll": _dp("arp_sha"),
+    "nd_tll": _dp("arp_tha"),
+    "ip_frag": _dp("ip_frag"),
+    "tcp_flags": _dp("tcp_flags", 0, 12),
+}
+
+# The pipeline-only region, above the datapath key. Registers first: reg i is bits
+# [(15 - i) * 32, +32) of a 512-bit block, so xreg k (reg 2k:2k+1) and xxreg k (reg
+# 4k..4k+3) are the wider slices over the same bits.
+for _i in range(16):
+    LOCS[f"reg{_i}"] = Loc(KEY_BITS + (15 - _i) * 32, 32)
+for _i in range(8):
+    LOCS[f"xreg{_i}"] = Loc(KEY_BITS + (14 - 2 * _i) * 32, 64)
+for _i in range(4):
+    LOCS[f"xxreg{_i}"] = Loc(KEY_BITS + (12 - 4 * _i) * 32, 128)
+_next_meta = KEY_BITS + 512
+
+
+def register_meta(name: str, bits: int) -> Loc:
+    """Give a pipeline-only field its bits (once)."""
+    global _next_meta
+    if name in LOCS:
+        raise ValueError(f"field {name} already has a location")
+    loc = LOCS[name] = Loc(_next_meta, bits)
+    _next_meta += bits
+    return loc
+
+
+for _name, _bits in (
+    ("metadata", 64),
+    ("pkt_mark", 32),
+    ("conj_id", 32),
+    ("tun_id", 64),
+    ("tun_src", 32),
+    ("tun_dst", 32),
+    ("tun_flags", 16),
+    ("dp_hash", 32),
+    ("recirc_id", 32),
+):
+    register_meta(_name, _bits)
+
+# Prerequisites: field -> alternatives, each a tuple of (field, value) the match must pin
+# exactly. Fields not listed have none (vlan_pcp is checked on its own: it needs a tag).
+_Alts = tuple[tuple[tuple[str, int], ...], ...]
+_IP: _Alts = ((("eth_type", 0x0800),), (("eth_type", 0x86DD),))
+_V4: _Alts = ((("eth_type", 0x0800),),)
+_V6: _Alts = ((("eth_type", 0x86DD),),)
+_ARP: _Alts = ((("eth_type", 0x0806),),)
+
+
+def _l4(proto: int, *eth_types: int) -> _Alts:
+    return tuple((("eth_type", et), ("nw_proto", proto)) for et in eth_types)
+
+
+PREREQS: dict[str, _Alts] = {
+    "nw_tos": _IP,
+    "ip_dscp": _IP,
+    "nw_ecn": _IP,
+    "nw_ttl": _IP,
+    "nw_proto": _IP,
+    "ip_frag": _IP,
+    "ip_src": _V4,
+    "ip_dst": _V4,
+    "tcp_src": _l4(6, 0x0800, 0x86DD),
+    "tcp_dst": _l4(6, 0x0800, 0x86DD),
+    "tcp_flags": _l4(6, 0x0800, 0x86DD),
+    "udp_src": _l4(17, 0x0800, 0x86DD),
+    "udp_dst": _l4(17, 0x0800, 0x86DD),
+    "sctp_src": _l4(132, 0x0800, 0x86DD),
+    "sctp_dst": _l4(132, 0x0800, 0x86DD),
+    "icmp_type": _l4(1, 0x0800),
+    "icmp_code": _l4(1, 0x0800),
+    "icmpv6_type": _l4(58, 0x86DD),
+    "icmpv6_code": _l4(58, 0x86DD),
+    "arp_op": _ARP,
+    "arp_spa": _ARP,
+    "arp_tpa": _ARP,
+    "arp_sha": _ARP,
+    "arp_tha": _ARP,
+    "ipv6_src": _V6,
+    "ipv6_dst": _V6,
+    "ipv6_label": _V6,
+    "nd_target": tuple(
+        (("eth_type", 0x86DD), ("nw_proto", 58), ("icmpv6_type", t)) for t in (135, 136)
+    ),
+    "nd_sll": ((("eth_type", 0x86DD), ("nw_proto", 58), ("icmpv6_type", 135)),),
+    "nd_tll": ((("eth_type", 0x86DD), ("nw_proto", 58), ("icmpv6_type", 136)),),
+}

@@ -1,0 +1,240 @@
+"""Open vSwitch's extension fields and actions in the pipeline (dummy datapath):
+registers and metadata resolved in translation, resubmit, load/move/set_field into
+registers, output:FIELD, push/pop, clone, exit; megaflow masks cover only the packet
+fields some visited rule or action read."""
+
+from __future__ import annotations
+
+import pytest
+
+from hitless.datapath.actions import Output as DpOutput
+from hitless.datapath.actions import SetField as DpSetField
+from hitless.ofproto.fields import KEY_BITS, LOCS
+from hitless.ofproto.oftable import compile_match
+from hitless.openflow import ApplyActions, FlowMod, GotoTable, Match, Output, SetField
+from hitless.openflow.constants import BadActionCode, BadMatchCode, ErrorType, FlowModCommand
+from hitless.openflow.errors import RemoteProtocolError
+from hitless.openflow.match import field as oxm
+from hitless.openflow.nx_actions import (
+    Clone,
+    Conjunction,
+    Exit,
+    Note,
+    OutputReg,
+    RegLoad,
+    RegLoad2,
+    RegMove,
+    Resubmit,
+    StackPop,
+    StackPush,
+)
+from hitless.openflow.nxm import Subfield
+from hitless.packet.flow import KEY_LEN, field
+from tests.ofproto.helpers import P, Rig, mac, tcp
+
+IP = 0x0800
+
+
+def rig() -> Rig:
+    return Rig({"br0": P(type="internal"), "p1": P(), "p2": P(), "p3": P()})
+
+
+def add(r: Rig, table: int, priority: int, match: Match, *actions: object, **kw: object) -> None:
+    insts = (ApplyActions(tuple(actions)),)  # type: ignore[arg-type]
+    extra = kw.pop("goto", None)
+    if extra is not None:
+        insts = (*insts, GotoTable(int(extra)))  # type: ignore[call-overload]
+    fm = FlowMod(
+        command=FlowModCommand.ADD,
+        table_id=table,
+        priority=priority,
+        match=match,
+        instructions=insts,
+        **kw,  # type: ignore[arg-type]
+    )
+    r.bridge.flow_mod(fm, r.clock.t)
+    r.bridge.commit_openflow()
+
+
+def clear(r: Rig) -> None:
+    r.bridge.flow_mod(
+        FlowMod(command=FlowModCommand.DELETE, table_id=0xFF, match=Match()), r.clock.t
+    )
+    r.bridge.commit_openflow()
+
+
+def sf(name: str, ofs: int = 0, nbits: int | None = None) -> Subfield:
+    w = Subfield.whole(name)
+    return Subfield(w.ref, ofs, w.nbits - ofs if nbits is None else nbits)
+
+
+def m(**fields: int | tuple[int, int]) -> Match:
+    return Match(
+        tuple(oxm(k, *v) if isinstance(v, tuple) else oxm(k, v) for k, v in fields.items())
+    )
+
+
+def test_registers_compile_above_the_datapath_key() -> None:
+    key, mask, _, _ = compile_match(m(reg0=5, reg1=(0x10, 0xF0), metadata=7))
+    assert mask >> KEY_BITS and not mask & ((1 << KEY_BITS) - 1)
+    assert LOCS["reg0"].get(key) == 5 and LOCS["reg1"].get(mask) == 0xF0
+    # xreg0 is reg0 (high half) and reg1; xxreg0 is reg0..reg3
+    assert LOCS["xreg0"].get(key) >> 32 == 5
+    assert LOCS["xxreg0"].get(key) >> 96 == 5
+
+
+def test_resubmit_with_registers_never_reaches_the_megaflow() -> None:
+    r = rig()
+    clear(r)
+    p2, p3 = r.no("p2"), r.no("p3")
+    # table 0: tag the packet in reg0 by its IP destination, continue in table 1
+    add(
+        r,
+        0,
+        10,
+        m(eth_type=IP, ipv4_dst=0x0A000002),
+        RegLoad(sf("reg0", 0, 16), 2),
+        Resubmit(table=1),
+    )
+    add(r, 0, 5, m(), RegLoad2(oxm("reg0", 3)), Resubmit(table=1))
+    add(r, 1, 10, m(reg0=2), Output(p2))
+    add(r, 1, 10, m(reg0=3), Output(p3))
+    assert list(r.send("p1", tcp(mac(2), mac(1), dip="10.0.0.2"))) == ["p2"]
+    assert list(r.send("p1", tcp(mac(2), mac(1), dip="10.0.0.9"))) == ["p3"]
+    flows = list(r.dp.flow_dump())
+    assert len(flows) == 2
+    for f in flows:
+        assert len(f.match.mask) == KEY_LEN
+        assert field(f.match.mask, "ipv4_dst") == 0xFFFFFFFF  # table 0 read it
+        assert field(f.match.mask, "tp_dst") == 0  # nobody read it
+    r.bridge.settle_counters()
+    counts = {(x.table_id, LOCS["reg0"].get(x.key)): x.packets for x in r.bridge.of.rules()}
+    assert counts[(1, 2)] == 1 and counts[(1, 3)] == 1
+
+
+def test_resubmit_in_port_and_hairpin_by_clearing_in_port() -> None:
+    r = rig()
+    clear(r)
+    p1, p2 = r.no("p1"), r.no("p2")
+    # resubmit(p2,1): table 1 sees in_port=p2, so output:IN_PORT there goes to p2
+    add(
+        r,
+        0,
+        10,
+        m(in_port_oxm=p1),
+        Resubmit(in_port=p2, table=1),
+        RegLoad(sf("in_port"), 0),
+        Output(p1),
+    )
+    add(r, 1, 10, m(in_port_oxm=p2), Output(0xFFFFFFF8))  # OFPP_IN_PORT
+    out = r.send("p1", tcp(mac(2), mac(1)))
+    # p2 from table 1 (in_port was p2), then p1: in_port cleared, so output:p1 hairpins
+    assert sorted(out) == ["p1", "p2"]
+
+
+def test_move_from_packet_field_unwildcards_exactly_the_bits_moved() -> None:
+    r = rig()
+    clear(r)
+    p2, p3 = r.no("p2"), r.no("p3")
+    add(
+        r,
+        0,
+        10,
+        m(eth_type=IP),
+        RegMove(sf("ip_dst", 0, 8), sf("reg5", 8, 8)),
+        Resubmit(table=1),
+    )
+    add(r, 1, 10, m(reg5=(0x0200, 0xFF00)), Output(p2))
+    add(r, 1, 5, m(), Output(p3))
+    assert list(r.send("p1", tcp(mac(2), mac(1), dip="10.0.0.2"))) == ["p2"]
+    assert list(r.send("p1", tcp(mac(2), mac(1), dip="10.9.9.3"))) == ["p3"]
+    for f in r.dp.flow_dump():
+        assert field(f.match.mask, "ipv4_dst") == 0x000000FF
+
+
+def test_output_to_a_port_held_in_a_register() -> None:
+    r = rig()
+    clear(r)
+    p3 = r.no("p3")
+    add(r, 0, 10, m(), RegLoad(sf("reg3", 16, 16), p3), OutputReg(sf("reg3", 16, 16)))
+    assert list(r.send("p1", tcp(mac(2), mac(1)))) == ["p3"]
+
+
+def test_push_pop_clone_and_exit() -> None:
+    r = rig()
+    clear(r)
+    p2, p3 = r.no("p2"), r.no("p3")
+    add(
+        r,
+        0,
+        10,
+        m(),
+        RegLoad(sf("reg1"), p2),
+        StackPush(sf("reg1")),
+        RegLoad(sf("reg1"), 99),
+        Clone((SetField(oxm("eth_dst", 0x505400000099)), OutputReg(sf("reg1", 0, 16)))),
+        StackPop(sf("reg2")),
+        OutputReg(sf("reg2", 0, 16)),
+        Exit(),
+        Output(p3),
+    )
+    out = r.send("p1", tcp(mac(2), mac(1)))
+    assert list(out) == ["p2"]  # reg1=99 is no port; the clone's rewrite is undone
+    (pkt,) = out["p2"]
+    assert pkt[:6] == bytes.fromhex("505400000002")
+    (f,) = list(r.dp.flow_dump())
+    # the clone's rewrite is undone before the output that follows it
+    assert f.actions[-1] == DpOutput(p2)
+    assert [a for a in f.actions if isinstance(a, DpSetField)][-1].value == bytes.fromhex(
+        "505400000002"
+    )
+
+
+def test_resubmit_loop_is_dropped_at_the_depth_limit() -> None:
+    r = rig()
+    clear(r)
+    p2 = r.no("p2")
+    add(r, 0, 10, m(), Output(p2), Resubmit(table=0))
+    assert r.send("p1", tcp(mac(2), mac(1))) == {}
+    (f,) = list(r.dp.flow_dump())
+    assert f.actions == ()
+
+
+def test_forward_resubmit_chain_does_not_count_as_depth() -> None:
+    r = rig()
+    clear(r)
+    p2 = r.no("p2")
+    for t in range(100):
+        add(r, t, 10, m(), Resubmit(table=t + 1))
+    add(r, 100, 10, m(), Output(p2))
+    assert list(r.send("p1", tcp(mac(2), mac(1)))) == ["p2"]
+
+
+def test_metadata_persists_across_resubmit_and_goto() -> None:
+    r = rig()
+    clear(r)
+    p2 = r.no("p2")
+    add(r, 0, 10, m(), RegLoad2(oxm("metadata", 0x42)), goto=1)
+    add(r, 1, 10, m(metadata=0x42), Resubmit(table=2))
+    add(r, 2, 10, m(metadata=(0x40, 0xF0)), Output(p2))
+    assert list(r.send("p1", tcp(mac(2), mac(1)))) == ["p2"]
+
+
+def test_bad_fields_and_actions_are_refused() -> None:
+    r = rig()
+
+    def refused(match: Match, *actions: object) -> tuple[int, int]:
+        with pytest.raises(RemoteProtocolError) as e:
+            add(r, 0, 10, match, *actions)
+        return e.value.type, e.value.code
+
+    assert refused(m(ipv4_dst=1), Output(1)) == (ErrorType.BAD_MATCH, BadMatchCode.BAD_PREREQ)
+    assert refused(m(ip_frag=1), Output(1)) == (ErrorType.BAD_MATCH, BadMatchCode.BAD_PREREQ)
+    # conj_id cannot be written
+    assert refused(m(), RegLoad(sf("conj_id"), 1))[0] == ErrorType.BAD_ACTION
+    assert refused(m(), Resubmit(table=1, ct=True, form=44)) == (
+        ErrorType.BAD_ACTION,
+        BadActionCode.BAD_EXP_TYPE,
+    )
+    add(r, 0, 10, m(reg0=1), Note(b"\x01\x02\x03\x00\x00\x00"), Output(1))
+    assert Conjunction(0, 2, 5).encode()[8:10] == b"\x00\x22"
