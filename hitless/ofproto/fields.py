@@ -107,6 +107,7 @@ LOCS: dict[str, Loc] = {
     "nd_tll": _dp("arp_tha"),
     "ip_frag": _dp("ip_frag"),
     "tcp_flags": _dp("tcp_flags", 0, 12),
+    "recirc_id": _dp("recirc_id"),
 }
 
 # The pipeline-only region, above the datapath key. Registers first: reg i is bits
@@ -140,7 +141,6 @@ for _name, _bits in (
     ("tun_dst", 32),
     ("tun_flags", 16),
     ("dp_hash", 32),
-    ("recirc_id", 32),
 ):
     register_meta(_name, _bits)
 
