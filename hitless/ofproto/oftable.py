@@ -184,6 +184,7 @@ class Rule:
         "flags",
         "importance",
         "instructions",
+        "conj",
         "created",
         "last_used",
         "packets",
@@ -214,6 +215,7 @@ class Rule:
         self.flags = flags
         self.importance = importance
         self.instructions = instructions
+        self.conj = conjunctions_of(instructions)
         self.created = created
         self.last_used = created
         self.packets = 0
@@ -384,28 +386,90 @@ class Table:
 
     def replace_instructions(self, rule: Rule, instructions: tuple[Instruction, ...]) -> None:
         rule.instructions = instructions
+        rule.conj = conjunctions_of(instructions)
         self.version += 1
         if self.journal is not None:
             self.journal.add((self.table_id, rule.ident))
 
-    def lookup(self, key: int, md: int) -> tuple[Rule | None, int, int]:
-        """(best rule or None, union of the key masks examined, of the metadata masks)."""
+    def lookup(self, key: int, md: int, conjunctive: bool = True) -> tuple[Rule | None, int, int]:
+        """(best rule or None, union of the key masks examined, of the metadata masks).
+
+        Conjunctive matches as Open vSwitch's classifier makes them: a rule whose actions
+        are ``conjunction(id,k/n)`` is a *soft* match; when, at the highest priority where
+        soft matches beat the best ordinary rule, clauses 1..n of some ``id`` all matched,
+        the result is the best rule matching the packet with ``conj_id=id``; otherwise the
+        soft matches fall back to lower-priority rules with the same match."""
         order = self._order
         if order is None:
             order = self._order = sorted(
                 self._subtables.values(), key=lambda s: s.max_priority, reverse=True
             )
-        best: Rule | None = None
+        hard: Rule | None = None
+        hard_pri = -1
         seen = seen_md = 0
+        soft: list[tuple[list[Rule], int]] = []
         for st in order:
-            if best is not None and st.max_priority <= best.priority:
+            if st.max_priority <= hard_pri:
                 break
             seen |= st.mask
             seen_md |= st.md_mask
             bucket = st.rules.get((key & st.mask, md & st.md_mask))
-            if bucket is not None and (best is None or bucket[0].priority > best.priority):
-                best = bucket[0]
-        return best, seen, seen_md
+            if bucket is None or bucket[0].priority <= hard_pri:
+                continue
+            if bucket[0].conj is None:
+                hard, hard_pri = bucket[0], bucket[0].priority
+            elif conjunctive:
+                soft.append((bucket, 0))
+        while soft:
+            soft = [(b, i) for b, i in soft if b[i].priority > hard_pri]
+            if not soft:
+                break
+            top = max(b[i].priority for b, i in soft)
+            clauses: dict[int, int] = {}
+            for b, i in soft:
+                if b[i].priority != top:
+                    continue
+                for cid, clause, n in b[i].conj or ():
+                    got = clauses.get(cid, ALL_ONES_64 << n & ALL_ONES_64) | (1 << clause)
+                    clauses[cid] = got
+                    if got == ALL_ONES_64:
+                        rule, s2, m2 = self.lookup(_CONJ_ID.put(key, cid), md, False)
+                        if rule is not None:
+                            return rule, seen | s2, seen_md | m2
+            # no conjunction complete at this priority: the next lower-priority rules
+            # with the same match take the soft matches' places
+            nxt: list[tuple[list[Rule], int]] = []
+            for b, i in soft:
+                if b[i].priority != top:
+                    nxt.append((b, i))
+                elif i + 1 < len(b):
+                    r = b[i + 1]
+                    if r.conj is not None:
+                        nxt.append((b, i + 1))
+                    elif r.priority > hard_pri:
+                        hard, hard_pri = r, r.priority
+            soft = nxt
+        return hard, seen, seen_md
+
+
+_CONJ_ID = LOCS["conj_id"]
+
+
+def conjunctions_of(
+    instructions: tuple[Instruction, ...],
+) -> tuple[tuple[int, int, int], ...] | None:
+    """``(id, clause, n_clauses)`` of a rule whose actions are conjunctions (and notes):
+    a clause of a conjunctive match; None for an ordinary rule."""
+    out = []
+    for inst in instructions:
+        if not isinstance(inst, ApplyActions):
+            return None
+        for a in inst.actions:
+            if isinstance(a, nx.Conjunction):
+                out.append((a.id, a.clause, a.n_clauses))
+            elif not isinstance(a, nx.Note):
+                return None
+    return tuple(out) or None
 
 
 def _by_priority_desc(r: Rule) -> int:
@@ -668,6 +732,19 @@ class OfState:
 
     # -- flow-mod --
     def validate_instructions(self, table_id: int, insts: tuple[Instruction, ...]) -> None:
+        conj = [
+            a
+            for i in insts
+            if isinstance(i, (ApplyActions, WriteActions))
+            for a in i.actions
+            if isinstance(a, nx.Conjunction)
+        ]
+        if conj and conjunctions_of(insts) is None:
+            raise RemoteProtocolError(
+                "conjunction actions may be used along with note but no other kind",
+                ErrorType.BAD_ACTION,
+                BadActionCode.BAD_ARGUMENT,
+            )
         for inst in insts:
             if isinstance(inst, GotoTable):
                 if inst.table_id <= table_id or inst.table_id >= N_TABLES:

@@ -27,7 +27,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from hitless.config.model import OFPP_LOCAL
 from hitless.datapath import actions as dp
@@ -60,7 +60,7 @@ from hitless.packet.flow import (
     set_field as key_set,
 )
 
-__all__ = ["PACKET_IN_USERDATA", "decode_userdata", "xlate_openflow"]
+__all__ = ["ACTION_XLATE", "PACKET_IN_USERDATA", "Recorder", "decode_userdata", "xlate_openflow"]
 
 PACKET_IN_USERDATA = struct.Struct("!BBQH")  # reason, table_id, cookie, max_len
 MAX_DEPTH = 64  # nested groups / backward resubmits before the packet is dropped (as OVS)
@@ -74,6 +74,12 @@ def decode_userdata(data: bytes) -> tuple[int, int, int, int] | None:
         return None
     reason, table_id, cookie, max_len = PACKET_IN_USERDATA.unpack(data)
     return reason, table_id, cookie, max_len
+
+
+class Recorder(Protocol):
+    """What ofproto/trace hands translation to hear its steps."""
+
+    def event(self, kind: str, **details: Any) -> None: ...
 
 
 def _imask(*names: str) -> int:
@@ -227,6 +233,7 @@ class _Ctx:
     meta: int = 0
     action_set: dict[tuple[int, int], OfAction] = field(default_factory=dict)
     stack: list[int] = field(default_factory=list)  # push/pop
+    recorder: Recorder | None = None
     table_id: int = 0
     cookie: int = 0
     miss_rule: bool = False  # the rule is a table-miss entry (priority 0, matches all)
@@ -260,10 +267,15 @@ def xlate_openflow(
     sw: SwitchState,
     key: bytes,
     actions: tuple[of.Action, ...] | None = None,
+    recorder: Recorder | None = None,
 ) -> Xlate:
-    """Translate ``key`` through the pipeline (or, for a packet-out, through ``actions``)."""
+    """Translate ``key`` through the pipeline (or, for a packet-out, through ``actions``).
+    ``recorder`` (ofproto/trace) hears each step as ``recorder.event(kind, **details)``:
+    ``table`` (table_id, rule or None, key: the pipeline key), ``instruction`` (inst),
+    ``goto`` / ``resubmit`` (table_id), ``action`` (action, depth), ``group`` (group_id,
+    chosen), ``normal`` (xlate), ``drop`` (reason)."""
     in_port = int.from_bytes(key[0:4], "big")
-    ctx = _Ctx(of_state, sw, key, key, in_port)
+    ctx = _Ctx(of_state, sw, key, key, in_port, recorder=recorder)
     if actions is None:
         _pipeline(ctx, 0)
     else:
@@ -301,15 +313,21 @@ def _pipeline(ctx: _Ctx, table_id: int) -> None:
         ctx.deps.add(("t", table_id))
         pk = int.from_bytes(ctx.cur, "big") | ctx.meta
         rule, seen, _seen_md = table.lookup(pk, 0)
+        if ctx.recorder is not None:
+            ctx.recorder.event("table", table_id=table_id, rule=rule, key=pk)
         ctx.mask |= seen & DP_MASK  # registers and metadata never reach the datapath
         ctx.credits.append(TableHit(table, rule is not None))
         if rule is None:
+            if ctx.recorder is not None:
+                ctx.recorder.event("drop", reason=f"no rule matched in table {table_id}")
             return  # table miss without a table-miss rule: drop (§5.4)
         ctx.credits.append(rule)
         ctx.table_id, ctx.cookie = table_id, rule.cookie
         ctx.miss_rule = rule.priority == 0 and not rule.mask
         goto = None
         for inst in sorted(rule.instructions, key=_inst_order):
+            if ctx.recorder is not None and not isinstance(inst, of.ApplyActions):
+                ctx.recorder.event("instruction", inst=inst)
             if isinstance(inst, of.MeterInstruction):
                 m = ctx.of.meters.get(inst.meter_id)
                 if m is not None:
@@ -331,6 +349,8 @@ def _pipeline(ctx: _Ctx, table_id: int) -> None:
                 goto = inst.table_id
         if goto is None or goto <= table_id:
             return
+        if ctx.recorder is not None:
+            ctx.recorder.event("goto", table_id=goto)
         table_id = goto
 
 
@@ -356,8 +376,12 @@ def _resubmit(ctx: _Ctx, a: nx.Resubmit) -> None:
     if deepens and ctx.depth + 1 >= MAX_DEPTH:
         ctx.error = f"over max translation depth {MAX_DEPTH}"
     if ctx.error is not None:
+        if ctx.recorder is not None:
+            ctx.recorder.event("drop", reason=ctx.error)
         ctx.stopped = True
         return
+    if ctx.recorder is not None:
+        ctx.recorder.event("resubmit", table_id=table_id)
     ctx.resubmits += 1
     ctx.depth += deepens
     old_port = ctx.in_port
@@ -388,6 +412,8 @@ def _apply(ctx: _Ctx, actions: Iterable[of.Action]) -> None:
     for a in actions:
         if ctx.stopped:
             return
+        if ctx.recorder is not None:
+            ctx.recorder.event("action", action=a, depth=ctx.depth)
         fn = ACTION_XLATE.get(type(a))
         if fn is not None:
             fn(ctx, a)
@@ -434,6 +460,8 @@ def _x_dec_ttl(ctx: _Ctx, a: of.Action) -> None:
     ttl = key_field(ctx.cur, "ip_ttl")
     if ttl <= 1:
         ctx.stopped = True  # invalid TTL: this rule's actions end here
+        if ctx.recorder is not None:
+            ctx.recorder.event("drop", reason="dec_ttl: invalid TTL")
         return
     ctx.acts.append(dp.SetField("ip_ttl", bytes((ttl - 1,))))
     ctx.set_key("ip_ttl", ttl - 1)
@@ -671,6 +699,8 @@ def _output(ctx: _Ctx, port: int, max_len: int) -> None:
     elif port == Port.NORMAL:
         saved = ctx.cur
         x = xlate_normal(ctx.sw, ctx.cur)
+        if ctx.recorder is not None:
+            ctx.recorder.event("normal", xlate=x)
         ctx.mask |= int.from_bytes(x.mask, "big")
         ctx.acts.extend(x.actions)
         ctx.cur = _after(ctx.cur, x.actions)
@@ -737,6 +767,8 @@ def _group(ctx: _Ctx, gid: int) -> None:
         return
     if ctx.depth + 1 >= MAX_DEPTH:
         ctx.error = f"over max translation depth {MAX_DEPTH}"
+        if ctx.recorder is not None:
+            ctx.recorder.event("drop", reason=ctx.error)
         ctx.stopped = True
         return
     ctx.depth += 1
@@ -762,6 +794,8 @@ def _group(ctx: _Ctx, gid: int) -> None:
                     chosen = [i]
                     break
                 pick -= w
+    if ctx.recorder is not None:
+        ctx.recorder.event("group", group_id=gid, chosen=list(chosen))
     for i in chosen:
         ctx.credits.append(BucketCounter(g, i))
         saved = ctx.cur

@@ -8,7 +8,8 @@ The table passes a "logical port" in registers from table to table as OVN does:
 ``reg14`` the ingress port (set per in_port), ``reg15`` the egress port (moved from the
 low byte of the IP destination), ``reg13`` the OpenFlow port to output to (loaded, pushed
 and popped around a clone), then ``output:NXM_NX_REG13[0..15]``. Along the way:
-metadata, xreg/xxreg views, resubmit with an in_port, note, exit, move, load."""
+metadata, xreg/xxreg views, resubmit, note, exit, move, load, push/pop, clone, and an
+ACL made of conjunctions (``conjunction(id,k/n)`` clauses and ``conj_id`` rules)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,16 @@ def table(a: int, b: int, c: int) -> list[str]:
         f"table=2,priority=50,reg15=1,actions=load:{a}->NXM_NX_REG13[0..15],note:61.62,resubmit(,3)",
         f"table=2,priority=50,reg15=2,actions=push:NXM_NX_REG14[],load:{b}->NXM_NX_REG13[0..15],load:7->NXM_NX_REG14[],pop:NXM_NX_REG14[],resubmit(,3)",
         f"table=2,priority=50,reg15=3,actions=clone(load:{c}->NXM_NX_REG13[0..15],resubmit(,3)),exit,output:{a}",
-        # table 3: refuse traffic that would hairpin (ingress == egress), then output
+        # table 3: an ACL as conjunctions: drop {.3} -> {.2}; allow echo from {.1, .2}
+        f"table=3,priority=70,ip,nw_src={NET}.3,actions=conjunction(9,1/2)",
+        f"table=3,priority=70,ip,nw_dst={NET}.2,actions=conjunction(9,2/2)",
+        "table=3,priority=70,conj_id=9,ip,actions=drop",
+        f"table=3,priority=65,ip,nw_src={NET}.1,actions=conjunction(10,1/2)",
+        f"table=3,priority=65,ip,nw_src={NET}.2,actions=conjunction(10,1/2),note:00",
+        "table=3,priority=65,icmp,icmp_type=8,actions=conjunction(10,2/2)",
+        "table=3,priority=65,icmp,icmp_type=0,actions=conjunction(10,2/2)",
+        "table=3,priority=65,conj_id=10,ip,actions=resubmit(,4)",
+        # then refuse traffic that would hairpin (ingress == egress), then output
         "table=3,priority=60,xxreg3=0x20002/0xffff0000ffff,actions=drop",
         "table=3,priority=50,reg14=2,xreg7=0x300000002/0xffffffff0000ffff,actions=drop",
         "table=3,priority=10,actions=resubmit(,4)",
@@ -129,7 +139,7 @@ def test_register_pipeline_forwards_and_counts_as_open_vswitch(
         want = _traffic(oa, ob, oc)
         theirs = _counters(_ovs_ofctl(o, obr, "dump-flows"))
 
-    # a->b and b->a cross; a->c goes through the clone; c->b is dropped in table 3
+    # a->b and b->a cross; a->c goes through the clone; c->b is dropped by conjunction 9
     assert want == {"a-b": True, "b-a": True, "a-c": True, "c-b": False}
     assert got == want
     assert ours == theirs

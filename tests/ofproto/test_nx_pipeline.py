@@ -238,3 +238,64 @@ def test_bad_fields_and_actions_are_refused() -> None:
     )
     add(r, 0, 10, m(reg0=1), Note(b"\x01\x02\x03\x00\x00\x00"), Output(1))
     assert Conjunction(0, 2, 5).encode()[8:10] == b"\x00\x22"
+
+
+def test_conjunctive_match_as_open_vswitch_classifier() -> None:
+    r = rig()
+    clear(r)
+    p2, p3 = r.no("p2"), r.no("p3")
+    ip = {"eth_type": IP}
+    tcp_ = {"eth_type": IP, "ip_proto": 6}
+    add(r, 0, 10, m(**ip, ipv4_src=0x0A000001), Conjunction(0, 2, 1))
+    add(r, 0, 10, m(**ip, ipv4_src=0x0A000003), Conjunction(0, 2, 1))
+    add(r, 0, 10, m(**tcp_, tcp_dst=80), Conjunction(1, 2, 1))
+    add(r, 0, 10, m(**tcp_, tcp_dst=22), Conjunction(1, 2, 1), Conjunction(1, 2, 2))
+    add(r, 0, 10, m(**ip, ipv4_dst=0x0A000009), Conjunction(0, 2, 2))
+    add(r, 0, 10, m(conj_id=1, **ip), Output(p2))
+    add(r, 0, 10, m(conj_id=2, **ip), Output(p3))
+    # a lower-priority ordinary rule with the same match as a clause: used when the
+    # conjunction is incomplete
+    add(r, 0, 5, m(**tcp_, tcp_dst=80), Output(p3))
+
+    def out(sip: str, dip: str, dport: int) -> list[str]:
+        return sorted(r.send("p1", tcp(mac(2), mac(1), sip=sip, dip=dip, dport=dport)))
+
+    assert out("10.0.0.1", "10.0.0.2", 80) == ["p2"]  # conj 1: src x port
+    assert out("10.0.0.3", "10.0.0.2", 22) == ["p2"]
+    assert out("10.0.0.5", "10.0.0.9", 22) == ["p3"]  # conj 2: dst x port 22
+    assert out("10.0.0.5", "10.0.0.2", 80) == ["p3"]  # incomplete: the priority-5 rule
+    assert out("10.0.0.5", "10.0.0.2", 443) == []  # nothing
+    r.bridge.settle_counters()
+    hits = {(x.priority, x.conj is None): x.packets for x in r.bridge.of.rules() if x.packets}
+    # only the conj_id rules and the ordinary rule count packets, as in Open vSwitch 3.1
+    assert all(ordinary for (_, ordinary) in hits)
+    for f in r.dp.flow_dump():
+        assert field(f.match.mask, "ipv4_src") == 0xFFFFFFFF
+        assert field(f.match.mask, "tp_dst") == 0xFFFF
+
+
+def test_recorder_hears_every_step_in_walk_order() -> None:
+    from hitless.ofproto.ofxlate import xlate_openflow
+    from hitless.packet.flow import extract_key
+
+    r = rig()
+    clear(r)
+    p2 = r.no("p2")
+    add(r, 0, 10, m(), RegLoad(sf("reg0"), 1), Resubmit(table=3))
+    add(r, 3, 10, m(reg0=1), Output(p2))
+
+    class Rec:
+        def __init__(self) -> None:
+            self.events: list[tuple[str, object]] = []
+
+        def event(self, kind: str, **kw: object) -> None:
+            self.events.append((kind, kw.get("table_id", kw.get("action"))))
+
+    rec = Rec()
+    key = extract_key(tcp(mac(2), mac(1)), r.no("p1"))
+    x = xlate_openflow(r.bridge.of, r.bridge.state, key, recorder=rec)
+    assert x.actions == (DpOutput(p2),)
+    assert [k for k, _ in rec.events] == [
+        "table", "action", "action", "resubmit", "table", "action"
+    ]  # fmt: skip
+    assert rec.events[3] == ("resubmit", 3)
