@@ -62,6 +62,12 @@ class BondConfig:
 class ControllerConfig:
     target: str  # "tcp:IP:PORT", "ptcp:PORT[:IP]", "unix:PATH", "punix:PATH"
 
+    @property
+    def primary(self) -> bool:
+        """An active connection (tcp:, unix:, ssl:): a "primary controller" in Open
+        vSwitch's terms; ptcp:/punix: are service connections."""
+        return self.target.split(":", 1)[0] in ("tcp", "unix", "ssl")
+
 
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
@@ -72,6 +78,10 @@ class BridgeConfig:
     ports: dict[str, PortConfig] = field(default_factory=dict)
     protocols: tuple[str, ...] = ("OpenFlow13", "OpenFlow14")
     controllers: tuple[ControllerConfig, ...] = ()
+
+    @property
+    def has_primary_controller(self) -> bool:
+        return any(c.primary for c in self.controllers)
 
     @property
     def mac_aging_time(self) -> int:

@@ -52,6 +52,9 @@ from hitless.datapath import Datapath, DatapathError, open_datapath
 log = logging.getLogger(__name__)
 
 STATUS_REFRESH_INTERVAL = 5.0  # seconds between link_state refreshes
+# fail_mode standalone fails open when no primary controller was reachable for this
+# long: 3 x the default inactivity probe (5 s), Open vSwitch's figure.
+FAIL_OPEN_AFTER = 15.0
 IDLE_TIMER_MS = 1000  # the loop always has a timer (ovs.poller can block otherwise)
 
 
@@ -63,6 +66,7 @@ class BridgeLike(Protocol):
     def next_wakeup(self, now: float) -> float | None: ...
     def fdb_show(self) -> str: ...
     def bond_status(self) -> dict[str, str | None]: ...
+    def set_fail_open(self, on: bool, now: float) -> None: ...
     def fdb_flush(self) -> int: ...
     def dump_flows(self) -> str: ...
     def close(self) -> None: ...
@@ -233,6 +237,7 @@ class Switch:
         self.inherited_openflow: dict[str, Any] = {}
         self._controllers: dict[str, ControllerStatus] = {}  # as last written back
         self._bond_active: dict[str, str | None] = {}  # Port.bond_active_slave, as written
+        self._unreachable_since: dict[str, float] = {}  # bridge -> no primary connected
 
     # Lifecycle ----------------------------------------------------------------------
     def start_unixctl(self, inherited_fd: int | None = None) -> None:
@@ -429,8 +434,25 @@ class Switch:
             mgr.versions = versions_of(cfg.protocols)
             mgr.set_controllers(tuple(c.target for c in cfg.controllers), now)
             mgr.run(now)
+            self._fail_open(name, rb, mgr.controller_status(), now)
         if self.controller_status() != self._controllers:
             self._status_dirty = True  # written back with the next status transaction
+
+    def _fail_open(
+        self, name: str, rb: RunningBridge, status: Mapping[str, ControllerStatus], now: float
+    ) -> None:
+        """Open vSwitch's fail-open: in fail_mode standalone, a bridge whose primary
+        controllers have all been unreachable for FAIL_OPEN_AFTER seconds switches by
+        NORMAL until one connects (the time counts whatever the fail_mode)."""
+        targets = [c.target for c in rb.cfg.controllers if c.primary]
+        connected = any(status[t].is_connected for t in targets if t in status)
+        if not targets or connected:
+            self._unreachable_since.pop(name, None)
+            rb.bridge.set_fail_open(False, now)
+            return
+        since = self._unreachable_since.setdefault(name, now)
+        standalone = rb.cfg.fail_mode != "secure"
+        rb.bridge.set_fail_open(standalone and now - since >= FAIL_OPEN_AFTER, now)
 
     def bond_status(self) -> dict[str, str | None]:
         out: dict[str, str | None] = {}
@@ -531,6 +553,9 @@ class Switch:
                 n = sum(1 for _ in rb.datapath.flow_dump())
                 rb.datapath.flow_flush()
                 log.info("bridge %s: flow-restore-wait cleared; flushed %d datapath flows", name, n)
+        # Management sockets and controller connections of new bridges exist before
+        # cur_cfg says the change is applied (ovs-vsctl returns, ovs-ofctl may connect).
+        self._run_openflow(now)
         self._write_status(cur_cfg=new.next_cfg)
         self._next_refresh = now + self.status_interval
 

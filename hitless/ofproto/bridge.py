@@ -29,9 +29,12 @@ it is re-attached when its peer option changes, and while its peer is not connec
 link is down and its status carries the datapath's error.
 
 OpenFlow: every bridge runs the OpenFlow pipeline (``oftable``, ``ofxlate``). A bridge
-created in fail_mode standalone starts with ``priority=0 actions=NORMAL`` in table 0 (as
-Open vSwitch does), so a bridge nobody programs switches exactly as NORMAL alone; in
-fail_mode secure it starts empty (everything is dropped until rules arrive). ``flow_mod``,
+created in fail_mode standalone without a primary controller starts with ``priority=0
+actions=NORMAL`` in table 0 (as Open vSwitch does), so a bridge nobody programs switches
+exactly as NORMAL alone; in fail_mode secure it starts empty (everything is dropped
+until rules arrive). Changes are applied at run time as Open vSwitch applies them
+(``_apply_fail_mode``: flushes when primary controllers come or go and when the
+fail_mode changes without one; ``set_fail_open``). ``flow_mod``,
 ``group_mod``, ``meter_mod`` and ``packet_out`` take decoded messages; changes re-translate
 only the megaflows that read a changed table or group. Rule counters are credited from
 datapath flow statistics (``settle_counters`` before a statistics reply).
@@ -52,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +87,8 @@ from hitless.openflow.messages import FlowMod, GroupMod, MeterMod, PacketOut
 from hitless.packet.flow import Match, extract_key, format_match
 
 __all__ = ["STATE_VERSION", "Bridge"]
+
+log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 DEFAULT_MAX_IDLE_MS = 10_000
@@ -152,12 +158,15 @@ class Bridge:
         self._dp_meter_seen: dict[int, list[tuple[int, int]]] = {}
         self.bonds: dict[str, Bond] = {}  # Port name -> bond (hitless.ofproto.bond)
         self._bonds_due = False  # an LACPDU arrived: run the bonds in this run()
+        self.fail_open = False  # set by the daemon (see set_fail_open)
 
     def _xlate(self, key: bytes) -> Xlate:
         if self.state.bonds:
             special = xlate_special(self.state, key)
             if special is not None:
                 return special
+        if self.fail_open:
+            return xlate_normal(self.state, key)
         rule = self._normal_rule
         if rule is not None:
             # Fast path for the default pipeline: the same result as the general walk.
@@ -192,11 +201,7 @@ class Bridge:
         self._now = now
         old_cfg = self.cfg
         self.cfg = cfg
-        if not self._of_started:
-            self._of_started = True
-            if cfg.fail_mode != "secure":
-                self.of.add_rule(Rule(0, 0, OfMatch(), NORMAL_INSTRUCTIONS, created=now))
-            self._check_default()
+        self._apply_fail_mode(old_cfg, cfg, now)
         self.mac.set_limits(cfg.mac_aging_time, cfg.mac_table_size)
         self.max_idle = _max_idle_ms(cfg.other_config) / 1000
         forward_bpdu = cfg.other_config.get("forward-bpdu", "false") == "true"
@@ -293,6 +298,48 @@ class Bridge:
             self._revalidate_ports(changes)
         self._revalidate_macs()
         return self.status()
+
+    def _apply_fail_mode(self, old: BridgeConfig | None, cfg: BridgeConfig, now: float) -> None:
+        """The OpenFlow table as Open vSwitch keeps it across configuration changes: a
+        new bridge in fail_mode standalone without a primary controller gets
+        ``priority=0 actions=NORMAL``; every rule is flushed when primary controllers
+        appear or all go away, and when the fail_mode changes while there is none; after
+        a flush, standalone without a primary controller gets NORMAL again."""
+        primary = cfg.has_primary_controller
+        why = None
+        if not self._of_started:
+            self._of_started = True
+            why = "new bridge"
+        elif old is not None and old.has_primary_controller != primary:
+            why = "primary controllers added" if primary else "no primary controller left"
+        elif old is not None and old.fail_mode != cfg.fail_mode and not primary:
+            why = f"fail_mode {old.fail_mode} -> {cfg.fail_mode}"
+        if why is None:
+            return
+        if why != "new bridge":
+            rules = list(self.of.rules())
+            self.of.remove_rules(rules)
+            log.info("bridge %s: %s: flushed %d OpenFlow rules", self.name, why, len(rules))
+        if cfg.fail_mode != "secure" and not primary:
+            self.of.add_rule(Rule(0, 0, OfMatch(), NORMAL_INSTRUCTIONS, created=now))
+        self._of_changed(set(range(len(self.of.tables))), set())
+
+    def set_fail_open(self, on: bool, now: float) -> None:
+        """Fail-open (fail_mode standalone, primary controllers configured, none
+        reachable for a while): switch everything by NORMAL ahead of the OpenFlow
+        tables, as Open vSwitch's hidden fail-open flow does; off again when a
+        controller connects or the fail_mode becomes secure."""
+        if on == self.fail_open:
+            return
+        self.fail_open = on
+        if on:
+            log.warning(
+                "bridge %s: could not connect to a controller for a while: failing open",
+                self.name,
+            )
+        else:
+            log.warning("bridge %s: no longer in fail-open mode", self.name)
+        self.revalidator.revalidate(self.revalidator.all())
 
     def _view(self, ic: InterfaceConfig, vlan: VlanConfig, port_no: int) -> PortView:
         admin_up = ic.admin_state != "down"

@@ -578,21 +578,17 @@ def test_table_miss_rules_send_packet_ins_to_the_controller(
     sw.vsctl("set", "bridge", br, "fail_mode=secure")
     na = sw.ofport(a.switch_port)
     static_neighbours(a, b)
-    ofctl(sw, br, "del-flows")
-    ofctl(sw, br, "add-flow", "cookie=0x70,table=0,priority=0,actions=CONTROLLER:65535")
-    ofctl(
-        sw, br, "add-flow", "cookie=0x71,table=0,priority=10,udp,tp_dst=7701,actions=goto_table:3"
-    )
-    ofctl(sw, br, "add-flow", "cookie=0x73,table=3,priority=0,actions=CONTROLLER:65535")
-    ofctl(
-        sw,
-        br,
-        "add-flow",
-        "cookie=0x72,table=0,priority=10,udp,tp_dst=7702,actions=CONTROLLER:65535",
-    )
     with OsKenPeer(app="observer") as ctl:
+        # The first primary controller flushes the table (as Open vSwitch): rules after.
         sw.vsctl("set-controller", br, ctl.target)
         ctl.wait_for(lambda e: e["event"] == "connected")
+        ofctl(sw, br, "del-flows")
+        ofctl(sw, br, "add-flow", "cookie=0x70,table=0,priority=0,actions=CONTROLLER:65535")
+        ofctl(sw, br, "add-flow",
+              "cookie=0x71,table=0,priority=10,udp,tp_dst=7701,actions=goto_table:3")  # fmt: skip
+        ofctl(sw, br, "add-flow", "cookie=0x73,table=3,priority=0,actions=CONTROLLER:65535")
+        ofctl(sw, br, "add-flow",
+              "cookie=0x72,table=0,priority=10,udp,tp_dst=7702,actions=CONTROLLER:65535")  # fmt: skip
         send(a, b.addr, 7700, count=2, tag="miss0")
         send(a, b.addr, 7701, count=3, tag="miss3")
         send(a, b.addr, 7702, count=1, tag="act")
