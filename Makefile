@@ -8,6 +8,8 @@ DEB_PACKAGES := openvswitch-switch openvswitch-common iproute2 ethtool iputils-p
                 iperf3 procps
 # The ebpf datapath: its BPF C program is compiled here at set-up (never committed).
 DEB_PACKAGES += clang llvm libbpf-dev bpftool
+# bench/datapath.py's 64-byte generator (trafgen).
+DEB_PACKAGES += netsniff-ng
 STAMP_DEB  := $(VENV)/.deb-installed
 STAMP_VENV := $(VENV)/.venv-installed
 

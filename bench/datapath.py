@@ -1,54 +1,58 @@
-"""Forwarding benchmark: hitless netdev datapath vs Open vSwitch (datapath_type=netdev).
+"""Forwarding benchmark: every datapath side by side in one run, as ratios to the limit.
 
-Topology (built twice, one per switch, so both exist side by side and runs alternate):
-two hosts in network namespaces, each wired by a veth pair (hosts' tx offload off) to
-the switch's two ports in the root namespace.
+Switches (``--switches``, default all, in this order):
 
-Figures, each the median of ``--runs`` runs of ``--seconds`` seconds:
+* ``redirect``: the limit of the machine: a bare tc-BPF program that only redirects
+  each frame to the paired port (hitless/datapath/ebpf/bpf/redirect.bpf.c), no switch.
+* ``bridge``: the Linux bridge.
+* ``ebpf``: hitless, the real daemon (``hitless start``), a bridge with
+  ``datapath_type=ebpf`` made with stock ``ovs-vsctl``; NORMAL forwarding.
+* ``netdev``: the same with ``datapath_type=netdev`` (``netdev-inprocess``: a bare
+  ``NetdevDatapath`` driven by ``serve()`` in this process, with a trivial learner).
+* ``ovs``: Open vSwitch (private ovsdb-server and ovs-vswitchd in a temporary rundir),
+  ``datapath_type=netdev``, its default NORMAL flow.
+* ``--baseline PATH`` adds another hitless-vswitchd (netdev), e.g. an older build
+  (a wrapper running ``PYTHONPATH=<worktree> python -P -m hitless.daemon "$@"``).
 
-* pps: 64-byte frames (18-byte UDP payload, 60 bytes + FCS on the wire) forwarded per
-  second. Generator: ``iperf3 -u -b 0 -l 18`` (one sender stream, as fast as it can);
-  the figure is the frames the switch delivered to the receiver's interface (its rx
-  counter) per second; "app pps" is what the receiving iperf3 counted (sent - lost).
-  "switch CPU us/packet" is the switch process's CPU time (user + system, all
-  threads) over the run divided by the frames delivered: less noisy than the rates
-  on a shared machine, and it is what a faster datapath must lower.
-* tcp: ``iperf3`` TCP, one stream, receiver's bits/s.
-* burst: ``--flows`` (20,000) distinct new flows sent as fast as one host can (raw
-  64-byte frames, ``sendmmsg`` in batches of 64, from host a to host b's MAC and IP);
-  the figure is how many of them reach b's interface (its rx counter, once it has
-  stopped moving). Two kinds: ``l4`` (one source MAC, a distinct UDP source port per
-  frame: new 5-tuples, each a new entry for the switch's caches) and ``mac`` (a
-  distinct source MAC per frame: every frame misses the datapath, goes up to NORMAL,
-  is learned and gets its own megaflow). MAC tables are warm (a ping first).
+Topology: one pair of hosts per switch (network namespaces, veth pairs, hosts' tx
+offload off), so every switch exists side by side and the runs alternate.
 
-hitless (default ``--switch daemon``): the product, ``hitless start --rundir DIR``
-(private ovsdb-server + hitless-vswitchd), one bridge with ``datapath_type=netdev``
-made with stock ``ovs-vsctl add-br/add-port``; NORMAL forwarding. ``--switch
-inprocess`` instead drives a bare ``NetdevDatapath`` in this process by ``serve()`` in
-a thread, with a trivial MAC-learning handler (the datapath alone, no daemon).
-OVS: a private ``ovsdb-server`` and ``ovs-vswitchd`` in a temporary rundir, one bridge
-with ``datapath_type=netdev`` and its default NORMAL flow. Both are stopped by PID.
-``--baseline PATH`` adds a third switch: another hitless-vswitchd, e.g. an older build
-to measure a change against in the same invocation (a wrapper script that runs
-``PYTHONPATH=<git worktree of the old commit> python -P -m hitless.daemon "$@"``).
+Figures, each the median of ``--runs`` runs:
 
-Prints each figure and the ratio hitless/OVS (the machine is shared and noisy: only
-ratios from the same invocation mean anything). A pps or TCP run whose iperf3 fails
-three times is reported and left out of the median. Needs root.
+* pps: 64-byte frames (UDP, 18-byte payload) received per second by b's interface
+  (its rx counter) while ``--generators`` (2) senders in a send a prebuilt frame as
+  fast as they can for ``--seconds``: netsniff-ng's ``trafgen -P 2`` (a TX ring, qdisc
+  bypassed; ~470 kpps per process into a bare veth on this loaded machine, 2.5x the
+  Python sender it replaces), or Python ``sendmmsg`` loops where trafgen is missing.
+  The frames' destination IP is not b's, so b's stack drops them without a reply.
+  For a userspace switch also its CPU time per delivered frame.
+* tcp: ``iperf3`` TCP, one stream, receiver's bits/s, ``--seconds`` long.
+* rtt: ``ping -i 0.005 -c 200`` average, ms.
+* burst: ``--flows`` (20,000) new flows in one burst from a (``sendmmsg``), counted
+  at b's interface once its counter stops moving. ``l4``: one source MAC, a distinct
+  UDP source port per frame (new 5-tuples); ``mac``: a distinct source MAC per frame
+  (each one a miss that NORMAL learns and installs a megaflow for).
+
+Prints each run, then a table of medians with each switch's ratio to ``redirect``
+(the first switch given; for RTT the ratio is the limit's RTT over the switch's, so
+that higher is better everywhere), and the load average before and after. The
+machine is shared (other engineers run tests at the same time): only ratios from the
+same invocation mean anything. Needs root.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import math
 import os
+import re
 import shutil
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -61,6 +65,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from hitless.datapath.actions import Output  # noqa: E402
 from hitless.datapath.base import Datapath, Upcall  # noqa: E402
+from hitless.datapath.ebpf import libbpf  # noqa: E402
+from hitless.datapath.ebpf.build import REDIRECT_SOURCE, object_path  # noqa: E402
 from hitless.datapath.netdev import NetdevDatapath, ServeThread  # noqa: E402
 from hitless.packet.flow import Match, full_mask  # noqa: E402
 from tests.netns import Host, Topology, sh, unique_suffix  # noqa: E402
@@ -102,8 +108,10 @@ def make_pair(topo: Topology, tag: str, net: int) -> Pair:
 
 
 @contextlib.contextmanager
-def hitless_daemon(pair: Pair, vswitchd: str | None = None) -> Iterator[int]:
-    """The real switch: ``hitless start``, a netdev bridge with both ports, NORMAL."""
+def hitless_daemon(
+    pair: Pair, vswitchd: str | None = None, dp_type: str = "netdev"
+) -> Iterator[int]:
+    """The real switch: ``hitless start``, a bridge of ``dp_type`` with both ports, NORMAL."""
     rundir = tempfile.mkdtemp(prefix="hl-bench-hitless-")
     db = f"unix:{rundir}/db.sock"
     br = f"bh{unique_suffix()}"
@@ -119,7 +127,7 @@ def hitless_daemon(pair: Pair, vswitchd: str | None = None) -> Iterator[int]:
         run(str(BIN / "hitless"), "start", "--rundir", rundir, *extra)
         run(
             "ovs-vsctl", f"--db={db}", "--timeout=30", "add-br", br,
-            "--", "set", "bridge", br, "datapath_type=netdev",
+            "--", "set", "bridge", br, f"datapath_type={dp_type}",
             "--", "add-port", br, pair.a.switch_port,
             "--", "add-port", br, pair.b.switch_port,
         )  # fmt: skip
@@ -158,6 +166,44 @@ def hitless_inprocess(pair: Pair) -> Iterator[int]:
             yield os.getpid()
     finally:
         dp.close()
+
+
+@contextlib.contextmanager
+def linux_bridge(pair: Pair) -> Iterator[int]:
+    br = f"lb{unique_suffix()}"
+    sh(["ip", "link", "add", br, "type", "bridge"])
+    try:
+        for p in (pair.a, pair.b):
+            sh(["ip", "link", "set", p.switch_port, "master", br])
+        sh(["ip", "link", "set", br, "up"])
+        yield 0
+    finally:
+        sh(["ip", "link", "del", br], check=False)
+
+
+@contextlib.contextmanager
+def bare_redirect(pair: Pair) -> Iterator[int]:
+    """The limit: a tc-BPF program redirecting a's port to b's and back, nothing else."""
+    obj = libbpf.BpfObject(str(object_path(REDIRECT_SOURCE)))
+    try:
+        prog = obj.prog_fd("hitless_redirect")
+        table = libbpf.Map(obj.map_fd("hl_redirect"))
+    finally:
+        obj.close()
+    ia, ib = (sh(["cat", f"/sys/class/net/{p.switch_port}/ifindex"]).stdout.strip()
+              for p in (pair.a, pair.b))  # fmt: skip
+    ifa, ifb = int(ia), int(ib)
+    try:
+        table.update(ifa.to_bytes(4, "little"), ifb.to_bytes(4, "little"))
+        table.update(ifb.to_bytes(4, "little"), ifa.to_bytes(4, "little"))
+        libbpf.tc_attach(ifa, prog)
+        libbpf.tc_attach(ifb, prog)
+        yield 0
+    finally:
+        libbpf.tc_detach(ifa)
+        libbpf.tc_detach(ifb)
+        table.close()
+        os.close(prog)
 
 
 @contextlib.contextmanager
@@ -237,7 +283,10 @@ def iperf(pair: Pair, args: list[str], seconds: float) -> dict[str, object]:
 
 def _iperf_once(pair: Pair, args: list[str], seconds: float) -> dict[str, object]:
     server = pair.b.popen(["iperf3", "-s", "-1", "-B", pair.b.addr])
-    time.sleep(0.3)
+    for _ in range(100):  # until the server listens
+        if ":5201 " in pair.b.run(["ss", "-Hlnt"]).stdout:
+            break
+        time.sleep(0.05)
     try:
         res = pair.a.run(
             ["iperf3", "-c", pair.b.addr, "-t", str(seconds), "-J", *args],
@@ -269,20 +318,128 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def measure_pps(pair: Pair, seconds: float, pid: int) -> tuple[float, float, float, float]:
-    """(frames/s the switch delivered to b's interface, datagrams/s iperf3 received,
-    microseconds of the switch process's CPU per delivered frame, the share of it spent
-    in the kernel)."""
+# Runs inside host a's namespace: argv = dev, dst MAC, dst IP, seconds. Sends 64
+# prebuilt 64-byte UDP frames over and over with sendmmsg (qdisc bypassed) until the
+# time is up; prints the frames sent.
+_FLOOD = r"""
+import ctypes, ctypes.util, socket, struct, sys, time
+dev, dmac, dip, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+dmac = bytes.fromhex(dmac.replace(":", ""))
+with open(f"/sys/class/net/{dev}/address") as f:
+    smac = bytes.fromhex(f.read().strip().replace(":", ""))
+B = 64
+frames = []
+for i in range(B):
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 46, i, 0, 64, 17, 0, bytes(4), socket.inet_aton(dip))
+    c = sum(struct.unpack("!10H", ip)); c = (c & 0xFFFF) + (c >> 16)
+    ip = ip[:10] + struct.pack("!H", ~((c & 0xFFFF) + (c >> 16)) & 0xFFFF) + ip[12:]
+    frames.append(dmac + smac + b"\x08\x00" + ip + struct.pack("!HHHH", 9, 9, 26, 0) + bytes(18))
+libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+class Iov(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+class Msg(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint),
+                ("iov", ctypes.POINTER(Iov)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int), ("pad", ctypes.c_int), ("len", ctypes.c_uint)]
+iovs = (Iov * B)(*[(f, len(f)) for f in frames])
+msgs = (Msg * B)()
+for i in range(B):
+    msgs[i].iov = ctypes.pointer(iovs[i]); msgs[i].iovlen = 1
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+s.setsockopt(263, 20, 1)  # PACKET_QDISC_BYPASS
+s.bind((dev, 0))
+fd, sent, end = s.fileno(), 0, time.monotonic() + seconds
+while time.monotonic() < end:
+    for _ in range(16):
+        r = libc.sendmmsg(fd, msgs, B, 0)
+        sent += max(r, 0)
+print(sent, flush=True)
+"""
+
+
+def _frame(dmac: str, smac: str, dip: str) -> bytes:
+    """A 64-byte UDP frame (without FCS: 60 bytes) from smac to dmac, to IP dip."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 46, 0, 0, 64, 17, 0, bytes(4), socket.inet_aton(dip))
+    c = sum(struct.unpack("!10H", ip))
+    c = (c & 0xFFFF) + (c >> 16)
+    ip = ip[:10] + struct.pack("!H", ~((c & 0xFFFF) + (c >> 16)) & 0xFFFF) + ip[12:]
+    mac = bytes.fromhex((dmac + smac).replace(":", ""))
+    return mac + b"\x08\x00" + ip + struct.pack("!HHHH", 9, 9, 26, 0) + bytes(18)
+
+
+def _generate(pair: Pair, seconds: float, generators: int) -> list[subprocess.Popen[str]]:
+    """Start the 64-byte generators in host a: trafgen (netsniff-ng: a TX ring, qdisc
+    bypassed) if installed, else Python sendmmsg loops (slower, so more often the limit)."""
+    dip = "10.255.0.222"
+    if shutil.which("trafgen"):
+        frame = _frame(pair.b.mac, pair.a.mac, dip)
+        with tempfile.NamedTemporaryFile("w", suffix=".cfg", delete=False) as cfg:
+            cfg.write("{ " + ", ".join(f"0x{x:02x}" for x in frame) + " }\n")
+        return [
+            pair.a.popen(
+                [
+                    "timeout",
+                    "-s",
+                    "INT",
+                    f"{seconds}",
+                    "trafgen",
+                    "-i",
+                    cfg.name,
+                    "-o",
+                    "eth0",
+                    "-P",
+                    str(generators),
+                    "-t",
+                    "0",
+                ],
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        ]
+    return [
+        pair.a.popen([sys.executable, "-c", _FLOOD, "eth0", pair.b.mac, dip, str(seconds)])
+        for _ in range(generators)
+    ]
+
+
+def measure_pps(
+    pair: Pair, seconds: float, pid: int, generators: int
+) -> tuple[float, float, float]:
+    """(frames/s b's interface received, frames/s the generators sent, microseconds of
+    the switch process's CPU per received frame: nan for a switch without a process)."""
     before = pair.b.counter("rx_packets")
-    user0, sys0 = cpu_seconds(pid)
-    end = iperf(pair, ["-u", "-b", "0", "-l", "18"], seconds)["end"]
-    user1, sys1 = cpu_seconds(pid)
-    delivered = pair.b.counter("rx_packets") - before
-    s = end["sum"]  # type: ignore[index]
-    duration = float(s["seconds"])
-    app = float(s["packets"] - s["lost_packets"]) / duration
-    cpu = user1 - user0 + sys1 - sys0
-    return delivered / duration, app, cpu / max(delivered, 1) * 1e6, (sys1 - sys0) / max(cpu, 1e-9)
+    cpu0 = cpu_seconds(pid) if pid else (0.0, 0.0)
+    t = time.monotonic()
+    sent = 0
+    for g in _generate(pair, seconds, generators):
+        out, err = g.communicate(timeout=seconds + 60)
+        m = re.search(r"(\d+) packets outgoing", out)
+        if m:  # trafgen (exits 124 from timeout)
+            sent += int(m.group(1))
+        elif g.returncode == 0 and out.split():
+            sent += int(out.split()[0])
+        else:
+            raise RuntimeError(f"generator failed: {(out + (err or '')).strip()[-300:]}")
+    elapsed = time.monotonic() - t
+    last, stable = pair.b.counter("rx_packets"), 0
+    while stable < 2:  # frames still in flight
+        time.sleep(0.1)
+        now = pair.b.counter("rx_packets")
+        stable = stable + 1 if now == last else 0
+        last = now
+    got = last - before
+    cpu1 = cpu_seconds(pid) if pid else (0.0, 0.0)
+    cpu = cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1]
+    return got / elapsed, sent / elapsed, (cpu / max(got, 1) * 1e6 if pid else math.nan)
+
+
+def measure_rtt(pair: Pair) -> float:
+    """Average ping RTT in ms (200 echoes, 5 ms apart)."""
+    res = pair.a.run(["ping", "-n", "-q", "-c", "200", "-i", "0.005", pair.b.addr], timeout=60)
+    for line in res.stdout.splitlines():
+        if "min/avg/max" in line:
+            return float(line.split("=")[1].split("/")[1])
+    raise RuntimeError(f"no RTT in ping output: {res.stdout[-300:]}")
 
 
 def measure_tcp(pair: Pair, seconds: float) -> float:
@@ -368,16 +525,47 @@ def warm_up(pair: Pair) -> None:
     raise RuntimeError(f"{pair.a.name} cannot reach {pair.b.name} through the switch")
 
 
+SWITCHES = ("redirect", "bridge", "ebpf", "netdev", "ovs")
+LABELS = {
+    "redirect": "tc redirect",
+    "bridge": "linux bridge",
+    "ebpf": "hitless ebpf",
+    "netdev": "hitless netdev",
+    "netdev-inprocess": "netdev (in-proc)",
+    "ovs": "ovs netdev",
+    "baseline": "baseline",
+}
+
+
+def switch_cm(name: str, pair: Pair, vswitchd: str | None, baseline: str | None):  # type: ignore[no-untyped-def]
+    if name == "redirect":
+        return bare_redirect(pair)
+    if name == "bridge":
+        return linux_bridge(pair)
+    if name == "ebpf":
+        return hitless_daemon(pair, vswitchd=vswitchd, dp_type="ebpf")
+    if name == "netdev":
+        return hitless_daemon(pair, vswitchd=vswitchd, dp_type="netdev")
+    if name == "netdev-inprocess":
+        return hitless_inprocess(pair)
+    if name == "ovs":
+        return ovs_switch(pair)
+    if name == "baseline":
+        return hitless_daemon(pair, vswitchd=baseline)
+    raise SystemExit(f"unknown switch {name!r} (known: {', '.join(LABELS)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--flows", type=int, default=20000, help="frames (new flows) per burst")
+    ap.add_argument("--generators", type=int, default=2, help="pps sender processes")
     ap.add_argument(
-        "--switch",
-        choices=("daemon", "inprocess"),
-        default="daemon",
-        help="hitless as the real daemon (default) or a bare datapath in this process",
+        "--switches",
+        default=",".join(SWITCHES),
+        help="comma-separated, the first is the reference of the ratios "
+        f"(default {','.join(SWITCHES)}; also: netdev-inprocess)",
     )
     ap.add_argument(
         "--vswitchd",
@@ -387,11 +575,11 @@ def main() -> None:
     ap.add_argument(
         "--baseline",
         metavar="PATH",
-        help="also run this hitless-vswitchd (e.g. an older build) as a third switch",
+        help="also run this hitless-vswitchd (e.g. an older build) as another switch",
     )
     ap.add_argument(
         "--only",
-        choices=("pps", "tcp", "burst"),
+        choices=("pps", "tcp", "rtt", "burst"),
         action="append",
         help="measure only these figures (repeatable; default: all)",
     )
@@ -401,25 +589,19 @@ def main() -> None:
         sys.exit("bench/datapath.py needs root (network namespaces)")
     sh(["iperf3", "--version"])
 
-    only = set(args.only or ("pps", "tcp", "burst"))
-    metrics = ("pps", "app_pps", "us_per_pkt", "tcp", "burst_l4", "burst_mac")
-    names = ["hitless", "ovs"] + (["baseline"] if args.baseline else [])
+    only = set(args.only or ("pps", "tcp", "rtt", "burst"))
+    metrics = ("pps", "sent_pps", "us_per_pkt", "tcp", "rtt", "burst_l4", "burst_mac")
+    names = [n.strip() for n in args.switches.split(",") if n.strip()]
+    if args.baseline:
+        names.append("baseline")
     results: dict[str, dict[str, list[float]]] = {n: {m: [] for m in metrics} for n in names}
-    hitless_switch = (
-        functools.partial(hitless_daemon, vswitchd=args.vswitchd)
-        if args.switch == "daemon"
-        else hitless_inprocess
-    )
+    load_before = os.getloadavg()
     with Topology("hb") as topo, contextlib.ExitStack() as stack:
-        pairs = {n: make_pair(topo, n[0], 91 + i) for i, n in enumerate(names)}
+        pairs = {n: make_pair(topo, f"{i}", 60 + i) for i, n in enumerate(names)}
         pids = {
-            "hitless": stack.enter_context(hitless_switch(pairs["hitless"])),
-            "ovs": stack.enter_context(ovs_switch(pairs["ovs"])),
+            n: stack.enter_context(switch_cm(n, pairs[n], args.vswitchd, args.baseline))
+            for n in names
         }
-        if args.baseline:
-            pids["baseline"] = stack.enter_context(
-                hitless_daemon(pairs["baseline"], vswitchd=args.baseline)
-            )
         for pair in pairs.values():
             warm_up(pair)
         for run in range(args.runs):
@@ -427,16 +609,16 @@ def main() -> None:
                 if "pps" not in only:
                     break
                 try:
-                    pps, app, us, kernel = measure_pps(pair, args.seconds, pids[name])
+                    pps, sent, us = measure_pps(pair, args.seconds, pids[name], args.generators)
                 except RuntimeError as e:  # left out of the median, and said so
                     print(f"run {run + 1} {name:8} pps: no result ({e})", flush=True)
                     continue
                 results[name]["pps"].append(pps)
-                results[name]["app_pps"].append(app)
+                results[name]["sent_pps"].append(sent)
                 results[name]["us_per_pkt"].append(us)
+                cpu = f"; switch CPU {us:.2f} us/packet" if not math.isnan(us) else ""
                 print(
-                    f"run {run + 1} {name:8} pps: {pps:,.0f} (app {app:,.0f}; switch CPU"
-                    f" {us:.2f} us/packet, {kernel:.0%} in the kernel)",
+                    f"run {run + 1} {name:8} pps: {pps:,.0f} received of {sent:,.0f} sent{cpu}",
                     flush=True,
                 )
             for name, pair in pairs.items():
@@ -449,6 +631,12 @@ def main() -> None:
                     continue
                 results[name]["tcp"].append(tcp)
                 print(f"run {run + 1} {name:8} tcp: {tcp / 1e9:.3f} Gbit/s", flush=True)
+            for name, pair in pairs.items():
+                if "rtt" not in only:
+                    break
+                rtt = measure_rtt(pair)
+                results[name]["rtt"].append(rtt)
+                print(f"run {run + 1} {name:8} rtt: {rtt:.3f} ms", flush=True)
             for kind in ("l4", "mac"):
                 for name, pair in pairs.items():
                     if "burst" not in only:
@@ -461,36 +649,42 @@ def main() -> None:
                         f" arrived (sent in {secs * 1000:.0f} ms)",
                         flush=True,
                     )
+    load_after = os.getloadavg()
 
     med = {n: {m: statistics.median(v) for m, v in r.items() if v} for n, r in results.items()}
+    ref = names[0]
     print()
-    head = f"{'':26}{'hitless':>14}{'ovs netdev':>14}{'ratio':>8}"
-    if args.baseline:
-        head += f"{'baseline':>14}{'ratio':>8}"
-    print(head)
-    for metric, label, scale in (
-        ("pps", "64-byte packets/s", 1.0),
-        ("app_pps", "  (app pps)", 1.0),
-        ("us_per_pkt", "  switch CPU us/packet", 1.0),
-        ("tcp", "TCP Gbit/s", 1e-9),
-        ("burst_l4", f"burst {args.flows} 5-tuples", 1.0),
-        ("burst_mac", f"burst {args.flows} src MACs", 1.0),
+    print(f"{'':24}" + "".join(f"{LABELS.get(n, n):>18}" for n in names))
+    for metric, label, scale, fmt in (
+        ("pps", "64-byte pkts/s received", 1.0, ",.0f"),
+        ("sent_pps", "  (generators sent/s)", 1.0, ",.0f"),
+        ("us_per_pkt", "  switch CPU us/packet", 1.0, ".2f"),
+        ("tcp", "TCP 1 stream, Gbit/s", 1e-9, ".2f"),
+        ("rtt", "avg RTT, ms", 1.0, ".3f"),
+        ("burst_l4", f"burst {args.flows} 5-tuples", 1.0, ",.0f"),
+        ("burst_mac", f"burst {args.flows} src MACs", 1.0, ",.0f"),
     ):
         if not any(metric in med[n] for n in names):
             continue
-        h = med["hitless"].get(metric, math.nan)
-        line = f"{label:26}{h * scale:>14,.3f}"
-        for other in names[1:]:
-            o = med[other].get(metric, math.nan)
-            ratio = f"{h / o:>8.2f}" if o else f"{'inf':>8}"
-            line += f"{o * scale:>14,.3f}{ratio}"
-        print(line)
+        cells = []
+        r = med[ref].get(metric, math.nan)
+        for n in names:
+            v = med[n].get(metric, math.nan)
+            cell = f"{v * scale:{fmt}}" if not math.isnan(v) else "-"
+            if n != ref and metric in ("pps", "tcp", "rtt", "burst_l4", "burst_mac") and v and r:
+                ratio = r / v if metric == "rtt" else v / r
+                cell += f" ({ratio:.2f}x)"
+            cells.append(f"{cell:>18}")
+        print(f"{label:24}" + "".join(cells))
     print(
-        f"(median of {args.runs} runs; pps and TCP runs of {args.seconds:g} s; "
-        f"hitless as {args.switch}; ratio = hitless / column to its left)"
+        f"(median of {args.runs} runs; pps and TCP runs of {args.seconds:g} s; (Nx) = ratio "
+        f"to {LABELS.get(ref, ref)}, for RTT its RTT / this one's; load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} CPUs "
+        "shared with other users)"
     )
     if args.json:
-        print(json.dumps({"runs": results, "median": med}))
+        print(json.dumps({"runs": results, "median": med,
+                          "load": [load_before, load_after]}))  # fmt: skip
 
 
 if __name__ == "__main__":

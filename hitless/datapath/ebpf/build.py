@@ -20,9 +20,12 @@ from pathlib import Path
 
 from hitless.datapath.base import DatapathError
 
-__all__ = ["SOURCE", "object_path"]
+__all__ = ["REDIRECT_SOURCE", "SOURCE", "object_path"]
 
 SOURCE = Path(__file__).with_name("bpf") / "datapath.bpf.c"
+# A program that only redirects between paired ports: the limit bench/datapath.py
+# measures the datapath against.
+REDIRECT_SOURCE = SOURCE.with_name("redirect.bpf.c")
 CFLAGS = ["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"]
 
 
@@ -76,6 +79,7 @@ def object_path(source: Path = SOURCE) -> Path:
 def main() -> int:
     try:
         print(object_path())
+        print(object_path(REDIRECT_SOURCE))
     except DatapathError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
