@@ -435,7 +435,9 @@ def measure_pps(
 
 def measure_rtt(pair: Pair) -> float:
     """Average ping RTT in ms (200 echoes, 5 ms apart)."""
-    res = pair.a.run(["ping", "-n", "-q", "-c", "200", "-i", "0.005", pair.b.addr], timeout=60)
+    res = pair.a.run(
+        ["ping", "-n", "-q", "-c", "200", "-i", "0.005", pair.b.addr], check=False, timeout=60
+    )
     for line in res.stdout.splitlines():
         if "min/avg/max" in line:
             return float(line.split("=")[1].split("/")[1])
@@ -634,7 +636,11 @@ def main() -> None:
             for name, pair in pairs.items():
                 if "rtt" not in only:
                     break
-                rtt = measure_rtt(pair)
+                try:
+                    rtt = measure_rtt(pair)
+                except RuntimeError as e:
+                    print(f"run {run + 1} {name:8} rtt: no result ({e})", flush=True)
+                    continue
                 results[name]["rtt"].append(rtt)
                 print(f"run {run + 1} {name:8} rtt: {rtt:.3f} ms", flush=True)
             for kind in ("l4", "mac"):

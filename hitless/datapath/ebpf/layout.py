@@ -70,8 +70,8 @@ FLOW_SIZE = FLOW_HEAD.size + MAX_ACTIONS * ACTION.size
 FSTATS = struct.Struct("<QQQQ")
 # struct port { u32 port_no, flags; }
 PORT = struct.Struct("<II")
-# struct info { u32 abi, bridge_hash; }
-INFO = struct.Struct("<II")
+# struct info { u32 abi, bridge_hash, owner_pid, pad; }
+INFO = struct.Struct("<IIII")
 # struct masks { u32 n; u32 active[32]; u32 pad; u64 w[32][13]; }
 MASKS_HEAD = struct.Struct(f"<I{MAX_MASKS}I4x")
 MASKS_SIZE = MASKS_HEAD.size + MAX_MASKS * MAP_KEY_LEN

@@ -12,6 +12,8 @@ process handles what the kernel hands it through the ring buffer ``hl_upcalls``:
   miss whose flow was installed meanwhile is run here too, without bothering the bridge;
 * a ``userspace`` action becomes an ``Upcall`` with reason "action".
 
+TCP and UDP checksums a sending host left to offload are finished first (``csum``).
+
 ``execute`` sends through an AF_PACKET socket per port (a system port: the device
 itself, so the frame leaves towards its host; an internal port: the hidden veth peer,
 so the frame arrives at the bridge's own device).
@@ -31,6 +33,16 @@ both of which work in any mount namespace (no bpffs needed), then rebuilds its v
 ports (``hl_ports`` keeps their numbers and names) and flows (``hl_flows``: keys,
 actions, creation times; counters stay in ``hl_stats`` and keep counting). A handoff
 passes the same objects as file descriptors (``export_handles``).
+
+Ownership: ``hl_info`` names the daemon that owns the datapath (its pid). An instance
+that finds the datapath owned by another live process (the new process of an upgrade,
+building its bridges from the pre-copy while the old one serves) is *passive*: it
+keeps flow changes in its own table and writes nothing to the kernel, and shows no
+ports, until ``adopt_ports`` (the freeze: the old process has stopped) makes it read
+everything back from the kernel and serve. Only the owner, or an instance whose owner
+is gone, detaches the program on ``close``; an instance takes ownership when the owner
+has exited (a handoff committed, or a crash), so a handoff that rolls back leaves the
+old process's datapath alone.
 
 Counters per flow are per CPU (``hl_stats``, indexed by a slot this process
 allocates); ``used`` is ``bpf_ktime_get_ns`` (CLOCK_MONOTONIC, the clock of
@@ -64,6 +76,7 @@ from hitless.datapath.base import (
 from hitless.datapath.ebpf import layout as L
 from hitless.datapath.ebpf import libbpf
 from hitless.datapath.ebpf.build import object_path
+from hitless.datapath.ebpf.csum import complete_checksum
 from hitless.datapath.ebpf.ringbuf import RingReader
 from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable
@@ -90,6 +103,18 @@ def hidden_peer(port_name: str) -> str:
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _ifindex(name: str) -> int:
@@ -156,6 +181,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self.n = {"slowpath_executed": 0, "upcalls": 0, "not_offloaded": 0,
                   "upcall_too_big": 0, "adopted_flows": 0}  # fmt: skip
         self.adopted = False
+        self._passive = False
+        self._owner = 0
         # Mask slots: mask (102 bytes) -> slot; per slot its flow count.
         self._mask_slot: dict[bytes, int] = {}
         self._slot_mask: list[bytes | None] = [None] * L.MAX_MASKS
@@ -163,9 +190,10 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self._free_idx: list[int] = []
         self._next_idx = 0
         self._ncpus = libbpf.num_possible_cpus()
+        handed = fds is not None  # by a handoff's freeze: serve at once
         if fds is None:
             fds = self._find() or self._load()
-        self._open(fds)
+        self._open(fds, handed)
 
     # Finding, loading, opening ------------------------------------------------------
     def _find(self) -> dict[str, int] | None:
@@ -212,9 +240,9 @@ class EbpfDatapath(InProcessMeters, Datapath):
                 raw = m.lookup(bytes(4))
             finally:
                 m.close()
-            if raw is None:
+            if raw is None or len(raw) < L.INFO.size:  # not a layout we know
                 return self._close_fds(fds)
-            abi, bh = L.INFO.unpack_from(raw)
+            abi, bh, _owner, _ = L.INFO.unpack_from(raw)
             if bh != self.bridge_hash:
                 return self._close_fds(fds)
             if abi != L.ABI:
@@ -244,11 +272,11 @@ class EbpfDatapath(InProcessMeters, Datapath):
         finally:
             obj.close()
         info = libbpf.Map(os.dup(fds["hl_info"]))
-        info.update(bytes(4), L.INFO.pack(L.ABI, self.bridge_hash))
+        info.update(bytes(4), L.INFO.pack(L.ABI, self.bridge_hash, os.getpid(), 0))
         info.close()
         return fds
 
-    def _open(self, fds: Mapping[str, int]) -> None:
+    def _open(self, fds: Mapping[str, int], handed: bool) -> None:
         self._fds = dict(fds)
         self.prog_fd = fds["prog"]
         self.prog_id = libbpf.prog_info(self.prog_fd)["id"]
@@ -257,6 +285,40 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self._pmap, self._counters = m["hl_ports"], m["hl_counters"]
         self._maps = m
         self._ring = RingReader(fds["hl_upcalls"], m["hl_upcalls"].max_entries)
+        self._owner = self._read_owner()
+        if self._owner != os.getpid() and _alive(self._owner):
+            if not handed:
+                self._passive = True  # another daemon serves it: see "Ownership"
+                return
+        else:
+            self._take_ownership()
+        self._rebuild()
+
+    def _read_owner(self) -> int:
+        raw = self._maps["hl_info"].lookup(bytes(4))
+        return L.INFO.unpack_from(raw)[2] if raw else 0
+
+    def _take_ownership(self) -> None:
+        self._maps["hl_info"].update(bytes(4), L.INFO.pack(L.ABI, self.bridge_hash, os.getpid(), 0))
+        self._owner = os.getpid()
+
+    def _owns(self) -> bool:
+        """Whether this process may detach the datapath (see "Ownership")."""
+        if self._owner == os.getpid():
+            return True
+        self._owner = self._read_owner()
+        return self._owner == os.getpid() or not _alive(self._owner)
+
+    def _activate(self) -> None:
+        """A passive instance starts serving: forget the pre-copy's flows and read
+        ports, masks and flows back from the kernel (the old process has frozen)."""
+        self._passive = False
+        self._table = MegaflowTable()
+        self._ports.clear()
+        self._mask_slot.clear()
+        self._slot_mask = [None] * L.MAX_MASKS
+        self._slot_refs = [0] * L.MAX_MASKS
+        self._free_idx, self._next_idx = [], 0
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -331,6 +393,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
         type: str = "system",
         options: Mapping[str, str] | None = None,
     ) -> int:
+        if self._passive:
+            raise DatapathError(f"{self.name} is still served by another process")
         for p in self._ports.values():
             if p.dp.name == name:
                 raise DatapathError(
@@ -457,7 +521,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
         return idx
 
     def _write_flow(self, f: _Flow) -> None:
-        if f.slot is None:
+        if f.slot is None or self._passive:
             return
         blob, n = L.encode_actions(f.actions, self._ifindexes(), f.slow is not None)
         value = L.encode_flow(
@@ -482,12 +546,17 @@ class EbpfDatapath(InProcessMeters, Datapath):
             self._table.touch(match)
             if reset_stats:
                 old.stats = FlowStats()
-                self._stats.update(old.idx.to_bytes(4, "little"), bytes(self._stats.value_len))
+                if old.idx >= 0 and not self._passive:
+                    self._stats.update(old.idx.to_bytes(4, "little"), bytes(self._stats.value_len))
             self._write_flow(old)
             return
         f = _Flow(match, actions, FlowStats(), time.monotonic())
-        f.idx = self._alloc_idx()
         f.slow = L.slowpath_reason(match, actions)
+        if self._passive:  # kept here only, until adopt_ports
+            f.idx, f.slot = -1, None
+            self._table.insert(f)
+            return
+        f.idx = self._alloc_idx()
         f.slot = self._take_slot(match.mask)
         if f.slot is None:
             self.n["not_offloaded"] += 1
@@ -503,7 +572,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self._refresh(f)
         if f.slot is not None:
             self._drop_slot(f.slot)
-        self._free_idx.append(f.idx)
+        if f.idx >= 0:
+            self._free_idx.append(f.idx)
         return f
 
     def _refresh(self, f: _Flow) -> None:
@@ -562,8 +632,10 @@ class EbpfDatapath(InProcessMeters, Datapath):
             self._queue.append(Upcall(in_port, data, k, "action", userdata))
 
     def run(self) -> None:
-        if len(self._queue) >= MAX_QUEUED:
+        if self._passive or len(self._queue) >= MAX_QUEUED:
             return
+        if self._owner != os.getpid() and not _alive(self._owner):
+            self._take_ownership()  # the process we took over from has gone
         self._too_big.clear()
         recs = self._ring.read(BUDGET)
         hdr = L.UPCALL_HDR
@@ -571,6 +643,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
             reason, in_port, n, _orig, flags, ulen, kkey, udata = hdr.unpack_from(rec)
             pkt = rec[hdr.size : hdr.size + n]
             key = L.widen(kkey)
+            if kkey[64] in (6, 17):  # ip_proto: TCP or UDP (an ARP opcode is 1 or 2)
+                pkt = complete_checksum(pkt)
             if flags & L.UP_TRUNCATED:
                 self._too_big.add(id(pkt))
             if reason == L.R_ACTION:
@@ -602,6 +676,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
     def wait(self, poller: Any) -> None:
         import select
 
+        if self._passive:
+            return
         if self._queue:
             poller.immediate_wake()
             return
@@ -635,9 +711,10 @@ class EbpfDatapath(InProcessMeters, Datapath):
         the bridge stops forwarding, as a stopped bridge must."""
         if self._fds is None:
             return
+        detach = not self._exported and not self._passive and self._owns()
         for p in self._ports.values():
             p.close()
-            if not self._exported:
+            if detach:
                 libbpf.tc_detach(p.ifindex)
                 if p.dp.type == "internal":
                     _ip("link", "del", p.dp.name)
@@ -673,8 +750,12 @@ class EbpfDatapath(InProcessMeters, Datapath):
         return cls(name, dict(zip(names, fds, strict=True)))
 
     def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
-        """The ports are kernel objects already read back; nothing to take over."""
+        """The freeze of a handoff whose pre-copy built this (passive) instance: read
+        the kernel's ports and flows back and serve. This instance already has its own
+        descriptors of the same objects, so it closes the ones passed."""
         self._close_fds(dict(zip(state.get("fds", []), fds, strict=False)))
+        if self._passive:
+            self._activate()
 
     def track_changes(self) -> None:
         self._table.changed = set()

@@ -116,6 +116,8 @@ struct port {
 struct info {
 	__u32 abi;
 	__u32 bridge_hash;      /* which bridge this instance serves (crc32 of the name) */
+	__u32 owner_pid;        /* the daemon that owns it (written by the daemon) */
+	__u32 pad;
 };
 
 struct upcall_hdr {

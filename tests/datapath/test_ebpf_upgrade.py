@@ -1,0 +1,101 @@
+"""hitless upgrade on the ebpf datapath, with the traffic of the netdev upgrade tests
+(sequenced UDP at 1,000/s each way, a long-lived TCP connection, a new TCP connection
+every 20 ms): nothing lost, the same kernel flows adopted with counters that kept
+counting, and a handoff that fails leaves the old process's datapath attached."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from hitless.impact.run import measure
+from tests.handoff.test_netdev_upgrade import (
+    BIN,
+    CLASSES,
+    RATES,
+    assert_fdb_kept,
+    assert_nothing_lost,
+    fdb,
+    flows,
+    handoff_op,
+)
+from tests.netns import Host, Topology
+from tests.switch import Sw
+
+pytestmark = pytest.mark.netns
+
+
+def ebpf_switch(sw: Sw, topo: Topology) -> tuple[Host, Host, str]:
+    a = topo.add_host("a", "10.0.0.1/24")
+    b = topo.add_host("b", "10.0.0.2/24")
+    r = subprocess.run(
+        [str(BIN / "hitless"), "start", "--rundir", str(sw.rundir.path)],
+        capture_output=True, text=True, timeout=60, cwd="/",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    br = topo.name("ebr")
+    sw.vsctl(
+        "add-br", br, "--", "set", "bridge", br, "datapath_type=ebpf",
+        "--", "add-port", br, a.switch_port, "--", "add-port", br, b.switch_port,
+    )  # fmt: skip
+    assert a.ping(b.addr, count=2, interval=0.1)
+    return a, b, br
+
+
+def test_upgrade_on_ebpf_loses_nothing_and_adopts_the_kernel_flows(
+    sw: Sw, topology: Topology
+) -> None:
+    a, b, br = ebpf_switch(sw, topology)
+    fdb_before, flows_before = fdb(sw, br), flows(sw, br)
+    old = sw.daemon_pid
+    results: list[dict] = []
+    res = measure(
+        [a, b],
+        handoff_op(sw, "upgrade", results=results),
+        name="upgrade",
+        duration=5,
+        at=2,
+        rates=RATES,
+        classes=CLASSES,
+    )
+    (report,) = results
+    assert report["ok"], report
+    assert report["old_pid"] == old and sw.daemon_pid == report["new_pid"]
+    assert_nothing_lost(res)
+    assert_fdb_kept(sw, br, fdb_before)
+    flows_after = flows(sw, br)
+    # Adopted, not flushed: the flows that carried the test's traffic are the same
+    # kernel flows, their counters kept counting. (A flow that never saw a packet may
+    # have idled out meanwhile: the kernel keeps each flow's creation time across the
+    # handoff, so its idle time is not restarted as the netdev datapath's is.)
+    used = {f: p for f, p in flows_before.items() if p > 0}
+    assert used
+    for flow, packets in used.items():
+        assert flow in flows_after and flows_after[flow] > packets, flow
+    # The new process serves: a new host-to-host miss is handled by it.
+    assert a.ping(b.addr, count=2, interval=0.1)
+
+
+@pytest.mark.parametrize("fault", ["crash:ready", "crash:restored", "crash:acked"])
+def test_failed_handoff_on_ebpf_leaves_the_datapath_attached(
+    sw: Sw, topology: Topology, fault: str
+) -> None:
+    a, b, br = ebpf_switch(sw, topology)
+    old = sw.daemon_pid
+    results: list[dict] = []
+    res = measure(
+        [a, b],
+        handoff_op(sw, "upgrade", "--lease", "0.5", env={"HITLESS_FAULT": fault}, results=results),
+        name=fault,
+        duration=4,
+        at=1.5,
+        rates=RATES,
+        classes=CLASSES,
+    )
+    (report,) = results
+    assert not report["ok"] and report["returncode"] == 1
+    assert sw.daemon_pid == old
+    assert_nothing_lost(res)
+    assert flows(sw, br)  # still the old process's, still in the kernel
+    assert a.ping(b.addr, count=2, interval=0.1)
