@@ -44,6 +44,7 @@ COMMAND_MODULES = [
     "hitless.daemon.ct_commands",
     "hitless.daemon.testhooks",
     "hitless.daemon.dp_commands",
+    "hitless.daemon.trace_commands",
 ]
 
 

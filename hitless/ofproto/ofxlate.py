@@ -272,7 +272,9 @@ def xlate_openflow(
     """Translate ``key`` through the pipeline (or, for a packet-out, through ``actions``).
     ``recorder`` (ofproto/trace) hears each step as ``recorder.event(kind, **details)``:
     ``table`` (table_id, rule or None, key: the pipeline key), ``instruction`` (inst),
-    ``goto`` / ``resubmit`` (table_id), ``action`` (action, depth), ``group`` (group_id,
+    ``goto`` / ``resubmit`` ... ``resubmit_end`` (table_id), ``action`` (action, depth),
+    ``action_set`` (actions), ``bucket`` ... ``bucket_end`` (index), ``end`` (key: the
+    packet as the pipeline left it), ``group`` (group_id,
     chosen), ``normal`` (xlate), ``drop`` (reason)."""
     in_port = int.from_bytes(key[0:4], "big")
     ctx = _Ctx(of_state, sw, key, key, in_port, recorder=recorder)
@@ -283,6 +285,8 @@ def xlate_openflow(
     if ctx.action_set and ctx.error is None:
         ctx.stopped = False
         _run_action_set(ctx)
+    if recorder is not None:
+        recorder.event("end", key=ctx.cur)
     acts = ctx.acts
     if ctx.error is not None:
         acts.clear()  # too deep, too many resubmits: Open vSwitch drops the packet
@@ -358,12 +362,12 @@ def _run_action_set(ctx: _Ctx) -> None:
     ordered = sorted(ctx.action_set.items(), key=lambda kv: kv[0])
     ctx.action_set = {}
     has_group = any(slot[0] == _SET_ORDER[ActionType.GROUP] for slot, _ in ordered)
-    _apply(
-        ctx,
-        tuple(
-            a for slot, a in ordered if not (has_group and slot[0] == _SET_ORDER[ActionType.OUTPUT])
-        ),
+    todo = tuple(
+        a for slot, a in ordered if not (has_group and slot[0] == _SET_ORDER[ActionType.OUTPUT])
     )
+    if ctx.recorder is not None:
+        ctx.recorder.event("action_set", actions=todo)
+    _apply(ctx, todo)
 
 
 def _resubmit(ctx: _Ctx, a: nx.Resubmit) -> None:
@@ -389,6 +393,8 @@ def _resubmit(ctx: _Ctx, a: nx.Resubmit) -> None:
     if a.in_port != _NX_IN_PORT:
         _set_in_port(ctx, _port32(a.in_port))
     _pipeline(ctx, table_id)
+    if ctx.recorder is not None:
+        ctx.recorder.event("resubmit_end", table_id=table_id)
     if a.in_port != _NX_IN_PORT:
         _set_in_port(ctx, old_port)
     ctx.table_id, ctx.cookie, ctx.miss_rule = old_table, old_cookie, old_miss
@@ -726,7 +732,11 @@ def _output(ctx: _Ctx, port: int, max_len: int) -> None:
         if in_port != OFPP_LOCAL:
             _emit_output(ctx, OFPP_LOCAL)
     elif port == Port.TABLE:
+        if ctx.recorder is not None:
+            ctx.recorder.event("resubmit", table_id=0)
         _pipeline(ctx, 0)
+        if ctx.recorder is not None:
+            ctx.recorder.event("resubmit_end", table_id=0)
     elif port <= Port.MAX and port != in_port:
         _emit_output(ctx, port)
 
@@ -799,7 +809,11 @@ def _group(ctx: _Ctx, gid: int) -> None:
     for i in chosen:
         ctx.credits.append(BucketCounter(g, i))
         saved = ctx.cur
+        if ctx.recorder is not None:
+            ctx.recorder.event("bucket", index=i)
         _apply(ctx, g.buckets[i].actions)
+        if ctx.recorder is not None:
+            ctx.recorder.event("bucket_end", index=i)
         ctx.restore(saved)
         # a bucket's dec_ttl failure or exit ends only that copy
         ctx.stopped = ctx.error is not None

@@ -23,6 +23,8 @@ from hitless.openflow.match import Match, Oxm
 
 __all__ = [
     "ACTION_TEXT",
+    "ActionSyntaxError",
+    "parse_actions",
     "format_action",
     "format_actions",
     "format_instructions",
@@ -343,3 +345,89 @@ _ORDER = {
 
 def _order(inst: of.Instruction) -> int:
     return _ORDER.get(type(inst), 9)
+
+
+# Parsing (the subset ofproto/trace-packet-out takes) ------------------------------------
+
+
+class ActionSyntaxError(ValueError):
+    """Not an action list ovs-ofctl would accept (or not one hitless parses yet)."""
+
+
+_PORT_WORDS = {name: int(port) for port, name in _PORT_NAMES.items()}
+_SET_BY_NAME = {name: (int(f), fmt) for f, (name, fmt) in _SET_NAMES.items()}
+_SET_BY_NAME.update(
+    {"ipv4_src": _SET_BY_NAME["ip_src"], "ipv4_dst": _SET_BY_NAME["ip_dst"]}
+)
+
+
+def _parse_value(text: str, fmt: Callable[[int], str]) -> int:
+    if fmt is _mac:
+        return int(text.replace(":", ""), 16)
+    if fmt in (_ip4, _ip6):
+        return int(ipaddress.ip_address(text))
+    return int(text, 0)
+
+
+def _split(text: str) -> list[str]:
+    """Split an action list at top-level commas (not inside parentheses)."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        cur += ch
+    if cur:
+        out.append(cur)
+    return [a.strip() for a in out if a.strip()]
+
+
+def parse_actions(text: str) -> tuple[of.Action, ...]:
+    """Parse an ovs-ofctl action list (``output:2,push_vlan:0x8100,NORMAL``...)."""
+    out: list[of.Action] = []
+    for word in _split(text.removeprefix("actions=")):
+        name, sep, arg = word.partition(":")
+        lname = name.lower()
+        try:
+            if word == "drop":
+                continue
+            if word.upper() in _PORT_WORDS and not sep:
+                out.append(of.Output(_PORT_WORDS[word.upper()], 0xFFFF))
+            elif word.isdigit():
+                out.append(of.Output(int(word)))
+            elif lname == "output":
+                out.append(of.Output(_PORT_WORDS.get(arg.upper(), 0) or int(arg, 0)))
+            elif lname == "controller":
+                out.append(of.Output(Port.CONTROLLER, int(arg or "65535", 0)))
+            elif lname == "push_vlan":
+                out.append(of.PushVlan(int(arg, 0)))
+            elif word == "pop_vlan" or word == "strip_vlan":
+                out.append(of.PopVlan())
+            elif lname == "group":
+                out.append(of.GroupAction(int(arg, 0)))
+            elif word == "dec_ttl":
+                out.append(of.DecNwTtl())
+            elif lname in ("mod_nw_ttl", "set_nw_ttl"):
+                out.append(of.SetNwTtl(int(arg, 0)))
+            elif lname == "mod_vlan_vid":
+                out.append(of.SetField(Oxm(F.VLAN_VID, 0x1000 | int(arg, 0))))
+            elif lname in ("mod_dl_src", "mod_dl_dst"):
+                f = F.ETH_SRC if lname == "mod_dl_src" else F.ETH_DST
+                out.append(of.SetField(Oxm(f, _parse_value(arg, _mac))))
+            elif lname == "set_field":
+                value, arrow, fname = arg.partition("->")
+                spec = _SET_BY_NAME.get(fname)
+                if not arrow or spec is None:
+                    raise ActionSyntaxError(f"{word}: unknown field {fname!r}")
+                field_id, fmt = spec
+                out.append(of.SetField(Oxm(field_id, _parse_value(value, fmt))))
+            else:
+                raise ActionSyntaxError(f"unknown action {name}")
+        except ValueError as e:
+            if isinstance(e, ActionSyntaxError):
+                raise
+            raise ActionSyntaxError(f"{word}: invalid argument") from None
+    return tuple(out)

@@ -33,7 +33,14 @@ from hitless.packet.flow import (
 )
 from hitless.packet.flow import field as key_field
 
-__all__ = ["FlowSpec", "FlowSyntaxError", "build_packet", "format_flow", "parse_flow"]
+__all__ = [
+    "FlowSpec",
+    "FlowSyntaxError",
+    "build_packet",
+    "format_flow",
+    "format_megaflow",
+    "parse_flow",
+]
 
 OFPP_LOCAL = 0xFFFFFFFE
 OFPP_ANY = 0xFFFFFFFF  # "no input port" (in_port=ANY in ofproto/trace)
@@ -208,6 +215,7 @@ def parse_flow(text: str) -> FlowSpec:
                 spec.given.add("eth_type")
                 continue
             raise FlowSyntaxError(f"{text}: unknown field {name}")
+        name0 = name
         name = _ALIASES.get(name, name)
         need_proto: int | None = None
         if "@" in name:
@@ -217,7 +225,7 @@ def parse_flow(text: str) -> FlowSpec:
             raise FlowSyntaxError(f"{text}: unknown field {name}")
         if name in ("tp_src", "tp_dst"):
             if need_proto is None or not proto_set or spec.ip_proto != need_proto:
-                raise FlowSyntaxError(f"{text}: prerequisites not met for setting {tok}")
+                raise FlowSyntaxError(f"{text}: prerequisites not met for setting {name0}")
             setattr(spec, name, _int(name, value, 8 if need_proto in (1, 58) else 16))
         elif name == "in_port":
             if value.upper() in PORT_NAMES:
@@ -452,3 +460,110 @@ def _flags(v: int) -> str:
     if not v:
         return "0"
     return "|".join(n for i, n in enumerate(_TCP_FLAGS) if v & 1 << i)
+
+
+def _masked(key: bytes, mask: bytes, name: str, fmt: str = "dec") -> str | None:
+    """A field of a megaflow as ``value`` or ``value/mask`` (None when wildcarded)."""
+    from hitless.packet.flow import FIELDS
+
+    off, size = FIELDS[name]
+    m = int.from_bytes(mask[off : off + size], "big")
+    if not m:
+        return None
+    v = int.from_bytes(key[off : off + size], "big") & m
+    full = m == (1 << size * 8) - 1
+    if fmt == "mac":
+        vs = ":".join(f"{b:02x}" for b in v.to_bytes(size, "big"))
+        ms = ":".join(f"{b:02x}" for b in m.to_bytes(size, "big"))
+        return vs if full else f"{vs}/{ms}"
+    if fmt == "ip":
+        vs, ms = str(ipaddress.ip_address(v.to_bytes(size, "big"))), ""
+        if not full:
+            inv = ~m & ((1 << size * 8) - 1)
+            cidr = inv & (inv + 1) == 0
+            ms = (
+                str(size * 8 - inv.bit_length())
+                if cidr
+                else str(ipaddress.ip_address(m.to_bytes(size, "big")))
+            )
+        return vs if full else f"{vs}/{ms}"
+    if fmt == "hex":
+        return f"{v:#0{size * 2 + 2}x}" if full else f"{v:#0{size * 2 + 2}x}/{m:#0{size * 2 + 2}x}"
+    return str(v) if full else f"{v:#x}/{m:#x}"
+
+
+def format_megaflow(key: bytes, mask: bytes) -> str:
+    """A megaflow (key and mask) as ``ofproto/trace`` prints its "Megaflow:" line."""
+    et_m = key_field(mask, "eth_type")
+    et = key_field(key, "eth_type") if et_m == 0xFFFF else None
+    proto_m = key_field(mask, "ip_proto") == 0xFF
+    proto = key_field(key, "ip_proto")
+    parts: list[str] = []
+    v = _masked(key, mask, "recirc_id") if "recirc_id" in _fields() else None
+    if v is not None:
+        parts.append(f"recirc_id={v}")
+    parts.append("eth")
+    short = None
+    if et == ETH_TYPE_IPV4:
+        short = {1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"}.get(proto) if proto_m else None
+        short = short or "ip"
+    elif et == ETH_TYPE_IPV6:
+        short = {58: "icmp6", 6: "tcp6", 17: "udp6", 132: "sctp6"}.get(proto) if proto_m else None
+        short = short or "ipv6"
+    elif et == ETH_TYPE_ARP:
+        short = "arp"
+    if short:
+        parts.append(short)
+    in_port = _masked(key, mask, "in_port")
+    if in_port is not None:
+        parts.append(f"in_port={format_port(int(in_port, 0))}" if "/" not in in_port else in_port)
+    tci_m = key_field(mask, "vlan_tci")
+    if tci_m:
+        tci = key_field(key, "vlan_tci") & tci_m
+        if tci_m & 0x1FFF == 0x1FFF and tci & VLAN_PRESENT:
+            parts.append(f"dl_vlan={tci & 0xFFF}")
+        else:
+            parts.append(f"vlan_tci={tci:#06x}/{tci_m:#06x}")
+    for name, label in (("eth_src", "dl_src"), ("eth_dst", "dl_dst")):
+        val = _masked(key, mask, name, "mac")
+        if val is not None:
+            parts.append(f"{label}={val}")
+    if et_m and short is None:
+        parts.append(f"dl_type={_masked(key, mask, 'eth_type', 'hex')}")
+    labels: list[tuple[str, str, str]] = []
+    if et == ETH_TYPE_ARP:
+        labels = [("ipv4_src", "arp_spa", "ip"), ("ipv4_dst", "arp_tpa", "ip"),
+                  ("ip_proto", "arp_op", "dec"), ("arp_sha", "arp_sha", "mac"),
+                  ("arp_tha", "arp_tha", "mac")]  # fmt: skip
+    elif et in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
+        if et == ETH_TYPE_IPV4:
+            labels = [("ipv4_src", "nw_src", "ip"), ("ipv4_dst", "nw_dst", "ip")]
+        else:
+            labels = [("ipv6_src", "ipv6_src", "ip"), ("ipv6_dst", "ipv6_dst", "ip"),
+                      ("ipv6_label", "ipv6_label", "hex")]  # fmt: skip
+        if short in ("ip", "ipv6"):
+            labels.append(("ip_proto", "nw_proto", "dec"))
+        labels += [("ip_tos", "nw_tos", "dec"), ("ip_ttl", "nw_ttl", "dec")]
+    for name, label, fmt in labels:
+        val = _masked(key, mask, name, fmt)
+        if val is not None:
+            parts.append(f"{label}={val}")
+    if et in (ETH_TYPE_IPV4, ETH_TYPE_IPV6) and key_field(mask, "ip_frag"):
+        parts.append(f"nw_frag={_frag(key_field(key, 'ip_frag'))}")
+    if et in (ETH_TYPE_IPV4, ETH_TYPE_IPV6):
+        icmp = short in ("icmp", "icmp6")
+        for name, label in (("tp_src", "icmp_type" if icmp else "tp_src"),
+                            ("tp_dst", "icmp_code" if icmp else "tp_dst")):  # fmt: skip
+            val = _masked(key, mask, name)
+            if val is not None:
+                parts.append(f"{label}={val}")
+        val = _masked(key, mask, "tcp_flags", "hex")
+        if val is not None:
+            parts.append(f"tcp_flags={val}")
+    return ",".join(parts)
+
+
+def _fields() -> dict[str, tuple[int, int]]:
+    from hitless.packet.flow import FIELDS
+
+    return FIELDS

@@ -3,12 +3,14 @@ netdev-dummy/receive, tx_pcap, time/stop and time/warp (no real time waited)."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
 from hitless.datapath.dummy import read_pcap
 from hitless.packet.flowstr import build_packet, parse_flow
 from tests.switch import Sw, run
+from tests.wait import wait_for
 
 FLOW = "udp,in_port=1,dl_src=00:00:00:00:00:01,dl_dst=00:00:00:00:00:02,nw_ttl=64,udp_dst=53"
 
@@ -26,6 +28,7 @@ def dummy_bridge(sw: Sw, br: str = "br0", pcap: bool = True) -> None:
 
 def ofctl(sw: Sw, *args: str) -> str:
     target = f"unix:{sw.rundir.path}/br0.mgmt"
+    wait_for(lambda: os.path.exists(target[5:]), "br0's OpenFlow socket")
     cmd, *rest = args
     return run(["ovs-ofctl", "-O", "OpenFlow13", cmd, target, *rest]).stdout
 

@@ -1,0 +1,205 @@
+"""``ofproto/trace``: what the OpenFlow pipeline does with one flow, told by the real
+translation (``ofxlate.xlate_openflow`` with a recorder), printed in Open vSwitch's
+layout so that people who know it read it at once::
+
+    Flow: in_port=1,vlan_tci=0x0000,dl_src=...,dl_type=0x0000
+
+    bridge("br0")
+    -------------
+     0. in_port=1, priority 10
+        push_vlan:0x8100
+        goto_table:1
+     1. dl_vlan=10, priority 20, cookie 0x5
+        group:1
+        bucket 0
+                output:2
+
+    Final flow: ...
+    Megaflow: recirc_id=0,eth,in_port=1,...
+    Datapath actions: push_vlan(vid=0,pcp=0),...,2
+
+``Tracer`` implements ``ofxlate.Recorder``: it builds the tree of trace nodes
+(bridge, table, action, detail, warning) from the walk's events, and ``render`` prints
+it. Pure: nothing here changes state, and the translation is the very one the
+datapath's megaflows come from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hitless.datapath.actions import format_actions
+from hitless.ofproto.oftable import OfState, Rule
+from hitless.ofproto.ofxlate import xlate_openflow
+from hitless.ofproto.xlate import SwitchState, Xlate
+from hitless.openflow import actions as of
+from hitless.openflow.ofctl_text import format_action, format_match
+from hitless.packet.flow import ETH_TYPE_IPV4, KEY_LEN
+from hitless.packet.flow import field as key_field
+from hitless.packet.flowstr import format_flow, format_megaflow
+
+__all__ = ["Tracer", "trace"]
+
+TERMINAL = frozenset({"action", "detail", "warn", "error"})
+
+
+@dataclass(slots=True)
+class Node:
+    type: str  # bridge | table | action | detail | warn | error
+    text: str
+    subs: list[Node] = field(default_factory=list)
+
+
+class Tracer:
+    """Builds the trace tree from ``ofxlate`` events (a ``Recorder``).
+
+    As in Open vSwitch, the first table of the walk hangs under the bridge and every
+    later lookup (goto_table, resubmit) under the table whose action led to it; a
+    group's buckets are action nodes holding the bucket's actions; the action set runs
+    under "--. Executing action set:" next to the last table."""
+
+    def __init__(self, bridge: str) -> None:
+        self.root = Node("bridge", f'bridge("{bridge}")')
+        self._cur: list[Node] = self.root.subs  # where the next node goes
+        self._table_parent: list[Node] = self.root.subs
+        self._stack: list[list[Node]] = []
+        self._action_set: list[str] = []
+        self._key: bytes | None = None
+        self.final_key: bytes | None = None
+
+    # TraceRecorder ---------------------------------------------------------------------
+    def event(self, kind: str, **kw: object) -> None:
+        getattr(self, f"_on_{kind}", self._on_other)(kind, **kw)
+
+    def _on_other(self, kind: str, **kw: object) -> None:
+        self._cur.append(Node("detail", f"{kind} {kw}"))
+
+    def _on_table(self, kind: str, table_id: int, rule: Rule | None, key: object) -> None:
+        if isinstance(key, int):  # the pipeline key: the datapath key in its low bits
+            key = (key & ((1 << KEY_LEN * 8) - 1)).to_bytes(KEY_LEN, "big")
+        if isinstance(key, bytes):
+            self._key = key
+        if rule is None:
+            node = Node("table", f"{table_id:2d}. No match.", [Node("action", "drop")])
+        else:
+            match = format_match(rule.match)
+            text = f"{table_id:2d}. {match + ', ' if match else ''}priority {rule.priority}"
+            if rule.cookie:
+                text += f", cookie {rule.cookie:#x}"
+            node = Node("table", text)
+        self._cur.append(node)
+        self._table_parent = self._cur
+        self._cur = node.subs
+
+    def _on_goto(self, kind: str, table_id: int) -> None:
+        pass  # the goto_table instruction was told already; the next table nests
+
+    def _on_action(self, kind: str, action: object, **_: object) -> None:
+        self._cur.append(Node("action", format_action(action)))
+
+    def _on_instruction(self, kind: str, inst: of.Instruction) -> None:
+        self._cur.append(Node("action", format_action(inst)))
+        if isinstance(inst, of.WriteActions):
+            self._action_set += [format_action(a) for a in inst.actions]
+            self._cur.append(Node("detail", f"action set is: {','.join(self._action_set)}"))
+        elif isinstance(inst, of.ClearActions):
+            self._action_set = []
+
+    def _on_action_set(self, kind: str, actions: tuple[object, ...]) -> None:
+        node = Node("table", "--. Executing action set:")
+        self._table_parent.append(node)
+        self._cur = node.subs
+
+    def _on_group(self, kind: str, group_id: int, chosen: list[int]) -> None:
+        if not chosen:
+            self._cur.append(Node("detail", "no live bucket"))
+
+    def _on_resubmit(self, kind: str, table_id: int) -> None:
+        self._stack.append(self._cur)  # the resubmitted table nests here; then back
+
+    def _on_resubmit_end(self, kind: str, table_id: int) -> None:
+        if self._stack:
+            self._cur = self._stack.pop()
+
+    def _on_bucket(self, kind: str, index: int) -> None:
+        node = Node("action", f"bucket {index}")
+        self._cur.append(node)
+        self._stack.append(self._cur)
+        self._cur = node.subs
+
+    def _on_bucket_end(self, kind: str, index: int) -> None:
+        if self._stack:
+            self._cur = self._stack.pop()
+
+    def _on_normal(self, kind: str, xlate: Xlate) -> None:
+        for text in normal_details(xlate):
+            self._cur.append(Node("detail", text))
+
+    def _on_drop(self, kind: str, reason: str) -> None:
+        if reason.startswith("no rule matched"):
+            return  # the table node says "No match." and "drop"
+        if reason.startswith("dec_ttl"):
+            v4 = self._key is not None and key_field(self._key, "eth_type") == ETH_TYPE_IPV4
+            reason = f"{'IPv4' if v4 else 'IPv6'} decrement TTL exception"
+        self._cur.append(Node("warn", reason))
+
+    def _on_end(self, kind: str, key: bytes) -> None:
+        self.final_key = key
+
+    # Rendering ---------------------------------------------------------------------
+    def render(self) -> str:
+        out: list[str] = []
+        _print(out, [self.root], 0)
+        return "".join(out)
+
+
+def normal_details(x: Xlate) -> list[str]:
+    """What the NORMAL action decided, in Open vSwitch's words (a trace learns nothing,
+    so, as in Open vSwitch, it never says "learned")."""
+    if x.reason.startswith("drop: "):
+        return [x.reason[len("drop: ") :]]
+    if x.reason == "flood":
+        return ["no learned MAC for destination, flooding"]
+    if x.reason == "forward":
+        return ["forwarding to learned port"]
+    return [x.reason] if x.reason else []
+
+
+def _print(out: list[str], nodes: list[Node], level: int) -> None:
+    """Open vSwitch's layout: a node is indented one more level (4 spaces) when it is
+    a leaf or has a following sibling, and its children two levels more then."""
+    for i, n in enumerate(nodes):
+        more = int(i < len(nodes) - 1 or n.type in TERMINAL)
+        pad = " " * ((level + more) * 4)
+        if n.type == "bridge":
+            out.append(f"\n{pad}{n.text}\n{pad}{'-' * len(n.text)}\n")
+        elif n.type == "detail":
+            out.append(f"{pad} -> {n.text}\n")
+        elif n.type == "warn":
+            out.append(f"{pad} >> {n.text}\n")
+        elif n.type == "error":
+            out.append(f"{pad} >>>> {n.text} <<<<\n")
+        else:
+            out.append(f"{pad}{n.text}\n")
+        _print(out, n.subs, level + 2 * more)
+
+
+def trace(
+    bridge: str,
+    of_state: OfState,
+    sw: SwitchState,
+    key: bytes,
+    actions: tuple[of.Action, ...] | None = None,
+) -> tuple[str, Xlate]:
+    """The trace text of ``key`` through ``bridge``'s pipeline (or through ``actions``, a
+    packet-out), and the translation itself."""
+    tracer = Tracer(bridge)
+    x = xlate_openflow(of_state, sw, key, actions, recorder=tracer)
+    final = tracer.final_key if tracer.final_key is not None else key
+    lines = [f"Flow: {format_flow(key)}\n", tracer.render(), "\n"]
+    lines.append(f"Final flow: {'unchanged' if final == key else format_flow(final)}\n")
+    lines.append(f"Megaflow: {format_megaflow(key, x.mask)}\n")
+    lines.append(f"Datapath actions: {format_actions(x.actions) if x.actions else 'drop'}\n")
+    if x.reason.startswith("drop: openflow: "):  # a translation error (too deep...)
+        lines.append(f"\nTranslation failed ({x.reason[16:]}), packet is dropped.\n")
+    return "".join(lines), x
