@@ -18,6 +18,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 
 from hitless.openflow import actions as of
+from hitless.openflow import nx_actions as nx
 from hitless.openflow.constants import OxmField, Port
 from hitless.openflow.match import Match, Oxm
 
@@ -356,9 +357,7 @@ class ActionSyntaxError(ValueError):
 
 _PORT_WORDS = {name: int(port) for port, name in _PORT_NAMES.items()}
 _SET_BY_NAME = {name: (int(f), fmt) for f, (name, fmt) in _SET_NAMES.items()}
-_SET_BY_NAME.update(
-    {"ipv4_src": _SET_BY_NAME["ip_src"], "ipv4_dst": _SET_BY_NAME["ip_dst"]}
-)
+_SET_BY_NAME.update({"ipv4_src": _SET_BY_NAME["ip_src"], "ipv4_dst": _SET_BY_NAME["ip_dst"]})
 
 
 def _parse_value(text: str, fmt: Callable[[int], str]) -> int:
@@ -431,3 +430,20 @@ def parse_actions(text: str) -> tuple[of.Action, ...]:
                 raise
             raise ActionSyntaxError(f"{word}: invalid argument") from None
     return tuple(out)
+
+
+def _resubmit(a: nx.Resubmit) -> str:
+    port = (
+        ""
+        if a.in_port == 0xFFF8
+        else format_port(a.in_port | 0xFFFF0000 if a.in_port >= 0xFF00 else a.in_port)
+    )
+    if a.table == 0xFF and port:
+        return f"resubmit:{port}"
+    return f"resubmit({port},{'' if a.table == 0xFF else a.table})"
+
+
+register_action(nx.Resubmit, _resubmit)  # type: ignore[arg-type]
+register_action(nx.Exit, lambda a: "exit")
+register_action(nx.NxDecTtl, lambda a: "dec_ttl")
+register_action(nx.Clone, lambda a: f"clone({format_actions(a.actions)})")  # type: ignore[attr-defined]
