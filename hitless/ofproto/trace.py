@@ -67,7 +67,7 @@ class Tracer:
         self._key: bytes | None = None
         self.final_key: bytes | None = None
 
-    # TraceRecorder ---------------------------------------------------------------------
+    # Recorder --------------------------------------------------------------------------
     def event(self, kind: str, **kw: object) -> None:
         getattr(self, f"_on_{kind}", self._on_other)(kind, **kw)
 
