@@ -19,6 +19,7 @@ class InterfaceConfig:
     admin_state: str | None = None  # "up" | "down" | None (leave as is)
     options: dict[str, str] = field(default_factory=dict)  # patch: peer; dummy: tx_pcap
     mac: str | None = None  # Interface.mac (for internal interfaces)
+    mtu_request: int | None = None  # Interface.mtu_request: the device's MTU is set to it
 
     @property
     def peer(self) -> str | None:
@@ -124,3 +125,11 @@ class InterfaceStatus:
     link_state: str | None = None  # "up" | "down"
     admin_state: str | None = None
     mac_in_use: str | None = None
+    # From the device (netdev/ebpf bridges), refreshed at stats-update-interval:
+    ifindex: int | None = None
+    mtu: int | None = None
+    link_speed: int | None = None  # bits/s
+    duplex: str | None = None
+    link_resets: int | None = None  # link_state changes the switch has seen
+    statistics: dict[str, int] = field(default_factory=dict)
+    status: dict[str, str] = field(default_factory=dict)

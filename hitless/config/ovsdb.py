@@ -49,7 +49,14 @@ DEFAULT_PROTOCOLS = ("OpenFlow13", "OpenFlow14")
 
 # The columns this switch reads (and, for Interface, writes back).
 COLUMNS: dict[str, list[str]] = {
-    "Open_vSwitch": ["bridges", "next_cfg", "cur_cfg", "other_config"],
+    "Open_vSwitch": [
+        "bridges",
+        "next_cfg",
+        "cur_cfg",
+        "other_config",
+        "datapath_types",  # written back
+        "iface_types",  # written back
+    ],
     "Bridge": [
         "name",
         "ports",
@@ -79,12 +86,20 @@ COLUMNS: dict[str, list[str]] = {
         "ofport_request",
         "options",
         "mac",
+        "mtu_request",
         # written back by the switch:
         "ofport",
         "error",
         "link_state",
         "admin_state",
         "mac_in_use",
+        "ifindex",
+        "mtu",
+        "link_speed",
+        "duplex",
+        "link_resets",
+        "statistics",
+        "status",
     ],
     "Controller": ["target", "is_connected", "role", "status"],  # the last 3 written back
 }
@@ -149,6 +164,7 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                         ofport_request=ofport_request,
                         options=dict(iface.options),
                         mac=_opt(iface.mac),
+                        mtu_request=_opt(iface.mtu_request),
                     )
                 )
             if not ifaces:
@@ -299,9 +315,11 @@ def write_status(
     controllers: Mapping[str, ControllerStatus] | None = None,
     datapath_ids: Mapping[str, int] | None = None,
     bond_active: Mapping[str, str | None] | None = None,
+    types: tuple[list[str], list[str]] | None = None,
 ) -> Any | None:
     """Stage one transaction writing ``statuses`` to the Interface rows (by name),
-    each bond's active member MAC (Port.bond_active_slave), Controller connection state, each running bridge's OpenFlow datapath ID (16 hex
+    each bond's active member MAC (Port.bond_active_slave), Open_vSwitch
+    datapath_types/iface_types (``types``), Controller connection state, each running bridge's OpenFlow datapath ID (16 hex
     digits, as Open vSwitch writes it) and, if given, Open_vSwitch.cur_cfg; commit it
     and return it (None when nothing changed). The caller keeps calling ``commit()`` on
     an INCOMPLETE transaction."""
@@ -319,6 +337,15 @@ def write_status(
         _set_opt(row, "link_state", st.link_state)
         _set_opt(row, "admin_state", st.admin_state)
         _set_opt(row, "mac_in_use", st.mac_in_use)
+        _set_opt(row, "ifindex", st.ifindex)
+        _set_opt(row, "mtu", st.mtu)
+        _set_opt(row, "link_speed", st.link_speed)
+        _set_opt(row, "duplex", st.duplex)
+        _set_opt(row, "link_resets", st.link_resets)
+        if dict(row.statistics) != st.statistics:
+            row.statistics = dict(st.statistics)
+        if dict(row.status) != st.status:
+            row.status = dict(st.status)
     if controllers:
         for row in idl.tables["Controller"].rows.values():
             cs = controllers.get(row.target)
@@ -339,10 +366,14 @@ def write_status(
             dpid = datapath_ids.get(row.name)
             if dpid is not None:
                 _set_opt(row, "datapath_id", f"{dpid:016x}")
-    if cur_cfg is not None:
-        ovs_row = open_vswitch_row(idl)
-        if ovs_row is not None and ovs_row.cur_cfg != cur_cfg:
-            ovs_row.cur_cfg = cur_cfg
+    ovs_row = open_vswitch_row(idl)
+    if cur_cfg is not None and ovs_row is not None and ovs_row.cur_cfg != cur_cfg:
+        ovs_row.cur_cfg = cur_cfg
+    if types is not None and ovs_row is not None:
+        if sorted(ovs_row.datapath_types) != types[0]:
+            ovs_row.datapath_types = types[0]
+        if sorted(ovs_row.iface_types) != types[1]:
+            ovs_row.iface_types = types[1]
     status = txn.commit()
     if status == ovs.db.idl.Transaction.UNCHANGED:
         return None

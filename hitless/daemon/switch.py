@@ -35,6 +35,7 @@ from hitless.config.model import (
 )
 from hitless.config.ovsdb import (
     DEFAULT_SCHEMA,
+    SUPPORTED_INTERFACE_TYPES,
     ConfigRead,
     failed_statuses,
     ofport_hints,
@@ -44,10 +45,12 @@ from hitless.config.ovsdb import (
 )
 from hitless.daemon import unixctl
 from hitless.daemon.clock import WarpClock
+from hitless.daemon.devstatus import device_info, set_mtu
 from hitless.daemon.handoff_old import DEFAULT_LEASE, HANDED_OVER, HandoffServer, handoff_path
 from hitless.daemon.rundir import RunDir
 from hitless.daemon.unixctl import CommandError
 from hitless.datapath import Datapath, DatapathError, open_datapath
+from hitless.datapath.registry import PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,8 @@ class BridgeLike(Protocol):
     def fdb_show(self) -> str: ...
     def bond_status(self) -> dict[str, str | None]: ...
     def set_fail_open(self, on: bool, now: float) -> None: ...
+
+    link_seq: int  # moves whenever a link state changes
     def fdb_flush(self) -> int: ...
     def dump_flows(self) -> str: ...
     def close(self) -> None: ...
@@ -238,6 +243,8 @@ class Switch:
         self._controllers: dict[str, ControllerStatus] = {}  # as last written back
         self._bond_active: dict[str, str | None] = {}  # Port.bond_active_slave, as written
         self._unreachable_since: dict[str, float] = {}  # bridge -> no primary connected
+        self._link_seq = 0  # the bridges' link_seq sum at the last status write
+        self._mtu_errors: dict[str, str] = {}  # interface -> why its mtu_request failed
 
     # Lifecycle ----------------------------------------------------------------------
     def start_unixctl(self, inherited_fd: int | None = None) -> None:
@@ -356,6 +363,8 @@ class Switch:
                 rb.bridge.run(now)
         if self.bond_status() != self._bond_active:
             self._status_dirty = True  # a bond failed over: write it back at once
+        if sum(rb.bridge.link_seq for rb in self.bridges.values()) != self._link_seq:
+            self._status_dirty = True  # a link went up or down: write it back at once
         self._run_openflow(now)
         self._drain_wakeup()
 
@@ -556,8 +565,9 @@ class Switch:
         # Management sockets and controller connections of new bridges exist before
         # cur_cfg says the change is applied (ovs-vsctl returns, ovs-ofctl may connect).
         self._run_openflow(now)
+        self._apply_mtu()
         self._write_status(cur_cfg=new.next_cfg)
-        self._next_refresh = now + self.status_interval
+        self._next_refresh = now + self.refresh_interval
 
     def _count(self, kind: str, bridge: str, what: str) -> None:
         if kind == "warm":
@@ -621,6 +631,8 @@ class Switch:
             out.update(failed_statuses(bridge_interfaces(fb.cfg), fb.error))
         for rb in self.bridges.values():
             out.update(rb.statuses)
+        for rb in self._device_bridges():
+            self._with_device(rb.cfg, out)
         for iface, err in self.rejected.items():
             out[iface] = InterfaceStatus(ofport=-1, error=err)
         return out
@@ -631,7 +643,66 @@ class Switch:
         for rb in self.bridges.values():
             rb.statuses = rb.bridge.reconfigure(rb.cfg, now)
         self._write_status(cur_cfg=self.config.next_cfg if self.config else None)
-        self._next_refresh = now + self.status_interval
+        self._next_refresh = now + self.refresh_interval
+
+    @property
+    def refresh_interval(self) -> float:
+        """Seconds between statistics/status refreshes: Open_vSwitch
+        other_config:stats-update-interval (ms, at least 5000 as in Open vSwitch), else
+        the daemon's default."""
+        v = self.config.other_config.get("stats-update-interval") if self.config else None
+        try:
+            return max(5.0, int(v) / 1000) if v is not None else self.status_interval
+        except ValueError:
+            return self.status_interval
+
+    def _device_bridges(self) -> list[RunningBridge]:
+        """Running bridges whose interfaces are kernel network devices."""
+        return [rb for rb in self.bridges.values() if rb.cfg.datapath_type in ("netdev", "ebpf")]
+
+    def _apply_mtu(self) -> None:
+        """Interface.mtu_request: set the device's MTU (as Open vSwitch; once per change,
+        a failure logged once)."""
+        for rb in self._device_bridges():
+            for iface in _interfaces(rb.cfg):
+                want = iface.mtu_request
+                st = rb.statuses.get(iface.name)
+                if want is None or st is None or st.ofport <= 0 or iface.type == "patch":
+                    continue
+                try:
+                    if device_info(iface.name).mtu == want:
+                        self._mtu_errors.pop(iface.name, None)
+                        continue
+                    set_mtu(iface.name, want)
+                    log.info("interface %s: MTU set to %d (mtu_request)", iface.name, want)
+                    self._mtu_errors.pop(iface.name, None)
+                except OSError as e:
+                    err = f"cannot set MTU {want}: {e.strerror or e}"
+                    if self._mtu_errors.get(iface.name) != err:
+                        log.warning("interface %s: %s", iface.name, err)
+                    self._mtu_errors[iface.name] = err
+
+    def _with_device(self, cfg: BridgeConfig, statuses: dict[str, InterfaceStatus]) -> None:
+        """Fill the device columns (ifindex, mtu, speed, duplex, statistics, status) of a
+        device bridge's attached interfaces, in place."""
+        for iface in _interfaces(cfg):
+            st = statuses.get(iface.name)
+            if st is None or st.ofport <= 0 or iface.type == "patch":
+                continue
+            try:
+                d = device_info(iface.name, tap=iface.type == "internal")
+            except OSError:
+                continue
+            statuses[iface.name] = replace(
+                st,
+                ifindex=d.ifindex,
+                mtu=d.mtu,
+                link_speed=d.link_speed,
+                duplex=d.duplex,
+                admin_state="up" if d.admin_up and st.admin_state != "down" else "down",
+                statistics=d.statistics,
+                status=d.status,
+            )
 
     def _log_errors(self, statuses: Mapping[str, InterfaceStatus]) -> None:
         """One log line when an interface's error appears, changes or clears."""
@@ -652,12 +723,14 @@ class Switch:
         self._log_errors(statuses)
         self._controllers = self.controller_status()
         self._bond_active = self.bond_status()
+        self._link_seq = sum(rb.bridge.link_seq for rb in self.bridges.values())
         txn = write_status(
             self.idl,
             statuses,
             cur_cfg,
             controllers=self._controllers,
             bond_active=self._bond_active,
+            types=(sorted(PROVIDERS), sorted(SUPPORTED_INTERFACE_TYPES)),
             datapath_ids={name: _datapath_id(rb) for name, rb in self.bridges.items()},
         )
         if txn is not None:

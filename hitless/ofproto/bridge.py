@@ -159,6 +159,8 @@ class Bridge:
         self.bonds: dict[str, Bond] = {}  # Port name -> bond (hitless.ofproto.bond)
         self._bonds_due = False  # an LACPDU arrived: run the bonds in this run()
         self.fail_open = False  # set by the daemon (see set_fail_open)
+        self.link_resets: dict[str, int] = {}  # link state changes seen, by interface
+        self.link_seq = 0  # moves on every link change: the daemon writes status at once
 
     def _xlate(self, key: bytes) -> Xlate:
         if self.state.bonds:
@@ -545,6 +547,7 @@ class Bridge:
                     link_state="up" if link else "down",
                     admin_state="up" if it.view.can_input else "down",
                     mac_in_use=format_mac(dpp.mac) if dpp is not None else None,
+                    link_resets=self.link_resets.get(ic.name, 0),
                 )
         return out
 
@@ -631,6 +634,8 @@ class Bridge:
             if self._link.get(it.ofport) == up:
                 continue
             self._link[it.ofport] = up
+            self.link_resets[it.name] = self.link_resets.get(it.name, 0) + 1
+            self.link_seq += 1
             old = it.view
             admin_up = self._admin_up(it.name)
             it.view = self._of_override(

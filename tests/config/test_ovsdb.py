@@ -18,6 +18,7 @@ def iface(name: str, type: str = "", ofport_request: list[int] | None = None, **
         admin_state=[],
         options=kw.get("options", {}),
         mac=kw.get("mac", []),
+        mtu_request=[],
         ofport=[],
         error=[],
     )
