@@ -85,6 +85,7 @@ def dpctl_show(req: Request) -> str:
             f"{dp.type}@{name}:\n  lookups: hit:{st.hit} missed:{st.missed} lost:{st.lost}\n"
             f"  flows: {dp.flow_count()}\n"
         )
+        out.extend(f"  {line}\n" for line in dp.show_lines())
         for port_no, p in sorted(dp.ports().items()):
             out.append(f"  port {port_no}: {p.name} ({port_type(dp, p)})\n")
             if stats:

@@ -178,6 +178,11 @@ class Datapath(ABC):
     def lookup_stats(self) -> LookupStats:
         """Hits, misses and lost misses since the datapath was created (or adopted)."""
 
+    def show_lines(self) -> list[str]:
+        """Provider-specific lines ``dpctl/show`` prints after the flow count (e.g. the
+        ebpf datapath's masks and slow-path counters); none by default."""
+        return []
+
     @abstractmethod
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]: ...
 

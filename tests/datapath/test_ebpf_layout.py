@@ -37,6 +37,7 @@ def test_constants_match() -> None:
     assert define("MAX_FLOWS") == L.MAX_FLOWS
     assert define("UPCALL_DATA") == L.UPCALL_DATA
     assert define("KEY_WORDS") * 8 == L.MAP_KEY_LEN
+    assert define("MASK_TAIL") == L.MASK_TAIL
     assert define("K_MASK_ID") == L.KERNEL_KEY_LEN
     assert define("OUT_LAST") == L.OUT_LAST and define("FLOW_SLOWPATH") == L.FLOW_SLOWPATH
 
@@ -56,8 +57,8 @@ def test_field_and_action_ids() -> None:
     }
     acts = enum_of("A_OUTPUT")
     assert acts == ["A_OUTPUT", "A_PUSH_VLAN", "A_POP_VLAN", "A_SET_FIELD", "A_USERSPACE",
-                    "A_METER"]  # fmt: skip
-    assert len(acts) == L.A_METER
+                    "A_METER", "A_OPAQUE"]  # fmt: skip
+    assert len(acts) == L.A_OPAQUE
     counters = enum_of("C_HIT")
     assert [c.removeprefix("C_").lower() for c in counters[:-1]] == list(L.COUNTERS)
 
@@ -78,3 +79,16 @@ def test_struct_sizes_from_btf() -> None:
     assert sizes["info"] == L.INFO.size
     assert sizes["masks"] == L.MASKS_SIZE
     assert sizes["upcall_hdr"] == L.UPCALL_HDR.size
+
+
+def test_metadata_beyond_the_kernel_key() -> None:
+    """Every megaflow matches recirc_id 0: the kernel takes it (packets from ports have
+    recirc_id 0); a flow for recirculated packets (recirc_id != 0) stays in the daemon."""
+    from hitless.datapath.actions import Output
+    from hitless.packet.flow import Match, full_mask, make_key
+
+    mask = full_mask("in_port", "recirc_id")
+    first = Match.of(make_key(in_port=1), mask)
+    assert L.kernel_eligible(first) and L.slowpath_reason(first, (Output(2),)) is None
+    again = Match.of(make_key(in_port=1, recirc_id=7), mask)
+    assert not L.kernel_eligible(again) and L.slowpath_reason(again, (Output(2),))

@@ -75,7 +75,15 @@ def test_stock_vsctl_ebpf_bridge_ping_and_tcp(started: Sw, topology: Topology) -
     assert json.loads(res.stdout)["end"]["sum_received"]["bytes"] > 40_000_000
     # The transfer went through the kernel: the flow counted it, the daemon saw a few
     # misses at most.
-    assert flow_packets(sw, a, b) > 30_000 // 9  # >= 50 MB in <= 9000-byte frames
+    sent = flow_packets(sw, a, b)
+    assert sent > 30_000 // 9  # >= 50 MB in <= 9000-byte frames
+    # ... and none of it through the daemon: no slow-path packet, the port's counters
+    # (the device's) saw at least what the flow counted.
+    show = sw.appctl("dpctl/show", "-s", br).stdout
+    assert "slow path: kernel:0 executed:0 not-offloaded:0" in show, show
+    port_a = show.split(f"{a.switch_port} (system)")[1]
+    rx = int(re.search(r"RX packets:(\d+)", port_a).group(1))  # type: ignore[union-attr]
+    assert rx >= sent, show
 
 
 def test_kill_9_loses_nothing_and_misses_wait_for_the_next_daemon(

@@ -6,8 +6,12 @@ source, so the two sides cannot drift apart silently.
 
 Kernel flow key: the first ``KERNEL_KEY_LEN`` (102) bytes of the canonical flow key
 (hitless/packet/flow.py) followed by the mask slot (u16, little-endian): 104 bytes.
-Fields the program does not extract (anything beyond byte 102 of a longer key) make a
-flow kernel-ineligible (it runs in the daemon: ``slowpath_reason``).
+The key's metadata beyond byte 102 (recirc_id, conntrack state) is zero for every
+packet the kernel sees, so a flow that matches it as zero (every megaflow matches
+recirc_id 0) goes into the kernel by its first 102 bytes, with the rest of its mask
+kept beside the mask slot (``MASK_TAIL``) for a restarted daemon; a flow that matches
+non-zero metadata only ever sees recirculated packets, which the daemon handles, and
+stays out of the kernel (``kernel_eligible``).
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ ABI = 1
 KERNEL_KEY_LEN = 102
 MAP_KEY_LEN = 104
 MAX_MASKS = 32
+MASK_TAIL = 64
 MAX_ACTIONS = 16
 MAX_FLOWS = 65536
 UPCALL_DATA = 16384
 
 # Action types (enum in the C source).
-A_OUTPUT, A_PUSH_VLAN, A_POP_VLAN, A_SET_FIELD, A_USERSPACE, A_METER = range(1, 7)
+A_OUTPUT, A_PUSH_VLAN, A_POP_VLAN, A_SET_FIELD, A_USERSPACE, A_METER, A_OPAQUE = range(1, 8)
 OUT_LAST = 1
 FLOW_SLOWPATH = 1
 R_MISS, R_ACTION, R_SLOWPATH = 0, 1, 2
@@ -72,9 +77,10 @@ FSTATS = struct.Struct("<QQQQ")
 PORT = struct.Struct("<II")
 # struct info { u32 abi, bridge_hash, owner_pid, pad; }
 INFO = struct.Struct("<IIII")
-# struct masks { u32 n; u32 active[32]; u32 pad; u64 w[32][13]; }
+# struct masks { u32 n; u32 active[32]; u32 pad; u64 w[32][13]; u8 tail[32][64]; }
 MASKS_HEAD = struct.Struct(f"<I{MAX_MASKS}I4x")
-MASKS_SIZE = MASKS_HEAD.size + MAX_MASKS * MAP_KEY_LEN
+MASKS_TAIL_OFF = MASKS_HEAD.size + MAX_MASKS * MAP_KEY_LEN
+MASKS_SIZE = MASKS_TAIL_OFF + MAX_MASKS * MASK_TAIL
 # struct upcall_hdr { u32 reason, in_port, len, orig_len, flags, userdata_len;
 #                     u8 key[104]; u8 userdata[16]; }
 UPCALL_HDR = struct.Struct(f"<6I{MAP_KEY_LEN}s16s")
@@ -89,6 +95,11 @@ def widen(kernel_key: bytes) -> bytes:
     return kernel_key[:KERNEL_KEY_LEN].ljust(KEY_LEN, b"\0")
 
 
+def kernel_eligible(match: Match) -> bool:
+    """Whether the kernel can ever see a packet of this flow (see the module docstring)."""
+    return not any(match.key[KERNEL_KEY_LEN:]) and not any(match.mask[KERNEL_KEY_LEN + MASK_TAIL :])
+
+
 def _exact(mask: bytes, name: str) -> bool:
     off, size = FIELDS[name]
     return mask[off : off + size] == b"\xff" * size
@@ -101,13 +112,15 @@ def _value(key: bytes, name: str) -> int:
 
 def slowpath_reason(match: Match, actions: tuple[Action, ...]) -> str | None:
     """Why this flow's actions must run in the daemon, or None if the kernel runs them."""
-    if any(match.mask[KERNEL_KEY_LEN:]):
-        return "matches fields beyond the kernel's flow key"
+    if not kernel_eligible(match):
+        return "matches metadata only recirculated packets have"
     if len(actions) > MAX_ACTIONS:
         return f"more than {MAX_ACTIONS} actions"
     for a in actions:
         if isinstance(a, Meter):
             return "meter"
+        if not isinstance(a, Output | PushVlan | PopVlan | SetField | Userspace):
+            return type(a).__name__.lower()  # ct, ct_clear, recirc: the daemon's
         if isinstance(a, Userspace) and len(a.userdata) > 16:
             return "userspace data longer than 16 bytes"
         if isinstance(a, SetField):
@@ -154,6 +167,8 @@ def encode_actions(
             out.append(ACTION.pack(A_USERSPACE, 0, len(a.userdata), 0, a.userdata[:16], b""))
         elif isinstance(a, Meter):
             out.append(ACTION.pack(A_METER, 0, 0, a.meter_id, b"", b""))
+        else:  # no kernel form: a restarted daemon drops the flow, the next miss remakes it
+            out.append(ACTION.pack(A_OPAQUE, 0, 0, 0, b"", b""))
     return b"".join(out), len(out)
 
 
@@ -176,7 +191,7 @@ def decode_actions(data: bytes, n: int) -> tuple[Action, ...]:
             out.append(Userspace(val[:a16]))
         elif typ == A_METER:
             out.append(Meter(a32))
-        else:
+        else:  # A_OPAQUE, or a type of another build
             raise ValueError(f"unknown kernel action type {typ}")
     return tuple(out)
 

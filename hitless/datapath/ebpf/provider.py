@@ -78,10 +78,10 @@ from hitless.datapath.ebpf import libbpf
 from hitless.datapath.ebpf.build import object_path
 from hitless.datapath.ebpf.csum import complete_checksum
 from hitless.datapath.ebpf.ringbuf import RingReader
-from hitless.datapath.execute import apply_actions
+from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
 from hitless.datapath.megaflow import MegaflowTable
 from hitless.datapath.meters import MeterTable
-from hitless.packet.flow import Match
+from hitless.packet.flow import KEY_LEN, Match, extract_key
 
 __all__ = ["EbpfDatapath"]
 
@@ -163,6 +163,23 @@ class _Port:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+_STATS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "rx_dropped", "tx_dropped")
+
+
+def _kernel_port_stats(p: _Port) -> None:
+    """A port's counters are its device's (the kernel forwards, not this process): what
+    the device received is what the switch received on the port. An internal port's
+    device is the hidden peer, whose receive side is what the host sent."""
+    base = f"/sys/class/net/{p.dev}/statistics/"
+    st = p.dp.stats
+    for name in _STATS:
+        try:
+            with open(base + name) as f:
+                setattr(st, name, int(f.read()))
+        except (OSError, ValueError):
+            return
 
 
 class EbpfDatapath(InProcessMeters, Datapath):
@@ -349,10 +366,12 @@ class EbpfDatapath(InProcessMeters, Datapath):
         if raw is not None:
             head = L.MASKS_HEAD.unpack_from(raw)
             n, active = head[0], head[1:]
+            tail_len = KEY_LEN - L.KERNEL_KEY_LEN
             for slot in range(min(n, L.MAX_MASKS)):
                 if active[slot]:
                     off = L.MASKS_HEAD.size + slot * L.MAP_KEY_LEN
-                    mask = raw[off : off + L.KERNEL_KEY_LEN]
+                    toff = L.MASKS_TAIL_OFF + slot * L.MASK_TAIL
+                    mask = raw[off : off + L.KERNEL_KEY_LEN] + raw[toff : toff + tail_len]
                     self._slot_mask[slot] = mask
                     self._mask_slot[mask] = slot
         used: set[int] = set()
@@ -368,7 +387,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
             except (ValueError, KeyError):
                 self._flows.delete(k)
                 continue
-            m = Match(L.widen(k), L.widen(fmask))
+            m = Match(L.widen(k), fmask)
             f = _Flow(m, kf.actions, FlowStats(), kf.created_ns / 1e9)
             f.idx, f.slot = kf.stats_idx, slot
             f.slow = L.slowpath_reason(m, kf.actions)
@@ -469,6 +488,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
             self._links_at = now
             for p in self._ports.values():
                 p.dp.link_up = afpacket.link_up(p.dp.name if p.dp.type == "internal" else p.dev)
+                _kernel_port_stats(p)
         return {n: p.dp for n, p in self._ports.items()}
 
     def _ifindexes(self) -> dict[int, int]:
@@ -482,13 +502,17 @@ class EbpfDatapath(InProcessMeters, Datapath):
 
     # Masks and flows -----------------------------------------------------------------
     def _write_masks(self) -> None:
+        """The mask list: each slot's first 102 bytes (what the program ANDs) and, apart,
+        the rest of the mask (for a restarted daemon)."""
         active = [1 if m is not None else 0 for m in self._slot_mask]
         n = max((i + 1 for i, a in enumerate(active) if a), default=0)
-        body = b"".join((m or b"").ljust(L.MAP_KEY_LEN, b"\0") for m in self._slot_mask)
-        self._masks.update(bytes(4), L.MASKS_HEAD.pack(n, *active) + body)
+        k = L.KERNEL_KEY_LEN
+        body = b"".join((m or b"")[:k].ljust(L.MAP_KEY_LEN, b"\0") for m in self._slot_mask)
+        tails = b"".join((m or b"")[k:].ljust(L.MASK_TAIL, b"\0") for m in self._slot_mask)
+        self._masks.update(bytes(4), L.MASKS_HEAD.pack(n, *active) + body + tails)
 
     def _take_slot(self, mask: bytes) -> int | None:
-        km = mask[: L.KERNEL_KEY_LEN]
+        km = mask
         slot = self._mask_slot.get(km)
         if slot is None:
             try:
@@ -557,9 +581,12 @@ class EbpfDatapath(InProcessMeters, Datapath):
             self._table.insert(f)
             return
         f.idx = self._alloc_idx()
-        f.slot = self._take_slot(match.mask)
-        if f.slot is None:
-            self.n["not_offloaded"] += 1
+        if not L.kernel_eligible(match):  # only recirculated packets: handled here
+            f.slot = None
+        else:
+            f.slot = self._take_slot(match.mask)
+            if f.slot is None:
+                self.n["not_offloaded"] += 1
         self._table.insert(f)
         self._write_flow(f)
 
@@ -618,18 +645,45 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self._apply(packet, in_port, key, actions)
 
     def _apply(
-        self, packet: bytes, in_port: int, key: bytes | None, actions: tuple[Action, ...]
+        self,
+        packet: bytes,
+        in_port: int,
+        key: bytes | None,
+        actions: tuple[Action, ...],
+        depth: int = 0,
     ) -> None:
-        outputs, userspace = apply_actions(packet, actions, self._meter)
+        """The generic interpreter, with conntrack and recirculation in this process
+        (the kernel program has neither: such flows are slow-path)."""
+        recirc: list[tuple[bytes, bytes]] = []
+        outputs, userspace = apply_actions(
+            packet,
+            actions,
+            self._meter,
+            key=key,
+            in_port=in_port,
+            ct=lambda p, a: self.ct_execute(p, a, self.clock()),
+            recirc=recirc,
+        )
         for port_no, data in outputs:
             port = self._ports.get(port_no)
             if port is not None:
                 port.send(data)
         for data, userdata in userspace:
-            from hitless.packet.flow import extract_key
-
             k = key if key is not None else extract_key(data, in_port)
             self._queue.append(Upcall(in_port, data, k, "action", userdata))
+        for data, rkey in recirc:
+            if depth >= MAX_RECIRC_DEPTH:
+                continue
+            flow = self._table.lookup(rkey)
+            if flow is None:
+                self.n["upcalls"] += 1
+                self._queue.append(Upcall(in_port, data, rkey))
+                continue
+            st = flow.stats
+            st.packets += 1
+            st.bytes += len(data)
+            st.used = time.monotonic()
+            self._apply(data, in_port, rkey, flow.actions, depth + 1)
 
     def run(self) -> None:
         if self._passive or len(self._queue) >= MAX_QUEUED:
@@ -637,6 +691,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
         if self._owner != os.getpid() and not _alive(self._owner):
             self._take_ownership()  # the process we took over from has gone
         self._too_big.clear()
+        if len(self.conntrack):
+            self.conntrack.sweep(self.clock())
         recs = self._ring.read(BUDGET)
         hdr = L.UPCALL_HDR
         for rec in recs:
@@ -703,6 +759,18 @@ class EbpfDatapath(InProcessMeters, Datapath):
         out["flows"] = len(self._table)
         out["ring_backlog"] = self._ring.backlog()
         return out
+
+    def show_lines(self) -> list[str]:
+        """dpctl/show: the mask list as Open vSwitch shows its own, then what went to
+        the daemon instead of being forwarded by the kernel, and why."""
+        s = self.stats()
+        return [
+            f"masks: total:{s['masks']} max:{L.MAX_MASKS}",
+            f"slow path: kernel:{s['slowpath']} executed:{s['slowpath_executed']} "
+            f"not-offloaded:{s['not_offloaded']} too-big:{s['upcall_truncated']} "
+            f"action-errors:{s['action_error']}",
+            f"upcall ring: backlog:{s['ring_backlog']}B lost:{s['upcall_lost']}",
+        ]
 
     # Lifetime ------------------------------------------------------------------------
     def close(self) -> None:

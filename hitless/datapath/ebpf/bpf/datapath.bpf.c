@@ -22,6 +22,7 @@
 #define HL_ABI 1
 #define KEY_WORDS 13            /* 104 bytes: the 102-byte flow key + mask slot id */
 #define MAX_MASKS 32
+#define MASK_TAIL 64            /* bytes of a mask beyond the kernel's key (daemon only) */
 #define MAX_ACTIONS 16
 #define MAX_FLOWS 65536
 #define UPCALL_DATA 16384       /* bytes of a packet an upcall carries */
@@ -49,7 +50,7 @@
 #define K_MASK_ID 102
 
 /* Action types (layout.py ACTION_TYPES). */
-enum { A_OUTPUT = 1, A_PUSH_VLAN, A_POP_VLAN, A_SET_FIELD, A_USERSPACE, A_METER };
+enum { A_OUTPUT = 1, A_PUSH_VLAN, A_POP_VLAN, A_SET_FIELD, A_USERSPACE, A_METER, A_OPAQUE };
 #define OUT_LAST 1              /* arg16 of an output: nothing follows, redirect */
 
 /* SET_FIELD field ids: the index of the field in flow.py FIELDS. */
@@ -81,6 +82,10 @@ struct masks {
 	__u32 active[MAX_MASKS];
 	__u32 pad;
 	__u64 w[MAX_MASKS][KEY_WORDS];
+	/* The rest of each mask beyond the kernel's 102 bytes (metadata such as
+	 * recirc_id that packets from ports always have zero): kept for the daemon, so
+	 * that a restarted one knows the flows' whole masks. Not read here. */
+	__u8 tail[MAX_MASKS][MASK_TAIL];
 };
 
 struct action {
