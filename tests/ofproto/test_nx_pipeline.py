@@ -296,6 +296,6 @@ def test_recorder_hears_every_step_in_walk_order() -> None:
     x = xlate_openflow(r.bridge.of, r.bridge.state, key, recorder=rec)
     assert x.actions == (DpOutput(p2),)
     assert [k for k, _ in rec.events] == [
-        "table", "action", "action", "resubmit", "table", "action"
+        "table", "action", "action", "resubmit", "table", "action", "resubmit_end", "end"
     ]  # fmt: skip
     assert rec.events[3] == ("resubmit", 3)
