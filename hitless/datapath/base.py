@@ -120,6 +120,10 @@ class Datapath(ABC):
         # The connection table the ``Ct`` action uses (hitless.datapath.conntrack);
         # dpctl/*conntrack* commands read and flush it, a handoff carries it.
         self.conntrack = Conntrack()
+        # Recirculation ids the layer above handed out, each with its opaque frozen
+        # state (hitless.ofproto: the table to resume in and the pipeline metadata):
+        # kept here, beside the flows that carry those ids, so a handoff moves both.
+        self.recirc: dict[int, bytes] = {}
 
     # Ports -------------------------------------------------------------------
     @abstractmethod
@@ -189,6 +193,24 @@ class Datapath(ABC):
     def ct_now(self) -> float:
         """The clock this datapath's connection tracker runs on."""
         return time.monotonic()
+
+    def export_conntrack(self) -> dict[str, Any]:
+        """The connection table and recirculation ids, for ``export_handles``."""
+        state = self.conntrack.export_json(self.ct_now())
+        state["recirc"] = [[k, v.hex()] for k, v in self.recirc.items()]
+        return state
+
+    def adopt_conntrack(self, handles: dict[str, Any]) -> None:
+        """Take the connection table and recirculation ids of exported handles (their
+        "conntrack"; absent, from a build without conntrack: nothing to take)."""
+        state = handles.get("conntrack")
+        if not state:
+            return
+        try:
+            self.recirc.update({int(k): bytes.fromhex(v) for k, v in state.get("recirc", [])})
+            self.conntrack.adopt_json(state, self.ct_now())
+        except (TypeError, ValueError) as e:
+            raise DatapathError(f"cannot adopt the conntrack state of {self.name}: {e}") from None
 
     def ct_execute(self, packet: bytes, action: Ct, now: float) -> CtResult:
         """Run a packet through this datapath's connection tracker for a ``Ct`` action."""

@@ -52,7 +52,7 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from hitless.packet import ops
 from hitless.packet.flow import (
@@ -482,6 +482,48 @@ def parse_tuple(packet: bytes) -> _Pkt | None:
             else:
                 p.inner = inner.tuple
     return p
+
+
+def _tuple_json(t: tuple[bytes, bytes, int, int, int]) -> list[Any]:
+    return [t[0].hex(), t[1].hex(), t[2], t[3], t[4]]
+
+
+def _tuple_from(x: list[Any]) -> tuple[bytes, bytes, int, int, int]:
+    return (bytes.fromhex(x[0]), bytes.fromhex(x[1]), int(x[2]), int(x[3]), int(x[4]))
+
+
+def record_to_json(r: ConnRecord) -> list[Any]:
+    """A ConnRecord as a JSON/msgpack-safe list (128-bit label as hex)."""
+    return [
+        r.zone,
+        _tuple_json(r.orig),
+        _tuple_json(r.reply),
+        r.timeout,
+        r.nat,
+        r.mark,
+        f"{r.label:x}",
+        r.seen_reply,
+        r.state,
+        [list(p) for p in r.tcp],
+        r.liberal,
+    ]
+
+
+def record_from_json(x: list[Any]) -> ConnRecord:
+    zone, orig, reply, timeout, nat, mark, label, seen, state, tcp, liberal = x
+    return ConnRecord(
+        int(zone),
+        _tuple_from(orig),
+        _tuple_from(reply),
+        float(timeout),
+        int(nat),
+        int(mark),
+        int(label, 16),
+        bool(seen),
+        str(state),
+        tuple((int(a), int(b), int(c), int(d), int(e), bool(f)) for a, b, c, d, e, f in tcp),
+        bool(liberal),
+    )
 
 
 def _tcp_invalid_flags(flags: int) -> bool:
@@ -987,6 +1029,25 @@ class Conntrack:
                 self._remove(old)
             self._insert(c)
         return len(conns)
+
+    def export_json(self, now: float) -> dict[str, Any]:
+        """The table, its zone limits and counters as JSON-able values (a handoff)."""
+        return {
+            "conns": [record_to_json(r) for r in self.export_records(now)],
+            "limits": [[z, n] for z, n in self.limits.items()],
+        }
+
+    def adopt_json(self, data: dict[str, Any], now: float) -> int:
+        """Inverse of ``export_json`` (replaces the limits, adds the connections);
+        ValueError on malformed input, adopting nothing."""
+        try:
+            records = [record_from_json(x) for x in data.get("conns", [])]
+            limits = {(None if z is None else int(z)): int(n) for z, n in data.get("limits", [])}
+        except (TypeError, ValueError, IndexError) as e:
+            raise ValueError(f"bad conntrack state: {e}") from None
+        n = self.import_records(records, now)
+        self.limits = limits
+        return n
 
     def remove_record(self, zone: int, orig: CtTuple) -> None:
         conn = self._conns.get((zone, orig))

@@ -273,6 +273,7 @@ class DummyDatapath(InProcessMeters, Datapath):
             ],
             "meters": self.meters.export_levels(),
             "pcap": {str(p): paths for p, paths in self._pcap_paths.items()},
+            "conntrack": self.export_conntrack(),
         }, []
 
     @classmethod
@@ -286,6 +287,7 @@ class DummyDatapath(InProcessMeters, Datapath):
             self.port_add(pname, port_no, ptype, {"peer": peer[0]} if peer else None)
         for port_no, paths in state.get("pcap", {}).items():
             self._open_pcaps(int(port_no), paths, append=True)
+        self.adopt_conntrack(state)
 
     def thaw(self) -> None:
         for p in self._ports.values():  # an adopter in this process may have taken them

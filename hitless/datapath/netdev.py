@@ -96,7 +96,7 @@ from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
-from hitless.packet.flow import Match, extract_key
+from hitless.packet.flow import CT_OFF, Match, extract_key, widen
 
 STATE_VERSION = 1
 RING_FRAMES = 24576
@@ -806,7 +806,12 @@ class NetdevDatapath(InProcessMeters, Datapath):
             }
             for f in self._flows
         ]
-        upcalls = [[u.in_port, u.packet.hex(), u.reason, u.userdata.hex()] for u in self._upcalls]
+        # A recirculated upcall's key carries ct state the packet does not: sent too.
+        upcalls = [
+            [u.in_port, u.packet.hex(), u.reason, u.userdata.hex()]
+            + ([u.key.hex()] if any(u.key[CT_OFF:]) else [])
+            for u in self._upcalls
+        ]
         state = {
             "version": STATE_VERSION,
             "type": self.type,
@@ -817,6 +822,7 @@ class NetdevDatapath(InProcessMeters, Datapath):
             "upcalls": upcalls,
             "counters": [self.n_hit, self.n_missed, self.n_lost],
             "meters": self.meters.export_levels(),
+            "conntrack": self.export_conntrack(),
         }
         return state, fds
 
@@ -876,6 +882,7 @@ class NetdevDatapath(InProcessMeters, Datapath):
         except (OSError, KeyError, IndexError, ValueError, DatapathError) as e:
             self.detach()
             raise DatapathError(f"cannot adopt netdev datapath {self.name}: {e}") from None
+        self.adopt_conntrack(state)
         self._invalidate()
 
     def track_changes(self) -> None:
@@ -905,19 +912,19 @@ class NetdevDatapath(InProcessMeters, Datapath):
             packets, nbytes, used, flags = f["stats"]
             dp._flows.insert(
                 _make_flow(
-                    Match(bytes.fromhex(f["key"]), bytes.fromhex(f["mask"])),
+                    Match(*widen(bytes.fromhex(f["key"]), bytes.fromhex(f["mask"]))),
                     actions_from_json(f["actions"]),
                     FlowStats(int(packets), int(nbytes), float(used), int(flags)),
                     float(f["created"]),
                 )
             )
-        for in_port, packet, reason, userdata in state["upcalls"]:
+        for in_port, packet, reason, userdata, *key in state["upcalls"]:
             pkt = bytes.fromhex(packet)
             dp._upcalls.append(
                 Upcall(
                     int(in_port),
                     pkt,
-                    extract_key(pkt, int(in_port)),
+                    bytes.fromhex(key[0]) if key else extract_key(pkt, int(in_port)),
                     reason,
                     bytes.fromhex(userdata),
                 )

@@ -179,20 +179,19 @@ def _write_scripts(venv: Path, final: Path) -> None:
 def validate(b: Build) -> None:
     """Raise BuildError unless ``b`` works on its own: its python imports the CLI and
     the daemon from inside its venv, and ``hitless --help`` exits 0."""
-    probe = (
-        "import hitless, hitless.cli, hitless.daemon.main, sys; "
-        "print(hitless.__file__)"
-    )
+    probe = "import hitless, hitless.cli, hitless.daemon.main, sys; print(hitless.__file__)"
     try:
-        r = subprocess.run([str(b.python), "-c", probe], capture_output=True, text=True,
-                           timeout=120, cwd="/")
+        r = subprocess.run(
+            [str(b.python), "-c", probe], capture_output=True, text=True, timeout=120, cwd="/"
+        )
         if r.returncode != 0:
             raise BuildError(f"build {b.venv} does not import: {r.stderr.strip()[-400:]}")
         where = Path(r.stdout.strip().splitlines()[-1]).resolve()
         if b.commit != "same" and b.venv.resolve() not in where.parents:
             raise BuildError(f"build {b.venv} imports hitless from {where}, outside itself")
-        h = subprocess.run([str(b.hitless), "--help"], capture_output=True, text=True,
-                           timeout=120, cwd="/")
+        h = subprocess.run(
+            [str(b.hitless), "--help"], capture_output=True, text=True, timeout=120, cwd="/"
+        )
         if h.returncode != 0:
             raise BuildError(f"{b.hitless} --help exited {h.returncode}: {h.stderr[-400:]}")
     except OSError as e:
@@ -215,9 +214,24 @@ def _install(venv: Path, src: Path, pins: str) -> None:
     cons = venv.parent / "constraints.txt"
     cons.write_text(pins)
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-         "-q", "--no-input", "--no-warn-script-location", "-c", str(cons), str(src)],
-        capture_output=True, text=True, timeout=900, cwd="/",
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-input",
+            "--no-warn-script-location",
+            "-c",
+            str(cons),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd="/",
     )
     if r.returncode != 0:
         raise BuildError(f"pip install of {src} failed:\n{r.stdout[-1500:]}{r.stderr[-1500:]}")
@@ -259,8 +273,9 @@ def build(commit: str, repo: Path | None = None) -> Build:
         def make(tmp: Path) -> None:
             src = tmp / "src"
             src.mkdir()
-            archive = subprocess.run(["git", "-C", str(repo), "archive", full],
-                                     check=True, capture_output=True).stdout
+            archive = subprocess.run(
+                ["git", "-C", str(repo), "archive", full], check=True, capture_output=True
+            ).stdout
             subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
             _install(tmp / "venv", src, pins)
             _write_scripts(tmp / "venv", entry / "venv")
@@ -287,7 +302,9 @@ def same_build() -> Build:
         def make(tmp: Path) -> None:
             venv = tmp / "venv"
             subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-            site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+            site = Path(
+                sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"]
+            )
             site.mkdir(parents=True, exist_ok=True)
             # The same installation on purpose: its packages and its hitless.
             (site / "_same_install.pth").write_text(

@@ -433,9 +433,7 @@ class Bond:
         self.active = act.ofport if act is not None else None
         buckets = data.get("buckets", [])
         if len(buckets) == BUCKETS:
-            self.buckets = [
-                by_name[b].ofport if b in by_name else None for b in buckets
-            ]
+            self.buckets = [by_name[b].ofport if b in by_name else None for b in buckets]
         for name, left in data.get("delays", {}).items():
             if name in by_name:
                 by_name[name].delay_expires = now + float(left)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
 from hitless.datapath.actions import (
     Ct,
     CtClear,
@@ -15,6 +17,7 @@ from hitless.datapath.actions import (
     actions_to_json,
     format_actions,
 )
+from hitless.datapath.base import DatapathError
 from hitless.datapath.conntrack import CS_DNAT, CS_EST, CS_NEW, CS_RPL, CS_TRK, NatSpec, parse_tuple
 from hitless.datapath.dummy import DummyDatapath
 from hitless.packet.flow import (
@@ -172,3 +175,37 @@ def test_key_compaction_round_trip_and_format() -> None:
     )
     assert compact(ct.key, ct.mask) == (ct.key, ct.mask)
     assert format_match(ct.key, ct.mask) == "recirc_id(0x2),ct_state(-new+est+trk)"
+
+
+def test_handles_carry_the_connection_table_and_recirc_ids() -> None:
+    """A firewall's table moves with the datapath handles: after adoption, the reply to
+    a connection committed before is still +est, and an unsolicited packet still +new."""
+    old = firewall()
+    old.recirc[1] = b"frozen-1"
+    old.conntrack.set_limit(5, 100)
+    old.receive(1, tcp_frame(A, B, 1000, 80, SYN, seq=100))
+    old.receive(2, tcp_frame(B, A, 80, 1000, SYN | ACK, seq=500, ack=101))
+    old.receive(1, tcp_frame(A, B, 1000, 80, ACK, seq=101, ack=501))
+    old.pop_sent()
+    state, fds = old.export_handles()
+    new = DummyDatapath.adopt("br-ct", state, fds)
+    assert new.recirc == {1: b"frozen-1"} and new.conntrack.limit_of(5) == 100
+    for m in (f.match for f in old.flow_dump()):
+        new.flow_put(m, old.flow_get(m).actions)  # type: ignore[union-attr]
+    new.receive(2, tcp_frame(B, A, 80, 1000, ACK, seq=501, ack=101, payload=b"x"))
+    new.receive(2, udp_frame(B, A, 53, 9))
+    assert new.pop_sent() == {1: [tcp_frame(B, A, 80, 1000, ACK, seq=501, ack=101, payload=b"x")]}
+    # The window state came along: a segment far outside it is not +est.
+    new.receive(2, tcp_frame(B, A, 80, 1000, ACK, seq=10**8, ack=101))
+    assert new.pop_sent() == {}
+    # Without the table (what a restart does) the same reply is dropped by the rules.
+    cold = firewall()
+    cold.receive(2, tcp_frame(B, A, 80, 1000, ACK, seq=501, ack=101, payload=b"x"))
+    assert cold.pop_sent() == {}
+
+
+def test_bad_conntrack_handles_are_refused() -> None:
+    dp = DummyDatapath("br-bad", clock=Clock())
+    with pytest.raises(DatapathError, match="conntrack"):
+        dp.adopt_conntrack({"conntrack": {"conns": [[1, 2, 3]]}})
+    assert len(dp.conntrack) == 0
