@@ -191,8 +191,8 @@ class Datapath(ABC):
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]: ...
 
     def ct_now(self) -> float:
-        """The clock this datapath's connection tracker runs on."""
-        return time.monotonic()
+        """The clock this datapath's connection tracker runs on (the datapath's)."""
+        return self.clock()
 
     def export_conntrack(self) -> dict[str, Any]:
         """The connection table and recirculation ids, for ``export_handles``."""

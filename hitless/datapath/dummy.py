@@ -167,9 +167,6 @@ class DummyDatapath(InProcessMeters, Datapath):
     def _meter_now(self) -> float:
         return self.clock()
 
-    def ct_now(self) -> float:
-        return self.clock()
-
     # Packets -------------------------------------------------------------------
     def receive(self, port_no: int, packet: bytes) -> None:
         """A packet arrives on a port: forward it by the flow table or raise an upcall."""
