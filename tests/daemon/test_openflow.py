@@ -20,9 +20,14 @@ from tests.switch import Sw, run
 pytestmark = pytest.mark.netns
 
 
+# The datapath make_bridge uses; tests that run against every provider set it through
+# the ``datapath_type`` fixture of their module.
+DATAPATH_TYPE = "netdev"
+
+
 def make_bridge(sw: Sw, topo: Topology, *hosts: Host) -> str:
     br = topo.name("br")
-    args = ["add-br", br, "--", "set", "bridge", br, "datapath_type=netdev"]
+    args = ["add-br", br, "--", "set", "bridge", br, f"datapath_type={DATAPATH_TYPE}"]
     for h in hosts:
         args += ["--", "add-port", br, h.switch_port]
     sw.vsctl(*args)

@@ -25,12 +25,20 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.daemon import test_openflow
 from tests.daemon.test_openflow import make_bridge, n_packets, ofctl, static_neighbours
 from tests.netns import Host, Topology
 from tests.osken_fixture import OsKenPeer
 from tests.switch import Sw, run
 
 pytestmark = pytest.mark.netns
+
+
+@pytest.fixture(autouse=True, params=["netdev", "ebpf"])
+def datapath_type(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both datapaths: the same OpenFlow actions, the same packets."""
+    monkeypatch.setattr(test_openflow, "DATAPATH_TYPE", request.param)
+    return str(request.param)
 
 VMAC = "02:00:00:00:99:64"  # the MAC address hosts use for the virtual addresses
 PROBE = 7599  # fast failover probes go to another UDP port than the measured datagrams

@@ -1,5 +1,6 @@
 """NORMAL switching end to end: a bridge configured with stock ovs-vsctl, hosts in
-network namespaces, real frames through the netdev datapath."""
+network namespaces, real frames through the netdev and the ebpf datapaths (every test
+runs on both)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from tests.netns import Topology, UdpSink, udp_send
 from tests.switch import Sw
 
 pytestmark = pytest.mark.netns
+DATAPATH_TYPE = "netdev"
+
+
+@pytest.fixture(autouse=True, params=["netdev", "ebpf"])
+def datapath_type(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(sys.modules[__name__], "DATAPATH_TYPE", request.param)
+    return str(request.param)
 
 _TCP_SERVER = r"""
 import hashlib, socket, sys
@@ -37,7 +45,7 @@ print(len(data), hashlib.sha256(data).hexdigest())
 
 def bridge(sw: Sw, topo: Topology, *ports_and_settings: list[str]) -> str:
     br = topo.name("br")
-    args = ["add-br", br, "--", "set", "bridge", br, "datapath_type=netdev"]
+    args = ["add-br", br, "--", "set", "bridge", br, f"datapath_type={DATAPATH_TYPE}"]
     for extra in ports_and_settings:
         args += ["--", "add-port", br, *extra]
     sw.vsctl(*args)

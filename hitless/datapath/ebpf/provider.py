@@ -125,11 +125,13 @@ def _ifindex(name: str) -> int:
 
 
 class _Flow(DpFlow):
-    __slots__ = ("idx", "slot", "slow")
+    __slots__ = ("idx", "slot", "slow", "xp", "xb")
 
     idx: int  # hl_stats index
     slot: int | None  # mask slot; None: not in the kernel (no free slot, map full)
     slow: str | None  # why the daemon runs its actions (None: the kernel does)
+    xp: int  # packets (and bytes) this process ran for a kernel flow that the kernel
+    xb: int  # did not count: misses that raced the flow's installation
 
 
 class _Port:
@@ -390,6 +392,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
             m = Match(L.widen(k), fmask)
             f = _Flow(m, kf.actions, FlowStats(), kf.created_ns / 1e9)
             f.idx, f.slot = kf.stats_idx, slot
+            f.xp = f.xb = 0
             f.slow = L.slowpath_reason(m, kf.actions)
             used.add(kf.stats_idx)
             self._slot_refs[slot] += 1
@@ -570,11 +573,13 @@ class EbpfDatapath(InProcessMeters, Datapath):
             self._table.touch(match)
             if reset_stats:
                 old.stats = FlowStats()
+                old.xp = old.xb = 0
                 if old.idx >= 0 and not self._passive:
                     self._stats.update(old.idx.to_bytes(4, "little"), bytes(self._stats.value_len))
             self._write_flow(old)
             return
         f = _Flow(match, actions, FlowStats(), time.monotonic())
+        f.xp = f.xb = 0
         f.slow = L.slowpath_reason(match, actions)
         if self._passive:  # kept here only, until adopt_ports
             f.idx, f.slot = -1, None
@@ -611,8 +616,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
             return
         p, b, u, fl = L.sum_stats(raw, self._ncpus)
         st = f.stats
-        st.packets, st.bytes, st.tcp_flags = p, b, fl
-        st.used = u / 1e9 if u else 0.0
+        st.packets, st.bytes, st.tcp_flags = p + f.xp, b + f.xb, fl
+        st.used = max(u / 1e9 if u else 0.0, st.used if f.xp else 0.0)
 
     def flow_count(self) -> int:
         return len(self._table)
@@ -708,11 +713,15 @@ class EbpfDatapath(InProcessMeters, Datapath):
                 continue
             f = self._table.lookup(key)
             if f is not None and not flags & L.UP_TRUNCATED:
-                if not isinstance(f, _Flow) or f.slot is None:
+                if reason == L.R_MISS:  # the kernel did not count it
                     st = f.stats
-                    st.packets += 1
-                    st.bytes += len(pkt)
                     st.used = time.monotonic()
+                    if isinstance(f, _Flow) and f.slot is not None:
+                        f.xp += 1
+                        f.xb += len(pkt)
+                    else:
+                        st.packets += 1
+                        st.bytes += len(pkt)
                 self.n["slowpath_executed"] += 1
                 self._apply(pkt, in_port, key, f.actions)
                 continue
