@@ -42,6 +42,8 @@ from hitless.config.model import (
 
 log = logging.getLogger(__name__)
 
+STATUS_KEY = "hitless_unsupported"  # as hitless.config.unsupported
+
 DEFAULT_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DEFAULT_DATAPATH_TYPE = "netdev"
 SUPPORTED_INTERFACE_TYPES = ("system", "internal", "patch", "dummy")
@@ -268,8 +270,13 @@ def schema_helper(schema_path: str = DEFAULT_SCHEMA) -> Any:
     """An ``ovs.db.idl.SchemaHelper`` registering only the columns this switch uses."""
     import ovs.db.idl
 
+    from hitless.config import unsupported
+
     helper = ovs.db.idl.SchemaHelper(location=schema_path)
-    for table, columns in COLUMNS.items():
+    tables = {t: list(c) for t, c in COLUMNS.items()}
+    for table, columns in unsupported.COLUMNS.items():
+        tables.setdefault(table, []).extend(c for c in columns if c not in tables[table])
+    for table, columns in tables.items():
         helper.register_columns(table, columns)
     return helper
 
@@ -316,10 +323,13 @@ def write_status(
     datapath_ids: Mapping[str, int] | None = None,
     bond_active: Mapping[str, str | None] | None = None,
     types: tuple[list[str], list[str]] | None = None,
+    notes: Mapping[tuple[str, str], str] | None = None,
 ) -> Any | None:
     """Stage one transaction writing ``statuses`` to the Interface rows (by name),
     each bond's active member MAC (Port.bond_active_slave), Open_vSwitch
-    datapath_types/iface_types (``types``), Controller connection state, each running bridge's OpenFlow datapath ID (16 hex
+    datapath_types/iface_types (``types``), the ``hitless_unsupported`` key of Bridge,
+    Port and Interface status maps (``notes``, from hitless.config.unsupported),
+    Controller connection state, each running bridge's OpenFlow datapath ID (16 hex
     digits, as Open vSwitch writes it) and, if given, Open_vSwitch.cur_cfg; commit it
     and return it (None when nothing changed). The caller keeps calling ``commit()`` on
     an INCOMPLETE transaction."""
@@ -344,8 +354,12 @@ def write_status(
         _set_opt(row, "link_resets", st.link_resets)
         if dict(row.statistics) != st.statistics:
             row.statistics = dict(st.statistics)
-        if dict(row.status) != st.status:
-            row.status = dict(st.status)
+        status = dict(st.status)
+        note = notes.get(("Interface", name)) if notes else None
+        if note:
+            status[STATUS_KEY] = note
+        if dict(row.status) != status:
+            row.status = status
     if controllers:
         for row in idl.tables["Controller"].rows.values():
             cs = controllers.get(row.target)
@@ -357,6 +371,10 @@ def write_status(
             status = {"state": cs.state} if cs.state else {}
             if dict(row.status) != status:
                 row.status = status
+    if notes is not None:
+        for table in ("Bridge", "Port"):
+            for row in idl.tables[table].rows.values():
+                _set_note(row, notes.get((table, row.name)))
     if bond_active:
         for row in idl.tables["Port"].rows.values():
             if row.name in bond_active:
@@ -378,6 +396,15 @@ def write_status(
     if status == ovs.db.idl.Transaction.UNCHANGED:
         return None
     return txn
+
+
+def _set_note(row: Any, note: str | None) -> None:
+    """Put (or clear) the hitless_unsupported key of a row's status map."""
+    status = {k: v for k, v in dict(row.status).items() if k != STATUS_KEY}
+    if note:
+        status[STATUS_KEY] = note
+    if dict(row.status) != status:
+        row.status = status
 
 
 def failed_statuses(names: Iterable[str], error: str) -> dict[str, InterfaceStatus]:

@@ -39,10 +39,12 @@ from hitless.config.ovsdb import (
     ConfigRead,
     failed_statuses,
     ofport_hints,
+    open_vswitch_row,
     read_config,
     schema_helper,
     write_status,
 )
+from hitless.config.unsupported import Unsupported, notes_by_row, unsupported
 from hitless.daemon import unixctl
 from hitless.daemon.clock import WarpClock
 from hitless.daemon.devstatus import device_info, set_mtu
@@ -245,6 +247,8 @@ class Switch:
         self._unreachable_since: dict[str, float] = {}  # bridge -> no primary connected
         self._link_seq = 0  # the bridges' link_seq sum at the last status write
         self._mtu_errors: dict[str, str] = {}  # interface -> why its mtu_request failed
+        self.unsupported: tuple[Unsupported, ...] = ()  # settings refused out loud
+        self._warned: set[Unsupported] = set()
 
     # Lifecycle ----------------------------------------------------------------------
     def start_unixctl(self, inherited_fd: int | None = None) -> None:
@@ -498,7 +502,19 @@ class Switch:
             # No Open_vSwitch row (not connected yet, or an empty database): keep
             # whatever runs; an empty database must not tear the switch down.
             return
+        self._note_unsupported(unsupported(open_vswitch_row(self.idl)))
         self._apply(read, now)
+
+    def _note_unsupported(self, found: tuple[Unsupported, ...]) -> None:
+        """Settings this switch does not implement: one WARN line each (again if it is
+        set again after being cleared), and the rows' status (written with the status)."""
+        if found != self.unsupported:
+            self._status_dirty = True
+        self.unsupported = found
+        for u in found:
+            if u not in self._warned:
+                log.warning("%s %s: %s", u.table, u.name, u.text())
+        self._warned = set(found)
 
     def _apply(self, read: ConfigRead, now: float) -> None:
         new = read.config
@@ -731,6 +747,7 @@ class Switch:
             controllers=self._controllers,
             bond_active=self._bond_active,
             types=(sorted(PROVIDERS), sorted(SUPPORTED_INTERFACE_TYPES)),
+            notes=notes_by_row(self.unsupported),
             datapath_ids={name: _datapath_id(rb) for name, rb in self.bridges.items()},
         )
         if txn is not None:

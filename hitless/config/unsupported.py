@@ -1,0 +1,153 @@
+"""Settings in the database that this switch does not implement, found so they are
+refused out loud instead of accepted and ignored: each becomes an ``Unsupported`` value
+that the daemon logs once at WARN and writes to the row's ``status`` column (key
+``hitless_unsupported``) where the table has one (Bridge, Port, Interface).
+
+Pure: reads IDL rows (or plain objects with the same attributes) and returns values.
+The full list, supported / refused / ignored and why, is docs/columns.md; a column
+that is set to its default is never reported. Must not import ofproto, datapath,
+daemon or handoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["COLUMNS", "STATUS_KEY", "Unsupported", "unsupported", "notes_by_row"]
+
+STATUS_KEY = "hitless_unsupported"
+
+# Columns read only to be refused (registered with the IDL besides config's own).
+COLUMNS: dict[str, list[str]] = {
+    "Bridge": [
+        "mirrors",
+        "netflow",
+        "sflow",
+        "ipfix",
+        "stp_enable",
+        "rstp_enable",
+        "mcast_snooping_enable",
+        "flood_vlans",
+        "flow_tables",
+        "auto_attach",
+        "status",
+    ],
+    "Port": ["qos", "protected", "cvlans", "status"],
+    "Interface": [
+        "bfd",
+        "cfm_mpid",
+        "lldp",
+        "ingress_policing_rate",
+        "ingress_policing_burst",
+        "ingress_policing_kpkts_rate",
+        "ingress_policing_kpkts_burst",
+    ],
+    "Open_vSwitch": ["ssl"],
+    "Mirror": ["name"],
+    "QoS": ["type"],
+    "NetFlow": ["targets"],
+    "sFlow": ["targets"],
+    "IPFIX": ["targets"],
+    "Flow_Table": ["name"],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    table: str  # Bridge | Port | Interface | Open_vSwitch
+    name: str  # the row's name ("." for Open_vSwitch)
+    column: str
+    why: str
+
+    def text(self) -> str:
+        return f"{self.column}: {self.why}"
+
+
+_NOT = "not implemented by hitless; the setting has no effect"
+
+
+def _set(value: Any) -> bool:
+    """Whether an optional/set/map column holds anything."""
+    return bool(value) if isinstance(value, (list, dict, tuple)) else value is not None
+
+
+def _bridge(br: Any) -> Iterable[Unsupported]:
+    n = br.name
+    if _set(br.mirrors):
+        yield Unsupported("Bridge", n, "mirrors", f"port mirroring is {_NOT}")
+    for col, what in (("netflow", "NetFlow"), ("sflow", "sFlow"), ("ipfix", "IPFIX")):
+        if _set(getattr(br, col)):
+            yield Unsupported("Bridge", n, col, f"{what} export is {_NOT}: nothing is sent")
+    if br.stp_enable is True:
+        yield Unsupported("Bridge", n, "stp_enable", f"STP is {_NOT}: no BPDUs, no blocking")
+    if br.rstp_enable is True:
+        yield Unsupported("Bridge", n, "rstp_enable", f"RSTP is {_NOT}: no BPDUs, no blocking")
+    if br.mcast_snooping_enable is True:
+        yield Unsupported(
+            "Bridge", n, "mcast_snooping_enable", f"IGMP/MLD snooping is {_NOT}: multicast floods"
+        )
+    if _set(br.flood_vlans):
+        yield Unsupported("Bridge", n, "flood_vlans", f"flood_vlans is {_NOT}: MACs are learned")
+    if _set(br.flow_tables):
+        yield Unsupported(
+            "Bridge",
+            n,
+            "flow_tables",
+            f"Flow_Table (flow_limit, overflow_policy, name, prefixes, groups) is {_NOT}",
+        )
+    if _set(br.auto_attach):
+        yield Unsupported("Bridge", n, "auto_attach", f"Auto Attach (IEEE 802.1Qcb) is {_NOT}")
+
+
+def _port(port: Any) -> Iterable[Unsupported]:
+    n = port.name
+    if _set(port.qos):
+        yield Unsupported("Port", n, "qos", f"QoS (egress shaping/policing) is {_NOT}")
+    if port.protected is True:
+        yield Unsupported("Port", n, "protected", f"protected ports are {_NOT}")
+    if _set(port.cvlans):
+        yield Unsupported("Port", n, "cvlans", f"dot1q-tunnel customer VLANs are {_NOT}")
+
+
+def _iface(iface: Any) -> Iterable[Unsupported]:
+    n = iface.name
+    if _set(iface.bfd):
+        yield Unsupported("Interface", n, "bfd", f"BFD is {_NOT}")
+    if _set(iface.cfm_mpid):
+        yield Unsupported("Interface", n, "cfm_mpid", f"CFM is {_NOT}")
+    if _set(iface.lldp):
+        yield Unsupported("Interface", n, "lldp", f"LLDP is {_NOT}")
+    for col in (
+        "ingress_policing_rate",
+        "ingress_policing_burst",
+        "ingress_policing_kpkts_rate",
+        "ingress_policing_kpkts_burst",
+    ):
+        if getattr(iface, col):
+            yield Unsupported("Interface", n, col, f"ingress policing is {_NOT}: no rate limit")
+
+
+def unsupported(ovs_row: Any | None) -> tuple[Unsupported, ...]:
+    """Every setting of the database this switch does not implement."""
+    if ovs_row is None:
+        return ()
+    out: list[Unsupported] = []
+    if _set(ovs_row.ssl):
+        out.append(Unsupported("Open_vSwitch", ".", "ssl", f"SSL for OpenFlow is {_NOT}"))
+    for br in sorted(ovs_row.bridges, key=lambda r: r.name):
+        out += _bridge(br)
+        for port in sorted(br.ports, key=lambda r: r.name):
+            out += _port(port)
+            for iface in sorted(port.interfaces, key=lambda r: r.name):
+                out += _iface(iface)
+    return tuple(out)
+
+
+def notes_by_row(items: Iterable[Unsupported]) -> dict[tuple[str, str], str]:
+    """(table, name) -> the status text of that row ("; "-joined)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for u in items:
+        out.setdefault((u.table, u.name), []).append(u.text())
+    return {k: "; ".join(v) for k, v in out.items()}

@@ -1,0 +1,42 @@
+"""Settings the switch does not implement are refused out loud (issue 12): set with stock
+ovs-vsctl, each one is logged once at WARN and reported in the row's status column
+(key hitless_unsupported) where the table has one; clearing it clears the report."""
+
+from __future__ import annotations
+
+from tests.daemon.test_config import add_dummy_bridge
+from tests.daemon.test_netdev import wait_for
+from tests.switch import Sw
+
+
+def test_unimplemented_settings_are_reported_in_status_and_logged_once(started: Sw) -> None:
+    sw = started
+    add_dummy_bridge(sw, "br0")
+    sw.vsctl("add-port", "br0", "p1", "--", "add-port", "br0", "p2")
+    sw.vsctl(
+        "--", "--id=@m", "create", "Mirror", "name=m0", "select_all=true",
+        "--", "add", "Bridge", "br0", "mirrors", "@m",
+        "--", "--id=@s", "create", "sFlow", 'targets="127.0.0.1:6343"',
+        "--", "set", "Bridge", "br0", "sflow=@s", "stp_enable=true",
+        "--", "--id=@q", "create", "QoS", "type=linux-htb",
+        "--", "set", "Port", "p1", "qos=@q",
+        "--", "set", "Interface", "p2", "ingress_policing_rate=1000",
+    )  # fmt: skip
+    status = sw.get("Bridge", "br0", "status")
+    for what in ("mirrors: port mirroring", "sflow: sFlow export", "stp_enable: STP"):
+        assert what in status, status
+    assert "qos: QoS" in sw.get("Port", "p1", "status")
+    assert "ingress_policing_rate: ingress policing" in sw.get("Interface", "p2", "status")
+    log = sw.log()
+    assert "WARNING" in log or "WARN" in log
+    assert log.count("Bridge br0: stp_enable: STP is not implemented") == 1
+    assert log.count("Port p1: qos: QoS") == 1
+    sw.vsctl("set", "Bridge", "br0", "other_config:x=y")  # another change: no new line
+    assert sw.log().count("Bridge br0: stp_enable: STP is not implemented") == 1
+
+    sw.vsctl("set", "Bridge", "br0", "stp_enable=false", "--", "clear", "Bridge", "br0", "sflow",
+             "--", "clear", "Bridge", "br0", "mirrors", "--", "clear", "Port", "p1", "qos",
+             "--", "set", "Interface", "p2", "ingress_policing_rate=0")  # fmt: skip
+    assert wait_for(lambda: "hitless_unsupported" not in sw.get("Bridge", "br0", "status"))
+    assert "hitless_unsupported" not in sw.get("Port", "p1", "status")
+    assert "hitless_unsupported" not in sw.get("Interface", "p2", "status")
