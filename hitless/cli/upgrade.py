@@ -28,6 +28,8 @@ from hitless.daemon.rundir import DAEMON_NAME, RunDir, daemon_pid, read_pid, wai
 
 PHASE_LABELS = [
     ("start", "new process start, connect, negotiate"),
+    ("old_precopy_send", "pre-copy built and sent (old serving)"),
+    ("old_loop_max", "old process: longest loop turn in pre-copy"),
     ("precopy", "pre-copy import and OVSDB sync (old serving)"),
     ("restore", "restore from the final state (old frozen)"),
     ("verify", "verify, acknowledge, commit"),

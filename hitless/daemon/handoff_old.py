@@ -16,8 +16,10 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,7 +37,6 @@ from hitless.handoff.protocol import (
     Hello,
     LeaseExpired,
     Owned,
-    PreCopy,
     Ready,
     Role,
     Welcome,
@@ -46,17 +47,54 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 2.0
 PRECOPY_TIMEOUT = 60.0  # the new side must say Ready within this after Welcome
+# The pre-copy's share of one serving-loop turn: the loop forwards, answers OpenFlow and
+# ovs-appctl between two slices, so none of them waits longer than this for it.
+PRECOPY_SLICE = 0.004
+SEND_BUFFER = 4 << 20  # the handoff socket's send buffer: fewer turns to send a pre-copy
+SEND_PIECES = 512  # pieces per sendmsg (the kernel takes up to IOV_MAX = 1024)
 
 
 class HandoffRefused(Exception):
     """The switch holds state this build cannot hand over; the message says what."""
 
 
+class PrecopyJob(Protocol):
+    """A pre-copy built a slice at a time (``hitless.daemon.takeover.PrecopyJob``)."""
+
+    counts: dict[str, int]
+
+    def step(self, deadline: float) -> bool:
+        """Work until the clock passes ``deadline``; True once the snapshot is built.
+        Raises ``HandoffRefused`` or ``snapshot.SnapshotError`` if it cannot be."""
+
+    def parts(self) -> list[bytes]:
+        """The encoded snapshot, as pieces to send in this order."""
+
+
+class WholePrecopy:
+    """A pre-copy that exists whole already (an exporter with a small, fixed state)."""
+
+    def __init__(self, state: snapshot.State, version: int, taken: float) -> None:
+        self.state, self.version, self.taken = state, version, taken
+        self.counts = snapshot.summary(state)
+
+    def step(self, deadline: float) -> bool:
+        return True
+
+    def parts(self) -> list[bytes]:
+        return [
+            snapshot.encode(
+                self.state, software=__version__, taken=self.taken, version=self.version
+            )
+        ]
+
+
 class Exporter(Protocol):
     """The switch as the old side sees it (``hitless.daemon.takeover.SwitchExporter``)."""
 
-    def precopy(self, now: float, delta: bool) -> snapshot.State:
-        """The whole learned state; with ``delta``, start tracking changes from now."""
+    def precopy_job(self, now: float, delta: bool, version: int) -> PrecopyJob:
+        """The whole learned state as of now, encoded for ``version`` a slice at a time
+        while the switch serves; with ``delta``, changes are tracked from now on."""
 
     def freeze(self, now: float, delta: bool) -> Any:
         """The final state (a ``snapshot.Delta`` with ``delta``), the live descriptors the new
@@ -90,6 +128,7 @@ class HandoffRecord:
     result: str = ""
     reason: str = ""
     started: float = 0.0
+    precopy_started: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -134,6 +173,8 @@ class HandoffServer:
         self.last: HandoffRecord | None = None
         self._precopy_deadline = 0.0
         self._lease = lease
+        self._job: PrecopyJob | None = None  # the pre-copy being built
+        self._out: deque[memoryview] = deque()  # bytes not yet sent (the pre-copy)
 
     # -- poll loop ------------------------------------------------------------------
     def wait(self, poller: Any) -> None:
@@ -144,6 +185,10 @@ class HandoffServer:
         if self.conn is not None:
             poller.fd_wait(self.conn.fileno(), ovs.poller.POLLIN)
             poller.timer_wait(max(0, int((self._precopy_deadline - self.clock()) * 1000) + 1))
+            if self._out:
+                poller.fd_wait(self.conn.fileno(), ovs.poller.POLLOUT)
+        if self._job is not None:
+            poller.immediate_wake()  # more of the pre-copy to build after this turn
 
     def run(self) -> str:
         self._accept()
@@ -153,6 +198,10 @@ class HandoffServer:
             self._finish("rolled-back", "the new process did not get ready in time")
             return SERVING
         try:
+            self._precopy_step()
+            self._flush()
+            if self.conn is None:
+                return SERVING
             data, fds = transport.recv(self.conn, deadline=None) if self._readable() else (None, [])
             if data is None:
                 return SERVING
@@ -175,7 +224,16 @@ class HandoffServer:
             self._fail(f"handoff socket error: {e}")
         return SERVING
 
+    def note_loop(self, seconds: float) -> None:
+        """One serving-loop turn took ``seconds``; the longest during a pre-copy is
+        reported (``upgrade/status``, and to the new process with the freeze)."""
+        rec = self.current
+        if rec is not None and not self._frozen and rec.state in ("hello", "pre-copy"):
+            rec.phases["loop_max"] = max(rec.phases.get("loop_max", 0.0), seconds)
+
     def close(self) -> None:
+        self._job = None
+        self._out.clear()
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -211,6 +269,7 @@ class HandoffServer:
             log.warning("refusing a second handoff from pid %d while one is in progress", pid)
             sock.close()
             return
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self.conn = sock
         self.proto = HandoffConnection(Role.OLD)
         self.current = HandoffRecord(peer_pid=pid, state="hello", started=self.clock())
@@ -219,7 +278,58 @@ class HandoffServer:
 
     def _send(self, data: bytes, fds: list[int] | None = None) -> None:
         assert self.conn is not None
+        if self._out:  # the pre-copy is still going out: after it, without blocking
+            assert not fds
+            self._out.append(memoryview(data))
+            self._flush()
+            return
         transport.send(self.conn, data, fds or ())
+
+    def _flush(self) -> None:
+        """Send what the socket takes now, never waiting for the new process to read."""
+        if self.conn is None:
+            return
+        out = self._out
+        while out:
+            try:
+                n = self.conn.sendmsg(list(islice(out, SEND_PIECES)), [], socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            while n and out:
+                if n >= len(out[0]):
+                    n -= len(out.popleft())
+                else:
+                    out[0] = out[0][n:]
+                    n = 0
+        rec = self.current
+        if rec is not None and self._job is None and "precopy_build" in rec.phases:
+            rec.phases.setdefault("precopy_send", self.clock() - rec.precopy_started)
+
+    def _precopy_step(self) -> None:
+        """Build a slice of the pre-copy; once built, queue it for sending."""
+        job, rec = self._job, self.current
+        if job is None or self.proto is None or rec is None:
+            return
+        try:
+            done = job.step(self.clock() + PRECOPY_SLICE)
+        except (HandoffRefused, snapshot.SnapshotError) as e:
+            self._job = None
+            self._send(self.proto.abort(str(e)))
+            self._finish("refused", str(e))
+            return
+        if not done:
+            return
+        self._job = None
+        self._out.extend(memoryview(b) for b in self.proto.send_precopy(job.parts()) if b)
+        rec.phases["precopy_build"] = self.clock() - rec.precopy_started
+        log.info(
+            "handoff: pid %d (%s): pre-copy of state version %d built in %.0f ms (%s)",
+            rec.peer_pid,
+            rec.peer_software,
+            rec.version,
+            rec.phases["precopy_build"] * 1000,
+            job.counts,
+        )
 
     def _on_hello(self, hello: Hello) -> None:
         assert self.proto is not None and self.current is not None
@@ -250,22 +360,15 @@ class HandoffServer:
             self.proto.send(Welcome(__version__, version, os.getpid(), self._lease, features))
         )
         t = self.clock()
-        try:
-            state = self.exporter.precopy(t, self._delta)  # pre-copy carries no descriptors
-            data = snapshot.encode(state, software=__version__, taken=t, version=version)
-        except (HandoffRefused, snapshot.SnapshotError) as e:
-            self._send(self.proto.abort(str(e)))
-            self._finish("refused", str(e))
-            return
-        self._send(self.proto.send(PreCopy(data)))
-        rec.phases["precopy_send"] = self.clock() - t
+        # Built and sent a slice per serving-loop turn (run); carries no descriptors.
+        self._job = self.exporter.precopy_job(t, self._delta, version)
+        rec.precopy_started = t
         rec.state = "pre-copy"
         log.info(
-            "handoff: pid %d (%s) negotiated state version %d; pre-copy sent (%s)",
+            "handoff: pid %d (%s) negotiated state version %d; building the pre-copy",
             rec.peer_pid,
             hello.software,
             version,
-            snapshot.summary(state),
         )
 
     def _freeze_and_hand_over(self) -> str:
@@ -320,6 +423,7 @@ class HandoffServer:
                     listeners,
                     sessions,
                     session_fds,
+                    {k: rec.phases[k] for k in ("precopy_send", "loop_max") if k in rec.phases},
                 ),
                 fds,
             )
@@ -402,7 +506,9 @@ class HandoffServer:
             rec.state = "done" if result == "handed-over" else "idle"
             self.last = rec
         self.current = None
+        self._job = None
         if result != "handed-over":
+            self._out.clear()
             self.exporter.finish(rolled_back=self._frozen)
         self._frozen = False
         if result != "handed-over":

@@ -344,7 +344,10 @@ class Switch:
         import ovs.poller
 
         while not self.exiting:
+            t = self.clock()
             self.run()
+            if self.handoff is not None:
+                self.handoff.note_loop(self.clock() - t)
             if self.exiting:
                 break
             poller = ovs.poller.Poller()

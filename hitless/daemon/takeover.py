@@ -20,20 +20,23 @@ old side checks the new side's digest and counts before it lets go.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
+from hitless import __version__
 from hitless.config.model import BridgeConfig
 from hitless.config.ovsdb import read_config
 from hitless.daemon.handoff_old import HandoffRefused
-from hitless.datapath import Datapath, FlowStats, provider
+from hitless.datapath import Datapath, DpFlow, FlowStats, provider
 from hitless.datapath.actions import Action, actions_from_json, actions_to_json
 from hitless.handoff import snapshot
+from hitless.handoff.parts import RecordList, Splicer
 from hitless.handoff.snapshot import (
     BridgeDelta,
     BridgeState,
@@ -53,6 +56,7 @@ from hitless.handoff.snapshot import (
 from hitless.ofproto.bridge import Bridge
 from hitless.ofproto.mac_learning import format_mac, parse_mac
 from hitless.ofproto.oftable import Rule
+from hitless.openflow.actions import encode_instructions
 from hitless.packet.flow import Match, compact, widen
 
 if TYPE_CHECKING:
@@ -115,6 +119,23 @@ def _rule_v2(r: dict[str, Any]) -> OfRuleV2:
         bytes.fromhex(r["instructions"]), int(r["cookie"]), int(r["idle_timeout"]),
         int(r["hard_timeout"]), int(r["flags"]), int(r.get("importance", 0)),
         float(r["age"]), float(r["idle"]), int(r["packets"]), int(r["bytes"]),
+    )  # fmt: skip
+
+
+_instructions_wire: dict[tuple[Any, ...], bytes] = {}
+
+
+def _rule_record(r: Rule, now: float) -> OfRuleV2:
+    """A live rule as its record, straight from the object (no JSON form in between)."""
+    insts = _instructions_wire.get(r.instructions)
+    if insts is None:
+        if len(_instructions_wire) > 4096:
+            _instructions_wire.clear()
+        insts = _instructions_wire[r.instructions] = encode_instructions(r.instructions)
+    return OfRuleV2(
+        r.table_id, r.priority, r.match.encode(), insts, r.cookie, r.idle_timeout,
+        r.hard_timeout, r.flags, r.importance, now - r.created, now - r.last_used,
+        r.packets, r.bytes,
     )  # fmt: skip
 
 
@@ -204,7 +225,7 @@ def _openflow_delta(
             digest -= snapshot.rule_item(name, recs[i])
         r = of.tables[key[0]].rules.get(key[1])
         if r is not None:
-            rec = _rule_v2(r.to_json(now))
+            rec = _rule_record(r, now)
             added.append(rec)
             digest += snapshot.rule_item(name, rec)
     counters = []
@@ -347,36 +368,18 @@ class SwitchExporter:
                     "(ovs-vsctl del-port), or hand over to a newer build"
                 )
 
+    def precopy_job(self, now: float, delta: bool, version: int) -> PrecopyJob:
+        """The pre-copy, to build in slices between datapath polls (``PrecopyJob``); with
+        ``delta``, changes are tracked from now on and the finished job leaves the
+        baseline the freeze's delta is computed against."""
+        return PrecopyJob(self, now, delta, version)
+
     def precopy(self, now: float, delta: bool) -> State:
-        self._check_peer_can_take()
-        state, _ = export_switch(self.switch, now, final=False)
-        self._stop_tracking()
-        if delta:
-            base = _Baseline(now, snapshot.multiset_digest(state))
-            for br in state.bridges:
-                base.flows[br.name] = {(f.key, f.mask): f.actions for f in br.datapath.flows}
-                base.macs[br.name] = {(m.vlan, m.mac): m.port for m in br.mac_entries}
-                base.ports[br.name] = br.ports
-                base.openflow[br.name] = snapshot.openflow_item_sum(br.name, br.openflow)
-                rb = self.switch.bridges[br.name]
-                if self.openflow_delta and br.openflow is not None:
-                    # The export listed of.rules() in this order, in this same step.
-                    rules = list(_bridge(rb).of.rules())
-                    if len(rules) == len(br.openflow.rules):
-                        base.of_rules[br.name] = br.openflow.rules
-                        base.of_index[br.name] = {
-                            (r.table_id, r.ident): i for i, r in enumerate(rules)
-                        }
-                        base.of_objs[br.name] = {r: i for i, r in enumerate(rules)}
-                        base.of_group_meter[br.name] = snapshot.group_meter_item_sum(
-                            br.name, br.openflow.groups, br.openflow.meters
-                        )
-                        _bridge(rb).start_openflow_journal()
-            for rb in self.switch.bridges.values():
-                rb.datapath.track_changes()
-                _bridge(rb).mac.start_journal()
-            self.baseline = base
-        return state
+        """The whole pre-copy at once (tests and tools): the job run to its end."""
+        job = self.precopy_job(now, delta, snapshot.CURRENT_VERSION)
+        while not job.step(float("inf")):
+            pass
+        return snapshot.decode(b"".join(job.parts()))[1]
 
     def counts(self) -> dict[str, int]:
         bridges = self.switch.bridges.values()
@@ -513,6 +516,190 @@ class SwitchExporter:
             thaw_switch(self.switch)
 
 
+SLICE_ITEMS = 64  # items between two looks at the clock
+
+
+def _slices(items: list[Any]) -> Iterable[list[Any]]:
+    for i in range(0, len(items), SLICE_ITEMS):
+        yield items[i : i + SLICE_ITEMS]
+
+
+class PrecopyJob:
+    """The pre-copy, built in bounded slices so the old process keeps serving.
+
+    ``step(deadline)`` works until the clock passes ``deadline`` (the serving loop gives
+    it a few milliseconds per turn) and says whether the snapshot is complete; then
+    ``parts()`` is the encoded snapshot as pieces to send in order, never joined.
+
+    Times are ages before ``taken`` (the envelope's), whenever a slice copies them: the
+    new process, on the same machine and clock, takes them from ``taken`` too (an item
+    used after ``taken`` has a negative age until the delta brings it again).
+
+    Consistency: every journal (the datapath's changed matches and hits, the MAC table's,
+    the OpenFlow tables') starts before the first item is looked at, and the lists to
+    walk are taken in that same instant. An item that changes afterwards, whether before
+    or after its slice copied it, is in the freeze's delta; an item removed before its
+    slice is skipped (and the delta removes it). The baseline the delta is computed
+    against (digest, pre-image per key, rule positions) is exactly what was copied, so
+    both sides' incremental digests agree. Counters: the flows' packets are credited to
+    the rules in slices before the rules are copied; a rule credited after the journal
+    started has its counters sent again at the freeze.
+    """
+
+    def __init__(self, exporter: SwitchExporter, now: float, delta: bool, version: int) -> None:
+        self.exporter = exporter
+        self.clock = exporter.switch.clock
+        self.taken = now
+        self.delta = delta
+        self.version = version
+        self.counts: dict[str, int] = {}
+        self._parts: list[bytes] | None = None
+        self._work = self._produce()
+
+    def step(self, deadline: float) -> bool:
+        """Work until ``deadline`` (the switch's clock); True once the snapshot is built.
+        Raises ``HandoffRefused`` or ``SnapshotError`` if it cannot be."""
+        while self._parts is None:
+            next(self._work)
+            if self.clock() >= deadline:
+                break
+        return self._parts is not None
+
+    def parts(self) -> list[bytes]:
+        assert self._parts is not None, "the pre-copy is not built yet"
+        return self._parts
+
+    def _produce(self) -> Iterator[None]:
+        ex, sw, taken = self.exporter, self.exporter.switch, self.taken
+        ex._check_peer_can_take()
+        ex._stop_tracking()
+        base = _Baseline(self.taken, 0)
+        plans: list[tuple[str, Any, list[DpFlow], list[tuple[int, bytes]], list[Rule]]] = []
+        for name, rb in sorted(sw.bridges.items()):  # one instant: journals, then lists
+            bridge = rb.bridge if isinstance(rb.bridge, Bridge) else None
+            if self.delta:
+                rb.datapath.track_changes()
+                _bridge(rb).mac.start_journal()
+                if bridge is not None and ex.openflow_delta:
+                    bridge.start_openflow_journal()
+            rules = list(bridge.of.rules()) if bridge is not None else []
+            plans.append((name, rb, list(rb.datapath.flow_dump()), _bridge(rb).mac.keys(), rules))
+        yield
+        bridges = []
+        digest = 0
+        splice = Splicer()
+        for name, rb, flows, macs, rules in plans:
+            dp, mac = rb.datapath, _bridge(rb).mac
+            ports = _ports(dp)
+            digest += sum(snapshot.port_item(name, p.name, p.ofport, p.type) for p in ports)
+            bridge = rb.bridge if isinstance(rb.bridge, Bridge) else None
+            if bridge is not None:
+                for chunk in _slices(flows):  # counters up to now, before the rules
+                    live_flows = [f for f in chunk if dp.flow_get(f.match) is f]
+                    bridge.revalidator.settle_flows(live_flows, self.clock())
+                    yield
+            flow_recs, pre_flows = RecordList(), {}
+            for chunk in _slices(flows):
+                recs = [_flow_record(f, taken) for f in chunk if dp.flow_get(f.match) is f]
+                if self.version < 3:
+                    recs = [snapshot.flow_down_3(r) for r in recs]
+                flow_recs.extend(recs)
+                for r in recs:
+                    pre_flows[(r.key, r.mask)] = r.actions
+                    digest += snapshot.flow_item(name, r.key, r.mask, r.actions)
+                yield
+            mac_recs, pre_macs = RecordList(), {}
+            for chunk in _slices(macs):
+                mrecs = []
+                for vlan, addr in chunk:
+                    e = mac.get(vlan, addr)
+                    if e is not None:
+                        mrecs.append(MacEntryV1(vlan, addr, e.port, taken - e.last_seen))
+                        pre_macs[(vlan, addr)] = e.port
+                        digest += snapshot.mac_item(name, vlan, addr, e.port)
+                mac_recs.extend(mrecs)
+                yield
+            openflow: OpenFlowV2 | None = None
+            if bridge is not None:
+                of = bridge.of
+                bridge.settle_meters()
+                rule_recs, records = RecordList(), list[OfRuleV2]()
+                index: dict[tuple[int, Any], int] = {}
+                objs: dict[Rule, int] = {}
+                of_digest = 0
+                for chunk in _slices(rules):
+                    live = [r for r in chunk if of.tables[r.table_id].rules.get(r.ident) is r]
+                    rrecs = [_rule_record(r, taken) for r in live]
+                    rule_recs.extend(rrecs)
+                    for r, rec in zip(live, rrecs, strict=True):
+                        index[(r.table_id, r.ident)] = objs[r] = len(records)
+                        records.append(rec)
+                        of_digest += snapshot.rule_item(name, rec)
+                    yield
+                groups = [
+                    _group_v2(g.to_json(taken)) for g in sorted(of.groups.values(), key=_group_id)
+                ]
+                meters = [
+                    _meter_v2(m.to_json(taken)) for m in sorted(of.meters.values(), key=_meter_id)
+                ]
+                tables = [[t.table_id, t.lookups, t.matched] for t in of.tables if t.lookups]
+                group_meter = snapshot.group_meter_item_sum(name, groups, meters)
+                of_digest += group_meter
+                digest += of_digest
+                base.openflow[name] = of_digest % snapshot.DIGEST_MOD
+                if ex.openflow_delta:
+                    base.of_rules[name], base.of_index[name] = records, index
+                    base.of_objs[name], base.of_group_meter[name] = objs, group_meter
+                openflow = OpenFlowV2(splice.placeholder(rule_recs), groups, meters, tables)
+                self.counts["openflow_rules"] = self.counts.get("openflow_rules", 0) + len(records)
+            bridges.append(
+                BridgeState(
+                    name,
+                    DatapathV1(dp.type, {}, splice.placeholder(flow_recs), []),
+                    ports,
+                    _bridge(rb).ofports.export(),
+                    splice.placeholder(mac_recs),
+                    {},
+                    openflow,
+                )
+            )
+            base.flows[name], base.macs[name], base.ports[name] = pre_flows, pre_macs, ports
+            for k, n in (("ports", len(ports)), ("mac_entries", mac_recs.n),
+                         ("datapath_flows", flow_recs.n)):  # fmt: skip
+                self.counts[k] = self.counts.get(k, 0) + n
+            yield
+        self.counts["bridges"] = len(bridges)
+        base.digest = digest % snapshot.DIGEST_MOD
+        payload = splice.encode(State(bridges))
+        yield
+        if self.version == 1:  # no OpenFlow in version 1: migrate the whole (small) state
+            whole = msgspec.msgpack.decode(b"".join(payload), type=State)
+            parts = [snapshot.encode(whole, software=__version__, taken=self.taken, version=1)]
+        else:
+            checksum = hashlib.sha256()
+            hashed = 0
+            for part in payload:
+                checksum.update(part)
+                hashed += len(part)
+                if hashed >= CHECKSUM_SLICE:
+                    hashed = 0
+                    yield
+            parts = snapshot.envelope_parts(
+                payload,
+                checksum.hexdigest(),
+                software=__version__,
+                taken=self.taken,
+                version=self.version,
+            )
+        if self.delta:
+            ex.baseline = base
+        self._parts = parts
+        yield
+
+
+CHECKSUM_SLICE = 1 << 20
+
+
 # -- import -----------------------------------------------------------------------
 
 
@@ -534,14 +721,16 @@ class SwitchImporter:
         self.session_fds: list[int] = []  # OpenFlow session descriptors, ours until commit
         self.sessions: dict[str, Any] = {}  # bridge -> ofmgmt.InheritedSessions
 
-    def prepare(self, state: State, delta: bool = False) -> None:
+    def prepare(self, state: State, delta: bool = False, taken: float | None = None) -> None:
         """With ``delta``, build every bridge now (no ports yet) while the old process
-        serves; otherwise only check that we can."""
+        serves; otherwise only check that we can. Ages count back from ``taken`` (the
+        old process's clock when it took the snapshot: the same clock on one machine),
+        or from now."""
         for br in state.bridges:
             provider(br.datapath.type)  # fails early on a datapath type we do not have
         if not delta:
             return
-        now = self.switch.clock()
+        now = self.switch.clock() if taken is None else taken
         for br in state.bridges:
             dp = provider(br.datapath.type)(br.name)
             self._build(br, dp, now)

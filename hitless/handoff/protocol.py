@@ -37,6 +37,8 @@ from typing import Any
 
 import msgspec
 
+from hitless.handoff.parts import with_bin_tail
+
 
 class HandoffProtocolError(Exception):
     """Base class: the handoff cannot continue."""
@@ -89,6 +91,9 @@ class Frozen(msgspec.Struct, tag="frozen", frozen=True):
     # ``session_fds``, which lists indexes into ``fds``
     sessions: list[dict[str, Any]] = []
     session_fds: list[int] = []
+    # how the old side's pre-copy went, seconds ("precopy": built and sent; "loop_max":
+    # its longest serving-loop turn meanwhile); a build that does not say sends none
+    old_stats: dict[str, float] = {}
 
 
 class Ack(msgspec.Struct, tag="ack", frozen=True):
@@ -216,6 +221,14 @@ class HandoffConnection:
         body = _encoder.encode(msg)
         return _LEN.pack(len(body)) + body
 
+    def send_precopy(self, parts: list[bytes]) -> list[bytes]:
+        """Send ``PreCopy`` whose snapshot is the concatenation of ``parts``, without
+        joining them: the frame's head, then the parts, to write in this order."""
+        self._step(PreCopy(b""), self.role)
+        n = sum(len(p) for p in parts)
+        head = with_bin_tail(_encoder.encode(PreCopy(b"")), n)
+        return [_LEN.pack(len(head) + n) + head, *parts]
+
     def abort(self, reason: str) -> bytes:
         """Abort from our side if still possible; returns the bytes to send (may be b"")."""
         if self.state in TERMINAL:
@@ -269,6 +282,7 @@ class HandoffConnection:
                     msg.listeners,
                     msg.sessions,
                     msg.session_fds,
+                    msg.old_stats,
                 )
             self._step(msg, Role.OLD if self.role is Role.NEW else Role.NEW)
             self._events.append(msg)
@@ -293,13 +307,21 @@ class HandoffConnection:
         listeners: dict[str, int] | None = None,
         sessions: list[dict[str, Any]] | None = None,
         session_fds: list[int] | None = None,
+        old_stats: dict[str, float] | None = None,
     ) -> bytes:
         """Old side: enter the freeze (lease until now+lease) and send the final state."""
         if self.role is not Role.OLD:
             raise LocalProtocolError("only the old side freezes")
         data = self.send(
             Frozen(
-                snapshot, fd_count, [], delta, listeners or {}, sessions or [], session_fds or []
+                snapshot,
+                fd_count,
+                [],
+                delta,
+                listeners or {},
+                sessions or [],
+                session_fds or [],
+                old_stats or {},
             )
         )
         self.deadline = now + lease

@@ -21,6 +21,8 @@ from typing import Any
 
 import msgspec
 
+from hitless.handoff.parts import with_bin_tail
+
 MAGIC = "hitless-state"
 
 
@@ -311,6 +313,14 @@ def _bridge_down_3(b: Any) -> Any:
     return {**b, "datapath": {**dp, "handles": handles, "flows": flows}}
 
 
+def flow_down_3(f: FlowV1) -> FlowV1:
+    """One megaflow record as version 2 has it (``_down_3`` for a record at a time)."""
+    if not any(a and a[0] == "meter" for a in f.actions):
+        return f
+    actions = [a for a in f.actions if not (a and a[0] == "meter")]
+    return FlowV1(f.key, f.mask, actions, f.packet_count, f.byte_count, f.used_age, f.tcp_flags)
+
+
 MIGRATE_UP: dict[int, Callable[[Any], Any]] = {1: _up_1, 2: _up_2}
 MIGRATE_DOWN: dict[int, Callable[[Any], Any]] = {2: _down_2, 3: _down_3}
 
@@ -361,6 +371,16 @@ def encode(
         payload = msgspec.msgpack.encode(typed)
     env = Envelope(MAGIC, version, software, taken, payload_checksum(payload), payload)
     return msgspec.msgpack.encode(env)
+
+
+def envelope_parts(
+    payload: list[bytes], checksum: str, *, software: str, taken: float, version: int
+) -> list[bytes]:
+    """A snapshot as pieces: the envelope's head, then the payload's pieces (their
+    concatenation encoded for ``version``, its SHA-256 ``checksum`` computed by the
+    caller). Concatenated, they are what ``encode`` returns; nothing is copied."""
+    head = msgspec.msgpack.encode(Envelope(MAGIC, version, software, taken, checksum, b""))
+    return [with_bin_tail(head, sum(len(p) for p in payload)), *payload]
 
 
 DELTA_TYPES: dict[int, type[msgspec.Struct]] = {1: DeltaV1, 2: DeltaV2, 3: DeltaV3}

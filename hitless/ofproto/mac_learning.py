@@ -76,6 +76,10 @@ class MacTable:
     def get(self, vlan: int, mac: bytes) -> MacEntry | None:
         return self._entries.get((vlan, mac))
 
+    def keys(self) -> list[MacKey]:
+        """Every (vlan, mac) key, roughly oldest first (a copy)."""
+        return list(self._entries)
+
     def entries(self) -> list[tuple[int, bytes, int, float]]:
         """(vlan, mac, port, last_seen), roughly oldest first."""
         return [(v, m, e.port, e.last_seen) for (v, m), e in self._entries.items()]

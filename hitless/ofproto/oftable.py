@@ -293,7 +293,7 @@ class Rule:
     @classmethod
     def from_json(cls, d: dict[str, Any], now: float) -> Rule:
         match = OfMatch.parse(Reader(bytes.fromhex(d["match"])))
-        insts = parse_instructions(Reader(bytes.fromhex(d["instructions"])))
+        insts = _parsed_instructions(bytes.fromhex(d["instructions"]))
         r = cls(
             int(d["table"]),
             int(d["priority"]),
@@ -310,6 +310,20 @@ class Rule:
         r.packets = int(d["packets"])
         r.bytes = int(d["bytes"])
         return r
+
+
+# Few distinct instruction lists exist in a big table (the same actions on many
+# matches): a handoff importing 100k rules parses each distinct one once.
+_instructions_cache: dict[bytes, tuple[Instruction, ...]] = {}
+
+
+def _parsed_instructions(data: bytes) -> tuple[Instruction, ...]:
+    insts = _instructions_cache.get(data)
+    if insts is None:
+        if len(_instructions_cache) > 4096:
+            _instructions_cache.clear()
+        insts = _instructions_cache[data] = parse_instructions(Reader(data))
+    return insts
 
 
 class _Subtable:

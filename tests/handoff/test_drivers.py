@@ -44,9 +44,9 @@ class OldSide:
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()
 
-    def precopy(self, now: float, delta: bool) -> State:
+    def precopy_job(self, now: float, delta: bool, version: int) -> handoff_old.WholePrecopy:
         self.exports += 1
-        return make_state(3)
+        return handoff_old.WholePrecopy(make_state(3), version, now)
 
     def freeze(self, now: float, delta: bool) -> Frozen:
         # This fake always sends full state (as a build without "delta" would).
@@ -82,7 +82,7 @@ class Importer:
         self.committed = self.discarded = False
         self.prepared: State | None = None
 
-    def prepare(self, state: State, delta: bool) -> None:
+    def prepare(self, state: State, delta: bool, taken: float) -> None:
         self.prepared = state
 
     def sync_config(self, deadline: float) -> None:
