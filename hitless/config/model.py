@@ -71,6 +71,15 @@ class ControllerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowTableConfig:
+    """A Flow_Table row attached to a table id by Bridge.flow_tables."""
+
+    name: str | None = None
+    flow_limit: int | None = None  # None: unlimited
+    overflow_policy: str = "refuse"  # refuse | evict
+
+
+@dataclass(frozen=True, slots=True)
 class BridgeConfig:
     name: str
     datapath_type: str = "netdev"  # "netdev" | "dummy" | "ebpf"; OVSDB "" means netdev here
@@ -79,6 +88,7 @@ class BridgeConfig:
     ports: dict[str, PortConfig] = field(default_factory=dict)
     protocols: tuple[str, ...] = ("OpenFlow13", "OpenFlow14")
     controllers: tuple[ControllerConfig, ...] = ()
+    flow_tables: dict[int, FlowTableConfig] = field(default_factory=dict)
 
     @property
     def has_primary_controller(self) -> bool:

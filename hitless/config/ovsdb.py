@@ -34,6 +34,7 @@ from hitless.config.model import (
     BridgeConfig,
     ControllerConfig,
     ControllerStatus,
+    FlowTableConfig,
     InterfaceConfig,
     InterfaceStatus,
     PortConfig,
@@ -68,7 +69,9 @@ COLUMNS: dict[str, list[str]] = {
         "protocols",
         "controller",
         "datapath_id",
+        "flow_tables",
     ],
+    "Flow_Table": ["name", "flow_limit", "overflow_policy", "groups", "prefixes"],
     "Port": [
         "name",
         "interfaces",
@@ -201,6 +204,14 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
             controllers=tuple(
                 ControllerConfig(c.target) for c in sorted(br.controller, key=lambda r: r.target)
             ),
+            flow_tables={
+                int(tid): FlowTableConfig(
+                    name=_opt(ft.name),
+                    flow_limit=_opt(ft.flow_limit),
+                    overflow_policy=_opt(ft.overflow_policy) or "refuse",
+                )
+                for tid, ft in dict(br.flow_tables).items()
+            },
         )
     return ConfigRead(
         config=SwitchConfig(

@@ -50,7 +50,7 @@ COLUMNS: dict[str, list[str]] = {
     "NetFlow": ["targets"],
     "sFlow": ["targets"],
     "IPFIX": ["targets"],
-    "Flow_Table": ["name"],
+    "Flow_Table": ["groups", "prefixes"],
 }
 
 
@@ -90,13 +90,15 @@ def _bridge(br: Any) -> Iterable[Unsupported]:
         )
     if _set(br.flood_vlans):
         yield Unsupported("Bridge", n, "flood_vlans", f"flood_vlans is {_NOT}: MACs are learned")
-    if _set(br.flow_tables):
-        yield Unsupported(
-            "Bridge",
-            n,
-            "flow_tables",
-            f"Flow_Table (flow_limit, overflow_policy, name, prefixes, groups) is {_NOT}",
-        )
+    for tid, ft in sorted(dict(br.flow_tables).items()):
+        if _set(ft.prefixes):
+            yield Unsupported(
+                "Bridge", n, "flow_tables", f"table {tid}: Flow_Table prefixes are {_NOT}"
+            )
+        if _set(ft.groups):
+            yield Unsupported(
+                "Bridge", n, "flow_tables", f"table {tid}: Flow_Table eviction groups are {_NOT}"
+            )
     if _set(br.auto_attach):
         yield Unsupported("Bridge", n, "auto_attach", f"Auto Attach (IEEE 802.1Qcb) is {_NOT}")
 

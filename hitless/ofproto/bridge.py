@@ -80,8 +80,9 @@ from hitless.ofproto.xlate import (
     xlate_special,
 )
 from hitless.openflow import actions as ofa
-from hitless.openflow.constants import MeterFlags
+from hitless.openflow.constants import ErrorType, FlowModCommand, FlowModFailedCode, MeterFlags
 from hitless.openflow.constants import Port as OfPort
+from hitless.openflow.errors import RemoteProtocolError
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.messages import FlowMod, GroupMod, MeterMod, PacketOut
 from hitless.packet.flow import Match, extract_key, format_match
@@ -723,9 +724,39 @@ class Bridge:
     def flow_mod(self, fm: FlowMod, now: float) -> None:
         """Apply a flow-mod (raises RemoteProtocolError with the OFPT_ERROR to send)."""
         self._now = now
+        if fm.command == FlowModCommand.ADD:
+            self._make_room(fm, now)
         changed, removed = self.of.flow_mod(fm, now)
         self.flow_removed += removed
         self._of_changed(changed, set())
+
+    def _make_room(self, fm: FlowMod, now: float) -> None:
+        """Flow_Table flow_limit (as Open vSwitch): a rule that would grow a full table
+        is refused with OFPFMFC_TABLE_FULL, or with overflow_policy=evict makes room by
+        evicting a rule that has a timeout (lowest importance, then the soonest to
+        expire); rules without a timeout are never evicted. Replacing an existing rule
+        (same priority and match) never counts."""
+        ft = self.cfg.flow_tables.get(fm.table_id) if self.cfg is not None else None
+        if ft is None or ft.flow_limit is None or fm.table_id >= len(self.of.tables):
+            return
+        table = self.of.tables[fm.table_id]
+        if len(table) < ft.flow_limit:
+            return
+        ident = Rule(fm.table_id, fm.priority, fm.match, (), created=now).ident
+        if any(r.ident == ident for r in table):
+            return
+        if ft.overflow_policy == "evict":
+            victims = [r for r in table if r.idle_timeout or r.hard_timeout]
+            if victims:
+                victim = min(victims, key=lambda r: (r.importance, r.expiry() or now))
+                self.of.remove_rules([victim])
+                self._of_changed({fm.table_id}, set())
+                return
+        raise RemoteProtocolError(
+            f"table {fm.table_id} is full ({ft.flow_limit} rules, Flow_Table flow_limit)",
+            ErrorType.FLOW_MOD_FAILED,
+            FlowModFailedCode.TABLE_FULL,
+        )
 
     def group_mod(self, gm: GroupMod, now: float) -> None:
         self._now = now

@@ -58,6 +58,7 @@ def bridge(name: str, *ports: Row, datapath_type: str = "", **kw: object) -> Row
         other_config=kw.get("other_config", {}),
         protocols=kw.get("protocols", []),
         controller=kw.get("controller", []),
+        flow_tables=kw.get("flow_tables", {}),
     )
 
 
