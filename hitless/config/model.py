@@ -86,7 +86,7 @@ class BridgeConfig:
     fail_mode: str = "standalone"  # "standalone" | "secure"
     other_config: dict[str, str] = field(default_factory=dict)
     ports: dict[str, PortConfig] = field(default_factory=dict)
-    protocols: tuple[str, ...] = ("OpenFlow13", "OpenFlow14")
+    protocols: tuple[str, ...] = tuple(f"OpenFlow1{n}" for n in range(6))  # OVS default
     controllers: tuple[ControllerConfig, ...] = ()
     flow_tables: dict[int, FlowTableConfig] = field(default_factory=dict)
 

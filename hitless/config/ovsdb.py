@@ -48,7 +48,8 @@ STATUS_KEY = "hitless_unsupported"  # as hitless.config.unsupported
 DEFAULT_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DEFAULT_DATAPATH_TYPE = "netdev"
 SUPPORTED_INTERFACE_TYPES = ("system", "internal", "patch", "dummy")
-DEFAULT_PROTOCOLS = ("OpenFlow13", "OpenFlow14")
+# An empty Bridge.protocols means Open vSwitch's default: OpenFlow 1.0 to 1.5.
+DEFAULT_PROTOCOLS = tuple(f"OpenFlow1{n}" for n in range(6))
 
 # The columns this switch reads (and, for Interface, writes back).
 COLUMNS: dict[str, list[str]] = {

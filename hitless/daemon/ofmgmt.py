@@ -53,13 +53,16 @@ def mgmt_path(rundir: str, bridge: str) -> str:
 
 DEFAULT_TCP_PORT = 6653
 _ROLES = {1: "other", 2: "master", 3: "slave"}
-_PROTOCOLS = {"OpenFlow13": 4, "OpenFlow14": 5}
+_PROTOCOLS = {"OpenFlow10": 1, "OpenFlow13": 4, "OpenFlow14": 5}
+# Open vSwitch enables 1.0 to 1.5 when Bridge.protocols is empty: the ones we speak.
+DEFAULT_VERSIONS = tuple(sorted(_PROTOCOLS.values()))
 
 
 def versions_of(protocols: tuple[str, ...]) -> tuple[int, ...]:
-    """OpenFlow wire versions for Bridge.protocols (those we speak; default 1.3+1.4)."""
+    """OpenFlow wire versions for Bridge.protocols (those we speak; when none is named,
+    every version we speak, as Open vSwitch enables all of its own by default)."""
     v = tuple(sorted({_PROTOCOLS[p] for p in protocols if p in _PROTOCOLS}))
-    return v or (4, 5)
+    return v or DEFAULT_VERSIONS
 
 
 @dataclass(eq=False)
@@ -128,7 +131,7 @@ class OfManager:
         self.clients: list[_Client] = []
         self.n_errors = 0
         self._now = now
-        self.versions: tuple[int, ...] = (4, 5)  # from Bridge.protocols
+        self.versions: tuple[int, ...] = DEFAULT_VERSIONS  # from Bridge.protocols
         self.targets: tuple[str, ...] = ()
         self.passive: dict[str, socket.socket] = {}  # ptcp/punix listeners by target
         self._passive_retry: dict[str, float] = {}  # targets whose bind failed: retry at
@@ -464,13 +467,13 @@ class OfManager:
         except BundleMessageFailed as e:
             assert conn.version is not None
             c.wbuf += e.inner.reply(conn.version)
-            c.wbuf += e.with_request(msg.encode(conn.version), msg.xid).reply(conn.version)
+            c.wbuf += e.with_request(conn.last_request, msg.xid).reply(conn.version)
             return
         except RemoteProtocolError as e:
             assert conn.version is not None
             self.n_errors += 1
             log.info("%s: refused %s: %s", self.path, type(msg).__name__, e.message)
-            c.wbuf += e.with_request(msg.encode(conn.version), msg.xid).reply(conn.version)
+            c.wbuf += e.with_request(conn.last_request, msg.xid).reply(conn.version)
             return
         for r in replies:
             c.wbuf += conn.send(r)

@@ -15,13 +15,15 @@ messages). Pure: no sockets, no clock.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hitless.ofproto.oftable import MAX_METER_BANDS
 from hitless.openflow.connection import Connection
 from hitless.openflow.constants import (
+    OFP10_VERSION,
     OFP13_VERSION,
     ActionType,
     BadRequestCode,
@@ -30,6 +32,7 @@ from hitless.openflow.constants import (
     Capabilities,
     ControllerRole,
     ErrorType,
+    FlowModCommand,
     FlowRemovedReason,
     GroupCapabilities,
     InstructionType,
@@ -41,6 +44,7 @@ from hitless.openflow.constants import (
     PortModFailedCode,
     PortReason,
     PortState,
+    QueueOpFailedCode,
     RoleRequestFailedCode,
     TableFeaturePropType,
 )
@@ -71,6 +75,8 @@ from hitless.openflow.messages import (
     PortDesc,
     PortMod,
     PortStatus,
+    QueueGetConfigReply,
+    QueueGetConfigRequest,
     RoleReply,
     RoleRequest,
     SetAsync,
@@ -106,6 +112,9 @@ from hitless.openflow.multipart import (
     PortStats,
     PortStatsReply,
     PortStatsRequest,
+    QueueStats,
+    QueueStatsReply,
+    QueueStatsRequest,
     TableFeatureProp,
     TableFeatures,
     TableFeaturesReply,
@@ -123,6 +132,8 @@ __all__ = ["BundleMessageFailed", "OfHandler", "OfSession"]
 T = TypeVar("T")
 
 OFPP_LOCAL_DP = 0xFFFE
+UNKNOWN = 2**64 - 1  # a counter the switch does not keep (§7.3.5.6: all ones)
+_MODIFY = (FlowModCommand.MODIFY, FlowModCommand.MODIFY_STRICT)
 CHUNK = 40  # entries per multipart reply message (keeps each well under 64 kB)
 _SW_DESC = "hitless"
 
@@ -162,9 +173,9 @@ def _more(i: int, total: int) -> int:
 
 
 def _split_time(seconds: float) -> tuple[int, int]:
-    seconds = max(0.0, seconds)
-    sec = int(seconds)
-    return sec, int((seconds - sec) * 1e9)
+    """(sec, nsec) of a duration, in whole milliseconds as Open vSwitch reports them."""
+    ms = int(max(0.0, seconds) * 1000)
+    return ms // 1000, ms % 1000 * 1_000_000
 
 
 def _table_features() -> tuple[TableFeatures, ...]:
@@ -201,7 +212,7 @@ def _table_features() -> tuple[TableFeatures, ...]:
         out.append(
             TableFeatures(
                 table_id=t,
-                name=f"table{t}",
+                name="",  # unnamed, as Open vSwitch without Flow_Table rows
                 metadata_match=2**64 - 1,
                 metadata_write=2**64 - 1,
                 max_entries=1_000_000,
@@ -237,7 +248,10 @@ class OfHandler:
         xid = msg.xid
         self._now = now
         if isinstance(msg, FlowMod):
-            br.flow_mod(msg, now)
+            if conn.version == OFP10_VERSION and msg.command in _MODIFY:
+                self._modify10(msg, now)
+            else:
+                br.flow_mod(msg, now)
             return []
         if isinstance(msg, GroupMod):
             br.group_mod(msg, now)
@@ -267,9 +281,14 @@ class OfHandler:
                 | Capabilities.PORT_STATS
                 | Capabilities.GROUP_STATS
             )
+            ports = tuple(self.port_descs()) if conn.version == OFP10_VERSION else ()
             return [
                 FeaturesReply(
-                    xid=xid, datapath_id=self.datapath_id, n_tables=254, capabilities=caps
+                    xid=xid,
+                    datapath_id=self.datapath_id,
+                    n_tables=254,
+                    capabilities=caps,
+                    ports=ports,
                 )
             ]
         if isinstance(msg, GetConfigRequest):
@@ -296,6 +315,8 @@ class OfHandler:
             return self._bundle_control(conn, session, msg, now, others)
         if isinstance(msg, BundleAddMessage):
             return self._bundle_add(session, msg)
+        if isinstance(msg, QueueGetConfigRequest):
+            return [self._queue_config(conn, msg)]
         if isinstance(msg, MultipartRequest):
             return self._multipart(msg, now)
         if isinstance(msg, Experimenter):
@@ -305,6 +326,42 @@ class OfHandler:
             ErrorType.BAD_REQUEST,
             BadRequestCode.BAD_TYPE,
         )
+
+    def _modify10(self, fm: FlowMod, now: float) -> None:
+        """OpenFlow 1.0 MODIFY: every table unless the session named one (NXT_FLOW_MOD_
+        TABLE_ID), and a flow that matches nothing is added, as 1.0 says (§4.6) and Open
+        vSwitch does."""
+        of = self.bridge.of
+        strict = fm.command == FlowModCommand.MODIFY_STRICT
+        rules = of.select(
+            fm.table_id, fm.match, strict=strict, priority=fm.priority,
+            cookie=fm.cookie, cookie_mask=fm.cookie_mask,
+        )  # fmt: skip
+        if not rules:
+            if fm.cookie_mask:
+                return  # a cookie-selected modify never adds
+            table = 0 if fm.table_id == 0xFF else fm.table_id
+            add = replace(fm, command=FlowModCommand.ADD, table_id=table, cookie_mask=0)
+            self.bridge.flow_mod(add, now)
+            return
+        for table in sorted({r.table_id for r in rules}):
+            self.bridge.flow_mod(replace(fm, table_id=table), now)
+
+    def _queue_config(self, conn: Connection, msg: QueueGetConfigRequest) -> Message:
+        """Every port has one queue, 0, with no properties (as Open vSwitch reports on
+        ports without QoS)."""
+        port = OFPP_LOCAL_DP if msg.port == OfPort.LOCAL else msg.port
+        ports = self.bridge.datapath.ports()
+        if msg.port != OfPort.ANY and port not in ports:
+            raise RemoteProtocolError(
+                f"no port {msg.port}", ErrorType.QUEUE_OP_FAILED, QueueOpFailedCode.BAD_PORT
+            )
+        wanted = sorted(ports) if msg.port == OfPort.ANY else [port]
+        if conn.version == OFP10_VERSION:
+            queues = b"".join(struct.pack("!IH2x", 0, 8) for _ in wanted[:1])
+        else:
+            queues = b"".join(struct.pack("!IIH6x", 0, of_port(p), 16) for p in wanted)
+        return QueueGetConfigReply(xid=msg.xid, port=msg.port, queues=queues)
 
     def _port_mod(self, msg: PortMod) -> list[Message]:
         port = OFPP_LOCAL_DP if msg.port_no == OfPort.LOCAL else msg.port_no
@@ -462,6 +519,7 @@ class OfHandler:
                         byte_count=r.bytes,
                         match=r.match,
                         instructions=r.instructions,
+                        idle_age=int(max(0.0, now - r.last_used)),
                     )
                 )
             return _replies(FlowStatsReply, xid, "stats", stats)
@@ -483,6 +541,22 @@ class OfHandler:
         if isinstance(msg, PortDescRequest):
             ports = self.port_descs()
             return _replies(PortDescReply, xid, "ports", ports, 100)
+        if isinstance(msg, QueueStatsRequest):
+            qstats = [
+                QueueStats(
+                    port_no=of_port(no),
+                    queue_id=0,
+                    tx_bytes=UNKNOWN,
+                    tx_packets=UNKNOWN,
+                    tx_errors=UNKNOWN,
+                    duration_sec=0xFFFFFFFF,
+                    duration_nsec=0xFFFFFFFF,
+                )  # fmt: skip
+                for no in sorted(br.datapath.ports())
+                if msg.port_no in (OfPort.ANY, OfPort.ALL, of_port(no))
+                and msg.queue_id in (0xFFFFFFFF, 0)
+            ]
+            return _replies(QueueStatsReply, xid, "stats", qstats, 100)
         if isinstance(msg, PortStatsRequest):
             pstats = []
             want = msg.port_no
@@ -499,6 +573,14 @@ class OfHandler:
                         tx_bytes=s.tx_bytes,
                         rx_dropped=s.rx_dropped,
                         tx_dropped=s.tx_dropped,
+                        # counters no datapath of ours keeps: "unavailable" (all ones),
+                        # which ovs-ofctl prints as "?", as for Open vSwitch's own
+                        rx_errors=UNKNOWN,
+                        tx_errors=UNKNOWN,
+                        rx_frame_err=UNKNOWN,
+                        rx_over_err=UNKNOWN,
+                        rx_crc_err=UNKNOWN,
+                        collisions=UNKNOWN,
                     )
                 )
             return _replies(PortStatsReply, xid, "stats", pstats, 100)

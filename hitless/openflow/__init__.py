@@ -1,17 +1,20 @@
-"""OpenFlow 1.3/1.4, sans-IO: the wire codec and the connection state machine.
+"""OpenFlow 1.0, 1.3 and 1.4 with Open vSwitch's Nicira extensions, sans-IO: the wire
+codec and the connection state machine.
 
 Owns: wire constants (``constants``), messages as immutable values with
 ``encode(version)`` / ``decode(data)`` (``messages``, ``multipart``), match fields
 (``match``; the field table, Open vSwitch's NXM fields included, in ``nxm``), actions and
 instructions (``actions``; Nicira's extension actions in ``nx_actions``), errors that say who is at fault
 (``errors``), and the per-connection protocol state: framing, HELLO negotiation, echo,
-keepalive timers, xids, exportable session state (``connection``).
+keepalive timers, xids, exportable session state (``connection``). OpenFlow 1.0
+(``ofp10``) and Nicira's NXM and messages (``nx``, ``nxmsg``) translate to and from the
+same values, so the pipeline sees one vocabulary whatever the version.
 
 Must not import: sockets, asyncio, time, or any other hitless layer (datapath, ofproto,
 daemon, config, handoff). The pipeline decides what messages mean; the daemon does I/O.
 """
 
-from hitless.openflow import constants, nx_actions
+from hitless.openflow import constants, nx_actions, ofp10
 from hitless.openflow.actions import *  # noqa: F403
 from hitless.openflow.actions import __all__ as _actions_all
 from hitless.openflow.connection import *  # noqa: F403
@@ -32,6 +35,7 @@ __all__ = [
     "constants",
     "nx_actions",
     "field",
+    "ofp10",
     *_actions_all,
     *_connection_all,
     *_messages_all,

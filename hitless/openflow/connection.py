@@ -29,7 +29,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from hitless.openflow import ofp10
 from hitless.openflow.constants import (
+    OFP10_VERSION,
     OFP13_VERSION,
     OFP14_VERSION,
     SUPPORTED_VERSIONS,
@@ -48,9 +50,12 @@ from hitless.openflow.messages import (
     EchoRequest,
     Hello,
     Message,
+    PacketIn,
     decode,
     decode_header,
 )
+from hitless.openflow.nx import NxPacketInFormat, NxSession
+from hitless.openflow.nxmsg import NxControl, encode_nx_packet_in
 
 DEFAULT_VERSIONS = (OFP13_VERSION, OFP14_VERSION)
 DEFAULT_PROBE_INTERVAL = 5.0  # seconds of silence before an echo probe (as Open vSwitch)
@@ -134,6 +139,14 @@ class KeepaliveProbe(ConnectionEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NxConfigured(ConnectionEvent):
+    """A Nicira session control (flow format, packet-in format, controller id, flow_mod
+    table ids) arrived and was applied to ``Connection.nx``; nothing to answer."""
+
+    request: NxControl
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Timeout(ConnectionEvent):
     """The peer did not answer a probe (or never said HELLO) in time: close it."""
 
@@ -159,6 +172,7 @@ class SessionState:
     unparsed: bytes
     probe_interval: float | None
     probe_xid: int | None = None
+    nx: dict[str, Any] | None = None  # NxSession.to_dict(); absent in older records
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +187,7 @@ class SessionState:
             "unparsed": self.unparsed,
             "probe_interval": self.probe_interval,
             "probe_xid": self.probe_xid,
+            "nx": self.nx,
         }
 
     @classmethod
@@ -189,6 +204,7 @@ class SessionState:
             unparsed=bytes(d["unparsed"]),
             probe_interval=d["probe_interval"],
             probe_xid=d.get("probe_xid"),
+            nx=d.get("nx"),
         )
 
 
@@ -239,6 +255,10 @@ class Connection:
         self.role: int = ControllerRole.EQUAL
         self.generation_id: int | None = None
         self.async_config: AsyncConfig = DEFAULT_ASYNC
+        self.nx = NxSession()  # what Nicira session controls negotiated
+        # The bytes of the message next_event() returned last: an error about it quotes
+        # them as they came (re-encoding a value would not give the peer's bytes back).
+        self.last_request = b""
         self._next_xid = 1
         self._buffer = _Buffer()
         self._events: deque[Event] = deque()
@@ -265,6 +285,10 @@ class Connection:
             )
         if isinstance(msg, Hello):
             raise LocalProtocolError("HELLO is sent by start()")
+        if self.version == OFP10_VERSION:
+            return ofp10.encode(msg, self.nx)
+        if isinstance(msg, PacketIn) and self.nx.packet_in_format != NxPacketInFormat.STANDARD:
+            return encode_nx_packet_in(msg, self.nx.packet_in_format, self.version)
         return msg.encode(self.version)
 
     def next_xid(self) -> int:
@@ -317,6 +341,7 @@ class Connection:
         if len(self._buffer.data) < length:
             return self._starved()
         raw = self._buffer.consume(length)
+        self.last_request = raw
         if self.phase is Phase.HELLO:
             return self._negotiate(raw, version, mtype, xid)
         return self._message(raw, version, xid)
@@ -386,7 +411,13 @@ class Connection:
                     ErrorType.BAD_REQUEST,
                     BadRequestCode.BAD_VERSION,
                 ).with_request(raw, xid)
-            msg = decode(raw)
+            msg = ofp10.decode(raw, self.nx) if version == OFP10_VERSION else decode(raw)
+            if isinstance(msg, NxControl):
+                try:
+                    msg.apply(self.nx)
+                except RemoteProtocolError as e:
+                    raise e.with_request(raw, xid) from None
+                return NxConfigured(request=msg)
         except RemoteProtocolError as e:
             return ProtocolErrorEvent(error=e, data=e.reply(self.version))
         if isinstance(msg, EchoRequest):
@@ -439,6 +470,7 @@ class Connection:
             unparsed=bytes(self._buffer.data),
             probe_interval=self.probe_interval,
             probe_xid=self._probe_xid,
+            nx=self.nx.to_dict(),
         )
 
     @classmethod
@@ -455,6 +487,7 @@ class Connection:
         conn._buffer.feed(state.unparsed)
         conn._probe_xid = state.probe_xid
         conn._probe_at = now
+        conn.nx = NxSession.from_dict(state.nx)
         if conn.phase is Phase.OPEN and conn.version not in conn.versions:
             raise LocalProtocolError(f"imported version {conn.version} not allowed")
         return conn
@@ -476,6 +509,7 @@ __all__ = [
     "Event",
     "KeepaliveProbe",
     "Negotiated",
+    "NxConfigured",
     "Phase",
     "ProtocolErrorEvent",
     "SessionState",

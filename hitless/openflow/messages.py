@@ -15,6 +15,7 @@ message (xid and first bytes), ready for ``error.reply(version)``.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
@@ -83,6 +84,9 @@ def _check_version(version: int) -> None:
 # -- Base ------------------------------------------------------------------------------
 
 _MESSAGES: dict[int, type[Message]] = {}
+# Versions whose layouts differ throughout (OpenFlow 1.0): version -> (decode, encode) of
+# a module that translates them to these values (``ofp10`` registers itself).
+VERSION_CODECS: dict[int, tuple[Callable[[bytes], Message], Callable[[Message], bytes]]] = {}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +99,9 @@ class Message:
 
     def encode(self, version: int = OFP13_VERSION) -> bytes:
         _check_version(version)
+        codec = VERSION_CODECS.get(version)
+        if codec is not None:
+            return codec[1](self)
         if version < self.min_version and self._wire_type(version) == self.type:
             raise LocalProtocolError(f"{type(self).__name__} needs version {self.min_version:#x}")
         body = self._body(version)
@@ -130,6 +137,9 @@ def decode(data: bytes) -> Message:
         )
         raise error.with_request(data, 0)
     hdr = decode_header(data)
+    codec = VERSION_CODECS.get(hdr.version)
+    if codec is not None:
+        return codec[0](data)
     try:
         if hdr.length != len(data):
             raise _bad_request(
@@ -253,6 +263,9 @@ class EchoReply(Message):
 
 
 _EXP = struct.Struct("!II")
+# (experimenter id, exp_type) -> parser of the body after the experimenter header, for
+# experimenter messages with a value of their own (``nxmsg`` registers Nicira's).
+EXPERIMENTER_PARSERS: dict[tuple[int, int], Callable[[Reader, int, int], Message]] = {}
 
 
 @register
@@ -276,6 +289,9 @@ class Experimenter(Message):
                 return BundleControl._parse_body(r, version, xid)  # type: ignore[return-value]
             if exp_type == ONF_ET_BUNDLE_ADD_MESSAGE:
                 return BundleAddMessage._parse_body(r, version, xid)  # type: ignore[return-value]
+        parser = EXPERIMENTER_PARSERS.get((experimenter, exp_type))
+        if parser is not None:
+            return parser(r, version, xid)  # type: ignore[return-value]
         return cls(xid=xid, experimenter=experimenter, exp_type=exp_type, data=r.rest())
 
     def unsupported(self) -> RemoteProtocolError:
@@ -312,6 +328,7 @@ class FeaturesReply(Message):
     auxiliary_id: int = 0
     capabilities: int = 0
     reserved: int = 0
+    ports: tuple[PortDesc, ...] = ()  # OpenFlow 1.0 only (later versions: PORT_DESC)
 
     def _body(self, version: int) -> bytes:
         return _FEATURES.pack(
@@ -1145,7 +1162,9 @@ class BundleAddMessage(_Bundle):
 
 
 __all__ = [
+    "EXPERIMENTER_PARSERS",
     "HEADER",
+    "VERSION_CODECS",
     "AsyncConfig",
     "BarrierReply",
     "BarrierRequest",

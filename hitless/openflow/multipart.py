@@ -246,6 +246,7 @@ class FlowStats:
     byte_count: int = 0
     match: Match = Match()
     instructions: tuple[Instruction, ...] = ()
+    idle_age: int | None = None  # seconds since last hit; NXST_FLOW only
 
     def encode(self, version: int) -> bytes:
         tail = self.match.encode() + encode_instructions(self.instructions)

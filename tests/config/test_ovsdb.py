@@ -105,7 +105,7 @@ def test_defaults_and_conversions() -> None:
 def test_protocols_default_and_dummy_type() -> None:
     read = config_from_rows(ovs(bridge("b", datapath_type="dummy")))
     assert read is not None
-    assert read.config.bridges["b"].protocols == ("OpenFlow13", "OpenFlow14")
+    assert read.config.bridges["b"].protocols == tuple(f"OpenFlow1{n}" for n in range(6))
     assert read.config.bridges["b"].datapath_type == "dummy"
 
 

@@ -291,7 +291,7 @@ def test_local_misuse_raises_local_errors() -> None:
     with pytest.raises(LocalProtocolError):
         conn.start()
     with pytest.raises(LocalProtocolError):
-        Connection(versions=(1,))
+        Connection(versions=(2,))  # OpenFlow 1.1: not spoken
     with pytest.raises(LocalProtocolError):
         FlowMod(importance=3).encode(OFP13_VERSION)
     assert isinstance(Negotiated(version=4), ConnectionEvent)

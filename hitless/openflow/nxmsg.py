@@ -1,0 +1,215 @@
+"""Nicira extension messages that mean the same in every OpenFlow version.
+
+Session controls a connection applies to its own ``NxSession`` (the pipeline never sees
+them): NXT_SET_FLOW_FORMAT, NXT_SET_PACKET_IN_FORMAT, NXT_FLOW_MOD_TABLE_ID,
+NXT_SET_CONTROLLER_ID. And the encoders of the asynchronous messages whose form a
+session chose with them: NXT_PACKET_IN, NXT_PACKET_IN2 and NXT_FLOW_REMOVED.
+Every Nicira message is an OFPT_VENDOR/OFPT_EXPERIMENTER (type 4 in every version)
+with vendor 0x2320 and a 32-bit subtype.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+from hitless.openflow._wire import Reader, pad8
+from hitless.openflow.constants import NX_EXPERIMENTER_ID, MsgType
+from hitless.openflow.match import Match
+from hitless.openflow.messages import (
+    EXPERIMENTER_PARSERS,
+    HEADER,
+    FlowRemoved,
+    Message,
+    PacketIn,
+)
+from hitless.openflow.nx import NxSession, NxType, encode_nxm, nx_header, padded
+
+__all__ = [
+    "NxControl",
+    "NxFlowModTableId",
+    "NxSetControllerId",
+    "NxSetFlowFormat",
+    "NxSetPacketInFormat",
+    "encode_nx_flow_removed",
+    "encode_nx_packet_in",
+]
+
+_U32 = struct.Struct("!I")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxControl(Message):
+    """A Nicira message that configures the session it arrives on."""
+
+    type: ClassVar[MsgType] = MsgType.EXPERIMENTER
+    min_version: ClassVar[int] = 0x01
+    subtype: ClassVar[NxType]
+
+    def _body(self, version: int) -> bytes:
+        return nx_header(self.subtype) + self._nx_body()
+
+    def _nx_body(self) -> bytes:
+        raise NotImplementedError
+
+    def apply(self, nx: NxSession) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        raise NotImplementedError
+
+
+def _register(cls: type[NxControl]) -> type[NxControl]:
+    EXPERIMENTER_PARSERS[(NX_EXPERIMENTER_ID, int(cls.subtype))] = cls._parse_nx
+    return cls
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxSetFlowFormat(NxControl):
+    """NXT_SET_FLOW_FORMAT: OpenFlow 1.0 flow matches as ofp10_match (0) or NXM (2)."""
+
+    subtype: ClassVar[NxType] = NxType.SET_FLOW_FORMAT
+    format: int
+
+    def _nx_body(self) -> bytes:
+        return _U32.pack(self.format)
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        (fmt,) = r.unpack(_U32, "set flow format")
+        r.expect_end("set flow format")
+        return cls(xid=xid, format=fmt)
+
+    def apply(self, nx: NxSession) -> None:
+        nx.set_flow_format(self.format)
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxSetPacketInFormat(NxControl):
+    """NXT_SET_PACKET_IN_FORMAT: standard (0), NXT_PACKET_IN (1), NXT_PACKET_IN2 (2)."""
+
+    subtype: ClassVar[NxType] = NxType.SET_PACKET_IN_FORMAT
+    format: int
+
+    def _nx_body(self) -> bytes:
+        return _U32.pack(self.format)
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        (fmt,) = r.unpack(_U32, "set packet-in format")
+        r.expect_end("set packet-in format")
+        return cls(xid=xid, format=fmt)
+
+    def apply(self, nx: NxSession) -> None:
+        nx.set_packet_in_format(self.format)
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxFlowModTableId(NxControl):
+    """NXT_FLOW_MOD_TABLE_ID: an OpenFlow 1.0 flow_mod carries its table in the high
+    byte of ``command``."""
+
+    subtype: ClassVar[NxType] = NxType.FLOW_MOD_TABLE_ID
+    enable: bool
+
+    def _nx_body(self) -> bytes:
+        return struct.pack("!B7x", int(self.enable))
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        (enable,) = r.unpack(struct.Struct("!B7x"), "flow mod table id")
+        r.expect_end("flow mod table id")
+        return cls(xid=xid, enable=bool(enable))
+
+    def apply(self, nx: NxSession) -> None:
+        nx.flow_mod_table_id = self.enable
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxSetControllerId(NxControl):
+    """NXT_SET_CONTROLLER_ID: the id the controller gives itself (in controller actions)."""
+
+    subtype: ClassVar[NxType] = NxType.SET_CONTROLLER_ID
+    controller_id: int
+
+    def _nx_body(self) -> bytes:
+        return struct.pack("!6xH", self.controller_id)
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        (cid,) = r.unpack(struct.Struct("!6xH"), "set controller id")
+        r.expect_end("set controller id")
+        return cls(xid=xid, controller_id=cid)
+
+    def apply(self, nx: NxSession) -> None:
+        nx.controller_id = self.controller_id
+
+
+# -- asynchronous messages in Nicira form ---------------------------------------------
+
+_NX_PACKET_IN = struct.Struct("!IHBBQH6x")
+_NX_FLOW_REMOVED = struct.Struct("!QHBBIIHHQQ")
+_PROP = struct.Struct("!HH")
+
+
+def _frame(version: int, xid: int, subtype: int, body: bytes) -> bytes:
+    data = nx_header(subtype) + body
+    return HEADER.pack(version, MsgType.EXPERIMENTER, HEADER.size + len(data), xid) + data
+
+
+def _prop(ptype: int, value: bytes, align8: bool = False) -> bytes:
+    """One property: type, length (without padding), value, padding to 8."""
+    if align8:  # 64-bit values start 8 bytes into the property
+        body = b"\0\0\0\0" + value
+    else:
+        body = value
+    return padded(_PROP.pack(ptype, 4 + len(body)) + body)
+
+
+def _pin_metadata(msg: PacketIn) -> Match:
+    return msg.match
+
+
+def encode_nx_packet_in(msg: PacketIn, fmt: int, version: int) -> bytes:
+    """``msg`` as NXT_PACKET_IN (``fmt`` 1) or NXT_PACKET_IN2 (``fmt`` 2)."""
+    nxm = encode_nxm(_pin_metadata(msg))
+    if fmt == 1:
+        body = (
+            _NX_PACKET_IN.pack(
+                msg.buffer_id, msg.total_len, msg.reason, msg.table_id, msg.cookie, len(nxm)
+            )
+            + nxm
+            + b"\0" * pad8(len(nxm))
+            + b"\0\0"
+            + msg.data
+        )
+        return _frame(version, msg.xid, NxType.PACKET_IN, body)
+    props = [
+        _prop(0, msg.data),  # NXPINT_PACKET
+        _prop(1, _U32.pack(msg.total_len)),  # NXPINT_FULL_LEN
+    ]
+    if msg.buffer_id != 0xFFFFFFFF:
+        props.append(_prop(2, _U32.pack(msg.buffer_id)))  # NXPINT_BUFFER_ID
+    props += [
+        _prop(3, bytes([msg.table_id])),  # NXPINT_TABLE_ID
+        _prop(4, struct.pack("!Q", msg.cookie), align8=True),  # NXPINT_COOKIE
+        _prop(5, bytes([msg.reason])),  # NXPINT_REASON
+        _prop(6, nxm),  # NXPINT_METADATA
+    ]
+    return _frame(version, msg.xid, NxType.PACKET_IN2, b"".join(props))
+
+
+def encode_nx_flow_removed(msg: FlowRemoved, version: int) -> bytes:
+    """``msg`` as NXT_FLOW_REMOVED (an OpenFlow 1.0 session in the NXM flow format)."""
+    nxm = encode_nxm(msg.match)
+    body = _NX_FLOW_REMOVED.pack(
+        msg.cookie, msg.priority, msg.reason, msg.table_id, msg.duration_sec,
+        msg.duration_nsec, msg.idle_timeout, len(nxm), msg.packet_count, msg.byte_count,
+    ) + padded(nxm)  # fmt: skip
+    return _frame(version, msg.xid, NxType.FLOW_REMOVED, body)

@@ -1,0 +1,184 @@
+"""Real Open vSwitch next to hitless, for differential tests of ``ovs-ofctl``.
+
+``SwitchPair`` starts Debian's ``ovsdb-server`` + ``ovs-vswitchd`` (dummy datapath only:
+``--enable-dummy=override --disable-system``, so it touches no kernel datapath) and a
+hitless switch, each in its own fresh run directory, and gives both one bridge of the
+same name on the dummy datapath with the same datapath id. ``ofctl(args)`` runs the same
+stock ``ovs-ofctl`` command against each and returns both results; ``normalize`` strips
+what must differ between two switches (durations, ages, MAC addresses of the bridge's
+own port, the description strings). Processes are stopped by PID in ``close``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+BIN = Path(sys.executable).parent
+DPID = "00000000000000a1"
+
+
+@dataclass(frozen=True)
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    def text(self) -> str:
+        """What a user sees: stdout, then stderr, and the exit status."""
+        return f"{self.out}{self.err}rc={self.rc}\n"
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 30) -> Result:
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+def _check(cmd: list[str], env: dict[str, str] | None = None) -> str:
+    r = _run(cmd, env)
+    if r.rc:
+        raise RuntimeError(f"{' '.join(cmd)} exited {r.rc}: {r.out}{r.err}")
+    return r.out
+
+
+def _pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _stop(pid: int | None) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class _Ovs:
+    def __init__(self, bridge: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="hldo-", dir="/tmp"))
+        d = str(self.dir)
+        self.env = {**os.environ, "OVS_RUNDIR": d, "OVS_DBDIR": d, "OVS_LOGDIR": d,
+                    "OVS_SYSCONFDIR": d}  # fmt: skip
+        p = self.dir
+        _check(["ovsdb-tool", "create", str(p / "conf.db"), OVS_SCHEMA], self.env)
+        _check(["ovsdb-server", str(p / "conf.db"), f"--remote=punix:{p / 'db.sock'}",
+                f"--unixctl={p / 'ovsdb-server.ctl'}", f"--pidfile={p / 'ovsdb-server.pid'}",
+                f"--log-file={p / 'ovsdb-server.log'}", "--detach", "--no-chdir"], self.env)  # fmt: skip
+        _check(["ovs-vsctl", f"--db=unix:{p / 'db.sock'}", "--no-wait", "init"], self.env)
+        _check(["ovs-vswitchd", f"unix:{p / 'db.sock'}", f"--unixctl={p / 'ovs-vswitchd.ctl'}",
+                f"--pidfile={p / 'ovs-vswitchd.pid'}", f"--log-file={p / 'ovs-vswitchd.log'}",
+                "--enable-dummy=override", "--disable-system", "--detach", "--no-chdir"],
+               self.env)  # fmt: skip
+
+    def close(self) -> None:
+        _stop(_pid(self.dir / "ovs-vswitchd.pid"))
+        _stop(_pid(self.dir / "ovsdb-server.pid"))
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class _Hitless:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="hldh-", dir="/tmp"))
+        self.env = {**os.environ, "OVS_RUNDIR": str(self.dir)}
+        _check([str(BIN / "hitless"), "start", "--rundir", str(self.dir)])
+
+    def close(self) -> None:
+        _run([str(BIN / "hitless"), "stop", "--rundir", str(self.dir)])
+        _stop(_pid(self.dir / "hitless-vswitchd.pid"))
+        _stop(_pid(self.dir / "ovsdb-server.pid"))
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SwitchPair:
+    """Real Open vSwitch and hitless, one dummy bridge ``bridge`` each."""
+
+    def __init__(self, bridge: str) -> None:
+        self.bridge = bridge
+        self.ovs: _Ovs | None = None
+        self.hl: _Hitless | None = None
+        try:
+            self.ovs = _Ovs(bridge)
+            self.hl = _Hitless()
+            for sw in (self.ovs, self.hl):
+                _check(["ovs-vsctl", f"--db=unix:{sw.dir / 'db.sock'}", "--timeout=30",
+                        "add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=dummy",
+                        f"other_config:datapath-id={DPID}"], sw.env)  # fmt: skip
+                _wait_for(sw.dir / f"{bridge}.mgmt")
+        except BaseException:
+            self.close()
+            raise
+
+    def ofctl(self, *args: str, stdin: str | None = None) -> tuple[Result, Result]:
+        """The same ``ovs-ofctl`` command against Open vSwitch and against hitless;
+        ``{br}`` in an argument is the bridge."""
+        out = []
+        for sw in (self.ovs, self.hl):
+            assert sw is not None
+            argv = ["ovs-ofctl", *(a.replace("{br}", self.bridge) for a in args)]
+            p = subprocess.run(argv, capture_output=True, text=True, env=sw.env, timeout=30,
+                               input=stdin)  # fmt: skip
+            out.append(Result(p.returncode, p.stdout, p.stderr))
+        return out[0], out[1]
+
+    def close(self) -> None:
+        for sw in (self.hl, self.ovs):
+            if sw is not None:
+                sw.close()
+
+
+def _wait_for(path: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear")
+        time.sleep(0.02)
+
+
+_SUBS = [
+    (re.compile(r"duration=[0-9.]+s"), "duration=*"),
+    (re.compile(r"duration=[0-9.]+(?=[,\s])"), "duration=*"),
+    (re.compile(r"idle_age=\d+, "), ""),
+    (re.compile(r"hard_age=\d+, "), ""),
+    (re.compile(r"addr:[0-9a-f:]{17}"), "addr:*"),
+    (re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z\|\d+\|"), ""),
+    (re.compile(r"^(Manufacturer|Hardware|Software|DP Description): .*$"), r"\1: *"),
+]
+
+
+def normalize(text: str, sort: bool = False) -> str:
+    """``text`` without what must differ between two switches; with ``sort``, the lines
+    of flow entries sorted (the two switches list flows in their own internal order)."""
+    lines = []
+    for line in text.splitlines():
+        for rx, repl in _SUBS:
+            line = rx.sub(repl, line)
+        lines.append(line)
+    if sort:
+        head = [ln for ln in lines if not ln.startswith(" cookie=")]
+        flows = sorted(ln for ln in lines if ln.startswith(" cookie="))
+        lines = head + flows
+    return "\n".join(lines) + "\n"
