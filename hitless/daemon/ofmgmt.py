@@ -246,6 +246,7 @@ class OfManager:
                     "controller": c.connector.target if c.connector is not None else None,
                     "origin": c.origin,
                     "bundles": bundles,
+                    "closed_bundles": sorted(c.session.closed_bundles),
                 }
             )
         record = {
@@ -271,6 +272,7 @@ class OfManager:
                     miss_send_len=ic.miss_send_len,
                     bundles={bid: msgs for bid, (_, msgs) in ic.bundles.items()},
                     bundle_flags={bid: flags for bid, (flags, _) in ic.bundles.items()},
+                    closed_bundles=set(ic.closed_bundles),
                 ),
                 bytearray(ic.wbuf),
                 ic.closing,
@@ -528,6 +530,7 @@ class InheritedClient:
     controller: str | None
     origin: str | None
     bundles: dict[int, tuple[int, list[Message]]]
+    closed_bundles: tuple[int, ...] = ()
 
 
 @dataclass(eq=False)
@@ -588,6 +591,7 @@ def parse_sessions(record: dict[str, Any], fds: list[int], now: float) -> Inheri
                     None if controller is None else str(controller),
                     None if c.get("origin") is None else str(c["origin"]),
                     bundles,
+                    tuple(int(b) for b in c.get("closed_bundles", ())),
                 )
             )
         return InheritedSessions(

@@ -25,6 +25,7 @@ from hitless.openflow.connection import Connection
 from hitless.openflow.constants import (
     OFP10_VERSION,
     OFP13_VERSION,
+    OFP14_VERSION,
     ActionType,
     BadRequestCode,
     BundleCtrlType,
@@ -132,6 +133,7 @@ __all__ = ["BundleMessageFailed", "OfHandler", "OfSession"]
 T = TypeVar("T")
 
 OFPP_LOCAL_DP = 0xFFFE
+OFPC14_BUNDLES = 1 << 9  # 1.4 capability bit (openflow-1.4 ofp_capabilities)
 UNKNOWN = 2**64 - 1  # a counter the switch does not keep (§7.3.5.6: all ones)
 _MODIFY = (FlowModCommand.MODIFY, FlowModCommand.MODIFY_STRICT)
 CHUNK = 40  # entries per multipart reply message (keeps each well under 64 kB)
@@ -148,6 +150,7 @@ class OfSession:
     miss_send_len: int | None = None  # SET_CONFIG's, per connection; None: the default
     bundles: dict[int, list[Message]] = field(default_factory=dict)
     bundle_flags: dict[int, int] = field(default_factory=dict)
+    closed_bundles: set[int] = field(default_factory=set)  # CLOSE_REQUEST seen
 
 
 def of_port(dp_port: int) -> int:
@@ -280,7 +283,10 @@ class OfHandler:
                 | Capabilities.TABLE_STATS
                 | Capabilities.PORT_STATS
                 | Capabilities.GROUP_STATS
+                | Capabilities.QUEUE_STATS
             )
+            if conn.version is not None and conn.version >= OFP14_VERSION:
+                caps |= OFPC14_BUNDLES  # as Open vSwitch (no flow monitoring here yet)
             ports = tuple(self.port_descs()) if conn.version == OFP10_VERSION else ()
             return [
                 FeaturesReply(
@@ -405,7 +411,9 @@ class OfHandler:
                     other.role = ControllerRole.SLAVE
         if role != ControllerRole.NOCHANGE:
             conn.role = role
-        return RoleReply(xid=msg.xid, role=conn.role, generation_id=conn.generation_id or 0)
+        # No generation id yet: all ones, which ovs-ofctl does not print (as Open vSwitch).
+        gen = conn.generation_id if conn.generation_id is not None else 2**64 - 1
+        return RoleReply(xid=msg.xid, role=conn.role, generation_id=gen)
 
     # -- bundles --
     def _bundle_control(
@@ -419,31 +427,47 @@ class OfHandler:
         bid, ctrl = msg.bundle_id, msg.ctrl_type
 
         def reply(t: int) -> list[Message]:
-            return [BundleControl(xid=msg.xid, bundle_id=bid, ctrl_type=t, flags=msg.flags)]
+            # Open vSwitch answers with flags 0 whatever the request carried.
+            return [BundleControl(xid=msg.xid, bundle_id=bid, ctrl_type=t)]
 
         def fail(text: str, code: BundleFailedCode) -> RemoteProtocolError:
             return RemoteProtocolError(text, ErrorType.BUNDLE_FAILED, code)
 
+        def drop(text: str, code: BundleFailedCode) -> RemoteProtocolError:
+            """A misused bundle is discarded, as Open vSwitch does, with the error."""
+            session.bundles.pop(bid, None)
+            session.bundle_flags.pop(bid, None)
+            session.closed_bundles.discard(bid)
+            return fail(text, code)
+
         if ctrl == BundleCtrlType.OPEN_REQUEST:
             if bid in session.bundles:
-                raise fail(f"bundle {bid} is already open", BundleFailedCode.BUNDLE_EXIST)
+                raise drop(f"bundle {bid} is already open", BundleFailedCode.BAD_ID)
             session.bundles[bid] = []
             session.bundle_flags[bid] = msg.flags
             return reply(BundleCtrlType.OPEN_REPLY)
         if ctrl == BundleCtrlType.CLOSE_REQUEST:
             if bid not in session.bundles:
                 raise fail(f"no bundle {bid}", BundleFailedCode.BAD_ID)
+            if bid in session.closed_bundles:
+                raise drop(f"bundle {bid} is closed", BundleFailedCode.BUNDLE_CLOSED)
+            if session.bundle_flags.get(bid, 0) != msg.flags:
+                raise drop(f"bundle {bid} was opened with other flags", BundleFailedCode.BAD_FLAGS)
+            session.closed_bundles.add(bid)
             return reply(BundleCtrlType.CLOSE_REPLY)
         if ctrl == BundleCtrlType.DISCARD_REQUEST:
-            if session.bundles.pop(bid, None) is None:
+            if bid not in session.bundles:
                 raise fail(f"no bundle {bid}", BundleFailedCode.BAD_ID)
-            session.bundle_flags.pop(bid, None)
+            drop("", BundleFailedCode.UNKNOWN)
             return reply(BundleCtrlType.DISCARD_REPLY)
         if ctrl == BundleCtrlType.COMMIT_REQUEST:
-            msgs = session.bundles.pop(bid, None)
-            session.bundle_flags.pop(bid, None)
-            if msgs is None:
+            if bid not in session.bundles:
                 raise fail(f"no bundle {bid}", BundleFailedCode.BAD_ID)
+            flags = session.bundle_flags.get(bid, 0)
+            msgs = session.bundles[bid]
+            drop("", BundleFailedCode.UNKNOWN)
+            if flags != msg.flags:
+                raise fail(f"bundle {bid} was opened with other flags", BundleFailedCode.BAD_FLAGS)
             snap = self.bridge.of_transaction()
             for m in msgs:
                 try:
@@ -462,8 +486,20 @@ class OfHandler:
                 ErrorType.BUNDLE_FAILED,
                 BundleFailedCode.MSG_UNSUP,
             )
-        session.bundles.setdefault(msg.bundle_id, []).append(inner)
-        session.bundle_flags.setdefault(msg.bundle_id, msg.flags)
+        bid = msg.bundle_id
+        if bid in session.bundles:
+            problem = None
+            if bid in session.closed_bundles:
+                problem = (f"bundle {bid} is closed", BundleFailedCode.BUNDLE_CLOSED)
+            elif session.bundle_flags.get(bid, 0) != msg.flags:
+                problem = (f"bundle {bid} was opened with other flags", BundleFailedCode.BAD_FLAGS)
+            if problem is not None:
+                session.bundles.pop(bid, None)
+                session.bundle_flags.pop(bid, None)
+                session.closed_bundles.discard(bid)
+                raise RemoteProtocolError(problem[0], ErrorType.BUNDLE_FAILED, problem[1])
+        session.bundles.setdefault(bid, []).append(inner)
+        session.bundle_flags.setdefault(bid, msg.flags)
         return []
 
     # -- statistics --
@@ -683,8 +719,9 @@ class OfHandler:
                     name=p.name[:15],
                     config=cfg,
                     state=state,
-                    curr_speed=10_000_000,
-                    max_speed=10_000_000,
+                    # internal and patch ports have no link speed (Open vSwitch: 0)
+                    curr_speed=0 if p.type in ("internal", "patch") else 10_000_000,
+                    max_speed=0 if p.type in ("internal", "patch") else 10_000_000,
                 )
             )
         return out

@@ -60,12 +60,12 @@ from hitless.openflow.nxmsg import NxControl, encode_nx_packet_in
 DEFAULT_VERSIONS = (OFP13_VERSION, OFP14_VERSION)
 DEFAULT_PROBE_INTERVAL = 5.0  # seconds of silence before an echo probe (as Open vSwitch)
 
-# Default asynchronous configuration (§7.3.10; values as Open vSwitch uses for 1.3):
-# master/equal get packet-ins for no-match, action and invalid TTL, all port status and
+# Default asynchronous configuration (§7.3.10; values as Open vSwitch uses): master/equal
+# get packet-ins for no-match and action (not invalid TTL), all port status and
 # flow-removed reasons; slaves get port status only.
 DEFAULT_ASYNC = AsyncConfig.of(
     {
-        AsyncConfigProp.PACKET_IN_MASTER: 0x7,
+        AsyncConfigProp.PACKET_IN_MASTER: 0x3,
         AsyncConfigProp.PACKET_IN_SLAVE: 0x0,
         AsyncConfigProp.PORT_STATUS_MASTER: 0x7,
         AsyncConfigProp.PORT_STATUS_SLAVE: 0x7,

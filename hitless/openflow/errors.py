@@ -14,6 +14,8 @@ import struct
 from hitless.openflow.constants import OFP13_VERSION, MsgType
 
 ERROR_DATA_LEN = 64  # §7.4.4: "at least 64 bytes of the failed request"
+BUNDLE_FAILED = 17  # OFPET_BUNDLE_FAILED (1.4)
+ONF_EXPERIMENTER = 0x4F4E4600
 
 
 class OpenFlowError(Exception):
@@ -46,6 +48,13 @@ class RemoteProtocolError(OpenFlowError):
     def reply(self, version: int = OFP13_VERSION) -> bytes:
         """The OFPT_ERROR message (§7.4.4) to send back for this error (in OpenFlow 1.0,
         with the type and code Open vSwitch uses for it there)."""
+        if version == 4 and self.type == BUNDLE_FAILED:
+            # 1.3 has bundles only as the ONF extension: its errors are ONF experimenter
+            # errors, code 2300 + the 1.4 code (what Open vSwitch sends and ovs-ofctl reads).
+            length = 16 + len(self.data)
+            head = struct.pack("!BBHIHHI", version, MsgType.ERROR, length, self.xid, 0xFFFF,
+                               2300 + self.code, ONF_EXPERIMENTER)  # fmt: skip
+            return head + self.data
         length = 12 + len(self.data)
         etype, code = (self.type, self.code) if version > 1 else error_code10(self.type, self.code)
         return (

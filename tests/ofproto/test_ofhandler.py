@@ -171,3 +171,58 @@ def test_port_mod_no_fwd_and_port_down_change_forwarding() -> None:
     assert sorted(r.send("p1", frame(mac(2), mac(1)))) == ["br0", "p2"]
     with pytest.raises(RemoteProtocolError):
         h.handle(conn, sess, PortMod(port_no=p2, hw_addr=bytes(6), config=1, mask=1), 3.0)
+
+
+def _bundle(h: OfHandler, conn: Connection, sess: OfSession, bid: int, t: int, flags: int = 0):
+    return h.handle(conn, sess, BundleControl(bundle_id=bid, ctrl_type=t, flags=flags), 0.0)
+
+
+def test_bundle_replies_and_errors_as_open_vswitch() -> None:
+    """Replies carry flags 0; a double open is BAD_ID and discards the bundle; a closed
+    bundle refuses more messages (BUNDLE_CLOSED); other flags at close or commit are
+    BAD_FLAGS (Open vSwitch ofproto/bundles.c behaviour, seen with ovs-ofctl)."""
+    from hitless.openflow.constants import BundleFailedCode, BundleFlags
+
+    r, h, conn, sess = setup()
+    atomic = int(BundleFlags.ATOMIC)
+    (rep,) = _bundle(h, conn, sess, 1, BundleCtrlType.OPEN_REQUEST, atomic)
+    assert rep.flags == 0  # type: ignore[attr-defined]
+    with pytest.raises(RemoteProtocolError) as e:
+        _bundle(h, conn, sess, 1, BundleCtrlType.OPEN_REQUEST, atomic)
+    assert e.value.code == BundleFailedCode.BAD_ID
+    assert 1 not in sess.bundles  # discarded: a fresh open works
+    _bundle(h, conn, sess, 1, BundleCtrlType.OPEN_REQUEST, atomic)
+    with pytest.raises(RemoteProtocolError) as e:
+        _bundle(h, conn, sess, 1, BundleCtrlType.CLOSE_REQUEST, 0)
+    assert e.value.code == BundleFailedCode.BAD_FLAGS and 1 not in sess.bundles
+    _bundle(h, conn, sess, 2, BundleCtrlType.OPEN_REQUEST)
+    _bundle(h, conn, sess, 2, BundleCtrlType.CLOSE_REQUEST)
+    fm = FlowMod(priority=9, instructions=(ApplyActions((Output(1),)),))
+    with pytest.raises(RemoteProtocolError) as e:
+        h.handle(conn, sess, BundleAddMessage(bundle_id=2, message=fm), 0.0)
+    assert e.value.code == BundleFailedCode.BUNDLE_CLOSED
+    _bundle(h, conn, sess, 3, BundleCtrlType.OPEN_REQUEST)
+    with pytest.raises(RemoteProtocolError) as e:
+        _bundle(h, conn, sess, 3, BundleCtrlType.COMMIT_REQUEST, atomic)
+    assert e.value.code == BundleFailedCode.BAD_FLAGS
+    assert 9 not in rules(r)
+
+
+def test_bundle_errors_in_1_3_are_onf_experimenter_errors() -> None:
+    import struct
+
+    from hitless.openflow.constants import BundleFailedCode, ErrorType
+
+    err = RemoteProtocolError("x", ErrorType.BUNDLE_FAILED, BundleFailedCode.MSG_FAILED, xid=4)
+    raw = err.reply(4)
+    assert struct.unpack_from("!HHI", raw, 8) == (0xFFFF, 2313, 0x4F4E4600)
+    assert struct.unpack_from("!HH", err.reply(5), 8) == (17, 13)
+
+
+def test_equal_role_has_no_generation_id_and_default_async_skips_invalid_ttl() -> None:
+    from hitless.openflow.constants import AsyncConfigProp
+
+    _, h, c, s = setup()
+    (rep,) = h.handle(c, s, RoleRequest(role=ControllerRole.EQUAL), 0, [c])
+    assert isinstance(rep, RoleReply) and rep.generation_id == 2**64 - 1
+    assert c.async_config.get(AsyncConfigProp.PACKET_IN_MASTER) == 0b011

@@ -164,6 +164,7 @@ _SUBS = [
     (re.compile(r"idle_age=\d+, "), ""),
     (re.compile(r"hard_age=\d+, "), ""),
     (re.compile(r"addr:[0-9a-f:]{17}"), "addr:*"),
+    (re.compile(r"/tmp/hld[oh]-[^/]+/"), "DIR/"),
     (re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z\|\d+\|"), ""),
     (re.compile(r"^(Manufacturer|Hardware|Software|DP Description): .*$"), r"\1: *"),
 ]
