@@ -330,14 +330,40 @@ def _oxm_to_tci(vid: Oxm | None, pcp: Oxm | None) -> tuple[int, int]:
     return tci, mask
 
 
-def parse_nxm(r: Reader, match_len: int) -> Match:
-    """An nx_match of ``match_len`` bytes and its padding to 8 from ``r``."""
+NXM_NX_COOKIE = (NXM_NX, 30)  # only in NXT_FLOW_MOD / NXST_* matches: the cookie selection
+
+
+def parse_nxm(r: Reader, match_len: int, cookie: list[int] | None = None) -> Match:
+    """An nx_match of ``match_len`` bytes and its padding to 8 from ``r``. With
+    ``cookie`` (a list to fill with value and mask), an NXM_NX_COOKIE TLV is the flow
+    selection's cookie, as in NXT_FLOW_MOD and NXST_FLOW (elsewhere the same header is
+    NXM_NX_MPLS_TTL, as in Open vSwitch)."""
     body = r.sub(match_len, "nx_match", (ErrorType.BAD_MATCH, BadMatchCode.BAD_LEN))
     r.take(min(pad8(match_len), r.remaining()), "nx_match padding")
+    raw = body.rest()
+    if cookie is not None:
+        raw = _take_cookie(raw, cookie)
     out: list[Oxm] = []
-    for oxm in parse_oxm_list(body):
+    for oxm in parse_oxm_list(Reader(raw, 0, len(raw), body.error)):
         out.extend(_from_nxm(oxm))
     return Match(tuple(out))
+
+
+def _take_cookie(raw: bytes, cookie: list[int]) -> bytes:
+    """``raw`` TLVs without NXM_NX_COOKIE(_W), whose value and mask go to ``cookie``."""
+    kept = []
+    pos = 0
+    while pos + 4 <= len(raw):
+        (hdr,) = struct.unpack_from("!I", raw, pos)
+        end = pos + 4 + (hdr & 0xFF)
+        if (hdr >> 16, (hdr >> 9) & 0x7F) == NXM_NX_COOKIE and end <= len(raw):
+            value = int.from_bytes(raw[pos + 4 : pos + 12], "big")
+            mask = int.from_bytes(raw[pos + 12 : end], "big") if hdr & 0x100 else 2**64 - 1
+            cookie[:] = [value & mask, mask]
+        else:
+            kept.append(raw[pos:end])
+        pos = end
+    return b"".join(kept) + raw[pos:]
 
 
 def encode_nxm(match: Match) -> bytes:

@@ -25,7 +25,6 @@ from hitless.openflow.actions import (
     Action,
     ApplyActions,
     DecNwTtl,
-    ExperimenterAction,
     GotoTable,
     GroupAction,
     Instruction,
@@ -34,11 +33,13 @@ from hitless.openflow.actions import (
     SetField,
     SetQueue,
     WriteMetadata,
+    parse_action,
 )
 from hitless.openflow.constants import (
     MAX_PORT_NAME_LEN,
     NX_EXPERIMENTER_ID,
     OFP10_VERSION,
+    ActionType,
     BadActionCode,
     BadRequestCode,
     ErrorType,
@@ -110,6 +111,7 @@ from hitless.openflow.nx import (
     port_from16,
     port_to16,
 )
+from hitless.openflow.nx_actions import Resubmit
 from hitless.openflow.nxmsg import NxControl, encode_nx_flow_removed, encode_nx_packet_in
 
 __all__ = ["OFP10_VERSION", "decode", "encode", "encode_error", "match_from10", "match_to10"]
@@ -346,6 +348,7 @@ def parse_actions10(r: Reader, proto: int | None = None) -> tuple[Action, ...]:
     which says which transport port mod_tp_src/mod_tp_dst set."""
     out: list[Action] = []
     while r.remaining():
+        start = r.pos
         atype, length = r.unpack(_TL, "action header")
         if length < 8 or length % 8:
             raise _bad_action(f"action length {length}", BadActionCode.BAD_LEN)
@@ -382,8 +385,9 @@ def parse_actions10(r: Reader, proto: int | None = None) -> tuple[Action, ...]:
             port, queue = b.unpack(struct.Struct("!H6xI"))
             out += [SetQueue(queue), Output(port_from16(port))]
         elif atype == AT10.VENDOR:
-            (vendor,) = b.unpack(struct.Struct("!I"), "vendor action")
-            out.append(ExperimenterAction(vendor, b.rest()))
+            # Vendor actions have the same form in every version: the common codec's
+            # (Nicira's become typed values there).
+            out.append(parse_action(Reader(r.buf, start, start + length, r.error)))
         else:
             raise _bad_action(f"unknown OpenFlow 1.0 action type {atype}")
     return tuple(out)
@@ -442,7 +446,7 @@ def encode_actions10(actions: tuple[Action, ...] | list[Action]) -> bytes:
             out.append(_nx_action(NXAST_DEC_TTL, b""))
         elif isinstance(a, GroupAction):
             out.append(_nx_action(NXAST_GROUP, struct.pack("!2xI", a.group_id)))
-        elif isinstance(a, ExperimenterAction):
+        elif a.type == ActionType.EXPERIMENTER:  # Nicira's and others: the same in 1.0
             out.append(a.encode())
     return b"".join(out)
 
@@ -475,12 +479,9 @@ def _instructions(actions: tuple[Action, ...], table_id: int = 0xFF) -> tuple[In
 
 
 def _goto_of(a: Action) -> int | None:
-    if not isinstance(a, ExperimenterAction) or a.experimenter != NX_EXPERIMENTER_ID:
-        return None
-    if len(a.data) != 8:
-        return None
-    subtype, in_port, table = struct.unpack_from("!HHB", a.data)
-    return table if subtype == NXAST_RESUBMIT_TABLE and in_port == 0xFFF8 else None
+    if isinstance(a, Resubmit) and a.form == NXAST_RESUBMIT_TABLE and a.in_port == 0xFFF8:
+        return a.table
+    return None
 
 
 def _proto_of(match: Match) -> int | None:
@@ -587,7 +588,9 @@ def _nx_flow_mod(r: Reader, xid: int, nx: NxSession) -> FlowMod:
     cmd, table = _command(raw_cmd, nx)
     # NXT_FLOW_MOD's cookie is the new cookie; a cookie selection (MODIFY, DELETE) comes
     # as the NXM_NX_COOKIE match field.
-    match, (sel_cookie, sel_mask) = _cookie_fields(parse_nxm(r, mlen))
+    sel: list[int] = [0, 0]
+    match = parse_nxm(r, mlen, sel)
+    sel_cookie, sel_mask = sel
     actions = parse_actions10(r, _proto_of(match))
     if sel_mask and cmd != FlowModCommand.ADD:
         cookie = sel_cookie
@@ -597,20 +600,6 @@ def _nx_flow_mod(r: Reader, xid: int, nx: NxSession) -> FlowMod:
         buffer_id=buf, out_port=port_from16(out_port), flags=_flags_from10(flags, cmd),
         match=match, instructions=_instructions(actions, table),
     )  # fmt: skip
-
-
-_NXM_NX_COOKIE = 30
-
-
-def _cookie_fields(match: Match) -> tuple[Match, tuple[int, int]]:
-    """``match`` without NXM_NX_COOKIE, and that field's (value, mask) (mask 0: none)."""
-    rest, cookie = [], (0, 0)
-    for o in match.fields:
-        if o.oxm_class == 1 and o.field == _NXM_NX_COOKIE:
-            cookie = (o.value, 0xFFFFFFFFFFFFFFFF if o.mask is None else o.mask)
-        else:
-            rest.append(o)
-    return Match(tuple(rest)), cookie
 
 
 def _stats_request(r: Reader, xid: int, flags: int, st: int, nx: NxSession) -> Message:
@@ -639,7 +628,9 @@ def _stats_request(r: Reader, xid: int, flags: int, st: int, nx: NxSession) -> M
             raise _bad_request(f"vendor {vendor:#x}", BadRequestCode.BAD_EXPERIMENTER)
         if subtype in (NxStatsType.FLOW, NxStatsType.AGGREGATE):
             out_port, mlen, table = r.unpack(_NX_FLOW_STATS_REQ, "nx flow stats request")
-            match, (cookie, cmask) = _cookie_fields(parse_nxm(r, mlen))
+            sel: list[int] = [0, 0]
+            match = parse_nxm(r, mlen, sel)
+            cookie, cmask = sel
             nx.nx_xids.add(xid)
             ncls = FlowStatsRequest if subtype == NxStatsType.FLOW else AggregateStatsRequest
             return ncls(
