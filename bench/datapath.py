@@ -520,6 +520,55 @@ def measure_burst(pair: Pair, flows: int, kind: str, salt: int) -> tuple[int, fl
     return last - before, seconds
 
 
+def program_cost(topo: Topology, repeat: int = 200_000) -> list[tuple[str, int]]:
+    """Nanoseconds per packet of the programs themselves (BPF_PROG_TEST_RUN on a
+    64-byte UDP frame, no device work): the bare redirect, and the ebpf datapath's hit
+    with its flow behind 1 and 4 masks (each mask searched costs a hash lookup)."""
+    from hitless.datapath.ebpf.provider import EbpfDatapath
+    from hitless.packet.flow import extract_key, make_key
+
+    pair = make_pair(topo, "p", 59)
+    ia = int(sh(["cat", f"/sys/class/net/{pair.a.switch_port}/ifindex"]).stdout)
+    ib = int(sh(["cat", f"/sys/class/net/{pair.b.switch_port}/ifindex"]).stdout)
+    frame = _frame(pair.b.mac, pair.a.mac, pair.b.addr)
+    out = []
+    obj = libbpf.BpfObject(str(object_path(REDIRECT_SOURCE)))
+    try:
+        prog, table = obj.prog_fd("hitless_redirect"), libbpf.Map(obj.map_fd("hl_redirect"))
+    finally:
+        obj.close()
+    table.update(ia.to_bytes(4, "little"), ib.to_bytes(4, "little"))
+    out.append(
+        ("tc redirect", min(libbpf.prog_test_run(prog, frame, ia, repeat)[1] for _ in range(3)))
+    )
+    os.close(prog)
+    table.close()
+    dp = EbpfDatapath(f"bp{unique_suffix()}")
+    try:
+        pa, pb = dp.port_add(pair.a.switch_port), dp.port_add(pair.b.switch_port)
+        hit = Match.of(
+            extract_key(frame, pa), full_mask("in_port", "eth_src", "eth_dst", "vlan_tci")
+        )
+        dp.flow_put(hit, (Output(pb),))
+        for masks in (1, 4):
+            while dp.stats()["masks"] < masks:  # masks searched before the hit's
+                n = dp.stats()["masks"]
+                dp.flow_del(hit)
+                dp.flow_put(
+                    Match.of(
+                        make_key(in_port=99, ip_ttl=n),
+                        full_mask("in_port", *["ip_ttl", "ip_tos", "tp_src"][:n]),
+                    ),
+                    (Output(pb),),
+                )
+                dp.flow_put(hit, (Output(pb),))
+            ns = min(libbpf.prog_test_run(dp.prog_fd, frame, ia, repeat)[1] for _ in range(3))
+            out.append((f"ebpf hit, {masks} mask{'s' if masks > 1 else ''}", ns))
+    finally:
+        dp.close()
+    return out
+
+
 def warm_up(pair: Pair) -> None:
     for _ in range(20):
         if pair.a.ping(pair.b.addr, count=1, timeout=1):
@@ -585,12 +634,22 @@ def main() -> None:
         action="append",
         help="measure only these figures (repeatable; default: all)",
     )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="only measure the BPF programs' own cost per packet (BPF_PROG_TEST_RUN)",
+    )
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/datapath.py needs root (network namespaces)")
     sh(["iperf3", "--version"])
 
+    if args.profile:
+        with Topology("hp") as topo:
+            for label, ns in program_cost(topo):
+                print(f"{label:24} {ns:5d} ns/packet")
+        return
     only = set(args.only or ("pps", "tcp", "rtt", "burst"))
     metrics = ("pps", "sent_pps", "us_per_pkt", "tcp", "rtt", "burst_l4", "burst_mac")
     names = [n.strip() for n in args.switches.split(",") if n.strip()]
@@ -647,7 +706,13 @@ def main() -> None:
                 for name, pair in pairs.items():
                     if "burst" not in only:
                         break
-                    warm_up(pair)
+                    try:
+                        warm_up(pair)
+                    except RuntimeError as e:
+                        alive = not pids[name] or os.path.exists(f"/proc/{pids[name]}")
+                        why = "" if alive else f"; its process {pids[name]} has exited"
+                        print(f"run {run + 1} {name:8} burst {kind}: no result ({e}{why})")
+                        continue
                     got, secs = measure_burst(pair, args.flows, kind, run)
                     results[name][f"burst_{kind}"].append(got)
                     print(

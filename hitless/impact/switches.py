@@ -150,6 +150,7 @@ class _Base:
     kind = ""
     rundir: Path
     netns: str | None = None
+    datapath_type = "netdev"  # hitless may run "ebpf" (hitless impact --datapath)
     # seconds allowed for commands that carry the OpenFlow rules (handoff, restore):
     # raised by the harness when it loads many
     rules_timeout: float = TIMEOUT
@@ -189,7 +190,8 @@ class _Base:
         return n
 
     def add_bridge(self, ports: Sequence[str], mac_table_size: int = 8192) -> None:
-        """A netdev bridge in standalone mode with ``ports``."""
+        """A bridge (``datapath_type``, netdev unless told) in standalone mode with
+        ``ports``."""
         cmd = [
             "add-br",
             BRIDGE,
@@ -197,7 +199,7 @@ class _Base:
             "set",
             "bridge",
             BRIDGE,
-            "datapath_type=netdev",
+            f"datapath_type={self.datapath_type}",
             f"other_config:mac-table-size={mac_table_size}",
         ]
         for p in ports:

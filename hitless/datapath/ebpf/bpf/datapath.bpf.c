@@ -666,7 +666,7 @@ int hitless_port_in(struct __sk_buff *skb)
 	if (s) {
 		s->packets += 1;
 		s->bytes += skb->len + (skb->vlan_present ? 4 : 0);
-		s->used_ns = bpf_ktime_get_ns();
+		s->used_ns = bpf_ktime_get_coarse_ns(); /* CLOCK_MONOTONIC_COARSE: a tick behind at most, 13 ns cheaper */
 		s->tcp_flags |= (__u16)k.b[K_TCP_FLAGS] << 8 | k.b[K_TCP_FLAGS + 1];
 	}
 	if (f->flags & FLOW_SLOWPATH) {
