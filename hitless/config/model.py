@@ -71,6 +71,18 @@ class ControllerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MirrorConfig:
+    """A Mirror row of a bridge (ports by Port name)."""
+
+    name: str
+    select_all: bool = False
+    select_src_port: frozenset[str] = frozenset()
+    select_dst_port: frozenset[str] = frozenset()
+    select_vlan: frozenset[int] = frozenset()  # empty: every VLAN
+    output_port: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FlowTableConfig:
     """A Flow_Table row attached to a table id by Bridge.flow_tables."""
 
@@ -89,6 +101,7 @@ class BridgeConfig:
     protocols: tuple[str, ...] = tuple(f"OpenFlow1{n}" for n in range(6))  # OVS default
     controllers: tuple[ControllerConfig, ...] = ()
     flow_tables: dict[int, FlowTableConfig] = field(default_factory=dict)
+    mirrors: tuple[MirrorConfig, ...] = ()
 
     @property
     def has_primary_controller(self) -> bool:

@@ -37,6 +37,7 @@ from hitless.config.model import (
     FlowTableConfig,
     InterfaceConfig,
     InterfaceStatus,
+    MirrorConfig,
     PortConfig,
     SwitchConfig,
 )
@@ -71,6 +72,16 @@ COLUMNS: dict[str, list[str]] = {
         "controller",
         "datapath_id",
         "flow_tables",
+        "mirrors",
+    ],
+    "Mirror": [
+        "name",
+        "select_all",
+        "select_src_port",
+        "select_dst_port",
+        "select_vlan",
+        "output_port",
+        "output_vlan",
     ],
     "Flow_Table": ["name", "flow_limit", "overflow_policy", "groups", "prefixes"],
     "Port": [
@@ -213,6 +224,18 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                 )
                 for tid, ft in dict(br.flow_tables).items()
             },
+            mirrors=tuple(
+                MirrorConfig(
+                    name=m.name,
+                    select_all=bool(m.select_all),
+                    select_src_port=frozenset(p.name for p in m.select_src_port),
+                    select_dst_port=frozenset(p.name for p in m.select_dst_port),
+                    select_vlan=frozenset(m.select_vlan),
+                    output_port=_opt(m.output_port).name if _opt(m.output_port) else None,
+                )
+                for m in sorted(br.mirrors, key=lambda r: r.name)
+                if _opt(m.output_port) is not None and not _opt(m.output_vlan)
+            ),
         )
     return ConfigRead(
         config=SwitchConfig(

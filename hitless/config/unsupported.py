@@ -45,7 +45,7 @@ COLUMNS: dict[str, list[str]] = {
         "ingress_policing_kpkts_burst",
     ],
     "Open_vSwitch": ["ssl"],
-    "Mirror": ["name"],
+    "Mirror": ["name", "output_port", "output_vlan"],
     "QoS": ["type"],
     "NetFlow": ["targets"],
     "sFlow": ["targets"],
@@ -75,8 +75,13 @@ def _set(value: Any) -> bool:
 
 def _bridge(br: Any) -> Iterable[Unsupported]:
     n = br.name
-    if _set(br.mirrors):
-        yield Unsupported("Bridge", n, "mirrors", f"port mirroring is {_NOT}")
+    for m in sorted(br.mirrors, key=lambda r: r.name):
+        if _set(m.output_vlan):
+            yield Unsupported(
+                "Bridge", n, "mirrors", f"mirror {m.name}: output_vlan (RSPAN) is {_NOT}"
+            )
+        elif not _set(m.output_port):
+            yield Unsupported("Bridge", n, "mirrors", f"mirror {m.name}: no output_port")
     for col, what in (("netflow", "NetFlow"), ("sflow", "sFlow"), ("ipfix", "IPFIX")):
         if _set(getattr(br, col)):
             yield Unsupported("Bridge", n, col, f"{what} export is {_NOT}: nothing is sent")

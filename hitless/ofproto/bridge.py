@@ -57,7 +57,7 @@ import hashlib
 import json
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, InterfaceStatus
@@ -72,6 +72,7 @@ from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
 from hitless.ofproto.xlate import (
     LACP_USERDATA,
+    MASK_VLAN,
     PortView,
     SwitchState,
     VlanConfig,
@@ -85,7 +86,7 @@ from hitless.openflow.constants import Port as OfPort
 from hitless.openflow.errors import RemoteProtocolError
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.messages import FlowMod, GroupMod, MeterMod, PacketOut
-from hitless.packet.flow import Match, extract_key, format_match
+from hitless.packet.flow import VLAN_PRESENT, Match, extract_key, format_match, mask_or
 
 __all__ = ["STATE_VERSION", "Bridge"]
 
@@ -112,6 +113,18 @@ class PacketInEvent:
     table_id: int
     cookie: int
     max_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Mirror:
+    """A Mirror row resolved to port numbers."""
+
+    name: str
+    all: bool
+    src: frozenset[int]
+    dst: frozenset[int]
+    vlans: frozenset[int]
+    out: int
 
 
 @dataclass(slots=True)
@@ -161,6 +174,8 @@ class Bridge:
         self._bonds_due = False  # an LACPDU arrived: run the bonds in this run()
         self.fail_open = False  # set by the daemon (see set_fail_open)
         self.link_resets: dict[str, int] = {}  # link state changes seen, by interface
+        self._mirrors: tuple[_Mirror, ...] = ()
+        self._mirror_vlans = False  # some mirror selects by VLAN: masks read vlan_tci
         self.link_seq = 0  # moves on every link change: the daemon writes status at once
 
     def _xlate(self, key: bytes) -> Xlate:
@@ -168,6 +183,70 @@ class Bridge:
             special = xlate_special(self.state, key)
             if special is not None:
                 return special
+        x = self._xlate_pipeline(key)
+        return self._mirror(key, x) if self._mirrors else x
+
+    def _mirror(self, key: bytes, x: Xlate) -> Xlate:
+        """Port mirroring (Bridge.mirrors): a packet received on a selected source port,
+        or sent to a selected destination port, in a selected VLAN, is also sent to the
+        mirror's output port as it was received (before any rewrite); never twice to a
+        port, never back to its input port."""
+        in_port = int.from_bytes(key[0:4], "big")
+        outs = [a.port for a in x.actions if isinstance(a, Output)]
+        tci = key[18] << 8 | key[19]
+        pv = self.state.ports.get(in_port)
+        vlan = pv.vlan.ingress_vlan(tci) if pv is not None else None
+        if vlan is None:
+            vlan = tci & 0xFFF if tci & VLAN_PRESENT else 0
+        add: list[int] = []
+        for m in self._mirrors:
+            if m.out == in_port or m.out in outs or m.out in add:
+                continue
+            if m.vlans and vlan not in m.vlans:
+                continue
+            if m.all or in_port in m.src or any(o in m.dst for o in outs):
+                add.append(m.out)
+        mask = mask_or(x.mask, MASK_VLAN) if self._mirror_vlans else x.mask
+        if not add:
+            return x if mask == x.mask else replace(x, mask=mask)
+        acts = tuple(Output(o) for o in add) + x.actions
+        return replace(x, actions=acts, mask=mask, out_ports=x.out_ports + tuple(add))
+
+    def _sync_mirrors(self, cfg: BridgeConfig) -> bool:
+        """Resolve the configured mirrors to port numbers; returns whether they changed.
+        A mirror's output port takes no part in switching (as Open vSwitch)."""
+        by_port: dict[str, list[int]] = {}
+        for pc in cfg.ports.values():
+            by_port[pc.name] = sorted(
+                self._ifaces[i.name].ofport for i in pc.interfaces if i.name in self._ifaces
+            )
+        mirrors = []
+        for mc in cfg.mirrors:
+            out = by_port.get(mc.output_port or "", [])
+            if not out:
+                continue
+
+            def ports(names: frozenset[str]) -> frozenset[int]:
+                return frozenset(n for p in names for n in by_port.get(p, []))
+
+            mirrors.append(
+                _Mirror(
+                    mc.name,
+                    mc.select_all,
+                    ports(mc.select_src_port),
+                    ports(mc.select_dst_port),
+                    mc.select_vlan,
+                    out[0],
+                )
+            )
+        new = tuple(mirrors)
+        if new == self._mirrors:
+            return False
+        self._mirrors = new
+        self._mirror_vlans = any(m.vlans for m in new)
+        return True
+
+    def _xlate_pipeline(self, key: bytes) -> Xlate:
         if self.fail_open:
             return xlate_normal(self.state, key)
         rule = self._normal_rule
@@ -288,6 +367,15 @@ class Bridge:
             changes.append((port_no, None, view))
 
         bonds_changed = self._sync_bonds(cfg, now)
+        if self._sync_mirrors(cfg):
+            full = True
+            for it in self._ifaces.values():
+                admin_up = self._admin_up(it.name)
+                link_up = self._link.get(it.ofport, True)
+                v = it.view
+                it.view = self._of_override(
+                    PortView(v.ofport, v.name, v.vlan, admin_up, admin_up and link_up)
+                )
         if changes or full or bonds_changed:
             self._publish_ports()
         if bonds_changed:
@@ -351,6 +439,9 @@ class Bridge:
 
     def _of_override(self, pv: PortView) -> PortView:
         """Apply OpenFlow port-mod bits: PORT_DOWN, NO_RECV (no input), NO_FWD (no output)."""
+        if any(m.out == pv.ofport for m in self._mirrors):
+            # A mirror's output port: nothing is switched to or from it.
+            return PortView(pv.ofport, pv.name, pv.vlan, False, False)
         cfg = self.of_port_config.get(pv.ofport, 0)
         if not cfg:
             return pv

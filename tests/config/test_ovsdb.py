@@ -59,6 +59,7 @@ def bridge(name: str, *ports: Row, datapath_type: str = "", **kw: object) -> Row
         protocols=kw.get("protocols", []),
         controller=kw.get("controller", []),
         flow_tables=kw.get("flow_tables", {}),
+        mirrors=kw.get("mirrors", []),
     )
 
 

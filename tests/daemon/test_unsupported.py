@@ -23,7 +23,7 @@ def test_unimplemented_settings_are_reported_in_status_and_logged_once(started: 
         "--", "set", "Interface", "p2", "ingress_policing_rate=1000",
     )  # fmt: skip
     status = sw.get("Bridge", "br0", "status")
-    for what in ("mirrors: port mirroring", "sflow: sFlow export", "stp_enable: STP"):
+    for what in ("mirrors: mirror m0: no output_port", "sflow: sFlow export", "stp_enable: STP"):
         assert what in status, status
     assert "qos: QoS" in sw.get("Port", "p1", "status")
     assert "ingress_policing_rate: ingress policing" in sw.get("Interface", "p2", "status")
