@@ -88,6 +88,4 @@ def lacp_show(req: Request) -> str:
 
 @command("lacp/show-stats", "[port]", 0, 1)
 def lacp_show_stats(req: Request) -> str:
-    return "".join(
-        lacp.show_stats() for lacp in _lacps(req, req.args[0] if req.args else None)
-    )
+    return "".join(lacp.show_stats() for lacp in _lacps(req, req.args[0] if req.args else None))

@@ -798,6 +798,9 @@ class Bridge:
     def commit_openflow(self) -> int:
         """Re-translate the megaflows that read a changed table or group; returns how
         many were examined. Runs in ``run()``; call it before a barrier reply."""
+        learned = self.of.take_learned()
+        if learned:
+            self._of_changed(learned, set())  # learn actions added or changed rules
         if not self._dirty_tables and not self._dirty_groups:
             return 0
         rv = self.revalidator

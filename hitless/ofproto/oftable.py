@@ -86,6 +86,8 @@ __all__ = [
     "Removed",
     "Rule",
     "Table",
+    "LearnCredit",
+    "LearnedFlow",
     "compile_match",
     "oxm_to_key",
 ]
@@ -469,6 +471,66 @@ class Table:
 _CONJ_ID = LOCS["conj_id"]
 
 
+def _deletes_learned(r: Rule) -> set[tuple[int, int]]:
+    return {
+        (a.table_id, a.cookie)
+        for a in r.actions()
+        if isinstance(a, nx.Learn) and a.flags & nx.LEARN_DELETE_LEARNED
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedFlow:
+    """The rule one ``learn`` action builds for one packet (``OfState.learn``)."""
+
+    table_id: int
+    priority: int
+    match: OfMatch
+    instructions: tuple[Instruction, ...]
+    cookie: int
+    idle_timeout: int
+    hard_timeout: int
+    flags: int
+    limit: int
+
+
+@dataclass(eq=False)
+class LearnCredit:
+    """A megaflow's packets re-run its learn actions: each credit with packets adds or
+    refreshes the learned rule (so its idle timeout follows the traffic), as Open
+    vSwitch's translation cache does."""
+
+    of: OfState
+    flow: LearnedFlow
+
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        if packets:
+            self.of.learn(self.flow, used)
+
+
+@dataclass(eq=False)
+class FinCredit:
+    """``fin_timeout``: a TCP FIN or RST through ``rule`` shortens its timeouts."""
+
+    of: OfState
+    rule: Rule
+    idle: int
+    hard: int
+
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        r = self.rule
+        if not packets or self.of.tables[r.table_id].rules.get(r.ident) is not r:
+            return
+        if self.idle and (not r.idle_timeout or self.idle < r.idle_timeout):
+            r.idle_timeout = self.idle
+            r.last_used = max(r.last_used, used)
+        if self.hard:
+            left = r.created + r.hard_timeout - used if r.hard_timeout else None
+            if left is None or self.hard < left:
+                r.hard_timeout = max(1, int(used - r.created + self.hard))
+        self.of.timed.add(r)
+
+
 def conjunctions_of(
     instructions: tuple[Instruction, ...],
 ) -> tuple[tuple[int, int, int], ...] | None:
@@ -653,6 +715,8 @@ WRITABLE = frozenset(
     | {"icmpv6_code", "nd_target", "nd_sll", "nd_tll"}
 )
 _NX_PLAIN = (
+    nx.Learn,
+    nx.FinTimeout,
     nx.Note,
     nx.Exit,
     nx.Conjunction,
@@ -684,6 +748,7 @@ class OfState:
         self.journal: set[tuple[int, tuple[int, int, int, int, int]]] | None = None
         self.credited: set[object] | None = None
         self.journal_overflow = False
+        self.learned: set[int] = set()  # tables a learn action changed (take_learned)
 
     # -- queries --
     def rules(self, table_id: int = 0xFF) -> Iterator[Rule]:
@@ -865,6 +930,18 @@ class OfState:
             readable(a.field)
         elif isinstance(a, nx.Clone):
             self.validate_actions(a.actions)
+        elif isinstance(a, nx.Learn):
+            if a.table_id >= N_TABLES:
+                raise bad(f"learn into table {a.table_id}")
+            for sp in a.specs:
+                if sp.src is not None:
+                    readable(sp.src)
+                if sp.dst is not None and sp.dst_type == 0 and sp.dst.ref.name not in LOCS:
+                    raise bad(f"learn: {sp.dst} cannot be matched")
+                if sp.dst is not None and sp.dst_type == 1:
+                    writable(sp.dst)
+            if a.result_dst is not None:
+                writable(a.result_dst)
         elif isinstance(a, nx.Controller2):
             if a.pause:
                 raise bad("controller(pause) is not supported yet", BadActionCode.BAD_EXP_TYPE)
@@ -947,14 +1024,88 @@ class OfState:
     def _remove(self, rules: list[Rule], reason: int) -> tuple[set[int], list[Removed]]:
         changed: set[int] = set()
         removed: list[Removed] = []
+        cookies: set[tuple[int, int]] = set()
         for r in rules:
-            self.tables[r.table_id].remove(r)
+            t = self.tables[r.table_id]
+            if t.rules.get(r.ident) is not r:
+                continue  # already gone (a learned rule deleted with its learner)
+            t.remove(r)
             self.n_rules -= 1
             self.timed.discard(r)
             changed.add(r.table_id)
             if r.flags & FlowModFlags.SEND_FLOW_REM:
                 removed.append(Removed(r, reason))
+            cookies |= _deletes_learned(r)
+        if cookies:
+            # learn(...,delete_learned): once the last learner of (table, cookie) is gone,
+            # the rules it learned go too (Open vSwitch's learned cookies)
+            still = {tc for t in self.tables for r in t for tc in _deletes_learned(r)}
+            dead = [
+                r
+                for table_id, cookie in cookies - still
+                for r in self.tables[table_id]
+                if r.cookie == cookie
+            ]
+            if dead:
+                c, rem = self._remove(dead, FlowRemovedReason.DELETE)
+                changed |= c
+                removed += rem
         return changed, removed
+
+    # -- learn --
+    def learn(self, lf: LearnedFlow, now: float) -> bool:
+        """Add or refresh a rule built by a ``learn`` action (as a modify-strict that adds
+        when nothing matches). False when its ``limit`` is reached or the match is not
+        valid (a missing prerequisite). The tables that changed wait in ``learned``."""
+        try:
+            rule = Rule(
+                lf.table_id,
+                lf.priority,
+                lf.match,
+                lf.instructions,
+                cookie=lf.cookie,
+                idle_timeout=lf.idle_timeout,
+                hard_timeout=lf.hard_timeout,
+                flags=lf.flags,
+                created=now,
+            )
+        except RemoteProtocolError:
+            return False
+        t = self.tables[lf.table_id]
+        old = t.rules.get(rule.ident)
+        if old is not None:
+            if old.instructions != rule.instructions:
+                t.replace_instructions(old, rule.instructions)
+                self.learned.add(lf.table_id)
+            elif t.journal is not None:
+                t.journal.add((t.table_id, old.ident))
+            old.cookie = lf.cookie
+            old.created = max(old.created, now)  # the hard timeout counts from here again
+            old.last_used = max(old.last_used, now)
+            return True
+        if lf.limit and sum(1 for r in t if r.cookie == lf.cookie) >= lf.limit:
+            return False
+        self._inserted(rule, t.insert(rule))
+        self.learned.add(lf.table_id)
+        return True
+
+    def learn_room(self, lf: LearnedFlow) -> bool:
+        """Whether ``learn`` would succeed now (for learn's result bit)."""
+        if not lf.limit:
+            return True
+        t = self.tables[lf.table_id]
+        try:
+            key, mask, md, md_mask = compile_match(lf.match)
+        except RemoteProtocolError:
+            return False
+        if (lf.priority, key, mask, md, md_mask) in t.rules:
+            return True
+        return sum(1 for r in t if r.cookie == lf.cookie) < lf.limit
+
+    def take_learned(self) -> set[int]:
+        """Tables changed by learn actions since the last call."""
+        out, self.learned = self.learned, set()
+        return out
 
     def add_rule(self, rule: Rule) -> None:
         """Insert a prebuilt rule (defaults, import)."""

@@ -32,20 +32,32 @@ from typing import Any, Protocol
 from hitless.config.model import OFPP_LOCAL
 from hitless.datapath import actions as dp
 from hitless.ofproto.fields import DP_MASK, LOCS, PREREQS
-from hitless.ofproto.oftable import BucketCounter, Group, OfState, Rule, Table
+from hitless.ofproto.oftable import (
+    BucketCounter,
+    FinCredit,
+    Group,
+    LearnCredit,
+    LearnedFlow,
+    OfState,
+    Rule,
+    Table,
+)
 from hitless.ofproto.xlate import SwitchState, Xlate, xlate_normal
 from hitless.openflow import actions as of
 from hitless.openflow import nx_actions as nx
 from hitless.openflow.actions import Action as OfAction
 from hitless.openflow.constants import (
     ActionType,
+    FlowModFlags,
     GroupType,
     OxmClass,
     OxmField,
     PacketInReason,
     Port,
 )
-from hitless.openflow.nxm import spec_of
+from hitless.openflow.match import Match as OfMatch
+from hitless.openflow.match import field as oxm_field
+from hitless.openflow.nxm import FieldSpec, spec_by_name, spec_of
 from hitless.packet.flow import (
     FIELDS,
     FRAG_LATER,
@@ -107,6 +119,8 @@ _HASH_FIELDS = (
     "tp_dst",
 )
 _HASH = _imask(*_HASH_FIELDS)
+_FIN_RST = 0x005 << ((KEY_LEN - FIELDS["tcp_flags"][0] - 2) * 8)
+_NO_SPEC = FieldSpec("?", 0, False, ())
 
 # set_field OXM -> (flow-key field, value bits shift, mask within the key field or None).
 # The key field means what hitless.packet.flow makes it mean for the packet: ipv4_src is
@@ -234,6 +248,7 @@ class _Ctx:
     action_set: dict[tuple[int, int], OfAction] = field(default_factory=dict)
     stack: list[int] = field(default_factory=list)  # push/pop
     recorder: Recorder | None = None
+    rule: Rule | None = None  # the rule whose actions run (fin_timeout shortens its timeouts)
     table_id: int = 0
     cookie: int = 0
     miss_rule: bool = False  # the rule is a table-miss entry (priority 0, matches all)
@@ -326,7 +341,7 @@ def _pipeline(ctx: _Ctx, table_id: int) -> None:
                 ctx.recorder.event("drop", reason=f"no rule matched in table {table_id}")
             return  # table miss without a table-miss rule: drop (§5.4)
         ctx.credits.append(rule)
-        ctx.table_id, ctx.cookie = table_id, rule.cookie
+        ctx.table_id, ctx.cookie, ctx.rule = table_id, rule.cookie, rule
         ctx.miss_rule = rule.priority == 0 and not rule.mask
         goto = None
         for inst in sorted(rule.instructions, key=_inst_order):
@@ -389,7 +404,7 @@ def _resubmit(ctx: _Ctx, a: nx.Resubmit) -> None:
     ctx.resubmits += 1
     ctx.depth += deepens
     old_port = ctx.in_port
-    old_table, old_cookie, old_miss = ctx.table_id, ctx.cookie, ctx.miss_rule
+    old_table, old_cookie, old_miss, old_rule = ctx.table_id, ctx.cookie, ctx.miss_rule, ctx.rule
     if a.in_port != _NX_IN_PORT:
         _set_in_port(ctx, _port32(a.in_port))
     _pipeline(ctx, table_id)
@@ -397,7 +412,7 @@ def _resubmit(ctx: _Ctx, a: nx.Resubmit) -> None:
         ctx.recorder.event("resubmit_end", table_id=table_id)
     if a.in_port != _NX_IN_PORT:
         _set_in_port(ctx, old_port)
-    ctx.table_id, ctx.cookie, ctx.miss_rule = old_table, old_cookie, old_miss
+    ctx.table_id, ctx.cookie, ctx.miss_rule, ctx.rule = old_table, old_cookie, old_miss, old_rule
     ctx.depth -= deepens
     if ctx.error is None and not ctx.exited:
         ctx.stopped = False  # a rule's dec_ttl failure ends only that rule's actions
@@ -603,6 +618,84 @@ def _x_controller(ctx: _Ctx, a: nx.Controller | nx.Controller2) -> None:
     ctx.acts.append(dp.Userspace(data))
 
 
+def _x_learn(ctx: _Ctx, a: nx.Learn) -> None:
+    """Build the rule this packet teaches; the megaflow's packets add or refresh it
+    (``LearnCredit``), so every packet the megaflow covers must build the same rule:
+    the source bits are read (un-wildcarded) like any other."""
+    fields: dict[str, list[int]] = {}
+    acts: list[of.Action] = []
+    if a.fin_idle_timeout or a.fin_hard_timeout:
+        acts.append(nx.FinTimeout(a.fin_idle_timeout, a.fin_hard_timeout))
+    for spec in a.specs:
+        if spec.src is not None:
+            v = read_field(ctx, spec.src.ref.name, spec.src.ofs, spec.nbits)
+        else:
+            v = spec.immediate()
+        ones = (1 << spec.nbits) - 1
+        if spec.dst_type == 0:
+            assert spec.dst is not None
+            cur = fields.setdefault(spec.dst.ref.name, [0, 0])
+            cur[0] |= v << spec.dst.ofs
+            cur[1] |= ones << spec.dst.ofs
+        elif spec.dst_type == 1:
+            assert spec.dst is not None
+            if spec.dst.ref.nbytes <= 8:
+                acts.append(nx.RegLoad(spec.dst, v))
+            else:
+                acts.append(
+                    nx.RegLoad2(
+                        oxm_field(spec.dst.ref.name, v << spec.dst.ofs, ones << spec.dst.ofs)
+                    )
+                )
+        elif spec.nbits <= 16 or not v >> 16:
+            port = _port32(v & 0xFFFF)
+            if port < Port.MAX or port in (Port.IN_PORT, Port.FLOOD, Port.LOCAL, Port.ALL):
+                acts.append(of.Output(port))
+    # the Ethernet-level prerequisite of a matched field comes with it (as Open vSwitch)
+    if "eth_type" not in fields:
+        for name in list(fields):
+            alts = PREREQS.get(name, ())
+            types = {v for alt in alts for f, v in alt if f == "eth_type"}
+            if len(types) == 1:
+                fields["eth_type"] = [types.pop(), 0xFFFF]
+                break
+    oxms = []
+    for name, (v, m) in fields.items():
+        bits = (spec_by_name(name) or _NO_SPEC).nbytes * 8
+        oxms.append(oxm_field(name, v, None if m == (1 << bits) - 1 else m))
+    lf = LearnedFlow(
+        a.table_id,
+        a.priority,
+        OfMatch(tuple(oxms)),
+        (of.ApplyActions(tuple(acts)),) if acts else (),
+        a.cookie,
+        a.idle_timeout,
+        a.hard_timeout,
+        FlowModFlags.SEND_FLOW_REM if a.flags & nx.LEARN_SEND_FLOW_REM else 0,
+        a.limit,
+    )
+    ctx.deps.add(("t", a.table_id))
+    ok = ctx.of.learn_room(lf)
+    if ok:
+        ctx.credits.append(LearnCredit(ctx.of, lf))
+    if a.result_dst is not None:
+        d = a.result_dst
+        write_field(ctx, d.ref.name, int(ok) << d.ofs, 1 << d.ofs)
+
+
+def _x_fin_timeout(ctx: _Ctx, a: nx.FinTimeout) -> None:
+    """A TCP FIN or RST shortens the current rule's timeouts (on each packet credit)."""
+    ctx.mask |= _PROTO | _imask("tcp_flags") & _FIN_RST
+    if (
+        ctx.rule is None
+        or key_field(ctx.cur, "eth_type") not in (_V4, _V6)
+        or key_field(ctx.cur, "ip_proto") != 6
+        or not key_field(ctx.cur, "tcp_flags") & 0x005
+    ):
+        return
+    ctx.credits.append(FinCredit(ctx.of, ctx.rule, a.fin_idle_timeout, a.fin_hard_timeout))
+
+
 def _x_write_metadata(ctx: _Ctx, a: nx.WriteMetadataAction) -> None:
     ctx.meta = _METADATA.put(ctx.meta, a.metadata, a.mask)
 
@@ -638,6 +731,8 @@ ACTION_XLATE: dict[type, Callable[[_Ctx, Any], None]] = {
     nx.DecTtlIds: _x_dec_ttl,
     nx.WriteMetadataAction: _x_write_metadata,
     nx.SetTunnel: _x_set_tunnel,
+    nx.Learn: _x_learn,
+    nx.FinTimeout: _x_fin_timeout,
 }
 """How each action translates: ``fn(ctx, action)``. Another layer adds its own here (a
 new action's class -> its function); ``OfState.validate_actions`` must accept it too."""

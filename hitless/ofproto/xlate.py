@@ -287,7 +287,9 @@ def xlate_special(state: SwitchState, key: bytes) -> Xlate | None:
     bond = state.bonds.get(int.from_bytes(key[0:4], "big"))
     if bond is None or bond.lacp is None:
         return None
-    return Xlate((Userspace(LACP_USERDATA),), MASK_SLOW, f"slow protocol: LACP for bond {bond.name}")
+    return Xlate(
+        (Userspace(LACP_USERDATA),), MASK_SLOW, f"slow protocol: LACP for bond {bond.name}"
+    )
 
 
 _LACP_TYPE = LACP_ETH_TYPE.to_bytes(2, "big")

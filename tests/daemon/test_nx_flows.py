@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from hitless.impact.switches import OvsSwitch
 from tests.daemon.test_openflow import make_bridge, ofctl, static_neighbours
 from tests.netns import Host, Topology
 from tests.switch import Sw
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -71,6 +72,17 @@ def _counters(dump: str) -> dict[str, int]:
         rule = re.sub(r"(duration|n_packets|n_bytes|idle_age|hard_age)=[^,]*, ?", "", line)
         out[rule.strip()] = int(m.group(1))
     return out
+
+
+def _settled(dump: Callable[[], str], n: int) -> dict[str, int]:
+    """The counters once table 0 has counted ``n`` packets: Open vSwitch credits rules
+    from its datapath flows in its revalidator's next pass, up to a second later."""
+
+    def table0() -> dict[str, int] | None:
+        c = _counters(dump())
+        return c if sum(v for k, v in c.items() if "table=0," in k) == n else None
+
+    return wait_for(table0, f"table 0 to count {n} packets")
 
 
 def _hosts(topo: Topology, tag: str) -> tuple[Host, Host, Host]:
@@ -122,7 +134,8 @@ def test_register_pipeline_forwards_and_counts_as_open_vswitch(
     ofctl(started, br, "del-flows")
     ofctl(started, br, "add-flows", str(flows))
     got = _traffic(a, b, c)
-    ours = _counters(ofctl(started, br, "dump-flows"))
+    # 6 + 4 + 4 echo requests and replies, and c's one request that is dropped
+    ours = _settled(lambda: ofctl(started, br, "dump-flows"), 15)
 
     # real Open vSwitch, same table, its own hosts
     oa, ob, oc = _hosts(topology, "o")
@@ -137,10 +150,102 @@ def test_register_pipeline_forwards_and_counts_as_open_vswitch(
         _ovs_ofctl(o, obr, "del-flows")
         _ovs_ofctl(o, obr, "add-flows", str(flows))
         want = _traffic(oa, ob, oc)
-        theirs = _counters(_ovs_ofctl(o, obr, "dump-flows"))
+        theirs = _settled(lambda: _ovs_ofctl(o, obr, "dump-flows"), 15)
 
     # a->b and b->a cross; a->c goes through the clone; c->b is dropped by conjunction 9
     assert want == {"a-b": True, "b-a": True, "a-c": True, "c-b": False}
     assert got == want
     assert ours == theirs
     assert sum(ours.values()) > 20
+
+
+def learning_table(a: int, b: int, c: int) -> list[str]:
+    """MAC learning with learn(): table 0 learns eth_src -> in_port into table 10 and
+    looks the destination up there; table 20 floods what is still unknown."""
+    learn = (
+        "learn(table=10,idle_timeout=60,hard_timeout=300,priority=5,cookie=0x77,"
+        "NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15])"
+    )
+    return [
+        f"table=0,priority=10,ip,actions={learn},resubmit(,10),resubmit(,20)",
+        "table=20,priority=10,reg1=0,actions=flood",
+        "table=20,priority=5,actions=output:NXM_NX_REG1[0..15]",
+    ]
+
+
+def _run_learning(
+    dump: Callable[[], str],
+    load: Callable[[Path], None],
+    hosts: tuple[Host, Host, Host],
+    flows: Path,
+) -> tuple[dict[str, bool], dict[str, int]]:
+    """Every host first sends one datagram to an address nobody has (flooded: each
+    switch learns the three MACs), then, once both switches show the learned rules
+    (Open vSwitch installs them after the upcall, a moment later), the pings."""
+    load(flows)
+    for h in hosts:
+        h.set_neigh(f"{NET}.99", "02:00:00:00:00:99")
+        h.run(["python3", "-c", _HELLO, f"{NET}.99"])
+    wait_for(lambda: len(_learned(dump())) == 3, "three learned rules")
+    a, b, c = hosts
+    got = {
+        "a-b": a.ping(f"{NET}.2", count=3, interval=0.05),
+        "c-a": c.ping(f"{NET}.1", count=2, interval=0.05),
+    }
+    return got, _settled(dump, 3 + 6 + 4)  # the hellos, then requests and replies
+
+
+def _learned(dump: str) -> list[str]:
+    return [k for k in _counters(dump) if k.startswith("cookie=0x77, table=10")]
+
+
+_HELLO = "import socket,sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'hi', (sys.argv[1], 9))"
+
+
+def test_learned_mac_table_matches_open_vswitch(
+    started: Sw, topology: Topology, tmp_path: Path
+) -> None:
+    hs = _hosts(topology, "l")
+    br = make_bridge(started, topology, *hs)
+    ports = [started.ofport(h.switch_port) for h in hs]
+    flows = tmp_path / "learn.txt"
+    flows.write_text("\n".join(learning_table(*ports)) + "\n")
+
+    def load_ours(f: Path) -> None:
+        ofctl(started, br, "del-flows")
+        ofctl(started, br, "add-flows", str(f))
+
+    got, ours = _run_learning(lambda: ofctl(started, br, "dump-flows"), load_ours, hs, flows)
+
+    ohs = _hosts(topology, "m")
+    with _ovs() as o:
+        obr = topology.name("ob")
+        cmd = ["add-br", obr, "--", "set", "bridge", obr, "datapath_type=netdev"]
+        for i, h in enumerate(ohs):
+            cmd += ["--", "add-port", obr, h.switch_port]
+            cmd += ["--", "set", "interface", h.switch_port, f"ofport_request={ports[i]}"]
+        o.vsctl(*cmd)
+
+        def load_theirs(f: Path) -> None:
+            _ovs_ofctl(o, obr, "del-flows")
+            _ovs_ofctl(o, obr, "add-flows", str(f))
+
+        want, theirs = _run_learning(
+            lambda: _ovs_ofctl(o, obr, "dump-flows"), load_theirs, ohs, flows
+        )
+
+    assert want == {"a-b": True, "c-a": True}
+    assert got == want
+
+    # the learned rules: one per host MAC, the same text, the same counters; hosts'
+    # MACs differ between the two runs, so compare with the MACs replaced by ports
+    def norm(d: dict[str, int], hosts: tuple[Host, Host, Host]) -> dict[str, int]:
+        out = {}
+        for k, v in d.items():
+            for i, h in enumerate(hosts):
+                k = k.replace(h.mac, f"host{i}")
+            out[re.sub(r"(idle_timeout|hard_timeout)=\d+", r"\1=N", k)] = v
+        return out
+
+    assert norm(ours, hs) == norm(theirs, ohs)
+    assert len(_learned(ofctl(started, br, "dump-flows"))) == 3

@@ -299,3 +299,64 @@ def test_recorder_hears_every_step_in_walk_order() -> None:
         "table", "action", "action", "resubmit", "table", "action", "resubmit_end", "end"
     ]  # fmt: skip
     assert rec.events[3] == ("resubmit", 3)
+
+
+def _mac_learning(r: Rig, **learn_kw: object) -> None:
+    """Table 0 learns eth_src -> in_port into table 10, looks the destination up there
+    (reg1 = its port), table 20 floods when reg1 is still 0."""
+    from hitless.openflow.nx_actions import Learn, LearnSpec
+
+    clear(r)
+    learn = Learn(
+        10,
+        (
+            LearnSpec(0, 48, src=sf("eth_src"), dst=sf("eth_dst")),
+            LearnSpec(1, 16, src=sf("in_port"), dst=sf("reg1", 0, 16)),
+        ),
+        priority=5,
+        cookie=0x77,
+        **learn_kw,  # type: ignore[arg-type]
+    )
+    add(r, 0, 10, m(), learn, Resubmit(table=10), Resubmit(table=20))
+    add(r, 20, 10, m(reg1=0), Output(0xFFFFFFFB))  # FLOOD
+    add(r, 20, 5, m(), OutputReg(sf("reg1", 0, 16)))
+
+
+def test_learn_builds_rules_and_revalidates_the_megaflows_they_change() -> None:
+    r = rig()
+    _mac_learning(r, idle_timeout=10, hard_timeout=60)
+    p1, p2 = r.no("p1"), r.no("p2")
+    assert sorted(r.send("p1", tcp(mac(2), mac(1)))) == ["br0", "p2", "p3"]  # flood
+    learned = [x for x in r.bridge.of.rules(10)]
+    assert len(learned) == 1 and learned[0].cookie == 0x77 and learned[0].idle_timeout == 10
+    assert list(r.send("p2", tcp(mac(1), mac(2)))) == ["p1"]  # learned: unicast
+    # the first megaflow (p1 -> mac 2) read the then-empty table 10 and flooded; mac 2
+    # is learned now: revalidation removed it (its mask no longer covers eth_dst)
+    flows = {int.from_bytes(f.match.key[:4], "big"): f for f in r.dp.flow_dump()}
+    assert p1 not in flows and flows[p2].actions == (DpOutput(p1),)
+    assert list(r.send("p1", tcp(mac(2), mac(1)))) == ["p2"]
+    # idle timeout: traffic through the megaflow keeps the learned rules alive...
+    for _ in range(3):
+        r.advance(6)
+        r.send("p1", tcp(mac(2), mac(1)))
+        r.send("p2", tcp(mac(1), mac(2)))
+    assert len(list(r.bridge.of.rules(10))) == 2
+    # ...and without traffic they expire, and forwarding floods again
+    r.advance(11)
+    assert list(r.bridge.of.rules(10)) == []
+    assert sorted(r.send("p1", tcp(mac(2), mac(1)))) == ["br0", "p2", "p3"]
+
+
+def test_learn_limit_and_delete_learned() -> None:
+    from hitless.openflow.nx_actions import LEARN_DELETE_LEARNED
+
+    r = rig()
+    _mac_learning(r, limit=2, flags=LEARN_DELETE_LEARNED, form=45)
+    for n in (1, 2, 3):
+        r.send("p1", tcp(mac(9), mac(n)))
+    assert len(list(r.bridge.of.rules(10))) == 2  # the third would pass the limit
+    r.bridge.flow_mod(
+        FlowMod(command=FlowModCommand.DELETE, table_id=0, match=Match()), r.clock.t
+    )
+    r.bridge.commit_openflow()
+    assert list(r.bridge.of.rules(10)) == []  # deleted with their learner
