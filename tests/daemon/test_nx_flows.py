@@ -23,7 +23,7 @@ import pytest
 
 from hitless.impact.switches import OvsSwitch
 from tests.daemon.test_openflow import make_bridge, ofctl, static_neighbours
-from tests.netns import Host, Topology
+from tests.netns import Host, Topology, sh
 from tests.switch import Sw
 from tests.wait import wait_for
 
@@ -101,13 +101,32 @@ def _traffic(a: Host, b: Host, c: Host) -> dict[str, bool]:
 
 
 @contextlib.contextmanager
-def _ovs() -> Iterator[OvsSwitch]:
-    o = OvsSwitch()
+def _ovs(topo: Topology, hosts: tuple[Host, ...]) -> Iterator[OvsSwitch]:
+    """ovs-vswitchd in a namespace of its own (its netdev datapath creates a TAP named
+    ovs-netdev, which would clash with any other Open vSwitch in the root namespace),
+    with the hosts' switch-side ports moved there."""
+    ns = f"hl-ovs-{topo.suffix}"
+    sh(["ip", "netns", "add", ns])
+    topo._namespaces.append(ns)  # deleted with the topology
+    for h in hosts:
+        sh(["ip", "link", "set", h.switch_port, "netns", ns])
+        sh(["ip", "-n", ns, "link", "set", h.switch_port, "up"])
+    o = OvsSwitch(netns=ns)
     try:
         o.start()
         yield o
     finally:
         o.close()
+
+
+def _ofports(o: OvsSwitch, hosts: tuple[Host, ...]) -> list[int]:
+    """The OpenFlow ports Open vSwitch gave the hosts' ports (once it has opened them)."""
+
+    def ports() -> list[int] | None:
+        out = [o.vsctl("get", "Interface", h.switch_port, "ofport") for h in hosts]
+        return [int(x) for x in out] if all(x.isdigit() and int(x) > 0 for x in out) else None
+
+    return wait_for(ports, "Open vSwitch to number the ports")
 
 
 def _ovs_ofctl(o: OvsSwitch, br: str, *args: str) -> str:
@@ -139,14 +158,14 @@ def test_register_pipeline_forwards_and_counts_as_open_vswitch(
 
     # real Open vSwitch, same table, its own hosts
     oa, ob, oc = _hosts(topology, "o")
-    with _ovs() as o:
+    with _ovs(topology, (oa, ob, oc)) as o:
         obr = topology.name("ob")
         cmd = ["add-br", obr, "--", "set", "bridge", obr, "datapath_type=netdev"]
         for i, h in enumerate((oa, ob, oc)):
             cmd += ["--", "add-port", obr, h.switch_port]
             cmd += ["--", "set", "interface", h.switch_port, f"ofport_request={ports[i]}"]
         o.vsctl(*cmd)
-        assert [o.ofport(h.switch_port) for h in (oa, ob, oc)] == ports
+        assert _ofports(o, (oa, ob, oc)) == ports
         _ovs_ofctl(o, obr, "del-flows")
         _ovs_ofctl(o, obr, "add-flows", str(flows))
         want = _traffic(oa, ob, oc)
@@ -218,13 +237,14 @@ def test_learned_mac_table_matches_open_vswitch(
     got, ours = _run_learning(lambda: ofctl(started, br, "dump-flows"), load_ours, hs, flows)
 
     ohs = _hosts(topology, "m")
-    with _ovs() as o:
+    with _ovs(topology, ohs) as o:
         obr = topology.name("ob")
         cmd = ["add-br", obr, "--", "set", "bridge", obr, "datapath_type=netdev"]
         for i, h in enumerate(ohs):
             cmd += ["--", "add-port", obr, h.switch_port]
             cmd += ["--", "set", "interface", h.switch_port, f"ofport_request={ports[i]}"]
         o.vsctl(*cmd)
+        assert _ofports(o, ohs) == ports
 
         def load_theirs(f: Path) -> None:
             _ovs_ofctl(o, obr, "del-flows")
