@@ -4,8 +4,11 @@ its members never forward as independent ports."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -211,15 +214,18 @@ def root_mac(dev: str) -> str:
         return f.read().strip()
 
 
-@pytest.mark.netns
-def test_lacp_negotiates_with_open_vswitch_over_veth_pairs(started: Sw, topology: Topology) -> None:
-    """hitless (bond0 over x0, x1) and real Open vSwitch (netdev, in its own namespace,
-    bond over y0, y1) cabled x0-y0 and x1-y1, both lacp=active balance-tcp."""
+@contextlib.contextmanager
+def lacp_with_ovs(
+    sw: Sw, topology: Topology, net: str, lacp_time: str = "fast"
+) -> Iterator[tuple[Host, Host, Any, list[str]]]:
+    """hitless (bond0 over x0, x1, host a) and real Open vSwitch (netdev, in its own
+    namespace, bond0 over y0, y1, host b) cabled x0-y0 and x1-y1, both lacp=active
+    bond_mode=balance-tcp; yields (a, b, the OvsSwitch, [x0, x1]) once both sides
+    negotiated."""
     from hitless.impact.switches import OvsSwitch
 
-    sw = started
-    a = topology.add_host("a", "10.95.0.1/24")
-    b = topology.add_host("b", "10.95.0.2/24")
+    a = topology.add_host("a", f"{net}.1/24")
+    b = topology.add_host("b", f"{net}.2/24")
     ns = f"hl-ovs-{topology.suffix}"
     sh(["ip", "netns", "add", ns])
     topology._namespaces.append(ns)
@@ -238,11 +244,11 @@ def test_lacp_negotiates_with_open_vswitch_over_veth_pairs(started: Sw, topology
         ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
                   "--", "add-port", "br0", b.switch_port)  # fmt: skip
         ovs.vsctl("add-bond", "br0", "bond0", *ys, "lacp=active", "bond_mode=balance-tcp",
-                  "other_config:lacp-time=fast")  # fmt: skip
+                  f"other_config:lacp-time={lacp_time}")  # fmt: skip
         br = topology.name("hb")
         sw.vsctl("add-br", br, "--", "add-port", br, a.switch_port)
         sw.vsctl("add-bond", br, "bond0", *xs, "lacp=active", "bond_mode=balance-tcp",
-                 "other_config:lacp-time=fast")  # fmt: skip
+                 f"other_config:lacp-time={lacp_time}")  # fmt: skip
 
         def negotiated() -> bool:
             ours = sw.appctl("lacp/show", "bond0").stdout
@@ -256,9 +262,18 @@ def test_lacp_negotiates_with_open_vswitch_over_veth_pairs(started: Sw, topology
                 and theirs.count("may_enable: true") == 2
             )
 
-        assert wait_for(negotiated, 30), (
+        assert wait_for(negotiated, 60), (
             sw.appctl("lacp/show").stdout + "\n---- Open vSwitch ----\n" + ovs.appctl("lacp/show")
         )
+        yield a, b, ovs, xs
+    finally:
+        ovs.close()
+
+
+@pytest.mark.netns
+def test_lacp_negotiates_with_open_vswitch_over_veth_pairs(started: Sw, topology: Topology) -> None:
+    sw = started
+    with lacp_with_ovs(sw, topology, "10.95.0") as (a, b, ovs, xs):
         ours = sw.appctl("lacp/show", "bond0").stdout
         theirs = ovs.appctl("lacp/show", "bond0")
         print("hitless lacp/show:\n" + ours + "\nOpen vSwitch lacp/show:\n" + theirs)
@@ -268,6 +283,7 @@ def test_lacp_negotiates_with_open_vswitch_over_veth_pairs(started: Sw, topology
         assert our_sys and their_sys
         assert f"partner sys_id: {their_sys.group(1)}" in ours
         assert f"partner sys_id: {our_sys.group(1)}" in theirs
+
         # Same layout line for line (values differ: ids, keys, port numbers).
         def shape(text: str) -> list[str]:
             return [ln.split(":")[0] for ln in text.splitlines()]
@@ -282,5 +298,30 @@ def test_lacp_negotiates_with_open_vswitch_over_veth_pairs(started: Sw, topology
             lambda: "may_enable: false" in sw.appctl("bond/show", "bond0").stdout
         )
         assert a.ping(b.addr, count=3)
-    finally:
-        ovs.close()
+
+
+@pytest.mark.netns
+def test_upgrade_with_an_lacp_bond_to_open_vswitch(started: Sw, topology: Topology) -> None:
+    """hitless upgrade under UDP both ways across an LACP bond to Open vSwitch (slow
+    LACP: a partner that would not speak again for up to 30 s)."""
+    sw = started
+    with lacp_with_ovs(sw, topology, "10.87.0", lacp_time="slow") as (a, b, ovs, xs):
+        assert a.ping(b.addr, count=2)
+        a.set_neigh(b.addr, b.mac)
+        b.set_neigh(a.addr, a.mac)
+        count, port = 4000, 9800
+        sink_a, sink_b = UdpSink(a, port, idle=3.0), UdpSink(b, port, idle=3.0)
+        sent0 = root_counter(a.switch_port, "rx_packets")
+        senders = [
+            a.popen([sys.executable, "-c", _SOURCE_SCRIPT, b.addr, str(port), str(count)]),
+            b.popen([sys.executable, "-c", _SOURCE_SCRIPT, a.addr, str(port), str(count)]),
+        ]
+        assert wait_for(lambda: root_counter(a.switch_port, "rx_packets") - sent0 >= 1000)
+        sw.hitless("upgrade")
+        for s in senders:
+            assert s.wait(timeout=60) == 0
+        lost_b = count - len(set(sink_b.seqs()))
+        lost_a = count - len(set(sink_a.seqs()))
+        print(f"upgrade with an LACP bond: lost {lost_b} a->b, {lost_a} b->a of {count} each")
+        assert "status: active negotiated" in sw.appctl("lacp/show", "bond0").stdout
+        assert (lost_b, lost_a) == (0, 0)
