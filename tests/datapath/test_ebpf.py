@@ -268,3 +268,19 @@ def test_a_new_instance_adopts_ports_flows_and_counters(two_hosts: tuple[Host, H
             assert acts == before[m][0] and pkts >= before[m][1] + 2
     finally:
         dp.close()
+
+
+def test_flow_dump_of_many_flows_reads_the_same_counters(two_hosts: tuple[Host, Host], dp) -> None:
+    a, b = two_hosts
+    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
+    for i in range(400):  # enough for the batch read; never hit
+        port_flow(dp, 1000 + i, Output(pb))
+    cross_connect(dp, pa, pb)
+    assert a.ping(b.addr, count=3)
+    dumped = {f.match: (f.stats.packets, f.stats.bytes, f.stats.used) for f in dp.flow_dump()}
+    assert len(dumped) == 402
+    for m, st in dumped.items():
+        got = dp.flow_get(m)
+        assert got is not None
+        assert (got.stats.packets, got.stats.bytes, got.stats.used) == st
+    assert dumped[Match.of(make_key(in_port=pa), full_mask("in_port"))][0] >= 3

@@ -217,7 +217,7 @@ def decode_flow(value: bytes) -> KernelFlow:
     return KernelFlow(idx, flags, created, decode_actions(value[FLOW_HEAD.size :], n))
 
 
-def sum_stats(value: bytes, ncpus: int) -> tuple[int, int, int, int]:
+def sum_stats(value: bytes | memoryview, ncpus: int) -> tuple[int, int, int, int]:
     """(packets, bytes, used_ns, tcp_flags) over the per-CPU values."""
     p = b = u = f = 0
     for c in range(ncpus):

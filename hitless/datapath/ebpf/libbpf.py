@@ -83,6 +83,7 @@ def _load() -> ctypes.CDLL:
         "bpf_tc_query": (ci, [vp, vp]),
         "libbpf_set_print": (vp, [vp]),
         "bpf_prog_test_run_opts": (ci, [ci, vp]),
+        "bpf_map_lookup_batch": (ci, [ci, vp, vp, vp, vp, ctypes.POINTER(cu), vp]),
     }
     for fn, (res, args) in sigs.items():
         f = getattr(lib, fn)
@@ -157,6 +158,25 @@ class Map:
                 return None
             raise BpfError(err, f"lookup {self.name}: {os.strerror(err)}")
         return self._vbuf.raw
+
+    def lookup_range(self, n: int) -> bytes:
+        """The values of keys 0..n-1 of an array map, in one ``bpf_map_lookup_batch``
+        call (each value ``value_len`` bytes, so a per-CPU map's come with every CPU's)."""
+        n = min(n, self.max_entries)
+        if n <= 0:
+            return b""
+        keys = ctypes.create_string_buffer(4 * n)
+        values = ctypes.create_string_buffer(self.value_len * n)
+        out = ctypes.c_uint32(0)
+        count = ctypes.c_uint32(n)
+        ret = lib().bpf_map_lookup_batch(
+            self.fd, None, ctypes.byref(out), keys, values, ctypes.byref(count), None
+        )
+        if ret < 0:
+            err = -ret if ret != -1 else ctypes.get_errno()
+            if err != errno.ENOENT:
+                raise BpfError(err, f"batch lookup in {self.name}: {os.strerror(err)}")
+        return values.raw[: count.value * self.value_len]
 
     def delete(self, key: bytes) -> bool:
         ret = lib().bpf_map_delete_elem(self.fd, key)
