@@ -20,6 +20,8 @@ class InterfaceConfig:
     options: dict[str, str] = field(default_factory=dict)  # patch: peer; dummy: tx_pcap
     mac: str | None = None  # Interface.mac (for internal interfaces)
     mtu_request: int | None = None  # Interface.mtu_request: the device's MTU is set to it
+    ingress_policing_rate: int = 0  # kbit/s, 0 = no policing
+    ingress_policing_burst: int = 0  # kbit, 0 = Open vSwitch's default (8000)
 
     @property
     def peer(self) -> str | None:

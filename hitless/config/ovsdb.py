@@ -104,6 +104,8 @@ COLUMNS: dict[str, list[str]] = {
         "options",
         "mac",
         "mtu_request",
+        "ingress_policing_rate",
+        "ingress_policing_burst",
         # written back by the switch:
         "ofport",
         "error",
@@ -182,6 +184,8 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                         options=dict(iface.options),
                         mac=_opt(iface.mac),
                         mtu_request=_opt(iface.mtu_request),
+                        ingress_policing_rate=max(0, int(iface.ingress_policing_rate or 0)),
+                        ingress_policing_burst=max(0, int(iface.ingress_policing_burst or 0)),
                     )
                 )
             if not ifaces:

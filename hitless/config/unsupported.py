@@ -39,8 +39,6 @@ COLUMNS: dict[str, list[str]] = {
         "bfd",
         "cfm_mpid",
         "lldp",
-        "ingress_policing_rate",
-        "ingress_policing_burst",
         "ingress_policing_kpkts_rate",
         "ingress_policing_kpkts_burst",
     ],
@@ -126,14 +124,11 @@ def _iface(iface: Any) -> Iterable[Unsupported]:
         yield Unsupported("Interface", n, "cfm_mpid", f"CFM is {_NOT}")
     if _set(iface.lldp):
         yield Unsupported("Interface", n, "lldp", f"LLDP is {_NOT}")
-    for col in (
-        "ingress_policing_rate",
-        "ingress_policing_burst",
-        "ingress_policing_kpkts_rate",
-        "ingress_policing_kpkts_burst",
-    ):
+    for col in ("ingress_policing_kpkts_rate", "ingress_policing_kpkts_burst"):
         if getattr(iface, col):
-            yield Unsupported("Interface", n, col, f"ingress policing is {_NOT}: no rate limit")
+            yield Unsupported(
+                "Interface", n, col, f"packet-rate ingress policing is {_NOT}: no rate limit"
+            )
 
 
 def unsupported(ovs_row: Any | None) -> tuple[Unsupported, ...]:

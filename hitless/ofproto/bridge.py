@@ -61,6 +61,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, InterfaceStatus
+from hitless.datapath.actions import Meter as DpMeterAction
 from hitless.datapath.actions import Output, format_actions
 from hitless.datapath.base import Datapath, DatapathError, Upcall
 from hitless.datapath.meters import DpMeter, DpMeterBand
@@ -101,6 +102,11 @@ UPCALL_BATCH = 64
 MAX_UPCALLS_PER_RUN = 4096  # then yield to the loop; next_wakeup() says "now"
 MAX_PACKET_INS = 1024  # queued for controllers; older ones are dropped first
 NORMAL_INSTRUCTIONS = (ofa.ApplyActions((ofa.Output(OfPort.NORMAL),)),)
+# Ingress policers are datapath meters POLICER_BASE + ofport: above every OpenFlow meter
+# id (OFPM_MAX 0xffff0000) and below the reserved ones.
+POLICER_BASE = 0xFFFF0001
+OFPP_MAX_POLICED = 0xFF00
+DEFAULT_POLICING_BURST = 8000  # kbit, when ingress_policing_burst is 0 (Open vSwitch's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +181,7 @@ class Bridge:
         self.fail_open = False  # set by the daemon (see set_fail_open)
         self.link_resets: dict[str, int] = {}  # link state changes seen, by interface
         self._mirrors: tuple[_Mirror, ...] = ()
+        self._policers: dict[int, DpMeter] = {}  # ofport -> its ingress policer
         self._mirror_vlans = False  # some mirror selects by VLAN: masks read vlan_tci
         self.link_seq = 0  # moves on every link change: the daemon writes status at once
 
@@ -184,7 +191,37 @@ class Bridge:
             if special is not None:
                 return special
         x = self._xlate_pipeline(key)
-        return self._mirror(key, x) if self._mirrors else x
+        if self._mirrors:
+            x = self._mirror(key, x)
+        if self._policers and x.actions:
+            in_port = int.from_bytes(key[0:4], "big")
+            if in_port in self._policers:
+                # Ingress policing: the port's token bucket before anything else.
+                x = replace(x, actions=(DpMeterAction(POLICER_BASE + in_port), *x.actions))
+        return x
+
+    def _sync_policers(self, cfg: BridgeConfig) -> bool:
+        """Interface.ingress_policing_rate/burst as datapath meters (one per port, ids
+        above OpenFlow's); returns whether any changed."""
+        want: dict[int, DpMeter] = {}
+        for pc in cfg.ports.values():
+            for ic in pc.interfaces:
+                it = self._ifaces.get(ic.name)
+                if it is None or not ic.ingress_policing_rate or it.ofport > OFPP_MAX_POLICED:
+                    continue
+                burst = ic.ingress_policing_burst or DEFAULT_POLICING_BURST
+                want[it.ofport] = DpMeter(
+                    True, (DpMeterBand(ic.ingress_policing_rate, burst),)
+                )
+        if want == self._policers:
+            return False
+        for port in [p for p in self._policers if p not in want]:
+            self.datapath.meter_del(POLICER_BASE + port)
+        for port, meter in want.items():
+            if self._policers.get(port) != meter:
+                self.datapath.meter_set(POLICER_BASE + port, meter)
+        self._policers = want
+        return True
 
     def _mirror(self, key: bytes, x: Xlate) -> Xlate:
         """Port mirroring (Bridge.mirrors): a packet received on a selected source port,
@@ -367,6 +404,8 @@ class Bridge:
             changes.append((port_no, None, view))
 
         bonds_changed = self._sync_bonds(cfg, now)
+        if self._sync_policers(cfg):
+            full = True
         if self._sync_mirrors(cfg):
             full = True
             for it in self._ifaces.values():

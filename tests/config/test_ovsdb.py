@@ -19,6 +19,8 @@ def iface(name: str, type: str = "", ofport_request: list[int] | None = None, **
         options=kw.get("options", {}),
         mac=kw.get("mac", []),
         mtu_request=[],
+        ingress_policing_rate=0,
+        ingress_policing_burst=0,
         ofport=[],
         error=[],
     )

@@ -1,0 +1,41 @@
+"""Interface.ingress_policing_rate/burst with real hosts: what a port receives beyond
+its rate is dropped before switching (a datapath token bucket per port, kbit/s and
+kbit as the columns say)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.netns import Topology, UdpSink, udp_send
+from tests.switch import Sw
+
+pytestmark = pytest.mark.netns
+
+
+def delivered(sw: Sw, a, b, port: int) -> int:  # noqa: ANN001
+    sink = UdpSink(b, port, idle=2.0)
+    # 2500 datagrams of 1000 bytes in ~2 s: about 10 Mbit/s.
+    udp_send(a, b.addr, port, 2500, batch=50, pause=0.04, size=1000)
+    return len(set(sink.seqs()))
+
+
+def test_ingress_policing_limits_what_a_port_receives(started: Sw, topology: Topology) -> None:
+    sw = started
+    a = topology.add_host("a", "10.86.0.1/24")
+    b = topology.add_host("b", "10.86.0.2/24")
+    br = topology.name("hp")
+    sw.vsctl("add-br", br, "--", "add-port", br, a.switch_port, "--", "add-port", br, b.switch_port)
+    a.set_neigh(b.addr, b.mac)
+    b.set_neigh(a.addr, a.mac)
+    assert a.ping(b.addr, count=2)
+    full = delivered(sw, a, b, 9900)
+    sw.vsctl("set", "Interface", a.switch_port, "ingress_policing_rate=1000",
+             "ingress_policing_burst=100")  # fmt: skip
+    policed = delivered(sw, a, b, 9901)
+    # 1000 kbit/s for ~2 s plus a 100 kbit burst: ~260 datagrams of 1000 bytes (+headers).
+    print(f"ingress policing: {full} of 2500 delivered unpoliced, {policed} at 1000 kbit/s")
+    assert full >= 2400
+    assert 100 <= policed <= 600
+    assert "hitless_unsupported" not in sw.get("Interface", a.switch_port, "status")
+    sw.vsctl("set", "Interface", a.switch_port, "ingress_policing_rate=0")
+    assert delivered(sw, a, b, 9902) >= 2400
