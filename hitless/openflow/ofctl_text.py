@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from hitless.openflow import actions as of
 from hitless.openflow import nx_actions as nx
+from hitless.openflow import nxm
 from hitless.openflow.constants import OxmField, Port
 from hitless.openflow.match import Match, Oxm
 
@@ -108,8 +110,11 @@ def format_match(match: Match) -> str:
     elif et == 0x0806:
         short = "arp"
     proto_in_short = short is not None and short not in ("ip", "ipv6", "arp")
+    before, after = _pipeline_parts(match)
+    parts += before
     if short:
         parts.append(short)
+    parts += after
     if F.METADATA in got:
         o = got[F.METADATA]
         parts.append(f"metadata={_hexm(o.value, o.mask)}")
@@ -178,7 +183,7 @@ def format_match(match: Match) -> str:
     if F.IPV6_ND_TLL in got:
         parts.append(f"nd_tll={_mac(got[F.IPV6_ND_TLL].value)}")
     for o in match.fields:  # anything else, by its OXM name
-        if o.oxm_class != 0x8000 or o.field not in _FORMATTED:
+        if (o.oxm_class != 0x8000 or o.field not in _FORMATTED) and not _is_pipeline(o):
             parts.append(f"{o.name}={_hexm(o.value, o.mask)}")
     return ",".join(parts)
 
@@ -447,3 +452,255 @@ register_action(nx.Resubmit, _resubmit)  # type: ignore[arg-type]
 register_action(nx.Exit, lambda a: "exit")
 register_action(nx.NxDecTtl, lambda a: "dec_ttl")
 register_action(nx.Clone, lambda a: f"clone({format_actions(a.actions)})")  # type: ignore[attr-defined]
+
+
+# -- Open vSwitch's pipeline fields and Nicira actions ----------------------------------
+
+
+def _chex(v: int) -> str:
+    """C's ``%#x``: "0" for zero, "0x1f" otherwise (what Open vSwitch prints)."""
+    return "0" if v == 0 else f"{v:#x}"
+
+
+def _chexm(v: int, m: int | None, bits: int) -> str:
+    if m is None or m == (1 << bits) - 1:
+        return _chex(v)
+    return f"{_chex(v)}/{_chex(m)}"
+
+
+_BEFORE_SHORT = ("pkt_mark", "dp_hash", "conj_id")
+_AFTER_SHORT = ("tun_id", "tun_src", "tun_dst")
+
+
+def _is_pipeline(o: Oxm) -> bool:
+    spec = nxm.spec_of(o)
+    return spec is not None and (
+        spec.name in _BEFORE_SHORT
+        or spec.name in _AFTER_SHORT
+        or spec.name.startswith(("reg", "xreg", "xxreg"))
+    )
+
+
+def _pipeline_parts(match: Match) -> tuple[list[str], list[str]]:
+    """Open vSwitch's pipeline fields, in its order: pkt_mark, dp_hash and conj_id
+    before the protocol shorthand, the registers (xreg/xxreg as the 32-bit registers
+    they cover) and the tunnel values after it."""
+    named: dict[str, tuple[int, int | None]] = {}
+    regs: dict[int, list[int]] = {}
+    for o in match.fields:
+        spec = nxm.spec_of(o)
+        if spec is None:
+            continue
+        n = spec.name
+        for prefix, width in (("xxreg", 4), ("xreg", 2), ("reg", 1)):
+            if n.startswith(prefix) and n[len(prefix) :].isdigit():
+                first = int(n[len(prefix) :]) * width
+                m = o.mask if o.mask is not None else (1 << (32 * width)) - 1
+                for k in range(width):
+                    shift = 32 * (width - 1 - k)
+                    rv, rm = (o.value >> shift) & 0xFFFFFFFF, (m >> shift) & 0xFFFFFFFF
+                    if rm:
+                        cur = regs.setdefault(first + k, [0, 0])
+                        cur[0] |= rv
+                        cur[1] |= rm
+                break
+        else:
+            named[n] = (o.value, o.mask)
+    widths = {"pkt_mark": 32, "dp_hash": 32, "tun_id": 64}
+    before = []
+    for n in _BEFORE_SHORT:
+        if n in named:
+            v, mm = named[n]
+            before.append(f"{n}={v}" if n == "conj_id" else f"{n}={_chexm(v, mm, widths[n])}")
+    after = [f"reg{i}={_chexm(v, m, 32)}" for i, (v, m) in sorted(regs.items())]
+    for n in _AFTER_SHORT:
+        if n in named:
+            v, mm = named[n]
+            after.append(
+                f"{n}={_chexm(v, mm, 64)}" if n == "tun_id" else f"{n}={_prefix(_ip4, 32, v, mm)}"
+            )
+    return before, after
+
+
+_NXM_NAMES = {
+    "in_port": "NXM_OF_IN_PORT",
+    "eth_dst": "NXM_OF_ETH_DST",
+    "eth_src": "NXM_OF_ETH_SRC",
+    "eth_type": "NXM_OF_ETH_TYPE",
+    "vlan_tci": "NXM_OF_VLAN_TCI",
+    "nw_tos": "NXM_OF_IP_TOS",
+    "nw_proto": "NXM_OF_IP_PROTO",
+    "ip_src": "NXM_OF_IP_SRC",
+    "ip_dst": "NXM_OF_IP_DST",
+    "tcp_src": "NXM_OF_TCP_SRC",
+    "tcp_dst": "NXM_OF_TCP_DST",
+    "udp_src": "NXM_OF_UDP_SRC",
+    "udp_dst": "NXM_OF_UDP_DST",
+    "icmp_type": "NXM_OF_ICMP_TYPE",
+    "icmp_code": "NXM_OF_ICMP_CODE",
+    "arp_op": "NXM_OF_ARP_OP",
+    "arp_spa": "NXM_OF_ARP_SPA",
+    "arp_tpa": "NXM_OF_ARP_TPA",
+    "tun_id": "NXM_NX_TUN_ID",
+    "arp_sha": "NXM_NX_ARP_SHA",
+    "arp_tha": "NXM_NX_ARP_THA",
+    "ipv6_src": "NXM_NX_IPV6_SRC",
+    "ipv6_dst": "NXM_NX_IPV6_DST",
+    "icmpv6_type": "NXM_NX_ICMPV6_TYPE",
+    "icmpv6_code": "NXM_NX_ICMPV6_CODE",
+    "nd_target": "NXM_NX_ND_TARGET",
+    "nd_sll": "NXM_NX_ND_SLL",
+    "nd_tll": "NXM_NX_ND_TLL",
+    "ip_frag": "NXM_NX_IP_FRAG",
+    "ipv6_label": "NXM_NX_IPV6_LABEL",
+    "nw_ecn": "NXM_NX_IP_ECN",
+    "nw_ttl": "NXM_NX_IP_TTL",
+    "mpls_ttl": "NXM_NX_MPLS_TTL",
+    "tun_src": "NXM_NX_TUN_IPV4_SRC",
+    "tun_dst": "NXM_NX_TUN_IPV4_DST",
+    "pkt_mark": "NXM_NX_PKT_MARK",
+    "tcp_flags": "NXM_NX_TCP_FLAGS",
+    "dp_hash": "NXM_NX_DP_HASH",
+    "recirc_id": "NXM_NX_RECIRC_ID",
+    "conj_id": "NXM_NX_CONJ_ID",
+    "tun_flags": "NXM_NX_TUN_FLAGS",
+    "metadata": "OXM_OF_METADATA",
+    "in_port_oxm": "OXM_OF_IN_PORT",
+    "vlan_vid": "OXM_OF_VLAN_VID",
+    "vlan_pcp": "OXM_OF_VLAN_PCP",
+    "ip_dscp": "OXM_OF_IP_DSCP",
+    "sctp_src": "OXM_OF_SCTP_SRC",
+    "sctp_dst": "OXM_OF_SCTP_DST",
+    "mpls_label": "OXM_OF_MPLS_LABEL",
+    "mpls_tc": "OXM_OF_MPLS_TC",
+    "mpls_bos": "OXM_OF_MPLS_BOS",
+    **{f"reg{i}": f"NXM_NX_REG{i}" for i in range(16)},
+    **{f"xreg{i}": f"OXM_OF_PKT_REG{i}" for i in range(8)},
+    **{f"xxreg{i}": f"NXM_NX_XXREG{i}" for i in range(4)},
+}
+
+
+def format_subfield(sf: nxm.Subfield) -> str:
+    """``NXM_NX_REG0[0..15]``, ``NXM_OF_ETH_SRC[]``, ``NXM_NX_REG1[3]``."""
+    name = _NXM_NAMES.get(sf.ref.name, sf.ref.name)
+    if sf.ofs == 0 and sf.nbits == sf.ref.nbytes * 8:
+        return f"{name}[]"
+    if sf.nbits == 1:
+        return f"{name}[{sf.ofs}]"
+    return f"{name}[{sf.ofs}..{sf.ofs + sf.nbits - 1}]"
+
+
+def _reg_load2(a: nx.RegLoad2) -> str:
+    o = a.field
+    spec = nxm.spec_of(o)
+    if spec is None:
+        return f"set_field:{_chex(o.value)}->{o.name}"
+    bits = spec.nbytes * 8
+    m = o.mask
+    if m is None or m == (1 << bits) - 1:
+        return f"set_field:{_chex(o.value)}->{spec.name}"
+    low = (m & -m).bit_length() - 1
+    n = (m >> low).bit_length()
+    if m == ((1 << n) - 1) << low:  # a contiguous range prints as load
+        sf = nxm.Subfield(nxm.FieldRef.of(spec.name), low, n)
+        return f"load:{_chex(o.value >> low)}->{format_subfield(sf)}"
+    return f"set_field:{_chex(o.value)}/{_chex(m)}->{spec.name}"
+
+
+def _controller(a: nx.Controller | nx.Controller2) -> str:
+    userdata = getattr(a, "userdata", b"")
+    pause = getattr(a, "pause", False)
+    meter = getattr(a, "meter_id", None)
+    if a.reason == 1 and not a.controller_id and not userdata and not pause and meter is None:
+        return f"CONTROLLER:{a.max_len}"
+    reasons = {0: "no_match", 1: "action", 2: "invalid_ttl"}
+    parts = []
+    if a.reason != 1:
+        parts.append(f"reason={reasons.get(a.reason, str(a.reason))}")
+    if a.max_len != 0xFFFF:
+        parts.append(f"max_len={a.max_len}")
+    if a.controller_id:
+        parts.append(f"id={a.controller_id}")
+    if userdata:
+        parts.append("userdata=" + ".".join(f"{b:02x}" for b in userdata))
+    if pause:
+        parts.append("pause")
+    if meter is not None:
+        parts.append(f"meter_id={meter}")
+    return f"controller({','.join(parts)})"
+
+
+def _learn(a: nx.Learn) -> str:
+    parts = [f"table={a.table_id}"]
+    if a.idle_timeout:
+        parts.append(f"idle_timeout={a.idle_timeout}")
+    if a.hard_timeout:
+        parts.append(f"hard_timeout={a.hard_timeout}")
+    if a.fin_idle_timeout:
+        parts.append(f"fin_idle_timeout={a.fin_idle_timeout}")
+    if a.fin_hard_timeout:
+        parts.append(f"fin_hard_timeout={a.fin_hard_timeout}")
+    if a.priority != 0x8000:
+        parts.append(f"priority={a.priority}")
+    if a.flags & nx.LEARN_SEND_FLOW_REM:
+        parts.append("send_flow_rem")
+    if a.flags & nx.LEARN_DELETE_LEARNED:
+        parts.append("delete_learned")
+    if a.cookie:
+        parts.append(f"cookie={a.cookie:#x}")
+    if a.limit:
+        parts.append(f"limit={a.limit}")
+    if a.result_dst is not None:
+        parts.append(f"result_dst={format_subfield(a.result_dst)}")
+    for sp in a.specs:
+        src = format_subfield(sp.src) if sp.src is not None else _chex(sp.immediate())
+        if sp.dst_type == 0 and sp.dst is not None:
+            if sp.src is not None and sp.src == sp.dst:
+                parts.append(src)
+            else:
+                dst = format_subfield(sp.dst)
+                if sp.src is None and sp.dst.ofs == 0 and sp.dst.nbits == sp.dst.ref.nbytes * 8:
+                    dst = sp.dst.ref.name
+                parts.append(f"{dst}={src}")
+        elif sp.dst_type == 1 and sp.dst is not None:
+            parts.append(f"load:{src}->{format_subfield(sp.dst)}")
+        else:
+            parts.append(f"output:{src}")
+    return f"learn({','.join(parts)})"
+
+
+_NX_TEXT: list[tuple[type, Callable[[Any], str]]] = [
+    (nx.RegLoad, lambda a: f"load:{_chex(a.value)}->{format_subfield(a.dst)}"),
+    (nx.RegLoad2, _reg_load2),
+    (nx.RegMove, lambda a: f"move:{format_subfield(a.src)}->{format_subfield(a.dst)}"),
+    (nx.OutputReg, lambda a: f"output:{format_subfield(a.src)}"),
+    (nx.StackPush, lambda a: f"push:{format_subfield(a.field)}"),
+    (nx.StackPop, lambda a: f"pop:{format_subfield(a.field)}"),
+    (nx.Note, lambda a: "note:" + ".".join(f"{b:02x}" for b in a.data)),
+    (nx.Conjunction, lambda a: f"conjunction({a.id},{a.clause + 1}/{a.n_clauses})"),
+    (nx.Controller, _controller),
+    (nx.Controller2, _controller),
+    (nx.Learn, _learn),
+    (nx.DecTtlIds, lambda a: f"dec_ttl({','.join(str(i) for i in a.ids)})"),
+    (nx.WriteMetadataAction, lambda a: _write_metadata(of.WriteMetadata(a.metadata, a.mask))),
+    (nx.SetTunnel, lambda a: f"set_tunnel{'64' if a.form == 9 else ''}:{a.tun_id:#x}"),
+    (nx.PopQueue, lambda a: "pop_queue"),
+    (
+        nx.FinTimeout,
+        lambda a: (
+            "fin_timeout("
+            + ",".join(
+                p
+                for p in (
+                    f"idle_timeout={a.fin_idle_timeout}" if a.fin_idle_timeout else "",
+                    f"hard_timeout={a.fin_hard_timeout}" if a.fin_hard_timeout else "",
+                )
+                if p
+            )
+            + ")"
+        ),
+    ),
+    (nx.CheckPktLarger, lambda a: f"check_pkt_larger({a.pkt_len})->{format_subfield(a.dst)}"),
+]
+for _ncls, _nfmt in _NX_TEXT:
+    register_action(_ncls, _nfmt)

@@ -74,6 +74,23 @@ def _counters(dump: str) -> dict[str, int]:
     return out
 
 
+def _texts_match_ofctl(sw: Sw, br: str) -> None:
+    """``ovs-appctl bridge/dump-flows`` writes each rule as ``ovs-ofctl dump-flows``
+    (Open vSwitch's own formatter, fed our flow stats) does."""
+    theirs = set()
+    for line in ofctl(sw, br, "dump-flows").splitlines():
+        m = re.search(r"(priority=\S*) actions=(.*)$", line.strip())
+        if m:
+            theirs.add(f"{m.group(1)} actions={m.group(2)}")
+    ours = set()
+    for line in sw.appctl("bridge/dump-flows", br).stdout.splitlines():
+        m = re.search(r"(priority=.*?),?actions=(.*)$", line.strip())
+        if m:
+            ours.add(f"{m.group(1)} actions={m.group(2)}")
+    assert ours == theirs
+    assert len(ours) >= 3, ours
+
+
 def _settled(dump: Callable[[], str], n: int) -> dict[str, int]:
     """The counters once table 0 has counted ``n`` packets: Open vSwitch credits rules
     from its datapath flows in its revalidator's next pass, up to a second later."""
@@ -155,6 +172,7 @@ def test_register_pipeline_forwards_and_counts_as_open_vswitch(
     got = _traffic(a, b, c)
     # 6 + 4 + 4 echo requests and replies, and c's one request that is dropped
     ours = _settled(lambda: ofctl(started, br, "dump-flows"), 15)
+    _texts_match_ofctl(started, br)
 
     # real Open vSwitch, same table, its own hosts
     oa, ob, oc = _hosts(topology, "o")
@@ -175,6 +193,7 @@ def test_register_pipeline_forwards_and_counts_as_open_vswitch(
     assert want == {"a-b": True, "b-a": True, "a-c": True, "c-b": False}
     assert got == want
     assert ours == theirs
+    assert len(ours) >= 3, ours
     assert sum(ours.values()) > 20
 
 
@@ -269,3 +288,4 @@ def test_learned_mac_table_matches_open_vswitch(
 
     assert norm(ours, hs) == norm(theirs, ohs)
     assert len(_learned(ofctl(started, br, "dump-flows"))) == 3
+    _texts_match_ofctl(started, br)
