@@ -48,11 +48,16 @@ Traffic classes (--classes), between host a and host b unless said otherwise:
   udp-cross     with --bridges 2 only (and then included by default): sequenced UDP
                 both ways between host a on br0 and the host on br1, so every
                 datagram crosses the patch ports between the bridges
+  appctl        not in the default set: what `ovs-appctl version` does (connect to
+                the switch's control socket, one request) every 5 ms, one at a
+                time; reports the longest time without an answer and how long any
+                request waited (the management plane's stall, not the datapath's)
 
 OpenFlow rules (--rules N, and the openflow class's two rules) are installed with
 stock ovs-ofctl -O OpenFlow13 add-flows from a file on the bridge's management socket
 (RUNDIR/br0.mgmt) of either switch; the --rules ones sit above the table-miss rule and
-match UDP 5-tuples no host sends, so the traffic is switched as before. Their number is
+match (in four shapes over L2, L3 and L4) nothing a host sends, so the traffic is
+switched as before. Their number is
 checked with ovs-ofctl dump-aggregate before and after the operation.
 Bridges (--bridges): 1 puts every host on br0. 2 adds br1 (netdev, standalone) with
 one more host (the letter after the last host of br0), joined to br0 by a pair of patch
@@ -208,8 +213,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0,
         metavar="N",
         help="install N extra OpenFlow rules first (ovs-ofctl add-flows from a file): "
-        "priority 10, above the table-miss NORMAL rule, each matching a distinct UDP "
-        "5-tuple from 198.18.0.0/15 that no host sends, so they are state to carry, not "
+        "priority 10, above the table-miss NORMAL rule, four match shapes in turn (UDP "
+        "5-tuple, TCP ports, IPv4 addresses, Ethernet addresses), each distinct and "
+        "matching nothing a host sends, so they are state to carry, not "
         "hit; their count (with the openflow class's rules) is checked with ovs-ofctl "
         "dump-aggregate before and after the operation (default 0)",
     )
@@ -355,7 +361,10 @@ def measure_step(
                 progress=progress,
                 port=port,
                 controller_ns=topo.switch_ns,
+                ctl=str(sw.ctl),
             )
+            if sw.last_report is not None:
+                extra["handoff_phases_ms"] = sw.last_report.get("phases_ms", {})
             if args.macs:
                 after = macload.count_loaded(sw.appctl("fdb/show", "br0"), args.macs)
                 notes.append(

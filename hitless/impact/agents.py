@@ -18,6 +18,8 @@ Agents (see ``--help`` of each):
   tcp-connect / tcp-accept  new TCP connections at a fixed rate
   udp-echo / neigh-probe    flush the neighbour entry of the peer, then time a UDP
                             round trip through the switch (ARP or ND + echo)
+  appctl-probe              what ``ovs-appctl version`` does (connect to the switch's
+                            control socket, one JSON-RPC request), at a fixed rate
 
 Only the standard library, and few imports: an agent's start-up time is part of the
 measurement set-up. Must not import anything else from hitless.
@@ -511,6 +513,55 @@ def neigh_probe(args: argparse.Namespace) -> list[Record]:
     return recs
 
 
+# ---------------------------------------------------------------- management
+
+
+def appctl_probe(args: argparse.Namespace) -> list[Record]:
+    """Every --interval seconds, what ``ovs-appctl -t CTL version`` does: connect to the
+    control socket and send one JSON-RPC ``version`` request, then wait for the reply
+    (one probe at a time: a probe still waiting delays the next). Each probe ends ok,
+    or with the error of its connect or read (refused, gone, timeout...)."""
+    recs: list[Record] = []
+    _sleep_until(args.start)
+    t0 = _now()
+    end = t0 + args.duration
+    n = 0
+    while True:
+        due = t0 + n * args.interval
+        if due >= end:
+            break
+        _sleep_until(due)
+        ts = _now()
+        result = "ok"
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(args.timeout)
+        try:
+            s.connect(args.ctl)
+            s.sendall(json.dumps({"id": n, "method": "version", "params": []}).encode())
+            buf = b""
+            while True:  # the reply is one JSON object
+                chunk = s.recv(65536)
+                if not chunk:
+                    result = "closed"
+                    break
+                buf += chunk
+                try:
+                    reply = json.loads(buf)
+                except ValueError:
+                    continue
+                if reply.get("error") is not None:
+                    result = "error"
+                break
+        except (OSError, TimeoutError) as e:
+            result = "timeout" if isinstance(e, TimeoutError) else _errkind(e)
+        finally:
+            s.close()
+        recs.append({"ev": "probe", "i": n, "t0": ts, "t": _now(), "result": result})
+        n = max(n + 1, int((_now() - t0) / args.interval))  # skip the slots it waited
+    recs.append({"ev": "end", "t": _now(), "count": n})
+    return recs
+
+
 # ---------------------------------------------------------------- command line
 
 AGENTS = {
@@ -522,6 +573,7 @@ AGENTS = {
     "tcp-connect": tcp_connect,
     "udp-echo": udp_echo,
     "neigh-probe": neigh_probe,
+    "appctl-probe": appctl_probe,
 }
 
 
@@ -571,6 +623,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--interval", type=float, default=0.25)
     sp.add_argument("--timeout", type=float, default=2.0)
     sp.add_argument("--dev", default=None, help="device of the neighbour entry")
+    sp = sub.add_parser("appctl-probe", help="ovs-appctl version at a fixed rate")
+    common(sp)
+    sp.add_argument("--ctl", required=True, help="the switch's control socket")
+    sp.add_argument("--interval", type=float, default=0.005)
+    sp.add_argument("--timeout", type=float, default=5.0)
     return p
 
 

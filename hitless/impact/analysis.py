@@ -89,6 +89,7 @@ class ClassStats:
     tcp-connect   attempts       connected           failed attempts
     arp / nd      probes         answered            failed probes
     controller    echo requests  echo replies        echo requests unanswered
+    appctl        requests       answered            failed requests
     ============  =============  ==================  ============================
 
     ``worst_latency`` / ``median_latency``: connect time (tcp-connect), flush to reply
@@ -560,6 +561,20 @@ def tcp_connect(
     than ``late_after`` to establish is late (it needed a SYN retransmission, or it
     waited for the switch), one that did not establish has failed."""
     return _attempts(name, "tcp-connect", records, "conn", window, late_after, margin)
+
+
+def appctl(
+    name: str,
+    records: Sequence[Record],
+    window: Window,
+    *,
+    late_after: float = 0.05,
+    margin: float = 0.5,
+) -> ClassStats:
+    """``ovs-appctl version`` probes from ``appctl-probe`` records. ``worst_latency`` is
+    the longest any request waited for its answer; ``longest_gap`` the longest time
+    without an answer to anyone (what a management tool polling the switch sees)."""
+    return _attempts(name, "appctl", records, "probe", window, late_after, margin)
 
 
 def neighbour(

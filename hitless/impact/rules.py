@@ -5,8 +5,9 @@ both under ``COOKIE_OURS``/``COOKIE_MASK``, so ``dump-aggregate`` counts them ap
 from the bridge's own table-miss rule):
 
 * filler rules (``--rules N``): state for the switch to carry, never hit.
-  ``priority=10`` (above the table-miss ``priority=0 actions=NORMAL``), each matching a
-  distinct UDP 5-tuple from 198.18.0.0/15 (RFC 2544 benchmark addresses, never used by
+  ``priority=10`` (above the table-miss ``priority=0 actions=NORMAL``), in four match
+  shapes taken in turn (UDP 5-tuple, TCP ports, IPv4 addresses, Ethernet addresses), each
+  distinct, from 198.18.0.0/15 (RFC 2544 benchmark addresses, never used by
   the measured hosts) to 192.0.2.1 port 9, ``actions=drop``. Every packet the hosts
   send misses all of them and is switched as before.
 * traffic rules (``traffic_rules``): the ``openflow`` traffic class's datagrams,
@@ -49,7 +50,8 @@ FILL_PRIORITY = 10
 TRAFFIC_PRIORITY = 100
 
 _FILL_SRC = ipaddress.IPv4Network("198.18.0.0/15")  # RFC 2544 benchmarking addresses
-_FILL_DST = "192.0.2.1"  # RFC 5737 documentation address
+_FILL_DST = "192.0.2.1"  # RFC 5737 documentation address (and .2 and up)
+_FILL_MAC = "0a:00:00:00:00:01"
 _FILL_SPAN = _FILL_SRC.num_addresses
 
 
@@ -64,15 +66,27 @@ def ours_match() -> str:
 
 
 def filler_rules(n: int) -> Iterator[str]:
-    """``n`` add-flows lines, each matching a distinct UDP 5-tuple no host sends."""
+    """``n`` add-flows lines, each a distinct rule no host's packet matches, in four
+    match shapes taken in turn (as a real table mixes them, so a classifier holds
+    several subtables): a UDP 5-tuple (L4), a TCP source and destination port pair
+    (L4), an IPv4 source and destination (L3), an Ethernet source and destination
+    (L2, locally administered ``0a:`` addresses no host uses)."""
     base = int(_FILL_SRC.network_address)
+    head = f"cookie={COOKIE_FILL:#x},priority={FILL_PRIORITY}"
     for i in range(n):
         src = ipaddress.IPv4Address(base + i % _FILL_SPAN)
-        sport = 1024 + i // _FILL_SPAN
-        yield (
-            f"cookie={COOKIE_FILL:#x},priority={FILL_PRIORITY},udp,nw_src={src},"
-            f"nw_dst={_FILL_DST},tp_src={sport},tp_dst=9,actions=drop"
-        )
+        port = 1024 + i // _FILL_SPAN
+        shape = i % 4
+        if shape == 0:
+            match = f"udp,nw_src={src},nw_dst={_FILL_DST},tp_src={port},tp_dst=9"
+        elif shape == 1:
+            match = f"tcp,nw_src={src},nw_dst={_FILL_DST},tp_dst={port}"
+        elif shape == 2:
+            match = f"ip,nw_src={src},nw_dst=192.0.2.{2 + i // _FILL_SPAN % 250}"
+        else:
+            mac = (0x0A0000000000 + i).to_bytes(6, "big").hex(":")
+            match = f"dl_src={mac},dl_dst={_FILL_MAC}"
+        yield f"{head},{match},actions=drop"
 
 
 @dataclass(frozen=True, slots=True)

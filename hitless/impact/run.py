@@ -66,6 +66,7 @@ from hitless.impact.analysis import ClassStats, ImpactResult, Phase, Window
 
 __all__ = [
     "ALL_CLASSES",
+    "APPCTL_CLASSES",
     "CONTROLLER_CLASSES",
     "CROSS_CLASSES",
     "KNOWN_CLASSES",
@@ -82,7 +83,9 @@ __all__ = [
 ALL_CLASSES = ("udp", "openflow", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
 CROSS_CLASSES = ("udp-cross",)  # need a host on a second bridge
 CONTROLLER_CLASSES = ("controller",)  # needs the switch's namespace and its ptcp port
-KNOWN_CLASSES = ALL_CLASSES + CONTROLLER_CLASSES + CROSS_CLASSES
+APPCTL_CLASSES = ("appctl",)  # needs the switch's control socket; not in the default set
+KNOWN_CLASSES = ALL_CLASSES + CONTROLLER_CLASSES + CROSS_CLASSES + APPCTL_CLASSES
+APPCTL_CLASS_NAME = "ovs-appctl version"
 
 Operation = Callable[[], Iterable[Phase] | None]
 Progress = Callable[[str, float], None]
@@ -114,6 +117,7 @@ class Rates:
     broadcast_pps: float = 50.0
     late_after: float = 0.05  # a unit this late counts as disrupted
     echo_interval: float = 0.02  # controller class: an echo request every ...
+    appctl_interval: float = 0.005  # appctl class: an ovs-appctl version every ...
 
 
 @dataclass
@@ -185,6 +189,7 @@ def _plan(
     run: int,
     port: int | None = None,
     controller_ns: str | None = None,
+    ctl: str | None = None,
 ) -> _Plan:
     unknown = set(classes) - set(KNOWN_CLASSES)
     if unknown:
@@ -258,6 +263,15 @@ def _plan(
                 tmp / "of-controller.err",
                 module="hitless.impact.controller",
             )
+        )  # fmt: skip
+    if "appctl" in classes:
+        if ctl is None or controller_ns is None:
+            raise ValueError("the appctl class needs the switch's control socket and namespace")
+        plan.agents.append(
+            _Agent("appctl-probe", "switch", controller_ns,
+                   ["appctl-probe", "--ctl", ctl, "--interval", str(rates.appctl_interval),
+                    "--run", str(run)],
+                   False, tmp / "appctl-probe.jsonl", tmp / "appctl-probe.err")
         )  # fmt: skip
     if "tcp-stream" in classes:
         add("tcp-stream-srv", b, True, "tcp-stream-server", "--bind", bip.ip, "--port", port + 2)
@@ -465,6 +479,9 @@ def analyse(
         out.append(
             an.tcp_connect(f"new tcp {a}→{b}", recs["tcp-connect"], window, late_after=late_after)
         )
+    if "appctl-probe" in recs:
+        out.append(an.appctl(APPCTL_CLASS_NAME, recs["appctl-probe"], window,
+                             late_after=late_after))  # fmt: skip
     if "arp-probe" in recs:
         out.append(
             an.neighbour(f"arp {prober}→{b}", recs["arp-probe"], window, late_after=late_after)
@@ -498,6 +515,7 @@ def measure(
     keep_dir: str | os.PathLike[str] | None = None,
     port: int | None = None,
     controller_ns: str | None = None,
+    ctl: str | None = None,
 ) -> ImpactResult:
     """Send every traffic class between ``hosts`` for ``duration`` seconds, call
     ``operation()`` ``at`` seconds in (default: a third of the way), and analyse.
@@ -508,7 +526,8 @@ def measure(
     base port (see ``pick_port``; default: a random one), given when rules were
     installed for the openflow class's ports (``openflow_ports(port)``) or the
     controller class's passive controller (``controller_port(port)``).
-    ``controller_ns``: the switch's namespace, where the controller class's agent runs."""
+    ``controller_ns``: the switch's namespace, where the controller class's agent runs
+    (and the appctl class's, which probes the control socket ``ctl``)."""
     rates = rates or Rates()
     at = duration / 3 if at is None else at
     if not 0 <= at <= duration:
@@ -520,7 +539,7 @@ def measure(
     plan = _Plan()
     linger = max(rates.connect_timeout, rates.probe_timeout, 3.0)
     try:
-        plan = _plan(hosts, classes, rates, tmp, run, port, controller_ns)
+        plan = _plan(hosts, classes, rates, tmp, run, port, controller_ns, ctl)
         listeners = [ag for ag in plan.agents if ag.listener]
         senders = [ag for ag in plan.agents if not ag.listener]
         report("starting traffic agents", 0.0)

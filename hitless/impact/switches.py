@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hitless.impact.analysis import Phase
 
@@ -154,6 +155,8 @@ class _Base:
     # seconds allowed for commands that carry the OpenFlow rules (handoff, restore):
     # raised by the harness when it loads many
     rules_timeout: float = TIMEOUT
+    # what the last upgrade/downgrade command reported (phases_ms...); None: no handoff
+    last_report: dict[str, Any] | None = None
 
     def _in_ns(self, cmd: list[str]) -> list[str]:
         """Processes that open interfaces run in the switch's namespace."""
@@ -247,9 +250,15 @@ class HitlessSwitch(_Base):
         return _run(self._in_ns([*cmd, *args, "--rundir", str(self.rundir)]), f"hitless {args[0]}",
                     timeout=timeout)  # fmt: skip
 
+    @property
+    def ctl(self) -> Path:
+        """The daemon's control socket (ovs-appctl -t)."""
+        return self.rundir / "hitless-vswitchd.ctl"
+
     def appctl(self, *args: str) -> str:
-        ctl = self.rundir / "hitless-vswitchd.ctl"
-        return _run(["ovs-appctl", "-t", str(ctl), "--timeout=30", *args], f"ovs-appctl {args[0]}")
+        return _run(
+            ["ovs-appctl", "-t", str(self.ctl), "--timeout=30", *args], f"ovs-appctl {args[0]}"
+        )
 
     def start(self) -> None:
         self.hitless("start")
@@ -294,6 +303,7 @@ class HitlessSwitch(_Base):
             report = json.loads(r.stdout)
         except ValueError:
             raise SwitchError(f"hitless {what} printed no report:\n{r.stderr.strip()}") from None
+        self.last_report = report  # the phases as the command reported them
         if r.returncode != 0 or not report.get("ok"):
             raise SwitchError(f"hitless {what} failed: {report.get('reason')}")
         return _handoff_phases(report.get("phases_ms", {}), t0, t1)
@@ -382,6 +392,11 @@ class OvsSwitch(_Base):
 
     def _p(self, name: str) -> Path:
         return self.rundir / name
+
+    @property
+    def ctl(self) -> Path:
+        """ovs-vswitchd's control socket (--unixctl: the same path after a restart)."""
+        return self._p("ovs-vswitchd.ctl")
 
     def appctl(self, *args: str) -> str:
         return _run(

@@ -30,9 +30,12 @@ def test_filler_rules_are_distinct_and_miss_the_hosts() -> None:
     assert len(lines) == 140_000
     matches = [line.split(",", 2)[2].rsplit(",actions=", 1)[0] for line in lines]
     assert len(set(matches)) == len(matches)  # no two the same rule
-    for line in (lines[0], lines[131_071], lines[131_072], lines[-1]):
-        assert line.startswith(f"cookie={rules.COOKIE_FILL:#x},priority=10,udp,")
+    shapes = {line.split(",")[2].split("=")[0] for line in lines}
+    assert shapes == {"udp", "tcp", "ip", "dl_src"}  # L4, L4, L3, L2 in turn
+    for line in lines:
+        assert line.startswith(f"cookie={rules.COOKIE_FILL:#x},priority=10,")
         assert line.endswith(",actions=drop")
+    for line in (lines[0], lines[131_069], lines[131_074], lines[-2]):
         src = re.search(r"nw_src=([\d.]+)", line)
         assert src is not None
         assert ipaddress.ip_address(src.group(1)) in ipaddress.ip_network("198.18.0.0/15")
