@@ -23,7 +23,9 @@ here; this is our own code):
   TIME_WAIT...) and its window (highest sequence sent, highest sequence the peer
   allows, largest window seen, window scale), and a segment must fall inside the
   window the peer advertised and acknowledge only data that was sent (the four checks
-  of the kernel's ``tcp_in_window``, with the same slack). A SYN on a closed connection
+  of the kernel's ``tcp_in_window``, with the same slack; a segment carrying no data,
+  SYN or FIN has no sequence range to check, as in Open vSwitch's userspace tracker,
+  only its ACK). A SYN on a closed connection
   starts a new one; a segment without SYN may pick up a connection mid-stream (so a
   connection survives a tracker that lost its table), a SYN+ACK may not create one.
 * UDP and other protocols: FIRST until a reply, then BIDIR; ICMP echo/timestamp/info
@@ -909,6 +911,10 @@ class Conntrack:
                 if dst.state < TCPS_ESTABLISHED and f & TH_ACK:
                     dst.state = TCPS_ESTABLISHED
         elif not conn.liberal:
+            if seq == end:
+                # No data, SYN or FIN: nothing to place in the window (Open vSwitch's
+                # userspace tracker eases these too; the kernel would check seq).
+                seq = end = src.end
             # The kernel's four checks: the segment fits the window the receiver
             # advertised, and it acknowledges only what the receiver sent.
             maxack = max(dst.maxwin, _MAX_ACK_WINDOW)

@@ -87,7 +87,7 @@ from hitless.openflow.constants import Port as OfPort
 from hitless.openflow.errors import RemoteProtocolError
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.messages import FlowMod, GroupMod, MeterMod, PacketOut
-from hitless.packet.flow import VLAN_PRESENT, Match, extract_key, format_match, mask_or
+from hitless.packet.flow import CT_OFF, VLAN_PRESENT, Match, extract_key, format_match, mask_or
 
 __all__ = ["STATE_VERSION", "Bridge"]
 
@@ -186,6 +186,10 @@ class Bridge:
         self.link_seq = 0  # moves on every link change: the daemon writes status at once
 
     def _xlate(self, key: bytes) -> Xlate:
+        if any(key[CT_OFF : CT_OFF + 4]):  # a recirculated packet resumes its frozen state
+            return self._recirc_noted(
+                xlate_openflow(self.of, self.state, key, recirc=self.datapath.recirc)
+            )
         if self.state.bonds:
             special = xlate_special(self.state, key)
             if special is not None:
@@ -301,7 +305,16 @@ class Bridge:
                 self._normal_credits,
                 _DEPS_TABLE0,
             )
-        return xlate_openflow(self.of, self.state, key)
+        return self._recirc_noted(
+            xlate_openflow(self.of, self.state, key, recirc=self.datapath.recirc)
+        )
+
+    def _recirc_noted(self, x: Xlate) -> Xlate:
+        """Record the recirculation ids a translation froze beside the datapath's flows
+        (the datapath's ``recirc`` map travels with them in a handoff)."""
+        for rid, frozen in x.recirc:
+            self.datapath.recirc[rid] = frozen
+        return x
 
     def _check_default(self) -> None:
         """Use the fast path when the pipeline is just ``priority=0 actions=NORMAL``."""
@@ -951,7 +964,11 @@ class Bridge:
         if in_port == OfPort.LOCAL:
             in_port = OFPP_LOCAL
         key = extract_key(po.data, in_port)
-        x = xlate_openflow(self.of, self.state, key, actions=po.actions)
+        x = self._recirc_noted(
+            xlate_openflow(
+                self.of, self.state, key, actions=po.actions, recirc=self.datapath.recirc
+            )
+        )
         for c in x.credits:
             c.credit(1, len(po.data), now)  # type: ignore[attr-defined]
         if self.of.credited is not None:

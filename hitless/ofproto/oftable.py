@@ -32,6 +32,7 @@ from typing import Any
 from hitless.config.model import OFPP_LOCAL
 from hitless.ofproto.fields import LOCS, PREREQS
 from hitless.openflow import nx_actions as nx
+from hitless.openflow import nx_ct
 from hitless.openflow._wire import Reader
 from hitless.openflow.actions import (
     Action,
@@ -945,7 +946,15 @@ class OfState:
         elif isinstance(a, nx.Controller2):
             if a.pause:
                 raise bad("controller(pause) is not supported yet", BadActionCode.BAD_EXP_TYPE)
-        elif not isinstance(a, _NX_PLAIN):
+        elif isinstance(a, nx_ct.CtAction):
+            a.validate()
+            if a.zone_field is not None:
+                readable(a.zone_field)
+            if a.table != nx_ct.RECIRC_NONE and a.table >= N_TABLES:
+                raise bad(f"ct to table {a.table}")
+        elif isinstance(a, nx_ct.NatAction):
+            raise bad("nat is only allowed inside ct")
+        elif not isinstance(a, (*_NX_PLAIN, nx_ct.CtClear)):
             raise bad(
                 f"Nicira action {type(a).__name__} is not supported", BadActionCode.BAD_EXP_TYPE
             )

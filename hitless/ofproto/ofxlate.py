@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hitless.config.model import OFPP_LOCAL
 from hitless.datapath import actions as dp
+from hitless.ofproto import ct_xlate
 from hitless.ofproto.fields import DP_MASK, LOCS, PREREQS
 from hitless.ofproto.oftable import (
     BucketCounter,
@@ -45,6 +46,7 @@ from hitless.ofproto.oftable import (
 from hitless.ofproto.xlate import SwitchState, Xlate, xlate_normal
 from hitless.openflow import actions as of
 from hitless.openflow import nx_actions as nx
+from hitless.openflow import nx_ct
 from hitless.openflow.actions import Action as OfAction
 from hitless.openflow.constants import (
     ActionType,
@@ -252,6 +254,10 @@ class _Ctx:
     table_id: int = 0
     cookie: int = 0
     miss_rule: bool = False  # the rule is a table-miss entry (priority 0, matches all)
+    # Recirculation: the ids known so far (the datapath's map) and those this
+    # translation froze (ofproto.ct_xlate).
+    recirc_known: Mapping[int, bytes] = field(default_factory=dict)
+    frozen: list[tuple[int, bytes]] = field(default_factory=list)
 
     # -- field rewrites --
     def set_key(self, name: str, value: int) -> None:
@@ -283,6 +289,7 @@ def xlate_openflow(
     key: bytes,
     actions: tuple[of.Action, ...] | None = None,
     recorder: Recorder | None = None,
+    recirc: Mapping[int, bytes] | None = None,
 ) -> Xlate:
     """Translate ``key`` through the pipeline (or, for a packet-out, through ``actions``).
     ``recorder`` (ofproto/trace) hears each step as ``recorder.event(kind, **details)``:
@@ -290,10 +297,21 @@ def xlate_openflow(
     ``goto`` / ``resubmit`` ... ``resubmit_end`` (table_id), ``action`` (action, depth),
     ``action_set`` (actions), ``bucket`` ... ``bucket_end`` (index), ``end`` (key: the
     packet as the pipeline left it), ``group`` (group_id,
-    chosen), ``normal`` (xlate), ``drop`` (reason)."""
+    chosen), ``normal`` (xlate), ``drop`` (reason).
+    ``recirc``: the recirculation ids in use (the datapath's map): a key with a
+    recirc_id resumes the frozen state it stands for (ofproto.ct_xlate)."""
     in_port = int.from_bytes(key[0:4], "big")
     ctx = _Ctx(of_state, sw, key, key, in_port, recorder=recorder)
-    if actions is None:
+    if recirc is not None:
+        ctx.recirc_known = recirc
+    rid = key_field(key, "recirc_id")
+    if rid and actions is None:
+        frozen = ctx.recirc_known.get(rid)
+        if frozen is None:  # not ours (or forgotten): Open vSwitch drops it too
+            return Xlate((), _IN_PORT.to_bytes(KEY_LEN, "big"), "drop: unknown recirc_id")
+        table_id, ctx.in_port, ctx.meta = ct_xlate.decode_frozen(frozen)
+        _pipeline(ctx, table_id)
+    elif actions is None:
         _pipeline(ctx, 0)
     else:
         _apply(ctx, actions)
@@ -305,8 +323,9 @@ def xlate_openflow(
     acts = ctx.acts
     if ctx.error is not None:
         acts.clear()  # too deep, too many resubmits: Open vSwitch drops the packet
-    # Rewrites after the last output change nothing anyone sees.
-    while acts and not isinstance(acts[-1], (dp.Output, dp.Userspace)):
+    # Rewrites after the last output change nothing anyone sees (a ct commits, a
+    # recirculation continues elsewhere: they stay).
+    while acts and not isinstance(acts[-1], (dp.Output, dp.Userspace, dp.Ct, dp.Recirc)):
         acts.pop()
     mask = ctx.mask.to_bytes(KEY_LEN, "big")
     reason = "openflow" if acts else f"drop: openflow{': ' + ctx.error if ctx.error else ''}"
@@ -320,6 +339,7 @@ def xlate_openflow(
         tuple(dict.fromkeys(ctx.out_ports)),
         credits=tuple(ctx.credits),
         deps=frozenset(ctx.deps),
+        recirc=tuple(ctx.frozen),
     )
 
 
@@ -704,6 +724,22 @@ def _x_set_tunnel(ctx: _Ctx, a: nx.SetTunnel) -> None:
     write_field(ctx, "tun_id", a.tun_id)
 
 
+def _x_ct(ctx: _Ctx, a: nx_ct.CtAction) -> None:
+    zf = a.zone_field
+    zone = a.zone if zf is None else read_field(ctx, zf.ref.name, zf.ofs, zf.nbits)
+    acts, frozen = ct_xlate.xlate_ct(a, zone & 0xFFFF, ctx.in_port, ctx.meta, ctx.recirc_known)
+    ctx.acts.extend(acts)
+    if frozen is not None:
+        # The pipeline goes on after recirculation, from the frozen state.
+        ctx.frozen.append(frozen)
+        ctx.exited = ctx.stopped = True
+
+
+def _x_ct_clear(ctx: _Ctx, a: nx_ct.CtClear) -> None:
+    ctx.acts.append(dp.CtClear())
+    ctx.cur = ct_xlate.clear_ct_fields(ctx.cur)
+
+
 ACTION_XLATE: dict[type, Callable[[_Ctx, Any], None]] = {
     of.Output: _x_output,
     of.GroupAction: _x_group,
@@ -733,6 +769,8 @@ ACTION_XLATE: dict[type, Callable[[_Ctx, Any], None]] = {
     nx.SetTunnel: _x_set_tunnel,
     nx.Learn: _x_learn,
     nx.FinTimeout: _x_fin_timeout,
+    nx_ct.CtAction: _x_ct,
+    nx_ct.CtClear: _x_ct_clear,
 }
 """How each action translates: ``fn(ctx, action)``. Another layer adds its own here (a
 new action's class -> its function); ``OfState.validate_actions`` must accept it too."""

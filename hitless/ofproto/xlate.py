@@ -250,6 +250,9 @@ class Xlate:
     # with ``credit(packets, bytes, used)``) and what the translation read.
     credits: tuple[object, ...] = ()
     deps: frozenset[tuple[object, ...]] = frozenset()
+    # Recirculation ids the actions use, with their frozen states (ofproto.ct_xlate):
+    # the bridge records them in the datapath's ``recirc`` map.
+    recirc: tuple[tuple[int, bytes], ...] = ()
 
 
 def _is_reserved(dst: bytes) -> bool:

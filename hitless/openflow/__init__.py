@@ -14,7 +14,7 @@ Must not import: sockets, asyncio, time, or any other hitless layer (datapath, o
 daemon, config, handoff). The pipeline decides what messages mean; the daemon does I/O.
 """
 
-from hitless.openflow import constants, nx_actions, ofp10
+from hitless.openflow import constants, nx_actions, nx_ct, ofp10
 from hitless.openflow.actions import *  # noqa: F403
 from hitless.openflow.actions import __all__ as _actions_all
 from hitless.openflow.connection import *  # noqa: F403
@@ -34,6 +34,7 @@ __all__ = [
     "RemoteProtocolError",
     "constants",
     "nx_actions",
+    "nx_ct",
     "field",
     "ofp10",
     *_actions_all,

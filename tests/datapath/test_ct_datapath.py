@@ -97,7 +97,7 @@ def test_tcp_through_firewall_without_upcalls() -> None:
     assert dp.n_missed == 0
     # A segment far outside the window is +inv: neither +est nor dropped by "new" rule
     # here but by the est rule's mask (trk without est): dropped.
-    dp.receive(2, tcp_frame(B, A, 80, 1000, ACK, seq=501 + 10**8, ack=101))
+    dp.receive(2, tcp_frame(B, A, 80, 1000, ACK, seq=501 + 10**8, ack=101, payload=b"x"))
     assert dp.pop_sent() == {}
 
 
@@ -196,7 +196,7 @@ def test_handles_carry_the_connection_table_and_recirc_ids() -> None:
     new.receive(2, udp_frame(B, A, 53, 9))
     assert new.pop_sent() == {1: [tcp_frame(B, A, 80, 1000, ACK, seq=501, ack=101, payload=b"x")]}
     # The window state came along: a segment far outside it is not +est.
-    new.receive(2, tcp_frame(B, A, 80, 1000, ACK, seq=10**8, ack=101))
+    new.receive(2, tcp_frame(B, A, 80, 1000, ACK, seq=10**8, ack=101, payload=b"x"))
     assert new.pop_sent() == {}
     # Without the table (what a restart does) the same reply is dropped by the rules.
     cold = firewall()
