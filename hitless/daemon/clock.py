@@ -10,7 +10,7 @@ one step, so every timer due in between fires in order (``time/warp LARGE_MSECS 
 as in Open vSwitch), and ``done`` is called after the last one.
 
 Housekeeping that must never stand still (the handoff lease) uses ``base``, the real
-clock. ``export()``/``adopt()`` carry the offset and the stopped value to a successor.
+clock. ``export_state()``/``adopt()`` carry the offset and the stopped value to a successor.
 """
 
 from __future__ import annotations
@@ -87,11 +87,15 @@ class WarpClock:
             done()
 
     # Handoff -----------------------------------------------------------------------
-    def export(self) -> dict[str, Any]:
-        """The warp, for a successor (an unfinished stepped warp is finished first)."""
-        while self.stepping:
-            self.step()
-        return {"offset": self.offset, "stopped_at": self.stopped_at}
+    def export_state(self) -> dict[str, Any]:
+        """The warp, for a successor (a stepped warp under way counts as done)."""
+        offset, stopped = self.offset, self.stopped_at
+        if self._steps:
+            if stopped is not None:
+                stopped += self._left
+            else:
+                offset += self._left
+        return {"offset": offset, "stopped_at": stopped}
 
     def adopt(self, state: dict[str, Any]) -> None:
         self.offset = float(state.get("offset", 0.0))

@@ -22,6 +22,7 @@ import warnings
 
 import hitless
 from hitless.config.ovsdb import DEFAULT_SCHEMA
+from hitless.daemon import settings, vlog
 from hitless.daemon.rundir import (
     DAEMON_NAME,
     RunDir,
@@ -34,15 +35,8 @@ from hitless.daemon.rundir import (
 
 log = logging.getLogger(DAEMON_NAME)
 
-LOG_FORMAT = "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s: %(message)s"
-
-
 def setup_logging(logfile: str | os.PathLike[str], level: str = "INFO") -> None:
-    handler = logging.FileHandler(logfile)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%Y-%m-%dT%H:%M:%S"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    vlog.configure(logfile, level)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -103,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_pidfile(rundir.pidfile)
         publish_ovs_names(rundir)
+        settings.forget(rundir)  # a fresh start: default log levels, real time
         log.info(
             "%s starting (pid %d, rundir %s, database %s)",
             DAEMON_NAME,
@@ -176,6 +171,9 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
     owned = False
     try:
         switch = Switch(rundir, schema=args.schema)
+        # The predecessor's log levels and clock, before restoring anything timed; read
+        # again at commit (the old process serves commands until it freezes).
+        settings.apply_settings(switch)
 
         def on_commit() -> None:
             assert switch is not None
@@ -183,6 +181,7 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
             switch.start_unixctl(inherited.pop("unixctl", None))
             write_pidfile(rundir.pidfile)
             publish_ovs_names(rundir)
+            settings.apply_settings(switch)  # the predecessor's log levels and clock
             switch.start_handoff_listener(args.lease, inherited.pop("handoff", None))
             for fd in inherited.values():  # a listener this build does not know
                 os.close(fd)

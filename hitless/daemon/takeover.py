@@ -372,6 +372,7 @@ class SwitchExporter:
         """The pre-copy, to build in slices between datapath polls (``PrecopyJob``); with
         ``delta``, changes are tracked from now on and the finished job leaves the
         baseline the freeze's delta is computed against."""
+        now = self.switch.clock()  # state ages on the switch's (warpable) clock, not the lease's
         return PrecopyJob(self, now, delta, version)
 
     def precopy(self, now: float, delta: bool) -> State:
@@ -391,6 +392,7 @@ class SwitchExporter:
         } | _openflow_counts(rb.bridge for rb in bridges)
 
     def freeze(self, now: float, delta: bool) -> Frozen:
+        now = self.switch.clock()  # as precopy_job
         if not delta or self.baseline is None:
             state, live_fds = export_switch(self.switch, now, final=True)
             self._stop_tracking()
@@ -549,6 +551,7 @@ class PrecopyJob:
     def __init__(self, exporter: SwitchExporter, now: float, delta: bool, version: int) -> None:
         self.exporter = exporter
         self.clock = exporter.switch.clock
+        self.slice_clock = exporter.switch.clock.base  # deadlines are real time (time/stop)
         self.taken = now
         self.delta = delta
         self.version = version
@@ -557,11 +560,11 @@ class PrecopyJob:
         self._work = self._produce()
 
     def step(self, deadline: float) -> bool:
-        """Work until ``deadline`` (the switch's clock); True once the snapshot is built.
+        """Work until ``deadline`` (real time); True once the snapshot is built.
         Raises ``HandoffRefused`` or ``SnapshotError`` if it cannot be."""
         while self._parts is None:
             next(self._work)
-            if self.clock() >= deadline:
+            if self.slice_clock() >= deadline:
                 break
         return self._parts is not None
 

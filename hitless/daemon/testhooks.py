@@ -15,6 +15,7 @@ loop after each, so that every timer due in between fires in order (hitless.daem
 
 from __future__ import annotations
 
+from hitless.daemon import settings
 from hitless.daemon.unixctl import CommandError, Request, command
 from hitless.datapath.dummy import DummyDatapath
 from hitless.packet.flowstr import FlowSyntaxError, build_packet, parse_flow
@@ -62,6 +63,7 @@ def receive(req: Request) -> str:
 @command("time/stop")
 def time_stop(req: Request) -> str:
     req.switch.clock.stop()
+    settings.save(req.switch)
     return ""
 
 
@@ -84,9 +86,14 @@ def time_warp(req: Request) -> str | None:
         now = clock()
         for rb in req.switch.bridges.values():
             rb.bridge.run(now)
+        settings.save(req.switch)
         return "warped"
     total, step = _msecs(req.args[0]), _msecs(req.args[1])
     if step == 0:
         raise CommandError("time/warp: MSECS must be > 0")
-    clock.plan(total / 1000, step / 1000, lambda: req.reply("warped"))
+    def done() -> None:
+        settings.save(req.switch)
+        req.reply("warped")
+
+    clock.plan(total / 1000, step / 1000, done)
     return None

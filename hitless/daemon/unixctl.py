@@ -45,6 +45,7 @@ COMMAND_MODULES = [
     "hitless.daemon.testhooks",
     "hitless.daemon.dp_commands",
     "hitless.daemon.trace_commands",
+    "hitless.daemon.vlog_commands",
 ]
 
 

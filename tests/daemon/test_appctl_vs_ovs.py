@@ -92,7 +92,10 @@ def both(started: Sw, ovs: Ovs) -> tuple[Side, Side]:  # noqa: F811
 
 def test_errors_and_list_commands_as_ovs(both: tuple[Side, Side]) -> None:
     o, h = both
-    for args in (["no/such"], ["fdb/show"], ["fdb/show", "a", "b"], ["time/warp"]):
+    for args in (
+        ["no/such"], ["fdb/show"], ["fdb/show", "a", "b"], ["time/warp"], ["vlog/set", "nosuch"],
+        ["vlog/set", "ofproto:nosuch:dbg"],
+    ):  # fmt: skip
         ro, rh = o.appctl(*args), h.appctl(*args)
         assert (rh.returncode, rh.stderr) == (ro.returncode, ro.stderr), args
     ours = {ln.split()[0] for ln in h.appctl("list-commands").stdout.splitlines()[1:]}
@@ -101,7 +104,9 @@ def test_errors_and_list_commands_as_ovs(both: tuple[Side, Side]) -> None:
         "dpif/show", "dpif/dump-flows", "dpctl/show", "dpctl/dump-flows", "dpctl/del-flows",
         "bridge/dump-flows", "fdb/show", "fdb/flush", "fdb/stats-show", "upcall/show",
         "revalidator/purge", "memory/show", "netdev-dummy/receive", "time/stop",
-        "time/warp", "list-commands", "version", "exit",
+        "time/warp", "list-commands", "version", "exit", "ofproto/trace",
+        "ofproto/trace-packet-out", "ofproto/list", "vlog/list", "vlog/set", "vlog/reopen",
+        "vlog/close", "vlog/disable-rate-limit", "vlog/enable-rate-limit", "vlog/list-pattern",
     }  # fmt: skip
     assert asked <= theirs and asked <= ours, asked - ours
     # Same usage text for the commands both have.
@@ -114,7 +119,15 @@ def test_errors_and_list_commands_as_ovs(both: tuple[Side, Side]) -> None:
     differ = {n for n, u in usage.items() if len(set(u)) != 1}
     # Options hitless does not take (docs/appctl.md, "Differences"): dpctl/del-flows FILE,
     # dpctl/dump-flows filter=/type=/pmd=, netdev-dummy/receive --qid.
-    assert differ == {"dpctl/del-flows", "dpctl/dump-flows", "netdev-dummy/receive"}
+    # ofproto/trace*: no datapath-flow form.
+    assert differ == {
+        "dpctl/del-flows", "dpctl/dump-flows", "netdev-dummy/receive", "ofproto/trace",
+        "ofproto/trace-packet-out",
+    }  # fmt: skip
+    assert (
+        h.appctl("vlog/list").stdout.splitlines()[:2]
+        == o.appctl("vlog/list").stdout.splitlines()[:2]
+    )
 
 
 def _no_hidden(text: str) -> list[str]:

@@ -30,7 +30,7 @@ def test_warp_stop_and_export() -> None:
     with pytest.raises(ValueError):
         c.warp(-1)
     other = WarpClock(base)
-    other.adopt(c.export())
+    other.adopt(c.export_state())
     assert other() == 106.5 and other.stopped
 
 
