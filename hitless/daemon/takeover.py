@@ -32,6 +32,7 @@ import msgspec
 from hitless import __version__
 from hitless.config.model import BridgeConfig
 from hitless.config.ovsdb import read_config
+from hitless.daemon.clock import WarpClock
 from hitless.daemon.handoff_old import HandoffRefused
 from hitless.datapath import Datapath, DpFlow, FlowStats, provider
 from hitless.datapath.actions import Action, actions_from_json, actions_to_json
@@ -551,7 +552,9 @@ class PrecopyJob:
     def __init__(self, exporter: SwitchExporter, now: float, delta: bool, version: int) -> None:
         self.exporter = exporter
         self.clock = exporter.switch.clock
-        self.slice_clock = exporter.switch.clock.base  # deadlines are real time (time/stop)
+        # Deadlines are real time, even on a stopped or warped clock (time/stop).
+        clock = exporter.switch.clock
+        self.slice_clock = clock.base if isinstance(clock, WarpClock) else clock
         self.taken = now
         self.delta = delta
         self.version = version
