@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -33,7 +32,9 @@ pytestmark = pytest.mark.netns
 
 DURATION = 4.0  # seconds of traffic; the operation happens at AT
 AT = 1.5
-UDP_PORT, TCP_PORT = 7301, 7302
+UDP_PORT, TCP_PORT = 7301, 7302  # what a talks to (on b, or on the VIP)
+SVC_UDP, SVC_TCP = 7401, 7402  # b's service ports behind the VIP (DNAT)
+VIP_OF = "VIP"  # replaced by the topology's VIP address
 
 _SERVER = r"""
 import socket, struct, sys, threading, time
@@ -106,17 +107,27 @@ print("got", len(seen), len(data) // 8, end, flush=True)
 """
 
 
-def _rules(a: int, b: int) -> list[str]:
-    return [
+def _rules(a: int, b: int, dnat: str | None = None) -> list[str]:
+    """The firewall; with ``dnat`` (b's address), new connections from a to the VIP's
+    ports are translated to b's service ports (ct(nat) on every packet applies it)."""
+    nat = ",nat" if dnat else ""
+    rules = [
         "table=0,priority=100,arp,actions=NORMAL",
         "table=0,priority=90,ipv6,actions=drop",
-        "table=0,priority=10,ip,actions=ct(table=1,zone=9)",
+        f"table=0,priority=10,ip,actions=ct(table=1,zone=9{nat})",
         f"table=1,priority=10,ct_state=+trk+new,ip,in_port={a},actions=ct(commit,zone=9),output:{b}",
         f"table=1,priority=10,ct_state=+trk+est,ip,in_port={a},actions=output:{b}",
         f"table=1,priority=10,ct_state=+trk+est,ip,in_port={b},actions=output:{a}",
         f"table=1,priority=5,ct_state=+trk+new,ip,in_port={b},actions=drop",
         "table=1,priority=1,actions=drop",
     ]
+    if dnat:
+        for proto, vport, port in (("udp", UDP_PORT, SVC_UDP), ("tcp", TCP_PORT, SVC_TCP)):
+            rules.append(
+                f"table=1,priority=20,ct_state=+trk+new,{proto},in_port={a},nw_dst={VIP_OF},"
+                f"tp_dst={vport},actions=ct(commit,zone=9,nat(dst={dnat}:{port})),output:{b}"
+            )
+    return rules
 
 
 def _drops(sw: HitlessSwitch | OvsSwitch, b: int) -> int:
@@ -129,7 +140,7 @@ def _drops(sw: HitlessSwitch | OvsSwitch, b: int) -> int:
     raise AssertionError("no drop rule")
 
 
-def run_side(kind: str, op: str) -> dict[str, object]:
+def run_side(kind: str, op: str, dnat: bool = False) -> dict[str, object]:
     with Topology(2) as topo:
         sw: HitlessSwitch | OvsSwitch = (
             HitlessSwitch(netns=topo.switch_ns)
@@ -142,25 +153,28 @@ def run_side(kind: str, op: str) -> dict[str, object]:
             a, b = topo.hosts
             pa, pb = sw.ofport(a.port), sw.ofport(b.port)
             sw.ofctl("del-flows")
-            for r in _rules(pa, pb):
-                sw.ofctl("add-flow", r)
             b_ip = b.ip.split("/")[0]
+            target = b_ip
+            if dnat:  # the service's address is .100, which a reaches through b's MAC
+                target = b_ip.rsplit(".", 1)[0] + ".100"
+                a.run("ip", "neigh", "replace", target, "lladdr", b.mac, "dev", "eth0")
+            for r in _rules(pa, pb, b_ip if dnat else None):
+                sw.ofctl("add-flow", r.replace(VIP_OF, target))
+            ports = (SVC_UDP, SVC_TCP) if dnat else (UDP_PORT, TCP_PORT)
             server = subprocess.Popen(
                 ["ip", "netns", "exec", b.ns, sys.executable, "-c", _SERVER, str(DURATION),
-                 str(UDP_PORT), str(TCP_PORT)],
+                 *map(str, ports)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
             )  # fmt: skip
             try:
                 assert server.stdout is not None and server.stdout.readline().strip() == "ready"
                 client = subprocess.Popen(
-                    ["ip", "netns", "exec", a.ns, sys.executable, "-c", _CLIENT, b_ip, str(DURATION),
+                    ["ip", "netns", "exec", a.ns, sys.executable, "-c", _CLIENT, target, str(DURATION),
                      str(UDP_PORT), str(TCP_PORT)],
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 )  # fmt: skip
                 drops_before = _drops(sw, pb)
-                timer = threading.Timer(AT, lambda: None)
-                timer.start()
-                timer.join()
+                time.sleep(AT)  # not a synchronisation: the operation's place in the traffic
                 t0 = time.monotonic()
                 sw.operation(op)()
                 took = time.monotonic() - t0
@@ -189,11 +203,12 @@ def run_side(kind: str, op: str) -> dict[str, object]:
             sw.close()
 
 
-def test_upgrade_keeps_connections_behind_a_stateful_firewall_where_ovs_restart_drops_them() -> (
-    None
-):
-    ours = run_side("hitless", "upgrade")
-    theirs = run_side("ovs", "flow-restore")
+@pytest.mark.parametrize("dnat", [False, True], ids=["firewall", "firewall+dnat"])
+def test_upgrade_keeps_connections_behind_a_stateful_firewall_where_ovs_restart_drops_them(
+    dnat: bool,
+) -> None:
+    ours = run_side("hitless", "upgrade", dnat)
+    theirs = run_side("ovs", "flow-restore", dnat)
     print(f"\nhitless upgrade:           {ours}\nOpen vSwitch flow-restore: {theirs}")
     assert ours["udp_lost"] == 0, ours
     assert ours["tcp_got"] == ours["tcp_sent"] and ours["tcp_end"] == "eof", ours
