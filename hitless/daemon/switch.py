@@ -47,6 +47,7 @@ from hitless.config.ovsdb import (
 from hitless.config.unsupported import Unsupported, notes_by_row, unsupported
 from hitless.daemon import unixctl
 from hitless.daemon.clock import WarpClock
+from hitless.daemon.coverage import Coverage
 from hitless.daemon.devstatus import device_info, set_mtu
 from hitless.daemon.handoff_old import DEFAULT_LEASE, HANDED_OVER, HandoffServer, handoff_path
 from hitless.daemon.rundir import RunDir
@@ -223,7 +224,8 @@ class Switch:
         self.failed: dict[str, FailedBridge] = {}
         self.config: SwitchConfig | None = None
         self.rejected: dict[str, str] = {}
-        self.counters = Counters()
+        self.counters: Counters = Counters()
+        self.coverage = Coverage()  # coverage/show
         self.exiting = False
         self.idl = ovs.db.idl.Idl(rundir.db_remote, schema_helper(schema))
         self.unixctl_server: unixctl.Server | None = None
@@ -358,6 +360,7 @@ class Switch:
         """One iteration: forwarding first, then the control plane."""
         self.clock.step()  # a stepped time/warp advances one step per iteration
         now = self.clock()
+        self.coverage.sample(self, self.clock.base())  # at most every 5 s
         waiting = self.flow_restore_wait
         for rb in list(self.bridges.values()):
             rb.datapath.run()

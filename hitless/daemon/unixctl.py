@@ -46,6 +46,7 @@ COMMAND_MODULES = [
     "hitless.daemon.dp_commands",
     "hitless.daemon.trace_commands",
     "hitless.daemon.vlog_commands",
+    "hitless.daemon.coverage",
 ]
 
 
@@ -158,9 +159,10 @@ def _dispatch(conn: Any, args: list[str], aux: tuple[Switch, Command]) -> None:
 class Connection:
     """One client (one ovs-appctl run): JSON-RPC requests in, one reply per request."""
 
-    def __init__(self, rpc: Any, switch: Switch) -> None:
+    def __init__(self, rpc: Any, switch: Switch, server: Server | None = None) -> None:
         self._rpc = rpc
         self._switch = switch
+        self._server = server
         self._request_id: Any = None
 
     def run(self) -> int:
@@ -186,6 +188,8 @@ class Connection:
 
     def _process(self, msg: Any) -> None:
         self._request_id = msg.id
+        if self._server is not None:
+            self._server.n_requests += 1
         params = msg.params if isinstance(msg.params, list) else []
         cmd, err = check_args(str(msg.method), params)
         if cmd is None:
@@ -227,6 +231,7 @@ class Server:
         self._listener = listener  # ovs.stream.PassiveStream
         self._switch = switch
         self._conns: list[Connection] = []
+        self.n_requests = 0  # coverage: unixctl_received
 
     @classmethod
     def listen(cls, path: str, switch: Switch) -> Server:
@@ -275,7 +280,7 @@ class Server:
             if error:
                 log.warning("unixctl: accept failed: %s", os.strerror(error))
                 break
-            self._conns.append(Connection(ovs.jsonrpc.Connection(stream), self._switch))
+            self._conns.append(Connection(ovs.jsonrpc.Connection(stream), self._switch, self))
         for conn in list(self._conns):
             error = conn.run()
             if error and error != errno.EAGAIN:

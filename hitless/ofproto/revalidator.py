@@ -79,6 +79,7 @@ class Revalidator:
         self._by_dst: dict[MacKey, set[UKey]] = {}
         self._by_flood: dict[int, set[UKey]] = {}
         self._by_dep: dict[tuple[object, ...], set[UKey]] = {}
+        self.n_installed = 0
         self.n_modified = 0
         self.n_deleted = 0
         self.n_idle_deleted = 0
@@ -160,6 +161,7 @@ class Revalidator:
             return
         existing = self.dp.flow_get(match) if self.baseline else None
         self.dp.flow_put(match, x.actions)
+        self.n_installed += 1
         uk = UKey(match, x, now)
         if existing is not None:  # a handed-over flow: its older packets are counted
             uk.seen_packets, uk.seen_bytes = self._baseline_of(existing)

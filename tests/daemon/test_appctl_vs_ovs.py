@@ -107,6 +107,7 @@ def test_errors_and_list_commands_as_ovs(both: tuple[Side, Side]) -> None:
         "time/warp", "list-commands", "version", "exit", "ofproto/trace",
         "ofproto/trace-packet-out", "ofproto/list", "vlog/list", "vlog/set", "vlog/reopen",
         "vlog/close", "vlog/disable-rate-limit", "vlog/enable-rate-limit", "vlog/list-pattern",
+        "coverage/show", "coverage/read-counter",
     }  # fmt: skip
     assert asked <= theirs and asked <= ours, asked - ours
     # Same usage text for the commands both have.
