@@ -119,6 +119,8 @@ class PacketInEvent:
     table_id: int
     cookie: int
     max_len: int
+    userdata: bytes = b""  # controller(userdata=...): NXT_PACKET_IN2's userdata
+    fields: tuple[tuple[str, int], ...] = ()  # non-zero pipeline fields (registers...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +216,7 @@ class Bridge:
                 if it is None or not ic.ingress_policing_rate or it.ofport > OFPP_MAX_POLICED:
                     continue
                 burst = ic.ingress_policing_burst or DEFAULT_POLICING_BURST
-                want[it.ofport] = DpMeter(
-                    True, (DpMeterBand(ic.ingress_policing_rate, burst),)
-                )
+                want[it.ofport] = DpMeter(True, (DpMeterBand(ic.ingress_policing_rate, burst),))
         if want == self._policers:
             return False
         for port in [p for p in self._policers if p not in want]:
@@ -751,10 +751,18 @@ class Bridge:
         if up.reason != "miss":
             info = decode_userdata(up.userdata) if up.reason == "action" else None
             if info is not None:
-                reason, table_id, cookie, max_len = info
                 self.n_packet_ins += 1
                 self.packet_ins.append(
-                    PacketInEvent(up.in_port, up.packet, reason, table_id, cookie, max_len)
+                    PacketInEvent(
+                        up.in_port,
+                        up.packet,
+                        info.reason,
+                        info.table_id,
+                        info.cookie,
+                        info.max_len,
+                        info.userdata,
+                        info.fields,
+                    )
                 )
             return
         x = self._xlate(up.key)

@@ -755,8 +755,14 @@ class OfHandler:
                 table_id=p.table_id,
                 cookie=p.cookie,
                 total_len=len(p.packet),
-                match=OfMatch((oxm_field("in_port", of_port(p.in_port)),)),
+                match=OfMatch(
+                    (
+                        oxm_field("in_port", of_port(p.in_port)),
+                        *(oxm_field(name, value) for name, value in p.fields),
+                    )
+                ),
                 data=p.packet,
+                userdata=p.userdata,
             )
             for p in br.take_packet_ins()
         ]

@@ -74,7 +74,16 @@ from hitless.packet.flow import (
     set_field as key_set,
 )
 
-__all__ = ["ACTION_XLATE", "PACKET_IN_USERDATA", "Recorder", "decode_userdata", "xlate_openflow"]
+__all__ = [
+    "ACTION_XLATE",
+    "PACKET_IN_USERDATA",
+    "PIN_FIELDS",
+    "PacketInInfo",
+    "Recorder",
+    "decode_userdata",
+    "encode_userdata",
+    "xlate_openflow",
+]
 
 PACKET_IN_USERDATA = struct.Struct("!BBQH")  # reason, table_id, cookie, max_len
 MAX_DEPTH = 64  # nested groups / backward resubmits before the packet is dropped (as OVS)
@@ -82,12 +91,83 @@ MAX_RESUBMITS = MAX_DEPTH * MAX_DEPTH  # resubmits in one translation, likewise
 _METADATA = LOCS["metadata"]
 
 
-def decode_userdata(data: bytes) -> tuple[int, int, int, int] | None:
-    """(reason, table_id, cookie, max_len) of a CONTROLLER action's userspace upcall."""
-    if len(data) != PACKET_IN_USERDATA.size:
+# Pipeline fields a packet-in reports when they are not zero (Open vSwitch's packet-in
+# "metadata"), by their index in this tuple in the userspace action's data.
+PIN_FIELDS = (
+    "metadata",
+    *(f"reg{i}" for i in range(16)),
+    "pkt_mark",
+    "tun_id",
+    "tun_src",
+    "tun_dst",
+    "tun_flags",
+)
+_PIN_INDEX = {n: i for i, n in enumerate(PIN_FIELDS)}
+_PIN_EXT = struct.Struct("!BH")  # format 1, userdata length
+
+
+@dataclass(frozen=True, slots=True)
+class PacketInInfo:
+    """What a CONTROLLER action's userspace upcall carries: the packet-in's reason,
+    table, cookie, max_len, the controller(userdata=...) bytes and the non-zero
+    pipeline fields (registers, metadata...) at the time of the action."""
+
+    reason: int
+    table_id: int
+    cookie: int
+    max_len: int
+    userdata: bytes = b""
+    fields: tuple[tuple[str, int], ...] = ()
+
+
+def encode_userdata(info: PacketInInfo) -> bytes:
+    """The userspace action's data: 12 bytes when there is no userdata and no field (so
+    a datapath with small userdata, ebpf, keeps the flow), else an extension."""
+    base = PACKET_IN_USERDATA.pack(info.reason, info.table_id, info.cookie, info.max_len)
+    if not info.userdata and not info.fields:
+        return base
+    out = [base, _PIN_EXT.pack(1, len(info.userdata)), info.userdata, bytes((len(info.fields),))]
+    for name, value in info.fields:
+        nbytes = (LOCS[name].bits + 7) // 8
+        out.append(bytes((_PIN_INDEX[name], nbytes)) + value.to_bytes(nbytes, "big"))
+    return b"".join(out)
+
+
+def decode_userdata(data: bytes) -> PacketInInfo | None:
+    """The ``PacketInInfo`` of a CONTROLLER action's userspace upcall (None: not one)."""
+    n = PACKET_IN_USERDATA.size
+    if len(data) < n:
         return None
-    reason, table_id, cookie, max_len = PACKET_IN_USERDATA.unpack(data)
-    return reason, table_id, cookie, max_len
+    reason, table_id, cookie, max_len = PACKET_IN_USERDATA.unpack_from(data)
+    if len(data) == n:
+        return PacketInInfo(reason, table_id, cookie, max_len)
+    try:
+        fmt, ulen = _PIN_EXT.unpack_from(data, n)
+        pos = n + _PIN_EXT.size
+        userdata = data[pos : pos + ulen]
+        pos += ulen
+        count = data[pos]
+        pos += 1
+        fields = []
+        for _ in range(count):
+            idx, nbytes = data[pos], data[pos + 1]
+            fields.append(
+                (PIN_FIELDS[idx], int.from_bytes(data[pos + 2 : pos + 2 + nbytes], "big"))
+            )
+            pos += 2 + nbytes
+    except (struct.error, IndexError):
+        return None
+    if fmt != 1 or pos != len(data) or len(userdata) != ulen:
+        return None
+    return PacketInInfo(reason, table_id, cookie, max_len, userdata, tuple(fields))
+
+
+def _packet_in(ctx: _Ctx, reason: int, max_len: int, userdata: bytes = b"") -> None:
+    fields = tuple(
+        (n, v) for n in PIN_FIELDS if (v := LOCS[n].get(ctx.meta)) and LOCS[n].key_field is None
+    )
+    info = PacketInInfo(reason, ctx.table_id, ctx.cookie, max_len & 0xFFFF, userdata, fields)
+    ctx.acts.append(dp.Userspace(encode_userdata(info)))
 
 
 class Recorder(Protocol):
@@ -314,6 +394,7 @@ def xlate_openflow(
     elif actions is None:
         _pipeline(ctx, 0)
     else:
+        ctx.cookie = (1 << 64) - 1  # a packet-out's packet-ins carry no rule's cookie (OVS)
         _apply(ctx, actions)
     if ctx.action_set and ctx.error is None:
         ctx.stopped = False
@@ -634,8 +715,7 @@ def _x_clone(ctx: _Ctx, a: nx.Clone) -> None:
 
 
 def _x_controller(ctx: _Ctx, a: nx.Controller | nx.Controller2) -> None:
-    data = PACKET_IN_USERDATA.pack(a.reason, ctx.table_id, ctx.cookie, a.max_len & 0xFFFF)
-    ctx.acts.append(dp.Userspace(data))
+    _packet_in(ctx, a.reason, a.max_len, getattr(a, "userdata", b""))
 
 
 def _x_learn(ctx: _Ctx, a: nx.Learn) -> None:
@@ -859,8 +939,7 @@ def _output(ctx: _Ctx, port: int, max_len: int) -> None:
     elif port == Port.CONTROLLER:
         # §7.4.1: a table-miss entry's packet-ins say "no match".
         reason = PacketInReason.NO_MATCH if ctx.miss_rule else PacketInReason.ACTION
-        data = PACKET_IN_USERDATA.pack(reason, ctx.table_id, ctx.cookie, max_len & 0xFFFF)
-        ctx.acts.append(dp.Userspace(data))
+        _packet_in(ctx, reason, max_len)
     elif port == Port.LOCAL:
         if in_port != OFPP_LOCAL:
             _emit_output(ctx, OFPP_LOCAL)

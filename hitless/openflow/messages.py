@@ -550,6 +550,8 @@ class PacketIn(Message):
     cookie: int = 0
     match: Match = Match()
     data: bytes = b""
+    # controller(userdata=...): sent only in NXT_PACKET_IN2 (nxmsg), not in OFPT_PACKET_IN
+    userdata: bytes = b""
 
     def _body(self, version: int) -> bytes:
         return (

@@ -202,6 +202,8 @@ def encode_nx_packet_in(msg: PacketIn, fmt: int, version: int) -> bytes:
         _prop(5, bytes([msg.reason])),  # NXPINT_REASON
         _prop(6, nxm),  # NXPINT_METADATA
     ]
+    if msg.userdata:
+        props.append(_prop(7, msg.userdata))  # NXPINT_USERDATA
     return _frame(version, msg.xid, NxType.PACKET_IN2, b"".join(props))
 
 

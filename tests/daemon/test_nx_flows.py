@@ -14,7 +14,9 @@ ACL made of conjunctions (``conjunction(id,k/n)`` clauses and ``conj_id`` rules)
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import select
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -289,3 +291,62 @@ def test_learned_mac_table_matches_open_vswitch(
     assert norm(ours, hs) == norm(theirs, ohs)
     assert len(_learned(ofctl(started, br, "dump-flows"))) == 3
     _texts_match_ofctl(started, br)
+
+
+def _monitor_packet_in(target: str, env: dict[str, str], send: Callable[[], None]) -> str:
+    """What ``ovs-ofctl monitor`` prints for the first NXT_PACKET_IN2 (its two lines),
+    sending with ``send`` until one arrives."""
+    mon = subprocess.Popen(
+        ["ovs-ofctl", "-O", "OpenFlow13", "monitor", target, "65535"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert mon.stdout is not None
+    lines: list[str] = []
+    try:
+
+        def got() -> bool:
+            send()
+            while select.select([mon.stdout], [], [], 0.2)[0]:
+                line = mon.stdout.readline()  # type: ignore[union-attr]
+                if not line:
+                    return False
+                lines.append(line.rstrip())
+                if lines[-2:-1] and lines[-2].startswith("NXT_PACKET_IN2"):
+                    return True
+            return False
+
+        wait_for(got, "a packet-in at ovs-ofctl monitor")
+    finally:
+        mon.kill()
+        mon.wait()
+    return "\n".join(lines[-2:])
+
+
+def test_controller_userdata_and_registers_reach_the_controller_as_open_vswitch(
+    started: Sw, topology: Topology
+) -> None:
+    frame = "ffffffffffff020000007409" + "88b5" + "00" * 46
+    actions = (
+        "load:5->NXM_NX_REG0[],set_field:0x42->metadata,load:0x77->NXM_NX_REG14[0..15],"
+        "controller(userdata=01.02.03)"
+    )
+    br = make_bridge(started, topology)
+    target = f"unix:{started.rundir.path}/{br}.mgmt"
+    ours = _monitor_packet_in(
+        target,
+        {**os.environ, "OVS_RUNDIR": str(started.rundir.path)},
+        lambda: ofctl(started, br, "packet-out", "LOCAL", actions, frame) and None,
+    )
+    with _ovs(topology, ()) as o:
+        obr = topology.name("ob")
+        o.vsctl("add-br", obr, "--", "set", "bridge", obr, "datapath_type=netdev")
+        theirs = _monitor_packet_in(
+            f"unix:{o.rundir}/{obr}.mgmt",
+            {**o.paths.env},
+            lambda: _ovs_ofctl(o, obr, "packet-out", "LOCAL", actions, frame) and None,
+        )
+    assert "userdata=01.02.03" in theirs and "reg0=0x5" in theirs, theirs
+    assert ours == theirs
