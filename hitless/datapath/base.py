@@ -31,10 +31,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hitless.datapath.actions import Action, Ct
 from hitless.datapath.conntrack import Conntrack, CtResult
+from hitless.datapath.execute import MAX_RECIRC_DEPTH
 from hitless.datapath.meters import DpMeter, MeterTable
 from hitless.packet.flow import Match
 
 if TYPE_CHECKING:
+    from hitless.datapath.megaflow import MegaflowTable
     from hitless.datapath.patch import PatchPanel
 
 
@@ -294,6 +296,54 @@ class Datapath(ABC):
 
 
 Clock = Callable[[], float]
+
+
+class InProcessRecirc:
+    """Recirculation for the datapaths that forward in this process (dummy, netdev):
+    each (packet, key) a ``Recirc`` action hands back is looked up again; a hit counts
+    on its flow and runs the flow's actions one level deeper, a miss becomes an upcall
+    carrying the key (recirc_id and ct fields). Past ``MAX_RECIRC_DEPTH`` the packet is
+    dropped (a recirculation loop). Mix in before ``Datapath``."""
+
+    _flows: MegaflowTable
+    n_hit: int
+    n_missed: int
+    clock: Clock
+
+    def _queue(self, upcall: Upcall) -> None:
+        raise NotImplementedError
+
+    def _apply(
+        self,
+        packet: bytes,
+        in_port: int,
+        key: bytes | None,
+        actions: tuple[Action, ...],
+        depth: int = 0,
+    ) -> None:
+        raise NotImplementedError
+
+    def _count_hit(self, flow: DpFlow, key: bytes, size: int) -> None:
+        self.n_hit += 1
+        s = flow.stats
+        s.packets += 1
+        s.bytes += size
+        s.used = self.clock()
+        s.tcp_flags |= key[72] << 8 | key[73]  # the key's tcp_flags field
+        if self._flows.hits is not None:
+            self._flows.hits.add(flow.match)
+
+    def _recirculate(self, in_port: int, recirc: list[tuple[bytes, bytes]], depth: int) -> None:
+        for data, rkey in recirc:
+            if depth >= MAX_RECIRC_DEPTH:
+                continue
+            flow = self._flows.lookup(rkey)
+            if flow is None:
+                self.n_missed += 1
+                self._queue(Upcall(in_port, data, rkey))
+                continue
+            self._count_hit(flow, rkey, len(data))
+            self._apply(data, in_port, rkey, flow.actions, depth + 1)
 
 
 class InProcessMeters:

@@ -26,17 +26,18 @@ from hitless.datapath.base import (
     DpPort,
     FlowStats,
     InProcessMeters,
+    InProcessRecirc,
     LookupStats,
     Upcall,
 )
-from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
+from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
-from hitless.packet.flow import Match, extract_key, field
+from hitless.packet.flow import Match, extract_key
 
 
-class DummyDatapath(InProcessMeters, Datapath):
+class DummyDatapath(InProcessRecirc, InProcessMeters, Datapath):
     type = "dummy"
 
     def __init__(self, name: str, clock: Clock = time.monotonic) -> None:
@@ -183,22 +184,21 @@ class DummyDatapath(InProcessMeters, Datapath):
             self.n_missed += 1
             self._upcalls.append(Upcall(port_no, packet, key))
             return
-        self._hit(flow, key, len(packet))
+        self._count_hit(flow, key, len(packet))
         self._apply(packet, port_no, key, flow.actions)
 
-    def _hit(self, flow: DpFlow, key: bytes, size: int) -> None:
-        self.n_hit += 1
-        s = flow.stats
-        s.packets += 1
-        s.bytes += size
-        s.used = self.clock()
-        s.tcp_flags |= field(key, "tcp_flags")
-        if self._flows.hits is not None:
-            self._flows.hits.add(flow.match)
+    def _queue(self, upcall: Upcall) -> None:
+        self._upcalls.append(upcall)
 
     def _apply(
-        self, packet: bytes, in_port: int, key: bytes, actions: tuple[Action, ...], depth: int = 0
+        self,
+        packet: bytes,
+        in_port: int,
+        key: bytes | None,
+        actions: tuple[Action, ...],
+        depth: int = 0,
     ) -> None:
+        key = key or extract_key(packet, in_port)
         recirc: list[tuple[bytes, bytes]] = []
         outputs, userspace = apply_actions(
             packet,
@@ -226,16 +226,7 @@ class DummyDatapath(InProcessMeters, Datapath):
                     self._record(port_no, "tx", data)
         for data, userdata in userspace:
             self._upcalls.append(Upcall(in_port, data, key, "action", userdata))
-        for data, rkey in recirc:
-            if depth >= MAX_RECIRC_DEPTH:
-                continue  # a recirculation loop: the packet is dropped
-            flow = self._flows.lookup(rkey)
-            if flow is None:
-                self.n_missed += 1
-                self._upcalls.append(Upcall(in_port, data, rkey))
-                continue
-            self._hit(flow, rkey, len(data))
-            self._apply(data, in_port, rkey, flow.actions, depth + 1)
+        self._recirculate(in_port, recirc, depth)
 
     def patch_input(self, port_no: int, packet: bytes) -> None:
         """A frame from the peer of patch port ``port_no``: received as on any port."""
@@ -244,7 +235,7 @@ class DummyDatapath(InProcessMeters, Datapath):
     def execute(
         self, packet: bytes, in_port: int, actions: tuple[Action, ...], key: bytes | None = None
     ) -> None:
-        self._apply(packet, in_port, key or extract_key(packet, in_port), actions)
+        self._apply(packet, in_port, key, actions)
 
     def lookup_stats(self) -> LookupStats:
         return LookupStats(self.n_hit, self.n_missed, 0)

@@ -88,11 +88,12 @@ from hitless.datapath.base import (
     DpPort,
     FlowStats,
     InProcessMeters,
+    InProcessRecirc,
     LookupStats,
     PortStats,
     Upcall,
 )
-from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
+from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
@@ -222,7 +223,7 @@ class _Port:
         self.fd = -1
 
 
-class NetdevDatapath(InProcessMeters, Datapath):
+class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
     type = "netdev"
 
     def __init__(
@@ -443,24 +444,7 @@ class NetdevDatapath(InProcessMeters, Datapath):
         for data, userdata in userspace:
             k = key if key is not None else extract_key(data, in_port)
             self._queue(Upcall(in_port, data, k, "action", userdata))
-        for data, rkey in recirc:
-            # Recirculation: established connections are handled here, no upcall.
-            if depth >= MAX_RECIRC_DEPTH:
-                continue
-            flow = self._flows.lookup(rkey)
-            if flow is None:
-                self.n_missed += 1
-                self._queue(Upcall(in_port, data, rkey))
-                continue
-            self.n_hit += 1
-            st = flow.stats
-            st.packets += 1
-            st.bytes += len(data)
-            st.used = self.clock()
-            st.tcp_flags |= rkey[72] << 8 | rkey[73]
-            if self._flows.hits is not None:
-                self._flows.hits.add(flow.match)
-            self._apply(data, in_port, rkey, flow.actions, depth + 1)
+        self._recirculate(in_port, recirc, depth)  # established connections: no upcall
 
     def _output(self, port_no: int, data: bytes) -> None:
         port = self._ports.get(port_no)
