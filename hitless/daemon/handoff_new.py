@@ -76,6 +76,9 @@ class Importer(Protocol):
         fields index ``fds``; ours to close from now on (``discard``). Returns the number
         of sessions; ValueError if unusable."""
 
+    def take_extras(self, extras: dict[str, Any]) -> None:
+        """Switch-level state of other layers by name, adopted at commit."""
+
     def take_listeners(self, fds: dict[str, int]) -> None:
         """The old process's listening sockets by name ("unixctl", "handoff"); the
         importer owns them from now on (closes them in discard)."""
@@ -262,6 +265,7 @@ def take_over(
             raise
         listen_idx = set(fr.listeners.values()) | set(fr.session_fds)
         importer.take_listeners({name: fr.fds[i] for name, i in fr.listeners.items()})
+        importer.take_extras(fr.extras)
         n_sessions = None
         if "sessions" in w.features:
             try:

@@ -103,7 +103,8 @@ class Exporter(Protocol):
         ``fds``, ``digest``, ``counts``, and ``listeners`` (name -> live listening fd
         to hand over too, e.g. the control socket); optionally ``sessions`` (plain
         records) and ``session_fds`` (the live descriptors their "fd" fields index),
-        sent when the new side speaks the "sessions" feature."""
+        sent when the new side speaks the "sessions" feature; and ``extras`` (switch-level
+        state of other layers by name, sent to any peer: an older one ignores it)."""
 
     def finish(self, rolled_back: bool) -> None:
         """The handoff ended; ``rolled_back`` after a freeze: serve on as before."""
@@ -424,6 +425,7 @@ class HandoffServer:
                     sessions,
                     session_fds,
                     {k: rec.phases[k] for k in ("precopy_send", "loop_max") if k in rec.phases},
+                    frozen.extras,
                 ),
                 fds,
             )

@@ -51,6 +51,7 @@ from hitless.daemon.coverage import Coverage
 from hitless.daemon.devstatus import device_info, set_mtu
 from hitless.daemon.handoff_old import DEFAULT_LEASE, HANDED_OVER, HandoffServer, handoff_path
 from hitless.daemon.rundir import RunDir
+from hitless.daemon.takeover import SwitchExporter
 from hitless.daemon.unixctl import CommandError
 from hitless.datapath import Datapath, DatapathError, open_datapath
 from hitless.datapath.registry import PROVIDERS
@@ -285,13 +286,21 @@ class Switch:
             records.append(rec)
         return records, fds
 
+    def adopt_bridge(
+        self,
+        cfg: BridgeConfig,
+        bridge: BridgeLike,
+        datapath: Datapath,
+        statuses: dict[str, InterfaceStatus],
+    ) -> None:
+        """A bridge a handoff brought (``takeover.SwitchImporter.commit``) joins the switch."""
+        self.bridges[cfg.name] = RunningBridge(cfg, bridge, datapath, statuses)
+
     def start_handoff_listener(
         self, lease: float = DEFAULT_LEASE, inherited_fd: int | None = None
     ) -> None:
         """Accept handoffs to a new process on DIR/hitless-vswitchd.handoff (or on the
         predecessor's listening socket, inherited by a handoff)."""
-        from hitless.daemon.takeover import SwitchExporter
-
         self.handoff = HandoffServer(
             handoff_path(self.rundir.path),
             SwitchExporter(self),

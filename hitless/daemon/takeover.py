@@ -25,12 +25,12 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 import msgspec
 
 from hitless import __version__
-from hitless.config.model import BridgeConfig
+from hitless.config.model import BridgeConfig, InterfaceStatus
 from hitless.config.ovsdb import read_config
 from hitless.daemon.clock import WarpClock
 from hitless.daemon.handoff_old import HandoffRefused
@@ -60,8 +60,27 @@ from hitless.ofproto.oftable import Rule
 from hitless.openflow.actions import encode_instructions
 from hitless.packet.flow import Match, compact, widen
 
-if TYPE_CHECKING:
-    from hitless.daemon.switch import Switch
+
+class Switch(Protocol):
+    """What the handoff needs of the running switch (``hitless.daemon.switch.Switch``
+    implements it; this module does not import that one: the switch imports us)."""
+
+    bridges: dict[str, Any]  # name -> RunningBridge (cfg, bridge, datapath, statuses)
+    clock: Any  # the switch's (warpable) clock: clock() -> seconds
+    idl: Any
+    inherited_openflow: dict[str, Any]
+
+    def force_reconcile(self) -> None: ...
+    def listening_fds(self) -> dict[str, int]: ...
+    def export_openflow_sessions(self) -> tuple[list[dict[str, Any]], list[int]]: ...
+    def adopt_bridge(
+        self,
+        cfg: BridgeConfig,
+        bridge: Any,
+        datapath: Datapath,
+        statuses: dict[str, InterfaceStatus],
+    ) -> None: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +273,75 @@ def _meter_id(m: Any) -> int:
     return int(m.meter_id)
 
 
+# -- extras: small learned state of other layers, carried at the freeze ----------------
+
+BridgeExport = Callable[[Any, float], Any]  # (bridge, now) -> builtins, or None
+BridgeAdopt = Callable[[Any, Any, float], None]  # (bridge, data, now)
+SwitchExport = Callable[[Any], Any]  # (switch) -> builtins, or None
+SwitchAdopt = Callable[[Any, Any], None]  # (switch, data)
+_BRIDGE_EXTRAS: dict[str, tuple[BridgeExport, BridgeAdopt]] = {}
+_SWITCH_EXTRAS: dict[str, tuple[SwitchExport, SwitchAdopt]] = {}
+
+
+def register_bridge_extra(name: str, *, export: BridgeExport, adopt: BridgeAdopt) -> None:
+    """Carry a bridge layer's small learned state (bonds, LACP partners...) across a
+    handoff: ``export(bridge, now)`` runs in the old process at the freeze (inside the
+    freeze window: keep it small) and returns msgpack-able builtins (None: nothing);
+    ``adopt(bridge, data, now)`` runs in the new process at commit, after the bridge
+    applied its configuration, before it serves. Travels in ``BridgeV2.extra[name]``
+    (no state version change; the digest ignores it). A peer that does not know
+    ``name`` ignores it; without data for it, ``adopt`` is not called."""
+    _BRIDGE_EXTRAS[name] = (export, adopt)
+
+
+def register_switch_extra(name: str, *, export: SwitchExport, adopt: SwitchAdopt) -> None:
+    """The same for state of the whole switch (its clock's warp, log levels...):
+    ``export(switch)`` at the freeze, ``adopt(switch, data)`` at commit. Travels in the
+    handoff's Frozen message (``extras``)."""
+    _SWITCH_EXTRAS[name] = (export, adopt)
+
+
+def _bridge_extras(bridge: Any, now: float) -> dict[str, Any]:
+    out = {}
+    for name, (export, _) in sorted(_BRIDGE_EXTRAS.items()):
+        data = export(bridge, now)
+        if data is not None:
+            out[name] = data
+    return out
+
+
+def switch_extras(switch: Any) -> dict[str, Any]:
+    """Every registered switch extra's export (the old process, at the freeze)."""
+    out = {}
+    for name, (export, _) in sorted(_SWITCH_EXTRAS.items()):
+        data = export(switch)
+        if data is not None:
+            out[name] = data
+    return out
+
+
+def _adopt_extras(registry: dict[str, tuple[Any, Any]], extras: dict[str, Any], *args: Any) -> None:
+    """Hand each extra to its adopter; one that fails is logged, the others go on (the
+    switch is ours already: losing one is what a build without it would do)."""
+    for name, data in sorted(extras.items()):
+        entry = registry.get(name)
+        if entry is None:
+            log.info("handoff: no adopter for the carried state %r (ignored)", name)
+            continue
+        try:
+            entry[1](*args[:1], data, *args[1:])
+        except Exception:
+            log.exception("handoff: adopting the carried state %r failed", name)
+
+
 def _bridge_state(
-    name: str, bridge: Any, dp: Datapath, now: float, handles: dict[str, Any], slots: list[int]
+    name: str,
+    bridge: Any,
+    dp: Datapath,
+    now: float,
+    handles: dict[str, Any],
+    slots: list[int],
+    extra: dict[str, Any] | None = None,
 ) -> BridgeState:
     learned = bridge.export_state()
     macs = [MacEntryV1(int(v), parse_mac(m), int(p), float(a)) for v, m, p, a in learned["mac"]]
@@ -266,7 +352,7 @@ def _bridge_state(
         _ports(dp),
         dict(learned.get("remembered", {})),
         macs,
-        {},
+        extra or {},
         _openflow_state(bridge, now),
     )
 
@@ -288,9 +374,11 @@ def export_switch(switch: Switch, now: float, *, final: bool) -> tuple[State, li
     for name, rb in sorted(switch.bridges.items()):
         handles: dict[str, Any] = {}
         slots: list[int] = []
+        extra: dict[str, Any] = {}
         if final:
             handles, slots = _final_handles(rb.datapath, fds)
-        bridges.append(_bridge_state(name, rb.bridge, rb.datapath, now, handles, slots))
+            extra = _bridge_extras(rb.bridge, now)
+        bridges.append(_bridge_state(name, rb.bridge, rb.datapath, now, handles, slots, extra))
     return State(bridges), fds
 
 
@@ -340,6 +428,7 @@ class Frozen:
     # "fd" fields index ``session_fds`` (live, still ours)
     sessions: list[dict[str, Any]] = field(default_factory=list)
     session_fds: list[int] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # switch extras (register_switch_extra)
 
 
 class SwitchExporter:
@@ -404,6 +493,7 @@ class SwitchExporter:
                 snapshot.summary(state),
                 self.switch.listening_fds(),
                 *self.switch.export_openflow_sessions(),
+                switch_extras(self.switch),
             )
         base = self.baseline
         self.baseline = None
@@ -423,7 +513,9 @@ class SwitchExporter:
             changed_macs = mac.take_journal()
             handles, slots = _final_handles(dp, fds)
             if name not in base.flows:  # created after the pre-copy: send it whole
-                whole = _bridge_state(name, rb.bridge, dp, now, handles, slots)
+                whole = _bridge_state(
+                    name, rb.bridge, dp, now, handles, slots, _bridge_extras(rb.bridge, now)
+                )
                 digest += snapshot.multiset_digest(State([whole]))
                 out.append(BridgeDelta(whole, new=True))
                 continue
@@ -477,7 +569,7 @@ class SwitchExporter:
                         ports,
                         learned_remembered,
                         macs,
-                        {},
+                        _bridge_extras(rb.bridge, now),
                         openflow,
                     ),
                     removed_flows,
@@ -500,6 +592,7 @@ class SwitchExporter:
             self.counts(),
             self.switch.listening_fds(),
             *self.switch.export_openflow_sessions(),
+            switch_extras(self.switch),
         )
 
     def _stop_tracking(self) -> None:
@@ -724,6 +817,8 @@ class SwitchImporter:
         self.precopy_of: dict[str, OpenFlowV2] = {}
         self.precopy_rules: dict[str, list[Rule]] = {}
         self.listeners: dict[str, int] = {}  # handed-over listening fds, by name
+        self.extras: dict[str, dict[str, Any]] = {}  # bridge -> its extras, from the freeze
+        self.switch_extras: dict[str, Any] = {}
         self.session_fds: list[int] = []  # OpenFlow session descriptors, ours until commit
         self.sessions: dict[str, Any] = {}  # bridge -> ofmgmt.InheritedSessions
 
@@ -809,6 +904,7 @@ class SwitchImporter:
         """Full mode: adopt everything from the final state. The digest and counts are
         those of the state as ``version`` (the one both sides use) describes it."""
         now = self.switch.clock()
+        self.extras = {br.name: dict(br.extra) for br in state.bridges if br.extra}
         try:
             for br in state.bridges:
                 dp_fds = [fds[i] for i in br.datapath.fd_slots]
@@ -839,6 +935,9 @@ class SwitchImporter:
         what changed, keeping the digest up to date item by item."""
         now = self.switch.clock()
         digest = self.digest
+        self.extras = {
+            d.changed.name: dict(d.changed.extra) for d in delta.bridges if d.changed.extra
+        }
         adopted: list[list[int]] = []
         try:
             final_names = {d.changed.name for d in delta.bridges}
@@ -964,8 +1063,6 @@ class SwitchImporter:
         """We own everything now: wire the restored bridges into the switch and apply
         the configuration as the database has it (changes made during the handoff are
         applied here, exactly once)."""
-        from hitless.daemon.switch import RunningBridge
-
         sw = self.switch
         now = sw.clock()
         used = {fd for inh in self.sessions.values() for fd in inh.fds()}
@@ -981,15 +1078,28 @@ class SwitchImporter:
             cfg = read.config.bridges.get(name) if read is not None else None
             if cfg is None:
                 # Removed during the handoff: the first reconciliation destroys it.
-                rb = RunningBridge(BridgeConfig(name, dp.type), bridge, dp)
+                sw.adopt_bridge(BridgeConfig(name, dp.type), bridge, dp, {})
             else:
-                rb = RunningBridge(cfg, bridge, dp)
-                rb.statuses = bridge.reconfigure(cfg, now)
-            sw.bridges[name] = rb
+                sw.adopt_bridge(cfg, bridge, dp, bridge.reconfigure(cfg, now))
         self.restored = {}
         sw.force_reconcile()
         if self.on_commit is not None:
             self.on_commit()
+        # After on_commit: the modules that register extras are imported by then.
+        self.adopt_extras(sw, now)
+
+    def adopt_extras(self, sw: Switch, now: float) -> None:
+        """Hand the carried extras to their adopters (bridges as ``sw`` holds them now)."""
+        for name, extras in sorted(self.extras.items()):
+            rb = sw.bridges.get(name)
+            if rb is not None:
+                _adopt_extras(_BRIDGE_EXTRAS, extras, rb.bridge, now)
+        _adopt_extras(_SWITCH_EXTRAS, self.switch_extras, sw)
+        self.extras, self.switch_extras = {}, {}
+
+    def take_extras(self, extras: dict[str, Any]) -> None:
+        """The old process's switch extras (``register_switch_extra``), adopted at commit."""
+        self.switch_extras = dict(extras)
 
     def take_listeners(self, fds: dict[str, int]) -> None:
         """The old process's listening sockets (used at commit instead of new ones)."""

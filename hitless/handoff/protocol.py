@@ -94,6 +94,8 @@ class Frozen(msgspec.Struct, tag="frozen", frozen=True):
     # how the old side's pre-copy went, seconds ("precopy": built and sent; "loop_max":
     # its longest serving-loop turn meanwhile); a build that does not say sends none
     old_stats: dict[str, float] = {}
+    # switch-level learned state of other layers by name (takeover.register_switch_extra)
+    extras: dict[str, Any] = {}
 
 
 class Ack(msgspec.Struct, tag="ack", frozen=True):
@@ -283,6 +285,7 @@ class HandoffConnection:
                     msg.sessions,
                     msg.session_fds,
                     msg.old_stats,
+                    msg.extras,
                 )
             self._step(msg, Role.OLD if self.role is Role.NEW else Role.NEW)
             self._events.append(msg)
@@ -308,6 +311,7 @@ class HandoffConnection:
         sessions: list[dict[str, Any]] | None = None,
         session_fds: list[int] | None = None,
         old_stats: dict[str, float] | None = None,
+        extras: dict[str, Any] | None = None,
     ) -> bytes:
         """Old side: enter the freeze (lease until now+lease) and send the final state."""
         if self.role is not Role.OLD:
@@ -322,6 +326,7 @@ class HandoffConnection:
                 sessions or [],
                 session_fds or [],
                 old_stats or {},
+                extras or {},
             )
         )
         self.deadline = now + lease

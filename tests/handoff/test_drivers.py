@@ -52,7 +52,13 @@ class OldSide:
         # This fake always sends full state (as a build without "delta" would).
         self.exports += 1
         state = make_state(3)
-        return Frozen(state, [self.r], snapshot.state_digest(state), snapshot.summary(state))
+        return Frozen(
+            state,
+            [self.r],
+            snapshot.state_digest(state),
+            snapshot.summary(state),
+            extras={"clock": {"offset": 2.5}},
+        )
 
     def finish(self, rolled_back: bool) -> None:
         if rolled_back:
@@ -101,6 +107,9 @@ class Importer:
     def take_listeners(self, fds: dict[str, int]) -> None:
         self.listeners = fds
 
+    def take_extras(self, extras: dict[str, object]) -> None:
+        self.extras = extras
+
     def take_sessions(self, records: list[dict[str, object]], fds: list[int]) -> int:
         assert not records and not fds  # the fake exporter has no OpenFlow sessions
         return 0
@@ -128,6 +137,7 @@ def test_successful_handoff_passes_a_working_descriptor(sock_path: Path) -> None
         res = handoff_new.take_over(sock_path, imp, timeout=5)
         assert res.ok, res.reason
         assert imp.committed and imp.prepared == make_state(3)
+        assert imp.extras == {"clock": {"offset": 2.5}}  # switch extras rode the freeze
         assert res.counts["mac_entries"] == 3
         assert {"start", "precopy", "restore", "verify", "freeze", "total"} <= set(res.phases)
         # The received descriptor is the same pipe: bytes written by the old side's
