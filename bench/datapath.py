@@ -421,13 +421,7 @@ def measure_pps(
         else:
             raise RuntimeError(f"generator failed: {(out + (err or '')).strip()[-300:]}")
     elapsed = time.monotonic() - t
-    last, stable = pair.b.counter("rx_packets"), 0
-    while stable < 2:  # frames still in flight
-        time.sleep(0.1)
-        now = pair.b.counter("rx_packets")
-        stable = stable + 1 if now == last else 0
-        last = now
-    got = last - before
+    got = settled_rx(pair.b, 0.2) - before  # frames still in flight
     cpu1 = cpu_seconds(pid) if pid else (0.0, 0.0)
     cpu = cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1]
     return got / elapsed, sent / elapsed, (cpu / max(got, 1) * 1e6 if pid else math.nan)
@@ -511,15 +505,20 @@ def measure_burst(pair: Pair, flows: int, kind: str, salt: int) -> tuple[int, fl
         timeout=120,
     )  # fmt: skip
     seconds = float(res.stdout.split()[1])
-    last, stable = -1, 0
-    # Until the count has not moved for 3 s: a switch whose slow path stalls for a
-    # moment (hitless learning 20,000 MACs under load: up to ~3 s seen) is not cut off.
-    while stable < 15:
-        time.sleep(0.2)
-        now = pair.b.counter("rx_packets")
-        stable = stable + 1 if now == last else 0
+    # A switch whose slow path stalls for a moment (hitless learning 20,000 MACs under
+    # load: up to ~3 s seen) is not cut off.
+    return settled_rx(pair.b, 3.0) - before, seconds
+
+
+def settled_rx(host: Host, quiet: float) -> int:
+    """The host's rx counter once it has not moved for ``quiet`` seconds."""
+    last, still = host.counter("rx_packets"), 0.0
+    while still < quiet:
+        time.sleep(0.1)
+        now = host.counter("rx_packets")
+        still = still + 0.1 if now == last else 0.0
         last = now
-    return last - before, seconds
+    return last
 
 
 def program_cost(topo: Topology, repeat: int = 200_000) -> list[tuple[str, int]]:

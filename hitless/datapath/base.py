@@ -298,6 +298,22 @@ class Datapath(ABC):
 Clock = Callable[[], float]
 
 
+def new_port_number(dp: str, name: str, port_no: int | None, ports: Mapping[int, str]) -> int:
+    """The checks every provider's ``port_add`` makes first: ``name`` is not attached
+    to datapath ``dp`` yet (``ports``: number -> name) and ``port_no`` is free; None
+    picks the lowest free number from 1. Raises DatapathError with the operator's text."""
+    for n, attached in ports.items():
+        if attached == name:
+            raise DatapathError(f"{name} is already attached to {dp} as port {n}")
+    if port_no is None:
+        port_no = 1
+        while port_no in ports:
+            port_no += 1
+    elif port_no in ports:
+        raise DatapathError(f"port number {port_no} is already in use on {dp}")
+    return port_no
+
+
 class InProcessRecirc:
     """Recirculation for the datapaths that forward in this process (dummy, netdev):
     each (packet, key) a ``Recirc`` action hands back is looked up again; a hit counts

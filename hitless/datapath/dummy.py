@@ -29,6 +29,7 @@ from hitless.datapath.base import (
     InProcessRecirc,
     LookupStats,
     Upcall,
+    new_port_number,
 )
 from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
@@ -66,17 +67,9 @@ class DummyDatapath(InProcessRecirc, InProcessMeters, Datapath):
         peer = patch_peer(name, options) if type == "patch" else None
         if name in self.missing_devices and peer is None:
             raise DatapathError(f"could not open network device {name} (No such device)")
-        for p in self._ports.values():
-            if p.name == name:
-                raise DatapathError(
-                    f"{name} is already attached to {self.name} as port {p.port_no}"
-                )
-        if port_no is None:
-            port_no = 1
-            while port_no in self._ports:
-                port_no += 1
-        elif port_no in self._ports:
-            raise DatapathError(f"port number {port_no} is already in use on {self.name}")
+        port_no = new_port_number(
+            self.name, name, port_no, {n: p.name for n, p in self._ports.items()}
+        )
         mac = bytes((0x02, 0, 0, 0, port_no >> 8 & 0xFF, port_no & 0xFF))
         self._ports[port_no] = DpPort(port_no, name, type, True, mac, peer=peer)
         self.sent.setdefault(port_no, [])

@@ -72,6 +72,7 @@ from hitless.datapath.base import (
     InProcessMeters,
     LookupStats,
     Upcall,
+    new_port_number,
 )
 from hitless.datapath.ebpf import layout as L
 from hitless.datapath.ebpf import libbpf
@@ -418,17 +419,9 @@ class EbpfDatapath(InProcessMeters, Datapath):
     ) -> int:
         if self._passive:
             raise DatapathError(f"{self.name} is still served by another process")
-        for p in self._ports.values():
-            if p.dp.name == name:
-                raise DatapathError(
-                    f"{name} is already attached to {self.name} as port {p.dp.port_no}"
-                )
-        if port_no is None:
-            port_no = 1
-            while port_no in self._ports:
-                port_no += 1
-        elif port_no in self._ports:
-            raise DatapathError(f"port number {port_no} is already in use on {self.name}")
+        port_no = new_port_number(
+            self.name, name, port_no, {n: p.dp.name for n, p in self._ports.items()}
+        )
         if len(name.encode()) > 15 or not name:
             raise DatapathError(f"could not open network device {name!r} (invalid name)")
         if type == "system":
