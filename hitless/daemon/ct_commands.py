@@ -158,7 +158,8 @@ def ct_stats_show(req: Request) -> str:
             totals[k] = totals.get(k, 0) + v
     total = sum(totals.get(p, 0) for p in STAT_ORDER)
     out = ["Connections Stats:", f"    Total: {total}"]
-    for proto in STAT_ORDER:
+    # Open vSwitch 3.1 counts ICMPv6 and other protocols in the total only.
+    for proto in ("TCP", "UDP", "SCTP", "ICMP"):
         if not totals.get(proto):
             continue
         out.append(f"  {proto}: {totals[proto]}")

@@ -152,7 +152,7 @@ _PROTO_NAMES = {
     IPPROTO_TCP: "tcp",
     IPPROTO_UDP: "udp",
     IPPROTO_ICMP: "icmp",
-    IPPROTO_ICMPV6: "icmp6",
+    IPPROTO_ICMPV6: "icmpv6",
     132: "sctp",
 }
 
@@ -284,9 +284,7 @@ class Conn:
     def describe(self, now: float, verbose: bool = False, stats: bool = False) -> str:
         """One line of ``ovs-appctl dpctl/dump-conntrack`` (``-m``: verbose, ``-s``:
         stats), in Open vSwitch's field order."""
-        name = _PROTO_NAMES.get(self.orig.proto, str(self.orig.proto))
-        if self.orig.v6 and name in ("tcp", "udp", "icmp"):
-            name = {"tcp": "tcp6", "udp": "udp6", "icmp": "icmp6"}[name]
+        name = _PROTO_NAMES.get(self.orig.proto, str(self.orig.proto))  # v4 and v6 alike
         parts = [name, f"orig=({self.orig.describe()})", f"reply=({self.reply.describe()})"]
         if verbose:
             parts.append("id=0")

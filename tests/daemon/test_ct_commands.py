@@ -134,3 +134,25 @@ def test_limits(sw: _Switch) -> None:
     assert dp.conntrack.zone_count(5) == 3
     run(sw, cc.ct_del_limits, "zone=5")
     assert run(sw, cc.ct_get_limits) == "default limit=10\n"
+
+
+def test_ct_stats_show_counts_icmpv6_in_the_total_only() -> None:
+    """As Open vSwitch 3.1 printed one UDP and one ICMPv6 connection over IPv6:
+    'Total: 2', then 'UDP: 1' alone."""
+    from tests.packet.builders import eth, icmp6, ipv6, udp6
+
+    dp = DummyDatapath("brv6", clock=_Clock())
+    a6, b6 = "fd00::1", "fd00::2"
+    u = eth(
+        "02:00:00:00:00:02", "02:00:00:00:00:01", 0x86DD, ipv6(a6, b6, 17, udp6(a6, b6, 5, 6, b"q"))
+    )
+    msg = bytes((128, 0, 0, 0, 0, 9, 0, 1)) + b"ping"
+    e = eth("02:00:00:00:00:02", "02:00:00:00:00:01", 0x86DD, ipv6(a6, b6, 58, icmp6(a6, b6, msg)))
+    for f in (u, e):
+        dp.execute(f, 1, (Ct(zone=8, commit=True),))
+    sw = _Switch({"brv6": _Rb(dp)})
+    assert run(sw, cc.ct_stats_show) == "Connections Stats:\n    Total: 2\n  UDP: 1\n"
+    assert run(sw, cc.dump_conntrack) == (
+        "udp,orig=(src=fd00::1,dst=fd00::2,sport=5,dport=6),reply=(src=fd00::2,dst=fd00::1,sport=6,dport=5),zone=8\n"
+        "icmpv6,orig=(src=fd00::1,dst=fd00::2,id=9,type=128,code=0),reply=(src=fd00::2,dst=fd00::1,id=9,type=129,code=0),zone=8\n"
+    )

@@ -353,3 +353,44 @@ def test_tcp_in_order_stream_stays_established(segs: list[tuple[bool, int, int]]
         r = ct.execute(f, 1.0)
         assert r.state & CS_EST and not r.state & CS_INV
         seq[from_a] += size
+
+
+def test_ipv6_udp_icmp_and_dnat() -> None:
+    from tests.packet.builders import icmp6, ipv6, udp6
+
+    a6, b6, vip6 = "fd00::1", "fd00::2", "fd00::100"
+
+    def u6(src: str, dst: str, sp: int, dp: int) -> bytes:
+        return eth(MB, MA, 0x86DD, ipv6(src, dst, 17, udp6(src, dst, sp, dp, b"q")))
+
+    def echo6(src: str, dst: str, typ: int) -> bytes:
+        msg = struct.pack("!BBHHH", typ, 0, 0, 9, 1) + b"ping"
+        return eth(MB, MA, 0x86DD, ipv6(src, dst, 58, icmp6(src, dst, msg)))
+
+    ct = Conntrack()
+    assert ct.execute(u6(a6, b6, 5, 6), 0.0, commit=True).state == CS_TRK | CS_NEW
+    assert ct.execute(u6(b6, a6, 6, 5), 0.0).state == CS_TRK | CS_EST | CS_RPL
+    assert ct.execute(echo6(a6, b6, 128), 0.0, commit=True).state == CS_TRK | CS_NEW
+    assert ct.execute(echo6(b6, a6, 129), 0.0).state == CS_TRK | CS_EST | CS_RPL
+    nat = NatSpec("dst", ipaddress.ip_address(b6).packed, port_min=53)
+    r = ct.execute(u6(a6, vip6, 7, 5353), 0.0, commit=True, nat=nat)
+    p = parse_tuple(r.packet)
+    assert p is not None and (p.tuple.dst, p.tuple.dport) == (ipaddress.ip_address(b6).packed, 53)
+    assert checksums_ok(r.packet)
+    back = ct.execute(u6(b6, a6, 53, 7), 0.0, nat=NatSpec())
+    q = parse_tuple(back.packet)
+    assert q is not None and (q.tuple.src, q.tuple.sport) == (
+        ipaddress.ip_address(vip6).packed,
+        5353,
+    )
+    assert checksums_ok(back.packet)
+    lines = sorted(c.describe(0.0) for c in ct)
+    # As Open vSwitch 3.1 printed the same packets (its dummy datapath, zone 0 here).
+    assert lines[0] == (
+        "icmpv6,orig=(src=fd00::1,dst=fd00::2,id=9,type=128,code=0),"
+        "reply=(src=fd00::2,dst=fd00::1,id=9,type=129,code=0)"
+    )
+    assert (
+        "udp,orig=(src=fd00::1,dst=fd00::100,sport=7,dport=5353),reply=(src=fd00::2,dst=fd00::1,sport=53,dport=7)"
+        in lines
+    )

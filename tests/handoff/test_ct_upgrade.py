@@ -130,6 +130,13 @@ def _rules(a: int, b: int, dnat: str | None = None) -> list[str]:
     return rules
 
 
+def _conntrack(sw: HitlessSwitch | OvsSwitch) -> list[str]:
+    """dpctl/dump-conntrack lines of zone 9 (the firewall's) without the TCP state (the
+    stream may end while the operation runs), sorted."""
+    text = sw.appctl("dpctl/dump-conntrack")
+    return sorted(ln.split(",protoinfo=")[0] for ln in text.splitlines() if "zone=9" in ln)
+
+
 def _drops(sw: HitlessSwitch | OvsSwitch, b: int) -> int:
     """Packets the "+new from outside" rule dropped."""
     for line in sw.ofctl("dump-flows", "table=1").splitlines():
@@ -176,7 +183,9 @@ def run_side(kind: str, op: str, dnat: bool = False) -> dict[str, object]:
                 drops_before = _drops(sw, pb)
                 time.sleep(AT)  # not a synchronisation: the operation's place in the traffic
                 t0 = time.monotonic()
+                table_before = _conntrack(sw)
                 sw.operation(op)()
+                table_after = _conntrack(sw)
                 took = time.monotonic() - t0
                 out, err = client.communicate(timeout=DURATION + 30)
                 sent = server.stdout.readline().split()
@@ -195,6 +204,8 @@ def run_side(kind: str, op: str, dnat: bool = False) -> dict[str, object]:
                 "tcp_got": int(got[2]),
                 "tcp_end": " ".join(got[3:]),
                 "drops": _drops(sw, pb) - drops_before,
+                "conns_before": table_before,
+                "conns_kept": sorted(set(table_before) & set(table_after)),
                 "op_seconds": round(took, 3),
                 "tcp_sender": " ".join(sent[3:]),
                 "report": getattr(sw, "last_report", None),
@@ -213,6 +224,9 @@ def test_upgrade_keeps_connections_behind_a_stateful_firewall_where_ovs_restart_
     assert ours["udp_lost"] == 0, ours
     assert ours["tcp_got"] == ours["tcp_sent"] and ours["tcp_end"] == "eof", ours
     assert ours["drops"] == 0, ours
+    # dpctl/dump-conntrack: both connections, the same lines before and after.
+    assert len(ours["conns_before"]) == 2 and ours["conns_kept"] == ours["conns_before"], ours  # type: ignore[arg-type]
     # Open vSwitch forgot every connection: b's traffic is +new from outside from then on.
     assert theirs["drops"] > 0 and theirs["tcp_end"] != "eof", theirs
     assert theirs["udp_lost"] > theirs["udp_sent"] // 3, theirs  # type: ignore[operator]
+    assert len(theirs["conns_before"]) == 2 and not theirs["conns_kept"], theirs  # type: ignore[arg-type]
