@@ -29,6 +29,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "OVN_COOKIE",
+    "OVN_LEARN_COOKIE",
+    "LogicalPort",
+    "ovn_pipeline",
     "COOKIE_FILL",
     "COOKIE_MASK",
     "COOKIE_OURS",
@@ -202,3 +206,89 @@ def rules_note(installed: int, before: int, after: int, parts: Mapping[str, int]
         f"OpenFlow rules (dump-aggregate): {before} of {installed} installed before, "
         f"{after} of {installed} kept after" + (f" ({detail})" if detail else "")
     )
+
+
+# -------------------------------------------------------------- an OVN-shaped pipeline
+
+
+@dataclass(frozen=True)
+class LogicalPort:
+    """One port of the OVN-shaped pipeline: its OpenFlow port, the logical port number
+    the pipeline passes in registers, and the addresses port security allows."""
+
+    ofport: int
+    key: int
+    mac: str
+    ip: str
+
+
+OVN_COOKIE = COOKIE_OURS | 0x03
+OVN_LEARN_COOKIE = COOKIE_OURS | 0x04
+OVN_MCAST = 0xFFFF  # the logical "flood" port, expanded in table 32
+OVN_DENIED_UDP = 9999  # the ACL drops UDP to this port
+
+
+def ovn_pipeline(ports: list[LogicalPort], datapath: int = 1) -> list[str]:
+    """``add-flows`` lines of a logical switch laid out as OVN lays one out: the
+    ingress logical port in ``reg14`` and the datapath in ``metadata`` (table 0),
+    port security on Ethernet, IP and ARP sources (8-10), a stateless ACL made of
+    conjunctions, allowed sources x allowed protocols, with a deny rule above it (11),
+    a learned MAC table (12 learns ``eth_src -> reg15`` into 31 with ``learn``), L2
+    lookup with the registers saved around it by ``push``/``pop`` (13-14), the flood
+    group expanded port by port with ``resubmit`` (32), the loopback check (33), and
+    the egress port resolved to an OpenFlow port in ``reg13`` (40) and output from it
+    (65). Thirteen tables; every rule has the ``OVN_COOKIE``, learned ones
+    ``OVN_LEARN_COOKIE``."""
+    c = f"cookie={OVN_COOKIE:#x}"
+    md = f"metadata={datapath:#x}"
+    out: list[str] = []
+    for p in ports:
+        out += [
+            f"{c},table=0,priority=100,in_port={p.ofport},actions=load:{p.key:#x}->NXM_NX_REG14[],"
+            f"set_field:{datapath:#x}->metadata,resubmit(,8)",
+            f"{c},table=8,priority=50,reg14={p.key:#x},{md},dl_src={p.mac},actions=resubmit(,9)",
+            f"{c},table=9,priority=90,ip,reg14={p.key:#x},{md},dl_src={p.mac},nw_src={p.ip},"
+            "actions=resubmit(,10)",
+            f"{c},table=9,priority=80,ip,reg14={p.key:#x},{md},actions=drop",
+            f"{c},table=10,priority=90,arp,reg14={p.key:#x},{md},arp_spa={p.ip},arp_sha={p.mac},"
+            "actions=resubmit(,11)",
+            f"{c},table=10,priority=80,arp,reg14={p.key:#x},{md},actions=drop",
+            f"{c},table=11,priority=2000,ip,{md},nw_src={p.ip},actions=conjunction(1000,1/2)",
+            f"{c},table=33,priority=100,reg14={p.key:#x},reg15={p.key:#x},{md},actions=drop",
+            f"{c},table=40,priority=100,reg15={p.key:#x},{md},"
+            f"actions=load:{p.ofport:#x}->NXM_NX_REG13[0..15],resubmit(,65)",
+        ]
+    flood = ",".join(f"load:{p.key:#x}->NXM_NX_REG15[],resubmit(,33)" for p in ports)
+    learn = (
+        f"learn(table=31,idle_timeout=300,priority=100,cookie={OVN_LEARN_COOKIE:#x},"
+        "OXM_OF_METADATA[],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],"
+        "load:NXM_NX_REG14[]->NXM_NX_REG15[])"
+    )
+    out += [
+        f"{c},table=8,priority=100,{md},vlan_tci=0x1000/0x1000,actions=drop",
+        f"{c},table=9,priority=0,{md},actions=resubmit(,10)",
+        f"{c},table=10,priority=0,{md},actions=resubmit(,11)",
+        f"{c},table=11,priority=3000,udp,{md},tp_dst={OVN_DENIED_UDP},actions=drop",
+        *(
+            f"{c},table=11,priority=2000,{proto},{md},actions=conjunction(1000,2/2)"
+            for proto in ("icmp", "udp", "tcp")
+        ),
+        f"{c},table=11,priority=2000,conj_id=1000,ip,{md},"
+        "actions=load:0x1->NXM_NX_REG0[1],resubmit(,12)",
+        f"{c},table=11,priority=1000,ip,{md},actions=drop",
+        f"{c},table=11,priority=0,{md},actions=resubmit(,12)",
+        f"{c},table=12,priority=100,{md},actions={learn},resubmit(,13)",
+        f"{c},table=13,priority=110,{md},dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,"
+        f"actions=load:{OVN_MCAST:#x}->NXM_NX_REG15[],resubmit(,32)",
+        f"{c},table=13,priority=50,{md},actions=push:NXM_NX_REG14[],resubmit(,31),"
+        "pop:NXM_NX_REG14[],resubmit(,14)",
+        f"{c},table=14,priority=100,reg15=0,{md},"
+        f"actions=load:{OVN_MCAST:#x}->NXM_NX_REG15[],resubmit(,32)",
+        f"{c},table=14,priority=50,{md},actions=resubmit(,32)",
+        f"{c},table=32,priority=100,reg15={OVN_MCAST:#x},{md},"
+        f"actions={flood},load:{OVN_MCAST:#x}->NXM_NX_REG15[]",
+        f"{c},table=32,priority=0,actions=resubmit(,33)",
+        f"{c},table=33,priority=0,actions=resubmit(,40)",
+        f"{c},table=65,priority=100,reg13=0/0xffff0000,{md},actions=output:NXM_NX_REG13[0..15]",
+    ]
+    return out
