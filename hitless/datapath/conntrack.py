@@ -35,8 +35,9 @@ here; this is our own code):
   of the tuple) and, when the tuple would collide with another connection's reply
   tuple, a free port from the range. Every later packet executed with ``nat`` is
   rewritten: the original direction to the translated tuple, replies back to the
-  original one (``+snat``/``+dnat``). ICMP errors about a NATed connection get their
-  outer destination rewritten back.
+  original one (``+snat``/``+dnat``). An ICMP error about a NATed connection (quoting the
+  packet before or after translation, either way) is translated too: the quoted header
+  becomes what its receiver sent, the outer addresses what it knows (checksums fixed).
 * Zones have connection limits (``set_limit``; zone ``None`` is the default for every
   zone without its own): a commit beyond the limit does not create the connection.
 * ``ct_mark`` and ``ct_label`` are set with ``commit`` (masked writes).
@@ -537,6 +538,82 @@ def _tcp_invalid_flags(flags: int) -> bool:
     return f == 0
 
 
+def _nat_icmp_error(packet: bytes, p: _Pkt, conn: Conn, reply: bool) -> bytes:
+    """Rewrite an ICMP error about a NATed connection the way the packet it quotes was
+    translated: the quoted header shows the tuple its sender knows (orig for an error
+    going back to the originator, reply the other way), and the outer addresses that
+    are the translated side's become the other side's. Checksums are fixed: the
+    quoted IPv4 header's, the quoted TCP/UDP checksum incrementally (if quoted), the
+    ICMP checksum recomputed."""
+    assert p.inner is not None
+    inner_want = conn.orig if reply else conn.reply  # quoted packet as its sender sent it
+    other = conn.reply if reply else conn.orig  # the direction the error travels
+    v6 = p.v6
+    buf = bytearray(packet)
+    il3 = p.l4 + 8
+    alen = 16 if v6 else 4
+    isrc, idst = (il3 + 8, il3 + 24) if v6 else (il3 + 12, il3 + 16)
+    if v6:
+        _, il4, _ = ops._ipv6_l4(bytes(buf), il3)
+    else:
+        il4 = il3 + (buf[il3] & 0x0F) * 4
+    old_l4 = bytes(buf[il4 : il4 + 4])
+    old_addrs = bytes(buf[isrc : isrc + alen]) + bytes(buf[idst : idst + alen])
+    buf[isrc : isrc + alen] = inner_want.src
+    buf[idst : idst + alen] = inner_want.dst
+    proto = inner_want.proto
+    if proto in (IPPROTO_TCP, IPPROTO_UDP, 132) and len(buf) >= il4 + 4:
+        buf[il4 : il4 + 4] = struct.pack("!HH", inner_want.sport, inner_want.dport)
+        co = il4 + (16 if proto == IPPROTO_TCP else 6)
+        if (
+            proto != 132
+            and len(buf) >= co + 2
+            and (proto == IPPROTO_TCP or buf[co : co + 2] != b"\0\0")
+        ):
+            old = old_addrs + old_l4
+            new = (
+                bytes(buf[isrc : isrc + alen])
+                + bytes(buf[idst : idst + alen])
+                + bytes(buf[il4 : il4 + 4])
+            )
+            c = ops._csum_adjust(int.from_bytes(buf[co : co + 2], "big"), old, new)
+            buf[co : co + 2] = c.to_bytes(2, "big")
+    if not v6:  # the quoted IPv4 header's own checksum
+        ihl = (buf[il3] & 0x0F) * 4
+        buf[il3 + 10 : il3 + 12] = b"\0\0"
+        buf[il3 + 10 : il3 + 12] = _csum(bytes(buf[il3 : il3 + ihl])).to_bytes(2, "big")
+    out = bytes(buf)
+    # Outer addresses: the translated side's become what the other side knows.
+    a_src, a_dst = ("ipv6_src", "ipv6_dst") if v6 else ("ipv4_src", "ipv4_dst")
+    osrc, odst = p.tuple.src, p.tuple.dst
+    if odst == other.dst and other.dst != inner_want.src:
+        out = ops.set_field(out, a_dst, inner_want.src)
+    if osrc == other.src and other.src != inner_want.dst:
+        out = ops.set_field(out, a_src, inner_want.dst)
+    # The ICMP checksum over the message (ICMPv6: with the pseudo-header), from scratch.
+    l3, l4 = p.l3, p.l4
+    if v6:
+        end = l3 + 40 + (out[l3 + 4] << 8 | out[l3 + 5])
+    else:
+        end = l3 + (out[l3 + 2] << 8 | out[l3 + 3])
+    msg = bytearray(out[l4:end])
+    msg[2:4] = b"\0\0"
+    pseudo = b""
+    if v6:
+        pseudo = out[l3 + 8 : l3 + 40] + struct.pack("!IxxxB", len(msg), IPPROTO_ICMPV6)
+    msg[2:4] = _csum(pseudo + bytes(msg)).to_bytes(2, "big")
+    return out[:l4] + bytes(msg) + out[end:]
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
 class Conntrack:
     """The connection table of one datapath (all zones)."""
 
@@ -827,22 +904,25 @@ class Conntrack:
     def _related(
         self, packet: bytes, p: _Pkt, zone: int, nat: NatSpec | None, now: float
     ) -> CtResult:
-        """An ICMP error: +rel if the packet it quotes belongs to a connection (the quoted
-        packet went the other way, so its tuple is the reverse of ours)."""
+        """An ICMP error: +rel if the packet it quotes belongs to a connection. The
+        quoted packet is as it was when the error was made: before or after NAT, in
+        either direction; the error travels the other way."""
         assert p.inner is not None
         quoted = p.inner
         conn = self.lookup(zone, quoted, now)
-        if conn is None:
-            return CtResult(CS_TRK | CS_NEW, zone, orig=p.tuple, packet=packet)
-        # The quoted packet travelled in conn's direction d; this error goes the other.
-        reply = quoted == conn.orig
+        if conn is not None:
+            seen_as = conn.orig if quoted == conn.orig else conn.reply
+        else:
+            conn = self.lookup(zone, quoted.reverse(), now)
+            if conn is None:
+                return CtResult(CS_TRK | CS_NEW, zone, orig=p.tuple, packet=packet)
+            # quoted is the reverse of one direction's tuple: the packet as it left NAT.
+            seen_as = conn.reply if quoted.reverse() == conn.orig else conn.orig
+        # seen_as: the direction the quoted packet belongs to (orig: the error is a reply).
+        reply = seen_as is conn.orig
         state = CS_TRK | CS_REL | (CS_RPL if reply else 0)
         if nat is not None and conn.nat:
-            # Outer header: send the error where the original sender really is.
-            want = conn.orig.reverse() if reply else conn.reply.reverse()
-            field_ = "ipv6_dst" if p.v6 else "ipv4_dst"
-            if want.dst != p.tuple.dst:
-                packet = ops.set_field(packet, field_, want.dst)
+            packet = _nat_icmp_error(packet, p, conn, reply)
             state |= conn.nat
         return CtResult(state, zone, conn.mark, conn.label, conn.orig, packet)
 

@@ -394,3 +394,34 @@ def test_ipv6_udp_icmp_and_dnat() -> None:
         "udp,orig=(src=fd00::1,dst=fd00::100,sport=7,dport=5353),reply=(src=fd00::2,dst=fd00::1,sport=53,dport=7)"
         in lines
     )
+
+
+def test_icmp_error_about_a_natted_connection_is_translated_back() -> None:
+    """A client talks to a VIP (DNAT to the server); the server's port-unreachable quotes
+    the translated packet. The client gets it from the VIP about its own packet."""
+    from tests.packet.builders import checksum
+
+    ct = Conntrack()
+    vip, server = "10.0.0.100", "10.0.0.2"
+    nat = NatSpec("dst", ipaddress.ip_address(server).packed, port_min=8080)
+    sent = ct.execute(udp_frame(A, vip, 5000, 80), 0.0, commit=True, nat=nat).packet
+    err = icmp_error(server, A, sent)  # the server quotes what it received
+    r = ct.execute(err, 0.0, nat=NatSpec())
+    assert r.state == CS_TRK | CS_REL | CS_RPL | CS_DNAT
+    assert checksums_ok(r.packet)
+    out = parse_tuple(r.packet)
+    assert out is not None and out.tuple.src == ipaddress.ip_address(vip).packed
+    assert out.inner == CtTuple(
+        ipaddress.ip_address(A).packed, ipaddress.ip_address(vip).packed, 17, 5000, 80
+    )
+    inner = r.packet[42:62]
+    assert checksum(inner) == 0  # the quoted IPv4 header's checksum is right again
+    # And the client's own error about the server's reply goes to the server as it knows it.
+    back = ct.execute(udp_frame(server, A, 8080, 5000), 0.0, nat=NatSpec()).packet
+    r2 = ct.execute(icmp_error(A, vip, back), 0.0, nat=NatSpec())
+    assert r2.state == CS_TRK | CS_REL | CS_DNAT and checksums_ok(r2.packet)
+    o2 = parse_tuple(r2.packet)
+    assert o2 is not None and o2.tuple.dst == ipaddress.ip_address(server).packed
+    assert o2.inner == CtTuple(
+        ipaddress.ip_address(server).packed, ipaddress.ip_address(A).packed, 17, 8080, 5000
+    )
