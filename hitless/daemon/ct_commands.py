@@ -2,7 +2,8 @@
 Open vSwitch 3.1 prints them for its userspace datapath: dump-conntrack [-m] [-s]
 [DP] [zone=N], flush-conntrack [DP] [zone=N] [CT-TUPLE], ct-stats-show [-m] [DP]
 [zone=N], ct-set-limits [DP] [default=L] [zone=N,limit=L]..., ct-get-limits [DP]
-[zone=N[,N]...], ct-del-limits [DP] zone=N[,N]....
+[zone=N[,N]...], ct-del-limits [DP] zone=N[,N]..., ct-set-maxconns [DP] N,
+ct-get-maxconns [DP], ct-get-nconns [DP].
 
 Each bridge's datapath keeps its own connection table (hitless.datapath.conntrack);
 where Open vSwitch has one table per datapath type ("netdev@ovs-netdev") these
@@ -236,3 +237,32 @@ def ct_del_limits(req: Request) -> str:
         for z in zones:
             dp.conntrack.del_limit(z)
     return ""
+
+
+@command("dpctl/ct-set-maxconns", "[dp] maxconns", 1, 2)
+def ct_set_maxconns(req: Request) -> str:
+    *dp_name, value = req.args
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 0xFFFFFFFF:
+        raise CommandError(f"maxconns missing or malformed {_INVAL}")
+    for dp in _datapaths(req, dp_name[0] if dp_name else None):
+        dp.conntrack.max_conns = n
+    return "setting maxconns successful\n"
+
+
+@command("dpctl/ct-get-maxconns", "[dp]", 0, 1)
+def ct_get_maxconns(req: Request) -> str:
+    dps = _datapaths(req, req.args[0] if req.args else None)
+    return f"{dps[0].conntrack.max_conns if dps else 0}\n"
+
+
+@command("dpctl/ct-get-nconns", "[dp]", 0, 1)
+def ct_get_nconns(req: Request) -> str:
+    total = 0
+    for dp in _datapaths(req, req.args[0] if req.args else None):
+        dp.conntrack.expire(dp.ct_now())
+        total += len(dp.conntrack)
+    return f"{total}\n"

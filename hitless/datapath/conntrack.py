@@ -171,6 +171,7 @@ _ICMP4_PAIRS = {8: 0, 13: 14, 15: 16, 17: 18}
 _ICMP6_PAIRS = {128: 129}
 _ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
 _ICMP6_ERRORS = frozenset((1, 2, 3, 4))
+DEFAULT_MAX_CONNS = 3_000_000  # Open vSwitch's default for its userspace table
 _M32 = 0xFFFFFFFF
 _MAX_ACK_WINDOW = 66000  # the kernel's floor for how far back an ACK may lag
 
@@ -628,6 +629,7 @@ class Conntrack:
         self._conns: dict[tuple[int, CtTuple], Conn] = {}  # by (zone, orig)
         self._zone_count: dict[int, int] = {}
         self.limits: dict[int | None, int] = {}  # zone -> limit (None: default; 0: none)
+        self.max_conns = DEFAULT_MAX_CONNS  # the whole table (dpctl/ct-set-maxconns)
         self.changed: set[tuple[int, CtTuple]] | None = None
         self._sweep: list[tuple[int, CtTuple]] | None = None
         self.n_created = 0
@@ -818,7 +820,7 @@ class Conntrack:
 
     def _create(self, p: _Pkt, zone: int, nat: NatSpec | None, now: float) -> Conn | None:
         limit = self.limit_of(zone)
-        if limit and self._zone_count.get(zone, 0) >= limit:
+        if (limit and self._zone_count.get(zone, 0) >= limit) or len(self._conns) >= self.max_conns:
             self.n_limited += 1
             return None
         t = p.tuple
@@ -1119,6 +1121,7 @@ class Conntrack:
         return {
             "conns": [record_to_json(r) for r in self.export_records(now)],
             "limits": [[z, n] for z, n in self.limits.items()],
+            "max_conns": self.max_conns,
         }
 
     def adopt_json(self, data: dict[str, Any], now: float) -> int:
@@ -1127,10 +1130,12 @@ class Conntrack:
         try:
             records = [record_from_json(x) for x in data.get("conns", [])]
             limits = {(None if z is None else int(z)): int(n) for z, n in data.get("limits", [])}
+            max_conns = int(data.get("max_conns", DEFAULT_MAX_CONNS))
         except (TypeError, ValueError, IndexError) as e:
             raise ValueError(f"bad conntrack state: {e}") from None
         n = self.import_records(records, now)
         self.limits = limits
+        self.max_conns = max_conns
         return n
 
     def remove_record(self, zone: int, orig: CtTuple) -> None:

@@ -156,3 +156,17 @@ def test_ct_stats_show_counts_icmpv6_in_the_total_only() -> None:
         "udp,orig=(src=fd00::1,dst=fd00::2,sport=5,dport=6),reply=(src=fd00::2,dst=fd00::1,sport=6,dport=5),zone=8\n"
         "icmpv6,orig=(src=fd00::1,dst=fd00::2,id=9,type=128,code=0),reply=(src=fd00::2,dst=fd00::1,id=9,type=129,code=0),zone=8\n"
     )
+
+
+def test_maxconns_as_open_vswitch(sw: _Switch) -> None:
+    assert run(sw, cc.ct_get_maxconns) == "3000000\n"
+    assert run(sw, cc.ct_get_nconns) == "4\n"
+    assert run(sw, cc.ct_set_maxconns, "4") == "setting maxconns successful\n"
+    assert run(sw, cc.ct_get_maxconns, "brct9") == "4\n"
+    dp = sw.bridges["brct9"].datapath
+    dp.execute(udp_frame("10.0.0.1", "10.0.0.9", 1, 2), 1, (Ct(zone=1, commit=True),))
+    assert run(sw, cc.ct_get_nconns) == "4\n"  # the table is full: not committed
+    with pytest.raises(CommandError, match=r"maxconns missing or malformed \(Invalid argument\)"):
+        run(sw, cc.ct_set_maxconns, "abc")
+    with pytest.raises(CommandError, match="datapath not found"):
+        run(sw, cc.ct_get_nconns, "netdev@ovs-netdev")
