@@ -284,3 +284,38 @@ def test_flow_dump_of_many_flows_reads_the_same_counters(two_hosts: tuple[Host, 
         assert got is not None
         assert (got.stats.packets, got.stats.bytes, got.stats.used) == st
     assert dumped[Match.of(make_key(in_port=pa), full_mask("in_port"))][0] >= 3
+
+
+def test_kernel_keys_of_tcp_udp_icmp_and_ipv6_are_the_python_keys(
+    two_hosts: tuple[Host, Host], dp
+) -> None:
+    """With no flow at all, every packet comes up with the key the kernel extracted:
+    it must be extract_key's, for the fast IPv4 path and the general one alike."""
+    a, b = two_hosts
+    pa = dp.port_add(a.switch_port)
+    dp.port_add(b.switch_port)
+    a.run(["ip", "neigh", "replace", b.addr, "lladdr", b.mac, "dev", "eth0"])
+    a.run(["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"])
+    a.run(["ip", "-6", "addr", "add", "fd87::1/64", "dev", "eth0", "nodad"])
+    a.run(["ip", "-6", "neigh", "replace", "fd87::2", "lladdr", b.mac, "dev", "eth0"])
+    script = (
+        "import socket\n"
+        "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"u.sendto(b'x' * 100, ('{b.addr}', 4000))\n"
+        "u.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x28)\n"
+        f"u.sendto(b'y' * 3000, ('{b.addr}', 4001))\n"  # fragments
+        "t = socket.socket(); t.setblocking(False)\n"
+        f"t.connect_ex(('{b.addr}', 4002))\n"
+        "v = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        "v.sendto(b'z', ('fd87::2', 4003))\n"
+    )
+    a.run(["python3", "-c", script])
+    a.ping(b.addr, count=1, timeout=0.3)
+    dp.run()
+    ups = dp.recv_upcalls(200)
+    protos = {field(u.key, "ip_proto") for u in ups if u.in_port == pa}
+    assert {1, 6, 17} <= protos, protos
+    assert any(field(u.key, "ip_frag") for u in ups)
+    assert any(field(u.key, "eth_type") == 0x86DD for u in ups)
+    for u in ups:
+        assert u.key == extract_key(u.packet, u.in_port), u.packet[:64].hex()

@@ -276,11 +276,58 @@ __noinline int parse(struct __sk_buff *skb, union fkey *k, struct pctx *c)
 	return 0;
 }
 
+/* The common case read in place: an untagged IPv4 frame with a 20-byte header whose
+ * first 48 bytes are in the linear part. Returns 0 if the frame is not that case. */
+static __always_inline int parse_ipv4_fast(struct __sk_buff *skb, union fkey *k,
+					   struct pctx *c)
+{
+	__u8 *p = (__u8 *)(long)skb->data;
+	__u8 *end = (__u8 *)(long)skb->data_end;
+	__u16 frag;
+	__u8 proto;
+
+	if (skb->vlan_present || p + 48 > end)
+		return 0;
+	if (p[12] != 0x08 || p[13] != 0x00 || p[14] != 0x45)
+		return 0;
+	__builtin_memcpy(&k->b[K_ETH_DST], p, 14);     /* addresses and EtherType */
+	__builtin_memcpy(&k->b[K_IPV4_SRC], p + 26, 8);
+	proto = p[23];
+	k->b[K_IP_PROTO] = proto;
+	k->b[K_IP_TOS] = p[15];
+	k->b[K_IP_TTL] = p[22];
+	frag = (__u16)p[20] << 8 | p[21];
+	if (frag & 0x3fff)
+		k->b[K_IP_FRAG] = 1 | ((frag & 0x1fff) ? 2 : 0);
+	c->l3 = 14;
+	c->l3_type = 0x0800;
+	c->l4 = 34;
+	c->proto = proto;
+	if (k->b[K_IP_FRAG] & 2)
+		return 1;
+	if (proto == 6 || proto == 17 || proto == 132) {
+		__builtin_memcpy(&k->b[K_TP_SRC], p + 34, 4);
+		if (proto != 132)
+			c->l4_ok = 1;
+		if (proto == 6) {
+			k->b[K_TCP_FLAGS] = p[46] & 0x0f;
+			k->b[K_TCP_FLAGS + 1] = p[47];
+		}
+	} else if (proto == 1) {
+		k->b[K_TP_SRC + 1] = p[34];
+		k->b[K_TP_DST + 1] = p[35];
+	}
+	return 1;
+}
+
 static __always_inline void parse_headers(struct __sk_buff *skb, union fkey *k, struct pctx *c)
 {
 	__u8 eth[14];
 	__u16 type;
 	__u32 off = 14;
+
+	if (parse_ipv4_fast(skb, k, c))
+		return;
 
 	if (bpf_skb_load_bytes(skb, 0, eth, 14) < 0) {
 		bpf_skb_load_bytes(skb, 0, &k->b[K_ETH_DST], 12);
