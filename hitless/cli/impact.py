@@ -219,6 +219,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "hit; their count (with the openflow class's rules) is checked with ovs-ofctl "
         "dump-aggregate before and after the operation (default 0)",
     )
+    p.add_argument(
+        "--rules-shape",
+        choices=("filler", "ovn"),
+        default="filler",
+        help="filler: only the --rules N rules above; ovn: also an OVN-shaped logical switch "
+        "that all the hosts' traffic goes through (13 tables: logical ports in registers, "
+        "port security, a conjunction ACL, a learned MAC table, the flood group by "
+        "resubmits; hitless.impact.rules.ovn_pipeline), so the operation is measured on "
+        "a pipeline as OVN programs it (one bridge only)",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--json", metavar="FILE", help="write the results as JSON")
     g.add_argument("--plot", metavar="FILE", help="write the timeline plot (PNG)")
@@ -342,7 +352,9 @@ def measure_step(
                 )
                 if have < args.macs:
                     say(f"[yellow]{step.name}: the switch holds only {have} of {args.macs} MACs")
-            of = _OpenFlowLoad(sw, topo.hosts, args.rules, "openflow" in classes, port)
+            of = _OpenFlowLoad(
+                sw, topo.hosts, args.rules, "openflow" in classes, port, args.rules_shape
+            )
             if of.wanted:
                 progress(f"{step.name}: installing {of.total} OpenFlow rules", 0.0)
                 of.install()
@@ -402,7 +414,13 @@ class _OpenFlowLoad:
     reads the traffic rules' packet counters (see ``hitless.impact.rules``)."""
 
     def __init__(
-        self, sw: Any, hosts: Sequence[Any], n_fill: int, traffic: bool, port: int
+        self,
+        sw: Any,
+        hosts: Sequence[Any],
+        n_fill: int,
+        traffic: bool,
+        port: int,
+        shape: str = "filler",
     ) -> None:
         from hitless.impact import rules
         from hitless.impact.run import openflow_class_name, openflow_ports
@@ -417,7 +435,16 @@ class _OpenFlowLoad:
                 (sw.ofport(a.port), sw.ofport(b.port)),
                 openflow_ports(port),
             )
-        self.total = n_fill + len(self.traffic)
+        self.ovn: list[str] = []
+        if shape == "ovn":
+            self.ovn = rules.ovn_pipeline(
+                [
+                    rules.LogicalPort(sw.ofport(h.port), i + 1, h.mac, h.ip.split("/")[0])
+                    for i, h in enumerate(hosts)
+                ],
+                entry_priority=50,
+            )
+        self.total = n_fill + len(self.traffic) + len(self.ovn)
         self.before = self.after = 0
         self.samples: dict[str, list[int | None]] = {r.name: [] for r in self.traffic}
         self.readings: list[rules.CounterReading] = []
@@ -448,6 +475,8 @@ class _OpenFlowLoad:
                 f.write(line + "\n")
             for r in self.traffic:
                 f.write(r.flow() + "\n")
+            for line in self.ovn:
+                f.write(line + "\n")
         self.sw.ofctl("add-flows", str(path), timeout=self.sw.rules_timeout)
         self.before = self.count()
 
@@ -485,7 +514,11 @@ class _OpenFlowLoad:
                 self.total,
                 self.before,
                 self.after,
-                {"from --rules": self.n_fill, "for the openflow class": len(self.traffic)},
+                {
+                    "from --rules": self.n_fill,
+                    "for the openflow class": len(self.traffic),
+                    "of the OVN-shaped pipeline": len(self.ovn),
+                },
             )
         ]
         if not self.traffic:
@@ -516,6 +549,7 @@ class _OpenFlowLoad:
                 "installed": self.total,
                 "from_rules": self.n_fill,
                 "traffic": len(self.traffic),
+                "ovn": len(self.ovn),
                 "before": self.before,
                 "after": self.after,
             },
@@ -555,6 +589,8 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.bridges == 1 and set(classes) & set(CROSS_CLASSES):
             raise ValueError("the udp-cross class needs --bridges 2")
+        if args.bridges == 2 and args.rules_shape == "ovn":
+            raise ValueError("--rules-shape ovn programs one bridge: use --bridges 1")
         if args.bridges == 2 and args.datapath == "ebpf":
             raise ValueError("--bridges 2 joins the bridges by patch ports, which the ebpf "
                              "datapath does not have yet")  # fmt: skip

@@ -35,6 +35,7 @@ from hitless.daemon.rundir import (
 
 log = logging.getLogger(DAEMON_NAME)
 
+
 def setup_logging(logfile: str | os.PathLike[str], level: str = "INFO") -> None:
     vlog.configure(logfile, level)
 

@@ -91,6 +91,7 @@ def time_warp(req: Request) -> str | None:
     total, step = _msecs(req.args[0]), _msecs(req.args[1])
     if step == 0:
         raise CommandError("time/warp: MSECS must be > 0")
+
     def done() -> None:
         settings.save(req.switch)
         req.reply("warped")

@@ -223,12 +223,16 @@ class LogicalPort:
 
 
 OVN_COOKIE = COOKIE_OURS | 0x03
-OVN_LEARN_COOKIE = COOKIE_OURS | 0x04
+# learned rules: outside COOKIE_OURS/COOKIE_MASK, so dump-aggregate counts the installed
+# rules alone while the learned ones come and go with the traffic
+OVN_LEARN_COOKIE = 0x4F564E4C  # "OVNL"
 OVN_MCAST = 0xFFFF  # the logical "flood" port, expanded in table 32
 OVN_DENIED_UDP = 9999  # the ACL drops UDP to this port
 
 
-def ovn_pipeline(ports: list[LogicalPort], datapath: int = 1) -> list[str]:
+def ovn_pipeline(
+    ports: list[LogicalPort], datapath: int = 1, entry_priority: int = 100
+) -> list[str]:
     """``add-flows`` lines of a logical switch laid out as OVN lays one out: the
     ingress logical port in ``reg14`` and the datapath in ``metadata`` (table 0),
     port security on Ethernet, IP and ARP sources (8-10), a stateless ACL made of
@@ -238,13 +242,15 @@ def ovn_pipeline(ports: list[LogicalPort], datapath: int = 1) -> list[str]:
     group expanded port by port with ``resubmit`` (32), the loopback check (33), and
     the egress port resolved to an OpenFlow port in ``reg13`` (40) and output from it
     (65). Thirteen tables; every rule has the ``OVN_COOKIE``, learned ones
-    ``OVN_LEARN_COOKIE``."""
+    ``OVN_LEARN_COOKIE``. ``entry_priority``: that of the table-0 rules (below the
+    openflow traffic class's rules in ``hitless impact --rules-shape ovn``)."""
     c = f"cookie={OVN_COOKIE:#x}"
     md = f"metadata={datapath:#x}"
     out: list[str] = []
     for p in ports:
         out += [
-            f"{c},table=0,priority=100,in_port={p.ofport},actions=load:{p.key:#x}->NXM_NX_REG14[],"
+            f"{c},table=0,priority={entry_priority},in_port={p.ofport},"
+            f"actions=load:{p.key:#x}->NXM_NX_REG14[],"
             f"set_field:{datapath:#x}->metadata,resubmit(,8)",
             f"{c},table=8,priority=50,reg14={p.key:#x},{md},dl_src={p.mac},actions=resubmit(,9)",
             f"{c},table=9,priority=90,ip,reg14={p.key:#x},{md},dl_src={p.mac},nw_src={p.ip},"
