@@ -377,6 +377,8 @@ def measure_step(
             )
             if sw.last_report is not None:
                 extra["handoff_phases_ms"] = sw.last_report.get("phases_ms", {})
+            if step.switch == "hitless" and step.op in ("upgrade", "downgrade"):
+                notes.append(_handoff_verdict(res))
             if args.macs:
                 after = macload.count_loaded(sw.appctl("fdb/show", "br0"), args.macs)
                 notes.append(
@@ -400,6 +402,20 @@ def measure_step(
         "argv": args.argv,
     }
     return dataclasses.replace(res, settings=settings, notes=res.notes + tuple(notes))
+
+
+def _handoff_verdict(res: Any) -> str:
+    """The handoff claim (hitless.impact.bounds, the check the tests make) applied to
+    this run: nothing lost or duplicated, gap and latency within the bound its own
+    reported freeze implies, the operation inside the traffic."""
+    from hitless.impact.bounds import HANDOFF, after_freeze, violations
+
+    freezes = [p.end - p.start for p in res.window.phases if p.name.startswith("freeze")]
+    bound = after_freeze(freezes) if freezes else HANDOFF
+    bad = violations(res, bound)
+    if not bad:
+        return f"handoff claim kept ({bound})"
+    return f"handoff claim broken ({bound}): " + "; ".join(bad)
 
 
 def _rules_timeout(n: int) -> float:

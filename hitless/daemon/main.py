@@ -22,7 +22,7 @@ import warnings
 
 import hitless
 from hitless.config.ovsdb import DEFAULT_SCHEMA
-from hitless.daemon import settings, vlog
+from hitless.daemon import faults, settings, vlog
 from hitless.daemon.rundir import (
     DAEMON_NAME,
     RunDir,
@@ -210,6 +210,7 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
             doc["phases_ms"],
         )
         _report(args.report_fd, doc)
+        faults.after_owned(switch)  # fault tests only (HITLESS_FAULT)
         switch.install_signal_handlers()
         switch.serve_forever()
         if switch.handed_over:

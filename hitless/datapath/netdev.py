@@ -247,6 +247,9 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self._upcalls: deque[Upcall] = deque()
         self._more = False  # a port had more frames than the budget in the last run()
         self._frozen = False
+        # Fault injection only (hitless.daemon.faults "duplicate"): this many batches
+        # are sent twice, as if two processes forwarded the same frames.
+        self.duplicate_batches = 0
         self._ctl: socket.socket | None = None  # for the link-state ioctls
         self._links_at = float("-inf")  # monotonic time of the last refresh
         self.n_hit = 0
@@ -471,6 +474,11 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         """Send every queued frame (one sendmmsg per port with frames queued)."""
         for port_no, tb in self._tx.items():
             if tb.n:
+                if self.duplicate_batches:  # fault injection: send the same batch twice
+                    self.duplicate_batches -= 1
+                    n, nb = tb.n, tb.nbytes
+                    tb.flush()
+                    tb.n, tb.nbytes = n, nb
                 sent, nbytes, dropped = tb.flush()
                 st = self._ports[port_no].dp.stats
                 st.tx_packets += sent

@@ -17,6 +17,7 @@ from tests.daemon.test_openflow import ofctl, static_neighbours
 from tests.handoff.test_netdev_upgrade import CLASSES, RATES, assert_nothing_lost, handoff_op
 from tests.netns import Topology, UdpSink, udp_send
 from tests.switch import Sw
+from tests.traffic import Bound, bound_of
 from tests.upgrade.builds import build, previous_versions
 
 pytestmark = pytest.mark.netns
@@ -152,21 +153,21 @@ def test_upgrade_with_traffic_across_the_patch_pair_loses_nothing(
         [t.a, t.c],
         handoff_op(sw, "upgrade", results=results),
         name="upgrade",
-        duration=5,
-        at=2,
+        duration=12,
+        at=1.5,
         rates=RATES,
         classes=CLASSES,
     )
     (report,) = results
     assert report["ok"], report
     assert sw.daemon_pid == report["new_pid"] != old
-    assert_nothing_lost(res)
+    assert_nothing_lost(res, bound_of(results))
     # The new process holds the pair: still connected, traffic still crosses
     assert t.link(t.p0) == "up" and t.link(t.p1) == "up"
     assert t.a.ping(t.c.addr, count=2, interval=0.1)
 
 
-def test_downgrade_to_a_build_without_patch_ports_rolls_back_without_loss(
+def test_downgrade_to_a_build_without_patch_ports_is_refused_before_freezing(
     sw: Sw, topology: Topology
 ) -> None:
     """The newest previous release knows no patch ports: it cannot adopt the pair (no
@@ -182,17 +183,21 @@ def test_downgrade_to_a_build_without_patch_ports_rolls_back_without_loss(
         [t.a, t.c],
         handoff_op(sw, "downgrade", "--to", str(old_build.vswitchd), results=results),
         name="downgrade",
-        duration=4,
+        duration=8,
         at=1.5,
         rates=RATES,
         classes=CLASSES,
     )
     (report,) = results
     assert not report["ok"] and report["returncode"] == 1, report
-    # Refused up front, saying why and what to do (nothing was frozen).
+    # Refused up front, saying why and what to do: nothing was frozen (no freeze phase),
+    # so traffic waited only for the machine (gaps up to 120 ms seen at load average 13).
     assert f"bridge {t.br0} has patch ports" in report["reason"], report
     assert "remove them first" in report["reason"], report
+    assert "freeze" not in report.get("phases_ms", {}) and "restore" not in report.get(
+        "phases_ms", {}
+    ), report
     assert sw.daemon_pid == old
-    assert_nothing_lost(res)
+    assert_nothing_lost(res, Bound(0.25, 0.25, "nothing frozen: scheduling delays only"))
     assert t.link(t.p0) == "up" and t.link(t.p1) == "up"
     assert t.a.ping(t.c.addr, count=2, interval=0.1)

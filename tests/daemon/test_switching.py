@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 import sys
 import threading
-import time
 
 import pytest
 
 from tests.netns import Topology, UdpSink, udp_send
 from tests.switch import Sw
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
 DATAPATH_TYPE = "netdev"
@@ -126,16 +126,19 @@ def test_adding_and_removing_ports_while_traffic_runs_loses_nothing(
     br = bridge(started, topology, [a.switch_port], [b.switch_port])
     assert a.ping(b.addr, count=2)
     sink = UdpSink(b, 7001, idle=2.0)
-    count = 10000
+    count = 40000
     sender = threading.Thread(
         target=udp_send, args=(a, b.addr, 7001, count), kwargs={"batch": 20, "pause": 0.002}
     )
+    tx0 = a.counter("tx_packets")
     sender.start()
-    time.sleep(0.3)
-    started.vsctl("add-port", br, c.switch_port)
+    wait_for(lambda: a.counter("tx_packets") > tx0 + 200, "the traffic to flow")
+    started.vsctl("add-port", br, c.switch_port)  # each waits until the switch applied it
     started.vsctl("add-port", br, d.switch_port)
     started.vsctl("del-port", br, c.switch_port)
     started.vsctl("set", "port", d.switch_port, "tag=5")
+    # every change landed while the traffic still flowed (otherwise nothing was tested)
+    assert sender.is_alive(), "the sender finished before the port changes were applied"
     sender.join(60)
     seqs = sink.seqs()
     assert sorted(set(seqs)) == list(range(count)), f"lost {count - len(set(seqs))} of {count}"

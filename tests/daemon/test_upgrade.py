@@ -18,15 +18,19 @@ from pathlib import Path
 import pytest
 
 from hitless.daemon.rundir import read_pid, wait_exit
+from tests.netns import unique_name
 from tests.switch import Sw, run
+from tests.wait import wait_for
 
 BIN = Path(sys.executable).parent
+# Bridge names unique to this run (tests/netns.py unique_name).
+BR0, BR1, BRX = unique_name("ubr"), unique_name("ubr"), unique_name("ubx")
 
 
 def dummy_bridge(sw: Sw, *ports: str) -> None:
-    args = ["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=dummy"]
+    args = ["add-br", BR0, "--", "set", "bridge", BR0, "datapath_type=dummy"]
     for p in ports:
-        args += ["--", "add-port", "br0", p]
+        args += ["--", "add-port", BR0, p]
     sw.vsctl(*args)
 
 
@@ -103,7 +107,7 @@ def daemons_in(sw: Sw) -> list[int]:
 def test_upgrade_hands_everything_to_a_new_process(started: Sw) -> None:
     sw = started
     dummy_bridge(sw, "p1", "p2")
-    before = {i: sw.ofport(i) for i in ("p1", "p2", "br0")}
+    before = {i: sw.ofport(i) for i in ("p1", "p2", BR0)}
     state_before = json.loads(sw.appctl("state/dump").stdout)
     old = sw.daemon_pid
     r = upgrade(sw)
@@ -120,7 +124,7 @@ def test_upgrade_hands_everything_to_a_new_process(started: Sw) -> None:
     status = json.loads(sw.appctl("upgrade/status").stdout)
     assert status["taken_over"]["old_pid"] == old
     # The new process is a full switch: it reconfigures, and hands over again.
-    sw.vsctl("add-port", "br0", "p3")
+    sw.vsctl("add-port", BR0, "p3")
     assert sw.ofport("p3") == 3
     r = upgrade(sw)
     assert r.returncode == 0, r.stderr
@@ -156,7 +160,7 @@ def test_new_process_failing_at_any_phase_leaves_the_old_one_serving(
     owner_is(sw, old)
     assert json.loads(sw.appctl("state/dump").stdout)["digest"] == digest
     # The old process still works: it reconfigures and accepts the next, good handoff.
-    sw.vsctl("add-port", "br0", "p3")
+    sw.vsctl("add-port", BR0, "p3")
     assert sw.ofport("p3") == 3
     r = upgrade(sw)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -203,7 +207,7 @@ def test_ovsdb_change_during_the_handoff_is_applied_exactly_once(started: Sw) ->
     sw = started
     dummy_bridge(sw, "p1")
     finish = slow_upgrade_in_background(sw)
-    sw.vsctl("--no-wait", "add-port", "br0", "p2")
+    sw.vsctl("--no-wait", "add-port", BR0, "p2")
     r = finish()
     assert r.returncode == 0, r.stdout + r.stderr
     owner_is(sw, json.loads(r.stdout)["new_pid"])
@@ -211,7 +215,7 @@ def test_ovsdb_change_during_the_handoff_is_applied_exactly_once(started: Sw) ->
     assert sw.ofport("p2") == 2
     dump = json.loads(sw.appctl("state/dump").stdout)
     names = [p["name"] for p in dump["state"]["bridges"][0]["ports"]]
-    assert sorted(names) == ["br0", "p1", "p2"]
+    assert sorted(names) == sorted([BR0, "p1", "p2"])
 
 
 def test_upgrade_without_a_running_switch_says_how_to_start_one(sw: Sw) -> None:
@@ -244,7 +248,9 @@ def test_restart_baselines_replace_the_process_and_keep_the_configuration(
 ) -> None:
     sw = started
     dummy_bridge(sw, "p1", "p2")
-    mgmt = f"unix:{sw.rundir.path}/br0.mgmt"
+    mgmt = f"unix:{sw.rundir.path}/{BR0}.mgmt"
+    # the bridge's management socket appears once the daemon has set the bridge up
+    wait_for(lambda: (sw.rundir.path / f"{BR0}.mgmt").exists(), "the management socket")
     run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", mgmt, "priority=100,in_port=1,actions=drop"])
     old = sw.daemon_pid
     r = sw.hitless("restart", "--mode", mode, "--json")
@@ -271,7 +277,8 @@ def test_management_commands_sent_during_the_freeze_are_answered_by_the_new_proc
     sw = started
     dummy_bridge(sw, "p1")
     finish = slow_upgrade_in_background(sw)
-    time.sleep(0.3)  # now frozen: the new side sleeps 1 s after restoring
+    # The new side has restored and now sleeps 1 s: the old one is frozen until then.
+    wait_for(lambda: "fault delay:restored: sleeping" in sw.log(), "the old process frozen")
     answers = [sw.appctl("upgrade/status", check=False) for _ in range(3)]
     r = finish()
     assert r.returncode == 0, r.stdout + r.stderr
@@ -287,45 +294,45 @@ def test_upgrade_carries_every_bridge_and_keeps_failed_ones_failed(started: Sw) 
     sw = started
     sw.vsctl(
         "add-br",
-        "br0",
+        BR0,
         "--",
         "set",
         "bridge",
-        "br0",
+        BR0,
         "datapath_type=dummy",
         "--",
         "add-port",
-        "br0",
+        BR0,
         "p1",
         "--",
         "add-port",
-        "br0",
+        BR0,
         "p2",
     )
     sw.vsctl(
         "add-br",
-        "br1",
+        BR1,
         "--",
         "set",
         "bridge",
-        "br1",
+        BR1,
         "datapath_type=dummy",
         "--",
         "add-port",
-        "br1",
+        BR1,
         "q1",
     )
     sw.vsctl(
         "add-br",
-        "brx",
+        BRX,
         "--",
         "set",
         "bridge",
-        "brx",
+        BRX,
         "datapath_type=warp",
         "--",
         "add-port",
-        "brx",
+        BRX,
         "x1",
         check=False,
     )

@@ -15,6 +15,7 @@ from hitless.daemon import handoff_new, handoff_old
 from hitless.daemon.takeover import Frozen
 from hitless.handoff import snapshot
 from hitless.handoff.snapshot import BridgeState, DatapathV1, MacEntryV1, PortV1, State
+from tests.wait import wait_for
 
 
 def make_state(n_macs: int) -> State:
@@ -160,9 +161,11 @@ def test_digest_mismatch_rolls_back(sock_path: Path) -> None:
         res = handoff_new.take_over(sock_path, imp, timeout=5)
         assert not res.ok and "different state" in res.reason
         assert imp.discarded and not imp.committed
-        time.sleep(0.1)
-        assert old.result == handoff_old.SERVING
+        # The old side finishes the handoff (rolled back), then serves: wait for the
+        # outcome, not for a time after which SERVING (the initial value) would pass.
+        wait_for(lambda: old.server.last is not None, "the old side's handoff outcome")
         assert old.server.last is not None and old.server.last.result == "rolled-back"
+        assert old.result == handoff_old.SERVING
         assert old.thawed == 1
     finally:
         old.close()

@@ -5,6 +5,7 @@ lost while traffic follows those rules (not NORMAL)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from hitless.impact.analysis import Phase
 from hitless.impact.run import Rates, measure
 from tests.netns import Topology
 from tests.switch import Sw, run
+from tests.traffic import BREAKS, bound_of, fault_env, judge, violations
 
 pytestmark = pytest.mark.netns
 
@@ -42,8 +44,22 @@ def rules(sw: Sw, br: str) -> dict[str, int]:
     return out
 
 
+def lines_without_counters(text: str) -> list[str]:
+    """An ovs-ofctl dump, line by line, without its counters and ages."""
+    return [
+        re.sub(
+            r"(duration|packet_count|byte_count|flow_count|n_packets|n_bytes|idle_age|hard_age)=[^,\s]*,? ?",
+            "",
+            ln,
+        ).strip()
+        for ln in text.splitlines()
+        if ln.strip() and "reply" not in ln
+    ]
+
+
+@pytest.mark.parametrize("fault", [None, *BREAKS])
 def test_upgrade_keeps_openflow_rules_groups_meters_and_counters(
-    started: Sw, topology: Topology
+    started: Sw, topology: Topology, fault: str | None
 ) -> None:
     sw = started
     a = topology.add_host("a", "10.81.0.1/24")
@@ -76,6 +92,7 @@ def test_upgrade_keeps_openflow_rules_groups_meters_and_counters(
     assert a.ping(b.addr, count=3, interval=0.1)
     before = rules(sw, br)
     groups_before = ofctl(sw, br, "dump-groups")
+    group_stats_before = ofctl(sw, br, "dump-group-stats")
     meters_before = ofctl(sw, br, "dump-meters")
     assert len(before) == 3 and sum(before.values()) > 0
 
@@ -89,6 +106,7 @@ def test_upgrade_keeps_openflow_rules_groups_meters_and_counters(
             text=True,
             timeout=120,
             cwd="/",
+            env={**os.environ, **(fault_env(fault) or {})},
         )
         results.append(json.loads(r.stdout))
         return [Phase("upgrade", t0, time.monotonic())]
@@ -97,7 +115,7 @@ def test_upgrade_keeps_openflow_rules_groups_meters_and_counters(
         [a, b],
         upgrade,
         name="upgrade",
-        duration=4,
+        duration=12,
         at=1.5,
         rates=Rates(udp_pps=1000),
         classes=("udp", "tcp-stream", "tcp-connect"),
@@ -105,13 +123,32 @@ def test_upgrade_keeps_openflow_rules_groups_meters_and_counters(
     (report,) = results
     assert report["ok"], report
     assert report["counts"].get("openflow_rules") == 3
-    lost = {c.name: c.lost for c in res.classes if c.lost}
-    assert not lost, lost
+    problems = violations(res, bound_of(results))
     after = rules(sw, br)
-    assert set(after) == set(before)  # the same rules, cookies, matches and actions
+    if set(after) != set(before):  # the same rules, cookies, matches and actions
+        problems.append(f"rules differ: {sorted(set(before) ^ set(after))}")
+    # Counters kept and still counting: each forwarding rule counted at least what the
+    # UDP stream it carries delivered on top of what it had (a rule re-added or reset
+    # by a flush would count only what came after the handoff).
+    udp = {c.name: c.received for c in res.classes if c.kind == "udp"}
     for rule, n in before.items():
-        assert after[rule] >= n, rule  # counters kept, and still counting
-    assert sum(after.values()) > sum(before.values()) + 1000
-    strip = lambda text: re.sub(r"(duration|packet_count|byte_count)=[^,\s]*,?", "", text)  # noqa: E731
-    assert strip(ofctl(sw, br, "dump-groups")) == strip(groups_before)
-    assert ofctl(sw, br, "dump-meters").split("\n")[0] == meters_before.split("\n")[0]
+        carried = (
+            udp.get("udp a→b", 0)
+            if f"in_port={pa}" in rule
+            else (udp.get("udp b→a", 0) if f"in_port={pb}" in rule else 0)
+        )
+        if after.get(rule, -1) < n + carried:
+            problems.append(f"rule counters: {after.get(rule)} < {n} before + {carried}: {rule}")
+    for what, was in (("groups", groups_before), ("meters", meters_before)):
+        now = ofctl(sw, br, f"dump-{what}")
+        if lines_without_counters(now) != lines_without_counters(was):
+            problems.append(f"{what} differ:\n{was}\n{now}")
+    g0, g1 = group_packets(group_stats_before), group_packets(ofctl(sw, br, "dump-group-stats"))
+    if g1 < g0 + udp.get("udp a→b", 0):
+        problems.append(f"group counters: {g1} < {g0} before + {udp.get('udp a→b')}")
+    judge(problems, fault, res)
+
+
+def group_packets(text: str) -> int:
+    m = re.search(r"packet_count=(\d+)", text)
+    return int(m.group(1)) if m else 0

@@ -40,6 +40,7 @@ from hitless.openflow import (
 )
 from hitless.openflow.constants import ControllerRole, ErrorType, RoleRequestFailedCode
 from tests.switch import Sw, run
+from tests.wait import wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -158,6 +159,17 @@ def _upgrade(sw: Sw, fault: str = "") -> dict:
     return json.loads(r.stdout)
 
 
+def unread(ctl_sock: socket.socket) -> int | None:
+    """Bytes the switch has not read yet on its end of this controller connection (the
+    Recv-Q of the switch's socket, from ss), None if ss does not see the connection."""
+    ctl_port, sw_port = ctl_sock.getsockname()[1], ctl_sock.getpeername()[1]
+    out = subprocess.run(
+        ["ss", "-tnH", "state", "established", f"( sport = :{sw_port} and dport = :{ctl_port} )"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    return int(out[0]) if out else None
+
+
 def test_controller_sessions_and_listeners_survive_an_upgrade(
     started: Sw, listener: socket.socket
 ) -> None:
@@ -186,7 +198,7 @@ def test_controller_sessions_and_listeners_survive_an_upgrade(
     # Half a message in flight: the old switch reads these bytes and cannot parse them
     # yet; the new one must finish parsing them when the rest arrives.
     c1.send_partial(EchoRequest(xid=104, data=b"across the handoff"), 11)
-    time.sleep(0.3)
+    wait_for(lambda: unread(c1.sock) == 0, "the old switch to read the half message")
     old_pid = sw.daemon_pid
     assert _connected(sw, active) == "true"
 
