@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -187,26 +187,31 @@ def test_upgrade_keeps_the_active_member_and_loses_nothing(
     mac = sw.get("Port", "bond0", "bond_active_slave").strip('"')
     assert mac == root_mac(other)
 
-    count, port = 4000, 9500
-    a.set_neigh(h.addr, h.mac)
-    h.set_neigh(a.addr, a.mac)
-    sink_h, sink_a = UdpSink(h, port, idle=3.0), UdpSink(a, port, idle=3.0)
-    sent0 = root_counter(a.switch_port, "rx_packets")
-    senders = [
-        a.popen([sys.executable, "-c", _SOURCE_SCRIPT, h.addr, str(port), str(count)]),
-        h.popen([sys.executable, "-c", _SOURCE_SCRIPT, a.addr, str(port), str(count)]),
-    ]
-    assert wait_for(lambda: root_counter(a.switch_port, "rx_packets") - sent0 >= 1000)
     pid = sw.daemon_pid
-    sw.hitless("upgrade")
+    lost_h, lost_a = two_way_udp(a, h, 9500, lambda: sw.hitless("upgrade"))
+    print(f"upgrade with a bond: lost {lost_h} a->h, {lost_a} h->a of 4000 each")
     assert sw.daemon_pid != pid
-    for s in senders:
-        assert s.wait(timeout=60) == 0
-    lost_h = count - len(set(sink_h.seqs()))
-    lost_a = count - len(set(sink_a.seqs()))
-    print(f"upgrade with a bond: lost {lost_h} a->h, {lost_a} h->a of {count} each")
     assert active_member(sw, "bond0") == other
     assert (lost_h, lost_a) == (0, 0)
+
+
+def two_way_udp(a: Host, b: Host, port: int, during: Callable[[], object]) -> tuple[int, int]:
+    """4000 numbered datagrams each way between a and b at 1000/s; ``during()`` runs
+    once a has sent 1000. Returns the datagrams lost (a->b, b->a)."""
+    count = 4000
+    a.set_neigh(b.addr, b.mac)
+    b.set_neigh(a.addr, a.mac)
+    sink_b, sink_a = UdpSink(b, port, idle=3.0), UdpSink(a, port, idle=3.0)
+    sent0 = root_counter(a.switch_port, "rx_packets")
+    senders = [
+        a.popen([sys.executable, "-c", _SOURCE_SCRIPT, b.addr, str(port), str(count)]),
+        b.popen([sys.executable, "-c", _SOURCE_SCRIPT, a.addr, str(port), str(count)]),
+    ]
+    assert wait_for(lambda: root_counter(a.switch_port, "rx_packets") - sent0 >= 1000)
+    during()
+    for s in senders:
+        assert s.wait(timeout=60) == 0
+    return count - len(set(sink_b.seqs())), count - len(set(sink_a.seqs()))
 
 
 def root_mac(dev: str) -> str:
@@ -307,21 +312,7 @@ def test_upgrade_with_an_lacp_bond_to_open_vswitch(started: Sw, topology: Topolo
     sw = started
     with lacp_with_ovs(sw, topology, "10.87.0", lacp_time="slow") as (a, b, ovs, xs):
         assert a.ping(b.addr, count=2)
-        a.set_neigh(b.addr, b.mac)
-        b.set_neigh(a.addr, a.mac)
-        count, port = 4000, 9800
-        sink_a, sink_b = UdpSink(a, port, idle=3.0), UdpSink(b, port, idle=3.0)
-        sent0 = root_counter(a.switch_port, "rx_packets")
-        senders = [
-            a.popen([sys.executable, "-c", _SOURCE_SCRIPT, b.addr, str(port), str(count)]),
-            b.popen([sys.executable, "-c", _SOURCE_SCRIPT, a.addr, str(port), str(count)]),
-        ]
-        assert wait_for(lambda: root_counter(a.switch_port, "rx_packets") - sent0 >= 1000)
-        sw.hitless("upgrade")
-        for s in senders:
-            assert s.wait(timeout=60) == 0
-        lost_b = count - len(set(sink_b.seqs()))
-        lost_a = count - len(set(sink_a.seqs()))
-        print(f"upgrade with an LACP bond: lost {lost_b} a->b, {lost_a} b->a of {count} each")
+        lost_b, lost_a = two_way_udp(a, b, 9800, lambda: sw.hitless("upgrade"))
+        print(f"upgrade with an LACP bond: lost {lost_b} a->b, {lost_a} b->a of 4000 each")
         assert "status: active negotiated" in sw.appctl("lacp/show", "bond0").stdout
         assert (lost_b, lost_a) == (0, 0)
