@@ -248,7 +248,7 @@ class Switch:
         self.inherited_openflow: dict[str, Any] = {}
         self._controllers: dict[str, ControllerStatus] = {}  # as last written back
         self._bond_active: dict[str, str | None] = {}  # Port.bond_active_slave, as written
-        self._unreachable_since: dict[str, float] = {}  # bridge -> no primary connected
+        self.unreachable_since: dict[str, float] = {}  # bridge -> no primary connected
         self._link_seq = 0  # the bridges' link_seq sum at the last status write
         self._mtu_errors: dict[str, str] = {}  # interface -> why its mtu_request failed
         self.unsupported: tuple[Unsupported, ...] = ()  # settings refused out loud
@@ -476,10 +476,10 @@ class Switch:
         targets = [c.target for c in rb.cfg.controllers if c.primary]
         connected = any(status[t].is_connected for t in targets if t in status)
         if not targets or connected:
-            self._unreachable_since.pop(name, None)
+            self.unreachable_since.pop(name, None)
             rb.bridge.set_fail_open(False, now)
             return
-        since = self._unreachable_since.setdefault(name, now)
+        since = self.unreachable_since.setdefault(name, now)
         standalone = rb.cfg.fail_mode != "secure"
         rb.bridge.set_fail_open(standalone and now - since >= FAIL_OPEN_AFTER, now)
 

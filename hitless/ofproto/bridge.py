@@ -625,6 +625,34 @@ class Bridge:
         affected |= rv.for_dep(_DEP_PORTS)
         rv.revalidate(affected)
 
+    def export_bonds(self, now: float) -> dict[str, Any] | None:
+        """Every bond's learned state (active member, enabled members, buckets, delays,
+        LACP partners) by Port name, for a handoff; None without bonds."""
+        if not self.bonds:
+            return None
+        out: dict[str, Any] = {}
+        for name, bond in sorted(self.bonds.items()):
+            d = bond.export_state(now)
+            if bond.lacp is not None:
+                d["lacp"] = bond.lacp.export_state(now)
+            out[name] = d
+        return out
+
+    def import_bonds(self, data: dict[str, Any], now: float) -> None:
+        """``export_bonds``' state, into the bonds the configuration created (a bond
+        that is no longer configured is skipped); forwarding follows at once."""
+        for name, d in data.items():
+            bond = self.bonds.get(name)
+            if bond is None:
+                continue
+            if bond.lacp is not None and d.get("lacp"):
+                bond.lacp.import_state(d["lacp"], now)
+                for no in bond.members:
+                    bond.set_may_enable(no, bond.lacp.may_enable(no))
+            bond.import_state(d, now)
+        self.state.bonds_changed()
+        self._revalidate_bonds([n for b in self.bonds.values() for n in b.members])
+
     def bond_status(self) -> dict[str, str | None]:
         """Port.bond_active_slave of every bond: its active member's MAC."""
         return {name: b.active_mac() for name, b in self.bonds.items()}

@@ -316,3 +316,7 @@ def test_upgrade_with_an_lacp_bond_to_open_vswitch(started: Sw, topology: Topolo
         print(f"upgrade with an LACP bond: lost {lost_b} a->b, {lost_a} b->a of 4000 each")
         assert "status: active negotiated" in sw.appctl("lacp/show", "bond0").stdout
         assert (lost_b, lost_a) == (0, 0)
+        # The bonds' state crossed the handoff (a takeover extra), adopted without error.
+        log = sw.log()
+        assert "adopting the carried state 'bonds' failed" not in log
+        assert "no adopter for the carried state 'bonds'" not in log

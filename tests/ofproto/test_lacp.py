@@ -141,3 +141,28 @@ def test_no_partner_means_nothing_forwarded_unless_fallback() -> None:
 
 def test_state_bits() -> None:
     assert LacpState.SYNC == 0x08 and LacpState.EXPIRED == 0x80
+
+
+def test_bond_state_carried_to_a_new_bridge_needs_no_renegotiation() -> None:
+    """What a handoff carries (Bridge.export_bonds / import_bonds, a takeover extra): a
+    new bridge with the same configuration forwards over the bond at once, without
+    waiting for the partner's next PDU (30 s at the slow rate)."""
+    lacp = BondConfig(mode="balance-tcp", lacp="active")  # slow
+    pair = Pair(lacp, lacp)
+    pair.advance(2)
+    ba = pair.a.bridge.bonds["bond0"]
+    assert ba.lacp_status == "negotiated"
+    data = pair.a.bridge.export_bonds(pair.a.clock.t)
+    fresh = Rig({"br0": P(type="internal"), "ha": P()})
+    fresh.clock = pair.a.clock
+    fresh.bridge.reconfigure(with_bond(config("br0", fresh.ports), lacp), fresh.clock.t)
+    nb = fresh.bridge.bonds["bond0"]
+    assert nb.lacp_status == "configured" and not any(m.enabled for m in nb.members.values())
+    assert data is not None
+    fresh.bridge.import_bonds(data, fresh.clock.t)
+    fresh.run()
+    assert nb.lacp_status == "negotiated"
+    assert all(m.enabled for m in nb.members.values())
+    assert nb.buckets == ba.buckets
+    assert data_ports(fresh.send("ha", frame(BCAST, mac(5)))) >= {"br0"}
+    assert len(data_ports(fresh.send("ha", frame(BCAST, mac(5)))) & {"p0", "p1"}) == 1
