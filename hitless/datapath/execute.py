@@ -85,6 +85,7 @@ def apply_actions(
     appends (packet, key) to ``recirc`` and ends the list."""
     out: list[tuple[int, bytes]] = []
     up: list[tuple[bytes, bytes]] = []
+    keyed = packet  # the packet whose headers ``key`` describes (rewrites make it stale)
     for a in actions:
         if isinstance(a, Output):
             out.append((a.port, packet))
@@ -102,19 +103,20 @@ def apply_actions(
         elif isinstance(a, Ct):
             if ct is not None:
                 if key is None:
-                    key = extract_key(packet, in_port)
+                    key, keyed = extract_key(packet, in_port), packet
                 r = ct(packet, a)
                 if r.packet is not packet:  # NAT rewrote it
                     packet = r.packet
-                    key = rekey(packet, key)
                 key = ct_key(key, r)
         elif isinstance(a, CtClear):
             if key is not None:
                 key = key[: CT_OFF + 4] + _NO_CT
         elif isinstance(a, Recirc):
             if recirc is not None:
-                recirc.append(
-                    (packet, rekey(packet, key or extract_key(packet, in_port), a.recirc_id))
-                )
+                if key is not None and keyed is packet:  # headers unchanged: splice the id
+                    rkey = key[:CT_OFF] + a.recirc_id.to_bytes(4, "big") + key[CT_OFF + 4 :]
+                else:
+                    rkey = rekey(packet, key or extract_key(packet, in_port), a.recirc_id)
+                recirc.append((packet, rkey))
             break
     return out, up
