@@ -280,14 +280,7 @@ _SET_ORDER = {
     ActionType.GROUP: 9,
     ActionType.OUTPUT: 10,
 }
-_INST_ORDER = {
-    of.MeterInstruction: 0,
-    of.ApplyActions: 1,
-    of.ClearActions: 2,
-    of.WriteActions: 3,
-    of.WriteMetadata: 4,
-    of.GotoTable: 5,
-}
+_INST_ORDER = of.INSTRUCTION_ORDER  # §5.9
 
 
 class TableHit:

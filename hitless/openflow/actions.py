@@ -428,6 +428,7 @@ def encode_instructions(instructions: tuple[Instruction, ...] | list[Instruction
 
 __all__ = [
     "EXPERIMENTER_ACTIONS",
+    "INSTRUCTION_ORDER",
     "Action",
     "ApplyActions",
     "ClearActions",
@@ -459,3 +460,14 @@ __all__ = [
     "parse_actions",
     "parse_instructions",
 ]
+
+
+# The order a rule's instructions run in (OpenFlow 1.3.5 §5.9), by instruction type.
+INSTRUCTION_ORDER: dict[type[Instruction], int] = {
+    MeterInstruction: 0,
+    ApplyActions: 1,
+    ClearActions: 2,
+    WriteActions: 3,
+    WriteMetadata: 4,
+    GotoTable: 5,
+}

@@ -339,18 +339,10 @@ def format_instructions(instructions: Iterable[of.Instruction]) -> str:
     return ",".join(out) or "drop"
 
 
-_ORDER = {
-    of.MeterInstruction: 0,
-    of.ApplyActions: 1,
-    of.ClearActions: 2,
-    of.WriteActions: 3,
-    of.WriteMetadata: 4,
-    of.GotoTable: 5,
-}
 
 
 def _order(inst: of.Instruction) -> int:
-    return _ORDER.get(type(inst), 9)
+    return of.INSTRUCTION_ORDER.get(type(inst), 9)
 
 
 # Parsing (the subset ofproto/trace-packet-out takes) ------------------------------------

@@ -32,6 +32,7 @@ from hitless.packet.flow import (
     VLAN_PRESENT,
 )
 from hitless.packet.flow import field as key_field
+from hitless.packet.ops import checksum
 
 __all__ = [
     "FlowSpec",
@@ -275,15 +276,6 @@ def parse_flow(text: str) -> FlowSpec:
     return spec
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _l4(spec: FlowSpec) -> bytes:
     p = spec.ip_proto
     if p == IPPROTO_TCP:
@@ -331,7 +323,7 @@ def build_packet(spec: FlowSpec) -> bytes:
             src,
             dst,
         )
-        hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+        hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
         return eth + hdr + l4
     if spec.eth_type == ETH_TYPE_IPV6:
         l4 = _l4(spec)

@@ -302,6 +302,15 @@ def _fold(x: int) -> int:
     return x
 
 
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    return (
+        ~_fold(sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))) & 0xFFFF
+    )
+
+
 def _csum_adjust(csum: int, old: bytes, new: bytes) -> int:
     """RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') over the 16-bit words that changed."""
     acc = ~csum & 0xFFFF
