@@ -176,6 +176,7 @@ def _of_bridge(switch: Switch, name: str) -> Bridge:
 
 @command("bridge/dump-flows", "[--offload-stats] bridge", 1, 2)
 def bridge_dump_flows(req: Request) -> str:
+    """Every OpenFlow rule, including the hidden fail-open one."""
     args = [a for a in req.args if a != "--offload-stats"]
     if len(args) != 1:
         raise CommandError("bridge/dump-flows needs one bridge")
@@ -183,6 +184,10 @@ def bridge_dump_flows(req: Request) -> str:
     bridge.settle_counters()
     now = req.switch.clock()
     out = []
+    if bridge.fail_open:
+        # Open vSwitch's hidden fail-open flow (priority 0xf0f0f0): NORMAL ahead of the
+        # tables while no controller is reachable in fail_mode standalone.
+        out.append("duration=0s, n_packets=0, n_bytes=0, priority=15790320,actions=NORMAL\n")
     for table in bridge.of.tables:
         for r in sorted(table, key=lambda r: -r.priority):
             head = f"table_id={r.table_id}, " if r.table_id else ""
