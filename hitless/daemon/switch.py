@@ -50,6 +50,7 @@ from hitless.daemon.clock import WarpClock
 from hitless.daemon.coverage import Coverage
 from hitless.daemon.devstatus import device_info, set_mtu
 from hitless.daemon.handoff_old import DEFAULT_LEASE, HANDED_OVER, HandoffServer, handoff_path
+from hitless.daemon.linkwatch import LinkWatch
 from hitless.daemon.rundir import RunDir
 from hitless.daemon.takeover import SwitchExporter
 from hitless.daemon.unixctl import CommandError
@@ -251,6 +252,11 @@ class Switch:
         self.unreachable_since: dict[str, float] = {}  # bridge -> no primary connected
         self._link_seq = 0  # the bridges' link_seq sum at the last status write
         self._mtu_errors: dict[str, str] = {}  # interface -> why its mtu_request failed
+        self.linkwatch: LinkWatch | None = None
+        try:
+            self.linkwatch = LinkWatch()
+        except OSError as e:  # no netlink here: the datapath's own refresh still works
+            log.warning("no link notifications (%s); link states are polled", e)
         self.unsupported: tuple[Unsupported, ...] = ()  # settings refused out loud
         self._warned: set[Unsupported] = set()
 
@@ -346,6 +352,9 @@ class Switch:
             except OSError:
                 pass
         self.idl.close()
+        if self.linkwatch is not None:
+            self.linkwatch.close()
+            self.linkwatch = None
         for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)
@@ -372,6 +381,9 @@ class Switch:
         now = self.clock()
         self.coverage.sample(self, self.clock.base())  # at most every 5 s
         waiting = self.flow_restore_wait
+        if self.linkwatch is not None and self.linkwatch.drain():
+            for rb in self.bridges.values():
+                rb.datapath.refresh_links()  # a link changed: bonds and status see it now
         for rb in list(self.bridges.values()):
             rb.datapath.run()
             if waiting:
@@ -424,6 +436,8 @@ class Switch:
             self.handoff.wait(poller)
         if self._wake_r >= 0:
             poller.fd_wait(self._wake_r, select.POLLIN)
+        if self.linkwatch is not None:
+            poller.fd_wait(self.linkwatch.fileno(), select.POLLIN)
         if self.exiting or self.clock.stepping:
             poller.immediate_wake()
 

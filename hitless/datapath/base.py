@@ -248,6 +248,10 @@ class Datapath(ABC):
     def run(self) -> None:
         """Do the forwarding work available now (poll-loop providers)."""
 
+    def refresh_links(self) -> None:
+        """The kernel said a link changed (a netlink event): read link states again at the
+        next ``ports()`` instead of waiting for the provider's own refresh."""
+
     def wait(self, poller: Any) -> None:
         """Register with an ovs.poller.Poller what should wake the loop."""
 

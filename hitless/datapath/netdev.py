@@ -346,6 +346,9 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             self._unplug(port)
             port.release(close_fds=True)
 
+    def refresh_links(self) -> None:
+        self._links_at = float("-inf")
+
     def ports(self) -> dict[int, DpPort]:
         now = self.clock()
         if now - self._links_at >= LINK_REFRESH:
