@@ -53,7 +53,7 @@ def mgmt_path(rundir: str, bridge: str) -> str:
 
 DEFAULT_TCP_PORT = 6653
 _ROLES = {1: "other", 2: "master", 3: "slave"}
-_PROTOCOLS = {"OpenFlow10": 1, "OpenFlow13": 4, "OpenFlow14": 5}
+_PROTOCOLS = {"OpenFlow10": 1, "OpenFlow13": 4, "OpenFlow14": 5, "OpenFlow15": 6}
 # Open vSwitch enables 1.0 to 1.5 when Bridge.protocols is empty: the ones we speak.
 DEFAULT_VERSIONS = tuple(sorted(_PROTOCOLS.values()))
 

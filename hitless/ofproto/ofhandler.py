@@ -36,6 +36,7 @@ from hitless.openflow.constants import (
     FlowModCommand,
     FlowRemovedReason,
     GroupCapabilities,
+    GroupModCommand,
     InstructionType,
     MeterFlags,
     MsgType,
@@ -113,9 +114,14 @@ from hitless.openflow.multipart import (
     PortStats,
     PortStatsReply,
     PortStatsRequest,
+    QueueDescReply,
+    QueueDescRequest,
     QueueStats,
     QueueStatsReply,
     QueueStatsRequest,
+    TableDesc,
+    TableDescReply,
+    TableDescRequest,
     TableFeatureProp,
     TableFeatures,
     TableFeaturesReply,
@@ -134,6 +140,7 @@ T = TypeVar("T")
 
 OFPP_LOCAL_DP = 0xFFFE
 OFPC14_BUNDLES = 1 << 9  # 1.4 capability bit (openflow-1.4 ofp_capabilities)
+GROUP_ADD_OR_MOD = 0x8000  # OFPGC_ADD_OR_MOD, Open vSwitch's extension (1.1+)
 UNKNOWN = 2**64 - 1  # a counter the switch does not keep (§7.3.5.6: all ones)
 _MODIFY = (FlowModCommand.MODIFY, FlowModCommand.MODIFY_STRICT)
 CHUNK = 40  # entries per multipart reply message (keeps each well under 64 kB)
@@ -257,6 +264,9 @@ class OfHandler:
                 br.flow_mod(msg, now)
             return []
         if isinstance(msg, GroupMod):
+            if msg.command == GROUP_ADD_OR_MOD:  # Open vSwitch's add-group --may-create
+                known = msg.group_id in br.of.groups
+                msg = replace(msg, command=GroupModCommand.MODIFY if known else GroupModCommand.ADD)
             br.group_mod(msg, now)
             return []
         if isinstance(msg, MeterMod):
@@ -323,6 +333,14 @@ class OfHandler:
             return self._bundle_add(session, msg)
         if isinstance(msg, QueueGetConfigRequest):
             return [self._queue_config(conn, msg)]
+        if isinstance(msg, (TableDescRequest, QueueDescRequest)) and (
+            conn.version is None or conn.version < OFP14_VERSION
+        ):
+            raise RemoteProtocolError(
+                f"{type(msg).__name__} needs OpenFlow 1.4",
+                ErrorType.BAD_REQUEST,
+                BadRequestCode.BAD_MULTIPART,
+            )
         if isinstance(msg, MultipartRequest):
             return self._multipart(msg, now)
         if isinstance(msg, Experimenter):
@@ -577,6 +595,18 @@ class OfHandler:
         if isinstance(msg, PortDescRequest):
             ports = self.port_descs()
             return _replies(PortDescReply, xid, "ports", ports, 100)
+        if isinstance(msg, TableDescRequest):
+            # Eviction and vacancy events off; the eviction criteria Open vSwitch lists.
+            evict = struct.pack("!HHI", 2, 8, 0x7)  # OFPTMPT_EVICTION: other|importance|lifetime
+            descs = [TableDesc(table_id=t.table_id, properties=evict) for t in of.tables]
+            return _replies(TableDescReply, xid, "tables", descs, 254)  # one part, as OVS
+        if isinstance(msg, QueueDescRequest):
+            queues = [
+                (of_port(no), 0)
+                for no in sorted(br.datapath.ports())
+                if msg.port_no in (OfPort.ANY, of_port(no)) and msg.queue_id in (0xFFFFFFFF, 0)
+            ]
+            return _replies(QueueDescReply, xid, "queues", queues, 200)
         if isinstance(msg, QueueStatsRequest):
             qstats = [
                 QueueStats(

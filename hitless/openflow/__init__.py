@@ -1,4 +1,4 @@
-"""OpenFlow 1.0, 1.3 and 1.4 with Open vSwitch's Nicira extensions, sans-IO: the wire
+"""OpenFlow 1.0, 1.3, 1.4 and 1.5 with Open vSwitch's Nicira extensions, sans-IO: the wire
 codec and the connection state machine.
 
 Owns: wire constants (``constants``), messages as immutable values with

@@ -12,7 +12,8 @@ from enum import IntEnum, IntFlag
 OFP10_VERSION = 0x01  # OpenFlow 1.0.0 §5.1 (its own layouts: hitless.openflow.ofp10)
 OFP13_VERSION = 0x04  # §7.1 ofp_header.version for OpenFlow 1.3
 OFP14_VERSION = 0x05  # 1.4.1 §7.1
-SUPPORTED_VERSIONS = frozenset((OFP10_VERSION, OFP13_VERSION, OFP14_VERSION))
+OFP15_VERSION = 0x06  # 1.5.1 §7.1 (1.4's layouts except where messages.py says otherwise)
+SUPPORTED_VERSIONS = frozenset((OFP10_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION))
 OFP_HEADER_LEN = 8  # §7.1
 OFP_TCP_PORT = 6653  # §6.3.3
 

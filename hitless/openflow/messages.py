@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Self
 
 from hitless.openflow._wire import Reader, fixed_str, pad8, parse_str
@@ -33,6 +33,7 @@ from hitless.openflow.constants import (
     NO_BUFFER,
     OFP13_VERSION,
     OFP14_VERSION,
+    OFP15_VERSION,
     ONF_ET_BUNDLE_ADD_MESSAGE,
     ONF_ET_BUNDLE_CONTROL,
     ONF_EXPERIMENTER_ID,
@@ -46,6 +47,7 @@ from hitless.openflow.constants import (
     MeterBandType,
     MeterModFailedCode,
     MsgType,
+    OxmField,
     Port,
     PortDescPropType,
     PortModPropType,
@@ -53,7 +55,7 @@ from hitless.openflow.constants import (
 )
 from hitless.openflow.constants import Group as GroupNo
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
-from hitless.openflow.match import Match
+from hitless.openflow.match import Match, Oxm
 
 HEADER = struct.Struct("!BBHI")  # §7.1 ofp_header
 MAX_LENGTH = 0xFFFF
@@ -153,6 +155,41 @@ def decode(data: bytes) -> Message:
         return cls._parse(Reader(data, HEADER.size), hdr.version, hdr.xid)
     except RemoteProtocolError as e:
         raise e.with_request(data, hdr.xid) from None
+
+
+# -- OpenFlow 1.5 statistics as OXS fields (1.5.1 §7.2.4) -------------------------------
+
+OXS_CLASS = 0x8002  # OFPXSC_OPENFLOW_BASIC
+OXS_DURATION, OXS_IDLE_TIME, OXS_FLOW_COUNT, OXS_PACKET_COUNT, OXS_BYTE_COUNT = 0, 1, 3, 4, 5
+_OXS_WIDTH = {OXS_DURATION: 8, OXS_IDLE_TIME: 8, OXS_FLOW_COUNT: 4, OXS_PACKET_COUNT: 8,
+              OXS_BYTE_COUNT: 8}  # fmt: skip
+
+
+def encode_oxs(fields: list[tuple[int, int]]) -> bytes:
+    """An ``ofp_stats`` block: (field, value) pairs, padded to 8 bytes."""
+    body = b"".join(
+        struct.pack("!I", OXS_CLASS << 16 | f << 9 | _OXS_WIDTH[f])
+        + v.to_bytes(_OXS_WIDTH[f], "big")
+        for f, v in fields
+    )
+    length = 4 + len(body)
+    return struct.pack("!HH", 0, length) + body + b"\0" * pad8(length)
+
+
+def parse_oxs(r: Reader) -> dict[int, int]:
+    """An ``ofp_stats`` block and its padding: {field: value} (unknown fields skipped)."""
+    _, length = r.unpack(_ELEM, "ofp_stats")
+    if length < 4:
+        raise r.fail(f"ofp_stats length {length} < 4")
+    body = r.sub(length - 4, "ofp_stats")
+    r.take(min(pad8(length), r.remaining()), "ofp_stats padding")
+    out = {}
+    while body.remaining():
+        (hdr,) = body.unpack(struct.Struct("!I"), "OXS header")
+        value = body.take(hdr & 0xFF, "OXS value")
+        if hdr >> 16 == OXS_CLASS:
+            out[(hdr >> 9) & 0x7F] = int.from_bytes(value, "big")
+    return out
 
 
 # -- Symmetric messages (§7.5) ---------------------------------------------------------
@@ -573,6 +610,7 @@ class PacketIn(Message):
 
 
 _FLOW_REMOVED = struct.Struct("!QHBBIIHHQQ")
+_FLOW_REMOVED15 = struct.Struct("!BBHHHQ")
 
 
 @register
@@ -594,6 +632,16 @@ class FlowRemoved(Message):
     match: Match = Match()
 
     def _body(self, version: int) -> bytes:
+        if version >= OFP15_VERSION:
+            head = _FLOW_REMOVED15.pack(
+                self.table_id, self.reason, self.priority, self.idle_timeout,
+                self.hard_timeout, self.cookie,
+            )  # fmt: skip
+            stats = encode_oxs([
+                (OXS_DURATION, self.duration_sec << 32 | self.duration_nsec),
+                (OXS_PACKET_COUNT, self.packet_count), (OXS_BYTE_COUNT, self.byte_count),
+            ])  # fmt: skip
+            return head + self.match.encode() + stats
         return (
             _FLOW_REMOVED.pack(
                 self.cookie,
@@ -612,6 +660,17 @@ class FlowRemoved(Message):
 
     @classmethod
     def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        if version >= OFP15_VERSION:
+            t, reason, p, it, ht, c = r.unpack(_FLOW_REMOVED15, "flow removed")
+            match = Match.parse(r)
+            st = parse_oxs(r)
+            d = st.get(OXS_DURATION, 0)
+            return cls(
+                xid=xid, cookie=c, priority=p, reason=reason, table_id=t,
+                duration_sec=d >> 32, duration_nsec=d & 0xFFFFFFFF, idle_timeout=it,
+                hard_timeout=ht, packet_count=st.get(OXS_PACKET_COUNT, 0),
+                byte_count=st.get(OXS_BYTE_COUNT, 0), match=match,
+            )  # fmt: skip
         c, p, reason, t, ds, dn, it, ht, pc, bc = r.unpack(_FLOW_REMOVED, "flow removed")
         match = Match.parse(r)
         r.expect_end("flow removed")
@@ -623,6 +682,7 @@ class FlowRemoved(Message):
 
 
 _PACKET_OUT = struct.Struct("!IIH6x")
+_PACKET_OUT15 = struct.Struct("!IH2x")
 
 
 @register
@@ -638,11 +698,20 @@ class PacketOut(Message):
 
     def _body(self, version: int) -> bytes:
         actions = encode_actions(self.actions)
+        if version >= OFP15_VERSION:  # 1.5: the in_port is a field of a match
+            match = Match((Oxm(OxmField.IN_PORT, self.in_port),)).encode()
+            return _PACKET_OUT15.pack(self.buffer_id, len(actions)) + match + actions + self.data
         return _PACKET_OUT.pack(self.buffer_id, self.in_port, len(actions)) + actions + self.data
 
     @classmethod
     def _parse(cls, r: Reader, version: int, xid: int) -> Self:
-        buffer_id, in_port, actions_len = r.unpack(_PACKET_OUT, "packet-out")
+        if version >= OFP15_VERSION:
+            buffer_id, actions_len = r.unpack(_PACKET_OUT15, "packet-out")
+            match = Match.parse(r)
+            port = match.get(OxmField.IN_PORT)
+            in_port = port.value if port is not None else Port.CONTROLLER
+        else:
+            buffer_id, in_port, actions_len = r.unpack(_PACKET_OUT, "packet-out")
         actions = parse_actions(r.sub(actions_len, "packet-out actions"))
         return cls(xid=xid, buffer_id=buffer_id, in_port=in_port, actions=actions, data=r.rest())
 
@@ -709,6 +778,9 @@ class FlowMod(Message):
 
 
 _BUCKET = struct.Struct("!HHII4x")
+_BUCKET15 = struct.Struct("!HHI")  # length, action_array_len, bucket_id
+_GROUP_MOD15 = struct.Struct("!HBxIH2xI")
+BUCKET_ALL = 0xFFFFFFFF  # OFPG_BUCKET_ALL (1.5)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -719,9 +791,22 @@ class Bucket:
     watch_port: int = Port.ANY
     watch_group: int = GroupNo.ANY
     actions: tuple[Action, ...] = ()
+    bucket_id: int | None = None  # 1.5 (None: its position in the group)
 
-    def encode(self) -> bytes:
+    def encode(self, version: int = OFP13_VERSION, index: int = 0) -> bytes:
         actions = encode_actions(self.actions)
+        if version >= OFP15_VERSION:
+            # 1.5.1 §7.3.4.3: ofp_bucket with weight/watch properties after the actions.
+            props = b""
+            if self.weight:
+                props += struct.pack("!HHH2x", 0, 6, self.weight)  # OFPGBPT_WEIGHT
+            if self.watch_port != Port.ANY:
+                props += struct.pack("!HHI", 1, 8, self.watch_port)  # OFPGBPT_WATCH_PORT
+            if self.watch_group != GroupNo.ANY:
+                props += struct.pack("!HHI", 2, 8, self.watch_group)  # OFPGBPT_WATCH_GROUP
+            bid = index if self.bucket_id is None else self.bucket_id
+            length = _BUCKET15.size + len(actions) + len(props)
+            return _BUCKET15.pack(length, len(actions), bid) + actions + props
         return (
             _BUCKET.pack(
                 _BUCKET.size + len(actions), self.weight, self.watch_port, self.watch_group
@@ -730,7 +815,9 @@ class Bucket:
         )
 
     @classmethod
-    def parse(cls, r: Reader) -> Bucket:
+    def parse(cls, r: Reader, version: int = OFP13_VERSION) -> Bucket:
+        if version >= OFP15_VERSION:
+            return cls._parse15(r)
         head = r.peek(struct.Struct("!H"))
         if head is None or head[0] < _BUCKET.size:
             raise RemoteProtocolError(
@@ -745,12 +832,38 @@ class Bucket:
             actions=parse_actions(body),
         )  # fmt: skip
 
+    @classmethod
+    def _parse15(cls, r: Reader) -> Bucket:
+        bad = (ErrorType.GROUP_MOD_FAILED, 12)  # OFPGMFC_BAD_BUCKET
+        head = r.peek(_BUCKET15)
+        if head is None or head[0] < _BUCKET15.size + head[1]:
+            raise r.fail("bad bucket length", bad)
+        body = r.sub(head[0], "bucket", bad)
+        _, alen, bid = body.unpack(_BUCKET15)
+        actions = parse_actions(body.sub(alen, "bucket actions"))
+        values = {"weight": 0, "watch_port": int(Port.ANY), "watch_group": int(GroupNo.ANY)}
+        for ptype, prop in _properties(body):
+            if ptype == 0:
+                (values["weight"],) = prop.unpack(struct.Struct("!H"), "weight")
+            elif ptype == 1:
+                (values["watch_port"],) = prop.unpack(struct.Struct("!I"), "watch port")
+            elif ptype == 2:
+                (values["watch_group"],) = prop.unpack(struct.Struct("!I"), "watch group")
+        return cls(actions=actions, bucket_id=bid, **values)
 
-def parse_buckets(r: Reader) -> tuple[Bucket, ...]:
-    out = []
+
+def parse_buckets(r: Reader, version: int = OFP13_VERSION) -> tuple[Bucket, ...]:
+    out: list[Bucket] = []
     while r.remaining():
-        out.append(Bucket.parse(r))
+        b = Bucket.parse(r, version)
+        if b.bucket_id == len(out):  # the default: its position (what encode writes)
+            b = replace(b, bucket_id=None)
+        out.append(b)
     return tuple(out)
+
+
+def encode_buckets(buckets: tuple[Bucket, ...], version: int) -> bytes:
+    return b"".join(b.encode(version, i) for i, b in enumerate(buckets))
 
 
 @register
@@ -763,14 +876,32 @@ class GroupMod(Message):
     group_type: int = 0
     group_id: int
     buckets: tuple[Bucket, ...] = ()
+    command_bucket_id: int = BUCKET_ALL  # 1.5: which bucket INSERT/REMOVE_BUCKET refers to
 
     def _body(self, version: int) -> bytes:
-        return struct.pack("!HBxI", self.command, self.group_type, self.group_id) + b"".join(
-            b.encode() for b in self.buckets
-        )
+        buckets = encode_buckets(self.buckets, version)
+        if version >= OFP15_VERSION:
+            return (
+                _GROUP_MOD15.pack(
+                    self.command,
+                    self.group_type,
+                    self.group_id,
+                    len(buckets),
+                    self.command_bucket_id,
+                )
+                + buckets
+            )
+        return struct.pack("!HBxI", self.command, self.group_type, self.group_id) + buckets
 
     @classmethod
     def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        if version >= OFP15_VERSION:
+            command, gtype, gid, blen, cbid = r.unpack(_GROUP_MOD15, "group mod")
+            buckets = parse_buckets(r.sub(blen, "group mod buckets"), version)
+            return cls(
+                xid=xid, command=command, group_type=gtype, group_id=gid, buckets=buckets,
+                command_bucket_id=cbid,
+            )  # fmt: skip
         command, gtype, gid = r.unpack(struct.Struct("!HBxI"), "group mod")
         return cls(
             xid=xid, command=command, group_type=gtype, group_id=gid, buckets=parse_buckets(r)
@@ -1205,5 +1336,8 @@ __all__ = [
     "TableMod",
     "decode",
     "decode_header",
+    "encode_buckets",
+    "encode_oxs",
+    "parse_oxs",
     "register",
 ]

@@ -21,6 +21,7 @@ from hitless.openflow.constants import (
     DESC_STR_LEN,
     MAX_TABLE_NAME_LEN,
     OFP13_VERSION,
+    OFP15_VERSION,
     SERIAL_NUM_LEN,
     BadRequestCode,
     ErrorType,
@@ -37,13 +38,21 @@ from hitless.openflow.constants import Meter as MeterNo
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
 from hitless.openflow.match import Match
 from hitless.openflow.messages import (
+    OXS_BYTE_COUNT,
+    OXS_DURATION,
+    OXS_FLOW_COUNT,
+    OXS_IDLE_TIME,
+    OXS_PACKET_COUNT,
     Bucket,
     Message,
     MeterBand,
     PortDesc,
     _properties,
+    encode_buckets,
+    encode_oxs,
     parse_bands,
     parse_buckets,
+    parse_oxs,
     register,
 )
 
@@ -226,6 +235,7 @@ class AggregateStatsRequest(_FlowSelect):
 
 
 _FLOW_STATS13 = struct.Struct("!HBxIIHHHH4xQQQ")
+_FLOW_DESC15 = struct.Struct("!H2xBxHHHHHQ")
 _FLOW_STATS14 = struct.Struct("!HBxIIHHHHH2xQQQ")
 
 
@@ -249,6 +259,16 @@ class FlowStats:
     idle_age: int | None = None  # seconds since last hit; NXST_FLOW only
 
     def encode(self, version: int) -> bytes:
+        if version >= OFP15_VERSION:  # 1.5.1 §7.3.5.2: ofp_flow_desc, counters as OXS
+            stats = [(OXS_DURATION, self.duration_sec << 32 | self.duration_nsec)]
+            if self.idle_age is not None:
+                stats.append((OXS_IDLE_TIME, self.idle_age << 32))
+            stats += [(OXS_PACKET_COUNT, self.packet_count), (OXS_BYTE_COUNT, self.byte_count)]
+            tail = self.match.encode() + encode_oxs(stats) + encode_instructions(self.instructions)
+            return _FLOW_DESC15.pack(
+                _FLOW_DESC15.size + len(tail), self.table_id, self.priority, self.idle_timeout,
+                self.hard_timeout, self.flags, self.importance, self.cookie,
+            ) + tail  # fmt: skip
         tail = self.match.encode() + encode_instructions(self.instructions)
         length = _FLOW_STATS13.size + len(tail)
         common = (self.duration_sec, self.duration_nsec, self.priority, self.idle_timeout,
@@ -264,6 +284,19 @@ class FlowStats:
 
     @classmethod
     def parse(cls, r: Reader, version: int) -> FlowStats:
+        if version >= OFP15_VERSION:
+            _, t, p, it, ht, fl, imp, c = r.unpack(_FLOW_DESC15, "flow desc")
+            match = Match.parse(r)
+            st = parse_oxs(r)
+            d = st.get(OXS_DURATION, 0)
+            idle = st.get(OXS_IDLE_TIME)
+            return cls(
+                table_id=t, duration_sec=d >> 32, duration_nsec=d & 0xFFFFFFFF, priority=p,
+                idle_timeout=it, hard_timeout=ht, flags=fl, importance=imp, cookie=c,
+                packet_count=st.get(OXS_PACKET_COUNT, 0), byte_count=st.get(OXS_BYTE_COUNT, 0),
+                match=match, instructions=parse_instructions(r),
+                idle_age=None if idle is None else idle >> 32,
+            )  # fmt: skip
         if version == OFP13_VERSION:
             _, t, ds, dn, p, it, ht, fl, c, pc, bc = r.unpack(_FLOW_STATS13, "flow stats")
             imp = 0
@@ -304,10 +337,20 @@ class AggregateStatsReply(MultipartReply):
     flow_count: int = 0
 
     def _mp_body(self, version: int) -> bytes:
+        if version >= OFP15_VERSION:
+            return encode_oxs([(OXS_PACKET_COUNT, self.packet_count),
+                               (OXS_BYTE_COUNT, self.byte_count),
+                               (OXS_FLOW_COUNT, self.flow_count)])  # fmt: skip
         return _AGGREGATE.pack(self.packet_count, self.byte_count, self.flow_count)
 
     @classmethod
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
+        if version >= OFP15_VERSION:
+            st = parse_oxs(r)
+            return cls(
+                xid=xid, flags=flags, packet_count=st.get(OXS_PACKET_COUNT, 0),
+                byte_count=st.get(OXS_BYTE_COUNT, 0), flow_count=st.get(OXS_FLOW_COUNT, 0),
+            )  # fmt: skip
         pc, bc, fc = r.unpack(_AGGREGATE, "aggregate reply")
         r.expect_end("aggregate reply")
         return cls(xid=xid, flags=flags, packet_count=pc, byte_count=bc, flow_count=fc)
@@ -604,6 +647,18 @@ class PortStatsReply(MultipartReply):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PortDescRequest(MultipartRequest):
     mp_type: ClassVar[MultipartType] = MultipartType.PORT_DESC
+    port_no: int = Port.ANY  # 1.5 only (earlier versions ask for every port)
+
+    def _mp_body(self, version: int) -> bytes:
+        return struct.pack("!I4x", self.port_no) if version >= OFP15_VERSION else b""
+
+    @classmethod
+    def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
+        port = Port.ANY
+        if version >= OFP15_VERSION:
+            (port,) = r.unpack(struct.Struct("!I4x"), "port desc request")
+        r.expect_end("port desc request")
+        return cls(xid=xid, flags=flags, port_no=port)
 
 
 @_reply
@@ -767,9 +822,22 @@ class GroupStatsReply(MultipartReply):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GroupDescRequest(MultipartRequest):
     mp_type: ClassVar[MultipartType] = MultipartType.GROUP_DESC
+    group_id: int = GroupNo.ALL  # 1.5 only (earlier versions ask for every group)
+
+    def _mp_body(self, version: int) -> bytes:
+        return struct.pack("!I4x", self.group_id) if version >= OFP15_VERSION else b""
+
+    @classmethod
+    def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
+        gid = GroupNo.ALL
+        if version >= OFP15_VERSION:
+            (gid,) = r.unpack(struct.Struct("!I4x"), "group desc request")
+        r.expect_end("group desc request")
+        return cls(xid=xid, flags=flags, group_id=gid)
 
 
 _GROUP_DESC = struct.Struct("!HBxI")
+_GROUP_DESC15 = struct.Struct("!HBxIH6x")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -778,12 +846,21 @@ class GroupDesc:
     group_id: int
     buckets: tuple[Bucket, ...] = ()
 
-    def encode(self) -> bytes:
-        buckets = b"".join(b.encode() for b in self.buckets)
+    def encode(self, version: int = OFP13_VERSION) -> bytes:
+        buckets = encode_buckets(self.buckets, version)
+        if version >= OFP15_VERSION:
+            return (
+                _GROUP_DESC15.pack(16 + len(buckets), self.group_type, self.group_id, len(buckets))
+                + buckets
+            )
         return _GROUP_DESC.pack(8 + len(buckets), self.group_type, self.group_id) + buckets
 
     @classmethod
-    def parse(cls, r: Reader) -> GroupDesc:
+    def parse(cls, r: Reader, version: int = OFP13_VERSION) -> GroupDesc:
+        if version >= OFP15_VERSION:
+            _, gtype, gid, blen = r.unpack(_GROUP_DESC15, "group desc")
+            buckets = parse_buckets(r.sub(blen, "group desc buckets"), version)
+            return cls(group_type=gtype, group_id=gid, buckets=buckets)
         _, gtype, gid = r.unpack(_GROUP_DESC, "group desc")
         return cls(group_type=gtype, group_id=gid, buckets=parse_buckets(r))
 
@@ -795,11 +872,12 @@ class GroupDescReply(MultipartReply):
     stats: tuple[GroupDesc, ...] = ()
 
     def _mp_body(self, version: int) -> bytes:
-        return b"".join(s.encode() for s in self.stats)
+        return b"".join(s.encode(version) for s in self.stats)
 
     @classmethod
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
-        return cls(xid=xid, flags=flags, stats=_entries(r, GroupDesc.parse, "group desc"))
+        stats = _entries(r, lambda e: GroupDesc.parse(e, version), "group desc")
+        return cls(xid=xid, flags=flags, stats=stats)
 
 
 @_request
@@ -1031,7 +1109,98 @@ class ExperimenterStatsReply(MultipartReply):
         return cls(xid=xid, flags=flags, experimenter=e, exp_type=t, data=r.rest())
 
 
+# -- Table and queue descriptions (1.4.1 §7.3.5.6, §7.3.5.9) ------------------------------
+
+
+@_request
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableDescRequest(MultipartRequest):
+    mp_type: ClassVar[MultipartType] = MultipartType.TABLE_DESC
+
+
+_TABLE_DESC = struct.Struct("!HBxI")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableDesc:
+    """``ofp_table_desc``: a table's config and its properties (raw TLVs)."""
+
+    table_id: int
+    config: int = 0
+    properties: bytes = b""
+
+    def encode(self) -> bytes:
+        return _TABLE_DESC.pack(8 + len(self.properties), self.table_id, self.config) + (
+            self.properties
+        )
+
+    @classmethod
+    def parse(cls, r: Reader) -> TableDesc:
+        _, t, config = r.unpack(_TABLE_DESC, "table desc")
+        return cls(table_id=t, config=config, properties=r.rest())
+
+
+@_reply
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableDescReply(MultipartReply):
+    mp_type: ClassVar[MultipartType] = MultipartType.TABLE_DESC
+    tables: tuple[TableDesc, ...] = ()
+
+    def _mp_body(self, version: int) -> bytes:
+        return b"".join(t.encode() for t in self.tables)
+
+    @classmethod
+    def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
+        return cls(xid=xid, flags=flags, tables=_entries(r, TableDesc.parse, "table desc"))
+
+
+@_request
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueDescRequest(MultipartRequest):
+    mp_type: ClassVar[MultipartType] = MultipartType.QUEUE_DESC
+    port_no: int = Port.ANY
+    queue_id: int = 0xFFFFFFFF  # OFPQ_ALL
+
+    def _mp_body(self, version: int) -> bytes:
+        return _QUEUE_REQ.pack(self.port_no, self.queue_id)
+
+    @classmethod
+    def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
+        port, queue = r.unpack(_QUEUE_REQ, "queue desc request")
+        r.expect_end("queue desc request")
+        return cls(xid=xid, flags=flags, port_no=port, queue_id=queue)
+
+
+_QUEUE_DESC = struct.Struct("!IIH6x")
+
+
+@_reply
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueDescReply(MultipartReply):
+    """``(port_no, queue_id)`` of each queue (no rate properties: none are configured)."""
+
+    mp_type: ClassVar[MultipartType] = MultipartType.QUEUE_DESC
+    queues: tuple[tuple[int, int], ...] = ()
+
+    def _mp_body(self, version: int) -> bytes:
+        return b"".join(_QUEUE_DESC.pack(p, q, _QUEUE_DESC.size) for p, q in self.queues)
+
+    @classmethod
+    def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
+        out = []
+        while r.remaining():
+            p, q, length = r.unpack(_QUEUE_DESC, "queue desc")
+            r.take(length - _QUEUE_DESC.size, "queue desc properties")
+            out.append((p, q))
+        return cls(xid=xid, flags=flags, queues=tuple(out))
+
+
 __all__ = [
+    "QueueDescReply",
+    "QueueDescRequest",
+    "TableDesc",
+    "TableDescReply",
+    "TableDescRequest",
     "AggregateStatsReply",
     "AggregateStatsRequest",
     "DescReply",

@@ -408,6 +408,28 @@ def message_strategies(version: int) -> list[st.SearchStrategy[Any]]:
             mp.PortDescReply, xid=xid, flags=u16, ports=st.lists(port_descs, max_size=3).map(tuple)
         ),
         st.builds(mp.QueueStatsRequest, xid=xid, flags=u16, port_no=u32, queue_id=u32),
+        st.builds(mp.QueueDescRequest, xid=xid, flags=u16, port_no=u32, queue_id=u32),
+        st.builds(
+            mp.QueueDescReply,
+            xid=xid,
+            flags=u16,
+            queues=st.lists(st.tuples(u32, u32), max_size=3).map(tuple),
+        ),  # fmt: skip
+        st.builds(mp.TableDescRequest, xid=xid, flags=u16),
+        st.builds(
+            mp.TableDescReply,
+            xid=xid,
+            flags=u16,
+            tables=st.lists(
+                st.builds(
+                    mp.TableDesc,
+                    table_id=u8,
+                    config=u32,
+                    properties=st.sampled_from([b"", b"\0\2\0\x08\0\0\0\x07"]),
+                ),
+                max_size=3,
+            ).map(tuple),
+        ),  # fmt: skip
         st.builds(
             mp.QueueStatsReply,
             xid=xid,

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.skipif(
 V10: tuple[str, ...] = ()
 V13 = ("-O", "OpenFlow13")
 V14 = ("-O", "OpenFlow14")
-VERSIONS = {"of10": V10, "of13": V13, "of14": V14}
+V15 = ("-O", "OpenFlow15")
+VERSIONS = {"of10": V10, "of13": V13, "of14": V14, "of15": V15}
 PKT = "ffffffffffff0000000000010800450000140000000040010000000000000000000000000000"
 
 # name -> (setup commands, compared command, sort flow lines, stdin)
@@ -155,6 +156,23 @@ CASES: dict[str, Case] = {
         None,
     ),
     "bundle-add": ([], ("--bundle", "add-flow", "{br}", "ip,actions=drop"), False, None),
+    "groups": (
+        [
+            ("add-group", "{br}", "group_id=1,type=all,bucket=output:LOCAL"),
+            (
+                "add-group",
+                "{br}",
+                "group_id=2,type=select,bucket=weight:5,output:LOCAL,bucket=weight:7,output:1",
+            ),  # fmt: skip
+            ("mod-group", "{br}", "group_id=1,type=all,bucket=output:1"),
+            ("--may-create", "mod-group", "{br}", "group_id=3,type=indirect,bucket=output:1"),
+            ("dump-groups", "{br}"),
+            ("del-groups", "{br}", "group_id=2"),
+        ],
+        ("dump-groups", "{br}"),
+        False,
+        None,
+    ),
     # A bundle with a flow both switches refuse: the error is printed and ovs-ofctl fails
     # (1.3 carries bundle errors as ONF experimenter errors, which ovs-ofctl decodes).
     "bundle-refused": (
@@ -171,8 +189,8 @@ DIFFERENT: dict[tuple[str, str], str] = {
         ("dump-ports", v): "hitless counts drops (drop=0); Open vSwitch's dummy ports say drop=?"
         for v in VERSIONS
     },
-    ("queue-get-config", "of14"): "1.4 OFPMP_QUEUE_DESC is not answered (OFPBRC_BAD_STAT)",
-    ("dump-table-desc", "of14"): "1.4 OFPMP_TABLE_DESC is not answered",
+    ("groups", "of10"): "Nicira group messages for OpenFlow 1.0 (NXT_GROUP_MOD, NXST_GROUP_*) "
+    "are refused",
 }
 
 
@@ -186,8 +204,9 @@ def switches() -> Iterator[SwitchPair]:
 
 
 def _reset(pair: SwitchPair) -> None:
-    """The same starting table on both: only the standalone NORMAL flow."""
+    """The same starting table on both: only the standalone NORMAL flow, no groups."""
     for args in (("del-flows", "{br}"), ("add-flow", "{br}", "priority=0,actions=NORMAL"),
+                 ("-O", "OpenFlow13", "del-groups", "{br}"),
                  ("mod-port", "{br}", "{br}", "flood")):  # fmt: skip
         ovs, hl = pair.ofctl(*args)
         assert ovs.rc == 0 and hl.rc == 0, (args, ovs, hl)

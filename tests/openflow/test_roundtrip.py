@@ -1,4 +1,4 @@
-"""Property tests: every message, in 1.3 and 1.4, survives encode then decode unchanged."""
+"""Property tests: every message, in 1.3, 1.4 and 1.5, survives encode then decode unchanged."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hitless.openflow import decode
-from hitless.openflow.constants import OFP13_VERSION, OFP14_VERSION
+from hitless.openflow.constants import OFP13_VERSION, OFP14_VERSION, OFP15_VERSION
 from hitless.openflow.messages import Message, decode_header
 from tests.openflow.strategies import all_message_classes, message_strategies
 
-VERSIONS = [OFP13_VERSION, OFP14_VERSION]
+VERSIONS = [OFP13_VERSION, OFP14_VERSION, OFP15_VERSION]
+IDS = ["of13", "of14", "of15"]
 N = len(message_strategies(OFP13_VERSION))
 
 
-@pytest.mark.parametrize("version", VERSIONS, ids=["of13", "of14"])
+@pytest.mark.parametrize("version", VERSIONS, ids=IDS)
 @pytest.mark.parametrize("index", range(N))
 def test_round_trip(version: int, index: int) -> None:
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -29,7 +30,7 @@ def test_round_trip(version: int, index: int) -> None:
     check()
 
 
-@pytest.mark.parametrize("version", VERSIONS, ids=["of13", "of14"])
+@pytest.mark.parametrize("version", VERSIONS, ids=IDS)
 def test_strategies_cover_every_message_class(version: int) -> None:
     @settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.data())
