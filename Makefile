@@ -10,6 +10,9 @@ DEB_PACKAGES := openvswitch-switch openvswitch-common iproute2 ethtool iputils-p
 DEB_PACKAGES += clang llvm libbpf-dev bpftool
 # bench/datapath.py's 64-byte generator (trafgen).
 DEB_PACKAGES += netsniff-ng
+# tests/openflow/test_ovn_controller.py: OVN's ovn-controller (OpenFlow 1.5 only) against a
+# hitless bridge; ovn-central ships the southbound schema it needs.
+DEB_PACKAGES += ovn-host ovn-central
 STAMP_DEB  := $(VENV)/.deb-installed
 STAMP_VENV := $(VENV)/.venv-installed
 

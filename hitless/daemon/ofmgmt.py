@@ -40,6 +40,7 @@ from hitless.openflow import (
 )
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
 from hitless.openflow.messages import decode as decode_message
+from hitless.openflow.nxmsg import TlvMap
 
 log = logging.getLogger(__name__)
 
@@ -255,12 +256,17 @@ class OfManager:
             "clients": clients,
             "switch_flags": self.handler.switch_flags,
             "miss_send_len": self.handler.miss_send_len,
+            "tlv_maps": [
+                [m.option_class, m.option_type, m.option_len, m.index]
+                for m in self.handler.tlv_maps.values()
+            ],
         }
         return record, fds
 
     def _inherit(self, inh: InheritedSessions, now: float) -> None:
         self.handler.switch_flags = inh.switch_flags
         self.handler.miss_send_len = inh.miss_send_len
+        self.handler.tlv_maps = {m.index: m for m in inh.tlv_maps}
         for t, fd in inh.passive.items():
             self.passive[t] = _adopt_socket(fd)
         for ic in inh.clients:
@@ -544,6 +550,7 @@ class InheritedSessions:
     clients: list[InheritedClient]
     switch_flags: int = 0
     miss_send_len: int = 128
+    tlv_maps: tuple[TlvMap, ...] = ()  # the Geneve option map (NXT_TLV_TABLE_MOD)
     taken: bool = False
 
     def fds(self) -> list[int]:
@@ -600,6 +607,7 @@ def parse_sessions(record: dict[str, Any], fds: list[int], now: float) -> Inheri
             clients,
             int(record.get("switch_flags", 0)),
             int(record.get("miss_send_len", 128)),
+            tuple(TlvMap(*(int(x) for x in m)) for m in record.get("tlv_maps", ())),
         )
     except (KeyError, TypeError, AttributeError, LocalProtocolError, RemoteProtocolError) as e:
         raise ValueError(f"malformed OpenFlow session record: {type(e).__name__}: {e}") from None

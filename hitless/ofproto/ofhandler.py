@@ -130,6 +130,19 @@ from hitless.openflow.multipart import (
     TableStatsReply,
     TableStatsRequest,
 )
+from hitless.openflow.nxmsg import (
+    NxCtFlushZone,
+    NxTlvTableMod,
+    NxTlvTableReply,
+    NxTlvTableRequest,
+    TlvCommand,
+    TlvMap,
+)
+
+
+def _idx(m: TlvMap) -> int:
+    return m.index
+
 
 if TYPE_CHECKING:
     from hitless.ofproto.bridge import Bridge
@@ -244,6 +257,7 @@ class OfHandler:
         self.miss_send_len = 128
         self._now = 0.0
         self._ports_seen: dict[int, PortDesc] | None = None
+        self.tlv_maps: dict[int, TlvMap] = {}  # NXT_TLV_TABLE_MOD's, by tun_metadata index
 
     # -- requests --
     def handle(
@@ -343,6 +357,14 @@ class OfHandler:
             )
         if isinstance(msg, MultipartRequest):
             return self._multipart(msg, now)
+        if isinstance(msg, NxTlvTableRequest):
+            return [NxTlvTableReply(xid=xid, maps=tuple(sorted(self.tlv_maps.values(), key=_idx)))]
+        if isinstance(msg, NxTlvTableMod):
+            self._tlv_mod(msg)
+            return []
+        if isinstance(msg, NxCtFlushZone):
+            br.datapath.conntrack.flush(msg.zone_id)
+            return []
         if isinstance(msg, Experimenter):
             raise msg.unsupported()
         raise RemoteProtocolError(
@@ -350,6 +372,34 @@ class OfHandler:
             ErrorType.BAD_REQUEST,
             BadRequestCode.BAD_TYPE,
         )
+
+    def _tlv_mod(self, msg: NxTlvTableMod) -> None:
+        """The Geneve option map (tun_metadata<n> fields), all or nothing."""
+        maps = dict(self.tlv_maps)
+        if msg.command == TlvCommand.CLEAR:
+            maps.clear()
+        elif msg.command == TlvCommand.DELETE:
+            for m in msg.maps:
+                maps.pop(m.index, None)
+        elif msg.command == TlvCommand.ADD:
+            for m in msg.maps:
+                old = maps.get(m.index)
+                if m.index >= 64 or m.option_len % 4 or m.option_len > 124:
+                    raise RemoteProtocolError(
+                        f"bad option map {m}", ErrorType.BAD_REQUEST, BadRequestCode.EPERM
+                    )
+                if old is not None and old != m:
+                    raise RemoteProtocolError(
+                        f"tun_metadata{m.index} is already mapped",
+                        ErrorType.BAD_REQUEST,
+                        BadRequestCode.EPERM,
+                    )
+                maps[m.index] = m
+        else:
+            raise RemoteProtocolError(
+                f"TLV table command {msg.command}", ErrorType.BAD_REQUEST, BadRequestCode.EPERM
+            )
+        self.tlv_maps = maps
 
     def _modify10(self, fm: FlowMod, now: float) -> None:
         """OpenFlow 1.0 MODIFY: every table unless the session named one (NXT_FLOW_MOD_

@@ -28,6 +28,13 @@ from hitless.openflow.nx import NxSession, NxType, encode_nxm, nx_header, padded
 
 __all__ = [
     "NxControl",
+    "NxCtFlushZone",
+    "NxMessage",
+    "NxTlvTableMod",
+    "NxTlvTableReply",
+    "NxTlvTableRequest",
+    "TlvCommand",
+    "TlvMap",
     "NxFlowModTableId",
     "NxSetControllerId",
     "NxSetFlowFormat",
@@ -40,8 +47,8 @@ _U32 = struct.Struct("!I")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class NxControl(Message):
-    """A Nicira message that configures the session it arrives on."""
+class NxMessage(Message):
+    """A Nicira message with a value of its own (vendor 0x2320, a 32-bit subtype)."""
 
     type: ClassVar[MsgType] = MsgType.EXPERIMENTER
     min_version: ClassVar[int] = 0x01
@@ -51,19 +58,123 @@ class NxControl(Message):
         return nx_header(self.subtype) + self._nx_body()
 
     def _nx_body(self) -> bytes:
-        raise NotImplementedError
+        return b""
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        r.expect_end(cls.__name__)
+        return cls(xid=xid)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxControl(NxMessage):
+    """A Nicira message that configures the session it arrives on."""
 
     def apply(self, nx: NxSession) -> None:
         raise NotImplementedError
 
-    @classmethod
-    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
-        raise NotImplementedError
 
-
-def _register(cls: type[NxControl]) -> type[NxControl]:
+def _register(cls: type[NxMessage]) -> type[NxMessage]:
     EXPERIMENTER_PARSERS[(NX_EXPERIMENTER_ID, int(cls.subtype))] = cls._parse_nx
     return cls
+
+
+# -- The Geneve option map (NXT_TLV_TABLE_*) and conntrack flushes ---------------------
+
+_TLV_MAP = struct.Struct("!HBBH2x")
+
+
+@dataclass(frozen=True, slots=True)
+class TlvMap:
+    """``nx_tlv_map``: tunnel option (class, type, length) read as tun_metadata<index>."""
+
+    option_class: int
+    option_type: int
+    option_len: int
+    index: int
+
+
+def _maps(r: Reader) -> tuple[TlvMap, ...]:
+    out = []
+    while r.remaining():
+        out.append(TlvMap(*r.unpack(_TLV_MAP, "nx_tlv_map")))
+    return tuple(out)
+
+
+def _encode_maps(maps: tuple[TlvMap, ...]) -> bytes:
+    return b"".join(
+        _TLV_MAP.pack(m.option_class, m.option_type, m.option_len, m.index) for m in maps
+    )
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxTlvTableRequest(NxMessage):
+    """NXT_TLV_TABLE_REQUEST: what the switch's Geneve option map holds."""
+
+    subtype: ClassVar[NxType] = NxType.TLV_TABLE_REQUEST
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxTlvTableReply(NxMessage):
+    """NXT_TLV_TABLE_REPLY: capacity and the current mappings."""
+
+    subtype: ClassVar[NxType] = NxType.TLV_TABLE_REPLY
+    max_option_space: int = 256
+    max_fields: int = 64
+    maps: tuple[TlvMap, ...] = ()
+
+    def _nx_body(self) -> bytes:
+        head = struct.pack("!IH10x", self.max_option_space, self.max_fields)
+        return head + _encode_maps(self.maps)
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        space, fields = r.unpack(struct.Struct("!IH10x"), "tlv table reply")
+        return cls(xid=xid, max_option_space=space, max_fields=fields, maps=_maps(r))
+
+
+class TlvCommand:
+    ADD = 0  # NXTTMC_ADD
+    DELETE = 1
+    CLEAR = 2
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxTlvTableMod(NxMessage):
+    """NXT_TLV_TABLE_MOD: add, delete (by index) or clear option mappings."""
+
+    subtype: ClassVar[NxType] = NxType.TLV_TABLE_MOD
+    command: int
+    maps: tuple[TlvMap, ...] = ()
+
+    def _nx_body(self) -> bytes:
+        return struct.pack("!H6x", self.command) + _encode_maps(self.maps)
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        (command,) = r.unpack(struct.Struct("!H6x"), "tlv table mod")
+        return cls(xid=xid, command=command, maps=_maps(r))
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxCtFlushZone(NxMessage):
+    """NXT_CT_FLUSH_ZONE: forget every tracked connection of ``zone_id``."""
+
+    subtype: ClassVar[NxType] = NxType.CT_FLUSH_ZONE
+    zone_id: int
+
+    def _nx_body(self) -> bytes:
+        return struct.pack("!6xH", self.zone_id)
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        (zone,) = r.unpack(struct.Struct("!6xH"), "ct flush zone")
+        r.expect_end("ct flush zone")
+        return cls(xid=xid, zone_id=zone)
 
 
 @_register

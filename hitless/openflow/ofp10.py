@@ -112,7 +112,7 @@ from hitless.openflow.nx import (
     port_to16,
 )
 from hitless.openflow.nx_actions import Resubmit
-from hitless.openflow.nxmsg import NxControl, encode_nx_flow_removed, encode_nx_packet_in
+from hitless.openflow.nxmsg import NxMessage, encode_nx_flow_removed, encode_nx_packet_in
 
 __all__ = ["OFP10_VERSION", "decode", "encode", "encode_error", "match_from10", "match_to10"]
 
@@ -869,7 +869,7 @@ def encode(msg: Message, nx: NxSession | None = None) -> bytes:
     if isinstance(msg, (Hello, EchoRequest, EchoReply, GetConfigRequest, GetConfigReply,
                         SetConfig, FeaturesRequest, Experimenter)):  # fmt: skip
         return _frame(_SAME_TYPES[type(msg).__name__], xid, msg._body(OFP10_VERSION))
-    if isinstance(msg, NxControl):
+    if isinstance(msg, NxMessage):
         return _frame(T10.VENDOR, xid, msg._body(OFP10_VERSION))
     if isinstance(msg, ErrorMsg):
         return _frame(T10.ERROR, xid, msg._body(OFP10_VERSION))

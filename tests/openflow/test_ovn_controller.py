@@ -1,0 +1,93 @@
+"""Debian's ovn-controller against a hitless bridge: it speaks only OpenFlow 1.5 (with
+Open vSwitch's extensions), and any error on its flow connection makes it start over.
+
+The test gives ovn-controller a private southbound database (initialised, empty: no
+ovn-northd) and a hitless integration bridge on the dummy datapath, lets it run its
+whole start-up (meter features, the Geneve option map, packet-in format packet_in2,
+miss_send_len 65535, meter delete-all, an atomic ordered bundle with group delete-all
+and its first flows) and checks, from its own ``vconn`` debug log, that it negotiated
+1.5 and received no OFPT_ERROR, and from the bridge that its flows and its option map
+are installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.netns import unique_suffix
+from tests.switch import Sw
+from tests.wait import wait_for
+
+SB_SCHEMA = Path("/usr/share/ovn/ovn-sb.ovsschema")
+pytestmark = pytest.mark.skipif(
+    shutil.which("ovn-controller") is None or not SB_SCHEMA.exists(),
+    reason="needs Debian's ovn-host and ovn-central (make setup installs them)",
+)
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> str:
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0, f"{' '.join(cmd)}: {p.stdout}{p.stderr}"
+    return p.stdout
+
+
+def _stop(pidfile: Path) -> None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), f"pid {pid} to exit", 10)
+
+
+def test_ovn_controller_starts_on_openflow_15_without_errors(started: Sw) -> None:
+    d = started.rundir.path
+    bridge = f"bri{unique_suffix()}"
+    env = {**os.environ, "OVS_RUNDIR": str(d), "OVN_RUNDIR": str(d)}
+    log = d / "ovn-controller.log"
+    try:
+        _run(["ovsdb-tool", "create", str(d / "sb.db"), str(SB_SCHEMA)])
+        _run(["ovsdb-server", str(d / "sb.db"), f"--remote=punix:{d / 'sb.sock'}",
+              f"--pidfile={d / 'sb.pid'}", f"--unixctl={d / 'sb.ctl'}",
+              f"--log-file={d / 'sb.log'}", "--detach", "--no-chdir"])  # fmt: skip
+        _run(["ovn-sbctl", f"--db=unix:{d / 'sb.sock'}", "init"])
+        started.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=dummy",
+                      "fail_mode=secure", "other_config:disable-in-band=true")  # fmt: skip
+        started.vsctl("set", "open", ".", "external_ids:system-id=hv-test",
+                      f"external_ids:ovn-remote=unix:{d / 'sb.sock'}",
+                      "external_ids:ovn-encap-type=geneve",
+                      "external_ids:ovn-encap-ip=127.0.0.1",
+                      f"external_ids:ovn-bridge={bridge}")  # fmt: skip
+        _run(["ovn-controller", f"unix:{started.rundir.db_remote.split(':', 1)[1]}",
+              f"--pidfile={d / 'ovn-controller.pid'}", f"--log-file={log}", "--detach",
+              "--no-chdir", "-vvconn:file:dbg"], env)  # fmt: skip
+
+        def text() -> str:
+            return log.read_text(errors="replace") if log.exists() else ""
+
+        # Its start-up ends with the bundle commit (open and commit replies) and a barrier.
+        wait_for(lambda: text().count("received: OFPT_BUNDLE_CONTROL") >= 2, "bundle commit")
+        wait_for(lambda: "NXT_SET_PACKET_IN_FORMAT" in text(), "packet-in format")
+        seen = text()
+        assert "negotiated OpenFlow version 0x06" in seen
+        assert "format=nxt_packet_in2" in seen
+        assert "miss_send_len=65535" in seen
+        assert "OFPT_METER_MOD" in seen and "NXT_TLV_TABLE_MOD" in seen
+        assert "OFPT_ERROR" not in seen, seen[seen.find("OFPT_ERROR") - 300 :][:1500]
+        flows = _run(["ovs-ofctl", "-O", "OpenFlow15", "dump-flows", bridge], env)
+        assert "table=41" in flows and "reg10=0x1/0x1" in flows, flows
+        tlv = _run(["ovs-ofctl", "-O", "OpenFlow15", "dump-tlv-map", bridge], env)
+        assert "tun_metadata0" in tlv, tlv
+        assert "refused" not in started.log()
+    finally:
+        _stop(d / "ovn-controller.pid")
+        _stop(d / "sb.pid")
