@@ -681,10 +681,10 @@ class PortDescReply(MultipartReply):
 _QUEUE_REQ = struct.Struct("!II")
 
 
-@_request
 @dataclass(frozen=True, slots=True, kw_only=True)
-class QueueStatsRequest(MultipartRequest):
-    mp_type: ClassVar[MultipartType] = MultipartType.QUEUE
+class _QueueSelect(MultipartRequest):
+    """A request naming a port and a queue (either may be "all")."""
+
     port_no: int = Port.ANY
     queue_id: int = 0xFFFFFFFF  # OFPQ_ALL
 
@@ -693,9 +693,15 @@ class QueueStatsRequest(MultipartRequest):
 
     @classmethod
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
-        port_no, queue_id = r.unpack(_QUEUE_REQ, "queue stats request")
-        r.expect_end("queue stats request")
+        port_no, queue_id = r.unpack(_QUEUE_REQ, cls.__name__)
+        r.expect_end(cls.__name__)
         return cls(xid=xid, flags=flags, port_no=port_no, queue_id=queue_id)
+
+
+@_request
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStatsRequest(_QueueSelect):
+    mp_type: ClassVar[MultipartType] = MultipartType.QUEUE
 
 
 _QUEUE_STATS13 = struct.Struct("!IIQQQII")
@@ -1156,19 +1162,8 @@ class TableDescReply(MultipartReply):
 
 @_request
 @dataclass(frozen=True, slots=True, kw_only=True)
-class QueueDescRequest(MultipartRequest):
+class QueueDescRequest(_QueueSelect):
     mp_type: ClassVar[MultipartType] = MultipartType.QUEUE_DESC
-    port_no: int = Port.ANY
-    queue_id: int = 0xFFFFFFFF  # OFPQ_ALL
-
-    def _mp_body(self, version: int) -> bytes:
-        return _QUEUE_REQ.pack(self.port_no, self.queue_id)
-
-    @classmethod
-    def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
-        port, queue = r.unpack(_QUEUE_REQ, "queue desc request")
-        r.expect_end("queue desc request")
-        return cls(xid=xid, flags=flags, port_no=port, queue_id=queue)
 
 
 _QUEUE_DESC = struct.Struct("!IIH6x")

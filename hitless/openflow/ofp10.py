@@ -112,9 +112,20 @@ from hitless.openflow.nx import (
     port_to16,
 )
 from hitless.openflow.nx_actions import Resubmit
-from hitless.openflow.nxmsg import NxMessage, encode_nx_flow_removed, encode_nx_packet_in
+from hitless.openflow.nxmsg import (
+    NxMessage,
+    encode_nx_flow_removed,
+    encode_nx_packet_in,
+)
 
-__all__ = ["OFP10_VERSION", "decode", "encode", "encode_error", "match_from10", "match_to10"]
+__all__ = [
+    "OFP10_VERSION",
+    "decode",
+    "encode",
+    "encode_error",
+    "match_from10",
+    "match_to10",
+]
 
 
 class T10:
@@ -232,9 +243,13 @@ def match_from10(r: Reader) -> tuple[Match, bool]:
                         out.append(Oxm(l4[1], tp_dst))
             if is_ip:
                 if src_mask != 0:
-                    out.append(Oxm(_F.IPV4_SRC, nw_src & (src_mask or 0xFFFFFFFF), src_mask))
+                    out.append(
+                        Oxm(_F.IPV4_SRC, nw_src & (src_mask or 0xFFFFFFFF), src_mask)
+                    )
                 if dst_mask != 0:
-                    out.append(Oxm(_F.IPV4_DST, nw_dst & (dst_mask or 0xFFFFFFFF), dst_mask))
+                    out.append(
+                        Oxm(_F.IPV4_DST, nw_dst & (dst_mask or 0xFFFFFFFF), dst_mask)
+                    )
         elif is_arp:
             if not wc & FW_NW_PROTO:
                 out.append(Oxm(_F.ARP_OP, proto))
@@ -340,7 +355,11 @@ def _tp_fields(proto: int | None) -> tuple[OxmField, OxmField]:
     return _L4.get(proto or 6, (_F.TCP_SRC, _F.TCP_DST))
 
 
-_LEN10 = {t: 8 for t in range(11)} | {AT10.SET_DL_SRC: 16, AT10.SET_DL_DST: 16, AT10.ENQUEUE: 16}
+_LEN10 = {t: 8 for t in range(11)} | {
+    AT10.SET_DL_SRC: 16,
+    AT10.SET_DL_DST: 16,
+    AT10.ENQUEUE: 16,
+}
 
 
 def parse_actions10(r: Reader, proto: int | None = None) -> tuple[Action, ...]:
@@ -354,7 +373,9 @@ def parse_actions10(r: Reader, proto: int | None = None) -> tuple[Action, ...]:
             raise _bad_action(f"action length {length}", BadActionCode.BAD_LEN)
         b = r.sub(length - 4, "action", BAD_ACTION_LEN)
         if _LEN10.get(atype, length) != length:
-            raise _bad_action(f"action {atype} of length {length}", BadActionCode.BAD_LEN)
+            raise _bad_action(
+                f"action {atype} of length {length}", BadActionCode.BAD_LEN
+            )
         if atype == AT10.OUTPUT:
             port, max_len = b.unpack(struct.Struct("!HH"))
             out.append(Output(port_from16(port), max_len))
@@ -427,7 +448,9 @@ def encode_actions10(actions: tuple[Action, ...] | list[Action]) -> bytes:
         a = acts[i]
         i += 1
         if isinstance(a, Output):
-            out.append(_a10(AT10.OUTPUT, struct.pack("!HH", port_to16(a.port), a.max_len)))
+            out.append(
+                _a10(AT10.OUTPUT, struct.pack("!HH", port_to16(a.port), a.max_len))
+            )
         elif isinstance(a, SetQueue):
             nxt = acts[i] if i < len(acts) else None
             if isinstance(nxt, Output):
@@ -467,7 +490,9 @@ def actions_from_instructions(insts: tuple[Instruction, ...]) -> bytes:
     return b"".join(out + tail)
 
 
-def _instructions(actions: tuple[Action, ...], table_id: int = 0xFF) -> tuple[Instruction, ...]:
+def _instructions(
+    actions: tuple[Action, ...], table_id: int = 0xFF
+) -> tuple[Instruction, ...]:
     """A 1.0 action list as instructions. A final ``resubmit(,T)`` to a later table from
     the flow's own port is how Open vSwitch writes goto_table in 1.0: it becomes one."""
     out: list[Instruction] = []
@@ -479,7 +504,11 @@ def _instructions(actions: tuple[Action, ...], table_id: int = 0xFF) -> tuple[In
 
 
 def _goto_of(a: Action) -> int | None:
-    if isinstance(a, Resubmit) and a.form == NXAST_RESUBMIT_TABLE and a.in_port == 0xFFF8:
+    if (
+        isinstance(a, Resubmit)
+        and a.form == NXAST_RESUBMIT_TABLE
+        and a.in_port == 0xFFF8
+    ):
         return a.table
     return None
 
@@ -512,7 +541,9 @@ def port_to10(p: PortDesc) -> bytes:
 
 
 def port_from10(r: Reader) -> PortDesc:
-    no, hw, name, config, state, curr, adv, sup, peer = r.unpack(_PHY_PORT, "ofp_phy_port")
+    no, hw, name, config, state, curr, adv, sup, peer = r.unpack(
+        _PHY_PORT, "ofp_phy_port"
+    )
     return PortDesc(
         port_no=port_from16(no), hw_addr=hw, name=parse_str(name), config=config,
         state=state & 1, curr=_features_from10(curr), advertised=_features_from10(adv),
@@ -551,7 +582,9 @@ def _command(raw: int, nx: NxSession) -> tuple[int, int]:
         table = 0 if cmd == FlowModCommand.ADD else 0xFF
     if cmd > FlowModCommand.DELETE_STRICT:
         raise RemoteProtocolError(
-            f"flow_mod command {cmd}", ErrorType.FLOW_MOD_FAILED, FlowModFailedCode.BAD_COMMAND
+            f"flow_mod command {cmd}",
+            ErrorType.FLOW_MOD_FAILED,
+            FlowModFailedCode.BAD_COMMAND,
         )
     return cmd, table
 
@@ -570,7 +603,9 @@ def _flags_from10(flags: int, command: int) -> int:
 
 def _flow_mod(r: Reader, xid: int, nx: NxSession) -> FlowMod:
     match, exact = match_from10(r)
-    cookie, raw_cmd, idle, hard, prio, buf, out_port, flags = r.unpack(_FLOW_MOD, "flow_mod")
+    cookie, raw_cmd, idle, hard, prio, buf, out_port, flags = r.unpack(
+        _FLOW_MOD, "flow_mod"
+    )
     cmd, table = _command(raw_cmd, nx)
     actions = parse_actions10(r, _proto_of(match))
     return FlowMod(
@@ -610,7 +645,11 @@ def _stats_request(r: Reader, xid: int, flags: int, st: int, nx: NxSession) -> M
         table, out_port = r.unpack(_FLOW_STATS_REQ, "flow stats request")
         cls = FlowStatsRequest if st == ST10.FLOW else AggregateStatsRequest
         return cls(
-            xid=xid, flags=flags, table_id=table, out_port=port_from16(out_port), match=match
+            xid=xid,
+            flags=flags,
+            table_id=table,
+            out_port=port_from16(out_port),
+            match=match,
         )
     if st == ST10.TABLE:
         return TableStatsRequest(xid=xid, flags=flags)
@@ -619,7 +658,9 @@ def _stats_request(r: Reader, xid: int, flags: int, st: int, nx: NxSession) -> M
         return PortStatsRequest(xid=xid, flags=flags, port_no=port_from16(port))
     if st == ST10.QUEUE:
         port, queue = r.unpack(struct.Struct("!H2xI"), "queue stats request")
-        return QueueStatsRequest(xid=xid, flags=flags, port_no=port_from16(port), queue_id=queue)
+        return QueueStatsRequest(
+            xid=xid, flags=flags, port_no=port_from16(port), queue_id=queue
+        )
     if st == ST10.PORT_DESC:
         return PortDescRequest(xid=xid, flags=flags)
     if st == ST10.VENDOR:
@@ -627,25 +668,105 @@ def _stats_request(r: Reader, xid: int, flags: int, st: int, nx: NxSession) -> M
         if vendor != NX_EXPERIMENTER_ID:
             raise _bad_request(f"vendor {vendor:#x}", BadRequestCode.BAD_EXPERIMENTER)
         if subtype in (NxStatsType.FLOW, NxStatsType.AGGREGATE):
-            out_port, mlen, table = r.unpack(_NX_FLOW_STATS_REQ, "nx flow stats request")
+            out_port, mlen, table = r.unpack(
+                _NX_FLOW_STATS_REQ, "nx flow stats request"
+            )
             sel: list[int] = [0, 0]
             match = parse_nxm(r, mlen, sel)
             cookie, cmask = sel
             nx.nx_xids.add(xid)
-            ncls = FlowStatsRequest if subtype == NxStatsType.FLOW else AggregateStatsRequest
+            ncls = (
+                FlowStatsRequest
+                if subtype == NxStatsType.FLOW
+                else AggregateStatsRequest
+            )
             return ncls(
                 xid=xid, flags=flags, table_id=table, out_port=port_from16(out_port),
                 match=match, cookie=cookie, cookie_mask=cmask,
             )  # fmt: skip
-        raise _bad_request(f"Nicira stats subtype {subtype}", BadRequestCode.BAD_EXP_TYPE)
+        raise _bad_request(
+            f"Nicira stats subtype {subtype}", BadRequestCode.BAD_EXP_TYPE
+        )
     raise _bad_request(f"stats type {st}", BadRequestCode.BAD_MULTIPART)
+
+
+def _flow_stats_from10(e: Reader) -> FlowStats:
+    _, table = e.unpack(_FLOW_STATS10, "flow stats")
+    match, _ = match_from10(e)
+    ds, dn, prio, idle, hard, cookie, pc, bc = e.unpack(
+        _FLOW_STATS10_TAIL, "flow stats"
+    )
+    actions = parse_actions10(e, _proto_of(match))
+    return FlowStats(
+        table_id=table, duration_sec=ds, duration_nsec=dn, priority=prio, idle_timeout=idle,
+        hard_timeout=hard, cookie=cookie, packet_count=pc, byte_count=bc, match=match,
+        instructions=_instructions(actions, table),
+    )  # fmt: skip
+
+
+def _nx_flow_stats_from(e: Reader) -> FlowStats:
+    (_, table, ds, dn, prio, idle, hard, mlen, idle_age, _, cookie, pc, bc) = e.unpack(
+        _NX_FLOW_STATS, "nx flow stats"
+    )
+    match = parse_nxm(e, mlen)
+    actions = parse_actions10(e, _proto_of(match))
+    return FlowStats(
+        table_id=table, duration_sec=ds, duration_nsec=dn, priority=prio, idle_timeout=idle,
+        hard_timeout=hard, cookie=cookie, packet_count=pc, byte_count=bc, match=match,
+        instructions=_instructions(actions, table), idle_age=idle_age - 1 if idle_age else None,
+    )  # fmt: skip
+
+
+def _entries10(
+    r: Reader, parse: Callable[[Reader], FlowStats]
+) -> tuple[FlowStats, ...]:
+    out = []
+    while r.remaining():
+        head = r.peek(struct.Struct("!H"))
+        if head is None or head[0] < 4:
+            raise r.fail("bad flow stats length")
+        out.append(parse(r.sub(head[0], "flow stats")))
+    return tuple(out)
+
+
+def _stats_reply10(r: Reader, xid: int, flags: int, st: int) -> Message:
+    """The replies a controller-side 1.0 session reads (flow and aggregate statistics, in
+    the standard and the Nicira forms; descriptions)."""
+    if st == ST10.FLOW:
+        return FlowStatsReply(
+            xid=xid, flags=flags, stats=_entries10(r, _flow_stats_from10)
+        )
+    if st == ST10.AGGREGATE or st == ST10.VENDOR:
+        nx_sub = None
+        if st == ST10.VENDOR:
+            vendor, nx_sub = r.unpack(_NX_STATS, "vendor stats reply")
+            if vendor != NX_EXPERIMENTER_ID:
+                raise _bad_request(
+                    f"vendor {vendor:#x}", BadRequestCode.BAD_EXPERIMENTER
+                )
+        if nx_sub == NxStatsType.FLOW:
+            stats = _entries10(r, _nx_flow_stats_from)
+            return FlowStatsReply(xid=xid, flags=flags, stats=stats)
+        if nx_sub in (None, NxStatsType.AGGREGATE):
+            pc, bc, fc = r.unpack(struct.Struct("!QQI4x"), "aggregate reply")
+            return AggregateStatsReply(
+                xid=xid, flags=flags, packet_count=pc, byte_count=bc, flow_count=fc
+            )
+        raise _bad_request(
+            f"Nicira stats subtype {nx_sub}", BadRequestCode.BAD_EXP_TYPE
+        )
+    if st == ST10.DESC:
+        return DescReply._mp_parse(r, OFP10_VERSION, xid, flags)
+    raise _bad_request(f"stats reply type {st}", BadRequestCode.BAD_MULTIPART)
 
 
 def decode(data: bytes, nx: NxSession | None = None) -> Message:
     """One complete OpenFlow 1.0 message as a value (see the module docstring)."""
     nx = nx if nx is not None else NxSession()
     if len(data) < HEADER.size:
-        raise _bad_request("short message", BadRequestCode.BAD_LEN).with_request(data, 0)
+        raise _bad_request("short message", BadRequestCode.BAD_LEN).with_request(
+            data, 0
+        )
     version, mtype, length, xid = HEADER.unpack_from(data)
     r = Reader(data, HEADER.size)
     try:
@@ -683,7 +804,11 @@ def _decode(r: Reader, mtype: int, xid: int, nx: NxSession) -> Message:
         buf, in_port, alen = r.unpack(_PACKET_OUT, "packet_out")
         actions = parse_actions10(r.sub(alen, "packet_out actions"))
         return PacketOut(
-            xid=xid, buffer_id=buf, in_port=port_from16(in_port), actions=actions, data=r.rest()
+            xid=xid,
+            buffer_id=buf,
+            in_port=port_from16(in_port),
+            actions=actions,
+            data=r.rest(),
         )
     if mtype == T10.PORT_MOD:
         port, hw, config, mask, adv = r.unpack(_PORT_MOD, "port_mod")
@@ -698,6 +823,9 @@ def _decode(r: Reader, mtype: int, xid: int, nx: NxSession) -> Message:
     if mtype == T10.QUEUE_GET_CONFIG_REQUEST:
         (port,) = r.unpack(struct.Struct("!H2x"), "queue_get_config_request")
         return QueueGetConfigRequest(xid=xid, port=port_from16(port))
+    if mtype == T10.STATS_REPLY:
+        st, flags = r.unpack(_STATS, "stats reply")
+        return _stats_reply10(r, xid, flags, st)
     if mtype == T10.FEATURES_REPLY:
         dpid, nb, nt, caps, _actions = r.unpack(_FEATURES, "features reply")
         ports = []
@@ -798,7 +926,9 @@ def _encode_stats(msg: MultipartReply, nx: NxSession) -> bytes:
         if nx_form:
             body = b"".join(_nx_flow_stats(s) for s in msg.stats)
             return _nx_stats_reply(xid, NxStatsType.FLOW, flags, body)
-        return _stats_reply(xid, ST10.FLOW, flags, b"".join(_flow_stats10(s) for s in msg.stats))
+        return _stats_reply(
+            xid, ST10.FLOW, flags, b"".join(_flow_stats10(s) for s in msg.stats)
+        )
     if isinstance(msg, AggregateStatsReply):
         body = struct.pack("!QQI4x", msg.packet_count, msg.byte_count, msg.flow_count)
         if nx_form:
@@ -807,14 +937,20 @@ def _encode_stats(msg: MultipartReply, nx: NxSession) -> bytes:
     if isinstance(msg, DescReply):
         return _stats_reply(xid, ST10.DESC, flags, msg._mp_body(OFP10_VERSION))
     if isinstance(msg, TableStatsReply):
-        return _stats_reply(xid, ST10.TABLE, flags, b"".join(_table10(t) for t in msg.stats))
+        return _stats_reply(
+            xid, ST10.TABLE, flags, b"".join(_table10(t) for t in msg.stats)
+        )
     if isinstance(msg, PortStatsReply):
-        return _stats_reply(xid, ST10.PORT, flags, b"".join(_port_stats10(p) for p in msg.stats))
+        return _stats_reply(
+            xid, ST10.PORT, flags, b"".join(_port_stats10(p) for p in msg.stats)
+        )
     if isinstance(msg, QueueStatsReply):
         body = b"".join(_queue_stats10(q) for q in msg.stats)
         return _stats_reply(xid, ST10.QUEUE, flags, body)
     if isinstance(msg, PortDescReply):
-        return _stats_reply(xid, ST10.PORT_DESC, flags, b"".join(port_to10(p) for p in msg.ports))
+        return _stats_reply(
+            xid, ST10.PORT_DESC, flags, b"".join(port_to10(p) for p in msg.ports)
+        )
     raise LocalProtocolError(f"{type(msg).__name__} has no OpenFlow 1.0 form")
 
 
@@ -841,7 +977,12 @@ def _port_stats10(p: PortStats) -> bytes:
 
 def _queue_stats10(q: QueueStats) -> bytes:
     return struct.pack(
-        "!H2xIQQQ", port_to16(q.port_no), q.queue_id, q.tx_bytes, q.tx_packets, q.tx_errors
+        "!H2xIQQQ",
+        port_to16(q.port_no),
+        q.queue_id,
+        q.tx_bytes,
+        q.tx_packets,
+        q.tx_errors,
     )
 
 
@@ -850,9 +991,15 @@ def _stats_request10(msg: MultipartRequest) -> bytes:
     xid, flags = msg.xid, msg.flags
     if isinstance(msg, (FlowStatsRequest, AggregateStatsRequest)):
         st = ST10.FLOW if isinstance(msg, FlowStatsRequest) else ST10.AGGREGATE
-        body = match_to10(msg.match) + _FLOW_STATS_REQ.pack(msg.table_id, port_to16(msg.out_port))
+        body = match_to10(msg.match) + _FLOW_STATS_REQ.pack(
+            msg.table_id, port_to16(msg.out_port)
+        )
         return _frame(T10.STATS_REQUEST, xid, _STATS.pack(st, flags) + body)
-    simple = {DescRequest: ST10.DESC, TableStatsRequest: ST10.TABLE, PortDescRequest: 13}
+    simple = {
+        DescRequest: ST10.DESC,
+        TableStatsRequest: ST10.TABLE,
+        PortDescRequest: 13,
+    }
     for cls, st in simple.items():
         if isinstance(msg, cls):
             return _frame(T10.STATS_REQUEST, xid, _STATS.pack(st, flags))
@@ -887,13 +1034,17 @@ def encode(msg: Message, nx: NxSession | None = None) -> bytes:
     if isinstance(msg, MultipartRequest):
         return _stats_request10(msg)
     if isinstance(msg, PortStatus):
-        return _frame(T10.PORT_STATUS, xid, struct.pack("!B7x", msg.reason) + port_to10(msg.desc))
+        return _frame(
+            T10.PORT_STATUS, xid, struct.pack("!B7x", msg.reason) + port_to10(msg.desc)
+        )
     if isinstance(msg, PacketIn):
         if nx.packet_in_format != NxPacketInFormat.STANDARD:
             return encode_nx_packet_in(msg, nx.packet_in_format, OFP10_VERSION)
         in_port = msg.match.get(_F.IN_PORT)
         port = port_to16(in_port.value) if in_port is not None else 0xFFFF
-        body = _PACKET_IN.pack(msg.buffer_id, msg.total_len, port, msg.reason) + msg.data
+        body = (
+            _PACKET_IN.pack(msg.buffer_id, msg.total_len, port, msg.reason) + msg.data
+        )
         return _frame(T10.PACKET_IN, xid, body)
     if isinstance(msg, FlowRemoved):
         if nx.flow_format == NxFlowFormat.NXM:
@@ -905,10 +1056,14 @@ def encode(msg: Message, nx: NxSession | None = None) -> bytes:
         return _frame(T10.FLOW_REMOVED, xid, body)
     if isinstance(msg, QueueGetConfigReply):
         return _frame(
-            T10.QUEUE_GET_CONFIG_REPLY, xid, struct.pack("!H6x", port_to16(msg.port)) + msg.queues
+            T10.QUEUE_GET_CONFIG_REPLY,
+            xid,
+            struct.pack("!H6x", port_to16(msg.port)) + msg.queues,
         )
     if isinstance(msg, QueueGetConfigRequest):
-        return _frame(T10.QUEUE_GET_CONFIG_REQUEST, xid, struct.pack("!H2x", port_to16(msg.port)))
+        return _frame(
+            T10.QUEUE_GET_CONFIG_REQUEST, xid, struct.pack("!H2x", port_to16(msg.port))
+        )
     if isinstance(msg, FlowMod):
         acts = actions_from_instructions(msg.instructions)
         table = msg.table_id if nx.flow_mod_table_id else 0
@@ -918,7 +1073,9 @@ def encode(msg: Message, nx: NxSession | None = None) -> bytes:
                 msg.cookie, table << 8 | msg.command, msg.idle_timeout, msg.hard_timeout,
                 msg.priority, msg.buffer_id, port_to16(msg.out_port), msg.flags, len(nxm),
             )  # fmt: skip
-            return _frame(T10.VENDOR, xid, nx_header(NxType.FLOW_MOD) + head + padded(nxm) + acts)
+            return _frame(
+                T10.VENDOR, xid, nx_header(NxType.FLOW_MOD) + head + padded(nxm) + acts
+            )
         head = _FLOW_MOD.pack(
             msg.cookie, table << 8 | msg.command, msg.idle_timeout, msg.hard_timeout,
             msg.priority, msg.buffer_id, port_to16(msg.out_port), msg.flags,

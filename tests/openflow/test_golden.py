@@ -22,10 +22,6 @@ OF14 = sorted((DATA / "of14").glob("*"))
 
 # 1.4 messages the switch does not implement yet: the codec refuses them as the peer's fault.
 OF14_UNSUPPORTED = {
-    "5-61-ofp_table_desc_request.packet": BadRequestCode.BAD_MULTIPART,
-    "5-62-ofp_table_desc_reply.packet": BadRequestCode.BAD_MULTIPART,
-    "5-63-ofp_queue_desc_request.packet": BadRequestCode.BAD_MULTIPART,
-    "5-64-ofp_queue_desc_reply.packet": BadRequestCode.BAD_MULTIPART,
     "5-66-ofp_flow_monitor_request.packet": BadRequestCode.BAD_MULTIPART,
     "5-67-ofp_flow_monitor_reply.packet": BadRequestCode.BAD_MULTIPART,
     "5-65-ofp_role_status.packet": BadRequestCode.BAD_TYPE,
@@ -41,6 +37,7 @@ OF14_LOSSY = {
     "5-36-ofp_queue_stats_reply.packet",
     "5-37-ofp_port_status.packet",
     "5-52-ofp_port_desc_reply.packet",
+    "5-64-ofp_queue_desc_reply.packet",  # queue rate properties (hitless has no queues)
 }
 
 

@@ -248,3 +248,20 @@ def test_session_state_carries_the_nicira_state() -> None:
     old = switch.export_state().to_dict()
     del old["nx"]
     assert Connection.from_state(SessionState.from_dict(old), now=5.0).nx == NxSession()
+
+
+def test_nicira_session_controls_work_over_1_3_too() -> None:
+    """ovs-ofctl -P standard monitor sends NXT_SET_PACKET_IN_FORMAT in a 1.3 session (it
+    was refused with BAD_VENDOR): applied, and packet-ins follow the chosen form."""
+    switch = Connection(versions=(4,))
+    ctl = Connection(versions=(4,))
+    switch.receive_data(ctl.start())
+    ctl.receive_data(switch.start())
+    events(switch)
+    events(ctl)
+    (ev,) = to_switch(switch, ctl, NxSetPacketInFormat(xid=2, format=0))
+    assert isinstance(ev, NxConfigured) and switch.nx.packet_in_format == 0
+    pin = PacketIn(reason=0, total_len=1, match=Match.of(in_port=1), data=b"x")
+    assert switch.send(pin)[1] == 10  # OFPT_PACKET_IN
+    to_switch(switch, ctl, NxSetPacketInFormat(xid=3, format=2))
+    assert struct.unpack_from("!II", switch.send(pin), 8) == (0x2320, 30)  # NXT_PACKET_IN2
