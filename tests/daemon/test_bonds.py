@@ -46,7 +46,10 @@ def test_bond_commands_through_ovs_appctl(started: Sw) -> None:
     text = sw.appctl("bond/show", "bond0").stdout
     assert text.startswith("---- bond0 ----\nbond_mode: active-backup\n"), text
     assert "member p0: enabled\n  active member\n" in text
-    assert sw.appctl("bond/list").stdout == "bond\ttype\trecircID\tmembers\nbond0\tactive-backup\t-1\tp0, p1\n"
+    assert (
+        sw.appctl("bond/list").stdout
+        == "bond\ttype\trecircID\tmembers\nbond0\tactive-backup\t-1\tp0, p1\n"
+    )
     assert sw.appctl("bond/set-active-member", "bond0", "p1").stdout == "done; p1 is now active\n"
     assert "member p1: enabled\n  active member\n" in sw.appctl("bond/show").stdout
     for args, err in (
@@ -151,8 +154,12 @@ def test_active_backup_bond_to_a_two_nic_host_no_loop_and_failover(
     assert max(seqs) == count - 1 and all(i in seqs for i in range(count - 500, count))
     assert lost < 1000  # detection is about 100 ms at 1000/s; a loop or a dead bond loses all
     sh(["ip", "link", "set", active, "up"])
-    assert wait_for(lambda: "may_enable: true" in sw.appctl("bond/show", "bond0").stdout.split(
-        f"member {active}:")[1].split("\n\n")[0])
+    assert wait_for(
+        lambda: (
+            "may_enable: true"
+            in sw.appctl("bond/show", "bond0").stdout.split(f"member {active}:")[1].split("\n\n")[0]
+        )
+    )
 
 
 _SOURCE_SCRIPT = r"""
@@ -169,9 +176,7 @@ for i in range(count):
 
 
 @pytest.mark.netns
-def test_upgrade_keeps_the_active_member_and_loses_nothing(
-    started: Sw, topology: Topology
-) -> None:
+def test_upgrade_keeps_the_active_member_and_loses_nothing(started: Sw, topology: Topology) -> None:
     sw = started
     a = topology.add_host("a", "10.94.0.1/24")
     h, m0, m1 = add_two_nic_host(topology, "h", "10.94.0.2/24")
@@ -299,9 +304,7 @@ def test_lacp_negotiates_with_open_vswitch_over_veth_pairs(started: Sw, topology
         assert a.ping(b.addr, count=3)
         # One cable down: traffic keeps flowing over the other member.
         sh(["ip", "link", "set", xs[0], "down"])
-        assert wait_for(
-            lambda: "may_enable: false" in sw.appctl("bond/show", "bond0").stdout
-        )
+        assert wait_for(lambda: "may_enable: false" in sw.appctl("bond/show", "bond0").stdout)
         assert a.ping(b.addr, count=3)
 
 

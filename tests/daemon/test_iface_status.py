@@ -36,7 +36,10 @@ def test_device_columns_statistics_mtu_and_link(started: Sw, topology: Topology)
     assert sw.get("Interface", pa, "mtu") == "1500"
     assert sw.get("Interface", pa, "link_speed") == "10000000000"
     assert sw.get("Interface", pa, "duplex") == "full"
-    assert sw.get("Interface", pa, "status") == '{driver_name=veth, driver_version="1.0", firmware_version=""}'
+    assert (
+        sw.get("Interface", pa, "status")
+        == '{driver_name=veth, driver_version="1.0", firmware_version=""}'
+    )
     assert sw.get("Interface", br, "status")  # the bridge's TAP: tun driver
     types = sw.get("Open_vSwitch", ".", "datapath_types")
     assert "netdev" in types and "dummy" in types

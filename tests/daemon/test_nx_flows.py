@@ -148,6 +148,19 @@ def _ofports(o: OvsSwitch, hosts: tuple[Host, ...]) -> list[int]:
     return wait_for(ports, "Open vSwitch to number the ports")
 
 
+def _ovs_bridge(o: OvsSwitch, topo: Topology, hosts: tuple[Host, ...], ports: list[int]) -> str:
+    """A netdev bridge on ``o`` with the hosts' ports numbered ``ports`` (as on hitless)."""
+    obr = topo.name("ob")
+    cmd = ["add-br", obr, "--", "set", "bridge", obr, "datapath_type=netdev"]
+    for h, n in zip(hosts, ports, strict=True):
+        cmd += ["--", "add-port", obr, h.switch_port]
+        cmd += ["--", "set", "interface", h.switch_port, f"ofport_request={n}"]
+    o.vsctl(*cmd)
+    if hosts:
+        assert _ofports(o, hosts) == ports
+    return obr
+
+
 def _ovs_ofctl(o: OvsSwitch, br: str, *args: str) -> str:
     r = subprocess.run(
         ["ovs-ofctl", "-O", "OpenFlow13", args[0], f"unix:{o.rundir}/{br}.mgmt", *args[1:]],
@@ -179,13 +192,7 @@ def test_register_pipeline_forwards_and_counts_as_open_vswitch(
     # real Open vSwitch, same table, its own hosts
     oa, ob, oc = _hosts(topology, "o")
     with _ovs(topology, (oa, ob, oc)) as o:
-        obr = topology.name("ob")
-        cmd = ["add-br", obr, "--", "set", "bridge", obr, "datapath_type=netdev"]
-        for i, h in enumerate((oa, ob, oc)):
-            cmd += ["--", "add-port", obr, h.switch_port]
-            cmd += ["--", "set", "interface", h.switch_port, f"ofport_request={ports[i]}"]
-        o.vsctl(*cmd)
-        assert _ofports(o, (oa, ob, oc)) == ports
+        obr = _ovs_bridge(o, topology, (oa, ob, oc), ports)
         _ovs_ofctl(o, obr, "del-flows")
         _ovs_ofctl(o, obr, "add-flows", str(flows))
         want = _traffic(oa, ob, oc)
@@ -259,13 +266,7 @@ def test_learned_mac_table_matches_open_vswitch(
 
     ohs = _hosts(topology, "m")
     with _ovs(topology, ohs) as o:
-        obr = topology.name("ob")
-        cmd = ["add-br", obr, "--", "set", "bridge", obr, "datapath_type=netdev"]
-        for i, h in enumerate(ohs):
-            cmd += ["--", "add-port", obr, h.switch_port]
-            cmd += ["--", "set", "interface", h.switch_port, f"ofport_request={ports[i]}"]
-        o.vsctl(*cmd)
-        assert _ofports(o, ohs) == ports
+        obr = _ovs_bridge(o, topology, ohs, ports)
 
         def load_theirs(f: Path) -> None:
             _ovs_ofctl(o, obr, "del-flows")
@@ -341,8 +342,7 @@ def test_controller_userdata_and_registers_reach_the_controller_as_open_vswitch(
         lambda: ofctl(started, br, "packet-out", "LOCAL", actions, frame) and None,
     )
     with _ovs(topology, ()) as o:
-        obr = topology.name("ob")
-        o.vsctl("add-br", obr, "--", "set", "bridge", obr, "datapath_type=netdev")
+        obr = _ovs_bridge(o, topology, (), [])
         theirs = _monitor_packet_in(
             f"unix:{o.rundir}/{obr}.mgmt",
             {**o.paths.env},

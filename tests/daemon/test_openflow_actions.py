@@ -40,6 +40,7 @@ def datapath_type(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(test_openflow, "DATAPATH_TYPE", request.param)
     return str(request.param)
 
+
 VMAC = "02:00:00:00:99:64"  # the MAC address hosts use for the virtual addresses
 PROBE = 7599  # fast failover probes go to another UDP port than the measured datagrams
 

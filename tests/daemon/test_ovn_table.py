@@ -23,7 +23,7 @@ import pytest
 from hitless.impact.analysis import Phase
 from hitless.impact.rules import OVN_DENIED_UDP, OVN_LEARN_COOKIE, LogicalPort, ovn_pipeline
 from hitless.impact.run import Rates, measure
-from tests.daemon.test_nx_flows import NET, _counters, _hosts, _ofports, _ovs, _ovs_ofctl
+from tests.daemon.test_nx_flows import NET, _counters, _hosts, _ovs, _ovs_bridge, _ovs_ofctl
 from tests.daemon.test_openflow import make_bridge, ofctl
 from tests.netns import Host, Topology
 from tests.switch import Sw, run
@@ -91,13 +91,7 @@ def test_ovn_shaped_switch_forwards_learns_and_counts_as_open_vswitch(
     oflows = tmp_path / "ovn-ovs.txt"
     oflows.write_text("\n".join(otable) + "\n")
     with _ovs(topology, ohs) as o:
-        obr = topology.name("ob")
-        cmd = ["add-br", obr, "--", "set", "bridge", obr, "datapath_type=netdev"]
-        for i, h in enumerate(ohs):
-            cmd += ["--", "add-port", obr, h.switch_port]
-            cmd += ["--", "set", "interface", h.switch_port, f"ofport_request={ofports[i]}"]
-        o.vsctl(*cmd)
-        assert _ofports(o, ohs) == ofports
+        obr = _ovs_bridge(o, topology, ohs, ofports)
         _ovs_ofctl(o, obr, "del-flows")
         _ovs_ofctl(o, obr, "add-flows", str(oflows))
         theirs_dump = lambda: _ovs_ofctl(o, obr, "dump-flows")  # noqa: E731

@@ -23,6 +23,7 @@ def datapath_type(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(sys.modules[__name__], "DATAPATH_TYPE", request.param)
     return str(request.param)
 
+
 _TCP_SERVER = r"""
 import hashlib, socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
