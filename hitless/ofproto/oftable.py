@@ -931,6 +931,16 @@ class OfState:
             readable(a.field)
         elif isinstance(a, nx.Clone):
             self.validate_actions(a.actions)
+        elif isinstance(a, (nx.Multipath, nx.BundleAction)):
+            dst = a.dst
+            if dst is not None:
+                writable(dst)
+            if isinstance(a, nx.BundleAction) and (
+                a.algorithm not in (0, 1) or not a.members or a.member_type != 2
+            ):
+                raise bad("bundle: algorithm active_backup or hrw, members by ofport")
+            if isinstance(a, nx.Multipath) and a.algorithm > 3:
+                raise bad(f"multipath algorithm {a.algorithm}")
         elif isinstance(a, nx.Learn):
             if a.table_id >= N_TABLES:
                 raise bad(f"learn into table {a.table_id}")

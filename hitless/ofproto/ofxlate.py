@@ -789,6 +789,76 @@ def _x_fin_timeout(ctx: _Ctx, a: nx.FinTimeout) -> None:
     ctx.credits.append(FinCredit(ctx.of, ctx.rule, a.fin_idle_timeout, a.fin_hard_timeout))
 
 
+# NX_HASH_FIELDS_*: which packet fields multipath and bundle hash, and which of them
+# form symmetric pairs (a flow and its reply hash alike)
+_HASH_SETS: dict[int, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    0: (("eth_src",), ()),
+    1: (("eth_type", "vlan_tci", "ip_proto"), (("eth_src", "eth_dst"), ("ipv4_src", "ipv4_dst"),
+        ("ipv6_src", "ipv6_dst"), ("tp_src", "tp_dst"))),
+    2: (("ip_proto",), (("ipv4_src", "ipv4_dst"), ("ipv6_src", "ipv6_dst"), ("tp_src", "tp_dst"))),
+    3: (("ip_proto",), (("ipv4_src", "ipv4_dst"), ("ipv6_src", "ipv6_dst"), ("tp_src", "tp_dst"))),
+    4: (("ipv4_src", "ipv6_src"), ()),
+    5: (("ipv4_dst", "ipv6_dst"), ()),
+    6: ((), (("ipv4_src", "ipv4_dst"), ("ipv6_src", "ipv6_dst"))),
+}  # fmt: skip
+
+
+def _flow_hash(ctx: _Ctx, fields: int, basis: int) -> int:
+    """A 32-bit hash of the fields ``fields`` selects (un-wildcarded: every packet of
+    the megaflow hashes alike). Not Open vSwitch's hash function: the same flow may pick
+    another link than it would there."""
+    plain, pairs = _HASH_SETS.get(fields, _HASH_SETS[0])
+    parts = [basis.to_bytes(2, "big")]
+    for name in plain:
+        ctx.mask |= _imask(name)
+        parts.append(key_field(ctx.cur, name).to_bytes(FIELDS[name][1], "big"))
+    for a, b in pairs:
+        ctx.mask |= _imask(a, b)
+        va, vb = key_field(ctx.cur, a), key_field(ctx.cur, b)
+        for v in sorted((va, vb)):
+            parts.append(v.to_bytes(FIELDS[a][1], "big"))
+    return zlib.crc32(b"".join(parts))
+
+
+def _hrw(h: int, choices: list[int]) -> int:
+    """Highest random weight: the choice whose hash with ``h`` is largest."""
+    return max(choices, key=lambda c: (zlib.crc32(struct.pack("!II", h, c)), -c))
+
+
+def _x_multipath(ctx: _Ctx, a: nx.Multipath) -> None:
+    """``multipath``: a link number 0..max_link into ``dst`` from the flow's hash."""
+    h = _flow_hash(ctx, a.fields, a.basis)
+    n = a.max_link + 1
+    if a.algorithm == 1:  # hash_threshold
+        link = (h * n) >> 32
+    elif a.algorithm == 2:  # hrw
+        link = _hrw(h, list(range(n)))
+    elif a.algorithm == 3:  # iter_hash
+        link = h % (1 << max(1, (n - 1).bit_length()))
+        while link >= n:
+            link = zlib.crc32(struct.pack("!I", link)) % (1 << max(1, (n - 1).bit_length()))
+    else:  # modulo_n
+        link = h % n
+    d = a.dst
+    write_field(ctx, d.ref.name, link << d.ofs, ((1 << d.nbits) - 1) << d.ofs)
+
+
+def _x_bundle(ctx: _Ctx, a: nx.BundleAction) -> None:
+    """``bundle``/``bundle_load``: a live member port (active_backup: the first;
+    hrw: by the flow's hash); none live: drop, or OFPP_NONE into the field."""
+    live = [m for m in a.members if _live(ctx, _port32(m))]
+    member: int | None = None
+    if live:
+        member = live[0] if a.algorithm == 0 else _hrw(_flow_hash(ctx, a.fields, a.basis), live)
+    if a.dst is None:
+        if member is not None:
+            _output(ctx, _port32(member), 0)
+        return
+    d = a.dst
+    value = member if member is not None else 0xFFFF
+    write_field(ctx, d.ref.name, value << d.ofs, ((1 << d.nbits) - 1) << d.ofs)
+
+
 def _x_write_metadata(ctx: _Ctx, a: nx.WriteMetadataAction) -> None:
     ctx.meta = _METADATA.put(ctx.meta, a.metadata, a.mask)
 
@@ -841,6 +911,8 @@ ACTION_XLATE: dict[type, Callable[[_Ctx, Any], None]] = {
     nx.WriteMetadataAction: _x_write_metadata,
     nx.SetTunnel: _x_set_tunnel,
     nx.Learn: _x_learn,
+    nx.Multipath: _x_multipath,
+    nx.BundleAction: _x_bundle,
     nx.FinTimeout: _x_fin_timeout,
     nx_ct.CtAction: _x_ct,
     nx_ct.CtClear: _x_ct_clear,

@@ -661,7 +661,36 @@ def _learn(a: nx.Learn) -> str:
     return f"learn({','.join(parts)})"
 
 
+_HASH_NAMES = {
+    0: "eth_src",
+    1: "symmetric_l4",
+    2: "symmetric_l3l4",
+    3: "symmetric_l3l4+udp",
+    4: "nw_src",
+    5: "nw_dst",
+    6: "symmetric_l3",
+}
+_MP_ALGS = {0: "modulo_n", 1: "hash_threshold", 2: "hrw", 3: "iter_hash"}
+
+
+def _multipath(a: nx.Multipath) -> str:
+    fields = _HASH_NAMES.get(a.fields, str(a.fields))
+    alg = _MP_ALGS.get(a.algorithm, str(a.algorithm))
+    return f"multipath({fields},{a.basis},{alg},{a.max_link + 1},{a.arg},{format_subfield(a.dst)})"
+
+
+def _bundle(a: nx.BundleAction) -> str:
+    fields = _HASH_NAMES.get(a.fields, str(a.fields))
+    alg = "active_backup" if a.algorithm == 0 else "hrw"
+    members = "members:" + ",".join(str(m) for m in a.members)
+    if a.dst is None:
+        return f"bundle({fields},{a.basis},{alg},ofport,{members})"
+    return f"bundle_load({fields},{a.basis},{alg},ofport,{format_subfield(a.dst)},{members})"
+
+
 _NX_TEXT: list[tuple[type, Callable[[Any], str]]] = [
+    (nx.Multipath, _multipath),
+    (nx.BundleAction, _bundle),
     (nx.RegLoad, lambda a: f"load:{_chex(a.value)}->{format_subfield(a.dst)}"),
     (nx.RegLoad2, _reg_load2),
     (nx.RegMove, lambda a: f"move:{format_subfield(a.src)}->{format_subfield(a.dst)}"),

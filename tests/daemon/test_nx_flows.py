@@ -61,6 +61,10 @@ def table(a: int, b: int, c: int) -> list[str]:
         "table=3,priority=50,reg14=2,xreg7=0x300000002/0xffffffff0000ffff,actions=drop",
         "table=3,priority=10,actions=resubmit(,4)",
         "table=4,priority=10,reg13=0/0xffff0000,actions=output:NXM_NX_REG13[0..15]",
+        # never reached: their text and their loading are compared
+        "table=9,priority=1,actions=multipath(symmetric_l3l4,0,hrw,2,0,NXM_NX_REG0[0..1]),"
+        f"bundle_load(eth_src,0,active_backup,ofport,NXM_NX_REG1[],members:{a},{b}),"
+        f"bundle(symmetric_l4,5,hrw,ofport,members:{b},{c})",
     ]
 
 

@@ -355,8 +355,38 @@ def test_learn_limit_and_delete_learned() -> None:
     for n in (1, 2, 3):
         r.send("p1", tcp(mac(9), mac(n)))
     assert len(list(r.bridge.of.rules(10))) == 2  # the third would pass the limit
-    r.bridge.flow_mod(
-        FlowMod(command=FlowModCommand.DELETE, table_id=0, match=Match()), r.clock.t
-    )
+    r.bridge.flow_mod(FlowMod(command=FlowModCommand.DELETE, table_id=0, match=Match()), r.clock.t)
     r.bridge.commit_openflow()
     assert list(r.bridge.of.rules(10)) == []  # deleted with their learner
+
+
+def test_multipath_and_bundle_choose_links_by_the_flow_hash_and_liveness() -> None:
+    from hitless.openflow.nx_actions import BundleAction, Multipath
+
+    r = rig()
+    clear(r)
+    p2, p3 = r.no("p2"), r.no("p3")
+    # multipath: link 0/1 into reg0, then reg0 picks the port
+    add(r, 0, 10, m(eth_type=IP), Multipath(2, 0, 0, 1, 0, sf("reg0", 0, 1)), Resubmit(table=1))
+    add(r, 1, 10, m(reg0=0), Output(p2))
+    add(r, 1, 10, m(reg0=1), Output(p3))
+    seen = set()
+    for port in range(40000, 40040):
+        out = r.send("p1", tcp(mac(2), mac(1), sport=port))
+        assert len(out) == 1
+        seen |= set(out)
+        assert r.send("p1", tcp(mac(2), mac(1), sport=port)) == out  # the same flow, same link
+    assert seen == {"p2", "p3"}
+    for f in r.dp.flow_dump():  # the hashed fields are in every megaflow
+        assert field(f.match.mask, "tp_src") == 0xFFFF
+    # bundle active_backup: the first live member; hrw: spread over the live ones
+    clear(r)
+    add(r, 0, 10, m(), BundleAction(0, 0, 0, (p3, p2)))
+    assert list(r.send("p1", tcp(mac(2), mac(1)))) == ["p3"]
+    clear(r)
+    add(r, 0, 10, m(eth_type=IP), BundleAction(1, 2, 0, (p2, p3), sf("reg2", 0, 16)),
+        OutputReg(sf("reg2", 0, 16)))  # fmt: skip
+    seen = set()
+    for port in range(40000, 40040):
+        seen |= set(r.send("p1", tcp(mac(2), mac(1), sport=port)))
+    assert seen == {"p2", "p3"}
