@@ -23,11 +23,12 @@ the order they arrived, but two ports' rings are read in turn.
 gap of at most 20 ms at any state size and new connections delayed by less than 50 ms
 (benchmarks measure those); the handoff measures 10-15 ms at small tables on an idle
 machine. On the shared 2-core test machine under load (load average 6-7, seen
-2026-12-06, one rule) the freeze itself takes 35-85 ms (a chain of wake-ups of two
+2026-12-06, one rule) the freeze itself takes 35-300 ms (a chain of wake-ups of two
 processes on busy CPUs) and the gap is the freeze plus 6-50 ms (the new process's first
-loop). So ``after_freeze(freezes)`` bounds a test's handoff by what it reported: 75 ms
-beyond the longest freeze; a 100 ms stall anywhere outside the reported freeze
-(``blackout:100``) still fails (seen: 25-35 ms over the bound). ``lease_bound(s)`` is the
+loop; 118 ms seen once at load average 13). So ``after_freeze(freezes)`` bounds a
+test's handoff by what it reported: 90 ms beyond the longest freeze; a 100 ms stall
+outside the reported freeze (``blackout:100``) still fails: with it the gap was
+100.6-115 ms beyond the freeze in nine runs. ``lease_bound(s)`` is the
 bound a fault implies when the new process stalls and the old one stays frozen until its
 lease expires: up to the lease, plus the same margin.
 
@@ -59,8 +60,8 @@ class Bound:
 
 
 HANDOFF = Bound(
-    0.075,
-    0.075,
+    0.09,
+    0.09,
     "the plain bound: target 20 ms, slack for a loaded machine, a 100 ms stall fails",
 )
 
