@@ -435,7 +435,7 @@ def _ip_tuple(packet: bytes, l3: int, inner: bool = False) -> _Pkt | None:
     elif version == 6:
         if n < l3 + 40:
             return None
-        nxt, l4, later = ops._ipv6_l4(packet, l3)
+        nxt, l4, later = ops.ipv6_l4(packet, l3)
         end = n if inner else min(n, l3 + 40 + (packet[l3 + 4] << 8 | packet[l3 + 5]))
         p = _l4_tuple(
             packet, packet[l3 + 8 : l3 + 24], packet[l3 + 24 : l3 + 40], nxt, l4, end, True
@@ -555,7 +555,7 @@ def _nat_icmp_error(packet: bytes, p: _Pkt, conn: Conn, reply: bool) -> bytes:
     alen = 16 if v6 else 4
     isrc, idst = (il3 + 8, il3 + 24) if v6 else (il3 + 12, il3 + 16)
     if v6:
-        _, il4, _ = ops._ipv6_l4(bytes(buf), il3)
+        _, il4, _ = ops.ipv6_l4(bytes(buf), il3)
     else:
         il4 = il3 + (buf[il3] & 0x0F) * 4
     old_l4 = bytes(buf[il4 : il4 + 4])
@@ -577,12 +577,12 @@ def _nat_icmp_error(packet: bytes, p: _Pkt, conn: Conn, reply: bool) -> bytes:
                 + bytes(buf[idst : idst + alen])
                 + bytes(buf[il4 : il4 + 4])
             )
-            c = ops._csum_adjust(int.from_bytes(buf[co : co + 2], "big"), old, new)
+            c = ops.csum_adjust(int.from_bytes(buf[co : co + 2], "big"), old, new)
             buf[co : co + 2] = c.to_bytes(2, "big")
     if not v6:  # the quoted IPv4 header's own checksum
         ihl = (buf[il3] & 0x0F) * 4
         buf[il3 + 10 : il3 + 12] = b"\0\0"
-        buf[il3 + 10 : il3 + 12] = _csum(bytes(buf[il3 : il3 + ihl])).to_bytes(2, "big")
+        buf[il3 + 10 : il3 + 12] = ops.checksum(bytes(buf[il3 : il3 + ihl])).to_bytes(2, "big")
     out = bytes(buf)
     # Outer addresses: the translated side's become what the other side knows.
     a_src, a_dst = ("ipv6_src", "ipv6_dst") if v6 else ("ipv4_src", "ipv4_dst")
@@ -602,17 +602,8 @@ def _nat_icmp_error(packet: bytes, p: _Pkt, conn: Conn, reply: bool) -> bytes:
     pseudo = b""
     if v6:
         pseudo = out[l3 + 8 : l3 + 40] + struct.pack("!IxxxB", len(msg), IPPROTO_ICMPV6)
-    msg[2:4] = _csum(pseudo + bytes(msg)).to_bytes(2, "big")
+    msg[2:4] = ops.checksum(pseudo + bytes(msg)).to_bytes(2, "big")
     return out[:l4] + bytes(msg) + out[end:]
-
-
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 class Conntrack:

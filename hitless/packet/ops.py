@@ -33,6 +33,8 @@ packet, a port of a later fragment, a truncated header) leaves the frame unchang
 
 from __future__ import annotations
 
+import struct
+
 from hitless.packet.flow import (
     ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
@@ -46,7 +48,17 @@ from hitless.packet.flow import (
     IPPROTO_UDP,
 )
 
-__all__ = ["SETTABLE", "is_tagged", "l3_offset", "pop_vlan", "push_vlan", "set_field"]
+__all__ = [
+    "SETTABLE",
+    "checksum",
+    "csum_adjust",
+    "ipv6_l4",
+    "is_tagged",
+    "l3_offset",
+    "pop_vlan",
+    "push_vlan",
+    "set_field",
+]
 
 
 def is_tagged(packet: bytes) -> bool:
@@ -327,3 +339,15 @@ def l3_offset(packet: bytes) -> tuple[int, int]:
         off += 4
         eth_type = packet[off] << 8 | packet[off + 1]
     return eth_type, off + 2
+
+
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``, computed from scratch."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    return ~_fold(total) & 0xFFFF
+
+
+csum_adjust = _csum_adjust  # a checksum updated for changed 16-bit-aligned bytes
+ipv6_l4 = _ipv6_l4  # (upper-layer protocol, its offset, is a later fragment)
