@@ -33,8 +33,6 @@ packet, a port of a later fragment, a truncated header) leaves the frame unchang
 
 from __future__ import annotations
 
-import struct
-
 from hitless.packet.flow import (
     ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
@@ -339,14 +337,6 @@ def l3_offset(packet: bytes) -> tuple[int, int]:
         off += 4
         eth_type = packet[off] << 8 | packet[off + 1]
     return eth_type, off + 2
-
-
-def checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``, computed from scratch."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    return ~_fold(total) & 0xFFFF
 
 
 csum_adjust = _csum_adjust  # a checksum updated for changed 16-bit-aligned bytes
