@@ -14,7 +14,8 @@ The claim, per traffic class of an ``ImpactResult``:
   may wait out the stall) under twice that: a stall that queues frames instead of
   dropping them loses nothing and is still caught here;
 - the operation ran inside the traffic window, with traffic on both sides of it
-  (otherwise "nothing lost" says nothing about the operation).
+  (otherwise "nothing lost" says nothing about the operation); when the operation
+  reports its phases, up to the end of its freeze is what must lie inside.
 
 Reordering is reported (``summary``) but not a violation: frames of one flow leave in
 the order they arrived, but two ports' rings are read in turn.
@@ -111,10 +112,13 @@ def violations(res: ImpactResult, bound: Bound = HANDOFF, margin: float = 0.3) -
     start, end = res.traffic_start, res.traffic_start + res.duration
     if start > -margin:
         out.append(f"traffic started {start:+.2f} s from the operation: not before it")
-    if res.window.end > end - margin:
-        out.append(
-            f"the operation ended {res.window.end:.2f} s in, traffic at {end:.2f} s: not inside it"
-        )
+    # What must lie inside the traffic: up to the end of the freeze when the operation
+    # reported one (the old process's exit afterwards is no part of the handoff's
+    # impact), else the whole operation.
+    freeze_end = [p.end for p in res.window.phases if p.name.startswith("freeze")]
+    last, what = (max(freeze_end), "freeze") if freeze_end else (res.window.end, "operation")
+    if last > end - margin:
+        out.append(f"the {what} ended {last:.2f} s in, traffic at {end:.2f} s: not inside it")
     return out
 
 

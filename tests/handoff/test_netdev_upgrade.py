@@ -26,6 +26,7 @@ import pytest
 from hitless.impact.analysis import ImpactResult, Phase
 from hitless.impact.bounds import summary, violations
 from hitless.impact.run import Rates, measure
+from hitless.impact.switches import _handoff_phases as handoff_phases
 from tests.netns import Host, Topology
 from tests.switch import Sw
 from tests.traffic import (
@@ -198,11 +199,14 @@ def handoff_op(
             env={**os.environ, **(env or {})},
             cwd="/",
         )
+        t1 = time.monotonic()
         report = json.loads(r.stdout)
         report["returncode"] = r.returncode
         if results is not None:
             results.append(report)
-        return [Phase(args[0], t0, time.monotonic())]
+        if report.get("ok") and "freeze" in report.get("phases_ms", {}):
+            return handoff_phases(report["phases_ms"], t0, t1)  # as hitless impact lays them out
+        return [Phase(args[0], t0, t1)]
 
     return operation
 

@@ -56,6 +56,12 @@ def test_the_operation_must_lie_inside_the_traffic() -> None:
     assert any("not before it" in v for v in violations(late))
     long_op = dataclasses.replace(r, window=Window(0.0, 8.5))
     assert any("not inside it" in v for v in violations(long_op))
+    # with phases, the freeze is what must lie inside (the old process's exit need not)
+    phased = dataclasses.replace(r, window=Window(0.0, 8.5, (Phase("freeze (restore, verify)", 7.0, 7.2),
+                                                            Phase("old process exit", 7.2, 8.5))))
+    assert violations(phased) == []
+    late_freeze = dataclasses.replace(r, window=Window(0.0, 8.5, (Phase("freeze", 8.0, 8.4),)))
+    assert any("the freeze ended 8.40 s in" in v for v in violations(late_freeze))
 
 
 def test_a_broken_tcp_stream_is_a_violation() -> None:
