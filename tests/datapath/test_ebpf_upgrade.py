@@ -45,9 +45,10 @@ def ebpf_switch(sw: Sw, topo: Topology) -> tuple[Host, Host, str]:
 
 
 @pytest.mark.xfail(
-    reason="the shared traffic assertion (tests/traffic.py) sees ~160 datagrams delivered "
-    "twice each way across an ebpf upgrade (seen 2026-12-06): two owners forwarding; "
-    "to fix in the ebpf handoff, then remove this mark",
+    reason="under load the shared gap bound (freeze + 75 ms) fails: every class shows the "
+    "same ~130 ms gap at once (seen at load 12, 0 lost, 0 duplicated); the duplicates this "
+    "mark was first about (~160 each way: the old process still read the ring after "
+    "exporting its handles) are fixed",
     strict=False,
 )
 def test_upgrade_on_ebpf_loses_nothing_and_adopts_the_kernel_flows(
@@ -95,7 +96,7 @@ def test_failed_handoff_on_ebpf_leaves_the_datapath_attached(
         [a, b],
         handoff_op(sw, "upgrade", "--lease", "0.5", env={"HITLESS_FAULT": fault}, results=results),
         name=fault,
-        duration=10,
+        duration=16,  # a new process that crashes at "ready" takes ~11 s to fail under load
         at=1.5,
         rates=RATES,
         classes=CLASSES,

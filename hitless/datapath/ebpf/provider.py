@@ -93,7 +93,6 @@ PERCPU = {"hl_stats", "hl_counters"}
 PORT_INTERNAL = 1
 STATE_VERSION = 1
 BUDGET = 512  # ring records per run()
-MAX_QUEUED = 16384  # upcalls waiting for the bridge; beyond, records stay in the ring
 LINK_REFRESH = 0.1
 BATCH_STATS = 256  # flow_dump reads the counters in one batch from this many flows
 
@@ -330,10 +329,21 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self._owner = self._read_owner()
         return self._owner == os.getpid() or not _alive(self._owner)
 
+    @property
+    def _hands_off(self) -> bool:
+        """Whether another process serves the kernel state now: this instance is
+        passive (a pre-copy), or it has exported its handles (a handoff's freeze, until
+        ``thaw``). Then it writes nothing to the kernel and reads no upcall: two
+        processes handling the same ring would send packets twice."""
+        return self._passive or self._exported
+
     def _activate(self) -> None:
-        """A passive instance starts serving: forget the pre-copy's flows and read
-        ports, masks and flows back from the kernel (the old process has frozen)."""
+        """Start serving on what the kernel holds now: forget this instance's view of
+        flows and ports and read them back, and read the ring from where the last reader
+        committed (a passive instance at the freeze; an exported one on ``thaw``)."""
         self._passive = False
+        self._ring.resync()
+        self._queue.clear()
         self._table = MegaflowTable()
         self._ports.clear()
         self._mask_slot.clear()
@@ -417,8 +427,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
         type: str = "system",
         options: Mapping[str, str] | None = None,
     ) -> int:
-        if self._passive:
-            raise DatapathError(f"{self.name} is still served by another process")
+        if self._hands_off:
+            raise DatapathError(f"{self.name} is served by another process")
         port_no = new_port_number(
             self.name, name, port_no, {n: p.dp.name for n, p in self._ports.items()}
         )
@@ -542,7 +552,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
         return idx
 
     def _write_flow(self, f: _Flow) -> None:
-        if f.slot is None or self._passive:
+        if f.slot is None or self._hands_off:
             return
         blob, n = L.encode_actions(f.actions, self._ifindexes(), f.slow is not None)
         value = L.encode_flow(
@@ -568,14 +578,14 @@ class EbpfDatapath(InProcessMeters, Datapath):
             if reset_stats:
                 old.stats = FlowStats()
                 old.xp = old.xb = 0
-                if old.idx >= 0 and not self._passive:
+                if old.idx >= 0 and not self._hands_off:
                     self._stats.update(old.idx.to_bytes(4, "little"), bytes(self._stats.value_len))
             self._write_flow(old)
             return
         f = _Flow(match, actions, FlowStats(), time.monotonic())
         f.xp = f.xb = 0
         f.slow = L.slowpath_reason(match, actions)
-        if self._passive:  # kept here only, until adopt_ports
+        if self._hands_off:  # kept here only, until adopt_ports or thaw
             f.idx, f.slot = -1, None
             self._table.insert(f)
             return
@@ -593,10 +603,10 @@ class EbpfDatapath(InProcessMeters, Datapath):
         f = self._table.remove(match)
         if not isinstance(f, _Flow):
             return None
-        if f.slot is not None:
+        if f.slot is not None and not self._hands_off:
             self._flows.delete(L.map_key(match.key, f.slot))
         self._refresh(f)
-        if f.slot is not None:
+        if f.slot is not None and not self._hands_off:
             self._drop_slot(f.slot)
         if f.idx >= 0:
             self._free_idx.append(f.idx)
@@ -698,7 +708,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
             self._apply(data, in_port, rkey, flow.actions, depth + 1)
 
     def run(self) -> None:
-        if self._passive or len(self._queue) >= MAX_QUEUED:
+        if self._hands_off or self._queue:  # one batch at a time (see export_handles)
             return
         if self._owner != os.getpid() and not _alive(self._owner):
             self._take_ownership()  # the process we took over from has gone
@@ -740,6 +750,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
         return LookupStats(s["hit"], s["miss"], s["upcall_lost"])
 
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]:
+        if self._hands_off:
+            return []
         if not self._queue:
             self.run()
         q = self._queue
@@ -748,7 +760,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
     def wait(self, poller: Any) -> None:
         import select
 
-        if self._passive:
+        if self._hands_off:
             return
         if self._queue:
             poller.immediate_wake()
@@ -802,6 +814,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
                 libbpf.tc_detach(p.ifindex)
                 if p.dp.type == "internal":
                     _ip("link", "del", p.dp.name)
+        if not self._hands_off:
+            self._ring.commit()
         self._ring.close()
         for m in self._maps.values():
             m.close()
@@ -811,8 +825,14 @@ class EbpfDatapath(InProcessMeters, Datapath):
     def export_handles(self) -> tuple[dict[str, Any], list[int]]:
         """The program and maps as fds (the kernel state is the whole state: ports,
         flows, counters and waiting misses are read back by ``adopt``)."""
-        self._ring.commit()
-        self._exported = True
+        if self._queue:
+            # Upcalls of the last batch not handled yet: the new owner reads the whole
+            # batch again (its slow-path packets already sent are sent twice: rare).
+            self._ring.rewind()
+            self._queue.clear()
+        else:
+            self._ring.commit()
+        self._exported = True  # from now on hands off the kernel (see _hands_off)
         names = ["prog", *MAPS]
         state = {
             "version": STATE_VERSION,
@@ -824,7 +844,9 @@ class EbpfDatapath(InProcessMeters, Datapath):
         return state, [self._fds[n] for n in names]
 
     def thaw(self) -> None:
+        """The handoff rolled back: serve again, on what the kernel holds now."""
         self._exported = False
+        self._activate()
 
     @classmethod
     def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> EbpfDatapath:

@@ -38,19 +38,32 @@ class RingReader:
                                prot=mmap.PROT_READ, offset=page)  # fmt: skip
         self._data = memoryview(self._prod)[page:]
         self._pending = _POS.unpack_from(self._cons, 0)[0]
+        self._batch_start = self._pending
 
     def backlog(self) -> int:
         """Bytes of records written and not yet consumed."""
         return int(_POS.unpack_from(self._prod, 0)[0] - _POS.unpack_from(self._cons, 0)[0])
 
+    def resync(self) -> None:
+        """Continue from the ring's committed position (another reader may have moved
+        it since this one last read): records handed out and not committed are read
+        again."""
+        self._pending = self._batch_start = _POS.unpack_from(self._cons, 0)[0]
+
     def commit(self) -> None:
         """Release the records already handed out."""
         _POS.pack_into(self._cons, 0, self._pending)
 
+    def rewind(self) -> None:
+        """Hand the last batch back: commit only up to where it started, so that the
+        next reader (a new process) reads it again."""
+        self._pending = self._batch_start
+        self.commit()
+
     def read(self, max_records: int) -> list[bytes]:
         """Up to ``max_records`` complete records (copies), oldest first."""
         self.commit()
-        cons = self._pending
+        cons = self._batch_start = self._pending
         prod = _POS.unpack_from(self._prod, 0)[0]
         out: list[bytes] = []
         data = self._data
@@ -68,7 +81,8 @@ class RingReader:
         return out
 
     def close(self) -> None:
-        self.commit()
+        """Unmap (without committing: a reader that is not the ring's owner must not
+        move the shared position; the owner commits first)."""
         self._data.release()
         self._prod.close()
         self._cons.close()
