@@ -156,5 +156,6 @@ class InterfaceStatus:
     link_speed: int | None = None  # bits/s
     duplex: str | None = None
     link_resets: int | None = None  # link_state changes the switch has seen
+    lacp_current: bool | None = None  # a member of an LACP bond: its partner is current
     statistics: dict[str, int] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)

@@ -117,6 +117,7 @@ COLUMNS: dict[str, list[str]] = {
         "link_speed",
         "duplex",
         "link_resets",
+        "lacp_current",
         "statistics",
         "status",
     ],
@@ -391,6 +392,7 @@ def write_status(
         _set_opt(row, "link_speed", st.link_speed)
         _set_opt(row, "duplex", st.duplex)
         _set_opt(row, "link_resets", st.link_resets)
+        _set_opt(row, "lacp_current", st.lacp_current)
         if dict(row.statistics) != st.statistics:
             row.statistics = dict(st.statistics)
         status = dict(st.status)

@@ -653,6 +653,13 @@ class Bridge:
         self.state.bonds_changed()
         self._revalidate_bonds([n for b in self.bonds.values() for n in b.members])
 
+    def _lacp_current(self, port: str, ofport: int) -> bool | None:
+        """Interface.lacp_current of a member of an LACP bond (None otherwise)."""
+        bond = self.bonds.get(port)
+        if bond is None or bond.lacp is None or ofport not in bond.lacp.members:
+            return None
+        return bond.lacp.members[ofport].status == "current"
+
     def bond_status(self) -> dict[str, str | None]:
         """Port.bond_active_slave of every bond: its active member's MAC."""
         return {name: b.active_mac() for name, b in self.bonds.items()}
@@ -720,6 +727,7 @@ class Bridge:
                     admin_state="up" if it.view.can_input else "down",
                     mac_in_use=format_mac(dpp.mac) if dpp is not None else None,
                     link_resets=self.link_resets.get(ic.name, 0),
+                    lacp_current=self._lacp_current(pc.name, it.ofport),
                 )
         return out
 

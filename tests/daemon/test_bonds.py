@@ -299,6 +299,7 @@ def test_lacp_negotiates_with_open_vswitch_over_veth_pairs(started: Sw, topology
             return [ln.split(":")[0] for ln in text.splitlines()]
 
         assert shape(ours) == shape(theirs)
+        assert wait_for(lambda: sw.get("Interface", xs[0], "lacp_current") == "true")
         assert wait_for(lambda: "lacp_status: negotiated" in sw.appctl("bond/show", "bond0").stdout)
         assert "lacp_status: negotiated" in ovs.appctl("bond/show", "bond0")
         assert a.ping(b.addr, count=3)
