@@ -10,12 +10,14 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from tests.netns import Host, Topology
 from tests.switch import Sw, run
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -353,20 +355,25 @@ def test_ovs_ofctl_monitor_receives_packet_ins(started: Sw, topology: Topology) 
         text=True,
         env={**os.environ, "OVS_RUNDIR": str(started.rundir.path)},  # its unixctl socket
     )
+    lines: list[str] = []
+    assert mon.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(mon.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
+        # The monitor is subscribed once a barrier it sends has been answered: the switch
+        # handles one connection's messages in order, so its SET_CONFIG came first.
+        ctl = wait_for(
+            lambda: next(started.rundir.path.glob(f"ovs-ofctl.{mon.pid}.ctl"), None),
+            "ovs-ofctl monitor's control socket",
+        )
+        run(["ovs-appctl", "-t", str(ctl), "ofctl/barrier"])
         frame = "ffffffffffff020000007409" + "88b5" + "00" * 46
-        deadline = time.monotonic() + 10
-        seen = ""
+        # A packet-out whose action sends the frame to the controller: one packet-in.
         # ovs-ofctl monitor asks for NXT_PACKET_IN2 (NXT_SET_PACKET_IN_FORMAT), as it does
         # with Open vSwitch; "-P standard" would give OFPT_PACKET_IN.
-        while "NXT_PACKET_IN2" not in seen:
-            assert time.monotonic() < deadline, seen
-            # A packet-out whose action sends the frame to the controller: a packet-in.
-            ofctl(started, br, "packet-out", "CONTROLLER", "controller", frame)
-            time.sleep(0.3)
-            assert mon.stdout is not None
-            os.set_blocking(mon.stdout.fileno(), False)
-            seen += mon.stdout.read() or ""
+        ofctl(started, br, "packet-out", "CONTROLLER", "controller", frame)
+        wait_for(lambda: "NXT_PACKET_IN2" in "".join(lines), "the packet-in at the monitor")
+        seen = "".join(lines)
         assert "88b5" in seen.replace(" ", "") or "dl_type=0x88b5" in seen, seen
     finally:
         mon.kill()
