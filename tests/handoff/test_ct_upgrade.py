@@ -30,7 +30,10 @@ from hitless.impact.topology import Topology
 
 pytestmark = pytest.mark.netns
 
-DURATION = 4.0  # seconds of traffic; the operation happens at AT
+# Seconds of traffic; the operation starts at AT and must end inside it (a hitless upgrade
+# takes 5-10 s of wall time on the loaded test machine, most of it the new process's
+# start-up before the pre-copy: the freeze must fall inside the traffic).
+DURATION = 20.0
 AT = 1.5
 UDP_PORT, TCP_PORT = 7301, 7302  # what a talks to (on b, or on the VIP)
 SVC_UDP, SVC_TCP = 7401, 7402  # b's service ports behind the VIP (DNAT)
@@ -221,6 +224,8 @@ def test_upgrade_keeps_connections_behind_a_stateful_firewall_where_ovs_restart_
     ours = run_side("hitless", "upgrade", dnat)
     theirs = run_side("ovs", "flow-restore", dnat)
     print(f"\nhitless upgrade:           {ours}\nOpen vSwitch flow-restore: {theirs}")
+    for side in (ours, theirs):  # the whole operation, freeze included, inside the traffic
+        assert AT + side["op_seconds"] < DURATION - 1, side  # type: ignore[operator]
     assert ours["udp_lost"] == 0, ours
     assert ours["tcp_got"] == ours["tcp_sent"] and ours["tcp_end"] == "eof", ours
     assert ours["drops"] == 0, ours
