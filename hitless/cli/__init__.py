@@ -17,7 +17,6 @@ import argparse
 import importlib
 import pkgutil
 import sys
-import warnings
 
 import hitless
 
@@ -48,14 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def quiet_library_warnings() -> None:
-    """The ovs library imports eventlet (installed for os-ken in tests) if present, which
-    warns that it is deprecated; that is not our users' concern."""
-    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-
-
 def main(argv: list[str] | None = None) -> int:
-    quiet_library_warnings()
+    hitless.refuse_eventlet()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

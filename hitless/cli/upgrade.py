@@ -1,13 +1,15 @@
 """``hitless upgrade`` and ``hitless downgrade``: hand the running switch over to a new
 ``hitless-vswitchd`` process without losing anything.
 
-    hitless upgrade   --rundir DIR [--to PATH] [--json] [--lease SECONDS] [--timeout SECONDS]
-    hitless downgrade --rundir DIR --to PATH   [--json] [--lease SECONDS] [--timeout SECONDS]
+    hitless upgrade   --rundir DIR [--to PATH] [--json] [--lease S] [--connect-timeout S] [--timeout S]
+    hitless downgrade --rundir DIR --to PATH   [--json] [--lease S] [--connect-timeout S] [--timeout S]
 
 The new process is started in the background with ``--takeover``; it reports the
 result of the handoff on a pipe and keeps running if it now owns the switch. Exit 0
 only when the new process owns everything and the old one has exited; otherwise exit
-1 with the reason (the old process rolled back and still serves).
+1 with the reason (the old process rolled back and still serves). A new process that
+has not connected to the running switch within --connect-timeout seconds (a build that
+hangs while starting) is killed, and the running switch, never touched, keeps serving.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +28,11 @@ from typing import Any
 from hitless.cli import add_rundir_argument
 from hitless.cli.service import _log_tail, daemon_command
 from hitless.daemon.rundir import DAEMON_NAME, RunDir, daemon_pid, read_pid, wait_exit
+
+# A new process that has not connected to the running switch's handoff socket after
+# this many seconds is given up on: starting (imports, reading the database) takes
+# ~0.5-3 s on a loaded machine.
+CONNECT_TIMEOUT = 30.0
 
 PHASE_LABELS = [
     ("start", "new process start, connect, negotiate"),
@@ -64,19 +72,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
         p.add_argument(
             "--lease",
-            type=float,
+            type=_seconds,
             default=2.0,
             metavar="SECONDS",
             help="the longest the old process stays frozen before it rolls back (default 2)",
         )
         p.add_argument(
+            "--connect-timeout",
+            type=_seconds,
+            default=CONNECT_TIMEOUT,
+            metavar="SECONDS",
+            help="give up on (and kill) a new process that has not connected to the running "
+            f"switch by then (default {CONNECT_TIMEOUT:g})",
+        )
+        p.add_argument(
             "--timeout",
-            type=float,
+            type=_seconds,
             default=60.0,
             metavar="SECONDS",
             help="give up if the new process has not reported by then (default 60)",
         )
         p.set_defaults(func=run, direction=name)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
 
 
 def new_daemon_command(to: str | None) -> list[str]:
@@ -96,10 +122,13 @@ def handover(
     *,
     lease: float = 2.0,
     timeout: float = 60.0,
+    connect_timeout: float = CONNECT_TIMEOUT,
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start ``command --takeover`` and wait for its report. Returns the report with
-    ``new_pid`` and ``phases_ms.old_exit`` added."""
+    ``new_pid`` and ``phases_ms.old_exit`` added. Gives up (and kills the new process)
+    after ``timeout`` seconds, or after ``connect_timeout`` if the running switch has
+    not seen it connect by then."""
     old_pid = daemon_pid(rundir)
     if old_pid is None:
         return {
@@ -132,12 +161,12 @@ def handover(
     buf = b""
     deadline = t0 + timeout
     next_check = t0 + 1.0
+    connected = False
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                proc.kill()
-                proc.wait()
+                _kill(proc)
                 return {
                     "ok": False,
                     "reason": f"the new process did not report within "
@@ -155,11 +184,23 @@ def handover(
                 # A new process that hangs never reports; the running switch knows
                 # when it gave up on it (its lease expired): do not wait for our timeout.
                 next_check = time.monotonic() + 1.0
-                given_up = _old_side_gave_up(rundir, proc.pid)
+                status = _old_side_status(rundir)
+                if status is None:
+                    continue  # the running switch cannot tell us now: wait for --timeout
+                connected = connected or _new_side_connected(status, proc.pid)
+                given_up = _old_side_gave_up(status, proc.pid)
                 if given_up is not None:
-                    proc.kill()
-                    proc.wait()
+                    _kill(proc)
                     return {"ok": False, "reason": f"the running switch {given_up}"}
+                if not connected and time.monotonic() - t0 >= connect_timeout:
+                    _kill(proc)
+                    return {
+                        "ok": False,
+                        "reason": f"the new process (pid {proc.pid}, {command[0]}) never "
+                        f"connected to the running switch within {connect_timeout:g} s "
+                        f"(--connect-timeout); killed it. The running switch (pid {old_pid}) "
+                        f"was not touched and keeps serving; see {rundir.log}",
+                    }
     finally:
         os.close(r)
     report: dict[str, Any]
@@ -183,8 +224,7 @@ def handover(
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            _kill(proc)
         return report
     t_commit = time.monotonic()
     if not wait_exit(old_pid, 10.0):
@@ -198,9 +238,17 @@ def handover(
     return report
 
 
-def _old_side_gave_up(rundir: RunDir, new_pid: int) -> str | None:
-    """What the running switch says ended its handoff with ``new_pid``, if it ended
-    without handing over (None: still in progress, or it cannot tell us now)."""
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the new process and whatever it started (its own session, by its PID)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _old_side_status(rundir: RunDir) -> dict[str, Any] | None:
+    """The running switch's ``upgrade/status`` (None: it cannot tell us now)."""
     try:
         out = subprocess.run(
             ["ovs-appctl", "--timeout=1", "-t", str(rundir.ctl), "upgrade/status"],
@@ -208,9 +256,23 @@ def _old_side_gave_up(rundir: RunDir, new_pid: int) -> str | None:
             text=True,
             timeout=3,
         )
-        last = json.loads(out.stdout).get("last") or {}
-    except (OSError, ValueError, subprocess.TimeoutExpired, AttributeError):
+        status = json.loads(out.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
         return None
+    return status if isinstance(status, dict) else None
+
+
+def _new_side_connected(status: dict[str, Any], new_pid: int) -> bool:
+    """Whether the running switch has seen a new process connect: a handoff in
+    progress (there is one at a time), or one that ended with ``new_pid``."""
+    last = status.get("last") or {}
+    return bool(status.get("current")) or last.get("peer_pid") == new_pid
+
+
+def _old_side_gave_up(status: dict[str, Any], new_pid: int) -> str | None:
+    """What the running switch says ended its handoff with ``new_pid``, if it ended
+    without handing over (None: still in progress, or not with this process)."""
+    last = status.get("last") or {}
     if last.get("peer_pid") != new_pid or last.get("result") not in ("rolled-back", "refused"):
         return None
     verb = "rolled back" if last["result"] == "rolled-back" else "refused"
@@ -247,7 +309,13 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"hitless {args.direction}: {e}", file=sys.stderr)
         return 2
-    report = handover(rundir, command, lease=args.lease, timeout=args.timeout)
+    report = handover(
+        rundir,
+        command,
+        lease=args.lease,
+        timeout=args.timeout,
+        connect_timeout=args.connect_timeout,
+    )
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:

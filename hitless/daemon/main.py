@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import sys
-import warnings
 
 import hitless
 from hitless.config.ovsdb import DEFAULT_SCHEMA
@@ -70,14 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def quiet_library_warnings() -> None:
-    """The ovs library imports eventlet (installed for os-ken in tests) if present, which
-    warns that it is deprecated; that is not our users' concern."""
-    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
-
-
 def main(argv: list[str] | None = None) -> int:
-    quiet_library_warnings()
+    hitless.refuse_eventlet()
     args = parse_args(argv)
     rundir = RunDir.at(args.rundir)
     if not rundir.path.is_dir():
