@@ -301,23 +301,29 @@ def register_switch_extra(name: str, *, export: SwitchExport, adopt: SwitchAdopt
     _SWITCH_EXTRAS[name] = (export, adopt)
 
 
-def _bridge_extras(bridge: Any, now: float) -> dict[str, Any]:
+def _export_extras(registry: dict[str, tuple[Any, Any]], *args: Any) -> dict[str, Any]:
+    """Every registered extra's export (the old process, at the freeze); one that fails
+    is logged and left out, the handoff goes on without it (as towards a build that
+    does not know it)."""
     out = {}
-    for name, (export, _) in sorted(_BRIDGE_EXTRAS.items()):
-        data = export(bridge, now)
+    for name, (export, _) in sorted(registry.items()):
+        try:
+            data = export(*args)
+        except Exception:
+            log.exception("handoff: exporting the carried state %r failed (not carried)", name)
+            continue
         if data is not None:
             out[name] = data
     return out
+
+
+def _bridge_extras(bridge: Any, now: float) -> dict[str, Any]:
+    return _export_extras(_BRIDGE_EXTRAS, bridge, now)
 
 
 def switch_extras(switch: Any) -> dict[str, Any]:
     """Every registered switch extra's export (the old process, at the freeze)."""
-    out = {}
-    for name, (export, _) in sorted(_SWITCH_EXTRAS.items()):
-        data = export(switch)
-        if data is not None:
-            out[name] = data
-    return out
+    return _export_extras(_SWITCH_EXTRAS, switch)
 
 
 def _adopt_extras(registry: dict[str, tuple[Any, Any]], extras: dict[str, Any], *args: Any) -> None:

@@ -41,11 +41,11 @@ class FakeSwitch:
     def __init__(self, clock: Clock) -> None:
         self.bridges: dict[str, RunningBridge] = {}
         self.clock = clock
+        self.inherited_openflow: dict[str, object] = {}
+        self.unreachable_since: dict[str, float] = {}  # what the fail-open extra carries
 
     def force_reconcile(self) -> None:
         pass
-
-        self.inherited_openflow: dict[str, object] = {}
 
     def listening_fds(self) -> dict[str, int]:
         return {}

@@ -97,3 +97,20 @@ def test_extras_do_not_change_the_digest(registry: None) -> None:
     takeover.register_bridge_extra("t-x", export=lambda b, n: [1, 2], adopt=lambda b, d, n: None)
     carried, _, _ = handoff(True)
     assert carried.digest == plain.digest
+
+
+def test_an_extra_whose_export_fails_is_left_out_and_the_handoff_goes_on(registry: None) -> None:
+    def boom(*args: Any) -> Any:
+        raise AttributeError("no such state here")
+
+    adopted: list[Any] = []
+    takeover.register_bridge_extra("t-boom", export=boom, adopt=lambda b, d, n: adopted.append(d))
+    takeover.register_bridge_extra(
+        "t-ok", export=lambda b, n: 7, adopt=lambda b, d, n: adopted.append(d)
+    )
+    takeover.register_switch_extra("t-sboom", export=boom, adopt=lambda s, d: adopted.append(d))
+    frozen, imp, new = handoff(True)
+    assert "t-sboom" not in frozen.extras
+    assert frozen.state.bridges[0].changed.extra == {"t-ok": 7}
+    imp.adopt_extras(new, 0.0)  # type: ignore[arg-type]
+    assert adopted == [7]
