@@ -12,7 +12,7 @@ import pytest
 
 from hitless.impact.run import KNOWN_CLASSES, Rates, _plan, cross_host
 from hitless.impact.topology import Topology
-from tests.impact.test_cli import impact, nothing_left  # noqa: F401
+from tests.impact.test_cli import OwnRuns, impact, nothing_left  # noqa: F401
 
 
 class H:
@@ -73,10 +73,10 @@ def test_bridges_usage() -> None:
 @pytest.mark.netns
 def test_two_bridges_on_hitless_and_open_vswitch(
     tmp_path: Path,
-    nothing_left: None,  # noqa: F811
+    nothing_left: OwnRuns,  # noqa: F811
 ) -> None:
     out = tmp_path / "r.json"
-    r = impact("--switch", "both", "--ops", "upgrade,cold", "--bridges", "2", "--hosts", "2",
+    r = nothing_left.impact("--switch", "both", "--ops", "upgrade,cold", "--bridges", "2", "--hosts", "2",
                "--duration", "3", "--at", "1", "--classes", "udp,udp-cross,tcp-stream",
                "--json", str(out), timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
