@@ -366,8 +366,12 @@ def test_vlan_tagged_hosts_across_an_upgrade(sw: Sw, topology: Topology, fault: 
     fdb0, flows0 = fdb_entries(sw, br), flows(sw, br)
     assert {f"10 {a.mac}", f"10 {b.mac}"} <= set(fdb0), fdb0
     results: list[dict] = []
+    # With flush-after-adopt the megaflow counters must show the flush: only UDP then, so
+    # that the relearned flows cannot make up with TCP packets for the datagrams they
+    # never counted (the hosts keep talking, so their MAC entries come back at once).
+    classes = ("udp",) if fault == "flush-after-adopt" else CLASSES
     res = measure([a, b], handoff_op(sw, "upgrade", env=fault_env(fault), results=results),
-                  name="upgrade", duration=12, at=1.5, rates=RATES, classes=CLASSES)  # fmt: skip
+                  name="upgrade", duration=12, at=1.5, rates=RATES, classes=classes)  # fmt: skip
     (report,) = results
     assert report["ok"], report
     problems = violations(res, bound_of(results))
