@@ -16,10 +16,13 @@ Builds are cached inside the checkout, in ``.cache/builds/`` (gitignored;
 - made in a temporary directory next to the cache entry and renamed into place, under
   an exclusive ``fcntl.flock`` on ``<entry>.lock``, so two processes building the same
   commit wait for each other instead of deleting each other's work;
-- validated before every first use in a process: its own python must import
-  ``hitless.cli`` and ``hitless.daemon.main`` from inside the venv, and ``hitless
-  --help`` must exit 0; a broken entry (a half-deleted directory, a venv whose
-  interpreter went away) is moved aside and rebuilt.
+- validated before every first use in a process: its own python must run with the
+  venv as ``sys.prefix`` and import ``hitless.cli`` and ``hitless.daemon.main`` from
+  inside the venv, every script in ``bin/`` must name that python as its interpreter
+  (a venv copied from another checkout's cache names the other one's, and would run
+  the other checkout's build), and ``hitless --help`` must exit 0; a broken entry (a
+  half-deleted directory, a venv whose interpreter went away, a copied or moved venv)
+  is moved aside and rebuilt.
 
 ``previous_build()`` is what ``hitless impact`` downgrades to: the newest commit
 listed in ``tests/upgrade/previous_versions.txt`` (the releases the upgrade matrix
@@ -37,6 +40,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +58,7 @@ __all__ = [
     "BuildError",
     "build",
     "cache_dir",
+    "foreign_interpreters",
     "previous_build",
     "previous_versions",
     "repo_root",
@@ -160,6 +165,19 @@ def _locked(entry: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _relocate(venv: Path, final: Path) -> None:
+    """Point every script pip wrote into ``venv/bin`` (the dependencies' console scripts,
+    the activate scripts) at the venv's final path: it is built elsewhere and renamed
+    into place, and a script naming the temporary directory would run nothing."""
+    old, new = str(venv).encode(), str(final).encode()
+    for script in (venv / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        data = script.read_bytes()
+        if old in data:
+            script.write_bytes(data.replace(old, new))
+
+
 def _write_scripts(venv: Path, final: Path) -> None:
     """Our own launchers, their interpreter named by the venv's final path (the venv is
     built elsewhere and renamed into place)."""
@@ -176,17 +194,58 @@ def _write_scripts(venv: Path, final: Path) -> None:
         path.chmod(0o755)
 
 
+_INTERPRETER = re.compile(r"(/[^\s'\"]*/bin/python[0-9.]*)")
+
+
+def foreign_interpreters(venv: Path) -> list[str]:
+    """The venv's scripts whose interpreter is not the venv's own python: a venv copied
+    or moved from elsewhere (another checkout's cache) keeps shebangs naming the
+    interpreter where it was built, so its ``hitless`` would run that other build (and
+    break when it is deleted). Shebangs pip writes for long paths (``#!/bin/sh`` then
+    ``exec' /path/python``) count too."""
+    own = os.path.normpath(venv / "bin")
+    out = []
+    for script in sorted((venv / "bin").iterdir()):
+        if script.is_symlink() or not script.is_file():
+            continue
+        try:
+            with open(script, "rb") as f:
+                head = f.read(512)
+        except OSError:
+            continue
+        if not head.startswith(b"#!"):
+            continue
+        first_lines = "\n".join(head.decode(errors="replace").splitlines()[:3])
+        for path in _INTERPRETER.findall(first_lines):
+            if os.path.dirname(os.path.normpath(path)) != own:
+                out.append(f"{script.name}: {path}")
+    return out
+
+
 def validate(b: Build) -> None:
-    """Raise BuildError unless ``b`` works on its own: its python imports the CLI and
-    the daemon from inside its venv, and ``hitless --help`` exits 0."""
-    probe = "import hitless, hitless.cli, hitless.daemon.main, sys; print(hitless.__file__)"
+    """Raise BuildError unless ``b`` works on its own: its python is the venv's own
+    (``sys.prefix`` is the venv) and imports the CLI and the daemon from inside the venv,
+    every script's interpreter is that python, and ``hitless --help`` exits 0."""
+    probe = (
+        "import hitless, hitless.cli, hitless.daemon.main, sys; "
+        "print(sys.prefix); print(hitless.__file__)"
+    )
     try:
+        foreign = foreign_interpreters(b.venv)
+        if foreign:
+            raise BuildError(
+                f"build {b.venv} runs an interpreter outside itself (copied or moved?): "
+                + "; ".join(foreign[:4])
+            )
         r = subprocess.run(
             [str(b.python), "-c", probe], capture_output=True, text=True, timeout=120, cwd="/"
         )
         if r.returncode != 0:
             raise BuildError(f"build {b.venv} does not import: {r.stderr.strip()[-400:]}")
-        where = Path(r.stdout.strip().splitlines()[-1]).resolve()
+        prefix, where_s = r.stdout.strip().splitlines()[-2:]
+        if os.path.normpath(prefix) != os.path.normpath(b.venv):
+            raise BuildError(f"build {b.venv}'s python runs with prefix {prefix}, not the venv")
+        where = Path(where_s).resolve()
         if b.commit != "same" and b.venv.resolve() not in where.parents:
             raise BuildError(f"build {b.venv} imports hitless from {where}, outside itself")
         h = subprocess.run(
@@ -278,6 +337,7 @@ def build(commit: str, repo: Path | None = None) -> Build:
             ).stdout
             subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
             _install(tmp / "venv", src, pins)
+            _relocate(tmp / "venv", entry / "venv")
             _write_scripts(tmp / "venv", entry / "venv")
             shutil.rmtree(src)
             (tmp / "commit").write_text(f"{full}\n{describe}\n")
@@ -310,6 +370,7 @@ def same_build() -> Build:
             (site / "_same_install.pth").write_text(
                 sysconfig.get_paths()["purelib"] + "\n" + str(SOURCE) + "\n"
             )
+            _relocate(venv, entry / "venv")
             _write_scripts(venv, entry / "venv")
 
         _replace(entry, make)

@@ -73,6 +73,50 @@ def test_concurrent_builds_share_one_entry_which_is_self_contained_and_rebuilt_w
     assert p.returncode == 0, err
     assert Path(out.strip()) == venv
     builds.validate(b)
+    assert builds.foreign_interpreters(venv) == []
+
+    # The same build copied into another cache (another checkout's) still runs the first
+    # cache's interpreter through its scripts' shebangs: rejected, not trusted.
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run(["cp", "-a", str(venv.parent), str(other)], check=True)
+    copy = builds.Build(NEWEST, other / venv.parent.name / "venv")
+    assert any("hitless" in f for f in builds.foreign_interpreters(copy.venv))
+    with pytest.raises(builds.BuildError, match="outside itself"):
+        builds.validate(copy)
+
+
+def _same_build_in(cache: Path) -> Path:
+    probe = "from hitless.impact import builds; print(builds.same_build().venv)"
+    env = {**os.environ, "HITLESS_BUILD_CACHE": str(cache)}
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return Path(r.stdout.strip())
+
+
+def test_a_build_copied_from_another_cache_is_rebuilt_and_survives_the_original(
+    tmp_path: Path,
+) -> None:
+    """A cache copied from another checkout (``cp -a``) names that checkout's interpreter
+    in its scripts: validation rejects it, the next use rebuilds it in place, and the
+    rebuilt one keeps working once the original cache is deleted."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    venv = _same_build_in(first)
+    subprocess.run(["cp", "-a", str(first), str(second)], check=True)
+    copied = second / venv.relative_to(first)
+    foreign = builds.foreign_interpreters(copied)
+    assert foreign and all(str(first) in f for f in foreign), foreign
+    with pytest.raises(builds.BuildError, match="outside itself"):
+        builds.validate(builds.Build("same", copied))
+
+    assert _same_build_in(second) == copied  # rebuilt in place
+    assert builds.foreign_interpreters(copied) == []
+    subprocess.run(["rm", "-rf", str(first)], check=True)
+    builds.validate(builds.Build("same", copied))
+    r = subprocess.run([str(copied / "bin" / "hitless"), "--help"], capture_output=True,
+                       text=True, timeout=120, cwd="/")
+    assert r.returncode == 0, r.stderr
 
 
 def test_same_build_has_a_stable_name_across_processes(tmp_path: Path) -> None:
