@@ -31,18 +31,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from hitless.datapath.actions import Action, Ct
 from hitless.datapath.conntrack import Conntrack, CtResult
+from hitless.datapath.errors import DatapathError
 from hitless.datapath.execute import MAX_RECIRC_DEPTH
 from hitless.datapath.meters import DpMeter, MeterTable
+from hitless.datapath.patch import PANEL, PatchPanel
 from hitless.packet.flow import Match
 
 if TYPE_CHECKING:
     from hitless.datapath.megaflow import MegaflowTable
-    from hitless.datapath.patch import PatchPanel
-
-
-class DatapathError(Exception):
-    """A datapath operation failed for a reason the caller should report (e.g. the
-    device does not exist). The message is written for the operator."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +106,6 @@ class Datapath(ABC):
     type: ClassVar[str]
 
     def __init__(self, name: str) -> None:
-        from hitless.datapath.patch import PANEL
-
         self.name = name
         # What "now" is for ``used`` times and meters: CLOCK_MONOTONIC, or the daemon's
         # (possibly warped, see hitless.daemon.clock) clock, which it sets here.

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from hitless.datapath.base import DatapathError
+from hitless.datapath.errors import DatapathError
 
 __all__ = ["MAX_DEPTH", "PANEL", "PatchEnd", "PatchPanel", "patch_peer"]
 
