@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import sys
 
 from hitless.cli import add_rundir_argument
@@ -43,13 +44,34 @@ def dump(args: argparse.Namespace) -> int:
         text = control_call(rundir.ctl, "state/dump")
         if args.output:
             blob = base64.b64decode(control_call(rundir.ctl, "state/dump", ["--binary"]))
-            with open(args.output, "wb") as f:
-                f.write(blob)
+            write_private(args.output, blob)
     except ControlError as e:
         print(f"hitless state dump: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"hitless state dump: cannot write {args.output}: {e.strerror}", file=sys.stderr)
+        return 1
     sys.stdout.write(text)
     return 0
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (a temporary file renamed over it) and
+    readable by its owner only: a snapshot holds the whole learned state."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # also when tmp existed with a looser mode
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
 
 
 def check(args: argparse.Namespace) -> int:

@@ -23,9 +23,11 @@ import logging
 import os
 import select
 import socket
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from hitless import localsock
 from hitless.config.model import ControllerStatus
 from hitless.ofproto.ofhandler import BundleMessageFailed, OfHandler, OfSession
 from hitless.openflow import (
@@ -141,14 +143,8 @@ class OfManager:
         if inherited is not None and inherited.mgmt is not None:
             sock = _adopt_socket(inherited.mgmt)
         else:
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.setblocking(False)
-            sock.bind(tmp)
-            sock.listen(16)
-            os.rename(tmp, path)  # replaces a predecessor's socket without a gap
+            # mode 0600; replaces a predecessor's socket without a gap
+            sock = localsock.listen(path, 16)
         self._ino = os.stat(path).st_ino
         self.listener: socket.socket | None = sock
         if inherited is not None:
@@ -422,6 +418,8 @@ class OfManager:
                     log.warning("%s: accept failed: %s", self.path, e)
                     break
                 sock.setblocking(False)
+                if sock.family == socket.AF_UNIX and self._refuse(sock, origin):
+                    continue
                 c = _Client(
                     sock,
                     Connection(versions=self.versions, now=now),
@@ -430,6 +428,18 @@ class OfManager:
                 )
                 c.wbuf += c.conn.start()
                 self.clients.append(c)
+
+    def _refuse(self, sock: socket.socket, origin: str | None) -> bool:
+        """Close a unix-socket peer that is neither root nor our user, telling it why
+        (an OpenFlow HELLO_FAILED/EPERM error, which every version parses)."""
+        why = localsock.refusal(sock)
+        if why is None:
+            return False
+        log.warning("%s: refused a connection: %s", origin or self.path, why)
+        with contextlib.suppress(OSError):
+            sock.send(hello_failed_eperm(why))
+        sock.close()
+        return True
 
     def _read(self, c: _Client, now: float) -> None:
         while True:
@@ -634,15 +644,23 @@ def _ms(now: float) -> int:
     return int(now * 1000)
 
 
+def hello_failed_eperm(text: str) -> bytes:
+    """OFPT_ERROR OFPET_HELLO_FAILED/OFPHFC_EPERM carrying ``text``, as OpenFlow 1.0
+    (the version any client can read before negotiation)."""
+    body = struct.pack("!HH", 0, 1) + text.encode()
+    return struct.pack("!BBHI", 1, 1, 8 + len(body), 0) + body
+
+
 def _listen(kind: str, addr: Any) -> socket.socket:
-    if kind == "ptcp":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    else:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(addr)
+    if kind == "punix":
+        return localsock.listen(addr, 16)  # mode 0600, like the management socket
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # ptcp: bound to the target's IP
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setblocking(False)
-    sock.bind(addr)
-    sock.listen(16)
+    try:
+        sock.bind(addr)
+        sock.listen(16)
+    except OSError:
+        sock.close()
+        raise
     return sock

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hitless import localsock
+
 if TYPE_CHECKING:
     from hitless.daemon.switch import Switch
 
@@ -165,6 +167,7 @@ class Connection:
         self._switch = switch
         self._server = server
         self._request_id: Any = None
+        self.refused: str | None = None  # the peer may not control the switch: why
 
     def run(self) -> int:
         import ovs.jsonrpc
@@ -191,6 +194,9 @@ class Connection:
         self._request_id = msg.id
         if self._server is not None:
             self._server.n_requests += 1
+        if self.refused is not None:
+            self.reply_error(self.refused)
+            return
         params = msg.params if isinstance(msg.params, list) else []
         cmd, err = check_args(str(msg.method), params)
         if cmd is None:
@@ -236,23 +242,15 @@ class Server:
 
     @classmethod
     def listen(cls, path: str, switch: Switch) -> Server:
-        """Listen on ``path``: bound under a temporary name and renamed over ``path``,
-        so a predecessor's socket (after a handoff) is replaced without a moment where
-        the path is gone."""
+        """Listen on ``path`` (mode 0600, see hitless.localsock): bound under a temporary
+        name and renamed over ``path``, so a predecessor's socket (after a handoff) is
+        replaced without a moment where the path is gone."""
         import ovs.stream
 
         load_commands()
-        tmp = f"{path}.{os.getpid()}.tmp"
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            sock.bind(tmp)
-            sock.listen(64)
-            sock.setblocking(False)
-            os.rename(tmp, path)
+            sock = localsock.listen(path, 64)
         except OSError as e:
-            sock.close()
             raise OSError(e.errno, f"could not listen on {path}: {e.strerror}") from None
         return cls(ovs.stream.PassiveStream(sock, f"punix:{path}", None), switch)
 
@@ -281,7 +279,11 @@ class Server:
             if error:
                 log.warning("unixctl: accept failed: %s", os.strerror(error))
                 break
-            self._conns.append(Connection(ovs.jsonrpc.Connection(stream), self._switch, self))
+            conn = Connection(ovs.jsonrpc.Connection(stream), self._switch, self)
+            conn.refused = localsock.refusal(stream.socket)
+            if conn.refused is not None:
+                log.warning("unixctl: %s", conn.refused)
+            self._conns.append(conn)
         for conn in list(self._conns):
             error = conn.run()
             if error and error != errno.EAGAIN:

@@ -4,12 +4,11 @@ descriptors with SCM_RIGHTS. Blocking calls take a deadline (monotonic seconds).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import select
 import socket
-import struct
 import time
+
+from hitless import localsock
 
 MAX_FDS_PER_RECV = 250  # the kernel's SCM_MAX_FD is 253
 RECV_SIZE = 1 << 20
@@ -20,26 +19,11 @@ class HandoffTransportError(Exception):
 
 
 def listen(path: str) -> socket.socket:
-    """Listen on ``path``, mode 0600. The socket is bound under a temporary name and
-    renamed over ``path``, so the path never disappears while a predecessor's socket
-    is replaced."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(tmp)
-    os.chmod(tmp, 0o600)
-    sock.listen(4)
-    os.rename(tmp, path)
-    sock.setblocking(False)
-    return sock
+    """Listen on ``path``, mode 0600 (see hitless.localsock)."""
+    return localsock.listen(path, 4)
 
 
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the process on the other end."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", creds)
-    return pid, uid, gid
+peer_credentials = localsock.peer_credentials
 
 
 def accept_checked(listener: socket.socket) -> tuple[socket.socket, int] | None:
@@ -50,7 +34,7 @@ def accept_checked(listener: socket.socket) -> tuple[socket.socket, int] | None:
     except BlockingIOError:
         return None
     pid, uid, _ = peer_credentials(sock)
-    if uid not in (0, os.geteuid()):
+    if not localsock.trusted(uid):
         sock.close()
         raise HandoffTransportError(f"refused handoff connection from pid {pid} uid {uid}")
     sock.setblocking(True)
@@ -68,7 +52,7 @@ def connect(path: str, timeout: float) -> socket.socket:
             f"cannot reach the running switch's handoff socket {path}: {e.strerror or e}"
         ) from None
     pid, uid, _ = peer_credentials(sock)
-    if uid not in (0, os.geteuid()):
+    if not localsock.trusted(uid):
         sock.close()
         raise HandoffTransportError(f"handoff socket {path} belongs to uid {uid}, refusing")
     sock.settimeout(None)
