@@ -1,13 +1,35 @@
-"""Shared pytest set-up: ``netns`` tests skip when not root; a ``topology`` fixture."""
+"""Shared pytest set-up: ``netns`` tests skip when not root; a ``topology`` fixture;
+an interrupted run (Ctrl-C, SIGTERM, SIGHUP) still tears down every fixture, and a
+signal during teardown waits for it to finish (tests/interrupts.py)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator
 
 import pytest
 
+from tests import interrupts
 from tests.netns import Topology
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if threading.current_thread() is threading.main_thread():
+        interrupts.install()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    with interrupts.deferred():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
+    # After an interrupt, pytest tears down here what the interrupted test had set up.
+    with interrupts.deferred(reraise=False):
+        return (yield)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
