@@ -1,24 +1,35 @@
 """The layouts of hitless/datapath/ebpf/layout.py agree with the BPF C source: the
-constants by reading the source, the struct sizes by the compiled object's BTF."""
+constants by reading the source (as the preprocessor sees it for each layout), the
+struct sizes and field offsets by each compiled object's BTF."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import struct
 import subprocess
 
 import pytest
 
 from hitless.datapath.ebpf import layout as L
-from hitless.datapath.ebpf.build import SOURCE
+from hitless.datapath.ebpf.build import SOURCE, _multiarch_include
 from hitless.packet.flow import FIELDS
 
 SRC = SOURCE.read_text()
 
 
-def define(name: str) -> int:
-    m = re.search(rf"#define {name}\s+\(?([0-9x]+)(?:\s*<<\s*(\d+))?", SRC)
+def defines(abi: int) -> str:
+    """The source's macros as the preprocessor defines them for layout ``abi``."""
+    return subprocess.run(
+        ["clang", "-dM", "-E", f"-DHL_ABI={abi}", *_multiarch_include(), "-target", "bpf",
+         str(SOURCE)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
+def define(name: str, text: str | None = None) -> int:
+    m = re.search(rf"#define {name}\s+\(?([0-9x]+)(?:\s*<<\s*(\d+))?", text or SRC)
     assert m, name
     v = int(m.group(1), 0)
     return v << int(m.group(2)) if m.group(2) else v
@@ -30,9 +41,16 @@ def enum_of(first: str) -> list[str]:
     return [x.split("=")[0].strip() for x in m.group(1).split(",") if x.strip()]
 
 
+@pytest.mark.skipif(shutil.which("clang") is None, reason="clang not installed")
+@pytest.mark.parametrize("abi", sorted(L.LAYOUTS))
+def test_each_layouts_constants_match(abi: int) -> None:
+    text = defines(abi)
+    assert define("HL_ABI", text) == abi == L.LAYOUTS[abi].abi
+    assert define("MAX_MASKS", text) == L.LAYOUTS[abi].max_masks
+
+
 def test_constants_match() -> None:
-    assert define("HL_ABI") == L.ABI
-    assert define("MAX_MASKS") == L.MAX_MASKS
+    assert define("HL_ABI") == L.DEFAULT_ABI
     assert define("MAX_ACTIONS") == L.MAX_ACTIONS
     assert define("MAX_FLOWS") == L.MAX_FLOWS
     assert define("UPCALL_DATA") == L.UPCALL_DATA
@@ -64,20 +82,31 @@ def test_field_and_action_ids() -> None:
 
 
 @pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool not installed")
-def test_struct_sizes_from_btf() -> None:
+@pytest.mark.parametrize("abi", sorted(L.LAYOUTS))
+def test_struct_sizes_and_flow_fields_from_btf(abi: int) -> None:
     from hitless.datapath.ebpf.build import object_path
 
+    layout = L.LAYOUTS[abi]
     out = subprocess.run(
-        ["bpftool", "-j", "btf", "dump", "file", str(object_path())],
+        ["bpftool", "-j", "btf", "dump", "file", str(object_path(abi=abi))],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    sizes = {t["name"]: t["size"] for t in json.loads(out)["types"] if t.get("kind") == "STRUCT"}
+    structs = {t["name"]: t for t in json.loads(out)["types"] if t.get("kind") == "STRUCT"}
+    sizes = {name: t["size"] for name, t in structs.items()}
     assert sizes["action"] == L.ACTION.size
-    assert sizes["flow"] == L.FLOW_SIZE
+    assert sizes["flow"] == layout.flow_size
     assert sizes["fstats"] == L.FSTATS.size
     assert sizes["port"] == L.PORT.size + 16
     assert sizes["info"] == L.INFO.size
-    assert sizes["masks"] == L.MASKS_SIZE
+    assert sizes["masks"] == layout.masks_size
+    # The flow's header fields in the order (and at the offsets) the layout packs them.
+    members = [(m["name"], m["bits_offset"] // 8) for m in structs["flow"]["members"]]
+    head = layout.flow_head
+    offsets, off = [], 0
+    for code in head.format.lstrip("<"):
+        offsets.append(off)
+        off += struct.calcsize("<" + code)
+    assert members[:4] == list(zip(layout.flow_fields, offsets, strict=True))
     assert sizes["upcall_hdr"] == L.UPCALL_HDR.size
 
 

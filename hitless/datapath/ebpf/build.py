@@ -7,6 +7,10 @@ flags), so two builds of hitless side by side (an upgrade, a downgrade) each fin
 own program, and editing the source rebuilds it. The cache directory is
 ``$HITLESS_BPF_CACHE`` or ``/var/tmp/hitless-bpf``; a build writes a temporary file and
 renames it, so concurrent builders never see half an object.
+
+The datapath source describes every layout this release knows (``HL_ABI``,
+hitless/datapath/ebpf/layout.py ``LAYOUTS``); ``object_path(abi=n)`` compiles it with
+``-DHL_ABI=n``, so each layout is its own object.
 """
 
 from __future__ import annotations
@@ -47,11 +51,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HITLESS_BPF_CACHE", "/var/tmp/hitless-bpf"))
 
 
-def object_path(source: Path = SOURCE) -> Path:
-    """The compiled object for ``source``, compiling it if the cache lacks it. Raises
-    DatapathError with what to do when the toolchain is missing or the build fails."""
+def object_path(source: Path = SOURCE, abi: int | None = None) -> Path:
+    """The compiled object for ``source`` (with ``-DHL_ABI=abi`` if given), compiling it
+    if the cache lacks it. Raises DatapathError with what to do when the toolchain is
+    missing or the build fails."""
     text = source.read_bytes()
-    digest = hashlib.sha256(text + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    flags = [*CFLAGS, *([f"-DHL_ABI={abi}"] if abi is not None else [])]
+    digest = hashlib.sha256(text + " ".join(flags).encode()).hexdigest()[:16]
     out = cache_dir() / f"{source.name.removesuffix('.bpf.c')}-{digest}.o"
     if out.exists():
         return out
@@ -67,7 +73,7 @@ def object_path(source: Path = SOURCE) -> Path:
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    cmd = [clang, *CFLAGS, *_multiarch_include(), "-c", str(source), "-o", str(tmp)]
+    cmd = [clang, *flags, *_multiarch_include(), "-c", str(source), "-o", str(tmp)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -77,8 +83,11 @@ def object_path(source: Path = SOURCE) -> Path:
 
 
 def main() -> int:
+    from hitless.datapath.ebpf.layout import LAYOUTS
+
     try:
-        print(object_path())
+        for abi in LAYOUTS:
+            print(object_path(abi=abi))
         print(object_path(REDIRECT_SOURCE))
     except DatapathError as e:
         print(f"error: {e}", file=sys.stderr)

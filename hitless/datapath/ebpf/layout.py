@@ -12,10 +12,18 @@ recirc_id 0) goes into the kernel by its first 102 bytes, with the rest of its m
 kept beside the mask slot (``MASK_TAIL``) for a restarted daemon; a flow that matches
 non-zero metadata only ever sees recirculated packets, which the daemon handles, and
 stays out of the kernel (``kernel_eligible``).
+
+Layouts: what may differ between two builds' programs is a ``Layout`` (``LAYOUTS``, by
+``HL_ABI``): the number of mask slots, the flow value's header. The rest (key, actions,
+counters, ports, info, upcalls) is shared by every layout so far; a layout that changes
+it gets its own fields here. A build serves a running datapath of any layout it knows
+and moves it to its own (``native()``) with the kernel forwarding all along
+(provider.EbpfDatapath._move_to).
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 
@@ -30,10 +38,8 @@ from hitless.datapath.actions import (
 )
 from hitless.packet.flow import FIELDS, KEY_LEN, Match
 
-ABI = 1
 KERNEL_KEY_LEN = 102
 MAP_KEY_LEN = 104
-MAX_MASKS = 32
 MASK_TAIL = 64
 MAX_ACTIONS = 16
 MAX_FLOWS = 65536
@@ -68,19 +74,12 @@ COUNTERS = ("hit", "miss", "slowpath", "upcall_lost", "upcall_truncated", "no_po
 
 # struct action { u8 type, field; u16 arg16; u32 arg32; u8 val[16], msk[16]; }
 ACTION = struct.Struct("<BBHI16s16s")
-# struct flow { u32 stats_idx; u16 n_actions, flags; u64 created_ns; action[16]; }
-FLOW_HEAD = struct.Struct("<IHHQ")
-FLOW_SIZE = FLOW_HEAD.size + MAX_ACTIONS * ACTION.size
 # struct fstats { u64 packets, bytes, used_ns, tcp_flags; } (per CPU)
 FSTATS = struct.Struct("<QQQQ")
 # struct port { u32 port_no, flags; }
 PORT = struct.Struct("<II")
 # struct info { u32 abi, bridge_hash, owner_pid, pad; }
 INFO = struct.Struct("<IIII")
-# struct masks { u32 n; u32 active[32]; u32 pad; u64 w[32][13]; u8 tail[32][64]; }
-MASKS_HEAD = struct.Struct(f"<I{MAX_MASKS}I4x")
-MASKS_TAIL_OFF = MASKS_HEAD.size + MAX_MASKS * MAP_KEY_LEN
-MASKS_SIZE = MASKS_TAIL_OFF + MAX_MASKS * MASK_TAIL
 # struct upcall_hdr { u32 reason, in_port, len, orig_len, flags, userdata_len;
 #                     u8 key[104]; u8 userdata[16]; }
 UPCALL_HDR = struct.Struct(f"<6I{MAP_KEY_LEN}s16s")
@@ -206,15 +205,97 @@ class KernelFlow:
     actions: tuple[Action, ...]
 
 
-def encode_flow(stats_idx: int, flags: int, created_ns: int, actions_blob: bytes, n: int) -> bytes:
-    return FLOW_HEAD.pack(stats_idx, n, flags, created_ns) + actions_blob.ljust(
-        FLOW_SIZE - FLOW_HEAD.size, b"\0"
-    )
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What one ``HL_ABI`` of the program lays out differently from another.
+
+    ``flow_head`` packs the fields of ``flow_fields`` (some order of stats_idx,
+    n_actions, flags, created_ns) in front of the actions array of ``struct flow``;
+    ``struct masks`` is { u32 n; u32 active[M]; u32 pad; u64 w[M][13]; u8 tail[M][64]; }
+    for M = ``max_masks``.
+    """
+
+    abi: int
+    max_masks: int
+    flow_head: struct.Struct
+    flow_fields: tuple[str, str, str, str]
+
+    @property
+    def flow_size(self) -> int:
+        return self.flow_head.size + MAX_ACTIONS * ACTION.size
+
+    @property
+    def masks_head(self) -> struct.Struct:
+        return struct.Struct(f"<I{self.max_masks}I4x")
+
+    @property
+    def masks_tail_off(self) -> int:
+        return self.masks_head.size + self.max_masks * MAP_KEY_LEN
+
+    @property
+    def masks_size(self) -> int:
+        return self.masks_tail_off + self.max_masks * MASK_TAIL
+
+    def encode_flow(
+        self, stats_idx: int, flags: int, created_ns: int, actions_blob: bytes, n: int
+    ) -> bytes:
+        v = {"stats_idx": stats_idx, "n_actions": n, "flags": flags, "created_ns": created_ns}
+        head = self.flow_head.pack(*(v[f] for f in self.flow_fields))
+        return head + actions_blob.ljust(self.flow_size - self.flow_head.size, b"\0")
+
+    def decode_flow(self, value: bytes) -> KernelFlow:
+        v = dict(zip(self.flow_fields, self.flow_head.unpack_from(value, 0), strict=True))
+        actions = decode_actions(value[self.flow_head.size :], v["n_actions"])
+        return KernelFlow(v["stats_idx"], v["flags"], v["created_ns"], actions)
+
+    def encode_masks(self, slots: list[bytes | None]) -> bytes:
+        """The mask list value: each slot's first 102 bytes (what the program ANDs)
+        and, apart, the rest of the mask (kept for a restarted daemon)."""
+        assert len(slots) == self.max_masks
+        active = [1 if m is not None else 0 for m in slots]
+        n = max((i + 1 for i, a in enumerate(active) if a), default=0)
+        k = KERNEL_KEY_LEN
+        body = b"".join((m or b"")[:k].ljust(MAP_KEY_LEN, b"\0") for m in slots)
+        tails = b"".join((m or b"")[k:].ljust(MASK_TAIL, b"\0") for m in slots)
+        return self.masks_head.pack(n, *active) + body + tails
+
+    def decode_masks(self, raw: bytes) -> list[bytes | None]:
+        """Per slot, the whole mask (KEY_LEN bytes) or None."""
+        head = self.masks_head.unpack_from(raw)
+        n, active = head[0], head[1:]
+        tail_len = KEY_LEN - KERNEL_KEY_LEN
+        out: list[bytes | None] = [None] * self.max_masks
+        for slot in range(min(n, self.max_masks)):
+            if active[slot]:
+                off = self.masks_head.size + slot * MAP_KEY_LEN
+                toff = self.masks_tail_off + slot * MASK_TAIL
+                out[slot] = raw[off : off + KERNEL_KEY_LEN] + raw[toff : toff + tail_len]
+        return out
 
 
-def decode_flow(value: bytes) -> KernelFlow:
-    idx, n, flags, created = FLOW_HEAD.unpack_from(value, 0)
-    return KernelFlow(idx, flags, created, decode_actions(value[FLOW_HEAD.size :], n))
+LAYOUTS = {
+    # struct flow { u32 stats_idx; u16 n_actions, flags; u64 created_ns; action[16]; }
+    1: Layout(1, 32, struct.Struct("<IHHQ"), ("stats_idx", "n_actions", "flags", "created_ns")),
+    # The test variant: 64 mask slots; { u64 created_ns; u32 stats_idx; u16 flags, n_actions; }
+    2: Layout(2, 64, struct.Struct("<QIHH"), ("created_ns", "stats_idx", "flags", "n_actions")),
+}
+# The layout a datapath this build creates gets, and moves a running one to.
+DEFAULT_ABI = 1
+LAYOUT_ENV = "HITLESS_EBPF_LAYOUT"
+
+
+def native() -> Layout:
+    """This build's own layout: ``DEFAULT_ABI``, or ``$HITLESS_EBPF_LAYOUT`` (how the
+    tests make a build of another layout out of this one)."""
+    raw = os.environ.get(LAYOUT_ENV, "")
+    if not raw:
+        return LAYOUTS[DEFAULT_ABI]
+    try:
+        return LAYOUTS[int(raw)]
+    except (ValueError, KeyError):
+        raise ValueError(
+            f"{LAYOUT_ENV}={raw!r}: this build knows the ebpf layouts {sorted(LAYOUTS)}"
+        ) from None
 
 
 def sum_stats(value: bytes | memoryview, ncpus: int) -> tuple[int, int, int, int]:

@@ -44,6 +44,16 @@ is gone, detaches the program on ``close``; an instance takes ownership when the
 has exited (a handoff committed, or a crash), so a handoff that rolls back leaves the
 old process's datapath alone.
 
+Layouts: a build knows several program/map layouts (``layout.LAYOUTS``) and has its
+own (``layout.native()``). It serves a running datapath of any layout it knows, in
+that layout, and once it alone owns it (the process it took over from has exited, or
+it started after a crash) moves it to its own with the kernel forwarding all along
+(``_move_to``): a new program and maps loaded beside the old ones, ports, masks, flows
+and counters written into them, then one atomic ``tc filter replace`` per port; the old
+program serves until then, and the misses it queued meanwhile are read from its ring
+afterwards. So a handoff between two builds whose layouts differ hands over the old
+layout (a rollback finds it unchanged) and the new build moves it after the commit.
+
 Counters per flow are per CPU (``hl_stats``, indexed by a slot this process
 allocates); ``used`` is ``bpf_ktime_get_ns`` (CLOCK_MONOTONIC, the clock of
 ``time.monotonic``).
@@ -54,6 +64,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import struct
 import subprocess
 import time
 import zlib
@@ -82,7 +93,7 @@ from hitless.datapath.ebpf.ringbuf import RingReader
 from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
 from hitless.datapath.megaflow import MegaflowTable
 from hitless.datapath.meters import MeterTable
-from hitless.packet.flow import KEY_LEN, Match, extract_key
+from hitless.packet.flow import Match, extract_key
 
 __all__ = ["EbpfDatapath"]
 
@@ -95,6 +106,10 @@ STATE_VERSION = 1
 BUDGET = 512  # ring records per run()
 LINK_REFRESH = 0.1
 BATCH_STATS = 256  # flow_dump reads the counters in one batch from this many flows
+# After a move to another layout, the old program may still run on another CPU for a
+# moment (a tc filter replace waits for no one): its ring is read and its counters are
+# carried over this long after the swap, then it is closed.
+RETIRE_AFTER = 0.2
 
 
 def hidden_peer(port_name: str) -> str:
@@ -185,6 +200,45 @@ def _kernel_port_stats(p: _Port) -> None:
             return
 
 
+class _Retired:
+    """The program and maps a move to another layout replaced, until their last misses
+    are read and their last counts carried over (``RETIRE_AFTER``)."""
+
+    __slots__ = ("maps", "fds", "ring", "stats", "counters", "at")
+
+    def __init__(self, dp: EbpfDatapath, stats: bytes, counters: bytes, at: float) -> None:
+        self.maps, self.fds, self.ring = dp._maps, dp._fds, dp._ring
+        self.stats, self.counters = stats, counters  # as copied into the new maps
+        self.at = at
+
+    def close(self) -> None:
+        self.ring.commit()
+        self.ring.close()
+        for m in self.maps.values():
+            m.close()
+        for fd in self.fds.values():
+            os.close(fd)
+
+
+def _add_counts(cur: bytes, old: bytes, new: bytes, words: int) -> bytes:
+    """``cur`` plus what went from ``old`` to ``new``, per CPU: packets and bytes (and
+    plain counters) add up, ``used`` takes the later time, TCP flags OR (``words`` u64
+    per CPU value: 4 for struct fstats, 1 for a counter)."""
+    n = len(cur) // 8
+    c = list(struct.unpack(f"<{n}Q", cur))
+    o = struct.unpack(f"<{n}Q", old)
+    w = struct.unpack(f"<{n}Q", new)
+    for i in range(n):
+        field = i % words
+        if words == 4 and field == 2:
+            c[i] = max(c[i], w[i])
+        elif words == 4 and field == 3:
+            c[i] |= w[i]
+        else:
+            c[i] += w[i] - o[i]
+    return struct.pack(f"<{n}Q", *c)
+
+
 class EbpfDatapath(InProcessMeters, Datapath):
     type = "ebpf"
 
@@ -199,20 +253,28 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self._exported = False
         self._links_at = 0.0
         self.n = {"slowpath_executed": 0, "upcalls": 0, "not_offloaded": 0,
-                  "upcall_too_big": 0, "adopted_flows": 0}  # fmt: skip
+                  "upcall_too_big": 0, "adopted_flows": 0, "layout_moves": 0,
+                  "upcall_lost_in_move": 0}  # fmt: skip
         self.adopted = False
         self._passive = False
         self._owner = 0
+        try:
+            self.native = L.native()
+        except ValueError as e:
+            raise DatapathError(str(e)) from None
+        self.layout = self.native  # the running datapath's layout (set by _open)
+        self._retired: _Retired | None = None
+        self.move_error: str | None = None
         # Mask slots: mask (102 bytes) -> slot; per slot its flow count.
         self._mask_slot: dict[bytes, int] = {}
-        self._slot_mask: list[bytes | None] = [None] * L.MAX_MASKS
-        self._slot_refs = [0] * L.MAX_MASKS
+        self._slot_mask: list[bytes | None] = [None] * self.layout.max_masks
+        self._slot_refs = [0] * self.layout.max_masks
         self._free_idx: list[int] = []
         self._next_idx = 0
         self._ncpus = libbpf.num_possible_cpus()
         handed = fds is not None  # by a handoff's freeze: serve at once
         if fds is None:
-            fds = self._find() or self._load()
+            fds = self._find() or self._load(self.native)
         self._open(fds, handed)
 
     # Finding, loading, opening ------------------------------------------------------
@@ -265,10 +327,12 @@ class EbpfDatapath(InProcessMeters, Datapath):
             abi, bh, _owner, _ = L.INFO.unpack_from(raw)
             if bh != self.bridge_hash:
                 return self._close_fds(fds)
-            if abi != L.ABI:
+            if abi not in L.LAYOUTS:
+                self._close_fds(fds)
                 raise DatapathError(
-                    f"bridge {self.name}: its running BPF datapath has layout {abi}, this "
-                    f"build has {L.ABI}; stop the bridge's datapath to start this build"
+                    f"bridge {self.name}: its running BPF datapath has layout {abi}, which "
+                    f"this build does not know (it knows {sorted(L.LAYOUTS)}); hand it to "
+                    "a build that does, or stop the bridge's datapath to start this build"
                 )
             return fds
         except libbpf.BpfError:
@@ -280,31 +344,31 @@ class EbpfDatapath(InProcessMeters, Datapath):
             os.close(fd)
         return None
 
-    def _load(self) -> dict[str, int]:
+    def _load(self, layout: L.Layout) -> dict[str, int]:
+        """A new program and its maps, in ``layout``, owned by this process."""
         try:
-            obj = libbpf.BpfObject(str(object_path()))
+            obj = libbpf.BpfObject(str(object_path(abi=layout.abi)))
         except libbpf.BpfError as e:
             raise DatapathError(f"cannot load the ebpf datapath: {e}") from None
+        fds: dict[str, int] = {}
         try:
-            fds = {"prog": obj.prog_fd(PROG)}
+            fds["prog"] = obj.prog_fd(PROG)
             for m in MAPS:
                 fds[m] = obj.map_fd(m)
+        except libbpf.BpfError as e:
+            self._close_fds(fds)
+            raise DatapathError(f"cannot load the ebpf datapath: {e}") from None
         finally:
             obj.close()
         info = libbpf.Map(os.dup(fds["hl_info"]))
-        info.update(bytes(4), L.INFO.pack(L.ABI, self.bridge_hash, os.getpid(), 0))
+        info.update(bytes(4), L.INFO.pack(layout.abi, self.bridge_hash, os.getpid(), 0))
         info.close()
         return fds
 
     def _open(self, fds: Mapping[str, int], handed: bool) -> None:
-        self._fds = dict(fds)
-        self.prog_fd = fds["prog"]
-        self.prog_id = libbpf.prog_info(self.prog_fd)["id"]
-        m = {n: libbpf.Map(os.dup(fds[n]), n in PERCPU) for n in MAPS}
-        self._flows, self._masks, self._stats = m["hl_flows"], m["hl_masks"], m["hl_stats"]
-        self._pmap, self._counters = m["hl_ports"], m["hl_counters"]
-        self._maps = m
-        self._ring = RingReader(fds["hl_upcalls"], m["hl_upcalls"].max_entries)
+        self._use(fds)
+        self._slot_mask = [None] * self.layout.max_masks
+        self._slot_refs = [0] * self.layout.max_masks
         self._owner = self._read_owner()
         if self._owner != os.getpid() and _alive(self._owner):
             if not handed:
@@ -314,12 +378,30 @@ class EbpfDatapath(InProcessMeters, Datapath):
             self._take_ownership()
         self._rebuild()
 
+    def _use(self, fds: Mapping[str, int]) -> None:
+        """Serve through these program and map fds (their layout from ``hl_info``)."""
+        self._fds = dict(fds)
+        self.prog_fd = fds["prog"]
+        self.prog_id = libbpf.prog_info(self.prog_fd)["id"]
+        m = {n: libbpf.Map(os.dup(fds[n]), n in PERCPU) for n in MAPS}
+        self._flows, self._masks, self._stats = m["hl_flows"], m["hl_masks"], m["hl_stats"]
+        self._pmap, self._counters = m["hl_ports"], m["hl_counters"]
+        self._maps = m
+        self._ring = RingReader(fds["hl_upcalls"], m["hl_upcalls"].max_entries)
+        raw = m["hl_info"].lookup(bytes(4))
+        abi = L.INFO.unpack_from(raw)[0] if raw else 0
+        if abi not in L.LAYOUTS:
+            raise DatapathError(f"bridge {self.name}: unknown BPF datapath layout {abi}")
+        self.layout = L.LAYOUTS[abi]
+
     def _read_owner(self) -> int:
         raw = self._maps["hl_info"].lookup(bytes(4))
         return L.INFO.unpack_from(raw)[2] if raw else 0
 
     def _take_ownership(self) -> None:
-        self._maps["hl_info"].update(bytes(4), L.INFO.pack(L.ABI, self.bridge_hash, os.getpid(), 0))
+        self._maps["hl_info"].update(
+            bytes(4), L.INFO.pack(self.layout.abi, self.bridge_hash, os.getpid(), 0)
+        )
         self._owner = os.getpid()
 
     def _owns(self) -> bool:
@@ -347,8 +429,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self._table = MegaflowTable()
         self._ports.clear()
         self._mask_slot.clear()
-        self._slot_mask = [None] * L.MAX_MASKS
-        self._slot_refs = [0] * L.MAX_MASKS
+        self._slot_mask = [None] * self.layout.max_masks
+        self._slot_refs = [0] * self.layout.max_masks
         self._free_idx, self._next_idx = [], 0
         self._rebuild()
 
@@ -378,26 +460,20 @@ class EbpfDatapath(InProcessMeters, Datapath):
             self.adopted = True
         raw = self._masks.lookup(bytes(4))
         if raw is not None:
-            head = L.MASKS_HEAD.unpack_from(raw)
-            n, active = head[0], head[1:]
-            tail_len = KEY_LEN - L.KERNEL_KEY_LEN
-            for slot in range(min(n, L.MAX_MASKS)):
-                if active[slot]:
-                    off = L.MASKS_HEAD.size + slot * L.MAP_KEY_LEN
-                    toff = L.MASKS_TAIL_OFF + slot * L.MASK_TAIL
-                    mask = raw[off : off + L.KERNEL_KEY_LEN] + raw[toff : toff + tail_len]
+            for slot, mask in enumerate(self.layout.decode_masks(raw)):
+                if mask is not None:
                     self._slot_mask[slot] = mask
                     self._mask_slot[mask] = slot
         used: set[int] = set()
         for k in self._flows.all_keys():
             raw = self._flows.lookup(k)
             slot = int.from_bytes(k[L.KERNEL_KEY_LEN :], "little")
-            fmask = self._slot_mask[slot] if slot < L.MAX_MASKS else None
+            fmask = self._slot_mask[slot] if slot < self.layout.max_masks else None
             if raw is None or fmask is None:
                 self._flows.delete(k)
                 continue
             try:
-                kf = L.decode_flow(raw)
+                kf = self.layout.decode_flow(raw)
             except (ValueError, KeyError):
                 self._flows.delete(k)
                 continue
@@ -509,14 +585,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
 
     # Masks and flows -----------------------------------------------------------------
     def _write_masks(self) -> None:
-        """The mask list: each slot's first 102 bytes (what the program ANDs) and, apart,
-        the rest of the mask (for a restarted daemon)."""
-        active = [1 if m is not None else 0 for m in self._slot_mask]
-        n = max((i + 1 for i, a in enumerate(active) if a), default=0)
-        k = L.KERNEL_KEY_LEN
-        body = b"".join((m or b"")[:k].ljust(L.MAP_KEY_LEN, b"\0") for m in self._slot_mask)
-        tails = b"".join((m or b"")[k:].ljust(L.MASK_TAIL, b"\0") for m in self._slot_mask)
-        self._masks.update(bytes(4), L.MASKS_HEAD.pack(n, *active) + body + tails)
+        self._masks.update(bytes(4), self.layout.encode_masks(self._slot_mask))
 
     def _take_slot(self, mask: bytes) -> int | None:
         km = mask
@@ -554,18 +623,19 @@ class EbpfDatapath(InProcessMeters, Datapath):
     def _write_flow(self, f: _Flow) -> None:
         if f.slot is None or self._hands_off:
             return
-        blob, n = L.encode_actions(f.actions, self._ifindexes(), f.slow is not None)
-        value = L.encode_flow(
-            f.idx, L.FLOW_SLOWPATH if f.slow else 0, int(f.created * 1e9), blob, n
-        )
         try:
-            self._flows.update(L.map_key(f.match.key, f.slot), value)
+            self._flows.update(L.map_key(f.match.key, f.slot), self._flow_value(f, self.layout))
         except libbpf.BpfError as e:
             if e.errno not in (errno.E2BIG, errno.ENOMEM, errno.ENOSPC):
                 raise
             self._drop_slot(f.slot)
             f.slot = None
             self.n["not_offloaded"] += 1
+
+    def _flow_value(self, f: _Flow, layout: L.Layout) -> bytes:
+        blob, n = L.encode_actions(f.actions, self._ifindexes(), f.slow is not None)
+        flags = L.FLOW_SLOWPATH if f.slow else 0
+        return layout.encode_flow(f.idx, flags, int(f.created * 1e9), blob, n)
 
     def flow_put(
         self, match: Match, actions: tuple[Action, ...], reset_stats: bool = False
@@ -712,10 +782,132 @@ class EbpfDatapath(InProcessMeters, Datapath):
             return
         if self._owner != os.getpid() and not _alive(self._owner):
             self._take_ownership()  # the process we took over from has gone
+        if self._owner == os.getpid() and self.layout != self.native and self.move_error is None:
+            self._move_to(self.native)
         self._too_big.clear()
         if len(self.conntrack):
             self.conntrack.sweep(self.clock())
-        recs = self._ring.read(BUDGET)
+        if self._retired is not None:
+            recs = self._retired.ring.read(BUDGET)
+            if not recs and time.monotonic() - self._retired.at >= RETIRE_AFTER:
+                self._retire(handle=True)
+            elif recs:
+                self._handle(recs)
+                return
+        self._handle(self._ring.read(BUDGET))
+
+    # Moving to another layout ---------------------------------------------------------
+    def _move_to(self, new: L.Layout) -> None:
+        """Move the running datapath to layout ``new`` while the kernel forwards: load
+        the new program and maps beside the old ones, write ports, masks, flows and
+        counters into them, then replace the tc filter on every port (atomic per port:
+        each packet meets one program or the other). Until the replace the old program
+        serves everything; afterwards its last misses are read from its ring and its
+        last counts carried over (``_retire``). Masks beyond the new layout's slots go
+        to free slots; a flow whose mask finds none stays in this process
+        (``not_offloaded``). A failure before the swap leaves the old program serving
+        and is not retried (``move_error``, in dpctl/show)."""
+        try:
+            fds = self._load(new)
+        except DatapathError as e:
+            self.move_error = str(e)
+            return
+        maps = {n: libbpf.Map(os.dup(fds[n]), n in PERCPU) for n in MAPS}
+        # Masks keep their slots where the new layout has them; the others move down.
+        slots: list[bytes | None] = [None] * new.max_masks
+        remap: dict[int, int] = {}
+        for slot, mask in enumerate(self._slot_mask):
+            if mask is not None and slot < new.max_masks:
+                slots[slot], remap[slot] = mask, slot
+        for slot, mask in enumerate(self._slot_mask):
+            if mask is not None and slot not in remap and None in slots:
+                free = slots.index(None)
+                slots[free], remap[slot] = mask, free
+        flows: list[_Flow] = list(self._table)  # type: ignore[arg-type]
+        swapped: list[_Port] = []
+        try:
+            for k in self._pmap.all_keys():
+                raw = self._pmap.lookup(k)
+                if raw is not None:
+                    maps["hl_ports"].update(k, raw)
+            maps["hl_masks"].update(bytes(4), new.encode_masks(slots))
+            stats = self._stats.lookup_range(self._next_idx)
+            counters = self._counters.lookup_range(len(L.COUNTERS))
+            for name, values in (("hl_stats", stats), ("hl_counters", counters)):
+                size = maps[name].value_len
+                for i in range(len(values) // size):
+                    maps[name].update(i.to_bytes(4, "little"), values[i * size : (i + 1) * size])
+            for f in flows:
+                if f.slot is not None and f.slot in remap:
+                    key = L.map_key(f.match.key, remap[f.slot])
+                    maps["hl_flows"].update(key, self._flow_value(f, new))
+            for p in self._ports.values():
+                libbpf.tc_attach(p.ifindex, fds["prog"])
+                swapped.append(p)
+        except (OSError, DatapathError) as e:
+            for p in swapped:  # back to the old program where the new one went
+                try:
+                    libbpf.tc_attach(p.ifindex, self.prog_fd)
+                except OSError:
+                    pass
+            for m in maps.values():
+                m.close()
+            self._close_fds(fds)
+            self.move_error = f"moving to layout {new.abi}: {e}"
+            return
+        # Swapped: from here on every packet meets the new program.
+        self._retired = _Retired(self, stats, counters, time.monotonic())
+        self._use(fds)
+        for m in maps.values():
+            m.close()
+        self._owner = os.getpid()
+        for f in flows:
+            if f.slot is not None and f.slot not in remap:
+                f.slot = None
+                self.n["not_offloaded"] += 1
+            elif f.slot is not None:
+                f.slot = remap[f.slot]
+        self._slot_mask = slots
+        self._mask_slot = {m: i for i, m in enumerate(slots) if m is not None}
+        self._slot_refs = [0] * new.max_masks
+        for f in flows:
+            if f.slot is not None:
+                self._slot_refs[f.slot] += 1
+        self.n["layout_moves"] += 1
+
+    def _retire(self, handle: bool) -> None:
+        """The old program's last counts (between the copy and the swap) added to the
+        new maps' counters, its last misses handled (``handle``; else counted lost:
+        the datapath is being closed or handed over), then its program and maps
+        released."""
+        r = self._retired
+        if r is None:
+            return
+        self._retired = None
+        try:
+            for m, before, words in ((r.maps["hl_stats"], r.stats, 4),
+                                     (r.maps["hl_counters"], r.counters, 1)):  # fmt: skip
+                new = self._maps[m.name]
+                size = m.value_len
+                after = m.lookup_range(len(before) // size)
+                for i in range(len(after) // size):
+                    a, b = after[i * size : (i + 1) * size], before[i * size : (i + 1) * size]
+                    if a == b:
+                        continue
+                    key = i.to_bytes(4, "little")
+                    cur = new.lookup(key)
+                    if cur is not None:
+                        new.update(key, _add_counts(cur, b, a, words))
+            last = r.ring.read(1 << 30)
+            if handle:
+                self._handle(last)
+            else:
+                self.n["upcall_lost_in_move"] += len(last)
+        finally:
+            r.close()
+
+    def _handle(self, recs: list[bytes]) -> None:
+        """Upcall records from the ring (misses, slow-path packets, userspace actions)."""
         hdr = L.UPCALL_HDR
         for rec in recs:
             reason, in_port, n, _orig, flags, ulen, kkey, udata = hdr.unpack_from(rec)
@@ -766,10 +958,12 @@ class EbpfDatapath(InProcessMeters, Datapath):
             poller.immediate_wake()
             return
         self._ring.commit()
-        if self._ring.backlog():
+        if self._ring.backlog() or (self._retired is not None and self._retired.ring.backlog()):
             poller.immediate_wake()
-        else:
-            poller.fd_wait(self._ring.fd, select.POLLIN)
+            return
+        poller.fd_wait(self._ring.fd, select.POLLIN)
+        if self._retired is not None:  # its last look (see RETIRE_AFTER)
+            poller.timer_wait(int(RETIRE_AFTER * 1000) + 1)
 
     # Observability ----------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
@@ -792,8 +986,17 @@ class EbpfDatapath(InProcessMeters, Datapath):
         """dpctl/show: the mask list as Open vSwitch shows its own, then what went to
         the daemon instead of being forwarded by the kernel, and why."""
         s = self.stats()
+        moved = (
+            f" (moved from another layout {s['layout_moves']} times)" if s["layout_moves"] else ""
+        )
+        failed = (
+            f"; could not move to layout {self.native.abi}: {self.move_error}"
+            if self.move_error
+            else ""
+        )
         return [
-            f"masks: total:{s['masks']} max:{L.MAX_MASKS}",
+            f"program layout: {self.layout.abi}{moved}{failed}",
+            f"masks: total:{s['masks']} max:{self.layout.max_masks}",
             f"slow path: kernel:{s['slowpath']} executed:{s['slowpath_executed']} "
             f"not-offloaded:{s['not_offloaded']} too-big:{s['upcall_truncated']} "
             f"action-errors:{s['action_error']}",
@@ -807,6 +1010,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
         the bridge stops forwarding, as a stopped bridge must."""
         if self._fds is None:
             return
+        self._retire(handle=False)
         detach = not self._exported and not self._passive and self._owns()
         for p in self._ports.values():
             p.close()
@@ -825,6 +1029,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
     def export_handles(self) -> tuple[dict[str, Any], list[int]]:
         """The program and maps as fds (the kernel state is the whole state: ports,
         flows, counters and waiting misses are read back by ``adopt``)."""
+        self._retire(handle=False)
         if self._queue:
             # Upcalls of the last batch not handled yet: the new owner reads the whole
             # batch again (its slow-path packets already sent are sent twice: rare).
@@ -838,6 +1043,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
             "version": STATE_VERSION,
             "kind": "ebpf",
             "prog_id": self.prog_id,
+            "abi": self.layout.abi,
             "fds": names,
             "meters": self.meters.export_levels(),
         }

@@ -12,16 +12,26 @@
  * on. The ring is a kernel object: misses wait in it while no daemon runs.
  *
  * Layouts shared with Python (hitless/datapath/ebpf/layout.py) are versioned by
- * HL_ABI, stored in `hl_info`; tests check both sides agree.
+ * HL_ABI, stored in `hl_info`; tests check both sides agree. The build compiles every
+ * layout this release knows (-DHL_ABI=n): the daemon serves a datapath of any of them
+ * and moves a running one to its own (a new program and maps, then one tc filter
+ * replace per port). Layout 2 is a test variant (64 masks, the flow's header fields in
+ * another order) that proves such an upgrade; no release has served it by default.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#ifndef HL_ABI
 #define HL_ABI 1
+#endif
 #define KEY_WORDS 13            /* 104 bytes: the 102-byte flow key + mask slot id */
+#if HL_ABI == 2
+#define MAX_MASKS 64
+#else
 #define MAX_MASKS 32
+#endif
 #define MASK_TAIL 64            /* bytes of a mask beyond the kernel's key (daemon only) */
 #define MAX_ACTIONS 16
 #define MAX_FLOWS 65536
@@ -98,10 +108,17 @@ struct action {
 };
 
 struct flow {
+#if HL_ABI == 2
+	__u64 created_ns;
+	__u32 stats_idx;
+	__u16 flags;
+	__u16 n_actions;
+#else
 	__u32 stats_idx;
 	__u16 n_actions;
 	__u16 flags;
 	__u64 created_ns;
+#endif
 	struct action act[MAX_ACTIONS];
 };
 

@@ -1,0 +1,138 @@
+"""The BPF program's own upgrade: a build whose program and map layout differ from the
+running datapath's adopts it, then moves it to its own layout while the kernel
+forwards (new program and maps loaded beside the old, entries written, one tc filter
+replace per port). Layout 2 is the test variant of bpf/datapath.bpf.c (64 mask slots,
+the flow value's header in another order); ``HITLESS_EBPF_LAYOUT`` makes this build's
+own layout 1 or 2. Traffic: a ping flood (1 ms apart) through the kernel while the
+datapath changes program under it: every request must be answered."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+
+from hitless.datapath.actions import Output
+from hitless.datapath.ebpf import layout as L
+from hitless.datapath.ebpf import libbpf
+from hitless.datapath.ebpf.provider import EbpfDatapath
+from hitless.packet.flow import FIELDS, Match, full_mask, make_key
+from tests.netns import Host, Topology, unique_suffix
+
+pytestmark = pytest.mark.netns
+
+FLOOD = 2000  # echo requests, 1 ms apart
+
+
+def crash(dp: EbpfDatapath) -> None:
+    """Forget this process's view without detaching: what kill -9 leaves behind."""
+    dp._exported = True
+    dp.close()
+
+
+def eth_src_prefix(n: int) -> bytes:
+    """A mask of in_port plus the first ``n`` bits of eth_src: one distinct mask per n."""
+    mask = bytearray(full_mask("in_port"))
+    off, _ = FIELDS["eth_src"]
+    for bit in range(n):
+        mask[off + bit // 8] |= 0x80 >> (bit % 8)
+    return bytes(mask)
+
+
+def flood(a: Host, b: Host):  # type: ignore[no-untyped-def]
+    return a.popen(["ping", "-n", "-q", "-c", str(FLOOD), "-i", "0.001", "-W", "2", b.addr])
+
+
+def flood_result(proc) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    out, err = proc.communicate(timeout=120)
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
+    assert m, out + err
+    return int(m.group(1)), int(m.group(2))
+
+
+def wait_for(cond, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def counts(dp: EbpfDatapath) -> dict[Match, int]:
+    return {f.match: f.stats.packets for f in dp.flow_dump()}
+
+
+def move(dp: EbpfDatapath) -> None:
+    """Run the loop until the move is done and the old program retired."""
+    dp.run()
+    wait_for(lambda: (dp.run(), dp._retired is None)[1], "the old program was never retired")
+
+
+@pytest.mark.parametrize(("old", "new"), [(1, 2), (2, 1)])
+def test_a_build_with_another_layout_moves_the_datapath_under_traffic(
+    topology: Topology, monkeypatch: pytest.MonkeyPatch, old: int, new: int
+) -> None:
+    a = topology.add_host("a", "10.93.0.1/24")
+    b = topology.add_host("b", "10.93.0.2/24")
+    name = f"br{unique_suffix()}"
+    monkeypatch.setenv(L.LAYOUT_ENV, str(old))
+    dp = EbpfDatapath(name)
+    try:
+        assert dp.layout.abi == old
+        pa, pb = dp.port_add(a.switch_port, 3), dp.port_add(b.switch_port, 4)
+        for i, o in ((pa, pb), (pb, pa)):
+            m = Match.of(make_key(in_port=i), full_mask("in_port", "recirc_id"))
+            dp.flow_put(m, (Output(o),))
+        # Flows behind 40 more masks (never hit): more than layout 1 has slots.
+        n_masks = 40 if old == 2 else L.LAYOUTS[old].max_masks - 1
+        for n in range(1, n_masks + 1):
+            dp.flow_put(Match.of(make_key(in_port=100 + n), eth_src_prefix(n)), (Output(pb),))
+        assert dp.stats()["not_offloaded"] == 0
+        assert a.ping(b.addr, count=2)
+        before = counts(dp)
+        old_prog = dp.prog_id
+        crash(dp)
+
+        pinger = flood(a, b)  # through the kernel alone: no process reads anything
+        monkeypatch.setenv(L.LAYOUT_ENV, str(new))
+        dp = EbpfDatapath(name)  # adopts the old layout: the old program still serves
+        assert dp.adopted and dp.layout.abi == old and dp.prog_id == old_prog
+        assert counts(dp).keys() == before.keys()
+        hit = Match.of(make_key(in_port=pa), full_mask("in_port", "recirc_id"))
+        wait_for(lambda: counts(dp)[hit] >= before[hit] + 200, "the flood never started")
+        move(dp)
+        sent, received = flood_result(pinger)
+
+        assert dp.layout.abi == new and dp.stats()["layout_moves"] == 1, dp.show_lines()
+        assert dp.prog_id != old_prog
+        for port in (a.switch_port, b.switch_port):
+            assert libbpf.tc_query(socket.if_nametoindex(port)) == dp.prog_id
+        assert (sent, received) == (FLOOD, FLOOD), "echo requests lost across the move"
+        after = counts(dp)
+        assert after.keys() == before.keys()
+        # Counters carried over and kept counting: every request of the flood counted.
+        assert after[hit] >= before[hit] + FLOOD, (before[hit], after[hit])
+        lost_slots = max(0, n_masks + 1 - L.LAYOUTS[new].max_masks)
+        assert dp.stats()["not_offloaded"] == lost_slots
+        assert dp.stats()["masks"] == min(n_masks + 1, L.LAYOUTS[new].max_masks)
+        assert dp.show_lines()[0] == f"program layout: {new} (moved from another layout 1 times)"
+
+        # What the next daemon of the same build finds: the new layout, all of it.
+        crash(dp)
+        dp = EbpfDatapath(name)
+        assert dp.layout.abi == new and dp.stats()["layout_moves"] == 0
+        readback = counts(dp)
+        assert len(readback) == len(before) - lost_slots
+        assert readback[hit] >= after[hit]
+        assert a.ping(b.addr, count=2)
+    finally:
+        dp.close()
+
+
+def test_a_layout_this_build_does_not_know_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(L.LAYOUT_ENV, "9")
+    from hitless.datapath.base import DatapathError
+
+    with pytest.raises(DatapathError, match=r"HITLESS_EBPF_LAYOUT='9': this build knows"):
+        EbpfDatapath(f"br{unique_suffix()}")
