@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 
 import pytest
 
@@ -20,6 +19,7 @@ from hitless.datapath.ebpf import libbpf
 from hitless.datapath.ebpf.provider import EbpfDatapath
 from hitless.packet.flow import FIELDS, Match, full_mask, make_key
 from tests.netns import Host, Topology, unique_suffix
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -47,16 +47,10 @@ def flood(a: Host, b: Host):  # type: ignore[no-untyped-def]
 
 def flood_result(proc) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     out, err = proc.communicate(timeout=120)
+    print(out)
     m = re.search(r"(\d+) packets transmitted, (\d+) received", out)
     assert m, out + err
     return int(m.group(1)), int(m.group(2))
-
-
-def wait_for(cond, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
 
 
 def counts(dp: EbpfDatapath) -> dict[Match, int]:
@@ -66,7 +60,7 @@ def counts(dp: EbpfDatapath) -> dict[Match, int]:
 def move(dp: EbpfDatapath) -> None:
     """Run the loop until the move is done and the old program retired."""
     dp.run()
-    wait_for(lambda: (dp.run(), dp._retired is None)[1], "the old program was never retired")
+    wait_for(lambda: (dp.run(), dp._retired is None)[1], "the old program's retirement")
 
 
 @pytest.mark.parametrize(("old", "new"), [(1, 2), (2, 1)])
@@ -100,9 +94,10 @@ def test_a_build_with_another_layout_moves_the_datapath_under_traffic(
         assert dp.adopted and dp.layout.abi == old and dp.prog_id == old_prog
         assert counts(dp).keys() == before.keys()
         hit = Match.of(make_key(in_port=pa), full_mask("in_port", "recirc_id"))
-        wait_for(lambda: counts(dp)[hit] >= before[hit] + 200, "the flood never started")
+        wait_for(lambda: counts(dp)[hit] >= before[hit] + 200, "the flood through the old program")
         move(dp)
         sent, received = flood_result(pinger)
+        print("MOVE", dp.last_move_ms)
 
         assert dp.layout.abi == new and dp.stats()["layout_moves"] == 1, dp.show_lines()
         assert dp.prog_id != old_prog

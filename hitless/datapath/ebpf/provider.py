@@ -62,6 +62,7 @@ allocates); ``used`` is ``bpf_ktime_get_ns`` (CLOCK_MONOTONIC, the clock of
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import struct
@@ -96,6 +97,8 @@ from hitless.datapath.meters import MeterTable
 from hitless.packet.flow import Match, extract_key
 
 __all__ = ["EbpfDatapath"]
+
+log = logging.getLogger(__name__)
 
 PROG = "hitless_port_in"
 MAPS = ("hl_flows", "hl_masks", "hl_stats", "hl_ports", "hl_info", "hl_counters",
@@ -265,6 +268,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self.layout = self.native  # the running datapath's layout (set by _open)
         self._retired: _Retired | None = None
         self.move_error: str | None = None
+        self.last_move_ms: dict[str, float] = {}
         # Mask slots: mask (102 bytes) -> slot; per slot its flow count.
         self._mask_slot: dict[bytes, int] = {}
         self._slot_mask: list[bytes | None] = [None] * self.layout.max_masks
@@ -807,11 +811,15 @@ class EbpfDatapath(InProcessMeters, Datapath):
         to free slots; a flow whose mask finds none stays in this process
         (``not_offloaded``). A failure before the swap leaves the old program serving
         and is not retried (``move_error``, in dpctl/show)."""
+        t0 = time.monotonic()
+        old_abi = self.layout.abi
         try:
             fds = self._load(new)
         except DatapathError as e:
             self.move_error = str(e)
+            log.error("%s: cannot move to BPF layout %d: %s", self.name, new.abi, e)
             return
+        t1 = time.monotonic()
         maps = {n: libbpf.Map(os.dup(fds[n]), n in PERCPU) for n in MAPS}
         # Masks keep their slots where the new layout has them; the others move down.
         slots: list[bytes | None] = [None] * new.max_masks
@@ -841,6 +849,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
                 if f.slot is not None and f.slot in remap:
                     key = L.map_key(f.match.key, remap[f.slot])
                     maps["hl_flows"].update(key, self._flow_value(f, new))
+            t2 = time.monotonic()
             for p in self._ports.values():
                 libbpf.tc_attach(p.ifindex, fds["prog"])
                 swapped.append(p)
@@ -854,6 +863,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
                 m.close()
             self._close_fds(fds)
             self.move_error = f"moving to layout {new.abi}: {e}"
+            log.error("%s: %s (the old program serves on)", self.name, self.move_error)
             return
         # Swapped: from here on every packet meets the new program.
         self._retired = _Retired(self, stats, counters, time.monotonic())
@@ -874,6 +884,14 @@ class EbpfDatapath(InProcessMeters, Datapath):
             if f.slot is not None:
                 self._slot_refs[f.slot] += 1
         self.n["layout_moves"] += 1
+        t3 = time.monotonic()
+        self.last_move_ms = {"load": (t1 - t0) * 1e3, "write": (t2 - t1) * 1e3,
+                             "swap": (t3 - t2) * 1e3}  # fmt: skip
+        log.info(
+            "%s: moved from BPF layout %d to %d with %d flows and %d ports: load %.1f ms, "
+            "write %.1f ms, swap %.1f ms", self.name, old_abi, new.abi, len(flows),
+            len(self._ports), *self.last_move_ms.values(),
+        )  # fmt: skip
 
     def _retire(self, handle: bool) -> None:
         """The old program's last counts (between the copy and the swap) added to the
