@@ -13,10 +13,13 @@ DEB_PACKAGES += netsniff-ng
 # tests/openflow/test_ovn_controller.py: OVN's ovn-controller (OpenFlow 1.5 only) against a
 # hitless bridge; ovn-central ships the southbound schema it needs.
 DEB_PACKAGES += ovn-host ovn-central
+# make deb: Debian's venv for the package's own environment, systemd-analyze to verify
+# the unit (dpkg-deb is part of dpkg).
+DEB_PACKAGES += python3-venv systemd
 STAMP_DEB  := $(VENV)/.deb-installed
 STAMP_VENV := $(VENV)/.venv-installed
 
-.PHONY: setup demo blips test lint typecheck unit bench clean bpf
+.PHONY: setup demo blips test lint typecheck unit bench clean bpf deb
 
 setup: $(STAMP_DEB) $(STAMP_VENV) bpf
 
@@ -62,6 +65,10 @@ blips: setup
 
 bench: setup
 	$(PY) bench/datapath.py
+
+# The Debian package of the working tree (packaging/build_deb.py; docs/upgrading.md).
+deb: setup
+	$(PY) packaging/build_deb.py --out out
 
 clean:
 	rm -rf $(VENV) build *.egg-info

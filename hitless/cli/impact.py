@@ -15,11 +15,15 @@ Operations (--ops), on hitless:
   cold          hitless restart --mode cold: stop, start, relearn
   flow-restore  hitless restart --mode flow-restore: the ovs-ctl sequence
   kill9         kill -9 the daemon, then hitless start (adopts what it can)
+  ovsdb-restart stop ovsdb-server by PID and start it again (hitless start) while the
+                daemon runs, as an Open vSwitch package upgrade does: a change made just
+                before must survive, and the switch must apply one made after
 and on Open vSwitch (Debian's ovs-vswitchd, datapath_type=netdev, private run dir):
   cold          plain restart: stop ovs-vswitchd by PID, start it again
   flow-restore  ovs-ctl style: save the OpenFlow rules, flow-restore-wait=true,
                 restart, add the rules back, clear flow-restore-wait
   kill9         kill -9 ovs-vswitchd, start it again
+  ovsdb-restart the same ovsdb-server restart as for hitless
 (upgrade/downgrade do not exist on Open vSwitch: for it, an upgrade IS a restart.)
 
 Traffic classes (--classes), between host a and host b unless said otherwise:
@@ -138,7 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ops",
         metavar="LIST",
         help="comma-separated operations, run in this order, each on a fresh switch and "
-        "topology: upgrade, downgrade, cold, flow-restore, kill9, or all "
+        "topology: upgrade, downgrade, cold, flow-restore, kill9, ovsdb-restart, or all "
         f"(default {DEFAULTS['ops']}; ones a switch does not have are skipped)",
     )
     g.add_argument(

@@ -1,5 +1,7 @@
-"""``hitless status --rundir DIR [--json]``: what runs (PIDs) and what is configured
-(bridges, ports, their OpenFlow port numbers and errors, as written back by the switch).
+"""``hitless status --rundir DIR [--json]``: what runs (PIDs, and which build of
+hitless-vswitchd: its version, its executable and, for an installed Debian package, the
+package version) and what is configured (bridges, ports, their OpenFlow port numbers and
+errors, as written back by the switch).
 
 Exit status 0 when both processes run, 3 when either does not (as LSB ``status``).
 """
@@ -9,11 +11,19 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 from hitless.cli import add_rundir_argument
 from hitless.config.ovsdb import DEFAULT_SCHEMA, interface_rows, read_config, schema_helper
-from hitless.daemon.rundir import DAEMON_NAME, RunDir, daemon_pid, db_pid
+from hitless.daemon.rundir import (
+    DAEMON_NAME,
+    ControlError,
+    RunDir,
+    control_call,
+    daemon_pid,
+    db_pid,
+)
 
 NOT_RUNNING = 3
 
@@ -30,6 +40,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _opt(v: Any) -> Any:
     return (v[0] if v else None) if isinstance(v, list) else v
+
+
+def running_build(rundir: RunDir, pid: int) -> dict[str, Any]:
+    """Which build the daemon ``pid`` runs: its answer to ``version``, the executable it
+    was started as (from its command line) and, when that lies in a packaged version
+    directory, the package version recorded there (hitless-build.json)."""
+    out: dict[str, Any] = {"version": None, "executable": None, "package_version": None}
+    try:
+        out["version"] = control_call(rundir.ctl, "version", timeout=2.0).strip()
+    except ControlError:
+        pass
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return out
+    for raw in args:
+        arg = raw.decode(errors="replace")
+        if arg.endswith("/" + DAEMON_NAME):
+            out["executable"] = arg
+            try:
+                info = json.loads((Path(arg).parent.parent / "hitless-build.json").read_text())
+                out["package_version"] = info.get("version")
+            except (OSError, ValueError):
+                pass
+            break
+    return out
 
 
 def read_bridges(rundir: RunDir, schema: str, timeout: float = 5.0) -> dict[str, Any] | None:
@@ -80,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     rundir = RunDir.at(args.rundir)
     dbp, dp = db_pid(rundir), daemon_pid(rundir)
     bridges = read_bridges(rundir, args.schema) if dbp is not None else None
+    build = running_build(rundir, dp) if dp is not None else None
     if args.json:
         print(
             json.dumps(
@@ -87,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
                     "rundir": str(rundir.path),
                     "ovsdb-server": dbp,
                     DAEMON_NAME: dp,
+                    "build": build,
                     "bridges": bridges,
                 },
                 indent=2,
@@ -97,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"rundir {rundir.path}")
         for name, pid in (("ovsdb-server", dbp), (DAEMON_NAME, dp)):
             print(f"  {name}: " + (f"running (pid {pid})" if pid else "not running"))
+        if build is not None:
+            what = build["version"] or "version unknown (no answer)"
+            if build["package_version"]:
+                what += f", package {build['package_version']}"
+            print(f"  build: {what}" + (f" ({build['executable']})" if build["executable"] else ""))
         if bridges is None and dbp is not None:
             print("  database: not reachable")
         for br, info in sorted((bridges or {}).items()):

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from hitless.impact.analysis import Phase
+from hitless.impact.dbrestart import ovsdb_restart
 
 __all__ = [
     "HITLESS_OPS",
@@ -57,8 +58,8 @@ OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 TIMEOUT = 60.0
 
 # Operation keys (what --ops takes) per switch, in the order they run.
-HITLESS_OPS = ("upgrade", "downgrade", "cold", "flow-restore", "kill9")
-OVS_OPS = ("cold", "flow-restore", "kill9")
+HITLESS_OPS = ("upgrade", "downgrade", "cold", "flow-restore", "kill9", "ovsdb-restart")
+OVS_OPS = ("cold", "flow-restore", "kill9", "ovsdb-restart")
 
 _LABELS = {
     ("hitless", "upgrade"): "hitless upgrade",
@@ -69,6 +70,8 @@ _LABELS = {
     ("ovs", "cold"): "OVS restart",
     ("ovs", "flow-restore"): "OVS ovs-ctl restart (flow-restore-wait)",
     ("ovs", "kill9"): "OVS kill -9 + start",
+    ("hitless", "ovsdb-restart"): "hitless: ovsdb-server restart",
+    ("ovs", "ovsdb-restart"): "OVS: ovsdb-server restart",
 }
 
 
@@ -286,6 +289,8 @@ class HitlessSwitch(_Base):
             return lambda: self._restart(op)
         if op == "kill9":
             return self._kill9
+        if op == "ovsdb-restart":
+            return self._ovsdb_restart
         raise SwitchError(f"hitless has no operation {op!r}; known: {', '.join(HITLESS_OPS)}")
 
     def _handoff(self, args: list[str], what: str) -> list[Phase]:
@@ -307,6 +312,19 @@ class HitlessSwitch(_Base):
         if r.returncode != 0 or not report.get("ok"):
             raise SwitchError(f"hitless {what} failed: {report.get('reason')}")
         return _handoff_phases(report.get("phases_ms", {}), t0, t1)
+
+    def _ovsdb_restart(self) -> list[Phase]:
+        """ovsdb-server stopped by PID; ``hitless start`` starts just the database (the
+        daemon runs)."""
+        try:
+            return ovsdb_restart(
+                self,
+                lambda: _read_pid(self.rundir / "ovsdb-server.pid"),
+                _stop_pid,
+                self.start,
+            )
+        except RuntimeError as e:
+            raise SwitchError(str(e)) from None
 
     def _restart(self, mode: str) -> list[Phase]:
         t0 = time.monotonic()
@@ -411,6 +429,12 @@ class OvsSwitch(_Base):
     def start(self) -> None:
         env = self.paths.env
         _run(["ovsdb-tool", "create", str(self._p("conf.db")), OVS_SCHEMA], "ovsdb-tool", env)
+        self._start_db()
+        self.vsctl("--no-wait", "init")
+        self._start_vswitchd()
+
+    def _start_db(self) -> None:
+        """ovsdb-server on the run directory's database (also for ovsdb-restart)."""
         _run(
             self._in_ns(["ovsdb-server", str(self._p("conf.db")),
              f"--remote=punix:{self._p('db.sock')}",
@@ -419,10 +443,8 @@ class OvsSwitch(_Base):
              f"--log-file={self._p('ovsdb-server.log')}",
              "--detach", "--no-chdir"]),
             "starting ovsdb-server",
-            env,
+            self.paths.env,
         )  # fmt: skip
-        self.vsctl("--no-wait", "init")
-        self._start_vswitchd()
 
     def _start_vswitchd(self) -> None:
         _run(
@@ -458,7 +480,17 @@ class OvsSwitch(_Base):
             return lambda: self._restart(signal.SIGKILL, restore=False)
         if op == "flow-restore":
             return lambda: self._restart(signal.SIGTERM, restore=True)
+        if op == "ovsdb-restart":
+            return self._ovsdb_restart
         raise SwitchError(f"Open vSwitch has no operation {op!r} here; known: {', '.join(OVS_OPS)}")
+
+    def _ovsdb_restart(self) -> list[Phase]:
+        try:
+            return ovsdb_restart(
+                self, lambda: _read_pid(self._p("ovsdb-server.pid")), _stop_pid, self._start_db
+            )
+        except RuntimeError as e:
+            raise SwitchError(str(e)) from None
 
     def _restart(self, sig: int, restore: bool) -> list[Phase]:
         """Stop ovs-vswitchd by PID and start it again; with ``restore``, the sequence
