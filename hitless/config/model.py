@@ -139,6 +139,25 @@ class ControllerStatus:
     is_connected: bool
     role: str | None = None  # "other" | "master" | "slave" while connected
     state: str = ""  # the connection state machine's state (status:state)
+    last_error: str | None = None  # why the last attempt failed or connection ended
+    connected_at: int | None = None  # ms (the connection's clock) it last connected
+    disconnected_at: int | None = None  # ms it last lost an established connection
+
+    def status_map(self, now_ms: int) -> dict[str, str]:
+        """The Controller.status map as Open vSwitch 3.1 writes it (connmgr): last_error
+        (once a connection attempt failed or a connection ended), state,
+        sec_since_connect and sec_since_disconnect (whole seconds, absent until the
+        first connection/disconnection); a passive (listening) target has none."""
+        out: dict[str, str] = {}
+        if self.last_error:
+            out["last_error"] = self.last_error
+        if self.state:
+            out["state"] = self.state
+        if self.connected_at is not None:
+            out["sec_since_connect"] = str(max(0, now_ms - self.connected_at) // 1000)
+        if self.disconnected_at is not None:
+            out["sec_since_disconnect"] = str(max(0, now_ms - self.disconnected_at) // 1000)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

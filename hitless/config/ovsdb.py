@@ -364,12 +364,14 @@ def write_status(
     bond_active: Mapping[str, str | None] | None = None,
     types: tuple[list[str], list[str]] | None = None,
     notes: Mapping[tuple[str, str], str] | None = None,
+    now_ms: int = 0,
 ) -> Any | None:
     """Stage one transaction writing ``statuses`` to the Interface rows (by name),
     each bond's active member MAC (Port.bond_active_slave), Open_vSwitch
     datapath_types/iface_types (``types``), the ``hitless_unsupported`` key of Bridge,
     Port and Interface status maps (``notes``, from hitless.config.unsupported),
-    Controller connection state, each running bridge's OpenFlow datapath ID (16 hex
+    Controller connection state (its ``status`` map as of ``now_ms``, the controllers'
+    clock), each running bridge's OpenFlow datapath ID (16 hex
     digits, as Open vSwitch writes it) and, if given, Open_vSwitch.cur_cfg; commit it
     and return it (None when nothing changed). The caller keeps calling ``commit()`` on
     an INCOMPLETE transaction."""
@@ -409,7 +411,7 @@ def write_status(
             if row.is_connected != cs.is_connected:
                 row.is_connected = cs.is_connected
             _set_opt(row, "role", cs.role)
-            status = {"state": cs.state} if cs.state else {}
+            status = cs.status_map(now_ms)
             if dict(row.status) != status:
                 row.status = status
     if notes is not None:

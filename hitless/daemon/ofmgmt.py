@@ -77,6 +77,7 @@ class _Client:
     closing: bool = False
     connector: _Connector | None = None
     origin: str | None = None  # the ptcp/punix target it came in on; None: management
+    error: str | None = None  # why it is closing, if the peer or the network ended it
 
 
 def parse_target(target: str) -> tuple[str, Any]:
@@ -110,6 +111,14 @@ class _Connector:
         self.rc.enable(_ms(now))
         self.pending: socket.socket | None = None
         self.client: _Client | None = None
+        # Controller status:last_error: the last failed attempt or lost connection
+        # (None once we closed it ourselves), as Open vSwitch's rconn keeps it.
+        self.last_error: str | None = None
+
+    def failed(self, ms: int, err: int) -> None:
+        """A connection attempt failed with errno ``err``."""
+        self.last_error = os.strerror(err)
+        self.rc.connect_failed(ms, err)
 
     def close(self) -> None:
         if self.pending is not None:
@@ -297,11 +306,12 @@ class OfManager:
             c = cn.client
             up = c is not None and c.conn.version is not None
             role = _ROLES.get(c.conn.role, "other") if c is not None and up else None
-            out[t] = ControllerStatus(up, role, cn.rc.get_stats(_ms(self._now)).state)
-        for t in self.passive:
-            conns = [c for c in self.clients if not c.session.service and c.connector is None]
-            up = any(c.conn.version is not None for c in conns)
-            out[t] = ControllerStatus(up, None, "LISTENING")
+            st = cn.rc.get_stats(_ms(self._now))
+            out[t] = ControllerStatus(
+                up, role, st.state, cn.last_error, st.last_connected, st.last_disconnected
+            )
+        for t in self.passive:  # Open vSwitch reports nothing for a listening target
+            out[t] = ControllerStatus(False)
         return out
 
     def _run_connectors(self, now: float) -> None:
@@ -316,7 +326,7 @@ class OfManager:
                     sock, cn.pending = cn.pending, None
                     if err:
                         sock.close()
-                        cn.rc.connect_failed(ms, err)
+                        cn.failed(ms, err)
                     else:
                         cn.rc.connected(ms)
                         c = _Client(
@@ -340,7 +350,7 @@ class OfManager:
                     cn.rc.connecting(ms)
                 else:
                     sock.close()
-                    cn.rc.connect_failed(ms, err)
+                    cn.failed(ms, err)
             elif action == ovs.reconnect.DISCONNECT and cn.client is not None:
                 cn.client.closing = True
 
@@ -447,8 +457,11 @@ class OfManager:
                 data = c.sock.recv(65536)
             except BlockingIOError:
                 return
-            except OSError:
+            except OSError as e:
+                c.error = c.error or os.strerror(e.errno or errno.EIO)
                 data = b""
+            if not data:
+                c.error = c.error or "End of file"
             c.conn.receive_data(data, now)
             if not data:
                 return
@@ -468,9 +481,11 @@ class OfManager:
                 c.wbuf += ev.data
                 if ev.fatal:
                     c.closing = True
+                    c.error = c.error or os.strerror(errno.EPROTO)
                 continue
             if isinstance(ev, Timeout):
                 c.closing = True
+                c.error = c.error or os.strerror(errno.ETIMEDOUT)
                 return
             if isinstance(ev, ConnectionEvent):
                 c.wbuf += ev.data
@@ -518,6 +533,7 @@ class OfManager:
                 if e.errno not in (errno.EPIPE, errno.ECONNRESET):
                     log.info("%s: send failed: %s", self.path, e)
                 c.closing = True
+                c.error = c.error or os.strerror(e.errno or errno.EIO)
                 c.wbuf.clear()
                 break
             del c.wbuf[:n]
@@ -531,6 +547,7 @@ class OfManager:
             cn = c.connector
             if cn is not None and cn.client is c:
                 cn.client = None
+                cn.last_error = c.error
                 cn.rc.disconnected(_ms(self._now), 0)
                 log.info("controller %s: disconnected", cn.target)
 

@@ -779,6 +779,7 @@ class Switch:
             types=(sorted(PROVIDERS), sorted(SUPPORTED_INTERFACE_TYPES)),
             notes=notes_by_row(self.unsupported),
             datapath_ids={name: _datapath_id(rb) for name, rb in self.bridges.items()},
+            now_ms=int(self.clock() * 1000),
         )
         if txn is not None:
             self._txns.append(txn)
