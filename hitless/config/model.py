@@ -38,6 +38,27 @@ class PortConfig:
     vlan_mode: str | None = None  # access | trunk | native-tagged | native-untagged
     # A port with several interfaces is a bond (one logical port): see BondConfig.
     bond: BondConfig | None = None
+    qos: QosConfig | None = None  # Port.qos: egress shaping/policing of its interfaces
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """A Queue row as a QoS row's ``queues`` names it (ovs-vswitchd.conf.db(5), Queue):
+    ``other_config`` min-rate, max-rate (bit/s), burst (bits), priority."""
+
+    queue_id: int
+    other_config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class QosConfig:
+    """A QoS row: ``type`` (linux-htb, linux-hfsc, egress-policer...), its
+    ``other_config`` (max-rate for the shapers; cir, cbs for egress-policer) and its
+    queues by id."""
+
+    type: str
+    other_config: dict[str, str] = field(default_factory=dict)
+    queues: tuple[QueueConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

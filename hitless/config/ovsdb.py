@@ -39,6 +39,8 @@ from hitless.config.model import (
     InterfaceStatus,
     MirrorConfig,
     PortConfig,
+    QosConfig,
+    QueueConfig,
     SwitchConfig,
 )
 
@@ -96,7 +98,10 @@ COLUMNS: dict[str, list[str]] = {
         "bond_downdelay",
         "other_config",
         "bond_active_slave",  # written back by the switch (and read at bond creation)
+        "qos",
     ],
+    "QoS": ["type", "other_config", "queues"],
+    "Queue": ["other_config"],
     "Interface": [
         "name",
         "type",
@@ -209,6 +214,7 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                 trunks=frozenset(port.trunks),
                 vlan_mode=_opt(port.vlan_mode),
                 bond=bond,
+                qos=qos_config(_opt(port.qos)),
             )
         protocols = tuple(sorted(br.protocols, key=_protocol_key)) or DEFAULT_PROTOCOLS
         bridges[br.name] = BridgeConfig(
@@ -250,6 +256,20 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
         ),
         rejected=rejected,
         warnings=tuple(warnings),
+    )
+
+
+def qos_config(row: Any | None) -> QosConfig | None:
+    """A QoS row (or None) as a ``QosConfig``."""
+    if row is None:
+        return None
+    return QosConfig(
+        type=row.type,
+        other_config=dict(row.other_config),
+        queues=tuple(
+            QueueConfig(int(qid), dict(q.other_config))
+            for qid, q in sorted(dict(row.queues).items())
+        ),
     )
 
 

@@ -106,10 +106,29 @@ def _bridge(br: Any) -> Iterable[Unsupported]:
         yield Unsupported("Bridge", n, "auto_attach", f"Auto Attach (IEEE 802.1Qcb) is {_NOT}")
 
 
-def _port(port: Any) -> Iterable[Unsupported]:
+# QoS types this switch applies: the two Linux shapers through tc on the port's devices,
+# the policer in the datapath (hitless.daemon.qos, hitless.ofproto.bridge).
+TC_QOS_TYPES = ("linux-htb", "linux-hfsc")
+QOS_TYPES = (*TC_QOS_TYPES, "egress-policer")
+
+
+def _port(br: Any, port: Any) -> Iterable[Unsupported]:
     n = port.name
     if _set(port.qos):
-        yield Unsupported("Port", n, "qos", f"QoS (egress shaping/policing) is {_NOT}")
+        q = port.qos[0] if isinstance(port.qos, list) else port.qos
+        if q.type not in QOS_TYPES:
+            yield Unsupported(
+                "Port",
+                n,
+                "qos",
+                f"QoS type {q.type!r} is {_NOT} (supported: {', '.join(QOS_TYPES)})",
+            )
+        elif q.type in TC_QOS_TYPES and br.datapath_type == "dummy":
+            yield Unsupported(
+                "Port", n, "qos",
+                f"QoS {q.type} shapes a network device with tc: a dummy bridge has none; "
+                "the setting has no effect",
+            )  # fmt: skip
     if port.protected is True:
         yield Unsupported("Port", n, "protected", f"protected ports are {_NOT}")
     if _set(port.cvlans):
@@ -141,7 +160,7 @@ def unsupported(ovs_row: Any | None) -> tuple[Unsupported, ...]:
     for br in sorted(ovs_row.bridges, key=lambda r: r.name):
         out += _bridge(br)
         for port in sorted(br.ports, key=lambda r: r.name):
-            out += _port(port)
+            out += _port(br, port)
             for iface in sorted(port.interfaces, key=lambda r: r.name):
                 out += _iface(iface)
     return tuple(out)

@@ -51,6 +51,8 @@ from hitless.daemon.coverage import Coverage
 from hitless.daemon.devstatus import device_info, set_mtu
 from hitless.daemon.handoff_old import DEFAULT_LEASE, HANDED_OVER, HandoffServer, handoff_path
 from hitless.daemon.linkwatch import LinkWatch
+from hitless.daemon.qos import TcQos
+from hitless.daemon.qos import plan as tc_plan
 from hitless.daemon.rundir import RunDir
 from hitless.daemon.takeover import SwitchExporter
 from hitless.daemon.unixctl import CommandError
@@ -252,6 +254,8 @@ class Switch:
         self.unreachable_since: dict[str, float] = {}  # bridge -> no primary connected
         self._link_seq = 0  # the bridges' link_seq sum at the last status write
         self._mtu_errors: dict[str, str] = {}  # interface -> why its mtu_request failed
+        self.tcqos = TcQos()  # linux-htb/hfsc trees on port devices (Port.qos)
+        self._qos_errors: dict[str, str] = {}  # Port name -> why tc could not shape it
         self.linkwatch: LinkWatch | None = None
         try:
             self.linkwatch = LinkWatch()
@@ -612,6 +616,7 @@ class Switch:
         # cur_cfg says the change is applied (ovs-vsctl returns, ovs-ofctl may connect).
         self._run_openflow(now)
         self._apply_mtu()
+        self._apply_qos()
         self._write_status(cur_cfg=new.next_cfg)
         self._next_refresh = now + self.refresh_interval
 
@@ -728,6 +733,44 @@ class Switch:
                         log.warning("interface %s: %s", iface.name, err)
                     self._mtu_errors[iface.name] = err
 
+    def _apply_qos(self) -> None:
+        """Port.qos linux-htb/linux-hfsc: the tc tree on each attached interface's device
+        (hitless.daemon.qos); trees of ports that lost their QoS are removed."""
+        want: dict[str, tuple[str, Any]] = {}  # device -> (port, plan)
+        for rb in self._device_bridges():
+            for pc in rb.cfg.ports.values():
+                q = pc.qos
+                if q is None or q.type not in ("linux-htb", "linux-hfsc"):
+                    continue
+                for ic in pc.interfaces:
+                    st = rb.statuses.get(ic.name)
+                    if ic.type == "patch" or st is None or st.ofport <= 0:
+                        continue
+                    try:
+                        speed = device_info(ic.name, tap=ic.type == "internal").link_speed
+                    except OSError:
+                        continue
+                    want[ic.name] = (pc.name, tc_plan(q, speed))
+        errors: dict[str, str] = {}
+        for dev in sorted(set(self.tcqos.applied) - set(want)):
+            self.tcqos.apply(dev, None)
+        for dev, (port, p) in sorted(want.items()):
+            err = self.tcqos.apply(dev, p)
+            if err is not None:
+                errors[port] = f"qos: {dev}: tc could not build the tree: {err}"
+        if errors != self._qos_errors:
+            self._status_dirty = True
+        self._qos_errors = errors
+
+    def _notes(self) -> dict[tuple[str, str], str]:
+        """Each row's hitless_unsupported text: refused settings, then QoS the kernel
+        refused."""
+        notes = notes_by_row(self.unsupported)
+        for port, err in self._qos_errors.items():
+            key = ("Port", port)
+            notes[key] = f"{notes[key]}; {err}" if key in notes else err
+        return notes
+
     def _with_device(self, cfg: BridgeConfig, statuses: dict[str, InterfaceStatus]) -> None:
         """Fill the device columns (ifindex, mtu, speed, duplex, statistics, status) of a
         device bridge's attached interfaces, in place."""
@@ -777,7 +820,7 @@ class Switch:
             controllers=self._controllers,
             bond_active=self._bond_active,
             types=(sorted(PROVIDERS), sorted(SUPPORTED_INTERFACE_TYPES)),
-            notes=notes_by_row(self.unsupported),
+            notes=self._notes(),
             datapath_ids={name: _datapath_id(rb) for name, rb in self.bridges.items()},
             now_ms=int(self.clock() * 1000),
         )

@@ -61,11 +61,18 @@ class Userspace:
 class Meter:
     """Run the packet through datapath meter ``meter_id`` (see hitless.datapath.meters):
     if a drop band applies, the packet goes no further (actions before this one have
-    already happened). A meter the datapath does not have lets the packet pass."""
+    already happened). A meter the datapath does not have lets the packet pass.
+
+    With ``scope`` n > 0 the meter governs only the next n actions: a drop skips them and
+    the list goes on (a port's egress policer before that port's output, leaving the
+    other outputs of a flood alone)."""
 
     meter_id: int
+    scope: int = 0
 
     def __str__(self) -> str:
+        if self.scope:
+            return f"meter({self.meter_id},scope={self.scope})"
         return f"meter({self.meter_id})"
 
 
@@ -147,7 +154,7 @@ def format_actions(actions: tuple[Action, ...]) -> str:
 # A JSON-able form, for state snapshots (handoff). Each action is a short list whose
 # first element names it: ["output", 2], ["push_vlan", tci, tpid], ["pop_vlan"],
 # ["set_field", field, value_hex, mask_hex_or_None], ["userspace", userdata_hex],
-# ["meter", meter_id], ["ct", zone, commit, force, nat, mark, label] (nat: None or
+# ["meter", meter_id] or ["meter", meter_id, scope], ["ct", zone, commit, force, nat, mark, label] (nat: None or
 # [kind, addr_min_hex, addr_max_hex, port_min, port_max, persistent, random]; mark and
 # label: None or [value, mask]), ["ct_clear"], ["recirc", id].
 
@@ -166,7 +173,7 @@ def actions_to_json(actions: tuple[Action, ...]) -> list[list[object]]:
         elif isinstance(a, Userspace):
             out.append(["userspace", a.userdata.hex()])
         elif isinstance(a, Meter):
-            out.append(["meter", a.meter_id])
+            out.append(["meter", a.meter_id, a.scope] if a.scope else ["meter", a.meter_id])
         elif isinstance(a, Ct):
             n = a.nat
             nat = (
@@ -226,7 +233,8 @@ def actions_from_json(data: list[list[object]]) -> tuple[Action, ...]:
             elif name == "userspace":
                 out.append(Userspace(bytes.fromhex(str(args[0]))))
             elif name == "meter":
-                out.append(Meter(int(args[0])))  # type: ignore[call-overload]
+                scope = int(args[1]) if len(args) > 1 else 0  # type: ignore[call-overload]
+                out.append(Meter(int(args[0]), scope))  # type: ignore[call-overload]
             elif name == "ct":
                 out.append(_ct_from_json(args))
             elif name == "ct_clear":

@@ -242,6 +242,11 @@ class Datapath(ABC):
     def run(self) -> None:
         """Do the forwarding work available now (poll-loop providers)."""
 
+    def port_use_qdisc(self, port_no: int, use: bool) -> None:
+        """Whether frames this datapath sends on the port go through the device's qdisc
+        (its tc egress shaping, Port.qos linux-htb/hfsc) or may bypass it (the default
+        where a provider can: faster). Ports without a kernel device ignore it."""
+
     def refresh_links(self) -> None:
         """The kernel said a link changed (a netlink event): read link states again at the
         next ``ports()`` instead of waiting for the provider's own refresh."""

@@ -79,14 +79,19 @@ def apply_actions(
 ) -> tuple[list[tuple[int, bytes]], list[tuple[bytes, bytes]]]:
     """Returns (outputs, userspace) where outputs is [(port, packet)] in order and
     userspace is [(packet, userdata)] for each Userspace action reached. A ``Meter``
-    action asks ``meter`` (None: every meter passes); a drop ends the list there.
+    action asks ``meter`` (None: every meter passes); a drop ends the list there (or, for
+    a scoped meter, skips the actions it governs).
     ``key`` is the packet's key (taken from the packet and ``in_port`` if None and a
     ct action needs it); ``ct`` runs ``Ct`` actions (None: they do nothing); a ``Recirc``
     appends (packet, key) to ``recirc`` and ends the list."""
     out: list[tuple[int, bytes]] = []
     up: list[tuple[bytes, bytes]] = []
     keyed = packet  # the packet whose headers ``key`` describes (rewrites make it stale)
+    skip = 0  # actions a scoped meter's drop still skips
     for a in actions:
+        if skip:
+            skip -= 1
+            continue
         if isinstance(a, Output):
             out.append((a.port, packet))
         elif isinstance(a, PushVlan):
@@ -99,7 +104,9 @@ def apply_actions(
             up.append((packet, a.userdata))
         elif isinstance(a, Meter):
             if meter is not None and not meter(a.meter_id, len(packet)):
-                break
+                if not a.scope:
+                    break
+                skip = a.scope
         elif isinstance(a, Ct):
             if ct is not None:
                 if key is None:

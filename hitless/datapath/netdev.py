@@ -349,6 +349,11 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
     def refresh_links(self) -> None:
         self._links_at = float("-inf")
 
+    def port_use_qdisc(self, port_no: int, use: bool) -> None:
+        port = self._ports.get(port_no)
+        if port is not None and port.sock is not None:
+            port.sock.setsockopt(afpacket.SOL_PACKET, afpacket.PACKET_QDISC_BYPASS, 0 if use else 1)
+
     def ports(self) -> dict[int, DpPort]:
         now = self.clock()
         if now - self._links_at >= LINK_REFRESH:

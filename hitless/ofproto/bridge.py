@@ -102,11 +102,15 @@ UPCALL_BATCH = 64
 MAX_UPCALLS_PER_RUN = 4096  # then yield to the loop; next_wakeup() says "now"
 MAX_PACKET_INS = 1024  # queued for controllers; older ones are dropped first
 NORMAL_INSTRUCTIONS = (ofa.ApplyActions((ofa.Output(OfPort.NORMAL),)),)
-# Ingress policers are datapath meters POLICER_BASE + ofport: above every OpenFlow meter
-# id (OFPM_MAX 0xffff0000) and below the reserved ones.
+# Ingress policers are datapath meters POLICER_BASE + ofport, egress policers (Port.qos
+# type egress-policer) EGRESS_BASE + ofport: above every OpenFlow meter id (OFPM_MAX
+# 0xffff0000), below 2**32, apart for every ofport up to OFPP_MAX_POLICED.
 POLICER_BASE = 0xFFFF0001
-OFPP_MAX_POLICED = 0xFF00
+EGRESS_BASE = 0xFFFF8000
+OFPP_MAX_POLICED = 0x7FFE
 DEFAULT_POLICING_BURST = 8000  # kbit, when ingress_policing_burst is 0 (Open vSwitch's)
+TC_QOS_TYPES = ("linux-htb", "linux-hfsc")  # shaped by the device's qdisc (daemon/qos.py)
+MIN_CBS = 1518  # bytes: an egress policer's smallest bucket (one full frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +188,8 @@ class Bridge:
         self.link_resets: dict[str, int] = {}  # link state changes seen, by interface
         self._mirrors: tuple[_Mirror, ...] = ()
         self._policers: dict[int, DpMeter] = {}  # ofport -> its ingress policer
+        self._egress: dict[int, DpMeter] = {}  # ofport -> its egress policer
+        self._qdisc_ports: set[int] = set()  # ports whose sends go through the qdisc
         self._mirror_vlans = False  # some mirror selects by VLAN: masks read vlan_tci
         self.link_seq = 0  # moves on every link change: the daemon writes status at once
 
@@ -199,6 +205,8 @@ class Bridge:
         x = self._xlate_pipeline(key)
         if self._mirrors:
             x = self._mirror(key, x)
+        if self._egress and x.actions:
+            x = replace(x, actions=self._police_egress(x.actions))
         if self._policers and x.actions:
             in_port = int.from_bytes(key[0:4], "big")
             if in_port in self._policers:
@@ -225,6 +233,53 @@ class Bridge:
             if self._policers.get(port) != meter:
                 self.datapath.meter_set(POLICER_BASE + port, meter)
         self._policers = want
+        return True
+
+    def _police_egress(self, actions: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Each output to a port with an egress policer goes through that port's meter
+        first, scoped to the output alone: what the policer drops on one port still
+        reaches the others."""
+        out: list[Any] = []
+        for a in actions:
+            if isinstance(a, Output) and a.port in self._egress:
+                out.append(DpMeterAction(EGRESS_BASE + a.port, 1))
+            out.append(a)
+        return tuple(out)
+
+    def _sync_qos(self, cfg: BridgeConfig) -> bool:
+        """Port.qos: an egress-policer becomes a datapath meter per interface (cir and
+        cbs in bytes/s and bytes, as Open vSwitch's); linux-htb/hfsc interfaces have
+        their frames go through the device's qdisc (the daemon builds the tc tree).
+        Returns whether the egress policers changed."""
+        want: dict[int, DpMeter] = {}
+        qdisc: set[int] = set()
+        for pc in cfg.ports.values():
+            q = pc.qos
+            if q is None:
+                continue
+            for ic in pc.interfaces:
+                it = self._ifaces.get(ic.name)
+                if it is None or it.ofport > OFPP_MAX_POLICED:
+                    continue
+                if q.type in TC_QOS_TYPES:
+                    qdisc.add(it.ofport)
+                elif q.type == "egress-policer":
+                    cir = _int(q.other_config.get("cir"), 0)
+                    cbs = max(MIN_CBS, _int(q.other_config.get("cbs"), 0))
+                    rate = max(1, cir * 8 // 1000)
+                    want[it.ofport] = DpMeter(True, (DpMeterBand(rate, max(1, cbs * 8 // 1000)),))
+        attached = {it.ofport for it in self._ifaces.values()}
+        for port in (qdisc ^ self._qdisc_ports) & attached:
+            self.datapath.port_use_qdisc(port, port in qdisc)
+        self._qdisc_ports = qdisc
+        if want == self._egress:
+            return False
+        for port in [p for p in self._egress if p not in want]:
+            self.datapath.meter_del(EGRESS_BASE + port)
+        for port, meter in want.items():
+            if self._egress.get(port) != meter:
+                self.datapath.meter_set(EGRESS_BASE + port, meter)
+        self._egress = want
         return True
 
     def _mirror(self, key: bytes, x: Xlate) -> Xlate:
@@ -418,6 +473,8 @@ class Bridge:
 
         bonds_changed = self._sync_bonds(cfg, now)
         if self._sync_policers(cfg):
+            full = True
+        if self._sync_qos(cfg):
             full = True
         if self._sync_mirrors(cfg):
             full = True
@@ -1154,3 +1211,11 @@ def _max_idle_ms(other_config: dict[str, str]) -> int:
         return max(MIN_MAX_IDLE_MS, int(other_config.get("max-idle", DEFAULT_MAX_IDLE_MS)))
     except ValueError:
         return DEFAULT_MAX_IDLE_MS
+
+
+def _int(text: str | None, default: int) -> int:
+    """A non-negative integer setting from an other_config map (default if unset/bad)."""
+    try:
+        return max(0, int(text)) if text is not None else default
+    except ValueError:
+        return default

@@ -48,6 +48,7 @@ def port(
         bond_downdelay=0,
         other_config=other_config or {},
         bond_active_slave=[],
+        qos=[],
     )
 
 

@@ -165,7 +165,7 @@ def encode_actions(
         elif isinstance(a, Userspace):
             out.append(ACTION.pack(A_USERSPACE, 0, len(a.userdata), 0, a.userdata[:16], b""))
         elif isinstance(a, Meter):
-            out.append(ACTION.pack(A_METER, 0, 0, a.meter_id, b"", b""))
+            out.append(ACTION.pack(A_METER, 0, a.scope, a.meter_id, b"", b""))
         else:  # no kernel form: a restarted daemon drops the flow, the next miss remakes it
             out.append(ACTION.pack(A_OPAQUE, 0, 0, 0, b"", b""))
     return b"".join(out), len(out)
@@ -189,7 +189,7 @@ def decode_actions(data: bytes, n: int) -> tuple[Action, ...]:
         elif typ == A_USERSPACE:
             out.append(Userspace(val[:a16]))
         elif typ == A_METER:
-            out.append(Meter(a32))
+            out.append(Meter(a32, a16))
         else:  # A_OPAQUE, or a type of another build
             raise ValueError(f"unknown kernel action type {typ}")
     return tuple(out)

@@ -1,0 +1,214 @@
+"""Port.qos with real TCP between namespace hosts, side by side with Open vSwitch 3.1
+(netdev datapath, its own namespace, same hosts' traffic in the same run): linux-htb
+shapes the port's device with tc (the same class tree as Open vSwitch's), an
+egress-policer polices in the datapath, a QoS type this kernel cannot build is reported
+in the Port's status, and clearing the QoS removes the tree and the limit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from hitless.impact.switches import OvsSwitch
+from tests.netns import Host, Topology, sh
+from tests.switch import Sw
+from tests.wait import wait_for
+
+pytestmark = pytest.mark.netns
+
+RATE = 5_000_000  # bit/s
+
+
+def tcp_mbit(a: Host, b: Host, seconds: int = 4) -> float:
+    """What a TCP flow from a to b delivers, in Mbit/s (iperf3, the receiver's count)."""
+    b.popen(["iperf3", "-s", "-1", "-B", b.addr])
+    wait_for(lambda: ":5201 " in b.run(["ss", "-Hlnt"]).stdout, "iperf3 server")
+    res = a.run(["iperf3", "-c", b.addr, "-t", str(seconds), "-J"], check=False, timeout=120)
+    b.kill_procs()
+    data = json.loads(res.stdout)
+    return float(data["end"]["sum_received"]["bits_per_second"]) / 1e6
+
+
+def tc_classes(dev: str, ns: str | None = None) -> str:
+    cmd = ["tc", "class", "show", "dev", dev]
+    return sh(["ip", "netns", "exec", ns, *cmd] if ns else cmd).stdout
+
+
+def root_qdisc(dev: str) -> str:
+    return sh(["tc", "qdisc", "show", "dev", dev, "root"]).stdout
+
+
+def kernel_has(qdisc: str) -> bool:
+    """Whether this kernel builds a root ``qdisc`` (on a throwaway veth)."""
+    ns = f"hlqk-{qdisc}"
+    sh(["ip", "netns", "add", ns])
+    try:
+        sh(["ip", "-n", ns, "link", "add", "q0", "type", "veth", "peer", "name", "q1"])
+        r = sh(["ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "q0", "root", "handle",
+                "1:", qdisc], check=False)  # fmt: skip
+        return r.returncode == 0
+    finally:
+        sh(["ip", "netns", "del", ns], check=False)
+
+
+@contextmanager
+def ovs_pair(topology: Topology, net: str) -> Iterator[tuple[Host, Host, OvsSwitch, str]]:
+    """Two more hosts on real Open vSwitch (netdev bridge in its own namespace):
+    (a, b, the switch, its namespace)."""
+    a = topology.add_host("oa", f"{net}.1/24")
+    b = topology.add_host("ob", f"{net}.2/24")
+    ns = f"hl-ovsq-{topology.suffix}"
+    sh(["ip", "netns", "add", ns])
+    topology._namespaces.append(ns)
+    for h in (a, b):
+        sh(["ip", "link", "set", h.switch_port, "netns", ns])
+        sh(["ip", "-n", ns, "link", "set", h.switch_port, "up"])
+        h.run(["ethtool", "-K", "eth0", "tx", "off"])
+    ovs = OvsSwitch(netns=ns)
+    try:
+        ovs.start()
+        ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
+                  "--", "add-port", "br0", a.switch_port, "--", "add-port", "br0", b.switch_port)  # fmt: skip
+        assert wait_for(lambda: a.ping(b.addr, count=1), "ping through Open vSwitch")
+        yield a, b, ovs, ns
+    finally:
+        ovs.close()
+
+
+def hitless_pair(sw: Sw, topology: Topology, net: str) -> tuple[Host, Host, str]:
+    a = topology.add_host("a", f"{net}.1/24")
+    b = topology.add_host("b", f"{net}.2/24")
+    for h in (a, b):
+        h.run(["ethtool", "-K", "eth0", "tx", "off"])
+    br = topology.name("hq")
+    sw.vsctl("add-br", br, "--", "add-port", br, a.switch_port, "--", "add-port", br, b.switch_port)
+    assert wait_for(lambda: a.ping(b.addr, count=1), "ping through hitless")
+    return a, b, br
+
+
+def test_linux_htb_shapes_tcp_as_open_vswitch_does(started: Sw, topology: Topology) -> None:
+    sw = started
+    a, b, _ = hitless_pair(sw, topology, "10.77.0")
+    free = tcp_mbit(a, b)
+    # Shape what the switch sends to b: its port's device gets the tc tree.
+    sw.vsctl("set", "port", b.switch_port, "qos=@q", "--", "--id=@q", "create", "qos",
+             "type=linux-htb", f"other_config:max-rate={RATE}")  # fmt: skip
+    classes = tc_classes(b.switch_port)
+    assert "class htb 1:fffe root rate 5Mbit ceil 5Mbit" in classes, classes
+    assert "class htb 1:1 parent 1:fffe" in classes and "ceil 5Mbit" in classes, classes
+    shaped = tcp_mbit(a, b)
+
+    with ovs_pair(topology, "10.77.1") as (oa, ob, ovs, ns):
+        ovs.vsctl("set", "port", ob.switch_port, "qos=@q", "--", "--id=@q", "create", "qos",
+                  "type=linux-htb", f"other_config:max-rate={RATE}")  # fmt: skip
+        theirs = tc_classes(ob.switch_port, ns)
+        ovs_shaped = tcp_mbit(oa, ob)
+    print(f"linux-htb max-rate=5 Mbit/s, TCP: hitless {free:.1f} Mbit/s unshaped, "
+          f"{shaped:.2f} shaped; Open vSwitch {ovs_shaped:.2f} shaped")  # fmt: skip
+
+    def tree(text: str) -> list[str]:  # the classes without the bursts' rounding
+        return sorted(" ".join(ln.split()[:11]) for ln in text.splitlines() if ln)
+
+    assert tree(classes) == tree(theirs), (classes, theirs)
+    assert free > 20
+    assert 3.0 < shaped <= 5.3
+    assert 0.7 < shaped / ovs_shaped < 1.3
+
+    # Cleared: the tree goes, the limit with it.
+    sw.vsctl("clear", "port", b.switch_port, "qos")
+    assert "htb" not in root_qdisc(b.switch_port)
+    assert tcp_mbit(a, b) > 20
+
+
+def test_egress_policer_limits_tcp_in_the_datapath(started: Sw, topology: Topology) -> None:
+    sw = started
+    a, b, _ = hitless_pair(sw, topology, "10.77.2")
+    free = tcp_mbit(a, b)
+    # cir/cbs in bytes/s and bytes: 625,000 B/s = 5 Mbit/s.
+    sw.vsctl("set", "port", b.switch_port, "qos=@q", "--", "--id=@q", "create", "qos",
+             "type=egress-policer", "other_config:cir=625000", "other_config:cbs=62500")  # fmt: skip
+    policed = tcp_mbit(a, b)
+    back = a.ping(b.addr, count=2)  # the other direction is not policed: replies pass
+
+    with ovs_pair(topology, "10.77.3") as (oa, ob, ovs, _):
+        ovs.vsctl("set", "port", ob.switch_port, "qos=@q", "--", "--id=@q", "create", "qos",
+                  "type=egress-policer", "other_config:cir=625000", "other_config:cbs=62500")  # fmt: skip
+        ovs_policed = tcp_mbit(oa, ob)
+    print(f"egress-policer cir=625000 B/s, TCP: hitless {free:.1f} Mbit/s free, "
+          f"{policed:.2f} policed; Open vSwitch 3.1 netdev {ovs_policed:.1f} (it has no "
+          "egress-policer for a Linux device)")  # fmt: skip
+    assert free > 20 and back
+    assert 1.0 < policed <= 5.5
+    assert "hitless_unsupported" not in sw.get("Port", b.switch_port, "status")
+
+    sw.vsctl("clear", "port", b.switch_port, "qos")
+    assert tcp_mbit(a, b) > 20
+
+
+def test_qos_the_kernel_cannot_build_is_reported(started: Sw, topology: Topology) -> None:
+    sw = started
+    a, b, br = hitless_pair(sw, topology, "10.77.4")
+    sw.vsctl("set", "port", b.switch_port, "qos=@q", "--", "--id=@q", "create", "qos",
+             "type=linux-hfsc", f"other_config:max-rate={RATE}")  # fmt: skip
+    if kernel_has("hfsc"):
+        assert "class hfsc 1:fffe" in tc_classes(b.switch_port)
+    else:
+        status = wait_for(
+            lambda: (s := sw.get("Port", b.switch_port, "status")) and "hitless_unsupported" in s
+            and s,
+            "the Port's status to report the QoS the kernel refused",
+        )
+        assert "tc could not build the tree" in status, status
+        assert f"{b.switch_port}: cannot apply QoS" in sw.log()
+    # A type hitless does not implement is refused out loud too.
+    sw.vsctl("set", "qos", sw.get("Port", b.switch_port, "qos"), "type=linux-netem")
+    assert "QoS type 'linux-netem' is not implemented" in sw.get("Port", b.switch_port, "status")
+    sw.vsctl("clear", "port", b.switch_port, "qos")
+    assert wait_for(lambda: "hitless_unsupported" not in sw.get("Port", b.switch_port, "status"),
+                    "the report to clear")  # fmt: skip
+    assert a.ping(b.addr, count=2)
+
+
+def sent_bytes(dev: str, classid: str) -> int:
+    """The bytes tc's class ``classid`` on ``dev`` has sent (reset if the tree is rebuilt)."""
+    out = sh(["tc", "-s", "class", "show", "dev", dev, "classid", classid]).stdout
+    words = out.split()
+    return int(words[words.index("Sent") + 1])
+
+
+def test_upgrade_keeps_the_shaper_and_the_policer(started: Sw, topology: Topology) -> None:
+    from tests.daemon.test_bonds import two_way_udp
+
+    sw = started
+    a, b, _ = hitless_pair(sw, topology, "10.77.5")
+    # b's port shaped at 20 Mbit/s (tc), a's policed at 10 Mbit/s (datapath): 1000
+    # datagrams/s each way stay well under both.
+    sw.vsctl("set", "port", b.switch_port, "qos=@q", "--", "--id=@q", "create", "qos",
+             "type=linux-htb", "other_config:max-rate=20000000")  # fmt: skip
+    sw.vsctl("set", "port", a.switch_port, "qos=@p", "--", "--id=@p", "create", "qos",
+             "type=egress-policer", "other_config:cir=1250000", "other_config:cbs=125000")  # fmt: skip
+    applied = sw.log().count("egress shaping applied")
+    assert applied == 1
+    assert a.ping(b.addr, count=3, interval=0.05)
+    before = sent_bytes(b.switch_port, "1:1")
+    assert before > 0
+
+    pid = sw.daemon_pid
+    lost_ab, lost_ba = two_way_udp(a, b, 9600, lambda: sw.hitless("upgrade"))
+    print(f"upgrade with linux-htb and egress-policer ports: lost {lost_ab} a->b, {lost_ba} b->a "
+          "of 4000 each")  # fmt: skip
+    assert sw.daemon_pid != pid
+    assert (lost_ab, lost_ba) == (0, 0)
+    # The same tree (its counters went on: not rebuilt), not applied again.
+    assert sent_bytes(b.switch_port, "1:1") >= before + 4000 * 42  # 42: an empty UDP frame
+    assert sw.log().count("egress shaping applied") == applied
+    # Both limits still hold in the new process.
+    to_b = tcp_mbit(a, b)
+    to_a = tcp_mbit(b, a)
+    print(f"after the upgrade: TCP to b {to_b:.1f} Mbit/s (shaped at 20), to a {to_a:.1f} "
+          "(policed at 10)")  # fmt: skip
+    assert 10 < to_b <= 21
+    assert 2 < to_a <= 11
