@@ -225,14 +225,22 @@ class Bridge:
                     continue
                 burst = ic.ingress_policing_burst or DEFAULT_POLICING_BURST
                 want[it.ofport] = DpMeter(True, (DpMeterBand(ic.ingress_policing_rate, burst),))
-        if want == self._policers:
-            return False
-        for port in [p for p in self._policers if p not in want]:
-            self.datapath.meter_del(POLICER_BASE + port)
-        for port, meter in want.items():
-            if self._policers.get(port) != meter:
-                self.datapath.meter_set(POLICER_BASE + port, meter)
+        changed = self._push_port_meters(POLICER_BASE, self._policers, want)
         self._policers = want
+        return changed
+
+    def _push_port_meters(
+        self, base: int, have: dict[int, DpMeter], want: dict[int, DpMeter]
+    ) -> bool:
+        """Make the datapath's per-port meters ``base + ofport`` ``want`` (from ``have``);
+        returns whether anything changed."""
+        if want == have:
+            return False
+        for port in [p for p in have if p not in want]:
+            self.datapath.meter_del(base + port)
+        for port, meter in want.items():
+            if have.get(port) != meter:
+                self.datapath.meter_set(base + port, meter)
         return True
 
     def _police_egress(self, actions: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -272,15 +280,9 @@ class Bridge:
         for port in (qdisc ^ self._qdisc_ports) & attached:
             self.datapath.port_use_qdisc(port, port in qdisc)
         self._qdisc_ports = qdisc
-        if want == self._egress:
-            return False
-        for port in [p for p in self._egress if p not in want]:
-            self.datapath.meter_del(EGRESS_BASE + port)
-        for port, meter in want.items():
-            if self._egress.get(port) != meter:
-                self.datapath.meter_set(EGRESS_BASE + port, meter)
+        changed = self._push_port_meters(EGRESS_BASE, self._egress, want)
         self._egress = want
-        return True
+        return changed
 
     def _mirror(self, key: bytes, x: Xlate) -> Xlate:
         """Port mirroring (Bridge.mirrors): a packet received on a selected source port,
