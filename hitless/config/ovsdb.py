@@ -51,6 +51,16 @@ STATUS_KEY = "hitless_unsupported"  # as hitless.config.unsupported
 DEFAULT_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 DEFAULT_DATAPATH_TYPE = "netdev"
 SUPPORTED_INTERFACE_TYPES = ("system", "internal", "patch", "dummy")
+# Datapath.capabilities of a Datapath row for these datapath types (Open_vSwitch.datapaths
+# maps a type to its row; ovn-controller creates the row for its bridge's type and reads
+# ct_zero_snat from it, then commits every connection with nat(src)). Only what the
+# netdev and dummy datapaths' tracker and actions really do (hitless/datapath/
+# conntrack.py): no check_pkt_len, no IPv6 original tuple, no timeout policies.
+_CAPS = ("recirc", "ct_state", "ct_zone", "ct_mark", "ct_label", "ct_state_nat",
+         "ct_orig_tuple", "ct_clear", "ct_zero_snat", "clone")  # fmt: skip
+DATAPATH_CAPABILITIES: dict[str, dict[str, str]] = {
+    t: dict.fromkeys(_CAPS, "true") for t in ("netdev", "dummy")
+}
 # An empty Bridge.protocols means Open vSwitch's default: OpenFlow 1.0 to 1.5.
 DEFAULT_PROTOCOLS = tuple(f"OpenFlow1{n}" for n in range(6))
 
@@ -63,7 +73,9 @@ COLUMNS: dict[str, list[str]] = {
         "other_config",
         "datapath_types",  # written back
         "iface_types",  # written back
+        "datapaths",  # Datapath rows others create (ovn-controller does), capabilities ours
     ],
+    "Datapath": ["capabilities"],  # written back
     "Bridge": [
         "name",
         "ports",
@@ -388,7 +400,7 @@ def write_status(
 ) -> Any | None:
     """Stage one transaction writing ``statuses`` to the Interface rows (by name),
     each bond's active member MAC (Port.bond_active_slave), Open_vSwitch
-    datapath_types/iface_types (``types``), the ``hitless_unsupported`` key of Bridge,
+    datapath_types/iface_types (``types``) and the capabilities of its Datapath rows, the ``hitless_unsupported`` key of Bridge,
     Port and Interface status maps (``notes``, from hitless.config.unsupported),
     Controller connection state (its ``status`` map as of ``now_ms``, the controllers'
     clock), each running bridge's OpenFlow datapath ID (16 hex
@@ -455,6 +467,10 @@ def write_status(
             ovs_row.datapath_types = types[0]
         if sorted(ovs_row.iface_types) != types[1]:
             ovs_row.iface_types = types[1]
+        for dp_type, dp_row in dict(ovs_row.datapaths).items():
+            caps = DATAPATH_CAPABILITIES.get(dp_type, {})
+            if dict(dp_row.capabilities) != caps:
+                dp_row.capabilities = caps
     status = txn.commit()
     if status == ovs.db.idl.Transaction.UNCHANGED:
         return None

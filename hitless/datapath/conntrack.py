@@ -225,7 +225,10 @@ class CtTuple:
 class NatSpec:
     """nat(src=...) / nat(dst=...): translate to an address in [addr_min, addr_max]
     and, if given, a port in [port_min, port_max]. ``kind`` None (a bare ``nat``) only
-    applies the translation a committed connection already has."""
+    applies the translation a committed connection already has. ``nat(src)`` with no
+    address is Open vSwitch's "zero SNAT" (datapath capability ct_zero_snat, which OVN
+    uses on every commit): the source stays as it is unless that reply tuple is taken in
+    the zone, then the source port moves to a free one."""
 
     kind: Literal["src", "dst"] | None = None
     addr_min: bytes = b""
@@ -236,8 +239,8 @@ class NatSpec:
     random: bool = False
 
     def __post_init__(self) -> None:
-        if self.kind is not None and not self.addr_min:
-            raise ValueError(f"nat({self.kind}) needs an address")
+        if self.kind == "dst" and not self.addr_min:
+            raise ValueError("nat(dst) needs an address")
         if self.addr_max and len(self.addr_max) != len(self.addr_min):
             raise ValueError("nat address range mixes IPv4 and IPv6")
         if self.addr_max and int.from_bytes(self.addr_max, "big") < int.from_bytes(
@@ -817,6 +820,8 @@ class Conntrack:
         t = p.tuple
         reply = t.reverse()
         nat_bits = 0
+        if nat is not None and nat.kind == "src" and not nat.addr_min:
+            nat = replace(nat, addr_min=t.src, addr_max=b"")  # zero SNAT: keep the address
         if nat is not None and nat.kind is not None:
             if len(nat.addr_min) != len(t.src):
                 return None  # an IPv4 range for an IPv6 packet: nothing to translate to

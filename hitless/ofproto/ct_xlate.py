@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from hitless.datapath import actions as dp
 from hitless.datapath.conntrack import NatSpec
 from hitless.ofproto.fields import LOCS, Loc
-from hitless.openflow.nx_ct import RECIRC_NONE, CtAction
+from hitless.openflow.nx_ct import RECIRC_NONE, CtAction, FieldReader
 from hitless.packet.flow import CT_OFF, FIELDS, KEY_LEN
 
 __all__ = [
@@ -103,12 +103,19 @@ def nat_spec(a: CtAction) -> NatSpec | None:
 
 
 def xlate_ct(
-    a: CtAction, zone: int, table_in_port: int, meta: int, known: Mapping[int, bytes]
+    a: CtAction,
+    zone: int,
+    table_in_port: int,
+    meta: int,
+    known: Mapping[int, bytes],
+    read: FieldReader | None = None,
 ) -> tuple[list[dp.Action], tuple[int, bytes] | None]:
     """The datapath actions of a ``ct`` whose zone is ``zone`` (already read), and the
-    (recirculation id, frozen state) it uses, if it recirculates."""
+    (recirculation id, frozen state) it uses, if it recirculates. ``read`` gives the
+    bits an ``exec(move:...)`` copies into ct_mark/ct_label (OVN keeps its ACL's label
+    in a register)."""
     mark = label = None
-    for name, value, mask in a.writes():
+    for name, value, mask in a.writes(read):
         if name == "ct_mark":
             mark = (value & 0xFFFFFFFF, mask & 0xFFFFFFFF)
         elif name == "ct_label":

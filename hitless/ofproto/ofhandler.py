@@ -138,6 +138,7 @@ from hitless.openflow.nxmsg import (
     TlvCommand,
     TlvMap,
 )
+from hitless.openflow.wire_forms import instructions_for
 
 
 def _idx(m: TlvMap) -> int:
@@ -356,7 +357,7 @@ class OfHandler:
                 BadRequestCode.BAD_MULTIPART,
             )
         if isinstance(msg, MultipartRequest):
-            return self._multipart(msg, now)
+            return self._multipart(msg, now, conn.version or OFP13_VERSION)
         if isinstance(msg, NxTlvTableRequest):
             return [NxTlvTableReply(xid=xid, maps=tuple(sorted(self.tlv_maps.values(), key=_idx)))]
         if isinstance(msg, NxTlvTableMod):
@@ -571,7 +572,7 @@ class OfHandler:
         return []
 
     # -- statistics --
-    def _multipart(self, msg: MultipartRequest, now: float) -> list[Message]:
+    def _multipart(self, msg: MultipartRequest, now: float, version: int) -> list[Message]:
         br = self.bridge
         of = br.of
         xid = msg.xid
@@ -622,7 +623,7 @@ class OfHandler:
                         packet_count=r.packets,
                         byte_count=r.bytes,
                         match=r.match,
-                        instructions=r.instructions,
+                        instructions=instructions_for(r.instructions, version),
                         idle_age=int(max(0.0, now - r.last_used)),
                     )
                 )

@@ -870,7 +870,10 @@ def _x_set_tunnel(ctx: _Ctx, a: nx.SetTunnel) -> None:
 def _x_ct(ctx: _Ctx, a: nx_ct.CtAction) -> None:
     zf = a.zone_field
     zone = a.zone if zf is None else read_field(ctx, zf.ref.name, zf.ofs, zf.nbits)
-    acts, frozen = ct_xlate.xlate_ct(a, zone & 0xFFFF, ctx.in_port, ctx.meta, ctx.recirc_known)
+    acts, frozen = ct_xlate.xlate_ct(
+        a, zone & 0xFFFF, ctx.in_port, ctx.meta, ctx.recirc_known,
+        lambda name, ofs, nbits: read_field(ctx, name, ofs, nbits),
+    )  # fmt: skip
     ctx.acts.extend(acts)
     if frozen is not None:
         # The pipeline goes on after recirculation, from the frozen state.

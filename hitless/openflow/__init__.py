@@ -8,7 +8,8 @@ instructions (``actions``; Nicira's extension actions in ``nx_actions``), errors
 (``errors``), and the per-connection protocol state: framing, HELLO negotiation, echo,
 keepalive timers, xids, exportable session state (``connection``). OpenFlow 1.0
 (``ofp10``) and Nicira's NXM and messages (``nx``, ``nxmsg``) translate to and from the
-same values, so the pipeline sees one vocabulary whatever the version.
+same values, so the pipeline sees one vocabulary whatever the version; ``wire_forms``
+gives a stored rule's actions the form the reader's version takes (move, load, set_field).
 
 Must not import: sockets, asyncio, time, or any other hitless layer (datapath, ofproto,
 daemon, config, handoff). The pipeline decides what messages mean; the daemon does I/O.

@@ -200,6 +200,9 @@ _ETHERTYPE: dict[int, type[PushVlan] | type[PushMpls] | type[PopMpls] | type[Pus
 
 # experimenter id -> parser of the rest of the action (after the experimenter id)
 EXPERIMENTER_ACTIONS: dict[int, Callable[[Reader], Action]] = {}
+# standard action types whose value lives in another module (OpenFlow 1.5's COPY_FIELD is
+# ``move``, registered by hitless.openflow.nx_actions) -> parser of the body after the header
+LATER_ACTIONS: dict[int, Callable[[Reader], Action]] = {}
 
 
 def _bad_action(msg: str, code: BadActionCode) -> RemoteProtocolError:
@@ -262,6 +265,9 @@ def parse_action(r: Reader) -> Action:
         if parser is not None:
             return parser(body)
         return ExperimenterAction(experimenter, body.rest())
+    later = LATER_ACTIONS.get(atype)
+    if later is not None:
+        return later(body)
     raise _bad_action(f"unknown action type {atype}", BadActionCode.BAD_TYPE)
 
 

@@ -506,6 +506,7 @@ class ActionType(IntEnum):
     SET_FIELD = 25
     PUSH_PBB = 26
     POP_PBB = 27
+    COPY_FIELD = 28  # OpenFlow 1.5 (§7.2.6.8); before 1.5 an ONF or Nicira extension
     EXPERIMENTER = 0xFFFF
 
 

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, TypeVar
 from hitless.openflow._wire import Reader, pad8
 from hitless.openflow.actions import (
     EXPERIMENTER_ACTIONS,
+    LATER_ACTIONS,
     Action,
     encode_actions,
     parse_actions,
@@ -29,7 +30,7 @@ from hitless.openflow.actions import (
 from hitless.openflow.constants import ActionType, BadActionCode, ErrorType
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
 from hitless.openflow.match import Oxm, parse_oxm
-from hitless.openflow.nxm import NX_VENDOR, FieldRef, Subfield
+from hitless.openflow.nxm import NX_VENDOR, ONF_VENDOR, FieldRef, Subfield
 
 __all__ = [
     "NX_ACTIONS",
@@ -45,6 +46,9 @@ __all__ = [
     "LEARN_DELETE_LEARNED",
     "LEARN_SEND_FLOW_REM",
     "LEARN_WRITE_RESULT",
+    "MOVE_NX",
+    "MOVE_OF15",
+    "MOVE_ONF",
     "Learn",
     "LearnSpec",
     "Multipath",
@@ -88,6 +92,11 @@ class NxAction(Action):
 
     def nx_subtype(self) -> int:
         return self.subtype
+
+    def map_nested(self, f: Callable[[tuple[Action, ...]], tuple[Action, ...]]) -> NxAction:
+        """This action with ``f`` applied to the action list it nests (clone, ct's
+        exec); an action that nests none is returned as is."""
+        return self
 
     def encode(self) -> bytes:
         body = self._nx_body()
@@ -249,13 +258,23 @@ class RegLoad2(NxAction):
         return cls(oxm)
 
 
+# How ``move`` travels: Nicira's NXAST_REG_MOVE (what ovs-ofctl sends before 1.5), the
+# standard OFPAT_COPY_FIELD of OpenFlow 1.5 (§7.2.6.8; what ovs-ofctl and ovn-controller
+# send in 1.5) or ONF's OpenFlow 1.3 extension 3200. The three carry the same value.
+MOVE_NX, MOVE_OF15, MOVE_ONF = "nx", "of15", "onf"  # RegMove.form
+_COPY = struct.Struct("!HHH2x")  # n_bits, src_offset, dst_offset (copy-field forms)
+_ONF_COPY_FIELD = 3200
+
+
 @nx_action(6)
 @dataclass(frozen=True, slots=True)
 class RegMove(NxAction):
-    """``move:src[..]->dst[..]`` (NXAST_REG_MOVE)."""
+    """``move:src[..]->dst[..]`` (NXAST_REG_MOVE, OFPAT_COPY_FIELD or ONF copy-field;
+    ``form`` says which, so a rule is dumped back the way it came)."""
 
     src: Subfield
     dst: Subfield
+    form: str = MOVE_NX
 
     subtype: ClassVar[int] = 6
 
@@ -266,14 +285,55 @@ class RegMove(NxAction):
             + self.dst.ref.encode()
         )
 
+    def encode(self) -> bytes:
+        if self.form == MOVE_NX:
+            return NxAction.encode(self)
+        refs = self.src.ref.encode() + self.dst.ref.encode()
+        copy = _COPY.pack(self.src.nbits, self.src.ofs, self.dst.ofs) + refs
+        if self.form == MOVE_OF15:
+            head, typ = b"", ActionType.COPY_FIELD
+        else:
+            head, typ = struct.pack("!IH2x", ONF_VENDOR, _ONF_COPY_FIELD), ActionType.EXPERIMENTER
+        length = 4 + len(head) + len(copy)
+        length += pad8(length)
+        out = struct.pack("!HH", typ, length) + head + copy
+        return out + b"\0" * (length - len(out))
+
     @classmethod
     def parse(cls, subtype: int, r: Reader) -> NxAction:
         n_bits, src_ofs, dst_ofs = r.unpack(struct.Struct("!HHH"), "move")
+        return cls._checked(n_bits, src_ofs, dst_ofs, r, MOVE_NX)
+
+    @classmethod
+    def _checked(cls, n_bits: int, src_ofs: int, dst_ofs: int, r: Reader, form: str) -> RegMove:
         src, dst = FieldRef.parse(r), FieldRef.parse(r)
-        a = cls(Subfield(src, src_ofs, n_bits), Subfield(dst, dst_ofs, n_bits))
+        if any(r.rest()):
+            raise _bad("copy-field padding is not zero", BadActionCode.BAD_LEN)
+        a = cls(Subfield(src, src_ofs, n_bits), Subfield(dst, dst_ofs, n_bits), form)
         a.src.check()
         a.dst.check()
         return a
+
+
+def _parse_copy_field(r: Reader) -> Action:
+    """OFPAT_COPY_FIELD's body after its type and length (OpenFlow 1.5)."""
+    n_bits, src_ofs, dst_ofs = r.unpack(_COPY, "copy_field")
+    return RegMove._checked(n_bits, src_ofs, dst_ofs, r, MOVE_OF15)
+
+
+def _parse_onf(r: Reader) -> Action:
+    """An ONF experimenter action after its experimenter id: only copy-field (3200)."""
+    (exp_type,) = r.unpack(struct.Struct("!H2x"), "ONF action type")
+    if exp_type != _ONF_COPY_FIELD:
+        raise _bad(f"unknown ONF experimenter action {exp_type}")
+    n_bits, src_ofs, dst_ofs = r.unpack(_COPY, "copy_field")
+    return RegMove._checked(n_bits, src_ofs, dst_ofs, r, MOVE_ONF)
+
+
+LATER_ACTIONS[ActionType.COPY_FIELD] = _parse_copy_field
+
+
+EXPERIMENTER_ACTIONS[ONF_VENDOR] = _parse_onf
 
 
 @nx_action(15, 32)
@@ -530,6 +590,9 @@ class Clone(NxAction):
 
     def _nx_body(self) -> bytes:
         return b"\0" * 6 + encode_actions(self.actions)
+
+    def map_nested(self, f: Callable[[tuple[Action, ...]], tuple[Action, ...]]) -> NxAction:
+        return Clone(f(self.actions))
 
     @classmethod
     def parse(cls, subtype: int, r: Reader) -> NxAction:

@@ -24,20 +24,22 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from hitless.openflow._wire import Reader
 from hitless.openflow.actions import Action, SetField, encode_actions, parse_actions
 from hitless.openflow.constants import BadActionCode, ErrorType, OxmClass
 from hitless.openflow.errors import RemoteProtocolError
-from hitless.openflow.nx_actions import NxAction, RegLoad, RegLoad2, nx_action
+from hitless.openflow.nx_actions import NxAction, RegLoad, RegLoad2, RegMove, nx_action
 from hitless.openflow.nxm import FieldRef, FieldSpec, Subfield, register, spec_of
 
 __all__ = [
     "CT_FIELDS",
     "CtAction",
     "CtClear",
+    "FieldReader",
     "NatAction",
     "NX_CT_F_COMMIT",
     "NX_CT_F_FORCE",
@@ -80,6 +82,10 @@ for _name, _num, _size, _maskable in CT_FIELDS:
 
 _CT = struct.Struct("!HIHB3xH")
 _NAT = struct.Struct("!2xHH")
+
+
+# (field name, bit offset, number of bits) -> those bits of the packet being translated
+FieldReader = Callable[[str, int, int], int]
 
 
 def _bad(msg: str, code: BadActionCode = BadActionCode.BAD_ARGUMENT) -> RemoteProtocolError:
@@ -213,6 +219,9 @@ class CtAction(NxAction):
             val = 0
         return cls(flags, val, zone_field, table, alg, parse_actions(r))
 
+    def map_nested(self, f: Callable[[tuple[Action, ...]], tuple[Action, ...]]) -> NxAction:
+        return replace(self, actions=f(self.actions))
+
     @property
     def commit(self) -> bool:
         return bool(self.flags & (NX_CT_F_COMMIT | NX_CT_F_FORCE))
@@ -227,10 +236,19 @@ class CtAction(NxAction):
                 return a
         return None
 
-    def writes(self) -> list[tuple[str, int, int]]:
-        """(field, value, mask) of the exec(set_field...) actions (ct_mark, ct_label)."""
+    def writes(self, read: FieldReader | None = None) -> list[tuple[str, int, int]]:
+        """(field, value, mask) of the exec(set_field/load/move...) actions (ct_mark,
+        ct_label). A ``move`` copies bits of another field: ``read(name, ofs, nbits)``
+        gives them (translation reads the packet's registers); without it, moves are
+        left out."""
         out = []
         for a in self.actions:
+            if isinstance(a, RegMove):
+                if read is not None:
+                    s, d = a.src, a.dst
+                    v = read(s.ref.name, s.ofs, s.nbits)
+                    out.append((d.ref.name, v << d.ofs, ((1 << d.nbits) - 1) << d.ofs))
+                continue
             if isinstance(a, RegLoad):  # a masked write of a bit range: load:v->f[a..b]
                 d = a.dst
                 out.append((d.ref.name, a.value << d.ofs, ((1 << d.nbits) - 1) << d.ofs))
@@ -245,14 +263,14 @@ class CtAction(NxAction):
         return out
 
     def validate(self) -> None:
-        """What Open vSwitch checks: nested actions are nat (once) and set_field of
-        ct_mark/ct_label only, and setting them needs commit."""
+        """What Open vSwitch checks: nested actions are nat (once) and set_field, load
+        or move into ct_mark/ct_label only, and setting them needs commit."""
         n_nat = 0
         for a in self.actions:
             if isinstance(a, NatAction):
                 n_nat += 1
                 continue
-            if isinstance(a, RegLoad):
+            if isinstance(a, (RegLoad, RegMove)):
                 spec = a.dst.ref.spec
             elif isinstance(a, (SetField, RegLoad2)):
                 spec = spec_of(a.field)

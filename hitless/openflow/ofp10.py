@@ -120,6 +120,7 @@ from hitless.openflow.nxmsg import (
 
 __all__ = [
     "OFP10_VERSION",
+    "carries_set_field10",
     "decode",
     "encode",
     "encode_error",
@@ -436,6 +437,12 @@ _SET10: dict[int, Callable[[int], bytes]] = {
 for _src, _dst in _L4.values():
     _SET10[_src] = lambda v: _a10(AT10.SET_TP_SRC, struct.pack("!H2x", v))
     _SET10[_dst] = lambda v: _a10(AT10.SET_TP_DST, struct.pack("!H2x", v))
+
+
+def carries_set_field10(oxm: Oxm) -> bool:
+    """Whether OpenFlow 1.0 has its own action for this set_field (mod_dl_src...);
+    the others travel as Nicira loads (hitless.openflow.wire_forms)."""
+    return oxm.oxm_class == OxmClass.OPENFLOW_BASIC and oxm.mask is None and oxm.field in _SET10
 
 
 def encode_actions10(actions: tuple[Action, ...] | list[Action]) -> bytes:

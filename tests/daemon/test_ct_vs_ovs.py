@@ -37,7 +37,9 @@ RULES = [
     "table=0,priority=0,actions=drop",
     f"table=1,priority=20,ct_state=+trk+new,tcp,in_port=1,nw_dst={VIP},tp_dst=80,"
     f"actions=ct(commit,zone=5,nat(dst={SERVER}:8080),exec(set_field:0x1->ct_mark)),output:2",
-    "table=1,priority=10,ct_state=+trk+new,ip,in_port=1,actions=ct(commit,zone=5),output:2",
+    # OVN copies its ACL's label from a register into the connection (exec(move:...)).
+    "table=1,priority=10,ct_state=+trk+new,ip,in_port=1,actions=load:0xabcd->NXM_NX_REG3[],"
+    "ct(commit,zone=5,exec(move:NXM_NX_REG3[]->NXM_NX_CT_LABEL[96..127])),output:2",
     "table=1,priority=10,ct_state=+trk+est,ip,in_port=1,actions=output:2",
     "table=1,priority=10,ct_state=+trk+est,ip,in_port=2,actions=output:1",
     "table=1,priority=5,ct_state=+trk+new,ip,in_port=2,actions=drop",
@@ -146,3 +148,5 @@ def test_dump_conntrack_as_open_vswitch(both: tuple[Side, Side]) -> None:
     theirs = sorted(o.appctl("dpctl/dump-conntrack").stdout.splitlines())
     assert ours == theirs
     assert any("zone=5,mark=1,protoinfo=(state=CLOSING)" in ln for ln in ours), ours
+    # The query's connection carries the label moved from reg3 into bits 96..127.
+    assert any("udp," in ln and "labels=0xabcd" + "0" * 24 in ln for ln in ours), ours

@@ -252,6 +252,27 @@ def test_snat_allocates_distinct_ports() -> None:
     assert not r.state & CS_SNAT and len(ct) == 2
 
 
+def test_zero_snat_keeps_the_source_unless_its_reply_tuple_is_taken() -> None:
+    """``nat(src)`` with no address (what OVN commits with when the datapath has
+    ct_zero_snat): nothing changes, except a source port whose reply tuple another
+    connection of the zone already has."""
+    ct = Conntrack()
+    frame = udp_frame(A, B, 5000, 53)
+    r = ct.execute(frame, 0.0, commit=True, zone=3, nat=NatSpec("src"))
+    assert r.packet == frame and r.state == CS_TRK | CS_NEW | CS_SNAT
+    # C is translated to A's address keeping its port: it takes A:5000's reply tuple
+    # in zone 4, so A's zero-SNAT connection there has to move to another port.
+    a = ipaddress.ip_address(A).packed
+    ct.execute(udp_frame("10.0.0.7", B, 5000, 53), 0.0, commit=True, zone=4,
+               nat=NatSpec("src", a))  # fmt: skip
+    moved = ct.execute(frame, 0.0, commit=True, zone=4, nat=NatSpec("src"))
+    p = parse_tuple(moved.packet)
+    assert p is not None and p.tuple.src == a and p.tuple.sport != 5000
+    assert p.tuple.sport >= 1024 and checksums_ok(moved.packet)
+    with pytest.raises(ValueError):
+        NatSpec("dst")
+
+
 def test_records_round_trip_and_changes() -> None:
     ct = Conntrack()
     handshake(ct, 0.0)
