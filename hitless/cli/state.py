@@ -14,7 +14,7 @@ import sys
 
 from hitless.cli import add_rundir_argument
 from hitless.daemon.rundir import ControlError, RunDir, control_call
-from hitless.handoff import snapshot
+from hitless.state import ledger, snapshot
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -95,7 +95,7 @@ def check(args: argparse.Namespace) -> int:
                 "written_by": env.software,
                 "readable_by_this_build": snapshot.readable_versions(),
                 "summary": snapshot.summary(state),
-                "digest": snapshot.state_digest(state),
+                "digest": ledger.state_digest(state),
             },
             indent=2,
         )

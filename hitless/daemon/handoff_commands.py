@@ -10,7 +10,7 @@ import msgspec
 import hitless
 from hitless.daemon.takeover import export_switch
 from hitless.daemon.unixctl import CommandError, Request, command
-from hitless.handoff import snapshot
+from hitless.state import ledger, snapshot
 
 
 @command("upgrade/status")
@@ -37,14 +37,14 @@ def state_dump(req: Request) -> str:
     digests = {}
     for v in snapshot.readable_versions():
         try:
-            digests[str(v)] = snapshot.state_digest(snapshot.as_version(state, v))
+            digests[str(v)] = ledger.state_digest(snapshot.as_version(state, v))
         except snapshot.SnapshotError:
             pass  # this state cannot be written as version v (e.g. it has OpenFlow rules)
     doc = {
         "software": hitless.__version__,
         "state_version": snapshot.CURRENT_VERSION,
         "summary": snapshot.summary(state),
-        "digest": snapshot.state_digest(state),
+        "digest": ledger.state_digest(state),
         "digests": digests,  # the same state as each readable version would carry it
         "state": msgspec.to_builtins(state),
     }

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from hitless import __version__
 from hitless.daemon import faults
-from hitless.handoff import snapshot, transport
+from hitless.handoff import transport
 from hitless.handoff.protocol import (
     FEATURES,
     Abort,
@@ -43,6 +43,7 @@ from hitless.handoff.protocol import (
     State,
     Welcome,
 )
+from hitless.state import records, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class TakeoverError(Exception):
 
 
 class Importer(Protocol):
-    def prepare(self, state: snapshot.State, delta: bool, taken: float) -> None:
+    def prepare(self, state: records.State, delta: bool, taken: float) -> None:
         """Pre-copy arrived (the old process still serves): validate; with ``delta``,
         build everything from it now. Its ages count back from ``taken`` (the old
         process's CLOCK_MONOTONIC when it took the snapshot)."""
@@ -61,13 +62,13 @@ class Importer(Protocol):
         """Block until our own OVSDB connection holds the whole database."""
 
     def restore(
-        self, state: snapshot.State, fds: list[int], version: int
+        self, state: records.State, fds: list[int], version: int
     ) -> tuple[str, dict[str, int]]:
         """Full mode: adopt descriptors and rebuild from the final state; return the
-        digest (``snapshot.state_digest``) and counts of what was rebuilt, as the state
+        digest (``ledger.state_digest``) and counts of what was rebuilt, as the state
         ``version`` both sides use describes it."""
 
-    def restore_delta(self, delta: snapshot.Delta, fds: list[int]) -> tuple[str, dict[str, int]]:
+    def restore_delta(self, delta: records.Delta, fds: list[int]) -> tuple[str, dict[str, int]]:
         """Delta mode: adopt descriptors into what ``prepare`` built and apply the
         changes; return the incremental digest and the counts of what now exists."""
 

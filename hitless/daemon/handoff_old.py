@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from hitless import __version__
 from hitless.daemon import faults
-from hitless.handoff import snapshot, transport
+from hitless.handoff import transport
 from hitless.handoff.protocol import (
     FEATURES,
     Abort,
@@ -42,6 +42,7 @@ from hitless.handoff.protocol import (
     Welcome,
     negotiate,
 )
+from hitless.state import ledger, records, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class PrecopyJob(Protocol):
 class WholePrecopy:
     """A pre-copy that exists whole already (an exporter with a small, fixed state)."""
 
-    def __init__(self, state: snapshot.State, version: int, taken: float) -> None:
+    def __init__(self, state: records.State, version: int, taken: float) -> None:
         self.state, self.version, self.taken = state, version, taken
         self.counts = snapshot.summary(state)
 
@@ -97,7 +98,7 @@ class Exporter(Protocol):
         while the switch serves; with ``delta``, changes are tracked from now on."""
 
     def freeze(self, now: float, delta: bool) -> Any:
-        """The final state (a ``snapshot.Delta`` with ``delta``), the live descriptors the new
+        """The final state (a ``records.Delta`` with ``delta``), the live descriptors the new
         process needs (still owned by this process: never closed here), and the
         digest and counts the new process must acknowledge: an object with ``state``,
         ``fds``, ``digest``, ``counts``, and ``listeners`` (name -> live listening fd
@@ -400,7 +401,7 @@ class HandoffServer:
                 )
                 # Verify what the new process can know: the state as this version has it.
                 as_sent = snapshot.as_version(frozen.state, rec.version)
-                frozen.digest = snapshot.state_digest(as_sent)
+                frozen.digest = ledger.state_digest(as_sent)
                 frozen.counts = snapshot.summary(as_sent)
             sessions: list[dict[str, Any]] = []
             session_fds: list[int] = []

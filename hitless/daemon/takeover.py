@@ -12,9 +12,10 @@ With the protocol feature "delta" the freeze is short whatever the size of the s
 the new process builds every bridge, megaflow and MAC entry from the pre-copy while the
 old one still serves; the old one tracks what changes from then on (the datapath's
 changed matches, the MAC table's journal, flows whose counters moved) and the freeze
-carries only that, plus the descriptors. Both sides keep an order-independent digest
-(``snapshot.multiset_digest``) up to date with every item they add or remove, and the
-old side checks the new side's digest and counts before it lets go.
+carries only that, plus the descriptors. Both sides keep a ``hitless.state.ledger.Ledger``:
+the old one fills it while it copies, the new one from the pre-copy it received, and both
+apply the freeze's delta to it with the same code; the old side checks the new side's
+digest (and its live counts) before it lets go.
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ from hitless.daemon.clock import WarpClock
 from hitless.daemon.handoff_old import HandoffRefused
 from hitless.datapath import Datapath, DpFlow, FlowStats, provider
 from hitless.datapath.actions import Action, actions_from_json, actions_to_json
-from hitless.handoff import snapshot
-from hitless.handoff.parts import RecordList, Splicer
-from hitless.handoff.snapshot import (
+from hitless.ofproto.bridge import Bridge
+from hitless.ofproto.mac_learning import format_mac, parse_mac
+from hitless.ofproto.oftable import Rule
+from hitless.openflow.actions import encode_instructions
+from hitless.packet.flow import Match, compact, widen
+from hitless.state import ledger, snapshot
+from hitless.state.parts import RecordList, Splicer
+from hitless.state.records import (
     BridgeDelta,
     BridgeState,
     DatapathV1,
@@ -54,11 +60,6 @@ from hitless.handoff.snapshot import (
     PortV1,
     State,
 )
-from hitless.ofproto.bridge import Bridge
-from hitless.ofproto.mac_learning import format_mac, parse_mac
-from hitless.ofproto.oftable import Rule
-from hitless.openflow.actions import encode_instructions
-from hitless.packet.flow import Match, compact, widen
 
 
 class Switch(Protocol):
@@ -225,29 +226,25 @@ def _import_openflow(bridge: Any, of: OpenFlowV2 | None, now: float) -> None:
 
 def _openflow_delta(
     name: str, bridge: Bridge, base: _Baseline, moved: list[Any], now: float
-) -> tuple[OpenFlowDeltaV2 | None, int]:
-    """The bridge's OpenFlow changes since the pre-copy and what they do to the digest;
-    (None, 0) when only a whole copy will do (the tables were replaced wholesale)."""
+) -> OpenFlowDeltaV2 | None:
+    """The bridge's OpenFlow changes since the pre-copy; None when only a whole copy
+    will do (the tables were replaced wholesale)."""
     bridge.revalidator.settle_flows(moved, now)  # counters up to the freeze
     bridge.settle_meters()
     journal, credited, overflow = bridge.take_openflow_journal()
     if overflow:
-        return None, 0
-    recs, index, objs = base.of_rules[name], base.of_index[name], base.of_objs[name]
+        return None
+    index, objs = base.of_index[name], base.of_objs[name]
     of = bridge.of
-    digest = 0
     removed: list[int] = []
     added: list[OfRuleV2] = []
     for key in journal:
         i = index.get(key)
         if i is not None:
             removed.append(i)
-            digest -= snapshot.rule_item(name, recs[i])
         r = of.tables[key[0]].rules.get(key[1])
         if r is not None:
-            rec = _rule_record(r, now)
-            added.append(rec)
-            digest += snapshot.rule_item(name, rec)
+            added.append(_rule_record(r, now))
     counters = []
     for obj in credited:
         if type(obj) is not Rule:
@@ -259,10 +256,8 @@ def _openflow_delta(
         counters.append(OfRuleCountersV2(i, now - rule.last_used, rule.packets, rule.bytes))
     groups = [_group_v2(g.to_json(now)) for g in sorted(of.groups.values(), key=_group_id)]
     meters = [_meter_v2(m.to_json(now)) for m in sorted(of.meters.values(), key=_meter_id)]
-    digest -= base.of_group_meter[name]
-    digest += snapshot.group_meter_item_sum(name, groups, meters)
     tables = [[t.table_id, t.lookups, t.matched] for t in of.tables if t.lookups]
-    return OpenFlowDeltaV2(sorted(removed), added, counters, groups, meters, tables), digest
+    return OpenFlowDeltaV2(sorted(removed), added, counters, groups, meters, tables)
 
 
 def _group_id(g: Any) -> int:
@@ -406,21 +401,14 @@ def thaw_switch(switch: Switch) -> None:
 
 @dataclass(slots=True)
 class _Baseline:
-    """What the pre-copy said, per bridge: enough to compute a delta and its digest."""
+    """What the pre-copy said: the ledger of what was copied (digest and pre-image of
+    every item, per bridge) and, with "openflow-delta", where each live rule is in the
+    copied list (by identity in its table, and by object), to compute a delta."""
 
     taken: float
-    digest: int
-    flows: dict[str, dict[tuple[bytes, bytes], list[Any]]] = field(default_factory=dict)
-    macs: dict[str, dict[tuple[int, bytes], int]] = field(default_factory=dict)
-    ports: dict[str, list[PortV1]] = field(default_factory=dict)
-    openflow: dict[str, int] = field(default_factory=dict)  # digest items per bridge
-    # With "openflow-delta": per bridge, the pre-copy's rule records, where each rule
-    # is in that list (by identity in its table, and by object), and the digest share
-    # of its groups and meters
-    of_rules: dict[str, list[OfRuleV2]] = field(default_factory=dict)
+    ledger: ledger.Ledger = field(default_factory=ledger.Ledger)
     of_index: dict[str, dict[tuple[int, Any], int]] = field(default_factory=dict)
     of_objs: dict[str, dict[Rule, int]] = field(default_factory=dict)
-    of_group_meter: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -495,7 +483,7 @@ class SwitchExporter:
             return Frozen(
                 state,
                 live_fds,
-                snapshot.state_digest(state),
+                ledger.state_digest(state),
                 snapshot.summary(state),
                 self.switch.listening_fds(),
                 *self.switch.export_openflow_sessions(),
@@ -503,77 +491,55 @@ class SwitchExporter:
             )
         base = self.baseline
         self.baseline = None
-        digest = base.digest
+        images = base.ledger.bridges
         fds: list[int] = []
         out = []
         for name, rb in sorted(self.switch.bridges.items()):
             dp, mac = rb.datapath, _bridge(rb).mac
-            since = base.taken
-            moved = dp.take_hits(since)
+            moved = dp.take_hits(base.taken)
             of_delta: OpenFlowDeltaV2 | None = None
             if name in base.of_index:  # before take_changes: adopting may change flows
-                of_delta, of_digest = _openflow_delta(name, _bridge(rb), base, moved, now)
-                if of_delta is not None:
-                    digest += of_digest
+                of_delta = _openflow_delta(name, _bridge(rb), base, moved, now)
             changed_flows = dp.take_changes()
             changed_macs = mac.take_journal()
             handles, slots = _final_handles(dp, fds)
-            if name not in base.flows:  # created after the pre-copy: send it whole
+            if name not in images:  # created after the pre-copy: send it whole
                 whole = _bridge_state(
                     name, rb.bridge, dp, now, handles, slots, _bridge_extras(rb.bridge, now)
                 )
-                digest += snapshot.multiset_digest(State([whole]))
                 out.append(BridgeDelta(whole, new=True))
                 continue
-            bflows, bmacs = base.flows[name], base.macs[name]
             flows: list[FlowV1] = []
             removed_flows: list[tuple[bytes, bytes]] = []
             for m in changed_flows:
-                k = compact(m.key, m.mask)
-                old = bflows.get(k)
-                if old is not None:
-                    digest -= snapshot.flow_item(name, *k, old)
                 f = dp.flow_get(m)
                 if f is None:
-                    removed_flows.append(k)
+                    removed_flows.append(compact(m.key, m.mask))
                 else:
-                    rec = _flow_record(f, now)
-                    flows.append(rec)
-                    digest += snapshot.flow_item(name, *k, rec.actions)
+                    flows.append(_flow_record(f, now))
             for f in moved:  # counters that moved since the pre-copy
                 if f.match not in changed_flows:
                     flows.append(_flow_record(f, now))
             macs: list[MacEntryV1] = []
             removed_macs: list[tuple[int, bytes]] = []
+            copied_macs = images[name].macs
             for key in changed_macs:
-                old_port = bmacs.get(key)
-                if old_port is not None:
-                    digest -= snapshot.mac_item(name, key[0], key[1], old_port)
                 row = mac.entry_row(key, now)
                 if row is None:
-                    if old_port is not None:
+                    if key in copied_macs:
                         removed_macs.append(key)
                 else:
                     macs.append(MacEntryV1(key[0], key[1], int(row[2]), float(row[3])))
-                    digest += snapshot.mac_item(name, key[0], key[1], int(row[2]))
-            ports = _ports(dp)
-            for p in base.ports[name]:
-                digest -= snapshot.port_item(name, p.name, p.ofport, p.type)
-            for p in ports:
-                digest += snapshot.port_item(name, p.name, p.ofport, p.type)
-            learned_remembered = _bridge(rb).ofports.export()
             openflow = None
             if of_delta is None:  # the whole OpenFlow state replaces the pre-copy's
                 openflow = _openflow_state(rb.bridge, now)
-                digest -= base.openflow[name]
-                digest += snapshot.openflow_item_sum(name, openflow)
             out.append(
                 BridgeDelta(
                     BridgeState(
                         name,
                         DatapathV1(dp.type, handles, flows, slots),
-                        ports,
-                        learned_remembered,
+                        _ports(dp),
+                        _bridge(rb).ofports.export(),
                         macs,
                         _bridge_extras(rb.bridge, now),
                         openflow,
@@ -583,18 +549,12 @@ class SwitchExporter:
                     openflow_delta=of_delta,
                 )
             )
-        for name in set(base.flows) - set(self.switch.bridges):  # destroyed meanwhile
-            for (fkey, fmask), actions in base.flows[name].items():
-                digest -= snapshot.flow_item(name, fkey, fmask, actions)
-            for (vlan, mac_addr), port in base.macs[name].items():
-                digest -= snapshot.mac_item(name, vlan, mac_addr, port)
-            for p in base.ports[name]:
-                digest -= snapshot.port_item(name, p.name, p.ofport, p.type)
-            digest -= base.openflow[name]
+        changes = Delta(out)
+        base.ledger.apply_delta(changes)  # what the new side computes from the same delta
         return Frozen(
-            Delta(out),
+            changes,
             fds,
-            snapshot.format_digest(digest),
+            base.ledger.hex(),
             self.counts(),
             self.switch.listening_fds(),
             *self.switch.export_openflow_sessions(),
@@ -678,7 +638,8 @@ class PrecopyJob:
         ex, sw, taken = self.exporter, self.exporter.switch, self.taken
         ex._check_peer_can_take()
         ex._stop_tracking()
-        base = _Baseline(self.taken, 0)
+        base = _Baseline(self.taken)
+        book = base.ledger
         plans: list[tuple[str, Any, list[DpFlow], list[tuple[int, bytes]], list[Rule]]] = []
         for name, rb in sorted(sw.bridges.items()):  # one instant: journals, then lists
             bridge = rb.bridge if isinstance(rb.bridge, Bridge) else None
@@ -691,37 +652,34 @@ class PrecopyJob:
             plans.append((name, rb, list(rb.datapath.flow_dump()), _bridge(rb).mac.keys(), rules))
         yield
         bridges = []
-        digest = 0
         splice = Splicer()
         for name, rb, flows, macs, rules in plans:
             dp, mac = rb.datapath, _bridge(rb).mac
             ports = _ports(dp)
-            digest += sum(snapshot.port_item(name, p.name, p.ofport, p.type) for p in ports)
+            book.set_ports(name, ports)
             bridge = rb.bridge if isinstance(rb.bridge, Bridge) else None
             if bridge is not None:
                 for chunk in _slices(flows):  # counters up to now, before the rules
                     live_flows = [f for f in chunk if dp.flow_get(f.match) is f]
                     bridge.revalidator.settle_flows(live_flows, self.clock())
                     yield
-            flow_recs, pre_flows = RecordList(), {}
+            flow_recs = RecordList()
             for chunk in _slices(flows):
                 recs = [_flow_record(f, taken) for f in chunk if dp.flow_get(f.match) is f]
                 if self.version < 3:
                     recs = [snapshot.flow_down_3(r) for r in recs]
                 flow_recs.extend(recs)
                 for r in recs:
-                    pre_flows[(r.key, r.mask)] = r.actions
-                    digest += snapshot.flow_item(name, r.key, r.mask, r.actions)
+                    book.set_flow(name, r.key, r.mask, r.actions)
                 yield
-            mac_recs, pre_macs = RecordList(), {}
+            mac_recs = RecordList()
             for chunk in _slices(macs):
                 mrecs = []
                 for vlan, addr in chunk:
                     e = mac.get(vlan, addr)
                     if e is not None:
                         mrecs.append(MacEntryV1(vlan, addr, e.port, taken - e.last_seen))
-                        pre_macs[(vlan, addr)] = e.port
-                        digest += snapshot.mac_item(name, vlan, addr, e.port)
+                        book.set_mac(name, vlan, addr, e.port)
                 mac_recs.extend(mrecs)
                 yield
             openflow: OpenFlowV2 | None = None
@@ -731,7 +689,6 @@ class PrecopyJob:
                 rule_recs, records = RecordList(), list[OfRuleV2]()
                 index: dict[tuple[int, Any], int] = {}
                 objs: dict[Rule, int] = {}
-                of_digest = 0
                 for chunk in _slices(rules):
                     live = [r for r in chunk if of.tables[r.table_id].rules.get(r.ident) is r]
                     rrecs = [_rule_record(r, taken) for r in live]
@@ -739,7 +696,7 @@ class PrecopyJob:
                     for r, rec in zip(live, rrecs, strict=True):
                         index[(r.table_id, r.ident)] = objs[r] = len(records)
                         records.append(rec)
-                        of_digest += snapshot.rule_item(name, rec)
+                    book.add_rules(name, rrecs)
                     yield
                 groups = [
                     _group_v2(g.to_json(taken)) for g in sorted(of.groups.values(), key=_group_id)
@@ -748,13 +705,9 @@ class PrecopyJob:
                     _meter_v2(m.to_json(taken)) for m in sorted(of.meters.values(), key=_meter_id)
                 ]
                 tables = [[t.table_id, t.lookups, t.matched] for t in of.tables if t.lookups]
-                group_meter = snapshot.group_meter_item_sum(name, groups, meters)
-                of_digest += group_meter
-                digest += of_digest
-                base.openflow[name] = of_digest % snapshot.DIGEST_MOD
+                book.set_group_meters(name, groups, meters)
                 if ex.openflow_delta:
-                    base.of_rules[name], base.of_index[name] = records, index
-                    base.of_objs[name], base.of_group_meter[name] = objs, group_meter
+                    base.of_index[name], base.of_objs[name] = index, objs
                 openflow = OpenFlowV2(splice.placeholder(rule_recs), groups, meters, tables)
                 self.counts["openflow_rules"] = self.counts.get("openflow_rules", 0) + len(records)
             bridges.append(
@@ -768,13 +721,11 @@ class PrecopyJob:
                     openflow,
                 )
             )
-            base.flows[name], base.macs[name], base.ports[name] = pre_flows, pre_macs, ports
             for k, n in (("ports", len(ports)), ("mac_entries", mac_recs.n),
                          ("datapath_flows", flow_recs.n)):  # fmt: skip
                 self.counts[k] = self.counts.get(k, 0) + n
             yield
         self.counts["bridges"] = len(bridges)
-        base.digest = digest % snapshot.DIGEST_MOD
         payload = splice.encode(State(bridges))
         yield
         if self.version == 1:  # no OpenFlow in version 1: migrate the whole (small) state
@@ -815,12 +766,9 @@ class SwitchImporter:
         self.switch = switch
         self.on_commit = on_commit
         self.restored: dict[str, tuple[Bridge, Datapath]] = {}
-        self.digest = 0  # multiset digest of what the pre-copy built (delta mode)
+        self.ledger = ledger.Ledger()  # what the pre-copy built (delta mode)
         self.flow_actions: dict[str, dict[tuple[bytes, bytes], list[Any]]] = {}
-        self.precopy_ports: dict[str, list[PortV1]] = {}
-        self.precopy_openflow: dict[str, int] = {}  # digest items of the pre-copy's tables
-        # the pre-copy's OpenFlow state and the rules built from it, in its order
-        self.precopy_of: dict[str, OpenFlowV2] = {}
+        # the rules built from the pre-copy, in its order (an OpenFlow delta's indices)
         self.precopy_rules: dict[str, list[Rule]] = {}
         self.listeners: dict[str, int] = {}  # handed-over listening fds, by name
         self.extras: dict[str, dict[str, Any]] = {}  # bridge -> its extras, from the freeze
@@ -841,12 +789,9 @@ class SwitchImporter:
         for br in state.bridges:
             dp = provider(br.datapath.type)(br.name)
             self._build(br, dp, now)
-            self.precopy_ports[br.name] = br.ports
-            self.precopy_openflow[br.name] = snapshot.openflow_item_sum(br.name, br.openflow)
             if br.openflow is not None:
-                self.precopy_of[br.name] = br.openflow
                 self.precopy_rules[br.name] = list(self.restored[br.name][0].of.rules())
-        self.digest = snapshot.multiset_digest(state)
+        self.ledger = ledger.Ledger.of_state(state)
 
     def _build(self, br: BridgeState, dp: Datapath, now: float) -> None:
         bridge = Bridge(br.name, dp)
@@ -934,13 +879,14 @@ class SwitchImporter:
             ]
         )
         as_sent = snapshot.as_version(rebuilt, version)
-        return snapshot.state_digest(as_sent), snapshot.summary(as_sent)
+        return ledger.state_digest(as_sent), snapshot.summary(as_sent)
 
     def restore_delta(self, delta: Delta, fds: list[int]) -> tuple[str, dict[str, int]]:
         """Delta mode: adopt the ports into the bridges the pre-copy built and apply
-        what changed, keeping the digest up to date item by item."""
+        what changed. The digest is the pre-copy's ledger moved by the delta (the very
+        code the old side ran), with every bridge's ports as its datapath adopted them."""
         now = self.switch.clock()
-        digest = self.digest
+        self.ledger.apply_delta(delta)  # a delta that does not fit raises here, before anything live moves
         self.extras = {
             d.changed.name: dict(d.changed.extra) for d in delta.bridges if d.changed.extra
         }
@@ -949,13 +895,7 @@ class SwitchImporter:
             final_names = {d.changed.name for d in delta.bridges}
             for name in set(self.restored) - final_names:  # destroyed meanwhile
                 bridge, dp = self.restored.pop(name)
-                for (key, mask), actions in self.flow_actions.pop(name, {}).items():
-                    digest -= snapshot.flow_item(name, key, mask, actions)
-                for v, m, p, _ in bridge.mac.export(now):
-                    digest -= snapshot.mac_item(name, int(v), parse_mac(m), int(p))
-                for port in self.precopy_ports.pop(name, []):
-                    digest -= snapshot.port_item(name, port.name, port.ofport, port.type)
-                digest -= self.precopy_openflow.pop(name, 0)
+                self.flow_actions.pop(name, None)
                 bridge.close()
                 dp.close()
             for d in delta.bridges:
@@ -967,83 +907,49 @@ class SwitchImporter:
                     )
                     adopted.append(br.datapath.fd_slots)
                     self._build(br, dp, now)
-                    digest += snapshot.multiset_digest(State([br]))
                     continue
                 bridge, dp = self.restored[br.name]
                 dp.adopt_ports(dict(br.datapath.handles), dp_fds)
                 adopted.append(br.datapath.fd_slots)
                 known = self.flow_actions.setdefault(br.name, {})
                 for key, mask in d.removed_flows:
-                    old = known.pop((key, mask), None)
-                    if old is not None:
-                        digest -= snapshot.flow_item(br.name, key, mask, old)
+                    known.pop((key, mask), None)
                     dp.flow_del(Match(*widen(key, mask)))
                     bridge.revalidator.baseline.pop(Match(*widen(key, mask)), None)
-                for f in br.datapath.flows:
-                    old = known.get((f.key, f.mask))
-                    if old != f.actions:
-                        if old is not None:
-                            digest -= snapshot.flow_item(br.name, f.key, f.mask, old)
-                        digest += snapshot.flow_item(br.name, f.key, f.mask, f.actions)
                 self._put_flows(br.name, dp, br.datapath.flows, now, bridge.revalidator.baseline)
-                for vlan, m in d.removed_macs:
-                    e = bridge.mac.get(vlan, m)
-                    if e is not None:
-                        digest -= snapshot.mac_item(br.name, vlan, m, e.port)
                 bridge.mac.forget(d.removed_macs)
-                for me in br.mac_entries:
-                    e = bridge.mac.get(me.vlan, me.mac)
-                    if e is not None:
-                        digest -= snapshot.mac_item(br.name, me.vlan, me.mac, e.port)
-                    digest += snapshot.mac_item(br.name, me.vlan, me.mac, me.port)
                 bridge.mac.apply_rows(
                     [[m.vlan, format_mac(m.mac), m.port, m.age] for m in br.mac_entries], now
                 )
                 bridge.ofports.import_(dict(br.remembered_ofports))
-                # Ports: the pre-copy's ports were never attached here; the adopted ones are.
-                for p in self.precopy_ports.get(br.name, []):
-                    digest -= snapshot.port_item(br.name, p.name, p.ofport, p.type)
-                for p in _ports(dp):
-                    digest += snapshot.port_item(br.name, p.name, p.ofport, p.type)
                 if d.openflow_delta is not None:
-                    digest += self._apply_openflow_delta(br.name, bridge, d.openflow_delta, now)
+                    self._apply_openflow_delta(br.name, bridge, d.openflow_delta, now)
                 else:  # the whole OpenFlow state replaces the pre-copy's
-                    digest -= self.precopy_openflow.get(br.name, 0)
                     _import_openflow(bridge, br.openflow, now)
-                    digest += snapshot.openflow_item_sum(br.name, br.openflow)
                 dp.meter_adopt(dict(br.datapath.handles))  # after the meters were pushed
         finally:
             self._close_unadopted(fds, adopted)
+        for name, (_, dp) in self.restored.items():  # the ports as adopted, not as sent
+            self.ledger.set_ports(name, _ports(dp))
         counts = {
             "bridges": len(self.restored),
             "ports": sum(len(dp.ports()) for _, dp in self.restored.values()),
             "mac_entries": sum(len(b.mac) for b, _ in self.restored.values()),
             "datapath_flows": sum(dp.flow_count() for _, dp in self.restored.values()),
         } | _openflow_counts(b for b, _ in self.restored.values())
-        return snapshot.format_digest(digest), counts
+        return self.ledger.hex(), counts
 
     def _apply_openflow_delta(
         self, name: str, bridge: Bridge, ofd: OpenFlowDeltaV2, now: float
-    ) -> int:
-        """Apply a bridge's OpenFlow changes since the pre-copy; returns the digest change."""
-        pre, rules = self.precopy_of.get(name), self.precopy_rules.get(name)
-        if pre is None or rules is None or len(rules) != len(pre.rules):
+    ) -> None:
+        """Apply a bridge's OpenFlow changes since the pre-copy (the ledger checked
+        that the indices fit the pre-copy's rules)."""
+        rules, copied = self.precopy_rules.get(name, []), self.ledger.bridges[name].rules
+        if copied is None or len(rules) != len(copied):
             raise snapshot.SnapshotError(
-                f"bridge {name}: OpenFlow changes for tables the pre-copy did not carry"
+                f"bridge {name}: the pre-copy's {len(copied or [])} OpenFlow rules were "
+                f"built as {len(rules)}: an OpenFlow delta against them cannot be applied"
             )
-        n = len(rules)
-        bad = [i for i in (*ofd.removed, *(c.index for c in ofd.counters)) if not 0 <= i < n]
-        if bad:
-            raise snapshot.SnapshotError(
-                f"bridge {name}: OpenFlow delta names rule {bad[0]} of the pre-copy's {n}"
-            )
-        digest = 0
-        for i in ofd.removed:
-            digest -= snapshot.rule_item(name, pre.rules[i])
-        for r in ofd.added:
-            digest += snapshot.rule_item(name, r)
-        digest -= snapshot.group_meter_item_sum(name, pre.groups, pre.meters)
-        digest += snapshot.group_meter_item_sum(name, ofd.groups, ofd.meters)
         bridge.apply_openflow_delta(
             [rules[i] for i in ofd.removed],
             [_rule_dict(r) for r in ofd.added],
@@ -1055,7 +961,6 @@ class SwitchImporter:
             },
             now,
         )
-        return digest
 
     @staticmethod
     def _close_unadopted(fds: list[int], adopted: list[list[int]]) -> None:

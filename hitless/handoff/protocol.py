@@ -37,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from hitless.handoff.parts import with_bin_tail
+from hitless.state.parts import with_bin_tail
 
 
 class HandoffProtocolError(Exception):
@@ -346,7 +346,7 @@ class HandoffConnection:
 
 # Protocol features: "delta" = the freeze carries only what changed since the pre-copy
 # (the new side built everything else while the old one served), verified by an
-# incremental order-independent digest (snapshot.multiset_digest).
+# incremental order-independent digest (ledger.multiset_digest).
 # "listeners" = the listening sockets (the control socket, the handoff socket) travel
 # with the datapath's descriptors, so a client that connects during the freeze is
 # answered by the new process instead of being dropped with the old one.

@@ -8,7 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from hitless.handoff import snapshot
+from hitless.state import snapshot
 from tests.netns import unique_name
 from tests.switch import BIN, Sw, run
 

@@ -17,8 +17,14 @@ import json
 from pathlib import Path
 
 from hitless.datapath.actions import Meter, Output, actions_to_json
-from hitless.handoff import snapshot
-from hitless.handoff.snapshot import (
+from hitless.openflow import ApplyActions, Bucket, MeterBand, encode_instructions
+from hitless.openflow import Match as OfMatch
+from hitless.openflow import Output as OfOutput
+from hitless.openflow import actions as ofa
+from hitless.openflow.constants import Port
+from hitless.packet.flow import Match, compact, full_mask, make_key
+from hitless.state import ledger, snapshot
+from hitless.state.records import (
     BridgeState,
     DatapathV1,
     FlowV1,
@@ -30,12 +36,6 @@ from hitless.handoff.snapshot import (
     PortV1,
     State,
 )
-from hitless.openflow import ApplyActions, Bucket, MeterBand, encode_instructions
-from hitless.openflow import Match as OfMatch
-from hitless.openflow import Output as OfOutput
-from hitless.openflow import actions as ofa
-from hitless.openflow.constants import Port
-from hitless.packet.flow import Match, compact, full_mask, make_key
 
 HERE = Path(__file__).parent
 
@@ -157,14 +157,14 @@ def main() -> None:
     path.write_bytes(snapshot.encode(state, software="golden", taken=0.0))
     doc: dict[str, object] = {
         "summary": snapshot.summary(state),
-        "digest": snapshot.state_digest(state),
+        "digest": ledger.state_digest(state),
     }
     # From version 3 on: the digest of the state as each older version carries it (what
     # a build of that version computes after a downgrade), where it can carry it.
     older = {}
     for old in range(v - 1, 0, -1):
         try:
-            older[str(old)] = snapshot.state_digest(snapshot.as_version(state, old))
+            older[str(old)] = ledger.state_digest(snapshot.as_version(state, old))
         except snapshot.SnapshotError:
             break
     doc["digests"] = older

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from hitless.handoff import snapshot
+from hitless.state import ledger, records, snapshot
 
 HERE = Path(__file__).parent
 GOLDEN = sorted(HERE.glob("state-v*.snap"))
@@ -26,14 +26,14 @@ def test_golden_snapshot_loads_with_the_recorded_content(path: Path) -> None:
     env, state = snapshot.decode(path.read_bytes())
     assert env.version == int(path.stem.removeprefix("state-v"))
     assert snapshot.summary(state) == expected["summary"]
-    assert snapshot.state_digest(state) == expected["digest"]
+    assert ledger.state_digest(state) == expected["digest"]
 
 
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.name)
 def test_golden_snapshot_writes_back_to_the_same_bytes_at_its_version(path: Path) -> None:
     env, state = snapshot.decode(path.read_bytes())
     again = snapshot.encode(state, software=env.software, taken=env.taken, version=env.version)
-    assert msgspec.msgpack.decode(again, type=snapshot.Envelope).payload == env.payload
+    assert msgspec.msgpack.decode(again, type=records.Envelope).payload == env.payload
 
 
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.name)
@@ -67,7 +67,7 @@ def test_golden_snapshot_as_older_versions_has_the_recorded_digests(path: Path) 
     expected = json.loads(path.with_suffix(".json").read_text()).get("digests", {})
     _, state = snapshot.decode(path.read_bytes())
     for version, digest in expected.items():
-        assert snapshot.state_digest(snapshot.as_version(state, int(version))) == digest
+        assert ledger.state_digest(snapshot.as_version(state, int(version))) == digest
 
 
 @pytest.mark.parametrize("path", [p for p in GOLDEN if p.stem != "state-v1"], ids=lambda p: p.name)
@@ -87,7 +87,7 @@ def test_version_3_golden_downgrades_without_meter_actions_or_buckets() -> None:
     assert any(a[0] == "meter" for f in state.bridges[0].datapath.flows for a in f.actions)
     assert "meters" in state.bridges[0].datapath.handles
     v2 = snapshot.as_version(state, 2)
-    assert isinstance(v2, snapshot.StateV2)
+    assert isinstance(v2, records.StateV2)
     (br,) = v2.bridges
     assert [a for f in br.datapath.flows for a in f.actions if a[0] == "meter"] == []
     assert "meters" not in br.datapath.handles

@@ -16,9 +16,9 @@ from hitless.daemon.switch import RunningBridge
 from hitless.daemon.takeover import SwitchExporter, SwitchImporter, export_switch
 from hitless.datapath import Output
 from hitless.datapath.dummy import DummyDatapath
-from hitless.handoff import snapshot
 from hitless.ofproto.bridge import Bridge
 from hitless.packet.flow import Match, full_mask, make_key
+from hitless.state import ledger, records, snapshot
 
 PORTS = ["p1", "p2", "p3"]
 CFG = BridgeConfig(
@@ -73,7 +73,7 @@ def send(dp: DummyDatapath, bridge: Bridge, clock: Clock, port: int, src: int, d
     dp.pop_sent()
 
 
-def full(sw: Any, clock: Clock) -> snapshot.State:
+def full(sw: Any, clock: Clock) -> records.State:
     state, _ = export_switch(sw, clock(), final=False)
     return state
 
@@ -83,10 +83,10 @@ def handoff(sw: FakeSwitch, clock: Clock, between: Any) -> tuple[Any, SwitchImpo
     pre = ex.precopy(clock(), True)
     new = FakeSwitch(clock)
     imp = SwitchImporter(new)  # type: ignore[arg-type]
-    imp.prepare(msgspec.msgpack.decode(msgspec.msgpack.encode(pre), type=snapshot.State), True)
+    imp.prepare(msgspec.msgpack.decode(msgspec.msgpack.encode(pre), type=records.State), True)
     between()
     frozen = ex.freeze(clock(), True)
-    assert isinstance(frozen.state, snapshot.Delta)
+    assert isinstance(frozen.state, records.Delta)
     wire = snapshot.encode_delta(
         frozen.state, software="t", taken=clock(), version=snapshot.CURRENT_VERSION
     )
@@ -97,7 +97,7 @@ def handoff(sw: FakeSwitch, clock: Clock, between: Any) -> tuple[Any, SwitchImpo
     return frozen, imp
 
 
-def rebuilt(imp: SwitchImporter, clock: Clock) -> snapshot.State:
+def rebuilt(imp: SwitchImporter, clock: Clock) -> records.State:
     sw = FakeSwitch(clock)
     for name, (bridge, dp) in imp.restored.items():
         sw.bridges[name] = RunningBridge(CFG, bridge, dp)
@@ -125,7 +125,7 @@ def test_changes_between_precopy_and_freeze_all_arrive() -> None:
 
     _, imp = handoff(sw, clock, between)
     old_state, new_state = full(sw, clock), rebuilt(imp, clock)
-    assert snapshot.state_digest(new_state) == snapshot.state_digest(old_state)
+    assert ledger.state_digest(new_state) == ledger.state_digest(old_state)
     old_stats = {
         (f.key, f.mask): (f.packet_count, f.byte_count) for f in old_state.bridges[0].datapath.flows
     }
@@ -152,7 +152,7 @@ def test_a_bridge_created_after_the_precopy_comes_whole() -> None:
 
     _, imp = handoff(sw, clock, between)
     assert set(imp.restored) == {"br0", "br1"}
-    assert snapshot.state_digest(rebuilt(imp, clock)) == snapshot.state_digest(full(sw, clock))
+    assert ledger.state_digest(rebuilt(imp, clock)) == ledger.state_digest(full(sw, clock))
 
 
 def test_a_tampered_delta_is_caught_by_the_digest() -> None:
@@ -167,7 +167,7 @@ def test_a_tampered_delta_is_caught_by_the_digest() -> None:
     send(dp, bridge, clock, 2, 0x020000000009, B)
     frozen = ex.freeze(clock(), True)
     d = frozen.state.bridges[0]
-    lying = snapshot.Delta(
+    lying = records.Delta(
         [
             msgspec.structs.replace(
                 d,
@@ -217,7 +217,7 @@ def test_random_changes_between_precopy_and_freeze(ops: list[tuple[int, int, str
                 bridge.run(clock())
 
     _, imp = handoff(sw, clock, between)
-    assert snapshot.state_digest(rebuilt(imp, clock)) == snapshot.state_digest(full(sw, clock))
+    assert ledger.state_digest(rebuilt(imp, clock)) == ledger.state_digest(full(sw, clock))
 
 
 @pytest.mark.parametrize("n", [0, 1])
@@ -230,4 +230,4 @@ def test_no_changes_at_all(n: int) -> None:
     assert all(
         not b.changed.datapath.flows and not b.changed.mac_entries for b in frozen.state.bridges
     )
-    assert snapshot.state_digest(rebuilt(imp, clock)) == snapshot.state_digest(full(sw, clock))
+    assert ledger.state_digest(rebuilt(imp, clock)) == ledger.state_digest(full(sw, clock))

@@ -13,8 +13,8 @@ import pytest
 
 from hitless.daemon import handoff_new, handoff_old
 from hitless.daemon.takeover import Frozen
-from hitless.handoff import snapshot
-from hitless.handoff.snapshot import BridgeState, DatapathV1, MacEntryV1, PortV1, State
+from hitless.state import ledger, snapshot
+from hitless.state.records import BridgeState, DatapathV1, MacEntryV1, PortV1, State
 from tests.wait import wait_for
 
 
@@ -56,7 +56,7 @@ class OldSide:
         return Frozen(
             state,
             [self.r],
-            snapshot.state_digest(state),
+            ledger.state_digest(state),
             snapshot.summary(state),
             extras={"clock": {"offset": 2.5}},
         )
@@ -100,7 +100,7 @@ class Importer:
         if self.fail_restore:
             raise OSError("cannot adopt")
         rebuilt = make_state(2) if self.tamper else state
-        return snapshot.state_digest(rebuilt), snapshot.summary(rebuilt)
+        return ledger.state_digest(rebuilt), snapshot.summary(rebuilt)
 
     def restore_delta(self, delta: object, fds: list[int]) -> tuple[str, dict[str, int]]:
         raise AssertionError("this fake never negotiates deltas")
@@ -206,7 +206,7 @@ def test_lease_expires_when_the_new_side_stalls(sock_path: Path, monkeypatch) ->
             ) -> tuple[str, dict[str, int]]:
                 self.fds = [fd for fd in fds if fd >= 0]  # -1: a listener's slot
                 time.sleep(0.6)  # longer than the lease
-                return snapshot.state_digest(state), snapshot.summary(state)
+                return ledger.state_digest(state), snapshot.summary(state)
 
         imp = Stalling()
         res = handoff_new.take_over(sock_path, imp, timeout=5)

@@ -13,7 +13,7 @@ import pytest
 from hitless.daemon import takeover
 from hitless.daemon.switch import RunningBridge
 from hitless.daemon.takeover import SwitchExporter, SwitchImporter
-from hitless.handoff import snapshot
+from hitless.state import snapshot
 from tests.handoff.test_delta import CFG, B, Clock, FakeSwitch, old_switch, send
 
 

@@ -17,11 +17,11 @@ from hitless.daemon.takeover import SwitchExporter, SwitchImporter
 from hitless.datapath.actions import Meter
 from hitless.datapath.actions import Output as DpOutput
 from hitless.datapath.dummy import DummyDatapath
-from hitless.handoff import snapshot
 from hitless.ofproto.bridge import Bridge
 from hitless.openflow import ApplyActions, FlowMod, Match, MeterBand, MeterInstruction, MeterMod
 from hitless.openflow import Output as OfOutput
 from hitless.openflow.constants import FlowModCommand, MeterFlags, MeterModCommand
+from hitless.state import ledger, records, snapshot
 from tests.handoff.test_delta import CFG, Clock, FakeSwitch, frame, old_switch
 
 RATE, BURST = 10, 20  # packets/s, packets
@@ -102,9 +102,9 @@ def test_delta_handoff_carries_the_token_buckets_and_the_meter_actions(clock: Cl
     ex.use_features(["delta", "openflow-delta"])
     pre = ex.precopy(clock(), True)
     imp = SwitchImporter(FakeSwitch(clock))  # type: ignore[arg-type]
-    imp.prepare(msgspec.msgpack.decode(msgspec.msgpack.encode(pre), type=snapshot.State), True)
+    imp.prepare(msgspec.msgpack.decode(msgspec.msgpack.encode(pre), type=records.State), True)
     frozen = ex.freeze(clock(), True)
-    assert isinstance(frozen.state, snapshot.DeltaV3)
+    assert isinstance(frozen.state, records.DeltaV3)
     wire = snapshot.encode_delta(frozen.state, software="t", taken=clock(), version=3)
     _, delta = snapshot.decode_delta(wire)
     digest, counts = imp.restore_delta(delta, [])
@@ -143,12 +143,12 @@ def test_handoff_at_version_2_drops_meter_actions_and_buckets_and_digests_agree(
     frozen = ex.freeze(clock(), False)
     data = snapshot.encode(frozen.state, software="t", taken=clock(), version=2)
     env = snapshot.read_envelope(data)
-    v2 = msgspec.msgpack.decode(env.payload, type=snapshot.StateV2)  # as a v2 build reads it
+    v2 = msgspec.msgpack.decode(env.payload, type=records.StateV2)  # as a v2 build reads it
     (br,) = v2.bridges
     assert env.version == 2 and "meters" not in br.datapath.handles
     assert [f.actions for f in br.datapath.flows] == [[["output", 2]]]
-    old_digest = snapshot.state_digest(snapshot.as_version(frozen.state, 2))  # handoff_old
-    assert snapshot.state_digest(v2) == old_digest
+    old_digest = ledger.state_digest(snapshot.as_version(frozen.state, 2))  # handoff_old
+    assert ledger.state_digest(v2) == old_digest
 
     _, state = snapshot.decode(data)
     imp = SwitchImporter(FakeSwitch(clock))  # type: ignore[arg-type]

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from hitless.daemon.takeover import SwitchExporter, SwitchImporter
 from hitless.datapath.dummy import DummyDatapath
-from hitless.handoff import snapshot
 from hitless.ofproto.bridge import Bridge
 from hitless.openflow import (
     ApplyActions,
@@ -27,6 +26,7 @@ from hitless.openflow import (
     Output,
 )
 from hitless.openflow.constants import FlowModCommand, GroupModCommand, GroupType
+from hitless.state import records, snapshot
 from tests.handoff.test_delta import CFG, Clock, FakeSwitch, old_switch
 
 SRC = 0x020000000000
@@ -73,7 +73,7 @@ def handoff(
     ex.use_features(["delta", *features])
     pre = ex.precopy(clock(), True)
     imp = SwitchImporter(FakeSwitch(clock))  # type: ignore[arg-type]
-    imp.prepare(msgspec.msgpack.decode(msgspec.msgpack.encode(pre), type=snapshot.State), True)
+    imp.prepare(msgspec.msgpack.decode(msgspec.msgpack.encode(pre), type=records.State), True)
     between()
     frozen = ex.freeze(clock(), True)
     wire = snapshot.encode_delta(

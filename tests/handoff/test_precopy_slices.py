@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from hitless.daemon import takeover
 from hitless.daemon.takeover import SwitchExporter, SwitchImporter
 from hitless.datapath.dummy import DummyDatapath
-from hitless.handoff import parts, snapshot
 from hitless.ofproto.bridge import Bridge
 from hitless.openflow.constants import FlowModCommand
+from hitless.state import ledger, parts, records, snapshot
 from tests.handoff.test_delta import B, Clock, FakeSwitch, full, old_switch, rebuilt, send
 from tests.handoff.test_openflow_delta import SRC, rule, tables, traffic
 
@@ -133,7 +133,7 @@ def test_random_changes_between_slices(ops: list[tuple[int, int, str]]) -> None:
         return apply
 
     _, imp, _ = sliced_handoff(sw, clock, [change(*op) for op in ops])
-    assert snapshot.state_digest(rebuilt(imp, clock)) == snapshot.state_digest(full(sw, clock))
+    assert ledger.state_digest(rebuilt(imp, clock)) == ledger.state_digest(full(sw, clock))
 
 
 RULE_OPS = st.lists(
@@ -201,7 +201,7 @@ def test_a_rule_deleted_before_its_slice_is_neither_sent_nor_lost() -> None:
 
 @pytest.mark.parametrize("n", [0, 1, 15, 16, 255, 256, 65535, 65536])
 def test_record_lists_encode_like_whole_lists(n: int) -> None:
-    rows = [snapshot.MacEntryV1(i % 4096, i.to_bytes(6, "big"), i % 7, 0.5) for i in range(n)]
+    rows = [records.MacEntryV1(i % 4096, i.to_bytes(6, "big"), i % 7, 0.5) for i in range(n)]
     rl = parts.RecordList()
     for i in range(0, n, 1000):
         rl.extend(rows[i : i + 1000])

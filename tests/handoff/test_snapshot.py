@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hitless.handoff import snapshot as snap
-from hitless.handoff.snapshot import (
+from hitless.state import ledger, records
+from hitless.state import snapshot as snap
+from hitless.state.records import (
     BridgeState,
     BridgeV1,
     DatapathV1,
@@ -20,10 +21,10 @@ from hitless.handoff.snapshot import (
     OfRuleV2,
     OpenFlowV2,
     PortV1,
-    SnapshotError,
     State,
     StateV1,
 )
+from hitless.state.snapshot import SnapshotError
 
 
 def sample_state() -> State:
@@ -49,7 +50,7 @@ def test_round_trip_keeps_everything() -> None:
     env, back = snap.decode(snap.encode(s, software="0.1.0", taken=5.0))
     assert back == s
     assert env.version == snap.CURRENT_VERSION and env.software == "0.1.0"
-    assert snap.state_digest(back) == snap.state_digest(s)
+    assert ledger.state_digest(back) == ledger.state_digest(s)
     assert snap.summary(back) == {"bridges": 1, "ports": 2, "mac_entries": 1, "datapath_flows": 1}
 
 
@@ -59,11 +60,11 @@ def test_digest_ignores_counters_and_ages_but_not_forwarding_state() -> None:
     aged = msgspec.structs.replace(
         br, mac_entries=[msgspec.structs.replace(br.mac_entries[0], age=99.0)]
     )
-    assert snap.state_digest(State([aged])) == snap.state_digest(s)
+    assert ledger.state_digest(State([aged])) == ledger.state_digest(s)
     moved = msgspec.structs.replace(
         br, mac_entries=[msgspec.structs.replace(br.mac_entries[0], port=2)]
     )
-    assert snap.state_digest(State([moved])) != snap.state_digest(s)
+    assert ledger.state_digest(State([moved])) != ledger.state_digest(s)
 
 
 @pytest.mark.parametrize("cut", [1, 10, 50, -1])
@@ -184,11 +185,11 @@ def test_a_version_1_snapshot_reads_as_the_default_openflow_table() -> None:
     v1 = StateV1([BridgeV1("br0", DatapathV1("dummy", {}), [PortV1("p1", 1)])])
     payload = msgspec.msgpack.encode(v1)  # as a version 1 build writes it
     data = msgspec.msgpack.encode(
-        snap.Envelope(snap.MAGIC, 1, "old", 0.0, snap.payload_checksum(payload), payload)
+        records.Envelope(snap.MAGIC, 1, "old", 0.0, snap.payload_checksum(payload), payload)
     )
     _, state = snap.decode(data)
     assert isinstance(state, State) and state.bridges[0].openflow is None
-    assert snap.state_digest(snap.as_version(state, 1)) == snap.state_digest(v1)
+    assert ledger.state_digest(snap.as_version(state, 1)) == ledger.state_digest(v1)
 
 
 def test_writing_version_1_keeps_a_default_table_and_refuses_real_rules() -> None:
@@ -211,7 +212,7 @@ def test_openflow_rules_are_in_the_digests_but_their_counters_are_not() -> None:
         OpenFlowV2([msgspec.structs.replace(NORMAL_RULE, packet_count=99, idle=0.0), DROP_RULE])
     )
     other = with_openflow(OpenFlowV2([NORMAL_RULE]))
-    for digest in (snap.state_digest, snap.multiset_digest):
+    for digest in (ledger.state_digest, ledger.multiset_digest):
         assert digest(base) == digest(counted)
         assert digest(base) != digest(other)
     env, back = snap.decode(snap.encode(base, software="t", taken=0.0))
@@ -248,18 +249,18 @@ def test_writing_version_2_drops_meter_actions_and_buckets_and_both_sides_agree(
     data = snap.encode(s, software="t", taken=0.0, version=2)
     env = snap.read_envelope(data)
     assert env.version == 2
-    v2 = msgspec.msgpack.decode(env.payload, type=snap.StateV2)  # what a version 2 build reads
+    v2 = msgspec.msgpack.decode(env.payload, type=records.StateV2)  # what a version 2 build reads
     (br,) = v2.bridges
     assert [f.actions for f in br.datapath.flows] == [[["output", 2]], [["output", 2]]]
     assert br.datapath.handles == {"ports": [[1, "p1", "system"]]}
     assert br.openflow == s.bridges[0].openflow
     # The old side verifies the state as version 2 carries it; the new side, whichever
     # build, computes the same.
-    old_side = snap.state_digest(snap.as_version(s, 2))
-    assert snap.state_digest(v2) == old_side  # a version 2 build
+    old_side = ledger.state_digest(snap.as_version(s, 2))
+    assert ledger.state_digest(v2) == old_side  # a version 2 build
     _, up = snap.decode(data)  # a version 3 build told to use version 2
-    assert snap.state_digest(snap.as_version(up, 2)) == old_side
-    assert snap.state_digest(s) != old_side  # version 3 does see the meter action
+    assert ledger.state_digest(snap.as_version(up, 2)) == old_side
+    assert ledger.state_digest(s) != old_side  # version 3 does see the meter action
     # Nothing else is lost: back up, it is the version 3 state without meters.
     assert up.bridges[0].datapath.flows[1] == msgspec.structs.replace(
         s.bridges[0].datapath.flows[1], actions=[["output", 2]]
@@ -271,11 +272,11 @@ def test_a_version_2_snapshot_reads_up_unchanged() -> None:
     v2 = snap.as_version(s, 2)
     payload = msgspec.msgpack.encode(v2)  # as a version 2 build writes it
     data = msgspec.msgpack.encode(
-        snap.Envelope(snap.MAGIC, 2, "old", 0.0, snap.payload_checksum(payload), payload)
+        records.Envelope(snap.MAGIC, 2, "old", 0.0, snap.payload_checksum(payload), payload)
     )
     _, up = snap.decode(data)
     assert msgspec.to_builtins(up) == msgspec.to_builtins(v2)
-    assert snap.state_digest(up) == snap.state_digest(v2)
+    assert ledger.state_digest(up) == ledger.state_digest(v2)
 
 
 def test_version_3_round_trip_keeps_meter_actions_and_buckets() -> None:
@@ -287,12 +288,12 @@ def test_version_3_round_trip_keeps_meter_actions_and_buckets() -> None:
 
 def test_deltas_at_version_3_and_older_deltas_read_up() -> None:
     s = metered_state()
-    d3 = snap.Delta([snap.BridgeDelta(s.bridges[0], removed_flows=[(b"k", b"m")])])
+    d3 = records.Delta([records.BridgeDelta(s.bridges[0], removed_flows=[(b"k", b"m")])])
     _, back = snap.decode_delta(snap.encode_delta(d3, software="t", taken=0.0, version=3))
     assert back == d3
     with pytest.raises(SnapshotError, match="no delta format"):
         snap.encode_delta(d3, software="t", taken=0.0, version=2)  # a v3 delta is not v2
     (v2_bridge,) = snap.as_version(s, 2).bridges  # type: ignore[attr-defined]
-    d2 = snap.DeltaV2([snap.BridgeDeltaV2(v2_bridge, new=True)])  # from a version 2 build
+    d2 = records.DeltaV2([records.BridgeDeltaV2(v2_bridge, new=True)])  # from a version 2 build
     _, up = snap.decode_delta(snap.encode_delta(d2, software="old", taken=0.0, version=2))
-    assert isinstance(up, snap.DeltaV3) and up.bridges[0].changed == v2_bridge
+    assert isinstance(up, records.DeltaV3) and up.bridges[0].changed == v2_bridge
