@@ -3,7 +3,7 @@ Needs root (it builds network namespaces).
 
 For each operation it builds a fresh topology (hosts in network namespaces, one
 veth each to the switch, the switch in a namespace of its own), starts a fresh switch
-with one netdev bridge in standalone mode (NORMAL: MAC learning), or with --bridges 2
+with one bridge (netdev, or ebpf with --datapath ebpf) in standalone mode (NORMAL: MAC learning), or with --bridges 2
 a second one joined to it by patch ports, checks the hosts reach each other, optionally fills the MAC table and installs OpenFlow rules, starts
 the traffic classes, performs the operation AT seconds in, and analyses what every
 class saw. Everything it creates carries a random suffix and is removed afterwards,
@@ -611,9 +611,6 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("the udp-cross class needs --bridges 2")
         if args.bridges == 2 and args.rules_shape == "ovn":
             raise ValueError("--rules-shape ovn programs one bridge: use --bridges 1")
-        if args.bridges == 2 and args.datapath == "ebpf":
-            raise ValueError("--bridges 2 joins the bridges by patch ports, which the ebpf "
-                             "datapath does not have yet")  # fmt: skip
         top = 26 - (args.bridges - 1)
         if not 2 <= args.hosts <= top:
             raise ValueError(f"--hosts {args.hosts}: between 2 and {top}")

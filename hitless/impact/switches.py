@@ -213,10 +213,12 @@ class _Base:
         self.vsctl(*cmd)
 
     def add_second_bridge(self, ports: Sequence[str]) -> None:
-        """A second netdev bridge (``BRIDGE2``, standalone) with ``ports``, joined to the
-        first by the patch pair ``PATCH``, as one ovs-vsctl transaction."""
+        """A second bridge (``BRIDGE2``, standalone, the first one's datapath type) with
+        ``ports``, joined to the first by the patch pair ``PATCH``, as one ovs-vsctl
+        transaction."""
         p0, p1 = PATCH
-        cmd = ["add-br", BRIDGE2, "--", "set", "bridge", BRIDGE2, "datapath_type=netdev"]
+        cmd = ["add-br", BRIDGE2, "--", "set", "bridge", BRIDGE2,
+               f"datapath_type={self.datapath_type}"]  # fmt: skip
         for p in ports:
             cmd += ["--", "add-port", BRIDGE2, p]
         cmd += [

@@ -1,5 +1,5 @@
-"""Patch ports through the real daemon: namespace hosts on two netdev bridges joined
-by a patch pair (configured with stock ovs-vsctl as for Open vSwitch); ping and UDP
+"""Patch ports through the real daemon: namespace hosts on two bridges (netdev, and
+ebpf, where the pair is a veth pair the kernel forwards through) joined by a patch pair (configured with stock ovs-vsctl as for Open vSwitch); ping and UDP
 cross with NORMAL on both bridges and with OpenFlow rules that output to the patch
 port; a patch port without its peer reports an error and link down; a hitless
 upgrade with traffic across the bridges loses nothing, and a downgrade to a build
@@ -23,6 +23,11 @@ from tests.upgrade.builds import build, previous_versions
 pytestmark = pytest.mark.netns
 
 
+@pytest.fixture(params=["netdev", "ebpf"])
+def dp_type(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def wait_for(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
@@ -34,7 +39,9 @@ def wait_for(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None
 class Two:
     """br0 with hosts a and b, br1 with host c, joined by patch ports p0 <-> p1."""
 
-    def __init__(self, sw: Sw, topo: Topology, net: str = "10.72.0") -> None:
+    def __init__(
+        self, sw: Sw, topo: Topology, net: str = "10.72.0", dp_type: str = "netdev"
+    ) -> None:
         self.sw = sw
         self.a = topo.add_host("a", f"{net}.1/24")
         self.b = topo.add_host("b", f"{net}.2/24")
@@ -42,10 +49,10 @@ class Two:
         self.br0, self.br1 = topo.name("pbra"), topo.name("pbrb")
         self.p0, self.p1 = topo.name("pqa"), topo.name("pqb")
         sw.vsctl(
-            "add-br", self.br0, "--", "set", "bridge", self.br0, "datapath_type=netdev",
+            "add-br", self.br0, "--", "set", "bridge", self.br0, f"datapath_type={dp_type}",
             "--", "add-port", self.br0, self.a.switch_port,
             "--", "add-port", self.br0, self.b.switch_port,
-            "--", "add-br", self.br1, "--", "set", "bridge", self.br1, "datapath_type=netdev",
+            "--", "add-br", self.br1, "--", "set", "bridge", self.br1, f"datapath_type={dp_type}",
             "--", "add-port", self.br1, self.c.switch_port,
         )  # fmt: skip
         self.patch()
@@ -63,8 +70,10 @@ class Two:
         return self.sw.get("Interface", iface, "link_state")
 
 
-def test_normal_switching_across_a_patch_pair(started: Sw, topology: Topology) -> None:
-    t = Two(started, topology)
+def test_normal_switching_across_a_patch_pair(
+    started: Sw, topology: Topology, dp_type: str
+) -> None:
+    t = Two(started, topology, dp_type=dp_type)
     for p in (t.p0, t.p1):
         assert started.get("Interface", p, "type") == "patch"
         assert started.get("Interface", p, "error") == "[]"
@@ -84,10 +93,14 @@ def test_normal_switching_across_a_patch_pair(started: Sw, topology: Topology) -
     # The crossing frames hit megaflows on both datapaths (no upcall per packet)
     flows1 = started.appctl("dpctl/dump-flows", t.br1).stdout
     assert f"in_port({p1})" in flows1 or f"in_port={p1}" in flows1, flows1
+    if dp_type == "ebpf":  # and the kernel ran them: nothing went through the daemon
+        for br in (t.br0, t.br1):
+            show = started.appctl("dpctl/show", br).stdout
+            assert "slow path: kernel:0 executed:0" in show, show
 
 
-def test_openflow_output_to_the_patch_port(started: Sw, topology: Topology) -> None:
-    t = Two(started, topology, "10.73.0")
+def test_openflow_output_to_the_patch_port(started: Sw, topology: Topology, dp_type: str) -> None:
+    t = Two(started, topology, "10.73.0", dp_type)
     static_neighbours(t.a, t.b, t.c)
     na, nc = started.ofport(t.a.switch_port), started.ofport(t.c.switch_port)
     p0, p1 = started.ofport(t.p0), started.ofport(t.p1)
@@ -111,12 +124,14 @@ def test_openflow_output_to_the_patch_port(started: Sw, topology: Topology) -> N
         assert n >= 105, line
 
 
-def test_patch_port_without_peer_reports_error(started: Sw, topology: Topology) -> None:
+def test_patch_port_without_peer_reports_error(
+    started: Sw, topology: Topology, dp_type: str
+) -> None:
     a = topology.add_host("a", "10.74.0.1/24")
     br = topology.name("pbrc")
     p0, p1 = topology.name("pqc"), topology.name("pqd")
     started.vsctl(
-        "add-br", br, "--", "set", "bridge", br, "datapath_type=netdev",
+        "add-br", br, "--", "set", "bridge", br, f"datapath_type={dp_type}",
         "--", "add-port", br, a.switch_port,
         "--", "add-port", br, p0, "--", "set", "interface", p0, "type=patch",
         f"options:peer={p1}",
@@ -132,7 +147,7 @@ def test_patch_port_without_peer_reports_error(started: Sw, topology: Topology) 
     # The peer appears on a second bridge: both up, errors cleared
     br1 = topology.name("pbrd")
     started.vsctl(
-        "add-br", br1, "--", "set", "bridge", br1, "datapath_type=netdev",
+        "add-br", br1, "--", "set", "bridge", br1, f"datapath_type={dp_type}",
         "--", "add-port", br1, p1, "--", "set", "interface", p1, "type=patch",
         f"options:peer={p0}",
     )  # fmt: skip
@@ -141,11 +156,31 @@ def test_patch_port_without_peer_reports_error(started: Sw, topology: Topology) 
     assert started.get("Interface", p1, "link_state") == "up"
 
 
+def test_a_patch_pair_between_ebpf_and_netdev_reports_an_error(
+    started: Sw, topology: Topology
+) -> None:
+    """The ebpf end of a patch pair is a veth the kernel forwards into; a netdev peer
+    never reads it, so the pair is refused visibly instead of half forwarding."""
+    br0, br1 = topology.name("pbre"), topology.name("pbrf")
+    p0, p1 = topology.name("pqe"), topology.name("pqf")
+    started.vsctl(
+        "add-br", br0, "--", "set", "bridge", br0, "datapath_type=ebpf",
+        "--", "add-port", br0, p0, "--", "set", "interface", p0, "type=patch",
+        f"options:peer={p1}",
+        "--", "add-br", br1, "--", "set", "bridge", br1, "datapath_type=netdev",
+        "--", "add-port", br1, p1, "--", "set", "interface", p1, "type=patch",
+        f"options:peer={p0}",
+    )  # fmt: skip
+    wait_for(lambda: started.get("Interface", p0, "error") != "[]", "an error on the ebpf end")
+    assert "is not on an ebpf bridge" in started.get("Interface", p0, "error")
+    assert started.get("Interface", p0, "link_state") == "down"
+
+
 def test_upgrade_with_traffic_across_the_patch_pair_loses_nothing(
-    sw: Sw, topology: Topology
+    sw: Sw, topology: Topology, dp_type: str
 ) -> None:
     sw.hitless("start")
-    t = Two(sw, topology, "10.75.0")
+    t = Two(sw, topology, "10.75.0", dp_type)
     assert t.a.ping(t.c.addr, count=2, interval=0.1)
     old = sw.daemon_pid
     results: list[dict] = []

@@ -319,3 +319,50 @@ def test_kernel_keys_of_tcp_udp_icmp_and_ipv6_are_the_python_keys(
     assert any(field(u.key, "eth_type") == 0x86DD for u in ups)
     for u in ups:
         assert u.key == extract_key(u.packet, u.in_port), u.packet[:64].hex()
+
+
+def test_patch_pair_is_a_veth_pair_the_kernel_forwards_through_and_survives(
+    two_hosts: tuple[Host, Host],
+) -> None:
+    """Two bridges joined by patch ports: output to a patch port is a redirect into a
+    veth pair whose other end carries the peer bridge's program, so frames cross with no
+    process running; a new instance finds the pair (and each port's peer) again."""
+    from hitless.datapath.ebpf.provider import patch_device
+
+    a, b = two_hosts
+    sfx = unique_suffix()  # unique port names: the process's patch panel is shared
+    names, pq = (f"br{sfx}x", f"br{sfx}y"), (f"pq{sfx}x", f"pq{sfx}y")
+
+    def open_pair() -> tuple[EbpfDatapath, EbpfDatapath]:
+        return EbpfDatapath(names[0]), EbpfDatapath(names[1])
+
+    d0, d1 = open_pair()
+    try:
+        pa, p0 = d0.port_add(a.switch_port), d0.port_add(pq[0], type="patch",
+                                                         options={"peer": pq[1]})  # fmt: skip
+        pb, p1 = d1.port_add(b.switch_port), d1.port_add(pq[1], type="patch",
+                                                         options={"peer": pq[0]})  # fmt: skip
+        cross_connect(d0, pa, p0)
+        cross_connect(d1, pb, p1)
+        assert d0.ports()[p0].link_up and d0.ports()[p0].error is None
+        assert a.ping(b.addr, count=3)
+        # What kill -9 leaves behind: no process, the kernel forwards on.
+        for d in (d0, d1):
+            d._exported = True
+            d.close()
+        assert a.ping(b.addr, count=3)
+        d0, d1 = open_pair()
+        for d, p, peer in ((d0, p0, pq[1]), (d1, p1, pq[0])):
+            port = d.ports()[p]
+            assert (port.type, port.peer, port.link_up) == ("patch", peer, True)
+        flow = d1.flow_get(Match.of(make_key(in_port=p1), full_mask("in_port")))
+        assert flow is not None and flow.stats.packets >= 6
+        assert d0.stats()["upcalls"] == d1.stats()["upcalls"] == 0
+        d1.port_del(p1)  # the other end still carries d0's program: the pair stays
+        assert sh(["ip", "link", "show", patch_device(pq[0])], check=False).returncode == 0
+        assert d0.ports()[p0].error == f"{pq[0]}: patch peer {pq[1]} does not exist"
+    finally:
+        d0.close()
+        d1.close()
+    for q in pq:  # the last end removed takes the pair with it
+        assert sh(["ip", "link", "show", patch_device(q)], check=False).returncode != 0

@@ -93,3 +93,24 @@ def test_two_bridges_on_hitless_and_open_vswitch(
             assert c["sent"] > 0 and c["received"] > 0, c
     for c in results["hitless upgrade"]["classes"]:
         assert c["sent"] > 0 and c["lost"] == 0, c
+
+
+@pytest.mark.netns
+def test_two_ebpf_bridges_forward_across_their_patch_ports_through_a_kill_9(
+    tmp_path: Path,
+    nothing_left: OwnRuns,  # noqa: F811
+) -> None:
+    """On ebpf the patch pair is a veth pair between the two bridges' programs: the
+    traffic across the bridges goes on while no daemon runs."""
+    out = tmp_path / "r.json"
+    r = nothing_left.impact("--switch", "hitless", "--datapath", "ebpf", "--ops", "kill9",
+                            "--bridges", "2", "--hosts", "2", "--duration", "6", "--at", "1.5",
+                            "--classes", "udp,udp-cross", "--json", str(out),
+                            timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    (res,) = json.loads(out.read_text())["results"]
+    assert res["settings"]["datapath"] == "ebpf" and res["settings"]["bridges"] == 2
+    cross = [c for c in res["classes"] if c["kind"] == "udp-cross"]
+    assert len(cross) == 2
+    for c in res["classes"]:
+        assert c["sent"] > 0 and c["lost"] == 0, c

@@ -94,6 +94,7 @@ from hitless.datapath.ebpf.ringbuf import RingReader
 from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
 from hitless.datapath.megaflow import MegaflowTable
 from hitless.datapath.meters import MeterTable
+from hitless.datapath.patch import patch_peer
 from hitless.packet.flow import Match, extract_key
 
 __all__ = ["EbpfDatapath"]
@@ -105,6 +106,8 @@ MAPS = ("hl_flows", "hl_masks", "hl_stats", "hl_ports", "hl_info", "hl_counters"
         "hl_upcalls")  # fmt: skip
 PERCPU = {"hl_stats", "hl_counters"}
 PORT_INTERNAL = 1
+PORT_PATCH = 2
+PATCH_ALIAS = "hitless-patch "  # + "<port> <peer>": the device's alias (IFLA_IFALIAS)
 STATE_VERSION = 1
 BUDGET = 512  # ring records per run()
 LINK_REFRESH = 0.1
@@ -118,6 +121,25 @@ RETIRE_AFTER = 0.2
 def hidden_peer(port_name: str) -> str:
     """The kernel-side device of an internal port (<= 15 characters)."""
     return f"hl{zlib.crc32(port_name.encode()):08x}"
+
+
+def patch_device(port_name: str) -> str:
+    """The device of a patch port (<= 15 characters): one end of a veth pair whose
+    other end is its peer's device."""
+    return f"hp{zlib.crc32(port_name.encode()):08x}"
+
+
+def _patch_of(dev: str) -> tuple[str, str] | None:
+    """(port, peer) a patch device's alias names."""
+    try:
+        with open(f"/sys/class/net/{dev}/ifalias") as f:
+            alias = f.read().strip()
+    except OSError:
+        return None
+    if not alias.startswith(PATCH_ALIAS):
+        return None
+    parts = alias[len(PATCH_ALIAS) :].split()
+    return (parts[0], parts[1]) if len(parts) == 2 else None
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
@@ -154,13 +176,14 @@ class _Flow(DpFlow):
 
 
 class _Port:
-    __slots__ = ("dp", "ifindex", "dev", "sock")
+    __slots__ = ("dp", "ifindex", "dev", "sock", "foreign_peer")
 
     def __init__(self, dp: DpPort, ifindex: int, dev: str) -> None:
         self.dp = dp
         self.ifindex = ifindex  # where the program is attached and output is sent
         self.dev = dev  # that device's name (the hidden peer for an internal port)
         self.sock: socket.socket | None = None
+        self.foreign_peer = False  # a patch port whose peer is not on an ebpf bridge
 
     def send(self, data: bytes) -> bool:
         if self.sock is None:
@@ -453,14 +476,19 @@ class EbpfDatapath(InProcessMeters, Datapath):
                 self._pmap.delete(k)  # the device is gone
                 continue
             typ = "internal" if flags & PORT_INTERNAL else "system"
+            peer = None
+            if flags & PORT_PATCH:
+                typ, pair = "patch", _patch_of(dev)
+                peer = pair[1] if pair else ""
             mac_dev = name if typ == "internal" else dev
             try:
                 mac = afpacket.if_mac(mac_dev)
             except OSError:
                 mac = bytes(6)
-            self._ports[port_no] = _Port(
-                DpPort(port_no, name, typ, afpacket.link_up(mac_dev), mac), ifindex, dev
-            )
+            dp = DpPort(port_no, name, typ, afpacket.link_up(mac_dev), mac, peer=peer)
+            self._ports[port_no] = _Port(dp, ifindex, dev)
+            if peer is not None:
+                self.patch_panel.plug(name, peer, self, port_no)
             self.adopted = True
         raw = self._masks.lookup(bytes(4))
         if raw is not None:
@@ -522,10 +550,15 @@ class EbpfDatapath(InProcessMeters, Datapath):
         elif type == "internal":
             dev, mac_dev, flags = hidden_peer(name), name, PORT_INTERNAL
             ifindex = self._internal_device(name, dev)
+        elif type == "patch":
+            peer = patch_peer(name, options)
+            dev, flags = patch_device(name), PORT_PATCH
+            mac_dev = dev
+            ifindex = self._patch_device(name, peer)
         else:
             raise DatapathError(
                 f"port type {type!r} of {name} is not supported by the ebpf datapath "
-                "(supported: system, internal)"
+                "(supported: system, internal, patch)"
             )
         try:
             afpacket.if_set_up(dev)
@@ -538,12 +571,61 @@ class EbpfDatapath(InProcessMeters, Datapath):
         except OSError as e:
             libbpf.tc_detach(ifindex)
             raise DatapathError(f"could not attach {name} to {self.name}: {e}") from None
-        typ = "internal" if flags else "system"
-        self._ports[port_no] = _Port(
-            DpPort(port_no, name, typ, afpacket.link_up(mac_dev), mac), ifindex, dev
-        )
+        typ = {0: "system", PORT_INTERNAL: "internal", PORT_PATCH: "patch"}[flags]
+        link_peer = patch_peer(name, options) if flags == PORT_PATCH else None
+        dp = DpPort(port_no, name, typ, afpacket.link_up(mac_dev), mac, peer=link_peer)
+        self._ports[port_no] = _Port(dp, ifindex, dev)
+        if link_peer is not None:
+            self.patch_panel.plug(name, link_peer, self, port_no)
         self._reencode(port_no)
         return port_no
+
+    @staticmethod
+    def _peer_in_kernel(p: _Port) -> bool:
+        """Whether the other end of a patch port's veth carries an ebpf bridge's
+        program (the peer is a port of an ebpf bridge, which the kernel reaches)."""
+        pdev = _ifindex(patch_device(p.dp.peer or ""))
+        return bool(pdev) and libbpf.tc_query(pdev) is not None
+
+    def _patch_device(self, name: str, peer: str) -> int:
+        """The device of patch port ``name``: created with its peer's as a veth pair if
+        neither exists yet (the peer's port, added later, finds its end), named in its
+        alias so that a restarted daemon knows the peer."""
+        dev, pdev = patch_device(name), patch_device(peer)
+        if not _ifindex(dev):
+            r = _ip("link", "add", dev, "type", "veth", "peer", "name", pdev)
+            if r.returncode != 0:
+                raise DatapathError(
+                    f"{name}: cannot create its device {dev} paired with {pdev} (its peer "
+                    f"{peer}'s, already paired with another patch port?): {r.stderr.strip()}"
+                )
+            _ip("link", "set", pdev, "up")
+        r = _ip("link", "set", dev, "alias", f"{PATCH_ALIAS}{name} {peer}")
+        if r.returncode != 0:
+            raise DatapathError(f"{name}: cannot name its device {dev}: {r.stderr.strip()}")
+        return _ifindex(dev)
+
+    def patch_input(self, port_no: int, packet: bytes) -> None:
+        """A frame for patch port ``port_no`` from a datapath of another type (the
+        patch panel): sent into its veth from the peer's end, so that this bridge's
+        program receives it. (Between two ebpf bridges frames never come this way: the
+        kernel redirects them through the veth pair.)"""
+        port = self._ports.get(port_no)
+        if port is None or port.dp.peer is None:
+            return
+        peer_end = _Port(DpPort(0, "", "patch", True, bytes(6)), 0, patch_device(port.dp.peer))
+        peer_end.send(packet)
+        peer_end.close()
+
+    def _drop_device(self, port: _Port) -> None:
+        """After detaching ``port``: remove the device the datapath made for it (an
+        internal port's veth; a patch port's pair once neither end carries a program)."""
+        if port.dp.type == "internal":
+            _ip("link", "del", port.dp.name)
+        elif port.dp.type == "patch":
+            pdev = _ifindex(patch_device(port.dp.peer or ""))
+            if not pdev or libbpf.tc_query(pdev) is None:
+                _ip("link", "del", port.dev)
 
     def _internal_device(self, name: str, peer: str) -> int:
         if not _ifindex(name):
@@ -565,8 +647,9 @@ class EbpfDatapath(InProcessMeters, Datapath):
         port.close()
         self._pmap.delete(port.ifindex.to_bytes(4, "little"))
         libbpf.tc_detach(port.ifindex)
-        if port.dp.type == "internal":
-            _ip("link", "del", port.dp.name)
+        if port.dp.peer is not None:
+            self.patch_panel.unplug(port.dp.name, self)
+        self._drop_device(port)
         self._reencode(port_no)
 
     def ports(self) -> dict[int, DpPort]:
@@ -576,6 +659,18 @@ class EbpfDatapath(InProcessMeters, Datapath):
             for p in self._ports.values():
                 p.dp.link_up = afpacket.link_up(p.dp.name if p.dp.type == "internal" else p.dev)
                 _kernel_port_stats(p)
+                if p.dp.peer is not None:
+                    p.foreign_peer = not self._peer_in_kernel(p)
+        for p in self._ports.values():
+            d = p.dp
+            if d.peer is not None:  # a patch port: up while its peer is connected
+                d.error = self.patch_panel.error(d.name)
+                if d.error is None and p.foreign_peer:
+                    d.error = (
+                        f"{d.name}: patch peer {d.peer} is not on an ebpf bridge (both ends of "
+                        "a patch pair must be on ebpf bridges)"
+                    )
+                d.link_up = d.error is None
         return {n: p.dp for n, p in self._ports.items()}
 
     def _ifindexes(self) -> dict[int, int]:
@@ -1032,10 +1127,11 @@ class EbpfDatapath(InProcessMeters, Datapath):
         detach = not self._exported and not self._passive and self._owns()
         for p in self._ports.values():
             p.close()
+            if p.dp.peer is not None and not self._passive:
+                self.patch_panel.unplug(p.dp.name, self)
             if detach:
                 libbpf.tc_detach(p.ifindex)
-                if p.dp.type == "internal":
-                    _ip("link", "del", p.dp.name)
+                self._drop_device(p)
         if not self._hands_off:
             self._ring.commit()
         self._ring.close()
