@@ -217,12 +217,13 @@ import json, socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
 s.bind((sys.argv[1], int(sys.argv[2])))
-s.settimeout(float(sys.argv[3]))
+s.settimeout(float(sys.argv[4]))  # for the first datagram
 print("ready", flush=True)
 seqs = []
 try:
     while True:
         seqs.append(int.from_bytes(s.recv(2048)[:8], "big"))
+        s.settimeout(float(sys.argv[3]))  # then: idle
 except socket.timeout:
     pass
 print(json.dumps(seqs), flush=True)
@@ -271,10 +272,12 @@ while True:
 
 class UdpSink:
     """A UDP receiver in a host that records the sequence number of every datagram;
-    it stops after ``idle`` seconds without one."""
+    it stops after ``idle`` seconds without one, or ``first`` seconds without any (so
+    a sink started before a stall does not give up before the stall ends)."""
 
-    def __init__(self, host: Host, port: int, idle: float) -> None:
-        self.proc = host.popen([sys.executable, "-c", _SINK, host.addr, str(port), str(idle)])
+    def __init__(self, host: Host, port: int, idle: float, first: float = 60.0) -> None:
+        cmd = [sys.executable, "-c", _SINK, host.addr, str(port), str(idle), str(max(idle, first))]
+        self.proc = host.popen(cmd)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()
         if line != "ready":

@@ -683,7 +683,8 @@ class Switch:
         for rb in self.bridges.values():
             out.update(rb.statuses)
         for rb in self._device_bridges():
-            self._with_device(rb.cfg, out)
+            drops = {p.name: p.stats for p in rb.datapath.ports().values()}
+            self._with_device(rb.cfg, out, drops)
         for iface, err in self.rejected.items():
             out[iface] = InterfaceStatus(ofport=-1, error=err)
         return out
@@ -771,9 +772,13 @@ class Switch:
             notes[key] = f"{notes[key]}; {err}" if key in notes else err
         return notes
 
-    def _with_device(self, cfg: BridgeConfig, statuses: dict[str, InterfaceStatus]) -> None:
+    def _with_device(
+        self, cfg: BridgeConfig, statuses: dict[str, InterfaceStatus], dp_stats: Mapping[str, Any]
+    ) -> None:
         """Fill the device columns (ifindex, mtu, speed, duplex, statistics, status) of a
-        device bridge's attached interfaces, in place."""
+        device bridge's attached interfaces, in place. As Open vSwitch's netdev-linux,
+        the drops are the device's plus the datapath's own (a frame the device refused,
+        one longer than the receive ring holds, a full upcall queue)."""
         for iface in _interfaces(cfg):
             st = statuses.get(iface.name)
             if st is None or st.ofport <= 0 or iface.type == "patch":
@@ -789,7 +794,7 @@ class Switch:
                 link_speed=d.link_speed,
                 duplex=d.duplex,
                 admin_state="up" if d.admin_up and st.admin_state != "down" else "down",
-                statistics=d.statistics,
+                statistics=_plus_drops(d.statistics, dp_stats.get(iface.name)),
                 status=d.status,
             )
 
@@ -870,3 +875,13 @@ class Switch:
 
     def bridge_names(self) -> Iterable[str]:
         return sorted(self.bridges)
+
+
+def _plus_drops(stats: dict[str, int], dp: Any) -> dict[str, int]:
+    if dp is None:
+        return stats
+    out = dict(stats)
+    for key in ("rx_dropped", "tx_dropped"):
+        if key in out:
+            out[key] += getattr(dp, key)
+    return out

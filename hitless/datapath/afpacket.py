@@ -125,7 +125,9 @@ def if_set_up(name: str) -> None:
         fcntl.ioctl(s, SIOCSIFFLAGS, _ifreq(name, struct.pack("H", flags | IFF_UP)))
 
 
-def if_mtu(name: str) -> int:
+def if_mtu(name: str, ctl: socket.socket | None = None) -> int:
+    if ctl is not None:
+        return int(struct.unpack_from("i", fcntl.ioctl(ctl, SIOCGIFMTU, _ifreq(name)), 16)[0])
     with _ctl() as s:
         res = fcntl.ioctl(s, SIOCGIFMTU, _ifreq(name))
     return int(struct.unpack_from("i", res, 16)[0])
@@ -151,10 +153,13 @@ def link_up(name: str, ctl: socket.socket | None = None) -> bool:
     return flags & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING
 
 
-def open_ring_socket(name: str, geometry: RingGeometry) -> tuple[socket.socket, int]:
+def open_ring_socket(
+    name: str, geometry: RingGeometry, bind: bool = True
+) -> tuple[socket.socket, int]:
     """An AF_PACKET socket bound to ``name`` with a TPACKET_V2 rx ring; it ignores
     what it (or the host) sends on the device, and puts the device in promiscuous
-    mode for as long as the socket lives. Returns (socket, ifindex)."""
+    mode for as long as the socket lives. Returns (socket, ifindex). With
+    ``bind=False`` it receives nothing until ``bind_ring_socket``."""
     ifindex = socket.if_nametoindex(name)  # OSError(ENODEV) if missing
     # Protocol 0: receive nothing until bound, so no frame bypasses the ring.
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -179,12 +184,18 @@ def open_ring_socket(name: str, geometry: RingGeometry) -> tuple[socket.socket, 
             PACKET_ADD_MEMBERSHIP,
             struct.pack("iHH8s", ifindex, PACKET_MR_PROMISC, 0, b""),
         )
-        sock.bind((name, ETH_P_ALL))
+        if bind:
+            bind_ring_socket(sock, name)
         sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
     return sock, ifindex
+
+
+def bind_ring_socket(sock: socket.socket, name: str) -> None:
+    """Start receiving every frame of ``name`` into the socket's ring."""
+    sock.bind((name, ETH_P_ALL))
 
 
 def map_ring(fd: int, geometry: RingGeometry) -> mmap.mmap:

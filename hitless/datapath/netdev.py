@@ -64,6 +64,7 @@ indices: frames that arrived meanwhile wait in the ring, none is read twice.
 from __future__ import annotations
 
 import errno
+import logging
 import mmap
 import os
 import select
@@ -100,6 +101,8 @@ from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
 from hitless.packet.flow import CT_OFF, Match, extract_key, widen
 
+log = logging.getLogger(__name__)
+
 STATE_VERSION = 1
 RING_FRAMES = 24576
 BUDGET = 512  # frames per port per run()
@@ -125,6 +128,7 @@ STAGE_SIZE = 1 << 20  # bytes for copies of frames queued for transmit during ru
 MAC_OFF = 66
 _FRAME = struct.Struct("<I4xIH52x12sI4xHBB2x12s").unpack_from
 _FRAME_TCP = struct.Struct("<I4xIH52x12sI4xHBB2x12s8xH").unpack_from
+_LEN = struct.Struct("<I").unpack_from  # tpacket2_hdr.tp_len: the frame's real length
 _ZEROS = memoryview(bytes(4 * 65536)).cast("I")  # status words to hand frames back
 _IOV = struct.Struct("@PN").pack_into  # struct iovec
 _VLAN_VALID = afpacket.TP_STATUS_VLAN_VALID
@@ -164,7 +168,7 @@ class _Port:
 
     __slots__ = (
         "dp", "sock", "fd", "ring", "geometry", "head", "ifindex", "cache", "tx", "base",
-        "words", "_anchor",
+        "words", "_anchor", "grow",
     )  # fmt: skip
 
     def __init__(
@@ -194,6 +198,7 @@ class _Port:
         self._anchor: object = None
         # The ring as 32-bit words: frames are handed back with strided assignments.
         self.words: memoryview | None = None
+        self.grow = False  # a frame too long for the ring arrived: resize it
         if ring is not None:
             self.base, self._anchor = afpacket.buffer_address(ring)
             self.words = memoryview(ring).cast("I")
@@ -255,6 +260,8 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self.n_hit = 0
         self.n_missed = 0
         self.n_lost = 0  # misses dropped because the upcall queue was full
+        self.n_truncated = 0  # frames longer than their port's ring frames (dropped)
+        self._check_mtu = False
 
     # Ports ---------------------------------------------------------------------
     def port_add(
@@ -348,6 +355,69 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
 
     def refresh_links(self) -> None:
         self._links_at = float("-inf")
+        self._check_mtu = True  # a link changed (or a frame was truncated): MTUs too
+
+    def _truncated(self, port: _Port) -> None:
+        """A frame longer than the ring's frames arrived (the device's MTU grew after it
+        was attached): drop it, count it, and resize the ring at the next port refresh."""
+        port.dp.stats.rx_dropped += 1
+        self.n_truncated += 1
+        if not port.grow:
+            port.grow = True
+            log.warning(
+                "%s: %s: a frame longer than its receive ring's %d-byte frames was dropped; "
+                "resizing the ring for the device's MTU",
+                self.name,
+                port.dp.name,
+                port.geometry.frame_size if port.geometry is not None else 0,
+            )
+        self.refresh_links()
+
+    def _fit_ring(self, port_no: int, port: _Port) -> None:
+        """Give ``port`` a ring whose frames hold its device's current MTU, if the one it
+        has is too small. The new socket is set up unbound, the old ring drained and
+        closed, then the new socket bound: no frame is delivered twice; frames arriving
+        in the few microseconds between close and bind are not received."""
+        assert port.geometry is not None and self._ctl is not None
+        try:
+            mtu = afpacket.if_mtu(port.dp.name, self._ctl)
+        except OSError:
+            return
+        geometry = afpacket.RingGeometry.for_port(mtu, self.ring_frames)
+        if geometry.frame_size <= port.geometry.frame_size:
+            port.grow = False
+            return
+        try:
+            sock, ifindex = afpacket.open_ring_socket(port.dp.name, geometry, bind=False)
+        except OSError as e:
+            log.warning("%s: could not resize the ring of %s: %s", self.name, port.dp.name, e)
+            return
+        try:
+            ring = afpacket.map_ring(sock.fileno(), geometry)
+        except OSError as e:
+            sock.close()
+            log.warning("%s: could not map the new ring of %s: %s", self.name, port.dp.name, e)
+            return
+        now = self.clock()
+        while self._run_ring(port, now):
+            pass
+        new = _Port(port.dp, sock.fileno(), sock, ring, geometry, 0, ifindex)
+        port.release(close_fds=True)
+        try:
+            afpacket.bind_ring_socket(sock, port.dp.name)
+        except OSError as e:
+            log.warning("%s: could not bind the new ring of %s: %s", self.name, port.dp.name, e)
+        self._ports[port_no] = new
+        self._send[port_no] = new.sender()
+        if new.tx is not None:
+            self._tx[port_no] = new.tx
+        log.info(
+            "%s: %s: receive ring resized to %d-byte frames (MTU %d)",
+            self.name,
+            port.dp.name,
+            geometry.frame_size,
+            mtu,
+        )
 
     def port_use_qdisc(self, port_no: int, use: bool) -> None:
         port = self._ports.get(port_no)
@@ -369,10 +439,13 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
     def _refresh_ports(self) -> None:
         if self._ctl is None:
             self._ctl = afpacket.control_socket()
-        for p in self._ports.values():
+        check_mtu, self._check_mtu = self._check_mtu, False
+        for n, p in list(self._ports.items()):
             if p.dp.peer is not None:
                 continue
             p.dp.link_up = afpacket.link_up(p.dp.name, self._ctl)
+            if p.geometry is not None and (check_mtu or p.grow):
+                self._fit_ring(n, p)
             if p.sock is not None:
                 try:
                     _, drops = afpacket.packet_statistics(p.sock)
@@ -622,6 +695,9 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
                 n += 1
                 size = t[1]
                 nbytes += size
+                if size + t[2] >= fs and _LEN(ring, off + 4)[0] > size:
+                    self._truncated(port)  # longer than the ring's frames: never forward it
+                    continue
                 # Untagged IPv4 with a 20-byte header: the key depends only on these
                 # bytes (addresses, ports, tos, ttl, frag, proto; TCP flags for TCP),
                 # so they index a per-port cache and extract_key runs once per flow.

@@ -36,7 +36,11 @@ class FakeRing:
             self.dp._send[n] = self.sent[n].append
         self.tail = 0
 
-    def put(self, frame: bytes, vlan_tci: int | None = None, tpid: int | None = None) -> None:
+    def put(
+        self, frame: bytes, vlan_tci: int | None = None, tpid: int | None = None,
+        wire_len: int | None = None,
+    ) -> None:
+        """``wire_len``: the frame's length on the wire, when the kernel cut it to fit."""
         off = self.tail * self.geometry.frame_size
         status = afpacket.TP_STATUS_USER
         if vlan_tci is not None:
@@ -44,7 +48,7 @@ class FakeRing:
         if tpid is not None:
             status |= afpacket.TP_STATUS_VLAN_TPID_VALID
         afpacket.TPACKET2_HDR.pack_into(
-            self.ring, off, status, len(frame), len(frame), MAC_OFF, MAC_OFF + 14, 0, 0,
+            self.ring, off, status, wire_len or len(frame), len(frame), MAC_OFF, MAC_OFF + 14, 0, 0,
             vlan_tci or 0, tpid or 0,
         )  # fmt: skip
         self.ring[off + MAC_OFF : off + MAC_OFF + len(frame)] = frame
@@ -93,6 +97,20 @@ def test_header_cache_distinguishes_tcp_flags_and_ttl() -> None:
     assert r.sent[3] == [udp_frame(ttl=5)] * 2
     assert [u.packet for u in r.dp.recv_upcalls()] == [tcp_frame(0x10), udp_frame(ttl=6)]
     assert r.dp.flow_get(syn).stats.tcp_flags == 0x02  # type: ignore[union-attr]
+
+
+def test_a_frame_cut_to_fit_the_ring_is_counted_and_dropped_never_forwarded() -> None:
+    r = FakeRing()
+    r.dp.flow_put(Match.of(make_key(in_port=1), full_mask("in_port")), (Output(2),))
+    room = r.geometry.frame_size - MAC_OFF  # what the kernel copies of a longer frame
+    jumbo = udp_frame(payload=bytes(9000))
+    r.put(jumbo[:room], wire_len=len(jumbo))
+    r.put(udp_frame())
+    r.put(udp_frame(payload=bytes(room - 42)))  # exactly fills its frame: whole
+    assert r.run() == 3
+    assert r.sent[2] == [udp_frame(), udp_frame(payload=bytes(room - 42))]
+    assert r.dp.n_truncated == 1 and r.port.dp.stats.rx_dropped == 1
+    assert r.port.grow, "the ring is to be resized for the device's MTU"
 
 
 def test_budget_and_wrap_around() -> None:
