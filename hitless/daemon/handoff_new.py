@@ -250,6 +250,7 @@ def take_over(
         if isinstance(fr, ConnectionClosed):
             raise TakeoverError("the running switch closed the connection before freezing")
         t_frozen = clock()
+        res.phases["frozen_wait"] = t_frozen - t_ready  # the old side's freeze + transfer
         for k, v in fr.old_stats.items():  # the old side's pre-copy, as it measured it
             if k in ("precopy_send", "loop_max") and isinstance(v, (int, float)):
                 res.phases[f"old_{k}"] = float(v)
@@ -299,7 +300,9 @@ def take_over(
             log.warning("old process %d died after our Ack; taking over", res.old_pid)
         res.phases["verify"] = clock() - t_verify
         faults.maybe_crash("committed")
+        t_commit = clock()
         importer.commit()
+        res.phases["commit"] = clock() - t_commit
         try:
             if s.proto.state is State.COMMITTED:
                 s.send(Owned())

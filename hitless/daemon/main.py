@@ -18,10 +18,11 @@ import json
 import logging
 import os
 import sys
+from typing import NoReturn
 
 import hitless
 from hitless.config.ovsdb import DEFAULT_SCHEMA
-from hitless.daemon import faults, settings, vlog
+from hitless.daemon import faults, gcwatch, settings, vlog
 from hitless.daemon.rundir import (
     DAEMON_NAME,
     RunDir,
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{DAEMON_NAME}: run directory {rundir.path} does not exist", file=sys.stderr)
         return 1
     setup_logging(rundir.log, args.log_level)
+    gcwatch.install()  # no full collections: they stall forwarding (module doc)
     if args.takeover:
         return takeover_main(rundir, args)
     other = daemon_pid(rundir)
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         switch.serve_forever()
         if switch.handed_over:
             log.info("%s handed over to a new process; exiting", DAEMON_NAME)
-            return 0
+            _exit_handed_over(switch, rundir)
         log.info(
             "%s exiting (%d warm and %d cold reconfigurations)",
             DAEMON_NAME,
@@ -135,6 +137,15 @@ def _shutdown(switch: object | None, rundir: RunDir, *, remove_pidfile: bool) ->
         remove_pidfile_if_mine(rundir.pidfile)
         withdraw_ovs_names(rundir)
     logging.shutdown()
+
+
+def _exit_handed_over(switch: object, rundir: RunDir) -> NoReturn:
+    """Exit at once after a handoff: everything is the successor's, and the interpreter's
+    own teardown (a full garbage collection, then freeing the whole state one object at
+    a time: 1.4 s of CPU at 100,000 rules + 50,000 MACs) would take the CPU from the
+    successor just when it starts serving."""
+    _shutdown(switch, rundir, remove_pidfile=True)
+    os._exit(0)
 
 
 def _report(fd: int | None, doc: dict[str, object]) -> None:
@@ -215,6 +226,7 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
         switch.serve_forever()
         if switch.handed_over:
             log.info("%s handed over to a new process; exiting", DAEMON_NAME)
+            _exit_handed_over(switch, rundir)
         return 0
     except BaseException as e:
         if isinstance(e, SystemExit) and not e.code:

@@ -61,6 +61,12 @@ from hitless.datapath.registry import PROVIDERS
 
 log = logging.getLogger(__name__)
 
+# A serving-loop turn longer than this is logged with its sections (``_note_turn``): the
+# datapaths and bridges (forwarding, revalidation), OpenFlow connections, the database
+# (reconfiguration and status), ovs-appctl commands, and the handoff.
+SLOW_TURN = 0.05
+TURN_SECTIONS = ("datapath", "openflow", "ovsdb", "unixctl", "handoff")
+
 STATUS_REFRESH_INTERVAL = 5.0  # seconds between link_state refreshes
 # fail_mode standalone fails open when no primary controller was reachable for this
 # long: 3 x the default inactivity probe (5 s), Open vSwitch's figure.
@@ -238,6 +244,7 @@ class Switch:
         self.handed_over = False  # a new process owns everything: exit without touching it
         self.takeover_report: dict[str, Any] | None = None  # how this process took over
         self._seqno = -1
+        self._turn_marks: list[float] = [0.0]  # perf_counter at each of TURN_SECTIONS' ends
         self._warnings: tuple[str, ...] = ()
         self._iface_errors: dict[str, str] = {}
         self._txns: list[Any] = []
@@ -370,17 +377,41 @@ class Switch:
 
         while not self.exiting:
             t = self.clock()
+            cpu = time.process_time()
             self.run()
             if self.handoff is not None:
                 self.handoff.note_loop(self.clock() - t)
+            self._note_turn(time.process_time() - cpu)
             if self.exiting:
                 break
             poller = ovs.poller.Poller()
             self.wait(poller)
             poller.block()
 
+    def _note_turn(self, cpu: float) -> None:
+        """Log a serving-loop turn longer than ``SLOW_TURN`` with where it went (its
+        sections, and the CPU this process used: much less than the turn means the
+        machine did not run us, not that we were busy)."""
+        marks = self._turn_marks
+        took = marks[-1] - marks[0]
+        if took < SLOW_TURN:
+            return
+        parts = ", ".join(
+            f"{name} {(marks[i + 1] - marks[i]) * 1000:.0f}"
+            for i, name in enumerate(TURN_SECTIONS)
+            if i + 1 < len(marks)
+        )
+        log.info("slow loop turn: %.0f ms (%.0f ms of CPU): %s ms", took * 1000, cpu * 1000, parts)
+
     def run(self) -> None:
         """One iteration: forwarding first, then the control plane."""
+        marks = self._turn_marks
+        marks.clear()
+        marks.append(time.perf_counter())
+        self._run()
+        marks.append(time.perf_counter())
+
+    def _run(self) -> None:
         self.clock.step()  # a stepped time/warp advances one step per iteration
         now = self.clock()
         self.coverage.sample(self, self.clock.base())  # at most every 5 s
@@ -397,12 +428,14 @@ class Switch:
                     pass
             else:
                 rb.bridge.run(now)
+        self._turn_marks.append(time.perf_counter())
         if self.bond_status() != self._bond_active:
             self._status_dirty = True  # a bond failed over: write it back at once
         if sum(rb.bridge.link_seq for rb in self.bridges.values()) != self._link_seq:
             self._status_dirty = True  # a link went up or down: write it back at once
         self._run_openflow(now)
         self._drain_wakeup()
+        self._turn_marks.append(time.perf_counter())
 
         self.idl.run()
         self._progress_txns()
@@ -411,9 +444,11 @@ class Switch:
             self.reconcile(self.clock())
         elif self._status_dirty or self.clock() >= self._next_refresh:
             self.refresh_status(self.clock())
+        self._turn_marks.append(time.perf_counter())
 
         if self.unixctl_server is not None:
             self.unixctl_server.run()
+        self._turn_marks.append(time.perf_counter())
         if self.handoff is not None and self.handoff.run() == HANDED_OVER:
             self.handed_over = True
             self.exiting = True

@@ -126,35 +126,72 @@ def _bad_match(msg: str, code: BadMatchCode) -> RemoteProtocolError:
     return RemoteProtocolError(msg, ErrorType.BAD_MATCH, code)
 
 
+# Memo tables of compile_match (a big table has few distinct field sets: a handoff
+# importing 100k rules, or ovs-ofctl adding them, checks each shape once).
+# (class, field, experimenter) -> (field name, its location in the key)
+_FIELD_LOCS: dict[tuple[int, int, int | None], tuple[str, Any]] = {}
+# The fields whose values a prerequisite names, and the match shapes (field names, those
+# values) whose prerequisites were found satisfied.
+_PREREQ_REFS = frozenset(f for alts in PREREQS.values() for alt in alts for f, _ in alt)
+_PREREQS_MET: set[tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = set()
+
+
+def _field_loc(oxm: Oxm) -> tuple[str, Any]:
+    k = (oxm.oxm_class, oxm.field, oxm.experimenter)
+    got = _FIELD_LOCS.get(k)
+    if got is None:
+        spec = spec_of(oxm)
+        loc = LOCS.get(spec.name) if spec is not None else None
+        if spec is None or loc is None:
+            raise _bad_match(f"match field {oxm.name} is not supported", BadMatchCode.BAD_FIELD)
+        got = _FIELD_LOCS[k] = (spec.name, loc)
+    return got
+
+
 def compile_match(match: OfMatch) -> tuple[int, int, int, int]:
     """An OpenFlow match as (key, mask, 0, 0) over the pipeline key (metadata and the
     registers included; the last two are kept for the rule identity's shape).
     Raises RemoteProtocolError for fields we cannot match and missing prerequisites."""
     key = mask = 0
+    names: list[str] = []
+    refs: list[tuple[str, int]] = []
+    for oxm in match.fields:
+        name, loc = _field_loc(oxm)
+        names.append(name)
+        value, omask = oxm.value, oxm.mask
+        if omask is None and name in _PREREQ_REFS:
+            refs.append((name, value))
+        if name == "vlan_vid":
+            refs.append(("vlan_vid/", value & 0x1000))  # vlan_pcp's prerequisite
+        if value >> loc.bits or (omask is not None and omask >> loc.bits):
+            raise _bad_match(f"{oxm.name} value {value:#x} too wide", BadMatchCode.BAD_VALUE)
+        if omask is not None and value & ~omask:
+            raise _bad_match(
+                f"{oxm.name} value {value:#x} has bits outside its mask {omask:#x}",
+                BadMatchCode.BAD_WILDCARDS,
+            )
+        if name == "in_port_oxm" and value == Port.LOCAL:
+            value = OFPP_LOCAL  # the bridge's own port is number 0xfffe in the datapath
+        m = loc.ones if omask is None else omask
+        key |= (value & m) << loc.pos
+        mask |= m << loc.pos
+    shape = (tuple(names), tuple(refs))
+    if shape not in _PREREQS_MET:
+        _check_prereqs(match)
+        if len(_PREREQS_MET) > 4096:
+            _PREREQS_MET.clear()
+        _PREREQS_MET.add(shape)
+    return key, mask, 0, 0
+
+
+def _check_prereqs(match: OfMatch) -> None:
     exact: dict[str, int] = {}
     present: dict[str, Oxm] = {}
     for oxm in match.fields:
-        spec = spec_of(oxm)
-        loc = LOCS.get(spec.name) if spec is not None else None
-        if spec is None or loc is None:
-            raise _bad_match(f"match field {oxm.name} is not supported", BadMatchCode.BAD_FIELD)
-        name = spec.name
+        name = _field_loc(oxm)[0]
         present[name] = oxm
         if oxm.mask is None:
             exact[name] = oxm.value
-        if oxm.value >> loc.bits or (oxm.mask is not None and oxm.mask >> loc.bits):
-            raise _bad_match(f"{oxm.name} value {oxm.value:#x} too wide", BadMatchCode.BAD_VALUE)
-        if oxm.mask is not None and oxm.value & ~oxm.mask:
-            raise _bad_match(
-                f"{oxm.name} value {oxm.value:#x} has bits outside its mask {oxm.mask:#x}",
-                BadMatchCode.BAD_WILDCARDS,
-            )
-        value = oxm.value
-        if name == "in_port_oxm" and value == Port.LOCAL:
-            value = OFPP_LOCAL  # the bridge's own port is number 0xfffe in the datapath
-        m = loc.ones if oxm.mask is None else oxm.mask
-        key |= (value & m) << loc.pos
-        mask |= m << loc.pos
     for name, oxm in present.items():
         if name == "vlan_pcp":
             vid = present.get("vlan_vid")
@@ -164,7 +201,6 @@ def compile_match(match: OfMatch) -> tuple[int, int, int, int]:
         alts = PREREQS.get(name)
         if alts and not any(all(exact.get(f) == v for f, v in alt) for alt in alts):
             raise _bad_match(f"{oxm.name} without its prerequisite", BadMatchCode.BAD_PREREQ)
-    return key, mask, 0, 0
 
 
 # -- Rules, tables -------------------------------------------------------------------------

@@ -146,8 +146,46 @@ def field(name: str, value: int, mask: int | None = None) -> Oxm:
     return Oxm(fld, value, mask, oxm_class, spec.nbytes, exp)
 
 
+# Headers already parsed once and found valid (never an experimenter's, whose meaning
+# depends on the id after the header): what the checks below would conclude again.
+# (field, class, width field, value width, has mask). A handoff importing 100k rules
+# parses a few dozen distinct headers.
+_KNOWN_HEADERS: dict[int, tuple[int, int, int, int, bool]] = {}
+
+
 def parse_oxm(r: Reader) -> Oxm:
     """One OXM TLV from ``r``; a bad length or unknown basic field is the peer's fault."""
+    pos, buf = r.pos, r.buf
+    if pos + 4 > r.end:
+        return _parse_oxm_checked(r)  # raises: truncated
+    header = int.from_bytes(buf[pos : pos + 4], "big")
+    known = _KNOWN_HEADERS.get(header)
+    stop = pos + 4 + (header & 0xFF)
+    if known is not None and stop <= r.end:
+        fld_value, oxm_class, width_field, width, hasmask = known
+        r.pos = stop
+        start = pos + 4
+        return Oxm(
+            fld_value,
+            int.from_bytes(buf[start : start + width], "big"),
+            int.from_bytes(buf[start + width : stop], "big") if hasmask else None,
+            oxm_class,
+            width_field,
+            None,
+        )
+    oxm = _parse_oxm_checked(r)
+    if oxm.experimenter is None:
+        _KNOWN_HEADERS[header] = (
+            oxm.field,
+            oxm.oxm_class,
+            oxm.width,
+            (header & 0xFF) // 2 if header & 0x100 else header & 0xFF,
+            bool(header & 0x100),
+        )
+    return oxm
+
+
+def _parse_oxm_checked(r: Reader) -> Oxm:
     (header,) = r.unpack(_HDR, "OXM header")
     oxm_class, fld, hasmask, length = (
         header >> 16,

@@ -288,3 +288,26 @@ def test_export_import_round_trip_keeps_counters_and_remaining_timeouts() -> Non
     assert other.groups[4].buckets == (Bucket(actions=(Output(1),)),)
     assert other.export_state(5000.0) == data | {"rules": other.export_state(5000.0)["rules"]}
     assert other.export_state(5000.0)["rules"][0]["idle"] == pytest.approx(10.0)
+
+
+def test_prerequisites_are_checked_per_value_not_only_per_shape() -> None:
+    """compile_match remembers match shapes whose prerequisites held; the same fields
+    with another prerequisite value (UDP ports under ip_proto=6) are still refused,
+    and the remembered shape still compiles to its own key."""
+    tcp = Match.of(eth_type=IP, ip_proto=6, tcp_dst=80)
+    assert compile_match(tcp) == compile_match(Match.of(eth_type=IP, ip_proto=6, tcp_dst=80))
+    with pytest.raises(RemoteProtocolError) as e:
+        compile_match(Match.of(eth_type=IP, ip_proto=17, tcp_dst=80))
+    assert (e.value.type, e.value.code) == (ErrorType.BAD_MATCH, BadMatchCode.BAD_PREREQ)
+    with pytest.raises(RemoteProtocolError) as e:
+        compile_match(Match.of(eth_type=0x86DD, ipv4_dst=1))
+    assert e.value.code == BadMatchCode.BAD_PREREQ
+    compile_match(Match.of(eth_type=IP, ipv4_dst=1))  # the same fields, right value
+    for vid, ok in ((0x1000 | 5, True), (5, False), (0x1000 | 7, True)):  # vlan_pcp: a tag
+        m = Match.of(vlan_vid=vid, vlan_pcp=3)
+        if ok:
+            compile_match(m)
+        else:
+            with pytest.raises(RemoteProtocolError):
+                compile_match(m)
+    assert compile_match(tcp) != compile_match(Match.of(eth_type=IP, ip_proto=6, tcp_dst=81))
