@@ -39,6 +39,7 @@ class PortConfig:
     # A port with several interfaces is a bond (one logical port): see BondConfig.
     bond: BondConfig | None = None
     qos: QosConfig | None = None  # Port.qos: egress shaping/policing of its interfaces
+    other_config: dict[str, str] = field(default_factory=dict)  # stp-*; bonds read theirs
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,7 @@ class BridgeConfig:
     controllers: tuple[ControllerConfig, ...] = ()
     flow_tables: dict[int, FlowTableConfig] = field(default_factory=dict)
     mirrors: tuple[MirrorConfig, ...] = ()
+    stp_enable: bool = False  # Bridge.stp_enable (other_config:stp-* tune it)
 
     @property
     def has_primary_controller(self) -> bool:

@@ -87,6 +87,7 @@ COLUMNS: dict[str, list[str]] = {
         "datapath_id",
         "flow_tables",
         "mirrors",
+        "stp_enable",
     ],
     "Mirror": [
         "name",
@@ -111,6 +112,7 @@ COLUMNS: dict[str, list[str]] = {
         "other_config",
         "bond_active_slave",  # written back by the switch (and read at bond creation)
         "qos",
+        "statistics",  # written back (STP counters)
     ],
     "QoS": ["type", "other_config", "queues"],
     "Queue": ["other_config"],
@@ -227,6 +229,9 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                 vlan_mode=_opt(port.vlan_mode),
                 bond=bond,
                 qos=qos_config(_opt(port.qos)),
+                other_config={
+                    k: v for k, v in dict(port.other_config).items() if k.startswith("stp-")
+                },
             )
         protocols = tuple(sorted(br.protocols, key=_protocol_key)) or DEFAULT_PROTOCOLS
         bridges[br.name] = BridgeConfig(
@@ -259,6 +264,7 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                 for m in sorted(br.mirrors, key=lambda r: r.name)
                 if _opt(m.output_port) is not None and not _opt(m.output_vlan)
             ),
+            stp_enable=br.stp_enable is True,
         )
     return ConfigRead(
         config=SwitchConfig(
@@ -397,11 +403,15 @@ def write_status(
     types: tuple[list[str], list[str]] | None = None,
     notes: Mapping[tuple[str, str], str] | None = None,
     now_ms: int = 0,
+    row_status: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
+    port_statistics: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Any | None:
     """Stage one transaction writing ``statuses`` to the Interface rows (by name),
     each bond's active member MAC (Port.bond_active_slave), Open_vSwitch
-    datapath_types/iface_types (``types``) and the capabilities of its Datapath rows, the ``hitless_unsupported`` key of Bridge,
-    Port and Interface status maps (``notes``, from hitless.config.unsupported),
+    datapath_types/iface_types (``types``) and the capabilities of its Datapath rows, the
+    ``hitless_unsupported`` key of Bridge, Port and Interface status maps (``notes``, from
+    hitless.config.unsupported), the rest of Bridge and Port status (``row_status``: the
+    spanning tree's keys) and Port.statistics (``port_statistics``),
     Controller connection state (its ``status`` map as of ``now_ms``, the controllers'
     clock), each running bridge's OpenFlow datapath ID (16 hex
     digits, as Open vSwitch writes it) and, if given, Open_vSwitch.cur_cfg; commit it
@@ -449,7 +459,13 @@ def write_status(
     if notes is not None:
         for table in ("Bridge", "Port"):
             for row in idl.tables[table].rows.values():
-                _set_note(row, notes.get((table, row.name)))
+                key = (table, row.name)
+                _set_note(row, notes.get(key), row_status.get(key, {}) if row_status else {})
+    if port_statistics is not None:
+        for row in idl.tables["Port"].rows.values():
+            stats = dict(port_statistics.get(row.name, {}))
+            if dict(row.statistics) != stats:
+                row.statistics = stats
     if bond_active:
         for row in idl.tables["Port"].rows.values():
             if row.name in bond_active:
@@ -477,9 +493,9 @@ def write_status(
     return txn
 
 
-def _set_note(row: Any, note: str | None) -> None:
-    """Put (or clear) the hitless_unsupported key of a row's status map."""
-    status = {k: v for k, v in dict(row.status).items() if k != STATUS_KEY}
+def _set_note(row: Any, note: str | None, rest: Mapping[str, str]) -> None:
+    """Make a row's status map ``rest`` plus the hitless_unsupported key (if ``note``)."""
+    status = dict(rest)
     if note:
         status[STATUS_KEY] = note
     if dict(row.status) != status:

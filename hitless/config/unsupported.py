@@ -83,8 +83,6 @@ def _bridge(br: Any) -> Iterable[Unsupported]:
     for col, what in (("netflow", "NetFlow"), ("sflow", "sFlow"), ("ipfix", "IPFIX")):
         if _set(getattr(br, col)):
             yield Unsupported("Bridge", n, col, f"{what} export is {_NOT}: nothing is sent")
-    if br.stp_enable is True:
-        yield Unsupported("Bridge", n, "stp_enable", f"STP is {_NOT}: no BPDUs, no blocking")
     if br.rstp_enable is True:
         yield Unsupported("Bridge", n, "rstp_enable", f"RSTP is {_NOT}: no BPDUs, no blocking")
     if br.mcast_snooping_enable is True:

@@ -1,7 +1,9 @@
 """Learned state of this issue's layers that a handoff carries (hitless.daemon.takeover's
 extras): every bridge's bonds (active member, enabled members, hash buckets, pending
 delays, LACP partners), each bridge's fail-open clock (how long no primary controller
-has been reachable) and the tc trees put on port devices for QoS, so a new process
+has been reachable), every bridge's spanning tree (port states, roles, stored priority
+vectors, running timers), the token buckets of its ingress and egress policers and the
+tc trees put on port devices for QoS, so a new process
 neither renegotiates LACP, nor counts the 15 s before failing open again, nor rebuilds
 or forgets a shaper. Registered when the daemon imports this module (it is in
 ``unixctl.COMMAND_MODULES``)."""
@@ -41,6 +43,28 @@ def _adopt_qos(switch: Any, data: Any) -> None:
     switch.tcqos.adopt(data)
 
 
+def _export_stp(bridge: Any, now: float) -> Any:
+    stp = getattr(bridge, "stp", None)
+    return stp.export_state(now) if stp is not None else None
+
+
+def _adopt_stp(bridge: Any, data: Any, now: float) -> None:
+    stp = getattr(bridge, "stp", None)
+    if stp is not None:
+        stp.import_state(dict(data), now)
+        bridge.stp_kick(now)
+
+
+def _export_policers(bridge: Any, now: float) -> Any:
+    return bridge.export_policers()
+
+
+def _adopt_policers(bridge: Any, data: Any, now: float) -> None:
+    bridge.import_policers(list(data))
+
+
 register_bridge_extra("bonds", export=_export_bonds, adopt=_adopt_bonds)
+register_bridge_extra("policers", export=_export_policers, adopt=_adopt_policers)
+register_bridge_extra("stp", export=_export_stp, adopt=_adopt_stp)
 register_switch_extra("qos", export=_export_qos, adopt=_adopt_qos)
 register_switch_extra("fail-open", export=_export_fail_open, adopt=_adopt_fail_open)

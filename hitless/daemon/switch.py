@@ -82,6 +82,8 @@ class BridgeLike(Protocol):
     def next_wakeup(self, now: float) -> float | None: ...
     def fdb_show(self) -> str: ...
     def bond_status(self) -> dict[str, str | None]: ...
+    def stp_status(self, now: float) -> dict[tuple[str, str], dict[str, str]]: ...
+    def stp_statistics(self) -> dict[str, dict[str, int]]: ...
     def set_fail_open(self, on: bool, now: float) -> None: ...
 
     link_seq: int  # moves whenever a link state changes
@@ -798,6 +800,14 @@ class Switch:
             self._status_dirty = True
         self._qos_errors = errors
 
+    def _row_status(self) -> dict[tuple[str, str], dict[str, str]]:
+        """Bridge and Port status keys the bridges report (the spanning tree's)."""
+        now = self.clock()
+        out: dict[tuple[str, str], dict[str, str]] = {}
+        for rb in self.bridges.values():
+            out.update(rb.bridge.stp_status(now))
+        return out
+
     def _notes(self) -> dict[tuple[str, str], str]:
         """Each row's hitless_unsupported text: refused settings, then QoS the kernel
         refused."""
@@ -861,6 +871,10 @@ class Switch:
             bond_active=self._bond_active,
             types=(sorted(PROVIDERS), sorted(SUPPORTED_INTERFACE_TYPES)),
             notes=self._notes(),
+            row_status=self._row_status(),
+            port_statistics={
+                k: v for rb in self.bridges.values() for k, v in rb.bridge.stp_statistics().items()
+            },
             datapath_ids={name: _datapath_id(rb) for name, rb in self.bridges.items()},
             now_ms=int(self.clock() * 1000),
         )

@@ -43,6 +43,7 @@ COMMAND_MODULES = [
     "hitless.daemon.commands",
     "hitless.daemon.handoff_commands",
     "hitless.daemon.bond_commands",
+    "hitless.daemon.stp_commands",
     "hitless.daemon.carried",  # no commands: registers what a handoff carries (issue 12)
     "hitless.daemon.ct_commands",
     "hitless.daemon.testhooks",

@@ -62,7 +62,7 @@ from typing import Any
 
 from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, InterfaceStatus
 from hitless.datapath.actions import Meter as DpMeterAction
-from hitless.datapath.actions import Output, format_actions
+from hitless.datapath.actions import Output, Userspace, format_actions
 from hitless.datapath.base import Datapath, DatapathError, Upcall
 from hitless.datapath.meters import DpMeter, DpMeterBand
 from hitless.ofproto.bond import Bond, learning_packet
@@ -71,8 +71,10 @@ from hitless.ofproto.oftable import Group, Meter, OfState, Removed, Rule
 from hitless.ofproto.ofxlate import TableHit, decode_userdata, xlate_openflow
 from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
+from hitless.ofproto.stp import FORWARDING, LEARNING, STP_MAC, Stp, StpPortConfig
 from hitless.ofproto.xlate import (
     LACP_USERDATA,
+    MASK_IN_PORT,
     MASK_VLAN,
     PortView,
     SwitchState,
@@ -87,7 +89,15 @@ from hitless.openflow.constants import Port as OfPort
 from hitless.openflow.errors import RemoteProtocolError
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.messages import FlowMod, GroupMod, MeterMod, PacketOut
-from hitless.packet.flow import CT_OFF, VLAN_PRESENT, Match, extract_key, format_match, mask_or
+from hitless.packet.flow import (
+    CT_OFF,
+    VLAN_PRESENT,
+    Match,
+    extract_key,
+    format_match,
+    full_mask,
+    mask_or,
+)
 
 __all__ = ["STATE_VERSION", "Bridge"]
 
@@ -109,6 +119,8 @@ POLICER_BASE = 0xFFFF0001
 EGRESS_BASE = 0xFFFF8000
 OFPP_MAX_POLICED = 0x7FFE
 DEFAULT_POLICING_BURST = 8000  # kbit, when ingress_policing_burst is 0 (Open vSwitch's)
+STP_USERDATA = b"stp"  # the userspace action that brings BPDUs to the bridge
+MASK_STP = mask_or(MASK_IN_PORT, full_mask("eth_dst"))
 TC_QOS_TYPES = ("linux-htb", "linux-hfsc")  # shaped by the device's qdisc (daemon/qos.py)
 MIN_CBS = 1518  # bytes: an egress policer's smallest bucket (one full frame)
 
@@ -190,6 +202,8 @@ class Bridge:
         self._policers: dict[int, DpMeter] = {}  # ofport -> its ingress policer
         self._egress: dict[int, DpMeter] = {}  # ofport -> its egress policer
         self._qdisc_ports: set[int] = set()  # ports whose sends go through the qdisc
+        self.stp: Stp | None = None  # Bridge.stp_enable (hitless.ofproto.stp)
+        self._stp_seq = 0
         self._mirror_vlans = False  # some mirror selects by VLAN: masks read vlan_tci
         self.link_seq = 0  # moves on every link change: the daemon writes status at once
 
@@ -198,6 +212,9 @@ class Bridge:
             return self._recirc_noted(
                 xlate_openflow(self.of, self.state, key, recirc=self.datapath.recirc)
             )
+        stp = self.stp
+        if stp is not None and key[4:10] == STP_MAC and int.from_bytes(key[0:4], "big") in stp.ports:
+            return Xlate((Userspace(STP_USERDATA),), MASK_STP, "slow protocol: STP")
         if self.state.bonds:
             special = xlate_special(self.state, key)
             if special is not None:
@@ -205,6 +222,8 @@ class Bridge:
         x = self._xlate_pipeline(key)
         if self._mirrors:
             x = self._mirror(key, x)
+        if stp is not None and stp.ports:
+            x = self._stp_filter(key, x, stp)
         if self._egress and x.actions:
             x = replace(x, actions=self._police_egress(x.actions))
         if self._policers and x.actions:
@@ -242,6 +261,130 @@ class Bridge:
             if have.get(port) != meter:
                 self.datapath.meter_set(base + port, meter)
         return True
+
+    def _stp_filter(self, key: bytes, x: Xlate, stp: Stp) -> Xlate:
+        """Spanning tree port states: what a port that is not forwarding receives is
+        dropped (its source still learned in ``learning``), and nothing is sent through
+        such a port."""
+        in_state = stp.state(int.from_bytes(key[0:4], "big"))
+        if in_state is not None and in_state != FORWARDING:
+            learn = x.learn if in_state == LEARNING else None
+            return Xlate((), mask_or(x.mask, MASK_IN_PORT), f"drop: STP {in_state}", learn)
+        if not any(isinstance(a, Output) and stp.state(a.port) not in (None, FORWARDING)
+                   for a in x.actions):  # fmt: skip
+            return x
+        acts = tuple(
+            a for a in x.actions
+            if not (isinstance(a, Output) and stp.state(a.port) not in (None, FORWARDING))
+        )  # fmt: skip
+        return replace(x, actions=acts)
+
+    def _sync_stp(self, cfg: BridgeConfig, now: float) -> None:
+        """Bridge.stp_enable and other_config:stp-*: the bridge's spanning tree over its
+        ports (not the internal ones, not bonds, not those with stp-enable=false; port
+        numbers 1-255, as 802.1D)."""
+        if not cfg.stp_enable:
+            if self.stp is not None:
+                self.stp = None
+                self.revalidator.revalidate(self.revalidator.all())
+            return
+        oc = cfg.other_config
+        dp_ports = self.datapath.ports()
+        local = dp_ports.get(OFPP_LOCAL)
+        sys_id = _mac_int(oc.get("stp-system-id")) or (
+            int.from_bytes(local.mac, "big") if local is not None else 0
+        )
+        bid = (_int(oc.get("stp-priority"), 32768) & 0xFFFF) << 48 | sys_id
+        hello = float(_int(oc.get("stp-hello-time"), 2) or 2)
+        max_age = float(_int(oc.get("stp-max-age"), 20) or 20)
+        fwd = float(_int(oc.get("stp-forward-delay"), 15) or 15)
+        if self.stp is None:
+            self.stp = Stp(bid, hello, max_age, fwd, now)
+        else:
+            self.stp.configure(bid, hello, max_age, fwd, now)
+        ports: list[StpPortConfig] = []
+        for pc in cfg.ports.values():
+            if pc.bond is not None or pc.other_config.get("stp-enable") == "false":
+                continue
+            for ic in pc.interfaces:
+                it = self._ifaces.get(ic.name)
+                if it is None or it.type == "internal" or not 1 <= it.ofport <= 255:
+                    continue
+                dpp = dp_ports.get(it.ofport)
+                ports.append(
+                    StpPortConfig(
+                        it.ofport,
+                        ic.name,
+                        dpp.mac if dpp is not None else bytes(6),
+                        _int(pc.other_config.get("stp-port-priority"), 128),
+                        _int(pc.other_config.get("stp-path-cost"), 2) or 2,
+                        it.view.can_output,
+                    )
+                )
+        self.stp.set_ports(ports, now)
+        self._run_stp(now)
+
+    def _run_stp(self, now: float) -> None:
+        """The spanning tree's timers and BPDUs; a port state change re-translates every
+        flow, a topology change flushes the MAC table."""
+        stp = self.stp
+        if stp is None:
+            return
+        stp.run(now)
+        for port, frame in stp.take_bpdus():
+            self.datapath.execute(frame, OFPP_LOCAL, (Output(port),))
+        if stp.flush_macs:
+            stp.flush_macs = False
+            self.mac.flush()
+            self._revalidate_macs()
+        if stp.seq != self._stp_seq:
+            self._stp_seq = stp.seq
+            self.link_seq += 1  # port status changed: the daemon writes it at once
+            self.revalidator.revalidate(self.revalidator.all())
+
+    def stp_kick(self, now: float) -> None:
+        """Act on what a management command did to the spanning tree (stp/tcn)."""
+        self._run_stp(now)
+
+    def stp_status(self, now: float) -> dict[tuple[str, str], dict[str, str]]:
+        """Bridge.status and Port.status keys of the spanning tree, by (table, name)."""
+        stp = self.stp
+        if stp is None or self.cfg is None:
+            return {}
+        out = {("Bridge", self.name): stp.bridge_status()}
+        for pc in self.cfg.ports.values():
+            for ic in pc.interfaces:
+                it = self._ifaces.get(ic.name)
+                if it is not None and it.ofport in stp.ports:
+                    out[("Port", pc.name)] = stp.port_status(it.ofport, now)
+        return out
+
+    def stp_statistics(self) -> dict[str, dict[str, int]]:
+        """Port.statistics of ports in the spanning tree (BPDUs sent, received, bad)."""
+        stp = self.stp
+        if stp is None or self.cfg is None:
+            return {}
+        out = {}
+        for pc in self.cfg.ports.values():
+            for ic in pc.interfaces:
+                it = self._ifaces.get(ic.name)
+                if it is not None and it.ofport in stp.ports:
+                    out[pc.name] = stp.port_statistics(it.ofport)
+        return out
+
+    def export_policers(self) -> list[dict[str, Any]] | None:
+        """The token buckets of this bridge's ingress and egress policers (datapath meters
+        above OpenFlow's), for a handoff: the new process pushes the same meters when it
+        applies the configuration, after the datapath's own meter adoption, so they
+        travel apart (the bridge extra "policers")."""
+        meters = getattr(self.datapath, "meters", None)
+        if meters is None or not (self._policers or self._egress):
+            return None
+        return [r for r in meters.export_levels() if r["meter_id"] >= POLICER_BASE] or None
+
+    def import_policers(self, records: list[dict[str, Any]]) -> None:
+        """``export_policers``' buckets into the policers configured since."""
+        self.datapath.meter_adopt({"meters": records})
 
     def _police_egress(self, actions: tuple[Any, ...]) -> tuple[Any, ...]:
         """Each output to a port with an egress policer goes through that port's meter
@@ -478,6 +621,7 @@ class Bridge:
             full = True
         if self._sync_qos(cfg):
             full = True
+        self._sync_stp(cfg, now)
         if self._sync_mirrors(cfg):
             full = True
             for it in self._ifaces.values():
@@ -800,6 +944,8 @@ class Bridge:
         self._poll_links()
         if self.bonds:
             self._run_bonds(now)
+        if self.stp is not None:
+            self._run_stp(now)
         self._more_upcalls = False
         handled = 0
         recv = self.datapath.recv_upcalls
@@ -837,6 +983,11 @@ class Bridge:
         self.flow_removed += removed
 
     def _handle_upcall(self, up: Upcall, now: float) -> None:
+        if up.reason == "action" and up.userdata == STP_USERDATA:
+            if self.stp is not None:
+                self.stp.receive(up.in_port, up.packet, now)
+                self._run_stp(now)
+            return
         if up.reason == "action" and up.userdata == LACP_USERDATA:
             bond = self.state.bonds.get(up.in_port)
             if bond is not None:
@@ -907,6 +1058,9 @@ class Bridge:
             b = bond.next_wakeup(now)
             if b is not None:
                 t = b if t is None else min(t, b)
+        s = self.stp.next_wakeup() if self.stp is not None else None
+        if s is not None:
+            t = s if t is None else min(t, s)
         e = self.of.next_expiry()
         if e is not None:
             t = e if t is None else min(t, e)
@@ -1221,3 +1375,12 @@ def _int(text: str | None, default: int) -> int:
         return max(0, int(text)) if text is not None else default
     except ValueError:
         return default
+
+
+def _mac_int(text: str | None) -> int:
+    """other_config:stp-system-id ("aa:bb:cc:dd:ee:ff") as an integer, 0 if unset/bad."""
+    try:
+        b = bytes.fromhex((text or "").replace(":", ""))
+    except ValueError:
+        return 0
+    return int.from_bytes(b, "big") if len(b) == 6 else 0

@@ -63,6 +63,7 @@ def bridge(name: str, *ports: Row, datapath_type: str = "", **kw: object) -> Row
         controller=kw.get("controller", []),
         flow_tables=kw.get("flow_tables", {}),
         mirrors=kw.get("mirrors", []),
+        stp_enable=kw.get("stp_enable", False),
     )
 
 
