@@ -224,19 +224,15 @@ def root_mac(dev: str) -> str:
         return f.read().strip()
 
 
-@contextlib.contextmanager
-def lacp_with_ovs(
-    sw: Sw, topology: Topology, net: str, lacp_time: str = "fast"
-) -> Iterator[tuple[Host, Host, Any, list[str]]]:
-    """hitless (bond0 over x0, x1, host a) and real Open vSwitch (netdev, in its own
-    namespace, bond0 over y0, y1, host b) cabled x0-y0 and x1-y1, both lacp=active
-    bond_mode=balance-tcp; yields (a, b, the OvsSwitch, [x0, x1]) once both sides
-    negotiated."""
-    from hitless.impact.switches import OvsSwitch
-
+def cabled_to_a_namespace(
+    topology: Topology, net: str, prefix: str
+) -> tuple[Host, Host, str, list[str], list[str]]:
+    """Hosts a (its port in the root namespace) and b (its port moved into a new
+    namespace for another switch), and two veth pairs x0-y0, x1-y1 between the root
+    namespace and that one: (a, b, namespace, [x0, x1], [y0, y1])."""
     a = topology.add_host("a", f"{net}.1/24")
     b = topology.add_host("b", f"{net}.2/24")
-    ns = f"hl-ovs-{topology.suffix}"
+    ns = f"{prefix}-{topology.suffix}"
     sh(["ip", "netns", "add", ns])
     topology._namespaces.append(ns)
     xs, ys = [topology.name(f"x{i}") for i in range(2)], [f"y{i}" for i in range(2)]
@@ -248,6 +244,20 @@ def lacp_with_ovs(
         sh(["ip", "-n", ns, "link", "set", y, "up"])
     sh(["ip", "link", "set", b.switch_port, "netns", ns])
     sh(["ip", "-n", ns, "link", "set", b.switch_port, "up"])
+    return a, b, ns, xs, ys
+
+
+@contextlib.contextmanager
+def lacp_with_ovs(
+    sw: Sw, topology: Topology, net: str, lacp_time: str = "fast"
+) -> Iterator[tuple[Host, Host, Any, list[str]]]:
+    """hitless (bond0 over x0, x1, host a) and real Open vSwitch (netdev, in its own
+    namespace, bond0 over y0, y1, host b) cabled x0-y0 and x1-y1, both lacp=active
+    bond_mode=balance-tcp; yields (a, b, the OvsSwitch, [x0, x1]) once both sides
+    negotiated."""
+    from hitless.impact.switches import OvsSwitch
+
+    a, b, ns, xs, ys = cabled_to_a_namespace(topology, net, "hl-ovs")
     ovs = OvsSwitch(netns=ns)
     try:
         ovs.start()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.netns import Topology, UdpSink, udp_send
+from tests.netns import Host, Topology, UdpSink, udp_send
 from tests.switch import Sw
 
 pytestmark = pytest.mark.netns
@@ -19,15 +19,21 @@ def delivered(sw: Sw, a, b, port: int) -> int:  # noqa: ANN001
     return len(set(sink.seqs()))
 
 
-def test_ingress_policing_limits_what_a_port_receives(started: Sw, topology: Topology) -> None:
-    sw = started
-    a = topology.add_host("a", "10.86.0.1/24")
-    b = topology.add_host("b", "10.86.0.2/24")
+def policed_pair(sw: Sw, topology: Topology, net: str) -> tuple[Host, Host]:
+    """Hosts a and b on a new bridge, neighbours known, reachable."""
+    a = topology.add_host("a", f"{net}.1/24")
+    b = topology.add_host("b", f"{net}.2/24")
     br = topology.name("hp")
     sw.vsctl("add-br", br, "--", "add-port", br, a.switch_port, "--", "add-port", br, b.switch_port)
     a.set_neigh(b.addr, b.mac)
     b.set_neigh(a.addr, a.mac)
     assert a.ping(b.addr, count=2)
+    return a, b
+
+
+def test_ingress_policing_limits_what_a_port_receives(started: Sw, topology: Topology) -> None:
+    sw = started
+    a, b = policed_pair(sw, topology, "10.86.0")
     full = delivered(sw, a, b, 9900)
     sw.vsctl("set", "Interface", a.switch_port, "ingress_policing_rate=1000",
              "ingress_policing_burst=100")  # fmt: skip
@@ -47,13 +53,7 @@ def test_upgrade_carries_the_policer_bucket(started: Sw, topology: Topology) -> 
     import time
 
     sw = started
-    a = topology.add_host("a", "10.86.1.1/24")
-    b = topology.add_host("b", "10.86.1.2/24")
-    br = topology.name("hp")
-    sw.vsctl("add-br", br, "--", "add-port", br, a.switch_port, "--", "add-port", br, b.switch_port)
-    a.set_neigh(b.addr, b.mac)
-    b.set_neigh(a.addr, a.mac)
-    assert a.ping(b.addr, count=2)
+    a, b = policed_pair(sw, topology, "10.86.1")
     # 100 kbit/s with an 8000 kbit (1 MB) bucket: a burst of 1500 datagrams of 1000 bytes
     # gets about 950 through, then 12 per second.
     sw.vsctl("set", "Interface", a.switch_port, "ingress_policing_rate=100",

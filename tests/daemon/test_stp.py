@@ -14,7 +14,8 @@ from contextlib import contextmanager
 import pytest
 
 from hitless.impact.switches import OvsSwitch
-from tests.netns import Host, Topology, sh
+from tests.daemon.test_bonds import cabled_to_a_namespace
+from tests.netns import Host, Topology
 from tests.switch import Sw
 from tests.wait import wait_for
 
@@ -44,20 +45,7 @@ def shape(show: str, names: dict[str, str]) -> str:
 
 @contextmanager
 def looped(sw: Sw, topology: Topology) -> Iterator[tuple[Host, Host, OvsSwitch, list[str], list[str]]]:
-    a = topology.add_host("a", "10.76.0.1/24")
-    b = topology.add_host("b", "10.76.0.2/24")
-    ns = f"hl-ovst-{topology.suffix}"
-    sh(["ip", "netns", "add", ns])
-    topology._namespaces.append(ns)
-    xs, ys = [topology.name(f"x{i}") for i in range(2)], ["y0", "y1"]
-    for x, y in zip(xs, ys, strict=True):
-        sh(["ip", "link", "add", x, "type", "veth", "peer", "name", y, "netns", ns])
-        topology._links.append(x)
-        sh(["sysctl", "-q", "-w", f"net.ipv6.conf.{x}.disable_ipv6=1"])
-        sh(["ip", "link", "set", x, "up"])
-        sh(["ip", "-n", ns, "link", "set", y, "up"])
-    sh(["ip", "link", "set", b.switch_port, "netns", ns])
-    sh(["ip", "-n", ns, "link", "set", b.switch_port, "up"])
+    a, b, ns, xs, ys = cabled_to_a_namespace(topology, "10.76.0", "hl-ovst")
     for h in (a, b):
         h.run(["ethtool", "-K", "eth0", "tx", "off"])
     ovs = OvsSwitch(netns=ns)
