@@ -9,7 +9,8 @@ docs/upgrading.md.
 The points applied by ``after_owned`` misbehave in a new process that took over
 successfully, so tests can prove their checks would catch it: ``blackout:<ms>`` (stop
 reading the datapath that long: frames queue in the rings, nothing is dropped),
-``duplicate`` (the first batch each netdev port sends goes out twice) and
+``duplicate`` (the first batch each netdev port sends goes out twice; so does a frame
+sent on its own, as those a patch port's peer delivers) and
 ``flush-after-adopt`` (forget what was adopted, as a cold restart would: datapath flows,
 MAC tables, OpenFlow rule/group/meter counters).
 """

@@ -545,6 +545,11 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         st = port.dp.stats
         try:
             self._send[port_no](data)
+            if self.duplicate_batches and port.dp.type != "patch":
+                # Fault injection: a frame sent on its own (outside a batch: the frames
+                # a patch port's peer delivers, an upcall's actions) goes out twice too.
+                self.duplicate_batches -= 1
+                self._send[port_no](data)
         except OSError:
             st.tx_dropped += 1
             return
@@ -595,17 +600,19 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             self.conntrack.sweep(now)
         self._batching = True
         try:
-            for port in list(self._ports.values()):
-                if port.ring is not None:
-                    n = self._run_ring(port, now)
-                elif port.fd < 0:  # a patch port: its frames come from the peer
-                    continue
-                else:
-                    n = self._run_tap(port, now)
-                if n >= BUDGET:
-                    more = True
+            with self.patch_panel.batch():  # peers' output flushed at its end
+                for port in list(self._ports.values()):
+                    if port.ring is not None:
+                        n = self._run_ring(port, now)
+                    elif port.fd < 0:  # a patch port: its frames come from the peer
+                        continue
+                    else:
+                        n = self._run_tap(port, now)
+                    if n >= BUDGET:
+                        more = True
+                self._flush_tx()
         finally:
-            self._flush_tx()
+            self._flush_tx()  # a no-op unless a send failed half-way
             self._batching = False
         self._more = more
 
@@ -639,7 +646,17 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             return
         port.dp.stats.rx_packets += 1
         port.dp.stats.rx_bytes += len(packet)
+        if not self._batching and self.patch_panel.batching:
+            # Inside the peer's batch: queue the output, flushed when the batch ends.
+            self._batching = True
+            self.patch_panel.defer(self._end_batch)
         self._forward(port_no, packet, self.clock())
+
+    def _end_batch(self) -> None:
+        try:
+            self._flush_tx()
+        finally:
+            self._batching = False
 
     def _run_tap(self, port: _Port, now: float) -> int:
         n = 0

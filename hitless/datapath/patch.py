@@ -16,7 +16,10 @@ for a bad ``peer`` option; a peer that does not exist is reported too).
 Delivery is a direct call into the peer datapath, so a frame crossing several
 bridges recurses once per hop. ``MAX_DEPTH`` bounds that: a frame that would cross
 more patch ports than that inside one delivery (a forwarding loop through patch
-ports) is dropped and counted in ``n_looped``.
+ports) is dropped and counted in ``n_looped``. A provider that forwards in batches
+wraps each batch in ``PatchPanel.batch()``; a peer that receives frames inside it may
+queue its output and ``defer`` the flush to the batch's end (the netdev datapath does:
+frames that crossed a pair used to leave with one send each).
 
 Handoff: patch ports have no descriptor; a provider exports them as (number, name,
 peer) and a new process plugs them into its own panel when it adopts the ports. The
@@ -26,7 +29,8 @@ process), and only the owner's ``unplug`` removes it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -73,6 +77,32 @@ class PatchPanel:
         self._ends: dict[str, _End] = {}
         self.depth = 0
         self.n_looped = 0
+        # Batching across a pair: while some provider forwards a batch (``batch()``), a
+        # peer that receives frames may queue its own output and ask to be flushed when
+        # the outermost batch ends (``defer``), so frames that crossed a patch port leave
+        # in the same kind of batch as the others, not one send per frame.
+        self._batches = 0
+        self._deferred: list[Callable[[], None]] = []
+
+    @property
+    def batching(self) -> bool:
+        """Whether a provider is inside ``batch()`` (a ``defer``red flush will run)."""
+        return self._batches > 0
+
+    def defer(self, flush: Callable[[], None]) -> None:
+        """Run ``flush`` when the outermost ``batch()`` ends."""
+        self._deferred.append(flush)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self._batches += 1
+        try:
+            yield
+        finally:
+            self._batches -= 1
+            if not self._batches:
+                while self._deferred:
+                    self._deferred.pop()()
 
     def plug(self, name: str, peer: str, owner: PatchEnd, port_no: int) -> None:
         self._ends[name] = _End(peer, owner, port_no)
