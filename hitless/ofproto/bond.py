@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hitless.config.model import BondConfig
@@ -68,6 +68,19 @@ def l4_bucket_of(key: bytes) -> int:
     return zlib.crc32(key[16:18] + key[20:60] + key[64:65] + key[68:72]) % BUCKETS
 
 
+@dataclass(frozen=True, slots=True)
+class BucketCredit:
+    """A megaflow's share of a bond's load: the revalidator credits each flow's new bytes
+    to the hash bucket that chose its member (``credit``, as for OpenFlow counters)."""
+
+    bond: str
+    bucket: int
+    loads: list[int] = field(compare=False, hash=False, repr=False)
+
+    def credit(self, packets: int, nbytes: int, used: float) -> None:
+        self.loads[self.bucket] += nbytes
+
+
 @dataclass(slots=True)
 class Member:
     name: str
@@ -87,6 +100,10 @@ class Bond:
         self.members: dict[int, Member] = {}  # ofport -> member
         self.active: int | None = None
         self.buckets: list[int | None] = [None] * BUCKETS
+        # Bytes each bucket sent since the last rebalancing (halved at each one, as
+        # Open vSwitch's moving average), and when the next one is due.
+        self.loads: list[int] = [0] * BUCKETS
+        self.next_rebalance: float | None = None
         self.lacp: Lacp | None = None
         self._pdus: list[tuple[int, bytes]] = []
 
@@ -218,6 +235,7 @@ class Bond:
                 self._enable(m, up)
         self._choose_active(now)
         self._assign_buckets()
+        self._rebalance(now)
         return self._decisions() != before
 
     def _enable(self, m: Member, enable: bool) -> None:
@@ -280,8 +298,68 @@ class Bond:
             if b not in enabled:
                 self.buckets[i] = enabled[i % len(enabled)]
 
+    def _rebalance(self, now: float) -> bool:
+        """balance-slb/balance-tcp, every other_config:bond-rebalance-interval ms: move
+        hash buckets from the most loaded enabled member to the least loaded one while a
+        move makes the two closer and the gap is worth it (at least 100 kB and 1/32 of
+        the lighter one's load, Open vSwitch's thresholds); then halve every bucket's
+        load. Returns whether a bucket moved."""
+        interval = self.cfg.rebalance_interval / 1000
+        if self.cfg.mode == "active-backup" or interval <= 0:
+            self.next_rebalance = None
+            return False
+        if self.next_rebalance is None:
+            self.next_rebalance = now + interval
+        if now < self.next_rebalance:
+            return False
+        self.next_rebalance = now + interval
+        enabled = [n for n, m in self.members.items() if m.enabled]
+        moved = False
+        if len(enabled) > 1:
+            for _ in range(BUCKETS):
+                load = {n: 0 for n in enabled}
+                for i, b in enumerate(self.buckets):
+                    if b in load:
+                        load[b] += self.loads[i]
+                hi = max(enabled, key=lambda n: (load[n], -n))
+                lo = min(enabled, key=lambda n: (load[n], n))
+                gap = load[hi] - load[lo]
+                if gap < 100_000 or gap < load[lo] >> 5:
+                    break
+                # The bucket whose move leaves the pair most even, if any improves it.
+                best, best_after = None, gap
+                for i, b in enumerate(self.buckets):
+                    d = self.loads[i]
+                    if b == hi and d and abs(gap - 2 * d) < best_after:
+                        best, best_after = i, abs(gap - 2 * d)
+                if best is None:
+                    break
+                self.buckets[best] = lo
+                moved = True
+                log.info(
+                    "bond %s: shift %dkB of load (with hash %d) from %s to %s (now carrying "
+                    "%dkB and %dkB load, respectively)", self.name, self.loads[best] // 1024,
+                    best, self.members[hi].name, self.members[lo].name,
+                    (load[hi] - self.loads[best]) // 1024, (load[lo] + self.loads[best]) // 1024,
+                )  # fmt: skip
+        self.loads[:] = [x // 2 for x in self.loads]  # in place: credits point here
+        return moved
+
+    def credit_for(self, src: bytes, vlan: int, key: bytes = b"") -> BucketCredit | None:
+        """The load account of the bucket ``choose_output`` reads for this frame (None
+        when no bucket decides: active-backup, LACP not negotiated)."""
+        if self.lacp_status == "configured":
+            return None
+        if self.cfg.mode == "balance-slb":
+            return BucketCredit(self.name, bucket_of(src, vlan), self.loads)
+        if self.cfg.mode == "balance-tcp" and key:
+            return BucketCredit(self.name, l4_bucket_of(key), self.loads)
+        return None
+
     def next_wakeup(self, now: float) -> float | None:
         times = [m.delay_expires for m in self.members.values() if m.delay_expires is not None]
+        if self.next_rebalance is not None:
+            times.append(self.next_rebalance)
         if self.lacp is not None:
             t = self.lacp.next_wakeup(now)
             if t is not None:
@@ -375,7 +453,10 @@ class Bond:
             out.append("all members active: false")
         out += [f"updelay: {cfg.updelay} ms", f"downdelay: {cfg.downdelay} ms"]
         if cfg.mode != "active-backup" and cfg.rebalance_interval:
-            out.append(f"next rebalance: {cfg.rebalance_interval} ms")
+            left = cfg.rebalance_interval / 1000
+            if self.next_rebalance is not None:
+                left = max(0.0, self.next_rebalance - now)
+            out.append(f"next rebalance: {int(left * 1000)} ms")
         out += [
             f"lacp_status: {self.lacp_status}",
             f"lacp_fallback_ab: {'true' if cfg.lacp_fallback_ab else 'false'}",
@@ -399,6 +480,9 @@ class Bond:
                 n = sum(1 for b in self.buckets if b == m.ofport)
                 if n:
                     out.append(f"  hash buckets: {n}")
+                for i, b in enumerate(self.buckets):
+                    if b == m.ofport and self.loads[i]:
+                        out.append(f"  hash {i}: {self.loads[i] // 1024} kB load")
             out.append("")
         return "\n".join(out) + "\n"
 
@@ -416,6 +500,8 @@ class Bond:
             "active": names.get(self.active) if self.active is not None else None,
             "enabled": sorted(m.name for m in self.members.values() if m.enabled),
             "buckets": [names.get(b) if b is not None else None for b in self.buckets],
+            "loads": list(self.loads),
+            "rebalance_in": None if self.next_rebalance is None else self.next_rebalance - now,
             "delays": {
                 m.name: m.delay_expires - now
                 for m in self.members.values()
@@ -434,6 +520,11 @@ class Bond:
         buckets = data.get("buckets", [])
         if len(buckets) == BUCKETS:
             self.buckets = [by_name[b].ofport if b in by_name else None for b in buckets]
+        loads = data.get("loads", [])
+        if len(loads) == BUCKETS:
+            self.loads[:] = [int(x) for x in loads]  # in place: flows' credits point here
+        if data.get("rebalance_in") is not None:
+            self.next_rebalance = now + float(data["rebalance_in"])
         for name, left in data.get("delays", {}).items():
             if name in by_name:
                 by_name[name].delay_expires = now + float(left)

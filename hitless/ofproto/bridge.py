@@ -502,7 +502,7 @@ class Bridge:
                 x.dst,
                 x.flood_vlan,
                 x.out_ports,
-                self._normal_credits,
+                self._normal_credits + x.credits if x.credits else self._normal_credits,
                 _DEPS_TABLE0,
             )
         return self._recirc_noted(

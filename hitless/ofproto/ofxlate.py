@@ -990,6 +990,7 @@ def _output(ctx: _Ctx, port: int, max_len: int) -> None:
             ctx.recorder.event("normal", xlate=x)
         ctx.mask |= int.from_bytes(x.mask, "big")
         ctx.acts.extend(x.actions)
+        ctx.credits.extend(x.credits)  # a bond's bucket load (hitless.ofproto.bond)
         ctx.cur = _after(ctx.cur, x.actions)
         ctx.restore(saved)
         if ctx.learn is None:

@@ -352,7 +352,9 @@ def xlate_normal(state: SwitchState, key: bytes) -> Xlate:
                 why = "drop: output port is not usable"
                 return Xlate((), mask, why, learn, dep, None, (out,))
             acts = state.unicast_actions(tci, vlan, out, vid)
-            return Xlate(acts, mask, "forward", learn, dep, None, (out,))
+            credit = out_bond.credit_for(src, vlan, key) if out_bond is not None else None
+            credits = (credit,) if credit is not None else ()
+            return Xlate(acts, mask, "forward", learn, dep, None, (out,), credits)
         dep_dst: tuple[int, bytes] | None = (vlan, dst)
     else:
         dep_dst = None

@@ -334,3 +334,56 @@ def test_upgrade_with_an_lacp_bond_to_open_vswitch(started: Sw, topology: Topolo
         log = sw.log()
         assert "adopting the carried state 'bonds' failed" not in log
         assert "no adopter for the carried state 'bonds'" not in log
+
+
+_SIZED_SOURCE = r"""
+import socket, sys, time
+dst, port, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+t0 = time.monotonic()
+for i in range(count):
+    s.sendto(i.to_bytes(8, "big").ljust(size, b"x"), (dst, port))
+    delay = t0 + (i + 1) / 1000 - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+"""
+
+
+@pytest.mark.netns
+def test_balance_slb_rebalances_two_heavy_sources_onto_both_members(
+    started: Sw, topology: Topology
+) -> None:
+    from hitless.ofproto.bond import bucket_of
+
+    sw = started
+    # Two sources whose hash buckets start on the same member (buckets are dealt out
+    # alternately: same parity, same member).
+    macs = [f"02:00:00:00:{n >> 8:02x}:{n & 0xFF:02x}" for n in range(1, 200)]
+    parity = [bucket_of(bytes.fromhex(m.replace(":", "")), 0) % 2 for m in macs]
+    first = macs[0]
+    second = next(m for m, p in zip(macs[1:], parity[1:], strict=True) if p == parity[0])
+    a1 = topology.add_host("a1", "10.92.0.1/24", mac=first)
+    a2 = topology.add_host("a2", "10.92.0.3/24", mac=second)
+    h, m0, m1 = add_two_nic_host(topology, "h", "10.92.0.2/24")
+    br = topology.name("hb")
+    sw.vsctl("add-br", br, "--", "add-port", br, a1.switch_port, "--", "add-port", br,
+             a2.switch_port)  # fmt: skip
+    sw.vsctl("add-bond", br, "bond0", m0, m1, "bond_mode=balance-slb",
+             "other_config:bond-rebalance-interval=1000")  # fmt: skip
+    assert h.ping(a1.addr, count=2) and h.ping(a2.addr, count=2)
+    for a in (a1, a2):
+        a.set_neigh(h.addr, h.mac)
+
+    rx0 = {d: h.counter("rx_packets", dev=d) for d in ("eth0", "eth1")}
+    count = 5000  # 5 s at 1000/s of 1000-byte datagrams from each source
+    senders = [a.popen([sys.executable, "-c", _SIZED_SOURCE, h.addr, "9800", str(count), "1000"])
+               for a in (a1, a2)]  # fmt: skip
+    for s in senders:
+        assert s.wait(timeout=120) == 0
+    got = {d: h.counter("rx_packets", dev=d) - rx0[d] for d in ("eth0", "eth1")}
+    print(f"balance-slb, two heavy sources on one member at first: the host's NICs "
+          f"received {got} frames; {sw.appctl('bond/show', 'bond0').stdout}")  # fmt: skip
+    assert "shift" in sw.log() and "of load (with hash" in sw.log()
+    total = sum(got.values())
+    assert total >= 2 * count * 0.95
+    assert min(got.values()) >= total * 0.25  # one source moved to the other member

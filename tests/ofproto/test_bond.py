@@ -193,3 +193,32 @@ def test_a_new_bond_starts_with_the_member_named_by_bond_active_slave() -> None:
     fresh = Rig({"br0": P(type="internal"), "a": P()})
     fresh.bridge.reconfigure(with_bond(config("br0", fresh.ports), hinted), fresh.clock.t)
     assert fresh.bridge.bonds["bond0"].active == fresh.no("p1")
+
+
+def test_balance_slb_rebalances_buckets_by_load() -> None:
+    r, _ = bonded(BondConfig(mode="balance-slb", rebalance_interval=1000))
+    bond = r.bridge.bonds["bond0"]
+    # Two sources on a whose buckets sit on the same member.
+    by_member: dict[int | None, list[str]] = {}
+    for n in range(1, 60):
+        m = mac(n)
+        by_member.setdefault(bond.buckets[bucket_of(bytes.fromhex(m.replace(":", "")), 0)], []).append(m)
+    member, (s1, s2, *_) = next((k, v) for k, v in by_member.items() if len(v) >= 2)
+    r.send("p0", frame(BCAST, mac(90)))  # a host behind the bond
+    b1 = bucket_of(bytes.fromhex(s1.replace(":", "")), 0)
+    b2 = bucket_of(bytes.fromhex(s2.replace(":", "")), 0)
+    for _ in range(150):  # 150 x ~1 kB from each source, all through one member
+        r.send("a", frame(mac(90), s1, b"x" * 1000))
+        r.send("a", frame(mac(90), s2, b"x" * 1000))
+    assert bond.buckets[b1] == bond.buckets[b2] == member
+    for _ in range(6):
+        r.advance(0.5)  # sweeps credit the flows' bytes; the rebalance runs each second
+    assert bond.buckets[b1] != bond.buckets[b2]  # one of the two moved
+    assert {bond.buckets[b1], bond.buckets[b2]} == {r.no("p0"), r.no("p1")}
+    out = {p for p in r.send("a", frame(mac(90), s1)) | r.send("a", frame(mac(90), s2))}
+    assert out == {"p0", "p1"}  # the flows follow their buckets
+    assert "kB load" in bond.show(r.clock.t)
+    # Nothing more to even out: no further move.
+    before = list(bond.buckets)
+    r.advance(1.1)
+    assert bond.buckets == before
