@@ -96,6 +96,9 @@ class OsKenPeer:
                 self.proc = subprocess.Popen(
                     [
                         self.python,
+                        # -P: not tests/ first on sys.path, where tests/packaging/ would
+                        # hide the "packaging" module os-ken imports.
+                        "-P",
                         str(RUNNER),
                         "--port",
                         str(self.port),
