@@ -58,8 +58,9 @@ Traffic classes (--classes), between host a and host b unless said otherwise:
                 request waited (the management plane's stall, not the datapath's)
 
 OpenFlow rules (--rules N, and the openflow class's two rules) are installed with
-stock ovs-ofctl -O OpenFlow13 add-flows from a file on the bridge's management socket
-(RUNDIR/br0.mgmt) of either switch; the --rules ones sit above the table-miss rule and
+stock ovs-ofctl -O OpenFlow13 --bundle add-flows from a file on the bridge's management
+socket (RUNDIR/br0.mgmt) of either switch (one atomic bundle: without it ovs-ofctl waits
+for a barrier reply after every rule, a round trip each); the --rules ones sit above the table-miss rule and
 match (in four shapes over L2, L3 and L4) nothing a host sends, so the traffic is
 switched as before. Their number is
 checked with ovs-ofctl dump-aggregate before and after the operation.
@@ -216,7 +217,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=0,
         metavar="N",
-        help="install N extra OpenFlow rules first (ovs-ofctl add-flows from a file): "
+        help="install N extra OpenFlow rules first (ovs-ofctl --bundle add-flows from a "
+        "file): "
         "priority 10, above the table-miss NORMAL rule, four match shapes in turn (UDP "
         "5-tuple, TCP ports, IPv4 addresses, Ethernet addresses), each distinct and "
         "matching nothing a host sends, so they are state to carry, not "
@@ -497,7 +499,9 @@ class _OpenFlowLoad:
                 f.write(r.flow() + "\n")
             for line in self.ovn:
                 f.write(line + "\n")
-        self.sw.ofctl("add-flows", str(path), timeout=self.sw.rules_timeout)
+        # One bundle: plain add-flows makes a round trip (flow_mod, barrier) per rule,
+        # ~1 ms each into hitless on a loaded machine (0.15 ms into Open vSwitch).
+        self.sw.ofctl("add-flows", "--bundle", str(path), timeout=self.sw.rules_timeout)
         self.before = self.count()
 
     def wrap(self, op: Callable[[], Any]) -> Callable[[], Any]:

@@ -399,6 +399,11 @@ class _OvsPaths:
         }
 
 
+# ovs-ctl starts ovs-vswitchd at niceness -10 (its --ovs-vswitchd-priority default), as
+# hitless-vswitchd runs by default (hitless.daemon.main.DEFAULT_NICE): same footing.
+OVS_VSWITCHD_NICE = -10
+
+
 class OvsSwitch(_Base):
     """Debian's ovsdb-server + ovs-vswitchd, private to a fresh run directory."""
 
@@ -450,7 +455,8 @@ class OvsSwitch(_Base):
 
     def _start_vswitchd(self) -> None:
         _run(
-            self._in_ns(["ovs-vswitchd", f"unix:{self._p('db.sock')}",
+            self._in_ns(["nice", "-n", str(OVS_VSWITCHD_NICE), "ovs-vswitchd",
+             f"unix:{self._p('db.sock')}",
              f"--unixctl={self._p('ovs-vswitchd.ctl')}",
              f"--pidfile={self._p('ovs-vswitchd.pid')}",
              f"--log-file={self._p('ovs-vswitchd.log')}",

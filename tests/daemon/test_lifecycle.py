@@ -138,3 +138,19 @@ def test_database_restart_is_survived(started: Sw) -> None:
     assert "running in" in r.stdout
     sw.vsctl("add-port", "br0", "p2")  # the daemon reconnected and applies changes
     assert sw.ofport("p1") == 5 and sw.ofport("p2") > 0
+
+
+def test_the_daemon_runs_at_niceness_minus_10_across_an_upgrade(started: Sw) -> None:
+    """As ovs-ctl runs ovs-vswitchd; the new process of an upgrade too (it imports the
+    pre-copy 5 steps nicer, then comes back)."""
+    if os.geteuid() != 0:
+        return  # lowering the niceness needs root: the daemon keeps what it inherits
+    old = started.daemon_pid
+    assert old is not None
+    assert os.getpriority(os.PRIO_PROCESS, old) == -10
+    started.hitless("upgrade")
+    new = started.daemon_pid
+    assert new is not None and new != old
+    assert os.getpriority(os.PRIO_PROCESS, new) == -10
+    r = run([str(BIN / "hitless-vswitchd"), "--rundir", "/nonexistent", "--nice", "-21"], False)
+    assert r.returncode == 2 and "--nice must be from -20 to 19" in r.stderr
