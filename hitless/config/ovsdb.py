@@ -73,6 +73,7 @@ COLUMNS: dict[str, list[str]] = {
         "other_config",
         "datapath_types",  # written back
         "iface_types",  # written back
+        "statistics",  # written back while other_config:enable-statistics=true
         "datapaths",  # Datapath rows others create (ovn-controller does), capabilities ours
     ],
     "Datapath": ["capabilities"],  # written back
@@ -405,13 +406,15 @@ def write_status(
     now_ms: int = 0,
     row_status: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
     port_statistics: Mapping[str, Mapping[str, int]] | None = None,
+    system_stats: Mapping[str, str] | None = None,
 ) -> Any | None:
     """Stage one transaction writing ``statuses`` to the Interface rows (by name),
     each bond's active member MAC (Port.bond_active_slave), Open_vSwitch
     datapath_types/iface_types (``types``) and the capabilities of its Datapath rows, the
     ``hitless_unsupported`` key of Bridge, Port and Interface status maps (``notes``, from
     hitless.config.unsupported), the rest of Bridge and Port status (``row_status``: the
-    spanning tree's keys) and Port.statistics (``port_statistics``),
+    spanning tree's keys), Port.statistics (``port_statistics``), Open_vSwitch.statistics
+    (``system_stats``),
     Controller connection state (its ``status`` map as of ``now_ms``, the controllers'
     clock), each running bridge's OpenFlow datapath ID (16 hex
     digits, as Open vSwitch writes it) and, if given, Open_vSwitch.cur_cfg; commit it
@@ -478,6 +481,12 @@ def write_status(
     ovs_row = open_vswitch_row(idl)
     if cur_cfg is not None and ovs_row is not None and ovs_row.cur_cfg != cur_cfg:
         ovs_row.cur_cfg = cur_cfg
+    if (
+        system_stats is not None
+        and ovs_row is not None
+        and dict(ovs_row.statistics) != dict(system_stats)
+    ):
+        ovs_row.statistics = dict(system_stats)
     if types is not None and ovs_row is not None:
         if sorted(ovs_row.datapath_types) != types[0]:
             ovs_row.datapath_types = types[0]

@@ -45,7 +45,7 @@ from hitless.config.ovsdb import (
     write_status,
 )
 from hitless.config.unsupported import Unsupported, notes_by_row, unsupported
-from hitless.daemon import unixctl
+from hitless.daemon import sysstats, unixctl
 from hitless.daemon.clock import WarpClock
 from hitless.daemon.coverage import Coverage
 from hitless.daemon.devstatus import device_info, set_mtu
@@ -264,6 +264,8 @@ class Switch:
         self._link_seq = 0  # the bridges' link_seq sum at the last status write
         self._mtu_errors: dict[str, str] = {}  # interface -> why its mtu_request failed
         self.tcqos = TcQos()  # linux-htb/hfsc trees on port devices (Port.qos)
+        self._sys_stats: dict[str, str] = {}  # Open_vSwitch.statistics, as last computed
+        self._sys_stats_at = float("-inf")
         self._qos_errors: dict[str, str] = {}  # Port name -> why tc could not shape it
         self.linkwatch: LinkWatch | None = None
         try:
@@ -800,6 +802,21 @@ class Switch:
             self._status_dirty = True
         self._qos_errors = errors
 
+    def _system_stats(self) -> dict[str, str]:
+        """Open_vSwitch.statistics: system and process figures while other_config
+        enable-statistics=true (refreshed at most every 5 s, as Open vSwitch), else none."""
+        enabled = self.config is not None and (
+            self.config.other_config.get("enable-statistics") == "true"
+        )
+        if not enabled:
+            self._sys_stats, self._sys_stats_at = {}, float("-inf")
+            return {}
+        now = self.clock.base()
+        if now - self._sys_stats_at >= sysstats.INTERVAL:
+            self._sys_stats = sysstats.system_stats(str(self.rundir.path))
+            self._sys_stats_at = now
+        return self._sys_stats
+
     def _row_status(self) -> dict[tuple[str, str], dict[str, str]]:
         """Bridge and Port status keys the bridges report (the spanning tree's)."""
         now = self.clock()
@@ -872,6 +889,7 @@ class Switch:
             types=(sorted(PROVIDERS), sorted(SUPPORTED_INTERFACE_TYPES)),
             notes=self._notes(),
             row_status=self._row_status(),
+            system_stats=self._system_stats(),
             port_statistics={
                 k: v for rb in self.bridges.values() for k, v in rb.bridge.stp_statistics().items()
             },
