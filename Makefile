@@ -56,8 +56,13 @@ unit: setup
 test: setup lint typecheck
 	$(VENV)/bin/pytest -q
 
+# make demo DATAPATH=ebpf: the same comparison with hitless on the ebpf datapath (Open
+# vSwitch stays on netdev); its downgrade goes to EBPF_DOWNGRADE_TO, a build that has the
+# ebpf datapath (the builds in tests/upgrade/previous_versions.txt predate it).
+DATAPATH ?= netdev
+EBPF_DOWNGRADE_TO ?= 3cd53f8
 demo: setup
-	$(VENV)/bin/hitless impact --demo
+	$(VENV)/bin/hitless impact --demo --datapath $(DATAPATH) $(if $(filter ebpf,$(DATAPATH)),--downgrade-to $(EBPF_DOWNGRADE_TO))
 
 # docs/blips.md is generated from a real run of the demo, never edited by hand.
 blips: setup

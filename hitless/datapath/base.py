@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from hitless.datapath.actions import Action, Ct
 from hitless.datapath.conntrack import Conntrack, CtResult
 from hitless.datapath.errors import DatapathError
-from hitless.datapath.execute import MAX_RECIRC_DEPTH
+from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
 from hitless.datapath.meters import DpMeter, MeterTable
 from hitless.datapath.patch import PANEL, PatchPanel
-from hitless.packet.flow import Match
+from hitless.packet.flow import Match, extract_key
 
 if TYPE_CHECKING:
     from hitless.datapath.megaflow import MegaflowTable
@@ -318,18 +318,27 @@ def new_port_number(dp: str, name: str, port_no: int | None, ports: Mapping[int,
 
 
 class InProcessRecirc:
-    """Recirculation for the datapaths that forward in this process (dummy, netdev):
-    each (packet, key) a ``Recirc`` action hands back is looked up again; a hit counts
-    on its flow and runs the flow's actions one level deeper, a miss becomes an upcall
-    carrying the key (recirc_id and ct fields). Past ``MAX_RECIRC_DEPTH`` the packet is
-    dropped (a recirculation loop). Mix in before ``Datapath``."""
+    """The generic interpreter and recirculation for the datapaths that run actions in
+    this process (dummy and netdev for every packet, ebpf for its slow path): ``_apply``
+    runs a flow's actions (conntrack and meters included), hands outputs to
+    ``_output`` and ``userspace`` actions to ``_queue``; each (packet, key) a ``Recirc``
+    action hands back is looked up again: a hit counts on its flow and runs the flow's
+    actions one level deeper, a miss becomes an upcall carrying the key (recirc_id and
+    ct fields). Past ``MAX_RECIRC_DEPTH`` the packet is dropped (a recirculation loop).
+    Mix in before ``Datapath`` (and ``InProcessMeters``)."""
 
     _flows: MegaflowTable
     n_hit: int
     n_missed: int
     clock: Clock
+    # Provided by the other bases (annotations only: the mixin comes first in the MRO).
+    _meter: Callable[[int, int], bool]
+    ct_execute: Callable[[bytes, Ct, float], CtResult]
 
     def _queue(self, upcall: Upcall) -> None:
+        raise NotImplementedError
+
+    def _output(self, port_no: int, data: bytes) -> None:
         raise NotImplementedError
 
     def _apply(
@@ -340,7 +349,22 @@ class InProcessRecirc:
         actions: tuple[Action, ...],
         depth: int = 0,
     ) -> None:
-        raise NotImplementedError
+        recirc: list[tuple[bytes, bytes]] = []
+        outputs, userspace = apply_actions(
+            packet,
+            actions,
+            self._meter,
+            key=key,
+            in_port=in_port,
+            ct=lambda p, a: self.ct_execute(p, a, self.clock()),
+            recirc=recirc,
+        )
+        for port_no, data in outputs:
+            self._output(port_no, data)
+        for data, userdata in userspace:
+            k = key if key is not None else extract_key(data, in_port)
+            self._queue(Upcall(in_port, data, k, "action", userdata))
+        self._recirculate(in_port, recirc, depth)  # established connections: no upcall
 
     def _count_hit(self, flow: DpFlow, key: bytes, size: int) -> None:
         self.n_hit += 1

@@ -31,7 +31,6 @@ from hitless.datapath.base import (
     Upcall,
     new_port_number,
 )
-from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
@@ -191,35 +190,24 @@ class DummyDatapath(InProcessRecirc, InProcessMeters, Datapath):
         actions: tuple[Action, ...],
         depth: int = 0,
     ) -> None:
-        key = key or extract_key(packet, in_port)
-        recirc: list[tuple[bytes, bytes]] = []
-        outputs, userspace = apply_actions(
-            packet,
-            actions,
-            self._meter,
-            key=key,
-            ct=lambda p, a: self.ct_execute(p, a, self.clock()),
-            recirc=recirc,
-        )
-        for port_no, data in outputs:
-            port = self._ports.get(port_no)
-            if port is None:
-                continue
-            if port.peer is not None:  # a patch port: its peer receives the frame
-                if not self.patch_panel.send(port.name, data):
-                    port.stats.tx_dropped += 1
-                    continue
-            elif not port.link_up:
-                continue
-            port.stats.tx_packets += 1
-            port.stats.tx_bytes += len(data)
-            if port.peer is None:
-                self.sent[port_no].append(data)
-                if self._pcap:
-                    self._record(port_no, "tx", data)
-        for data, userdata in userspace:
-            self._upcalls.append(Upcall(in_port, data, key, "action", userdata))
-        self._recirculate(in_port, recirc, depth)
+        super()._apply(packet, in_port, key or extract_key(packet, in_port), actions, depth)
+
+    def _output(self, port_no: int, data: bytes) -> None:
+        port = self._ports.get(port_no)
+        if port is None:
+            return
+        if port.peer is not None:  # a patch port: its peer receives the frame
+            if not self.patch_panel.send(port.name, data):
+                port.stats.tx_dropped += 1
+                return
+        elif not port.link_up:
+            return
+        port.stats.tx_packets += 1
+        port.stats.tx_bytes += len(data)
+        if port.peer is None:
+            self.sent[port_no].append(data)
+            if self._pcap:
+                self._record(port_no, "tx", data)
 
     def patch_input(self, port_no: int, packet: bytes) -> None:
         """A frame from the peer of patch port ``port_no``: received as on any port."""

@@ -95,7 +95,6 @@ from hitless.datapath.base import (
     Upcall,
     new_port_number,
 )
-from hitless.datapath.execute import apply_actions
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
@@ -497,31 +496,6 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self, packet: bytes, in_port: int, actions: tuple[Action, ...], key: bytes | None = None
     ) -> None:
         self._apply(packet, in_port, key, actions)
-
-    def _apply(
-        self,
-        packet: bytes,
-        in_port: int,
-        key: bytes | None,
-        actions: tuple[Action, ...],
-        depth: int = 0,
-    ) -> None:
-        recirc: list[tuple[bytes, bytes]] = []
-        outputs, userspace = apply_actions(
-            packet,
-            actions,
-            self._meter,
-            key=key,
-            in_port=in_port,
-            ct=lambda p, a: self.ct_execute(p, a, self.clock()),
-            recirc=recirc,
-        )
-        for port_no, data in outputs:
-            self._output(port_no, data)
-        for data, userdata in userspace:
-            k = key if key is not None else extract_key(data, in_port)
-            self._queue(Upcall(in_port, data, k, "action", userdata))
-        self._recirculate(in_port, recirc, depth)  # established connections: no upcall
 
     def _output(self, port_no: int, data: bytes) -> None:
         port = self._ports.get(port_no)

@@ -210,6 +210,7 @@ def test_flows_the_kernel_cannot_run_go_to_the_daemon_visibly(
         assert a.ping(b.addr, count=3)
     st = dp.stats()
     assert st["slowpath"] >= 6 and st["slowpath_executed"] == st["slowpath"]
+    assert "slow-path flows: 2 (meter: 1, set_field(arp_sha): 1)" in dp.show_lines()
     f = dp.flow_get(Match.of(make_key(in_port=pa), full_mask("in_port")))
     assert f is not None and f.stats.packets >= 3  # counted by the kernel all the same
 

@@ -82,6 +82,7 @@ from hitless.datapath.base import (
     DpPort,
     FlowStats,
     InProcessMeters,
+    InProcessRecirc,
     LookupStats,
     Upcall,
     new_port_number,
@@ -91,11 +92,10 @@ from hitless.datapath.ebpf import libbpf
 from hitless.datapath.ebpf.build import object_path
 from hitless.datapath.ebpf.csum import complete_checksum
 from hitless.datapath.ebpf.ringbuf import RingReader
-from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
 from hitless.datapath.megaflow import MegaflowTable
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
-from hitless.packet.flow import Match, extract_key
+from hitless.packet.flow import Match
 
 __all__ = ["EbpfDatapath"]
 
@@ -265,7 +265,11 @@ def _add_counts(cur: bytes, old: bytes, new: bytes, words: int) -> bytes:
     return struct.pack(f"<{n}Q", *c)
 
 
-class EbpfDatapath(InProcessMeters, Datapath):
+class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
+    """The slow path (flows the kernel hands over, misses of flows installed meanwhile,
+    recirculation, conntrack) runs here with the generic interpreter of
+    ``InProcessRecirc``."""
+
     type = "ebpf"
 
     def __init__(self, name: str, fds: Mapping[str, int] | None = None) -> None:
@@ -273,9 +277,10 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self.meters = MeterTable()
         self.bridge_hash = zlib.crc32(name.encode())
         self._ports: dict[int, _Port] = {}
-        self._table = MegaflowTable()
-        self._queue: deque[Upcall] = deque()
+        self._flows = MegaflowTable()
+        self._upcalls: deque[Upcall] = deque()
         self._too_big: set[int] = set()  # id() of truncated upcall packets
+        self.n_hit = self.n_missed = 0  # recirculated packets (InProcessRecirc)
         self._exported = False
         self._links_at = 0.0
         self.n = {"slowpath_executed": 0, "upcalls": 0, "not_offloaded": 0,
@@ -411,7 +416,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
         self.prog_fd = fds["prog"]
         self.prog_id = libbpf.prog_info(self.prog_fd)["id"]
         m = {n: libbpf.Map(os.dup(fds[n]), n in PERCPU) for n in MAPS}
-        self._flows, self._masks, self._stats = m["hl_flows"], m["hl_masks"], m["hl_stats"]
+        self._flow_map, self._masks, self._stats = m["hl_flows"], m["hl_masks"], m["hl_stats"]
         self._pmap, self._counters = m["hl_ports"], m["hl_counters"]
         self._maps = m
         self._ring = RingReader(fds["hl_upcalls"], m["hl_upcalls"].max_entries)
@@ -452,8 +457,8 @@ class EbpfDatapath(InProcessMeters, Datapath):
         committed (a passive instance at the freeze; an exported one on ``thaw``)."""
         self._passive = False
         self._ring.resync()
-        self._queue.clear()
-        self._table = MegaflowTable()
+        self._upcalls.clear()
+        self._flows = MegaflowTable()
         self._ports.clear()
         self._mask_slot.clear()
         self._slot_mask = [None] * self.layout.max_masks
@@ -497,17 +502,17 @@ class EbpfDatapath(InProcessMeters, Datapath):
                     self._slot_mask[slot] = mask
                     self._mask_slot[mask] = slot
         used: set[int] = set()
-        for k in self._flows.all_keys():
-            raw = self._flows.lookup(k)
+        for k in self._flow_map.all_keys():
+            raw = self._flow_map.lookup(k)
             slot = int.from_bytes(k[L.KERNEL_KEY_LEN :], "little")
             fmask = self._slot_mask[slot] if slot < self.layout.max_masks else None
             if raw is None or fmask is None:
-                self._flows.delete(k)
+                self._flow_map.delete(k)
                 continue
             try:
                 kf = self.layout.decode_flow(raw)
             except (ValueError, KeyError):
-                self._flows.delete(k)
+                self._flow_map.delete(k)
                 continue
             m = Match(L.widen(k), fmask)
             f = _Flow(m, kf.actions, FlowStats(), kf.created_ns / 1e9)
@@ -516,7 +521,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
             f.slow = L.slowpath_reason(m, kf.actions)
             used.add(kf.stats_idx)
             self._slot_refs[slot] += 1
-            self._table.insert(f)
+            self._flows.insert(f)
             self.n["adopted_flows"] += 1
         if used:
             self._next_idx = max(used) + 1
@@ -678,7 +683,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
 
     def _reencode(self, port_no: int) -> None:
         """Rewrite the flows that output to ``port_no`` (its device changed)."""
-        for f in self._table:
+        for f in self._flows:
             if any(isinstance(a, Output) and a.port == port_no for a in f.actions):
                 self._write_flow(f)  # type: ignore[arg-type]
 
@@ -723,7 +728,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
         if f.slot is None or self._hands_off:
             return
         try:
-            self._flows.update(L.map_key(f.match.key, f.slot), self._flow_value(f, self.layout))
+            self._flow_map.update(L.map_key(f.match.key, f.slot), self._flow_value(f, self.layout))
         except libbpf.BpfError as e:
             if e.errno not in (errno.E2BIG, errno.ENOMEM, errno.ENOSPC):
                 raise
@@ -739,11 +744,11 @@ class EbpfDatapath(InProcessMeters, Datapath):
     def flow_put(
         self, match: Match, actions: tuple[Action, ...], reset_stats: bool = False
     ) -> None:
-        old = self._table.get(match)
+        old = self._flows.get(match)
         if isinstance(old, _Flow):
             old.actions = actions
             old.slow = L.slowpath_reason(match, actions)
-            self._table.touch(match)
+            self._flows.touch(match)
             if reset_stats:
                 old.stats = FlowStats()
                 old.xp = old.xb = 0
@@ -756,7 +761,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
         f.slow = L.slowpath_reason(match, actions)
         if self._hands_off:  # kept here only, until adopt_ports or thaw
             f.idx, f.slot = -1, None
-            self._table.insert(f)
+            self._flows.insert(f)
             return
         f.idx = self._alloc_idx()
         if not L.kernel_eligible(match):  # only recirculated packets: handled here
@@ -765,15 +770,15 @@ class EbpfDatapath(InProcessMeters, Datapath):
             f.slot = self._take_slot(match.mask)
             if f.slot is None:
                 self.n["not_offloaded"] += 1
-        self._table.insert(f)
+        self._flows.insert(f)
         self._write_flow(f)
 
     def flow_del(self, match: Match) -> DpFlow | None:
-        f = self._table.remove(match)
+        f = self._flows.remove(match)
         if not isinstance(f, _Flow):
             return None
         if f.slot is not None and not self._hands_off:
-            self._flows.delete(L.map_key(match.key, f.slot))
+            self._flow_map.delete(L.map_key(match.key, f.slot))
         self._refresh(f)
         if f.slot is not None and not self._hands_off:
             self._drop_slot(f.slot)
@@ -795,10 +800,10 @@ class EbpfDatapath(InProcessMeters, Datapath):
         st.used = max(u / 1e9 if u else 0.0, st.used if f.xp else 0.0)
 
     def flow_count(self) -> int:
-        return len(self._table)
+        return len(self._flows)
 
     def flow_get(self, match: Match) -> DpFlow | None:
-        f = self._table.get(match)
+        f = self._flows.get(match)
         if isinstance(f, _Flow):
             self._refresh(f)
         return f
@@ -806,7 +811,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
     def flow_dump(self) -> Iterable[DpFlow]:
         """Every flow with its counters. Many flows: one batch read of the counters
         (a sweep of 36k flows read one by one stalled the loop for over a second)."""
-        flows: list[_Flow] = list(self._table)  # type: ignore[arg-type]
+        flows: list[_Flow] = list(self._flows)  # type: ignore[arg-type]
         if len(flows) < BATCH_STATS:
             for f in flows:
                 self._refresh(f)
@@ -835,49 +840,16 @@ class EbpfDatapath(InProcessMeters, Datapath):
             return
         self._apply(packet, in_port, key, actions)
 
-    def _apply(
-        self,
-        packet: bytes,
-        in_port: int,
-        key: bytes | None,
-        actions: tuple[Action, ...],
-        depth: int = 0,
-    ) -> None:
-        """The generic interpreter, with conntrack and recirculation in this process
-        (the kernel program has neither: such flows are slow-path)."""
-        recirc: list[tuple[bytes, bytes]] = []
-        outputs, userspace = apply_actions(
-            packet,
-            actions,
-            self._meter,
-            key=key,
-            in_port=in_port,
-            ct=lambda p, a: self.ct_execute(p, a, self.clock()),
-            recirc=recirc,
-        )
-        for port_no, data in outputs:
-            port = self._ports.get(port_no)
-            if port is not None:
-                port.send(data)
-        for data, userdata in userspace:
-            k = key if key is not None else extract_key(data, in_port)
-            self._queue.append(Upcall(in_port, data, k, "action", userdata))
-        for data, rkey in recirc:
-            if depth >= MAX_RECIRC_DEPTH:
-                continue
-            flow = self._table.lookup(rkey)
-            if flow is None:
-                self.n["upcalls"] += 1
-                self._queue.append(Upcall(in_port, data, rkey))
-                continue
-            st = flow.stats
-            st.packets += 1
-            st.bytes += len(data)
-            st.used = time.monotonic()
-            self._apply(data, in_port, rkey, flow.actions, depth + 1)
+    def _queue(self, upcall: Upcall) -> None:
+        self._upcalls.append(upcall)
+
+    def _output(self, port_no: int, data: bytes) -> None:
+        port = self._ports.get(port_no)
+        if port is not None:
+            port.send(data)
 
     def run(self) -> None:
-        if self._hands_off or self._queue:  # one batch at a time (see export_handles)
+        if self._hands_off or self._upcalls:  # one batch at a time (see export_handles)
             return
         if self._owner != os.getpid() and not _alive(self._owner):
             self._take_ownership()  # the process we took over from has gone
@@ -926,7 +898,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
             if mask is not None and slot not in remap and None in slots:
                 free = slots.index(None)
                 slots[free], remap[slot] = mask, free
-        flows: list[_Flow] = list(self._table)  # type: ignore[arg-type]
+        flows: list[_Flow] = list(self._flows)  # type: ignore[arg-type]
         swapped: list[_Port] = []
         try:
             for k in self._pmap.all_keys():
@@ -1031,9 +1003,9 @@ class EbpfDatapath(InProcessMeters, Datapath):
             if flags & L.UP_TRUNCATED:
                 self._too_big.add(id(pkt))
             if reason == L.R_ACTION:
-                self._queue.append(Upcall(in_port, pkt, key, "action", udata[:ulen]))
+                self._upcalls.append(Upcall(in_port, pkt, key, "action", udata[:ulen]))
                 continue
-            f = self._table.lookup(key)
+            f = self._flows.lookup(key)
             if f is not None and not flags & L.UP_TRUNCATED:
                 if reason == L.R_MISS:  # the kernel did not count it
                     st = f.stats
@@ -1048,7 +1020,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
                 self._apply(pkt, in_port, key, f.actions)
                 continue
             self.n["upcalls"] += 1
-            self._queue.append(Upcall(in_port, pkt, key))
+            self._upcalls.append(Upcall(in_port, pkt, key))
 
     def lookup_stats(self) -> LookupStats:
         s = self.stats()
@@ -1057,9 +1029,9 @@ class EbpfDatapath(InProcessMeters, Datapath):
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]:
         if self._hands_off:
             return []
-        if not self._queue:
+        if not self._upcalls:
             self.run()
-        q = self._queue
+        q = self._upcalls
         return [q.popleft() for _ in range(min(max_count, len(q)))]
 
     def wait(self, poller: Any) -> None:
@@ -1067,7 +1039,7 @@ class EbpfDatapath(InProcessMeters, Datapath):
 
         if self._hands_off:
             return
-        if self._queue:
+        if self._upcalls:
             poller.immediate_wake()
             return
         self._ring.commit()
@@ -1090,8 +1062,9 @@ class EbpfDatapath(InProcessMeters, Datapath):
                     int.from_bytes(raw[c * 8 : c * 8 + 8], "little") for c in range(self._ncpus)
                 )
         out.update(self.n)
+        out["upcalls"] += self.n_missed  # recirculated packets that missed
         out["masks"] = sum(1 for m in self._slot_mask if m is not None)
-        out["flows"] = len(self._table)
+        out["flows"] = len(self._flows)
         out["ring_backlog"] = self._ring.backlog()
         return out
 
@@ -1114,7 +1087,18 @@ class EbpfDatapath(InProcessMeters, Datapath):
             f"not-offloaded:{s['not_offloaded']} too-big:{s['upcall_truncated']} "
             f"action-errors:{s['action_error']}",
             f"upcall ring: backlog:{s['ring_backlog']}B lost:{s['upcall_lost']}",
+            self._slow_flows_line(),
         ]
+
+    def _slow_flows_line(self) -> str:
+        """How many flows run their actions in the daemon, by reason (conntrack,
+        recirculation, meters, fields the program does not rewrite...)."""
+        reasons: dict[str, int] = {}
+        for f in self._flows:
+            if isinstance(f, _Flow) and f.slow:
+                reasons[f.slow] = reasons.get(f.slow, 0) + 1
+        detail = ", ".join(f"{r}: {n}" for r, n in sorted(reasons.items()))
+        return f"slow-path flows: {sum(reasons.values())}" + (f" ({detail})" if detail else "")
 
     # Lifetime ------------------------------------------------------------------------
     def close(self) -> None:
@@ -1144,11 +1128,11 @@ class EbpfDatapath(InProcessMeters, Datapath):
         """The program and maps as fds (the kernel state is the whole state: ports,
         flows, counters and waiting misses are read back by ``adopt``)."""
         self._retire(handle=False)
-        if self._queue:
+        if self._upcalls:
             # Upcalls of the last batch not handled yet: the new owner reads the whole
             # batch again (its slow-path packets already sent are sent twice: rare).
             self._ring.rewind()
-            self._queue.clear()
+            self._upcalls.clear()
         else:
             self._ring.commit()
         self._exported = True  # from now on hands off the kernel (see _hands_off)
@@ -1184,10 +1168,10 @@ class EbpfDatapath(InProcessMeters, Datapath):
             self._activate()
 
     def track_changes(self) -> None:
-        self._table.changed = set()
+        self._flows.changed = set()
 
     def take_changes(self) -> set[Match]:
-        ch = self._table.changed or set()
-        self._table.changed = None
-        self._table.hits = None
+        ch = self._flows.changed or set()
+        self._flows.changed = None
+        self._flows.hits = None
         return ch
