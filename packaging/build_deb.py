@@ -21,6 +21,8 @@ layout), and the package ships it in /usr/lib/hitless/dist/VERSION.
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -36,6 +38,8 @@ REPO = HERE.parent
 PREFIX = "/usr/lib/hitless"
 SYSTEM_PYTHON = "/usr/bin/python3"
 SCRIPTS = (("hitless", "hitless.cli"), ("hitless-vswitchd", "hitless.daemon.main"))
+# What of the working tree goes into the package (the build's cache key covers these).
+PACKAGED = ("hitless/", "pyproject.toml", "README.md", "docs/upgrading.md", "packaging/")
 DEPENDS = "python3.11, openvswitch-common, openvswitch-switch, iproute2, procps"
 
 
@@ -93,15 +97,18 @@ def build_venv(src: Path, venv: Path, final: str, work: Path) -> None:
     subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
     cons = work / "constraints.txt"
     cons.write_text(pins())
-    subprocess.run(
+    r = subprocess.run(
         [
             sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install",
             "-q", "--no-input", "--no-compile", "--no-warn-script-location",
             "-c", str(cons), str(src),
         ],
-        check=True,
+        capture_output=True,
+        text=True,
         cwd="/",
     )
+    if r.returncode != 0:
+        raise SystemExit(f"build_deb: pip install failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
     # Launchers and other scripts: their interpreter is the venv's final path.
     for path in (venv / "bin").iterdir():
         if path.is_symlink() or not path.is_file():
@@ -208,6 +215,45 @@ def build(commit: str | None, out: Path, version: str | None) -> Path:
             stdout=subprocess.DEVNULL,
         )
     return deb
+
+
+def cache_key(commit: str | None) -> str:
+    """What a build depends on: the source (a commit, or the working tree's files), this
+    packaging and the pinned dependencies."""
+    h = hashlib.sha256()
+    if commit is not None:
+        h.update(git("rev-parse", "--verify", f"{commit}^{{commit}}").encode())
+    else:
+        h.update(git("rev-parse", "HEAD").encode())
+        for name in sorted(filter(None, git("ls-files", "-co", "--exclude-standard", "-z").split("\0"))):
+            path = REPO / name
+            if path.is_file() and name.startswith(PACKAGED):
+                h.update(name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(HERE.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    h.update(pins().encode())
+    return h.hexdigest()[:16]
+
+
+def cached(commit: str | None, cache: Path) -> Path:
+    """The .deb of ``commit`` (None: the working tree), built once per cache key into
+    ``cache/KEY/`` under an exclusive lock (parallel test runs wait for each other)."""
+    entry = cache / cache_key(commit)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{entry}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = sorted(entry.glob("hitless_*.deb"))
+        if found:
+            return found[0]
+        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-", dir=cache))
+        tmp.chmod(0o755)
+        try:
+            build(commit, tmp, None)
+            os.rename(tmp, entry)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return sorted(entry.glob("hitless_*.deb"))[0]
 
 
 def main(argv: list[str] | None = None) -> int:

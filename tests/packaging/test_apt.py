@@ -1,0 +1,156 @@
+"""``apt-get install`` of a newer hitless package while a switch runs is a hitless
+upgrade, and of the older package again a hitless downgrade: measured with the impact
+harness (operations ``apt-upgrade``/``apt-downgrade``), with UDP both ways, a TCP stream
+and a connected OpenFlow controller.
+
+Two packages: the working tree and the newest previous release
+(tests/upgrade/previous_versions.txt), whose commit is older, so its Debian version is
+lower; both built by packaging/build_deb.py and cached in .cache/debs.
+
+This installs a package on the machine, which other test runs share: everything from the
+first install to the purge holds ``LOCK`` (flock), the switch gets a run directory and
+namespace of its own (the package allows any run directory; its default /run/hitless is
+not used), the package is purged in teardown whatever happened, and the test skips if a
+hitless package was installed before it (an operator's, not ours to replace). The
+package's postinst hands over only switches that run from /usr/lib/hitless/versions, so
+switches other tests start from a checkout's .venv are never touched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.machinery
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hitless.impact.apt import LOCK, PREFIX, PackagedSwitch, apt_install, installed_version, purge
+from hitless.impact.run import controller_port, measure, pick_port
+from hitless.impact.topology import Topology
+from tests.traffic import OLD_BUILD_SLACK, assert_handoff_traffic, bound_of
+from tests.upgrade.builds import REPO, previous_versions
+
+# Building the two packages takes 1.5-5 min each (pip, compileall, dpkg-deb) on a loaded
+# machine the first time; later runs take them from the cache.
+pytestmark = [pytest.mark.netns, pytest.mark.apt, pytest.mark.timeout(2400)]
+
+CLASSES = ("udp", "controller", "tcp-stream")
+# apt-get install of the ~62 MB package (unpacking ~6,800 files, postinst, the handoff)
+# took 40-54 s at load average 15: the traffic must outlast it.
+DURATION = 120
+
+
+def _build_deb() -> object:
+    path = REPO / "packaging" / "build_deb.py"
+    loader = importlib.machinery.SourceFileLoader("build_deb", str(path))
+    spec = importlib.util.spec_from_loader("build_deb", loader)
+    assert spec is not None
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def debs() -> dict[str, Path]:
+    build_deb = _build_deb()
+    cache = REPO / ".cache" / "debs"
+    old = build_deb.cached(previous_versions()[-1], cache)  # type: ignore[attr-defined]
+    new = build_deb.cached(None, cache)  # type: ignore[attr-defined]
+    return {"old": old, "new": new}
+
+
+@pytest.fixture
+def machine() -> Iterator[None]:
+    """The package lock held, no hitless package installed before, purged after."""
+    with open(LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = installed_version()
+        if before is not None:
+            pytest.skip(f"hitless {before} is installed on this machine: not replacing it")
+        try:
+            yield
+        finally:
+            out = purge()
+            assert installed_version() is None, out
+            left = [p for p in (PREFIX, Path("/var/lib/hitless")) if p.exists()]
+            shutil.rmtree(PREFIX, ignore_errors=True)
+            assert not left, f"purge left {left}: {out}"
+
+
+def _version(deb: Path) -> str:
+    return deb.name.split("_")[1]
+
+
+def test_apt_upgrade_and_downgrade_under_traffic(debs: dict[str, Path], machine: None) -> None:
+    old_v, new_v = _version(debs["old"]), _version(debs["new"])
+    out = apt_install(debs["old"])
+    assert installed_version() == old_v, out
+    # a first install starts nothing unless asked
+    assert not Path("/run/hitless/hitless-vswitchd.pid").exists()
+    port = pick_port()
+    with Topology(2) as topo:
+        sw = PackagedSwitch(
+            topo.switch_ns, {"apt-upgrade": debs["new"], "apt-downgrade": debs["old"]}
+        )
+        try:
+            sw.start()
+            sw.add_bridge(topo.ports)
+            # OpenFlow 1.3 and 1.4 only: the previous release (77f006e) speaks just those,
+            # and refuses to take over a session whose offered versions include 1.0 or 1.5
+            # ("versions (1, 4, 5, 6) not within [4, 5]": the downgrade rolls back).
+            sw.vsctl("set", "bridge", "br0", "protocols=OpenFlow13,OpenFlow14")
+            sw.vsctl("set-controller", "br0", f"ptcp:{controller_port(port)}:127.0.0.1")
+            assert topo.wait_connected()
+            assert sw.running_version() == old_v
+            for op, want in (("apt-upgrade", new_v), ("apt-downgrade", old_v)):
+                before = sw.daemon_pid()
+                res = measure(
+                    topo.hosts,
+                    sw.operation(op),
+                    name=op,
+                    duration=DURATION,
+                    at=2,
+                    classes=CLASSES,
+                    port=port,
+                    controller_ns=topo.switch_ns,
+                    ctl=str(sw.ctl),
+                )
+                report = sw.last_report or {}
+                print(f"{op}: {json.dumps(report.get('phases_ms'))}\n{sw.apt_output[-1500:]}")
+                assert report.get("ok") and report.get("version_to") == want, report
+                assert installed_version() == want
+                assert sw.running_version() == want
+                assert sw.daemon_pid() == report["new_pid"] != before
+                assert os.readlink(PREFIX / "current") == f"versions/{want}"
+                # the previous build is an older release: its own stall is allowed
+                assert_handoff_traffic(res, bound_of([report], OLD_BUILD_SLACK))
+            assert "br0" in sw.vsctl("list-br").split()
+            # A handoff that rolls back (the new process dies once the old one is frozen):
+            # the installation succeeds, the old version keeps running and serving, the
+            # failure is reported; hitless-service handoff then retries.
+            pid = sw.daemon_pid()
+            out = apt_install(debs["new"], env={"HITLESS_FAULT": "crash:ready"})
+            print(out[-1500:])
+            assert installed_version() == new_v
+            assert sw.daemon_pid() == pid and sw.running_version() == old_v
+            assert f"upgrade {old_v} -> {new_v} FAILED" in out, out
+            assert f"the switch still runs {old_v} (pid {pid}) and keeps serving" in out, out
+            report = json.loads((sw.rundir / "last-handoff.json").read_text())
+            assert report["ok"] is False and report["reason"], report
+            assert (PREFIX / "versions" / old_v).is_dir()  # still running: not pruned
+            assert topo.wait_connected()
+            retry = subprocess.run(
+                ["/usr/sbin/hitless-service", "handoff"], capture_output=True, text=True,
+                timeout=300,
+            )  # fmt: skip
+            assert retry.returncode == 0, retry.stdout + retry.stderr
+            assert sw.running_version() == new_v and sw.daemon_pid() != pid
+            assert topo.wait_connected()
+        finally:
+            sw.close()
