@@ -298,8 +298,12 @@ class HitlessSwitch(_Base):
     def _handoff(self, args: list[str], what: str) -> list[Phase]:
         t0 = time.monotonic()
         exe = self.bin / "hitless"
+        # The command's own --timeout (default 60 s) within ours: a big pre-copy on a
+        # loaded machine takes longer than that (100k rules at load 15: 26 s to send).
+        own = f"{max(60.0, self.rules_timeout - 10):g}"
         r = subprocess.run(
-            self._in_ns([str(exe), *args, "--rundir", str(self.rundir), "--json"]),
+            self._in_ns([str(exe), *args, "--rundir", str(self.rundir), "--json",
+                         "--timeout", own]),
             capture_output=True,
             text=True,
             timeout=self.rules_timeout,
@@ -464,6 +468,13 @@ class OvsSwitch(_Base):
             "starting ovs-vswitchd",
             self.paths.env,
         )  # fmt: skip
+        # --detach made it a session of its own, and with the kernel's session autogroups
+        # a session competes at its autogroup's niceness: give it the one hitless-vswitchd
+        # gives itself (hitless.daemon.main.set_niceness).
+        pid = self.daemon_pid()
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                Path(f"/proc/{pid}/autogroup").write_text(f"{OVS_VSWITCHD_NICE}\n")
 
     def _applied(self) -> None:
         """Bump next_cfg and wait (ovs-vsctl without --no-wait) until ovs-vswitchd has

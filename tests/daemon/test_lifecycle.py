@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 from hitless.daemon.rundir import process_alive, wait_exit
 from tests.switch import BIN, Sw, run
@@ -148,9 +149,19 @@ def test_the_daemon_runs_at_niceness_minus_10_across_an_upgrade(started: Sw) -> 
     old = started.daemon_pid
     assert old is not None
     assert os.getpriority(os.PRIO_PROCESS, old) == -10
+    assert autogroup_nice(old) in (None, -10)  # its own session's, where there are any
     started.hitless("upgrade")
     new = started.daemon_pid
     assert new is not None and new != old
     assert os.getpriority(os.PRIO_PROCESS, new) == -10
+    assert autogroup_nice(new) in (None, -10)  # -5 while importing, -10 from commit
     r = run([str(BIN / "hitless-vswitchd"), "--rundir", "/nonexistent", "--nice", "-21"], False)
     assert r.returncode == 2 and "--nice must be from -20 to 19" in r.stderr
+
+
+def autogroup_nice(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/autogroup").read_text()  # "/autogroup-123 nice -10"
+    except OSError:
+        return None
+    return int(text.split()[-1])
