@@ -8,19 +8,17 @@ import time
 
 import pytest
 
-from hitless.datapath.actions import Meter, Output, PopVlan, PushVlan, SetField, Userspace
-from hitless.datapath.base import DatapathError, Upcall
+from hitless.datapath.actions import Meter, Output, SetField, Userspace
 from hitless.datapath.ebpf.provider import EbpfDatapath, hidden_peer
 from hitless.datapath.netdev import ServeThread
 from hitless.packet.flow import (
-    ETH_TYPE_ARP,
-    VLAN_PRESENT,
     Match,
     extract_key,
     field,
     full_mask,
     make_key,
 )
+from tests.datapath.flows import cross_connect, port_flow
 from tests.netns import Host, Topology, sh, unique_suffix
 
 pytestmark = pytest.mark.netns
@@ -32,17 +30,6 @@ def listening(host: Host, port: int, timeout: float = 10.0) -> None:
     while f":{port} " not in host.run(["ss", "-Hlnut"]).stdout:
         assert time.monotonic() < deadline, f"nothing listens on port {port} in {host.ns}"
         time.sleep(0.05)
-
-
-def port_flow(dp: EbpfDatapath, in_port: int, *actions: object) -> Match:
-    m = Match.of(make_key(in_port=in_port), full_mask("in_port"))
-    dp.flow_put(m, tuple(actions))  # type: ignore[arg-type]
-    return m
-
-
-def cross_connect(dp: EbpfDatapath, a: int, b: int) -> None:
-    port_flow(dp, a, Output(b))
-    port_flow(dp, b, Output(a))
 
 
 @pytest.fixture
@@ -75,64 +62,6 @@ def test_ping_and_tcp_forwarded_by_the_kernel(two_hosts: tuple[Host, Host], dp) 
     assert sent.used > time.monotonic() - 60
     st = dp.stats()
     assert st["hit"] >= sent.packets and st["upcalls"] == 0
-
-
-def test_misses_become_upcalls_with_the_python_key(two_hosts: tuple[Host, Host], dp) -> None:
-    a, b = two_hosts
-    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
-    seen: list[Upcall] = []
-
-    def learn(d, upcalls: list[Upcall]) -> None:
-        for u in upcalls:
-            seen.append(u)
-            out = pb if u.in_port == pa else pa
-            m = Match.of(u.key, full_mask("in_port", "eth_src", "eth_dst"))
-            d.flow_put(m, (Output(out),))
-            d.execute(u.packet, u.in_port, (Output(out),))
-
-    with ServeThread(dp, learn):
-        assert a.ping(b.addr, count=3)
-    first = seen[0]
-    assert first.in_port == pa and first.reason == "miss"
-    assert field(first.key, "eth_type") == ETH_TYPE_ARP
-    assert first.packet[6:12] == a.mac_bytes
-    for u in seen:  # the kernel's flow key is the Python one
-        assert u.key == extract_key(u.packet, u.in_port), u.packet.hex()
-    assert len(seen) <= 4
-
-
-def test_missing_device_gives_clear_error(dp) -> None:
-    name = f"nodev{unique_suffix()}"
-    with pytest.raises(
-        DatapathError, match=rf"could not open network device {name} \(No such device\)"
-    ):
-        dp.port_add(name)
-    assert dp.ports() == {}
-
-
-def test_vlan_tag_in_key_and_upcall(topology: Topology, dp) -> None:
-    a = topology.add_host("a", "10.88.0.1/24", vlan=10)
-    b = topology.add_host("b", "10.88.0.2/24", vlan=10)
-    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
-    assert not a.ping(b.addr, count=1, timeout=0.5)
-    dp.run()
-    ups = dp.recv_upcalls()
-    assert ups, "the ARP request should have become an upcall"
-    assert field(ups[0].key, "vlan_tci") == VLAN_PRESENT | 10
-    assert ups[0].packet[12:16] == bytes.fromhex("8100000a")
-    assert ups[0].key == extract_key(ups[0].packet, pa)
-    cross_connect(dp, pa, pb)
-    assert a.ping(b.addr, count=3)
-
-
-def test_push_and_pop_vlan_between_access_and_trunk(topology: Topology, dp) -> None:
-    a = topology.add_host("a", "10.89.0.1/24")
-    b = topology.add_host("b", "10.89.0.2/24", vlan=20)
-    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
-    port_flow(dp, pa, PushVlan(20), Output(pb))
-    port_flow(dp, pb, PopVlan(), Output(pa))
-    assert a.ping(b.addr, count=3)
-    assert dp.stats()["upcalls"] == 0
 
 
 def test_set_fields_rewrite_with_valid_checksums(topology: Topology, dp) -> None:

@@ -9,31 +9,19 @@ import time
 
 import pytest
 
-from hitless.datapath.actions import Output, PopVlan, PushVlan
-from hitless.datapath.base import DatapathError, Upcall
+from hitless.datapath.actions import Output
+from hitless.datapath.base import Upcall
 from hitless.datapath.netdev import NetdevDatapath, ServeThread
 from hitless.packet.flow import (
-    ETH_TYPE_ARP,
-    VLAN_PRESENT,
     Match,
     field,
     full_mask,
     make_key,
 )
+from tests.datapath.flows import cross_connect, port_flow
 from tests.netns import Host, Topology, UdpSink, udp_send, unique_suffix
 
 pytestmark = pytest.mark.netns
-
-
-def port_flow(dp: NetdevDatapath, in_port: int, *actions: object) -> Match:
-    m = Match.of(make_key(in_port=in_port), full_mask("in_port"))
-    dp.flow_put(m, tuple(actions))  # type: ignore[arg-type]
-    return m
-
-
-def cross_connect(dp: NetdevDatapath, a: int, b: int) -> None:
-    port_flow(dp, a, Output(b))
-    port_flow(dp, b, Output(a))
 
 
 @pytest.fixture
@@ -73,66 +61,6 @@ def test_ping_and_tcp_through_installed_flows(two_hosts: tuple[Host, Host], dp) 
     sent = flows[Match.of(make_key(in_port=pa), full_mask("in_port"))].stats
     assert sent.packets == ports[pa].stats.rx_packets
     assert sent.tcp_flags & 0x02  # SYN seen
-
-
-def test_misses_become_upcalls_then_flows_forward(two_hosts: tuple[Host, Host], dp) -> None:
-    a, b = two_hosts
-    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
-    seen: list[Upcall] = []
-
-    def learn(d, upcalls: list[Upcall]) -> None:
-        for u in upcalls:
-            seen.append(u)
-            out = pb if u.in_port == pa else pa
-            m = Match.of(u.key, full_mask("in_port", "eth_src", "eth_dst"))
-            d.flow_put(m, (Output(out),))
-            d.execute(u.packet, u.in_port, (Output(out),))
-
-    with ServeThread(dp, learn):
-        assert a.ping(b.addr, count=3)
-    first = seen[0]
-    assert first.in_port == pa and first.reason == "miss"
-    assert field(first.key, "eth_type") == ETH_TYPE_ARP
-    assert first.packet[6:12] == a.mac_bytes
-    # Once flows exist, later packets of the same conversation do not miss.
-    assert len(seen) <= 4
-    assert dp.n_hit > 0
-
-
-def test_missing_device_gives_clear_error(dp) -> None:
-    name = f"nodev{unique_suffix()}"
-    with pytest.raises(
-        DatapathError, match=rf"could not open network device {name} \(No such device\)"
-    ):
-        dp.port_add(name)
-    assert dp.ports() == {}
-
-
-def test_vlan_tags_survive_the_socket(topology: Topology, dp) -> None:
-    a = topology.add_host("a", "10.78.0.1/24", vlan=10)
-    b = topology.add_host("b", "10.78.0.2/24", vlan=10)
-    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
-    # First a miss, to look at the key: the kernel moved the tag into metadata and
-    # the datapath must have put it back.
-    assert not a.ping(b.addr, count=1, timeout=0.5)
-    dp.run()
-    ups = dp.recv_upcalls()
-    assert ups, "the ARP request should have become an upcall"
-    assert field(ups[0].key, "vlan_tci") == VLAN_PRESENT | 10
-    assert ups[0].packet[12:16] == bytes.fromhex("8100000a")
-    cross_connect(dp, pa, pb)
-    with ServeThread(dp):
-        assert a.ping(b.addr, count=3)
-
-
-def test_push_and_pop_vlan_between_access_and_trunk(topology: Topology, dp) -> None:
-    a = topology.add_host("a", "10.79.0.1/24")  # access port, untagged
-    b = topology.add_host("b", "10.79.0.2/24", vlan=20)  # trunk, tagged 20
-    pa, pb = dp.port_add(a.switch_port), dp.port_add(b.switch_port)
-    port_flow(dp, pa, PushVlan(20), Output(pb))
-    port_flow(dp, pb, PopVlan(), Output(pa))
-    with ServeThread(dp):
-        assert a.ping(b.addr, count=3)
 
 
 def test_internal_port_is_a_tap_device(topology: Topology, dp) -> None:
