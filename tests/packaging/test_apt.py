@@ -83,6 +83,14 @@ def machine() -> Iterator[None]:
             assert not left, f"purge left {left}: {out}"
 
 
+def _gone(pid: int) -> bool:
+    """Exited (or a zombie its new parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX"
+    except (OSError, IndexError):
+        return True
+
+
 def _version(deb: Path) -> str:
     return deb.name.split("_")[1]
 
@@ -154,3 +162,35 @@ def test_apt_upgrade_and_downgrade_under_traffic(debs: dict[str, Path], machine:
             assert topo.wait_connected()
         finally:
             sw.close()
+
+
+def test_service_started_when_asked_stopped_by_remove_database_purged(
+    debs: dict[str, Path], machine: None
+) -> None:
+    """The package's defaults (/run/hitless, /var/lib/hitless), under the lock: a first
+    install with HITLESS_START=yes starts the service's switch, the init script reloads
+    and reports it, removal stops it cleanly, purge deletes the database."""
+    new_v = _version(debs["new"])
+    rundir, db = Path("/run/hitless"), Path("/var/lib/hitless/conf.db")
+    apt_install(debs["new"], env={"HITLESS_START": "yes"})
+    pid = int((rundir / "hitless-vswitchd.pid").read_text())
+    db_pid = int((rundir / "ovsdb-server.pid").read_text())
+    assert db.exists()
+    init = "/etc/init.d/hitless"
+    st = subprocess.run([init, "status"], capture_output=True, text=True, timeout=60)
+    assert st.returncode == 0 and f"pid {pid}, version {new_v}" in st.stdout, st.stdout
+    r = subprocess.run([init, "reload"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and f"already runs {new_v} (pid {pid})" in r.stdout, r.stdout
+    vsctl = ["ovs-vsctl", f"--db=unix:{rundir}/db.sock", "--timeout=30"]
+    subprocess.run([*vsctl, "add-br", "pkgbr", "--", "set", "bridge", "pkgbr",
+                    "datapath_type=dummy"], check=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        ["apt-get", "remove", "-y", "-q", "hitless"], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"stopped hitless-vswitchd (pid {pid})" in out.stdout, out.stdout
+    assert _gone(pid) and _gone(db_pid)
+    assert not PREFIX.joinpath("versions").exists()
+    assert db.exists()  # removal keeps the database ...
+    purge()
+    assert not db.parent.exists() and not rundir.exists()  # ... purge deletes it
