@@ -8,15 +8,17 @@ at the same size, all in the same run.
 For each size RULES:MACS it runs ``hitless impact --switch both --ops upgrade,cold``
 (root: namespace hosts on a netdev bridge of the real daemon, and of Debian's
 ovs-vswitchd with the same configuration): RULES OpenFlow rules on top of the
-table-miss NORMAL rule (four match shapes over L2, L3 and L4, none hit), MACS MAC
+table-miss NORMAL rule (four match shapes over L2, L3 and L4, none hit; loaded with one
+``ovs-ofctl --bundle add-flows``), MACS MAC
 entries learned from real frames (as many megaflows), then sequenced UDP at 1,000
 datagrams/s each way, a new TCP connection every 20 ms, and ``ovs-appctl version``
 every 5 ms (the appctl class: connect to the control socket, one request). Per
 operation it reports the longest UDP gap (either direction), datagrams lost, new
 connections failed, and the longest time ``ovs-appctl`` went unanswered; for the
 upgrade also the freeze phase and the old process's longest serving-loop turn during
-the pre-copy (from ``hitless upgrade --json``). The ratio upgrade gap / Open vSwitch
-restart gap is printed per size; medians over ``--runs``.
+the pre-copy (from ``hitless upgrade --json``), and under it the freeze's parts (the
+old process freezing and sending, the restore, the verification, the commit). The ratio
+upgrade gap / Open vSwitch restart gap is printed per size; medians over ``--runs``.
 
 The machine is shared: the load average before and after each size is printed with
 the figures, which are only comparable within one run.
@@ -76,7 +78,16 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
         out["old_loop_max_ms"] = float(phases["old_loop_max"])
     if "old_precopy_send" in phases:
         out["old_precopy_ms"] = float(phases["old_precopy_send"])
+    for part in FREEZE_PARTS:  # where the freeze went (newer builds report them all)
+        if part in phases:
+            out[f"freeze_{part}_ms"] = float(phases[part])
     return out
+
+
+# The freeze's parts as the new process times them: the old process freezing and sending
+# the final state (until it arrives), restoring it, the old one's verification, and the
+# new one taking the bridges and sockets (hitless.daemon.handoff_new.take_over).
+FREEZE_PARTS = ("frozen_wait", "restore", "verify", "commit")
 
 
 def one_run(rules: int, macs: int, keep: Path | None) -> dict[str, dict[str, Any]]:
@@ -157,6 +168,9 @@ def main() -> int:
             f"   (load {load0:.1f} -> {load1:.1f}, {args.runs} run(s))"
         )  # fmt: skip
         doc.append({"rules": rules + 1, "macs": macs, "runs": runs, "load": [load0, load1]})
+        parts = [(p, _med(runs, "upgrade", f"freeze_{p}_ms")) for p in FREEZE_PARTS]
+        if any(v is not None for _, v in parts):
+            print("        freeze parts: " + ", ".join(f"{p} {_fmt(v)}" for p, v in parts))
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1))
     return 0

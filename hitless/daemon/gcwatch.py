@@ -71,3 +71,10 @@ def stats() -> dict[str, Any]:
         "collections": {str(g): n for g, n in sorted(_count.items())},
         "longest_ms": {str(g): round(v * 1000, 3) for g, v in sorted(_longest.items())},
     }
+
+
+def exiting() -> None:
+    """The process is about to exit: keep the interpreter's final full collection off
+    every object alive now (``gc.freeze``: they are freed by reference counting as the
+    interpreter tears down, or with the process)."""
+    gc.freeze()

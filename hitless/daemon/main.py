@@ -196,6 +196,10 @@ def _shutdown(switch: object | None, rundir: RunDir, *, remove_pidfile: bool) ->
         remove_pidfile_if_mine(rundir.pidfile)
         withdraw_ovs_names(rundir)
     logging.shutdown()
+    # The interpreter's exit runs one full collection: over everything still alive that
+    # walked ~860,000 objects for 1.3 s at 100k rules + 50k MACs (a cold restart waits
+    # for our exit). Nothing of ours is left to close by then: let it skip them.
+    gcwatch.exiting()
 
 
 def _exit_handed_over(switch: object, rundir: RunDir) -> NoReturn:

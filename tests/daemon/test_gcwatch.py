@@ -58,3 +58,13 @@ def test_defaults_do_run_full_collections() -> None:
     keep = [[i] for i in range(300_000)]
     assert full_collections() > before
     assert len(keep) == 300_000
+
+
+def test_exiting_takes_everything_alive_out_of_the_final_collection() -> None:
+    keep = [[i] for i in range(1000)]
+    try:
+        gcwatch.exiting()
+        assert gc.get_freeze_count() >= len(keep)
+        assert not any(o is keep for o in gc.get_objects())  # not walked any more
+    finally:
+        gc.unfreeze()
