@@ -11,7 +11,8 @@ ovs-vswitchd with the same configuration): RULES OpenFlow rules on top of the
 table-miss NORMAL rule (four match shapes over L2, L3 and L4, none hit; loaded with one
 ``ovs-ofctl --bundle add-flows``), MACS MAC
 entries learned from real frames (as many megaflows), then sequenced UDP at 1,000
-datagrams/s each way, a new TCP connection every 20 ms, and ``ovs-appctl version``
+datagrams/s each way, a new TCP connection every 20 ms, one long-lived TCP connection,
+and ``ovs-appctl version``
 every 5 ms (the appctl class: connect to the control socket, one request). Per
 operation it reports the longest UDP gap (either direction), datagrams lost, new
 connections failed, and the longest time ``ovs-appctl`` went unanswered; for the
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 BIN = Path(sys.executable).parent
-CLASSES = "udp,tcp-connect,appctl"
+CLASSES = "udp,tcp-connect,tcp-stream,appctl"
 
 
 def _load() -> float:
@@ -78,6 +79,9 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
         out["old_loop_max_ms"] = float(phases["old_loop_max"])
     if "old_precopy_send" in phases:
         out["old_precopy_ms"] = float(phases["old_precopy_send"])
+    streams = classes.get("tcp-stream", [])
+    if streams:  # 1: every long-lived TCP connection survived the operation
+        out["tcp_survived"] = float(all(c.get("outcome") == "survived" for c in streams))
     for part in FREEZE_PARTS:  # where the freeze went (newer builds report them all)
         if part in phases:
             out[f"freeze_{part}_ms"] = float(phases[part])
@@ -87,7 +91,7 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
 # The freeze's parts as the new process times them: the old process freezing and sending
 # the final state (until it arrives), restoring it, the old one's verification, and the
 # new one taking the bridges and sockets (hitless.daemon.handoff_new.take_over).
-FREEZE_PARTS = ("frozen_wait", "restore", "verify", "commit")
+FREEZE_PARTS = ("frozen_wait", "restore", "restore_cpu", "verify", "commit", "commit_cpu")
 
 
 def one_run(rules: int, macs: int, keep: Path | None) -> dict[str, dict[str, Any]]:
@@ -171,6 +175,11 @@ def main() -> int:
         parts = [(p, _med(runs, "upgrade", f"freeze_{p}_ms")) for p in FREEZE_PARTS]
         if any(v is not None for _, v in parts):
             print("        freeze parts: " + ", ".join(f"{p} {_fmt(v)}" for p, v in parts))
+        kept = {op: _med(runs, op, "tcp_survived") for op in ("upgrade", "cold", "ovs")}
+        if any(v is not None for v in kept.values()):
+            print("        TCP connection survived: " + ", ".join(
+                f"{op} {'n/a' if v is None else 'yes' if v == 1 else 'no'}"
+                for op, v in kept.items()))  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1))
     return 0

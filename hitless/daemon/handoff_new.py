@@ -249,7 +249,7 @@ def take_over(
         fr = s.expect(Frozen, t_ready + w.lease + 1.0, "the frozen state")
         if isinstance(fr, ConnectionClosed):
             raise TakeoverError("the running switch closed the connection before freezing")
-        t_frozen = clock()
+        t_frozen, cpu_frozen = clock(), time.process_time()
         res.phases["frozen_wait"] = t_frozen - t_ready  # the old side's freeze + transfer
         for k, v in fr.old_stats.items():  # the old side's pre-copy, as it measured it
             if k in ("precopy_send", "loop_max") and isinstance(v, (int, float)):
@@ -288,6 +288,8 @@ def take_over(
         if n_sessions is not None:
             res.counts["openflow_sessions"] = n_sessions
         res.phases["restore"] = clock() - t_frozen
+        # CPU time too: on a loaded machine most of a phase can be waiting for a core
+        res.phases["restore_cpu"] = time.process_time() - cpu_frozen
         faults.maybe_crash("restored")
         faults.maybe_stall("restored")
         t_verify = clock()
@@ -300,9 +302,10 @@ def take_over(
             log.warning("old process %d died after our Ack; taking over", res.old_pid)
         res.phases["verify"] = clock() - t_verify
         faults.maybe_crash("committed")
-        t_commit = clock()
+        t_commit, cpu_commit = clock(), time.process_time()
         importer.commit()
         res.phases["commit"] = clock() - t_commit
+        res.phases["commit_cpu"] = time.process_time() - cpu_commit
         try:
             if s.proto.state is State.COMMITTED:
                 s.send(Owned())
