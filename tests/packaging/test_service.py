@@ -199,6 +199,14 @@ def test_unknown_command_fails_with_a_message(
 ) -> None:
     assert svc.main(["frobnicate"]) == 1
     assert "unknown command" in capsys.readouterr().err
+    # reload with nothing running says so (and needs an installed version first)
+    assert svc.main(["reload"]) == 1
+    assert "no hitless version installed" in capsys.readouterr().err
+    _dist(svc, "1.0")
+    svc.activate("1.0")
+    capsys.readouterr()
+    assert svc.main(["reload"]) == 0
+    assert "no switch of this package runs in /run/hitless" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("script", ["debian/postinst", "debian/prerm", "debian/postrm", "hitless.init"])
