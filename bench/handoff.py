@@ -57,6 +57,19 @@ def _op(results: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
     return None
 
 
+def _gap_across(classes: list[dict[str, Any]], start: float, end: float) -> float:
+    """The longest time between two consecutive arrivals (any of ``classes``) that
+    overlaps [start, end]: what the freeze itself did to the traffic, told apart from
+    stalls elsewhere in the run (the machine's, with ~20 processes per core)."""
+    best = 0.0
+    for c in classes:
+        a = sorted(x for x in c["arrivals"] if x is not None)
+        for x, y in zip(a, a[1:], strict=False):
+            if x < end and y > start:
+                best = max(best, y - x)
+    return best
+
+
 def _summary(res: dict[str, Any]) -> dict[str, Any]:
     classes = {c["kind"]: [] for c in res["classes"]}
     for c in res["classes"]:
@@ -74,6 +87,7 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
     for ph in res["window"]["phases"]:
         if ph["name"].startswith("freeze"):
             out["freeze_ms"] = (ph["end"] - ph["start"]) * 1000
+            out["freeze_gap_ms"] = _gap_across(udp, ph["start"], ph["end"]) * 1000
     phases = res["settings"].get("handoff_phases_ms") or {}
     if "old_loop_max" in phases:
         out["old_loop_max_ms"] = float(phases["old_loop_max"])
@@ -174,7 +188,9 @@ def main() -> int:
         doc.append({"rules": rules + 1, "macs": macs, "runs": runs, "load": [load0, load1]})
         parts = [(p, _med(runs, "upgrade", f"freeze_{p}_ms")) for p in FREEZE_PARTS]
         if any(v is not None for _, v in parts):
-            print("        freeze parts: " + ", ".join(f"{p} {_fmt(v)}" for p, v in parts))
+            print("        freeze parts: " + ", ".join(f"{p} {_fmt(v)}" for p, v in parts)
+                  + f"; longest UDP gap across the freeze "
+                  f"{_fmt(_med(runs, 'upgrade', 'freeze_gap_ms'))}")  # fmt: skip
         kept = {op: _med(runs, op, "tcp_survived") for op in ("upgrade", "cold", "ovs")}
         if any(v is not None for v in kept.values()):
             print("        TCP connection survived: " + ", ".join(

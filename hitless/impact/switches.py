@@ -317,7 +317,10 @@ class HitlessSwitch(_Base):
         self.last_report = report  # the phases as the command reported them
         if r.returncode != 0 or not report.get("ok"):
             raise SwitchError(f"hitless {what} failed: {report.get('reason')}")
-        return _handoff_phases(report.get("phases_ms", {}), t0, t1)
+        at = report.get("connected_at")
+        return _handoff_phases(
+            report.get("phases_ms", {}), t0, t1, float(at) if isinstance(at, int | float) else None
+        )
 
     def _ovsdb_restart(self) -> list[Phase]:
         """ovsdb-server stopped by PID; ``hitless start`` starts just the database (the
@@ -366,11 +369,26 @@ def _sequential(
     return out or [Phase("operation", t0, t1)]
 
 
-def _handoff_phases(p: dict[str, float], t0: float, t1: float) -> list[Phase]:
+def _handoff_phases(
+    p: dict[str, float], t0: float, t1: float, connected_at: float | None = None
+) -> list[Phase]:
     """The handoff's phases: the new process starts and pre-copies while the old one
     serves, then the freeze window (restore + verify), then the old process exits.
-    The report gives durations; laid out backwards from the end of the command."""
+    The report gives durations. With ``connected_at`` (the report's CLOCK_MONOTONIC of
+    the new process's connection: the same clock as ours) the freeze starts exactly
+    ``start`` + ``precopy`` after it; otherwise the phases are laid out backwards from the
+    end of the command (late by however long the command took to notice the old
+    process's exit)."""
     ms = {k: float(v) / 1000 for k, v in p.items()}
+    if connected_at is not None and "freeze" in ms:
+        fz = connected_at + ms.get("start", 0.0) + ms.get("precopy", 0.0)
+        fz_end = fz + ms["freeze"]
+        if t0 <= fz <= fz_end <= t1:
+            return [
+                Phase("new process start + pre-copy (old serving)", t0, fz),
+                Phase("freeze (restore, verify)", fz, fz_end),
+                Phase("old process exit", fz_end, t1),
+            ]
     tail = [("old process exit", ms.get("old_exit", 0.0))]
     freeze = ms.get("freeze", ms.get("restore", 0.0) + ms.get("verify", 0.0))
     end = t1
