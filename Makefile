@@ -19,7 +19,7 @@ DEB_PACKAGES += python3-venv systemd
 STAMP_DEB  := $(VENV)/.deb-installed
 STAMP_VENV := $(VENV)/.venv-installed
 
-.PHONY: setup demo blips test lint typecheck unit bench clean bpf deb
+.PHONY: setup demo blips test lint typecheck unit bench clean bpf deb fuzz soak
 
 setup: $(STAMP_DEB) $(STAMP_VENV) bpf
 
@@ -55,6 +55,19 @@ unit: setup
 
 test: setup lint typecheck
 	$(VENV)/bin/pytest -q
+
+# Hostile input for longer than make test's fixed budget: the live fuzzers send
+# FUZZ_EXAMPLES inputs per test to a running switch; the corpus and unit fuzzers run too.
+FUZZ_EXAMPLES ?= 2000
+fuzz: setup
+	HITLESS_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -q -p no:randomly tests/fuzz \
+		tests/openflow/test_fuzz.py tests/handoff/test_protocol.py
+
+# A long run under churn (bench/soak.py): SOAK_MINUTES of traffic, port, MAC and flow
+# churn and an upgrade every 30 s; memory and descriptors sampled.
+SOAK_MINUTES ?= 10
+soak: setup
+	$(VENV)/bin/python bench/soak.py --minutes $(SOAK_MINUTES)
 
 # make demo DATAPATH=ebpf: the same comparison with hitless on the ebpf datapath (Open
 # vSwitch stays on netdev); its downgrade goes to EBPF_DOWNGRADE_TO, a build that has the

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from hitless.config.values import bad_values
+
 __all__ = ["COLUMNS", "STATUS_KEY", "Unsupported", "unsupported", "notes_by_row"]
 
 STATUS_KEY = "hitless_unsupported"
@@ -157,6 +159,7 @@ def unsupported(ovs_row: Any | None) -> tuple[Unsupported, ...]:
         out.append(Unsupported("Open_vSwitch", ".", "ssl", f"SSL for OpenFlow is {_NOT}"))
     for br in sorted(ovs_row.bridges, key=lambda r: r.name):
         out += _bridge(br)
+        out += (Unsupported(*bad) for bad in bad_values(br))
         for port in sorted(br.ports, key=lambda r: r.name):
             out += _port(br, port)
             for iface in sorted(port.interfaces, key=lambda r: r.name):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import os
 import select
@@ -85,13 +86,37 @@ def parse_target(target: str) -> tuple[str, Any]:
     kind, _, rest = target.partition(":")
     if kind == "tcp":
         host, _, port = rest.partition(":")
-        return kind, (host, int(port) if port else DEFAULT_TCP_PORT)
+        return kind, (_ipv4(target, host), _port(target, port))
     if kind == "ptcp":
         port, _, host = rest.partition(":")
-        return kind, (host or "0.0.0.0", int(port) if port else DEFAULT_TCP_PORT)
+        return kind, (_ipv4(target, host) if host else "0.0.0.0", _port(target, port))
     if kind in ("unix", "punix") and rest:
         return kind, rest
     raise ValueError(f"unsupported controller target {target!r}")
+
+
+def _ipv4(target: str, text: str) -> str:
+    """A target's address: an IPv4 literal (a name would need a DNS lookup that blocks
+    the loop; IPv6 targets are not supported yet)."""
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(
+            f"bad address {text!r} in controller target {target!r} (an IPv4 address)"
+        ) from None
+    return text
+
+
+def _port(target: str, text: str) -> int:
+    """A target's TCP port (the default when empty); ValueError unless 1-65535 (0 too for
+    a passive target: any free port)."""
+    if not text:
+        return DEFAULT_TCP_PORT
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f"bad port {text!r} in controller target {target!r} (1-65535)")
+    if int(text) == 0 and not target.startswith("ptcp:"):
+        raise ValueError(f"bad port 0 in controller target {target!r} (1-65535)")
+    return int(text)
 
 
 class _Connector:
@@ -202,7 +227,7 @@ class OfManager:
             kind, addr = parse_target(t)
             try:
                 self.passive[t] = _listen(kind, addr)
-            except OSError as e:
+            except (OSError, OverflowError, ValueError) as e:
                 if t not in self._passive_warned:
                     self._passive_warned.add(t)
                     log.error("controller %s: cannot listen: %s (retrying)", t, e)
@@ -344,7 +369,10 @@ class OfManager:
                 family = socket.AF_INET if cn.kind == "tcp" else socket.AF_UNIX
                 sock = socket.socket(family, socket.SOCK_STREAM)
                 sock.setblocking(False)
-                err = sock.connect_ex(cn.addr)
+                try:
+                    err = sock.connect_ex(cn.addr)
+                except (OSError, OverflowError) as e:
+                    err = getattr(e, "errno", None) or errno.EINVAL
                 if err in (0, errno.EINPROGRESS, errno.EAGAIN):
                     cn.pending = sock
                     cn.rc.connecting(ms)

@@ -587,7 +587,9 @@ def measure(
             assert ag.proc is not None
             if ag.proc.poll() is None:
                 ag.proc.send_signal(signal.SIGTERM)
-        _wait_exit(listeners, time.monotonic() + 10, tick)
+        # Receivers write their records as they exit: ~1 s per 50,000 on a loaded
+        # machine (a 10-minute soak's receivers hold 600,000 each).
+        _wait_exit(listeners, time.monotonic() + 10 + duration / 10, tick)
         report("analysing", 1.0)
         recs = {ag.label: _records(ag) for ag in plan.agents}
         if keep_dir is not None:
