@@ -1,4 +1,4 @@
-"""Learned state of this issue's layers that a handoff carries (hitless.daemon.takeover's
+"""Learned state of this issue's layers that a handoff carries (hitless.handoff.engine's
 extras): every bridge's bonds (active member, enabled members, hash buckets, pending
 delays, LACP partners), each bridge's fail-open clock (how long no primary controller
 has been reachable), every bridge's spanning tree (port states, roles, stored priority
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hitless.daemon.takeover import register_bridge_extra, register_switch_extra
+from hitless.handoff.engine import register_bridge_extra, register_switch_extra
 
 
 def _export_bonds(bridge: Any, now: float) -> Any:

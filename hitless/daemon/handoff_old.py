@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from hitless import __version__
 from hitless.daemon import faults
 from hitless.handoff import transport
+from hitless.handoff.engine import HandoffRefused
 from hitless.handoff.protocol import (
     FEATURES,
     Abort,
@@ -55,12 +56,8 @@ SEND_BUFFER = 4 << 20  # the handoff socket's send buffer: fewer turns to send a
 SEND_PIECES = 512  # pieces per sendmsg (the kernel takes up to IOV_MAX = 1024)
 
 
-class HandoffRefused(Exception):
-    """The switch holds state this build cannot hand over; the message says what."""
-
-
 class PrecopyJob(Protocol):
-    """A pre-copy built a slice at a time (``hitless.daemon.takeover.PrecopyJob``)."""
+    """A pre-copy built a slice at a time (``hitless.handoff.engine.PrecopyJob``)."""
 
     counts: dict[str, int]
 

@@ -12,17 +12,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from hitless.daemon import takeover
-from hitless.daemon.takeover import SwitchExporter, SwitchImporter
 from hitless.datapath.actions import Meter
 from hitless.datapath.actions import Output as DpOutput
 from hitless.datapath.dummy import DummyDatapath
+from hitless.handoff import engine
 from hitless.ofproto.bridge import Bridge
 from hitless.openflow import ApplyActions, FlowMod, Match, MeterBand, MeterInstruction, MeterMod
 from hitless.openflow import Output as OfOutput
 from hitless.openflow.constants import FlowModCommand, MeterFlags, MeterModCommand
 from hitless.state import ledger, records, snapshot
-from tests.handoff.test_delta import CFG, Clock, FakeSwitch, frame, old_switch
+from tests.handoff.pair import CFG, Clock, Side, frame, handoff, old_switch
 
 RATE, BURST = 10, 20  # packets/s, packets
 SRC, DST = 0x020000000001, 0x020000000002
@@ -38,11 +37,11 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
         def __init__(self, name: str, clock: Any = c) -> None:
             super().__init__(name, clock)
 
-    monkeypatch.setattr(takeover, "provider", lambda dp_type: ClockedDummy)
+    monkeypatch.setattr(engine, "provider", lambda dp_type: ClockedDummy)
     return c
 
 
-def metered(clock: Clock) -> tuple[FakeSwitch, DummyDatapath, Bridge]:
+def metered(clock: Clock) -> tuple[Side, DummyDatapath, Bridge]:
     """A bridge whose rule sends port 1's traffic through meter 1 to port 2."""
     sw, dp, bridge = old_switch(clock)
     band = MeterBand(rate=RATE, burst_size=BURST)
@@ -78,7 +77,7 @@ def send(dp: DummyDatapath, bridge: Bridge, clock: Clock, n: int) -> int:
     return got
 
 
-def drained(clock: Clock) -> tuple[FakeSwitch, DummyDatapath, Bridge]:
+def drained(clock: Clock) -> tuple[Side, DummyDatapath, Bridge]:
     """The metered bridge after a burst emptied the bucket and 0.5 s refilled 5 tokens."""
     sw, dp, bridge = metered(clock)
     assert send(dp, bridge, clock, BURST + 5) == BURST
@@ -89,7 +88,7 @@ def drained(clock: Clock) -> tuple[FakeSwitch, DummyDatapath, Bridge]:
     return sw, dp, bridge
 
 
-def new_side(imp: SwitchImporter, clock: Clock) -> tuple[Bridge, DummyDatapath]:
+def new_side(imp: engine.ImportEngine, clock: Clock) -> tuple[Bridge, DummyDatapath]:
     bridge, dp = imp.restored["br0"]
     bridge.reconfigure(CFG, clock())  # what commit does with the database's configuration
     assert isinstance(dp, DummyDatapath)
@@ -98,18 +97,9 @@ def new_side(imp: SwitchImporter, clock: Clock) -> tuple[Bridge, DummyDatapath]:
 
 def test_delta_handoff_carries_the_token_buckets_and_the_meter_actions(clock: Clock) -> None:
     sw, dp, bridge = drained(clock)
-    ex = SwitchExporter(sw)
-    ex.use_features(["delta", "openflow-delta"])
-    pre = ex.precopy(clock(), True)
-    imp = SwitchImporter(FakeSwitch(clock))  # type: ignore[arg-type]
-    imp.prepare(msgspec.msgpack.decode(msgspec.msgpack.encode(pre), type=records.State), True)
-    frozen = ex.freeze(clock(), True)
-    assert isinstance(frozen.state, records.DeltaV3)
-    wire = snapshot.encode_delta(frozen.state, software="t", taken=clock(), version=3)
-    _, delta = snapshot.decode_delta(wire)
-    digest, counts = imp.restore_delta(delta, [])
-    assert (digest, counts) == (frozen.digest, frozen.counts)
-    new_bridge, new_dp = new_side(imp, clock)
+    h = handoff(sw, clock)  # digests and counts agree
+    assert isinstance(h.frozen.state, records.DeltaV3)
+    new_bridge, new_dp = new_side(h.imp, clock)
     assert [f.actions for f in new_dp.flow_dump()] == [f.actions for f in dp.flow_dump()]
     assert new_dp.meters.levels(1, clock()) == (5.0,)
     assert send(new_dp, new_bridge, clock, 10) == 5  # not the 10 a full bucket lets through
@@ -117,16 +107,11 @@ def test_delta_handoff_carries_the_token_buckets_and_the_meter_actions(clock: Cl
 
 def test_whole_state_handoff_at_version_3_carries_the_token_buckets(clock: Clock) -> None:
     sw, dp, bridge = drained(clock)
-    ex = SwitchExporter(sw)
-    ex.precopy(clock(), False)
-    imp = SwitchImporter(FakeSwitch(clock))  # type: ignore[arg-type]
-    frozen = ex.freeze(clock(), False)
-    (br,) = frozen.state.bridges
+    h = handoff(sw, clock, features=())  # digests and counts agree
+    assert isinstance(h.frozen.state, records.State)
+    (br,) = h.frozen.state.bridges
     assert [m["tokens"] for m in br.datapath.handles["meters"]] == [[0.0]]
-    _, state = snapshot.decode(snapshot.encode(frozen.state, software="t", taken=clock()))
-    digest, counts = imp.restore(state, [], 3)
-    assert (digest, counts) == (frozen.digest, frozen.counts)
-    new_bridge, new_dp = new_side(imp, clock)
+    new_bridge, new_dp = new_side(h.imp, clock)
     assert new_dp.meters.levels(1, clock()) == (5.0,)
     clock.t += 0.5  # refilling goes on from the old side's time
     assert send(new_dp, new_bridge, clock, 15) == 10
@@ -138,9 +123,10 @@ def test_handoff_at_version_2_drops_meter_actions_and_buckets_and_digests_agree(
     """What a build that reads version 2 at most gets: megaflows without the meter
     action it cannot parse, no buckets. The v2 digest is the same on both sides."""
     sw, dp, bridge = drained(clock)
-    ex = SwitchExporter(sw)
+    ex = sw.exporter(())
     ex.precopy(clock(), False)
-    frozen = ex.freeze(clock(), False)
+    frozen = ex.freeze(False)
+    assert isinstance(frozen.state, records.State)
     data = snapshot.encode(frozen.state, software="t", taken=clock(), version=2)
     env = snapshot.read_envelope(data)
     v2 = msgspec.msgpack.decode(env.payload, type=records.StateV2)  # as a v2 build reads it
@@ -151,7 +137,7 @@ def test_handoff_at_version_2_drops_meter_actions_and_buckets_and_digests_agree(
     assert ledger.state_digest(v2) == old_digest
 
     _, state = snapshot.decode(data)
-    imp = SwitchImporter(FakeSwitch(clock))  # type: ignore[arg-type]
+    imp = engine.ImportEngine(clock)
     digest, counts = imp.restore(state, [], 2)
     assert digest == old_digest
     assert counts == snapshot.summary(snapshot.as_version(frozen.state, 2))

@@ -7,13 +7,9 @@ still reach the rule counters."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hitless.daemon.takeover import SwitchExporter, SwitchImporter
 from hitless.datapath.dummy import DummyDatapath
 from hitless.ofproto.bridge import Bridge
 from hitless.openflow import (
@@ -26,67 +22,23 @@ from hitless.openflow import (
     Output,
 )
 from hitless.openflow.constants import FlowModCommand, GroupModCommand, GroupType
-from hitless.state import records, snapshot
-from tests.handoff.test_delta import CFG, Clock, FakeSwitch, old_switch
-
-SRC = 0x020000000000
-B = 0xFFFFFFFFFFFF
-
-
-def frame(src: int, dst: int = B) -> bytes:
-    return dst.to_bytes(6, "big") + src.to_bytes(6, "big") + b"\x08\x06" + bytes(28)
-
-
-def rule(i: int, port: int = 2, *, command: int = FlowModCommand.ADD, **kw: Any) -> FlowMod:
-    return FlowMod(
-        command=command,
-        priority=100,
-        match=Match.of(eth_src=SRC + i),
-        instructions=(ApplyActions((Output(port),)),),
-        **kw,
-    )
+from hitless.state import records
+from tests.handoff.pair import (
+    CFG,
+    SRC,
+    B,
+    Clock,
+    Side,
+    frame,
+    handoff,
+    old_switch,
+    rule,
+    tables,
+    traffic,
+)
 
 
-def traffic(dp: DummyDatapath, bridge: Bridge, clock: Clock, i: int, n: int = 1) -> None:
-    for _ in range(n):
-        dp.receive(1, frame(SRC + i))
-        bridge.run(clock())
-    dp.pop_sent()
-
-
-def tables(bridge: Bridge, now: float) -> list[tuple[Any, ...]]:
-    """Every rule with its counters (after crediting the datapath's), and groups."""
-    d = bridge.export_openflow(now)
-    rules = sorted(
-        (r["table"], r["priority"], r["match"], r["instructions"], r["cookie"], r["packets"],
-         r["bytes"], round(r["idle"], 6))
-        for r in d["rules"]
-    )  # fmt: skip
-    groups = sorted((g["group_id"], g["type"], g["buckets"]) for g in d["groups"])
-    return [*rules, *groups]
-
-
-def handoff(
-    sw: FakeSwitch, clock: Clock, between: Any, features: tuple[str, ...] = ("openflow-delta",)
-) -> tuple[Any, SwitchImporter]:
-    ex = SwitchExporter(sw)
-    ex.use_features(["delta", *features])
-    pre = ex.precopy(clock(), True)
-    imp = SwitchImporter(FakeSwitch(clock))  # type: ignore[arg-type]
-    imp.prepare(msgspec.msgpack.decode(msgspec.msgpack.encode(pre), type=records.State), True)
-    between()
-    frozen = ex.freeze(clock(), True)
-    wire = snapshot.encode_delta(
-        frozen.state, software="t", taken=clock(), version=snapshot.CURRENT_VERSION
-    )
-    _, delta = snapshot.decode_delta(wire)
-    digest, counts = imp.restore_delta(delta, [])
-    assert digest == frozen.digest
-    assert counts == frozen.counts
-    return frozen, imp
-
-
-def loaded(clock: Clock, n: int = 6) -> tuple[FakeSwitch, DummyDatapath, Bridge]:
+def loaded(clock: Clock, n: int = 6) -> tuple[Side, DummyDatapath, Bridge]:
     sw, dp, bridge = old_switch(clock)
     for i in range(n):
         bridge.flow_mod(rule(i, 2 + i % 2), clock())
@@ -107,8 +59,9 @@ def test_only_what_changed_travels_and_the_tables_arrive_whole() -> None:
         traffic(dp, bridge, clock, 4, 5)  # counters move on an unchanged rule
         traffic(dp, bridge, clock, 100, 2)  # and on the new one
 
-    frozen, imp = handoff(sw, clock, between)
-    (bd,) = frozen.state.bridges
+    h = handoff(sw, clock, between)
+    assert isinstance(h.frozen.state, records.Delta)
+    (bd,) = h.frozen.state.bridges
     ofd = bd.openflow_delta
     assert ofd is not None and bd.changed.openflow is None
     assert len(ofd.added) == 3 and len(ofd.removed) == 3  # 100; 1 and 2 re-sent; 1, 2, 3 gone
@@ -116,7 +69,7 @@ def test_only_what_changed_travels_and_the_tables_arrive_whole() -> None:
     # and rule 49, whose last packet the datapath had counted but nobody had credited
     # when the pre-copy started: the pre-copy credits it after its journal started.
     assert sorted(c.index for c in ofd.counters) == [5, 50]
-    new_bridge, _ = imp.restored["br0"]
+    new_bridge = h.new.bridges["br0"].bridge
     assert tables(new_bridge, clock()) == tables(bridge, clock())
 
 
@@ -125,8 +78,8 @@ def test_packets_forwarded_after_the_freeze_count_in_the_new_process() -> None:
     adopted them: those packets still reach the rules (counters never skip)."""
     clock = Clock()
     sw, dp, bridge = loaded(clock, 4)
-    _, imp = handoff(sw, clock, lambda: traffic(dp, bridge, clock, 0, 3))
-    new_bridge, new_dp = imp.restored["br0"]
+    h = handoff(sw, clock, lambda: traffic(dp, bridge, clock, 0, 3))
+    new_bridge, new_dp = h.imp.restored["br0"]
     new_bridge.reconfigure(CFG, clock())
     old_counts = [r[5] for r in tables(bridge, clock())]
     assert [r[5] for r in tables(new_bridge, clock())] == old_counts
@@ -149,19 +102,22 @@ def test_replaced_tables_fall_back_to_the_whole_state() -> None:
         bridge.flow_mod(rule(9), clock())
         bridge.of.restore(snap)  # as a failed bundle commit does
 
-    frozen, imp = handoff(sw, clock, between)
-    (bd,) = frozen.state.bridges
+    h = handoff(sw, clock, between)
+    assert isinstance(h.frozen.state, records.Delta)
+    (bd,) = h.frozen.state.bridges
     assert bd.openflow_delta is None and bd.changed.openflow is not None
-    assert tables(imp.restored["br0"][0], clock()) == tables(bridge, clock())
+    assert tables(h.imp.restored["br0"][0], clock()) == tables(bridge, clock())
 
 
 def test_without_the_feature_the_whole_state_travels() -> None:
     clock = Clock()
     sw, dp, bridge = loaded(clock, 5)
-    frozen, imp = handoff(sw, clock, lambda: bridge.flow_mod(rule(7), clock()), features=())
-    (bd,) = frozen.state.bridges
-    assert bd.openflow_delta is None and len(bd.changed.openflow.rules) == 7
-    assert tables(imp.restored["br0"][0], clock()) == tables(bridge, clock())
+    h = handoff(sw, clock, lambda: bridge.flow_mod(rule(7), clock()), features=("delta",))
+    assert isinstance(h.frozen.state, records.Delta)
+    (bd,) = h.frozen.state.bridges
+    assert bd.openflow_delta is None
+    assert bd.changed.openflow is not None and len(bd.changed.openflow.rules) == 7
+    assert tables(h.imp.restored["br0"][0], clock()) == tables(bridge, clock())
 
 
 OPS = st.lists(
@@ -218,5 +174,5 @@ def test_random_openflow_changes_between_precopy_and_freeze(ops: list[tuple[str,
                 )
             bridge.commit_openflow()
 
-    _, imp = handoff(sw, clock, between)
-    assert tables(imp.restored["br0"][0], clock()) == tables(bridge, clock())
+    h = handoff(sw, clock, between)
+    assert tables(h.imp.restored["br0"][0], clock()) == tables(bridge, clock())

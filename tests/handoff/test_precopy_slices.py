@@ -7,61 +7,34 @@ Also: the pieces the job sends are, concatenated, a snapshot like any other."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hitless.daemon import takeover
-from hitless.daemon.takeover import SwitchExporter, SwitchImporter
 from hitless.datapath.dummy import DummyDatapath
+from hitless.handoff import engine
 from hitless.ofproto.bridge import Bridge
 from hitless.openflow.constants import FlowModCommand
 from hitless.state import ledger, parts, records, snapshot
-from tests.handoff.test_delta import B, Clock, FakeSwitch, full, old_switch, rebuilt, send
+from tests.handoff.pair import B, Clock, Handoff, Side, handoff, old_switch, send
 from tests.handoff.test_openflow_delta import SRC, rule, tables, traffic
 
 SLICE = 2  # items per slice: many slices, so changes land between them
 
 
-def sliced_handoff(
-    sw: FakeSwitch, clock: Clock, between_slices: list[Callable[[], None]], version: int = 3
-) -> tuple[Any, SwitchImporter, int]:
-    """A pre-copy built a slice per step with one change between steps (the rest after
-    it), then the freeze and the new side's restore; returns the frozen delta, the
-    importer and how many steps the pre-copy took."""
-    ex = SwitchExporter(sw)
-    ex.use_features(["delta", "openflow-delta"])
-    job = ex.precopy_job(clock(), True, version)
-    todo = list(between_slices)
-    steps = 1
-    while not job.step(float("-inf")):  # one slice per step
-        steps += 1
-        if todo:
-            todo.pop(0)()
-    env, pre = snapshot.decode(b"".join(job.parts()))
-    assert env.version == version
-    imp = SwitchImporter(FakeSwitch(clock))  # type: ignore[arg-type]
-    imp.prepare(pre, True, env.taken)
-    for change in todo:
-        change()
-    frozen = ex.freeze(clock(), True)
-    wire = snapshot.encode_delta(frozen.state, software="t", taken=clock(), version=3)
-    _, delta = snapshot.decode_delta(wire)
-    digest, counts = imp.restore_delta(delta, [])
-    assert digest == frozen.digest
-    assert counts == frozen.counts
-    return frozen, imp, steps
+def sliced_handoff(sw: Side, clock: Clock, between_slices: list[Callable[[], None]]) -> Handoff:
+    """A pre-copy built a slice per step with one change between steps."""
+    return handoff(sw, clock, between_slices=between_slices)
 
 
 @pytest.fixture(autouse=True)
 def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(takeover, "SLICE_ITEMS", SLICE)
+    monkeypatch.setattr(engine, "SLICE_ITEMS", SLICE)
 
 
-def learned(clock: Clock, n_hosts: int) -> tuple[FakeSwitch, DummyDatapath, Bridge]:
+def learned(clock: Clock, n_hosts: int) -> tuple[Side, DummyDatapath, Bridge]:
     sw, dp, bridge = old_switch(clock)
     for i in range(n_hosts):
         send(dp, bridge, clock, 1 + i % 3, 0x020000000000 + i, B)
@@ -73,27 +46,26 @@ def test_the_precopy_takes_many_slices_and_decodes_like_a_whole_snapshot() -> No
     sw, dp, bridge = learned(clock, 20)
     for i in range(10):
         bridge.flow_mod(rule(i), clock())
-    ex = SwitchExporter(sw)
-    job = ex.precopy_job(clock(), False, 3)
+    job = sw.exporter().precopy_job(clock(), False, 3)
     steps = 1
     while not job.step(float("-inf")):
         steps += 1
     assert steps > (20 + 20 + 11) // SLICE  # flows, MACs, rules: a slice each per step
     _, state = snapshot.decode(b"".join(job.parts()))
-    assert state == full(sw, clock)  # the same as the whole state taken at once
+    assert state == sw.state()  # the same as the whole state taken at once
     assert job.counts == snapshot.summary(state)
 
 
 def test_a_precopy_for_version_2_drops_what_version_2_cannot_read() -> None:
     clock = Clock()
     sw, _, _ = learned(clock, 3)
-    job = SwitchExporter(sw).precopy_job(clock(), False, 2)
+    job = sw.exporter().precopy_job(clock(), False, 2)
     while not job.step(float("inf")):
         pass
     env, state = snapshot.decode(b"".join(job.parts()))
     assert env.version == 2
     # The same as the whole state encoded for version 2 by the migrations.
-    ref = snapshot.encode(full(sw, clock), software="t", taken=0.0, version=2)
+    ref = snapshot.encode(sw.state(), software="t", taken=0.0, version=2)
     assert state == snapshot.decode(ref)[1]
 
 
@@ -132,8 +104,8 @@ def test_random_changes_between_slices(ops: list[tuple[int, int, str]]) -> None:
 
         return apply
 
-    _, imp, _ = sliced_handoff(sw, clock, [change(*op) for op in ops])
-    assert ledger.state_digest(rebuilt(imp, clock)) == ledger.state_digest(full(sw, clock))
+    h = sliced_handoff(sw, clock, [change(*op) for op in ops])
+    assert ledger.state_digest(h.new.state()) == ledger.state_digest(sw.state())
 
 
 RULE_OPS = st.lists(
@@ -175,8 +147,8 @@ def test_random_openflow_changes_between_slices(ops: list[tuple[str, int]]) -> N
 
         return apply
 
-    _, imp, _ = sliced_handoff(sw, clock, [change(*op) for op in ops])
-    assert tables(imp.restored["br0"][0], clock()) == tables(bridge, clock())
+    h = sliced_handoff(sw, clock, [change(*op) for op in ops])
+    assert tables(h.new.bridges["br0"].bridge, clock()) == tables(bridge, clock())
 
 
 def test_a_rule_deleted_before_its_slice_is_neither_sent_nor_lost() -> None:
@@ -191,9 +163,9 @@ def test_a_rule_deleted_before_its_slice_is_neither_sent_nor_lost() -> None:
     def re_add_last() -> None:
         bridge.flow_mod(rule(9, 3), clock())
 
-    frozen, imp, steps = sliced_handoff(sw, clock, [delete_last, re_add_last])
-    assert steps > 3
-    new_bridge = imp.restored["br0"][0]
+    h = sliced_handoff(sw, clock, [delete_last, re_add_last])
+    assert h.steps > 3
+    new_bridge = h.new.bridges["br0"].bridge
     assert tables(new_bridge, clock()) == tables(bridge, clock())
     assert any(r.match == rule(9).match for r in new_bridge.of.rules())
     assert SRC  # the rules match on eth_src = SRC + i
