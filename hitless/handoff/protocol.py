@@ -94,7 +94,7 @@ class Frozen(msgspec.Struct, tag="frozen", frozen=True):
     # how the old side's pre-copy went, seconds ("precopy": built and sent; "loop_max":
     # its longest serving-loop turn meanwhile); a build that does not say sends none
     old_stats: dict[str, float] = {}
-    # switch-level learned state of other layers by name (takeover.register_switch_extra)
+    # switch-level learned state of other layers by name (engine.register_switch_extra)
     extras: dict[str, Any] = {}
 
 
