@@ -694,6 +694,7 @@ class PrecopyJob:
                 of = bridge.of
                 bridge.settle_meters()
                 rule_recs, records = RecordList(), list[OfRuleV2]()
+                book.add_rules(name, [])  # counted rule by rule, even with none at all
                 index: dict[tuple[int, Any], int] = {}
                 objs: dict[Rule, int] = {}
                 for chunk in _slices(rules):

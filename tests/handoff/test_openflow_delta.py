@@ -176,3 +176,17 @@ def test_random_openflow_changes_between_precopy_and_freeze(ops: list[tuple[str,
 
     h = handoff(sw, clock, between)
     assert tables(h.imp.restored["br0"][0], clock()) == tables(bridge, clock())
+
+
+def test_an_empty_table_takes_its_first_rules_as_a_delta() -> None:
+    """A bridge whose tables are empty at the pre-copy (secure fail mode, a controller
+    that has not spoken yet) still takes a rule-by-rule delta."""
+    clock = Clock()
+    sw, dp, bridge = old_switch(clock)
+    bridge.flow_mod(FlowMod(command=FlowModCommand.DELETE, table_id=0xFF), clock())
+    assert not list(bridge.of.rules())
+    h = handoff(sw, clock, lambda: bridge.flow_mod(rule(1), clock()))
+    assert isinstance(h.frozen.state, records.Delta)
+    (bd,) = h.frozen.state.bridges
+    assert bd.openflow_delta is not None and len(bd.openflow_delta.added) == 1
+    assert tables(h.imp.restored["br0"][0], clock()) == tables(bridge, clock())
