@@ -1,22 +1,43 @@
-"""The one assertion for traffic across a handoff (upgrade, downgrade, fault cases):
-``assert_handoff_traffic(result, bound)``. The rules live in ``hitless.impact.bounds``
-(the impact harness applies the same ones); this raises with the violations and the
-numbers of every class, and prints the numbers (visible with ``pytest -s``)."""
+"""The one way to drive and judge traffic across a handoff (upgrade, downgrade, fault
+cases): ``handoff_under_traffic(sw, hosts, "upgrade", ...)`` runs ``hitless ARGS --json``
+inside the shared traffic (``CLASSES`` at ``RATES`` between two hosts) and returns the
+command's report and the measured traffic; ``assert_handoff_traffic(result, bound)`` (or
+``violations`` + ``judge``) is the one assertion. The rules live in
+``hitless.impact.bounds`` (the impact harness applies the same ones); the assertion raises
+with the violations and the numbers of every class, and prints the numbers (visible with
+``pytest -s``)."""
 
 from __future__ import annotations
 
-from hitless.impact.analysis import ImpactResult
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hitless.impact.analysis import ImpactResult, Phase
 from hitless.impact.bounds import HANDOFF, Bound, after_freeze, lease_bound, summary, violations
+from hitless.impact.run import Rates, measure
+from hitless.impact.switches import _handoff_phases as handoff_phases
+from tests.netns import Host
+from tests.switch import Sw
 
 __all__ = [
+    "BIN",
     "BREAKS",
+    "CLASSES",
     "OLD_BUILD_BLACKOUT",
     "OLD_BUILD_SLACK",
     "HANDOFF",
+    "RATES",
     "Bound",
     "assert_handoff_traffic",
     "bound_of",
     "fault_env",
+    "handoff_op",
+    "handoff_under_traffic",
     "judge",
     "lease_bound",
     "violations",
@@ -82,3 +103,67 @@ def judge(problems: list[str], fault: str | None, res: ImpactResult | None = Non
         assert any(w in p for w in words for p in problems), (
             f"{fault} went unnoticed: {problems}\n{numbers}"
         )
+
+
+BIN = Path(sys.executable).parent
+# The traffic of every upgrade test: sequenced UDP at 1,000/s each way, a long-lived TCP
+# connection (a message every 10 ms), a new TCP connection every 20 ms.
+CLASSES = ("udp", "tcp-stream", "tcp-connect")
+RATES = Rates(udp_pps=1000, tcp_interval=0.01, connect_interval=0.02)
+
+
+def handoff_op(
+    sw: Sw, *args: str, env: dict[str, str] | None = None, results: list[dict] | None = None
+) -> Callable[[], list[Phase]]:
+    """``hitless ARGS --rundir DIR --json`` as a measured operation: its report (with
+    ``returncode``) appended to ``results``, its phases laid out as ``hitless impact``
+    lays them out when it handed over (so the freeze must lie inside the traffic)."""
+
+    def operation() -> list[Phase]:
+        t0 = time.monotonic()
+        r = subprocess.run(
+            [str(BIN / "hitless"), *args, "--rundir", str(sw.rundir.path), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **(env or {})},
+            cwd="/",
+        )
+        t1 = time.monotonic()
+        report = json.loads(r.stdout)
+        report["returncode"] = r.returncode
+        if results is not None:
+            results.append(report)
+        if report.get("ok") and "freeze" in report.get("phases_ms", {}):
+            return handoff_phases(report["phases_ms"], t0, t1)
+        return [Phase(args[0], t0, t1)]
+
+    return operation
+
+
+def handoff_under_traffic(
+    sw: Sw,
+    hosts: Sequence[Host],
+    *args: str,
+    fault: str | None = None,
+    env: dict[str, str] | None = None,
+    duration: float = 12,
+    at: float = 1.5,
+    rates: Rates = RATES,
+    classes: Sequence[str] = CLASSES,
+) -> tuple[dict, ImpactResult]:
+    """Run ``hitless ARGS`` (``fault`` armed in the new process, ``env`` added) ``at``
+    seconds into ``duration`` seconds of traffic between ``hosts``; the command's
+    report and the traffic, for ``violations``/``judge``."""
+    results: list[dict] = []
+    res = measure(
+        list(hosts),
+        handoff_op(sw, *args, env={**(fault_env(fault) or {}), **(env or {})}, results=results),
+        name=args[0] if not fault else f"{args[0]} ({fault})",
+        duration=duration,
+        at=at,
+        rates=rates,
+        classes=tuple(classes),
+    )
+    (report,) = results
+    return report, res

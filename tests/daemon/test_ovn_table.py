@@ -11,22 +11,19 @@ the flood group expanded by resubmits) with real hosts in namespaces:
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from hitless.impact.analysis import Phase
 from hitless.impact.rules import OVN_DENIED_UDP, OVN_LEARN_COOKIE, LogicalPort, ovn_pipeline
-from hitless.impact.run import Rates, measure
+from hitless.impact.run import Rates
 from tests.daemon.test_nx_flows import NET, _counters, _hosts, _ovs, _ovs_bridge, _ovs_ofctl
 from tests.daemon.test_openflow import make_bridge, ofctl
 from tests.netns import Host, Topology
 from tests.switch import Sw, run
+from tests.traffic import assert_handoff_traffic, bound_of, handoff_under_traffic
 from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
@@ -137,33 +134,9 @@ def test_upgrade_under_traffic_through_the_ovn_shaped_switch(
     dump10 = lambda: run(["ovs-ofctl", "dump-flows", target]).stdout  # noqa: E731
     assert len([ln for ln in dump10().splitlines() if "idle_age=" in ln]) >= 2
 
-    results: list[dict] = []
-
-    def upgrade() -> list[Phase]:
-        t0 = time.monotonic()
-        r = subprocess.run(
-            [str(BIN / "hitless"), "upgrade", "--rundir", str(sw.rundir.path), "--json"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd="/",
-        )
-        results.append(json.loads(r.stdout))
-        return [Phase("upgrade", t0, time.monotonic())]
-
-    res = measure(
-        [a, b],
-        upgrade,
-        name="upgrade",
-        duration=4,
-        at=1.5,
-        rates=Rates(udp_pps=1000),
-        classes=("udp", "tcp-stream", "tcp-connect"),
-    )
-    (report,) = results
+    report, res = handoff_under_traffic(sw, [a, b], "upgrade", rates=Rates(udp_pps=1000))
     assert report["ok"], report
-    lost = {c.name: c.lost for c in res.classes if c.lost}
-    assert not lost, lost
+    assert_handoff_traffic(res, bound_of([report]))
     after = _counters(dump())
     assert set(after) == set(before)  # same rules: learned ones, timeouts, conjunctions
     assert len(_learned(dump())) == 2

@@ -12,23 +12,19 @@ from collections.abc import Callable
 
 import pytest
 
-from hitless.impact.run import measure
 from tests.daemon.test_openflow import ofctl, static_neighbours
 from tests.handoff.test_netdev_upgrade import (
-    CLASSES,
-    RATES,
     Before,
     assert_nothing_lost,
     counter_problems,
     fdb_entries,
     fdb_problems,
     flows,
-    handoff_op,
     udp_delivered,
 )
 from tests.netns import Topology, UdpSink, udp_send
 from tests.switch import Sw
-from tests.traffic import BREAKS, Bound, bound_of, fault_env, judge, violations
+from tests.traffic import BREAKS, Bound, bound_of, handoff_under_traffic, judge, violations
 from tests.upgrade.builds import build, previous_versions
 
 pytestmark = pytest.mark.netns
@@ -209,20 +205,10 @@ def test_upgrade_with_traffic_across_the_patch_pair_loses_nothing(
     # and the pair's veths forward: only the traffic is judged there).
     was = [before_on(sw, br, (t.a.mac, t.c.mac), t.b.mac if br == t.br0 else None)
            for br in (t.br0, t.br1) if dp_type == "netdev"]  # fmt: skip
-    results: list[dict] = []
-    res = measure(
-        [t.a, t.c],
-        handoff_op(sw, "upgrade", env=fault_env(fault), results=results),
-        name="upgrade",
-        duration=12,
-        at=1.5,
-        rates=RATES,
-        classes=CLASSES,
-    )
-    (report,) = results
+    report, res = handoff_under_traffic(sw, [t.a, t.c], "upgrade", fault=fault)
     assert report["ok"], report
     assert sw.daemon_pid == report["new_pid"] != old
-    problems = violations(res, bound_of(results))
+    problems = violations(res, bound_of([report]))
     for w in was:
         # The bridges' own LOCAL ports talk (IPv6) when they like, and what br1's says
         # is learned on br0's patch port: new entries are not judged here.
@@ -254,17 +240,8 @@ def test_downgrade_to_a_build_without_patch_ports_is_refused_before_freezing(
     sw.hitless("start")
     t = Two(sw, topology, "10.76.0")
     old = sw.daemon_pid
-    results: list[dict] = []
-    res = measure(
-        [t.a, t.c],
-        handoff_op(sw, "downgrade", "--to", str(old_build.vswitchd), results=results),
-        name="downgrade",
-        duration=8,
-        at=1.5,
-        rates=RATES,
-        classes=CLASSES,
-    )
-    (report,) = results
+    report, res = handoff_under_traffic(sw, [t.a, t.c], "downgrade", "--to",
+                                        str(old_build.vswitchd), duration=8)  # fmt: skip
     assert not report["ok"] and report["returncode"] == 1, report
     # Refused up front, saying why and what to do: nothing was frozen (no freeze phase),
     # so traffic waited only for the machine (gaps up to 120 ms seen at load average 13).

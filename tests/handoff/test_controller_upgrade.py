@@ -35,20 +35,26 @@ from pathlib import Path
 import pytest
 
 from hitless.daemon.rundir import wait_exit
-from hitless.impact.analysis import ImpactResult, Phase
-from hitless.impact.run import Rates, measure
+from hitless.impact.analysis import ImpactResult
 from tests.netns import Host, Topology
 from tests.osken_fixture import Event, OsKenPeer
 from tests.switch import Sw, run
-from tests.traffic import BREAKS, HANDOFF, OLD_BUILD_SLACK, bound_of, fault_env, judge, violations
+from tests.traffic import (
+    BREAKS,
+    CLASSES,
+    HANDOFF,
+    OLD_BUILD_SLACK,
+    bound_of,
+    handoff_under_traffic,
+    judge,
+    violations,
+)
 from tests.upgrade.builds import build, handoff_features, previous_versions
 
 pytestmark = pytest.mark.netns
 
 BIN = Path(sys.executable).parent
 IDLE = 3  # seconds: the learned rules' idle_timeout
-CLASSES = ("udp", "tcp-stream", "tcp-connect")
-RATES = Rates(udp_pps=1000, tcp_interval=0.01, connect_interval=0.02)
 NOWHERE = ("10.83.0.99", "02:00:00:00:00:99")  # c's neighbour entry: an address no host has
 
 
@@ -251,7 +257,6 @@ def handover(
     sent reached the controller exactly once, those that waited out the freeze too.
     Returns the report, the traffic and the ways the traffic broke the shared claim
     (``violations``); ``fault`` is armed in the new process."""
-    reports: list[dict] = []
 
     def to_nowhere() -> int:
         pins = r.ctl.events("packet_in")
@@ -260,25 +265,10 @@ def handover(
     pins0, tx0 = to_nowhere(), r.c.counter("tx_packets")
     chatter = r.c.popen(["ping", "-n", "-q", "-i", "0.02", NOWHERE[0]])
 
-    def operation() -> list[Phase]:
-        t0 = time.monotonic()
-        p = subprocess.run(
-            [str(BIN / "hitless"), *args, "--rundir", str(r.sw.rundir.path), "--json"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd="/",
-            env={**os.environ, **(fault_env(fault) or {})},
-        )
-        reports.append({**json.loads(p.stdout), "returncode": p.returncode})
-        return [Phase(args[0], t0, time.monotonic())]
-
-    res = measure([r.a, r.b], operation, name=args[0], duration=12, at=1.5, rates=RATES,
-                  classes=CLASSES)  # fmt: skip
-    (report,) = reports
+    report, res = handoff_under_traffic(r.sw, [r.a, r.b], *args, fault=fault)
     assert report["ok"] and report["returncode"] == 0, report
     assert report["counts"]["openflow_sessions"] == 1, report["counts"]  # the controller's
-    problems = violations(res, bound_of(reports, slack))
+    problems = violations(res, bound_of([report], slack))
     assert {c.kind for c in res.classes} == set(CLASSES)
     chatter.send_signal(signal.SIGINT)
     chatter.communicate(timeout=10)

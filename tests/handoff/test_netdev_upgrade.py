@@ -12,32 +12,32 @@ fault point that breaks the claim (``BREAKS``) and must then fail."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from hitless.impact.analysis import ImpactResult, Phase
+from hitless.impact.analysis import ImpactResult
 from hitless.impact.bounds import summary, violations
-from hitless.impact.run import Rates, measure
-from hitless.impact.switches import _handoff_phases as handoff_phases
 from tests.netns import Host, Topology
 from tests.switch import Sw
-from tests.traffic import (
+from tests.traffic import (  # noqa: F401  (tests/datapath/test_ebpf_upgrade.py imports them from here)
+    BIN,
     BREAKS,
+    CLASSES,
     HANDOFF,
     OLD_BUILD_BLACKOUT,
     OLD_BUILD_SLACK,
+    RATES,
     Bound,
     assert_handoff_traffic,
     bound_of,
-    fault_env,
+    handoff_op,
+    handoff_under_traffic,
     judge,
     lease_bound,
 )
@@ -45,9 +45,6 @@ from tests.upgrade.builds import build, previous_versions
 
 pytestmark = pytest.mark.netns
 
-BIN = Path(sys.executable).parent
-CLASSES = ("udp", "tcp-stream", "tcp-connect")
-RATES = Rates(udp_pps=1000, tcp_interval=0.01, connect_interval=0.02)
 
 
 def netdev_switch(
@@ -186,31 +183,6 @@ def flows(sw: Sw, br: str) -> dict[str, int]:
     return out
 
 
-def handoff_op(
-    sw: Sw, *args: str, env: dict[str, str] | None = None, results: list[dict] | None = None
-) -> object:
-    def operation() -> list[Phase]:
-        t0 = time.monotonic()
-        r = subprocess.run(
-            [str(BIN / "hitless"), *args, "--rundir", str(sw.rundir.path), "--json"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, **(env or {})},
-            cwd="/",
-        )
-        t1 = time.monotonic()
-        report = json.loads(r.stdout)
-        report["returncode"] = r.returncode
-        if results is not None:
-            results.append(report)
-        if report.get("ok") and "freeze" in report.get("phases_ms", {}):
-            return handoff_phases(report["phases_ms"], t0, t1)  # as hitless impact lays them out
-        return [Phase(args[0], t0, t1)]
-
-    return operation
-
-
 def assert_nothing_lost(res: ImpactResult, bound: Bound = HANDOFF) -> None:
     """The shared handoff traffic assertion (tests/traffic.py), and the classes this
     file's traffic must have had."""
@@ -225,21 +197,11 @@ def test_upgrade_with_traffic_loses_nothing_and_keeps_all_state(
     a, b = netdev_switch(sw, topology)
     was = before(sw, topology)
     old = sw.daemon_pid
-    results: list[dict] = []
-    env = fault_env(fault)
-    res = measure(
-        [a, b],
-        handoff_op(sw, "upgrade", env=env, results=results),
-        name="upgrade",
-        duration=12,
-        at=1.5,
-        rates=RATES,
-        classes=CLASSES,
-    )
-    (report,) = results
+    report, res = handoff_under_traffic(sw, [a, b], "upgrade", fault=fault)
     assert report["ok"], report
     assert report["old_pid"] == old and sw.daemon_pid == report["new_pid"]
-    problems = violations(res, bound_of(results)) + fdb_problems(sw, was) + counter_problems(sw, was, udp_delivered(res))
+    problems = violations(res, bound_of([report])) + fdb_problems(sw, was)
+    problems += counter_problems(sw, was, udp_delivered(res))
     judge(problems, fault, res)
 
 
@@ -259,13 +221,11 @@ def test_upgrade_from_previous_build_and_downgrade_back_with_traffic(
     old_build = build(previous)
     a, b = netdev_switch(sw, topology, start_cmd=[str(old_build.hitless), "start"])
     was = before(sw, topology)
-    ups: list[dict] = []
-    downs: list[dict] = []
-    kw = {"duration": 12, "at": 1.5, "rates": RATES, "classes": CLASSES}
-    up = measure([a, b], handoff_op(sw, "upgrade", "--to", str(BIN / "hitless-vswitchd"),
-                                    env=fault_env(fault), results=ups), name="upgrade", **kw)  # fmt: skip
-    down = measure([a, b], handoff_op(sw, "downgrade", "--to", str(old_build.vswitchd),
-                                      results=downs), name="downgrade", **kw)  # fmt: skip
+    up_report, up = handoff_under_traffic(sw, [a, b], "upgrade", "--to",
+                                          str(BIN / "hitless-vswitchd"), fault=fault)  # fmt: skip
+    down_report, down = handoff_under_traffic(sw, [a, b], "downgrade", "--to",
+                                              str(old_build.vswitchd))  # fmt: skip
+    ups, downs = [up_report], [down_report]
     assert [r["ok"] for r in ups + downs] == [True, True], ups + downs
     assert str(old_build.venv) in Path(f"/proc/{sw.daemon_pid}/cmdline").read_text()
     # Previous builds stall longer outside the freeze they report (tests/traffic.py).
@@ -298,18 +258,8 @@ def test_failed_handoff_with_traffic_rolls_back_without_loss(
 ) -> None:
     a, b = netdev_switch(sw, topology)
     old = sw.daemon_pid
-    results: list[dict] = []
-    res = measure(
-        [a, b],
-        handoff_op(sw, "upgrade", "--lease", str(LEASE), env={"HITLESS_FAULT": fault},
-                   results=results),  # fmt: skip
-        name=fault,
-        duration=10,
-        at=1.5,
-        rates=RATES,
-        classes=CLASSES,
-    )
-    (report,) = results
+    report, res = handoff_under_traffic(sw, [a, b], "upgrade", "--lease", str(LEASE),
+                                        env={"HITLESS_FAULT": fault}, duration=10)  # fmt: skip
     assert not report["ok"] and report["returncode"] == 1
     assert sw.daemon_pid == old
     # Packets that arrived while the old process was frozen waited in the rings.
@@ -323,21 +273,10 @@ def test_old_process_killed_after_the_ack_with_traffic(
 ) -> None:
     a, b = netdev_switch(sw, topology, env={"HITLESS_FAULT": "crash:old-after-ack"})
     old = sw.daemon_pid
-    results: list[dict] = []
-    res = measure(
-        [a, b],
-        handoff_op(sw, "upgrade", env=fault_env(fault),
-                   results=results),  # fmt: skip
-        name="old dies",
-        duration=12,
-        at=1.5,
-        rates=RATES,
-        classes=CLASSES,
-    )
-    (report,) = results
+    report, res = handoff_under_traffic(sw, [a, b], "upgrade", fault=fault)
     assert report["ok"], report
     assert sw.daemon_pid == report["new_pid"] != old
-    judge(violations(res, bound_of(results)), fault, res)
+    judge(violations(res, bound_of([report])), fault, res)
 
 
 @pytest.mark.parametrize(
@@ -365,16 +304,13 @@ def test_vlan_tagged_hosts_across_an_upgrade(sw: Sw, topology: Topology, fault: 
     assert a.ping(b.addr, count=2, interval=0.1)
     fdb0, flows0 = fdb_entries(sw, br), flows(sw, br)
     assert {f"10 {a.mac}", f"10 {b.mac}"} <= set(fdb0), fdb0
-    results: list[dict] = []
     # With flush-after-adopt the megaflow counters must show the flush: only UDP then, so
     # that the relearned flows cannot make up with TCP packets for the datagrams they
     # never counted (the hosts keep talking, so their MAC entries come back at once).
     classes = ("udp",) if fault == "flush-after-adopt" else CLASSES
-    res = measure([a, b], handoff_op(sw, "upgrade", env=fault_env(fault), results=results),
-                  name="upgrade", duration=12, at=1.5, rates=RATES, classes=classes)  # fmt: skip
-    (report,) = results
+    report, res = handoff_under_traffic(sw, [a, b], "upgrade", fault=fault, classes=classes)
     assert report["ok"], report
-    problems = violations(res, bound_of(results))
+    problems = violations(res, bound_of([report]))
     fdb1 = fdb_entries(sw, br)
     problems += [f"fdb: {k} {v} -> {fdb1.get(k)}" for k, v in fdb0.items()
                  if k.startswith("10 ") and fdb1.get(k, ("",))[0] != v[0]]  # fmt: skip

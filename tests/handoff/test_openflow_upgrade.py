@@ -4,21 +4,16 @@ lost while traffic follows those rules (not NORMAL)."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from hitless.impact.analysis import Phase
-from hitless.impact.run import Rates, measure
+from hitless.impact.run import Rates
 from tests.netns import Topology
 from tests.switch import Sw, run
-from tests.traffic import BREAKS, bound_of, fault_env, judge, violations
+from tests.traffic import BREAKS, bound_of, handoff_under_traffic, judge, violations
 
 pytestmark = pytest.mark.netns
 
@@ -96,34 +91,11 @@ def test_upgrade_keeps_openflow_rules_groups_meters_and_counters(
     meters_before = ofctl(sw, br, "dump-meters")
     assert len(before) == 3 and sum(before.values()) > 0
 
-    results: list[dict] = []
-
-    def upgrade() -> list[Phase]:
-        t0 = time.monotonic()
-        r = subprocess.run(
-            [str(BIN / "hitless"), "upgrade", "--rundir", str(sw.rundir.path), "--json"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd="/",
-            env={**os.environ, **(fault_env(fault) or {})},
-        )
-        results.append(json.loads(r.stdout))
-        return [Phase("upgrade", t0, time.monotonic())]
-
-    res = measure(
-        [a, b],
-        upgrade,
-        name="upgrade",
-        duration=12,
-        at=1.5,
-        rates=Rates(udp_pps=1000),
-        classes=("udp", "tcp-stream", "tcp-connect"),
-    )
-    (report,) = results
+    report, res = handoff_under_traffic(sw, [a, b], "upgrade", fault=fault,
+                                        rates=Rates(udp_pps=1000))  # fmt: skip
     assert report["ok"], report
     assert report["counts"].get("openflow_rules") == 3
-    problems = violations(res, bound_of(results))
+    problems = violations(res, bound_of([report]))
     after = rules(sw, br)
     if set(after) != set(before):  # the same rules, cookies, matches and actions
         problems.append(f"rules differ: {sorted(set(before) ^ set(after))}")
