@@ -8,7 +8,6 @@ without patch ports rolls back, also without loss."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -26,6 +25,7 @@ from tests.netns import Topology, UdpSink, udp_send
 from tests.switch import Sw
 from tests.traffic import BREAKS, Bound, bound_of, handoff_under_traffic, judge, violations
 from tests.upgrade.builds import build, previous_versions
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -33,14 +33,6 @@ pytestmark = pytest.mark.netns
 @pytest.fixture(params=["netdev", "ebpf"])
 def dp_type(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Two:
