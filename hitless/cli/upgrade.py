@@ -306,6 +306,58 @@ def print_report(report: dict[str, Any], direction: str) -> None:
             print(f"  {label:<48} {phases[key]:>10.1f} ms")
 
 
+# Asked of the new build's own interpreter: the ebpf layouts it knows (builds before
+# layout.LAYOUTS knew only layout.ABI; a build without the ebpf datapath fails the import).
+_LAYOUTS_PROBE = (
+    "from hitless.datapath.ebpf import layout as L\n"
+    "print(','.join(map(str, sorted(getattr(L, 'LAYOUTS', None) or [L.ABI]))))"
+)
+
+
+def peer_ebpf_layouts(command: list[str]) -> str | None:
+    """The ebpf program/map layouts the build ``command`` runs knows, as "1,2"; None if
+    it has no ebpf datapath (or cannot say). A build in this interpreter's installation
+    knows what this one knows."""
+    from hitless.datapath.ebpf.layout import LAYOUTS
+
+    exe = Path(command[0])
+    if command[0] == sys.executable or exe.parent == Path(sys.executable).parent:
+        return ",".join(map(str, sorted(LAYOUTS)))
+    python = command[0]
+    try:
+        with open(exe, "rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return None
+    if first.startswith(b"#!"):
+        python = first[2:].decode(errors="replace").split()[0]
+    try:
+        r = subprocess.run([python, "-c", _LAYOUTS_PROBE], capture_output=True, text=True,
+                           timeout=60, cwd="/")  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = r.stdout.strip()
+    return out if r.returncode == 0 and out.replace(",", "").isdigit() else None
+
+
+def ebpf_layouts_for(rundir: RunDir, command: list[str]) -> str | None:
+    """Before the handoff: have the running switch move its ebpf bridges to a BPF layout
+    the new build knows (``dpif-ebpf/layout-for``), so that a downgrade to a build that
+    knows only an older layout adopts the datapath instead of refusing it. Returns an
+    error that must stop the handoff, else None (a running build without the command
+    predates layouts: nothing to do)."""
+    layouts = peer_ebpf_layouts(command)
+    if layouts is None:
+        return None
+    r = subprocess.run(
+        ["ovs-appctl", "--timeout=60", "-t", str(rundir.ctl), "dpif-ebpf/layout-for", layouts],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if r.returncode != 0 and "not a valid command" not in r.stderr + r.stdout:
+        return f"the ebpf datapath cannot take a layout the new build knows: {r.stderr.strip()}"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     rundir = RunDir.at(args.rundir)
     try:
@@ -313,13 +365,17 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"hitless {args.direction}: {e}", file=sys.stderr)
         return 2
-    report = handover(
-        rundir,
-        command,
-        lease=args.lease,
-        timeout=args.timeout,
-        connect_timeout=args.connect_timeout,
-    )
+    refused = ebpf_layouts_for(rundir, command) if daemon_pid(rundir) else None
+    if refused is not None:
+        report: dict[str, Any] = {"ok": False, "reason": refused}
+    else:
+        report = handover(
+            rundir,
+            command,
+            lease=args.lease,
+            timeout=args.timeout,
+            connect_timeout=args.connect_timeout,
+        )
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
     else:

@@ -1,6 +1,7 @@
 """Datapath and bridge views, in Open vSwitch's layouts: ``dpif/show``, ``dpctl/show``,
 ``dpctl/dump-flows``, ``dpif/dump-flows``, ``dpctl/del-flows``, ``bridge/dump-flows``,
-``fdb/stats-show``, ``upcall/show``, ``revalidator/purge``, ``memory/show``.
+``fdb/stats-show``, ``upcall/show``, ``revalidator/purge``, ``memory/show``, and
+``dpif-ebpf/layout-for`` (the ebpf datapath's own step before a handoff).
 
 Every datapath provider answers through the ``Datapath`` interface alone (``ports()``,
 ``flow_dump()``, ``flow_count()``, ``lookup_stats()``), so a new provider (ebpf) shows up
@@ -241,3 +242,25 @@ def memory_show(req: Request) -> str:
             rules += rb.bridge.of.n_rules
             macs += len(rb.bridge.mac)
     return f"bridges:{len(sw.bridges)} datapath flows:{flows} mac entries:{macs} ports:{ports} rules:{rules}\n"
+
+
+@command("dpif-ebpf/layout-for", "LAYOUT[,LAYOUT...]", 1, 1)
+def ebpf_layout_for(req: Request) -> str:
+    """Make every ebpf bridge's BPF program/map layout one of LAYOUTS (the layouts a
+    build about to take over knows): ``hitless upgrade``/``downgrade`` run it first."""
+    from hitless.datapath.base import DatapathError
+    from hitless.datapath.ebpf.provider import EbpfDatapath
+
+    try:
+        peer = [int(x) for x in req.args[0].split(",")]
+    except ValueError:
+        raise CommandError(f"not a list of layout numbers: {req.args[0]!r}") from None
+    out = []
+    for _, rb in _datapaths(req.switch, []):
+        dp = rb.datapath
+        if isinstance(dp, EbpfDatapath):
+            try:
+                out.append(dp.layout_for(peer) + "\n")
+            except DatapathError as e:
+                raise CommandError(str(e)) from None
+    return "".join(out)

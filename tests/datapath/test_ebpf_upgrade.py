@@ -5,10 +5,12 @@ counting, and a handoff that fails leaves the old process's datapath attached.""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,18 +31,21 @@ from tests.handoff.test_netdev_upgrade import (
 )
 from tests.netns import Host, Topology
 from tests.switch import Sw
-from tests.traffic import bound_of, lease_bound
+from tests.traffic import OLD_BUILD_SLACK, bound_of, lease_bound
+from tests.upgrade.builds import build
 from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
 
 
-def ebpf_switch(sw: Sw, topo: Topology) -> tuple[Host, Host, str]:
+def ebpf_switch(
+    sw: Sw, topo: Topology, env: dict[str, str] | None = None
+) -> tuple[Host, Host, str]:
     a = topo.add_host("a", "10.0.0.1/24")
     b = topo.add_host("b", "10.0.0.2/24")
     r = subprocess.run(
         [str(BIN / "hitless"), "start", "--rundir", str(sw.rundir.path)],
-        capture_output=True, text=True, timeout=60, cwd="/",
+        capture_output=True, text=True, timeout=60, cwd="/", env={**os.environ, **(env or {})},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     br = topo.name("ebr")
@@ -175,3 +180,34 @@ def test_upgrade_and_downgrade_across_a_bpf_layout_change_lose_nothing(
         for flow, packets in busy.items():
             assert flow in flows_after and flows_after[flow] > packets, flow
         assert a.ping(b.addr, count=2, interval=0.1)
+
+
+# A build with the ebpf datapath from before layouts: it knows layout 1 only.
+LAYOUT_1_BUILD = "3cd53f8"
+
+
+def test_downgrade_to_a_build_that_knows_only_an_older_layout_moves_down_first(
+    sw: Sw, topology: Topology
+) -> None:
+    """The switch runs layout 2; the build it is downgraded to knows only layout 1 (it
+    refuses any other). hitless downgrade asks the new build which layouts it knows and
+    has the running switch move its datapath to layout 1 first (dpif-ebpf/layout-for),
+    with the kernel forwarding, then hands over: nothing lost, the old build serves."""
+    old_build = build(LAYOUT_1_BUILD)
+    a, b, br = ebpf_switch(sw, topology, env={L.LAYOUT_ENV: "2"})
+    assert program_layout(sw, br) == 2
+    prog = program_on(a.switch_port)
+    results: list[dict] = []
+    res = measure([a, b], handoff_op(sw, "downgrade", "--to", str(old_build.vswitchd),
+                                     results=results),
+                  name="downgrade-to-layout-1", duration=16, at=1.5, rates=RATES,
+                  classes=CLASSES)  # fmt: skip
+    (report,) = results
+    print(summary(res))
+    assert report["ok"], report
+    assert str(old_build.venv) in Path(f"/proc/{sw.daemon_pid}/cmdline").read_text()
+    bound = bound_of(results, slack=OLD_BUILD_SLACK)
+    bad = [v for v in violations(res, bound) if "gap" not in v and "latency" not in v]
+    assert not bad, "\n".join(bad) + "\n" + summary(res)
+    assert program_on(a.switch_port) == program_on(b.switch_port) != prog
+    assert a.ping(b.addr, count=2, interval=0.1)

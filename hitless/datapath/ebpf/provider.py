@@ -294,6 +294,9 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         except ValueError as e:
             raise DatapathError(str(e)) from None
         self.layout = self.native  # the running datapath's layout (set by _open)
+        # The layout this process moves the datapath to once it alone owns it: its own,
+        # unless a handoff to a build that does not know it is coming (``layout_for``).
+        self.target = self.native
         self._retired: _Retired | None = None
         self.move_error: str | None = None
         self.last_move_ms: dict[str, float] = {}
@@ -853,8 +856,8 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             return
         if self._owner != os.getpid() and not _alive(self._owner):
             self._take_ownership()  # the process we took over from has gone
-        if self._owner == os.getpid() and self.layout != self.native and self.move_error is None:
-            self._move_to(self.native)
+        if self._owner == os.getpid() and self.layout != self.target and self.move_error is None:
+            self._move_to(self.target)
         self._too_big.clear()
         if len(self.conntrack):
             self.conntrack.sweep(self.clock())
@@ -878,6 +881,7 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         to free slots; a flow whose mask finds none stays in this process
         (``not_offloaded``). A failure before the swap leaves the old program serving
         and is not retried (``move_error``, in dpctl/show)."""
+        self._retire(handle=True)  # a previous move's old program, if still around
         t0 = time.monotonic()
         old_abi = self.layout.abi
         try:
@@ -959,6 +963,31 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             "write %.1f ms, swap %.1f ms", self.name, old_abi, new.abi, len(flows),
             len(self._ports), *self.last_move_ms.values(),
         )  # fmt: skip
+
+    def layout_for(self, peer: Iterable[int]) -> str:
+        """Before a handoff to a build that knows the layouts ``peer``: if the running
+        layout is not one of them, move to the newest one both builds know (the kernel
+        forwarding all along), and stay there; else stay where it is. Returns what it
+        did; raises DatapathError if there is no common layout or the move failed."""
+        known = set(peer)
+        if self.layout.abi in known:
+            self.target = self.layout
+            return f"{self.name}: layout {self.layout.abi}, which the peer knows: kept"
+        common = sorted(known & set(L.LAYOUTS))
+        if not common:
+            raise DatapathError(
+                f"{self.name}: the peer knows the BPF layouts {sorted(known)}, this build "
+                f"{sorted(L.LAYOUTS)}: none in common"
+            )
+        if self._hands_off or not self._owns():
+            raise DatapathError(f"{self.name}: another process serves this datapath now")
+        old = self.layout.abi
+        self.target, self.move_error = L.LAYOUTS[common[-1]], None
+        self._move_to(self.target)
+        if self.move_error is not None:
+            raise DatapathError(f"{self.name}: {self.move_error}")
+        ms = ", ".join(f"{k} {v:.1f} ms" for k, v in self.last_move_ms.items())
+        return f"{self.name}: moved from layout {old} to {self.layout.abi} ({ms})"
 
     def _retire(self, handle: bool) -> None:
         """The old program's last counts (between the copy and the swap) added to the
