@@ -19,6 +19,7 @@ import pytest
 from tests.daemon.test_meters import meter_stats, ofctl
 from tests.netns import Host, Topology, UdpSink, udp_send
 from tests.switch import BIN, Sw
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -53,9 +54,7 @@ def phase(sw: Sw, br: str, a: Host, b: Host) -> int:
     before = meter_stats(sw, br)[0]
     sink = UdpSink(b, PORT, idle=2.0)
     udp_send(a, b.addr, PORT, SENT, batch=30, pause=0.005)
-    deadline = time.monotonic() + 30
-    while meter_stats(sw, br)[0] < before + SENT and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: meter_stats(sw, br)[0] >= before + SENT, "the meter to see every datagram")
     return len(set(sink.seqs()))
 
 
@@ -108,10 +107,8 @@ def test_handoff_to_a_build_reading_format_2_with_a_metered_megaflow_installed(
     assert status["taken_over"]["state_version"] == 2
     # The megaflow came without its meter action; the new revalidator's first sweep
     # re-translates it and puts the action back before the meter is relied on again.
-    deadline = time.monotonic() + 10
-    while "meter(1)" not in sw.appctl("dpctl/dump-flows", br).stdout:
-        assert time.monotonic() < deadline, sw.appctl("dpctl/dump-flows", br).stdout
-        time.sleep(0.05)
+    wait_for(lambda: "meter(1)" in sw.appctl("dpctl/dump-flows", br).stdout,
+             "the revalidator to put the meter action back")  # fmt: skip
     t0 = time.monotonic()
     got2 = phase(sw, br, a, b)
     t1 = time.monotonic()
