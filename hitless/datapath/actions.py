@@ -106,9 +106,12 @@ class Ct:
 
 
 def format_nat(nat: NatSpec) -> str:
-    """nat, nat(src=10.0.0.1-10.0.0.9:2000-2999,persistent) as Open vSwitch writes it."""
+    """nat, nat(src), nat(src=10.0.0.1-10.0.0.9:2000-2999,persistent) as Open vSwitch
+    writes it."""
     if nat.kind is None:
         return "nat"
+    if not nat.addr_min:  # zero SNAT
+        return f"nat({nat.kind})"
     addr = str(ipaddress.ip_address(nat.addr_min))
     if nat.addr_max and nat.addr_max != nat.addr_min:
         addr += f"-{ipaddress.ip_address(nat.addr_max)}"

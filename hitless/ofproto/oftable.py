@@ -365,14 +365,53 @@ def _parsed_instructions(data: bytes) -> tuple[Instruction, ...]:
     return insts
 
 
+# The transport ports in the pipeline key. A client's source port is new with every
+# connection: a lookup that misses a subtable matching ports un-wildcards only the port
+# bits that tell the packet from that subtable's rules, as Open vSwitch's staged lookup
+# and ports trie do (one megaflow per connection otherwise: OVN's DHCP rules,
+# ``udp,tp_src=546,tp_dst=547``, sit in front of every packet).
+PORTS = LOCS["tcp_src"].ones << LOCS["tcp_src"].pos | LOCS["tcp_dst"].ones << LOCS["tcp_dst"].pos
+# Beyond this many rules agreeing with the packet outside the ports, the whole mask.
+MAX_PORT_CANDIDATES = 32
+
+
 class _Subtable:
-    __slots__ = ("mask", "md_mask", "rules", "max_priority")
+    __slots__ = ("mask", "md_mask", "rules", "max_priority", "ports", "by_rest")
 
     def __init__(self, mask: int, md_mask: int) -> None:
         self.mask = mask
         self.md_mask = md_mask
         self.rules: dict[tuple[int, int], list[Rule]] = {}  # (key, md) -> by priority desc
         self.max_priority = -1
+        self.ports = mask & PORTS  # the port bits this subtable matches
+        # with ports: (key outside the ports, md) -> the rules' port bits
+        self.by_rest: dict[tuple[int, int], set[int]] = {}
+
+    def add_key(self, key: int, md: int) -> None:
+        if self.ports:
+            self.by_rest.setdefault((key & ~PORTS, md), set()).add(key & PORTS)
+
+    def drop_key(self, key: int, md: int) -> None:
+        if self.ports:
+            rest = self.by_rest[(key & ~PORTS, md)]
+            rest.discard(key & PORTS)
+            if not rest:
+                del self.by_rest[(key & ~PORTS, md)]
+
+    def miss_mask(self, key: int, md: int) -> int:
+        """The key bits that prove no rule here matches ``key`` (none does)."""
+        if not self.ports:
+            return self.mask
+        rest = self.mask & ~PORTS
+        ports = self.by_rest.get((key & rest, md & self.md_mask))
+        if ports is None:
+            return rest  # no rule agrees outside the ports: the ports do not matter
+        if len(ports) > MAX_PORT_CANDIDATES:
+            return self.mask
+        mine = key & self.ports
+        for v in ports:  # one bit where the packet differs from each rule suffices
+            rest |= 1 << ((mine ^ v).bit_length() - 1)
+        return rest
 
 
 class Table:
@@ -408,7 +447,10 @@ class Table:
         if st is None:
             st = self._subtables[(rule.mask, rule.md_mask)] = _Subtable(rule.mask, rule.md_mask)
             self._order = None
-        bucket = st.rules.setdefault((rule.key, rule.md), [])
+        bucket = st.rules.get((rule.key, rule.md))
+        if bucket is None:
+            bucket = st.rules[(rule.key, rule.md)] = []
+            st.add_key(rule.key, rule.md)
         bucket.append(rule)
         bucket.sort(key=_by_priority_desc)
         if rule.priority > st.max_priority:
@@ -431,6 +473,7 @@ class Table:
         bucket.remove(rule)
         if not bucket:
             del st.rules[(rule.key, rule.md)]
+            st.drop_key(rule.key, rule.md)
         if not st.rules:
             del self._subtables[(rule.mask, rule.md_mask)]
         else:
@@ -464,10 +507,13 @@ class Table:
         for st in order:
             if st.max_priority <= hard_pri:
                 break
-            seen |= st.mask
             seen_md |= st.md_mask
             bucket = st.rules.get((key & st.mask, md & st.md_mask))
-            if bucket is None or bucket[0].priority <= hard_pri:
+            if bucket is None:
+                seen |= st.miss_mask(key, md)
+                continue
+            seen |= st.mask
+            if bucket[0].priority <= hard_pri:
                 continue
             if bucket[0].conj is None:
                 hard, hard_pri = bucket[0], bucket[0].priority

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hitless.datapath import actions as dp
 from hitless.datapath.conntrack import (
     CS_DNAT,
     CS_EST,
@@ -271,6 +272,10 @@ def test_zero_snat_keeps_the_source_unless_its_reply_tuple_is_taken() -> None:
     assert p.tuple.sport >= 1024 and checksums_ok(moved.packet)
     with pytest.raises(ValueError):
         NatSpec("dst")
+    # As the datapath action shows it (dpctl/dump-flows) and carries it across a handoff.
+    act = (dp.Ct(3, True, False, NatSpec("src")),)
+    assert dp.format_actions(act) == "ct(commit,zone=3,nat(src))"
+    assert dp.actions_from_json(dp.actions_to_json(act)) == act
 
 
 def test_records_round_trip_and_changes() -> None:

@@ -4,8 +4,10 @@ meters, export/import."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hitless.ofproto.oftable import OfState, compile_match
+from hitless.ofproto.oftable import PORTS, OfState, compile_match
 from hitless.openflow import (
     ApplyActions,
     Bucket,
@@ -311,3 +313,66 @@ def test_prerequisites_are_checked_per_value_not_only_per_shape() -> None:
             with pytest.raises(RemoteProtocolError):
                 compile_match(m)
     assert compile_match(tcp) != compile_match(Match.of(eth_type=IP, ip_proto=6, tcp_dst=81))
+
+
+_PORT_RULES = st.lists(
+    st.tuples(
+        st.integers(1, 50),  # priority
+        st.sampled_from([None, 17, 6]),  # ip_proto (None: any IP)
+        st.one_of(st.none(), st.sampled_from([53, 67, 68, 546, 547, 5000, 0x8000])),  # tp_src
+        st.one_of(st.none(), st.sampled_from([53, 67, 547, 7100, 7101])),  # tp_dst
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rules=_PORT_RULES, packets=st.lists(
+    st.tuples(st.sampled_from([17, 6, 1]), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF),
+              st.integers(0, 0xFFFFFFFF)), min_size=1, max_size=8))  # fmt: skip
+def test_megaflow_masks_over_ports_are_sound(
+    rules: list[tuple[int, int | None, int | None, int | None]],
+    packets: list[tuple[int, int, int, int]],
+) -> None:
+    """Whatever a lookup leaves wildcarded (only some port bits, when a subtable misses)
+    may take any value: every packet agreeing on the reported mask finds the same rule.
+    (It fails if a miss leaves out the port bits that tell the packet from a rule.)"""
+    of = OfState()
+    for prio, proto, sport, dport in rules:
+        fields: dict[str, int] = {"eth_type": IP}
+        if proto is not None or sport is not None or dport is not None:
+            fields["ip_proto"] = proto or 17
+            if sport is not None:
+                fields["udp_src" if fields["ip_proto"] == 17 else "tcp_src"] = sport
+            if dport is not None:
+                fields["udp_dst" if fields["ip_proto"] == 17 else "tcp_dst"] = dport
+        add(of, priority=prio, match=Match.of(**fields), instructions=out(prio))
+    table = of.tables[0]
+    for proto, sport, dport, noise in packets:
+        key = int.from_bytes(
+            make_key(eth_type=IP, ip_proto=proto, tp_src=sport, tp_dst=dport), "big"
+        )
+        rule, mask, _ = table.lookup(key, 0)
+        # the free port bits set as random noise, and as each rule's own ports (the
+        # packets most likely to be told apart wrongly)
+        pattern = int.from_bytes(noise.to_bytes(4, "big") * 64, "big")
+        for fill in [pattern, *(r.key for r in table)]:
+            other = key ^ ((key ^ fill) & PORTS & ~mask)
+            rule2, _, _ = table.lookup(other, 0)
+            assert rule2 is rule, (hex(key), hex(other), hex(mask))
+
+
+def test_a_client_port_is_not_in_the_megaflow_of_a_miss() -> None:
+    """OVN's DHCPv6 rule (udp,tp_src=546,tp_dst=547) ahead of a catch-all: a UDP packet
+    from port 45245 to 7100 needs one port bit to be told from it, not all 32."""
+    of = OfState()
+    dhcp = Match.of(eth_type=IP, ip_proto=17, udp_src=546, udp_dst=547)
+    add(of, priority=110, match=dhcp, instructions=out(1))
+    add(of, priority=100, match=Match.of(eth_type=IP), instructions=out(2))
+    prio, mask = lookup(of, eth_type=IP, ip_proto=17, tp_src=45245, tp_dst=7100)
+    assert prio == 100
+    assert bin(mask & PORTS).count("1") == 1
+    # No UDP rule agrees with a TCP packet outside the ports: none of its port bits.
+    prio, mask = lookup(of, eth_type=IP, ip_proto=6, tp_src=45245, tp_dst=7100)
+    assert prio == 100 and mask & PORTS == 0

@@ -15,10 +15,19 @@ Checked:
   as the policy says; ovn-controller received no OpenFlow error from either, and its
   flow table dumps the same on both (cookies, which are southbound row ids, and the
   hosts' MACs aside);
+* ``hitless upgrade`` under sequenced traffic (UDP each way, a TCP stream and new TCP
+  connections a->b, the replies through +est): no datagram or stream record lost or
+  doubled, the TCP stream's tracked connection is the same entry after, and
+  ovn-controller keeps its OpenFlow connections (no reconnect in its log) and its flows
+  (rule counters go on counting: a reinstall would have reset them). Then the shared
+  handoff assertion (tests/traffic.py) with the freeze's bound plus the stalls the same
+  traffic shows without an operation (measured first, same run); above load average
+  ``LOADED`` a failure of that timing part alone is reported as xfail, with its numbers.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -28,10 +37,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from hitless.impact.run import Rates
+from hitless.impact.analysis import Phase
+from hitless.impact.bounds import PACED, Bound, summary, violations
+from hitless.impact.run import Rates, measure
 from hitless.impact.switches import HitlessSwitch, OvsSwitch
 from hitless.impact.topology import Host, Topology
 from tests.ovn.ovn import Ovn, available
+from tests.traffic import assert_handoff_traffic, bound_of
 from tests.wait import wait_for
 
 pytestmark = [
@@ -47,6 +59,9 @@ ACLS = [
     ("to-lport", "1001", 'outport == "lpa" && ip4', "drop"),
 ]
 CLASSES = ("udp", "tcp-stream", "tcp-connect")
+# Above this load average (2 cores) the Python pipeline's stalls swamp the handoff's:
+# the upgrade test then judges loss, connections and the controller, not timing.
+LOADED = 4.0
 RATES = Rates(udp_pps=1000, tcp_interval=0.01, connect_interval=0.02)
 # (probe, expected): what the policy lets through
 EXPECTED = {
@@ -257,3 +272,85 @@ def test_ovn_acls_forward_and_drop_as_on_open_vswitch() -> None:
     assert not only_ovs and not only_hl, "\n".join(
         ["only on Open vSwitch:", *only_ovs, "only on hitless:", *only_hl]
     )
+
+
+def _tracked(s: Side, established: bool = False) -> set[str]:
+    """The tracked TCP stream connections a->b (dpctl/dump-conntrack, without the TCP
+    state, which moves on); with ``established``, only those in ESTABLISHED."""
+    text = s.sw.appctl("dpctl/dump-conntrack")
+    return {ln.split(",protoinfo=")[0] for ln in text.splitlines()
+            if f"dport={PORT + 2}" in ln and "tcp" in ln
+            and (not established or "state=ESTABLISHED" in ln)}  # fmt: skip
+
+
+def _counters(s: Side) -> dict[str, int]:
+    """Each rule (by its match and actions, cookie included) -> its packet counter."""
+    out = {}
+    for line in s.ofctl("dump-flows").splitlines():
+        m = re.search(r"n_packets=(\d+), ", line)
+        if m:
+            key = re.sub(r"(duration=[0-9.]+s|n_packets=\d+|n_bytes=\d+|idle_age=\d+), ", "", line)
+            out[key.strip()] = int(m.group(1))
+    return out
+
+
+def test_hitless_upgrade_under_ovn_loses_nothing_and_keeps_connections_and_controller() -> None:
+    with ovn_side("hitless", 190 + (hash("ovn-up") % 9)) as s:
+        assert isinstance(s.sw, HitlessSwitch)
+        upgrade = s.sw.operation("upgrade")
+        links = s.ovn.bridge_connections()
+        assert links, "ovn-controller's log shows no OpenFlow connection to the bridge"
+        seen: dict[str, object] = {}
+
+        def operation() -> list[Phase]:
+            seen["tracked"] = _tracked(s, established=True)
+            seen["counters"] = _counters(s)
+            phases = upgrade()
+            seen["tracked_after"] = _tracked(s)
+            return phases
+
+        # Warm up the pipeline's first upcalls (ARP, the first packets of each kind).
+        assert s.a.ping(_ip(s.b), count=3) and tcp_ok(s.a, s.b, PORT + 2)
+        assert udp_ok(s.b, s.a, UDP_TO_A) and udp_ok(s.a, s.b, PORT)
+        # The same traffic without an operation first: the stalls this machine shows
+        # anyway (every packet of OVN's pipeline that misses is translated in Python).
+        base = measure([s.a, s.b], lambda: None, name="no operation", duration=6, at=1.0,
+                       rates=RATES, classes=CLASSES, port=PORT)  # fmt: skip
+        print(summary(base))
+        res = measure([s.a, s.b], operation, name="upgrade", duration=12, at=1.5, rates=RATES,
+                      classes=CLASSES, port=PORT)  # fmt: skip
+        print(summary(res))
+        by_kind = {c.name: c for c in res.classes}
+        # Not one datagram lost or doubled either way; the TCP stream survived whole.
+        for c in res.classes:
+            assert c.duplicates == 0, summary(res)
+            if c.kind != "tcp-connect":
+                assert c.lost == 0 and c.outcome in (None, "survived"), summary(res)
+        assert {"udp", "tcp-stream", "tcp-connect"} <= {c.kind for c in by_kind.values()}
+        # The TCP stream's connection was tracked before and is the same entry after.
+        tracked = seen["tracked"]
+        assert isinstance(tracked, set) and tracked, seen
+        assert tracked <= seen["tracked_after"], seen  # type: ignore[operator]
+        # ovn-controller kept its OpenFlow connections (no reconnect logged) and got no
+        # error; its rules were not reinstalled: every counter went on from where it was.
+        assert s.ovn.bridge_connections() == links
+        assert s.ovn.openflow_errors() == []
+        after = _counters(s)
+        before = seen["counters"]
+        assert isinstance(before, dict) and after.keys() == before.keys()
+        assert all(after[k] >= n for k, n in before.items())
+        assert sum(after.values()) > sum(before.values())
+        # The shared handoff assertion (gaps and latency within the freeze + slack, plus
+        # what the run without an operation showed; no failed connection).
+        assert s.sw.last_report is not None
+        bound = bound_of([s.sw.last_report])
+        stall = max(c.longest_gap for c in base.classes if c.kind in PACED)
+        late = max(c.worst_latency or 0.0 for c in base.classes if c.kind in PACED)
+        bound = Bound(bound.gap + stall, bound.latency + late,
+                      f"{bound.why}, plus the {stall * 1000:.0f} ms gap and {late * 1000:.0f} ms "
+                      "latency of the same traffic without an operation")  # fmt: skip
+        bad = violations(res, bound)
+        load = os.getloadavg()[0]
+        if bad and load > LOADED:
+            pytest.xfail(f"load average {load:.1f}: timing not judged; {bad}")
+        assert_handoff_traffic(res, bound)
