@@ -344,7 +344,7 @@ def test_hitless_upgrade_under_ovn_loses_nothing_and_keeps_connections_and_contr
         base = measure([s.a, s.b], lambda: None, name="no operation", duration=6, at=1.0,
                        rates=RATES, classes=CLASSES, port=PORT)  # fmt: skip
         print(summary(base))
-        res = measure([s.a, s.b], operation, name="upgrade", duration=12, at=1.5, rates=RATES,
+        res = measure([s.a, s.b], operation, name="upgrade", duration=15, at=1.5, rates=RATES,
                       classes=CLASSES, port=PORT)  # fmt: skip
         print(summary(res))
         by_kind = {c.name: c for c in res.classes}
