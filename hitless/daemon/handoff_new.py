@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hitless import __version__
-from hitless.daemon import faults
+from hitless.daemon import faults, priority
 from hitless.handoff import transport
 from hitless.handoff.protocol import (
     FEATURES,
@@ -128,17 +128,24 @@ IMPORT_NICENESS = 5  # added while importing the pre-copy
 @contextlib.contextmanager
 def _second_to_the_old_process() -> Iterator[None]:
     """Import the pre-copy at a lower CPU priority: on a busy machine the old process,
-    which still forwards every packet, gets the CPU first. Only when this process can
-    take its priority back afterwards (as root); otherwise it imports as it is."""
+    which still forwards every packet, gets the CPU first (our session's too, when we
+    lead one: ``hitless.daemon.priority``). Only when this process can take its priority
+    back afterwards (as root); otherwise it imports as it is. The freeze runs at the
+    old process's priority again."""
     if os.geteuid() != 0:
         yield
         return
     before = os.getpriority(os.PRIO_PROCESS, 0)
+    session = priority.session_niceness()  # None: no session of our own to weigh
     os.setpriority(os.PRIO_PROCESS, 0, min(before + IMPORT_NICENESS, 19))
+    if session is not None:
+        priority.set_session_niceness(min(session + IMPORT_NICENESS, 19))
     try:
         yield
-    finally:
+    finally:  # from Ready on (the freeze): the old process's priority again
         os.setpriority(os.PRIO_PROCESS, 0, before)
+        if session is not None:
+            priority.set_session_niceness(session)
 
 
 class _Session:

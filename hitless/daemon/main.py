@@ -18,12 +18,12 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 import hitless
 from hitless.config.ovsdb import DEFAULT_SCHEMA
 from hitless.daemon import faults, gcwatch, settings, vlog
+from hitless.daemon.priority import DEFAULT_NICE, set_niceness
 from hitless.daemon.rundir import (
     DAEMON_NAME,
     RunDir,
@@ -35,13 +35,6 @@ from hitless.daemon.rundir import (
 )
 
 log = logging.getLogger(DAEMON_NAME)
-
-# Open vSwitch's ovs-ctl starts ovs-vswitchd at niceness -10 (--ovs-vswitchd-priority).
-# Measured on the shared 2-core machine at a load average of ~15: at niceness 0 the
-# daemon's serving-loop turns took 60-150 ms of wall time for 12-34 ms of CPU (it waited
-# for a core), and every such wait is a forwarding gap.
-DEFAULT_NICE = -10
-IMPORT_NICENESS = 5  # the new process of an upgrade, until it owns the switch
 
 
 def setup_logging(logfile: str | os.PathLike[str], level: str = "INFO") -> None:
@@ -90,41 +83,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-AUTOGROUP = Path("/proc/self/autogroup")
-
-
-def set_niceness(nice: int, session: int | None = None) -> None:
-    """Run at ``nice`` if allowed; otherwise say so and keep the inherited niceness.
-
-    With the kernel's session autogroups (``kernel.sched_autogroup_enabled``, on in
-    Debian's kernels) a process's niceness only weighs against the other processes of
-    its session, and each session competes as one at its autogroup's niceness: so a
-    daemon that leads its own session (``hitless start`` and ``hitless upgrade`` start it
-    so) sets that too, to ``session`` if given (the new process of an upgrade imports
-    the pre-copy behind the old one: ``set_session_niceness`` at commit). A daemon run
-    inside someone else's session leaves it alone."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-    except OSError as e:
-        log.info(
-            "keeping niceness %d (cannot set %d: %s)",
-            os.getpriority(os.PRIO_PROCESS, 0),
-            nice,
-            e.strerror,
-        )
-        return
-    set_session_niceness(nice if session is None else session)
-
-
-def set_session_niceness(nice: int) -> None:
-    """The autogroup niceness of our session, if we lead it (see ``set_niceness``)."""
-    if os.getsid(0) == os.getpid() and AUTOGROUP.exists():
-        try:
-            AUTOGROUP.write_text(f"{nice}\n")
-        except OSError as e:
-            log.info("session autogroup niceness left as it is: %s", e.strerror)
-
-
 def main(argv: list[str] | None = None) -> int:
     hitless.refuse_eventlet()
     args = parse_args(argv)
@@ -134,12 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     setup_logging(rundir.log, args.log_level)
     gcwatch.install()  # no full collections: they stall forwarding (module doc)
+    set_niceness(args.nice)  # and the session's (hitless.daemon.priority)
     if args.takeover:
-        # Behind the running switch until we own it (on_commit), as handoff_new's
-        # _second_to_the_old_process does for the import within the process.
-        set_niceness(args.nice, session=min(args.nice + IMPORT_NICENESS, 19))
         return takeover_main(rundir, args)
-    set_niceness(args.nice)
     other = daemon_pid(rundir)
     if other is not None and other != os.getpid():
         log.error("another %s (pid %d) already runs in %s", DAEMON_NAME, other, rundir.path)
@@ -252,7 +207,6 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
 
         def on_commit() -> None:
             assert switch is not None
-            set_session_niceness(args.nice)
             inherited = importer.listeners
             switch.start_unixctl(inherited.pop("unixctl", None))
             write_pidfile(rundir.pidfile)

@@ -154,7 +154,7 @@ def test_the_daemon_runs_at_niceness_minus_10_across_an_upgrade(started: Sw) -> 
     new = started.daemon_pid
     assert new is not None and new != old
     assert os.getpriority(os.PRIO_PROCESS, new) == -10
-    assert autogroup_nice(new) in (None, -10)  # -5 while importing, -10 from commit
+    assert autogroup_nice(new) in (None, -10)  # -5 while importing, -10 from Ready on
     r = run([str(BIN / "hitless-vswitchd"), "--rundir", "/nonexistent", "--nice", "-21"], False)
     assert r.returncode == 2 and "--nice must be from -20 to 19" in r.stderr
 
