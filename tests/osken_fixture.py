@@ -96,8 +96,8 @@ class OsKenPeer:
                 self.proc = subprocess.Popen(
                     [
                         self.python,
-                        # -P: not tests/ first on sys.path, where tests/packaging/ would
-                        # hide the "packaging" module os-ken imports.
+                        # -P: not tests/ first on sys.path, where a test package named like
+                        # a library (tests/packaging/ once did) hides the module os-ken imports.
                         "-P",
                         str(RUNNER),
                         "--port",

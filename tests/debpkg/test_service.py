@@ -3,7 +3,7 @@ helper (packaging/hitless-service) against a layout in a temporary directory, th
 maintainer and init scripts' syntax, the systemd unit (systemd-analyze verify), the
 version order of builds, and ``hitless status`` naming the build that runs.
 
-The full apt-get install/upgrade/downgrade under traffic is tests/packaging/test_apt.py.
+The full apt-get install/upgrade/downgrade under traffic is tests/debpkg/test_apt.py.
 """
 
 from __future__ import annotations
