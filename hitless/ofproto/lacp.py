@@ -23,6 +23,10 @@ and lacp/show), not the full 802.1AX state machines:
   and at once when what we would say changed; passive members send only when the
   partner is active.
 
+* The Marker Responder (802.1AX-2014 6.5): a Marker Information PDU received on a member
+  is answered on that member with a Marker Response carrying the requester's port,
+  system and transaction id (Open vSwitch 3.1 counts marker PDUs and answers none).
+
 The wire layout of an actor/partner TLV is described once (``_INFO``) and used both ways.
 """
 
@@ -48,6 +52,8 @@ LACP_DST = bytes.fromhex("0180c2000002")  # Slow_Protocols_Multicast (802.3 Anne
 LACP_ETH_TYPE = 0x8809  # Slow_Protocols_Type
 SUBTYPE_LACP = 1
 SUBTYPE_MARKER = 2
+MARKER_INFO, MARKER_RESPONSE = 1, 2  # Marker PDU TLV types
+_MARKER = struct.Struct("!BBH6sI2x")  # TLV type, length 16, port, system, transaction
 FAST_INTERVAL = 1.0  # seconds between PDUs when the partner asks for short timeouts
 SLOW_INTERVAL = 30.0
 DEFAULT_PRIORITY = 65535  # port priority
@@ -137,6 +143,22 @@ def encode_pdu(src: bytes, actor: LacpInfo, partner: LacpInfo) -> bytes:
     )
 
 
+def marker_response(frame: bytes, src: bytes) -> bytes | None:
+    """The Marker Response (from ``src``) to a Marker Information PDU; None for anything
+    else (a response, a short or malformed frame)."""
+    if len(frame) < _HEADER.size + _MARKER.size:
+        return None
+    _, _, eth_type, subtype, _version = _HEADER.unpack_from(frame)
+    tlv, length, port, system, xid = _MARKER.unpack_from(frame, _HEADER.size)
+    if eth_type != LACP_ETH_TYPE or subtype != SUBTYPE_MARKER or tlv != MARKER_INFO:
+        return None
+    if length != _MARKER.size:
+        return None
+    body = _MARKER.pack(MARKER_RESPONSE, _MARKER.size, port, system, xid)
+    frame_out = _HEADER.pack(LACP_DST, src, LACP_ETH_TYPE, SUBTYPE_MARKER, 1) + body
+    return (frame_out + _TERMINATOR.pack(0, 0)).ljust(_HEADER.size + 108, b"\0")
+
+
 def decode_pdu(frame: bytes) -> tuple[LacpInfo, LacpInfo]:
     """(actor, partner) of an LACPDU frame; raises ValueError for anything else (a
     Marker PDU, a short or malformed frame)."""
@@ -181,6 +203,7 @@ class LacpMember:
     rx_pdus: int = 0
     rx_bad: int = 0
     rx_marker: int = 0
+    tx_marker: int = 0  # Marker Responses sent
     expired_count: int = 0
     defaulted_count: int = 0
     carrier_changes: int = 0
@@ -202,6 +225,7 @@ class Lacp:
         self.sys_priority = sys_priority
         self.members: dict[int, LacpMember] = {}  # ofport -> member
         self.fallback_ab = False  # other_config:lacp-fallback-ab
+        self._responses: list[tuple[int, bytes]] = []  # Marker Responses to send
 
     # Configuration ---------------------------------------------------------------
     def configure(
@@ -262,6 +286,10 @@ class Lacp:
             return False
         if len(frame) > 14 and frame[14] == SUBTYPE_MARKER:
             m.rx_marker += 1
+            response = marker_response(frame, m.mac)
+            if response is not None:
+                self._responses.append((ofport, response))
+                m.tx_marker += 1
             return False
         try:
             actor, partner = decode_pdu(frame)
@@ -308,7 +336,7 @@ class Lacp:
                     m.rx_expires = None
                 m.ntt = True
         self._update_attached()
-        out: list[tuple[int, bytes]] = []
+        out, self._responses = self._responses, []
         for m in sorted(self.members.values(), key=lambda m: m.ofport):
             if not m.carrier:
                 continue

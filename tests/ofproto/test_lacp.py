@@ -166,3 +166,33 @@ def test_bond_state_carried_to_a_new_bridge_needs_no_renegotiation() -> None:
     assert nb.buckets == ba.buckets
     assert data_ports(fresh.send("ha", frame(BCAST, mac(5)))) >= {"br0"}
     assert len(data_ports(fresh.send("ha", frame(BCAST, mac(5)))) & {"p0", "p1"}) == 1
+
+
+def test_marker_information_is_answered_on_the_member_it_came_in_on() -> None:
+    import struct
+
+    r = Rig({"br0": P(type="internal"), "ha": P()})
+    bond = BondConfig(mode="balance-tcp", lacp="active", lacp_time="fast")
+    r.bridge.reconfigure(with_bond(config("br0", r.ports), bond), r.clock.t)
+    r.run()
+    r.out()
+    requester = bytes.fromhex("020000000099")
+    body = struct.pack("!BBBBH6sI2x", 2, 1, 1, 16, 7, requester, 0xABCDEF01)
+    marker = bytes.fromhex("0180c2000002") + requester + b"\x88\x09" + body
+    marker += struct.pack("!BB", 0, 0) + bytes(90)
+    r.dp.receive(r.no("p1"), marker)
+    r.run()
+    out = r.out()
+    (resp,) = [f for f in out.get("p1", []) if f[12:15] == b"\x88\x09\x02"]
+    assert resp[:6] == bytes.fromhex("0180c2000002")
+    assert resp[6:12] == r.dp.ports()[r.no("p1")].mac  # from the member's own address
+    assert resp[14:18] == b"\x02\x01\x02\x10"  # Marker, version 1, Marker Response TLV, 16
+    assert resp[18:30] == struct.pack("!H6sI", 7, requester, 0xABCDEF01)
+    assert len(resp) == 124
+    assert not [f for f in out.get("p0", []) if f[12:15] == b"\x88\x09\x02"]
+    lacp = r.bridge.bonds["bond0"].lacp
+    assert lacp is not None and "RX Marker Request PDUs: 1" in lacp.show_stats()
+    # A Marker Response is not answered.
+    r.dp.receive(r.no("p1"), resp)
+    r.run()
+    assert not [f for f in r.out().get("p1", []) if f[12:15] == b"\x88\x09\x02"]
