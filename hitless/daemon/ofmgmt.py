@@ -41,6 +41,7 @@ from hitless.openflow import (
     SessionState,
     Timeout,
 )
+from hitless.openflow.constants import PROTOCOL_VERSIONS
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
 from hitless.openflow.messages import decode as decode_message
 from hitless.openflow.nxmsg import TlvMap
@@ -57,7 +58,7 @@ def mgmt_path(rundir: str, bridge: str) -> str:
 
 DEFAULT_TCP_PORT = 6653
 _ROLES = {1: "other", 2: "master", 3: "slave"}
-_PROTOCOLS = {"OpenFlow10": 1, "OpenFlow13": 4, "OpenFlow14": 5, "OpenFlow15": 6}
+_PROTOCOLS = PROTOCOL_VERSIONS
 # Open vSwitch enables 1.0 to 1.5 when Bridge.protocols is empty: the ones we speak.
 DEFAULT_VERSIONS = tuple(sorted(_PROTOCOLS.values()))
 

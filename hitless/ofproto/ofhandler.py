@@ -23,7 +23,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hitless.ofproto.oftable import MAX_METER_BANDS
 from hitless.openflow.connection import Connection
 from hitless.openflow.constants import (
+    NX_EXPERIMENTER_ID,
     OFP10_VERSION,
+    OFP11_VERSION,
+    OFP12_VERSION,
     OFP13_VERSION,
     OFP14_VERSION,
     ActionType,
@@ -41,6 +44,7 @@ from hitless.openflow.constants import (
     MeterFlags,
     MsgType,
     MultipartFlags,
+    OxmClass,
     OxmField,
     PortConfig,
     PortModFailedCode,
@@ -51,7 +55,7 @@ from hitless.openflow.constants import (
     TableFeaturePropType,
 )
 from hitless.openflow.constants import Port as OfPort
-from hitless.openflow.errors import RemoteProtocolError
+from hitless.openflow.errors import NxError, RemoteProtocolError
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.match import field as oxm_field
 from hitless.openflow.messages import (
@@ -89,6 +93,8 @@ from hitless.openflow.multipart import (
     AggregateStatsRequest,
     DescReply,
     DescRequest,
+    ExperimenterStatsReply,
+    ExperimenterStatsRequest,
     FlowStats,
     FlowStatsReply,
     FlowStatsRequest,
@@ -119,6 +125,7 @@ from hitless.openflow.multipart import (
     QueueStats,
     QueueStatsReply,
     QueueStatsRequest,
+    TableCaps,
     TableDesc,
     TableDescReply,
     TableDescRequest,
@@ -130,6 +137,7 @@ from hitless.openflow.multipart import (
     TableStatsReply,
     TableStatsRequest,
 )
+from hitless.openflow.nx import NxStatsType
 from hitless.openflow.nxmsg import (
     NxCtFlushZone,
     NxTlvTableMod,
@@ -247,6 +255,40 @@ def _table_features() -> tuple[TableFeatures, ...]:
 
 
 _TABLE_FEATURES: tuple[TableFeatures, ...] | None = None
+_TABLE_CAPS: tuple[TableCaps, ...] | None = None
+OFPC11_ARP_MATCH_IP = 1 << 7  # ofp_capabilities of OpenFlow 1.1 (1.2 dropped it)
+
+
+def _table_caps() -> tuple[TableCaps, ...]:
+    """What each table can do as 1.1/1.2 table statistics say it: the same fields,
+    actions and instructions the 1.3 table features list."""
+    global _TABLE_FEATURES, _TABLE_CAPS
+    if _TABLE_CAPS is not None:
+        return _TABLE_CAPS
+    if _TABLE_FEATURES is None:
+        _TABLE_FEATURES = _table_features()
+    out = []
+    for tf in _TABLE_FEATURES:
+        ids = {p.type: frozenset(p.ids) for p in tf.properties}
+        fields = {t: frozenset((h >> 9) & 0x7F for h in v if h >> 16 == OxmClass.OPENFLOW_BASIC)
+                  for t, v in ids.items()}  # fmt: skip
+        insts = ids[TableFeaturePropType.INSTRUCTIONS] - {InstructionType.METER}
+        if not ids[TableFeaturePropType.NEXT_TABLES]:
+            insts -= {InstructionType.GOTO_TABLE}
+        out.append(
+            TableCaps(
+                match=fields[TableFeaturePropType.MATCH],
+                wildcards=fields[TableFeaturePropType.WILDCARDS],
+                actions=ids[TableFeaturePropType.APPLY_ACTIONS],
+                setfields=fields[TableFeaturePropType.APPLY_SETFIELD],
+                instructions=insts,
+                metadata_match=tf.metadata_match,
+                metadata_write=tf.metadata_write,
+                max_entries=tf.max_entries,
+            )
+        )
+    _TABLE_CAPS = tuple(out)
+    return _TABLE_CAPS
 
 
 class OfHandler:
@@ -273,7 +315,7 @@ class OfHandler:
         xid = msg.xid
         self._now = now
         if isinstance(msg, FlowMod):
-            if conn.version == OFP10_VERSION and msg.command in _MODIFY:
+            if conn.version in (OFP10_VERSION, OFP11_VERSION) and msg.command in _MODIFY:
                 self._modify10(msg, now)
             else:
                 br.flow_mod(msg, now)
@@ -312,7 +354,10 @@ class OfHandler:
             )
             if conn.version is not None and conn.version >= OFP14_VERSION:
                 caps |= OFPC14_BUNDLES  # as Open vSwitch (no flow monitoring here yet)
-            ports = tuple(self.port_descs()) if conn.version == OFP10_VERSION else ()
+            if conn.version == OFP11_VERSION:
+                caps |= OFPC11_ARP_MATCH_IP  # as Open vSwitch says in 1.1
+            old = conn.version is not None and conn.version < OFP13_VERSION
+            ports = tuple(self.port_descs()) if old else ()  # 1.0-1.2 list them here
             return [
                 FeaturesReply(
                     xid=xid,
@@ -383,29 +428,40 @@ class OfHandler:
             for m in msg.maps:
                 maps.pop(m.index, None)
         elif msg.command == TlvCommand.ADD:
-            for m in msg.maps:
+            for m in msg.maps:  # Open vSwitch's checks and errors, in its order
                 old = maps.get(m.index)
-                if m.index >= 64 or m.option_len % 4 or m.option_len > 124:
-                    raise RemoteProtocolError(
-                        f"bad option map {m}", ErrorType.BAD_REQUEST, BadRequestCode.EPERM
+                if m.index >= 64:
+                    raise RemoteProtocolError.nicira(
+                        f"tun_metadata{m.index}: no such field", NxError.TLV_BAD_FIELD_IDX
+                    )
+                if m.option_len % 4 or m.option_len > 124:
+                    raise RemoteProtocolError.nicira(
+                        f"option length {m.option_len}", NxError.TLV_BAD_OPT_LEN
                     )
                 if old is not None and old != m:
-                    raise RemoteProtocolError(
-                        f"tun_metadata{m.index} is already mapped",
-                        ErrorType.BAD_REQUEST,
-                        BadRequestCode.EPERM,
+                    raise RemoteProtocolError.nicira(
+                        f"tun_metadata{m.index} is already mapped", NxError.TLV_ALREADY_MAPPED
+                    )
+                if any(
+                    (o.option_class, o.option_type) == (m.option_class, m.option_type)
+                    and o.index != m.index
+                    for o in maps.values()
+                ):
+                    raise RemoteProtocolError.nicira(
+                        f"option {m.option_class:#x}/{m.option_type:#x} is mapped elsewhere",
+                        NxError.TLV_DUP_ENTRY,
                     )
                 maps[m.index] = m
         else:
-            raise RemoteProtocolError(
-                f"TLV table command {msg.command}", ErrorType.BAD_REQUEST, BadRequestCode.EPERM
+            raise RemoteProtocolError.nicira(
+                f"TLV table command {msg.command}", NxError.TLV_BAD_COMMAND
             )
         self.tlv_maps = maps
 
     def _modify10(self, fm: FlowMod, now: float) -> None:
-        """OpenFlow 1.0 MODIFY: every table unless the session named one (NXT_FLOW_MOD_
-        TABLE_ID), and a flow that matches nothing is added, as 1.0 says (§4.6) and Open
-        vSwitch does."""
+        """OpenFlow 1.0 and 1.1 MODIFY: every table unless the session named one (NXT_FLOW_
+        MOD_TABLE_ID, or 1.1's table_id), and a flow that matches nothing is added, as 1.0
+        (§4.6) and 1.1 say and Open vSwitch does (1.2 dropped the add)."""
         of = self.bridge.of
         strict = fm.command == FlowModCommand.MODIFY_STRICT
         rules = of.select(
@@ -432,7 +488,7 @@ class OfHandler:
                 f"no port {msg.port}", ErrorType.QUEUE_OP_FAILED, QueueOpFailedCode.BAD_PORT
             )
         wanted = sorted(ports) if msg.port == OfPort.ANY else [port]
-        if conn.version == OFP10_VERSION:
+        if conn.version in (OFP10_VERSION, OFP11_VERSION):  # ofp_packet_queue without port
             queues = b"".join(struct.pack("!IH2x", 0, 8) for _ in wanted[:1])
         else:
             queues = b"".join(struct.pack("!IIH6x", 0, of_port(p), 16) for p in wanted)
@@ -630,7 +686,11 @@ class OfHandler:
             return _replies(FlowStatsReply, xid, "stats", stats)
         if isinstance(msg, TableStatsRequest):
             br.settle_counters()
-            ts = [TableStats(t.table_id, len(t), t.lookups, t.matched) for t in of.tables]
+            caps = _table_caps()
+            ts = [
+                TableStats(t.table_id, len(t), t.lookups, t.matched, "", caps[t.table_id])
+                for t in of.tables
+            ]
             return _replies(TableStatsReply, xid, "stats", ts, 254)
         if isinstance(msg, TableFeaturesRequest):
             global _TABLE_FEATURES
@@ -778,6 +838,19 @@ class OfHandler:
                     max_color=0,
                 )
             ]
+        if isinstance(msg, ExperimenterStatsRequest) and (msg.experimenter, msg.exp_type) in (
+            (NX_EXPERIMENTER_ID, NxStatsType.IPFIX_BRIDGE),
+            (NX_EXPERIMENTER_ID, NxStatsType.IPFIX_FLOW),
+        ):
+            raise RemoteProtocolError.nicira("IPFIX is not configured", NxError.NOT_CONFIGURED)
+        if isinstance(msg, ExperimenterStatsRequest) and (msg.experimenter, msg.exp_type) == (
+            NX_EXPERIMENTER_ID,
+            NxStatsType.GROUP_FEATURES,
+        ):  # Open vSwitch's group features for 1.1 (which has no OFPST_GROUP_FEATURES)
+            (features,) = self._multipart(GroupFeaturesRequest(xid=xid), now, version)
+            data = features._mp_body(OFP12_VERSION)  # type: ignore[attr-defined]
+            return [ExperimenterStatsReply(xid=xid, experimenter=NX_EXPERIMENTER_ID,
+                                           exp_type=NxStatsType.GROUP_FEATURES, data=data)]  # fmt: skip
         raise RemoteProtocolError(
             f"multipart type {int(msg.mp_type)} is not supported",
             ErrorType.BAD_REQUEST,

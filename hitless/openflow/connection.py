@@ -156,6 +156,8 @@ Event = Message | ConnectionEvent
 
 # -- Session state ---------------------------------------------------------------------
 
+_EVERY_BUILD = frozenset((OFP13_VERSION, OFP14_VERSION))  # versions every release speaks
+
 
 @dataclass(frozen=True, slots=True)
 class SessionState:
@@ -175,8 +177,19 @@ class SessionState:
     nx: dict[str, Any] | None = None  # NxSession.to_dict(); absent in older records
 
     def to_dict(self) -> dict[str, Any]:
+        # Older builds refuse a record whose "versions" names one they do not speak (their
+        # Connection checks every allowed version), so "versions" holds only what the
+        # session needs: the negotiated version, or before HELLO the versions every build
+        # speaks (1.3, 1.4). This build and later ones read "all_versions". A downgrade
+        # keeps a session in any version the older build speaks and refuses (rolls back
+        # on) one it does not.
+        if self.version is not None:
+            legacy = [self.version]
+        else:
+            legacy = [v for v in self.versions if v in _EVERY_BUILD] or list(self.versions)
         return {
-            "versions": list(self.versions),
+            "versions": legacy,
+            "all_versions": list(self.versions),
             "version": self.version,
             "phase": self.phase,
             "hello_sent": self.hello_sent,
@@ -193,7 +206,7 @@ class SessionState:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SessionState:
         return cls(
-            versions=tuple(d["versions"]),
+            versions=tuple(d.get("all_versions", d["versions"])),
             version=d["version"],
             phase=d["phase"],
             hello_sent=d["hello_sent"],

@@ -10,10 +10,23 @@ from __future__ import annotations
 from enum import IntEnum, IntFlag
 
 OFP10_VERSION = 0x01  # OpenFlow 1.0.0 §5.1 (its own layouts: hitless.openflow.ofp10)
+OFP11_VERSION = 0x02  # OpenFlow 1.1.0 §A.1 (its own match and actions: hitless.openflow.ofp11)
+OFP12_VERSION = 0x03  # OpenFlow 1.2 §A.1 (1.3's layouts except where messages.py says otherwise)
 OFP13_VERSION = 0x04  # §7.1 ofp_header.version for OpenFlow 1.3
 OFP14_VERSION = 0x05  # 1.4.1 §7.1
 OFP15_VERSION = 0x06  # 1.5.1 §7.1 (1.4's layouts except where messages.py says otherwise)
-SUPPORTED_VERSIONS = frozenset((OFP10_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION))
+SUPPORTED_VERSIONS = frozenset(
+    (OFP10_VERSION, OFP11_VERSION, OFP12_VERSION, OFP13_VERSION, OFP14_VERSION, OFP15_VERSION)
+)
+# Bridge.protocols names (as Open vSwitch spells them) -> wire versions.
+PROTOCOL_VERSIONS = {
+    "OpenFlow10": OFP10_VERSION,
+    "OpenFlow11": OFP11_VERSION,
+    "OpenFlow12": OFP12_VERSION,
+    "OpenFlow13": OFP13_VERSION,
+    "OpenFlow14": OFP14_VERSION,
+    "OpenFlow15": OFP15_VERSION,
+}
 OFP_HEADER_LEN = 8  # §7.1
 OFP_TCP_PORT = 6653  # §6.3.3
 

@@ -16,6 +16,21 @@ from hitless.openflow.constants import OFP13_VERSION, MsgType
 ERROR_DATA_LEN = 64  # §7.4.4: "at least 64 bytes of the failed request"
 BUNDLE_FAILED = 17  # OFPET_BUNDLE_FAILED (1.4)
 ONF_EXPERIMENTER = 0x4F4E4600
+NX_EXPERIMENTER = 0x00002320
+EXPERIMENTER_ERROR = 0xFFFF  # OFPET_EXPERIMENTER (1.2+)
+
+
+class NxError:
+    """Open vSwitch's own errors: (OFPBRC code in OpenFlow 1.0/1.1, experimenter code
+    in 1.2+), as Open vSwitch 3.1's ofp-errors.h numbers them."""
+
+    TLV_BAD_COMMAND = (527, 16)  # NXTTMFC_BAD_COMMAND
+    TLV_BAD_OPT_LEN = (528, 17)  # NXTTMFC_BAD_OPT_LEN
+    TLV_BAD_FIELD_IDX = (529, 18)  # NXTTMFC_BAD_FIELD_IDX
+    TLV_TABLE_FULL = (530, 19)  # NXTTMFC_TABLE_FULL
+    TLV_ALREADY_MAPPED = (531, 20)  # NXTTMFC_ALREADY_MAPPED
+    TLV_DUP_ENTRY = (532, 21)  # NXTTMFC_DUP_ENTRY
+    NOT_CONFIGURED = (535, 36)  # NXST_NOT_CONFIGURED
 
 
 class OpenFlowError(Exception):
@@ -30,7 +45,14 @@ class RemoteProtocolError(OpenFlowError):
     """The peer's fault. ``type``/``code`` are the OFPT_ERROR to answer with."""
 
     def __init__(
-        self, message: str, type: int, code: int, *, xid: int = 0, data: bytes = b""
+        self,
+        message: str,
+        type: int,
+        code: int,
+        *,
+        xid: int = 0,
+        data: bytes = b"",
+        nx: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -38,16 +60,30 @@ class RemoteProtocolError(OpenFlowError):
         self.code = int(code)
         self.xid = xid
         self.data = data
+        self.nx = nx  # an NxError: Open vSwitch's own error, encoded per version
+
+    @classmethod
+    def nicira(cls, message: str, codes: tuple[int, int]) -> RemoteProtocolError:
+        """One of Open vSwitch's own errors (``NxError``): OFPBRC code ``codes[0]`` in
+        OpenFlow 1.0/1.1, Nicira experimenter code ``codes[1]`` from 1.2 on."""
+        return cls(message, EXPERIMENTER_ERROR, codes[1], nx=codes)
 
     def with_request(self, request: bytes, xid: int) -> RemoteProtocolError:
         """The same error, attached to the offending message (its xid and first bytes)."""
         return RemoteProtocolError(
-            self.message, self.type, self.code, xid=xid, data=bytes(request[:ERROR_DATA_LEN])
-        )
+            self.message, self.type, self.code, xid=xid, data=bytes(request[:ERROR_DATA_LEN]),
+            nx=self.nx,
+        )  # fmt: skip
 
     def reply(self, version: int = OFP13_VERSION) -> bytes:
         """The OFPT_ERROR message (§7.4.4) to send back for this error (in OpenFlow 1.0,
         with the type and code Open vSwitch uses for it there)."""
+        if self.nx is not None and version <= 2:  # 1.0/1.1: Nicira's vendor error
+            return self._vendor(version, 1, self.nx[0])
+        if self.nx is not None:  # 1.2+: an experimenter error
+            head = struct.pack("!BBHIHHI", version, MsgType.ERROR, 16 + len(self.data),
+                               self.xid, EXPERIMENTER_ERROR, self.nx[1], NX_EXPERIMENTER)  # fmt: skip
+            return head + self.data
         if version == 4 and self.type == BUNDLE_FAILED:
             # 1.3 has bundles only as the ONF extension: its errors are ONF experimenter
             # errors, code 2300 + the 1.4 code (what Open vSwitch sends and ovs-ofctl reads).
@@ -55,12 +91,25 @@ class RemoteProtocolError(OpenFlowError):
             head = struct.pack("!BBHIHHI", version, MsgType.ERROR, length, self.xid, 0xFFFF,
                                2300 + self.code, ONF_EXPERIMENTER)  # fmt: skip
             return head + self.data
+        etype, code = self.type, self.code
+        if version == 1:
+            etype, code = error_code10(etype, code)
+            if code >= 256 or etype >= 6 or (etype, code) == (2, 9):
+                return self._vendor(version, etype, code)  # Open vSwitch's, not 1.0's
+        elif version == 2 and ((etype, code) in _ERRORS11 or etype > 10):
+            return self._vendor(version, *_ERRORS11.get((etype, code), _UNENCODABLE10))
         length = 12 + len(self.data)
-        etype, code = (self.type, self.code) if version > 1 else error_code10(self.type, self.code)
         return (
             struct.pack("!BBHIHH", version, MsgType.ERROR, length, self.xid, etype, code)
             + self.data
         )
+
+    def _vendor(self, version: int, vtype: int, vcode: int) -> bytes:
+        """Open vSwitch's error for 1.0/1.1 where the version has none: NXET_VENDOR /
+        NXVC_VENDOR_ERROR, then the Nicira (type, code)."""
+        length = 20 + len(self.data)
+        return struct.pack("!BBHIHHIHH", version, MsgType.ERROR, length, self.xid,
+                           NXET_VENDOR, 0, NX_EXPERIMENTER, vtype, vcode) + self.data  # fmt: skip
 
     def __repr__(self) -> str:
         return (
@@ -98,10 +147,23 @@ _ERRORS10: dict[tuple[int, int], tuple[int, int]] = {
     (11, 2): (1, 513),  # OFPRRFC_BAD_ROLE
 }
 _UNENCODABLE10 = (1, 521)  # NXBRC_UNENCODABLE_ERROR
+NXET_VENDOR = 0xB0C2  # 1.0/1.1 error type whose data starts with a vendor's (type, code)
+# 1.2+ (type, code) -> the Nicira (type, code) Open vSwitch sends a 1.1 peer instead.
+_ERRORS11: dict[tuple[int, int], tuple[int, int]] = {
+    (1, 11): (1, 514),  # OFPBRC_BAD_PORT
+    (2, 13): (1, 523),  # OFPBAC_BAD_SET_TYPE
+    (2, 14): (1, 524),  # OFPBAC_BAD_SET_LEN
+    (2, 15): (1, 525),  # OFPBAC_BAD_SET_ARGUMENT
+    (4, 8): (1, 259),  # OFPBMC_BAD_MASK
+    (4, 9): (1, 260),  # OFPBMC_BAD_PREREQ
+    (4, 10): (1, 261),  # OFPBMC_DUP_FIELD
+    (11, 2): (1, 513),  # OFPRRFC_BAD_ROLE
+}
 
 
 def error_code10(etype: int, code: int) -> tuple[int, int]:
-    """The OpenFlow 1.0 (type, code) Open vSwitch sends for a 1.1+ error."""
+    """The OpenFlow 1.0 (type, code) Open vSwitch sends for a 1.1+ error (a code of 256
+    or more, or a group error, is Nicira's: ``reply`` sends it as a vendor error)."""
     if etype in (0, 1, 2) and (etype, code) not in _ERRORS10:
         return (etype, code) if code <= 8 else _UNENCODABLE10
     if etype == 6:  # group errors keep their numbers (Nicira's 1.0 groups)

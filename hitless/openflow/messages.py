@@ -31,6 +31,9 @@ from hitless.openflow.actions import (
 from hitless.openflow.constants import (
     MAX_PORT_NAME_LEN,
     NO_BUFFER,
+    OFP10_VERSION,
+    OFP11_VERSION,
+    OFP12_VERSION,
     OFP13_VERSION,
     OFP14_VERSION,
     OFP15_VERSION,
@@ -43,6 +46,7 @@ from hitless.openflow.constants import (
     BundleFailedCode,
     ErrorType,
     FlowModCommand,
+    FlowModFlags,
     HelloElemType,
     MeterBandType,
     MeterModFailedCode,
@@ -56,6 +60,15 @@ from hitless.openflow.constants import (
 from hitless.openflow.constants import Group as GroupNo
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
 from hitless.openflow.match import Match, Oxm
+from hitless.openflow.ofp11 import (
+    encode_actions11,
+    encode_instructions11,
+    encode_match11,
+    parse_actions11,
+    parse_instructions11,
+    parse_match11,
+    proto_of,
+)
 
 HEADER = struct.Struct("!BBHI")  # §7.1 ofp_header
 MAX_LENGTH = 0xFFFF
@@ -83,6 +96,56 @@ def _check_version(version: int) -> None:
         raise LocalProtocolError(f"cannot encode OpenFlow version {version:#x}")
 
 
+# -- Matches, actions and instructions in the version's own form ------------------------
+# (1.1 has its own match and set actions: hitless.openflow.ofp11; 1.2+ share OXM.)
+
+
+def encode_match(match: Match, version: int) -> bytes:
+    return encode_match11(match) if version == OFP11_VERSION else match.encode()
+
+
+def parse_match(r: Reader, version: int) -> Match:
+    return parse_match11(r) if version == OFP11_VERSION else Match.parse(r)
+
+
+# 1.0's action codec, registered by ``ofp10`` (1.0's Nicira group messages carry 1.0
+# actions in 1.5's bucket layout).
+ACTION_CODECS: dict[
+    int,
+    tuple[
+        Callable[[Reader, int | None], tuple[Action, ...]], Callable[[tuple[Action, ...]], bytes]
+    ],
+] = {OFP11_VERSION: (parse_actions11, encode_actions11)}
+
+
+def encode_acts(actions: tuple[Action, ...], version: int) -> bytes:
+    codec = ACTION_CODECS.get(version)
+    return encode_actions(actions) if codec is None else codec[1](actions)
+
+
+def parse_acts(r: Reader, version: int, proto: int | None = None) -> tuple[Action, ...]:
+    codec = ACTION_CODECS.get(version)
+    return parse_actions(r) if codec is None else codec[0](r, proto)
+
+
+def group_layout15(version: int) -> bool:
+    """Whether group mods, buckets and group descriptions have 1.5's layout: in 1.5, and
+    in 1.0, whose Nicira group messages (NXT_GROUP_MOD, NXST_GROUP_DESC) use it."""
+    return version >= OFP15_VERSION or version == OFP10_VERSION
+
+
+def encode_insts(insts: tuple[Instruction, ...], version: int) -> bytes:
+    if version == OFP11_VERSION:
+        return encode_instructions11(insts)
+    return encode_instructions(insts)
+
+
+def parse_insts(r: Reader, version: int, match: Match) -> tuple[Instruction, ...]:
+    if version == OFP11_VERSION:
+        return parse_instructions11(r, proto_of(match))
+    return parse_instructions(r)
+
+
 # -- Base ------------------------------------------------------------------------------
 
 _MESSAGES: dict[int, type[Message]] = {}
@@ -96,7 +159,7 @@ class Message:
     """Base of every message: ``xid`` and the class's ``type``."""
 
     type: ClassVar[MsgType]
-    min_version: ClassVar[int] = OFP13_VERSION
+    min_version: ClassVar[int] = OFP11_VERSION  # 1.0 has its own codec (ofp10)
     xid: int = 0
 
     def encode(self, version: int = OFP13_VERSION) -> bytes:
@@ -365,9 +428,13 @@ class FeaturesReply(Message):
     auxiliary_id: int = 0
     capabilities: int = 0
     reserved: int = 0
-    ports: tuple[PortDesc, ...] = ()  # OpenFlow 1.0 only (later versions: PORT_DESC)
+    ports: tuple[PortDesc, ...] = ()  # OpenFlow 1.0-1.2 only (later versions: PORT_DESC)
 
     def _body(self, version: int) -> bytes:
+        if version >= OFP13_VERSION and self.ports:
+            raise LocalProtocolError("a 1.3+ features reply lists no ports")
+        if version < OFP13_VERSION and self.auxiliary_id:
+            raise LocalProtocolError("auxiliary connections need OpenFlow 1.3")
         return _FEATURES.pack(
             self.datapath_id,
             self.n_buffers,
@@ -375,11 +442,16 @@ class FeaturesReply(Message):
             self.auxiliary_id,
             self.capabilities,
             self.reserved,
-        )
+        ) + b"".join(p.encode(version) for p in self.ports)
 
     @classmethod
     def _parse(cls, r: Reader, version: int, xid: int) -> Self:
         dpid, nb, nt, aux, caps, res = r.unpack(_FEATURES, "features reply")
+        ports = []
+        if version < OFP13_VERSION:  # 1.1/1.2: ofp_port list, no auxiliary id (pad)
+            aux = 0
+            while r.remaining():
+                ports.append(PortDesc.parse(r, version))
         r.expect_end("features reply")
         return cls(
             xid=xid,
@@ -389,6 +461,7 @@ class FeaturesReply(Message):
             auxiliary_id=aux,
             capabilities=caps,
             reserved=res,
+            ports=tuple(ports),
         )
 
 
@@ -459,7 +532,7 @@ class PortDesc:
         name = fixed_str(self.name, MAX_PORT_NAME_LEN, "port name")
         if len(self.hw_addr) != 6:
             raise LocalProtocolError("hw_addr must be 6 bytes")
-        if version == OFP13_VERSION:
+        if version <= OFP13_VERSION:
             return _PORT13.pack(
                 self.port_no, self.hw_addr, name, self.config, self.state, self.curr,
                 self.advertised, self.supported, self.peer, self.curr_speed, self.max_speed,
@@ -473,7 +546,7 @@ class PortDesc:
 
     @classmethod
     def parse(cls, r: Reader, version: int) -> PortDesc:
-        if version == OFP13_VERSION:
+        if version <= OFP13_VERSION:
             (no, hw, name, config, state, curr, adv, sup, peer, cs, ms) = r.unpack(_PORT13, "port")
             return cls(
                 port_no=no, hw_addr=hw, name=parse_str(name), config=config, state=state,
@@ -547,7 +620,7 @@ class PortMod(Message):
     advertise: int = 0
 
     def _body(self, version: int) -> bytes:
-        if version == OFP13_VERSION:
+        if version <= OFP13_VERSION:
             return _PORT_MOD13.pack(
                 self.port_no, self.hw_addr, self.config, self.mask, self.advertise
             )
@@ -557,7 +630,7 @@ class PortMod(Message):
 
     @classmethod
     def _parse(cls, r: Reader, version: int, xid: int) -> Self:
-        if version == OFP13_VERSION:
+        if version <= OFP13_VERSION:
             no, hw, config, mask, adv = r.unpack(_PORT_MOD13, "port mod")
         else:
             no, hw, config, mask = r.unpack(_PORT_MOD14, "port mod")
@@ -572,6 +645,8 @@ class PortMod(Message):
 # -- Packets (§7.4.1, §7.4.2, §7.3.7) --------------------------------------------------
 
 _PACKET_IN = struct.Struct("!IHBBQ")
+_PACKET_IN12 = struct.Struct("!IHBB")
+_PACKET_IN11 = struct.Struct("!IIIHBB")
 
 
 @register
@@ -591,16 +666,37 @@ class PacketIn(Message):
     userdata: bytes = b""
 
     def _body(self, version: int) -> bytes:
-        return (
-            _PACKET_IN.pack(self.buffer_id, self.total_len, self.reason, self.table_id, self.cookie)
-            + self.match.encode()
-            + b"\0\0"
-            + self.data
-        )
+        if version == OFP11_VERSION:  # 1.1.0 §A.4.1: ports instead of a match, no cookie
+            port = self.match.get(OxmField.IN_PORT)
+            in_port = 0 if port is None else port.value
+            return (
+                _PACKET_IN11.pack(self.buffer_id, in_port, in_port, self.total_len,
+                                  self.reason, self.table_id)  # fmt: skip
+                + self.data
+            )
+        if version == OFP12_VERSION:  # 1.2 §A.4.1: no cookie
+            head = _PACKET_IN12.pack(self.buffer_id, self.total_len, self.reason, self.table_id)
+        else:
+            head = _PACKET_IN.pack(
+                self.buffer_id, self.total_len, self.reason, self.table_id, self.cookie
+            )
+        return head + self.match.encode() + b"\0\0" + self.data
 
     @classmethod
     def _parse(cls, r: Reader, version: int, xid: int) -> Self:
-        buffer_id, total_len, reason, table_id, cookie = r.unpack(_PACKET_IN, "packet-in")
+        if version == OFP11_VERSION:
+            buffer_id, in_port, _, total_len, reason, table_id = r.unpack(
+                _PACKET_IN11, "packet-in"
+            )
+            return cls(
+                xid=xid, buffer_id=buffer_id, total_len=total_len, reason=reason,
+                table_id=table_id, match=Match((Oxm(OxmField.IN_PORT, in_port),)), data=r.rest(),
+            )  # fmt: skip
+        if version == OFP12_VERSION:
+            buffer_id, total_len, reason, table_id = r.unpack(_PACKET_IN12, "packet-in")
+            cookie = 0
+        else:
+            buffer_id, total_len, reason, table_id, cookie = r.unpack(_PACKET_IN, "packet-in")
         match = Match.parse(r)
         r.take(2, "packet-in padding")
         return cls(
@@ -655,7 +751,7 @@ class FlowRemoved(Message):
                 self.packet_count,
                 self.byte_count,
             )  # fmt: skip
-            + self.match.encode()
+            + encode_match(self.match, version)
         )
 
     @classmethod
@@ -672,7 +768,7 @@ class FlowRemoved(Message):
                 byte_count=st.get(OXS_BYTE_COUNT, 0), match=match,
             )  # fmt: skip
         c, p, reason, t, ds, dn, it, ht, pc, bc = r.unpack(_FLOW_REMOVED, "flow removed")
-        match = Match.parse(r)
+        match = parse_match(r, version)
         r.expect_end("flow removed")
         return cls(
             xid=xid, cookie=c, priority=p, reason=reason, table_id=t, duration_sec=ds,
@@ -697,7 +793,7 @@ class PacketOut(Message):
     data: bytes = b""
 
     def _body(self, version: int) -> bytes:
-        actions = encode_actions(self.actions)
+        actions = encode_acts(self.actions, version)
         if version >= OFP15_VERSION:  # 1.5: the in_port is a field of a match
             match = Match((Oxm(OxmField.IN_PORT, self.in_port),)).encode()
             return _PACKET_OUT15.pack(self.buffer_id, len(actions)) + match + actions + self.data
@@ -712,7 +808,7 @@ class PacketOut(Message):
             in_port = port.value if port is not None else Port.CONTROLLER
         else:
             buffer_id, in_port, actions_len = r.unpack(_PACKET_OUT, "packet-out")
-        actions = parse_actions(r.sub(actions_len, "packet-out actions"))
+        actions = parse_acts(r.sub(actions_len, "packet-out actions"), version)
         return cls(xid=xid, buffer_id=buffer_id, in_port=in_port, actions=actions, data=r.rest())
 
 
@@ -760,15 +856,17 @@ class FlowMod(Message):
                 self.flags,
                 self.importance,
             )  # fmt: skip
-            + self.match.encode()
-            + encode_instructions(self.instructions)
+            + encode_match(self.match, version)
+            + encode_insts(self.instructions, version)
         )
 
     @classmethod
     def _parse(cls, r: Reader, version: int, xid: int) -> Self:
         (c, cm, t, cmd, it, ht, p, b, op, og, flags, imp) = r.unpack(_FLOW_MOD, "flow mod")
-        match = Match.parse(r)
-        instructions = parse_instructions(r)
+        if version == OFP11_VERSION and cmd == FlowModCommand.ADD:
+            flags |= FlowModFlags.RESET_COUNTS  # 1.1 has no such flag: an add always resets
+        match = parse_match(r, version)
+        instructions = parse_insts(r, version, match)
         return cls(
             xid=xid, cookie=c, cookie_mask=cm, table_id=t, command=cmd, idle_timeout=it,
             hard_timeout=ht, priority=p, buffer_id=b, out_port=op, out_group=og, flags=flags,
@@ -794,8 +892,8 @@ class Bucket:
     bucket_id: int | None = None  # 1.5 (None: its position in the group)
 
     def encode(self, version: int = OFP13_VERSION, index: int = 0) -> bytes:
-        actions = encode_actions(self.actions)
-        if version >= OFP15_VERSION:
+        actions = encode_acts(self.actions, version)
+        if group_layout15(version):
             # 1.5.1 §7.3.4.3: ofp_bucket with weight/watch properties after the actions.
             props = b""
             if self.weight:
@@ -816,8 +914,8 @@ class Bucket:
 
     @classmethod
     def parse(cls, r: Reader, version: int = OFP13_VERSION) -> Bucket:
-        if version >= OFP15_VERSION:
-            return cls._parse15(r)
+        if group_layout15(version):
+            return cls._parse15(r, version)
         head = r.peek(struct.Struct("!H"))
         if head is None or head[0] < _BUCKET.size:
             raise RemoteProtocolError(
@@ -829,18 +927,18 @@ class Bucket:
         _, weight, watch_port, watch_group = body.unpack(_BUCKET)
         return cls(
             weight=weight, watch_port=watch_port, watch_group=watch_group,
-            actions=parse_actions(body),
+            actions=parse_acts(body, version),
         )  # fmt: skip
 
     @classmethod
-    def _parse15(cls, r: Reader) -> Bucket:
+    def _parse15(cls, r: Reader, version: int) -> Bucket:
         bad = (ErrorType.GROUP_MOD_FAILED, 12)  # OFPGMFC_BAD_BUCKET
         head = r.peek(_BUCKET15)
         if head is None or head[0] < _BUCKET15.size + head[1]:
             raise r.fail("bad bucket length", bad)
         body = r.sub(head[0], "bucket", bad)
         _, alen, bid = body.unpack(_BUCKET15)
-        actions = parse_actions(body.sub(alen, "bucket actions"))
+        actions = parse_acts(body.sub(alen, "bucket actions"), version)
         values = {"weight": 0, "watch_port": int(Port.ANY), "watch_group": int(GroupNo.ANY)}
         for ptype, prop in _properties(body):
             if ptype == 0:
@@ -880,7 +978,7 @@ class GroupMod(Message):
 
     def _body(self, version: int) -> bytes:
         buckets = encode_buckets(self.buckets, version)
-        if version >= OFP15_VERSION:
+        if group_layout15(version):
             return (
                 _GROUP_MOD15.pack(
                     self.command,
@@ -895,7 +993,7 @@ class GroupMod(Message):
 
     @classmethod
     def _parse(cls, r: Reader, version: int, xid: int) -> Self:
-        if version >= OFP15_VERSION:
+        if group_layout15(version):
             command, gtype, gid, blen, cbid = r.unpack(_GROUP_MOD15, "group mod")
             buckets = parse_buckets(r.sub(blen, "group mod buckets"), version)
             return cls(
@@ -904,7 +1002,7 @@ class GroupMod(Message):
             )  # fmt: skip
         command, gtype, gid = r.unpack(struct.Struct("!HBxI"), "group mod")
         return cls(
-            xid=xid, command=command, group_type=gtype, group_id=gid, buckets=parse_buckets(r)
+            xid=xid, command=command, group_type=gtype, group_id=gid, buckets=parse_buckets(r, version)
         )
 
 
@@ -919,7 +1017,7 @@ class TableMod(Message):
     properties: bytes = b""
 
     def _body(self, version: int) -> bytes:
-        if version == OFP13_VERSION and self.properties:
+        if version <= OFP13_VERSION and self.properties:
             raise LocalProtocolError("table-mod properties need OpenFlow 1.4")
         return struct.pack("!B3xI", self.table_id, self.config) + self.properties
 
@@ -988,6 +1086,7 @@ class MeterMod(Message):
     """OFPT_METER_MOD (§7.3.4.5)."""
 
     type: ClassVar[MsgType] = MsgType.METER_MOD
+    min_version: ClassVar[int] = OFP13_VERSION
     command: int
     flags: int = 0
     meter_id: int
@@ -1079,6 +1178,7 @@ class RoleRequest(_Role):
     """OFPT_ROLE_REQUEST (§7.3.9)."""
 
     type: ClassVar[MsgType] = MsgType.ROLE_REQUEST
+    min_version: ClassVar[int] = OFP12_VERSION
 
 
 @register
@@ -1087,6 +1187,7 @@ class RoleReply(_Role):
     """OFPT_ROLE_REPLY (§7.3.9)."""
 
     type: ClassVar[MsgType] = MsgType.ROLE_REPLY
+    min_version: ClassVar[int] = OFP12_VERSION
 
 
 _ASYNC13 = (
@@ -1157,10 +1258,12 @@ class AsyncConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GetAsyncRequest(Message):
     type: ClassVar[MsgType] = MsgType.GET_ASYNC_REQUEST
+    min_version: ClassVar[int] = OFP13_VERSION
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Async(Message):
+    min_version: ClassVar[int] = OFP13_VERSION
     config: AsyncConfig = AsyncConfig()
 
     def _body(self, version: int) -> bytes:

@@ -20,6 +20,8 @@ from hitless.openflow.actions import Instruction, encode_instructions, parse_ins
 from hitless.openflow.constants import (
     DESC_STR_LEN,
     MAX_TABLE_NAME_LEN,
+    OFP11_VERSION,
+    OFP12_VERSION,
     OFP13_VERSION,
     OFP15_VERSION,
     SERIAL_NUM_LEN,
@@ -49,12 +51,18 @@ from hitless.openflow.messages import (
     PortDesc,
     _properties,
     encode_buckets,
+    encode_insts,
+    encode_match,
     encode_oxs,
+    group_layout15,
     parse_bands,
     parse_buckets,
+    parse_insts,
+    parse_match,
     parse_oxs,
     register,
 )
+from hitless.openflow.ofp11 import actions11, actions12, fields_of11, wildcards11
 
 _MP = struct.Struct("!HH4x")
 _REQUESTS: dict[int, type[MultipartRequest]] = {}
@@ -90,7 +98,7 @@ class MultipartRequest(_Multipart):
     def _parse(cls, r: Reader, version: int, xid: int) -> Self:
         mp_type, flags = r.unpack(_MP, "multipart header")
         sub = _REQUESTS.get(mp_type)
-        if sub is None:
+        if sub is None or version < sub.min_version:
             raise RemoteProtocolError(
                 f"unknown multipart type {mp_type}",
                 ErrorType.BAD_REQUEST,
@@ -110,7 +118,7 @@ class MultipartReply(_Multipart):
     def _parse(cls, r: Reader, version: int, xid: int) -> Self:
         mp_type, flags = r.unpack(_MP, "multipart header")
         sub = _REPLIES.get(mp_type)
-        if sub is None:
+        if sub is None or version < sub.min_version:
             raise RemoteProtocolError(
                 f"unknown multipart type {mp_type}",
                 ErrorType.BAD_REQUEST,
@@ -208,13 +216,13 @@ class _FlowSelect(MultipartRequest):
             _FLOW_REQ.pack(
                 self.table_id, self.out_port, self.out_group, self.cookie, self.cookie_mask
             )
-            + self.match.encode()
+            + encode_match(self.match, version)
         )
 
     @classmethod
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
         t, op, og, c, cm = r.unpack(_FLOW_REQ, "flow stats request")
-        match = Match.parse(r)
+        match = parse_match(r, version)
         r.expect_end("flow stats request")
         return cls(
             xid=xid, flags=flags, table_id=t, out_port=op, out_group=og, cookie=c,
@@ -269,12 +277,15 @@ class FlowStats:
                 _FLOW_DESC15.size + len(tail), self.table_id, self.priority, self.idle_timeout,
                 self.hard_timeout, self.flags, self.importance, self.cookie,
             ) + tail  # fmt: skip
-        tail = self.match.encode() + encode_instructions(self.instructions)
+        # 1.1 too gets an OXM match here: what Open vSwitch sends (a flow without a VLAN
+        # reads back as vlan_tci=0x0000/0x1fff), and 1.1 parsers accept both.
+        tail = self.match.encode() + encode_insts(self.instructions, version)
         length = _FLOW_STATS13.size + len(tail)
+        flags = self.flags if version >= OFP13_VERSION else 0  # 1.1/1.2: padding
         common = (self.duration_sec, self.duration_nsec, self.priority, self.idle_timeout,
-                  self.hard_timeout, self.flags)  # fmt: skip
+                  self.hard_timeout, flags)  # fmt: skip
         counts = (self.cookie, self.packet_count, self.byte_count)
-        if version == OFP13_VERSION:
+        if version <= OFP13_VERSION:
             if self.importance:
                 raise LocalProtocolError("flow importance needs OpenFlow 1.4")
             head = _FLOW_STATS13.pack(length, self.table_id, *common, *counts)
@@ -297,16 +308,17 @@ class FlowStats:
                 match=match, instructions=parse_instructions(r),
                 idle_age=None if idle is None else idle >> 32,
             )  # fmt: skip
-        if version == OFP13_VERSION:
+        if version <= OFP13_VERSION:
             _, t, ds, dn, p, it, ht, fl, c, pc, bc = r.unpack(_FLOW_STATS13, "flow stats")
             imp = 0
+            fl = fl if version >= OFP13_VERSION else 0
         else:
             _, t, ds, dn, p, it, ht, fl, imp, c, pc, bc = r.unpack(_FLOW_STATS14, "flow stats")
-        match = Match.parse(r)
+        match = parse_match(r, version)
         return cls(
             table_id=t, duration_sec=ds, duration_nsec=dn, priority=p, idle_timeout=it,
             hard_timeout=ht, flags=fl, importance=imp, cookie=c, packet_count=pc, byte_count=bc,
-            match=match, instructions=parse_instructions(r),
+            match=match, instructions=parse_insts(r, version, match),
         )  # fmt: skip
 
 
@@ -366,6 +378,32 @@ class TableStatsRequest(MultipartRequest):
 
 
 _TABLE_STATS = struct.Struct("!B3xIQQ")
+_TABLE_STATS12 = struct.Struct(f"!B7x{MAX_TABLE_NAME_LEN}sQQIIQQQQIIIIQQ")  # 1.2 §A.3.5.4
+_TABLE_STATS11 = struct.Struct(f"!B7x{MAX_TABLE_NAME_LEN}sIIIIIIIIQQ")  # 1.1.0 §A.3.5.4
+
+
+def _bits(numbers: frozenset[int]) -> int:
+    return sum(1 << n for n in numbers)
+
+
+def _numbers(bits: int) -> frozenset[int]:
+    return frozenset(n for n in range(bits.bit_length()) if bits >> n & 1)
+
+
+@dataclass(frozen=True, slots=True)
+class TableCaps:
+    """What a table can do, as OpenFlow 1.1/1.2 table statistics carry it (1.3 moved it
+    to table features): OXM basic field numbers, 1.2 action types, instruction types."""
+
+    match: frozenset[int] = frozenset()
+    wildcards: frozenset[int] = frozenset()
+    actions: frozenset[int] = frozenset()  # for write-actions and apply-actions alike
+    setfields: frozenset[int] = frozenset()
+    instructions: frozenset[int] = frozenset()
+    metadata_match: int = 2**64 - 1
+    metadata_write: int = 2**64 - 1
+    config: int = 0
+    max_entries: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +412,50 @@ class TableStats:
     active_count: int = 0
     lookup_count: int = 0
     matched_count: int = 0
+    name: str = ""  # 1.1/1.2 only, with caps
+    caps: TableCaps = TableCaps()  # 1.1/1.2 only
+
+    def encode(self, version: int) -> bytes:
+        counts = (self.active_count, self.lookup_count, self.matched_count)
+        if version >= OFP13_VERSION:
+            return _TABLE_STATS.pack(self.table_id, *counts)
+        c, name = self.caps, fixed_str(self.name, MAX_TABLE_NAME_LEN, "table name")
+        if version == OFP12_VERSION:
+            acts = _bits(c.actions)
+            return _TABLE_STATS12.pack(
+                self.table_id, name, _bits(c.match), _bits(c.wildcards), acts, acts,
+                _bits(c.setfields), _bits(c.setfields), c.metadata_match, c.metadata_write,
+                _bits(c.instructions), c.config, c.max_entries, *counts,
+            )  # fmt: skip
+        acts = _bits(actions11(c.actions, c.setfields))
+        return _TABLE_STATS11.pack(
+            self.table_id, name, _bits(wildcards11(c.wildcards)), _bits(wildcards11(c.match)),
+            _bits(c.instructions), acts, acts, c.config, c.max_entries, *counts,
+        )  # fmt: skip
+
+    @classmethod
+    def parse(cls, r: Reader, version: int) -> TableStats:
+        if version >= OFP13_VERSION:
+            return cls(*r.unpack(_TABLE_STATS, "table stats"))
+        if version == OFP12_VERSION:
+            (t, name, m, w, wa, _, ws, _, mm, mw, i, cfg, mx, *counts) = r.unpack(
+                _TABLE_STATS12, "table stats"
+            )
+            caps = TableCaps(
+                match=_numbers(m), wildcards=_numbers(w), actions=_numbers(wa),
+                setfields=_numbers(ws), instructions=_numbers(i), metadata_match=mm,
+                metadata_write=mw, config=cfg, max_entries=mx,
+            )  # fmt: skip
+        else:
+            (t, name, w, m, i, wa, _, cfg, mx, *counts) = r.unpack(_TABLE_STATS11, "table stats")
+            acts, sets = actions12(_numbers(wa))
+            caps = TableCaps(
+                match=fields_of11(_numbers(m)), wildcards=fields_of11(_numbers(w)),
+                actions=acts, setfields=sets, instructions=_numbers(i), config=cfg,
+                max_entries=mx,
+            )  # fmt: skip
+        active, lookups, matched = counts
+        return cls(t, active, lookups, matched, parse_str(name), caps)
 
 
 @_reply
@@ -383,14 +465,16 @@ class TableStatsReply(MultipartReply):
     stats: tuple[TableStats, ...] = ()
 
     def _mp_body(self, version: int) -> bytes:
-        return b"".join(
-            _TABLE_STATS.pack(s.table_id, s.active_count, s.lookup_count, s.matched_count)
-            for s in self.stats
-        )
+        return b"".join(s.encode(version) for s in self.stats)
 
     @classmethod
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
-        stats = tuple(TableStats(*v) for v in _fixed(r, _TABLE_STATS, "table stats"))
+        size = {OFP11_VERSION: _TABLE_STATS11, OFP12_VERSION: _TABLE_STATS12}.get(
+            version, _TABLE_STATS
+        ).size
+        if r.remaining() % size:
+            raise r.fail(f"table stats of {r.remaining()} bytes is not a multiple of {size}")
+        stats = tuple(TableStats.parse(r, version) for _ in range(r.remaining() // size))
         return cls(xid=xid, flags=flags, stats=stats)
 
 
@@ -508,6 +592,7 @@ class TableFeaturesRequest(MultipartRequest):
     """Empty ``tables``: query only; otherwise the controller sets the tables' features."""
 
     mp_type: ClassVar[MultipartType] = MultipartType.TABLE_FEATURES
+    min_version: ClassVar[int] = OFP13_VERSION
     tables: tuple[TableFeatures, ...] = ()
 
     def _mp_body(self, version: int) -> bytes:
@@ -522,6 +607,7 @@ class TableFeaturesRequest(MultipartRequest):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TableFeaturesReply(MultipartReply):
     mp_type: ClassVar[MultipartType] = MultipartType.TABLE_FEATURES
+    min_version: ClassVar[int] = OFP13_VERSION
     tables: tuple[TableFeatures, ...] = ()
 
     def _mp_body(self, version: int) -> bytes:
@@ -553,6 +639,7 @@ class PortStatsRequest(MultipartRequest):
         return cls(xid=xid, flags=flags, port_no=port_no)
 
 
+_PORT_STATS11 = struct.Struct("!I4x12Q")
 _PORT_STATS13 = struct.Struct("!I4x12QII")
 _PORT_STATS14 = struct.Struct("!H2xIII8Q")
 _PORT_STATS14_ETH = struct.Struct("!HH4x4Q")
@@ -588,6 +675,8 @@ class PortStats:
         return (self.rx_frame_err, self.rx_over_err, self.rx_crc_err, self.collisions)
 
     def encode(self, version: int) -> bytes:
+        if version < OFP13_VERSION:  # 1.1/1.2: no duration
+            return _PORT_STATS11.pack(self.port_no, *self._counters(), *self._eth())
         if version == OFP13_VERSION:
             return _PORT_STATS13.pack(
                 self.port_no, *self._counters(), *self._eth(), self.duration_sec, self.duration_nsec
@@ -636,7 +725,10 @@ class PortStatsReply(MultipartReply):
 
     @classmethod
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
-        if version == OFP13_VERSION:
+        if version < OFP13_VERSION:
+            rows = _fixed(r, _PORT_STATS11, "port stats")
+            stats = tuple(PortStats.parse13((*v, 0, 0)) for v in rows)
+        elif version == OFP13_VERSION:
             stats = tuple(PortStats.parse13(v) for v in _fixed(r, _PORT_STATS13, "port stats"))
         else:
             stats = _entries(r, PortStats.parse14, "port stats")
@@ -704,6 +796,7 @@ class QueueStatsRequest(_QueueSelect):
     mp_type: ClassVar[MultipartType] = MultipartType.QUEUE
 
 
+_QUEUE_STATS11 = struct.Struct("!IIQQQ")
 _QUEUE_STATS13 = struct.Struct("!IIQQQII")
 _QUEUE_STATS14 = struct.Struct("!H6xIIQQQII")
 
@@ -732,6 +825,8 @@ class QueueStatsReply(MultipartReply):
     stats: tuple[QueueStats, ...] = ()
 
     def _mp_body(self, version: int) -> bytes:
+        if version < OFP13_VERSION:  # 1.1/1.2: no duration
+            return b"".join(_QUEUE_STATS11.pack(*s._values()[:5]) for s in self.stats)
         if version == OFP13_VERSION:
             return b"".join(_QUEUE_STATS13.pack(*s._values()) for s in self.stats)
         return b"".join(_QUEUE_STATS14.pack(_QUEUE_STATS14.size, *s._values()) for s in self.stats)
@@ -740,7 +835,9 @@ class QueueStatsReply(MultipartReply):
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
         names = ("port_no", "queue_id", "tx_bytes", "tx_packets", "tx_errors",
                  "duration_sec", "duration_nsec")  # fmt: skip
-        if version == OFP13_VERSION:
+        if version < OFP13_VERSION:
+            rows = [(*v, 0, 0) for v in _fixed(r, _QUEUE_STATS11, "queue stats")]
+        elif version == OFP13_VERSION:
             rows = _fixed(r, _QUEUE_STATS13, "queue stats")
         else:
             rows = list(
@@ -772,6 +869,7 @@ class GroupStatsRequest(MultipartRequest):
 
 
 _GROUP_STATS = struct.Struct("!H2xII4xQQII")
+_GROUP_STATS11 = struct.Struct("!H2xII4xQQ")
 _COUNTER_PAIR = struct.Struct("!QQ")
 
 
@@ -785,8 +883,13 @@ class GroupStats:
     duration_nsec: int = 0
     bucket_stats: tuple[tuple[int, int], ...] = ()  # (packet_count, byte_count) per bucket
 
-    def encode(self) -> bytes:
+    def encode(self, version: int = OFP13_VERSION) -> bytes:
         buckets = b"".join(_COUNTER_PAIR.pack(p, b) for p, b in self.bucket_stats)
+        if version < OFP13_VERSION:  # 1.1/1.2: no duration
+            return _GROUP_STATS11.pack(
+                _GROUP_STATS11.size + len(buckets), self.group_id, self.ref_count,
+                self.packet_count, self.byte_count,
+            ) + buckets  # fmt: skip
         return (
             _GROUP_STATS.pack(
                 _GROUP_STATS.size + len(buckets),
@@ -801,8 +904,12 @@ class GroupStats:
         )
 
     @classmethod
-    def parse(cls, r: Reader) -> GroupStats:
-        _, gid, refs, pc, bc, ds, dn = r.unpack(_GROUP_STATS, "group stats")
+    def parse(cls, r: Reader, version: int = OFP13_VERSION) -> GroupStats:
+        if version < OFP13_VERSION:
+            _, gid, refs, pc, bc = r.unpack(_GROUP_STATS11, "group stats")
+            ds = dn = 0
+        else:
+            _, gid, refs, pc, bc, ds, dn = r.unpack(_GROUP_STATS, "group stats")
         buckets = tuple((p, b) for p, b in _fixed(r, _COUNTER_PAIR, "bucket stats"))
         return cls(
             group_id=gid, ref_count=refs, packet_count=pc, byte_count=bc, duration_sec=ds,
@@ -817,11 +924,12 @@ class GroupStatsReply(MultipartReply):
     stats: tuple[GroupStats, ...] = ()
 
     def _mp_body(self, version: int) -> bytes:
-        return b"".join(s.encode() for s in self.stats)
+        return b"".join(s.encode(version) for s in self.stats)
 
     @classmethod
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
-        return cls(xid=xid, flags=flags, stats=_entries(r, GroupStats.parse, "group stats"))
+        stats = _entries(r, lambda e: GroupStats.parse(e, version), "group stats")
+        return cls(xid=xid, flags=flags, stats=stats)
 
 
 @_request
@@ -831,12 +939,12 @@ class GroupDescRequest(MultipartRequest):
     group_id: int = GroupNo.ALL  # 1.5 only (earlier versions ask for every group)
 
     def _mp_body(self, version: int) -> bytes:
-        return struct.pack("!I4x", self.group_id) if version >= OFP15_VERSION else b""
+        return struct.pack("!I4x", self.group_id) if group_layout15(version) else b""
 
     @classmethod
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
         gid = GroupNo.ALL
-        if version >= OFP15_VERSION:
+        if group_layout15(version):
             (gid,) = r.unpack(struct.Struct("!I4x"), "group desc request")
         r.expect_end("group desc request")
         return cls(xid=xid, flags=flags, group_id=gid)
@@ -854,7 +962,7 @@ class GroupDesc:
 
     def encode(self, version: int = OFP13_VERSION) -> bytes:
         buckets = encode_buckets(self.buckets, version)
-        if version >= OFP15_VERSION:
+        if group_layout15(version):
             return (
                 _GROUP_DESC15.pack(16 + len(buckets), self.group_type, self.group_id, len(buckets))
                 + buckets
@@ -863,12 +971,12 @@ class GroupDesc:
 
     @classmethod
     def parse(cls, r: Reader, version: int = OFP13_VERSION) -> GroupDesc:
-        if version >= OFP15_VERSION:
+        if group_layout15(version):
             _, gtype, gid, blen = r.unpack(_GROUP_DESC15, "group desc")
             buckets = parse_buckets(r.sub(blen, "group desc buckets"), version)
             return cls(group_type=gtype, group_id=gid, buckets=buckets)
         _, gtype, gid = r.unpack(_GROUP_DESC, "group desc")
-        return cls(group_type=gtype, group_id=gid, buckets=parse_buckets(r))
+        return cls(group_type=gtype, group_id=gid, buckets=parse_buckets(r, version))
 
 
 @_reply
@@ -890,6 +998,7 @@ class GroupDescReply(MultipartReply):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GroupFeaturesRequest(MultipartRequest):
     mp_type: ClassVar[MultipartType] = MultipartType.GROUP_FEATURES
+    min_version: ClassVar[int] = OFP12_VERSION
 
 
 _GROUP_FEATURES = struct.Struct("!II4I4I")
@@ -901,6 +1010,7 @@ class GroupFeaturesReply(MultipartReply):
     """``max_groups`` and ``actions`` are indexed by group type (all, select, indirect, ff)."""
 
     mp_type: ClassVar[MultipartType] = MultipartType.GROUP_FEATURES
+    min_version: ClassVar[int] = OFP12_VERSION
     types: int = 0
     capabilities: int = 0
     max_groups: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -939,12 +1049,14 @@ class _MeterSelect(MultipartRequest):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeterStatsRequest(_MeterSelect):
     mp_type: ClassVar[MultipartType] = MultipartType.METER
+    min_version: ClassVar[int] = OFP13_VERSION
 
 
 @_request
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeterConfigRequest(_MeterSelect):
     mp_type: ClassVar[MultipartType] = MultipartType.METER_CONFIG
+    min_version: ClassVar[int] = OFP13_VERSION
 
 
 _METER_STATS = struct.Struct("!IH6xIQQII")
@@ -980,6 +1092,7 @@ class MeterStats:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeterStatsReply(MultipartReply):
     mp_type: ClassVar[MultipartType] = MultipartType.METER
+    min_version: ClassVar[int] = OFP13_VERSION
     stats: tuple[MeterStats, ...] = ()
 
     def _mp_body(self, version: int) -> bytes:
@@ -1032,6 +1145,7 @@ class MeterConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeterConfigReply(MultipartReply):
     mp_type: ClassVar[MultipartType] = MultipartType.METER_CONFIG
+    min_version: ClassVar[int] = OFP13_VERSION
     entries: tuple[MeterConfig, ...] = ()
 
     def _mp_body(self, version: int) -> bytes:
@@ -1046,6 +1160,7 @@ class MeterConfigReply(MultipartReply):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeterFeaturesRequest(MultipartRequest):
     mp_type: ClassVar[MultipartType] = MultipartType.METER_FEATURES
+    min_version: ClassVar[int] = OFP13_VERSION
 
 
 _METER_FEATURES = struct.Struct("!IIIBB2x")
@@ -1055,6 +1170,7 @@ _METER_FEATURES = struct.Struct("!IIIBB2x")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MeterFeaturesReply(MultipartReply):
     mp_type: ClassVar[MultipartType] = MultipartType.METER_FEATURES
+    min_version: ClassVar[int] = OFP13_VERSION
     max_meter: int = 0
     band_types: int = 0
     capabilities: int = 0

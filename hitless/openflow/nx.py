@@ -73,6 +73,7 @@ class NxType(IntEnum):
     RESUME = 28
     CT_FLUSH_ZONE = 29
     PACKET_IN2 = 30
+    GROUP_MOD = 31  # Open vSwitch's group mod for 1.0 (1.5's layout, 1.0 actions)
 
 
 class NxStatsType(IntEnum):
@@ -81,6 +82,11 @@ class NxStatsType(IntEnum):
     FLOW = 0
     AGGREGATE = 1
     FLOW_MONITOR = 2
+    IPFIX_BRIDGE = 3
+    IPFIX_FLOW = 4
+    GROUP = 7  # Open vSwitch's group statistics for 1.0 (1.3's entries)
+    GROUP_DESC = 8  # group descriptions for 1.0 (1.5's layout, 1.0 actions)
+    GROUP_FEATURES = 9  # group features for 1.0 and 1.1 (1.2's layout)
 
 
 class NxFlowFormat(IntEnum):

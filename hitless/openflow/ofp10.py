@@ -39,6 +39,8 @@ from hitless.openflow.constants import (
     MAX_PORT_NAME_LEN,
     NX_EXPERIMENTER_ID,
     OFP10_VERSION,
+    OFP12_VERSION,
+    OFP13_VERSION,
     ActionType,
     BadActionCode,
     BadRequestCode,
@@ -51,6 +53,7 @@ from hitless.openflow.constants import (
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
 from hitless.openflow.match import Match, Oxm
 from hitless.openflow.messages import (
+    ACTION_CODECS,
     HEADER,
     VERSION_CODECS,
     BarrierReply,
@@ -65,6 +68,7 @@ from hitless.openflow.messages import (
     FlowRemoved,
     GetConfigReply,
     GetConfigRequest,
+    GroupMod,
     Hello,
     Message,
     PacketIn,
@@ -81,9 +85,16 @@ from hitless.openflow.multipart import (
     AggregateStatsRequest,
     DescReply,
     DescRequest,
+    ExperimenterStatsRequest,
     FlowStats,
     FlowStatsReply,
     FlowStatsRequest,
+    GroupDescReply,
+    GroupDescRequest,
+    GroupFeaturesReply,
+    GroupFeaturesRequest,
+    GroupStatsReply,
+    GroupStatsRequest,
     MultipartReply,
     MultipartRequest,
     PortDescReply,
@@ -111,12 +122,13 @@ from hitless.openflow.nx import (
     port_from16,
     port_to16,
 )
-from hitless.openflow.nx_actions import Resubmit
+from hitless.openflow.nx_actions import PopQueue, Resubmit
 from hitless.openflow.nxmsg import (
     NxMessage,
     encode_nx_flow_removed,
     encode_nx_packet_in,
 )
+from hitless.openflow.ofp11 import load_actions
 
 __all__ = [
     "OFP10_VERSION",
@@ -344,6 +356,11 @@ NXAST_DEC_TTL = 18
 NXAST_WRITE_METADATA = 22
 NXAST_GROUP = 40
 
+_NX_HEAD = struct.Struct("!IH")  # experimenter id, Nicira subtype
+_NX10: dict[tuple[int, int], Callable[[int], Action]] = {
+    (NX_EXPERIMENTER_ID, NXAST_SET_QUEUE): SetQueue,
+    (NX_EXPERIMENTER_ID, NXAST_GROUP): GroupAction,
+}
 _TL = struct.Struct("!HH")
 BAD_ACTION_LEN = (ErrorType.BAD_ACTION, BadActionCode.BAD_LEN)
 
@@ -405,7 +422,13 @@ def parse_actions10(r: Reader, proto: int | None = None) -> tuple[Action, ...]:
             out.append(SetField(Oxm(src if atype == AT10.SET_TP_SRC else dst, tp)))
         elif atype == AT10.ENQUEUE:
             port, queue = b.unpack(struct.Struct("!H6xI"))
-            out += [SetQueue(queue), Output(port_from16(port))]
+            # Open vSwitch's enqueue: set_queue, output, pop_queue (so a 1.3 dump says so)
+            out += [SetQueue(queue), Output(port_from16(port)), PopQueue()]
+        elif atype == AT10.VENDOR and b.peek(_NX_HEAD) in _NX10:
+            # Nicira actions that say what 1.1+ has natively (set_queue, group).
+            _, subtype = b.unpack(_NX_HEAD)
+            (value,) = b.unpack(struct.Struct("!2xI"), "Nicira action")
+            out.append(_NX10[(NX_EXPERIMENTER_ID, subtype)](value))
         elif atype == AT10.VENDOR:
             # Vendor actions have the same form in every version: the common codec's
             # (Nicira's become typed values there).
@@ -459,19 +482,22 @@ def encode_actions10(actions: tuple[Action, ...] | list[Action]) -> bytes:
                 _a10(AT10.OUTPUT, struct.pack("!HH", port_to16(a.port), a.max_len))
             )
         elif isinstance(a, SetQueue):
-            nxt = acts[i] if i < len(acts) else None
-            if isinstance(nxt, Output):
-                i += 1
-                body = struct.pack("!H6xI", port_to16(nxt.port), a.queue_id)
+            nxt, last = acts[i : i + 1], acts[i + 1 : i + 2]
+            if nxt and isinstance(nxt[0], Output) and last and isinstance(last[0], PopQueue):
+                i += 2
+                body = struct.pack("!H6xI", port_to16(nxt[0].port), a.queue_id)
                 out.append(_a10(AT10.ENQUEUE, body))
             else:
                 out.append(_nx_action(NXAST_SET_QUEUE, struct.pack("!2xI", a.queue_id)))
         elif isinstance(a, PopVlan):
             out.append(_a10(AT10.STRIP_VLAN, b"\0" * 4))
-        elif isinstance(a, SetField) and a.field.oxm_class == OxmClass.OPENFLOW_BASIC:
-            enc = _SET10.get(a.field.field)
+        elif isinstance(a, SetField):
+            basic = a.field.oxm_class == OxmClass.OPENFLOW_BASIC
+            enc = _SET10.get(a.field.field) if basic else None
             if enc is not None and a.field.mask is None:
                 out.append(enc(a.field.value))
+            else:  # Nicira load actions, as Open vSwitch says it in 1.0
+                out.append(load_actions(a.field))
         elif isinstance(a, DecNwTtl):
             out.append(_nx_action(NXAST_DEC_TTL, b""))
         elif isinstance(a, GroupAction):
@@ -674,6 +700,13 @@ def _stats_request(r: Reader, xid: int, flags: int, st: int, nx: NxSession) -> M
         vendor, subtype = r.unpack(_NX_STATS, "vendor stats request")
         if vendor != NX_EXPERIMENTER_ID:
             raise _bad_request(f"vendor {vendor:#x}", BadRequestCode.BAD_EXPERIMENTER)
+        if subtype in _NX_GROUP_STATS:
+            return _NX_GROUP_STATS[subtype](r, xid, flags)
+        if subtype in (NxStatsType.IPFIX_BRIDGE, NxStatsType.IPFIX_FLOW):
+            r.expect_end("ipfix stats request")
+            return ExperimenterStatsRequest(
+                xid=xid, flags=flags, experimenter=vendor, exp_type=subtype
+            )
         if subtype in (NxStatsType.FLOW, NxStatsType.AGGREGATE):
             out_port, mlen, table = r.unpack(
                 _NX_FLOW_STATS_REQ, "nx flow stats request"
@@ -695,6 +728,26 @@ def _stats_request(r: Reader, xid: int, flags: int, st: int, nx: NxSession) -> M
             f"Nicira stats subtype {subtype}", BadRequestCode.BAD_EXP_TYPE
         )
     raise _bad_request(f"stats type {st}", BadRequestCode.BAD_MULTIPART)
+
+
+def _group_id(r: Reader) -> int:
+    (group_id,) = r.unpack(struct.Struct("!I4x"), "group stats request")
+    r.expect_end("group stats request")
+    return int(group_id)
+
+
+# Open vSwitch's Nicira group statistics for 1.0: subtype -> request from its body.
+_NX_GROUP_STATS: dict[int, Callable[[Reader, int, int], MultipartRequest]] = {
+    NxStatsType.GROUP: lambda r, xid, flags: GroupStatsRequest(
+        xid=xid, flags=flags, group_id=_group_id(r)
+    ),
+    NxStatsType.GROUP_DESC: lambda r, xid, flags: GroupDescRequest(
+        xid=xid, flags=flags, group_id=_group_id(r)
+    ),
+    NxStatsType.GROUP_FEATURES: lambda r, xid, flags: GroupFeaturesRequest._mp_parse(
+        r, OFP10_VERSION, xid, flags
+    ),
+}
 
 
 def _flow_stats_from10(e: Reader) -> FlowStats:
@@ -804,6 +857,9 @@ def _decode(r: Reader, mtype: int, xid: int, nx: NxSession) -> Message:
         if vendor == NX_EXPERIMENTER_ID and subtype == NxType.FLOW_MOD:
             r.take(8)
             return _nx_flow_mod(r, xid, nx)
+        if vendor == NX_EXPERIMENTER_ID and subtype == NxType.GROUP_MOD:
+            r.take(8)
+            return GroupMod._parse(r, OFP10_VERSION, xid)
         return Experimenter._parse(r, OFP10_VERSION, xid)
     if mtype == T10.FLOW_MOD:
         return _flow_mod(r, xid, nx)
@@ -958,6 +1014,16 @@ def _encode_stats(msg: MultipartReply, nx: NxSession) -> bytes:
         return _stats_reply(
             xid, ST10.PORT_DESC, flags, b"".join(port_to10(p) for p in msg.ports)
         )
+    # Groups: Open vSwitch's Nicira statistics, in the layouts it chose for them.
+    if isinstance(msg, GroupStatsReply):
+        body = msg._mp_body(OFP13_VERSION)
+        return _nx_stats_reply(xid, NxStatsType.GROUP, flags, body)
+    if isinstance(msg, GroupDescReply):
+        body = msg._mp_body(OFP10_VERSION)
+        return _nx_stats_reply(xid, NxStatsType.GROUP_DESC, flags, body)
+    if isinstance(msg, GroupFeaturesReply):
+        body = msg._mp_body(OFP12_VERSION)
+        return _nx_stats_reply(xid, NxStatsType.GROUP_FEATURES, flags, body)
     raise LocalProtocolError(f"{type(msg).__name__} has no OpenFlow 1.0 form")
 
 
@@ -1118,3 +1184,4 @@ def encode_error(error: RemoteProtocolError) -> bytes:
 
 
 VERSION_CODECS[OFP10_VERSION] = (decode, encode)
+ACTION_CODECS[OFP10_VERSION] = (parse_actions10, encode_actions10)

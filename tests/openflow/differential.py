@@ -172,14 +172,15 @@ _SUBS = [
 
 def normalize(text: str, sort: bool = False) -> str:
     """``text`` without what must differ between two switches; with ``sort``, the lines
-    of flow entries sorted (the two switches list flows in their own internal order)."""
+    of flow and group entries sorted (each switch lists them in its own internal order)."""
     lines = []
     for line in text.splitlines():
         for rx, repl in _SUBS:
             line = rx.sub(repl, line)
         lines.append(line)
     if sort:
-        head = [ln for ln in lines if not ln.startswith(" cookie=")]
-        flows = sorted(ln for ln in lines if ln.startswith(" cookie="))
+        entry = (" cookie=", " group_id=")
+        head = [ln for ln in lines if not ln.startswith(entry)]
+        flows = sorted(ln for ln in lines if ln.startswith(entry))
         lines = head + flows
     return "\n".join(lines) + "\n"

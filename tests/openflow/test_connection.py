@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import msgspec
@@ -211,13 +212,25 @@ def test_xids_are_fresh_and_never_zero() -> None:
     xids = [conn.next_xid() for _ in range(5)]
     assert xids == [1, 2, 3, 4, 5]
     state = conn.export_state()
-    c2 = Connection.from_state(
-        SessionState(
-            **{**state.to_dict(), "next_xid": 0xFFFFFFFF, "async_config": state.async_config}
-        ),
-        now=0,
-    )
+    c2 = Connection.from_state(dataclasses.replace(state, next_xid=0xFFFFFFFF), now=0)
     assert [c2.next_xid(), c2.next_xid()] == [0xFFFFFFFF, 1]
+
+
+def test_session_record_stays_readable_by_older_builds() -> None:
+    """Older builds refuse a record whose "versions" names a version they lack (a build
+    speaking 1.3/1.4 only refused (1, 4, 5, 6)): "versions" holds the negotiated version
+    (before HELLO: 1.3 and 1.4), "all_versions" the whole set, which this build reads."""
+    switch, controller = pair(switch_versions=(1, 2, 3, 4, 5, 6), controller_versions=(4,))
+    assert [type(e) for e in events(switch)] == [Negotiated]
+    record = switch.export_state().to_dict()
+    assert (record["versions"], record["all_versions"]) == ([4], [1, 2, 3, 4, 5, 6])
+    assert Connection.from_state(SessionState.from_dict(record), now=0).versions == (
+        1, 2, 3, 4, 5, 6,
+    )  # fmt: skip
+    del record["all_versions"]  # as an older build reads it
+    assert Connection.from_state(SessionState.from_dict(record), now=0).version == 4
+    fresh = Connection(versions=(1, 2, 3, 4, 5, 6)).export_state().to_dict()
+    assert fresh["versions"] == [4, 5]
 
 
 def test_async_filter_by_role() -> None:
@@ -291,7 +304,7 @@ def test_local_misuse_raises_local_errors() -> None:
     with pytest.raises(LocalProtocolError):
         conn.start()
     with pytest.raises(LocalProtocolError):
-        Connection(versions=(2,))  # OpenFlow 1.1: not spoken
+        Connection(versions=(7,))  # OpenFlow 1.6: not spoken
     with pytest.raises(LocalProtocolError):
         FlowMod(importance=3).encode(OFP13_VERSION)
     assert isinstance(Negotiated(version=4), ConnectionEvent)

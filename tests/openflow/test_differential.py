@@ -3,7 +3,8 @@
 A real ``ovs-vswitchd`` (dummy datapath, its own run directory and ``ovsdb-server``) and
 a hitless switch each get a dummy bridge of the same name and datapath id; every case
 runs the same commands against both, in OpenFlow 1.0 (no ``-O``: what ``ovs-ofctl``
-speaks by default, with Nicira extensions), 1.3 and 1.4, and compares what a user sees
+speaks by default, with Nicira extensions), 1.1, 1.2, 1.3, 1.4 and 1.5, and compares
+what a user sees
 (stdout, stderr, exit status) after ``normalize`` strips durations, ages, the bridge's
 own MAC address and the description strings. A case whose outputs still differ is a
 strict xfail naming the reason (docs/openflow.md has the same table): when hitless is
@@ -27,10 +28,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 V10: tuple[str, ...] = ()
+V11 = ("-O", "OpenFlow11")
+V12 = ("-O", "OpenFlow12")
 V13 = ("-O", "OpenFlow13")
 V14 = ("-O", "OpenFlow14")
 V15 = ("-O", "OpenFlow15")
-VERSIONS = {"of10": V10, "of13": V13, "of14": V14, "of15": V15}
+VERSIONS = {"of10": V10, "of11": V11, "of12": V12, "of13": V13, "of14": V14, "of15": V15}
 PKT = "ffffffffffff0000000000010800450000140000000040010000000000000000000000000000"
 
 # name -> (setup commands, compared command, sort flow lines, stdin)
@@ -168,11 +171,75 @@ CASES: dict[str, Case] = {
             ("--may-create", "mod-group", "{br}", "group_id=3,type=indirect,bucket=output:1"),
             ("dump-groups", "{br}"),
             ("del-groups", "{br}", "group_id=2"),
+            ("add-group", "{br}", "group_id=1,type=all,bucket=output:2"),  # exists: an error
         ],
         ("dump-groups", "{br}"),
+        True,
+        None,
+    ),
+    # Masked addresses, VLAN forms, transport ports and per-field set actions: what
+    # OpenFlow 1.1's own match and actions carry (hitless.openflow.ofp11), in every version.
+    "add-flow-fields": (
+        [
+            ("add-flow", "{br}", "table=1,priority=5,tcp,nw_src=10.1.0.0/16,tp_dst=80,"
+             "dl_src=00:11:22:00:00:00/ff:ff:ff:00:00:00,"
+             "actions=mod_nw_tos:8,mod_tp_src:99,mod_dl_dst:00:00:00:00:00:05,output:2"),
+            ("add-flow", "{br}", "table=1,dl_vlan=5,dl_vlan_pcp=3,actions=mod_vlan_vid:7,"
+             "resubmit(,2)"),
+            ("add-flow", "{br}", "table=1,priority=9,dl_vlan=0xffff,actions=drop"),
+            ("add-flow", "{br}", "table=1,arp,arp_spa=1.2.3.4,arp_op=2,actions=output:3"),
+            ("add-flow", "{br}", "table=1,priority=4,icmp,icmp_type=8,icmp_code=0,"
+             "actions=mod_nw_src:10.0.0.1,mod_nw_dst:10.0.0.2,strip_vlan,LOCAL"),
+        ],  # fmt: skip
+        ("dump-flows", "{br}"),
+        True,
+        None,
+    ),
+    "queue-and-ttl": (
+        [("add-flow", "{br}", "table=2,ip,nw_ttl=5,actions=set_queue:3,dec_ttl,output:1")],
+        ("dump-flows", "{br}", "table=2"),
+        True,
+        None,
+    ),
+    "enqueue": (
+        [("add-flow", "{br}", "table=2,ip,actions=enqueue:1:2")],
+        ("dump-flows", "{br}", "table=2"),
+        True,
+        None,
+    ),
+    "dump-flows-table": (
+        [("add-flow", "{br}", "table=3,udp,tp_src=53,actions=drop")],
+        ("dump-flows", "{br}", "table=3,udp"),
+        True,
+        None,
+    ),
+    # Open vSwitch's Nicira group messages in 1.0 (NXT_GROUP_MOD, NXST_GROUP_DESC: 1.5's
+    # layout with 1.0 actions; NXST_GROUP: 1.3's entries), 1.1's own set actions in buckets.
+    "group-stats": (
+        [
+            ("add-group", "{br}", "group_id=4,type=select,bucket=weight:5,watch_port:2,"
+             "output:1,bucket=weight:3,mod_nw_src:1.2.3.4,output:2"),
+            ("dump-groups", "{br}"),
+        ],  # fmt: skip
+        ("dump-group-stats", "{br}"),
         False,
         None,
     ),
+    "group-features": ([], ("dump-group-features", "{br}"), False, None),
+    # Open vSwitch's own errors: OFPBRC codes in 1.0/1.1, Nicira experimenter errors later.
+    "tlv-map-errors": (
+        [
+            ("add-tlv-map", "{br}", "{class=0xffff,type=0,len=4}->tun_metadata0"),
+            ("add-tlv-map", "{br}", "{class=0xffff,type=1,len=4}->tun_metadata0"),
+            ("add-tlv-map", "{br}", "{class=0xffff,type=0,len=4}->tun_metadata1"),
+            ("add-tlv-map", "{br}", "{class=0xffff,type=2,len=4}->tun_metadata70"),
+        ],
+        ("dump-tlv-map", "{br}"),
+        False,
+        None,
+    ),
+    "dump-ipfix-bridge": ([], ("dump-ipfix-bridge", "{br}"), False, None),
+    "dump-ipfix-flow": ([], ("dump-ipfix-flow", "{br}"), False, None),
     # A bundle with a flow both switches refuse: the error is printed and ovs-ofctl fails
     # (1.3 carries bundle errors as ONF experimenter errors, which ovs-ofctl decodes).
     "bundle-refused": (
@@ -189,8 +256,16 @@ DIFFERENT: dict[tuple[str, str], str] = {
         ("dump-ports", v): "hitless counts drops (drop=0); Open vSwitch's dummy ports say drop=?"
         for v in VERSIONS
     },
-    ("groups", "of10"): "Nicira group messages for OpenFlow 1.0 (NXT_GROUP_MOD, NXST_GROUP_*) "
-    "are refused",
+    **{
+        ("group-features", v): "hitless lists the actions its groups run (output, group) and "
+        "a limit of 65536 groups; Open vSwitch every action and 0xffffff00"
+        for v in VERSIONS
+    },
+    **{
+        ("dump-tables", v): "1.1/1.2 table statistics list what each table can do: hitless "
+        "lists what it implements (no MPLS, no set_queue, fewer set-field targets)"
+        for v in ("of11", "of12")
+    },
 }
 
 
@@ -207,7 +282,7 @@ def _reset(pair: SwitchPair) -> None:
     """The same starting table on both: only the standalone NORMAL flow, no groups."""
     for args in (("del-flows", "{br}"), ("add-flow", "{br}", "priority=0,actions=NORMAL"),
                  ("-O", "OpenFlow13", "del-groups", "{br}"),
-                 ("mod-port", "{br}", "{br}", "flood")):  # fmt: skip
+                 ("mod-port", "{br}", "{br}", "flood"), ("del-tlv-map", "{br}")):  # fmt: skip
         ovs, hl = pair.ofctl(*args)
         assert ovs.rc == 0 and hl.rc == 0, (args, ovs, hl)
 
@@ -247,3 +322,26 @@ def test_default_flow_on_a_new_bridge(switches: SwitchPair) -> None:
     ovs, hl = switches.ofctl("dump-flows", "{br}")
     assert normalize(ovs.text()) == normalize(hl.text())
     assert "priority=0 actions=NORMAL" in hl.out
+
+
+@pytest.mark.parametrize(("add", "dump"), [("of11", "of13"), ("of13", "of11"), ("of12", "of10")])
+def test_a_flow_added_in_one_version_reads_back_in_another(
+    switches: SwitchPair, add: str, dump: str
+) -> None:
+    """What one version's flow_mod carries (1.1 and 1.0 adds reset counters: a 1.3 dump
+    shows ``reset_counts``) and how another version's reply says it (a 1.1 reply holds an
+    IPv6 match as OXM and a set_field 1.1 has no action for as Nicira ``load``)."""
+    _reset(switches)
+    flows = ["table=2,priority=3,tcp,tp_dst=22,actions=mod_tp_dst:2222,output:1"]
+    if add != "of11":
+        flows += [
+            "table=2,udp6,ipv6_src=2001:db8::1,actions=set_field:2001:db8::2->ipv6_dst,output:1",
+            "table=2,ip,nw_ecn=1,actions=push_vlan:0x8100,set_field:4099->vlan_vid,output:1",
+        ]
+    for flow in flows:
+        ovs, hl = switches.ofctl(*VERSIONS[add], "add-flow", "{br}", flow)
+        assert ovs.rc == 0 and hl.rc == 0, (flow, ovs, hl)
+    ovs, hl = switches.ofctl(*VERSIONS[dump], "dump-flows", "{br}", "table=2")
+    a, b = normalize(ovs.text(), True), normalize(hl.text(), True)
+    assert a == b, "".join(difflib.unified_diff(a.splitlines(True), b.splitlines(True)))
+    assert len(b.splitlines()) == len(flows) + 2

@@ -1,6 +1,6 @@
-"""Sessions in OpenFlow 1.0 (Nicira flow and packet-in formats negotiated) and 1.5 cross a hitless
-upgrade on the same socket, with their version and Nicira session state, and the
-bridge's Geneve option map comes along."""
+"""Sessions in OpenFlow 1.0 (Nicira flow and packet-in formats negotiated), 1.1, 1.2 and
+1.5 cross a hitless upgrade on the same socket, with their version and Nicira session
+state, and the bridge's Geneve option map comes along."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from hitless.openflow import (
     NEED_DATA,
     Connection,
@@ -26,6 +28,7 @@ from hitless.openflow import (
     Message,
     Negotiated,
     Output,
+    PacketIn,
     PacketOut,
     SetConfig,
 )
@@ -113,7 +116,7 @@ def _nxst_flow_request(xid: int) -> bytes:
     return struct.pack("!BBHI", 1, 16, 8 + len(body), xid) + body
 
 
-def test_1_0_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
+def test_1_0_1_1_1_2_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
     br = f"bru{unique_suffix()}"
     started.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=dummy")
     started.vsctl("--", "--id=@m", "get", "bridge", br)  # the bridge exists
@@ -128,9 +131,13 @@ def test_1_0_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
     of15.send(NxTlvTableMod(xid=3, command=TlvCommand.ADD, maps=(geneve,)))
     of15.send(NxTlvTableRequest(xid=4))
     assert isinstance(of15.next(), NxTlvTableReply)
+    of11 = Client(mgmt, 2)
+    of11.send(SetConfig(xid=11, miss_send_len=128))  # packet-ins wanted
+    of12 = Client(mgmt, 3)
     old = started.daemon_pid
 
-    with of10.answering_echoes(), of15.answering_echoes():
+    with of10.answering_echoes(), of15.answering_echoes(), of11.answering_echoes(), \
+            of12.answering_echoes():  # fmt: skip
         r = subprocess.run(
             [str(BIN / "hitless"), "upgrade", "--rundir", str(started.rundir.path), "--json"],
             capture_output=True, text=True, timeout=120, cwd="/", env=dict(os.environ),
@@ -160,5 +167,50 @@ def test_1_0_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
     of15.send(NxTlvTableRequest(xid=9))
     tlv = of15.next()
     assert isinstance(tlv, NxTlvTableReply) and tlv.maps == (geneve,)
-    of10.sock.close()
-    of15.sock.close()
+    # 1.1 and 1.2, same sockets: a packet-in in 1.1's own layout (ports, no match), and
+    # flow statistics in 1.2's.
+    of11.send(PacketOut(xid=12, in_port=Port.CONTROLLER, actions=(Output(Port.CONTROLLER),),
+                        data=frame))  # fmt: skip
+    pin11 = of11.next()
+    assert isinstance(pin11, PacketIn) and pin11.data == frame and of11.conn.version == 2
+    of12.send(FlowStatsRequest(xid=13))
+    got12 = of12.next()
+    assert isinstance(got12, FlowStatsReply) and got12.xid == 13 and got12.stats
+    assert of12.conn.version == 3
+    for c in (of10, of11, of12, of15):
+        c.sock.close()
+
+
+def _sessions_builds() -> list[str]:
+    """The previous builds whose handoff carries OpenFlow sessions (newest last)."""
+    from tests.upgrade.builds import handoff_features, previous_versions
+
+    return [v for v in previous_versions() if "sessions" in handoff_features(v)]
+
+
+@pytest.mark.parametrize("previous", _sessions_builds()[-1:])
+def test_a_session_opened_here_survives_a_downgrade_to_an_older_build(
+    started: Sw, previous: str
+) -> None:
+    """A 1.3 session opened on this build (its bridge offering 1.0 to 1.5) is carried
+    down to the newest previous build, which speaks fewer versions: the session record
+    names only the negotiated version where older builds read it."""
+    from tests.upgrade.builds import build
+
+    old = build(previous)
+    br = f"brd{unique_suffix()}"
+    started.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=dummy")
+    started.vsctl("--", "--id=@m", "get", "bridge", br)
+    of13 = Client(f"{started.rundir.path}/{br}.mgmt", 4)
+    with of13.answering_echoes():
+        r = subprocess.run(
+            [str(BIN / "hitless"), "downgrade", "--rundir", str(started.rundir.path),
+             "--to", str(old.vswitchd), "--json"],
+            capture_output=True, text=True, timeout=180, cwd="/", env=dict(os.environ),
+        )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert str(old.venv) in Path(f"/proc/{started.daemon_pid}/cmdline").read_text()
+    of13.send(FlowStatsRequest(xid=21))
+    got = of13.next()
+    assert isinstance(got, FlowStatsReply) and got.xid == 21 and got.stats
+    of13.sock.close()
