@@ -49,7 +49,8 @@ class Ovs:
         return self.run("ovs-ofctl", "-O", "OpenFlow13", cmd, target, *args).stdout
 
 
-def _stop(pidfile: Path) -> None:
+def stop_pidfile(pidfile: Path) -> None:
+    """Stop the process a pidfile names (TERM, then KILL after 10 s); none: nothing."""
     pid = read_pid(pidfile)
     if pid is None:
         return
@@ -81,6 +82,6 @@ def ovs() -> Iterator[Ovs]:
         )  # fmt: skip
         yield o
     finally:
-        _stop(path / "ovs-vswitchd.pid")
-        _stop(path / "ovsdb-server.pid")
+        stop_pidfile(path / "ovs-vswitchd.pid")
+        stop_pidfile(path / "ovsdb-server.pid")
         shutil.rmtree(path, ignore_errors=True)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.netns import unique_suffix
+from tests.ovn.ovn import run
+from tests.ovs_dummy import stop_pidfile
 from tests.switch import Sw
 from tests.wait import wait_for
 
@@ -31,35 +31,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _run(cmd: list[str], env: dict[str, str] | None = None) -> str:
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
-    assert p.returncode == 0, f"{' '.join(cmd)}: {p.stdout}{p.stderr}"
-    return p.stdout
-
-
-def _stop(pidfile: Path) -> None:
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    wait_for(lambda: not Path(f"/proc/{pid}").exists(), f"pid {pid} to exit", 10)
-
-
 def test_ovn_controller_starts_on_openflow_15_without_errors(started: Sw) -> None:
     d = started.rundir.path
     bridge = f"bri{unique_suffix()}"
     env = {**os.environ, "OVS_RUNDIR": str(d), "OVN_RUNDIR": str(d)}
     log = d / "ovn-controller.log"
     try:
-        _run(["ovsdb-tool", "create", str(d / "sb.db"), str(SB_SCHEMA)])
-        _run(["ovsdb-server", str(d / "sb.db"), f"--remote=punix:{d / 'sb.sock'}",
+        run(["ovsdb-tool", "create", str(d / "sb.db"), str(SB_SCHEMA)])
+        run(["ovsdb-server", str(d / "sb.db"), f"--remote=punix:{d / 'sb.sock'}",
               f"--pidfile={d / 'sb.pid'}", f"--unixctl={d / 'sb.ctl'}",
               f"--log-file={d / 'sb.log'}", "--detach", "--no-chdir"])  # fmt: skip
-        _run(["ovn-sbctl", f"--db=unix:{d / 'sb.sock'}", "init"])
+        run(["ovn-sbctl", f"--db=unix:{d / 'sb.sock'}", "init"])
         started.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=dummy",
                       "fail_mode=secure", "other_config:disable-in-band=true")  # fmt: skip
         started.vsctl("set", "open", ".", "external_ids:system-id=hv-test",
@@ -67,7 +49,7 @@ def test_ovn_controller_starts_on_openflow_15_without_errors(started: Sw) -> Non
                       "external_ids:ovn-encap-type=geneve",
                       "external_ids:ovn-encap-ip=127.0.0.1",
                       f"external_ids:ovn-bridge={bridge}")  # fmt: skip
-        _run(["ovn-controller", f"unix:{started.rundir.db_remote.split(':', 1)[1]}",
+        run(["ovn-controller", f"unix:{started.rundir.db_remote.split(':', 1)[1]}",
               f"--pidfile={d / 'ovn-controller.pid'}", f"--log-file={log}", "--detach",
               "--no-chdir", "-vvconn:file:dbg"], env)  # fmt: skip
 
@@ -83,11 +65,11 @@ def test_ovn_controller_starts_on_openflow_15_without_errors(started: Sw) -> Non
         assert "miss_send_len=65535" in seen
         assert "OFPT_METER_MOD" in seen and "NXT_TLV_TABLE_MOD" in seen
         assert "OFPT_ERROR" not in seen, seen[seen.find("OFPT_ERROR") - 300 :][:1500]
-        flows = _run(["ovs-ofctl", "-O", "OpenFlow15", "dump-flows", bridge], env)
+        flows = run(["ovs-ofctl", "-O", "OpenFlow15", "dump-flows", bridge], env)
         assert "table=41" in flows and "reg10=0x1/0x1" in flows, flows
-        tlv = _run(["ovs-ofctl", "-O", "OpenFlow15", "dump-tlv-map", bridge], env)
+        tlv = run(["ovs-ofctl", "-O", "OpenFlow15", "dump-tlv-map", bridge], env)
         assert "tun_metadata0" in tlv, tlv
         assert "refused" not in started.log()
     finally:
-        _stop(d / "ovn-controller.pid")
-        _stop(d / "sb.pid")
+        stop_pidfile(d / "ovn-controller.pid")
+        stop_pidfile(d / "sb.pid")

@@ -14,16 +14,14 @@ on Open vSwitch too.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
-from hitless.daemon.rundir import wait_exit
+from tests.ovs_dummy import stop_pidfile
 
 SCHEMAS = Path("/usr/share/ovn")
 TOOLS = ("ovn-controller", "ovn-northd", "ovn-nbctl", "ovn-sbctl")
@@ -33,24 +31,12 @@ def available() -> bool:
     return all(shutil.which(t) for t in TOOLS) and (SCHEMAS / "ovn-nb.ovsschema").exists()
 
 
-def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
+def run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
+    """Run ``cmd``; its standard output, or an AssertionError with what it printed."""
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd="/")
     if p.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}: {p.stdout}{p.stderr}")
     return p.stdout
-
-
-def _stop(pidfile: Path) -> None:
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if not wait_exit(pid, 10):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        wait_exit(pid, 5)
 
 
 class Ovn:
@@ -69,12 +55,12 @@ class Ovn:
         has no --unixctl)."""
         pidfile = self.dir / f"{name}.pid"
         self._pidfiles.append(pidfile)
-        _run([*cmd, f"--pidfile={pidfile}", f"--log-file={self.dir / (name + '.log')}",
+        run([*cmd, f"--pidfile={pidfile}", f"--log-file={self.dir / (name + '.log')}",
               "--detach", "--no-chdir"], self.env)  # fmt: skip
 
     def start_central(self) -> None:
         for db in ("nb", "sb"):
-            _run(["ovsdb-tool", "create", str(self.dir / f"{db}.db"),
+            run(["ovsdb-tool", "create", str(self.dir / f"{db}.db"),
                   str(SCHEMAS / f"ovn-{db}.ovsschema")])  # fmt: skip
             self._daemon(db, ["ovsdb-server", str(self.dir / f"{db}.db"),
                               f"--remote=punix:{self.dir / (db + '.sock')}",
@@ -88,7 +74,7 @@ class Ovn:
         """Point the switch's Open_vSwitch row at our SB (``vsctl``: the switch's
         ovs-vsctl command line) and start ovn-controller with vconn debug logging (its
         log then shows every OpenFlow message and error)."""
-        _run([*vsctl, "set", "open", ".", "external_ids:system-id=hv1",
+        run([*vsctl, "set", "open", ".", "external_ids:system-id=hv1",
               f"external_ids:ovn-remote=unix:{self.dir / 'sb.sock'}",
               "external_ids:ovn-encap-type=geneve", "external_ids:ovn-encap-ip=127.0.0.1",
               f"external_ids:ovn-bridge={self.bridge}"])  # fmt: skip
@@ -96,10 +82,10 @@ class Ovn:
                                         "-vvconn:file:dbg", "-vrconn:file:dbg"])  # fmt: skip
 
     def nbctl(self, *args: str, timeout: float = 60) -> str:
-        return _run(["ovn-nbctl", f"--db=unix:{self.dir / 'nb.sock'}", *args], self.env, timeout)
+        return run(["ovn-nbctl", f"--db=unix:{self.dir / 'nb.sock'}", *args], self.env, timeout)
 
     def sbctl(self, *args: str) -> str:
-        return _run(["ovn-sbctl", f"--db=unix:{self.dir / 'sb.sock'}", *args], self.env)
+        return run(["ovn-sbctl", f"--db=unix:{self.dir / 'sb.sock'}", *args], self.env)
 
     def ports_up(self, *ports: str) -> bool:
         return all(self.nbctl("get", "Logical_Switch_Port", p, "up").strip() == "true"
@@ -124,5 +110,5 @@ class Ovn:
 
     def close(self) -> None:
         for pidfile in reversed(self._pidfiles):
-            _stop(pidfile)
+            stop_pidfile(pidfile)
         shutil.rmtree(self.dir, ignore_errors=True)
