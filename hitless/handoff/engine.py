@@ -45,7 +45,6 @@ from hitless.datapath.actions import Action, actions_from_json, actions_to_json
 from hitless.ofproto.bridge import Bridge
 from hitless.ofproto.mac_learning import format_mac, parse_mac
 from hitless.ofproto.oftable import Rule
-from hitless.openflow.actions import encode_instructions
 from hitless.packet.flow import Match, compact, widen
 from hitless.state import ledger, snapshot
 from hitless.state.parts import RecordList, Splicer
@@ -56,8 +55,6 @@ from hitless.state.records import (
     Delta,
     FlowV1,
     MacEntryV1,
-    OfGroupV2,
-    OfMeterV2,
     OfRuleCountersV2,
     OfRuleV2,
     OpenFlowDeltaV2,
@@ -146,94 +143,16 @@ def _ports(dp: Datapath) -> list[PortV1]:
     ]
 
 
-def _rule_v2(r: dict[str, Any]) -> OfRuleV2:
-    return OfRuleV2(
-        int(r["table"]), int(r["priority"]), bytes.fromhex(r["match"]),
-        bytes.fromhex(r["instructions"]), int(r["cookie"]), int(r["idle_timeout"]),
-        int(r["hard_timeout"]), int(r["flags"]), int(r.get("importance", 0)),
-        float(r["age"]), float(r["idle"]), int(r["packets"]), int(r["bytes"]),
-    )  # fmt: skip
-
-
-_instructions_wire: dict[tuple[Any, ...], bytes] = {}
-
-
-def _rule_record(r: Rule, now: float) -> OfRuleV2:
-    """A live rule as its record, straight from the object (no JSON form in between)."""
-    insts = _instructions_wire.get(r.instructions)
-    if insts is None:
-        if len(_instructions_wire) > 4096:
-            _instructions_wire.clear()
-        insts = _instructions_wire[r.instructions] = encode_instructions(r.instructions)
-    return OfRuleV2(
-        r.table_id, r.priority, r.match.encode(), insts, r.cookie, r.idle_timeout,
-        r.hard_timeout, r.flags, r.importance, now - r.created, now - r.last_used,
-        r.packets, r.bytes,
-    )  # fmt: skip
-
-
-def _group_v2(g: dict[str, Any]) -> OfGroupV2:
-    return OfGroupV2(
-        int(g["group_id"]), int(g["type"]), bytes.fromhex(g["buckets"]),
-        float(g["age"]), int(g["packets"]), int(g["bytes"]),
-        [[int(p), int(b)] for p, b in g.get("bucket_stats", [])],
-    )  # fmt: skip
-
-
-def _meter_v2(m: dict[str, Any]) -> OfMeterV2:
-    return OfMeterV2(
-        int(m["meter_id"]), int(m["flags"]), bytes.fromhex(m["bands"]),
-        float(m["age"]), int(m["packets"]), int(m["bytes"]),
-        [[int(p), int(b)] for p, b in m.get("band_stats", [])],
-    )  # fmt: skip
-
-
-def _rule_dict(r: OfRuleV2) -> dict[str, Any]:
-    return {"table": r.table, "priority": r.priority, "match": r.match.hex(),
-            "instructions": r.instructions.hex(), "cookie": r.cookie,
-            "idle_timeout": r.idle_timeout, "hard_timeout": r.hard_timeout, "flags": r.flags,
-            "importance": r.importance, "age": r.age, "idle": r.idle,
-            "packets": r.packet_count, "bytes": r.byte_count}  # fmt: skip
-
-
-def _group_dict(g: OfGroupV2) -> dict[str, Any]:
-    return {"group_id": g.group_id, "type": g.type, "buckets": g.buckets.hex(), "age": g.age,
-            "packets": g.packet_count, "bytes": g.byte_count,
-            "bucket_stats": g.bucket_stats}  # fmt: skip
-
-
-def _meter_dict(m: OfMeterV2) -> dict[str, Any]:
-    return {"meter_id": m.meter_id, "flags": m.flags, "bands": m.bands.hex(), "age": m.age,
-            "packets": m.packet_count, "bytes": m.byte_count,
-            "band_stats": m.band_stats}  # fmt: skip
-
-
 def _openflow_state(bridge: Any, now: float) -> OpenFlowV2 | None:
     """The bridge's OpenFlow rules, groups and meters (None: a bridge without any)."""
     export = getattr(bridge, "export_openflow", None)
-    if export is None:
-        return None
-    d = export(now)
-    return OpenFlowV2(
-        [_rule_v2(r) for r in d.get("rules", [])],
-        [_group_v2(g) for g in d.get("groups", [])],
-        [_meter_v2(m) for m in d.get("meters", [])],
-        [[int(x) for x in t] for t in d.get("tables", [])],
-    )
+    return None if export is None else cast(OpenFlowV2, export(now))
 
 
-def _import_openflow(bridge: Any, of: OpenFlowV2 | None, now: float) -> None:
+def _import_openflow(bridge: Bridge, of: OpenFlowV2 | None, now: float) -> None:
     """Give a new bridge the OpenFlow state (None: it keeps its default table)."""
-    if of is None:
-        return
-    data = {
-        "version": 1,
-        "rules": [_rule_dict(r) for r in of.rules],
-        "groups": [_group_dict(g) for g in of.groups],
-        "meters": [_meter_dict(m) for m in of.meters],
-        "tables": of.tables,
-    }
-    bridge.import_openflow(data, now)
+    if of is not None:
+        bridge.import_openflow(of, now)
 
 
 def _openflow_delta(
@@ -256,7 +175,7 @@ def _openflow_delta(
             removed.append(i)
         r = of.tables[key[0]].rules.get(key[1])
         if r is not None:
-            added.append(_rule_record(r, now))
+            added.append(r.to_record(now))
     counters = []
     for obj in credited:
         if type(obj) is not Rule:
@@ -266,18 +185,14 @@ def _openflow_delta(
             continue
         rule = obj
         counters.append(OfRuleCountersV2(i, now - rule.last_used, rule.packets, rule.bytes))
-    groups = [_group_v2(g.to_json(now)) for g in sorted(of.groups.values(), key=_group_id)]
-    meters = [_meter_v2(m.to_json(now)) for m in sorted(of.meters.values(), key=_meter_id)]
-    tables = [[t.table_id, t.lookups, t.matched] for t in of.tables if t.lookups]
-    return OpenFlowDeltaV2(sorted(removed), added, counters, groups, meters, tables)
-
-
-def _group_id(g: Any) -> int:
-    return int(g.group_id)
-
-
-def _meter_id(m: Any) -> int:
-    return int(m.meter_id)
+    return OpenFlowDeltaV2(
+        sorted(removed),
+        added,
+        counters,
+        of.group_records(now),
+        of.meter_records(now),
+        of.table_counters(),
+    )
 
 
 # -- extras: small learned state of other layers, carried at the freeze ----------------
@@ -699,20 +614,15 @@ class PrecopyJob:
                 objs: dict[Rule, int] = {}
                 for chunk in _slices(rules):
                     live = [r for r in chunk if of.tables[r.table_id].rules.get(r.ident) is r]
-                    rrecs = [_rule_record(r, taken) for r in live]
+                    rrecs = [r.to_record(taken) for r in live]
                     rule_recs.extend(rrecs)
                     for r, rec in zip(live, rrecs, strict=True):
                         index[(r.table_id, r.ident)] = objs[r] = len(records)
                         records.append(rec)
                     book.add_rules(name, rrecs)
                     yield
-                groups = [
-                    _group_v2(g.to_json(taken)) for g in sorted(of.groups.values(), key=_group_id)
-                ]
-                meters = [
-                    _meter_v2(m.to_json(taken)) for m in sorted(of.meters.values(), key=_meter_id)
-                ]
-                tables = [[t.table_id, t.lookups, t.matched] for t in of.tables if t.lookups]
+                groups, meters = of.group_records(taken), of.meter_records(taken)
+                tables = of.table_counters()
                 book.set_group_meters(name, groups, meters)
                 if ex.openflow_delta:
                     base.of_index[name], base.of_objs[name] = index, objs
@@ -938,13 +848,8 @@ class ImportEngine:
             )
         bridge.apply_openflow_delta(
             [rules[i] for i in ofd.removed],
-            [_rule_dict(r) for r in ofd.added],
+            ofd,
             [(rules[c.index], c.packet_count, c.byte_count, c.idle) for c in ofd.counters],
-            {
-                "groups": [_group_dict(g) for g in ofd.groups],
-                "meters": [_meter_dict(m) for m in ofd.meters],
-                "tables": ofd.tables,
-            },
             now,
         )
 

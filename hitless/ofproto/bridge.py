@@ -38,8 +38,9 @@ fail_mode changes without one; ``set_fail_open``). ``flow_mod``,
 ``group_mod``, ``meter_mod`` and ``packet_out`` take decoded messages; changes re-translate
 only the megaflows that read a changed table or group. Rule counters are credited from
 datapath flow statistics (``settle_counters`` before a statistics reply).
-``export_openflow(now)`` / ``import_openflow(data, now)`` carry the OpenFlow state (rules
-with counters and remaining timeouts, groups, meters) for a handoff.
+``export_openflow(now)`` / ``import_openflow(of, now)`` carry the OpenFlow state (rules
+with counters and remaining timeouts, groups, meters) for a handoff, as the state
+layer's records (``hitless.state.records.OpenFlowV2``).
 
 Meters: translation emits a datapath ``Meter`` action where a rule's meter instruction
 is, and the datapath enforces the bands per packet. The bridge keeps the datapath's
@@ -67,7 +68,7 @@ from hitless.datapath.base import Datapath, DatapathError, Upcall
 from hitless.datapath.meters import DpMeter, DpMeterBand
 from hitless.ofproto.bond import Bond, learning_packet
 from hitless.ofproto.mac_learning import MacTable, format_mac
-from hitless.ofproto.oftable import Group, Meter, OfState, Removed, Rule
+from hitless.ofproto.oftable import Meter, OfState, Removed, Rule
 from hitless.ofproto.ofxlate import TableHit, decode_userdata, xlate_openflow
 from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
@@ -98,6 +99,7 @@ from hitless.packet.flow import (
     full_mask,
     mask_or,
 )
+from hitless.state.records import OpenFlowDeltaV2, OpenFlowV2
 
 __all__ = ["STATE_VERSION", "Bridge"]
 
@@ -1251,16 +1253,16 @@ class Bridge:
     def port_views(self) -> dict[int, PortView]:
         return dict(self.state.ports)
 
-    def export_openflow(self, now: float) -> dict[str, Any]:
+    def export_openflow(self, now: float) -> OpenFlowV2:
         """The OpenFlow state for a handoff (counters brought up to date first)."""
         self.revalidator.settle_all()
         self.settle_meters()
-        return self.of.export_state(now)
+        return self.of.export_records(now)
 
-    def import_openflow(self, data: dict[str, Any], now: float) -> None:
+    def import_openflow(self, of: OpenFlowV2, now: float) -> None:
         """Replace the OpenFlow state with ``export_openflow``'s; re-translates flows."""
         self._of_started = True
-        self.of.import_state(data, now)
+        self.of.import_records(of, now)
         self._check_default()
         self._dirty_tables.clear()
         self._dirty_groups.clear()
@@ -1282,28 +1284,22 @@ class Bridge:
     def apply_openflow_delta(
         self,
         removed: list[Rule],
-        added: list[dict[str, Any]],
+        delta: OpenFlowDeltaV2,
         counters: list[tuple[Rule, int, int, float]],
-        rest: dict[str, Any],
         now: float,
     ) -> None:
         """A handoff's final OpenFlow changes on top of its pre-copy (imported with
-        ``import_openflow``): rules removed and added, counters of the others, and
-        ``rest`` (groups, meters, table counters as ``export_openflow`` has them)."""
+        ``import_openflow``): the rules ``removed`` (the pre-copy's that the delta names),
+        the delta's added rules, groups, meters and table counters, and new counters of
+        other rules."""
         of = self.of
         of.remove_rules(removed)
-        for d in added:
-            of.add_rule(Rule.from_json(d, now))
+        for rec in delta.added:
+            of.add_rule(Rule.from_record(rec, now))
         for rule, packets, nbytes, idle in counters:
             rule.packets, rule.bytes = packets, nbytes
             rule.last_used = now - idle
-        of.groups = {g.group_id: g for g in (Group.from_json(d, now) for d in rest["groups"])}
-        of.meters = {m.meter_id: m for m in (Meter.from_json(d, now) for d in rest["meters"])}
-        of.group_version += 1
-        for t in of.tables:
-            t.lookups = t.matched = 0
-        for tid, lookups, matched in rest.get("tables", []):
-            of.tables[tid].lookups, of.tables[tid].matched = int(lookups), int(matched)
+        of.set_groups_meters(delta.groups, delta.meters, delta.tables, now)
         for t in of.tables:
             t.version += 1
         self._of_started = True

@@ -76,11 +76,11 @@ from hitless.openflow.match import Oxm
 from hitless.openflow.messages import Bucket, FlowMod, GroupMod, MeterBand, MeterMod
 from hitless.openflow.nx_actions import NxAction
 from hitless.openflow.nxm import Subfield, spec_by_header, spec_of
+from hitless.state.records import OfGroupV2, OfMeterV2, OfRuleV2, OpenFlowV2
 
 __all__ = [
     "MAX_METER_BANDS",
     "N_TABLES",
-    "STATE_VERSION",
     "Group",
     "Meter",
     "OfState",
@@ -95,7 +95,6 @@ __all__ = [
 
 N_TABLES = 254  # tables 0..253 (OFPTT_MAX = 0xfe)
 MAX_METER_BANDS = 8  # reported in meter features
-STATE_VERSION = 1
 ALL_ONES_64 = (1 << 64) - 1
 
 # -- Matches on the pipeline key (hitless.ofproto.fields) -----------------------------------
@@ -312,48 +311,49 @@ class Rule:
             t = i if t is None else min(t, i)
         return t
 
-    def to_json(self, now: float) -> dict[str, Any]:
-        return {
-            "table": self.table_id,
-            "priority": self.priority,
-            "match": self.match.encode().hex(),
-            "instructions": encode_instructions(self.instructions).hex(),
-            "cookie": self.cookie,
-            "idle_timeout": self.idle_timeout,
-            "hard_timeout": self.hard_timeout,
-            "flags": self.flags,
-            "importance": self.importance,
-            "age": now - self.created,
-            "idle": now - self.last_used,
-            "packets": self.packets,
-            "bytes": self.bytes,
-        }
+    def to_record(self, now: float) -> OfRuleV2:
+        """The rule as the handoff carries it (hitless.state.records), ages before ``now``."""
+        return OfRuleV2(
+            self.table_id, self.priority, self.match.encode(),
+            _instructions_wire(self.instructions), self.cookie, self.idle_timeout,
+            self.hard_timeout, self.flags, self.importance, now - self.created,
+            now - self.last_used, self.packets, self.bytes,
+        )  # fmt: skip
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], now: float) -> Rule:
-        match = OfMatch.parse(Reader(bytes.fromhex(d["match"])))
-        insts = _parsed_instructions(bytes.fromhex(d["instructions"]))
+    def from_record(cls, rec: OfRuleV2, now: float) -> Rule:
         r = cls(
-            int(d["table"]),
-            int(d["priority"]),
-            match,
-            insts,
-            cookie=int(d["cookie"]),
-            idle_timeout=int(d["idle_timeout"]),
-            hard_timeout=int(d["hard_timeout"]),
-            flags=int(d["flags"]),
-            importance=int(d.get("importance", 0)),
-            created=now - float(d["age"]),
+            rec.table,
+            rec.priority,
+            OfMatch.parse(Reader(rec.match)),
+            _parsed_instructions(rec.instructions),
+            cookie=rec.cookie,
+            idle_timeout=rec.idle_timeout,
+            hard_timeout=rec.hard_timeout,
+            flags=rec.flags,
+            importance=rec.importance,
+            created=now - rec.age,
         )
-        r.last_used = now - float(d["idle"])
-        r.packets = int(d["packets"])
-        r.bytes = int(d["bytes"])
+        r.last_used = now - rec.idle
+        r.packets = rec.packet_count
+        r.bytes = rec.byte_count
         return r
 
 
 # Few distinct instruction lists exist in a big table (the same actions on many
-# matches): a handoff importing 100k rules parses each distinct one once.
+# matches): a handoff importing 100k rules parses each distinct one once, and one
+# exporting them encodes each distinct one once.
 _instructions_cache: dict[bytes, tuple[Instruction, ...]] = {}
+_wire_cache: dict[tuple[Instruction, ...], bytes] = {}
+
+
+def _instructions_wire(insts: tuple[Instruction, ...]) -> bytes:
+    data = _wire_cache.get(insts)
+    if data is None:
+        if len(_wire_cache) > 4096:
+            _wire_cache.clear()
+        data = _wire_cache[insts] = encode_instructions(insts)
+    return data
 
 
 def _parsed_instructions(data: bytes) -> tuple[Instruction, ...]:
@@ -658,25 +658,20 @@ class Group:
         self.packets += packets
         self.bytes += nbytes
 
-    def to_json(self, now: float) -> dict[str, Any]:
-        return {
-            "group_id": self.group_id,
-            "type": self.type,
-            "buckets": b"".join(b.encode() for b in self.buckets).hex(),
-            "age": now - self.created,
-            "packets": self.packets,
-            "bytes": self.bytes,
-            "bucket_stats": self.bucket_stats,
-        }
+    def to_record(self, now: float) -> OfGroupV2:
+        return OfGroupV2(
+            self.group_id, self.type, b"".join(b.encode() for b in self.buckets),
+            now - self.created, self.packets, self.bytes,
+            [[p, b] for p, b in self.bucket_stats],
+        )  # fmt: skip
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], now: float) -> Group:
+    def from_record(cls, rec: OfGroupV2, now: float) -> Group:
         from hitless.openflow.messages import parse_buckets
 
-        buckets = parse_buckets(Reader(bytes.fromhex(d["buckets"])))
-        g = cls(int(d["group_id"]), int(d["type"]), buckets, now - float(d["age"]))
-        g.packets, g.bytes = int(d["packets"]), int(d["bytes"])
-        g.bucket_stats = [[int(p), int(b)] for p, b in d["bucket_stats"]]
+        g = cls(rec.group_id, rec.type, parse_buckets(Reader(rec.buckets)), now - rec.age)
+        g.packets, g.bytes = rec.packet_count, rec.byte_count
+        g.bucket_stats = [[int(p), int(b)] for p, b in rec.bucket_stats]
         return g
 
 
@@ -720,25 +715,20 @@ class Meter:
         self.packets += packets
         self.bytes += nbytes
 
-    def to_json(self, now: float) -> dict[str, Any]:
-        return {
-            "meter_id": self.meter_id,
-            "flags": self.flags,
-            "bands": b"".join(b.encode() for b in self.bands).hex(),
-            "age": now - self.created,
-            "packets": self.packets,
-            "bytes": self.bytes,
-            "band_stats": self.band_stats,
-        }
+    def to_record(self, now: float) -> OfMeterV2:
+        return OfMeterV2(
+            self.meter_id, self.flags, b"".join(b.encode() for b in self.bands),
+            now - self.created, self.packets, self.bytes,
+            [[p, b] for p, b in self.band_stats],
+        )  # fmt: skip
 
     @classmethod
-    def from_json(cls, d: dict[str, Any], now: float) -> Meter:
+    def from_record(cls, rec: OfMeterV2, now: float) -> Meter:
         from hitless.openflow.messages import parse_bands
 
-        bands = parse_bands(Reader(bytes.fromhex(d["bands"])))
-        m = cls(int(d["meter_id"]), int(d["flags"]), bands, now - float(d["age"]))
-        m.packets, m.bytes = int(d["packets"]), int(d["bytes"])
-        m.band_stats = [[int(p), int(b)] for p, b in d["band_stats"]]
+        m = cls(rec.meter_id, rec.flags, parse_bands(Reader(rec.bands)), now - rec.age)
+        m.packets, m.bytes = rec.packet_count, rec.byte_count
+        m.band_stats = [[int(p), int(b)] for p, b in rec.band_stats]
         return m
 
 
@@ -1408,34 +1398,48 @@ class OfState:
         """Take rules out without flow-removed messages (a handoff's delta)."""
         self._remove(list(rules), FlowRemovedReason.DELETE)
 
-    def export_state(self, now: float) -> dict[str, Any]:
-        """Rules (with counters, ages and idle times, so timeouts continue), groups and
-        meters, JSON-able."""
-        return {
-            "version": STATE_VERSION,
-            "rules": [r.to_json(now) for r in self.rules()],
-            "groups": [g.to_json(now) for g in sorted(self.groups.values(), key=_gid)],
-            "meters": [m.to_json(now) for m in sorted(self.meters.values(), key=_mid)],
-            "tables": [[t.table_id, t.lookups, t.matched] for t in self.tables if t.lookups],
-        }
+    def export_records(self, now: float) -> OpenFlowV2:
+        """Rules (with counters, ages and idle times, so timeouts continue), groups,
+        meters and table counters, as the handoff carries them (hitless.state.records)."""
+        return OpenFlowV2(
+            [r.to_record(now) for r in self.rules()],
+            self.group_records(now),
+            self.meter_records(now),
+            self.table_counters(),
+        )
 
-    def import_state(self, data: dict[str, Any], now: float) -> None:
-        """Replace everything with an ``export_state`` result."""
-        if data.get("version") != STATE_VERSION:
-            raise ValueError(f"OpenFlow state version {data.get('version')!r} is not 1")
+    def group_records(self, now: float) -> list[OfGroupV2]:
+        return [g.to_record(now) for g in sorted(self.groups.values(), key=_gid)]
+
+    def meter_records(self, now: float) -> list[OfMeterV2]:
+        return [m.to_record(now) for m in sorted(self.meters.values(), key=_mid)]
+
+    def table_counters(self) -> list[list[int]]:
+        return [[t.table_id, t.lookups, t.matched] for t in self.tables if t.lookups]
+
+    def import_records(self, of: OpenFlowV2, now: float) -> None:
+        """Replace everything with an ``export_records`` result."""
         fresh = OfState()
-        for d in data.get("groups", []):
-            g = Group.from_json(d, now)
-            fresh.groups[g.group_id] = g
-        for d in data.get("meters", []):
-            m = Meter.from_json(d, now)
-            fresh.meters[m.meter_id] = m
-        for d in data.get("rules", []):
-            fresh.add_rule(Rule.from_json(d, now))
-        for tid, lookups, matched in data.get("tables", []):
-            fresh.tables[tid].lookups = int(lookups)
-            fresh.tables[tid].matched = int(matched)
+        fresh.set_groups_meters(of.groups, of.meters, of.tables, now)
+        for rec in of.rules:
+            fresh.add_rule(Rule.from_record(rec, now))
         self.restore(fresh)
+
+    def set_groups_meters(
+        self,
+        groups: list[OfGroupV2],
+        meters: list[OfMeterV2],
+        tables: list[list[int]],
+        now: float,
+    ) -> None:
+        """Replace the groups, the meters and the tables' lookup counters (a handoff)."""
+        self.groups = {g.group_id: g for g in (Group.from_record(r, now) for r in groups)}
+        self.meters = {m.meter_id: m for m in (Meter.from_record(r, now) for r in meters)}
+        self.group_version += 1
+        for t in self.tables:
+            t.lookups = t.matched = 0
+        for tid, lookups, matched in tables:
+            self.tables[tid].lookups, self.tables[tid].matched = int(lookups), int(matched)
 
 
 def _order_key(r: Rule) -> tuple[int, int]:

@@ -126,13 +126,13 @@ def traffic(dp: DummyDatapath, bridge: Bridge, clock: Clock, i: int, n: int = 1)
 
 def tables(bridge: Bridge, now: float) -> list[tuple[Any, ...]]:
     """Every rule with its counters (after crediting the datapath's), and groups."""
-    d = bridge.export_openflow(now)
+    of = bridge.export_openflow(now)
     rules = sorted(
-        (r["table"], r["priority"], r["match"], r["instructions"], r["cookie"], r["packets"],
-         r["bytes"], round(r["idle"], 6))
-        for r in d["rules"]
+        (r.table, r.priority, r.match, r.instructions, r.cookie, r.packet_count, r.byte_count,
+         round(r.idle, 6))
+        for r in of.rules
     )  # fmt: skip
-    groups = sorted((g["group_id"], g["type"], g["buckets"]) for g in d["groups"])
+    groups = sorted((g.group_id, g.type, g.buckets) for g in of.groups)
     return [*rules, *groups]
 
 
