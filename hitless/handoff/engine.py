@@ -43,7 +43,6 @@ from hitless import __version__
 from hitless.datapath import Datapath, DpFlow, FlowStats, provider
 from hitless.datapath.actions import Action, actions_from_json, actions_to_json
 from hitless.ofproto.bridge import Bridge
-from hitless.ofproto.mac_learning import format_mac, parse_mac
 from hitless.ofproto.oftable import Rule
 from hitless.packet.flow import Match, compact, widen
 from hitless.state import ledger, snapshot
@@ -276,15 +275,13 @@ def _bridge_state(
     slots: list[int],
     extra: dict[str, Any] | None = None,
 ) -> BridgeState:
-    learned = bridge.export_state()
-    macs = [MacEntryV1(int(v), parse_mac(m), int(p), float(a)) for v, m, p, a in learned["mac"]]
     flows = [_flow_record(f, now) for f in dp.flow_dump()]
     return BridgeState(
         name,
         DatapathV1(dp.type, handles, flows, slots),
         _ports(dp),
-        dict(learned.get("remembered", {})),
-        macs,
+        bridge.ofports.export(),
+        bridge.mac.records(now),
         extra or {},
         _openflow_state(bridge, now),
     )
@@ -437,12 +434,12 @@ class ExportEngine:
             removed_macs: list[tuple[int, bytes]] = []
             copied_macs = images[name].macs
             for key in changed_macs:
-                row = mac.entry_row(key, now)
-                if row is None:
+                rec = mac.record(key, now)
+                if rec is None:
                     if key in copied_macs:
                         removed_macs.append(key)
                 else:
-                    macs.append(MacEntryV1(key[0], key[1], int(row[2]), float(row[3])))
+                    macs.append(rec)
             openflow = None
             if of_delta is None:  # the whole OpenFlow state replaces the pre-copy's
                 openflow = _openflow_state(rb.bridge, now)
@@ -709,15 +706,8 @@ class ImportEngine:
         bridge = Bridge(br.name, dp)
         self.restored[br.name] = (bridge, dp)
         self._put_flows(br.name, dp, br.datapath.flows, now, bridge.revalidator.baseline)
-        bridge.import_state(
-            {
-                "version": 1,
-                "mac": [[m.vlan, format_mac(m.mac), m.port, m.age] for m in br.mac_entries],
-                "ofports": {p.name: p.ofport for p in br.ports},
-                "remembered": dict(br.remembered_ofports),
-            },
-            now,
-        )
+        ofports = {**br.remembered_ofports, **{p.name: p.ofport for p in br.ports}}
+        bridge.adopt_learned(br.mac_entries, ofports, now)
         _import_openflow(bridge, br.openflow, now)
         # The bridge has pushed its meters (full buckets): carry on the old ones' levels.
         dp.meter_adopt(dict(br.datapath.handles))
@@ -823,9 +813,7 @@ class ImportEngine:
                     bridge.revalidator.baseline.pop(Match(*widen(key, mask)), None)
                 self._put_flows(br.name, dp, br.datapath.flows, now, bridge.revalidator.baseline)
                 bridge.mac.forget(d.removed_macs)
-                bridge.mac.apply_rows(
-                    [[m.vlan, format_mac(m.mac), m.port, m.age] for m in br.mac_entries], now
-                )
+                bridge.mac.apply_records(br.mac_entries, now)
                 bridge.ofports.import_(dict(br.remembered_ofports))
                 if d.openflow_delta is not None:
                     self._apply_openflow_delta(br.name, bridge, d.openflow_delta, now)

@@ -12,14 +12,13 @@ OpenFlow pipeline), ``revalidator`` (installed-flow records, indexes and sweeps)
 ``ofhandler`` (what OpenFlow requests mean to a bridge; sans-IO, the daemon does I/O).
 """
 
-from hitless.ofproto.bridge import STATE_VERSION, Bridge
+from hitless.ofproto.bridge import Bridge
 from hitless.ofproto.mac_learning import MacTable
 from hitless.ofproto.ofhandler import OfHandler, OfSession
 from hitless.ofproto.oftable import OfState
 from hitless.ofproto.xlate import PortView, SwitchState, VlanConfig, Xlate, xlate_normal
 
 __all__ = [
-    "STATE_VERSION",
     "Bridge",
     "MacTable",
     "OfHandler",

@@ -16,9 +16,9 @@ INTERFACE CONTRACT (used by the daemon):
     dump_flows() -> str        # "ovs-appctl dpctl/dump-flows" text
     close() -> None
 
-Also, for the handoff: ``export_state()`` -> JSON-able dict (learned MAC entries with
-their ages, ofport assignments including remembered ones), ``import_state(data, now)``
-and ``state_hash()``.
+Also, for the handoff: ``mac.records(now)`` and ``ofport_numbers()`` (learned MAC entries
+with their ages, ofport assignments including remembered ones, as the state layer's
+records), ``adopt_learned(macs, ofports, now)``, and ``state_hash()``.
 
 Ports: datapath port number == OpenFlow port number (see ``ports``). A datapath that
 already holds a configured interface (adopted after a handoff or a restart) keeps it
@@ -99,13 +99,12 @@ from hitless.packet.flow import (
     full_mask,
     mask_or,
 )
-from hitless.state.records import OpenFlowDeltaV2, OpenFlowV2
+from hitless.state.records import MacEntryV1, OpenFlowDeltaV2, OpenFlowV2
 
-__all__ = ["STATE_VERSION", "Bridge"]
+__all__ = ["Bridge"]
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
 DEFAULT_MAX_IDLE_MS = 10_000
 MIN_MAX_IDLE_MS = 500
 SWEEP_INTERVAL = 1.0  # seconds between datapath flow sweeps (at most)
@@ -1307,33 +1306,28 @@ class Bridge:
         self._sync_meters()
 
     # Handoff ------------------------------------------------------------------------
-    def export_state(self) -> dict[str, Any]:
-        """The learned state, JSON-able: MAC entries with ages, ofport assignments."""
-        return {
-            "version": STATE_VERSION,
-            "mac": self.mac.export(self._now),
-            "ofports": {it.name: it.ofport for it in sorted(self._ifaces.values(), key=_by_name)},
-            "remembered": self.ofports.export(),
-        }
+    def ofport_numbers(self) -> dict[str, int]:
+        """Every ofport number this bridge keeps: its interfaces' and the remembered ones."""
+        out = self.ofports.export()
+        out.update((it.name, it.ofport) for it in self._ifaces.values())
+        return dict(sorted(out.items()))
 
-    def import_state(self, data: dict[str, Any], now: float) -> None:
-        version = data.get("version")
-        if version != STATE_VERSION:
-            raise ValueError(
-                f"bridge {self.name}: state version {version!r} is not {STATE_VERSION}"
-            )
+    def adopt_learned(self, macs: list[MacEntryV1], ofports: dict[str, int], now: float) -> None:
+        """A handoff's learned state (hitless.state.records): the MAC entries, ages
+        counting back from ``now``, and the ofport numbers to keep (interfaces' and
+        remembered ones)."""
         self._now = now
-        remembered = dict(data.get("remembered", {}))
-        remembered.update(data.get("ofports", {}))
-        self.ofports.import_(remembered)
-        self.mac.import_(data.get("mac", []), now)
+        self.ofports.import_(dict(ofports))
+        self.mac.import_records(macs, now)
         self._check_mac_ports = True
         self._revalidate_macs()
 
     def state_hash(self) -> str:
         """A digest of the learned state (ages rounded to whole seconds)."""
-        st = self.export_state()
-        st["mac"] = [[v, m, p, int(a)] for v, m, p, a in st["mac"]]
+        st = {
+            "mac": [[r.vlan, r.mac.hex(), r.port, int(r.age)] for r in self.mac.records(self._now)],
+            "ofports": self.ofport_numbers(),
+        }
         blob = json.dumps(st, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 

@@ -16,9 +16,8 @@ depend on it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from hitless.config.model import OFPP_LOCAL
+from hitless.state.records import MacEntryV1
 
 __all__ = ["MacEntry", "MacTable", "format_mac", "parse_mac"]
 
@@ -172,13 +171,13 @@ class MacTable:
             self.journal |= d
         return d
 
-    def apply_rows(self, rows: list[list[Any]], now: float) -> None:
-        """Insert or replace entries from ``export`` rows (a handoff's delta)."""
+    def apply_records(self, records: list[MacEntryV1], now: float) -> None:
+        """Insert or replace entries (a handoff's delta); ages count back from ``now``."""
         entries = self._entries
-        for vlan, mac, port, age in rows:
-            key = (int(vlan), parse_mac(mac))
+        for r in records:
+            key = (r.vlan, r.mac)
             entries.pop(key, None)
-            entries[key] = MacEntry(int(port), now - float(age))
+            entries[key] = MacEntry(r.port, now - r.age)
             self.dirty.add(key)
 
     def forget(self, keys: list[tuple[int, bytes]]) -> None:
@@ -198,12 +197,19 @@ class MacTable:
         self.journal = None
         return out
 
-    def entry_row(self, key: MacKey, now: float) -> list[Any] | None:
-        """One entry in ``export`` form, or None if it is gone."""
+    def record(self, key: MacKey, now: float) -> MacEntryV1 | None:
+        """One entry as a handoff carries it, or None if it is gone."""
         e = self._entries.get(key)
         if e is None:
             return None
-        return [key[0], format_mac(key[1]), e.port, max(0.0, now - e.last_seen)]
+        return MacEntryV1(key[0], key[1], e.port, max(0.0, now - e.last_seen))
+
+    def records(self, now: float) -> list[MacEntryV1]:
+        """Every entry as a handoff carries it (hitless.state.records), oldest first."""
+        return [
+            MacEntryV1(vlan, mac, e.port, max(0.0, now - e.last_seen))
+            for (vlan, mac), e in self._entries.items()
+        ]
 
     # Presentation and handoff ----------------------------------------------------
     def show(self, now: float) -> str:
@@ -215,19 +221,9 @@ class MacTable:
             lines.append(f"{name:>5}  {vlan:4d}  {mac.hex(':')}  {age:3d}")
         return "\n".join(lines) + "\n"
 
-    def export(self, now: float) -> list[list[Any]]:
-        """[[vlan, "mac", port, age_seconds], ...] oldest first (JSON-able)."""
-        return [
-            [vlan, mac.hex(":"), e.port, max(0.0, now - e.last_seen)]
-            for (vlan, mac), e in self._entries.items()
-        ]
-
-    def import_(self, rows: list[list[Any]], now: float) -> None:
-        """Replace the table with exported rows; ages are kept relative to ``now``."""
-        decoded = [
-            (now - float(age), int(vlan), parse_mac(mac), int(port))
-            for vlan, mac, port, age in rows
-        ]
+    def import_records(self, records: list[MacEntryV1], now: float) -> None:
+        """Replace the table with a handoff's entries; ages count back from ``now``."""
+        decoded = [(now - r.age, r.vlan, r.mac, r.port) for r in records]
         decoded.sort(key=_first)
         self.dirty.update(self._entries)
         # Keep every entry: the table being imported was within its writer's limit, and
