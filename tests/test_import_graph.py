@@ -133,3 +133,28 @@ def test_a_cycle_is_found() -> None:
 def test_no_import_cycle_in_hitless() -> None:
     new = [c for c in cycles(graph()) if c not in KNOWN]
     assert not new, f"import cycles: {[sorted(c) for c in new]}"
+
+
+def _stdlib_imports(module: str) -> set[str]:
+    path = _modules()[module]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_the_state_layer_and_the_handoff_engine_stay_pure() -> None:
+    """hitless/state/ imports nothing of the project but itself (every layer imports
+    it); the handoff engine imports no daemon module, and neither touches sockets,
+    asyncio or the clock (time comes in as a function)."""
+    edges = graph()
+    for name, targets in edges.items():
+        if name.startswith("hitless.state"):
+            assert {t for t in targets if not t.startswith("hitless.state")} <= {"hitless"}, name
+            assert not _stdlib_imports(name) & {"socket", "asyncio", "time"}, name
+    engine = "hitless.handoff.engine"
+    assert not {t for t in edges[engine] if t.startswith(("hitless.daemon", "hitless.config"))}
+    assert not _stdlib_imports(engine) & {"socket", "asyncio", "time", "ovs"}
