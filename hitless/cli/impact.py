@@ -632,6 +632,16 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:
             console.print(f"[red]hitless impact: no build to downgrade to: {e}")
             return 1
+        if args.datapath == "ebpf" and args.switch in ("hitless", "both"):
+            from hitless.cli.upgrade import peer_ebpf_layouts
+
+            if peer_ebpf_layouts([str(downgrade_to)]) is None:
+                console.print(
+                    f"[red]hitless impact: the downgrade target ({downgrade_note}) has no ebpf "
+                    "datapath: give --downgrade-to a build that has it (make demo "
+                    "DATAPATH=ebpf downgrades to 3cd53f8)"
+                )
+                return 1
     t0 = time.monotonic()
     results, failed = [], []
     for i, step in enumerate(steps):

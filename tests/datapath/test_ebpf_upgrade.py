@@ -211,3 +211,14 @@ def test_downgrade_to_a_build_that_knows_only_an_older_layout_moves_down_first(
     assert not bad, "\n".join(bad) + "\n" + summary(res)
     assert program_on(a.switch_port) == program_on(b.switch_port) != prog
     assert a.ping(b.addr, count=2, interval=0.1)
+
+
+def test_impact_refuses_an_ebpf_downgrade_to_a_build_without_ebpf() -> None:
+    """The default previous build predates the ebpf datapath: hitless impact says so
+    before building anything, and names a build that has it."""
+    from tests.impact.test_cli import impact
+
+    r = impact("--datapath", "ebpf", "--ops", "downgrade", "--duration", "2", timeout=600)
+    assert r.returncode == 1, r.stdout + r.stderr
+    text = " ".join(r.stdout.split())  # however the console wrapped it
+    assert "has no ebpf datapath: give --downgrade-to a build that has it" in text, r.stdout
