@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import select
 import signal
 import socket
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=int, default=0, help="run id (unused, for the runner)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_term)
+    gc.disable()  # as the traffic agents (hitless.impact.agents.main): no stalls of our own
     _write(run(args), args.out)
     return 0
 
