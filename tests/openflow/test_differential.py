@@ -207,6 +207,15 @@ CASES: dict[str, Case] = {
         True,
         None,
     ),
+    # Registers, connection tracking and tunnel fields (NXM in 1.0, OXM with Nicira classes
+    # later; 1.1's standard match cannot say them: ovs-ofctl refuses before sending).
+    "nx-fields": (
+        [("add-flow", "{br}", "table=5,ip,reg0=5,ct_state=+trk,tun_id=0x5,"
+          "actions=load:0x3->NXM_NX_REG1[],ct(commit),output:1")],  # fmt: skip
+        ("dump-flows", "{br}", "table=5"),
+        True,
+        None,
+    ),
     "dump-flows-table": (
         [("add-flow", "{br}", "table=3,udp,tp_src=53,actions=drop")],
         ("dump-flows", "{br}", "table=3,udp"),
