@@ -897,7 +897,7 @@ class Bucket:
             # 1.5.1 §7.3.4.3: ofp_bucket with weight/watch properties after the actions.
             props = b""
             if self.weight:
-                props += struct.pack("!HHH2x", 0, 6, self.weight)  # OFPGBPT_WEIGHT
+                props += struct.pack("!HHH2x", 0, 8, self.weight)  # OFPGBPT_WEIGHT (length 8)
             if self.watch_port != Port.ANY:
                 props += struct.pack("!HHI", 1, 8, self.watch_port)  # OFPGBPT_WATCH_PORT
             if self.watch_group != GroupNo.ANY:
