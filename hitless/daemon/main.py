@@ -73,9 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=DEFAULT_NICE,
         metavar="N",
-        help=f"run at niceness N, -20 to 19 (default {DEFAULT_NICE}, as ovs-ctl runs "
-        "ovs-vswitchd: the switch gets a core before batch work does; lowering it needs "
-        "root, otherwise the inherited niceness stays)",
+        help=f"run at niceness N, -20 to 19, and our session too when we lead it (default "
+        f"{DEFAULT_NICE}; ovs-ctl runs ovs-vswitchd at -10: the switch gets a core before "
+        "batch work does; lowering it needs root, otherwise the inherited niceness stays)",
     )
     args = ap.parse_args(argv)
     if not -20 <= args.nice <= 19:

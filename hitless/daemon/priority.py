@@ -22,7 +22,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NICE = -10
+# 0 for now, not ovs-ctl's -10: at -10 the ebpf datapath delivered the first two frames
+# of a new flow out of order in tests/daemon/test_openflow_actions.py (2 of 3 runs; the
+# upcalled frame goes out after the installed flow forwarded the next one). Run with
+# ``--nice -10`` to measure; make it the default once that race is fixed.
+DEFAULT_NICE = 0
 AUTOGROUP = Path("/proc/self/autogroup")
 
 

@@ -421,9 +421,9 @@ class _OvsPaths:
         }
 
 
-# ovs-ctl starts ovs-vswitchd at niceness -10 (its --ovs-vswitchd-priority default), as
-# hitless-vswitchd runs by default (hitless.daemon.main.DEFAULT_NICE): same footing.
-OVS_VSWITCHD_NICE = -10
+# ovs-vswitchd's niceness here: hitless-vswitchd's default (hitless.daemon.priority), so
+# both switches stand on the same footing (ovs-ctl itself would use -10).
+OVS_VSWITCHD_NICE = 0
 
 
 class OvsSwitch(_Base):

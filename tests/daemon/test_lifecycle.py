@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+from hitless.daemon.priority import DEFAULT_NICE
 from hitless.daemon.rundir import process_alive, wait_exit
 from tests.switch import BIN, Sw, run
 
@@ -141,20 +142,20 @@ def test_database_restart_is_survived(started: Sw) -> None:
     assert sw.ofport("p1") == 5 and sw.ofport("p2") > 0
 
 
-def test_the_daemon_runs_at_niceness_minus_10_across_an_upgrade(started: Sw) -> None:
-    """As ovs-ctl runs ovs-vswitchd; the new process of an upgrade too (it imports the
-    pre-copy 5 steps nicer, then comes back)."""
+def test_the_daemon_runs_at_its_niceness_across_an_upgrade(started: Sw) -> None:
+    """hitless-vswitchd --nice (default DEFAULT_NICE); the new process of an upgrade
+    too (it imports the pre-copy 5 steps nicer, then comes back before the freeze)."""
     if os.geteuid() != 0:
         return  # lowering the niceness needs root: the daemon keeps what it inherits
     old = started.daemon_pid
     assert old is not None
-    assert os.getpriority(os.PRIO_PROCESS, old) == -10
-    assert autogroup_nice(old) in (None, -10)  # its own session's, where there are any
+    assert os.getpriority(os.PRIO_PROCESS, old) == DEFAULT_NICE
+    assert autogroup_nice(old) in (None, DEFAULT_NICE)  # its own session's, if any
     started.hitless("upgrade")
     new = started.daemon_pid
     assert new is not None and new != old
-    assert os.getpriority(os.PRIO_PROCESS, new) == -10
-    assert autogroup_nice(new) in (None, -10)  # -5 while importing, -10 from Ready on
+    assert os.getpriority(os.PRIO_PROCESS, new) == DEFAULT_NICE
+    assert autogroup_nice(new) in (None, DEFAULT_NICE)  # +5 while importing only
     r = run([str(BIN / "hitless-vswitchd"), "--rundir", "/nonexistent", "--nice", "-21"], False)
     assert r.returncode == 2 and "--nice must be from -20 to 19" in r.stderr
 
