@@ -265,11 +265,16 @@ def handover(
     pins0, tx0 = to_nowhere(), r.c.counter("tx_packets")
     chatter = r.c.popen(["ping", "-n", "-q", "-i", "0.02", NOWHERE[0]])
 
-    report, res = handoff_under_traffic(r.sw, [r.a, r.b], *args, fault=fault)
+    # With flush-after-adopt the rule counters restart from zero in the new process; TCP
+    # on the same rules would make up the UDP counted before the handoff (a quick
+    # handoff went unnoticed that way), so that variant sends UDP only and the counters
+    # fall short of the datagrams delivered by design.
+    classes = ("udp",) if fault == "flush-after-adopt" else CLASSES
+    report, res = handoff_under_traffic(r.sw, [r.a, r.b], *args, fault=fault, classes=classes)
     assert report["ok"] and report["returncode"] == 0, report
     assert report["counts"]["openflow_sessions"] == 1, report["counts"]  # the controller's
     problems = violations(res, bound_of([report], slack))
-    assert {c.kind for c in res.classes} == set(CLASSES)
+    assert {c.kind for c in res.classes} == set(classes)
     chatter.send_signal(signal.SIGINT)
     chatter.communicate(timeout=10)
     sent = r.c.counter("tx_packets") - tx0
