@@ -13,7 +13,7 @@ import pytest
 from hitless.impact.run import Rates
 from tests.netns import Topology
 from tests.switch import Sw, run
-from tests.traffic import BREAKS, bound_of, handoff_under_traffic, judge, violations
+from tests.traffic import BREAKS, CLASSES, bound_of, handoff_under_traffic, judge, violations
 
 pytestmark = pytest.mark.netns
 
@@ -91,8 +91,12 @@ def test_upgrade_keeps_openflow_rules_groups_meters_and_counters(
     meters_before = ofctl(sw, br, "dump-meters")
     assert len(before) == 3 and sum(before.values()) > 0
 
+    # flush-after-adopt zeroes the counters in the new process: with TCP on the same
+    # rules, 13 s of it after the handoff made up the UDP counted before it and the
+    # reset went unnoticed; UDP alone falls short by design.
+    classes = ("udp",) if fault == "flush-after-adopt" else CLASSES
     report, res = handoff_under_traffic(sw, [a, b], "upgrade", fault=fault,
-                                        rates=Rates(udp_pps=1000))  # fmt: skip
+                                        rates=Rates(udp_pps=1000), classes=classes)  # fmt: skip
     assert report["ok"], report
     assert report["counts"].get("openflow_rules") == 3
     problems = violations(res, bound_of([report]))
