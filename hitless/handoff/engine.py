@@ -42,6 +42,7 @@ import msgspec
 from hitless import __version__
 from hitless.datapath import Datapath, DpFlow, FlowStats, provider
 from hitless.datapath.actions import Action, actions_from_json, actions_to_json
+from hitless.memo import Memo
 from hitless.ofproto.bridge import Bridge
 from hitless.ofproto.oftable import Rule
 from hitless.packet.flow import Match, compact, widen
@@ -95,27 +96,16 @@ log = logging.getLogger(__name__)
 
 # Few distinct action lists exist (NORMAL: one per output set), so their JSON forms are
 # cached both ways; a handoff of 50k flows then costs dict lookups, not conversions.
-_to_json: dict[tuple[Action, ...], list[Any]] = {}
-_from_json: dict[bytes, tuple[Action, ...]] = {}
+_to_json: Memo[tuple[Action, ...], list[Any]] = Memo()
+_from_json: Memo[bytes, tuple[Action, ...]] = Memo()
 
 
 def _actions_json(actions: tuple[Action, ...]) -> list[Any]:
-    j = _to_json.get(actions)
-    if j is None:
-        if len(_to_json) > 4096:
-            _to_json.clear()
-        j = _to_json[actions] = actions_to_json(actions)
-    return j
+    return _to_json.get(actions, lambda: actions_to_json(actions))
 
 
 def _actions(j: list[Any]) -> tuple[Action, ...]:
-    k = msgspec.msgpack.encode(j)
-    a = _from_json.get(k)
-    if a is None:
-        if len(_from_json) > 4096:
-            _from_json.clear()
-        a = _from_json[k] = actions_from_json(j)
-    return a
+    return _from_json.get(msgspec.msgpack.encode(j), lambda: actions_from_json(j))
 
 
 # -- export -----------------------------------------------------------------------

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hitless.config.model import OFPP_LOCAL
+from hitless.memo import Memo
 from hitless.ofproto.fields import LOCS, PREREQS
 from hitless.openflow import nx_actions as nx
 from hitless.openflow import nx_ct
@@ -343,26 +344,16 @@ class Rule:
 # Few distinct instruction lists exist in a big table (the same actions on many
 # matches): a handoff importing 100k rules parses each distinct one once, and one
 # exporting them encodes each distinct one once.
-_instructions_cache: dict[bytes, tuple[Instruction, ...]] = {}
-_wire_cache: dict[tuple[Instruction, ...], bytes] = {}
+_instructions_cache: Memo[bytes, tuple[Instruction, ...]] = Memo()
+_wire_cache: Memo[tuple[Instruction, ...], bytes] = Memo()
 
 
 def _instructions_wire(insts: tuple[Instruction, ...]) -> bytes:
-    data = _wire_cache.get(insts)
-    if data is None:
-        if len(_wire_cache) > 4096:
-            _wire_cache.clear()
-        data = _wire_cache[insts] = encode_instructions(insts)
-    return data
+    return _wire_cache.get(insts, lambda: encode_instructions(insts))
 
 
 def _parsed_instructions(data: bytes) -> tuple[Instruction, ...]:
-    insts = _instructions_cache.get(data)
-    if insts is None:
-        if len(_instructions_cache) > 4096:
-            _instructions_cache.clear()
-        insts = _instructions_cache[data] = parse_instructions(Reader(data))
-    return insts
+    return _instructions_cache.get(data, lambda: parse_instructions(Reader(data)))
 
 
 # The transport ports in the pipeline key. A client's source port is new with every

@@ -155,7 +155,7 @@ def test_garbage_on_the_handoff_and_unixctl_sockets_is_refused_and_upgrade_still
     handoff_garbage()
     t.join()
     assert sw.daemon_pid == pid, "the switch restarted"
-    assert "version" in sw.appctl("version").stdout.lower() or sw.appctl("version").stdout
+    assert sw.appctl("version").stdout.strip()  # unixctl still answers
     # A real upgrade after all that: the handoff socket still works.
     sw.hitless("upgrade")
     wait_for(lambda: sw.daemon_pid not in (None, pid), "the new process")
