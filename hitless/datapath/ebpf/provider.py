@@ -993,7 +993,11 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         """The old program's last counts (between the copy and the swap) added to the
         new maps' counters, its last misses handled (``handle``; else counted lost:
         the datapath is being closed or handed over), then its program and maps
-        released."""
+        released. The carry is a read-modify-write of a per-CPU value the new program
+        is counting into (the syscall has no atomic add): a packet the new program counts
+        between that read and that write is not counted. The window is one lookup and
+        one update per counter that moved (microseconds, once per layout move), so a
+        flow's counter may end at most a packet or two short across a move."""
         r = self._retired
         if r is None:
             return
