@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -171,3 +172,67 @@ def test_offloaded_checksums_are_finished_on_the_slow_path(started: Sw, topology
     out, err = connector.communicate(timeout=30)
     assert connector.returncode == 0 and out.startswith("ok"), out + err
     assert csum_errors() == before, "the SYN reached b with an unfinished checksum"
+
+
+def test_new_connections_need_no_daemon_beside_l4_rules(started: Sw, topology: Topology) -> None:
+    """OpenFlow rules on UDP ports beside NORMAL (the impact run's openflow class): the
+    megaflows NORMAL's TCP gets stay coarse (no transport port in them), so after one
+    connection between two hosts, new connections on new ports (new ephemeral source,
+    new destination) are forwarded by the kernel alone, with no daemon running at all.
+    Before the classifier's port fix every SYN-ACK missed and waited for a daemon."""
+    sw = started
+    a = topology.add_host("a", "10.98.0.1/24")
+    b = topology.add_host("b", "10.98.0.2/24")
+    br = ebpf_bridge(sw, a, b)
+    pa, pb = sw.ofport(a.switch_port), sw.ofport(b.switch_port)
+    for src, dst, port in ((pa, pb, 9000), (pb, pa, 9001)):
+        flow = f"priority=100,in_port={src},udp,tp_dst={port},actions=output:{dst}"
+        res = run_ofctl(sw, "add-flow", br, flow)
+        assert res.returncode == 0, res.stderr
+    assert a.ping(b.addr, count=2)
+    # One connection with the daemon up: its megaflows are what later ones reuse.
+    _connect(a, b, 7300)
+    flows = sw.appctl("dpctl/dump-flows").stdout
+    assert "proto=6" in flows and "tcp(" not in flows, flows
+    pid = sw.daemon_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    assert wait_exit(pid, 10)
+    try:
+        for port in (7301, 7302, 7303):
+            # A 1 s budget: a SYN or SYN-ACK that missed would wait for the first
+            # retransmission (1 s) and then for a daemon that is not coming.
+            took = _connect(a, b, port, timeout=1.0)
+            assert took < 1.0, f"connection to {port} took {took} s with no daemon"
+        assert sw.daemon_pid is None
+    finally:
+        sw.start()
+
+
+def run_ofctl(sw: Sw, cmd: str, br: str, *args: str) -> subprocess.CompletedProcess[str]:
+    target = f"unix:{sw.rundir.path}/{br}.mgmt"
+    return subprocess.run(
+        ["ovs-ofctl", "-O", "OpenFlow13", cmd, target, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _connect(a: Host, b: Host, port: int, timeout: float = 10.0) -> float:
+    acceptor = b.popen([sys.executable, "-c", _ACCEPT, b.addr, str(port)])
+    assert acceptor.stdout is not None and acceptor.stdout.readline().strip() == "ready"
+    connector = a.popen([sys.executable, "-c", _CONNECT_ONCE, b.addr, str(port), str(timeout)])
+    out, err = connector.communicate(timeout=timeout + 10)
+    acceptor.kill()
+    acceptor.wait(timeout=10)
+    assert connector.returncode == 0 and out.startswith("ok"), f"port {port}: {out}{err}"
+    return float(out.split()[1])
+
+
+_CONNECT_ONCE = r"""
+import socket, sys, time
+t = time.monotonic()
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
+print(c.recv(2).decode(), round(time.monotonic() - t, 3), flush=True)
+"""
