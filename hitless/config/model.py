@@ -107,6 +107,21 @@ class MirrorConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SflowConfig:
+    """A bridge's sFlow row: collectors ("IP:PORT"), one in ``sampling`` packets
+    sampled, counters every ``polling`` seconds (0: never), the first ``header`` bytes
+    of each sampled packet, ``agent`` (an interface name or an IP address; None: the
+    source address of the route to the first collector). Defaults as
+    ovs-vswitchd.conf.db(5)."""
+
+    targets: tuple[str, ...]
+    sampling: int = 400
+    polling: int = 30
+    header: int = 128
+    agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FlowTableConfig:
     """A Flow_Table row attached to a table id by Bridge.flow_tables."""
 
@@ -127,6 +142,7 @@ class BridgeConfig:
     flow_tables: dict[int, FlowTableConfig] = field(default_factory=dict)
     mirrors: tuple[MirrorConfig, ...] = ()
     stp_enable: bool = False  # Bridge.stp_enable (other_config:stp-* tune it)
+    sflow: SflowConfig | None = None  # Bridge.sflow
 
     @property
     def has_primary_controller(self) -> bool:

@@ -41,6 +41,7 @@ from hitless.config.model import (
     PortConfig,
     QosConfig,
     QueueConfig,
+    SflowConfig,
     SwitchConfig,
 )
 
@@ -89,7 +90,9 @@ COLUMNS: dict[str, list[str]] = {
         "flow_tables",
         "mirrors",
         "stp_enable",
+        "sflow",
     ],
+    "sFlow": ["targets", "sampling", "polling", "header", "agent"],
     "Mirror": [
         "name",
         "select_all",
@@ -266,6 +269,7 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                 if _opt(m.output_port) is not None and not _opt(m.output_vlan)
             ),
             stp_enable=br.stp_enable is True,
+            sflow=sflow_config(_opt(br.sflow)),
         )
     return ConfigRead(
         config=SwitchConfig(
@@ -275,6 +279,19 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
         ),
         rejected=rejected,
         warnings=tuple(warnings),
+    )
+
+
+def sflow_config(row: Any | None) -> SflowConfig | None:
+    """A Bridge's sFlow row (None without one, or without a collector)."""
+    if row is None or not row.targets:
+        return None
+    return SflowConfig(
+        targets=tuple(sorted(row.targets)),
+        sampling=max(1, _int(_opt(row.sampling), 400)),
+        polling=max(0, _int(_opt(row.polling), 30)),
+        header=max(1, _int(_opt(row.header), 128)),
+        agent=_opt(row.agent) or None,
     )
 
 

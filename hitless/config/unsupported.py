@@ -26,7 +26,6 @@ COLUMNS: dict[str, list[str]] = {
     "Bridge": [
         "mirrors",
         "netflow",
-        "sflow",
         "ipfix",
         "stp_enable",
         "rstp_enable",
@@ -48,7 +47,6 @@ COLUMNS: dict[str, list[str]] = {
     "Mirror": ["name", "output_port", "output_vlan"],
     "QoS": ["type"],
     "NetFlow": ["targets"],
-    "sFlow": ["targets"],
     "IPFIX": ["targets"],
     "Flow_Table": ["groups", "prefixes"],
 }
@@ -82,7 +80,7 @@ def _bridge(br: Any) -> Iterable[Unsupported]:
             )
         elif not _set(m.output_port):
             yield Unsupported("Bridge", n, "mirrors", f"mirror {m.name}: no output_port")
-    for col, what in (("netflow", "NetFlow"), ("sflow", "sFlow"), ("ipfix", "IPFIX")):
+    for col, what in (("netflow", "NetFlow"), ("ipfix", "IPFIX")):
         if _set(getattr(br, col)):
             yield Unsupported("Bridge", n, col, f"{what} export is {_NOT}: nothing is sent")
     if br.rstp_enable is True:

@@ -3,7 +3,8 @@ extras): every bridge's bonds (active member, enabled members, hash buckets, pen
 delays, LACP partners), each bridge's fail-open clock (how long no primary controller
 has been reachable), every bridge's spanning tree (port states, roles, stored priority
 vectors, running timers), the token buckets of its ingress and egress policers and the
-tc trees put on port devices for QoS, so a new process
+tc trees put on port devices for QoS, each sFlow agent's sequence numbers, sample pool
+and uptime, so a new process
 neither renegotiates LACP, nor counts the 15 s before failing open again, nor rebuilds
 or forgets a shaper. Registered when the daemon imports this module (it is in
 ``unixctl.COMMAND_MODULES``)."""
@@ -63,8 +64,17 @@ def _adopt_policers(bridge: Any, data: Any, now: float) -> None:
     bridge.import_policers(list(data))
 
 
+def _export_sflow(switch: Any) -> Any:
+    return switch.sflow.export(switch.clock())
+
+
+def _adopt_sflow(switch: Any, data: Any) -> None:
+    switch.sflow.adopt(dict(data), switch.clock())
+
+
 register_bridge_extra("bonds", export=_export_bonds, adopt=_adopt_bonds)
 register_bridge_extra("policers", export=_export_policers, adopt=_adopt_policers)
 register_bridge_extra("stp", export=_export_stp, adopt=_adopt_stp)
 register_switch_extra("qos", export=_export_qos, adopt=_adopt_qos)
 register_switch_extra("fail-open", export=_export_fail_open, adopt=_adopt_fail_open)
+register_switch_extra("sflow", export=_export_sflow, adopt=_adopt_sflow)

@@ -24,6 +24,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 from hitless.config.model import (
@@ -54,6 +55,7 @@ from hitless.daemon.linkwatch import LinkWatch
 from hitless.daemon.qos import TcQos
 from hitless.daemon.qos import plan as tc_plan
 from hitless.daemon.rundir import RunDir
+from hitless.daemon.sflow import SflowExporter
 from hitless.daemon.takeover import SwitchExporter
 from hitless.daemon.unixctl import CommandError
 from hitless.datapath import Datapath, DatapathError, open_datapath
@@ -264,6 +266,7 @@ class Switch:
         self._link_seq = 0  # the bridges' link_seq sum at the last status write
         self._mtu_errors: dict[str, str] = {}  # interface -> why its mtu_request failed
         self.tcqos = TcQos()  # linux-htb/hfsc trees on port devices (Port.qos)
+        self.sflow = SflowExporter()  # Bridge.sflow: the agents and their collectors
         self._sys_stats: dict[str, str] = {}  # Open_vSwitch.statistics, as last computed
         self._sys_stats_at = float("-inf")
         self._qos_errors: dict[str, str] = {}  # Port name -> why tc could not shape it
@@ -367,6 +370,7 @@ class Switch:
             except OSError:
                 pass
         self.idl.close()
+        self.sflow.close()
         if self.linkwatch is not None:
             self.linkwatch.close()
             self.linkwatch = None
@@ -432,6 +436,10 @@ class Switch:
                     pass
             else:
                 rb.bridge.run(now)
+        if self.sflow.exports:
+            for name, rb in self.bridges.items():
+                if rb.cfg.sflow is not None:
+                    self.sflow.run(name, rb.bridge, rb.cfg, rb.statuses, partial(_datapath_id, rb), now)
         self._turn_marks.append(time.perf_counter())
         if self.bond_status() != self._bond_active:
             self._status_dirty = True  # a bond failed over: write it back at once
@@ -465,6 +473,9 @@ class Switch:
             wake = rb.bridge.next_wakeup(now)
             if wake is not None:
                 timeout = min(timeout, wake - now)
+        wake = self.sflow.next_wakeup()
+        if wake is not None:
+            timeout = min(timeout, wake - now)
         poller.timer_wait(max(0, min(int(timeout * 1000) + 1, IDLE_TIMER_MS)))
         self.idl.wait(poller)
         for txn in self._txns:
@@ -656,6 +667,7 @@ class Switch:
         self._run_openflow(now)
         self._apply_mtu()
         self._apply_qos()
+        self.sflow.sync(((n, rb.cfg) for n, rb in self.bridges.items()), now)
         self._write_status(cur_cfg=new.next_cfg)
         self._next_refresh = now + self.refresh_interval
 

@@ -58,6 +58,21 @@ class Userspace:
 
 
 @dataclass(frozen=True, slots=True)
+class Sample:
+    """With probability ``probability`` / 2**32 (UINT32_MAX: always), send the packet to
+    the daemon as an upcall with reason 'action' carrying ``userdata``; the packet itself
+    goes on with the rest of the list either way (Open vSwitch's
+    ``sample(sample=P,actions(userspace(...)))``, as sFlow uses it)."""
+
+    probability: int
+    userdata: bytes = b""
+
+    def __str__(self) -> str:
+        pct = self.probability * 100 / 0xFFFFFFFF
+        return f"sample(sample={pct:.1f}%,actions(userspace({self.userdata.hex()})))"
+
+
+@dataclass(frozen=True, slots=True)
 class Meter:
     """Run the packet through datapath meter ``meter_id`` (see hitless.datapath.meters):
     if a drop band applies, the packet goes no further (actions before this one have
@@ -146,7 +161,9 @@ class Recirc:
         return f"recirc({self.recirc_id:#x})"
 
 
-Action = Output | PushVlan | PopVlan | SetField | Userspace | Meter | Ct | CtClear | Recirc
+Action = (
+    Output | PushVlan | PopVlan | SetField | Userspace | Sample | Meter | Ct | CtClear | Recirc
+)
 
 
 def format_actions(actions: tuple[Action, ...]) -> str:
@@ -157,6 +174,7 @@ def format_actions(actions: tuple[Action, ...]) -> str:
 # A JSON-able form, for state snapshots (handoff). Each action is a short list whose
 # first element names it: ["output", 2], ["push_vlan", tci, tpid], ["pop_vlan"],
 # ["set_field", field, value_hex, mask_hex_or_None], ["userspace", userdata_hex],
+# ["sample", probability, userdata_hex],
 # ["meter", meter_id] or ["meter", meter_id, scope], ["ct", zone, commit, force, nat, mark, label] (nat: None or
 # [kind, addr_min_hex, addr_max_hex, port_min, port_max, persistent, random]; mark and
 # label: None or [value, mask]), ["ct_clear"], ["recirc", id].
@@ -175,6 +193,8 @@ def actions_to_json(actions: tuple[Action, ...]) -> list[list[object]]:
             out.append(["set_field", a.field, a.value.hex(), a.mask.hex() if a.mask else None])
         elif isinstance(a, Userspace):
             out.append(["userspace", a.userdata.hex()])
+        elif isinstance(a, Sample):
+            out.append(["sample", a.probability, a.userdata.hex()])
         elif isinstance(a, Meter):
             out.append(["meter", a.meter_id, a.scope] if a.scope else ["meter", a.meter_id])
         elif isinstance(a, Ct):
@@ -235,6 +255,9 @@ def actions_from_json(data: list[list[object]]) -> tuple[Action, ...]:
                 )
             elif name == "userspace":
                 out.append(Userspace(bytes.fromhex(str(args[0]))))
+            elif name == "sample":
+                prob = int(args[0])  # type: ignore[call-overload]
+                out.append(Sample(prob, bytes.fromhex(str(args[1]))))
             elif name == "meter":
                 scope = int(args[1]) if len(args) > 1 else 0  # type: ignore[call-overload]
                 out.append(Meter(int(args[0]), scope))  # type: ignore[call-overload]

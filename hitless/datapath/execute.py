@@ -10,6 +10,7 @@ up again (at most ``MAX_RECIRC_DEPTH`` times per packet) or makes an upcall of i
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 from hitless.datapath.actions import (
@@ -21,6 +22,7 @@ from hitless.datapath.actions import (
     PopVlan,
     PushVlan,
     Recirc,
+    Sample,
     SetField,
     Userspace,
 )
@@ -34,6 +36,14 @@ CtFn = Callable[[bytes, Ct], CtResult]
 """``ct(packet, action)``: run the packet through the provider's connection tracker."""
 MAX_RECIRC_DEPTH = 6  # lookups after the first, per packet (Open vSwitch's limit too)
 _NO_CT = bytes(KEY_LEN - CT_OFF - 4)
+
+
+_rng = random.Random()
+
+
+def _rand32() -> int:
+    """Sample's draw: 32 random bits per packet."""
+    return _rng.getrandbits(32)
 
 
 def ct_key(key: bytes, r: CtResult) -> bytes:
@@ -102,6 +112,9 @@ def apply_actions(
             packet = ops.set_field(packet, a.field, a.value, a.mask)
         elif isinstance(a, Userspace):
             up.append((packet, a.userdata))
+        elif isinstance(a, Sample):
+            if a.probability >= 0xFFFFFFFF or _rand32() < a.probability:
+                up.append((packet, a.userdata))
         elif isinstance(a, Meter):
             if meter is not None and not meter(a.meter_id, len(packet)):
                 if not a.scope:

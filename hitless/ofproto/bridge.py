@@ -63,7 +63,7 @@ from typing import Any
 
 from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, InterfaceStatus
 from hitless.datapath.actions import Meter as DpMeterAction
-from hitless.datapath.actions import Output, Userspace, format_actions
+from hitless.datapath.actions import Output, Recirc, Sample, Userspace, format_actions
 from hitless.datapath.base import Datapath, DatapathError, Upcall
 from hitless.datapath.meters import DpMeter, DpMeterBand
 from hitless.ofproto.bond import Bond, learning_packet
@@ -72,6 +72,7 @@ from hitless.ofproto.oftable import Meter, OfState, Removed, Rule
 from hitless.ofproto.ofxlate import TableHit, decode_userdata, xlate_openflow
 from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
+from hitless.ofproto.sflow import probability as sflow_probability
 from hitless.ofproto.stp import FORWARDING, LEARNING, STP_MAC, Stp, StpPortConfig
 from hitless.ofproto.xlate import (
     LACP_USERDATA,
@@ -123,6 +124,8 @@ DEFAULT_POLICING_BURST = 8000  # kbit, when ingress_policing_burst is 0 (Open vS
 STP_USERDATA = b"stp"  # the userspace action that brings BPDUs to the bridge
 MASK_STP = mask_or(MASK_IN_PORT, full_mask("eth_dst"))
 TC_QOS_TYPES = ("linux-htb", "linux-hfsc")  # shaped by the device's qdisc (daemon/qos.py)
+SFLOW_USERDATA = b"hsF\x01"  # a Sample action's upcall for sFlow (+ outputs, out port)
+MAX_SFLOW_SAMPLES = 4096  # waiting for the daemon's agent
 MIN_CBS = 1518  # bytes: an egress policer's smallest bucket (one full frame)
 
 
@@ -207,6 +210,11 @@ class Bridge:
         self._stp_seq = 0
         self._mirror_vlans = False  # some mirror selects by VLAN: masks read vlan_tci
         self.link_seq = 0  # moves on every link change: the daemon writes status at once
+        self._sflow_prob = 0  # Bridge.sflow: each packet's chance of a sample, of 2**32
+        # Sampled packets for the daemon's sFlow agent: (in ofport, outputs, out ofport,
+        # packet); at most MAX_SFLOW_SAMPLES wait (more are counted in sflow_dropped).
+        self.sflow_samples: list[tuple[int, int, int, bytes]] = []
+        self.sflow_dropped = 0
 
     def _xlate(self, key: bytes) -> Xlate:
         if any(key[CT_OFF : CT_OFF + 4]):  # a recirculated packet resumes its frozen state
@@ -232,7 +240,31 @@ class Bridge:
             if in_port in self._policers:
                 # Ingress policing: the port's token bucket before anything else.
                 x = replace(x, actions=(DpMeterAction(POLICER_BASE + in_port), *x.actions))
+        if self._sflow_prob:
+            x = replace(x, actions=(self._sflow_sample(x.actions), *x.actions))
         return x
+
+    def _sflow_sample(self, actions: tuple[Any, ...]) -> Sample:
+        """sFlow: the datapath samples the packet as it enters, before anything else
+        (policing included, as Open vSwitch's sample action), naming where the flow's
+        actions send it: one port, several (their count), or none."""
+        outs = [a.port for a in actions if type(a) is Output]
+        n = len(set(outs)) if not any(type(a) is Recirc for a in actions) else 0
+        port = outs[0] if n == 1 else 0
+        return Sample(self._sflow_prob, SFLOW_USERDATA + n.to_bytes(2, "big") + port.to_bytes(4, "big"))
+
+    def _sync_sflow(self, cfg: BridgeConfig) -> bool:
+        """Bridge.sflow's sampling rate as every flow's first action; returns whether it
+        changed (every flow is then translated again)."""
+        prob = sflow_probability(cfg.sflow.sampling) if cfg.sflow is not None else 0
+        if prob == self._sflow_prob:
+            return False
+        self._sflow_prob = prob
+        return True
+
+    def take_sflow_samples(self) -> list[tuple[int, int, int, bytes]]:
+        out, self.sflow_samples = self.sflow_samples, []
+        return out
 
     def _sync_policers(self, cfg: BridgeConfig) -> bool:
         """Interface.ingress_policing_rate/burst as datapath meters (one per port, ids
@@ -623,6 +655,8 @@ class Bridge:
         if self._sync_qos(cfg):
             full = True
         self._sync_stp(cfg, now)
+        if self._sync_sflow(cfg):
+            full = True
         if self._sync_mirrors(cfg):
             full = True
             for it in self._ifaces.values():
@@ -994,6 +1028,15 @@ class Bridge:
             if bond is not None:
                 bond.receive_lacp(up.in_port, up.packet, now)
                 self._bonds_due = True
+            return
+        if up.reason == "action" and up.userdata[:4] == SFLOW_USERDATA:
+            if len(self.sflow_samples) < MAX_SFLOW_SAMPLES:
+                n, out = up.userdata[4:6], up.userdata[6:10]
+                self.sflow_samples.append(
+                    (up.in_port, int.from_bytes(n, "big"), int.from_bytes(out, "big"), up.packet)
+                )
+            else:
+                self.sflow_dropped += 1
             return
         if up.reason != "miss":
             info = decode_userdata(up.userdata) if up.reason == "action" else None

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from types import SimpleNamespace as Row
 
-from hitless.config.model import BridgeConfig, InterfaceConfig, PortConfig, SwitchConfig
+from hitless.config.model import (
+    BridgeConfig,
+    InterfaceConfig,
+    PortConfig,
+    SflowConfig,
+    SwitchConfig,
+)
 from hitless.config.ovsdb import COLUMNS, config_from_rows, schema_helper
 from hitless.daemon.switch import plan, with_ofport_hints
 
@@ -64,6 +70,7 @@ def bridge(name: str, *ports: Row, datapath_type: str = "", **kw: object) -> Row
         flow_tables=kw.get("flow_tables", {}),
         mirrors=kw.get("mirrors", []),
         stp_enable=kw.get("stp_enable", False),
+        sflow=kw.get("sflow", []),
     )
 
 
@@ -105,6 +112,15 @@ def test_defaults_and_conversions() -> None:
     )
     assert br.ports["t1"].trunks == frozenset({20, 30}) and br.ports["t1"].vlan_mode == "trunk"
     assert br.ports["t1"].tag is None
+
+
+def test_an_sflow_row_is_read_with_open_vswitch_s_defaults() -> None:
+    row = Row(targets=["127.0.0.1:6343", "10.0.0.9:6343"], sampling=[], polling=[5],
+              header=[], agent=["lo"])  # fmt: skip
+    cfg = config_from_rows(ovs(bridge("b", sflow=[row]))).config.bridges["b"].sflow  # type: ignore[union-attr]
+    assert cfg == SflowConfig(("10.0.0.9:6343", "127.0.0.1:6343"), 400, 5, 128, "lo")
+    none = Row(targets=[], sampling=[], polling=[], header=[], agent=[])
+    assert config_from_rows(ovs(bridge("b", sflow=[none]))).config.bridges["b"].sflow is None  # type: ignore[union-attr]
 
 
 def test_protocols_default_and_dummy_type() -> None:
