@@ -82,6 +82,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -240,6 +241,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--plot", metavar="FILE", help="write the timeline plot (PNG)")
     g.add_argument("--blips", metavar="FILE", help="write the blips page (markdown)")
     g.add_argument(
+        "--keep-records",
+        metavar="DIR",
+        help="copy each operation's raw agent records (JSON lines: send, kernel receive "
+        "and read times per datagram) to DIR/<switch>-<operation>/",
+    )
+    g.add_argument(
         "--from-json",
         metavar="FILE",
         help="do not measure: read results written by --json and render them "
@@ -380,7 +387,12 @@ def measure_step(
                 port=port,
                 controller_ns=topo.switch_ns,
                 ctl=str(sw.ctl),
+                keep_dir=_keep_dir(args, step),
             )
+            keep = _keep_dir(args, step)
+            if keep is not None:  # the switch's logs (slow loop turns...) next to the records
+                for f in Path(sw.rundir).glob("*.log"):
+                    shutil.copy(f, keep / f.name)
             if sw.last_report is not None:
                 extra["handoff_phases_ms"] = sw.last_report.get("phases_ms", {})
             if step.switch == "hitless" and step.op in ("upgrade", "downgrade"):
@@ -422,6 +434,12 @@ def _handoff_verdict(res: Any) -> str:
     if not bad:
         return f"handoff claim kept ({bound})"
     return f"handoff claim broken ({bound}): " + "; ".join(bad)
+
+
+def _keep_dir(args: argparse.Namespace, step: Step) -> Path | None:
+    if not args.keep_records:
+        return None
+    return Path(args.keep_records) / f"{step.switch}-{step.op}"
 
 
 def _rules_timeout(n: int) -> float:

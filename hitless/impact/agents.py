@@ -18,6 +18,8 @@ Agents (see ``--help`` of each):
   tcp-connect / tcp-accept  new TCP connections at a fixed rate
   udp-echo / neigh-probe    flush the neighbour entry of the peer, then time a UDP
                             round trip through the switch (ARP or ND + echo)
+  cpu-probe                 the times a CPU ran nothing at all (a real-time probe
+                            pinned to it did not wake up): the machine's own stalls
   appctl-probe              what ``ovs-appctl version`` does (connect to the switch's
                             control socket, one JSON-RPC request), at a fixed rate
 
@@ -127,6 +129,22 @@ def _end_of(args: argparse.Namespace) -> float:
 
 # ---------------------------------------------------------------- UDP stream
 
+# The kernel's receive time of each datagram (SO_TIMESTAMPNS, not in the socket module):
+# when the switch's copy reached the host, whenever this process got to read it. It is
+# CLOCK_REALTIME; _kernel_time moves it to CLOCK_MONOTONIC with an offset read at each
+# call (two clock reads, ~1 us apart).
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("@qq")
+ANCILLARY = socket.CMSG_SPACE(TIMESPEC.size)
+
+
+def _kernel_time(anc: list[tuple[int, int, bytes]]) -> float | None:
+    for level, kind, data in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            sec, nsec = TIMESPEC.unpack_from(data)
+            return sec + nsec * 1e-9 - (time.time() - time.monotonic())
+    return None
+
 
 def udp_send(args: argparse.Namespace) -> list[Record]:
     """Datagrams paced against the monotonic clock: packet n leaves at t0 + n/rate,
@@ -172,6 +190,7 @@ def udp_recv(args: argparse.Namespace) -> list[Record]:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     s.bind((args.bind, args.port))
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     _ready()
     end = _end_of(args)
     recs: list[Record] = []
@@ -182,7 +201,7 @@ def udp_recv(args: argparse.Namespace) -> list[Record]:
             break
         s.settimeout(min(left, 0.2))
         try:
-            n = s.recv_into(buf)
+            n, anc, _flags, _addr = s.recvmsg_into([buf], ANCILLARY)
         except TimeoutError:
             continue
         t = _now()
@@ -191,7 +210,11 @@ def udp_recv(args: argparse.Namespace) -> list[Record]:
         magic, run, stream, seq, ts = HEADER.unpack_from(buf)
         if magic != MAGIC or run != args.run:
             continue
-        recs.append({"ev": "rx", "stream": stream, "seq": seq, "ts": ts, "t": t})
+        rec: Record = {"ev": "rx", "stream": stream, "seq": seq, "ts": ts, "t": t}
+        tk = _kernel_time(anc)
+        if tk is not None:
+            rec["tk"] = tk
+        recs.append(rec)
     s.close()
     return recs
 
@@ -563,6 +586,38 @@ def appctl_probe(args: argparse.Namespace) -> list[Record]:
     return recs
 
 
+# ---------------------------------------------------------------- the machine itself
+
+CPU_PROBE_TICK = 0.001  # the probe wakes this often
+CPU_STALL_AFTER = 0.01  # a wake-up this late is a stall of the CPU
+
+
+def cpu_probe(args: argparse.Namespace) -> list[Record]:
+    """Pinned to CPU --cpu at real-time priority (SCHED_FIFO), wake every millisecond
+    and record every wake-up later than --after seconds as a stall of that CPU: at that
+    priority nothing of the guest's ordinary processes keeps the probe from running,
+    so such a stall means the CPU itself ran nothing (on a virtual machine: the host did
+    not run that vCPU), and no process on it (switch, sender, receiver) could run."""
+    os.sched_setaffinity(0, {args.cpu})
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.priority))
+        policy = "fifo"
+    except (OSError, AttributeError):
+        policy = "other"  # not root: still a probe, but ordinary load delays it too
+    _ready()
+    end = _end_of(args)
+    recs: list[Record] = [{"ev": "start", "t": _now(), "cpu": args.cpu, "policy": policy}]
+    last = _now()
+    while last < end and not _stop:
+        time.sleep(CPU_PROBE_TICK)
+        now = _now()
+        if now - last > args.after:
+            recs.append({"ev": "stall", "from": last, "t": now, "cpu": args.cpu})
+        last = now
+    recs.append({"ev": "end", "t": _now()})
+    return recs
+
+
 # ---------------------------------------------------------------- command line
 
 AGENTS = {
@@ -575,6 +630,7 @@ AGENTS = {
     "udp-echo": udp_echo,
     "neigh-probe": neigh_probe,
     "appctl-probe": appctl_probe,
+    "cpu-probe": cpu_probe,
 }
 
 
@@ -629,6 +685,13 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--ctl", required=True, help="the switch's control socket")
     sp.add_argument("--interval", type=float, default=0.005)
     sp.add_argument("--timeout", type=float, default=5.0)
+    sp = sub.add_parser("cpu-probe", help="record the times a CPU ran nothing")
+    common(sp)
+    sp.add_argument("--end", type=float, default=None, help="monotonic stop time")
+    sp.add_argument("--cpu", type=int, required=True, help="the CPU to watch")
+    sp.add_argument("--after", type=float, default=CPU_STALL_AFTER,
+                    help="a wake-up this many seconds late is a stall")  # fmt: skip
+    sp.add_argument("--priority", type=int, default=50, help="SCHED_FIFO priority")
     return p
 
 

@@ -15,7 +15,16 @@ Definitions shared by all classes:
   packets/s stream that lost 300 packets in a row: 0.3 s), and ``disruptions`` lists
   those slots merged into intervals;
 * ``longest_gap`` is the longest time the receiving side saw nothing arrive, counted
-  from the first send to the last send (or the last arrival, if later).
+  from the first send to the last send (or the last arrival, if later). For a UDP
+  stream an arrival is the kernel's receive time (``tk``, SO_TIMESTAMPNS) when the
+  receiver recorded one, not the moment the receiving process got to read it, and a
+  gap starts only once a datagram was due: from the send time of the oldest datagram
+  not arrived yet. So a receiver or a sender that the machine did not run for a while
+  (both are Python processes on a shared machine) is not counted as the switch's gap;
+* ``gap_net`` is the longest gap with the machine's own stalls taken out: the times a
+  CPU ran nothing at all, not even a real-time probe pinned to it (``cpu_stalls``,
+  from the ``cpu-probe`` agents; on a virtual machine, a vCPU the host did not run).
+  Nothing in the guest could forward then, Open vSwitch included.
 
 Must not import anything outside the standard library and this package.
 """
@@ -23,9 +32,11 @@ Must not import anything outside the standard library and this package.
 from __future__ import annotations
 
 import statistics
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 __all__ = [
@@ -35,8 +46,10 @@ __all__ = [
     "Window",
     "broadcast",
     "controller",
+    "cpu_stalls",
     "merge_intervals",
     "neighbour",
+    "net_gap",
     "tcp_connect",
     "tcp_stream",
     "udp_stream",
@@ -121,6 +134,7 @@ class ClassStats:
     disruptions: tuple[Interval, ...] = ()
     arrivals: tuple[float, ...] = ()
     failed_at: tuple[float, ...] = ()
+    gap_net: float | None = None  # longest_gap without the machine's stalls (see above)
 
     @property
     def clean(self) -> bool:
@@ -145,6 +159,7 @@ class ClassStats:
             "reordered": self.reordered,
             "late": self.late,
             "longest_gap": self.longest_gap,
+            "gap_net": self.gap_net,
             "disrupted": self.disrupted,
             "worst_latency": self.worst_latency,
             "median_latency": self.median_latency,
@@ -167,6 +182,8 @@ class ImpactResult:
     traffic_start: float  # relative to the operation start (negative: before it)
     settings: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    # when a CPU of the machine ran nothing (relative, merged; see the module doc)
+    cpu_stalls: tuple[Interval, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -201,6 +218,7 @@ class ImpactResult:
             "traffic_start": self.traffic_start,
             "settings": dict(self.settings),
             "notes": list(self.notes),
+            "cpu_stalls": [list(iv) for iv in self.cpu_stalls],
             "clean": self.clean,
             "classes": classes,
         }
@@ -226,6 +244,7 @@ class ImpactResult:
                     reordered=int(c.get("reordered", 0)),
                     late=int(c.get("late", 0)),
                     longest_gap=float(c.get("longest_gap", 0.0)),
+                    gap_net=None if c.get("gap_net") is None else float(c["gap_net"]),
                     disrupted=float(c.get("disrupted", 0.0)),
                     worst_latency=c.get("worst_latency"),
                     median_latency=c.get("median_latency"),
@@ -245,6 +264,7 @@ class ImpactResult:
             traffic_start=float(d["traffic_start"]),
             settings=dict(d.get("settings", {})),
             notes=tuple(d.get("notes", ())),
+            cpu_stalls=tuple((float(a), float(b)) for a, b in d.get("cpu_stalls", [])),
         )
 
 
@@ -291,6 +311,55 @@ def _longest_gap(first_send: float, last_send: float, arrivals: Sequence[float])
     return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
 
 
+def _overlap(a: float, b: float, stalls: Sequence[Interval]) -> float:
+    """How much of [a, b] the (merged) ``stalls`` cover."""
+    return sum(max(0.0, min(b, y) - max(a, x)) for x, y in stalls if x < b and y > a)
+
+
+def _owed_gaps(
+    sends: Sequence[float], arrived: Sequence[float], points: Sequence[float]
+) -> list[Interval]:
+    """The intervals without an arrival while a datagram was due. ``sends`` in send
+    order, ``arrived`` the first arrival of each (``inf``: lost), ``points`` every
+    arrival (sorted). After an arrival at ``a`` the switch owes nothing until the oldest
+    datagram not arrived by ``a`` was sent: a sender that was not running sent nothing
+    to forward."""
+    if not sends:
+        return []
+    high = list(accumulate(arrived, max))  # first k with high[k] > a: oldest not arrived
+    out: list[Interval] = []
+    if not points:
+        return [(sends[0], sends[-1])]
+    out.append((sends[0], points[0]))
+    for a, b in zip(points, [*points[1:], sends[-1]], strict=True):
+        k = bisect_right(high, a)
+        if k < len(sends):
+            start = max(a, sends[k])
+            if b > start:
+                out.append((start, b))
+    return out
+
+
+def net_gap(arrivals: Sequence[float], stalls: Sequence[Interval]) -> float:
+    """The longest time between two consecutive ``arrivals`` (sorted) less the part the
+    machine's ``stalls`` cover (same time base)."""
+    return max(
+        (b - a - _overlap(a, b, stalls) for a, b in zip(arrivals, arrivals[1:], strict=False)),
+        default=0.0,
+    )
+
+
+def cpu_stalls(records: Iterable[Sequence[Record]]) -> tuple[Interval, ...]:
+    """The machine's stalls (absolute, merged) from the ``cpu-probe`` agents' records."""
+    found = [
+        (float(r["from"]), float(r["t"]))
+        for recs in records
+        for r in recs
+        if r.get("ev") == "stall"
+    ]
+    return merge_intervals(sorted(found))
+
+
 def _before(t: float, window: Window, margin: float) -> bool:
     return t < window.start - margin
 
@@ -329,24 +398,30 @@ def udp_stream(
     late_after: float = 0.05,
     margin: float = 0.5,
     kind: str = "udp",
+    stalls: Sequence[Interval] = (),
 ) -> ClassStats:
     """A sequenced datagram stream from ``udp-send`` (tx) and ``udp-recv`` (rx) records.
-    ``stream`` selects one stream id among the receiver's records."""
+    ``stream`` selects one stream id among the receiver's records; ``stalls`` are the
+    machine's (absolute, merged: ``cpu_stalls``), for ``gap_net``."""
     sent = {int(r["seq"]): float(r["t"]) for r in tx if r.get("ev") == "tx"}
     send_errors = Counter(str(r["err"]) for r in tx if r.get("ev") == "tx" and "err" in r)
     arrivals = sorted(
-        (r for r in rx if r.get("ev") == "rx" and (stream is None or int(r["stream"]) == stream)),
-        key=lambda r: float(r["t"]),
+        (
+            (float(r.get("tk", r["t"])), r)  # the kernel's receive time when recorded
+            for r in rx
+            if r.get("ev") == "rx" and (stream is None or int(r["stream"]) == stream)
+        ),
+        key=lambda x: x[0],
     )
     first: dict[int, float] = {}  # seq -> one-way delay of its first copy
     duplicates = reordered = 0
     highest = -1
-    for r in arrivals:
+    for t, r in arrivals:
         seq = int(r["seq"])
         if seq in first:
             duplicates += 1
             continue
-        first[seq] = float(r["t"]) - float(r["ts"])
+        first[seq] = t - float(r["ts"])
         if seq < highest:
             reordered += 1
         highest = max(highest, seq)
@@ -357,11 +432,13 @@ def udp_stream(
     units = [(sent[s], s not in first or first[s] > late_after) for s in order]
     disrupted, intervals, before = _disruption(units, window, margin)
     t0 = window.start
-    gap = (
-        _longest_gap(sent[order[0]], sent[order[-1]], [float(r["t"]) for r in arrivals])
-        if order
-        else 0.0
+    owed = _owed_gaps(
+        [sent[s] for s in order],
+        [sent[s] + first[s] if s in first else float("inf") for s in order],
+        [t for t, _ in arrivals],
     )
+    gap = max((b - a for a, b in owed), default=0.0)
+    net = max((b - a - _overlap(a, b, stalls) for a, b in owed), default=0.0)
     worst, median = _latency(delays)
     failures: dict[str, int] = {}
     if lost:
@@ -384,8 +461,9 @@ def udp_stream(
         failures=failures,
         before_op=before,
         disruptions=intervals,
-        arrivals=tuple(float(r["t"]) - t0 for r in arrivals),
+        arrivals=tuple(t - t0 for t, _ in arrivals),
         failed_at=tuple(sent[s] - t0 for s in order if s not in first),
+        gap_net=net,
     )
 
 

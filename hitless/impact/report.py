@@ -134,20 +134,35 @@ def table(results: Results, title: str = "Traffic impact") -> Table:
                 c.name,
                 str(c.sent),
                 Text(str(c.lost), style=style),
-                _ms(c.longest_gap),
+                _gap(c),
                 Text(_ms(c.disrupted) if c.disrupted else "0", style=style),
                 _ms(c.worst_latency),
                 Text(_outcome(c), style=style),
                 end_section=i == len(res.classes) - 1 and not res.notes,
             )
-        for j, note in enumerate(res.notes):
+        notes = list(res.notes)
+        if res.cpu_stalls:
+            notes.append(
+                f"the machine stalled {len(res.cpu_stalls)} times (a CPU ran nothing; "
+                f"longest {_ms(max(b - a for a, b in res.cpu_stalls))}): "
+                "gaps net of that in brackets"
+            )
+        for j, note in enumerate(notes):
             t.add_row(
                 "",
                 Text(note, style="dim"),
                 *[""] * 6,
-                end_section=j == len(res.notes) - 1,
+                end_section=j == len(notes) - 1,
             )
     return t
+
+
+def _gap(c: ClassStats) -> str:
+    """The longest gap, and what is left of it without the machine's stalls (when that
+    is at least a millisecond less)."""
+    if c.gap_net is None or c.longest_gap - c.gap_net < 0.001:
+        return _ms(c.longest_gap)
+    return f"{_ms(c.longest_gap)} ({_ms(c.gap_net)})"
 
 
 def print_table(results: Results, console: Console | None = None) -> None:

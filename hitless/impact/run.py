@@ -56,7 +56,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -215,6 +215,9 @@ def _plan(
             )
         )
 
+    # The machine's own stalls (a CPU that ran nothing), to tell them from the switch's.
+    for cpu in sorted(os.sched_getaffinity(0)):
+        add(f"cpu-probe-{cpu}", a, True, "cpu-probe", "--cpu", cpu)
     if "udp" in classes:
         add("udp-ab-rx", b, True, "udp-recv", "--bind", bip.ip, "--port", port)
         add("udp-ba-rx", a, True, "udp-recv", "--bind", aip.ip, "--port", port + 1)
@@ -413,11 +416,35 @@ def analyse(
     prober: str,
     cross: str | None = None,
     traffic: tuple[float, float] | None = None,
+    stalls: Sequence[tuple[float, float]] = (),
 ) -> tuple[ClassStats, ...]:
     """Per-class statistics from the records of each agent label (see ``_plan``);
     ``cross`` names the host on the second bridge (the udp-cross class); ``traffic``
     (absolute seconds) is when the senders ran: the controller class counts only the
-    echo requests sent then, though its session is held from before to after."""
+    echo requests sent then, though its session is held from before to after.
+    ``stalls`` (absolute, merged) are the machine's: every class's ``gap_net``."""
+    return tuple(_with_gap_net(c, window.start, stalls)
+                 for c in _analyse(recs, window, hosts, late_after, prober, cross, traffic,
+                                   stalls))  # fmt: skip
+
+
+def _with_gap_net(c: ClassStats, t0: float, stalls: Sequence[tuple[float, float]]) -> ClassStats:
+    if c.gap_net is not None:
+        return c
+    rel = [(a - t0, b - t0) for a, b in stalls]
+    return replace(c, gap_net=min(c.longest_gap, an.net_gap(sorted(c.arrivals), rel)))
+
+
+def _analyse(
+    recs: dict[str, list[dict[str, Any]]],
+    window: Window,
+    hosts: Sequence[str],
+    late_after: float,
+    prober: str,
+    cross: str | None,
+    traffic: tuple[float, float] | None,
+    stalls: Sequence[tuple[float, float]],
+) -> tuple[ClassStats, ...]:
     a, b = hosts[0], hosts[1]
     out: list[ClassStats] = []
     if "udp-ab-tx" in recs:
@@ -429,6 +456,7 @@ def analyse(
                     recs[f"udp-{label}-rx"],
                     window,
                     late_after=late_after,
+                    stalls=stalls,
                 )  # fmt: skip
             )
     if "xudp-ab-tx" in recs and cross is not None:
@@ -440,6 +468,7 @@ def analyse(
                     recs[f"xudp-{label}-rx"],
                     window,
                     late_after=late_after,
+                    stalls=stalls,
                     kind="udp-cross",
                 )  # fmt: skip
             )
@@ -452,6 +481,7 @@ def analyse(
                     recs[f"of-{label}-rx"],
                     window,
                     late_after=late_after,
+                    stalls=stalls,
                     kind="openflow",
                 )  # fmt: skip
             )
@@ -599,8 +629,9 @@ def measure(
         shutil.rmtree(tmp, ignore_errors=True)
     x = cross_host(hosts) if "udp-cross" in classes else None
     cross = None if x is None else str(getattr(x, "name", x.ns))
+    stalls = an.cpu_stalls(v for k, v in recs.items() if k.startswith("cpu-probe-"))
     stats = analyse(recs, window, host_names, rates.late_after, plan.prober, cross,
-                    (start, start + duration))  # fmt: skip
+                    (start, start + duration), stalls)  # fmt: skip
     return ImpactResult(
         operation=name,
         window=an.relative(window),
@@ -609,4 +640,5 @@ def measure(
         traffic_start=start - t_op,
         settings={"rates": asdict(rates), "at": at, "hosts": host_names, "run": run},
         notes=tuple(plan.notes),
+        cpu_stalls=tuple((a - t_op, b - t_op) for a, b in stalls),
     )

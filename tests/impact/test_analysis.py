@@ -82,6 +82,48 @@ def test_all_lost() -> None:
     assert st.worst_latency is None
 
 
+def test_a_sender_that_did_not_run_is_not_the_switchs_gap() -> None:
+    # the sender sent nothing for 200 ms (packets 1000.. leave 0.2 s late); the switch
+    # forwarded every datagram 1 ms after it left
+    sent = tx(1000) + tx(1000, t0=T0 + 1.2)
+    for i, r in enumerate(sent):
+        r["seq"] = i
+    got = [{"ev": "rx", "stream": 1, "seq": r["seq"], "ts": r["t"], "t": r["t"] + 0.001}
+           for r in sent]  # fmt: skip
+    st = an.udp_stream("a>b", sent, got, WIN)
+    assert st.lost == 0
+    assert st.longest_gap == pytest.approx(0.001)
+
+
+def test_a_receiver_that_did_not_run_is_not_the_switchs_gap() -> None:
+    # the receiving process read nothing for 150 ms, the kernel had every datagram 1 ms
+    # after it left (tk); without tk the same records are a 150 ms gap
+    got = rx(list(range(2000)))
+    for r in got:
+        r["tk"] = r["t"]
+        if 1.0 <= r["ts"] - T0 < 1.15:
+            r["t"] = T0 + 1.15
+    with_tk = an.udp_stream("a>b", tx(2000), got, WIN)
+    assert with_tk.longest_gap == pytest.approx(0.001)
+    assert with_tk.worst_latency == pytest.approx(0.001)
+    without = an.udp_stream("a>b", tx(2000), [{k: v for k, v in r.items() if k != "tk"}
+                                              for r in got], WIN)  # fmt: skip
+    assert without.longest_gap == pytest.approx(0.15, abs=0.002)
+
+
+def test_gap_net_takes_out_the_machines_stalls() -> None:
+    # 300 datagrams lost from T0 + 1.0; a CPU ran nothing from T0 + 1.05 to T0 + 1.15
+    seqs = [s for s in range(2000) if not 1000 <= s < 1300]
+    stalls = an.cpu_stalls([[{"ev": "stall", "from": T0 + 1.05, "t": T0 + 1.15}],
+                            [{"ev": "stall", "from": T0 + 1.1, "t": T0 + 1.12}, {"ev": "x"}]])  # fmt: skip
+    assert stalls == ((T0 + 1.05, T0 + 1.15),)
+    st = an.udp_stream("a>b", tx(2000), rx(seqs), WIN, stalls=stalls)
+    assert st.longest_gap == pytest.approx(0.301)
+    assert st.gap_net == pytest.approx(0.201)
+    assert an.net_gap([0.0, 0.1, 0.5], [(0.2, 0.3)]) == pytest.approx(0.3)
+    assert an.net_gap([0.0], [(0.2, 0.3)]) == 0.0
+
+
 def test_reorder_and_duplicates() -> None:
     seqs = [0, 1, 3, 2, 4, 4, 5, 7, 6, 8, 9, 9, 9]
     st = an.udp_stream("a>b", tx(10), rx(seqs), WIN)
@@ -122,7 +164,8 @@ def test_broadcast_adds_receivers() -> None:
     assert st.kind == "broadcast"
     assert (st.sent, st.received, st.lost) == (200, 198, 2)
     assert st.disrupted == pytest.approx(0.02)
-    assert st.longest_gap == pytest.approx(0.03)
+    # from the send of the first lost one (50) to the arrival of 52: 20 ms + 1 ms delay
+    assert st.longest_gap == pytest.approx(0.021)
 
 
 def test_broadcast_without_receivers() -> None:
