@@ -208,8 +208,9 @@ class Datapath(ABC):
         except (TypeError, ValueError) as e:
             raise DatapathError(f"cannot adopt the conntrack state of {self.name}: {e}") from None
 
-    def ct_execute(self, packet: bytes, action: Ct, now: float) -> CtResult:
-        """Run a packet through this datapath's connection tracker for a ``Ct`` action."""
+    def ct_execute(self, packet: bytes, action: Ct, now: float, natted: bool) -> CtResult:
+        """Run a packet through this datapath's connection tracker for a ``Ct`` action
+        (``natted``: see ``Conntrack.execute``)."""
         return self.conntrack.execute(
             packet,
             now,
@@ -219,6 +220,7 @@ class Datapath(ABC):
             nat=action.nat,
             mark=action.mark,
             label=action.label,
+            natted=natted,
         )
 
     # Meters --------------------------------------------------------------------
@@ -333,7 +335,7 @@ class InProcessRecirc:
     clock: Clock
     # Provided by the other bases (annotations only: the mixin comes first in the MRO).
     _meter: Callable[[int, int], bool]
-    ct_execute: Callable[[bytes, Ct, float], CtResult]
+    ct_execute: Callable[[bytes, Ct, float, bool], CtResult]
 
     def _queue(self, upcall: Upcall) -> None:
         raise NotImplementedError
@@ -356,7 +358,7 @@ class InProcessRecirc:
             self._meter,
             key=key,
             in_port=in_port,
-            ct=lambda p, a: self.ct_execute(p, a, self.clock()),
+            ct=lambda p, a, n: self.ct_execute(p, a, self.clock(), n),
             recirc=recirc,
         )
         for port_no, data in outputs:

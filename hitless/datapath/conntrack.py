@@ -742,11 +742,18 @@ class Conntrack:
         nat: NatSpec | None = None,
         mark: tuple[int, int] | None = None,
         label: tuple[int, int] | None = None,
+        natted: bool = False,
     ) -> CtResult:
         """Track one packet in ``zone``. ``commit`` creates (``force``: recreates, if the
         packet is a reply) its connection and applies ``mark``/``label`` (value, mask);
         ``nat`` rewrites the packet by the connection's translation (a ``kind`` also sets
-        the translation of a connection this call creates)."""
+        the translation of a connection this call creates).
+
+        ``natted``: an earlier ct action of this zone already translated the packet (its
+        ct_state has snat/dnat in this zone): its connection is found by the reverse of
+        its tuple, which is the other direction's translated tuple, and it is not
+        translated again (as Open vSwitch's conntrack does: a router that DNATs and then
+        commits for SNAT in the same zone gets one connection, not two)."""
         p = parse_tuple(packet)
         if p is None:
             return CtResult(CS_TRK | CS_INV, zone, packet=packet)
@@ -756,13 +763,23 @@ class Conntrack:
         t = p.tuple
         if p.inner is not None:
             return self._related(packet, p, zone, nat, now)
-        conn = self.lookup(zone, t, now)
-        if conn is not None and force and commit and t == conn.reply:
+        conn = None
+        reply = False
+        if natted:
+            rt = t.reverse()
+            conn = self.lookup(zone, rt, now)
+            if conn is not None:
+                reply = not (rt == conn.reply and rt != conn.orig)
+            else:
+                natted = False  # gone since (or never committed): track it as it is
+        if conn is None:
+            conn = self.lookup(zone, t, now)
+            reply = conn is not None and t == conn.reply and t != conn.orig
+        if conn is not None and force and commit and reply:
             self._remove(conn)
             conn = None
         state = 0
         if conn is not None:
-            reply = t == conn.reply and t != conn.orig
             verdict = self._update(conn, p, reply, now)
             if verdict == "restart":
                 self._remove(conn)
@@ -798,7 +815,8 @@ class Conntrack:
             if changed:
                 self._touch(conn)
         if nat is not None and conn.nat:
-            packet = self._translate(packet, p, conn, state & CS_RPL != 0)
+            if not natted:
+                packet = self._translate(packet, p, conn, state & CS_RPL != 0)
             state |= conn.nat
         return CtResult(state | CS_TRK, zone, conn.mark, conn.label, conn.orig, packet)
 

@@ -26,16 +26,19 @@ from hitless.datapath.actions import (
     SetField,
     Userspace,
 )
-from hitless.datapath.conntrack import CtResult
+from hitless.datapath.conntrack import CS_DNAT, CS_SNAT, CtResult
 from hitless.packet import ops
 from hitless.packet.flow import CT_OFF, KEY_LEN, extract_key
 
 MeterFn = Callable[[int, int], bool]
 """``meter(meter_id, nbytes)``: False if the meter drops the packet."""
-CtFn = Callable[[bytes, Ct], CtResult]
-"""``ct(packet, action)``: run the packet through the provider's connection tracker."""
+CtFn = Callable[[bytes, Ct, bool], CtResult]
+"""``fn(packet, action, natted)``: natted when the packet's ct state says an earlier ct
+action of the same zone translated it: run the packet through the provider's connection
+tracker (hitless.datapath.conntrack.Conntrack.execute)."""
 MAX_RECIRC_DEPTH = 6  # lookups after the first, per packet (Open vSwitch's limit too)
 _NO_CT = bytes(KEY_LEN - CT_OFF - 4)
+_NATTED = CS_SNAT | CS_DNAT
 
 
 _rng = random.Random()
@@ -124,7 +127,12 @@ def apply_actions(
             if ct is not None:
                 if key is None:
                     key, keyed = extract_key(packet, in_port), packet
-                r = ct(packet, a)
+                st = key[CT_OFF + 4]
+                natted = (
+                    bool(st & _NATTED)
+                    and int.from_bytes(key[CT_OFF + 6 : CT_OFF + 8], "big") == a.zone
+                )
+                r = ct(packet, a, natted)
                 if r.packet is not packet:  # NAT rewrote it
                     packet = r.packet
                 key = ct_key(key, r)

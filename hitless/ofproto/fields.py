@@ -150,7 +150,8 @@ _Alts = tuple[tuple[tuple[str, int], ...], ...]
 _IP: _Alts = ((("eth_type", 0x0800),), (("eth_type", 0x86DD),))
 _V4: _Alts = ((("eth_type", 0x0800),),)
 _V6: _Alts = ((("eth_type", 0x86DD),),)
-_ARP: _Alts = ((("eth_type", 0x0806),),)
+# ARP fields: ARP or RARP (Open vSwitch parses both alike; OVN matches ``rarp,arp_op=3``)
+_ARP: _Alts = ((("eth_type", 0x0806),), (("eth_type", 0x8035),))
 
 
 def _l4(proto: int, *eth_types: int) -> _Alts:

@@ -237,7 +237,7 @@ _SET: dict[int, tuple[str, int, int | None]] = {
     OxmField.IPV6_ND_SLL: ("arp_sha", 0, None),
     OxmField.IPV6_ND_TLL: ("arp_tha", 0, None),
 }
-_V4, _V6, _ARP = 0x0800, 0x86DD, 0x0806
+_V4, _V6, _ARP, _RARP = 0x0800, 0x86DD, 0x0806, 0x8035
 # OXM -> (EtherTypes, IP protocol or None, ICMPv6 types or None) the packet must have
 # for the rewrite to apply (OpenFlow 1.3.5 §7.2.3.8 prerequisites).
 _SET_PREREQ: dict[int, tuple[tuple[int, ...], int | None, tuple[int, ...] | None]] = {
@@ -251,11 +251,11 @@ _SET_PREREQ: dict[int, tuple[tuple[int, ...], int | None, tuple[int, ...] | None
     OxmField.UDP_DST: ((_V4, _V6), 17, None),
     OxmField.ICMPV4_TYPE: ((_V4,), 1, None),
     OxmField.ICMPV4_CODE: ((_V4,), 1, None),
-    OxmField.ARP_OP: ((_ARP,), None, None),
-    OxmField.ARP_SPA: ((_ARP,), None, None),
-    OxmField.ARP_TPA: ((_ARP,), None, None),
-    OxmField.ARP_SHA: ((_ARP,), None, None),
-    OxmField.ARP_THA: ((_ARP,), None, None),
+    OxmField.ARP_OP: ((_ARP, _RARP), None, None),
+    OxmField.ARP_SPA: ((_ARP, _RARP), None, None),
+    OxmField.ARP_TPA: ((_ARP, _RARP), None, None),
+    OxmField.ARP_SHA: ((_ARP, _RARP), None, None),
+    OxmField.ARP_THA: ((_ARP, _RARP), None, None),
     OxmField.IPV6_SRC: ((_V6,), None, None),
     OxmField.IPV6_DST: ((_V6,), None, None),
     OxmField.IPV6_FLABEL: ((_V6,), None, None),

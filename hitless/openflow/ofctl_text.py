@@ -107,9 +107,9 @@ def format_match(match: Match) -> str:
         short = _SHORT4.get(proto, "ip") if proto is not None else "ip"
     elif et == 0x86DD:
         short = _SHORT6.get(proto, "ipv6") if proto is not None else "ipv6"
-    elif et == 0x0806:
-        short = "arp"
-    proto_in_short = short is not None and short not in ("ip", "ipv6", "arp")
+    elif et in (0x0806, 0x8035):
+        short = "arp" if et == 0x0806 else "rarp"
+    proto_in_short = short is not None and short not in ("ip", "ipv6", "arp", "rarp")
     before, after = _pipeline_parts(match)
     parts += before
     if short:
@@ -136,7 +136,7 @@ def format_match(match: Match) -> str:
             parts.append(f"{name}={_macm(got[f].value, got[f].mask)}")
     if et is not None and short is None:
         parts.append(f"dl_type={et:#06x}")
-    if et == 0x0806:
+    if et in (0x0806, 0x8035):
         for f, name in ((F.ARP_SPA, "arp_spa"), (F.ARP_TPA, "arp_tpa")):
             if f in got:
                 parts.append(f"{name}={_prefix(_ip4, 32, got[f].value, got[f].mask)}")

@@ -97,6 +97,7 @@ FRAG_LATER = 0x02
 
 ETH_TYPE_IPV4 = 0x0800
 ETH_TYPE_ARP = 0x0806
+ETH_TYPE_RARP = 0x8035  # parsed as ARP (Open vSwitch does too)
 ETH_TYPE_VLAN = 0x8100
 ETH_TYPE_QINQ = 0x88A8
 ETH_TYPE_IPV6 = 0x86DD
@@ -179,7 +180,7 @@ def extract_key(packet: bytes, in_port: int) -> bytes:
             )
         )
 
-    if eth_type == ETH_TYPE_ARP:
+    if eth_type in (ETH_TYPE_ARP, ETH_TYPE_RARP):
         # Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4.
         if n < l3 + 28 or packet[l3 : l3 + 6] != b"\x00\x01\x08\x00\x06\x04":
             return port + eth + tci + bytes(KEY_LEN - 20)
@@ -457,7 +458,7 @@ def format_match(key: bytes, mask: bytes) -> str:
     if et is not None:
         parts.append(f"eth_type({et})")
     eth_type = field(key, "eth_type")
-    if eth_type == ETH_TYPE_ARP:
+    if eth_type in (ETH_TYPE_ARP, ETH_TYPE_RARP):
         group(
             "arp",
             [

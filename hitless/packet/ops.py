@@ -38,6 +38,7 @@ from hitless.packet.flow import (
     ETH_TYPE_IPV4,
     ETH_TYPE_IPV6,
     ETH_TYPE_QINQ,
+    ETH_TYPE_RARP,
     ETH_TYPE_VLAN,
     FIELDS,
     IPPROTO_ICMP,
@@ -187,7 +188,7 @@ def _locate(packet: bytes, name: str) -> _Loc | None:
         if name in ("nd_target", "arp_sha", "arp_tha"):
             return _nd(packet, name, *_ipv6_l4(packet, l3), l3)
         return None
-    if eth_type == ETH_TYPE_ARP:
+    if eth_type in (ETH_TYPE_ARP, ETH_TYPE_RARP):
         if n < l3 + 28 or packet[l3 : l3 + 6] != _ARP_HEAD:
             return None
         spec = {

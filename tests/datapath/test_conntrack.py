@@ -237,6 +237,38 @@ def test_dnat_rewrites_both_ways() -> None:
     assert plain.packet == udp_frame(backend, A, 8080, 5) and plain.state & CS_EST
 
 
+def test_a_natted_packet_tracked_again_in_its_zone_finds_its_connection() -> None:
+    """OVN's gateway router: ct(commit,zone=Z,nat(dst=..)) then, after routing,
+    ct(zone=Z,nat) and ct(commit,zone=Z,nat(src)) on the translated packet. Open vSwitch
+    finds the first connection again by the reverse of the translated tuple; without
+    that a second connection is made whose reply tuple collides with the first's, and
+    SNAT moves the source port: the server answers a port the client never used."""
+    ct = Conntrack()
+    fip, inside, client = "10.1.1.100", "10.1.0.1", "10.1.1.2"
+    dnat = NatSpec("dst", ipaddress.ip_address(inside).packed)
+    syn = tcp_frame(client, fip, 4000, 22, SYN, seq=1)
+    r = ct.execute(syn, 0.0, zone=1, commit=True, nat=dnat)
+    assert r.state == CS_TRK | CS_NEW | CS_DNAT
+    for commit in (False, True):
+        again = ct.execute(r.packet, 0.0, zone=1, commit=commit, nat=NatSpec("src"), natted=True)
+        assert again.packet == r.packet, "translated twice"
+        assert again.state == CS_TRK | CS_NEW | CS_DNAT and again.orig == r.orig
+    assert len(ct) == 1
+    # Without the natted flag (another zone's state, or none): a second connection.
+    ct.execute(r.packet, 0.0, zone=1, commit=True, nat=NatSpec("src"))
+    assert len(ct) == 2
+    # The reply comes back through the first connection untouched by the second.
+    ct2 = Conntrack()
+    r = ct2.execute(syn, 0.0, zone=1, commit=True, nat=dnat)
+    ct2.execute(r.packet, 0.0, zone=1, commit=True, nat=NatSpec("src"), natted=True)
+    back = ct2.execute(tcp_frame(inside, client, 22, 4000, SYN | ACK, seq=9, ack=2), 0.0,
+                       zone=1, nat=NatSpec())  # fmt: skip
+    q = parse_tuple(back.packet)
+    assert back.state & CS_RPL and q is not None
+    want = (ipaddress.ip_address(fip).packed, 22, 4000)
+    assert (q.tuple.src, q.tuple.sport, q.tuple.dport) == want
+
+
 def test_snat_allocates_distinct_ports() -> None:
     ct = Conntrack()
     ext = ipaddress.ip_address("192.168.1.1").packed

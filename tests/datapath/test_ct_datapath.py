@@ -145,6 +145,26 @@ def test_dnat_service() -> None:
     assert (r.tuple.src, r.tuple.sport) == (ipaddress.ip_address("10.0.0.100").packed, 80)
 
 
+def test_gateway_router_dnat_then_snat_in_one_zone_keeps_the_client_port() -> None:
+    """OVN's gateway router on a floating IP: ct(commit,zone=1,nat(dst)), recirculate,
+    then ct(zone=1,nat) and ct(commit,zone=1,nat(src)) on the translated packet. The
+    recirculated key says the packet was translated in zone 1, so the later ct actions
+    find the same connection (one entry) and the server sees the client's own port."""
+    dp = DummyDatapath("br-gw", clock=Clock())
+    dp.port_add("outside", 1)
+    dp.port_add("inside", 2)
+    dnat = NatSpec("dst", ipaddress.ip_address(B).packed)
+    flow(dp, (Ct(zone=1, commit=True, nat=dnat), Recirc(1)), in_port=1, recirc_id=0)
+    flow(dp, (Ct(zone=1, nat=NatSpec()), Recirc(2)), in_port=1, recirc_id=1)
+    flow(dp, (Ct(zone=1, commit=True, nat=NatSpec("src")), Output(2)), in_port=1, recirc_id=2)
+    dp.receive(1, tcp_frame(A, "10.0.0.100", 4000, 22, SYN, seq=1))
+    (to_server,) = dp.pop_sent()[2]
+    t = parse_tuple(to_server)
+    assert t is not None and (t.tuple.src, t.tuple.sport) == (ipaddress.ip_address(A).packed, 4000)
+    assert t.tuple.dst == ipaddress.ip_address(B).packed
+    assert len(dp.conntrack) == 1, [c.describe(0) for c in dp.conntrack]
+
+
 def test_ct_actions_format_and_json_round_trip() -> None:
     acts = (
         Ct(

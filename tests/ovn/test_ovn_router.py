@@ -1,0 +1,159 @@
+"""OVN logical router with NAT end to end, side by side with real Open vSwitch 3.1.
+
+Two logical switches joined by a gateway router bound to our one chassis
+(``options:chassis=hv1``): host a inside (``10.N.0.1``, router ``10.N.0.254``), host b
+outside (``10.N.1.2``, router ``10.N.1.254``). The router SNATs the inside subnet to its
+outside address and gives a a floating IP (``dnat_and_snat`` ``10.N.1.100``). What
+ovn-controller programs for it: ``ct(...,nat)`` in the router's SNAT/DNAT zones, the
+MAC_Binding lookups (``lookup_arp``/``get_arp``) and learning (``put_arp``: a packet-in
+to ovn-controller, which writes the southbound MAC_Binding), the ARP request for an
+unknown next hop (``arp{}``: a packet-in whose userdata ovn-controller turns into a
+packet-out), the router's own ICMP echo replies and TTL decrement.
+
+Checked: ovn-controller's flows install on both without an OpenFlow error and dump the
+same (test_ovn_e2e.flow_table's normalisation); the same probes pass on both switches,
+and b sees the same source address (a's floating IP) and a sees b's own, on both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from hitless.impact.switches import HitlessSwitch, OvsSwitch
+from hitless.impact.topology import Host, Topology
+from tests.ovn.ovn import Ovn, available
+from tests.ovn.test_ovn_e2e import Side, _ip, _py, flow_table, tcp_ok, udp_ok
+from tests.wait import wait_for
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(not available(), reason="needs Debian's ovn-central and ovn-host"),
+]
+
+_PEER_SERVER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", int(sys.argv[1]))); s.listen(1); print("ready", flush=True)
+s.settimeout(10)
+try:
+    c, peer = s.accept(); c.sendall(b"hello"); c.close(); print(peer[0])
+except OSError:
+    print("none")
+"""
+_TCP_CLIENT = """
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+    print("ok" if c.recv(5) == b"hello" else "short")
+except OSError as e:
+    print("fail", e)
+"""
+
+
+def _net(h: Host) -> str:
+    return _ip(h).rsplit(".", 2)[0]
+
+
+def tcp_peer(src: Host, dst: Host, port: int, to: str | None = None) -> str:
+    """Connect from src to ``to`` (dst's address by default) on ``port``: the source
+    address dst's server saw, or "none"."""
+    server = _py(dst, _PEER_SERVER, str(port))
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    client = _py(src, _TCP_CLIENT, to or _ip(dst), str(port))
+    client.communicate(timeout=30)
+    out, _ = server.communicate(timeout=30)
+    return out.strip()
+
+
+def router_probes(s: Side) -> dict[str, object]:
+    a, b = s.a, s.b
+    net = _net(a)
+    return {
+        "ping a->router inside": a.ping(f"{net}.0.254", count=3),
+        "ping a->router outside": a.ping(f"{net}.1.254", count=3),
+        "ping a->b (routed, SNAT)": a.ping(_ip(b), count=3),
+        "tcp a->b: b sees": tcp_peer(a, b, 5001),
+        "udp a->b": udp_ok(a, b, 7002),
+        "tcp b->floating ip: a sees": tcp_peer(b, a, 5002, to=f"{net}.1.100"),
+        "ping b->floating ip": b.ping(f"{net}.1.100", count=3),
+        "tcp b->a's inside address": tcp_ok(b, a, 5003),
+    }
+
+
+@contextmanager
+def router_side(kind: str, net: int) -> Iterator[Side]:
+    with Topology(2, net=net) as topo:
+        sw: HitlessSwitch | OvsSwitch = (
+            HitlessSwitch(netns=topo.switch_ns) if kind == "hitless"
+            else OvsSwitch(netns=topo.switch_ns)
+        )  # fmt: skip
+        bridge = f"brr{topo.suffix}"
+        ovn = Ovn(sw.rundir, sw.rundir / "db.sock", bridge)
+        try:
+            sw.start()
+            a, b0 = topo.hosts
+            n = f"10.{topo.net}"
+            # b moves to the outside subnet; both hosts route through the router
+            b0.run("ip", "addr", "flush", "dev", "eth0", "scope", "global")
+            b0.run("ip", "addr", "add", f"{n}.1.2/24", "dev", "eth0")
+            b = dataclasses.replace(b0, ip=f"{n}.1.2/24")
+            a.run("ip", "route", "add", "default", "via", f"{n}.0.254")
+            b.run("ip", "route", "add", "default", "via", f"{n}.1.254")
+            sw.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev",
+                     "fail_mode=secure", "other_config:disable-in-band=true")  # fmt: skip
+            ovn.start_central()
+            ovn.nbctl("create", "Logical_Router", "name=lr0", "options:chassis=hv1")
+            for sw_name, h, lsp, side, net3 in (("inside", a, "lpa", "0", "0"),
+                                                ("outside", b, "lpb", "1", "1")):  # fmt: skip
+                rmac = f"02:00:00:00:{int(net3) + 1:02x}:fe"
+                ovn.nbctl("ls-add", sw_name)
+                ovn.nbctl("lsp-add", sw_name, lsp, "--", "lsp-set-addresses", lsp,
+                          f"{h.mac} {_ip(h)}")  # fmt: skip
+                ovn.nbctl("lrp-add", "lr0", f"lr0-{sw_name}", rmac, f"{n}.{side}.254/24")
+                ovn.nbctl("lsp-add", sw_name, f"{sw_name}-lr0", "--",
+                          "lsp-set-type", f"{sw_name}-lr0", "router", "--",
+                          "lsp-set-addresses", f"{sw_name}-lr0", "router", "--",
+                          "lsp-set-options", f"{sw_name}-lr0", f"router-port=lr0-{sw_name}")  # fmt: skip
+            ovn.nbctl("lr-nat-add", "lr0", "snat", f"{n}.1.254", f"{n}.0.0/24")
+            ovn.nbctl("lr-nat-add", "lr0", "dnat_and_snat", f"{n}.1.100", _ip(a))
+            ovn.start_controller(["ovs-vsctl", f"--db=unix:{sw.rundir / 'db.sock'}"])
+            for h, lsp in ((a, "lpa"), (b, "lpb")):
+                sw.vsctl("add-port", bridge, h.port, "--", "set", "interface", h.port,
+                         f"external_ids:iface-id={lsp}")  # fmt: skip
+            try:
+                wait_for(lambda: ovn.ports_up("lpa", "lpb"), "both logical ports up", 60)
+            except AssertionError:
+                print(ovn.controller_log()[-4000:])
+                raise
+            ovn.nbctl("--wait=hv", "sync")
+            yield Side(kind, sw, ovn, bridge, a, b)
+        finally:
+            ovn.close()
+            sw.close()
+
+
+def test_ovn_router_with_nat_forwards_as_on_open_vswitch() -> None:
+    seen: dict[str, dict[str, object]] = {}
+    errors: dict[str, list[str]] = {}
+    tables: dict[str, list[str]] = {}
+    net = 110 + (hash("ovn-router") % 30)
+    for kind in ("ovs", "hitless"):
+        with router_side(kind, net) as s:
+            tables[kind] = flow_table(s)
+            seen[kind] = router_probes(s)
+            errors[kind] = s.ovn.openflow_errors()
+    print(f"\nprobes: {seen}\nflows: ovs {len(tables['ovs'])}, hitless {len(tables['hitless'])}")
+    n = f"10.{net}"
+    assert seen["ovs"]["tcp a->b: b sees"] == f"{n}.1.100", seen  # its floating IP
+    assert seen["ovs"]["tcp b->floating ip: a sees"] == f"{n}.1.2", seen
+    assert errors == {"ovs": [], "hitless": []}, errors
+    assert seen["hitless"] == seen["ovs"], seen
+    only_ovs = sorted(set(tables["ovs"]) - set(tables["hitless"]))
+    only_hl = sorted(set(tables["hitless"]) - set(tables["ovs"]))
+    assert not only_ovs and not only_hl, "\n".join(
+        ["only on Open vSwitch:", *only_ovs, "only on hitless:", *only_hl]
+    )
