@@ -94,7 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             type=_seconds,
             default=60.0,
             metavar="SECONDS",
-            help="give up if the new process has not reported by then (default 60)",
+            help="give up if the new process has not reported within this many seconds "
+            "of the running switch last saying the handoff to it is in progress (the "
+            "switch times a handoff out on its own, by progress, so a big state can take "
+            "longer; default 60)",
         )
         p.set_defaults(func=run, direction=name)
 
@@ -131,8 +134,9 @@ def handover(
 ) -> dict[str, Any]:
     """Start ``command --takeover`` and wait for its report. Returns the report with
     ``new_pid`` and ``phases_ms.old_exit`` added. Gives up (and kills the new process)
-    after ``timeout`` seconds, or after ``connect_timeout`` if the running switch has
-    not seen it connect by then."""
+    ``timeout`` seconds after the running switch last said its handoff to it is in
+    progress (or after the start, if it never did), or after ``connect_timeout`` if the
+    running switch has not seen it connect by then."""
     old_pid = daemon_pid(rundir)
     if old_pid is None:
         return {
@@ -192,6 +196,11 @@ def handover(
                 if status is None:
                     continue  # the running switch cannot tell us now: wait for --timeout
                 connected = connected or _new_side_connected(status, proc.pid)
+                if ((status.get("current") or {}).get("peer_pid")) == proc.pid:
+                    # the running switch is handing over to it and times it out on its
+                    # own (a deadline that follows the handoff's progress): --timeout
+                    # counts from the last time it said so, not from the start
+                    deadline = max(deadline, time.monotonic() + timeout)
                 given_up = _old_side_gave_up(status, proc.pid)
                 if given_up is not None:
                     _kill(proc)

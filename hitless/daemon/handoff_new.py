@@ -186,8 +186,12 @@ class _Session:
         except OSError:
             pass
 
-    def expect(self, kind: type, deadline: float, what: str) -> Any:
-        """Wait for one message of ``kind``; ConnectionClosed is returned as is."""
+    def expect(
+        self, kind: type, deadline: float, what: str, progress: float | None = None
+    ) -> Any:
+        """Wait for one message of ``kind``; ConnectionClosed is returned as is. With
+        ``progress``, every chunk that arrives moves the deadline to at least that many
+        seconds from then: a big message is waited for as long as it keeps coming."""
         while True:
             ev = self.proto.next_event()
             if ev is None:
@@ -195,6 +199,8 @@ class _Session:
                     data, fds = transport.recv(self.sock, deadline)
                 except TimeoutError:
                     raise TakeoverError(f"timed out waiting for {what}") from None
+                if progress is not None:
+                    deadline = max(deadline, self.clock() + progress)
                 self.proto.receive_data(data, fds)
                 continue
             if isinstance(ev, (kind, ConnectionClosed)):
@@ -209,7 +215,7 @@ def take_over(
     importer: Importer,
     *,
     lease: float = 0.0,
-    timeout: float = 55.0,  # within the old side's PRECOPY_TIMEOUT (60 s)
+    timeout: float = 55.0,  # per step, within the old side's PRECOPY_TIMEOUT (60 s)
     versions: list[int] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> TakeoverResult:
@@ -236,7 +242,8 @@ def take_over(
             raise TakeoverError(
                 f"the running switch chose state version {w.version}, not in {ours}"
             )
-        pc = s.expect(PreCopy, t0 + timeout, "the pre-copy")
+        # the pre-copy grows with the state: waited for while it keeps coming
+        pc = s.expect(PreCopy, clock() + timeout, "the pre-copy", progress=timeout)
         if isinstance(pc, ConnectionClosed):
             raise TakeoverError("the running switch closed the connection during pre-copy")
         t_pc = clock()
@@ -246,7 +253,8 @@ def take_over(
             restored = True  # prepare may build things discard must drop
             importer.prepare(pre_state, delta, pre_env.taken)
             faults.maybe_crash("precopy")
-            importer.sync_config(t0 + timeout)
+            # its own deadline: the import before it grows with the state, this does not
+            importer.sync_config(clock() + timeout)
         res.phases["start"] = t_pc - res.connected_at
         res.phases["precopy"] = clock() - t_pc
 
