@@ -228,6 +228,16 @@ def upcall_show(req: Request) -> str:
             f"  flows         : (current {n})\n"
             f"  upcalls       : {upcalls}\n"
         )
+        queues = rb.datapath.upcall_queues()
+        if queues:
+            ports = rb.datapath.ports()
+            out.append("  upcall queues (per input port, served in turn):\n")
+            for port_no, st in sorted(queues.items()):
+                p = ports.get(port_no)
+                out.append(
+                    f"    {p.name if p is not None else port_no}: queued {st.queued} "
+                    f"(max {st.max_queued}) handled {st.handled} dropped {st.dropped}\n"
+                )
     return "".join(out)
 
 

@@ -186,6 +186,12 @@ class Datapath(ABC):
     @abstractmethod
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]: ...
 
+    def upcall_queues(self) -> Mapping[int, Any]:
+        """Per input port, the state of its upcall queue (``upcall/show``): a provider
+        with per-port queues returns records with ``queued``, ``max_queued``,
+        ``handled`` and ``dropped``; none by default."""
+        return {}
+
     def ct_now(self) -> float:
         """The clock this datapath's connection tracker runs on (the datapath's)."""
         return self.clock()

@@ -71,7 +71,6 @@ import select
 import socket
 import struct
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -98,6 +97,7 @@ from hitless.datapath.base import (
 from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
+from hitless.datapath.upcallq import FairUpcallQueue, PortQueueStats
 from hitless.packet.flow import CT_OFF, Match, extract_key, widen
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,11 @@ TX_BATCH = BUDGET  # frames per sendmmsg (each read frame is queued at most once
 # than forwarding a packet.
 LINK_REFRESH = 0.1
 MAX_UPCALLS = 16384  # queued misses beyond this are dropped (and counted)
+# One port's queued misses beyond this are dropped (and counted for that port): a port
+# flooding new flows cannot take the whole queue (hitless.datapath.upcallq). Above the
+# BUDGET frames one run() reads from a port, so a burst the daemon drains each loop
+# turn never reaches it; the rest of a burst waits in the port's receive ring.
+MAX_UPCALLS_PER_PORT = 4096
 
 _VLAN = struct.Struct("<HH")  # tp_vlan_tci, tp_vlan_tpid at offset 24
 CACHE_SIZE = 65536
@@ -248,7 +253,8 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self._stage_pos = 0
         self._flows = MegaflowTable()
         self.meters = MeterTable()
-        self._upcalls: deque[Upcall] = deque()
+        # Misses per input port, bounded per port, served one port at a time in turn.
+        self._upcalls = FairUpcallQueue(max_upcalls, min(max_upcalls, MAX_UPCALLS_PER_PORT))
         self._more = False  # a port had more frames than the budget in the last run()
         self._frozen = False
         # Fault injection only (hitless.daemon.faults "duplicate"): this many batches
@@ -348,6 +354,7 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         port = self._ports.pop(port_no, None)
         self._send.pop(port_no, None)
         self._tx.pop(port_no, None)
+        self._upcalls.forget(port_no)
         if port is not None:
             self._unplug(port)
             port.release(close_fds=True)
@@ -547,21 +554,36 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self._stage_pos = 0
 
     def _queue(self, upcall: Upcall) -> None:
-        if len(self._upcalls) >= self.max_upcalls:
+        if not self._upcalls.push(upcall):
             self.n_lost += 1
             port = self._ports.get(upcall.in_port)
             if port is not None:
                 port.dp.stats.rx_dropped += 1
-            return
-        self._upcalls.append(upcall)
 
     def lookup_stats(self) -> LookupStats:
         return LookupStats(self.n_hit, self.n_missed, self.n_lost)
 
     def recv_upcalls(self, max_count: int = 64) -> list[Upcall]:
+        """At most ``max_count`` queued misses, one input port at a time in turn."""
+        return self._upcalls.pop(max_count)
+
+    def upcall_queues(self) -> dict[int, PortQueueStats]:
+        """Per input port: upcalls queued now, the deepest queue seen, handed over,
+        dropped at the port's bound (``upcall/show``)."""
+        return dict(self._upcalls.stats)
+
+    def show_lines(self) -> list[str]:
+        """dpctl/show: the upcall queues' bounds and the ports whose misses were
+        dropped because their queue was full."""
         q = self._upcalls
-        n = min(max_count, len(q))
-        return [q.popleft() for _ in range(n)]
+        names = {n: p.dp.name for n, p in self._ports.items()}
+        drops = ", ".join(
+            f"{names.get(n, n)}:{st.dropped}" for n, st in sorted(q.stats.items()) if st.dropped
+        )
+        return [
+            f"upcall queues: {len(q)} queued (limit {q.per_port} per port, {q.total} in all)"
+            + (f"; dropped per port: {drops}" if drops else "")
+        ]
 
     # Event loop ------------------------------------------------------------------
     def run(self) -> None:
@@ -904,6 +926,8 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             )
         self.ring_frames = int(state["ring_frames"])
         self.max_upcalls = int(state["max_upcalls"])
+        self._upcalls.total = self.max_upcalls
+        self._upcalls.per_port = min(self.max_upcalls, MAX_UPCALLS_PER_PORT)
         try:
             for e in state["ports"]:
                 stats = PortStats(*(int(x) for x in e["stats"]))
@@ -980,14 +1004,15 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             )
         for in_port, packet, reason, userdata, *key in state["upcalls"]:
             pkt = bytes.fromhex(packet)
-            dp._upcalls.append(
+            dp._upcalls.push(
                 Upcall(
                     int(in_port),
                     pkt,
                     bytes.fromhex(key[0]) if key else extract_key(pkt, int(in_port)),
                     reason,
                     bytes.fromhex(userdata),
-                )
+                ),
+                force=True,  # the predecessor's bounds may have been wider
             )
         dp.n_hit, dp.n_missed, dp.n_lost = (int(x) for x in state["counters"])
         return dp

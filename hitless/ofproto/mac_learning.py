@@ -9,12 +9,22 @@ datapath flow statistics may carry a timestamp slightly older than the newest en
 such an entry still goes to the end, so the order is approximate by at most one
 revalidation interval: an entry may age out that much late, never early.
 
+Eviction (the table is full and a new entry arrives) is fair across ports, as Open
+vSwitch's: the oldest entry of the port that holds the most entries goes, so a port
+flooding new source MACs evicts its own entries, never the few of the ports beside it
+(each counted in ``n_evicted``, ``mac_evicted`` in ``coverage/show``). Each port's
+keys are kept in an ``OrderedDict`` in the same last-seen order (its oldest key is O(1)
+to find however many were removed before it, unlike a plain dict's), so eviction is
+O(ports) and the rest stays O(1).
+
 Every change that can alter a forwarding decision (an entry added, moved or removed)
 is recorded in ``dirty`` so the revalidator can re-translate exactly the flows that
 depend on it.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from hitless.config.model import OFPP_LOCAL
 from hitless.state.records import MacEntryV1
@@ -53,6 +63,8 @@ class MacTable:
         self.aging_time = float(aging_time)
         self.max_entries = max_entries
         self._entries: dict[MacKey, MacEntry] = {}
+        # Per port, its keys in last-seen order (for fair eviction).
+        self._by_port: dict[int, OrderedDict[MacKey, None]] = {}
         self.dirty: set[MacKey] = set()
         # While a handoff's pre-copy is out: every key whose entry changed since.
         self.journal: set[MacKey] | None = None
@@ -101,30 +113,60 @@ class MacTable:
                     e.last_seen = now
                     del entries[key]
                     entries[key] = e
+                    self._by_port[port].move_to_end(key)
                 return False
             if now < e.last_seen:
                 return False  # stale news (an old flow's stats): the newer sighting wins
+            self._unindex(key, e.port)
             e.port = port
             e.last_seen = now
             del entries[key]
             entries[key] = e
+            self._index(key, port)
             self.n_moves += 1
             self.dirty.add(key)
             return True
         if len(entries) >= self.max_entries:
             self._evict(len(entries) - self.max_entries + 1)
         entries[key] = MacEntry(port, now)
+        self._index(key, port)
         self.n_learned += 1
         self.dirty.add(key)
         return True
 
+    def _index(self, key: MacKey, port: int) -> None:
+        keys = self._by_port.get(port)
+        if keys is None:
+            keys = self._by_port[port] = OrderedDict()
+        keys[key] = None
+
+    def _unindex(self, key: MacKey, port: int) -> None:
+        keys = self._by_port[port]
+        del keys[key]
+        if not keys:
+            del self._by_port[port]
+
+    def _reindex(self) -> None:
+        self._by_port = {}
+        for key, e in self._entries.items():
+            self._index(key, e.port)
+
     def _evict(self, count: int) -> None:
-        entries = self._entries
+        """Remove ``count`` entries, each the oldest of the port with the most."""
+        entries, by_port = self._entries, self._by_port
         for _ in range(count):
-            key = next(iter(entries))
+            port = max(by_port, key=lambda p: len(by_port[p]))
+            keys = by_port[port]
+            key = keys.popitem(last=False)[0]
+            if not keys:
+                del by_port[port]
             del entries[key]
             self.dirty.add(key)
             self.n_evicted += 1
+
+    def port_counts(self) -> dict[int, int]:
+        """How many entries each port holds."""
+        return {p: len(keys) for p, keys in self._by_port.items()}
 
     def expire(self, now: float) -> int:
         """Remove entries not seen for aging_time; returns how many."""
@@ -133,9 +175,11 @@ class MacTable:
         n = 0
         while entries:
             key = next(iter(entries))
-            if entries[key].last_seen > limit:
+            e = entries[key]
+            if e.last_seen > limit:
                 break
             del entries[key]
+            self._unindex(key, e.port)
             self.dirty.add(key)
             n += 1
         self.n_expired += n
@@ -153,6 +197,7 @@ class MacTable:
             n = len(self._entries)
             self.dirty.update(self._entries)
             self._entries.clear()
+            self._by_port.clear()
             return n
         doomed = [
             k
@@ -160,7 +205,7 @@ class MacTable:
             if (port is None or e.port == port) and (vlan is None or k[0] == vlan)
         ]
         for k in doomed:
-            del self._entries[k]
+            self._unindex(k, self._entries.pop(k).port)
         self.dirty.update(doomed)
         return len(doomed)
 
@@ -176,15 +221,20 @@ class MacTable:
         entries = self._entries
         for r in records:
             key = (r.vlan, r.mac)
-            entries.pop(key, None)
+            old = entries.pop(key, None)
+            if old is not None:
+                self._unindex(key, old.port)
             entries[key] = MacEntry(r.port, now - r.age)
+            self._index(key, r.port)
             self.dirty.add(key)
 
     def forget(self, keys: list[tuple[int, bytes]]) -> None:
         """Remove entries (a handoff's delta); missing ones are ignored."""
         for vlan, mac in keys:
             key = (int(vlan), bytes(mac))
-            if self._entries.pop(key, None) is not None:
+            e = self._entries.pop(key, None)
+            if e is not None:
+                self._unindex(key, e.port)
                 self.dirty.add(key)
 
     def start_journal(self) -> None:
@@ -229,6 +279,7 @@ class MacTable:
         # Keep every entry: the table being imported was within its writer's limit, and
         # this table's own limit is the configuration's to apply (set_limits evicts).
         self._entries = {(v, m): MacEntry(p, t) for t, v, m, p in decoded}
+        self._reindex()
         self.dirty.update(self._entries)
 
 
