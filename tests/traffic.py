@@ -9,6 +9,7 @@ with the violations and the numbers of every class, and prints the numbers (visi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -18,7 +19,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hitless.impact.analysis import ImpactResult, Phase
-from hitless.impact.bounds import HANDOFF, Bound, after_freeze, lease_bound, summary, violations
+from hitless.impact.bounds import (
+    HANDOFF,
+    Bound,
+    after_freeze,
+    lease_bound,
+    summary,
+    unexplained,
+    violations,
+)
+from hitless.impact.cpuwait import Sampler, pidfile_reader
 from hitless.impact.run import Rates, measure
 from hitless.impact.switches import _handoff_phases as handoff_phases
 from tests.netns import Host
@@ -41,6 +51,7 @@ __all__ = [
     "judge",
     "lease_bound",
     "violations",
+    "with_cpu_waits",
 ]
 
 
@@ -66,10 +77,24 @@ def bound_of(reports: list[dict], slack: float = HANDOFF.gap) -> Bound:
     return bound
 
 
+def numbers(res: ImpactResult, bound: Bound = HANDOFF) -> str:
+    """The traffic's numbers and, per paced class, how long the switch held it and
+    delayed a datagram beyond what the freeze and its wait for a CPU explain."""
+    left = unexplained(res, bound)
+    waited = sum(w for _s, _e, w in res.cpu_waits)
+    return (
+        summary(res)
+        + f"\n  the switch waited {waited * 1000:.0f} ms for a CPU in all; unexplained: "
+        + ", ".join(
+            f"{k} held {g * 1000:.1f} ms delayed {d * 1000:.1f} ms" for k, (g, d) in left.items()
+        )
+    )
+
+
 def assert_handoff_traffic(res: ImpactResult, bound: Bound = HANDOFF) -> None:
-    print(summary(res))
+    print(numbers(res, bound))
     bad = violations(res, bound)
-    assert not bad, f"bound: {bound}\n" + "\n".join(bad) + "\n" + summary(res)
+    assert not bad, f"bound: {bound}\n" + "\n".join(bad) + "\n" + numbers(res, bound)
 
 
 # Fault points (hitless/daemon/faults.py) that break the claim in a new process that took
@@ -94,14 +119,14 @@ def fault_env(fault: str | None) -> dict[str, str] | None:
 def judge(problems: list[str], fault: str | None, res: ImpactResult | None = None) -> None:
     """Clean run: no problem at all. With ``fault`` armed: the check that should catch
     it did (a problem containing one of the words ``BREAKS[fault]``)."""
-    numbers = summary(res) if res is not None else ""
-    print(f"fault {fault}: {problems}\n{numbers}")
+    numbers_ = numbers(res) if res is not None else ""
+    print(f"fault {fault}: {problems}\n{numbers_}")
     if fault is None:
-        assert not problems, "\n".join(problems) + "\n" + numbers
+        assert not problems, "\n".join(problems) + "\n" + numbers_
     else:
         words = BREAKS["blackout:100"] if fault.startswith("blackout:") else BREAKS[fault]
         assert any(w in p for w in words for p in problems), (
-            f"{fault} went unnoticed: {problems}\n{numbers}"
+            f"{fault} went unnoticed: {problems}\n{numbers_}"
         )
 
 
@@ -139,7 +164,8 @@ def handoff_op(
         if results is not None:
             results.append(report)
         if report.get("ok") and "freeze" in report.get("phases_ms", {}):
-            return handoff_phases(report["phases_ms"], t0, t1)
+            at = report.get("connected_at")  # the same CLOCK_MONOTONIC as ours
+            return handoff_phases(report["phases_ms"], t0, t1, float(at) if at else None)
         return [Phase(args[0], t0, t1)]
 
     return operation
@@ -160,14 +186,29 @@ def handoff_under_traffic(
     seconds into ``duration`` seconds of traffic between ``hosts``; the command's
     report and the traffic, for ``violations``/``judge``."""
     results: list[dict] = []
-    res = measure(
-        list(hosts),
-        handoff_op(sw, *args, env={**(fault_env(fault) or {}), **(env or {})}, results=results),
-        name=args[0] if not fault else f"{args[0]} ({fault})",
-        duration=duration,
-        at=at,
-        rates=rates,
-        classes=tuple(classes),
-    )
+    op = handoff_op(sw, *args, env={**(fault_env(fault) or {}), **(env or {})}, results=results)
+    started: list[float] = []
+
+    def operation() -> list[Phase]:
+        started.append(time.monotonic())
+        return op()
+
+    with Sampler(pidfile_reader(sw.rundir.pidfile)) as cpu:
+        res = measure(
+            list(hosts),
+            operation,
+            name=args[0] if not fault else f"{args[0]} ({fault})",
+            duration=duration,
+            at=at,
+            rates=rates,
+            classes=tuple(classes),
+        )
     (report,) = results
-    return report, res
+    return report, with_cpu_waits(res, cpu, started[0])
+
+
+def with_cpu_waits(res: ImpactResult, cpu: Sampler, t0: float) -> ImpactResult:
+    """``res`` with the switch's wait for a CPU (``cpu``, sampled around it; ``t0``:
+    when its operation started), which the bound excuses (``hitless.impact.bounds``)."""
+    print(f"cpu wait sampled for pids {cpu.pids} (SCHED_FIFO: {cpu.realtime})")
+    return dataclasses.replace(res, cpu_waits=cpu.owned(t0))

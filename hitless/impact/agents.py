@@ -173,7 +173,9 @@ def udp_send(args: argparse.Namespace) -> list[Record]:
         t = _now()
         try:
             s.sendto(HEADER.pack(MAGIC, args.run, args.stream, seq, t) + pad, dst)
-            recs.append({"ev": "tx", "seq": seq, "t": t})
+            # "u": when sendto returned: the datagram was surely with the switch by
+            # then (a sender descheduled before it left must not count as a stall).
+            recs.append({"ev": "tx", "seq": seq, "t": t, "u": _now()})
         except OSError as exc:
             recs.append({"ev": "tx", "seq": seq, "t": t, "err": _errkind(exc)})
         seq += 1

@@ -114,6 +114,12 @@ class ClassStats:
     sent more than the analysis margin before the operation began: noise the
     operation cannot have caused (after it, recovery may legitimately take a while). ``arrivals`` (arrival or success times) and
     ``failed_at`` (send times of failed units) feed the timeline plot.
+    Paced datagram classes (udp, openflow, broadcast) also list, longer than
+    ``HELD_AFTER``, what they were ``held``: times the switch held a datagram and delivered
+    nothing of the stream (from when the datagram was surely with the switch, its
+    sender's ``sendto`` having returned, or from the previous delivery if later, to its
+    delivery), and ``slow`` datagrams (sent .. delivered): what a bound excuses part of
+    (``hitless.impact.bounds``). They are in the JSON form with the series.
     """
 
     name: str
@@ -135,6 +141,9 @@ class ClassStats:
     arrivals: tuple[float, ...] = ()
     failed_at: tuple[float, ...] = ()
     gap_net: float | None = None  # longest_gap without the machine's stalls (see above)
+    held: tuple[Interval, ...] = ()
+    slow: tuple[Interval, ...] = ()
+    held_listed: bool = False  # held and slow were computed (not from JSON)
 
     @property
     def clean(self) -> bool:
@@ -184,6 +193,9 @@ class ImpactResult:
     notes: tuple[str, ...] = ()
     # when a CPU of the machine ran nothing (relative, merged; see the module doc)
     cpu_stalls: tuple[Interval, ...] = ()
+    # (start, end, seconds): how long the switch's forwarding process waited for a CPU
+    # in each interval (relative; ``hitless.impact.cpuwait``); in the JSON form with series.
+    cpu_waits: tuple[tuple[float, float, float], ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -204,6 +216,9 @@ class ImpactResult:
             if series:
                 d["arrivals"] = list(c.arrivals)
                 d["failed_at"] = list(c.failed_at)
+                if c.held_listed:
+                    d["held"] = [list(iv) for iv in c.held]
+                    d["slow"] = [list(iv) for iv in c.slow]
             classes.append(d)
         return {
             "operation": self.operation,
@@ -221,6 +236,7 @@ class ImpactResult:
             "cpu_stalls": [list(iv) for iv in self.cpu_stalls],
             "clean": self.clean,
             "classes": classes,
+            **({"cpu_waits": [list(w) for w in self.cpu_waits]} if series else {}),
         }
 
     @classmethod
@@ -254,6 +270,9 @@ class ImpactResult:
                     disruptions=tuple((float(a), float(b)) for a, b in c.get("disruptions", [])),
                     arrivals=tuple(float(x) for x in c.get("arrivals", [])),
                     failed_at=tuple(float(x) for x in c.get("failed_at", [])),
+                    held=tuple((float(a), float(b)) for a, b in c.get("held", [])),
+                    slow=tuple((float(a), float(b)) for a, b in c.get("slow", [])),
+                    held_listed="held" in c,
                 )
             )
         return cls(
@@ -265,6 +284,7 @@ class ImpactResult:
             settings=dict(d.get("settings", {})),
             notes=tuple(d.get("notes", ())),
             cpu_stalls=tuple((float(a), float(b)) for a, b in d.get("cpu_stalls", [])),
+            cpu_waits=tuple((float(a), float(b), float(w)) for a, b, w in d.get("cpu_waits", [])),
         )
 
 
@@ -358,6 +378,29 @@ def cpu_stalls(records: Iterable[Sequence[Record]]) -> tuple[Interval, ...]:
         if r.get("ev") == "stall"
     ]
     return merge_intervals(sorted(found))
+HELD_AFTER = 0.01  # seconds: shorter holds and delays are not listed
+
+
+def _held(
+    sent: Mapping[int, tuple[float, float]], arrivals: Sequence[tuple[int, float]], t0: float
+) -> tuple[tuple[Interval, ...], tuple[Interval, ...]]:
+    """``held`` and ``slow`` (see ``ClassStats``) of one stream: ``sent`` maps a
+    sequence number to (send time, time its ``sendto`` returned); ``arrivals`` are
+    (sequence number, arrival time) of first copies in arrival order."""
+    held: list[Interval] = []
+    slow: list[Interval] = []
+    prev: float | None = None
+    for seq, r in arrivals:
+        if seq not in sent:
+            continue
+        _s, u = sent[seq]
+        if r - u > HELD_AFTER:  # not the sender's own wait between its clock and sendto
+            slow.append((u - t0, r - t0))
+        start = u if prev is None else max(prev, u)
+        if r - start > HELD_AFTER:
+            held.append((start - t0, r - t0))
+        prev = r if prev is None else max(prev, r)
+    return tuple(held), tuple(slow)
 
 
 def _before(t: float, window: Window, margin: float) -> bool:
@@ -413,7 +456,13 @@ def udp_stream(
         ),
         key=lambda x: x[0],
     )
+    handed = {
+        int(r["seq"]): (float(r["t"]), float(r.get("u", r["t"])))
+        for r in tx
+        if r.get("ev") == "tx" and "err" not in r
+    }
     first: dict[int, float] = {}  # seq -> one-way delay of its first copy
+    firsts: list[tuple[int, float]] = []
     duplicates = reordered = 0
     highest = -1
     for t, r in arrivals:
@@ -422,6 +471,7 @@ def udp_stream(
             duplicates += 1
             continue
         first[seq] = t - float(r["ts"])
+        firsts.append((seq, t))
         if seq < highest:
             reordered += 1
         highest = max(highest, seq)
@@ -440,6 +490,7 @@ def udp_stream(
     gap = max((b - a for a, b in owed), default=0.0)
     net = max((b - a - _overlap(a, b, stalls) for a, b in owed), default=0.0)
     worst, median = _latency(delays)
+    held, slow = _held(handed, firsts, t0)
     failures: dict[str, int] = {}
     if lost:
         failures["lost"] = lost - sum(send_errors.values())
@@ -464,6 +515,9 @@ def udp_stream(
         arrivals=tuple(t - t0 for t, _ in arrivals),
         failed_at=tuple(sent[s] - t0 for s in order if s not in first),
         gap_net=net,
+        held=held,
+        slow=slow,
+        held_listed=True,
     )
 
 
@@ -508,6 +562,9 @@ def broadcast(
         disruptions=merged,
         arrivals=tuple(sorted(t for p in per for t in p.arrivals)),
         failed_at=tuple(sorted(t for p in per for t in p.failed_at)),
+        held=tuple(iv for p in per for iv in p.held),
+        slow=tuple(iv for p in per for iv in p.slow),
+        held_listed=all(p.held_listed for p in per),
     )
 
 

@@ -404,3 +404,30 @@ def test_controller_counts_only_echoes_inside_the_traffic_span() -> None:
     st = an.controller("ctl", session(1, T0 - 1.0, T0 + 4.0), WIN, span=(T0, T0 + 3.0))
     assert st.sent == 151 and st.received == 151  # 100.00 .. 103.00 inclusive
     assert min(st.arrivals) >= T0 - WIN.start
+
+
+def test_what_the_switch_held_not_what_the_sender_did() -> None:
+    # the sender was descheduled 100 ms after taking the time of datagram 100 (its
+    # sendto returned late) and sent the ones due meanwhile in a burst: the switch
+    # held nothing, though the receiver saw a 100 ms gap and datagram 100 was "late"
+    sent = tx(300)
+    for r in sent:
+        due = r["t"]
+        r["t"] = due if r["seq"] <= 100 else max(due, T0 + 0.2)
+        r["u"] = T0 + 0.2 if r["seq"] == 100 else r["t"] + 0.0002
+    arrivals = []
+    for r in sent:
+        at = r["u"] + 0.0003
+        arrivals.append({"ev": "rx", "stream": 1, "seq": r["seq"], "ts": r["t"], "t": at})
+    st = an.udp_stream("a>b", sent, arrivals, WIN)
+    assert st.held_listed and st.held == () and st.slow == ()
+    assert st.longest_gap > 0.09 and st.worst_latency is not None and st.worst_latency > 0.09
+    # the switch held datagrams 200.. for 100 ms (sent on time, delivered in a burst)
+    arrivals = rx(list(range(300)))
+    for r in arrivals:
+        if 200 <= r["seq"] < 300:
+            r["t"] = max(r["t"], T0 + 0.3)
+    st = an.udp_stream("a>b", tx(300), arrivals, WIN)
+    ((a, b),) = st.held
+    assert (a, b) == pytest.approx((T0 + 0.2 - WIN.start, T0 + 0.3 - WIN.start))
+    assert len(st.slow) == 90  # 200..289 waited more than 10 ms
