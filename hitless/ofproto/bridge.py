@@ -58,6 +58,7 @@ import hashlib
 import json
 import logging
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -69,7 +70,13 @@ from hitless.datapath.meters import DpMeter, DpMeterBand
 from hitless.ofproto.bond import Bond, learning_packet
 from hitless.ofproto.mac_learning import MacTable, format_mac
 from hitless.ofproto.oftable import Meter, OfState, Removed, Rule
-from hitless.ofproto.ofxlate import TableHit, decode_userdata, xlate_openflow
+from hitless.ofproto.ofxlate import (
+    Continuation,
+    TableHit,
+    decode_userdata,
+    xlate_openflow,
+    xlate_resume,
+)
 from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
 from hitless.ofproto.sflow import probability as sflow_probability
@@ -141,6 +148,7 @@ class PacketInEvent:
     max_len: int
     userdata: bytes = b""  # controller(userdata=...): NXT_PACKET_IN2's userdata
     fields: tuple[tuple[str, int], ...] = ()  # non-zero pipeline fields (registers...)
+    continuation: bytes = b""  # controller(pause): NXT_PACKET_IN2's continuation
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +230,11 @@ class Bridge:
                 xlate_openflow(self.of, self.state, key, recirc=self.datapath.recirc)
             )
         stp = self.stp
-        if stp is not None and key[4:10] == STP_MAC and int.from_bytes(key[0:4], "big") in stp.ports:
+        if (
+            stp is not None
+            and key[4:10] == STP_MAC
+            and int.from_bytes(key[0:4], "big") in stp.ports
+        ):
             return Xlate((Userspace(STP_USERDATA),), MASK_STP, "slow protocol: STP")
         if self.state.bonds:
             special = xlate_special(self.state, key)
@@ -1052,6 +1064,7 @@ class Bridge:
                         info.max_len,
                         info.userdata,
                         info.fields,
+                        info.continuation,
                     )
                 )
             return
@@ -1276,6 +1289,31 @@ class Bridge:
             self.of.credited.update(x.credits)
         if x.actions:
             self.datapath.execute(po.data, in_port, x.actions)
+
+    def resume(
+        self,
+        packet: bytes,
+        continuation: bytes,
+        fields: Iterable[tuple[str, int, int | None]],
+        now: float,
+    ) -> None:
+        """NXT_RESUME: go on with the actions after the ``controller(pause)`` that sent
+        ``packet`` up (``fields``: the pipeline fields the controller handed back, as
+        (name, value, mask or None)).
+        ValueError if ``continuation`` is not one this switch made."""
+        self._now = now
+        cont = Continuation.decode(continuation)
+        in_port = cont.in_port
+        key = extract_key(packet, in_port)
+        x = self._recirc_noted(
+            xlate_resume(self.of, self.state, key, cont, fields, recirc=self.datapath.recirc)
+        )
+        for c in x.credits:
+            c.credit(1, len(packet), now)  # type: ignore[attr-defined]
+        if self.of.credited is not None:
+            self.of.credited.update(x.credits)
+        if x.actions:
+            self.datapath.execute(packet, in_port, x.actions, key[: CT_OFF + 4] + cont.ct)
 
     def settle_counters(self) -> None:
         """Bring OpenFlow counters up to date with the datapath's flow statistics."""

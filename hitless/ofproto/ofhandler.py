@@ -138,8 +138,10 @@ from hitless.openflow.multipart import (
     TableStatsRequest,
 )
 from hitless.openflow.nx import NxStatsType
+from hitless.openflow.nxm import spec_of
 from hitless.openflow.nxmsg import (
     NxCtFlushZone,
+    NxResume,
     NxTlvTableMod,
     NxTlvTableReply,
     NxTlvTableRequest,
@@ -410,6 +412,17 @@ class OfHandler:
             return []
         if isinstance(msg, NxCtFlushZone):
             br.datapath.conntrack.flush(msg.zone_id)
+            return []
+        if isinstance(msg, NxResume):
+            fields = []
+            for o in msg.metadata.fields:
+                spec = spec_of(o)
+                if spec is not None:
+                    fields.append((spec.name, o.value, o.mask))
+            try:
+                br.resume(msg.data, msg.continuation, fields, now)
+            except ValueError as e:
+                raise RemoteProtocolError.nicira(f"NXT_RESUME: {e}", NxError.RESUME_STALE) from None
             return []
         if isinstance(msg, Experimenter):
             raise msg.unsupported()
@@ -917,6 +930,7 @@ class OfHandler:
                 ),
                 data=p.packet,
                 userdata=p.userdata,
+                continuation=p.continuation,
             )
             for p in br.take_packet_ins()
         ]

@@ -1016,9 +1016,6 @@ class OfState:
                     writable(sp.dst)
             if a.result_dst is not None:
                 writable(a.result_dst)
-        elif isinstance(a, nx.Controller2):
-            if a.pause:
-                raise bad("controller(pause) is not supported yet", BadActionCode.BAD_EXP_TYPE)
         elif isinstance(a, nx_ct.CtAction):
             a.validate()
             if a.zone_field is not None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from hitless.config.model import OFPP_LOCAL
@@ -47,6 +47,7 @@ from hitless.ofproto.xlate import SwitchState, Xlate, xlate_normal
 from hitless.openflow import actions as of
 from hitless.openflow import nx_actions as nx
 from hitless.openflow import nx_ct
+from hitless.openflow._wire import Reader
 from hitless.openflow.actions import Action as OfAction
 from hitless.openflow.constants import (
     ActionType,
@@ -57,10 +58,12 @@ from hitless.openflow.constants import (
     PacketInReason,
     Port,
 )
+from hitless.openflow.errors import RemoteProtocolError
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.match import field as oxm_field
 from hitless.openflow.nxm import FieldSpec, spec_by_name, spec_of
 from hitless.packet.flow import (
+    CT_OFF,
     FIELDS,
     FRAG_LATER,
     KEY_LEN,
@@ -82,7 +85,9 @@ __all__ = [
     "Recorder",
     "decode_userdata",
     "encode_userdata",
+    "Continuation",
     "xlate_openflow",
+    "xlate_resume",
 ]
 
 PACKET_IN_USERDATA = struct.Struct("!BBQH")  # reason, table_id, cookie, max_len
@@ -103,7 +108,8 @@ PIN_FIELDS = (
     "tun_flags",
 )
 _PIN_INDEX = {n: i for i, n in enumerate(PIN_FIELDS)}
-_PIN_EXT = struct.Struct("!BH")  # format 1, userdata length
+_PIN_EXT = struct.Struct("!BH")  # format 1 (2: a continuation follows), userdata length
+_U16 = struct.Struct("!H")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,18 +124,22 @@ class PacketInInfo:
     max_len: int
     userdata: bytes = b""
     fields: tuple[tuple[str, int], ...] = ()
+    continuation: bytes = b""  # controller(pause): what NXT_RESUME resumes (Continuation)
 
 
 def encode_userdata(info: PacketInInfo) -> bytes:
     """The userspace action's data: 12 bytes when there is no userdata and no field (so
     a datapath with small userdata, ebpf, keeps the flow), else an extension."""
     base = PACKET_IN_USERDATA.pack(info.reason, info.table_id, info.cookie, info.max_len)
-    if not info.userdata and not info.fields:
+    if not info.userdata and not info.fields and not info.continuation:
         return base
-    out = [base, _PIN_EXT.pack(1, len(info.userdata)), info.userdata, bytes((len(info.fields),))]
+    fmt = 2 if info.continuation else 1
+    out = [base, _PIN_EXT.pack(fmt, len(info.userdata)), info.userdata, bytes((len(info.fields),))]
     for name, value in info.fields:
         nbytes = (LOCS[name].bits + 7) // 8
         out.append(bytes((_PIN_INDEX[name], nbytes)) + value.to_bytes(nbytes, "big"))
+    if info.continuation:
+        out.append(_U16.pack(len(info.continuation)) + info.continuation)
     return b"".join(out)
 
 
@@ -155,19 +165,97 @@ def decode_userdata(data: bytes) -> PacketInInfo | None:
                 (PIN_FIELDS[idx], int.from_bytes(data[pos + 2 : pos + 2 + nbytes], "big"))
             )
             pos += 2 + nbytes
+        cont = b""
+        if fmt == 2:
+            (clen,) = _U16.unpack_from(data, pos)
+            cont = data[pos + 2 : pos + 2 + clen]
+            pos += 2 + clen
     except (struct.error, IndexError):
         return None
-    if fmt != 1 or pos != len(data) or len(userdata) != ulen:
+    if fmt not in (1, 2) or pos != len(data) or len(userdata) != ulen:
         return None
-    return PacketInInfo(reason, table_id, cookie, max_len, userdata, tuple(fields))
+    return PacketInInfo(reason, table_id, cookie, max_len, userdata, tuple(fields), cont)
 
 
-def _packet_in(ctx: _Ctx, reason: int, max_len: int, userdata: bytes = b"") -> None:
+def _packet_in(
+    ctx: _Ctx, reason: int, max_len: int, userdata: bytes = b"", pause: bool = False
+) -> None:
     fields = tuple(
         (n, v) for n in PIN_FIELDS if (v := LOCS[n].get(ctx.meta)) and LOCS[n].key_field is None
     )
     info = PacketInInfo(reason, ctx.table_id, ctx.cookie, max_len & 0xFFFF, userdata, fields)
+    if pause:
+        # Translation stops here; the actions after this one (at every resubmit level)
+        # are gathered as it unwinds, and the continuation is written in at the end.
+        ctx.pause = _Pause(len(ctx.acts), info, Continuation(
+            ctx.table_id, ctx.cookie, ctx.in_port, ctx.meta, tuple(ctx.stack),
+            ctx.cur[CT_OFF + 4 :], ()))  # fmt: skip
+        ctx.mask |= _CT_MASK  # the continuation carries the packet's ct fields
+        ctx.stopped = ctx.exited = True
     ctx.acts.append(dp.Userspace(encode_userdata(info)))
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """What ``controller(pause)`` freezes and NXT_RESUME resumes: the table and cookie
+    of the rule that paused, the pipeline's in_port, its registers and metadata (the
+    pipeline-only region), the register stack, the packet's ct fields, and the actions
+    left after the pause, innermost resubmit level first (Open vSwitch's continuation
+    holds the same; its bytes are private to the switch that made them)."""
+
+    table_id: int
+    cookie: int
+    in_port: int
+    meta: int
+    stack: tuple[int, ...]
+    ct: bytes
+    actions: tuple[of.Action, ...]
+
+    def encode(self) -> bytes:
+        meta = self.meta.to_bytes((self.meta.bit_length() + 7) // 8, "big")
+        acts = of.encode_actions(self.actions)
+        out = [_CONT.pack(1, self.table_id, self.cookie, self.in_port, len(self.ct)), self.ct,
+               _U16.pack(len(meta)), meta, bytes((len(self.stack),))]  # fmt: skip
+        for v in self.stack:
+            b = v.to_bytes((v.bit_length() + 7) // 8, "big")
+            out.append(bytes((len(b),)) + b)
+        out.append(_U16.pack(len(acts)) + acts)
+        return b"".join(out)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Continuation:
+        """ValueError if ``data`` is not a continuation of this format."""
+        r = Reader(data)
+        try:
+            ver, table_id, cookie, in_port, nct = r.unpack(_CONT, "continuation")
+            if ver != 1:
+                raise ValueError(f"continuation format {ver}")
+            ct = r.take(nct, "ct fields")
+            (n,) = r.unpack(_U16)
+            meta = int.from_bytes(r.take(n), "big")
+            stack = []
+            for _ in range(r.take(1)[0]):
+                stack.append(int.from_bytes(r.take(r.take(1)[0]), "big"))
+            (n,) = r.unpack(_U16)
+            actions = of.parse_actions(r.sub(n, "continuation actions"))
+            r.expect_end("continuation")
+        except RemoteProtocolError as e:
+            raise ValueError(str(e)) from None
+        if len(ct) != KEY_LEN - CT_OFF - 4:
+            raise ValueError(f"continuation ct fields of {len(ct)} bytes")
+        return cls(table_id, cookie, in_port, meta, tuple(stack), ct, actions)
+
+
+_CONT = struct.Struct("!BBQIB")  # format, table_id, cookie, in_port, ct bytes
+_CT_MASK = (1 << ((KEY_LEN - CT_OFF - 4) * 8)) - 1
+
+
+@dataclass
+class _Pause:
+    index: int  # of the placeholder Userspace action in ctx.acts
+    info: PacketInInfo
+    cont: Continuation
+    rest: list[of.Action] = field(default_factory=list)
 
 
 class Recorder(Protocol):
@@ -331,6 +419,7 @@ class _Ctx:
     # translation froze (ofproto.ct_xlate).
     recirc_known: Mapping[int, bytes] = field(default_factory=dict)
     frozen: list[tuple[int, bytes]] = field(default_factory=list)
+    pause: _Pause | None = None  # a controller(pause) stopped the translation
 
     # -- field rewrites --
     def set_key(self, name: str, value: int) -> None:
@@ -389,6 +478,43 @@ def xlate_openflow(
     else:
         ctx.cookie = (1 << 64) - 1  # a packet-out's packet-ins carry no rule's cookie (OVS)
         _apply(ctx, actions)
+    return _finish(ctx)
+
+
+def xlate_resume(
+    of_state: OfState,
+    sw: SwitchState,
+    packet_key: bytes,
+    cont: Continuation,
+    fields: Iterable[tuple[str, int, int | None]] = (),
+    recirc: Mapping[int, bytes] | None = None,
+) -> Xlate:
+    """Go on after a ``controller(pause)``: ``packet_key`` is the resumed packet's key
+    (its in_port the continuation's), ``fields`` the pipeline fields the controller
+    handed back as (name, value, mask or None) (NXT_RESUME's metadata: they replace the
+    frozen values; Open vSwitch 1.5 sends registers in pairs, as masked xregs)."""
+    key = packet_key[: CT_OFF + 4] + cont.ct
+    ctx = _Ctx(of_state, sw, key, key, cont.in_port)
+    if recirc is not None:
+        ctx.recirc_known = recirc
+    ctx.table_id, ctx.cookie, ctx.meta = cont.table_id, cont.cookie, cont.meta
+    ctx.stack = list(cont.stack)
+    for name, value, mask in fields:
+        loc = LOCS.get(name)
+        if loc is not None and loc.key_field is None:
+            ctx.meta = loc.put(ctx.meta, value, mask)
+    _apply(ctx, cont.actions)
+    return _finish(ctx)
+
+
+def _finish(ctx: _Ctx) -> Xlate:
+    recorder = ctx.recorder
+    if ctx.pause is not None:
+        p = ctx.pause
+        cont = replace(p.cont, actions=tuple(p.rest))
+        info = replace(p.info, continuation=cont.encode())
+        ctx.acts[p.index] = dp.Userspace(encode_userdata(info))
+        ctx.action_set.clear()  # it runs after the resume, not now
     if ctx.action_set and ctx.error is None:
         ctx.stopped = False
         _run_action_set(ctx)
@@ -524,7 +650,8 @@ def _set_slot(a: of.Action) -> tuple[int, int]:
 
 
 def _apply(ctx: _Ctx, actions: Iterable[of.Action]) -> None:
-    for a in actions:
+    todo = tuple(actions)
+    for i, a in enumerate(todo):
         if ctx.stopped:
             return
         if ctx.recorder is not None:
@@ -533,6 +660,9 @@ def _apply(ctx: _Ctx, actions: Iterable[of.Action]) -> None:
         if fn is not None:
             fn(ctx, a)
         # Anything else was refused when the rule was added.
+        if ctx.pause is not None:
+            ctx.pause.rest.extend(todo[i + 1 :])  # what this level had left: resumed later
+            return
 
 
 def _x_output(ctx: _Ctx, a: of.Output) -> None:
@@ -708,7 +838,7 @@ def _x_clone(ctx: _Ctx, a: nx.Clone) -> None:
 
 
 def _x_controller(ctx: _Ctx, a: nx.Controller | nx.Controller2) -> None:
-    _packet_in(ctx, a.reason, a.max_len, getattr(a, "userdata", b""))
+    _packet_in(ctx, a.reason, a.max_len, getattr(a, "userdata", b""), getattr(a, "pause", False))
 
 
 def _x_learn(ctx: _Ctx, a: nx.Learn) -> None:

@@ -221,7 +221,9 @@ class Stp:
         if len(body) < _CONFIG.size:
             p.errors += 1
             return
-        _, _, _, flags, root, cost, bridge, port, age, max_age, hello, fwd = _CONFIG.unpack_from(body)
+        _, _, _, flags, root, cost, bridge, port, age, max_age, hello, fwd = _CONFIG.unpack_from(
+            body
+        )
         if (root, cost, bridge) < (p.d_root, p.d_cost, p.d_bridge) or (
             (root, cost, bridge) == (p.d_root, p.d_cost, p.d_bridge) and port <= p.d_port
         ):  # the received information supersedes the port's (802.1D 8.6.2.2)
@@ -475,9 +477,21 @@ class Stp:
             "timers": [left(self.hello_expires), left(self.tcn_expires), left(self.tc_expires)],
             "tc": [self.topology_change, self.tc_detected],
             "ports": {
-                str(no): [p.state, p.role, now - p.since, p.d_root, p.d_cost, p.d_bridge,
-                          p.d_port, p.message_age, left(p.age_expires), left(p.fwd_expires),
-                          p.rx, p.tx, p.errors]  # fmt: skip
+                str(no): [
+                    p.state,
+                    p.role,
+                    now - p.since,
+                    p.d_root,
+                    p.d_cost,
+                    p.d_bridge,
+                    p.d_port,
+                    p.message_age,
+                    left(p.age_expires),
+                    left(p.fwd_expires),
+                    p.rx,
+                    p.tx,
+                    p.errors,
+                ]  # fmt: skip
                 for no, p in self.ports.items()
             },
         }

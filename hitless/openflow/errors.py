@@ -30,6 +30,7 @@ class NxError:
     TLV_TABLE_FULL = (530, 19)  # NXTTMFC_TABLE_FULL
     TLV_ALREADY_MAPPED = (531, 20)  # NXTTMFC_ALREADY_MAPPED
     TLV_DUP_ENTRY = (532, 21)  # NXTTMFC_DUP_ENTRY
+    RESUME_STALE = (534, 35)  # NXR_STALE: a continuation this switch did not make
     NOT_CONFIGURED = (535, 36)  # NXST_NOT_CONFIGURED
 
 

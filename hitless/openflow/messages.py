@@ -664,6 +664,9 @@ class PacketIn(Message):
     data: bytes = b""
     # controller(userdata=...): sent only in NXT_PACKET_IN2 (nxmsg), not in OFPT_PACKET_IN
     userdata: bytes = b""
+    # controller(pause): the switch's private state to resume from (NXT_PACKET_IN2's
+    # NXPINT_CONTINUATION, handed back unchanged in NXT_RESUME); opaque to controllers
+    continuation: bytes = b""
 
     def _body(self, version: int) -> bytes:
         if version == OFP11_VERSION:  # 1.1.0 §A.4.1: ports instead of a match, no cookie

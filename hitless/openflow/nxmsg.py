@@ -24,12 +24,13 @@ from hitless.openflow.messages import (
     Message,
     PacketIn,
 )
-from hitless.openflow.nx import NxSession, NxType, encode_nxm, nx_header, padded
+from hitless.openflow.nx import NxSession, NxType, encode_nxm, nx_header, padded, parse_nxm
 
 __all__ = [
     "NxControl",
     "NxCtFlushZone",
     "NxMessage",
+    "NxResume",
     "NxTlvTableMod",
     "NxTlvTableReply",
     "NxTlvTableRequest",
@@ -315,7 +316,56 @@ def encode_nx_packet_in(msg: PacketIn, fmt: int, version: int) -> bytes:
     ]
     if msg.userdata:
         props.append(_prop(7, msg.userdata))  # NXPINT_USERDATA
+    if msg.continuation:
+        # NXPINT_CONTINUATION: a nested property, its content 8 bytes in (as Open
+        # vSwitch's ofpprop_put_nested); what is inside is ours (controllers copy it back)
+        props.append(_prop(8, msg.continuation, align8=True))
     return _frame(version, msg.xid, NxType.PACKET_IN2, b"".join(props))
+
+
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxResume(NxMessage):
+    """NXT_RESUME: a controller hands back a packet that a ``controller(pause)`` action
+    sent it (possibly rewritten, its pipeline fields in ``metadata`` possibly changed)
+    with the continuation it came with; the switch goes on with the actions after the
+    pause. The properties are NXT_PACKET_IN2's; only the packet, the metadata and the
+    continuation are used."""
+
+    subtype: ClassVar[NxType] = NxType.RESUME
+    data: bytes = b""
+    metadata: Match = Match()
+    continuation: bytes = b""
+
+    def _nx_body(self) -> bytes:
+        return b"".join(
+            (
+                _prop(0, self.data),
+                _prop(6, encode_nxm(self.metadata)),
+                _prop(8, self.continuation, align8=True),
+            )
+        )
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        data = cont = None
+        metadata = Match()
+        while r.remaining():
+            ptype, plen = r.unpack(_PROP, "NXT_RESUME property")
+            if plen < 4:
+                raise r.fail(f"NXT_RESUME property {ptype} of length {plen}")
+            body = r.sub(plen - 4, "NXT_RESUME property")
+            r.take(min(pad8(plen), r.remaining()), "property padding")
+            if ptype == 0:  # NXPINT_PACKET
+                data = body.rest()
+            elif ptype == 6:  # NXPINT_METADATA
+                metadata = parse_nxm(body, body.remaining())
+            elif ptype == 8:  # NXPINT_CONTINUATION: nested, content 8 bytes in
+                body.take(min(4, body.remaining()), "continuation padding")
+                cont = body.rest()
+        if data is None or cont is None:
+            raise r.fail("NXT_RESUME without a packet or a continuation")
+        return cls(xid=xid, data=data, metadata=metadata, continuation=cont)
 
 
 def encode_nx_flow_removed(msg: FlowRemoved, version: int) -> bytes:

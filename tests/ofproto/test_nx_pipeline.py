@@ -393,3 +393,42 @@ def test_multipath_and_bundle_choose_links_by_the_flow_hash_and_liveness() -> No
     for port in range(40000, 40040):
         seen |= set(r.send("p1", tcp(mac(2), mac(1), sport=port)))
     assert seen == {"p2", "p3"}
+
+
+def test_controller_pause_resumes_after_the_action_with_the_controllers_registers() -> None:
+    """``controller(pause)`` sends the packet up with a continuation and stops; NXT_RESUME
+    (Bridge.resume) goes on with what was left at every resubmit level, with the
+    registers the controller handed back (OVN's put_dhcp_opts: the answer's bit in reg0)
+    and the packet as the controller rewrote it."""
+    from hitless.openflow.nx_actions import Controller2
+
+    r = rig()
+    p1, p2, p3 = r.no("p1"), r.no("p2"), r.no("p3")
+    add(r, 0, 10, m(in_port=p1), RegLoad(sf("reg1"), 7), Resubmit(table=1), Output(p3))
+    add(r, 1, 10, m(), Controller2(userdata=b"\x01\x02", pause=True), Resubmit(table=2))
+    add(r, 2, 10, m(reg0=1, reg1=7), Output(p2))
+    add(r, 2, 5, m())  # drop
+    pkt = tcp(mac(2), mac(1))
+    assert r.send("p1", pkt) == {}  # paused: nothing out yet, not even p3
+    (pin,) = r.bridge.take_packet_ins()
+    assert pin.continuation and pin.userdata == b"\x01\x02" and ("reg1", 7) in pin.fields
+    again = tcp(mac(2), mac(1), dport=81)  # the controller rewrote the packet
+    # reg0 set by the controller (as Open vSwitch hands it back in OpenFlow 1.5: the
+    # register pair xreg0, masked to reg0's half): table 2 sends to p2, then table 0's
+    # output:p3 runs.
+    r.bridge.resume(
+        again,
+        pin.continuation,
+        [("reg1", 7, None), ("xreg0", 1 << 32, 0xFFFFFFFF << 32)],
+        r.clock.t,
+    )
+    assert r.out() == {"p2": [again], "p3": [again]}
+    # Handed back without it: table 2's other rule (drop), then output:p3.
+    r.bridge.resume(pkt, pin.continuation, [("reg1", 7, None)], r.clock.t)
+    assert r.out() == {"p3": [pkt]}
+    # The second packet of the flow pauses the same way (the megaflow upcalls it).
+    assert r.send("p1", pkt) == {}
+    (pin2,) = r.bridge.take_packet_ins()
+    assert pin2.continuation == pin.continuation
+    with pytest.raises(ValueError):
+        r.bridge.resume(pkt, b"\x09" + pin.continuation[1:], [], r.clock.t)

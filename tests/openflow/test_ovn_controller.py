@@ -73,3 +73,38 @@ def test_ovn_controller_starts_on_openflow_15_without_errors(started: Sw) -> Non
     finally:
         stop_pidfile(d / "ovn-controller.pid")
         stop_pidfile(d / "sb.pid")
+
+
+def test_packet_in2_continuation_and_resume_on_the_wire() -> None:
+    """NXT_PACKET_IN2 carries a pause's continuation as Open vSwitch nests it (property
+    8, content 8 bytes in), and NXT_RESUME as ovn-controller builds it (the packet-in's
+    properties with the metadata rewritten, the continuation copied back) parses into
+    the packet, the metadata (registers as masked xreg halves) and the same bytes; a
+    resume without a continuation is the sender's error."""
+    from hitless.openflow.constants import OFP15_VERSION
+    from hitless.openflow.errors import RemoteProtocolError
+    from hitless.openflow.match import Match, field
+    from hitless.openflow.messages import PacketIn, decode
+    from hitless.openflow.nxmsg import NxResume, encode_nx_packet_in
+
+    cont = bytes(range(13))
+    meta = Match((field("in_port", 1), field("xreg0", 8 << 32, 0xFFFFFFFF << 32)))
+    pin = PacketIn(reason=1, table_id=28, cookie=5, total_len=3, match=meta, data=b"abc",
+                   userdata=b"\x01", continuation=cont)  # fmt: skip
+    raw = encode_nx_packet_in(pin, 2, OFP15_VERSION)
+    at = raw.index(b"\x00\x08\x00\x15")  # type 8, length 4 + 4 padding + 13
+    assert raw[at + 4 : at + 8] == bytes(4) and raw[at + 8 : at + 21] == cont
+    # ovn-controller's NXT_RESUME: the packet-in2 body, subtype 28 instead of 30.
+    body = raw[16:]
+    resume = raw[:4] + b"\x00" * 4 + raw[8:12] + (28).to_bytes(4, "big") + body
+    resume = resume[:2] + len(resume).to_bytes(2, "big") + resume[4:]
+    msg = decode(resume)
+    assert isinstance(msg, NxResume)
+    assert (msg.data, msg.continuation) == (b"abc", cont)
+    assert msg.metadata == meta
+    assert decode(msg.encode(OFP15_VERSION)) == msg
+    bare = NxResume(data=b"abc").encode(OFP15_VERSION)
+    cut = bare[: len(bare) - 8]  # without the (empty) continuation property
+    cut = cut[:2] + len(cut).to_bytes(2, "big") + cut[4:]
+    with pytest.raises(RemoteProtocolError):
+        decode(cut)

@@ -54,6 +54,52 @@ except OSError as e:
 """
 
 
+# A DHCPDISCOVER from a (BOOTP over UDP 68 -> 255.255.255.255:67, a's MAC as chaddr);
+# prints the answer's message type, offered address and router option, or "none".
+# OVN answers it with put_dhcp_opts: a controller(pause) packet-in that ovn-controller
+# rewrites into the offer and hands back with NXT_RESUME, then the pipeline sends it.
+_DHCP = """
+import os, socket, struct, sys
+mac = bytes.fromhex(sys.argv[1].replace(":", ""))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", 68)); s.settimeout(3)
+xid = os.getpid()
+msg = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, bytes(4),
+                  bytes(4), bytes(4), bytes(4), mac + bytes(10), b"", b"")
+msg += bytes((99, 130, 83, 99, 53, 1, 1, 255))
+for _ in range(3):
+    s.sendto(msg, ("255.255.255.255", 67))
+    try:
+        while True:
+            data, _ = s.recvfrom(2048)
+            if data[0] == 2 and struct.unpack_from("!I", data, 4)[0] == xid:
+                break
+    except OSError:
+        continue
+    opts, i, out = data[240:], 0, {}
+    while i < len(opts) and opts[i] != 255:
+        if opts[i] == 0:
+            i += 1
+            continue
+        out[opts[i]] = opts[i + 2 : i + 2 + opts[i + 1]]
+        i += 2 + opts[i + 1]
+    print(out.get(53, b"?")[0], socket.inet_ntoa(data[16:20]),
+          socket.inet_ntoa(out.get(3, bytes(4))[:4]))
+    break
+else:
+    print("none")
+"""
+
+
+def dhcp(h: Host) -> str:
+    """What a DHCPDISCOVER from ``h`` got back: "2 <offered> <router>" (2: an offer)."""
+    p = _py(h, _DHCP, h.mac)
+    out, _ = p.communicate(timeout=30)
+    return out.strip()
+
+
 def _net(h: Host) -> str:
     return _ip(h).rsplit(".", 2)[0]
 
@@ -81,6 +127,7 @@ def router_probes(s: Side) -> dict[str, object]:
         "tcp b->floating ip: a sees": tcp_peer(b, a, 5002, to=f"{net}.1.100"),
         "ping b->floating ip": b.ping(f"{net}.1.100", count=3),
         "tcp b->a's inside address": tcp_ok(b, a, 5003),
+        "dhcp discover from a": dhcp(a),
     }
 
 
@@ -118,6 +165,14 @@ def router_side(kind: str, net: int) -> Iterator[Side]:
                           "lsp-set-type", f"{sw_name}-lr0", "router", "--",
                           "lsp-set-addresses", f"{sw_name}-lr0", "router", "--",
                           "lsp-set-options", f"{sw_name}-lr0", f"router-port=lr0-{sw_name}")  # fmt: skip
+            # DHCP for the inside switch's port (answered through controller(pause))
+            opts = ovn.nbctl("dhcp-options-create", f"{n}.0.0/24").strip()
+            if not opts:
+                opts = ovn.nbctl("--bare", "--columns=_uuid", "find", "DHCP_Options").strip()
+            ovn.nbctl("dhcp-options-set-options", opts, "lease_time=3600",
+                      f"router={n}.0.254", f"server_id={n}.0.254",
+                      "server_mac=02:00:00:00:01:fe")  # fmt: skip
+            ovn.nbctl("lsp-set-dhcpv4-options", "lpa", opts)
             ovn.nbctl("lr-nat-add", "lr0", "snat", f"{n}.1.254", f"{n}.0.0/24")
             ovn.nbctl("lr-nat-add", "lr0", "dnat_and_snat", f"{n}.1.100", _ip(a))
             ovn.start_controller(["ovs-vsctl", f"--db=unix:{sw.rundir / 'db.sock'}"])
@@ -150,6 +205,7 @@ def test_ovn_router_with_nat_forwards_as_on_open_vswitch() -> None:
     n = f"10.{net}"
     assert seen["ovs"]["tcp a->b: b sees"] == f"{n}.1.100", seen  # its floating IP
     assert seen["ovs"]["tcp b->floating ip: a sees"] == f"{n}.1.2", seen
+    assert seen["ovs"]["dhcp discover from a"] == f"2 {n}.0.1 {n}.0.254", seen
     assert errors == {"ovs": [], "hitless": []}, errors
     assert seen["hitless"] == seen["ovs"], seen
     only_ovs = sorted(set(tables["ovs"]) - set(tables["hitless"]))
