@@ -68,6 +68,8 @@ def _load() -> ctypes.CDLL:
         "bpf_object__close": (None, [vp]),
         "bpf_object__find_program_by_name": (vp, [vp, ctypes.c_char_p]),
         "bpf_object__find_map_fd_by_name": (ci, [vp, ctypes.c_char_p]),
+        "bpf_object__find_map_by_name": (vp, [vp, ctypes.c_char_p]),
+        "bpf_map__reuse_fd": (ci, [vp, ci]),
         "bpf_program__fd": (ci, [vp]),
         "bpf_map_update_elem": (ci, [ci, vp, vp, ctypes.c_uint64]),
         "bpf_map_lookup_elem": (ci, [ci, vp, vp]),
@@ -208,15 +210,25 @@ class Map:
 
 class BpfObject:
     """An object file opened and loaded: its program fds and map fds (dup'ed, owned by
-    the caller) are taken with ``take``; the libbpf object is closed after."""
+    the caller) are taken with ``take``; the libbpf object is closed after. ``reuse``
+    names maps that already exist (name -> fd): the program uses those instead of new
+    ones (libbpf checks that their type, key, value and size are the object's, else
+    the load fails with EINVAL)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, reuse: dict[str, int] | None = None) -> None:
         L = lib()
         obj = L.bpf_object__open_file(path.encode(), None)
         if not obj:
             err = ctypes.get_errno() or errno.EINVAL
             raise BpfError(err, f"cannot open BPF object {path}: {os.strerror(err)}")
         self._obj = obj
+        for name, fd in (reuse or {}).items():
+            m = L.bpf_object__find_map_by_name(obj, name.encode())
+            ret = L.bpf_map__reuse_fd(m, fd) if m else -errno.ENOENT
+            if ret < 0:
+                L.bpf_object__close(obj)
+                self._obj = None
+                raise BpfError(-ret, f"cannot reuse map {name} for {path}: {os.strerror(-ret)}")
         ret = L.bpf_object__load(obj)
         if ret < 0:
             L.bpf_object__close(obj)

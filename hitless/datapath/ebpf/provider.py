@@ -67,6 +67,7 @@ import os
 import socket
 import struct
 import subprocess
+import threading
 import time
 import zlib
 from collections import deque
@@ -105,6 +106,10 @@ PROG = "hitless_port_in"
 MAPS = ("hl_flows", "hl_masks", "hl_stats", "hl_ports", "hl_info", "hl_counters",
         "hl_upcalls")  # fmt: skip
 PERCPU = {"hl_stats", "hl_counters"}
+# The counter maps a new layout's program shares with the old one when their
+# definitions agree (libbpf checks): both programs count into the same per-CPU values
+# across a move, so no count is copied or carried.
+SHARED = ("hl_stats", "hl_counters")
 PORT_INTERNAL = 1
 PORT_PATCH = 2
 PATCH_ALIAS = "hitless-patch "  # + "<port> <peer>": the device's alias (IFLA_IFALIAS)
@@ -166,13 +171,14 @@ def _ifindex(name: str) -> int:
 
 
 class _Flow(DpFlow):
-    __slots__ = ("idx", "slot", "slow", "xp", "xb")
+    __slots__ = ("idx", "slot", "slow", "xp", "xb", "pending")
 
     idx: int  # hl_stats index
     slot: int | None  # mask slot; None: not in the kernel (no free slot, map full)
     slow: str | None  # why the daemon runs its actions (None: the kernel does)
     xp: int  # packets (and bytes) this process ran for a kernel flow that the kernel
     xb: int  # did not count: misses that raced the flow's installation
+    pending: bool  # put while its upcalls are being handled: not in the kernel yet
 
 
 class _Port:
@@ -230,11 +236,11 @@ class _Retired:
     """The program and maps a move to another layout replaced, until their last misses
     are read and their last counts carried over (``RETIRE_AFTER``)."""
 
-    __slots__ = ("maps", "fds", "ring", "stats", "counters", "at")
+    __slots__ = ("maps", "fds", "ring", "copied", "at")
 
-    def __init__(self, dp: EbpfDatapath, stats: bytes, counters: bytes, at: float) -> None:
+    def __init__(self, dp: EbpfDatapath, copied: dict[str, bytes], at: float) -> None:
         self.maps, self.fds, self.ring = dp._maps, dp._fds, dp._ring
-        self.stats, self.counters = stats, counters  # as copied into the new maps
+        self.copied = copied  # counter maps copied into the new maps (not shared), as copied
         self.at = at
 
     def close(self) -> None:
@@ -244,6 +250,53 @@ class _Retired:
             m.close()
         for fd in self.fds.values():
             os.close(fd)
+
+
+class _Preload:
+    """A new layout's program and maps loaded in a thread (the verifier takes ~0.3 s)
+    while this process serves, or before it serves at all (a handoff's pre-copy), so
+    that the move itself only writes entries and swaps filters. libbpf's calls release
+    the GIL (ctypes)."""
+
+    def __init__(self, dp: EbpfDatapath, layout: L.Layout) -> None:
+        self.layout = layout
+        self.fds: dict[str, int] | None = None
+        self.error: DatapathError | None = None
+        self.ms = 0.0
+        reuse = {n: os.dup(dp._fds[n]) for n in SHARED}
+        self._thread = threading.Thread(
+            target=self._run, args=(dp, reuse), name=f"bpf-load-{dp.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, dp: EbpfDatapath, reuse: dict[str, int]) -> None:
+        t0 = time.monotonic()
+        try:
+            self.fds = dp._load(self.layout, reuse)
+        except DatapathError as e:
+            self.error = e
+        finally:
+            for fd in reuse.values():
+                os.close(fd)
+        self.ms = (time.monotonic() - t0) * 1e3
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def take(self) -> dict[str, int]:
+        """The loaded fds (the caller owns them); raises the load's error."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.fds is not None
+        fds, self.fds = self.fds, None
+        return fds
+
+    def close(self) -> None:
+        self._thread.join()
+        if self.fds is not None:
+            EbpfDatapath._close_fds(self.fds)
+            self.fds = None
 
 
 def _add_counts(cur: bytes, old: bytes, new: bytes, words: int) -> bytes:
@@ -279,6 +332,10 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self._ports: dict[int, _Port] = {}
         self._flows = MegaflowTable()
         self._upcalls: deque[Upcall] = deque()
+        # New flows put while the upcalls handed out are being handled: written to the
+        # kernel only once those packets have been sent (``_install_pending``).
+        self._delivering = False
+        self._pending: list[_Flow] = []
         self._too_big: set[int] = set()  # id() of truncated upcall packets
         self.n_hit = self.n_missed = 0  # recirculated packets (InProcessRecirc)
         self._exported = False
@@ -298,8 +355,10 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         # unless a handoff to a build that does not know it is coming (``layout_for``).
         self.target = self.native
         self._retired: _Retired | None = None
+        self._preload: _Preload | None = None
         self.move_error: str | None = None
         self.last_move_ms: dict[str, float] = {}
+        self.moved_shared: list[str] = []  # counter maps the last move shared
         # Mask slots: mask (102 bytes) -> slot; per slot its flow count.
         self._mask_slot: dict[bytes, int] = {}
         self._slot_mask: list[bytes | None] = [None] * self.layout.max_masks
@@ -311,6 +370,10 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         if fds is None:
             fds = self._find() or self._load(self.native)
         self._open(fds, handed)
+        if self.layout != self.target:
+            # Load the build's own layout now, in a thread: a passive instance (a
+            # handoff's pre-copy) has it ready when it takes over, and moves at once.
+            self._prepare_move()
 
     # Finding, loading, opening ------------------------------------------------------
     def _find(self) -> dict[str, int] | None:
@@ -379,10 +442,18 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             os.close(fd)
         return None
 
-    def _load(self, layout: L.Layout) -> dict[str, int]:
-        """A new program and its maps, in ``layout``, owned by this process."""
+    def _load(self, layout: L.Layout, reuse: dict[str, int] | None = None) -> dict[str, int]:
+        """A new program and its maps, in ``layout``, owned by this process; the maps
+        in ``reuse`` (name -> fd) shared with a running program where their
+        definitions agree, new ones otherwise."""
+        path = str(object_path(abi=layout.abi))
         try:
-            obj = libbpf.BpfObject(str(object_path(abi=layout.abi)))
+            try:
+                obj = libbpf.BpfObject(path, reuse)
+            except libbpf.BpfError:
+                if not reuse:
+                    raise
+                obj = libbpf.BpfObject(path)  # the counter maps differ: copied then
         except libbpf.BpfError as e:
             raise DatapathError(f"cannot load the ebpf datapath: {e}") from None
         fds: dict[str, int] = {}
@@ -521,6 +592,7 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             f = _Flow(m, kf.actions, FlowStats(), kf.created_ns / 1e9)
             f.idx, f.slot = kf.stats_idx, slot
             f.xp = f.xb = 0
+            f.pending = False
             f.slow = L.slowpath_reason(m, kf.actions)
             used.add(kf.stats_idx)
             self._slot_refs[slot] += 1
@@ -728,7 +800,7 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         return idx
 
     def _write_flow(self, f: _Flow) -> None:
-        if f.slot is None or self._hands_off:
+        if f.slot is None or self._hands_off or f.pending:
             return
         try:
             self._flow_map.update(L.map_key(f.match.key, f.slot), self._flow_value(f, self.layout))
@@ -761,6 +833,7 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             return
         f = _Flow(match, actions, FlowStats(), time.monotonic())
         f.xp = f.xb = 0
+        f.pending = False
         f.slow = L.slowpath_reason(match, actions)
         if self._hands_off:  # kept here only, until adopt_ports or thaw
             f.idx, f.slot = -1, None
@@ -773,14 +846,30 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             f.slot = self._take_slot(match.mask)
             if f.slot is None:
                 self.n["not_offloaded"] += 1
+            elif self._delivering:
+                # A flow made for an upcalled packet goes into the kernel only once
+                # that packet (and any later one of the flow that misses meanwhile)
+                # has been sent: the kernel forwarding the next frame of the flow
+                # before the daemon sent the first one would reorder them.
+                f.pending = True
+                self._pending.append(f)
         self._flows.insert(f)
         self._write_flow(f)
+
+    def _install_pending(self) -> None:
+        """Write the flows held back while their upcalls were handled."""
+        self._delivering = False
+        pending, self._pending = self._pending, []
+        for f in pending:
+            f.pending = False
+            if self._flows.get(f.match) is f:
+                self._write_flow(f)
 
     def flow_del(self, match: Match) -> DpFlow | None:
         f = self._flows.remove(match)
         if not isinstance(f, _Flow):
             return None
-        if f.slot is not None and not self._hands_off:
+        if f.slot is not None and not self._hands_off and not f.pending:
             self._flow_map.delete(L.map_key(match.key, f.slot))
         self._refresh(f)
         if f.slot is not None and not self._hands_off:
@@ -856,8 +945,9 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             return
         if self._owner != os.getpid() and not _alive(self._owner):
             self._take_ownership()  # the process we took over from has gone
-        if self._owner == os.getpid() and self.layout != self.target and self.move_error is None:
-            self._move_to(self.target)
+        moving = self.layout != self.target and self.move_error is None
+        if moving and self._owner == os.getpid() and self._prepare_move().done():
+            self._move_to(self.target)  # loaded beside the old one (a thread): move now
         self._too_big.clear()
         if len(self.conntrack):
             self.conntrack.sweep(self.clock())
@@ -868,7 +958,16 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             elif recs:
                 self._handle(recs)
                 return
+        # Every upcall handed out has been handled (run() is not reached while some
+        # wait), so the flows held back for them can go into the kernel once the
+        # packets of theirs that queued meanwhile are sent: ``_handle`` runs those here
+        # (a held-back flow is in ``_flows``), in ring order.
+        self._delivering = False
         self._handle(self._ring.read(BUDGET))
+        if self._pending:
+            self._install_pending()
+            if not self._upcalls:  # (a read commits the batch before: only when it is done)
+                self._handle(self._ring.read(BUDGET))  # what queued while they went in
 
     # Moving to another layout ---------------------------------------------------------
     def _move_to(self, new: L.Layout) -> None:
@@ -884,14 +983,30 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self._retire(handle=True)  # a previous move's old program, if still around
         t0 = time.monotonic()
         old_abi = self.layout.abi
+        pre, self._preload = self._preload, None
+        preloaded_ms = 0.0
         try:
-            fds = self._load(new)
+            if pre is not None and pre.layout == new:
+                fds = pre.take()  # loaded ahead (``_prepare_move``): at once if done
+                preloaded_ms = pre.ms
+            else:
+                if pre is not None:
+                    pre.close()
+                fds = self._load(new, {n: self._fds[n] for n in SHARED})
         except DatapathError as e:
             self.move_error = str(e)
             log.error("%s: cannot move to BPF layout %d: %s", self.name, new.abi, e)
             return
         t1 = time.monotonic()
         maps = {n: libbpf.Map(os.dup(fds[n]), n in PERCPU) for n in MAPS}
+        # Counter maps the new program shares with the old (the same kernel objects):
+        # both count into them, nothing to copy or carry. The others are copied now and
+        # what the old program counts until the swap is carried at its retirement.
+        shared = {
+            n for n in SHARED
+            if libbpf.map_info(fds[n])["id"] == libbpf.map_info(self._fds[n])["id"]
+        }  # fmt: skip
+        copied: dict[str, bytes] = {}
         # Masks keep their slots where the new layout has them; the others move down.
         slots: list[bytes | None] = [None] * new.max_masks
         remap: dict[int, int] = {}
@@ -910,9 +1025,10 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
                 if raw is not None:
                     maps["hl_ports"].update(k, raw)
             maps["hl_masks"].update(bytes(4), new.encode_masks(slots))
-            stats = self._stats.lookup_range(self._next_idx)
-            counters = self._counters.lookup_range(len(L.COUNTERS))
-            for name, values in (("hl_stats", stats), ("hl_counters", counters)):
+            for name, n in (("hl_stats", self._next_idx), ("hl_counters", len(L.COUNTERS))):
+                if name in shared:
+                    continue
+                values = copied[name] = self._maps[name].lookup_range(n)
                 size = maps[name].value_len
                 for i in range(len(values) // size):
                     maps[name].update(i.to_bytes(4, "little"), values[i * size : (i + 1) * size])
@@ -937,7 +1053,7 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             log.error("%s: %s (the old program serves on)", self.name, self.move_error)
             return
         # Swapped: from here on every packet meets the new program.
-        self._retired = _Retired(self, stats, counters, time.monotonic())
+        self._retired = _Retired(self, copied, time.monotonic())
         self._use(fds)
         for m in maps.values():
             m.close()
@@ -957,12 +1073,25 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self.n["layout_moves"] += 1
         t3 = time.monotonic()
         self.last_move_ms = {"load": (t1 - t0) * 1e3, "write": (t2 - t1) * 1e3,
-                             "swap": (t3 - t2) * 1e3}  # fmt: skip
+                             "swap": (t3 - t2) * 1e3, "loaded ahead": preloaded_ms}  # fmt: skip
+        self.moved_shared = sorted(shared)
         log.info(
             "%s: moved from BPF layout %d to %d with %d flows and %d ports: load %.1f ms, "
-            "write %.1f ms, swap %.1f ms", self.name, old_abi, new.abi, len(flows),
-            len(self._ports), *self.last_move_ms.values(),
+            "write %.1f ms, swap %.1f ms (loaded ahead in %.1f ms; counters shared: %s)",
+            self.name, old_abi, new.abi, len(flows), len(self._ports),
+            *self.last_move_ms.values(), ", ".join(self.moved_shared) or "none",
         )  # fmt: skip
+
+    def _prepare_move(self) -> _Preload:
+        """The load of the target layout's program and maps, started in a thread if it
+        is not under way (a previous one for another layout is dropped)."""
+        pre = self._preload
+        if pre is not None and pre.layout != self.target:
+            pre.close()
+            pre = None
+        if pre is None:
+            pre = self._preload = _Preload(self, self.target)
+        return pre
 
     def layout_for(self, peer: Iterable[int]) -> str:
         """Before a handoff to a build that knows the layouts ``peer``: if the running
@@ -993,18 +1122,19 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         """The old program's last counts (between the copy and the swap) added to the
         new maps' counters, its last misses handled (``handle``; else counted lost:
         the datapath is being closed or handed over), then its program and maps
-        released. The carry is a read-modify-write of a per-CPU value the new program
-        is counting into (the syscall has no atomic add): a packet the new program counts
-        between that read and that write is not counted. The window is one lookup and
-        one update per counter that moved (microseconds, once per layout move), so a
-        flow's counter may end at most a packet or two short across a move."""
+        released. Counter maps both programs share (``SHARED``, whenever the layouts
+        define them alike) need no carry: both counted into them. A copied one's carry
+        is a read-modify-write of a per-CPU value the new program is counting into (the
+        syscall has no atomic add): a packet the new program counts between that read
+        and that write is not counted (a packet or two, once per move between layouts
+        whose counters differ)."""
         r = self._retired
         if r is None:
             return
         self._retired = None
         try:
-            for m, before, words in ((r.maps["hl_stats"], r.stats, 4),
-                                     (r.maps["hl_counters"], r.counters, 1)):  # fmt: skip
+            for name, before in r.copied.items():
+                m, words = r.maps[name], 4 if name == "hl_stats" else 1
                 new = self._maps[m.name]
                 size = m.value_len
                 after = m.lookup_range(len(before) // size)
@@ -1065,6 +1195,8 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         if not self._upcalls:
             self.run()
         q = self._upcalls
+        if q:
+            self._delivering = True
         return [q.popleft() for _ in range(min(max_count, len(q)))]
 
     def wait(self, poller: Any) -> None:
@@ -1140,6 +1272,9 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         the bridge stops forwarding, as a stopped bridge must."""
         if self._fds is None:
             return
+        if self._preload is not None:
+            self._preload.close()
+            self._preload = None
         self._retire(handle=False)
         detach = not self._exported and not self._passive and self._owns()
         for p in self._ports.values():
@@ -1161,6 +1296,7 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         """The program and maps as fds (the kernel state is the whole state: ports,
         flows, counters and waiting misses are read back by ``adopt``)."""
         self._retire(handle=False)
+        self._install_pending()  # the new owner reads the flows from the kernel
         if self._upcalls:
             # Upcalls of the last batch not handled yet: the new owner reads the whole
             # batch again (its slow-path packets already sent are sent twice: rare).
