@@ -143,6 +143,7 @@ class BridgeConfig:
     mirrors: tuple[MirrorConfig, ...] = ()
     stp_enable: bool = False  # Bridge.stp_enable (other_config:stp-* tune it)
     sflow: SflowConfig | None = None  # Bridge.sflow
+    rstp_enable: bool = False  # Bridge.rstp_enable (other_config:rstp-* tune it)
 
     @property
     def has_primary_controller(self) -> bool:

@@ -91,6 +91,8 @@ COLUMNS: dict[str, list[str]] = {
         "mirrors",
         "stp_enable",
         "sflow",
+        "rstp_enable",
+        "rstp_status",  # written back
     ],
     "sFlow": ["targets", "sampling", "polling", "header", "agent"],
     "Mirror": [
@@ -117,6 +119,8 @@ COLUMNS: dict[str, list[str]] = {
         "bond_active_slave",  # written back by the switch (and read at bond creation)
         "qos",
         "statistics",  # written back (STP counters)
+        "rstp_status",  # written back
+        "rstp_statistics",  # written back
     ],
     "QoS": ["type", "other_config", "queues"],
     "Queue": ["other_config"],
@@ -234,7 +238,9 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                 bond=bond,
                 qos=qos_config(_opt(port.qos)),
                 other_config={
-                    k: v for k, v in dict(port.other_config).items() if k.startswith("stp-")
+                    k: v
+                    for k, v in dict(port.other_config).items()
+                    if k.startswith(("stp-", "rstp-"))
                 },
             )
         protocols = tuple(sorted(br.protocols, key=_protocol_key)) or DEFAULT_PROTOCOLS
@@ -270,6 +276,7 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
             ),
             stp_enable=br.stp_enable is True,
             sflow=sflow_config(_opt(br.sflow)),
+            rstp_enable=br.rstp_enable is True,
         )
     return ConfigRead(
         config=SwitchConfig(
@@ -480,12 +487,19 @@ def write_status(
         for table in ("Bridge", "Port"):
             for row in idl.tables[table].rows.values():
                 key = (table, row.name)
-                _set_note(row, notes.get(key), row_status.get(key, {}) if row_status else {})
+                rest = dict(row_status.get(key, {})) if row_status else {}
+                rstp = {k: rest.pop(k) for k in [k for k in rest if k.startswith("rstp_")]}
+                _set_note(row, notes.get(key), rest)
+                if dict(row.rstp_status) != rstp:
+                    row.rstp_status = rstp
     if port_statistics is not None:
         for row in idl.tables["Port"].rows.values():
             stats = dict(port_statistics.get(row.name, {}))
+            rstp_stats = {k: stats.pop(k) for k in [k for k in stats if k.startswith("rstp_")]}
             if dict(row.statistics) != stats:
                 row.statistics = stats
+            if dict(row.rstp_statistics) != rstp_stats:
+                row.rstp_statistics = rstp_stats
     if bond_active:
         for row in idl.tables["Port"].rows.values():
             if row.name in bond_active:

@@ -28,7 +28,6 @@ COLUMNS: dict[str, list[str]] = {
         "netflow",
         "ipfix",
         "stp_enable",
-        "rstp_enable",
         "mcast_snooping_enable",
         "flood_vlans",
         "flow_tables",
@@ -83,8 +82,10 @@ def _bridge(br: Any) -> Iterable[Unsupported]:
     for col, what in (("netflow", "NetFlow"), ("ipfix", "IPFIX")):
         if _set(getattr(br, col)):
             yield Unsupported("Bridge", n, col, f"{what} export is {_NOT}: nothing is sent")
-    if br.rstp_enable is True:
-        yield Unsupported("Bridge", n, "rstp_enable", f"RSTP is {_NOT}: no BPDUs, no blocking")
+    if br.rstp_enable is True and br.stp_enable is True:
+        yield Unsupported(
+            "Bridge", n, "rstp_enable", "STP and RSTP cannot run together: STP runs"
+        )  # fmt: skip
     if br.mcast_snooping_enable is True:
         yield Unsupported(
             "Bridge", n, "mcast_snooping_enable", f"IGMP/MLD snooping is {_NOT}: multicast floods"

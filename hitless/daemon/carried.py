@@ -1,7 +1,7 @@
 """Learned state of this issue's layers that a handoff carries (hitless.handoff.engine's
 extras): every bridge's bonds (active member, enabled members, hash buckets, pending
 delays, LACP partners), each bridge's fail-open clock (how long no primary controller
-has been reachable), every bridge's spanning tree (port states, roles, stored priority
+has been reachable), every bridge's spanning tree, STP or RSTP (port states, roles, stored priority
 vectors, running timers), the token buckets of its ingress and egress policers and the
 tc trees put on port devices for QoS, each sFlow agent's sequence numbers, sample pool
 and uptime, so a new process

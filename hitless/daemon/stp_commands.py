@@ -1,7 +1,7 @@
-"""Spanning tree commands (``ovs-appctl stp/...``), as Open vSwitch 3.1 prints them:
-``stp/show [BRIDGE]`` (root and bridge IDs, timers, each port's role, state, cost and
-priority.number) and ``stp/tcn [BRIDGE]`` (start a topology change: the MAC tables are
-flushed along the tree)."""
+"""Spanning tree commands (``ovs-appctl stp/...``, ``rstp/...``), as Open vSwitch 3.1
+prints them: ``stp/show [BRIDGE]`` and ``rstp/show [BRIDGE]`` (root and bridge IDs,
+timers, each port's role, state, cost and priority.number), ``stp/tcn [BRIDGE]`` (start a
+topology change: the MAC tables are flushed along the tree)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,27 @@ from typing import Any
 from hitless.daemon.unixctl import CommandError, Request, command
 
 
-def _with_stp(req: Request) -> list[tuple[str, Any]]:
+def _with_stp(req: Request, kind: str = "stp") -> list[tuple[str, Any]]:
     names = req.args[:1] or list(req.switch.bridge_names())
     out = []
     for name in names:
         br = req.switch.bridge(name)
         stp = getattr(br, "stp", None)
-        if stp is not None:
+        if stp is not None and getattr(stp, "kind", "stp") == kind:
             out.append((name, br))
         elif req.args:
-            raise CommandError("no such stp object")
+            raise CommandError(f"no such {kind} object")
     return out
 
 
 @command("stp/show", "[bridge]", 0, 1)
 def stp_show(req: Request) -> str:
     return "".join(br.stp.show(name) for name, br in _with_stp(req))
+
+
+@command("rstp/show", "[bridge]", 0, 1)
+def rstp_show(req: Request) -> str:
+    return "".join(br.stp.show(name) for name, br in _with_stp(req, "rstp"))
 
 
 @command("stp/tcn", "[bridge]", 0, 1)

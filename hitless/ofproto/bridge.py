@@ -79,6 +79,7 @@ from hitless.ofproto.ofxlate import (
 )
 from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
+from hitless.ofproto.rstp import Rstp, RstpPortConfig
 from hitless.ofproto.sflow import probability as sflow_probability
 from hitless.ofproto.stp import FORWARDING, LEARNING, STP_MAC, Stp, StpPortConfig
 from hitless.ofproto.xlate import (
@@ -214,7 +215,8 @@ class Bridge:
         self._policers: dict[int, DpMeter] = {}  # ofport -> its ingress policer
         self._egress: dict[int, DpMeter] = {}  # ofport -> its egress policer
         self._qdisc_ports: set[int] = set()  # ports whose sends go through the qdisc
-        self.stp: Stp | None = None  # Bridge.stp_enable (hitless.ofproto.stp)
+        # Bridge.stp_enable (hitless.ofproto.stp) or rstp_enable (hitless.ofproto.rstp)
+        self.stp: Stp | Rstp | None = None
         self._stp_seq = 0
         self._mirror_vlans = False  # some mirror selects by VLAN: masks read vlan_tci
         self.link_seq = 0  # moves on every link change: the daemon writes status at once
@@ -307,7 +309,7 @@ class Bridge:
                 self.datapath.meter_set(base + port, meter)
         return True
 
-    def _stp_filter(self, key: bytes, x: Xlate, stp: Stp) -> Xlate:
+    def _stp_filter(self, key: bytes, x: Xlate, stp: Stp | Rstp) -> Xlate:
         """Spanning tree port states: what a port that is not forwarding receives is
         dropped (its source still learned in ``learning``), and nothing is sent through
         such a port."""
@@ -328,10 +330,14 @@ class Bridge:
         """Bridge.stp_enable and other_config:stp-*: the bridge's spanning tree over its
         ports (not the internal ones, not bonds, not those with stp-enable=false; port
         numbers 1-255, as 802.1D)."""
-        if not cfg.stp_enable:
-            if self.stp is not None:
-                self.stp = None
-                self.revalidator.revalidate(self.revalidator.all())
+        kind = "stp" if cfg.stp_enable else "rstp" if cfg.rstp_enable else None
+        if self.stp is not None and getattr(self.stp, "kind", "stp") != kind:
+            self.stp = None
+            self.revalidator.revalidate(self.revalidator.all())
+        if kind == "rstp":
+            self._sync_rstp(cfg, now)
+            return
+        if kind is None:
             return
         oc = cfg.other_config
         dp_ports = self.datapath.ports()
@@ -343,7 +349,7 @@ class Bridge:
         hello = float(_int(oc.get("stp-hello-time"), 2) or 2)
         max_age = float(_int(oc.get("stp-max-age"), 20) or 20)
         fwd = float(_int(oc.get("stp-forward-delay"), 15) or 15)
-        if self.stp is None:
+        if not isinstance(self.stp, Stp):
             self.stp = Stp(bid, hello, max_age, fwd, now)
         else:
             self.stp.configure(bid, hello, max_age, fwd, now)
@@ -364,6 +370,47 @@ class Bridge:
                         _int(pc.other_config.get("stp-port-priority"), 128),
                         _int(pc.other_config.get("stp-path-cost"), 2) or 2,
                         it.view.can_output,
+                    )
+                )
+        self.stp.set_ports(ports, now)
+        self._run_stp(now)
+
+    def _sync_rstp(self, cfg: BridgeConfig, now: float) -> None:
+        """Bridge.rstp_enable and other_config:rstp-*: the rapid spanning tree over the
+        same ports as STP's (Port other_config:rstp-enable=false leaves one out)."""
+        oc = cfg.other_config
+        dp_ports = self.datapath.ports()
+        local = dp_ports.get(OFPP_LOCAL)
+        sys_id = _mac_int(oc.get("rstp-address")) or (
+            int.from_bytes(local.mac, "big") if local is not None else 0
+        )
+        bid = (_int(oc.get("rstp-priority"), 32768) & 0xF000) << 48 | sys_id
+        max_age = float(_int(oc.get("rstp-max-age"), 20) or 20)
+        fwd = float(_int(oc.get("rstp-forward-delay"), 15) or 15)
+        if not isinstance(self.stp, Rstp):
+            self.stp = Rstp(bid, max_age, fwd, now)
+        else:
+            self.stp.configure(bid, max_age, fwd, now)
+        ports: list[RstpPortConfig] = []
+        for pc in cfg.ports.values():
+            po = pc.other_config
+            if pc.bond is not None or po.get("rstp-enable") == "false":
+                continue
+            for ic in pc.interfaces:
+                it = self._ifaces.get(ic.name)
+                if it is None or it.type == "internal" or not 1 <= it.ofport <= 4095:
+                    continue
+                dpp = dp_ports.get(it.ofport)
+                ports.append(
+                    RstpPortConfig(
+                        it.ofport,
+                        ic.name,
+                        dpp.mac if dpp is not None else bytes(6),
+                        _int(po.get("rstp-port-priority"), 128),
+                        _int(po.get("rstp-path-cost"), 2000) or 2000,
+                        it.view.can_output,
+                        po.get("rstp-port-admin-edge") == "true",
+                        po.get("rstp-port-auto-edge") != "false",
                     )
                 )
         self.stp.set_ports(ports, now)

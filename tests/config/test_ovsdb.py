@@ -71,6 +71,7 @@ def bridge(name: str, *ports: Row, datapath_type: str = "", **kw: object) -> Row
         mirrors=kw.get("mirrors", []),
         stp_enable=kw.get("stp_enable", False),
         sflow=kw.get("sflow", []),
+        rstp_enable=kw.get("rstp_enable", False),
     )
 
 
