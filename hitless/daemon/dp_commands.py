@@ -236,7 +236,8 @@ def upcall_show(req: Request) -> str:
                 p = ports.get(port_no)
                 out.append(
                     f"    {p.name if p is not None else port_no}: queued {st.queued} "
-                    f"(max {st.max_queued}) handled {st.handled} dropped {st.dropped}\n"
+                    f"(max {st.max_queued}) handled {st.handled} dropped {st.dropped} "
+                    f"deferred {st.deferred}\n"
                 )
     return "".join(out)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from hitless.daemon import settings
 from hitless.daemon.unixctl import CommandError, Request, command
 from hitless.datapath.dummy import DummyDatapath
+from hitless.ofproto.bridge import MAX_UPCALLS_PER_RUN
 from hitless.packet.flowstr import FlowSyntaxError, build_packet, parse_flow
 
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -55,7 +56,9 @@ def receive(req: Request) -> str:
             packets = [parse_packet(p) for p in rest]  # all valid before any is sent
             for pkt in packets:
                 dp.receive(port.port_no, pkt.ljust(pad, b"\0"))
-            rb.bridge.run(req.switch.clock())
+            # a bridge turn handles at most MAX_UPCALLS_PER_RUN misses: enough turns
+            for _ in range(1 + len(packets) // MAX_UPCALLS_PER_RUN):
+                rb.bridge.run(req.switch.clock())
             return ""
     raise CommandError("no such dummy netdev")
 

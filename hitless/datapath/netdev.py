@@ -597,7 +597,16 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self._batching = True
         try:
             with self.patch_panel.batch():  # peers' output flushed at its end
+                upcalls = self._upcalls
                 for port in list(self._ports.values()):
+                    if upcalls.queued(port.dp.port_no) >= BUDGET:
+                        # Its misses of earlier turns are not handled yet: leave its frames
+                        # in its ring (backpressure, as a full rx queue) rather than queue
+                        # more, so one port's flood of new flows costs the loop at most
+                        # its share of upcalls per turn and loses nothing the ring holds.
+                        upcalls.defer(port.dp.port_no)
+                        more = True
+                        continue
                     if port.ring is not None:
                         n = self._run_ring(port, now)
                     elif port.fd < 0:  # a patch port: its frames come from the peer

@@ -45,6 +45,7 @@ class PortQueueStats:
     max_queued: int = 0  # the deepest the queue has been
     handled: int = 0  # upcalls handed to the daemon
     dropped: int = 0  # misses dropped because a bound was reached
+    deferred: int = 0  # datapath turns that left the port's frames in its ring (backlog)
 
 
 class FairUpcallQueue:
@@ -70,6 +71,15 @@ class FairUpcallQueue:
 
     def __bool__(self) -> bool:
         return self._len > 0
+
+    def queued(self, port: int) -> int:
+        """How many of ``port``'s upcalls wait."""
+        q = self._queues.get(port)
+        return len(q) if q is not None else 0
+
+    def defer(self, port: int) -> None:
+        """Count a datapath turn that did not read ``port`` because of its backlog."""
+        self._stats(port).deferred += 1
 
     def _stats(self, port: int) -> PortQueueStats:
         st = self.stats.get(port)

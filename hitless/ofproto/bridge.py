@@ -119,7 +119,12 @@ MIN_MAX_IDLE_MS = 500
 SWEEP_INTERVAL = 1.0  # seconds between datapath flow sweeps (at most)
 SWEEP_SLICE = 5000  # flows per run(): a long sweep continues in the next run
 UPCALL_BATCH = 64
-MAX_UPCALLS_PER_RUN = 4096  # then yield to the loop; next_wakeup() says "now"
+# Then yield to the loop (next_wakeup() says "now"): the ports are read again before the
+# next misses are handled, so under a flood of new flows the frames of established flows
+# wait at most this many upcalls' time (~50 us each), not a whole backlog's. The datapath
+# serves its ports' misses in turn (hitless.datapath.upcallq) and stops reading a port
+# whose misses are not handled yet (they wait in its ring): docs/hardening.md.
+MAX_UPCALLS_PER_RUN = 256
 MAX_PACKET_INS = 1024  # queued for controllers; older ones are dropped first
 NORMAL_INSTRUCTIONS = (ofa.ApplyActions((ofa.Output(OfPort.NORMAL),)),)
 # Ingress policers are datapath meters POLICER_BASE + ofport, egress policers (Port.qos
