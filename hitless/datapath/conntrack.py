@@ -169,6 +169,9 @@ STAT_ORDER = ("TCP", "UDP", "SCTP", "ICMP", "ICMP6", "OTHER")
 # ICMP request type -> reply type (and back): these pair up as one connection.
 _ICMP4_PAIRS = {8: 0, 13: 14, 15: 16, 17: 18}
 _ICMP6_PAIRS = {128: 129}
+# The ICMP types that may start a connection (Open vSwitch's icmp4/icmp6_valid_new): any
+# other (an echo reply with no request before it...) is +inv and commits nothing.
+_ICMP_NEW = {IPPROTO_ICMP: frozenset((8, 13, 15)), IPPROTO_ICMPV6: frozenset((128,))}
 _ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
 _ICMP6_ERRORS = frozenset((1, 2, 3, 4))
 DEFAULT_MAX_CONNS = 3_000_000  # Open vSwitch's default for its userspace table
@@ -794,7 +797,9 @@ class Conntrack:
                         conn.seen_reply = True
                 state |= CS_EST if conn.seen_reply else CS_NEW
         if conn is None:
-            if t.proto == IPPROTO_TCP and not self._tcp_valid_new(p):
+            if (t.proto == IPPROTO_TCP and not self._tcp_valid_new(p)) or (
+                t.proto in _ICMP_NEW and t.dport >> 8 not in _ICMP_NEW[t.proto]
+            ):
                 self.n_invalid += 1
                 return CtResult(CS_TRK | CS_INV, zone, packet=packet)
             state = CS_NEW

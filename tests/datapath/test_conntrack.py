@@ -483,3 +483,18 @@ def test_icmp_error_about_a_natted_connection_is_translated_back() -> None:
     assert o2.inner == CtTuple(
         ipaddress.ip_address(server).packed, ipaddress.ip_address(A).packed, 17, 8080, 5000
     )
+
+
+def test_only_icmp_requests_start_a_connection() -> None:
+    """As Open vSwitch's icmp4/icmp6_valid_new: an echo reply (or any ICMP type that is
+    not a request) with no connection is +inv and commits nothing. OVN's router answers
+    a ping to its own address in flows (the request turned into the reply) and sends
+    that reply through ct(commit): it must not become a connection."""
+    ct = Conntrack()
+    r = ct.execute(icmp_frame(B, A, 0), 0.0, commit=True)
+    assert r.state == CS_TRK | CS_INV and len(ct) == 0
+    r = ct.execute(icmp_frame(B, A, 9), 0.0, commit=True)  # router advertisement
+    assert r.state == CS_TRK | CS_INV and len(ct) == 0
+    r = ct.execute(icmp_frame(A, B, 8), 0.0, commit=True)
+    assert r.state == CS_TRK | CS_NEW and len(ct) == 1
+    assert ct.execute(icmp_frame(B, A, 0), 0.0).state == CS_TRK | CS_EST | CS_RPL
