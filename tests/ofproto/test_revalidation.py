@@ -186,3 +186,22 @@ def test_sweep_in_slices_keeps_flows_installed_meanwhile(monkeypatch) -> None:  
         r.advance(0.5)
     # everything else went idle and was deleted; the busy flow stayed
     assert len(r.flows()) == 1 and len(r.bridge.revalidator) == 1
+
+
+def test_a_big_mac_revalidation_is_spread_over_loop_turns() -> None:
+    from hitless.ofproto.bridge import MAC_REVALIDATE_SLICE
+
+    r = learned_pair()
+    n = MAC_REVALIDATE_SLICE + MAC_REVALIDATE_SLICE // 2
+    for i in range(n):  # n sources behind p2, each with a flow towards host 1 on p1
+        r.send("p2", frame(mac(1), f"52:54:00:00:{i >> 8:02x}:{i & 0xFF:02x}"))
+    assert len(flow_to(r, mac(1))) == n + 1
+    r.clock.t += 1
+    r.bridge.mac.learn(0, bytes(int(x, 16) for x in mac(1).split(":")), r.no("p3"), r.clock.t)
+    modified = r.bridge.revalidator.n_modified
+    r.run()  # one turn: a slice of the flows towards host 1 is re-translated
+    assert r.bridge.revalidator.n_modified - modified == MAC_REVALIDATE_SLICE
+    assert r.bridge.next_wakeup(r.clock.t) == r.clock.t  # more to do: the loop comes back
+    r.run()
+    assert r.bridge.revalidator.n_modified - modified == n + 1
+    assert {f.actions for f in flow_to(r, mac(1))} == {(Output(r.no("p3")),)}
