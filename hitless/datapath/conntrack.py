@@ -131,6 +131,7 @@ TCP_STATES = (
 )
 TCPS_CLOSED, TCPS_SYN_SENT, TCPS_ESTABLISHED = 0, 2, 4
 TCPS_CLOSING, TCPS_FIN_WAIT_2, TCPS_TIME_WAIT = 7, 9, 10
+_COALESCE = {TCPS_FIN_WAIT_2: TCPS_TIME_WAIT, 3: TCPS_ESTABLISHED}  # 3: SYN_RECV
 
 TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
@@ -286,7 +287,10 @@ class Conn:
         assert self.peers is not None
         a, b = (p.state for p in self.peers)
         if not verbose:
-            return f"state={TCP_STATES[max(a, b)]}"
+            # Open vSwitch coalesces two states in the short form (ct-dpif.c, to match
+            # the kernel tracker's view): FIN_WAIT_2 prints TIME_WAIT, SYN_RECV ESTABLISHED.
+            s = max(a, b)
+            return f"state={TCP_STATES[_COALESCE.get(s, s)]}"
         return f"state_orig={TCP_STATES[a]},state_reply={TCP_STATES[b]},flags_orig=0,flags_reply=0"
 
     def describe(self, now: float, verbose: bool = False, stats: bool = False) -> str:
