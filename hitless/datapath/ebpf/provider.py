@@ -966,8 +966,9 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self._handle(self._ring.read(BUDGET))
         if self._pending:
             self._install_pending()
-            if not self._upcalls:  # (a read commits the batch before: only when it is done)
-                self._handle(self._ring.read(BUDGET))  # what queued while they went in
+            # What queued while they went in, as part of the same batch (committed
+            # once all of it is handled).
+            self._handle(self._ring.read(BUDGET, more=True))
 
     # Moving to another layout ---------------------------------------------------------
     def _move_to(self, new: L.Layout) -> None:

@@ -60,10 +60,14 @@ class RingReader:
         self._pending = self._batch_start
         self.commit()
 
-    def read(self, max_records: int) -> list[bytes]:
-        """Up to ``max_records`` complete records (copies), oldest first."""
-        self.commit()
-        cons = self._batch_start = self._pending
+    def read(self, max_records: int, more: bool = False) -> list[bytes]:
+        """Up to ``max_records`` complete records (copies), oldest first. ``more``: the
+        records after the last batch, as part of it (nothing committed: the batch
+        grows; a ``rewind`` hands all of it back)."""
+        if not more:
+            self.commit()
+            self._batch_start = self._pending
+        cons = self._pending
         prod = _POS.unpack_from(self._prod, 0)[0]
         out: list[bytes] = []
         data = self._data
