@@ -172,6 +172,12 @@ def test_upgrade_and_downgrade_across_a_bpf_layout_change_lose_nothing(
         ]
         assert not bad, "\n".join(bad) + "\n" + summary(res)
         assert program_on(a.switch_port) == program_on(b.switch_port) != prog
+        # The new process loaded its program ahead (in a thread, from the pre-copy on)
+        # and shared the old program's counter maps.
+        line = rf"moved from BPF layout \d+ to {target} .*loaded ahead in ([\d.]+) ms; "
+        moved = re.findall(line + r"counters shared: (.*)\)", sw.log())
+        assert moved and float(moved[-1][0]) > 0, moved
+        assert moved[-1][1] == "hl_counters, hl_stats", moved
         flows_after = flows(sw, br)
         # The hosts' flows (the bridge's own, such as its IPv6 multicast, may idle out
         # meanwhile) are the same kernel flows, their counters kept counting.
