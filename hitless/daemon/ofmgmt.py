@@ -41,8 +41,11 @@ from hitless.openflow import (
     SessionState,
     Timeout,
 )
+from hitless.openflow._wire import Reader
 from hitless.openflow.constants import PROTOCOL_VERSIONS
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
+from hitless.openflow.flowmon import MonitorRequest
+from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.messages import decode as decode_message
 from hitless.openflow.nxmsg import TlvMap
 
@@ -279,6 +282,7 @@ class OfManager:
                     "origin": c.origin,
                     "bundles": bundles,
                     "closed_bundles": sorted(c.session.closed_bundles),
+                    "monitors": [monitor_record(m) for m in c.session.monitors.values()],
                 }
             )
         record = {
@@ -310,6 +314,7 @@ class OfManager:
                     bundles={bid: msgs for bid, (_, msgs) in ic.bundles.items()},
                     bundle_flags={bid: flags for bid, (flags, _) in ic.bundles.items()},
                     closed_bundles=set(ic.closed_bundles),
+                    monitors={m.monitor_id: m for m in ic.monitors},
                 ),
                 bytearray(ic.wbuf),
                 ic.closing,
@@ -323,6 +328,8 @@ class OfManager:
                 cn.client = c
                 c.connector = cn
                 self.connectors[ic.controller] = cn
+        if any(ic.monitors for ic in inh.clients) and self.handler.bridge.of.watch is None:
+            self.handler.bridge.of.watch = []  # inherited flow monitors hear changes
         inh.taken = True
 
     def controller_status(self) -> dict[str, ControllerStatus]:
@@ -537,10 +544,23 @@ class OfManager:
             log.info("%s: refused %s: %s", self.path, type(msg).__name__, e.message)
             c.wbuf += e.with_request(conn.last_request, msg.xid).reply(conn.version)
             return
+        finally:
+            self._flow_updates()  # before the replies: a barrier after a flow_mod
         for r in replies:
             c.wbuf += conn.send(r)
 
+    def _flow_updates(self) -> None:
+        """Send flow monitors the updates rule changes made so far produced."""
+        if self.handler.bridge.of.watch is None:
+            return
+        live = [c for c in self.clients if c.conn.version is not None and not c.closing]
+        per = self.handler.flow_updates([(c.conn, c.session) for c in live])
+        for c, msgs in zip(live, per, strict=True):
+            for m in msgs:
+                c.wbuf += c.conn.send(m)
+
     def _async(self, now: float) -> None:
+        self._flow_updates()  # timeouts, learned rules
         pins, frs = self.handler.async_messages(now)
         pss = self.handler.port_status()
         if not pins and not frs and not pss:
@@ -593,6 +613,7 @@ class InheritedClient:
     origin: str | None
     bundles: dict[int, tuple[int, list[Message]]]
     closed_bundles: tuple[int, ...] = ()
+    monitors: tuple[MonitorRequest, ...] = ()  # flow monitors (absent before they existed)
 
 
 @dataclass(eq=False)
@@ -655,6 +676,7 @@ def parse_sessions(record: dict[str, Any], fds: list[int], now: float) -> Inheri
                     None if c.get("origin") is None else str(c["origin"]),
                     bundles,
                     tuple(int(b) for b in c.get("closed_bundles", ())),
+                    tuple(parse_monitor(m) for m in c.get("monitors", ())),
                 )
             )
         return InheritedSessions(
@@ -667,6 +689,17 @@ def parse_sessions(record: dict[str, Any], fds: list[int], now: float) -> Inheri
         )
     except (KeyError, TypeError, AttributeError, LocalProtocolError, RemoteProtocolError) as e:
         raise ValueError(f"malformed OpenFlow session record: {type(e).__name__}: {e}") from None
+
+
+def monitor_record(m: MonitorRequest) -> list[Any]:
+    """A flow monitor as the session record carries it (the match as OXM bytes)."""
+    return [m.monitor_id, int(m.flags), m.table_id, m.out_port, m.out_group, m.match.encode()]
+
+
+def parse_monitor(rec: Any) -> MonitorRequest:
+    mid, flags, table, out_port, out_group, match = rec
+    return MonitorRequest(int(mid), int(flags), OfMatch.parse(Reader(bytes(match), 0)),
+                          int(table), int(out_port), int(out_group))  # fmt: skip
 
 
 def _miss_send_len(client: dict[str, Any], record: dict[str, Any]) -> int | None:

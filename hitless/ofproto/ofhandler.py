@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hitless.ofproto.oftable import MAX_METER_BANDS
+from hitless.ofproto.oftable import MAX_METER_BANDS, N_TABLES, Rule, RuleChange, compile_match
 from hitless.openflow.connection import Connection
 from hitless.openflow.constants import (
     NX_EXPERIMENTER_ID,
@@ -56,6 +56,17 @@ from hitless.openflow.constants import (
 )
 from hitless.openflow.constants import Port as OfPort
 from hitless.openflow.errors import NxError, RemoteProtocolError
+from hitless.openflow.flowmon import (
+    FlowMonitorCancel,
+    FlowMonitorReply,
+    FlowMonitorRequest,
+    FlowUpdate,
+    MonitorCommand,
+    MonitorFlags,
+    MonitorRequest,
+    UpdateEvent,
+    monitor_error,
+)
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.match import field as oxm_field
 from hitless.openflow.messages import (
@@ -182,6 +193,7 @@ class OfSession:
     bundles: dict[int, list[Message]] = field(default_factory=dict)
     bundle_flags: dict[int, int] = field(default_factory=dict)
     closed_bundles: set[int] = field(default_factory=set)  # CLOSE_REQUEST seen
+    monitors: dict[int, MonitorRequest] = field(default_factory=dict)  # flow monitors by id
 
 
 def of_port(dp_port: int) -> int:
@@ -200,6 +212,20 @@ def _replies(cls: Any, xid: int, name: str, items: Sequence[Any], n: int = CHUNK
     return [
         cls(xid=xid, flags=_more(i, len(chunks)), **{name: tuple(c)}) for i, c in enumerate(chunks)
     ]
+
+
+def _update(
+    event: int, r: Rule, insts: tuple[Any, ...], reason: int, flags: int, version: int
+) -> FlowUpdate:
+    return FlowUpdate(
+        event, r.table_id, reason if event == UpdateEvent.REMOVED else 0, r.priority,
+        r.idle_timeout, r.hard_timeout, r.cookie, r.match,
+        instructions_for(insts, version) if flags & MonitorFlags.INSTRUCTIONS else None,
+    )  # fmt: skip
+
+
+def _outputs_to(insts: tuple[Any, ...], port: int) -> bool:
+    return Rule(0, 0, OfMatch(()), insts).outputs_to(port)
 
 
 def _more(i: int, total: int) -> int:
@@ -303,9 +329,35 @@ class OfHandler:
         self._now = 0.0
         self._ports_seen: dict[int, PortDesc] | None = None
         self.tlv_maps: dict[int, TlvMap] = {}  # NXT_TLV_TABLE_MOD's, by tun_metadata index
+        # rule changes not yet sent to flow monitors: (change, session that made it, xid)
+        self._changes: list[tuple[RuleChange, Connection | None, int]] = []
+        self._compiled: dict[MonitorRequest, tuple[int, int, int, int]] = {}
+
+    def _take_changes(self, origin: Connection | None, xid: int) -> None:
+        watch = self.bridge.of.watch
+        if watch:
+            self._changes += [(c, origin, xid) for c in watch]
+            watch.clear()
 
     # -- requests --
     def handle(
+        self,
+        conn: Connection,
+        session: OfSession,
+        msg: Message,
+        now: float,
+        others: Iterable[Connection] = (),
+    ) -> list[Message]:
+        """The replies to ``msg``; rule changes it makes wait for ``flow_updates``."""
+        if self.bridge.of.watch is None:
+            return self._handle(conn, session, msg, now, others)
+        self._take_changes(None, 0)  # what happened before it (learning, timeouts)
+        try:
+            return self._handle(conn, session, msg, now, others)
+        finally:
+            self._take_changes(conn, msg.xid)
+
+    def _handle(
         self,
         conn: Connection,
         session: OfSession,
@@ -355,7 +407,7 @@ class OfHandler:
                 | Capabilities.QUEUE_STATS
             )
             if conn.version is not None and conn.version >= OFP14_VERSION:
-                caps |= OFPC14_BUNDLES  # as Open vSwitch (no flow monitoring here yet)
+                caps |= OFPC14_BUNDLES  # as Open vSwitch (which does not say FLOW_MONITORING)
             if conn.version == OFP11_VERSION:
                 caps |= OFPC11_ARP_MATCH_IP  # as Open vSwitch says in 1.1
             old = conn.version is not None and conn.version < OFP13_VERSION
@@ -403,6 +455,13 @@ class OfHandler:
                 ErrorType.BAD_REQUEST,
                 BadRequestCode.BAD_MULTIPART,
             )
+        if isinstance(msg, FlowMonitorRequest):
+            return self._flow_monitor(conn, session, msg)
+        if isinstance(msg, FlowMonitorCancel):
+            if session.monitors.pop(msg.monitor_id, None) is None:
+                raise monitor_error(f"no flow monitor {msg.monitor_id}", "UNKNOWN_MONITOR",
+                                    conn.version or OFP13_VERSION)  # fmt: skip
+            return []
         if isinstance(msg, MultipartRequest):
             return self._multipart(msg, now, conn.version or OFP13_VERSION)
         if isinstance(msg, NxTlvTableRequest):
@@ -431,6 +490,113 @@ class OfHandler:
             ErrorType.BAD_REQUEST,
             BadRequestCode.BAD_TYPE,
         )
+
+    # -- flow monitors --
+    def _flow_monitor(
+        self, conn: Connection, session: OfSession, msg: FlowMonitorRequest
+    ) -> list[Message]:
+        """Add, replace or delete this session's monitors (all or none, in the order
+        given, as Open vSwitch does) and answer with the rules the new ones see now."""
+        version = conn.version or OFP13_VERSION
+        mons = dict(session.monitors)
+        fresh: list[MonitorRequest] = []
+        for m in msg.monitors:
+            if m.table_id != 0xFF and m.table_id >= N_TABLES:
+                raise RemoteProtocolError(
+                    f"table {m.table_id}", ErrorType.BAD_REQUEST, BadRequestCode.BAD_TABLE_ID
+                )
+            known = m.monitor_id in mons
+            if m.command == MonitorCommand.ADD and known:
+                raise monitor_error(
+                    f"flow monitor {m.monitor_id} exists", "MONITOR_EXISTS", version
+                )
+            if m.command in (MonitorCommand.MODIFY, MonitorCommand.DELETE) and not known:
+                raise monitor_error(f"no flow monitor {m.monitor_id}", "UNKNOWN_MONITOR", version)
+            if m.command == MonitorCommand.DELETE:
+                del mons[m.monitor_id]
+                continue
+            if m.command not in (MonitorCommand.ADD, MonitorCommand.MODIFY):
+                raise monitor_error(f"monitor command {m.command}", "BAD_COMMAND", version)
+            mons[m.monitor_id] = m
+            fresh.append(m)
+        session.monitors = mons
+        if self.bridge.of.watch is None:
+            self.bridge.of.watch = []
+        wanted: dict[int, tuple[Rule, int]] = {}  # the initial rules, with their flags
+        for m in fresh:
+            if not m.flags & MonitorFlags.INITIAL:
+                continue
+            for r in self.bridge.of.select(m.table_id, m.match, out_port=m.out_port,
+                                           out_group=m.out_group):  # fmt: skip
+                _, flags = wanted.get(id(r), (r, 0))
+                wanted[id(r)] = (r, flags | m.flags)
+        rules = sorted(wanted.values(), key=lambda rf: (rf[0].table_id, -rf[0].priority))
+        updates = [  # table by table, highest priority first, as Open vSwitch lists them
+            _update(UpdateEvent.INITIAL, r, r.instructions, 0, flags, version)
+            for r, flags in rules
+        ]
+        return _replies(FlowMonitorReply, msg.xid, "updates", updates)
+
+    def flow_updates(self, sessions: Sequence[tuple[Connection, OfSession]]) -> list[list[Message]]:
+        """Per session (in the order given), the flow updates its monitors want for the
+        rule changes since the last call: in full, or one abbreviated update for the
+        changes a session made itself unless its monitor asked for them in full (Open
+        vSwitch's connmgr ofmonitor_report)."""
+        of = self.bridge.of
+        out: list[list[Message]] = [[] for _ in sessions]
+        if of.watch is None:
+            return out
+        if not any(s.monitors for _, s in sessions):
+            of.watch = None  # nobody listens: stop recording
+            self._changes.clear()
+            self._compiled.clear()
+            return out
+        self._take_changes(None, 0)
+        if not self._changes:
+            return out
+        changes, self._changes = self._changes, []
+        for i, (conn, session) in enumerate(sessions):
+            if not session.monitors or conn.version is None:
+                continue
+            version = conn.version
+            updates: list[FlowUpdate] = []
+            abbreviated = False
+            for ch, origin, xid in changes:
+                flags = self._monitor_flags(session, ch)
+                if not flags:
+                    continue
+                if flags & MonitorFlags.ONLY_OWN or origin is not conn:
+                    updates.append(_update(ch.event, ch.rule, ch.instructions, ch.reason,
+                                           flags, version))  # fmt: skip
+                elif not abbreviated:
+                    updates.append(FlowUpdate(UpdateEvent.ABBREV, xid=xid))
+                    abbreviated = True
+            if updates:
+                out[i] = list(_replies(FlowMonitorReply, 0, "updates", updates))
+        return out
+
+    def _monitor_flags(self, session: OfSession, ch: RuleChange) -> int:
+        """The union of the flags of ``session``'s monitors that see change ``ch``."""
+        want = {UpdateEvent.ADDED: MonitorFlags.ADD, UpdateEvent.REMOVED: MonitorFlags.REMOVED,
+                UpdateEvent.MODIFIED: MonitorFlags.MODIFY}[UpdateEvent(ch.event)]  # fmt: skip
+        r = ch.rule
+        flags = 0
+        for m in session.monitors.values():
+            if not m.flags & want or m.table_id not in (0xFF, r.table_id):
+                continue
+            if m.out_port != OfPort.ANY and not (
+                _outputs_to(ch.instructions, m.out_port)
+                or (ch.old is not None and _outputs_to(ch.old, m.out_port))
+            ):
+                continue
+            if m.out_group != 0xFFFFFFFF and not r.uses_group(m.out_group):
+                continue
+            compiled = self._compiled.get(m)
+            if compiled is None:
+                compiled = self._compiled[m] = compile_match(m.match)
+            if r.covered_by(*compiled):
+                flags |= m.flags
+        return flags
 
     def _tlv_mod(self, msg: NxTlvTableMod) -> None:
         """The Geneve option map (tun_metadata<n> fields), all or nothing."""
@@ -608,8 +774,8 @@ class OfHandler:
                 raise fail(f"bundle {bid} was opened with other flags", BundleFailedCode.BAD_FLAGS)
             snap = self.bridge.of_transaction()
             for m in msgs:
-                try:
-                    self.handle(conn, session, m, now, others)
+                try:  # (not ``handle``: a rollback takes back the changes not yet sent)
+                    self._handle(conn, session, m, now, others)
                 except RemoteProtocolError as e:
                     self.bridge.of_rollback(snap)
                     raise BundleMessageFailed(e, m) from None

@@ -724,6 +724,23 @@ class Meter:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleChange:
+    """A rule added, modified or removed, for flow monitors (``OfState.watch``):
+    ``event`` is a flow update event (hitless.openflow.flowmon.UpdateEvent: ADDED,
+    REMOVED, MODIFIED), ``instructions`` the rule's at that moment, ``old`` its previous
+    ones when they changed (a monitor on an out_port sees a rule that stopped using it)."""
+
+    event: int
+    rule: Rule
+    instructions: tuple[Instruction, ...]
+    reason: int = 0
+    old: tuple[Instruction, ...] | None = None
+
+
+EV_ADDED, EV_REMOVED, EV_MODIFIED = 1, 2, 3  # UpdateEvent's numbers
+
+
+@dataclass(frozen=True, slots=True)
 class Removed:
     """A rule that left its table, and why (FlowRemovedReason)."""
 
@@ -813,6 +830,10 @@ class OfState:
         self.credited: set[object] | None = None
         self.journal_overflow = False
         self.learned: set[int] = set()  # tables a learn action changed (take_learned)
+        # Rule changes in order while some session monitors flows (None: nobody does);
+        # the OpenFlow handler drains it. A bundle's rollback takes its changes back.
+        self.watch: list[RuleChange] | None = None
+        self._watch_mark = 0  # len(watch) when a snapshot was taken (restore truncates)
 
     # -- queries --
     def rules(self, table_id: int = 0xFF) -> Iterator[Rule]:
@@ -1049,6 +1070,10 @@ class OfState:
                 cookie_mask=fm.cookie_mask,
             )
             for r in rules:
+                if self.watch is not None and r.instructions != fm.instructions:
+                    self.watch.append(
+                        RuleChange(EV_MODIFIED, r, fm.instructions, old=r.instructions)
+                    )
                 self.tables[r.table_id].replace_instructions(r, fm.instructions)
                 if fm.flags & FlowModFlags.RESET_COUNTS:
                     r.packets = r.bytes = 0
@@ -1098,6 +1123,13 @@ class OfState:
         self._inserted(rule, old)
         if old is not None and not fm.flags & FlowModFlags.RESET_COUNTS:
             rule.packets, rule.bytes = old.packets, old.bytes
+        if self.watch is not None:
+            prev = (
+                old.instructions
+                if old is not None and old.instructions != rule.instructions
+                else None
+            )
+            self.watch.append(RuleChange(EV_ADDED, rule, rule.instructions, old=prev))
         return {fm.table_id}, []
 
     def _remove(self, rules: list[Rule], reason: int) -> tuple[set[int], list[Removed]]:
@@ -1112,6 +1144,8 @@ class OfState:
             self.n_rules -= 1
             self.timed.discard(r)
             changed.add(r.table_id)
+            if self.watch is not None:
+                self.watch.append(RuleChange(EV_REMOVED, r, r.instructions, reason))
             if r.flags & FlowModFlags.SEND_FLOW_REM:
                 removed.append(Removed(r, reason))
             cookies |= _deletes_learned(r)
@@ -1154,6 +1188,10 @@ class OfState:
         old = t.rules.get(rule.ident)
         if old is not None:
             if old.instructions != rule.instructions:
+                if self.watch is not None:
+                    self.watch.append(
+                        RuleChange(EV_MODIFIED, old, rule.instructions, old=old.instructions)
+                    )
                 t.replace_instructions(old, rule.instructions)
                 self.learned.add(lf.table_id)
             elif t.journal is not None:
@@ -1166,6 +1204,8 @@ class OfState:
             return False
         self._inserted(rule, t.insert(rule))
         self.learned.add(lf.table_id)
+        if self.watch is not None:
+            self.watch.append(RuleChange(EV_ADDED, rule, rule.instructions))
         return True
 
     def learn_room(self, lf: LearnedFlow) -> bool:
@@ -1344,6 +1384,7 @@ class OfState:
         s.groups = dict(self.groups)
         s.meters = dict(self.meters)
         s.group_version = self.group_version
+        s._watch_mark = len(self.watch) if self.watch is not None else 0
         return s
 
     def restore(self, snap: OfState) -> None:
@@ -1357,6 +1398,8 @@ class OfState:
             self.journal_overflow = True
         self.groups = snap.groups
         self.meters = snap.meters
+        if self.watch is not None:
+            del self.watch[snap._watch_mark :]  # the rolled-back changes never happened
         self.n_rules = snap.n_rules
         self.timed = snap.timed
         self.group_version += 1

@@ -1,4 +1,4 @@
-"""OpenFlow 1.0, 1.3, 1.4 and 1.5 with Open vSwitch's Nicira extensions, sans-IO: the wire
+"""OpenFlow 1.0 to 1.5 with Open vSwitch's Nicira extensions, sans-IO: the wire
 codec and the connection state machine.
 
 Owns: wire constants (``constants``), messages as immutable values with
@@ -15,7 +15,7 @@ Must not import: sockets, asyncio, time, or any other hitless layer (datapath, o
 daemon, config, handoff). The pipeline decides what messages mean; the daemon does I/O.
 """
 
-from hitless.openflow import constants, nx_actions, nx_ct, ofp10
+from hitless.openflow import constants, flowmon, nx_actions, nx_ct, ofp10
 from hitless.openflow.actions import *  # noqa: F403
 from hitless.openflow.actions import __all__ as _actions_all
 from hitless.openflow.connection import *  # noqa: F403
@@ -34,6 +34,7 @@ __all__ = [
     "Oxm",
     "RemoteProtocolError",
     "constants",
+    "flowmon",
     "nx_actions",
     "nx_ct",
     "field",

@@ -1195,6 +1195,11 @@ class MeterFeaturesReply(MultipartReply):
 # -- Experimenter (§7.3.5.15) ------------------------------------------------------------
 
 _EXP_MP = struct.Struct("!II")
+# (experimenter, exp_type) -> parser of an experimenter multipart request that has a value
+# of its own (Nicira's and ONF's flow monitor: hitless.openflow.flowmon)
+EXPERIMENTER_MP_PARSERS: dict[
+    tuple[int, int], Callable[[Reader, int, int, int], MultipartRequest]
+] = {}
 
 
 @_request
@@ -1211,6 +1216,9 @@ class ExperimenterStatsRequest(MultipartRequest):
     @classmethod
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
         e, t = r.unpack(_EXP_MP, "experimenter multipart")
+        parser = EXPERIMENTER_MP_PARSERS.get((e, t))
+        if parser is not None:
+            return parser(r, version, xid, flags)  # type: ignore[return-value]
         return cls(xid=xid, flags=flags, experimenter=e, exp_type=t, data=r.rest())
 
 

@@ -702,6 +702,8 @@ def _stats_request(r: Reader, xid: int, flags: int, st: int, nx: NxSession) -> M
             raise _bad_request(f"vendor {vendor:#x}", BadRequestCode.BAD_EXPERIMENTER)
         if subtype in _NX_GROUP_STATS:
             return _NX_GROUP_STATS[subtype](r, xid, flags)
+        if subtype in NX_STATS_PARSERS:
+            return NX_STATS_PARSERS[subtype](r, xid, flags)
         if subtype in (NxStatsType.IPFIX_BRIDGE, NxStatsType.IPFIX_FLOW):
             r.expect_end("ipfix stats request")
             return ExperimenterStatsRequest(
@@ -734,6 +736,12 @@ def _group_id(r: Reader) -> int:
     (group_id,) = r.unpack(struct.Struct("!I4x"), "group stats request")
     r.expect_end("group stats request")
     return int(group_id)
+
+
+# Nicira statistics whose values live in another module (flow monitoring: flowmon):
+# subtype -> request from its body, and reply class -> (subtype, body encoder).
+NX_STATS_PARSERS: dict[int, Callable[[Reader, int, int], MultipartRequest]] = {}
+NX_STATS_ENCODERS: dict[type, tuple[int, Callable[[MultipartReply], bytes]]] = {}
 
 
 # Open vSwitch's Nicira group statistics for 1.0: subtype -> request from its body.
@@ -1024,6 +1032,9 @@ def _encode_stats(msg: MultipartReply, nx: NxSession) -> bytes:
     if isinstance(msg, GroupFeaturesReply):
         body = msg._mp_body(OFP12_VERSION)
         return _nx_stats_reply(xid, NxStatsType.GROUP_FEATURES, flags, body)
+    enc = NX_STATS_ENCODERS.get(type(msg))
+    if enc is not None:
+        return _nx_stats_reply(xid, enc[0], flags, enc[1](msg))
     raise LocalProtocolError(f"{type(msg).__name__} has no OpenFlow 1.0 form")
 
 

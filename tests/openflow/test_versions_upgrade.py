@@ -214,3 +214,57 @@ def test_a_session_opened_here_survives_a_downgrade_to_an_older_build(
     got = of13.next()
     assert isinstance(got, FlowStatsReply) and got.xid == 21 and got.stats
     of13.sock.close()
+
+
+def test_flow_monitors_cross_an_upgrade(started: Sw) -> None:
+    """Stock ``ovs-ofctl monitor`` in 1.0 (NXST_FLOW_MONITOR) and in 1.4
+    (OFPMP_FLOW_MONITOR) keep their connection and their monitors across ``hitless
+    upgrade``: a rule added afterwards reaches both as an update."""
+    import signal
+
+    from tests.wait import wait_for
+
+    br = f"brm{unique_suffix()}"
+    started.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=dummy")
+    started.vsctl("--", "--id=@m", "get", "bridge", br)
+    rundir = started.rundir.path
+    env = {**os.environ, "OVS_RUNDIR": str(rundir)}
+    mons = []
+    for flags in ((), ("-O", "OpenFlow14")):
+        p = subprocess.Popen(["ovs-ofctl", *flags, "monitor", br, "watch:!initial,udp"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             env=env)  # fmt: skip
+        ctl = Path(rundir) / f"ovs-ofctl.{p.pid}.ctl"
+        mons.append((p, ctl))
+
+    def appctl(ctl: Path, *args: str) -> None:
+        r = subprocess.run(["ovs-appctl", "-t", str(ctl), *args], capture_output=True,
+                           text=True, timeout=30, env=env)  # fmt: skip
+        assert r.returncode == 0, r
+
+    try:
+        for p, ctl in mons:
+            wait_for(lambda ctl=ctl, p=p: ctl.exists() or p.poll() is not None, "monitor ready")
+            assert p.poll() is None
+            appctl(ctl, "ofctl/barrier")
+        old = started.daemon_pid
+        r = subprocess.run(
+            [str(BIN / "hitless"), "upgrade", "--rundir", str(rundir), "--json"],
+            capture_output=True, text=True, timeout=120, cwd="/", env=dict(os.environ),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert started.daemon_pid not in (None, old)
+        add = subprocess.run(["ovs-ofctl", "add-flow", br, "priority=7,udp,actions=output:1"],
+                             capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+        assert add.returncode == 0, add
+        for p, ctl in mons:
+            assert p.poll() is None, "the monitor lost its connection"
+            appctl(ctl, "ofctl/barrier")
+    finally:
+        outs = []
+        for p, _ in mons:
+            os.kill(p.pid, signal.SIGTERM)
+            outs.append(p.communicate(timeout=30)[0])
+    for out in outs:
+        assert "event=ADDED table=0 cookie=0 udp actions=output:1" in out, out
+        assert "disconnected" not in out.lower() and "connection closed" not in out.lower(), out

@@ -1,0 +1,147 @@
+"""``ovs-ofctl monitor BR watch:`` against real Open vSwitch and against hitless.
+
+The same monitor runs against both switches in every version (NXST_FLOW_MONITOR in
+1.0-1.2, ONF's ONFST_FLOW_MONITOR in 1.3, OFPMP_FLOW_MONITOR in 1.4/1.5): the initial
+reply, the updates for rules another connection adds, modifies and deletes, and for a
+change the monitoring connection makes itself (``ovs-appctl -t <monitor> ofctl/send``):
+in full when the monitor asked for its own changes (the default), one abbreviated
+update naming the request's xid with ``!own``. The monitor's own barrier
+(``ofctl/barrier``) orders the end of each run, so nothing is timed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from hitless.openflow import ofp10
+from hitless.openflow.actions import ApplyActions, Output
+from hitless.openflow.match import Match, field
+from hitless.openflow.messages import FlowMod
+from tests.netns import unique_suffix
+from tests.openflow.differential import SwitchPair, normalize
+from tests.wait import wait_for
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("ovs-vswitchd") is None or shutil.which("ovs-ofctl") is None,
+    reason="needs Open vSwitch (ovs-vswitchd, ovs-ofctl)",
+)
+
+VERSIONS = {"of10": 1, "of11": 2, "of12": 3, "of13": 4, "of14": 5, "of15": 6}
+
+
+@pytest.fixture(scope="module")
+def switches() -> Iterator[SwitchPair]:
+    pair = SwitchPair(f"fm{unique_suffix()}"[:15])
+    try:
+        yield pair
+    finally:
+        pair.close()
+
+
+def _own_flow_mod(version: int) -> str:
+    """A flow_mod (xid 0x77: add priority=9,tcp,actions=output:2) in ``version``, as hex
+    for ``ofctl/send``."""
+    fm = FlowMod(
+        xid=0x77,
+        priority=9,
+        match=Match((field("eth_type", 0x800), field("ip_proto", 6))),
+        instructions=(ApplyActions((Output(2),)),),
+    )
+    return (ofp10.encode(fm) if version == 1 else fm.encode(version)).hex()
+
+
+def _monitor(pair: SwitchPair, sw: object, flags: tuple[str, ...], watch: str,
+             steps: list[tuple[str, ...]]) -> str:  # fmt: skip
+    """What ``ovs-ofctl monitor`` printed while ``steps`` ran (``("own", hex)``: sent by
+    the monitor itself; anything else: an ``ovs-ofctl`` command of its own)."""
+    env = sw.env  # type: ignore[attr-defined]
+    rundir = sw.dir  # type: ignore[attr-defined]
+    argv = ["ovs-ofctl", *flags, "monitor", pair.bridge, watch]
+    mon = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                           text=True)  # fmt: skip
+    try:
+        ctl = rundir / f"ovs-ofctl.{mon.pid}.ctl"
+        wait_for(lambda: ctl.exists() or mon.poll() is not None, "the monitor's control socket")
+        assert mon.poll() is None, mon.communicate()[0]
+
+        def appctl(*args: str) -> None:
+            r = subprocess.run(["ovs-appctl", "-t", str(ctl), *args], env=env,
+                               capture_output=True, text=True, timeout=30)  # fmt: skip
+            assert r.returncode == 0, r
+
+        appctl("ofctl/barrier")  # the initial reply is in
+        for step in steps:
+            if step[0] == "own":
+                appctl("ofctl/send", step[1])
+            else:
+                cmd = ["ovs-ofctl", *flags, *(a.replace("{br}", pair.bridge) for a in step)]
+                r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+                assert r.returncode == 0, r
+        appctl("ofctl/barrier")  # every update is in
+    finally:
+        os.kill(mon.pid, signal.SIGTERM)
+        out = mon.communicate(timeout=30)[0]
+    return "\n".join(ln for ln in out.splitlines() if "fatal_signal" not in ln) + "\n"
+
+
+def _reset(pair: SwitchPair) -> None:
+    for args in (("del-flows", "{br}"), ("add-flow", "{br}", "priority=0,actions=NORMAL"),
+                 ("add-flow", "{br}", "priority=5,ip,actions=drop"),
+                 ("add-flow", "{br}", "table=1,priority=6,tcp,tp_dst=80,actions=output:1")):  # fmt: skip
+        ovs, hl = pair.ofctl(*args)
+        assert ovs.rc == 0 and hl.rc == 0, (args, ovs, hl)
+
+
+SCENARIOS: dict[str, tuple[str, list[tuple[str, ...]]]] = {
+    # everything, own changes in full
+    "all": ("watch:", [
+        ("add-flow", "{br}", "priority=7,udp,actions=output:1"),
+        ("mod-flows", "{br}", "udp,actions=output:2"),
+        ("mod-flows", "{br}", "udp,actions=output:2"),  # no change: no update
+        ("del-flows", "{br}", "udp"),
+        ("own", "")]),
+    # own changes abbreviated; a match and no initial dump
+    "abbrev": ("watch:!own,!initial,tcp", [
+        ("add-flow", "{br}", "table=1,priority=7,udp,actions=output:1"),
+        ("add-flow", "{br}", "table=1,priority=8,tcp,tp_dst=22,actions=output:2"),
+        ("add-flow", "{br}", "priority=8,tcp,actions=output:2"),
+        ("own", ""),
+        ("del-flows", "{br}", "table=1,tcp")]),
+    # one table, without actions, only deletions
+    "deletes": ("watch:!actions,!add,!modify,table=0", [
+        ("add-flow", "{br}", "priority=7,udp,actions=output:1"),
+        ("mod-flows", "{br}", "udp,actions=output:2"),
+        ("del-flows", "{br}", "udp"),
+        ("del-flows", "{br}", "table=1")]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_monitor_prints_what_open_vswitch_prints(
+    switches: SwitchPair, scenario: str, version: str
+) -> None:
+    v = VERSIONS[version]
+    flags = () if v == 1 else ("-O", f"OpenFlow1{v - 1}")
+    watch, steps = SCENARIOS[scenario]
+    steps = [("own", _own_flow_mod(v)) if s[0] == "own" else s for s in steps]
+    out = []
+    for sw in (switches.ovs, switches.hl):
+        _reset(switches)
+        out.append(normalize(_monitor(switches, sw, flags, watch, steps)))
+    a, b = out
+    diff = "".join(difflib.unified_diff(a.splitlines(True), b.splitlines(True), "ovs", "hitless"))
+    assert a == b, f"ovs-ofctl {' '.join(flags)} monitor {watch}:\n{diff}"
+    # the run saw updates (a monitor that printed nothing would compare equal too)
+    assert "event=" in b
+    if scenario == "abbrev":
+        assert "event=ABBREV xid=0x77" in b
+    if scenario == "all":
+        assert "event=MODIFIED" in b and "event=DELETED reason=delete" in b
