@@ -42,9 +42,16 @@ from hitless.openflow.constants import (
 from hitless.openflow.constants import Group as GroupNo
 from hitless.openflow.errors import RemoteProtocolError
 from hitless.openflow.match import Match
-from hitless.openflow.messages import EXPERIMENTER_PARSERS, HEADER, encode_acts, encode_insts
+from hitless.openflow.messages import (
+    EXPERIMENTER_PARSERS,
+    HEADER,
+    encode_acts,
+    encode_insts,
+    parse_insts,
+)
 from hitless.openflow.multipart import (
     EXPERIMENTER_MP_PARSERS,
+    EXPERIMENTER_MP_REPLY_PARSERS,
     MultipartReply,
     MultipartRequest,
     _reply,
@@ -350,7 +357,7 @@ class FlowUpdate:
 
     @classmethod
     def parse(cls, r: Reader, version: int) -> FlowUpdate:
-        """One entry (tests and controllers; actions of 1.0-1.2 updates are kept raw)."""
+        """One entry (tests and controllers; 1.0-1.2 updates' actions are not read)."""
         length, event = r.unpack(struct.Struct("!HH"), "flow update")
         body = r.sub(length - 4, "flow update")
         if version < OFP14_VERSION:
@@ -362,8 +369,11 @@ class FlowUpdate:
                 return cls(ev, xid=xid)
             reason, prio, idle, hard, mlen, table, cookie = body.unpack(
                 struct.Struct("!HHHHHBxQ"), "flow update")  # fmt: skip
-            match = Match.parse(body) if version == OFP13_VERSION else parse_nxm(body, mlen)
-            return cls(ev, table, reason, prio, idle, hard, cookie, match, None)
+            if version == OFP13_VERSION:
+                match = Match.parse(body)
+                insts = parse_insts(body, version, match) if body.remaining() else None
+                return cls(ev, table, reason, prio, idle, hard, cookie, match, insts)
+            return cls(ev, table, reason, prio, idle, hard, cookie, parse_nxm(body, mlen), None)
         if event in (UpdateEvent.ABBREV,):
             (xid,) = body.unpack(struct.Struct("!I"), "abbrev")
             return cls(event, xid=xid)
@@ -371,7 +381,9 @@ class FlowUpdate:
             return cls(event)
         table, reason, idle, hard, prio, cookie = body.unpack(
             struct.Struct("!BBHHH4xQ"), "flow update")  # fmt: skip
-        return cls(event, table, reason, prio, idle, hard, cookie, Match.parse(body), None)
+        match = Match.parse(body)
+        insts = parse_insts(body, version, match) if body.remaining() else None
+        return cls(event, table, reason, prio, idle, hard, cookie, match, insts)
 
 
 @_reply
@@ -407,6 +419,11 @@ def _updates(r: Reader, version: int) -> tuple[FlowUpdate, ...]:
     return tuple(out)
 
 
+EXPERIMENTER_MP_REPLY_PARSERS[(ONF_EXPERIMENTER_ID, ONFST_FLOW_MONITOR)] = (
+    lambda r, version, xid, flags: FlowMonitorReply(
+        xid=xid, flags=flags, updates=_updates(r, version)
+    )
+)
 NX_STATS_ENCODERS[FlowMonitorReply] = (
     NxStatsType.FLOW_MONITOR,
     lambda msg: b"".join(u.encode(OFP10_VERSION) for u in msg.updates),  # type: ignore[attr-defined]

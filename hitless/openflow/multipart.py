@@ -66,6 +66,9 @@ from hitless.openflow.ofp11 import actions11, actions12, fields_of11, wildcards1
 
 _MP = struct.Struct("!HH4x")
 _REQUESTS: dict[int, type[MultipartRequest]] = {}
+EXPERIMENTER_MP_REPLY_PARSERS: dict[
+    tuple[int, int], Callable[[Reader, int, int, int], MultipartReply]
+] = {}
 _REPLIES: dict[int, type[MultipartReply]] = {}
 T = TypeVar("T")
 
@@ -1236,6 +1239,9 @@ class ExperimenterStatsReply(MultipartReply):
     @classmethod
     def _mp_parse(cls, r: Reader, version: int, xid: int, flags: int) -> Self:
         e, t = r.unpack(_EXP_MP, "experimenter multipart")
+        parser = EXPERIMENTER_MP_REPLY_PARSERS.get((e, t))
+        if parser is not None:
+            return parser(r, version, xid, flags)  # type: ignore[return-value]
         return cls(xid=xid, flags=flags, experimenter=e, exp_type=t, data=r.rest())
 
 

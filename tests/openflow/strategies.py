@@ -7,6 +7,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from hitless.openflow import actions as a
+from hitless.openflow import flowmon as fm
 from hitless.openflow import messages as m
 from hitless.openflow import multipart as mp
 from hitless.openflow.constants import (
@@ -538,8 +539,40 @@ def message_strategies(version: int) -> list[st.SearchStrategy[Any]]:
             exp_type=u32,
             data=small_bytes,
         ),
-    ]
+        st.builds(fm.FlowMonitorRequest, xid=xid, flags=u16, monitors=st.lists(monitors(v14),
+                                                                               max_size=3).map(tuple)),
+        st.builds(fm.FlowMonitorReply, xid=xid, flags=u16, updates=st.lists(updates(v14),
+                                                                            max_size=3).map(tuple)),
+    ]  # fmt: skip
     return strategies
+
+
+def monitors(v14: bool) -> st.SearchStrategy[fm.MonitorRequest]:
+    """Flow monitors a version can carry (1.3's ONF form has no out_group or command)."""
+    return st.builds(
+        fm.MonitorRequest,
+        monitor_id=u32,
+        flags=st.integers(0, 0x5F).filter(lambda f: bool(f & 0xE) and not f & 0x20),
+        match=matches(),
+        table_id=u8,
+        out_port=u32,
+        out_group=u32 if v14 else st.just(0xFFFFFFFF),
+        command=st.sampled_from([0, 1]) if v14 else st.just(0),
+    )
+
+
+def updates(v14: bool) -> st.SearchStrategy[fm.FlowUpdate]:
+    """Flow updates a version can carry (1.3: Nicira's events, no INITIAL/PAUSED)."""
+    full = st.builds(
+        fm.FlowUpdate,
+        event=st.sampled_from([0, 1, 2, 3] if v14 else [1, 2, 3]),
+        table_id=u8, reason=u8, priority=u16, idle_timeout=u16, hard_timeout=u16, cookie=u64,
+        match=matches(),
+        instructions=st.one_of(st.none(), st.lists(instructions(), min_size=1, max_size=3).map(tuple)),
+    )  # fmt: skip
+    abbrev = st.builds(fm.FlowUpdate, event=st.just(4), xid=u32)
+    paused = st.builds(fm.FlowUpdate, event=st.sampled_from([5, 6]))
+    return st.one_of(full, abbrev, paused) if v14 else st.one_of(full, abbrev)
 
 
 def all_message_classes() -> set[type]:

@@ -79,6 +79,8 @@ def _monitor(pair: SwitchPair, sw: object, flags: tuple[str, ...], watch: str,
         appctl("ofctl/barrier")  # the initial reply is in
         for step in steps:
             if step[0] == "own":
+                # the updates so far are printed before the monitor prints what it sends
+                appctl("ofctl/barrier")
                 appctl("ofctl/send", step[1])
             else:
                 cmd = ["ovs-ofctl", *flags, *(a.replace("{br}", pair.bridge) for a in step)]

@@ -22,8 +22,6 @@ OF14 = sorted((DATA / "of14").glob("*"))
 
 # 1.4 messages the switch does not implement yet: the codec refuses them as the peer's fault.
 OF14_UNSUPPORTED = {
-    "5-66-ofp_flow_monitor_request.packet": BadRequestCode.BAD_MULTIPART,
-    "5-67-ofp_flow_monitor_reply.packet": BadRequestCode.BAD_MULTIPART,
     "5-65-ofp_role_status.packet": BadRequestCode.BAD_TYPE,
     "5-68-ofp_table_status.packet": BadRequestCode.BAD_TYPE,
     "5-71-ofp_requestforward.packet": BadRequestCode.BAD_TYPE,
@@ -46,9 +44,19 @@ def test_golden_files_found() -> None:
     assert len(OF14) > 60
 
 
+# os-ken's ONF flow monitor request carries a match Open vSwitch cannot decode either
+# (``ovs-ofctl ofp-print``: OFPBMC_BAD_LEN): refused as a bad match.
+OF13_BAD_MATCH = {"4-63-onf_flow_monitor_request.packet"}
+
+
 @pytest.mark.parametrize("path", OF13, ids=lambda p: p.name)
 def test_of13_golden_round_trip(path: Path) -> None:
     data = path.read_bytes()
+    if path.name in OF13_BAD_MATCH:
+        with pytest.raises(RemoteProtocolError) as info:
+            decode(data)
+        assert info.value.type == ErrorType.BAD_MATCH
+        return
     msg = decode(data)
     assert msg.encode(data[0]) == data
 
