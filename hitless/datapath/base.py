@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,6 +36,7 @@ from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
 from hitless.datapath.meters import DpMeter, MeterTable
 from hitless.datapath.patch import PANEL, PatchPanel
 from hitless.packet.flow import Match, extract_key
+from hitless.state.handles import Handles, MeterLevelV1
 
 if TYPE_CHECKING:
     from hitless.datapath.megaflow import MegaflowTable
@@ -202,10 +203,9 @@ class Datapath(ABC):
         state["recirc"] = [[k, v.hex()] for k, v in self.recirc.items()]
         return state
 
-    def adopt_conntrack(self, handles: dict[str, Any]) -> None:
+    def adopt_conntrack(self, state: dict[str, Any]) -> None:
         """Take the connection table and recirculation ids of exported handles (their
-        "conntrack"; absent, from a build without conntrack: nothing to take)."""
-        state = handles.get("conntrack")
+        ``conntrack``; empty, from a build without conntrack: nothing to take)."""
         if not state:
             return
         try:
@@ -266,8 +266,9 @@ class Datapath(ABC):
         """Release everything; does not touch devices it does not own."""
 
     # Handoff -------------------------------------------------------------------
-    def export_handles(self) -> tuple[dict[str, Any], list[int]]:
-        """(state, fds) a new process needs to adopt this datapath unchanged."""
+    def export_handles(self) -> tuple[Handles, list[int]]:
+        """(handles, fds) a new process needs to adopt this datapath unchanged: the
+        record of this datapath type (``hitless.state.handles``) and the descriptors."""
         raise NotImplementedError(f"{self.type} datapath cannot be handed over")
 
     def track_changes(self) -> None:
@@ -285,15 +286,15 @@ class Datapath(ABC):
         answers from that record and stops recording; this default scans every flow."""
         return [f for f in self.flow_dump() if f.stats.used >= since]
 
-    def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
+    def adopt_ports(self, handles: Handles, fds: list[int]) -> None:
         """Attach the ports of an ``export_handles`` state to this (port-less) instance:
         a handoff builds the flow table during pre-copy, then adopts the ports at the
         freeze. Takes ownership of fds."""
         raise NotImplementedError(f"{self.type} datapath cannot adopt ports")
 
-    def meter_adopt(self, state: dict[str, Any]) -> None:
-        """Carry on the meters' token buckets of an ``export_handles`` state (its
-        "meters"): call it after the bridge pushed its meters into this datapath
+    def meter_adopt(self, levels: Sequence[MeterLevelV1]) -> None:
+        """Carry on the meters' token buckets of an ``export_handles`` record (its
+        ``meters``): call it after the bridge pushed its meters into this datapath
         (``meter_set`` starts full buckets). Meters whose configuration differs, or
         that this datapath does not have, keep what they have. A provider whose meters
         outlive the process (in the kernel, with the flows) has nothing to carry."""
@@ -302,7 +303,7 @@ class Datapath(ABC):
         """Undo ``export_handles`` after a handoff rolled back: serve on as before."""
 
     @classmethod
-    def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> Datapath:
+    def adopt(cls, name: str, handles: Handles, fds: list[int]) -> Datapath:
         raise NotImplementedError(f"{cls.type} datapath cannot be adopted")
 
 
@@ -422,9 +423,6 @@ class InProcessMeters:
         """Whether the meter lets ``nbytes`` through now (counts a band's drop)."""
         return self.meters.admit(meter_id, nbytes, self._meter_now())
 
-    def meter_adopt(self, state: dict[str, Any]) -> None:
+    def meter_adopt(self, levels: Sequence[MeterLevelV1]) -> None:
         """The exported meters' token buckets, for the meters the bridge pushed since."""
-        try:
-            self.meters.adopt_levels(state.get("meters", []), self._meter_now())
-        except ValueError as e:
-            raise DatapathError(f"cannot adopt the meters of {self.name}: {e}") from None
+        self.meters.adopt_levels(levels, self._meter_now())

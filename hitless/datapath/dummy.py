@@ -15,7 +15,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from hitless.datapath.actions import Action
 from hitless.datapath.base import (
@@ -35,6 +35,7 @@ from hitless.datapath.megaflow import MegaflowTable, recorded_hits
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
 from hitless.packet.flow import Match, extract_key
+from hitless.state.handles import DummyHandlesV1, DummyPortV1, Handles
 
 
 class DummyDatapath(InProcessRecirc, InProcessMeters, Datapath):
@@ -234,29 +235,28 @@ class DummyDatapath(InProcessRecirc, InProcessMeters, Datapath):
         return out
 
     # Handoff -------------------------------------------------------------------
-    def export_handles(self) -> tuple[dict[str, Any], list[int]]:
-        return {
-            "ports": [
-                [p.port_no, p.name, p.type] + ([p.peer] if p.peer is not None else [])
-                for p in self._ports.values()
-            ],
-            "meters": self.meters.export_levels(),
-            "pcap": {str(p): paths for p, paths in self._pcap_paths.items()},
-            "conntrack": self.export_conntrack(),
-        }, []
+    def export_handles(self) -> tuple[DummyHandlesV1, list[int]]:
+        return DummyHandlesV1(
+            [DummyPortV1(p.port_no, p.name, p.type, p.peer) for p in self._ports.values()],
+            self.meters.export_levels(),
+            {str(p): dict(paths) for p, paths in self._pcap_paths.items()},
+            self.export_conntrack(),
+        ), []
 
     @classmethod
-    def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> DummyDatapath:
+    def adopt(cls, name: str, handles: Handles, fds: list[int]) -> DummyDatapath:
         dp = cls(name)
-        dp.adopt_ports(state, fds)
+        dp.adopt_ports(handles, fds)
         return dp
 
-    def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
-        for port_no, pname, ptype, *peer in state["ports"]:
-            self.port_add(pname, port_no, ptype, {"peer": peer[0]} if peer else None)
-        for port_no, paths in state.get("pcap", {}).items():
+    def adopt_ports(self, handles: Handles, fds: list[int]) -> None:
+        if not isinstance(handles, DummyHandlesV1):
+            raise DatapathError(f"cannot adopt {self.name}: not a dummy datapath's handles")
+        for p in handles.ports:
+            self.port_add(p.name, p.port_no, p.type, {"peer": p.peer} if p.peer else None)
+        for port_no, paths in handles.pcap.items():
             self._open_pcaps(int(port_no), paths, append=True)
-        self.adopt_conntrack(state)
+        self.adopt_conntrack(handles.conntrack)
 
     def thaw(self) -> None:
         for p in self._ports.values():  # an adopter in this process may have taken them

@@ -28,8 +28,10 @@ handoff carries, and starts counting the new datapath's from zero.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+
+from hitless.state.handles import MeterLevelV1
 
 __all__ = ["BAND_DROP", "BAND_DSCP_REMARK", "DpMeter", "DpMeterBand", "MeterTable"]
 
@@ -112,43 +114,33 @@ class MeterTable:
         return tuple(min(c, t + r * dt) for t, r, c in zip(m.tokens, m.rates, m.caps, strict=True))
 
     # Handoff ---------------------------------------------------------------------
-    def export_levels(self) -> list[dict[str, Any]]:
-        """Every meter's buckets, JSON-able: its configuration (so that levels are only
-        ever given to the same meter), each band's tokens and when they were so."""
+    def export_levels(self) -> list[MeterLevelV1]:
+        """Every meter's buckets: its configuration (so that levels are only ever given
+        to the same meter), each band's tokens and when they were so."""
         return [
-            {
-                "meter_id": mid,
-                "kbps": m.cfg.kbps,
-                "bands": [[b.rate, b.burst, b.type] for b in m.cfg.bands],
-                "tokens": list(m.tokens),
-                "last": m.last,
-            }
+            MeterLevelV1(
+                mid,
+                m.cfg.kbps,
+                [(b.rate, b.burst, b.type) for b in m.cfg.bands],
+                list(m.tokens),
+                m.last,
+            )
             for mid, m in sorted(self._meters.items())
         ]
 
-    def adopt_levels(self, records: list[dict[str, Any]], now: float) -> int:
+    def adopt_levels(self, records: Iterable[MeterLevelV1], now: float) -> int:
         """Give the meters of this table that ``export_levels`` (of another process)
         describes with the same configuration those bucket levels; the band counters stay
         as they are. A level is capped at its band's burst, and a time after ``now`` (a
-        different clock) counts as ``now``. Returns how many meters took their levels;
-        ValueError if a record is malformed."""
+        different clock) counts as ``now``. Returns how many meters took their levels."""
         n = 0
         for rec in records:
-            try:
-                mid = int(rec["meter_id"])
-                cfg = DpMeter(
-                    bool(rec["kbps"]),
-                    tuple(DpMeterBand(int(r), int(b), int(t)) for r, b, t in rec["bands"]),
-                )
-                tokens = [float(x) for x in rec["tokens"]]
-                last = float(rec["last"])
-            except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"meter bucket record {rec!r}: {e}") from None
-            m = self._meters.get(mid)
-            if m is None or m.cfg != cfg or len(tokens) != len(m.tokens):
+            cfg = DpMeter(rec.kbps, tuple(DpMeterBand(r, b, t) for r, b, t in rec.bands))
+            m = self._meters.get(rec.meter_id)
+            if m is None or m.cfg != cfg or len(rec.tokens) != len(m.tokens):
                 continue  # not (or no longer) the meter these levels belong to
-            m.tokens = [max(0.0, min(c, t)) for t, c in zip(tokens, m.caps, strict=True)]
-            m.last = min(last, now)
+            m.tokens = [max(0.0, min(c, t)) for t, c in zip(rec.tokens, m.caps, strict=True)]
+            m.last = min(rec.last, now)
             n += 1
         return n
 

@@ -50,9 +50,10 @@ on the port loses nothing (20,000 frames wait in the ring; 2.4 s of headroom). T
 devices get a transmit queue of the same length. Bigger MTUs get bigger frames.
 
 Handoff: ``export_handles`` (between two ``run`` calls) returns the socket and tap fds
-plus a JSON-able state: per port its number, name, type, ring geometry and the index
-of the next frame to read (a patch port: its peer, and no fd); every flow with its actions and stats; the upcalls not yet
-collected; the meters' token buckets (restored by ``meter_adopt`` once the bridge has
+plus a typed record (``hitless.state.handles.NetdevHandlesV1``): per port its number,
+name, type, ring geometry and the index of the next frame to read (a patch port: its
+peer, and no fd); the upcalls not yet collected (the megaflows travel apart, as the
+handoff's typed flow records); the meters' token buckets (restored by ``meter_adopt`` once the bridge has
 pushed the meters again). Ownership of the kernel objects passes with the fds: the
 exporter sends them (SCM_RIGHTS gives the receiver its own references) and may then
 ``close()``, which only closes its own copies. A socket's ring lives as long as any fd
@@ -79,7 +80,6 @@ from hitless.datapath.actions import (
     Action,
     Output,
     actions_from_json,
-    actions_to_json,
 )
 from hitless.datapath.base import (
     Datapath,
@@ -99,10 +99,10 @@ from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
 from hitless.datapath.upcallq import FairUpcallQueue, PortQueueStats
 from hitless.packet.flow import CT_OFF, Match, extract_key, widen
+from hitless.state.handles import Handles, NetdevHandlesV1, NetdevPortV1
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 1
 RING_FRAMES = 24576
 BUDGET = 512  # frames per port per run()
 TX_BATCH = BUDGET  # frames per sendmmsg (each read frame is queued at most once per port)
@@ -850,8 +850,9 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             self._ctl.close()
             self._ctl = None
 
-    def export_handles(self) -> tuple[dict[str, Any], list[int]]:
-        """Freeze the datapath (``run`` does nothing afterwards) and describe it.
+    def export_handles(self) -> tuple[NetdevHandlesV1, list[int]]:
+        """Freeze the datapath (``run`` does nothing afterwards) and describe it; its
+        megaflows are not in the handles (a handoff carries them as typed records).
 
         Call it between two ``run`` calls. The returned fds are still owned by this
         object; pass them on, then ``close()`` (after SCM_RIGHTS) or ``detach()``
@@ -861,61 +862,44 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         ports = []
         for port in self._ports.values():
             d = port.dp
-            entry: dict[str, Any] = {
-                "port_no": d.port_no,
-                "name": d.name,
-                "type": d.type,
-                "mac": d.mac.hex(),
-                "ifindex": port.ifindex,
-                "stats": [
-                    d.stats.rx_packets,
-                    d.stats.rx_bytes,
-                    d.stats.tx_packets,
-                    d.stats.tx_bytes,
-                    d.stats.rx_dropped,
-                    d.stats.tx_dropped,
-                ],
-            }
-            if port.geometry is not None:
-                entry["ring"] = port.geometry.to_json()
-                entry["head"] = port.head
-            if d.peer is not None:
-                # No descriptor: a build that knows no patch ports fails to adopt this
-                # entry (no "fd") and the handoff rolls back.
-                entry["peer"] = d.peer
-            else:
-                entry["fd"] = len(fds)
+            s = d.stats
+            fd: int | None = None
+            if d.peer is None:
+                fd = len(fds)
                 fds.append(port.fd)
-            ports.append(entry)
-        flows = [
-            {
-                "key": f.match.key.hex(),
-                "mask": f.match.mask.hex(),
-                "actions": actions_to_json(f.actions),
-                "stats": [f.stats.packets, f.stats.bytes, f.stats.used, f.stats.tcp_flags],
-                "created": f.created,
-            }
-            for f in self._flows
-        ]
+            # A patch port has no descriptor: a build that knows no patch ports fails to
+            # adopt it (no "fd") and the handoff rolls back.
+            ports.append(
+                NetdevPortV1(
+                    d.port_no,
+                    d.name,
+                    d.type,
+                    d.mac.hex(),
+                    port.ifindex,
+                    [s.rx_packets, s.rx_bytes, s.tx_packets, s.tx_bytes, s.rx_dropped,
+                     s.tx_dropped],  # fmt: skip
+                    port.geometry.to_json() if port.geometry is not None else None,
+                    port.head if port.geometry is not None else None,
+                    d.peer,
+                    fd,
+                )
+            )
         # A recirculated upcall's key carries ct state the packet does not: sent too.
         upcalls = [
             [u.in_port, u.packet.hex(), u.reason, u.userdata.hex()]
             + ([u.key.hex()] if any(u.key[CT_OFF:]) else [])
             for u in self._upcalls
         ]
-        state = {
-            "version": STATE_VERSION,
-            "type": self.type,
-            "ring_frames": self.ring_frames,
-            "max_upcalls": self.max_upcalls,
-            "ports": ports,
-            "flows": flows,
-            "upcalls": upcalls,
-            "counters": [self.n_hit, self.n_missed, self.n_lost],
-            "meters": self.meters.export_levels(),
-            "conntrack": self.export_conntrack(),
-        }
-        return state, fds
+        handles = NetdevHandlesV1(
+            self.ring_frames,
+            self.max_upcalls,
+            ports=ports,
+            upcalls=upcalls,
+            counters=[self.n_hit, self.n_missed, self.n_lost],
+            meters=self.meters.export_levels(),
+            conntrack=self.export_conntrack(),
+        )
+        return handles, fds
 
     def thaw(self) -> None:
         """The handoff rolled back: forward again from where the rings stand."""
@@ -925,57 +909,50 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             if d.peer is not None:
                 self.patch_panel.plug(d.name, d.peer, self, d.port_no)
 
-    def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
+    def adopt_ports(self, handles: Handles, fds: list[int]) -> None:
         """Attach the exported ports (their sockets, rings and positions) to this
         instance, which keeps its flow table; takes ownership of fds."""
-        if state.get("version") != STATE_VERSION:
-            raise DatapathError(
-                f"cannot adopt netdev datapath state version {state.get('version')!r} "
-                f"(this version understands {STATE_VERSION})"
-            )
-        self.ring_frames = int(state["ring_frames"])
-        self.max_upcalls = int(state["max_upcalls"])
+        if not isinstance(handles, NetdevHandlesV1):
+            raise DatapathError(f"cannot adopt {self.name}: not a netdev datapath's handles")
+        self.ring_frames = handles.ring_frames
+        self.max_upcalls = handles.max_upcalls
         self._upcalls.total = self.max_upcalls
         self._upcalls.per_port = min(self.max_upcalls, MAX_UPCALLS_PER_PORT)
         try:
-            for e in state["ports"]:
-                stats = PortStats(*(int(x) for x in e["stats"]))
-                if e["type"] == "patch":
-                    peer = patch_peer(e["name"], {"peer": e["peer"]})
+            for e in handles.ports:
+                stats = PortStats(*e.stats)
+                if e.type == "patch":
+                    peer = patch_peer(e.name, {"peer": e.peer or ""})
                     d = DpPort(
-                        int(e["port_no"]),
-                        e["name"],
-                        "patch",
-                        False,
-                        bytes.fromhex(e["mac"]),
-                        stats,
-                        peer=peer,
+                        e.port_no, e.name, "patch", False, bytes.fromhex(e.mac), stats, peer=peer
                     )
                     self._attach(_Port(d, -1))
                     continue
-                fd = fds[e["fd"]]
+                if e.fd is None:
+                    raise DatapathError(f"port {e.name} came without a descriptor")
+                fd = fds[e.fd]
                 d = DpPort(
-                    int(e["port_no"]),
-                    e["name"],
-                    e["type"],
-                    afpacket.link_up(e["name"]),
-                    bytes.fromhex(e["mac"]),
+                    e.port_no,
+                    e.name,
+                    e.type,
+                    afpacket.link_up(e.name),
+                    bytes.fromhex(e.mac),
                     stats,
                 )
-                if "ring" in e:
-                    geometry = afpacket.RingGeometry.from_json(e["ring"])
+                if e.ring is not None:
+                    geometry = afpacket.RingGeometry.from_json(e.ring)
                     sock = socket.socket(fileno=fd)
                     sock.setblocking(False)
                     ring = afpacket.map_ring(fd, geometry)
-                    port = _Port(d, fd, sock, ring, geometry, int(e["head"]), int(e["ifindex"]))
+                    port = _Port(d, fd, sock, ring, geometry, e.head or 0, e.ifindex)
                 else:
                     os.set_blocking(fd, False)
-                    port = _Port(d, fd, ifindex=int(e["ifindex"]))
+                    port = _Port(d, fd, ifindex=e.ifindex)
                 self._attach(port)
-        except (OSError, KeyError, IndexError, ValueError, DatapathError) as e:
+        except (OSError, IndexError, ValueError, TypeError, DatapathError) as err:
             self.detach()
-            raise DatapathError(f"cannot adopt netdev datapath {self.name}: {e}") from None
-        self.adopt_conntrack(state)
+            raise DatapathError(f"cannot adopt netdev datapath {self.name}: {err}") from None
+        self.adopt_conntrack(handles.conntrack)
         self._invalidate()
 
     def track_changes(self) -> None:
@@ -992,16 +969,15 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         return got if got is not None else super().take_hits(since)
 
     @classmethod
-    def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> NetdevDatapath:
-        """Rebuild a datapath from ``export_handles`` output; takes ownership of fds."""
-        if state.get("version") != STATE_VERSION:
-            raise DatapathError(
-                f"cannot adopt netdev datapath state version {state.get('version')!r} "
-                f"(this version understands {STATE_VERSION})"
-            )
-        dp = cls(name, int(state["ring_frames"]), int(state["max_upcalls"]))
-        dp.adopt_ports(state, fds)
-        for f in state["flows"]:
+    def adopt(cls, name: str, handles: Handles, fds: list[int]) -> NetdevDatapath:
+        """Rebuild a datapath from ``export_handles`` output (ports, queued misses and
+        counters; its flows come apart, as a handoff carries them); takes ownership of
+        fds."""
+        if not isinstance(handles, NetdevHandlesV1):
+            raise DatapathError(f"cannot adopt {name}: not a netdev datapath's handles")
+        dp = cls(name, handles.ring_frames, handles.max_upcalls)
+        dp.adopt_ports(handles, fds)
+        for f in handles.flows:  # from a build that still sent them here
             packets, nbytes, used, flags = f["stats"]
             dp._flows.insert(
                 _make_flow(
@@ -1011,7 +987,7 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
                     float(f["created"]),
                 )
             )
-        for in_port, packet, reason, userdata, *key in state["upcalls"]:
+        for in_port, packet, reason, userdata, *key in handles.upcalls:
             pkt = bytes.fromhex(packet)
             dp._upcalls.push(
                 Upcall(
@@ -1023,7 +999,7 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
                 ),
                 force=True,  # the predecessor's bounds may have been wider
             )
-        dp.n_hit, dp.n_missed, dp.n_lost = (int(x) for x in state["counters"])
+        dp.n_hit, dp.n_missed, dp.n_lost = (int(x) for x in handles.counters)
         return dp
 
 

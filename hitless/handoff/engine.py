@@ -46,6 +46,7 @@ from hitless.memo import Memo
 from hitless.ofproto.bridge import Bridge
 from hitless.ofproto.oftable import Rule
 from hitless.packet.flow import Match, compact, widen
+from hitless.state import handles as dp_handles
 from hitless.state import ledger, snapshot
 from hitless.state.parts import RecordList, Splicer
 from hitless.state.records import (
@@ -278,18 +279,23 @@ def _bridge_state(
 
 
 def _final_handles(dp: Datapath, fds: list[int]) -> tuple[dict[str, Any], list[int]]:
-    handles, dp_fds = dp.export_handles()
-    handles = {k: v for k, v in handles.items() if k != "flows"}
-    handles["flows"] = []  # carried as typed FlowV1 records instead
+    """The datapath's handles record in its wire form, and the slots of its descriptors
+    (appended to ``fds``)."""
+    rec, dp_fds = dp.export_handles()
     slots = list(range(len(fds), len(fds) + len(dp_fds)))
     fds.extend(dp_fds)
-    return handles, slots
+    return dp_handles.to_wire(rec), slots
 
 
 def _openflow_counts(bridges: Iterable[Any]) -> dict[str, int]:
     """{"openflow_rules": N} over bridges with an OpenFlow table (as ``summary``)."""
     tables = [of for of in (getattr(b, "of", None) for b in bridges) if of is not None]
     return {"openflow_rules": sum(of.n_rules for of in tables)} if tables else {}
+
+
+def _handles(br: BridgeState) -> dp_handles.Handles:
+    """A bridge's datapath handles as the record of its datapath type."""
+    return dp_handles.from_wire(br.datapath.type, br.datapath.handles)
 
 
 def _bridge(rb: Any) -> Bridge:
@@ -700,7 +706,8 @@ class ImportEngine:
         bridge.adopt_learned(br.mac_entries, ofports, now)
         _import_openflow(bridge, br.openflow, now)
         # The bridge has pushed its meters (full buckets): carry on the old ones' levels.
-        dp.meter_adopt(dict(br.datapath.handles))
+        if br.datapath.handles:
+            dp.meter_adopt(_handles(br).meters)
 
     def _put_flows(
         self,
@@ -786,15 +793,14 @@ class ImportEngine:
             for d in delta.bridges:
                 br = d.changed
                 dp_fds = [fds[i] for i in br.datapath.fd_slots]
+                handles = _handles(br)
                 if d.new or br.name not in self.restored:
-                    dp = provider(br.datapath.type).adopt(
-                        br.name, dict(br.datapath.handles), dp_fds
-                    )
+                    dp = provider(br.datapath.type).adopt(br.name, handles, dp_fds)
                     adopted.append(br.datapath.fd_slots)
                     self._build(br, dp, now)
                     continue
                 bridge, dp = self.restored[br.name]
-                dp.adopt_ports(dict(br.datapath.handles), dp_fds)
+                dp.adopt_ports(handles, dp_fds)
                 adopted.append(br.datapath.fd_slots)
                 known = self.flow_actions.setdefault(br.name, {})
                 for key, mask in d.removed_flows:
@@ -809,7 +815,7 @@ class ImportEngine:
                     self._apply_openflow_delta(br.name, bridge, d.openflow_delta, now)
                 else:  # the whole OpenFlow state replaces the pre-copy's
                     _import_openflow(bridge, br.openflow, now)
-                dp.meter_adopt(dict(br.datapath.handles))  # after the meters were pushed
+                dp.meter_adopt(handles.meters)  # after the meters were pushed
         finally:
             self._close_unadopted(fds, adopted)
 

@@ -62,6 +62,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgspec
+
 from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, InterfaceStatus
 from hitless.datapath.actions import Meter as DpMeterAction
 from hitless.datapath.actions import Output, Recirc, Sample, Userspace, format_actions
@@ -108,6 +110,7 @@ from hitless.packet.flow import (
     full_mask,
     mask_or,
 )
+from hitless.state.handles import levels_from_wire
 from hitless.state.records import MacEntryV1, OpenFlowDeltaV2, OpenFlowV2
 
 __all__ = ["Bridge"]
@@ -483,11 +486,12 @@ class Bridge:
         meters = getattr(self.datapath, "meters", None)
         if meters is None or not (self._policers or self._egress):
             return None
-        return [r for r in meters.export_levels() if r["meter_id"] >= POLICER_BASE] or None
+        levels = [r for r in meters.export_levels() if r.meter_id >= POLICER_BASE]
+        return msgspec.to_builtins(levels) or None
 
     def import_policers(self, records: list[dict[str, Any]]) -> None:
         """``export_policers``' buckets into the policers configured since."""
-        self.datapath.meter_adopt({"meters": records})
+        self.datapath.meter_adopt(levels_from_wire(records))
 
     def _police_egress(self, actions: tuple[Any, ...]) -> tuple[Any, ...]:
         """Each output to a port with an egress policer goes through that port's meter

@@ -227,5 +227,5 @@ def test_handles_carry_the_connection_table_and_recirc_ids() -> None:
 def test_bad_conntrack_handles_are_refused() -> None:
     dp = DummyDatapath("br-bad", clock=Clock())
     with pytest.raises(DatapathError, match="conntrack"):
-        dp.adopt_conntrack({"conntrack": {"conns": [[1, 2, 3]]}})
+        dp.adopt_conntrack({"conns": [[1, 2, 3]]})
     assert len(dp.conntrack) == 0

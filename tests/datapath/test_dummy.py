@@ -17,6 +17,7 @@ from hitless.datapath.base import DatapathError, DpFlow
 from hitless.datapath.dummy import DummyDatapath
 from hitless.datapath.megaflow import MegaflowTable
 from hitless.packet.flow import VLAN_PRESENT, Match, extract_key, full_mask, make_key, make_mask
+from hitless.state import handles
 
 A = "02:00:00:00:00:0a"
 B = "02:00:00:00:00:0b"
@@ -123,7 +124,9 @@ def test_link_down_port_sends_nothing(dp: DummyDatapath) -> None:
 def test_export_and_adopt_keep_ports(dp: DummyDatapath) -> None:
     state, fds = dp.export_handles()
     assert fds == []
-    new = DummyDatapath.adopt("br0", state, fds)
+    wire = handles.to_wire(state)  # what DatapathV1.handles carries
+    assert wire["ports"] == [[1, "p1", "system"], [2, "p2", "system"], [3, "p3", "system"]]
+    new = DummyDatapath.adopt("br0", handles.from_wire("dummy", wire), fds)
     assert {n: p.name for n, p in new.ports().items()} == {1: "p1", 2: "p2", 3: "p3"}
 
 

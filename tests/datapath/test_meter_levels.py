@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hitless.datapath.base import DatapathError
 from hitless.datapath.dummy import DummyDatapath
 from hitless.datapath.meters import BAND_DROP, DpMeter, DpMeterBand, MeterTable
+from hitless.state import handles
+from hitless.state.handles import MeterLevelV1, levels_from_wire
+from hitless.state.snapshot import SnapshotError
 
 TWO_BANDS = DpMeter(True, (DpMeterBand(64, 16), DpMeterBand(512, 64, BAND_DROP)))
 PKTPS = DpMeter(False, (DpMeterBand(100, 10),))
@@ -72,11 +74,11 @@ def test_levels_go_only_to_the_same_meter() -> None:
 def test_levels_are_capped_and_a_later_clock_counts_as_now() -> None:
     t = MeterTable()
     t.set(1, PKTPS, 100.0)
-    rec = {"meter_id": 1, "kbps": False, "bands": [[100, 10, 1]], "tokens": [99.0], "last": 50}
+    rec = MeterLevelV1(1, False, [(100, 10, 1)], [99.0], 50.0)
     assert t.adopt_levels([rec], 100.0) == 1
     assert t.levels(1, 100.0) == (10.0,)
     t.admit(1, 100, 100.0)
-    future = {**rec, "tokens": [0.0], "last": 1e9}  # another clock's time
+    future = MeterLevelV1(1, False, [(100, 10, 1)], [0.0], 1e9)  # another clock's time
     t.adopt_levels([future], 100.0)
     assert t.levels(1, 100.5) == (10.0,)  # refills from now on, not from 1e9
     assert t.levels(1, 100.0) == (0.0,)
@@ -92,14 +94,14 @@ def test_levels_are_capped_and_a_later_clock_counts_as_now() -> None:
     ],
 )
 def test_malformed_records_are_refused(rec: dict[str, object]) -> None:
-    t = MeterTable()
-    t.set(1, PKTPS, 0.0)
-    with pytest.raises(ValueError, match="meter bucket record"):
-        t.adopt_levels([rec], 0.0)
-    dp = DummyDatapath("br0", clock=lambda: 0.0)
-    dp.meter_set(1, PKTPS)
-    with pytest.raises(DatapathError, match="cannot adopt the meters of br0"):
-        dp.meter_adopt({"meters": [rec]})
+    """Levels are typed records: a malformed one from the wire is refused when the
+    handles are read, before any datapath is touched."""
+    with pytest.raises(SnapshotError, match="meter bucket levels are invalid"):
+        levels_from_wire([rec])
+    with pytest.raises(SnapshotError, match="dummy datapath handles are invalid"):
+        handles.from_wire("dummy", {"ports": [], "meters": [rec]})
+    good = {"meter_id": 1, "kbps": False, "bands": [[1, 2, 1]], "tokens": [1], "last": 0}
+    assert levels_from_wire([good]) == [MeterLevelV1(1, False, [(1, 2, 1)], [1.0], 0.0)]
 
 
 def test_dummy_datapath_hands_its_buckets_over() -> None:
@@ -109,14 +111,16 @@ def test_dummy_datapath_hands_its_buckets_over() -> None:
     old.meter_set(1, PKTPS)
     for _ in range(8):
         old._meter(1, 100)
-    state, fds = old.export_handles()
-    assert fds == [] and [m["tokens"] for m in state["meters"]] == [[2.0]]
+    sent, fds = old.export_handles()
+    assert fds == [] and [m["tokens"] for m in handles.to_wire(sent)["meters"]] == [[2.0]]
+    state = handles.from_wire("dummy", handles.to_wire(sent))  # as the new process reads it
     new = DummyDatapath.adopt("br0", state, fds)
     new.clock = lambda: now[0]
-    new.meter_adopt(state)  # before the bridge pushed meter 1: nothing to carry on
+    new.meter_adopt(state.meters)  # before the bridge pushed meter 1: nothing to carry on
     new.meter_set(1, PKTPS)
     assert new.meters.levels(1, now[0]) == (10.0,)
-    new.meter_adopt(state)
+    new.meter_adopt(state.meters)
     assert new.meters.levels(1, now[0]) == (2.0,)
-    new.meter_adopt({"ports": []})  # a state from a build that did not carry buckets
+    older = handles.from_wire("dummy", {"ports": []})  # a build that did not carry buckets
+    new.meter_adopt(older.meters)
     assert new.meters.levels(1, now[0]) == (2.0,)

@@ -7,6 +7,7 @@ import os
 import socket
 import time
 
+import msgspec
 import pytest
 
 from hitless.datapath.actions import Output
@@ -18,6 +19,7 @@ from hitless.packet.flow import (
     full_mask,
     make_key,
 )
+from hitless.state import handles
 from tests.datapath.flows import cross_connect, port_flow
 from tests.netns import Host, Topology, UdpSink, udp_send, unique_suffix
 
@@ -121,11 +123,21 @@ def test_handoff_in_one_process_forwards_every_frame_once(two_hosts: tuple[Host,
         probe = b"\x02" * 6 + a.mac_bytes + b"\x88\xb5" + bytes(46)
         old._queue(Upcall(pa, probe, make_key(in_port=pa)))
 
-        state, fds = old.export_handles()
+        sent, fds = old.export_handles()
+        # The megaflows travel apart (a handoff's typed flow records), with their counters.
+        flows = [(f.match, f.actions, f.stats) for f in old.flow_dump()]
         passed = [os.dup(fd) for fd in fds]  # what SCM_RIGHTS would hand the receiver
         old.close()  # closes only the old process's references
         assert os.path.exists(f"/sys/class/net/{tap}"), "the passed fd keeps the TAP alive"
+        state = handles.from_wire("netdev", msgspec.msgpack.decode(
+            msgspec.msgpack.encode(handles.to_wire(sent))))  # fmt: skip
+        assert state == sent
         new = NetdevDatapath.adopt(old.name, state, passed)
+        for m, actions, stats in flows:
+            new.flow_put(m, actions)
+            got = new.flow_get(m)
+            assert got is not None
+            got.stats = stats
         assert {n: (p.name, p.type) for n, p in new.ports().items()} == {
             pa: (a.switch_port, "system"),
             pb: (b.switch_port, "system"),

@@ -97,6 +97,7 @@ from hitless.datapath.megaflow import MegaflowTable
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
 from hitless.packet.flow import Match
+from hitless.state.handles import EbpfHandlesV1, Handles
 
 __all__ = ["EbpfDatapath"]
 
@@ -113,7 +114,6 @@ SHARED = ("hl_stats", "hl_counters")
 PORT_INTERNAL = 1
 PORT_PATCH = 2
 PATCH_ALIAS = "hitless-patch "  # + "<port> <peer>": the device's alias (IFLA_IFALIAS)
-STATE_VERSION = 1
 BUDGET = 512  # ring records per run()
 LINK_REFRESH = 0.1
 BATCH_STATS = 256  # flow_dump reads the counters in one batch from this many flows
@@ -1293,7 +1293,7 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self._close_fds(self._fds)
         self._fds = None  # type: ignore[assignment]
 
-    def export_handles(self) -> tuple[dict[str, Any], list[int]]:
+    def export_handles(self) -> tuple[EbpfHandlesV1, list[int]]:
         """The program and maps as fds (the kernel state is the whole state: ports,
         flows, counters and waiting misses are read back by ``adopt``)."""
         self._retire(handle=False)
@@ -1307,15 +1307,10 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             self._ring.commit()
         self._exported = True  # from now on hands off the kernel (see _hands_off)
         names = ["prog", *MAPS]
-        state = {
-            "version": STATE_VERSION,
-            "kind": "ebpf",
-            "prog_id": self.prog_id,
-            "abi": self.layout.abi,
-            "fds": names,
-            "meters": self.meters.export_levels(),
-        }
-        return state, [self._fds[n] for n in names]
+        handles = EbpfHandlesV1(
+            self.prog_id, self.layout.abi, names, meters=self.meters.export_levels()
+        )
+        return handles, [self._fds[n] for n in names]
 
     def thaw(self) -> None:
         """The handoff rolled back: serve again, on what the kernel holds now."""
@@ -1323,17 +1318,17 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self._activate()
 
     @classmethod
-    def adopt(cls, name: str, state: dict[str, Any], fds: list[int]) -> EbpfDatapath:
-        names = state.get("fds", [])
-        if state.get("kind") != "ebpf" or len(names) != len(fds):
+    def adopt(cls, name: str, handles: Handles, fds: list[int]) -> EbpfDatapath:
+        if not isinstance(handles, EbpfHandlesV1) or len(handles.fds) != len(fds):
             raise DatapathError(f"cannot adopt {name}: not an ebpf datapath state")
-        return cls(name, dict(zip(names, fds, strict=True)))
+        return cls(name, dict(zip(handles.fds, fds, strict=True)))
 
-    def adopt_ports(self, state: dict[str, Any], fds: list[int]) -> None:
+    def adopt_ports(self, handles: Handles, fds: list[int]) -> None:
         """The freeze of a handoff whose pre-copy built this (passive) instance: read
         the kernel's ports and flows back and serve. This instance already has its own
         descriptors of the same objects, so it closes the ones passed."""
-        self._close_fds(dict(zip(state.get("fds", []), fds, strict=False)))
+        names = handles.fds if isinstance(handles, EbpfHandlesV1) else []
+        self._close_fds(dict(zip(names, fds, strict=False)))
         if self._passive:
             self._activate()
 
