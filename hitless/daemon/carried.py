@@ -1,12 +1,13 @@
 """Learned state of this issue's layers that a handoff carries (hitless.handoff.engine's
 extras): every bridge's bonds (active member, enabled members, hash buckets, pending
 delays, LACP partners), each bridge's fail-open clock (how long no primary controller
-has been reachable), every bridge's spanning tree, STP or RSTP (port states, roles, stored priority
-vectors, running timers), the token buckets of its ingress and egress policers and the
-tc trees put on port devices for QoS, each sFlow agent's sequence numbers, sample pool
-and uptime, so a new process
+has been reachable), every bridge's spanning tree, STP or RSTP (port states, roles,
+stored priority vectors, running timers), the tc trees put on port devices for QoS, each
+sFlow agent's sequence numbers, sample pool and uptime, so a new process
 neither renegotiates LACP, nor counts the 15 s before failing open again, nor rebuilds
-or forgets a shaper. Registered when the daemon imports this module (it is in
+or forgets a shaper. (The policers' token buckets are datapath meters: they travel in
+the datapath's handles and are adopted once the configuration made the policers,
+``ImportEngine.commit``.) Registered when the daemon imports this module (it is in
 ``unixctl.COMMAND_MODULES``)."""
 
 from __future__ import annotations
@@ -56,14 +57,6 @@ def _adopt_stp(bridge: Any, data: Any, now: float) -> None:
         bridge.stp_kick(now)
 
 
-def _export_policers(bridge: Any, now: float) -> Any:
-    return bridge.export_policers()
-
-
-def _adopt_policers(bridge: Any, data: Any, now: float) -> None:
-    bridge.import_policers(list(data))
-
-
 def _export_sflow(switch: Any) -> Any:
     return switch.sflow.export(switch.clock())
 
@@ -73,7 +66,6 @@ def _adopt_sflow(switch: Any, data: Any) -> None:
 
 
 register_bridge_extra("bonds", export=_export_bonds, adopt=_adopt_bonds)
-register_bridge_extra("policers", export=_export_policers, adopt=_adopt_policers)
 register_bridge_extra("stp", export=_export_stp, adopt=_adopt_stp)
 register_switch_extra("qos", export=_export_qos, adopt=_adopt_qos)
 register_switch_extra("fail-open", export=_export_fail_open, adopt=_adopt_fail_open)

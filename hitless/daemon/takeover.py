@@ -189,8 +189,9 @@ class SwitchImporter:
         sw.force_reconcile()
         if self.on_commit is not None:
             self.on_commit()
-        # After on_commit: the modules that register extras are imported by then.
-        self.engine.adopt_extras(sw.bridges, now)
+        # After on_commit: the modules that register extras are imported by then. After
+        # the configuration: the meters it makes (policers) take their buckets too.
+        self.engine.commit(sw.bridges, now)
         adopt_switch_extras(sw, self.switch_extras)
         self.switch_extras = {}
 

@@ -48,6 +48,7 @@ from hitless.ofproto.oftable import Rule
 from hitless.packet.flow import Match, compact, widen
 from hitless.state import handles as dp_handles
 from hitless.state import ledger, snapshot
+from hitless.state.handles import MeterLevelV1
 from hitless.state.parts import RecordList, Splicer
 from hitless.state.records import (
     BridgeDelta,
@@ -680,6 +681,8 @@ class ImportEngine:
         # the rules built from the pre-copy, in its order (an OpenFlow delta's indices)
         self.precopy_rules: dict[str, list[Rule]] = {}
         self.extras: dict[str, dict[str, Any]] = {}  # bridge -> its extras, from the freeze
+        # bridge -> the old datapath's meter buckets, adopted at commit (``commit``)
+        self.meter_levels: dict[str, list[MeterLevelV1]] = {}
 
     def prepare(self, state: State, delta: bool = False, taken: float | None = None) -> None:
         """With ``delta``, build every bridge now (no ports yet) while the old process
@@ -693,6 +696,7 @@ class ImportEngine:
         now = self.clock() if taken is None else taken
         for br in state.bridges:
             dp = provider(br.datapath.type)(br.name)
+            dp.clock = self.clock  # as the daemon's: flows it puts are dated on it
             self._build(br, dp, now)
             if br.openflow is not None:
                 self.precopy_rules[br.name] = list(self.restored[br.name][0].of.rules())
@@ -705,9 +709,6 @@ class ImportEngine:
         ofports = {**br.remembered_ofports, **{p.name: p.ofport for p in br.ports}}
         bridge.adopt_learned(br.mac_entries, ofports, now)
         _import_openflow(bridge, br.openflow, now)
-        # The bridge has pushed its meters (full buckets): carry on the old ones' levels.
-        if br.datapath.handles:
-            dp.meter_adopt(_handles(br).meters)
 
     def _put_flows(
         self,
@@ -794,8 +795,10 @@ class ImportEngine:
                 br = d.changed
                 dp_fds = [fds[i] for i in br.datapath.fd_slots]
                 handles = _handles(br)
+                self.meter_levels[br.name] = list(handles.meters)
                 if d.new or br.name not in self.restored:
                     dp = provider(br.datapath.type).adopt(br.name, handles, dp_fds)
+                    dp.clock = self.clock
                     adopted.append(br.datapath.fd_slots)
                     self._build(br, dp, now)
                     continue
@@ -815,7 +818,6 @@ class ImportEngine:
                     self._apply_openflow_delta(br.name, bridge, d.openflow_delta, now)
                 else:  # the whole OpenFlow state replaces the pre-copy's
                     _import_openflow(bridge, br.openflow, now)
-                dp.meter_adopt(handles.meters)  # after the meters were pushed
         finally:
             self._close_unadopted(fds, adopted)
 
@@ -845,6 +847,24 @@ class ImportEngine:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
+    def commit(self, bridges: Mapping[str, Running], now: float) -> None:
+        """The rebuilt bridges are the daemon's and configured (``bridges``: as it holds
+        them now): carry on the old datapaths' meter buckets into the meters pushed by
+        now (OpenFlow's and the configuration's: policers), hand over the extras, and
+        make the handed-over datapath flows follow this process's state (configuration,
+        spanning tree...) before the first packet goes through them."""
+        for name, levels in sorted(self.meter_levels.items()):
+            rb = bridges.get(name)
+            if rb is not None:
+                rb.datapath.meter_adopt(levels)
+        adopted = set(self.meter_levels)
+        self.meter_levels = {}
+        self.adopt_extras(bridges, now)
+        for name in sorted(adopted):
+            rb = bridges.get(name)
+            if rb is not None:
+                _bridge(rb).revalidate_adopted(now)
+
     def adopt_extras(self, bridges: Mapping[str, Running], now: float) -> None:
         """Hand each bridge's carried extras to their adopters (the bridges as the
         daemon holds them now, configured, at commit)."""
@@ -866,4 +886,5 @@ class ImportEngine:
                 bridge.close()
             dp.close()
         self.restored = {}
+        self.meter_levels = {}
 

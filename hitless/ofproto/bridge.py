@@ -62,8 +62,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import msgspec
-
 from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, InterfaceStatus
 from hitless.datapath.actions import Meter as DpMeterAction
 from hitless.datapath.actions import Output, Recirc, Sample, Userspace, format_actions
@@ -110,7 +108,6 @@ from hitless.packet.flow import (
     full_mask,
     mask_or,
 )
-from hitless.state.handles import levels_from_wire
 from hitless.state.records import MacEntryV1, OpenFlowDeltaV2, OpenFlowV2
 
 __all__ = ["Bridge"]
@@ -448,6 +445,16 @@ class Bridge:
             self.link_seq += 1  # port status changed: the daemon writes it at once
             self.revalidator.revalidate(self.revalidator.all())
 
+    def revalidate_adopted(self, now: float) -> None:
+        """A handoff gave this bridge datapath flows it did not translate: sweep now, so
+        that they follow this process's state (its configuration, spanning tree, bonds)
+        before it forwards again. The first slice is done here, as the first ``run``
+        would; a table longer than a slice goes on in the next runs."""
+        rv = self.revalidator
+        rv.start_sweep(now)
+        if rv.continue_sweep(now, self.max_idle, SWEEP_SLICE):
+            self._next_sweep = now + min(SWEEP_INTERVAL, self.max_idle / 2)
+
     def stp_kick(self, now: float) -> None:
         """Act on what a management command did to the spanning tree (stp/tcn)."""
         self._run_stp(now)
@@ -477,21 +484,6 @@ class Bridge:
                 if it is not None and it.ofport in stp.ports:
                     out[pc.name] = stp.port_statistics(it.ofport)
         return out
-
-    def export_policers(self) -> list[dict[str, Any]] | None:
-        """The token buckets of this bridge's ingress and egress policers (datapath meters
-        above OpenFlow's), for a handoff: the new process pushes the same meters when it
-        applies the configuration, after the datapath's own meter adoption, so they
-        travel apart (the bridge extra "policers")."""
-        meters = getattr(self.datapath, "meters", None)
-        if meters is None or not (self._policers or self._egress):
-            return None
-        levels = [r for r in meters.export_levels() if r.meter_id >= POLICER_BASE]
-        return msgspec.to_builtins(levels) or None
-
-    def import_policers(self, records: list[dict[str, Any]]) -> None:
-        """``export_policers``' buckets into the policers configured since."""
-        self.datapath.meter_adopt(levels_from_wire(records))
 
     def _police_egress(self, actions: tuple[Any, ...]) -> tuple[Any, ...]:
         """Each output to a port with an egress policer goes through that port's meter

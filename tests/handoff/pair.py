@@ -157,12 +157,15 @@ def handoff(
     version: int = snapshot.CURRENT_VERSION,
     between_slices: list[Callable[[], None]] | None = None,
     adopt: bool = True,
+    configure: BridgeConfig | None = None,
 ) -> Handoff:
     """A whole handoff from ``old`` to a new ImportEngine. With ``between_slices`` the
     pre-copy is built a slice per step with one change after each step (the rest after
     the pre-copy); ``between`` runs between the pre-copy and the freeze. Without the
     "delta" feature, the freeze carries the whole state. Digests and counts must agree.
-    With ``adopt``, the new side adopts the extras too (as a commit does)."""
+    With ``adopt``, the new side commits as the daemon does: configures each bridge as
+    the old one was (``configure`` instead, if given: the database changed), then meter
+    buckets, extras and the handed-over flows' revalidation (``ImportEngine.commit``)."""
     delta = "delta" in features and version == snapshot.CURRENT_VERSION
     ex = old.exporter(features)
     job = ex.precopy_job(clock(), delta, version)
@@ -198,7 +201,12 @@ def handoff(
     for name, (bridge, dp) in imp.restored.items():  # what a commit does, without a database
         new.bridges[name] = Held(bridge, dp)
     if adopt:
-        imp.adopt_extras(new.bridges, clock())
+        for name, held in new.bridges.items():
+            was = old.bridges.get(name)
+            cfg = configure if configure is not None else was.bridge.cfg if was else None
+            if cfg is not None:
+                held.bridge.reconfigure(cfg, clock())
+        imp.commit(new.bridges, clock())
         adopt_switch_extras(new, extras)
     ex.finish(False)
     return Handoff(frozen, imp, new, steps, extras)

@@ -25,8 +25,9 @@ SLICE = 2  # items per slice: many slices, so changes land between them
 
 
 def sliced_handoff(sw: Side, clock: Clock, between_slices: list[Callable[[], None]]) -> Handoff:
-    """A pre-copy built a slice per step with one change between steps."""
-    return handoff(sw, clock, between_slices=between_slices)
+    """A pre-copy built a slice per step with one change between steps; the new side
+    as restored (a commit would sweep: re-learn from recent flows, drop stale ones)."""
+    return handoff(sw, clock, between_slices=between_slices, adopt=False)
 
 
 @pytest.fixture(autouse=True)

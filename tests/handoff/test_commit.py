@@ -1,0 +1,104 @@
+"""The new side's commit (``ImportEngine.commit``), once the daemon configured the
+rebuilt bridges: the old datapath's meter buckets go to every meter pushed by then,
+configuration-made ones (policers) included, and the handed-over datapath flows follow
+this process's state before the first packet goes through them. Two engines and
+in-memory bridges (tests/handoff/pair.py), one fake clock for both sides."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from hitless.config.model import InterfaceConfig, PortConfig
+from hitless.datapath.dummy import DummyDatapath
+from hitless.handoff import engine
+from hitless.ofproto.bridge import POLICER_BASE
+from tests.handoff.pair import CFG, Clock, Side, frame, handoff, send
+
+A, B2 = 0x020000000001, 0x020000000002
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The new side's datapaths run on the test clock too (one CLOCK_MONOTONIC)."""
+    c = Clock()
+
+    class ClockedDummy(DummyDatapath):
+        def __init__(self, name: str, clock: Any = c) -> None:
+            super().__init__(name, clock)
+
+    monkeypatch.setattr(engine, "provider", lambda dp_type: ClockedDummy)
+    return c
+
+
+@pytest.fixture
+def no_extras(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bridge extra travels (as from a build that carries none)."""
+    monkeypatch.setattr(engine, "_BRIDGE_EXTRAS", {})
+
+
+def policed() -> Any:
+    """br0 with an ingress policer on p1: 1000 kbit/s, a 100 kbit bucket."""
+    ports = dict(CFG.ports)
+    ports["p1"] = PortConfig(
+        "p1", (InterfaceConfig("p1", ingress_policing_rate=1000, ingress_policing_burst=100),)
+    )
+    return dataclasses.replace(CFG, ports=ports)
+
+
+@pytest.mark.parametrize("delta", [True, False])
+def test_policer_buckets_carry_on_into_the_policers_the_configuration_makes(
+    clock: Clock, no_extras: None, delta: bool
+) -> None:
+    """The policer is a datapath meter that only the configuration makes, after the
+    rebuilt bridge took the handed-over state: its bucket still carries on (not a
+    second full burst), with no bridge extra to help."""
+    cfg = policed()
+    old = Side(clock)
+    dp, bridge = old.add(cfg)
+    p1 = 1  # datapath port numbers: p1-p3 are 1-3
+    meter = POLICER_BASE + p1
+    for i in range(60):  # ~60 frames of 60 bytes: most of the 100 kbit bucket
+        send(dp, bridge, clock, p1, A + i % 2, 0xFFFFFFFFFFFF)
+    before = dp.meters.levels(meter, clock())
+    assert before is not None and before[0] < 100_000 * 0.8
+    h = handoff(old, clock, features=("delta",) if delta else (), configure=cfg)
+    new_dp = h.new.bridges["br0"].datapath
+    assert isinstance(new_dp, DummyDatapath)
+    assert new_dp.meters.levels(meter, clock()) == before
+
+
+@pytest.mark.parametrize("delta", [True, False])
+def test_handed_over_flows_follow_the_new_state_before_the_first_packet(
+    clock: Clock, no_extras: None, delta: bool
+) -> None:
+    """A spanning tree the old process had forwarding, and a new process that did not
+    get its state (no extras): the new tree starts listening, so the handed-over
+    flows must stop forwarding at commit, not at the new bridge's first run."""
+    cfg = dataclasses.replace(CFG, stp_enable=True)
+    old = Side(clock)
+    dp, bridge = old.add(cfg)
+    for _ in range(40):  # past listening and learning (2 x 15 s)
+        clock.t += 1
+        bridge.run(clock())
+    assert bridge.stp is not None and {bridge.stp.state(p) for p in bridge.stp.ports} == {
+        "forwarding"
+    }
+    p1, p2 = 1, 2
+    send(dp, bridge, clock, p2, B2, A)
+    send(dp, bridge, clock, p1, A, B2)
+    send(dp, bridge, clock, p2, B2, A)
+    assert dp.flow_count() >= 2
+    h = handoff(old, clock, features=("delta",) if delta else (), configure=cfg)
+    held = h.new.bridges["br0"]
+    new_dp = held.datapath
+    assert isinstance(new_dp, DummyDatapath)
+    assert held.bridge.stp is not None
+    assert {held.bridge.stp.state(p) for p in held.bridge.stp.ports} == {"listening"}
+    new_dp.pop_sent()  # the new tree's first BPDUs
+    assert len(held.bridge.revalidator) == new_dp.flow_count() > 0  # all adopted
+    new_dp.receive(p1, frame(A, B2))  # no run(): the handed-over flow alone decides
+    new_dp.receive(p2, frame(B2, A))
+    assert new_dp.pop_sent() == {}
