@@ -16,7 +16,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from hitless.config.model import BridgeConfig, InterfaceStatus
 from hitless.config.ovsdb import read_config
@@ -29,6 +29,7 @@ from hitless.handoff.engine import (
     adopt_switch_extras,
     switch_extras,
 )
+from hitless.ofproto.bridge import Bridge
 from hitless.state import snapshot
 from hitless.state.records import Delta, State
 
@@ -131,7 +132,7 @@ class SwitchImporter:
     def __init__(self, switch: Switch, on_commit: Callable[[], None] | None = None) -> None:
         self.switch = switch
         self.on_commit = on_commit
-        self.engine = ImportEngine(_clock(switch))
+        self.engine = ImportEngine(_clock(switch), Bridge)
         self.listeners: dict[str, int] = {}  # handed-over listening fds, by name
         self.switch_extras: dict[str, Any] = {}
         self.session_fds: list[int] = []  # OpenFlow session descriptors, ours until commit
@@ -178,7 +179,9 @@ class SwitchImporter:
         sw.inherited_openflow.update(self.sessions)
         self.sessions, self.session_fds = {}, []
         read = read_config(sw.idl)
-        for name, (bridge, dp) in self.engine.take_restored().items():
+        for name, (rebuilt, rebuilt_dp) in self.engine.take_restored().items():
+            # What ImportEngine(..., Bridge) built over the providers' datapaths.
+            bridge, dp = cast(Bridge, rebuilt), cast(Datapath, rebuilt_dp)
             dp.clock = sw.clock  # the switch's warpable clock (hitless.daemon.clock)
             cfg = read.config.bridges.get(name) if read is not None else None
             if cfg is None:

@@ -35,15 +35,15 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any
 
 import msgspec
 
 from hitless import __version__
-from hitless.datapath import Datapath, DpFlow, FlowStats, provider
+from hitless.datapath import DpFlow, FlowStats, provider
 from hitless.datapath.actions import Action, actions_from_json, actions_to_json
+from hitless.handoff.seams import BridgeFactory, HandoffBridge, HandoffDatapath, Running
 from hitless.memo import Memo
-from hitless.ofproto.bridge import Bridge
 from hitless.ofproto.oftable import Rule
 from hitless.packet.flow import Match, compact, widen
 from hitless.state import handles as dp_handles
@@ -82,16 +82,6 @@ class HandoffRefused(Exception):
     """The switch holds state the peer cannot take over; the message says what."""
 
 
-class Running(Protocol):
-    """One bridge as the switch runs it: its OpenFlow/NORMAL bridge and its datapath
-    (``hitless.daemon.switch.RunningBridge``; a test's in-memory pair)."""
-
-    @property
-    def bridge(self) -> Any: ...
-    @property
-    def datapath(self) -> Datapath: ...
-
-
 Clock = Callable[[], float]
 
 log = logging.getLogger(__name__)
@@ -127,27 +117,26 @@ def _flow_record(f: Any, now: float) -> FlowV1:
     )
 
 
-def _ports(dp: Datapath) -> list[PortV1]:
+def _ports(dp: HandoffDatapath) -> list[PortV1]:
     return [
         PortV1(p.name, p.port_no, p.type)
         for p in sorted(dp.ports().values(), key=lambda p: p.port_no)
     ]
 
 
-def _openflow_state(bridge: Any, now: float) -> OpenFlowV2 | None:
-    """The bridge's OpenFlow rules, groups and meters (None: a bridge without any)."""
-    export = getattr(bridge, "export_openflow", None)
-    return None if export is None else cast(OpenFlowV2, export(now))
+def _openflow_state(bridge: HandoffBridge, now: float) -> OpenFlowV2:
+    """The bridge's OpenFlow rules, groups and meters."""
+    return bridge.export_openflow(now)
 
 
-def _import_openflow(bridge: Bridge, of: OpenFlowV2 | None, now: float) -> None:
+def _import_openflow(bridge: HandoffBridge, of: OpenFlowV2 | None, now: float) -> None:
     """Give a new bridge the OpenFlow state (None: it keeps its default table)."""
     if of is not None:
         bridge.import_openflow(of, now)
 
 
 def _openflow_delta(
-    name: str, bridge: Bridge, base: _Baseline, moved: list[Any], now: float
+    name: str, bridge: HandoffBridge, base: _Baseline, moved: list[Any], now: float
 ) -> OpenFlowDeltaV2 | None:
     """The bridge's OpenFlow changes since the pre-copy; None when only a whole copy
     will do (the tables were replaced wholesale)."""
@@ -261,7 +250,7 @@ def adopt_switch_extras(switch: Any, extras: dict[str, Any]) -> None:
 def _bridge_state(
     name: str,
     bridge: Any,
-    dp: Datapath,
+    dp: HandoffDatapath,
     now: float,
     handles: dict[str, Any],
     slots: list[int],
@@ -279,7 +268,7 @@ def _bridge_state(
     )
 
 
-def _final_handles(dp: Datapath, fds: list[int]) -> tuple[dict[str, Any], list[int]]:
+def _final_handles(dp: HandoffDatapath, fds: list[int]) -> tuple[dict[str, Any], list[int]]:
     """The datapath's handles record in its wire form, and the slots of its descriptors
     (appended to ``fds``)."""
     rec, dp_fds = dp.export_handles()
@@ -288,9 +277,9 @@ def _final_handles(dp: Datapath, fds: list[int]) -> tuple[dict[str, Any], list[i
     return dp_handles.to_wire(rec), slots
 
 
-def _openflow_counts(bridges: Iterable[Any]) -> dict[str, int]:
-    """{"openflow_rules": N} over bridges with an OpenFlow table (as ``summary``)."""
-    tables = [of for of in (getattr(b, "of", None) for b in bridges) if of is not None]
+def _openflow_counts(bridges: Iterable[HandoffBridge]) -> dict[str, int]:
+    """{"openflow_rules": N} over the bridges, if any (as ``summary``)."""
+    tables = [b.of for b in bridges]
     return {"openflow_rules": sum(of.n_rules for of in tables)} if tables else {}
 
 
@@ -299,8 +288,8 @@ def _handles(br: BridgeState) -> dp_handles.Handles:
     return dp_handles.from_wire(br.datapath.type, br.datapath.handles)
 
 
-def _bridge(rb: Any) -> Bridge:
-    return cast(Bridge, rb.bridge)
+def _bridge(rb: Running) -> HandoffBridge:
+    return rb.bridge
 
 
 @dataclass(slots=True)
@@ -482,9 +471,7 @@ class ExportEngine:
             with contextlib.suppress(NotImplementedError):
                 rb.datapath.take_changes()
             _bridge(rb).mac.take_journal()
-            take = getattr(rb.bridge, "take_openflow_journal", None)
-            if take is not None:
-                take()
+            rb.bridge.take_openflow_journal()
 
     def finish(self, rolled_back: bool) -> None:
         """The handoff ended (any way): stop tracking; after a freeze, thaw."""
@@ -558,7 +545,7 @@ class PrecopyJob:
         book = base.ledger
         plans: list[tuple[str, Any, list[DpFlow], list[tuple[int, bytes]], list[Rule]]] = []
         for name, rb in sorted(ex.bridges().items()):  # one instant: journals, then lists
-            bridge = rb.bridge if isinstance(rb.bridge, Bridge) else None
+            bridge = rb.bridge
             if self.delta:
                 rb.datapath.track_changes()
                 _bridge(rb).mac.start_journal()
@@ -573,7 +560,7 @@ class PrecopyJob:
             dp, mac = rb.datapath, _bridge(rb).mac
             ports = _ports(dp)
             book.set_ports(name, ports)
-            bridge = rb.bridge if isinstance(rb.bridge, Bridge) else None
+            bridge = rb.bridge
             if bridge is not None:
                 for chunk in _slices(flows):  # counters up to now, before the rules
                     live_flows = [f for f in chunk if dp.flow_get(f.match) is f]
@@ -671,11 +658,13 @@ CHECKSUM_SLICE = 1 << 20
 class ImportEngine:
     """The new side: bridges and datapaths rebuilt from a pre-copy and adopted at the
     freeze, in ``restored`` (name -> (bridge, datapath)) until the daemon takes them
-    (``take_restored``) or drops them (``discard``). ``clock`` dates what it rebuilds."""
+    (``take_restored``) or drops them (``discard``). ``clock`` dates what it rebuilds;
+    ``make_bridge`` makes a (not yet configured) bridge over a rebuilt datapath."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, make_bridge: BridgeFactory) -> None:
         self.clock = clock
-        self.restored: dict[str, tuple[Bridge, Datapath]] = {}
+        self.make_bridge = make_bridge
+        self.restored: dict[str, tuple[HandoffBridge, HandoffDatapath]] = {}
         self.ledger = ledger.Ledger()  # what the pre-copy built (delta mode)
         self.flow_actions: dict[str, dict[tuple[bytes, bytes], list[Any]]] = {}
         # the rules built from the pre-copy, in its order (an OpenFlow delta's indices)
@@ -702,8 +691,8 @@ class ImportEngine:
                 self.precopy_rules[br.name] = list(self.restored[br.name][0].of.rules())
         self.ledger = ledger.Ledger.of_state(state)
 
-    def _build(self, br: BridgeState, dp: Datapath, now: float) -> None:
-        bridge = Bridge(br.name, dp)
+    def _build(self, br: BridgeState, dp: HandoffDatapath, now: float) -> None:
+        bridge = self.make_bridge(br.name, dp)
         self.restored[br.name] = (bridge, dp)
         self._put_flows(br.name, dp, br.datapath.flows, now, bridge.revalidator.baseline)
         ofports = {**br.remembered_ofports, **{p.name: p.ofport for p in br.ports}}
@@ -713,7 +702,7 @@ class ImportEngine:
     def _put_flows(
         self,
         name: str,
-        dp: Datapath,
+        dp: HandoffDatapath,
         flows: list[FlowV1],
         now: float,
         credited: dict[Match, tuple[int, int]],
@@ -822,7 +811,7 @@ class ImportEngine:
             self._close_unadopted(fds, adopted)
 
     def _apply_openflow_delta(
-        self, name: str, bridge: Bridge, ofd: OpenFlowDeltaV2, now: float
+        self, name: str, bridge: HandoffBridge, ofd: OpenFlowDeltaV2, now: float
     ) -> None:
         """Apply a bridge's OpenFlow changes since the pre-copy (the ledger checked
         that the indices fit the pre-copy's rules)."""
@@ -874,7 +863,7 @@ class ImportEngine:
                 _adopt_extras(_BRIDGE_EXTRAS, extras, rb.bridge, now)
         self.extras = {}
 
-    def take_restored(self) -> dict[str, tuple[Bridge, Datapath]]:
+    def take_restored(self) -> dict[str, tuple[HandoffBridge, HandoffDatapath]]:
         """What was rebuilt, now the caller's (the daemon wires it into its switch)."""
         restored, self.restored = self.restored, {}
         return restored

@@ -177,7 +177,7 @@ def handoff(
             todo.pop(0)()
     env, pre = snapshot.decode(b"".join(job.parts()))
     assert env.version == version
-    imp = ImportEngine(clock)
+    imp = ImportEngine(clock, Bridge)
     imp.prepare(pre, delta, env.taken)
     for change in todo:
         change()

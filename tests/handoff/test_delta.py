@@ -76,7 +76,7 @@ def test_a_tampered_delta_is_caught_by_the_digest() -> None:
         send(dp, bridge, clock, 1, 0x020000000000 + i, B)
     ex = sw.exporter()
     pre = ex.precopy(clock(), True)
-    imp = ImportEngine(clock)
+    imp = ImportEngine(clock, Bridge)
     imp.prepare(pre, True)
     send(dp, bridge, clock, 2, 0x020000000009, B)
     frozen = ex.freeze(True)

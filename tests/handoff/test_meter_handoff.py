@@ -137,7 +137,7 @@ def test_handoff_at_version_2_drops_meter_actions_and_buckets_and_digests_agree(
     assert ledger.state_digest(v2) == old_digest
 
     _, state = snapshot.decode(data)
-    imp = engine.ImportEngine(clock)
+    imp = engine.ImportEngine(clock, Bridge)
     digest, counts = imp.restore(state, [], 2)
     assert digest == old_digest
     assert counts == snapshot.summary(snapshot.as_version(frozen.state, 2))
