@@ -3,6 +3,8 @@
 - ``records``: the msgspec records of every state format version (ports, MAC entries,
   megaflows, OpenFlow rules, groups, meters, the datapath's handles, deltas) and the
   current version's names.
+- ``handles``: the datapath handles, one record per datapath type (dummy, netdev, ebpf)
+  with the meters' bucket levels, and their released wire form.
 - ``snapshot``: the version table, the migrations up and down between versions, and
   the codec (an ``Envelope`` with magic, version, writer and checksum around a payload).
 - ``ledger``: the digests both sides of a handoff compute (the full state's, and the
