@@ -8,12 +8,15 @@ Old side (``ExportEngine``): ``precopy_job`` builds the pre-copy in bounded slic
 (``PrecopyJob``) while the switch serves, starting every journal (the datapath's changed
 matches and hits, the MAC table's, the OpenFlow tables') before the first slice; the
 ``freeze`` computes what changed since (a ``records.Delta``) plus the datapaths' handles
-and descriptors, or the whole state when the peer takes no delta.
+and descriptors; without a pre-copy taken for a delta (a peer that takes none) it is the
+same code against an empty pre-copy (every bridge new), sent as the whole ``State``.
 
 New side (``ImportEngine``): ``prepare`` builds every bridge from the pre-copy while the
 old process still serves; ``restore_delta`` adopts the datapaths' descriptors into them
 and applies the delta. A full-state freeze goes through the same code as a delta whose
-bridges are all new against an empty pre-copy (``restore``).
+bridges are all new against an empty pre-copy (``restore``); ``commit`` finishes once
+the daemon configured the rebuilt bridges (meter buckets, extras, a sweep of the
+handed-over flows).
 
 Verification: both sides keep a ``hitless.state.ledger.Ledger`` and apply the same delta
 to it; the new side counts its ports as its datapaths adopted them, and both count what
@@ -379,19 +382,23 @@ class ExportEngine:
         live descriptors (still ours until the new side commits), and what the new side
         must acknowledge (digest and counts)."""
         now = self.clock()  # as precopy_job
-        if not delta or self.baseline is None:
-            state, live_fds = self.export(now, final=True)
-            self._stop_tracking()
-            return FrozenState(
-                state, live_fds, ledger.state_digest(state), snapshot.summary(state)
-            )
-        base = self.baseline
+        # Without a pre-copy taken for a delta, the baseline is an empty pre-copy: every
+        # bridge comes whole, through the same code as one created after a pre-copy.
+        base = self.baseline if delta and self.baseline is not None else _Baseline(now)
+        whole_state = base is not self.baseline
         self.baseline = None
         images = base.ledger.bridges
         fds: list[int] = []
         out = []
         for name, rb in sorted(self.bridges().items()):
             dp, mac = rb.datapath, _bridge(rb).mac
+            if name not in images:  # not in the pre-copy (or none): send it whole
+                handles, slots = _final_handles(dp, fds)
+                whole = _bridge_state(
+                    name, rb.bridge, dp, now, handles, slots, _bridge_extras(rb.bridge, now)
+                )
+                out.append(BridgeDelta(whole, new=True))
+                continue
             moved = dp.take_hits(base.taken)
             of_delta: OpenFlowDeltaV2 | None = None
             if name in base.of_index:  # before take_changes: adopting may change flows
@@ -399,12 +406,6 @@ class ExportEngine:
             changed_flows = dp.take_changes()
             changed_macs = mac.take_journal()
             handles, slots = _final_handles(dp, fds)
-            if name not in images:  # created after the pre-copy: send it whole
-                whole = _bridge_state(
-                    name, rb.bridge, dp, now, handles, slots, _bridge_extras(rb.bridge, now)
-                )
-                out.append(BridgeDelta(whole, new=True))
-                continue
             flows: list[FlowV1] = []
             removed_flows: list[tuple[bytes, bytes]] = []
             for m in changed_flows:
@@ -446,6 +447,10 @@ class ExportEngine:
                 )
             )
         changes = Delta(out)
+        if whole_state:  # a peer that takes the whole state: the same bridges, as a State
+            self._stop_tracking()
+            state = State([d.changed for d in changes.bridges])
+            return FrozenState(state, fds, ledger.state_digest(state), snapshot.summary(state))
         base.ledger.apply_delta(changes)  # what the new side computes from the same delta
         return FrozenState(changes, fds, base.ledger.hex(), self.counts())
 
