@@ -14,9 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from hitless.config.model import BridgeConfig, InterfaceConfig, PortConfig
 from hitless.datapath import Datapath
 from hitless.datapath.dummy import DummyDatapath
+from hitless.handoff import engine
 from hitless.handoff.engine import (
     ExportEngine,
     FrozenState,
@@ -49,6 +52,19 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
+
+
+def one_clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """One fake clock for both sides: the new side's dummy datapaths run on it too (as
+    CLOCK_MONOTONIC is one clock for both processes)."""
+    c = Clock()
+
+    class ClockedDummy(DummyDatapath):
+        def __init__(self, name: str, clock: Any = c) -> None:
+            super().__init__(name, clock)
+
+    monkeypatch.setattr(engine, "provider", lambda dp_type: ClockedDummy)
+    return c
 
 
 @dataclass(slots=True)

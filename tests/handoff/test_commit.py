@@ -15,7 +15,7 @@ from hitless.config.model import InterfaceConfig, PortConfig
 from hitless.datapath.dummy import DummyDatapath
 from hitless.handoff import engine
 from hitless.ofproto.bridge import POLICER_BASE
-from tests.handoff.pair import CFG, Clock, Side, frame, handoff, send
+from tests.handoff.pair import CFG, Clock, Side, frame, handoff, one_clock, send
 
 A, B2 = 0x020000000001, 0x020000000002
 
@@ -23,14 +23,7 @@ A, B2 = 0x020000000001, 0x020000000002
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     """The new side's datapaths run on the test clock too (one CLOCK_MONOTONIC)."""
-    c = Clock()
-
-    class ClockedDummy(DummyDatapath):
-        def __init__(self, name: str, clock: Any = c) -> None:
-            super().__init__(name, clock)
-
-    monkeypatch.setattr(engine, "provider", lambda dp_type: ClockedDummy)
-    return c
+    return one_clock(monkeypatch)
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ back (its first sweep adopts them), and both sides agree on the version 2 digest
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 import pytest
 
@@ -21,7 +19,7 @@ from hitless.openflow import ApplyActions, FlowMod, Match, MeterBand, MeterInstr
 from hitless.openflow import Output as OfOutput
 from hitless.openflow.constants import FlowModCommand, MeterFlags, MeterModCommand
 from hitless.state import ledger, records, snapshot
-from tests.handoff.pair import CFG, Clock, Side, frame, handoff, old_switch
+from tests.handoff.pair import CFG, Clock, Side, frame, handoff, old_switch, one_clock
 
 RATE, BURST = 10, 20  # packets/s, packets
 SRC, DST = 0x020000000001, 0x020000000002
@@ -31,14 +29,7 @@ SRC, DST = 0x020000000001, 0x020000000002
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     """One fake clock for both sides: the new side's dummy datapaths run on it too (as
     CLOCK_MONOTONIC is one clock for both processes)."""
-    c = Clock()
-
-    class ClockedDummy(DummyDatapath):
-        def __init__(self, name: str, clock: Any = c) -> None:
-            super().__init__(name, clock)
-
-    monkeypatch.setattr(engine, "provider", lambda dp_type: ClockedDummy)
-    return c
+    return one_clock(monkeypatch)
 
 
 def metered(clock: Clock) -> tuple[Side, DummyDatapath, Bridge]:
