@@ -22,6 +22,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -150,10 +151,12 @@ def _drops(sw: HitlessSwitch | OvsSwitch, b: int) -> int:
     raise AssertionError("no drop rule")
 
 
-def run_side(kind: str, op: str, dnat: bool = False) -> dict[str, object]:
+def run_side(
+    kind: str, op: str, dnat: bool = False, downgrade_to: Path | None = None
+) -> dict[str, object]:
     with Topology(2) as topo:
         sw: HitlessSwitch | OvsSwitch = (
-            HitlessSwitch(netns=topo.switch_ns)
+            HitlessSwitch(netns=topo.switch_ns, downgrade_to=downgrade_to)
             if kind == "hitless"
             else OvsSwitch(netns=topo.switch_ns)
         )
@@ -234,4 +237,31 @@ def test_upgrade_keeps_connections_behind_a_stateful_firewall_where_ovs_restart_
     # Open vSwitch forgot every connection: b's traffic is +new from outside from then on.
     assert theirs["drops"] > 0 and theirs["tcp_end"] != "eof", theirs
     assert theirs["udp_lost"] > theirs["udp_sent"] // 3, theirs  # type: ignore[operator]
+    assert len(theirs["conns_before"]) == 2 and not theirs["conns_kept"], theirs  # type: ignore[arg-type]
+
+
+# The newest previous build with connection tracking (the end of the session that added
+# it); the upgrade matrix's previous_versions.txt builds all predate conntrack.
+CT_BUILD = "28294a8"
+
+
+def test_downgrade_keeps_connections_behind_a_stateful_firewall_where_ovs_restart_drops_them() -> (
+    None
+):
+    """``hitless downgrade`` to a previous build (one that has conntrack) under the same
+    firewall and DNAT traffic, side by side with Open vSwitch's ovs-ctl restart in the
+    same run: the connections are carried down as they are carried up."""
+    from tests.upgrade.builds import build
+
+    old = build(CT_BUILD)
+    ours = run_side("hitless", "downgrade", True, downgrade_to=old.vswitchd)
+    theirs = run_side("ovs", "flow-restore", True)
+    print(f"\nhitless downgrade to {CT_BUILD}: {ours}\nOpen vSwitch flow-restore: {theirs}")
+    for side in (ours, theirs):
+        assert AT + side["op_seconds"] < DURATION - 1, side  # type: ignore[operator]
+    assert ours["udp_lost"] == 0, ours
+    assert ours["tcp_got"] == ours["tcp_sent"] and ours["tcp_end"] == "eof", ours
+    assert ours["drops"] == 0, ours
+    assert len(ours["conns_before"]) == 2 and ours["conns_kept"] == ours["conns_before"], ours  # type: ignore[arg-type]
+    assert theirs["drops"] > 0 and theirs["tcp_end"] != "eof", theirs
     assert len(theirs["conns_before"]) == 2 and not theirs["conns_kept"], theirs  # type: ignore[arg-type]
