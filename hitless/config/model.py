@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 OFPP_LOCAL = 0xFFFE  # the bridge's own internal port (OpenFlow 1.3, 7.2.1)
+# Open_vSwitch other_config:flow-limit when unset: datapath flows per bridge (Open
+# vSwitch's default; docs/hardening.md).
+DEFAULT_FLOW_LIMIT = 200_000
 
 
 @dataclass(frozen=True, slots=True)

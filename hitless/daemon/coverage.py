@@ -44,6 +44,7 @@ COUNTERS: dict[str, Callable[[Switch], int]] = {
     "dpif_miss": lambda sw: _dp_sum(sw, "missed"),
     "dpif_lost": lambda sw: _dp_sum(sw, "lost"),
     "upcall_handled": lambda sw: sum(b.n_upcalls for b in _bridges(sw)),
+    "upcall_flow_limit_hit": lambda sw: sum(b.n_flow_limit_hit for b in _bridges(sw)),
     "packet_in": lambda sw: sum(b.n_packet_ins for b in _bridges(sw)),
     "dpif_flow_put": lambda sw: sum(b.revalidator.n_installed for b in _bridges(sw)),
     "rev_flow_modified": lambda sw: sum(b.revalidator.n_modified for b in _bridges(sw)),

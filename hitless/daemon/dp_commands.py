@@ -225,7 +225,9 @@ def upcall_show(req: Request) -> str:
         upcalls = rb.bridge.n_upcalls if isinstance(rb.bridge, Bridge) else 0
         out.append(
             f"{rb.datapath.type}@{name}:\n"
-            f"  flows         : (current {n})\n"
+            f"  flows         : (current {n})"
+            + (f" (limit {rb.bridge.flow_limit})" if isinstance(rb.bridge, Bridge) else "")
+            + "\n"
             f"  upcalls       : {upcalls}\n"
         )
         queues = rb.datapath.upcall_queues()

@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from hitless.config.model import (
+    DEFAULT_FLOW_LIMIT,
     BridgeConfig,
     ControllerStatus,
     InterfaceConfig,
@@ -89,6 +90,7 @@ class BridgeLike(Protocol):
     def set_fail_open(self, on: bool, now: float) -> None: ...
 
     link_seq: int  # moves whenever a link state changes
+    flow_limit: int  # datapath flows it installs at most (Open_vSwitch other_config:flow-limit)
 
     def fdb_flush(self) -> int: ...
     def dump_flows(self) -> str: ...
@@ -655,6 +657,9 @@ class Switch:
                 rb.statuses = rb.bridge.reconfigure(rb.cfg, now)
         was_waiting = self.flow_restore_wait
         self.config = new
+        limit = flow_limit(new.other_config)
+        for rb in self.bridges.values():
+            rb.bridge.flow_limit = limit
         if was_waiting and not self.flow_restore_wait:
             # What ovs-ctl's restart ends with: the restored flows take over and the
             # datapath is flushed (the baseline hitless avoids; see docs/upgrading.md).
@@ -954,6 +959,16 @@ class Switch:
 
     def bridge_names(self) -> Iterable[str]:
         return sorted(self.bridges)
+
+
+def flow_limit(other_config: Mapping[str, str]) -> int:
+    """Open_vSwitch other_config:flow-limit: datapath flows per bridge (Open vSwitch's
+    default, 200,000, when unset or not a positive integer)."""
+    try:
+        n = int(other_config.get("flow-limit", DEFAULT_FLOW_LIMIT))
+    except ValueError:
+        return DEFAULT_FLOW_LIMIT
+    return n if n > 0 else DEFAULT_FLOW_LIMIT
 
 
 def _plus_drops(stats: dict[str, int], dp: Any) -> dict[str, int]:

@@ -62,7 +62,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hitless.config.model import OFPP_LOCAL, BridgeConfig, InterfaceConfig, InterfaceStatus
+from hitless.config.model import (
+    DEFAULT_FLOW_LIMIT,
+    OFPP_LOCAL,
+    BridgeConfig,
+    InterfaceConfig,
+    InterfaceStatus,
+)
 from hitless.datapath.actions import Meter as DpMeterAction
 from hitless.datapath.actions import Output, Recirc, Sample, Userspace, format_actions
 from hitless.datapath.base import Datapath, DatapathError, Upcall
@@ -123,6 +129,7 @@ SWEEP_SLICE = 5000  # flows per run(): a long sweep continues in the next run
 # source MACs) continues in the next runs, so the loop reads the ports in between
 # (measured: one such turn took 150-170 ms of CPU with ~20,000 flows).
 MAC_REVALIDATE_SLICE = 1000
+
 UPCALL_BATCH = 64
 # Then yield to the loop (next_wakeup() says "now"): the ports are read again before the
 # next misses are handled, so under a flood of new flows the frames of established flows
@@ -202,6 +209,12 @@ class Bridge:
         self._next_sweep = 0.0  # the first run() sweeps: adopts flows already installed
         self._more_upcalls = False
         self._mac_reval: set[UKey] = set()  # flows still to re-translate for MAC changes
+        # Datapath flows installed at most (Open_vSwitch other_config:flow-limit): a miss
+        # beyond it is handled (learned, forwarded) but leaves no flow, and is counted
+        # (upcall_flow_limit_hit), so a flood of new flows cannot grow the flow table
+        # without bound; idle flows expire after max-idle and make room.
+        self.flow_limit = DEFAULT_FLOW_LIMIT
+        self.n_flow_limit_hit = 0
         self._check_mac_ports = False
         self.n_upcalls = 0
         self.of = OfState()
@@ -1138,7 +1151,10 @@ class Bridge:
         if x.learn is not None:
             vlan, src, port = x.learn
             self.mac.learn(vlan, src, port, now)
-        self.revalidator.install(Match.of(up.key, x.mask), x, now)
+        if len(self.revalidator.ukeys) < self.flow_limit:
+            self.revalidator.install(Match.of(up.key, x.mask), x, now)
+        else:
+            self.n_flow_limit_hit += 1
         for c in x.credits:
             c.credit(1, len(up.packet), now)  # type: ignore[attr-defined]
         if self.of.credited is not None:

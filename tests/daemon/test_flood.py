@@ -6,7 +6,8 @@ opens new TCP connections to host b one after another. Checked: every connection
 succeeds; a's and b's MAC entries stay in the table the whole time (eviction takes the
 oldest entry of the port holding the most, c's; with the oldest of the whole table, the
 quiet hosts' entries went first); the table's limit acted and was counted; the
-flooder's misses were served and the victims lost none (upcall/show)."""
+flooder's misses were served and the victims lost none (upcall/show); the datapath flow
+limit (Open_vSwitch other_config:flow-limit) held and counted its hits."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.wait import wait_for
 pytestmark = pytest.mark.netns
 
 MAC_TABLE = 512
+FLOW_LIMIT = 2000
 CONNECTIONS = 40
 
 _SERVER = r"""
@@ -73,6 +75,7 @@ def test_a_flooding_port_does_not_starve_the_others(started: Sw, topology: Topol
              "--", "add-port", br, a.switch_port, "--", "add-port", br, b.switch_port,
              "--", "add-port", br, c.switch_port)  # fmt: skip
     wait_for(lambda: sw.ofport(c.switch_port) > 0, "the ports")
+    sw.vsctl("set", "Open_vSwitch", ".", f"other_config:flow-limit={FLOW_LIMIT}")
     wait_for(lambda: a.ping(b.addr), "a reaches b")
     server = b.popen([sys.executable, "-c", _SERVER, "5001"])
     assert server.stdout is not None and server.stdout.readline().strip() == "ready"
@@ -103,3 +106,7 @@ def test_a_flooding_port_does_not_starve_the_others(started: Sw, topology: Topol
     assert int(rows[c.switch_port].split("handled ")[1].split()[0]) > MAC_TABLE, queues
     for victim in (a, b):
         assert "dropped 0 " in rows[victim.switch_port], queues
+    current = int(queues.split("(current ")[1].split(")")[0])
+    assert f"(limit {FLOW_LIMIT})" in queues and current <= FLOW_LIMIT, queues
+    hits = sw.appctl("coverage/read-counter", "upcall_flow_limit_hit").stdout
+    assert int(hits) > 0
