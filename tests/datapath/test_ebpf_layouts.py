@@ -15,7 +15,7 @@ import pytest
 
 from hitless.datapath.actions import Output
 from hitless.datapath.ebpf import layout as L
-from hitless.datapath.ebpf import libbpf
+from hitless.datapath.ebpf import libbpf, provider
 from hitless.datapath.ebpf.provider import EbpfDatapath
 from hitless.packet.flow import FIELDS, Match, full_mask, make_key
 from tests.netns import Host, Topology, unique_suffix
@@ -24,6 +24,10 @@ from tests.wait import wait_for
 pytestmark = pytest.mark.netns
 
 FLOOD = 2000  # echo requests, 1 ms apart
+# Counts a flow's counter may miss across a move whose counter maps are copied rather
+# than shared: the carry's one read-modify-write of a per-CPU value the new program
+# counts into (EbpfDatapath._retire), one packet per CPU that counted in its window.
+CARRY_RACE = 2
 
 
 def crash(dp: EbpfDatapath) -> None:
@@ -68,10 +72,14 @@ def move(dp: EbpfDatapath) -> None:
     wait_for(moved, "the move and the old program's retirement")
 
 
-@pytest.mark.parametrize(("old", "new"), [(1, 2), (2, 1)])
+@pytest.mark.parametrize(("old", "new", "share"), [(1, 2, True), (2, 1, True), (1, 2, False)])
 def test_a_build_with_another_layout_moves_the_datapath_under_traffic(
-    topology: Topology, monkeypatch: pytest.MonkeyPatch, old: int, new: int
+    topology: Topology, monkeypatch: pytest.MonkeyPatch, old: int, new: int, share: bool
 ) -> None:
+    """``share`` False: the counter maps are copied and carried, as between layouts
+    whose counter maps differ (no such pair exists yet: forced here)."""
+    if not share:
+        monkeypatch.setattr(provider, "SHARED", ())
     a = topology.add_host("a", "10.93.0.1/24")
     b = topology.add_host("b", "10.93.0.2/24")
     name = f"br{unique_suffix()}"
@@ -113,8 +121,9 @@ def test_a_build_with_another_layout_moves_the_datapath_under_traffic(
         assert after.keys() == before.keys()
         # Counters kept counting, exactly: both programs counted into the same maps
         # (shared, as the layouts define them alike), so every request is counted.
-        assert dp.moved_shared == ["hl_counters", "hl_stats"]
-        assert after[hit] >= before[hit] + FLOOD, (before[hit], after[hit])
+        assert dp.moved_shared == (["hl_counters", "hl_stats"] if share else [])
+        slack = 0 if share else CARRY_RACE
+        assert after[hit] >= before[hit] + FLOOD - slack, (before[hit], after[hit])
         # The new program was loaded by a thread while the old one served (the loop
         # only wrote entries and swapped filters).
         assert dp.last_move_ms["loaded ahead"] > 0
