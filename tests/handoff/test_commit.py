@@ -14,6 +14,7 @@ import pytest
 from hitless.config.model import InterfaceConfig, PortConfig
 from hitless.datapath.dummy import DummyDatapath
 from hitless.handoff import engine
+from hitless.ofproto import bridge as bridge_mod
 from hitless.ofproto.bridge import POLICER_BASE
 from tests.handoff.pair import CFG, Clock, Side, frame, handoff, one_clock, send
 
@@ -95,3 +96,21 @@ def test_handed_over_flows_follow_the_new_state_before_the_first_packet(
     new_dp.receive(p1, frame(A, B2))  # no run(): the handed-over flow alone decides
     new_dp.receive(p2, frame(B2, A))
     assert new_dp.pop_sent() == {}
+
+
+def test_the_commit_sweeps_a_bounded_part_and_the_runs_go_on(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit's sweep delays every packet queued during the freeze, so it takes at
+    most COMMIT_SWEEP flows; the next run goes on with the rest."""
+    monkeypatch.setattr(bridge_mod, "COMMIT_SWEEP", 2)
+    old = Side(clock)
+    dp, bridge = old.add()
+    for i in range(6):
+        send(dp, bridge, clock, 1 + i % 3, A + i, 0xFFFFFFFFFFFF)
+    assert dp.flow_count() == 6
+    h = handoff(old, clock)
+    new = h.new.bridges["br0"].bridge
+    assert len(new.revalidator) == 2 and new.revalidator.sweeping
+    new.run(clock())
+    assert len(new.revalidator) == 6 and not new.revalidator.sweeping
