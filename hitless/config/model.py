@@ -125,6 +125,17 @@ class SflowConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NetflowConfig:
+    """A bridge's NetFlow row: collectors ("IP:PORT"), the active timeout in seconds
+    (Open vSwitch's 600 when 0 or absent), the header's engine type and id."""
+
+    targets: tuple[str, ...]
+    active_timeout: int = 600
+    engine_type: int = 0
+    engine_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class FlowTableConfig:
     """A Flow_Table row attached to a table id by Bridge.flow_tables."""
 
@@ -147,6 +158,7 @@ class BridgeConfig:
     stp_enable: bool = False  # Bridge.stp_enable (other_config:stp-* tune it)
     sflow: SflowConfig | None = None  # Bridge.sflow
     rstp_enable: bool = False  # Bridge.rstp_enable (other_config:rstp-* tune it)
+    netflow: NetflowConfig | None = None  # Bridge.netflow
 
     @property
     def has_primary_controller(self) -> bool:

@@ -38,6 +38,7 @@ from hitless.config.model import (
     InterfaceConfig,
     InterfaceStatus,
     MirrorConfig,
+    NetflowConfig,
     PortConfig,
     QosConfig,
     QueueConfig,
@@ -93,7 +94,9 @@ COLUMNS: dict[str, list[str]] = {
         "sflow",
         "rstp_enable",
         "rstp_status",  # written back
+        "netflow",
     ],
+    "NetFlow": ["targets", "active_timeout", "engine_type", "engine_id"],
     "sFlow": ["targets", "sampling", "polling", "header", "agent"],
     "Mirror": [
         "name",
@@ -277,6 +280,7 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
             stp_enable=br.stp_enable is True,
             sflow=sflow_config(_opt(br.sflow)),
             rstp_enable=br.rstp_enable is True,
+            netflow=netflow_config(_opt(br.netflow), br.name),
         )
     return ConfigRead(
         config=SwitchConfig(
@@ -299,6 +303,21 @@ def sflow_config(row: Any | None) -> SflowConfig | None:
         polling=max(0, _int(_opt(row.polling), 30)),
         header=max(1, _int(_opt(row.header), 128)),
         agent=_opt(row.agent) or None,
+    )
+
+
+def netflow_config(row: Any | None, bridge: str) -> NetflowConfig | None:
+    """A Bridge's NetFlow row (None without one or without a collector). Without an
+    engine type/id, both come from the bridge's name (Open vSwitch takes them from its
+    datapath: they differ)."""
+    if row is None or not row.targets:
+        return None
+    h = sum(bridge.encode()) * 2654435761
+    return NetflowConfig(
+        targets=tuple(sorted(row.targets)),
+        active_timeout=_int(_opt(row.active_timeout), 0) or 600,
+        engine_type=_int(_opt(row.engine_type), h >> 8 & 0xFF) & 0xFF,
+        engine_id=_int(_opt(row.engine_id), h & 0xFF) & 0xFF,
     )
 
 

@@ -25,7 +25,6 @@ STATUS_KEY = "hitless_unsupported"
 COLUMNS: dict[str, list[str]] = {
     "Bridge": [
         "mirrors",
-        "netflow",
         "ipfix",
         "stp_enable",
         "mcast_snooping_enable",
@@ -45,7 +44,6 @@ COLUMNS: dict[str, list[str]] = {
     "Open_vSwitch": ["ssl"],
     "Mirror": ["name", "output_port", "output_vlan"],
     "QoS": ["type"],
-    "NetFlow": ["targets"],
     "IPFIX": ["targets"],
     "Flow_Table": ["groups", "prefixes"],
 }
@@ -79,7 +77,7 @@ def _bridge(br: Any) -> Iterable[Unsupported]:
             )
         elif not _set(m.output_port):
             yield Unsupported("Bridge", n, "mirrors", f"mirror {m.name}: no output_port")
-    for col, what in (("netflow", "NetFlow"), ("ipfix", "IPFIX")):
+    for col, what in (("ipfix", "IPFIX"),):
         if _set(getattr(br, col)):
             yield Unsupported("Bridge", n, col, f"{what} export is {_NOT}: nothing is sent")
     if br.rstp_enable is True and br.stp_enable is True:

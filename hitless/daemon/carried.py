@@ -3,7 +3,8 @@ extras): every bridge's bonds (active member, enabled members, hash buckets, pen
 delays, LACP partners), each bridge's fail-open clock (how long no primary controller
 has been reachable), every bridge's spanning tree, STP or RSTP (port states, roles,
 stored priority vectors, running timers), the tc trees put on port devices for QoS, each
-sFlow agent's sequence numbers, sample pool and uptime, so a new process
+sFlow agent's sequence numbers, sample pool and uptime, each bridge's NetFlow flows
+(counters, sequence, uptime), so a new process
 neither renegotiates LACP, nor counts the 15 s before failing open again, nor rebuilds
 or forgets a shaper. (The policers' token buckets are datapath meters: they travel in
 the datapath's handles and are adopted once the configuration made the policers,
@@ -65,8 +66,18 @@ def _adopt_sflow(switch: Any, data: Any) -> None:
     switch.sflow.adopt(dict(data), switch.clock())
 
 
+def _export_netflow(bridge: Any, now: float) -> Any:
+    exp = getattr(bridge, "export_netflow", None)
+    return exp(now) if exp is not None else None
+
+
+def _adopt_netflow(bridge: Any, data: Any, now: float) -> None:
+    bridge.import_netflow(dict(data), now)
+
+
 register_bridge_extra("bonds", export=_export_bonds, adopt=_adopt_bonds)
 register_bridge_extra("stp", export=_export_stp, adopt=_adopt_stp)
 register_switch_extra("qos", export=_export_qos, adopt=_adopt_qos)
 register_switch_extra("fail-open", export=_export_fail_open, adopt=_adopt_fail_open)
 register_switch_extra("sflow", export=_export_sflow, adopt=_adopt_sflow)
+register_bridge_extra("netflow", export=_export_netflow, adopt=_adopt_netflow)

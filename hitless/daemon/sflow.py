@@ -1,5 +1,9 @@
-"""sFlow export (Bridge.sflow): the I/O around each bridge's pure agent
-(hitless.ofproto.sflow). Every turn it takes the samples the bridge's datapath raised
+"""sFlow and NetFlow export (Bridge.sflow, Bridge.netflow): the I/O around each bridge's
+pure agents (hitless.ofproto.sflow, hitless.ofproto.netflow). NetFlow: once a second the
+bridge's due v5 records (flows idle for twice the bridge's max-idle plus a second, or
+past the active timeout) go to every NetFlow target.
+
+sFlow: Every turn it takes the samples the bridge's datapath raised
 (a ``Sample`` action, one packet in ``sampling``), maps ofports to ifIndexes, and once a
 second sends the datagrams to every collector over UDP; every ``polling`` seconds it
 adds one counter sample per port from the device's counters (as Open vSwitch's
@@ -19,6 +23,7 @@ import ipaddress
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +110,8 @@ class SflowExporter:
         self._adopted: dict[str, dict[str, Any]] = {}  # bridge -> agent state to adopt
         self._warned: set[str] = set()
         self.n_sent = 0
+        self._nf_next: dict[str, float] = {}  # bridge -> next NetFlow flush
+        self._nf_socks: dict[int, socket.socket] = {}
 
     def sync(self, bridges: Iterable[tuple[str, BridgeConfig]], now: float) -> None:
         """Agents for the bridges whose configuration has an sFlow row; others closed."""
@@ -165,8 +172,28 @@ class SflowExporter:
         for dgram in ex.agent.datagrams(now):
             self._send(name, ex, dgram)
 
+    def run_netflow(self, name: str, bridge: Any, cfg: BridgeConfig, now: float) -> None:
+        """Send the bridge's due NetFlow records (once a second)."""
+        nf = getattr(bridge, "netflow", None)
+        if nf is None or cfg.netflow is None or now < self._nf_next.get(name, 0.0):
+            return
+        self._nf_next[name] = now + FLUSH_INTERVAL
+        idle = 2 * bridge.max_idle + 1.0  # its datapath flow has expired and been settled
+        dgrams = nf.datagrams(now, idle, time.time())
+        if not dgrams:
+            return
+        targets = []
+        for t in cfg.netflow.targets:
+            try:
+                targets.append(parse_target(t))
+            except ValueError:
+                self._warn(f"{name}: NetFlow target {t!r} is not IP:PORT; ignored")
+        for d in dgrams:
+            self._send_to(name, targets, self._nf_socks, d, "NetFlow")
+
     def next_wakeup(self) -> float | None:
-        return min((ex.next_flush for ex in self.exports.values()), default=None)
+        times = [ex.next_flush for ex in self.exports.values()] + list(self._nf_next.values())
+        return min(times, default=None)
 
     def _ifindexes(self, ex: _Export, statuses: dict[str, InterfaceStatus]) -> dict[int, int]:
         out: dict[int, int] = {}
@@ -208,17 +235,27 @@ class SflowExporter:
             )
 
     def _send(self, name: str, ex: _Export, dgram: bytes) -> None:
-        for host, port in ex.targets:
+        self._send_to(name, ex.targets, ex.socks, dgram, "sFlow")
+
+    def _send_to(
+        self,
+        name: str,
+        targets: list[tuple[str, int]],
+        socks: dict[int, socket.socket],
+        dgram: bytes,
+        what: str,
+    ) -> None:
+        for host, port in targets:
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-            s = ex.socks.get(fam)
+            s = socks.get(fam)
             if s is None:
-                s = ex.socks[fam] = socket.socket(fam, socket.SOCK_DGRAM)
+                s = socks[fam] = socket.socket(fam, socket.SOCK_DGRAM)
                 s.setblocking(False)
             try:
                 s.sendto(dgram, (host, port))
                 self.n_sent += 1
             except OSError as e:
-                self._warn(f"{name}: sFlow datagram to {host}:{port} not sent: {e}")
+                self._warn(f"{name}: {what} datagram to {host}:{port} not sent: {e}")
 
     def _warn(self, text: str) -> None:
         if text not in self._warned:
@@ -241,3 +278,6 @@ class SflowExporter:
         for ex in self.exports.values():
             ex.close()
         self.exports.clear()
+        for s in self._nf_socks.values():
+            s.close()
+        self._nf_socks.clear()

@@ -438,6 +438,9 @@ class Switch:
                     pass
             else:
                 rb.bridge.run(now)
+        for name, rb in self.bridges.items():
+            if rb.cfg.netflow is not None:
+                self.sflow.run_netflow(name, rb.bridge, rb.cfg, now)
         if self.sflow.exports:
             for name, rb in self.bridges.items():
                 if rb.cfg.sflow is not None:

@@ -75,6 +75,7 @@ from hitless.datapath.base import Datapath, DatapathError, Upcall
 from hitless.datapath.meters import DpMeter, DpMeterBand
 from hitless.ofproto.bond import Bond, learning_packet
 from hitless.ofproto.mac_learning import MacTable, format_mac
+from hitless.ofproto.netflow import OUTPUT_FLOOD, Netflow
 from hitless.ofproto.oftable import Meter, OfState, Removed, Rule
 from hitless.ofproto.ofxlate import (
     Continuation,
@@ -152,6 +153,8 @@ OFPP_MAX_POLICED = 0x7FFE
 DEFAULT_POLICING_BURST = 8000  # kbit, when ingress_policing_burst is 0 (Open vSwitch's)
 STP_USERDATA = b"stp"  # the userspace action that brings BPDUs to the bridge
 MASK_STP = mask_or(MASK_IN_PORT, full_mask("eth_dst"))
+MASK_ETH_TYPE = full_mask("eth_type")
+MASK_NETFLOW = full_mask("eth_type", "ipv4_src", "ipv4_dst", "ip_proto", "ip_tos", "tp_src", "tp_dst")
 TC_QOS_TYPES = ("linux-htb", "linux-hfsc")  # shaped by the device's qdisc (daemon/qos.py)
 SFLOW_USERDATA = b"hsF\x01"  # a Sample action's upcall for sFlow (+ outputs, out port)
 MAX_SFLOW_SAMPLES = 4096  # waiting for the daemon's agent
@@ -248,6 +251,7 @@ class Bridge:
         self._stp_seq = 0
         self._mirror_vlans = False  # some mirror selects by VLAN: masks read vlan_tci
         self.link_seq = 0  # moves on every link change: the daemon writes status at once
+        self.netflow: Netflow | None = None  # Bridge.netflow (hitless.ofproto.netflow)
         self._sflow_prob = 0  # Bridge.sflow: each packet's chance of a sample, of 2**32
         # Sampled packets for the daemon's sFlow agent: (in ofport, outputs, out ofport,
         # packet); at most MAX_SFLOW_SAMPLES wait (more are counted in sflow_dropped).
@@ -282,9 +286,49 @@ class Bridge:
             if in_port in self._policers:
                 # Ingress policing: the port's token bucket before anything else.
                 x = replace(x, actions=(DpMeterAction(POLICER_BASE + in_port), *x.actions))
+        if self.netflow is not None:
+            x = self._netflow_credit(key, x, self.netflow)
         if self._sflow_prob:
             x = replace(x, actions=(self._sflow_sample(x.actions), *x.actions))
         return x
+
+    def _netflow_credit(self, key: bytes, x: Xlate, nf: Netflow) -> Xlate:
+        """NetFlow: an IPv4 flow's megaflow matches its addresses, protocol, ToS and
+        ports (one megaflow per NetFlow flow, as Open vSwitch un-wildcards them) and its
+        packets are credited to the flow's counters. Every megaflow then matches the
+        Ethernet type, so one that did not (installed before) is replaced."""
+        if key[16:18] != b"\x08\x00":
+            return replace(x, mask=mask_or(x.mask, MASK_ETH_TYPE))
+        outs = {a.port for a in x.actions if type(a) is Output}
+        out = next(iter(outs)) if len(outs) == 1 else OUTPUT_FLOOD if outs else 0
+        proto = key[64]
+        sport, dport = int.from_bytes(key[68:70], "big"), int.from_bytes(key[70:72], "big")
+        if proto == 1:  # ICMP: type and code in the destination port, as Open vSwitch
+            sport, dport = 0, sport << 8 | dport
+        flow = nf.flow(
+            (key[20:24], key[24:28], proto, key[65] & 0xFC, sport, dport,
+             int.from_bytes(key[0:4], "big"), out)
+        )  # fmt: skip
+        return replace(x, mask=mask_or(x.mask, MASK_NETFLOW), credits=(*x.credits, flow))
+
+    def _sync_netflow(self, cfg: BridgeConfig, now: float) -> bool:
+        """Bridge.netflow; returns whether it was turned on or off (every flow is then
+        translated again: the masks change)."""
+        if cfg.netflow is None:
+            changed, self.netflow = self.netflow is not None, None
+            return changed
+        if self.netflow is None:
+            self.netflow = Netflow(cfg.netflow, now)
+            return True
+        self.netflow.config = cfg.netflow
+        return False
+
+    def export_netflow(self, now: float) -> dict[str, Any] | None:
+        return self.netflow.export_state(now) if self.netflow is not None else None
+
+    def import_netflow(self, data: dict[str, Any], now: float) -> None:
+        if self.netflow is not None:
+            self.netflow.import_state(data, now)
 
     def _sflow_sample(self, actions: tuple[Any, ...]) -> Sample:
         """sFlow: the datapath samples the packet as it enters, before anything else
@@ -381,27 +425,34 @@ class Bridge:
             self.stp = Stp(bid, hello, max_age, fwd, now)
         else:
             self.stp.configure(bid, hello, max_age, fwd, now)
-        ports: list[StpPortConfig] = []
+        ports = [
+            StpPortConfig(
+                it.ofport, it.name, mac, _int(po.get("stp-port-priority"), 128),
+                _int(po.get("stp-path-cost"), 2) or 2, it.view.can_output,
+            )
+            for po, it, mac in self._tree_ports(cfg, "stp-enable", 255)
+        ]  # fmt: skip
+        self.stp.set_ports(ports, now)
+        self._run_stp(now)
+
+    def _tree_ports(
+        self, cfg: BridgeConfig, enable_key: str, max_port: int
+    ) -> list[tuple[dict[str, str], _Iface, bytes]]:
+        """The interfaces that take part in a spanning tree: not internal ones, not
+        bonds, not those whose Port says ``enable_key=false``, ofports 1..max_port;
+        with their Port's other_config and their MAC."""
+        dp_ports = self.datapath.ports()
+        out = []
         for pc in cfg.ports.values():
-            if pc.bond is not None or pc.other_config.get("stp-enable") == "false":
+            if pc.bond is not None or pc.other_config.get(enable_key) == "false":
                 continue
             for ic in pc.interfaces:
                 it = self._ifaces.get(ic.name)
-                if it is None or it.type == "internal" or not 1 <= it.ofport <= 255:
+                if it is None or it.type == "internal" or not 1 <= it.ofport <= max_port:
                     continue
                 dpp = dp_ports.get(it.ofport)
-                ports.append(
-                    StpPortConfig(
-                        it.ofport,
-                        ic.name,
-                        dpp.mac if dpp is not None else bytes(6),
-                        _int(pc.other_config.get("stp-port-priority"), 128),
-                        _int(pc.other_config.get("stp-path-cost"), 2) or 2,
-                        it.view.can_output,
-                    )
-                )
-        self.stp.set_ports(ports, now)
-        self._run_stp(now)
+                out.append((pc.other_config, it, dpp.mac if dpp is not None else bytes(6)))
+        return out
 
     def _sync_rstp(self, cfg: BridgeConfig, now: float) -> None:
         """Bridge.rstp_enable and other_config:rstp-*: the rapid spanning tree over the
@@ -419,28 +470,14 @@ class Bridge:
             self.stp = Rstp(bid, max_age, fwd, now)
         else:
             self.stp.configure(bid, max_age, fwd, now)
-        ports: list[RstpPortConfig] = []
-        for pc in cfg.ports.values():
-            po = pc.other_config
-            if pc.bond is not None or po.get("rstp-enable") == "false":
-                continue
-            for ic in pc.interfaces:
-                it = self._ifaces.get(ic.name)
-                if it is None or it.type == "internal" or not 1 <= it.ofport <= 4095:
-                    continue
-                dpp = dp_ports.get(it.ofport)
-                ports.append(
-                    RstpPortConfig(
-                        it.ofport,
-                        ic.name,
-                        dpp.mac if dpp is not None else bytes(6),
-                        _int(po.get("rstp-port-priority"), 128),
-                        _int(po.get("rstp-path-cost"), 2000) or 2000,
-                        it.view.can_output,
-                        po.get("rstp-port-admin-edge") == "true",
-                        po.get("rstp-port-auto-edge") != "false",
-                    )
-                )
+        ports = [
+            RstpPortConfig(
+                it.ofport, it.name, mac, _int(po.get("rstp-port-priority"), 128),
+                _int(po.get("rstp-path-cost"), 2000) or 2000, it.view.can_output,
+                po.get("rstp-port-admin-edge") == "true", po.get("rstp-port-auto-edge") != "false",
+            )
+            for po, it, mac in self._tree_ports(cfg, "rstp-enable", 4095)
+        ]  # fmt: skip
         self.stp.set_ports(ports, now)
         self._run_stp(now)
 
@@ -739,6 +776,8 @@ class Bridge:
             full = True
         self._sync_stp(cfg, now)
         if self._sync_sflow(cfg):
+            full = True
+        if self._sync_netflow(cfg, now):
             full = True
         if self._sync_mirrors(cfg):
             full = True

@@ -72,6 +72,7 @@ def bridge(name: str, *ports: Row, datapath_type: str = "", **kw: object) -> Row
         stp_enable=kw.get("stp_enable", False),
         sflow=kw.get("sflow", []),
         rstp_enable=kw.get("rstp_enable", False),
+        netflow=kw.get("netflow", []),
     )
 
 

@@ -61,11 +61,14 @@ class Collector:
         self.port = int(self.proc.stdout.readline())
 
     def stop(self) -> list[dict[str, Any]]:
+        return [decode_datagram(d) for d in self.raw()]
+
+    def raw(self) -> list[bytes]:
         assert self.proc.stdin is not None
         self.proc.stdin.write("stop\n")
         self.proc.stdin.flush()
         out, _ = self.proc.communicate(timeout=60)
-        return [decode_datagram(bytes.fromhex(ln)) for ln in out.split() if ln]
+        return [bytes.fromhex(ln) for ln in out.split() if ln]
 
 
 def _sflow_row(port: int) -> list[str]:
@@ -106,8 +109,8 @@ def consistent(dgrams: list[dict[str, Any]]) -> None:
 
 
 @contextmanager
-def collecting(ns: str | None = None) -> Iterator[Collector]:
-    c = Collector(ns)
+def collecting(ns: str | None = None, tail: float = 5.0) -> Iterator[Collector]:
+    c = Collector(ns, tail)
     try:
         yield c
     finally:

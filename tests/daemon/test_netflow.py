@@ -1,0 +1,106 @@
+"""NetFlow v5 (Bridge.netflow) side by side with Open vSwitch 3.1 (netdev datapath in
+its own namespace) in the same run: the same NetFlow row and max-idle, the same pings
+between two namespace hosts; a collector on loopback next to each switch reads the
+records back (hitless.ofproto.netflow.decode_netflow). Each direction of the ICMP
+exchange is one record with the same fields as Open vSwitch's; a hitless upgrade keeps
+the exporter's sequence and uptime."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from hitless.ofproto.netflow import decode_netflow
+from tests.daemon.test_bonds import two_way_udp
+from tests.daemon.test_qos import hitless_pair, ovs_pair
+from tests.daemon.test_sflow import collecting
+from tests.netns import Topology, sh
+from tests.switch import Sw
+
+pytestmark = pytest.mark.netns
+
+PINGS = 50
+
+
+def _row(port: int) -> list[str]:
+    return ["other_config:max-idle=2000", "--", "--id=@n", "create", "netflow",
+            f'targets="127.0.0.1:{port}"', "active_timeout=60"]  # fmt: skip
+
+
+def records(dgrams: list[bytes]) -> list[dict[str, Any]]:
+    out = []
+    for d in dgrams:
+        for r in decode_netflow(d)["records"]:
+            r = dict(r, src=socket.inet_ntoa(r["src"]), dst=socket.inet_ntoa(r["dst"]))
+            out.append(r)
+    return out
+
+
+def flows(recs: list[dict[str, Any]], ofport: dict[str, int]) -> dict[tuple[str, str], list[Any]]:
+    """ICMP records by (src, dst), summed: [input, output (port names), packets, octets,
+    source port, destination port, ToS, records]."""
+    names = {v: k for k, v in ofport.items()}
+    out: dict[tuple[str, str], list[Any]] = {}
+    for r in recs:
+        if r["proto"] != 1:
+            continue
+        f = out.setdefault((r["src"], r["dst"]), [names.get(r["input"]), names.get(r["output"]),
+                                                   0, 0, r["src_port"], r["dst_port"], r["tos"], 0])
+        f[2] += r["packets"]
+        f[3] += r["octets"]
+        f[7] += 1
+    return out  # fmt: skip
+
+
+def test_netflow_records_as_open_vswitch_sends_them(started: Sw, topology: Topology) -> None:
+    sw = started
+    a, b, br = hitless_pair(sw, topology, "10.79.0")
+    with collecting(tail=8.0) as col:
+        sw.vsctl("set", "bridge", br, *_row(col.port), "--", "set", "bridge", br, "netflow=@n")
+        assert "hitless_unsupported" not in sw.get("Bridge", br, "status")
+        assert a.ping(b.addr, count=PINGS, interval=0.01)
+        ours = col.raw()
+    ofp = {"a": sw.ofport(a.switch_port), "b": sw.ofport(b.switch_port)}
+    with ovs_pair(topology, "10.79.1") as (oa, ob, ovs, ns):
+        sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+        with collecting(ns, tail=8.0) as ocol:
+            ovs.vsctl("set", "bridge", "br0", *_row(ocol.port), "--", "set", "bridge", "br0",
+                      "netflow=@n")  # fmt: skip
+            assert oa.ping(ob.addr, count=PINGS, interval=0.01)
+            theirs = ocol.raw()
+        oofp = {h: int(ovs.vsctl("get", "Interface", p.switch_port, "ofport"))
+                for h, p in (("a", oa), ("b", ob))}  # fmt: skip
+    mine, other = flows(records(ours), ofp), flows(records(theirs), oofp)
+    print(f"NetFlow: hitless {len(ours)} datagrams {mine}; Open vSwitch {len(theirs)} {other}")
+    assert mine[(a.addr, b.addr)] == ["a", "b", PINGS, PINGS * 98, 0, 8 << 8, 0, 1]
+    assert mine[(b.addr, a.addr)] == ["b", "a", PINGS, PINGS * 98, 0, 0, 0, 1]
+    # The same fields as Open vSwitch's records for the same exchange (its counts fell
+    # short of the 50 pings in every run seen: 30 or 48, not investigated).
+    assert sorted(f[:2] + f[4:7] for f in mine.values()) == sorted(f[:2] + f[4:7] for f in other.values())
+    for d in ours:
+        h = decode_netflow(d)
+        assert h["version"] == 5 and h["count"] == len(h["records"]) <= 30
+    r = records(ours)[0]
+    assert 0 < r["first"] <= r["last"] <= decode_netflow(ours[0])["uptime"]
+
+
+def test_an_upgrade_keeps_the_netflow_exporter(started: Sw, topology: Topology) -> None:
+    sw = started
+    a, b, br = hitless_pair(sw, topology, "10.79.2")
+    with collecting(tail=8.0) as col:
+        sw.vsctl("set", "bridge", br, *_row(col.port), "--", "set", "bridge", br, "netflow=@n")
+        assert a.ping(b.addr, count=5, interval=0.01)
+        lost = two_way_udp(a, b, 9713, lambda: sw.hitless("upgrade"))
+        dgrams = col.raw()
+    heads = [decode_netflow(d) for d in dgrams]
+    recs = records(dgrams)
+    udp = [r for r in recs if r["proto"] == 17]
+    print(f"upgrade with NetFlow: lost {lost}; {len(dgrams)} datagrams, UDP records "
+          f"{[(r['src'], r['packets']) for r in udp]}")  # fmt: skip
+    assert lost == (0, 0)
+    assert [h["seq"] for h in heads] == list(range(1, len(heads) + 1))  # one exporter
+    assert [h["uptime"] for h in heads] == sorted(h["uptime"] for h in heads)
+    # Every datagram of both directions counted once, across the two processes.
+    assert sorted(r["packets"] for r in udp) == [4000, 4000]
