@@ -48,6 +48,12 @@ class Sw:
     def appctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run(["ovs-appctl", "-t", str(self.rundir.ctl), TIMEOUT, *args], check)
 
+    def ofctl(self, br: str, cmd: str, *args: str, check: bool = True) -> str:
+        """Stock ``ovs-ofctl -O OpenFlow13 CMD`` on bridge ``br``'s management socket."""
+        target = f"unix:{self.rundir.path}/{br}.mgmt"
+        r = run(["ovs-ofctl", "-O", "OpenFlow13", cmd, target, *args], check)
+        return r.stdout + r.stderr
+
     def get(self, table: str, record: str, column: str) -> str:
         return self.vsctl("get", table, record, column).stdout.strip()
 

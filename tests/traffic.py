@@ -135,10 +135,11 @@ BIN = Path(sys.executable).parent
 # connection (a message every 10 ms), a new TCP connection every 20 ms.
 CLASSES = ("udp", "tcp-stream", "tcp-connect")
 RATES = Rates(udp_pps=1000, tcp_interval=0.01, connect_interval=0.02)
-# 15 s of traffic with the operation 1.5 s in: a handoff's freeze must end by 13 s. At load
-# average 16-22 on the 2-core test machine `hitless upgrade` took 10-16 s (most of it the
-# new process starting), and with 12 s half the upgrade tests found their freeze after the
-# traffic (2026-12-06).
+# 15 s of traffic with the operation 1.5 s in, and at least ``AFTER`` seconds more after
+# the operation returned: at load average 16-22 on the 2-core test machine `hitless
+# upgrade` took 10-16 s (most of it the new process starting), at 20-23 17-28 s, and the
+# freeze came after the traffic (2026-12-06).
+AFTER = 2.0
 
 
 def handoff_op(
@@ -181,10 +182,12 @@ def handoff_under_traffic(
     at: float = 1.5,
     rates: Rates = RATES,
     classes: Sequence[str] = CLASSES,
+    port: int | None = None,
 ) -> tuple[dict, ImpactResult]:
     """Run ``hitless ARGS`` (``fault`` armed in the new process, ``env`` added) ``at``
-    seconds into ``duration`` seconds of traffic between ``hosts``; the command's
-    report and the traffic, for ``violations``/``judge``."""
+    seconds into ``duration`` seconds of traffic between ``hosts`` (``port``: the base
+    port, as ``measure``'s); the command's report and the traffic, for
+    ``violations``/``judge``."""
     results: list[dict] = []
     op = handoff_op(sw, *args, env={**(fault_env(fault) or {}), **(env or {})}, results=results)
     started: list[float] = []
@@ -202,6 +205,8 @@ def handoff_under_traffic(
             at=at,
             rates=rates,
             classes=tuple(classes),
+            after=AFTER,
+            port=port,
         )
     (report,) = results
     return report, with_cpu_waits(res, cpu, started[0])

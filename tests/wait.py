@@ -27,3 +27,14 @@ def wait_for(cond: Callable[[], T], what: str, timeout: float = 30.0) -> T:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {value!r})")
         time.sleep(pause)
         pause = min(pause * 1.5, 0.1)
+
+
+def eventually(cond: Callable[[], object], timeout: float = 30.0) -> bool:
+    """``wait_for`` for a test that asserts the outcome itself (``assert eventually(...)``)
+    or checks that something does *not* happen within ``timeout``: True as soon as
+    ``cond`` holds, False after ``timeout`` seconds."""
+    try:
+        wait_for(cond, "", timeout)
+    except AssertionError:
+        return False
+    return True

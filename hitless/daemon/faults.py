@@ -12,7 +12,7 @@ reading the datapath that long: frames queue in the rings, nothing is dropped),
 ``duplicate`` (the first batch each netdev port sends goes out twice; so does a frame
 sent on its own, as those a patch port's peer delivers) and
 ``flush-after-adopt`` (forget what was adopted, as a cold restart would: datapath flows,
-MAC tables, OpenFlow rule/group/meter counters).
+the connection tracker's table, MAC tables, OpenFlow rule/group/meter counters).
 """
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ def _flush(bridge: Any, dp: Any) -> None:
     ovs-save would put them back)."""
     for f in list(dp.flow_dump()):
         dp.flow_del(f.match)
+    ct = getattr(dp, "conntrack", None)
+    if ct is not None:  # every tracked connection forgotten
+        ct.flush()
     bridge.revalidator.forget_all()
     bridge.mac.flush()
     of = getattr(bridge, "of", None)

@@ -43,7 +43,7 @@ import sys
 import time
 from typing import IO, Any
 
-__all__ = ["HEADER", "MAGIC", "main"]
+__all__ = ["HEADER", "MAGIC", "Until", "main"]
 
 MAGIC = 0x484C494D  # "HLIM"
 # magic, run id, stream id, sequence number, send time (monotonic seconds)
@@ -127,6 +127,35 @@ def _end_of(args: argparse.Namespace) -> float:
     return float(args.start) + float(args.duration)
 
 
+class Until:
+    """A sender's end: ``t0`` + ``--duration``, or, with ``--until FILE``, not before
+    the monotonic time that FILE holds. ``measure`` writes it once its operation has
+    returned, so an operation that outlasts the planned traffic still has traffic on
+    both sides; until the file exists the sender goes on (for at most ``MAX_EXTRA``
+    seconds more). ``until(t)`` is the end as known at time ``t``."""
+
+    MAX_EXTRA = 300.0
+
+    def __init__(self, t0: float, args: argparse.Namespace) -> None:
+        self.end = t0 + float(args.duration)
+        self.path: str | None = getattr(args, "until", None)
+        self.limit = self.end + self.MAX_EXTRA
+
+    def __call__(self, t: float) -> float:
+        if self.path is None or t < self.end:
+            return self.end
+        try:
+            with open(self.path) as f:
+                at = float(f.read())
+        except (OSError, ValueError):  # not written yet (or half-written): go on
+            self.end = min(t + 0.05, self.limit)
+            if self.end >= self.limit:
+                self.path = None
+            return self.end
+        self.end, self.path = max(self.end, at), None
+        return self.end
+
+
 # ---------------------------------------------------------------- UDP stream
 
 # The kernel's receive time of each datagram (SO_TIMESTAMPNS, not in the socket module):
@@ -160,12 +189,12 @@ def udp_send(args: argparse.Namespace) -> list[Record]:
     interval = 1.0 / args.rate
     _sleep_until(args.start)
     t0 = max(args.start, _now())
-    end = t0 + args.duration
+    until = Until(t0, args)
     recs: list[Record] = [{"ev": "start", "t": t0, "rate": args.rate, "stream": args.stream}]
     seq = 0
     while True:
         due = t0 + seq * interval
-        if due >= end:
+        if due >= until(due):
             break
         d = due - _now()
         if d > 0:
@@ -297,7 +326,7 @@ def tcp_stream_client(args: argparse.Namespace) -> list[Record]:
     recs.append({"ev": "connected", "t": _now(), "t0": t})
     s.setblocking(False)
     t0 = _now()
-    end = t0 + args.duration
+    until = Until(t0, args)
     seq = 0
     pending = b""
     outbuf = b""
@@ -312,6 +341,7 @@ def tcp_stream_client(args: argparse.Namespace) -> list[Record]:
     while state == "open":
         now = _now()
         due = t0 + seq * args.interval
+        end = until(due)
         if due < end and now >= due:
             outbuf += TCP_MSG.pack(seq, now)
             recs.append({"ev": "tx", "seq": seq, "t": now})
@@ -398,7 +428,7 @@ def tcp_connect(args: argparse.Namespace) -> list[Record]:
     poller = select.poll()
     _sleep_until(args.start)
     t0 = _now()
-    end = t0 + args.duration
+    until = Until(t0, args)
     n = 0
 
     def finish(fd: int, result: str) -> None:
@@ -410,6 +440,7 @@ def tcp_connect(args: argparse.Namespace) -> list[Record]:
     while True:
         now = _now()
         due = t0 + n * args.interval
+        end = until(due)
         if due < end and now >= due:
             sock = socket.socket(fam, socket.SOCK_STREAM)
             sock.setblocking(False)
@@ -485,11 +516,11 @@ def neigh_probe(args: argparse.Namespace) -> list[Record]:
     recs: list[Record] = []
     _sleep_until(args.start)
     t0 = _now()
-    end = t0 + args.duration
+    until = Until(t0, args)
     n = 0
     while True:
         due = t0 + n * args.interval
-        if due >= end:
+        if due >= until(due):
             break
         _sleep_until(due)
         flush = [*ipcmd, "neigh", "flush", "to", args.dst]
@@ -550,11 +581,11 @@ def appctl_probe(args: argparse.Namespace) -> list[Record]:
     recs: list[Record] = []
     _sleep_until(args.start)
     t0 = _now()
-    end = t0 + args.duration
+    until = Until(t0, args)
     n = 0
     while True:
         due = t0 + n * args.interval
-        if due >= end:
+        if due >= until(due):
             break
         _sleep_until(due)
         ts = _now()
@@ -646,6 +677,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--start", type=float, default=None, help="monotonic start time")
         sp.add_argument("--duration", type=float, default=5.0, help="seconds")
 
+    def until(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--until", default=None,
+                        help="file that will hold the monotonic time to stop at (not before"
+                             " it exists, nor before --duration is over)")  # fmt: skip
+
     def listener(sp: argparse.ArgumentParser) -> None:
         common(sp)
         sp.add_argument("--bind", default="", help="local address ('' = any)")
@@ -656,6 +692,7 @@ def _parser() -> argparse.ArgumentParser:
         common(sp)
         sp.add_argument("--dst", required=True)
         sp.add_argument("--port", type=int, required=True)
+        until(sp)
 
     sp = sub.add_parser("udp-send", help="sequenced datagrams at a fixed rate")
     sender(sp)

@@ -90,8 +90,8 @@ class Bound:
 
 
 HANDOFF = Bound(
-    0.08,
-    0.08,
+    0.09,
+    0.09,
     "the plain bound: target 20 ms, slack for a first loop, a 100 ms stall fails",
 )
 

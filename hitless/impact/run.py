@@ -62,6 +62,7 @@ from typing import Any, Protocol
 
 import hitless
 from hitless.impact import analysis as an
+from hitless.impact.agents import Until
 from hitless.impact.analysis import ClassStats, ImpactResult, Phase, Window
 
 __all__ = [
@@ -323,6 +324,10 @@ def _plan(
     return plan
 
 
+# The agents whose end ``--until`` can push back (``measure(after=...)``).
+UNTIL = ("udp-send", "tcp-stream-client", "tcp-connect", "neigh-probe")
+
+
 def _spawn(agent: _Agent, extra: list[str]) -> None:
     env = dict(os.environ)
     root = str(Path(hitless.__file__).resolve().parent.parent)
@@ -546,6 +551,7 @@ def measure(
     port: int | None = None,
     controller_ns: str | None = None,
     ctl: str | None = None,
+    after: float | None = None,
 ) -> ImpactResult:
     """Send every traffic class between ``hosts`` for ``duration`` seconds, call
     ``operation()`` ``at`` seconds in (default: a third of the way), and analyse.
@@ -557,7 +563,10 @@ def measure(
     installed for the openflow class's ports (``openflow_ports(port)``) or the
     controller class's passive controller (``controller_port(port)``).
     ``controller_ns``: the switch's namespace, where the controller class's agent runs
-    (and the appctl class's, which probes the control socket ``ctl``)."""
+    (and the appctl class's, which probes the control socket ``ctl``). ``after``: the
+    traffic goes on at least that long after the operation returned, however long it
+    took (the datagram, TCP and probe senders: ``--until``; the result's ``duration``
+    is then what ran): a loaded machine's operation may outlast the planned traffic."""
     rates = rates or Rates()
     at = duration / 3 if at is None else at
     if not 0 <= at <= duration:
@@ -573,13 +582,16 @@ def measure(
         listeners = [ag for ag in plan.agents if ag.listener]
         senders = [ag for ag in plan.agents if not ag.listener]
         report("starting traffic agents", 0.0)
-        safety_end = time.monotonic() + 30 + duration + linger + drain
+        extra = Until.MAX_EXTRA if after is not None else 0.0
+        safety_end = time.monotonic() + 30 + duration + extra + linger + drain
+        until = tmp / "until"
         for ag in listeners:
             _spawn(ag, ["--end", f"{safety_end:.6f}"])
         _wait_ready(listeners, time.monotonic() + 20)
         start = time.monotonic() + 0.5  # time for the senders' interpreters to start
         for ag in senders:
-            _spawn(ag, ["--start", f"{start:.6f}", "--duration", str(duration)])
+            more = ["--until", str(until)] if after is not None and ag.args[0] in UNTIL else []
+            _spawn(ag, ["--start", f"{start:.6f}", "--duration", str(duration), *more])
         op_at = start + at
         total = duration + linger
 
@@ -611,6 +623,10 @@ def measure(
         if not phase_list:
             phase_list = (Phase(name, t_op, t_end),)
         window = Window(t_op, max(t_end, *(p.end for p in phase_list)), phase_list)
+        if after is not None:
+            duration = max(duration, t_end + after - start)
+            until.with_suffix(".tmp").write_text(f"{start + duration:.6f}")
+            until.with_suffix(".tmp").rename(until)
         _wait_exit(senders, start + duration + linger + 30, tick)
         time.sleep(drain)
         for ag in listeners:

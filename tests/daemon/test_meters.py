@@ -12,6 +12,7 @@ import pytest
 
 from tests.netns import Host, Topology, UdpSink, udp_send
 from tests.switch import Sw, run
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -58,9 +59,7 @@ def test_drop_meter_limits_real_traffic_and_counts_the_drops(
     # Paced (30 datagrams every 5 ms, ~5,000/s) so no kernel queue on the way overflows:
     # every datagram reaches the meter, which must hold them to 100/s.
     udp_send(a, b.addr, PORT, SENT, batch=30, pause=0.005)
-    deadline = time.monotonic() + 30
-    while meter_stats(sw, br)[0] < SENT and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: meter_stats(sw, br)[0] >= SENT, f"{SENT} datagrams through the meter")
     t1 = time.monotonic()  # every datagram has been through the meter by now
     received = len(set(sink.seqs()))
 
@@ -83,9 +82,7 @@ def phase(sw: Sw, br: str, a: Host, b: Host) -> tuple[int, float]:
     sink = UdpSink(b, PORT, idle=2.0)
     t0 = time.monotonic()
     udp_send(a, b.addr, PORT, SENT, batch=30, pause=0.005)
-    deadline = time.monotonic() + 30
-    while meter_stats(sw, br)[0] < before + SENT and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: meter_stats(sw, br)[0] >= before + SENT, f"{SENT} more through the meter")
     t1 = time.monotonic()
     return len(set(sink.seqs())), t1 - t0
 

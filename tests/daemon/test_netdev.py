@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
-from collections.abc import Callable
 
 import pytest
 
 from tests.netns import Topology, unique_suffix
 from tests.switch import BIN, Sw
+from tests.wait import eventually
 
 pytestmark = pytest.mark.netns
 
@@ -51,19 +50,9 @@ def test_netdev_bridge_forwards_learns_and_reports(started: Sw, topology: Topolo
 
     # Link state is refreshed without any configuration change.
     a.run(["ip", "link", "set", "eth0", "down"])
-    assert wait_for(lambda: sw.get("Interface", a.switch_port, "link_state") == "down")
+    assert eventually(lambda: sw.get("Interface", a.switch_port, "link_state") == "down")
     a.run(["ip", "link", "set", "eth0", "up"])
-    assert wait_for(lambda: sw.get("Interface", a.switch_port, "link_state") == "up")
-
-
-def wait_for(cond: Callable[[], bool], limit: float = 30.0) -> bool:
-    """Poll until cond() holds (True) or give up after ``limit`` seconds (False)."""
-    deadline = time.monotonic() + limit
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
+    assert eventually(lambda: sw.get("Interface", a.switch_port, "link_state") == "up")
 
 
 def test_switch_inside_a_network_namespace(sw: Sw, topology: Topology) -> None:

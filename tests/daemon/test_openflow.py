@@ -17,7 +17,7 @@ import pytest
 
 from tests.netns import Host, Topology
 from tests.switch import Sw, run
-from tests.wait import wait_for
+from tests.wait import eventually, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -137,12 +137,12 @@ def test_select_group_spreads_flows_across_two_ports(started: Sw, topology: Topo
     rx = (b1.counter("rx_packets"), b2.counter("rx_packets"))
     n = 200
     a.run([sys.executable, "-c", _SPRAY, "10.73.0.9", "9", str(n)])
-    got = (0, 0)
-    for _ in range(100):  # the slow path may still be working through the burst
+
+    def spread() -> tuple[int, int] | None:  # the slow path may still be working through the burst
         got = (b1.counter("rx_packets") - rx[0], b2.counter("rx_packets") - rx[1])
-        if sum(got) >= n:
-            break
-        time.sleep(0.1)
+        return got if sum(got) >= n else None
+
+    got = wait_for(spread, f"the {n} datagrams out of the group's ports")
     assert sum(got) == n and min(got) > 0, got  # every datagram, spread over both
     assert n_packets(started, br, "group:1") == n
     stats = ofctl(started, br, "dump-group-stats")
@@ -307,24 +307,23 @@ def test_active_controller_gets_packet_ins_and_passive_target_serves_ofctl(
 
 def wait_controller(sw: Sw, target: str, connected: str) -> bool:
     """Wait until the Controller row of ``target`` has is_connected=``connected``."""
-    for _ in range(100):
+
+    def row() -> bool:
         out = sw.vsctl("--format=csv", "--columns=target,is_connected", "list", "Controller")
         rows = [line.rsplit(",", 1) for line in out.stdout.splitlines()[1:]]
-        if any(target in t and c == connected for t, c in rows):
-            return True
-        time.sleep(0.1)
-    return False
+        return any(target in t and c == connected for t, c in rows)
+
+    return eventually(row, timeout=10)
 
 
 def ofctl_tcp(port: int) -> str:
-    for _ in range(50):  # the listener appears once the daemon has read the change
-        r = run(
-            ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", f"tcp:127.0.0.1:{port}"], check=False
-        )
-        if r.returncode == 0:
-            return r.stdout
-        time.sleep(0.1)
-    raise AssertionError(f"ovs-ofctl could not reach ptcp:{port}: {r.stderr}")
+
+    def dump() -> str | None:  # the listener appears once the daemon has read the change
+        cmd = ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", f"tcp:127.0.0.1:{port}"]
+        r = run(cmd, check=False)
+        return r.stdout if r.returncode == 0 else None
+
+    return wait_for(dump, f"ovs-ofctl reaching ptcp:{port}", timeout=10)
 
 
 def test_datapath_id_is_written_back_as_ovs_does(started: Sw, topology: Topology) -> None:
@@ -332,14 +331,12 @@ def test_datapath_id_is_written_back_as_ovs_does(started: Sw, topology: Topology
     br = make_bridge(started, topology)
     m = re.search(r"dpid:([0-9a-f]{16})", ofctl(started, br, "show"))
     assert m is not None
-    deadline = time.monotonic() + 10
-    while started.get("Bridge", br, "datapath_id").strip('"') != m.group(1):
-        assert time.monotonic() < deadline, started.get("Bridge", br, "datapath_id")
-        time.sleep(0.05)
+    dpid = m.group(1)
+    wait_for(lambda: started.get("Bridge", br, "datapath_id").strip('"') == dpid,
+             f"Bridge.datapath_id {dpid}", timeout=10)  # fmt: skip
     started.vsctl("set", "bridge", br, "other_config:datapath-id=00000000000000aa")
-    while started.get("Bridge", br, "datapath_id") != '"00000000000000aa"':
-        assert time.monotonic() < deadline, started.get("Bridge", br, "datapath_id")
-        time.sleep(0.05)
+    wait_for(lambda: started.get("Bridge", br, "datapath_id") == '"00000000000000aa"',
+             "Bridge.datapath_id 00000000000000aa", timeout=10)  # fmt: skip
     assert "dpid:00000000000000aa" in ofctl(started, br, "show")
 
 

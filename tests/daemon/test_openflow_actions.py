@@ -20,7 +20,6 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
@@ -30,6 +29,7 @@ from tests.daemon.test_openflow import make_bridge, n_packets, ofctl, static_nei
 from tests.netns import Host, Topology
 from tests.osken_fixture import OsKenPeer
 from tests.switch import Sw, run
+from tests.wait import eventually, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -235,13 +235,6 @@ def group_stats(sw: Sw, br: str, gid: int) -> tuple[int, list[int]]:
     return int(m.group(1)), [int(x) for x in re.findall(r"bucket\d+:packet_count=(\d+)", out)]
 
 
-def wait_for(pred: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 _TCP_SERVER = r"""
 import socket, sys
 v6 = sys.argv[1] == "6"
@@ -348,11 +341,8 @@ def probe_until(a: Host, vip: str, port: int, h: Host, tag: str) -> int:
     for i in range(1, 40):
         rx = h.counter("rx_packets")
         send(a, vip, port, count=1, tag=f"{tag}{i}")
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            if h.counter("rx_packets") > rx:
-                return i
-            time.sleep(0.02)
+        if eventually(lambda: h.counter("rx_packets") > rx, timeout=0.5):  # noqa: B023
+            return i
     raise AssertionError(f"traffic never reached {h.name}")
 
 

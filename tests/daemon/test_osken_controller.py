@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from tests.netns import Host, Topology
 from tests.osken_fixture import Event, OsKenPeer
 from tests.switch import Sw, run
+from tests.wait import eventually
 
 pytestmark = pytest.mark.netns
 
@@ -47,15 +47,6 @@ def field(line: str, name: str) -> int:
 def is_connected(sw: Sw, target: str) -> str:
     out = sw.vsctl("--bare", "--columns=is_connected", "find", "Controller", f'target="{target}"')
     return out.stdout.strip()
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 @pytest.mark.parametrize("version", [13, 14])
@@ -89,7 +80,7 @@ def learning_switch(started: Sw, topology: Topology, ctl: OsKenPeer, version: in
     # The bridge's own (LOCAL) port is a TAP in the root namespace: silence its IPv6, so
     # hosts receive nothing but what the test sends (no rule forwards anything yet).
     local_v6 = Path(f"/proc/sys/net/ipv6/conf/{br}/disable_ipv6")
-    assert wait_until(local_v6.exists)
+    assert eventually(local_v6.exists)
     local_v6.write_text("1")
     assert "actions" not in ofctl(started, br, "dump-flows")  # secure: no rules, no NORMAL
     started.vsctl("set-controller", br, ctl.target)
@@ -99,9 +90,9 @@ def learning_switch(started: Sw, topology: Topology, ctl: OsKenPeer, version: in
     assert conn["version"] == version - 9  # OpenFlow 1.3 is wire version 4, 1.4 is 5
     m = re.search(r"dpid:([0-9a-f]{16})", ofctl(started, br, "show"))
     assert m is not None and dpid == int(m.group(1), 16)
-    assert wait_until(lambda: is_connected(started, ctl.target) == "true")
+    assert eventually(lambda: is_connected(started, ctl.target) == "true")
     ctl.wait_for(lambda e: e["event"] == "flow_added" and e["cookie"] == 0)
-    assert wait_until(lambda: "actions=CONTROLLER:65535" in ofctl(started, br, "dump-flows"))
+    assert eventually(lambda: "actions=CONTROLLER:65535" in ofctl(started, br, "dump-flows"))
 
     tx0 = {h.name: h.counter("tx_packets") for h in hosts}
     c_rx = c.counter("rx_packets")
@@ -113,7 +104,7 @@ def learning_switch(started: Sw, topology: Topology, ctl: OsKenPeer, version: in
     first_b = next(i for i, p in enumerate(pins) if p["eth_src"] == b.mac)
     flooded = sum(1 for p in pins[:first_b] if p["eth_src"] == a.mac)
     assert flooded >= 1
-    assert wait_until(lambda: c.counter("rx_packets") - c_rx == flooded)
+    assert eventually(lambda: c.counter("rx_packets") - c_rx == flooded)
     assert any(
         p["in_port"] == port["a"] and p["eth_src"] == a.mac and p["eth_dst"] == b.mac for p in pins
     ), pins
@@ -128,7 +119,7 @@ def learning_switch(started: Sw, topology: Topology, ctl: OsKenPeer, version: in
     # IDLE s) while the switch and the controller are asked about them.
     pingers = [x.popen(["ping", "-n", "-q", "-i", "0.1", y.addr]) for x, y in ((a, b), (c, a))]
     pairs = ((a, b), (b, a), (c, a), (a, c))
-    assert wait_until(
+    assert eventually(
         lambda: all(
             len(ls := rules(started, br, s.mac, d.mac)) == 1 and field(ls[0], "n_packets") > 0
             for s, d in pairs
@@ -158,7 +149,7 @@ def learning_switch(started: Sw, topology: Topology, ctl: OsKenPeer, version: in
     started.appctl("time/warp", str(IDLE * 1000 + 1000), "500")
     for s, d in pairs:
         ctl.wait_for(removal(s, d), timeout=30)
-    assert wait_until(lambda: "dl_src" not in ofctl(started, br, "dump-flows"))
+    assert eventually(lambda: "dl_src" not in ofctl(started, br, "dump-flows"))
     removed = ctl.events("flow_removed")
     assert all(r["reason_name"] == "IDLE_TIMEOUT" and r["idle_timeout"] == IDLE for r in removed)
     assert {r["cookie"] for r in removed} <= set(ctl_cookies(ctl))
@@ -169,7 +160,7 @@ def learning_switch(started: Sw, topology: Topology, ctl: OsKenPeer, version: in
     for h in hosts:
         sent = h.counter("tx_packets") - tx0[h.name]
         assert sent > 0
-        assert wait_until(partial(balanced, ctl, h, sent)), (h.name, sent, accounted(ctl, h))
+        assert eventually(partial(balanced, ctl, h, sent)), (h.name, sent, accounted(ctl, h))
 
     # The controller never lost the switch, and the database says it is connected.
     states = [e["state"] for e in ctl.events("state")]

@@ -19,6 +19,7 @@ from tests.handoff.test_netdev_upgrade import (
     fdb_entries,
     fdb_problems,
     flows,
+    keep_idle_flows,
     udp_delivered,
 )
 from tests.netns import Topology, UdpSink, udp_send
@@ -217,6 +218,7 @@ def before_on(sw: Sw, br: str, pair: tuple[str, str], silent: str | None) -> Bef
     """What ``br`` held before the handoff: its fdb (``silent``: the MAC of a host that
     spoke once and must keep its entry and age; None: no such host on it) and the
     megaflows of the traffic pair."""
+    keep_idle_flows(sw)
     key = f"0 {silent}" if silent else ""
     return Before(br, key, fdb_entries(sw, br), flows(sw, br), time.monotonic(), pair)
 

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,12 +65,12 @@ def slow_upgrade_in_background(sw: Sw) -> Callable[[], subprocess.CompletedProce
         )
     )
     t.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def precopy() -> bool:
         st = json.loads(sw.appctl("upgrade/status", check=False).stdout or "{}")
-        if (st.get("current") or {}).get("state") == "pre-copy":
-            break
-        time.sleep(0.01)
+        return (st.get("current") or {}).get("state") == "pre-copy"
+
+    wait_for(precopy, "the handoff in pre-copy (upgrade/status)", timeout=20)
 
     def finish() -> subprocess.CompletedProcess[str]:
         t.join(60)

@@ -27,10 +27,8 @@ pytestmark = pytest.mark.netns
 
 def listening(host: Host, port: int, timeout: float = 10.0) -> None:
     """Wait until a socket in the host's namespace is bound to ``port``."""
-    deadline = time.monotonic() + timeout
-    while f":{port} " not in host.run(["ss", "-Hlnut"]).stdout:
-        assert time.monotonic() < deadline, f"nothing listens on port {port} in {host.ns}"
-        time.sleep(0.05)
+    wait_for(lambda: f":{port} " in host.run(["ss", "-Hlnut"]).stdout,
+             f"a listener on port {port} in {host.ns}", timeout)  # fmt: skip
 
 
 @pytest.fixture

@@ -18,15 +18,9 @@ import pytest
 from hitless.daemon.rundir import wait_exit
 from tests.netns import Host, Topology, UdpSink, udp_send, unique_suffix
 from tests.switch import Sw
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
-
-
-def wait_for(cond, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def ebpf_bridge(sw: Sw, *hosts: Host) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 
 import msgspec
 import pytest
@@ -22,6 +21,7 @@ from hitless.packet.flow import (
 from hitless.state import handles
 from tests.datapath.flows import cross_connect, port_flow
 from tests.netns import Host, Topology, UdpSink, udp_send, unique_suffix
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -45,7 +45,7 @@ def test_ping_and_tcp_through_installed_flows(two_hosts: tuple[Host, Host], dp) 
     with ServeThread(dp):
         assert a.ping(b.addr, count=3)
         b.popen(["iperf3", "-s", "-1", "-B", b.addr])
-        time.sleep(0.3)
+        wait_for(lambda: ":5201 " in b.run(["ss", "-Hlnt"]).stdout, "iperf3 listening")
         res = a.run(["iperf3", "-c", b.addr, "-n", "20M", "-J"], check=False, timeout=120)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr
     received = json.loads(res.stdout)["end"]["sum_received"]["bytes"]
@@ -87,13 +87,13 @@ def test_internal_port_is_a_tap_device(topology: Topology, dp) -> None:
         # What the host stack sends on the tap comes back to the switch as input.
         frame = b"\xff" * 6 + info.mac + b"\x88\xb5" + b"hitless-internal".ljust(46, b"\0")
         sniff.send(frame)
-        deadline = time.monotonic() + 5
-        got: list[Upcall] = []
-        while not got and time.monotonic() < deadline:
+
+        def upcalls() -> list[Upcall]:
             dp.run()
-            got = [u for u in dp.recv_upcalls() if u.packet == frame]
-            time.sleep(0.01)
-        assert got and got[0].in_port == pt
+            return [u for u in dp.recv_upcalls() if u.packet == frame]
+
+        got = wait_for(upcalls, "the frame the host stack sent, as an upcall", timeout=5)
+        assert got[0].in_port == pt
     finally:
         sniff.close()
     dp.port_del(pt)

@@ -50,6 +50,7 @@ from tests.traffic import (
     violations,
 )
 from tests.upgrade.builds import build, handoff_features, previous_versions
+from tests.wait import eventually
 
 pytestmark = pytest.mark.netns
 
@@ -104,15 +105,6 @@ def holds(pid: int, inode: str) -> bool:
             if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
                 return True
     return False
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 class IsConnectedLog:
@@ -226,15 +218,15 @@ def controlled_bridge(sw: Sw, topo: Topology, ctl: OsKenPeer) -> Rig:
     sw.vsctl(*vs)
     port = {h.name: sw.ofport(h.switch_port) for h in hosts}
     local_v6 = Path(f"/proc/sys/net/ipv6/conf/{br}/disable_ipv6")  # the LOCAL port's tap
-    assert wait_until(local_v6.exists)
+    assert eventually(local_v6.exists)
     local_v6.write_text("1")
     sw.vsctl("set-controller", br, ctl.target)
     ctl.wait_for(lambda e: e["event"] == "connected")
     ctl.wait_for(lambda e: e["event"] == "flow_added" and e["cookie"] == 0)
-    assert wait_until(lambda: is_connected(sw, ctl.target) == "true")
+    assert eventually(lambda: is_connected(sw, ctl.target) == "true")
 
     pinger = a.popen(["ping", "-n", "-q", "-i", "0.1", b.addr])
-    assert wait_until(
+    assert eventually(
         lambda: (
             sorted((s, d) for s, d, n in learned(sw, br).values() if n > 0)
             == sorted([(a.mac, b.mac), (b.mac, a.mac)])
@@ -279,7 +271,7 @@ def handover(
     chatter.communicate(timeout=10)
     sent = r.c.counter("tx_packets") - tx0
     assert sent > 100
-    wait_until(lambda: to_nowhere() - pins0 >= sent)
+    eventually(lambda: to_nowhere() - pins0 >= sent)
     assert to_nowhere() - pins0 == sent
     return report, res, problems
 

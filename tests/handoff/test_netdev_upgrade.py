@@ -125,7 +125,15 @@ class Before:
         return f"src={a},dst={b}" in flow or f"src={b},dst={a}" in flow
 
 
+def keep_idle_flows(sw: Sw) -> None:
+    """The state checks read the megaflows after the traffic has ended and been analysed,
+    which takes more than the default 10 s max-idle on a loaded machine (the flows had
+    expired: "megaflow gone", counters 0): keep idle flows two minutes."""
+    sw.vsctl("set", "Open_vSwitch", ".", "other_config:max-idle=120000")
+
+
 def before(sw: Sw, topo: Topology) -> Before:
+    keep_idle_flows(sw)
     br = bridge_of(topo)
     c = topo.hosts["c"]
     macs = (topo.hosts["a"].mac, topo.hosts["b"].mac)

@@ -18,9 +18,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.wait import eventually, wait_for
 
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 BIN = Path(sys.executable).parent
@@ -64,13 +65,16 @@ def _stop(pid: int | None) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return
-        time.sleep(0.05)
+            return True
+        return False
+
+    if eventually(gone, timeout=10):
+        return
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -151,11 +155,7 @@ class SwitchPair:
 
 
 def _wait_for(path: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{path} did not appear")
-        time.sleep(0.02)
+    wait_for(path.exists, f"{path} to appear", timeout)
 
 
 _SUBS = [
