@@ -51,8 +51,7 @@ class Sw:
     def ofctl(self, br: str, cmd: str, *args: str, check: bool = True) -> str:
         """Stock ``ovs-ofctl -O OpenFlow13 CMD`` on bridge ``br``'s management socket."""
         target = f"unix:{self.rundir.path}/{br}.mgmt"
-        r = run(["ovs-ofctl", "-O", "OpenFlow13", cmd, target, *args], check)
-        return r.stdout + r.stderr
+        return run(["ovs-ofctl", "-O", "OpenFlow13", cmd, target, *args], check).stdout
 
     def get(self, table: str, record: str, column: str) -> str:
         return self.vsctl("get", table, record, column).stdout.strip()

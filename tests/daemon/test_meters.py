@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.netns import Host, Topology, UdpSink, udp_send
-from tests.switch import Sw, run
+from tests.switch import Sw
 from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
@@ -23,8 +23,7 @@ PORT = 5001
 
 
 def ofctl(sw: Sw, br: str, cmd: str, *args: str) -> str:
-    r = run(["ovs-ofctl", "-O", "OpenFlow13", cmd, f"unix:{sw.rundir.path}/{br}.mgmt", *args])
-    return r.stdout
+    return sw.ofctl(br, cmd, *args)
 
 
 def meter_stats(sw: Sw, br: str) -> tuple[int, int]:

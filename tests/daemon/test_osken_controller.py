@@ -16,7 +16,7 @@ import pytest
 
 from tests.netns import Host, Topology
 from tests.osken_fixture import Event, OsKenPeer
-from tests.switch import Sw, run
+from tests.switch import Sw
 from tests.wait import eventually
 
 pytestmark = pytest.mark.netns
@@ -25,8 +25,7 @@ IDLE = 3  # seconds: the learned rules' idle_timeout
 
 
 def ofctl(sw: Sw, br: str, cmd: str, *args: str) -> str:
-    target = f"unix:{sw.rundir.path}/{br}.mgmt"
-    return run(["ovs-ofctl", "-O", "OpenFlow13", cmd, target, *args]).stdout
+    return sw.ofctl(br, cmd, *args)
 
 
 def rules(sw: Sw, br: str, src: str, dst: str) -> list[str]:

@@ -56,7 +56,7 @@ def start_with_env(sw: Sw, env: dict[str, str]) -> None:
 
 def slow_upgrade_in_background(sw: Sw) -> Callable[[], subprocess.CompletedProcess[str]]:
     """Start an upgrade whose new process sleeps 1 s after restoring (the old one frozen
-    meanwhile, under a 5 s lease); return once the old side is in pre-copy. The returned
+    meanwhile, under a 5 s lease); return once the old side is handing over. The returned
     function waits for the upgrade and gives its result."""
     result: dict[str, subprocess.CompletedProcess[str]] = {}
     t = threading.Thread(
@@ -66,11 +66,14 @@ def slow_upgrade_in_background(sw: Sw) -> Callable[[], subprocess.CompletedProce
     )
     t.start()
 
-    def precopy() -> bool:
+    def handing_over() -> bool:
+        # The old process's record of the handoff in progress: pre-copy is short on a
+        # dummy bridge (polling may miss it); the frozen part lasts the new process's
+        # 1 s delay. Either way the handoff is under way.
         st = json.loads(sw.appctl("upgrade/status", check=False).stdout or "{}")
-        return (st.get("current") or {}).get("state") == "pre-copy"
+        return (st.get("current") or {}).get("state") in ("hello", "pre-copy", "frozen")
 
-    wait_for(precopy, "the handoff in pre-copy (upgrade/status)", timeout=20)
+    wait_for(handing_over, "the handoff under way (upgrade/status)", timeout=60)
 
     def finish() -> subprocess.CompletedProcess[str]:
         t.join(60)

@@ -12,7 +12,7 @@ import pytest
 
 from hitless.impact.run import Rates
 from tests.netns import Topology
-from tests.switch import Sw, run
+from tests.switch import Sw
 from tests.traffic import BREAKS, CLASSES, bound_of, handoff_under_traffic, judge, violations
 
 pytestmark = pytest.mark.netns
@@ -20,11 +20,8 @@ pytestmark = pytest.mark.netns
 BIN = Path(sys.executable).parent
 
 
-def ofctl(sw: Sw, br: str, *args: str) -> str:
-    r = run(
-        ["ovs-ofctl", "-O", "OpenFlow13", args[0], f"unix:{sw.rundir.path}/{br}.mgmt", *args[1:]]
-    )
-    return r.stdout
+def ofctl(sw: Sw, br: str, cmd: str, *args: str) -> str:
+    return sw.ofctl(br, cmd, *args)
 
 
 def rules(sw: Sw, br: str) -> dict[str, int]:
