@@ -8,6 +8,7 @@ datapath changes program under it: every request must be answered."""
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 
@@ -150,3 +151,50 @@ def test_a_layout_this_build_does_not_know_is_refused(monkeypatch: pytest.Monkey
 
     with pytest.raises(DatapathError, match=r"HITLESS_EBPF_LAYOUT='9': this build knows"):
         EbpfDatapath(f"br{unique_suffix()}")
+
+
+def test_a_program_of_the_same_layout_from_another_build_is_replaced(topology: Topology) -> None:
+    """An upgrade that changes only the program (same maps, e.g. a fixed bug): the new
+    build finds a program of its own layout that is not its own (``hl_info`` records
+    which build's program runs) and moves to its own the same way, under traffic."""
+    a = topology.add_host("a", "10.94.0.1/24")
+    b = topology.add_host("b", "10.94.0.2/24")
+    name = f"br{unique_suffix()}"
+    dp = EbpfDatapath(name)
+    try:
+        assert dp.program == provider.program_id(dp.layout)
+        pa, pb = dp.port_add(a.switch_port, 3), dp.port_add(b.switch_port, 4)
+        hit = Match.of(make_key(in_port=pa), full_mask("in_port", "recirc_id"))
+        dp.flow_put(hit, (Output(pb),))
+        dp.flow_put(
+            Match.of(make_key(in_port=pb), full_mask("in_port", "recirc_id")), (Output(pa),)
+        )
+        assert a.ping(b.addr, count=2)
+        # What another build of the same layout leaves behind: its program's identity.
+        info = L.INFO.pack(dp.layout.abi, dp.bridge_hash, os.getpid(), 12345)
+        dp._maps["hl_info"].update(bytes(4), info)
+        before, old_prog, abi = counts(dp), dp.prog_id, dp.layout.abi
+        crash(dp)
+
+        pinger = flood(a, b)
+        dp = EbpfDatapath(name)
+        assert dp.adopted and dp.prog_id == old_prog and dp.program == 12345
+        wait_for(lambda: counts(dp)[hit] >= before[hit] + 200, "the flood through the old program")
+        move(dp)
+        sent, received = flood_result(pinger)
+        assert (sent, received) == (FLOOD, FLOOD), "echo requests lost across the move"
+        assert dp.layout.abi == abi and dp.prog_id != old_prog
+        assert dp.program == provider.program_id(dp.layout)
+        for port in (a.switch_port, b.switch_port):
+            assert libbpf.tc_query(socket.if_nametoindex(port)) == dp.prog_id
+        assert counts(dp)[hit] >= before[hit] + FLOOD  # shared counters: exact
+
+        # The next daemon of this build keeps it.
+        moved = dp.prog_id
+        crash(dp)
+        dp = EbpfDatapath(name)
+        for _ in range(3):
+            dp.run()
+        assert dp.prog_id == moved and dp.stats()["layout_moves"] == 0 and dp._preload is None
+    finally:
+        dp.close()

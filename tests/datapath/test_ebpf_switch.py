@@ -76,9 +76,15 @@ def test_stock_vsctl_ebpf_bridge_ping_and_tcp(started: Sw, topology: Topology) -
     # (the device's) saw at least what the flow counted.
     show = sw.appctl("dpctl/show", "-s", br).stdout
     assert "slow path: kernel:0 executed:0 not-offloaded:0" in show, show
-    port_a = show.split(f"{a.switch_port} (system)")[1]
-    rx = int(re.search(r"RX packets:(\d+)", port_a).group(1))  # type: ignore[union-attr]
-    assert rx >= sent, show
+
+    def port_rx() -> int:
+        # The device's counters are read at most every 100 ms (LINK_REFRESH): the
+        # last frames of the transfer may not be in them yet.
+        out = sw.appctl("dpctl/show", "-s", br).stdout
+        port_a = out.split(f"{a.switch_port} (system)")[1]
+        return int(re.search(r"RX packets:(\d+)", port_a).group(1))  # type: ignore[union-attr]
+
+    wait_for(lambda: port_rx() >= sent, f"port a's RX to reach the flow's {sent} packets", 5)
 
 
 def test_kill_9_loses_nothing_and_misses_wait_for_the_next_daemon(

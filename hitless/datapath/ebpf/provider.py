@@ -62,6 +62,7 @@ allocates); ``used`` is ``bpf_ktime_get_ns`` (CLOCK_MONOTONIC, the clock of
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import socket
@@ -299,6 +300,13 @@ class _Preload:
             self.fds = None
 
 
+@functools.cache
+def program_id(layout: L.Layout) -> int:
+    """This build's program of ``layout``, as ``hl_info`` records it: a hash of the
+    compiled object's name, which is the hash of its source and flags."""
+    return zlib.crc32(object_path(abi=layout.abi).name.encode()) or 1
+
+
 def _add_counts(cur: bytes, old: bytes, new: bytes, words: int) -> bytes:
     """``cur`` plus what went from ``old`` to ``new``, per CPU: packets and bytes (and
     plain counters) add up, ``used`` takes the later time, TCP flags OR (``words`` u64
@@ -370,7 +378,7 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         if fds is None:
             fds = self._find() or self._load(self.native)
         self._open(fds, handed)
-        if self.layout != self.target:
+        if self._must_move():
             # Load the build's own layout now, in a thread: a passive instance (a
             # handoff's pre-copy) has it ready when it takes over, and moves at once.
             self._prepare_move()
@@ -467,7 +475,9 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         finally:
             obj.close()
         info = libbpf.Map(os.dup(fds["hl_info"]))
-        info.update(bytes(4), L.INFO.pack(layout.abi, self.bridge_hash, os.getpid(), 0))
+        info.update(
+            bytes(4), L.INFO.pack(layout.abi, self.bridge_hash, os.getpid(), program_id(layout))
+        )
         info.close()
         return fds
 
@@ -495,7 +505,7 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         self._maps = m
         self._ring = RingReader(fds["hl_upcalls"], m["hl_upcalls"].max_entries)
         raw = m["hl_info"].lookup(bytes(4))
-        abi = L.INFO.unpack_from(raw)[0] if raw else 0
+        abi, _, _, self.program = L.INFO.unpack_from(raw) if raw else (0, 0, 0, 0)
         if abi not in L.LAYOUTS:
             raise DatapathError(f"bridge {self.name}: unknown BPF datapath layout {abi}")
         self.layout = L.LAYOUTS[abi]
@@ -506,9 +516,18 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
 
     def _take_ownership(self) -> None:
         self._maps["hl_info"].update(
-            bytes(4), L.INFO.pack(self.layout.abi, self.bridge_hash, os.getpid(), 0)
+            bytes(4), L.INFO.pack(self.layout.abi, self.bridge_hash, os.getpid(), self.program)
         )
         self._owner = os.getpid()
+
+    def _must_move(self) -> bool:
+        """Whether the running program is not this build's own: another layout, or
+        the same layout built from another source (an upgrade that changed only the
+        program: a fixed bug, a new action), or one whose build is unknown (0: loaded
+        by a build from before the program's identity was recorded)."""
+        if self.move_error is not None:
+            return False
+        return self.layout != self.target or self.program != program_id(self.target)
 
     def _owns(self) -> bool:
         """Whether this process may detach the datapath (see "Ownership")."""
@@ -945,8 +964,7 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             return
         if self._owner != os.getpid() and not _alive(self._owner):
             self._take_ownership()  # the process we took over from has gone
-        moving = self.layout != self.target and self.move_error is None
-        if moving and self._owner == os.getpid() and self._prepare_move().done():
+        if self._owner == os.getpid() and self._must_move() and self._prepare_move().done():
             self._move_to(self.target)  # loaded beside the old one (a thread): move now
         self._too_big.clear()
         if len(self.conntrack):
