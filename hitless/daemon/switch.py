@@ -744,6 +744,10 @@ class Switch:
         for rb in self._device_bridges():
             drops = {p.name: p.stats for p in rb.datapath.ports().values()}
             self._with_device(rb.cfg, out, drops)
+            set_speeds = getattr(rb.bridge, "set_link_speeds", None)
+            if set_speeds is not None:  # spanning tree path costs follow the link speed
+                speeds = {i.name: out[i.name].link_speed for i in _interfaces(rb.cfg) if i.name in out}
+                set_speeds({n: v for n, v in speeds.items() if v}, self.clock())
         for iface, err in self.rejected.items():
             out[iface] = InterfaceStatus(ofport=-1, error=err)
         return out

@@ -86,9 +86,9 @@ from hitless.ofproto.ofxlate import (
 )
 from hitless.ofproto.ports import OfportAllocator
 from hitless.ofproto.revalidator import Revalidator, UKey
-from hitless.ofproto.rstp import Rstp, RstpPortConfig
+from hitless.ofproto.rstp import Rstp, RstpPortConfig, rstp_path_cost
 from hitless.ofproto.sflow import probability as sflow_probability
-from hitless.ofproto.stp import FORWARDING, LEARNING, STP_MAC, Stp, StpPortConfig
+from hitless.ofproto.stp import FORWARDING, LEARNING, STP_MAC, Stp, StpPortConfig, path_cost
 from hitless.ofproto.xlate import (
     LACP_USERDATA,
     MASK_IN_PORT,
@@ -252,6 +252,7 @@ class Bridge:
         self._mirror_vlans = False  # some mirror selects by VLAN: masks read vlan_tci
         self.link_seq = 0  # moves on every link change: the daemon writes status at once
         self.netflow: Netflow | None = None  # Bridge.netflow (hitless.ofproto.netflow)
+        self.link_speeds: dict[str, int] = {}  # interface -> bit/s (the daemon reads them)
         self._sflow_prob = 0  # Bridge.sflow: each packet's chance of a sample, of 2**32
         # Sampled packets for the daemon's sFlow agent: (in ofport, outputs, out ofport,
         # packet); at most MAX_SFLOW_SAMPLES wait (more are counted in sflow_dropped).
@@ -428,12 +429,22 @@ class Bridge:
         ports = [
             StpPortConfig(
                 it.ofport, it.name, mac, _int(po.get("stp-port-priority"), 128),
-                _int(po.get("stp-path-cost"), 2) or 2, it.view.can_output,
+                _int(po.get("stp-path-cost"), 0) or path_cost(self.link_speeds.get(it.name) or 10**10),
+                it.view.can_output,
             )
             for po, it, mac in self._tree_ports(cfg, "stp-enable", 255)
         ]  # fmt: skip
         self.stp.set_ports(ports, now)
         self._run_stp(now)
+
+    def set_link_speeds(self, speeds: dict[str, int], now: float) -> None:
+        """The interfaces' link speeds (bit/s), from which a spanning tree port without
+        ``stp-path-cost``/``rstp-path-cost`` takes its cost, as Open vSwitch does."""
+        if speeds == self.link_speeds:
+            return
+        self.link_speeds = dict(speeds)
+        if self.stp is not None and self.cfg is not None:
+            self._sync_stp(self.cfg, now)
 
     def _tree_ports(
         self, cfg: BridgeConfig, enable_key: str, max_port: int
@@ -473,7 +484,9 @@ class Bridge:
         ports = [
             RstpPortConfig(
                 it.ofport, it.name, mac, _int(po.get("rstp-port-priority"), 128),
-                _int(po.get("rstp-path-cost"), 2000) or 2000, it.view.can_output,
+                _int(po.get("rstp-path-cost"), 0)
+                or rstp_path_cost(self.link_speeds.get(it.name) or 10**10),
+                it.view.can_output,
                 po.get("rstp-port-admin-edge") == "true", po.get("rstp-port-auto-edge") != "false",
             )
             for po, it, mac in self._tree_ports(cfg, "rstp-enable", 4095)

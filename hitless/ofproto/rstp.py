@@ -45,7 +45,8 @@ _AS_STP = {DISCARDING: "blocking", LEARNING: "learning", FORWARDING: "forwarding
 
 
 def rstp_path_cost(speed_bps: int | None) -> int:
-    """802.1D-2004's recommended port path cost (20,000,000,000 / Mb/s... as a table)."""
+    """802.1D-2004's recommended port path cost: 20,000,000 / link speed in Mb/s (2000
+    for 10 Gb/s, 20,000 for 1 Gb/s); 2000 when the speed is unknown."""
     mbps = (speed_bps or 0) // 1_000_000
     return 20_000_000 // mbps if mbps > 0 else 2000
 

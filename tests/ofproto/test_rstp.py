@@ -97,3 +97,22 @@ def test_garbage_is_counted_not_taken() -> None:
     lp = Loop()
     lp.b.receive(1, bytes(60), 0.1)
     assert lp.b.ports[1].errors == 1 and lp.b.ports[1].msg is None
+
+
+def test_path_costs_follow_the_link_speed_unless_configured() -> None:
+    from dataclasses import replace
+
+    from tests.ofproto.helpers import P, Rig, config
+
+    r = Rig({"br0": P(type="internal"), "a": P(), "b": P()})
+    for stp, costs in ((True, (4, 2, 100)), (False, (20000, 2000, 77))):
+        cfg = replace(config("br0", r.ports), stp_enable=stp, rstp_enable=not stp)
+        r.bridge.reconfigure(cfg, r.clock.t)
+        r.bridge.set_link_speeds({"a": 10**9}, r.clock.t)  # b: unknown, a veth's 10 Gb/s
+        tree = r.bridge.stp
+        assert tree is not None
+        assert (tree.ports[r.no("a")].cfg.cost, tree.ports[r.no("b")].cfg.cost) == costs[:2]
+        key = "stp-path-cost" if stp else "rstp-path-cost"
+        pb = replace(cfg.ports["b"], other_config={key: str(costs[2])})
+        r.bridge.reconfigure(replace(cfg, ports={**cfg.ports, "b": pb}), r.clock.t)
+        assert r.bridge.stp.ports[r.no("b")].cfg.cost == costs[2]  # type: ignore[union-attr]
