@@ -42,6 +42,7 @@ from hitless.openflow import (
     Timeout,
 )
 from hitless.openflow._wire import Reader
+from hitless.openflow.connection import DEFAULT_PROBE_INTERVAL
 from hitless.openflow.constants import PROTOCOL_VERSIONS
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
 from hitless.openflow.flowmon import MonitorRequest
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 MAX_WBUF = 64 << 20  # a client that stops reading this much is dropped
 PASSIVE_RETRY = 1.0  # seconds between attempts to open a ptcp/punix listener
+
+
+MGMT_PROBE_INTERVAL = 60.0  # seconds: an idle DIR/<bridge>.mgmt session (Open vSwitch's 60)
 
 
 def mgmt_path(rundir: str, bridge: str) -> str:
@@ -295,6 +299,13 @@ class OfManager:
                 [m.option_class, m.option_type, m.option_len, m.index]
                 for m in self.handler.tlv_maps.values()
             ],
+            # OFPT_TABLE_MOD's: [[table, 1.1 miss config, eviction, vacancy or None]]
+            "table_config": [
+                [t, self.handler.table_miss.get(t, 0), t in self.handler.table_evict,
+                 self.handler.table_vacancy.get(t)]
+                for t in sorted({*self.handler.table_miss, *self.handler.table_evict,
+                                 *self.handler.table_vacancy})
+            ],  # fmt: skip
         }
         return record, fds
 
@@ -302,6 +313,13 @@ class OfManager:
         self.handler.switch_flags = inh.switch_flags
         self.handler.miss_send_len = inh.miss_send_len
         self.handler.tlv_maps = {m.index: m for m in inh.tlv_maps}
+        for table, miss, evict, vacancy in inh.table_config:
+            if miss:
+                self.handler.table_miss[table] = miss
+            if evict:
+                self.handler.table_evict.add(table)
+            if vacancy is not None:
+                self.handler.table_vacancy[table] = vacancy
         for t, fd in inh.passive.items():
             self.passive[t] = _adopt_socket(fd)
         for ic in inh.clients:
@@ -466,9 +484,12 @@ class OfManager:
                 sock.setblocking(False)
                 if sock.family == socket.AF_UNIX and self._refuse(sock, origin):
                     continue
+                # The management socket's sessions are probed after 60 s of silence, as
+                # Open vSwitch's (bridge.c); a ptcp:/punix: controller's after 5 s.
+                probe = MGMT_PROBE_INTERVAL if origin is None else DEFAULT_PROBE_INTERVAL
                 c = _Client(
                     sock,
-                    Connection(versions=self.versions, now=now),
+                    Connection(versions=self.versions, now=now, probe_interval=probe),
                     OfSession(service=origin is None),
                     origin=origin,
                 )
@@ -628,6 +649,8 @@ class InheritedSessions:
     switch_flags: int = 0
     miss_send_len: int = 128
     tlv_maps: tuple[TlvMap, ...] = ()  # the Geneve option map (NXT_TLV_TABLE_MOD)
+    # OFPT_TABLE_MOD's: (table, 1.1 miss config, eviction, (vacancy_down, _up) or None)
+    table_config: tuple[tuple[int, int, bool, tuple[int, int] | None], ...] = ()
     taken: bool = False
 
     def fds(self) -> list[int]:
@@ -686,6 +709,10 @@ def parse_sessions(record: dict[str, Any], fds: list[int], now: float) -> Inheri
             int(record.get("switch_flags", 0)),
             int(record.get("miss_send_len", 128)),
             tuple(TlvMap(*(int(x) for x in m)) for m in record.get("tlv_maps", ())),
+            tuple(
+                (int(t), int(miss), bool(ev), None if vac is None else (int(vac[0]), int(vac[1])))
+                for t, miss, ev, vac in record.get("table_config", ())
+            ),
         )
     except (KeyError, TypeError, AttributeError, LocalProtocolError, RemoteProtocolError) as e:
         raise ValueError(f"malformed OpenFlow session record: {type(e).__name__}: {e}") from None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hitless.ofproto.oftable import MAX_METER_BANDS, N_TABLES, Rule, RuleChange, compile_match
+from hitless.openflow._wire import Reader
 from hitless.openflow.connection import Connection
 from hitless.openflow.constants import (
     NX_EXPERIMENTER_ID,
@@ -98,6 +99,7 @@ from hitless.openflow.messages import (
     RoleRequest,
     SetAsync,
     SetConfig,
+    TableMod,
 )
 from hitless.openflow.multipart import (
     AggregateStatsReply,
@@ -175,6 +177,9 @@ T = TypeVar("T")
 
 OFPP_LOCAL_DP = 0xFFFE
 OFPC14_BUNDLES = 1 << 9  # 1.4 capability bit (openflow-1.4 ofp_capabilities)
+OFPTC14_EVICTION = 1 << 2  # ofp_table_config (1.4)
+OFPTC14_VACANCY_EVENTS = 1 << 3
+TABLE_MAX_ENTRIES = 1_000_000  # what table features and statistics say
 GROUP_ADD_OR_MOD = 0x8000  # OFPGC_ADD_OR_MOD, Open vSwitch's extension (1.1+)
 UNKNOWN = 2**64 - 1  # a counter the switch does not keep (§7.3.5.6: all ones)
 _MODIFY = (FlowModCommand.MODIFY, FlowModCommand.MODIFY_STRICT)
@@ -275,7 +280,7 @@ def _table_features() -> tuple[TableFeatures, ...]:
                 name="",  # unnamed, as Open vSwitch without Flow_Table rows
                 metadata_match=2**64 - 1,
                 metadata_write=2**64 - 1,
-                max_entries=1_000_000,
+                max_entries=TABLE_MAX_ENTRIES,
                 properties=props,
             )
         )
@@ -331,6 +336,11 @@ class OfHandler:
         self.tlv_maps: dict[int, TlvMap] = {}  # NXT_TLV_TABLE_MOD's, by tun_metadata index
         # rule changes not yet sent to flow monitors: (change, session that made it, xid)
         self._changes: list[tuple[RuleChange, Connection | None, int]] = []
+        # OFPT_TABLE_MOD's, per table: 1.1/1.2 miss config (OFPTC11_TABLE_MISS_*), 1.4+
+        # eviction on, vacancy events on with (vacancy_down, vacancy_up) percentages
+        self.table_miss: dict[int, int] = {}
+        self.table_evict: set[int] = set()
+        self.table_vacancy: dict[int, tuple[int, int]] = {}
         self._compiled: dict[MonitorRequest, tuple[int, int, int, int]] = {}
 
     def _take_changes(self, origin: Connection | None, xid: int) -> None:
@@ -455,6 +465,9 @@ class OfHandler:
                 ErrorType.BAD_REQUEST,
                 BadRequestCode.BAD_MULTIPART,
             )
+        if isinstance(msg, TableMod):
+            self._table_mod(msg, conn.version or OFP13_VERSION)
+            return []
         if isinstance(msg, FlowMonitorRequest):
             return self._flow_monitor(conn, session, msg)
         if isinstance(msg, FlowMonitorCancel):
@@ -490,6 +503,57 @@ class OfHandler:
             ErrorType.BAD_REQUEST,
             BadRequestCode.BAD_TYPE,
         )
+
+    def _table_mod(self, msg: TableMod, version: int) -> None:
+        """Table configuration as Open vSwitch 3.1 takes it: in 1.1/1.2 the table-miss
+        behaviour, in 1.4+ eviction and vacancy events (with the vacancy property's
+        thresholds); 1.3's config bits are deprecated and ignored. Kept and reported
+        (table statistics in 1.1/1.2, table descriptions in 1.4+)."""
+        if msg.table_id != 0xFF and msg.table_id >= N_TABLES:
+            raise RemoteProtocolError(
+                f"table {msg.table_id}", ErrorType.BAD_REQUEST, BadRequestCode.BAD_TABLE_ID
+            )
+        tables = range(N_TABLES) if msg.table_id == 0xFF else (msg.table_id,)
+        if version in (OFP11_VERSION, OFP12_VERSION):
+            for t in tables:
+                self.table_miss[t] = msg.config & 3
+            return
+        if version < OFP14_VERSION:
+            return
+        vacancy: tuple[int, int] | None = None
+        r = Reader(msg.properties, 0)
+        while r.remaining() >= 4:
+            ptype, plen = r.unpack(struct.Struct("!HH"), "table mod property")
+            body = r.sub(max(0, plen - 4), "table mod property")
+            r.take(min(r.remaining(), (8 - plen % 8) % 8), "property padding")
+            if ptype == 3:  # OFPTMPT_VACANCY: vacancy_down, vacancy_up, vacancy
+                down, up = body.unpack(struct.Struct("!BB"), "vacancy property")
+                if down > up or up > 100:
+                    raise RemoteProtocolError(
+                        f"vacancy_down {down}% > vacancy_up {up}%", ErrorType.BAD_PROPERTY, 4
+                    )  # OFPBPC_BAD_VALUE, as Open vSwitch
+                vacancy = (down, up)
+        for t in tables:
+            if msg.config & OFPTC14_EVICTION:
+                self.table_evict.add(t)
+            else:
+                self.table_evict.discard(t)
+            if msg.config & OFPTC14_VACANCY_EVENTS:
+                self.table_vacancy[t] = vacancy or self.table_vacancy.get(t, (0, 0))
+            else:
+                self.table_vacancy.pop(t, None)
+
+    def _table_desc(self, table_id: int, n_rules: int) -> TableDesc:
+        config = (OFPTC14_EVICTION if table_id in self.table_evict else 0) | (
+            OFPTC14_VACANCY_EVENTS if table_id in self.table_vacancy else 0
+        )
+        # Eviction criteria as Open vSwitch lists them: other | importance | lifetime.
+        props = struct.pack("!HHI", 2, 8, 0x7)
+        vac = self.table_vacancy.get(table_id)
+        if vac is not None:
+            free = 100 - n_rules * 100 // TABLE_MAX_ENTRIES
+            props += struct.pack("!HHBBBx", 3, 8, vac[0], vac[1], free)
+        return TableDesc(table_id=table_id, config=config, properties=props)
 
     # -- flow monitors --
     def _flow_monitor(
@@ -867,9 +931,10 @@ class OfHandler:
             br.settle_counters()
             caps = _table_caps()
             ts = [
-                TableStats(t.table_id, len(t), t.lookups, t.matched, "", caps[t.table_id])
+                TableStats(t.table_id, len(t), t.lookups, t.matched, "",
+                           replace(caps[t.table_id], config=self.table_miss.get(t.table_id, 0)))
                 for t in of.tables
-            ]
+            ]  # fmt: skip
             return _replies(TableStatsReply, xid, "stats", ts, 254)
         if isinstance(msg, TableFeaturesRequest):
             global _TABLE_FEATURES
@@ -886,9 +951,7 @@ class OfHandler:
             ports = self.port_descs()
             return _replies(PortDescReply, xid, "ports", ports, 100)
         if isinstance(msg, TableDescRequest):
-            # Eviction and vacancy events off; the eviction criteria Open vSwitch lists.
-            evict = struct.pack("!HHI", 2, 8, 0x7)  # OFPTMPT_EVICTION: other|importance|lifetime
-            descs = [TableDesc(table_id=t.table_id, properties=evict) for t in of.tables]
+            descs = [self._table_desc(t.table_id, len(t)) for t in of.tables]
             return _replies(TableDescReply, xid, "tables", descs, 254)  # one part, as OVS
         if isinstance(msg, QueueDescRequest):
             queues = [

@@ -259,6 +259,19 @@ CASES: dict[str, Case] = {
     ),
 }
 
+CASES.update({
+    # 1.4+: eviction and vacancy events kept and shown (other versions: refused alike)
+    "mod-table-evict": (
+        [("mod-table", "{br}", "2", "evict"), ("mod-table", "{br}", "3", "vacancy:20,80"),
+         ("mod-table", "{br}", "4", "vacancy:90,80")],
+        ("dump-table-desc", "{br}"),
+        False,
+        None,
+    ),
+    # 1.1/1.2: the table-miss config is accepted (1.0 and 1.3+: ovs-ofctl refuses it)
+    "mod-table-miss": ([], ("mod-table", "{br}", "1", "drop"), False, None),
+})  # fmt: skip
+
 # (case, version) -> why the outputs still differ (docs/openflow.md, "What still differs").
 DIFFERENT: dict[tuple[str, str], str] = {
     **{
@@ -291,7 +304,9 @@ def _reset(pair: SwitchPair) -> None:
     """The same starting table on both: only the standalone NORMAL flow, no groups."""
     for args in (("del-flows", "{br}"), ("add-flow", "{br}", "priority=0,actions=NORMAL"),
                  ("-O", "OpenFlow13", "del-groups", "{br}"),
-                 ("mod-port", "{br}", "{br}", "flood"), ("del-tlv-map", "{br}")):  # fmt: skip
+                 ("mod-port", "{br}", "{br}", "flood"), ("del-tlv-map", "{br}"),
+                 ("-O", "OpenFlow14", "mod-table", "{br}", "all", "noevict"),
+                 ("-O", "OpenFlow11", "mod-table", "{br}", "all", "controller")):  # fmt: skip
         ovs, hl = pair.ofctl(*args)
         assert ovs.rc == 0 and hl.rc == 0, (args, ovs, hl)
 

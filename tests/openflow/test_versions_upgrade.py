@@ -219,7 +219,8 @@ def test_a_session_opened_here_survives_a_downgrade_to_an_older_build(
 def test_flow_monitors_cross_an_upgrade(started: Sw) -> None:
     """Stock ``ovs-ofctl monitor`` in 1.0 (NXST_FLOW_MONITOR) and in 1.4
     (OFPMP_FLOW_MONITOR) keep their connection and their monitors across ``hitless
-    upgrade``: a rule added afterwards reaches both as an update."""
+    upgrade``: a rule added afterwards reaches both as an update. A table's eviction
+    flag (1.4 OFPT_TABLE_MOD) is still set afterwards."""
     import signal
 
     from tests.wait import wait_for
@@ -247,6 +248,9 @@ def test_flow_monitors_cross_an_upgrade(started: Sw) -> None:
             wait_for(lambda ctl=ctl, p=p: ctl.exists() or p.poll() is not None, "monitor ready")
             assert p.poll() is None
             appctl(ctl, "ofctl/barrier")
+        mod = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "mod-table", br, "2", "evict"],
+                             capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+        assert mod.returncode == 0, mod
         old = started.daemon_pid
         r = subprocess.run(
             [str(BIN / "hitless"), "upgrade", "--rundir", str(rundir), "--json"],
@@ -260,6 +264,11 @@ def test_flow_monitors_cross_an_upgrade(started: Sw) -> None:
         for p, ctl in mons:
             assert p.poll() is None, "the monitor lost its connection"
             appctl(ctl, "ofctl/barrier")
+        # the table configuration (OFPT_TABLE_MOD) came along too
+        desc = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-table-desc", br],
+                              capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+        assert "table 2:\n   eviction=on" in desc.stdout, desc.stdout[:400]
+        assert "table 3:\n   eviction=off" in desc.stdout
     finally:
         outs = []
         for p, _ in mons:
