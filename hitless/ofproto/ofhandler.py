@@ -197,6 +197,9 @@ class OfSession:
     miss_send_len: int | None = None  # SET_CONFIG's, per connection; None: the default
     bundles: dict[int, list[Message]] = field(default_factory=dict)
     bundle_flags: dict[int, int] = field(default_factory=dict)
+    # each bundled message's bytes as received (an error about it quotes them), in step
+    # with ``bundles`` (a session inherited from a handoff has none: re-encoded then)
+    bundle_raw: dict[int, list[bytes]] = field(default_factory=dict)
     closed_bundles: set[int] = field(default_factory=set)  # CLOSE_REQUEST seen
     monitors: dict[int, MonitorRequest] = field(default_factory=dict)  # flow monitors by id
 
@@ -805,6 +808,7 @@ class OfHandler:
             """A misused bundle is discarded, as Open vSwitch does, with the error."""
             session.bundles.pop(bid, None)
             session.bundle_flags.pop(bid, None)
+            session.bundle_raw.pop(bid, None)
             session.closed_bundles.discard(bid)
             return fail(text, code)
 
@@ -833,16 +837,18 @@ class OfHandler:
                 raise fail(f"no bundle {bid}", BundleFailedCode.BAD_ID)
             flags = session.bundle_flags.get(bid, 0)
             msgs = session.bundles[bid]
+            raws = session.bundle_raw.get(bid, [])
             drop("", BundleFailedCode.UNKNOWN)
             if flags != msg.flags:
                 raise fail(f"bundle {bid} was opened with other flags", BundleFailedCode.BAD_FLAGS)
             snap = self.bridge.of_transaction()
-            for m in msgs:
+            for i, m in enumerate(msgs):
                 try:  # (not ``handle``: a rollback takes back the changes not yet sent)
                     self._handle(conn, session, m, now, others)
                 except RemoteProtocolError as e:
                     self.bridge.of_rollback(snap)
-                    raise BundleMessageFailed(e, m) from None
+                    raw = raws[i] if len(raws) == len(msgs) else None
+                    raise BundleMessageFailed(e, m, raw, conn.version or OFP13_VERSION) from None
             return reply(BundleCtrlType.COMMIT_REPLY)
         raise fail(f"bundle control type {ctrl}", BundleFailedCode.BAD_TYPE)
 
@@ -864,9 +870,11 @@ class OfHandler:
             if problem is not None:
                 session.bundles.pop(bid, None)
                 session.bundle_flags.pop(bid, None)
+                session.bundle_raw.pop(bid, None)
                 session.closed_bundles.discard(bid)
                 raise RemoteProtocolError(problem[0], ErrorType.BUNDLE_FAILED, problem[1])
         session.bundles.setdefault(bid, []).append(inner)
+        session.bundle_raw.setdefault(bid, []).append(msg.raw)
         session.bundle_flags.setdefault(bid, msg.flags)
         return []
 
@@ -1203,11 +1211,19 @@ class BundleMessageFailed(RemoteProtocolError):
     """A message inside a committed bundle failed: the bundle was rolled back. Answer
     with ``inner`` (for the bundled message's xid) and then this (for the commit)."""
 
-    def __init__(self, inner: RemoteProtocolError, msg: Message) -> None:
+    def __init__(
+        self,
+        inner: RemoteProtocolError,
+        msg: Message,
+        raw: bytes | None = None,
+        version: int = OFP13_VERSION,
+    ) -> None:
         super().__init__(
             f"bundled message failed: {inner.message}",
             ErrorType.BUNDLE_FAILED,
             BundleFailedCode.MSG_FAILED,
         )
-        data = msg.encode(OFP13_VERSION) if msg.min_version <= OFP13_VERSION else b""
+        # the message as it was received, as Open vSwitch quotes it (re-encoded in the
+        # session's version when the bytes are not at hand: a session from a handoff)
+        data = raw if raw else msg.encode(version)
         self.inner = inner.with_request(data, msg.xid)

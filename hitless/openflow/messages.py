@@ -1358,6 +1358,8 @@ class BundleAddMessage(_Bundle):
     flags: int = 0
     message: Message = field(default_factory=lambda: BarrierRequest())
     properties: bytes = b""
+    # the bundled message's bytes as received (not part of the value: errors quote them)
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
     def _bundle_body(self, version: int) -> bytes:
         inner = self.message.encode(version)
@@ -1397,7 +1399,8 @@ class BundleAddMessage(_Bundle):
         if r.remaining():
             r.take(min(pad8(head[2]), r.remaining()), "bundled message padding")
             props = r.rest()
-        return cls(xid=xid, bundle_id=bid, flags=flags, message=inner, properties=props)
+        return cls(xid=xid, bundle_id=bid, flags=flags, message=inner, properties=props,
+                   raw=inner_data)  # fmt: skip
 
 
 __all__ = [

@@ -226,3 +226,26 @@ def test_equal_role_has_no_generation_id_and_default_async_skips_invalid_ttl() -
     (rep,) = h.handle(c, s, RoleRequest(role=ControllerRole.EQUAL), 0, [c])
     assert isinstance(rep, RoleReply) and rep.generation_id == 2**64 - 1
     assert c.async_config.get(AsyncConfigProp.PACKET_IN_MASTER) == 0b011
+
+
+def test_a_failed_bundled_message_is_quoted_as_received() -> None:
+    """The error about a message inside a bundle carries the bytes the peer sent (its
+    version, its layout), as Open vSwitch quotes them, not a re-encoding."""
+    from hitless.openflow import decode
+
+    r, h, _, sess = setup()
+    conn = Connection(versions=(5,))
+    peer = Connection(versions=(5,))
+    peer.receive_data(conn.start())
+    conn.receive_data(peer.start())
+    while conn.next_event() is not None and conn.version is None:
+        pass
+    bad = FlowMod(xid=6, priority=8, instructions=(ApplyActions((Output(0),)),))
+    wire = BundleAddMessage(xid=6, bundle_id=3, message=bad).encode(5)
+    inner = bad.encode(5)
+    add = decode(wire)
+    assert isinstance(add, BundleAddMessage) and add.raw == inner
+    h.handle(conn, sess, add, 0.0)
+    with pytest.raises(BundleMessageFailed) as e:
+        h.handle(conn, sess, BundleControl(bundle_id=3, ctrl_type=BundleCtrlType.COMMIT_REQUEST), 0.0)
+    assert e.value.inner.data == inner[:64] and e.value.inner.data[0] == 5
