@@ -43,10 +43,11 @@ from hitless.openflow import (
 )
 from hitless.openflow._wire import Reader
 from hitless.openflow.connection import DEFAULT_PROBE_INTERVAL
-from hitless.openflow.constants import PROTOCOL_VERSIONS
+from hitless.openflow.constants import OFP14_VERSION, PROTOCOL_VERSIONS, MsgType
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
 from hitless.openflow.flowmon import MonitorRequest
 from hitless.openflow.match import Match as OfMatch
+from hitless.openflow.messages import GroupMod, MeterMod, RequestForward
 from hitless.openflow.messages import decode as decode_message
 from hitless.openflow.nxmsg import TlvMap
 
@@ -567,8 +568,25 @@ class OfManager:
             return
         finally:
             self._flow_updates()  # before the replies: a barrier after a flow_mod
+        if isinstance(msg, (GroupMod, MeterMod)):
+            self._request_forward(c, msg)
         for r in replies:
             c.wbuf += conn.send(r)
+
+    def _request_forward(self, source: _Client, msg: GroupMod | MeterMod) -> None:
+        """A group or meter mod that succeeded goes, as OFPT_REQUESTFORWARD, to every
+        other OpenFlow 1.4+ session whose async config asks for that reason (off by
+        default, as in Open vSwitch), in that session's version."""
+        reason = 0 if isinstance(msg, GroupMod) else 1  # OFPRFR_GROUP_MOD / OFPRFR_METER_MOD
+        fwd = RequestForward(message=msg)
+        for c in self.clients:
+            v = c.conn.version
+            if c is source or c.closing or v is None or v < OFP14_VERSION:
+                continue
+            if c.session.service and not c.session.miss_send_len:
+                continue  # a management session that did not ask for async messages
+            if c.conn.async_allows(MsgType.REQUESTFORWARD, reason):
+                c.wbuf += c.conn.send(fwd)
 
     def _flow_updates(self) -> None:
         """Send flow monitors the updates rule changes made so far produced."""

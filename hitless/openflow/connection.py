@@ -80,6 +80,10 @@ _ASYNC_PROPS = {
         AsyncConfigProp.FLOW_REMOVED_MASTER,
         AsyncConfigProp.FLOW_REMOVED_SLAVE,
     ),
+    MsgType.REQUESTFORWARD: (  # 1.4+; off unless a SET_ASYNC asks (Open vSwitch's default)
+        AsyncConfigProp.REQUESTFORWARD_MASTER,
+        AsyncConfigProp.REQUESTFORWARD_SLAVE,
+    ),
 }
 
 

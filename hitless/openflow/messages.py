@@ -1293,6 +1293,25 @@ class SetAsync(_Async):
     type: ClassVar[MsgType] = MsgType.SET_ASYNC
 
 
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestForward(Message):
+    """OFPT_REQUESTFORWARD (1.4.1 §7.4.6): a group or meter mod another controller made,
+    sent on to the controllers that asked for it (its own xid 0; the inner message keeps
+    the xid it came with)."""
+
+    type: ClassVar[MsgType] = MsgType.REQUESTFORWARD
+    min_version: ClassVar[int] = OFP14_VERSION
+    message: Message = field(default_factory=lambda: BarrierRequest())
+
+    def _body(self, version: int) -> bytes:
+        return self.message.encode(version)
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        return cls(xid=xid, message=decode(r.rest()))
+
+
 # -- Bundles (1.4.1 §7.3.9; the ONF EXT-230 experimenter form in 1.3) --------------------
 
 _BUNDLE_CTRL = struct.Struct("!IHH")
@@ -1413,6 +1432,7 @@ __all__ = [
     "Bucket",
     "BundleAddMessage",
     "BundleControl",
+    "RequestForward",
     "EchoReply",
     "EchoRequest",
     "ErrorMsg",

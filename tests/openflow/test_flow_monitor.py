@@ -63,7 +63,7 @@ def _monitor(pair: SwitchPair, sw: object, flags: tuple[str, ...], watch: str,
     the monitor itself; anything else: an ``ovs-ofctl`` command of its own)."""
     env = sw.env  # type: ignore[attr-defined]
     rundir = sw.dir  # type: ignore[attr-defined]
-    argv = ["ovs-ofctl", *flags, "monitor", pair.bridge, watch]
+    argv = ["ovs-ofctl", *flags, "monitor", pair.bridge, *([watch] if watch else [])]
     mon = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                            text=True)  # fmt: skip
     try:
@@ -147,3 +147,38 @@ def test_monitor_prints_what_open_vswitch_prints(
         assert "event=ABBREV xid=0x77" in b
     if scenario == "all":
         assert "event=MODIFIED" in b and "event=DELETED reason=delete" in b
+
+
+def _set_async_requestforward(version: int) -> str:
+    """OFPT_SET_ASYNC asking for group and meter mod forwarding, as hex."""
+    from hitless.openflow.constants import AsyncConfigProp as P
+    from hitless.openflow.messages import AsyncConfig, SetAsync
+
+    masks = {P.REQUESTFORWARD_MASTER: 3, P.REQUESTFORWARD_SLAVE: 3}
+    return SetAsync(xid=0x78, config=AsyncConfig.of(masks)).encode(version).hex()
+
+
+@pytest.mark.parametrize("version", ["of14", "of15"])
+def test_requestforward_as_open_vswitch_sends_it(switches: SwitchPair, version: str) -> None:
+    """A 1.4+ session that asks for it (SET_ASYNC, REQUESTFORWARD; off by default) gets
+    the group and meter mods other sessions make as OFPT_REQUESTFORWARD, in its own
+    version; the session that made them does not."""
+    flags = ("-O", "OpenFlow14" if version == "of14" else "OpenFlow15")
+    steps = [
+        ("-O", "OpenFlow13", "add-meter", "{br}", "meter=2,pktps,band=type=drop,rate=5"),  # not asked yet
+        ("own", _set_async_requestforward(VERSIONS[version])),
+        ("-O", "OpenFlow14", "add-group", "{br}", "group_id=5,type=all,bucket=output:1"),
+        ("-O", "OpenFlow15", "mod-group", "{br}", "group_id=5,type=all,bucket=output:2"),
+        ("-O", "OpenFlow13", "add-meter", "{br}", "meter=3,pktps,band=type=drop,rate=5"),
+        ("-O", "OpenFlow14", "del-groups", "{br}"),
+        ("-O", "OpenFlow13", "del-meters", "{br}"),
+    ]  # fmt: skip
+    out = []
+    for sw in (switches.ovs, switches.hl):
+        _reset(switches)
+        out.append(normalize(_monitor(switches, sw, flags, "", steps)))
+    a, b = out
+    diff = "".join(difflib.unified_diff(a.splitlines(True), b.splitlines(True), "ovs", "hitless"))
+    assert a == b, f"ovs-ofctl {' '.join(flags)} monitor:\n{diff}"
+    assert b.count("OFPT_REQUESTFORWARD") == 5, b
+    assert "meter=2" not in b
