@@ -194,7 +194,8 @@ def test_a_session_opened_here_survives_a_downgrade_to_an_older_build(
 ) -> None:
     """A 1.3 session opened on this build (its bridge offering 1.0 to 1.5) is carried
     down to the newest previous build, which speaks fewer versions: the session record
-    names only the negotiated version where older builds read it."""
+    names only the negotiated version where older builds read it. A session's flow
+    monitors, which that build does not know, are dropped with the session kept."""
     from tests.upgrade.builds import build
 
     old = build(previous)
@@ -202,17 +203,47 @@ def test_a_session_opened_here_survives_a_downgrade_to_an_older_build(
     started.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=dummy")
     started.vsctl("--", "--id=@m", "get", "bridge", br)
     of13 = Client(f"{started.rundir.path}/{br}.mgmt", 4)
-    with of13.answering_echoes():
-        r = subprocess.run(
-            [str(BIN / "hitless"), "downgrade", "--rundir", str(started.rundir.path),
-             "--to", str(old.vswitchd), "--json"],
-            capture_output=True, text=True, timeout=180, cwd="/", env=dict(os.environ),
-        )  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert str(old.venv) in Path(f"/proc/{started.daemon_pid}/cmdline").read_text()
-    of13.send(FlowStatsRequest(xid=21))
-    got = of13.next()
-    assert isinstance(got, FlowStatsReply) and got.xid == 21 and got.stats
+    # A flow monitor (state the older build does not know): dropped, its session kept.
+    import signal
+
+    from tests.wait import wait_for
+
+    env = {**os.environ, "OVS_RUNDIR": str(started.rundir.path)}
+    mon = subprocess.Popen(["ovs-ofctl", "-O", "OpenFlow13", "monitor", br, "watch:!initial"],
+                           stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    ctl = Path(started.rundir.path) / f"ovs-ofctl.{mon.pid}.ctl"
+
+    def barrier() -> None:
+        r = subprocess.run(["ovs-appctl", "-t", str(ctl), "ofctl/barrier"], capture_output=True,
+                           text=True, timeout=30, env=env)  # fmt: skip
+        assert r.returncode == 0, r
+
+    try:
+        wait_for(lambda: ctl.exists() or mon.poll() is not None, "monitor ready")
+        barrier()
+        with of13.answering_echoes():
+            r = subprocess.run(
+                [str(BIN / "hitless"), "downgrade", "--rundir", str(started.rundir.path),
+                 "--to", str(old.vswitchd), "--json"],
+                capture_output=True, text=True, timeout=180, cwd="/", env=dict(os.environ),
+            )  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert str(old.venv) in Path(f"/proc/{started.daemon_pid}/cmdline").read_text()
+        of13.send(FlowStatsRequest(xid=21))
+        got = of13.next()
+        assert isinstance(got, FlowStatsReply) and got.xid == 21 and got.stats
+        add = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", br,
+                              "priority=7,udp,actions=drop"],
+                             capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+        assert add.returncode == 0, add
+        assert mon.poll() is None, "the monitoring session was dropped"
+        barrier()
+    finally:
+        os.kill(mon.pid, signal.SIGTERM)
+        out = mon.communicate(timeout=30)[0]
+    assert "event=ADDED" not in out, out  # the older build has no monitors to report to
+    assert out.count("OFPT_BARRIER_REPLY") == 2, out
     of13.sock.close()
 
 
