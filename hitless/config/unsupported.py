@@ -111,6 +111,12 @@ QOS_TYPES = (*TC_QOS_TYPES, "egress-policer")
 
 def _port(br: Any, port: Any) -> Iterable[Unsupported]:
     n = port.name
+    tree = "STP" if br.stp_enable is True else "RSTP" if br.rstp_enable is True else None
+    if tree is not None and len(port.interfaces) > 1:
+        yield Unsupported(
+            "Port", n, "interfaces",
+            f"a bond takes no part in {tree}: its members send no BPDUs and are never blocked",
+        )  # fmt: skip
     if _set(port.qos):
         q = port.qos[0] if isinstance(port.qos, list) else port.qos
         if q.type not in QOS_TYPES:

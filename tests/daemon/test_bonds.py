@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests.daemon.test_config import add_dummy_bridge
-from tests.daemon.test_netdev import wait_for
 from tests.netns import Host, Topology, UdpSink, sh
 from tests.switch import Sw
+from tests.wait import eventually as wait_for
 
 
 def test_unsupported_bond_is_refused_and_its_members_stay_detached(started: Sw) -> None:

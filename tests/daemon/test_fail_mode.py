@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.daemon.test_netdev import wait_for
 from tests.daemon.test_openflow import ofctl
 from tests.netns import Topology
 from tests.switch import Sw
+from tests.wait import eventually as wait_for
 
 pytestmark = pytest.mark.netns
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.test_netdev import wait_for
 from tests.netns import Topology, sh
 from tests.switch import Sw
+from tests.wait import eventually as wait_for
 
 pytestmark = pytest.mark.netns
 

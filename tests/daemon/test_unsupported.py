@@ -5,8 +5,8 @@ ovs-vsctl, each one is logged once at WARN and reported in the row's status colu
 from __future__ import annotations
 
 from tests.daemon.test_config import add_dummy_bridge
-from tests.daemon.test_netdev import wait_for
 from tests.switch import Sw
+from tests.wait import eventually as wait_for
 
 
 def test_unimplemented_settings_are_reported_in_status_and_logged_once(started: Sw) -> None:
@@ -40,3 +40,17 @@ def test_unimplemented_settings_are_reported_in_status_and_logged_once(started: 
     assert wait_for(lambda: "hitless_unsupported" not in sw.get("Bridge", "br0", "status"))
     assert "hitless_unsupported" not in sw.get("Port", "p1", "status")
     assert "hitless_unsupported" not in sw.get("Interface", "p2", "status")
+
+
+def test_a_bond_in_a_spanning_tree_bridge_is_reported(started: Sw) -> None:
+    sw = started
+    add_dummy_bridge(sw, "br0")
+    sw.vsctl("add-bond", "br0", "bond0", "p1", "p2", "bond_mode=active-backup",
+             "--", "add-port", "br0", "p3")  # fmt: skip
+    assert "hitless_unsupported" not in sw.get("Port", "bond0", "status")
+    sw.vsctl("set", "Bridge", "br0", "rstp_enable=true")
+    assert wait_for(lambda: "a bond takes no part in RSTP" in sw.get("Port", "bond0", "status"))
+    assert "hitless_unsupported" not in sw.get("Port", "p3", "status")
+    assert sw.log().count("Port bond0: interfaces: a bond takes no part in RSTP") == 1
+    sw.vsctl("set", "Bridge", "br0", "rstp_enable=false")
+    assert wait_for(lambda: "hitless_unsupported" not in sw.get("Port", "bond0", "status"))
