@@ -29,23 +29,26 @@ Checked:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 
-from hitless.impact.analysis import Phase
+from hitless.impact.analysis import ImpactResult, Phase
 from hitless.impact.bounds import PACED, Bound, summary, violations
+from hitless.impact.cpuwait import Sampler, pidfile_reader
 from hitless.impact.run import Rates, measure
 from hitless.impact.switches import HitlessSwitch, OvsSwitch
 from hitless.impact.topology import Host, Topology
 from tests.ovn.ovn import Ovn, available
-from tests.traffic import assert_handoff_traffic, bound_of
+from tests.traffic import assert_handoff_traffic, bound_of, with_cpu_waits
 from tests.wait import wait_for
 
 pytestmark = [
@@ -87,7 +90,7 @@ c, _ = s.accept(); c.sendall(b"hello"); c.close()
 _TCP_CLIENT = """
 import socket, sys
 try:
-    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
     print("ok" if c.recv(5) == b"hello" else "short")
 except OSError as e:
     print("fail", e)
@@ -186,44 +189,62 @@ def probes(s: Side) -> dict[str, bool]:
     }
 
 
+Configure = Callable[[Ovn, Host, Host], tuple[Host, Host]]
+
+
 @contextmanager
-def ovn_side(kind: str, net: int) -> Iterator[Side]:
-    """A switch of ``kind`` in its own namespace with hosts a and b, an OVN control plane
-    with the logical switch and ACLs above, both ports up and ovn-controller's flows in."""
+def deployment(kind: str, net: int, configure: Configure, prefix: str = "bri") -> Iterator[Side]:
+    """A switch of ``kind`` in its own namespace with hosts a and b and an OVN control
+    plane whose northbound ``configure(ovn, a, b)`` fills (it returns the hosts, as it
+    may have readdressed them), logical ports ``lpa``/``lpb`` bound to the hosts' ports,
+    both up and ovn-controller's flows in."""
     with Topology(2, net=net) as topo:
         sw: HitlessSwitch | OvsSwitch = (
             HitlessSwitch(netns=topo.switch_ns) if kind == "hitless"
             else OvsSwitch(netns=topo.switch_ns)
         )  # fmt: skip
-        bridge = f"bri{topo.suffix}"
+        bridge = f"{prefix}{topo.suffix}"
         ovn = Ovn(sw.rundir, sw.rundir / "db.sock", bridge)
         try:
             sw.start()
-            a, b = topo.hosts
             sw.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev",
                      "fail_mode=secure", "other_config:disable-in-band=true")  # fmt: skip
             ovn.start_central()
-            ovn.nbctl("ls-add", "sw0")
-            for h, lsp in ((a, "lpa"), (b, "lpb")):
-                ovn.nbctl("lsp-add", "sw0", lsp, "--", "lsp-set-addresses", lsp,
-                          f"{h.mac} {_ip(h)}")  # fmt: skip
-            for direction, prio, match, verdict in ACLS:
-                ovn.nbctl("acl-add", "sw0", direction, prio, match, verdict)
-            # A load balancer: the VIP's port 80 is b's 8080 (a reaches the VIP through
-            # b's MAC: a logical switch does not answer ARP for it)
-            ovn.nbctl("lb-add", "lb0", f"{_vip(a)}:{VIP_PORT}", f"{_ip(b)}:{BACKEND_PORT}", "tcp")
-            ovn.nbctl("ls-lb-add", "sw0", "lb0")
-            a.run("ip", "neigh", "replace", _vip(a), "lladdr", b.mac, "dev", "eth0")
+            a, b = configure(ovn, *topo.hosts)
             ovn.start_controller(["ovs-vsctl", f"--db=unix:{sw.rundir / 'db.sock'}"])
             for h, lsp in ((a, "lpa"), (b, "lpb")):
                 sw.vsctl("add-port", bridge, h.port, "--", "set", "interface", h.port,
                          f"external_ids:iface-id={lsp}")  # fmt: skip
-            wait_for(lambda: ovn.ports_up("lpa", "lpb"), "both logical ports up", 60)
+            try:
+                wait_for(lambda: ovn.ports_up("lpa", "lpb"), "both logical ports up", 60)
+            except AssertionError:
+                print(ovn.controller_log()[-4000:])
+                raise
             ovn.nbctl("--wait=hv", "sync")
             yield Side(kind, sw, ovn, bridge, a, b)
         finally:
             ovn.close()
             sw.close()
+
+
+def _logical_switch(ovn: Ovn, a: Host, b: Host) -> tuple[Host, Host]:
+    """One logical switch, the ACLs above and the load balancer."""
+    ovn.nbctl("ls-add", "sw0")
+    for h, lsp in ((a, "lpa"), (b, "lpb")):
+        ovn.nbctl("lsp-add", "sw0", lsp, "--", "lsp-set-addresses", lsp, f"{h.mac} {_ip(h)}")
+    for direction, prio, match, verdict in ACLS:
+        ovn.nbctl("acl-add", "sw0", direction, prio, match, verdict)
+    # A load balancer: the VIP's port 80 is b's 8080 (a reaches the VIP through b's MAC:
+    # a logical switch does not answer ARP for it)
+    ovn.nbctl("lb-add", "lb0", f"{_vip(a)}:{VIP_PORT}", f"{_ip(b)}:{BACKEND_PORT}", "tcp")
+    ovn.nbctl("ls-lb-add", "sw0", "lb0")
+    a.run("ip", "neigh", "replace", _vip(a), "lladdr", b.mac, "dev", "eth0")
+    return a, b
+
+
+def ovn_side(kind: str, net: int) -> contextlib.AbstractContextManager[Side]:
+    """The logical switch with ACLs and a load balancer on a switch of ``kind``."""
+    return deployment(kind, net, _logical_switch)
 
 
 _VOLATILE = [
@@ -321,63 +342,91 @@ def _counters(s: Side) -> dict[str, int]:
     return out
 
 
+def upgrade_under_traffic(
+    s: Side, tracked: Callable[[Side], set[str]], udp_to_a: int
+) -> tuple[set[str], ImpactResult]:
+    """``hitless upgrade`` of ``s`` under the shared traffic classes, after a warm-up and
+    the same traffic without an operation (the stalls of OVN's Python slow path on this
+    machine anyway). Judged: no datagram or stream record lost or doubled, the stream
+    survived, what ``tracked`` returned before the upgrade
+    is still tracked after, ovn-controller kept its OpenFlow connections (no reconnect in
+    its log), got no error and its rules were not reinstalled (every counter went on),
+    then the timing and failed new connections (``judge_timing``, the switch's CPU waits
+    excused; an xfail above load average ``LOADED``). Returns what was
+    tracked before, and the measured traffic."""
+    assert isinstance(s.sw, HitlessSwitch)
+    upgrade = s.sw.operation("upgrade")
+    links = s.ovn.bridge_connections()
+    assert links, "ovn-controller's log shows no OpenFlow connection to the bridge"
+    seen: dict[str, object] = {}
+
+    def operation() -> list[Phase]:
+        seen["started"] = time.monotonic()
+        seen["tracked"] = tracked(s)
+        seen["counters"] = _counters(s)
+        phases = upgrade()
+        seen["tracked_after"] = tracked(s)
+        return phases
+
+    # Warm up the pipeline's first upcalls (ARP, the first packets of each kind).
+    assert s.a.ping(_ip(s.b), count=3) and tcp_ok(s.a, s.b, PORT + 2)
+    assert udp_ok(s.b, s.a, udp_to_a) and udp_ok(s.a, s.b, PORT)
+    base = measure([s.a, s.b], lambda: None, name="no operation", duration=6, at=1.0,
+                   rates=RATES, classes=CLASSES, port=PORT)  # fmt: skip
+    print(summary(base))
+    with Sampler(pidfile_reader(s.sw.rundir / "hitless-vswitchd.pid")) as cpu:
+        res = measure([s.a, s.b], operation, name="upgrade", duration=15, at=1.5,
+                      rates=RATES, classes=CLASSES, port=PORT)  # fmt: skip
+    print(summary(res))
+    # Seen at load average 21: the upgrade took 16 s and its freeze ended as the 15 s of
+    # traffic did, with seconds of backlog in flight: nothing can be judged then.
+    end = res.traffic_start + res.duration
+    freeze_end = max((p.end for p in res.window.phases if p.name.startswith("freeze")),
+                     default=res.window.end)  # fmt: skip
+    if freeze_end > end - 2.0:
+        pytest.xfail(f"load average {os.getloadavg()[0]:.1f}: the freeze ended "
+                     f"{freeze_end:.1f} s in, {end:.1f} s of traffic\n{summary(res)}")  # fmt: skip
+    for c in res.classes:  # failed new connections: judged with the timing (below)
+        assert c.duplicates == 0, summary(res)
+        if c.kind != "tcp-connect":
+            assert c.lost == 0 and c.outcome in (None, "survived"), summary(res)
+    assert {"udp", "tcp-stream", "tcp-connect"} <= {c.kind for c in res.classes}
+    before_tracked = seen["tracked"]
+    assert isinstance(before_tracked, set) and before_tracked, seen
+    assert before_tracked <= seen["tracked_after"], seen  # type: ignore[operator]
+    assert s.ovn.bridge_connections() == links
+    assert s.ovn.openflow_errors() == []
+    after = _counters(s)
+    before = seen["counters"]
+    assert isinstance(before, dict) and after.keys() == before.keys()
+    assert all(after[k] >= n for k, n in before.items())
+    assert sum(after.values()) > sum(before.values())
+    assert s.sw.last_report is not None
+    started = seen["started"]
+    assert isinstance(started, float)
+    judge_timing(with_cpu_waits(res, cpu, started), bound_of([s.sw.last_report]), base)
+    return before_tracked, res
+
+
 def test_hitless_upgrade_under_ovn_loses_nothing_and_keeps_connections_and_controller() -> None:
+    """The TCP stream's connection was tracked (ESTABLISHED) before and is the same entry
+    after; the rest as ``upgrade_under_traffic`` says."""
     with ovn_side("hitless", 190 + (hash("ovn-up") % 9)) as s:
-        assert isinstance(s.sw, HitlessSwitch)
-        upgrade = s.sw.operation("upgrade")
-        links = s.ovn.bridge_connections()
-        assert links, "ovn-controller's log shows no OpenFlow connection to the bridge"
-        seen: dict[str, object] = {}
+        upgrade_under_traffic(s, lambda s: _tracked(s, established=True), UDP_TO_A)
 
-        def operation() -> list[Phase]:
-            seen["tracked"] = _tracked(s, established=True)
-            seen["counters"] = _counters(s)
-            phases = upgrade()
-            seen["tracked_after"] = _tracked(s)
-            return phases
 
-        # Warm up the pipeline's first upcalls (ARP, the first packets of each kind).
-        assert s.a.ping(_ip(s.b), count=3) and tcp_ok(s.a, s.b, PORT + 2)
-        assert udp_ok(s.b, s.a, UDP_TO_A) and udp_ok(s.a, s.b, PORT)
-        # The same traffic without an operation first: the stalls this machine shows
-        # anyway (every packet of OVN's pipeline that misses is translated in Python).
-        base = measure([s.a, s.b], lambda: None, name="no operation", duration=6, at=1.0,
-                       rates=RATES, classes=CLASSES, port=PORT)  # fmt: skip
-        print(summary(base))
-        res = measure([s.a, s.b], operation, name="upgrade", duration=15, at=1.5, rates=RATES,
-                      classes=CLASSES, port=PORT)  # fmt: skip
-        print(summary(res))
-        by_kind = {c.name: c for c in res.classes}
-        # Not one datagram lost or doubled either way; the TCP stream survived whole.
-        for c in res.classes:
-            assert c.duplicates == 0, summary(res)
-            if c.kind != "tcp-connect":
-                assert c.lost == 0 and c.outcome in (None, "survived"), summary(res)
-        assert {"udp", "tcp-stream", "tcp-connect"} <= {c.kind for c in by_kind.values()}
-        # The TCP stream's connection was tracked before and is the same entry after.
-        tracked = seen["tracked"]
-        assert isinstance(tracked, set) and tracked, seen
-        assert tracked <= seen["tracked_after"], seen  # type: ignore[operator]
-        # ovn-controller kept its OpenFlow connections (no reconnect logged) and got no
-        # error; its rules were not reinstalled: every counter went on from where it was.
-        assert s.ovn.bridge_connections() == links
-        assert s.ovn.openflow_errors() == []
-        after = _counters(s)
-        before = seen["counters"]
-        assert isinstance(before, dict) and after.keys() == before.keys()
-        assert all(after[k] >= n for k, n in before.items())
-        assert sum(after.values()) > sum(before.values())
-        # The shared handoff assertion (gaps and latency within the freeze + slack, plus
-        # what the run without an operation showed; no failed connection).
-        assert s.sw.last_report is not None
-        bound = bound_of([s.sw.last_report])
-        stall = max(c.longest_gap for c in base.classes if c.kind in PACED)
-        late = max(c.worst_latency or 0.0 for c in base.classes if c.kind in PACED)
-        bound = Bound(bound.gap + stall, bound.latency + late,
-                      f"{bound.why}, plus the {stall * 1000:.0f} ms gap and {late * 1000:.0f} ms "
-                      "latency of the same traffic without an operation")  # fmt: skip
-        bad = violations(res, bound)
-        load = os.getloadavg()[0]
-        if bad and load > LOADED:
-            pytest.xfail(f"load average {load:.1f}: timing not judged; {bad}")
-        assert_handoff_traffic(res, bound)
+def judge_timing(res: ImpactResult, bound: Bound, base: ImpactResult) -> None:
+    """The shared handoff assertion with ``bound`` widened by the gap and latency the
+    same traffic showed without an operation (``base``, measured first in the same
+    deployment); above load average ``LOADED`` a failure of that timing part alone is
+    an xfail with its numbers."""
+    stall = max(c.longest_gap for c in base.classes if c.kind in PACED)
+    late = max(c.worst_latency or 0.0 for c in base.classes if c.kind in PACED)
+    bound = Bound(bound.gap + stall, bound.latency + late,
+                  f"{bound.why}, plus the {stall * 1000:.0f} ms gap and {late * 1000:.0f} ms "
+                  "latency of the same traffic without an operation", bound.freeze)  # fmt: skip
+    bad = violations(res, bound)
+    load = os.getloadavg()[0]
+    if bad and load > LOADED:
+        pytest.xfail(f"load average {load:.1f}: timing not judged; {bad}")
+    assert_handoff_traffic(res, bound)

@@ -19,37 +19,26 @@ ids aside).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import os
 import re
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from hitless.impact.analysis import Phase
-from hitless.impact.bounds import PACED, Bound, summary, violations
-from hitless.impact.cpuwait import Sampler, pidfile_reader
-from hitless.impact.run import measure
-from hitless.impact.switches import HitlessSwitch, OvsSwitch
-from hitless.impact.topology import Host, Topology
+from hitless.impact.topology import Host
 from tests.ovn.ovn import Ovn, available
 from tests.ovn.test_ovn_e2e import (
-    CLASSES,
-    LOADED,
+    _TCP_CLIENT,
     PORT,
-    RATES,
     Side,
-    _counters,
     _ip,
     _py,
+    deployment,
     flow_table,
     tcp_ok,
     udp_ok,
+    upgrade_under_traffic,
 )
-from tests.traffic import assert_handoff_traffic, bound_of, with_cpu_waits
-from tests.wait import wait_for
 
 pytestmark = [
     pytest.mark.netns,
@@ -66,16 +55,6 @@ try:
 except OSError:
     print("none")
 """
-_TCP_CLIENT = """
-import socket, sys
-try:
-    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-    print("ok" if c.recv(5) == b"hello" else "short")
-except OSError as e:
-    print("fail", e)
-"""
-
-
 # A DHCPDISCOVER from a (BOOTP over UDP 68 -> 255.255.255.255:67, a's MAC as chaddr);
 # prints the answer's message type, offered address and router option, or "none".
 # OVN answers it with put_dhcp_opts: a controller(pause) packet-in that ovn-controller
@@ -153,64 +132,39 @@ def router_probes(s: Side) -> dict[str, object]:
     }
 
 
-@contextmanager
-def router_side(kind: str, net: int) -> Iterator[Side]:
-    with Topology(2, net=net) as topo:
-        sw: HitlessSwitch | OvsSwitch = (
-            HitlessSwitch(netns=topo.switch_ns) if kind == "hitless"
-            else OvsSwitch(netns=topo.switch_ns)
-        )  # fmt: skip
-        bridge = f"brr{topo.suffix}"
-        ovn = Ovn(sw.rundir, sw.rundir / "db.sock", bridge)
-        try:
-            sw.start()
-            a, b0 = topo.hosts
-            n = f"10.{topo.net}"
-            # b moves to the outside subnet; both hosts route through the router
-            b0.run("ip", "addr", "flush", "dev", "eth0", "scope", "global")
-            b0.run("ip", "addr", "add", f"{n}.1.2/24", "dev", "eth0")
-            b = dataclasses.replace(b0, ip=f"{n}.1.2/24")
-            a.run("ip", "route", "add", "default", "via", f"{n}.0.254")
-            b.run("ip", "route", "add", "default", "via", f"{n}.1.254")
-            sw.vsctl("add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev",
-                     "fail_mode=secure", "other_config:disable-in-band=true")  # fmt: skip
-            ovn.start_central()
-            ovn.nbctl("create", "Logical_Router", "name=lr0", "options:chassis=hv1")
-            for sw_name, h, lsp, side, net3 in (("inside", a, "lpa", "0", "0"),
-                                                ("outside", b, "lpb", "1", "1")):  # fmt: skip
-                rmac = f"02:00:00:00:{int(net3) + 1:02x}:fe"
-                ovn.nbctl("ls-add", sw_name)
-                ovn.nbctl("lsp-add", sw_name, lsp, "--", "lsp-set-addresses", lsp,
-                          f"{h.mac} {_ip(h)}")  # fmt: skip
-                ovn.nbctl("lrp-add", "lr0", f"lr0-{sw_name}", rmac, f"{n}.{side}.254/24")
-                ovn.nbctl("lsp-add", sw_name, f"{sw_name}-lr0", "--",
-                          "lsp-set-type", f"{sw_name}-lr0", "router", "--",
-                          "lsp-set-addresses", f"{sw_name}-lr0", "router", "--",
-                          "lsp-set-options", f"{sw_name}-lr0", f"router-port=lr0-{sw_name}")  # fmt: skip
-            # DHCP for the inside switch's port (answered through controller(pause))
-            opts = ovn.nbctl("dhcp-options-create", f"{n}.0.0/24").strip()
-            if not opts:
-                opts = ovn.nbctl("--bare", "--columns=_uuid", "find", "DHCP_Options").strip()
-            ovn.nbctl("dhcp-options-set-options", opts, "lease_time=3600",
-                      f"router={n}.0.254", f"server_id={n}.0.254",
-                      "server_mac=02:00:00:00:01:fe")  # fmt: skip
-            ovn.nbctl("lsp-set-dhcpv4-options", "lpa", opts)
-            ovn.nbctl("lr-nat-add", "lr0", "snat", f"{n}.1.254", f"{n}.0.0/24")
-            ovn.nbctl("lr-nat-add", "lr0", "dnat_and_snat", f"{n}.1.100", _ip(a))
-            ovn.start_controller(["ovs-vsctl", f"--db=unix:{sw.rundir / 'db.sock'}"])
-            for h, lsp in ((a, "lpa"), (b, "lpb")):
-                sw.vsctl("add-port", bridge, h.port, "--", "set", "interface", h.port,
-                         f"external_ids:iface-id={lsp}")  # fmt: skip
-            try:
-                wait_for(lambda: ovn.ports_up("lpa", "lpb"), "both logical ports up", 60)
-            except AssertionError:
-                print(ovn.controller_log()[-4000:])
-                raise
-            ovn.nbctl("--wait=hv", "sync")
-            yield Side(kind, sw, ovn, bridge, a, b)
-        finally:
-            ovn.close()
-            sw.close()
+def _gateway_router(ovn: Ovn, a: Host, b0: Host) -> tuple[Host, Host]:
+    """b moves to the outside subnet, both hosts route through the gateway router; SNAT
+    of the inside, a floating IP for a, DHCP for a."""
+    n = a.ip.rsplit(".", 2)[0]
+    b0.run("ip", "addr", "flush", "dev", "eth0", "scope", "global")
+    b0.run("ip", "addr", "add", f"{n}.1.2/24", "dev", "eth0")
+    b = dataclasses.replace(b0, ip=f"{n}.1.2/24")
+    a.run("ip", "route", "add", "default", "via", f"{n}.0.254")
+    b.run("ip", "route", "add", "default", "via", f"{n}.1.254")
+    ovn.nbctl("create", "Logical_Router", "name=lr0", "options:chassis=hv1")
+    for sw_name, h, lsp, side in (("inside", a, "lpa", 0), ("outside", b, "lpb", 1)):
+        rmac = f"02:00:00:00:{side + 1:02x}:fe"
+        ovn.nbctl("ls-add", sw_name)
+        ovn.nbctl("lsp-add", sw_name, lsp, "--", "lsp-set-addresses", lsp, f"{h.mac} {_ip(h)}")
+        ovn.nbctl("lrp-add", "lr0", f"lr0-{sw_name}", rmac, f"{n}.{side}.254/24")
+        ovn.nbctl("lsp-add", sw_name, f"{sw_name}-lr0", "--",
+                  "lsp-set-type", f"{sw_name}-lr0", "router", "--",
+                  "lsp-set-addresses", f"{sw_name}-lr0", "router", "--",
+                  "lsp-set-options", f"{sw_name}-lr0", f"router-port=lr0-{sw_name}")  # fmt: skip
+    # DHCP for the inside switch's port (answered through controller(pause))
+    opts = ovn.nbctl("dhcp-options-create", f"{n}.0.0/24").strip()
+    if not opts:
+        opts = ovn.nbctl("--bare", "--columns=_uuid", "find", "DHCP_Options").strip()
+    ovn.nbctl("dhcp-options-set-options", opts, "lease_time=3600", f"router={n}.0.254",
+              f"server_id={n}.0.254", "server_mac=02:00:00:00:01:fe")  # fmt: skip
+    ovn.nbctl("lsp-set-dhcpv4-options", "lpa", opts)
+    ovn.nbctl("lr-nat-add", "lr0", "snat", f"{n}.1.254", f"{n}.0.0/24")
+    ovn.nbctl("lr-nat-add", "lr0", "dnat_and_snat", f"{n}.1.100", _ip(a))
+    return a, b
+
+
+def router_side(kind: str, net: int) -> contextlib.AbstractContextManager[Side]:
+    return deployment(kind, net, _gateway_router, prefix="brr")
 
 
 def conntrack_entries(s: Side) -> list[str]:
@@ -273,76 +227,6 @@ def test_hitless_upgrade_under_ovn_router_nat_keeps_natted_connections() -> None
     shared handoff assertion (tests/traffic.py: gaps and delays beyond the freeze and the
     switch's own waits for a CPU)."""
     with router_side("hitless", 140 + (hash("ovn-router-up") % 9)) as s:
-        assert isinstance(s.sw, HitlessSwitch)
-        upgrade = s.sw.operation("upgrade")
-        links = s.ovn.bridge_connections()
-        assert links, "ovn-controller's log shows no OpenFlow connection to the bridge"
-        seen: dict[str, object] = {}
-
-        def operation() -> list[Phase]:
-            seen["started"] = time.monotonic()
-            seen["tracked"] = _nat_tracked(s)
-            seen["counters"] = _counters(s)
-            phases = upgrade()
-            seen["tracked_after"] = _nat_tracked(s)
-            return phases
-
-        # Warm up: ARP resolution through ovn-controller, the first packets of each kind.
-        assert s.a.ping(_ip(s.b), count=3) and tcp_ok(s.a, s.b, PORT + 2)
-        assert udp_ok(s.b, s.a, PORT + 1) and udp_ok(s.a, s.b, PORT)
-        # The same traffic without an operation first: the stalls of OVN's Python slow
-        # path on this machine anyway (as test_ovn_e2e's upgrade test).
-        base = measure([s.a, s.b], lambda: None, name="no operation", duration=6, at=1.0,
-                       rates=RATES, classes=CLASSES, port=PORT)  # fmt: skip
-        print(summary(base))
-        with Sampler(pidfile_reader(s.sw.rundir / "hitless-vswitchd.pid")) as cpu:
-            res = measure([s.a, s.b], operation, name="upgrade", duration=15, at=1.5,
-                          rates=RATES, classes=CLASSES, port=PORT)  # fmt: skip
-        print(summary(res))
-        # Seen at load average 21: the upgrade took 16 s and its freeze ended as the 15 s
-        # of traffic did, with seconds of backlog in flight: nothing can be judged then.
-        end = res.traffic_start + res.duration
-        freeze_end = max((p.end for p in res.window.phases if p.name.startswith("freeze")),
-                         default=res.window.end)  # fmt: skip
-        if freeze_end > end - 2.0:
-            pytest.xfail(f"load average {os.getloadavg()[0]:.1f}: the freeze ended "
-                         f"{freeze_end:.1f} s in, {end:.1f} s of traffic\n{summary(res)}")  # fmt: skip
-        for c in res.classes:
-            assert c.duplicates == 0, summary(res)
-            if c.kind == "tcp-connect":
-                assert c.lost == 0, summary(res)
-            else:
-                assert c.lost == 0 and c.outcome in (None, "survived"), summary(res)
-        assert {"udp", "tcp-stream", "tcp-connect"} <= {c.kind for c in res.classes}
-        # The stream's connection went through the router's SNAT (to a's floating IP)
-        # before, and the same entries are there after.
-        tracked = seen["tracked"]
-        assert isinstance(tracked, set) and tracked, seen
-        assert any("nat" in t or ".1.100" in t for t in tracked), tracked
-        assert tracked <= seen["tracked_after"], seen  # type: ignore[operator]
-        assert s.ovn.bridge_connections() == links
-        assert s.ovn.openflow_errors() == []
-        after = _counters(s)
-        before = seen["counters"]
-        assert isinstance(before, dict) and after.keys() == before.keys()
-        assert all(after[k] >= n for k, n in before.items())
-        # The shared handoff assertion (tests/traffic.py): the gaps and delays the switch
-        # caused beyond its freeze and its waits for a CPU, plus what the run without an
-        # operation showed; above load average LOADED a failure of that timing part alone
-        # is reported as xfail, with its numbers (loss, connections, NAT state and the
-        # controller are judged above whatever the load).
-        assert s.sw.last_report is not None
-        started = seen["started"]
-        assert isinstance(started, float)
-        res = with_cpu_waits(res, cpu, started)
-        bound = bound_of([s.sw.last_report])
-        stall = max(c.longest_gap for c in base.classes if c.kind in PACED)
-        late = max(c.worst_latency or 0.0 for c in base.classes if c.kind in PACED)
-        bound = Bound(bound.gap + stall, bound.latency + late,
-                      f"{bound.why}, plus the {stall * 1000:.0f} ms gap and {late * 1000:.0f} ms "
-                      "latency of the same traffic without an operation", bound.freeze)  # fmt: skip
-        bad = violations(res, bound)
-        load = os.getloadavg()[0]
-        if bad and load > LOADED:
-            pytest.xfail(f"load average {load:.1f}: timing not judged; {bad}")
-        assert_handoff_traffic(res, bound)
+        tracked, _res = upgrade_under_traffic(s, _nat_tracked, PORT + 1)
+        # The stream's connection went through the router's SNAT (to a's floating IP).
+        assert any(".1.100" in t for t in tracked), tracked
