@@ -104,3 +104,31 @@ def test_an_upgrade_keeps_the_netflow_exporter(started: Sw, topology: Topology) 
     assert [h["uptime"] for h in heads] == sorted(h["uptime"] for h in heads)
     # Every datagram of both directions counted once, across the two processes.
     assert sorted(r["packets"] for r in udp) == [4000, 4000]
+
+
+def test_sflow_and_netflow_on_an_ebpf_bridge(started: Sw, topology: Topology) -> None:
+    """The ebpf datapath: a flow with the sample action runs in the daemon (a counted
+    slow path); NetFlow's counters come from the kernel's flow statistics."""
+    from tests.daemon.test_sflow import _sflow_row, flows, icmp
+    from tests.wait import wait_for
+
+    sw = started
+    a = topology.add_host("a", "10.73.0.1/24")
+    b = topology.add_host("b", "10.73.0.2/24")
+    br = topology.name("he")
+    sw.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=ebpf",
+             "--", "add-port", br, a.switch_port, "--", "add-port", br, b.switch_port)  # fmt: skip
+    assert wait_for(lambda: a.ping(b.addr, count=1), "ping through the ebpf bridge")
+    with collecting() as col:
+        sw.vsctl(*_sflow_row(col.port)[1:], "--", "set", "bridge", br, "sflow=@s")
+        assert a.ping(b.addr, count=300, interval=0.01)
+        samples = [f for f in flows(col.stop()) if icmp(f)]
+    sw.vsctl("clear", "bridge", br, "sflow")
+    with collecting(tail=8.0) as col:
+        sw.vsctl("set", "bridge", br, *_row(col.port), "--", "set", "bridge", br, "netflow=@n")
+        assert a.ping(b.addr, count=PINGS, interval=0.01)
+        recs = [r for r in records(col.raw()) if r["proto"] == 1]
+    print(f"ebpf: {len(samples)} sFlow samples of 600 frames at 1/10; NetFlow "
+          f"{[(r['src'], r['packets']) for r in recs]}")  # fmt: skip
+    assert 24 <= len(samples) <= 97
+    assert sorted((r["src"], r["packets"]) for r in recs) == [(a.addr, PINGS), (b.addr, PINGS)]
