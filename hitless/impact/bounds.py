@@ -22,7 +22,8 @@ The claim, per traffic class of an ``ImpactResult``:
   them loses nothing and is still caught here, at any load: a process that sleeps or
   computes does not wait for a CPU. The worst time of a round trip through the switch
   (a TCP echo or connect, an ARP/ND probe: two processes of its own each way) is
-  bounded as before, by twice the bound plus the longest freeze;
+  bounded by twice (the bound plus the longest freeze): they are timed by those processes,
+  which this does not excuse (at load average 26, 2 s was seen in a clean run);
 - the operation ran inside the traffic window, with traffic on both sides of it
   (otherwise "nothing lost" says nothing about the operation); when the operation
   reports its phases, up to the end of its freeze is what must lie inside.
