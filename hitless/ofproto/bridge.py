@@ -413,12 +413,7 @@ class Bridge:
         if kind is None:
             return
         oc = cfg.other_config
-        dp_ports = self.datapath.ports()
-        local = dp_ports.get(OFPP_LOCAL)
-        sys_id = _mac_int(oc.get("stp-system-id")) or (
-            int.from_bytes(local.mac, "big") if local is not None else 0
-        )
-        bid = (_int(oc.get("stp-priority"), 32768) & 0xFFFF) << 48 | sys_id
+        bid = self._tree_bridge_id(oc, "stp-system-id", "stp-priority", 0xFFFF)
         hello = float(_int(oc.get("stp-hello-time"), 2) or 2)
         max_age = float(_int(oc.get("stp-max-age"), 20) or 20)
         fwd = float(_int(oc.get("stp-forward-delay"), 15) or 15)
@@ -446,6 +441,15 @@ class Bridge:
         if self.stp is not None and self.cfg is not None:
             self._sync_stp(self.cfg, now)
 
+    def _tree_bridge_id(self, oc: dict[str, str], address: str, priority: str, bits: int) -> int:
+        """A spanning tree's bridge ID: the configured priority (its ``bits``) over the
+        configured address, else the bridge port's MAC."""
+        local = self.datapath.ports().get(OFPP_LOCAL)
+        sys_id = _mac_int(oc.get(address)) or (
+            int.from_bytes(local.mac, "big") if local is not None else 0
+        )
+        return (_int(oc.get(priority), 32768) & bits) << 48 | sys_id
+
     def _tree_ports(
         self, cfg: BridgeConfig, enable_key: str, max_port: int
     ) -> list[tuple[dict[str, str], _Iface, bytes]]:
@@ -469,12 +473,7 @@ class Bridge:
         """Bridge.rstp_enable and other_config:rstp-*: the rapid spanning tree over the
         same ports as STP's (Port other_config:rstp-enable=false leaves one out)."""
         oc = cfg.other_config
-        dp_ports = self.datapath.ports()
-        local = dp_ports.get(OFPP_LOCAL)
-        sys_id = _mac_int(oc.get("rstp-address")) or (
-            int.from_bytes(local.mac, "big") if local is not None else 0
-        )
-        bid = (_int(oc.get("rstp-priority"), 32768) & 0xF000) << 48 | sys_id
+        bid = self._tree_bridge_id(oc, "rstp-address", "rstp-priority", 0xF000)
         max_age = float(_int(oc.get("rstp-max-age"), 20) or 20)
         fwd = float(_int(oc.get("rstp-forward-delay"), 15) or 15)
         if not isinstance(self.stp, Rstp):

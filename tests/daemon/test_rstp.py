@@ -14,7 +14,9 @@ from contextlib import contextmanager
 import pytest
 
 from hitless.impact.switches import OvsSwitch
-from tests.daemon.test_bonds import cabled_to_a_namespace, two_way_udp
+from tests.daemon.test_bonds import two_way_udp
+from tests.daemon.test_stp import Roles, shape
+from tests.daemon.test_stp import looped as stp_looped
 from tests.netns import Host, Topology
 from tests.switch import Sw
 from tests.wait import wait_for
@@ -34,46 +36,19 @@ def table(show: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def shape(show: str, names: dict[str, str]) -> str:
-    for old, new in names.items():
-        show = re.sub(rf"\b{re.escape(old)}\b", new, show)
-    show = re.sub(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", "MAC", show)
-    return re.sub(r"^---- .* ----$", "---- BR ----", show, flags=re.M)
+def _ready(ours: Roles, theirs: Roles, hosts: list[tuple[str, str]]) -> bool:
+    states = sorted(s for _, s in [*ours.values(), *theirs.values()])
+    return states == ["Discarding"] + ["Forwarding"] * 3 and hosts == [
+        ("Designated", "Forwarding")] * 2  # fmt: skip
 
 
 @contextmanager
 def looped(
     sw: Sw, topology: Topology, net: str = "10.75.0"
 ) -> Iterator[tuple[Host, Host, OvsSwitch, list[str], list[str]]]:
-    a, b, ns, xs, ys = cabled_to_a_namespace(topology, net, "hl-ovsr")
-    for h in (a, b):
-        h.run(["ethtool", "-K", "eth0", "tx", "off"])
-    ovs = OvsSwitch(netns=ns)
-    try:
-        ovs.start()
-        ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
-                  "rstp_enable=true", *TIMERS, "--", "add-port", "br0", b.switch_port,
-                  "--", "add-port", "br0", ys[0], "--", "add-port", "br0", ys[1])  # fmt: skip
-        br = topology.name("hr")
-        sw.vsctl("add-br", br, "--", "set", "bridge", br, "rstp_enable=true", *TIMERS,
-                 "--", "add-port", br, a.switch_port, "--", "add-port", br, xs[0],
-                 "--", "add-port", br, xs[1])  # fmt: skip
-
-        def converged() -> bool:
-            ours, theirs = table(sw.appctl("rstp/show").stdout), table(ovs.appctl("rstp/show"))
-            loop = [ours.get(x) for x in xs] + [theirs.get(y) for y in ys]
-            states = [s for _, s in (v for v in loop if v)]
-            hosts = [ours.get(a.switch_port), theirs.get(b.switch_port)]
-            return (
-                len(states) == 4
-                and sorted(states) == ["Discarding"] + ["Forwarding"] * 3
-                and hosts == [("Designated", "Forwarding")] * 2
-            )
-
-        wait_for(converged, "the tree to converge on both switches", 60)
-        yield a, b, ovs, xs, ys
-    finally:
-        ovs.close()
+    with stp_looped(sw, topology, kind="rstp", net=net, timers=TIMERS, read=table,
+                    ready=_ready) as looped_:  # fmt: skip
+        yield looped_
 
 
 def test_rstp_breaks_a_loop_with_open_vswitch(started: Sw, topology: Topology) -> None:

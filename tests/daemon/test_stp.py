@@ -8,7 +8,7 @@ state (no port goes back to listening) while traffic crosses the loop."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -43,27 +43,51 @@ def shape(show: str, names: dict[str, str]) -> str:
     return re.sub(r"^---- .* ----$", "---- BR ----", show, flags=re.M)
 
 
+Roles = dict[str, tuple[str, str]]  # interface -> (role, state)
+Ready = Callable[[Roles, Roles, list[tuple[str, str]]], bool]
+
+
+def _stp_ready(ours: Roles, theirs: Roles, hosts: list[tuple[str, str]]) -> bool:
+    states = [s for _, s in ours.values()] + [s for _, s in theirs.values()]
+    return len(states) == 4 and sorted(states) == ["blocking"] + ["forwarding"] * 3
+
+
 @contextmanager
-def looped(sw: Sw, topology: Topology) -> Iterator[tuple[Host, Host, OvsSwitch, list[str], list[str]]]:
-    a, b, ns, xs, ys = cabled_to_a_namespace(topology, "10.76.0", "hl-ovst")
+def looped(
+    sw: Sw,
+    topology: Topology,
+    *,
+    kind: str = "stp",
+    net: str = "10.76.0",
+    timers: tuple[str, ...] = TIMERS,
+    read: Callable[[str], Roles] = table,
+    ready: Ready = _stp_ready,
+) -> Iterator[tuple[Host, Host, OvsSwitch, list[str], list[str]]]:
+    """A hitless bridge and an Open vSwitch netdev bridge running ``kind`` ("stp" or
+    "rstp"), cabled by two veth pairs (a loop), each with a host; yields once ``ready``
+    says the loop's ports (ours, theirs) and the hosts' ports converged."""
+    a, b, ns, xs, ys = cabled_to_a_namespace(topology, net, f"hl-ovs{kind[0]}")
     for h in (a, b):
         h.run(["ethtool", "-K", "eth0", "tx", "off"])
     ovs = OvsSwitch(netns=ns)
     try:
         ovs.start()
         ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
-                  "stp_enable=true", *TIMERS, "--", "add-port", "br0", b.switch_port,
+                  f"{kind}_enable=true", *timers, "--", "add-port", "br0", b.switch_port,
                   "--", "add-port", "br0", ys[0], "--", "add-port", "br0", ys[1])  # fmt: skip
-        br = topology.name("ht")
-        sw.vsctl("add-br", br, "--", "set", "bridge", br, "stp_enable=true", *TIMERS,
+        br = topology.name(f"h{kind[0]}")
+        sw.vsctl("add-br", br, "--", "set", "bridge", br, f"{kind}_enable=true", *timers,
                  "--", "add-port", br, a.switch_port, "--", "add-port", br, xs[0],
                  "--", "add-port", br, xs[1])  # fmt: skip
 
         def converged() -> bool:
-            ours, theirs = table(sw.appctl("stp/show").stdout), table(ovs.appctl("stp/show"))
-            loop = [ours.get(x) for x in xs] + [theirs.get(y) for y in ys]
-            states = [s for _, s in (v for v in loop if v)]
-            return len(states) == 4 and sorted(states) == ["blocking"] + ["forwarding"] * 3
+            ours = read(sw.appctl(f"{kind}/show").stdout)
+            theirs = read(ovs.appctl(f"{kind}/show"))
+            return ready(
+                {x: ours[x] for x in xs if x in ours},
+                {y: theirs[y] for y in ys if y in theirs},
+                [v for v in (ours.get(a.switch_port), theirs.get(b.switch_port)) if v],
+            )
 
         wait_for(converged, "the tree to converge on both switches", 60)
         yield a, b, ovs, xs, ys
