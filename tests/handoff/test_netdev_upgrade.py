@@ -275,7 +275,10 @@ def test_failed_handoff_with_traffic_rolls_back_without_loss(
     assert a.ping(b.addr, count=2, interval=0.1)
 
 
-@pytest.mark.parametrize("fault", [None, "blackout:100", "duplicate"])
+# A 200 ms blackout here, not 100: with the old process killed right after the ack, part
+# of the new process's blackout falls inside the freeze it reports, and a 100 ms one left
+# only 93-94 ms unexplained against the 90 ms bound (caught by 3-4 ms: a flake waiting).
+@pytest.mark.parametrize("fault", [None, "blackout:200", "duplicate"])
 def test_old_process_killed_after_the_ack_with_traffic(
     sw: Sw, topology: Topology, fault: str | None
 ) -> None:
