@@ -14,6 +14,7 @@ fixed, the xfail fails and the entry must go.
 from __future__ import annotations
 
 import difflib
+import re
 import shutil
 from collections.abc import Iterator
 
@@ -369,3 +370,36 @@ def test_a_flow_added_in_one_version_reads_back_in_another(
     a, b = normalize(ovs.text(), True), normalize(hl.text(), True)
     assert a == b, "".join(difflib.unified_diff(a.splitlines(True), b.splitlines(True)))
     assert len(b.splitlines()) == len(flows) + 2
+
+
+@pytest.mark.parametrize("version", ["of14", "of15"])
+def test_bundle_files_and_benchmark(switches: SwitchPair, version: str, tmp_path: object) -> None:
+    """``ovs-ofctl bundle BR FILE`` (group and flow mods in one atomic bundle),
+    ``--bundle add-flows BR FILE`` and ``benchmark``, each then dumped: the same on both
+    (benchmark's timing line aside)."""
+    from pathlib import Path
+
+    d = Path(str(tmp_path))
+    (d / "bundle.txt").write_text(
+        "group add group_id=7,type=all,bucket=output:1\n"
+        "flow add priority=6,ip,actions=group:7\n"
+        "flow add table=2,priority=3,tcp,actions=drop\n"
+    )
+    (d / "flows.txt").write_text("priority=5,udp,actions=drop\ntable=1,priority=3,arp,actions=output:1\n")
+    flags = VERSIONS[version]
+    _reset(switches)
+    steps = [
+        ("bundle", "{br}", str(d / "bundle.txt")),
+        ("--bundle", "add-flows", "{br}", str(d / "flows.txt")),
+        ("dump-flows", "{br}"),
+        ("dump-groups", "{br}"),
+        ("benchmark", "{br}", "100", "20"),
+    ]
+    for args in steps:
+        ovs, hl = switches.ofctl(*flags, *args)
+        a, b = (re.sub(r"Finished in .*", "Finished", normalize(r.text(), True)) for r in (ovs, hl))
+        assert a == b, f"ovs-ofctl {' '.join((*flags, *args))}:\n" + "".join(
+            difflib.unified_diff(a.splitlines(True), b.splitlines(True), "ovs", "hitless"))
+        assert hl.rc == 0, hl
+    ovs, hl = switches.ofctl(*flags, "dump-flows", "{br}")
+    assert "group:7" in hl.out and "arp" in hl.out and "tcp" in hl.out
