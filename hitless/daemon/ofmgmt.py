@@ -57,6 +57,9 @@ MAX_WBUF = 64 << 20  # a client that stops reading this much is dropped
 PASSIVE_RETRY = 1.0  # seconds between attempts to open a ptcp/punix listener
 
 
+# Flow updates waiting to be written beyond which a session's monitoring pauses (Open
+# vSwitch's 128 kB); it resumes, with a refresh, once everything is written.
+MONITOR_BACKLOG = 128 * 1024
 MGMT_PROBE_INTERVAL = 60.0  # seconds: an idle DIR/<bridge>.mgmt session (Open vSwitch's 60)
 
 
@@ -443,6 +446,11 @@ class OfManager:
         self._async(now)
         for c in list(self.clients):
             self._flush(c)
+        if self.handler.bridge.of.watch is not None:
+            self._resume_monitors()
+            for c in list(self.clients):
+                if c.wbuf:
+                    self._flush(c)
 
     def wait(self, poller: Any, now: float) -> float | None:
         """Register fds; returns the earliest connection timer (absolute) or None."""
@@ -597,6 +605,18 @@ class OfManager:
         for c, msgs in zip(live, per, strict=True):
             for m in msgs:
                 c.wbuf += c.conn.send(m)
+            if msgs and not c.session.monitor_paused and len(c.wbuf) > MONITOR_BACKLOG:
+                with contextlib.suppress(OSError):  # what the socket takes is no backlog
+                    del c.wbuf[: c.sock.send(c.wbuf)]  # (errors: _flush sees them)
+            if msgs and not c.session.monitor_paused and len(c.wbuf) > MONITOR_BACKLOG:
+                c.wbuf += c.conn.send(self.handler.pause_monitors(c.conn, c.session))
+
+    def _resume_monitors(self) -> None:
+        """Paused flow monitors whose peer caught up (nothing left to write) resume."""
+        for c in self.clients:
+            if c.session.monitor_paused and not c.wbuf and not c.closing:
+                for m in self.handler.resume_monitors(c.conn, c.session):
+                    c.wbuf += c.conn.send(m)
 
     def _async(self, now: float) -> None:
         self._flow_updates()  # timeouts, learned rules

@@ -59,6 +59,7 @@ from hitless.openflow.constants import Port as OfPort
 from hitless.openflow.errors import NxError, RemoteProtocolError
 from hitless.openflow.flowmon import (
     FlowMonitorCancel,
+    FlowMonitorPaused,
     FlowMonitorReply,
     FlowMonitorRequest,
     FlowUpdate,
@@ -202,6 +203,11 @@ class OfSession:
     bundle_raw: dict[int, list[bytes]] = field(default_factory=dict)
     closed_bundles: set[int] = field(default_factory=set)  # CLOSE_REQUEST seen
     monitors: dict[int, MonitorRequest] = field(default_factory=dict)  # flow monitors by id
+    # Flow monitoring paused (the peer did not keep up): the rules added and modified since
+    # (by id), reported in one refresh when it resumes, as Open vSwitch does.
+    monitor_paused: bool = False
+    paused_added: dict[int, Rule] = field(default_factory=dict)
+    paused_modified: dict[int, Rule] = field(default_factory=dict)
 
 
 def of_port(dp_port: int) -> int:
@@ -629,10 +635,12 @@ class OfHandler:
             updates: list[FlowUpdate] = []
             abbreviated = False
             for ch, origin, xid in changes:
+                if session.monitor_paused and not self._while_paused(session, ch):
+                    continue
                 flags = self._monitor_flags(session, ch)
                 if not flags:
                     continue
-                if flags & MonitorFlags.ONLY_OWN or origin is not conn:
+                if flags & MonitorFlags.ONLY_OWN or origin is not conn or session.monitor_paused:
                     updates.append(_update(ch.event, ch.rule, ch.instructions, ch.reason,
                                            flags, version))  # fmt: skip
                 elif not abbreviated:
@@ -640,6 +648,57 @@ class OfHandler:
                     abbreviated = True
             if updates:
                 out[i] = list(_replies(FlowMonitorReply, 0, "updates", updates))
+        return out
+
+    @staticmethod
+    def _while_paused(session: OfSession, ch: RuleChange) -> bool:
+        """Whether a paused session still hears of ``ch`` now: only the removal of a rule
+        it knew before the pause; the rest waits for the refresh at resume."""
+        rid = id(ch.rule)
+        if ch.event == UpdateEvent.REMOVED:
+            session.paused_modified.pop(rid, None)
+            return session.paused_added.pop(rid, None) is None
+        if ch.event == UpdateEvent.ADDED:
+            session.paused_added[rid] = ch.rule
+        elif rid not in session.paused_added:
+            session.paused_modified[rid] = ch.rule
+        return False
+
+    def pause_monitors(self, conn: Connection, session: OfSession) -> Message:
+        """Pause ``session``'s flow monitoring (its peer has a backlog): the message that
+        says so (Nicira's or ONF's before 1.4, a PAUSED update from 1.4 on)."""
+        session.monitor_paused = True
+        session.paused_added.clear()
+        session.paused_modified.clear()
+        if (conn.version or OFP13_VERSION) >= OFP14_VERSION:
+            return FlowMonitorReply(updates=(FlowUpdate(UpdateEvent.PAUSED),))
+        return FlowMonitorPaused(resumed=False)
+
+    def resume_monitors(self, conn: Connection, session: OfSession) -> list[Message]:
+        """Resume a paused session: the rules added or modified meanwhile that its
+        monitors see (ADDED, MODIFIED), then RESUMED."""
+        version = conn.version or OFP13_VERSION
+        updates: list[FlowUpdate] = []
+        for rules, event, want in (
+            (session.paused_added, UpdateEvent.ADDED, MonitorFlags.ADD),
+            (session.paused_modified, UpdateEvent.MODIFIED, MonitorFlags.MODIFY),
+        ):
+            for r in sorted(rules.values(), key=lambda r: (r.table_id, -r.priority)):
+                ch = RuleChange(event, r, r.instructions)
+                flags = self._monitor_flags(session, ch)
+                if event == UpdateEvent.ADDED and not flags:  # an add a MODIFY monitor sees
+                    flags = self._monitor_flags(session, RuleChange(UpdateEvent.MODIFIED, r, r.instructions))
+                    event = UpdateEvent.MODIFIED if flags else event
+                if flags & (want | MonitorFlags.MODIFY):
+                    updates.append(_update(event, r, r.instructions, 0, flags, version))
+        session.monitor_paused = False
+        session.paused_added.clear()
+        session.paused_modified.clear()
+        out: list[Message] = list(_replies(FlowMonitorReply, 0, "updates", updates)) if updates else []
+        if version >= OFP14_VERSION:
+            out.append(FlowMonitorReply(updates=(FlowUpdate(UpdateEvent.RESUMED),)))
+        else:
+            out.append(FlowMonitorPaused(resumed=True))
         return out
 
     def _monitor_flags(self, session: OfSession, ch: RuleChange) -> int:

@@ -154,3 +154,42 @@ def test_errors_as_open_vswitch_sends_them(version: int) -> None:
     assert not s1.monitors
     assert h.flow_updates(sessions) == [[], []]
     assert r.bridge.of.watch is None  # nobody monitors: nothing recorded
+
+
+@pytest.mark.parametrize("version", [1, 4, 5])
+def test_paused_monitor_hears_old_removals_then_a_refresh(version: int) -> None:
+    """While paused (its peer has a backlog) a session hears only of rules it knew being
+    removed; at resume, the rules added and modified meanwhile, then RESUMED (Open
+    vSwitch's connmgr: ofmonitor_report while paused, ofmonitor_resume)."""
+    from hitless.openflow.flowmon import FlowMonitorPaused
+
+    r, h, sessions = setup(version)
+    (c1, s1), (c2, s2) = sessions
+    monitor(h, c1, s1, ALL & ~MonitorFlags.INITIAL)
+    h.handle(c2, s2, add(5), 0.0)  # known before the pause
+    h.handle(c2, s2, add(6), 0.0)
+    assert len(events(h.flow_updates(sessions)[0])) == 2
+    paused = h.pause_monitors(c1, s1)
+    if version >= 5:
+        assert isinstance(paused, FlowMonitorReply)
+        assert paused.updates[0].event == UpdateEvent.PAUSED
+    else:
+        assert isinstance(paused, FlowMonitorPaused) and not paused.resumed
+    h.handle(c2, s2, add(7), 0.0)  # added while paused
+    h.handle(c2, s2, add(8), 0.0)  # added and removed while paused: never heard of
+    h.handle(c2, s2, FlowMod(xid=9, command=FlowModCommand.MODIFY_STRICT, priority=5, match=UDP,
+                             instructions=(ApplyActions((Output(2),)),)), 0.0)  # fmt: skip
+    for prio in (6, 8):
+        h.handle(c2, s2, FlowMod(xid=10, command=FlowModCommand.DELETE_STRICT, priority=prio,
+                                 match=UDP), 0.0)  # fmt: skip
+    assert events(h.flow_updates(sessions)[0]) == [(UpdateEvent.REMOVED, 6)]
+    out = h.resume_monitors(c1, s1)
+    assert events(out[:-1]) == [(UpdateEvent.ADDED, 7), (UpdateEvent.MODIFIED, 5)]
+    last = out[-1]
+    if version >= 5:
+        assert isinstance(last, FlowMonitorReply) and last.updates[0].event == UpdateEvent.RESUMED
+    else:
+        assert isinstance(last, FlowMonitorPaused) and last.resumed
+    assert not s1.monitor_paused
+    h.handle(c2, s2, add(9), 0.0)
+    assert events(h.flow_updates(sessions)[0]) == [(UpdateEvent.ADDED, 9)]
