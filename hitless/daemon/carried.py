@@ -59,7 +59,11 @@ def _adopt_stp(bridge: Any, data: Any, now: float) -> None:
 
 
 def _export_sflow(switch: Any) -> Any:
-    return switch.sflow.export(switch.clock())
+    now = switch.clock()
+    for name, rb in switch.bridges.items():  # what is sampled goes out before the state
+        if rb.cfg.sflow is not None:
+            switch.sflow.run(name, rb.bridge, rb.cfg, rb.statuses, lambda: 0, now, flush=True)
+    return switch.sflow.export(now)
 
 
 def _adopt_sflow(switch: Any, data: Any) -> None:

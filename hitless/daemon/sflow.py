@@ -148,8 +148,10 @@ class SflowExporter:
         statuses: dict[str, InterfaceStatus],
         datapath_id: Callable[[], int],
         now: float,
+        flush: bool = False,
     ) -> None:
-        """Feed the bridge's samples to its agent; flush and poll when due."""
+        """Feed the bridge's samples to its agent; flush and poll when due (``flush``:
+        send what is pending now, as before a handoff)."""
         ex = self.exports.get(name)
         samples = bridge.take_sflow_samples()
         if ex is None:
@@ -164,10 +166,10 @@ class SflowExporter:
                 ex.agent.flow_sample(
                     by_port.get(in_port, 0), output, packet, drops=bridge.sflow_dropped
                 )
-        if now < ex.next_flush:
+        if now < ex.next_flush and not flush:
             return
-        ex.next_flush = now + FLUSH_INTERVAL
-        if ex.agent.poll_due(now):
+        ex.next_flush = max(ex.next_flush, now) if flush else now + FLUSH_INTERVAL
+        if not flush and ex.agent.poll_due(now):  # counters keep their own cadence
             self._poll(ex, cfg, statuses, datapath_id())
         for dgram in ex.agent.datagrams(now):
             self._send(name, ex, dgram)
