@@ -182,3 +182,60 @@ def test_requestforward_as_open_vswitch_sends_it(switches: SwitchPair, version: 
     assert a == b, f"ovs-ofctl {' '.join(flags)} monitor:\n{diff}"
     assert b.count("OFPT_REQUESTFORWARD") == 5, b
     assert "meter=2" not in b
+
+
+@pytest.mark.parametrize("version", ["of10", "of14"])
+def test_a_monitor_that_does_not_read_is_paused_then_refreshed(
+    switches: SwitchPair, version: str, tmp_path: object
+) -> None:
+    """``ofctl/block`` stops the monitor reading while another connection adds 3,000
+    rules (about 1.8 MB of updates): both switches pause it (NXT_FLOW_MONITOR_PAUSED in
+    1.0, a PAUSED update in 1.4), and once it reads again send what it missed and
+    RESUMED, so every rule is reported exactly once."""
+    import re
+    from pathlib import Path
+
+    d = Path(str(tmp_path))
+    n = 3000
+    (d / "many.txt").write_text("".join(
+        f"priority=9,udp,tp_dst={i},actions=note:{'ab' * 200},output:1\n" for i in range(n)))  # fmt: skip
+    flags = () if version == "of10" else ("-O", "OpenFlow14")
+    paused, resumed = (("NXT_FLOW_MONITOR_PAUSED", "NXT_FLOW_MONITOR_RESUMED") if version == "of10"
+                       else ("event=PAUSED", "event=RESUMED"))  # fmt: skip
+    for sw in (switches.ovs, switches.hl):
+        _reset(switches)
+        env = sw.env  # type: ignore[attr-defined]
+        out_path = d / "monitor.out"
+        with out_path.open("w") as out:  # a file, not a pipe: nobody reads a pipe meanwhile
+            mon = subprocess.Popen(["stdbuf", "-oL", "ovs-ofctl", *flags, "monitor",  # line by line
+                                    switches.bridge, "watch:!initial"],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env)  # fmt: skip
+        ctl = sw.dir / f"ovs-ofctl.{mon.pid}.ctl"  # type: ignore[attr-defined]
+
+        def appctl(*args: str, ctl: Path = ctl, env: dict[str, str] = env) -> None:
+            r = subprocess.run(["ovs-appctl", "--timeout=30", "-t", str(ctl), *args], env=env,
+                               capture_output=True, text=True, timeout=40)  # fmt: skip
+            assert r.returncode == 0, r
+
+        try:
+            wait_for(lambda ctl=ctl, mon=mon: ctl.exists() or mon.poll() is not None,
+                     "the monitor's socket")  # fmt: skip
+            appctl("ofctl/barrier")
+            appctl("ofctl/block")
+            add = subprocess.run(["ovs-ofctl", *flags, "add-flows", switches.bridge,
+                                  str(d / "many.txt")], env=env, capture_output=True, text=True,
+                                 timeout=120)  # fmt: skip
+            assert add.returncode == 0, add
+            appctl("ofctl/unblock")
+            appctl("ofctl/barrier")
+            # the refresh and RESUMED follow once the backlog is written: they may come
+            # after the barrier's reply (on both switches)
+            wait_for(lambda p=out_path, r=resumed: r in p.read_text(), "RESUMED")
+        finally:
+            os.kill(mon.pid, signal.SIGTERM)
+            mon.wait(timeout=30)
+        text = out_path.read_text()
+        assert paused in text and resumed in text, text[-2000:]
+        assert text.index(paused) < text.index(resumed)
+        assert text.count("event=ADDED") == n, text.count("event=ADDED")
+        assert len(set(re.findall(r"tp_dst=(\d+)", text))) == n
