@@ -1438,9 +1438,13 @@ class Bridge:
         """NXT_RESUME: go on with the actions after the ``controller(pause)`` that sent
         ``packet`` up (``fields``: the pipeline fields the controller handed back, as
         (name, value, mask or None)).
-        ValueError if ``continuation`` is not one this switch made."""
+        ValueError if ``continuation`` is not one this switch made; RemoteProtocolError
+        if the actions it carries would be refused in a flow-mod."""
         self._now = now
         cont = Continuation.decode(continuation)
+        # The bytes came back from a controller: what they say to do is checked as a
+        # flow-mod's actions would be (RemoteProtocolError: the controller's fault).
+        self.of.validate_actions(cont.actions)
         in_port = cont.in_port
         key = extract_key(packet, in_port)
         x = self._recirc_noted(

@@ -432,3 +432,13 @@ def test_controller_pause_resumes_after_the_action_with_the_controllers_register
     assert pin2.continuation == pin.continuation
     with pytest.raises(ValueError):
         r.bridge.resume(pkt, b"\x09" + pin.continuation[1:], [], r.clock.t)
+    # A continuation is the controller's bytes: actions it could not add are refused.
+    from dataclasses import replace
+
+    from hitless.ofproto.ofxlate import Continuation
+    from hitless.openflow.actions import GroupAction
+
+    forged = replace(Continuation.decode(pin.continuation), actions=(GroupAction(77),))
+    with pytest.raises(RemoteProtocolError):
+        r.bridge.resume(pkt, forged.encode(), [], r.clock.t)
+    assert r.out() == {}
