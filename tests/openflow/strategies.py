@@ -544,6 +544,12 @@ def message_strategies(version: int) -> list[st.SearchStrategy[Any]]:
         st.builds(fm.FlowMonitorReply, xid=xid, flags=u16, updates=st.lists(updates(v14),
                                                                             max_size=3).map(tuple)),
     ]  # fmt: skip
+    if v14:  # 1.4+ only: ONF's 1.3 experimenter form is not implemented (docs/openflow.md)
+        strategies.append(st.builds(m.RequestForward, xid=xid, message=st.one_of(
+            st.builds(m.GroupMod, xid=xid, command=u16, group_type=u8, group_id=u32,
+                      buckets=buckets),
+            st.builds(m.MeterMod, xid=xid, command=u16, flags=u16, meter_id=u32, bands=bands),
+        )))  # fmt: skip
     return strategies
 
 

@@ -8,16 +8,20 @@ from hypothesis import strategies as st
 
 from hitless.openflow import decode
 from hitless.openflow.constants import OFP13_VERSION, OFP14_VERSION, OFP15_VERSION
-from hitless.openflow.messages import Message, decode_header
+from hitless.openflow.messages import Message, RequestForward, decode_header
 from tests.openflow.strategies import all_message_classes, message_strategies
 
 VERSIONS = [OFP13_VERSION, OFP14_VERSION, OFP15_VERSION]
 IDS = ["of13", "of14", "of15"]
-N = len(message_strategies(OFP13_VERSION))
+# Every (version, strategy) pair: a version has a strategy per message class it carries.
+CASES = [
+    pytest.param(v, i, id=f"{name}-{i}")
+    for v, name in zip(VERSIONS, IDS, strict=True)
+    for i in range(len(message_strategies(v)))
+]
 
 
-@pytest.mark.parametrize("version", VERSIONS, ids=IDS)
-@pytest.mark.parametrize("index", range(N))
+@pytest.mark.parametrize(("version", "index"), CASES)
 def test_round_trip(version: int, index: int) -> None:
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(message_strategies(version)[index])
@@ -36,7 +40,10 @@ def test_strategies_cover_every_message_class(version: int) -> None:
     @given(st.data())
     def check(data: st.DataObject) -> None:
         covered = {type(data.draw(s)) for s in message_strategies(version)}
-        assert covered == all_message_classes()
+        # OFPT_REQUESTFORWARD has no 1.3 form here (ONF's experimenter one is not
+        # implemented): every other class has one in every version.
+        absent = {RequestForward} if version < OFP14_VERSION else set()
+        assert covered == all_message_classes() - absent
 
     check()
 
