@@ -5,6 +5,7 @@ counter verdicts, the openflow class's agents and the explanations every class g
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -18,6 +19,8 @@ from hitless.impact.run import (
     ALL_CLASSES,
     CONTROLLER_CLASSES,
     Rates,
+    _Agent,
+    _Plan,
     _plan,
     controller_port,
     openflow_ports,
@@ -138,11 +141,19 @@ class H:
         self.name, self.ns, self.ip = name, f"ns-{name}", ip
 
 
+def class_agents(plan: _Plan) -> list[_Agent]:
+    """The plan's agents for its traffic classes, after checking that every run also has
+    one ``cpu-probe`` per CPU this process may run on (the machine's stalls)."""
+    probes = sorted(ag.label for ag in plan.agents if ag.label.startswith("cpu-probe-"))
+    assert probes == sorted(f"cpu-probe-{c}" for c in os.sched_getaffinity(0))
+    return [ag for ag in plan.agents if not ag.label.startswith("cpu-probe-")]
+
+
 def test_openflow_class_plan_uses_the_given_ports(tmp_path: Path) -> None:
     port = 23450
     plan = _plan([H("a", "10.9.0.1/24"), H("b", "10.9.0.2/24")], ["openflow"], Rates(),
                  tmp_path, run=7, port=port)  # fmt: skip
-    by = {ag.label: ag.args for ag in plan.agents}
+    by = {ag.label: ag.args for ag in class_agents(plan)}
     assert set(by) == {"of-ab-rx", "of-ba-rx", "of-ab-tx", "of-ba-tx"}
     ab, ba = openflow_ports(port)
     assert (ab, ba) == (port + 7, port + 8)
@@ -199,7 +210,7 @@ def test_controller_class_runs_in_the_switch_namespace_on_its_ptcp_port(tmp_path
     hosts = [H("a", "10.9.0.1/24"), H("b", "10.9.0.2/24")]
     plan = _plan(hosts, ["controller"], Rates(), tmp_path, run=7, port=23450,
                  controller_ns="hli-sw-test")  # fmt: skip
-    (ag,) = plan.agents
+    (ag,) = class_agents(plan)
     assert (ag.label, ag.ns, ag.module) == ("of-controller", "hli-sw-test",
                                             "hitless.impact.controller")  # fmt: skip
     assert ag.listener and ag.args[ag.args.index("--port") + 1] == str(controller_port(23450))
