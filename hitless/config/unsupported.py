@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from hitless.config.values import bad_values
+from hitless.config.values import bad_switch_values, bad_values
 
 __all__ = ["COLUMNS", "STATUS_KEY", "Unsupported", "unsupported", "notes_by_row"]
 
@@ -160,6 +160,7 @@ def unsupported(ovs_row: Any | None) -> tuple[Unsupported, ...]:
     out: list[Unsupported] = []
     if _set(ovs_row.ssl):
         out.append(Unsupported("Open_vSwitch", ".", "ssl", f"SSL for OpenFlow is {_NOT}"))
+    out += (Unsupported(*bad) for bad in bad_switch_values(ovs_row))
     for br in sorted(ovs_row.bridges, key=lambda r: r.name):
         out += _bridge(br)
         out += (Unsupported(*bad) for bad in bad_values(br))

@@ -1,6 +1,7 @@
 """``other_config`` values this switch cannot use as written: a ``mac-table-size`` of
 ``-7`` or ``lots``, an ``hwaddr`` that is not a MAC address, a ``datapath-id`` that is
-not 16 hex digits... The database accepts any string in these maps; the switch falls
+not 16 hex digits... The database accepts any string in these maps (a
+``flow-limit`` of ``-3`` in the Open_vSwitch row's too); the switch falls
 back to the default for each (as Open vSwitch does, silently) and says so: each becomes
 an ``Unsupported`` value (hitless.config.unsupported), so the daemon logs it once at
 WARN and writes it to the row's ``status`` column under ``hitless_unsupported``.
@@ -13,7 +14,9 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["bad_values"]
+from hitless.config.model import DEFAULT_FLOW_LIMIT
+
+__all__ = ["bad_switch_values", "bad_values"]
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _HEX16 = re.compile(r"^(0x)?[0-9a-fA-F]{16}$")
@@ -42,6 +45,9 @@ def _match(rx: re.Pattern[str], what: str) -> Callable[[str], str | None]:
 _BOOL = _choice("true", "false")
 
 # key -> (what a valid value is, the default the switch uses instead)
+OPEN_VSWITCH: dict[str, tuple[Callable[[str], str | None], str]] = {
+    "flow-limit": (_int(1, U32), f"{DEFAULT_FLOW_LIMIT}"),
+}
 BRIDGE: dict[str, tuple[Callable[[str], str | None], str]] = {
     "mac-table-size": (_int(1, U32), "8192"),
     "mac-aging-time": (_int(1, U32), "300"),
@@ -73,6 +79,11 @@ def _check(
         if want is not None:
             yield (table, name, "other_config",
                    f"{key}={v!r} is not {want}: using {default} instead")  # fmt: skip
+
+
+def bad_switch_values(ovs_row: Any) -> Iterable[tuple[str, str, str, str]]:
+    """(table, row name, column, why) for each unusable value of the Open_vSwitch row."""
+    yield from _check("Open_vSwitch", ".", ovs_row.other_config, OPEN_VSWITCH)
 
 
 def bad_values(br: Any) -> Iterable[tuple[str, str, str, str]]:
