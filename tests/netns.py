@@ -152,6 +152,12 @@ class Topology:
         """A unique interface-safe name (<= 15 characters) derived from base."""
         return f"{base[:8]}{self.suffix}"[:15]
 
+    def own_link(self, name: str) -> None:
+        """Delete root-namespace link ``name`` (and so its veth peer) at teardown: a
+        device the switch made for a test (an ebpf bridge's internal port outlives the
+        daemon by design, as a kernel datapath does)."""
+        self._links.append(name)
+
     def add_host(
         self,
         name: str,

@@ -22,8 +22,9 @@ from tests.wait import wait_for
 pytestmark = pytest.mark.netns
 
 
-def ebpf_bridge(sw: Sw, *hosts: Host) -> str:
+def ebpf_bridge(sw: Sw, topology: Topology, *hosts: Host) -> str:
     br = f"be{unique_suffix()}"
+    topology.own_link(br)  # its internal port's veth stays after the daemon stops
     sw.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=ebpf")
     for h in hosts:
         sw.vsctl("add-port", br, h.switch_port)
@@ -58,7 +59,7 @@ def test_stock_vsctl_ebpf_bridge_ping_and_tcp(started: Sw, topology: Topology) -
     sw = started
     a = topology.add_host("a", "10.95.0.1/24")
     b = topology.add_host("b", "10.95.0.2/24")
-    br = ebpf_bridge(sw, a, b)
+    br = ebpf_bridge(sw, topology, a, b)
     assert sw.get("Bridge", br, "datapath_type") == "ebpf"
     assert sw.ofport(a.switch_port) > 0 and sw.ofport(b.switch_port) > 0
     assert a.ping(b.addr, count=3)
@@ -98,7 +99,7 @@ def test_kill_9_loses_nothing_and_misses_wait_for_the_next_daemon(
     # fail the connection itself even though its requests were only delayed. Let c
     # keep probing, so that what is checked is the switch: delayed, not dropped.
     c.run(["sysctl", "-qw", "net.ipv4.neigh.eth0.mcast_solicit=30"])
-    ebpf_bridge(sw, a, b, c)
+    ebpf_bridge(sw, topology, a, b, c)
     assert a.ping(b.addr, count=2) and b.ping(a.addr, count=1)
 
     n = 6000  # 1,000/s each way for about 6 s
@@ -157,7 +158,7 @@ def test_offloaded_checksums_are_finished_on_the_slow_path(started: Sw, topology
     a = topology.add_host("a", "10.97.0.1/24")
     b = topology.add_host("b", "10.97.0.2/24")
     a.run(["ethtool", "-K", "eth0", "tx", "on"])
-    ebpf_bridge(sw, a, b)
+    ebpf_bridge(sw, topology, a, b)
     acceptor = b.popen([sys.executable, "-c", _ACCEPT, b.addr, "7200"])
     assert acceptor.stdout is not None and acceptor.stdout.readline().strip() == "ready"
 
@@ -182,7 +183,7 @@ def test_new_connections_need_no_daemon_beside_l4_rules(started: Sw, topology: T
     sw = started
     a = topology.add_host("a", "10.98.0.1/24")
     b = topology.add_host("b", "10.98.0.2/24")
-    br = ebpf_bridge(sw, a, b)
+    br = ebpf_bridge(sw, topology, a, b)
     pa, pb = sw.ofport(a.switch_port), sw.ofport(b.switch_port)
     for src, dst, port in ((pa, pb, 9000), (pb, pa, 9001)):
         flow = f"priority=100,in_port={src},udp,tp_dst={port},actions=output:{dst}"
@@ -252,7 +253,7 @@ def test_conntrack_flows_are_a_visible_slow_path(started: Sw, topology: Topology
     sw = started
     a = topology.add_host("a", "10.99.0.1/24")
     b = topology.add_host("b", "10.99.0.2/24")
-    br = ebpf_bridge(sw, a, b)
+    br = ebpf_bridge(sw, topology, a, b)
     assert a.ping(b.addr, count=1)
     plain = _iperf(a, b, 5301)
     show = sw.appctl("dpctl/show", br).stdout
