@@ -25,13 +25,23 @@ Figures, each the median of ``--runs`` runs:
   bypassed; ~470 kpps per process into a bare veth on this loaded machine, 2.5x the
   Python sender it replaces), or Python ``sendmmsg`` loops where trafgen is missing.
   The frames' destination IP is not b's, so b's stack drops them without a reply.
-  For a userspace switch also its CPU time per delivered frame.
+  For a userspace switch also its CPU time per delivered frame. Also the frames
+  received per CPU-second of the generators (the whole path runs in their context:
+  a figure other users of the machine do not move; the ksoftirqd threads' time is
+  printed beside it) and, for a tc-BPF switch, its program's own ns per run in the
+  live traffic (the kernel's BPF run-time statistics, on while the run lasts).
 * tcp: ``iperf3`` TCP, one stream, receiver's bits/s, ``--seconds`` long.
 * rtt: ``ping -i 0.005 -c 200`` average, ms.
 * burst: ``--flows`` (20,000) new flows in one burst from a (``sendmmsg``), counted
   at b's interface once its counter stops moving. ``l4``: one source MAC, a distinct
   UDP source port per frame (new 5-tuples); ``mac``: a distinct source MAC per frame
   (each one a miss that NORMAL learns and installs a megaflow for).
+
+``--ct``: the hitless and Open vSwitch bridges get a three-rule stateful firewall
+(``CT_RULES``: ``ct(table=1,zone=9)``, commit ``+new``, pass ``+est``, all with NORMAL)
+added with stock ``ovs-ofctl`` before any traffic: conntrack throughput side by side
+(TCP is the figure that means something there: the pps generator's frames never get a
+reply, so every one of them is a new connection; ICMP is the daemon's on ebpf).
 
 Prints each run, then a table of medians with each switch's ratio to ``redirect``
 (the first switch given; for RTT the ratio is the limit's RTT over the switch's, so
@@ -48,6 +58,7 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -107,11 +118,26 @@ def make_pair(topo: Topology, tag: str, net: int) -> Pair:
     )
 
 
+CT_RULES = (
+    "table=0,priority=100,ip,ct_state=-trk,actions=ct(table=1,zone=9)",
+    "table=1,priority=100,ip,ct_state=+trk+new,actions=ct(commit,zone=9),NORMAL",
+    "table=1,priority=100,ip,ct_state=+trk+est,actions=NORMAL",
+)
+
+
+def add_flows(mgmt: str, rules: tuple[str, ...], env: dict[str, str] | None = None) -> None:
+    """Stock ``ovs-ofctl add-flow`` on a bridge's management socket."""
+    for r in rules:
+        subprocess.run(["ovs-ofctl", "add-flow", f"unix:{mgmt}", r], check=True, env=env,
+                       capture_output=True, timeout=30)  # fmt: skip
+
+
 @contextlib.contextmanager
 def hitless_daemon(
-    pair: Pair, vswitchd: str | None = None, dp_type: str = "netdev"
+    pair: Pair, vswitchd: str | None = None, dp_type: str = "netdev", rules: tuple[str, ...] = ()
 ) -> Iterator[int]:
-    """The real switch: ``hitless start``, a bridge of ``dp_type`` with both ports, NORMAL."""
+    """The real switch: ``hitless start``, a bridge of ``dp_type`` with both ports, NORMAL
+    (and ``rules``)."""
     rundir = tempfile.mkdtemp(prefix="hl-bench-hitless-")
     db = f"unix:{rundir}/db.sock"
     br = f"bh{unique_suffix()}"
@@ -141,6 +167,7 @@ def hitless_daemon(
             time.sleep(0.1)
         else:
             raise RuntimeError("hitless-vswitchd did not attach the benchmark's ports")
+        add_flows(f"{rundir}/{br}.mgmt", rules)
         with open(f"{rundir}/hitless-vswitchd.pid") as f:
             yield int(f.read().strip())
     finally:
@@ -207,7 +234,7 @@ def bare_redirect(pair: Pair) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def ovs_switch(pair: Pair) -> Iterator[int]:
+def ovs_switch(pair: Pair, rules: tuple[str, ...] = ()) -> Iterator[int]:
     rundir = tempfile.mkdtemp(prefix="hl-bench-ovs-")
     env = dict(os.environ, OVS_RUNDIR=rundir, OVS_LOGDIR=rundir, OVS_DBDIR=rundir)
     db = f"unix:{rundir}/db.sock"
@@ -247,6 +274,7 @@ def ovs_switch(pair: Pair) -> Iterator[int]:
             "--", "add-port", br, pair.a.switch_port,
             "--", "add-port", br, pair.b.switch_port,
         )  # fmt: skip
+        add_flows(f"{rundir}/{br}.mgmt", rules, env)
         with open(f"{rundir}/ovs-vswitchd.pid") as f:
             yield int(f.read().strip())
     finally:
@@ -402,29 +430,93 @@ def _generate(pair: Pair, seconds: float, generators: int) -> list[subprocess.Po
     ]
 
 
-def measure_pps(
-    pair: Pair, seconds: float, pid: int, generators: int
-) -> tuple[float, float, float]:
-    """(frames/s b's interface received, frames/s the generators sent, microseconds of
-    the switch process's CPU per received frame: nan for a switch without a process)."""
+@dataclass
+class PpsRun:
+    pps: float  # frames/s b's interface received
+    sent: float  # frames/s the generators sent
+    us_per_pkt: float  # the switch process's CPU per received frame (nan: no process)
+    per_gen_cpu: float  # frames received per CPU-second of the generators (see below)
+    prog_ns: float  # the tc program's own run time per run on a's port (nan: none)
+    softirqd: float  # CPU-seconds the ksoftirqd threads used meanwhile (anyone's work)
+
+
+def softirqd_seconds() -> float:
+    """CPU time of the ksoftirqd threads so far: softirq work the kernel deferred to
+    them is not in the generators' CPU time (with tick accounting the rest is)."""
+    total = 0.0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith("ksoftirqd/"):
+                    continue
+            total += sum(cpu_seconds(int(pid)))
+        except OSError:
+            continue
+    return total
+
+
+def _prog_counters(ifindex: int) -> tuple[int, int] | None:
+    """(run_time_ns, run_cnt) of the BPF program on the device's ingress, if any."""
+    prog_id = libbpf.tc_query(ifindex)
+    if prog_id is None:
+        return None
+    fd = libbpf.prog_fd_by_id(prog_id)
+    try:
+        info = libbpf.prog_info(fd)
+    finally:
+        os.close(fd)
+    return info["run_time_ns"], info["run_cnt"]
+
+
+def measure_pps(pair: Pair, seconds: float, pid: int, generators: int) -> PpsRun:
+    """One pps run. Besides the rates: the frames received per CPU-second the generator
+    processes used (trafgen's sends run the whole path, a's veth, the switch's tc
+    program or bridge, b's veth, in their own system time: a figure that the other
+    users of the machine do not move, unlike frames per wall-clock second when the
+    generators wait for a CPU), and the tc program's own ns per run in live traffic
+    (the kernel's BPF run-time statistics, on while the run lasts)."""
+    ifa = int(Path(f"/sys/class/net/{pair.a.switch_port}/ifindex").read_text())
     before = pair.b.counter("rx_packets")
     cpu0 = cpu_seconds(pid) if pid else (0.0, 0.0)
+    stats_fd = libbpf.enable_stats()
+    prog0 = _prog_counters(ifa)
+    gen0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    soft0 = softirqd_seconds()
     t = time.monotonic()
     sent = 0
-    for g in _generate(pair, seconds, generators):
-        out, err = g.communicate(timeout=seconds + 60)
-        m = re.search(r"(\d+) packets outgoing", out)
-        if m:  # trafgen (exits 124 from timeout)
-            sent += int(m.group(1))
-        elif g.returncode == 0 and out.split():
-            sent += int(out.split()[0])
-        else:
-            raise RuntimeError(f"generator failed: {(out + (err or '')).strip()[-300:]}")
-    elapsed = time.monotonic() - t
+    try:
+        for g in _generate(pair, seconds, generators):
+            out, err = g.communicate(timeout=seconds + 60)
+            m = re.search(r"(\d+) packets outgoing", out)
+            if m:  # trafgen (exits 124 from timeout)
+                sent += int(m.group(1))
+            elif g.returncode == 0 and out.split():
+                sent += int(out.split()[0])
+            else:
+                raise RuntimeError(f"generator failed: {(out + (err or '')).strip()[-300:]}")
+        elapsed = time.monotonic() - t
+        gen1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        soft1 = softirqd_seconds()
+        prog1 = _prog_counters(ifa)
+    finally:
+        os.close(stats_fd)
     got = settled_rx(pair.b, 0.2) - before  # frames still in flight
     cpu1 = cpu_seconds(pid) if pid else (0.0, 0.0)
     cpu = cpu1[0] - cpu0[0] + cpu1[1] - cpu0[1]
-    return got / elapsed, sent / elapsed, (cpu / max(got, 1) * 1e6 if pid else math.nan)
+    gen_cpu = gen1.ru_utime - gen0.ru_utime + gen1.ru_stime - gen0.ru_stime
+    prog_ns = math.nan
+    if prog0 and prog1 and prog1[1] > prog0[1]:
+        prog_ns = (prog1[0] - prog0[0]) / (prog1[1] - prog0[1])
+    return PpsRun(
+        pps=got / elapsed,
+        sent=sent / elapsed,
+        us_per_pkt=cpu / max(got, 1) * 1e6 if pid else math.nan,
+        per_gen_cpu=got / gen_cpu if gen_cpu > 0 else math.nan,
+        prog_ns=prog_ns,
+        softirqd=soft1 - soft0,
+    )
 
 
 def measure_rtt(pair: Pair) -> float:
@@ -589,21 +681,23 @@ LABELS = {
 }
 
 
-def switch_cm(name: str, pair: Pair, vswitchd: str | None, baseline: str | None):  # type: ignore[no-untyped-def]
+def switch_cm(  # type: ignore[no-untyped-def]
+    name: str, pair: Pair, vswitchd: str | None, baseline: str | None, rules: tuple[str, ...] = ()
+):
     if name == "redirect":
         return bare_redirect(pair)
     if name == "bridge":
         return linux_bridge(pair)
     if name == "ebpf":
-        return hitless_daemon(pair, vswitchd=vswitchd, dp_type="ebpf")
+        return hitless_daemon(pair, vswitchd=vswitchd, dp_type="ebpf", rules=rules)
     if name == "netdev":
-        return hitless_daemon(pair, vswitchd=vswitchd, dp_type="netdev")
+        return hitless_daemon(pair, vswitchd=vswitchd, dp_type="netdev", rules=rules)
     if name == "netdev-inprocess":
         return hitless_inprocess(pair)
     if name == "ovs":
-        return ovs_switch(pair)
+        return ovs_switch(pair, rules)
     if name == "baseline":
-        return hitless_daemon(pair, vswitchd=baseline)
+        return hitless_daemon(pair, vswitchd=baseline, rules=rules)
     raise SystemExit(f"unknown switch {name!r} (known: {', '.join(LABELS)})")
 
 
@@ -640,6 +734,11 @@ def main() -> None:
         action="store_true",
         help="only measure the BPF programs' own cost per packet (BPF_PROG_TEST_RUN)",
     )
+    ap.add_argument(
+        "--ct",
+        action="store_true",
+        help="give the hitless and Open vSwitch bridges a stateful firewall (CT_RULES)",
+    )
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -652,7 +751,8 @@ def main() -> None:
                 print(f"{label:24} {ns:5d} ns/packet")
         return
     only = set(args.only or ("pps", "tcp", "rtt", "burst"))
-    metrics = ("pps", "sent_pps", "us_per_pkt", "tcp", "rtt", "burst_l4", "burst_mac")
+    metrics = ("pps", "sent_pps", "us_per_pkt", "per_gen_cpu", "prog_ns", "tcp", "rtt",
+               "burst_l4", "burst_mac")  # fmt: skip
     names = [n.strip() for n in args.switches.split(",") if n.strip()]
     if args.baseline:
         names.append("baseline")
@@ -661,7 +761,9 @@ def main() -> None:
     with Topology("hb") as topo, contextlib.ExitStack() as stack:
         pairs = {n: make_pair(topo, f"{i}", 60 + i) for i, n in enumerate(names)}
         pids = {
-            n: stack.enter_context(switch_cm(n, pairs[n], args.vswitchd, args.baseline))
+            n: stack.enter_context(
+                switch_cm(n, pairs[n], args.vswitchd, args.baseline, CT_RULES if args.ct else ())
+            )
             for n in names
         }
         for pair in pairs.values():
@@ -671,16 +773,20 @@ def main() -> None:
                 if "pps" not in only:
                     break
                 try:
-                    pps, sent, us = measure_pps(pair, args.seconds, pids[name], args.generators)
+                    r = measure_pps(pair, args.seconds, pids[name], args.generators)
                 except RuntimeError as e:  # left out of the median, and said so
                     print(f"run {run + 1} {name:8} pps: no result ({e})", flush=True)
                     continue
-                results[name]["pps"].append(pps)
-                results[name]["sent_pps"].append(sent)
-                results[name]["us_per_pkt"].append(us)
-                cpu = f"; switch CPU {us:.2f} us/packet" if not math.isnan(us) else ""
+                for metric in ("pps", "sent_pps", "us_per_pkt", "per_gen_cpu", "prog_ns"):
+                    v = getattr(r, "sent" if metric == "sent_pps" else metric)
+                    if not math.isnan(v):
+                        results[name][metric].append(v)
+                cpu = f"; switch CPU {r.us_per_pkt:.2f} us/packet" if pids[name] else ""
+                prog = f"; tc program {r.prog_ns:.0f} ns/run" if not math.isnan(r.prog_ns) else ""
                 print(
-                    f"run {run + 1} {name:8} pps: {pps:,.0f} received of {sent:,.0f} sent{cpu}",
+                    f"run {run + 1} {name:8} pps: {r.pps:,.0f} received of {r.sent:,.0f} sent, "
+                    f"{r.per_gen_cpu:,.0f} per generator CPU-second (ksoftirqd "
+                    f"{r.softirqd:.2f} s meanwhile){cpu}{prog}",
                     flush=True,
                 )
             for name, pair in pairs.items():
@@ -731,6 +837,8 @@ def main() -> None:
         ("pps", "64-byte pkts/s received", 1.0, ",.0f"),
         ("sent_pps", "  (generators sent/s)", 1.0, ",.0f"),
         ("us_per_pkt", "  switch CPU us/packet", 1.0, ".2f"),
+        ("per_gen_cpu", "  per generator CPU-s", 1.0, ",.0f"),
+        ("prog_ns", "  tc program ns/run", 1.0, ".0f"),
         ("tcp", "TCP 1 stream, Gbit/s", 1e-9, ".2f"),
         ("rtt", "avg RTT, ms", 1.0, ".3f"),
         ("burst_l4", f"burst {args.flows} 5-tuples", 1.0, ",.0f"),
@@ -743,7 +851,8 @@ def main() -> None:
         for n in names:
             v = med[n].get(metric, math.nan)
             cell = f"{v * scale:{fmt}}" if not math.isnan(v) else "-"
-            if n != ref and metric in ("pps", "tcp", "rtt", "burst_l4", "burst_mac") and v and r:
+            ratios = ("pps", "per_gen_cpu", "tcp", "rtt", "burst_l4", "burst_mac")
+            if n != ref and metric in ratios and v and r:
                 ratio = r / v if metric == "rtt" else v / r
                 cell += f" ({ratio:.2f}x)"
             cells.append(f"{cell:>18}")
@@ -752,7 +861,7 @@ def main() -> None:
         f"(median of {args.runs} runs; pps and TCP runs of {args.seconds:g} s; (Nx) = ratio "
         f"to {LABELS.get(ref, ref)}, for RTT its RTT / this one's; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after, on {os.cpu_count()} CPUs "
-        "shared with other users)"
+        "shared with other users" + ("; hitless and OVS with a ct firewall)" if args.ct else ")")
     )
     if args.json:
         print(json.dumps({"runs": results, "median": med,

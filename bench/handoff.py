@@ -4,7 +4,7 @@ and Open vSwitch's plain restart at the same size, all in the same run.
 
     .venv/bin/python bench/handoff.py [--sizes 0:0,10000:1000,100000:50000] [--runs 1]
                                       [--ops upgrade,downgrade,cold] [--downgrade-to REV]
-                                      [--json FILE] [--keep DIR]
+                                      [--no-freeze-realtime] [--json FILE] [--keep DIR]
 
 For each size RULES:MACS it runs ``hitless impact --switch both --ops OPS`` (root:
 namespace hosts on a netdev bridge of the real daemon, and of Debian's ovs-vswitchd
@@ -19,12 +19,24 @@ impact`` picks (the newest previous release, or ``--downgrade-to``).
 One line per operation: the longest UDP gap (either direction; kernel receive times,
 counted only while a datagram was due), the same with the machine's own stalls taken
 out ("gap net": times a CPU ran nothing at all, seen by real-time probes pinned to each
-CPU, see hitless.impact.analysis), datagrams lost, new connections failed, the longest
+CPU, see hitless.impact.analysis), "own": the switch's own part of a gap at most
+(each gap less the larger of those stalls and the time the switch's forwarding process
+waited for a CPU in it, its run-queue delay sampled by hitless impact, see
+hitless.impact.cpuwait), "its wait": that wait within the longest gap, datagrams lost, new connections failed, the longest
 time ``ovs-appctl`` went unanswered; for a handoff also the freeze, the longest UDP gap
-across it, the old process's longest serving-loop turn and its pre-copy time (from
+across it, the switch's own part of the gaps that overlap the freeze ("own fz") and
+of those anywhere else ("own else": the pre-copy while the old process serves, and
+after), the old process's longest serving-loop turn and its pre-copy time (from
 ``hitless upgrade --json``); the machine's stalls during the run (count, longest);
 whether the long-lived TCP connection survived. Medians over ``--runs``; the ratios
 upgrade / downgrade gap to Open vSwitch's restart gap.
+
+The freeze's parts as the new process timed them (medians, upgrade and downgrade): the
+old process freezing and sending, restore (wall and CPU), verify, commit (wall and CPU;
+a wall time above the CPU time is mostly waiting for a CPU), and whether the freeze ran
+as a real-time process (``hitless.daemon.priority.realtime``; ``--no-freeze-realtime``
+runs the switches with ``HITLESS_FREEZE_REALTIME=0`` to measure what that changes; a
+downgrade's new process is the older build, which decides for itself).
 
 The machine is shared: the load average before and after each size is printed with
 the figures, which are only comparable within one run.
@@ -53,7 +65,9 @@ def _load() -> float:
 def _duration(rules: int, macs: int) -> float:
     """Traffic long enough to cover the whole handoff of that much state on a loaded
     machine (at a load average of ~30 on 2 cores a 10,001-rule upgrade took 15.8 s,
-    its freeze after the end of 15 s of traffic)."""
+    its freeze after the end of 15 s of traffic); and ``--after 5``: at least 5 s more
+    after the operation, however long it takes (at load ~20 a 10,001-rule upgrade took
+    45 s, past 33 s of traffic)."""
     return 25.0 + rules * 0.0008 + macs * 0.0004
 
 
@@ -77,6 +91,44 @@ def _gap_across(classes: list[dict[str, Any]], start: float, end: float) -> floa
     return best
 
 
+def _own_gap(
+    classes: list[dict[str, Any]],
+    res: dict[str, Any],
+    within: tuple[float, float] | None = None,
+    outside: bool = False,
+) -> tuple[float, float]:
+    """The switch's own part of the longest gap, at most: over every two consecutive
+    arrivals of ``classes``, the time between them less the larger of the machine's
+    stalls in it (CPU probes) and the switch's forwarding process's wait for a CPU in it
+    (its run-queue delay, ``hitless.impact.cpuwait``, sampled every 5 ms: the whole of
+    each sample that overlaps). The two may overlap, so only the larger is taken out: an
+    upper estimate of what the switch itself took. Also the CPU wait within the longest
+    gap. Arrival pairs include times no datagram was due (a sender not run), which only
+    makes the estimate larger. With ``within`` (a phase), only the gaps that overlap it
+    count; with ``outside`` too, only those that do not."""
+    from hitless.impact.cpuwait import Waited
+
+    stalls = sorted((float(a), float(b)) for a, b in res.get("cpu_stalls") or [])
+    waited = Waited((float(a), float(b), float(w)) for a, b, w in res.get("cpu_waits") or [])
+
+    def stalled(x: float, y: float) -> float:
+        return sum(max(0.0, min(y, b) - max(x, a)) for a, b in stalls if a < y and b > x)
+
+    own, longest, wait_in_longest = 0.0, 0.0, 0.0
+    for c in classes:
+        a = sorted(t for t in c["arrivals"] if t is not None)
+        for x, y in zip(a, a[1:], strict=False):
+            if y - x <= own:
+                continue  # cannot beat what we have, whatever is taken out
+            if within is not None and (x < within[1] and y > within[0]) == outside:
+                continue
+            w = waited(x, y)
+            own = max(own, y - x - max(stalled(x, y), w))
+            if y - x > longest:
+                longest, wait_in_longest = y - x, w
+    return own, wait_in_longest
+
+
 def _summary(res: dict[str, Any]) -> dict[str, Any]:
     classes = {c["kind"]: [] for c in res["classes"]}
     for c in res["classes"]:
@@ -85,6 +137,7 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
     tcp = classes.get("tcp-connect", [])
     appctl = classes.get("appctl", [])
     stalls = res.get("cpu_stalls") or []
+    own, wait = _own_gap(udp, res)
     out: dict[str, Any] = {
         "udp_gap_ms": max((c["longest_gap"] for c in udp), default=0.0) * 1000,
         "udp_gap_net_ms": max((c.get("gap_net") or c["longest_gap"] for c in udp), default=0.0)
@@ -94,12 +147,19 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
         "appctl_gap_ms": max((c["longest_gap"] for c in appctl), default=0.0) * 1000,
         "appctl_wait_ms": max((c["worst_latency"] or 0.0 for c in appctl), default=0.0) * 1000,
         "cpu_stalls": float(len(stalls)),
+        "udp_gap_own_ms": own * 1000,
+        "gap_cpu_wait_ms": wait * 1000,
         "cpu_stall_max_ms": max((b - a for a, b in stalls), default=0.0) * 1000,
     }
     for ph in res["window"]["phases"]:
         if ph["name"].startswith("freeze"):
             out["freeze_ms"] = (ph["end"] - ph["start"]) * 1000
             out["freeze_gap_ms"] = _gap_across(udp, ph["start"], ph["end"]) * 1000
+            # The switch's own part per phase: across the freeze, and anywhere else
+            # (the pre-copy while the old process serves, and after the commit).
+            fz = (ph["start"], ph["end"])
+            out["own_freeze_ms"] = _own_gap(udp, res, fz)[0] * 1000
+            out["own_else_ms"] = _own_gap(udp, res, fz, outside=True)[0] * 1000
     phases = res["settings"].get("handoff_phases_ms") or {}
     if "old_loop_max" in phases:
         out["old_loop_max_ms"] = float(phases["old_loop_max"])
@@ -111,13 +171,17 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
     for part in FREEZE_PARTS:  # where the freeze went (newer builds report them all)
         if part in phases:
             out[f"freeze_{part}_ms"] = float(phases[part])
+    rt = res["settings"].get("handoff_realtime")
+    if rt is not None:  # 1: the new process ran the freeze as a real-time process
+        out["freeze_realtime"] = float(bool(rt))
     return out
 
 
 # The freeze's parts as the new process times them: the old process freezing and sending
 # the final state (until it arrives), restoring it, the old one's verification, and the
 # new one taking the bridges and sockets (hitless.daemon.handoff_new.take_over).
-FREEZE_PARTS = ("frozen_wait", "restore", "restore_cpu", "verify", "commit", "commit_cpu")
+FREEZE_PARTS = ("frozen_wait", "restore", "restore_cpu", "verify", "commit", "commit_cpu",
+                "commit_bridges", "commit_reconcile", "commit_adopt")  # fmt: skip
 
 
 OPS = (("upgrade", "hitless upgrade"), ("downgrade", "hitless downgrade"),
@@ -125,7 +189,12 @@ OPS = (("upgrade", "hitless upgrade"), ("downgrade", "hitless downgrade"),
 
 
 def one_run(
-    rules: int, macs: int, ops: str, downgrade_to: str | None, keep: Path | None
+    rules: int,
+    macs: int,
+    ops: str,
+    downgrade_to: str | None,
+    keep: Path | None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     if "cold" not in ops.split(","):  # Open vSwitch's plain restart is impact's "cold"
         ops += ",cold"
@@ -133,13 +202,13 @@ def one_run(
         out = Path(d) / "impact.json"
         cmd = [str(BIN / "hitless"), "impact", "--switch", "both", "--ops", ops,
                "--classes", CLASSES, "--rules", str(rules), "--macs", str(macs),
-               "--duration", f"{_duration(rules, macs):.0f}", "--at", "2",
+               "--duration", f"{_duration(rules, macs):.0f}", "--at", "2", "--after", "5",
                "--json", str(out)]  # fmt: skip
         if downgrade_to:
             cmd += ["--downgrade-to", downgrade_to]
         if keep is not None:  # the agents' raw records and the switches' logs too
             cmd += ["--keep-records", str(keep.with_suffix(""))]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
         if not out.exists():
             raise SystemExit(f"hitless impact failed ({r.returncode}):\n{r.stdout[-3000:]}")
         results = json.loads(out.read_text())["results"]
@@ -170,11 +239,15 @@ def _fmt(v: float | None, unit: str = " ms") -> str:
 COLUMNS = (  # (heading, summary key, unit)
     ("gap", "udp_gap_ms", " ms"),
     ("gap net", "udp_gap_net_ms", " ms"),
+    ("own", "udp_gap_own_ms", " ms"),
+    ("its wait", "gap_cpu_wait_ms", " ms"),
     ("lost", "udp_lost", ""),
     ("tcp fail", "tcp_failed", ""),
     ("appctl", "appctl_gap_ms", " ms"),
     ("freeze", "freeze_ms", " ms"),
     ("across", "freeze_gap_ms", " ms"),
+    ("own fz", "own_freeze_ms", " ms"),
+    ("own else", "own_else_ms", " ms"),
     ("old loop", "old_loop_max_ms", " ms"),
     ("pre-copy", "old_precopy_ms", " ms"),
     ("cpu stalls", "cpu_stalls", ""),
@@ -205,6 +278,9 @@ def main() -> int:
                     help="hitless impact --ops; cold is always added (it is also Open "
                     "vSwitch's plain restart, the baseline)")  # fmt: skip
     ap.add_argument("--downgrade-to", help="hitless impact --downgrade-to (default: its own)")
+    ap.add_argument("--no-freeze-realtime", action="store_true",
+                    help="run the switches with HITLESS_FREEZE_REALTIME=0: the freeze "
+                    "at the daemon's ordinary priority (to compare)")  # fmt: skip
     ap.add_argument("--json", help="write every run's figures here")
     ap.add_argument("--keep", help="directory for each run's impact JSON (hitless impact "
                     "--from-json renders them), raw agent records and switch logs")  # fmt: skip
@@ -213,6 +289,7 @@ def main() -> int:
         print("bench/handoff.py needs root (network namespaces)", file=sys.stderr)
         return 2
     sizes = [tuple(int(v) for v in x.split(":")) for x in args.sizes.split(",")]
+    env = {**os.environ, "HITLESS_FREEZE_REALTIME": "0"} if args.no_freeze_realtime else None
     keep = Path(args.keep) if args.keep else None
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
@@ -224,7 +301,7 @@ def main() -> int:
         runs = []
         for i in range(args.runs):
             k = keep / f"impact-{rules}-{macs}-{i}.json" if keep is not None else None
-            runs.append(one_run(rules, macs, args.ops, args.downgrade_to, k))
+            runs.append(one_run(rules, macs, args.ops, args.downgrade_to, k, env))
         load1 = _load()
         for line in _table(rules, macs, runs):
             print(line)
@@ -234,10 +311,14 @@ def main() -> int:
                 print(f"        {op} gap / OVS restart gap: {mine / ovs:.2f}x")
         print(f"        (load {load0:.1f} -> {load1:.1f}, {args.runs} run(s), medians)")
         doc.append({"rules": rules + 1, "macs": macs, "runs": runs, "load": [load0, load1]})
-        parts = [(p, _med(runs, "upgrade", f"freeze_{p}_ms")) for p in FREEZE_PARTS]
-        if any(v is not None for _, v in parts):
-            print("        upgrade freeze parts: "
-                  + ", ".join(f"{p} {_fmt(v)}" for p, v in parts))  # fmt: skip
+        for op in ("upgrade", "downgrade"):
+            parts = [(p, _med(runs, op, f"freeze_{p}_ms")) for p in FREEZE_PARTS]
+            if any(v is not None for _, v in parts):
+                rt = _med(runs, op, "freeze_realtime")
+                rt_text = "n/a" if rt is None else "yes" if rt == 1 else "no"
+                print(f"        {op} freeze parts: "
+                      + ", ".join(f"{p} {_fmt(v)}" for p, v in parts if v is not None)
+                      + f"; real-time {rt_text}")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1))
     return 0

@@ -60,6 +60,9 @@ class Sample:
     threads: int
     upgrades: int
     port_in: bool  # host c's port attached (its receive ring is ~50 MiB of the RSS)
+    standby_pid: int = 0  # the crash standby (hitless.daemon.standby), 0 if none
+    standby_rss_kib: int = 0
+    standby_fds: int = 0
 
 
 @dataclass
@@ -87,6 +90,14 @@ class Soak:
         except OSError:
             return  # between two processes of an upgrade
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        spid, srss, sfds = self.sw.standby_pid() or 0, 0, 0
+        if spid:
+            try:
+                sstatus = Path(f"/proc/{spid}/status").read_text()
+                sfds = len(os.listdir(f"/proc/{spid}/fd"))
+                srss = int(sstatus.split("VmRSS:")[1].split()[0])
+            except (OSError, IndexError, ValueError):
+                spid = 0
         self.samples.append(
             Sample(
                 round(time.monotonic() - t0, 1),
@@ -96,6 +107,9 @@ class Soak:
                 int(fields["Threads"]),
                 len(self.upgrades),
                 not self._port_out,
+                spid,
+                srss,
+                sfds,
             )
         )
 
@@ -183,11 +197,15 @@ def verdict(samples: list[Sample]) -> dict[str, Any]:
     # Comparable samples: after the first upgrade, with every port attached.
     settled = [s for s in samples if s.upgrades >= 1 and s.port_in] or samples
     rss = [s.rss_kib for s in settled]
-    fds = [s.fds for s in settled]
+    # The crash standby's link is one descriptor of the daemon's while a standby is
+    # connected (none for a while after each upgrade): counted out, to compare alike.
+    fds = [s.fds - (1 if s.standby_pid else 0) for s in settled]
     if len(rss) < 2:
         return {"memory_flat": None, "fds_flat": None, "note": "too few samples"}
     first, last = _fifth(rss, False), _fifth(rss, True)
     grew = last - first
+    sf = [s.standby_fds for s in settled if s.standby_pid]
+    sr = [s.standby_rss_kib for s in settled if s.standby_pid]
     return {
         "rss_first_kib": first,
         "rss_last_kib": last,
@@ -197,6 +215,11 @@ def verdict(samples: list[Sample]) -> dict[str, Any]:
         "fds_last": fds[-1],
         "fds_max": max(fds),
         "fds_flat": fds[-1] <= fds[0],
+        # The crash standby holds one descriptor per port (c's comes and goes) and is
+        # replaced after each upgrade: its own descriptors must not grow either.
+        "standby_fds": [min(sf), max(sf)] if sf else None,
+        "standby_fds_flat": sf[-1] <= sf[0] if sf else None,
+        "standby_rss_kib": [min(sr), max(sr)] if sr else None,
     }
 
 
@@ -256,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     lost = sum(c["lost"] + c["duplicates"] for c in classes)
     ok = lost == 0 and not soak.errors and v.get("memory_flat") and v.get("fds_flat")
+    ok = ok and v.get("standby_fds_flat") is not False
     return 0 if ok else 1
 
 
@@ -274,11 +298,13 @@ def _print(out: dict[str, Any]) -> None:
                   c["outcome"] or json.dumps(c["failures"]) or "")  # fmt: skip
     con.print(t)
     m = Table(title="the daemon over time (a new pid after each upgrade)")
-    for col in ("t (s)", "pid", "RSS (MiB)", "fds", "threads", "upgrades"):
+    for col in ("t (s)", "pid", "RSS (MiB)", "fds", "threads", "upgrades", "standby",
+                "its RSS (MiB)", "its fds"):  # fmt: skip
         m.add_column(col)
     for s in out["samples"]:
         m.add_row(f"{s['t']:.0f}", str(s["pid"]), f"{s['rss_kib'] / 1024:.1f}", str(s["fds"]),
-                  str(s["threads"]), str(s["upgrades"]))  # fmt: skip
+                  str(s["threads"]), str(s["upgrades"]), str(s["standby_pid"] or "-"),
+                  f"{s['standby_rss_kib'] / 1024:.1f}", str(s["standby_fds"]))  # fmt: skip
     con.print(m)
     freezes = [u["freeze_ms"] for u in out["upgrades"] if u.get("freeze_ms") is not None]
     if freezes:

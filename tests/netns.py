@@ -43,9 +43,24 @@ from dataclasses import dataclass, field
 Cmd = Sequence[str] | str
 
 
+# Every suffix handed out in this process: a name that contains one is private to its
+# test (``is_private``; tests/switch.py refuses a netdev or ebpf bridge, or an internal
+# port on one, whose name is not: it would be a device in the root namespace that two
+# test runs on the machine share).
+ISSUED: set[str] = set()
+
+
 def unique_suffix(n: int = 6) -> str:
     """A random lowercase hex string of n characters, for names that must not collide."""
-    return secrets.token_hex((n + 1) // 2)[:n]
+    suffix = secrets.token_hex((n + 1) // 2)[:n]
+    ISSUED.add(suffix)
+    return suffix
+
+
+def is_private(name: str) -> bool:
+    """Whether ``name`` carries a suffix this process handed out (``unique_suffix``,
+    ``unique_name``, ``Topology.name``)."""
+    return any(s in name for s in ISSUED)
 
 
 def sh(cmd: Cmd, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -72,6 +87,7 @@ class Host:
     vlan: int | None = None
     dev: str = "eth0"  # the interface carrying the address inside the namespace
     _procs: list[subprocess.Popen[str]] = field(default_factory=list, repr=False)
+    shim: subprocess.Popen[str] | None = field(default=None, repr=False)  # the VLAN relay
 
     @property
     def addr(self) -> str:
@@ -117,6 +133,20 @@ class Host:
     def counter(self, name: str, dev: str = "eth0") -> int:
         """An interface statistic of the host, e.g. counter("tx_packets")."""
         return int(self.run(["cat", f"/sys/class/net/{dev}/statistics/{name}"]).stdout)
+
+    def harness_drops(self) -> dict[str, int]:
+        """Frames this host's own plumbing dropped (not the switch): its interfaces'
+        dropped counters and, for a VLAN host, its relay's packet socket and the TAP
+        queue. A loss the switch did not cause shows here."""
+        out = {
+            f"{dev} {d}": self.counter(f"{d}_dropped", dev)
+            for dev in dict.fromkeys(("eth0", self.dev))
+            for d in ("rx", "tx")
+        }
+        if self.shim is not None and self.shim.poll() is None and self.shim.stdout:
+            os.kill(self.shim.pid, signal.SIGUSR1)
+            out.update(json.loads(self.shim.stdout.readline()))
+        return out
 
     def set_neigh(self, ip: str, mac: str) -> None:
         """A permanent ARP/ND entry, so traffic needs no resolution."""
@@ -195,7 +225,9 @@ class Topology:
             assert shim.stdout is not None
             if shim.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"VLAN shim of host {name} did not start")
-            host.run(["ip", "link", "set", host.dev, "up"])
+            host.shim = shim
+            # The TAP queues what the host sends until the relay reads it (default 500).
+            host.run(["ip", "link", "set", host.dev, "txqueuelen", "10000", "up"])
         host.run(["ip", "addr", "add", ip, "dev", host.dev])
         host.mac = host.run(["cat", f"/sys/class/net/{host.dev}/address"]).stdout.strip()
         return host
@@ -243,26 +275,38 @@ pad = bytes(max(0, size - 8))
 for i in range(count):
     s.sendto(i.to_bytes(8, "big") + pad, (dst, port))
     if (i + 1) % batch == 0:
-        time.sleep(pause)
+        time.sleep(pause)  # pacing: a batch every pause seconds
 """
 
 
 _VLAN_SHIM = r"""
-import fcntl, os, select, socket, struct, sys
+import fcntl, json, os, select, signal, socket, struct, sys
 vid, tap, dev = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 fd = os.open("/dev/net/tun", os.O_RDWR)
 fcntl.ioctl(fd, 0x400454CA, struct.pack("16sH22x", tap.encode(), 0x1002))  # TAP, NO_PI
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 s.setsockopt(263, 23, 1)  # PACKET_IGNORE_OUTGOING
 s.setsockopt(263, 8, 1)  # PACKET_AUXDATA: the tag the kernel took off
+# Room for a burst the switch delivers after a freeze while this relay waits for a CPU
+# (the default 208 kB holds ~200 frames: less than a loaded freeze's worth at 1,000/s).
+s.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
+s.setsockopt(socket.SOL_SOCKET, 32, 32 << 20)  # SO_SNDBUFFORCE
 s.bind((dev, 0))
 tag = struct.pack("!HH", 0x8100, vid)
+drops = [0, 0]  # frames the relay's packet socket dropped (PACKET_STATISTICS), send errors
+def report(*_):
+    drops[0] += struct.unpack("II", s.getsockopt(263, 6, 8))[1]  # reading resets it
+    print(json.dumps({"socket_drops": drops[0], "send_errors": drops[1]}), flush=True)
+signal.signal(signal.SIGUSR1, report)
 print("ready", flush=True)
 while True:
     ready, _, _ = select.select([fd, s], [], [])
     if fd in ready:
         f = os.read(fd, 65536)
-        s.send(f[:12] + tag + f[12:])
+        try:
+            s.send(f[:12] + tag + f[12:])
+        except OSError:
+            drops[1] += 1
     if s in ready:
         data, anc, _, _ = s.recvmsg(65536, socket.CMSG_SPACE(20))
         tci = None

@@ -25,12 +25,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.wait import wait_for
 
 RUNNER = Path(__file__).with_name("osken_peer.py")
 Event = dict[str, Any]
@@ -118,17 +119,19 @@ class OsKenPeer:
                     stdout=log,
                     stderr=log,
                 )
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.events("listening"):
-                    return
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-            else:
-                raise TimeoutError(f"os-ken did not listen within {timeout}s:\n{self.log()}")
+            try:
+                wait_for(self._listening_or_gone, "os-ken listening", timeout)
+            except AssertionError:
+                raise TimeoutError(
+                    f"os-ken did not listen within {timeout}s:\n{self.log()}"
+                ) from None
+            if self.events("listening"):
+                return
             self._kill()
         raise RuntimeError(f"os-ken could not start:\n{self.log()}")
+
+    def _listening_or_gone(self) -> bool:
+        return bool(self.events("listening")) or not self.alive()
 
     def _kill(self) -> None:
         if self.proc is not None:
@@ -166,17 +169,20 @@ class OsKenPeer:
         """The first recorded event for which ``pred`` holds, waiting for it up to
         ``timeout`` seconds; TimeoutError (with the record) if none comes, or at once if
         the controller died."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for e in self.events():
-                if pred(e):
-                    return e
-            if not self.alive():
+
+        def found() -> Event | None:
+            e = next((e for e in self.events() if pred(e)), None)
+            if e is None and not self.alive():
                 raise RuntimeError(f"os-ken exited:\n{self.log()}")
-            if time.monotonic() > deadline:
-                tail = "\n".join(json.dumps(e) for e in self.events()[-30:])
-                raise TimeoutError(f"no matching os-ken event within {timeout}s; last:\n{tail}")
-            time.sleep(0.05)
+            return e
+
+        try:
+            return wait_for(found, "a matching os-ken event", timeout)
+        except AssertionError:
+            tail = "\n".join(json.dumps(e) for e in self.events()[-30:])
+            raise TimeoutError(
+                f"no matching os-ken event within {timeout}s; last:\n{tail}"
+            ) from None
 
     def request(self, cmd: dict[str, Any] | str, timeout: float = 20) -> dict[str, Any]:
         """Ask the controller to do something (see tests/osken_peer.py): a dict, or just

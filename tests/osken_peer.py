@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         if not all(t.is_alive() for t in threads):
             log.error("os-ken stopped before listening on port %d", args.port)
             return 1
-        time.sleep(0.05)
+        time.sleep(0.05)  # poll: a condition (tests.wait is not importable under -P)
     journal.write("listening", port=args.port, app=args.app, pid=os.getpid(), control=control)
     hub.joinall(threads)  # until killed
     return 0

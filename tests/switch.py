@@ -11,13 +11,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from hitless.daemon.rundir import RunDir, daemon_pid, db_pid, read_pid, wait_exit
+from tests.netns import is_private
 
 BIN = Path(sys.executable).parent
 TIMEOUT = "--timeout=20"
@@ -43,6 +44,14 @@ class Sw:
         return self.hitless("start", check=check)
 
     def vsctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        shared = shared_devices(
+            args, lambda br: self.vsctl("get", "Bridge", br, "datapath_type", check=False).stdout
+        )
+        assert not shared, (
+            f"ovs-vsctl {' '.join(args)}: {', '.join(shared)} would be a device in the root"
+            " namespace under a fixed name (two test runs on the machine would share it):"
+            " name it with tests.netns.unique_name or Topology.name"
+        )
         return run(["ovs-vsctl", f"--db={self.rundir.db_remote}", TIMEOUT, *args], check)
 
     def appctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -69,6 +78,53 @@ class Sw:
 
     def log(self) -> str:
         return self.rundir.log.read_text(errors="replace")
+
+
+# Datapath types whose bridges (and internal ports) are devices in the daemon's namespace
+# ("" is netdev here; "system" is refused but named for what it would be).
+DEVICES = ("", "netdev", "ebpf", "system")
+
+
+def shared_devices(args: tuple[str, ...], datapath_of: Callable[[str], str]) -> list[str]:
+    """The bridges and internal ports that ``ovs-vsctl ARGS`` would create as devices in
+    the switch's (root) namespace under a name that is not private to this test (see
+    ``tests.netns.is_private``): a bridge whose datapath is one of ``DEVICES`` (a
+    netdev bridge is a TAP device of its name) and an internal port on one.
+    ``datapath_of(bridge)``: the datapath type of a bridge the command does not set."""
+    cmds: list[list[str]] = [[]]
+    for a in args:
+        if a == "--":
+            cmds.append([])
+        elif not a.startswith("--") or cmds[-1]:
+            cmds[-1].append(a)
+    set_type = {
+        c[2]: a.split("=", 1)[1].strip('"')
+        for c in cmds
+        if len(c) > 3 and c[0] == "set" and c[1].lower() == "bridge"
+        for a in c[3:]
+        if a.startswith("datapath_type=")
+    }
+    added = {c[1]: c[2] if len(c) > 3 else None for c in cmds if len(c) > 1 and c[0] == "add-br"}
+    port_of = {c[2]: c[1] for c in cmds if len(c) > 2 and c[0] in ("add-port", "add-bond")}
+    internal = [
+        c[2] for c in cmds if len(c) > 3 and c[0] == "set" and c[1].lower() == "interface"
+        and "type=internal" in c[3:]
+    ]  # fmt: skip
+
+    def datapath(br: str) -> str:
+        parent = added.get(br)  # a fake bridge (add-br NAME PARENT VLAN) lives on its parent
+        if parent is not None:
+            return datapath(parent)
+        if br in set_type:
+            return set_type[br]
+        return "netdev" if br in added else datapath_of(br).strip('"')
+
+    out = [f"bridge {br}" for br in added if datapath(br) in DEVICES and not is_private(br)]
+    out += [
+        f"internal port {p}" for p in internal
+        if p in port_of and not is_private(p) and datapath(port_of[p]) in DEVICES
+    ]  # fmt: skip
+    return out
 
 
 def _kill(pid: int | None) -> None:

@@ -52,6 +52,23 @@ Traffic classes (--classes), between host a and host b unless said otherwise:
   udp-cross     with --bridges 2 only (and then included by default): sequenced UDP
                 both ways between host a on br0 and the host on br1, so every
                 datagram crosses the patch ports between the bridges
+  stateful      not in the default set: connections that pass only because the switch
+                remembers them (hitless.impact.stateful). Host a is inside, b outside;
+                the class's packets go through ct(zone=23) and table 71 (installed
+                with ovs-ofctl like the openflow class's rules): a may open
+                connections (+new from a is committed), b may only answer (+est);
+                +new from b, +inv and anything else are dropped by three rules whose
+                packet counters are read before and after the operation. "ct udp":
+                a opens a UDP connection between two fixed ports with a datagram a
+                second, b streams datagrams back at --udp-pps. "ct+dnat tcp": a opens
+                a TCP connection to a service address (the VIP, .200 of the subnet,
+                reached through b's MAC) that ct(commit,nat(dst=b:port)) translates;
+                b sends a message every 10 ms and a only reads, so a switch that forgot
+                the connection drops the rest as +new from outside and the stream
+                stalls. "ct+dnat new tcp": new connections to the VIP at the
+                tcp-connect rate, each committed and translated. Also reports the
+                zone's connections (dpctl/dump-conntrack) before and right after the
+                operation
   appctl        not in the default set: what `ovs-appctl version` does (connect to
                 the switch's control socket, one request) every 5 ms, one at a
                 time; reports the longest time without an answer and how long any
@@ -152,7 +169,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="LIST",
         help="comma-separated traffic classes: udp, openflow, controller, tcp-stream, "
         "tcp-connect, arp, nd, broadcast, and with --bridges 2 udp-cross (default: all of "
-        "them)",
+        "them); also stateful (connections through a conntrack firewall and a DNAT, see "
+        "above) and appctl, only when named",
     )
     g.add_argument(
         "--downgrade-to",
@@ -183,6 +201,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         metavar="S",
         help=f"seconds of traffic per operation (default {DEFAULTS['duration']:g})",
+    )
+    g.add_argument(
+        "--after",
+        type=float,
+        metavar="S",
+        help="keep the traffic going at least S seconds after the operation ends, however "
+        "long it takes (default: stop at --duration, even in the middle of the operation)",
     )
     g.add_argument(
         "--at",
@@ -325,6 +350,7 @@ def measure_step(
 ) -> Any:
     """One operation on a fresh topology and switch; the ImpactResult."""
     from hitless.impact import macload
+    from hitless.impact.cpuwait import Sampler, pidfile_reader, takeover_reader
     from hitless.impact.run import Rates, controller_port, measure, pick_port
     from hitless.impact.switches import HitlessSwitch, OvsSwitch, SwitchError
     from hitless.impact.topology import Topology
@@ -365,8 +391,10 @@ def measure_step(
                 )
                 if have < args.macs:
                     say(f"[yellow]{step.name}: the switch holds only {have} of {args.macs} MACs")
+            ct = _StatefulLoad(sw, topo.hosts, port) if "stateful" in classes else None
             of = _OpenFlowLoad(
-                sw, topo.hosts, args.rules, "openflow" in classes, port, args.rules_shape
+                sw, topo.hosts, args.rules, "openflow" in classes, port, args.rules_shape,
+                ct.rules if ct is not None else (),
             )
             if of.wanted:
                 progress(f"{step.name}: installing {of.total} OpenFlow rules", 0.0)
@@ -375,26 +403,55 @@ def measure_step(
                     say(
                         f"[yellow]{step.name}: the switch holds only {of.before} of {of.total} rules"
                     )
-            res = measure(
-                topo.hosts,
-                of.wrap(sw.operation(step.op)),
-                name=step.name,
-                duration=args.duration,
-                at=args.at,
-                rates=rates,
-                classes=classes,
-                progress=progress,
-                port=port,
-                controller_ns=topo.switch_ns,
-                ctl=str(sw.ctl),
-                keep_dir=_keep_dir(args, step),
+            op = of.wrap(sw.operation(step.op))
+            if ct is not None:
+                op = ct.wrap(op)
+            op_start: list[float] = []
+
+            def timed_op() -> Any:
+                op_start.append(time.monotonic())
+                return op()
+
+            # How long the switch's forwarding process waited for a CPU while the
+            # traffic ran (whichever process its pidfile names: the new one of a
+            # handoff from its commit on), for the "own" part of a gap.
+            # From a handoff's Ready on, the new process's (its restore and commit,
+            # before its pidfile says it forwards): sampled from its start.
+            cpu = Sampler(
+                pidfile_reader(sw.pidfile),
+                period=0.005,
+                watch=takeover_reader(sw.rundir) if step.switch == "hitless" else None,
             )
+            with cpu:
+                res = measure(
+                    topo.hosts,
+                    timed_op,
+                    name=step.name,
+                    duration=args.duration,
+                    at=args.at,
+                    rates=rates,
+                    classes=classes,
+                    progress=progress,
+                    port=port,
+                    controller_ns=topo.switch_ns,
+                    ctl=str(sw.ctl),
+                    keep_dir=_keep_dir(args, step),
+                    after=args.after,
+                )
+            if op_start:
+                report = sw.last_report or {}
+                ready, new_pid = report.get("ready_at"), report.get("new_pid")
+                if isinstance(ready, int | float) and isinstance(new_pid, int):
+                    cpu.hand_over(new_pid, float(ready))  # it holds the datapath from Ready
+                res = dataclasses.replace(res, cpu_waits=cpu.owned(op_start[0]))
             keep = _keep_dir(args, step)
             if keep is not None:  # the switch's logs (slow loop turns...) next to the records
                 for f in Path(sw.rundir).glob("*.log"):
                     shutil.copy(f, keep / f.name)
             if sw.last_report is not None:
                 extra["handoff_phases_ms"] = sw.last_report.get("phases_ms", {})
+                if "freeze_realtime" in sw.last_report:  # builds since the real-time freeze
+                    extra["handoff_realtime"] = bool(sw.last_report["freeze_realtime"])
             if step.switch == "hitless" and step.op in ("upgrade", "downgrade"):
                 notes.append(_handoff_verdict(res))
             if args.macs:
@@ -406,6 +463,9 @@ def measure_step(
                 progress(f"{step.name}: reading the OpenFlow rules", 1.0)
                 notes += of.finish(res)
                 extra["openflow"] = of.summary()
+            if ct is not None:
+                notes += ct.finish()
+                extra["stateful"] = ct.summary()
         finally:
             sw.close()
     settings = {
@@ -461,6 +521,7 @@ class _OpenFlowLoad:
         traffic: bool,
         port: int,
         shape: str = "filler",
+        stateful: Sequence[str] = (),
     ) -> None:
         from hitless.impact import rules
         from hitless.impact.run import openflow_class_name, openflow_ports
@@ -484,7 +545,8 @@ class _OpenFlowLoad:
                 ],
                 entry_priority=50,
             )
-        self.total = n_fill + len(self.traffic) + len(self.ovn)
+        self.stateful = list(stateful)
+        self.total = n_fill + len(self.traffic) + len(self.ovn) + len(self.stateful)
         self.before = self.after = 0
         self.samples: dict[str, list[int | None]] = {r.name: [] for r in self.traffic}
         self.readings: list[rules.CounterReading] = []
@@ -515,7 +577,7 @@ class _OpenFlowLoad:
                 f.write(line + "\n")
             for r in self.traffic:
                 f.write(r.flow() + "\n")
-            for line in self.ovn:
+            for line in self.ovn + self.stateful:
                 f.write(line + "\n")
         # One bundle: plain add-flows makes a round trip (flow_mod, barrier) per rule,
         # ~1 ms each into hitless on a loaded machine (0.15 ms into Open vSwitch).
@@ -560,6 +622,7 @@ class _OpenFlowLoad:
                     "from --rules": self.n_fill,
                     "for the openflow class": len(self.traffic),
                     "of the OVN-shaped pipeline": len(self.ovn),
+                    "for the stateful class": len(self.stateful),
                 },
             )
         ]
@@ -592,11 +655,84 @@ class _OpenFlowLoad:
                 "from_rules": self.n_fill,
                 "traffic": len(self.traffic),
                 "ovn": len(self.ovn),
+                "stateful": len(self.stateful),
                 "before": self.before,
                 "after": self.after,
             },
             "counters": {r.name: r.summary() for r in self.readings},
         }
+
+
+class _StatefulLoad:
+    """The stateful class's side of one measured operation (``hitless.impact.stateful``):
+    its rules (installed with the others by ``_OpenFlowLoad``), host a's neighbour entry
+    for the VIP (b's MAC), and the drop rules' counters and the zone's connections read
+    around the operation."""
+
+    def __init__(self, sw: Any, hosts: Sequence[Any], port: int) -> None:
+        from hitless.impact import stateful
+
+        a, b = hosts[0], hosts[1]
+        self.sw = sw
+        self.rules = stateful.stateful_rules(
+            sw.ofport(a.port), sw.ofport(b.port), a.ip, b.ip, stateful.ct_ports(port)
+        )
+        a.run("ip", "neigh", "replace", stateful.vip(b.ip), "lladdr", b.mac,
+              "dev", getattr(a, "dev", "eth0"), "nud", "permanent")  # fmt: skip
+        self.drops: list[dict[str, int | None]] = []
+        self.conns: list[str] = []  # dpctl/dump-conntrack -s, each read
+        self.times: list[float] = []
+
+    def _read(self) -> None:
+        from hitless.impact import stateful
+        from hitless.impact.switches import SwitchError
+
+        try:
+            dump = self.sw.ofctl("dump-flows", "--no-names", f"table={stateful.CT_TABLE}")
+            self.drops.append(stateful.drop_counters(dump))
+        except SwitchError:  # the switch does not answer: as good as no rule
+            self.drops.append(dict.fromkeys(stateful.DROP_COOKIES))
+        try:
+            self.conns.append(self.sw.appctl("dpctl/dump-conntrack", "-s"))
+        except SwitchError:
+            self.conns.append("")
+        self.times.append(time.monotonic())
+
+    def wrap(self, op: Callable[[], Any]) -> Callable[[], Any]:
+        """The operation, with the drop counters and connections read just before and
+        just after it."""
+
+        def with_reads() -> Any:
+            self._read()
+            phases = op()
+            self._read()
+            return phases
+
+        return with_reads
+
+    def finish(self) -> list[str]:
+        from hitless.impact import stateful
+
+        self._read()
+        empty: dict[str, int | None] = dict.fromkeys(stateful.DROP_COOKIES)
+        before, after, end = (self.drops + [empty] * 3)[:3]
+        self.reading = stateful.DropReading(before, after, end)
+        cb, ca, ce = (self.conns + ["", "", ""])[:3]
+        elapsed = self.times[1] - self.times[0] if len(self.times) > 1 else 0.0
+        self.connections = stateful.ConntrackReading(
+            stateful.conntrack_entries(cb), stateful.conntrack_timeouts(cb),
+            stateful.conntrack_entries(ca), stateful.conntrack_entries(ce), elapsed,
+        )  # fmt: skip
+        return [self.connections.note(), self.reading.note()]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "drops": self.reading.dropped(),
+            "drop_counters": {"before": self.drops[0] if self.drops else None,
+                              "after": self.drops[1] if len(self.drops) > 1 else None,
+                              "end": self.drops[2] if len(self.drops) > 2 else None},
+            "conntrack": self.connections.summary(),
+        }  # fmt: skip
 
 
 def _argv() -> str:
@@ -608,7 +744,7 @@ def run(args: argparse.Namespace) -> int:
     from hitless.impact import report
     from hitless.impact.run import ALL_CLASSES, CONTROLLER_CLASSES, CROSS_CLASSES, KNOWN_CLASSES
     from hitless.impact.switches import HITLESS_OPS
-    from hitless.impact.topology import install_signal_cleanup
+    from hitless.impact.topology import install_signal_cleanup, signalled
 
     console = Console()
     if not console.is_terminal:
@@ -651,13 +787,21 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"[red]hitless impact: no build to downgrade to: {e}")
             return 1
         if args.datapath == "ebpf" and args.switch in ("hitless", "both"):
-            from hitless.cli.upgrade import peer_ebpf_layouts
+            from hitless.cli.upgrade import peer_ebpf_layouts, peer_lacks_bpf_source
 
             if peer_ebpf_layouts([str(downgrade_to)]) is None:
                 console.print(
                     f"[red]hitless impact: the downgrade target ({downgrade_note}) has no ebpf "
                     "datapath: give --downgrade-to a build that has it (make demo "
                     "DATAPATH=ebpf downgrades to 3cd53f8)"
+                )
+                return 1
+            if peer_lacks_bpf_source([str(downgrade_to)]):
+                console.print(
+                    f"[red]hitless impact: the downgrade target ({downgrade_note}) cannot adopt "
+                    "an ebpf datapath: its installation lacks the BPF program source (builds "
+                    "before state format 7): give --downgrade-to a build of state format 7 or "
+                    "later, or 3cd53f8"
                 )
                 return 1
     t0 = time.monotonic()
@@ -674,6 +818,9 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"[red]{step.name} failed: {e}")
             failed.append(step.name)
             continue
+        if signalled():  # an interrupt Python swallowed (raised in a fork handler)
+            console.print("[red]interrupted; everything this run created has been removed")
+            return 130
         if step.op == "downgrade" and downgrade_note:
             res = dataclasses.replace(res, notes=(*res.notes, downgrade_note))
         results.append(res)

@@ -20,8 +20,10 @@ from hitless.daemon.rundir import (
     daemon_pid,
     db_pid,
     read_pid,
+    spawn_logged,
     wait_exit,
 )
+from hitless.daemon.standby import standby_pid
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -100,15 +102,7 @@ def spawn_daemon(
     """Start hitless-vswitchd in the background (own session, output appended to its log)
     and wait until it answers on its control socket. Returns its PID."""
     cmd = (command or daemon_command()) + ["--rundir", str(rundir.path)] + (extra_args or [])
-    with open(rundir.log, "ab") as logf:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=logf,
-            start_new_session=True,
-            close_fds=True,
-        )
+    proc = spawn_logged(cmd, rundir.log)
     deadline = time.monotonic() + timeout
     while True:
         code = proc.poll()
@@ -152,6 +146,10 @@ def stop_pid(pid: int, name: str, timeout: float = STOP_TIMEOUT) -> str:
 def stop(rundir: RunDir) -> list[str]:
     """Stop the daemon, then the database. Returns one line per action."""
     out = []
+    # The crash standby first: stopped after the daemon, it would take over.
+    pid = standby_pid(rundir)
+    if pid is not None:
+        out.append(stop_pid(pid, f"{DAEMON_NAME} crash standby"))
     pid = daemon_pid(rundir)
     if pid is not None:
         out.append(stop_pid(pid, DAEMON_NAME))

@@ -2,7 +2,9 @@
 ``hitless-vswitchd`` process without losing anything.
 
     hitless upgrade   --rundir DIR [--to PATH] [--json] [--lease S] [--connect-timeout S] [--timeout S]
+                      [--nice N]
     hitless downgrade --rundir DIR --to PATH   [--json] [--lease S] [--connect-timeout S] [--timeout S]
+                      [--nice N]
 
 The new process is started in the background with ``--takeover``; it reports the
 result of the handoff on a pipe and keeps running if it now owns the switch. Exit 0
@@ -10,6 +12,7 @@ only when the new process owns everything and the old one has exited; otherwise 
 1 with the reason (the old process rolled back and still serves). A new process that
 has not connected to the running switch within --connect-timeout seconds (a build that
 hangs while starting) is killed, and the running switch, never touched, keeps serving.
+The new process runs at the running one's niceness (or --nice N), and so does its session.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 
 from hitless.cli import add_rundir_argument
 from hitless.cli.service import _log_tail, daemon_command
+from hitless.daemon.priority import nice_value, niceness_of, set_child_niceness
 from hitless.daemon.rundir import DAEMON_NAME, RunDir, daemon_pid, read_pid, wait_exit
 
 # A new process that has not connected to the running switch's handoff socket after
@@ -99,6 +103,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "switch times a handoff out on its own, by progress, so a big state can take "
             "longer; default 60)",
         )
+        p.add_argument(
+            "--nice",
+            type=nice_value,
+            metavar="N",
+            help="the new process's niceness, -20 to 19 (default: the running process's, "
+            "so a handoff keeps what hitless start --nice set; a build without "
+            "hitless-vswitchd --nice, older than 3ec4f5e, is started at it and keeps it)",
+        )
         p.set_defaults(func=run, direction=name)
 
 
@@ -131,6 +143,7 @@ def handover(
     timeout: float = 60.0,
     connect_timeout: float = CONNECT_TIMEOUT,
     env: dict[str, str] | None = None,
+    nice: int | None = None,
 ) -> dict[str, Any]:
     """Start ``command --takeover`` and wait for its report. Returns the report with
     ``new_pid`` and ``phases_ms.old_exit`` added. Gives up (and kills the new process)
@@ -154,6 +167,8 @@ def handover(
         "--lease",
         str(lease),
     ]
+    if nice is not None and peer_takes_nice(command):
+        cmd += ["--nice", str(nice)]
     t0 = time.monotonic()
     with open(rundir.log, "ab") as logf:
         proc = subprocess.Popen(
@@ -164,6 +179,8 @@ def handover(
             start_new_session=True,
             pass_fds=(w,),
             env=env,
+            # a build without --nice runs at what it is started at
+            preexec_fn=None if nice is None else lambda: set_child_niceness(nice),
         )
     os.close(w)
     buf = b""
@@ -228,11 +245,7 @@ def handover(
             f"{_log_tail(rundir.log)}",
         }
     report["new_pid"] = proc.pid
-    if report.get("connected_at"):
-        # From spawning the new process to its first handoff message: process start-up.
-        report.setdefault("phases_ms", {})["start"] = round(
-            (float(report["connected_at"]) - t0) * 1000 + report["phases_ms"].get("start", 0), 3
-        )
+    _anchor_phases(report, t0)
     if not report.get("ok"):
         try:
             proc.wait(timeout=10)
@@ -249,6 +262,20 @@ def handover(
         report["ok"] = False
         report["reason"] = f"the pidfile does not name the new process {proc.pid}"
     return report
+
+
+def _anchor_phases(report: dict[str, Any], t0: float) -> None:
+    """Put the new process's report on our clock (CLOCK_MONOTONIC, as its own):
+    ``ready_at``, when the freeze began (it sent Ready; its "start" and "precopy" count
+    from its connection to the old process), for hitless impact to place the freeze on
+    the traffic's timeline (the end of this command can be seconds late on a loaded
+    machine); and "start" made to count from the spawn (``t0``): process start-up."""
+    if not report.get("connected_at"):
+        return
+    phases = report.setdefault("phases_ms", {})
+    connected = float(report["connected_at"])
+    report["ready_at"] = connected + (phases.get("start", 0) + phases.get("precopy", 0)) / 1000
+    phases["start"] = round((connected - t0) * 1000 + phases.get("start", 0), 3)
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -323,30 +350,101 @@ _LAYOUTS_PROBE = (
 )
 
 
-def peer_ebpf_layouts(command: list[str]) -> str | None:
-    """The ebpf program/map layouts the build ``command`` runs knows, as "1,2"; None if
-    it has no ebpf datapath (or cannot say). A build in this interpreter's installation
-    knows what this one knows."""
-    from hitless.datapath.ebpf.layout import LAYOUTS
-
+def _same_installation(command: list[str]) -> bool:
     exe = Path(command[0])
-    if command[0] == sys.executable or exe.parent == Path(sys.executable).parent:
-        return ",".join(map(str, sorted(LAYOUTS)))
+    return command[0] == sys.executable or exe.parent == Path(sys.executable).parent
+
+
+def _peer_probe(command: list[str], script: str) -> str | None:
+    """Run ``script`` with the python of the build ``command`` runs (its script's
+    interpreter line); its last line of output, or None if it failed."""
     python = command[0]
     try:
-        with open(exe, "rb") as f:
+        with open(command[0], "rb") as f:
             first = f.readline(512)
     except OSError:
         return None
     if first.startswith(b"#!"):
         python = first[2:].decode(errors="replace").split()[0]
     try:
-        r = subprocess.run([python, "-c", _LAYOUTS_PROBE], capture_output=True, text=True,
+        r = subprocess.run([python, "-c", script], capture_output=True, text=True,
                            timeout=60, cwd="/")  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return None
-    out = r.stdout.strip()
-    return out if r.returncode == 0 and out.replace(",", "").isdigit() else None
+    lines = r.stdout.strip().splitlines()
+    return lines[-1] if r.returncode == 0 and lines else None
+
+
+def peer_ebpf_layouts(command: list[str]) -> str | None:
+    """The ebpf program/map layouts the build ``command`` runs knows, as "1,2"; None if
+    it has no ebpf datapath (or cannot say). A build in this interpreter's installation
+    knows what this one knows."""
+    from hitless.datapath.ebpf.layout import LAYOUTS
+
+    if _same_installation(command):
+        return ",".join(map(str, sorted(LAYOUTS)))
+    out = _peer_probe(command, _LAYOUTS_PROBE)
+    return out if out is not None and out.replace(",", "").isdigit() else None
+
+
+# Whether a build's hitless-vswitchd takes --nice (since 3ec4f5e), read from its source
+# without importing it.
+_NICE_PROBE = (
+    "import importlib.util as u; s = u.find_spec('hitless.daemon.main'); "
+    "print(int(s is not None and '\"--nice\"' in open(s.origin).read()))"
+)
+
+
+def peer_takes_nice(command: list[str]) -> bool:
+    """Whether the build ``command`` runs has ``hitless-vswitchd --nice``."""
+    return _same_installation(command) or _peer_probe(command, _NICE_PROBE) == "1"
+
+
+# Whether a build can name and rebuild its BPF program: builds from b74b2c3 on identify
+# the running program by a hash of its compiled source (provider.program_id) as soon as
+# they adopt it, and builds before state format 7 were installed without that source (it
+# was not package data): such a build crashes adopting an ebpf datapath. Read from its files
+# without importing it; "1" when it has the source or never needs it at adoption.
+_BPF_SOURCE_PROBE = (
+    "import importlib.util as u, pathlib\n"
+    "b = u.find_spec('hitless.datapath.ebpf.build')\n"
+    "p = u.find_spec('hitless.datapath.ebpf.provider')\n"
+    "src = pathlib.Path(b.origin).with_name('bpf') / 'datapath.bpf.c'\n"
+    "print(int(src.exists() or 'program_id(' not in open(p.origin).read()))"
+)
+
+
+def peer_lacks_bpf_source(command: list[str]) -> bool:
+    """Whether the build ``command`` runs has an ebpf datapath whose installation lacks
+    the BPF C source it needs to adopt a running program (builds before state format 7)."""
+    if _same_installation(command):
+        from hitless.datapath.ebpf.build import SOURCE
+
+        return not SOURCE.exists()
+    return _peer_probe(command, _BPF_SOURCE_PROBE) == "0"
+
+
+def bpf_source_refusal(command: list[str]) -> str:
+    return (
+        f"the build {command[0]} has an ebpf datapath but its installation lacks the BPF "
+        "program source (hitless/datapath/ebpf/bpf/datapath.bpf.c; builds before state "
+        "format 7 did not ship it), so it could neither identify nor rebuild the running "
+        "program and would crash adopting this switch's ebpf datapath; nothing was changed. "
+        "Hand over to a build of state format 7 or later, which ships it"
+    )
+
+
+def _has_ebpf_bridge(rundir: RunDir) -> bool:
+    """Whether the database has an ebpf bridge (True when it cannot say)."""
+    try:
+        r = subprocess.run(
+            ["ovs-vsctl", f"--db={rundir.db_remote}", "--bare", "--columns=datapath_type",
+             "list", "Bridge"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    return r.returncode != 0 or "ebpf" in r.stdout.split()
 
 
 def ebpf_layouts_for(rundir: RunDir, command: list[str]) -> str | None:
@@ -354,10 +452,16 @@ def ebpf_layouts_for(rundir: RunDir, command: list[str]) -> str | None:
     the new build knows (``dpif-ebpf/layout-for``), so that a downgrade to a build that
     knows only an older layout adopts the datapath instead of refusing it. Returns an
     error that must stop the handoff, else None (a running build without the command
-    predates layouts: nothing to do)."""
+    predates layouts: nothing to do). Without an ebpf bridge there is nothing to ask:
+    neither build's ebpf modules are imported (1.3-4.4 s of the command's start at
+    load 27, before the new process was even spawned)."""
+    if not _has_ebpf_bridge(rundir):
+        return None
     layouts = peer_ebpf_layouts(command)
     if layouts is None:
         return None
+    if peer_lacks_bpf_source(command):
+        return bpf_source_refusal(command)
     r = subprocess.run(
         ["ovs-appctl", "--timeout=60", "-t", str(rundir.ctl), "dpif-ebpf/layout-for", layouts],
         capture_output=True, text=True,
@@ -374,16 +478,19 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"hitless {args.direction}: {e}", file=sys.stderr)
         return 2
-    refused = ebpf_layouts_for(rundir, command) if daemon_pid(rundir) else None
+    old_pid = daemon_pid(rundir)
+    refused = ebpf_layouts_for(rundir, command) if old_pid else None
     if refused is not None:
         report: dict[str, Any] = {"ok": False, "reason": refused}
     else:
+        nice = args.nice if args.nice is not None or old_pid is None else niceness_of(old_pid)
         report = handover(
             rundir,
             command,
             lease=args.lease,
             timeout=args.timeout,
             connect_timeout=args.connect_timeout,
+            nice=nice,
         )
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))

@@ -12,6 +12,10 @@ OFPP_LOCAL = 0xFFFE  # the bridge's own internal port (OpenFlow 1.3, 7.2.1)
 # Open_vSwitch other_config:flow-limit when unset: datapath flows per bridge (Open
 # vSwitch's default; docs/hardening.md).
 DEFAULT_FLOW_LIMIT = 200_000
+# Open_vSwitch other_config:max-idle (ms): how long an idle datapath flow stays; Open
+# vSwitch's default and floor.
+DEFAULT_MAX_IDLE_MS = 10_000
+MIN_MAX_IDLE_MS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,9 @@ class MirrorConfig:
     select_dst_port: frozenset[str] = frozenset()
     select_vlan: frozenset[int] = frozenset()  # empty: every VLAN
     output_port: str | None = None
+    # RSPAN: the selected frames go, tagged with this VLAN, wherever the VLAN goes
+    # (exclusive with output_port, as the schema says).
+    output_vlan: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +143,34 @@ class NetflowConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IpfixConfig:
+    """A bridge's IPFIX row (bridge-level sampling): collectors ("IP:PORT"), one in
+    ``sampling`` packets sampled, the observation domain and point ids, how long a flow's
+    samples are aggregated before its record goes (``cache_active_timeout`` s; 0: sent at
+    once) and at most ``cache_max_flows`` flows aggregated (0: no limit), sampling on
+    input and/or on output (``other_config:enable-input-sampling`` and
+    ``enable-output-sampling``, both on by default). Defaults as
+    ovs-vswitchd.conf.db(5)."""
+
+    targets: tuple[str, ...]
+    sampling: int = 400
+    obs_domain_id: int = 0
+    obs_point_id: int = 0
+    cache_active_timeout: int = 0
+    cache_max_flows: int = 0
+    input_sampling: bool = True
+    output_sampling: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class FlowTableConfig:
     """A Flow_Table row attached to a table id by Bridge.flow_tables."""
 
     name: str | None = None
     flow_limit: int | None = None  # None: unlimited
     overflow_policy: str = "refuse"  # refuse | evict
+    groups: tuple[str, ...] = ()  # eviction groups' subfields (hitless.ofproto.eviction)
+    prefixes: tuple[str, ...] = ()  # address fields whose prefixes lookups track
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +188,7 @@ class BridgeConfig:
     sflow: SflowConfig | None = None  # Bridge.sflow
     rstp_enable: bool = False  # Bridge.rstp_enable (other_config:rstp-* tune it)
     netflow: NetflowConfig | None = None  # Bridge.netflow
+    ipfix: IpfixConfig | None = None  # Bridge.ipfix
 
     @property
     def has_primary_controller(self) -> bool:

@@ -37,6 +37,7 @@ from hitless.config.model import (
     FlowTableConfig,
     InterfaceConfig,
     InterfaceStatus,
+    IpfixConfig,
     MirrorConfig,
     NetflowConfig,
     PortConfig,
@@ -95,8 +96,18 @@ COLUMNS: dict[str, list[str]] = {
         "rstp_enable",
         "rstp_status",  # written back
         "netflow",
+        "ipfix",
     ],
     "NetFlow": ["targets", "active_timeout", "engine_type", "engine_id"],
+    "IPFIX": [
+        "targets",
+        "sampling",
+        "obs_domain_id",
+        "obs_point_id",
+        "cache_active_timeout",
+        "cache_max_flows",
+        "other_config",
+    ],
     "sFlow": ["targets", "sampling", "polling", "header", "agent"],
     "Mirror": [
         "name",
@@ -106,6 +117,7 @@ COLUMNS: dict[str, list[str]] = {
         "select_vlan",
         "output_port",
         "output_vlan",
+        "statistics",  # written back (tx_packets, tx_bytes)
     ],
     "Flow_Table": ["name", "flow_limit", "overflow_policy", "groups", "prefixes"],
     "Port": [
@@ -262,6 +274,8 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                     name=_opt(ft.name),
                     flow_limit=_opt(ft.flow_limit),
                     overflow_policy=_opt(ft.overflow_policy) or "refuse",
+                    groups=tuple(ft.groups),
+                    prefixes=tuple(ft.prefixes),
                 )
                 for tid, ft in dict(br.flow_tables).items()
             },
@@ -273,14 +287,16 @@ def config_from_rows(ovs_row: Any | None) -> ConfigRead | None:
                     select_dst_port=frozenset(p.name for p in m.select_dst_port),
                     select_vlan=frozenset(m.select_vlan),
                     output_port=_opt(m.output_port).name if _opt(m.output_port) else None,
+                    output_vlan=None if _opt(m.output_port) else _opt(m.output_vlan),
                 )
                 for m in sorted(br.mirrors, key=lambda r: r.name)
-                if _opt(m.output_port) is not None and not _opt(m.output_vlan)
+                if _opt(m.output_port) is not None or _opt(m.output_vlan) is not None
             ),
             stp_enable=br.stp_enable is True,
             sflow=sflow_config(_opt(br.sflow)),
             rstp_enable=br.rstp_enable is True,
             netflow=netflow_config(_opt(br.netflow), br.name),
+            ipfix=ipfix_config(_opt(br.ipfix)),
         )
     return ConfigRead(
         config=SwitchConfig(
@@ -318,6 +334,23 @@ def netflow_config(row: Any | None, bridge: str) -> NetflowConfig | None:
         active_timeout=_int(_opt(row.active_timeout), 0) or 600,
         engine_type=_int(_opt(row.engine_type), h >> 8 & 0xFF) & 0xFF,
         engine_id=_int(_opt(row.engine_id), h & 0xFF) & 0xFF,
+    )
+
+
+def ipfix_config(row: Any | None) -> IpfixConfig | None:
+    """A Bridge's IPFIX row (None without one or without a collector)."""
+    if row is None or not row.targets:
+        return None
+    oc = dict(row.other_config)
+    return IpfixConfig(
+        targets=tuple(sorted(row.targets)),
+        sampling=max(1, _int(_opt(row.sampling), 400)),
+        obs_domain_id=_int(_opt(row.obs_domain_id), 0) & 0xFFFFFFFF,
+        obs_point_id=_int(_opt(row.obs_point_id), 0) & 0xFFFFFFFF,
+        cache_active_timeout=max(0, _int(_opt(row.cache_active_timeout), 0)),
+        cache_max_flows=max(0, _int(_opt(row.cache_max_flows), 0)),
+        input_sampling=oc.get("enable-input-sampling", "true") != "false",
+        output_sampling=oc.get("enable-output-sampling", "true") != "false",
     )
 
 
@@ -450,6 +483,7 @@ def write_status(
     row_status: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
     port_statistics: Mapping[str, Mapping[str, int]] | None = None,
     system_stats: Mapping[str, str] | None = None,
+    mirror_statistics: Mapping[tuple[str, str], Mapping[str, int]] | None = None,
 ) -> Any | None:
     """Stage one transaction writing ``statuses`` to the Interface rows (by name),
     each bond's active member MAC (Port.bond_active_slave), Open_vSwitch
@@ -457,7 +491,7 @@ def write_status(
     ``hitless_unsupported`` key of Bridge, Port and Interface status maps (``notes``, from
     hitless.config.unsupported), the rest of Bridge and Port status (``row_status``: the
     spanning tree's keys), Port.statistics (``port_statistics``), Open_vSwitch.statistics
-    (``system_stats``),
+    (``system_stats``), Mirror.statistics (``mirror_statistics``, by (bridge, mirror)),
     Controller connection state (its ``status`` map as of ``now_ms``, the controllers'
     clock), each running bridge's OpenFlow datapath ID (16 hex
     digits, as Open vSwitch writes it) and, if given, Open_vSwitch.cur_cfg; commit it
@@ -519,6 +553,12 @@ def write_status(
                 row.statistics = stats
             if dict(row.rstp_statistics) != rstp_stats:
                 row.rstp_statistics = rstp_stats
+    if mirror_statistics is not None:
+        for br in idl.tables["Bridge"].rows.values():
+            for m in br.mirrors:
+                mstats = dict(mirror_statistics.get((br.name, m.name), {}))
+                if dict(m.statistics) != mstats:
+                    m.statistics = mstats
     if bond_active:
         for row in idl.tables["Port"].rows.values():
             if row.name in bond_active:

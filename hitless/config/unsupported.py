@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from hitless.config.subfield import parse_subfield, prefix_fields
 from hitless.config.values import bad_switch_values, bad_values
 
 __all__ = ["COLUMNS", "STATUS_KEY", "Unsupported", "unsupported", "notes_by_row"]
@@ -25,7 +26,6 @@ STATUS_KEY = "hitless_unsupported"
 COLUMNS: dict[str, list[str]] = {
     "Bridge": [
         "mirrors",
-        "ipfix",
         "stp_enable",
         "mcast_snooping_enable",
         "flood_vlans",
@@ -44,8 +44,7 @@ COLUMNS: dict[str, list[str]] = {
     "Open_vSwitch": ["ssl"],
     "Mirror": ["name", "output_port", "output_vlan"],
     "QoS": ["type"],
-    "IPFIX": ["targets"],
-    "Flow_Table": ["groups", "prefixes"],
+    "Flow_Sample_Collector_Set": ["id", "bridge"],
 }
 
 
@@ -71,15 +70,10 @@ def _set(value: Any) -> bool:
 def _bridge(br: Any) -> Iterable[Unsupported]:
     n = br.name
     for m in sorted(br.mirrors, key=lambda r: r.name):
-        if _set(m.output_vlan):
+        if not _set(m.output_port) and not _set(m.output_vlan):
             yield Unsupported(
-                "Bridge", n, "mirrors", f"mirror {m.name}: output_vlan (RSPAN) is {_NOT}"
+                "Bridge", n, "mirrors", f"mirror {m.name}: no output_port or output_vlan"
             )
-        elif not _set(m.output_port):
-            yield Unsupported("Bridge", n, "mirrors", f"mirror {m.name}: no output_port")
-    for col, what in (("ipfix", "IPFIX"),):
-        if _set(getattr(br, col)):
-            yield Unsupported("Bridge", n, col, f"{what} export is {_NOT}: nothing is sent")
     if br.rstp_enable is True and br.stp_enable is True:
         yield Unsupported(
             "Bridge", n, "rstp_enable", "STP and RSTP cannot run together: STP runs"
@@ -91,14 +85,20 @@ def _bridge(br: Any) -> Iterable[Unsupported]:
     if _set(br.flood_vlans):
         yield Unsupported("Bridge", n, "flood_vlans", f"flood_vlans is {_NOT}: MACs are learned")
     for tid, ft in sorted(dict(br.flow_tables).items()):
-        if _set(ft.prefixes):
+        _, untracked = prefix_fields(tuple(ft.prefixes))
+        if untracked:
             yield Unsupported(
-                "Bridge", n, "flow_tables", f"table {tid}: Flow_Table prefixes are {_NOT}"
-            )
-        if _set(ft.groups):
-            yield Unsupported(
-                "Bridge", n, "flow_tables", f"table {tid}: Flow_Table eviction groups are {_NOT}"
-            )
+                "Bridge", n, "flow_tables",
+                f"table {tid}: prefixes {', '.join(untracked)} not tracked "
+                "(hitless tracks ip_dst and ip_src only)",
+            )  # fmt: skip
+        for g in ft.groups:
+            try:
+                parse_subfield(g)
+            except ValueError as e:
+                yield Unsupported(
+                    "Bridge", n, "flow_tables", f"table {tid}: eviction group ignored: {e}"
+                )
     if _set(br.auto_attach):
         yield Unsupported("Bridge", n, "auto_attach", f"Auto Attach (IEEE 802.1Qcb) is {_NOT}")
 
@@ -153,11 +153,20 @@ def _iface(iface: Any) -> Iterable[Unsupported]:
             )
 
 
-def unsupported(ovs_row: Any | None) -> tuple[Unsupported, ...]:
-    """Every setting of the database this switch does not implement."""
+def unsupported(ovs_row: Any | None, collector_sets: Iterable[Any] = ()) -> tuple[Unsupported, ...]:
+    """Every setting of the database this switch does not implement (``collector_sets``:
+    the Flow_Sample_Collector_Set rows, reported on their bridges)."""
     if ovs_row is None:
         return ()
     out: list[Unsupported] = []
+    for cs in sorted(collector_sets, key=lambda r: r.id):
+        br = cs.bridge[0] if isinstance(cs.bridge, list) else cs.bridge
+        if br is not None and getattr(br, "name", None):
+            out.append(Unsupported(
+                "Bridge", br.name, "ipfix",
+                f"Flow_Sample_Collector_Set {cs.id}: flow-based IPFIX (the OpenFlow sample "
+                f"action's collector sets) is {_NOT}: nothing is sent to it",
+            ))  # fmt: skip
     if _set(ovs_row.ssl):
         out.append(Unsupported("Open_vSwitch", ".", "ssl", f"SSL for OpenFlow is {_NOT}"))
     out += (Unsupported(*bad) for bad in bad_switch_values(ovs_row))

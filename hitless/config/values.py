@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hitless.config.model import DEFAULT_FLOW_LIMIT
+from hitless.config.model import DEFAULT_FLOW_LIMIT, DEFAULT_MAX_IDLE_MS, MIN_MAX_IDLE_MS
 
 __all__ = ["bad_switch_values", "bad_values"]
 
@@ -47,7 +47,11 @@ _BOOL = _choice("true", "false")
 # key -> (what a valid value is, the default the switch uses instead)
 OPEN_VSWITCH: dict[str, tuple[Callable[[str], str | None], str]] = {
     "flow-limit": (_int(1, U32), f"{DEFAULT_FLOW_LIMIT}"),
+    "max-idle": (_int(MIN_MAX_IDLE_MS, U32), f"{DEFAULT_MAX_IDLE_MS}"),
 }
+# Keys set in the wrong row: Open vSwitch reads them from the Open_vSwitch row only and
+# ignores them here without a word; hitless says where they belong.
+BRIDGE_ELSEWHERE = {"max-idle": "Open_vSwitch"}
 BRIDGE: dict[str, tuple[Callable[[str], str | None], str]] = {
     "mac-table-size": (_int(1, U32), "8192"),
     "mac-aging-time": (_int(1, U32), "300"),
@@ -89,5 +93,11 @@ def bad_switch_values(ovs_row: Any) -> Iterable[tuple[str, str, str, str]]:
 def bad_values(br: Any) -> Iterable[tuple[str, str, str, str]]:
     """(table, row name, column, why) for each unusable value of a bridge and its ports."""
     yield from _check("Bridge", br.name, br.other_config, BRIDGE)
+    oc = dict(br.other_config or {})
+    for key, table in BRIDGE_ELSEWHERE.items():
+        if key in oc:
+            yield ("Bridge", br.name, "other_config",
+                   f"{key} is read from the {table} row, not a bridge's: ignored here "
+                   f"(ovs-vsctl set {table} . other_config:{key}={oc[key]})")  # fmt: skip
     for port in sorted(br.ports, key=lambda r: r.name):
         yield from _check("Port", port.name, port.other_config, PORT)

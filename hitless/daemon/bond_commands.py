@@ -49,6 +49,8 @@ def _change(req: Request, what: str) -> str:
     try:
         if what == "active":
             text = bond.set_active(req.args[1])
+        elif what == "migrate":
+            text = bond.migrate(req.args[1], req.args[2])
         else:
             text = bond.set_enabled(req.args[1], what == "enable")
     except ValueError as e:
@@ -60,6 +62,11 @@ def _change(req: Request, what: str) -> str:
 @command("bond/set-active-member", "port member", 2, 2)
 def bond_set_active(req: Request) -> str:
     return _change(req, "active")
+
+
+@command("bond/migrate", "port hash member", 3, 3)
+def bond_migrate(req: Request) -> str:
+    return _change(req, "migrate")
 
 
 @command("bond/enable-member", "port member", 2, 2)

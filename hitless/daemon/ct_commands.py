@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from hitless.daemon.unixctl import CommandError, Request, command
 from hitless.datapath import Datapath
@@ -93,9 +94,43 @@ def dump_conntrack(req: Request) -> str:
     return _lines(out)
 
 
-def _parse_tuple(text: str) -> CtTuple:
+_ICMP = (1, 58)
+
+
+@dataclass(frozen=True, slots=True)
+class _TupleMatch:
+    """A ct-orig-tuple or ct-reply-tuple of flush-conntrack: the fields given (None: any).
+    ICMP's identifier, type and code are always compared (0 when not given), as Open
+    vSwitch 3.1 does: ``ct_nw_proto=1`` alone matches no echo connection there."""
+
+    src: bytes | None = None
+    dst: bytes | None = None
+    proto: int | None = None
+    sport: int | None = None
+    dport: int | None = None
+
+    def full(self) -> bool:
+        """Every field given: the tuple names one connection."""
+        return None not in (self.src, self.dst, self.proto, self.sport, self.dport)
+
+    def tuple(self) -> CtTuple:
+        assert self.src is not None and self.dst is not None and self.proto is not None
+        return CtTuple(self.src, self.dst, self.proto, self.sport or 0, self.dport or 0)
+
+    def matches(self, t: CtTuple) -> bool:
+        return (
+            (self.src is None or t.src == self.src)
+            and (self.dst is None or t.dst == self.dst)
+            and (self.proto is None or t.proto == self.proto)
+            and (self.sport is None or t.sport == self.sport)
+            and (self.dport is None or t.dport == self.dport)
+        )
+
+
+def _parse_tuple(text: str, proto: int | None = None) -> _TupleMatch:
     """ct_nw_src=..,ct_nw_dst=..,ct_nw_proto=..,ct_tp_src=..,ct_tp_dst=.. (ct_ipv6_src/
-    ct_ipv6_dst for IPv6; icmp_id/icmp_type/icmp_code for ICMP)."""
+    ct_ipv6_dst for IPv6; icmp_id/icmp_type/icmp_code for ICMP), any subset of them;
+    ``proto``: the original tuple's protocol, which a reply tuple's ports may rely on."""
     vals: dict[str, str] = {}
     for item in text.split(","):
         k, sep, v = item.partition("=")
@@ -103,48 +138,63 @@ def _parse_tuple(text: str) -> CtTuple:
             raise CommandError(f"field {k} missing value {_INVAL}")
         vals[k.strip()] = v.strip()
     try:
-        src = vals.pop("ct_nw_src", None) or vals.pop("ct_ipv6_src")
-        dst = vals.pop("ct_nw_dst", None) or vals.pop("ct_ipv6_dst")
-        proto = int(vals.pop("ct_nw_proto"), 0)
-        if proto in (1, 58):
+        src_s = vals.pop("ct_nw_src", None) or vals.pop("ct_ipv6_src", None)
+        dst_s = vals.pop("ct_nw_dst", None) or vals.pop("ct_ipv6_dst", None)
+        src = ipaddress.ip_address(src_s).packed if src_s else None
+        dst = ipaddress.ip_address(dst_s).packed if dst_s else None
+        if "ct_nw_proto" in vals:
+            proto = int(vals.pop("ct_nw_proto"), 0)
+        sport = dport = None
+        if proto in _ICMP:
             sport = int(vals.pop("icmp_id", "0"), 0)
             dport = int(vals.pop("icmp_type", "0"), 0) << 8 | int(vals.pop("icmp_code", "0"), 0)
         else:
-            sport = int(vals.pop("ct_tp_src", "0"), 0)
-            dport = int(vals.pop("ct_tp_dst", "0"), 0)
-        t = CtTuple(
-            ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed, proto, sport, dport
-        )
-    except (KeyError, ValueError) as e:
+            if "ct_tp_src" in vals:
+                sport = int(vals.pop("ct_tp_src"), 0)
+            if "ct_tp_dst" in vals:
+                dport = int(vals.pop("ct_tp_dst"), 0)
+    except ValueError as e:
         raise CommandError(f"invalid conntrack tuple ({e}) {_INVAL}") from None
     if vals:
         raise CommandError(f"invalid conntrack tuple field {sorted(vals)[0]} {_INVAL}")
-    if len(t.src) != len(t.dst):
+    if src is not None and dst is not None and len(src) != len(dst):
         raise CommandError(f"invalid conntrack tuple (mixed address families) {_INVAL}")
-    return t
+    if proto is None and (sport is not None or dport is not None):
+        raise CommandError(f"port is set without protocol {_INVAL}")
+    return _TupleMatch(src, dst, proto, sport, dport)
 
 
-@command("dpctl/flush-conntrack", "[dp] [zone=N] [ct-orig-tuple]", 0, 3)
+@command("dpctl/flush-conntrack", "[dp] [zone=N] [ct-orig-tuple [ct-reply-tuple]]", 0, 4)
 def flush_conntrack(req: Request) -> str:
+    """As Open vSwitch 3.1: a full original tuple names one connection of the zone (0
+    without zone=): an error if there is none; a partial one, or a reply tuple, flushes
+    every connection whose tuples have the fields given (of the zone, or of every zone).
+    On return the connections are gone from the datapath too (ebpf: its kernel table)."""
     dp_name: str | None = None
     zone: int | None = None
-    tup: CtTuple | None = None
+    tuples: list[_TupleMatch] = []
     for a in req.args:
         if a.startswith("zone="):
             zone = _zone(a[5:])
-        elif a.startswith("ct_"):
-            tup = _parse_tuple(a)
-        elif dp_name is None:
+        elif a.startswith(("ct_", "icmp_")) and len(tuples) < 2:
+            tuples.append(_parse_tuple(a, tuples[0].proto if tuples else None))
+        elif dp_name is None and "=" not in a:
             dp_name = a
         else:
             raise CommandError(f"invalid argument {a} {_INVAL}")
     dps = _datapaths(req, dp_name)
-    if tup is not None:  # a tuple without zone= names a connection of zone 0
-        n = sum(dp.conntrack.flush(zone=zone or 0, orig=tup) for dp in dps)
+    if len(tuples) == 1 and tuples[0].full():
+        orig = tuples[0].tuple()
+        if not sum(dp.ct_flush(zone=zone or 0, orig=orig) for dp in dps):
+            raise CommandError("failed to flush conntrack (No such file or directory)")
+    elif tuples:
+        o, r = tuples[0], tuples[1] if len(tuples) > 1 else None
+        for dp in dps:
+            dp.ct_flush(zone=zone, where=lambda c: o.matches(c.orig)
+                        and (r is None or r.matches(c.reply)))  # fmt: skip
     else:
-        n = sum(dp.conntrack.flush(zone=zone) for dp in dps)
-    if tup is not None and not n:
-        raise CommandError("failed to flush conntrack (No such file or directory)")
+        for dp in dps:
+            dp.ct_flush(zone=zone)
     return ""
 
 

@@ -12,7 +12,13 @@ reading the datapath that long: frames queue in the rings, nothing is dropped),
 ``duplicate`` (the first batch each netdev port sends goes out twice; so does a frame
 sent on its own, as those a patch port's peer delivers) and
 ``flush-after-adopt`` (forget what was adopted, as a cold restart would: datapath flows,
-the connection tracker's table, MAC tables, OpenFlow rule/group/meter counters).
+the connection tracker's table, MAC tables, OpenFlow rule/group/meter counters) and
+``cold-restart-after-adopt`` (all of that, and the rest of what a naive restart would not
+have either: it takes no carried state of the other layers (``cold_commit``: spanning
+trees, bonds, NetFlow, sFlow and IPFIX agents, tc trees, fail-open clocks), no meter
+buckets (policers start full) and no OpenFlow sessions (controllers are disconnected,
+their open bundles and unsent replies gone); only the datapath's ports and the listeners
+stay, so traffic still flows).
 """
 
 from __future__ import annotations
@@ -39,11 +45,25 @@ POINTS = {
     "crash:old-after-ack": "old process dies right after receiving the Ack",
     "truncate-snapshot": "old process sends a truncated final snapshot",
     "foreign-snapshot": "old process sends bytes that are not a snapshot",
+    "foreign-record-snapshot": (
+        "old process sends a well-formed final snapshot (magic, version, checksum) whose "
+        "datapath handles name a datapath type no build has"
+    ),
     # new side, after a successful takeover (see after_owned)
     "blackout:<ms>": "new process reads nothing from the datapath for <ms> after owning it",
     "duplicate": "new process sends its first batch of frames on each netdev port twice",
     "flush-after-adopt": "new process flushes datapath flows, MAC tables and OpenFlow counters",
+    "cold-restart-after-adopt": (
+        "new process adopts no carried state, meter bucket or OpenFlow session, then"
+        " flushes as flush-after-adopt: a naive restart"
+    ),
+    # ebpf datapath, any process (read by hitless/datapath/ebpf/provider.py itself)
+    "ebpf-slow-batch": "ebpf: a batch of upcalls that put new flows lasts 5 ms longer",
 }
+
+
+BLACKOUT_LOG = "fault blackout:%d: read nothing from %.6f to %.6f (CLOCK_MONOTONIC)"
+BLACKOUT_RE = r"fault blackout:\d+: read nothing from ([0-9.]+) to ([0-9.]+) \(CLOCK_MONOTONIC\)"
 
 
 def active() -> set[str]:
@@ -82,7 +102,7 @@ def maybe_stall(phase: str) -> None:
 def after_owned(switch: Any) -> None:
     """The faults of a new process that now owns everything (called before its first
     loop iteration)."""
-    if hit("flush-after-adopt"):
+    if hit("flush-after-adopt") or hit("cold-restart-after-adopt"):
         for rb in switch.bridges.values():
             _flush(rb.bridge, rb.datapath)
     if hit("duplicate"):
@@ -91,7 +111,22 @@ def after_owned(switch: Any) -> None:
                 rb.datapath.duplicate_batches = len(rb.datapath.ports())
     ms = blackout_ms()
     if ms:
+        t0 = time.monotonic()
         time.sleep(ms / 1000)
+        # Tests read this line: the blackout's own window, on the CLOCK_MONOTONIC every
+        # process shares, so that their bound excuses nothing inside it.
+        log.warning(BLACKOUT_LOG, ms, t0, time.monotonic())
+
+
+def cold_commit(takeover: Any) -> None:
+    """``cold-restart-after-adopt`` (called by the new process's commit, before it wires
+    in what it took over): forget the old process's OpenFlow sessions (their sockets are
+    closed: controllers see a disconnection), the switch's and bridges' carried extras
+    and the datapaths' meter buckets, as a process that started from nothing would."""
+    if hit("cold-restart-after-adopt"):
+        log.warning("fault cold-restart-after-adopt: adopting no carried state")
+        takeover.sessions, takeover.switch_extras = {}, {}
+        takeover.engine.extras, takeover.engine.meter_levels = {}, {}
 
 
 def _flush(bridge: Any, dp: Any) -> None:

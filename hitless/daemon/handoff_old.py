@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from collections import deque
@@ -23,8 +24,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
 from hitless import __version__
-from hitless.daemon import faults
+from hitless.daemon import faults, priority
 from hitless.handoff import transport
 from hitless.handoff.engine import HandoffRefused
 from hitless.handoff.protocol import (
@@ -44,6 +47,7 @@ from hitless.handoff.protocol import (
     negotiate,
 )
 from hitless.state import ledger, records, snapshot
+from hitless.state import sessions as state_sessions
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +367,7 @@ class HandoffServer:
         rec.version = version
         self._lease = hello.lease if hello.lease > 0 else self.default_lease
         features = [f for f in FEATURES if f in hello.features]
-        if version != snapshot.CURRENT_VERSION:  # deltas are only for the newest format
+        if version not in snapshot.DELTA_VERSIONS:  # deltas only for the newest bridges
             features = [f for f in features if f != "delta"]
         self._delta = "delta" in features
         self._listeners = "listeners" in features
@@ -387,6 +391,12 @@ class HandoffServer:
         )
 
     def _freeze_and_hand_over(self) -> str:
+        # Nothing forwards until this returns: the CPU first (hitless.daemon.priority);
+        # a rollback serves on as before.
+        with priority.freeze_realtime():
+            return self._freeze()
+
+    def _freeze(self) -> str:
         assert self.proto is not None and self.conn is not None and self.current is not None
         rec = self.current
         t_freeze = self.clock()
@@ -403,6 +413,18 @@ class HandoffServer:
                 if self.listener is not None:
                     listeners["handoff"] = len(fds)
                     fds.append(self.listener.fileno())
+            sessions: list[dict[str, Any]] = []  # version 3 and older: beside the state
+            session_fds: list[int] = []
+            if self._sessions:
+                typed = list(getattr(frozen, "sessions", []))
+                for fd in getattr(frozen, "session_fds", []):
+                    session_fds.append(len(fds))
+                    fds.append(fd)
+                if rec.version >= 4:  # typed records in the state
+                    frozen.state = msgspec.structs.replace(frozen.state, sessions=typed)
+                else:
+                    sessions = [state_sessions.to_v3(r) for r in typed]
+                frozen.counts["openflow_sessions"] = sum(len(r.clients) for r in typed)
             is_delta = isinstance(frozen.state, tuple(snapshot.DELTA_TYPES.values()))
             if is_delta:
                 data = snapshot.encode_delta(
@@ -415,19 +437,15 @@ class HandoffServer:
                 # Verify what the new process can know: the state as this version has it.
                 as_sent = snapshot.as_version(frozen.state, rec.version)
                 frozen.digest = ledger.state_digest(as_sent)
-                frozen.counts = snapshot.summary(as_sent)
-            sessions: list[dict[str, Any]] = []
-            session_fds: list[int] = []
-            if self._sessions:
-                sessions = list(getattr(frozen, "sessions", []))
-                for fd in getattr(frozen, "session_fds", []):
-                    session_fds.append(len(fds))
-                    fds.append(fd)
-                frozen.counts["openflow_sessions"] = sum(len(r["clients"]) for r in sessions)
+                frozen.counts = snapshot.summary(as_sent) | {
+                    k: v for k, v in frozen.counts.items() if k == "openflow_sessions"
+                }
             if faults.hit("truncate-snapshot"):
                 data = data[: len(data) // 2]
             elif faults.hit("foreign-snapshot"):
                 data = b"\x93\x01\x02\x03 not a snapshot"
+            elif faults.hit("foreign-record-snapshot"):
+                data = _foreign_record(data)
             self._send(
                 self.proto.freeze(
                     data,
@@ -542,3 +560,18 @@ class HandoffServer:
             "current": self.current.to_json() if self.current else None,
             "last": self.last.to_json() if self.last else None,
         }
+
+
+def _foreign_record(data: bytes) -> bytes:
+    """Fault injection: the snapshot with its first handles record's tag ("datapath":
+    "dummy", msgpack fixstrs) made unknown, in a valid envelope (checksum recomputed)."""
+    env = snapshot.read_envelope(data)
+    tag = re.search(rb"\xa8datapath[\xa1-\xbf]", env.payload)  # the key, a short str value
+    if tag is None:  # no typed handles (a version 6 peer): nothing to make foreign
+        return data
+    j = tag.end()  # the value's first character
+    payload = env.payload[:j] + b"X" + env.payload[j + 1 :]
+    out = msgspec.structs.replace(
+        env, payload=payload, checksum=snapshot.payload_checksum(payload)
+    )
+    return msgspec.msgpack.encode(out)

@@ -12,7 +12,8 @@ and ``unix:PATH`` are active connections, re-established with exponential backof
 ``ovs.reconnect`` state machine (pure: it takes the time and returns what to do);
 ``ptcp:PORT[:IP]`` and ``punix:PATH`` listen. Controller sessions (unlike management
 ones) receive asynchronous messages (packet-ins, flow-removed) as their role and async
-configuration allow.
+configuration allow. ``DIR/<bridge>.snoop`` serves ``ovs-ofctl snoop``: a copy of what
+one active controller connection sends and receives (``_Snooper``).
 """
 
 from __future__ import annotations
@@ -25,35 +26,53 @@ import os
 import select
 import socket
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hitless import localsock
 from hitless.config.model import ControllerStatus
-from hitless.ofproto.ofhandler import BundleMessageFailed, OfHandler, OfSession
+from hitless.ofproto.ofhandler import (
+    BundleMessageFailed,
+    OfHandler,
+    OfSession,
+    wants_miss_packet_ins,
+)
 from hitless.openflow import (
     CLOSED,
     NEED_DATA,
     Connection,
     ConnectionEvent,
     Message,
+    Negotiated,
     ProtocolErrorEvent,
     SessionState,
     Timeout,
 )
 from hitless.openflow._wire import Reader
 from hitless.openflow.connection import DEFAULT_PROBE_INTERVAL
-from hitless.openflow.constants import OFP14_VERSION, PROTOCOL_VERSIONS, MsgType
+from hitless.openflow.constants import OFP13_VERSION, PROTOCOL_VERSIONS, MsgType
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
 from hitless.openflow.flowmon import MonitorRequest
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.messages import GroupMod, MeterMod, RequestForward
 from hitless.openflow.messages import decode as decode_message
+from hitless.openflow.nx import NxSession
 from hitless.openflow.nxmsg import TlvMap
+from hitless.state.records import (
+    BridgeSessionsV4,
+    OfBundleV4,
+    OfConnectionV4,
+    OfMonitorV4,
+    OfSessionV4,
+    OfTableConfigV4,
+    OfTlvMapV4,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_WBUF = 64 << 20  # a client that stops reading this much is dropped
+SNOOP_WBUF = 1 << 20  # copies for a snooper that has this much unread are dropped
 PASSIVE_RETRY = 1.0  # seconds between attempts to open a ptcp/punix listener
 
 
@@ -65,6 +84,16 @@ MGMT_PROBE_INTERVAL = 60.0  # seconds: an idle DIR/<bridge>.mgmt session (Open v
 
 def mgmt_path(rundir: str, bridge: str) -> str:
     return os.path.join(rundir, f"{bridge}.mgmt")
+
+
+def snoop_path(mgmt: str) -> str:
+    """``DIR/<bridge>.snoop`` beside a bridge's ``DIR/<bridge>.mgmt``."""
+    return mgmt.removesuffix(".mgmt") + ".snoop"
+
+
+# Which controller a new snooper watches: the master, else an equal, else a slave (as
+# Open vSwitch's connmgr prefers them).
+_SNOOP_PREFERENCE = {2: 3, 1: 2, 3: 1}
 
 
 DEFAULT_TCP_PORT = 6653
@@ -91,6 +120,36 @@ class _Client:
     connector: _Connector | None = None
     origin: str | None = None  # the ptcp/punix target it came in on; None: management
     error: str | None = None  # why it is closing, if the peer or the network ended it
+
+    def out(self, data: bytes) -> None:
+        """Queue ``data`` (whole messages) for the peer; snoopers get a copy."""
+        self.wbuf += data
+        self.snooped(data)
+
+    def snooped(self, data: bytes) -> None:
+        """Copy whole messages sent or received to the snoopers of this controller."""
+        if self.connector is not None:
+            for s in self.connector.snoopers:
+                s.copy(data)
+
+
+@dataclass(eq=False)
+class _Snooper:
+    """An ``ovs-ofctl snoop`` session on ``DIR/<bridge>.snoop``: after its own HELLO
+    exchange it gets a copy of every message a controller connection sends and receives,
+    in that connection's version, as Open vSwitch's rconn monitors do; what it sends is
+    read and dropped."""
+
+    sock: socket.socket
+    conn: Connection
+    wbuf: bytearray = field(default_factory=bytearray)
+    closing: bool = False
+
+    def copy(self, data: bytes) -> None:
+        # Open vSwitch drops a copy its monitor cannot take right away; whole messages
+        # only, so what is written stays framed.
+        if self.conn.version is not None and not self.closing and len(self.wbuf) < SNOOP_WBUF:
+            self.wbuf += data
 
 
 def parse_target(target: str) -> tuple[str, Any]:
@@ -148,6 +207,7 @@ class _Connector:
         self.rc.enable(_ms(now))
         self.pending: socket.socket | None = None
         self.client: _Client | None = None
+        self.snoopers: list[_Snooper] = []  # kept across reconnections, as rconn's monitors
         # Controller status:last_error: the last failed attempt or lost connection
         # (None once we closed it ourselves), as Open vSwitch's rconn keeps it.
         self.last_error: str | None = None
@@ -161,6 +221,9 @@ class _Connector:
         if self.pending is not None:
             self.pending.close()
             self.pending = None
+        for s in self.snoopers:
+            s.closing = True
+        self.snoopers.clear()
 
 
 class OfManager:
@@ -193,6 +256,17 @@ class OfManager:
             sock = localsock.listen(path, 16)
         self._ino = os.stat(path).st_ino
         self.listener: socket.socket | None = sock
+        # DIR/<bridge>.snoop (a management socket's bridges only), handed over like it
+        self.snoopers: list[_Snooper] = []
+        self.snoop_path = snoop_path(path) if path.endswith(".mgmt") else None
+        self.snoop_listener: socket.socket | None = None
+        self._snoop_ino = 0
+        if self.snoop_path is not None:
+            if inherited is not None and inherited.snoop is not None:
+                self.snoop_listener = _adopt_socket(inherited.snoop)
+            else:
+                self.snoop_listener = localsock.listen(self.snoop_path, 16)
+            self._snoop_ino = os.stat(self.snoop_path).st_ino
         if inherited is not None:
             self._inherit(inherited, now)
 
@@ -251,12 +325,12 @@ class OfManager:
                 log.info("controller %s: listening now", t)
 
     # -- handoff --
-    def export_sessions(self) -> tuple[dict[str, Any], list[int]]:
-        """This bridge's OpenFlow listeners and sessions for a successor: a plain record
-        whose "fd" fields index the returned descriptors (live, still ours: the
-        successor gets duplicates, and until it commits we may serve on with them).
-        Called between loop iterations, so every session is at a message boundary."""
-        fds: list[int] = []
+    def export_sessions(self, bridge: str, fds: list[int]) -> BridgeSessionsV4:
+        """This bridge's OpenFlow listeners and sessions for a successor, as a typed
+        record (state version 4) whose descriptor fields index ``fds``, to which this
+        appends the live descriptors (still ours: the successor gets duplicates, and
+        until it commits we may serve on with them). Called between loop iterations,
+        so every session is at a message boundary."""
 
         def slot(sock: socket.socket) -> int:
             fds.append(sock.fileno())
@@ -272,46 +346,47 @@ class OfManager:
             version = c.conn.version
             bundles = (
                 [
-                    [bid, c.session.bundle_flags.get(bid, 0), [m.encode(version) for m in msgs]]
+                    OfBundleV4(
+                        bid, c.session.bundle_flags.get(bid, 0), [m.encode(version) for m in msgs]
+                    )
                     for bid, msgs in c.session.bundles.items()
                 ]
                 if version is not None
                 else []
             )
             clients.append(
-                {
-                    "fd": slot(c.sock),
-                    "state": state.to_dict(),
-                    "wbuf": bytes(c.wbuf),
-                    "closing": c.closing,
-                    "service": c.session.service,
-                    "miss_send_len": c.session.miss_send_len,
-                    "controller": c.connector.target if c.connector is not None else None,
-                    "origin": c.origin,
-                    "bundles": bundles,
-                    "closed_bundles": sorted(c.session.closed_bundles),
-                    "monitors": [monitor_record(m) for m in c.session.monitors.values()],
-                }
+                OfSessionV4(
+                    slot(c.sock),
+                    connection_record(state),
+                    bytes(c.wbuf),
+                    c.closing,
+                    c.session.service,
+                    c.session.miss_send_len,
+                    c.connector.target if c.connector is not None else None,
+                    c.origin,
+                    bundles,
+                    sorted(c.session.closed_bundles),
+                    [monitor_record(m) for m in c.session.monitors.values()],
+                )
             )
-        record = {
-            "mgmt": slot(self.listener) if self.listener is not None else None,
-            "passive": {t: slot(ls) for t, ls in self.passive.items()},
-            "clients": clients,
-            "switch_flags": self.handler.switch_flags,
-            "miss_send_len": self.handler.miss_send_len,
-            "tlv_maps": [
-                [m.option_class, m.option_type, m.option_len, m.index]
-                for m in self.handler.tlv_maps.values()
+        h = self.handler
+        return BridgeSessionsV4(
+            bridge,
+            slot(self.listener) if self.listener is not None else None,
+            slot(self.snoop_listener) if self.snoop_listener is not None else None,
+            {t: slot(ls) for t, ls in self.passive.items()},
+            clients,
+            h.switch_flags,
+            h.miss_send_len,
+            [OfTlvMapV4(m.option_class, m.option_type, m.option_len, m.index)
+             for m in h.tlv_maps.values()],  # fmt: skip
+            # OFPT_TABLE_MOD's settings
+            [
+                OfTableConfigV4(t, h.table_miss.get(t, 0), t in h.table_evict,
+                                h.table_vacancy.get(t))  # fmt: skip
+                for t in sorted({*h.table_miss, *h.table_evict, *h.table_vacancy})
             ],
-            # OFPT_TABLE_MOD's: [[table, 1.1 miss config, eviction, vacancy or None]]
-            "table_config": [
-                [t, self.handler.table_miss.get(t, 0), t in self.handler.table_evict,
-                 self.handler.table_vacancy.get(t)]
-                for t in sorted({*self.handler.table_miss, *self.handler.table_evict,
-                                 *self.handler.table_vacancy})
-            ],  # fmt: skip
-        }
-        return record, fds
+        )
 
     def _inherit(self, inh: InheritedSessions, now: float) -> None:
         self.handler.switch_flags = inh.switch_flags
@@ -430,6 +505,16 @@ class OfManager:
                 # Only our own socket file: after a handoff the path is a successor's.
                 if os.stat(self.path).st_ino == self._ino:
                     os.unlink(self.path)
+        for sn in self.snoopers:
+            with contextlib.suppress(OSError):
+                sn.sock.close()
+        self.snoopers.clear()
+        if self.snoop_listener is not None and self.snoop_path is not None:
+            self.snoop_listener.close()
+            self.snoop_listener = None
+            with contextlib.suppress(OSError):
+                if os.stat(self.snoop_path).st_ino == self._snoop_ino:
+                    os.unlink(self.snoop_path)
 
     # -- the loop --
     def run(self, now: float) -> None:
@@ -438,10 +523,12 @@ class OfManager:
         if self._passive_retry:
             self._run_passive(now)
         self._accept(now)
+        self._run_snoopers()
         for c in list(self.clients):
             self._read(c, now)
             c.conn.handle_timer(now)
             self._events(c, now)
+        self._miss_packet_ins()
         self.handler.bridge.commit_openflow()  # one re-translation per batch of changes
         self._async(now)
         for c in list(self.clients):
@@ -451,11 +538,17 @@ class OfManager:
             for c in list(self.clients):
                 if c.wbuf:
                     self._flush(c)
+        for sn in list(self.snoopers):
+            self._flush_snooper(sn)
 
     def wait(self, poller: Any, now: float) -> float | None:
         """Register fds; returns the earliest connection timer (absolute) or None."""
         if self.listener is not None:
             poller.fd_wait(self.listener.fileno(), select.POLLIN)
+        if self.snoop_listener is not None:
+            poller.fd_wait(self.snoop_listener.fileno(), select.POLLIN)
+        for sn in self.snoopers:
+            poller.fd_wait(sn.sock.fileno(), select.POLLIN | (select.POLLOUT if sn.wbuf else 0))
         for ls in self.passive.values():
             poller.fd_wait(ls.fileno(), select.POLLIN)
         t: float | None = None
@@ -482,15 +575,7 @@ class OfManager:
         if self.listener is not None:
             listeners.append((self.listener, None))
         for ls, origin in listeners:
-            while True:
-                try:
-                    sock, _ = ls.accept()
-                except BlockingIOError:
-                    break
-                except OSError as e:
-                    log.warning("%s: accept failed: %s", self.path, e)
-                    break
-                sock.setblocking(False)
+            for sock in _accept_all(ls, self.path):
                 if sock.family == socket.AF_UNIX and self._refuse(sock, origin):
                     continue
                 # The management socket's sessions are probed after 60 s of silence, as
@@ -504,6 +589,82 @@ class OfManager:
                 )
                 c.wbuf += c.conn.start()
                 self.clients.append(c)
+
+    # -- snoopers (ovs-ofctl snoop) --
+    def _run_snoopers(self) -> None:
+        """Accept snoopers (each attached to the preferred controller connection, or
+        closed at once when there is none, as Open vSwitch does) and read what they send:
+        their HELLO, then nothing that matters."""
+        waiting = () if self.snoop_listener is None else _accept_all(self.snoop_listener, self.snoop_path)
+        for sock in waiting:
+            if self._refuse(sock, self.snoop_path):
+                continue
+            best = self._snooped_controller()
+            if best is None:
+                log.info("%s: no controller connection to snoop", self.snoop_path)
+                with contextlib.suppress(OSError):
+                    sock.close()
+                continue
+            sn = _Snooper(sock, Connection(versions=DEFAULT_VERSIONS, probe_interval=None))
+            sn.wbuf += sn.conn.start()
+            best.snoopers.append(sn)
+            self.snoopers.append(sn)
+            log.info("%s: new monitor connection for %s", self.snoop_path, best.target)
+        for sn in self.snoopers:
+            while not sn.closing:
+                try:
+                    data = sn.sock.recv(65536)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                sn.conn.receive_data(data)
+                if not data:
+                    sn.closing = True
+            while True:
+                ev = sn.conn.next_event()
+                if ev is NEED_DATA:
+                    break
+                if ev is CLOSED:
+                    sn.closing = True
+                    break
+                if isinstance(ev, ConnectionEvent):
+                    sn.wbuf += ev.data  # our HELLO, an echo reply, an error
+                    if isinstance(ev, ProtocolErrorEvent) and ev.fatal:
+                        sn.closing = True
+
+    def _snooped_controller(self) -> _Connector | None:
+        """The controller connection a new snooper watches (Open vSwitch: a primary
+        controller's, the master first, connected or not yet; never a management or
+        passive session's)."""
+        best: _Connector | None = None
+        rank = 0
+        for cn in self.connectors.values():
+            c = cn.client
+            up = c is not None and c.conn.version is not None and not c.closing
+            r = _SNOOP_PREFERENCE.get(c.conn.role, 2) if c is not None and up else 2
+            if r > rank:
+                best, rank = cn, r
+        return best
+
+    def _flush_snooper(self, sn: _Snooper) -> None:
+        while sn.wbuf:
+            try:
+                n = sn.sock.send(sn.wbuf)
+            except BlockingIOError:
+                break
+            except OSError:
+                sn.closing = True
+                sn.wbuf.clear()
+                break
+            del sn.wbuf[:n]
+        if sn.closing and not sn.wbuf:
+            with contextlib.suppress(OSError):
+                sn.sock.close()
+            self.snoopers.remove(sn)
+            for cn in self.connectors.values():
+                if sn in cn.snoopers:
+                    cn.snoopers.remove(sn)
 
     def _refuse(self, sock: socket.socket, origin: str | None) -> bool:
         """Close a unix-socket peer that is neither root nor our user, telling it why
@@ -535,7 +696,10 @@ class OfManager:
     def _events(self, c: _Client, now: float) -> None:
         conn = c.conn
         while True:
+            before = conn.last_request
             ev = conn.next_event()
+            if conn.last_request is not before and not isinstance(ev, Negotiated):
+                c.snooped(conn.last_request)  # what the peer sent, as it came
             if ev is NEED_DATA:
                 return
             if ev is CLOSED:
@@ -544,7 +708,7 @@ class OfManager:
             if isinstance(ev, ProtocolErrorEvent):
                 self.n_errors += 1
                 log.info("%s: peer sent a bad message: %s", self.path, ev.error.message)
-                c.wbuf += ev.data
+                c.out(ev.data)
                 if ev.fatal:
                     c.closing = True
                     c.error = c.error or os.strerror(errno.EPROTO)
@@ -554,7 +718,10 @@ class OfManager:
                 c.error = c.error or os.strerror(errno.ETIMEDOUT)
                 return
             if isinstance(ev, ConnectionEvent):
-                c.wbuf += ev.data
+                if isinstance(ev, Negotiated):  # HELLOs are not snooped (Open vSwitch's neither)
+                    c.wbuf += ev.data
+                else:
+                    c.out(ev.data)
                 continue
             assert isinstance(ev, Message)
             self._dispatch(c, ev, now)
@@ -565,36 +732,37 @@ class OfManager:
             replies = self.handler.handle(conn, c.session, msg, now, [o.conn for o in self.clients])
         except BundleMessageFailed as e:
             assert conn.version is not None
-            c.wbuf += e.inner.reply(conn.version)
-            c.wbuf += e.with_request(conn.last_request, msg.xid).reply(conn.version)
+            c.out(e.inner.reply(conn.version))
+            c.out(e.with_request(conn.last_request, msg.xid).reply(conn.version))
             return
         except RemoteProtocolError as e:
             assert conn.version is not None
             self.n_errors += 1
             log.info("%s: refused %s: %s", self.path, type(msg).__name__, e.message)
-            c.wbuf += e.with_request(conn.last_request, msg.xid).reply(conn.version)
+            c.out(e.with_request(conn.last_request, msg.xid).reply(conn.version))
             return
         finally:
             self._flow_updates()  # before the replies: a barrier after a flow_mod
-        if isinstance(msg, (GroupMod, MeterMod)):
-            self._request_forward(c, msg)
+        for mod in self.handler.applied_mods:  # one mod, or those a bundle committed
+            self._request_forward(c, mod)
         for r in replies:
-            c.wbuf += conn.send(r)
+            c.out(conn.send(r))
 
     def _request_forward(self, source: _Client, msg: GroupMod | MeterMod) -> None:
-        """A group or meter mod that succeeded goes, as OFPT_REQUESTFORWARD, to every
-        other OpenFlow 1.4+ session whose async config asks for that reason (off by
-        default, as in Open vSwitch), in that session's version."""
+        """A group or meter mod that succeeded goes, as OFPT_REQUESTFORWARD (Open vSwitch's
+        Nicira/ONF forms before 1.4), to every other session whose async config asks for
+        that reason (off by default; before 1.4 only NXT_SET_ASYNC_CONFIG2 can ask), in
+        that session's version; meter mods only from 1.3 on, as Open vSwitch."""
         reason = 0 if isinstance(msg, GroupMod) else 1  # OFPRFR_GROUP_MOD / OFPRFR_METER_MOD
         fwd = RequestForward(message=msg)
         for c in self.clients:
             v = c.conn.version
-            if c is source or c.closing or v is None or v < OFP14_VERSION:
+            if c is source or c.closing or v is None or (reason == 1 and v < OFP13_VERSION):
                 continue
             if c.session.service and not c.session.miss_send_len:
                 continue  # a management session that did not ask for async messages
             if c.conn.async_allows(MsgType.REQUESTFORWARD, reason):
-                c.wbuf += c.conn.send(fwd)
+                c.out(c.conn.send(fwd))
 
     def _flow_updates(self) -> None:
         """Send flow monitors the updates rule changes made so far produced."""
@@ -604,32 +772,43 @@ class OfManager:
         per = self.handler.flow_updates([(c.conn, c.session) for c in live])
         for c, msgs in zip(live, per, strict=True):
             for m in msgs:
-                c.wbuf += c.conn.send(m)
+                c.out(c.conn.send(m))
             if msgs and not c.session.monitor_paused and len(c.wbuf) > MONITOR_BACKLOG:
                 with contextlib.suppress(OSError):  # what the socket takes is no backlog
                     del c.wbuf[: c.sock.send(c.wbuf)]  # (errors: _flush sees them)
             if msgs and not c.session.monitor_paused and len(c.wbuf) > MONITOR_BACKLOG:
-                c.wbuf += c.conn.send(self.handler.pause_monitors(c.conn, c.session))
+                c.out(c.conn.send(self.handler.pause_monitors(c.conn, c.session)))
 
     def _resume_monitors(self) -> None:
         """Paused flow monitors whose peer caught up (nothing left to write) resume."""
         for c in self.clients:
             if c.session.monitor_paused and not c.wbuf and not c.closing:
                 for m in self.handler.resume_monitors(c.conn, c.session):
-                    c.wbuf += c.conn.send(m)
+                    c.out(c.conn.send(m))
+
+    def _miss_packet_ins(self) -> None:
+        """A session of 1.0-1.2 that takes async messages came or went: misses without a
+        table-miss rule start or stop making packet-ins (re-translated at the commit)."""
+        want = wants_miss_packet_ins((c.conn.version, c.session) for c in self.clients
+                                     if not c.closing)  # fmt: skip
+        of = self.handler.bridge.of
+        if want != of.miss_packet_in:
+            of.miss_packet_in = want
+            self.handler.bridge.of_config_changed(range(len(of.tables)))
 
     def _async(self, now: float) -> None:
         self._flow_updates()  # timeouts, learned rules
         pins, frs = self.handler.async_messages(now)
         pss = self.handler.port_status()
-        if not pins and not frs and not pss:
+        tss = self.handler.table_status() if self.handler.table_vacancy else []
+        if not pins and not frs and not pss and not tss:
             return
         for c in self.clients:
             if c.conn.version is None or c.closing:
                 continue
-            for m in (*pss, *pins, *frs):
+            for m in (*pss, *pins, *frs, *tss):
                 if self.handler.wants(c.conn, c.session, m):
-                    c.wbuf += c.conn.send(m)
+                    c.out(c.conn.send(m))
 
     def _flush(self, c: _Client) -> None:
         while c.wbuf:
@@ -684,6 +863,7 @@ class InheritedSessions:
     mgmt: int | None
     passive: dict[str, int]
     clients: list[InheritedClient]
+    snoop: int | None = None  # DIR/<bridge>.snoop's listener (absent before it existed)
     switch_flags: int = 0
     miss_send_len: int = 128
     tlv_maps: tuple[TlvMap, ...] = ()  # the Geneve option map (NXT_TLV_TABLE_MOD)
@@ -692,7 +872,7 @@ class InheritedSessions:
     taken: bool = False
 
     def fds(self) -> list[int]:
-        out = [] if self.mgmt is None else [self.mgmt]
+        out = [fd for fd in (self.mgmt, self.snoop) if fd is not None]
         return out + list(self.passive.values()) + [c.fd for c in self.clients]
 
     def close(self) -> None:
@@ -705,77 +885,123 @@ class InheritedSessions:
                 os.close(fd)
 
 
-def parse_sessions(record: dict[str, Any], fds: list[int], now: float) -> InheritedSessions:
-    """Check and decode a bridge's record from ``OfManager.export_sessions`` whose "fd"
-    fields index ``fds``; ValueError (saying what) if anything in it is not usable."""
+def parse_sessions(record: BridgeSessionsV4, fds: list[int], now: float) -> InheritedSessions:
+    """Check and decode a bridge's record from ``OfManager.export_sessions`` whose
+    descriptor fields index ``fds``; ValueError (saying what) if anything in it is not
+    usable."""
 
-    def fd(i: Any) -> int:
-        if not isinstance(i, int) or not 0 <= i < len(fds):
+    def fd(i: int) -> int:
+        if not 0 <= i < len(fds):
             raise ValueError(f"session descriptor {i!r} of {len(fds)}")
         return fds[i]
 
     try:
-        mgmt = record.get("mgmt")
         clients = []
-        for c in record.get("clients", []):
-            conn = Connection.from_state(SessionState.from_dict(c["state"]), now)
-            bundles: dict[int, tuple[int, list[Message]]] = {}
-            for bid, flags, msgs in c.get("bundles", []):
-                bundles[int(bid)] = (int(flags), [decode_message(bytes(m)) for m in msgs])
-            controller = c.get("controller")
-            if controller is not None:
-                parse_target(str(controller))
+        for c in record.clients:
+            conn = Connection.from_state(session_state(c.connection), now)
+            bundles = {
+                b.bundle_id: (b.flags, [decode_message(m) for m in b.messages]) for b in c.bundles
+            }
+            if c.controller is not None:
+                parse_target(c.controller)
             clients.append(
                 InheritedClient(
-                    fd(c["fd"]),
+                    fd(c.fd),
                     conn,
-                    bytes(c.get("wbuf", b"")),
-                    bool(c.get("closing", False)),
-                    bool(c.get("service", True)),
-                    _miss_send_len(c, record),
-                    None if controller is None else str(controller),
-                    None if c.get("origin") is None else str(c["origin"]),
+                    c.wbuf,
+                    c.closing,
+                    c.service,
+                    c.miss_send_len,
+                    c.controller,
+                    c.origin,
                     bundles,
-                    tuple(int(b) for b in c.get("closed_bundles", ())),
-                    tuple(parse_monitor(m) for m in c.get("monitors", ())),
+                    tuple(c.closed_bundles),
+                    tuple(parse_monitor(m) for m in c.monitors),
                 )
             )
         return InheritedSessions(
-            None if mgmt is None else fd(mgmt),
-            {str(t): fd(i) for t, i in dict(record.get("passive", {})).items()},
+            None if record.mgmt is None else fd(record.mgmt),
+            {t: fd(i) for t, i in record.passive.items()},
             clients,
-            int(record.get("switch_flags", 0)),
-            int(record.get("miss_send_len", 128)),
-            tuple(TlvMap(*(int(x) for x in m)) for m in record.get("tlv_maps", ())),
-            tuple(
-                (int(t), int(miss), bool(ev), None if vac is None else (int(vac[0]), int(vac[1])))
-                for t, miss, ev, vac in record.get("table_config", ())
-            ),
+            None if record.snoop is None else fd(record.snoop),
+            record.switch_flags,
+            record.miss_send_len,
+            tuple(TlvMap(m.option_class, m.option_type, m.option_len, m.index)
+                  for m in record.tlv_maps),  # fmt: skip
+            tuple((t.table, t.miss, t.evict, t.vacancy) for t in record.table_config),
         )
-    except (KeyError, TypeError, AttributeError, LocalProtocolError, RemoteProtocolError) as e:
+    except (
+        KeyError, TypeError, ValueError, AttributeError, LocalProtocolError, RemoteProtocolError
+    ) as e:  # ValueError: a descriptor index out of range, a phase or role unknown here
         raise ValueError(f"malformed OpenFlow session record: {type(e).__name__}: {e}") from None
 
 
-def monitor_record(m: MonitorRequest) -> list[Any]:
+def connection_record(s: SessionState) -> OfConnectionV4:
+    """An OpenFlow connection's exported state as the state layer's record."""
+    nx = NxSession.from_dict(s.nx)
+    return OfConnectionV4(
+        list(s.versions),
+        s.version,
+        s.phase,
+        s.hello_sent,
+        s.role,
+        s.generation_id,
+        [(int(k), int(v)) for k, v in s.async_config],
+        s.next_xid,
+        s.unparsed,
+        s.probe_interval,
+        s.probe_xid,
+        int(nx.flow_format),
+        int(nx.packet_in_format),
+        nx.controller_id,
+        nx.flow_mod_table_id,
+        sorted(nx.nx_xids),
+    )
+
+
+def session_state(r: OfConnectionV4) -> SessionState:
+    """The record of ``connection_record`` back as what ``Connection.from_state`` takes."""
+    nx = NxSession(r.flow_format, r.packet_in_format, r.controller_id, r.flow_mod_table_id,
+                   set(r.nx_xids))  # fmt: skip
+    return SessionState(
+        tuple(r.versions),
+        r.version,
+        r.phase,
+        r.hello_sent,
+        r.role,
+        r.generation_id,
+        tuple(r.async_config),
+        r.next_xid,
+        r.unparsed,
+        r.probe_interval,
+        r.probe_xid,
+        nx.to_dict(),
+    )
+
+
+def monitor_record(m: MonitorRequest) -> OfMonitorV4:
     """A flow monitor as the session record carries it (the match as OXM bytes)."""
-    return [m.monitor_id, int(m.flags), m.table_id, m.out_port, m.out_group, m.match.encode()]
+    return OfMonitorV4(m.monitor_id, int(m.flags), m.table_id, m.out_port, m.out_group,
+                       m.match.encode())  # fmt: skip
 
 
-def parse_monitor(rec: Any) -> MonitorRequest:
-    mid, flags, table, out_port, out_group, match = rec
-    return MonitorRequest(int(mid), int(flags), OfMatch.parse(Reader(bytes(match), 0)),
-                          int(table), int(out_port), int(out_group))  # fmt: skip
+def parse_monitor(rec: OfMonitorV4) -> MonitorRequest:
+    return MonitorRequest(rec.monitor_id, rec.flags, OfMatch.parse(Reader(rec.match, 0)),
+                          rec.table_id, rec.out_port, rec.out_group)  # fmt: skip
 
 
-def _miss_send_len(client: dict[str, Any], record: dict[str, Any]) -> int | None:
-    """A session's miss_send_len (builds before per-connection values kept one for the
-    bridge, which applied to its controller sessions)."""
-    if "miss_send_len" in client:
-        v = client["miss_send_len"]
-        return None if v is None else int(v)
-    if client.get("service", True) or "miss_send_len" not in record:
-        return None
-    return int(record["miss_send_len"])
+def _accept_all(ls: socket.socket, where: str | None) -> Iterator[socket.socket]:
+    """Every connection waiting on listener ``ls``, made non-blocking."""
+    while True:
+        try:
+            sock, _ = ls.accept()
+        except BlockingIOError:
+            return
+        except OSError as e:
+            log.warning("%s: accept failed: %s", where, e)
+            return
+        sock.setblocking(False)
+        yield sock
 
 
 def _adopt_socket(fd: int) -> socket.socket:

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import socket
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,20 @@ def read_pid(pidfile: Path) -> int | None:
 # ovs-appctl (lib/daemon-unix.c read_pidfile) trusts a pidfile only while the process
 # it names holds a write lock on it, as every Open vSwitch daemon does.
 _PIDFILE_LOCKS: dict[str, int] = {}
+
+
+def spawn_logged(cmd: list[str], logfile: Path) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in the background in a session of its own, its output appended to
+    ``logfile`` (how the daemon and its crash standby are started)."""
+    with open(logfile, "ab") as logf:
+        return subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=logf,
+            start_new_session=True,
+            close_fds=True,
+        )
 
 
 def write_pidfile(pidfile: Path, pid: int | None = None) -> None:

@@ -1,5 +1,7 @@
-"""sFlow and NetFlow export (Bridge.sflow, Bridge.netflow): the I/O around each bridge's
-pure agents (hitless.ofproto.sflow, hitless.ofproto.netflow). NetFlow: once a second the
+"""sFlow, NetFlow and IPFIX export (Bridge.sflow, Bridge.netflow, Bridge.ipfix): the I/O
+around each bridge's pure agents (hitless.ofproto.sflow, hitless.ofproto.netflow,
+hitless.ofproto.ipfix). IPFIX: every turn the bridge's samples go to its exporter; once
+a second the due messages go to every IPFIX target over UDP. NetFlow: once a second the
 bridge's due v5 records (flows idle for twice the bridge's max-idle plus a second, or
 past the active timeout) go to every NetFlow target.
 
@@ -30,6 +32,7 @@ from typing import Any
 
 from hitless.config.model import BridgeConfig, InterfaceStatus, SflowConfig
 from hitless.daemon.devstatus import device_info
+from hitless.ofproto.ipfix import IpfixExporter, IpfixPort, SampleInfo
 from hitless.ofproto.sflow import OUTPUT_DISCARD, OUTPUT_MULTIPLE, PortCounters, SflowAgent
 
 __all__ = ["SflowExporter", "parse_target"]
@@ -40,9 +43,9 @@ FLUSH_INTERVAL = 1.0  # s: Open vSwitch's agent ticks once a second
 SIOCGIFADDR = 0x8915
 
 
-def parse_target(target: str) -> tuple[str, int]:
-    """"IP:PORT" or "[IPv6]:PORT" (port 6343 when absent) -> (address, port); raises
-    ValueError."""
+def parse_target(target: str, default_port: int = 6343) -> tuple[str, int]:
+    """"IP:PORT" or "[IPv6]:PORT" (``default_port`` when absent) -> (address, port);
+    raises ValueError."""
     t = target.strip()
     if t.startswith("["):
         host, _, rest = t[1:].partition("]")
@@ -52,7 +55,7 @@ def parse_target(target: str) -> tuple[str, int]:
     else:
         host, port = t, ""
     ipaddress.ip_address(host)
-    return host, int(port) if port else 6343
+    return host, int(port) if port else default_port
 
 
 def _iface_ipv4(name: str) -> bytes | None:
@@ -112,9 +115,16 @@ class SflowExporter:
         self.n_sent = 0
         self._nf_next: dict[str, float] = {}  # bridge -> next NetFlow flush
         self._nf_socks: dict[int, socket.socket] = {}
+        self.ipfix: dict[str, IpfixExporter] = {}  # bridge -> its IPFIX exporter
+        self._ipfix_next: dict[str, float] = {}
+        self._ipfix_adopted: dict[str, dict[str, Any]] = {}
+        self._ipfix_ifindex: dict[str, int] = {}  # device name -> ifindex
 
     def sync(self, bridges: Iterable[tuple[str, BridgeConfig]], now: float) -> None:
-        """Agents for the bridges whose configuration has an sFlow row; others closed."""
+        """Agents for the bridges whose configuration has an sFlow row (exporters for
+        those with an IPFIX row); others closed."""
+        bridges = list(bridges)
+        self._sync_ipfix(bridges, now)
         want = {name: cfg.sflow for name, cfg in bridges if cfg.sflow is not None}
         for name in [n for n in self.exports if n not in want]:
             self.exports.pop(name).close()
@@ -157,7 +167,7 @@ class SflowExporter:
         if ex is None:
             return
         if samples:
-            by_port = self._ifindexes(ex, statuses)
+            by_port = self._ifindexes(ex.ifindex, statuses)
             for in_port, n_out, out_port, packet in samples:
                 if n_out == 1:
                     output = by_port.get(out_port, 0)
@@ -193,21 +203,93 @@ class SflowExporter:
         for d in dgrams:
             self._send_to(name, targets, self._nf_socks, d, "NetFlow")
 
+    def _sync_ipfix(self, bridges: list[tuple[str, BridgeConfig]], now: float) -> None:
+        want = {name: cfg.ipfix for name, cfg in bridges if cfg.ipfix is not None}
+        for name in [n for n in self.ipfix if n not in want]:
+            del self.ipfix[name]
+            self._ipfix_next.pop(name, None)
+        for name, cfg in want.items():
+            assert cfg is not None
+            ex = self.ipfix.get(name)
+            if ex is None:
+                ex = self.ipfix[name] = IpfixExporter(cfg)
+                state = self._ipfix_adopted.pop(name, None)
+                if state is not None:
+                    ex.import_state(state)
+                self._ipfix_next[name] = now + FLUSH_INTERVAL
+            elif ex.cfg != cfg:
+                ex.reconfigure(cfg)
+
+    def run_ipfix(
+        self,
+        name: str,
+        bridge: Any,
+        cfg: BridgeConfig,
+        statuses: dict[str, InterfaceStatus],
+        now: float,
+        flush: bool = False,
+    ) -> None:
+        """Feed the bridge's IPFIX samples to its exporter; once a second (or at once
+        with ``flush``) send what is due to every target."""
+        samples = bridge.take_ipfix_samples()
+        ex = self.ipfix.get(name)
+        # What ovs-ofctl dump-ipfix-bridge reads (None: not configured).
+        bridge.ipfix_exporter = ex if cfg.ipfix is not None else None
+        if ex is None or cfg.ipfix is None:
+            return
+        wall = time.time()
+        for direction, in_port, out_port, dropped, packet in samples:
+            ex.sample(SampleInfo(direction, in_port, out_port, dropped), packet, wall)
+        if now < self._ipfix_next.get(name, 0.0) and not flush:
+            return
+        self._ipfix_next[name] = now + FLUSH_INTERVAL
+        names = {st.ofport: iname for iname, st in statuses.items() if st.ofport > 0}
+        idx = self._ifindexes(self._ipfix_ifindex, statuses)
+
+        def port(ofport: int) -> IpfixPort:
+            return IpfixPort(idx.get(ofport, 0), names.get(ofport, ""))
+
+        msgs = ex.messages(wall, port, flush=flush)
+        if not msgs:
+            return
+        targets = []
+        for t in cfg.ipfix.targets:
+            try:
+                targets.append(parse_target(t, 4739))
+            except ValueError:
+                self._warn(f"{name}: IPFIX target {t!r} is not IP:PORT; ignored")
+        for m in msgs:
+            ok = self._send_to(name, targets, self._nf_socks, m, "IPFIX")
+            ex.sent(ok, len(targets) - ok)
+
+    def export_ipfix(self) -> dict[str, Any] | None:
+        return {n: ex.export_state() for n, ex in sorted(self.ipfix.items())} or None
+
+    def adopt_ipfix(self, data: dict[str, Any]) -> None:
+        for name, state in dict(data).items():
+            ex = self.ipfix.get(name)
+            if ex is not None:
+                ex.import_state(dict(state))
+            else:
+                self._ipfix_adopted[name] = dict(state)
+
     def next_wakeup(self) -> float | None:
         times = [ex.next_flush for ex in self.exports.values()] + list(self._nf_next.values())
+        times += self._ipfix_next.values()
         return min(times, default=None)
 
-    def _ifindexes(self, ex: _Export, statuses: dict[str, InterfaceStatus]) -> dict[int, int]:
+    def _ifindexes(self, cache: dict[str, int], statuses: dict[str, InterfaceStatus]) -> dict[int, int]:
+        """ofport -> the device's ifindex (0: none), from the status or the kernel."""
         out: dict[int, int] = {}
         for iname, st in statuses.items():
             if st.ofport <= 0:
                 continue
-            idx = st.ifindex or ex.ifindex.get(iname)
+            idx = st.ifindex or cache.get(iname)
             if idx is None:
                 try:
-                    idx = ex.ifindex[iname] = socket.if_nametoindex(iname)
+                    idx = cache[iname] = socket.if_nametoindex(iname)
                 except OSError:
-                    idx = ex.ifindex[iname] = 0  # no device (patch, dummy)
+                    idx = cache[iname] = 0  # no device (patch, dummy)
             out[st.ofport] = idx
         return out
 
@@ -246,7 +328,9 @@ class SflowExporter:
         socks: dict[int, socket.socket],
         dgram: bytes,
         what: str,
-    ) -> None:
+    ) -> int:
+        """Send ``dgram`` to every target; returns to how many it went."""
+        ok = 0
         for host, port in targets:
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
             s = socks.get(fam)
@@ -256,8 +340,10 @@ class SflowExporter:
             try:
                 s.sendto(dgram, (host, port))
                 self.n_sent += 1
+                ok += 1
             except OSError as e:
                 self._warn(f"{name}: {what} datagram to {host}:{port} not sent: {e}")
+        return ok
 
     def _warn(self, text: str) -> None:
         if text not in self._warned:

@@ -29,6 +29,8 @@ from typing import Any, Protocol
 
 from hitless.config.model import (
     DEFAULT_FLOW_LIMIT,
+    DEFAULT_MAX_IDLE_MS,
+    MIN_MAX_IDLE_MS,
     BridgeConfig,
     ControllerStatus,
     InterfaceConfig,
@@ -61,6 +63,7 @@ from hitless.daemon.takeover import SwitchExporter
 from hitless.daemon.unixctl import CommandError
 from hitless.datapath import Datapath, DatapathError, open_datapath
 from hitless.datapath.registry import PROVIDERS
+from hitless.state.records import BridgeSessions
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,7 @@ class BridgeLike(Protocol):
 
     link_seq: int  # moves whenever a link state changes
     flow_limit: int  # datapath flows it installs at most (Open_vSwitch other_config:flow-limit)
+    max_idle: float  # seconds an idle datapath flow stays (Open_vSwitch other_config:max-idle)
 
     def fdb_flush(self) -> int: ...
     def dump_flows(self) -> str: ...
@@ -173,15 +177,6 @@ def _datapath_id(rb: RunningBridge) -> int:
     return int.from_bytes(rb.cfg.name.encode()[:6].ljust(6, b"\0"), "big")
 
 
-def _shift_fds(rec: dict[str, Any], base: int) -> None:
-    """Renumber a session record's "fd" fields by ``base`` (records are concatenated)."""
-    if rec.get("mgmt") is not None:
-        rec["mgmt"] += base
-    rec["passive"] = {t: i + base for t, i in rec.get("passive", {}).items()}
-    for c in rec.get("clients", []):
-        c["fd"] += base
-
-
 def bridge_interfaces(cfg: BridgeConfig) -> list[str]:
     return [i.name for i in _interfaces(cfg)]
 
@@ -247,6 +242,8 @@ class Switch:
         self.idl = ovs.db.idl.Idl(rundir.db_remote, schema_helper(schema))
         self.unixctl_server: unixctl.Server | None = None
         self.handoff: HandoffServer | None = None
+        # the crash standby's link (hitless.daemon.standby.StandbyLink), run every turn
+        self.standby: Any = None
         self.handed_over = False  # a new process owns everything: exit without touching it
         self.takeover_report: dict[str, Any] | None = None  # how this process took over
         self._seqno = -1
@@ -298,18 +295,11 @@ class Switch:
             out["unixctl"] = self.unixctl_server.fileno()
         return out
 
-    def export_openflow_sessions(self) -> tuple[list[dict[str, Any]], list[int]]:
-        """Every bridge's OpenFlow listeners and sessions for a successor; the "fd"
-        fields of the records index the returned (live, still ours) descriptors."""
-        records: list[dict[str, Any]] = []
+    def export_openflow_sessions(self) -> tuple[list[BridgeSessions], list[int]]:
+        """Every bridge's OpenFlow listeners and sessions for a successor; the records'
+        descriptor fields index the returned (live, still ours) descriptors."""
         fds: list[int] = []
-        for name, mgr in sorted(self.ofmgrs.items()):
-            rec, mine = mgr.export_sessions()
-            base = len(fds)
-            fds.extend(mine)
-            _shift_fds(rec, base)
-            rec["bridge"] = name
-            records.append(rec)
+        records = [mgr.export_sessions(name, fds) for name, mgr in sorted(self.ofmgrs.items())]
         return records, fds
 
     def adopt_bridge(
@@ -321,6 +311,15 @@ class Switch:
     ) -> None:
         """A bridge a handoff brought (``takeover.SwitchImporter.commit``) joins the switch."""
         self.bridges[cfg.name] = RunningBridge(cfg, bridge, datapath, statuses)
+
+    def apply_switch_settings(self, other_config: Mapping[str, str]) -> None:
+        """The Open_vSwitch row's per-bridge settings (flow-limit, max-idle) onto every
+        bridge: at each reconfiguration, and at a handoff's commit before the handed-over
+        megaflows are swept (with the user's max-idle, not the default)."""
+        limit, idle = flow_limit(other_config), max_idle(other_config)
+        for rb in self.bridges.values():
+            rb.bridge.flow_limit = limit
+            rb.bridge.max_idle = idle
 
     def start_handoff_listener(
         self, lease: float = DEFAULT_LEASE, inherited_fd: int | None = None
@@ -347,6 +346,9 @@ class Switch:
         signal.signal(signal.SIGINT, on_signal)
 
     def close(self) -> None:
+        if self.standby is not None:  # bye first: the standby must not take over
+            self.standby.close()
+            self.standby = None
         if self.handed_over:
             # Everything (datapath sockets, control socket path, pidfile) belongs to
             # the new process now: leave it all alone.
@@ -441,6 +443,8 @@ class Switch:
         for name, rb in self.bridges.items():
             if rb.cfg.netflow is not None:
                 self.sflow.run_netflow(name, rb.bridge, rb.cfg, now)
+            if rb.cfg.ipfix is not None:
+                self.sflow.run_ipfix(name, rb.bridge, rb.cfg, rb.statuses, now)
         if self.sflow.exports:
             for name, rb in self.bridges.items():
                 if rb.cfg.sflow is not None:
@@ -466,6 +470,8 @@ class Switch:
         if self.unixctl_server is not None:
             self.unixctl_server.run()
         self._turn_marks.append(time.perf_counter())
+        if self.standby is not None:
+            self.standby.run()
         if self.handoff is not None and self.handoff.run() == HANDED_OVER:
             self.handed_over = True
             self.exiting = True
@@ -493,6 +499,8 @@ class Switch:
                 poller.timer_wait(max(0, int((t - now) * 1000) + 1))
         if self.handoff is not None:
             self.handoff.wait(poller)
+        if self.standby is not None:
+            self.standby.wait(poller)
         if self._wake_r >= 0:
             poller.fd_wait(self._wake_r, select.POLLIN)
         if self.linkwatch is not None:
@@ -591,7 +599,10 @@ class Switch:
             # No Open_vSwitch row (not connected yet, or an empty database): keep
             # whatever runs; an empty database must not tear the switch down.
             return
-        self._note_unsupported(unsupported(open_vswitch_row(self.idl)))
+        sets = self.idl.tables.get("Flow_Sample_Collector_Set")
+        self._note_unsupported(
+            unsupported(open_vswitch_row(self.idl), sets.rows.values() if sets else ())
+        )
         self._apply(read, now)
 
     def _note_unsupported(self, found: tuple[Unsupported, ...]) -> None:
@@ -660,9 +671,7 @@ class Switch:
                 rb.statuses = rb.bridge.reconfigure(rb.cfg, now)
         was_waiting = self.flow_restore_wait
         self.config = new
-        limit = flow_limit(new.other_config)
-        for rb in self.bridges.values():
-            rb.bridge.flow_limit = limit
+        self.apply_switch_settings(new.other_config)
         if was_waiting and not self.flow_restore_wait:
             # What ovs-ctl's restart ends with: the restored flows take over and the
             # datapath is flushed (the baseline hitless avoids; see docs/upgrading.md).
@@ -914,6 +923,11 @@ class Switch:
             notes=self._notes(),
             row_status=self._row_status(),
             system_stats=self._system_stats(),
+            mirror_statistics={
+                (name, m): {"tx_packets": c.packets, "tx_bytes": c.bytes}
+                for name, rb in self.bridges.items()
+                for m, c in getattr(rb.bridge, "mirror_counters", {}).items()
+            },
             port_statistics={
                 k: v for rb in self.bridges.values() for k, v in rb.bridge.stp_statistics().items()
             },
@@ -976,6 +990,17 @@ def flow_limit(other_config: Mapping[str, str]) -> int:
     except ValueError:
         return DEFAULT_FLOW_LIMIT
     return n if n > 0 else DEFAULT_FLOW_LIMIT
+
+
+def max_idle(other_config: Mapping[str, str]) -> float:
+    """Open_vSwitch other_config:max-idle in seconds: how long an idle datapath flow stays,
+    on every bridge (Open vSwitch reads it from that row only). 10 s when unset or not
+    an integer of at least 500 (hitless.config.values says so out loud)."""
+    try:
+        ms = int(other_config.get("max-idle", DEFAULT_MAX_IDLE_MS))
+    except ValueError:
+        ms = DEFAULT_MAX_IDLE_MS
+    return (ms if ms >= MIN_MAX_IDLE_MS else DEFAULT_MAX_IDLE_MS) / 1000
 
 
 def _plus_drops(stats: dict[str, int], dp: Any) -> dict[str, int]:

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from hitless.config.model import BridgeConfig, InterfaceStatus
-from hitless.config.ovsdb import read_config
+from hitless.config.ovsdb import ConfigRead, read_config
+from hitless.daemon import faults
 from hitless.daemon.clock import WarpClock
+from hitless.daemon.ofmgmt import parse_sessions
 from hitless.datapath import Datapath
 from hitless.handoff.engine import (
     ExportEngine,
@@ -31,7 +34,7 @@ from hitless.handoff.engine import (
 )
 from hitless.ofproto.bridge import Bridge
 from hitless.state import snapshot
-from hitless.state.records import Delta, State
+from hitless.state.records import BridgeSessions, Delta, State
 
 
 class Switch(Protocol):
@@ -44,8 +47,9 @@ class Switch(Protocol):
     inherited_openflow: dict[str, Any]
 
     def force_reconcile(self) -> None: ...
+    def apply_switch_settings(self, other_config: Mapping[str, str]) -> None: ...
     def listening_fds(self) -> dict[str, int]: ...
-    def export_openflow_sessions(self) -> tuple[list[dict[str, Any]], list[int]]: ...
+    def export_openflow_sessions(self) -> tuple[list[BridgeSessions], list[int]]: ...
     def adopt_bridge(
         self,
         cfg: BridgeConfig,
@@ -83,8 +87,8 @@ class Frozen:
     counts: dict[str, int]
     listeners: dict[str, int] = field(default_factory=dict)  # name -> live listening fd
     # OpenFlow sessions and listeners (Switch.export_openflow_sessions): records whose
-    # "fd" fields index ``session_fds`` (live, still ours)
-    sessions: list[dict[str, Any]] = field(default_factory=list)
+    # descriptor fields index ``session_fds`` (live, still ours)
+    sessions: list[BridgeSessions] = field(default_factory=list)
     session_fds: list[int] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # switch extras (register_switch_extra)
 
@@ -137,6 +141,8 @@ class SwitchImporter:
         self.switch_extras: dict[str, Any] = {}
         self.session_fds: list[int] = []  # OpenFlow session descriptors, ours until commit
         self.sessions: dict[str, Any] = {}  # bridge -> ofmgmt.InheritedSessions
+        # (the IDL's change_seqno, the configuration read at it) by sync_config
+        self._config: tuple[int, ConfigRead | None] = (-1, None)
 
     def prepare(self, state: State, delta: bool = False, taken: float | None = None) -> None:
         self.engine.prepare(state, delta, taken)
@@ -156,19 +162,31 @@ class SwitchImporter:
             idl.wait(poller)
             poller.timer_wait(100)
             poller.block()
+        # What the commit will read, read now (1-2 ms at the freeze otherwise): valid as
+        # long as the IDL has not moved since (nothing runs it until the commit).
+        self._config = (idl.change_seqno, read_config(idl))
 
     def restore(
-        self, state: State, fds: list[int], version: int = snapshot.CURRENT_VERSION
+        self,
+        state: State,
+        fds: list[int],
+        version: int = snapshot.CURRENT_VERSION,
+        check: bool = True,
     ) -> tuple[str, dict[str, int]]:
-        return self.engine.restore(state, fds, version)
+        return self.engine.restore(state, fds, version, check)
 
     def restore_delta(self, delta: Delta, fds: list[int]) -> tuple[str, dict[str, int]]:
         return self.engine.restore_delta(delta, fds)
 
-    def commit(self) -> None:
+    def commit(self) -> dict[str, float]:
         """We own everything now: wire the restored bridges into the switch and apply
         the configuration as the database has it (changes made during the handoff are
-        applied here, exactly once)."""
+        applied here, exactly once). Returns the seconds each part took (phases
+        ``commit_bridges``: the bridges configured, ``commit_reconcile``: the switch
+        reconciled with the database, ``commit_adopt``: meters, extras, the handed-over
+        megaflows revalidated): nothing forwards until it returns."""
+        faults.cold_commit(self)  # fault tests only (HITLESS_FAULT)
+        marks = [time.perf_counter()]
         sw = self.switch
         now = sw.clock()
         used = {fd for inh in self.sessions.values() for fd in inh.fds()}
@@ -178,7 +196,9 @@ class SwitchImporter:
                     os.close(fd)
         sw.inherited_openflow.update(self.sessions)
         self.sessions, self.session_fds = {}, []
-        read = read_config(sw.idl)
+        seqno, read = self._config
+        if seqno != sw.idl.change_seqno or read is None:
+            read = read_config(sw.idl)
         for name, (rebuilt, rebuilt_dp) in self.engine.take_restored().items():
             # What ImportEngine(..., Bridge) built over the providers' datapaths.
             bridge, dp = cast(Bridge, rebuilt), cast(Datapath, rebuilt_dp)
@@ -189,14 +209,21 @@ class SwitchImporter:
                 sw.adopt_bridge(BridgeConfig(name, dp.type), bridge, dp, {})
             else:
                 sw.adopt_bridge(cfg, bridge, dp, bridge.reconfigure(cfg, now))
+        marks.append(time.perf_counter())
+        if read is not None:
+            sw.apply_switch_settings(read.config.other_config)
         sw.force_reconcile()
         if self.on_commit is not None:
             self.on_commit()
+        marks.append(time.perf_counter())
         # After on_commit: the modules that register extras are imported by then. After
         # the configuration: the meters it makes (policers) take their buckets too.
         self.engine.commit(sw.bridges, now)
         adopt_switch_extras(sw, self.switch_extras)
         self.switch_extras = {}
+        marks.append(time.perf_counter())
+        names = ("commit_bridges", "commit_reconcile", "commit_adopt")
+        return {n: marks[i + 1] - marks[i] for i, n in enumerate(names)}
 
     def take_extras(self, extras: dict[str, Any]) -> None:
         """The old process's switch extras (``register_switch_extra``), adopted at commit."""
@@ -206,20 +233,17 @@ class SwitchImporter:
         """The old process's listening sockets (used at commit instead of new ones)."""
         self.listeners = dict(fds)
 
-    def take_sessions(self, records: list[dict[str, Any]], fds: list[int]) -> int:
+    def take_sessions(self, records: list[BridgeSessions], fds: list[int]) -> int:
         """The old process's OpenFlow sessions and listeners, served from commit on.
         Returns how many sessions there are; ValueError if a record is unusable (the
         handoff is aborted: the old process still serves them)."""
-        from hitless.daemon.ofmgmt import parse_sessions
-
         self.session_fds = list(fds)
         now = self.switch.clock()
         sessions = {}
         for rec in records:
-            name = rec.get("bridge")
-            if not isinstance(name, str) or name in sessions:
-                raise ValueError(f"OpenFlow session record for bridge {name!r}")
-            sessions[name] = parse_sessions(rec, self.session_fds, now)
+            if rec.bridge in sessions:
+                raise ValueError(f"two OpenFlow session records for bridge {rec.bridge!r}")
+            sessions[rec.bridge] = parse_sessions(rec, self.session_fds, now)
         self.sessions = sessions
         return sum(len(s.clients) for s in sessions.values())
 

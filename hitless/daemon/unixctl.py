@@ -51,6 +51,7 @@ COMMAND_MODULES = [
     "hitless.daemon.trace_commands",
     "hitless.daemon.vlog_commands",
     "hitless.daemon.coverage",
+    "hitless.daemon.standby_commands",
 ]
 
 

@@ -11,6 +11,7 @@ from hitless.datapath.actions import (
     PushVlan,
     Sample,
     SetField,
+    SetPriority,
     Userspace,
     format_actions,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "PushVlan",
     "Sample",
     "SetField",
+    "SetPriority",
     "Upcall",
     "Userspace",
     "format_actions",

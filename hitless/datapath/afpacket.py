@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import fcntl
 import mmap
@@ -23,6 +24,12 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hitless.datapath.errors import DatapathError
+
+if TYPE_CHECKING:
+    from hitless.datapath.base import DpPort
 
 # <linux/if_packet.h>
 SOL_PACKET = 263
@@ -48,6 +55,8 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 SIOCGIFMTU = 0x8921
 SIOCGIFHWADDR = 0x8927
+SIOCSIFHWADDR = 0x8924
+ARPHRD_ETHER = 1
 SIOCSIFTXQLEN = 0x8943
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002
@@ -137,6 +146,28 @@ def if_mac(name: str) -> bytes:
     with _ctl() as s:
         res = fcntl.ioctl(s, SIOCGIFHWADDR, _ifreq(name))
     return bytes(res[18:24])  # sockaddr: family (2 bytes) then the address
+
+
+def if_set_mac(name: str, mac: bytes) -> None:
+    """Set an Ethernet device's MAC address (SIOCSIFHWADDR)."""
+    sockaddr = struct.pack("H", ARPHRD_ETHER) + bytes(mac).ljust(14, b"\0")
+    with _ctl() as s:
+        fcntl.ioctl(s, SIOCSIFHWADDR, _ifreq(name, sockaddr))
+
+
+def set_internal_mac(port: DpPort | None, port_no: int, mac: bytes) -> DpPort:
+    """``port`` (an internal port: Bridge other_config:hwaddr) once its device has the
+    MAC address ``mac``; DatapathError if it is not an internal port or the kernel
+    refuses."""
+    if port is None or port.type != "internal":
+        raise DatapathError(f"port {port_no} is not an internal port")
+    try:
+        if_set_mac(port.name, mac)
+    except OSError as e:
+        raise DatapathError(
+            f"could not set {port.name}'s MAC address ({os.strerror(e.errno or 0)})"
+        ) from None
+    return dataclasses.replace(port, mac=bytes(mac))
 
 
 def if_set_txqlen(name: str, qlen: int) -> None:

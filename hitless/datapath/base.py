@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hitless.datapath.actions import Action, Ct
-from hitless.datapath.conntrack import Conntrack, CtResult
+from hitless.datapath.conntrack import Conn, Conntrack, CtResult, CtTuple
 from hitless.datapath.errors import DatapathError
 from hitless.datapath.execute import MAX_RECIRC_DEPTH, apply_actions
 from hitless.datapath.meters import DpMeter, MeterTable
@@ -87,6 +87,9 @@ class PortStats:
     tx_bytes: int = 0
     rx_dropped: int = 0
     tx_dropped: int = 0
+    # False: this port cannot drop and keeps no drop counters (a dummy port): OpenFlow
+    # port statistics say "unavailable" (ovs-ofctl prints drop=?), as Open vSwitch does
+    drops_counted: bool = field(default=True, kw_only=True)
 
 
 @dataclass(slots=True)
@@ -117,6 +120,9 @@ class Datapath(ABC):
         # The connection table the ``Ct`` action uses (hitless.datapath.conntrack);
         # dpctl/*conntrack* commands read and flush it, a handoff carries it.
         self.conntrack = Conntrack()
+        # False while a handoff carries the connections as records of their own (state
+        # version 5, hitless.handoff.engine): ``export_conntrack`` leaves them out
+        self.conntrack_in_handles = True
         # Recirculation ids the layer above handed out, each with its opaque frozen
         # state (hitless.ofproto: the table to resume in and the pipeline metadata):
         # kept here, beside the flows that carry those ids, so a handoff moves both.
@@ -138,6 +144,11 @@ class Datapath(ABC):
 
     @abstractmethod
     def port_del(self, port_no: int) -> None: ...
+
+    def port_set_mac(self, port_no: int, mac: bytes) -> None:
+        """Give a port (the bridge's internal one: other_config:hwaddr) the MAC address
+        ``mac``; DatapathError where this datapath cannot."""
+        raise DatapathError(f"the {type(self).__name__} cannot change a port's MAC address")
 
     @abstractmethod
     def ports(self) -> dict[int, DpPort]: ...
@@ -199,8 +210,19 @@ class Datapath(ABC):
 
     def export_conntrack(self) -> dict[str, Any]:
         """The connection table and recirculation ids, for ``export_handles``."""
-        state = self.conntrack.export_json(self.ct_now())
-        state["recirc"] = [[k, v.hex()] for k, v in self.recirc.items()]
+        if self.conntrack_in_handles:
+            state = self.conntrack.export_json(self.ct_now())
+        else:
+            ct = self.conntrack
+            state = {"conns": [], "limits": [[z, n] for z, n in ct.limits.items()],
+                     "max_conns": ct.max_conns}  # fmt: skip
+        # Frozen states with actions (their first byte 0xff: hitless.ofproto.frozen) go
+        # under a key of their own, which builds without them ignore: there their ids
+        # are unknown, so packets are translated again, never resumed from a misread state.
+        state["recirc"] = [[k, v.hex()] for k, v in self.recirc.items() if v[:1] != b"\xff"]
+        frozen = [[k, v.hex()] for k, v in self.recirc.items() if v[:1] == b"\xff"]
+        if frozen:
+            state["frozen"] = frozen
         return state
 
     def adopt_conntrack(self, state: dict[str, Any]) -> None:
@@ -209,10 +231,22 @@ class Datapath(ABC):
         if not state:
             return
         try:
-            self.recirc.update({int(k): bytes.fromhex(v) for k, v in state.get("recirc", [])})
+            for k, v in (*state.get("recirc", []), *state.get("frozen", [])):
+                self.recirc[int(k)] = bytes.fromhex(v)
             self.conntrack.adopt_json(state, self.ct_now())
         except (TypeError, ValueError) as e:
             raise DatapathError(f"cannot adopt the conntrack state of {self.name}: {e}") from None
+
+    def ct_flush(
+        self,
+        zone: int | None = None,
+        orig: CtTuple | None = None,
+        where: Callable[[Conn], bool] | None = None,
+    ) -> int:
+        """dpctl/flush-conntrack: remove connections (``Conntrack.flush``) from the
+        tracker and from any copy the datapath keeps of them, before returning (as Open
+        vSwitch's flush: the next packet is not of those connections); how many."""
+        return self.conntrack.flush(zone=zone, orig=orig, where=where)
 
     def ct_execute(self, packet: bytes, action: Ct, now: float, natted: bool) -> CtResult:
         """Run a packet through this datapath's connection tracker for a ``Ct`` action
@@ -350,6 +384,11 @@ class InProcessRecirc:
     def _output(self, port_no: int, data: bytes) -> None:
         raise NotImplementedError
 
+    def _output_priority(self, port_no: int, data: bytes, priority: int) -> None:
+        """Output with a socket priority (``SetPriority``); where the provider cannot
+        give a frame one, it goes out as any other."""
+        self._output(port_no, data)
+
     def _apply(
         self,
         packet: bytes,
@@ -359,6 +398,7 @@ class InProcessRecirc:
         depth: int = 0,
     ) -> None:
         recirc: list[tuple[bytes, bytes]] = []
+        prios: list[int] = []
         outputs, userspace = apply_actions(
             packet,
             actions,
@@ -367,9 +407,13 @@ class InProcessRecirc:
             in_port=in_port,
             ct=lambda p, a, n: self.ct_execute(p, a, self.clock(), n),
             recirc=recirc,
+            priorities=prios,
         )
-        for port_no, data in outputs:
-            self._output(port_no, data)
+        for (port_no, data), prio in zip(outputs, prios, strict=True):
+            if prio:
+                self._output_priority(port_no, data, prio)
+            else:
+                self._output(port_no, data)
         for data, userdata in userspace:
             k = key if key is not None else extract_key(data, in_port)
             self._queue(Upcall(in_port, data, k, "action", userdata))

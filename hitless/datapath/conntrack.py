@@ -53,7 +53,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
@@ -292,7 +292,13 @@ class Conn:
             # the kernel tracker's view): FIN_WAIT_2 prints TIME_WAIT, SYN_RECV ESTABLISHED.
             s = max(a, b)
             return f"state={TCP_STATES[_COALESCE.get(s, s)]}"
-        return f"state_orig={TCP_STATES[a]},state_reply={TCP_STATES[b]},flags_orig=0,flags_reply=0"
+        # The window scale each side's SYN announced, and the flag saying it did (Open
+        # vSwitch's userspace tracker sets no other flag); when only one side offered
+        # it this tracker has forgotten both (neither scales), as shown here.
+        wa, wb = (max(p.wscale, 0) for p in self.peers)
+        fa, fb = ("WINDOW_SCALE" if p.wscale >= 0 and p.seen else "0" for p in self.peers)
+        ws = f",wscale_orig={wa},wscale_reply={wb}" if wa or wb else ""
+        return f"state_orig={TCP_STATES[a]},state_reply={TCP_STATES[b]}{ws},flags_orig={fa},flags_reply={fb}"
 
     def describe(self, now: float, verbose: bool = False, stats: bool = False) -> str:
         """One line of ``ovs-appctl dpctl/dump-conntrack`` (``-m``: verbose, ``-s``:
@@ -701,8 +707,9 @@ class Conntrack:
                 continue
             name = _STAT_NAMES.get(c.orig.proto, "OTHER")
             out[name] = out.get(name, 0) + 1
-            if c.peers is not None:
-                st = "tcp:" + TCP_STATES[max(p.state for p in c.peers)]
+            if c.peers is not None:  # coalesced as in the short dump (Open vSwitch does)
+                s = max(p.state for p in c.peers)
+                st = "tcp:" + TCP_STATES[_COALESCE.get(s, s)]
                 out[st] = out.get(st, 0) + 1
         return out
 
@@ -726,13 +733,20 @@ class Conntrack:
             self._remove(c)
         return len(dead)
 
-    def flush(self, zone: int | None = None, orig: CtTuple | None = None) -> int:
+    def flush(
+        self,
+        zone: int | None = None,
+        orig: CtTuple | None = None,
+        where: Callable[[Conn], bool] | None = None,
+    ) -> int:
         """Remove every connection (of ``zone``; the one whose original tuple is
-        ``orig``); returns how many."""
+        ``orig``; those ``where`` accepts); returns how many."""
         dead = [
             c
             for c in self._conns.values()
-            if (zone is None or c.zone == zone) and (orig is None or c.orig == orig)
+            if (zone is None or c.zone == zone)
+            and (orig is None or c.orig == orig)
+            and (where is None or where(c))
         ]
         for c in dead:
             self._remove(c)
@@ -789,6 +803,12 @@ class Conntrack:
         state = 0
         if conn is not None:
             verdict = self._update(conn, p, reply, now)
+            # Its timeout moved, and a TCP connection's window state with it: the freeze
+            # of a handoff carries it again (a pre-copied window goes stale in a second
+            # of a fast stream, and the new process then finds its packets invalid).
+            # Inline: this is the per-packet path, and nothing records outside a handoff.
+            if self.changed is not None:
+                self.changed.add((conn.zone, conn.orig))
             if verdict == "restart":
                 self._remove(conn)
                 conn = None

@@ -15,6 +15,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import BinaryIO
 
 from hitless.datapath.actions import Action
@@ -28,6 +29,7 @@ from hitless.datapath.base import (
     InProcessMeters,
     InProcessRecirc,
     LookupStats,
+    PortStats,
     Upcall,
     new_port_number,
 )
@@ -71,7 +73,11 @@ class DummyDatapath(InProcessRecirc, InProcessMeters, Datapath):
             self.name, name, port_no, {n: p.name for n, p in self._ports.items()}
         )
         mac = bytes((0x02, 0, 0, 0, port_no >> 8 & 0xFF, port_no & 0xFF))
-        self._ports[port_no] = DpPort(port_no, name, type, True, mac, peer=peer)
+        # a dummy port takes every frame (no queue to overflow): no drop counters in
+        # OpenFlow (drop=?), as Open vSwitch's dummy and patch ports; a patch port whose
+        # peer is gone still counts its drops here (dpctl, the datapath's own view)
+        stats = PortStats(drops_counted=False)
+        self._ports[port_no] = DpPort(port_no, name, type, True, mac, stats=stats, peer=peer)
         self.sent.setdefault(port_no, [])
         paths = {
             d: (options or {}).get(opt, "")
@@ -108,6 +114,12 @@ class DummyDatapath(InProcessRecirc, InProcessMeters, Datapath):
         f = self._pcap.get((port_no, direction))
         if f is not None:
             write_pcap_record(f, packet, self.clock())
+
+    def port_set_mac(self, port_no: int, mac: bytes) -> None:
+        p = self._ports.get(port_no)
+        if p is None:
+            raise DatapathError(f"no port {port_no}")
+        self._ports[port_no] = replace(p, mac=bytes(mac))
 
     def port_del(self, port_no: int) -> None:
         self._close_pcaps(port_no)

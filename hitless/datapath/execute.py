@@ -15,15 +15,19 @@ from collections.abc import Callable
 
 from hitless.datapath.actions import (
     Action,
+    CheckPktLen,
     Ct,
     CtClear,
     Meter,
     Output,
+    PopMpls,
     PopVlan,
+    PushMpls,
     PushVlan,
     Recirc,
     Sample,
     SetField,
+    SetPriority,
     Userspace,
 )
 from hitless.datapath.conntrack import CS_DNAT, CS_SNAT, CtResult
@@ -89,6 +93,8 @@ def apply_actions(
     in_port: int = 0,
     ct: CtFn | None = None,
     recirc: list[tuple[bytes, bytes]] | None = None,
+    priorities: list[int] | None = None,
+    priority: int = 0,
 ) -> tuple[list[tuple[int, bytes]], list[tuple[bytes, bytes]]]:
     """Returns (outputs, userspace) where outputs is [(port, packet)] in order and
     userspace is [(packet, userdata)] for each Userspace action reached. A ``Meter``
@@ -96,21 +102,30 @@ def apply_actions(
     a scoped meter, skips the actions it governs).
     ``key`` is the packet's key (taken from the packet and ``in_port`` if None and a
     ct action needs it); ``ct`` runs ``Ct`` actions (None: they do nothing); a ``Recirc``
-    appends (packet, key) to ``recirc`` and ends the list."""
+    appends (packet, key) to ``recirc`` and ends the list. ``priorities`` (if given)
+    gets the socket priority ``SetPriority`` gave each output (0: none), in order;
+    ``priority`` is the packet's before the list."""
     out: list[tuple[int, bytes]] = []
     up: list[tuple[bytes, bytes]] = []
     keyed = packet  # the packet whose headers ``key`` describes (rewrites make it stale)
     skip = 0  # actions a scoped meter's drop still skips
+    prio = priority
     for a in actions:
         if skip:
             skip -= 1
             continue
         if isinstance(a, Output):
             out.append((a.port, packet))
+            if priorities is not None:
+                priorities.append(prio)
         elif isinstance(a, PushVlan):
             packet = ops.push_vlan(packet, a.tci, a.tpid)
         elif isinstance(a, PopVlan):
             packet = ops.pop_vlan(packet)
+        elif isinstance(a, PushMpls):
+            packet = ops.push_mpls(packet, a.lse, a.ethertype)
+        elif isinstance(a, PopMpls):
+            packet = ops.pop_mpls(packet, a.ethertype)
         elif isinstance(a, SetField):
             packet = ops.set_field(packet, a.field, a.value, a.mask)
         elif isinstance(a, Userspace):
@@ -118,6 +133,8 @@ def apply_actions(
         elif isinstance(a, Sample):
             if a.probability >= 0xFFFFFFFF or _rand32() < a.probability:
                 up.append((packet, a.userdata))
+        elif isinstance(a, SetPriority):
+            prio = a.priority
         elif isinstance(a, Meter):
             if meter is not None and not meter(a.meter_id, len(packet)):
                 if not a.scope:
@@ -147,4 +164,21 @@ def apply_actions(
                     rkey = rekey(packet, key or extract_key(packet, in_port), a.recirc_id)
                 recirc.append((packet, rkey))
             break
+        elif isinstance(a, CheckPktLen):
+            # One branch on a copy; the list goes on with the packet as it was.
+            branch = a.gt if len(packet) > a.size else a.le
+            bkey = key if key is None or keyed is packet else rekey(packet, key)
+            o2, u2 = apply_actions(
+                packet,
+                branch,
+                meter,
+                key=bkey,
+                in_port=in_port,
+                ct=ct,
+                recirc=recirc,
+                priorities=priorities,
+                priority=prio,
+            )
+            out += o2
+            up += u2
     return out, up

@@ -99,7 +99,7 @@ from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
 from hitless.datapath.upcallq import FairUpcallQueue, PortQueueStats
 from hitless.packet.flow import CT_OFF, Match, extract_key, widen
-from hitless.state.handles import Handles, NetdevHandlesV1, NetdevPortV1
+from hitless.state.handles import Handles, NetdevHandlesV1, NetdevPortV1, UpcallV1
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ _FRAME_TCP = struct.Struct("<I4xIH52x12sI4xHBB2x12s8xH").unpack_from
 _LEN = struct.Struct("<I").unpack_from  # tpacket2_hdr.tp_len: the frame's real length
 _ZEROS = memoryview(bytes(4 * 65536)).cast("I")  # status words to hand frames back
 _IOV = struct.Struct("@PN").pack_into  # struct iovec
+_PRIORITY = struct.Struct("=I")  # an SO_PRIORITY control message's payload
 _VLAN_VALID = afpacket.TP_STATUS_VLAN_VALID
 _TPID_VALID = afpacket.TP_STATUS_VLAN_TPID_VALID
 
@@ -172,7 +173,7 @@ class _Port:
 
     __slots__ = (
         "dp", "sock", "fd", "ring", "geometry", "head", "ifindex", "cache", "tx", "base",
-        "words", "_anchor", "grow",
+        "words", "_anchor", "grow", "resync",
     )  # fmt: skip
 
     def __init__(
@@ -203,6 +204,9 @@ class _Port:
         # The ring as 32-bit words: frames are handed back with strided assignments.
         self.words: memoryview | None = None
         self.grow = False  # a frame too long for the ring arrived: resize it
+        # Adopted after a crash: ``head`` is not known (the owner died between two
+        # mirrors); the frames waiting decide it (``NetdevDatapath._resync``).
+        self.resync = False
         if ring is not None:
             self.base, self._anchor = afpacket.buffer_address(ring)
             self.words = memoryview(ring).cast("I")
@@ -349,6 +353,13 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             ) from None
         dp = DpPort(port_no, name, "internal", afpacket.link_up(name), mac)
         return _Port(dp, fd, ifindex=socket.if_nametoindex(name))
+
+    def port_set_mac(self, port_no: int, mac: bytes) -> None:
+        """The internal port's TAP device gets ``mac`` (a TAP may change it while up)."""
+        port = self._ports.get(port_no)
+        new = afpacket.set_internal_mac(None if port is None else port.dp, port_no, mac)
+        if port is not None:
+            port.dp = new
 
     def port_del(self, port_no: int) -> None:
         port = self._ports.pop(port_no, None)
@@ -537,6 +548,28 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         st.tx_packets += 1
         st.tx_bytes += len(data)
 
+    def _output_priority(self, port_no: int, data: bytes, priority: int) -> None:
+        """A frame with a socket priority (``SetPriority``: OpenFlow's set_queue) goes out
+        on its own with an SO_PRIORITY control message, so the device's qdisc puts it in
+        that class (tc classifies by priority ``1:<queue+1>`` before any filter). What
+        is queued for the ports goes first: order is kept. TAP and patch ports have no
+        qdisc of ours: the frame goes out as any other."""
+        port = self._ports.get(port_no)
+        if port is None or port.sock is None:
+            self._output(port_no, data)
+            return
+        if self._batching:
+            self._flush_tx()
+        st = port.dp.stats
+        try:
+            port.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SO_PRIORITY,
+                                        _PRIORITY.pack(priority))], socket.MSG_DONTWAIT)  # fmt: skip
+        except OSError:
+            st.tx_dropped += 1
+            return
+        st.tx_packets += 1
+        st.tx_bytes += len(data)
+
     def _flush_tx(self) -> None:
         """Send every queued frame (one sendmmsg per port with frames queued)."""
         for port_no, tb in self._tx.items():
@@ -683,7 +716,36 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         port.dp.stats.rx_bytes += nbytes
         return n
 
+    def _resync(self, port: _Port) -> bool:
+        """Find where to read a ring adopted after its owner crashed (``head`` unknown):
+        at the oldest frame the kernel filled (by its timestamp), once there is one.
+        The kernel fills frames in order from its own position, which is never exported;
+        until a frame arrives there is nothing to read. Returns whether it is known."""
+        assert port.geometry is not None and port.words is not None
+        r, _, _ = select.select([port.fd], [], [], 0)
+        if not r:
+            return False
+        w = port.geometry.frame_size >> 2
+        words = port.words
+        status = words[0::w].tolist()
+        # tpacket2_hdr: tp_sec at byte 16, tp_nsec at 20
+        sec, nsec = words[4::w].tolist(), words[5::w].tolist()
+        filled = [i for i, st in enumerate(status) if st & 1]
+        if not filled:
+            return False
+        port.head = min(filled, key=lambda i: (sec[i], nsec[i], i))
+        port.resync = False
+        log.info(
+            "port %s: ring adopted after a crash: %d frames waiting, reading from frame %d",
+            port.dp.name,
+            len(filled),
+            port.head,
+        )
+        return True
+
     def _run_ring(self, port: _Port, now: float) -> int:
+        if port.resync and not self._resync(port):
+            return 0
         ring = port.ring
         geometry = port.geometry
         words = port.words
@@ -850,14 +912,16 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             self._ctl.close()
             self._ctl = None
 
-    def export_handles(self) -> tuple[NetdevHandlesV1, list[int]]:
+    def export_handles(self, freeze: bool = True) -> tuple[NetdevHandlesV1, list[int]]:
         """Freeze the datapath (``run`` does nothing afterwards) and describe it; its
         megaflows are not in the handles (a handoff carries them as typed records).
+        Without ``freeze`` (the crash standby's mirror, hitless.daemon.standby) it keeps
+        forwarding: the record is a picture whose ring positions are soon stale.
 
         Call it between two ``run`` calls. The returned fds are still owned by this
         object; pass them on, then ``close()`` (after SCM_RIGHTS) or ``detach()``
         (same process)."""
-        self._frozen = True
+        self._frozen = self._frozen or freeze
         fds: list[int] = []
         ports = []
         for port in self._ports.values():
@@ -886,8 +950,8 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             )
         # A recirculated upcall's key carries ct state the packet does not: sent too.
         upcalls = [
-            [u.in_port, u.packet.hex(), u.reason, u.userdata.hex()]
-            + ([u.key.hex()] if any(u.key[CT_OFF:]) else [])
+            UpcallV1(u.in_port, u.packet, u.reason, u.userdata,
+                     u.key if any(u.key[CT_OFF:]) else None)  # fmt: skip
             for u in self._upcalls
         ]
         handles = NetdevHandlesV1(
@@ -945,6 +1009,7 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
                     sock.setblocking(False)
                     ring = afpacket.map_ring(fd, geometry)
                     port = _Port(d, fd, sock, ring, geometry, e.head or 0, e.ifindex)
+                    port.resync = e.head is None  # after a crash: see _resync
                 else:
                     os.set_blocking(fd, False)
                     port = _Port(d, fd, ifindex=e.ifindex)
@@ -987,15 +1052,14 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
                     float(f["created"]),
                 )
             )
-        for in_port, packet, reason, userdata, *key in handles.upcalls:
-            pkt = bytes.fromhex(packet)
+        for u in handles.upcalls:
             dp._upcalls.push(
                 Upcall(
-                    int(in_port),
-                    pkt,
-                    bytes.fromhex(key[0]) if key else extract_key(pkt, int(in_port)),
-                    reason,
-                    bytes.fromhex(userdata),
+                    u.in_port,
+                    u.packet,
+                    u.key if u.key is not None else extract_key(u.packet, u.in_port),
+                    u.reason,
+                    u.userdata,
                 ),
                 force=True,  # the predecessor's bounds may have been wider
             )

@@ -86,9 +86,11 @@ class Frozen(msgspec.Struct, tag="frozen", frozen=True):
     delta: bool = False  # the snapshot holds only what changed since the pre-copy
     # feature "listeners": listening sockets among the descriptors, name -> index
     listeners: dict[str, int] = {}
-    # feature "sessions": the OpenFlow sessions and their listening sockets, as
-    # ``takeover.export_sessions`` describes them; their "fd" fields are positions in
-    # ``session_fds``, which lists indexes into ``fds``
+    # feature "sessions": the OpenFlow sessions and their listening sockets. From state
+    # version 4 on they are typed records in the snapshot (``records.BridgeSessionsV4``)
+    # and this list is empty; with version 3 and older, the older form is here
+    # (``hitless.state.sessions.to_v3``). Either way their descriptor fields are
+    # positions in ``session_fds``, which lists indexes into ``fds``
     sessions: list[dict[str, Any]] = []
     session_fds: list[int] = []
     # how the old side's pre-copy went, seconds ("precopy": built and sent; "loop_max":
@@ -358,7 +360,24 @@ class HandoffConnection:
 # the size of the flow tables.
 # "patch-ports" = the new side adopts patch ports (device-less ports joining bridges);
 # a switch with patch ports refuses a handoff to a build without them.
-FEATURES = ["delta", "listeners", "sessions", "openflow-delta", "patch-ports"]
+# "action:NAME" = the new side reads the megaflow action NAME (its actions_to_json name)
+# of those added after the first release: "sample" (sFlow), "set_priority" (set_queue),
+# "check_pkt_len" (check_pkt_larger), "ipfix-sample" (a sample action for IPFIX), "mpls"
+# (push_mpls, pop_mpls and rewrites of the MPLS label stack entry).
+# A switch whose megaflows hold one refuses, before freezing, a build that does not
+# say it reads it (the build could not adopt those flows), and says what to clear.
+FEATURES = [
+    "delta",
+    "listeners",
+    "sessions",
+    "openflow-delta",
+    "patch-ports",
+    "action:sample",
+    "action:set_priority",
+    "action:check_pkt_len",
+    "action:ipfix-sample",
+    "action:mpls",
+]
 
 
 def negotiate(ours: list[int], theirs: list[int]) -> int | None:

@@ -4,7 +4,8 @@ datapath provider, so any pair that implements them hands over (the daemon's bri
 a test's in-memory ones, and next an evacuation's remote end).
 
 - ``HandoffDatapath``: the flow table with its change and hit journals, the ports, the
-  handles record (``hitless.state.handles``) out and in, the meters' buckets, thaw.
+  handles record (``hitless.state.handles``) out and in, the meters' buckets, thaw, and
+  its connection tracker (``HandoffConntrack``: connections, change journal, records in).
 - ``HandoffBridge``: the learned state above it (MAC table, ofport numbers, OpenFlow
   tables with their journal, the revalidator's credit baseline) out as records and in
   from them, and ``revalidate_adopted`` at commit.
@@ -18,11 +19,11 @@ here, for checking (nothing of ofproto runs from this module).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hitless.state.handles import Handles, MeterLevelV1
-from hitless.state.records import MacEntryV1, OpenFlowDeltaV2, OpenFlowV2
+from hitless.state.records import MacEntryV1, OpenFlow, OpenFlowDelta
 
 if TYPE_CHECKING:
     from hitless.datapath.base import DpFlow, DpPort
@@ -32,16 +33,33 @@ if TYPE_CHECKING:
     from hitless.ofproto.revalidator import Revalidator
     from hitless.packet.flow import Match
 
-__all__ = ["BridgeFactory", "HandoffBridge", "HandoffDatapath", "Running"]
+__all__ = ["BridgeFactory", "HandoffBridge", "HandoffConntrack", "HandoffDatapath", "Running"]
+
+
+class HandoffConntrack(Protocol):
+    """A datapath's connection tracker as a handoff moves it
+    (``hitless.datapath.conntrack.Conntrack`` implements it)."""
+
+    def __iter__(self) -> Iterator[Any]: ...  # the connections (``Conn``)
+    def get(self, zone: int, orig: Any) -> Any: ...
+    def track_changes(self) -> None: ...
+    def take_changes(self) -> set[tuple[int, Any]]: ...
+    def import_records(self, records: Iterable[Any], now: float) -> int: ...
+    def remove_record(self, zone: int, orig: Any) -> None: ...
 
 
 class HandoffDatapath(Protocol):
     """A datapath as a handoff moves it (``hitless.datapath.base.Datapath`` implements it)."""
 
     clock: Callable[[], float]
+    # False while a handoff carries the connection table as records (state version 5):
+    # the handles then leave the connections out
+    conntrack_in_handles: bool
 
     @property
     def type(self) -> str: ...
+    @property
+    def conntrack(self) -> HandoffConntrack: ...
 
     def ports(self) -> dict[int, DpPort]: ...
     def flow_dump(self) -> Iterable[DpFlow]: ...
@@ -68,8 +86,8 @@ class HandoffBridge(Protocol):
     of: OfState
     revalidator: Revalidator
 
-    def export_openflow(self, now: float) -> OpenFlowV2: ...
-    def import_openflow(self, of: OpenFlowV2, now: float) -> None: ...
+    def export_openflow(self, now: float) -> OpenFlow: ...
+    def import_openflow(self, of: OpenFlow, now: float) -> None: ...
     def start_openflow_journal(self) -> None: ...
     def take_openflow_journal(
         self,
@@ -77,7 +95,7 @@ class HandoffBridge(Protocol):
     def apply_openflow_delta(
         self,
         removed: list[Rule],
-        delta: OpenFlowDeltaV2,
+        delta: OpenFlowDelta,
         counters: list[tuple[Rule, int, int, float]],
         now: float,
     ) -> None: ...

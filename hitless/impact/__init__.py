@@ -4,7 +4,7 @@ Owns the traffic agents (``agents``, standard library only, run inside host
 namespaces), the pure analysis of their records (``analysis``), the runner that starts
 them around an operation (``run``), the report forms (``report``: table, JSON,
 timeline plot, docs markdown), the OpenFlow rules it installs and reads back
-(``rules``), and the switches it drives from outside (``switches``). Must not import the switch layers (datapath, ofproto,
+(``rules``; the stateful class's firewall and DNAT in ``stateful``), and the switches it drives from outside (``switches``). Must not import the switch layers (datapath, ofproto,
 daemon, handoff): the operation under test comes in as a callback.
 
 The public names below are loaded on first use, so that

@@ -13,8 +13,12 @@ written by one agent and a receive time taken by another are directly comparable
 Agents (see ``--help`` of each):
 
   udp-send / udp-recv      sequenced datagrams at a fixed rate (also broadcast)
+  udp-duplex               one UDP connection between two fixed ports, sequenced
+                            datagrams both ways (one side opens it, the other answers)
   tcp-stream-client/-server one long-lived TCP connection, a timestamped message
                             every interval, echoed back
+  tcp-push                  one long-lived TCP connection on which only the side
+                            that accepted it sends (the opener only reads)
   tcp-connect / tcp-accept  new TCP connections at a fixed rate
   udp-echo / neigh-probe    flush the neighbour entry of the peer, then time a UDP
                             round trip through the switch (ARP or ND + echo)
@@ -235,17 +239,114 @@ def udp_recv(args: argparse.Namespace) -> list[Record]:
             n, anc, _flags, _addr = s.recvmsg_into([buf], ANCILLARY)
         except TimeoutError:
             continue
-        t = _now()
-        if n < HEADER.size:
-            continue
-        magic, run, stream, seq, ts = HEADER.unpack_from(buf)
-        if magic != MAGIC or run != args.run:
-            continue
-        rec: Record = {"ev": "rx", "stream": stream, "seq": seq, "ts": ts, "t": t}
-        tk = _kernel_time(anc)
-        if tk is not None:
-            rec["tk"] = tk
-        recs.append(rec)
+        rec = _rx_record(buf, n, anc, args.run)
+        if rec is not None:
+            recs.append(rec)
+    s.close()
+    return recs
+
+
+def _rx_record(buf: bytearray, n: int, anc: list[tuple[int, int, bytes]], run: int) -> Record | None:
+    """The ``rx`` record of a datagram just read (``n`` bytes of ``buf``, its ancillary
+    data), or None if it is not one of this run's."""
+    t = _now()
+    if n < HEADER.size:
+        return None
+    magic, r, stream, seq, ts = HEADER.unpack_from(buf)
+    if magic != MAGIC or r != run:
+        return None
+    rec: Record = {"ev": "rx", "stream": stream, "seq": seq, "ts": ts, "t": t}
+    tk = _kernel_time(anc)
+    if tk is not None:
+        rec["tk"] = tk
+    return rec
+
+
+def udp_duplex(args: argparse.Namespace) -> list[Record]:
+    """One UDP "connection": a socket bound to --bind/--port that sends sequenced
+    datagrams at --rate and records every datagram of this run it receives. With
+    --dst/--dport it opens the connection (sends from --start, as udp-send); without,
+    it answers: it binds, says ready, and from the first datagram it receives sends to
+    that datagram's source at its own --rate until --end or SIGTERM. Records are
+    udp-send's ``tx`` and udp-recv's ``rx`` in one list.
+
+    Both sides stop sending at the same moment: the opener's --start + --duration (or
+    --until). The answerer counts its --duration from the first datagram's send time
+    (carried in it; CLOCK_MONOTONIC is one clock for every namespace), not from when it
+    read it, and the opener keeps reading --linger past that end, not past its own last
+    datagram (at 1 per second that can be a second earlier). Without both, the
+    answerer's last datagrams (those of the first datagram's transit time, 1-5 ms)
+    went out after the opener had closed its socket and counted as lost."""
+    s = socket.socket(_family(args.bind or "0.0.0.0"), socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    s.bind((args.bind, args.port))
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    s.setblocking(False)
+    answer = args.dst is None
+    recs: list[Record] = []
+    peer: tuple[Any, ...] | None = None
+    t0: float | None = None
+    until: Until | None = None
+    stop_at = float("inf")  # when to stop receiving
+    if answer:
+        _ready()
+        stop_at = _end_of(args)
+    else:
+        peer = _sockaddr(args.dst, args.dport)
+        _sleep_until(args.start)
+        t0 = max(args.start, _now())
+        until = Until(t0, args)
+        recs.append({"ev": "start", "t": t0, "rate": args.rate, "stream": args.stream})
+    pad = b"\0" * max(0, args.size - HEADER.size)
+    interval = 1.0 / args.rate
+    buf = bytearray(2048)
+    seq = 0
+    sending = not answer
+    while not _stop:
+        now = _now()
+        if now >= stop_at:
+            break
+        due = float("inf")
+        if sending:
+            assert t0 is not None and until is not None and peer is not None
+            due = t0 + seq * interval
+            end = until(due)
+            if due >= end:
+                sending = False
+                recs.append({"ev": "end", "t": now, "count": seq})
+                if not answer:  # the answerer's last datagrams leave at ``end``
+                    stop_at = max(now, end) + args.linger
+                continue
+            if now >= due:
+                t = _now()
+                try:
+                    s.sendto(HEADER.pack(MAGIC, args.run, args.stream, seq, t) + pad, peer)
+                    recs.append({"ev": "tx", "seq": seq, "t": t, "u": _now()})
+                except BlockingIOError:
+                    recs.append({"ev": "tx", "seq": seq, "t": t, "err": "blocked"})
+                except OSError as exc:
+                    recs.append({"ev": "tx", "seq": seq, "t": t, "err": _errkind(exc)})
+                seq += 1
+                continue
+        wait = max(0.0, min(due, stop_at, now + 0.2) - now)
+        r, _, _ = select.select([s], [], [], wait)
+        while r:
+            try:
+                n, anc, _flags, addr = s.recvmsg_into([buf], ANCILLARY)
+            except BlockingIOError:
+                break
+            except OSError:  # an ICMP error queued on the socket: nothing to read
+                continue
+            rec = _rx_record(buf, n, anc, args.run)
+            if rec is None:
+                continue
+            recs.append(rec)
+            if answer and peer is None:
+                peer, t0 = addr, _now()
+                until = Until(min(t0, float(rec["ts"])), args)  # the opener's clock
+                sending = True
+                recs.append({"ev": "start", "t": t0, "rate": args.rate, "stream": args.stream})
     s.close()
     return recs
 
@@ -253,15 +354,14 @@ def udp_recv(args: argparse.Namespace) -> list[Record]:
 # ---------------------------------------------------------------- long-lived TCP
 
 
-def tcp_stream_server(args: argparse.Namespace) -> list[Record]:
-    """Accept one connection, record each message's arrival and echo it back."""
-    ls = socket.socket(_family(args.bind), socket.SOCK_STREAM)
+def _accept_one(args: argparse.Namespace, end: float) -> socket.socket | None:
+    """Listen on --bind/--port, say ready, accept one connection before ``end`` (or
+    SIGTERM); None if none came."""
+    ls = socket.socket(_family(args.bind or "0.0.0.0"), socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((args.bind, args.port))
     ls.listen(4)
     _ready()
-    end = _end_of(args)
-    recs: list[Record] = []
     conn: socket.socket | None = None
     while conn is None and not _stop and _now() < end:
         ls.settimeout(max(0.001, min(end - _now(), 0.2)))
@@ -270,6 +370,14 @@ def tcp_stream_server(args: argparse.Namespace) -> list[Record]:
         except TimeoutError:
             continue
     ls.close()
+    return conn
+
+
+def tcp_stream_server(args: argparse.Namespace) -> list[Record]:
+    """Accept one connection, record each message's arrival and echo it back."""
+    end = _end_of(args)
+    recs: list[Record] = []
+    conn = _accept_one(args, end)
     if conn is None:
         recs.append({"ev": "error", "t": _now(), "kind": "no-connection"})
         return recs
@@ -385,6 +493,104 @@ def tcp_stream_client(args: argparse.Namespace) -> list[Record]:
                 last_echo = eseq
             pending = pending[k:]
     recs.append({"ev": "end", "t": _now(), "state": state, "count": seq})
+    s.close()
+    return recs
+
+
+def tcp_push(args: argparse.Namespace) -> list[Record]:
+    """One long-lived TCP connection on which only the side that accepted it sends: a
+    timestamped message every --interval seconds. The side that opens it (--dst,
+    connects at --start) only reads (its TCP stack only acknowledges), so behind a
+    stateful firewall the sender's messages pass only while the switch remembers the
+    connection: nothing the opener sends would create it again. The sender (without
+    --dst: binds, says ready, accepts one connection before --end) records ``tx`` as
+    udp-send does, sends for --duration (and --until) from the accept, then shuts its
+    side and waits up to --linger for the opener to close; the opener records ``rx``
+    as udp-recv does and ``end`` with ``closed-by-peer`` when it read everything."""
+    recs: list[Record] = []
+    if args.dst is not None:
+        return _tcp_push_read(args, recs)
+    conn = _accept_one(args, _end_of(args))
+    if conn is None:
+        recs.append({"ev": "error", "t": _now(), "kind": "no-connection"})
+        return recs
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.settimeout(1.0)
+    t0 = _now()
+    until = Until(t0, args)
+    recs.append({"ev": "start", "t": t0})
+    seq = 0
+    state = "open"
+    while not _stop:
+        due = t0 + seq * args.interval
+        if due >= until(due):
+            break
+        _sleep_until(due)
+        t = _now()
+        try:
+            conn.sendall(TCP_MSG.pack(seq, t))
+        except OSError as exc:
+            state = _errkind(exc)
+            recs.append({"ev": "error", "t": _now(), "kind": state})
+            break
+        recs.append({"ev": "tx", "seq": seq, "t": t, "u": _now()})
+        seq += 1
+    if state == "open":
+        try:
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(args.linger)
+            while conn.recv(4096):
+                pass
+            state = "closed"
+        except OSError as exc:  # the opener never closed: the connection is stuck
+            state = _errkind(exc)
+    recs.append({"ev": "end", "t": _now(), "state": state, "count": seq})
+    conn.close()
+    return recs
+
+
+def _tcp_push_read(args: argparse.Namespace, recs: list[Record]) -> list[Record]:
+    s = socket.socket(_family(args.dst), socket.SOCK_STREAM)
+    s.settimeout(args.connect_timeout)
+    _sleep_until(args.start)
+    t = _now()
+    try:
+        s.connect(_sockaddr(args.dst, args.dport))
+    except OSError as exc:
+        recs.append({"ev": "error", "t": _now(), "kind": _errkind(exc), "phase": "connect"})
+        s.close()
+        return recs
+    recs.append({"ev": "connected", "t": _now(), "t0": t})
+    # until the sender closes; at the latest --linger after it surely would have
+    until = Until(args.start, args)
+    pending = b""
+    state = "open"
+    while state == "open" and not _stop:
+        now = _now()
+        left = until(now) + args.linger - now
+        if left <= 0:
+            state = "stalled"
+            break
+        s.settimeout(min(left, 0.2))
+        try:
+            data = s.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError as exc:
+            state = _errkind(exc)
+            recs.append({"ev": "error", "t": _now(), "kind": state})
+            break
+        tr = _now()
+        if not data:
+            state = "closed-by-peer"
+            break
+        pending += data
+        k = len(pending) // TCP_MSG.size * TCP_MSG.size
+        for off in range(0, k, TCP_MSG.size):
+            seq, ts = TCP_MSG.unpack_from(pending, off)
+            recs.append({"ev": "rx", "seq": seq, "ts": ts, "t": tr})
+        pending = pending[k:]
+    recs.append({"ev": "end", "t": _now(), "state": state})
     s.close()
     return recs
 
@@ -656,8 +862,10 @@ def cpu_probe(args: argparse.Namespace) -> list[Record]:
 AGENTS = {
     "udp-send": udp_send,
     "udp-recv": udp_recv,
+    "udp-duplex": udp_duplex,
     "tcp-stream-server": tcp_stream_server,
     "tcp-stream-client": tcp_stream_client,
+    "tcp-push": tcp_push,
     "tcp-accept": tcp_accept,
     "tcp-connect": tcp_connect,
     "udp-echo": udp_echo,
@@ -702,12 +910,34 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--broadcast", action="store_true")
     sp.add_argument("--dev", default=None, help="bind to this device")
     listener(sub.add_parser("udp-recv", help="record sequenced datagrams"))
+    sp = sub.add_parser("udp-duplex", help="one UDP connection, datagrams both ways")
+    listener(sp)
+    until(sp)
+    sp.add_argument("--dst", default=None, help="the peer to open the connection to "
+                    "(without: answer whoever sends first)")
+    sp.add_argument("--dport", type=int, default=None, help="the peer's port")
+    sp.add_argument("--rate", type=float, default=1000.0, help="packets per second")
+    sp.add_argument("--stream", type=int, default=1)
+    sp.add_argument("--size", type=int, default=64, help="UDP payload bytes")
+    sp.add_argument("--linger", type=float, default=1.0,
+                    help="opener: keep receiving this long after the end of the traffic (the"
+                    " answerer sends until then)")
     listener(sub.add_parser("tcp-stream-server", help="echo one long-lived connection"))
     sp = sub.add_parser("tcp-stream-client", help="timestamped messages on one connection")
     sender(sp)
     sp.add_argument("--interval", type=float, default=0.01)
     sp.add_argument("--connect-timeout", type=float, default=3.0)
     sp.add_argument("--linger", type=float, default=3.0, help="wait for the last echo")
+    sp = sub.add_parser("tcp-push", help="tcp-stream with the accepting side sending")
+    listener(sp)
+    until(sp)
+    sp.add_argument("--dst", default=None, help="connect there and read (without: accept "
+                    "one connection and send)")  # fmt: skip
+    sp.add_argument("--dport", type=int, default=None, help="the port to connect to")
+    sp.add_argument("--interval", type=float, default=0.01)
+    sp.add_argument("--connect-timeout", type=float, default=3.0)
+    sp.add_argument("--linger", type=float, default=3.0,
+                    help="how long the end of the stream may take to arrive")  # fmt: skip
     listener(sub.add_parser("tcp-accept", help="accept and close connections"))
     sp = sub.add_parser("tcp-connect", help="new connections at a fixed rate")
     sender(sp)

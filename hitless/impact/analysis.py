@@ -35,7 +35,7 @@ import statistics
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import Any
 
@@ -51,6 +51,7 @@ __all__ = [
     "neighbour",
     "net_gap",
     "tcp_connect",
+    "tcp_push",
     "tcp_stream",
     "udp_stream",
 ]
@@ -60,6 +61,9 @@ Interval = tuple[float, float]
 
 # Kinds of traffic class, in the order reports list them.
 KINDS = ("udp", "openflow", "controller", "tcp-stream", "tcp-connect", "arp", "nd", "broadcast")
+# The stateful class's (hitless.impact.stateful): the same measures as udp, tcp-stream and
+# tcp-connect, through a connection-tracking firewall and DNAT.
+STATEFUL_KINDS = ("ct-udp", "ct-tcp-stream", "ct-tcp-connect")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +99,14 @@ class ClassStats:
     kind          sent           received            lost
     ============  =============  ==================  ============================
     udp,          datagrams      unique datagrams    datagrams never received
-    openflow
+    openflow,
+    ct-udp
     broadcast     datagrams x    unique datagrams,   sum over receivers
                   receivers      all receivers
     tcp-stream    messages       messages echoed     messages never echoed
-    tcp-connect   attempts       connected           failed attempts
+    ct-tcp-stream messages       messages read       messages never read
+    tcp-connect,  attempts       connected           failed attempts
+    ct-tcp-connect
     arp / nd      probes         answered            failed probes
     controller    echo requests  echo replies        echo requests unanswered
     appctl        requests       answered            failed requests
@@ -119,7 +126,9 @@ class ClassStats:
     nothing of the stream (from when the datagram was surely with the switch, its
     sender's ``sendto`` having returned, or from the previous delivery if later, to its
     delivery), and ``slow`` datagrams (sent .. delivered): what a bound excuses part of
-    (``hitless.impact.bounds``). They are in the JSON form with the series.
+    (``hitless.impact.bounds``). Round trips (tcp-stream, tcp-connect, arp / nd,
+    appctl) list as ``slow`` those that took longer than their class's late threshold
+    (sent .. echoed, connected or answered). They are in the JSON form with the series.
     """
 
     name: str
@@ -196,6 +205,9 @@ class ImpactResult:
     # (start, end, seconds): how long the switch's forwarding process waited for a CPU
     # in each interval (relative; ``hitless.impact.cpuwait``); in the JSON form with series.
     cpu_waits: tuple[tuple[float, float, float], ...] = ()
+    # when a fault injected on purpose held the traffic (relative; a test's
+    # ``blackout:<ms>``): nothing inside is excused (``hitless.impact.bounds``)
+    fault_windows: tuple[Interval, ...] = ()
 
     @property
     def clean(self) -> bool:
@@ -234,6 +246,7 @@ class ImpactResult:
             "settings": dict(self.settings),
             "notes": list(self.notes),
             "cpu_stalls": [list(iv) for iv in self.cpu_stalls],
+            **({"fault_windows": [list(iv) for iv in self.fault_windows]} if self.fault_windows else {}),
             "clean": self.clean,
             "classes": classes,
             **({"cpu_waits": [list(w) for w in self.cpu_waits]} if series else {}),
@@ -285,6 +298,7 @@ class ImpactResult:
             notes=tuple(d.get("notes", ())),
             cpu_stalls=tuple((float(a), float(b)) for a, b in d.get("cpu_stalls", [])),
             cpu_waits=tuple((float(a), float(b), float(w)) for a, b, w in d.get("cpu_waits", [])),
+            fault_windows=tuple((float(a), float(b)) for a, b in d.get("fault_windows", [])),
         )
 
 
@@ -634,7 +648,50 @@ def tcp_stream(
         failed_at=tuple(
             [tx[s] - t0 for s in order if s not in echo] + [float(r["t"]) - t0 for r in errors]
         ),
+        slow=tuple(
+            (tx[s] - t0, echo[s] - t0) for s in order if s in echo and echo[s] - tx[s] > stall_after
+        ),
+        held_listed=True,
     )
+
+
+def tcp_push(
+    name: str,
+    sender: Sequence[Record],
+    receiver: Sequence[Record],
+    window: Window,
+    *,
+    late_after: float = 0.05,
+    margin: float = 0.5,
+    kind: str = "ct-tcp-stream",
+    stalls: Sequence[Interval] = (),
+) -> ClassStats:
+    """A ``tcp-push`` connection: the sender's messages (``tx``) against what the
+    opener read (``rx``), measured as a paced stream (``udp_stream``: lost, longest gap,
+    one-way delay, holds), with ``outcome``: ``survived`` when the opener read every
+    message and the sender's close, else the first error (``reset``, ``timeout``...),
+    ``stalled`` when the stream stopped with the connection still open, or
+    ``not-connected``."""
+    stats = udp_stream(name, sender, receiver, window, late_after=late_after, margin=margin,
+                       kind=kind, stalls=stalls)  # fmt: skip
+    errors = sorted(
+        (r for r in (*sender, *receiver) if r.get("ev") == "error"), key=lambda r: float(r["t"])
+    )
+    ends = {str(r.get("state")) for r in (*sender, *receiver) if r.get("ev") == "end"}
+    if not any(r.get("ev") == "connected" for r in receiver):
+        outcome = "not-connected"
+    elif errors:
+        outcome = str(errors[0]["kind"])
+    elif stats.lost or "closed-by-peer" not in ends:
+        outcome = "stalled"
+    elif "closed" not in ends:
+        outcome = next(iter(sorted(ends - {"closed-by-peer"})), "stalled")
+    else:
+        outcome = "survived"
+    failures = dict(stats.failures)
+    if outcome != "survived":
+        failures[outcome] = 1
+    return replace(stats, outcome=outcome, failures=failures)
 
 
 def _attempts(
@@ -681,6 +738,12 @@ def _attempts(
         disruptions=intervals,
         arrivals=tuple(sorted(float(r["t"]) - t0 for r in ok)),
         failed_at=tuple(float(r["t0"]) - t0 for r in att if r["result"] != "ok"),
+        slow=tuple(
+            (float(r["t0"]) - t0, float(r["t"]) - t0)
+            for r in ok
+            if float(r["t"]) - float(r["t0"]) > late_after
+        ),
+        held_listed=True,
     )
 
 
@@ -691,11 +754,12 @@ def tcp_connect(
     *,
     late_after: float = 0.05,
     margin: float = 0.5,
+    kind: str = "tcp-connect",
 ) -> ClassStats:
     """New connections from ``tcp-connect`` records: a connection that took longer
     than ``late_after`` to establish is late (it needed a SYN retransmission, or it
     waited for the switch), one that did not establish has failed."""
-    return _attempts(name, "tcp-connect", records, "conn", window, late_after, margin)
+    return _attempts(name, kind, records, "conn", window, late_after, margin)
 
 
 def appctl(

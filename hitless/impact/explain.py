@@ -34,6 +34,22 @@ _TRANSPORT = {
     "kernel's 1 s retransmit timer (retrans_time_ms), so it completes a second late; "
     "with a resolution every 250 ms at most one or two of them fall in the outage.",
     "nd": "the same as ARP: the neighbour solicitation is retried after 1 s (retrans_time_ms).",
+    "ct-udp": "the datagrams sent while nobody forwards are gone, and then the connection "
+    "tracker decides: a switch that forgot the connection (Open vSwitch's userspace "
+    "conntrack lives in ovs-vswitchd) drops b's datagrams as +new from outside until a's "
+    "next datagram commits the connection again, so b's stream loses more than the "
+    "outage; a's own datagrams only lose the outage. A switch that kept its connection "
+    "table loses only the outage both ways.",
+    "ct-tcp-stream": "a TCP connection through DNAT needs its conntrack entry for every "
+    "packet both ways: a switch that forgot it cannot translate the rest of the stream "
+    "(a mid-stream segment without a connection is invalid, not new: Open vSwitch does "
+    "not pick TCP connections up mid-stream), so the stream stalls until it times out "
+    "or resets; a switch that kept its table only delays it by the outage, rounded up "
+    "to TCP's retransmission timeout.",
+    "ct-tcp-connect": "a connection attempted during the outage connects about a second "
+    "late (its SYN is retransmitted); one whose SYN was committed and translated just "
+    "before a switch forgot its table fails or is late, its SYN-ACK arriving with no "
+    "connection to translate back.",
     "controller": "the OpenFlow session is a TCP connection of the switch process: it dies "
     "with the process (closed or reset), with the echo requests in flight unanswered, and "
     "the controller only gets a session again once the new process listens on the "
@@ -66,12 +82,14 @@ _CAUSE = {
         "upgrade`."
     ),
     "hitless kill -9 + start": (
-        "A killed process hands nothing over: its AF_PACKET sockets close with it, so "
-        "traffic stops until `hitless start` has started a new daemon, which adopts "
-        "what the datapath still holds (for netdev: nothing, it lived in the process) "
-        "and relearns the MAC table. Unavoidable for a crash with this datapath; a "
-        "datapath that lives in the kernel (ebpf, next) keeps forwarding known flows "
-        "while no daemon runs, leaving only misses to wait for the new one."
+        "A killed process hands nothing over itself. With the crash standby (the "
+        "default on netdev: a second process that holds the ports' sockets and a mirror "
+        "of the learned state) the rings keep filling while nobody reads them and the "
+        "standby, woken by the death, adopts them and the mirrored state: frames are "
+        "delayed by its takeover, not lost. Without one (--no-standby) the AF_PACKET "
+        "sockets close with the process and traffic stops until `hitless start` has "
+        "started a new daemon, which relearns the MAC table; ebpf keeps forwarding "
+        "known flows in the kernel while no daemon runs."
     ),
     "OVS restart": (
         "Open vSwitch's userspace (netdev) datapath lives inside ovs-vswitchd: between "
@@ -120,6 +138,12 @@ _LATE = {
     "then forwarded by the same rules: late.",
     "broadcast": "broadcasts that arrived during the freeze were queued, not dropped: late.",
     "tcp-stream": "messages sent during the freeze were echoed late; no retransmission was needed.",
+    "ct-udp": "datagrams that arrived during the freeze were queued, not dropped, and then "
+    "went through the connection tracker, which still knew the connection: late.",
+    "ct-tcp-stream": "messages sent during the freeze were echoed late, translated by the "
+    "same connection (the table is carried by the handoff); no retransmission was needed.",
+    "ct-tcp-connect": "connections attempted during the freeze were committed and "
+    "translated late, by the freeze.",
     "tcp-connect": "connections attempted during the freeze completed late, by the freeze.",
     "arp": "a resolution in flight during the freeze completed late; a flushed entry "
     "being resolved makes the gap look longer than the freeze itself.",
@@ -189,6 +213,9 @@ _DB_LATE = {
         "broadcast": "broadcasts:",
         "tcp-stream": "messages:",
         "tcp-connect": "connection attempts:",
+        "ct-udp": "datagrams (the connection tracker still knew their connection):",
+        "ct-tcp-stream": "messages (the connection tracker still knew their connection):",
+        "ct-tcp-connect": "connection attempts:",
         "arp": "ARP requests:",
         "nd": "neighbour solicitations:",
         "controller": "echo requests (the session is the same TCP connection throughout):",

@@ -61,8 +61,11 @@ def _unit(kind: str) -> str:
         "udp-cross": "datagrams",
         "openflow": "datagrams",
         "broadcast": "datagrams",
+        "ct-udp": "datagrams",
         "tcp-stream": "messages",
+        "ct-tcp-stream": "messages",
         "tcp-connect": "connections",
+        "ct-tcp-connect": "connections",
         "arp": "resolutions",
         "nd": "resolutions",
         "controller": "echo requests",
@@ -72,6 +75,7 @@ def _unit(kind: str) -> str:
 def _lost_label(kind: str) -> str:
     return {
         "tcp-connect": "failed",
+        "ct-tcp-connect": "failed",
         "arp": "failed",
         "nd": "failed",
         "tcp-stream": "unechoed",

@@ -64,6 +64,7 @@ import hitless
 from hitless.impact import analysis as an
 from hitless.impact.agents import Until
 from hitless.impact.analysis import ClassStats, ImpactResult, Phase, Window
+from hitless.impact.switches import SWITCH_NICE
 
 __all__ = [
     "ALL_CLASSES",
@@ -71,6 +72,7 @@ __all__ = [
     "CONTROLLER_CLASSES",
     "CROSS_CLASSES",
     "KNOWN_CLASSES",
+    "STATEFUL_CLASSES",
     "ImpactError",
     "Operation",
     "Rates",
@@ -85,7 +87,10 @@ ALL_CLASSES = ("udp", "openflow", "tcp-stream", "tcp-connect", "arp", "nd", "bro
 CROSS_CLASSES = ("udp-cross",)  # need a host on a second bridge
 CONTROLLER_CLASSES = ("controller",)  # needs the switch's namespace and its ptcp port
 APPCTL_CLASSES = ("appctl",)  # needs the switch's control socket; not in the default set
-KNOWN_CLASSES = ALL_CLASSES + CONTROLLER_CLASSES + CROSS_CLASSES + APPCTL_CLASSES
+# Needs its rules on the switch and a's neighbour entry for the VIP (hitless.impact.stateful);
+# not in the default set.
+STATEFUL_CLASSES = ("stateful",)
+KNOWN_CLASSES = ALL_CLASSES + CONTROLLER_CLASSES + CROSS_CLASSES + APPCTL_CLASSES + STATEFUL_CLASSES
 APPCTL_CLASS_NAME = "ovs-appctl version"
 
 Operation = Callable[[], Iterable[Phase] | None]
@@ -119,6 +124,7 @@ class Rates:
     late_after: float = 0.05  # a unit this late counts as disrupted
     echo_interval: float = 0.02  # controller class: an echo request every ...
     appctl_interval: float = 0.005  # appctl class: an ovs-appctl version every ...
+    subscribe_interval: float = 1.0  # stateful class: a's datagrams to b every ...
 
 
 @dataclass
@@ -166,8 +172,9 @@ def _link_local(ns: str, dev: str, wait: float = 5.0) -> str | None:
 
 
 def pick_port() -> int:
-    """A random base UDP/TCP port for one run: it uses ports P .. P+9."""
-    return 20000 + secrets.randbelow(4000) * 10
+    """A random base UDP/TCP port for one run: it uses ports P .. P+15 (the stateful
+    class P+10 .. P+15, ``hitless.impact.stateful.ct_ports``)."""
+    return 20000 + secrets.randbelow(2000) * 20
 
 
 def openflow_ports(port: int) -> tuple[int, int]:
@@ -277,6 +284,23 @@ def _plan(
                     "--run", str(run)],
                    False, tmp / "appctl-probe.jsonl", tmp / "appctl-probe.err")
         )  # fmt: skip
+    if "stateful" in classes:
+        from hitless.impact import stateful
+
+        ct = stateful.ct_ports(port)
+        vip = stateful.vip(b.ip)
+        sa, sb = stateful.STREAMS
+        add("ct-udp-b", b, True, "udp-duplex", "--bind", bip.ip, "--port", ct.udp_b,
+            "--rate", rates.udp_pps, "--size", rates.udp_size, "--stream", sb)  # fmt: skip
+        add("ct-udp-a", a, False, "udp-duplex", "--bind", aip.ip, "--port", ct.udp_a,
+            "--dst", bip.ip, "--dport", ct.udp_b, "--rate", 1 / rates.subscribe_interval,
+            "--size", rates.udp_size, "--stream", sa)  # fmt: skip
+        add("ct-tcp-b", b, True, "tcp-push", "--bind", bip.ip, "--port", ct.tcp_b,
+            "--interval", rates.tcp_interval)  # fmt: skip
+        add("ct-tcp-a", a, False, "tcp-push", "--port", 0, "--dst", vip, "--dport", ct.tcp_vip)
+        add("ct-accept", b, True, "tcp-accept", "--bind", bip.ip, "--port", ct.connect_b)
+        add("ct-connect", a, False, "tcp-connect", "--dst", vip, "--port", ct.connect_vip,
+            "--interval", rates.connect_interval, "--timeout", rates.connect_timeout)  # fmt: skip
     if "tcp-stream" in classes:
         add("tcp-stream-srv", b, True, "tcp-stream-server", "--bind", bip.ip, "--port", port + 2)
         add("tcp-stream-cli", a, False, "tcp-stream-client", "--dst", bip.ip,
@@ -325,7 +349,26 @@ def _plan(
 
 
 # The agents whose end ``--until`` can push back (``measure(after=...)``).
-UNTIL = ("udp-send", "tcp-stream-client", "tcp-connect", "neigh-probe")
+UNTIL = ("udp-send", "udp-duplex", "tcp-stream-client", "tcp-connect", "neigh-probe", "tcp-push")
+# Listeners that also send once their peer has opened the connection: they get the
+# senders' --duration (and --until).
+ANSWERERS = ("udp-duplex", "tcp-push")
+
+
+# The traffic agents' niceness: the switches' (hitless.impact.switches.SWITCH_NICE). They
+# are the measuring side: a sender or receiver waiting for a core on a loaded machine
+# shows up as a gap that is neither switch's, so they get a core as soon as the switch
+# under test does, whichever switch that is (the same for hitless and Open vSwitch). The
+# CPU probes run at a real-time priority above both.
+AGENT_NICE = SWITCH_NICE
+
+
+def _agent_priority() -> None:
+    """In the agent's child process, after setsid: its niceness and its new session's
+    autogroup (with session autogroups a niceness only weighs within its session)."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, AGENT_NICE)
+        Path("/proc/self/autogroup").write_text(f"{AGENT_NICE}\n")
 
 
 def _spawn(agent: _Agent, extra: list[str]) -> None:
@@ -337,7 +380,7 @@ def _spawn(agent: _Agent, extra: list[str]) -> None:
     with open(agent.err, "wb") as err:
         agent.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            env=env, start_new_session=True,
+            env=env, start_new_session=True, preexec_fn=_agent_priority,
         )  # fmt: skip
 
 
@@ -500,6 +543,38 @@ def _analyse(
                 span=traffic,
             )
         )
+    if "ct-udp-a" in recs:
+        for sender, receiver, src, dst in (
+            ("ct-udp-a", "ct-udp-b", a, b),
+            ("ct-udp-b", "ct-udp-a", b, a),
+        ):
+            out.append(
+                an.udp_stream(
+                    f"ct udp {src}→{dst}",
+                    recs[sender],
+                    recs[receiver],
+                    window,
+                    late_after=late_after,
+                    stalls=stalls,
+                    kind="ct-udp",
+                )  # fmt: skip
+            )
+    if "ct-tcp-b" in recs:
+        out.append(
+            an.tcp_push(
+                f"ct+dnat tcp {b}→{a} (a opened it, to the vip)",
+                recs["ct-tcp-b"],
+                recs["ct-tcp-a"],
+                window,
+                late_after=late_after,
+                stalls=stalls,
+            )  # fmt: skip
+        )
+    if "ct-connect" in recs:
+        out.append(
+            an.tcp_connect(f"ct+dnat new tcp {a}→vip", recs["ct-connect"], window,
+                           late_after=late_after, kind="ct-tcp-connect")  # fmt: skip
+        )
     if "tcp-stream-cli" in recs:
         out.append(
             an.tcp_stream(
@@ -586,7 +661,11 @@ def measure(
         safety_end = time.monotonic() + 30 + duration + extra + linger + drain
         until = tmp / "until"
         for ag in listeners:
-            _spawn(ag, ["--end", f"{safety_end:.6f}"])
+            more = []
+            if ag.args[0] in ANSWERERS:  # it answers: sends for as long as the senders
+                more = ["--duration", str(duration)]
+                more += ["--until", str(until)] if after is not None else []
+            _spawn(ag, ["--end", f"{safety_end:.6f}", *more])
         _wait_ready(listeners, time.monotonic() + 20)
         start = time.monotonic() + 0.5  # time for the senders' interpreters to start
         for ag in senders:

@@ -42,7 +42,14 @@ import subprocess
 from dataclasses import dataclass
 from types import FrameType
 
-__all__ = ["Host", "Topology", "TopologyError", "install_signal_cleanup", "leftovers"]
+__all__ = [
+    "Host",
+    "Topology",
+    "TopologyError",
+    "install_signal_cleanup",
+    "leftovers",
+    "signalled",
+]
 
 NS_PREFIX = "hli-"
 HOST_NAMES = "abcdefghijklmnopqrstuvwxyz"
@@ -189,11 +196,23 @@ def leftovers(suffix: str | None = None) -> list[str]:
     return [n for n in names if n.startswith(NS_PREFIX) and (suffix is None or n.endswith(suffix))]
 
 
+_SIGNALLED: list[int] = []
+
+
 def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    _SIGNALLED.append(signum)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def install_signal_cleanup() -> None:
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so ``with`` blocks remove what they made."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    """Ctrl-C, SIGTERM and SIGHUP unwind, so ``with`` blocks remove what they made; each
+    is also recorded (``signalled``): Python ignores a KeyboardInterrupt raised where
+    exceptions cannot propagate (a fork handler while a subprocess starts), and the
+    caller must still stop then."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_interrupt)
+
+
+def signalled() -> bool:
+    """An interrupting signal arrived since ``install_signal_cleanup``."""
+    return bool(_SIGNALLED)

@@ -9,6 +9,8 @@ Modules: ``bridge`` (the Bridge the daemon drives), ``ports`` (ofport numbers),
 OpenFlow pipeline), ``revalidator`` (installed-flow records, indexes and sweeps),
 ``oftable`` (OpenFlow tables, groups and meters as plain data with export/import),
 ``ofxlate`` (the OpenFlow pipeline walk: key -> datapath actions + megaflow mask),
+``ct_xlate`` and ``frozen`` (what a recirculation or a controller pause freezes: the
+table, or the actions left with the action set and register stack),
 ``ofhandler`` (what OpenFlow requests mean to a bridge; sans-IO, the daemon does I/O).
 """
 

@@ -430,6 +430,21 @@ class Bond:
             return f"done; {m.name} is now active\n"
         return f"no change; {m.name} is already active\n"
 
+    def migrate(self, hash_text: str, name: str) -> str:
+        """bond/migrate: put a hash bucket on a member (balance-slb only; the next
+        rebalancing may move it again). ValueError with Open vSwitch's wording."""
+        if self.cfg.mode != "balance-slb":
+            raise ValueError("not an SLB bond")
+        if not hash_text.isdigit():
+            raise ValueError("bad hash")
+        m = self._by_name(name)
+        if m is None:
+            raise ValueError("no such member")
+        if not m.enabled:
+            raise ValueError("cannot migrate to disabled member")
+        self.buckets[int(hash_text) % BUCKETS] = m.ofport
+        return "migrated\n"
+
     def set_enabled(self, name: str, enable: bool) -> str:
         """bond/enable-member, bond/disable-member (as in Open vSwitch, a link that is
         up re-enables a disabled member after its updelay at the next run)."""

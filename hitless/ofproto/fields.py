@@ -108,6 +108,11 @@ LOCS: dict[str, Loc] = {
     "ip_frag": _dp("ip_frag"),
     "tcp_flags": _dp("tcp_flags", 0, 12),
     "recirc_id": _dp("recirc_id"),
+    # the top label stack entry of an MPLS frame (label<<12 | tc<<9 | bos<<8 | ttl)
+    "mpls_label": _dp("mpls_lse0", 12, 20),
+    "mpls_tc": _dp("mpls_lse0", 9, 3),
+    "mpls_bos": _dp("mpls_lse0", 8, 1),
+    "mpls_ttl": _dp("mpls_lse0", 0, 8),
 }
 
 # The pipeline-only region, above the datapath key. Registers first: reg i is bits
@@ -141,6 +146,21 @@ for _name, _bits in (
     ("tun_dst", 32),
     ("tun_flags", 16),
     ("dp_hash", 32),
+    # after the fields above, so their places (and every older rule's mask) stay put
+    ("packet_type", 32),  # always (0, 0): standard Ethernet
+    ("tun_ipv6_src", 128),
+    ("tun_ipv6_dst", 128),
+    ("tun_gbp_id", 16),
+    ("tun_gbp_flags", 8),
+    ("tun_erspan_idx", 32),  # Open vSwitch takes any value (its "low 20 bits" unchecked)
+    ("tun_erspan_ver", 8),
+    ("tun_erspan_dir", 8),
+    ("tun_erspan_hwid", 8),
+    ("tun_gtpu_flags", 8),
+    ("tun_gtpu_msgtype", 8),
+    # the output port of the action set (OFPP_UNSET without one): not kept in the
+    # region, the lookup adds it (hitless.ofproto.ofxlate)
+    ("actset_output", 32),
 ):
     register_meta(_name, _bits)
 
@@ -152,6 +172,7 @@ _V4: _Alts = ((("eth_type", 0x0800),),)
 _V6: _Alts = ((("eth_type", 0x86DD),),)
 # ARP fields: ARP or RARP (Open vSwitch parses both alike; OVN matches ``rarp,arp_op=3``)
 _ARP: _Alts = ((("eth_type", 0x0806),), (("eth_type", 0x8035),))
+_MPLS: _Alts = ((("eth_type", 0x8847),), (("eth_type", 0x8848),))
 
 
 def _l4(proto: int, *eth_types: int) -> _Alts:
@@ -186,6 +207,10 @@ PREREQS: dict[str, _Alts] = {
     "ipv6_src": _V6,
     "ipv6_dst": _V6,
     "ipv6_label": _V6,
+    "mpls_label": _MPLS,
+    "mpls_tc": _MPLS,
+    "mpls_bos": _MPLS,
+    "mpls_ttl": _MPLS,
     "nd_target": tuple(
         (("eth_type", 0x86DD), ("nw_proto", 58), ("icmpv6_type", t)) for t in (135, 136)
     ),

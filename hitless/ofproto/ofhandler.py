@@ -20,7 +20,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hitless.ofproto.oftable import MAX_METER_BANDS, N_TABLES, Rule, RuleChange, compile_match
+from hitless.ofproto.oftable import (
+    MAX_METER_BANDS,
+    MAX_METERS,
+    N_TABLES,
+    Rule,
+    RuleChange,
+    compile_match,
+)
+from hitless.ofproto.ofxlate import MISS_NO_FLOW
 from hitless.openflow._wire import Reader
 from hitless.openflow.connection import Connection
 from hitless.openflow.constants import (
@@ -30,6 +38,7 @@ from hitless.openflow.constants import (
     OFP12_VERSION,
     OFP13_VERSION,
     OFP14_VERSION,
+    OFP15_VERSION,
     ActionType,
     BadRequestCode,
     BundleCtrlType,
@@ -47,6 +56,7 @@ from hitless.openflow.constants import (
     MultipartFlags,
     OxmClass,
     OxmField,
+    PacketInReason,
     PortConfig,
     PortModFailedCode,
     PortReason,
@@ -69,6 +79,7 @@ from hitless.openflow.flowmon import (
     UpdateEvent,
     monitor_error,
 )
+from hitless.openflow.match import PACKET_TYPE
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.match import field as oxm_field
 from hitless.openflow.messages import (
@@ -147,15 +158,18 @@ from hitless.openflow.multipart import (
     TableFeatures,
     TableFeaturesReply,
     TableFeaturesRequest,
+    TableReason,
     TableStats,
     TableStatsReply,
     TableStatsRequest,
+    TableStatus,
 )
 from hitless.openflow.nx import NxStatsType
-from hitless.openflow.nxm import spec_of
+from hitless.openflow.nxm import spec_by_name, spec_of
 from hitless.openflow.nxmsg import (
     NxCtFlushZone,
     NxResume,
+    NxSetAsyncConfig2,
     NxTlvTableMod,
     NxTlvTableReply,
     NxTlvTableRequest,
@@ -179,6 +193,7 @@ T = TypeVar("T")
 OFPP_LOCAL_DP = 0xFFFE
 OFPC14_BUNDLES = 1 << 9  # 1.4 capability bit (openflow-1.4 ofp_capabilities)
 OFPTC14_EVICTION = 1 << 2  # ofp_table_config (1.4)
+
 OFPTC14_VACANCY_EVENTS = 1 << 3
 TABLE_MAX_ENTRIES = 1_000_000  # what table features and statistics say
 GROUP_ADD_OR_MOD = 0x8000  # OFPGC_ADD_OR_MOD, Open vSwitch's extension (1.1+)
@@ -252,8 +267,52 @@ def _split_time(seconds: float) -> tuple[int, int]:
     return ms // 1000, ms % 1000 * 1_000_000
 
 
-def _table_features() -> tuple[TableFeatures, ...]:
-    insts = tuple(int(i) for i in InstructionType if i != InstructionType.EXPERIMENTER)
+def _field_headers() -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(match, wildcards, set-field) OXM headers of the fields the pipeline has: every
+    field with a place in the pipeline key (hitless.ofproto.fields.LOCS), maskable ones
+    with the hasmask bit in the match list (ovs-ofctl: "arbitrary mask"), and every field
+    a set_field may write (ct_mark and ct_label inside ``ct(exec(...))`` only, listed as
+    Open vSwitch lists them). An experimenter-class field's entry is its 8-byte header
+    (32-bit header, experimenter id) as one 64-bit integer."""
+    from hitless.ofproto.fields import LOCS
+    from hitless.ofproto.oftable import SETTABLE, WRITABLE
+
+    match: list[int] = []
+    wild: list[int] = []
+    sets: list[int] = []
+    seen: set[int] = set()
+    settable = {*WRITABLE, "ct_mark", "ct_label"}
+    names = [*LOCS, *settable, *(f.name.lower() for f in OxmField if f in SETTABLE)]
+
+    def header(cls: int, field: int, length: int, exp: int | None, hasmask: int = 0) -> int:
+        h = (cls << 16) | (field << 9) | hasmask << 8 | (length + (4 if exp is not None else 0))
+        return h if exp is None else h << 32 | exp
+
+    for name in names:
+        spec = spec_by_name(name)
+        if spec is None:
+            continue
+        cls, field, exp = spec.headers[0]
+        plain = header(cls, field, spec.nbytes, exp)
+        if name in LOCS and plain not in seen:
+            seen.add(plain)
+            wild.append(plain)
+            match.append(header(cls, field, spec.nbytes * 2, exp, 1) if spec.maskable else plain)
+        if (name in settable or (cls == OxmClass.OPENFLOW_BASIC and field in SETTABLE)) and (
+            plain not in sets
+        ):
+            sets.append(plain)
+    return tuple(match), tuple(wild), tuple(sets)
+
+
+def _table_features(meter_instruction: bool = True) -> tuple[TableFeatures, ...]:
+    """Every table's features; ``meter_instruction`` False for 1.5, where a meter is an
+    action and Open vSwitch lists no meter instruction."""
+    insts = tuple(
+        int(i) for i in InstructionType
+        if i != InstructionType.EXPERIMENTER and (meter_instruction or i != InstructionType.METER)
+    )  # fmt: skip
+    last_insts = tuple(i for i in insts if i != InstructionType.GOTO_TABLE)
     acts = (
         ActionType.OUTPUT,
         ActionType.PUSH_VLAN,
@@ -261,25 +320,27 @@ def _table_features() -> tuple[TableFeatures, ...]:
         ActionType.GROUP,
         ActionType.SET_NW_TTL,
         ActionType.DEC_NW_TTL,
+        ActionType.SET_QUEUE,
         ActionType.SET_FIELD,
+        ActionType.SET_MPLS_TTL,
+        ActionType.DEC_MPLS_TTL,
+        ActionType.PUSH_MPLS,
+        ActionType.POP_MPLS,
     )
-    from hitless.ofproto.oftable import _OXM_KEY, SETTABLE
-
-    match = tuple(
-        oxm_field(f.name.lower(), 0).header() for f in OxmField if f in _OXM_KEY or f == 2
-    )
-    sets = tuple(oxm_field(f.name.lower(), 0).header() for f in OxmField if f in SETTABLE)
+    match, wild, sets = _field_headers()
     out = []
     from hitless.ofproto.oftable import N_TABLES
 
     for t in range(N_TABLES):
         props = (
-            TableFeatureProp(TableFeaturePropType.INSTRUCTIONS, insts),
+            # the last table has nowhere to go: no goto_table (as Open vSwitch says it)
+            TableFeatureProp(TableFeaturePropType.INSTRUCTIONS,
+                             insts if t < N_TABLES - 1 else last_insts),  # fmt: skip
             TableFeatureProp(TableFeaturePropType.NEXT_TABLES, tuple(range(t + 1, N_TABLES))),
             TableFeatureProp(TableFeaturePropType.WRITE_ACTIONS, tuple(int(a) for a in acts)),
             TableFeatureProp(TableFeaturePropType.APPLY_ACTIONS, tuple(int(a) for a in acts)),
             TableFeatureProp(TableFeaturePropType.MATCH, match),
-            TableFeatureProp(TableFeaturePropType.WILDCARDS, match),
+            TableFeatureProp(TableFeaturePropType.WILDCARDS, wild),
             TableFeatureProp(TableFeaturePropType.WRITE_SETFIELD, sets),
             TableFeatureProp(TableFeaturePropType.APPLY_SETFIELD, sets),
         )
@@ -297,6 +358,7 @@ def _table_features() -> tuple[TableFeatures, ...]:
 
 
 _TABLE_FEATURES: tuple[TableFeatures, ...] | None = None
+_TABLE_FEATURES15: tuple[TableFeatures, ...] | None = None
 _TABLE_CAPS: tuple[TableCaps, ...] | None = None
 OFPC11_ARP_MATCH_IP = 1 << 7  # ofp_capabilities of OpenFlow 1.1 (1.2 dropped it)
 
@@ -312,7 +374,9 @@ def _table_caps() -> tuple[TableCaps, ...]:
     out = []
     for tf in _TABLE_FEATURES:
         ids = {p.type: frozenset(p.ids) for p in tf.properties}
-        fields = {t: frozenset((h >> 9) & 0x7F for h in v if h >> 16 == OxmClass.OPENFLOW_BASIC)
+        # 1.1/1.2 know no packet_type (an OXM of 1.3+ in Open vSwitch)
+        fields = {t: frozenset((h >> 9) & 0x7F for h in v if h >> 16 == OxmClass.OPENFLOW_BASIC
+                               and (h >> 9) & 0x7F != PACKET_TYPE)
                   for t, v in ids.items()}  # fmt: skip
         insts = ids[TableFeaturePropType.INSTRUCTIONS] - {InstructionType.METER}
         if not ids[TableFeaturePropType.NEXT_TABLES]:
@@ -333,6 +397,21 @@ def _table_caps() -> tuple[TableCaps, ...]:
     return _TABLE_CAPS
 
 
+
+def _group_actions(version: int | None) -> int:
+    """The actions a bucket can run, as the version's action-type bitmap says them (the
+    bits Open vSwitch uses)."""
+    if version == OFP10_VERSION:
+        return (1 << 12) - 1  # every 1.0 action: output .. enqueue
+    a = ActionType
+    common = (1 << a.OUTPUT | 1 << a.PUSH_VLAN | 1 << a.POP_VLAN | 1 << a.SET_QUEUE
+              | 1 << a.GROUP | 1 << a.SET_NW_TTL | 1 << a.DEC_NW_TTL | 1 << a.SET_MPLS_TTL
+              | 1 << a.DEC_MPLS_TTL | 1 << a.PUSH_MPLS | 1 << a.POP_MPLS)  # fmt: skip
+    if version == OFP11_VERSION:
+        # and 1.1's set actions (set_vlan_vid .. set_tp_dst, set_mpls_label, set_mpls_tc)
+        return common | ((1 << 11) - 1) | 1 << 13 | 1 << 14
+    return common | 1 << a.SET_FIELD
+
 class OfHandler:
     def __init__(self, bridge: Bridge, datapath_id: int = 0) -> None:
         self.bridge = bridge
@@ -347,10 +426,14 @@ class OfHandler:
         self._changes: list[tuple[RuleChange, Connection | None, int]] = []
         # OFPT_TABLE_MOD's, per table: 1.1/1.2 miss config (OFPTC11_TABLE_MISS_*), 1.4+
         # eviction on, vacancy events on with (vacancy_down, vacancy_up) percentages
-        self.table_miss: dict[int, int] = {}
-        self.table_evict: set[int] = set()
+        self.table_miss = bridge.of.table_miss  # translation reads it (ofxlate)
+        self.table_evict = bridge.of_evict  # the bridge evicts from these when full
         self.table_vacancy: dict[int, tuple[int, int]] = {}
+        self.vacancy_event: dict[int, int] = {}  # TableReason each such table waits for
         self._compiled: dict[MonitorRequest, tuple[int, int, int, int]] = {}
+        # group and meter mods the last ``handle`` applied (one, or a committed bundle's),
+        # in order, as received: what the session's peers may get as REQUESTFORWARD
+        self.applied_mods: list[GroupMod | MeterMod] = []
 
     def _take_changes(self, origin: Connection | None, xid: int) -> None:
         watch = self.bridge.of.watch
@@ -367,7 +450,9 @@ class OfHandler:
         now: float,
         others: Iterable[Connection] = (),
     ) -> list[Message]:
-        """The replies to ``msg``; rule changes it makes wait for ``flow_updates``."""
+        """The replies to ``msg``; rule changes it makes wait for ``flow_updates``, group
+        and meter mods it applied are in ``applied_mods`` until the next call."""
+        self.applied_mods = []
         if self.bridge.of.watch is None:
             return self._handle(conn, session, msg, now, others)
         self._take_changes(None, 0)  # what happened before it (learning, timeouts)
@@ -394,13 +479,16 @@ class OfHandler:
                 br.flow_mod(msg, now)
             return []
         if isinstance(msg, GroupMod):
+            gm = msg
             if msg.command == GROUP_ADD_OR_MOD:  # Open vSwitch's add-group --may-create
                 known = msg.group_id in br.of.groups
-                msg = replace(msg, command=GroupModCommand.MODIFY if known else GroupModCommand.ADD)
-            br.group_mod(msg, now)
+                gm = replace(msg, command=GroupModCommand.MODIFY if known else GroupModCommand.ADD)
+            br.group_mod(gm, now)
+            self.applied_mods.append(msg)
             return []
         if isinstance(msg, MeterMod):
             br.meter_mod(msg, now)
+            self.applied_mods.append(msg)
             return []
         if isinstance(msg, PacketOut):
             if msg.buffer_id != 0xFFFFFFFF:
@@ -456,7 +544,7 @@ class OfHandler:
             return [self._role(conn, msg, others)]
         if isinstance(msg, GetAsyncRequest):
             return [GetAsyncReply(xid=xid, config=conn.async_config)]
-        if isinstance(msg, SetAsync):
+        if isinstance(msg, (SetAsync, NxSetAsyncConfig2)):
             conn.async_config = msg.config
             session.service = False
             return []
@@ -492,7 +580,7 @@ class OfHandler:
             self._tlv_mod(msg)
             return []
         if isinstance(msg, NxCtFlushZone):
-            br.datapath.conntrack.flush(msg.zone_id)
+            br.datapath.ct_flush(msg.zone_id)
             return []
         if isinstance(msg, NxResume):
             fields = []
@@ -526,6 +614,7 @@ class OfHandler:
         if version in (OFP11_VERSION, OFP12_VERSION):
             for t in tables:
                 self.table_miss[t] = msg.config & 3
+            self.bridge.of_config_changed(tables)
             return
         if version < OFP14_VERSION:
             return
@@ -549,10 +638,63 @@ class OfHandler:
                 self.table_evict.discard(t)
             if msg.config & OFPTC14_VACANCY_EVENTS:
                 self.table_vacancy[t] = vacancy or self.table_vacancy.get(t, (0, 0))
+                self._vacancy_event(t)  # armed now, if it was not (Open vSwitch)
             else:
                 self.table_vacancy.pop(t, None)
+                self.vacancy_event.pop(t, None)
 
-    def _table_desc(self, table_id: int, n_rules: int) -> TableDesc:
+    def _vacancy(self, table_id: int) -> int:
+        """A table's free space in percent, as Open vSwitch computes it: against the
+        Flow_Table ``flow_limit`` (none: 2**32 - 1), rounded down."""
+        cfg = getattr(self.bridge, "cfg", None)
+        ft = cfg.flow_tables.get(table_id) if cfg is not None else None
+        limit = ft.flow_limit if ft is not None and ft.flow_limit is not None else 0xFFFFFFFF
+        n = len(self.bridge.of.tables[table_id])
+        return 100 if not limit else 0 if n >= limit else int((limit - n) * 100.0 / limit)
+
+    def _vacancy_event(self, table_id: int) -> int:
+        """The event a table with vacancy events waits for next: up while its vacancy is
+        below vacancy_up when they were turned on (or the table came with a handoff),
+        else down; each event sent arms the other."""
+        ev = self.vacancy_event.get(table_id)
+        if ev is None:
+            up = self.table_vacancy[table_id][1]
+            ev = self.vacancy_event[table_id] = (
+                TableReason.VACANCY_UP if self._vacancy(table_id) < up else TableReason.VACANCY_DOWN
+            )
+        return ev
+
+    def table_status(self) -> list[TableStatus]:
+        """OFPT_TABLE_STATUS for each table with vacancy events whose free space crossed
+        the threshold it waits for (vacancy_down going down, vacancy_up going up)."""
+        out = []
+        for t, (down, up) in self.table_vacancy.items():
+            vacancy = self._vacancy(t)
+            if vacancy < down:
+                event = TableReason.VACANCY_DOWN
+            elif vacancy > up:
+                event = TableReason.VACANCY_UP
+            else:
+                continue
+            if event == self._vacancy_event(t):
+                out.append(TableStatus(reason=event, table=self._table_desc(t)))
+                self.vacancy_event[t] = (TableReason.VACANCY_UP if event == TableReason.VACANCY_DOWN
+                                         else TableReason.VACANCY_DOWN)  # fmt: skip
+        return out
+
+    def _flow_tables(self) -> dict[int, tuple[str, int]]:
+        """Table id -> (name, max_entries) of the tables a Flow_Table row configures:
+        its ``name`` and its ``flow_limit`` (else the default), as Open vSwitch shows
+        them in table features and in OpenFlow 1.0-1.2 table statistics."""
+        cfg = getattr(self.bridge, "cfg", None)
+        if cfg is None:
+            return {}
+        return {
+            tid: (ft.name or "", ft.flow_limit if ft.flow_limit is not None else TABLE_MAX_ENTRIES)
+            for tid, ft in cfg.flow_tables.items()
+        }
+
+    def _table_desc(self, table_id: int) -> TableDesc:
         config = (OFPTC14_EVICTION if table_id in self.table_evict else 0) | (
             OFPTC14_VACANCY_EVENTS if table_id in self.table_vacancy else 0
         )
@@ -560,8 +702,7 @@ class OfHandler:
         props = struct.pack("!HHI", 2, 8, 0x7)
         vac = self.table_vacancy.get(table_id)
         if vac is not None:
-            free = 100 - n_rules * 100 // TABLE_MAX_ENTRIES
-            props += struct.pack("!HHBBBx", 3, 8, vac[0], vac[1], free)
+            props += struct.pack("!HHBBBx", 3, 8, vac[0], vac[1], self._vacancy(table_id))
         return TableDesc(table_id=table_id, config=config, properties=props)
 
     # -- flow monitors --
@@ -906,6 +1047,7 @@ class OfHandler:
                     self._handle(conn, session, m, now, others)
                 except RemoteProtocolError as e:
                     self.bridge.of_rollback(snap)
+                    self.applied_mods = []  # nothing of the bundle happened
                     raw = raws[i] if len(raws) == len(msgs) else None
                     raise BundleMessageFailed(e, m, raw, conn.version or OFP13_VERSION) from None
             return reply(BundleCtrlType.COMMIT_REPLY)
@@ -991,20 +1133,23 @@ class OfHandler:
                         match=r.match,
                         instructions=instructions_for(r.instructions, version),
                         idle_age=int(max(0.0, now - r.last_used)),
+                        hard_age=int(max(0.0, now - r.modified)),
                     )
                 )
             return _replies(FlowStatsReply, xid, "stats", stats)
         if isinstance(msg, TableStatsRequest):
             br.settle_counters()
             caps = _table_caps()
+            named = self._flow_tables()
             ts = [
-                TableStats(t.table_id, len(t), t.lookups, t.matched, "",
-                           replace(caps[t.table_id], config=self.table_miss.get(t.table_id, 0)))
+                TableStats(t.table_id, len(t), t.lookups, t.matched, named.get(t.table_id, ("", 0))[0],
+                           replace(caps[t.table_id], config=self.table_miss.get(t.table_id, 0),
+                                   max_entries=named.get(t.table_id, ("", TABLE_MAX_ENTRIES))[1]))
                 for t in of.tables
             ]  # fmt: skip
             return _replies(TableStatsReply, xid, "stats", ts, 254)
         if isinstance(msg, TableFeaturesRequest):
-            global _TABLE_FEATURES
+            global _TABLE_FEATURES, _TABLE_FEATURES15
             if msg.tables:
                 raise RemoteProtocolError(
                     "table features cannot be changed",
@@ -1013,12 +1158,20 @@ class OfHandler:
                 )
             if _TABLE_FEATURES is None:
                 _TABLE_FEATURES = _table_features()
-            return _replies(TableFeaturesReply, xid, "tables", _TABLE_FEATURES, 20)
+            if _TABLE_FEATURES15 is None:
+                _TABLE_FEATURES15 = _table_features(meter_instruction=False)
+            named = self._flow_tables()
+            tables = [
+                replace(tf, name=named[tf.table_id][0], max_entries=named[tf.table_id][1])
+                if tf.table_id in named else tf
+                for tf in (_TABLE_FEATURES15 if version >= OFP15_VERSION else _TABLE_FEATURES)
+            ]  # fmt: skip
+            return _replies(TableFeaturesReply, xid, "tables", tables, 20)
         if isinstance(msg, PortDescRequest):
             ports = self.port_descs()
             return _replies(PortDescReply, xid, "ports", ports, 100)
         if isinstance(msg, TableDescRequest):
-            descs = [self._table_desc(t.table_id, len(t)) for t in of.tables]
+            descs = [self._table_desc(t.table_id) for t in of.tables]
             return _replies(TableDescReply, xid, "tables", descs, 254)  # one part, as OVS
         if isinstance(msg, QueueDescRequest):
             queues = [
@@ -1050,15 +1203,18 @@ class OfHandler:
                 if want != OfPort.ANY and of_port(no) != want:
                     continue
                 s = p.stats
+                sec, nsec = _split_time(now - br.port_added.get(no, now))
                 pstats.append(
                     PortStats(
                         port_no=of_port(no),
+                        duration_sec=sec,
+                        duration_nsec=nsec,
                         rx_packets=s.rx_packets,
                         tx_packets=s.tx_packets,
                         rx_bytes=s.rx_bytes,
                         tx_bytes=s.tx_bytes,
-                        rx_dropped=s.rx_dropped,
-                        tx_dropped=s.tx_dropped,
+                        rx_dropped=s.rx_dropped if s.drops_counted else UNKNOWN,
+                        tx_dropped=s.tx_dropped if s.drops_counted else UNKNOWN,
                         # counters no datapath of ours keeps: "unavailable" (all ones),
                         # which ovs-ofctl prints as "?", as for Open vSwitch's own
                         rx_errors=UNKNOWN,
@@ -1092,7 +1248,8 @@ class OfHandler:
             return _replies(GroupStatsReply, xid, "stats", gs)
         if isinstance(msg, GroupDescRequest):
             gd = [
-                GroupDesc(group_type=g.type, group_id=g.group_id, buckets=g.buckets)
+                GroupDesc(group_type=g.type, group_id=g.group_id, buckets=g.buckets,
+                          selection=g.selection)  # fmt: skip
                 for g in sorted(of.groups.values(), key=lambda g: g.group_id)
             ]
             return _replies(GroupDescReply, xid, "stats", gd)
@@ -1104,8 +1261,8 @@ class OfHandler:
                     capabilities=GroupCapabilities.SELECT_WEIGHT
                     | GroupCapabilities.SELECT_LIVENESS
                     | GroupCapabilities.CHAINING,
-                    max_groups=(65536, 65536, 65536, 65536),
-                    actions=(1 << ActionType.OUTPUT | 1 << ActionType.GROUP,) * 4,
+                    max_groups=(0xFFFFFF00,) * 4,  # any id up to OFPG_MAX, no count limit
+                    actions=(_group_actions(version),) * 4,
                 )
             ]
         if isinstance(msg, (MeterStatsRequest, MeterConfigRequest)):
@@ -1140,9 +1297,11 @@ class OfHandler:
             return [
                 MeterFeaturesReply(
                     xid=xid,
-                    max_meter=65536,
+                    max_meter=MAX_METERS,
                     band_types=1 << 1,  # drop
-                    capabilities=MeterFlags.KBPS | MeterFlags.PKTPS | MeterFlags.STATS,
+                    # burst: every datapath's band honours its burst_size (datapath/meters.py)
+                    capabilities=MeterFlags.KBPS | MeterFlags.PKTPS | MeterFlags.BURST
+                    | MeterFlags.STATS,
                     max_bands=MAX_METER_BANDS,
                     max_color=0,
                 )
@@ -1151,7 +1310,17 @@ class OfHandler:
             (NX_EXPERIMENTER_ID, NxStatsType.IPFIX_BRIDGE),
             (NX_EXPERIMENTER_ID, NxStatsType.IPFIX_FLOW),
         ):
-            raise RemoteProtocolError.nicira("IPFIX is not configured", NxError.NOT_CONFIGURED)
+            # Bridge.ipfix: the exporter's statistics, as Open vSwitch answers; flow-based
+            # IPFIX (Flow_Sample_Collector_Set) is refused, so never configured.
+            exporter = getattr(self.bridge, "ipfix_exporter", None)
+            cfg = getattr(self.bridge, "cfg", None)
+            if cfg is None or cfg.ipfix is None:  # removed since the daemon set it
+                exporter = None
+            if exporter is None or msg.exp_type == NxStatsType.IPFIX_FLOW:
+                raise RemoteProtocolError.nicira("IPFIX is not configured", NxError.NOT_CONFIGURED)
+            data = exporter.statistics().encode()
+            return [ExperimenterStatsReply(xid=xid, experimenter=NX_EXPERIMENTER_ID,
+                                           exp_type=NxStatsType.IPFIX_BRIDGE, data=data)]  # fmt: skip
         if isinstance(msg, ExperimenterStatsRequest) and (msg.experimenter, msg.exp_type) == (
             NX_EXPERIMENTER_ID,
             NxStatsType.GROUP_FEATURES,
@@ -1168,6 +1337,9 @@ class OfHandler:
 
     def port_descs(self) -> list[PortDesc]:
         views = self.bridge.port_views()
+        # internal and patch ports, and every port of the dummy datapath, have no link
+        # speed (Open vSwitch: 0); a netdev or ebpf port says 10 Gbps
+        speed = 0 if self.bridge.datapath.type == "dummy" else 10_000_000
         out = []
         for no, p in sorted(self.bridge.datapath.ports().items()):
             cfg = self.bridge.of_port_config.get(no, 0)
@@ -1182,9 +1354,8 @@ class OfHandler:
                     name=p.name[:15],
                     config=cfg,
                     state=state,
-                    # internal and patch ports have no link speed (Open vSwitch: 0)
-                    curr_speed=0 if p.type in ("internal", "patch") else 10_000_000,
-                    max_speed=0 if p.type in ("internal", "patch") else 10_000_000,
+                    curr_speed=speed if p.type not in ("internal", "patch") else 0,
+                    max_speed=speed if p.type not in ("internal", "patch") else 0,
                 )
             )
         return out
@@ -1213,8 +1384,8 @@ class OfHandler:
         """Packet-ins and flow-removed messages the bridge queued (xid 0)."""
         br = self.bridge
         pins = [
-            PacketIn(
-                reason=p.reason,
+            (MissPacketIn if p.reason == MISS_NO_FLOW else PacketIn)(
+                reason=PacketInReason.NO_MATCH if p.reason == MISS_NO_FLOW else p.reason,
                 table_id=p.table_id,
                 cookie=p.cookie,
                 total_len=len(p.packet),
@@ -1257,13 +1428,32 @@ class OfHandler:
         if session.service:
             return False
         if isinstance(msg, PacketIn):
+            if isinstance(msg, MissPacketIn) and (conn.version or 0) >= OFP13_VERSION:
+                return False
             return conn.async_allows(MsgType.PACKET_IN, msg.reason)
         if isinstance(msg, PortStatus):
             return conn.async_allows(MsgType.PORT_STATUS, msg.reason)
+        if isinstance(msg, TableStatus):  # 1.4+ (1.3's ONF form is not implemented)
+            return (conn.version or 0) >= OFP14_VERSION and conn.async_allows(
+                MsgType.TABLE_STATUS, msg.reason
+            )
         if isinstance(msg, FlowRemoved):
             reason = msg.reason if msg.reason <= FlowRemovedReason.GROUP_DELETE else 2
             return conn.async_allows(MsgType.FLOW_REMOVED, reason)
         return True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MissPacketIn(PacketIn):
+    """A packet-in for a miss without a table-miss rule (ofxlate ``MISS_NO_FLOW``): sent,
+    as Open vSwitch sends it, only to sessions of OpenFlow 1.0-1.2."""
+
+
+def wants_miss_packet_ins(sessions: Iterable[tuple[int | None, OfSession]]) -> bool:
+    """Whether a miss without a table-miss rule makes a packet-in: some session of
+    OpenFlow 1.0-1.2 takes async messages (Open vSwitch: a controller id 0 session below
+    1.3), given (negotiated version, session) pairs."""
+    return any(v is not None and v < OFP13_VERSION and not s.service for v, s in sessions)
 
 
 class BundleMessageFailed(RemoteProtocolError):

@@ -33,6 +33,7 @@ from hitless.config.model import OFPP_LOCAL
 from hitless.datapath import actions as dp
 from hitless.ofproto import ct_xlate
 from hitless.ofproto.fields import DP_MASK, LOCS, PREREQS
+from hitless.ofproto.frozen import FrozenState, Item, Unroll, is_frozen_actions
 from hitless.ofproto.oftable import (
     BucketCounter,
     FinCredit,
@@ -60,6 +61,7 @@ from hitless.openflow.constants import (
 )
 from hitless.openflow.errors import RemoteProtocolError
 from hitless.openflow.match import Match as OfMatch
+from hitless.openflow.match import Oxm
 from hitless.openflow.match import field as oxm_field
 from hitless.openflow.nxm import FieldSpec, spec_by_name, spec_of
 from hitless.packet.flow import (
@@ -67,6 +69,10 @@ from hitless.packet.flow import (
     FIELDS,
     FRAG_LATER,
     KEY_LEN,
+    MPLS_BOS,
+    MPLS_MAX_LABELS,
+    MPLS_TYPES,
+    OVERLAYS,
     VLAN_PRESENT,
     full_mask,
 )
@@ -79,6 +85,7 @@ from hitless.packet.flow import (
 
 __all__ = [
     "ACTION_XLATE",
+    "MISS_NO_FLOW",
     "PACKET_IN_USERDATA",
     "PIN_FIELDS",
     "PacketInInfo",
@@ -91,9 +98,16 @@ __all__ = [
 ]
 
 PACKET_IN_USERDATA = struct.Struct("!BBQH")  # reason, table_id, cookie, max_len
+# A packet-in's reason in the userspace action for a miss without a table-miss rule
+# (PacketInReason.NO_MATCH to the sessions of 1.0-1.2 only); OFPTC11_TABLE_MISS_*.
+MISS_NO_FLOW = 0xFE
+TABLE_MISS_CONTROLLER, TABLE_MISS_CONTINUE, TABLE_MISS_DROP = 0, 1, 2
 MAX_DEPTH = 64  # nested groups / backward resubmits before the packet is dropped (as OVS)
 MAX_RESUBMITS = MAX_DEPTH * MAX_DEPTH  # resubmits in one translation, likewise
 _METADATA = LOCS["metadata"]
+_ACTSET = LOCS["actset_output"]
+_OFPP_UNSET = 0xFFFFFFF7  # OpenFlow 1.5 §7.2.3.7: the action set has no output action
+_ACTSET_UNSET = _ACTSET.put(0, _OFPP_UNSET)
 
 
 # Pipeline fields a packet-in reports when they are not zero (Open vSwitch's packet-in
@@ -209,11 +223,29 @@ class Continuation:
     meta: int
     stack: tuple[int, ...]
     ct: bytes
-    actions: tuple[of.Action, ...]
+    actions: tuple[Item, ...]
+    action_set: tuple[of.Action, ...] = ()
+
+    def checked_actions(self) -> tuple[of.Action, ...]:
+        """Every OpenFlow action it would run (a controller's bytes: checked as a
+        flow-mod's actions are)."""
+        out = list(self.action_set)
+        for it in self.actions:
+            if isinstance(it, of.WriteActions):
+                out.extend(it.actions)
+            elif isinstance(it, OfAction):
+                out.append(it)
+        return tuple(out)
 
     def encode(self) -> bytes:
+        if self.action_set or not all(isinstance(a, OfAction) for a in self.actions):
+            # Format 2: the action set and the rule boundaries (write_actions...) too,
+            # in the frozen-state encoding (format 1 stays the bytes of older builds).
+            st = FrozenState(self.in_port, self.meta, self.stack, self.action_set, self.actions)
+            head = _CONT.pack(2, self.table_id, self.cookie, self.in_port, len(self.ct))
+            return head + self.ct + st.encode()
         meta = self.meta.to_bytes((self.meta.bit_length() + 7) // 8, "big")
-        acts = of.encode_actions(self.actions)
+        acts = of.encode_actions([a for a in self.actions if isinstance(a, OfAction)])
         out = [_CONT.pack(1, self.table_id, self.cookie, self.in_port, len(self.ct)), self.ct,
                _U16.pack(len(meta)), meta, bytes((len(self.stack),))]  # fmt: skip
         for v in self.stack:
@@ -228,9 +260,15 @@ class Continuation:
         r = Reader(data)
         try:
             ver, table_id, cookie, in_port, nct = r.unpack(_CONT, "continuation")
-            if ver != 1:
+            if ver not in (1, 2):
                 raise ValueError(f"continuation format {ver}")
             ct = r.take(nct, "ct fields")
+            if len(ct) != KEY_LEN - CT_OFF - 4:
+                raise ValueError(f"continuation ct fields of {len(ct)} bytes")
+            if ver == 2:
+                st = FrozenState.decode(r.take(r.remaining()))
+                return cls(table_id, cookie, in_port, st.meta, st.stack, ct, st.items,
+                           st.action_set)  # fmt: skip
             (n,) = r.unpack(_U16)
             meta = int.from_bytes(r.take(n), "big")
             stack = []
@@ -255,7 +293,7 @@ class _Pause:
     index: int  # of the placeholder Userspace action in ctx.acts
     info: PacketInInfo
     cont: Continuation
-    rest: list[of.Action] = field(default_factory=list)
+    rest: list[Item] = field(default_factory=list)
 
 
 class Recorder(Protocol):
@@ -355,20 +393,32 @@ _SET_PREREQ: dict[int, tuple[tuple[int, ...], int | None, tuple[int, ...] | None
 }
 # Fields a translation may rewrite with SetField, restored after a group bucket or NORMAL.
 _RESTORABLE = tuple(
-    n for n in FIELDS if n not in ("in_port", "eth_type", "vlan_tci", "ip_frag", "tcp_flags")
+    n
+    for n in FIELDS
+    if n not in ("in_port", "eth_type", "vlan_tci", "ip_frag", "tcp_flags") and n not in OVERLAYS
 )
+_LSE = tuple(f"mpls_lse{i}" for i in range(MPLS_MAX_LABELS))
+_LSE_MASK = [_imask(n) for n in _LSE]
+_BOS_MASK = [MPLS_BOS << ((KEY_LEN - FIELDS[n][0] - 4) * 8) for n in _LSE]
+# The L3 and L4 part of the key (from ipv4_src to nd_target): what push_mpls hides.
+_L3_OFF, _L3_END = FIELDS["ipv4_src"][0], FIELDS["recirc_id"][0]
 
 # Action set order (§5.10): one slot per action type (set_field: per field).
 _SET_ORDER = {
     ActionType.POP_VLAN: 1,
+    ActionType.POP_MPLS: 2,
+    ActionType.PUSH_MPLS: 3,
     ActionType.PUSH_VLAN: 4,
     ActionType.DEC_NW_TTL: 6,
+    ActionType.DEC_MPLS_TTL: 6,
+    ActionType.SET_MPLS_TTL: 7,
     ActionType.SET_FIELD: 7,
     ActionType.SET_NW_TTL: 7,
     ActionType.GROUP: 9,
     ActionType.OUTPUT: 10,
 }
 _INST_ORDER = of.INSTRUCTION_ORDER  # §5.9
+_OUTPUT_SLOT = (_SET_ORDER[ActionType.OUTPUT], -ActionType.OUTPUT)  # _set_slot's
 
 
 class TableHit:
@@ -397,6 +447,9 @@ class _Ctx:
     acts: list[dp.Action] = field(default_factory=list)
     credits: list[object] = field(default_factory=list)
     deps: set[tuple[object, ...]] = field(default_factory=set)
+    # (table_id, key, bits examined) per table lookup; None once a table was read some
+    # other way (Xlate.lookups)
+    lookups: list[tuple[int, int, int]] | None = field(default_factory=list)
     learn: tuple[int, bytes, int] | None = None
     dst: tuple[int, bytes] | None = None
     flood_vlan: int | None = None
@@ -420,6 +473,19 @@ class _Ctx:
     recirc_known: Mapping[int, bytes] = field(default_factory=dict)
     frozen: list[tuple[int, bytes]] = field(default_factory=list)
     pause: _Pause | None = None  # a controller(pause) stopped the translation
+    # check_pkt_larger: the values the first checks take (the translation is run once
+    # per branch) and where an unforced one stopped it (acts, credits, pkt_len, events).
+    forced: tuple[int, ...] = ()
+    n_checks: int = 0
+    fork: tuple[int, int, int, int] | None = None
+    queue: int | None = None  # set_queue's queue for later outputs (None: pop_queue)
+    # pop_mpls left a packet whose inner headers the key does not show: the next lookup
+    # recirculates (the datapath parses them), as Open vSwitch does
+    was_mpls: bool = False
+    # Freezing (after such a pop): the actions left, gathered as translation unwinds
+    # (hitless.ofproto.frozen); the datapath recirculates and they run after
+    freeze: list[Item] | None = None
+    priority: int = 0  # the socket priority the emitted actions give outputs so far
 
     # -- field rewrites --
     def set_key(self, name: str, value: int) -> None:
@@ -429,6 +495,7 @@ class _Ctx:
         """Emit the rewrites that take the packet back to ``saved``."""
         if saved == self.cur:
             return
+        self._restore_mpls(saved)
         old_tci = key_field(saved, "vlan_tci")
         new_tci = key_field(self.cur, "vlan_tci")
         for name in _RESTORABLE:
@@ -443,6 +510,27 @@ class _Ctx:
             else:
                 self.acts.append(dp.SetField("vlan_tci", (old_tci & 0xEFFF).to_bytes(2, "big")))
         self.cur = saved
+
+    def _restore_mpls(self, saved: bytes) -> None:
+        """Undo label stack changes (pushes popped, pops pushed back, the top entry
+        rewritten); the key then shows ``saved``'s headers."""
+        old_et, new_et = key_field(saved, "eth_type"), key_field(self.cur, "eth_type")
+        if old_et not in MPLS_TYPES and new_et not in MPLS_TYPES:
+            return
+        n_old = _mpls_count(self, saved)
+        n_new = _mpls_count(self, self.cur) if new_et in MPLS_TYPES else 0
+        if new_et in MPLS_TYPES and n_new > n_old:
+            for i in range(n_new - n_old):
+                last = i == n_new - n_old - 1
+                self.acts.append(dp.PopMpls(old_et if last else new_et))
+        elif n_new < n_old:  # popped: the entries go back, deepest first
+            for i in reversed(range(n_old - n_new)):
+                self.mask |= _LSE_MASK[i]
+                self.acts.append(dp.PushMpls(key_field(saved, _LSE[i]), old_et))
+        elif old_et in MPLS_TYPES and key_field(saved, _LSE[0]) != key_field(self.cur, _LSE[0]):
+            self.mask |= _LSE_MASK[0]
+            self.acts.append(dp.SetField(_LSE[0], saved[28:32]))
+        self.cur = key_set(self.cur, "eth_type", old_et)
 
 
 def xlate_openflow(
@@ -463,22 +551,30 @@ def xlate_openflow(
     ``recirc``: the recirculation ids in use (the datapath's map): a key with a
     recirc_id resumes the frozen state it stands for (ofproto.ct_xlate)."""
     in_port = int.from_bytes(key[0:4], "big")
-    ctx = _Ctx(of_state, sw, key, key, in_port, recorder=recorder)
-    if recirc is not None:
-        ctx.recirc_known = recirc
     rid = key_field(key, "recirc_id")
+    frozen = None
     if rid and actions is None:
-        frozen = ctx.recirc_known.get(rid)
+        frozen = (recirc or {}).get(rid)
         if frozen is None:  # not ours (or forgotten): Open vSwitch drops it too
             return Xlate((), _IN_PORT.to_bytes(KEY_LEN, "big"), "drop: unknown recirc_id")
-        table_id, ctx.in_port, ctx.meta = ct_xlate.decode_frozen(frozen)
-        _pipeline(ctx, table_id)
-    elif actions is None:
-        _pipeline(ctx, 0)
-    else:
-        ctx.cookie = (1 << 64) - 1  # a packet-out's packet-ins carry no rule's cookie (OVS)
-        _apply(ctx, actions)
-    return _finish(ctx)
+
+    def run(forced: tuple[int, ...], rec: _Skip | None) -> _Ctx:
+        ctx = _Ctx(of_state, sw, key, key, in_port, recorder=rec, forced=forced)
+        if recirc is not None:
+            ctx.recirc_known = recirc
+        if frozen is not None and is_frozen_actions(frozen):
+            _thaw(ctx, FrozenState.decode(frozen))
+        elif frozen is not None:
+            table_id, ctx.in_port, ctx.meta = ct_xlate.decode_frozen(frozen)
+            _pipeline(ctx, table_id)
+        elif actions is None:
+            _pipeline(ctx, 0)
+        else:
+            ctx.cookie = (1 << 64) - 1  # a packet-out's packet-ins carry no rule's cookie
+            _apply(ctx, actions)
+        return ctx
+
+    return _forked(run, recorder)
 
 
 def xlate_resume(
@@ -494,27 +590,105 @@ def xlate_resume(
     handed back as (name, value, mask or None) (NXT_RESUME's metadata: they replace the
     frozen values; Open vSwitch 1.5 sends registers in pairs, as masked xregs)."""
     key = packet_key[: CT_OFF + 4] + cont.ct
-    ctx = _Ctx(of_state, sw, key, key, cont.in_port)
-    if recirc is not None:
-        ctx.recirc_known = recirc
-    ctx.table_id, ctx.cookie, ctx.meta = cont.table_id, cont.cookie, cont.meta
-    ctx.stack = list(cont.stack)
-    for name, value, mask in fields:
-        loc = LOCS.get(name)
-        if loc is not None and loc.key_field is None:
-            ctx.meta = loc.put(ctx.meta, value, mask)
-    _apply(ctx, cont.actions)
-    return _finish(ctx)
+    given = tuple(fields)
+
+    def run(forced: tuple[int, ...], rec: _Skip | None) -> _Ctx:
+        ctx = _Ctx(of_state, sw, key, key, cont.in_port, recorder=rec, forced=forced)
+        if recirc is not None:
+            ctx.recirc_known = recirc
+        ctx.table_id, ctx.cookie, ctx.meta = cont.table_id, cont.cookie, cont.meta
+        ctx.stack = list(cont.stack)
+        ctx.action_set = {_set_slot(a): a for a in cont.action_set}
+        for name, value, mask in given:
+            loc = LOCS.get(name)
+            if loc is not None and loc.key_field is None:
+                ctx.meta = loc.put(ctx.meta, value, mask)
+        _apply(ctx, cont.actions)
+        return ctx
+
+    return _forked(run, None)
+
+
+class _Skip:
+    """A recorder that passes on events after the first ``n`` (a check_pkt_larger
+    branch re-runs the translation: its trace goes on from the fork)."""
+
+    __slots__ = ("inner", "n", "seen")
+
+    def __init__(self, inner: Recorder, n: int) -> None:
+        self.inner, self.n, self.seen = inner, n, 0
+
+    def event(self, kind: str, **details: Any) -> None:
+        self.seen += 1
+        if self.seen > self.n:
+            self.inner.event(kind, **details)
+
+
+MAX_CHECKS = 8  # check_pkt_larger forks in one translation (2**8 runs at most)
+
+
+def _forked(run: Callable[[tuple[int, ...], _Skip | None], _Ctx], recorder: Recorder | None) -> Xlate:
+    """Translate with ``run``; at each ``check_pkt_larger`` the translation stops (the
+    fork), and runs again once per branch with the check's result forced (1: larger,
+    0: not), from the start: translation is a pure function of its inputs, so each
+    branch's actions begin with the ones before the fork. The datapath gets those,
+    then ``check_pkt_len(size, gt(rest of branch 1), le(rest of branch 0))``. The
+    megaflow mask covers what either branch read, and every packet credits the rules
+    of both branches, as Open vSwitch 3.1 counts them (measured: a rule only the
+    larger packets reach counts the smaller ones too)."""
+
+    def go(forced: tuple[int, ...], skip: int) -> Xlate:
+        ctx = run(forced, _Skip(recorder, skip) if recorder is not None else None)
+        if ctx.fork is None:
+            return _finish(ctx)
+        at, cat, size, events = ctx.fork
+        gt, le = go((*forced, 1), events), go((*forced, 0), events)
+        acts: tuple[dp.Action, ...] = tuple(ctx.acts[:at])
+        if gt.actions[at:] or le.actions[at:]:  # else: nothing to choose between
+            acts += (dp.CheckPktLen(size, gt.actions[at:], le.actions[at:]),)
+        mask = int.from_bytes(gt.mask, "big") | int.from_bytes(le.mask, "big")
+        return Xlate(
+            acts,
+            mask.to_bytes(KEY_LEN, "big"),
+            "openflow" if acts else "drop: openflow",
+            gt.learn or le.learn,
+            gt.dst or le.dst,
+            gt.flood_vlan if gt.flood_vlan is not None else le.flood_vlan,
+            tuple(dict.fromkeys((*gt.out_ports, *le.out_ports))),
+            credits=(*gt.credits, *le.credits[cat:]),
+            deps=gt.deps | le.deps,
+            lookups=(
+                gt.lookups + le.lookups
+                if gt.lookups is not None and le.lookups is not None
+                else None
+            ),
+            recirc=tuple(dict.fromkeys((*gt.recirc, *le.recirc))),
+        )
+
+    return go((), 0)
+
+
+def _seal_pause(ctx: _Ctx) -> None:
+    """Write a pending ``controller(pause)``'s continuation (the actions gathered so far)
+    into its userspace action; translation goes on from here (clone, group bucket)."""
+    p = ctx.pause
+    if p is None:
+        return
+    aset = tuple(a for _, a in sorted(ctx.action_set.items(), key=lambda kv: kv[0]))
+    cont = replace(p.cont, actions=tuple(p.rest), action_set=aset)
+    info = replace(p.info, continuation=cont.encode())
+    ctx.acts[p.index] = dp.Userspace(encode_userdata(info))
+    ctx.pause = None
 
 
 def _finish(ctx: _Ctx) -> Xlate:
     recorder = ctx.recorder
     if ctx.pause is not None:
-        p = ctx.pause
-        cont = replace(p.cont, actions=tuple(p.rest))
-        info = replace(p.info, continuation=cont.encode())
-        ctx.acts[p.index] = dp.Userspace(encode_userdata(info))
+        _seal_pause(ctx)
         ctx.action_set.clear()  # it runs after the resume, not now
+    if ctx.freeze is not None and ctx.error is None:
+        _seal_freeze(ctx)
+        ctx.action_set.clear()  # it went with the frozen actions
     if ctx.action_set and ctx.error is None:
         ctx.stopped = False
         _run_action_set(ctx)
@@ -539,6 +713,7 @@ def _finish(ctx: _Ctx) -> Xlate:
         tuple(dict.fromkeys(ctx.out_ports)),
         credits=tuple(ctx.credits),
         deps=frozenset(ctx.deps),
+        lookups=tuple(ctx.lookups) if ctx.lookups is not None else None,
         recirc=tuple(ctx.frozen),
     )
 
@@ -548,23 +723,34 @@ def _pipeline(ctx: _Ctx, table_id: int) -> None:
     goto-table; write-actions go into the translation's action set (run at the end)."""
     tables = ctx.of.tables
     while True:
+        if ctx.was_mpls:  # a lookup needs the inner headers: it runs after recirculating
+            _start_freeze(ctx, [nx.Resubmit(table=table_id)])
+            return
         table = tables[table_id]
         ctx.deps.add(("t", table_id))
-        pk = int.from_bytes(ctx.cur, "big") | ctx.meta
+        pk = int.from_bytes(ctx.cur, "big") | ctx.meta | _actset_bits(ctx)
         rule, seen, _seen_md = table.lookup(pk, 0)
+        if ctx.lookups is not None:
+            ctx.lookups.append((table_id, pk, seen))
         if ctx.recorder is not None:
             ctx.recorder.event("table", table_id=table_id, rule=rule, key=pk)
         ctx.mask |= seen & DP_MASK  # registers and metadata never reach the datapath
         ctx.credits.append(TableHit(table, rule is not None))
         if rule is None:
-            if ctx.recorder is not None:
-                ctx.recorder.event("drop", reason=f"no rule matched in table {table_id}")
-            return  # table miss without a table-miss rule: drop (§5.4)
+            miss = ctx.of.table_miss.get(table_id)
+            if miss == TABLE_MISS_CONTINUE and table_id + 1 < len(tables):
+                if ctx.recorder is not None:
+                    ctx.recorder.event("goto", table_id=table_id + 1)
+                table_id += 1  # a 1.1/1.2 table set to continue: the next table
+                continue
+            _table_miss(ctx, table_id, miss)
+            return
         ctx.credits.append(rule)
         ctx.table_id, ctx.cookie, ctx.rule = table_id, rule.cookie, rule
         ctx.miss_rule = rule.priority == 0 and not rule.mask
         goto = None
-        for inst in sorted(rule.instructions, key=_inst_order):
+        insts = sorted(rule.instructions, key=_inst_order)
+        for n, inst in enumerate(insts):
             if ctx.recorder is not None and not isinstance(inst, of.ApplyActions):
                 ctx.recorder.event("instruction", inst=inst)
             if isinstance(inst, of.MeterInstruction):
@@ -575,6 +761,10 @@ def _pipeline(ctx: _Ctx, table_id: int) -> None:
                     ctx.acts.append(dp.Meter(inst.meter_id))
             elif isinstance(inst, of.ApplyActions):
                 _apply(ctx, inst.actions)
+                pending = ctx.pause.rest if ctx.pause is not None else ctx.freeze
+                if pending is not None:  # the rule's other instructions run after it
+                    _unroll_to(ctx, pending)
+                    pending.extend(_frozen_instructions(insts[n + 1 :]))
                 if ctx.stopped:
                     return
             elif isinstance(inst, of.ClearActions):
@@ -591,6 +781,31 @@ def _pipeline(ctx: _Ctx, table_id: int) -> None:
         if ctx.recorder is not None:
             ctx.recorder.event("goto", table_id=goto)
         table_id = goto
+
+
+def _table_miss(ctx: _Ctx, table_id: int, miss: int | None) -> None:
+    """No rule matched and no table-miss rule is there, as Open vSwitch 3.1 does it: a
+    table set to drop (1.1/1.2) drops; otherwise (the default, controller, or continue
+    past the last table) a packet-in with reason no_match goes to the sessions of 1.0-1.2
+    (``MISS_NO_FLOW``: 1.3+ expect table-miss rules, §5.4), when one listens."""
+    if miss != TABLE_MISS_DROP and ctx.of.miss_packet_in:
+        ctx.table_id, ctx.cookie = table_id, 0
+        _packet_in(ctx, MISS_NO_FLOW, 0xFFFF)
+        return
+    if ctx.recorder is not None:
+        ctx.recorder.event("drop", reason=f"no rule matched in table {table_id}")
+
+
+def _actset_output(ctx: _Ctx) -> int:
+    """``actset_output``: the port of the action set's output action, else OFPP_UNSET."""
+    a = ctx.action_set.get(_OUTPUT_SLOT) if ctx.action_set else None
+    return _port32(a.port) if isinstance(a, of.Output) else _OFPP_UNSET
+
+
+def _actset_bits(ctx: _Ctx) -> int:
+    if not ctx.action_set:
+        return _ACTSET_UNSET
+    return _ACTSET.put(0, _actset_output(ctx))
 
 
 def _run_action_set(ctx: _Ctx) -> None:
@@ -646,22 +861,30 @@ def _set_slot(a: of.Action) -> tuple[int, int]:
     order = _SET_ORDER.get(a.type, 8)
     if isinstance(a, of.SetField):
         return (order, a.field.field)
-    return (order, 0)
+    return (order, -a.type)  # one per action type, apart from every set_field's field
 
 
-def _apply(ctx: _Ctx, actions: Iterable[of.Action]) -> None:
+def _apply(ctx: _Ctx, actions: Iterable[Item]) -> None:
     todo = tuple(actions)
     for i, a in enumerate(todo):
         if ctx.stopped:
             return
+        if ctx.was_mpls and ctx.freeze is None and _needs_inner(a):
+            _start_freeze(ctx, todo[i:])
+            return
         if ctx.recorder is not None:
             ctx.recorder.event("action", action=a, depth=ctx.depth)
         fn = ACTION_XLATE.get(type(a))
+        if fn is _x_check_pkt_larger and i == len(todo) - 1:
+            continue  # last in its list: Open vSwitch skips it (nothing after to fork)
         if fn is not None:
             fn(ctx, a)
         # Anything else was refused when the rule was added.
-        if ctx.pause is not None:
-            ctx.pause.rest.extend(todo[i + 1 :])  # what this level had left: resumed later
+        pending = ctx.pause.rest if ctx.pause is not None else ctx.freeze
+        if pending is not None:  # this level's rest, after the inner levels': run later
+            if i + 1 < len(todo):
+                _unroll_to(ctx, pending)
+                pending.extend(todo[i + 1 :])
             return
 
 
@@ -699,6 +922,8 @@ def _x_pop_vlan(ctx: _Ctx, a: of.PopVlan) -> None:
 
 
 def _x_dec_ttl(ctx: _Ctx, a: of.Action) -> None:
+    if _inner_unknown(ctx, "dec_ttl"):
+        return
     ctx.mask |= _TTL
     if key_field(ctx.cur, "eth_type") not in (_V4, _V6):
         return  # not IP: nothing to decrement
@@ -713,10 +938,227 @@ def _x_dec_ttl(ctx: _Ctx, a: of.Action) -> None:
 
 
 def _x_set_nw_ttl(ctx: _Ctx, a: of.SetNwTtl) -> None:
+    if _inner_unknown(ctx, "mod_nw_ttl"):
+        return
     ctx.mask |= _ETH_TYPE
     if key_field(ctx.cur, "eth_type") in (_V4, _V6):  # TTL or hop limit
         ctx.acts.append(dp.SetField("ip_ttl", bytes((a.ttl,))))
         ctx.set_key("ip_ttl", a.ttl)
+
+
+# -- MPLS --------------------------------------------------------------------------------
+
+
+def _mpls_count(ctx: _Ctx, key: bytes) -> int:
+    """Label stack entries of an MPLS key (up to bottom of stack; the three the key
+    keeps when none is the bottom); reads the bottom-of-stack bits."""
+    n = 0
+    for i, name in enumerate(_LSE):
+        ctx.mask |= _BOS_MASK[i]
+        lse = key_field(key, name)
+        if lse & MPLS_BOS:
+            return i + 1
+        if lse:
+            n += 1
+    return n
+
+
+def _x_push_mpls(ctx: _Ctx, a: of.PushMpls | nx.NxPushMpls) -> None:
+    """A new top entry: a copy of the old top (bottom of stack cleared) on an MPLS
+    packet, which keeps its EtherType; else label 0 (IPv6: 2), TC from the DSCP's low bits, TTL the IP TTL (64 for
+    a packet without one), and the L3 headers become invisible to later matches."""
+    ctx.mask |= _ETH_TYPE
+    cur = ctx.cur
+    et = key_field(cur, "eth_type")
+    if et in MPLS_TYPES:
+        n = _mpls_count(ctx, cur)
+        if n >= MPLS_MAX_LABELS:
+            _drop(ctx, f"push_mpls: more than {MPLS_MAX_LABELS} MPLS labels")
+            return
+        ctx.mask |= _LSE_MASK[0]
+        lse = key_field(cur, _LSE[0]) & ~MPLS_BOS
+        stack = cur[28:36]
+    else:
+        label, tc, ttl = (2 if et == _V6 else 0), 0, 64
+        if et in (_V4, _V6):
+            ctx.mask |= _imask("ip_tos", "ip_ttl")
+            tc = (key_field(cur, "ip_tos") >> 2) & 7
+            ttl = key_field(cur, "ip_ttl") or 64
+        lse = label << 12 | tc << 9 | MPLS_BOS | ttl
+        stack = bytes(8)
+        cur = cur[:_L3_OFF] + bytes(_L3_END - _L3_OFF) + cur[_L3_END:]
+    # On an MPLS packet the EtherType stays what it was (Open vSwitch 3.1 on the wire)
+    ethertype = et if et in MPLS_TYPES else a.ethertype
+    ctx.acts.append(dp.PushMpls(lse, ethertype))
+    cur = cur[:28] + lse.to_bytes(4, "big") + stack + cur[40:]
+    ctx.cur = key_set(cur, "eth_type", ethertype)
+    ctx.was_mpls = False
+
+
+def _x_pop_mpls(ctx: _Ctx, a: of.PopMpls | nx.NxPopMpls) -> None:
+    """Remove the top entry (nothing on a packet without MPLS); popping to another
+    EtherType leaves headers the key has not parsed: a later lookup recirculates."""
+    ctx.mask |= _ETH_TYPE
+    cur = ctx.cur
+    if key_field(cur, "eth_type") not in MPLS_TYPES:
+        return
+    n = _mpls_count(ctx, cur)
+    if n == MPLS_MAX_LABELS and not key_field(cur, _LSE[-1]) & MPLS_BOS:
+        _drop(ctx, f"pop_mpls: more than {MPLS_MAX_LABELS} MPLS labels")
+        return
+    for m in _LSE_MASK[1:]:
+        ctx.mask |= m
+    ctx.acts.append(dp.PopMpls(a.ethertype))
+    if a.ethertype in MPLS_TYPES:
+        cur = cur[:28] + cur[32:40] + bytes(4) + cur[40:]
+    else:
+        cur = cur[:_L3_OFF] + bytes(_L3_END - _L3_OFF) + cur[_L3_END:]
+        ctx.was_mpls = True
+    ctx.cur = key_set(cur, "eth_type", a.ethertype)
+
+
+def _x_set_mpls_ttl(ctx: _Ctx, a: of.SetMplsTtl | nx.NxSetMplsTtl) -> None:
+    write_field(ctx, "mpls_ttl", a.ttl)
+
+
+def _x_set_mpls_label(ctx: _Ctx, a: nx.NxSetMplsLabel) -> None:
+    write_field(ctx, "mpls_label", a.label)
+
+
+def _x_set_mpls_tc(ctx: _Ctx, a: nx.NxSetMplsTc) -> None:
+    write_field(ctx, "mpls_tc", a.tc)
+
+
+def _x_dec_mpls_ttl(ctx: _Ctx, a: of.DecMplsTtl | nx.NxDecMplsTtl) -> None:
+    """As dec_ttl, on the top entry: a TTL of 0 or 1 ends this rule's actions."""
+    ctx.mask |= _ETH_TYPE
+    if key_field(ctx.cur, "eth_type") not in MPLS_TYPES:
+        return
+    ttl = read_field(ctx, "mpls_ttl")
+    if ttl <= 1:
+        ctx.stopped = True
+        if ctx.recorder is not None:
+            ctx.recorder.event("drop", reason="dec_mpls_ttl: invalid TTL")
+        return
+    write_field(ctx, "mpls_ttl", ttl - 1)
+
+
+def _drop(ctx: _Ctx, why: str) -> None:
+    """A translation error: the packet is dropped (Open vSwitch's xlate errors)."""
+    ctx.error = why
+    ctx.stopped = True
+    if ctx.recorder is not None:
+        ctx.recorder.event("drop", reason=why)
+
+
+# After pop_mpls to another EtherType, Open vSwitch 3.1 (recirc_for_mpls) freezes at any
+# action but these (outputs, the queue, a group, set_field/load of a field below L3).
+_NO_INNER = (of.Output, nx.OutputReg, of.SetQueue, of.GroupAction, nx.SetTunnel)
+_L3_FIELDS = frozenset({
+    "nw_tos", "ip_dscp", "nw_ecn", "nw_ttl", "nw_proto", "ip_src", "ip_dst", "tcp_src",
+    "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst", "icmp_type", "icmp_code",
+    "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha", "ipv6_src", "ipv6_dst",
+    "ipv6_label", "icmpv6_type", "icmpv6_code", "nd_target", "nd_sll", "nd_tll", "ip_frag",
+    "tcp_flags",
+})  # fmt: skip
+
+
+def _needs_inner(a: Item) -> bool:
+    """Whether ``a`` freezes the translation on a packet whose inner headers the key does
+    not show yet (an unknown field counts as L3: freezing is always correct)."""
+    if isinstance(a, (Unroll, *_NO_INNER)):
+        return False
+    if isinstance(a, (of.SetField, nx.RegLoad2)):
+        spec = spec_of(a.field)
+        return spec is None or spec.name in _L3_FIELDS
+    if isinstance(a, nx.RegLoad):
+        return a.dst.ref.name in _L3_FIELDS
+    return True
+
+
+def _inner_unknown(ctx: _Ctx, what: str) -> bool:
+    """An action reached the inner headers while the key does not show them (every path
+    freezes before that, ``_needs_inner``): dropped, saying why, rather than guessed."""
+    if not ctx.was_mpls:
+        return False
+    _drop(ctx, f"{what} after pop_mpls needs the inner headers")
+    return True
+
+
+def _start_freeze(ctx: _Ctx, first: Iterable[Item]) -> None:
+    """Stop translating: ``first`` (this level's actions from the one that needs the
+    inner headers) and, as translation unwinds, every level's rest are frozen; the
+    datapath recirculates the packet (``_seal_freeze``) and they run after."""
+    if ctx.recorder is not None:
+        ctx.recorder.event("drop", reason="freeze: the actions left need the inner headers "
+                           "(pop_mpls): they run after the recirculation")  # fmt: skip
+    ctx.freeze = [Unroll(ctx.table_id, ctx.cookie), *first]
+    ctx.exited = ctx.stopped = True
+
+
+def _unroll_to(ctx: _Ctx, items: list[Item]) -> None:
+    """Before frozen items of the rule that runs now: an ``Unroll`` to its table and
+    cookie, unless the items already stand there."""
+    at = (ctx.pause.cont.table_id, ctx.pause.cont.cookie) if ctx.pause is not None else None
+    for it in reversed(items):
+        if isinstance(it, Unroll):
+            at = (it.table_id, it.cookie)
+            break
+    if at != (ctx.table_id, ctx.cookie):
+        items.append(Unroll(ctx.table_id, ctx.cookie))
+
+
+def _frozen_instructions(insts: Iterable[of.Instruction]) -> list[Item]:
+    """A rule's instructions after the apply-actions that froze, as frozen items
+    (write-metadata as its action, goto-table as a resubmit, as Open vSwitch does)."""
+    out: list[Item] = []
+    for inst in insts:
+        if isinstance(inst, (of.WriteActions, of.ClearActions)):
+            out.append(inst)
+        elif isinstance(inst, of.WriteMetadata):
+            out.append(nx.WriteMetadataAction(inst.metadata, inst.mask))
+        elif isinstance(inst, of.GotoTable):
+            out.append(nx.Resubmit(table=inst.table_id))
+    return out
+
+
+def _seal_freeze(ctx: _Ctx) -> None:
+    """End a freeze: the frozen state (the actions gathered, the action set, the stack,
+    the pipeline's in_port and registers) gets a recirculation id, the datapath a
+    ``recirc`` with it. A copy of the action set goes with it (at the end of the
+    translation it then does not run now; after a clone or a bucket it does)."""
+    items = ctx.freeze
+    if items is None:
+        return
+    ctx.freeze = None
+    aset = tuple(a for _, a in sorted(ctx.action_set.items(), key=lambda kv: kv[0]))
+    state = FrozenState(ctx.in_port & 0xFFFFFFFF, ctx.meta, tuple(ctx.stack), aset, tuple(items))
+    blob = state.encode()
+    rid = ct_xlate.recirc_id_for(blob, ctx.recirc_known)
+    ctx.acts.append(dp.Recirc(rid))
+    ctx.frozen.append((rid, blob))
+
+
+def _thaw(ctx: _Ctx, st: FrozenState) -> None:
+    """Resume a frozen translation on the recirculated packet (its key now parsed past
+    the pop): restore the pipeline state, run the actions left; the action set runs at
+    the end (``_finish``) unless they freeze again."""
+    ctx.in_port, ctx.meta, ctx.stack = st.in_port, st.meta, list(st.stack)
+    ctx.action_set = {_set_slot(a): a for a in st.action_set}
+    _apply(ctx, st.items)
+
+
+def _x_unroll(ctx: _Ctx, a: Unroll) -> None:
+    ctx.table_id, ctx.cookie = a.table_id, a.cookie
+
+
+def _x_write_actions(ctx: _Ctx, a: of.WriteActions) -> None:
+    for act in a.actions:
+        ctx.action_set[_set_slot(act)] = act
+
+
+def _x_clear_actions(ctx: _Ctx, a: of.ClearActions) -> None:
+    ctx.action_set.clear()
 
 
 # -- Open vSwitch's fields and Nicira actions ------------------------------------------
@@ -741,7 +1183,9 @@ def read_field(ctx: _Ctx, name: str, ofs: int = 0, nbits: int | None = None) -> 
     """Bits ``[ofs, ofs + nbits)`` of a field; reading a packet field un-wildcards them."""
     loc = LOCS[name]
     n = loc.bits - ofs if nbits is None else nbits
-    if loc.key_field is None:
+    if loc is _ACTSET:
+        value = _actset_output(ctx)
+    elif loc.key_field is None:
         value = loc.get(ctx.meta)
     else:
         ctx.mask |= ((1 << n) - 1) << (loc.pos + ofs)
@@ -761,7 +1205,12 @@ def write_field(ctx: _Ctx, name: str, value: int, mask: int | None = None) -> No
         port = (ctx.in_port & ~m) | (value & m)
         _set_in_port(ctx, _port32(port & 0xFFFF) if loc.bits == 16 else port)
         return
+    if name == "vlan_tci":
+        _write_tci(ctx, value, loc.ones if mask is None else mask & loc.ones)
+        return
     alts = PREREQS.get(name)
+    if alts and not name.startswith("mpls_") and _inner_unknown(ctx, f"set_field:{name}"):
+        return
     if alts:
         pk = int.from_bytes(ctx.cur, "big")
         ok = False
@@ -781,6 +1230,22 @@ def write_field(ctx: _Ctx, name: str, value: int, mask: int | None = None) -> No
     else:
         ctx.acts.append(dp.SetField(kf, (new & m).to_bytes(size, "big"), m.to_bytes(size, "big")))
     ctx.set_key(kf, new)
+
+
+def _write_tci(ctx: _Ctx, value: int, mask: int) -> None:
+    """``vlan_tci`` written whole or in part: the CFI bit (VLAN_PRESENT) says whether the
+    packet has a tag after it, so the write pushes, rewrites or pops the 802.1Q header."""
+    ctx.mask |= _TCI
+    old = key_field(ctx.cur, "vlan_tci")
+    new = (old & ~mask) | (value & mask)
+    if not new & VLAN_PRESENT:
+        _x_pop_vlan(ctx, of.PopVlan())
+    elif not old & VLAN_PRESENT:
+        ctx.acts.append(dp.PushVlan(new & ~VLAN_PRESENT & 0xFFFF))
+        ctx.set_key("vlan_tci", new)
+    elif new != old:
+        ctx.acts.append(dp.SetField("vlan_tci", (new & 0xEFFF).to_bytes(2, "big")))
+        ctx.set_key("vlan_tci", new)
 
 
 def _x_reg_load(ctx: _Ctx, a: nx.RegLoad) -> None:
@@ -812,7 +1277,27 @@ def _x_exit(ctx: _Ctx, a: nx.Exit) -> None:
 
 
 def _x_nothing(ctx: _Ctx, a: of.Action) -> None:
-    """note, conjunction (when executed, as in a packet-out), pop_queue, set_queue."""
+    """note, conjunction (when executed, as in a packet-out);
+    sample, as Open vSwitch translates it on a bridge without IPFIX (no
+    Flow_Sample_Collector_Set here: checked with ofproto/trace on 3.1)."""
+
+
+def _x_set_queue(ctx: _Ctx, a: of.SetQueue) -> None:
+    ctx.queue = a.queue_id
+
+
+def _x_pop_queue(ctx: _Ctx, a: nx.PopQueue) -> None:
+    ctx.queue = None
+
+
+def _queue_priority(ctx: _Ctx) -> None:
+    """Before an output: the queue set_queue chose becomes the packet's socket priority
+    (``1:<queue+1>``, the tc class of that queue in Port.qos's tree, as Open vSwitch's
+    kernel datapath maps it); only a change is emitted."""
+    want = 0 if ctx.queue is None else 0x10000 | (ctx.queue + 1) & 0xFFFF
+    if want != ctx.priority:
+        ctx.acts.append(dp.SetPriority(want))
+        ctx.priority = want
 
 
 def _x_push(ctx: _Ctx, a: nx.StackPush) -> None:
@@ -828,13 +1313,46 @@ def _x_pop(ctx: _Ctx, a: nx.StackPop) -> None:
 
 
 def _x_clone(ctx: _Ctx, a: nx.Clone) -> None:
-    """Run the actions on a copy: the packet, registers and stack come back unchanged."""
+    """Run the actions on a copy: the packet, registers and stack come back unchanged.
+    A ``controller(pause)`` inside, or a freeze after a pop, freezes the copy (its
+    continuation or recirculation holds the clone's remaining actions), and then, as in
+    Open vSwitch 3.1 (seen side by side: its clone keeps the freeze's exit), no action
+    after the clone runs; the action set still does."""
     saved, meta, stack, in_port = ctx.cur, ctx.meta, list(ctx.stack), ctx.in_port
+    was_mpls = ctx.was_mpls
+    aset = dict(ctx.action_set)
     _apply(ctx, a.actions)
+    if ctx.fork is not None:
+        return  # a check_pkt_larger inside: the branches go on from there
+    froze = ctx.pause is not None or ctx.freeze is not None
+    _seal_pause(ctx)
+    _seal_freeze(ctx)
     ctx.restore(saved)
-    ctx.meta, ctx.stack, ctx.in_port = meta, stack, in_port
-    if ctx.error is None:
+    ctx.meta, ctx.stack, ctx.in_port, ctx.was_mpls = meta, stack, in_port, was_mpls
+    ctx.action_set = aset
+    if froze:
+        ctx.stopped = ctx.exited = True
+    elif ctx.error is None:
         ctx.stopped = ctx.exited = False
+
+
+def _x_check_pkt_larger(ctx: _Ctx, a: nx.CheckPktLarger) -> None:
+    """``check_pkt_larger(len)->dst``: in a branch's run, the bit takes the branch's
+    value; otherwise the translation forks here (``_forked``)."""
+    i = ctx.n_checks
+    ctx.n_checks += 1
+    d = a.dst
+    if i < len(ctx.forced):
+        write_field(ctx, d.ref.name, ctx.forced[i] << d.ofs, 1 << d.ofs)
+        return
+    if i >= MAX_CHECKS:
+        ctx.error = f"over {MAX_CHECKS} check_pkt_larger actions"
+        ctx.stopped = True
+        return
+    events = ctx.recorder.seen if isinstance(ctx.recorder, _Skip) else 0
+    ctx.fork = (len(ctx.acts), len(ctx.credits), a.pkt_len, events)
+    ctx.recorder = None  # the branches tell the rest
+    ctx.stopped = ctx.exited = True
 
 
 def _x_controller(ctx: _Ctx, a: nx.Controller | nx.Controller2) -> None:
@@ -898,6 +1416,7 @@ def _x_learn(ctx: _Ctx, a: nx.Learn) -> None:
         a.limit,
     )
     ctx.deps.add(("t", a.table_id))
+    ctx.lookups = None  # the room depends on the whole table, not on one lookup
     ok = ctx.of.learn_room(lf)
     if ok:
         ctx.credits.append(LearnCredit(ctx.of, lf))
@@ -948,6 +1467,29 @@ def _flow_hash(ctx: _Ctx, fields: int, basis: int) -> int:
         for v in sorted((va, vb)):
             parts.append(v.to_bytes(FIELDS[a][1], "big"))
     return zlib.crc32(b"".join(parts))
+
+
+def _selection_hash(ctx: _Ctx, fields: Iterable[Oxm], basis: int) -> int:
+    """A select group's ``selection_method=hash``: a hash of the bits of ``fields`` (each
+    OXM's value is the mask) whose prerequisites the packet meets, so that only those bits
+    are un-wildcarded and every packet alike in them picks the same bucket (Open vSwitch
+    hashes the same fields; not with the same function)."""
+    parts = [basis.to_bytes(8, "big")]
+    for f in fields:
+        spec = spec_of(f)
+        if spec is None or spec.name not in LOCS or not _prereqs_met(ctx, spec.name):
+            parts.append(b"-")
+            continue
+        parts.append((read_field(ctx, spec.name) & f.value).to_bytes(16, "big"))
+    return zlib.crc32(b"".join(parts))
+
+
+def _prereqs_met(ctx: _Ctx, name: str) -> bool:
+    """Whether the packet has field ``name`` (its prerequisites, read and so un-wildcarded)."""
+    alts = PREREQS.get(name)
+    if not alts:
+        return True
+    return any(all(read_field(ctx, f) == v for f, v in alt) for alt in alts)
 
 
 def _hrw(h: int, choices: list[int]) -> int:
@@ -1024,7 +1566,7 @@ ACTION_XLATE: dict[type, Callable[[_Ctx, Any], None]] = {
     of.PopVlan: _x_pop_vlan,
     of.DecNwTtl: _x_dec_ttl,
     of.SetNwTtl: _x_set_nw_ttl,
-    of.SetQueue: _x_nothing,
+    of.SetQueue: _x_set_queue,
     nx.RegLoad: _x_reg_load,
     nx.RegLoad2: _x_reg_load2,
     nx.RegMove: _x_move,
@@ -1033,7 +1575,7 @@ ACTION_XLATE: dict[type, Callable[[_Ctx, Any], None]] = {
     nx.Exit: _x_exit,
     nx.Note: _x_nothing,
     nx.Conjunction: _x_nothing,
-    nx.PopQueue: _x_nothing,
+    nx.PopQueue: _x_pop_queue,
     nx.StackPush: _x_push,
     nx.StackPop: _x_pop,
     nx.Clone: _x_clone,
@@ -1047,8 +1589,24 @@ ACTION_XLATE: dict[type, Callable[[_Ctx, Any], None]] = {
     nx.Multipath: _x_multipath,
     nx.BundleAction: _x_bundle,
     nx.FinTimeout: _x_fin_timeout,
+    of.PushMpls: _x_push_mpls,
+    nx.NxPushMpls: _x_push_mpls,
+    of.PopMpls: _x_pop_mpls,
+    nx.NxPopMpls: _x_pop_mpls,
+    of.SetMplsTtl: _x_set_mpls_ttl,
+    nx.NxSetMplsTtl: _x_set_mpls_ttl,
+    nx.NxSetMplsLabel: _x_set_mpls_label,
+    nx.NxSetMplsTc: _x_set_mpls_tc,
+    of.DecMplsTtl: _x_dec_mpls_ttl,
+    nx.NxDecMplsTtl: _x_dec_mpls_ttl,
     nx_ct.CtAction: _x_ct,
     nx_ct.CtClear: _x_ct_clear,
+    nx.CheckPktLarger: _x_check_pkt_larger,
+    nx.Sample: _x_nothing,
+    # frozen items (hitless.ofproto.frozen): never in a rule's actions
+    Unroll: _x_unroll,
+    of.WriteActions: _x_write_actions,
+    of.ClearActions: _x_clear_actions,
 }
 """How each action translates: ``fn(ctx, action)``. Another layer adds its own here (a
 new action's class -> its function); ``OfState.validate_actions`` must accept it too."""
@@ -1088,6 +1646,8 @@ def _applies(
     ctx: _Ctx, eth_types: tuple[int, ...], proto: int | None, icmp: tuple[int, ...] | None
 ) -> bool:
     """Whether the packet (as rewritten so far) has the field; un-wildcards what it read."""
+    if _inner_unknown(ctx, "set_field"):
+        return False
     cur = ctx.cur
     ctx.mask |= _ETH_TYPE if proto is None else _PROTO | _FRAG
     if key_field(cur, "eth_type") not in eth_types:
@@ -1106,11 +1666,13 @@ def _emit_output(ctx: _Ctx, port: int) -> None:
     ctx.out_ports.append(port)
     pv = ctx.sw.ports.get(port)
     if pv is not None and pv.can_output:
+        _queue_priority(ctx)
         ctx.acts.append(dp.Output(port))
 
 
 def _output(ctx: _Ctx, port: int, max_len: int) -> None:
     in_port = ctx.in_port
+    _queue_priority(ctx)
     if port == Port.IN_PORT:
         _emit_output(ctx, in_port)
     elif port == Port.NORMAL:
@@ -1186,6 +1748,9 @@ def _group(ctx: _Ctx, gid: int) -> None:
     ctx.deps.add(("g", gid))
     if g is None:
         return
+    if g.type == GroupType.SELECT and ctx.was_mpls:  # it hashes the inner headers
+        _start_freeze(ctx, [of.GroupAction(gid)])
+        return
     if ctx.depth + 1 >= MAX_DEPTH:
         ctx.error = f"over max translation depth {MAX_DEPTH}"
         if ctx.recorder is not None:
@@ -1207,8 +1772,12 @@ def _group(ctx: _Ctx, gid: int) -> None:
     elif g.type == GroupType.SELECT:
         live = [(i, b.weight or 1) for i, b in enumerate(g.buckets) if _live(ctx, b.watch_port)]
         if live:
-            ctx.mask |= _HASH
-            h = zlib.crc32(bytes(a & m for a, m in zip(ctx.cur, _HASH_BYTES, strict=True)))
+            sel = g.selection
+            if sel is not None and sel.method == "hash" and sel.fields:
+                h = _selection_hash(ctx, sel.fields, sel.param)
+            else:  # dp_hash or none: the packet's addresses and ports
+                ctx.mask |= _HASH
+                h = zlib.crc32(bytes(a & m for a, m in zip(ctx.cur, _HASH_BYTES, strict=True)))
             pick = h % sum(w for _, w in live)
             for i, w in live:
                 if pick < w:
@@ -1217,15 +1786,21 @@ def _group(ctx: _Ctx, gid: int) -> None:
                 pick -= w
     if ctx.recorder is not None:
         ctx.recorder.event("group", group_id=gid, chosen=list(chosen))
+    was_mpls = ctx.was_mpls
     for i in chosen:
         ctx.credits.append(BucketCounter(g, i))
         saved = ctx.cur
         if ctx.recorder is not None:
             ctx.recorder.event("bucket", index=i)
         _apply(ctx, g.buckets[i].actions)
+        if ctx.fork is not None:
+            return  # a check_pkt_larger in the bucket: the branches go on from there
         if ctx.recorder is not None:
             ctx.recorder.event("bucket_end", index=i)
+        _seal_pause(ctx)  # a pause in a bucket freezes that copy alone (Open vSwitch)
+        _seal_freeze(ctx)  # so does the recirculation after a pop in it
         ctx.restore(saved)
+        ctx.was_mpls = was_mpls
         # a bucket's dec_ttl failure or exit ends only that copy
         ctx.stopped = ctx.error is not None
         ctx.exited = False

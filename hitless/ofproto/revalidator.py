@@ -48,6 +48,7 @@ class UKey:
         "gen",
         "credits",
         "deps",
+        "lookups",
         "seen_packets",
         "seen_bytes",
     )
@@ -65,6 +66,7 @@ class UKey:
         self.gen = 0  # the sweep that last saw it in the datapath
         self.credits = x.credits  # OpenFlow counters its packets go to
         self.deps = x.deps  # OpenFlow tables/groups its translation read
+        self.lookups = x.lookups  # ... and the table lookups it made (Xlate.lookups)
         self.seen_packets = 0  # datapath stats already credited
         self.seen_bytes = 0
 
@@ -152,6 +154,7 @@ class Revalidator:
                 and uk.deps == x.deps
             ):
                 uk.credits = x.credits
+                uk.lookups = x.lookups
                 return
             self._unindex(uk)
             if uk.actions != x.actions:
@@ -178,6 +181,7 @@ class Revalidator:
         uk.learn = x.learn
         uk.credits = x.credits
         uk.deps = x.deps
+        uk.lookups = x.lookups
 
     # OpenFlow counters ----------------------------------------------------------------
     def _settle(self, uk: UKey, f: DpFlow | None) -> None:
@@ -300,6 +304,7 @@ class Revalidator:
             if uk.credits and x.credits != uk.credits:
                 self._settle(uk, self.dp.flow_get(uk.match))
             uk.credits = x.credits
+            uk.lookups = x.lookups
             if x.actions != uk.actions:
                 self.dp.flow_put(uk.match, x.actions)
                 modified += 1

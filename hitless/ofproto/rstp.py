@@ -15,10 +15,24 @@ writes them: a bridge ID "8.000.86ebb99dfd4c" (priority / 4096, the 12-bit syste
 extension, the address), a port ID "8001" (priority in the top 4 bits, the port number
 below). Port numbers are the ports' OpenFlow numbers (1-4095).
 
-Not done: the STP compatibility mode (a port that hears an 802.1D configuration BPDU
-takes its information but keeps sending RST BPDUs), the hold count (at most one BPDU per
-port per turn is sent here), disputes. Handoff: ``export_state``/``import_state`` carry
-each port's role, state, stored information, handshake flags and timers.
+STP compatibility (802.1D-2004 17.26, port protocol migration): a port that hears an
+802.1D configuration or TCN BPDU speaks 802.1D there (configuration BPDUs from a
+designated port, with the TCA flag after a TCN; a TCN from the root port while a
+topology change is being passed on), and RSTP again once it hears an RST BPDU; either
+way it keeps the mode for at least the migrate time. An 802.1D neighbour has no
+proposal/agreement, so a designated port facing it forwards after two forward delays.
+The transmit hold count (17.13.12): a port sends at most ``hold_count`` BPDUs (Bridge
+other_config:rstp-transmit-hold-count, default 6) before its count drops by one a
+second; a BPDU held back goes out when it does.
+
+Disputes: inferior information (17.27 INFERIOR_DESIGNATED: a designated port's RST BPDU
+worse than what the port holds, from another bridge or port) is not recorded; with the
+learning flag set the port is disputed, as 802.1Q-2008 and Open vSwitch 3.1 have it
+(lib/rstp-state-machines.c record_dispute, not 802.1D-2004's "agreed"): a disputed
+designated port that learns or forwards goes back to discarding and restarts its
+forward delay, so while the other side keeps disputing it never forwards. Handoff:
+``export_state``/``import_state`` carry each port's role, state, stored information,
+handshake flags and timers.
 """
 
 from __future__ import annotations
@@ -91,6 +105,7 @@ class _Port:
     proposed: bool = False  # the designated port facing our root port proposed
     agree: bool = False  # send an agreement (root port, after a proposal, in sync)
     agreed: bool = False  # the port facing our designated port agreed
+    disputed: bool = False  # a worse designated port facing ours learns or forwards
     fd_expires: float | None = None  # forward delay timer (designated ports)
     edge: bool = False
     edge_at: float | None = None  # when an auto-edge port becomes an edge
@@ -101,6 +116,10 @@ class _Port:
     rx: int = 0
     tx: int = 0
     errors: int = 0
+    send_rstp: bool = True  # False: an 802.1D bridge is on the link (STP compatibility)
+    mdelay_until: float = 0.0  # the protocol is kept until then (the migrate time)
+    tx_count: int = 0  # BPDUs sent, less one a second (the transmit hold count's)
+    tca: bool = False  # acknowledge a TCN in the next configuration BPDU
 
 
 @dataclass
@@ -114,9 +133,11 @@ class Rstp:
     ports: dict[int, _Port] = field(default_factory=dict)
     seq: int = 0
     flush_macs: bool = False
+    hold_count: int = 6  # other_config:rstp-transmit-hold-count (802.1D's TxHoldCount)
 
     def __post_init__(self) -> None:
         self.hello = HELLO
+        self._tick = self.now  # when the ports' tx counts last dropped
         self.root: Vector = (self.bridge_id, 0, self.bridge_id, 0)
         self.root_port: int | None = None
         self._out: list[tuple[int, bytes]] = []
@@ -197,8 +218,13 @@ class Rstp:
         p.rx += 1
         p.edge, p.edge_at = False, None  # a bridge is there
         btype = body[3]
+        if now >= p.mdelay_until and p.send_rstp != (btype == RST):
+            p.send_rstp = btype == RST  # port protocol migration (17.26)
+            p.mdelay_until = now + MIGRATE_TIME
+            p.send_now = True
         if btype == TCN and p.role == "Designated":
             self._tc(port_no, now)
+            p.tca = p.send_now = True
             self._update(now)
             return
         if btype not in (CONFIG, RST) or len(body) < _BPDU.size:
@@ -208,8 +234,15 @@ class Rstp:
         role_bits = (flags >> ROLE_SHIFT) & 3 if btype == RST else 3  # a config BPDU: designated
         if flags & F_TC and p.role in ("Root", "Designated"):
             self._tc(port_no, now)  # an alternate or backup port ignores it (802.1D 17.29)
-        if role_bits == 3:  # the segment's designated port speaks: its information
-            vec = (root, cost, bridge, port)
+        vec = (root, cost, bridge, port)
+        if role_bits == 3 and btype == RST and self._inferior(p, vec):
+            # 17.27 INFERIOR_DESIGNATED: the information is not recorded. recordDispute
+            # as 802.1Q-2008 and Open vSwitch 3.1 have it (lib/rstp-state-machines.c
+            # record_dispute; not 802.1D-2004's "agreed"): with the learning flag the
+            # port is disputed and loses any agreement.
+            if flags & F_LEARNING:
+                p.disputed, p.agreed = True, False
+        elif role_bits == 3:  # the segment's designated port speaks: its information
             if p.msg != vec and p.role == "Designated":
                 p.agreed = False
             p.msg, p.msg_age = vec, age / 256
@@ -218,6 +251,20 @@ class Rstp:
         elif role_bits == 2 and flags & F_AGREEMENT and p.role == "Designated":
             p.agreed = True  # the root port facing us is in sync
         self._update(now)
+
+    def _inferior(self, p: _Port, vec: Vector) -> bool:
+        """Whether a designated port's message ``vec`` is worse than what ``p`` holds (its
+        own designated vector, or the information it recorded) and comes from another
+        port (17.6: a message from the recorded designated bridge and port replaces it)."""
+        if p.role == "Designated":
+            mine: Vector = (self.root[0], self.root[1], self.bridge_id, p.port_id)
+        elif p.msg is not None:
+            mine = p.msg
+        else:
+            return False
+        same_sender = (vec[2] & 0xFFFFFFFFFFFF, vec[3] & 0xFFF) == (
+            mine[2] & 0xFFFFFFFFFFFF, mine[3] & 0xFFF)  # fmt: skip
+        return vec > mine and not same_sender
 
     # -- timers -----------------------------------------------------------------------
     def run(self, now: float) -> None:
@@ -234,8 +281,16 @@ class Rstp:
                 dirty = True
         if dirty:
             self._update(now)
+        if now - self._tick >= 1.0:  # the hold count's one-second tick
+            ticks = int(now - self._tick)
+            self._tick += ticks
+            for p in self.ports.values():
+                p.tx_count = max(0, p.tx_count - ticks)
         for p in self.ports.values():
             if p.cfg.up and (p.send_now or now >= p.next_hello):
+                if p.tx_count >= self.hold_count:
+                    p.send_now = True  # held back until the count drops
+                    continue
                 self._transmit(p, now)
 
     # -- role selection and state transitions -----------------------------------------
@@ -300,6 +355,11 @@ class Rstp:
         for p in self.ports.values():
             if not p.cfg.up or p.role != "Designated":
                 continue
+            if p.disputed and not p.edge and p.state != DISCARDING:
+                # DESIGNATED_DISCARD (17.29.3): a dispute stops a learning or forwarding
+                # port and restarts its forward delay.
+                self._discard_disputed(p, now)
+                continue
             if p.edge or p.agreed:
                 p.fd_expires = None
                 self._set_state(p, FORWARDING, now)
@@ -312,6 +372,13 @@ class Rstp:
                 nxt = LEARNING if p.state == DISCARDING else FORWARDING
                 self._set_state(p, nxt, now)
                 p.fd_expires = now + self.fwd_delay if nxt == LEARNING else None
+                if p.disputed and not p.edge:  # disputed while discarding: back at once
+                    self._discard_disputed(p, now)
+
+    def _discard_disputed(self, p: _Port, now: float) -> None:
+        p.disputed = False
+        self._set_state(p, DISCARDING, now)
+        p.fd_expires = now + self.fwd_delay
 
     def _set_state(self, p: _Port, state: str, now: float) -> None:
         if p.state == state:
@@ -336,6 +403,9 @@ class Rstp:
     def _transmit(self, p: _Port, now: float) -> None:
         p.send_now = False
         p.next_hello = now + self.hello
+        if not p.send_rstp:
+            self._transmit_8021d(p, now)
+            return
         if p.role not in ("Designated", "Root") or (
             p.role == "Root" and not p.agree and now >= p.tc_until
         ):
@@ -363,6 +433,29 @@ class Rstp:
         frame = STP_MAC + p.cfg.mac + len(llc).to_bytes(2, "big") + llc
         self._out.append((p.cfg.port_no, frame.ljust(60, b"\0")))
         p.tx += 1
+        p.tx_count += 1
+
+    def _transmit_8021d(self, p: _Port, now: float) -> None:
+        """To an 802.1D bridge: a configuration BPDU from a designated port (TC while a
+        change is passed on, TCA after a TCN), a TCN from the root port during a change."""
+        if p.role == "Root" and now < p.tc_until:
+            llc = LLC + b"\x00\x00\x00" + bytes((TCN,))
+        elif p.role == "Designated":
+            flags = (F_TC if now < p.tc_until else 0) | (0x80 if p.tca else 0)
+            p.tca = False
+            rp = self.ports.get(self.root_port) if self.root_port is not None else None
+            age = 0.0 if rp is None else rp.msg_age + 1.0
+            llc = LLC + _BPDU.pack(
+                0, 0, CONFIG, flags, self.root[0], self.root[1], self.bridge_id, p.port_id,
+                int(age * 256), int(self.max_age * 256), int(self.hello * 256),
+                int(self.fwd_delay * 256),
+            )  # fmt: skip
+        else:
+            return
+        frame = STP_MAC + p.cfg.mac + len(llc).to_bytes(2, "big") + llc
+        self._out.append((p.cfg.port_no, frame.ljust(60, b"\0")))
+        p.tx += 1
+        p.tx_count += 1
 
     # -- status -----------------------------------------------------------------------
     def bridge_status(self) -> dict[str, str]:
@@ -444,6 +537,7 @@ class Rstp:
                     "msg_age": p.msg_age,
                     "msg_expires": left(p.msg_expires),
                     "agreed": p.agreed,
+                    "disputed": p.disputed,
                     "edge": p.edge,
                     "edge_at": left(p.edge_at),
                     "fd_expires": left(p.fd_expires),
@@ -452,6 +546,7 @@ class Rstp:
                     "rx": p.rx,
                     "tx": p.tx,
                     "errors": p.errors,
+                    "send_rstp": p.send_rstp,
                 }  # fmt: skip
                 for no, p in sorted(self.ports.items())
             },
@@ -473,8 +568,10 @@ class Rstp:
             p.msg = (int(msg[0]), int(msg[1]), int(msg[2]), int(msg[3])) if msg else None
             p.msg_age, p.msg_expires = float(d["msg_age"]), at(d["msg_expires"])
             p.agreed, p.edge, p.edge_at = bool(d["agreed"]), bool(d["edge"]), at(d["edge_at"])
+            p.disputed = bool(d.get("disputed", False))  # older builds: none
             p.fd_expires, p.tc_until = at(d["fd_expires"]), now + float(d["tc_until"])
             p.up_since = now + float(d["up_since"])
             p.rx, p.tx, p.errors = int(d["rx"]), int(d["tx"]), int(d["errors"])
+            p.send_rstp = bool(d.get("send_rstp", True))  # older builds: RSTP
         self._update(now)
         self.seq += 1

@@ -33,6 +33,7 @@ __all__ = [
     "LACP_USERDATA",
     "MASK_IN_PORT",
     "MASK_NORMAL",
+    "MASK_NORMAL_L4",
     "MASK_VLAN",
     "PortView",
     "SwitchState",
@@ -250,6 +251,11 @@ class Xlate:
     # with ``credit(packets, bytes, used)``) and what the translation read.
     credits: tuple[object, ...] = ()
     deps: frozenset[tuple[object, ...]] = frozenset()
+    # The OpenFlow table lookups the translation made, as (table_id, pipeline key, bits
+    # examined); None when unknown or when it read a table some other way (a learn's
+    # room): a rule change in a looked-up table matters only to a translation whose
+    # lookup could match the rule there (``oftable.lookups_touch``).
+    lookups: tuple[tuple[int, int, int], ...] | None = None
     # Recirculation ids the actions use, with their frozen states (ofproto.ct_xlate):
     # the bridge records them in the datapath's ``recirc`` map.
     recirc: tuple[tuple[int, bytes], ...] = ()

@@ -51,11 +51,12 @@ from hitless.openflow.messages import (
     Hello,
     Message,
     PacketIn,
+    RequestForward,
     decode,
     decode_header,
 )
 from hitless.openflow.nx import NxPacketInFormat, NxSession
-from hitless.openflow.nxmsg import NxControl, encode_nx_packet_in
+from hitless.openflow.nxmsg import NxControl, encode_nx_packet_in, encode_request_forward
 
 DEFAULT_VERSIONS = (OFP13_VERSION, OFP14_VERSION)
 DEFAULT_PROBE_INTERVAL = 5.0  # seconds of silence before an echo probe (as Open vSwitch)
@@ -83,6 +84,10 @@ _ASYNC_PROPS = {
     MsgType.REQUESTFORWARD: (  # 1.4+; off unless a SET_ASYNC asks (Open vSwitch's default)
         AsyncConfigProp.REQUESTFORWARD_MASTER,
         AsyncConfigProp.REQUESTFORWARD_SLAVE,
+    ),
+    MsgType.TABLE_STATUS: (  # 1.4+ vacancy events; likewise off by default
+        AsyncConfigProp.TABLE_STATUS_MASTER,
+        AsyncConfigProp.TABLE_STATUS_SLAVE,
     ),
 }
 
@@ -302,6 +307,8 @@ class Connection:
             )
         if isinstance(msg, Hello):
             raise LocalProtocolError("HELLO is sent by start()")
+        if isinstance(msg, RequestForward) and self.version < OFP14_VERSION:
+            return encode_request_forward(self.send(msg.message), self.version)
         if self.version == OFP10_VERSION:
             return ofp10.encode(msg, self.nx)
         if isinstance(msg, PacketIn) and self.nx.packet_in_format != NxPacketInFormat.STANDARD:

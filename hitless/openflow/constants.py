@@ -212,6 +212,8 @@ class GroupModFailedCode(IntEnum):
     BAD_BUCKET = 12
     BAD_WATCH = 13
     EPERM = 14
+    UNKNOWN_BUCKET = 15  # 1.5
+    BUCKET_EXISTS = 16  # 1.5
 
 
 class PortModFailedCode(IntEnum):
@@ -393,6 +395,8 @@ class GroupModCommand(IntEnum):
     ADD = 0
     MODIFY = 1
     DELETE = 2
+    INSERT_BUCKET = 3  # 1.5 (Open vSwitch's Nicira group mod in 1.0 too)
+    REMOVE_BUCKET = 5  # 1.5 (4 is unused)
 
 
 class GroupType(IntEnum):
@@ -583,6 +587,7 @@ class OxmField(IntEnum):
     TUNNEL_ID = 38
     IPV6_EXTHDR = 39
     PBB_UCA = 41  # 1.4.1 §7.2.3.7
+    TCP_FLAGS = 42  # 1.5.1 §7.2.3.7 (1.3 and 1.4 say it as an ONF experimenter field)
 
 
 class VlanId(IntEnum):

@@ -63,6 +63,7 @@ FIELD_WIDTHS: dict[OxmField, tuple[int, bool]] = {
     OxmField.TUNNEL_ID: (8, True),
     OxmField.IPV6_EXTHDR: (2, True),
     OxmField.PBB_UCA: (1, False),
+    OxmField.TCP_FLAGS: (2, True),
 }
 _BY_NAME = {f.name.lower(): f for f in FIELD_WIDTHS}
 _HDR = struct.Struct("!I")
@@ -91,7 +92,9 @@ class Oxm:
         return f"oxm_{self.oxm_class:#06x}_{self.field}"
 
     def value_width(self) -> int:
-        if self.oxm_class == OxmClass.OPENFLOW_BASIC:
+        if self.oxm_class == OxmClass.OPENFLOW_BASIC and not (
+            self.width and self.field not in _FIELD_VALUES
+        ):
             try:
                 width = FIELD_WIDTHS[OxmField(self.field)][0]
             except ValueError:
@@ -141,7 +144,7 @@ def field(name: str, value: int, mask: int | None = None) -> Oxm:
     if spec is None:
         raise LocalProtocolError(f"unknown OXM field {name!r}")
     oxm_class, fld, exp = spec.headers[0]
-    if oxm_class == OxmClass.OPENFLOW_BASIC:
+    if oxm_class == OxmClass.OPENFLOW_BASIC and fld in _FIELD_VALUES:
         return Oxm(OxmField(fld), value, mask)
     return Oxm(fld, value, mask, oxm_class, spec.nbytes, exp)
 
@@ -203,7 +206,9 @@ def _parse_oxm_checked(r: Reader) -> Oxm:
             f"masked OXM field with odd length {length}", ErrorType.BAD_MATCH, BadMatchCode.BAD_LEN
         )
     width = len(payload) // 2 if hasmask else len(payload)
-    if oxm_class == OxmClass.OPENFLOW_BASIC:
+    if oxm_class == OxmClass.OPENFLOW_BASIC and (
+        fld in _FIELD_VALUES or spec_by_header(oxm_class, fld, None) is None
+    ):  # a basic field of 1.3's table; 1.5's later ones (packet_type...) are in nxm's
         if fld not in _FIELD_VALUES:
             raise RemoteProtocolError(
                 f"unknown OXM basic field {fld}", ErrorType.BAD_MATCH, BadMatchCode.BAD_FIELD
@@ -257,7 +262,7 @@ class Match:
 
     def encode(self) -> bytes:
         """The match with its trailing padding to a multiple of 8 bytes."""
-        body = b"".join(f.encode() for f in self.fields)
+        body = b"".join(f.encode() for f in self.fields if not is_default_packet_type(f))
         length = 4 + len(body)
         return _MATCH_HDR.pack(MatchType.OXM, length) + body + b"\0" * pad8(length)
 
@@ -276,6 +281,21 @@ class Match:
         body = r.sub(length - 4, "match", BAD_MATCH_LEN)
         r.take(pad8(length), "match padding")
         return cls(parse_oxm_list(body))
+
+
+PACKET_TYPE = 44  # OXM_OF_PACKET_TYPE (OpenFlow 1.5 §7.2.3.11; Open vSwitch says it in 1.3+)
+ACTSET_OUTPUT = 43  # OXM_OF_ACTSET_OUTPUT (1.5 §7.2.3.7; 1.3/1.4: ONF's experimenter field)
+
+
+def is_default_packet_type(oxm: Oxm) -> bool:
+    """``packet_type=(0,0)`` (standard Ethernet, what every packet here is): a rule keeps
+    it, but no encoding says it, as Open vSwitch encodes a rule's match."""
+    return (
+        oxm.field == PACKET_TYPE
+        and oxm.oxm_class == OxmClass.OPENFLOW_BASIC
+        and oxm.value == 0
+        and oxm.mask is None
+    )
 
 
 def parse_oxm_list(r: Reader) -> tuple[Oxm, ...]:

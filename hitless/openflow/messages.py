@@ -42,11 +42,13 @@ from hitless.openflow.constants import (
     ONF_EXPERIMENTER_ID,
     SUPPORTED_VERSIONS,
     AsyncConfigProp,
+    BadPropertyCode,
     BadRequestCode,
     BundleFailedCode,
     ErrorType,
     FlowModCommand,
     FlowModFlags,
+    FlowRemovedReason,
     HelloElemType,
     MeterBandType,
     MeterModFailedCode,
@@ -59,7 +61,7 @@ from hitless.openflow.constants import (
 )
 from hitless.openflow.constants import Group as GroupNo
 from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
-from hitless.openflow.match import Match, Oxm
+from hitless.openflow.match import Match, Oxm, parse_oxm_list
 from hitless.openflow.ofp11 import (
     encode_actions11,
     encode_instructions11,
@@ -712,6 +714,12 @@ _FLOW_REMOVED = struct.Struct("!QHBBIIHHQQ")
 _FLOW_REMOVED15 = struct.Struct("!BBHHHQ")
 
 
+def reason_before14(reason: int) -> int:
+    """A flow-removed reason as a version before 1.4 says it: a meter's deletion (a 1.4
+    reason) is a delete, as Open vSwitch sends it; eviction stays (Open vSwitch's too)."""
+    return FlowRemovedReason.DELETE if reason == FlowRemovedReason.METER_DELETE else reason
+
+
 @register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlowRemoved(Message):
@@ -745,7 +753,7 @@ class FlowRemoved(Message):
             _FLOW_REMOVED.pack(
                 self.cookie,
                 self.priority,
-                self.reason,
+                self.reason if version >= OFP14_VERSION else reason_before14(self.reason),
                 self.table_id,
                 self.duration_sec,
                 self.duration_nsec,
@@ -967,6 +975,61 @@ def encode_buckets(buckets: tuple[Bucket, ...], version: int) -> bytes:
     return b"".join(b.encode(version, i) for i, b in enumerate(buckets))
 
 
+NTR_VENDOR_ID = 0x0000154D  # Netronome's experimenter id
+NTRT_SELECTION_METHOD = 1
+SELECTION_METHODS = ("hash", "dp_hash")  # what Open vSwitch accepts
+_NTR_SELECTION = struct.Struct("!HHII4x16sQ")
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionMethod:
+    """How a select group picks its bucket: Open vSwitch's group property (Netronome's
+    NTR_SELECTION_METHOD, an experimenter group property of 1.5's group layout, so also
+    in the Nicira group messages of 1.0). ``hash`` hashes ``fields`` (each field's value
+    is the mask of the bits hashed) with ``param`` as basis; ``dp_hash`` leaves it to the
+    datapath's own hash."""
+
+    method: str
+    param: int = 0
+    fields: tuple[Oxm, ...] = ()
+
+    def encode(self) -> bytes:
+        fields = b"".join(f.encode() for f in self.fields)
+        length = _NTR_SELECTION.size + len(fields)
+        head = _NTR_SELECTION.pack(0xFFFF, length, NTR_VENDOR_ID, NTRT_SELECTION_METHOD,
+                                   self.method.encode(), self.param)  # fmt: skip
+        return head + fields + b"\0" * pad8(length)
+
+
+def parse_group_properties(r: Reader) -> SelectionMethod | None:
+    """1.5 group properties (after a group's buckets): the selection method, the only
+    one there is; anything else is refused as Open vSwitch refuses it."""
+    bad = ErrorType.BAD_PROPERTY
+    found: SelectionMethod | None = None
+    while r.remaining():
+        ptype, length = r.unpack(_ELEM, "group property header")
+        if ptype != 0xFFFF:
+            raise RemoteProtocolError(f"group property type {ptype}", bad, BadPropertyCode.BAD_TYPE)
+        if length < _NTR_SELECTION.size:
+            raise RemoteProtocolError(f"group property length {length}", bad, BadPropertyCode.BAD_LEN)
+        body = r.sub(length - 4, "group property", (bad, BadPropertyCode.BAD_LEN))
+        r.take(min(pad8(length), r.remaining()), "group property padding")
+        exp, exp_type, name, param = body.unpack(struct.Struct("!II4x16sQ"), "selection method")
+        if exp != NTR_VENDOR_ID:
+            raise RemoteProtocolError(f"group property experimenter {exp:#x}", bad,
+                                      BadPropertyCode.BAD_EXPERIMENTER)  # fmt: skip
+        if exp_type != NTRT_SELECTION_METHOD:
+            raise RemoteProtocolError(f"NTR group property {exp_type}", bad,
+                                      BadPropertyCode.BAD_EXP_TYPE)  # fmt: skip
+        method = name.split(b"\0", 1)[0].decode("ascii", "replace")
+        if method not in SELECTION_METHODS:
+            raise RemoteProtocolError(f"selection method {method!r}", bad, BadPropertyCode.BAD_VALUE)
+        if found is not None:
+            raise RemoteProtocolError("two selection methods", bad, BadPropertyCode.DUP_TYPE)
+        found = SelectionMethod(method, param, parse_oxm_list(body))
+    return found
+
+
 @register
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GroupMod(Message):
@@ -978,6 +1041,7 @@ class GroupMod(Message):
     group_id: int
     buckets: tuple[Bucket, ...] = ()
     command_bucket_id: int = BUCKET_ALL  # 1.5: which bucket INSERT/REMOVE_BUCKET refers to
+    selection: SelectionMethod | None = None  # 1.5 layout only (1.1-1.4 cannot carry it)
 
     def _body(self, version: int) -> bytes:
         buckets = encode_buckets(self.buckets, version)
@@ -991,6 +1055,7 @@ class GroupMod(Message):
                     self.command_bucket_id,
                 )
                 + buckets
+                + (self.selection.encode() if self.selection is not None else b"")
             )
         return struct.pack("!HBxI", self.command, self.group_type, self.group_id) + buckets
 
@@ -1001,7 +1066,7 @@ class GroupMod(Message):
             buckets = parse_buckets(r.sub(blen, "group mod buckets"), version)
             return cls(
                 xid=xid, command=command, group_type=gtype, group_id=gid, buckets=buckets,
-                command_bucket_id=cbid,
+                command_bucket_id=cbid, selection=parse_group_properties(r),
             )  # fmt: skip
         command, gtype, gid = r.unpack(struct.Struct("!HBxI"), "group mod")
         return cls(

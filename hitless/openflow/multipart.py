@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import ClassVar, Self, TypeVar
 
 from hitless.openflow._wire import Reader, fixed_str, pad8, parse_str
@@ -49,6 +50,7 @@ from hitless.openflow.messages import (
     Message,
     MeterBand,
     PortDesc,
+    SelectionMethod,
     _properties,
     encode_buckets,
     encode_insts,
@@ -57,6 +59,7 @@ from hitless.openflow.messages import (
     group_layout15,
     parse_bands,
     parse_buckets,
+    parse_group_properties,
     parse_insts,
     parse_match,
     parse_oxs,
@@ -268,6 +271,7 @@ class FlowStats:
     match: Match = Match()
     instructions: tuple[Instruction, ...] = ()
     idle_age: int | None = None  # seconds since last hit; NXST_FLOW only
+    hard_age: int | None = None  # seconds since last modified (flow_mod, learn); NXST_FLOW only
 
     def encode(self, version: int) -> bytes:
         if version >= OFP15_VERSION:  # 1.5.1 §7.3.5.2: ofp_flow_desc, counters as OXS
@@ -503,7 +507,7 @@ _OXM_PROPS = {
 @dataclass(frozen=True, slots=True)
 class TableFeatureProp:
     """``ofp_table_feature_prop_*`` (§7.3.5.5.2). ``ids`` are instruction or action types,
-    table ids, or 32-bit OXM headers, by ``type``; other properties (experimenter ones, or
+    table ids, or OXM headers (an experimenter's 8 bytes as one 64-bit integer), by ``type``; other properties (experimenter ones, or
     lists with experimenter entries) keep their body in ``data`` instead."""
 
     type: int
@@ -519,8 +523,8 @@ class TableFeatureProp:
             body = b"".join(struct.pack("!HH", i, 4) for i in self.ids)
         elif self.type in _TABLE_PROPS:
             body = bytes(self.ids)
-        elif self.type in _OXM_PROPS:
-            body = b"".join(struct.pack("!I", i) for i in self.ids)
+        elif self.type in _OXM_PROPS:  # an experimenter's: (header << 32 | experimenter id)
+            body = b"".join(struct.pack("!Q" if i >> 32 else "!I", i) for i in self.ids)
         else:
             body = b""
         length = 4 + len(body)
@@ -536,7 +540,16 @@ class TableFeatureProp:
         elif ptype in _TABLE_PROPS:
             return cls(ptype, tuple(raw))
         elif ptype in _OXM_PROPS and len(raw) % 4 == 0:
-            return cls(ptype, struct.unpack(f"!{len(raw) // 4}I", raw))
+            ids, i = [], 0
+            while i + 4 <= len(raw):
+                (h,) = struct.unpack_from("!I", raw, i)
+                if h >> 16 == 0xFFFF and i + 8 <= len(raw):  # experimenter: 8-byte header
+                    ids.append(h << 32 | struct.unpack_from("!I", raw, i + 4)[0])
+                    i += 8
+                else:
+                    ids.append(h)
+                    i += 4
+            return cls(ptype, tuple(ids))
         return cls(ptype, (), raw)
 
 
@@ -962,13 +975,18 @@ class GroupDesc:
     group_type: int
     group_id: int
     buckets: tuple[Bucket, ...] = ()
+    selection: SelectionMethod | None = None  # 1.5 layout only
 
     def encode(self, version: int = OFP13_VERSION) -> bytes:
         buckets = encode_buckets(self.buckets, version)
         if group_layout15(version):
+            props = self.selection.encode() if self.selection is not None else b""
             return (
-                _GROUP_DESC15.pack(16 + len(buckets), self.group_type, self.group_id, len(buckets))
+                _GROUP_DESC15.pack(
+                    16 + len(buckets) + len(props), self.group_type, self.group_id, len(buckets)
+                )
                 + buckets
+                + props
             )
         return _GROUP_DESC.pack(8 + len(buckets), self.group_type, self.group_id) + buckets
 
@@ -977,7 +995,8 @@ class GroupDesc:
         if group_layout15(version):
             _, gtype, gid, blen = r.unpack(_GROUP_DESC15, "group desc")
             buckets = parse_buckets(r.sub(blen, "group desc buckets"), version)
-            return cls(group_type=gtype, group_id=gid, buckets=buckets)
+            sel = parse_group_properties(r)
+            return cls(group_type=gtype, group_id=gid, buckets=buckets, selection=sel)
         _, gtype, gid = r.unpack(_GROUP_DESC, "group desc")
         return cls(group_type=gtype, group_id=gid, buckets=parse_buckets(r, version))
 
@@ -1276,6 +1295,35 @@ class TableDesc:
         return cls(table_id=t, config=config, properties=r.rest())
 
 
+class TableReason(IntEnum):
+    """ofp_table_reason (1.4.1 §7.4.5)."""
+
+    VACANCY_DOWN = 3  # the table's free space fell below vacancy_down
+    VACANCY_UP = 4  # it rose above vacancy_up
+
+
+_TABLE_STATUS = struct.Struct("!B7x")
+
+
+@register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableStatus(Message):
+    """OFPT_TABLE_STATUS (1.4.1 §7.4.5): a table's vacancy crossed a threshold; the
+    table's description (with its vacancy property) follows the reason."""
+
+    type: ClassVar[MsgType] = MsgType.TABLE_STATUS
+    reason: int
+    table: TableDesc
+
+    def _body(self, version: int) -> bytes:
+        return _TABLE_STATUS.pack(self.reason) + self.table.encode()
+
+    @classmethod
+    def _parse(cls, r: Reader, version: int, xid: int) -> Self:
+        (reason,) = r.unpack(_TABLE_STATUS, "table status")
+        return cls(xid=xid, reason=reason, table=TableDesc.parse(r))
+
+
 @_reply
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TableDescReply(MultipartReply):
@@ -1321,6 +1369,8 @@ class QueueDescReply(MultipartReply):
 
 
 __all__ = [
+    "TableReason",
+    "TableStatus",
     "QueueDescReply",
     "QueueDescRequest",
     "TableDesc",

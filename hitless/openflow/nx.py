@@ -33,7 +33,7 @@ from hitless.openflow.constants import (
     OxmField,
 )
 from hitless.openflow.errors import RemoteProtocolError
-from hitless.openflow.match import Match, Oxm, parse_oxm_list
+from hitless.openflow.match import PACKET_TYPE, Match, Oxm, is_default_packet_type, parse_oxm_list
 
 __all__ = [
     "NXM_NX",
@@ -73,10 +73,12 @@ class NxType(IntEnum):
     TLV_TABLE_MOD = 24
     TLV_TABLE_REQUEST = 25
     TLV_TABLE_REPLY = 26
+    SET_ASYNC_CONFIG2 = 27  # 1.4's SET_ASYNC properties, in 1.0-1.3
     RESUME = 28
     CT_FLUSH_ZONE = 29
     PACKET_IN2 = 30
     GROUP_MOD = 31  # Open vSwitch's group mod for 1.0 (1.5's layout, 1.0 actions)
+    REQUESTFORWARD = 132  # OFPT_REQUESTFORWARD in 1.0-1.2
 
 
 class NxStatsType(IntEnum):
@@ -215,7 +217,7 @@ _VLAN_CFI = 0x1000
 
 # NXM_NX fields (not basic) that need an Ethernet type / an IP protocol before them in
 # a match (Open vSwitch checks prerequisites in order while it parses a match).
-_NX_RANK = {26: 1, 29: 1, 34: 2}  # ip_frag, nw_ttl; tcp_flags
+_NX_RANK = {26: 1, 29: 1, 30: 1, 34: 2}  # ip_frag, nw_ttl, mpls_ttl; tcp_flags
 
 
 def _bad_match(text: str, code: BadMatchCode) -> RemoteProtocolError:
@@ -271,6 +273,10 @@ def _tci_to_oxm(tci: int, mask: int) -> list[Oxm]:
 
 def _rank(oxm: Oxm) -> int:
     """Prerequisite depth of a field, so an encoded match lists prerequisites first."""
+    if oxm.name == "tcp_flags":  # OXM (1.5) or ONF experimenter (1.3) form: after nw_proto
+        return 2
+    if oxm.oxm_class == OxmClass.OPENFLOW_BASIC and oxm.field == PACKET_TYPE:
+        return -1  # first, as Open vSwitch puts it
     if oxm.oxm_class == OxmClass.OPENFLOW_BASIC:
         f = oxm.field
         if f in (_F.IPV6_ND_TARGET, _F.IPV6_ND_SLL, _F.IPV6_ND_TLL):
@@ -377,7 +383,7 @@ def _take_cookie(raw: bytes, cookie: list[int]) -> bytes:
 
 def encode_nxm(match: Match) -> bytes:
     """The nx_match TLVs of ``match`` (no padding: the caller pads after its length)."""
-    return b"".join(o.encode() for o in _to_nxm(match.fields))
+    return b"".join(o.encode() for o in _to_nxm(match.fields) if not is_default_packet_type(o))
 
 
 def padded(data: bytes) -> bytes:

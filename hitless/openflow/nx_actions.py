@@ -53,7 +53,13 @@ __all__ = [
     "LearnSpec",
     "Multipath",
     "NxAction",
+    "NxDecMplsTtl",
     "NxDecTtl",
+    "NxPopMpls",
+    "NxPushMpls",
+    "NxSetMplsLabel",
+    "NxSetMplsTc",
+    "NxSetMplsTtl",
     "NxUnknown",
     "Note",
     "OutputReg",
@@ -412,6 +418,75 @@ class NxDecTtl(NxAction):
     @classmethod
     def parse(cls, subtype: int, r: Reader) -> NxAction:
         return cls()
+
+
+@nx_action(23)
+@dataclass(frozen=True, slots=True)
+class NxPushMpls(_Fixed):
+    """``push_mpls:ethertype`` in its Nicira form (OpenFlow 1.0)."""
+
+    ethertype: int
+
+    subtype: ClassVar[int] = 23
+    _fmt: ClassVar[struct.Struct] = struct.Struct("!H")
+
+
+@nx_action(24)
+@dataclass(frozen=True, slots=True)
+class NxPopMpls(_Fixed):
+    """``pop_mpls:ethertype`` in its Nicira form (OpenFlow 1.0)."""
+
+    ethertype: int
+
+    subtype: ClassVar[int] = 24
+    _fmt: ClassVar[struct.Struct] = struct.Struct("!H")
+
+
+@nx_action(25)
+@dataclass(frozen=True, slots=True)
+class NxSetMplsTtl(_Fixed):
+    """``set_mpls_ttl(ttl)`` in its Nicira form."""
+
+    ttl: int
+
+    subtype: ClassVar[int] = 25
+    _fmt: ClassVar[struct.Struct] = struct.Struct("!B")
+
+
+@nx_action(26)
+@dataclass(frozen=True, slots=True)
+class NxDecMplsTtl(NxAction):
+    """``dec_mpls_ttl`` in its Nicira form."""
+
+    subtype: ClassVar[int] = 26
+
+    @classmethod
+    def parse(cls, subtype: int, r: Reader) -> NxAction:
+        if any(r.rest()):
+            raise _bad("dec_mpls_ttl: non-zero padding", BadActionCode.BAD_LEN)
+        return cls()
+
+
+@nx_action(30)
+@dataclass(frozen=True, slots=True)
+class NxSetMplsLabel(_Fixed):
+    """``set_mpls_label(label)`` in its Nicira form (OpenFlow 1.0)."""
+
+    label: int
+
+    subtype: ClassVar[int] = 30
+    _fmt: ClassVar[struct.Struct] = struct.Struct("!2xI")
+
+
+@nx_action(31)
+@dataclass(frozen=True, slots=True)
+class NxSetMplsTc(_Fixed):
+    """``set_mpls_tc(tc)`` in its Nicira form (OpenFlow 1.0)."""
+
+    tc: int
+
+    subtype: ClassVar[int] = 31
+    _fmt: ClassVar[struct.Struct] = struct.Struct("!B")
 
 
 @nx_action(5)

@@ -151,7 +151,23 @@ _f("pkt_mark", 4, True, (_NX1, 33, None))
 _f("dp_hash", 4, True, (_NX1, 35, None), (_EXP, 0, NX_VENDOR))
 _f("recirc_id", 4, False, (_NX1, 36, None))
 _f("conj_id", 4, False, (_NX1, 37, None))
-_f("actset_output", 4, False, (_EXP, 43, ONF_VENDOR))
+_f("actset_output", 4, False, (_EXP, 43, ONF_VENDOR), (_OF, 43, None))
+# Open vSwitch 1.5 fields it also says in 1.3/1.4: the packet's type, (namespace, type);
+# every packet here is standard Ethernet, (0, 0).
+_f("packet_type", 4, False, (_OF, 44, None))
+# Tunnel values without a tunnel port to fill them (like tun_src): pipeline-only fields,
+# zero on a packet from a port, written and read back by the pipeline. Values are the
+# low bits of their bytes where Open vSwitch says so (hitless.ofproto.fields).
+_f("tun_ipv6_src", 16, True, (_NX1, 109, None))
+_f("tun_ipv6_dst", 16, True, (_NX1, 110, None))
+_f("tun_gbp_id", 2, True, (_NX1, 38, None))
+_f("tun_gbp_flags", 1, True, (_NX1, 39, None))
+_f("tun_erspan_idx", 4, True, (_EXP, 11, NX_VENDOR))
+_f("tun_erspan_ver", 1, True, (_EXP, 12, NX_VENDOR))
+_f("tun_erspan_dir", 1, True, (_EXP, 13, NX_VENDOR))
+_f("tun_erspan_hwid", 1, True, (_EXP, 14, NX_VENDOR))
+_f("tun_gtpu_flags", 1, True, (_EXP, 15, NX_VENDOR))
+_f("tun_gtpu_msgtype", 1, True, (_EXP, 16, NX_VENDOR))
 
 
 def spec_by_name(name: str) -> FieldSpec | None:

@@ -15,14 +15,22 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from hitless.openflow._wire import Reader, pad8
-from hitless.openflow.constants import NX_EXPERIMENTER_ID, MsgType
+from hitless.openflow.constants import (
+    NX_EXPERIMENTER_ID,
+    OFP13_VERSION,
+    OFP14_VERSION,
+    ONF_EXPERIMENTER_ID,
+    MsgType,
+)
 from hitless.openflow.match import Match
 from hitless.openflow.messages import (
     EXPERIMENTER_PARSERS,
     HEADER,
+    AsyncConfig,
     FlowRemoved,
     Message,
     PacketIn,
+    reason_before14,
 )
 from hitless.openflow.nx import NxSession, NxType, encode_nxm, nx_header, padded, parse_nxm
 
@@ -263,6 +271,36 @@ class NxSetControllerId(NxControl):
         nx.controller_id = self.controller_id
 
 
+@_register
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NxSetAsyncConfig2(NxMessage):
+    """NXT_SET_ASYNC_CONFIG2: OFPT_SET_ASYNC's 1.4 properties in 1.0-1.3 (Open vSwitch's
+    way for a session there to ask for request forwarding, among others)."""
+
+    subtype: ClassVar[NxType] = NxType.SET_ASYNC_CONFIG2
+    config: AsyncConfig = AsyncConfig()
+
+    def _nx_body(self) -> bytes:
+        return self.config.encode(OFP14_VERSION)
+
+    @classmethod
+    def _parse_nx(cls, r: Reader, version: int, xid: int) -> Self:
+        return cls(xid=xid, config=AsyncConfig.parse(r, OFP14_VERSION))
+
+
+ONFT_REQUESTFORWARD = 2350  # ONF's experimenter type for it in 1.3
+
+
+def encode_request_forward(inner: bytes, version: int) -> bytes:
+    """Open vSwitch's OFPT_REQUESTFORWARD before 1.4 (xid 0): NXT_REQUESTFORWARD in
+    1.0-1.2, ONF's experimenter message 2350 in 1.3; ``inner`` is the group or meter mod
+    as the session's version writes it (in 1.0, Nicira's group mod)."""
+    if version == OFP13_VERSION:
+        body = struct.pack("!II", ONF_EXPERIMENTER_ID, ONFT_REQUESTFORWARD) + inner
+        return HEADER.pack(version, MsgType.EXPERIMENTER, HEADER.size + len(body), 0) + body
+    return _frame(version, 0, NxType.REQUESTFORWARD, inner)
+
+
 # -- asynchronous messages in Nicira form ---------------------------------------------
 
 _NX_PACKET_IN = struct.Struct("!IHBBQH6x")
@@ -372,7 +410,7 @@ def encode_nx_flow_removed(msg: FlowRemoved, version: int) -> bytes:
     """``msg`` as NXT_FLOW_REMOVED (an OpenFlow 1.0 session in the NXM flow format)."""
     nxm = encode_nxm(msg.match)
     body = _NX_FLOW_REMOVED.pack(
-        msg.cookie, msg.priority, msg.reason, msg.table_id, msg.duration_sec,
+        msg.cookie, msg.priority, reason_before14(msg.reason), msg.table_id, msg.duration_sec,
         msg.duration_nsec, msg.idle_timeout, len(nxm), msg.packet_count, msg.byte_count,
     ) + padded(nxm)  # fmt: skip
     return _frame(version, msg.xid, NxType.FLOW_REMOVED, body)

@@ -109,7 +109,9 @@ def format_match(match: Match) -> str:
         short = _SHORT6.get(proto, "ipv6") if proto is not None else "ipv6"
     elif et in (0x0806, 0x8035):
         short = "arp" if et == 0x0806 else "rarp"
-    proto_in_short = short is not None and short not in ("ip", "ipv6", "arp", "rarp")
+    elif et in (0x8847, 0x8848):
+        short = "mpls" if et == 0x8847 else "mplsm"
+    proto_in_short = short is not None and short not in ("ip", "ipv6", "arp", "rarp", "mpls", "mplsm")
     before, after = _pipeline_parts(match)
     parts += before
     if short:
@@ -182,10 +184,59 @@ def format_match(match: Match) -> str:
         parts.append(f"nd_sll={_mac(got[F.IPV6_ND_SLL].value)}")
     if F.IPV6_ND_TLL in got:
         parts.append(f"nd_tll={_mac(got[F.IPV6_ND_TLL].value)}")
+    by_name = {o.name: o for o in match.fields}
+    for name in _MPLS_NAMES:  # in Open vSwitch's order, in decimal
+        if name in by_name:
+            parts.append(f"{name}={by_name[name].value}")
     for o in match.fields:  # anything else, by its OXM name
+        if o.name in _MPLS_NAMES:
+            continue
         if (o.oxm_class != 0x8000 or o.field not in _FORMATTED) and not _is_pipeline(o):
-            parts.append(f"{o.name}={_hexm(o.value, o.mask)}")
+            named = _NAMED.get(o.name)
+            parts.append(named(o.value, o.mask) if named else f"{o.name}={_hexm(o.value, o.mask)}")
     return ",".join(parts)
+
+
+_MPLS_NAMES = ("mpls_label", "mpls_tc", "mpls_ttl", "mpls_bos")
+_TCP_FLAGS = ("fin", "syn", "rst", "psh", "ack", "urg", "ece", "cwr", "ns")
+
+
+def _flags(name: str, names: tuple[str, ...], width: int) -> Callable[[int, int | None], str]:
+    """Open vSwitch's masked flags: ``+syn-ack`` for the bits in the mask (rightmost
+    first), ``a|b`` for an exact value."""
+
+    def fmt(v: int, m: int | None) -> str:
+        if m is None or m == (1 << width) - 1:
+            on = [names[i] if i < len(names) else f"[{1 << i:x}]" for i in range(width) if v >> i & 1]
+            return f"{name}={'|'.join(on) or '0'}"
+        out = []
+        for i in range(width):
+            if m >> i & 1:
+                out.append(("+" if v >> i & 1 else "-") + (names[i] if i < len(names) else f"[{1 << i:x}]"))
+        return f"{name}={''.join(out) or '0/0'}"
+
+    return fmt
+
+
+def _nw_frag(v: int, m: int | None) -> str:
+    """``nw_frag=no|yes|first|later|not_later`` (bit 0: a fragment, bit 1: not the first)."""
+    m = 3 if m is None else m & 3
+    if m == 1:
+        word = "yes" if v & 1 else "no"
+    elif m == 2:
+        word = "later" if v & 2 else "not_later"
+    elif m == 3:
+        word = "later" if v & 2 else "first" if v & 1 else "no"
+    else:
+        return f"ip_frag={_hexm(v, m)}"
+    return f"nw_frag={word}"
+
+
+_NAMED: dict[str, Callable[[int, int | None], str]] = {
+    "ip_frag": _nw_frag,
+    "tcp_flags": _flags("tcp_flags", _TCP_FLAGS, 12),
+    "tun_flags": _flags("tun_flags", ("oam",), 16),
+}
 
 
 _FORMATTED = frozenset(
@@ -253,6 +304,9 @@ _SET_NAMES: dict[int, tuple[str, Callable[[int], str]]] = {
     F.IPV6_SRC: ("ipv6_src", _ip6),
     F.IPV6_DST: ("ipv6_dst", _ip6),
     F.IPV6_FLABEL: ("ipv6_label", hex),
+    F.MPLS_LABEL: ("mpls_label", str),
+    F.MPLS_TC: ("mpls_tc", str),
+    F.MPLS_BOS: ("mpls_bos", str),
     F.ICMPV6_TYPE: ("icmpv6_type", str),
     F.ICMPV6_CODE: ("icmpv6_code", str),
     F.IPV6_ND_TARGET: ("nd_target", _ip6),
@@ -267,6 +321,8 @@ def _set_field(a: of.SetField) -> str:
     o = a.field
     spec = _SET_NAMES.get(o.field) if o.oxm_class == 0x8000 else None
     if spec is None:
+        if o.name in _MPLS_NAMES:
+            return f"set_field:{o.value}->{o.name}"
         return f"set_field:{o.value:#x}->{o.name}"
     name, fmt = spec
     return f"set_field:{fmt(o.value)}->{name}"
@@ -299,7 +355,7 @@ for _cls, _fmt in (
     (of.SetNwTtl, lambda a: f"mod_nw_ttl:{a.ttl}"),
     (of.SetQueue, lambda a: f"set_queue:{a.queue_id}"),
     (of.DecMplsTtl, lambda a: "dec_mpls_ttl"),
-    (of.SetMplsTtl, lambda a: f"set_mpls_ttl:{a.ttl}"),
+    (of.SetMplsTtl, lambda a: f"set_mpls_ttl({a.ttl})"),
     (of.CopyTtlOut, lambda a: "copy_ttl_out"),
     (of.CopyTtlIn, lambda a: "copy_ttl_in"),
     (of.GotoTable, lambda i: f"goto_table:{i.table_id}"),
@@ -443,6 +499,12 @@ def _resubmit(a: nx.Resubmit) -> str:
 register_action(nx.Resubmit, _resubmit)  # type: ignore[arg-type]
 register_action(nx.Exit, lambda a: "exit")
 register_action(nx.NxDecTtl, lambda a: "dec_ttl")
+register_action(nx.NxPushMpls, lambda a: f"push_mpls:{a.ethertype:#06x}")  # type: ignore[attr-defined]
+register_action(nx.NxPopMpls, lambda a: f"pop_mpls:{a.ethertype:#06x}")  # type: ignore[attr-defined]
+register_action(nx.NxSetMplsTtl, lambda a: f"set_mpls_ttl({a.ttl})")  # type: ignore[attr-defined]
+register_action(nx.NxDecMplsTtl, lambda a: "dec_mpls_ttl")
+register_action(nx.NxSetMplsLabel, lambda a: f"set_mpls_label({a.label})")  # type: ignore[attr-defined]
+register_action(nx.NxSetMplsTc, lambda a: f"set_mpls_tc({a.tc})")  # type: ignore[attr-defined]
 register_action(nx.Clone, lambda a: f"clone({format_actions(a.actions)})")  # type: ignore[attr-defined]
 
 
@@ -722,6 +784,18 @@ _NX_TEXT: list[tuple[type, Callable[[Any], str]]] = [
         ),
     ),
     (nx.CheckPktLarger, lambda a: f"check_pkt_larger({a.pkt_len})->{format_subfield(a.dst)}"),
+    (nx.Sample, lambda a: _sample(a)),
 ]
+
+
+def _sample(a: nx.Sample) -> str:
+    """``sample(...)`` as ovs-ofctl writes it (sample2/3: the port and direction)."""
+    out = (f"sample(probability={a.probability},collector_set_id={a.collector_set_id},"
+           f"obs_domain_id={a.obs_domain_id},obs_point_id={a.obs_point_id}")  # fmt: skip
+    if a.sampling_port:
+        out += f",sampling_port={format_port(a.sampling_port)}"
+    if a.form == 41 and a.direction:
+        out += ",ingress" if a.direction == 1 else ",egress"
+    return out + ")"
 for _ncls, _nfmt in _NX_TEXT:
     register_action(_ncls, _nfmt)

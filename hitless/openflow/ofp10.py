@@ -24,13 +24,17 @@ from hitless.openflow._wire import Reader, fixed_str, pad8, parse_str
 from hitless.openflow.actions import (
     Action,
     ApplyActions,
+    DecMplsTtl,
     DecNwTtl,
     GotoTable,
     GroupAction,
     Instruction,
     Output,
+    PopMpls,
     PopVlan,
+    PushMpls,
     SetField,
+    SetMplsTtl,
     SetQueue,
     WriteMetadata,
     parse_action,
@@ -79,12 +83,14 @@ from hitless.openflow.messages import (
     QueueGetConfigReply,
     QueueGetConfigRequest,
     SetConfig,
+    reason_before14,
 )
 from hitless.openflow.multipart import (
     AggregateStatsReply,
     AggregateStatsRequest,
     DescReply,
     DescRequest,
+    ExperimenterStatsReply,
     ExperimenterStatsRequest,
     FlowStats,
     FlowStatsReply,
@@ -122,7 +128,7 @@ from hitless.openflow.nx import (
     port_from16,
     port_to16,
 )
-from hitless.openflow.nx_actions import PopQueue, Resubmit
+from hitless.openflow.nx_actions import NxDecTtl, PopQueue, Resubmit
 from hitless.openflow.nxmsg import (
     NxMessage,
     encode_nx_flow_removed,
@@ -354,6 +360,10 @@ NXAST_SET_QUEUE = 4
 NXAST_RESUBMIT_TABLE = 14
 NXAST_DEC_TTL = 18
 NXAST_WRITE_METADATA = 22
+NXAST_PUSH_MPLS = 23
+NXAST_POP_MPLS = 24
+NXAST_SET_MPLS_TTL = 25
+NXAST_DEC_MPLS_TTL = 26
 NXAST_GROUP = 40
 
 _NX_HEAD = struct.Struct("!IH")  # experimenter id, Nicira subtype
@@ -432,7 +442,10 @@ def parse_actions10(r: Reader, proto: int | None = None) -> tuple[Action, ...]:
         elif atype == AT10.VENDOR:
             # Vendor actions have the same form in every version: the common codec's
             # (Nicira's become typed values there).
-            out.append(parse_action(Reader(r.buf, start, start + length, r.error)))
+            a = parse_action(Reader(r.buf, start, start + length, r.error))
+            # Nicira's dec_ttl is 1.0's way of saying 1.1+'s native one (kept native, so
+            # a 1.1 or 1.2 dump says it in the form ovs-ofctl reads there, as OVS does)
+            out.append(DecNwTtl() if isinstance(a, NxDecTtl) else a)
         else:
             raise _bad_action(f"unknown OpenFlow 1.0 action type {atype}")
     return tuple(out)
@@ -500,6 +513,13 @@ def encode_actions10(actions: tuple[Action, ...] | list[Action]) -> bytes:
                 out.append(load_actions(a.field))
         elif isinstance(a, DecNwTtl):
             out.append(_nx_action(NXAST_DEC_TTL, b""))
+        elif isinstance(a, PushMpls | PopMpls):  # Open vSwitch's Nicira forms
+            sub = NXAST_PUSH_MPLS if isinstance(a, PushMpls) else NXAST_POP_MPLS
+            out.append(_nx_action(sub, struct.pack("!H4x", a.ethertype)))
+        elif isinstance(a, SetMplsTtl):
+            out.append(_nx_action(NXAST_SET_MPLS_TTL, struct.pack("!B5x", a.ttl)))
+        elif isinstance(a, DecMplsTtl):
+            out.append(_nx_action(NXAST_DEC_MPLS_TTL, b""))
         elif isinstance(a, GroupAction):
             out.append(_nx_action(NXAST_GROUP, struct.pack("!2xI", a.group_id)))
         elif a.type == ActionType.EXPERIMENTER:  # Nicira's and others: the same in 1.0
@@ -613,6 +633,8 @@ def _command(raw: int, nx: NxSession) -> tuple[int, int]:
                 FlowModFailedCode.BAD_COMMAND,
             )  # fmt: skip
         table = 0 if cmd == FlowModCommand.ADD else 0xFF
+    elif cmd == FlowModCommand.ADD and table == 0xFF:
+        table = 0  # "any table" (ovs-ofctl add-flows without table=): Open vSwitch adds to 0
     if cmd > FlowModCommand.DELETE_STRICT:
         raise RemoteProtocolError(
             f"flow_mod command {cmd}",
@@ -773,7 +795,7 @@ def _flow_stats_from10(e: Reader) -> FlowStats:
 
 
 def _nx_flow_stats_from(e: Reader) -> FlowStats:
-    (_, table, ds, dn, prio, idle, hard, mlen, idle_age, _, cookie, pc, bc) = e.unpack(
+    (_, table, ds, dn, prio, idle, hard, mlen, idle_age, hard_age, cookie, pc, bc) = e.unpack(
         _NX_FLOW_STATS, "nx flow stats"
     )
     match = parse_nxm(e, mlen)
@@ -782,6 +804,7 @@ def _nx_flow_stats_from(e: Reader) -> FlowStats:
         table_id=table, duration_sec=ds, duration_nsec=dn, priority=prio, idle_timeout=idle,
         hard_timeout=hard, cookie=cookie, packet_count=pc, byte_count=bc, match=match,
         instructions=_instructions(actions, table), idle_age=idle_age - 1 if idle_age else None,
+        hard_age=hard_age - 1 if hard_age else None,
     )  # fmt: skip
 
 
@@ -978,7 +1001,7 @@ def _nx_flow_stats(s: FlowStats) -> bytes:
             s.hard_timeout,
             len(nxm),
             0 if s.idle_age is None else s.idle_age + 1,  # 0: unknown
-            0,
+            0 if s.hard_age is None else s.hard_age + 1,
             s.cookie,
             s.packet_count,
             s.byte_count,
@@ -1035,6 +1058,8 @@ def _encode_stats(msg: MultipartReply, nx: NxSession) -> bytes:
     enc = NX_STATS_ENCODERS.get(type(msg))
     if enc is not None:
         return _nx_stats_reply(xid, enc[0], flags, enc[1](msg))
+    if isinstance(msg, ExperimenterStatsReply) and msg.experimenter == NX_EXPERIMENTER_ID:
+        return _nx_stats_reply(xid, msg.exp_type, flags, msg.data)  # (IPFIX statistics)
     raise LocalProtocolError(f"{type(msg).__name__} has no OpenFlow 1.0 form")
 
 
@@ -1044,9 +1069,11 @@ TABLE_WILDCARDS10 = FW_ALL
 
 
 def _table10(t: TableStats) -> bytes:
-    name = b"\0" * 32  # no names, as Open vSwitch in 1.0
+    # A Flow_Table row's name and flow_limit, else none and 1,000,000 (as Open vSwitch).
+    name = fixed_str(t.name, 32, "table name")
+    max_entries = t.caps.max_entries or 1_000_000
     return _TABLE10.pack(
-        t.table_id, name, TABLE_WILDCARDS10, 1_000_000, t.active_count, t.lookup_count,
+        t.table_id, name, TABLE_WILDCARDS10, max_entries, t.active_count, t.lookup_count,
         t.matched_count,
     )  # fmt: skip
 
@@ -1104,6 +1131,8 @@ def encode(msg: Message, nx: NxSession | None = None) -> bytes:
         return _frame(T10.VENDOR, xid, msg._body(OFP10_VERSION))
     if isinstance(msg, ErrorMsg):
         return _frame(T10.ERROR, xid, msg._body(OFP10_VERSION))
+    if isinstance(msg, GroupMod):  # NXT_GROUP_MOD: 1.5's layout with 1.0 actions
+        return _frame(T10.VENDOR, xid, nx_header(NxType.GROUP_MOD) + msg._body(OFP10_VERSION))
     if isinstance(msg, BarrierRequest):
         return _frame(T10.BARRIER_REQUEST, xid, b"")
     if isinstance(msg, BarrierReply):
@@ -1134,7 +1163,7 @@ def encode(msg: Message, nx: NxSession | None = None) -> bytes:
         if nx.flow_format == NxFlowFormat.NXM:
             return encode_nx_flow_removed(msg, OFP10_VERSION)
         body = match_to10(msg.match) + _FLOW_REMOVED.pack(
-            msg.cookie, msg.priority, msg.reason, msg.duration_sec, msg.duration_nsec,
+            msg.cookie, msg.priority, reason_before14(msg.reason), msg.duration_sec, msg.duration_nsec,
             msg.idle_timeout, msg.packet_count, msg.byte_count,
         )  # fmt: skip
         return _frame(T10.FLOW_REMOVED, xid, body)

@@ -16,6 +16,9 @@ vlan_tci        18     2  0 = untagged; else VLAN_PRESENT | PCP<<13 | VID
 ipv4_src        20     4  also ARP sender protocol address
 ipv4_dst        24     4  also ARP target protocol address
 ipv6_src        28    16
+mpls_lse0       28     4  MPLS frames only (eth_type 0x8847/0x8848): the label stack
+mpls_lse1       32     4  entries, top first, as on the wire (label<<12 | tc<<9 |
+mpls_lse2       36     4  bos<<8 | ttl); the first three, as Open vSwitch keeps
 ipv6_dst        44    16
 ipv6_label      60     4  flow label (20 bits)
 ip_proto        64     1  also the ARP opcode (low byte), as Open vSwitch does
@@ -44,6 +47,11 @@ The fields from ``recirc_id`` on are metadata, not headers: ``extract_key`` leav
 zero and the datapath's ``ct`` and ``recirc`` actions fill them. ``CT_OFF`` is where
 they start: ``compact`` cuts a key and mask there when the mask ignores them (the
 102-byte form state snapshots have always carried) and ``widen`` pads a short key back.
+
+An MPLS frame has no parsed L3 header (Open vSwitch does not look past the label stack
+either), so its label stack lives in the bytes an IPv6 frame's source address uses: the
+``mpls_lse*`` names overlap ``ipv6_src``. Every match on them pins eth_type to an MPLS
+type (their prerequisite), so a megaflow never mixes the two meanings.
 
 The layout mirrors the packet where it can (eth_dst, eth_src, eth_type are in wire
 order) so the parser copies slices instead of decoding fields.
@@ -86,6 +94,10 @@ FIELDS: dict[str, tuple[int, int]] = {
     "ct_nw_dst": (134, 4),
     "ct_tp_src": (138, 2),
     "ct_tp_dst": (140, 2),
+    # last, so that every other field keeps its index (the ebpf program numbers them)
+    "mpls_lse0": (28, 4),
+    "mpls_lse1": (32, 4),
+    "mpls_lse2": (36, 4),
 }
 CT_OFF = 102
 KEY_LEN = 142
@@ -101,6 +113,14 @@ ETH_TYPE_RARP = 0x8035  # parsed as ARP (Open vSwitch does too)
 ETH_TYPE_VLAN = 0x8100
 ETH_TYPE_QINQ = 0x88A8
 ETH_TYPE_IPV6 = 0x86DD
+ETH_TYPE_MPLS = 0x8847
+ETH_TYPE_MPLSM = 0x8848  # multicast MPLS
+MPLS_TYPES = (ETH_TYPE_MPLS, ETH_TYPE_MPLSM)
+MPLS_MAX_LABELS = 3  # label stack entries the key keeps (Open vSwitch's FLOW_MAX_MPLS_LABELS)
+MPLS_BOS = 0x100  # bottom-of-stack bit of a label stack entry
+# Fields laid over another's bytes (another meaning for another eth_type): code that
+# walks every field once (a restore, a diff) skips them.
+OVERLAYS = frozenset(("mpls_lse0", "mpls_lse1", "mpls_lse2"))
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
@@ -265,7 +285,26 @@ def extract_key(packet: bytes, in_port: int) -> bytes:
             )
         )
 
+    if eth_type in MPLS_TYPES:
+        return port + eth + tci + _mpls_stack(packet, l3, n) + bytes(KEY_LEN - 40)
+
     return port + eth + tci + bytes(KEY_LEN - 20)
+
+
+def _mpls_stack(packet: bytes, l3: int, n: int) -> bytes:
+    """The 20 bytes after eth_type/vlan_tci of an MPLS frame's key: ipv4_src/dst zero
+    (no L3), then the first three label stack entries (up to bottom of stack; an entry
+    cut short by the frame's end is left zero)."""
+    out = bytearray(20)
+    off = l3
+    for i in range(MPLS_MAX_LABELS):
+        if n < off + 4:
+            break
+        out[8 + 4 * i : 12 + 4 * i] = packet[off : off + 4]
+        if packet[off + 2] & 0x01:  # bottom of stack
+            break
+        off += 4
+    return bytes(out)
 
 
 # ---------------------------------------------------------------------------------
@@ -402,6 +441,32 @@ def _fmt(name: str, key: bytes, mask: bytes) -> str | None:
     return str(iv) if full else f"{iv}/{im:#x}"
 
 
+_LSE_PARTS = (("label", 12, 0xFFFFF), ("tc", 9, 7), ("ttl", 0, 0xFF), ("bos", 8, 1))
+
+
+def _format_mpls(key: bytes, mask: bytes) -> str:
+    """``mpls(label=..,tc=..,ttl=..,bos=..)`` for the top entry alone (a part's mask
+    after a slash when partial), ``mpls(lse0=..,lse1=..)`` when deeper ones count."""
+    ms = [field(mask, f"mpls_lse{i}") for i in range(MPLS_MAX_LABELS)]
+    vs = [field(key, f"mpls_lse{i}") for i in range(MPLS_MAX_LABELS)]
+    if not any(ms):
+        return ""
+    if not any(ms[1:]):
+        shown = []
+        for name, shift, ones in _LSE_PARTS:
+            m = (ms[0] >> shift) & ones
+            if m:
+                v = (vs[0] >> shift) & ones
+                shown.append(f"{name}={v}" if m == ones else f"{name}={v}/{m:#x}")
+        return f"mpls({','.join(shown)})"
+    shown = [
+        f"lse{i}={v:#x}" if m == 0xFFFFFFFF else f"lse{i}={v:#x}/{m:#x}"
+        for i, (v, m) in enumerate(zip(vs, ms, strict=True))
+        if m
+    ]
+    return f"mpls({','.join(shown)})"
+
+
 _CT_BITS = (
     ("new", 0x01),
     ("est", 0x02),
@@ -458,6 +523,11 @@ def format_match(key: bytes, mask: bytes) -> str:
     if et is not None:
         parts.append(f"eth_type({et})")
     eth_type = field(key, "eth_type")
+    if eth_type in MPLS_TYPES:
+        mpls = _format_mpls(key, mask)
+        if mpls:
+            parts.append(mpls)
+        return ",".join(parts)
     if eth_type in (ETH_TYPE_ARP, ETH_TYPE_RARP):
         group(
             "arp",

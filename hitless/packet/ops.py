@@ -21,14 +21,19 @@ tp_dst
 arp_sha,    ARP sender/target hardware addresses; the source/target link-layer
 arp_tha     address option of an IPv6 neighbour solicitation/advertisement
 nd_target   the target address of an IPv6 neighbour solicitation/advertisement
+mpls_lse0   the top MPLS label stack entry (label, TC, bottom of stack, TTL)
 ==========  ===============================================================
+
+``push_mpls``/``pop_mpls`` add and remove a label stack entry where the L3 header starts
+(after any 802.1Q tags) and set the EtherType in front of it.
 
 Checksums stay valid: the IPv4 header checksum, the TCP/UDP checksum (which covers the
 IPv4/IPv6 addresses through the pseudo-header), the ICMP and ICMPv6 checksums (ICMPv6
 covers the pseudo-header too), all updated incrementally (RFC 1624). A UDP checksum of
 zero (none) is left zero. A field that does not apply to the frame (tp_dst of an ARP
 packet, a port of a later fragment, a truncated header) leaves the frame unchanged;
-``in_port``, ``eth_type``, ``ip_frag`` and ``tcp_flags`` are not rewritable (ValueError).
+``in_port``, ``eth_type``, ``ip_frag``, ``tcp_flags`` and the MPLS entries below the top
+are not rewritable (ValueError).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from hitless.packet.flow import (
     IPPROTO_ICMPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    MPLS_TYPES,
 )
 
 __all__ = [
@@ -54,7 +60,9 @@ __all__ = [
     "ipv6_l4",
     "is_tagged",
     "l3_offset",
+    "pop_mpls",
     "pop_vlan",
+    "push_mpls",
     "push_vlan",
     "set_field",
 ]
@@ -77,7 +85,29 @@ def pop_vlan(packet: bytes) -> bytes:
     return packet[:12] + packet[16:]
 
 
-SETTABLE = frozenset(FIELDS) - {"in_port", "eth_type", "ip_frag", "tcp_flags"}
+def push_mpls(packet: bytes, lse: int, ethertype: int) -> bytes:
+    """Insert the label stack entry ``lse`` (label<<12 | tc<<9 | bos<<8 | ttl) where the
+    L3 header starts, the EtherType before it becoming ``ethertype`` (0x8847 or 0x8848)."""
+    if len(packet) < 14:
+        return packet
+    _, l3 = l3_offset(packet)
+    return (
+        packet[: l3 - 2] + ethertype.to_bytes(2, "big") + lse.to_bytes(4, "big") + packet[l3:]
+    )
+
+
+def pop_mpls(packet: bytes, ethertype: int) -> bytes:
+    """Remove the top label stack entry of an MPLS frame, the EtherType before the
+    stack becoming ``ethertype``; any other frame is left alone."""
+    eth_type, l3 = l3_offset(packet)
+    if eth_type not in MPLS_TYPES or len(packet) < l3 + 4:
+        return packet
+    return packet[: l3 - 2] + ethertype.to_bytes(2, "big") + packet[l3 + 4 :]
+
+
+SETTABLE = frozenset(FIELDS) - {
+    "in_port", "eth_type", "ip_frag", "tcp_flags", "mpls_lse1", "mpls_lse2"
+}  # fmt: skip
 _ETH_OFFSETS = {"eth_dst": 0, "eth_src": 6}
 _L4_CSUM = {IPPROTO_TCP: 16, IPPROTO_UDP: 6}
 _IPV6_EXT = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
@@ -156,6 +186,10 @@ def _locate(packet: bytes, name: str) -> _Loc | None:
     """Where field ``name`` lives in this packet, or None if it does not apply."""
     n = len(packet)
     eth_type, l3 = l3_offset(packet)
+    if eth_type in MPLS_TYPES:
+        if name != "mpls_lse0" or n < l3 + 4:
+            return None
+        return l3, 4, _DIRECT, [], l3
     if eth_type == ETH_TYPE_IPV4:
         if n < l3 + 20:
             return None

@@ -23,11 +23,11 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from hitless.state.snapshot import SnapshotError
+from hitless.state.errors import SnapshotError
 
 __all__ = [
     "DummyHandlesV1", "DummyPortV1", "EbpfHandlesV1", "HANDLES", "Handles", "MeterLevelV1",
-    "NetdevHandlesV1", "NetdevPortV1", "from_wire", "levels_from_wire", "to_wire",
+    "NetdevHandlesV1", "NetdevPortV1", "UpcallV1", "from_wire", "levels_from_wire", "to_wire",
 ]  # fmt: skip
 
 
@@ -50,7 +50,7 @@ class DummyPortV1(msgspec.Struct, frozen=True):
     peer: str | None = None  # a patch port's peer
 
 
-class DummyHandlesV1(msgspec.Struct, frozen=True):
+class DummyHandlesV1(msgspec.Struct, frozen=True, tag_field="datapath", tag="dummy"):
     """The in-memory datapath: its ports, meters, pcap files and connection table."""
 
     datapath_type: ClassVar[str] = "dummy"
@@ -61,6 +61,10 @@ class DummyHandlesV1(msgspec.Struct, frozen=True):
 
     def _wire(self) -> dict[str, Any]:
         out = msgspec.to_builtins(self)
+        del out["datapath"]  # the tag (state version 7's union) is not in the wire map
+        for k in ("meters", "pcap", "conntrack"):  # absent when empty, as builds before them
+            if not out[k]:
+                del out[k]
         # A port is [port_no, name, type] with the peer after only for a patch port.
         out["ports"] = [
             [p.port_no, p.name, p.type] + ([p.peer] if p.peer is not None else [])
@@ -96,7 +100,38 @@ class NetdevPortV1(msgspec.Struct, frozen=True, omit_defaults=True):
     fd: int | None = None  # index into the datapath's descriptors
 
 
-class NetdevHandlesV1(msgspec.Struct, frozen=True):
+class UpcallV1(msgspec.Struct, frozen=True, array_like=True):
+    """A miss (or userspace action) queued in the datapath and not yet handled: the
+    new process handles it (``hitless.datapath.base.Upcall``)."""
+
+    in_port: int
+    packet: bytes
+    reason: str  # "miss" | "action"
+    userdata: bytes
+    key: bytes | None = None  # a recirculated miss's key (its ct state); None: from the packet
+
+    def wire(self) -> list[Any]:
+        """The released form: [in_port, packet hex, reason, userdata hex, (key hex)]."""
+        out = [self.in_port, self.packet.hex(), self.reason, self.userdata.hex()]
+        return out + [self.key.hex()] if self.key is not None else out
+
+    @classmethod
+    def read(cls, item: Any) -> UpcallV1:
+        if isinstance(item, UpcallV1):
+            return item
+        try:
+            in_port, packet, reason, userdata, *key = item
+            return cls(int(in_port), bytes.fromhex(packet), str(reason),
+                       bytes.fromhex(userdata), bytes.fromhex(key[0]) if key else None)  # fmt: skip
+        except (TypeError, ValueError) as e:
+            raise SnapshotError(f"netdev datapath handles: bad queued miss {item!r}: {e}") from None
+
+
+# A netdev port's keys in the released order (a port's optional ones absent when unset).
+_PORT_KEYS = ("port_no", "name", "type", "mac", "ifindex", "fd", "stats", "ring", "head", "peer")
+
+
+class NetdevHandlesV1(msgspec.Struct, frozen=True, tag_field="datapath", tag="netdev"):
     """The userspace AF_PACKET datapath: its ports (sockets, rings and their positions),
     the misses queued but not handled, counters, meters and connection table. Its
     megaflows travel as typed ``FlowV1`` records in ``DatapathV1.flows``."""
@@ -109,17 +144,20 @@ class NetdevHandlesV1(msgspec.Struct, frozen=True):
     type: str = "netdev"
     ports: list[NetdevPortV1] = []
     flows: list[dict[str, Any]] = []  # released builds read it; always sent empty
-    upcalls: list[list[Any]] = []  # [in_port, packet hex, reason, userdata hex, (key hex)]
+    upcalls: list[UpcallV1] = []  # the misses queued at the freeze
     counters: list[int] = msgspec.field(default_factory=lambda: [0, 0, 0])  # hit, missed, lost
     meters: list[MeterLevelV1] = []
     conntrack: dict[str, Any] = {}
 
     def _wire(self) -> dict[str, Any]:
         out = msgspec.to_builtins(self)
-        return {  # the released key order
-            k: out[k]
+        out["upcalls"] = [u.wire() for u in self.upcalls]
+        out["ports"] = [{k: p[k] for k in _PORT_KEYS if k in p} for p in out["ports"]]
+        return {  # the released key order; no meters or connections: absent, as before
+            k: out[k]  # version 3 and 4 (what older builds wrote, and the golden files)
             for k in ("version", "type", "ring_frames", "max_upcalls", "ports", "flows",
                       "upcalls", "counters", "meters", "conntrack")  # fmt: skip
+            if out[k] or k not in ("meters", "conntrack")
         }
 
     @classmethod
@@ -129,10 +167,13 @@ class NetdevHandlesV1(msgspec.Struct, frozen=True):
                 f"cannot adopt netdev datapath state version {obj.get('version')!r} "
                 f"(this version understands {cls.VERSION})"
             )
-        return obj
+        upcalls = obj.get("upcalls", [])
+        if not isinstance(upcalls, list):
+            raise SnapshotError(f"netdev datapath handles: upcalls {upcalls!r} is not a list")
+        return {**obj, "upcalls": [UpcallV1.read(u) for u in upcalls]}
 
 
-class EbpfHandlesV1(msgspec.Struct, frozen=True):
+class EbpfHandlesV1(msgspec.Struct, frozen=True, tag_field="datapath", tag="ebpf"):
     """The tc-BPF datapath: the kernel holds its whole state (ports, flows, counters,
     waiting misses); the handles name the program and maps passed as descriptors, in
     the order of ``fds``, and carry the userspace meters' buckets."""

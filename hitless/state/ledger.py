@@ -30,13 +30,25 @@ from hitless.state.records import (
     BridgeState,
     Delta,
     OfGroupV2,
+    OfGroupV6,
     OfMeterV2,
     OfRuleV2,
+    OfRuleV6,
     OpenFlowDeltaV2,
+    OpenFlowDeltaV6,
     OpenFlowV2,
+    OpenFlowV6,
     PortV1,
 )
-from hitless.state.snapshot import SnapshotError
+from hitless.state.snapshot import SnapshotError, actions_down
+
+# A version's records of the same things: the digest of those both carry is the same
+# (what a version 6 record adds is an age, not an item, or a selection method, which a
+# version 2 group does not have: one that has one is refused towards an older build).
+AnyRule = OfRuleV2 | OfRuleV6
+AnyGroup = OfGroupV2 | OfGroupV6
+AnyOpenFlow = OpenFlowV2 | OpenFlowV6
+AnyOpenFlowDelta = OpenFlowDeltaV2 | OpenFlowDeltaV6
 
 __all__ = [
     "DIGEST_MOD",
@@ -62,7 +74,7 @@ class LedgerError(SnapshotError):
 # -- what identifies an item ------------------------------------------------------------
 
 
-def _rule_key(r: OfRuleV2) -> bytes:
+def _rule_key(r: AnyRule) -> bytes:
     return (
         b"r"
         + f"{r.table}:{r.priority}:{r.cookie}:{r.flags}:{r.importance}:"
@@ -73,13 +85,21 @@ def _rule_key(r: OfRuleV2) -> bytes:
     )
 
 
-def _group_meter_keys(groups: list[OfGroupV2], meters: list[OfMeterV2]) -> list[bytes]:
-    out = [b"g" + f"{g.group_id}:{g.type}:".encode() + g.buckets for g in groups]
+def _group_key(g: AnyGroup) -> bytes:
+    key = b"g" + f"{g.group_id}:{g.type}:".encode() + g.buckets
+    sel = getattr(g, "selection", None)
+    if sel is not None:
+        key += f":{sel.method}:{sel.param}:".encode() + sel.fields
+    return key
+
+
+def _group_meter_keys(groups: list[Any], meters: list[OfMeterV2]) -> list[bytes]:
+    out = [_group_key(g) for g in groups]
     out += [b"M" + f"{m.meter_id}:{m.flags}:".encode() + m.bands for m in meters]
     return out
 
 
-def _openflow_keys(of: OpenFlowV2) -> list[bytes]:
+def _openflow_keys(of: AnyOpenFlow) -> list[bytes]:
     return [_rule_key(r) for r in of.rules] + _group_meter_keys(of.groups, of.meters)
 
 
@@ -99,7 +119,7 @@ def state_digest(state: Any) -> str:
         for m in sorted(br.mac_entries, key=lambda m: (m.vlan, m.mac)):
             h.update(f"m{m.vlan}:{m.mac.hex()}:{m.port}".encode())
         for f in sorted(br.datapath.flows, key=lambda f: (f.mask, f.key)):
-            h.update(b"f" + f.key + f.mask + msgspec.json.encode(f.actions))
+            h.update(b"f" + f.key + f.mask + _actions_json(f.actions))
         of = getattr(br, "openflow", None)
         if of is not None:
             for item in sorted(_openflow_keys(of)):
@@ -126,22 +146,28 @@ def mac_item(bridge: str, vlan: int, mac: bytes, port: int) -> int:
     )
 
 
-def flow_item(bridge: str, key: bytes, mask: bytes, actions: list[Any]) -> int:
-    return _h(b"f\0" + bridge.encode() + b"\0" + key + mask + msgspec.json.encode(actions))
+def _actions_json(actions: Any) -> bytes:
+    """A megaflow's actions as every version digests them: version 1's JSON form (state
+    version 7's records taken back to it), so builds of versions 6 and 7 agree."""
+    return msgspec.json.encode(actions_down(actions) if type(actions) is tuple else actions)
 
 
-def rule_item(bridge: str, r: OfRuleV2) -> int:
+def flow_item(bridge: str, key: bytes, mask: bytes, actions: Any) -> int:
+    return _h(b"f\0" + bridge.encode() + b"\0" + key + mask + _actions_json(actions))
+
+
+def rule_item(bridge: str, r: AnyRule) -> int:
     """One rule's share of ``openflow_item_sum``."""
     return _h(b"o\0" + bridge.encode() + b"\0" + _rule_key(r))
 
 
-def group_meter_item_sum(bridge: str, groups: list[OfGroupV2], meters: list[OfMeterV2]) -> int:
+def group_meter_item_sum(bridge: str, groups: list[Any], meters: list[OfMeterV2]) -> int:
     """The groups' and meters' share of ``openflow_item_sum``."""
     prefix = b"o\0" + bridge.encode() + b"\0"
     return sum(_h(prefix + item) for item in _group_meter_keys(groups, meters)) % DIGEST_MOD
 
 
-def openflow_item_sum(bridge: str, of: OpenFlowV2 | None) -> int:
+def openflow_item_sum(bridge: str, of: AnyOpenFlow | None) -> int:
     if of is None:
         return 0
     prefix = b"o\0" + bridge.encode() + b"\0"
@@ -166,13 +192,13 @@ class BridgeImage:
     items replace)."""
 
     ports: list[PortV1] = field(default_factory=list)
-    flows: dict[tuple[bytes, bytes], list[Any]] = field(default_factory=dict)  # -> actions
+    flows: dict[tuple[bytes, bytes], Any] = field(default_factory=dict)  # -> actions
     macs: dict[tuple[int, bytes], int] = field(default_factory=dict)  # -> port
     openflow: int = 0  # the OpenFlow state's share (rules, groups and meters)
     # The OpenFlow rules as counted, by their place in the pre-copy's list (None: a
     # rule a delta removed), and the groups' and meters' share; None: the OpenFlow
     # state was counted whole (no rule-by-rule delta can follow)
-    rules: list[OfRuleV2 | None] | None = None
+    rules: list[AnyRule | None] | None = None
     group_meter: int = 0
 
 
@@ -219,7 +245,7 @@ class Ledger:
             self._add(port_item(bridge, p.name, p.ofport, p.type))
         img.ports = list(ports)
 
-    def set_flow(self, bridge: str, key: bytes, mask: bytes, actions: list[Any] | None) -> None:
+    def set_flow(self, bridge: str, key: bytes, mask: bytes, actions: Any) -> None:
         """The megaflow (key, mask) now has ``actions`` (None: it is gone)."""
         flows = self._image(bridge).flows
         old = flows.pop((key, mask), None)
@@ -239,7 +265,7 @@ class Ledger:
             macs[(vlan, mac)] = port
             self._add(mac_item(bridge, vlan, mac, port))
 
-    def add_rules(self, bridge: str, rules: Iterable[OfRuleV2]) -> None:
+    def add_rules(self, bridge: str, rules: Iterable[AnyRule]) -> None:
         """Count rules of a pre-copy, in its order (their places are what an OpenFlow
         delta names)."""
         img = self._image(bridge)
@@ -253,7 +279,7 @@ class Ledger:
         self._add(n)
 
     def set_group_meters(
-        self, bridge: str, groups: list[OfGroupV2], meters: list[OfMeterV2]
+        self, bridge: str, groups: list[Any], meters: list[OfMeterV2]
     ) -> None:
         img = self._image(bridge)
         n = group_meter_item_sum(bridge, groups, meters)
@@ -261,7 +287,7 @@ class Ledger:
         self._add(n - img.group_meter)
         img.group_meter = n
 
-    def set_openflow(self, bridge: str, of: OpenFlowV2 | None) -> None:
+    def set_openflow(self, bridge: str, of: AnyOpenFlow | None) -> None:
         """The bridge's whole OpenFlow state is ``of`` (None: its default table, which
         counts nothing). Rule-by-rule deltas against it are possible only after
         ``add_rules`` and ``set_group_meters`` (the pre-copy's way)."""
@@ -270,7 +296,7 @@ class Ledger:
         self._add(n - img.openflow)
         img.openflow, img.rules, img.group_meter = n, None, 0
 
-    def apply_openflow_delta(self, bridge: str, ofd: OpenFlowDeltaV2) -> None:
+    def apply_openflow_delta(self, bridge: str, ofd: AnyOpenFlowDelta) -> None:
         """Rules removed by their place in the pre-copy, rules added whole, groups and
         meters replaced. Raises ``LedgerError`` if the delta names rules the pre-copy
         did not carry (nothing is changed then)."""

@@ -73,6 +73,7 @@ def bridge(name: str, *ports: Row, datapath_type: str = "", **kw: object) -> Row
         sflow=kw.get("sflow", []),
         rstp_enable=kw.get("rstp_enable", False),
         netflow=kw.get("netflow", []),
+        ipfix=kw.get("ipfix", []),
     )
 
 

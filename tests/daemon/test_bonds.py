@@ -7,14 +7,25 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
+from hitless.impact.analysis import ImpactResult
 from tests.daemon.test_config import add_dummy_bridge
+from tests.handoff.test_netdev_upgrade import (
+    Before,
+    counter_problems,
+    fdb_entries,
+    flows,
+    keep_idle_flows,
+    udp_delivered,
+)
 from tests.netns import Host, Topology, UdpSink, sh
 from tests.switch import Sw
+from tests.traffic import BREAKS, CLASSES, bound_of, handoff_under_traffic, judge, violations
 from tests.wait import eventually as wait_for
 
 
@@ -171,12 +182,39 @@ for i in range(count):
     s.sendto(i.to_bytes(8, "big"), (dst, port))
     delay = t0 + (i + 1) / 1000 - time.monotonic()
     if delay > 0:
-        time.sleep(delay)
+        time.sleep(delay)  # pacing: one datagram per millisecond
 """
 
 
+def bond_upgrade_problems(
+    sw: Sw, br: str, a: Host, b: Host, fault: str | None, relays: Sequence[int] = ()
+) -> tuple[list[str], ImpactResult]:
+    """``hitless upgrade`` inside the shared traffic between a and b across the bond
+    (tests/traffic.py), ``fault`` armed in the new process: the shared assertion's
+    problems, and the megaflows between a and b kept counting (at least what the UDP
+    streams delivered: a flushed and relearned table counts only what came after). With
+    ``flush-after-adopt`` only UDP, whose count the relearned flows cannot make up with
+    the TCP classes' packets. ``relays``: pids of other processes that carry the traffic
+    (their waits for a CPU are excused, outside a fault's window)."""
+    keep_idle_flows(sw)
+    was = Before(br, "", fdb_entries(sw, br), flows(sw, br), time.monotonic(), (a.mac, b.mac))
+    classes = ("udp",) if fault == "flush-after-adopt" else CLASSES
+    report, res = handoff_under_traffic(
+        sw, [a, b], "upgrade", fault=fault, classes=classes, relays=relays
+    )
+    assert report["ok"], report
+    problems = violations(res, bound_of([report])) + counter_problems(sw, was, udp_delivered(res))
+    return problems, res
+
+
 @pytest.mark.netns
-def test_upgrade_keeps_the_active_member_and_loses_nothing(started: Sw, topology: Topology) -> None:
+@pytest.mark.parametrize("fault", [None, *BREAKS])
+def test_upgrade_keeps_the_active_member_and_loses_nothing(
+    started: Sw, topology: Topology, fault: str | None
+) -> None:
+    """The active member a new process would not choose is kept across the upgrade; the
+    traffic between a and the two-NIC host crosses it under the shared claim, and each
+    fault of ``BREAKS`` armed in the new process is caught."""
     sw = started
     a = topology.add_host("a", "10.94.0.1/24")
     h, m0, m1 = add_two_nic_host(topology, "h", "10.94.0.2/24")
@@ -193,11 +231,10 @@ def test_upgrade_keeps_the_active_member_and_loses_nothing(started: Sw, topology
     assert mac == root_mac(other)
 
     pid = sw.daemon_pid
-    lost_h, lost_a = two_way_udp(a, h, 9500, lambda: sw.hitless("upgrade"))
-    print(f"upgrade with a bond: lost {lost_h} a->h, {lost_a} h->a of 4000 each")
+    problems, res = bond_upgrade_problems(sw, br, a, h, fault)
     assert sw.daemon_pid != pid
     assert active_member(sw, "bond0") == other
-    assert (lost_h, lost_a) == (0, 0)
+    judge(problems, fault, res)
 
 
 def two_way_udp(a: Host, b: Host, port: int, during: Callable[[], object]) -> tuple[int, int]:
@@ -320,20 +357,32 @@ def test_lacp_negotiates_with_open_vswitch_over_veth_pairs(started: Sw, topology
 
 
 @pytest.mark.netns
-def test_upgrade_with_an_lacp_bond_to_open_vswitch(started: Sw, topology: Topology) -> None:
-    """hitless upgrade under UDP both ways across an LACP bond to Open vSwitch (slow
-    LACP: a partner that would not speak again for up to 30 s)."""
+@pytest.mark.parametrize("fault", [None, *BREAKS])
+def test_upgrade_with_an_lacp_bond_to_open_vswitch(
+    started: Sw, topology: Topology, fault: str | None
+) -> None:
+    """hitless upgrade inside the shared traffic (tests/traffic.py) across an LACP bond
+    to Open vSwitch (slow LACP: a partner that would not speak again for up to 30 s):
+    the shared claim, the bond still negotiated, its megaflows kept counting; each fault
+    of ``BREAKS`` armed in the new process is caught. Open vSwitch forwards the same
+    traffic on the other side: its forwarding process's waits for a CPU are excused as a
+    relay's are (never inside a fault's own window)."""
     sw = started
     with lacp_with_ovs(sw, topology, "10.87.0", lacp_time="slow") as (a, b, ovs, xs):
         assert a.ping(b.addr, count=2)
-        lost_b, lost_a = two_way_udp(a, b, 9800, lambda: sw.hitless("upgrade"))
-        print(f"upgrade with an LACP bond: lost {lost_b} a->b, {lost_a} b->a of 4000 each")
-        assert "status: active negotiated" in sw.appctl("lacp/show", "bond0").stdout
-        assert (lost_b, lost_a) == (0, 0)
+        pid, theirs = sw.daemon_pid, ovs.daemon_pid()
+        assert theirs is not None
+        br = topology.name("hb")
+        problems, res = bond_upgrade_problems(sw, br, a, b, fault, relays=[theirs])
+        assert sw.daemon_pid != pid
+        lacp = sw.appctl("lacp/show", "bond0").stdout
+        if "status: active negotiated" not in lacp:
+            problems.append(f"lacp: no longer negotiated:\n{lacp}")
         # The bonds' state crossed the handoff (a takeover extra), adopted without error.
         log = sw.log()
         assert "adopting the carried state 'bonds' failed" not in log
         assert "no adopter for the carried state 'bonds'" not in log
+        judge(problems, fault, res)
 
 
 _SIZED_SOURCE = r"""
@@ -345,7 +394,7 @@ for i in range(count):
     s.sendto(i.to_bytes(8, "big").ljust(size, b"x"), (dst, port))
     delay = t0 + (i + 1) / 1000 - time.monotonic()
     if delay > 0:
-        time.sleep(delay)
+        time.sleep(delay)  # pacing: one datagram per millisecond
 """
 
 
@@ -387,3 +436,97 @@ def test_balance_slb_rebalances_two_heavy_sources_onto_both_members(
     total = sum(got.values())
     assert total >= 2 * count * 0.95
     assert min(got.values()) >= total * 0.25  # one source moved to the other member
+
+
+def _hash_loads(show: str) -> dict[int, int]:
+    """``bond/show``'s hash lines: hash -> kB of load."""
+    return {int(h): int(kb) for h, kb in re.findall(r"hash (\d+): (\d+) kB load", show)}
+
+
+def _rebalance_run(
+    topology: Topology,
+    net: str,
+    prefix: str,
+    setup: Callable[[list[str], str, str], None],
+    appctl: Callable[..., str],
+    log: Callable[[], str],
+) -> dict[str, Any]:
+    """Two sources a1, a2 and a two-NIC host behind a balance-slb bond (rebalancing
+    every second) on one switch (``setup(plain ports, bond member 0, member 1)``): a
+    short burst shows each source's hash in bond/show, bond/migrate puts both on the
+    first member, then 3 s of 1,000 datagrams/s of 1,000 bytes from each. Returns what
+    the host's two NICs received, the hashes and whether a shift was logged."""
+    a1 = topology.add_host(f"{prefix}1", f"{net}.1/24")
+    a2 = topology.add_host(f"{prefix}2", f"{net}.3/24")
+    h, m0, m1 = add_two_nic_host(topology, f"{prefix}h", f"{net}.2/24")
+    setup([a1.switch_port, a2.switch_port], m0, m1)
+    assert wait_for(lambda: h.ping(a1.addr, count=1) and h.ping(a2.addr, count=1), 30)
+    for a in (a1, a2):
+        a.set_neigh(h.addr, h.mac)
+    for a in (a1, a2):  # a burst each: their hashes get load
+        p = a.popen([sys.executable, "-c", _SIZED_SOURCE, h.addr, "9801", "300", "1000"])
+        assert p.wait(timeout=60) == 0
+    hashes: dict[int, int] = {}
+
+    def two_hashes() -> bool:
+        hashes.update(_hash_loads(appctl("bond/show", "bond0")))
+        return len(hashes) >= 2
+
+    assert wait_for(two_hashes, 20), appctl("bond/show", "bond0")
+    for hsh in hashes:
+        assert appctl("bond/migrate", "bond0", str(hsh), m0).strip() == "migrated"
+    shifts0 = log().count("of load (with hash")
+    rx0 = {d: h.counter("rx_packets", dev=d) for d in ("eth0", "eth1")}
+    senders = [a.popen([sys.executable, "-c", _SIZED_SOURCE, h.addr, "9802", "3000", "1000"])
+               for a in (a1, a2)]  # fmt: skip
+    for s in senders:
+        assert s.wait(timeout=120) == 0
+    got = {d: h.counter("rx_packets", dev=d) - rx0[d] for d in ("eth0", "eth1")}
+    return {"nics": got, "hashes": sorted(hashes), "shifts": log().count("of load (with hash") - shifts0}
+
+
+@pytest.mark.netns
+def test_balance_slb_rebalancing_as_open_vswitch(started: Sw, topology: Topology) -> None:
+    """bond/migrate and rebalancing side by side with Open vSwitch 3.1: both sources'
+    hashes put on one member, 6,000 frames of load; each switch moves one hash to the
+    other member (a shift in its log) and the host's two NICs share the frames."""
+    from hitless.impact.switches import OvsSwitch
+
+    sw = started
+    br = topology.name("hr")
+
+    def hl_setup(plain: list[str], m0: str, m1: str) -> None:
+        sw.vsctl("add-br", br, *(x for p in plain for x in ("--", "add-port", br, p)))
+        sw.vsctl("add-bond", br, "bond0", m0, m1, "bond_mode=balance-slb",
+                 "other_config:bond-rebalance-interval=1000")  # fmt: skip
+
+    mine = _rebalance_run(topology, "10.92.4", "r", hl_setup,
+                          lambda *a: sw.appctl(*a).stdout, sw.log)  # fmt: skip
+    ns = f"hl-ovsb-{topology.suffix}"
+    sh(["ip", "netns", "add", ns])
+    topology._namespaces.append(ns)
+    ovs = OvsSwitch(netns=ns)
+
+    def ovs_setup(plain: list[str], m0: str, m1: str) -> None:
+        for p in (*plain, m0, m1):
+            sh(["ip", "link", "set", p, "netns", ns])
+            sh(["ip", "-n", ns, "link", "set", p, "up"])
+        ovs.start()
+        ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev",
+                  *(x for p in plain for x in ("--", "add-port", "br0", p)))  # fmt: skip
+        ovs.vsctl("add-bond", "br0", "bond0", m0, m1, "bond_mode=balance-slb",
+                  "other_config:bond-rebalance-interval=1000")  # fmt: skip
+
+    try:
+        theirs = _rebalance_run(topology, "10.92.5", "o", ovs_setup, ovs.appctl,
+                                lambda: (ovs.rundir / "ovs-vswitchd.log").read_text())  # fmt: skip
+    finally:
+        ovs.close()
+    print(f"balance-slb, both hashes migrated to one member: hitless {mine}; Open vSwitch {theirs}")
+    # Open vSwitch first: the premise (its netdev datapath dropped 460 of the 6,000 in
+    # one run on a loaded machine: the bound on its total is looser).
+    for run, least in ((theirs, 0.8), (mine, 0.95)):
+        total = sum(run["nics"].values())
+        assert total >= 6000 * least, run
+        assert run["shifts"] >= 1, run
+        assert min(run["nics"].values()) >= total * 0.2, run

@@ -69,3 +69,50 @@ def test_device_columns_statistics_mtu_and_link(started: Sw, topology: Topology)
     assert wait_for(lambda: sw.get("Interface", pa, "link_state") == "up", 10)
     assert sw.get("Interface", pa, "admin_state") == "up"
     assert int(sw.get("Interface", pa, "link_resets")) >= resets + 2
+
+
+def stat_of(text: str, key: str) -> int:
+    m = re.search(rf"\b{key}=(\d+)", text)
+    return int(m.group(1)) if m else -1
+
+
+def test_statistics_and_mtu_request_side_by_side_with_open_vswitch(
+    started: Sw, topology: Topology
+) -> None:
+    """The same 50 pings through hitless and through Open vSwitch 3.1 (netdev, its own
+    namespace): each switch's Interface.statistics of the sender's port count them
+    (received from the host, and the replies sent to it); mtu_request=1400 changes the
+    device on both, and the mtu column follows."""
+    from tests.daemon.test_qos import hitless_pair, ovs_pair
+
+    sw = started
+    a, b, _ = hitless_pair(sw, topology, "10.97.2")
+    pa = a.switch_port
+    assert wait_for(lambda: stat(sw, pa, "rx_packets") >= 1, 20)
+    rx0, tx0 = stat(sw, pa, "rx_packets"), stat(sw, pa, "tx_packets")
+    assert a.ping(b.addr, count=50, interval=0.02)
+    assert wait_for(lambda: stat(sw, pa, "rx_packets") >= rx0 + 50, 20)
+    ours = stat(sw, pa, "rx_packets") - rx0, stat(sw, pa, "tx_packets") - tx0
+    sw.vsctl("set", "Interface", pa, "mtu_request=1400")
+    assert Path(f"/sys/class/net/{pa}/mtu").read_text().strip() == "1400"
+    assert wait_for(lambda: sw.get("Interface", pa, "mtu") == "1400")
+
+    with ovs_pair(topology, "10.97.3") as (oa, ob, ovs, ns):
+        op = oa.switch_port
+
+        def ostat(key: str) -> int:
+            return stat_of(ovs.vsctl("get", "Interface", op, "statistics"), key)
+
+        assert wait_for(lambda: ostat("rx_packets") >= 1, 20)
+        orx0, otx0 = ostat("rx_packets"), ostat("tx_packets")
+        assert oa.ping(ob.addr, count=50, interval=0.02)
+        assert wait_for(lambda: ostat("rx_packets") >= orx0 + 50, 20)
+        theirs = ostat("rx_packets") - orx0, ostat("tx_packets") - otx0
+        ovs.vsctl("set", "Interface", op, "mtu_request=1400")
+        mtu = sh(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{op}/mtu"]).stdout.strip()
+        assert mtu == "1400"
+        assert wait_for(lambda: ovs.vsctl("get", "Interface", op, "mtu") == "1400")
+    print(f"Interface.statistics of the pinging host's port after 50 pings (rx, tx): "
+          f"hitless {ours}, Open vSwitch {theirs}; mtu_request=1400 applied by both")  # fmt: skip
+    for rx, tx in (ours, theirs):
+        assert 50 <= rx <= 56 and 50 <= tx <= 56  # the echoes, and an ARP exchange or two

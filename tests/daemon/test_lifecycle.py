@@ -160,6 +160,27 @@ def test_the_daemon_runs_at_its_niceness_across_an_upgrade(started: Sw) -> None:
     assert r.returncode == 2 and "--nice must be from -20 to 19" in r.stderr
 
 
+def test_start_nice_is_kept_by_a_handoff_unless_told_otherwise(sw: Sw) -> None:
+    """hitless start --nice N runs the daemon at N; hitless upgrade starts the new
+    process at the running one's niceness, or at its own --nice."""
+    if os.geteuid() != 0:
+        return  # lowering the niceness needs root
+    sw.hitless("start", "--nice", "-4")
+    old = sw.daemon_pid
+    assert old is not None and os.getpriority(os.PRIO_PROCESS, old) == -4
+    assert autogroup_nice(old) in (None, -4)
+    sw.hitless("upgrade")
+    new = sw.daemon_pid
+    assert new not in (None, old) and os.getpriority(os.PRIO_PROCESS, new) == -4
+    assert autogroup_nice(new) in (None, -4)
+    sw.hitless("upgrade", "--nice", "-7")
+    third = sw.daemon_pid
+    assert third not in (None, new) and os.getpriority(os.PRIO_PROCESS, third) == -7
+    r = sw.hitless("upgrade", "--nice", "-30", check=False)
+    assert r.returncode == 2 and "must be from -20 to 19" in r.stderr
+    assert sw.daemon_pid == third  # refused before anything started
+
+
 def autogroup_nice(pid: int) -> int | None:
     try:
         text = Path(f"/proc/{pid}/autogroup").read_text()  # "/autogroup-123 nice -10"

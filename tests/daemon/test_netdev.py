@@ -82,8 +82,9 @@ def test_switch_inside_a_network_namespace(sw: Sw, topology: Topology) -> None:
             text=True,
         )
         assert start.returncode == 0, start.stderr
-        sw.vsctl("add-br", "br0")  # tap br0 lives in ns: no clash with other tests
-        sw.vsctl("add-port", "br0", a.switch_port, "--", "add-port", "br0", b.switch_port)
+        br = topology.name("br")  # its TAP lives in ns, but names stay private anyway
+        sw.vsctl("add-br", br)
+        sw.vsctl("add-port", br, a.switch_port, "--", "add-port", br, b.switch_port)
         assert a.ping(b.addr, count=2)
         assert sw.hitless("status").returncode == 0
         sw.hitless("stop")  # by PID, from outside the namespace

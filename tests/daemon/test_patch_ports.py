@@ -25,7 +25,7 @@ from tests.handoff.test_netdev_upgrade import (
 from tests.netns import Topology, UdpSink, udp_send
 from tests.switch import Sw
 from tests.traffic import BREAKS, Bound, bound_of, handoff_under_traffic, judge, violations
-from tests.upgrade.builds import build, previous_versions
+from tests.upgrade.builds import build, handoff_features, previous_versions
 from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
@@ -226,10 +226,10 @@ def before_on(sw: Sw, br: str, pair: tuple[str, str], silent: str | None) -> Bef
 def test_downgrade_to_a_build_without_patch_ports_is_refused_before_freezing(
     sw: Sw, topology: Topology
 ) -> None:
-    """The newest previous release knows no patch ports: it cannot adopt the pair (no
-    descriptor to take), so the handoff rolls back and the running switch keeps
-    forwarding across the bridges."""
-    previous = previous_versions()[-1]
+    """The newest previous release without patch ports (no feature "patch-ports"): it
+    cannot adopt the pair (no descriptor to take), so the handoff rolls back and the
+    running switch keeps forwarding across the bridges."""
+    previous = [v for v in previous_versions() if "patch-ports" not in handoff_features(v)][-1]
     old_build = build(previous)
     sw.hitless("start")
     t = Two(sw, topology, "10.76.0")

@@ -8,6 +8,7 @@ import pytest
 
 from tests.netns import Host, Topology, UdpSink, udp_send
 from tests.switch import Sw
+from tests.traffic import COLD, must_catch, upgrade_with
 
 pytestmark = pytest.mark.netns
 
@@ -47,9 +48,13 @@ def test_ingress_policing_limits_what_a_port_receives(started: Sw, topology: Top
     assert delivered(sw, a, b, 9902) >= 2400
 
 
-def test_upgrade_carries_the_policer_bucket(started: Sw, topology: Topology) -> None:
+@pytest.mark.parametrize("fault", [None, COLD])
+def test_upgrade_carries_the_policer_bucket(
+    started: Sw, topology: Topology, fault: str | None
+) -> None:
     """The bucket a burst emptied stays empty across ``hitless upgrade``: the new process
-    lets through what the rate refilled meanwhile, not a second full burst."""
+    lets through what the rate refilled meanwhile, not a second full burst (which a new
+    process that starts cold, its buckets full, must let through)."""
     import time
 
     sw = started
@@ -66,10 +71,11 @@ def test_upgrade_carries_the_policer_bucket(started: Sw, topology: Topology) -> 
 
     first = burst(9910)
     t0 = time.monotonic()
-    sw.hitless("upgrade")
+    upgrade_with(sw, fault)
     second = burst(9911)
     elapsed = time.monotonic() - t0
     print(f"policer bucket across an upgrade: {first} of 1500 before, {second} after "
           f"({elapsed:.1f} s later; the rate refills ~{elapsed * 12.5:.0f})")  # fmt: skip
     assert first >= 800
-    assert second <= elapsed * 12.5 + 150 < first
+    with must_catch(fault):
+        assert second <= elapsed * 12.5 + 150 < first

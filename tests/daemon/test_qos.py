@@ -7,7 +7,7 @@ in the Port's status, and clearing the QoS removes the tree and the limit."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -15,6 +15,7 @@ import pytest
 from hitless.impact.switches import OvsSwitch
 from tests.netns import Host, Topology, sh
 from tests.switch import Sw
+from tests.traffic import COLD, must_catch, upgrade_with
 from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
@@ -22,11 +23,12 @@ pytestmark = pytest.mark.netns
 RATE = 5_000_000  # bit/s
 
 
-def tcp_mbit(a: Host, b: Host, seconds: int = 4) -> float:
+def tcp_mbit(a: Host, b: Host, seconds: int = 4, port: int = 5201) -> float:
     """What a TCP flow from a to b delivers, in Mbit/s (iperf3, the receiver's count)."""
-    b.popen(["iperf3", "-s", "-1", "-B", b.addr])
-    wait_for(lambda: ":5201 " in b.run(["ss", "-Hlnt"]).stdout, "iperf3 server")
-    res = a.run(["iperf3", "-c", b.addr, "-t", str(seconds), "-J"], check=False, timeout=120)
+    b.popen(["iperf3", "-s", "-1", "-B", b.addr, "-p", str(port)])
+    wait_for(lambda: f":{port} " in b.run(["ss", "-Hlnt"]).stdout, "iperf3 server")
+    res = a.run(["iperf3", "-c", b.addr, "-p", str(port), "-t", str(seconds), "-J"], check=False,
+                timeout=120)  # fmt: skip
     b.kill_procs()
     data = json.loads(res.stdout)
     return float(data["end"]["sum_received"]["bits_per_second"]) / 1e6
@@ -148,6 +150,95 @@ def test_egress_policer_limits_tcp_in_the_datapath(started: Sw, topology: Topolo
     assert tcp_mbit(a, b) > 20
 
 
+QUEUES = (
+    "other_config:max-rate=20000000", "queues:1=@q1", "queues:2=@q2",
+    "--", "--id=@q1", "create", "queue", "other_config:max-rate=2000000",
+    "--", "--id=@q2", "create", "queue", "other_config:max-rate=8000000",
+)  # fmt: skip
+
+
+def queue_flows(ofctl: Callable[..., object], dst: str) -> None:
+    """TCP to port 5202 in queue 1, to 5203 in queue 2 (set_queue, then NORMAL)."""
+    for port, queue in ((5202, 1), (5203, 2)):
+        ofctl("add-flow", f"priority=100,tcp,nw_dst={dst},tp_dst={port},"
+              f"actions=set_queue:{queue},normal")  # fmt: skip
+
+
+def test_set_queue_puts_each_flow_in_its_queue_class(started: Sw, topology: Topology) -> None:
+    """Two flows to two queues of a linux-htb QoS (2 and 8 Mbit/s, port 20 Mbit/s): each
+    TCP flow gets its queue's rate (the datapath gives the frames the queue's socket
+    priority, tc's htb puts them in class 1:<queue+1>); a flow without set_queue is in
+    queue 0 (class 1:1, up to the port's 20 Mbit/s)."""
+    sw = started
+    a, b, br = hitless_pair(sw, topology, "10.77.6")
+    sw.vsctl("set", "port", b.switch_port, "qos=@q", "--", "--id=@q", "create", "qos",
+             "type=linux-htb", *QUEUES)  # fmt: skip
+    queue_flows(lambda *args: sw.ofctl(br, *args), b.addr)
+    flows = sw.appctl("ofproto/trace", br,
+                      f"tcp,in_port={a.switch_port},dl_src={a.mac},dl_dst={b.mac},nw_src={a.addr},"
+                      f"nw_dst={b.addr},tcp_dst=5202").stdout  # fmt: skip
+    assert "set(skb_priority(0x10002))" in flows, flows
+    q1_before = sent_bytes(b.switch_port, "1:2")
+    q1, q2, q0 = (tcp_mbit(a, b, port=p) for p in (5202, 5203, 5201))
+    print(f"set_queue into linux-htb queues, TCP: queue 1 (2 Mbit/s) {q1:.2f}, queue 2 "
+          f"(8 Mbit/s) {q2:.2f}, no set_queue (queue 0, port at 20) {q0:.2f} Mbit/s")  # fmt: skip
+    assert sent_bytes(b.switch_port, "1:2") > q1_before + 500_000
+    assert sent_bytes(b.switch_port, "1:3") > 2_000_000
+    assert 1.0 < q1 <= 2.2
+    assert 5.0 < q2 <= 8.5
+    assert 12 < q0 <= 21
+
+    with ovs_pair(topology, "10.77.7") as (oa, ob, ovs, _):
+        ovs.vsctl("set", "port", ob.switch_port, "qos=@q", "--", "--id=@q", "create", "qos",
+                  "type=linux-htb", *QUEUES)  # fmt: skip
+        queue_flows(lambda *args: ovs.ofctl(*args), ob.addr)
+        o1, o2 = (tcp_mbit(oa, ob, port=p) for p in (5202, 5203))
+    print(f"Open vSwitch 3.1 netdev, the same rules: queue 1 {o1:.2f}, queue 2 {o2:.2f} Mbit/s")
+
+
+def test_set_queue_on_ebpf_runs_in_the_kernel(started: Sw, topology: Topology) -> None:
+    """The same two queues on an ebpf bridge: the BPF program (layout 4) sets the
+    packets' skb->priority itself, so each TCP flow gets its queue's rate while its
+    megaflow stays a kernel flow (no slow path: every packet of the three iperf3 runs
+    passes the kernel, the daemon executes none)."""
+    import re
+
+    from tests.datapath.test_ebpf_switch import ebpf_bridge
+
+    sw = started
+    a = topology.add_host("ea", "10.77.8.1/24")
+    b = topology.add_host("eb", "10.77.8.2/24")
+    for h in (a, b):
+        h.run(["ethtool", "-K", "eth0", "tx", "off"])
+    br = ebpf_bridge(sw, topology, a, b)
+    assert wait_for(lambda: a.ping(b.addr, count=1), "ping through the ebpf bridge")
+    sw.vsctl("set", "port", b.switch_port, "qos=@q", "--", "--id=@q", "create", "qos",
+             "type=linux-htb", *QUEUES)  # fmt: skip
+    queue_flows(lambda *args: sw.ofctl(br, *args), b.addr)
+
+    def executed() -> int:
+        show = sw.appctl("dpctl/show", br).stdout
+        m = re.search(r"slow path: kernel:\d+ executed:(\d+)", show)
+        assert m is not None, show
+        return int(m.group(1))
+
+    q1_before, ex0 = sent_bytes(b.switch_port, "1:2"), executed()
+    q1, q2, q0 = (tcp_mbit(a, b, port=p) for p in (5202, 5203, 5201))
+    show = sw.appctl("dpctl/show", br).stdout
+    flows = sw.appctl("dpctl/dump-flows", br).stdout
+    print(f"ebpf, set_queue into linux-htb queues, TCP: queue 1 (2 Mbit/s) {q1:.2f}, queue 2 "
+          f"(8 Mbit/s) {q2:.2f}, no set_queue (queue 0, port at 20) {q0:.2f} Mbit/s; "
+          f"slow path executed {executed() - ex0} packets\n{show}")  # fmt: skip
+    assert "set(skb_priority(0x10002))" in flows, flows
+    assert "program layout: 4" in show, show
+    assert executed() - ex0 < 20  # the misses' first packets at most
+    assert sent_bytes(b.switch_port, "1:2") > q1_before + 500_000
+    assert sent_bytes(b.switch_port, "1:3") > 2_000_000
+    assert 1.0 < q1 <= 2.2
+    assert 5.0 < q2 <= 8.5
+    assert 12 < q0 <= 21
+
+
 def test_qos_the_kernel_cannot_build_is_reported(started: Sw, topology: Topology) -> None:
     sw = started
     a, b, br = hitless_pair(sw, topology, "10.77.4")
@@ -179,7 +270,12 @@ def sent_bytes(dev: str, classid: str) -> int:
     return int(words[words.index("Sent") + 1])
 
 
-def test_upgrade_keeps_the_shaper_and_the_policer(started: Sw, topology: Topology) -> None:
+@pytest.mark.parametrize("fault", [None, COLD])
+def test_upgrade_keeps_the_shaper_and_the_policer(
+    started: Sw, topology: Topology, fault: str | None
+) -> None:
+    """The tc tree is adopted, not rebuilt (its counters go on), and both limits hold
+    afterwards; a new process that starts cold (rebuilding the tree) must fail that."""
     from tests.daemon.test_bonds import two_way_udp
 
     sw = started
@@ -197,14 +293,15 @@ def test_upgrade_keeps_the_shaper_and_the_policer(started: Sw, topology: Topolog
     assert before > 0
 
     pid = sw.daemon_pid
-    lost_ab, lost_ba = two_way_udp(a, b, 9600, lambda: sw.hitless("upgrade"))
+    lost_ab, lost_ba = two_way_udp(a, b, 9600, lambda: upgrade_with(sw, fault))
     print(f"upgrade with linux-htb and egress-policer ports: lost {lost_ab} a->b, {lost_ba} b->a "
           "of 4000 each")  # fmt: skip
     assert sw.daemon_pid != pid
     assert (lost_ab, lost_ba) == (0, 0)
     # The same tree (its counters went on: not rebuilt), not applied again.
-    assert sent_bytes(b.switch_port, "1:1") >= before + 4000 * 42  # 42: an empty UDP frame
-    assert sw.log().count("egress shaping applied") == applied
+    with must_catch(fault):
+        assert sent_bytes(b.switch_port, "1:1") >= before + 4000 * 42  # 42: an empty UDP frame
+        assert sw.log().count("egress shaping applied") == applied
     # Both limits still hold in the new process.
     to_b = tcp_mbit(a, b)
     to_a = tcp_mbit(b, a)

@@ -9,11 +9,13 @@ go on and nothing is lost."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +24,10 @@ from hitless.ofproto.sflow import FLOW_SOURCE, decode_datagram
 from tests.daemon.test_bonds import two_way_udp
 from tests.daemon.test_qos import hitless_pair, ovs_pair
 from tests.netns import Topology, sh
-from tests.switch import Sw
+from tests.switch import Sw, run
+from tests.traffic import COLD, must_catch, upgrade_with
+from tests.upgrade.builds import build
+from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -184,12 +189,17 @@ def test_sflow_samples_reach_a_collector_as_open_vswitch_sends_them(
         assert flows(col.stop()) == []
 
 
-def test_an_upgrade_keeps_the_sflow_agent(started: Sw, topology: Topology) -> None:
+@pytest.mark.parametrize("fault", [None, COLD])
+def test_an_upgrade_keeps_the_sflow_agent(
+    started: Sw, topology: Topology, fault: str | None
+) -> None:
+    """One agent throughout (sequence numbers and uptime go on); a new process that
+    starts cold must fail that."""
     sw = started
     a, b, br = hitless_pair(sw, topology, "10.78.2")
     with collecting() as col:
         sw.vsctl(*_sflow_row(col.port)[1:], "--", "set", "bridge", br, "sflow=@s")
-        lost = two_way_udp(a, b, 9711, lambda: sw.hitless("upgrade"))
+        lost = two_way_udp(a, b, 9711, lambda: upgrade_with(sw, fault))
         dgrams = col.stop()
     fs = flows(dgrams)
     udp = [f for f in fs if dict(f["records"])[1]["header"][23] == 17]
@@ -198,10 +208,49 @@ def test_an_upgrade_keeps_the_sflow_agent(started: Sw, topology: Topology) -> No
     assert lost == (0, 0)
     # One agent throughout: no sequence restarts at 1, uptime never goes back.
     assert "not sent" not in sw.log()
-    consistent(dgrams)
-    ups = [d["uptime"] for d in dgrams]
-    assert ups == sorted(ups)
-    # 8000 frames at 1/10: 800 expected, sd 27.
-    assert 650 <= len(udp) <= 950, len(udp)
-    ports = {ifindex(a.switch_port), ifindex(b.switch_port)}
-    assert all({f["input"], f["output"]} == ports for f in udp)
+    with must_catch(fault):
+        consistent(dgrams)
+        ups = [d["uptime"] for d in dgrams]
+        assert ups == sorted(ups)
+        # 8000 frames at 1/10: 800 expected, sd 27.
+        assert 650 <= len(udp) <= 950, len(udp)
+        ports = {ifindex(a.switch_port), ifindex(b.switch_port)}
+        assert all({f["input"], f["output"]} == ports for f in udp)
+
+
+def test_a_downgrade_to_a_build_without_sflow_is_refused_up_front(
+    started: Sw, topology: Topology
+) -> None:
+    """The sessions release (77f006e) predates sFlow: it could not read the megaflows'
+    sample action. The running switch refuses the handoff before freezing anything and
+    says what to do; it keeps running and sampling. Once sFlow is cleared, the same
+    downgrade goes through (and back up)."""
+    sw = started
+    old = build("77f006e")
+    cli = Path(sys.executable).parent / "hitless"
+    a, b, br = hitless_pair(sw, topology, "10.78.4")
+    pid = sw.daemon_pid
+    with collecting() as col:
+        sw.vsctl(*_sflow_row(col.port)[1:], "--", "set", "bridge", br, "sflow=@s")
+        assert a.ping(b.addr, count=10, interval=0.01)
+        assert "sample(" in sw.appctl("dpctl/dump-flows", br).stdout
+        r = run([str(cli), "downgrade", "--rundir", str(sw.rundir.path), "--to",
+                 str(old.vswitchd), "--json"], check=False)  # fmt: skip
+        print(f"downgrade with sFlow on: exit {r.returncode}: {r.stdout.strip()}")
+        assert r.returncode != 0
+        reason = json.loads(r.stdout)["reason"]
+        assert "sample action" in reason and f"ovs-vsctl clear Bridge {br} sflow" in reason, reason
+        assert sw.daemon_pid == pid
+        assert a.ping(b.addr, count=PINGS, interval=0.01)  # still switching, still sampling
+        assert len([f for f in flows(col.stop()) if icmp(f)]) >= 24
+
+    sw.vsctl("clear", "bridge", br, "sflow")
+    wait_for(lambda: "sample(" not in sw.appctl("dpctl/dump-flows", br).stdout,
+             "the flows re-translated without sampling")  # fmt: skip
+    for direction, to in (("downgrade", old.vswitchd), ("upgrade", cli.parent / "hitless-vswitchd")):
+        tool = cli if direction == "downgrade" else old.hitless
+        r = run([str(tool), direction, "--rundir", str(sw.rundir.path), "--to", str(to), "--json"],
+                check=False)  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert a.ping(b.addr, count=3, interval=0.05)
+    assert sw.daemon_pid != pid

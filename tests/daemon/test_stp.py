@@ -17,6 +17,7 @@ from hitless.impact.switches import OvsSwitch
 from tests.daemon.test_bonds import cabled_to_a_namespace
 from tests.netns import Host, Topology
 from tests.switch import Sw
+from tests.traffic import COLD, must_catch, upgrade_with
 from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
@@ -147,7 +148,10 @@ def test_stp_breaks_a_loop_with_open_vswitch(started: Sw, topology: Topology) ->
         assert 5 <= got < 30
 
 
-def test_upgrade_keeps_the_tree(started: Sw, topology: Topology) -> None:
+@pytest.mark.parametrize("fault", [None, COLD])
+def test_upgrade_keeps_the_tree(started: Sw, topology: Topology, fault: str | None) -> None:
+    """Port roles and states kept, nothing lost; a new process that starts cold (its
+    tree from scratch: listening, learning) must fail that."""
     from tests.daemon.test_bonds import two_way_udp
 
     sw = started
@@ -155,10 +159,13 @@ def test_upgrade_keeps_the_tree(started: Sw, topology: Topology) -> None:
         before = table(sw.appctl("stp/show").stdout)
         assert wait_for(lambda: a.ping(b.addr, count=1), "ping across the tree")
         pid = sw.daemon_pid
-        lost_ab, lost_ba = two_way_udp(a, b, 9700, lambda: sw.hitless("upgrade"))
+        lost_ab, lost_ba = two_way_udp(a, b, 9700, lambda: upgrade_with(sw, fault))
         after = table(sw.appctl("stp/show").stdout)
         print(f"upgrade with STP: lost {lost_ab} a->b, {lost_ba} b->a of 4000; ports "
               f"before {before}, after {after}")  # fmt: skip
         assert sw.daemon_pid != pid
-        assert after == before
-        assert (lost_ab, lost_ba) == (0, 0)
+        with must_catch(fault):
+            assert after == before
+            assert (lost_ab, lost_ba) == (0, 0)
+        if fault:
+            return

@@ -16,14 +16,17 @@ def test_unimplemented_settings_are_reported_in_status_and_logged_once(started: 
     sw.vsctl(
         "--", "--id=@m", "create", "Mirror", "name=m0", "select_all=true",
         "--", "add", "Bridge", "br0", "mirrors", "@m",
-        "--", "--id=@s", "create", "IPFIX", 'targets="127.0.0.1:4739"',
-        "--", "set", "Bridge", "br0", "ipfix=@s", "mcast_snooping_enable=true",
+        "--", "--id=@b", "get", "Bridge", "br0",
+        "--", "create", "Flow_Sample_Collector_Set", "id=7", "bridge=@b",
+        "--", "set", "Bridge", "br0", "mcast_snooping_enable=true",
         "--", "--id=@q", "create", "QoS", "type=linux-htb",
         "--", "set", "Port", "p1", "qos=@q",
         "--", "set", "Interface", "p2", "ingress_policing_kpkts_rate=1000",
     )  # fmt: skip
     status = sw.get("Bridge", "br0", "status")
-    for what in ("mirrors: mirror m0: no output_port", "ipfix: IPFIX export", "mcast_snooping_enable: IGMP/MLD"):
+    for what in ("mirrors: mirror m0: no output_port or output_vlan",
+                 "ipfix: Flow_Sample_Collector_Set 7: flow-based IPFIX",
+                 "mcast_snooping_enable: IGMP/MLD"):  # fmt: skip
         assert what in status, status
     assert "qos: QoS" in sw.get("Port", "p1", "status")
     assert "ingress_policing_kpkts_rate: packet-rate" in sw.get("Interface", "p2", "status")
@@ -34,7 +37,8 @@ def test_unimplemented_settings_are_reported_in_status_and_logged_once(started: 
     sw.vsctl("set", "Bridge", "br0", "other_config:x=y")  # another change: no new line
     assert sw.log().count("Bridge br0: mcast_snooping_enable: IGMP/MLD snooping is not implemented") == 1
 
-    sw.vsctl("set", "Bridge", "br0", "mcast_snooping_enable=false", "--", "clear", "Bridge", "br0", "ipfix",
+    sw.vsctl("set", "Bridge", "br0", "mcast_snooping_enable=false",
+             "--", "--all", "destroy", "Flow_Sample_Collector_Set",
              "--", "clear", "Bridge", "br0", "mirrors", "--", "clear", "Port", "p1", "qos",
              "--", "set", "Interface", "p2", "ingress_policing_kpkts_rate=0")  # fmt: skip
     assert wait_for(lambda: "hitless_unsupported" not in sw.get("Bridge", "br0", "status"))

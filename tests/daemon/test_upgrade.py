@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -110,6 +111,8 @@ def test_upgrade_hands_everything_to_a_new_process(started: Sw) -> None:
     before = {i: sw.ofport(i) for i in ("p1", "p2", BR0)}
     state_before = json.loads(sw.appctl("state/dump").stdout)
     old = sw.daemon_pid
+    assert old is not None
+    niceness = os.getpriority(os.PRIO_PROCESS, old)  # read now: the old process exits
     r = upgrade(sw)
     assert r.returncode == 0, r.stderr + r.stdout
     report = json.loads(r.stdout)
@@ -117,6 +120,13 @@ def test_upgrade_hands_everything_to_a_new_process(started: Sw) -> None:
     assert report["counts"]["ports"] == 3
     for phase in ("start", "precopy", "restore", "verify", "freeze", "old_exit"):
         assert phase in report["phases_ms"], phase
+    # Nothing forwards in the freeze: the new process ran it as a real-time process
+    # (root), imported nothing there, and serves as an ordinary process at the niceness
+    # it had (hitless.daemon.priority.realtime).
+    assert report["freeze_imports"] == []
+    assert report["freeze_realtime"] is (os.geteuid() == 0)
+    assert os.sched_getscheduler(report["new_pid"]) == os.SCHED_OTHER
+    assert os.getpriority(os.PRIO_PROCESS, report["new_pid"]) == niceness
     owner_is(sw, report["new_pid"])
     assert {i: sw.ofport(i) for i in before} == before
     state_after = json.loads(sw.appctl("state/dump").stdout)
@@ -158,6 +168,7 @@ def test_new_process_failing_at_any_phase_leaves_the_old_one_serving(
     if fault.startswith("stall"):  # a hung new process: the CLI says why, without waiting
         assert "rolled back the handoff: freeze lease of 0.5s expired" in report["reason"]
     owner_is(sw, old)
+    assert os.sched_getscheduler(old) == os.SCHED_OTHER  # its freeze's priority given back
     assert json.loads(sw.appctl("state/dump").stdout)["digest"] == digest
     # The old process still works: it reconfigures and accepts the next, good handoff.
     sw.vsctl("add-port", BR0, "p3")
@@ -180,17 +191,31 @@ def test_old_process_killed_right_after_the_ack_leaves_the_new_one_owning(sw: Sw
     assert sw.ofport("p1") == 1
 
 
-@pytest.mark.parametrize("fault", ["truncate-snapshot", "foreign-snapshot"])
-def test_bad_snapshot_from_the_old_side_is_refused_and_rolled_back(sw: Sw, fault: str) -> None:
-    env = {**os.environ, "HITLESS_FAULT": fault}
-    start_with_env(sw, env)
+def refused_upgrade(sw: Sw, fault: str) -> str:
+    """A switch started with ``fault`` armed (so its successors inherit it), one bridge,
+    one upgrade that must fail: the reason it gives; the old process still owns all."""
+    start_with_env(sw, {**os.environ, "HITLESS_FAULT": fault})
     dummy_bridge(sw, "p1")
     old = sw.daemon_pid
     r = upgrade(sw)
     assert r.returncode == 1
-    reason = json.loads(r.stdout)["reason"]
-    assert "truncated" in reason or "not a hitless state snapshot" in reason
     owner_is(sw, old)  # type: ignore[arg-type]
+    return str(json.loads(r.stdout)["reason"])
+
+
+@pytest.mark.parametrize("fault", ["truncate-snapshot", "foreign-snapshot"])
+def test_bad_snapshot_from_the_old_side_is_refused_and_rolled_back(sw: Sw, fault: str) -> None:
+    reason = refused_upgrade(sw, fault)
+    assert "truncated" in reason or "not a hitless state snapshot" in reason
+
+
+def test_a_snapshot_with_a_foreign_record_is_refused_and_rolled_back(sw: Sw) -> None:
+    """A final snapshot whose envelope and checksum are right but one of whose typed
+    records (version 7's datapath handles) is of no known kind: the new process says
+    which record, the old one carries on owning everything."""
+    reason = refused_upgrade(sw, "foreign-record-snapshot")
+    assert "invalid" in reason and "Xummy" in reason and "datapath.handles" in reason, reason
+    assert sw.ofport("p1") == 1
 
 
 def test_new_build_that_only_reads_a_newer_state_version_is_refused(started: Sw) -> None:
@@ -347,3 +372,58 @@ def test_upgrade_carries_every_bridge_and_keeps_failed_ones_failed(started: Sw) 
     assert after["digest"] == before["digest"] and after["summary"] == before["summary"]
     assert sw.get("Interface", "x1", "error") == error
     assert (sw.ofport("p1"), sw.ofport("p2"), sw.ofport("q1")) == (1, 2, 1)
+
+
+@pytest.mark.parametrize("fault", [None, "flush-after-adopt"])
+def test_learned_state_and_counters_cross_an_upgrade_and_a_flush_is_seen(
+    started: Sw, fault: str | None
+) -> None:
+    """A dummy bridge that has learned a MAC, installed a megaflow and counted a rule
+    hands all of it to the new process: the state digest, the MAC entry with its age,
+    the megaflow and the rule's counter are the same after (the switch's clock stopped
+    and warped 3 s: a relearned entry would be younger). With ``flush-after-adopt`` armed in the new process (it throws away what
+    it adopted) the same checks must report it."""
+    sw = started
+    br = unique_name("ubl")
+    sw.vsctl(
+        "add-br", br, "--", "set", "Bridge", br, "datapath_type=dummy",
+        "--", "add-port", br, "p1", "--", "set", "Interface", "p1", "type=dummy",
+        "ofport_request=1",
+        "--", "add-port", br, "p2", "--", "set", "Interface", "p2", "type=dummy",
+        "ofport_request=2",
+    )  # fmt: skip
+    mgmt = f"unix:{sw.rundir.path}/{br}.mgmt"
+    run(["ovs-ofctl", "add-flow", mgmt, "priority=5,udp,actions=NORMAL"])
+    sw.appctl("time/stop")
+    for _ in range(3):
+        sw.appctl("netdev-dummy/receive", "p1", FLOW_P1)
+    sw.appctl("time/warp", "3000")
+
+    def seen() -> tuple[str, str, str, str]:
+        rules = run(["ovs-ofctl", "dump-flows", mgmt]).stdout
+        counted = re.findall(r"n_packets=(\d+).*priority=5,udp", rules)
+        return (
+            json.loads(sw.appctl("state/dump").stdout)["digest"],
+            sw.appctl("fdb/show", br).stdout,
+            sw.appctl("dpctl/dump-flows", br).stdout,
+            ",".join(counted),
+        )
+
+    before = seen()
+    assert "00:00:00:00:00:01" in before[1] and before[2].strip() and before[3] == "3", before
+    r = upgrade(sw, env={"HITLESS_FAULT": fault} if fault else None)
+    assert r.returncode == 0, r.stderr + r.stdout
+    after = seen()
+    problems = [
+        f"{what}: {b!r} -> {a!r}"
+        for what, b, a in zip(("digest", "fdb", "megaflows", "rule counter"), before, after,
+                              strict=True)
+        if a != b
+    ]  # fmt: skip
+    if fault is None:
+        assert not problems, "\n".join(problems)
+    else:
+        assert {p.split(":")[0] for p in problems} >= {"fdb", "megaflows", "rule counter"}, problems
+
+
+FLOW_P1 = "udp,in_port=1,dl_src=00:00:00:00:00:01,dl_dst=00:00:00:00:00:02,nw_ttl=64,udp_dst=53"

@@ -503,3 +503,33 @@ def test_only_icmp_requests_start_a_connection() -> None:
     r = ct.execute(icmp_frame(A, B, 8), 0.0, commit=True)
     assert r.state == CS_TRK | CS_NEW and len(ct) == 1
     assert ct.execute(icmp_frame(B, A, 0), 0.0).state == CS_TRK | CS_EST | CS_RPL
+
+
+def test_a_stream_after_the_precopy_is_carried_at_the_freeze() -> None:
+    """A handoff copies the table early (track_changes, export), then at the freeze only
+    what changed since. Every packet of a live connection changes it (its timeout, and a
+    TCP window): a fast stream moves past the window copied early, so the connection
+    must be in the changes, or the new process finds the stream's packets invalid."""
+    ct = Conntrack()
+    handshake(ct, 0.0)
+    ct.track_changes()
+    early = ct.export_records(0.0)  # the pre-copy
+    seq = 101
+    for _ in range(100):  # 6.5 MB acknowledged as it goes: far past the early window
+        ct.execute(tcp_frame(A, B, 1000, 80, ACK, seq=seq, ack=501, payload=b"x" * 1000), 1.0)
+        ct.execute(tcp_frame(B, A, 80, 1000, ACK, seq=501, ack=seq + 1000), 1.0)
+        seq += 65_000
+    changed = ct.take_changes()
+    assert len(changed) == 1, "the stream's connection is not in the freeze's changes"
+    new = Conntrack()
+    new.import_records(early, 1.0)
+    (key,) = changed
+    conn = ct.get(*key)
+    assert conn is not None
+    new.import_records([Conntrack.to_record(conn, 1.0)], 1.0)  # what the freeze carries
+    nxt = tcp_frame(A, B, 1000, 80, ACK, seq=seq, ack=501, payload=b"x" * 1000)
+    assert new.execute(nxt, 1.0).state == CS_TRK | CS_EST
+    # Without it the early copy alone finds the stream invalid.
+    stale = Conntrack()
+    stale.import_records(early, 1.0)
+    assert stale.execute(nxt, 1.0).state == CS_TRK | CS_INV

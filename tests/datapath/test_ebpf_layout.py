@@ -45,8 +45,12 @@ def enum_of(first: str) -> list[str]:
 @pytest.mark.parametrize("abi", sorted(L.LAYOUTS))
 def test_each_layouts_constants_match(abi: int) -> None:
     text = defines(abi)
-    assert define("HL_ABI", text) == abi == L.LAYOUTS[abi].abi
-    assert define("MAX_MASKS", text) == L.LAYOUTS[abi].max_masks
+    layout = L.LAYOUTS[abi]
+    assert define("HL_ABI", text) == abi == layout.abi
+    assert define("MAX_MASKS", text) == layout.max_masks
+    assert define("KEY_WORDS", text) * 8 == layout.map_key_len
+    assert define("K_MASK_ID", text) == layout.key_len
+    assert define("HL_CT", text) == int(layout.ct)
 
 
 def test_constants_match() -> None:
@@ -54,9 +58,8 @@ def test_constants_match() -> None:
     assert define("MAX_ACTIONS") == L.MAX_ACTIONS
     assert define("MAX_FLOWS") == L.MAX_FLOWS
     assert define("UPCALL_DATA") == L.UPCALL_DATA
-    assert define("KEY_WORDS") * 8 == L.MAP_KEY_LEN
     assert define("MASK_TAIL") == L.MASK_TAIL
-    assert define("K_MASK_ID") == L.KERNEL_KEY_LEN
+    assert define("CT_TAIL") == L.CT_TAIL and define("RW_NAT") == L.RW_NAT
     assert define("OUT_LAST") == L.OUT_LAST and define("FLOW_SLOWPATH") == L.FLOW_SLOWPATH
 
 
@@ -68,15 +71,20 @@ def test_key_offsets_are_the_flow_key_layout() -> None:
 
 
 def test_field_and_action_ids() -> None:
-    for m in re.finditer(r"F_([A-Z0-9_]+) = (\d+)", SRC):
+    for m in re.finditer(r"\bF_([A-Z0-9_]+) = (\d+)", SRC):
         assert L.FIELD_IDS[m.group(1).lower()] == int(m.group(2))
     assert set(L.KERNEL_SET_FIELDS) == {
         m.group(1).lower() for m in re.finditer(r"case F_([A-Z0-9_]+):", SRC)
     }
     acts = enum_of("A_OUTPUT")
     assert acts == ["A_OUTPUT", "A_PUSH_VLAN", "A_POP_VLAN", "A_SET_FIELD", "A_USERSPACE",
-                    "A_METER", "A_OPAQUE"]  # fmt: skip
-    assert len(acts) == L.A_OPAQUE
+                    "A_METER", "A_OPAQUE", "A_CT", "A_CT_CLEAR", "A_RECIRC",
+                    "A_CT_LABEL", "A_SAMPLE", "A_SET_PRIORITY"]  # fmt: skip
+    assert len(acts) == L.A_SET_PRIORITY
+    ctf = enum_of("CTF_COMMIT")
+    assert ctf == ["CTF_COMMIT", "CTF_FORCE", "CTF_NAT", "CTF_MARK", "CTF_LABEL"]
+    for name in ctf:
+        assert int(re.search(name + r" = (\d+)", SRC).group(1)) == getattr(L, name)
     counters = enum_of("C_HIT")
     assert [c.removeprefix("C_").lower() for c in counters[:-1]] == list(L.COUNTERS)
 
@@ -107,7 +115,12 @@ def test_struct_sizes_and_flow_fields_from_btf(abi: int) -> None:
         offsets.append(off)
         off += struct.calcsize("<" + code)
     assert members[:4] == list(zip(layout.flow_fields, offsets, strict=True))
-    assert sizes["upcall_hdr"] == L.UPCALL_HDR.size
+    assert sizes["upcall_hdr"] == layout.upcall_hdr.size
+    if layout.ct:
+        assert sizes["ct_key"] == L.CT_KEY.size
+        assert sizes["ct_entry"] == L.CT_ENTRY.size
+        members = {m["name"]: m["bits_offset"] // 8 for m in structs["ct_entry"]["members"]}
+        assert members["last_ns"] == L.CT_ENTRY.size - 8 and members["nat"] == L.CT_TAIL
 
 
 def test_metadata_beyond_the_kernel_key() -> None:
@@ -121,3 +134,34 @@ def test_metadata_beyond_the_kernel_key() -> None:
     assert L.kernel_eligible(first) and L.slowpath_reason(first, (Output(2),)) is None
     again = Match.of(make_key(in_port=1, recirc_id=7), mask)
     assert not L.kernel_eligible(again) and L.slowpath_reason(again, (Output(2),))
+    # Layout 3 keys flows by the whole key: recirculated packets' flows go in too.
+    ct = L.LAYOUTS[3]
+    assert ct.eligible(again) and L.slowpath_reason(again, (Output(2),), ct) is None
+
+
+def test_ct_actions_round_trip_and_kernel_rules() -> None:
+    """Layout 3 encodes ct/ct_clear/recirc so that a restarted daemon decodes the same
+    actions; the kernel runs a ct only as a flow's first action, without force or IPv6
+    nat; layouts 1 and 2 leave all of them to the daemon."""
+    from hitless.datapath.actions import Ct, CtClear, Output, Recirc, Sample
+    from hitless.datapath.conntrack import NatSpec
+    from hitless.packet.flow import Match, full_mask, make_key
+
+    m = Match.of(make_key(in_port=1), full_mask("in_port"))
+    dnat = NatSpec("dst", bytes([10, 0, 0, 2]), bytes([10, 0, 0, 3]), 80, 81, True)
+    acts = (Ct(5, True, False, dnat, (0x10, 0xFF), (1 << 100 | 3, (1 << 128) - 1)),
+            CtClear(), Sample(1 << 30, b"hsF\x01\x00\x01\x00\x00\x00\x02"), Output(2),
+            Recirc(0x42))  # fmt: skip
+    blob, n = L.encode_actions(acts, {2: 9}, False, ct=True)
+    assert n == 6  # the label takes a second slot
+    assert L.decode_actions(blob, n) == acts
+    ct3 = L.LAYOUTS[3]
+    assert L.slowpath_reason(m, acts, ct3) is None
+    assert L.slowpath_reason(m, acts, L.LAYOUTS[1]) == "ct"
+    assert L.slowpath_reason(m, (Sample(1, bytes(17)),), ct3) == "sample data longer than 16 bytes"
+    assert L.slowpath_reason(m, (Ct(commit=True, force=True),), ct3) == "ct(force)"
+    assert L.slowpath_reason(m, (Output(3), Ct()), ct3) == "ct that is not the flow's first action"
+    v6 = NatSpec("src", bytes(15) + b"\1")
+    assert L.slowpath_reason(m, (Ct(nat=v6),), ct3) == "IPv6 nat"
+    blob, n = L.encode_actions((Ct(nat=v6), Recirc(1)), {}, True, ct=True)
+    assert L.ACTION.unpack_from(blob)[0] == L.A_OPAQUE

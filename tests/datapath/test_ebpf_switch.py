@@ -15,6 +15,7 @@ import time
 import pytest
 
 from hitless.daemon.rundir import wait_exit
+from hitless.datapath import afpacket
 from tests.netns import Host, Topology, UdpSink, udp_send, unique_suffix
 from tests.switch import Sw
 from tests.wait import wait_for
@@ -126,7 +127,7 @@ def test_kill_9_loses_nothing_and_misses_wait_for_the_next_daemon(
     assert acceptor.stdout is not None and acceptor.stdout.readline().strip() == "ready"
     connector = c.popen([sys.executable, "-c", _CONNECT, b.addr, "7100"])
     pinger = c.popen(["ping", "-n", "-c", "1", "-W", "20", b.addr])
-    time.sleep(max(0.0, 2.0 - (time.monotonic() - dead_at)))  # the 2 s without daemon
+    time.sleep(max(0.0, 2.0 - (time.monotonic() - dead_at)))  # deliberate: the 2 s without daemon
     assert sw.daemon_pid is None
     sw.start()
     for t in senders:
@@ -243,13 +244,15 @@ def _iperf(a: Host, b: Host, port: int) -> float:
     return float(json.loads(res.stdout)["end"]["sum_received"]["bits_per_second"]) / 1e9
 
 
-def test_conntrack_flows_are_a_visible_slow_path(started: Sw, topology: Topology) -> None:
-    """A stateful firewall (ct(table=1), commit new, pass established) on an ebpf bridge:
-    the kernel program has no connection tracker, so its ct flows are installed as
-    slow-path flows: the kernel counts each packet and hands it to the daemon's tracker.
-    dpctl/show names them; every packet of a transfer goes through the daemon (the
-    kernel's slowpath counter); the same transfer without the firewall does not. The
-    two rates are printed (the cost of the slow path, measured in the same run)."""
+def test_conntrack_flows_run_in_the_kernel_once_established(
+    started: Sw, topology: Topology
+) -> None:
+    """A stateful firewall (ct(table=1), commit new, pass established) on an ebpf bridge
+    (layout 3): the handshake goes through the daemon's tracker, which writes the
+    established connection to the kernel's hl_ct; from then on the kernel runs ct() and
+    the recirculation itself. dpctl/show counts the connection and no slow-path flow;
+    the slow path sees a handful of packets (handshake, FIN), not the transfer. The two
+    rates are printed (plain forwarding and the firewall, measured in the same run)."""
     sw = started
     a = topology.add_host("a", "10.99.0.1/24")
     b = topology.add_host("b", "10.99.0.2/24")
@@ -272,10 +275,38 @@ def test_conntrack_flows_are_a_visible_slow_path(started: Sw, topology: Topology
     m = re.search(r"slow path: kernel:(\d+) executed:(\d+)", show)
     assert m is not None, show
     kernel = int(m.group(1)) - before
-    ct_flows = re.search(r"slow-path flows: (\d+) \(ct: (\d+)", show)
-    assert ct_flows is not None and int(ct_flows.group(2)) >= 2, show
-    # Every packet b received went up to the daemon first (and b's ACKs too): at
-    # least as many slow-path packets as b received, a few ARP/IPv6 frames aside.
-    assert rx > 1000 and kernel >= rx - 10, (kernel, rx, show)
+    assert "slow-path flows: 0" in show, show
+    written = re.search(r"conntrack in kernel: connections:\d+ written:(\d+)", show)
+    assert written is not None and int(written.group(1)) >= 2, show  # iperf3's two connections
+    # The transfer's packets were tracked by the kernel: the daemon saw the handshakes,
+    # the ends of iperf3's two connections (and ICMP/IPv6 noise) and what TCP sent while
+    # the daemon had not yet written the established entry (slow start: tens of packets
+    # on a quiet machine, 255 of 678,430 once at load), not the stream. A tracker that
+    # never reached the kernel would send every packet up (kernel ~ rx).
+    assert rx > 1000 and kernel * 100 < rx, (kernel, rx, show)
+    flows = sw.appctl("dpctl/dump-flows", br).stdout
+    assert re.search(r"ct_state\(-new\+est\+trk\).*packets:[1-9]\d{3}", flows), flows
     print(f"TCP 1 stream on ebpf: {plain:.2f} Gbit/s kernel, {tracked:.2f} Gbit/s with a "
-          f"ct firewall (slow path: {kernel} packets, b rx {rx})")  # fmt: skip
+          f"ct firewall in the kernel (slow path: {kernel} packets, b rx {rx})")  # fmt: skip
+
+
+def test_hwaddr_gives_the_ebpf_bridges_local_port_its_mac(started: Sw, topology: Topology) -> None:
+    """Bridge other_config:hwaddr becomes the MAC of the ebpf bridge's LOCAL port (its
+    visible veth end), as on netdev and in Open vSwitch: on the device, in ``ovs-ofctl
+    show``; removed, the port has its own MAC again."""
+    sw = started
+    a = topology.add_host("a", "10.98.0.1/24")
+    br = ebpf_bridge(sw, topology, a)
+    own = afpacket.if_mac(br)
+
+    def local() -> tuple[bytes, str]:
+        show = sw.ofctl(br, "show")
+        return afpacket.if_mac(br), next(ln for ln in show.splitlines() if "LOCAL(" in ln)
+
+    for mac in ("02:11:22:33:44:55", "0a:00:00:00:00:07"):
+        sw.vsctl("set", "bridge", br, f"other_config:hwaddr={mac}")
+        want = bytes.fromhex(mac.replace(":", ""))
+        wait_for(lambda w=want, m=mac: local()[0] == w and m in local()[1], f"LOCAL's MAC {mac}")
+    assert "hwaddr not applied" not in sw.vsctl("get", "Bridge", br, "status").stdout
+    sw.vsctl("remove", "bridge", br, "other_config", "hwaddr")
+    wait_for(lambda: local()[0] == own, "LOCAL's own MAC back")

@@ -31,8 +31,9 @@ from pathlib import Path
 import pytest
 
 from hitless.impact.apt import LOCK, PREFIX, PackagedSwitch, apt_install, installed_version, purge
-from hitless.impact.run import controller_port, measure, pick_port
+from hitless.impact.run import controller_port, pick_port
 from hitless.impact.topology import Topology
+from tests.debpkg.measuring import measure_switch
 from tests.traffic import OLD_BUILD_SLACK, assert_handoff_traffic, bound_of
 from tests.upgrade.builds import REPO, previous_versions
 
@@ -118,9 +119,10 @@ def test_apt_upgrade_and_downgrade_under_traffic(debs: dict[str, Path], machine:
             assert sw.running_version() == old_v
             for op, want in (("apt-upgrade", new_v), ("apt-downgrade", old_v)):
                 before = sw.daemon_pid()
-                res = measure(
-                    topo.hosts,
+                res = measure_switch(
+                    sw.rundir,
                     sw.operation(op),
+                    hosts=topo.hosts,
                     name=op,
                     duration=DURATION,
                     at=2,

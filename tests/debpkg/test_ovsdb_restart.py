@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from hitless.impact.run import controller_port, measure, pick_port
+from hitless.impact.run import controller_port, pick_port
 from hitless.impact.switches import HitlessSwitch
 from hitless.impact.topology import Topology
+from tests.debpkg.measuring import measure_switch
 from tests.traffic import Bound, assert_handoff_traffic
 
 pytestmark = pytest.mark.netns
@@ -32,9 +33,10 @@ def test_ovsdb_restart_under_traffic_loses_nothing() -> None:
             assert topo.wait_connected()
             daemon = sw.daemon_pid()
             db_before = (sw.rundir / "ovsdb-server.pid").read_text()
-            res = measure(
-                topo.hosts,
+            res = measure_switch(
+                sw.rundir,
                 sw.operation("ovsdb-restart"),
+                hosts=topo.hosts,
                 name="ovsdb-restart",
                 duration=8,
                 at=2,

@@ -42,7 +42,7 @@ def svc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     mod = _load("hitless_service", PACKAGING / "hitless-service")
     monkeypatch.setattr(mod, "PREFIX", tmp_path / "lib")
     monkeypatch.setattr(mod, "DEFAULTS", tmp_path / "default")
-    for key in ("START", "RUNDIR", "DBDIR", "HANDOFF_OPTIONS"):
+    for key in ("START", "RUNDIR", "DBDIR", "HANDOFF_OPTIONS", "NICE", "STANDBY"):
         monkeypatch.delenv(f"HITLESS_{key}", raising=False)
     return mod
 
@@ -96,7 +96,7 @@ FAKE_DAEMON = (
     "import os, sys, time\n"
     "d = sys.argv[sys.argv.index('--rundir') + 1]\n"
     "open(os.path.join(d, 'hitless-vswitchd.pid'), 'w').write(str(os.getpid()))\n"
-    "time.sleep(300)\n"
+    "time.sleep(300)  # deliberate: until killed\n"
 )
 
 
@@ -192,6 +192,41 @@ def test_settings_from_the_defaults_file_and_environment(
     )
     monkeypatch.setenv("HITLESS_RUNDIR", "/tmp/elsewhere")
     assert svc.settings()["RUNDIR"] == "/tmp/elsewhere"
+
+
+def test_start_runs_the_daemon_at_the_configured_niceness(
+    svc: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NICE (default -10, as ovs-ctl runs ovs-vswitchd) goes to hitless start --nice."""
+    ran: list[list[str]] = []
+    monkeypatch.setattr(svc, "start_db", lambda rundir, dbdir: "database up")
+    monkeypatch.setattr(svc, "current_version", lambda: "1.0")
+    monkeypatch.setattr(svc, "_run", lambda cmd, what: ran.append(cmd) or "started")
+    monkeypatch.setenv("HITLESS_RUNDIR", str(tmp_path / "run"))
+    assert svc.start() == 0
+    assert ran[-1][-4:] == ["--rundir", str(tmp_path / "run"), "--nice", "-10"]
+    svc.DEFAULTS.write_text("NICE=-4\n")
+    assert svc.start() == 0
+    assert ran[-1][-2:] == ["--nice", "-4"]
+    assert "NICE=-10" in (PACKAGING / "hitless.default").read_text()
+    # STANDBY (default yes: the daemon keeps a crash standby) = no: hitless start --no-standby
+    assert "--no-standby" not in ran[-1]
+    assert "STANDBY=yes" in (PACKAGING / "hitless.default").read_text()
+    svc.DEFAULTS.write_text("STANDBY=no\n")
+    assert svc.start() == 0
+    assert ran[-1][1:3] == ["start", "--no-standby"]
+
+
+def test_stop_stops_the_crash_standby_before_the_daemon(
+    svc: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after the daemon, the standby would take over from it."""
+    pids = {"hitless-vswitchd-standby.pid": 11, "hitless-vswitchd.pid": 12, "ovsdb-server.pid": 13}
+    monkeypatch.setattr(svc, "read_pid", lambda path: pids.get(path.name))
+    stopped: list[int] = []
+    monkeypatch.setattr(svc, "stop_pid", lambda pid, timeout=10.0: stopped.append(pid))
+    out = svc.stop_rundir(tmp_path)
+    assert stopped == [11, 12, 13], out
 
 
 def test_unknown_command_fails_with_a_message(

@@ -175,6 +175,8 @@ ODD_VALUES = [
     ["set", "bridge", "{br}", "other_config:hwaddr=zz:zz"],
     ["set", "bridge", "{br}", "other_config:datapath-id=not-hex"],
     ["set", "open_vswitch", ".", "other_config:flow-limit=-3"],
+    ["set", "open_vswitch", ".", "other_config:max-idle=12"],
+    ["set", "bridge", "{br}", "other_config:max-idle=2000"],
     ["set", "bridge", "{br}", "protocols=OpenFlow13,OpenFlow99"],
     [
         "set",
@@ -218,6 +220,7 @@ def test_odd_database_values_get_clear_errors_and_disturb_nothing(
     assert br in sw.appctl("dpif/show").stdout and br1 in sw.appctl("dpif/show").stdout
     log = sw.log()
     # What was refused or ignored was said out loud.
-    for word in ("mac-table-size", "hwaddr", "datapath-id", "flow-limit", "bogus:x",
+    for word in ("mac-table-size", "hwaddr", "datapath-id", "flow-limit", "max-idle='12'",
+                 "max-idle is read from the Open_vSwitch row", "bogus:x",
                  "tcp:999.1.1.1:99999", "ptcp:70000"):  # fmt: skip
         assert word in log, (word, [x for x in log.splitlines() if "WARN" in x or "ERR" in x])

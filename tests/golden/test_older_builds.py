@@ -119,17 +119,83 @@ def test_the_golden_file_of_a_released_version_is_what_that_release_writes(
     assert ledger.state_digest(state) == recorded(version)["digest"]
 
 
-@pytest.mark.parametrize("commit", [c for c in previous_versions() if current_version_of(c) == 2])
+DOWNGRADES = [
+    (c, v)
+    for c in previous_versions()
+    for v in [current_version_of(c)]
+    if (HERE / f"state-v{v + 1}.json").exists() and str(v) in recorded(v + 1).get("digests", {})
+]
+
+
+@pytest.mark.parametrize(("commit", "version"), DOWNGRADES)
 def test_a_downgraded_state_gives_the_older_build_the_recorded_digest(
+    commit: str, version: int, tmp_path: Path
+) -> None:
+    """The golden state of the next version, migrated down and encoded by this build at
+    the older build's version (what a downgrade sends), read by that build: the digest
+    it computes is the one recorded for it (a downgrade verifies exactly this)."""
+    _, state = snapshot.decode((HERE / f"state-v{version + 1}.snap").read_bytes())
+    sent = tmp_path / "down.snap"
+    sent.write_bytes(snapshot.encode(snapshot.as_version(state, version), software="this",
+                                     taken=0.0, version=version))  # fmt: skip
+    got = json.loads(old_python(build(commit), READ, str(sent)))
+    assert got["version"] == version
+    assert got["digest"] == recorded(version + 1)["digests"][str(version)]
+
+
+# Run by a version 3 build: its own parser of the sessions' older form.
+SESSIONS = r"""
+import json, sys
+import msgspec
+from hitless.daemon.ofmgmt import parse_sessions
+rec = msgspec.msgpack.decode(open(sys.argv[1], "rb").read())
+inh = parse_sessions(rec, [10, 11, 12, 13, 14], 0.0)
+print(json.dumps({
+    "mgmt": inh.mgmt, "passive": inh.passive, "switch_flags": inh.switch_flags,
+    "tlv_maps": [[m.option_class, m.option_type, m.option_len, m.index] for m in inh.tlv_maps], "table_config": [list(t) for t in inh.table_config],
+    "clients": [{
+        "fd": c.fd, "version": c.conn.version, "versions": list(c.conn.versions),
+        "role": int(c.conn.role), "generation_id": c.conn.generation_id,
+        "unparsed": c.conn.unparsed.hex(), "wbuf": c.wbuf.hex(), "service": c.service,
+        "miss_send_len": c.miss_send_len, "controller": c.controller,
+        "flow_format": int(c.conn.nx.flow_format), "controller_id": c.conn.nx.controller_id,
+        "bundles": {str(b): [f, [type(m).__name__ for m in ms]] for b, (f, ms) in c.bundles.items()},
+        "monitors": [m.monitor_id for m in c.monitors],
+    } for c in inh.clients],
+}))
+"""
+
+
+@pytest.mark.parametrize("commit", [c for c in previous_versions() if current_version_of(c) == 3])
+def test_a_version_3_build_takes_the_typed_sessions_in_their_older_form(
     commit: str, tmp_path: Path
 ) -> None:
-    """The version 3 golden state, migrated down and encoded by this build at version 2
-    (what a downgrade sends), read by a version 2 build: the digest it computes is the
-    one recorded in state-v3.json (a downgrade verifies exactly this)."""
-    _, state = snapshot.decode((HERE / "state-v3.snap").read_bytes())
-    sent = tmp_path / "down.snap"
-    sent.write_bytes(snapshot.encode(snapshot.as_version(state, 2), software="this", taken=0.0,
-                                     version=2))  # fmt: skip
-    got = json.loads(old_python(build(commit), READ, str(sent)))
-    assert got["version"] == 2
-    assert got["digest"] == recorded(3)["digests"]["2"]
+    """What a downgrade to a version 3 build sends of the OpenFlow sessions (the version
+    4 golden sessions as ``sessions.to_v3`` makes them), parsed by that build's own code:
+    every session continues as it was here (version, role, Nicira formats, unparsed
+    and unsent bytes, bundles in flight, flow monitors), and the listeners too."""
+    import msgspec
+
+    from hitless.state import sessions as state_sessions
+
+    _, state = snapshot.decode((HERE / "state-v4.snap").read_bytes())
+    (rec,) = state.sessions
+    sent = tmp_path / "sessions.msgpack"
+    sent.write_bytes(msgspec.msgpack.encode(state_sessions.to_v3(rec)))
+    got = json.loads(old_python(build(commit), SESSIONS, str(sent)))
+    assert (got["mgmt"], got["passive"], got["switch_flags"]) == (
+        10, {"ptcp:6633:127.0.0.1": 11}, 1,
+    )  # fmt: skip
+    assert got["tlv_maps"] == [[0xFFFF, 0x80, 4, 0]]
+    assert got["table_config"] == [[0, 0, True, [20, 80]]]
+    ofctl, ctl = got["clients"]
+    assert ofctl == {
+        "fd": 12, "version": 5, "versions": [4, 5, 6], "role": 0, "generation_id": None,
+        "unparsed": "0502000800", "wbuf": rec.clients[0].wbuf.hex(), "service": True,
+        "miss_send_len": None, "controller": None, "flow_format": 0, "controller_id": 0,
+        "bundles": {"9": [1, ["FlowMod"]]}, "monitors": [1],
+    }  # fmt: skip
+    assert ctl["fd"] == 13 and ctl["version"] == 1 and ctl["versions"] == [1, 4, 5, 6]
+    assert (ctl["role"], ctl["generation_id"], ctl["miss_send_len"]) == (2, 5, 0xFFFF)
+    assert (ctl["flow_format"], ctl["controller_id"], ctl["service"]) == (2, 7, False)
+    assert ctl["controller"] == "tcp:127.0.0.1:6653"

@@ -38,8 +38,8 @@ CFG = BridgeConfig(
     "br0",
     "dummy",
     ports={p: PortConfig(p, (InterfaceConfig(p),)) for p in PORTS},
-    other_config={"max-idle": "600000"},
 )
+MAX_IDLE = 600.0  # seconds: what the switch would hand every bridge from max-idle=600000
 B = 0xFFFFFFFFFFFF  # broadcast
 ALL_FEATURES = ("delta", "openflow-delta")
 
@@ -87,6 +87,7 @@ class Side:
     def add(self, cfg: BridgeConfig = CFG) -> tuple[DummyDatapath, Bridge]:
         dp = DummyDatapath(cfg.name, clock=self.clock)
         bridge = Bridge(cfg.name, dp)
+        bridge.max_idle = MAX_IDLE
         bridge.reconfigure(cfg, self.clock())
         self.bridges[cfg.name] = Held(bridge, dp)
         return dp, bridge
@@ -148,7 +149,7 @@ def tables(bridge: Bridge, now: float) -> list[tuple[Any, ...]]:
          round(r.idle, 6))
         for r in of.rules
     )  # fmt: skip
-    groups = sorted((g.group_id, g.type, g.buckets) for g in of.groups)
+    groups = sorted((g.group_id, g.type, g.buckets, g.selection) for g in of.groups)
     return [*rules, *groups]
 
 
@@ -182,7 +183,7 @@ def handoff(
     With ``adopt``, the new side commits as the daemon does: configures each bridge as
     the old one was (``configure`` instead, if given: the database changed), then meter
     buckets, extras and the handed-over flows' revalidation (``ImportEngine.commit``)."""
-    delta = "delta" in features and version == snapshot.CURRENT_VERSION
+    delta = "delta" in features and version in snapshot.DELTA_VERSIONS
     ex = old.exporter(features)
     job = ex.precopy_job(clock(), delta, version)
     todo = list(between_slices or [])
@@ -222,6 +223,7 @@ def handoff(
             cfg = configure if configure is not None else was.bridge.cfg if was else None
             if cfg is not None:
                 held.bridge.reconfigure(cfg, clock())
+            held.bridge.max_idle = MAX_IDLE  # as Switch.apply_switch_settings at a commit
         imp.commit(new.bridges, clock())
         adopt_switch_extras(new, extras)
     ex.finish(False)

@@ -5,9 +5,9 @@ flow-mod in the new process. Nothing of the bundle is applied before the commit.
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
+
+import pytest
 
 from hitless.openflow import (
     ApplyActions,
@@ -17,9 +17,10 @@ from hitless.openflow import (
     Output,
 )
 from hitless.openflow.constants import BundleCtrlType
-from tests.handoff.test_session_upgrade import BIN, Controller, _free_port
+from tests.handoff.test_session_upgrade import Controller, _free_port
 from tests.netns import unique_name
 from tests.switch import Sw, run
+from tests.traffic import COLD, must_catch, upgrade_with
 from tests.wait import wait_for
 
 
@@ -28,7 +29,9 @@ def dump_flows(sw: Sw, br: str) -> str:
     return run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", target]).stdout
 
 
-def test_an_open_bundle_is_committed_in_the_new_process(started: Sw) -> None:
+@pytest.mark.parametrize("fault", [None, COLD])
+def test_an_open_bundle_is_committed_in_the_new_process(started: Sw, fault: str | None) -> None:
+    """A new process that starts cold (the session and its bundle gone) must fail it."""
     sw = started
     br = unique_name("bbr")
     port = _free_port()
@@ -50,16 +53,22 @@ def test_an_open_bundle_is_committed_in_the_new_process(started: Sw) -> None:
     assert "priority=1234" not in dump_flows(sw, br)
 
     old = sw.daemon_pid
-    r = subprocess.run([str(BIN / "hitless"), "upgrade", "--rundir", str(sw.rundir.path), "--json"],
-                       capture_output=True, text=True, timeout=120, cwd="/")  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
-    report = json.loads(r.stdout)
+    # A real controller answers the switch's keepalive probes: an upgrade at load can
+    # outlast two probe intervals (5 s each), after which an idle session is dropped.
+    with ctl.answering_echoes():
+        report = upgrade_with(sw, fault)
     assert sw.daemon_pid == report["new_pid"] != old
     assert report["counts"]["openflow_sessions"] >= 1, report["counts"]
     assert "priority=1234" not in dump_flows(sw, br)  # still only in the open bundle
 
-    done = ctl.request(BundleControl(xid=3, bundle_id=9, ctrl_type=BundleCtrlType.COMMIT_REQUEST),
-                       BundleControl)  # fmt: skip
-    assert done.ctrl_type == BundleCtrlType.COMMIT_REPLY  # type: ignore[attr-defined]
-    flows = dump_flows(sw, br)
-    assert "priority=1234 actions=output:1" in flows.replace("p1", "1"), flows
+    with must_catch(fault):
+        try:
+            done = ctl.request(
+                BundleControl(xid=3, bundle_id=9, ctrl_type=BundleCtrlType.COMMIT_REQUEST),
+                BundleControl,
+            )
+        except OSError as e:  # the session is gone (closed or reset)
+            raise AssertionError(f"the controller's session did not survive: {e!r}") from e
+        assert done.ctrl_type == BundleCtrlType.COMMIT_REPLY  # type: ignore[attr-defined]
+        flows = dump_flows(sw, br)
+        assert "priority=1234 actions=output:1" in flows.replace("p1", "1"), flows

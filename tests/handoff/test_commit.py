@@ -16,6 +16,7 @@ from hitless.datapath.dummy import DummyDatapath
 from hitless.handoff import engine
 from hitless.ofproto import bridge as bridge_mod
 from hitless.ofproto.bridge import POLICER_BASE
+from hitless.state.records import MacEntryV1
 from tests.handoff.pair import CFG, Clock, Side, frame, handoff, one_clock, send
 
 A, B2 = 0x020000000001, 0x020000000002
@@ -114,3 +115,17 @@ def test_the_commit_sweeps_a_bounded_part_and_the_runs_go_on(
     assert len(new.revalidator) == 2 and new.revalidator.sweeping
     new.run(clock())
     assert len(new.revalidator) == 6 and not new.revalidator.sweeping
+
+
+
+def test_macs_adopted_on_a_port_the_bridge_does_not_have_are_forgotten(clock: Clock) -> None:
+    """Handed-over MAC entries on a port number no interface of the configuration has
+    (9: gone before the handoff) go at the next configuration; the others stay."""
+    side = Side(clock)
+    _, bridge = side.add()
+    macs = [MacEntryV1(0, (A + i).to_bytes(6, "big"), port, 1.0)
+            for i, port in enumerate((1, 2, 9, 9))]  # fmt: skip
+    bridge.adopt_learned(macs, bridge.ofport_numbers(), clock())
+    assert sorted(bridge.mac.port_counts().items()) == [(1, 1), (2, 1), (9, 2)]
+    bridge.reconfigure(CFG, clock())
+    assert sorted(bridge.mac.port_counts().items()) == [(1, 1), (2, 1)]

@@ -4,6 +4,7 @@ side serving."""
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 from hitless.daemon import handoff_new, handoff_old
 from hitless.daemon.takeover import Frozen
 from hitless.state import ledger, snapshot
-from hitless.state.records import BridgeState, DatapathV1, MacEntryV1, PortV1, State
+from hitless.state.records import BridgeState, DatapathV7, MacEntryV1, PortV1, State
 from tests.wait import wait_for
 
 
@@ -23,7 +24,7 @@ def make_state(n_macs: int) -> State:
         [
             BridgeState(
                 "br0",
-                DatapathV1("dummy", {}, [], [0]),
+                DatapathV7("dummy", None, [], [0]),
                 [PortV1("p1", 1)],
                 {},
                 [MacEntryV1(0, i.to_bytes(6, "big"), 1, 0.0) for i in range(n_macs)],
@@ -71,7 +72,7 @@ class OldSide:
     def loop(self) -> None:
         while not self.stop.is_set() and self.result == handoff_old.SERVING:
             self.result = self.server.run()
-            time.sleep(0.002)
+            time.sleep(0.002)  # pacing: the serving loop's turn
 
     def close(self) -> None:
         self.stop.set()
@@ -111,7 +112,7 @@ class Importer:
     def take_extras(self, extras: dict[str, object]) -> None:
         self.extras = extras
 
-    def take_sessions(self, records: list[dict[str, object]], fds: list[int]) -> int:
+    def take_sessions(self, records: list[object], fds: list[int]) -> int:
         assert not records and not fds  # the fake exporter has no OpenFlow sessions
         return 0
 
@@ -150,6 +151,40 @@ def test_successful_handoff_passes_a_working_descriptor(sock_path: Path) -> None
         old.thread.join(5)
         assert old.result == handoff_old.HANDED_OVER
         assert old.server.last is not None and old.server.last.result == "handed-over"
+    finally:
+        old.close()
+
+
+def test_no_garbage_collection_inside_the_freeze(sock_path: Path) -> None:
+    """From Ready to the commit nothing forwards: the new side collects its young
+    generations before Ready and none during the freeze; collections resume after
+    (also when the handoff fails); the commit's parts are reported as phases."""
+    seen: list[tuple[str, bool]] = []
+
+    class Watching(Importer):
+        def restore(self, state: State, fds: list[int], version: int) -> tuple[str, dict[str, int]]:
+            seen.append(("restore", gc.isenabled()))
+            return super().restore(state, fds, version)
+
+        def commit(self) -> dict[str, float]:  # type: ignore[override]
+            seen.append(("commit", gc.isenabled()))
+            super().commit()
+            return {"commit_bridges": 0.001}
+
+    assert gc.isenabled()
+    old = OldSide(sock_path)
+    try:
+        res = handoff_new.take_over(sock_path, Watching(), timeout=5)
+        assert res.ok, res.reason
+        assert seen == [("restore", False), ("commit", False)]
+        assert res.phases["commit_bridges"] == 0.001
+        assert gc.isenabled()
+    finally:
+        old.close()
+    old = OldSide(sock_path)
+    try:
+        res = handoff_new.take_over(sock_path, Watching(tamper=True), timeout=5)
+        assert not res.ok and gc.isenabled()
     finally:
         old.close()
 
@@ -205,7 +240,7 @@ def test_lease_expires_when_the_new_side_stalls(sock_path: Path, monkeypatch) ->
                 self, state: State, fds: list[int], version: int
             ) -> tuple[str, dict[str, int]]:
                 self.fds = [fd for fd in fds if fd >= 0]  # -1: a listener's slot
-                time.sleep(0.6)  # longer than the lease
+                time.sleep(0.6)  # deliberate: longer than the lease
                 return ledger.state_digest(state), snapshot.summary(state)
 
         imp = Stalling()

@@ -19,7 +19,11 @@ from tests.handoff.pair import B, Clock, Handoff, handoff, old_switch, send
 
 @pytest.fixture
 def registry() -> Iterator[None]:
+    """Only the test's own extras are registered while it runs (the daemon's, which
+    hitless.daemon.carried registers on import, would depend on which tests ran first)."""
     bridges, switches = dict(engine._BRIDGE_EXTRAS), dict(engine._SWITCH_EXTRAS)
+    engine._BRIDGE_EXTRAS.clear()
+    engine._SWITCH_EXTRAS.clear()
     yield
     engine._BRIDGE_EXTRAS.clear()
     engine._BRIDGE_EXTRAS.update(bridges)

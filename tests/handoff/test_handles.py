@@ -24,11 +24,6 @@ from hitless.state.handles import (
 from hitless.state.snapshot import SnapshotError
 
 GOLDEN = Path(__file__).parent.parent / "golden"
-LATER_KEYS: dict[str, dict[str, Any]] = {  # keys a released build may not have sent
-    "netdev": {"meters": [], "conntrack": {}, "flows": [], "upcalls": []},
-    "dummy": {"meters": [], "pcap": {}, "conntrack": {}},
-    "ebpf": {"meters": []},
-}
 
 
 def _plain(obj: Any) -> Any:
@@ -36,17 +31,38 @@ def _plain(obj: Any) -> Any:
     return msgspec.msgpack.decode(msgspec.msgpack.encode(obj))
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
 def test_golden_handles_read_and_write_back_the_same_map(version: int) -> None:
-    _, state = snapshot.decode((GOLDEN / f"state-v{version}.snap").read_bytes())
+    """The wire maps of the golden files of versions 1-6 read into records and write
+    back to the very same bytes (how version 7 moves them down again)."""
+    env = snapshot.read_envelope((GOLDEN / f"state-v{version}.snap").read_bytes())
     seen = 0
-    for br in state.bridges:
-        wire = dict(br.datapath.handles)
-        rec = handles.from_wire(br.datapath.type, wire)
-        assert isinstance(rec, handles.HANDLES[br.datapath.type])
-        assert _plain(handles.to_wire(rec)) == {**LATER_KEYS[br.datapath.type], **wire}
+    for br in msgspec.msgpack.decode(env.payload)["bridges"]:
+        wire = br["datapath"]["handles"]
+        rec = handles.from_wire(br["datapath"]["type"], wire)
+        assert isinstance(rec, handles.HANDLES[br["datapath"]["type"]])
+        assert msgspec.msgpack.encode(handles.to_wire(rec)) == msgspec.msgpack.encode(wire)
         seen += 1
     assert seen
+
+
+def test_version_7_golden_carries_the_handles_and_queued_misses_as_records() -> None:
+    """Version 7's golden file: the netdev handles are the tagged record, its queued
+    misses typed (the recirculated one with its key), and a version 6 build gets the
+    released wire map with the misses in hex."""
+    from tests.golden.make_golden import golden_upcalls
+
+    _, state = snapshot.decode((GOLDEN / "state-v7.snap").read_bytes())
+    rec = state.bridges[0].datapath.handles
+    assert isinstance(rec, NetdevHandlesV1) and rec.upcalls == golden_upcalls()
+    assert rec.upcalls[1].key is not None and rec.upcalls[0].key is None
+    v6 = snapshot.as_version(state, 6)
+    wire = v6.bridges[0].datapath.handles  # type: ignore[attr-defined]
+    assert wire["upcalls"] == [
+        [1, rec.upcalls[0].packet.hex(), "miss", ""],
+        [2, rec.upcalls[1].packet.hex(), "miss", "", rec.upcalls[1].key.hex()],
+    ]
+    assert handles.from_wire("netdev", _plain(wire)) == rec
 
 
 def test_each_type_writes_the_keys_older_builds_read() -> None:
@@ -58,9 +74,7 @@ def test_each_type_writes_the_keys_older_builds_read() -> None:
         "ports": [[1, "p1", "system"], [2, "pp", "patch", "peer"]],  # a peer only if patch
         "meters": [{"meter_id": 1, "kbps": True, "bands": [[1000, 100, 1]], "tokens": [5.0],
                     "last": 12.5}],  # fmt: skip
-        "pcap": {},
-        "conntrack": {},
-    }
+    }  # no pcap files, no connections: absent, as builds before them wrote it
     netdev = NetdevHandlesV1(
         4096,
         512,
@@ -72,7 +86,9 @@ def test_each_type_writes_the_keys_older_builds_read() -> None:
     )
     wire = handles.to_wire(netdev)
     assert list(wire) == ["version", "type", "ring_frames", "max_upcalls", "ports", "flows",
-                          "upcalls", "counters", "meters", "conntrack"]  # fmt: skip
+                          "upcalls", "counters"]  # fmt: skip (no meters, no connections)
+    with_more = msgspec.structs.replace(netdev, meters=[level], conntrack={"limits": []})
+    assert list(handles.to_wire(with_more))[-2:] == ["meters", "conntrack"]
     assert wire["version"] == 1 and wire["type"] == "netdev" and wire["flows"] == []
     assert [sorted(p) for p in wire["ports"]] == [
         ["fd", "head", "ifindex", "mac", "name", "port_no", "ring", "stats", "type"],

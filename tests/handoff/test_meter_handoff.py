@@ -89,7 +89,7 @@ def new_side(imp: engine.ImportEngine, clock: Clock) -> tuple[Bridge, DummyDatap
 def test_delta_handoff_carries_the_token_buckets_and_the_meter_actions(clock: Clock) -> None:
     sw, dp, bridge = drained(clock)
     h = handoff(sw, clock)  # digests and counts agree
-    assert isinstance(h.frozen.state, records.DeltaV3)
+    assert isinstance(h.frozen.state, records.Delta)
     new_bridge, new_dp = new_side(h.imp, clock)
     assert [f.actions for f in new_dp.flow_dump()] == [f.actions for f in dp.flow_dump()]
     assert new_dp.meters.levels(1, clock()) == (5.0,)
@@ -101,7 +101,8 @@ def test_whole_state_handoff_at_version_3_carries_the_token_buckets(clock: Clock
     h = handoff(sw, clock, features=())  # digests and counts agree
     assert isinstance(h.frozen.state, records.State)
     (br,) = h.frozen.state.bridges
-    assert [m["tokens"] for m in br.datapath.handles["meters"]] == [[0.0]]
+    meters = br.datapath.handles.meters  # typed records (state version 7)
+    assert [m.tokens for m in meters] == [[0.0]]
     new_bridge, new_dp = new_side(h.imp, clock)
     assert new_dp.meters.levels(1, clock()) == (5.0,)
     clock.t += 0.5  # refilling goes on from the old side's time

@@ -30,8 +30,6 @@ from tests.traffic import (  # noqa: F401  (tests/datapath/test_ebpf_upgrade.py 
     BREAKS,
     CLASSES,
     HANDOFF,
-    OLD_BUILD_BLACKOUT,
-    OLD_BUILD_SLACK,
     RATES,
     Bound,
     assert_handoff_traffic,
@@ -41,10 +39,9 @@ from tests.traffic import (  # noqa: F401  (tests/datapath/test_ebpf_upgrade.py 
     judge,
     lease_bound,
 )
-from tests.upgrade.builds import build, previous_versions
+from tests.upgrade.builds import build, has_fault_point, previous_versions
 
 pytestmark = pytest.mark.netns
-
 
 
 def netdev_switch(
@@ -125,11 +122,15 @@ class Before:
         return f"src={a},dst={b}" in flow or f"src={b},dst={a}" in flow
 
 
-def keep_idle_flows(sw: Sw) -> None:
+def keep_idle_flows(sw: Sw, bridge: str | None = None) -> None:
     """The state checks read the megaflows after the traffic has ended and been analysed,
     which takes more than the default 10 s max-idle on a loaded machine (the flows had
-    expired: "megaflow gone", counters 0): keep idle flows two minutes."""
+    expired: "megaflow gone", counters 0): keep idle flows two minutes. ``bridge``: set it
+    on that Bridge row too, where builds before 17eb677 read it (this build says it is
+    ignored there), for a test that ends on such a build."""
     sw.vsctl("set", "Open_vSwitch", ".", "other_config:max-idle=120000")
+    if bridge is not None:
+        sw.vsctl("set", "Bridge", bridge, "other_config:max-idle=120000")
 
 
 def before(sw: Sw, topo: Topology) -> Before:
@@ -150,7 +151,9 @@ def fdb_problems(sw: Sw, was: Before) -> list[str]:
     for key, (port, _) in was.fdb.items():
         if key not in now or now[key][0] != port:
             out.append(f"fdb: {key} on port {port} before, {now.get(key)} after")
-    out += [f"fdb: new entry {k} {v}" for k, v in now.items() if k not in was.fdb and v[0] != "LOCAL"]
+    out += [
+        f"fdb: new entry {k} {v}" for k, v in now.items() if k not in was.fdb and v[0] != "LOCAL"
+    ]
     if was.silent not in was.fdb:
         out.append(f"fdb: the silent host {was.silent} was never learned")
     elif was.silent in now:
@@ -213,36 +216,57 @@ def test_upgrade_with_traffic_loses_nothing_and_keeps_all_state(
     judge(problems, fault, res)
 
 
-def _previous_cases() -> list[tuple[str, str | None]]:
+def _previous_cases() -> list[tuple[str, str | None, str]]:
+    """(build, fault, the handoff the fault is armed in): each build clean; on the newest
+    each fault in this build's process of the upgrade, and a blackout in the previous
+    build's own process of the downgrade when that build has the fault point."""
     versions = previous_versions()
-    faults = [OLD_BUILD_BLACKOUT, "duplicate", "flush-after-adopt"]
-    return [(v, None) for v in versions] + [(versions[-1], f) for f in faults if versions]
+    cases = [(v, None, "upgrade") for v in versions]
+    if versions:
+        newest = versions[-1]
+        cases += [(newest, f, "upgrade") for f in BREAKS]
+        if has_fault_point(newest, "blackout"):
+            cases.append((newest, "blackout:100", "downgrade"))
+    return cases
 
 
-@pytest.mark.parametrize(("previous", "fault"), _previous_cases())
+# Two handoffs under traffic, each behind a new process's start: at load average 27-29
+# one upgrade's new process took 75 s to say Ready, and the case ran past 300 s.
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(("previous", "fault", "armed"), _previous_cases())
 def test_upgrade_from_previous_build_and_downgrade_back_with_traffic(
-    sw: Sw, topology: Topology, previous: str, fault: str | None
+    sw: Sw, topology: Topology, previous: str, fault: str | None, armed: str
 ) -> None:
     """Up to this build and back down to the previous one, each under its own traffic
-    run (each judged by its own bound); the fault (if any) is armed in this build, the
-    new process of the upgrade."""
+    run, each judged by the same bound as a handoff between two processes of this build
+    (tests/traffic.py: measured, the previous builds need no more); the fault (if any)
+    is armed in the new process of the ``armed`` handoff: this build's on the upgrade,
+    the previous build's on the downgrade."""
     old_build = build(previous)
     a, b = netdev_switch(sw, topology, start_cmd=[str(old_build.hitless), "start"])
     was = before(sw, topology)
+    # The checks run on the previous build, after the downgrade: builds before 17eb677
+    # read max-idle from the Bridge row (2026-12-07 at load ~20, the 77f006e and b74b2c3
+    # cases: "megaflow gone", counters 0 after the downgrade).
+    keep_idle_flows(sw, bridge_of(topology))
     up_report, up = handoff_under_traffic(sw, [a, b], "upgrade", "--to",
-                                          str(BIN / "hitless-vswitchd"), fault=fault)  # fmt: skip
+                                          str(BIN / "hitless-vswitchd"),
+                                          fault=fault if armed == "upgrade" else None)  # fmt: skip
     down_report, down = handoff_under_traffic(sw, [a, b], "downgrade", "--to",
-                                              str(old_build.vswitchd))  # fmt: skip
+                                              str(old_build.vswitchd),
+                                              fault=fault if armed == "downgrade" else None)  # fmt: skip
     ups, downs = [up_report], [down_report]
     assert [r["ok"] for r in ups + downs] == [True, True], ups + downs
     assert str(old_build.venv) in Path(f"/proc/{sw.daemon_pid}/cmdline").read_text()
-    # Previous builds stall longer outside the freeze they report (tests/traffic.py).
-    problems = violations(up, bound_of(ups, OLD_BUILD_SLACK))
-    problems += [f"downgrade: {p}" for p in violations(down, bound_of(downs, OLD_BUILD_SLACK))]
+    problems = violations(up, bound_of(ups))
+    problems += [f"downgrade: {p}" for p in violations(down, bound_of(downs))]
     delivered = sum(c.received for r in (up, down) for c in r.classes if c.kind == "udp")
     problems += fdb_problems(sw, was) + counter_problems(sw, was, delivered)
     print(summary(down))
-    judge(problems, fault, up)
+    judge(problems, fault, up if armed == "upgrade" else down)
+    if fault is not None and fault.startswith("blackout:"):  # caught where it was armed
+        there = [p for p in problems if p.startswith("downgrade: ") == (armed == "downgrade")]
+        assert any("gap" in p for p in there), f"not caught on the {armed}: {problems}"
 
 
 # What each fault implies for traffic: the old process is frozen from Ready until it
@@ -275,10 +299,10 @@ def test_failed_handoff_with_traffic_rolls_back_without_loss(
     assert a.ping(b.addr, count=2, interval=0.1)
 
 
-# A 200 ms blackout here, not 100: with the old process killed right after the ack, part
-# of the new process's blackout falls inside the freeze it reports, and a 100 ms one left
-# only 93-94 ms unexplained against the 90 ms bound (caught by 3-4 ms: a flake waiting).
-@pytest.mark.parametrize("fault", [None, "blackout:200", "duplicate"])
+# With the old process killed right after the ack, part of the new process's blackout
+# falls inside the freeze it reports: the bound excuses nothing inside the blackout's own
+# window (the new process logs it), else a 100 ms one left only 93-94 ms unexplained.
+@pytest.mark.parametrize("fault", [None, "blackout:100", "duplicate"])
 def test_old_process_killed_after_the_ack_with_traffic(
     sw: Sw, topology: Topology, fault: str | None
 ) -> None:
@@ -290,16 +314,11 @@ def test_old_process_killed_after_the_ack_with_traffic(
     judge(violations(res, bound_of([report])), fault, res)
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(None, marks=pytest.mark.xfail(
-            reason="lost 10 + 1 of 12,000 datagrams once (load average 13, 2026-12-06; "
-            "passed on the rerun): the VLAN shim (a userspace relay in each host) or the "
-            "switch, not known yet", strict=False)),
-        "flush-after-adopt",
-    ],
-)  # fmt: skip
+# Each VLAN host's relay keeps running while the new process is blacked out, and the
+# relays' waits for a CPU are excused as the switch's are, except inside the blackout's
+# own window: excused there they ate 4-35 ms of a 100 ms blackout (85-112 ms left
+# unexplained against the 90 ms bound, missed in 3 of 4 runs at load 1-3, 2026-12-06).
+@pytest.mark.parametrize("fault", [None, *BREAKS])
 def test_vlan_tagged_hosts_across_an_upgrade(sw: Sw, topology: Topology, fault: str | None) -> None:
     """Hosts that send 802.1Q-tagged frames (VLAN 10) on trunk ports: their traffic
     crosses the upgrade under the same claim, their MAC entries stay on VLAN 10 and
@@ -319,9 +338,23 @@ def test_vlan_tagged_hosts_across_an_upgrade(sw: Sw, topology: Topology, fault: 
     # that the relearned flows cannot make up with TCP packets for the datagrams they
     # never counted (the hosts keep talking, so their MAC entries come back at once).
     classes = ("udp",) if fault == "flush-after-adopt" else CLASSES
-    report, res = handoff_under_traffic(sw, [a, b], "upgrade", fault=fault, classes=classes)
+    plumbing0 = {h.name: h.harness_drops() for h in (a, b)}
+    # Each host's VLAN relay sits between its sender and the switch: its waits for a
+    # CPU are excused as the switch's are (at load 17 it left 92 ms unexplained).
+    relays = [h.shim.pid for h in (a, b) if h.shim is not None]
+    report, res = handoff_under_traffic(
+        sw, [a, b], "upgrade", fault=fault, classes=classes, relays=relays
+    )
     assert report["ok"], report
     problems = violations(res, bound_of([report]))
+    # A loss here was once (2026-12-06) 10 + 1 of 12,000 with no cause found; each VLAN
+    # host relays its frames through a userspace shim (tests/netns.py), whose own drops
+    # are counted so that a loss says whether the hosts' plumbing or the switch lost it.
+    plumbing = {
+        h.name: {k: v - plumbing0[h.name].get(k, 0) for k, v in h.harness_drops().items()}
+        for h in (a, b)
+    }
+    print(f"dropped by the hosts' own plumbing (not the switch): {plumbing}")
     fdb1 = fdb_entries(sw, br)
     problems += [f"fdb: {k} {v} -> {fdb1.get(k)}" for k, v in fdb0.items()
                  if k.startswith("10 ") and fdb1.get(k, ("",))[0] != v[0]]  # fmt: skip

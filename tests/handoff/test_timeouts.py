@@ -24,7 +24,7 @@ class SlowPrecopy:
         self.counts = self.whole.counts
 
     def step(self, deadline: float) -> bool:
-        time.sleep(STEP)
+        time.sleep(STEP)  # deliberate: the slow work this pre-copy stands for
         self.left -= 1
         return self.left <= 0 and self.whole.step(deadline)
 
@@ -67,7 +67,7 @@ def test_the_old_side_still_gives_up_on_a_new_side_that_stops(
 
         class Hung(Importer):
             def prepare(self, state: object, delta: bool, taken: float) -> None:
-                time.sleep(1.5)  # no progress for longer than the timeout
+                time.sleep(1.5)  # deliberate: no progress for longer than the timeout
 
         res = handoff_new.take_over(sock_path, Hung(), timeout=5)
         assert not res.ok
@@ -86,7 +86,7 @@ def test_an_import_longer_than_the_timeout_leaves_the_config_sync_its_own_time(
 
         class SlowImport(Importer):
             def prepare(self, state: object, delta: bool, taken: float) -> None:
-                time.sleep(1.2)  # longer than take_over's timeout below
+                time.sleep(1.2)  # deliberate: longer than take_over's timeout below
 
             def sync_config(self, deadline: float) -> None:
                 if time.monotonic() > deadline:

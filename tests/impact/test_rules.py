@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hitless.impact import rules
-from hitless.impact.analysis import KINDS
+from hitless.impact.analysis import KINDS, STATEFUL_KINDS
 from hitless.impact.explain import EXPLANATIONS, OPERATION_NOTES
 from hitless.impact.run import (
     ALL_CLASSES,
@@ -180,7 +180,7 @@ def test_every_class_of_every_disrupting_operation_is_explained() -> None:
         for op in ops:
             name = label(sw, op)
             assert name in OPERATION_NOTES, name
-            for kind in KINDS:
+            for kind in KINDS + STATEFUL_KINDS:
                 assert EXPLANATIONS.get(f"{name}/{kind}"), f"{name}/{kind}"
     # the explanations say what happens to the rules themselves
     assert "without the OpenFlow rules" in EXPLANATIONS["OVS restart/openflow"]

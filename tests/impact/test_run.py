@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +61,7 @@ def test_port_down_is_seen_as_loss(topo: BridgeTopology) -> None:
         t0 = time.monotonic()
         topo.in_bridge("ip", "link", "set", a.port, "down")
         t1 = time.monotonic()
-        time.sleep(OUTAGE)
+        time.sleep(OUTAGE)  # deliberate: the outage the harness must see
         t2 = time.monotonic()
         topo.in_bridge("ip", "link", "set", a.port, "up")
         return [Phase("port down", t0, t1), Phase("outage", t1, t2),
@@ -124,3 +126,28 @@ def test_nd_uses_the_link_local_address_without_ip6(topo: BridgeTopology) -> Non
     res = measure(hosts, lambda: None, duration=1.5, at=0.5, classes=["nd"])
     nd = res.by_name("nd c→b")
     assert nd.sent > 0 and nd.lost == 0, nd.summary()
+
+
+def test_agents_run_at_the_switches_niceness(topo: BridgeTopology) -> None:
+    """The traffic agents (the measuring side) run at the niceness both switches get
+    (hitless-vswitchd's default, ovs-ctl's -10), in sessions of their own at it too."""
+    from hitless.daemon.priority import DEFAULT_NICE
+    from hitless.impact.run import AGENT_NICE
+    from hitless.impact.switches import OVS_VSWITCHD_NICE
+
+    assert AGENT_NICE == OVS_VSWITCHD_NICE == DEFAULT_NICE
+    seen: dict[int, tuple[int, str]] = {}
+
+    def look() -> None:
+        for h in topo.hosts:
+            for pid in map(int, processes_in(h.ns)):
+                try:
+                    group = Path(f"/proc/{pid}/autogroup").read_text().split()[-1]
+                    seen[pid] = (os.getpriority(os.PRIO_PROCESS, pid), group)
+                except OSError:
+                    pass
+
+    measure(topo.hosts, look, name="look", duration=2.0, at=1.0, classes=["udp"])
+    assert len(seen) >= 4, seen  # two senders, two receivers (and the CPU probes)
+    if os.geteuid() == 0:
+        assert set(seen.values()) == {(AGENT_NICE, str(AGENT_NICE))}, seen

@@ -6,6 +6,7 @@ import struct
 from dataclasses import dataclass, field
 
 from hitless.config.model import BridgeConfig, InterfaceConfig, PortConfig
+from hitless.daemon.switch import max_idle
 from hitless.datapath.dummy import DummyDatapath
 from hitless.ofproto.bridge import Bridge
 
@@ -118,8 +119,11 @@ class Rig:
         if ports is not None:
             self.ports = dict(ports)
         self.other_config.update(other_config)
+        settings = dict(self.other_config)
+        # max-idle is the Open_vSwitch row's (the switch hands it to every bridge).
+        self.bridge.max_idle = max_idle({"max-idle": settings.pop("max-idle", "10000")})
         self.status = self.bridge.reconfigure(
-            config(self.name, self.ports, **self.other_config), self.clock.t
+            config(self.name, self.ports, **settings), self.clock.t
         )
         return self.status
 

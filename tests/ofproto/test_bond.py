@@ -222,3 +222,25 @@ def test_balance_slb_rebalances_buckets_by_load() -> None:
     before = list(bond.buckets)
     r.advance(1.1)
     assert bond.buckets == before
+
+
+def test_bond_migrate_moves_a_hash_and_refuses_as_open_vswitch() -> None:
+    """bond/migrate: a source's frames leave by the member its hash was put on; the
+    errors are Open vSwitch's."""
+    r, _ = bonded(BondConfig(mode="balance-slb"))
+    bond = r.bridge.bonds["bond0"]
+    r.send("p0", frame(mac(2), mac(9)))  # the host behind the bond is learned there
+    h = bucket_of(bytes.fromhex(mac(1).replace(":", "")), 0)
+    for target in ("p0", "p1", "p0"):
+        assert bond.migrate(str(h + BUCKETS), target) == "migrated\n"  # taken modulo 256
+        r.bridge.bond_changed(r.clock.t)
+        assert list(r.send("a", frame(mac(9), mac(1)))) == [target]
+    for args, err in (((str(h), "nope"), "no such member"), (("x1", "p0"), "bad hash")):
+        with pytest.raises(ValueError, match=err):
+            bond.migrate(*args)
+    bond.set_enabled("p1", False)
+    with pytest.raises(ValueError, match="cannot migrate to disabled member"):
+        bond.migrate(str(h), "p1")
+    ab, _ = bonded()
+    with pytest.raises(ValueError, match="not an SLB bond"):
+        ab.bridge.bonds["bond0"].migrate(str(h), "p0")

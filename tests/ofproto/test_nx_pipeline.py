@@ -103,9 +103,13 @@ def test_resubmit_with_registers_never_reaches_the_megaflow() -> None:
     assert list(r.send("p1", tcp(mac(2), mac(1), dip="10.0.0.9"))) == ["p3"]
     flows = list(r.dp.flow_dump())
     assert len(flows) == 2
+    # Table 0 read ipv4_dst: the hit whole, the miss down to where 10.0.0.9 leaves
+    # 10.0.0.2 (10.0.0.8/29: ip_dst prefix tracking, Open vSwitch's default; the same
+    # megaflows side by side in tests/daemon/test_flow_table.py).
+    dst_masks = {field(f.match.key, "ipv4_dst"): field(f.match.mask, "ipv4_dst") for f in flows}
+    assert dst_masks == {0x0A000002: 0xFFFFFFFF, 0x0A000008: 0xFFFFFFF8}
     for f in flows:
         assert len(f.match.mask) == KEY_LEN
-        assert field(f.match.mask, "ipv4_dst") == 0xFFFFFFFF  # table 0 read it
         assert field(f.match.mask, "tp_dst") == 0  # nobody read it
     r.bridge.settle_counters()
     counts = {(x.table_id, LOCS["reg0"].get(x.key)): x.packets for x in r.bridge.of.rules()}
@@ -270,7 +274,11 @@ def test_conjunctive_match_as_open_vswitch_classifier() -> None:
     # only the conj_id rules and the ordinary rule count packets, as in Open vSwitch 3.1
     assert all(ordinary for (_, ordinary) in hits)
     for f in r.dp.flow_dump():
-        assert field(f.match.mask, "ipv4_src") == 0xFFFFFFFF
+        # ipv4_src whole where a clause matched it, else down to where it leaves both
+        # clauses (10.0.0.5: 10.0.0.4/30, as Open vSwitch's ip_src prefix tracking).
+        src = field(f.match.key, "ipv4_src")
+        want = 0xFFFFFFFF if src in (0x0A000001, 0x0A000003) else 0xFFFFFFFC
+        assert field(f.match.mask, "ipv4_src") == want, hex(src)
         # Each megaflow tells its port from the clauses' 80 and 22: exactly (a clause
         # matched), or by bits where it differs from both (443: bit 8 suffices).
         tp, dport = field(f.match.mask, "tp_dst"), field(f.match.key, "tp_dst")
@@ -442,3 +450,123 @@ def test_controller_pause_resumes_after_the_action_with_the_controllers_register
     with pytest.raises(RemoteProtocolError):
         r.bridge.resume(pkt, forged.encode(), [], r.clock.t)
     assert r.out() == {}
+
+
+def test_controller_pause_inside_clone_or_bucket_pauses_that_copy_only() -> None:
+    """As Open vSwitch 3.1 (tests/daemon/test_pause_differential.py): the continuation
+    holds what the clone or bucket had left; what follows a group runs now, on the
+    packet as it was, and nothing after the clone runs (its freeze ends the actions)."""
+    from hitless.openflow import Bucket, GroupAction, GroupMod
+    from hitless.openflow.constants import GroupModCommand, GroupType
+    from hitless.openflow.nx_actions import Controller2
+
+    r = rig()
+    p1, p2, p3 = r.no("p1"), r.no("p2"), r.no("p3")
+    mark = oxm("eth_dst", 0x505400000042)
+    add(r, 0, 10, m(in_port=p1),
+        Clone((SetField(mark), Controller2(userdata=b"\x07", pause=True), Output(p2))),
+        Output(p3))  # fmt: skip
+    pkt = tcp(mac(2), mac(1))
+    assert r.send("p1", pkt) == {}  # output:p3 after the clone: never
+    (pin,) = r.bridge.take_packet_ins()
+    assert pin.continuation and pin.userdata == b"\x07"
+    assert pin.packet[:6] == bytes.fromhex("505400000042")  # the clone's copy went up
+    r.bridge.resume(pin.packet, pin.continuation, [], r.clock.t)
+    assert r.out() == {"p2": [pin.packet]}  # the clone's rest, and nothing after it
+
+    clear(r)
+    gm = GroupMod(command=GroupModCommand.ADD, group_type=GroupType.ALL, group_id=9,
+                  buckets=(Bucket(actions=(Controller2(pause=True), Output(p2))),
+                           Bucket(actions=(Output(p3),))))  # fmt: skip
+    r.bridge.group_mod(gm, r.clock.t)
+    r.bridge.commit_openflow()
+    add(r, 0, 10, m(in_port=p1), GroupAction(9), Output(p2))
+    assert r.send("p1", pkt) == {"p3": [pkt], "p2": [pkt]}  # bucket 2, then output:p2
+    (pin,) = r.bridge.take_packet_ins()
+    r.bridge.resume(pin.packet, pin.continuation, [], r.clock.t)
+    assert r.out() == {"p2": [pkt]}  # bucket 1's rest only
+
+
+def test_a_learn_refresh_keeps_the_duration_and_restarts_the_hard_timeout() -> None:
+    """Open vSwitch 3.1 (ofproto_flow_mod_learn_refresh): a refreshed learned rule keeps
+    ``created`` (its duration goes on) and its hard timeout counts from ``modified``."""
+    r = rig()
+    _mac_learning(r, hard_timeout=20)
+    t0 = r.clock.t
+    r.send("p1", tcp(mac(2), mac(1)))
+    (rule,) = r.bridge.of.rules(10)
+    r.advance(15)
+    r.send("p1", tcp(mac(2), mac(1)))  # a miss again? the megaflow's credit refreshes it
+    r.run()
+    assert rule.created == t0 and rule.modified > t0 + 14
+    r.advance(10)  # 25 s after it was learned, 10 s after the refresh: still there
+    assert list(r.bridge.of.rules(10)) == [rule]
+    assert r.bridge.of.rules(10) and rule.created == t0
+    r.advance(11)  # 21 s after the refresh: gone
+    assert list(r.bridge.of.rules(10)) == []
+
+
+def test_a_flow_mod_modify_restarts_the_hard_timeout_and_keeps_the_duration() -> None:
+    """As Open vSwitch 3.1 (seen: add-flow hard_timeout=4, mod-flows 2.5 s later, the
+    rule is there at 5.1 s with hard_age=2)."""
+    r = rig()
+    clear(r)
+    t0 = r.clock.t
+    add(r, 0, 5, m(), hard_timeout=4)
+    r.advance(2.5)
+    r.bridge.flow_mod(FlowMod(command=FlowModCommand.MODIFY, table_id=0, match=Match(),
+                              instructions=(ApplyActions((Output(r.no("p2")),)),)), r.clock.t)  # fmt: skip
+    r.bridge.commit_openflow()
+    r.advance(2.5)
+    (rule,) = r.bridge.of.rules(0)
+    assert rule.created == t0 and rule.modified == t0 + 2.5
+    r.advance(2)
+    assert list(r.bridge.of.rules(0)) == []
+
+
+def test_controller_pause_keeps_the_action_set_and_the_rules_other_instructions() -> None:
+    """As Open vSwitch's continuation (its action set and the actions it froze): the
+    write_actions and goto_table of the rule whose apply-actions paused, and the action
+    set, run after NXT_RESUME, in that order; a pause with neither keeps the first
+    continuation format (the bytes older builds read)."""
+    from hitless.ofproto.ofxlate import Continuation
+    from hitless.openflow import WriteActions
+    from hitless.openflow.nx_actions import Controller2
+
+    r = rig()
+    clear(r)
+    p1, p2, p3 = r.no("p1"), r.no("p2"), r.no("p3")
+    r.bridge.flow_mod(FlowMod(
+        command=FlowModCommand.ADD, table_id=0, priority=10, match=m(in_port=p1),
+        instructions=(ApplyActions((Controller2(pause=True),)), WriteActions((Output(p3),)),
+                      GotoTable(2)),
+    ), r.clock.t)  # fmt: skip
+    add(r, 2, 10, m(), Output(p2))
+    r.bridge.commit_openflow()
+    pkt = tcp(mac(2), mac(1))
+    assert r.send("p1", pkt) == {}
+    (pin,) = r.bridge.take_packet_ins()
+    assert pin.continuation[0] == 2  # the rule's instructions need format 2
+    cont = Continuation.decode(pin.continuation)
+    assert cont.encode() == pin.continuation
+    r.bridge.resume(pin.packet, pin.continuation, [], r.clock.t)
+    assert r.out() == {"p2": [pkt], "p3": [pkt]}  # goto's table 2, then the action set
+
+    clear(r)
+    r.bridge.flow_mod(FlowMod(
+        command=FlowModCommand.ADD, table_id=0, priority=10, match=m(in_port=p1),
+        instructions=(WriteActions((Output(p3),)), GotoTable(1)),
+    ), r.clock.t)  # fmt: skip
+    add(r, 1, 10, m(), Controller2(pause=True), Output(p2))
+    r.bridge.commit_openflow()
+    assert r.send("p1", pkt) == {}  # the action set does not run before the resume
+    (pin,) = r.bridge.take_packet_ins()
+    assert Continuation.decode(pin.continuation).action_set == (Output(p3),)
+    r.bridge.resume(pin.packet, pin.continuation, [], r.clock.t)
+    assert r.out() == {"p2": [pkt], "p3": [pkt]}
+
+    clear(r)
+    add(r, 0, 10, m(in_port=p1), Controller2(pause=True), Output(p2))
+    assert r.send("p1", pkt) == {}
+    (pin,) = r.bridge.take_packet_ins()
+    assert pin.continuation[0] == 1

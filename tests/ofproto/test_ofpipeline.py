@@ -24,6 +24,7 @@ from hitless.openflow import (
 )
 from hitless.openflow.constants import FlowModCommand, GroupModCommand, GroupType, Port
 from hitless.openflow.match import field as oxm
+from hitless.openflow.messages import SelectionMethod
 from hitless.packet.flow import field
 from tests.ofproto.helpers import P, Rig, frame, mac, tcp, vid_of
 
@@ -71,12 +72,13 @@ def test_rule_on_nw_dst_makes_megaflow_match_nw_dst() -> None:
     (f,) = [f for f in r.dp.flow_dump() if f.actions == (DpOutput(p2),)]
     assert field(f.match.mask, "ipv4_dst") == 0xFFFFFFFF
     assert field(f.match.mask, "eth_type") == 0xFFFF
-    # Another destination falls to NORMAL: its megaflow must also pin ipv4_dst, or it
-    # would swallow 10.0.0.2 traffic.
+    # Another destination falls to NORMAL: its megaflow must pin enough of ipv4_dst not
+    # to swallow 10.0.0.2 traffic, and no more: 10.0.0.8/29 (ip_dst prefix tracking,
+    # Open vSwitch's default; side by side in tests/daemon/test_flow_table.py).
     out = r.send("p1", tcp(mac(2), mac(1), dip="10.0.0.9"))
     assert sorted(out) == ["br0", "p2", "p3"]
-    for f in r.dp.flow_dump():
-        assert field(f.match.mask, "ipv4_dst") == 0xFFFFFFFF
+    (f,) = [f for f in r.dp.flow_dump() if f.actions != (DpOutput(p2),)]
+    assert field(f.match.mask, "ipv4_dst") == 0xFFFFFFF8
     assert list(r.send("p1", tcp(mac(2), mac(1), dip="10.0.0.2"))) == ["p2"]
     assert r.dp.n_hit == 1  # the third packet hit the first megaflow
     assert counters(r)[10] == (2, 120)
@@ -172,6 +174,32 @@ def test_select_group_spreads_by_flow_hash_and_counts_buckets() -> None:
     g = r.bridge.of.groups[1]
     assert g.packets == 128
     assert sorted(p for p, _ in g.bucket_stats) == sorted(v * 2 for v in seen.values())
+
+
+def test_select_group_hashes_only_its_selection_fields() -> None:
+    """``selection_method=hash,fields(ip_dst)``: every packet to one address takes the
+    same bucket whatever its ports, another address may take the other, and the megaflow
+    keeps the ports wildcarded (one datapath flow for 32 connections)."""
+    r = rig()
+    p2, p3 = r.no("p2"), r.no("p3")
+    r.bridge.group_mod(
+        GroupMod(
+            command=GroupModCommand.ADD, group_type=GroupType.SELECT, group_id=1,
+            buckets=(Bucket(actions=(Output(p2),)), Bucket(actions=(Output(p3),))),
+            selection=SelectionMethod("hash", 5, (oxm("ipv4_dst", 0xFFFFFFFF),)),
+        ),
+        r.clock.t,
+    )  # fmt: skip
+    flow_mod(r, priority=5, match=Match.of(eth_type=IP), instructions=apply(GroupAction(1)))
+    by_dst: dict[str, set[str]] = {}
+    for i in range(1, 9):
+        dip = f"10.0.1.{i}"
+        for sport in range(40000, 40032 if i == 1 else 40004):
+            by_dst.setdefault(dip, set()).update(r.send("p1", tcp(mac(2), mac(1), dip=dip, sport=sport)))
+    assert all(len(ports) == 1 for ports in by_dst.values()), by_dst
+    assert set().union(*by_dst.values()) == {"p2", "p3"}  # 8 addresses: both buckets used
+    # One megaflow per destination address (ports, sources not hashed: wildcarded).
+    assert len([f for f in r.flows().values() if f.actions]) == 8
 
 
 def test_fast_failover_follows_port_liveness() -> None:

@@ -36,6 +36,7 @@ from hitless.openflow.constants import (
     GroupType,
     MeterFlags,
     MeterModCommand,
+    MeterModFailedCode,
 )
 from hitless.packet.flow import make_key
 
@@ -65,7 +66,12 @@ def test_highest_priority_match_wins_and_masks_examined_are_reported() -> None:
     assert lookup(of, eth_type=IP, ipv4_dst="10.0.0.1")[0] == 20
     assert lookup(of, eth_type=IP, ipv4_dst="10.0.0.2")[0] == 10
     assert lookup(of, eth_type=0x0806)[0] == 5
-    # The priority-20 subtable (eth_type + ipv4_dst) was examined for any packet.
+    # The priority-20 subtable (eth_type + ipv4_dst) was examined for any packet: an
+    # ARP packet differs from its rule in eth_type, which alone proves the miss (ipv4_dst
+    # is a tracked prefix); with prefixes=none its whole mask.
+    _, mask = lookup(of, eth_type=0x0806)
+    assert mask == compile_match(Match.of(eth_type=IP))[1]
+    assert of.tables[0].track_prefixes(())
     _, mask = lookup(of, eth_type=0x0806)
     assert mask == compile_match(Match.of(eth_type=IP, ipv4_dst=0x0A000001))[1]
 
@@ -269,6 +275,31 @@ def test_groups_and_meters_mods_and_errors() -> None:
         )
 
 
+def test_meters_stop_at_the_limit_meter_features_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bridge holds at most MAX_METERS meters (what meter-features says, Open vSwitch's
+    userspace limit); the next add is OFPMMFC_OUT_OF_METERS, a delete makes room again.
+    (The limit is lowered here: 262,144 meters would only make the test slow.)"""
+    from hitless.ofproto import oftable
+
+    assert oftable.MAX_METERS == 262144
+    monkeypatch.setattr(oftable, "MAX_METERS", 3)
+    of = OfState()
+
+    def meter(cmd: int, mid: int) -> MeterMod:
+        return MeterMod(command=cmd, flags=MeterFlags.PKTPS, meter_id=mid,
+                        bands=(MeterBand(rate=10, burst_size=5),))  # fmt: skip
+
+    for mid in (1, 70000, 300000):  # ids are not bounded by the count
+        of.meter_mod(meter(MeterModCommand.ADD, mid), 0.0)
+    with pytest.raises(RemoteProtocolError) as e:
+        of.meter_mod(meter(MeterModCommand.ADD, 4), 0.0)
+    assert e.value.code == MeterModFailedCode.OUT_OF_METERS and 4 not in of.meters
+    of.meter_mod(meter(MeterModCommand.MODIFY, 1), 0.0)  # a modify needs no room
+    of.meter_mod(MeterMod(command=MeterModCommand.DELETE, meter_id=70000), 0.0)
+    of.meter_mod(meter(MeterModCommand.ADD, 4), 0.0)
+    assert sorted(of.meters) == [1, 4, 300000]
+
+
 def test_export_import_round_trip_keeps_counters_and_remaining_timeouts() -> None:
     of = OfState()
     add(of, 100.0, priority=3, match=Match.of(eth_type=IP), instructions=out(1), idle_timeout=30)
@@ -379,3 +410,63 @@ def test_a_client_port_is_not_in_the_megaflow_of_a_miss() -> None:
     # No UDP rule agrees with a TCP packet outside the ports: none of its port bits.
     prio, mask = lookup(of, eth_type=IP, ip_proto=6, tp_src=45245, tp_dst=7100)
     assert prio == 100 and mask & PORTS == 0
+
+
+def test_a_rollback_keeps_the_tables_prefix_tracking() -> None:
+    """A bundle's snapshot/restore keeps each table's tracked prefixes (Flow_Table
+    prefixes): the restored table un-wildcards a miss as before."""
+    from hitless.ofproto.oftable import OfState
+
+    of = OfState()
+    assert not of.tables[0].track_prefixes(("ip_dst", "ip_src"))  # the default
+    assert of.tables[0].track_prefixes(("ip_dst",))
+    snap = of.snapshot()
+    of.restore(snap)
+    assert of.tables[0].tracked == snap.tables[0].tracked != OfState().tables[0].tracked
+    assert not of.tables[0].track_prefixes(("ip_dst",))  # unchanged: nothing to redo
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(
+    st.tuples(st.booleans(), st.integers(1, 4), st.sampled_from([None, 1, 2]),
+              st.sampled_from([None, 17, 6])),
+    min_size=1, max_size=30))  # fmt: skip
+def test_lookup_finds_the_best_rule_after_any_adds_and_removes(
+    ops: list[tuple[bool, int, int | None, int | None]],
+) -> None:
+    """The classifier's per-subtable highest priority follows removals (it is counted,
+    not recomputed from every rule): every lookup gives the best matching rule, as a
+    scan of all rules would."""
+    of = OfState()
+    for is_add, prio, port, proto in ops:
+        fields: dict[str, int] = {"eth_type": IP}
+        if port is not None:
+            fields["in_port"] = port
+        if proto is not None:
+            fields["ip_proto"] = proto
+        cmd = FlowModCommand.ADD if is_add else FlowModCommand.DELETE_STRICT
+        add(of, command=cmd, priority=prio, match=Match.of(**fields), instructions=out(prio))
+        table = of.tables[0]
+        for in_port in (1, 2, 3):
+            for ip_proto in (17, 6, 1):
+                key = int.from_bytes(
+                    make_key(in_port=in_port, eth_type=IP, ip_proto=ip_proto), "big"
+                )
+                best = max((r.priority for r in table if key & r.mask == r.key), default=None)
+                rule, _, _ = table.lookup(key, 0)
+                assert (rule.priority if rule is not None else None) == best
+
+
+def test_removing_a_subtables_best_rule_lowers_its_priority_to_the_next() -> None:
+    of = OfState()
+    ip_udp = {"eth_type": IP, "ip_proto": 17}
+    for prio in (1, 3, 5):  # one subtable (eth_type, ip_proto), three priorities
+        add(of, priority=prio, match=Match.of(**ip_udp), instructions=out(prio))
+    add(of, priority=2, match=Match.of(eth_type=IP), instructions=out(2))  # another
+    assert lookup(of, eth_type=IP, ip_proto=17)[0] == 5
+    add(of, command=FlowModCommand.DELETE_STRICT, priority=5, match=Match.of(**ip_udp))
+    assert lookup(of, eth_type=IP, ip_proto=17)[0] == 3
+    add(of, command=FlowModCommand.DELETE_STRICT, priority=3, match=Match.of(**ip_udp))
+    assert lookup(of, eth_type=IP, ip_proto=17)[0] == 2
+    add(of, command=FlowModCommand.DELETE_STRICT, priority=2, match=Match.of(eth_type=IP))
+    assert lookup(of, eth_type=IP, ip_proto=17)[0] == 1

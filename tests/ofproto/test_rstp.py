@@ -116,3 +116,127 @@ def test_path_costs_follow_the_link_speed_unless_configured() -> None:
         pb = replace(cfg.ports["b"], other_config={key: str(costs[2])})
         r.bridge.reconfigure(replace(cfg, ports={**cfg.ports, "b": pb}), r.clock.t)
         assert r.bridge.stp.ports[r.no("b")].cfg.cost == costs[2]  # type: ignore[union-attr]
+
+
+def test_an_802_1d_neighbour_gets_configuration_bpdus() -> None:
+    """STP compatibility (802.1D-2004 17.26, port protocol migration): an RSTP root cabled
+    twice to an 802.1D bridge (which discards RST BPDUs, as Open vSwitch's STP does).
+    Once a port hears a configuration BPDU it speaks 802.1D there, so the STP bridge
+    learns who the root is and blocks one link: no loop. Without it both of the STP
+    bridge's ports forward."""
+    from hitless.ofproto.stp import Stp, StpPortConfig
+
+    a = Rstp(0x8000 << 48 | 0xA, 6, FWD)
+    b = Stp(0x9000 << 48 | 0xB, 2.0, 6, FWD)
+    mb = bytes([2, 0, 0, 0, 0, 0xB])
+    a.set_ports(_ports(0xA), 0)
+    b.set_ports([StpPortConfig(1, "l0", mb), StpPortConfig(2, "l1", mb)], 0)
+    t = 0.0
+    last: dict[int, bytes] = {}
+    while t < 3 * FWD + 2:
+        t = round(t + 0.1, 3)
+        a.run(t)
+        b.run(t)
+        for src, dst in ((a, b), (b, a)):
+            for port, frame in src.take_bpdus():
+                if port in (1, 2):
+                    if src is a:
+                        last[port] = frame
+                    dst.receive(port, frame, t)
+    assert b.root_id == a.bridge_id
+    assert {b.state(1), b.state(2)} == {"forwarding", "blocking"}
+    assert a.state(1) == a.state(2) == "forwarding"
+    for frame in last.values():  # 802.1D configuration BPDUs: version 0, type 0
+        assert frame[14:17] == b"\x42\x42\x03" and frame[19:21] == b"\x00\x00", frame.hex()
+
+
+def test_the_transmit_hold_count_limits_bpdus() -> None:
+    """At most hold_count BPDUs on a port before its count drops by one a second
+    (802.1D-2004 17.13.12): 39 reasons to send within a second give 6 BPDUs, then one a second;
+    with a hold count of 2, 2."""
+    for hold, want in ((6, 6), (2, 2)):
+        r = Rstp(0x8000 << 48 | 0xA, 6, FWD, hold_count=hold)
+        r.set_ports(_ports(0xA)[:1], 0)
+        sent = 0
+        t = 0.0
+        for _ in range(39):  # a proposal, a change... every 25 ms, for 0.975 s
+            t = round(t + 0.025, 3)
+            r.ports[1].send_now = True
+            r.run(t)
+            sent += len(r.take_bpdus())
+        assert sent == want, (hold, sent)
+        r.run(t + 1.0)  # one second on: the count dropped by one, the held BPDU goes
+        assert len(r.take_bpdus()) == 1
+
+
+def rst_bpdu(flags: int, root: int, bridge: int, port: int = 0x8001) -> bytes:
+    """An RST BPDU from a designated port (role bits 3) with these flags and vector."""
+    from hitless.ofproto.rstp import _BPDU, LLC, RST, STP_MAC
+
+    body = _BPDU.pack(0, RST, RST, 3 << 2 | flags, root, 0, bridge, port, 0, 6 * 256,
+                      2 * 256, int(FWD * 256)) + b"\x00"  # fmt: skip
+    llc = LLC + body
+    return (STP_MAC + bytes([2, 0, 0, 0, 0, 0xC]) + len(llc).to_bytes(2, "big") + llc).ljust(60, b"\0")
+
+
+def test_inferior_designated_information_is_not_recorded_and_learning_disputes_it() -> None:
+    """A designated port hearing a worse designated port (a bridge that does not know the
+    root yet): without the learning flag nothing changes (the port proposes and goes
+    through its forward delays); with it the port is disputed, as 802.1Q-2008 and Open
+    vSwitch 3.1 have it: while the other side keeps it up the port never learns long
+    enough to forward; once the other side stops, it does after its forward delays."""
+    from hitless.ofproto.rstp import F_FORWARDING, F_LEARNING, F_PROPOSAL
+
+    worse = 0xF000 << 48 | 0xC
+    for flags in (0, F_LEARNING | F_FORWARDING):
+        a = Rstp(0x8000 << 48 | 0xA, 6, FWD)
+        a.set_ports(_ports(0xA)[:1], 0)
+        states, sent, t = [], [], 0.0
+        while t < 3 * FWD:
+            t = round(t + 0.1, 2)
+            if round(t * 10) % 3 == 0:
+                a.receive(1, rst_bpdu(flags, worse, worse), t)
+            a.run(t)
+            sent += [f for _, f in a.take_bpdus()]
+            if not states or states[-1] != a.ports[1].state:
+                states.append(a.ports[1].state)
+        p = a.ports[1]
+        assert (p.role, p.msg) == ("Designated", None), flags
+        assert all(f[21] & F_PROPOSAL for f in sent if not f[21] & F_FORWARDING), flags
+        if flags == 0:
+            assert states == ["Discarding", "Learning", "Forwarding"], states
+        else:
+            assert states == ["Discarding"], states
+            quiet = t  # the other side stops: the port goes through its delays
+            while t < quiet + 3 * FWD:
+                t = round(t + 0.1, 2)
+                a.run(t)
+                if states[-1] != a.ports[1].state:
+                    states.append(a.ports[1].state)
+            assert states == ["Discarding", "Learning", "Forwarding"], states
+    # From the port it heard before (the same sender), worse information replaces it.
+    b = Rstp(0x9000 << 48 | 0xB, 6, FWD)
+    b.set_ports(_ports(0xB)[:1], 0)
+    b.receive(1, rst_bpdu(0, 0x8000 << 48 | 0xA, 0x8000 << 48 | 0xA), 0.1)
+    assert b.ports[1].role == "Root"
+    b.receive(1, rst_bpdu(0, 0xA000 << 48 | 0xD, 0x8000 << 48 | 0xA), 0.2)
+    assert b.ports[1].msg == (0xA000 << 48 | 0xD, 0, 0x8000 << 48 | 0xA, 0x8001)
+
+
+def test_a_dispute_stops_a_forwarding_port() -> None:
+    """A designated port already forwarding (its neighbour agreed, or its delays passed)
+    that then hears a dispute goes back to discarding and waits its delays again."""
+    from hitless.ofproto.rstp import F_FORWARDING, F_LEARNING
+
+    a = Rstp(0x8000 << 48 | 0xA, 6, FWD)
+    a.set_ports(_ports(0xA)[:1], 0)
+    a.receive(1, rst_bpdu(0, 0xF000 << 48 | 0xC, 0xF000 << 48 | 0xC), 0.1)
+    a.run(FWD + 0.1)
+    a.run(2 * FWD + 0.2)
+    assert a.ports[1].state == "Forwarding"
+    a.receive(1, rst_bpdu(F_LEARNING | F_FORWARDING, 0xF000 << 48 | 0xC, 0xF000 << 48 | 0xC),
+              2 * FWD + 0.3)  # fmt: skip
+    assert (a.ports[1].state, a.ports[1].disputed) == ("Discarding", False)
+    assert a.ports[1].fd_expires == 3 * FWD + 0.3
+    data = a.export_state(2 * FWD + 0.4)
+    assert data["ports"]["1"]["disputed"] is False

@@ -87,6 +87,13 @@ class _Ovs:
         d = str(self.dir)
         self.env = {**os.environ, "OVS_RUNDIR": d, "OVS_DBDIR": d, "OVS_LOGDIR": d,
                     "OVS_SYSCONFDIR": d}  # fmt: skip
+        try:
+            self._start()
+        except BaseException:
+            self.close()  # what started before the failure, not left running
+            raise
+
+    def _start(self) -> None:
         p = self.dir
         _check(["ovsdb-tool", "create", str(p / "conf.db"), OVS_SCHEMA], self.env)
         _check(["ovsdb-server", str(p / "conf.db"), f"--remote=punix:{p / 'db.sock'}",
@@ -108,10 +115,17 @@ class _Hitless:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="hldh-", dir="/tmp"))
         self.env = {**os.environ, "OVS_RUNDIR": str(self.dir)}
-        _check([str(BIN / "hitless"), "start", "--rundir", str(self.dir)])
+        try:
+            _check([str(BIN / "hitless"), "start", "--rundir", str(self.dir)])
+        except BaseException:
+            self.close()  # a half-started ovsdb-server or daemon, not left running
+            raise
 
     def close(self) -> None:
-        _run([str(BIN / "hitless"), "stop", "--rundir", str(self.dir)])
+        try:
+            _run([str(BIN / "hitless"), "stop", "--rundir", str(self.dir)])
+        except subprocess.TimeoutExpired:
+            pass  # a loaded machine: the daemons are stopped by PID below
         _stop(_pid(self.dir / "hitless-vswitchd.pid"))
         _stop(_pid(self.dir / "ovsdb-server.pid"))
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -148,10 +162,20 @@ class SwitchPair:
             out.append(Result(p.returncode, p.stdout, p.stderr))
         return out[0], out[1]
 
+    def vsctl(self, *args: str) -> None:
+        """The same ``ovs-vsctl`` command against both switches' databases (must succeed)."""
+        for sw in (self.ovs, self.hl):
+            assert sw is not None
+            subprocess.run(["ovs-vsctl", f"--db=unix:{sw.dir / 'db.sock'}", "--timeout=30", *args],
+                           env=sw.env, check=True, timeout=60, capture_output=True)  # fmt: skip
+
     def close(self) -> None:
-        for sw in (self.hl, self.ovs):
-            if sw is not None:
-                sw.close()
+        try:
+            if self.hl is not None:
+                self.hl.close()
+        finally:  # Open vSwitch is stopped even if stopping hitless failed
+            if self.ovs is not None:
+                self.ovs.close()
 
 
 def _wait_for(path: Path, timeout: float = 20) -> None:
@@ -160,6 +184,7 @@ def _wait_for(path: Path, timeout: float = 20) -> None:
 
 _SUBS = [
     (re.compile(r"duration=[0-9.]+s"), "duration=*"),
+    (re.compile(r"duration:[0-9.]+s"), "duration:*"),  # meter statistics
     (re.compile(r"duration=[0-9.]+(?=[,\s])"), "duration=*"),
     (re.compile(r"idle_age=\d+, "), ""),
     (re.compile(r"hard_age=\d+, "), ""),

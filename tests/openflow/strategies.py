@@ -153,7 +153,11 @@ table_feature_props = st.one_of(
     st.builds(
         mp.TableFeatureProp,
         st.sampled_from([8, 10, 12, 13, 14, 15]),
-        st.lists(u32, max_size=5).map(tuple),
+        # OXM headers: 4 bytes, or an experimenter's 8 (class 0xffff, then its id)
+        st.lists(st.one_of(u32.filter(lambda h: h >> 16 != 0xFFFF),
+                           st.tuples(st.integers(0, 0xFFFF), u32).map(
+                               lambda t: (0xFFFF0000 | t[0]) << 32 | t[1])),
+                 max_size=5).map(tuple),  # fmt: skip
     ),
     st.builds(
         mp.TableFeatureProp,
@@ -544,7 +548,10 @@ def message_strategies(version: int) -> list[st.SearchStrategy[Any]]:
         st.builds(fm.FlowMonitorReply, xid=xid, flags=u16, updates=st.lists(updates(v14),
                                                                             max_size=3).map(tuple)),
     ]  # fmt: skip
-    if v14:  # 1.4+ only: ONF's 1.3 experimenter form is not implemented (docs/openflow.md)
+    if v14:  # 1.4+ only: ONF's 1.3 experimenter forms are not implemented (docs/openflow.md)
+        strategies.append(st.builds(mp.TableStatus, xid=xid, reason=u8, table=st.builds(
+            mp.TableDesc, table_id=u8, config=u32,
+            properties=st.sampled_from([b"", b"\0\3\0\x08\x1e\x46\x19\0"]))))  # fmt: skip
         strategies.append(st.builds(m.RequestForward, xid=xid, message=st.one_of(
             st.builds(m.GroupMod, xid=xid, command=u16, group_type=u8, group_id=u32,
                       buckets=buckets),

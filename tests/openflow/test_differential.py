@@ -16,12 +16,14 @@ from __future__ import annotations
 import difflib
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from tests.netns import unique_suffix
 from tests.openflow.differential import SwitchPair, normalize
+from tests.wait import eventually
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ovs-vswitchd") is None or shutil.which("ovs-ofctl") is None,
@@ -236,6 +238,22 @@ CASES: dict[str, Case] = {
         None,
     ),
     "group-features": ([], ("dump-group-features", "{br}"), False, None),
+    # Open vSwitch's selection_method (NTR_SELECTION_METHOD group property): kept and shown
+    # in 1.0 (Nicira group messages) and 1.5; 1.1-1.4 cannot carry it (ovs-ofctl drops it).
+    "group-selection": (
+        [
+            ("add-group", "{br}", "group_id=5,type=select,selection_method=dp_hash,"
+             "bucket=output:1,bucket=output:2"),
+            ("add-group", "{br}", "group_id=6,type=select,selection_method=hash,"
+             "fields(ip_src,nw_proto,tcp_dst),bucket=output:1,bucket=output:2"),
+            ("add-group", "{br}", "group_id=7,type=select,selection_method=hash,"
+             "selection_method_param=7,fields(eth_dst=ff:ff:00:00:00:00),bucket=output:1"),
+            ("mod-group", "{br}", "group_id=5,type=select,bucket=output:2"),
+        ],  # fmt: skip
+        ("dump-groups", "{br}"),
+        True,
+        None,
+    ),
     # Open vSwitch's own errors: OFPBRC codes in 1.0/1.1, Nicira experimenter errors later.
     "tlv-map-errors": (
         [
@@ -269,6 +287,71 @@ CASES.update({
         False,
         None,
     ),
+    # 1.5's insert/remove-buckets (earlier versions: ovs-ofctl refuses alike)
+    "buckets": (
+        [("add-group", "{br}", "group_id=8,type=all,bucket=bucket_id:1,output:1"),
+         ("insert-buckets", "{br}", "group_id=8,command_bucket_id=last,bucket=bucket_id:2,output:2"),
+         ("insert-buckets", "{br}", "group_id=8,command_bucket_id=2,bucket=bucket_id:3,output:3"),
+         ("insert-buckets", "{br}", "group_id=8,command_bucket_id=first,bucket=bucket_id:4,output:4"),
+         ("remove-buckets", "{br}", "group_id=8,command_bucket_id=1"),
+         ("remove-buckets", "{br}", "group_id=8,command_bucket_id=9")],
+        ("dump-groups", "{br}"),
+        False,
+        None,
+    ),
+    "meter-changes": (
+        [("add-meter", "{br}", "meter=4,kbps,band=type=drop,rate=100"),
+         ("mod-meter", "{br}", "meter=4,kbps,band=type=drop,rate=200"),
+         ("meter-features", "{br}"), ("meter-stats", "{br}")],
+        ("del-meters", "{br}"),
+        False,
+        None,
+    ),
+    "dump-flows-sort-no-stats": (
+        [("add-flow", "{br}", "priority=3,udp,actions=drop"),
+         ("add-flow", "{br}", "priority=9,tcp,actions=drop")],
+        ("--no-stats", "--sort", "dump-flows", "{br}"),
+        False,
+        None,
+    ),
+    "ping": ([], ("ping", "{br}", "32"), False, None),
+    "benchmark": ([], ("benchmark", "{br}", "100", "20"), False, None),
+    # a bucket that resubmits, and add-or-modify group mods inside a bundle (both refused
+    # by hitless once; 1.0-1.3 bundles: the same answer on both)
+    "group-buckets-bundled": (
+        [("add-group", "{br}", "group_id=31,type=all,bucket=resubmit(,1),bucket=output:1"),
+         ("--bundle", "--may-create", "mod-group", "{br}", "group_id=32,type=all,bucket=output:1"),
+         ("--bundle", "--may-create", "mod-group", "{br}", "group_id=31,type=all,bucket=output:2")],
+        ("dump-groups", "{br}"),
+        True,
+        None,
+    ),
+    # add-groups from a file (standard input), then one that exists (an error on both)
+    "add-groups-file": (
+        [("add-groups", "{br}", "-"), ("add-groups", "{br}", "-")],
+        ("dump-groups", "{br}"),
+        True,
+        "group_id=11,type=all,bucket=output:1\ngroup_id=12,type=indirect,bucket=output:2\n",
+    ),
+    # 1.3+ (1.0-1.2: ovs-ofctl refuses alike): the fields, actions and instructions each
+    # table has, the last table without goto_table, 1.5 without the meter instruction
+    "dump-table-features": ([], ("dump-table-features", "{br}"), False, None),
+    # Open vSwitch's fields beyond the headers: packet_type (Ethernet's rule is one of its
+    # own, dumped without it), actset_output, vlan_tci as a load target, tunnel values
+    # without a tunnel (NXM and Nicira experimenter OXMs), over-wide values refused alike
+    "ovs-fields": (
+        [("add-flows", "{br}", "-")],
+        ("dump-flows", "{br}"),
+        True,
+        "packet_type=(0,0),actions=drop\n"
+        "priority=5,packet_type=(1,0x800),actions=drop\n"
+        "table=1,actset_output=2,actions=drop\n"
+        "table=1,reg0=1,actions=move:actset_output[]->NXM_NX_REG1[]\n"
+        "table=2,actions=load:0x1005->NXM_OF_VLAN_TCI[],set_field:0x3009->vlan_tci\n"
+        "table=3,tun_ipv6_src=2001:db8::1,tun_gbp_id=5,actions=set_field:3->tun_gbp_id\n"
+        "table=3,tun_erspan_idx=0x5,tun_erspan_ver=31,actions=set_field:3->tun_erspan_hwid\n"
+        "table=3,tun_gtpu_msgtype=5,tun_gtpu_flags=0x30/0xf0,actions=drop\n",
+    ),
     # 1.1/1.2: the table-miss config is accepted (1.0 and 1.3+: ovs-ofctl refuses it)
     "mod-table-miss": ([], ("mod-table", "{br}", "1", "drop"), False, None),
 })  # fmt: skip
@@ -276,21 +359,20 @@ CASES.update({
 # (case, version) -> why the outputs still differ (docs/openflow.md, "What still differs").
 DIFFERENT: dict[tuple[str, str], str] = {
     **{
-        ("dump-ports", v): "hitless counts drops (drop=0); Open vSwitch's dummy ports say drop=?"
-        for v in VERSIONS
+        ("dump-ports", v): "1.4+ port statistics: Open vSwitch's dummy ports add custom "
+        "statistics (two test counters and per-queue ones); hitless's dummy ports have none"
+        for v in ("of14", "of15")
     },
+    ("dump-tables", "of11"): "Open vSwitch 3.1's 1.1 table statistics carry its internal "
+    "table-miss value in config (a table set to controller reads as continue, drop as an "
+    "invalid 3); its 1.2 statistics carry it right, as hitless does in both",
     **{
-        ("group-features", v): "hitless lists the actions its groups run (output, group) and "
-        "a limit of 65536 groups; Open vSwitch every action and 0xffffff00"
-        for v in VERSIONS
-    },
-    **{
-        ("dump-tables", v): "1.1/1.2 table statistics list what each table can do: hitless "
-        "lists what it implements (no MPLS, no set_queue, fewer set-field targets)"
-        for v in ("of11", "of12")
+        ("dump-table-features", v): "hitless lists the fields it has: no NSH, ND reserved or "
+        "option type, Geneve option (tun_metadata) or conntrack IPv6 fields; the rest (every "
+        "action) as Open vSwitch"
+        for v in ("of13", "of14", "of15")
     },
 }
-
 
 @pytest.fixture(scope="module")
 def switches() -> Iterator[SwitchPair]:
@@ -324,6 +406,9 @@ def _params() -> list[object]:
     return out
 
 
+_TIMES = re.compile(r"(?<=time=)[0-9.]+ ms|(?<=Finished in ).*")  # ping's, benchmark's
+
+
 @pytest.mark.parametrize(("name", "version"), _params())
 def test_same_output_as_open_vswitch(switches: SwitchPair, name: str, version: str) -> None:
     setup, command, sort, stdin = CASES[name]
@@ -331,8 +416,8 @@ def test_same_output_as_open_vswitch(switches: SwitchPair, name: str, version: s
     _reset(switches)
     seen = []
     for args in [*setup, command]:
-        ovs, hl = switches.ofctl(*flags, *args, stdin=stdin if args is command else None)
-        a, b = normalize(ovs.text(), sort), normalize(hl.text(), sort)
+        ovs, hl = switches.ofctl(*flags, *args, stdin=stdin if "-" in args else None)
+        a, b = (_TIMES.sub("*", normalize(r.text(), sort)) for r in (ovs, hl))
         seen.append((args, a, b))
     for args, a, b in seen:
         diff = "".join(
@@ -403,3 +488,203 @@ def test_bundle_files_and_benchmark(switches: SwitchPair, version: str, tmp_path
         assert hl.rc == 0, hl
     ovs, hl = switches.ofctl(*flags, "dump-flows", "{br}")
     assert "group:7" in hl.out and "arp" in hl.out and "tcp" in hl.out
+
+
+def test_hwaddr_gives_the_local_port_its_mac(switches: SwitchPair) -> None:
+    """Bridge other_config:hwaddr becomes the LOCAL port's MAC (``show`` in 1.0 and 1.3
+    print the same address on both switches); removed, the port has another one again."""
+    assert switches.ovs is not None and switches.hl is not None
+
+    vsctl = switches.vsctl
+
+    def local_lines(*flags: str) -> tuple[str, str]:
+        ovs, hl = switches.ofctl(*flags, "show", "{br}")
+        pick = [next(ln for ln in r.out.splitlines() if "LOCAL(" in ln) for r in (ovs, hl)]
+        return pick[0], pick[1]
+
+    try:
+        for mac in ("02:11:22:33:44:55", "0a:00:00:00:00:07"):
+            vsctl("set", "bridge", switches.bridge, f"other_config:hwaddr={mac}")
+            for flags in (V10, V13):
+                assert eventually(lambda f=flags, m=mac: m in local_lines(*f)[1]), local_lines(*flags)
+                ovs, hl = local_lines(*flags)
+                assert ovs == hl and mac in hl
+    finally:
+        vsctl("remove", "bridge", switches.bridge, "other_config", "hwaddr")
+    for r in local_lines():
+        assert "0a:00:00:00:00:07" not in r, r
+
+
+def _expand(words: str) -> set[str]:
+    """ovs-ofctl's compact field lists (``tun_{id,ipv6_{src,dst}} reg0...reg15``) as the
+    set of names they say (a range stays one word)."""
+    out: set[str] = set()
+    for word in words.split():
+        m = re.search(r"\{", word)
+        if m is None:
+            out.add(word)
+            continue
+        depth, end = 0, m.start()
+        for i in range(m.start(), len(word)):
+            depth += {"{": 1, "}": -1}.get(word[i], 0)
+            if depth == 0:
+                end = i
+                break
+        head, inner, tail = word[: m.start()], word[m.start() + 1 : end], word[end + 1 :]
+        parts, depth, cur = [], 0, ""
+        for ch in inner:
+            if ch == "," and depth == 0:
+                parts.append(cur)
+                cur = ""
+                continue
+            depth += {"{": 1, "}": -1}.get(ch, 0)
+            cur += ch
+        parts.append(cur)
+        for p in parts:
+            out |= _expand(head + p + tail)
+    return out
+
+
+_LISTS = ("actions:", "supported on Set-Field:", "arbitrary mask:", "exact match or wildcard:")
+
+
+@pytest.mark.parametrize("version", ["of13", "of14", "of15"])
+def test_table_features_list_a_part_of_open_vswitchs(switches: SwitchPair, version: str) -> None:
+    """dump-table-features: every line but the action and field lists is identical, and
+    each list hitless gives is a part of Open vSwitch's (the same fields maskable or
+    not); what is missing is what the difference table says hitless does not have."""
+    ovs, hl = switches.ofctl(*VERSIONS[version], "dump-table-features", "{br}")
+    assert ovs.rc == 0 and hl.rc == 0, (ovs, hl)
+    a, b = normalize(ovs.text()).splitlines(), normalize(hl.text()).splitlines()
+    assert len(a) == len(b), "\n".join(difflib.unified_diff(a, b, "ovs", "hitless"))
+    missing = set()
+    for x, y in zip(a, b, strict=True):
+        head = next((h for h in _LISTS if x.strip().startswith(h)), None)
+        if head is None:
+            assert x == y
+            continue
+        assert y.strip().startswith(head), (x, y)
+        theirs, ours = (_expand(s.strip()[len(head):]) for s in (x, y))
+        assert ours <= theirs, f"{head} hitless lists what Open vSwitch does not: {ours - theirs}"
+        missing |= theirs - ours
+    assert "nsh_spi" in missing and "reg0...reg15" not in missing  # the lists were read
+    assert {"set_queue", "set_field", "output", "group", "push_mpls", "mpls_label"}.isdisjoint(
+        missing
+    )
+    assert {"packet_type", "actset_output", "vlan_tci", "ct_mark", "tun_ipv6_src",
+            "tun_erspan_idx", "tun_gtpu_msgtype"}.isdisjoint(missing)  # fmt: skip
+
+
+def test_a_full_table_evicts_once_a_table_mod_asks(switches: SwitchPair) -> None:
+    """Flow_Table flow_limit=2 on table 3: a third rule is refused (OFPFMFC_TABLE_FULL)
+    until ``mod-table 3 evict`` (1.4); then each new rule evicts the one with a timeout
+    that expires first, as Open vSwitch does (a rule without timeout stays). The same
+    outputs and table on both switches."""
+
+    vsctl = switches.vsctl
+
+    _reset(switches)
+    vsctl("--", "--id=@ft", "create", "Flow_Table", "flow_limit=2", "--", "set", "bridge",
+          switches.bridge, "flow_tables:3=@ft")  # fmt: skip
+    try:
+        steps = [
+            ("add-flow", "{br}", "table=3,priority=1,hard_timeout=100,ip,actions=drop"),
+            ("add-flow", "{br}", "table=3,priority=2,hard_timeout=50,udp,actions=drop"),
+            ("add-flow", "{br}", "table=3,priority=3,tcp,actions=drop"),  # full: refused
+            ("mod-table", "{br}", "3", "evict"),
+            ("add-flow", "{br}", "table=3,priority=3,tcp,actions=drop"),  # evicts udp
+            ("add-flow", "{br}", "table=3,priority=4,arp,actions=drop"),  # evicts ip
+            ("add-flow", "{br}", "table=3,priority=5,icmp,actions=drop"),  # none to evict
+            ("dump-flows", "{br}", "table=3"),
+        ]
+        outs = []
+        for args in steps:
+            ovs, hl = switches.ofctl(*V14, *args)
+            a, b = normalize(ovs.text(), True), normalize(hl.text(), True)
+            assert a == b, f"ovs-ofctl {' '.join(args)}:\n" + "".join(
+                difflib.unified_diff(a.splitlines(True), b.splitlines(True), "ovs", "hitless"))
+            outs.append(b)
+        assert "OFPFMFC_TABLE_FULL" in outs[2] and "OFPFMFC_TABLE_FULL" in outs[6]
+        assert "priority=4,arp" in outs[7] and "priority=3,tcp" in outs[7]
+        assert "udp" not in outs[7] and "priority=1,ip " not in outs[7]
+    finally:
+        vsctl("clear", "bridge", switches.bridge, "flow_tables")
+
+
+_TX = re.compile(r"tx (pkts|errs)=\d+")
+
+
+def test_dump_ipfix_bridge_with_ipfix_on(switches: SwitchPair) -> None:
+    """With Bridge.ipfix set, ``dump-ipfix-bridge`` answers with the exporter's counters
+    (NXST_IPFIX_BRIDGE) in 1.0 and 1.3 as Open vSwitch does; before any packet both
+    say the same but for the IPFIX messages sent (hitless sends its templates at once,
+    Open vSwitch with its first record). Sampled packets then count in hitless's reply."""
+    assert switches.ovs is not None and switches.hl is not None
+
+    vsctl = switches.vsctl
+
+    def counters(flags: tuple[str, ...] = V10) -> dict[str, int]:
+        out = switches.ofctl(*flags, "dump-ipfix-bridge", "{br}")[1].out
+        pairs = re.findall(r"([a-z0-9 ]+?)=(\d+)", out.replace("\n", ","))
+        return {k.strip(" ,"): int(v) for k, v in pairs}
+
+    _reset(switches)
+    vsctl("--", "set", "bridge", switches.bridge, "ipfix=@i", "--", "--id=@i", "create", "IPFIX",
+          'targets="127.0.0.1:9"', "sampling=1")  # fmt: skip
+    try:
+        for flags in (V10, V13):
+            assert eventually(lambda f=flags: "NXST_IPFIX_BRIDGE reply" in
+                              switches.ofctl(*f, "dump-ipfix-bridge", "{br}")[1].out)  # fmt: skip
+            ovs, hl = switches.ofctl(*flags, "dump-ipfix-bridge", "{br}")
+            a, b = (_TX.sub(r"tx \1=*", normalize(r.text())) for r in (ovs, hl))
+            assert a == b, "".join(difflib.unified_diff(a.splitlines(True), b.splitlines(True)))
+        assert counters()["sampled pkts"] == 0
+        ctl = switches.hl.dir / "hitless-vswitchd.ctl"
+        udp = "ffffffffffff0000000000010800450000140000000040110000c0a80001c0a80002"
+        subprocess.run(["ovs-appctl", "-t", str(ctl), "netdev-dummy/receive", switches.bridge,
+                        udp, udp], check=True, timeout=30, capture_output=True)  # fmt: skip
+        assert eventually(lambda: counters(V13)["sampled pkts"] >= 2), counters(V13)
+        c = counters()
+        assert c["ipv4 ok"] >= 2 and c["flows"] >= 1 and c["ipv6 ok"] == 0, c
+    finally:
+        vsctl("clear", "bridge", switches.bridge, "ipfix")
+    ovs, hl = switches.ofctl("dump-ipfix-bridge", "{br}")
+    assert "NXST_NOT_CONFIGURED" in hl.out + hl.err, hl
+
+
+def test_ports_of_every_kind_described_as_open_vswitch_does(switches: SwitchPair) -> None:
+    """A dummy port, a patch pair and an internal port next to LOCAL: ``show`` and
+    ``dump-ports-desc`` (no link speed on any of them, as Open vSwitch's dummy datapath
+    says) in 1.0, 1.3 and 1.5, and each port's statistics (``drop=?`` and the port's age
+    as its duration) in 1.0 and 1.3."""
+    assert switches.ovs is not None and switches.hl is not None
+    names = [f"{n}{unique_suffix()}"[:15] for n in ("dm", "pa", "pb", "in")]
+
+    vsctl = switches.vsctl
+
+    dm, pa, pb, intl = names
+    br = switches.bridge
+    vsctl("add-port", br, dm, "--", "set", "interface", dm, "type=dummy", "ofport_request=11",
+          "--", "add-port", br, pa, "--", "set", "interface", pa, "type=patch",
+          f"options:peer={pb}", "ofport_request=12",
+          "--", "add-port", br, pb, "--", "set", "interface", pb, "type=patch",
+          f"options:peer={pa}", "ofport_request=13",
+          "--", "add-port", br, intl, "--", "set", "interface", intl, "type=internal",
+          "ofport_request=14")  # fmt: skip
+    try:
+        assert eventually(lambda: all(n in switches.ofctl("show", "{br}")[1].out for n in names))
+        for flags in (V10, V13, V15):
+            stats = [] if flags == V15 else [("dump-ports", "{br}", str(p)) for p in (11, 12, 14)]
+            # (1.4+ port statistics: Open vSwitch's dummy ports add custom statistics)
+            for args in (("show", "{br}"), ("dump-ports-desc", "{br}"), *stats):
+                ovs, hl = switches.ofctl(*flags, *args)
+                a, b = normalize(ovs.text()), normalize(hl.text())
+                assert a == b, f"ovs-ofctl {' '.join((*flags, *args))}:\n" + "".join(
+                    difflib.unified_diff(a.splitlines(True), b.splitlines(True), "ovs", "hitless"))
+        ovs, hl = switches.ofctl(*V13, "dump-ports", "{br}", "11")
+        ages = [float(re.findall(r"duration=([0-9.]+)s", r.out)[0]) for r in (ovs, hl)]
+        assert ages[1] > 0 and abs(ages[0] - ages[1]) < 30, ages  # both count from the add
+        assert "10000 Mbps" not in hl.out
+    finally:
+        vsctl("--if-exists", "del-port", br, dm, "--", "--if-exists", "del-port", br, pa, "--",
+              "--if-exists", "del-port", br, pb, "--", "--if-exists", "del-port", br, intl)  # fmt: skip

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -150,26 +151,40 @@ def test_monitor_prints_what_open_vswitch_prints(
 
 
 def _set_async_requestforward(version: int) -> str:
-    """OFPT_SET_ASYNC asking for group and meter mod forwarding, as hex."""
+    """OFPT_SET_ASYNC (1.4+; before, Open vSwitch's NXT_SET_ASYNC_CONFIG2 with the same
+    properties) asking for group and meter mod forwarding, as hex."""
     from hitless.openflow.constants import AsyncConfigProp as P
     from hitless.openflow.messages import AsyncConfig, SetAsync
+    from hitless.openflow.nxmsg import NxSetAsyncConfig2
 
-    masks = {P.REQUESTFORWARD_MASTER: 3, P.REQUESTFORWARD_SLAVE: 3}
-    return SetAsync(xid=0x78, config=AsyncConfig.of(masks)).encode(version).hex()
+    config = AsyncConfig.of({P.REQUESTFORWARD_MASTER: 3, P.REQUESTFORWARD_SLAVE: 3})
+    if version < 5:
+        return NxSetAsyncConfig2(xid=0x78, config=config).encode(version).hex()
+    return SetAsync(xid=0x78, config=config).encode(version).hex()
 
 
-@pytest.mark.parametrize("version", ["of14", "of15"])
-def test_requestforward_as_open_vswitch_sends_it(switches: SwitchPair, version: str) -> None:
-    """A 1.4+ session that asks for it (SET_ASYNC, REQUESTFORWARD; off by default) gets
-    the group and meter mods other sessions make as OFPT_REQUESTFORWARD, in its own
-    version; the session that made them does not."""
-    flags = ("-O", "OpenFlow14" if version == "of14" else "OpenFlow15")
+@pytest.mark.parametrize("version", list(VERSIONS))
+def test_requestforward_as_open_vswitch_sends_it(
+    switches: SwitchPair, version: str, tmp_path: Path
+) -> None:
+    """A session that asks for it (SET_ASYNC in 1.4+, NXT_SET_ASYNC_CONFIG2 before;
+    REQUESTFORWARD, off by default) gets the group and meter mods other sessions make, as
+    OFPT_REQUESTFORWARD in 1.4+, ONF's form in 1.3 and Nicira's in 1.0-1.2 (group mods
+    only: meter mods need 1.3), in its own version; the session that made them does not.
+    Group mods inside a bundle are forwarded when it commits, in the bundle's order."""
+    v = VERSIONS[version]
+    bundle = tmp_path / "bundle.txt"
+    bundle.write_text("group add group_id=9,type=all,bucket=output:1\n"
+                      "flow add priority=6,ip,actions=group:9\n"
+                      "group mod group_id=9,type=all,bucket=output:2\n")  # fmt: skip
+    flags = () if v == 1 else ("-O", f"OpenFlow1{v - 1}")
     steps = [
         ("-O", "OpenFlow13", "add-meter", "{br}", "meter=2,pktps,band=type=drop,rate=5"),  # not asked yet
         ("own", _set_async_requestforward(VERSIONS[version])),
         ("-O", "OpenFlow14", "add-group", "{br}", "group_id=5,type=all,bucket=output:1"),
         ("-O", "OpenFlow15", "mod-group", "{br}", "group_id=5,type=all,bucket=output:2"),
         ("-O", "OpenFlow13", "add-meter", "{br}", "meter=3,pktps,band=type=drop,rate=5"),
+        ("-O", "OpenFlow14", "bundle", "{br}", str(bundle)),
         ("-O", "OpenFlow14", "del-groups", "{br}"),
         ("-O", "OpenFlow13", "del-meters", "{br}"),
     ]  # fmt: skip
@@ -180,7 +195,8 @@ def test_requestforward_as_open_vswitch_sends_it(switches: SwitchPair, version: 
     a, b = out
     diff = "".join(difflib.unified_diff(a.splitlines(True), b.splitlines(True), "ovs", "hitless"))
     assert a == b, f"ovs-ofctl {' '.join(flags)} monitor:\n{diff}"
-    assert b.count("OFPT_REQUESTFORWARD") == 5, b
+    assert b.count("_REQUESTFORWARD (") == (7 if v >= 4 else 5), b
+    assert "ADD group_id=9" in b and "MOD group_id=9" in b
     assert "meter=2" not in b
 
 
@@ -239,3 +255,25 @@ def test_a_monitor_that_does_not_read_is_paused_then_refreshed(
         assert text.index(paused) < text.index(resumed)
         assert text.count("event=ADDED") == n, text.count("event=ADDED")
         assert len(set(re.findall(r"tp_dst=(\d+)", text))) == n
+
+
+@pytest.mark.parametrize("fmt", ["standard", "nxt_packet_in", "nxt_packet_in2"])
+@pytest.mark.parametrize("version", ["of10", "of13"])
+def test_monitor_packet_in_format(switches: SwitchPair, version: str, fmt: str) -> None:
+    """``ovs-ofctl -P FORMAT monitor BR 65535`` (NXT_SET_PACKET_IN_FORMAT, also over 1.3,
+    where hitless once answered BAD_VENDOR): a packet-out to the controller from another
+    connection arrives as the packet-in form asked for, printed the same by both."""
+    v = VERSIONS[version]
+    flags = ("-P", fmt) if v == 1 else ("-O", f"OpenFlow1{v - 1}", "-P", fmt)
+    pkt = "ffffffffffff0000000000010800450000140000000040110000c0a80001c0a80002"
+    steps = [("packet-out", "{br}", "LOCAL", "controller", pkt)]
+    out = []
+    for sw in (switches.ovs, switches.hl):
+        _reset(switches)
+        out.append(normalize(_monitor(switches, sw, flags, "65535", steps)))
+    a, b = out
+    diff = "".join(difflib.unified_diff(a.splitlines(True), b.splitlines(True), "ovs", "hitless"))
+    assert a == b, f"ovs-ofctl {' '.join(flags)} monitor:\n{diff}"
+    want = {"standard": "OFPT_PACKET_IN", "nxt_packet_in": "NXT_PACKET_IN ",
+            "nxt_packet_in2": "NXT_PACKET_IN2"}[fmt]  # fmt: skip
+    assert want in b and "OFPT_ERROR" not in b, b

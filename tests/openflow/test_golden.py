@@ -23,7 +23,6 @@ OF14 = sorted((DATA / "of14").glob("*"))
 # 1.4 messages the switch does not implement yet: the codec refuses them as the peer's fault.
 OF14_UNSUPPORTED = {
     "5-65-ofp_role_status.packet": BadRequestCode.BAD_TYPE,
-    "5-68-ofp_table_status.packet": BadRequestCode.BAD_TYPE,
 }
 # Async config with an experimenter property: refused with OFPBPC_BAD_EXPERIMENTER.
 OF14_BAD_PROPERTY = {"5-41-ofp_get_async_reply.packet", "5-42-ofp_set_async.packet"}

@@ -149,3 +149,19 @@ def test_field_table_names_and_headers() -> None:
 def test_malformed_nx_actions_are_the_peers_fault(hexdata: str) -> None:
     with pytest.raises(RemoteProtocolError):
         parse_actions(Reader(bytes.fromhex(hexdata)))
+
+
+def test_nxm_lists_tcp_flags_and_mpls_ttl_after_their_prerequisites() -> None:
+    """Open vSwitch parses an nx_match in order and wants each field's prerequisites
+    before it (OFPBMC_BAD_PREREQ otherwise): ovs-ofctl's 1.0 dump of a rule loaded in
+    1.3 with tcp_flags (its ONF experimenter form) once failed to decode."""
+    from hitless.openflow.match import Match, Oxm
+    from hitless.openflow.match import field as oxm_field
+    from hitless.openflow.nx import encode_nxm
+
+    onf_tcp_flags = Oxm(42, 2, 0x12, 0xFFFF, 2, 0x4F4E4600)
+    m = Match((oxm_field("eth_type", 0x0800), onf_tcp_flags, oxm_field("ip_proto", 6)))
+    got = encode_nxm(m)
+    assert got.index(bytes.fromhex("00000c0106")) < got.index(bytes.fromhex("ffff5508"))
+    mpls = encode_nxm(Match((oxm_field("mpls_ttl", 3), oxm_field("eth_type", 0x8847))))
+    assert mpls == bytes.fromhex("00000602" "8847" "00013c01" "03")  # eth_type first

@@ -270,3 +270,21 @@ def test_nicira_session_controls_work_over_1_3_too() -> None:
     assert switch.send(pin)[1] == 10  # OFPT_PACKET_IN
     to_switch(switch, ctl, NxSetPacketInFormat(xid=3, format=2))
     assert struct.unpack_from("!II", switch.send(pin), 8) == (0x2320, 30)  # NXT_PACKET_IN2
+
+
+def test_a_meter_deletion_reads_as_a_delete_before_1_4() -> None:
+    """Flow-removed reason METER_DELETE (1.4's) goes as DELETE in 1.0 (both forms) and
+    1.1-1.3, as Open vSwitch sends it; 1.4+ keep it, and EVICTION stays everywhere."""
+    from hitless.openflow.constants import FlowRemovedReason as R
+    from hitless.openflow.messages import decode
+
+    for reason, before, after in ((R.METER_DELETE, R.DELETE, R.METER_DELETE),
+                                  (R.EVICTION, R.EVICTION, R.EVICTION)):  # fmt: skip
+        fr = FlowRemoved(priority=3, reason=reason, match=Match.of(in_port=1))
+        for v in (2, 3, 4, 5, 6):
+            got = decode(fr.encode(v))
+            assert isinstance(got, FlowRemoved) and got.reason == (before if v < 5 else after)
+        switch, _ = pair10()
+        assert switch.send(fr)[8 + 40 + 10] == before  # ofp_flow_removed (1.0): reason
+        switch.nx.flow_format = NxFlowFormat.NXM
+        assert switch.send(fr)[16 + 10] == before  # nx_flow_removed: reason

@@ -30,6 +30,7 @@ from hitless.openflow.nxmsg import (
     TlvCommand,
     TlvMap,
 )
+from hitless.state.records import BridgeSessionsV4, OfTlvMapV4
 from tests.ofproto.helpers import P, Rig
 
 V15 = OFP15_VERSION
@@ -100,7 +101,7 @@ def test_tlv_table_mod_request_and_handoff_record() -> None:
         h.handle(c, s, NxTlvTableMod(command=TlvCommand.ADD,
                                      maps=(TlvMap(0x0102, 0x81, 4, 0),)), 0.0)  # fmt: skip
     assert list(h.tlv_maps.values()) == [geneve]  # all or nothing
-    record = {"clients": [], "tlv_maps": [[0x0102, 0x80, 4, 0]]}
+    record = BridgeSessionsV4("br0", tlv_maps=[OfTlvMapV4(0x0102, 0x80, 4, 0)])
     assert parse_sessions(record, [], 0.0).tlv_maps == (geneve,)
     h.handle(c, s, NxTlvTableMod(command=TlvCommand.CLEAR), 0.0)
     assert h.tlv_maps == {}
@@ -112,7 +113,7 @@ def test_ct_flush_zone_is_accepted_and_flushes_the_zone() -> None:
     ct = r.bridge.datapath.conntrack
     real = ct.flush
 
-    def flush(zone: int | None = None, orig: object = None) -> int:
+    def flush(zone: int | None = None, orig: object = None, where: object = None) -> int:
         calls.append(zone)
         return real(zone)
 

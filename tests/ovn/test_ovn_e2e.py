@@ -23,8 +23,8 @@ Checked:
   ovn-controller keeps its OpenFlow connections (no reconnect in its log) and its flows
   (rule counters go on counting: a reinstall would have reset them). Then the shared
   handoff assertion (tests/traffic.py) with the freeze's bound plus the stalls the same
-  traffic shows without an operation (measured first, same run); above load average
-  ``LOADED`` a failure of that timing part alone is reported as xfail, with its numbers.
+  traffic shows without an operation (measured first, same run, same length): judged at
+  any load (the no-operation run shows the machine's own stalls at that load).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import pytest
 
 from hitless.impact.analysis import ImpactResult, Phase
-from hitless.impact.bounds import PACED, Bound, summary, violations
+from hitless.impact.bounds import PACED, Bound, summary
 from hitless.impact.cpuwait import Sampler, pidfile_reader
 from hitless.impact.run import Rates, measure
 from hitless.impact.switches import HitlessSwitch, OvsSwitch
@@ -64,9 +64,6 @@ ACLS = [
     ("to-lport", "1001", 'outport == "lpa" && ip4', "drop"),
 ]
 CLASSES = ("udp", "tcp-stream", "tcp-connect")
-# Above this load average (2 cores) the Python pipeline's stalls swamp the handoff's:
-# the upgrade test then judges loss, connections and the controller, not timing.
-LOADED = 4.0
 RATES = Rates(udp_pps=1000, tcp_interval=0.01, connect_interval=0.02)
 # (probe, expected): what the policy lets through
 EXPECTED = {
@@ -108,7 +105,7 @@ _UDP_CLIENT = """
 import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for _ in range(5):
-    s.sendto(b"x", (sys.argv[1], int(sys.argv[2]))); time.sleep(0.1)
+    s.sendto(b"x", (sys.argv[1], int(sys.argv[2]))); time.sleep(0.1)  # pacing
 """
 
 
@@ -352,7 +349,7 @@ def upgrade_under_traffic(
     is still tracked after, ovn-controller kept its OpenFlow connections (no reconnect in
     its log), got no error and its rules were not reinstalled (every counter went on),
     then the timing and failed new connections (``judge_timing``, the switch's CPU waits
-    excused; an xfail above load average ``LOADED``). Returns what was
+    excused). Returns what was
     tracked before, and the measured traffic."""
     assert isinstance(s.sw, HitlessSwitch)
     upgrade = s.sw.operation("upgrade")
@@ -371,21 +368,20 @@ def upgrade_under_traffic(
     # Warm up the pipeline's first upcalls (ARP, the first packets of each kind).
     assert s.a.ping(_ip(s.b), count=3) and tcp_ok(s.a, s.b, PORT + 2)
     assert udp_ok(s.b, s.a, udp_to_a) and udp_ok(s.a, s.b, PORT)
-    base = measure([s.a, s.b], lambda: None, name="no operation", duration=6, at=1.0,
+    # as long as the upgrade's run: the longest stall of the same length of traffic
+    base = measure([s.a, s.b], lambda: None, name="no operation", duration=15, at=1.5,
                    rates=RATES, classes=CLASSES, port=PORT)  # fmt: skip
     print(summary(base))
     with Sampler(pidfile_reader(s.sw.rundir / "hitless-vswitchd.pid")) as cpu:
+        # the traffic goes on 3 s after the upgrade returned, however long it took (at
+        # load average 17-21 it once took 16 s, past a fixed 15 s of traffic)
         res = measure([s.a, s.b], operation, name="upgrade", duration=15, at=1.5,
-                      rates=RATES, classes=CLASSES, port=PORT)  # fmt: skip
+                      rates=RATES, classes=CLASSES, port=PORT, after=3.0)  # fmt: skip
     print(summary(res))
-    # Seen at load average 21: the upgrade took 16 s and its freeze ended as the 15 s of
-    # traffic did, with seconds of backlog in flight: nothing can be judged then.
     end = res.traffic_start + res.duration
     freeze_end = max((p.end for p in res.window.phases if p.name.startswith("freeze")),
                      default=res.window.end)  # fmt: skip
-    if freeze_end > end - 2.0:
-        pytest.xfail(f"load average {os.getloadavg()[0]:.1f}: the freeze ended "
-                     f"{freeze_end:.1f} s in, {end:.1f} s of traffic\n{summary(res)}")  # fmt: skip
+    assert freeze_end <= end - 2.0, f"the traffic did not outlast the freeze\n{summary(res)}"
     for c in res.classes:  # failed new connections: judged with the timing (below)
         assert c.duplicates == 0, summary(res)
         if c.kind != "tcp-connect":
@@ -418,15 +414,11 @@ def test_hitless_upgrade_under_ovn_loses_nothing_and_keeps_connections_and_contr
 def judge_timing(res: ImpactResult, bound: Bound, base: ImpactResult) -> None:
     """The shared handoff assertion with ``bound`` widened by the gap and latency the
     same traffic showed without an operation (``base``, measured first in the same
-    deployment); above load average ``LOADED`` a failure of that timing part alone is
-    an xfail with its numbers."""
+    deployment, for as long): at any load, since that run shows the same load's stalls."""
     stall = max(c.longest_gap for c in base.classes if c.kind in PACED)
     late = max(c.worst_latency or 0.0 for c in base.classes if c.kind in PACED)
     bound = Bound(bound.gap + stall, bound.latency + late,
                   f"{bound.why}, plus the {stall * 1000:.0f} ms gap and {late * 1000:.0f} ms "
                   "latency of the same traffic without an operation", bound.freeze)  # fmt: skip
-    bad = violations(res, bound)
-    load = os.getloadavg()[0]
-    if bad and load > LOADED:
-        pytest.xfail(f"load average {load:.1f}: timing not judged; {bad}")
+    print(f"load average {os.getloadavg()[0]:.1f}")
     assert_handoff_traffic(res, bound)

@@ -12,6 +12,7 @@ from hitless.state.records import (
     BridgeDelta,
     BridgeState,
     DatapathV1,
+    DatapathV7,
     Delta,
     FlowV1,
     MacEntryV1,
@@ -166,3 +167,35 @@ def test_the_full_state_digest_ignores_order_ages_and_counters() -> None:
     assert state_digest(State([a])) == state_digest(State([shuffled]))
     assert multiset_digest(State([a])) == multiset_digest(State([shuffled]))
     assert state_digest(State([a])) != state_digest(State([bridge("a", macs=2)]))
+
+
+def test_a_flow_digests_the_same_as_version_7_records_and_as_version_6_json() -> None:
+    """Builds of versions 6 and 7 verify one handoff together: a megaflow's typed actions
+    count in the digests as their version 1 JSON form does (a ct label, NAT addresses and
+    a check_pkt_len's branches included)."""
+    from hitless.datapath.actions import (
+        CheckPktLen,
+        Ct,
+        Output,
+        SetField,
+        actions_to_json,
+        actions_to_records,
+    )
+    from hitless.datapath.conntrack import NatSpec
+    from hitless.state import ledger as lg
+    from hitless.state.records import FlowV7
+
+    acts = (
+        Ct(3, True, False, NatSpec("src", b"\x0a\0\0\x01", b"\x0a\0\0\x02", 1, 9), (1, 255),
+           (1 << 127, (1 << 128) - 1)),
+        SetField("eth_src", b"\x02" * 6, None),
+        CheckPktLen(100, (Output(1),), (Output(2),)),
+    )  # fmt: skip
+    j, r = actions_to_json(acts), actions_to_records(acts)
+    assert lg.flow_item("b", b"k", b"m", r) == lg.flow_item("b", b"k", b"m", j)
+    assert lg.flow_item("b", b"k", b"m", r[:2]) != lg.flow_item("b", b"k", b"m", j)
+    v7 = FlowV7(b"k", b"m", r, 1, 2, 0.5)
+    v6 = FlowV1(b"k", b"m", j, 1, 2, 0.5)
+    s7 = State([BridgeState("a", DatapathV7("dummy", None, [v7]))])
+    s6 = State([BridgeState("a", DatapathV1("dummy", {}, [v6]))])
+    assert lg.state_digest(s7) == lg.state_digest(s6)

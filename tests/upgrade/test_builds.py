@@ -13,6 +13,10 @@ import pytest
 from hitless.impact import builds
 from tests.upgrade.builds import REPO, previous_versions
 
+# Each test here may make whole previous builds (pip installs into a fresh venv): one
+# took 532 s at load 15, past the suite's 300 s default.
+pytestmark = pytest.mark.timeout(1800)
+
 NEWEST = previous_versions()[-1] if previous_versions() else None
 needs_previous = pytest.mark.skipif(NEWEST is None, reason="no previous versions listed")
 
@@ -138,3 +142,35 @@ def test_cache_lives_in_the_checkout_and_is_gitignored(monkeypatch: pytest.Monke
     probe = cache / "x" / "venv"
     r = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", str(probe)])
     assert r.returncode == 0, f"{probe} is not gitignored"
+
+
+@needs_previous
+def test_whether_a_build_takes_nice_is_read_from_its_source() -> None:
+    """hitless upgrade passes --nice only to a build that has it (an older one would
+    refuse the argument and never start): the oldest listed build has none, this one has."""
+    from hitless.cli.upgrade import _NICE_PROBE, _peer_probe, peer_takes_nice
+    from tests.upgrade.builds import build
+
+    oldest = build(previous_versions()[0])
+    assert not peer_takes_nice([str(oldest.vswitchd)])
+    this = Path(sys.executable).parent / "hitless-vswitchd"
+    assert _peer_probe([str(this)], _NICE_PROBE) == "1"  # the probe itself, not the shortcut
+
+
+@pytest.mark.timeout(1)
+def test_making_a_build_does_not_count_against_the_test_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A build that takes longer than the test's whole budget (here 2 s against 1 s: at
+    load ~21 a real one took over 300 s) leaves the test running, and the rest of its
+    budget armed again afterwards."""
+    import signal
+    import time
+
+    from tests.upgrade import builds as test_builds
+
+    slow = lambda c, r: time.sleep(2) or c  # noqa: E731  # deliberate: a slow build
+    monkeypatch.setattr(test_builds._builds, "build", slow)
+    assert test_builds.build("f1ef911") == "f1ef911"
+    left, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert 0 < left <= 1

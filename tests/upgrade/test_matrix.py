@@ -1,5 +1,13 @@
 """The upgrade matrix: from every previous build in previous_versions.txt to this
-working tree, and back down, each step a real handoff between two different builds."""
+working tree, and back down, each step a real handoff between two different builds.
+
+Here on a dummy bridge, state digest against state digest. The same matrix on a netdev
+bridge under the shared traffic (tests/traffic.py: nothing lost or duplicated, the
+timing bound, a silent host's MAC entry with its age, megaflow counters grown by what
+was delivered) is tests/handoff/test_netdev_upgrade.py's
+``test_upgrade_from_previous_build_and_downgrade_back_with_traffic``, one case per
+previous build (and the fault cases on the newest); ``test_the_netdev_matrix_covers_every_previous_build``
+keeps the two lists the same."""
 
 from __future__ import annotations
 
@@ -60,3 +68,11 @@ def test_upgrade_from_previous_build_and_downgrade_back(sw: Sw, old_build: Build
     assert str(old_build.venv) in Path(f"/proc/{back_pid}/cmdline").read_text()
     assert digest_v1(sw) == digest
     assert (sw.ofport("p1"), sw.ofport("p2")) == (1, 2)
+
+
+def test_the_netdev_matrix_covers_every_previous_build() -> None:
+    """Every previous build has a clean upgrade-and-back case with traffic on netdev."""
+    from tests.handoff.test_netdev_upgrade import _previous_cases
+
+    clean = [v for v, fault, _armed in _previous_cases() if fault is None]
+    assert clean == previous_versions()

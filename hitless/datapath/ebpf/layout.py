@@ -14,9 +14,16 @@ non-zero metadata only ever sees recirculated packets, which the daemon handles,
 stays out of the kernel (``kernel_eligible``).
 
 Layouts: what may differ between two builds' programs is a ``Layout`` (``LAYOUTS``, by
-``HL_ABI``): the number of mask slots, the flow value's header. The rest (key, actions,
-counters, ports, info, upcalls) is shared by every layout so far; a layout that changes
-it gets its own fields here. A build serves a running datapath of any layout it knows
+``HL_ABI``): the number of mask slots, the flow value's header, the kernel key's length
+and whether the kernel tracks connections. Layout 3 (``ct``) keys flows by the whole
+142-byte key (recirc_id and the ct_* fields too): every flow goes into the kernel, and
+ct()/ct_clear/recirc run there for the connections the daemon's tracker has written to
+``hl_ct`` (``CT_KEY``/``CT_ENTRY``, see provider.EbpfDatapath "Conntrack"). Layout 4
+is layout 3 plus ``set_priority`` (OpenFlow's set_queue) run by the program: it sets
+``skb->priority``, so the output device's htb or hfsc qdisc puts the packet in class
+``1:<queue+1>``; on layouts 1-3 such a flow is the daemon's (slow path, queue 0), and a
+handoff to a build that knows only those moves the datapath down to layout 3 first. The
+rest (actions, counters, ports, info) is shared by every layout. A build serves a running datapath of any layout it knows
 and moves it to its own (``native()``) with the kernel forwarding all along
 (provider.EbpfDatapath._move_to).
 """
@@ -29,14 +36,20 @@ from dataclasses import dataclass
 
 from hitless.datapath.actions import (
     Action,
+    Ct,
+    CtClear,
     Meter,
     Output,
     PopVlan,
     PushVlan,
+    Recirc,
+    Sample,
     SetField,
+    SetPriority,
     Userspace,
 )
-from hitless.packet.flow import FIELDS, KEY_LEN, Match
+from hitless.datapath.conntrack import NatSpec
+from hitless.packet.flow import CT_OFF, FIELDS, KEY_LEN, MPLS_TYPES, Match
 
 KERNEL_KEY_LEN = 102
 MAP_KEY_LEN = 104
@@ -47,6 +60,13 @@ UPCALL_DATA = 16384
 
 # Action types (enum in the C source).
 A_OUTPUT, A_PUSH_VLAN, A_POP_VLAN, A_SET_FIELD, A_USERSPACE, A_METER, A_OPAQUE = range(1, 8)
+# Layout 3 runs these; any layout decodes them.
+A_CT, A_CT_CLEAR, A_RECIRC, A_CT_LABEL, A_SAMPLE = range(8, 13)
+# Layout 4 runs it (skb->priority: OpenFlow's set_queue); any layout decodes it.
+A_SET_PRIORITY = 13
+# A_CT's flags (its ``field``); its arg32 describes the nat spec (NAT_*).
+CTF_COMMIT, CTF_FORCE, CTF_NAT, CTF_MARK, CTF_LABEL = 1, 2, 4, 8, 16
+NAT_SRC, NAT_DST, NAT_PERSISTENT, NAT_RANDOM, NAT_ADDR_MIN, NAT_ADDR_MAX = 1, 2, 4, 8, 16, 32
 OUT_LAST = 1
 FLOW_SLOWPATH = 1
 R_MISS, R_ACTION, R_SLOWPATH = 0, 1, 2
@@ -83,20 +103,31 @@ INFO = struct.Struct("<IIII")
 # struct upcall_hdr { u32 reason, in_port, len, orig_len, flags, userdata_len;
 #                     u8 key[104]; u8 userdata[16]; }
 UPCALL_HDR = struct.Struct(f"<6I{MAP_KEY_LEN}s16s")
+# Layout 3's established-connection map: struct ct_key { u16 zone; u8 proto, v6;
+# u16 sport, dport (network order); u8 src[16], dst[16]; } and struct ct_entry { u8
+# tail[36] (the key's ct fields); u8 nat, rewrite; u16 pad; u32 nat_src, nat_dst; u16
+# nat_sport, nat_dport (network order); u64 last_ns; }
+CT_KEY = struct.Struct("<HBB2s2s16s16s")
+CT_ENTRY = struct.Struct("<36sBBxx4s4s2s2s4xQ")
+CT_TAIL = KEY_LEN - CT_OFF - 4  # key bytes 106..141
+RW_NAT = 1
 
 
-def map_key(key: bytes, slot: int) -> bytes:
-    return key[:KERNEL_KEY_LEN] + slot.to_bytes(2, "little")
+def map_key(key: bytes, slot: int, key_len: int = KERNEL_KEY_LEN) -> bytes:
+    return key[:key_len] + slot.to_bytes(2, "little")
 
 
-def widen(kernel_key: bytes) -> bytes:
+def widen(kernel_key: bytes, key_len: int = KERNEL_KEY_LEN) -> bytes:
     """The canonical flow key of a kernel key (slot dropped, zero tail)."""
-    return kernel_key[:KERNEL_KEY_LEN].ljust(KEY_LEN, b"\0")
+    return kernel_key[:key_len].ljust(KEY_LEN, b"\0")
 
 
-def kernel_eligible(match: Match) -> bool:
-    """Whether the kernel can ever see a packet of this flow (see the module docstring)."""
-    return not any(match.key[KERNEL_KEY_LEN:]) and not any(match.mask[KERNEL_KEY_LEN + MASK_TAIL :])
+def kernel_eligible(match: Match, key_len: int = KERNEL_KEY_LEN) -> bool:
+    """Whether the kernel can ever see a packet of this flow (see the module docstring):
+    always, with the whole key in the kernel (layout 3)."""
+    if key_len >= KEY_LEN:
+        return True
+    return not any(match.key[key_len:]) and not any(match.mask[key_len + MASK_TAIL :])
 
 
 def _exact(mask: bytes, name: str) -> bool:
@@ -109,15 +140,49 @@ def _value(key: bytes, name: str) -> int:
     return int.from_bytes(key[off : off + size], "big")
 
 
-def slowpath_reason(match: Match, actions: tuple[Action, ...]) -> str | None:
-    """Why this flow's actions must run in the daemon, or None if the kernel runs them."""
-    if not kernel_eligible(match):
+def _ct_reason(i: int, a: Ct) -> str | None:
+    """Why layout 3's kernel cannot run this ct action (None: it can, for established
+    connections; the rest goes up as a slow-path packet, see the C source)."""
+    if i:
+        return "ct that is not the flow's first action"
+    if a.force:
+        return "ct(force)"
+    if a.nat is not None and (len(a.nat.addr_min) == 16 or len(a.nat.addr_max) == 16):
+        return "IPv6 nat"
+    return None
+
+
+def slowpath_reason(
+    match: Match, actions: tuple[Action, ...], layout: Layout | None = None
+) -> str | None:
+    """Why this flow's actions must run in the daemon, or None if the kernel runs them
+    (in ``layout``; None: layout 1)."""
+    ct = layout is not None and layout.ct
+    if not kernel_eligible(match, layout.key_len if layout else KERNEL_KEY_LEN):
         return "matches metadata only recirculated packets have"
-    if len(actions) > MAX_ACTIONS:
+    n = len(actions) + (sum(1 for a in actions if isinstance(a, Ct) and a.label) if ct else 0)
+    if n > MAX_ACTIONS:
         return f"more than {MAX_ACTIONS} actions"
-    for a in actions:
+    if _exact(match.mask, "eth_type") and _value(match.key, "eth_type") in MPLS_TYPES:
+        return "MPLS (the kernel program does not parse label stacks)"
+    for i, a in enumerate(actions):
         if isinstance(a, Meter):
             return "meter"
+        if ct and isinstance(a, Ct):
+            why = _ct_reason(i, a)
+            if why:
+                return why
+            continue
+        if ct and isinstance(a, CtClear | Recirc):
+            continue
+        if ct and isinstance(a, Sample):
+            if len(a.userdata) > 16:
+                return "sample data longer than 16 bytes"
+            continue
+        if isinstance(a, SetPriority):
+            if layout is not None and layout.priority:
+                continue
+            return "set_priority (set_queue: layout 4 and later)"
         if not isinstance(a, Output | PushVlan | PopVlan | SetField | Userspace):
             return type(a).__name__.lower()  # ct, ct_clear, recirc: the daemon's
         if isinstance(a, Userspace) and len(a.userdata) > 16:
@@ -138,11 +203,72 @@ def slowpath_reason(match: Match, actions: tuple[Action, ...]) -> str | None:
     return None
 
 
+def _encode_ct(a: Ct) -> list[bytes] | None:
+    """A_CT (and A_CT_LABEL), or None if the action has no kernel form (IPv6 nat)."""
+    flags = (CTF_COMMIT if a.commit else 0) | (CTF_FORCE if a.force else 0)
+    nat_bits, val = 0, bytearray(16)
+    msk = bytearray(16)
+    if a.mark is not None:
+        flags |= CTF_MARK
+        val[0:4], msk[0:4] = a.mark[0].to_bytes(4, "big"), a.mark[1].to_bytes(4, "big")
+    n = a.nat
+    if n is not None:
+        if len(n.addr_min) not in (0, 4) or len(n.addr_max) not in (0, 4):
+            return None
+        flags |= CTF_NAT
+        nat_bits = {None: 0, "src": NAT_SRC, "dst": NAT_DST}[n.kind]
+        nat_bits |= (NAT_PERSISTENT if n.persistent else 0) | (NAT_RANDOM if n.random else 0)
+        if n.addr_min:
+            nat_bits |= NAT_ADDR_MIN
+            val[4:8] = n.addr_min
+        if n.addr_max:
+            nat_bits |= NAT_ADDR_MAX
+            val[8:12] = n.addr_max
+        val[12:14], val[14:16] = n.port_min.to_bytes(2, "big"), n.port_max.to_bytes(2, "big")
+    out = []
+    if a.label is not None:
+        flags |= CTF_LABEL
+    out.append(ACTION.pack(A_CT, flags, a.zone, nat_bits, bytes(val), bytes(msk)))
+    if a.label is not None:
+        lv, lm = a.label[0].to_bytes(16, "big"), a.label[1].to_bytes(16, "big")
+        out.append(ACTION.pack(A_CT_LABEL, 0, 0, 0, lv, lm))
+    return out
+
+
+def _decode_ct(flags: int, zone: int, nat_bits: int, val: bytes, msk: bytes,
+               label: tuple[bytes, bytes] | None) -> Ct:  # fmt: skip
+    nat = None
+    if flags & CTF_NAT:
+        kind = "src" if nat_bits & NAT_SRC else "dst" if nat_bits & NAT_DST else None
+        nat = NatSpec(
+            kind,  # type: ignore[arg-type]
+            val[4:8] if nat_bits & NAT_ADDR_MIN else b"",
+            val[8:12] if nat_bits & NAT_ADDR_MAX else b"",
+            int.from_bytes(val[12:14], "big"),
+            int.from_bytes(val[14:16], "big"),
+            bool(nat_bits & NAT_PERSISTENT),
+            bool(nat_bits & NAT_RANDOM),
+        )
+    mark = None
+    if flags & CTF_MARK:
+        mark = (int.from_bytes(val[0:4], "big"), int.from_bytes(msk[0:4], "big"))
+    lab = None
+    if label is not None:
+        lab = (int.from_bytes(label[0], "big"), int.from_bytes(label[1], "big"))
+    return Ct(zone, bool(flags & CTF_COMMIT), bool(flags & CTF_FORCE), nat, mark, lab)
+
+
 def encode_actions(
-    actions: tuple[Action, ...], ifindex_of: dict[int, int], slowpath: bool
+    actions: tuple[Action, ...],
+    ifindex_of: dict[int, int],
+    slowpath: bool,
+    ct: bool = False,
+    priority: bool = False,
 ) -> tuple[bytes, int]:
     """(the actions array, n_actions). Every action has an encoding (so a flow can be
-    decoded after a restart); the kernel runs them unless the flow is slow-path."""
+    decoded after a restart); the kernel runs them unless the flow is slow-path. ``ct``:
+    the layout runs ct/ct_clear/recirc (else they are opaque: the daemon's); ``priority``:
+    it runs set_priority (else opaque: a build of an older layout cannot read it)."""
     out: list[bytes] = []
     for i, a in enumerate(actions[:MAX_ACTIONS] if not slowpath else actions):
         if len(out) == MAX_ACTIONS:
@@ -166,16 +292,52 @@ def encode_actions(
             out.append(ACTION.pack(A_USERSPACE, 0, len(a.userdata), 0, a.userdata[:16], b""))
         elif isinstance(a, Meter):
             out.append(ACTION.pack(A_METER, 0, a.scope, a.meter_id, b"", b""))
+        elif ct and isinstance(a, Ct) and (enc := _encode_ct(a)) is not None:
+            if len(out) + len(enc) > MAX_ACTIONS:
+                out.append(ACTION.pack(A_OPAQUE, 0, 0, 0, b"", b""))
+            else:
+                out.extend(enc)
+        elif ct and isinstance(a, CtClear):
+            out.append(ACTION.pack(A_CT_CLEAR, 0, 0, 0, b"", b""))
+        elif ct and isinstance(a, Recirc):
+            out.append(ACTION.pack(A_RECIRC, 0, 0, a.recirc_id, b"", b""))
+        elif ct and isinstance(a, Sample) and len(a.userdata) <= 16:
+            out.append(ACTION.pack(A_SAMPLE, 0, len(a.userdata), a.probability, a.userdata, b""))
+        elif priority and isinstance(a, SetPriority):
+            out.append(ACTION.pack(A_SET_PRIORITY, 0, 0, a.priority, b"", b""))
         else:  # no kernel form: a restarted daemon drops the flow, the next miss remakes it
             out.append(ACTION.pack(A_OPAQUE, 0, 0, 0, b"", b""))
     return b"".join(out), len(out)
+
+
+def has_opaque(actions: tuple[Action, ...], layout: Layout) -> bool:
+    """Whether ``layout`` stores any of ``actions`` without a form a restarted daemon
+    can decode (the flow is then dropped at adoption and made again by its next miss)."""
+    blob, n = encode_actions(actions, {}, True, layout.ct, layout.priority)
+    return any(blob[i * ACTION.size] == A_OPAQUE for i in range(n))
 
 
 def decode_actions(data: bytes, n: int) -> tuple[Action, ...]:
     out: list[Action] = []
     for i in range(n):
         typ, fid, a16, a32, val, msk = ACTION.unpack_from(data, i * ACTION.size)
-        if typ == A_OUTPUT:
+        if typ == A_CT:
+            label = None
+            if fid & CTF_LABEL and i + 1 < n:
+                _, _, _, _, lv, lm = ACTION.unpack_from(data, (i + 1) * ACTION.size)
+                label = (lv, lm)
+            out.append(_decode_ct(fid, a16, a32, val, msk, label))
+        elif typ == A_CT_LABEL:
+            continue  # read with the A_CT before it
+        elif typ == A_CT_CLEAR:
+            out.append(CtClear())
+        elif typ == A_RECIRC:
+            out.append(Recirc(a32))
+        elif typ == A_SAMPLE:
+            out.append(Sample(a32, val[:a16]))
+        elif typ == A_SET_PRIORITY:
+            out.append(SetPriority(a32))
+        elif typ == A_OUTPUT:
             out.append(Output(int.from_bytes(val[:4], "big")))
         elif typ == A_PUSH_VLAN:
             out.append(PushVlan(a32, a16))
@@ -219,6 +381,26 @@ class Layout:
     max_masks: int
     flow_head: struct.Struct
     flow_fields: tuple[str, str, str, str]
+    key_len: int = KERNEL_KEY_LEN  # bytes of the flow key the kernel matches
+    ct: bool = False  # conntrack, recirculation in the kernel (``hl_ct``)
+    priority: bool = False  # set_priority (skb->priority) in the kernel
+
+    @property
+    def map_key_len(self) -> int:
+        return self.key_len + 2
+
+    @property
+    def upcall_hdr(self) -> struct.Struct:
+        return struct.Struct(f"<6I{self.map_key_len}s16s")
+
+    def map_key(self, key: bytes, slot: int) -> bytes:
+        return map_key(key, slot, self.key_len)
+
+    def widen(self, kernel_key: bytes) -> bytes:
+        return widen(kernel_key, self.key_len)
+
+    def eligible(self, match: Match) -> bool:
+        return kernel_eligible(match, self.key_len)
 
     @property
     def flow_size(self) -> int:
@@ -230,7 +412,7 @@ class Layout:
 
     @property
     def masks_tail_off(self) -> int:
-        return self.masks_head.size + self.max_masks * MAP_KEY_LEN
+        return self.masks_head.size + self.max_masks * self.map_key_len
 
     @property
     def masks_size(self) -> int:
@@ -254,8 +436,8 @@ class Layout:
         assert len(slots) == self.max_masks
         active = [1 if m is not None else 0 for m in slots]
         n = max((i + 1 for i, a in enumerate(active) if a), default=0)
-        k = KERNEL_KEY_LEN
-        body = b"".join((m or b"")[:k].ljust(MAP_KEY_LEN, b"\0") for m in slots)
+        k = self.key_len
+        body = b"".join((m or b"")[:k].ljust(self.map_key_len, b"\0") for m in slots)
         tails = b"".join((m or b"")[k:].ljust(MASK_TAIL, b"\0") for m in slots)
         return self.masks_head.pack(n, *active) + body + tails
 
@@ -263,13 +445,14 @@ class Layout:
         """Per slot, the whole mask (KEY_LEN bytes) or None."""
         head = self.masks_head.unpack_from(raw)
         n, active = head[0], head[1:]
-        tail_len = KEY_LEN - KERNEL_KEY_LEN
+        k = self.key_len
+        tail_len = KEY_LEN - k
         out: list[bytes | None] = [None] * self.max_masks
         for slot in range(min(n, self.max_masks)):
             if active[slot]:
-                off = self.masks_head.size + slot * MAP_KEY_LEN
+                off = self.masks_head.size + slot * self.map_key_len
                 toff = self.masks_tail_off + slot * MASK_TAIL
-                out[slot] = raw[off : off + KERNEL_KEY_LEN] + raw[toff : toff + tail_len]
+                out[slot] = raw[off : off + k] + raw[toff : toff + tail_len]
         return out
 
 
@@ -278,9 +461,30 @@ LAYOUTS = {
     1: Layout(1, 32, struct.Struct("<IHHQ"), ("stats_idx", "n_actions", "flags", "created_ns")),
     # The test variant: 64 mask slots; { u64 created_ns; u32 stats_idx; u16 flags, n_actions; }
     2: Layout(2, 64, struct.Struct("<QIHH"), ("created_ns", "stats_idx", "flags", "n_actions")),
+    # Layout 1's flow value; the whole 142-byte key; conntrack and recirculation in the
+    # kernel (``hl_ct``).
+    3: Layout(
+        3,
+        32,
+        struct.Struct("<IHHQ"),
+        ("stats_idx", "n_actions", "flags", "created_ns"),
+        KEY_LEN,
+        True,
+    ),  # fmt: skip
+    # Layout 3 plus set_priority in the kernel (OpenFlow's set_queue: skb->priority, which
+    # the output device's htb/hfsc qdisc classifies by).
+    4: Layout(
+        4,
+        32,
+        struct.Struct("<IHHQ"),
+        ("stats_idx", "n_actions", "flags", "created_ns"),
+        KEY_LEN,
+        True,
+        True,
+    ),  # fmt: skip
 }
 # The layout a datapath this build creates gets, and moves a running one to.
-DEFAULT_ABI = 1
+DEFAULT_ABI = 4
 LAYOUT_ENV = "HITLESS_EBPF_LAYOUT"
 
 

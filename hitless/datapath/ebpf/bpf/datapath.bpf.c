@@ -17,6 +17,20 @@
  * and moves a running one to its own (a new program and maps, then one tc filter
  * replace per port). Layout 2 is a test variant (64 masks, the flow's header fields in
  * another order) that proves such an upgrade; no release has served it by default.
+ *
+ * Layout 3 adds connection tracking for established connections: the flow key is the
+ * whole 142-byte key (recirc_id and the ct_* fields, as the netdev datapath's megaflows
+ * have them); ct(), ct_clear and recirc run here. ct() looks the packet up in `hl_ct`
+ * (zone + 5-tuple, one entry per direction), which the daemon's tracker fills with the
+ * connections it has seen established (the tracker stays the authority: new
+ * connections, TCP SYN/FIN/RST, ICMP, timeouts); a hit sets the key's ct fields from
+ * the entry, applies its NAT rewrite and stamps its last-seen time; anything else goes
+ * to the daemon as a slow-path upcall of the packet as the pass began. recirc(id) sets
+ * the key's recirc_id, parses the (maybe rewritten) headers again and looks up again,
+ * at most MAX_PASSES times per packet.
+ *
+ * Layout 4 adds set_priority (OpenFlow's set_queue): skb->priority for the outputs after
+ * it, which an htb or hfsc qdisc on the output device classifies by (class 1:<queue+1>).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -24,9 +38,22 @@
 #include <bpf/bpf_endian.h>
 
 #ifndef HL_ABI
-#define HL_ABI 1
+#define HL_ABI 4
 #endif
+#if HL_ABI >= 3
+#define KEY_WORDS 18            /* 144 bytes: the whole 142-byte flow key + mask slot id */
+#define K_MASK_ID 142
+#define HL_CT 1
+#else
 #define KEY_WORDS 13            /* 104 bytes: the 102-byte flow key + mask slot id */
+#define K_MASK_ID 102
+#define HL_CT 0
+#endif
+#if HL_ABI >= 4
+#define HL_PRIORITY 1           /* set_priority: skb->priority (OpenFlow's set_queue) */
+#else
+#define HL_PRIORITY 0
+#endif
 #if HL_ABI == 2
 #define MAX_MASKS 64
 #else
@@ -57,10 +84,32 @@
 #define K_ARP_SHA 74
 #define K_ARP_THA 80
 #define K_ND_TARGET 86
-#define K_MASK_ID 102
+#define K_RECIRC_ID 102
+#define K_CT_STATE 106
+#define K_CT_ZONE 108
+#define CT_TAIL 36              /* key bytes 106..141: ct_state .. ct_tp_dst */
+#define MAX_PASSES 7            /* lookups per packet: the first + 6 recirculations */
+#define MAX_CT 65536
+#define PASS_RECIRC -2          /* run_pass: look the packet up again */
 
 /* Action types (layout.py ACTION_TYPES). */
-enum { A_OUTPUT = 1, A_PUSH_VLAN, A_POP_VLAN, A_SET_FIELD, A_USERSPACE, A_METER, A_OPAQUE };
+enum { A_OUTPUT = 1, A_PUSH_VLAN, A_POP_VLAN, A_SET_FIELD, A_USERSPACE, A_METER, A_OPAQUE,
+       A_CT, A_CT_CLEAR, A_RECIRC, A_CT_LABEL, A_SAMPLE, A_SET_PRIORITY };
+/* A_SET_PRIORITY (layout 4): arg32 becomes skb->priority for the outputs after it; an htb
+ * or hfsc qdisc on the output device puts the packet in the class it names. */
+/* A_SAMPLE: arg32 the probability (of 2^32; UINT32_MAX: always), val/arg16 the
+ * userdata of the upcall it makes (sFlow, IPFIX); the packet goes on either way. */
+/* A_CT's field: flags (layout.py CTF_*); arg16: zone; val/msk[0..3]: the mark (big endian)
+ * commit sets; an A_CT_LABEL right after carries the label (val/msk, big endian). */
+enum { CTF_COMMIT = 1, CTF_FORCE = 2, CTF_NAT = 4, CTF_MARK = 8, CTF_LABEL = 16 };
+/* ct_state bits (Open vSwitch's CS_*). */
+#define CS_SNAT 0x40
+#define CS_DNAT 0x80
+#define TH_FIN 0x01
+#define TH_SYN 0x02
+#define TH_RST 0x04
+#define TH_ACK 0x10
+#define RW_NAT 1                /* ct_entry.rewrite: set both addresses and ports */
 #define OUT_LAST 1              /* arg16 of an output: nothing follows, redirect */
 
 /* SET_FIELD field ids: the index of the field in flow.py FIELDS. */
@@ -158,6 +207,30 @@ struct upcall {
 	__u8 data[UPCALL_DATA];
 };
 
+/* One direction of an established connection (layout.py CT_KEY, CT_ENTRY). Addresses
+ * are IPv4 in the first 4 bytes (the rest zero) or IPv6; ports in network order. */
+struct ct_key {
+	__u16 zone;
+	__u8 proto;
+	__u8 v6;                /* 1: IPv6 addresses */
+	__u16 sport;
+	__u16 dport;
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+struct ct_entry {
+	__u8 tail[CT_TAIL];     /* the key's ct fields a packet of this direction gets */
+	__u8 nat;               /* CS_SNAT|CS_DNAT added to ct_state by a ct with nat */
+	__u8 rewrite;           /* RW_NAT: rewrite the packet (IPv4) with the nat_* fields */
+	__u16 pad;
+	__u32 nat_src;          /* network order */
+	__u32 nat_dst;
+	__u16 nat_sport;
+	__u16 nat_dport;
+	__u64 last_ns;          /* the last packet the kernel tracked (CLOCK_MONOTONIC_COARSE) */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_FLOWS);
@@ -212,6 +285,16 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, RING_BYTES);
 } hl_upcalls SEC(".maps");
+
+#if HL_CT
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_CT);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+} hl_ct SEC(".maps");
+#endif
 
 /* Per packet: where the headers are, for set_field. */
 struct pctx {
@@ -282,10 +365,10 @@ static __always_inline void parse_nd(struct __sk_buff *skb, union fkey *k, __u32
 	}
 }
 
-/* The flow key of hitless/packet/flow.py extract_key (in_port already set). */
 static __always_inline void parse_headers(struct __sk_buff *skb, union fkey *k, struct pctx *c);
 
-__noinline int parse(struct __sk_buff *skb, union fkey *k, struct pctx *c)
+/* The general parser, a function of its own (the verifier walks it once). */
+__noinline int parse_slow(struct __sk_buff *skb, union fkey *k, struct pctx *c)
 {
 	if (!k || !c)
 		return 0;
@@ -337,14 +420,12 @@ static __always_inline int parse_ipv4_fast(struct __sk_buff *skb, union fkey *k,
 	return 1;
 }
 
+/* Any other frame (parse_ipv4_fast said no), by bpf_skb_load_bytes. */
 static __always_inline void parse_headers(struct __sk_buff *skb, union fkey *k, struct pctx *c)
 {
 	__u8 eth[14];
 	__u16 type;
 	__u32 off = 14;
-
-	if (parse_ipv4_fast(skb, k, c))
-		return;
 
 	if (bpf_skb_load_bytes(skb, 0, eth, 14) < 0) {
 		bpf_skb_load_bytes(skb, 0, &k->b[K_ETH_DST], 12);
@@ -447,6 +528,15 @@ static __always_inline void parse_headers(struct __sk_buff *skb, union fkey *k, 
 				parse_l4(skb, k, c, l4, nxt, 0xff);
 		}
 	}
+}
+
+/* The flow key of hitless/packet/flow.py extract_key (in_port already set): the common
+ * frame read in place, inline (a function call less per packet: ~10 ns of the ~120 a
+ * hit costs over a bare redirect, BPF_PROG_TEST_RUN), anything else by parse_slow. */
+static __always_inline void parse(struct __sk_buff *skb, union fkey *k, struct pctx *c)
+{
+	if (!parse_ipv4_fast(skb, k, c))
+		parse_slow(skb, k, c);
 }
 
 static __always_inline struct flow *lookup(union fkey *k)
@@ -556,11 +646,10 @@ static __always_inline int set_eth(struct __sk_buff *skb, struct action *a, __u3
 	return bpf_skb_store_bytes(skb, off, cur, 6, 0);
 }
 
-static __always_inline int set_l4_port(struct __sk_buff *skb, struct action *a,
-				       struct pctx *c, __u32 which)
+static __always_inline int put_l4_port(struct __sk_buff *skb, struct pctx *c, __u32 which,
+				       __u16 v, __u16 m)
 {
 	__u16 old, new;
-	__u16 v, m;
 	__u32 csum_off;
 	__u64 flags = 2;
 
@@ -576,8 +665,6 @@ static __always_inline int set_l4_port(struct __sk_buff *skb, struct action *a,
 	}
 	if (bpf_skb_load_bytes(skb, c->l4 + which, &old, 2) < 0)
 		return -1;
-	__builtin_memcpy(&v, a->val, 2);
-	__builtin_memcpy(&m, a->msk, 2);
 	new = (old & ~m) | (v & m);
 	if (new == old)
 		return 0;
@@ -586,18 +673,26 @@ static __always_inline int set_l4_port(struct __sk_buff *skb, struct action *a,
 	return bpf_skb_store_bytes(skb, c->l4 + which, &new, 2, 0);
 }
 
-static __always_inline int set_ipv4_addr(struct __sk_buff *skb, struct action *a,
-					 struct pctx *c, __u32 which)
+static __always_inline int set_l4_port(struct __sk_buff *skb, struct action *a,
+				       struct pctx *c, __u32 which)
 {
-	__u32 old, new, v, m;
+	__u16 v, m;
+
+	__builtin_memcpy(&v, a->val, 2);
+	__builtin_memcpy(&m, a->msk, 2);
+	return put_l4_port(skb, c, which, v, m);
+}
+
+static __always_inline int put_ipv4_addr(struct __sk_buff *skb, struct pctx *c, __u32 which,
+					 __u32 v, __u32 m)
+{
+	__u32 old, new;
 	__u32 off = c->l3 + which;
 
 	if (c->l3_type != 0x0800)
 		return 0;
 	if (bpf_skb_load_bytes(skb, off, &old, 4) < 0)
 		return -1;
-	__builtin_memcpy(&v, a->val, 4);
-	__builtin_memcpy(&m, a->msk, 4);
 	new = (old & ~m) | (v & m);
 	if (new == old)
 		return 0;
@@ -613,6 +708,16 @@ static __always_inline int set_ipv4_addr(struct __sk_buff *skb, struct action *a
 	if (bpf_l3_csum_replace(skb, c->l3 + 10, old, new, 4) < 0)
 		return -1;
 	return bpf_skb_store_bytes(skb, off, &new, 4, 0);
+}
+
+static __always_inline int set_ipv4_addr(struct __sk_buff *skb, struct action *a,
+					 struct pctx *c, __u32 which)
+{
+	__u32 v, m;
+
+	__builtin_memcpy(&v, a->val, 4);
+	__builtin_memcpy(&m, a->msk, 4);
+	return put_ipv4_addr(skb, c, which, v, m);
 }
 
 /* One byte of the IPv4 header (TOS at 1, TTL at 8) or the IPv6 hop limit (7). */
@@ -691,38 +796,95 @@ __noinline int set_field(struct __sk_buff *skb, struct action *a, struct pctx *c
 	return -1;
 }
 
-SEC("tc")
-int hitless_port_in(struct __sk_buff *skb)
+#if HL_CT
+/* ct(zone, commit, nat, exec(mark/label)) for a packet of a connection the daemon's
+ * tracker has seen established: 0 done (the key's ct fields set, NAT applied), -1 the
+ * daemon must run it (not found, a TCP segment that changes the connection's state, a
+ * commit that would change the mark or label, force, a packet an earlier ct of the
+ * zone translated, not TCP/UDP), -3 a rewrite failed. ``lab``: the A_CT_LABEL that
+ * follows (read only with CTF_LABEL). */
+__noinline int ct_exec(struct __sk_buff *skb, union fkey *k, struct pctx *c, struct action *a,
+		       struct action *lab)
 {
-	__u32 ifindex = skb->ifindex;
-	struct port *p = bpf_map_lookup_elem(&hl_ports, &ifindex);
-	struct pctx c = {};
-	union fkey k = {};
+	struct ct_key ck = {};
+	struct ct_entry *e;
+	__u16 zone, sport, dport;
+	__u8 proto;
+
+	if (!k || !c || !a || !lab)
+		return -1;
+	if (a->field & CTF_FORCE)
+		return -1;
+	zone = a->arg16;
+	if ((k->b[K_CT_STATE] & (CS_SNAT | CS_DNAT)) &&
+	    ((__u16)k->b[K_CT_ZONE] << 8 | k->b[K_CT_ZONE + 1]) == zone)
+		return -1;
+	proto = k->b[K_IP_PROTO];
+	if (!c->l4_ok || k->b[K_IP_FRAG])
+		return -1;
+	if (proto == 6 &&
+	    (k->b[K_TCP_FLAGS + 1] & (TH_SYN | TH_FIN | TH_RST | TH_ACK)) != TH_ACK)
+		return -1;
+	ck.zone = zone;
+	ck.proto = proto;
+	__builtin_memcpy(&ck.sport, &k->b[K_TP_SRC], 4);
+	if (c->l3_type == 0x0800) {
+		__builtin_memcpy(ck.src, &k->b[K_IPV4_SRC], 4);
+		__builtin_memcpy(ck.dst, &k->b[K_IPV4_SRC + 4], 4);
+	} else if (c->l3_type == 0x86dd) {
+		ck.v6 = 1;
+		__builtin_memcpy(ck.src, &k->b[K_IPV6_SRC], 16);
+		__builtin_memcpy(ck.dst, &k->b[K_IPV6_SRC + 16], 16);
+	} else {
+		return -1;
+	}
+	e = bpf_map_lookup_elem(&hl_ct, &ck);
+	if (!e)
+		return -1;
+	if (a->field & CTF_COMMIT) {
+		if (a->field & CTF_MARK)
+			for (int j = 0; j < 4; j++)
+				if ((e->tail[4 + j] ^ a->val[j]) & a->msk[j])
+					return -1;
+		if (a->field & CTF_LABEL)
+			for (int j = 0; j < 16; j++)
+				if ((e->tail[8 + j] ^ lab->val[j]) & lab->msk[j])
+					return -1;
+	}
+	e->last_ns = bpf_ktime_get_coarse_ns();
+	__builtin_memcpy(&k->b[K_CT_STATE], e->tail, CT_TAIL);
+	if (!(a->field & CTF_NAT) || !e->nat)
+		return 0;
+	k->b[K_CT_STATE] |= e->nat;
+	if (!(e->rewrite & RW_NAT) || c->l3_type != 0x0800)
+		return 0;
+	sport = e->nat_sport;
+	dport = e->nat_dport;
+	if (put_ipv4_addr(skb, c, 16, e->nat_dst, ~0u) < 0 ||
+	    put_ipv4_addr(skb, c, 12, e->nat_src, ~0u) < 0 ||
+	    put_l4_port(skb, c, 0, sport, 0xffff) < 0 || put_l4_port(skb, c, 2, dport, 0xffff) < 0)
+		return -3;
+	return 0;
+}
+#endif
+
+/* One lookup of the packet and its flow's actions: a tc verdict, or PASS_RECIRC (the
+ * key's recirc_id set: look it up again). */
+__noinline int run_pass(struct __sk_buff *skb, union fkey *k, struct pctx *c, __u32 port_no)
+{
 	struct flow *f;
 	struct fstats *s;
-	__u32 port_no, idx;
+	__u32 idx;
+#if HL_CT
+	int r;
+#endif
 
-	if (!p) {
-		/* Not (or no longer) a port of this bridge: leave it to the kernel. The
-		 * lookup keeps hl_info among the program's maps, where a restarted
-		 * daemon finds it by the program's map ids. */
-		__u32 zero = 0;
-		struct info *inf = bpf_map_lookup_elem(&hl_info, &zero);
-
-		count(inf && inf->abi == HL_ABI ? C_NO_PORT : C_ACTION_ERROR);
-		return TC_ACT_OK;
-	}
-	port_no = p->port_no;
-	k.b[0] = port_no >> 24;
-	k.b[1] = port_no >> 16;
-	k.b[2] = port_no >> 8;
-	k.b[3] = port_no;
-	parse(skb, &k, &c);
-
-	f = lookup(&k);
+	if (!k || !c)
+		return TC_ACT_SHOT;
+	f = lookup(k);
 	if (!f) {
 		count(C_MISS);
-		upcall(skb, &k, R_MISS, port_no, NULL);
+		upcall(skb, k, R_MISS, port_no, NULL);
 		return TC_ACT_SHOT;
 	}
 	idx = f->stats_idx;
@@ -731,11 +893,11 @@ int hitless_port_in(struct __sk_buff *skb)
 		s->packets += 1;
 		s->bytes += skb->len + (skb->vlan_present ? 4 : 0);
 		s->used_ns = bpf_ktime_get_coarse_ns(); /* CLOCK_MONOTONIC_COARSE: a tick behind at most, 13 ns cheaper */
-		s->tcp_flags |= (__u16)k.b[K_TCP_FLAGS] << 8 | k.b[K_TCP_FLAGS + 1];
+		s->tcp_flags |= (__u16)k->b[K_TCP_FLAGS] << 8 | k->b[K_TCP_FLAGS + 1];
 	}
 	if (f->flags & FLOW_SLOWPATH) {
 		count(C_SLOWPATH);
-		upcall(skb, &k, R_SLOWPATH, port_no, NULL);
+		upcall(skb, k, R_SLOWPATH, port_no, NULL);
 		return TC_ACT_SHOT;
 	}
 	count(C_HIT);
@@ -754,7 +916,7 @@ int hitless_port_in(struct __sk_buff *skb)
 			break;
 		case A_PUSH_VLAN:
 			if (skb->vlan_present)
-				c.l3 += 4;      /* the old outer tag moves into the packet */
+				c->l3 += 4;     /* the old outer tag moves into the packet */
 			if (bpf_skb_vlan_push(skb, bpf_htons(a->arg16), a->arg32 & 0xefff) < 0)
 				goto err;
 			break;
@@ -762,17 +924,52 @@ int hitless_port_in(struct __sk_buff *skb)
 			if (skb->vlan_present) {
 				if (bpf_skb_vlan_pop(skb) < 0)
 					goto err;
-				if (skb->vlan_present && c.l3 >= 18)
-					c.l3 -= 4;
+				if (skb->vlan_present && c->l3 >= 18)
+					c->l3 -= 4;
 			}
 			break;
 		case A_SET_FIELD:
-			if (set_field(skb, a, &c) < 0)
+			if (set_field(skb, a, c) < 0)
 				goto err;
 			break;
 		case A_USERSPACE:
-			upcall(skb, &k, R_ACTION, port_no, a);
+			upcall(skb, k, R_ACTION, port_no, a);
 			break;
+#if HL_CT
+		case A_CT:
+			/* A kernel flow's ct is its first action (layout.py): a miss hands
+			 * over the packet and key as the pass found them. */
+			r = ct_exec(skb, k, c, a,
+				    (a->field & CTF_LABEL) && i + 1 < MAX_ACTIONS ? &f->act[i + 1] : a);
+			if (r == -1) {
+				count(C_SLOWPATH);
+				upcall(skb, k, R_SLOWPATH, port_no, NULL);
+				return TC_ACT_SHOT;
+			}
+			if (r < 0)
+				goto err;
+			break;
+		case A_CT_LABEL:
+			break;
+		case A_SAMPLE:
+			if (a->arg32 == 0xffffffff || bpf_get_prandom_u32() < a->arg32)
+				upcall(skb, k, R_ACTION, port_no, a);
+			break;
+		case A_CT_CLEAR:
+			__builtin_memset(&k->b[K_CT_STATE], 0, CT_TAIL);
+			break;
+		case A_RECIRC:
+			k->b[K_RECIRC_ID] = a->arg32 >> 24;
+			k->b[K_RECIRC_ID + 1] = a->arg32 >> 16;
+			k->b[K_RECIRC_ID + 2] = a->arg32 >> 8;
+			k->b[K_RECIRC_ID + 3] = a->arg32;
+			return PASS_RECIRC;
+#endif
+#if HL_PRIORITY
+		case A_SET_PRIORITY:
+			skb->priority = a->arg32;
+			break;
+#endif
 		default:
 			goto err;
 		}
@@ -781,6 +978,49 @@ int hitless_port_in(struct __sk_buff *skb)
 err:
 	count(C_ACTION_ERROR);
 	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int hitless_port_in(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct port *p = bpf_map_lookup_elem(&hl_ports, &ifindex);
+	struct pctx c = {};
+	union fkey k = {};
+	__u32 port_no;
+
+	if (!p) {
+		/* Not (or no longer) a port of this bridge: leave it to the kernel. The
+		 * lookup keeps hl_info among the program's maps, where a restarted
+		 * daemon finds it by the program's map ids. */
+		__u32 zero = 0;
+		struct info *inf = bpf_map_lookup_elem(&hl_info, &zero);
+
+		count(inf && inf->abi == HL_ABI ? C_NO_PORT : C_ACTION_ERROR);
+		return TC_ACT_OK;
+	}
+	port_no = p->port_no;
+	k.b[0] = port_no >> 24;
+	k.b[1] = port_no >> 16;
+	k.b[2] = port_no >> 8;
+	k.b[3] = port_no;
+	parse(skb, &k, &c);
+#if HL_CT
+	for (int pass = 0; pass < MAX_PASSES; pass++) {
+		int r = run_pass(skb, &k, &c, port_no);
+
+		if (r != PASS_RECIRC)
+			return r;
+		/* The headers as the packet is now; in_port, recirc_id, ct fields kept. */
+		__builtin_memset(&k.b[4], 0, K_RECIRC_ID - 4);
+		__builtin_memset(&c, 0, sizeof(c));
+		parse(skb, &k, &c);
+	}
+	count(C_ACTION_ERROR);  /* a recirculation loop */
+	return TC_ACT_SHOT;
+#else
+	return run_pass(skb, &k, &c, port_no);
+#endif
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

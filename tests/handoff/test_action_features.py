@@ -1,0 +1,66 @@
+"""Megaflow actions an older build cannot read ("action:NAME" handoff features): a
+switch whose datapath flows hold one refuses, before anything is frozen, a peer that
+does not say it reads it, naming the bridge, the action and what to clear; a peer that
+says it does takes them (in memory: two engines, the dummy datapath)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hitless.datapath.actions import (
+    CheckPktLen,
+    Output,
+    SetPriority,
+    actions_from_json,
+    actions_to_json,
+)
+from hitless.datapath.execute import apply_actions
+from hitless.handoff.engine import _GATED_ACTIONS, _GATED_HINT, HandoffRefused
+from hitless.handoff.protocol import FEATURES
+from hitless.openflow import ApplyActions, FlowMod, Match
+from hitless.openflow import Output as OfOutput
+from hitless.openflow.actions import SetQueue
+from hitless.openflow.constants import FlowModCommand
+from tests.handoff.pair import ALL_FEATURES, SRC, Clock, old_switch, traffic
+
+
+def test_a_peer_without_set_priority_is_refused_before_the_freeze() -> None:
+    clock = Clock()
+    side, dp, bridge = old_switch(clock)
+    fm = FlowMod(
+        command=FlowModCommand.ADD,
+        priority=100,
+        match=Match.of(eth_src=SRC),
+        instructions=(ApplyActions((SetQueue(2), OfOutput(2))),),
+    )
+    bridge.flow_mod(fm, clock())
+    traffic(dp, bridge, clock, 0)
+    (flow,) = [f for f in dp.flow_dump() if SetPriority(0x10003) in f.actions]
+    assert actions_from_json(actions_to_json(flow.actions)) == flow.actions
+
+    old_peer = side.exporter(ALL_FEATURES)  # says nothing about set_priority
+    with pytest.raises(HandoffRefused) as refused:
+        old_peer.precopy(clock(), True)
+    msg = str(refused.value)
+    assert "bridge br0" in msg and "set_priority" in msg and "set_queue" in msg, msg
+
+    assert "action:set_priority" in FEATURES and "action:sample" in FEATURES
+    new_peer = side.exporter(ALL_FEATURES + ("action:set_priority", "action:sample"))
+    (bs,) = new_peer.precopy(clock(), True).bridges
+    assert bs.name == "br0"
+
+
+def test_priorities_follow_outputs_into_check_pkt_len_branches() -> None:
+    acts = (
+        SetPriority(0x10002),
+        Output(1),
+        CheckPktLen(100, (SetPriority(0x10003), Output(2)), (Output(3),)),
+        Output(4),
+    )
+    for size, want in ((60, [(1, 0x10002), (3, 0x10002), (4, 0x10002)]),
+                       (200, [(1, 0x10002), (2, 0x10003), (4, 0x10002)])):  # fmt: skip
+        prios: list[int] = []
+        out, _ = apply_actions(bytes(size), acts, priorities=prios)
+        assert [(p, pr) for (p, _), pr in zip(out, prios, strict=True)] == want
+    assert CheckPktLen in _GATED_ACTIONS
+    assert all(f"action:{n}" in FEATURES for n in _GATED_HINT)

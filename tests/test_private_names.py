@@ -1,0 +1,111 @@
+"""No test gives a machine-wide object a fixed name: two helpers (or two runs) testing
+on one machine would share it. Checked twice: at run time, ``Sw.vsctl`` refuses a
+netdev/ebpf bridge or an internal port on one whose name is not private to the test
+(``tests.switch.shared_devices``, tested here); statically, no test or impact-harness
+module creates a namespace or a root-namespace link under a literal name."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.netns import is_private, unique_name
+from tests.switch import shared_devices
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def dp(types: dict[str, str]):  # type: ignore[no-untyped-def]
+    return lambda br: types.get(br, "")
+
+
+def test_a_fixed_name_on_a_device_datapath_is_refused() -> None:
+    assert shared_devices(("add-br", "br0"), dp({})) == ["bridge br0"]
+    assert shared_devices(
+        ("add-br", "br0", "--", "set", "Bridge", "br0", "datapath_type=netdev"), dp({})
+    ) == ["bridge br0"]
+    assert shared_devices(
+        ("--may-exist", "add-br", "x", "--", "set", "bridge", "x", "datapath_type=ebpf"), dp({})
+    ) == ["bridge x"]
+    # A fake bridge is an internal port of its parent's datapath.
+    assert shared_devices(("add-br", "vl", "p", "10"), dp({"p": "netdev"})) == ["bridge vl"]
+    # An internal port on an existing netdev bridge is a TAP device too.
+    internal = ("add-port", "b", "p0", "--", "set", "Interface", "p0", "type=internal")
+    assert shared_devices(internal, dp({"b": "netdev"})) == ["internal port p0"]
+
+
+def test_private_names_and_the_dummy_datapath_pass() -> None:
+    br = unique_name("br")
+    assert is_private(br) and not is_private("br0")
+    assert shared_devices(("add-br", br), dp({})) == []
+    assert (
+        shared_devices(
+            ("add-br", "br0", "--", "set", "Bridge", "br0", "datapath_type=dummy"), dp({})
+        )
+        == []
+    )
+    assert shared_devices(("add-br", "vl", "p", "10"), dp({"p": "dummy"})) == []
+    internal = ("add-port", "b", "p0", "--", "set", "Interface", "p0", "type=internal")
+    assert shared_devices(internal, dp({"b": "dummy"})) == []
+    # An unknown datapath type creates nothing (the bridge is reported broken).
+    assert (
+        shared_devices(
+            ("add-br", "bad", "--", "set", "Bridge", "bad", "datapath_type=warp"), dp({})
+        )
+        == []
+    )
+
+
+# Functions that run a command in the root namespace (``ip -n NS``, ``ip netns exec NS``
+# and a host's ``run`` are inside a namespace of the test's own).
+ROOT_RUNNERS = {"sh", "_sh", "run", "check_call", "check_output", "Popen", "call"}
+
+
+def _literal_creations(path: Path) -> list[str]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        if name not in ROOT_RUNNERS or (
+            isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
+            and f.value.id not in ("subprocess", "self", "netns")
+        ):  # fmt: skip
+            continue
+        arg = node.args[0]
+        if not isinstance(arg, (ast.List, ast.Tuple)):
+            continue
+        words = [e.value if isinstance(e, ast.Constant) else None for e in arg.elts]
+        for i in range(len(words) - 3):
+            if words[i : i + 3] in (["ip", "netns", "add"], ["ip", "link", "add"]) and isinstance(
+                words[i + 3], str
+            ):
+                out.append(f"{path}:{node.lineno}: {words[i + 3]!r}")
+    return out
+
+
+def test_no_namespace_or_root_link_is_created_under_a_literal_name() -> None:
+    files = [*(ROOT / "tests").rglob("*.py"), *(ROOT / "hitless" / "impact").glob("*.py")]
+    found = [hit for p in files for hit in _literal_creations(p)]
+    assert not found, "fixed names (use tests.netns.unique_name):\n" + "\n".join(found)
+
+
+def test_the_scan_sees_a_literal_name(tmp_path: Path) -> None:
+    bad = tmp_path / "probe.py"
+    bad.write_text(
+        'sh(["ip", "netns", "add", "hl-fixed"])\n'
+        'subprocess.run(["ip", "link", "add", "v0", "type", "veth"])\n'
+    )
+    assert len(_literal_creations(bad)) == 2
+
+
+@pytest.mark.parametrize("ok", ['h.run(["ip", "link", "add", "hbr", "type", "bridge"])',
+                                'sh(["ip", "-n", ns, "link", "add", "q0", "type", "veth"])',
+                                'sh(["ip", "link", "add", name, "type", "veth"])'])  # fmt: skip
+def test_the_scan_leaves_names_inside_namespaces_alone(ok: str, tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(ok + "\n")
+    assert _literal_creations(probe) == []
