@@ -561,9 +561,14 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
         if self._batching:
             self._flush_tx()
         st = port.dp.stats
+        ancillary = [(socket.SOL_SOCKET, socket.SO_PRIORITY, _PRIORITY.pack(priority))]
         try:
-            port.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SO_PRIORITY,
-                                        _PRIORITY.pack(priority))], socket.MSG_DONTWAIT)  # fmt: skip
+            port.sock.sendmsg([data], ancillary, socket.MSG_DONTWAIT)
+            if self.duplicate_batches:
+                # Fault injection: a frame sent with a priority (set_queue, enqueue)
+                # goes out twice too, as a frame sent on its own does.
+                self.duplicate_batches -= 1
+                port.sock.sendmsg([data], ancillary, socket.MSG_DONTWAIT)
         except OSError:
             st.tx_dropped += 1
             return
