@@ -28,6 +28,7 @@ __all__ = [
     "KEY_BITS",
     "LOCS",
     "PREREQS",
+    "TUN_PRESENT",
     "Loc",
     "register_meta",
 ]
@@ -161,8 +162,16 @@ for _name, _bits in (
     # the output port of the action set (OFPP_UNSET without one): not kept in the
     # region, the lookup adds it (hitless.ofproto.ofxlate)
     ("actset_output", 32),
+    # which tun_metadata<n> fields a packet has (bit n): a rule on one matches only a packet
+    # that carries it, even a rule on value 0 (Open vSwitch's "present" map); a port's
+    # packet carries none (no Geneve port yet), a set_field or move gives it one
+    ("tun_metadata_present", 64),
+    # tun_metadata0-63, each as wide as the widest Geneve option (124 bytes); a value sits
+    # in the low bits, as wide as its mapping (NXT_TLV_TABLE_MOD)
+    *((f"tun_metadata{i}", 124 * 8) for i in range(64)),
 ):
     register_meta(_name, _bits)
+TUN_PRESENT = LOCS["tun_metadata_present"]
 
 # Prerequisites: field -> alternatives, each a tuple of (field, value) the match must pin
 # exactly. Fields not listed have none (vlan_pcp is checked on its own: it needs a tag).

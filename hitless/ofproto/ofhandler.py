@@ -421,7 +421,6 @@ class OfHandler:
         self.miss_send_len = 128
         self._now = 0.0
         self._ports_seen: dict[int, PortDesc] | None = None
-        self.tlv_maps: dict[int, TlvMap] = {}  # NXT_TLV_TABLE_MOD's, by tun_metadata index
         # rule changes not yet sent to flow monitors: (change, session that made it, xid)
         self._changes: list[tuple[RuleChange, Connection | None, int]] = []
         # OFPT_TABLE_MOD's, per table: 1.1/1.2 miss config (OFPTC11_TABLE_MISS_*), 1.4+
@@ -865,9 +864,25 @@ class OfHandler:
                 flags |= m.flags
         return flags
 
+    @property
+    def tlv_maps(self) -> dict[int, TlvMap]:
+        """NXT_TLV_TABLE_MOD's, by tun_metadata index (the pipeline checks rules by it)."""
+        return self.bridge.of.tlv_maps
+
+    @tlv_maps.setter
+    def tlv_maps(self, maps: dict[int, TlvMap]) -> None:
+        self.bridge.of.tlv_maps = maps
+
     def _tlv_mod(self, msg: NxTlvTableMod) -> None:
         """The Geneve option map (tun_metadata<n> fields), all or nothing."""
         maps = dict(self.tlv_maps)
+        if msg.command in (TlvCommand.CLEAR, TlvCommand.DELETE):
+            gone = maps if msg.command == TlvCommand.CLEAR else [m.index for m in msg.maps]
+            used = self.bridge.of.tlv_in_use(gone)
+            if used is not None:
+                raise RemoteProtocolError.nicira(
+                    f"tun_metadata{used} is used by a flow", NxError.TLV_INVALID_DEL
+                )
         if msg.command == TlvCommand.CLEAR:
             maps.clear()
         elif msg.command == TlvCommand.DELETE:

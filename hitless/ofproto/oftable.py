@@ -31,7 +31,7 @@ from typing import Any
 
 from hitless.config.model import OFPP_LOCAL
 from hitless.memo import Memo
-from hitless.ofproto.fields import LOCS, PREREQS
+from hitless.ofproto.fields import LOCS, PREREQS, TUN_PRESENT
 from hitless.openflow import nx_actions as nx
 from hitless.openflow import nx_ct
 from hitless.openflow._wire import Reader
@@ -72,7 +72,7 @@ from hitless.openflow.constants import (
 )
 from hitless.openflow.constants import Group as GroupNo
 from hitless.openflow.constants import Meter as MeterNo
-from hitless.openflow.errors import RemoteProtocolError
+from hitless.openflow.errors import NxError, RemoteProtocolError
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.match import Oxm, parse_oxm_list
 from hitless.openflow.messages import (
@@ -84,7 +84,14 @@ from hitless.openflow.messages import (
     SelectionMethod,
 )
 from hitless.openflow.nx_actions import NxAction
-from hitless.openflow.nxm import Subfield, spec_by_header, spec_of
+from hitless.openflow.nxm import (
+    TUN_METADATA_FIELD,
+    Subfield,
+    spec_by_header,
+    spec_of,
+    tun_metadata_index,
+)
+from hitless.openflow.nxmsg import TlvMap
 from hitless.state.records import OfGroup, OfMeterV2, OfRule, OfSelectionV6, OpenFlow
 
 __all__ = [
@@ -188,6 +195,10 @@ def compile_match(match: OfMatch) -> tuple[int, int, int, int]:
         m = loc.ones if omask is None else omask
         key |= (value & m) << loc.pos
         mask |= m << loc.pos
+        if name.startswith("tun_metadata"):  # the packet must carry the option (even /0)
+            bit = 1 << (oxm.field - TUN_METADATA_FIELD + TUN_PRESENT.pos)
+            key |= bit
+            mask |= bit
     shape = (tuple(names), tuple(refs))
     if shape not in _PREREQS_MET:
         _check_prereqs(match)
@@ -214,6 +225,22 @@ def _check_prereqs(match: OfMatch) -> None:
         alts = PREREQS.get(name)
         if alts and not any(all(exact.get(f) == v for f, v in alt) for alt in alts):
             raise _bad_match(f"{oxm.name} without its prerequisite", BadMatchCode.BAD_PREREQ)
+
+
+def _tlv_refs(a: Action) -> Iterator[int]:
+    """The tun_metadata indexes an action writes or reads (nested actions included)."""
+    if isinstance(a, (SetField, nx.RegLoad2)):
+        idx = tun_metadata_index(a.field.oxm_class, a.field.field)
+        if idx is not None:
+            yield idx
+    for name in ("src", "dst", "field"):
+        sf = getattr(a, name, None)
+        if isinstance(sf, Subfield):
+            idx = tun_metadata_index(sf.ref.oxm_class, sf.ref.field)
+            if idx is not None:
+                yield idx
+    for inner in getattr(a, "actions", ()) or ():
+        yield from _tlv_refs(inner)
 
 
 # -- Rules, tables -------------------------------------------------------------------------
@@ -945,6 +972,7 @@ WRITABLE = frozenset(
     | {"icmpv6_code", "nd_target", "nd_sll", "nd_tll", "mpls_label", "mpls_tc", "mpls_ttl"}
     | {"vlan_tci", "tun_ipv6_src", "tun_ipv6_dst", "tun_gbp_id", "tun_gbp_flags"}
     | {"tun_erspan_idx", "tun_erspan_ver", "tun_erspan_dir", "tun_erspan_hwid"}
+    | {f"tun_metadata{i}" for i in range(64)}
 )
 _NX_PLAIN = (
     nx.Learn,
@@ -997,6 +1025,9 @@ class OfState:
         # session of 1.0-1.2 gets async messages (then the default sends a packet-in).
         self.table_miss: dict[int, int] = {}
         self.miss_packet_in = False
+        # The Geneve option map (NXT_TLV_TABLE_MOD), by tun_metadata index: a rule or an
+        # action may name tun_metadata<n> only while n is mapped, and within its length.
+        self.tlv_maps: dict[int, TlvMap] = {}
 
     # -- queries --
     def rules(self, table_id: int = 0xFF) -> Iterator[Rule]:
@@ -1056,6 +1087,94 @@ class OfState:
             self.timed.discard(old)
         if rule.idle_timeout or rule.hard_timeout:
             self.timed.add(rule)
+
+    # -- tun_metadata (the Geneve option map) --
+    def _tlv_len(self, index: int) -> int:
+        """The length in bytes of tun_metadata<index>'s option; NXFMFC_INVALID_TLV_FIELD if
+        it is not mapped (as Open vSwitch answers)."""
+        m = self.tlv_maps.get(index)
+        if m is None:
+            raise RemoteProtocolError.nicira(
+                f"tun_metadata{index} is not mapped to a Geneve option (add-tlv-map)",
+                NxError.INVALID_TLV_FIELD,
+            )
+        return m.option_len
+
+    def fit_tlv_match(self, match: OfMatch) -> OfMatch:
+        """``match`` with every tun_metadata field as wide as its mapping, as Open vSwitch
+        reads one: a shorter value is the low bytes, a longer one keeps its first bytes."""
+        if not any(tun_metadata_index(o.oxm_class, o.field) is not None for o in match.fields):
+            return match
+        return replace(match, fields=tuple(self._fit_tlv_oxm(o) for o in match.fields))
+
+    def _fit_tlv_oxm(self, o: Oxm) -> Oxm:
+        idx = tun_metadata_index(o.oxm_class, o.field)
+        if idx is None:
+            return o
+        n = self._tlv_len(idx)
+        if not n:
+            raise RemoteProtocolError.nicira(
+                f"tun_metadata{idx}: a 0-byte option", NxError.INVALID_TLV_FIELD
+            )
+        if o.width == n:
+            return o
+        cut = max(0, o.width - n) * 8
+        mask = None if o.mask is None else o.mask >> cut
+        return replace(o, value=o.value >> cut, mask=mask, width=n)
+
+    def fit_tlv_actions(self, actions: tuple[Action, ...]) -> tuple[Action, ...]:
+        """``actions`` with every set_field of a tun_metadata as wide as its mapping."""
+        out: list[Action] = []
+        for a in actions:
+            if isinstance(a, SetField):
+                a = SetField(self._fit_tlv_oxm(a.field))
+            elif isinstance(a, nx.RegLoad2):
+                a = nx.RegLoad2(self._fit_tlv_oxm(a.field))
+            elif isinstance(a, NxAction):
+                a = a.map_nested(self.fit_tlv_actions)
+            out.append(a)
+        return tuple(out)
+
+    def fit_tlv_instructions(self, insts: tuple[Instruction, ...]) -> tuple[Instruction, ...]:
+        if not self.tlv_maps:  # nothing can name a tun_metadata (validation refuses it)
+            return insts
+        return tuple(
+            type(i)(self.fit_tlv_actions(i.actions))
+            if isinstance(i, (ApplyActions, WriteActions))
+            else i
+            for i in insts
+        )
+
+    def _check_tlv_subfield(self, sf: Subfield) -> None:
+        idx = tun_metadata_index(sf.ref.oxm_class, sf.ref.field)
+        if idx is None:
+            return
+        n = self._tlv_len(idx)
+        if sf.ofs + sf.nbits > n * 8:
+            raise RemoteProtocolError(
+                f"{sf} is outside tun_metadata{idx}'s {n}-byte option",
+                ErrorType.BAD_ACTION,
+                BadActionCode.BAD_SET_LEN,
+            )
+
+    def tlv_in_use(self, indexes: Iterable[int]) -> int | None:
+        """One of ``indexes`` (tun_metadata fields) that a rule matches or writes, or None."""
+        wanted = set(indexes)
+        for r in self.rules():
+            for o in r.match.fields:
+                if tun_metadata_index(o.oxm_class, o.field) in wanted:
+                    return tun_metadata_index(o.oxm_class, o.field)
+            for a in r.actions():
+                for idx in _tlv_refs(a):
+                    if idx in wanted:
+                        return idx
+        for g in self.groups.values():
+            for b in g.buckets:
+                for a in b.actions:
+                    for idx in _tlv_refs(a):
+                        if idx in wanted:
+                            return idx
+        return None
 
     # -- flow-mod --
     def validate_instructions(self, table_id: int, insts: tuple[Instruction, ...]) -> None:
@@ -1136,6 +1255,9 @@ class OfState:
                         ErrorType.BAD_ACTION,
                         BadActionCode.BAD_SET_TYPE,
                     )
+                idx = tun_metadata_index(f.oxm_class, f.field)
+                if idx is not None:
+                    self._tlv_len(idx)
             elif isinstance(a, PushVlan):
                 if a.ethertype not in (0x8100, 0x88A8):
                     raise RemoteProtocolError(
@@ -1169,10 +1291,12 @@ class OfState:
         def readable(sf: Subfield) -> None:
             if sf.ref.name not in LOCS:
                 raise bad(f"{sf} cannot be read", BadActionCode.BAD_SET_ARGUMENT)
+            self._check_tlv_subfield(sf)
 
         def writable(sf: Subfield) -> None:
             if sf.ref.name not in WRITABLE:
                 raise bad(f"{sf} cannot be written", BadActionCode.BAD_SET_ARGUMENT)
+            self._check_tlv_subfield(sf)
 
         if isinstance(a, nx.Resubmit):
             if a.ct:
@@ -1185,6 +1309,9 @@ class OfState:
             spec = spec_of(a.field)
             if spec is None or spec.name not in WRITABLE:
                 raise bad(f"set_field of {a.field.name}", BadActionCode.BAD_SET_TYPE)
+            idx = tun_metadata_index(a.field.oxm_class, a.field.field)
+            if idx is not None:
+                self._tlv_len(idx)
         elif isinstance(a, nx.RegMove):
             readable(a.src)
             writable(a.dst)
@@ -1238,6 +1365,10 @@ class OfState:
 
     def flow_mod(self, fm: FlowMod, now: float) -> tuple[set[int], list[Removed]]:
         """Apply a flow-mod. Returns (tables changed, rules removed with SEND_FLOW_REM)."""
+        match = self.fit_tlv_match(fm.match)
+        insts = self.fit_tlv_instructions(fm.instructions)
+        if match is not fm.match or insts is not fm.instructions:
+            fm = replace(fm, match=match, instructions=insts)
         cmd = fm.command
         if cmd == FlowModCommand.ADD:
             return self._add(fm, now)
@@ -1490,6 +1621,10 @@ class OfState:
                 self.validate_actions(b.actions)
             except RemoteProtocolError as e:
                 raise RemoteProtocolError(e.message, err, GroupModFailedCode.BAD_BUCKET) from None
+        if self.tlv_maps:
+            gm = replace(gm, buckets=tuple(
+                replace(b, actions=self.fit_tlv_actions(b.actions)) for b in gm.buckets
+            ))  # fmt: skip
         if gm.command == GroupModCommand.ADD:
             if gid in self.groups:
                 raise RemoteProtocolError(

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from hitless.config.model import OFPP_LOCAL
 from hitless.datapath import actions as dp
 from hitless.ofproto import ct_xlate
-from hitless.ofproto.fields import DP_MASK, LOCS, PREREQS
+from hitless.ofproto.fields import DP_MASK, LOCS, PREREQS, TUN_PRESENT
 from hitless.ofproto.frozen import FrozenState, Item, Unroll, is_frozen_actions
 from hitless.ofproto.oftable import (
     BucketCounter,
@@ -1199,6 +1199,8 @@ def write_field(ctx: _Ctx, name: str, value: int, mask: int | None = None) -> No
     loc = LOCS[name]
     if loc.key_field is None:
         ctx.meta = loc.put(ctx.meta, value, mask)
+        if name.startswith("tun_metadata"):  # written: the packet now carries the option
+            ctx.meta |= 1 << (int(name[12:]) + TUN_PRESENT.pos)
         return
     if loc.key_field == "in_port":
         m = loc.ones if mask is None else mask & loc.ones

@@ -30,6 +30,8 @@ class NxError:
     TLV_TABLE_FULL = (530, 19)  # NXTTMFC_TABLE_FULL
     TLV_ALREADY_MAPPED = (531, 20)  # NXTTMFC_ALREADY_MAPPED
     TLV_DUP_ENTRY = (532, 21)  # NXTTMFC_DUP_ENTRY
+    TLV_INVALID_DEL = (537, 38)  # NXTTMFC_INVALID_TLV_DEL: a flow uses the mapping
+    INVALID_TLV_FIELD = (536, 37)  # NXFMFC_INVALID_TLV_FIELD: an unmapped tun_metadata
     RESUME_STALE = (534, 35)  # NXR_STALE: a continuation this switch did not make
     NOT_CONFIGURED = (535, 36)  # NXST_NOT_CONFIGURED
 

@@ -103,6 +103,9 @@ class Oxm:
                 raise LocalProtocolError(f"{self.name} is {width} bytes, not {self.width}")
             return width
         if self.width <= 0:
+            spec = spec_by_header(self.oxm_class, self.field, self.experimenter)
+            if self.width == 0 and spec is not None and spec.variable:
+                return 0  # a variable-length field's empty value (tun_metadata0=0)
             raise LocalProtocolError(f"non-basic OXM field {self.name} needs a width")
         return self.width
 
@@ -223,10 +226,10 @@ def _parse_oxm_checked(r: Reader) -> Oxm:
         fld_value: int = OxmField(fld)
         width_field = 0
     else:
-        if width == 0:
-            raise RemoteProtocolError("empty OXM field", ErrorType.BAD_MATCH, BadMatchCode.BAD_LEN)
         spec = spec_by_header(oxm_class, fld, experimenter)
-        if spec is not None and spec.nbytes != width:
+        if width == 0 and (spec is None or not spec.variable):
+            raise RemoteProtocolError("empty OXM field", ErrorType.BAD_MATCH, BadMatchCode.BAD_LEN)
+        if spec is not None and not spec.fits(width):
             raise RemoteProtocolError(
                 f"{spec.name} has {width} bytes, expected {spec.nbytes}",
                 ErrorType.BAD_MATCH,

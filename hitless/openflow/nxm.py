@@ -32,6 +32,8 @@ __all__ = [
     "NX_VENDOR",
     "ONF_VENDOR",
     "PKT_REGS",
+    "TUN_METADATA_BYTES",
+    "TUN_METADATA_FIELD",
     "FieldRef",
     "FieldSpec",
     "Subfield",
@@ -39,6 +41,7 @@ __all__ = [
     "spec_by_header",
     "spec_by_name",
     "spec_of",
+    "tun_metadata_index",
 ]
 
 NX_VENDOR = 0x00002320
@@ -58,6 +61,11 @@ class FieldSpec:
     nbytes: int
     maskable: bool
     headers: tuple[Header, ...]
+    variable: bool = False  # any width up to nbytes, even 0 (tun_metadata: its option's)
+
+    def fits(self, width: int) -> bool:
+        """Whether a value ``width`` bytes wide is one of this field's."""
+        return 0 <= width <= self.nbytes if self.variable else width == self.nbytes
 
     @property
     def bits(self) -> int:
@@ -168,6 +176,25 @@ _f("tun_erspan_dir", 1, True, (_EXP, 13, NX_VENDOR))
 _f("tun_erspan_hwid", 1, True, (_EXP, 14, NX_VENDOR))
 _f("tun_gtpu_flags", 1, True, (_EXP, 15, NX_VENDOR))
 _f("tun_gtpu_msgtype", 1, True, (_EXP, 16, NX_VENDOR))
+# Geneve options as fields (Open vSwitch's variable-length NXM_NX_TUN_METADATA0-63): up to
+# 124 bytes each, as wide as the option the switch's TLV map says (NXT_TLV_TABLE_MOD); a
+# match or action carries any width up to that, the pipeline fits it to the mapping.
+TUN_METADATA_FIELD = 40  # NXM_1 field number of tun_metadata0
+TUN_METADATA_BYTES = 124
+for _i in range(64):
+    register(
+        FieldSpec(
+            f"tun_metadata{_i}", TUN_METADATA_BYTES, True,
+            ((_NX1, TUN_METADATA_FIELD + _i, None),), variable=True,
+        )  # fmt: skip
+    )
+
+
+def tun_metadata_index(oxm_class: int, field: int) -> int | None:
+    """The index n of a tun_metadata<n> header, None for any other field."""
+    if oxm_class == _NX1 and 0 <= field - TUN_METADATA_FIELD < 64:
+        return field - TUN_METADATA_FIELD
+    return None
 
 
 def spec_by_name(name: str) -> FieldSpec | None:

@@ -72,8 +72,8 @@ def _loads(oxm: Oxm) -> list[Action]:
     """A set_field as Open vSwitch writes it where OFPAT_SET_FIELD cannot carry it."""
     spec = spec_of(oxm)
     c, f, e = spec.headers[0] if spec is not None else (oxm.oxm_class, oxm.field, None)
-    if spec is None or c == OxmClass.EXPERIMENTER or e is not None:
-        return [RegLoad2(oxm)]
+    if spec is None or c == OxmClass.EXPERIMENTER or e is not None or spec.variable:
+        return [RegLoad2(oxm)]  # (a tun_metadata: as wide as its mapping, not a whole field)
     ref = FieldRef(c, f, spec.nbytes, e)
     full = (1 << (spec.nbytes * 8)) - 1
     mask = full if oxm.mask is None else oxm.mask & full

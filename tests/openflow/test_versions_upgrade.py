@@ -24,6 +24,7 @@ from hitless.openflow import (
     Connection,
     EchoAnswered,
     Experimenter,
+    FlowMod,
     FlowStatsReply,
     FlowStatsRequest,
     Message,
@@ -33,8 +34,10 @@ from hitless.openflow import (
     PacketOut,
     SetConfig,
 )
-from hitless.openflow.constants import Port
-from hitless.openflow.match import Match
+from hitless.openflow.constants import OxmClass, Port
+from hitless.openflow.errors import NxError
+from hitless.openflow.match import Match, Oxm
+from hitless.openflow.messages import ErrorMsg
 from hitless.openflow.nx import NxFlowFormat, NxPacketInFormat, encode_nxm
 from hitless.openflow.nxmsg import (
     NxSetFlowFormat,
@@ -132,6 +135,9 @@ def test_1_0_1_1_1_2_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
     of15.send(NxTlvTableMod(xid=3, command=TlvCommand.ADD, maps=(geneve,)))
     of15.send(NxTlvTableRequest(xid=4))
     assert isinstance(of15.next(), NxTlvTableReply)
+    # a rule on the mapped option (tun_metadata0=5, 4 bytes), carried with the map
+    md = Match((Oxm(40, 5, None, OxmClass.NXM_1, 4),))
+    of15.send(FlowMod(xid=14, priority=77, match=md))
     of11 = Client(mgmt, 2)
     of11.send(SetConfig(xid=11, miss_send_len=128))  # packet-ins wanted
     of12 = Client(mgmt, 3)
@@ -180,6 +186,11 @@ def test_1_0_1_1_1_2_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
     of15.send(NxTlvTableRequest(xid=9))
     tlv = of15.next()
     assert isinstance(tlv, NxTlvTableReply) and tlv.maps == (geneve,)
+    assert [x.match for x in got.stats if x.priority == 77] == [md]
+    # and the rule still holds the mapping: it cannot be cleared (NXTTMFC_INVALID_TLV_DEL)
+    of15.send(NxTlvTableMod(xid=15, command=TlvCommand.CLEAR))
+    err = of15.next()
+    assert isinstance(err, ErrorMsg) and err.code == NxError.TLV_INVALID_DEL[1], err
     # 1.1 and 1.2, same sockets: a packet-in in 1.1's own layout (ports, no match), and
     # flow statistics in 1.2's.
     of11.send(PacketOut(xid=12, in_port=Port.CONTROLLER, actions=(Output(Port.CONTROLLER),),
@@ -281,6 +292,39 @@ def test_a_session_opened_here_survives_a_downgrade_to_an_older_build(
         assert "event=ADDED" in out and "udp" in out, out  # kept by the older build
     else:
         assert "event=ADDED" not in out, out  # the older build has no monitors to report to
+
+
+@pytest.mark.parametrize("previous", _sessions_builds()[-1:])
+def test_a_downgrade_to_a_build_without_tun_metadata_is_refused_while_a_rule_uses_it(
+    started: Sw, previous: str
+) -> None:
+    """No previous build knows the tun_metadata fields: a downgrade while a rule matches
+    one fails (the older build cannot take the rule), the report says why, and this
+    build keeps running with its rules and its option map."""
+    from tests.upgrade.builds import build
+
+    old = build(previous)
+    br = f"brt{unique_suffix()}"
+    started.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=dummy")
+    started.vsctl("--", "--id=@m", "get", "bridge", br)
+    env = {**os.environ, "OVS_RUNDIR": str(started.rundir.path)}
+    for args in (("add-tlv-map", br, "{class=0xffff,type=0,len=4}->tun_metadata0"),
+                 ("add-flow", br, "priority=9,tun_metadata0=5,actions=drop")):  # fmt: skip
+        subprocess.run(["ovs-ofctl", *args], check=True, timeout=30, env=env)
+    pid = started.daemon_pid
+    r = subprocess.run([str(BIN / "hitless"), "downgrade", "--rundir", str(started.rundir.path),
+                        "--to", str(old.vswitchd), "--json"], capture_output=True, text=True,
+                       timeout=180, cwd="/", env=dict(os.environ))  # fmt: skip
+    assert r.returncode != 0, r.stdout
+    report = json.loads(r.stdout)
+    assert not report["ok"] and "oxm_0x0001_40" in report["reason"], report
+    assert started.daemon_pid == pid
+    dump = subprocess.run(["ovs-ofctl", "dump-flows", br], capture_output=True, text=True,
+                          timeout=30, env=env)  # fmt: skip
+    assert "priority=9,tun_metadata0=0x5 actions=drop" in dump.stdout, dump
+    tlv = subprocess.run(["ovs-ofctl", "dump-tlv-map", br], capture_output=True, text=True,
+                         timeout=30, env=env)  # fmt: skip
+    assert " 0xffff     0       4  tun_metadata0" in tlv.stdout, tlv
 
 
 @pytest.mark.parametrize("previous", _sessions_builds()[-1:])
