@@ -56,9 +56,13 @@ class OsKenPeer:
         echo_interval: float = 0,
         echo_max: int = 3,
         python: str = sys.executable,
+        nice: int = 0,
     ) -> None:
         """``app``, ``idle_timeout``, ``ofp_version``, ``echo_interval`` and ``echo_max``
-        are the runner's options of the same names (see tests/osken_peer.py)."""
+        are the runner's options of the same names (see tests/osken_peer.py); ``nice``:
+        the controller's niceness (negative: root only), for a test whose controller
+        must not fall behind the switch on a loaded machine."""
+        self.nice = ["nice", "-n", str(nice)] if nice else []
         self.app = app
         self.idle_timeout = idle_timeout
         self.ofp_version = ofp_version
@@ -96,6 +100,7 @@ class OsKenPeer:
             with open(self.log_path, "ab") as log:
                 self.proc = subprocess.Popen(
                     [
+                        *self.nice,
                         self.python,
                         # -P: not tests/ first on sys.path, where a test package named like
                         # a library (tests/packaging/ once did) hides the module os-ken imports.
