@@ -107,7 +107,11 @@ def assert_handoff_traffic(res: ImpactResult, bound: Bound = HANDOFF) -> None:
 # over, and the words of the problem that must then be reported: a zero-loss or
 # state-kept test runs once clean and once with each fault it must catch.
 BREAKS: dict[str, tuple[str, ...]] = {
-    "blackout:100": ("gap",),  # 100 ms without reading the datapath: frames queue, none lost
+    # 100 ms without reading the datapath: frames queue, none lost; caught by their hold
+    # (gap) or their delay (latency) beyond the bound: at load ~17 a previous build's
+    # blackout left 86 ms of hold but 101 ms of delay unexplained, the switch's waits for
+    # a CPU excused (tests/handoff/test_controller_upgrade.py's downgrade to b74b2c3).
+    "blackout:100": ("gap", "latency"),
     "duplicate": ("twice",),  # the first batch of each port forwarded twice
     # Adopted state thrown away and relearned: caught by counters that restarted, or by
     # the MAC table (a silent host's entry cannot come back). Either suffices: a NORMAL
