@@ -26,7 +26,9 @@ hitless.impact.cpuwait), "its wait": that wait within the longest gap, datagrams
 time ``ovs-appctl`` went unanswered; for a handoff also the freeze, the longest UDP gap
 across it, the switch's own part of the gaps that overlap the freeze ("own fz") and
 of those anywhere else ("own else": the pre-copy while the old process serves, and
-after), the old process's longest serving-loop turn and its pre-copy time (from
+after), the old process's longest serving-loop turn during the pre-copy ("old loop"),
+that turn's CPU time ("its cpu": much less than the turn means it waited for a core),
+the most CPU time any pre-copy turn used ("loop cpu") and its pre-copy time (from
 ``hitless upgrade --json``); the machine's stalls during the run (count, longest);
 whether the long-lived TCP connection survived. Medians over ``--runs``; the ratios
 upgrade / downgrade gap to Open vSwitch's restart gap.
@@ -163,6 +165,10 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
     phases = res["settings"].get("handoff_phases_ms") or {}
     if "old_loop_max" in phases:
         out["old_loop_max_ms"] = float(phases["old_loop_max"])
+    if "old_loop_max_its_cpu" in phases:  # that turn's CPU time (newer builds)
+        out["old_loop_its_cpu_ms"] = float(phases["old_loop_max_its_cpu"])
+    if "old_loop_max_cpu" in phases:  # the most CPU time of any pre-copy turn
+        out["old_loop_cpu_ms"] = float(phases["old_loop_max_cpu"])
     if "old_precopy_send" in phases:
         out["old_precopy_ms"] = float(phases["old_precopy_send"])
     streams = classes.get("tcp-stream", [])
@@ -249,6 +255,8 @@ COLUMNS = (  # (heading, summary key, unit)
     ("own fz", "own_freeze_ms", " ms"),
     ("own else", "own_else_ms", " ms"),
     ("old loop", "old_loop_max_ms", " ms"),
+    ("its cpu", "old_loop_its_cpu_ms", " ms"),
+    ("loop cpu", "old_loop_cpu_ms", " ms"),
     ("pre-copy", "old_precopy_ms", " ms"),
     ("cpu stalls", "cpu_stalls", ""),
     ("longest", "cpu_stall_max_ms", " ms"),

@@ -42,6 +42,8 @@ PHASE_LABELS = [
     ("start", "new process start, connect, negotiate"),
     ("old_precopy_send", "pre-copy built and sent (old serving)"),
     ("old_loop_max", "old process: longest loop turn in pre-copy"),
+    ("old_loop_max_its_cpu", "  of which CPU time of the old process"),
+    ("old_loop_max_cpu", "old process: most CPU time of one turn in pre-copy"),
     ("precopy", "pre-copy import and OVSDB sync (old serving)"),
     ("frozen_wait", "old process freezes, sends the final state"),
     ("restore", "restore from the final state (old frozen)"),

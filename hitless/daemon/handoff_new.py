@@ -32,6 +32,7 @@ from hitless.daemon import faults, priority
 from hitless.handoff import transport
 from hitless.handoff.protocol import (
     FEATURES,
+    OLD_STATS,
     Abort,
     Ack,
     Commit,
@@ -328,7 +329,7 @@ def take_over(
         freeze.enter_context(_freeze_profile())
         res.phases["frozen_wait"] = t_frozen - t_ready  # the old side's freeze + transfer
         for k, v in fr.old_stats.items():  # the old side's pre-copy, as it measured it
-            if k in ("precopy_send", "loop_max") and isinstance(v, (int, float)):
+            if k in OLD_STATS and isinstance(v, (int, float)):
                 res.phases[f"old_{k}"] = float(v)
         try:
             if fr.delta:

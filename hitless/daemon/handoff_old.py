@@ -32,6 +32,7 @@ from hitless.handoff import transport
 from hitless.handoff.engine import HandoffRefused
 from hitless.handoff.protocol import (
     FEATURES,
+    OLD_STATS,
     Abort,
     Ack,
     Commit,
@@ -138,6 +139,9 @@ class HandoffRecord:
     started: float = 0.0
     precopy_started: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    turns: int = 0  # serving-loop turns from Hello to the freeze
+    longest_turn: str = ""  # where the longest of them went (its sections)
+    busiest_turn: str = ""  # where the one with the most CPU time went
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +152,7 @@ class HandoffRecord:
             "result": self.result,
             "reason": self.reason,
             "phases_ms": {k: round(v * 1000, 3) for k, v in self.phases.items()},
+            "turns": self.turns,
         }
 
 
@@ -233,12 +238,29 @@ class HandoffServer:
             self._fail(f"handoff socket error: {e}")
         return SERVING
 
-    def note_loop(self, seconds: float) -> None:
-        """One serving-loop turn took ``seconds``; the longest during a pre-copy is
-        reported (``upgrade/status``, and to the new process with the freeze)."""
+    def note_loop(
+        self, seconds: float, cpu: float | None = None, where: Callable[[], str] | None = None
+    ) -> None:
+        """One serving-loop turn took ``seconds`` (``cpu`` of them this process's CPU
+        time; ``where`` says where it went); during a pre-copy the longest turn, the CPU
+        time of that turn and the most CPU time of any turn are reported
+        (``upgrade/status``, and to the new process with the freeze; where the longest
+        went, logged): a turn much longer than its CPU time waited for a core."""
         rec = self.current
-        if rec is not None and not self._frozen and rec.state in ("hello", "pre-copy"):
-            rec.phases["loop_max"] = max(rec.phases.get("loop_max", 0.0), seconds)
+        if rec is None or self._frozen or rec.state not in ("hello", "pre-copy"):
+            return
+        ph = rec.phases
+        rec.turns += 1
+        if seconds > ph.get("loop_max", 0.0):
+            ph["loop_max"] = seconds
+            if cpu is not None:
+                ph["loop_max_its_cpu"] = cpu
+            if where is not None:
+                rec.longest_turn = where()
+        if cpu is not None and cpu > ph.get("loop_max_cpu", 0.0):
+            ph["loop_max_cpu"] = cpu
+            if where is not None:
+                rec.busiest_turn = where()
 
     def close(self) -> None:
         self._job = None
@@ -400,6 +422,18 @@ class HandoffServer:
         assert self.proto is not None and self.conn is not None and self.current is not None
         rec = self.current
         t_freeze = self.clock()
+        ph = rec.phases
+        log.info(
+            "handoff: pid %d ready after %d serving-loop turns of ours; the longest "
+            "%.1f ms (%.1f ms of CPU; %s ms), the most CPU in one turn %.1f ms (%s ms)",
+            rec.peer_pid,
+            rec.turns,
+            ph.get("loop_max", 0.0) * 1000,
+            ph.get("loop_max_its_cpu", 0.0) * 1000,
+            rec.longest_turn or "?",
+            ph.get("loop_max_cpu", 0.0) * 1000,
+            rec.busiest_turn or "?",
+        )
         rec.state = "frozen"
         try:
             self._frozen = True
@@ -456,7 +490,7 @@ class HandoffServer:
                     listeners,
                     sessions,
                     session_fds,
-                    {k: rec.phases[k] for k in ("precopy_send", "loop_max") if k in rec.phases},
+                    {k: rec.phases[k] for k in OLD_STATS if k in rec.phases},
                     frozen.extras,
                 ),
                 fds,

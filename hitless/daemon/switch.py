@@ -391,9 +391,10 @@ class Switch:
             t = self.clock()
             cpu = time.process_time()
             self.run()
+            cpu = time.process_time() - cpu
             if self.handoff is not None:
-                self.handoff.note_loop(self.clock() - t)
-            self._note_turn(time.process_time() - cpu)
+                self.handoff.note_loop(self.clock() - t, cpu, self._turn_sections)
+            self._note_turn(cpu)
             if self.exiting:
                 break
             poller = ovs.poller.Poller()
@@ -408,12 +409,21 @@ class Switch:
         took = marks[-1] - marks[0]
         if took < SLOW_TURN:
             return
-        parts = ", ".join(
+        log.info(
+            "slow loop turn: %.0f ms (%.0f ms of CPU): %s ms",
+            took * 1000,
+            cpu * 1000,
+            self._turn_sections(),
+        )
+
+    def _turn_sections(self) -> str:
+        """Where the last turn went: "datapath 1, openflow 0, ..." (ms of wall time)."""
+        marks = self._turn_marks
+        return ", ".join(
             f"{name} {(marks[i + 1] - marks[i]) * 1000:.0f}"
             for i, name in enumerate(TURN_SECTIONS)
             if i + 1 < len(marks)
         )
-        log.info("slow loop turn: %.0f ms (%.0f ms of CPU): %s ms", took * 1000, cpu * 1000, parts)
 
     def run(self) -> None:
         """One iteration: forwarding first, then the control plane."""

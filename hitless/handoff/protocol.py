@@ -79,6 +79,13 @@ class Ready(msgspec.Struct, tag="ready", frozen=True):
     pass
 
 
+# What the old side tells the new one about its pre-copy (``Frozen.old_stats``, seconds):
+# built and sent ("precopy_send"); its longest serving-loop turn meanwhile ("loop_max")
+# and that turn's CPU time ("loop_max_its_cpu"); the most CPU time any one turn used
+# ("loop_max_cpu"). A turn much longer than its CPU time waited for a core.
+OLD_STATS = ("precopy_send", "loop_max", "loop_max_its_cpu", "loop_max_cpu")
+
+
 class Frozen(msgspec.Struct, tag="frozen", frozen=True):
     snapshot: bytes  # the complete state at the freeze point
     fd_count: int
@@ -93,8 +100,8 @@ class Frozen(msgspec.Struct, tag="frozen", frozen=True):
     # positions in ``session_fds``, which lists indexes into ``fds``
     sessions: list[dict[str, Any]] = []
     session_fds: list[int] = []
-    # how the old side's pre-copy went, seconds ("precopy": built and sent; "loop_max":
-    # its longest serving-loop turn meanwhile); a build that does not say sends none
+    # how the old side's pre-copy went, seconds (the keys of OLD_STATS); a build that
+    # does not say sends none, an older one fewer
     old_stats: dict[str, float] = {}
     # switch-level learned state of other layers by name (engine.register_switch_extra)
     extras: dict[str, Any] = {}
