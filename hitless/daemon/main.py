@@ -212,6 +212,10 @@ def standby_main(rundir: RunDir, args: argparse.Namespace) -> int:
     got = run_standby(rundir, args)
     if isinstance(got, int):
         logging.shutdown()
+        # It exits when the daemon hands over (bye): just as the new process commits. The
+        # interpreter's final full collection over the mirror it built (915,963 objects,
+        # 671 ms of CPU at 100,001 rules + 50,000 MACs) would take that CPU from it.
+        gcwatch.exiting()
         return got
     switch = got
     try:

@@ -38,6 +38,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import msgspec
@@ -233,7 +234,7 @@ def _openflow_delta(
     journal, credited, overflow = bridge.take_openflow_journal()
     if overflow:
         return None
-    index, objs = base.of_index[name], base.of_objs[name]
+    index, placed = base.of_index[name], base.of_rules[name]
     of = bridge.of
     removed: list[int] = []
     added: list[OfRule] = []
@@ -248,9 +249,10 @@ def _openflow_delta(
     for obj in credited:
         if type(obj) is not Rule:
             continue  # table, group, bucket and meter counters travel whole
-        i = objs.get(obj)
-        if i is None or (obj.table_id, obj.ident) in journal:
-            continue
+        key = (obj.table_id, obj.ident)
+        i = index.get(key)
+        if i is None or placed[i] is not obj or key in journal:
+            continue  # not the pre-copy's rule (replaced, or gone before its slice)
         rule = obj
         counters.append(OfRuleCountersV2(i, now - rule.last_used, rule.packets, rule.bytes))
     return OpenFlowDelta(
@@ -398,7 +400,7 @@ class _Baseline:
     taken: float
     ledger: ledger.Ledger = field(default_factory=ledger.Ledger)
     of_index: dict[str, dict[tuple[int, Any], int]] = field(default_factory=dict)
-    of_objs: dict[str, dict[Rule, int]] = field(default_factory=dict)
+    of_rules: dict[str, list[Rule]] = field(default_factory=dict)  # the rules by place
     ct_bridges: set[str] = field(default_factory=set)  # connection tables copied, journaled
 
 
@@ -635,7 +637,7 @@ class ExportEngine:
                 rb.datapath.thaw()
 
 
-SLICE_ITEMS = 64  # items between two looks at the clock
+SLICE_ITEMS = 32  # items between two looks at the clock (~1 ms of rules at most)
 
 
 def _slices(items: list[Any]) -> Iterable[list[Any]]:
@@ -737,6 +739,7 @@ class PrecopyJob:
         older = 2 <= self.version < BRIDGES_V6
         typed_dp = self.version >= DATAPATH_V7  # else version 1's flows and handles
         ex._stop_tracking()
+        yield  # the checks and the instant below in two turns: nothing is tracked between
         base = _Baseline(self.taken)
         book = base.ledger
         plans: list[tuple[str, Any, list[DpFlow], list[tuple[int, bytes]], list[Rule]]] = []
@@ -754,7 +757,13 @@ class PrecopyJob:
                 _bridge(rb).mac.start_journal()
                 if bridge is not None and ex.openflow_delta:
                     bridge.start_openflow_journal()
-            rules = list(bridge.of.rules()) if bridge is not None else []
+            # Table by table as ``of.rules()`` yields them, without a generator per rule:
+            # the copy is the whole of this turn's work (0.5 ms at 100,001 rules, not 3).
+            rules = (
+                list(chain.from_iterable([t.rules.values() for t in bridge.of.tables]))
+                if bridge is not None
+                else []
+            )
             plans.append((name, rb, list(rb.datapath.flow_dump()), _bridge(rb).mac.keys(), rules))
         yield
         bridges: list[Any] = []
@@ -808,19 +817,22 @@ class PrecopyJob:
             if bridge is not None:
                 of = bridge.of
                 bridge.settle_meters()
-                rule_recs, records = RecordList(), list[Any]()
+                rule_recs = RecordList()
                 book.add_rules(name, [])  # counted rule by rule, even with none at all
                 index: dict[tuple[int, Any], int] = {}
-                objs: dict[Rule, int] = {}
+                # The rule objects by place: a list, not a second dict growing beside
+                # ``index`` (two dicts of 100,000 entries resizing in the same slice took
+                # 6-7 ms of CPU in one turn).
+                placed: list[Rule] = []
                 for chunk in _slices(rules):
                     live = [r for r in chunk if of.tables[r.table_id].rules.get(r.ident) is r]
                     rrecs: list[Any] = [r.to_record(taken) for r in live]
                     if older:
                         rrecs = [snapshot.rule_down(r) for r in rrecs]
                     rule_recs.extend(rrecs)
-                    for r, rec in zip(live, rrecs, strict=True):
-                        index[(r.table_id, r.ident)] = objs[r] = len(records)
-                        records.append(rec)
+                    for r in live:
+                        index[(r.table_id, r.ident)] = len(placed)
+                        placed.append(r)
                     book.add_rules(name, rrecs)
                     yield
                 groups: list[Any] = of.group_records(taken)
@@ -830,10 +842,10 @@ class PrecopyJob:
                 tables = of.table_counters()
                 book.set_group_meters(name, groups, meters)
                 if ex.openflow_delta:
-                    base.of_index[name], base.of_objs[name] = index, objs
+                    base.of_index[name], base.of_rules[name] = index, placed
                 of_kind = OpenFlowV2 if older else OpenFlow
                 openflow = of_kind(splice.placeholder(rule_recs), groups, meters, tables)
-                self.counts["openflow_rules"] = self.counts.get("openflow_rules", 0) + len(records)
+                self.counts["openflow_rules"] = self.counts.get("openflow_rules", 0) + len(placed)
             flows_out = splice.placeholder(flow_recs)
             datapath: Any = (
                 DatapathV7(dp.type, None, flows_out, [])

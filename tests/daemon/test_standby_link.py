@@ -5,12 +5,16 @@ restores from what it holds."""
 from __future__ import annotations
 
 import os
+import select
+import socket
 import struct
+from collections import deque
 
 import msgspec
 import pytest
 
-from hitless.daemon.standby import LinkReader, _message, _Standby
+from hitless.daemon import standby
+from hitless.daemon.standby import LinkReader, StandbyLink, _message, _Standby
 from hitless.state import snapshot
 from hitless.state.records import (
     BridgeState,
@@ -223,3 +227,46 @@ def test_ready_bridges_are_rebuilt_only_when_the_rules_change_and_brought_up_to_
             held.apply(*ev)
         assert held.needs_prepare()
     os.close(fds[0])
+
+
+def test_the_daemon_sends_a_mirror_in_pieces_a_bounded_amount_per_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A mirror queued as its pieces (never joined), then a descriptor message: each turn
+    writes at most ``SEND_PER_TURN`` and one more sendmsg, however fast the standby reads,
+    and the standby gets both messages whole, the descriptors with theirs."""
+    monkeypatch.setattr(standby, "SEND_PER_TURN", 1000)
+    monkeypatch.setattr(standby, "SEND_PIECES", 4)  # one sendmsg: at most 4 x 100 bytes
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    link = StandbyLink.__new__(StandbyLink)  # only its queue and socket: no switch
+    link.conn, link.out = ours, deque()
+    pieces = [bytes([i]) * 100 for i in range(120)]  # 12 kB: the socket takes it all
+    link._queue(standby._HDR.pack(b"S", sum(map(len, pieces))))
+    for p in pieces:
+        link._queue(p)
+    fds = _pipes(2)
+    doc = {"br": {"handles": _handles([("p1", 1), ("p2", 2)]), "fds": [0, 1]}}
+    link._queue(_f(doc, 2), fds)
+    reader, got, turns = LinkReader(), [], 0
+    try:
+        while link.out:
+            link._flush()
+            turns += 1
+            sent = 0
+            while select.select([theirs], [], [], 0)[0]:  # the standby reads it all
+                data, received, _flags, _addr = socket.recv_fds(theirs, 1 << 16, 4)
+                sent += len(data)
+                got += reader.feed(data, list(received))
+            assert 0 < sent <= 1000 + 4 * 100
+        assert turns >= 12_000 // (1000 + 4 * 100)  # not all at once (the socket takes it)
+        (kind_s, payload, none), (kind_f, _, slots) = got
+        assert (kind_s, payload, none) == (b"S", b"".join(pieces), [])
+        assert kind_f == b"F" and len(slots) == 2
+        for fd in slots:
+            os.close(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+        ours.close()
+        theirs.close()
