@@ -193,7 +193,8 @@ class CtClear:
 @dataclass(frozen=True, slots=True)
 class Recirc:
     """Look the packet up again with ``recirc_id`` set in its key (and the ct_* fields an
-    earlier ``Ct`` gave it); a miss becomes an upcall carrying that key. Ends the list."""
+    earlier ``Ct`` gave it); a miss becomes an upcall carrying that key. A copy goes: the
+    actions after it run on the packet as it is (Open vSwitch's datapaths fork too)."""
 
     recirc_id: int
 

@@ -4,9 +4,11 @@ netdev fast path compiles common action lists to something cheaper.
 
 Connection tracking: a ``Ct`` action asks the provider's ``ct`` function (its
 ``Conntrack`` with the provider's clock) and writes the result into the packet's key
-(``ct_key``); ``Recirc`` ends the list and hands the packet and its key (headers as the
-packet now is, ``recirc_id`` set, ct fields kept) back to the provider, which looks it
-up again (at most ``MAX_RECIRC_DEPTH`` times per packet) or makes an upcall of it."""
+(``ct_key``); ``Recirc`` hands a copy of the packet and its key (headers as the packet
+now is, ``recirc_id`` set, ct fields kept) back to the provider, which looks it up again
+(at most ``MAX_RECIRC_DEPTH`` times per packet) or makes an upcall of it; the actions
+after it go on with the packet as it is (a fork, as Open vSwitch's datapaths do: a
+group bucket or a clone that recirculates, the rest of the list after it)."""
 
 from __future__ import annotations
 
@@ -102,7 +104,7 @@ def apply_actions(
     a scoped meter, skips the actions it governs).
     ``key`` is the packet's key (taken from the packet and ``in_port`` if None and a
     ct action needs it); ``ct`` runs ``Ct`` actions (None: they do nothing); a ``Recirc``
-    appends (packet, key) to ``recirc`` and ends the list. ``priorities`` (if given)
+    appends (packet, key) to ``recirc`` and the list goes on. ``priorities`` (if given)
     gets the socket priority ``SetPriority`` gave each output (0: none), in order;
     ``priority`` is the packet's before the list."""
     out: list[tuple[int, bytes]] = []
@@ -163,7 +165,6 @@ def apply_actions(
                 else:
                     rkey = rekey(packet, key or extract_key(packet, in_port), a.recirc_id)
                 recirc.append((packet, rkey))
-            break
         elif isinstance(a, CheckPktLen):
             # One branch on a copy; the list goes on with the packet as it was.
             branch = a.gt if len(packet) > a.size else a.le

@@ -93,6 +93,7 @@ __all__ = [
     "decode_userdata",
     "encode_userdata",
     "Continuation",
+    "bucket_actions",
     "xlate_openflow",
     "xlate_resume",
 ]
@@ -693,7 +694,7 @@ def _finish(ctx: _Ctx) -> Xlate:
         ctx.stopped = False
         _run_action_set(ctx)
     if recorder is not None:
-        recorder.event("end", key=ctx.cur)
+        recorder.event("end", key=ctx.cur, meta=ctx.meta)
     acts = ctx.acts
     if ctx.error is not None:
         acts.clear()  # too deep, too many resubmits: Open vSwitch drops the packet
@@ -1771,6 +1772,8 @@ def _group(ctx: _Ctx, gid: int) -> None:
             if _live(ctx, b.watch_port):
                 chosen = [i]
                 break
+            if ctx.recorder is not None:
+                ctx.recorder.event("not_live", index=i, port=b.watch_port)
     elif g.type == GroupType.SELECT:
         live = [(i, b.weight or 1) for i, b in enumerate(g.buckets) if _live(ctx, b.watch_port)]
         if live:
@@ -1787,21 +1790,28 @@ def _group(ctx: _Ctx, gid: int) -> None:
                     break
                 pick -= w
     if ctx.recorder is not None:
-        ctx.recorder.event("group", group_id=gid, chosen=list(chosen))
+        picks = g.type in (GroupType.SELECT, GroupType.FF)  # one bucket, told
+        ctx.recorder.event("group", group_id=gid, chosen=list(chosen), picks=picks)
     was_mpls = ctx.was_mpls
     for i in chosen:
         ctx.credits.append(BucketCounter(g, i))
-        saved = ctx.cur
+        saved, meta, in_port = ctx.cur, ctx.meta, ctx.in_port
         if ctx.recorder is not None:
             ctx.recorder.event("bucket", index=i)
-        _apply(ctx, g.buckets[i].actions)
+        todo = bucket_actions(g.buckets[i].actions)
+        if not todo and ctx.recorder is not None:
+            ctx.recorder.event("empty")
+        _apply(ctx, todo)
         if ctx.fork is not None:
             return  # a check_pkt_larger in the bucket: the branches go on from there
         if ctx.recorder is not None:
             ctx.recorder.event("bucket_end", index=i)
         _seal_pause(ctx)  # a pause in a bucket freezes that copy alone (Open vSwitch)
         _seal_freeze(ctx)  # so does the recirculation after a pop in it
+        # Each bucket acts on its own copy: the packet, the registers, metadata and
+        # in_port come back as they were (Open vSwitch restores its whole flow).
         ctx.restore(saved)
+        ctx.meta, ctx.in_port = meta, in_port
         ctx.was_mpls = was_mpls
         # a bucket's dec_ttl failure or exit ends only that copy
         ctx.stopped = ctx.error is not None
@@ -1810,6 +1820,46 @@ def _group(ctx: _Ctx, gid: int) -> None:
 
 
 _HASH_BYTES = _HASH.to_bytes(KEY_LEN, "big")
+
+# A bucket's actions are an action set in Open vSwitch 3.1 (ofpacts_execute_action_set,
+# seen in its traces): the last of each of these kinds, in this order; then every
+# set/move action, in the bucket's order; the last set_queue; then the last group, else
+# the last output, else the last resubmit, else the last ct. With none of those four,
+# nothing runs; any other action (controller, clone, output:REG, push, learn...) never.
+_BUCKET_LAST: tuple[tuple[type, ...], ...] = (
+    (of.PopVlan,),
+    (of.PopMpls, nx.NxPopMpls),
+    (of.PushMpls, nx.NxPushMpls),
+    (of.PushVlan,),
+    (of.DecNwTtl, nx.NxDecTtl, nx.DecTtlIds),
+    (of.DecMplsTtl, nx.NxDecMplsTtl),
+)
+_BUCKET_SETS: tuple[type, ...] = (
+    of.SetField, of.SetNwTtl, of.SetMplsTtl, nx.RegLoad, nx.RegLoad2, nx.RegMove,
+    nx.NxSetMplsTtl, nx.NxSetMplsLabel, nx.NxSetMplsTc, nx.SetTunnel,
+)  # fmt: skip
+_BUCKET_END: tuple[type, ...] = (of.GroupAction, of.Output, nx.Resubmit, nx_ct.CtAction)
+
+
+def bucket_actions(actions: Iterable[OfAction]) -> tuple[OfAction, ...]:
+    """The actions a group bucket runs, in order, as Open vSwitch 3.1 runs them."""
+    acts = tuple(actions)
+
+    def last(kinds: tuple[type, ...]) -> OfAction | None:
+        found = None
+        for a in acts:
+            if type(a) in kinds:
+                found = a
+        return found
+
+    out = [a for kinds in _BUCKET_LAST if (a := last(kinds)) is not None]
+    out += [a for a in acts if type(a) in _BUCKET_SETS]
+    if (q := last((of.SetQueue,))) is not None:
+        out.append(q)
+    for kind in _BUCKET_END:
+        if (a := last((kind,))) is not None:
+            return (*out, a)
+    return ()
 
 
 def rules_of(x: Xlate) -> list[Rule]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hitless.datapath.actions import format_actions
+from hitless.ofproto.fields import LOCS
 from hitless.ofproto.oftable import OfState, Rule
 from hitless.ofproto.ofxlate import xlate_openflow
 from hitless.ofproto.xlate import SwitchState, Xlate
@@ -66,6 +67,7 @@ class Tracer:
         self._action_set: list[str] = []
         self._key: bytes | None = None
         self.final_key: bytes | None = None
+        self.final_regs: tuple[tuple[int, int], ...] = ()  # (number, value) at the end
 
     # Recorder --------------------------------------------------------------------------
     def event(self, kind: str, **kw: object) -> None:
@@ -110,9 +112,17 @@ class Tracer:
         self._table_parent.append(node)
         self._cur = node.subs
 
-    def _on_group(self, kind: str, group_id: int, chosen: list[int]) -> None:
+    def _on_group(self, kind: str, group_id: int, chosen: list[int], picks: bool = False) -> None:
         if not chosen:
             self._cur.append(Node("detail", "no live bucket"))
+        elif picks:
+            self._cur.append(Node("detail", f"using bucket {chosen[0]}"))
+
+    def _on_not_live(self, kind: str, index: int, port: int) -> None:
+        self._cur.append(Node("detail", f"bucket {index}: not live due to port {port}"))
+
+    def _on_empty(self, kind: str) -> None:
+        self._cur.append(Node("action", "drop"))  # an empty action list
 
     def _on_resubmit(self, kind: str, table_id: int) -> None:
         self._stack.append(self._cur)  # the resubmitted table nests here; then back
@@ -143,8 +153,9 @@ class Tracer:
             reason = f"{'IPv4' if v4 else 'IPv6'} decrement TTL exception"
         self._cur.append(Node("warn", reason))
 
-    def _on_end(self, kind: str, key: bytes) -> None:
+    def _on_end(self, kind: str, key: bytes, meta: int = 0) -> None:
         self.final_key = key
+        self.final_regs = tuple((n, LOCS[f"reg{n}"].get(meta)) for n in range(16))
 
     # Rendering ---------------------------------------------------------------------
     def render(self) -> str:
@@ -197,7 +208,9 @@ def trace(
     x = xlate_openflow(of_state, sw, key, actions, recorder=tracer)
     final = tracer.final_key if tracer.final_key is not None else key
     lines = [f"Flow: {format_flow(key)}\n", tracer.render(), "\n"]
-    lines.append(f"Final flow: {'unchanged' if final == key else format_flow(final)}\n")
+    regs = tracer.final_regs if any(v for _, v in tracer.final_regs) else ()
+    same = final == key and not regs
+    lines.append(f"Final flow: {'unchanged' if same else format_flow(final, regs)}\n")
     lines.append(f"Megaflow: {format_megaflow(key, x.mask)}\n")
     lines.append(f"Datapath actions: {format_actions(x.actions) if x.actions else 'drop'}\n")
     if x.reason.startswith("drop: openflow: "):  # a translation error (too deep...)

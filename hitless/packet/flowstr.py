@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hitless.packet.flow import (
@@ -374,8 +375,10 @@ def format_port(port: int) -> str:
     return str(port)
 
 
-def format_flow(key: bytes) -> str:
-    """A flow key as ``ofproto/trace`` prints it (its "Flow:" line)."""
+def format_flow(key: bytes, regs: Iterable[tuple[int, int]] = ()) -> str:
+    """A flow key as ``ofproto/trace`` prints it (its "Flow:" line); ``regs``: the
+    registers that are not zero, (number, value), printed after the protocol as Open
+    vSwitch does."""
     et = key_field(key, "eth_type")
     proto = key_field(key, "ip_proto")
     parts: list[str] = []
@@ -388,6 +391,7 @@ def format_flow(key: bytes) -> str:
         short = "arp"
     if short:
         parts.append(short)
+    parts += [f"reg{n}={v:#x}" for n, v in regs if v]
     parts.append(f"in_port={format_port(key_field(key, 'in_port'))}")
     tci = key_field(key, "vlan_tci")
     if tci & VLAN_PRESENT:

@@ -173,6 +173,8 @@ def slowpath_reason(
             if why:
                 return why
             continue
+        if ct and isinstance(a, Recirc) and i < len(actions) - 1:
+            return "actions after a recirculation (the kernel program ends the list there)"
         if ct and isinstance(a, CtClear | Recirc):
             continue
         if ct and isinstance(a, Sample):
