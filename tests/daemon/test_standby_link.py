@@ -270,3 +270,44 @@ def test_the_daemon_sends_a_mirror_in_pieces_a_bounded_amount_per_turn(
             os.close(fd)
         ours.close()
         theirs.close()
+
+
+def test_a_clean_stop_stops_a_standby_too_busy_to_take_the_bye() -> None:
+    """The daemon's clean stop says bye after the rest of the mirror; a standby busy
+    building bridges (here: a process that never reads) cannot take it within the 1 s
+    the daemon gives it, and would take the stop for a crash and take over. The daemon
+    stops it instead; a standby that reads gets the bye and is left to exit itself."""
+    import subprocess
+
+    ours, theirs = socket.socketpair()
+    busy = subprocess.Popen(["sleep", "60"])  # a peer that never reads
+    try:
+        link = StandbyLink.__new__(StandbyLink)  # its socket, queue and peer: no switch
+        link.conn, link.out, link.listener, link.peer_pid = ours, deque(), None, busy.pid
+        link.job, link.sent_keys = None, None
+        link._queue(b"x" * (8 << 20))  # more than the socket holds
+        link.close()
+        assert busy.wait(timeout=10) == -15  # SIGTERM: it exits, no takeover
+    finally:
+        if busy.poll() is None:
+            busy.kill()
+            busy.wait()
+        theirs.close()
+    ours, theirs = socket.socketpair()
+    reading = subprocess.Popen(["sleep", "60"])  # a peer that never reads
+    try:
+        link = StandbyLink.__new__(StandbyLink)
+        link.conn, link.out, link.listener, link.peer_pid = ours, deque(), None, reading.pid
+        link.job, link.sent_keys = None, None
+        link._queue(_message(b"S", b"y" * 1000))
+        link.close()
+        data = b""
+        while chunk := theirs.recv(1 << 16):  # until the daemon's side is closed
+            data += chunk
+        events = LinkReader().feed(data, [])
+        assert [k for k, _p, _f in events] == [b"S", b"B"]  # the mirror's rest, then bye
+        assert reading.poll() is None  # left alone
+    finally:
+        reading.kill()
+        reading.wait()
+        theirs.close()
