@@ -469,6 +469,30 @@ def _set_opt(row: Any, column: str, value: Any) -> None:
         setattr(row, column, new)
 
 
+def write_links(idl: Any, statuses: Mapping[str, InterfaceStatus]) -> Any | None:
+    """Stage and commit one transaction writing only ``link_state``, ``admin_state`` and
+    ``link_resets`` of the Interface rows named in ``statuses`` (a link went up or down:
+    these go out at once, on their own, before the rest of the status is gathered);
+    return it, or None when the rows already say so. The caller keeps calling
+    ``commit()`` on an INCOMPLETE transaction, as for ``write_status``."""
+    import ovs.db.idl
+
+    rows = interface_rows(idl)
+    txn = ovs.db.idl.Transaction(idl)
+    txn.add_comment("hitless-vswitchd: link state")
+    for name, st in statuses.items():
+        row = rows.get(name)
+        if row is None:
+            continue
+        _set_opt(row, "link_state", st.link_state)
+        _set_opt(row, "admin_state", st.admin_state)
+        _set_opt(row, "link_resets", st.link_resets)
+    status = txn.commit()
+    if status == ovs.db.idl.Transaction.UNCHANGED:
+        return None
+    return txn
+
+
 def write_status(
     idl: Any,
     statuses: Mapping[str, InterfaceStatus],

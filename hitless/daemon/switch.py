@@ -46,6 +46,7 @@ from hitless.config.ovsdb import (
     open_vswitch_row,
     read_config,
     schema_helper,
+    write_links,
     write_status,
 )
 from hitless.config.unsupported import Unsupported, notes_by_row, unsupported
@@ -62,6 +63,7 @@ from hitless.daemon.sflow import SflowExporter
 from hitless.daemon.takeover import SwitchExporter
 from hitless.daemon.unixctl import CommandError
 from hitless.datapath import Datapath, DatapathError, open_datapath
+from hitless.datapath.afpacket import IFF_UP, if_flags
 from hitless.datapath.registry import PROVIDERS
 from hitless.state.records import BridgeSessions
 
@@ -77,6 +79,7 @@ STATUS_REFRESH_INTERVAL = 5.0  # seconds between link_state refreshes
 # fail_mode standalone fails open when no primary controller was reachable for this
 # long: 3 x the default inactivity probe (5 s), Open vSwitch's figure.
 FAIL_OPEN_AFTER = 15.0
+DEVICE_DATAPATHS = ("netdev", "ebpf")  # their interfaces are kernel network devices
 IDLE_TIMER_MS = 1000  # the loop always has a timer (ovs.poller can block otherwise)
 
 
@@ -194,6 +197,7 @@ class RunningBridge:
     bridge: BridgeLike
     datapath: Datapath
     statuses: dict[str, InterfaceStatus] = field(default_factory=dict)
+    link_seq: int = -1  # the bridge's link_seq when ``statuses`` were read
 
 
 @dataclass(slots=True)
@@ -262,7 +266,7 @@ class Switch:
         self._controllers: dict[str, ControllerStatus] = {}  # as last written back
         self._bond_active: dict[str, str | None] = {}  # Port.bond_active_slave, as written
         self.unreachable_since: dict[str, float] = {}  # bridge -> no primary connected
-        self._link_seq = 0  # the bridges' link_seq sum at the last status write
+        self._links_dirty = False  # a link changed: its columns go out first, alone
         self._mtu_errors: dict[str, str] = {}  # interface -> why its mtu_request failed
         self.tcqos = TcQos()  # linux-htb/hfsc trees on port devices (Port.qos)
         self.sflow = SflowExporter()  # Bridge.sflow: the agents and their collectors
@@ -309,8 +313,9 @@ class Switch:
         datapath: Datapath,
         statuses: dict[str, InterfaceStatus],
     ) -> None:
-        """A bridge a handoff brought (``takeover.SwitchImporter.commit``) joins the switch."""
-        self.bridges[cfg.name] = RunningBridge(cfg, bridge, datapath, statuses)
+        """A bridge a handoff brought (``takeover.SwitchImporter.commit``) joins the switch
+        with the statuses it has just read (no link change in them to write again)."""
+        self.bridges[cfg.name] = RunningBridge(cfg, bridge, datapath, statuses, bridge.link_seq)
 
     def apply_switch_settings(self, other_config: Mapping[str, str]) -> None:
         """The Open_vSwitch row's per-bridge settings (flow-limit, max-idle) onto every
@@ -462,14 +467,17 @@ class Switch:
         self._turn_marks.append(time.perf_counter())
         if self.bond_status() != self._bond_active:
             self._status_dirty = True  # a bond failed over: write it back at once
-        if sum(rb.bridge.link_seq for rb in self.bridges.values()) != self._link_seq:
-            self._status_dirty = True  # a link went up or down: write it back at once
+        if any(rb.bridge.link_seq != rb.link_seq for rb in self.bridges.values()):
+            # A link went up or down: its columns are written at once, then the rest.
+            self._links_dirty = self._status_dirty = True
         self._run_openflow(now)
         self._drain_wakeup()
         self._turn_marks.append(time.perf_counter())
 
         self.idl.run()
         self._progress_txns()
+        if self._links_dirty:
+            self._write_links(self.clock())
         if self.idl.change_seqno != self._seqno:
             self._seqno = self.idl.change_seqno
             self.reconcile(self.clock())
@@ -663,7 +671,7 @@ class Switch:
             rb = self.bridges[name]
             rb.cfg = new.bridges[name]
             try:
-                rb.statuses = rb.bridge.reconfigure(rb.cfg, now)
+                self._read_statuses(rb, now)
             except Exception as e:  # our bug; keep the other bridges working
                 log.exception("bridge %s: reconfiguration failed; closing it", name)
                 self._destroy(name, "reconfiguration failed")
@@ -678,7 +686,7 @@ class Switch:
             # A patch port's status (link, error) depends on its peer on another bridge,
             # which may have appeared or gone just now.
             for rb in self.bridges.values():
-                rb.statuses = rb.bridge.reconfigure(rb.cfg, now)
+                self._read_statuses(rb, now)
         was_waiting = self.flow_restore_wait
         self.config = new
         self.apply_switch_settings(new.other_config)
@@ -739,7 +747,7 @@ class Switch:
                 cfg, f"bridge {cfg.name}: internal error: {type(e).__name__}: {e}"
             )
             return False
-        self.bridges[cfg.name] = RunningBridge(cfg, bridge, dp, statuses)
+        self.bridges[cfg.name] = RunningBridge(cfg, bridge, dp, statuses, bridge.link_seq)
         return True
 
     def _destroy(self, name: str, why: str) -> None:
@@ -775,9 +783,43 @@ class Switch:
         """Re-read link state etc. from the bridges (an unchanged configuration is a
         no-op for them) and write what changed."""
         for rb in self.bridges.values():
-            rb.statuses = rb.bridge.reconfigure(rb.cfg, now)
+            self._read_statuses(rb, now)
         self._write_status(cur_cfg=self.config.next_cfg if self.config else None)
         self._next_refresh = now + self.refresh_interval
+
+    @staticmethod
+    def _read_statuses(rb: RunningBridge, now: float) -> None:
+        """The bridge's interface statuses as of now (an unchanged configuration is a
+        no-op for it), and the link changes they include."""
+        rb.statuses = rb.bridge.reconfigure(rb.cfg, now)
+        rb.link_seq = rb.bridge.link_seq
+
+    def _write_links(self, now: float) -> None:
+        """A link went up or down (or a port's state moved): write the link columns
+        (``link_state``, ``admin_state``, ``link_resets``) of every interface whose row
+        does not say so yet, in a transaction of their own and before the rest of the
+        status is gathered. They come from the bridges and the devices' flags (an ioctl
+        that never waits); the rest (speed, driver, counters: sysfs and ethtool, which
+        wait for the kernel's RTNL lock while another process changes links or deletes a
+        namespace) follows in the full status write, in the same turn."""
+        self._links_dirty = False
+        if read_config(self.idl) is None:
+            return
+        links: dict[str, InterfaceStatus] = {}
+        for rb in self.bridges.values():
+            if rb.bridge.link_seq != rb.link_seq:
+                self._read_statuses(rb, now)
+            for iface in _interfaces(rb.cfg):
+                st = rb.statuses.get(iface.name)
+                if st is None or st.ofport <= 0:
+                    continue
+                if rb.cfg.datapath_type in DEVICE_DATAPATHS and iface.type != "patch":
+                    st = replace(st, admin_state=_device_admin(iface.name, st.admin_state))
+                links[iface.name] = st
+        txn = write_links(self.idl, links)
+        if txn is not None:
+            self._txns.append(txn)
+            self._progress_txns()
 
     @property
     def refresh_interval(self) -> float:
@@ -792,7 +834,7 @@ class Switch:
 
     def _device_bridges(self) -> list[RunningBridge]:
         """Running bridges whose interfaces are kernel network devices."""
-        return [rb for rb in self.bridges.values() if rb.cfg.datapath_type in ("netdev", "ebpf")]
+        return [rb for rb in self.bridges.values() if rb.cfg.datapath_type in DEVICE_DATAPATHS]
 
     def _apply_mtu(self) -> None:
         """Interface.mtu_request: set the device's MTU (as Open vSwitch; once per change,
@@ -918,11 +960,16 @@ class Switch:
         self._status_dirty = False
         if read_config(self.idl) is None:
             return
+        now = self.clock()
+        for rb in self.bridges.values():
+            if rb.bridge.link_seq != rb.link_seq:
+                # A link changed since the statuses were read (a reconciliation in the
+                # same turn as the change reads only the bridges it reconfigured).
+                self._read_statuses(rb, now)
         statuses = self.statuses()
         self._log_errors(statuses)
         self._controllers = self.controller_status()
         self._bond_active = self.bond_status()
-        self._link_seq = sum(rb.bridge.link_seq for rb in self.bridges.values())
         txn = write_status(
             self.idl,
             statuses,
@@ -1011,6 +1058,16 @@ def max_idle(other_config: Mapping[str, str]) -> float:
     except ValueError:
         ms = DEFAULT_MAX_IDLE_MS
     return (ms if ms >= MIN_MAX_IDLE_MS else DEFAULT_MAX_IDLE_MS) / 1000
+
+
+def _device_admin(name: str, bridge_admin: str | None) -> str:
+    """Interface.admin_state of a device: up when the device is up (IFF_UP) and the
+    bridge has not taken the port down (an OpenFlow port-mod)."""
+    try:
+        up = bool(if_flags(name) & IFF_UP)
+    except OSError:
+        up = False
+    return "up" if up and bridge_admin != "down" else "down"
 
 
 def _plus_drops(stats: dict[str, int], dp: Any) -> dict[str, int]:

@@ -6,9 +6,15 @@ following the device, Open_vSwitch datapath_types/iface_types."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import socket
+import statistics
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +23,8 @@ from tests.switch import Sw
 from tests.wait import eventually as wait_for
 
 pytestmark = pytest.mark.netns
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def stat(sw: Sw, iface: str, key: str) -> int:
@@ -116,3 +124,79 @@ def test_statistics_and_mtu_request_side_by_side_with_open_vswitch(
           f"hitless {ours}, Open vSwitch {theirs}; mtu_request=1400 applied by both")  # fmt: skip
     for rx, tx in (ours, theirs):
         assert 50 <= rx <= 56 and 50 <= tx <= 56  # the echoes, and an ARP exchange or two
+
+
+TOGGLES = 20  # down/up pairs per device and switch
+
+
+def probe(remote: str, iface: str, down: str, up: str, ns: str | None = None) -> list[Any]:
+    """tests/linkprobe.py in namespace ``ns`` (default: this one): TOGGLES times ``down``
+    then ``up``, each change timed from its netlink event to the Interface row update an
+    IDL client sees, with the row's link columns at that moment."""
+    cmd = [sys.executable, "-m", "tests.linkprobe", remote, iface, str(TOGGLES), down, up]
+    if ns is not None:
+        cmd = ["ip", "netns", "exec", ns, *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def summary(changes: list[Any]) -> str:
+    ms = sorted(c["ms"] for c in changes if c["ms"] is not None)
+    if not ms:
+        return "none timed"
+    return f"median {statistics.median(ms):.0f} ms, max {ms[-1]:.0f} ms ({len(ms)} changes)"
+
+
+def toggles(remote: str, port: str, peer_ns: str, ns: str | None = None) -> dict[str, list[Any]]:
+    """The switch port itself, then its peer (the host's eth0), TOGGLES times each."""
+    return {
+        "port": probe(remote, port, f"ip link set {port} down", f"ip link set {port} up", ns),
+        "peer": probe(
+            remote,
+            port,
+            f"ip -n {peer_ns} link set eth0 down",
+            f"ip -n {peer_ns} link set eth0 up",
+            ns,
+        ),
+    }
+
+
+def test_link_columns_follow_every_toggle_side_by_side_with_open_vswitch(
+    started: Sw, topology: Topology
+) -> None:
+    """20 down/up toggles of a switch port and 20 of its peer, on hitless and on Open
+    vSwitch 3.1 (netdev, its own namespace): every change reaches Interface.link_state
+    (a monitoring IDL client waits for each before the next), admin_state says whether
+    the device itself is down, link_resets counts each change once, and the link
+    columns change together. The time from each netlink event to the row update is
+    printed for both switches (docs/columns.md), never asserted."""
+    from tests.daemon.test_qos import hitless_pair, ovs_pair
+
+    sw = started
+    a, _, _ = hitless_pair(sw, topology, "10.97.4")
+    pa = a.switch_port
+    resets0 = int(sw.get("Interface", pa, "link_resets"))
+    ours = toggles(sw.rundir.db_remote, pa, a.ns)
+    with ovs_pair(topology, "10.97.5") as (oa, _, ovs, ns):
+        theirs = toggles(f"unix:{ovs.rundir / 'db.sock'}", oa.switch_port, oa.ns, ns)
+    load = os.getloadavg()[0]
+    for what in ("port", "peer"):
+        print(f"link change of the {what} to Interface.link_state seen by an IDL client, "
+              f"{TOGGLES} down/up toggles: hitless {summary(ours[what])}; Open vSwitch "
+              f"{summary(theirs[what])} (load {load:.1f})")  # fmt: skip
+
+    changes = ours["port"] + ours["peer"]
+    assert [c["link_state"] for c in changes] == ["down", "up"] * (2 * TOGGLES), changes
+    # The device's own state: down while the port itself is down, up while only its
+    # peer is (as Open vSwitch says too).
+    assert [c["admin_state"] for c in ours["port"]] == ["down", "up"] * TOGGLES, ours
+    assert all(c["admin_state"] == "up" for c in ours["peer"]), ours
+    assert [c["link_resets"] for c in changes] == [
+        resets0 + i for i in range(1, 4 * TOGGLES + 1)
+    ], changes
+    # Open vSwitch saw them all too (the comparison is of the same changes).
+    assert [c["link_state"] for c in theirs["port"] + theirs["peer"]] == [
+        "down",
+        "up",
+    ] * (2 * TOGGLES), theirs
