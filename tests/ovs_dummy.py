@@ -61,27 +61,48 @@ def stop_pidfile(pidfile: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def ovs() -> Iterator[Ovs]:
+def _start(o: Ovs, dummy: str, netns: str | None = None) -> None:
+    """ovsdb-server and ovs-vswitchd ``--enable-dummy=DUMMY`` in ``o``'s run directory
+    (inside network namespace ``netns`` if given)."""
+    path = o.rundir
+    ns = ["ip", "netns", "exec", netns] if netns is not None else []
+    o.run("ovsdb-tool", "create", str(path / "conf.db"), OVS_SCHEMA)
+    o.run(
+        *ns, "ovsdb-server", str(path / "conf.db"), f"--remote=punix:{path}/db.sock",
+        f"--unixctl={path}/ovsdb-server.ctl", f"--pidfile={path}/ovsdb-server.pid",
+        f"--log-file={path}/ovsdb-server.log", "--detach", "--no-chdir",
+    )  # fmt: skip
+    o.vsctl("--no-wait", "init")
+    o.run(
+        *ns, "ovs-vswitchd", f"unix:{path}/db.sock", f"--pidfile={path}/ovs-vswitchd.pid",
+        f"--log-file={path}/ovs-vswitchd.log", f"--enable-dummy{dummy}",
+        "--disable-system", "--detach", "--no-chdir",
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _running(dummy: str, netns: str | None = None) -> Iterator[Ovs]:
     if shutil.which("ovs-vswitchd") is None:
         pytest.skip("Open vSwitch is not installed")
     path = Path(tempfile.mkdtemp(prefix="hlovs-", dir="/tmp"))
     o = Ovs(path)
     try:
-        o.run("ovsdb-tool", "create", str(path / "conf.db"), OVS_SCHEMA)
-        o.run(
-            "ovsdb-server", str(path / "conf.db"), f"--remote=punix:{path}/db.sock",
-            f"--unixctl={path}/ovsdb-server.ctl", f"--pidfile={path}/ovsdb-server.pid",
-            f"--log-file={path}/ovsdb-server.log", "--detach", "--no-chdir",
-        )  # fmt: skip
-        o.vsctl("--no-wait", "init")
-        o.run(
-            "ovs-vswitchd", f"unix:{path}/db.sock", f"--pidfile={path}/ovs-vswitchd.pid",
-            f"--log-file={path}/ovs-vswitchd.log", "--enable-dummy=override",
-            "--disable-system", "--detach", "--no-chdir",
-        )  # fmt: skip
+        _start(o, dummy, netns)
         yield o
     finally:
         stop_pidfile(path / "ovs-vswitchd.pid")
         stop_pidfile(path / "ovsdb-server.pid")
         shutil.rmtree(path, ignore_errors=True)
+
+
+def ovs_in_namespace(netns: str) -> contextlib.AbstractContextManager[Ovs]:
+    """Real Open vSwitch in network namespace ``netns`` with its own datapath types
+    (``netdev`` bridges on the namespace's devices) and the test hooks of
+    ``--enable-dummy`` (``time/stop``, ``time/warp``); stopped by PID on exit."""
+    return _running("", netns)
+
+
+@pytest.fixture
+def ovs() -> Iterator[Ovs]:
+    with _running("=override") as o:
+        yield o

@@ -489,7 +489,7 @@ class Bond:
                 out.append("  active member")
             if m.delay_expires is not None:
                 kind = "downdelay" if m.enabled else "updelay"
-                out.append(f"  {kind} expires in {max(0, int((m.delay_expires - now) * 1000))} ms")
+                out.append(f"  {kind} expires in {max(0, round((m.delay_expires - now) * 1000))} ms")
             out.append(f"  may_enable: {'true' if m.carrier and m.may_enable else 'false'}")
             if cfg.mode != "active-backup":
                 n = sum(1 for b in self.buckets if b == m.ofport)

@@ -24,6 +24,7 @@ from tests.handoff.test_netdev_upgrade import (
     udp_delivered,
 )
 from tests.netns import Host, Topology, UdpSink, sh
+from tests.ovs_dummy import ovs_in_namespace
 from tests.switch import Sw
 from tests.traffic import BREAKS, CLASSES, bound_of, handoff_under_traffic, judge, violations
 from tests.wait import eventually as wait_for
@@ -171,6 +172,129 @@ def test_active_backup_bond_to_a_two_nic_host_no_loop_and_failover(
             in sw.appctl("bond/show", "bond0").stdout.split(f"member {active}:")[1].split("\n\n")[0]
         )
     )
+
+
+def member_lines(text: str, member: str) -> str:
+    """The lines bond/show prints for one member (Open vSwitch's layout)."""
+    part = text.split(f"\nmember {member}: ", 1)
+    assert len(part) == 2, text
+    return f"member {member}: " + part[1].split("\n\n", 1)[0]
+
+
+DELAY_STEPS = [  # bond/show of member M after each step of ``delay_steps``
+    "member M: enabled\n  active member\n  downdelay expires in 1000 ms\n  may_enable: false",
+    "member M: enabled\n  active member\n  downdelay expires in 1 ms\n  may_enable: false",
+    "member M: disabled\n  may_enable: false",
+    "member M: disabled\n  updelay expires in 2000 ms\n  may_enable: true",
+    "member M: disabled\n  updelay expires in 1 ms\n  may_enable: true",
+    "member M: enabled\n  active member\n  may_enable: true",
+]
+
+
+def delay_steps(
+    appctl: Callable[..., str],
+    set_link: Callable[[str], object],
+    member: str,
+    after_down: Callable[[], object] = lambda: None,
+    during_updelay: Callable[[], object] = lambda: None,
+) -> list[str]:
+    """With the switch's clock stopped (time/stop): ``member`` (the active member of
+    bond0, bond_downdelay=1000, bond_updelay=2000, the bond's primary) loses its carrier
+    (``set_link("down")``), the clock moves 999 ms then 1 ms; the carrier comes back,
+    the clock moves 1999 ms then 1 ms. bond/show's lines for the member after each step
+    (named M), as in DELAY_STEPS."""
+
+    def show() -> str:
+        return member_lines(appctl("bond/show", "bond0"), member).replace(member, "M")
+
+    steps = []
+    appctl("time/stop")
+    set_link("down")
+    assert wait_for(lambda: "may_enable: false" in show())
+    steps.append(show())
+    appctl("time/warp", "999")
+    steps.append(show())
+    appctl("time/warp", "1")
+    steps.append(show())
+    after_down()
+    set_link("up")
+    assert wait_for(lambda: "may_enable: true" in show())
+    steps.append(show())
+    during_updelay()
+    appctl("time/warp", "1999")
+    steps.append(show())
+    appctl("time/warp", "1")
+    steps.append(show())
+    return steps
+
+
+@pytest.mark.netns
+def test_updelay_and_downdelay_on_real_links_as_open_vswitch(
+    started: Sw, topology: Topology
+) -> None:
+    """bond_downdelay keeps a member whose carrier went (still the active one) until it
+    expires; bond_updelay keeps one whose carrier came back disabled (the other member
+    carrying every frame) until it expires; bond/show says which delay is pending and
+    how long is left. The daemon's clock is stopped and moved by hand (time/stop,
+    time/warp), so each step is seen in order; the carrier changes are real (the
+    switch-side veth end of one of the two links of a host on both). Open vSwitch 3.1
+    (netdev bridge, --enable-dummy for its time/stop and time/warp) prints the same
+    lines at every step."""
+    sw = started
+    a = topology.add_host("a", "10.93.4.1/24")
+    h, m0, m1 = add_two_nic_host(topology, "h", "10.93.4.2/24")
+    br = topology.name("hd")
+    sw.vsctl("add-br", br, "--", "add-port", br, a.switch_port)
+    sw.vsctl("add-bond", br, "bond0", m0, m1, "bond_mode=active-backup",
+             "bond_updelay=2000", "bond_downdelay=1000", "--", "set", "Port", "bond0",
+             f"other_config:bond-primary={m0}")  # fmt: skip
+    assert wait_for(lambda: active_member(sw, "bond0") == m0)
+    assert h.ping(a.addr, count=2)
+    shown = sw.appctl("bond/show", "bond0").stdout
+    assert "updelay: 2000 ms\ndowndelay: 1000 ms\n" in shown, shown
+
+    def after_down() -> None:
+        assert active_member(sw, "bond0") == m1
+        assert h.ping(a.addr, count=2)  # through the other link
+
+    def during_updelay() -> None:
+        # Every frame for h leaves by the other member while the updelay runs.
+        tx0, tx1 = root_counter(m0, "tx_packets"), root_counter(m1, "tx_packets")
+        assert a.ping(h.addr, count=3, interval=0.05)
+        assert root_counter(m0, "tx_packets") == tx0, "sent on a member waiting on updelay"
+        assert root_counter(m1, "tx_packets") >= tx1 + 3
+
+    ours = delay_steps(
+        lambda *args: sw.appctl(*args).stdout,
+        lambda state: sh(["ip", "link", "set", m0, state]),
+        m0,
+        after_down,
+        during_updelay,
+    )
+    assert ours == DELAY_STEPS, ours
+    tx0 = root_counter(m0, "tx_packets")
+    assert a.ping(h.addr, count=3, interval=0.05)  # the member is back, and active
+    assert root_counter(m0, "tx_packets") >= tx0 + 3
+
+    ns = f"hl-ovsb-{topology.suffix}"
+    sh(["ip", "netns", "add", ns])
+    topology._namespaces.append(ns)
+    _, o0, o1 = add_two_nic_host(topology, "oh", "10.93.5.2/24")
+    for dev in (o0, o1):
+        sh(["ip", "link", "set", dev, "netns", ns])
+        sh(["ip", "-n", ns, "link", "set", dev, "up"])
+    with ovs_in_namespace(ns) as ovs:
+        ovs.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev")
+        ovs.vsctl("add-bond", "br0", "bond0", o0, o1, "bond_mode=active-backup",
+                  "bond_updelay=2000", "bond_downdelay=1000", "--", "set", "Port", "bond0",
+                  f"other_config:bond-primary={o0}")  # fmt: skip
+        assert wait_for(lambda: f"({o0})" in ovs.appctl("bond/show", "bond0").stdout)
+        theirs = delay_steps(
+            lambda *args: ovs.appctl(*args).stdout,
+            lambda state: sh(["ip", "-n", ns, "link", "set", o0, state]),
+            o0,
+        )
+    assert theirs == ours, (theirs, ours)
 
 
 _SOURCE_SCRIPT = r"""
