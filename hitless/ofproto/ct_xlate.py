@@ -14,8 +14,12 @@ gives the same id without shared counters; the ids in use and their frozen state
 in the datapath's ``recirc`` map (carried by a handoff with the datapath's flows), which
 the bridge updates from ``Xlate.recirc``. Ids are never reused for another state.
 
-Open vSwitch forks at ``ct(table=...)``: actions after it in the same list act on the
-untracked packet. Rule sets put nothing there; here they are not translated.
+Open vSwitch forks at ``ct(table=...)``: a copy recirculates (the datapath's ``recirc``
+forks) and the actions after it in the same list go on with the packet, which
+translation then sees untracked (its ct fields cleared), as Open vSwitch does; inside a
+``clone()`` or a group bucket, only that copy resumes after recirculation. The action
+set is not part of the frozen state here (Open vSwitch carries it too): it runs at the
+end of the translation that froze, not again after the recirculation.
 """
 
 from __future__ import annotations

@@ -392,11 +392,15 @@ _SET_PREREQ: dict[int, tuple[tuple[int, ...], int | None, tuple[int, ...] | None
     OxmField.IPV6_ND_SLL: ((_V6,), 58, (135,)),
     OxmField.IPV6_ND_TLL: ((_V6,), 58, (136,)),
 }
-# Fields a translation may rewrite with SetField, restored after a group bucket or NORMAL.
+# Fields a translation may rewrite with SetField, restored after a group bucket or NORMAL
+# (not the metadata from recirc_id on: a ct action clears the ct fields of the flow
+# translation sees, never the datapath's packet).
 _RESTORABLE = tuple(
     n
     for n in FIELDS
-    if n not in ("in_port", "eth_type", "vlan_tci", "ip_frag", "tcp_flags") and n not in OVERLAYS
+    if n not in ("in_port", "eth_type", "vlan_tci", "ip_frag", "tcp_flags")
+    and n not in OVERLAYS
+    and FIELDS[n][0] < CT_OFF
 )
 _LSE = tuple(f"mpls_lse{i}" for i in range(MPLS_MAX_LABELS))
 _LSE_MASK = [_imask(n) for n in _LSE]
@@ -1550,10 +1554,24 @@ def _x_ct(ctx: _Ctx, a: nx_ct.CtAction) -> None:
         lambda name, ofs, nbits: read_field(ctx, name, ofs, nbits),
     )  # fmt: skip
     ctx.acts.extend(acts)
+    rec = ctx.recorder
+    if rec is not None:
+        for x in a.actions:
+            rec.event("action", action=x, depth=ctx.depth)
+        if not a.actions:
+            rec.event("empty")
     if frozen is not None:
-        # The pipeline goes on after recirculation, from the frozen state.
+        # A copy goes on after recirculation, from the frozen state (the datapath forks
+        # at the recirc action); the actions after the ct go on here, as in Open vSwitch.
         ctx.frozen.append(frozen)
-        ctx.exited = ctx.stopped = True
+        if rec is not None:
+            rec.event("ct_fork", table_id=a.table, recirc_id=frozen[0], blob=frozen[1],
+                      zone=zone & 0xFFFF, key=ctx.cur, meta=ctx.meta)  # fmt: skip
+    # Open vSwitch: the ct fields are known only after recirculation; from here on the
+    # translation sees an untracked packet.
+    ctx.cur = ct_xlate.clear_ct_fields(ctx.cur)
+    if rec is not None:
+        rec.event("ct_untracked")
 
 
 def _x_ct_clear(ctx: _Ctx, a: nx_ct.CtClear) -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hitless.datapath.actions import format_actions
+from hitless.datapath.conntrack import CS_NEW, CS_TRK, format_ct_state
 from hitless.ofproto.fields import LOCS
 from hitless.ofproto.oftable import OfState, Rule
 from hitless.ofproto.ofxlate import xlate_openflow
@@ -37,6 +38,7 @@ from hitless.openflow import actions as of
 from hitless.openflow.ofctl_text import format_action, format_match
 from hitless.packet.flow import ETH_TYPE_IPV4, KEY_LEN
 from hitless.packet.flow import field as key_field
+from hitless.packet.flow import set_field as key_set
 from hitless.packet.flowstr import format_flow, format_megaflow
 
 __all__ = ["Tracer", "trace"]
@@ -68,6 +70,7 @@ class Tracer:
         self._key: bytes | None = None
         self.final_key: bytes | None = None
         self.final_regs: tuple[tuple[int, int], ...] = ()  # (number, value) at the end
+        self.recircs: list[Recirculation] = []  # ct(table=) forks, in order
 
     # Recorder --------------------------------------------------------------------------
     def event(self, kind: str, **kw: object) -> None:
@@ -121,6 +124,18 @@ class Tracer:
     def _on_not_live(self, kind: str, index: int, port: int) -> None:
         self._cur.append(Node("detail", f"bucket {index}: not live due to port {port}"))
 
+    def _on_ct_fork(
+        self, kind: str, table_id: int, recirc_id: int, blob: bytes, zone: int, key: bytes,
+        meta: int,
+    ) -> None:
+        self._cur.append(Node("detail", "A clone of the packet is forked to recirculate. "
+                              f"The forked pipeline will be resumed at table {table_id}."))  # fmt: skip
+        self.recircs.append(Recirculation(recirc_id, blob, table_id, zone, key, _regs(meta)))
+
+    def _on_ct_untracked(self, kind: str) -> None:
+        self._cur.append(Node("detail", "Sets the packet to an untracked state, and clears "
+                              "all the conntrack fields."))  # fmt: skip
+
     def _on_empty(self, kind: str) -> None:
         self._cur.append(Node("action", "drop"))  # an empty action list
 
@@ -155,13 +170,30 @@ class Tracer:
 
     def _on_end(self, kind: str, key: bytes, meta: int = 0) -> None:
         self.final_key = key
-        self.final_regs = tuple((n, LOCS[f"reg{n}"].get(meta)) for n in range(16))
+        self.final_regs = _regs(meta)
 
     # Rendering ---------------------------------------------------------------------
     def render(self) -> str:
         out: list[str] = []
         _print(out, [self.root], 0)
         return "".join(out)
+
+
+def _regs(meta: int) -> tuple[tuple[int, int], ...]:
+    return tuple((n, v) for n in range(16) if (v := LOCS[f"reg{n}"].get(meta)))
+
+
+@dataclass(frozen=True, slots=True)
+class Recirculation:
+    """A ``ct(table=)`` fork a trace follows: its id and frozen state, the table it
+    resumes in, the zone, and the packet (key, registers) as it was at the ct."""
+
+    recirc_id: int
+    blob: bytes
+    table_id: int
+    zone: int
+    key: bytes
+    regs: tuple[tuple[int, int], ...]
 
 
 def normal_details(x: Xlate) -> list[str]:
@@ -203,16 +235,65 @@ def trace(
     actions: tuple[of.Action, ...] | None = None,
 ) -> tuple[str, Xlate]:
     """The trace text of ``key`` through ``bridge``'s pipeline (or through ``actions``, a
-    packet-out), and the translation itself."""
+    packet-out), and the translation itself. As Open vSwitch 3.1 does, each
+    ``ct(table=)`` recirculation is followed after it, the packet resumed with
+    ct_state=trk|new in the ct's zone (at most ``MAX_RECIRCS`` of them)."""
     tracer = Tracer(bridge)
     x = xlate_openflow(of_state, sw, key, actions, recorder=tracer)
+    lines = [f"Flow: {format_flow(key)}\n", *_result(tracer, key, x)]
+    queue = list(tracer.recircs)
+    done = 0
+    while queue and done < MAX_RECIRCS:
+        r = queue.pop(0)
+        done += 1
+        rkey = key_set(key_set(key_set(r.key, "recirc_id", r.recirc_id), "ct_state",
+                               CS_TRK | CS_NEW), "ct_zone", r.zone)  # fmt: skip
+        sub = Tracer(bridge)
+        thaw = Node("thaw", f"Resuming from table {r.table_id}")
+        sub.root.subs.append(Node("thaw", "thaw", [thaw]))
+        rx = xlate_openflow(of_state, sw, rkey, recorder=sub, recirc={r.recirc_id: r.blob})
+        rule = "=" * 79
+        lines += [
+            f"\n{rule}\nrecirc({r.recirc_id:#x}) - resume conntrack with default "
+            f"ct_state=trk|new (use --ct-next to customize)\n{rule}\n\n",
+            f"Flow: {_recirc_flow(rkey, r.regs)}\n",
+            *_result(sub, rkey, rx, r.regs),
+        ]
+        queue += sub.recircs
+    return "".join(lines), x
+
+
+MAX_RECIRCS = 16  # ct(table=) forks a trace follows (a loop of them would never end)
+
+
+def _recirc_flow(key: bytes, regs: tuple[tuple[int, int], ...] = ()) -> str:
+    """A recirculated flow as Open vSwitch prints it: the recirculation and ct fields
+    first, then "eth" and the flow."""
+    head = [f"recirc_id={key_field(key, 'recirc_id'):#x}"]
+    st = key_field(key, "ct_state")
+    if st:
+        head.append(f"ct_state={format_ct_state(st)}")
+    for name in ("ct_zone", "ct_mark"):
+        if v := key_field(key, name):
+            head.append(f"{name}={v if name == 'ct_zone' else hex(v)}")
+    return ",".join([*head, "eth", format_flow(key, regs)])
+
+
+def _result(
+    tracer: Tracer, key: bytes, x: Xlate, start_regs: tuple[tuple[int, int], ...] = ()
+) -> list[str]:
+    """The tree, then the Final flow, Megaflow and Datapath actions lines."""
     final = tracer.final_key if tracer.final_key is not None else key
-    lines = [f"Flow: {format_flow(key)}\n", tracer.render(), "\n"]
-    regs = tracer.final_regs if any(v for _, v in tracer.final_regs) else ()
-    same = final == key and not regs
-    lines.append(f"Final flow: {'unchanged' if same else format_flow(final, regs)}\n")
+    regs = tracer.final_regs
+    lines = [tracer.render(), "\n"]
+    if final == key and regs == start_regs:
+        lines.append("Final flow: unchanged\n")
+    elif key_field(final, "recirc_id"):
+        lines.append(f"Final flow: {_recirc_flow(final, regs)}\n")
+    else:
+        lines.append(f"Final flow: {format_flow(final, regs)}\n")
     lines.append(f"Megaflow: {format_megaflow(key, x.mask)}\n")
     lines.append(f"Datapath actions: {format_actions(x.actions) if x.actions else 'drop'}\n")
     if x.reason.startswith("drop: openflow: "):  # a translation error (too deep...)
         lines.append(f"\nTranslation failed ({x.reason[16:]}), packet is dropped.\n")
-    return "".join(lines), x
+    return lines

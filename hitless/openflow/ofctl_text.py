@@ -20,7 +20,7 @@ from typing import Any
 
 from hitless.openflow import actions as of
 from hitless.openflow import nx_actions as nx
-from hitless.openflow import nxm
+from hitless.openflow import nx_ct, nxm
 from hitless.openflow.constants import OxmField, Port
 from hitless.openflow.match import Match, Oxm
 
@@ -236,6 +236,7 @@ _NAMED: dict[str, Callable[[int, int | None], str]] = {
     "ip_frag": _nw_frag,
     "tcp_flags": _flags("tcp_flags", _TCP_FLAGS, 12),
     "tun_flags": _flags("tun_flags", ("oam",), 16),
+    "ct_state": _flags("ct_state", ("new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"), 32),
 }
 
 
@@ -506,6 +507,31 @@ register_action(nx.NxDecMplsTtl, lambda a: "dec_mpls_ttl")
 register_action(nx.NxSetMplsLabel, lambda a: f"set_mpls_label({a.label})")  # type: ignore[attr-defined]
 register_action(nx.NxSetMplsTc, lambda a: f"set_mpls_tc({a.tc})")  # type: ignore[attr-defined]
 register_action(nx.Clone, lambda a: f"clone({format_actions(a.actions)})")  # type: ignore[attr-defined]
+
+
+def _ct(a: nx_ct.CtAction) -> str:
+    """Open vSwitch's order: commit, force, table, zone, a leading nat, exec(...)."""
+    parts = ["commit"] if a.flags & nx_ct.NX_CT_F_COMMIT else []
+    if a.flags & nx_ct.NX_CT_F_FORCE:
+        parts.append("force")
+    if a.table != nx_ct.RECIRC_NONE:
+        parts.append(f"table={a.table}")
+    if a.zone_field is not None:
+        parts.append(f"zone={a.zone_field}")
+    elif a.zone:
+        parts.append(f"zone={a.zone}")
+    rest = a.actions
+    if rest and isinstance(rest[0], nx_ct.NatAction):
+        parts.append(str(rest[0]))
+        rest = rest[1:]
+    if rest:
+        parts.append(f"exec({format_actions(rest)})")
+    return f"ct({','.join(parts)})" if parts else "ct"
+
+
+register_action(nx_ct.CtAction, _ct)  # type: ignore[arg-type]
+register_action(nx_ct.CtClear, lambda a: "ct_clear")
+register_action(nx_ct.NatAction, str)
 
 
 # -- Open vSwitch's pipeline fields and Nicira actions ----------------------------------
