@@ -2,7 +2,8 @@
 on one machine would share it. Checked twice: at run time, ``Sw.vsctl`` refuses a
 netdev/ebpf bridge or an internal port on one whose name is not private to the test
 (``tests.switch.shared_devices``, tested here); statically, no test or impact-harness
-module creates a namespace or a root-namespace link under a literal name."""
+module creates a namespace or a root-namespace link (or a veth's peer left in the root
+namespace) under a literal name."""
 
 from __future__ import annotations
 
@@ -84,6 +85,17 @@ def _literal_creations(path: Path) -> list[str]:
                 words[i + 3], str
             ):
                 out.append(f"{path}:{node.lineno}: {words[i + 3]!r}")
+            if words[i : i + 3] == ["ip", "link", "add"]:
+                # a veth's peer is made in the root namespace too, unless "netns NS"
+                # follows its name
+                for j in range(i + 4, len(words) - 2):
+                    peer = words[j + 2]
+                    if (
+                        words[j : j + 2] == ["peer", "name"]
+                        and isinstance(peer, str)
+                        and "netns" not in words[j + 3 :]
+                    ):
+                        out.append(f"{path}:{node.lineno}: peer {peer!r}")
     return out
 
 
@@ -98,13 +110,16 @@ def test_the_scan_sees_a_literal_name(tmp_path: Path) -> None:
     bad.write_text(
         'sh(["ip", "netns", "add", "hl-fixed"])\n'
         'subprocess.run(["ip", "link", "add", "v0", "type", "veth"])\n'
+        'sh(["ip", "link", "add", name, "type", "veth", "peer", "name", "v1"])\n'
     )
-    assert len(_literal_creations(bad)) == 2
+    assert len(_literal_creations(bad)) == 3
 
 
 @pytest.mark.parametrize("ok", ['h.run(["ip", "link", "add", "hbr", "type", "bridge"])',
                                 'sh(["ip", "-n", ns, "link", "add", "q0", "type", "veth"])',
-                                'sh(["ip", "link", "add", name, "type", "veth"])'])  # fmt: skip
+                                'sh(["ip", "link", "add", name, "type", "veth"])',
+                                'sh(["ip", "link", "add", n, "type", "veth", "peer", "name",'
+                                ' "eth0", "netns", ns])'])  # fmt: skip
 def test_the_scan_leaves_names_inside_namespaces_alone(ok: str, tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text(ok + "\n")
