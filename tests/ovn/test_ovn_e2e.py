@@ -319,6 +319,48 @@ def test_ovn_acls_forward_and_drop_as_on_open_vswitch() -> None:
     )
 
 
+def _plain_switch(ovn: Ovn, a: Host, b: Host) -> tuple[Host, Host]:
+    """One logical switch with the two ports and nothing else (no ACL, no load
+    balancer)."""
+    ovn.nbctl("ls-add", "sw0")
+    for h, lsp in ((a, "lpa"), (b, "lpb")):
+        ovn.nbctl("lsp-add", "sw0", lsp, "--", "lsp-set-addresses", lsp, f"{h.mac} {_ip(h)}")
+    return a, b
+
+
+def test_ovn_switch_without_acls_forwards_as_on_open_vswitch() -> None:
+    """The first half of issue 17's OVN clause: two logical ports, no ACL; every probe
+    passes both ways on both switches, ovn-controller gets no OpenFlow error and its
+    flow table dumps the same on both."""
+    seen: dict[str, dict[str, bool]] = {}
+    tables: dict[str, list[str]] = {}
+    errors: dict[str, list[str]] = {}
+    net = 110 + (hash("ovn-plain") % 30)
+    for kind in ("ovs", "hitless"):
+        with deployment(kind, net, _plain_switch, prefix="brp") as s:
+            a, b = s.a, s.b
+            seen[kind] = {
+                "ping a->b": a.ping(_ip(b), count=3),
+                "ping b->a": b.ping(_ip(a), count=3),
+                "tcp a->b:5001": tcp_ok(a, b, 5001),
+                "tcp b->a:5001": tcp_ok(b, a, 5001),
+                "udp a->b:7002": udp_ok(a, b, 7002),
+                "udp b->a:7002": udp_ok(b, a, 7002),
+            }
+            tables[kind] = flow_table(s)
+            errors[kind] = s.ovn.openflow_errors()
+    print(f"\nprobes: {seen}\nflows: ovs {len(tables['ovs'])}, hitless {len(tables['hitless'])}")
+    assert errors == {"ovs": [], "hitless": []}, errors
+    assert all(seen["ovs"].values()), seen
+    assert seen["hitless"] == seen["ovs"], seen
+    only_ovs = sorted(set(tables["ovs"]) - set(tables["hitless"]))
+    only_hl = sorted(set(tables["hitless"]) - set(tables["ovs"]))
+    assert not only_ovs and not only_hl, "\n".join(
+        ["only on Open vSwitch:", *only_ovs, "only on hitless:", *only_hl]
+    )
+    assert len(tables["ovs"]) > 50, tables["ovs"]  # ovn-controller's table, not a stub
+
+
 def _tracked(s: Side, established: bool = False) -> set[str]:
     """The tracked TCP stream connections a->b (dpctl/dump-conntrack, without the TCP
     state, which moves on); with ``established``, only those in ESTABLISHED."""
