@@ -9,9 +9,18 @@ import threading
 from collections.abc import Generator, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests import interrupts
 from tests.netns import Topology
+
+# Property tests assert properties, not wall-clock times: hypothesis' default 200 ms
+# deadline per example (and its too-slow check on generating them) failed
+# tests/packet/test_ops.py at load 24, where a test process waits for a core longer
+# than that. Registered here, before any test module builds its own settings (they
+# inherit from this profile).
+settings.register_profile("hitless", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("hitless")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -295,9 +295,7 @@ def udp_duplex(args: argparse.Namespace) -> list[Record]:
     else:
         peer = _sockaddr(args.dst, args.dport)
         _sleep_until(args.start)
-        t0 = max(args.start, _now())
-        until = Until(t0, args)
-        recs.append({"ev": "start", "t": t0, "rate": args.rate, "stream": args.stream})
+        t0 = max(args.start, _now())  # the first datagram's due time; see below
     pad = b"\0" * max(0, args.size - HEADER.size)
     interval = 1.0 / args.rate
     buf = bytearray(2048)
@@ -309,9 +307,9 @@ def udp_duplex(args: argparse.Namespace) -> list[Record]:
             break
         due = float("inf")
         if sending:
-            assert t0 is not None and until is not None and peer is not None
+            assert t0 is not None and peer is not None
             due = t0 + seq * interval
-            end = until(due)
+            end = until(due) if until is not None else float("inf")
             if due >= end:
                 sending = False
                 recs.append({"ev": "end", "t": now, "count": seq})
@@ -320,6 +318,14 @@ def udp_duplex(args: argparse.Namespace) -> list[Record]:
                 continue
             if now >= due:
                 t = _now()
+                if until is None:
+                    # The opener's clock starts with its first datagram, whose send time
+                    # the answerer counts from: so both end at the same moment even when
+                    # the opener was descheduled between its start and that send (at
+                    # load 25 the answerer sent 1.7 ms past the opener's end).
+                    t0 = t
+                    until = Until(t0, args)
+                    recs.append({"ev": "start", "t": t0, "rate": args.rate, "stream": args.stream})
                 try:
                     s.sendto(HEADER.pack(MAGIC, args.run, args.stream, seq, t) + pad, peer)
                     recs.append({"ev": "tx", "seq": seq, "t": t, "u": _now()})
@@ -560,9 +566,15 @@ def _tcp_push_read(args: argparse.Namespace, recs: list[Record]) -> list[Record]
         recs.append({"ev": "error", "t": _now(), "kind": _errkind(exc), "phase": "connect"})
         s.close()
         return recs
-    recs.append({"ev": "connected", "t": _now(), "t0": t})
-    # until the sender closes; at the latest --linger after it surely would have
-    until = Until(args.start, args)
+    connected = _now()
+    recs.append({"ev": "connected", "t": connected, "t0": t})
+    # Until the sender closes; at the latest --linger after it surely would have. The
+    # sender counts its --duration from the accept, so this side counts from the
+    # connect, not from --start: an opener whose interpreter took longer than the
+    # runner's head start to come up (2-6 s at load 25 beside switches at nice -10)
+    # connected after --start + --duration + --linger, gave up at once and closed on
+    # unread data, and the sender saw a reset after 0-76 of 100 messages.
+    until = Until(max(args.start, connected), args)
     pending = b""
     state = "open"
     while state == "open" and not _stop:

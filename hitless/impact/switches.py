@@ -56,6 +56,12 @@ BRIDGE2 = "br1"
 PATCH = ("patch-br1", "patch-br0")
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 TIMEOUT = 60.0
+# How much longer than its own --timeout a `hitless upgrade`/`downgrade` may run before
+# the harness gives up on it: its --connect-timeout (30 s by default) counts apart, and so
+# do its interpreter's start (2-12 s at load 25-30) and its exit. With no margin (both
+# 60 s) the harness killed the command in the middle of a handoff at load ~30, before
+# the command could end it or report ("timed out after 60.0 seconds").
+HANDOFF_MARGIN = 120.0
 
 # Operation keys (what --ops takes) per switch, in the order they run.
 HITLESS_OPS = ("upgrade", "downgrade", "cold", "flow-restore", "kill9", "ovsdb-restart")
@@ -309,15 +315,18 @@ class HitlessSwitch(_Base):
         exe = self.bin / "hitless"
         # The command's own --timeout (default 60 s) within ours: a big pre-copy on a
         # loaded machine takes longer than that (100k rules at load 15: 26 s to send).
-        own = f"{max(60.0, self.rules_timeout - 10):g}"
-        r = subprocess.run(
-            self._in_ns([str(exe), *args, "--rundir", str(self.rundir), "--json",
-                         "--timeout", own]),
-            capture_output=True,
-            text=True,
-            timeout=self.rules_timeout,
-            cwd="/",
-        )
+        own = max(60.0, self.rules_timeout - 10)
+        cmd = self._in_ns([str(exe), *args, "--rundir", str(self.rundir), "--json",
+                           "--timeout", f"{own:g}"])  # fmt: skip
+        try:
+            r = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=own + HANDOFF_MARGIN, cwd="/"
+            )
+        except subprocess.TimeoutExpired:
+            raise SwitchError(
+                f"hitless {what} did not end within {own + HANDOFF_MARGIN:g} s (its own "
+                f"--timeout {own:g} s and {HANDOFF_MARGIN:g} s more); killed it"
+            ) from None
         t1 = time.monotonic()
         try:
             report = json.loads(r.stdout)
