@@ -18,6 +18,7 @@ is dropped by the firewall and the TCP connection never completes."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -452,6 +454,42 @@ def test_upgrade_behind_a_stateful_firewall_keeps_the_handoff_claim(
 # source (provider.program_id) but was installed without that source (every build before state format 7).
 NO_BPF_SOURCE_BUILD = "b74b2c3"
 
+# One TCP connection that stays open and silent: b accepts it (on PORT, after saying
+# "ready"), a opens it and says "connected"; both hold it until their stdin closes.
+_HOLD = r"""
+import socket, sys
+if sys.argv[1] == "accept":
+    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("", int(sys.argv[2]))); ls.listen(1); print("ready", flush=True)
+    c, _ = ls.accept()
+else:
+    c = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=30)
+    print("connected", flush=True)
+sys.stdin.read()
+c.close()
+"""
+
+
+@contextlib.contextmanager
+def _idle_tcp(a_ns: str, b_ns: str, b_ip: str, port: int) -> Iterator[None]:
+    """An established TCP connection from a to b through the switch, idle while this
+    holds it (a tracked one lasts a day: the firewall's ICMP entries only 30 s)."""
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for ns, args in ((b_ns, ["accept", str(port)]), (a_ns, ["open", b_ip, str(port)])):
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-c", _HOLD, *args],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+            ))  # fmt: skip
+            assert procs[-1].stdout is not None
+            assert procs[-1].stdout.readline().strip() in ("ready", "connected"), args
+        yield
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate(timeout=10)
+
 
 def test_ebpf_downgrade_to_a_build_without_its_bpf_source_is_refused_before_anything_changes() -> (
     None
@@ -459,8 +497,10 @@ def test_ebpf_downgrade_to_a_build_without_its_bpf_source_is_refused_before_anyt
     """Such a build would crash adopting the running program (seen: a downgrade of an ebpf
     switch to b74b2c3). hitless downgrade asks the target's installation first, refuses
     with a message that names the cause and the way out, and the running daemon goes on
-    serving as before (same process, the firewall's connection still
-    tracked); hitless impact refuses the same target before measuring anything."""
+    serving as before (same process, the firewall's connections still
+    tracked: an idle TCP connection's, which nothing would track again after a flush;
+    not the first ping's, whose 30 s a refused downgrade at load 23 outlasted); hitless
+    impact refuses the same target before measuring anything."""
     from hitless.impact.builds import build
     from tests.impact.test_cli import impact
 
@@ -478,23 +518,28 @@ def test_ebpf_downgrade_to_a_build_without_its_bpf_source_is_refused_before_anyt
                 sw.ofctl("add-flow", r)
             b_ip = b.ip.split("/")[0]
             assert a.ping(b_ip, count=3)
-            table = _conntrack(sw)
-            assert table, "the ping through the firewall made no connection"
-            pid = sw.daemon_pid()
-            exe = sw.bin / "hitless"
-            r = subprocess.run(
-                ["ip", "netns", "exec", topo.switch_ns, str(exe), "downgrade", "--rundir",
-                 str(sw.rundir), "--to", str(old.vswitchd), "--json"],
-                capture_output=True, text=True, timeout=300,
-            )  # fmt: skip
-            assert r.returncode == 1, r.stdout + r.stderr
-            report = json.loads(r.stdout)
-            assert not report["ok"]
-            assert "lacks the BPF program source" in report["reason"], report
-            assert "state format 7 or later" in report["reason"], report
-            assert sw.daemon_pid() == pid
-            assert a.ping(b_ip, count=3)
-            assert set(table) <= set(_conntrack(sw))  # the first ping's connection is still there
+            with _idle_tcp(a.ns, b.ns, b_ip, pick_port()):
+                table = [e for e in _conntrack(sw) if e.startswith("tcp,")]
+                assert len(table) == 1, _conntrack(sw)  # the firewall tracks it
+                pid = sw.daemon_pid()
+                exe = sw.bin / "hitless"
+                t0 = time.monotonic()
+                r = subprocess.run(
+                    ["ip", "netns", "exec", topo.switch_ns, str(exe), "downgrade", "--rundir",
+                     str(sw.rundir), "--to", str(old.vswitchd), "--json"],
+                    capture_output=True, text=True, timeout=300,
+                )  # fmt: skip
+                took = time.monotonic() - t0
+                print(f"the refused downgrade took {took:.1f} s")
+                assert r.returncode == 1, r.stdout + r.stderr
+                report = json.loads(r.stdout)
+                assert not report["ok"]
+                assert "lacks the BPF program source" in report["reason"], report
+                assert "state format 7 or later" in report["reason"], report
+                assert sw.daemon_pid() == pid
+                assert a.ping(b_ip, count=3)
+                # the idle connection is still tracked (silent: nothing made it again)
+                assert set(table) <= set(_conntrack(sw)), (table, _conntrack(sw), took)
         finally:
             sw.close()
     r2 = impact("--datapath", "ebpf", "--ops", "downgrade", "--downgrade-to", NO_BPF_SOURCE_BUILD,
