@@ -59,19 +59,6 @@ EXEMPT: dict[str, Exempt] = {
         EBPF + "; and the new process is a previous build (LAYOUT_1_BUILD)",
         ("ebpf_switch(", "build(LAYOUT_1_BUILD)"),
     ),
-    "tests/ovn/test_ovn_e2e.py::test_hitless_upgrade_under_ovn_loses_nothing_and_keeps_connections_and_controller": Exempt(
-        "minutes of OVN deployment per case, and its timing bound is widened by the"
-        " stalls of the same traffic without an operation (OVN's slow path): the"
-        " netdev upgrade tests carry the blackout and duplicate cases of the same"
-        " assertions (lost, duplicates) this test makes",
-        ("judge_timing(", "c.duplicates == 0"),
-    ),
-    "tests/debpkg/test_apt.py::test_apt_upgrade_and_downgrade_under_traffic": Exempt(
-        "the handoffs run inside apt-get's maintainer scripts of two built packages"
-        " (minutes per case, outside CI's default run), the downgrade's new process is a"
-        " previous release; the handoff and the assertion are the netdev tests' own",
-        ("apt_install(", "assert_handoff_traffic("),
-    ),
 }
 
 

@@ -8,7 +8,8 @@ the daemon runs from ``/usr/lib/hitless/versions/VERSION``. The operation only r
 apt-get: the package's postinst hands the switch over (``hitless-service handoff``:
 ``hitless upgrade`` or ``downgrade`` inside the switch's namespaces) and records the
 handoff's report in ``RUNDIR/last-handoff.json``, from which the operation takes the
-handoff's phases, laid out to end when the handoff ended (``monotonic_end``, the
+handoff's phases, the freeze placed where it began (``ready_at``) when the report
+says, else laid out to end when the handoff ended (``monotonic_end``; both on the
 system-wide monotonic clock).
 
 Installing a package changes the whole machine: callers hold ``LOCK`` (flock) around
@@ -77,6 +78,9 @@ class PackagedSwitch(HitlessSwitch):
         self.bin = Path("/usr/bin")
         self.debs = dict(debs)  # operation -> the .deb it installs
         self.apt_output = ""
+        # ``handoff_env`` goes into apt-get's environment: the maintainer scripts and the
+        # handoff they run inherit it (so ``HITLESS_FAULT`` arms a point in the new
+        # process the package starts).
 
     def running_version(self) -> str | None:
         """The package version whose files the daemon runs (from its command line)."""
@@ -100,7 +104,7 @@ class PackagedSwitch(HitlessSwitch):
         record = self.rundir / "last-handoff.json"
         record.unlink(missing_ok=True)
         t0 = time.monotonic()
-        self.apt_output = apt_install(deb)
+        self.apt_output = apt_install(deb, env=self.handoff_env)
         t1 = time.monotonic()
         try:
             report: dict[str, Any] = json.loads(record.read_text())
@@ -113,5 +117,8 @@ class PackagedSwitch(HitlessSwitch):
         if not report.get("ok"):
             raise SwitchError(f"the handoff apt-get ran failed: {report.get('reason')}")
         end = float(report.get("monotonic_end", t1))
-        phases = _handoff_phases(report.get("phases_ms", {}), t0, min(end, t1))
+        at = report.get("ready_at")  # the freeze's start, when the handoff's CLI reports it
+        phases = _handoff_phases(
+            report.get("phases_ms", {}), t0, min(end, t1), float(at) if at else None
+        )
         return [Phase(f"apt-get install {deb.name}", t0, t1), *phases]

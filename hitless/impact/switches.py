@@ -257,6 +257,9 @@ class HitlessSwitch(_Base):
         self.rundir = _mktemp("hli-sw-")
         self.bin = Path(sys.executable).parent
         self.downgrade_to = downgrade_to  # the older hitless-vswitchd for "downgrade"
+        # Added to the environment of the command a handoff operation runs, which the
+        # new process inherits: fault tests arm a point there (``HITLESS_FAULT``).
+        self.handoff_env: dict[str, str] = {}
 
     def hitless(self, *args: str, timeout: float = TIMEOUT) -> str:
         exe = self.bin / "hitless"
@@ -320,8 +323,9 @@ class HitlessSwitch(_Base):
                            "--timeout", f"{own:g}"])  # fmt: skip
         try:
             r = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=own + HANDOFF_MARGIN, cwd="/"
-            )
+                cmd, capture_output=True, text=True, timeout=own + HANDOFF_MARGIN, cwd="/",
+                env={**os.environ, **self.handoff_env},
+            )  # fmt: skip
         except subprocess.TimeoutExpired:
             raise SwitchError(
                 f"hitless {what} did not end within {own + HANDOFF_MARGIN:g} s (its own "

@@ -13,12 +13,14 @@ from typing import Any
 from hitless.impact.analysis import ImpactResult
 from hitless.impact.cpuwait import Sampler, pidfile_reader
 from hitless.impact.run import Operation, measure
-from tests.traffic import AFTER, with_cpu_waits
+from tests.traffic import AFTER, with_cpu_waits, with_fault_windows
 
 
 def measure_switch(rundir: Path, operation: Operation, **kw: Any) -> ImpactResult:
     """``measure(hosts, operation, **kw)`` (``hosts`` in ``kw``) around a switch whose
-    pidfile is ``rundir``/hitless-vswitchd.pid."""
+    pidfile is ``rundir``/hitless-vswitchd.pid; the windows of the blackouts its new
+    processes injected meanwhile (``blackout:<ms>``, their lines in
+    ``rundir``/hitless-vswitchd.log) are the result's ``fault_windows``."""
     started: list[float] = []
 
     def timed() -> Any:
@@ -27,4 +29,6 @@ def measure_switch(rundir: Path, operation: Operation, **kw: Any) -> ImpactResul
 
     with Sampler(pidfile_reader(rundir / "hitless-vswitchd.pid")) as cpu:
         res = measure(operation=timed, after=AFTER, **kw)
-    return with_cpu_waits(res, cpu, started[0])
+    log = rundir / "hitless-vswitchd.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return with_fault_windows(with_cpu_waits(res, cpu, started[0]), text, started[0])

@@ -22,9 +22,12 @@ Checked:
   doubled, the TCP stream's tracked connection is the same entry after, and
   ovn-controller keeps its OpenFlow connections (no reconnect in its log) and its flows
   (rule counters go on counting: a reinstall would have reset them). Then the shared
-  handoff assertion (tests/traffic.py) with the freeze's bound plus the stalls the same
-  traffic shows without an operation (measured first, same run, same length): judged at
-  any load (the no-operation run shows the machine's own stalls at that load).
+  handoff assertion (tests/traffic.py: lost, twice, held and delayed beyond the freeze
+  and the switch's waits for a CPU), which must catch a ``blackout:100`` and a
+  ``duplicate`` armed in the new process. (It once had the stalls of the same traffic
+  without an operation added to its bound, from when each new connection took OVN's
+  pipeline in the slow path; with the CPU waits excused that run held 5-11 ms beyond
+  them at load 23-26, and the upgrade 17-22 ms.)
 """
 
 from __future__ import annotations
@@ -42,13 +45,13 @@ from dataclasses import dataclass
 import pytest
 
 from hitless.impact.analysis import ImpactResult, Phase
-from hitless.impact.bounds import PACED, Bound, summary
+from hitless.impact.bounds import Bound, summary, violations
 from hitless.impact.cpuwait import Sampler, pidfile_reader
 from hitless.impact.run import Rates, measure
 from hitless.impact.switches import HitlessSwitch, OvsSwitch
 from hitless.impact.topology import Host, Topology
 from tests.ovn.ovn import Ovn, available
-from tests.traffic import assert_handoff_traffic, bound_of, with_cpu_waits
+from tests.traffic import bound_of, fault_env, judge, with_cpu_waits, with_fault_windows
 from tests.wait import wait_for
 
 pytestmark = [
@@ -382,18 +385,19 @@ def _counters(s: Side) -> dict[str, int]:
 
 
 def upgrade_under_traffic(
-    s: Side, tracked: Callable[[Side], set[str]], udp_to_a: int
+    s: Side, tracked: Callable[[Side], set[str]], udp_to_a: int, fault: str | None = None
 ) -> tuple[set[str], ImpactResult]:
-    """``hitless upgrade`` of ``s`` under the shared traffic classes, after a warm-up and
-    the same traffic without an operation (the stalls of OVN's Python slow path on this
-    machine anyway). Judged: no datagram or stream record lost or doubled, the stream
+    """``hitless upgrade`` of ``s`` under the shared traffic classes, after a warm-up.
+    Judged: no datagram or stream record lost or doubled, the stream
     survived, what ``tracked`` returned before the upgrade
     is still tracked after, ovn-controller kept its OpenFlow connections (no reconnect in
     its log), got no error and its rules were not reinstalled (every counter went on),
-    then the timing and failed new connections (``judge_timing``, the switch's CPU waits
-    excused). Returns what was
+    then duplicates, the timing and failed new connections (``judge_timing``, the
+    switch's CPU waits excused). With ``fault`` armed in the new process (``blackout:100``, ``duplicate``)
+    the traffic's judgement must catch it (``judge``). Returns what was
     tracked before, and the measured traffic."""
     assert isinstance(s.sw, HitlessSwitch)
+    s.sw.handoff_env = fault_env(fault) or {}
     upgrade = s.sw.operation("upgrade")
     links = s.ovn.bridge_connections()
     assert links, "ovn-controller's log shows no OpenFlow connection to the bridge"
@@ -410,10 +414,6 @@ def upgrade_under_traffic(
     # Warm up the pipeline's first upcalls (ARP, the first packets of each kind).
     assert s.a.ping(_ip(s.b), count=3) and tcp_ok(s.a, s.b, PORT + 2)
     assert udp_ok(s.b, s.a, udp_to_a) and udp_ok(s.a, s.b, PORT)
-    # as long as the upgrade's run: the longest stall of the same length of traffic
-    base = measure([s.a, s.b], lambda: None, name="no operation", duration=15, at=1.5,
-                   rates=RATES, classes=CLASSES, port=PORT)  # fmt: skip
-    print(summary(base))
     with Sampler(pidfile_reader(s.sw.rundir / "hitless-vswitchd.pid")) as cpu:
         # the traffic goes on 3 s after the upgrade returned, however long it took (at
         # load average 17-21 it once took 16 s, past a fixed 15 s of traffic)
@@ -424,8 +424,7 @@ def upgrade_under_traffic(
     freeze_end = max((p.end for p in res.window.phases if p.name.startswith("freeze")),
                      default=res.window.end)  # fmt: skip
     assert freeze_end <= end - 2.0, f"the traffic did not outlast the freeze\n{summary(res)}"
-    for c in res.classes:  # failed new connections: judged with the timing (below)
-        assert c.duplicates == 0, summary(res)
+    for c in res.classes:  # failed new connections, duplicates: judged with the timing
         if c.kind != "tcp-connect":
             assert c.lost == 0 and c.outcome in (None, "survived"), summary(res)
     assert {"udp", "tcp-stream", "tcp-connect"} <= {c.kind for c in res.classes}
@@ -442,25 +441,26 @@ def upgrade_under_traffic(
     assert s.sw.last_report is not None
     started = seen["started"]
     assert isinstance(started, float)
-    judge_timing(with_cpu_waits(res, cpu, started), bound_of([s.sw.last_report]), base)
+    res = with_fault_windows(with_cpu_waits(res, cpu, started), s.sw.log().read_text(), started)
+    if fault is not None and fault.startswith("blackout:"):
+        assert res.fault_windows, "the new process logged no blackout"
+    judge_timing(res, bound_of([s.sw.last_report]), fault)
     return before_tracked, res
 
 
-def test_hitless_upgrade_under_ovn_loses_nothing_and_keeps_connections_and_controller() -> None:
+@pytest.mark.parametrize("fault", [None, "blackout:100", "duplicate"])
+def test_hitless_upgrade_under_ovn_loses_nothing_and_keeps_connections_and_controller(
+    fault: str | None,
+) -> None:
     """The TCP stream's connection was tracked (ESTABLISHED) before and is the same entry
-    after; the rest as ``upgrade_under_traffic`` says."""
+    after; the rest as ``upgrade_under_traffic`` says, which must catch the ``fault``
+    armed in the new process."""
     with ovn_side("hitless", 190 + (hash("ovn-up") % 9)) as s:
-        upgrade_under_traffic(s, lambda s: _tracked(s, established=True), UDP_TO_A)
+        upgrade_under_traffic(s, lambda s: _tracked(s, established=True), UDP_TO_A, fault)
 
 
-def judge_timing(res: ImpactResult, bound: Bound, base: ImpactResult) -> None:
-    """The shared handoff assertion with ``bound`` widened by the gap and latency the
-    same traffic showed without an operation (``base``, measured first in the same
-    deployment, for as long): at any load, since that run shows the same load's stalls."""
-    stall = max(c.longest_gap for c in base.classes if c.kind in PACED)
-    late = max(c.worst_latency or 0.0 for c in base.classes if c.kind in PACED)
-    bound = Bound(bound.gap + stall, bound.latency + late,
-                  f"{bound.why}, plus the {stall * 1000:.0f} ms gap and {late * 1000:.0f} ms "
-                  "latency of the same traffic without an operation", bound.freeze)  # fmt: skip
+def judge_timing(res: ImpactResult, bound: Bound, fault: str | None) -> None:
+    """The shared handoff assertion (``judge``): clean, nothing may be found; with
+    ``fault`` armed in the new process, what it breaks must be."""
     print(f"load average {os.getloadavg()[0]:.1f}")
-    assert_handoff_traffic(res, bound)
+    judge(violations(res, bound), fault, res)
