@@ -50,9 +50,9 @@ from hitless.openflow import (
     Timeout,
 )
 from hitless.openflow._wire import Reader
-from hitless.openflow.connection import DEFAULT_PROBE_INTERVAL
+from hitless.openflow.connection import DEFAULT_PROBE_INTERVAL, ENCODE_ERRORS
 from hitless.openflow.constants import OFP13_VERSION, PROTOCOL_VERSIONS, MsgType
-from hitless.openflow.errors import LocalProtocolError, RemoteProtocolError
+from hitless.openflow.errors import LocalProtocolError, NxError, RemoteProtocolError
 from hitless.openflow.flowmon import MonitorRequest
 from hitless.openflow.match import Match as OfMatch
 from hitless.openflow.messages import GroupMod, MeterMod, RequestForward
@@ -746,7 +746,30 @@ class OfManager:
         for mod in self.handler.applied_mods:  # one mod, or those a bundle committed
             self._request_forward(c, mod)
         for r in replies:
-            c.out(conn.send(r))
+            self._send(c, r, msg)
+
+    def _send(self, c: _Client, msg: Message, request: Message | None = None) -> None:
+        """``msg`` to ``c`` in the session's version. A message that cannot be encoded
+        (our failure, never the peer's) is logged and not sent; the session and the
+        switch go on. A reply to ``request`` becomes an error quoting the request
+        (NXBRC_UNENCODABLE_ERROR), so the peer is not left waiting for it."""
+        conn = c.conn
+        try:
+            data = conn.send(msg)
+        except ENCODE_ERRORS as e:
+            log.error("%s: cannot encode %s (%s): %s", self.path, type(msg).__name__,
+                      "answered with an error" if request else "not sent", e)  # fmt: skip
+            if request is None or conn.version is None:
+                return
+            data = RemoteProtocolError.nicira(str(e), NxError.UNENCODABLE).with_request(
+                conn.last_request, request.xid
+            ).reply(conn.version)
+        finally:
+            for kind, why in conn.left_out:  # as Open vSwitch logs a flow it left out
+                log.warning("%s: %s left out of a %s: too long for a reply message (%s)",
+                            self.path, kind, type(msg).__name__, why)  # fmt: skip
+            conn.left_out.clear()
+        c.out(data)
 
     def _request_forward(self, source: _Client, msg: GroupMod | MeterMod) -> None:
         """A group or meter mod that succeeded goes, as OFPT_REQUESTFORWARD (Open vSwitch's
@@ -762,7 +785,7 @@ class OfManager:
             if c.session.service and not c.session.miss_send_len:
                 continue  # a management session that did not ask for async messages
             if c.conn.async_allows(MsgType.REQUESTFORWARD, reason):
-                c.out(c.conn.send(fwd))
+                self._send(c, fwd)
 
     def _flow_updates(self) -> None:
         """Send flow monitors the updates rule changes made so far produced."""
@@ -772,19 +795,19 @@ class OfManager:
         per = self.handler.flow_updates([(c.conn, c.session) for c in live])
         for c, msgs in zip(live, per, strict=True):
             for m in msgs:
-                c.out(c.conn.send(m))
+                self._send(c, m)
             if msgs and not c.session.monitor_paused and len(c.wbuf) > MONITOR_BACKLOG:
                 with contextlib.suppress(OSError):  # what the socket takes is no backlog
                     del c.wbuf[: c.sock.send(c.wbuf)]  # (errors: _flush sees them)
             if msgs and not c.session.monitor_paused and len(c.wbuf) > MONITOR_BACKLOG:
-                c.out(c.conn.send(self.handler.pause_monitors(c.conn, c.session)))
+                self._send(c, self.handler.pause_monitors(c.conn, c.session))
 
     def _resume_monitors(self) -> None:
         """Paused flow monitors whose peer caught up (nothing left to write) resume."""
         for c in self.clients:
             if c.session.monitor_paused and not c.wbuf and not c.closing:
                 for m in self.handler.resume_monitors(c.conn, c.session):
-                    c.out(c.conn.send(m))
+                    self._send(c, m)
 
     def _miss_packet_ins(self) -> None:
         """A session of 1.0-1.2 that takes async messages came or went: misses without a
@@ -808,7 +831,7 @@ class OfManager:
                 continue
             for m in (*pss, *pins, *frs, *tss):
                 if self.handler.wants(c.conn, c.session, m):
-                    c.out(c.conn.send(m))
+                    self._send(c, m)
 
     def _flush(self, c: _Client) -> None:
         while c.wbuf:

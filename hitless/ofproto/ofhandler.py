@@ -1151,7 +1151,9 @@ class OfHandler:
                         hard_age=int(max(0.0, now - r.modified)),
                     )
                 )
-            return _replies(FlowStatsReply, xid, "stats", stats)
+            # one value: the connection packs the entries into messages of up to 64 kB in
+            # the session's version, as Open vSwitch does (their size depends on it)
+            return [FlowStatsReply(xid=xid, stats=tuple(stats))]
         if isinstance(msg, TableStatsRequest):
             br.settle_counters()
             caps = _table_caps()

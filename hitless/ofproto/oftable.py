@@ -1204,7 +1204,7 @@ class OfState:
                     raise RemoteProtocolError(
                         f"meter {inst.meter_id} does not exist",
                         ErrorType.METER_MOD_FAILED,
-                        MeterModFailedCode.UNKNOWN_METER,
+                        MeterModFailedCode.INVALID_METER,  # Open vSwitch 3.1's choice
                     )
             elif isinstance(inst, (ApplyActions, WriteActions)):
                 self.validate_actions(inst.actions)

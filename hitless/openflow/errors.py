@@ -2,8 +2,9 @@
 
 ``RemoteProtocolError``: the peer sent something malformed, truncated or unsupported.
 It carries the OFPT_ERROR type and code the specification (§7.4.4) names for the case,
-the offending message's xid and its first bytes (at least 64, or all of it), so the
-caller can answer with ``error.reply(version)``. ``LocalProtocolError``: we asked the
+the offending message's xid and the message itself (the whole of it, as Open vSwitch 3.1
+quotes it, cut only where the error would pass 65535 bytes), so the caller can answer
+with ``error.reply(version)``. ``LocalProtocolError``: we asked the
 codec or the connection for something the protocol does not allow (our bug).
 """
 
@@ -13,7 +14,7 @@ import struct
 
 from hitless.openflow.constants import OFP13_VERSION, MsgType
 
-ERROR_DATA_LEN = 64  # §7.4.4: "at least 64 bytes of the failed request"
+MAX_LENGTH = 0xFFFF  # the largest OpenFlow message (a 16-bit length)
 BUNDLE_FAILED = 17  # OFPET_BUNDLE_FAILED (1.4)
 ONF_EXPERIMENTER = 0x4F4E4600
 NX_EXPERIMENTER = 0x00002320
@@ -34,6 +35,7 @@ class NxError:
     INVALID_TLV_FIELD = (536, 37)  # NXFMFC_INVALID_TLV_FIELD: an unmapped tun_metadata
     RESUME_STALE = (534, 35)  # NXR_STALE: a continuation this switch did not make
     NOT_CONFIGURED = (535, 36)  # NXST_NOT_CONFIGURED
+    UNENCODABLE = (521, 10)  # NXBRC_UNENCODABLE_ERROR: also a reply we could not encode
 
 
 class OpenFlowError(Exception):
@@ -72,47 +74,53 @@ class RemoteProtocolError(OpenFlowError):
         return cls(message, EXPERIMENTER_ERROR, codes[1], nx=codes)
 
     def with_request(self, request: bytes, xid: int) -> RemoteProtocolError:
-        """The same error, attached to the offending message (its xid and first bytes)."""
+        """The same error, attached to the offending message (its xid and its bytes: §7.4.4
+        asks for at least 64, Open vSwitch 3.1 quotes all of them)."""
         return RemoteProtocolError(
-            self.message, self.type, self.code, xid=xid, data=bytes(request[:ERROR_DATA_LEN]),
-            nx=self.nx,
-        )  # fmt: skip
+            self.message, self.type, self.code, xid=xid, data=bytes(request), nx=self.nx
+        )
 
     def reply(self, version: int = OFP13_VERSION) -> bytes:
         """The OFPT_ERROR message (§7.4.4) to send back for this error (in OpenFlow 1.0,
-        with the type and code Open vSwitch uses for it there)."""
+        with the type and code Open vSwitch uses for it there). The quoted request is cut
+        where the message would pass 65535 bytes (a request near the limit cannot be
+        quoted whole behind a 12- to 20-byte error header), as Open vSwitch cuts it."""
+        head = len(self._reply(version, b""))
+        return self._reply(version, self.data[: MAX_LENGTH - head])
+
+    def _reply(self, version: int, data: bytes) -> bytes:
         if self.nx is not None and version <= 2:  # 1.0/1.1: Nicira's vendor error
-            return self._vendor(version, 1, self.nx[0])
+            return self._vendor(version, data, 1, self.nx[0])
         if self.nx is not None:  # 1.2+: an experimenter error
-            head = struct.pack("!BBHIHHI", version, MsgType.ERROR, 16 + len(self.data),
+            head = struct.pack("!BBHIHHI", version, MsgType.ERROR, 16 + len(data),
                                self.xid, EXPERIMENTER_ERROR, self.nx[1], NX_EXPERIMENTER)  # fmt: skip
-            return head + self.data
+            return head + data
         if version == 4 and self.type == BUNDLE_FAILED:
             # 1.3 has bundles only as the ONF extension: its errors are ONF experimenter
             # errors, code 2300 + the 1.4 code (what Open vSwitch sends and ovs-ofctl reads).
-            length = 16 + len(self.data)
+            length = 16 + len(data)
             head = struct.pack("!BBHIHHI", version, MsgType.ERROR, length, self.xid, 0xFFFF,
                                2300 + self.code, ONF_EXPERIMENTER)  # fmt: skip
-            return head + self.data
+            return head + data
         etype, code = self.type, self.code
         if version == 1:
             etype, code = error_code10(etype, code)
             if code >= 256 or etype >= 6 or (etype, code) == (2, 9):
-                return self._vendor(version, etype, code)  # Open vSwitch's, not 1.0's
+                return self._vendor(version, data, etype, code)  # Open vSwitch's, not 1.0's
         elif version == 2 and ((etype, code) in _ERRORS11 or etype > 10):
-            return self._vendor(version, *_ERRORS11.get((etype, code), _UNENCODABLE10))
-        length = 12 + len(self.data)
+            return self._vendor(version, data, *_ERRORS11.get((etype, code), _UNENCODABLE10))
+        length = 12 + len(data)
         return (
             struct.pack("!BBHIHH", version, MsgType.ERROR, length, self.xid, etype, code)
-            + self.data
+            + data
         )
 
-    def _vendor(self, version: int, vtype: int, vcode: int) -> bytes:
+    def _vendor(self, version: int, data: bytes, vtype: int, vcode: int) -> bytes:
         """Open vSwitch's error for 1.0/1.1 where the version has none: NXET_VENDOR /
         NXVC_VENDOR_ERROR, then the Nicira (type, code)."""
-        length = 20 + len(self.data)
+        length = 20 + len(data)
         return struct.pack("!BBHIHHIHH", version, MsgType.ERROR, length, self.xid,
-                           NXET_VENDOR, 0, NX_EXPERIMENTER, vtype, vcode) + self.data  # fmt: skip
+                           NXET_VENDOR, 0, NX_EXPERIMENTER, vtype, vcode) + data  # fmt: skip
 
     def __repr__(self) -> str:
         return (
@@ -126,6 +134,7 @@ _ERRORS10: dict[tuple[int, int], tuple[int, int]] = {
     (1, 9): (1, 512),  # OFPBRC_BAD_TABLE_ID
     (1, 10): (1, 5),  # OFPBRC_IS_SLAVE -> EPERM
     (1, 11): (1, 514),  # OFPBRC_BAD_PORT
+    (2, 9): (2, 9),  # OFPBAC_BAD_OUT_GROUP: Nicira's (2, 9) in 1.0, a vendor error
     (2, 10): (1, 522),  # OFPBAC_MATCH_INCONSISTENT
     (2, 13): (1, 523),  # OFPBAC_BAD_SET_TYPE
     (2, 14): (1, 524),  # OFPBAC_BAD_SET_LEN

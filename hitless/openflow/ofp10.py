@@ -1012,10 +1012,15 @@ def _nx_flow_stats(s: FlowStats) -> bytes:
 
 
 def _encode_stats(msg: MultipartReply, nx: NxSession) -> bytes:
+    nx_form = msg.xid in nx.nx_xids
+    out = _stats_form(msg, nx_form)
+    if nx_form and not msg.flags & 1:  # the request's last reply went (not a failed try)
+        nx.nx_xids.discard(msg.xid)
+    return out
+
+
+def _stats_form(msg: MultipartReply, nx_form: bool) -> bytes:
     xid, flags = msg.xid, msg.flags
-    nx_form = xid in nx.nx_xids
-    if nx_form and not flags & 1:
-        nx.nx_xids.discard(xid)
     if isinstance(msg, FlowStatsReply):
         if nx_form:
             body = b"".join(_nx_flow_stats(s) for s in msg.stats)

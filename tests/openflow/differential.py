@@ -15,12 +15,14 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from hitless.openflow import CLOSED, NEED_DATA, BarrierReply, BarrierRequest, Connection, Message
 from tests.wait import eventually, wait_for
 
 OVS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -169,6 +171,16 @@ class SwitchPair:
             subprocess.run(["ovs-vsctl", f"--db=unix:{sw.dir / 'db.sock'}", "--timeout=30", *args],
                            env=sw.env, check=True, timeout=60, capture_output=True)  # fmt: skip
 
+    def send(self, version: int, *msgs: Message) -> tuple[list[object], list[object]]:
+        """What stock ``ovs-ofctl`` cannot send (a message too long for its parser): ``msgs``
+        and a barrier over each switch's management socket in OpenFlow ``version``; the
+        events up to the barrier's reply from Open vSwitch and from hitless."""
+        out = []
+        for sw in (self.ovs, self.hl):
+            assert sw is not None
+            out.append(_exchange(sw.dir / f"{self.bridge}.mgmt", version, msgs))
+        return out[0], out[1]
+
     def close(self) -> None:
         try:
             if self.hl is not None:
@@ -176,6 +188,29 @@ class SwitchPair:
         finally:  # Open vSwitch is stopped even if stopping hitless failed
             if self.ovs is not None:
                 self.ovs.close()
+
+
+def _exchange(path: Path, version: int, msgs: tuple[Message, ...]) -> list[object]:
+    conn = Connection(versions=(version,), probe_interval=None)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(str(path))
+        s.sendall(conn.start())
+        got: list[object] = []
+        sent = False
+        while True:
+            ev = conn.next_event()
+            if ev is CLOSED:
+                return got
+            if ev is NEED_DATA:
+                conn.receive_data(s.recv(1 << 16))
+                continue
+            got.append(ev)
+            if not sent and conn.version is not None:
+                s.sendall(b"".join(conn.send(m) for m in (*msgs, BarrierRequest(xid=0xBA))))
+                sent = True
+            if isinstance(ev, BarrierReply) and ev.xid == 0xBA:
+                return got
 
 
 def _wait_for(path: Path, timeout: float = 20) -> None:
