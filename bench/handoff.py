@@ -185,9 +185,10 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
 
 # The freeze's parts as the new process times them: the old process freezing and sending
 # the final state (until it arrives), restoring it, the old one's verification, and the
-# new one taking the bridges and sockets (hitless.daemon.handoff_new.take_over).
+# new one taking the bridges and sockets (hitless.daemon.handoff_new.take_over), and its
+# first forwarding of what the rings held meanwhile (right after the freeze).
 FREEZE_PARTS = ("frozen_wait", "restore", "restore_cpu", "verify", "commit", "commit_cpu",
-                "commit_bridges", "commit_reconcile", "commit_adopt")  # fmt: skip
+                "commit_bridges", "commit_reconcile", "commit_adopt", "first_forward")  # fmt: skip
 
 
 OPS = (("upgrade", "hitless upgrade"), ("downgrade", "hitless downgrade"),

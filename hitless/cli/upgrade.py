@@ -52,6 +52,7 @@ PHASE_LABELS = [
     ("commit", "new process takes the bridges and sockets"),
     ("commit_cpu", "  of which CPU time of the new process"),
     ("freeze", "freeze window (nobody reading the datapath)"),
+    ("first_forward", "new process: first forwarding, what the freeze held"),
     ("old_exit", "old process exit after commit"),
     ("total", "total"),
 ]

@@ -266,8 +266,14 @@ def take_over(
     timeout: float = 55.0,  # per step, within the old side's PRECOPY_TIMEOUT (60 s)
     versions: list[int] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    serve_first: Callable[[], None] | None = None,
 ) -> TakeoverResult:
-    """Run the whole new side. Never raises for handoff failures: returns ok=False."""
+    """Run the whole new side. Never raises for handoff failures: returns ok=False.
+
+    ``serve_first``, once we own the switch, still at the freeze's CPU priority: the
+    first forwarding (the frames the rings held during the freeze), before anything else
+    (phase ``first_forward``). An exception from it is not a failed handoff: it
+    propagates (we own the switch by then)."""
     res = TakeoverResult(ok=False)
     t0 = clock()
     ours = versions if versions is not None else snapshot.readable_versions()
@@ -279,7 +285,7 @@ def take_over(
     res.connected_at = clock()
     s = _Session(sock, clock)
     gc_enabled = gc.isenabled()
-    restored = False
+    restored = committed = False
     # From Ready to Owned nothing forwards: the CPU first (hitless.daemon.priority), and
     # the optional profile of the freeze (_freeze_profile).
     freeze = contextlib.ExitStack()
@@ -383,6 +389,7 @@ def take_over(
         faults.maybe_crash("committed")
         t_commit, cpu_commit = clock(), time.process_time()
         parts = importer.commit()
+        committed = True
         res.phases["commit"] = clock() - t_commit
         res.phases["commit_cpu"] = time.process_time() - cpu_commit
         res.phases.update(parts or {})
@@ -395,11 +402,19 @@ def take_over(
         res.freeze_imports = sorted(set(sys.modules) - imported)
         if res.freeze_imports:  # each one is compile or load time nothing forwards in
             log.warning("the freeze imported %s", ", ".join(res.freeze_imports))
+        if serve_first is not None:
+            # Before the real-time priority ends (on a loaded machine, 2-3 ms waiting
+            # for a core right after it), the report and the log line.
+            t_first = clock()
+            serve_first()
+            res.phases["first_forward"] = clock() - t_first
         freeze.close()
         res.phases["total"] = clock() - t0
         res.ok = True
         return res
     except (TakeoverError, snapshot.SnapshotError, HandoffProtocolError, OSError) as e:
+        if committed:  # ours by now (serve_first): not a handoff that failed
+            raise
         res.reason = str(e)
         s.abort(res.reason)
         if restored:

@@ -286,6 +286,10 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
             importer,
             lease=args.lease,
             versions=[int(v) for v in versions.split(",")] if versions else None,
+            # Nothing was forwarded since the old process froze: the frames the rings
+            # held meanwhile go out as soon as we own them, before the report, the log
+            # line and the rest of a first serving-loop turn.
+            serve_first=lambda: switch.forward(switch.clock()),
         )
         doc = result.to_json()
         if not result.ok:

@@ -442,19 +442,7 @@ class Switch:
         self.clock.step()  # a stepped time/warp advances one step per iteration
         now = self.clock()
         self.coverage.sample(self, self.clock.base())  # at most every 5 s
-        waiting = self.flow_restore_wait
-        if self.linkwatch is not None and self.linkwatch.drain():
-            for rb in self.bridges.values():
-                rb.datapath.refresh_links()  # a link changed: bonds and status see it now
-        for rb in list(self.bridges.values()):
-            rb.datapath.run()
-            if waiting:
-                # As Open vSwitch's flow-restore-wait: no packets from the datapath are
-                # handled (misses are dropped) and nothing expires until it clears.
-                while rb.datapath.recv_upcalls(256):
-                    pass
-            else:
-                rb.bridge.run(now)
+        self.forward(now)
         for name, rb in self.bridges.items():
             if rb.cfg.netflow is not None:
                 self.sflow.run_netflow(name, rb.bridge, rb.cfg, now)
@@ -493,6 +481,25 @@ class Switch:
         if self.handoff is not None and self.handoff.run() == HANDED_OVER:
             self.handed_over = True
             self.exiting = True
+
+    def forward(self, now: float) -> None:
+        """The serving loop's first section: what waits in the datapaths is forwarded
+        (and their misses handled). Also called once by a new process right after it
+        took the switch over, before it reports anything: the frames queued in the
+        rings during the freeze go out first."""
+        waiting = self.flow_restore_wait
+        if self.linkwatch is not None and self.linkwatch.drain():
+            for rb in self.bridges.values():
+                rb.datapath.refresh_links()  # a link changed: bonds and status see it now
+        for rb in list(self.bridges.values()):
+            rb.datapath.run()
+            if waiting:
+                # As Open vSwitch's flow-restore-wait: no packets from the datapath are
+                # handled (misses are dropped) and nothing expires until it clears.
+                while rb.datapath.recv_upcalls(256):
+                    pass
+            else:
+                rb.bridge.run(now)
 
     def wait(self, poller: Any) -> None:
         now = self.clock()

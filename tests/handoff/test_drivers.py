@@ -189,6 +189,58 @@ def test_no_garbage_collection_inside_the_freeze(sock_path: Path) -> None:
         old.close()
 
 
+def test_the_first_forwarding_runs_once_the_switch_is_ours_still_in_the_freeze(
+    sock_path: Path,
+) -> None:
+    """``serve_first`` (the daemon's first forwarding of what the rings held) runs once,
+    after the commit and before the freeze's priority and collection pause end; a failed
+    handoff never runs it, and its failure is not a failed handoff: it propagates and
+    nothing is discarded (the switch is ours by then)."""
+    seen: list[tuple[str, bool, int]] = []
+
+    class Watching(Importer):
+        def commit(self) -> None:
+            seen.append(("commit", gc.isenabled(), os.sched_getscheduler(0)))
+            super().commit()
+
+    def first() -> None:
+        seen.append(("first", gc.isenabled(), os.sched_getscheduler(0)))
+
+    old = OldSide(sock_path)
+    try:
+        imp = Watching()
+        res = handoff_new.take_over(sock_path, imp, timeout=5, serve_first=first)
+        assert res.ok, res.reason
+        policy = os.SCHED_FIFO if res.realtime else os.sched_getscheduler(0)
+        assert seen == [("commit", False, policy), ("first", False, policy)]
+        assert "first_forward" in res.phases and gc.isenabled()
+        os.close(imp.fds[0])
+    finally:
+        old.close()
+    seen.clear()
+    old = OldSide(sock_path)
+    try:
+        res = handoff_new.take_over(sock_path, Watching(tamper=True), timeout=5, serve_first=first)
+        assert not res.ok and [s[0] for s in seen] == []
+    finally:
+        old.close()
+
+    def broken() -> None:
+        raise OSError("the datapath went away")
+
+    old = OldSide(sock_path)
+    try:
+        imp = Watching()
+        with pytest.raises(OSError, match="went away"):
+            handoff_new.take_over(sock_path, imp, timeout=5, serve_first=broken)
+        assert imp.committed and not imp.discarded and gc.isenabled()
+        os.close(imp.fds[0])
+        old.thread.join(5)
+        assert old.result == handoff_old.HANDED_OVER
+    finally:
+        old.close()
+
+
 def test_digest_mismatch_rolls_back(sock_path: Path) -> None:
     old = OldSide(sock_path)
     try:
