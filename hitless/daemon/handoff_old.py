@@ -122,6 +122,10 @@ class Exporter(Protocol):
     def finish(self, rolled_back: bool) -> None:
         """The handoff ended; ``rolled_back`` after a freeze: serve on as before."""
 
+    # Optional (looked up with getattr): ``use_features(features)``, told the features
+    # both sides speak; ``early_rings()``, (live descriptor, ring size) of the receive
+    # rings, sent with the Welcome when the new side speaks "early-rings".
+
 
 SERVING = "serving"
 HANDED_OVER = "handed-over"
@@ -404,9 +408,13 @@ class HandoffServer:
         use_features = getattr(self.exporter, "use_features", None)
         if use_features is not None:
             use_features(features)
-        self._send(
-            self.proto.send(Welcome(__version__, version, os.getpid(), self._lease, features))
-        )
+        # The rings' sockets ahead of the freeze, for the new side to map while we serve
+        # (feature "early-rings"; an exporter without rings has none to send).
+        early_rings = getattr(self.exporter, "early_rings", None)
+        rings = early_rings() if "early-rings" in features and early_rings is not None else []
+        welcome = Welcome(__version__, version, os.getpid(), self._lease, features,
+                          fd_count=len(rings), rings=[size for _, size in rings])  # fmt: skip
+        self._send(self.proto.send(welcome), [fd for fd, _ in rings])
         t = self.clock()
         # Built and sent a slice per serving-loop turn (run); carries no descriptors.
         self._job = self.exporter.precopy_job(t, self._delta, version)

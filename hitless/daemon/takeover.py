@@ -108,6 +108,16 @@ class SwitchExporter:
     def precopy_job(self, now: float, delta: bool, version: int) -> PrecopyJob:
         return self.engine.precopy_job(now, delta, version)
 
+    def early_rings(self) -> list[tuple[int, int]]:
+        """(descriptor, size) of every datapath's receive-ring sockets, still ours: sent
+        with the Welcome (feature "early-rings") for the new side to map ahead."""
+        out: list[tuple[int, int]] = []
+        for _, rb in sorted(self.switch.bridges.items()):
+            rings = getattr(rb.datapath, "ring_sockets", None)
+            if rings is not None:
+                out.extend(rings())
+        return out
+
     def precopy(self, now: float, delta: bool) -> State:
         return self.engine.precopy(now, delta)
 

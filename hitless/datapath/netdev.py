@@ -917,6 +917,15 @@ class NetdevDatapath(InProcessRecirc, InProcessMeters, Datapath):
             self._ctl.close()
             self._ctl = None
 
+    def ring_sockets(self) -> list[tuple[int, int]]:
+        """(descriptor, ring size in bytes) of each port's receive-ring socket, still
+        ours: what a handoff's new process may map ahead (``afpacket.map_ahead``)."""
+        return [
+            (p.fd, p.geometry.size)
+            for p in self._ports.values()
+            if p.ring is not None and p.geometry is not None
+        ]
+
     def export_handles(self, freeze: bool = True) -> tuple[NetdevHandlesV1, list[int]]:
         """Freeze the datapath (``run`` does nothing afterwards) and describe it; its
         megaflows are not in the handles (a handoff carries them as typed records).

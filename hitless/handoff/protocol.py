@@ -2,9 +2,10 @@
 
 The old process (serving the switch) and the new process (taking it over) talk over
 a unix stream socket. Each message is a 4-byte big-endian length and a msgpack body.
-File descriptors travel with SCM_RIGHTS alongside the ``Frozen`` message; the I/O
-layer hands every received descriptor to ``receive_data`` and the connection attaches
-them to the message that declares them (``fd_count``).
+File descriptors travel with SCM_RIGHTS alongside the ``Frozen`` message (and, with
+feature "early-rings", the ``Welcome``); the I/O layer hands every received descriptor
+to ``receive_data`` and the connection attaches them to the message that declares them
+(``fd_count``).
 
 Sequence (one table, ``TRANSITIONS``, lists every legal step)::
 
@@ -69,6 +70,12 @@ class Welcome(msgspec.Struct, tag="welcome", frozen=True):
     pid: int
     lease: float  # seconds the old side will stay frozen at most
     features: list[str] = []  # the features both sides speak (a build without them sends none)
+    # feature "early-rings": receive-ring sockets of the datapaths come along (SCM_RIGHTS),
+    # ``rings`` their ring sizes in bytes, in order; the new side may map them while it
+    # imports (they come again with Frozen, as ever)
+    fd_count: int = 0
+    fds: list[int] = []  # filled in on receipt with the descriptors that came along
+    rings: list[int] = []
 
 
 class PreCopy(msgspec.Struct, tag="precopy", frozen=True):
@@ -273,6 +280,15 @@ class HandoffConnection:
                 msg = _decoder.decode(body)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
                 raise RemoteProtocolError(f"malformed handoff message: {e}") from None
+            if isinstance(msg, Welcome) and (msg.fd_count or msg.fds):
+                if msg.fd_count > len(self._fds) or len(msg.rings) != msg.fd_count:
+                    raise RemoteProtocolError(
+                        f"Welcome declares {msg.fd_count} descriptors for {len(msg.rings)} "
+                        f"rings, {len(self._fds)} arrived"
+                    )
+                msg = msgspec.structs.replace(
+                    msg, fds=[self._fds.popleft() for _ in range(msg.fd_count)]
+                )
             if isinstance(msg, Frozen):
                 if msg.fd_count > len(self._fds):
                     raise RemoteProtocolError(
@@ -374,6 +390,9 @@ class HandoffConnection:
 # holding a ct: the datapath runs it on a copy).
 # A switch whose megaflows hold one refuses, before freezing, a build that does not
 # say it reads it (the build could not adopt those flows), and says what to clear.
+# "early-rings" = the receive-ring sockets also come with Welcome, so that the new side
+# maps the rings (the kernel inserts every page: 2-3 ms per 48 MiB ring) while the old
+# one serves, not in the freeze.
 FEATURES = [
     "delta",
     "listeners",
@@ -386,6 +405,7 @@ FEATURES = [
     "action:ipfix-sample",
     "action:mpls",
     "action:clone",
+    "early-rings",
 ]
 
 

@@ -223,6 +223,8 @@ def test_upgrade_with_traffic_loses_nothing_and_keeps_all_state(
     report, res = handoff_under_traffic(sw, [a, b], "upgrade", fault=fault)
     assert report["ok"], report
     assert report["old_pid"] == old and sw.daemon_pid == report["new_pid"]
+    if fault is None:  # hosts a, b and c's ports: their rings were mapped before the freeze
+        assert report["rings_mapped_ahead"] == 3, report
     problems = violations(res, bound_of([report])) + fdb_problems(sw, was)
     problems += counter_problems(sw, was, udp_delivered(res))
     judge(problems, fault, res)

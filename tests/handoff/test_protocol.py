@@ -171,3 +171,29 @@ def test_every_state_but_terminal_can_abort_and_diagram_lists_all() -> None:
         assert f"{state.name} --> {nxt.name}: {msg.__name__}" in diagram
     aborting = {s for (s, m) in TRANSITIONS if m is Abort}
     assert aborting == set(State) - {State.DONE, State.ROLLED_BACK}
+
+
+def test_welcome_carries_the_ring_sockets_and_the_frozen_message_its_own() -> None:
+    """Feature "early-rings": the descriptors that came with the Welcome are its own
+    (one per ring size), and the Frozen message still takes exactly the ones that came
+    with it; a Welcome whose count does not fit what arrived or its rings is refused."""
+    old, new = HandoffConnection(Role.OLD), HandoffConnection(Role.NEW)
+    deliver(new.send(Hello("0.2", [1], 100, features=["early-rings"])), old)
+    welcome = Welcome("0.1", 1, 99, 2.0, ["early-rings"], fd_count=2, rings=[4096, 8192])
+    (w,) = deliver(old.send(welcome), new, fds=(5, 6), chunk=7)
+    assert (w.fds, w.rings) == ([5, 6], [4096, 8192])
+    deliver(old.send(PreCopy(b"s")), new)
+    deliver(new.send(Ready()), old)
+    (fr,) = deliver(old.freeze(b"s2", 1, now=1.0, lease=2.0), new, fds=(9,))
+    assert fr.fds == [9] and new.unclaimed_fds() == []
+    # A Welcome without descriptors never takes one (nor trusts a list in its body).
+    old, new = HandoffConnection(Role.OLD), HandoffConnection(Role.NEW)
+    deliver(new.send(Hello("0.2", [1], 100)), old)
+    (w,) = deliver(old.send(Welcome("0.1", 1, 99, 2.0, [], fds=[3])), new)
+    assert w.fds == [] and w.fd_count == 0
+    for count, rings, fds in ((2, [1, 2], (5,)), (1, [1, 2], (5, 6))):
+        old, new = HandoffConnection(Role.OLD), HandoffConnection(Role.NEW)
+        deliver(new.send(Hello("0.2", [1], 100)), old)
+        with pytest.raises(RemoteProtocolError, match="Welcome declares"):
+            deliver(old.send(Welcome("0.1", 1, 99, 2.0, [], fd_count=count, rings=rings)),
+                    new, fds=fds)  # fmt: skip
