@@ -40,8 +40,10 @@ as a real-time process (``hitless.daemon.priority.realtime``; ``--no-freeze-real
 runs the switches with ``HITLESS_FREEZE_REALTIME=0`` to measure what that changes; a
 downgrade's new process is the older build, which decides for itself).
 
-The machine is shared: the load average before and after each size is printed with
-the figures, which are only comparable within one run.
+Both switches and the traffic agents run at niceness -10 (``hitless impact``: what
+ovs-ctl gives ovs-vswitchd; the same for both, so a loaded machine weighs on both alike),
+and the output says so. The machine is shared: the load average before and after each
+size is printed with the figures, which are only comparable within one run.
 """
 
 from __future__ import annotations
@@ -304,6 +306,11 @@ def main() -> int:
         keep.mkdir(parents=True, exist_ok=True)
     doc: list[dict[str, Any]] = []
     heads = " ".join(f"{h:>{max(len(h), 8)}}" for h, _, _ in COLUMNS)
+    from hitless.impact.switches import SWITCH_NICE
+
+    print(f"(both switches, hitless-vswitchd and Open vSwitch's ovs-vswitchd, and the traffic "
+          f"agents run at niceness {SWITCH_NICE}, as ovs-ctl runs ovs-vswitchd; the CPU "
+          "probes real-time)")  # fmt: skip
     print(f"{'rules':>7} {'MACs':>6} {'operation':<28} {heads} {'TCP kept':>8}")
     for rules, macs in sizes:
         load0 = _load()
