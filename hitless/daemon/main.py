@@ -182,6 +182,17 @@ def _exit_handed_over(switch: object, rundir: RunDir) -> NoReturn:
     os._exit(0)
 
 
+def _serve_owned(switch: Any, rundir: RunDir) -> None:
+    """Serve a switch that took the state over (from a crashed daemon or by a handoff)
+    until it stops, or exit at once if it handed over in turn."""
+    faults.after_owned(switch)  # fault tests only (HITLESS_FAULT)
+    switch.install_signal_handlers()
+    switch.serve_forever()
+    if switch.handed_over:
+        log.info("%s handed over to a new process; exiting", DAEMON_NAME)
+        _exit_handed_over(switch, rundir)
+
+
 def _report(fd: int | None, doc: dict[str, object]) -> None:
     if fd is None:
         return
@@ -219,12 +230,7 @@ def standby_main(rundir: RunDir, args: argparse.Namespace) -> int:
         return got
     switch = got
     try:
-        faults.after_owned(switch)  # fault tests only (HITLESS_FAULT)
-        switch.install_signal_handlers()
-        switch.serve_forever()
-        if switch.handed_over:
-            log.info("%s handed over to a new process; exiting", DAEMON_NAME)
-            _exit_handed_over(switch, rundir)
+        _serve_owned(switch, rundir)
         return 0
     except BaseException as e:
         if isinstance(e, SystemExit) and not e.code:
@@ -306,12 +312,7 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
             doc["phases_ms"],
         )
         _report(args.report_fd, doc)
-        faults.after_owned(switch)  # fault tests only (HITLESS_FAULT)
-        switch.install_signal_handlers()
-        switch.serve_forever()
-        if switch.handed_over:
-            log.info("%s handed over to a new process; exiting", DAEMON_NAME)
-            _exit_handed_over(switch, rundir)
+        _serve_owned(switch, rundir)
         return 0
     except BaseException as e:
         if isinstance(e, SystemExit) and not e.code:

@@ -43,12 +43,11 @@ def test_upgrade_on_ebpf_keeps_connections_behind_a_stateful_firewall(dnat: bool
 
 
 # The newest previous build whose ebpf datapath tracks connections in the kernel (layout
-# 3) and ships its BPF C source, so that it can replace the running program with its own.
-# The builds that had both (9a18550 and later) were commits of sessions whose history did
-# not land on main; the first build on main with both is the one that adds this line, so
-# none can be named here yet: name it once it has landed (an older build is refused up
-# front by hitless downgrade's own check, which test_ct_upgrade.py tests).
-EBPF_CT_BUILD: str | None = None
+# 3) and ships its BPF C source, so that it can replace the running program with its own:
+# 24d628e, the head CI passed at stop 22 (the builds of sessions 7-8 that first had both
+# did not land on main). An older build is refused up front by hitless downgrade's own
+# check, which test_ct_upgrade.py tests.
+EBPF_CT_BUILD: str | None = "24d628e"
 
 
 def test_downgrade_on_ebpf_keeps_connections_behind_a_stateful_firewall() -> None:

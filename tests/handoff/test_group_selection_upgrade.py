@@ -78,26 +78,25 @@ def test_selection_methods_survive_an_upgrade_and_a_v5_handoff_is_refused(starte
     assert len(after) == 2 and not any("selection_method" in g for g in after), after
 
 
-def _last_v5_build() -> str | None:
+def _last_build_before_v6() -> tuple[str, int]:
+    """The newest build in previous_versions.txt whose state version is older than 6
+    (the first to carry selection methods), and that version."""
     from tests.golden.test_older_builds import current_version_of
     from tests.upgrade.builds import previous_versions
 
-    v5 = [c for c in previous_versions() if current_version_of(c) == 5]
-    return v5[-1] if v5 else None
+    older = [(c, v) for c in previous_versions() if (v := current_version_of(c)) < 6]
+    return older[-1]
 
 
-def test_downgrade_to_the_last_version_5_build_and_back(started: Sw) -> None:
-    """The real thing (the newest build of state version 5 in previous_versions.txt):
-    refused while group 6 hashes over fields, the running switch keeps everything; once
-    that group has no method the downgrade goes, a rule's hard timeout and the tables come
-    over, and the upgrade back to this build works."""
+def test_downgrade_to_the_last_build_before_version_6_and_back(started: Sw) -> None:
+    """The real thing (the newest build in previous_versions.txt that predates state
+    version 6; the builds of version 4 and 5 no longer exist): refused while group 6
+    hashes over fields, the running switch keeps everything; once that group has no
+    method the downgrade goes, a rule's hard timeout and the tables come over, and the
+    upgrade back to this build works."""
     from tests.upgrade.builds import build
 
-    commit = _last_v5_build()
-    if commit is None:
-        import pytest
-
-        pytest.skip("no build of state version 5 in previous_versions.txt")
+    commit, version = _last_build_before_v6()
     old = build(commit)
     sw = started
     br = unique_name("gdn")
@@ -125,7 +124,7 @@ def test_downgrade_to_the_last_version_5_build_and_back(started: Sw) -> None:
              str(old.vswitchd), "--json"], check=False)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert str(old.venv) in Path(f"/proc/{sw.daemon_pid}/cmdline").read_text()
-    assert json.loads(r.stdout)["state_version"] == 5
+    assert json.loads(r.stdout)["state_version"] == version
     after = groups(sw, br)
     assert len(after) == 2 and not any("selection_method" in g for g in after), after
     assert sorted(ln.split(" actions")[0].split(", ")[-1] + " " + ln.split(" actions")[1]
@@ -135,5 +134,5 @@ def test_downgrade_to_the_last_version_5_build_and_back(started: Sw) -> None:
     r = run([str(old.hitless), "upgrade", "--rundir", str(sw.rundir.path), "--to",
              str(BIN / "hitless-vswitchd"), "--json"], check=False)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
-    assert json.loads(r.stdout)["state_version"] == 5  # that build writes version 5
+    assert json.loads(r.stdout)["state_version"] == version  # what that build writes
     assert groups(sw, br) == after

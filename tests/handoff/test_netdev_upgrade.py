@@ -134,8 +134,8 @@ def keep_idle_flows(sw: Sw, bridge: str | None = None) -> None:
     """The state checks read the megaflows after the traffic has ended and been analysed,
     which takes more than the default 10 s max-idle on a loaded machine (the flows had
     expired: "megaflow gone", counters 0): keep idle flows two minutes. ``bridge``: set it
-    on that Bridge row too, where builds before 17eb677 read it (this build says it is
-    ignored there), for a test that ends on such a build."""
+    on that Bridge row too, where builds up to b74b2c3 (state format 3) read it (this build
+    says it is ignored there), for a test that ends on such a build."""
     sw.vsctl("set", "Open_vSwitch", ".", "other_config:max-idle=120000")
     if bridge is not None:
         sw.vsctl("set", "Bridge", bridge, "other_config:max-idle=120000")
@@ -259,7 +259,7 @@ def test_upgrade_from_previous_build_and_downgrade_back_with_traffic(
     old_build = build(previous)
     a, b = netdev_switch(sw, topology, start_cmd=[str(old_build.hitless), "start"])
     was = before(sw, topology)
-    # The checks run on the previous build, after the downgrade: builds before 17eb677
+    # The checks run on the previous build, after the downgrade: builds up to b74b2c3
     # read max-idle from the Bridge row (2026-12-07 at load ~20, the 77f006e and b74b2c3
     # cases: "megaflow gone", counters 0 after the downgrade).
     keep_idle_flows(sw, bridge_of(topology))

@@ -152,7 +152,7 @@ def check(r: Rig) -> None:
                 for dport in DPORTS:
                     key = extract_key(tcp(mac(7), mac(s), dip=dip, dport=dport), r.no(port))
                     # (two megaflows may cover one packet since the default prefix
-                    # tracking, 5f74be3: each must give it the right actions)
+                    # tracking: each must give it the right actions)
                     want = r.bridge._xlate(key).actions
                     for hit in (f for f in flows if f.match.matches(key)):
                         assert hit.actions == want, (port, s, dip, dport)

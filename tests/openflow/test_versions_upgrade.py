@@ -294,13 +294,21 @@ def test_a_session_opened_here_survives_a_downgrade_to_an_older_build(
         assert "event=ADDED" not in out, out  # the older build has no monitors to report to
 
 
-@pytest.mark.parametrize("previous", _sessions_builds()[-1:])
-def test_a_downgrade_to_a_build_without_tun_metadata_is_refused_while_a_rule_uses_it(
+def _knows_tun_metadata(commit: str) -> bool:
+    """Whether ``commit``'s OpenFlow matches have the tun_metadata fields."""
+    from tests.upgrade.builds import REPO
+
+    r = subprocess.run(["git", "-C", str(REPO), "grep", "-q", "tun_metadata", commit, "--",
+                        "hitless/openflow/match.py"], capture_output=True)  # fmt: skip
+    return r.returncode == 0
+
+
+def _downgrade_with_a_tun_metadata_rule(
     started: Sw, previous: str
-) -> None:
-    """No previous build knows the tun_metadata fields: a downgrade while a rule matches
-    one fails (the older build cannot take the rule), the report says why, and this
-    build keeps running with its rules and its option map."""
+) -> tuple[subprocess.CompletedProcess[str], str, dict[str, str]]:
+    """Map a Geneve option to tun_metadata0 and add a rule matching it on a new bridge,
+    then ``hitless downgrade`` to ``previous``: the downgrade's run, the bridge, and the
+    environment for ovs-ofctl."""
     from tests.upgrade.builds import build
 
     old = build(previous)
@@ -311,20 +319,55 @@ def test_a_downgrade_to_a_build_without_tun_metadata_is_refused_while_a_rule_use
     for args in (("add-tlv-map", br, "{class=0xffff,type=0,len=4}->tun_metadata0"),
                  ("add-flow", br, "priority=9,tun_metadata0=5,actions=drop")):  # fmt: skip
         subprocess.run(["ovs-ofctl", *args], check=True, timeout=30, env=env)
-    pid = started.daemon_pid
     r = subprocess.run([str(BIN / "hitless"), "downgrade", "--rundir", str(started.rundir.path),
                         "--to", str(old.vswitchd), "--json"], capture_output=True, text=True,
                        timeout=180, cwd="/", env=dict(os.environ))  # fmt: skip
-    assert r.returncode != 0, r.stdout
-    report = json.loads(r.stdout)
-    assert not report["ok"] and "oxm_0x0001_40" in report["reason"], report
-    assert started.daemon_pid == pid
+    return r, br, env
+
+
+def _assert_tun_metadata_rule_kept(br: str, env: dict[str, str]) -> None:
     dump = subprocess.run(["ovs-ofctl", "dump-flows", br], capture_output=True, text=True,
                           timeout=30, env=env)  # fmt: skip
     assert "priority=9,tun_metadata0=0x5 actions=drop" in dump.stdout, dump
     tlv = subprocess.run(["ovs-ofctl", "dump-tlv-map", br], capture_output=True, text=True,
                          timeout=30, env=env)  # fmt: skip
     assert " 0xffff     0       4  tun_metadata0" in tlv.stdout, tlv
+
+
+@pytest.mark.parametrize(
+    "previous", [v for v in _sessions_builds() if not _knows_tun_metadata(v)][-1:]
+)
+def test_a_downgrade_to_a_build_without_tun_metadata_is_refused_while_a_rule_uses_it(
+    started: Sw, previous: str
+) -> None:
+    """A previous build that does not know the tun_metadata fields: a downgrade while a
+    rule matches one fails (the older build cannot take the rule), the report says why,
+    and this build keeps running with its rules and its option map."""
+    pid = started.daemon_pid
+    r, br, env = _downgrade_with_a_tun_metadata_rule(started, previous)
+    assert r.returncode != 0, r.stdout
+    report = json.loads(r.stdout)
+    assert not report["ok"] and "oxm_0x0001_40" in report["reason"], report
+    assert started.daemon_pid == pid
+    _assert_tun_metadata_rule_kept(br, env)
+
+
+@pytest.mark.parametrize("previous", [v for v in _sessions_builds() if _knows_tun_metadata(v)][-1:])
+def test_a_downgrade_to_a_build_with_tun_metadata_keeps_the_rule_and_the_option_map(
+    started: Sw, previous: str
+) -> None:
+    """A previous build that knows the tun_metadata fields takes the rule and the
+    Geneve option map over: the downgrade succeeds and the older build answers with
+    both."""
+    from tests.upgrade.builds import build
+
+    pid = started.daemon_pid
+    r, br, env = _downgrade_with_a_tun_metadata_rule(started, previous)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["ok"], r.stdout
+    assert started.daemon_pid != pid
+    assert str(build(previous).venv) in Path(f"/proc/{started.daemon_pid}/cmdline").read_text()
+    _assert_tun_metadata_rule_kept(br, env)
 
 
 @pytest.mark.parametrize("previous", _sessions_builds()[-1:])
