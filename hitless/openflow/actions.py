@@ -198,6 +198,19 @@ _ETHERTYPE: dict[int, type[PushVlan] | type[PushMpls] | type[PopMpls] | type[Pus
 }
 
 
+@dataclass(frozen=True, slots=True)
+class MeterAction(Action):
+    """OFPAT_METER (1.5 §7.2.6.9): 1.5's form of the meter instruction. Only the codec
+    sees it: a 1.5 rule's leading meter action reads as a ``MeterInstruction``
+    (``hitless.openflow.messages.parse_insts``) and is written back the same way."""
+
+    type: ClassVar[ActionType] = ActionType.METER
+    meter_id: int
+
+    def _body(self) -> bytes:
+        return struct.pack("!I", self.meter_id)
+
+
 # experimenter id -> parser of the rest of the action (after the experimenter id)
 EXPERIMENTER_ACTIONS: dict[int, Callable[[Reader], Action]] = {}
 # standard action types whose value lives in another module (OpenFlow 1.5's COPY_FIELD is
@@ -265,6 +278,9 @@ def parse_action(r: Reader) -> Action:
         if parser is not None:
             return parser(body)
         return ExperimenterAction(experimenter, body.rest())
+    if atype == ActionType.METER:
+        (meter_id,) = body.unpack(struct.Struct("!I"), "meter action")
+        return MeterAction(meter_id)
     later = LATER_ACTIONS.get(atype)
     if later is not None:
         return later(body)
@@ -447,6 +463,7 @@ __all__ = [
     "GotoTable",
     "GroupAction",
     "Instruction",
+    "MeterAction",
     "MeterInstruction",
     "Output",
     "PopMpls",

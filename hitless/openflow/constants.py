@@ -524,6 +524,7 @@ class ActionType(IntEnum):
     PUSH_PBB = 26
     POP_PBB = 27
     COPY_FIELD = 28  # OpenFlow 1.5 (§7.2.6.8); before 1.5 an ONF or Nicira extension
+    METER = 29  # OpenFlow 1.5 (§7.2.6.9): replaces 1.3's meter instruction
     EXPERIMENTER = 0xFFFF
 
 

@@ -22,7 +22,10 @@ from typing import ClassVar, Self
 from hitless.openflow._wire import Reader, fixed_str, pad8, parse_str
 from hitless.openflow.actions import (
     Action,
+    ApplyActions,
     Instruction,
+    MeterAction,
+    MeterInstruction,
     encode_actions,
     encode_instructions,
     parse_actions,
@@ -42,6 +45,7 @@ from hitless.openflow.constants import (
     ONF_EXPERIMENTER_ID,
     SUPPORTED_VERSIONS,
     AsyncConfigProp,
+    BadActionCode,
     BadPropertyCode,
     BadRequestCode,
     BundleFailedCode,
@@ -139,13 +143,60 @@ def group_layout15(version: int) -> bool:
 def encode_insts(insts: tuple[Instruction, ...], version: int) -> bytes:
     if version == OFP11_VERSION:
         return encode_instructions11(insts)
+    if version >= OFP15_VERSION:
+        insts = _meter_as_action(insts)
     return encode_instructions(insts)
 
 
 def parse_insts(r: Reader, version: int, match: Match) -> tuple[Instruction, ...]:
     if version == OFP11_VERSION:
         return parse_instructions11(r, proto_of(match))
-    return parse_instructions(r)
+    insts = parse_instructions(r)
+    if version >= OFP15_VERSION:
+        return _meter_from_action(insts)
+    return insts
+
+
+def _meter_as_action(insts: tuple[Instruction, ...]) -> tuple[Instruction, ...]:
+    """1.5's form (§7.2.6.9): the meter instruction as the first action of the apply
+    actions, where Open vSwitch puts it (an apply actions of its own, in the meter
+    instruction's place, where there is none)."""
+    meter = next((i for i in insts if isinstance(i, MeterInstruction)), None)
+    if meter is None:
+        return insts
+    act = MeterAction(meter.meter_id)
+    if not any(isinstance(i, ApplyActions) for i in insts):  # in the instruction's place
+        return tuple(ApplyActions((act,)) if i is meter else i for i in insts)
+    rest = [i for i in insts if i is not meter]
+    for n, i in enumerate(rest):
+        if isinstance(i, ApplyActions):
+            rest[n] = ApplyActions((act, *i.actions))
+            break
+    return tuple(rest)
+
+
+def _meter_from_action(insts: tuple[Instruction, ...]) -> tuple[Instruction, ...]:
+    """A 1.5 rule's meter action as the meter instruction the pipeline knows. Open
+    vSwitch takes it first in the apply actions; anywhere else it is refused."""
+    out: list[Instruction] = []
+    for i in insts:
+        acts: tuple[Action, ...] = getattr(i, "actions", ())
+        if not any(isinstance(a, MeterAction) for a in acts):
+            out.append(i)
+            continue
+        first = acts[0]
+        if not isinstance(i, ApplyActions) or not isinstance(first, MeterAction) or any(
+            isinstance(a, MeterAction) for a in acts[1:]
+        ):
+            raise RemoteProtocolError(
+                "a meter action must come first in the apply actions",
+                ErrorType.BAD_ACTION,
+                BadActionCode.UNSUPPORTED_ORDER,
+            )
+        out.append(MeterInstruction(first.meter_id))
+        if len(acts) > 1:
+            out.append(ApplyActions(acts[1:]))
+    return tuple(out)
 
 
 # -- Base ------------------------------------------------------------------------------

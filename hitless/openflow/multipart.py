@@ -17,7 +17,7 @@ from enum import IntEnum
 from typing import ClassVar, Self, TypeVar
 
 from hitless.openflow._wire import Reader, fixed_str, pad8, parse_str
-from hitless.openflow.actions import Instruction, encode_instructions, parse_instructions
+from hitless.openflow.actions import Instruction
 from hitless.openflow.constants import (
     DESC_STR_LEN,
     MAX_TABLE_NAME_LEN,
@@ -279,7 +279,7 @@ class FlowStats:
             if self.idle_age is not None:
                 stats.append((OXS_IDLE_TIME, self.idle_age << 32))
             stats += [(OXS_PACKET_COUNT, self.packet_count), (OXS_BYTE_COUNT, self.byte_count)]
-            tail = self.match.encode() + encode_oxs(stats) + encode_instructions(self.instructions)
+            tail = self.match.encode() + encode_oxs(stats) + encode_insts(self.instructions, version)
             return _FLOW_DESC15.pack(
                 _FLOW_DESC15.size + len(tail), self.table_id, self.priority, self.idle_timeout,
                 self.hard_timeout, self.flags, self.importance, self.cookie,
@@ -312,7 +312,7 @@ class FlowStats:
                 table_id=t, duration_sec=d >> 32, duration_nsec=d & 0xFFFFFFFF, priority=p,
                 idle_timeout=it, hard_timeout=ht, flags=fl, importance=imp, cookie=c,
                 packet_count=st.get(OXS_PACKET_COUNT, 0), byte_count=st.get(OXS_BYTE_COUNT, 0),
-                match=match, instructions=parse_instructions(r),
+                match=match, instructions=parse_insts(r, version, match),
                 idle_age=None if idle is None else idle >> 32,
             )  # fmt: skip
         if version <= OFP13_VERSION:

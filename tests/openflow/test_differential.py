@@ -418,6 +418,17 @@ CASES.update({
         False,
         None,
     ),
+    # Flows with a meter: 1.3 and 1.4 carry it as an instruction, 1.5 as the first action
+    # of the apply actions (OFPAT_METER), alone where the flow has no other action
+    "meter-in-flows": (
+        [("del-meters", "{br}"), ("add-meter", "{br}", "meter=2,pktps,band=type=drop,rate=10"),
+         ("add-flow", "{br}", "table=1,ip,actions=meter:2,output:1"),
+         ("add-flow", "{br}", "table=1,arp,actions=meter:2,goto_table:3"),
+         ("add-flow", "{br}", "table=1,udp,actions=meter:2,write_actions(output:2)")],
+        ("dump-flows", "{br}"),
+        True,
+        None,
+    ),
     # 45 flows of 1.7-3.3 kB each: more than one reply message holds (the replies are
     # split where they would pass 65535 bytes; before, the daemon died encoding them)
     "dump-long-flows": (
@@ -444,9 +455,6 @@ DIFFERENT: dict[tuple[str, str], str] = {
         "option type or conntrack IPv6 fields; the rest (every action) as Open vSwitch"
         for v in ("of13", "of14", "of15")
     },
-    ("error-missing-meter", "of15"): "1.5's meter action (OFPAT_METER, which replaces the "
-    "meter instruction) is not decoded: hitless refuses it with OFPBAC_BAD_TYPE where Open "
-    "vSwitch says the meter is OFPMMFC_INVALID_METER",
 }
 
 @pytest.fixture(scope="module")

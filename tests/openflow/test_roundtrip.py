@@ -30,7 +30,13 @@ def test_round_trip(version: int, index: int) -> None:
         data = msg.encode(version)
         header = decode_header(data)
         assert (header.version, header.length, header.xid) == (version, len(data), msg.xid)
-        assert decode(data) == msg
+        got = decode(data)
+        if version >= OFP15_VERSION and "MeterInstruction" in repr(msg):
+            # 1.5 carries a meter as the first action of the apply actions: it reads back
+            # as the meter instruction in its place, first; the bytes are the same
+            assert got.encode(version) == data
+        else:
+            assert got == msg
 
     check()
 
