@@ -217,6 +217,19 @@ class CheckPktLen:
         return f"check_pkt_len(size={self.size},gt({format_actions(self.gt)}),le({format_actions(self.le)}))"
 
 
+@dataclass(frozen=True, slots=True)
+class Clone:
+    """Run ``actions`` on a copy of the packet (its headers, ct fields and priority);
+    the list goes on after with the packet as it was (Open vSwitch's datapath
+    ``clone``: what a ``clone()`` whose actions cannot be undone by rewrites, a ct,
+    becomes)."""
+
+    actions: tuple[Action, ...]
+
+    def __str__(self) -> str:
+        return f"clone({format_actions(self.actions)})"
+
+
 Action = (
     Output
     | PushVlan
@@ -232,6 +245,7 @@ Action = (
     | CtClear
     | Recirc
     | CheckPktLen
+    | Clone
 )
 
 
@@ -248,7 +262,7 @@ def format_actions(actions: tuple[Action, ...]) -> str:
 # [kind, addr_min_hex, addr_max_hex, port_min, port_max, persistent, random]; mark and
 # label: None or [value, mask]), ["ct_clear"], ["recirc", id],
 # ["check_pkt_len", size, gt_actions, le_actions] (the two lists in this same form),
-# ["push_mpls", lse, ethertype], ["pop_mpls", ethertype].
+# ["push_mpls", lse, ethertype], ["pop_mpls", ethertype], ["clone", actions].
 
 
 def actions_to_json(actions: tuple[Action, ...]) -> list[list[object]]:
@@ -306,6 +320,8 @@ def actions_to_json(actions: tuple[Action, ...]) -> list[list[object]]:
             out.append(["recirc", a.recirc_id])
         elif isinstance(a, CheckPktLen):
             out.append(["check_pkt_len", a.size, actions_to_json(a.gt), actions_to_json(a.le)])
+        elif isinstance(a, Clone):
+            out.append(["clone", actions_to_json(a.actions)])
         else:  # pragma: no cover - Action is a closed union
             raise TypeError(f"cannot serialise action {a!r}")
     return out
@@ -355,6 +371,8 @@ def actions_from_json(data: list[list[object]]) -> tuple[Action, ...]:
             elif name == "check_pkt_len":
                 size, gt, le = args
                 out.append(CheckPktLen(int(size), actions_from_json(gt), actions_from_json(le)))  # type: ignore[call-overload, arg-type]
+            elif name == "clone":
+                out.append(Clone(actions_from_json(args[0])))  # type: ignore[arg-type]
             else:
                 raise ValueError(f"unknown action {name!r}")
         except (ValueError, TypeError, IndexError) as e:
@@ -430,6 +448,7 @@ _TO_RECORD: dict[type, Any] = {
     Recirc: lambda a: rec.RecircV7(a.recirc_id),
     CheckPktLen: lambda a: rec.CheckPktLenV7(a.size, actions_to_records(a.gt),
                                              actions_to_records(a.le)),  # fmt: skip
+    Clone: lambda a: rec.CloneV7(actions_to_records(a.actions)),
 }
 _FROM_RECORD: dict[type, Any] = {
     rec.OutputV7: lambda r: Output(r.port),
@@ -447,6 +466,7 @@ _FROM_RECORD: dict[type, Any] = {
     rec.RecircV7: lambda r: Recirc(r.recirc_id),
     rec.CheckPktLenV7: lambda r: CheckPktLen(r.size, actions_from_records(r.gt),
                                              actions_from_records(r.le)),  # fmt: skip
+    rec.CloneV7: lambda r: Clone(actions_from_records(r.actions)),
 }
 
 

@@ -8,7 +8,8 @@ Connection tracking: a ``Ct`` action asks the provider's ``ct`` function (its
 now is, ``recirc_id`` set, ct fields kept) back to the provider, which looks it up again
 (at most ``MAX_RECIRC_DEPTH`` times per packet) or makes an upcall of it; the actions
 after it go on with the packet as it is (a fork, as Open vSwitch's datapaths do: a
-group bucket or a clone that recirculates, the rest of the list after it)."""
+group bucket or a clone that recirculates, the rest of the list after it). ``Clone``
+runs its actions on a copy (packet, key, priority), ``CheckPktLen`` one branch."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from hitless.datapath.actions import (
     Action,
     CheckPktLen,
+    Clone,
     Ct,
     CtClear,
     Meter,
@@ -165,9 +167,13 @@ def apply_actions(
                 else:
                     rkey = rekey(packet, key or extract_key(packet, in_port), a.recirc_id)
                 recirc.append((packet, rkey))
-        elif isinstance(a, CheckPktLen):
-            # One branch on a copy; the list goes on with the packet as it was.
-            branch = a.gt if len(packet) > a.size else a.le
+        elif isinstance(a, CheckPktLen | Clone):
+            # One branch (or the clone's actions) on a copy: its headers, ct fields
+            # and priority; the list goes on with the packet as it was.
+            if isinstance(a, Clone):
+                branch = a.actions
+            else:
+                branch = a.gt if len(packet) > a.size else a.le
             bkey = key if key is None or keyed is packet else rekey(packet, key)
             o2, u2 = apply_actions(
                 packet,

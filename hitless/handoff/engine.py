@@ -48,6 +48,7 @@ from hitless.datapath import DpFlow, FlowStats, provider
 from hitless.datapath.actions import (
     Action,
     CheckPktLen,
+    Clone,
     PopMpls,
     PushMpls,
     Sample,
@@ -656,12 +657,15 @@ def _gated(a: Action) -> str | None:
 
 
 def _nested(actions: tuple[Action, ...]) -> Iterator[Action]:
-    """Every action of a list, those inside a check_pkt_len's branches included."""
+    """Every action of a list, those inside a check_pkt_len's branches or a clone
+    included."""
     for a in actions:
         yield a
         if isinstance(a, CheckPktLen):
             yield from _nested(a.gt)
             yield from _nested(a.le)
+        elif isinstance(a, Clone):
+            yield from _nested(a.actions)
 
 
 # Megaflow actions a build may not read (handoff feature "action:NAME"), and what the
@@ -670,6 +674,7 @@ _GATED_ACTIONS: dict[type, str] = {
     Sample: "sample",
     SetPriority: "set_priority",
     CheckPktLen: "check_pkt_len",
+    Clone: "clone",
     PushMpls: "mpls",
     PopMpls: "mpls",
 }
@@ -680,6 +685,7 @@ _GATED_HINT = {
     "first",
     "check_pkt_len": "remove the check_pkt_larger actions from the bridge's OpenFlow rules "
     "first",
+    "clone": "remove the ct actions inside clone() from the bridge's OpenFlow rules first",
     "mpls": "remove the MPLS actions (push_mpls, pop_mpls, set_mpls_*, dec_mpls_ttl) from the "
     "bridge's OpenFlow rules first",
 }

@@ -386,7 +386,8 @@ class HandoffConnection:
 # "action:NAME" = the new side reads the megaflow action NAME (its actions_to_json name)
 # of those added after the first release: "sample" (sFlow), "set_priority" (set_queue),
 # "check_pkt_len" (check_pkt_larger), "ipfix-sample" (a sample action for IPFIX), "mpls"
-# (push_mpls, pop_mpls and rewrites of the MPLS label stack entry).
+# (push_mpls, pop_mpls and rewrites of the MPLS label stack entry), "clone" (a clone()
+# holding a ct: the datapath runs it on a copy).
 # A switch whose megaflows hold one refuses, before freezing, a build that does not
 # say it reads it (the build could not adopt those flows), and says what to clear.
 # "early-rings" = the receive-ring sockets also come with Welcome, so that the new side
@@ -403,6 +404,7 @@ FEATURES = [
     "action:check_pkt_len",
     "action:ipfix-sample",
     "action:mpls",
+    "action:clone",
     "early-rings",
 ]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -703,8 +703,11 @@ def _finish(ctx: _Ctx) -> Xlate:
     if ctx.error is not None:
         acts.clear()  # too deep, too many resubmits: Open vSwitch drops the packet
     # Rewrites after the last output change nothing anyone sees (a ct commits, a
-    # recirculation continues elsewhere: they stay).
-    while acts and not isinstance(acts[-1], (dp.Output, dp.Userspace, dp.Ct, dp.Recirc)):
+    # recirculation continues elsewhere, a clone or a length check holds its own
+    # outputs: they stay).
+    while acts and not isinstance(
+        acts[-1], (dp.Output, dp.Userspace, dp.Ct, dp.Recirc, dp.Clone, dp.CheckPktLen)
+    ):
         acts.pop()
     mask = ctx.mask.to_bytes(KEY_LEN, "big")
     reason = "openflow" if acts else f"drop: openflow{': ' + ctx.error if ctx.error else ''}"
@@ -1328,19 +1331,42 @@ def _x_clone(ctx: _Ctx, a: nx.Clone) -> None:
     saved, meta, stack, in_port = ctx.cur, ctx.meta, list(ctx.stack), ctx.in_port
     was_mpls = ctx.was_mpls
     aset = dict(ctx.action_set)
+    start, priority = len(ctx.acts), ctx.priority
     _apply(ctx, a.actions)
     if ctx.fork is not None:
         return  # a check_pkt_larger inside: the branches go on from there
     froze = ctx.pause is not None or ctx.freeze is not None
     _seal_pause(ctx)
     _seal_freeze(ctx)
-    ctx.restore(saved)
+    _restore_copy(ctx, start, saved, priority)
     ctx.meta, ctx.stack, ctx.in_port, ctx.was_mpls = meta, stack, in_port, was_mpls
     ctx.action_set = aset
     if froze:
         ctx.stopped = ctx.exited = True
     elif ctx.error is None:
         ctx.stopped = ctx.exited = False
+
+
+def _restore_copy(ctx: _Ctx, start: int, saved: bytes, priority: int) -> None:
+    """After a copy's actions (those emitted from ``start``): the packet as ``saved``.
+    Rewrites are undone by rewrites; a ct (its nat rewrites what translation cannot
+    know, its ct fields stay in the packet) makes the copy's actions a datapath
+    ``clone``, which leaves the packet, its ct fields and priority as they were (Open
+    vSwitch does the same: a ct is not reversible)."""
+    if any(isinstance(x, dp.Ct) for x in _dp_walk(ctx.acts[start:])):
+        ctx.acts[start:] = [dp.Clone(tuple(ctx.acts[start:]))]
+        ctx.cur, ctx.priority = saved, priority
+    else:
+        ctx.restore(saved)
+
+
+def _dp_walk(acts: Iterable[dp.Action]) -> Iterator[dp.Action]:
+    for x in acts:
+        yield x
+        if isinstance(x, dp.Clone):
+            yield from _dp_walk(x.actions)
+        elif isinstance(x, dp.CheckPktLen):
+            yield from _dp_walk(x.gt + x.le)
 
 
 def _x_check_pkt_larger(ctx: _Ctx, a: nx.CheckPktLarger) -> None:
@@ -1566,7 +1592,8 @@ def _x_ct(ctx: _Ctx, a: nx_ct.CtAction) -> None:
         ctx.frozen.append(frozen)
         if rec is not None:
             rec.event("ct_fork", table_id=a.table, recirc_id=frozen[0], blob=frozen[1],
-                      zone=zone & 0xFFFF, key=ctx.cur, meta=ctx.meta)  # fmt: skip
+                      zone=zone & 0xFFFF, key=ctx.cur, meta=ctx.meta,
+                      nat=ct_xlate.nat_spec(a))  # fmt: skip
     # Open vSwitch: the ct fields are known only after recirculation; from here on the
     # translation sees an untracked packet.
     ctx.cur = ct_xlate.clear_ct_fields(ctx.cur)

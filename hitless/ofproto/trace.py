@@ -26,10 +26,11 @@ datapath's megaflows come from.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from hitless.datapath.actions import format_actions
-from hitless.datapath.conntrack import CS_NEW, CS_TRK, format_ct_state
+from hitless.datapath.conntrack import CS_NEW, CS_TRK, NatSpec, format_ct_state
 from hitless.ofproto.fields import LOCS
 from hitless.ofproto.oftable import OfState, Rule
 from hitless.ofproto.ofxlate import xlate_openflow
@@ -126,11 +127,13 @@ class Tracer:
 
     def _on_ct_fork(
         self, kind: str, table_id: int, recirc_id: int, blob: bytes, zone: int, key: bytes,
-        meta: int,
+        meta: int, nat: NatSpec | None = None,
     ) -> None:
         self._cur.append(Node("detail", "A clone of the packet is forked to recirculate. "
                               f"The forked pipeline will be resumed at table {table_id}."))  # fmt: skip
-        self.recircs.append(Recirculation(recirc_id, blob, table_id, zone, key, _regs(meta)))
+        self.recircs.append(
+            Recirculation(recirc_id, blob, table_id, zone, key, _regs(meta), nat)
+        )
 
     def _on_ct_untracked(self, kind: str) -> None:
         self._cur.append(Node("detail", "Sets the packet to an untracked state, and clears "
@@ -194,6 +197,8 @@ class Recirculation:
     zone: int
     key: bytes
     regs: tuple[tuple[int, int], ...]
+    nat: NatSpec | None = None  # the ct's nat, if it has one
+
 
 
 def normal_details(x: Xlate) -> list[str]:
@@ -248,6 +253,15 @@ def trace(
         done += 1
         rkey = key_set(key_set(key_set(r.key, "recirc_id", r.recirc_id), "ct_state",
                                CS_TRK | CS_NEW), "ct_zone", r.zone)  # fmt: skip
+        nat_lines = ""
+        if r.nat is not None:
+            natted = _simulate_nat(rkey, r.nat)
+            nat_lines = (
+                "Replacing src/dst IP/ports to simulate NAT:\n"
+                f" Initial flow: {_ip_flow(rkey, r.nat)}\n"
+                f" Modified flow: {_ip_flow(natted, r.nat)}\n"
+            )
+            rkey = natted
         sub = Tracer(bridge)
         thaw = Node("thaw", f"Resuming from table {r.table_id}")
         sub.root.subs.append(Node("thaw", "thaw", [thaw]))
@@ -255,7 +269,7 @@ def trace(
         rule = "=" * 79
         lines += [
             f"\n{rule}\nrecirc({r.recirc_id:#x}) - resume conntrack with default "
-            f"ct_state=trk|new (use --ct-next to customize)\n{rule}\n\n",
+            f"ct_state=trk|new (use --ct-next to customize)\n{nat_lines}{rule}\n\n",
             f"Flow: {_recirc_flow(rkey, r.regs)}\n",
             *_result(sub, rkey, rx, r.regs),
         ]
@@ -264,6 +278,35 @@ def trace(
 
 
 MAX_RECIRCS = 16  # ct(table=) forks a trace follows (a loop of them would never end)
+
+
+def _simulate_nat(key: bytes, nat: NatSpec) -> bytes:
+    """As Open vSwitch 3.1's trace simulates a ct's nat on the recirculated packet: the
+    first address of the range (and the first port, if given) replaces the source or
+    the destination; a bare ``nat`` changes nothing."""
+    if nat.kind is None or not nat.addr_min:
+        return key
+    v4 = len(nat.addr_min) == 4
+    addr = f"ipv{4 if v4 else 6}_{nat.kind}"
+    key = key_set(key, addr, int.from_bytes(nat.addr_min, "big"))
+    if nat.port_min:
+        key = key_set(key, f"tp_{nat.kind}", nat.port_min)
+    return key
+
+
+def _ip_flow(key: bytes, nat: NatSpec) -> str:
+    """The addresses and ports a simulated nat shows (none for a nat without an
+    address: Open vSwitch prints them for the range's address family only)."""
+    if not nat.addr_min:
+        return ""
+    sp, dp = key_field(key, "tp_src"), key_field(key, "tp_dst")
+    if len(nat.addr_min) == 4:
+        src = ipaddress.IPv4Address(key_field(key, "ipv4_src"))
+        dst = ipaddress.IPv4Address(key_field(key, "ipv4_dst"))
+        return f"nw_src={src},tp_src={sp},nw_dst={dst},tp_dst={dp}"
+    src6 = ipaddress.IPv6Address(key_field(key, "ipv6_src"))
+    dst6 = ipaddress.IPv6Address(key_field(key, "ipv6_dst"))
+    return f"ipv6_src=[{src6}],tp_src={sp},ipv6_dst=[{dst6}],tp_dst={dp}"
 
 
 def _recirc_flow(key: bytes, regs: tuple[tuple[int, int], ...] = ()) -> str:

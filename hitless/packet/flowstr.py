@@ -24,12 +24,14 @@ from hitless.packet.flow import (
     ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
     ETH_TYPE_IPV6,
+    ETH_TYPE_MPLS,
     ETH_TYPE_VLAN,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
     IPPROTO_SCTP,
     IPPROTO_TCP,
     IPPROTO_UDP,
+    MPLS_TYPES,
     VLAN_PRESENT,
 )
 from hitless.packet.flow import field as key_field
@@ -389,6 +391,8 @@ def format_flow(key: bytes, regs: Iterable[tuple[int, int]] = ()) -> str:
         short = {58: "icmp6", 6: "tcp6", 17: "udp6", 132: "sctp6"}.get(proto, "ipv6")
     elif et == ETH_TYPE_ARP:
         short = "arp"
+    elif et in MPLS_TYPES:
+        short = "mpls" if et == ETH_TYPE_MPLS else "mplsm"
     if short:
         parts.append(short)
     parts += [f"reg{n}={v:#x}" for n, v in regs if v]
@@ -441,9 +445,25 @@ def format_flow(key: bytes, regs: Iterable[tuple[int, int]] = ()) -> str:
             f"arp_sha={_m(key, 'arp_sha')}",
             f"arp_tha={_m(key, 'arp_tha')}",
         ]
+    elif et in MPLS_TYPES:
+        parts += _mpls_stack(key)
     else:
         parts.append(f"dl_type={et:#06x}")
     return ",".join(parts)
+
+
+def _mpls_stack(key: bytes) -> list[str]:
+    """The label stack as Open vSwitch prints a flow's: the top entry's fields, then
+    each entry below it (down to the bottom of stack, three at most) whole, in decimal."""
+    lse = key_field(key, "mpls_lse0")
+    out = [f"mpls_label={lse >> 12}", f"mpls_tc={lse >> 9 & 7}", f"mpls_ttl={lse & 0xFF}",
+           f"mpls_bos={lse >> 8 & 1}"]  # fmt: skip
+    for i in (1, 2):
+        if lse >> 8 & 1:
+            break
+        lse = key_field(key, f"mpls_lse{i}")
+        out.append(f"mpls_lse{i}={lse}")
+    return out
 
 
 def _frag(v: int) -> str:

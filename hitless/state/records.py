@@ -29,7 +29,8 @@ __all__ = [
     "OpenFlowV2", "PortV1", "State", "StateV1", "StateV2", "StateV3", "StateV4", "StateV5",
     "BridgeDeltaV6", "BridgeV6", "DeltaV6", "OfGroup", "OfGroupV6", "OfRule", "OfRuleV6",
     "OfSelectionV6", "OpenFlow", "OpenFlowDelta", "OpenFlowDeltaV6", "OpenFlowV6", "StateV6",
-    "Action", "ActionV7", "BridgeDeltaV7", "BridgeV7", "CheckPktLenV7", "CtClearV7", "CtV7",
+    "Action", "ActionV7", "BridgeDeltaV7", "BridgeV7", "CheckPktLenV7", "CloneV7",
+    "CtClearV7", "CtV7",
     "Datapath", "DatapathV7", "DeltaV7", "Flow", "FlowV7", "MeterV7", "NatV7", "OutputV7",
     "PopMplsV7", "PopVlanV7", "PushMplsV7", "PushVlanV7", "RecircV7", "SampleV7",
     "SetFieldV7", "SetPriorityV7", "StateV7", "UserspaceV7",
@@ -573,9 +574,14 @@ class CheckPktLenV7(msgspec.Struct, frozen=True, array_like=True, tag="check_pkt
     le: tuple[ActionV7, ...]
 
 
+class CloneV7(msgspec.Struct, frozen=True, array_like=True, tag="clone"):
+    actions: tuple[ActionV7, ...]
+
+
 ActionV7 = (
     OutputV7 | PushVlanV7 | PopVlanV7 | PushMplsV7 | PopMplsV7 | SetFieldV7 | UserspaceV7
     | SampleV7 | MeterV7 | SetPriorityV7 | CtV7 | CtClearV7 | RecircV7 | CheckPktLenV7
+    | CloneV7
 )  # fmt: skip
 
 

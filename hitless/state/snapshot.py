@@ -295,6 +295,8 @@ def action_down(a: Any) -> list[Any]:
         ]  # fmt: skip
     if name == "check_pkt_len":
         return [name, a[1], [action_down(x) for x in a[2]], [action_down(x) for x in a[3]]]
+    if name == "clone":
+        return [name, [action_down(x) for x in a[1]]]
     return list(a)
 
 
@@ -321,6 +323,8 @@ def action_up(j: Any) -> list[Any]:
         ]  # fmt: skip
     if name == "check_pkt_len":
         return [name, j[1], [action_up(x) for x in j[2]], [action_up(x) for x in j[3]]]
+    if name == "clone":
+        return [name, [action_up(x) for x in j[1]]]
     return list(j)
 
 

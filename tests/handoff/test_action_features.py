@@ -9,7 +9,11 @@ import pytest
 
 from hitless.datapath.actions import (
     CheckPktLen,
+    Clone,
+    Ct,
     Output,
+    Recirc,
+    SetField,
     SetPriority,
     actions_from_json,
     actions_to_json,
@@ -64,3 +68,46 @@ def test_priorities_follow_outputs_into_check_pkt_len_branches() -> None:
         assert [(p, pr) for (p, _), pr in zip(out, prios, strict=True)] == want
     assert CheckPktLen in _GATED_ACTIONS
     assert all(f"action:{n}" in FEATURES for n in _GATED_HINT)
+
+
+def test_a_clone_runs_on_a_copy_and_a_peer_without_it_is_refused() -> None:
+    """The datapath's clone: its actions rewrite, track (ct fields in the key) and
+    prioritise a copy; the actions after it see the packet as it was. A switch holding
+    such a megaflow refuses a peer that does not say "action:clone"."""
+    from hitless.datapath.conntrack import CtResult
+    from hitless.packet.flow import CT_OFF, extract_key
+
+    frame = bytes.fromhex("0000000000020000000000010800") + bytes(46)
+
+    def ct(packet: bytes, a: Ct, natted: bool) -> CtResult:
+        return CtResult(0x21, a.zone, packet=packet[:6] + b"\x02" * 6 + packet[12:])
+
+    acts = (
+        SetPriority(0x10002),
+        Clone((SetField("eth_dst", b"\x04" * 6, None), SetPriority(0x10003), Ct(9), Output(2))),
+        Output(3),
+    )
+    prios: list[int] = []
+    recirc: list[tuple[bytes, bytes]] = []
+    key = extract_key(frame, 1)
+    out, _ = apply_actions(frame, acts, key=key, ct=ct, priorities=prios, recirc=recirc)
+    assert [p for p, _ in out] == [2, 3] and prios == [0x10003, 0x10002]
+    assert out[0][1][:12] == b"\x04" * 6 + b"\x02" * 6  # the copy: rewritten and natted
+    assert out[1][1] == frame  # after the clone: as it came
+    # a recirculation after the clone carries the key as it was (ct fields untouched)
+    out, _ = apply_actions(frame, (*acts, Recirc(5)), key=key, ct=ct, recirc=recirc)
+    assert recirc[-1][0] == frame and recirc[-1][1][CT_OFF + 4 :] == key[CT_OFF + 4 :]
+
+    clock = Clock()
+    side, dp, bridge = old_switch(clock)
+    traffic(dp, bridge, clock, 0)
+    (flow, *_) = dp.flow_dump()
+    dp.flow_put(flow.match, (Clone((Ct(9), Output(2))), Output(3)))
+    bridge.revalidator.settle_flows = lambda flows, now: None
+    with pytest.raises(HandoffRefused) as refused:
+        side.exporter(ALL_FEATURES).precopy(clock(), True)
+    msg = str(refused.value)
+    assert "bridge br0" in msg and "clone" in msg and "ct actions" in msg, msg
+    assert "action:clone" in FEATURES and Clone in _GATED_ACTIONS
+    (bs,) = side.exporter(ALL_FEATURES + ("action:clone",)).precopy(clock(), True).bridges
+    assert bs.name == "br0"

@@ -15,6 +15,7 @@ import pytest
 from hitless.datapath.actions import (
     Action,
     CheckPktLen,
+    Clone,
     Ct,
     CtClear,
     Meter,
@@ -55,6 +56,7 @@ ACTIONS: list[tuple[Action, ...]] = [
     (Ct(7, True, True, NAT, (0x2A, 0xFFFF), (1 << 127 | 5, (1 << 128) - 1)), Recirc(0x30)),
     (Ct(), CtClear(), Output(1)),
     (CheckPktLen(1000, (Output(1), CheckPktLen(64, (), (Output(3),))), (Output(2),)),),
+    (Clone((Ct(5, True, False, NAT), Recirc(0x31), Output(2))), Clone(()), Output(3)),
 ]
 GATED = tuple(f"action:{n}" for n in engine._GATED_HINT)
 
