@@ -114,7 +114,7 @@ BREAKS: dict[str, tuple[str, ...]] = {
     # blackout left 86 ms of hold but 101 ms of delay unexplained, the switch's waits for
     # a CPU excused (tests/handoff/test_controller_upgrade.py's downgrade to b74b2c3).
     "blackout:100": ("gap", "latency"),
-    "duplicate": ("twice",),  # the first batch of each port forwarded twice
+    "duplicate": ("twice",),  # the first batches of each port forwarded twice
     # Adopted state thrown away and relearned: caught by counters that restarted, or by
     # the MAC table (a silent host's entry cannot come back). Either suffices: a NORMAL
     # megaflow also counts the TCP classes' packets, so when the handoff is quick the

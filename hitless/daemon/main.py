@@ -182,10 +182,17 @@ def _exit_handed_over(switch: object, rundir: RunDir) -> NoReturn:
     os._exit(0)
 
 
-def _serve_owned(switch: Any, rundir: RunDir) -> None:
-    """Serve a switch that took the state over (from a crashed daemon or by a handoff)
-    until it stops, or exit at once if it handed over in turn."""
-    faults.after_owned(switch)  # fault tests only (HITLESS_FAULT)
+def _first_forward(switch: Any) -> None:
+    """What the rings held during the freeze goes out as soon as we own the switch."""
+    faults.arm_duplicate(switch)  # fault tests only (HITLESS_FAULT)
+    switch.forward(switch.clock())
+
+
+def _serve_owned(switch: Any, rundir: RunDir, *, handed_over: bool = False) -> None:
+    """Serve a switch that took the state over (from a crashed daemon, or by a handoff:
+    ``handed_over``, whose first forwarding armed ``duplicate`` already) until it stops,
+    or exit at once if it handed over in turn."""
+    faults.after_owned(switch, duplicate=not handed_over)  # fault tests only (HITLESS_FAULT)
     switch.install_signal_handlers()
     switch.serve_forever()
     if switch.handed_over:
@@ -295,7 +302,7 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
             # Nothing was forwarded since the old process froze: the frames the rings
             # held meanwhile go out as soon as we own them, before the report, the log
             # line and the rest of a first serving-loop turn.
-            serve_first=lambda: switch.forward(switch.clock()),
+            serve_first=lambda: _first_forward(switch),
         )
         doc = result.to_json()
         if not result.ok:
@@ -312,7 +319,7 @@ def takeover_main(rundir: RunDir, args: argparse.Namespace) -> int:
             doc["phases_ms"],
         )
         _report(args.report_fd, doc)
-        _serve_owned(switch, rundir)
+        _serve_owned(switch, rundir, handed_over=True)
         return 0
     except BaseException as e:
         if isinstance(e, SystemExit) and not e.code:
