@@ -79,6 +79,28 @@ def _sleep_until(t: float) -> None:
         time.sleep(min(d, 0.05))
 
 
+GO_WAIT = 300.0  # seconds a sender waits for its --go file before it gives up
+
+
+def _await_go(path: str) -> float:
+    """A sender started with ``--go FILE``: say ``ready`` on stderr (its interpreter is
+    up, which at load 25-30 takes 1-3 s), then wait for the runner to write the start
+    time, common to every sender, into FILE. Without it a sender whose interpreter came
+    up after a fixed --start began late, and an operation timed from --start could run
+    before that sender sent anything (a port taken down 1.5 s in, lost 0)."""
+    sys.stderr.write("ready\n")
+    sys.stderr.flush()
+    give_up = _now() + GO_WAIT
+    while True:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return float(f.read())
+        except (OSError, ValueError):  # not written yet (the runner renames it in whole)
+            if _now() > give_up:
+                raise SystemExit(f"no start time in {path} after {GO_WAIT:g} s") from None
+            time.sleep(0.002)
+
+
 def _family(addr: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
@@ -242,8 +264,54 @@ def udp_recv(args: argparse.Namespace) -> list[Record]:
         rec = _rx_record(buf, n, anc, args.run)
         if rec is not None:
             recs.append(rec)
+    _drain(s, recs, args)
     s.close()
     return recs
+
+
+def _expected(path: str | None) -> dict[int, int]:
+    """The ``--expect`` file: stream id -> the last sequence number its sender sent
+    (the harness writes it once the senders have exited); {} without one."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        return {int(k): int(v) for k, v in doc.items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _drain(s: socket.socket, recs: list[Record], args: argparse.Namespace) -> None:
+    """A receiver's end (SIGTERM: the senders have ended; or --end): read on until
+    every stream of this run seen here has had its last datagram (``--expect``), then
+    whatever the socket still holds. A stream whose last datagram does not come (lost,
+    or still in the switch) keeps the receiver up to --drain seconds more, and never
+    before the socket is empty: a receiver that got no CPU while the senders ended
+    reads what was queued for it instead of counting it as lost."""
+    expect = _expected(getattr(args, "expect", None)) if _stop else {}
+    last: dict[int, int] = {}
+    for r in recs:
+        if r.get("ev") == "rx":
+            last[r["stream"]] = max(last.get(r["stream"], -1), r["seq"])
+    deadline = _now() + float(getattr(args, "drain", 0.0) or 0.0)
+    buf = bytearray(2048)
+    while True:
+        waiting = any(last[st] < expect[st] for st in last if st in expect)
+        wait = max(0.0, deadline - _now()) if waiting else 0.0
+        ready, _, _ = select.select([s], [], [], wait)
+        if not ready:
+            return
+        try:
+            n, anc, _flags, _addr = s.recvmsg_into([buf], ANCILLARY, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            continue
+        except OSError:  # an ICMP error queued on the socket: nothing to read
+            continue
+        rec = _rx_record(buf, n, anc, args.run)
+        if rec is not None:
+            recs.append(rec)
+            last[rec["stream"]] = max(last.get(rec["stream"], -1), rec["seq"])
 
 
 def _rx_record(buf: bytearray, n: int, anc: list[tuple[int, int, bytes]], run: int) -> Record | None:
@@ -353,6 +421,8 @@ def udp_duplex(args: argparse.Namespace) -> list[Record]:
                 until = Until(min(t0, float(rec["ts"])), args)  # the opener's clock
                 sending = True
                 recs.append({"ev": "start", "t": t0, "rate": args.rate, "stream": args.stream})
+    if answer:
+        _drain(s, recs, args)
     s.close()
     return recs
 
@@ -895,6 +965,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--out", default="-", help="JSON lines file ('-': stdout)")
         sp.add_argument("--run", type=int, default=0, help="run id carried in packets")
         sp.add_argument("--start", type=float, default=None, help="monotonic start time")
+        sp.add_argument("--go", default=None,
+                        help="say ready, then start at the monotonic time this file will "
+                             "hold (instead of --start)")  # fmt: skip
         sp.add_argument("--duration", type=float, default=5.0, help="seconds")
 
     def until(sp: argparse.ArgumentParser) -> None:
@@ -907,6 +980,14 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--bind", default="", help="local address ('' = any)")
         sp.add_argument("--port", type=int, required=True)
         sp.add_argument("--end", type=float, default=None, help="monotonic stop time")
+
+    def drain(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--expect", default=None,
+                        help="file that holds, by SIGTERM, each stream's last sequence number"
+                             " sent (JSON: stream -> seq): read on until those came")
+        sp.add_argument("--drain", type=float, default=1.0,
+                        help="after SIGTERM, wait at most this long for a stream's last "
+                             "datagram (never stopping before the socket is empty)")  # fmt: skip
 
     def sender(sp: argparse.ArgumentParser) -> None:
         common(sp)
@@ -921,10 +1002,13 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--size", type=int, default=64, help="UDP payload bytes")
     sp.add_argument("--broadcast", action="store_true")
     sp.add_argument("--dev", default=None, help="bind to this device")
-    listener(sub.add_parser("udp-recv", help="record sequenced datagrams"))
+    sp = sub.add_parser("udp-recv", help="record sequenced datagrams")
+    listener(sp)
+    drain(sp)
     sp = sub.add_parser("udp-duplex", help="one UDP connection, datagrams both ways")
     listener(sp)
     until(sp)
+    drain(sp)
     sp.add_argument("--dst", default=None, help="the peer to open the connection to "
                     "(without: answer whoever sends first)")
     sp.add_argument("--dport", type=int, default=None, help="the peer's port")
@@ -978,6 +1062,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.go is not None:
+        args.start = _await_go(args.go)
     if args.start is None:
         args.start = _now()
     # No cyclic garbage collection while measuring: an agent keeps every record in memory

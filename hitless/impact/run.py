@@ -65,6 +65,7 @@ from hitless.impact import analysis as an
 from hitless.impact.agents import Until
 from hitless.impact.analysis import ClassStats, ImpactResult, Phase, Window
 from hitless.impact.switches import SWITCH_NICE
+from hitless.impact.topology import raise_if_signalled
 
 __all__ = [
     "ALL_CLASSES",
@@ -355,6 +356,31 @@ UNTIL = ("udp-send", "udp-duplex", "tcp-stream-client", "tcp-connect", "neigh-pr
 ANSWERERS = ("udp-duplex", "tcp-push")
 
 
+# How long the agents may take to come up (listeners a quarter, senders the rest): an
+# interpreter's start took 1-3 s at load 25-30, 2-12 s at load 30-35.
+READY_WAIT = 80.0
+
+# Listeners that take --expect/--drain: they read each stream to its last datagram.
+DRAINING = ("udp-recv", "udp-duplex")
+
+
+def _write_expected(path: Path, senders: Sequence[_Agent]) -> None:
+    """Each datagram stream's last sequence number sent without an error, from the
+    (exited) senders' records, as the receivers' ``--expect`` file (written whole)."""
+    last: dict[int, int] = {}
+    for ag in senders:
+        if ag.args[0] not in DRAINING:
+            continue
+        recs = _records(ag)
+        stream = next((r.get("stream") for r in recs if r.get("ev") == "start"), None)
+        sent = [r["seq"] for r in recs if r.get("ev") == "tx" and "err" not in r]
+        if stream is not None and sent:
+            last[int(stream)] = max(sent)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(last))
+    tmp.rename(path)
+
+
 # The traffic agents' niceness: the switches' (hitless.impact.switches.SWITCH_NICE). They
 # are the measuring side: a sender or receiver waiting for a core on a loaded machine
 # shows up as a gap that is neither switch's, so they get a core as soon as the switch
@@ -408,6 +434,7 @@ def _wait_ready(agents: list[_Agent], deadline: float) -> None:
         if waiting and time.monotonic() > deadline:
             raise _failure(waiting[0], "did not get ready in time")
         if waiting:
+            raise_if_signalled()
             time.sleep(0.02)
 
 
@@ -631,8 +658,9 @@ def measure(
     """Send every traffic class between ``hosts`` for ``duration`` seconds, call
     ``operation()`` ``at`` seconds in (default: a third of the way), and analyse.
 
-    ``drain`` is how long receivers keep listening after the senders finish (for
-    packets still queued). ``progress(message, fraction)`` is called as the run goes.
+    ``drain`` is how long a datagram receiver waits, once the senders have finished,
+    for a stream's last datagram that has not come (lost, or still in the switch); it
+    stops as soon as every stream's last one came and its socket is empty. ``progress(message, fraction)`` is called as the run goes.
     ``keep_dir``: copy the agents' raw records there (for debugging). ``port``: the
     base port (see ``pick_port``; default: a random one), given when rules were
     installed for the openflow class's ports (``openflow_ports(port)``) or the
@@ -658,23 +686,35 @@ def measure(
         senders = [ag for ag in plan.agents if not ag.listener]
         report("starting traffic agents", 0.0)
         extra = Until.MAX_EXTRA if after is not None else 0.0
-        safety_end = time.monotonic() + 30 + duration + extra + linger + drain
+        safety_end = time.monotonic() + READY_WAIT + 30 + duration + extra + linger + drain
         until = tmp / "until"
+        expect = tmp / "expect"
         for ag in listeners:
             more = []
+            if ag.args[0] in DRAINING:
+                more += ["--expect", str(expect), "--drain", str(drain)]
             if ag.args[0] in ANSWERERS:  # it answers: sends for as long as the senders
                 more = ["--duration", str(duration)]
                 more += ["--until", str(until)] if after is not None else []
             _spawn(ag, ["--end", f"{safety_end:.6f}", *more])
-        _wait_ready(listeners, time.monotonic() + 20)
-        start = time.monotonic() + 0.5  # time for the senders' interpreters to start
+        _wait_ready(listeners, time.monotonic() + READY_WAIT / 4)
+        # The senders start together once each one's interpreter is up (it says ready),
+        # at a time written to the file they wait for: a fixed start 0.5 s after their
+        # spawn was too early at load 25-30 (the broadcast sender began 0.7 s after the
+        # others), and the operation, timed from that start, could precede its traffic.
+        go = tmp / "go"
         for ag in senders:
             more = ["--until", str(until)] if after is not None and ag.args[0] in UNTIL else []
-            _spawn(ag, ["--start", f"{start:.6f}", "--duration", str(duration), *more])
+            _spawn(ag, ["--go", str(go), "--duration", str(duration), *more])
+        _wait_ready(senders, time.monotonic() + READY_WAIT * 3 / 4)
+        start = time.monotonic() + 0.1  # the senders poll the file every 2 ms
+        go.with_suffix(".tmp").write_text(f"{start:.6f}")
+        go.with_suffix(".tmp").rename(go)
         op_at = start + at
         total = duration + linger
 
         def tick() -> None:
+            raise_if_signalled()  # a Ctrl-C that Python swallowed while an agent started
             now = time.monotonic()
             frac = min(1.0, max(0.0, (now - start) / total))
             if now < start:
@@ -707,14 +747,17 @@ def measure(
             until.with_suffix(".tmp").write_text(f"{start + duration:.6f}")
             until.with_suffix(".tmp").rename(until)
         _wait_exit(senders, start + duration + linger + 30, tick)
-        time.sleep(drain)
+        # The datagram receivers read on until each stream's last datagram came (or the
+        # socket is empty ``drain`` seconds on), not for a fixed time: a receiver that
+        # had no CPU when the senders ended still has its datagrams queued.
+        _write_expected(expect, senders)
         for ag in listeners:
             assert ag.proc is not None
             if ag.proc.poll() is None:
                 ag.proc.send_signal(signal.SIGTERM)
         # Receivers write their records as they exit: ~1 s per 50,000 on a loaded
         # machine (a 10-minute soak's receivers hold 600,000 each).
-        _wait_exit(listeners, time.monotonic() + 10 + duration / 10, tick)
+        _wait_exit(listeners, time.monotonic() + drain + 10 + duration / 10, tick)
         report("analysing", 1.0)
         recs = {ag.label: _records(ag) for ag in plan.agents}
         if keep_dir is not None:

@@ -48,6 +48,7 @@ __all__ = [
     "TopologyError",
     "install_signal_cleanup",
     "leftovers",
+    "raise_if_signalled",
     "signalled",
 ]
 
@@ -216,3 +217,12 @@ def install_signal_cleanup() -> None:
 def signalled() -> bool:
     """An interrupting signal arrived since ``install_signal_cleanup``."""
     return bool(_SIGNALLED)
+
+
+def raise_if_signalled() -> None:
+    """Raise the KeyboardInterrupt of a signal that arrived, in case Python swallowed it:
+    called where a run waits (its traffic, its agents), so a Ctrl-C that landed in a
+    fork handler stops the run within one poll, not after the rest of its traffic (at
+    load ~25 a 20 s run went on for over a minute after its Ctrl-C)."""
+    if _SIGNALLED:
+        raise KeyboardInterrupt(f"signal {_SIGNALLED[0]}")

@@ -7,11 +7,14 @@ them (b's answers dropped as +new from outside, the TCP stream stalls)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -144,20 +147,41 @@ def test_plan_opens_from_a_answers_from_b_through_the_vip(tmp_path: Path) -> Non
 AGENT = [sys.executable, "-m", "hitless.impact.agents"]
 
 
+@contextlib.contextmanager
+def _own_loopback() -> Iterator[list[str]]:
+    """A namespace of the test's own, loopback up: the command prefix that runs there.
+    The agents' fixed ports are then nobody else's (another checkout running this file
+    at the same time bound the same ports on the machine's loopback)."""
+    ns = f"hlstate-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True, timeout=30)
+        yield ["ip", "netns", "exec", ns]
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
 def _agents(tmp_path: Path, answer: list[str], opener: list[str], duration: float,
             late: float = 0.0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
-    """Run an answering agent and its opener on loopback; their records. ``late``: the
-    opener's --start lies that far in the past when it starts (as if its interpreter
-    had taken that long to come up)."""
+    """Run an answering agent and its opener on loopback (their own namespace's);
+    their records. ``late``: the opener's --start lies that far in the past when it
+    starts (as if its interpreter had taken that long to come up)."""
+    with _own_loopback() as here:
+        return _agents_in(here, tmp_path, answer, opener, duration, late)
+
+
+def _agents_in(here: list[str], tmp_path: Path, answer: list[str], opener: list[str],
+               duration: float, late: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    agent = [*here, *AGENT]
     now = time.monotonic()
     a_out, b_out = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    b = subprocess.Popen([*AGENT, *answer, "--run", "5", "--duration", str(duration),
+    b = subprocess.Popen([*agent, *answer, "--run", "5", "--duration", str(duration),
                           "--end", str(now + duration + 20), "--out", str(b_out)],
                          stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert b.stderr is not None and b.stderr.readline().strip() == "ready"
         start = time.monotonic() + (0.2 if late == 0.0 else -late)
-        a = subprocess.run([*AGENT, *opener, "--run", "5", "--start", str(start),
+        a = subprocess.run([*agent, *opener, "--run", "5", "--start", str(start),
                             "--duration", str(duration), "--out", str(a_out)],
                            timeout=duration + 30, capture_output=True, text=True)  # fmt: skip
         assert a.returncode == 0, a.stderr
@@ -188,6 +212,7 @@ def _answerer_ends_with_the_opener(a: list[dict[str, Any]], b: list[dict[str, An
     assert last_due < a_start + duration <= b_start + n * interval, (a_start, b_start, n)
 
 
+@pytest.mark.netns
 def test_udp_duplex_answers_the_opener_on_its_own_port(tmp_path: Path) -> None:
     a, b = _agents(
         tmp_path,
@@ -205,6 +230,7 @@ def test_udp_duplex_answers_the_opener_on_its_own_port(tmp_path: Path) -> None:
     assert {r["stream"] for r in a if r["ev"] == "rx"} == {9}
 
 
+@pytest.mark.netns
 def test_udp_duplex_opener_reads_until_the_answerer_s_last_datagram(tmp_path: Path) -> None:
     """The class's opener sends once a second: its last datagram (at 2 s) leaves long
     before the end (2.9 s) and the answerer sends until that end. The opener must read
@@ -233,6 +259,7 @@ def test_udp_duplex_opener_reads_until_the_answerer_s_last_datagram(tmp_path: Pa
     assert tail and tail <= {r["seq"] for r in a if r["ev"] == "rx"}, (len(tail), a_last)
 
 
+@pytest.mark.netns
 def test_tcp_push_sends_from_the_accepting_side(tmp_path: Path) -> None:
     a, b = _agents(
         tmp_path,
@@ -254,6 +281,7 @@ def test_tcp_push_sends_from_the_accepting_side(tmp_path: Path) -> None:
     assert reset.outcome == "reset"
 
 
+@pytest.mark.netns
 def test_tcp_push_opener_that_connects_late_reads_the_whole_stream(tmp_path: Path) -> None:
     """The sender counts its duration from the accept, so the opener waits for the
     stream's end from its connect, not from --start: an opener that reached its start
