@@ -43,64 +43,95 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cold: stop and start; flow-restore: the ovs-ctl sequence",
     )
     p.add_argument("--json", action="store_true", help="print the phase timings as JSON")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds the database and OpenFlow steps may take in all (saving and "
+        f"re-adding many rules on a loaded machine takes longer; default {DEFAULT_TIMEOUT:g}); "
+        "stopping and starting the daemon have their own limits",
+    )
     p.set_defaults(func=run)
 
 
-def _vsctl(rundir: RunDir, *args: str) -> str:
-    r = subprocess.run(
-        ["ovs-vsctl", f"--db={rundir.db_remote}", "--timeout=20", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+DEFAULT_TIMEOUT = 60.0
+
+
+class _Deadline:
+    """The time the restart's database and OpenFlow steps have left (``--timeout``)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise ServiceError(f"the restart's steps did not finish within --timeout {self.seconds:g} s")
+        return left
+
+
+def _step(cmd: list[str], what: str, deadline: _Deadline) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=deadline.left())
+    except subprocess.TimeoutExpired:
+        raise ServiceError(f"{what} did not finish within --timeout {deadline.seconds:g} s") from None
+
+
+def _vsctl(rundir: RunDir, deadline: _Deadline, *args: str) -> str:
+    wait = max(1, int(deadline.left()))  # ovs-vsctl's own wait for the daemon
+    r = _step(["ovs-vsctl", f"--db={rundir.db_remote}", f"--timeout={wait}", *args],
+              f"ovs-vsctl {' '.join(args)}", deadline)  # fmt: skip
     if r.returncode != 0:
         raise ServiceError(f"ovs-vsctl {' '.join(args)}: {r.stderr.strip()}")
     return r.stdout.strip()
 
 
-def _ofctl(rundir: RunDir, bridge: str, *args: str) -> str:
-    r = subprocess.run(
+def _ofctl(rundir: RunDir, deadline: _Deadline, bridge: str, *args: str) -> str:
+    r = _step(
         ["ovs-ofctl", "-O", "OpenFlow13", args[0], f"unix:{rundir.path}/{bridge}.mgmt", *args[1:]],
-        capture_output=True, text=True, timeout=60,
+        f"ovs-ofctl {args[0]} {bridge}", deadline,
     )  # fmt: skip
     if r.returncode != 0:
         raise ServiceError(f"ovs-ofctl {args[0]} {bridge}: {r.stderr.strip()}")
     return r.stdout
 
 
-def save_flows(rundir: RunDir) -> dict[str, str]:
+def save_flows(rundir: RunDir, deadline: _Deadline) -> dict[str, str]:
     """What ovs-save does: every bridge's OpenFlow rules, as add-flows input."""
     out = {}
-    for bridge in _vsctl(rundir, "list-br").split():
-        rules = _ofctl(rundir, bridge, "dump-flows", "--no-stats").splitlines()
+    for bridge in _vsctl(rundir, deadline, "list-br").split():
+        rules = _ofctl(rundir, deadline, bridge, "dump-flows", "--no-stats").splitlines()
         out[bridge] = "\n".join(r.strip() for r in rules if r.strip() and "reply" not in r)
     return out
 
 
-def restore_flows(rundir: RunDir, saved: dict[str, str]) -> None:
+def restore_flows(rundir: RunDir, saved: dict[str, str], deadline: _Deadline) -> None:
     for bridge, rules in saved.items():
         if not rules:
             continue
         path = rundir.path / f".{bridge}.saved-flows"
         path.write_text(rules + "\n")
         try:
-            _ofctl(rundir, bridge, "add-flows", str(path))
+            _ofctl(rundir, deadline, bridge, "add-flows", str(path))
         finally:
             path.unlink(missing_ok=True)
 
 
-def restart(rundir: RunDir, mode: str) -> dict[str, float]:
-    """Run the restart; returns phase durations in milliseconds."""
+def restart(rundir: RunDir, mode: str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, float]:
+    """Run the restart; returns phase durations in milliseconds. ``timeout``: what its
+    database and OpenFlow steps may take in all (``--timeout``)."""
+    deadline = _Deadline(timeout)
     pid = daemon_pid(rundir)
     if pid is None:
         raise ServiceError(f"no {DAEMON_NAME} is running in {rundir.path}")
     phases: dict[str, float] = {}
     t0 = time.monotonic()
     if mode == "flow-restore":
-        _vsctl(
-            rundir, "--no-wait", "set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true"
-        )
-    saved = save_flows(rundir) if mode == "flow-restore" else {}
+        _vsctl(rundir, deadline, "--no-wait", "set", "Open_vSwitch", ".",
+               "other_config:flow-restore-wait=true")  # fmt: skip
+    saved = save_flows(rundir, deadline) if mode == "flow-restore" else {}
     t = time.monotonic()
     stop_pid(pid, DAEMON_NAME)
     phases["stop"] = time.monotonic() - t
@@ -111,6 +142,7 @@ def restart(rundir: RunDir, mode: str) -> dict[str, float]:
     # next_cfg would not move, and cur_cfg == next_cfg could still be the old daemon's.
     _vsctl(
         rundir,
+        deadline,
         "set",
         "Open_vSwitch",
         ".",
@@ -119,8 +151,9 @@ def restart(rundir: RunDir, mode: str) -> dict[str, float]:
     phases["start"] = time.monotonic() - t
     if mode == "flow-restore":
         t = time.monotonic()
-        restore_flows(rundir, saved)  # then the flag clears, and the datapath is flushed
-        _vsctl(rundir, "remove", "Open_vSwitch", ".", "other_config", "flow-restore-wait")
+        restore_flows(rundir, saved, deadline)  # then the flag clears: the datapath is flushed
+        _vsctl(rundir, deadline, "remove", "Open_vSwitch", ".", "other_config",
+               "flow-restore-wait")  # fmt: skip
         phases["restore"] = time.monotonic() - t
     phases["total"] = time.monotonic() - t0
     return {k: round(v * 1000, 3) for k, v in phases.items()}
@@ -129,7 +162,7 @@ def restart(rundir: RunDir, mode: str) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     rundir = RunDir.at(args.rundir)
     try:
-        phases = restart(rundir, args.mode)
+        phases = restart(rundir, args.mode, args.timeout)
     except ServiceError as e:
         print(f"hitless restart: {e}", file=sys.stderr)
         return 1

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hitless.cli.service import START_TIMEOUT, STOP_TIMEOUT
+from hitless.cli.start import STANDBY_WAIT
 from hitless.impact.analysis import Phase
 from hitless.impact.dbrestart import ovsdb_restart
 
@@ -62,6 +64,11 @@ TIMEOUT = 60.0
 # 60 s) the harness killed the command in the middle of a handoff at load ~30, before
 # the command could end it or report ("timed out after 60.0 seconds").
 HANDOFF_MARGIN = 120.0
+# The same for `hitless start` and `hitless restart`, whose own limits are their waits
+# for a crash standby and for the new daemon's answer, the daemon's stop, and (restart)
+# its --timeout for the database and OpenFlow steps: a fixed 60 s was less than those.
+START_LIMIT = STANDBY_WAIT + START_TIMEOUT + HANDOFF_MARGIN
+RESTART_MARGIN = 2 * STOP_TIMEOUT + START_TIMEOUT + HANDOFF_MARGIN
 
 # Operation keys (what --ops takes) per switch, in the order they run.
 HITLESS_OPS = ("upgrade", "downgrade", "cold", "flow-restore", "kill9", "ovsdb-restart")
@@ -108,6 +115,8 @@ def _run(
         )
     except FileNotFoundError:
         raise SwitchError(f"{what}: {cmd[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise SwitchError(f"{what} did not end within {timeout:g} s; killed it") from None
     if r.returncode != 0:
         raise SwitchError(f"{what} failed ({' '.join(cmd)}):\n{(r.stderr or r.stdout).strip()}")
     return r.stdout
@@ -278,7 +287,7 @@ class HitlessSwitch(_Base):
         )
 
     def start(self) -> None:
-        self.hitless("start")
+        self.hitless("start", timeout=START_LIMIT)
 
     @property
     def pidfile(self) -> Path:
@@ -359,7 +368,9 @@ class HitlessSwitch(_Base):
 
     def _restart(self, mode: str) -> list[Phase]:
         t0 = time.monotonic()
-        out = self.hitless("restart", "--mode", mode, "--json", timeout=self.rules_timeout)
+        own = max(60.0, self.rules_timeout - 10)  # as for a handoff (``_handoff``)
+        out = self.hitless("restart", "--mode", mode, "--json", "--timeout", f"{own:g}",
+                           timeout=own + RESTART_MARGIN)  # fmt: skip
         t1 = time.monotonic()
         phases = json.loads(out).get("phases_ms", {})
         return _sequential(phases, ("stop", "start", "restore"), t0, t1)
@@ -411,10 +422,10 @@ class HitlessSwitch(_Base):
             while self.daemon_pid() != standby and time.monotonic() < deadline:
                 time.sleep(0.002)
             if self.daemon_pid() != standby:
-                self.hitless("start")
+                self.start()
             t2 = time.monotonic()
             return [Phase("kill -9", t0, t1), Phase("standby takes over", t1, t2)]
-        self.hitless("start")
+        self.start()
         t2 = time.monotonic()
         return [Phase("kill -9", t0, t1), Phase("start (adopt)", t1, t2)]
 
