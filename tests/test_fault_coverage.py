@@ -37,26 +37,19 @@ class Exempt:
     evidence: tuple[str, ...]
 
 
-# The ebpf datapath forwards established flows in the kernel whatever the daemon does:
-# the blackout and duplicate fault points act on the netdev datapath's rings and have
-# nothing to break there. Its flush case is test_upgrade_on_ebpf_loses_nothing_...
-EBPF = (
-    "on the ebpf datapath (the kernel forwards established flows): blackout:<ms> and"
-    " duplicate act on the netdev datapath's rings and cannot break it; the ebpf"
-    " handoff's flush-after-adopt case is test_upgrade_on_ebpf_loses_nothing_and_adopts"
-    "_the_kernel_flows"
-)
 EXEMPT: dict[str, Exempt] = {
     "tests/daemon/test_patch_ports.py::test_downgrade_to_a_build_without_patch_ports_is_refused_before_freezing": Exempt(
         "the downgrade is refused before the freeze: no new process takes anything over,"
         " and the test asserts the refusal and the old process serving",
         ('assert not report["ok"]',),
     ),
-    "tests/datapath/test_ebpf_upgrade.py::test_upgrade_and_downgrade_across_a_bpf_layout_change_lose_nothing": Exempt(
-        EBPF, ("ebpf_switch(",)
-    ),
+    # This build's ebpf datapath has the blackout and the duplicate in its kernel flows
+    # (EbpfDatapath.fault_hold, fault_duplicate); a previous build's act on the netdev
+    # datapath's rings only.
     "tests/datapath/test_ebpf_upgrade.py::test_downgrade_to_a_build_that_knows_only_an_older_layout_moves_down_first": Exempt(
-        EBPF + "; and the new process is a previous build (LAYOUT_1_BUILD)",
+        "the new process is a previous build (LAYOUT_1_BUILD) on the ebpf datapath: its"
+        " blackout:<ms> and duplicate act on the netdev datapath's rings only, and on ebpf"
+        " the kernel forwards whatever that process does, so nothing could catch them",
         ("ebpf_switch(", "build(LAYOUT_1_BUILD)"),
     ),
 }
@@ -64,13 +57,8 @@ EXEMPT: dict[str, Exempt] = {
 
 # Tests whose written-out fault list lacks the blackout or the duplicate case, and why:
 # the same ``Exempt`` as above (its evidence checked the same way).
-NARROW: dict[str, Exempt] = {
-    "tests/datapath/test_ebpf_upgrade.py::test_upgrade_on_ebpf_loses_nothing_and_adopts_the_kernel_flows": Exempt(
-        EBPF.split("; the ebpf")[0] + ": it runs flush-after-adopt, which ebpf's kernel"
-        " flows' counters must show",
-        ("ebpf_switch(", "flush-after-adopt"),
-    ),
-}
+NARROW: dict[str, Exempt] = {}
+
 # Faults after which the old process serves on (the handoff rolls back): a test armed
 # only with these judges the rollback, and no new process takes over for a blackout or
 # a duplicate to act in.

@@ -8,9 +8,12 @@ docs/upgrading.md.
 
 The points applied by ``after_owned`` misbehave in a new process that took over
 successfully, so tests can prove their checks would catch it: ``blackout:<ms>`` (stop
-reading the datapath that long: frames queue in the rings, nothing is dropped),
-``duplicate`` (the first ``DUPLICATE_SENDS`` batches per netdev port go out twice; a
-frame sent on its own, as those a patch port's peer delivers, counts as a batch) and
+reading the datapath that long: frames queue in the rings, nothing is dropped; on ebpf,
+where the kernel forwards without the daemon, its flows hand every packet up to the
+upcall ring meanwhile), ``duplicate`` (the first ``DUPLICATE_SENDS`` batches per netdev
+port go out twice; a frame sent on its own, as those a patch port's peer delivers,
+counts as a batch; on ebpf each kernel flow sends its next ``DUPLICATE_SENDS`` frames
+twice) and
 ``flush-after-adopt`` (forget what was adopted, as a cold restart would: datapath flows,
 the connection tracker's table, MAC tables, OpenFlow rule/group/meter counters) and
 ``cold-restart-after-adopt`` (all of that, and the rest of what a naive restart would not
@@ -50,8 +53,14 @@ POINTS = {
         "datapath handles name a datapath type no build has"
     ),
     # new side, after a successful takeover (see after_owned)
-    "blackout:<ms>": "new process reads nothing from the datapath for <ms> after owning it",
-    "duplicate": "new process sends its first batches of frames (16 per netdev port) twice",
+    "blackout:<ms>": (
+        "new process reads nothing from the datapath for <ms> after owning it (ebpf: its"
+        " kernel flows hand every packet up to the ring meanwhile)"
+    ),
+    "duplicate": (
+        "new process sends its first batches of frames (16 per netdev port) twice (ebpf:"
+        " each kernel flow its next 16 frames)"
+    ),
     "flush-after-adopt": "new process flushes datapath flows, MAC tables and OpenFlow counters",
     "cold-restart-after-adopt": (
         "new process adopts no carried state, meter bucket or OpenFlow session, then"
@@ -112,7 +121,9 @@ def arm_duplicate(switch: Any) -> None:
     freeze (``first_forward``), so that the backlog is among what goes out twice."""
     if hit("duplicate"):
         for rb in switch.bridges.values():
-            if hasattr(rb.datapath, "duplicate_batches"):
+            if hasattr(rb.datapath, "fault_duplicate"):  # ebpf: the kernel's flows
+                rb.datapath.fault_duplicate(DUPLICATE_SENDS)
+            elif hasattr(rb.datapath, "duplicate_batches"):
                 rb.datapath.duplicate_batches = DUPLICATE_SENDS * len(rb.datapath.ports())
 
 
@@ -126,8 +137,15 @@ def after_owned(switch: Any, *, duplicate: bool = True) -> None:
         arm_duplicate(switch)
     ms = blackout_ms()
     if ms:
+        # ebpf: the kernel forwards without us; its flows hand every packet up to the
+        # ring meanwhile (held there, sent on once we read again).
+        held = [rb.datapath for rb in switch.bridges.values() if hasattr(rb.datapath, "fault_hold")]
         t0 = time.monotonic()
+        for dp in held:
+            dp.fault_hold(True)
         time.sleep(ms / 1000)
+        for dp in held:
+            dp.fault_hold(False)
         # Tests read this line: the blackout's own window, on the CLOCK_MONOTONIC every
         # process shares, so that their bound excuses nothing inside it.
         log.warning(BLACKOUT_LOG, ms, t0, time.monotonic())

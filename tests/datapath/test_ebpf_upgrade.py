@@ -37,11 +37,14 @@ from tests.netns import Host, Topology
 from tests.switch import Sw
 from tests.traffic import (
     AFTER,
+    BREAKS,
     OLD_BUILD_SLACK,
     bound_of,
+    fault_env,
     handoff_under_traffic,
     judge,
     lease_bound,
+    with_fault_windows,
 )
 from tests.upgrade.builds import build
 from tests.wait import wait_for
@@ -68,7 +71,7 @@ def ebpf_switch(
     return a, b, br
 
 
-@pytest.mark.parametrize("fault", [None, "flush-after-adopt"])
+@pytest.mark.parametrize("fault", [None, *BREAKS])
 def test_upgrade_on_ebpf_loses_nothing_and_adopts_the_kernel_flows(
     sw: Sw, topology: Topology, fault: str | None
 ) -> None:
@@ -76,8 +79,9 @@ def test_upgrade_on_ebpf_loses_nothing_and_adopts_the_kernel_flows(
     the flows that carried the traffic are still there and counted at least what the UDP
     streams delivered on top of what they had. With ``flush-after-adopt`` armed in the
     new process (kernel flows, MAC table and counters thrown away and relearned) that
-    check must fail. (The other fault points of ``BREAKS`` act on the netdev datapath's
-    rings: on ebpf the kernel forwards established flows whatever the daemon does.)"""
+    check must fail; with ``blackout:100`` (the kernel flows hand every packet up to the
+    ring for 100 ms, which the new process does not read meanwhile) or ``duplicate``
+    (they send their next frames twice) the shared assertion must."""
     a, b, br = ebpf_switch(sw, topology)
     keep_idle_flows(sw)
     was = Before(br, "", fdb_entries(sw, br), flows(sw, br), time.monotonic(), (a.mac, b.mac))
@@ -132,16 +136,20 @@ def program_on(dev: str) -> int | None:
     return libbpf.tc_query(socket.if_nametoindex(dev))
 
 
+@pytest.mark.parametrize("fault", [None, "blackout:100", "duplicate"])
 def test_upgrade_and_downgrade_across_a_bpf_layout_change_lose_nothing(
-    sw: Sw, topology: Topology
+    sw: Sw, topology: Topology, fault: str | None
 ) -> None:
     """hitless upgrade to a build whose BPF program and map layout differ (layout 2:
     ``HITLESS_EBPF_LAYOUT`` in the new process's environment), then back to this
     build's own (layout 3: keys of 142 bytes instead of 102, conntrack in the kernel):
     each new process adopts the old layout, and once the old process has exited moves
     the datapath to its own (new program and maps, tc filter replace on every port),
-    all inside the traffic: nothing lost, nothing delivered twice, the TCP connection
-    survives, no new connection fails, the flows' counters keep counting."""
+    all inside the traffic: nothing lost, nothing delivered twice, no stream held or
+    delayed beyond the handoff's bound, the TCP connection survives, no new connection
+    fails, the flows' counters keep counting. Each step's new process armed with
+    ``blackout:100`` (its kernel flows hand every packet up to the ring for 100 ms) or
+    ``duplicate`` (they send their next frames twice): that step must be caught."""
     a, b, br = ebpf_switch(sw, topology)
     keep_idle_flows(sw)  # the flows are compared after the traffic, which may end early
     native = L.DEFAULT_ABI  # 3: the whole key, conntrack in the kernel
@@ -151,9 +159,12 @@ def test_upgrade_and_downgrade_across_a_bpf_layout_change_lose_nothing(
         flows_before = flows(sw, br)
         results: list[dict] = []
         args = ("--to", str(BIN / "hitless-vswitchd")) if step == "downgrade" else ()
-        op = handoff_op(sw, step, *args, env={L.LAYOUT_ENV: str(target)}, results=results)
+        env = {**(fault_env(fault) or {}), L.LAYOUT_ENV: str(target)}
+        op = handoff_op(sw, step, *args, env=env, results=results)
+        started: list[float] = []  # the operation's start: what ``res`` is relative to
 
-        def operation(op=op, target=target) -> list[Phase]:  # type: ignore[no-untyped-def]
+        def operation(op=op, target=target, started=started) -> list[Phase]:  # type: ignore[no-untyped-def]
+            started.append(time.monotonic())
             phases = op()
             t = time.monotonic()
             wait_for(lambda: program_layout(sw, br) == target, f"the move to layout {target}")
@@ -166,14 +177,16 @@ def test_upgrade_and_downgrade_across_a_bpf_layout_change_lose_nothing(
         print(summary(res))
         print(sw.appctl("dpctl/show", br).stdout)
         # The move comes after the handoff (the old process must have exited): the
-        # traffic must cover it too. Gaps are the handoff's bound's business (see the
-        # xfail above), not this test's: here nothing may be lost or doubled.
+        # traffic must cover it too.
         move = next(p for p in res.window.phases if p.name == "move")
         assert move.end < res.traffic_start + res.duration - 0.3, summary(res)
-        bad = [
-            v for v in violations(res, bound_of(results)) if "gap" not in v and "latency" not in v
-        ]
-        assert not bad, "\n".join(bad) + "\n" + summary(res)
+        # The shared assertion; held and delayed are measured at the switch's edges,
+        # which the kernel joins whatever the daemons do. A round trip's time (a TCP
+        # echo, a connect) is mostly the agents' own scheduling here, which nothing
+        # excuses at load: left to the netdev tests, where the daemon forwards.
+        res = with_fault_windows(res, sw.log(), started[0])
+        bad = [v for v in violations(res, bound_of(results)) if "round trip" not in v]
+        judge(bad, fault, res)
         assert program_on(a.switch_port) == program_on(b.switch_port) != prog
         # The new process loaded its program ahead (in a thread, from the pre-copy on)
         # and shared the old program's counter maps.

@@ -360,6 +360,10 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         # datapath layer does not import the daemon's): ebpf-slow-batch makes a batch
         # that put new flows last 5 ms longer (more misses queue meanwhile).
         self._slow_batch = "ebpf-slow-batch" in os.environ.get("HITLESS_FAULT", "").split(",")
+        # ``duplicate`` (fault_duplicate): flows whose frames the kernel sends twice, and
+        # the count of their counter at which that ends; then the deadline of all.
+        self._doubled: dict[Match, int] = {}
+        self._doubled_until = 0.0
         self._too_big: set[int] = set()  # id() of truncated upcall packets
         self.n_hit = self.n_missed = 0  # recirculated packets (InProcessRecirc)
         self._exported = False
@@ -863,13 +867,74 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             f.slot = None
             self.n["not_offloaded"] += 1
 
-    def _flow_value(self, f: _Flow, layout: L.Layout) -> bytes:
+    def _flow_value(
+        self,
+        f: _Flow,
+        layout: L.Layout,
+        actions: tuple[Action, ...] | None = None,
+        hold: bool = False,
+    ) -> bytes:
+        """``f`` as ``layout``'s kernel holds it; ``actions`` instead of its own, or
+        ``hold``: every packet handed up (fault tests only: see ``fault_hold``)."""
         slow = f.slow if layout is self.layout else L.slowpath_reason(f.match, f.actions, layout)
+        slow = slow or ("held" if hold else None)
         blob, n = L.encode_actions(
-            f.actions, self._ifindexes(), slow is not None, layout.ct, layout.priority
+            actions or f.actions, self._ifindexes(), slow is not None, layout.ct, layout.priority
         )
         flags = L.FLOW_SLOWPATH if slow else 0
         return layout.encode_flow(f.idx, flags, int(f.created * 1e9), blob, n)
+
+    # Fault points (tests only: HITLESS_FAULT, hitless/daemon/faults.py) -------------------
+    def _kernel_flows(self) -> list[_Flow]:
+        return [
+            f for f in self._flows
+            if isinstance(f, _Flow) and f.slot is not None and not f.pending and not f.slow
+        ]  # fmt: skip
+
+    def fault_hold(self, on: bool) -> None:
+        """``blackout:<ms>`` on a datapath the kernel forwards: while ``on``, every flow in
+        the kernel is a slow-path flow, so that its packets wait in the ring (a kernel
+        object: queued, not dropped) for this process, which reads nothing meanwhile and
+        sends them on afterwards, as the netdev datapath's rings hold them."""
+        if self._hands_off:
+            return
+        for f in self._kernel_flows():
+            key = self.layout.map_key(f.match.key, f.slot)  # type: ignore[arg-type]
+            self._flow_map.update(key, self._flow_value(f, self.layout, hold=on))
+        log.warning("%s: fault: %s", self.name, "kernel flows hand every packet up" if on
+                    else "kernel flows forward again")  # fmt: skip
+
+    def fault_duplicate(self, packets: int, limit: float = 2.0) -> None:
+        """``duplicate`` on a datapath the kernel forwards: every flow in the kernel sends
+        its frames twice (each output doubled: a clone_redirect, then the output) until
+        its counter has counted ``packets`` more, or ``limit`` seconds have passed (see
+        ``run``), as the netdev datapath sends its first batches twice."""
+        if self._hands_off:
+            return
+        for f in self._kernel_flows():
+            twice = tuple(b for a in f.actions for b in ((a, a) if isinstance(a, Output) else (a,)))
+            if L.slowpath_reason(f.match, twice, self.layout) is not None:
+                continue  # too many actions to double
+            self._refresh(f)
+            key = self.layout.map_key(f.match.key, f.slot)  # type: ignore[arg-type]
+            self._flow_map.update(key, self._flow_value(f, self.layout, actions=twice))
+            self._doubled[f.match] = f.stats.packets + packets
+        self._doubled_until = time.monotonic() + limit
+        log.warning("%s: fault: %d kernel flows send their next %d frames twice",
+                    self.name, len(self._doubled), packets)  # fmt: skip
+
+    def _undouble(self) -> None:
+        """The flows ``fault_duplicate`` doubled that have sent their frames twice
+        (all of them past its limit) forward once again."""
+        late = time.monotonic() >= self._doubled_until
+        for match, until in list(self._doubled.items()):
+            f = self._flows.get(match)
+            if isinstance(f, _Flow):
+                self._refresh(f)
+                if f.stats.packets < until and not late:
+                    continue
+                self._write_flow(f)
+            del self._doubled[match]
 
     def flow_put(
         self, match: Match, actions: tuple[Action, ...], reset_stats: bool = False
@@ -1002,6 +1067,8 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             self._take_ownership()  # the process we took over from has gone
         if self._owner == os.getpid() and self._must_move() and self._prepare_move().done():
             self._move_to(self.target)  # loaded beside the old one (a thread): move now
+        if self._doubled:
+            self._undouble()  # fault tests only (fault_duplicate)
         self._too_big.clear()
         if self.ctmap is not None and self.ctmap.known:
             self.ctmap.refresh()  # before the sweep: the kernel's last-seen times count
