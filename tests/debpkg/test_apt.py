@@ -19,8 +19,6 @@ switches other tests start from a checkout's .venv are never touched.
 from __future__ import annotations
 
 import fcntl
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -30,57 +28,108 @@ from pathlib import Path
 
 import pytest
 
-from hitless.impact.apt import LOCK, PREFIX, PackagedSwitch, apt_install, installed_version, purge
+from hitless.impact.apt import (
+    LOCK,
+    PREFIX,
+    PackagedSwitch,
+    apt_install,
+    installed_version,
+    purge,
+)
 from hitless.impact.run import controller_port, pick_port
 from hitless.impact.topology import Topology
+from tests.debpkg.conftest import built
 from tests.debpkg.measuring import measure_switch
 from tests.traffic import HANDOFF, OLD_BUILD_SLACK, bound_of, fault_env, judge, violations
-from tests.upgrade.builds import REPO, previous_versions
+from tests.wait import wait_for
 
-# Building the two packages takes 1.5-5 min each (pip, compileall, dpkg-deb) on a loaded
-# machine the first time; later runs take them from the cache.
+# The two packages are built before the first case (tests/debpkg/conftest.py: 1.5-15 min
+# on a loaded machine the first time, bounded on its own); later runs take them from the
+# cache. The bound here is the cases' own.
 pytestmark = [pytest.mark.netns, pytest.mark.apt, pytest.mark.timeout(2400)]
 
 CLASSES = ("udp", "controller", "tcp-stream")
 # apt-get install of the ~62 MB package (unpacking ~6,800 files, postinst, the handoff)
 # took 40-54 s at load average 15: the traffic must outlast it.
 DURATION = 120
-
-
-def _build_deb() -> object:
-    path = REPO / "packaging" / "build_deb.py"
-    loader = importlib.machinery.SourceFileLoader("build_deb", str(path))
-    spec = importlib.util.spec_from_loader("build_deb", loader)
-    assert spec is not None
-    mod = importlib.util.module_from_spec(spec)
-    loader.exec_module(mod)
-    return mod
+# This run installed the package (its pid inside): a run that finds it died before its
+# teardown (killed by a session timeout) and restores dpkg first.
+OURS = Path(f"{LOCK}.installed-by")
+DPKG_LOCK = Path("/var/lib/dpkg/lock-frontend")
 
 
 @pytest.fixture(scope="module")
-def debs() -> dict[str, Path]:
-    build_deb = _build_deb()
-    cache = REPO / ".cache" / "debs"
-    old = build_deb.cached(previous_versions()[-1], cache)  # type: ignore[attr-defined]
-    new = build_deb.cached(None, cache)  # type: ignore[attr-defined]
-    return {"old": old, "new": new}
+def debs(request: pytest.FixtureRequest) -> dict[str, Path]:
+    return built(request.config)
+
+
+def _status() -> str:
+    """dpkg's status of the package ("install ok installed", "install reinstreq
+    half-installed", ...; "" when dpkg does not know it)."""
+    r = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", "hitless"], capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    return r.stdout.strip() if r.returncode == 0 else ""
+
+
+def _dpkg_free() -> bool:
+    """No dpkg runs (one of ours that outlived its apt-get, killed by a timeout, may)."""
+    with open(DPKG_LOCK, "a") as f:
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        fcntl.lockf(f, fcntl.LOCK_UN)
+        return True
+
+
+def restore_dpkg() -> str:
+    """Remove the package whatever state an interrupted install left it in: wait for a
+    dpkg still running (an apt-get killed by a timeout leaves its dpkg going), finish
+    what dpkg left half-done (``--configure -a``), purge, and purge again forcing past a
+    half-installed package. The output of each step."""
+    out = []
+    wait_for(_dpkg_free, "dpkg to finish (the lock /var/lib/dpkg/lock-frontend)", timeout=900)
+    clean = ("", "unknown ok not-installed")
+    for cmd in (
+        ["dpkg", "--configure", "-a"],
+        ["dpkg", "--purge", "hitless"],
+        ["dpkg", "--purge", "--force-remove-reinstreq", "hitless"],
+    ):
+        status = _status()
+        if status in clean or (cmd[1] == "--configure" and status == "install ok installed"):
+            continue  # nothing half-done (configure) or nothing left (purge)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        out.append(f"$ {' '.join(cmd)}: {r.returncode}\n{r.stdout}{r.stderr}")
+    return "\n".join(out)
 
 
 @pytest.fixture
 def machine() -> Iterator[None]:
-    """The package lock held, no hitless package installed before, purged after."""
+    """The package lock held, no hitless package installed before (one a run of ours
+    left, killed before its teardown, is removed first), purged after, whatever
+    happened (a timeout in the middle of an install included)."""
     with open(LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if OURS.exists():
+            print(
+                f"a run that installed the package ({OURS.read_text()}) left it:\n{restore_dpkg()}"
+            )
+            OURS.unlink()
         before = installed_version()
-        if before is not None:
-            pytest.skip(f"hitless {before} is installed on this machine: not replacing it")
+        if before is not None or _status() not in ("", "unknown ok not-installed"):
+            pytest.skip(f"hitless {before or _status()} is on this machine: not replacing it")
+        OURS.write_text(str(os.getpid()))
         try:
             yield
         finally:
-            out = purge()
-            assert installed_version() is None, out
+            out = restore_dpkg()
+            gone = installed_version() is None and _status() in ("", "unknown ok not-installed")
+            assert gone, out
             left = [p for p in (PREFIX, Path("/var/lib/hitless")) if p.exists()]
             shutil.rmtree(PREFIX, ignore_errors=True)
+            OURS.unlink()
             assert not left, f"purge left {left}: {out}"
 
 
