@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from hitless.config.model import OFPP_LOCAL
 from hitless.datapath import actions as dp
-from hitless.ofproto import ct_xlate
+from hitless.ofproto import ct_xlate, flowhash
 from hitless.ofproto.fields import DP_MASK, LOCS, PREREQS, TUN_PRESENT
 from hitless.ofproto.frozen import FrozenState, Item, Unroll, is_frozen_actions
 from hitless.ofproto.oftable import (
@@ -726,17 +726,27 @@ def _finish(ctx: _Ctx) -> Xlate:
     )
 
 
-def _pipeline(ctx: _Ctx, table_id: int) -> None:
-    """Look the packet up in ``table_id`` and run the rule's instructions, following
+def _pipeline(ctx: _Ctx, table_id: int, lookup_port: int | None = None) -> None:
+    """Look the packet up in ``table_id`` (as if it came in on ``lookup_port``, when
+    given: that first lookup only) and run the rule's instructions, following
     goto-table; write-actions go into the translation's action set (run at the end)."""
     tables = ctx.of.tables
     while True:
         if ctx.was_mpls:  # a lookup needs the inner headers: it runs after recirculating
-            _start_freeze(ctx, [nx.Resubmit(table=table_id)])
+            port = _NX_IN_PORT if lookup_port is None else lookup_port & 0xFFFF
+            if lookup_port == OFPP_LOCAL:
+                port = 0xFFFE
+            _start_freeze(ctx, [nx.Resubmit(in_port=port, table=table_id)])
             return
         table = tables[table_id]
         ctx.deps.add(("t", table_id))
+        old_port = ctx.in_port
+        if lookup_port is not None:
+            _set_in_port(ctx, lookup_port)
         pk = int.from_bytes(ctx.cur, "big") | ctx.meta | _actset_bits(ctx)
+        if lookup_port is not None:
+            _set_in_port(ctx, old_port)
+            lookup_port = None
         rule, seen, _seen_md = table.lookup(pk, 0)
         if ctx.lookups is not None:
             ctx.lookups.append((table_id, pk, seen))
@@ -846,19 +856,30 @@ def _resubmit(ctx: _Ctx, a: nx.Resubmit) -> None:
         ctx.recorder.event("resubmit", table_id=table_id)
     ctx.resubmits += 1
     ctx.depth += deepens
-    old_port = ctx.in_port
     old_table, old_cookie, old_miss, old_rule = ctx.table_id, ctx.cookie, ctx.miss_rule, ctx.rule
-    if a.in_port != _NX_IN_PORT:
-        _set_in_port(ctx, _port32(a.in_port))
-    _pipeline(ctx, table_id)
+    # The given port is the lookup's only: the rule's actions see the packet's in_port
+    # again (Open vSwitch restores it right after the lookup; output:in_port, NORMAL).
+    _pipeline(ctx, table_id, None if a.in_port == _NX_IN_PORT else _port32(a.in_port))
     if ctx.recorder is not None:
         ctx.recorder.event("resubmit_end", table_id=table_id)
-    if a.in_port != _NX_IN_PORT:
-        _set_in_port(ctx, old_port)
     ctx.table_id, ctx.cookie, ctx.miss_rule, ctx.rule = old_table, old_cookie, old_miss, old_rule
     ctx.depth -= deepens
     if ctx.error is None and not ctx.exited:
         ctx.stopped = False  # a rule's dec_ttl failure ends only that rule's actions
+
+
+def _report_subfield(ctx: _Ctx, a: Item, stack_depth: int) -> None:
+    """A trace's "-> FIELD[..] is now VALUE" after an action that wrote a field
+    Open vSwitch reports so (move, pop, multipath, bundle_load): the whole field's value,
+    or the bits written, in hex (its format of registers and metadata)."""
+    sf = None
+    if isinstance(a, nx.RegMove | nx.Multipath | nx.BundleAction):
+        sf = a.dst
+    elif isinstance(a, nx.StackPop) and len(ctx.stack) < stack_depth:
+        sf = a.field
+    if sf is None or ctx.recorder is None:
+        return
+    ctx.recorder.event("subfield", sf=sf, value=read_field(ctx, sf.ref.name, sf.ofs, sf.nbits))
 
 
 def _inst_order(inst: of.Instruction) -> int:
@@ -886,7 +907,10 @@ def _apply(ctx: _Ctx, actions: Iterable[Item]) -> None:
         if fn is _x_check_pkt_larger and i == len(todo) - 1:
             continue  # last in its list: Open vSwitch skips it (nothing after to fork)
         if fn is not None:
+            depth = len(ctx.stack)
             fn(ctx, a)
+            if ctx.recorder is not None:
+                _report_subfield(ctx, a, depth)
         # Anything else was refused when the rule was added.
         pending = ctx.pause.rest if ctx.pause is not None else ctx.freeze
         if pending is not None:  # this level's rest, after the inner levels': run later
@@ -1275,6 +1299,8 @@ def _x_move(ctx: _Ctx, a: nx.RegMove) -> None:
 
 def _x_output_reg(ctx: _Ctx, a: nx.OutputReg) -> None:
     port = read_field(ctx, a.src.ref.name, a.src.ofs, a.src.nbits)
+    if ctx.recorder is not None and port <= 0xFFFF:
+        ctx.recorder.event("detail", text=f"output port is {port}")
     _output(ctx, _port32(port) if a.src.nbits <= 16 else port, a.max_len)
 
 
@@ -1471,37 +1497,6 @@ def _x_fin_timeout(ctx: _Ctx, a: nx.FinTimeout) -> None:
     ctx.credits.append(FinCredit(ctx.of, ctx.rule, a.fin_idle_timeout, a.fin_hard_timeout))
 
 
-# NX_HASH_FIELDS_*: which packet fields multipath and bundle hash, and which of them
-# form symmetric pairs (a flow and its reply hash alike)
-_HASH_SETS: dict[int, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
-    0: (("eth_src",), ()),
-    1: (("eth_type", "vlan_tci", "ip_proto"), (("eth_src", "eth_dst"), ("ipv4_src", "ipv4_dst"),
-        ("ipv6_src", "ipv6_dst"), ("tp_src", "tp_dst"))),
-    2: (("ip_proto",), (("ipv4_src", "ipv4_dst"), ("ipv6_src", "ipv6_dst"), ("tp_src", "tp_dst"))),
-    3: (("ip_proto",), (("ipv4_src", "ipv4_dst"), ("ipv6_src", "ipv6_dst"), ("tp_src", "tp_dst"))),
-    4: (("ipv4_src", "ipv6_src"), ()),
-    5: (("ipv4_dst", "ipv6_dst"), ()),
-    6: ((), (("ipv4_src", "ipv4_dst"), ("ipv6_src", "ipv6_dst"))),
-}  # fmt: skip
-
-
-def _flow_hash(ctx: _Ctx, fields: int, basis: int) -> int:
-    """A 32-bit hash of the fields ``fields`` selects (un-wildcarded: every packet of
-    the megaflow hashes alike). Not Open vSwitch's hash function: the same flow may pick
-    another link than it would there."""
-    plain, pairs = _HASH_SETS.get(fields, _HASH_SETS[0])
-    parts = [basis.to_bytes(2, "big")]
-    for name in plain:
-        ctx.mask |= _imask(name)
-        parts.append(key_field(ctx.cur, name).to_bytes(FIELDS[name][1], "big"))
-    for a, b in pairs:
-        ctx.mask |= _imask(a, b)
-        va, vb = key_field(ctx.cur, a), key_field(ctx.cur, b)
-        for v in sorted((va, vb)):
-            parts.append(v.to_bytes(FIELDS[a][1], "big"))
-    return zlib.crc32(b"".join(parts))
-
-
 def _selection_hash(ctx: _Ctx, fields: Iterable[Oxm], basis: int) -> int:
     """A select group's ``selection_method=hash``: a hash of the bits of ``fields`` (each
     OXM's value is the mask) whose prerequisites the packet meets, so that only those bits
@@ -1525,36 +1520,39 @@ def _prereqs_met(ctx: _Ctx, name: str) -> bool:
     return any(all(read_field(ctx, f) == v for f, v in alt) for alt in alts)
 
 
-def _hrw(h: int, choices: list[int]) -> int:
-    """Highest random weight: the choice whose hash with ``h`` is largest."""
-    return max(choices, key=lambda c: (zlib.crc32(struct.pack("!II", h, c)), -c))
+def _ovs_hash(ctx: _Ctx, fields: int, basis: int) -> int:
+    """Open vSwitch's hash of the fields ``fields`` selects (hitless.ofproto.flowhash),
+    every field it read un-wildcarded: every packet of the megaflow hashes alike."""
+
+    def get(name: str) -> int:
+        return key_field(ctx.cur, name)
+
+    ctx.mask |= _imask(*flowhash.fields_read(get, fields))
+    return flowhash.flow_hash(get, fields, basis)
 
 
 def _x_multipath(ctx: _Ctx, a: nx.Multipath) -> None:
-    """``multipath``: a link number 0..max_link into ``dst`` from the flow's hash."""
-    h = _flow_hash(ctx, a.fields, a.basis)
-    n = a.max_link + 1
-    if a.algorithm == 1:  # hash_threshold
-        link = (h * n) >> 32
-    elif a.algorithm == 2:  # hrw
-        link = _hrw(h, list(range(n)))
-    elif a.algorithm == 3:  # iter_hash
-        link = h % (1 << max(1, (n - 1).bit_length()))
-        while link >= n:
-            link = zlib.crc32(struct.pack("!I", link)) % (1 << max(1, (n - 1).bit_length()))
-    else:  # modulo_n
-        link = h % n
+    """``multipath``: a link number 0..max_link into ``dst`` from the flow's hash, as
+    Open vSwitch computes both."""
+    h = _ovs_hash(ctx, a.fields, a.basis)
+    link = flowhash.multipath_link(h, a.algorithm, a.max_link + 1, a.arg)
     d = a.dst
-    write_field(ctx, d.ref.name, link << d.ofs, ((1 << d.nbits) - 1) << d.ofs)
+    write_field(ctx, d.ref.name, (link << d.ofs) & (((1 << d.nbits) - 1) << d.ofs),
+                ((1 << d.nbits) - 1) << d.ofs)  # fmt: skip
 
 
 def _x_bundle(ctx: _Ctx, a: nx.BundleAction) -> None:
     """``bundle``/``bundle_load``: a live member port (active_backup: the first;
-    hrw: by the flow's hash); none live: drop, or OFPP_NONE into the field."""
-    live = [m for m in a.members if _live(ctx, _port32(m))]
+    hrw: by the flow's hash, as Open vSwitch picks it); none live: drop, or OFPP_NONE
+    into the field."""
+    live = [_live(ctx, _port32(m)) for m in a.members]
     member: int | None = None
-    if live:
-        member = live[0] if a.algorithm == 0 else _hrw(_flow_hash(ctx, a.fields, a.basis), live)
+    if a.algorithm == 0:
+        member = next((m for m, ok in zip(a.members, live, strict=True) if ok), None)
+    else:
+        h = _ovs_hash(ctx, a.fields, a.basis)
+        i = flowhash.bundle_hrw(h, live)
+        member = None if i is None else a.members[i]
     if a.dst is None:
         if member is not None:
             _output(ctx, _port32(member), 0)

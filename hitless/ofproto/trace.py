@@ -36,7 +36,8 @@ from hitless.ofproto.oftable import OfState, Rule
 from hitless.ofproto.ofxlate import xlate_openflow
 from hitless.ofproto.xlate import SwitchState, Xlate
 from hitless.openflow import actions as of
-from hitless.openflow.ofctl_text import format_action, format_match
+from hitless.openflow.nxm import Subfield
+from hitless.openflow.ofctl_text import format_action, format_match, format_subfield
 from hitless.packet.flow import ETH_TYPE_IPV4, KEY_LEN
 from hitless.packet.flow import field as key_field
 from hitless.packet.flow import set_field as key_set
@@ -138,6 +139,13 @@ class Tracer:
     def _on_ct_untracked(self, kind: str) -> None:
         self._cur.append(Node("detail", "Sets the packet to an untracked state, and clears "
                               "all the conntrack fields."))  # fmt: skip
+
+    def _on_detail(self, kind: str, text: str) -> None:
+        self._cur.append(Node("detail", text))
+
+    def _on_subfield(self, kind: str, sf: Subfield, value: int) -> None:
+        self._cur.append(Node("detail", f"{format_subfield(sf)} is now {value:#x}" if value
+                              else f"{format_subfield(sf)} is now 0"))  # fmt: skip
 
     def _on_empty(self, kind: str) -> None:
         self._cur.append(Node("action", "drop"))  # an empty action list
