@@ -433,6 +433,9 @@ class OfHandler:
         # group and meter mods the last ``handle`` applied (one, or a committed bundle's),
         # in order, as received: what the session's peers may get as REQUESTFORWARD
         self.applied_mods: list[GroupMod | MeterMod] = []
+        # the bridge's master election id (the newest generation id a master or slave
+        # role request gave), as Open vSwitch keeps it for all of a bridge's sessions
+        self.election_id: int | None = None
 
     def _take_changes(self, origin: Connection | None, xid: int) -> None:
         watch = self.bridge.of.watch
@@ -542,9 +545,10 @@ class OfHandler:
         if isinstance(msg, RoleRequest):
             return [self._role(conn, msg, others)]
         if isinstance(msg, GetAsyncRequest):
-            return [GetAsyncReply(xid=xid, config=conn.async_config)]
+            return [GetAsyncReply(xid=xid, config=conn.async_config.for_version(conn.version))]
         if isinstance(msg, (SetAsync, NxSetAsyncConfig2)):
-            conn.async_config = msg.config
+            # What the message leaves out stays as it was (1.4.1 §7.3.10, Open vSwitch).
+            conn.async_config = conn.async_config.updated(msg.config)
             session.service = False
             return []
         if isinstance(msg, BundleControl):
@@ -972,6 +976,7 @@ class OfHandler:
         return []
 
     def _role(self, conn: Connection, msg: RoleRequest, others: Iterable[Connection]) -> Message:
+        others = tuple(others)
         role = msg.role
         if role not in (
             ControllerRole.NOCHANGE,
@@ -982,15 +987,24 @@ class OfHandler:
             raise RemoteProtocolError(
                 f"role {role}", ErrorType.ROLE_REQUEST_FAILED, RoleRequestFailedCode.BAD_ROLE
             )
+        # The generation id is the bridge's, not the session's (§6.3.6; Open vSwitch): the
+        # newest one any session gave. Sessions keep the one they gave (a handoff's
+        # session record carries it), so the newest of theirs stands in after an upgrade.
+        gen = self.election_id
+        for c in (conn, *others):
+            if c.generation_id is not None and (
+                gen is None or ((c.generation_id - gen) & (2**64 - 1)) < 2**63
+            ):
+                gen = c.generation_id
         if role in (ControllerRole.MASTER, ControllerRole.SLAVE):
-            gen = conn.generation_id
             if gen is not None and ((msg.generation_id - gen) & (2**64 - 1)) >= 2**63:
                 raise RemoteProtocolError(
                     "stale generation id",
                     ErrorType.ROLE_REQUEST_FAILED,
                     RoleRequestFailedCode.STALE,
                 )
-            conn.generation_id = msg.generation_id
+            conn.generation_id = gen = msg.generation_id
+        self.election_id = gen
         if role == ControllerRole.MASTER:
             for other in others:
                 if other is not conn and other.role == ControllerRole.MASTER:
@@ -998,8 +1012,7 @@ class OfHandler:
         if role != ControllerRole.NOCHANGE:
             conn.role = role
         # No generation id yet: all ones, which ovs-ofctl does not print (as Open vSwitch).
-        gen = conn.generation_id if conn.generation_id is not None else 2**64 - 1
-        return RoleReply(xid=msg.xid, role=conn.role, generation_id=gen)
+        return RoleReply(xid=msg.xid, role=conn.role, generation_id=2**64 - 1 if gen is None else gen)
 
     # -- bundles --
     def _bundle_control(

@@ -78,17 +78,25 @@ def _with_length(head: bytes, body: list[bytes], size: int) -> bytes:
     return head[:2] + size.to_bytes(2, "big") + head[4:] + b"".join(body)
 DEFAULT_PROBE_INTERVAL = 5.0  # seconds of silence before an echo probe (as Open vSwitch)
 
-# Default asynchronous configuration (§7.3.10; values as Open vSwitch uses): master/equal
-# get packet-ins for no-match and action (not invalid TTL), all port status and
-# flow-removed reasons; slaves get port status only.
+# Default asynchronous configuration (§7.3.10; Open vSwitch 3.1's values, as its 1.4
+# GET_ASYNC reply shows them): master/equal get packet-ins for every reason but invalid
+# TTL (1.3 sees no match and action), all port status and flow-removed reasons (1.3 sees
+# its four); slaves get port status only; role and table status and request forwarding
+# are off, listed as 0.
 DEFAULT_ASYNC = AsyncConfig.of(
     {
-        AsyncConfigProp.PACKET_IN_MASTER: 0x3,
+        AsyncConfigProp.PACKET_IN_MASTER: 0x3B,
         AsyncConfigProp.PACKET_IN_SLAVE: 0x0,
         AsyncConfigProp.PORT_STATUS_MASTER: 0x7,
         AsyncConfigProp.PORT_STATUS_SLAVE: 0x7,
-        AsyncConfigProp.FLOW_REMOVED_MASTER: 0xF,
+        AsyncConfigProp.FLOW_REMOVED_MASTER: 0x3F,
         AsyncConfigProp.FLOW_REMOVED_SLAVE: 0x0,
+        AsyncConfigProp.ROLE_STATUS_SLAVE: 0x0,
+        AsyncConfigProp.ROLE_STATUS_MASTER: 0x0,
+        AsyncConfigProp.TABLE_STATUS_SLAVE: 0x0,
+        AsyncConfigProp.TABLE_STATUS_MASTER: 0x0,
+        AsyncConfigProp.REQUESTFORWARD_SLAVE: 0x0,
+        AsyncConfigProp.REQUESTFORWARD_MASTER: 0x0,
     }
 )
 _ASYNC_PROPS = {

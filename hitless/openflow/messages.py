@@ -1318,6 +1318,17 @@ _ASYNC13 = (
     AsyncConfigProp.FLOW_REMOVED_SLAVE,
 )
 
+# The reasons 1.3 defines for each of its six masks (packet-in: no match, action, invalid
+# TTL; port status: add, delete, modify; flow removed: idle, hard, delete, group delete).
+_REASONS13 = {
+    AsyncConfigProp.PACKET_IN_MASTER: 0x7,
+    AsyncConfigProp.PACKET_IN_SLAVE: 0x7,
+    AsyncConfigProp.PORT_STATUS_MASTER: 0x7,
+    AsyncConfigProp.PORT_STATUS_SLAVE: 0x7,
+    AsyncConfigProp.FLOW_REMOVED_MASTER: 0xF,
+    AsyncConfigProp.FLOW_REMOVED_SLAVE: 0xF,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class AsyncConfig:
@@ -1343,12 +1354,20 @@ class AsyncConfig:
         merged.update(other.masks)
         return AsyncConfig.of(merged)
 
+    def for_version(self, version: int | None) -> AsyncConfig:
+        """What a GET_ASYNC reply in ``version`` says of this configuration: 1.3 has only
+        the first six masks, and only the reasons 1.3 defines in them (Open vSwitch keeps
+        one configuration and encodes it per version)."""
+        if version != OFP13_VERSION:
+            return self
+        return AsyncConfig.of({p: self.get(p) & _REASONS13[p] for p in _ASYNC13})
+
     def encode(self, version: int) -> bytes:
         if version == OFP13_VERSION:
             have = dict(self.masks)
             missing = [p.name for p in _ASYNC13 if p not in have]
-            if missing or len(have) != 6:
-                raise LocalProtocolError(f"1.3 async config needs exactly the six masks {missing}")
+            if missing:
+                raise LocalProtocolError(f"1.3 async config needs the six masks {missing}")
             return struct.pack("!6I", *(have[p] for p in _ASYNC13))
         return b"".join(struct.pack("!HHI", k, 8, v) for k, v in self.masks)
 

@@ -225,7 +225,21 @@ def test_equal_role_has_no_generation_id_and_default_async_skips_invalid_ttl() -
     _, h, c, s = setup()
     (rep,) = h.handle(c, s, RoleRequest(role=ControllerRole.EQUAL), 0, [c])
     assert isinstance(rep, RoleReply) and rep.generation_id == 2**64 - 1
-    assert c.async_config.get(AsyncConfigProp.PACKET_IN_MASTER) == 0b011
+    # every packet-in reason but invalid TTL (bit 2), as Open vSwitch 3.1's default
+    assert c.async_config.get(AsyncConfigProp.PACKET_IN_MASTER) == 0b111011
+
+
+def test_the_generation_id_is_the_bridges() -> None:
+    """A master's generation id holds for the bridge's other sessions: a new session's
+    equal role reply carries it and an older one is stale there (as Open vSwitch)."""
+    _, h, c1, s1 = setup()
+    h.handle(c1, s1, RoleRequest(role=ControllerRole.MASTER, generation_id=7), 0, [c1])
+    c2 = Connection()
+    (rep,) = h.handle(c2, OfSession(), RoleRequest(role=ControllerRole.EQUAL), 0, [c1, c2])
+    assert isinstance(rep, RoleReply) and rep.generation_id == 7
+    with pytest.raises(RemoteProtocolError) as e:
+        h.handle(c2, OfSession(), RoleRequest(role=ControllerRole.SLAVE, generation_id=6), 0, [c2])
+    assert e.value.code == RoleRequestFailedCode.STALE
 
 
 def test_a_failed_bundled_message_is_quoted_as_received() -> None:

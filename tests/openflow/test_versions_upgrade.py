@@ -21,9 +21,16 @@ import pytest
 
 from hitless.openflow import (
     NEED_DATA,
+    ApplyActions,
+    BarrierReply,
+    BarrierRequest,
     Connection,
     EchoAnswered,
+    EchoReply,
+    EchoRequest,
     Experimenter,
+    FeaturesReply,
+    FeaturesRequest,
     FlowMod,
     FlowStatsReply,
     FlowStatsRequest,
@@ -36,7 +43,7 @@ from hitless.openflow import (
 )
 from hitless.openflow.constants import OxmClass, Port
 from hitless.openflow.errors import NxError
-from hitless.openflow.match import Match, Oxm
+from hitless.openflow.match import Match, Oxm, field
 from hitless.openflow.messages import ErrorMsg
 from hitless.openflow.nx import NxFlowFormat, NxPacketInFormat, encode_nxm
 from hitless.openflow.nxmsg import (
@@ -57,14 +64,18 @@ BIN = Path(sys.executable).parent
 class Client:
     """A management-socket session in one version, our codec on a real unix socket."""
 
-    def __init__(self, path: str, version: int) -> None:
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(path)
+    def __init__(self, path: str | socket.socket, version: int) -> None:
+        if isinstance(path, socket.socket):  # a controller's end, accepted from the switch
+            self.sock = path
+        else:
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(path)
         self.sock.settimeout(10)
         self.conn = Connection(versions=(version,), probe_interval=None)
         self.sock.sendall(self.conn.start())
         self.lock = threading.Lock()
         self.events: list[object] = []
+        self.tail = b""  # the rest of a message sent only in part (send_partial)
         assert isinstance(self.next(), Negotiated)
 
     def next(self) -> object:
@@ -84,6 +95,17 @@ class Client:
     def send(self, msg: Message) -> None:
         self.sock.sendall(self.conn.send(msg))
 
+    def send_partial(self, msg: Message, n: int) -> None:
+        """The first ``n`` bytes of ``msg`` now, the rest with ``finish_partial``."""
+        data = self.conn.send(msg)
+        self.sock.sendall(data[:n])
+        self.tail = data[n:]
+
+    def finish_partial(self) -> None:
+        tail, self.tail = self.tail, b""
+        if tail:
+            self.sock.sendall(tail)
+
     @contextmanager
     def answering_echoes(self) -> Iterator[None]:
         stop = threading.Event()
@@ -98,6 +120,7 @@ class Client:
                 self.conn.receive_data(data)
                 while (ev := self.conn.next_event()) is not NEED_DATA:
                     if isinstance(ev, EchoAnswered):
+                        self.finish_partial()  # a reply must not land inside it
                         self.sock.sendall(ev.data)
                     else:
                         self.events.append(ev)
@@ -456,6 +479,63 @@ def test_flow_monitors_cross_an_upgrade(started: Sw) -> None:
     for out in outs:
         assert "event=ADDED table=0 cookie=0 udp actions=output:1" in out, out
         assert "disconnected" not in out.lower() and "connection closed" not in out.lower(), out
+
+
+def test_a_1_0_controller_keeps_its_session_across_an_upgrade(started: Sw) -> None:
+    """A controller of the Controller table (the switch connects to it, tcp:) that speaks
+    only OpenFlow 1.0 with Nicira's formats, as a 1.3 one does across ``hitless upgrade``
+    (tests/handoff/test_session_upgrade.py): the same TCP connection, no new one; half a
+    message sent before is finished after; the flow it added answered in NXST_FLOW; a
+    packet-in arriving as NXT_PACKET_IN."""
+    br = f"brc{unique_suffix()}"
+    with socket.socket() as ls:
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(4)
+        ls.settimeout(30)
+        target = f"tcp:127.0.0.1:{ls.getsockname()[1]}"
+        started.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=dummy",
+                      "fail_mode=secure", "--", "set-controller", br, target)  # fmt: skip
+        ctl = Client(ls.accept()[0], 1)
+        assert ctl.conn.version == 1
+        ctl.send(FeaturesRequest(xid=1))
+        assert isinstance(ctl.next(), FeaturesReply)
+        ctl.send(NxSetFlowFormat(xid=2, format=NxFlowFormat.NXM))
+        ctl.send(NxSetPacketInFormat(xid=3, format=NxPacketInFormat.NXT_PACKET_IN))
+        ctl.send(SetConfig(xid=4, miss_send_len=128))
+        ctl.send(FlowMod(xid=5, priority=77, match=Match((field("eth_type", 0x88B5),)),
+                         instructions=(ApplyActions((Output(Port.CONTROLLER),)),)))  # fmt: skip
+        ctl.send(BarrierRequest(xid=6))
+        assert isinstance(ctl.next(), BarrierReply)
+        ctl.send_partial(EchoRequest(xid=7, data=b"across the upgrade"), 10)
+        old = started.daemon_pid
+        with ctl.answering_echoes():
+            r = subprocess.run(
+                [str(BIN / "hitless"), "upgrade", "--rundir", str(started.rundir.path), "--json"],
+                capture_output=True, text=True, timeout=120, cwd="/", env=dict(os.environ),
+            )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        report = json.loads(r.stdout)
+        assert report["ok"] and started.daemon_pid not in (None, old), report
+        ctl.finish_partial()
+        echo = ctl.next()
+        assert isinstance(echo, EchoReply) and echo.data == b"across the upgrade", echo
+        ctl.sock.sendall(_nxst_flow_request(8))
+        reply = ctl.next()
+        assert isinstance(reply, FlowStatsReply) and reply.xid == 8
+        assert [x.priority for x in reply.stats] == [77], reply
+        frame = bytes.fromhex("ffffffffffff020000007409" + "88b5" + "00" * 46)
+        ctl.send(PacketOut(xid=9, in_port=Port.CONTROLLER, actions=(Output(Port.CONTROLLER),),
+                           data=frame))  # fmt: skip
+        pin = ctl.next()
+        assert isinstance(pin, Experimenter) and (pin.experimenter, pin.exp_type) == (0x2320, 17)
+        assert pin.data.endswith(frame)
+        ls.settimeout(0)
+        with pytest.raises(BlockingIOError):
+            ls.accept()  # the switch never connected again
+        status = started.vsctl("--bare", "--columns=is_connected", "find", "Controller",
+                               f'target="{target}"').stdout.strip()  # fmt: skip
+        assert status == "true", status
+        ctl.sock.close()
 
 
 def test_port_ages_cross_an_upgrade(started: Sw) -> None:
