@@ -95,13 +95,22 @@ try:
 except OSError as e:
     print("fail", e)
 """
+# The server waits for a datagram for as long as the client runs (its interpreter may
+# start seconds late at load), then 3 s more once told on stdin that the client is done.
 _UDP_SERVER = """
-import socket, sys
+import select, socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("", int(sys.argv[1])))
-s.settimeout(3); print("ready", flush=True)
-try:
-    s.recvfrom(100); print("got")
-except OSError:
+print("ready", flush=True)
+end = None
+while end is None or time.monotonic() < end:
+    r, _, _ = select.select([s, sys.stdin], [], [], None if end is None else end - time.monotonic())
+    if s in r:
+        print("got")
+        break
+    if sys.stdin in r and end is None:
+        sys.stdin.readline()
+        end = time.monotonic() + 3
+else:
     print("none")
 """
 _UDP_CLIENT = """
@@ -140,13 +149,14 @@ def _vip(h: Host) -> str:
 
 def _py(h: Host, script: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(["ip", "netns", "exec", h.ns, sys.executable, "-c", script, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
 
 
 def _served(server: subprocess.Popen[str], client: subprocess.Popen[str]) -> str:
     try:
-        client.communicate(timeout=20)
-        out, _ = server.communicate(timeout=20)
+        client.communicate(timeout=60)
+        out, _ = server.communicate("sent\n", timeout=20)
         return out
     finally:
         for p in (client, server):
