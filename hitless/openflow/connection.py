@@ -82,7 +82,9 @@ DEFAULT_PROBE_INTERVAL = 5.0  # seconds of silence before an echo probe (as Open
 # GET_ASYNC reply shows them): master/equal get packet-ins for every reason but invalid
 # TTL (1.3 sees no match and action), all port status and flow-removed reasons (1.3 sees
 # its four); slaves get port status only; role and table status and request forwarding
-# are off, listed as 0.
+# are off: a 1.4+ reply lists them as 0 (AsyncConfig.for_version). The six masks only, so
+# a session handed down to a build that needs exactly six for 1.3 (c0a5a15 and before)
+# can still answer a 1.3 GET_ASYNC.
 DEFAULT_ASYNC = AsyncConfig.of(
     {
         AsyncConfigProp.PACKET_IN_MASTER: 0x3B,
@@ -91,12 +93,6 @@ DEFAULT_ASYNC = AsyncConfig.of(
         AsyncConfigProp.PORT_STATUS_SLAVE: 0x7,
         AsyncConfigProp.FLOW_REMOVED_MASTER: 0x3F,
         AsyncConfigProp.FLOW_REMOVED_SLAVE: 0x0,
-        AsyncConfigProp.ROLE_STATUS_SLAVE: 0x0,
-        AsyncConfigProp.ROLE_STATUS_MASTER: 0x0,
-        AsyncConfigProp.TABLE_STATUS_SLAVE: 0x0,
-        AsyncConfigProp.TABLE_STATUS_MASTER: 0x0,
-        AsyncConfigProp.REQUESTFORWARD_SLAVE: 0x0,
-        AsyncConfigProp.REQUESTFORWARD_MASTER: 0x0,
     }
 )
 _ASYNC_PROPS = {

@@ -1318,6 +1318,9 @@ _ASYNC13 = (
     AsyncConfigProp.FLOW_REMOVED_SLAVE,
 )
 
+# The properties a 1.4+ GET_ASYNC reply lists (Open vSwitch 3.1: all but experimenter).
+_ASYNC14 = tuple(p for p in AsyncConfigProp if p <= AsyncConfigProp.REQUESTFORWARD_MASTER)
+
 # The reasons 1.3 defines for each of its six masks (packet-in: no match, action, invalid
 # TTL; port status: add, delete, modify; flow removed: idle, hard, delete, group delete).
 _REASONS13 = {
@@ -1357,9 +1360,10 @@ class AsyncConfig:
     def for_version(self, version: int | None) -> AsyncConfig:
         """What a GET_ASYNC reply in ``version`` says of this configuration: 1.3 has only
         the first six masks, and only the reasons 1.3 defines in them (Open vSwitch keeps
-        one configuration and encodes it per version)."""
+        one configuration and encodes it per version); 1.4 and later list every property
+        up to request forwarding, 0 where none was set."""
         if version != OFP13_VERSION:
-            return self
+            return AsyncConfig.of({**{p: 0 for p in _ASYNC14}, **dict(self.masks)})
         return AsyncConfig.of({p: self.get(p) & _REASONS13[p] for p in _ASYNC13})
 
     def encode(self, version: int) -> bytes:

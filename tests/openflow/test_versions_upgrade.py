@@ -34,6 +34,8 @@ from hitless.openflow import (
     FlowMod,
     FlowStatsReply,
     FlowStatsRequest,
+    GetAsyncReply,
+    GetAsyncRequest,
     Message,
     Negotiated,
     Output,
@@ -268,6 +270,12 @@ def _handover_with_a_monitor(
         of13.send(FlowStatsRequest(xid=21))
         got = of13.next()
         assert isinstance(got, FlowStatsReply) and got.xid == 21 and got.stats
+        # The session's asynchronous configuration came across in a form the new process
+        # can answer (a 1.3 reply holds exactly six masks; builds up to c0a5a15 refused
+        # to encode one of twelve entries and sent NXBRC_UNENCODABLE_ERROR instead).
+        of13.send(GetAsyncRequest(xid=22))
+        got = of13.next()
+        assert isinstance(got, GetAsyncReply) and got.xid == 22, got
         add = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "add-flow", br,
                               "priority=7,udp,actions=drop"],
                              capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
