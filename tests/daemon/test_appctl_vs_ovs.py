@@ -63,6 +63,31 @@ class Side:
         return run(["ovs-appctl", "--timeout=20", *args], self.rundir)
 
 
+def set_up_both(
+    started: Sw,
+    ovs: Ovs,  # noqa: F811
+    vsctl_setup: list[str],
+    groups: tuple[str, ...] | list[str] = (),
+    rules: tuple[str, ...] | list[str] = (),
+    fresh: bool = False,
+) -> tuple[Side, Side]:
+    """Open vSwitch and hitless side by side, (Open vSwitch, hitless): each configured by
+    ``vsctl_setup`` (``{rundir}`` filled in), its br0 OpenFlow socket there, its flows
+    deleted first if ``fresh``, then ``groups`` and ``rules`` added with stock ovs-ofctl."""
+    sides = (Side(str(ovs.rundir), ovs.vsctl), Side(str(started.rundir.path), started.vsctl))
+    for s in sides:
+        s.vsctl(*(a.format(rundir=s.rundir) for a in vsctl_setup))
+        sock = f"{s.rundir}/br0.mgmt"
+        wait_for(lambda: os.path.exists(sock), "br0 OpenFlow socket")  # noqa: B023
+        if fresh:
+            s.ofctl("del-flows")
+        for g in groups:
+            s.ofctl("add-group", g)
+        for r in rules:
+            s.ofctl("add-flow", r)
+    return sides
+
+
 def run(cmd: list[str], rundir: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OVS_RUNDIR": rundir}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
@@ -76,14 +101,8 @@ def run_ok(cmd: list[str], rundir: str) -> str:
 
 @pytest.fixture
 def both(started: Sw, ovs: Ovs) -> tuple[Side, Side]:  # noqa: F811
-    sides = (Side(str(ovs.rundir), ovs.vsctl), Side(str(started.rundir.path), started.vsctl))
+    sides = set_up_both(started, ovs, VSCTL_SETUP, groups=[GROUP], rules=RULES)
     for s in sides:
-        s.vsctl(*(a.format(rundir=s.rundir) for a in VSCTL_SETUP))
-        sock = f"{s.rundir}/br0.mgmt"
-        wait_for(lambda: os.path.exists(sock), "br0 OpenFlow socket")  # noqa: B023
-        s.ofctl("add-group", GROUP)
-        for r in RULES:
-            s.ofctl("add-flow", r)
         pkt = build_packet(parse_flow(UDP)).hex()
         out = s.appctl("netdev-dummy/receive", "p1", pkt)
         assert out.returncode == 0, out.stderr

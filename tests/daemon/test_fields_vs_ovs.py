@@ -26,12 +26,11 @@ import pytest
 
 from hitless.packet.flowstr import build_packet, parse_flow
 from tests.daemon import test_nx_flows
-from tests.daemon.test_appctl_vs_ovs import Side
+from tests.daemon.test_appctl_vs_ovs import Side, set_up_both
 from tests.daemon.test_every_action import _load_each_version
-from tests.daemon.test_group_vs_ovs import PORTS, VSCTL_SETUP, _sent, _tree
+from tests.daemon.test_group_vs_ovs import PORTS, VSCTL_SETUP, _tree, sent_by_both
 from tests.ovs_dummy import Ovs, ovs  # noqa: F401 (fixture)
 from tests.switch import Sw
-from tests.wait import wait_for
 
 pytestmark = pytest.mark.usefixtures("ovs")
 
@@ -190,40 +189,15 @@ def field_frames() -> list[bytes]:
 
 @pytest.fixture
 def both(started: Sw, ovs: Ovs) -> tuple[Side, Side]:  # noqa: F811
-    sides = (Side(str(ovs.rundir), ovs.vsctl), Side(str(started.rundir.path), started.vsctl))
-    for s in sides:
-        s.vsctl(*(a.format(rundir=s.rundir) for a in VSCTL_SETUP))
-        sock = f"{s.rundir}/br0.mgmt"
-        wait_for(lambda: os.path.exists(sock), "br0 OpenFlow socket")  # noqa: B023
-        s.ofctl("del-flows")
-        for r in RULES:
-            s.ofctl("add-flow", r)
-    return sides
+    return set_up_both(started, ovs, VSCTL_SETUP, rules=RULES, fresh=True)
 
 
 def _send_and_compare(
     both: tuple[Side, Side], frames: list[bytes], n_want: dict[int, int]
 ) -> dict[int, list[str]]:
-    """Send ``frames`` into port 1 of both; once Open vSwitch has sent ``n_want`` frames
-    per port (its own outcome, as the test expects it: a broken baseline shows) and
-    hitless as many, what left each port, compared."""
-    o, h = both
-    for side in (o, h):
-        for f in frames:
-            r = side.appctl("netdev-dummy/receive", "p1", f.hex())
-            assert r.returncode == 0, r.stderr
-
-    def all_out() -> dict[int, list[str]] | None:
-        got = _sent(o)
-        return got if {p: len(v) for p, v in got.items()} == n_want else None
-
-    want = wait_for(all_out, "Open vSwitch sent every frame")
-
-    def ours() -> dict[int, list[str]] | None:
-        got = _sent(h)
-        return got if sum(map(len, got.values())) >= sum(n_want.values()) else None
-
-    got = wait_for(ours, "hitless sent as many frames")
+    """Send ``frames`` into port 1 of both (``sent_by_both``): what left each port,
+    compared; Open vSwitch's outcome returned."""
+    want, got = sent_by_both(both, frames, n_want)
     diff = {p: (sorted(set(got[p]) - set(want[p])), sorted(set(want[p]) - set(got[p])))
             for p in PORTS if got[p] != want[p]}  # fmt: skip
     assert not diff, f"port: (only hitless sent, only Open vSwitch sent): {diff}"

@@ -29,7 +29,7 @@ import pytest
 
 from hitless.datapath.dummy import read_pcap
 from hitless.packet.flowstr import build_packet, parse_flow
-from tests.daemon.test_appctl_vs_ovs import Side
+from tests.daemon.test_appctl_vs_ovs import Side, set_up_both
 from tests.ovs_dummy import Ovs, ovs  # noqa: F401 (fixture)
 from tests.switch import Sw
 from tests.wait import wait_for
@@ -115,16 +115,7 @@ def mpls_frame() -> bytes:
 
 @pytest.fixture
 def both(started: Sw, ovs: Ovs) -> tuple[Side, Side]:  # noqa: F811
-    sides = (Side(str(ovs.rundir), ovs.vsctl), Side(str(started.rundir.path), started.vsctl))
-    for s in sides:
-        s.vsctl(*(a.format(rundir=s.rundir) for a in VSCTL_SETUP))
-        sock = f"{s.rundir}/br0.mgmt"
-        wait_for(lambda: os.path.exists(sock), "br0 OpenFlow socket")  # noqa: B023
-        for g in GROUPS:
-            s.ofctl("add-group", g)
-        for r in RULES:
-            s.ofctl("add-flow", r)
-    return sides
+    return set_up_both(started, ovs, VSCTL_SETUP, groups=GROUPS, rules=RULES)
 
 
 def _sent(side: Side) -> dict[int, list[str]]:
@@ -136,28 +127,38 @@ def _sent(side: Side) -> dict[int, list[str]]:
     return out
 
 
-def test_group_buckets_forward_the_same_packets_as_open_vswitch(
-    both: tuple[Side, Side],
-) -> None:
+def sent_by_both(
+    both: tuple[Side, Side], frames: list[bytes], n_want: dict[int, int]
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """Send ``frames`` into port 1 of both; once Open vSwitch has sent ``n_want`` frames
+    per port (its own outcome, as the test expects it, so a broken baseline shows) and
+    hitless as many in all: what left each port, (Open vSwitch's, hitless's)."""
     o, h = both
-    frames = [build_packet(parse_flow(udp(case))) for case in UDP_CASES] + [mpls_frame()]
     for side in (o, h):
         for f in frames:
-            assert side.appctl("netdev-dummy/receive", "p1", f.hex()).returncode == 0
-    # Open vSwitch's own outcome, as this test expects it (so a broken baseline shows):
-    # per port, the frames of the cases above (recirculated ones come out later).
-    n_want = {2: 8, 3: 8, 4: 13}
+            r = side.appctl("netdev-dummy/receive", "p1", f.hex())
+            assert r.returncode == 0, r.stderr
 
     def all_out() -> dict[int, list[str]] | None:
         got = _sent(o)
         return got if {p: len(v) for p, v in got.items()} == n_want else None
 
     want = wait_for(all_out, "Open vSwitch sent every frame")
+
     def ours() -> dict[int, list[str]] | None:
         got = _sent(h)
         return got if sum(map(len, got.values())) >= sum(n_want.values()) else None
 
-    got = wait_for(ours, "hitless sent as many frames")
+    return want, wait_for(ours, "hitless sent as many frames")
+
+
+def test_group_buckets_forward_the_same_packets_as_open_vswitch(
+    both: tuple[Side, Side],
+) -> None:
+    frames = [build_packet(parse_flow(udp(case))) for case in UDP_CASES] + [mpls_frame()]
+    # Open vSwitch's own outcome per port: the frames of the cases above (recirculated
+    # ones come out later).
+    want, got = sent_by_both(both, frames, {2: 8, 3: 8, 4: 13})
     assert got == want
 
 

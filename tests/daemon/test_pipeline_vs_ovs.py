@@ -13,17 +13,15 @@ lines (the top label's fields, the entries below it in decimal), after a push_mp
 
 from __future__ import annotations
 
-import os
 import struct
 
 import pytest
 
 from hitless.packet.flowstr import build_packet, parse_flow
-from tests.daemon.test_appctl_vs_ovs import Side
-from tests.daemon.test_group_vs_ovs import PORTS, VSCTL_SETUP, _sent, _tree, udp
+from tests.daemon.test_appctl_vs_ovs import Side, set_up_both
+from tests.daemon.test_group_vs_ovs import PORTS, VSCTL_SETUP, _tree, sent_by_both, udp
 from tests.ovs_dummy import Ovs, ovs  # noqa: F401 (fixture)
 from tests.switch import Sw
-from tests.wait import wait_for
 
 pytestmark = pytest.mark.usefixtures("ovs")
 
@@ -74,46 +72,20 @@ def mpls_frame(*labels: int) -> bytes:
 
 @pytest.fixture
 def both(started: Sw, ovs: Ovs) -> tuple[Side, Side]:  # noqa: F811
-    sides = (Side(str(ovs.rundir), ovs.vsctl), Side(str(started.rundir.path), started.vsctl))
-    for s in sides:
-        s.vsctl(*(a.format(rundir=s.rundir) for a in VSCTL_SETUP))
-        sock = f"{s.rundir}/br0.mgmt"
-        wait_for(lambda: os.path.exists(sock), "br0 OpenFlow socket")  # noqa: B023
-        for g in GROUPS:
-            s.ofctl("add-group", g)
-        for r in RULES:
-            s.ofctl("add-flow", r)
-    return sides
+    return set_up_both(started, ovs, VSCTL_SETUP, groups=GROUPS, rules=RULES)
 
 
 def test_nat_in_a_clone_forwards_the_same_packets_as_open_vswitch(
     both: tuple[Side, Side],
 ) -> None:
-    o, h = both
     frames = [build_packet(parse_flow(udp(case))) for case in CASES]
     # Not a stack of two: Open vSwitch 3.1 sends it with the top entry's bottom-of-stack
     # bit set after set_field:61->mpls_label,dec_mpls_ttl (0x0003d513; hitless 0x0003d413)
     frames += [mpls_frame(60), mpls_frame(62)]
-    for side in (o, h):
-        for f in frames:
-            assert side.appctl("netdev-dummy/receive", "p1", f.hex()).returncode == 0
-    # Open vSwitch's own outcome, as this test expects it (so a broken baseline shows).
-    n_want = {2: 4, 3: 7, 4: 6}
-
-    def all_out() -> dict[int, list[str]] | None:
-        got = _sent(o)
-        return got if {p: len(v) for p, v in got.items()} == n_want else None
-
-    want = wait_for(all_out, "Open vSwitch sent every frame")
+    want, got = sent_by_both(both, frames, {2: 4, 3: 7, 4: 6})
     # case 20: the clone's copy natted to 10.0.0.9 on 2, the packet as it came on 3
     assert any(f[52:68] == "0a0000010a000009" for f in want[2]), want[2]
     assert frames[0].hex() in want[3]
-
-    def ours() -> dict[int, list[str]] | None:
-        got = _sent(h)
-        return got if sum(map(len, got.values())) >= sum(n_want.values()) else None
-
-    got = wait_for(ours, "hitless sent as many frames")
     for p in PORTS:
         assert got[p] == want[p], (p, got[p], want[p])
 
