@@ -172,13 +172,7 @@ def test_1_0_1_1_1_2_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
 
     with of10.answering_echoes(), of15.answering_echoes(), of11.answering_echoes(), \
             of12.answering_echoes():  # fmt: skip
-        r = subprocess.run(
-            [str(BIN / "hitless"), "upgrade", "--rundir", str(started.rundir.path), "--json"],
-            capture_output=True, text=True, timeout=120, cwd="/", env=dict(os.environ),
-        )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
-    assert report["ok"] and started.daemon_pid not in (None, old), report
+        _upgrade_in_place(started, old)
     # The snoop listener was handed over (same socket file) and the new process serves
     # it: with no controller connected it closes the snooper at once, as Open vSwitch.
     assert os.stat(snoop).st_ino == snoop_ino
@@ -228,6 +222,19 @@ def test_1_0_1_1_1_2_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
     assert of12.conn.version == 3
     for c in (of10, of11, of12, of15):
         c.sock.close()
+
+
+def _upgrade_in_place(started: Sw, old: int | None) -> dict[str, Any]:
+    """``hitless upgrade --json`` to this build: its report, once it said ok and a new
+    process (not ``old``) serves."""
+    r = subprocess.run(
+        [str(BIN / "hitless"), "upgrade", "--rundir", str(started.rundir.path), "--json"],
+        capture_output=True, text=True, timeout=120, cwd="/", env=dict(os.environ),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    report: dict[str, Any] = json.loads(r.stdout)
+    assert report["ok"] and started.daemon_pid not in (None, old), report
+    return report
 
 
 def _sessions_builds() -> list[str]:
@@ -517,13 +524,7 @@ def test_a_1_0_controller_keeps_its_session_across_an_upgrade(started: Sw) -> No
         ctl.send_partial(EchoRequest(xid=7, data=b"across the upgrade"), 10)
         old = started.daemon_pid
         with ctl.answering_echoes():
-            r = subprocess.run(
-                [str(BIN / "hitless"), "upgrade", "--rundir", str(started.rundir.path), "--json"],
-                capture_output=True, text=True, timeout=120, cwd="/", env=dict(os.environ),
-            )  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        report = json.loads(r.stdout)
-        assert report["ok"] and started.daemon_pid not in (None, old), report
+            _upgrade_in_place(started, old)
         ctl.finish_partial()
         echo = ctl.next()
         assert isinstance(echo, EchoReply) and echo.data == b"across the upgrade", echo
