@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 
 from hitless.impact.switches import OvsSwitch
-from tests.netns import Host, Topology, sh
+from tests.netns import Host, Topology, sh, unique_name
 from tests.switch import Sw
 from tests.traffic import COLD, must_catch, upgrade_with
 from tests.wait import wait_for
@@ -45,7 +45,7 @@ def root_qdisc(dev: str) -> str:
 
 def kernel_has(qdisc: str) -> bool:
     """Whether this kernel builds a root ``qdisc`` (on a throwaway veth)."""
-    ns = f"hlqk-{qdisc}"
+    ns = unique_name("hlqk")
     sh(["ip", "netns", "add", ns])
     try:
         sh(["ip", "-n", ns, "link", "add", "q0", "type", "veth", "peer", "name", "q1"])

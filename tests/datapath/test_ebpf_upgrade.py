@@ -142,7 +142,8 @@ def test_upgrade_and_downgrade_across_a_bpf_layout_change_lose_nothing(
 ) -> None:
     """hitless upgrade to a build whose BPF program and map layout differ (layout 2:
     ``HITLESS_EBPF_LAYOUT`` in the new process's environment), then back to this
-    build's own (layout 3: keys of 142 bytes instead of 102, conntrack in the kernel):
+    build's own (``layout.DEFAULT_ABI``, 4: keys of 142 bytes instead of 102,
+    conntrack and set_priority in the kernel):
     each new process adopts the old layout, and once the old process has exited moves
     the datapath to its own (new program and maps, tc filter replace on every port),
     all inside the traffic: nothing lost, nothing delivered twice, no stream held or
@@ -152,7 +153,7 @@ def test_upgrade_and_downgrade_across_a_bpf_layout_change_lose_nothing(
     ``duplicate`` (they send their next frames twice): that step must be caught."""
     a, b, br = ebpf_switch(sw, topology)
     keep_idle_flows(sw)  # the flows are compared after the traffic, which may end early
-    native = L.DEFAULT_ABI  # 3: the whole key, conntrack in the kernel
+    native = L.DEFAULT_ABI  # 4: the whole key, conntrack and set_priority in the kernel
     assert program_layout(sw, br) == native
     for step, target in (("upgrade", 2), ("downgrade", native)):
         prog = program_on(a.switch_port)
