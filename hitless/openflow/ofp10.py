@@ -128,7 +128,7 @@ from hitless.openflow.nx import (
     port_from16,
     port_to16,
 )
-from hitless.openflow.nx_actions import NxDecTtl, PopQueue, Resubmit
+from hitless.openflow.nx_actions import NxDecTtl, PopQueue, Resubmit, WriteMetadataAction
 from hitless.openflow.nxmsg import (
     NxMessage,
     encode_nx_flow_removed,
@@ -547,7 +547,18 @@ def _instructions(
     actions: tuple[Action, ...], table_id: int = 0xFF
 ) -> tuple[Instruction, ...]:
     """A 1.0 action list as instructions. A final ``resubmit(,T)`` to a later table from
-    the flow's own port is how Open vSwitch writes goto_table in 1.0: it becomes one."""
+    the flow's own port is how Open vSwitch writes goto_table in 1.0: it becomes one.
+    Open vSwitch reads the action list in instruction order (apply actions, then
+    write_metadata): an action after write_metadata, a goto_table's resubmit too, is
+    refused with OFPBAC_UNSUPPORTED_ORDER (sent in 1.0 as NXBRC_UNENCODABLE_ERROR)."""
+    for n, a in enumerate(actions[:-1]):
+        if isinstance(a, WriteMetadataAction):
+            raise RemoteProtocolError(
+                f"{type(actions[n + 1]).__name__} after write_metadata: invalid instruction "
+                "ordering",
+                ErrorType.BAD_ACTION,
+                BadActionCode.UNSUPPORTED_ORDER,
+            )
     out: list[Instruction] = []
     goto = _goto_of(actions[-1]) if actions else None
     if goto is not None and table_id < goto < 0xFF:

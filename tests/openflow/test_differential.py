@@ -127,6 +127,14 @@ CASES: dict[str, Case] = {
         True,
         None,
     ),
+    # 1.0 says goto_table as resubmit(,1) after write_metadata: Open vSwitch refuses that
+    # order (OFPBAC_UNSUPPORTED_ORDER, sent as NXBRC_UNENCODABLE_ERROR); 1.1+ add it
+    "write-metadata-goto": (
+        [("add-flow", "{br}", "table=0,in_port=1,actions=write_metadata:0x10/0xff,goto_table:1")],
+        ("dump-flows", "{br}"),
+        True,
+        None,
+    ),
     "add-flows-file": (
         [],
         ("add-flows", "{br}", "-"),

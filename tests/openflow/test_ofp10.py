@@ -20,6 +20,7 @@ from hitless.openflow import (
     FlowStatsReply,
     FlowStatsRequest,
     GotoTable,
+    Instruction,
     Match,
     Output,
     PacketIn,
@@ -29,6 +30,7 @@ from hitless.openflow import (
     ProtocolErrorEvent,
     SessionState,
     SetField,
+    WriteMetadata,
     field,
     ofp10,
 )
@@ -36,6 +38,7 @@ from hitless.openflow._wire import Reader
 from hitless.openflow.connection import Negotiated, NxConfigured
 from hitless.openflow.constants import (
     OFP10_VERSION,
+    BadActionCode,
     BadMatchCode,
     ErrorType,
     FlowModCommand,
@@ -154,6 +157,32 @@ def test_resubmit_to_later_table_at_the_end_is_goto_table() -> None:
     back = ofp10.decode(ofp10.encode(fm, nx), nx)
     assert isinstance(back, FlowMod)
     assert back.table_id == 2 and back.instructions == (GotoTable(5),)
+
+
+@pytest.mark.parametrize(
+    ("insts", "refused"),
+    [
+        ((WriteMetadata(0x10, 0xFF), GotoTable(5)), True),  # resubmit(,5) after it
+        ((ApplyActions((Output(1),)), WriteMetadata(0x10, 0xFF)), False),
+        ((WriteMetadata(0x10, 0xFF),), False),
+    ],
+)
+def test_an_action_after_write_metadata_is_refused_in_1_0(
+    insts: tuple[Instruction, ...], refused: bool
+) -> None:
+    """Open vSwitch reads a 1.0 action list in instruction order: write_metadata last."""
+    nx = NxSession(flow_mod_table_id=True)
+    raw = ofp10.encode(FlowMod(table_id=2, match=Match(), instructions=insts), nx)
+    if not refused:
+        assert isinstance(ofp10.decode(raw, nx), FlowMod)
+        return
+    with pytest.raises(RemoteProtocolError) as e:
+        ofp10.decode(raw, nx)
+    assert (e.value.type, e.value.code) == (ErrorType.BAD_ACTION, BadActionCode.UNSUPPORTED_ORDER)
+    reply = e.value.reply(OFP10_VERSION)
+    # NXBRC_UNENCODABLE_ERROR, Open vSwitch's vendor error, quoting the flow_mod
+    assert struct.unpack_from("!HHIHH", reply, 8) == (0xB0C2, 0, 0x2320, 1, 521)
+    assert reply.endswith(raw)
 
 
 def test_session_controls_and_nx_replies() -> None:
