@@ -61,6 +61,7 @@ from hitless.handoff.seams import BridgeFactory, HandoffBridge, HandoffDatapath,
 from hitless.memo import Memo
 from hitless.ofproto.ipfix import IPFIX_USERDATA
 from hitless.ofproto.oftable import Rule
+from hitless.openflow.nxm import ERICOXM
 from hitless.packet.flow import Match, compact, widen
 from hitless.state import handles as dp_handles
 from hitless.state import ledger, snapshot
@@ -434,12 +435,14 @@ class ExportEngine:
         self.patch_ports = True  # the peer adopts patch ports (told otherwise at Hello)
         self.version = snapshot.CURRENT_VERSION  # negotiated (``precopy_job`` is told)
         self.actions_unread: frozenset[str] = frozenset()  # megaflow actions the peer cannot read
+        self.nd_ext = True  # the peer knows nd_reserved/nd_options_type (told otherwise at Hello)
 
     def use_features(self, features: list[str]) -> None:
         """The protocol features both sides speak (``HandoffServer`` tells us)."""
         self.openflow_delta = "openflow-delta" in features
         self.patch_ports = "patch-ports" in features
         self.actions_unread = frozenset(n for n in _GATED_HINT if f"action:{n}" not in features)
+        self.nd_ext = "field:nd_ext" in features
 
     def _check_peer_can_take(self, version: int) -> None:
         """Refuse, before anything is frozen, state the new build cannot adopt."""
@@ -447,6 +450,8 @@ class ExportEngine:
             self._check_groups(version)
         if self.actions_unread:
             self._check_actions(self.actions_unread)
+        if not self.nd_ext:
+            self._check_nd_ext()
         if self.patch_ports:
             return
         for name, rb in sorted(self.bridges().items()):
@@ -456,6 +461,17 @@ class ExportEngine:
                     f"bridge {name} has patch ports ({', '.join(patches)}) and the new build "
                     "cannot take them over (it predates patch ports): remove them first "
                     "(ovs-vsctl del-port), or hand over to a newer build"
+                )
+
+    def _check_nd_ext(self) -> None:
+        """Rules on nd_reserved/nd_options_type cannot go to a build without them."""
+        for name, rb in sorted(self.bridges().items()):
+            if rb.bridge is not None and rb.bridge.of.uses_oxm_class(ERICOXM):
+                raise HandoffRefused(
+                    f"bridge {name} has OpenFlow rules on nd_reserved or nd_options_type, "
+                    "which the new build cannot restore (it predates them): delete those "
+                    f"rules first (ovs-ofctl del-flows {name} ...), or hand over to a newer "
+                    "build"
                 )
 
     def _check_groups(self, version: int) -> None:

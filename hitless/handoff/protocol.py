@@ -390,6 +390,9 @@ class HandoffConnection:
 # holding a ct: the datapath runs it on a copy).
 # A switch whose megaflows hold one refuses, before freezing, a build that does not
 # say it reads it (the build could not adopt those flows), and says what to clear.
+# "field:nd_ext" = the new side knows Open vSwitch's ND extension fields (nd_reserved,
+# nd_options_type, Ericsson's OXM class): a switch with rules on them refuses, before
+# freezing, a build that does not say it (it could not restore those rules).
 # "early-rings" = the receive-ring sockets also come with Welcome, so that the new side
 # maps the rings (the kernel inserts every page: 2-3 ms per 48 MiB ring) while the old
 # one serves, not in the freeze.
@@ -406,6 +409,7 @@ FEATURES = [
     "action:mpls",
     "action:clone",
     "early-rings",
+    "field:nd_ext",
 ]
 
 

@@ -106,6 +106,8 @@ LOCS: dict[str, Loc] = {
     "nd_target": _dp("nd_target"),
     "nd_sll": _dp("arp_sha"),
     "nd_tll": _dp("arp_tha"),
+    "nd_reserved": _dp("nd_reserved"),
+    "nd_options_type": _dp("nd_options_type"),
     "ip_frag": _dp("ip_frag"),
     "tcp_flags": _dp("tcp_flags", 0, 12),
     "recirc_id": _dp("recirc_id"),
@@ -221,6 +223,12 @@ PREREQS: dict[str, _Alts] = {
     "mpls_bos": _MPLS,
     "mpls_ttl": _MPLS,
     "nd_target": tuple(
+        (("eth_type", 0x86DD), ("nw_proto", 58), ("icmpv6_type", t)) for t in (135, 136)
+    ),
+    "nd_reserved": tuple(
+        (("eth_type", 0x86DD), ("nw_proto", 58), ("icmpv6_type", t)) for t in (135, 136)
+    ),
+    "nd_options_type": tuple(
         (("eth_type", 0x86DD), ("nw_proto", 58), ("icmpv6_type", t)) for t in (135, 136)
     ),
     "nd_sll": ((("eth_type", 0x86DD), ("nw_proto", 58), ("icmpv6_type", 135)),),

@@ -243,6 +243,18 @@ def _tlv_refs(a: Action) -> Iterator[int]:
         yield from _tlv_refs(inner)
 
 
+def _field_classes(a: Action) -> Iterator[int]:
+    """The OXM classes of the fields an action writes or reads (nested actions too)."""
+    if isinstance(a, (SetField, nx.RegLoad2)):
+        yield a.field.oxm_class
+    for name in ("src", "dst", "field"):
+        sf = getattr(a, name, None)
+        if isinstance(sf, Subfield):
+            yield sf.ref.oxm_class
+    for inner in getattr(a, "actions", ()) or ():
+        yield from _field_classes(inner)
+
+
 # -- Rules, tables -------------------------------------------------------------------------
 
 
@@ -970,6 +982,7 @@ WRITABLE = frozenset(
     | {"sctp_src", "sctp_dst", "icmp_type", "icmp_code", "arp_op", "arp_spa", "arp_tpa"}
     | {"arp_sha", "arp_tha", "ipv6_src", "ipv6_dst", "ipv6_label", "icmpv6_type"}
     | {"icmpv6_code", "nd_target", "nd_sll", "nd_tll", "mpls_label", "mpls_tc", "mpls_ttl"}
+    | {"nd_reserved", "nd_options_type"}
     | {"vlan_tci", "tun_ipv6_src", "tun_ipv6_dst", "tun_gbp_id", "tun_gbp_flags"}
     | {"tun_erspan_idx", "tun_erspan_ver", "tun_erspan_dir", "tun_erspan_hwid"}
     | {f"tun_metadata{i}" for i in range(64)}
@@ -1175,6 +1188,22 @@ class OfState:
                         if idx in wanted:
                             return idx
         return None
+
+    def uses_oxm_class(self, oxm_class: int) -> bool:
+        """Whether a rule matches, or a rule or group bucket writes or reads, a field of
+        ``oxm_class`` (a handoff to a build without such fields is refused)."""
+        for r in self.rules():
+            if any(o.oxm_class == oxm_class for o in r.match.fields):
+                return True
+            if any(c == oxm_class for a in r.actions() for c in _field_classes(a)):
+                return True
+        return any(
+            c == oxm_class
+            for g in self.groups.values()
+            for b in g.buckets
+            for a in b.actions
+            for c in _field_classes(a)
+        )
 
     # -- flow-mod --
     def validate_instructions(self, table_id: int, insts: tuple[Instruction, ...]) -> None:

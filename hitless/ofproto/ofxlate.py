@@ -402,6 +402,8 @@ _RESTORABLE = tuple(
     and n not in OVERLAYS
     and FIELDS[n][0] < CT_OFF
 )
+_ND_EXT = ("nd_reserved", "nd_options_type")
+_ND_TYPE = FIELDS["tp_src"][0] + 1  # the ICMPv6 type's byte
 _LSE = tuple(f"mpls_lse{i}" for i in range(MPLS_MAX_LABELS))
 _LSE_MASK = [_imask(n) for n in _LSE]
 _BOS_MASK = [MPLS_BOS << ((KEY_LEN - FIELDS[n][0] - 4) * 8) for n in _LSE]
@@ -503,7 +505,10 @@ class _Ctx:
         self._restore_mpls(saved)
         old_tci = key_field(saved, "vlan_tci")
         new_tci = key_field(self.cur, "vlan_tci")
-        for name in _RESTORABLE:
+        restorable = _RESTORABLE
+        if saved[_ND_TYPE] in (135, 136) and key_field(saved, "ip_proto") == 58:
+            restorable += _ND_EXT  # ICMPv6 ND (the key's tp_src): over ipv4_src/tcp_flags
+        for name in restorable:
             off, size = FIELDS[name]
             if saved[off : off + size] != self.cur[off : off + size]:
                 self.acts.append(dp.SetField(name, saved[off : off + size]))
@@ -1091,7 +1096,7 @@ _L3_FIELDS = frozenset({
     "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst", "icmp_type", "icmp_code",
     "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha", "ipv6_src", "ipv6_dst",
     "ipv6_label", "icmpv6_type", "icmpv6_code", "nd_target", "nd_sll", "nd_tll", "ip_frag",
-    "tcp_flags",
+    "tcp_flags", "nd_reserved", "nd_options_type",
 })  # fmt: skip
 
 

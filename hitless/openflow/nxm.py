@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hitless.openflow.match import Oxm
 
 __all__ = [
+    "ERICOXM",
     "NX_VENDOR",
     "ONF_VENDOR",
     "PKT_REGS",
@@ -46,6 +47,7 @@ __all__ = [
 
 NX_VENDOR = 0x00002320
 ONF_VENDOR = 0x4F4E4600
+ERICOXM = 0x1000  # Ericsson's OXM class (Open vSwitch's ERICOXM_OF_* fields)
 PKT_REGS = 0x8001  # OFPXMC_PACKET_REGS: xreg0-7 (OpenFlow 1.3 extension, OF1.5 §7.2.3.10)
 _NX0, _NX1, _OF, _EXP = OxmClass.NXM_0, OxmClass.NXM_1, OxmClass.OPENFLOW_BASIC, 0xFFFF
 
@@ -131,6 +133,10 @@ _f("icmpv6_code", 1, False, (_OF, 30, None), (_NX1, 22, None))
 _f("nd_target", 16, True, (_OF, 31, None), (_NX1, 23, None), aliases=("ipv6_nd_target",))
 _f("nd_sll", 6, True, (_OF, 32, None), (_NX1, 24, None), aliases=("ipv6_nd_sll",))
 _f("nd_tll", 6, True, (_OF, 33, None), (_NX1, 25, None), aliases=("ipv6_nd_tll",))
+# Open vSwitch's ICMPv6 neighbour discovery extensions, in Ericsson's OXM class (its only
+# header, also inside an NXM match): the flags/reserved word and the first option's type
+_f("nd_reserved", 4, False, (ERICOXM, 1, None))
+_f("nd_options_type", 1, False, (ERICOXM, 2, None))
 _f("mpls_label", 4, False, (_OF, 34, None))
 _f("mpls_tc", 1, False, (_OF, 35, None))
 _f("mpls_bos", 1, False, (_OF, 36, None))

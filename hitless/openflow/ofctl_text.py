@@ -237,6 +237,9 @@ _NAMED: dict[str, Callable[[int, int | None], str]] = {
     "tcp_flags": _flags("tcp_flags", _TCP_FLAGS, 12),
     "tun_flags": _flags("tun_flags", ("oam",), 16),
     "ct_state": _flags("ct_state", ("new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"), 32),
+    # Open vSwitch's ND extensions print in decimal (exact only: no mask)
+    "nd_reserved": lambda v, m: f"nd_reserved={v}",
+    "nd_options_type": lambda v, m: f"nd_options_type={v}",
 }
 
 
@@ -322,7 +325,7 @@ def _set_field(a: of.SetField) -> str:
     o = a.field
     spec = _SET_NAMES.get(o.field) if o.oxm_class == 0x8000 else None
     if spec is None:
-        if o.name in _MPLS_NAMES:
+        if o.name in _MPLS_NAMES or o.name in ("nd_reserved", "nd_options_type"):
             return f"set_field:{o.value}->{o.name}"
         return f"set_field:{o.value:#x}->{o.name}"
     name, fmt = spec

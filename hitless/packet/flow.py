@@ -31,6 +31,10 @@ tcp_flags       72     2
 arp_sha         74     6  also ND source link-layer address
 arp_tha         80     6  also ND target link-layer address
 nd_target       86    16
+nd_reserved     20     4  ICMPv6 neighbour discovery only (solicitation/advertisement):
+nd_options_type 73     1  the 32 bits after the checksum (flags, reserved) and the type
+                          of the first link-layer address option (source or target),
+                          in the bytes ipv4_src and tcp_flags have on other frames
 recirc_id      102     4  0 for a packet from a port; set by the ``recirc`` action
 ct_state       106     1  connection-tracking state bits (CS_* of datapath.conntrack)
 ct_nw_proto    107     1  the tracked connection's original tuple (next five too)
@@ -47,6 +51,12 @@ The fields from ``recirc_id`` on are metadata, not headers: ``extract_key`` leav
 zero and the datapath's ``ct`` and ``recirc`` actions fill them. ``CT_OFF`` is where
 they start: ``compact`` cuts a key and mask there when the mask ignores them (the
 102-byte form state snapshots have always carried) and ``widen`` pads a short key back.
+
+Open vSwitch keeps ``nd_reserved`` and ``nd_options_type`` where an ICMPv6 frame has
+nothing else (its IGMP group and TCP flags words); so does this key, in ipv4_src (an
+IPv6 frame has no IPv4 address) and the low byte of tcp_flags (not TCP): their matches
+pin eth_type, nw_proto and icmpv6_type (prerequisites), so a megaflow never mixes the
+meanings, and the key stays 142 bytes (state format 7).
 
 An MPLS frame has no parsed L3 header (Open vSwitch does not look past the label stack
 either), so its label stack lives in the bytes an IPv6 frame's source address uses: the
@@ -98,6 +108,8 @@ FIELDS: dict[str, tuple[int, int]] = {
     "mpls_lse0": (28, 4),
     "mpls_lse1": (32, 4),
     "mpls_lse2": (36, 4),
+    "nd_reserved": (20, 4),
+    "nd_options_type": (73, 1),
 }
 CT_OFF = 102
 KEY_LEN = 142
@@ -120,7 +132,7 @@ MPLS_MAX_LABELS = 3  # label stack entries the key keeps (Open vSwitch's FLOW_MA
 MPLS_BOS = 0x100  # bottom-of-stack bit of a label stack entry
 # Fields laid over another's bytes (another meaning for another eth_type): code that
 # walks every field once (a restore, a diff) skips them.
-OVERLAYS = frozenset(("mpls_lse0", "mpls_lse1", "mpls_lse2"))
+OVERLAYS = frozenset(("mpls_lse0", "mpls_lse1", "mpls_lse2", "nd_reserved", "nd_options_type"))
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
@@ -246,6 +258,7 @@ def extract_key(packet: bytes, in_port: int) -> bytes:
         flags = _Z2
         sll = tll = _Z6
         target = bytes(16)
+        nd_rsv = _Z4
         if not frag & FRAG_LATER:
             if nxt in _PORT_PROTOS and n >= off + 4:
                 tp = packet[off : off + 4]
@@ -254,24 +267,31 @@ def extract_key(packet: bytes, in_port: int) -> bytes:
             elif nxt == IPPROTO_ICMPV6 and n >= off + 4:
                 icmp_type, icmp_code = packet[off], packet[off + 1]
                 tp = bytes((0, icmp_type, 0, icmp_code))
-                if icmp_type in (135, 136) and icmp_code == 0 and n >= off + 24:
+                nd = icmp_type in (135, 136) and icmp_code == 0
+                if nd and n >= off + 8:
+                    nd_rsv = packet[off + 4 : off + 8]
+                if nd and n >= off + 24:
                     target = packet[off + 8 : off + 24]
                     opt = off + 24
+                    opt_type = 0  # the first link-layer address option's, either kind
                     while opt + 8 <= n:
                         olen = packet[opt + 1] * 8
                         if olen == 0:
                             break
+                        if packet[opt] in (1, 2) and olen == 8 and not opt_type:
+                            opt_type = packet[opt]
                         if packet[opt] == 1 and olen == 8 and icmp_type == 135:
                             sll = packet[opt + 2 : opt + 8]
                         elif packet[opt] == 2 and olen == 8 and icmp_type == 136:
                             tll = packet[opt + 2 : opt + 8]
                         opt += olen
+                    flags = bytes((0, opt_type))
         return b"".join(
             (
                 port,
                 eth,
                 tci,
-                _Z4,
+                nd_rsv,
                 _Z4,
                 packet[l3 + 8 : l3 + 40],  # src, dst
                 label,
@@ -435,7 +455,7 @@ def _fmt(name: str, key: bytes, mask: bytes) -> str | None:
         return s if full else f"{s}/{ipaddress.IPv6Address(m)}"
     iv = int.from_bytes(v, "big")
     im = int.from_bytes(m, "big")
-    if name in ("eth_type", "vlan_tci", "tcp_flags", "ip_frag"):
+    if name in ("eth_type", "vlan_tci", "tcp_flags", "ip_frag", "nd_reserved"):
         s = f"{iv:#0{size * 2 + 2}x}"
         return s if full else f"{s}/{im:#0{size * 2 + 2}x}"
     return str(iv) if full else f"{iv}/{im:#x}"
@@ -572,7 +592,9 @@ def format_match(key: bytes, mask: bytes) -> str:
         )
     else:
         group(l4 or "l4", [("tp_src", "src"), ("tp_dst", "dst")])
-    group("tcp_flags", [("tcp_flags", "flags")])
     if eth_type == ETH_TYPE_IPV6 and proto == IPPROTO_ICMPV6:
         group("nd", [("nd_target", "target"), ("arp_sha", "sll"), ("arp_tha", "tll")])
+        group("nd_ext", [("nd_reserved", "nd_reserved"), ("nd_options_type", "nd_options_type")])
+    else:
+        group("tcp_flags", [("tcp_flags", "flags")])
     return ",".join(parts) if parts else "<any>"

@@ -129,6 +129,8 @@ _KNOWN = {
     "nd_target",
     "nd_sll",
     "nd_tll",
+    "nd_reserved",
+    "nd_options_type",
 }
 
 
@@ -154,6 +156,8 @@ class FlowSpec:
     arp_sha: bytes = bytes(6)
     arp_tha: bytes = bytes(6)
     nd_target: bytes = bytes(16)
+    nd_reserved: int = 0
+    nd_options_type: int = 0  # the key's, as given (Open vSwitch's trace composes none)
     given: set[str] = field(default_factory=set)
 
 
@@ -260,6 +264,8 @@ def parse_flow(text: str) -> FlowSpec:
             setattr(spec, "ip_src" if name == "ipv6_src" else "ip_dst", _ip(name, value, 6))
         elif name == "nd_target":
             spec.nd_target = _ip(name, value, 6)
+        elif name in ("nd_reserved", "nd_options_type"):
+            setattr(spec, name, _int(name, value, 32 if name == "nd_reserved" else 8))
         elif name == "ipv6_label":
             spec.label = _int(name, value, 20)
         elif name == "ip_proto":
@@ -293,6 +299,7 @@ def _l4(spec: FlowSpec) -> bytes:
     if p == IPPROTO_ICMPV6 and spec.eth_type == ETH_TYPE_IPV6:
         head = struct.pack("!BBHI", spec.tp_src, spec.tp_dst, 0, 0)
         if spec.tp_src in (135, 136) and spec.tp_dst == 0:
+            head = head[:4] + struct.pack("!I", spec.nd_reserved)
             body = spec.nd_target
             if spec.tp_src == 135 and any(spec.arp_sha):
                 body += b"\x01\x01" + spec.arp_sha

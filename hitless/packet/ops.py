@@ -21,6 +21,9 @@ tp_dst
 arp_sha,    ARP sender/target hardware addresses; the source/target link-layer
 arp_tha     address option of an IPv6 neighbour solicitation/advertisement
 nd_target   the target address of an IPv6 neighbour solicitation/advertisement
+nd_reserved its 32 bits after the checksum (flags and reserved)
+nd_options_ its first option's type byte (as Open vSwitch writes it)
+type
 mpls_lse0   the top MPLS label stack entry (label, TC, bottom of stack, TTL)
 ==========  ===============================================================
 
@@ -219,7 +222,7 @@ def _locate(packet: bytes, name: str) -> _Loc | None:
             return l3, 4, _V6_LABEL, [], l3
         if name in ("tp_src", "tp_dst"):
             return _ports(packet, name, *_ipv6_l4(packet, l3), l3, IPPROTO_ICMPV6)
-        if name in ("nd_target", "arp_sha", "arp_tha"):
+        if name in ("nd_target", "arp_sha", "arp_tha", "nd_reserved", "nd_options_type"):
             return _nd(packet, name, *_ipv6_l4(packet, l3), l3)
         return None
     if eth_type in (ETH_TYPE_ARP, ETH_TYPE_RARP):
@@ -302,6 +305,10 @@ def _nd(packet: bytes, name: str, proto: int, l4: int, later: bool, l3: int) -> 
     csum = [(l4 + 2, False)]
     if name == "nd_target":
         return l4 + 8, 16, _DIRECT, csum, l3
+    if name == "nd_reserved":
+        return l4 + 4, 4, _DIRECT, csum, l3
+    if name == "nd_options_type":  # the first option's type, as Open vSwitch writes it
+        return (l4 + 24, 1, _DIRECT, csum, l3) if n > l4 + 24 else None
     want = (1, 135) if name == "arp_sha" else (2, 136)
     if icmp_type != want[1]:
         return None

@@ -165,3 +165,24 @@ def test_ct_actions_round_trip_and_kernel_rules() -> None:
     assert L.slowpath_reason(m, (Ct(nat=v6),), ct3) == "IPv6 nat"
     blob, n = L.encode_actions((Ct(nat=v6), Recirc(1)), {}, True, ct=True)
     assert L.ACTION.unpack_from(blob)[0] == L.A_OPAQUE
+
+
+def test_nd_extension_fields_stay_with_the_daemon() -> None:
+    """The program leaves nd_reserved/nd_options_type zero (as every earlier one did): a
+    flow matching them runs in the daemon, whose upcall handler re-parses an NS/NA's
+    key; an ND flow without them, or a TCP flow on tcp_flags, stays in the kernel."""
+    from hitless.datapath.actions import Output
+    from hitless.packet.flow import Match, extract_key, full_mask, make_key
+    from tests.openflow.test_nd_ext_vs_ovs import FRAMES
+
+    base = ("eth_type", "ip_proto", "tp_src")
+    nd = make_key(eth_type=0x86DD, ip_proto=58, tp_src=135, nd_reserved=5)
+    for ext in ("nd_reserved", "nd_options_type"):
+        m = Match.of(nd, full_mask(*base, ext))
+        assert L.is_nd_ext(m) and L.slowpath_reason(m, (Output(2),)) is not None
+    assert L.slowpath_reason(Match.of(nd, full_mask(*base)), (Output(2),)) is None
+    tcp = make_key(eth_type=0x86DD, ip_proto=6, tcp_flags=2)
+    assert L.slowpath_reason(Match.of(tcp, full_mask("eth_type", "ip_proto", "tcp_flags")),
+                             (Output(2),)) is None  # fmt: skip
+    assert all(L.is_nd(L.map_key(extract_key(f, 1), 0)) for f in FRAMES)
+    assert not L.is_nd(L.map_key(tcp, 0))

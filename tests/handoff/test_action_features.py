@@ -23,8 +23,11 @@ from hitless.handoff.engine import _GATED_ACTIONS, _GATED_HINT, HandoffRefused
 from hitless.handoff.protocol import FEATURES
 from hitless.openflow import ApplyActions, FlowMod, Match
 from hitless.openflow import Output as OfOutput
+from hitless.openflow import SetField as OfSetField
 from hitless.openflow.actions import SetQueue
-from hitless.openflow.constants import FlowModCommand
+from hitless.openflow.constants import FlowModCommand, OxmField
+from hitless.openflow.match import Oxm
+from hitless.openflow.nxm import ERICOXM
 from tests.handoff.pair import ALL_FEATURES, SRC, Clock, old_switch, traffic
 
 
@@ -110,4 +113,42 @@ def test_a_clone_runs_on_a_copy_and_a_peer_without_it_is_refused() -> None:
     assert "bridge br0" in msg and "clone" in msg and "ct actions" in msg, msg
     assert "action:clone" in FEATURES and Clone in _GATED_ACTIONS
     (bs,) = side.exporter(ALL_FEATURES + ("action:clone",)).precopy(clock(), True).bridges
+    assert bs.name == "br0"
+
+
+def test_rules_on_nd_extension_fields_are_refused_to_a_peer_without_them() -> None:
+    """nd_reserved/nd_options_type (Ericsson's OXM class): a build before them could not
+    restore such a rule (c0a5a15: "match field oxm_0x1000_1 is not supported"), so a
+    switch holding one refuses a peer that does not say "field:nd_ext", before anything
+    is frozen; once the rule is gone the same peer is taken."""
+    clock = Clock()
+    side, _dp, bridge = old_switch(clock)
+    nd = Match(
+        (Oxm(OxmField.ETH_TYPE, 0x86DD), Oxm(OxmField.IP_PROTO, 58),
+         Oxm(OxmField.ICMPV6_TYPE, 135), Oxm(1, 5, oxm_class=ERICOXM, width=4))
+    )  # fmt: skip
+    fm = FlowMod(command=FlowModCommand.ADD, priority=100, match=nd,
+                 instructions=(ApplyActions((OfOutput(2),)),))  # fmt: skip
+    bridge.flow_mod(fm, clock())
+    assert "field:nd_ext" in FEATURES
+    with pytest.raises(HandoffRefused) as refused:
+        side.exporter(ALL_FEATURES).precopy(clock(), True)
+    msg = str(refused.value)
+    assert "bridge br0" in msg and "nd_reserved" in msg and "del-flows" in msg, msg
+    (bs,) = side.exporter((*ALL_FEATURES, "field:nd_ext")).precopy(clock(), True).bridges
+    assert bs.openflow is not None and any(r.priority == 100 for r in bs.openflow.rules)
+
+    # a set_field of nd_options_type in a rule is refused alike; deleting the rules lets
+    # the older peer through
+    setter = FlowMod(command=FlowModCommand.ADD, priority=90, match=Match.of(eth_src=SRC),
+                     instructions=(ApplyActions((OfSetField(Oxm(2, 1, oxm_class=ERICOXM,
+                                                                width=1)),)),))  # fmt: skip
+    bridge.flow_mod(setter, clock())
+    bridge.flow_mod(FlowMod(command=FlowModCommand.DELETE_STRICT, priority=100, match=nd,
+                            table_id=0), clock())  # fmt: skip
+    with pytest.raises(HandoffRefused):
+        side.exporter(ALL_FEATURES).precopy(clock(), True)
+    bridge.flow_mod(FlowMod(command=FlowModCommand.DELETE, table_id=0xFF, match=Match()),
+                    clock())  # fmt: skip
+    (bs,) = side.exporter(ALL_FEATURES).precopy(clock(), True).bridges
     assert bs.name == "br0"

@@ -115,4 +115,5 @@ def test_ipv6_tcp_and_neighbor_solicitation() -> None:
         tp_src=135,
         arp_sha=A,
         nd_target="fe80::2",
+        nd_options_type=1,  # its SLL option's
     )

@@ -146,11 +146,11 @@ def _frames(payload: bytes) -> dict[str, tuple[bytes, list[str]]]:
         ),
         "ns": (
             _v6(58, b.icmp6(S6, D6, b.neighbor_solicitation("2001:db8::9", A))),
-            V6_COMMON + ["nd_target", "arp_sha"],
+            V6_COMMON + ["nd_target", "arp_sha", "nd_reserved"],
         ),
         "na": (
             _v6(58, b.icmp6(S6, D6, b.neighbor_advertisement("2001:db8::9", A))),
-            V6_COMMON + ["nd_target", "arp_tha"],
+            V6_COMMON + ["nd_target", "arp_tha", "nd_reserved"],
         ),
         "arp": (
             b.eth(B, A, 0x0806, b.arp(1, A, "10.0.0.1", B, "10.0.0.2")),
@@ -219,3 +219,19 @@ def test_ipv6_dscp_and_ecn_masks_leave_the_rest_of_the_traffic_class() -> None:
     key = extract_key(out, 1)
     assert field(key, "ip_tos") == 0x28 << 2 | 0x2  # ECN bits kept
     assert field(key, "ipv6_label") == 7
+
+
+def test_nd_options_type_is_the_first_link_layer_option_s_and_rewrites_it() -> None:
+    """Open vSwitch's nd_options_type: the type of the first source or target link-layer
+    address option, in a solicitation or an advertisement alike; a rewrite writes the
+    first option's type byte (none: the frame is left as it is)."""
+    ns = _frames(b"")["ns"][0]
+    assert field(extract_key(ns, 1), "nd_options_type") == 1
+    out = ops.set_field(ns, "nd_options_type", b"\x02")
+    assert b.checksums_ok(out) and out[-8] == 2
+    assert field(extract_key(out, 1), "nd_options_type") == 2
+    bare = ns[:-8]  # no option
+    assert field(extract_key(bare, 1), "nd_options_type") == 0
+    assert ops.set_field(bare, "nd_options_type", b"\x02") == bare
+    udp6 = _frames(b"")["udp6"][0]
+    assert ops.set_field(udp6, "nd_reserved", b"\0\0\0\7") == udp6

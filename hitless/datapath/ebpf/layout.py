@@ -130,6 +130,29 @@ def kernel_eligible(match: Match, key_len: int = KERNEL_KEY_LEN) -> bool:
     return not any(match.key[key_len:]) and not any(match.mask[key_len + MASK_TAIL :])
 
 
+_ND_RSV, _ND_OPT = FIELDS["nd_reserved"], FIELDS["nd_options_type"]
+
+
+def is_nd_ext(match: Match) -> bool:
+    """Whether a flow matches ICMPv6 neighbour discovery's reserved word or options
+    type: the kernel program leaves them zero in its keys (as programs before them
+    did, so a running older program is no different), the daemon parses them."""
+    m = match.mask
+    return (
+        _value(match.key, "eth_type") == 0x86DD
+        and any(m[_ND_RSV[0] : _ND_RSV[0] + _ND_RSV[1]] + m[_ND_OPT[0] : _ND_OPT[0] + 1])
+        and _exact(m, "ip_proto")
+        and _value(match.key, "ip_proto") == 58
+    )
+
+
+def is_nd(kernel_key: bytes) -> bool:
+    """Whether a kernel key is an ICMPv6 neighbour solicitation or advertisement's."""
+    return (
+        kernel_key[16:18] == b"\x86\xdd" and kernel_key[64] == 58 and kernel_key[69] in (135, 136)
+    )
+
+
 def _exact(mask: bytes, name: str) -> bool:
     off, size = FIELDS[name]
     return mask[off : off + size] == b"\xff" * size
@@ -165,6 +188,8 @@ def slowpath_reason(
         return f"more than {MAX_ACTIONS} actions"
     if _exact(match.mask, "eth_type") and _value(match.key, "eth_type") in MPLS_TYPES:
         return "MPLS (the kernel program does not parse label stacks)"
+    if is_nd_ext(match):
+        return "nd_reserved/nd_options_type (the kernel program does not parse them)"
     for i, a in enumerate(actions):
         if isinstance(a, Meter):
             return "meter"

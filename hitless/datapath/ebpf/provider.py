@@ -1324,8 +1324,9 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             reason, in_port, n, _orig, flags, ulen, kkey, udata = hdr.unpack_from(rec)
             pkt = rec[hdr.size : hdr.size + n]
             key = lay.widen(kkey)
-            if kkey[16] << 8 | kkey[17] in MPLS_TYPES:
-                # the kernel program does not parse label stacks: the daemon does
+            if kkey[16] << 8 | kkey[17] in MPLS_TYPES or L.is_nd(kkey):
+                # the kernel program does not parse label stacks, nor neighbour
+                # discovery's reserved word and options type: the daemon does
                 key = extract_key(pkt, in_port)[:CT_OFF] + key[CT_OFF:]
             if kkey[64] in (6, 17):  # ip_proto: TCP or UDP (an ARP opcode is 1 or 2)
                 pkt = complete_checksum(pkt)
