@@ -939,7 +939,10 @@ class ImportEngine:
         self.make_bridge = make_bridge
         self.restored: dict[str, tuple[HandoffBridge, HandoffDatapath]] = {}
         self.ledger = ledger.Ledger()  # what the pre-copy built (delta mode)
-        self.flow_actions: dict[str, dict[tuple[bytes, bytes], tuple[ActionV7, ...]]] = {}
+        # bridge -> (key, mask) as sent -> the actions put and the flow they made: a
+        # flow the freeze brings again with the same actions (its counters moved) has
+        # its counters set in place, not put again
+        self.flow_actions: dict[str, dict[tuple[bytes, bytes], tuple[tuple[ActionV7, ...], Any]]] = {}
         # the rules built from the pre-copy, in its order (an OpenFlow delta's indices)
         self.precopy_rules: dict[str, list[Rule]] = {}
         self.extras: dict[str, dict[str, Any]] = {}  # bridge -> its extras, from the freeze
@@ -986,16 +989,20 @@ class ImportEngine:
         revalidator baseline) learns that the old process already counted those packets
         in OpenFlow counters, so only packets from now on are credited again."""
         known = self.flow_actions.setdefault(name, {})
+        get = dp.flow_get
         for f in flows:
-            match = Match(*widen(f.key, f.mask))
-            if known.get((f.key, f.mask)) != f.actions:
+            sent = (f.key, f.mask)
+            put = known.get(sent)
+            got = put[1] if put is not None and put[0] == f.actions else None
+            if got is None or get(got.match) is not got:
+                match = Match(*widen(f.key, f.mask))
                 dp.flow_put(match, _actions(f.actions))
-                known[(f.key, f.mask)] = f.actions
-            got = dp.flow_get(match)
+                got = get(match)
+                known[sent] = (f.actions, got)
             if got is not None:
                 used = now - f.used_age if f.used_age >= 0 else 0.0
                 got.stats = FlowStats(f.packet_count, f.byte_count, used, f.tcp_flags)
-                credited[match] = (f.packet_count, f.byte_count)
+                credited[got.match] = (f.packet_count, f.byte_count)
 
     def restore(
         self,
