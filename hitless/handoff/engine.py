@@ -562,10 +562,16 @@ class ExportEngine:
             handles, slots = _final_handles(dp, fds)
             flows: list[FlowV7] = []
             removed_flows: list[tuple[bytes, bytes]] = []
+            # A flow gone by now that the pre-copy did not copy (made and removed since:
+            # at a pre-copy of many seconds, most of the removals) is not the new side's
+            # to remove. The pre-copy's keys are these only in typed (version 7) records.
+            copied_flows = images[name].flows if self.version >= DATAPATH_V7 else None
             for m in changed_flows:
                 f = dp.flow_get(m)
                 if f is None:
-                    removed_flows.append(compact(m.key, m.mask))
+                    sent = compact(m.key, m.mask)
+                    if copied_flows is None or sent in copied_flows:
+                        removed_flows.append(sent)
                 else:
                     flows.append(_flow_record(f, now))
             for f in moved:  # counters that moved since the pre-copy
