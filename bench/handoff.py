@@ -28,7 +28,8 @@ across it, the switch's own part of the gaps that overlap the freeze ("own fz") 
 of those anywhere else ("own else": the pre-copy while the old process serves, and
 after), the old process's longest serving-loop turn during the pre-copy ("old loop"),
 that turn's CPU time ("its cpu": much less than the turn means it waited for a core),
-the most CPU time any pre-copy turn used ("loop cpu") and its pre-copy time (from
+the most CPU time any pre-copy turn used ("loop cpu"), the most garbage collection in one
+pre-copy turn ("loop gc") and its pre-copy time (from
 ``hitless upgrade --json``); the machine's stalls during the run (count, longest);
 whether the long-lived TCP connection survived. Medians over ``--runs``; the ratios
 upgrade / downgrade gap to Open vSwitch's restart gap.
@@ -171,6 +172,8 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
         out["old_loop_its_cpu_ms"] = float(phases["old_loop_max_its_cpu"])
     if "old_loop_max_cpu" in phases:  # the most CPU time of any pre-copy turn
         out["old_loop_cpu_ms"] = float(phases["old_loop_max_cpu"])
+    if "old_loop_max_gc" in phases:  # the most garbage collection in one pre-copy turn
+        out["old_loop_gc_ms"] = float(phases["old_loop_max_gc"])
     if "old_precopy_send" in phases:
         out["old_precopy_ms"] = float(phases["old_precopy_send"])
     streams = classes.get("tcp-stream", [])
@@ -260,6 +263,7 @@ COLUMNS = (  # (heading, summary key, unit)
     ("old loop", "old_loop_max_ms", " ms"),
     ("its cpu", "old_loop_its_cpu_ms", " ms"),
     ("loop cpu", "old_loop_cpu_ms", " ms"),
+    ("loop gc", "old_loop_gc_ms", " ms"),
     ("pre-copy", "old_precopy_ms", " ms"),
     ("cpu stalls", "cpu_stalls", ""),
     ("longest", "cpu_stall_max_ms", " ms"),

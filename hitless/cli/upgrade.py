@@ -44,6 +44,7 @@ PHASE_LABELS = [
     ("old_loop_max", "old process: longest loop turn in pre-copy"),
     ("old_loop_max_its_cpu", "  of which CPU time of the old process"),
     ("old_loop_max_cpu", "old process: most CPU time of one turn in pre-copy"),
+    ("old_loop_max_gc", "old process: most garbage collection in one pre-copy turn"),
     ("precopy", "pre-copy import and OVSDB sync (old serving)"),
     ("frozen_wait", "old process freezes, sends the final state"),
     ("restore", "restore from the final state (old frozen)"),

@@ -16,7 +16,19 @@ reference goes; only garbage that is a reference cycle *and* outlived two young
 collections is kept, until the process is replaced (the next upgrade or restart).
 
 Every collection is watched (``gc.callbacks``): one longer than ``LOG_ABOVE`` is logged,
-and ``stats()`` gives the count and the longest pause per generation.
+``stats()`` gives the count and the longest pause per generation, and ``take_turn()``
+the collections' time since it was last called (the serving loop asks once a turn).
+
+A handoff's pre-copy copies its lists (rules, megaflows, MAC keys: 200,000 references
+and 50,000 tuples at 100,000 rules + 50,000 MACs) in one instant; young, they were walked
+by the next young collections until promoted, 6-7 ms of CPU each, twice, in two later
+turns of the old process (measured in one process, pre-copy stepped in 2 ms slices).
+``before_copy`` and ``after_copy`` bracket that instant: the young generations are
+collected just before (while they hold the usual little), and whatever the instant made
+is then set aside with ``gc.freeze`` (the permanent generation, which no collection
+walks): with no full collections that is where it would have ended up anyway, two young
+collections later. Only a reference cycle made inside that one instant and dropped
+later is never collected (freed with the process).
 """
 
 from __future__ import annotations
@@ -36,14 +48,16 @@ NO_FULL_COLLECTIONS = 2**31 - 1
 _started = 0.0
 _longest: dict[int, float] = {}
 _count: dict[int, int] = {}
+_turn = 0.0  # collections' time since take_turn()
 
 
 def _watch(phase: str, info: dict[str, Any]) -> None:
-    global _started
+    global _started, _turn
     if phase == "start":
         _started = time.perf_counter()
         return
     took = time.perf_counter() - _started
+    _turn += took
     gen = int(info.get("generation", 0))
     _count[gen] = _count.get(gen, 0) + 1
     if took > _longest.get(gen, 0.0):
@@ -71,6 +85,31 @@ def stats() -> dict[str, Any]:
         "collections": {str(g): n for g, n in sorted(_count.items())},
         "longest_ms": {str(g): round(v * 1000, 3) for g, v in sorted(_longest.items())},
     }
+
+
+def take_turn() -> float:
+    """Seconds spent in collections since the last call (0.0 without ``install``)."""
+    global _turn
+    took, _turn = _turn, 0.0
+    return took
+
+
+def installed() -> bool:
+    return _watch in gc.callbacks
+
+
+def before_copy() -> None:
+    """A pre-copy is about to copy its lists (module doc): empty the young generations
+    now, while they hold little. Nothing without ``install`` (tests, tools)."""
+    if installed():
+        gc.collect(1)
+
+
+def after_copy() -> None:
+    """The pre-copy copied its lists: set aside what the instant made, so that no young
+    collection walks it (module doc). Nothing without ``install``."""
+    if installed():
+        gc.freeze()
 
 
 def exiting() -> None:

@@ -248,28 +248,38 @@ class HandoffServer:
         return SERVING
 
     def note_loop(
-        self, seconds: float, cpu: float | None = None, where: Callable[[], str] | None = None
+        self,
+        seconds: float,
+        cpu: float | None = None,
+        where: Callable[[], str] | None = None,
+        collecting: float = 0.0,
     ) -> None:
         """One serving-loop turn took ``seconds`` (``cpu`` of them this process's CPU
-        time; ``where`` says where it went); during a pre-copy the longest turn, the CPU
-        time of that turn and the most CPU time of any turn are reported
+        time, ``collecting`` of them in garbage collections; ``where`` says where it
+        went); during a pre-copy the longest turn, the CPU time of that turn, the most
+        CPU time of any turn and the most collecting time of any turn are reported
         (``upgrade/status``, and to the new process with the freeze; where the longest
-        went, logged): a turn much longer than its CPU time waited for a core."""
+        and the busiest went, logged): a turn much longer than its CPU time waited for a
+        core."""
         rec = self.current
         if rec is None or self._frozen or rec.state not in ("hello", "pre-copy"):
             return
         ph = rec.phases
         rec.turns += 1
+
+        def said() -> str:
+            return f"{where() if where is not None else '?'}; gc {collecting * 1000:.1f}"
+
         if seconds > ph.get("loop_max", 0.0):
             ph["loop_max"] = seconds
             if cpu is not None:
                 ph["loop_max_its_cpu"] = cpu
-            if where is not None:
-                rec.longest_turn = where()
+            rec.longest_turn = said()
         if cpu is not None and cpu > ph.get("loop_max_cpu", 0.0):
             ph["loop_max_cpu"] = cpu
-            if where is not None:
-                rec.busiest_turn = where()
+            rec.busiest_turn = said()
+        if collecting > ph.get("loop_max_gc", 0.0):
+            ph["loop_max_gc"] = collecting
 
     def close(self) -> None:
         self._job = None
@@ -440,7 +450,8 @@ class HandoffServer:
         ph = rec.phases
         log.info(
             "handoff: pid %d ready after %d serving-loop turns of ours; the longest "
-            "%.1f ms (%.1f ms of CPU; %s ms), the most CPU in one turn %.1f ms (%s ms)",
+            "%.1f ms (%.1f ms of CPU; %s ms), the most CPU in one turn %.1f ms (%s ms), "
+            "the most garbage collection in one turn %.1f ms",
             rec.peer_pid,
             rec.turns,
             ph.get("loop_max", 0.0) * 1000,
@@ -448,6 +459,7 @@ class HandoffServer:
             rec.longest_turn or "?",
             ph.get("loop_max_cpu", 0.0) * 1000,
             rec.busiest_turn or "?",
+            ph.get("loop_max_gc", 0.0) * 1000,
         )
         rec.state = "frozen"
         try:

@@ -50,7 +50,7 @@ from hitless.config.ovsdb import (
     write_status,
 )
 from hitless.config.unsupported import Unsupported, notes_by_row, unsupported
-from hitless.daemon import sysstats, unixctl
+from hitless.daemon import gcwatch, sysstats, unixctl
 from hitless.daemon.clock import WarpClock
 from hitless.daemon.coverage import Coverage
 from hitless.daemon.devstatus import device_info, set_mtu
@@ -397,8 +397,9 @@ class Switch:
             cpu = time.process_time()
             self.run()
             cpu = time.process_time() - cpu
+            collecting = gcwatch.take_turn()  # young collections' time in the turn
             if self.handoff is not None:
-                self.handoff.note_loop(self.clock() - t, cpu, self._turn_sections)
+                self.handoff.note_loop(self.clock() - t, cpu, self._turn_sections, collecting)
             self._note_turn(cpu)
             if self.exiting:
                 break

@@ -21,7 +21,7 @@ from typing import Any, Protocol, cast
 
 from hitless.config.model import BridgeConfig, InterfaceStatus
 from hitless.config.ovsdb import ConfigRead, read_config
-from hitless.daemon import faults
+from hitless.daemon import faults, gcwatch
 from hitless.daemon.clock import WarpClock
 from hitless.daemon.ofmgmt import parse_sessions
 from hitless.datapath import Datapath
@@ -99,7 +99,12 @@ class SwitchExporter:
 
     def __init__(self, switch: Switch) -> None:
         self.switch = switch
-        self.engine = ExportEngine(lambda: switch.bridges, _clock(switch), _real_time(switch))
+        self.engine = ExportEngine(
+            lambda: switch.bridges,
+            _clock(switch),
+            _real_time(switch),
+            (gcwatch.before_copy, gcwatch.after_copy),
+        )
 
     def use_features(self, features: list[str]) -> None:
         """The protocol features both sides speak (``HandoffServer`` tells us)."""

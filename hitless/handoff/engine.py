@@ -426,10 +426,15 @@ class ExportEngine:
         bridges: Callable[[], Mapping[str, Running]],
         clock: Clock,
         slice_clock: Clock | None = None,
+        around_copy: tuple[Callable[[], None], Callable[[], None]] | None = None,
     ) -> None:
         self.bridges = bridges
         self.clock = clock  # state ages
         self.slice_clock = slice_clock or clock  # the pre-copy's slices: real time
+        # Called just before and just after a handoff's pre-copy copies its lists (the
+        # daemon's young-collection policy, ``hitless.daemon.gcwatch.before_copy`` and
+        # ``after_copy``); not for a pre-copy without a delta (the standby's mirror).
+        self.around_copy = around_copy
         self.baseline: _Baseline | None = None
         self.openflow_delta = False  # the peer takes OpenFlow changes as a delta
         self.patch_ports = True  # the peer adopts patch ports (told otherwise at Hello)
@@ -767,6 +772,9 @@ class PrecopyJob:
         older = 2 <= self.version < BRIDGES_V6
         typed_dp = self.version >= DATAPATH_V7  # else version 1's flows and handles
         ex._stop_tracking()
+        around = ex.around_copy if self.delta else None
+        if around is not None:
+            around[0]()
         yield  # the checks and the instant below in two turns: nothing is tracked between
         base = _Baseline(self.taken)
         book = base.ledger
@@ -793,6 +801,8 @@ class PrecopyJob:
                 else []
             )
             plans.append((name, rb, list(rb.datapath.flow_dump()), _bridge(rb).mac.keys(), rules))
+        if around is not None:
+            around[1]()
         yield
         bridges: list[Any] = []
         ct_tables: list[ConntrackV5] = []

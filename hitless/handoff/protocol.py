@@ -89,8 +89,10 @@ class Ready(msgspec.Struct, tag="ready", frozen=True):
 # What the old side tells the new one about its pre-copy (``Frozen.old_stats``, seconds):
 # built and sent ("precopy_send"); its longest serving-loop turn meanwhile ("loop_max")
 # and that turn's CPU time ("loop_max_its_cpu"); the most CPU time any one turn used
-# ("loop_max_cpu"). A turn much longer than its CPU time waited for a core.
-OLD_STATS = ("precopy_send", "loop_max", "loop_max_its_cpu", "loop_max_cpu")
+# ("loop_max_cpu"); the most time one turn spent in garbage collections ("loop_max_gc";
+# an older peer ignores keys it does not know). A turn much longer than its CPU time
+# waited for a core.
+OLD_STATS = ("precopy_send", "loop_max", "loop_max_its_cpu", "loop_max_cpu", "loop_max_gc")
 
 
 class Frozen(msgspec.Struct, tag="frozen", frozen=True):

@@ -68,3 +68,38 @@ def test_exiting_takes_everything_alive_out_of_the_final_collection() -> None:
         assert not any(o is keep for o in gc.get_objects())  # not walked any more
     finally:
         gc.unfreeze()
+
+
+def test_a_precopy_copy_is_set_aside_from_young_collections(policy: None) -> None:
+    """What a pre-copy's instant copies (lists of references, tuples) is taken out of
+    the young generations at once: no young collection walks it afterwards."""
+    try:
+        gcwatch.before_copy()
+        assert gc.get_count()[0] < 50  # collected just before (little left in there)
+        copied = [(1, bytes([i % 256])) for i in range(20_000)]
+        gcwatch.after_copy()
+        assert gc.get_freeze_count() >= len(copied)
+        young = gc.get_objects(0) + gc.get_objects(1)
+        assert not any(o is copied for o in young)
+        assert not any(o is copied for o in gc.get_objects(2))
+    finally:
+        gc.unfreeze()
+
+
+def test_without_the_policy_a_copy_is_left_as_it_is() -> None:
+    """Tests and tools that run the engines in their own process keep their collector."""
+    before = gc.get_freeze_count()
+    gcwatch.before_copy()
+    copied = [(1, bytes([i % 256])) for i in range(1000)]
+    gcwatch.after_copy()
+    assert gc.get_freeze_count() == before
+    assert len(copied) == 1000
+
+
+def test_collections_are_timed_per_turn(policy: None) -> None:
+    gcwatch.take_turn()
+    keep = [[i] for i in range(50_000)]  # several young collections
+    took = gcwatch.take_turn()
+    assert took > 0.0
+    assert gcwatch.take_turn() == 0.0  # counted once
+    assert len(keep) == 50_000
