@@ -17,6 +17,7 @@ from tests.daemon.test_qos import hitless_pair, ovs_pair
 from tests.daemon.test_sflow import collecting, ifindex
 from tests.netns import Topology, sh
 from tests.switch import Sw
+from tests.traffic import COLD, must_catch, upgrade_with
 
 pytestmark = pytest.mark.netns
 
@@ -164,11 +165,16 @@ def test_ipfix_records_as_open_vswitch_exports_them(started: Sw, topology: Topol
         assert icmp_records(parse(col.raw()), 123) == []
 
 
-def test_an_upgrade_keeps_the_ipfix_stream(started: Sw, topology: Topology) -> None:
-    """4,000 datagrams each way at 1000/s through a bridge exporting IPFIX at 1 in 20 and
-    a hitless upgrade once 1,000 have gone: none lost, and the collector sees one stream:
-    the sequence numbers go on (a new exporter would start again at 0), templates once,
-    about 400 UDP samples each way."""
+@pytest.mark.parametrize("fault", [None, "duplicate", COLD])
+def test_an_upgrade_keeps_the_ipfix_stream(
+    started: Sw, topology: Topology, fault: str | None
+) -> None:
+    """Datagrams each way at 1000/s (4,000 or more: until a second after the upgrade)
+    through a bridge exporting IPFIX at 1 in 20 and a hitless upgrade once 1,000 have
+    gone: none lost or doubled, and the collector sees one stream: the sequence numbers
+    go on (a new exporter would start again at 0), templates once, about 1 in 20 of the
+    datagrams sampled. With ``fault`` armed in the new
+    process (datagrams sent twice; an exporter started afresh) that must be caught."""
     from tests.daemon.test_bonds import two_way_udp
 
     sw = started
@@ -178,18 +184,26 @@ def test_an_upgrade_keeps_the_ipfix_stream(started: Sw, topology: Topology) -> N
                  "sampling=20", "obs_domain_id=5", "other_config:enable-output-sampling=false",
                  "--", "set", "bridge", br, "ipfix=@i")  # fmt: skip
         pid = sw.daemon_pid
-        lost_ab, lost_ba = two_way_udp(a, b, 9610, lambda: sw.hitless("upgrade"))
+        doubled: list[int] = []
+        sent: list[int] = []
+        lost_ab, lost_ba = two_way_udp(
+            a, b, 9610, lambda: upgrade_with(sw, fault), doubled, sent
+        )
         msgs = parse(col.raw())
     assert sw.daemon_pid != pid
-    assert (lost_ab, lost_ba) == (0, 0)
-    check_sequence(msgs, 5, strict=True)
-    assert sum(1 for m in msgs if m["templates"]) == 1
     udp = [r for m in msgs for _, r in m["records"] if (0, 11) in r and num(r, 11) == 9610]
     samples = sum(num(r, 2) for r in udp) // 20
-    print(f"upgrade with IPFIX at 1/20: lost {lost_ab}/{lost_ba} of 4000 each way; "
-          f"{len(msgs)} messages, sequence {msgs[0]['seq']}..{msgs[-1]['seq']} unbroken, "
-          f"{samples} UDP samples of 8000 frames (400 expected)")  # fmt: skip
-    assert 250 <= samples <= 550
+    expected = sum(sent) / 20
+    print(f"upgrade with IPFIX at 1/20: lost {lost_ab}/{lost_ba} of {sent}, doubled "
+          f"{doubled}; {len(msgs)} messages, sequence {msgs[0]['seq']}..{msgs[-1]['seq']}, "
+          f"{samples} UDP samples of {sum(sent)} frames ({expected:.0f} expected)")  # fmt: skip
+    with must_catch(fault):
+        assert (lost_ab, lost_ba) == (0, 0)
+        assert doubled == [0, 0], f"delivered twice: {doubled} (a->b, b->a)"
+        check_sequence(msgs, 5, strict=True)
+        assert sum(1 for m in msgs if m["templates"]) == 1
+        # 250-550 of the 400 expected of 8,000 before the traffic followed the upgrade
+        assert 0.625 * expected <= samples <= 1.375 * expected
 
 
 def ipfix_stats(text: str) -> dict[str, int]:

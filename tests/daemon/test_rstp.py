@@ -115,9 +115,10 @@ def test_upgrade_keeps_the_rapid_tree(started: Sw, topology: Topology, fault: st
         before = table(sw.appctl("rstp/show").stdout)
         assert wait_for(lambda: a.ping(b.addr, count=1), "ping across the tree")
         pid = sw.daemon_pid
-        lost_ab, lost_ba = two_way_udp(a, b, 9712, lambda: upgrade_with(sw, fault))
+        sent: list[int] = []  # the traffic lasts as long as the upgrade
+        lost_ab, lost_ba = two_way_udp(a, b, 9712, lambda: upgrade_with(sw, fault), None, sent)
         after = table(sw.appctl("rstp/show").stdout)
-        print(f"upgrade with RSTP: lost {lost_ab} a->b, {lost_ba} b->a of 4000; ports "
+        print(f"upgrade with RSTP: lost {lost_ab} a->b, {lost_ba} b->a of {sent}; ports "
               f"before {before}, after {after}")  # fmt: skip
         assert sw.daemon_pid != pid
         with must_catch(fault):
