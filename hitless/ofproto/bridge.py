@@ -59,7 +59,7 @@ import hashlib
 import json
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -74,6 +74,8 @@ from hitless.config.model import (
 from hitless.config.subfield import parse_subfield, prefix_fields
 from hitless.datapath.actions import (
     Action,
+    CheckPktLen,
+    Clone,
     Output,
     PopVlan,
     PushVlan,
@@ -504,14 +506,11 @@ class Bridge:
         if in_state is not None and in_state != FORWARDING:
             learn = x.learn if in_state == LEARNING else None
             return Xlate((), mask_or(x.mask, MASK_IN_PORT), f"drop: STP {in_state}", learn)
-        if not any(isinstance(a, Output) and stp.state(a.port) not in (None, FORWARDING)
-                   for a in x.actions):  # fmt: skip
-            return x
-        acts = tuple(
-            a for a in x.actions
-            if not (isinstance(a, Output) and stp.state(a.port) not in (None, FORWARDING))
-        )  # fmt: skip
-        return replace(x, actions=acts)
+        def blocked(a: Output) -> list[Any]:
+            return [] if stp.state(a.port) not in (None, FORWARDING) else [a]
+
+        acts = _map_outputs(x.actions, blocked)
+        return x if acts == x.actions else replace(x, actions=acts)
 
     def _sync_stp(self, cfg: BridgeConfig, now: float) -> None:
         """Bridge.stp_enable and other_config:stp-*: the bridge's spanning tree over its
@@ -680,12 +679,10 @@ class Bridge:
         """Each output to a port with an egress policer goes through that port's meter
         first, scoped to the output alone: what the policer drops on one port still
         reaches the others."""
-        out: list[Any] = []
-        for a in actions:
-            if isinstance(a, Output) and a.port in self._egress:
-                out.append(DpMeterAction(EGRESS_BASE + a.port, 1))
-            out.append(a)
-        return tuple(out)
+        def police(a: Output) -> list[Any]:
+            return [DpMeterAction(EGRESS_BASE + a.port, 1), a] if a.port in self._egress else [a]
+
+        return _map_outputs(actions, police) if self._egress else actions
 
     def _sync_qos(self, cfg: BridgeConfig) -> bool:
         """Port.qos: an egress-policer becomes a datapath meter per interface (cir and
@@ -1877,3 +1874,20 @@ def _mac_int(text: str | None) -> int:
     except ValueError:
         return 0
     return int.from_bytes(b, "big") if len(b) == 6 else 0
+
+
+def _map_outputs(actions: tuple[Any, ...], fn: Callable[[Output], list[Any]]) -> tuple[Any, ...]:
+    """``actions`` with each Output replaced by ``fn(output)``, inside a datapath clone's
+    actions and both check_pkt_len branches too (a clone holding a ct, an MTU check:
+    their outputs leave the switch as any other)."""
+    out: list[Any] = []
+    for a in actions:
+        if isinstance(a, Output):
+            out += fn(a)
+        elif isinstance(a, Clone):
+            out.append(Clone(_map_outputs(a.actions, fn)))
+        elif isinstance(a, CheckPktLen):
+            out.append(CheckPktLen(a.size, _map_outputs(a.gt, fn), _map_outputs(a.le, fn)))
+        else:
+            out.append(a)
+    return tuple(out)
