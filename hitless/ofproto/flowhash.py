@@ -89,6 +89,20 @@ def hash_2words(x: int, y: int) -> int:
     return hash_finish(hash_add(hash_add(x, 0), y), 8)
 
 
+def hash_uint64(x: int) -> int:
+    """lib/hash.h hash_uint64: the low word, then the high one, from basis 0."""
+    return hash_finish(hash_add(hash_add(0, x & M32), x >> 32), 8)
+
+
+def hash_bytes(data: bytes, basis: int) -> int:
+    """lib/hash.c hash_bytes: MurmurHash3 steps over little-endian 32-bit words (the tail
+    zero-padded), finished with the length."""
+    h = basis
+    for i in range(0, len(data), 4):
+        h = hash_add(h, int.from_bytes(data[i : i + 4].ljust(4, b"\0"), "little"))
+    return hash_finish(h, len(data))
+
+
 def _le(b: bytes) -> int:
     return int.from_bytes(b, "little")
 

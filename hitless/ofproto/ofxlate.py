@@ -850,7 +850,7 @@ def _resubmit(ctx: _Ctx, a: nx.Resubmit) -> None:
     if ctx.resubmits >= MAX_RESUBMITS:
         ctx.error = f"over {MAX_RESUBMITS} resubmit actions"
     deepens = table_id <= ctx.table_id
-    if deepens and ctx.depth + 1 >= MAX_DEPTH:
+    if deepens and ctx.depth >= MAX_DEPTH:  # the 65th nested lookup, as Open vSwitch 3.1
         ctx.error = f"over max translation depth {MAX_DEPTH}"
     if ctx.error is not None:
         if ctx.recorder is not None:
@@ -1503,18 +1503,37 @@ def _x_fin_timeout(ctx: _Ctx, a: nx.FinTimeout) -> None:
 
 
 def _selection_hash(ctx: _Ctx, fields: Iterable[Oxm], basis: int) -> int:
-    """A select group's ``selection_method=hash``: a hash of the bits of ``fields`` (each
-    OXM's value is the mask) whose prerequisites the packet meets, so that only those bits
-    are un-wildcarded and every packet alike in them picks the same bucket (Open vSwitch
-    hashes the same fields; not with the same function)."""
-    parts = [basis.to_bytes(8, "big")]
-    for f in fields:
-        spec = spec_of(f)
-        if spec is None or spec.name not in LOCS or not _prereqs_met(ctx, spec.name):
-            parts.append(b"-")
+    """A select group's ``selection_method=hash``, as Open vSwitch 3.1 hashes it
+    (ofproto-dpif-xlate.c pick_hash_fields_select_group): from ``hash_uint64(basis)``,
+    ``hash_bytes`` over each field's bits (each OXM's value is the mask; network byte
+    order, the field's width) whose prerequisites the packet meets, in Open vSwitch's
+    field order (its mf_field_id), not the order given; the bits hashed are read, so
+    every packet alike in them picks the same bucket."""
+    h = flowhash.hash_uint64(basis)
+    known = [(spec, f) for f in fields if (spec := spec_of(f)) is not None and spec.name in LOCS]
+    for spec, f in sorted(known, key=lambda sf: _MFF_RANK.get(sf[0].name, len(_MFF_RANK))):
+        if not _prereqs_met(ctx, spec.name):
             continue
-        parts.append((read_field(ctx, spec.name) & f.value).to_bytes(16, "big"))
-    return zlib.crc32(b"".join(parts))
+        value = read_field(ctx, spec.name) & f.value
+        h = flowhash.hash_bytes(value.to_bytes(spec.nbytes, "big"), h)
+    return h
+
+
+# Open vSwitch's field order (include/openvswitch/meta-flow.h, enum mf_field_id), in
+# hitless's names, for the fields a selection hash can name
+_MFF_RANK = {name: i for i, name in enumerate((
+    "tun_id", "tun_src", "tun_dst", "tun_ipv6_src", "tun_ipv6_dst", "tun_flags",
+    "tun_gbp_id", "tun_gbp_flags", "metadata", "in_port", "in_port_oxm", "pkt_mark",
+    *(f"reg{i}" for i in range(16)), *(f"xreg{i}" for i in range(8)),
+    *(f"xxreg{i}" for i in range(4)),
+    "eth_src", "eth_dst", "eth_type", "vlan_tci", "vlan_vid", "vlan_pcp",
+    "mpls_label", "mpls_tc", "mpls_bos", "mpls_ttl",
+    "ip_src", "ip_dst", "ipv6_src", "ipv6_dst", "ipv6_label", "nw_proto", "ip_dscp",
+    "nw_tos", "nw_ecn", "nw_ttl", "ip_frag", "arp_op", "arp_spa", "arp_tpa", "arp_sha",
+    "arp_tha", "tcp_src", "tcp_dst", "tcp_flags", "udp_src", "udp_dst", "sctp_src",
+    "sctp_dst", "icmp_type", "icmp_code", "icmpv6_type", "icmpv6_code", "nd_target",
+    "nd_sll", "nd_tll",
+))}  # fmt: skip
 
 
 def _prereqs_met(ctx: _Ctx, name: str) -> bool:
@@ -1824,13 +1843,12 @@ def _group(ctx: _Ctx, gid: int) -> None:
                 ctx.recorder.event("not_live", index=i, port=b.watch_port)
     elif g.type == GroupType.SELECT:
         live = [(i, b.weight or 1) for i, b in enumerate(g.buckets) if _live(ctx, b.watch_port)]
-        if live:
-            sel = g.selection
-            if sel is not None and sel.method == "hash" and sel.fields:
-                h = _selection_hash(ctx, sel.fields, sel.param)
-            else:  # dp_hash or none: the packet's addresses and ports
-                ctx.mask |= _HASH
-                h = zlib.crc32(bytes(a & m for a, m in zip(ctx.cur, _HASH_BYTES, strict=True)))
+        sel = g.selection
+        if live and sel is not None and sel.method == "hash" and sel.fields:
+            chosen = _best_live_bucket(ctx, g, live, _selection_hash(ctx, sel.fields, sel.param))
+        elif live:  # dp_hash or none: the packet's addresses and ports
+            ctx.mask |= _HASH
+            h = zlib.crc32(bytes(a & m for a, m in zip(ctx.cur, _HASH_BYTES, strict=True)))
             pick = h % sum(w for _, w in live)
             for i, w in live:
                 if pick < w:
@@ -1839,13 +1857,14 @@ def _group(ctx: _Ctx, gid: int) -> None:
                 pick -= w
     if ctx.recorder is not None:
         picks = g.type in (GroupType.SELECT, GroupType.FF)  # one bucket, told
-        ctx.recorder.event("group", group_id=gid, chosen=list(chosen), picks=picks)
+        ids = [_bucket_id(g, i) for i in chosen]
+        ctx.recorder.event("group", group_id=gid, chosen=ids, picks=picks)
     was_mpls = ctx.was_mpls
     for i in chosen:
         ctx.credits.append(BucketCounter(g, i))
         saved, meta, in_port = ctx.cur, ctx.meta, ctx.in_port
         if ctx.recorder is not None:
-            ctx.recorder.event("bucket", index=i)
+            ctx.recorder.event("bucket", index=_bucket_id(g, i))
         todo = bucket_actions(g.buckets[i].actions)
         if not todo and ctx.recorder is not None:
             ctx.recorder.event("empty")
@@ -1853,7 +1872,7 @@ def _group(ctx: _Ctx, gid: int) -> None:
         if ctx.fork is not None:
             return  # a check_pkt_larger in the bucket: the branches go on from there
         if ctx.recorder is not None:
-            ctx.recorder.event("bucket_end", index=i)
+            ctx.recorder.event("bucket_end", index=_bucket_id(g, i))
         _seal_pause(ctx)  # a pause in a bucket freezes that copy alone (Open vSwitch)
         _seal_freeze(ctx)  # so does the recirculation after a pop in it
         # Each bucket acts on its own copy: the packet, the registers, metadata and
@@ -1868,6 +1887,28 @@ def _group(ctx: _Ctx, gid: int) -> None:
 
 
 _HASH_BYTES = _HASH.to_bytes(KEY_LEN, "big")
+
+
+def _bucket_id(g: Group, i: int) -> int:
+    """Bucket ``i``'s id: OpenFlow 1.5's, else its position (as Open vSwitch numbers them)."""
+    bid = g.buckets[i].bucket_id
+    return i if bid is None else bid
+
+
+def _best_live_bucket(ctx: _Ctx, g: Group, live: list[tuple[int, int]], basis: int) -> list[int]:
+    """Open vSwitch 3.1's choice for ``selection_method=hash`` (ofproto-dpif-xlate.c
+    group_best_live_bucket): each live bucket scores the low 16 bits of a hash of its id
+    and ``basis`` (the packet's fields), times its weight; the highest score wins, a tie
+    going to the later bucket. The trace tells each score, as Open vSwitch's does."""
+    best, best_score = None, 0
+    for i, weight in live:
+        bid = _bucket_id(g, i)
+        score = (flowhash.hash_2words(bid, basis) & 0xFFFF) * weight
+        if score >= best_score:
+            best, best_score = i, score
+        if ctx.recorder is not None:
+            ctx.recorder.event("detail", text=f"bucket {bid}: score {score}")
+    return [] if best is None else [best]
 
 # A bucket's actions are an action set in Open vSwitch 3.1 (ofpacts_execute_action_set,
 # seen in its traces): the last of each of these kinds, in this order; then every

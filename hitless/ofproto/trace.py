@@ -33,7 +33,7 @@ from hitless.datapath.actions import format_actions
 from hitless.datapath.conntrack import CS_NEW, CS_TRK, NatSpec, format_ct_state
 from hitless.ofproto.fields import LOCS
 from hitless.ofproto.oftable import OfState, Rule
-from hitless.ofproto.ofxlate import xlate_openflow
+from hitless.ofproto.ofxlate import MAX_RESUBMITS, xlate_openflow
 from hitless.ofproto.xlate import SwitchState, Xlate
 from hitless.openflow import actions as of
 from hitless.openflow.nxm import Subfield
@@ -71,7 +71,7 @@ class Tracer:
         self._action_set: list[str] = []
         self._key: bytes | None = None
         self.final_key: bytes | None = None
-        self.final_regs: tuple[tuple[int, int], ...] = ()  # (number, value) at the end
+        self.final_meta = 0  # the pipeline fields (registers, tunnel...) at the end
         self.recircs: list[Recirculation] = []  # ct(table=) forks, in order
 
     # Recorder --------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class Tracer:
         self._cur.append(Node("detail", "A clone of the packet is forked to recirculate. "
                               f"The forked pipeline will be resumed at table {table_id}."))  # fmt: skip
         self.recircs.append(
-            Recirculation(recirc_id, blob, table_id, zone, key, _regs(meta), nat)
+            Recirculation(recirc_id, blob, table_id, zone, key, meta, nat)
         )
 
     def _on_ct_untracked(self, kind: str) -> None:
@@ -177,11 +177,11 @@ class Tracer:
         if reason.startswith("dec_ttl"):
             v4 = self._key is not None and key_field(self._key, "eth_type") == ETH_TYPE_IPV4
             reason = f"{'IPv4' if v4 else 'IPv6'} decrement TTL exception"
-        self._cur.append(Node("warn", reason))
+        self._cur.append(Node("error" if reason.startswith(_ERRORS) else "warn", reason))
 
     def _on_end(self, kind: str, key: bytes, meta: int = 0) -> None:
         self.final_key = key
-        self.final_regs = _regs(meta)
+        self.final_meta = meta
 
     # Rendering ---------------------------------------------------------------------
     def render(self) -> str:
@@ -194,17 +194,74 @@ def _regs(meta: int) -> tuple[tuple[int, int], ...]:
     return tuple((n, v) for n in range(16) if (v := LOCS[f"reg{n}"].get(meta)))
 
 
+def _hex0(v: int) -> str:
+    return f"{v:#x}" if v else "0"  # C's %#x: "0", not "0x0"
+
+
+def _pipeline_parts(meta: int) -> tuple[list[str], list[str]]:
+    """The pipeline fields Open vSwitch 3.1 shows in a flow (its flow_format, measured
+    side by side): ``pkt_mark`` if not zero, before the protocol; then, after the
+    registers, the tunnel: with a destination (IPv4 or IPv6) its whole header, tun_id
+    left out (shown only with the datapath's key flag, which no OpenFlow action sets),
+    without one tun_id alone if not zero; then ``metadata`` if not zero."""
+
+    def get(name: str) -> int:
+        return LOCS[name].get(meta)
+
+    first = [f"pkt_mark={v:#x}"] if (v := get("pkt_mark")) else []
+    after: list[str] = []
+    if get("tun_dst") or get("tun_ipv6_dst"):
+        after += [
+            f"tun_src={ipaddress.IPv4Address(get('tun_src'))}",
+            f"tun_dst={ipaddress.IPv4Address(get('tun_dst'))}",
+            f"tun_ipv6_src={ipaddress.IPv6Address(get('tun_ipv6_src'))}",
+            f"tun_ipv6_dst={ipaddress.IPv6Address(get('tun_ipv6_dst'))}",
+            f"tun_gbp_id={get('tun_gbp_id')}",
+            f"tun_gbp_flags={get('tun_gbp_flags')}",
+            "tun_tos=0",
+            "tun_ttl=0",
+            f"tun_erspan_ver={get('tun_erspan_ver')}",
+            f"gtpu_flags={_hex0(get('tun_gtpu_flags'))}",
+            f"gtpu_msgtype={get('tun_gtpu_msgtype')}",
+            f"tun_flags={'oam' if get('tun_flags') & 1 else '0'}",
+        ]
+    elif v := get("tun_id"):
+        after.append(f"tun_id={v:#x}")
+    if v := get("metadata"):
+        after.append(f"metadata={v:#x}")
+    return first, after
+
+
+# The pipeline fields Open vSwitch's flow holds (a change to any of them is a "Final
+# flow", even one it does not print, such as tun_src without a tunnel destination).
+_FLOW_FIELDS = (
+    *(f"reg{n}" for n in range(16)), "pkt_mark", "metadata", "tun_id", "tun_src", "tun_dst",
+    "tun_ipv6_src", "tun_ipv6_dst", "tun_flags", "tun_gbp_id", "tun_gbp_flags",
+    "tun_erspan_idx", "tun_erspan_ver", "tun_erspan_dir", "tun_erspan_hwid",
+    "tun_gtpu_flags", "tun_gtpu_msgtype",
+)  # fmt: skip
+
+
+def _visible(meta: int) -> tuple[int, ...]:
+    return tuple(LOCS[n].get(meta) for n in _FLOW_FIELDS)
+
+
+def _flow(key: bytes, meta: int) -> str:
+    first, after = _pipeline_parts(meta)
+    return format_flow(key, _regs(meta), first, after)
+
+
 @dataclass(frozen=True, slots=True)
 class Recirculation:
     """A ``ct(table=)`` fork a trace follows: its id and frozen state, the table it
-    resumes in, the zone, and the packet (key, registers) as it was at the ct."""
+    resumes in, the zone, and the packet (key, pipeline fields) as it was at the ct."""
 
     recirc_id: int
     blob: bytes
     table_id: int
     zone: int
     key: bytes
-    regs: tuple[tuple[int, int], ...]
+    meta: int
     nat: NatSpec | None = None  # the ct's nat, if it has one
 
 
@@ -278,8 +335,8 @@ def trace(
         lines += [
             f"\n{rule}\nrecirc({r.recirc_id:#x}) - resume conntrack with default "
             f"ct_state=trk|new (use --ct-next to customize)\n{nat_lines}{rule}\n\n",
-            f"Flow: {_recirc_flow(rkey, r.regs)}\n",
-            *_result(sub, rkey, rx, r.regs),
+            f"Flow: {_recirc_flow(rkey, r.meta)}\n",
+            *_result(sub, rkey, rx, r.meta),
         ]
         queue += sub.recircs
     return "".join(lines), x
@@ -317,34 +374,45 @@ def _ip_flow(key: bytes, nat: NatSpec) -> str:
     return f"ipv6_src=[{src6}],tp_src={sp},ipv6_dst=[{dst6}],tp_dst={dp}"
 
 
-def _recirc_flow(key: bytes, regs: tuple[tuple[int, int], ...] = ()) -> str:
-    """A recirculated flow as Open vSwitch prints it: the recirculation and ct fields
-    first, then "eth" and the flow."""
-    head = [f"recirc_id={key_field(key, 'recirc_id'):#x}"]
+def _recirc_flow(key: bytes, meta: int = 0) -> str:
+    """A recirculated flow as Open vSwitch prints it: pkt_mark, the recirculation and ct
+    fields first, then "eth" and the flow."""
+    first, after = _pipeline_parts(meta)
+    head = [*first, f"recirc_id={key_field(key, 'recirc_id'):#x}"]
     st = key_field(key, "ct_state")
     if st:
         head.append(f"ct_state={format_ct_state(st)}")
     for name in ("ct_zone", "ct_mark"):
         if v := key_field(key, name):
             head.append(f"{name}={v if name == 'ct_zone' else hex(v)}")
-    return ",".join([*head, "eth", format_flow(key, regs)])
+    return ",".join([*head, "eth", format_flow(key, _regs(meta), (), after)])
 
 
-def _result(
-    tracer: Tracer, key: bytes, x: Xlate, start_regs: tuple[tuple[int, int], ...] = ()
-) -> list[str]:
+def _result(tracer: Tracer, key: bytes, x: Xlate, start_meta: int = 0) -> list[str]:
     """The tree, then the Final flow, Megaflow and Datapath actions lines."""
     final = tracer.final_key if tracer.final_key is not None else key
-    regs = tracer.final_regs
+    meta = tracer.final_meta if tracer.final_key is not None else start_meta
     lines = [tracer.render(), "\n"]
-    if final == key and regs == start_regs:
+    if final == key and _visible(meta) == _visible(start_meta):
         lines.append("Final flow: unchanged\n")
     elif key_field(final, "recirc_id"):
-        lines.append(f"Final flow: {_recirc_flow(final, regs)}\n")
+        lines.append(f"Final flow: {_recirc_flow(final, meta)}\n")
     else:
-        lines.append(f"Final flow: {format_flow(final, regs)}\n")
+        lines.append(f"Final flow: {_flow(final, meta)}\n")
     lines.append(f"Megaflow: {format_megaflow(key, x.mask)}\n")
     lines.append(f"Datapath actions: {format_actions(x.actions) if x.actions else 'drop'}\n")
     if x.reason.startswith("drop: openflow: "):  # a translation error (too deep...)
-        lines.append(f"\nTranslation failed ({x.reason[16:]}), packet is dropped.\n")
+        why = x.reason[16:]
+        why = next((text for start, text in _ERRORS_TEXT if why.startswith(start)), why)
+        lines.append(f"Translation failed ({why}), packet is dropped.\n")
     return lines
+
+
+# Translation errors as Open vSwitch 3.1 reports them: an error line in the tree, then
+# "Translation failed" with its xlate_strerror() text (seen side by side, the 65th
+# nested resubmit: tests/daemon/test_fields_vs_ovs.py)
+_ERRORS_TEXT = (
+    ("over max translation depth", "Recursion too deep"),
+    (f"over {MAX_RESUBMITS} resubmit actions", "Too many resubmits"),
+)
+_ERRORS = tuple(start for start, _ in _ERRORS_TEXT)

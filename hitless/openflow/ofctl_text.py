@@ -321,12 +321,20 @@ _SET_NAMES: dict[int, tuple[str, Callable[[int], str]]] = {
 }
 
 
+# Nicira-class fields whose set_field value is an address
+_NX_ADDRESSES: dict[str, Callable[[int], str]] = {
+    "tun_src": _ip4, "tun_dst": _ip4, "tun_ipv6_src": _ip6, "tun_ipv6_dst": _ip6,
+}  # fmt: skip
+
+
 def _set_field(a: of.SetField) -> str:
     o = a.field
     spec = _SET_NAMES.get(o.field) if o.oxm_class == 0x8000 else None
     if spec is None:
         if o.name in _MPLS_NAMES or o.name in ("nd_reserved", "nd_options_type"):
             return f"set_field:{o.value}->{o.name}"
+        if o.name in _NX_ADDRESSES:  # as Open vSwitch writes them: addresses
+            return f"set_field:{_NX_ADDRESSES[o.name](o.value)}->{o.name}"
         return f"set_field:{o.value:#x}->{o.name}"
     name, fmt = spec
     return f"set_field:{fmt(o.value)}->{name}"

@@ -384,13 +384,19 @@ def format_port(port: int) -> str:
     return str(port)
 
 
-def format_flow(key: bytes, regs: Iterable[tuple[int, int]] = ()) -> str:
+def format_flow(
+    key: bytes,
+    regs: Iterable[tuple[int, int]] = (),
+    first: Iterable[str] = (),
+    after_regs: Iterable[str] = (),
+) -> str:
     """A flow key as ``ofproto/trace`` prints it (its "Flow:" line); ``regs``: the
     registers that are not zero, (number, value), printed after the protocol as Open
-    vSwitch does."""
+    vSwitch does; ``first`` (``pkt_mark=..``) goes before the protocol, ``after_regs``
+    (the tunnel fields, ``metadata=..``) between the registers and ``in_port``."""
     et = key_field(key, "eth_type")
     proto = key_field(key, "ip_proto")
-    parts: list[str] = []
+    parts: list[str] = list(first)
     short = None
     if et == ETH_TYPE_IPV4:
         short = {1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"}.get(proto, "ip")
@@ -403,6 +409,7 @@ def format_flow(key: bytes, regs: Iterable[tuple[int, int]] = ()) -> str:
     if short:
         parts.append(short)
     parts += [f"reg{n}={v:#x}" for n, v in regs if v]
+    parts += after_regs
     parts.append(f"in_port={format_port(key_field(key, 'in_port'))}")
     tci = key_field(key, "vlan_tci")
     if tci & VLAN_PRESENT:
