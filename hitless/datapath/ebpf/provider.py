@@ -908,7 +908,10 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
         """``duplicate`` on a datapath the kernel forwards: every flow in the kernel sends
         its frames twice (each output doubled: a clone_redirect, then the output) until
         its counter has counted ``packets`` more, or ``limit`` seconds have passed (see
-        ``run``), as the netdev datapath sends its first batches twice."""
+        ``run``), as the netdev datapath sends its first batches twice. The kernel does
+        not count down: this process looks every millisecond meanwhile (``wait``) and
+        puts each flow back once it has counted them, so a few more may go twice (it
+        waited for the next frame, up to a second, and ~1,000 went twice)."""
         if self._hands_off:
             return
         for f in self._kernel_flows():
@@ -1393,6 +1396,8 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
 
         if self._hands_off:
             return
+        if self._doubled:  # fault tests only: look again at once (see ``fault_duplicate``)
+            poller.timer_wait(1)
         if self._upcalls:
             poller.immediate_wake()
             return
