@@ -9,11 +9,13 @@ import os
 import re
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from hitless.datapath.dummy import read_pcap
 from hitless.packet.flowstr import build_packet, parse_flow
+from tests.daemon.test_every_action import _load_each_version
 from tests.ovs_dummy import Ovs, ovs  # noqa: F401 (fixture)
 from tests.switch import Sw
 from tests.wait import wait_for
@@ -86,6 +88,42 @@ def set_up_both(
         for r in rules:
             s.ofctl("add-flow", r)
     return sides
+
+
+def traced_by_both(both: tuple[Side, Side], flows: list[str]) -> list[tuple[str, str, str]]:
+    """``ofproto/trace br0 in_port=1,FLOW`` of each flow on both switches, each answered
+    without error by both: (flow, Open vSwitch's text, hitless's text) per flow."""
+    o, h = both
+    out = []
+    for flow in flows:
+        args = ["ofproto/trace", "br0", f"in_port=1,{flow}"]
+        ro, rh = o.appctl(*args), h.appctl(*args)
+        assert ro.returncode == rh.returncode == 0, (flow, ro.stderr, rh.stderr)
+        out.append((flow, ro.stdout, rh.stdout))
+    return out
+
+
+# What differs between two loads of one table: ovs-ofctl's log lines' time, rules' ages.
+_LOAD_STAMP = re.compile(
+    r"\d{4}-\d\d-\d\dT[\d:.]+Z\|\d+\||duration=[0-9.]+s, |idle_age=\d+, |hard_age=\d+, "
+)
+
+
+def loaded_by_both(
+    both: tuple[Side, Side], rules: list[str], tmp_path: Path
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``rules`` added and dumped with stock ovs-ofctl in each OpenFlow version on both
+    switches (tests/daemon/test_every_action.py's procedure), times and ages removed:
+    (Open vSwitch's outcome per version, hitless's)."""
+    flows = tmp_path / "flows.txt"
+    flows.write_text("\n".join(rules) + "\n")
+    out = []
+    for s in both:
+        loaded = _load_each_version(
+            f"unix:{s.rundir}/br0.mgmt", {**os.environ, "OVS_RUNDIR": s.rundir}, flows
+        )
+        out.append({v: _LOAD_STAMP.sub("", t) for v, t in loaded.items()})
+    return out[0], out[1]
 
 
 def run(cmd: list[str], rundir: str) -> subprocess.CompletedProcess[str]:

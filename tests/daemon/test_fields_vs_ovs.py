@@ -17,8 +17,6 @@ tests/daemon/test_nx_flows.py's register table (its traffic runs in that file)."
 
 from __future__ import annotations
 
-import os
-import re
 import struct
 from pathlib import Path
 
@@ -26,8 +24,7 @@ import pytest
 
 from hitless.packet.flowstr import build_packet, parse_flow
 from tests.daemon import test_nx_flows
-from tests.daemon.test_appctl_vs_ovs import Side, set_up_both
-from tests.daemon.test_every_action import _load_each_version
+from tests.daemon.test_appctl_vs_ovs import Side, loaded_by_both, set_up_both, traced_by_both
 from tests.daemon.test_group_vs_ovs import PORTS, VSCTL_SETUP, _tree, sent_by_both
 from tests.ovs_dummy import Ovs, ovs  # noqa: F401 (fixture)
 from tests.switch import Sw
@@ -221,7 +218,6 @@ def test_fields_match_and_actions_act_as_open_vswitch(both: tuple[Side, Side]) -
     assert frames[3].hex() in want[4]
 
 
-_STAMP = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z\|\d+\|")  # ovs-ofctl's log lines' time
 TRACED = (
     [udp(c, proto=p) for c in MULTIPATH for p in ("tcp", "udp")]
     # tunnel addresses written (the Final flow with the tunnel header), the 65th
@@ -233,33 +229,21 @@ TRACED = (
 
 def test_traces_as_open_vswitch(both: tuple[Side, Side]) -> None:
     """Every case's trace (one switch pair for all: each costs two daemons' start)."""
-    o, h = both
-    differ = []
-    for flow in TRACED:
-        args = ["ofproto/trace", "br0", f"in_port=1,{flow}"]
-        ro, rh = o.appctl(*args), h.appctl(*args)
-        assert ro.returncode == rh.returncode == 0, (flow, ro.stderr, rh.stderr)
-        if _tree(rh.stdout) != _tree(ro.stdout):
-            differ.append(f"{flow}\nOVS:\n{ro.stdout}\nhitless:\n{rh.stdout}")
+    differ = [
+        f"{f}\nOVS:\n{t}\nhitless:\n{u}"
+        for f, t, u in traced_by_both(both, TRACED)
+        if _tree(u) != _tree(t)
+    ]
     assert not differ, "\n".join(differ)
 
 
 def test_tables_load_and_dump_alike_in_every_openflow_version(
     both: tuple[Side, Side], tmp_path: Path
 ) -> None:
-    """This file's table, then tests/daemon/test_nx_flows.py's register table without
-    its write_metadata/goto_table rule (in OpenFlow 1.0 Open vSwitch refuses to add it,
-    hitless adds it and its 1.0 dump is one ovs-ofctl cannot parse: OFPBAC_UNSUPPORTED_ORDER,
-    left to the OpenFlow codec's owner)."""
-    nx_rules = [r for r in test_nx_flows.table(2, 3, 4) if "write_metadata" not in r]
-    for rules in (RULES, nx_rules):
-        flows = tmp_path / "flows.txt"
-        flows.write_text("\n".join(rules) + "\n")
-        out = []
-        for s in both:
-            target = f"unix:{s.rundir}/br0.mgmt"
-            out.append(_load_each_version(target, {**os.environ, "OVS_RUNDIR": s.rundir}, flows))
-        theirs, ours = ({v: _STAMP.sub("", t) for v, t in o.items()} for o in out)
+    """This file's table, then tests/daemon/test_nx_flows.py's register table (in
+    OpenFlow 1.0 both refuse its write_metadata/goto_table rule, with the same error)."""
+    for rules in (RULES, test_nx_flows.table(2, 3, 4)):
+        theirs, ours = loaded_by_both(both, rules, tmp_path)
         assert "rc=0\nrc=0\nrc=0" in theirs["OpenFlow13"], theirs["OpenFlow13"]
         for v in theirs:
             assert ours[v] == theirs[v], f"{v}\nOVS:\n{theirs[v]}\nhitless:\n{ours[v]}"

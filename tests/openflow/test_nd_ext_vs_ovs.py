@@ -11,16 +11,13 @@ version. Before these fields were in the flow key, hitless refused such rules
 
 from __future__ import annotations
 
-import os
-import re
 import struct
 from pathlib import Path
 
 import pytest
 
 from hitless.packet.ops import checksum
-from tests.daemon.test_appctl_vs_ovs import Side, set_up_both
-from tests.daemon.test_every_action import _load_each_version
+from tests.daemon.test_appctl_vs_ovs import Side, loaded_by_both, set_up_both, traced_by_both
 from tests.daemon.test_group_vs_ovs import PORTS, VSCTL_SETUP, _tree, sent_by_both
 from tests.ovs_dummy import Ovs, ovs  # noqa: F401 (fixture)
 from tests.switch import Sw
@@ -96,7 +93,6 @@ TRACED = [
     "icmp6,icmpv6_type=136,nd_target=fe80::2,nd_options_type=2",
 ]
 
-_STAMP = re.compile(r"duration=[0-9.]+s, |idle_age=\d+, |hard_age=\d+, ")
 
 
 @pytest.fixture
@@ -127,28 +123,17 @@ def _walk(text: str) -> list[str]:
 
 
 def test_traces_as_open_vswitch(both: tuple[Side, Side]) -> None:
-    o, h = both
-    differ = []
-    for flow in TRACED:
-        args = ["ofproto/trace", "br0", f"in_port=1,{flow}"]
-        ro, rh = o.appctl(*args), h.appctl(*args)
-        assert ro.returncode == rh.returncode == 0, (flow, ro.stderr, rh.stderr)
-        assert "nd_reserved" in ro.stdout or "nd_options_type" in ro.stdout, ro.stdout
-        if _walk(rh.stdout) != _walk(ro.stdout):
-            differ.append(f"{flow}\nOVS:\n{ro.stdout}\nhitless:\n{rh.stdout}")
+    traces = traced_by_both(both, TRACED)
+    for flow, theirs, _ in traces:
+        assert "nd_reserved" in theirs or "nd_options_type" in theirs, (flow, theirs)
+    differ = [f"{f}\nOVS:\n{t}\nhitless:\n{u}" for f, t, u in traces if _walk(u) != _walk(t)]
     assert not differ, "\n".join(differ)
 
 
 def test_rules_load_and_dump_alike_in_every_openflow_version(
     both: tuple[Side, Side], tmp_path: Path
 ) -> None:
-    flows = tmp_path / "flows.txt"
-    flows.write_text("\n".join(RULES) + "\n")
-    out = []
-    for s in both:
-        target = f"unix:{s.rundir}/br0.mgmt"
-        out.append(_load_each_version(target, {**os.environ, "OVS_RUNDIR": s.rundir}, flows))
-    theirs, ours = ({v: _STAMP.sub("", t) for v, t in o.items()} for o in out)
+    theirs, ours = loaded_by_both(both, RULES, tmp_path)
     assert "nd_reserved=5" in theirs["OpenFlow13"], theirs["OpenFlow13"]
     for v in theirs:
         assert ours[v] == theirs[v], f"{v}\nOVS:\n{theirs[v]}\nhitless:\n{ours[v]}"
