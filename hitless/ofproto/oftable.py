@@ -227,32 +227,16 @@ def _check_prereqs(match: OfMatch) -> None:
             raise _bad_match(f"{oxm.name} without its prerequisite", BadMatchCode.BAD_PREREQ)
 
 
-def _tlv_refs(a: Action) -> Iterator[int]:
-    """The tun_metadata indexes an action writes or reads (nested actions included)."""
+def _action_fields(a: Action) -> Iterator[tuple[int, int]]:
+    """(OXM class, field) of each field an action writes or reads (nested actions too)."""
     if isinstance(a, (SetField, nx.RegLoad2)):
-        idx = tun_metadata_index(a.field.oxm_class, a.field.field)
-        if idx is not None:
-            yield idx
+        yield a.field.oxm_class, a.field.field
     for name in ("src", "dst", "field"):
         sf = getattr(a, name, None)
         if isinstance(sf, Subfield):
-            idx = tun_metadata_index(sf.ref.oxm_class, sf.ref.field)
-            if idx is not None:
-                yield idx
+            yield sf.ref.oxm_class, sf.ref.field
     for inner in getattr(a, "actions", ()) or ():
-        yield from _tlv_refs(inner)
-
-
-def _field_classes(a: Action) -> Iterator[int]:
-    """The OXM classes of the fields an action writes or reads (nested actions too)."""
-    if isinstance(a, (SetField, nx.RegLoad2)):
-        yield a.field.oxm_class
-    for name in ("src", "dst", "field"):
-        sf = getattr(a, name, None)
-        if isinstance(sf, Subfield):
-            yield sf.ref.oxm_class
-    for inner in getattr(a, "actions", ()) or ():
-        yield from _field_classes(inner)
+        yield from _action_fields(inner)
 
 
 # -- Rules, tables -------------------------------------------------------------------------
@@ -1170,40 +1154,32 @@ class OfState:
                 BadActionCode.BAD_SET_LEN,
             )
 
-    def tlv_in_use(self, indexes: Iterable[int]) -> int | None:
-        """One of ``indexes`` (tun_metadata fields) that a rule matches or writes, or None."""
-        wanted = set(indexes)
+    def _fields_used(self) -> Iterator[tuple[int, int]]:
+        """(OXM class, field) of each field a rule matches, or a rule or a group bucket
+        writes or reads: rules first, in order, each its match then its actions."""
         for r in self.rules():
             for o in r.match.fields:
-                if tun_metadata_index(o.oxm_class, o.field) in wanted:
-                    return tun_metadata_index(o.oxm_class, o.field)
+                yield o.oxm_class, o.field
             for a in r.actions():
-                for idx in _tlv_refs(a):
-                    if idx in wanted:
-                        return idx
+                yield from _action_fields(a)
         for g in self.groups.values():
             for b in g.buckets:
                 for a in b.actions:
-                    for idx in _tlv_refs(a):
-                        if idx in wanted:
-                            return idx
+                    yield from _action_fields(a)
+
+    def tlv_in_use(self, indexes: Iterable[int]) -> int | None:
+        """One of ``indexes`` (tun_metadata fields) that a rule matches or writes, or None."""
+        wanted = set(indexes)
+        for cls, field in self._fields_used():
+            idx = tun_metadata_index(cls, field)
+            if idx is not None and idx in wanted:
+                return idx
         return None
 
     def uses_oxm_class(self, oxm_class: int) -> bool:
         """Whether a rule matches, or a rule or group bucket writes or reads, a field of
         ``oxm_class`` (a handoff to a build without such fields is refused)."""
-        for r in self.rules():
-            if any(o.oxm_class == oxm_class for o in r.match.fields):
-                return True
-            if any(c == oxm_class for a in r.actions() for c in _field_classes(a)):
-                return True
-        return any(
-            c == oxm_class
-            for g in self.groups.values()
-            for b in g.buckets
-            for a in b.actions
-            for c in _field_classes(a)
-        )
+        return any(cls == oxm_class for cls, _ in self._fields_used())
 
     # -- flow-mod --
     def validate_instructions(self, table_id: int, insts: tuple[Instruction, ...]) -> None:
