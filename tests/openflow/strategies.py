@@ -88,7 +88,8 @@ def instructions() -> st.SearchStrategy[a.Instruction]:
     )
 
 
-instruction_lists = st.lists(instructions(), max_size=4).map(tuple)
+# OpenFlow allows each instruction type once in a rule (1.3 §7.2.5: OFPBIC_DUP_INST)
+instruction_lists = st.lists(instructions(), max_size=4, unique_by=type).map(tuple)
 buckets = st.lists(
     st.builds(m.Bucket, weight=u16, watch_port=u32, watch_group=u32, actions=action_lists),
     max_size=3,
@@ -581,7 +582,7 @@ def updates(v14: bool) -> st.SearchStrategy[fm.FlowUpdate]:
         event=st.sampled_from([0, 1, 2, 3] if v14 else [1, 2, 3]),
         table_id=u8, reason=u8, priority=u16, idle_timeout=u16, hard_timeout=u16, cookie=u64,
         match=matches(),
-        instructions=st.one_of(st.none(), st.lists(instructions(), min_size=1, max_size=3).map(tuple)),
+        instructions=st.one_of(st.none(), st.lists(instructions(), min_size=1, max_size=3, unique_by=type).map(tuple)),
     )  # fmt: skip
     abbrev = st.builds(fm.FlowUpdate, event=st.just(4), xid=u32)
     paused = st.builds(fm.FlowUpdate, event=st.sampled_from([5, 6]))
