@@ -9,7 +9,7 @@ or ``handoff_op``, or the impact harness's ``measure`` (or the package tests'
 ``measure_switch``) around an operation named ``upgrade`` or ``downgrade`` (or
 ``apt-upgrade``...); or by an operation so named passed to any call together with an
 ``assert`` on something ``lost`` (a test that counts its own traffic: the OVN router's,
-the side-by-side conntrack runs, ``two_way_udp``'s users). Checked statically (the test
+the side-by-side conntrack runs). Checked statically (the test
 functions' source), so a new zero-loss test without its fault cases fails here before
 anyone trusts it."""
 
@@ -121,40 +121,10 @@ EXEMPT: dict[str, Exempt] = {
 # Tests whose written-out fault list lacks the blackout or the duplicate case, and why:
 # the same ``Exempt`` as above (its evidence checked the same way).
 NARROW: dict[str, Exempt] = {
-    # Counted, not timed: ``tests.daemon.test_bonds.two_way_udp``'s sinks see each
-    # datagram lost or doubled but not when it came, so a blackout (frames queue, none
-    # lost) cannot show; the timed claim on the same netdev path is the shared traffic's
-    # (tests/handoff/test_netdev_upgrade.py, armed with BREAKS).
-    **{
-        f"tests/daemon/{name}": Exempt(
-            "its datagrams are counted by two_way_udp, not timed: a blackout queues them"
-            " and loses none; it is armed with what breaks its own claim (doubled"
-            " datagrams counted, an exporter or mirror started afresh)",
-            ("two_way_udp(", "doubled == [0, 0]"),
-        )
-        for name in (
-            "test_ipfix.py::test_an_upgrade_keeps_the_ipfix_stream",
-            "test_mirror.py::test_an_upgrade_under_traffic_keeps_the_mirror_and_the_counters",
-        )
-    },
-    # State-kept tests of the layers a cold restart forgets (spanning trees, sFlow and
-    # NetFlow agents, tc trees): armed with ``COLD``; their traffic only proves the
-    # switch forwarded, counted by two_way_udp (lost, not doubled or late).
-    **{
-        f"tests/daemon/{name}": Exempt(
-            "a state-kept test of a layer the cold restart forgets, armed with COLD; its"
-            " datagrams counted by two_way_udp (lost ones only, untimed), so neither a"
-            " blackout nor a duplicate could show in them",
-            ("two_way_udp(", "must_catch(fault)"),
-        )
-        for name in (
-            "test_netflow.py::test_an_upgrade_keeps_the_netflow_exporter",
-            "test_qos.py::test_upgrade_keeps_the_shaper_and_the_policer",
-            "test_rstp.py::test_upgrade_keeps_the_rapid_tree",
-            "test_sflow.py::test_an_upgrade_keeps_the_sflow_agent",
-            "test_stp.py::test_upgrade_keeps_the_tree",
-        )
-    },
+    # None now: the state-kept tests of the layers beside the forwarding (spanning
+    # trees, mirrors, exporters, tc trees), which counted their own UDP untimed, run
+    # it through ``tests.traffic.upgrade_under_udp`` (timed, the shared judgement) and
+    # are armed with the blackout and the duplicate besides their COLD case.
 }
 
 # Faults after which the old process serves on (the handoff rolls back): a test armed

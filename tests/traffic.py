@@ -49,14 +49,17 @@ __all__ = [
     "Bound",
     "assert_handoff_traffic",
     "bound_of",
+    "caught_in_traffic",
     "fault_env",
     "handoff_op",
     "handoff_under_traffic",
     "judge",
     "lease_bound",
     "must_catch",
+    "upgrade_under_udp",
     "upgrade_with",
     "violations",
+    "what_the_switch_did",
     "with_cpu_waits",
     "with_fault_windows",
 ]
@@ -151,16 +154,19 @@ def upgrade_with(sw: Sw, fault: str | None, *args: str) -> dict:
 
 
 @contextmanager
-def must_catch(fault: str | None) -> Iterator[None]:
+def must_catch(
+    fault: str | None, broken: tuple[type[Exception], ...] = ()
+) -> Iterator[None]:
     """Around a state-kept test's checks: clean (``fault`` None) they must pass; with
     ``fault`` armed in the new process one of them must fail, else the test fails
-    saying the fault went unnoticed."""
+    saying the fault went unnoticed. ``broken``: errors that are such a failure too (a
+    session the new process closed: ``OSError`` from its socket)."""
     if fault is None:
         yield
         return
     try:
         yield
-    except AssertionError as e:
+    except (AssertionError, *broken) as e:
         print(f"{fault} caught: {str(e).splitlines()[0] if str(e) else repr(e)}")
         return
     raise AssertionError(f"{fault} went unnoticed: every state check passed")
@@ -352,3 +358,42 @@ def with_cpu_waits(res: ImpactResult, cpu: Sampler, t0: float) -> ImpactResult:
     when its operation started), which the bound excuses (``hitless.impact.bounds``)."""
     print(f"cpu wait sampled for pids {cpu.pids} (SCHED_FIFO: {cpu.realtime})")
     return dataclasses.replace(res, cpu_waits=cpu.owned(t0))
+
+
+def upgrade_under_udp(
+    sw: Sw,
+    hosts: Sequence[Host],
+    fault: str | None,
+    *,
+    port: int | None = None,
+    relays: Sequence[int] = (),
+) -> tuple[list[str], ImpactResult]:
+    """``hitless upgrade`` (``fault`` armed in the new process; it must succeed) inside
+    sequenced UDP alone between the two ``hosts``, 1,000/s each way (the shared
+    traffic's udp class): 4 s of it with the upgrade 1 s in, and 2 s more after the
+    command returned. The shared assertion's problems under the bound of the reported
+    freeze (lost, doubled, held or delayed beyond it: a ``blackout:100`` queues without
+    losing and is caught by its time), and the traffic: ``res.classes`` is the stream
+    a->b (destination port ``port``), then b->a (``port + 1``), each with its ``sent``,
+    ``received`` and ``duplicates``. For the state-kept tests of the layers beside the
+    forwarding (spanning trees, mirrors, exporters, tc trees): their traffic is judged
+    as every handoff's. ``relays``: pids of other switches the traffic crosses, whose
+    waits for a CPU are excused as the switch's are."""
+    report, res = handoff_under_traffic(
+        sw, hosts, "upgrade", fault=fault, duration=4, at=1, classes=("udp",), port=port,
+        relays=relays,
+    )  # fmt: skip
+    assert report["ok"], report
+    assert [c.kind for c in res.classes] == ["udp", "udp"], summary(res)
+    return violations(res, bound_of([report])), res
+
+
+def caught_in_traffic(problems: list[str], fault: str | None, res: ImpactResult) -> bool:
+    """For a fault the traffic itself must show (``BREAKS``: a blackout, a duplicate):
+    the shared judgement (``judge``: the problem it implies was reported), and True: the
+    test is done. Otherwise (clean, or a fault its state checks must catch) False, and
+    the test goes on to those checks, ``problems`` among them."""
+    if fault is None or fault not in BREAKS:
+        return False
+    judge(problems, fault, res)
+    return True

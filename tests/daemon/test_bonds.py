@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -300,21 +297,16 @@ def test_updelay_and_downdelay_on_real_links_as_open_vswitch(
     assert theirs == ours, (theirs, ours)
 
 
-# ``count`` datagrams; given a stop file (argv[4]), at least that many and on until 1,000
-# more have gone after the file appeared. Prints how many it sent.
+# ``count`` datagrams, one per millisecond. Prints how many it sent.
 _SOURCE_SCRIPT = r"""
-import os, socket, sys, time
+import socket, sys, time
 dst, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-stop = sys.argv[4] if len(sys.argv) > 4 else None
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 t0 = time.monotonic()
 i = 0
-end = count if stop is None else None
-while end is None or i < end:
+while i < count:
     s.sendto(i.to_bytes(8, "big"), (dst, port))
     i += 1
-    if end is None and os.path.exists(stop):
-        end = max(count, i + 1000)
     delay = t0 + i / 1000 - time.monotonic()
     if delay > 0:
         time.sleep(delay)  # pacing: one datagram per millisecond
@@ -371,49 +363,6 @@ def test_upgrade_keeps_the_active_member_and_loses_nothing(
     assert sw.daemon_pid != pid
     assert active_member(sw, "bond0") == other
     judge(problems, fault, res)
-
-
-def two_way_udp(
-    a: Host,
-    b: Host,
-    port: int,
-    during: Callable[[], object],
-    doubled: list[int] | None = None,
-    sent: list[int] | None = None,
-) -> tuple[int, int]:
-    """Numbered datagrams each way between a and b at 1000/s; ``during()`` runs once a
-    has sent 1000, and the traffic goes on until 1000 more have gone after it returned
-    (4000 at least). Returns the datagrams lost (a->b, b->a); ``doubled`` gets how many
-    arrived more than once, ``sent`` how many were sent (a->b, b->a each). It sent 4000
-    and no more once: an upgrade whose new process took more than 3 s to start (load 7)
-    came after the traffic, and its armed duplicate doubled none of the datagrams."""
-    count = 4000
-    a.set_neigh(b.addr, b.mac)
-    b.set_neigh(a.addr, a.mac)
-    sink_b, sink_a = UdpSink(b, port, idle=3.0), UdpSink(a, port, idle=3.0)
-    sent0 = root_counter(a.switch_port, "rx_packets")
-    stop = Path(tempfile.mkdtemp(prefix="hl-2way-")) / "stop"
-    try:
-        senders = [
-            a.popen([sys.executable, "-c", _SOURCE_SCRIPT, b.addr, str(port), str(count), str(stop)]),
-            b.popen([sys.executable, "-c", _SOURCE_SCRIPT, a.addr, str(port), str(count), str(stop)]),
-        ]
-        assert wait_for(lambda: root_counter(a.switch_port, "rx_packets") - sent0 >= 1000)
-        during()
-        stop.touch()
-        went = []
-        for s in senders:
-            out, err = s.communicate(timeout=120)
-            assert s.returncode == 0, err
-            went.append(int(out.split()[-1]))
-    finally:
-        shutil.rmtree(stop.parent, ignore_errors=True)
-    if sent is not None:
-        sent += went
-    got_b, got_a = sink_b.seqs(), sink_a.seqs()
-    if doubled is not None:
-        doubled += [len(got_b) - len(set(got_b)), len(got_a) - len(set(got_a))]
-    return went[0] - len(set(got_b)), went[1] - len(set(got_a))
 
 
 def root_mac(dev: str) -> str:

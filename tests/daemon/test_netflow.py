@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 
 from hitless.ofproto.netflow import decode_netflow
-from tests.daemon.test_bonds import two_way_udp
 from tests.daemon.test_qos import hitless_pair, ovs_pair
 from tests.daemon.test_sflow import collecting
 from tests.netns import Topology, sh
 from tests.switch import Sw
-from tests.traffic import COLD, must_catch, upgrade_with
+from tests.traffic import COLD, caught_in_traffic, must_catch, upgrade_under_udp
 
 pytestmark = pytest.mark.netns
 
@@ -88,31 +87,35 @@ def test_netflow_records_as_open_vswitch_sends_them(started: Sw, topology: Topol
     assert 0 < r["first"] <= r["last"] <= decode_netflow(ours[0])["uptime"]
 
 
-@pytest.mark.parametrize("fault", [None, COLD])
+@pytest.mark.parametrize("fault", [None, "blackout:100", "duplicate", COLD])
 def test_an_upgrade_keeps_the_netflow_exporter(
     started: Sw, topology: Topology, fault: str | None
 ) -> None:
     """One exporter throughout (sequence and uptime go on) and every datagram counted
-    once across the two processes; a new process that starts cold must fail that."""
+    once across the two processes, the traffic judged as every handoff's; a new
+    process that stops reading for 100 ms, sends frames twice or starts cold must fail
+    that."""
     sw = started
     a, b, br = hitless_pair(sw, topology, "10.79.2")
     with collecting(tail=8.0) as col:
         sw.vsctl(*_row(col.port), "--", "set", "bridge", br, "netflow=@n")
         assert a.ping(b.addr, count=5, interval=0.01)
-        sent: list[int] = []  # the traffic lasts as long as the upgrade
-        lost = two_way_udp(a, b, 9713, lambda: upgrade_with(sw, fault), None, sent)
+        problems, res = upgrade_under_udp(sw, [a, b], fault, port=9713)
         dgrams = col.raw()
+    if caught_in_traffic(problems, fault, res):
+        return
+    sent = [c.sent for c in res.classes]
     heads = [decode_netflow(d) for d in dgrams]
     recs = records(dgrams)
     udp = [r for r in recs if r["proto"] == 17]
-    print(f"upgrade with NetFlow: lost {lost} of {sent}; {len(dgrams)} datagrams, UDP records "
+    print(f"upgrade with NetFlow: {problems}, sent {sent}; {len(dgrams)} datagrams, UDP records "
           f"{[(r['src'], r['packets']) for r in udp]}")  # fmt: skip
-    assert lost == (0, 0)
     with must_catch(fault):
         assert [h["seq"] for h in heads] == list(range(1, len(heads) + 1))  # one exporter
         assert [h["uptime"] for h in heads] == sorted(h["uptime"] for h in heads)
         # Every datagram of both directions counted once, across the two processes.
         assert sorted(r["packets"] for r in udp) == sorted(sent)
+        assert not problems, problems
 
 
 def test_sflow_and_netflow_on_an_ebpf_bridge(started: Sw, topology: Topology) -> None:

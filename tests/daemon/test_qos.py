@@ -15,7 +15,7 @@ import pytest
 from hitless.impact.switches import OvsSwitch
 from tests.netns import Host, Topology, sh, unique_name
 from tests.switch import Sw
-from tests.traffic import COLD, must_catch, upgrade_with
+from tests.traffic import COLD, RATES, caught_in_traffic, must_catch, upgrade_under_udp
 from tests.wait import wait_for
 
 pytestmark = pytest.mark.netns
@@ -280,18 +280,18 @@ def sent_bytes(dev: str, classid: str) -> int:
     return int(words[words.index("Sent") + 1])
 
 
-@pytest.mark.parametrize("fault", [None, COLD])
+@pytest.mark.parametrize("fault", [None, "blackout:100", "duplicate", COLD])
 def test_upgrade_keeps_the_shaper_and_the_policer(
     started: Sw, topology: Topology, fault: str | None
 ) -> None:
-    """The tc tree is adopted, not rebuilt (its counters go on), and both limits hold
-    afterwards; a new process that starts cold (rebuilding the tree) must fail that."""
-    from tests.daemon.test_bonds import two_way_udp
-
+    """The tc tree is adopted, not rebuilt (its counters go on), the traffic through it
+    judged as every handoff's, and both limits hold afterwards; a new process that
+    stops reading for 100 ms, sends frames twice or starts cold (rebuilding the tree)
+    must fail that."""
     sw = started
     a, b, _ = hitless_pair(sw, topology, "10.77.5")
     # b's port shaped at 20 Mbit/s (tc), a's policed at 10 Mbit/s (datapath): 1000
-    # datagrams/s each way stay well under both.
+    # datagrams/s each way (106-byte frames: 0.85 Mbit/s) stay well under both.
     sw.vsctl("set", "port", b.switch_port, "qos=@q", "--", "--id=@q", "create", "qos",
              "type=linux-htb", "other_config:max-rate=20000000")  # fmt: skip
     sw.vsctl("set", "port", a.switch_port, "qos=@p", "--", "--id=@p", "create", "qos",
@@ -303,16 +303,18 @@ def test_upgrade_keeps_the_shaper_and_the_policer(
     assert before > 0
 
     pid = sw.daemon_pid
-    sent: list[int] = []  # the traffic lasts as long as the upgrade
-    lost_ab, lost_ba = two_way_udp(a, b, 9600, lambda: upgrade_with(sw, fault), None, sent)
-    print(f"upgrade with linux-htb and egress-policer ports: lost {lost_ab} a->b, {lost_ba} b->a "
-          f"of {sent}")  # fmt: skip
+    problems, res = upgrade_under_udp(sw, [a, b], fault, port=9600)
+    sent = [c.sent for c in res.classes]
+    print(f"upgrade with linux-htb and egress-policer ports: {problems}, sent {sent}")
     assert sw.daemon_pid != pid
-    assert (lost_ab, lost_ba) == (0, 0)
+    if caught_in_traffic(problems, fault, res):
+        return
     # The same tree (its counters went on: not rebuilt), not applied again.
     with must_catch(fault):
-        assert sent_bytes(b.switch_port, "1:1") >= before + sent[0] * 42  # 42: an empty UDP frame
+        # each of a's datagrams: its payload and 42 bytes of Ethernet, IPv4 and UDP headers
+        assert sent_bytes(b.switch_port, "1:1") >= before + sent[0] * (42 + RATES.udp_size)
         assert sw.log().count("egress shaping applied") == applied
+        assert not problems, problems
     # Both limits still hold in the new process.
     to_b = tcp_mbit(a, b)
     to_a = tcp_mbit(b, a)

@@ -21,11 +21,10 @@ from typing import Any
 import pytest
 
 from hitless.ofproto.sflow import FLOW_SOURCE, decode_datagram
-from tests.daemon.test_bonds import two_way_udp
 from tests.daemon.test_qos import hitless_pair, ovs_pair
 from tests.netns import Topology, sh
 from tests.switch import Sw, run
-from tests.traffic import COLD, must_catch, upgrade_with
+from tests.traffic import COLD, caught_in_traffic, must_catch, upgrade_under_udp
 from tests.upgrade.builds import build
 from tests.wait import wait_for
 
@@ -189,25 +188,27 @@ def test_sflow_samples_reach_a_collector_as_open_vswitch_sends_them(
         assert flows(col.stop()) == []
 
 
-@pytest.mark.parametrize("fault", [None, COLD])
+@pytest.mark.parametrize("fault", [None, "blackout:100", "duplicate", COLD])
 def test_an_upgrade_keeps_the_sflow_agent(
     started: Sw, topology: Topology, fault: str | None
 ) -> None:
-    """One agent throughout (sequence numbers and uptime go on); a new process that
-    starts cold must fail that."""
+    """One agent throughout (sequence numbers and uptime go on), the traffic judged as
+    every handoff's; a new process that stops reading for 100 ms, sends frames twice
+    or starts cold must fail that."""
     sw = started
     a, b, br = hitless_pair(sw, topology, "10.78.2")
     with collecting() as col:
         sw.vsctl(*_sflow_row(col.port)[1:], "--", "set", "bridge", br, "sflow=@s")
-        sent: list[int] = []  # the traffic lasts as long as the upgrade
-        lost = two_way_udp(a, b, 9711, lambda: upgrade_with(sw, fault), None, sent)
+        problems, res = upgrade_under_udp(sw, [a, b], fault, port=9711)
         dgrams = col.stop()
+    if caught_in_traffic(problems, fault, res):
+        return
+    sent = [c.sent for c in res.classes]
     fs = flows(dgrams)
     udp = [f for f in fs if dict(f["records"])[1]["header"][23] == 17]
     expected = sum(sent) / 10
-    print(f"upgrade with sFlow: lost {lost} of {sent}; {len(dgrams)} datagrams, "
+    print(f"upgrade with sFlow: {problems}, sent {sent}; {len(dgrams)} datagrams, "
           f"{len(udp)} UDP samples of {sum(sent)} frames ({expected:.0f} expected)")  # fmt: skip
-    assert lost == (0, 0)
     # One agent throughout: no sequence restarts at 1, uptime never goes back.
     assert "not sent" not in sw.log()
     with must_catch(fault):
@@ -218,6 +219,7 @@ def test_an_upgrade_keeps_the_sflow_agent(
         assert 0.8125 * expected <= len(udp) <= 1.1875 * expected, len(udp)
         ports = {ifindex(a.switch_port), ifindex(b.switch_port)}
         assert all({f["input"], f["output"]} == ports for f in udp)
+        assert not problems, problems
 
 
 def test_a_downgrade_to_a_build_without_sflow_is_refused_up_front(
