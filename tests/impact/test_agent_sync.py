@@ -15,7 +15,9 @@ namespace of their own (no port shared with anything else on the machine)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
 import signal
 import subprocess
@@ -134,6 +136,36 @@ def test_a_stream_whose_last_datagram_is_lost_ends_after_the_drain(
     finally:
         rx.kill()
         rx.wait()
+
+
+@pytest.mark.parametrize("kind", ["udp-recv", "tcp-stream-server"])
+def test_an_agent_that_ends_as_sigterms_come_exits_cleanly(
+    ns: str, tmp_path: Path, kind: str
+) -> None:
+    """The harness sends SIGTERM to every listener still running once the senders have
+    gone, when one that ended on its own (a TCP stream server whose client closed) may
+    be exiting. SIGTERMs every 0.2 ms from ready until it has gone, three times: it
+    exits 0, its records written, each time (it died -15: the interpreter's exit puts a
+    Python handler's signal back to its default; 20 of 20 so before the agents ignored
+    SIGTERM once done)."""
+    for i in range(3):
+        out = tmp_path / f"{i}.jsonl"
+        p = subprocess.Popen(
+            _agent(ns, kind, "--bind", "127.0.0.1", "--port", str(PORT + i),
+                   "--end", str(time.monotonic() + 0.3), "--out", str(out)),
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert p.stderr is not None and p.stderr.readline().strip() == "ready"
+            while p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGTERM)
+                time.sleep(0.0002)  # pacing: the signals, until it has gone
+            assert p.returncode == 0, (p.returncode, p.stderr.read())
+            assert out.exists(), "no records written"  # (none received: an empty file)
+        finally:
+            p.kill()
+            p.wait()
 
 
 def test_a_sender_with_go_starts_at_the_time_written_there(ns: str, tmp_path: Path) -> None:
