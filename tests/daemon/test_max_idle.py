@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.daemon.test_testhooks import FLOW, dummy_bridge, ofctl
 from tests.switch import Sw
+from tests.traffic import must_catch, upgrade_with
 from tests.wait import wait_for
 
 
@@ -70,11 +73,15 @@ def idle_for(sw: Sw) -> float:
     return float(m.group(1)) if m else -1.0
 
 
-def test_a_handoff_sweeps_handed_over_megaflows_with_the_configured_max_idle(started: Sw) -> None:
+@pytest.mark.parametrize("fault", [None, "flush-after-adopt"])
+def test_a_handoff_sweeps_handed_over_megaflows_with_the_configured_max_idle(
+    started: Sw, fault: str | None
+) -> None:
     """The new process sweeps the megaflows it adopted before its first packet: with the
     Open_vSwitch row's max-idle (600 s here), not the 10 s default, so a megaflow idle for
     more than 10 s survives the upgrade. Real time: the new process's clock takes over
-    a warp only after that sweep, so time/warp cannot stand in here."""
+    a warp only after that sweep, so time/warp cannot stand in here. A new process that
+    flushes what it adopted (no traffic relearns it here) must fail that."""
     sw = started
     dummy_bridge(sw, pcap=False)
     sw.vsctl("set", "Open_vSwitch", ".", "other_config:max-idle=600000")
@@ -82,5 +89,6 @@ def test_a_handoff_sweeps_handed_over_megaflows_with_the_configured_max_idle(sta
     learn_one(sw)
     sw.appctl("netdev-dummy/receive", "p1", FLOW)  # a hit on the megaflow: used is set
     wait_for(lambda: idle_for(sw) > 10.5, "the megaflow to be idle for over 10 s", timeout=40)
-    sw.hitless("upgrade")
-    assert megaflows(sw) > 0, "the new process swept the megaflow with the default max-idle"
+    upgrade_with(sw, fault)
+    with must_catch(fault):
+        assert megaflows(sw) > 0, "the new process swept the megaflow with the default max-idle"

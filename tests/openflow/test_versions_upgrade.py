@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -59,6 +60,7 @@ from hitless.openflow.nxmsg import (
 )
 from tests.netns import unique_suffix
 from tests.switch import Sw
+from tests.traffic import COLD, fault_env, must_catch
 
 BIN = Path(sys.executable).parent
 
@@ -145,7 +147,9 @@ def _nxst_flow_request(xid: int) -> bytes:
     return struct.pack("!BBHI", 1, 16, 8 + len(body), xid) + body
 
 
-def test_1_0_1_1_1_2_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
+# A new process that starts cold (no OpenFlow session adopted: each closed) must fail it.
+@pytest.mark.parametrize("fault", [None, COLD])
+def test_1_0_1_1_1_2_and_1_5_sessions_cross_an_upgrade(started: Sw, fault: str | None) -> None:
     br = f"bru{unique_suffix()}"
     started.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=dummy")
     started.vsctl("--", "--id=@m", "get", "bridge", br)  # the bridge exists
@@ -172,7 +176,18 @@ def test_1_0_1_1_1_2_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
 
     with of10.answering_echoes(), of15.answering_echoes(), of11.answering_echoes(), \
             of12.answering_echoes():  # fmt: skip
-        _upgrade_in_place(started, old)
+        _upgrade_in_place(started, old, fault)
+    with must_catch(fault, broken=(OSError,)):
+        _sessions_went_on(snoop, snoop_ino, of10, of11, of12, of15, geneve, md)
+    for c in (of10, of11, of12, of15):
+        c.sock.close()
+
+
+def _sessions_went_on(
+    snoop: str, snoop_ino: int, of10: Client, of11: Client, of12: Client, of15: Client,
+    geneve: TlvMap, md: Match,
+) -> None:
+    """What ``test_1_0_1_1_1_2_and_1_5_sessions_cross_an_upgrade`` checks afterwards."""
     # The snoop listener was handed over (same socket file) and the new process serves
     # it: with no controller connected it closes the snooper at once, as Open vSwitch.
     assert os.stat(snoop).st_ino == snoop_ino
@@ -220,16 +235,15 @@ def test_1_0_1_1_1_2_and_1_5_sessions_cross_an_upgrade(started: Sw) -> None:
     got12 = of12.next()
     assert isinstance(got12, FlowStatsReply) and got12.xid == 13 and got12.stats
     assert of12.conn.version == 3
-    for c in (of10, of11, of12, of15):
-        c.sock.close()
 
 
-def _upgrade_in_place(started: Sw, old: int | None) -> dict[str, Any]:
-    """``hitless upgrade --json`` to this build: its report, once it said ok and a new
-    process (not ``old``) serves."""
+def _upgrade_in_place(started: Sw, old: int | None, fault: str | None = None) -> dict[str, Any]:
+    """``hitless upgrade --json`` to this build (``fault`` armed in the new process):
+    its report, once it said ok and a new process (not ``old``) serves."""
     r = subprocess.run(
         [str(BIN / "hitless"), "upgrade", "--rundir", str(started.rundir.path), "--json"],
-        capture_output=True, text=True, timeout=120, cwd="/", env=dict(os.environ),
+        capture_output=True, text=True, timeout=120, cwd="/",
+        env={**os.environ, **(fault_env(fault) or {})},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     report: dict[str, Any] = json.loads(r.stdout)
@@ -433,13 +447,14 @@ def test_sessions_of_an_older_build_survive_the_upgrade_to_this_one(sw: Sw, prev
         assert "event=ADDED" in out and "udp" in out, out
 
 
-def test_flow_monitors_cross_an_upgrade(started: Sw) -> None:
+@pytest.mark.parametrize("fault", [None, COLD])
+def test_flow_monitors_cross_an_upgrade(started: Sw, fault: str | None) -> None:
     """Stock ``ovs-ofctl monitor`` in 1.0 (NXST_FLOW_MONITOR) and in 1.4
     (OFPMP_FLOW_MONITOR) keep their connection and their monitors across ``hitless
     upgrade``: a rule added afterwards reaches both as an update. A table's eviction
-    flag (1.4 OFPT_TABLE_MOD) is still set afterwards."""
-    import signal
-
+    flag (1.4 OFPT_TABLE_MOD) is still set afterwards. A new process that starts cold
+    (no session adopted: the monitors' connections closed; the table configuration, a
+    carried extra, gone) must fail that."""
     from tests.wait import wait_for
 
     br = f"brm{unique_suffix()}"
@@ -468,40 +483,51 @@ def test_flow_monitors_cross_an_upgrade(started: Sw) -> None:
         mod = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "mod-table", br, "2", "evict"],
                              capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
         assert mod.returncode == 0, mod
-        old = started.daemon_pid
-        r = subprocess.run(
-            [str(BIN / "hitless"), "upgrade", "--rundir", str(rundir), "--json"],
-            capture_output=True, text=True, timeout=120, cwd="/", env=dict(os.environ),
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        assert started.daemon_pid not in (None, old)
+        _upgrade_in_place(started, started.daemon_pid, fault)
         add = subprocess.run(["ovs-ofctl", "add-flow", br, "priority=7,udp,actions=output:1"],
                              capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
         assert add.returncode == 0, add
-        for p, ctl in mons:
-            assert p.poll() is None, "the monitor lost its connection"
-            appctl(ctl, "ofctl/barrier")
-        # the table configuration (OFPT_TABLE_MOD) came along too
-        desc = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-table-desc", br],
-                              capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
-        assert "table 2:\n   eviction=on" in desc.stdout, desc.stdout[:400]
-        assert "table 3:\n   eviction=off" in desc.stdout
+        with must_catch(fault):
+            for p, ctl in mons:
+                assert p.poll() is None, "the monitor lost its connection"
+                appctl(ctl, "ofctl/barrier")
+            for out in stopped(mons):
+                assert "event=ADDED table=0 cookie=0 udp actions=output:1" in out, out
+                assert "disconnected" not in out.lower(), out
+                assert "connection closed" not in out.lower(), out
+            # the table configuration (OFPT_TABLE_MOD) came along too
+            desc = subprocess.run(["ovs-ofctl", "-O", "OpenFlow14", "dump-table-desc", br],
+                                  capture_output=True, text=True, timeout=30, env=env)  # fmt: skip
+            assert "table 2:\n   eviction=on" in desc.stdout, desc.stdout[:400]
+            assert "table 3:\n   eviction=off" in desc.stdout
     finally:
-        outs = []
-        for p, _ in mons:
-            os.kill(p.pid, signal.SIGTERM)
-            outs.append(p.communicate(timeout=30)[0])
-    for out in outs:
-        assert "event=ADDED table=0 cookie=0 udp actions=output:1" in out, out
-        assert "disconnected" not in out.lower() and "connection closed" not in out.lower(), out
+        stopped(mons)
 
 
-def test_a_1_0_controller_keeps_its_session_across_an_upgrade(started: Sw) -> None:
+def stopped(mons: list[tuple[subprocess.Popen[str], Path]]) -> list[str]:
+    """The output of each ``ovs-ofctl monitor`` once stopped (SIGTERM if still running);
+    a second call finds them stopped and returns ''s."""
+    outs = []
+    for p, _ in mons:
+        if p.returncode is not None:
+            outs.append("")
+            continue
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        outs.append(p.communicate(timeout=30)[0])
+    return outs
+
+
+@pytest.mark.parametrize("fault", [None, COLD])
+def test_a_1_0_controller_keeps_its_session_across_an_upgrade(
+    started: Sw, fault: str | None
+) -> None:
     """A controller of the Controller table (the switch connects to it, tcp:) that speaks
     only OpenFlow 1.0 with Nicira's formats, as a 1.3 one does across ``hitless upgrade``
     (tests/handoff/test_session_upgrade.py): the same TCP connection, no new one; half a
     message sent before is finished after; the flow it added answered in NXST_FLOW; a
-    packet-in arriving as NXT_PACKET_IN."""
+    packet-in arriving as NXT_PACKET_IN. A new process that starts cold (its sessions
+    closed, the controller connected to afresh) must fail that."""
     br = f"brc{unique_suffix()}"
     with socket.socket() as ls:
         ls.bind(("127.0.0.1", 0))
@@ -524,32 +550,45 @@ def test_a_1_0_controller_keeps_its_session_across_an_upgrade(started: Sw) -> No
         ctl.send_partial(EchoRequest(xid=7, data=b"across the upgrade"), 10)
         old = started.daemon_pid
         with ctl.answering_echoes():
-            _upgrade_in_place(started, old)
-        ctl.finish_partial()
-        echo = ctl.next()
-        assert isinstance(echo, EchoReply) and echo.data == b"across the upgrade", echo
-        ctl.sock.sendall(_nxst_flow_request(8))
-        reply = ctl.next()
-        assert isinstance(reply, FlowStatsReply) and reply.xid == 8
-        assert [x.priority for x in reply.stats] == [77], reply
-        frame = bytes.fromhex("ffffffffffff020000007409" + "88b5" + "00" * 46)
-        ctl.send(PacketOut(xid=9, in_port=Port.CONTROLLER, actions=(Output(Port.CONTROLLER),),
-                           data=frame))  # fmt: skip
-        pin = ctl.next()
-        assert isinstance(pin, Experimenter) and (pin.experimenter, pin.exp_type) == (0x2320, 17)
-        assert pin.data.endswith(frame)
-        ls.settimeout(0)
-        with pytest.raises(BlockingIOError):
-            ls.accept()  # the switch never connected again
-        status = started.vsctl("--bare", "--columns=is_connected", "find", "Controller",
-                               f'target="{target}"').stdout.strip()  # fmt: skip
-        assert status == "true", status
+            _upgrade_in_place(started, old, fault)
+        with must_catch(fault, broken=(OSError,)):
+            _controller_went_on(started, ls, ctl, target)
         ctl.sock.close()
 
 
-def test_port_ages_cross_an_upgrade(started: Sw) -> None:
+def _controller_went_on(started: Sw, ls: socket.socket, ctl: Client, target: str) -> None:
+    """What ``test_a_1_0_controller_keeps_its_session_across_an_upgrade`` checks after."""
+    ctl.finish_partial()
+    echo = ctl.next()
+    assert isinstance(echo, EchoReply) and echo.data == b"across the upgrade", echo
+    ctl.sock.sendall(_nxst_flow_request(8))
+    reply = ctl.next()
+    assert isinstance(reply, FlowStatsReply) and reply.xid == 8
+    assert [x.priority for x in reply.stats] == [77], reply
+    frame = bytes.fromhex("ffffffffffff020000007409" + "88b5" + "00" * 46)
+    ctl.send(PacketOut(xid=9, in_port=Port.CONTROLLER, actions=(Output(Port.CONTROLLER),),
+                       data=frame))  # fmt: skip
+    pin = ctl.next()
+    assert isinstance(pin, Experimenter) and (pin.experimenter, pin.exp_type) == (0x2320, 17)
+    assert pin.data.endswith(frame)
+    ls.settimeout(0)
+    try:
+        ls.accept()
+    except BlockingIOError:
+        pass  # the switch never connected again
+    else:
+        raise AssertionError("the switch connected to the controller again")
+    status = started.vsctl("--bare", "--columns=is_connected", "find", "Controller",
+                           f'target="{target}"').stdout.strip()  # fmt: skip
+    assert status == "true", status
+
+
+@pytest.mark.parametrize("fault", [None, COLD])
+def test_port_ages_cross_an_upgrade(started: Sw, fault: str | None) -> None:
     """A port's age (its OpenFlow statistics' duration, counted from when it was added, as
-    Open vSwitch counts it) goes on across ``hitless upgrade`` instead of starting at 0."""
+    Open vSwitch counts it) goes on across ``hitless upgrade`` instead of starting at 0.
+    A new process that starts cold (the ages, a carried extra, not adopted) must fail
+    that."""
     import re
     import time
 
@@ -571,13 +610,10 @@ def test_port_ages_cross_an_upgrade(started: Sw) -> None:
     wait_for(lambda: age() >= 5.0, "the port five seconds old", timeout=60)
     before = age()
     t0 = time.monotonic()  # the age was read before this
-    old = started.daemon_pid
-    r = subprocess.run([str(BIN / "hitless"), "upgrade", "--rundir", str(started.rundir.path)],
-                       capture_output=True, text=True, timeout=120, cwd="/", env=dict(os.environ))  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    assert started.daemon_pid not in (None, old)
+    _upgrade_in_place(started, started.daemon_pid, fault)
     elapsed = time.monotonic() - t0  # the age is read after this
     after = age()
     # Not carried, the age would count from when the new process adopted the port, after
     # t0: at most ``elapsed`` plus the last query's time.
-    assert after >= before + elapsed - 0.5, f"{before} s old, {elapsed:.1f} s later {after} s"
+    with must_catch(fault):
+        assert after >= before + elapsed - 0.5, f"{before} s old, {elapsed:.1f} s later {after} s"
