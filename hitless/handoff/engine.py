@@ -61,7 +61,7 @@ from hitless.handoff.seams import BridgeFactory, HandoffBridge, HandoffDatapath,
 from hitless.memo import Memo
 from hitless.ofproto.ipfix import IPFIX_USERDATA
 from hitless.ofproto.oftable import Rule
-from hitless.openflow.nxm import ERICOXM
+from hitless.openflow.nxm import ERICOXM, NSH_VENDOR
 from hitless.packet.flow import Match, compact, widen
 from hitless.state import handles as dp_handles
 from hitless.state import ledger, snapshot
@@ -441,6 +441,7 @@ class ExportEngine:
         self.version = snapshot.CURRENT_VERSION  # negotiated (``precopy_job`` is told)
         self.actions_unread: frozenset[str] = frozenset()  # megaflow actions the peer cannot read
         self.nd_ext = True  # the peer knows nd_reserved/nd_options_type (told otherwise at Hello)
+        self.nsh = True  # the peer knows the NSH fields (told otherwise at Hello)
 
     def use_features(self, features: list[str]) -> None:
         """The protocol features both sides speak (``HandoffServer`` tells us)."""
@@ -448,6 +449,7 @@ class ExportEngine:
         self.patch_ports = "patch-ports" in features
         self.actions_unread = frozenset(n for n in _GATED_HINT if f"action:{n}" not in features)
         self.nd_ext = "field:nd_ext" in features
+        self.nsh = "field:nsh" in features
 
     def _check_peer_can_take(self, version: int) -> None:
         """Refuse, before anything is frozen, state the new build cannot adopt."""
@@ -457,6 +459,8 @@ class ExportEngine:
             self._check_actions(self.actions_unread)
         if not self.nd_ext:
             self._check_nd_ext()
+        if not self.nsh:
+            self._check_nsh()
         if self.patch_ports:
             return
         for name, rb in sorted(self.bridges().items()):
@@ -477,6 +481,16 @@ class ExportEngine:
                     "which the new build cannot restore (it predates them): delete those "
                     f"rules first (ovs-ofctl del-flows {name} ...), or hand over to a newer "
                     "build"
+                )
+
+    def _check_nsh(self) -> None:
+        """Rules on the NSH fields cannot go to a build without them."""
+        for name, rb in sorted(self.bridges().items()):
+            if rb.bridge is not None and rb.bridge.of.uses_experimenter(NSH_VENDOR):
+                raise HandoffRefused(
+                    f"bridge {name} has OpenFlow rules on NSH fields (nsh_*), which the new "
+                    "build cannot restore (it predates them): delete those rules first "
+                    f"(ovs-ofctl del-flows {name} ...), or hand over to a newer build"
                 )
 
     def _check_groups(self, version: int) -> None:

@@ -395,6 +395,7 @@ class HandoffConnection:
 # "field:nd_ext" = the new side knows Open vSwitch's ND extension fields (nd_reserved,
 # nd_options_type, Ericsson's OXM class): a switch with rules on them refuses, before
 # freezing, a build that does not say it (it could not restore those rules).
+# "field:nsh" = the same for the NSH fields (nsh_*, Open vSwitch's NXOXM_NSH experimenter).
 # "early-rings" = the receive-ring sockets also come with Welcome, so that the new side
 # maps the rings (the kernel inserts every page: 2-3 ms per 48 MiB ring) while the old
 # one serves, not in the freeze.
@@ -412,6 +413,7 @@ FEATURES = [
     "action:clone",
     "early-rings",
     "field:nd_ext",
+    "field:nsh",
 ]
 
 

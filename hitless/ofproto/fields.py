@@ -116,6 +116,14 @@ LOCS: dict[str, Loc] = {
     "mpls_tc": _dp("mpls_lse0", 9, 3),
     "mpls_bos": _dp("mpls_lse0", 8, 1),
     "mpls_ttl": _dp("mpls_lse0", 0, 8),
+    # an NSH frame's header (over the IP address bytes: hitless.packet.flow)
+    "nsh_flags": _dp("nsh_flags"),
+    "nsh_ttl": _dp("nsh_ttl"),
+    "nsh_mdtype": _dp("nsh_mdtype"),
+    "nsh_np": _dp("nsh_np"),
+    "nsh_spi": _dp("nsh_path", 8, 24),
+    "nsh_si": _dp("nsh_path", 0, 8),
+    **{f"nsh_c{i}": _dp(f"nsh_c{i}") for i in range(1, 5)},
 }
 
 # The pipeline-only region, above the datapath key. Registers first: reg i is bits
@@ -184,6 +192,8 @@ _V6: _Alts = ((("eth_type", 0x86DD),),)
 # ARP fields: ARP or RARP (Open vSwitch parses both alike; OVN matches ``rarp,arp_op=3``)
 _ARP: _Alts = ((("eth_type", 0x0806),), (("eth_type", 0x8035),))
 _MPLS: _Alts = ((("eth_type", 0x8847),), (("eth_type", 0x8848),))
+_NSH = ("nsh_flags", "nsh_ttl", "nsh_mdtype", "nsh_np", "nsh_spi", "nsh_si", "nsh_c1", "nsh_c2",
+        "nsh_c3", "nsh_c4")  # fmt: skip
 
 
 def _l4(proto: int, *eth_types: int) -> _Alts:
@@ -233,4 +243,5 @@ PREREQS: dict[str, _Alts] = {
     ),
     "nd_sll": ((("eth_type", 0x86DD), ("nw_proto", 58), ("icmpv6_type", 135)),),
     "nd_tll": ((("eth_type", 0x86DD), ("nw_proto", 58), ("icmpv6_type", 136)),),
+    **{n: ((("eth_type", 0x894F),),) for n in _NSH},
 }

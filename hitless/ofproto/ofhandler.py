@@ -1196,7 +1196,10 @@ class OfHandler:
                 if tf.table_id in named else tf
                 for tf in (_TABLE_FEATURES15 if version >= OFP15_VERSION else _TABLE_FEATURES)
             ]  # fmt: skip
-            return _replies(TableFeaturesReply, xid, "tables", tables, 20)
+            # as many tables a part as fit in 65535 bytes (table 0, listing every next
+            # table, is the longest)
+            one = len(TableFeaturesReply(xid=xid, tables=tuple(tables[:1])).encode(version))
+            return _replies(TableFeaturesReply, xid, "tables", tables, 65535 // one)
         if isinstance(msg, PortDescRequest):
             ports = self.port_descs()
             return _replies(PortDescReply, xid, "ports", ports, 100)

@@ -227,14 +227,15 @@ def _check_prereqs(match: OfMatch) -> None:
             raise _bad_match(f"{oxm.name} without its prerequisite", BadMatchCode.BAD_PREREQ)
 
 
-def _action_fields(a: Action) -> Iterator[tuple[int, int]]:
-    """(OXM class, field) of each field an action writes or reads (nested actions too)."""
+def _action_fields(a: Action) -> Iterator[tuple[int, int, int | None]]:
+    """(OXM class, field, experimenter id) of each field an action writes or reads
+    (nested actions too)."""
     if isinstance(a, (SetField, nx.RegLoad2)):
-        yield a.field.oxm_class, a.field.field
+        yield a.field.oxm_class, a.field.field, a.field.experimenter
     for name in ("src", "dst", "field"):
         sf = getattr(a, name, None)
         if isinstance(sf, Subfield):
-            yield sf.ref.oxm_class, sf.ref.field
+            yield sf.ref.oxm_class, sf.ref.field, sf.ref.experimenter
     for inner in getattr(a, "actions", ()) or ():
         yield from _action_fields(inner)
 
@@ -966,7 +967,8 @@ WRITABLE = frozenset(
     | {"sctp_src", "sctp_dst", "icmp_type", "icmp_code", "arp_op", "arp_spa", "arp_tpa"}
     | {"arp_sha", "arp_tha", "ipv6_src", "ipv6_dst", "ipv6_label", "icmpv6_type"}
     | {"icmpv6_code", "nd_target", "nd_sll", "nd_tll", "mpls_label", "mpls_tc", "mpls_ttl"}
-    | {"nd_reserved", "nd_options_type"}
+    | {"nd_reserved", "nd_options_type", "nsh_flags", "nsh_ttl", "nsh_spi", "nsh_si"}
+    | {"nsh_c1", "nsh_c2", "nsh_c3", "nsh_c4"}
     | {"vlan_tci", "tun_ipv6_src", "tun_ipv6_dst", "tun_gbp_id", "tun_gbp_flags"}
     | {"tun_erspan_idx", "tun_erspan_ver", "tun_erspan_dir", "tun_erspan_hwid"}
     | {f"tun_metadata{i}" for i in range(64)}
@@ -1154,12 +1156,13 @@ class OfState:
                 BadActionCode.BAD_SET_LEN,
             )
 
-    def _fields_used(self) -> Iterator[tuple[int, int]]:
-        """(OXM class, field) of each field a rule matches, or a rule or a group bucket
-        writes or reads: rules first, in order, each its match then its actions."""
+    def _fields_used(self) -> Iterator[tuple[int, int, int | None]]:
+        """(OXM class, field, experimenter id) of each field a rule matches, or a rule or
+        a group bucket writes or reads: rules first, in order, each its match then its
+        actions."""
         for r in self.rules():
             for o in r.match.fields:
-                yield o.oxm_class, o.field
+                yield o.oxm_class, o.field, o.experimenter
             for a in r.actions():
                 yield from _action_fields(a)
         for g in self.groups.values():
@@ -1170,7 +1173,7 @@ class OfState:
     def tlv_in_use(self, indexes: Iterable[int]) -> int | None:
         """One of ``indexes`` (tun_metadata fields) that a rule matches or writes, or None."""
         wanted = set(indexes)
-        for cls, field in self._fields_used():
+        for cls, field, _ in self._fields_used():
             idx = tun_metadata_index(cls, field)
             if idx is not None and idx in wanted:
                 return idx
@@ -1179,7 +1182,12 @@ class OfState:
     def uses_oxm_class(self, oxm_class: int) -> bool:
         """Whether a rule matches, or a rule or group bucket writes or reads, a field of
         ``oxm_class`` (a handoff to a build without such fields is refused)."""
-        return any(cls == oxm_class for cls, _ in self._fields_used())
+        return any(cls == oxm_class for cls, _, _ in self._fields_used())
+
+    def uses_experimenter(self, experimenter: int) -> bool:
+        """Whether a rule matches, or a rule or group bucket writes or reads, a field of
+        experimenter ``experimenter`` (OXM class 0xffff)."""
+        return any(exp == experimenter for cls, _, exp in self._fields_used() if cls == 0xFFFF)
 
     # -- flow-mod --
     def validate_instructions(self, table_id: int, insts: tuple[Instruction, ...]) -> None:

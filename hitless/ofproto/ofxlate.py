@@ -66,12 +66,14 @@ from hitless.openflow.match import field as oxm_field
 from hitless.openflow.nxm import FieldSpec, spec_by_name, spec_of
 from hitless.packet.flow import (
     CT_OFF,
+    ETH_TYPE_NSH,
     FIELDS,
     FRAG_LATER,
     KEY_LEN,
     MPLS_BOS,
     MPLS_MAX_LABELS,
     MPLS_TYPES,
+    NSH_FIELDS,
     OVERLAYS,
     VLAN_PRESENT,
     full_mask,
@@ -395,6 +397,7 @@ _SET_PREREQ: dict[int, tuple[tuple[int, ...], int | None, tuple[int, ...] | None
 # Fields a translation may rewrite with SetField, restored after a group bucket or NORMAL
 # (not the metadata from recirc_id on: a ct action clears the ct fields of the flow
 # translation sees, never the datapath's packet).
+_NSH_OFF = (FIELDS["nsh_flags"][0], FIELDS["nsh_c4"][0] + 4)  # the bytes its header fills
 _RESTORABLE = tuple(
     n
     for n in FIELDS
@@ -403,6 +406,10 @@ _RESTORABLE = tuple(
     and FIELDS[n][0] < CT_OFF
 )
 _ND_EXT = ("nd_reserved", "nd_options_type")
+_NSH_RESTORABLE = (
+    *(n for n in _RESTORABLE if not _NSH_OFF[0] <= FIELDS[n][0] < _NSH_OFF[1]),
+    *NSH_FIELDS,
+)
 _ND_TYPE = FIELDS["tp_src"][0] + 1  # the ICMPv6 type's byte
 _LSE = tuple(f"mpls_lse{i}" for i in range(MPLS_MAX_LABELS))
 _LSE_MASK = [_imask(n) for n in _LSE]
@@ -508,6 +515,8 @@ class _Ctx:
         restorable = _RESTORABLE
         if saved[_ND_TYPE] in (135, 136) and key_field(saved, "ip_proto") == 58:
             restorable += _ND_EXT  # ICMPv6 ND (the key's tp_src): over ipv4_src/tcp_flags
+        elif key_field(saved, "eth_type") == ETH_TYPE_NSH:
+            restorable = _NSH_RESTORABLE  # its header over the IP addresses' bytes
         for name in restorable:
             off, size = FIELDS[name]
             if saved[off : off + size] != self.cur[off : off + size]:
@@ -1096,7 +1105,8 @@ _L3_FIELDS = frozenset({
     "tcp_dst", "udp_src", "udp_dst", "sctp_src", "sctp_dst", "icmp_type", "icmp_code",
     "arp_op", "arp_spa", "arp_tpa", "arp_sha", "arp_tha", "ipv6_src", "ipv6_dst",
     "ipv6_label", "icmpv6_type", "icmpv6_code", "nd_target", "nd_sll", "nd_tll", "ip_frag",
-    "tcp_flags", "nd_reserved", "nd_options_type",
+    "tcp_flags", "nd_reserved", "nd_options_type", "nsh_flags", "nsh_ttl", "nsh_spi", "nsh_si",
+    "nsh_c1", "nsh_c2", "nsh_c3", "nsh_c4",
 })  # fmt: skip
 
 

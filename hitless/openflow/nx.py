@@ -279,6 +279,8 @@ def _rank(oxm: Oxm) -> int:
         return -1  # first, as Open vSwitch puts it
     if oxm.name in ("nd_reserved", "nd_options_type"):  # after icmpv6_type
         return 3
+    if oxm.name.startswith("nsh_"):  # after eth_type
+        return 1
     if oxm.oxm_class == OxmClass.OPENFLOW_BASIC:
         f = oxm.field
         if f in (_F.IPV6_ND_TARGET, _F.IPV6_ND_SLL, _F.IPV6_ND_TLL):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ERICOXM",
+    "NSH_VENDOR",
     "NX_VENDOR",
     "ONF_VENDOR",
     "PKT_REGS",
@@ -47,6 +48,7 @@ __all__ = [
 
 NX_VENDOR = 0x00002320
 ONF_VENDOR = 0x4F4E4600
+NSH_VENDOR = 0x005AD650  # Open vSwitch's NXOXM_NSH experimenter id (its NSH fields)
 ERICOXM = 0x1000  # Ericsson's OXM class (Open vSwitch's ERICOXM_OF_* fields)
 PKT_REGS = 0x8001  # OFPXMC_PACKET_REGS: xreg0-7 (OpenFlow 1.3 extension, OF1.5 §7.2.3.10)
 _NX0, _NX1, _OF, _EXP = OxmClass.NXM_0, OxmClass.NXM_1, OxmClass.OPENFLOW_BASIC, 0xFFFF
@@ -137,6 +139,16 @@ _f("nd_tll", 6, True, (_OF, 33, None), (_NX1, 25, None), aliases=("ipv6_nd_tll",
 # header, also inside an NXM match): the flags/reserved word and the first option's type
 _f("nd_reserved", 4, False, (ERICOXM, 1, None))
 _f("nd_options_type", 1, False, (ERICOXM, 2, None))
+# NSH (RFC 8300), Open vSwitch's NXOXM_NSH experimenter fields (their only header, in
+# NXM matches too): base header, service path (SPI: the low 24 bits), MD type 1 contexts
+_f("nsh_flags", 1, True, (_EXP, 1, NSH_VENDOR))
+_f("nsh_ttl", 1, False, (_EXP, 10, NSH_VENDOR))
+_f("nsh_mdtype", 1, False, (_EXP, 2, NSH_VENDOR))
+_f("nsh_np", 1, False, (_EXP, 3, NSH_VENDOR))
+_f("nsh_spi", 4, False, (_EXP, 4, NSH_VENDOR), aliases=("nsp",))
+_f("nsh_si", 1, False, (_EXP, 5, NSH_VENDOR), aliases=("nsi",))
+for _i in range(1, 5):
+    _f(f"nsh_c{_i}", 4, True, (_EXP, 5 + _i, NSH_VENDOR), aliases=(f"nshc{_i}",))
 _f("mpls_label", 4, False, (_OF, 34, None))
 _f("mpls_tc", 1, False, (_OF, 35, None))
 _f("mpls_bos", 1, False, (_OF, 36, None))

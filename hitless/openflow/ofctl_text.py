@@ -188,8 +188,9 @@ def format_match(match: Match) -> str:
     for name in _MPLS_NAMES:  # in Open vSwitch's order, in decimal
         if name in by_name:
             parts.append(f"{name}={by_name[name].value}")
+    parts += _nsh_match(by_name)
     for o in match.fields:  # anything else, by its OXM name
-        if o.name in _MPLS_NAMES:
+        if o.name in _MPLS_NAMES or o.name.startswith("nsh_"):
             continue
         if (o.oxm_class != 0x8000 or o.field not in _FORMATTED) and not _is_pipeline(o):
             named = _NAMED.get(o.name)
@@ -327,8 +328,45 @@ _NX_ADDRESSES: dict[str, Callable[[int], str]] = {
 }  # fmt: skip
 
 
+def _nsh_value(name: str, v: int, m: int | None) -> str:
+    """An NSH field's value as Open vSwitch writes a set_field of it: decimal but for
+    the service path and the context words, a partial mask in hex after it."""
+    text = _chex(v) if name == "nsh_spi" or name.startswith("nsh_c") else str(v)
+    bits = _NSH_BITS.get(name, 32)
+    return text if m is None or m == (1 << bits) - 1 else f"{text}/{_chex(m)}"
+
+
+_NSH_BITS = {"nsh_flags": 8, "nsh_ttl": 8, "nsh_mdtype": 8, "nsh_np": 8, "nsh_si": 8}
+_NSH_NAMES = ("nsh_flags", "nsh_ttl", "nsh_mdtype", "nsh_np", "nsh_spi", "nsh_si")
+
+
+def _nsh_match(by_name: dict[str, Oxm]) -> list[str]:
+    """A match's NSH fields in Open vSwitch's order and forms; the context words only
+    when it pins MD type 1 (Open vSwitch prints them only then)."""
+    out = []
+    for name in _NSH_NAMES:
+        o = by_name.get(name)
+        if o is None:
+            continue
+        if name == "nsh_flags" and o.mask is not None and o.mask != 0xFF:
+            out.append(f"nsh_flags={o.value:#04x}/{o.mask:#04x}")
+        elif name == "nsh_spi":
+            out.append(f"nsh_spi={o.value:#x}")
+        else:
+            out.append(f"{name}={o.value}")
+    md = by_name.get("nsh_mdtype")
+    if md is not None and md.value == 1:
+        for i in range(1, 5):
+            o = by_name.get(f"nsh_c{i}")
+            if o is not None:
+                out.append(f"nsh_c{i}={_hexm(o.value, o.mask)}")
+    return out
+
+
 def _set_field(a: of.SetField) -> str:
     o = a.field
+    if o.name.startswith("nsh_"):
+        return f"set_field:{_nsh_value(o.name, o.value, o.mask)}->{o.name}"
     spec = _SET_NAMES.get(o.field) if o.oxm_class == 0x8000 else None
     if spec is None:
         if o.name in _MPLS_NAMES or o.name in ("nd_reserved", "nd_options_type"):
@@ -688,6 +726,8 @@ def _reg_load2(a: nx.RegLoad2) -> str:
         return f"set_field:{_chex(o.value)}->{o.name}"
     bits = spec.nbytes * 8
     m = o.mask
+    if spec.name.startswith("nsh_"):
+        return f"set_field:{_nsh_value(spec.name, o.value, m)}->{spec.name}"
     if m is None or m == (1 << bits) - 1:
         return f"set_field:{_chex(o.value)}->{spec.name}"
     low = (m & -m).bit_length() - 1

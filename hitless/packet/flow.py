@@ -35,6 +35,12 @@ nd_reserved     20     4  ICMPv6 neighbour discovery only (solicitation/advertis
 nd_options_type 73     1  the 32 bits after the checksum (flags, reserved) and the type
                           of the first link-layer address option (source or target),
                           in the bytes ipv4_src and tcp_flags have on other frames
+nsh_flags       20     1  NSH frames only (eth_type 0x894f): the base header's flags (2
+nsh_ttl         21     1  bits), TTL (6 bits), MD type and next protocol; the service
+nsh_mdtype      22     1  path (SPI << 8 | SI) and MD type 1's four context words, in
+nsh_np          23     1  the bytes an IP header's addresses use on other frames
+nsh_path        24     4
+nsh_c1..c4      28    16
 recirc_id      102     4  0 for a packet from a port; set by the ``recirc`` action
 ct_state       106     1  connection-tracking state bits (CS_* of datapath.conntrack)
 ct_nw_proto    107     1  the tracked connection's original tuple (next five too)
@@ -57,6 +63,13 @@ nothing else (its IGMP group and TCP flags words); so does this key, in ipv4_src
 IPv6 frame has no IPv4 address) and the low byte of tcp_flags (not TCP): their matches
 pin eth_type, nw_proto and icmpv6_type (prerequisites), so a megaflow never mixes the
 meanings, and the key stays 142 bytes (state format 7).
+
+An NSH frame (eth_type 0x894f, RFC 8300) has no IP header either: its base header,
+service path and MD type 1 context words (24 bytes) lie over ipv4_src..ipv6_src. Every
+match on them pins eth_type to 0x894f (their prerequisite), so again a megaflow never
+mixes meanings and the key keeps its 142 bytes. As Open vSwitch, a header it cannot
+parse (version not 0, longer than the frame, MD type 1 not 6 words long) leaves them
+zero, and the context words are zero unless the MD type is 1.
 
 An MPLS frame has no parsed L3 header (Open vSwitch does not look past the label stack
 either), so its label stack lives in the bytes an IPv6 frame's source address uses: the
@@ -110,6 +123,15 @@ FIELDS: dict[str, tuple[int, int]] = {
     "mpls_lse2": (36, 4),
     "nd_reserved": (20, 4),
     "nd_options_type": (73, 1),
+    "nsh_flags": (20, 1),
+    "nsh_ttl": (21, 1),
+    "nsh_mdtype": (22, 1),
+    "nsh_np": (23, 1),
+    "nsh_path": (24, 4),
+    "nsh_c1": (28, 4),
+    "nsh_c2": (32, 4),
+    "nsh_c3": (36, 4),
+    "nsh_c4": (40, 4),
 }
 CT_OFF = 102
 KEY_LEN = 142
@@ -127,12 +149,17 @@ ETH_TYPE_QINQ = 0x88A8
 ETH_TYPE_IPV6 = 0x86DD
 ETH_TYPE_MPLS = 0x8847
 ETH_TYPE_MPLSM = 0x8848  # multicast MPLS
+ETH_TYPE_NSH = 0x894F  # Network Service Header (RFC 8300)
 MPLS_TYPES = (ETH_TYPE_MPLS, ETH_TYPE_MPLSM)
 MPLS_MAX_LABELS = 3  # label stack entries the key keeps (Open vSwitch's FLOW_MAX_MPLS_LABELS)
 MPLS_BOS = 0x100  # bottom-of-stack bit of a label stack entry
 # Fields laid over another's bytes (another meaning for another eth_type): code that
 # walks every field once (a restore, a diff) skips them.
-OVERLAYS = frozenset(("mpls_lse0", "mpls_lse1", "mpls_lse2", "nd_reserved", "nd_options_type"))
+NSH_FIELDS = ("nsh_flags", "nsh_ttl", "nsh_mdtype", "nsh_np", "nsh_path", "nsh_c1", "nsh_c2",
+              "nsh_c3", "nsh_c4")  # fmt: skip
+OVERLAYS = frozenset(
+    ("mpls_lse0", "mpls_lse1", "mpls_lse2", "nd_reserved", "nd_options_type", *NSH_FIELDS)
+)
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
 IPPROTO_UDP = 17
@@ -142,6 +169,7 @@ IPPROTO_ICMPV6 = 58
 _Z2 = bytes(2)
 _Z4 = bytes(4)
 _Z6 = bytes(6)
+_Z24 = bytes(24)
 _Z28 = bytes(28)
 _Z36 = bytes(36)
 _Z40 = bytes(40)
@@ -153,6 +181,24 @@ _PORT = struct.Struct("!I")
 
 def _port_bytes(in_port: int) -> bytes:
     return _PORT.pack(in_port)
+
+
+def _nsh(packet: bytes, at: int) -> bytes:
+    """An NSH header's 24 key bytes (flags, TTL, MD type, next protocol, path, four
+    context words), zero where Open vSwitch's parser gives up on it."""
+    if len(packet) < at + 8:
+        return _Z24
+    word = packet[at] << 8 | packet[at + 1]
+    length = (word & 0x3F) * 4
+    if word >> 14 or length > len(packet) - at:  # version 0 only
+        return _Z24
+    md = packet[at + 2]
+    head = bytes((word >> 12 & 3, word >> 6 & 0x3F, md, packet[at + 3])) + packet[at + 4 : at + 8]
+    if md == 1:
+        return head + packet[at + 8 : at + 24] if length == 24 else _Z24
+    if md == 2 and length < 8:
+        return _Z24
+    return head + bytes(16)
 
 
 def extract_key(packet: bytes, in_port: int) -> bytes:
@@ -211,6 +257,9 @@ def extract_key(packet: bytes, in_port: int) -> bytes:
                 _ZCT,
             )
         )
+
+    if eth_type == ETH_TYPE_NSH:
+        return port + eth + tci + _nsh(packet, l3) + bytes(KEY_LEN - 44)
 
     if eth_type in (ETH_TYPE_ARP, ETH_TYPE_RARP):
         # Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4.
@@ -543,6 +592,9 @@ def format_match(key: bytes, mask: bytes) -> str:
     if et is not None:
         parts.append(f"eth_type({et})")
     eth_type = field(key, "eth_type")
+    if eth_type == ETH_TYPE_NSH:
+        group("nsh", [(n, n[4:]) for n in NSH_FIELDS])
+        return ",".join(parts)
     if eth_type in MPLS_TYPES:
         mpls = _format_mpls(key, mask)
         if mpls:

@@ -25,6 +25,7 @@ from hitless.packet.flow import (
     ETH_TYPE_IPV4,
     ETH_TYPE_IPV6,
     ETH_TYPE_MPLS,
+    ETH_TYPE_NSH,
     ETH_TYPE_VLAN,
     IPPROTO_ICMP,
     IPPROTO_ICMPV6,
@@ -132,6 +133,10 @@ _KNOWN = {
     "nd_reserved",
     "nd_options_type",
 }
+# NSH fields (and Open vSwitch's older names for some) -> width in bits
+_NSH_BITS = {"nsh_flags": 2, "nsh_ttl": 6, "nsh_mdtype": 8, "nsh_np": 8, "nsh_spi": 24,
+             "nsh_si": 8, **{f"nsh_c{i}": 32 for i in range(1, 5)}}  # fmt: skip
+_NSH_ALIASES = {"nsp": "nsh_spi", "nsi": "nsh_si", **{f"nshc{i}": f"nsh_c{i}" for i in range(1, 5)}}
 
 
 @dataclass(slots=True)
@@ -158,6 +163,7 @@ class FlowSpec:
     nd_target: bytes = bytes(16)
     nd_reserved: int = 0
     nd_options_type: int = 0  # the key's, as given (Open vSwitch's trace composes none)
+    nsh: dict[str, int] = field(default_factory=dict)  # NSH header fields given
     given: set[str] = field(default_factory=set)
 
 
@@ -224,6 +230,11 @@ def parse_flow(text: str) -> FlowSpec:
                 continue
             raise FlowSyntaxError(f"{text}: unknown field {name}")
         name0 = name
+        name = _NSH_ALIASES.get(name, name)
+        if name in _NSH_BITS:
+            spec.nsh[name] = _int(name0, value, _NSH_BITS[name])
+            spec.given.add(name)
+            continue
         name = _ALIASES.get(name, name)
         need_proto: int | None = None
         if "@" in name:
@@ -356,7 +367,22 @@ def build_packet(spec: FlowSpec) -> bytes:
             spec.ip_dst or bytes(4),
         )
         return eth + arp
+    if spec.eth_type == ETH_TYPE_NSH:
+        return eth + _nsh_header(spec.nsh)
     return eth
+
+
+def _nsh_header(f: dict[str, int]) -> bytes:
+    """An NSH base header and service path, and MD type 1's context words when the MD
+    type is 1 (a header 6 words long; 2 words otherwise)."""
+    md = f.get("nsh_mdtype", 0)
+    words = 6 if md == 1 else 2
+    first = f.get("nsh_flags", 0) << 12 | f.get("nsh_ttl", 0) << 6 | words
+    head = struct.pack("!HBBI", first, md, f.get("nsh_np", 0),
+                       f.get("nsh_spi", 0) << 8 | f.get("nsh_si", 0))  # fmt: skip
+    if md == 1:
+        head += struct.pack("!4I", *(f.get(f"nsh_c{i}", 0) for i in range(1, 5)))
+    return head
 
 
 # Formatting ---------------------------------------------------------------------------
@@ -461,9 +487,22 @@ def format_flow(
         ]
     elif et in MPLS_TYPES:
         parts += _mpls_stack(key)
+    elif et == ETH_TYPE_NSH:
+        parts += [f"dl_type={et:#06x}", *_nsh_flow(key), f"nw_proto={proto}", *ipcommon]
     else:
         parts.append(f"dl_type={et:#06x}")
     return ",".join(parts)
+
+
+def _nsh_flow(key: bytes) -> list[str]:
+    """An NSH header as Open vSwitch prints a flow's: the context words with MD type 1
+    only."""
+    path = key_field(key, "nsh_path")
+    out = [f"nsh_{n}={key_field(key, 'nsh_' + n)}" for n in ("flags", "ttl", "mdtype", "np")]
+    out += [f"nsh_spi={path >> 8:#x}", f"nsh_si={path & 0xFF}"]
+    if key_field(key, "nsh_mdtype") == 1:
+        out += [f"nsh_c{i}={key_field(key, f'nsh_c{i}'):#x}" for i in range(1, 5)]
+    return out
 
 
 def _mpls_stack(key: bytes) -> list[str]:

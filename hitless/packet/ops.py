@@ -25,6 +25,8 @@ nd_reserved its 32 bits after the checksum (flags and reserved)
 nd_options_ its first option's type byte (as Open vSwitch writes it)
 type
 mpls_lse0   the top MPLS label stack entry (label, TC, bottom of stack, TTL)
+nsh_*       an NSH header's flags, TTL, MD type, next protocol, service path and
+            (MD type 1 only, as Open vSwitch) context words
 ==========  ===============================================================
 
 ``push_mpls``/``pop_mpls`` add and remove a label stack entry where the L3 header starts
@@ -45,6 +47,7 @@ from hitless.packet.flow import (
     ETH_TYPE_ARP,
     ETH_TYPE_IPV4,
     ETH_TYPE_IPV6,
+    ETH_TYPE_NSH,
     ETH_TYPE_QINQ,
     ETH_TYPE_RARP,
     ETH_TYPE_VLAN,
@@ -122,6 +125,10 @@ _LOW8 = 1  # key: 2 bytes, the packet's 1 byte in the low one (ICMP type, code)
 _ARP_OP = 2  # key: 1 byte; packet: the 2-byte opcode (high byte 0)
 _V6_TC = 3  # key: 1 byte; packet: the first 32-bit word of the IPv6 header, bits 20-27
 _V6_LABEL = 4  # key: 4 bytes, 20 used; packet: the first word, bits 0-19
+_NSH_FLAGS = 5  # key: 1 byte, 2 used; packet: the NSH's first 16 bits, bits 12-13
+_NSH_TTL = 6  # key: 1 byte, 6 used; packet: the NSH's first 16 bits, bits 6-11
+_NSH_AT = {"nsh_mdtype": (2, 1), "nsh_np": (3, 1), "nsh_path": (4, 4)}
+_NSH_AT.update({f"nsh_c{i}": (4 + 4 * i, 4) for i in range(1, 5)})
 
 
 def set_field(packet: bytes, name: str, value: bytes, mask: bytes | None = None) -> bytes:
@@ -193,6 +200,8 @@ def _locate(packet: bytes, name: str) -> _Loc | None:
         if name != "mpls_lse0" or n < l3 + 4:
             return None
         return l3, 4, _DIRECT, [], l3
+    if eth_type == ETH_TYPE_NSH:
+        return _nsh(packet, name, l3)
     if eth_type == ETH_TYPE_IPV4:
         if n < l3 + 20:
             return None
@@ -324,8 +333,28 @@ def _nd(packet: bytes, name: str, proto: int, l4: int, later: bool, l3: int) -> 
     return None if found is None else (found, 6, _DIRECT, csum, l3)
 
 
+def _nsh(packet: bytes, name: str, l3: int) -> _Loc | None:
+    """An NSH header's field, where the parser finds one (``flow._nsh``); the context
+    words of MD type 1 only (Open vSwitch writes no other format's metadata)."""
+    n = len(packet)
+    if n < l3 + 8 or packet[l3] >> 6 or (packet[l3 + 1] & 0x3F) * 4 > n - l3:
+        return None
+    if name in ("nsh_flags", "nsh_ttl"):
+        return l3, 2, _NSH_FLAGS if name == "nsh_flags" else _NSH_TTL, [], l3
+    at = _NSH_AT.get(name)
+    if at is None:
+        return None
+    if name.startswith("nsh_c") and (packet[l3 + 2] != 1 or packet[l3 + 1] & 0x3F != 6):
+        return None
+    return l3 + at[0], at[1], _DIRECT, [], l3
+
+
 def _key_of(kind: int, wire: bytes) -> int:
     w = int.from_bytes(wire, "big")
+    if kind == _NSH_FLAGS:
+        return w >> 12 & 3
+    if kind == _NSH_TTL:
+        return w >> 6 & 0x3F
     if kind == _ARP_OP:
         return w if w <= 0xFF else 0
     if kind == _V6_TC:
@@ -345,6 +374,10 @@ def _wire_of(kind: int, key: int, old: bytes) -> bytes:
         return ((w & ~(0xFF << 20)) | (key & 0xFF) << 20).to_bytes(4, "big")
     if kind == _V6_LABEL:
         return ((w & ~0xFFFFF) | (key & 0xFFFFF)).to_bytes(4, "big")
+    if kind == _NSH_FLAGS:
+        return ((w & ~0x3000) | (key & 3) << 12).to_bytes(2, "big")
+    if kind == _NSH_TTL:
+        return ((w & ~0xFC0) | (key & 0x3F) << 6).to_bytes(2, "big")
     return key.to_bytes(len(old), "big")
 
 

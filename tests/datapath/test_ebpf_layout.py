@@ -186,3 +186,18 @@ def test_nd_extension_fields_stay_with_the_daemon() -> None:
                              (Output(2),)) is None  # fmt: skip
     assert all(L.is_nd(L.map_key(extract_key(f, 1), 0)) for f in FRAMES)
     assert not L.is_nd(L.map_key(tcp, 0))
+
+
+def test_nsh_frames_stay_with_the_daemon() -> None:
+    """The program parses no NSH header (it leaves the key's bytes after vlan_tci zero,
+    as every earlier program did): a flow on eth_type 0x894f runs in the daemon, whose
+    upcall handler re-parses the frame's key; other flows are unaffected."""
+    from hitless.datapath.actions import Output
+    from hitless.packet.flow import Match, full_mask, make_key
+
+    nsh = make_key(eth_type=0x894F, nsh_path=0x12305)
+    for fields in (("eth_type",), ("eth_type", "nsh_path"), ("eth_type", "nsh_c1")):
+        m = Match.of(nsh, full_mask(*fields))
+        assert L.slowpath_reason(m, (Output(2),)) == "NSH (the kernel program does not parse its header)"
+    ip = make_key(eth_type=0x0800, ipv4_src=0x0A000001)
+    assert L.slowpath_reason(Match.of(ip, full_mask("eth_type", "ipv4_src")), (Output(2),)) is None

@@ -27,7 +27,7 @@ from hitless.openflow import SetField as OfSetField
 from hitless.openflow.actions import SetQueue
 from hitless.openflow.constants import FlowModCommand, OxmField
 from hitless.openflow.match import Oxm
-from hitless.openflow.nxm import ERICOXM
+from hitless.openflow.nxm import ERICOXM, NSH_VENDOR
 from tests.handoff.pair import ALL_FEATURES, SRC, Clock, old_switch, traffic
 
 
@@ -145,6 +145,41 @@ def test_rules_on_nd_extension_fields_are_refused_to_a_peer_without_them() -> No
                                                                 width=1)),)),))  # fmt: skip
     bridge.flow_mod(setter, clock())
     bridge.flow_mod(FlowMod(command=FlowModCommand.DELETE_STRICT, priority=100, match=nd,
+                            table_id=0), clock())  # fmt: skip
+    with pytest.raises(HandoffRefused):
+        side.exporter(ALL_FEATURES).precopy(clock(), True)
+    bridge.flow_mod(FlowMod(command=FlowModCommand.DELETE, table_id=0xFF, match=Match()),
+                    clock())  # fmt: skip
+    (bs,) = side.exporter(ALL_FEATURES).precopy(clock(), True).bridges
+    assert bs.name == "br0"
+
+
+def test_rules_on_nsh_fields_are_refused_to_a_peer_without_them() -> None:
+    """The NSH fields (Open vSwitch's NXOXM_NSH experimenter): a build before them could
+    not restore a rule on one, so a switch holding one, in a match or in a set_field,
+    refuses a peer that does not say "field:nsh", before anything is frozen; a peer that
+    says it takes the rule; once the rules are gone the older peer is taken."""
+    clock = Clock()
+    side, _dp, bridge = old_switch(clock)
+    spi = Oxm(4, 0x123, oxm_class=0xFFFF, width=4, experimenter=NSH_VENDOR)
+    nsh = Match((Oxm(OxmField.ETH_TYPE, 0x894F), spi))
+    fm = FlowMod(command=FlowModCommand.ADD, priority=100, match=nsh,
+                 instructions=(ApplyActions((OfOutput(2),)),))  # fmt: skip
+    bridge.flow_mod(fm, clock())
+    assert "field:nsh" in FEATURES
+    with pytest.raises(HandoffRefused) as refused:
+        side.exporter((*ALL_FEATURES, "field:nd_ext")).precopy(clock(), True)
+    msg = str(refused.value)
+    assert "bridge br0" in msg and "nsh_" in msg and "del-flows" in msg, msg
+    (bs,) = side.exporter((*ALL_FEATURES, "field:nsh")).precopy(clock(), True).bridges
+    assert bs.openflow is not None and any(r.priority == 100 for r in bs.openflow.rules)
+
+    si = Oxm(5, 7, oxm_class=0xFFFF, width=1, experimenter=NSH_VENDOR)
+    setter = FlowMod(command=FlowModCommand.ADD, priority=90,
+                     match=Match((Oxm(OxmField.ETH_TYPE, 0x894F),)),
+                     instructions=(ApplyActions((OfSetField(si),)),))  # fmt: skip
+    bridge.flow_mod(setter, clock())
+    bridge.flow_mod(FlowMod(command=FlowModCommand.DELETE_STRICT, priority=100, match=nsh,
                             table_id=0), clock())  # fmt: skip
     with pytest.raises(HandoffRefused):
         side.exporter(ALL_FEATURES).precopy(clock(), True)

@@ -49,7 +49,7 @@ from hitless.datapath.actions import (
     Userspace,
 )
 from hitless.datapath.conntrack import NatSpec
-from hitless.packet.flow import CT_OFF, FIELDS, KEY_LEN, MPLS_TYPES, Match
+from hitless.packet.flow import CT_OFF, ETH_TYPE_NSH, FIELDS, KEY_LEN, MPLS_TYPES, Match
 
 KERNEL_KEY_LEN = 102
 MAP_KEY_LEN = 104
@@ -190,6 +190,8 @@ def slowpath_reason(
         return "MPLS (the kernel program does not parse label stacks)"
     if is_nd_ext(match):
         return "nd_reserved/nd_options_type (the kernel program does not parse them)"
+    if _exact(match.mask, "eth_type") and _value(match.key, "eth_type") == ETH_TYPE_NSH:
+        return "NSH (the kernel program does not parse its header)"
     for i, a in enumerate(actions):
         if isinstance(a, Meter):
             return "meter"

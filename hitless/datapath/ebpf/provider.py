@@ -106,7 +106,7 @@ from hitless.datapath.ebpf.ringbuf import RingReader
 from hitless.datapath.megaflow import MegaflowTable
 from hitless.datapath.meters import MeterTable
 from hitless.datapath.patch import patch_peer
-from hitless.packet.flow import CT_OFF, MPLS_TYPES, Match, extract_key
+from hitless.packet.flow import CT_OFF, ETH_TYPE_NSH, MPLS_TYPES, Match, extract_key
 from hitless.state.handles import EbpfHandlesV1, Handles
 
 __all__ = ["EbpfDatapath"]
@@ -336,6 +336,10 @@ def _add_counts(cur: bytes, old: bytes, new: bytes, words: int) -> bytes:
         else:
             c[i] += w[i] - o[i]
     return struct.pack(f"<{n}Q", *c)
+
+
+# frames whose keys the daemon parses from an upcall's packet (the program does not)
+_DAEMON_PARSED = frozenset((*MPLS_TYPES, ETH_TYPE_NSH))
 
 
 class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
@@ -1327,9 +1331,9 @@ class EbpfDatapath(InProcessRecirc, InProcessMeters, Datapath):
             reason, in_port, n, _orig, flags, ulen, kkey, udata = hdr.unpack_from(rec)
             pkt = rec[hdr.size : hdr.size + n]
             key = lay.widen(kkey)
-            if kkey[16] << 8 | kkey[17] in MPLS_TYPES or L.is_nd(kkey):
-                # the kernel program does not parse label stacks, nor neighbour
-                # discovery's reserved word and options type: the daemon does
+            if kkey[16] << 8 | kkey[17] in _DAEMON_PARSED or L.is_nd(kkey):
+                # the kernel program does not parse label stacks, NSH headers, nor
+                # neighbour discovery's reserved word and options type: the daemon does
                 key = extract_key(pkt, in_port)[:CT_OFF] + key[CT_OFF:]
             if kkey[64] in (6, 17):  # ip_proto: TCP or UDP (an ARP opcode is 1 or 2)
                 pkt = complete_checksum(pkt)
