@@ -87,16 +87,6 @@ EXEMPT: dict[str, Exempt] = {
             "test_downgrade_on_ebpf_keeps_connections_behind_a_stateful_firewall",
         )
     },
-    # Armed with blackout:100 (session 12, load 8) the blackout went unnoticed once: its
-    # window at +3.06..+3.17 s of a 3.25 s upgrade, the traffic's worst unexplained hold
-    # 9.7 ms; caught in the next run (115-144 ms unexplained). Armed only once that is
-    # understood: a flaky armed case would say nothing either way.
-    "tests/ovn/test_ovn_router.py::test_hitless_upgrade_under_ovn_router_nat_keeps_natted_connections": Exempt(
-        "armed with blackout:100 it went unnoticed in 1 of 2 runs (cause not found); the"
-        " same upgrade_under_traffic helper is armed in test_ovn_e2e.py, with OVN's"
-        " logical switch instead of its gateway router",
-        ("upgrade_under_traffic(s, _nat_tracked",),
-    ),
     # ``hitless impact`` end to end: what is tested is the tool (its options, JSON, plot,
     # clean-up), whose judgement is the shared one (hitless.impact.bounds), tested to
     # catch each fault's traces in tests/impact/test_bounds.py.

@@ -51,7 +51,14 @@ from hitless.impact.run import Rates, measure
 from hitless.impact.switches import HitlessSwitch, OvsSwitch
 from hitless.impact.topology import Host, Topology
 from tests.ovn.ovn import Ovn, available
-from tests.traffic import bound_of, fault_env, judge, with_cpu_waits, with_fault_windows
+from tests.traffic import (
+    bound_of,
+    fault_env,
+    judge,
+    what_the_switch_did,
+    with_cpu_waits,
+    with_fault_windows,
+)
 from tests.wait import wait_for
 
 pytestmark = [
@@ -452,6 +459,7 @@ def upgrade_under_traffic(
     started = seen["started"]
     assert isinstance(started, float)
     res = with_fault_windows(with_cpu_waits(res, cpu, started), s.sw.log().read_text(), started)
+    print(what_the_switch_did(res, cpu, started))
     if fault is not None and fault.startswith("blackout:"):
         assert res.fault_windows, "the new process logged no blackout"
     judge_timing(res, bound_of([s.sw.last_report]), fault)

@@ -222,7 +222,8 @@ def _nat_tracked(s: Side) -> set[str]:
             and "state=ESTABLISHED" in ln}  # fmt: skip
 
 
-def test_hitless_upgrade_under_ovn_router_nat_keeps_natted_connections() -> None:
+@pytest.mark.parametrize("fault", [None, "blackout:100", "duplicate"])
+def test_hitless_upgrade_under_ovn_router_nat_keeps_natted_connections(fault: str | None) -> None:
     """``hitless upgrade`` under traffic routed and SNATed by the gateway router (a's
     UDP, TCP stream and new connections to b leave as the floating IP; b's UDP to a is
     routed back): nothing lost or doubled, the stream survives, its NAT entry is the same
@@ -230,6 +231,6 @@ def test_hitless_upgrade_under_ovn_router_nat_keeps_natted_connections() -> None
     shared handoff assertion (tests/traffic.py: gaps and delays beyond the freeze and the
     switch's own waits for a CPU)."""
     with router_side("hitless", 140 + (hash("ovn-router-up") % 9)) as s:
-        tracked, _res = upgrade_under_traffic(s, _nat_tracked, PORT + 1)
+        tracked, _res = upgrade_under_traffic(s, _nat_tracked, PORT + 1, fault)
         # The stream's connection went through the router's SNAT (to a's floating IP).
         assert any(".1.100" in t for t in tracked), tracked
