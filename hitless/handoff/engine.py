@@ -61,6 +61,7 @@ from hitless.handoff.seams import BridgeFactory, HandoffBridge, HandoffDatapath,
 from hitless.memo import Memo
 from hitless.ofproto.ipfix import IPFIX_USERDATA
 from hitless.ofproto.oftable import Rule
+from hitless.openflow import nx_actions as nx
 from hitless.openflow.nxm import ERICOXM, NSH_VENDOR
 from hitless.packet.flow import Match, compact, widen
 from hitless.state import handles as dp_handles
@@ -486,10 +487,14 @@ class ExportEngine:
     def _check_nsh(self) -> None:
         """Rules on the NSH fields cannot go to a build without them."""
         for name, rb in sorted(self.bridges().items()):
-            if rb.bridge is not None and rb.bridge.of.uses_experimenter(NSH_VENDOR):
+            of = rb.bridge.of if rb.bridge is not None else None
+            if of is not None and (
+                of.uses_experimenter(NSH_VENDOR) or of.uses_action(nx.NxDecNshTtl)
+            ):
                 raise HandoffRefused(
-                    f"bridge {name} has OpenFlow rules on NSH fields (nsh_*), which the new "
-                    "build cannot restore (it predates them): delete those rules first "
+                    f"bridge {name} has OpenFlow rules on NSH fields (nsh_*) or with "
+                    "dec_nsh_ttl, which the new build cannot restore (it predates them): "
+                    "delete those rules first "
                     f"(ovs-ofctl del-flows {name} ...), or hand over to a newer build"
                 )
 

@@ -29,6 +29,7 @@ from hitless.ofproto.oftable import (
     compile_match,
 )
 from hitless.ofproto.ofxlate import MISS_NO_FLOW
+from hitless.openflow import nx_actions as nx
 from hitless.openflow._wire import Reader
 from hitless.openflow.connection import Connection
 from hitless.openflow.constants import (
@@ -40,6 +41,7 @@ from hitless.openflow.constants import (
     OFP14_VERSION,
     OFP15_VERSION,
     ActionType,
+    BadActionCode,
     BadRequestCode,
     BundleCtrlType,
     BundleFailedCode,
@@ -255,6 +257,22 @@ def _update(
 
 def _outputs_to(insts: tuple[Any, ...], port: int) -> bool:
     return Rule(0, 0, OfMatch(()), insts).outputs_to(port)
+
+
+def _refuse_13_only(insts: Iterable[Any]) -> None:
+    """Open vSwitch 3.1 decodes ``dec_nsh_ttl`` in OpenFlow 1.3 and later only (it sends
+    it in a 1.0 flow dump all the same): before 1.3 a rule with it is refused alike."""
+
+    def walk(acts: Iterable[Any]) -> bool:
+        return any(isinstance(a, nx.NxDecNshTtl) or walk(getattr(a, "actions", ()) or ())
+                   for a in acts)  # fmt: skip
+
+    if walk(a for i in insts for a in getattr(i, "actions", ()) or ()):
+        raise RemoteProtocolError(
+            "dec_nsh_ttl is not an OpenFlow action before 1.3",
+            ErrorType.BAD_ACTION,
+            BadActionCode.BAD_EXP_TYPE,
+        )
 
 
 def _more(i: int, total: int) -> int:
@@ -475,6 +493,8 @@ class OfHandler:
         xid = msg.xid
         self._now = now
         if isinstance(msg, FlowMod):
+            if conn.version is not None and conn.version < OFP13_VERSION:
+                _refuse_13_only(msg.instructions)
             if conn.version in (OFP10_VERSION, OFP11_VERSION) and msg.command in _MODIFY:
                 self._modify10(msg, now)
             else:

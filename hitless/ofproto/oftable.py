@@ -990,6 +990,7 @@ _NX_PLAIN = (
     nx.NxPopMpls,
     nx.NxSetMplsTtl,
     nx.NxDecMplsTtl,
+    nx.NxDecNshTtl,
     nx.NxSetMplsLabel,
     nx.NxSetMplsTc,
 )
@@ -1183,6 +1184,19 @@ class OfState:
         """Whether a rule matches, or a rule or group bucket writes or reads, a field of
         ``oxm_class`` (a handoff to a build without such fields is refused)."""
         return any(cls == oxm_class for cls, _, _ in self._fields_used())
+
+    def uses_action(self, kind: type) -> bool:
+        """Whether a rule or a group bucket has an action of type ``kind`` (nested in
+        another action too)."""
+
+        def walk(acts: Iterable[Action]) -> bool:
+            return any(
+                isinstance(a, kind) or walk(getattr(a, "actions", ()) or ()) for a in acts
+            )
+
+        return any(walk(r.actions()) for r in self.rules()) or any(
+            walk(b.actions) for g in self.groups.values() for b in g.buckets
+        )
 
     def uses_experimenter(self, experimenter: int) -> bool:
         """Whether a rule matches, or a rule or group bucket writes or reads, a field of

@@ -313,6 +313,7 @@ _IN_PORT = _imask("in_port", "recirc_id")
 _TCI = _imask("vlan_tci")
 _TTL = _imask("eth_type", "ip_ttl")
 _ETH_TYPE = _imask("eth_type")
+_NSH_TTL = _imask("nsh_ttl")
 _PROTO = _imask("eth_type", "ip_proto")
 _ND = _imask("eth_type", "ip_proto", "tp_src", "tp_dst")
 _FRAG = _imask("ip_frag")
@@ -1089,6 +1090,22 @@ def _x_dec_mpls_ttl(ctx: _Ctx, a: of.DecMplsTtl | nx.NxDecMplsTtl) -> None:
     write_field(ctx, "mpls_ttl", ttl - 1)
 
 
+def _x_dec_nsh_ttl(ctx: _Ctx, a: nx.NxDecNshTtl) -> None:
+    """An NSH frame's TTL less one; a TTL of 0 or 1, or a frame without NSH, ends this
+    rule's actions (Open vSwitch 3.1: "NSH decrement TTL exception")."""
+    ctx.mask |= _ETH_TYPE
+    if key_field(ctx.cur, "eth_type") == ETH_TYPE_NSH:
+        ctx.mask |= _NSH_TTL
+        ttl = key_field(ctx.cur, "nsh_ttl")
+        if ttl > 1:
+            ctx.acts.append(dp.SetField("nsh_ttl", bytes((ttl - 1,))))
+            ctx.set_key("nsh_ttl", ttl - 1)
+            return
+    ctx.stopped = True
+    if ctx.recorder is not None:
+        ctx.recorder.event("drop", reason="NSH decrement TTL exception")
+
+
 def _drop(ctx: _Ctx, why: str) -> None:
     """A translation error: the packet is dropped (Open vSwitch's xlate errors)."""
     ctx.error = why
@@ -1679,6 +1696,7 @@ ACTION_XLATE: dict[type, Callable[[_Ctx, Any], None]] = {
     nx.NxSetMplsTc: _x_set_mpls_tc,
     of.DecMplsTtl: _x_dec_mpls_ttl,
     nx.NxDecMplsTtl: _x_dec_mpls_ttl,
+    nx.NxDecNshTtl: _x_dec_nsh_ttl,
     nx_ct.CtAction: _x_ct,
     nx_ct.CtClear: _x_ct_clear,
     nx.CheckPktLarger: _x_check_pkt_larger,
@@ -1932,6 +1950,7 @@ _BUCKET_LAST: tuple[tuple[type, ...], ...] = (
     (of.PushVlan,),
     (of.DecNwTtl, nx.NxDecTtl, nx.DecTtlIds),
     (of.DecMplsTtl, nx.NxDecMplsTtl),
+    (nx.NxDecNshTtl,),
 )
 _BUCKET_SETS: tuple[type, ...] = (
     of.SetField, of.SetNwTtl, of.SetMplsTtl, nx.RegLoad, nx.RegLoad2, nx.RegMove,

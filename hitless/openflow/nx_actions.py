@@ -54,6 +54,7 @@ __all__ = [
     "Multipath",
     "NxAction",
     "NxDecMplsTtl",
+    "NxDecNshTtl",
     "NxDecTtl",
     "NxPopMpls",
     "NxPushMpls",
@@ -464,6 +465,19 @@ class NxDecMplsTtl(NxAction):
     def parse(cls, subtype: int, r: Reader) -> NxAction:
         if any(r.rest()):
             raise _bad("dec_mpls_ttl: non-zero padding", BadActionCode.BAD_LEN)
+        return cls()
+
+
+@nx_action(48)
+@dataclass(frozen=True, slots=True)
+class NxDecNshTtl(NxAction):
+    """``dec_nsh_ttl``: an NSH frame's TTL less one; at 1 or 0 this rule's actions end
+    (Open vSwitch 3.1 sends it in every version, its 1.0 decoder refuses it)."""
+
+    subtype: ClassVar[int] = 48
+
+    @classmethod
+    def parse(cls, subtype: int, r: Reader) -> NxAction:
         return cls()
 
 

@@ -553,6 +553,7 @@ register_action(nx.NxPushMpls, lambda a: f"push_mpls:{a.ethertype:#06x}")  # typ
 register_action(nx.NxPopMpls, lambda a: f"pop_mpls:{a.ethertype:#06x}")  # type: ignore[attr-defined]
 register_action(nx.NxSetMplsTtl, lambda a: f"set_mpls_ttl({a.ttl})")  # type: ignore[attr-defined]
 register_action(nx.NxDecMplsTtl, lambda a: "dec_mpls_ttl")
+register_action(nx.NxDecNshTtl, lambda a: "dec_nsh_ttl")
 register_action(nx.NxSetMplsLabel, lambda a: f"set_mpls_label({a.label})")  # type: ignore[attr-defined]
 register_action(nx.NxSetMplsTc, lambda a: f"set_mpls_tc({a.tc})")  # type: ignore[attr-defined]
 register_action(nx.Clone, lambda a: f"clone({format_actions(a.actions)})")  # type: ignore[attr-defined]

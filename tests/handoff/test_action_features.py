@@ -27,6 +27,7 @@ from hitless.openflow import SetField as OfSetField
 from hitless.openflow.actions import SetQueue
 from hitless.openflow.constants import FlowModCommand, OxmField
 from hitless.openflow.match import Oxm
+from hitless.openflow.nx_actions import NxDecNshTtl
 from hitless.openflow.nxm import ERICOXM, NSH_VENDOR
 from tests.handoff.pair import ALL_FEATURES, SRC, Clock, old_switch, traffic
 
@@ -186,4 +187,15 @@ def test_rules_on_nsh_fields_are_refused_to_a_peer_without_them() -> None:
     bridge.flow_mod(FlowMod(command=FlowModCommand.DELETE, table_id=0xFF, match=Match()),
                     clock())  # fmt: skip
     (bs,) = side.exporter(ALL_FEATURES).precopy(clock(), True).bridges
+    assert bs.name == "br0"
+
+    # dec_nsh_ttl (no NSH field named: the rule pins eth_type 0x894f only) alike
+    dec = FlowMod(command=FlowModCommand.ADD, priority=80,
+                  match=Match((Oxm(OxmField.ETH_TYPE, 0x894F),)),
+                  instructions=(ApplyActions((NxDecNshTtl(), OfOutput(2))),))  # fmt: skip
+    bridge.flow_mod(dec, clock())
+    with pytest.raises(HandoffRefused) as refused:
+        side.exporter(ALL_FEATURES).precopy(clock(), True)
+    assert "dec_nsh_ttl" in str(refused.value), refused.value
+    (bs,) = side.exporter((*ALL_FEATURES, "field:nsh")).precopy(clock(), True).bridges
     assert bs.name == "br0"
