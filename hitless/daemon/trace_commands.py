@@ -4,15 +4,23 @@
     ofproto/trace-packet-out [-consistent] BRIDGE FLOW [PACKET | -generate] ACTIONS
 
 FLOW is ovs-ofctl flow syntax (``in_port=p1,udp,nw_dst=10.0.0.2,udp_dst=53``; a port
-may be named); PACKET, hex, gives the headers instead (FLOW then supplies in_port). The
-walk is the real translation (hitless.ofproto.trace), which changes nothing: no MAC is
-learned, no counter moves, no packet is sent.
+may be named); PACKET, hex, gives the headers instead (FLOW then supplies in_port). FLOW
+may also give the pipeline fields the packet starts with, as Open vSwitch's trace takes
+them: registers (``reg0``-``reg15``, ``xreg``, ``xxreg``), ``metadata``, ``pkt_mark``,
+``dp_hash`` and the tunnel's (``tun_id``, ``tun_src``, ``tun_dst``, ``tun_ipv6_src``,
+``tun_ipv6_dst``, ``tun_flags=oam``, ``tun_gbp_*``, ``tun_erspan_*``, ``tun_gtpu_*``),
+exact values only. The walk is the real translation (hitless.ofproto.trace), which
+changes nothing: no MAC is learned, no counter moves, no packet is sent.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 from hitless.daemon.unixctl import CommandError, Request, command
 from hitless.ofproto.bridge import Bridge
+from hitless.ofproto.fields import LOCS
 from hitless.ofproto.trace import trace
 from hitless.openflow.ofctl_text import ActionSyntaxError, parse_actions
 from hitless.packet.flow import ETH_TYPE_IPV6, IPPROTO_ICMPV6, extract_key, set_field
@@ -34,11 +42,69 @@ def _bridge(req: Request, name: str) -> Bridge:
     return rb.bridge
 
 
-def _key(bridge: Bridge, flow: str, packet: str | None) -> bytes:
+# The pipeline fields a traced flow may start with (fields.LOCS names; tunnel_id is
+# Open vSwitch's other name for tun_id)
+_START = re.compile(
+    r"reg(1[0-5]|[0-9])|xreg[0-7]|xxreg[0-3]|metadata|pkt_mark|dp_hash|tun_id|tunnel_id"
+    r"|tun_(src|dst|ipv6_src|ipv6_dst|flags|gbp_id|gbp_flags|erspan_(idx|ver|dir|hwid)"
+    r"|gtpu_(flags|msgtype))"
+)
+
+
+def _start_value(flow: str, name: str, text: str) -> int:
+    """The value of pipeline field ``name`` given as ``text`` in a traced flow."""
+
+    def bad(why: str) -> CommandError:
+        return CommandError(
+            f"Bad openflow flow syntax: {flow}: bad value for {name} ({text}: {why})"
+        )
+
+    if "/" in text or text[:1] in "+-":
+        raise bad("wildcards not allowed here")
     try:
-        spec = parse_flow(flow)
+        if name in ("tun_src", "tun_dst", "tun_ipv6_src", "tun_ipv6_dst"):
+            addr = ipaddress.ip_address(text)
+            if (addr.version == 4) != (name in ("tun_src", "tun_dst")):
+                raise ValueError
+            return int(addr)
+        if name == "tun_flags" and text == "oam":
+            return 1
+        value = int(text, 0)
+    except ValueError:
+        raise bad(f"bad syntax for {name} value") from None
+    if not 0 <= value <= LOCS[name].ones:
+        raise bad(f"value too large for {LOCS[name].bits}-bit field {name}")
+    return value
+
+
+def _split_start(flow: str) -> tuple[str, int]:
+    """``flow`` without the pipeline fields it gives, and those fields as the pipeline
+    key's region (fields.LOCS)."""
+    rest, meta = [], 0
+    for tok in flow.replace(" ", ",").split(","):
+        name, eq, text = tok.partition("=")
+        name = name.strip()
+        if eq and _START.fullmatch(name):
+            name = "tun_id" if name == "tunnel_id" else name
+            meta = LOCS[name].put(meta, _start_value(flow, name, text.strip()))
+        elif tok:
+            rest.append(tok)
+    return ",".join(rest), meta
+
+
+def _key(bridge: Bridge, flow: str, packet: str | None) -> tuple[bytes, int]:
+    """The traced packet's key and the pipeline fields it starts with."""
+    text, start = _split_start(flow)
+    return _packet_key(bridge, flow, text, packet), start
+
+
+def _packet_key(bridge: Bridge, flow: str, text: str, packet: str | None) -> bytes:
+    try:
+        spec = parse_flow(text)
     except FlowSyntaxError as e:
-        raise CommandError(f"Bad openflow flow syntax: {e}") from None
+        why = str(e)  # it names the flow it parsed: name the one given
+        why = flow + why[len(text) :] if why.startswith(text + ":") else why
+        raise CommandError(f"Bad openflow flow syntax: {why}") from None
     in_port = spec.in_port
     if spec.in_port_name is not None:
         ports = {p.name: p.port_no for p in bridge.datapath.ports().values()}
@@ -76,7 +142,8 @@ def _split(args: list[str]) -> tuple[str, str, str | None]:
 def ofproto_trace(req: Request) -> str:
     name, flow, packet = _split(list(req.args))
     bridge = _bridge(req, name)
-    text, _ = trace(bridge.name, bridge.of, bridge.state, _key(bridge, flow, packet))
+    key, start = _key(bridge, flow, packet)
+    text, _ = trace(bridge.name, bridge.of, bridge.state, key, start=start)
     return text
 
 
@@ -96,8 +163,8 @@ def ofproto_trace_packet_out(req: Request) -> str:
         args.pop(0)
     name, flow, packet = _split(args)
     bridge = _bridge(req, name)
-    key = _key(bridge, flow, packet)
-    text, _ = trace(bridge.name, bridge.of, bridge.state, key, actions)
+    key, start = _key(bridge, flow, packet)
+    text, _ = trace(bridge.name, bridge.of, bridge.state, key, actions, start=start)
     return text
 
 

@@ -18,8 +18,8 @@ M32 = 0xFFFFFFFF
 # nx_hash_fields
 ETH_SRC, SYMMETRIC_L4, SYMMETRIC_L3L4, SYMMETRIC_L3L4_UDP, NW_SRC, NW_DST, SYMMETRIC_L3 = range(7)
 
-ETH_TYPE_IP, ETH_TYPE_IPV6 = 0x0800, 0x86DD
-IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP = 6, 17, 132
+ETH_TYPE_IP, ETH_TYPE_IPV6, ETH_TYPE_ARP = 0x0800, 0x86DD, 0x0806
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_ICMPV6 = 1, 6, 17, 132, 58
 
 Get = Callable[[str], int]
 
@@ -219,6 +219,83 @@ def fields_read(get: Get, fields: int) -> tuple[str, ...]:
     if not addrs:  # SYMMETRIC_L3L4 of a non-IP packet: the L2 hash
         return ("eth_type", "eth_src", "eth_dst", "vlan_tci")
     return ("eth_type", *addrs, "ip_proto", "ip_frag", "tp_src", "tp_dst")
+
+
+# The datapath's hash algorithms (enum ovs_hash_alg): a select group's dp_hash
+HASH_ALG_L4, HASH_ALG_SYM_L4 = 0, 1
+_PORTS = (IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_ICMP, IPPROTO_ICMPV6)
+
+
+def hash_5tuple(get: Get, basis: int) -> int:
+    """lib/flow.c ``flow_hash_5tuple`` (the userspace datapath's receive hash,
+    ``miniflow_hash_5tuple``, is the same): the addresses (IPv4 and ARP as words,
+    IPv6 as 64-bit words), the protocol, and for TCP, UDP, SCTP, ICMP and ICMPv6
+    both ports as one word, finished with 42."""
+    eth_type = get("eth_type")
+    h = basis
+    if eth_type == ETH_TYPE_IPV6:
+        for name in ("ipv6_src", "ipv6_dst"):
+            raw = get(name).to_bytes(16, "big")
+            for i in (0, 8):
+                word = _le(raw[i : i + 8])
+                h = hash_add(hash_add(h, word), word >> 32)
+    elif eth_type in (ETH_TYPE_IP, ETH_TYPE_ARP):
+        h = hash_add(h, _le(get("ipv4_src").to_bytes(4, "big")))
+        h = hash_add(h, _le(get("ipv4_dst").to_bytes(4, "big")))
+    else:
+        return hash_finish(h, 42)
+    proto = get("ip_proto")
+    h = hash_add(h, proto)
+    if proto in _PORTS:
+        h = hash_add(h, _le(get("tp_src").to_bytes(2, "big") + get("tp_dst").to_bytes(2, "big")))
+    return hash_finish(h, 42)
+
+
+def hash_5tuple_read(get: Get) -> tuple[str, ...]:
+    """The key fields ``hash_5tuple`` reads for this packet."""
+    eth_type = get("eth_type")
+    if eth_type == ETH_TYPE_IPV6:
+        addrs: tuple[str, ...] = ("ipv6_src", "ipv6_dst")
+    elif eth_type in (ETH_TYPE_IP, ETH_TYPE_ARP):
+        addrs = ("ipv4_src", "ipv4_dst")
+    else:
+        return ("eth_type",)
+    ports = ("tp_src", "tp_dst") if get("ip_proto") in _PORTS else ()
+    return ("eth_type", *addrs, "ip_proto", *ports)
+
+
+def symmetric_l3l4(get: Get, basis: int) -> int:
+    """lib/flow.c ``flow_hash_symmetric_l3l4(flow, basis, false)`` with a 32-bit basis
+    (the datapath's ``hash(sym_l4(basis))``)."""
+    return _symmetric_l3l4(get, basis & M32, False)
+
+
+def dp_hash_table(weights: tuple[int, ...], max_values: int = 256) -> tuple[int, ...] | None:
+    """ofproto-dpif.c ``group_setup_dp_hash_table``: the bucket (its index) of each of
+    a select group's hash values, a power of two of them, at least 16 and enough for the
+    smallest weight to get one (Webster's method: each value goes to the bucket with the
+    highest weight / (2 * values it has + 1), the first one on a tie); None when the
+    weights are all zero or need more than ``max_values`` (at most 256): the group then
+    hashes in the slow path (Open vSwitch's default method)."""
+    total = sum(weights)
+    if total == 0:
+        return None
+    min_weight = min(w for w in weights if w > 0)
+    n_hash = max(16, _round_up_pow2(-(-total // min_weight)))
+    if n_hash > min(max_values, 256):
+        return None
+    divisor = [1] * len(weights)
+    value = [float(w) for w in weights]
+    out = []
+    for _ in range(n_hash):
+        win = 0
+        for i in range(1, len(weights)):
+            if value[i] > value[win]:
+                win = i
+        divisor[win] += 2
+        value[win] = weights[win] / divisor[win]
+        out.append(win)
+    return tuple(out)
 
 
 def _round_up_pow2(n: int) -> int:

@@ -24,9 +24,9 @@ lookups, groups and their buckets, meters); ``Xlate.deps`` what the translation 
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any, Protocol
 
 from hitless.config.model import OFPP_LOCAL
@@ -317,20 +317,6 @@ _NSH_TTL = _imask("nsh_ttl")
 _PROTO = _imask("eth_type", "ip_proto")
 _ND = _imask("eth_type", "ip_proto", "tp_src", "tp_dst")
 _FRAG = _imask("ip_frag")
-_HASH_FIELDS = (
-    "eth_src",
-    "eth_dst",
-    "eth_type",
-    "vlan_tci",
-    "ipv4_src",
-    "ipv4_dst",
-    "ipv6_src",
-    "ipv6_dst",
-    "ip_proto",
-    "tp_src",
-    "tp_dst",
-)
-_HASH = _imask(*_HASH_FIELDS)
 _FIN_RST = 0x005 << ((KEY_LEN - FIELDS["tcp_flags"][0] - 2) * 8)
 _NO_SPEC = FieldSpec("?", 0, False, ())
 
@@ -501,6 +487,9 @@ class _Ctx:
     # (hitless.ofproto.frozen); the datapath recirculates and they run after
     freeze: list[Item] | None = None
     priority: int = 0  # the socket priority the emitted actions give outputs so far
+    # a trace: the pipeline fields started as given (dp_hash among them: a select group
+    # that needs it and has none stops, as Open vSwitch's trace does), none computed
+    traced: bool = False
 
     # -- field rewrites --
     def set_key(self, name: str, value: int) -> None:
@@ -560,6 +549,7 @@ def xlate_openflow(
     actions: tuple[of.Action, ...] | None = None,
     recorder: Recorder | None = None,
     recirc: Mapping[int, bytes] | None = None,
+    start: int | None = None,
 ) -> Xlate:
     """Translate ``key`` through the pipeline (or, for a packet-out, through ``actions``).
     ``recorder`` (ofproto/trace) hears each step as ``recorder.event(kind, **details)``:
@@ -569,7 +559,11 @@ def xlate_openflow(
     packet as the pipeline left it), ``group`` (group_id,
     chosen), ``normal`` (xlate), ``drop`` (reason).
     ``recirc``: the recirculation ids in use (the datapath's map): a key with a
-    recirc_id resumes the frozen state it stands for (ofproto.ct_xlate)."""
+    recirc_id resumes the frozen state it stands for (ofproto.ct_xlate).
+    ``start`` (ofproto/trace): the pipeline fields the packet starts with (registers,
+    metadata, pkt_mark, tunnel, dp_hash; fields.LOCS) as given, none computed; None: a
+    packet, whose fields start at zero and whose dp_hash a select group computes as
+    the datapath would."""
     in_port = int.from_bytes(key[0:4], "big")
     rid = key_field(key, "recirc_id")
     frozen = None
@@ -580,6 +574,8 @@ def xlate_openflow(
 
     def run(forced: tuple[int, ...], rec: _Skip | None) -> _Ctx:
         ctx = _Ctx(of_state, sw, key, key, in_port, recorder=rec, forced=forced)
+        if start is not None:
+            ctx.meta, ctx.traced = start, True
         if recirc is not None:
             ctx.recirc_known = recirc
         if frozen is not None and is_frozen_actions(frozen):
@@ -1872,17 +1868,29 @@ def _group(ctx: _Ctx, gid: int) -> None:
     elif g.type == GroupType.SELECT:
         live = [(i, b.weight or 1) for i, b in enumerate(g.buckets) if _live(ctx, b.watch_port)]
         sel = g.selection
-        if live and sel is not None and sel.method == "hash" and sel.fields:
-            chosen = _best_live_bucket(ctx, g, live, _selection_hash(ctx, sel.fields, sel.param))
-        elif live:  # dp_hash or none: the packet's addresses and ports
-            ctx.mask |= _HASH
-            h = zlib.crc32(bytes(a & m for a, m in zip(ctx.cur, _HASH_BYTES, strict=True)))
-            pick = h % sum(w for _, w in live)
-            for i, w in live:
-                if pick < w:
-                    chosen = [i]
-                    break
-                pick -= w
+        method = "" if sel is None else sel.method
+        table = None if method == "hash" else _dp_hash_table(tuple(b.weight for b in g.buckets))
+        if sel is not None and method == "hash" and sel.fields:
+            if live:
+                basis = _selection_hash(ctx, sel.fields, sel.param)
+                chosen = _best_live_bucket(ctx, g, live, basis)
+        elif table is None:  # the default method: the slow path's symmetric L4 hash
+            if live:
+                basis = _ovs_hash(ctx, flowhash.SYMMETRIC_L4, 0)
+                chosen = _best_live_bucket(ctx, g, live, basis)
+        else:
+            h = _dp_hash(ctx, g)
+            if h is None:  # a trace given no dp_hash: Open vSwitch's stops here
+                if ctx.recorder is not None:
+                    ctx.recorder.event("group", group_id=gid, chosen=[], picks=True)
+                ctx.depth -= 1
+                ctx.freeze = [Unroll(ctx.table_id, ctx.cookie), of.GroupAction(gid)]
+                ctx.exited = ctx.stopped = True
+                return
+            # from the hash's own value on, the first live bucket (Open vSwitch's walk)
+            ok = {i for i, _ in live}
+            n = len(table)
+            chosen = next(([table[(h + j) % n]] for j in range(n) if table[(h + j) % n] in ok), [])
     if ctx.recorder is not None:
         picks = g.type in (GroupType.SELECT, GroupType.FF)  # one bucket, told
         ids = [_bucket_id(g, i) for i in chosen]
@@ -1914,8 +1922,6 @@ def _group(ctx: _Ctx, gid: int) -> None:
     ctx.depth -= 1
 
 
-_HASH_BYTES = _HASH.to_bytes(KEY_LEN, "big")
-
 
 def _bucket_id(g: Group, i: int) -> int:
     """Bucket ``i``'s id: OpenFlow 1.5's, else its position (as Open vSwitch numbers them)."""
@@ -1937,6 +1943,48 @@ def _best_live_bucket(ctx: _Ctx, g: Group, live: list[tuple[int, int]], basis: i
         if ctx.recorder is not None:
             ctx.recorder.event("detail", text=f"bucket {bid}: score {score}")
     return [] if best is None else [best]
+
+
+@lru_cache(maxsize=1024)
+def _dp_hash_table(weights: tuple[int, ...]) -> tuple[int, ...] | None:
+    return flowhash.dp_hash_table(weights)
+
+
+def _dp_hash(ctx: _Ctx, g: Group) -> int | None:
+    """The dp_hash a select group of the dp_hash method picks by (ofproto-dpif-xlate.c
+    pick_dp_hash_select_group). Open vSwitch has the datapath compute it and
+    recirculates; hitless computes the same value in this one pass (the megaflow
+    matching what the hash read) and goes on as Open vSwitch's recirculated pass does,
+    dp_hash set. A group with no selection method hashes the packet as it is now,
+    symmetrically (``sym_l4``, basis 0); ``selection_method=dp_hash`` takes the
+    algorithm from its parameter's high word (``l4`` unless 1) and the basis from the
+    low word, ``l4`` being the 5-tuple hash the datapath took of the packet as it came
+    in, mixed with the basis. None: a trace that was given no dp_hash (Open vSwitch's
+    stops at the group, "no live bucket")."""
+    have = LOCS["dp_hash"].get(ctx.meta)  # an earlier group's, or a trace's given one
+    if have or ctx.traced:
+        return have or None
+    sel = g.selection
+    alg, basis = flowhash.HASH_ALG_SYM_L4, 0
+    if sel is not None and sel.method == "dp_hash":
+        alg = flowhash.HASH_ALG_SYM_L4 if sel.param >> 32 == 1 else flowhash.HASH_ALG_L4
+        basis = sel.param & 0xFFFFFFFF
+    if alg == flowhash.HASH_ALG_SYM_L4:
+
+        def cur(name: str) -> int:
+            return key_field(ctx.cur, name)
+
+        ctx.mask |= _imask(*flowhash.fields_read(cur, flowhash.SYMMETRIC_L3L4))
+        h = flowhash.symmetric_l3l4(cur, basis)
+    else:
+
+        def first(name: str) -> int:
+            return key_field(ctx.key, name)
+
+        ctx.mask |= _imask(*flowhash.hash_5tuple_read(first))
+        h = flowhash.hash_2words(flowhash.hash_5tuple(first, 0), basis)
+    ctx.meta = LOCS["dp_hash"].put(ctx.meta, h)
+    return h
 
 # A bucket's actions are an action set in Open vSwitch 3.1 (ofpacts_execute_action_set,
 # seen in its traces): the last of each of these kinds, in this order; then every

@@ -198,6 +198,11 @@ def _hex0(v: int) -> str:
     return f"{v:#x}" if v else "0"  # C's %#x: "0", not "0x0"
 
 
+def _dp_hash(meta: int) -> list[str]:
+    """``dp_hash`` if not zero: after pkt_mark and recirc_id, before the protocol."""
+    return [f"dp_hash={v:#x}"] if (v := LOCS["dp_hash"].get(meta)) else []
+
+
 def _pipeline_parts(meta: int) -> tuple[list[str], list[str]]:
     """The pipeline fields Open vSwitch 3.1 shows in a flow (its flow_format, measured
     side by side): ``pkt_mark`` if not zero, before the protocol; then, after the
@@ -248,7 +253,7 @@ def _visible(meta: int) -> tuple[int, ...]:
 
 def _flow(key: bytes, meta: int) -> str:
     first, after = _pipeline_parts(meta)
-    return format_flow(key, _regs(meta), first, after)
+    return format_flow(key, _regs(meta), [*first, *_dp_hash(meta)], after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,14 +308,17 @@ def trace(
     sw: SwitchState,
     key: bytes,
     actions: tuple[of.Action, ...] | None = None,
+    start: int = 0,
 ) -> tuple[str, Xlate]:
     """The trace text of ``key`` through ``bridge``'s pipeline (or through ``actions``, a
     packet-out), and the translation itself. As Open vSwitch 3.1 does, each
     ``ct(table=)`` recirculation is followed after it, the packet resumed with
-    ct_state=trk|new in the ct's zone (at most ``MAX_RECIRCS`` of them)."""
+    ct_state=trk|new in the ct's zone (at most ``MAX_RECIRCS`` of them). ``start``: the
+    pipeline fields the packet starts with (registers, metadata, pkt_mark, tunnel,
+    dp_hash; fields.LOCS), as the traced flow gave them."""
     tracer = Tracer(bridge)
-    x = xlate_openflow(of_state, sw, key, actions, recorder=tracer)
-    lines = [f"Flow: {format_flow(key)}\n", *_result(tracer, key, x)]
+    x = xlate_openflow(of_state, sw, key, actions, recorder=tracer, start=start)
+    lines = [f"Flow: {_flow(key, start)}\n", *_result(tracer, key, x, start)]
     queue = list(tracer.recircs)
     done = 0
     while queue and done < MAX_RECIRCS:
@@ -330,7 +338,9 @@ def trace(
         sub = Tracer(bridge)
         thaw = Node("thaw", f"Resuming from table {r.table_id}")
         sub.root.subs.append(Node("thaw", "thaw", [thaw]))
-        rx = xlate_openflow(of_state, sw, rkey, recorder=sub, recirc={r.recirc_id: r.blob})
+        rx = xlate_openflow(
+            of_state, sw, rkey, recorder=sub, recirc={r.recirc_id: r.blob}, start=0
+        )
         rule = "=" * 79
         lines += [
             f"\n{rule}\nrecirc({r.recirc_id:#x}) - resume conntrack with default "
@@ -378,7 +388,7 @@ def _recirc_flow(key: bytes, meta: int = 0) -> str:
     """A recirculated flow as Open vSwitch prints it: pkt_mark, the recirculation and ct
     fields first, then "eth" and the flow."""
     first, after = _pipeline_parts(meta)
-    head = [*first, f"recirc_id={key_field(key, 'recirc_id'):#x}"]
+    head = [*first, f"recirc_id={key_field(key, 'recirc_id'):#x}", *_dp_hash(meta)]
     st = key_field(key, "ct_state")
     if st:
         head.append(f"ct_state={format_ct_state(st)}")

@@ -12,9 +12,8 @@ Final flow (pkt_mark first, registers, the tunnel header once a tunnel destinati
 set, tun_id alone without one, metadata; a change Open vSwitch does not print, tun_src
 alone, is still a Final flow) and set_field to tunnel addresses written as addresses.
 
-Not compared: a select group without a selection method (Open vSwitch 3.1 then hashes in
-the datapath, dp_hash, and recirculates: its trace says "no live bucket" and stops;
-hitless picks in one pass, by its own hash: docs/appctl.md)."""
+Select groups without a selection method or with ``selection_method=dp_hash``:
+test_select_vs_ovs.py."""
 
 from __future__ import annotations
 
