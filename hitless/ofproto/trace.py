@@ -206,7 +206,8 @@ def _dp_hash(meta: int) -> list[str]:
 def _pipeline_parts(meta: int) -> tuple[list[str], list[str]]:
     """The pipeline fields Open vSwitch 3.1 shows in a flow (its flow_format, measured
     side by side): ``pkt_mark`` if not zero, before the protocol; then, after the
-    registers, the tunnel: with a destination (IPv4 or IPv6) its whole header, tun_id
+    registers, the tunnel: with a destination (IPv4 or IPv6) its whole header (ERSPAN's
+    fields as its version has them, every tun_metadata the packet has), tun_id
     left out (shown only with the datapath's key flag, which no OpenFlow action sets),
     without one tun_id alone if not zero; then ``metadata`` if not zero."""
 
@@ -216,6 +217,7 @@ def _pipeline_parts(meta: int) -> tuple[list[str], list[str]]:
     first = [f"pkt_mark={v:#x}"] if (v := get("pkt_mark")) else []
     after: list[str] = []
     if get("tun_dst") or get("tun_ipv6_dst"):
+        ver = get("tun_erspan_ver")
         after += [
             f"tun_src={ipaddress.IPv4Address(get('tun_src'))}",
             f"tun_dst={ipaddress.IPv4Address(get('tun_dst'))}",
@@ -225,11 +227,18 @@ def _pipeline_parts(meta: int) -> tuple[list[str], list[str]]:
             f"tun_gbp_flags={get('tun_gbp_flags')}",
             "tun_tos=0",
             "tun_ttl=0",
-            f"tun_erspan_ver={get('tun_erspan_ver')}",
+            f"tun_erspan_ver={ver}",
+            # ERSPAN's index for version 1, direction and hardware id for version 2
+            *([f"tun_erspan_idx={_hex0(get('tun_erspan_idx'))}"] if ver == 1 else []),
+            *([f"tun_erspan_dir={get('tun_erspan_dir')}",
+               f"tun_erspan_hwid={_hex0(get('tun_erspan_hwid'))}"] if ver == 2 else []),
             f"gtpu_flags={_hex0(get('tun_gtpu_flags'))}",
             f"gtpu_msgtype={get('tun_gtpu_msgtype')}",
             f"tun_flags={'oam' if get('tun_flags') & 1 else '0'}",
-        ]
+            # each tun_metadata<n> the packet has, in hex without leading zeros
+            *(f"tun_metadata{n}={_hex0(get(f'tun_metadata{n}'))}"
+              for n in range(64) if get("tun_metadata_present") >> n & 1),
+        ]  # fmt: skip
     elif v := get("tun_id"):
         after.append(f"tun_id={v:#x}")
     if v := get("metadata"):
@@ -243,7 +252,8 @@ _FLOW_FIELDS = (
     *(f"reg{n}" for n in range(16)), "pkt_mark", "metadata", "tun_id", "tun_src", "tun_dst",
     "tun_ipv6_src", "tun_ipv6_dst", "tun_flags", "tun_gbp_id", "tun_gbp_flags",
     "tun_erspan_idx", "tun_erspan_ver", "tun_erspan_dir", "tun_erspan_hwid",
-    "tun_gtpu_flags", "tun_gtpu_msgtype",
+    "tun_gtpu_flags", "tun_gtpu_msgtype", "tun_metadata_present",
+    *(f"tun_metadata{n}" for n in range(64)),
 )  # fmt: skip
 
 
