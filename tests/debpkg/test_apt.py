@@ -55,7 +55,9 @@ DURATION = 120
 # This run installed the package (its pid inside): a run that finds it died before its
 # teardown (killed by a session timeout) and restores dpkg first.
 OURS = Path(f"{LOCK}.installed-by")
-DPKG_LOCK = Path("/var/lib/dpkg/lock-frontend")
+# apt-get holds the frontend lock and the dpkg it runs the database lock: an apt-get
+# killed by a timeout mid-install leaves its dpkg going with the database lock alone.
+DPKG_LOCKS = (Path("/var/lib/dpkg/lock-frontend"), Path("/var/lib/dpkg/lock"))
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +76,19 @@ def _status() -> str:
 
 
 def _dpkg_free() -> bool:
-    """No dpkg runs (one of ours that outlived its apt-get, killed by a timeout, may)."""
-    with open(DPKG_LOCK, "a") as f:
-        try:
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        fcntl.lockf(f, fcntl.LOCK_UN)
-        return True
+    """No apt-get and no dpkg runs (one of ours that outlived its apt-get, killed by a
+    timeout, may): neither lock is held. The frontend lock alone once let the restore
+    run beside such a dpkg, each of its steps refused ("dpkg database lock was locked by
+    another process"), the package left half-installed (a private run of the upgrade
+    case with a 6 s timeout, which fired inside the first apt-get install)."""
+    for path in DPKG_LOCKS:
+        with open(path, "a") as f:
+            try:
+                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False
+            fcntl.lockf(f, fcntl.LOCK_UN)
+    return True
 
 
 def restore_dpkg() -> str:
@@ -90,7 +97,7 @@ def restore_dpkg() -> str:
     what dpkg left half-done (``--configure -a``), purge, and purge again forcing past a
     half-installed package. The output of each step."""
     out = []
-    wait_for(_dpkg_free, "dpkg to finish (the lock /var/lib/dpkg/lock-frontend)", timeout=900)
+    wait_for(_dpkg_free, "apt-get and dpkg to finish (their locks in /var/lib/dpkg)", timeout=900)
     clean = ("", "unknown ok not-installed")
     for cmd in (
         ["dpkg", "--configure", "-a"],
