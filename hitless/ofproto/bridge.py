@@ -717,32 +717,40 @@ class Bridge:
     def _mirror(self, key: bytes, x: Xlate) -> Xlate:
         """Port mirroring (Bridge.mirrors): a packet received on a selected source port,
         or sent to a selected destination port, in a selected VLAN, is also sent to the
-        mirror's output port as it was received (before any rewrite); never twice to a
-        port, never back to its input port. A mirror to a VLAN (RSPAN) sends the copy to
+        mirror's output port: as it was received (before any rewrite) when its input
+        port selects it, else as it was sent to the first selected port, the copy right
+        after that output wherever it is (inside a datapath clone, in a check_pkt_len
+        branch: the first branch only when both send there, as Open vSwitch 3.1 mirrors
+        in the branch it translates first); never twice to a port, never back to its
+        input port. A mirror to a VLAN (RSPAN) sends the copy to
         every port that carries that VLAN, tagged with it on a trunk and untagged where
         it is the port's own VLAN, unless the packet is in that VLAN already or goes to
         a reserved (link-local) address, as Open vSwitch does. Each mirror that copied
         the packet counts it (Mirror.statistics)."""
         in_port = int.from_bytes(key[0:4], "big")
-        outs = [a.port for a in x.actions if isinstance(a, Output)]
+        outs = _all_outputs(x.actions)
         tci = key[18] << 8 | key[19]
         pv = self.state.ports.get(in_port)
         vlan = pv.vlan.ingress_vlan(tci) if pv is not None else None
         if vlan is None:
             vlan = tci & 0xFFF if tci & VLAN_PRESENT else 0
         add: list[int] = []
+        after: dict[int, frozenset[int]] = {}  # mirror port -> the ports it copies after
         rspan: list[Action] = []
         credits: list[object] = []
         mask = mask_or(x.mask, MASK_VLAN) if self._mirror_vlans else x.mask
         for m in self._mirrors:
-            if m.out == in_port or m.out in outs or m.out in add:
+            if m.out == in_port or m.out in outs or m.out in add or m.out in after:
                 continue
             if m.vlans and vlan not in m.vlans:
                 continue
-            if not (m.all or in_port in m.src or any(o in m.dst for o in outs)):
+            ingress = m.all or in_port in m.src
+            if not (ingress or any(o in m.dst for o in outs)):
                 continue
-            if m.out >= 0:
+            if m.out >= 0 and ingress:
                 add.append(m.out)
+            elif m.out >= 0:
+                after[m.out] = m.dst
             else:
                 mask = mask_or(mask, MASK_NORMAL_L4 if self.state.hashes_l4 else MASK_NORMAL)
                 if vlan == m.out_vlan or key[4:9] == _RESERVED and key[9] < 0x10:
@@ -751,17 +759,27 @@ class Bridge:
             counter = self.mirror_counters.get(m.name)
             if counter is not None:
                 credits.append(counter)
-        if not add and not rspan:
+        if not add and not rspan and not after:
             return x if mask == x.mask and not credits else replace(
                 x, mask=mask, credits=(*x.credits, *credits)
             )
-        acts = (*rspan, *(Output(o) for o in add), *x.actions)
+        acts = x.actions
+        if after:
+            done: set[int] = set()
+
+            def then_copy(a: Output) -> list[Any]:
+                copies = [o for o, dst in after.items() if a.port in dst and o not in done]
+                done.update(copies)
+                return [a, *(Output(o) for o in copies)]
+
+            acts = _map_outputs(acts, then_copy)
+        acts = (*rspan, *(Output(o) for o in add), *acts)
         sent = tuple(a.port for a in rspan if isinstance(a, Output))
         return replace(
             x,
             actions=acts,
             mask=mask,
-            out_ports=x.out_ports + sent + tuple(add),
+            out_ports=x.out_ports + sent + tuple(add) + tuple(after),
             credits=(*x.credits, *credits),
         )
 
@@ -1874,6 +1892,19 @@ def _mac_int(text: str | None) -> int:
     except ValueError:
         return 0
     return int.from_bytes(b, "big") if len(b) == 6 else 0
+
+
+def _all_outputs(actions: tuple[Any, ...]) -> list[int]:
+    """Every port ``actions`` output to, inside datapath clones and check_pkt_len
+    branches too."""
+    ports: list[int] = []
+
+    def note(a: Output) -> list[Any]:
+        ports.append(a.port)
+        return [a]
+
+    _map_outputs(actions, note)
+    return ports
 
 
 def _map_outputs(actions: tuple[Any, ...], fn: Callable[[Output], list[Any]]) -> tuple[Any, ...]:
