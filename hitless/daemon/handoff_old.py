@@ -151,6 +151,9 @@ class HandoffRecord:
     turns: int = 0  # serving-loop turns from Hello to the freeze
     longest_turn: str = ""  # where the longest of them went (its sections)
     busiest_turn: str = ""  # where the one with the most CPU time went
+    # what the pre-copy step with the most CPU time did (``engine.StepProfile``: the
+    # parts and items it worked on, the job's tables that grew in it)
+    busiest_step: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -370,6 +373,7 @@ class HandoffServer:
         job, rec = self._job, self.current
         if job is None or self.proto is None or rec is None:
             return
+        cpu = time.process_time()
         try:
             done = job.step(self.clock() + PRECOPY_SLICE)
         except (HandoffRefused, snapshot.SnapshotError) as e:
@@ -377,6 +381,10 @@ class HandoffServer:
             self._send(self.proto.abort(str(e)))
             self._finish("refused", str(e))
             return
+        cpu = time.process_time() - cpu
+        if cpu > rec.phases.get("precopy_step_max_cpu", 0.0):  # the per-turn profile
+            rec.phases["precopy_step_max_cpu"] = cpu
+            rec.busiest_step = str(getattr(job, "last_step", "?"))
         self._progress(0.0)  # our own work: the new side is not late for it
         if not done:
             return
@@ -451,7 +459,8 @@ class HandoffServer:
         log.info(
             "handoff: pid %d ready after %d serving-loop turns of ours; the longest "
             "%.1f ms (%.1f ms of CPU; %s ms), the most CPU in one turn %.1f ms (%s ms), "
-            "the most garbage collection in one turn %.1f ms",
+            "the most garbage collection in one turn %.1f ms; the busiest pre-copy step "
+            "%.1f ms of CPU (%s)",
             rec.peer_pid,
             rec.turns,
             ph.get("loop_max", 0.0) * 1000,
@@ -460,6 +469,8 @@ class HandoffServer:
             ph.get("loop_max_cpu", 0.0) * 1000,
             rec.busiest_turn or "?",
             ph.get("loop_max_gc", 0.0) * 1000,
+            ph.get("precopy_step_max_cpu", 0.0) * 1000,
+            rec.busiest_step or "?",
         )
         rec.state = "frozen"
         try:

@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
@@ -60,7 +61,7 @@ from hitless.datapath.actions import (
 from hitless.handoff.seams import BridgeFactory, HandoffBridge, HandoffDatapath, Running
 from hitless.memo import Memo
 from hitless.ofproto.ipfix import IPFIX_USERDATA
-from hitless.ofproto.oftable import Rule
+from hitless.ofproto.oftable import Rule, rules_use_action, rules_use_field_of
 from hitless.openflow import nx_actions as nx
 from hitless.openflow.nxm import ERICOXM, NSH_VENDOR
 from hitless.packet.flow import Match, compact, widen
@@ -99,6 +100,7 @@ __all__ = [
     "ImportEngine",
     "PrecopyJob",
     "Running",
+    "StepProfile",
     "adopt_switch_extras",
     "register_bridge_extra",
     "register_switch_extra",
@@ -456,12 +458,21 @@ class ExportEngine:
         """Refuse, before anything is frozen, state the new build cannot adopt."""
         if version < BRIDGES_V6:
             self._check_groups(version)
-        if self.actions_unread:
-            self._check_actions(self.actions_unread)
+        # Megaflow actions and rules on nd_ext or NSH fields: checked slice by slice as
+        # the pre-copy copies them (``_check_flows``, ``_check_rules``; all at once, a
+        # walk of 100,001 rules held the serving loop 45 ms); group buckets here (few).
         if not self.nd_ext:
-            self._check_nd_ext()
+            for name, rb in sorted(self.bridges().items()):
+                if rb.bridge is not None and rb.bridge.of.groups_use_field_of(ERICOXM):
+                    raise HandoffRefused(_nd_ext_refusal(name))
         if not self.nsh:
-            self._check_nsh()
+            for name, rb in sorted(self.bridges().items()):
+                of = rb.bridge.of if rb.bridge is not None else None
+                if of is not None and (
+                    of.groups_use_field_of(0xFFFF, NSH_VENDOR)
+                    or of.groups_use_action(nx.NxDecNshTtl)
+                ):
+                    raise HandoffRefused(_nsh_refusal(name))
         if self.patch_ports:
             return
         for name, rb in sorted(self.bridges().items()):
@@ -473,30 +484,16 @@ class ExportEngine:
                     "(ovs-vsctl del-port), or hand over to a newer build"
                 )
 
-    def _check_nd_ext(self) -> None:
-        """Rules on nd_reserved/nd_options_type cannot go to a build without them."""
-        for name, rb in sorted(self.bridges().items()):
-            if rb.bridge is not None and rb.bridge.of.uses_oxm_class(ERICOXM):
-                raise HandoffRefused(
-                    f"bridge {name} has OpenFlow rules on nd_reserved or nd_options_type, "
-                    "which the new build cannot restore (it predates them): delete those "
-                    f"rules first (ovs-ofctl del-flows {name} ...), or hand over to a newer "
-                    "build"
-                )
-
-    def _check_nsh(self) -> None:
-        """Rules on the NSH fields cannot go to a build without them."""
-        for name, rb in sorted(self.bridges().items()):
-            of = rb.bridge.of if rb.bridge is not None else None
-            if of is not None and (
-                of.uses_experimenter(NSH_VENDOR) or of.uses_action(nx.NxDecNshTtl)
-            ):
-                raise HandoffRefused(
-                    f"bridge {name} has OpenFlow rules on NSH fields (nsh_*) or with "
-                    "dec_nsh_ttl, which the new build cannot restore (it predates them): "
-                    "delete those rules first "
-                    f"(ovs-ofctl del-flows {name} ...), or hand over to a newer build"
-                )
+    def _check_rules(self, name: str, rules: list[Rule]) -> None:
+        """Rules on nd_reserved/nd_options_type, or on the NSH fields or with dec_nsh_ttl,
+        cannot go to a build without them."""
+        if not self.nd_ext and rules_use_field_of(rules, ERICOXM):
+            raise HandoffRefused(_nd_ext_refusal(name))
+        if not self.nsh and (
+            rules_use_field_of(rules, 0xFFFF, NSH_VENDOR)
+            or rules_use_action(rules, nx.NxDecNshTtl)
+        ):
+            raise HandoffRefused(_nsh_refusal(name))
 
     def _check_groups(self, version: int) -> None:
         """A group's selection method cannot go to a build of an older state version."""
@@ -511,18 +508,21 @@ class ExportEngine:
                         snapshot.selection_refusal(name, g.group_id, sel.method, version)
                     )
 
-    def _check_actions(self, unread: frozenset[str]) -> None:
-        for name, rb in sorted(self.bridges().items()):
-            for f in rb.datapath.flow_dump():
-                for a in _nested(f.actions):
-                    what = _gated(a)
-                    if what in unread:
-                        raise HandoffRefused(
-                            f"bridge {name} has datapath flows with the {what} action, which "
-                            f"the new build cannot read (it predates it): "
-                            f"{_GATED_HINT[what].format(bridge=name)}, or hand over to a "
-                            "newer build"
-                        )
+    def _check_flows(self, name: str, flows: list[DpFlow]) -> None:
+        """Megaflow actions the new build cannot read (``actions_unread``) are refused."""
+        unread = self.actions_unread
+        if not unread:
+            return
+        for f in flows:
+            for a in _nested(f.actions):
+                what = _gated(a)
+                if what in unread:
+                    raise HandoffRefused(
+                        f"bridge {name} has datapath flows with the {what} action, which "
+                        f"the new build cannot read (it predates it): "
+                        f"{_GATED_HINT[what].format(bridge=name)}, or hand over to a "
+                        "newer build"
+                    )
 
     def precopy_job(self, now: float, delta: bool, version: int) -> PrecopyJob:
         """The pre-copy, to build in slices between datapath polls (``PrecopyJob``); with
@@ -687,6 +687,22 @@ class ExportEngine:
 SLICE_ITEMS = 32  # items between two looks at the clock (~1 ms of rules at most)
 
 
+def _nd_ext_refusal(bridge: str) -> str:
+    return (
+        f"bridge {bridge} has OpenFlow rules on nd_reserved or nd_options_type, which the "
+        "new build cannot restore (it predates them): delete those rules first "
+        f"(ovs-ofctl del-flows {bridge} ...), or hand over to a newer build"
+    )
+
+
+def _nsh_refusal(bridge: str) -> str:
+    return (
+        f"bridge {bridge} has OpenFlow rules on NSH fields (nsh_*) or with dec_nsh_ttl, which "
+        "the new build cannot restore (it predates them): delete those rules first "
+        f"(ovs-ofctl del-flows {bridge} ...), or hand over to a newer build"
+    )
+
+
 def _slices(items: list[Any]) -> Iterable[list[Any]]:
     for i in range(0, len(items), SLICE_ITEMS):
         yield items[i : i + SLICE_ITEMS]
@@ -737,6 +753,33 @@ _GATED_HINT = {
 }
 
 
+# A table of the job that grows by more than this in one step is named in its profile
+# (a dict of 100,000 entries doubling copies every entry in that step).
+RESIZE_NOTED = 1 << 18  # bytes
+
+
+@dataclass(slots=True)
+class StepProfile:
+    """What one ``PrecopyJob.step`` did (the pre-copy's per-turn profile): items per
+    part in the order it worked on them (``"rules br0"``: rules copied; ``"instant"``:
+    the journals started and the lists taken; ``"encode"``, ``"checksum"``,
+    ``"envelope"``: the finishing parts), how many slices, and the job's own tables
+    that grew in it by at least ``RESIZE_NOTED`` bytes (name, bytes before, after)."""
+
+    items: dict[str, int] = field(default_factory=dict)
+    slices: int = 0
+    resized: list[tuple[str, int, int]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        parts = [f"{k} {n}" for k, n in self.items.items()]
+        text = f"{self.slices} slices: " + (", ".join(parts) or "nothing")
+        if self.resized:
+            text += "; grew " + ", ".join(
+                f"{name} {a / 1e6:.1f}->{b / 1e6:.1f} MB" for name, a, b in self.resized
+            )
+        return text
+
+
 class PrecopyJob:
     """The pre-copy, built in bounded slices so the old process keeps serving.
 
@@ -770,15 +813,31 @@ class PrecopyJob:
         self.counts: dict[str, int] = {}
         self._parts: list[bytes] | None = None
         self._work = self._produce()
+        self.last_step = StepProfile()  # what the last ``step`` did
+        # the job's own growing tables, by name (their resizes are in the profile)
+        self._tables: dict[str, Any] = {}
 
     def step(self, deadline: float) -> bool:
         """Work until ``deadline`` (real time); True once the snapshot is built.
-        Raises ``HandoffRefused`` or ``SnapshotError`` if it cannot be."""
+        Raises ``HandoffRefused`` or ``SnapshotError`` if it cannot be. ``last_step``
+        then says what this step did."""
+        self.last_step = prof = StepProfile()
+        sizes = {name: sys.getsizeof(t) for name, t in self._tables.items()}
         while self._parts is None:
             next(self._work)
+            prof.slices += 1
             if self.slice_clock() >= deadline:
                 break
+        for name, t in self._tables.items():
+            was, now = sizes.get(name, 0), sys.getsizeof(t)
+            if now - was >= RESIZE_NOTED:
+                prof.resized.append((name, was, now))
         return self._parts is not None
+
+    def _did(self, part: str, n: int) -> None:
+        """``n`` items of ``part`` done in this slice (the step's profile)."""
+        items = self.last_step.items
+        items[part] = items.get(part, 0) + n
 
     def parts(self) -> list[bytes]:
         assert self._parts is not None, "the pre-copy is not built yet"
@@ -794,6 +853,7 @@ class PrecopyJob:
         around = ex.around_copy if self.delta else None
         if around is not None:
             around[0]()
+        self._did("checks", 1)
         yield  # the checks and the instant below in two turns: nothing is tracked between
         base = _Baseline(self.taken)
         book = base.ledger
@@ -820,6 +880,7 @@ class PrecopyJob:
                 else []
             )
             plans.append((name, rb, list(rb.datapath.flow_dump()), _bridge(rb).mac.keys(), rules))
+            self._did("instant", len(rules) + len(plans[-1][2]) + len(plans[-1][3]))
         if around is not None:
             around[1]()
         yield
@@ -832,6 +893,7 @@ class PrecopyJob:
                 for chunk in _slices(ct_plans[name]):
                     ct_recs.extend([_ct_record(c, taken) for c in chunk
                                     if ct.get(c.zone, c.orig) is c and c.expiration > taken])  # fmt: skip
+                    self._did(f"conntrack {name}", len(chunk))
                     yield
                 ct_tables.append(ConntrackV5(name, splice.placeholder(ct_recs)))
                 base.ct_bridges.add(name)
@@ -844,11 +906,15 @@ class PrecopyJob:
                 for chunk in _slices(flows):  # counters up to now, before the rules
                     live_flows = [f for f in chunk if dp.flow_get(f.match) is f]
                     bridge.revalidator.settle_flows(live_flows, self.clock())
+                    self._did(f"counters {name}", len(chunk))
                     yield
             flow_recs = RecordList()
+            self._tables[f"ledger flows {name}"] = book.bridges[name].flows
+            self._tables[f"ledger macs {name}"] = book.bridges[name].macs
             for chunk in _slices(flows):
-                recs: list[Any] = [_flow_record(f, taken) for f in chunk
-                                   if dp.flow_get(f.match) is f]  # fmt: skip
+                live_flows = [f for f in chunk if dp.flow_get(f.match) is f]
+                ex._check_flows(name, live_flows)
+                recs: list[Any] = [_flow_record(f, taken) for f in live_flows]
                 sent = recs
                 if not typed_dp:
                     sent = [snapshot.flow_down_7(r) for r in recs]
@@ -859,6 +925,7 @@ class PrecopyJob:
                 flow_recs.extend(recs)
                 for r in sent:
                     book.set_flow(name, r.key, r.mask, r.actions)
+                self._did(f"flows {name}", len(chunk))
                 yield
             mac_recs = RecordList()
             for chunk in _slices(macs):
@@ -869,6 +936,7 @@ class PrecopyJob:
                         mrecs.append(MacEntryV1(vlan, addr, e.port, taken - e.last_seen))
                         book.set_mac(name, vlan, addr, e.port)
                 mac_recs.extend(mrecs)
+                self._did(f"macs {name}", len(chunk))
                 yield
             openflow: Any = None
             if bridge is not None:
@@ -881,8 +949,12 @@ class PrecopyJob:
                 # ``index`` (two dicts of 100,000 entries resizing in the same slice took
                 # 6-7 ms of CPU in one turn).
                 placed: list[Rule] = []
+                self._tables[f"rule index {name}"] = index
+                self._tables[f"rules placed {name}"] = placed
+                self._tables[f"ledger rules {name}"] = book.bridges[name].rules
                 for chunk in _slices(rules):
                     live = [r for r in chunk if of.tables[r.table_id].rules.get(r.ident) is r]
+                    ex._check_rules(name, live)
                     rrecs: list[Any] = [r.to_record(taken) for r in live]
                     if older:
                         rrecs = [snapshot.rule_down(r) for r in rrecs]
@@ -891,6 +963,7 @@ class PrecopyJob:
                         index[(r.table_id, r.ident)] = len(placed)
                         placed.append(r)
                     book.add_rules(name, rrecs)
+                    self._did(f"rules {name}", len(chunk))
                     yield
                 groups: list[Any] = of.group_records(taken)
                 if older:
@@ -924,6 +997,7 @@ class PrecopyJob:
             for k, n in (("ports", len(ports)), ("mac_entries", mac_recs.n),
                          ("datapath_flows", flow_recs.n)):  # fmt: skip
                 self.counts[k] = self.counts.get(k, 0) + n
+            self._did(f"groups, meters {name}", 1)
             yield
         self.counts["bridges"] = len(bridges)
         # Versions 2 and 3 have the same bridges in a state without sessions (the
@@ -934,6 +1008,8 @@ class PrecopyJob:
         else:
             kind = snapshot.STATE_TYPES[self.version] if self.version >= 2 else State
             payload = splice.encode(kind(bridges))
+        self._did("encode", len(payload))
+        self._tables.clear()  # done growing
         yield
         if self.version == 1:  # no OpenFlow in version 1: migrate the whole (small) state
             whole = msgspec.msgpack.decode(b"".join(payload), type=State)
@@ -944,6 +1020,7 @@ class PrecopyJob:
             for part in payload:
                 checksum.update(part)
                 hashed += len(part)
+                self._did("checksum", len(part))
                 if hashed >= CHECKSUM_SLICE:
                     hashed = 0
                     yield
@@ -956,6 +1033,7 @@ class PrecopyJob:
             )
         if self.delta:
             ex.baseline = base
+        self._did("envelope", len(parts))
         self._parts = parts
         yield
 

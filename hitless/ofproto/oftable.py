@@ -108,6 +108,8 @@ __all__ = [
     "compile_match",
     "lookups_touch",
     "oxm_to_key",
+    "rules_use_action",
+    "rules_use_field_of",
 ]
 
 N_TABLES = 254  # tables 0..253 (OFPTT_MAX = 0xfe)
@@ -238,6 +240,43 @@ def _action_fields(a: Action) -> Iterator[tuple[int, int, int | None]]:
             yield sf.ref.oxm_class, sf.ref.field, sf.ref.experimenter
     for inner in getattr(a, "actions", ()) or ():
         yield from _action_fields(inner)
+
+
+def _rule_fields(r: Rule) -> Iterator[tuple[int, int, int | None]]:
+    """(OXM class, field, experimenter id) of each field a rule matches, then of those
+    its actions write or read."""
+    for o in r.match.fields:
+        yield o.oxm_class, o.field, o.experimenter
+    for a in r.actions():
+        yield from _action_fields(a)
+
+
+def _of(fields: Iterable[tuple[int, int, int | None]], oxm_class: int,
+        experimenter: int | None) -> bool:  # fmt: skip
+    return any(
+        cls == oxm_class and (experimenter is None or exp == experimenter)
+        for cls, _, exp in fields
+    )
+
+
+def rules_use_field_of(
+    rules: Iterable[Rule], oxm_class: int, experimenter: int | None = None
+) -> bool:
+    """Whether one of ``rules`` matches, writes or reads a field of ``oxm_class`` (and of
+    ``experimenter``, if given): a handoff's pre-copy asks it of each slice of rules it
+    copies."""
+    return _of((f for r in rules for f in _rule_fields(r)), oxm_class, experimenter)
+
+
+def _has_action(acts: Iterable[Action], kind: type) -> bool:
+    return any(isinstance(a, kind) or _has_action(getattr(a, "actions", ()) or (), kind)
+               for a in acts)  # fmt: skip
+
+
+def rules_use_action(rules: Iterable[Rule], kind: type) -> bool:
+    """Whether one of ``rules`` has an action of type ``kind`` (nested in another action
+    too): a handoff's pre-copy asks it of each slice of rules it copies."""
+    return any(_has_action(r.actions(), kind) for r in rules)
 
 
 # -- Rules, tables -------------------------------------------------------------------------
@@ -1162,10 +1201,10 @@ class OfState:
         a group bucket writes or reads: rules first, in order, each its match then its
         actions."""
         for r in self.rules():
-            for o in r.match.fields:
-                yield o.oxm_class, o.field, o.experimenter
-            for a in r.actions():
-                yield from _action_fields(a)
+            yield from _rule_fields(r)
+        yield from self._group_fields()
+
+    def _group_fields(self) -> Iterator[tuple[int, int, int | None]]:
         for g in self.groups.values():
             for b in g.buckets:
                 for a in b.actions:
@@ -1189,19 +1228,21 @@ class OfState:
         """Whether a rule or a group bucket has an action of type ``kind`` (nested in
         another action too)."""
 
-        def walk(acts: Iterable[Action]) -> bool:
-            return any(
-                isinstance(a, kind) or walk(getattr(a, "actions", ()) or ()) for a in acts
-            )
+        return rules_use_action(self.rules(), kind) or self.groups_use_action(kind)
 
-        return any(walk(r.actions()) for r in self.rules()) or any(
-            walk(b.actions) for g in self.groups.values() for b in g.buckets
-        )
+    def groups_use_action(self, kind: type) -> bool:
+        """Whether a group bucket has an action of type ``kind`` (nested too)."""
+        return any(_has_action(b.actions, kind) for g in self.groups.values() for b in g.buckets)
 
     def uses_experimenter(self, experimenter: int) -> bool:
         """Whether a rule matches, or a rule or group bucket writes or reads, a field of
         experimenter ``experimenter`` (OXM class 0xffff)."""
         return any(exp == experimenter for cls, _, exp in self._fields_used() if cls == 0xFFFF)
+
+    def groups_use_field_of(self, oxm_class: int, experimenter: int | None = None) -> bool:
+        """Whether a group bucket writes or reads a field of ``oxm_class`` (and of
+        ``experimenter``, if given)."""
+        return _of(self._group_fields(), oxm_class, experimenter)
 
     # -- flow-mod --
     def validate_instructions(self, table_id: int, insts: tuple[Instruction, ...]) -> None:
