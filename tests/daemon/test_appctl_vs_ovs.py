@@ -65,6 +65,21 @@ class Side:
         return run(["ovs-appctl", "--timeout=20", *args], self.rundir)
 
 
+def pcap_bridge(ports: tuple[int, ...], *extra: str) -> list[str]:
+    """ovs-vsctl arguments for bridge br0 on the dummy datapath: port 1 (p1) to send into
+    and ``ports`` (p2...) whose sent frames go to ``{rundir}/pN.pcap``, ``extra`` after."""
+    return [
+        "add-br", "br0", "--", "set", "Bridge", "br0", "datapath_type=dummy",
+        "--", "add-port", "br0", "p1", "--", "set", "Interface", "p1", "type=dummy",
+        "ofport_request=1",
+        *(x for p in ports for x in (
+            "--", "add-port", "br0", f"p{p}", "--", "set", "Interface", f"p{p}", "type=dummy",
+            f"ofport_request={p}", f"options:tx_pcap={{rundir}}/p{p}.pcap",
+        )),
+        *extra,
+    ]  # fmt: skip
+
+
 def set_up_both(
     started: Sw,
     ovs: Ovs,  # noqa: F811

@@ -30,7 +30,7 @@ import pytest
 
 from hitless.datapath.dummy import read_pcap
 from hitless.packet.flowstr import build_packet, parse_flow
-from tests.daemon.test_appctl_vs_ovs import Side, set_up_both
+from tests.daemon.test_appctl_vs_ovs import Side, pcap_bridge, set_up_both
 from tests.ovs_dummy import Ovs, ovs  # noqa: F401 (fixture)
 from tests.switch import Sw
 from tests.wait import wait_for
@@ -38,14 +38,7 @@ from tests.wait import wait_for
 pytestmark = pytest.mark.usefixtures("ovs")
 
 PORTS = (2, 3, 4)
-VSCTL_SETUP = [
-    "add-br", "br0", "--", "set", "Bridge", "br0", "datapath_type=dummy",
-    "--", "add-port", "br0", "p1", "--", "set", "Interface", "p1", "type=dummy", "ofport_request=1",
-    *(x for p in PORTS for x in (
-        "--", "add-port", "br0", f"p{p}", "--", "set", "Interface", f"p{p}", "type=dummy",
-        f"ofport_request={p}", f"options:tx_pcap={{rundir}}/p{p}.pcap",
-    )),
-]  # fmt: skip
+VSCTL_SETUP = pcap_bridge(PORTS)
 
 GROUPS = [
     # all: a rewrite in one bucket is not seen by the next one, nor after the group

@@ -19,7 +19,7 @@ import pytest
 from hitless.datapath.dummy import read_pcap
 from hitless.packet.flowstr import build_packet, parse_flow
 from hitless.packet.ops import checksum
-from tests.daemon.test_appctl_vs_ovs import Side, set_up_both
+from tests.daemon.test_appctl_vs_ovs import Side, pcap_bridge, set_up_both
 from tests.ovs_dummy import Ovs, ovs  # noqa: F401 (fixture)
 from tests.switch import Sw
 from tests.wait import wait_for
@@ -27,18 +27,13 @@ from tests.wait import wait_for
 pytestmark = pytest.mark.usefixtures("ovs")
 
 PORTS = (2, 3, 4)
-VSCTL_SETUP = [
-    "add-br", "br0", "--", "set", "Bridge", "br0", "datapath_type=dummy",
-    "--", "add-port", "br0", "p1", "--", "set", "Interface", "p1", "type=dummy", "ofport_request=1",
-    *(x for p in PORTS for x in (
-        "--", "add-port", "br0", f"p{p}", "--", "set", "Interface", f"p{p}", "type=dummy",
-        f"ofport_request={p}", f"options:tx_pcap={{rundir}}/p{p}.pcap",
-    )),
+VSCTL_SETUP = pcap_bridge(
+    PORTS,
     # what is sent to port 2 is mirrored to port 4
     "--", "--id=@p2", "get", "Port", "p2", "--", "--id=@p4", "get", "Port", "p4",
     "--", "--id=@m", "create", "Mirror", "name=m0", "select-dst-port=@p2", "output-port=@p4",
     "--", "set", "Bridge", "br0", "mirrors=@m",
-]  # fmt: skip
+)  # fmt: skip
 RULES = [
     # a clone holding a ct (a datapath clone): its output to 2, then one to 3
     "table=0,priority=10,udp,tp_dst=40,actions=clone(ct(commit,zone=7),output:2),output:3",
